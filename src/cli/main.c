@@ -1,0 +1,64 @@
+/* ftc: the command line. One file per subcommand; this file only dispatches. */
+#include "cli.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define FTC_VERSION "0.1.0"
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc; (void)argv;
+    printf("ftc %s\n", FTC_VERSION);
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"version", cmd_version, "print the version"},
+};
+
+int cli_fail(const char *cmd, const ftc_err *err) {
+    fprintf(stderr, "ftc %s: error: %s\n", cmd, err->msg);
+    return ftc_exit_code(err->code);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ftc %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nRun 'ftc %s --help' for usage.\n", cmd);
+    va_end(ap);
+    return 1;
+}
+
+bool cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return true;
+    return false;
+}
+
+static void print_help(FILE *out) {
+    fprintf(out, "ftc %s: fine-tune pretrained transformers (GPT-2, Llama, BERT families) on your data.\n\n"
+                 "Usage: ftc <command> [options]\n\nCommands:\n", FTC_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'ftc <command> --help' for a command's options.\n"
+                 "Exit codes: 0 ok, 1 usage error, 2 bad input, 3 internal error.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { print_help(stderr); return 1; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { print_help(stdout); return 0; }
+    if (!strcmp(argv[1], "--version")) { printf("ftc %s\n", FTC_VERSION); return 0; }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "ftc: unknown command '%s'\n\n", argv[1]);
+    print_help(stderr);
+    return 1;
+}
