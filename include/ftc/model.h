@@ -1,0 +1,84 @@
+/* A transformer of any supported family, assembled from config.json + safetensors by HF names.
+ * One block implementation, parameterised by ftc_model_config (src/model/transformer.c).
+ * Memory: parameters in one buffer; gradients only for trainable parameters; activations
+ * planned once by ftc_model_reserve for the largest batch. No allocation inside forward/backward. */
+#ifndef FTC_MODEL_H
+#define FTC_MODEL_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "ftc/hf_config.h"
+#include "ftc/status.h"
+
+typedef enum {
+    FTC_TASK_CAUSAL_LM, /* logits [B,T,V] through the LM head (tied or lm_head.weight) */
+    FTC_TASK_CLASSIFY,  /* pooled hidden state -> linear head -> logits [B,num_labels] */
+    FTC_TASK_ENCODE,    /* last hidden state only (sentence embeddings, retrieval) */
+} ftc_task;
+typedef enum { FTC_POOL_CLS, FTC_POOL_MEAN, FTC_POOL_LAST } ftc_pooling;
+
+typedef struct {
+    char name[160];    /* HF name as in the loaded file, e.g. "encoder.layer.0.attention.self.query.weight" */
+    int ndim;
+    int64_t shape[4];  /* HF shape (nn.Linear [out,in]; GPT-2 Conv1D [in,out] as in the file) */
+    int64_t numel;
+    float *data;       /* inside the model's parameter buffer */
+    float *grad;       /* NULL while frozen */
+    bool trainable;
+    bool decay;        /* AdamW weight decay applies: weight matrices yes; biases, norms, embeddings no */
+    bool transposed;   /* our layout is the transpose of the file's (GPT-2 Conv1D); save transposes back */
+    bool is_lora;      /* a LoRA A or B matrix (PEFT name in name[]) */
+} ftc_param;
+
+typedef struct ftc_model ftc_model;
+
+/* Loads DIR (config.json + model.safetensors or shards). Accepts base-model names with or without the
+ * family prefix ("bert.", "transformer.", "model.") and loads lm_head / classifier / pooler when present.
+ * Missing or misshapen tensors: error naming tensor, file and expected shape. */
+ftc_status ftc_model_load(const char *dir, ftc_task task, ftc_model **out, ftc_err *err);
+/* Random initialisation as transformers does for the family (normal(0, initializer_range), zero biases, ones norms). */
+ftc_status ftc_model_create(const ftc_model_config *cfg, ftc_task task, uint64_t seed, ftc_model **out, ftc_err *err);
+void ftc_model_free(ftc_model *m);
+const ftc_model_config *ftc_model_config_of(const ftc_model *m);
+ftc_task ftc_model_task(const ftc_model *m);
+
+/* Classification head: new Linear(C -> num_labels) (normal(0, 0.02) weight, zero bias) on the pooled state,
+ * unless the loaded checkpoint already has one of that size. BERT with a pooler uses it (tanh(dense(CLS))). */
+ftc_status ftc_model_set_classifier(ftc_model *m, int num_labels, ftc_pooling pooling, uint64_t seed, ftc_err *err);
+
+/* LoRA on the linears whose HF module names match targets ("q_proj,v_proj", "c_attn", "query,value",
+ * "all-linear"): y = W x + (alpha/r) B(A x) with A [r,in] Kaiming-uniform (as PEFT), B [out,r] zero.
+ * Base weights become frozen; the A/B params appear in the param list with PEFT names. */
+ftc_status ftc_model_add_lora(ftc_model *m, const char *targets, int r, float alpha, float dropout, uint64_t seed,
+                              ftc_err *err);
+/* W += (alpha/r) B A for every adapter, and the adapters are removed. */
+ftc_status ftc_model_merge_lora(ftc_model *m, ftc_err *err);
+
+int ftc_model_n_params(const ftc_model *m);
+ftc_param *ftc_model_param(ftc_model *m, int i);
+ftc_param *ftc_model_find_param(ftc_model *m, const char *name);
+void ftc_model_set_trainable(ftc_model *m, int i, bool trainable); /* before ftc_model_reserve */
+int64_t ftc_model_count_params(const ftc_model *m, bool trainable_only);
+
+/* Plans activation and gradient memory for batches up to max_B x max_T. Call again to grow. */
+ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err);
+
+typedef struct {
+    int B, T;
+    const int32_t *ids;      /* [B,T] */
+    const int32_t *type_ids; /* [B,T] BERT token types, or NULL (all 0) */
+    const uint8_t *mask;     /* [B,T] 1 = real token, 0 = padding; NULL = all real */
+    const int32_t *labels;   /* causal-lm: [B,T] HF convention (labels = ids, -100 = not trained; the model
+                                shifts: position t predicts labels[t+1]); classify: [B] class ids; or NULL */
+} ftc_batch;
+
+/* Forward; with labels, *loss is the mean loss over counted targets. training enables dropout. */
+ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training, float *loss, ftc_err *err);
+const float *ftc_model_logits(const ftc_model *m); /* LM [B,T,V]; classify [B,num_labels] */
+const float *ftc_model_hidden(const ftc_model *m); /* last hidden state [B,T,C] (after final norm) */
+/* Backward of the last forward (which had labels): accumulates into the trainable params' grads. */
+ftc_status ftc_model_backward(ftc_model *m, ftc_err *err);
+void ftc_model_zero_grad(ftc_model *m);
+
+/* Writes the model in HF layout (config.json + model.safetensors), atomically. */
+ftc_status ftc_model_save(const ftc_model *m, const char *dir, ftc_err *err);
+#endif

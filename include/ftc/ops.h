@@ -1,0 +1,86 @@
+/* CPU ops as forward/backward pairs (src/kernels/cpu/ops_*.c). Shapes: B batch, T time, C channels,
+ * V vocab, H heads, Hkv kv heads, D head dim (C = H*D), F ffn width, N = B*T rows. All row-major f32.
+ * Backward functions ACCUMULATE (+=) into every gradient they write, so callers zero once per step;
+ * a NULL gradient pointer means "not needed" (frozen parameter / input that needs no grad) and
+ * its work is skipped. Nothing here allocates: scratch comes from the caller. */
+#ifndef FTC_OPS_H
+#define FTC_OPS_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "ftc/base.h"
+
+/* out[n,:] = wte[ids[n],:]  (+ wpe[pos[n],:] if wpe) (+ wtt[types[n],:] if wtt) */
+void embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
+                       const float *wpe, const float *wtt, int N, int C);
+void embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
+                        const int32_t *pos, const int32_t *types, int N, int C);
+
+/* y = (x - mean) / sqrt(var + eps) * w + b; saves mean and rstd [N] for backward. b may be NULL. */
+void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
+                       int C, float eps);
+void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                        const float *mean, const float *rstd, int N, int C);
+/* y = x / sqrt(mean(x^2) + eps) * w; saves rstd [N]. */
+void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps);
+void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
+                      int C);
+
+/* y[N,O] = x[N,I] @ W^T + b, W stored [O,I] (nn.Linear). GPT-2 Conv1D weights [I,O] are transposed
+ * once at load, so every linear here has the same layout. b may be NULL. */
+void linear_forward(float *y, const float *x, const float *W, const float *b, int N, int I, int O);
+/* dx += dy @ W; dW += dy^T @ x; db += sum_n dy. Any of dx/dW/db may be NULL (skipped). */
+void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int N, int I,
+                     int O);
+
+/* Activations, elementwise over n values. */
+void gelu_tanh_forward(float *y, const float *x, int n); /* GPT-2 gelu_new */
+void gelu_tanh_backward(float *dx, const float *dy, const float *x, int n);
+void gelu_erf_forward(float *y, const float *x, int n); /* BERT gelu */
+void gelu_erf_backward(float *dx, const float *dy, const float *x, int n);
+/* SwiGLU: y[N,F] = silu(gate[N,F]) * up[N,F] */
+void swiglu_forward(float *y, const float *gate, const float *up, int n);
+void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n);
+/* y = a + b (residual) */
+void add_forward(float *y, const float *a, const float *b, int n);
+
+/* RoPE in place on x [N, H, D] (HF rotate_half: pairs (i, i+D/2)); pos[n] gives the position.
+ * inv_freq[D/2] = 1 / theta^(2i/D) computed by rope_inv_freq (handles Llama-3 rope_scaling). */
+void rope_inv_freq(float *inv_freq, int D, float theta);
+void rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D);
+void rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D); /* in place */
+
+/* Scaled dot-product attention. q [B,T,H,D], k,v [B,T,Hkv,D] (GQA: head h uses kv head h/(H/Hkv)).
+ * causal: key j visible to query i iff j <= i. key_mask [B,T] (1 = real token, 0 = padding; NULL = all real).
+ * att [B,H,T,T] saves softmax probabilities for backward. out [B,T,H,D]. */
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                       const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal);
+/* Accumulates into dq, dk, dv. scratch: at least B*H*T*T floats. */
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                        const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch);
+
+/* Softmax cross-entropy over V for N rows. targets[n] < 0 (e.g. -100) is ignored.
+ * Returns the mean loss over counted rows (0 if none) and writes *n_counted.
+ * Backward: dlogits = (softmax - onehot) * dloss / n_counted for counted rows, 0 for ignored rows.
+ * (dlogits is written, not accumulated: logits are never shared.) */
+float cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted);
+void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss);
+
+/* Pooling [B,T,C] -> [B,C]. mask [B,T] 1 = real token. */
+void pool_cls_forward(float *out, const float *x, int B, int T, int C); /* first token */
+void pool_cls_backward(float *dx, const float *dout, int B, int T, int C);
+void pool_mean_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C);
+void pool_mean_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C);
+void pool_last_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C); /* last real token */
+void pool_last_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C);
+void tanh_forward(float *y, const float *x, int n); /* BERT pooler activation */
+void tanh_backward(float *dx, const float *dy, const float *y, int n);
+
+/* Inverted dropout with probability p: mask[i] = (keep ? 1/(1-p) : 0) drawn from rng, y = x * mask.
+ * p == 0 copies x and fills mask with 1. */
+void dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng);
+void dropout_backward(float *dx, const float *dy, const float *mask, int n);
+
+/* AdamW (decoupled weight decay, PyTorch semantics) on n values; step t starts at 1. */
+void adamw_update(float *w, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int64_t t);
+#endif
