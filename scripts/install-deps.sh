@@ -3,9 +3,12 @@
 # Idempotent and non-interactive; the machines this runs on are root.
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --fuzz   also clang's libFuzzer runtime
+#   scripts/install-deps.sh --report-check   also headless Chromium, only for tools/screenshot_report.sh
+#                                    (optional: nothing in the build, the tests or ftc needs it)
 set -e
 PKGS="build-essential cmake pkg-config clang libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libyaml-dev libcmocka-dev python3 python3-pip"
 [ "$1" = "--fuzz" ] && PKGS="$PKGS libclang-rt-14-dev"
+[ "$1" = "--report-check" ] && PKGS="$PKGS chromium fonts-dejavu-core"
 
 missing=""
 for p in $PKGS; do

@@ -20,6 +20,7 @@ typedef struct {
 
 static const command commands[] = {
     {"version", cmd_version, "print the version"},
+    {"report", cmd_report, "write RUNDIR/report.html (curves, metrics, confusion) from a run's logs"},
 };
 
 int cli_fail(const char *cmd, const ftc_err *err) {

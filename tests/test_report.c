@@ -1,0 +1,260 @@
+/* report.html from synthetic runs: well-formed (tags balance), charts and heat map present, the
+ * numbers of eval.json in the table, text escaped, and bad inputs named by file, line and key. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "ftc/base.h"
+#include "ftc/eval.h"
+
+static char g_dir[64];
+
+static void write_text(const char *dir, const char *name, const char *text) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    ftc_err e;
+    assert_int_equal(ftc_write_file_atomic(path, text, strlen(text), &e), FTC_OK);
+}
+
+static void copy_fixture(const char *fixture, const char *name) {
+    const char *src = getenv("FTC_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/fixtures/%s/%s", src ? src : ".", fixture, name);
+    char *text;
+    size_t n;
+    ftc_err e;
+    assert_int_equal(ftc_read_file(path, &text, &n, &e), FTC_OK);
+    write_text(g_dir, name, text);
+    free(text);
+}
+
+static char *read_report(void) {
+    static char *text; /* static: GCC 12 otherwise warns (falsely) that the result dangles */
+    char path[512];
+    size_t n;
+    ftc_err e;
+    snprintf(path, sizeof path, "%s/report.html", g_dir);
+    assert_int_equal(ftc_read_file(path, &text, &n, &e), FTC_OK);
+    return text;
+}
+
+static int count(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
+/* Every opened element is closed in order (void and self-closing elements aside). Returns NULL if so,
+ * else a description of the first mismatch. */
+static const char *tags_balance(const char *html, char *why, size_t n) {
+    static const char *const VOID[] = {"meta", "br", "hr", "img", "input", "link", NULL};
+    char stack[256][32];
+    int depth = 0;
+    for (const char *p = strchr(html, '<'); p; p = strchr(p + 1, '<')) {
+        if (p[1] == '!') continue; /* doctype */
+        bool closing = p[1] == '/';
+        const char *s = p + 1 + closing;
+        size_t len = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+        const char *end = strchr(s, '>');
+        if (!len || len >= 32 || !end) { snprintf(why, n, "bad tag at offset %ld", (long)(p - html)); return why; }
+        char name[32];
+        memcpy(name, s, len);
+        name[len] = 0;
+        if (closing) {
+            if (!depth || strcmp(stack[depth - 1], name)) {
+                snprintf(why, n, "</%s> closes <%s>", name, depth ? stack[depth - 1] : "(nothing)");
+                return why;
+            }
+            depth--;
+            continue;
+        }
+        if (end[-1] == '/') continue;
+        bool is_void = false;
+        for (int i = 0; VOID[i]; i++) is_void |= !strcmp(VOID[i], name);
+        if (is_void) continue;
+        if (depth == 256) { snprintf(why, n, "nesting too deep"); return why; }
+        strcpy(stack[depth++], name);
+    }
+    if (depth) { snprintf(why, n, "<%s> never closed", stack[depth - 1]); return why; }
+    return NULL;
+}
+
+static void assert_well_formed(const char *html) {
+    char why[128];
+    const char *bad = tags_balance(html, why, sizeof why);
+    if (bad) fail_msg("report.html is not well-formed: %s", bad);
+    assert_true(strncmp(html, "<!DOCTYPE html>", 15) == 0);
+    assert_null(strstr(html, "<script"));
+    /* nothing fetched from the network: the only URL is the SVG namespace name */
+    assert_int_equal(count(html, "http://"), count(html, "xmlns=\"http://www.w3.org/2000/svg\""));
+    assert_null(strstr(html, "https://"));
+}
+
+static int setup(void **state) {
+    (void)state;
+    strcpy(g_dir, "/tmp/ftc_report_XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    const char *names[] = {"metrics.jsonl", "eval.json", "samples.jsonl", "report.html"};
+    char path[512];
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", g_dir, names[i]);
+        unlink(path);
+    }
+    rmdir(g_dir);
+    return 0;
+}
+
+/* The committed synthetic FAQ run (tools/make_report_fixtures.py): 28 intents, one never predicted. */
+static void test_classify_fixture_report(void **state) {
+    (void)state;
+    copy_fixture("report_run_classify", "metrics.jsonl");
+    copy_fixture("report_run_classify", "eval.json");
+    ftc_err e;
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    char *html = read_report();
+    assert_well_formed(html);
+    /* loss, validation metrics, learning rate and the confusion heat map */
+    assert_int_equal(count(html, "<svg"), 4);
+    assert_int_equal(count(html, "class=\"heatmap\""), 1);
+    assert_int_equal(count(html, "<polyline"), 5); /* train loss, val loss, accuracy, macro-F1, lr */
+    /* the table shows eval.json's numbers, tuned and base */
+    char path[512], cell[64];
+    snprintf(path, sizeof path, "%s/eval.json", g_dir);
+    json_t *ev = json_load_file(path, 0, NULL);
+    assert_non_null(ev);
+    const char *keys[] = {"accuracy", "macro_f1", "loss"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(cell, sizeof cell, "<td>%.4f</td>", json_real_value(json_object_get(ev, keys[i])));
+        assert_non_null(strstr(html, cell));
+        snprintf(cell, sizeof cell, "<td>%.4f</td>", json_real_value(json_object_get(json_object_get(ev, "base"), keys[i])));
+        assert_non_null(strstr(html, cell));
+    }
+    json_decref(ev);
+    /* the never-predicted class heads the worst-classes table and its mistakes are in the heat map */
+    const char *worst = strstr(html, "<h2>Worst classes</h2>");
+    assert_non_null(worst);
+    assert_non_null(strstr(worst, "<tbody>\n<tr><td>reserve_bike</td><td>0.0000</td><td>0.0000</td><td>0.0000</td>"));
+    assert_non_null(strstr(html, "<title>true reserve_bike, predicted unlock_bike: 5</title>"));
+    free(html);
+}
+
+/* A run made here: metrics through ftc_class_metrics_json, a log with null and extra keys, and
+ * label names that must be escaped. */
+static void test_escaping_and_round_trip(void **state) {
+    (void)state;
+    write_text(g_dir, "metrics.jsonl",
+               "{\"step\": 1, \"loss\": 1.5, \"lr\": 0.001, \"tok_s\": 900}\n"
+               "\n"
+               "{\"step\": 2, \"loss\": null, \"lr\": 0.002, \"note\": \"skipped\"}\n"
+               "{\"step\": 2, \"val_loss\": 1.25, \"accuracy\": 0.5, \"macro_f1\": 0.4}\n");
+    ftc_class_metrics m;
+    ftc_err e;
+    assert_int_equal(ftc_class_metrics_init(&m, 3, &e), FTC_OK);
+    const int y[] = {0, 0, 1, 2}, p[] = {0, 1, 1, 1};
+    for (int i = 0; i < 4; i++) assert_int_equal(ftc_class_metrics_add(&m, y[i], p[i], &e), FTC_OK);
+    ftc_class_metrics_finish(&m);
+    const char *labels[] = {"a<b", "R&D", "\"quoted\""};
+    json_t *j = ftc_class_metrics_json(&m, labels);
+    char path[512];
+    snprintf(path, sizeof path, "%s/eval.json", g_dir);
+    assert_int_equal(json_dump_file(j, path, 0), 0);
+    json_decref(j);
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    char *html = read_report();
+    assert_well_formed(html);
+    assert_non_null(strstr(html, "a&lt;b"));
+    assert_non_null(strstr(html, "R&amp;D"));
+    assert_non_null(strstr(html, "&quot;quoted&quot;"));
+    assert_null(strstr(html, "a<b"));
+    char cell[64];
+    snprintf(cell, sizeof cell, "<td>%.4f</td>", m.accuracy); /* 2/4 */
+    assert_non_null(strstr(html, cell));
+    snprintf(cell, sizeof cell, "<td>%.4f</td>", m.macro_f1);
+    assert_non_null(strstr(html, cell));
+    assert_non_null(strstr(html, "3 log lines, 1 train steps logged, 1 evaluations"));
+    free(html);
+    ftc_class_metrics_free(&m);
+}
+
+static void test_lm_fixture_with_samples(void **state) {
+    (void)state;
+    copy_fixture("report_run_lm", "metrics.jsonl");
+    copy_fixture("report_run_lm", "eval.json");
+    copy_fixture("report_run_lm", "samples.jsonl");
+    ftc_err e;
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    char *html = read_report();
+    assert_well_formed(html);
+    assert_null(strstr(html, "heatmap"));
+    assert_int_equal(count(html, "<svg"), 4); /* loss, token accuracy, perplexity, lr */
+    assert_non_null(strstr(html, "<th>perplexity</th>"));
+    assert_non_null(strstr(html, "<h2>Sample answers</h2>"));
+    assert_non_null(strstr(html, "<td>Escape &lt;b&gt;&amp;&lt;/b&gt; &quot;quotes&quot;</td>"));
+    assert_int_equal(count(html, "<tr><td>"), 3); /* one row per sample */
+    free(html);
+}
+
+static void test_bad_inputs_are_named(void **state) {
+    (void)state;
+    ftc_err e;
+    char report[512];
+    snprintf(report, sizeof report, "%s/report.html", g_dir);
+    /* no log at all */
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_E_IO);
+    assert_non_null(strstr(e.msg, "metrics.jsonl"));
+    assert_int_equal(ftc_report_write("/nonexistent/run", &e), FTC_E_IO);
+    assert_non_null(strstr(e.msg, "/nonexistent/run"));
+    /* broken JSON on line 2 */
+    write_text(g_dir, "metrics.jsonl", "{\"step\": 1, \"loss\": 2}\n{\"step\": 2, \"loss\": \n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "metrics.jsonl:2"));
+    /* a plotted key that is not a number */
+    write_text(g_dir, "metrics.jsonl", "{\"step\": 1, \"loss\": \"low\"}\n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "metrics.jsonl:1: \"loss\""));
+    write_text(g_dir, "metrics.jsonl", "{\"loss\": 1}\n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "\"step\""));
+    /* eval.json with a confusion matrix of the wrong shape */
+    write_text(g_dir, "metrics.jsonl", "{\"step\": 1, \"loss\": 2}\n");
+    write_text(g_dir, "eval.json",
+               "{\"task\":\"classify\",\"accuracy\":1,\"labels\":[\"x\",\"y\"],"
+               "\"per_class\":[{\"precision\":1,\"recall\":1,\"f1\":1,\"support\":1},"
+               "{\"precision\":1,\"recall\":1,\"f1\":1,\"support\":1}],\"confusion\":[[1,0],[0]]}");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "eval.json: \"confusion\"[1]"));
+    write_text(g_dir, "eval.json", "{\"task\":\"regression\"}");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "\"task\""));
+    /* a sample without its tuned answer */
+    write_text(g_dir, "eval.json", "{\"task\":\"causal-lm\",\"loss\":1.0}");
+    write_text(g_dir, "samples.jsonl", "{\"prompt\":\"p\",\"base\":\"b\"}\n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "samples.jsonl:1"));
+    /* none of the failures left a report behind */
+    assert_false(ftc_file_exists(report));
+    /* and once the input is fixed, the report appears */
+    write_text(g_dir, "samples.jsonl", "{\"prompt\":\"p\",\"base\":\"b\",\"tuned\":\"t\"}\n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    assert_true(ftc_file_exists(report));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_classify_fixture_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escaping_and_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lm_fixture_with_samples, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_inputs_are_named, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
