@@ -104,9 +104,9 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    const char *names[] = {"metrics.jsonl", "eval.json", "samples.jsonl", "report.html"};
+    const char *names[] = {"metrics.jsonl", "eval.json", "samples.jsonl", "report.html", "config.resolved.json"};
     char path[512];
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < 5; i++) {
         snprintf(path, sizeof path, "%s/%s", g_dir, names[i]);
         unlink(path);
     }
@@ -169,9 +169,14 @@ static void test_escaping_and_round_trip(void **state) {
     snprintf(path, sizeof path, "%s/eval.json", g_dir);
     assert_int_equal(json_dump_file(j, path, 0), 0);
     json_decref(j);
+    write_text(g_dir, "config.resolved.json",
+               "{\"method\": \"lora\", \"lr\": 0.0005, \"epochs\": 3, \"lora_targets\": [\"query\"], \"note\": \"<x>\"}");
     assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
     char *html = read_report();
     assert_well_formed(html);
+    assert_non_null(strstr(html, "<tr><th>method</th><td>lora</td></tr>"));
+    assert_non_null(strstr(html, "<tr><th>lr</th><td>0.0005</td></tr>"));
+    assert_non_null(strstr(html, "<tr><th>note</th><td>&lt;x&gt;</td></tr>"));
     assert_non_null(strstr(html, "a&lt;b"));
     assert_non_null(strstr(html, "R&amp;D"));
     assert_non_null(strstr(html, "&quot;quoted&quot;"));

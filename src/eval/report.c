@@ -5,6 +5,7 @@
  *   eval.json      final metrics as `ftc eval --json` prints them (ftc_class_metrics_json /
  *                  ftc_lm_metrics_json), optionally with "base": {same keys} for the base model
  *   samples.jsonl  causal-lm sample answers {"prompt","base","tuned"}
+ *   config.resolved.json  the trainer's resolved settings: its plain top-level values are listed
  * The page is built in memory and written atomically. */
 #include "ftc/eval.h"
 #include "ftc/base.h"
@@ -476,6 +477,35 @@ static ftc_status samples_section(strbuf *b, const char *path, ftc_err *err) {
     return st;
 }
 
+/* The run's resolved settings (written by ftc train): top-level strings, numbers and booleans. */
+static ftc_status settings_section(strbuf *b, const char *path, ftc_err *err) {
+    json_error_t je;
+    json_t *cfg = json_load_file(path, 0, &je);
+    if (!cfg || !json_is_object(cfg)) {
+        ftc_status st = ftc_errf(err, FTC_E_INPUT, "%s:%d: not a JSON object%s%s", path, cfg ? 1 : je.line,
+                                 cfg ? "" : ": ", cfg ? "" : je.text);
+        json_decref(cfg);
+        return st;
+    }
+    sb_printf(b, "<h2>Run settings</h2>\n<table class=\"settings\"><tbody>\n");
+    const char *key;
+    json_t *v;
+    json_object_foreach(cfg, key, v) {
+        if (json_is_object(v) || json_is_array(v) || json_is_null(v)) continue;
+        sb_printf(b, "<tr><th>");
+        sb_escape(b, key);
+        sb_printf(b, "</th><td>");
+        if (json_is_string(v)) sb_escape(b, json_string_value(v));
+        else if (json_is_integer(v)) sb_printf(b, "%lld", (long long)json_integer_value(v));
+        else if (json_is_real(v)) sb_printf(b, "%g", json_real_value(v));
+        else sb_printf(b, "%s", json_is_true(v) ? "true" : "false");
+        sb_printf(b, "</td></tr>\n");
+    }
+    sb_printf(b, "</tbody></table>\n");
+    json_decref(cfg);
+    return FTC_OK;
+}
+
 static const char *STYLE =
     "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1000px;color:#222;"
     "padding:0 1em}\n"
@@ -484,7 +514,7 @@ static const char *STYLE =
     "table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;"
     "text-align:right;vertical-align:top}thead th{background:#f3f3f3;text-align:center}tbody th{text-align:left;font-weight:600}\n"
     "table.classes td:first-child,table.classes td:last-child,table.samples td{text-align:left}\n"
-    "table.samples td{white-space:pre-wrap;max-width:320px}\n"
+    "table.samples td{white-space:pre-wrap;max-width:320px}table.settings td{text-align:left}\n"
     "svg text{font-size:12px;fill:#333}svg .title{font-size:14px;font-weight:600}\n"
     ".grid{stroke:#e5e5e5}.axis{stroke:#888}.frame{fill:none;stroke:#888}\n"
     ".series{fill:none;stroke-width:2}.ytick{text-anchor:end}.xtick,.xlabel{text-anchor:middle}\n"
@@ -492,11 +522,12 @@ static const char *STYLE =
     ".cellnum{text-anchor:middle;font-size:10px}\n";
 
 ftc_status ftc_report_write(const char *rundir, ftc_err *err) {
-    char log_path[4096], eval_path[4096], samples_path[4096], out_path[4096];
+    char log_path[4096], eval_path[4096], samples_path[4096], out_path[4096], cfg_path[4096];
     if (!ftc_path_join(log_path, sizeof log_path, rundir, "metrics.jsonl") ||
         !ftc_path_join(eval_path, sizeof eval_path, rundir, "eval.json") ||
         !ftc_path_join(samples_path, sizeof samples_path, rundir, "samples.jsonl") ||
-        !ftc_path_join(out_path, sizeof out_path, rundir, "report.html"))
+        !ftc_path_join(out_path, sizeof out_path, rundir, "report.html") ||
+        !ftc_path_join(cfg_path, sizeof cfg_path, rundir, "config.resolved.json"))
         return ftc_errf(err, FTC_E_INPUT, "%s: run directory path too long", rundir);
     if (!ftc_is_dir(rundir)) return ftc_errf(err, FTC_E_IO, "%s: not a directory", rundir);
 
@@ -564,9 +595,11 @@ ftc_status ftc_report_write(const char *rundir, ftc_err *err) {
         sb_printf(&b, "<p class=\"note\">No eval.json in the run directory yet: run <code>ftc eval</code>.</p>\n");
     }
     if (ftc_file_exists(samples_path) && (st = samples_section(&b, samples_path, err)) != FTC_OK) goto done;
-    sb_printf(&b, "<footer class=\"meta\"><p>Written by <code>ftc report</code> from metrics.jsonl%s%s.</p>"
+    if (ftc_file_exists(cfg_path) && (st = settings_section(&b, cfg_path, err)) != FTC_OK) goto done;
+    sb_printf(&b, "<footer class=\"meta\"><p>Written by <code>ftc report</code> from metrics.jsonl%s%s%s.</p>"
                   "</footer>\n</body>\n</html>\n",
-              ev ? ", eval.json" : "", ftc_file_exists(samples_path) ? ", samples.jsonl" : "");
+              ev ? ", eval.json" : "", ftc_file_exists(samples_path) ? ", samples.jsonl" : "",
+              ftc_file_exists(cfg_path) ? ", config.resolved.json" : "");
     if (b.oom) {
         st = ftc_errf(err, FTC_E_NOMEM, "%s: out of memory", out_path);
         goto done;
