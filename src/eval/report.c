@@ -177,11 +177,22 @@ static void svg_line_chart(strbuf *b, const run_log *log, const int *keys, int n
         drawn += s->n > 0;
     }
     if (!drawn) return;
+    /* A flat or nearly flat series (relative to its size) gets a range of +-10% around it, so that the
+     * tick step stays representable next to the values. Ranges too large for a double are not drawn. */
     if (x1 - x0 < 1) { x0 -= 0.5; x1 += 0.5; }
-    if (y1 - y0 < 1e-12) { double d = fabs(y0) > 0 ? fabs(y0) * 0.1 : 1; y0 -= d; y1 += d; }
+    double ymag = fmax(fabs(y0), fabs(y1));
+    if (y1 - y0 <= 1e-9 * ymag || y1 - y0 < 1e-12) { double d = ymag > 0 ? ymag * 0.1 : 1; y0 -= d; y1 += d; }
+    if (!isfinite(x1 - x0) || !isfinite(y1 - y0)) {
+        sb_printf(b, "<p class=\"note\">");
+        sb_escape(b, title);
+        sb_printf(b, ": values out of the drawable range.</p>\n");
+        return;
+    }
     double xs = nice_step(x1 - x0, 6), ys = nice_step(y1 - y0, 5);
     x0 = floor(x0 / xs) * xs; x1 = ceil(x1 / xs) * xs;
     y0 = floor(y0 / ys) * ys; y1 = ceil(y1 / ys) * ys;
+    /* ticks by count, not by repeated addition: a few per axis whatever the values */
+    int nyt = (int)lround((y1 - y0) / ys), nxt = (int)lround((x1 - x0) / xs);
     const double pw = W - L - R, ph = H - T - B;
 #define PX(v) (L + ((v) - x0) / (x1 - x0) * pw)
 #define PY(v) (T + (1 - ((v) - y0) / (y1 - y0)) * ph)
@@ -192,13 +203,15 @@ static void svg_line_chart(strbuf *b, const run_log *log, const int *keys, int n
     sb_escape(b, title);
     sb_printf(b, "</text>\n");
     char lab[64];
-    for (double v = y0; v <= y1 + ys * 1e-6; v += ys) {
+    for (int i = 0; i <= nyt && i <= 20; i++) {
+        double v = y0 + i * ys;
         fmt_tick(lab, sizeof lab, v, ys);
         sb_printf(b, "<line x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>"
                      "<text x=\"%d\" y=\"%.1f\" class=\"ytick\">%s</text>\n",
                   L, L + pw, PY(v), PY(v), L - 6, PY(v) + 4, lab);
     }
-    for (double v = x0; v <= x1 + xs * 1e-6; v += xs) {
+    for (int i = 0; i <= nxt && i <= 20; i++) {
+        double v = x0 + i * xs;
         fmt_tick(lab, sizeof lab, v, xs);
         sb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>"
                      "<text x=\"%.1f\" y=\"%.1f\" class=\"xtick\">%s</text>\n",
