@@ -254,12 +254,34 @@ static void test_bad_inputs_are_named(void **state) {
     assert_true(ftc_file_exists(report));
 }
 
+/* Series that are flat relative to their size, or span more than a double can subtract, still give a
+ * page (this once looped forever: a tick step below the values' precision never advanced). */
+static void test_flat_and_extreme_series(void **state) {
+    (void)state;
+    ftc_err e;
+    write_text(g_dir, "metrics.jsonl", "{\"step\":0,\"loss\":1e15}\n{\"step\":1,\"loss\":1000000000000000.2}\n"
+                                       "{\"step\":1,\"lr\":0.1}\n{\"step\":2,\"lr\":0.1}\n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    char *html = read_report();
+    assert_well_formed(html);
+    assert_int_equal(count(html, "<polyline"), 2);
+    assert_true(count(html, "class=\"ytick\"") <= 2 * 21);
+    free(html);
+    write_text(g_dir, "metrics.jsonl", "{\"step\":0,\"loss\":-1e308}\n{\"step\":1,\"loss\":1e308}\n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    html = read_report();
+    assert_well_formed(html);
+    assert_non_null(strstr(html, "Loss: values out of the drawable range."));
+    free(html);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_classify_fixture_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escaping_and_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lm_fixture_with_samples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_inputs_are_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flat_and_extreme_series, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
