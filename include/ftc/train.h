@@ -1,0 +1,164 @@
+/* Fine-tuning: optimizer (AdamW), learning-rate schedules, gradient clipping, the run configuration,
+ * checkpoints and the training loop (src/train/). Three methods share one loop:
+ *   full  every parameter trains;
+ *   head  transfer learning: classify trains only the new head (+ the last N blocks with unfreeze_last N);
+ *         causal-lm trains the last N blocks and the final norm (N = unfreeze_last, default 1);
+ *   lora  low-rank adapters (+ the classification head for classify).
+ * Frozen parameters carry no gradient and no optimizer state. */
+#ifndef FTC_TRAIN_H
+#define FTC_TRAIN_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "ftc/model.h"
+#include "ftc/status.h"
+
+struct json_t; /* jansson */
+
+/* ---- learning-rate schedule (transformers' get_{linear,cosine,constant}_schedule_with_warmup) ----
+ * factor(step): step < warmup: step / max(1, warmup); then linear: max(0, (total-step)/max(1, total-warmup)),
+ * cosine: max(0, 0.5 (1 + cos(pi * progress))), constant: 1. `step` counts optimizer steps done before this
+ * one, so the first update uses factor(0) (0 when warmup > 0, exactly as the HF scheduler). */
+typedef enum { FTC_SCHED_LINEAR, FTC_SCHED_COSINE, FTC_SCHED_CONSTANT } ftc_sched_kind;
+double ftc_schedule_factor(ftc_sched_kind kind, int64_t step, int64_t warmup, int64_t total);
+const char *ftc_sched_name(ftc_sched_kind kind);
+
+/* ---- AdamW over the trainable parameters (torch.optim.AdamW semantics) ----
+ * Moments exist only for trainable params (one buffer); weight decay only where ftc_param.decay. */
+typedef struct {
+    float beta1, beta2, eps, weight_decay;
+} ftc_adamw_hparams;
+#define FTC_ADAMW_DEFAULTS ((ftc_adamw_hparams){0.9f, 0.999f, 1e-8f, 0.0f})
+
+typedef struct {
+    ftc_adamw_hparams h;
+    int n;                /* trainable params */
+    ftc_param **params;   /* [n], not owned */
+    float *moments;       /* m of every param, then v of every param: 2 * n_values floats */
+    int64_t *offset;      /* [n] start of param i in each half */
+    int64_t n_values;     /* sum of numel */
+    int64_t t;            /* optimizer steps taken */
+} ftc_optimizer;
+
+/* Collects the params with trainable && grad != NULL. Fails (FTC_E_INPUT) if none trains. */
+ftc_status ftc_optim_init(ftc_optimizer *o, ftc_param *const *params, int n_params, const ftc_adamw_hparams *h,
+                          ftc_err *err);
+void ftc_optim_free(ftc_optimizer *o);
+/* One update of every param with its current grad at learning rate lr; t becomes t + 1. */
+void ftc_optim_step(ftc_optimizer *o, float lr);
+
+/* Global L2 norm of the grads of the optimizer's params (computed in double). */
+double ftc_grad_norm(const ftc_optimizer *o);
+/* torch.nn.utils.clip_grad_norm_: scale = max_norm / (norm + 1e-6), applied when < 1. Returns the norm
+ * before clipping. max_norm <= 0: no clipping (the norm is still returned). */
+double ftc_clip_grad_norm(ftc_optimizer *o, float max_norm);
+void ftc_scale_grads(ftc_optimizer *o, float s);
+
+/* ---- run configuration: every `ftc train` flag, also settable from a YAML or JSON file ---- */
+typedef enum { FTC_METHOD_FULL, FTC_METHOD_HEAD, FTC_METHOD_LORA } ftc_method;
+typedef enum { FTC_METRIC_VAL_LOSS, FTC_METRIC_ACCURACY, FTC_METRIC_MACRO_F1 } ftc_metric;
+
+#define FTC_PATH_MAX 4096
+typedef struct {
+    char model[FTC_PATH_MAX], data[FTC_PATH_MAX], out[FTC_PATH_MAX], val[FTC_PATH_MAX];
+    ftc_task task;          /* causal-lm | classify */
+    ftc_method method;
+    double val_split;       /* share of --data held out when no --val (0 = none) */
+    int epochs;             /* used when max_steps == 0 */
+    int64_t max_steps;      /* optimizer steps; 0 = from epochs */
+    float lr;
+    int batch, grad_accum, max_len;
+    double warmup;          /* >= 1: steps; in (0, 1): share of the total steps */
+    ftc_sched_kind schedule;
+    float weight_decay, clip, beta1, beta2, adam_eps;
+    uint64_t seed;
+    int eval_every;         /* optimizer steps; 0 = only at epoch ends */
+    int save_every;         /* optimizer steps; 0 = only at epoch ends and at the end */
+    int log_every;          /* optimizer steps between metrics.jsonl lines */
+    int patience;           /* evaluations without improvement before stopping; 0 = never stop early */
+    ftc_metric metric;
+    int unfreeze_last;      /* -1 = the method's default (classify head: 0, causal-lm head: 1) */
+    int lora_r;
+    float lora_alpha, lora_dropout;
+    char lora_targets[256]; /* "" = the family default (q/v projections) */
+    bool resume;
+    bool set[64];           /* which keys were given explicitly (config file or command line) */
+} ftc_train_config;
+
+void ftc_train_config_defaults(ftc_train_config *c);
+/* Sets one key ("lr", "grad-accum" or "grad_accum", ...) from its text value. Unknown key or a bad
+ * value: FTC_E_USAGE naming the key and the accepted values. */
+ftc_status ftc_train_config_set(ftc_train_config *c, const char *key, const char *value, ftc_err *err);
+/* Reads a YAML (.yaml/.yml) or JSON file of the same keys (flat mapping). Errors name file, line, key. */
+ftc_status ftc_train_config_load_file(ftc_train_config *c, const char *path, ftc_err *err);
+/* Checks the combination (required paths, ranges, metric fits the task); fills method defaults. */
+ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
+/* Every key with its value (config.resolved.json). New reference. */
+struct json_t *ftc_train_config_json(const ftc_train_config *c);
+/* The keys the config knows, NULL-terminated (for --help and tests). */
+const char *const *ftc_train_config_keys(void);
+const char *ftc_method_name(ftc_method m);
+const char *ftc_metric_name(ftc_metric m);
+const char *ftc_task_name(ftc_task t);
+
+/* ---- training data, already tokenized (the data layer fills it) ---- */
+typedef struct {
+    int32_t *ids;      /* [len] */
+    int32_t *labels;   /* causal-lm: [len], HF convention (labels = ids, -100 = not trained); NULL: all trained */
+    int32_t *type_ids; /* [len] BERT token types, or NULL */
+    int len;
+    int label;         /* classify: class index */
+} ftc_example;
+
+typedef struct {
+    ftc_example *ex;
+    int n;
+    int num_labels;      /* classify */
+    char **label_names;  /* [num_labels] or NULL */
+    int pad_id;
+} ftc_dataset;
+
+/* Frees every example's arrays, the names and the array itself (for datasets built with malloc). */
+void ftc_dataset_free(ftc_dataset *d);
+
+/* ---- the trainer ---- */
+typedef struct {
+    int64_t steps;          /* optimizer steps taken in total */
+    double last_loss;       /* mean training loss of the last step */
+    double best_metric;     /* NaN when there was no validation */
+    int64_t best_step;
+    bool stopped_early;
+    int64_t trainable_params;
+} ftc_train_result;
+
+/* Applies the method to a loaded model: classifier head (classify), LoRA adapters, trainable flags.
+ * Call before ftc_model_reserve; ftc_train_run calls it itself. */
+ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int num_labels, ftc_err *err);
+
+/* Runs the whole training described by c on model m (freshly loaded or created, not yet prepared):
+ * writes c->out (config.resolved.json, labels.json, metrics.jsonl, checkpoint.ftc, best.ftc, model/).
+ * With c->resume, continues from c->out/checkpoint.ftc. val may be NULL. quiet: no progress output. */
+ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
+                         bool quiet, ftc_train_result *res, ftc_err *err);
+
+/* Mean validation loss (and classify accuracy / macro-F1) of m on d, in batches of `batch`. */
+typedef struct {
+    double loss, accuracy, macro_f1, token_accuracy;
+    int64_t n_examples, n_tokens;
+} ftc_eval_result;
+ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
+                              ftc_eval_result *r, ftc_err *err);
+
+/* ---- checkpoints (own container: "FTCCKPT1", u64 header length, JSON header, f32 data) ----
+ * Holds the trainable params by name, optionally the AdamW moments, and a JSON state object. Written
+ * atomically. Loading checks every name and size against the model and fails naming the tensor. */
+ftc_status ftc_checkpoint_save(const char *path, ftc_model *m, const ftc_optimizer *o, const struct json_t *state,
+                               ftc_err *err);
+/* Restores params (and moments when o != NULL and the file has them); *state gets a new reference. */
+ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o, struct json_t **state,
+                               ftc_err *err);
+
+/* For `ftc eval --model RUNDIR`: true when dir holds a finished or best model of an ftc run. Loads it
+ * (RUNDIR/model, HF layout, adapters merged) with the run's task; *task receives it. */
+bool ftc_is_run_dir(const char *dir);
+ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_task *task, ftc_train_config *cfg, ftc_err *err);
+#endif

@@ -1,0 +1,72 @@
+/* AdamW over the trainable parameters and global-norm gradient clipping (PyTorch semantics).
+ * Moments live in one buffer laid out param after param, only for params that train. */
+#include "ftc/train.h"
+#include "ftc/ops.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+ftc_status ftc_optim_init(ftc_optimizer *o, ftc_param *const *params, int n_params, const ftc_adamw_hparams *h,
+                          ftc_err *err) {
+    memset(o, 0, sizeof *o);
+    o->h = *h;
+    o->params = calloc(n_params > 0 ? (size_t)n_params : 1, sizeof *o->params);
+    o->offset = calloc(n_params > 0 ? (size_t)n_params : 1, sizeof *o->offset);
+    if (!o->params || !o->offset) { ftc_optim_free(o); return ftc_errf(err, FTC_E_NOMEM, "optimizer: out of memory"); }
+    for (int i = 0; i < n_params; i++) {
+        ftc_param *p = params[i];
+        if (!p->trainable || !p->grad) continue;
+        o->offset[o->n] = o->n_values;
+        o->params[o->n++] = p;
+        o->n_values += p->numel;
+    }
+    if (o->n == 0) { ftc_optim_free(o); return ftc_errf(err, FTC_E_INPUT, "optimizer: no trainable parameter"); }
+    o->moments = calloc((size_t)(2 * o->n_values), sizeof(float));
+    if (!o->moments) {
+        ftc_optim_free(o);
+        return ftc_errf(err, FTC_E_NOMEM, "optimizer: out of memory for %lld moments", (long long)(2 * o->n_values));
+    }
+    return FTC_OK;
+}
+
+void ftc_optim_free(ftc_optimizer *o) {
+    free(o->params);
+    free(o->offset);
+    free(o->moments);
+    memset(o, 0, sizeof *o);
+}
+
+void ftc_optim_step(ftc_optimizer *o, float lr) {
+    o->t++;
+    for (int i = 0; i < o->n; i++) {
+        ftc_param *p = o->params[i];
+        float *m = o->moments + o->offset[i], *v = o->moments + o->n_values + o->offset[i];
+        adamw_update(p->data, p->grad, m, v, p->numel, lr, o->h.beta1, o->h.beta2, o->h.eps,
+                     p->decay ? o->h.weight_decay : 0.0f, o->t);
+    }
+}
+
+double ftc_grad_norm(const ftc_optimizer *o) {
+    double sum = 0;
+    for (int i = 0; i < o->n; i++) {
+        const float *g = o->params[i]->grad;
+        for (int64_t j = 0; j < o->params[i]->numel; j++) sum += (double)g[j] * g[j];
+    }
+    return sqrt(sum);
+}
+
+void ftc_scale_grads(ftc_optimizer *o, float s) {
+    for (int i = 0; i < o->n; i++) {
+        float *g = o->params[i]->grad;
+        for (int64_t j = 0; j < o->params[i]->numel; j++) g[j] *= s;
+    }
+}
+
+double ftc_clip_grad_norm(ftc_optimizer *o, float max_norm) {
+    double norm = ftc_grad_norm(o);
+    if (max_norm > 0) {
+        float coef = (float)(max_norm / (norm + 1e-6));
+        if (coef < 1.0f) ftc_scale_grads(o, coef);
+    }
+    return norm;
+}

@@ -1,0 +1,316 @@
+/* `ftc train` settings: defaults, one setter per key shared by the command line and config files
+ * (YAML or JSON, same keys, '-' or '_'), validation, and the resolved JSON written to the run dir. */
+#include "ftc/train.h"
+#include "ftc/base.h"
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+static const char *const KEYS[] = {
+    "model", "data", "out", "val", "task", "method", "val-split", "epochs", "max-steps", "lr", "batch",
+    "grad-accum", "max-len", "warmup", "schedule", "weight-decay", "clip", "beta1", "beta2", "adam-eps", "seed",
+    "eval-every", "save-every", "log-every", "patience", "metric", "unfreeze-last", "lora-r", "lora-alpha",
+    "lora-dropout", "lora-targets", "resume", NULL};
+
+const char *const *ftc_train_config_keys(void) { return KEYS; }
+
+static int key_index(const char *key) {
+    for (int i = 0; KEYS[i]; i++) if (!strcmp(KEYS[i], key)) return i;
+    return -1;
+}
+
+void ftc_train_config_defaults(ftc_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->task = FTC_TASK_CLASSIFY;
+    c->method = FTC_METHOD_FULL;
+    c->epochs = 3;
+    c->lr = 5e-5f;
+    c->batch = 16;
+    c->grad_accum = 1;
+    c->max_len = 128;
+    c->schedule = FTC_SCHED_LINEAR;
+    c->weight_decay = 0.01f;
+    c->clip = 1.0f;
+    c->beta1 = 0.9f;
+    c->beta2 = 0.999f;
+    c->adam_eps = 1e-8f;
+    c->seed = 42;
+    c->save_every = 0;
+    c->log_every = 10;
+    c->metric = FTC_METRIC_VAL_LOSS;
+    c->unfreeze_last = -1;
+    c->lora_r = 8;
+    c->lora_alpha = 16;
+    c->lora_dropout = 0.0f;
+}
+
+const char *ftc_method_name(ftc_method m) {
+    return m == FTC_METHOD_FULL ? "full" : m == FTC_METHOD_HEAD ? "head" : "lora";
+}
+const char *ftc_metric_name(ftc_metric m) {
+    return m == FTC_METRIC_VAL_LOSS ? "val_loss" : m == FTC_METRIC_ACCURACY ? "accuracy" : "macro_f1";
+}
+const char *ftc_task_name(ftc_task t) {
+    return t == FTC_TASK_CAUSAL_LM ? "causal-lm" : t == FTC_TASK_CLASSIFY ? "classify" : "encode";
+}
+
+static ftc_status parse_long(const char *key, const char *v, long long lo, long long hi, long long *out, ftc_err *err) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return ftc_errf(err, FTC_E_USAGE, "%s: '%s' is not an integer in [%lld, %lld]", key, v, lo, hi);
+    *out = x;
+    return FTC_OK;
+}
+
+static ftc_status parse_double(const char *key, const char *v, double lo, double hi, double *out, ftc_err *err) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi)
+        return ftc_errf(err, FTC_E_USAGE, "%s: '%s' is not a number in [%g, %g]", key, v, lo, hi);
+    *out = x;
+    return FTC_OK;
+}
+
+static ftc_status parse_bool(const char *key, const char *v, bool *out, ftc_err *err) {
+    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *out = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) *out = false;
+    else return ftc_errf(err, FTC_E_USAGE, "%s: '%s' is not a boolean (true or false)", key, v);
+    return FTC_OK;
+}
+
+static ftc_status copy_path(const char *key, char *dst, const char *v, ftc_err *err) {
+    if (strlen(v) >= FTC_PATH_MAX) return ftc_errf(err, FTC_E_USAGE, "%s: path longer than %d bytes", key, FTC_PATH_MAX - 1);
+    strcpy(dst, v);
+    return FTC_OK;
+}
+
+ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const char *v, ftc_err *err) {
+    char key[64];
+    size_t n = strlen(key_in);
+    if (n >= sizeof key) return ftc_errf(err, FTC_E_USAGE, "unknown setting '%.60s...'", key_in);
+    for (size_t i = 0; i <= n; i++) key[i] = key_in[i] == '_' ? '-' : key_in[i];
+    int ki = key_index(key);
+    if (ki < 0) return ftc_errf(err, FTC_E_USAGE, "unknown setting '%s' (run 'ftc train --help' for the list)", key_in);
+    long long L;
+    double D;
+    ftc_status s = FTC_OK;
+#define LONG(field, lo, hi) if ((s = parse_long(key, v, lo, hi, &L, err)) == FTC_OK) c->field = L
+#define DBL(field, lo, hi) if ((s = parse_double(key, v, lo, hi, &D, err)) == FTC_OK) c->field = D
+    if (!strcmp(key, "model")) s = copy_path(key, c->model, v, err);
+    else if (!strcmp(key, "data")) s = copy_path(key, c->data, v, err);
+    else if (!strcmp(key, "out")) s = copy_path(key, c->out, v, err);
+    else if (!strcmp(key, "val")) s = copy_path(key, c->val, v, err);
+    else if (!strcmp(key, "task")) {
+        if (!strcmp(v, "causal-lm") || !strcmp(v, "causal_lm")) c->task = FTC_TASK_CAUSAL_LM;
+        else if (!strcmp(v, "classify")) c->task = FTC_TASK_CLASSIFY;
+        else s = ftc_errf(err, FTC_E_USAGE, "task: '%s' is not one of causal-lm, classify", v);
+    } else if (!strcmp(key, "method")) {
+        if (!strcmp(v, "full")) c->method = FTC_METHOD_FULL;
+        else if (!strcmp(v, "head")) c->method = FTC_METHOD_HEAD;
+        else if (!strcmp(v, "lora")) c->method = FTC_METHOD_LORA;
+        else s = ftc_errf(err, FTC_E_USAGE, "method: '%s' is not one of full, head, lora", v);
+    } else if (!strcmp(key, "schedule")) {
+        if (!strcmp(v, "linear")) c->schedule = FTC_SCHED_LINEAR;
+        else if (!strcmp(v, "cosine")) c->schedule = FTC_SCHED_COSINE;
+        else if (!strcmp(v, "constant")) c->schedule = FTC_SCHED_CONSTANT;
+        else s = ftc_errf(err, FTC_E_USAGE, "schedule: '%s' is not one of linear, cosine, constant", v);
+    } else if (!strcmp(key, "metric")) {
+        if (!strcmp(v, "val_loss") || !strcmp(v, "val-loss") || !strcmp(v, "loss")) c->metric = FTC_METRIC_VAL_LOSS;
+        else if (!strcmp(v, "accuracy")) c->metric = FTC_METRIC_ACCURACY;
+        else if (!strcmp(v, "macro_f1") || !strcmp(v, "macro-f1")) c->metric = FTC_METRIC_MACRO_F1;
+        else s = ftc_errf(err, FTC_E_USAGE, "metric: '%s' is not one of val_loss, accuracy, macro_f1", v);
+    } else if (!strcmp(key, "lora-targets")) {
+        if (strlen(v) >= sizeof c->lora_targets) s = ftc_errf(err, FTC_E_USAGE, "lora-targets: too long");
+        else strcpy(c->lora_targets, v);
+    } else if (!strcmp(key, "resume")) s = parse_bool(key, v, &c->resume, err);
+    else if (!strcmp(key, "val-split")) { DBL(val_split, 0, 0.9); }
+    else if (!strcmp(key, "epochs")) { LONG(epochs, 1, 1000000); }
+    else if (!strcmp(key, "max-steps")) { LONG(max_steps, 0, (long long)1 << 40); }
+    else if (!strcmp(key, "lr")) { DBL(lr, 0, 10); }
+    else if (!strcmp(key, "batch")) { LONG(batch, 1, 65536); }
+    else if (!strcmp(key, "grad-accum")) { LONG(grad_accum, 1, 65536); }
+    else if (!strcmp(key, "max-len")) { LONG(max_len, 2, 1 << 20); }
+    else if (!strcmp(key, "warmup")) { DBL(warmup, 0, 1e12); }
+    else if (!strcmp(key, "weight-decay")) { DBL(weight_decay, 0, 10); }
+    else if (!strcmp(key, "clip")) { DBL(clip, 0, 1e9); }
+    else if (!strcmp(key, "beta1")) { DBL(beta1, 0, 0.999999); }
+    else if (!strcmp(key, "beta2")) { DBL(beta2, 0, 0.999999999); }
+    else if (!strcmp(key, "adam-eps")) { DBL(adam_eps, 1e-30, 1); }
+    else if (!strcmp(key, "seed")) {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || v[0] == '-') s = ftc_errf(err, FTC_E_USAGE, "seed: '%s' is not a non-negative integer", v);
+        else c->seed = x;
+    }
+    else if (!strcmp(key, "eval-every")) { LONG(eval_every, 0, 1 << 30); }
+    else if (!strcmp(key, "save-every")) { LONG(save_every, 0, 1 << 30); }
+    else if (!strcmp(key, "log-every")) { LONG(log_every, 1, 1 << 30); }
+    else if (!strcmp(key, "patience")) { LONG(patience, 0, 1 << 30); }
+    else if (!strcmp(key, "unfreeze-last")) { LONG(unfreeze_last, 0, 1 << 20); }
+    else if (!strcmp(key, "lora-r")) { LONG(lora_r, 1, 1 << 16); }
+    else if (!strcmp(key, "lora-alpha")) { DBL(lora_alpha, 1e-6, 1e6); }
+    else if (!strcmp(key, "lora-dropout")) { DBL(lora_dropout, 0, 0.99); }
+#undef LONG
+#undef DBL
+    if (s == FTC_OK) c->set[ki] = true;
+    return s;
+}
+
+static bool is_set(const ftc_train_config *c, const char *key) { return c->set[key_index(key)]; }
+
+/* ---- config files ---- */
+static ftc_status load_json(ftc_train_config *c, const char *path, ftc_err *err) {
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) return ftc_errf(err, FTC_E_INPUT, "%s: line %d: %s", path, je.line, je.text);
+    ftc_status s = FTC_OK;
+    if (!json_is_object(root)) s = ftc_errf(err, FTC_E_INPUT, "%s: expected a JSON object of settings", path);
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (s != FTC_OK) break;
+        char buf[FTC_PATH_MAX + 32];
+        if (json_is_string(v)) snprintf(buf, sizeof buf, "%s", json_string_value(v));
+        else if (json_is_integer(v)) snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else if (json_is_real(v)) snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
+        else if (json_is_boolean(v)) snprintf(buf, sizeof buf, "%s", json_is_true(v) ? "true" : "false");
+        else if (json_is_null(v)) continue;
+        else { s = ftc_errf(err, FTC_E_INPUT, "%s: key '%s': expected a string, number or boolean", path, key); break; }
+        if ((s = ftc_train_config_set(c, key, buf, err)) != FTC_OK) {
+            err->code = s = FTC_E_INPUT;
+            ftc_err_prefix(err, "%s: key '%s'", path, key);
+        }
+    }
+    json_decref(root);
+    return s;
+}
+
+static ftc_status load_yaml(ftc_train_config *c, const char *path, const char *text, size_t len, ftc_err *err) {
+    yaml_parser_t p;
+    yaml_event_t ev;
+    if (!yaml_parser_initialize(&p)) return ftc_errf(err, FTC_E_NOMEM, "%s: cannot start the YAML parser", path);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    ftc_status s = FTC_OK;
+    int depth = 0; /* 1 = inside the top-level mapping */
+    char key[128] = "";
+    bool have_key = false, done = false;
+    while (!done && s == FTC_OK) {
+        if (!yaml_parser_parse(&p, &ev)) {
+            s = ftc_errf(err, FTC_E_INPUT, "%s: line %zu: %s", path, p.problem_mark.line + 1,
+                         p.problem ? p.problem : "YAML syntax error");
+            break;
+        }
+        int line = (int)ev.start_mark.line + 1;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT: done = true; break;
+        case YAML_MAPPING_START_EVENT:
+            if (depth == 0) depth = 1;
+            else s = ftc_errf(err, FTC_E_INPUT, "%s: line %d: key '%s': nested mappings are not settings", path, line, key);
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            s = ftc_errf(err, FTC_E_INPUT, "%s: line %d: key '%s': lists are not settings (use \"a,b\")", path, line,
+                         have_key ? key : "?");
+            break;
+        case YAML_SCALAR_EVENT: {
+            const char *val = (const char *)ev.data.scalar.value;
+            if (depth != 1) { s = ftc_errf(err, FTC_E_INPUT, "%s: line %d: expected a mapping of settings", path, line); break; }
+            if (!have_key) {
+                snprintf(key, sizeof key, "%s", val);
+                have_key = true;
+            } else {
+                have_key = false;
+                bool null_value = ev.data.scalar.length == 0 || !strcmp(val, "~") || !strcmp(val, "null");
+                if (!null_value && (s = ftc_train_config_set(c, key, val, err)) != FTC_OK) {
+                    err->code = s = FTC_E_INPUT;
+                    ftc_err_prefix(err, "%s: line %d: key '%s'", path, line, key);
+                }
+            }
+            break;
+        }
+        case YAML_ALIAS_EVENT: s = ftc_errf(err, FTC_E_INPUT, "%s: line %d: aliases are not supported", path, line); break;
+        default: break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    return s;
+}
+
+ftc_status ftc_train_config_load_file(ftc_train_config *c, const char *path, ftc_err *err) {
+    char *text;
+    size_t len;
+    ftc_status s = ftc_read_file(path, &text, &len, err);
+    if (s != FTC_OK) return s;
+    const char *dot = strrchr(path, '.');
+    size_t i = 0;
+    while (i < len && isspace((unsigned char)text[i])) i++;
+    bool json = (dot && !strcmp(dot, ".json")) || (i < len && text[i] == '{');
+    s = json ? load_json(c, path, err) : load_yaml(c, path, text, len, err);
+    free(text);
+    return s;
+}
+
+ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
+    if (!c->model[0]) return ftc_errf(err, FTC_E_USAGE, "--model DIR is required");
+    if (!c->out[0]) return ftc_errf(err, FTC_E_USAGE, "--out RUNDIR is required");
+    if (!c->data[0]) return ftc_errf(err, FTC_E_USAGE, "--data FILE is required");
+    if (c->val[0] && c->val_split > 0) return ftc_errf(err, FTC_E_USAGE, "give --val FILE or --val-split, not both");
+    if (c->task == FTC_TASK_CAUSAL_LM && c->metric != FTC_METRIC_VAL_LOSS)
+        return ftc_errf(err, FTC_E_USAGE, "metric %s needs --task classify (causal-lm: val_loss)", ftc_metric_name(c->metric));
+    if (c->patience > 0 && !c->val[0] && c->val_split <= 0)
+        return ftc_errf(err, FTC_E_USAGE, "--patience needs validation data (--val FILE or --val-split F)");
+    if (c->unfreeze_last < 0) c->unfreeze_last = c->method == FTC_METHOD_HEAD && c->task == FTC_TASK_CAUSAL_LM ? 1 : 0;
+    if (c->method == FTC_METHOD_HEAD && c->task == FTC_TASK_CAUSAL_LM && c->unfreeze_last == 0)
+        return ftc_errf(err, FTC_E_USAGE, "--method head with --task causal-lm trains the last N blocks: --unfreeze-last must be >= 1");
+    if (c->method != FTC_METHOD_LORA && (is_set(c, "lora-r") || is_set(c, "lora-targets")))
+        return ftc_errf(err, FTC_E_USAGE, "--lora-* settings need --method lora");
+    return FTC_OK;
+}
+
+json_t *ftc_train_config_json(const ftc_train_config *c) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "model", json_string(c->model));
+    json_object_set_new(o, "data", json_string(c->data));
+    json_object_set_new(o, "out", json_string(c->out));
+    json_object_set_new(o, "val", json_string(c->val));
+    json_object_set_new(o, "task", json_string(ftc_task_name(c->task)));
+    json_object_set_new(o, "method", json_string(ftc_method_name(c->method)));
+    json_object_set_new(o, "val_split", json_real(c->val_split));
+    json_object_set_new(o, "epochs", json_integer(c->epochs));
+    json_object_set_new(o, "max_steps", json_integer(c->max_steps));
+    json_object_set_new(o, "lr", json_real(c->lr));
+    json_object_set_new(o, "batch", json_integer(c->batch));
+    json_object_set_new(o, "grad_accum", json_integer(c->grad_accum));
+    json_object_set_new(o, "max_len", json_integer(c->max_len));
+    json_object_set_new(o, "warmup", json_real(c->warmup));
+    json_object_set_new(o, "schedule", json_string(ftc_sched_name(c->schedule)));
+    json_object_set_new(o, "weight_decay", json_real(c->weight_decay));
+    json_object_set_new(o, "clip", json_real(c->clip));
+    json_object_set_new(o, "beta1", json_real(c->beta1));
+    json_object_set_new(o, "beta2", json_real(c->beta2));
+    json_object_set_new(o, "adam_eps", json_real(c->adam_eps));
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
+    json_object_set_new(o, "seed", json_string(seed)); /* a string: JSON numbers lose 64-bit precision */
+    json_object_set_new(o, "eval_every", json_integer(c->eval_every));
+    json_object_set_new(o, "save_every", json_integer(c->save_every));
+    json_object_set_new(o, "log_every", json_integer(c->log_every));
+    json_object_set_new(o, "patience", json_integer(c->patience));
+    json_object_set_new(o, "metric", json_string(ftc_metric_name(c->metric)));
+    json_object_set_new(o, "unfreeze_last", json_integer(c->unfreeze_last));
+    json_object_set_new(o, "lora_r", json_integer(c->lora_r));
+    json_object_set_new(o, "lora_alpha", json_real(c->lora_alpha));
+    json_object_set_new(o, "lora_dropout", json_real(c->lora_dropout));
+    json_object_set_new(o, "lora_targets", json_string(c->lora_targets));
+    return o;
+}

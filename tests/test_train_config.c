@@ -1,0 +1,148 @@
+/* `ftc train` settings: setters, YAML and JSON files with the same keys, errors naming file/line/key,
+ * the combination checks, and the resolved JSON. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "ftc/base.h"
+#include "ftc/train.h"
+
+static char dir[64];
+
+static const char *write_tmp(const char *name, const char *text) {
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    ftc_err e;
+    assert_int_equal(ftc_write_file_atomic(path, text, strlen(text), &e), FTC_OK);
+    return path;
+}
+
+static void test_setters_and_errors(void **state) {
+    (void)state;
+    ftc_train_config c;
+    ftc_err e;
+    ftc_train_config_defaults(&c);
+    assert_int_equal(ftc_train_config_set(&c, "grad-accum", "4", &e), FTC_OK);
+    assert_int_equal(c.grad_accum, 4);
+    assert_int_equal(ftc_train_config_set(&c, "grad_accum", "2", &e), FTC_OK);
+    assert_int_equal(c.grad_accum, 2);
+    assert_int_equal(ftc_train_config_set(&c, "lr", "2e-5", &e), FTC_OK);
+    assert_true(fabsf(c.lr - 2e-5f) < 1e-12f);
+    assert_int_equal(ftc_train_config_set(&c, "method", "lora", &e), FTC_OK);
+    assert_int_equal(c.method, FTC_METHOD_LORA);
+    assert_int_equal(ftc_train_config_set(&c, "schedule", "cosine", &e), FTC_OK);
+    assert_int_equal(c.schedule, FTC_SCHED_COSINE);
+    assert_int_equal(ftc_train_config_set(&c, "batch", "0", &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "batch"));
+    assert_int_equal(ftc_train_config_set(&c, "lr", "fast", &e), FTC_E_USAGE);
+    assert_int_equal(ftc_train_config_set(&c, "method", "adapter", &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "full, head, lora"));
+    assert_int_equal(ftc_train_config_set(&c, "learning-rate", "1", &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "unknown setting 'learning-rate'"));
+    assert_int_equal(ftc_train_config_set(&c, "seed", "-3", &e), FTC_E_USAGE);
+}
+
+static void test_yaml_and_json_files_agree(void **state) {
+    (void)state;
+    const char *yaml = write_tmp("c.yaml", "# run settings\nmodel: /m\ndata: d.jsonl\nout: runs/x\ntask: classify\n"
+                                           "method: head\nlr: 0.001\nbatch: 8\ngrad_accum: 2\nwarmup: 0.1\n"
+                                           "unfreeze-last: 2\nmetric: macro_f1\nval-split: 0.2\npatience: 3\n");
+    ftc_train_config a, b;
+    ftc_err e;
+    ftc_train_config_defaults(&a);
+    assert_int_equal(ftc_train_config_load_file(&a, yaml, &e), FTC_OK);
+    const char *json = write_tmp("c.json", "{\"model\": \"/m\", \"data\": \"d.jsonl\", \"out\": \"runs/x\", "
+                                           "\"task\": \"classify\", \"method\": \"head\", \"lr\": 0.001, \"batch\": 8, "
+                                           "\"grad_accum\": 2, \"warmup\": 0.1, \"unfreeze_last\": 2, "
+                                           "\"metric\": \"macro_f1\", \"val_split\": 0.2, \"patience\": 3}");
+    ftc_train_config_defaults(&b);
+    assert_int_equal(ftc_train_config_load_file(&b, json, &e), FTC_OK);
+    assert_int_equal(ftc_train_config_finalize(&a, &e), FTC_OK);
+    assert_int_equal(ftc_train_config_finalize(&b, &e), FTC_OK);
+    json_t *ja = ftc_train_config_json(&a), *jb = ftc_train_config_json(&b);
+    assert_true(json_equal(ja, jb));
+    assert_int_equal(json_integer_value(json_object_get(ja, "unfreeze_last")), 2);
+    assert_string_equal(json_string_value(json_object_get(ja, "metric")), "macro_f1");
+    assert_int_equal(a.batch, 8);
+    /* the resolved JSON loads back to the same settings */
+    char *text = json_dumps(ja, 0);
+    ftc_train_config r;
+    ftc_train_config_defaults(&r);
+    assert_int_equal(ftc_train_config_load_file(&r, write_tmp("r.json", text), &e), FTC_OK);
+    json_t *jr = ftc_train_config_json(&r);
+    assert_true(json_equal(ja, jr));
+    free(text);
+    json_decref(ja); json_decref(jb); json_decref(jr);
+}
+
+static void test_file_errors_name_file_line_key(void **state) {
+    (void)state;
+    ftc_train_config c;
+    ftc_err e;
+    ftc_train_config_defaults(&c);
+    const char *p = write_tmp("bad.yaml", "model: /m\nbatch: many\n");
+    assert_int_equal(ftc_train_config_load_file(&c, p, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "bad.yaml: line 2: key 'batch'"));
+    p = write_tmp("bad2.yaml", "model: /m\nlora-targets: [q, v]\n");
+    assert_int_equal(ftc_train_config_load_file(&c, p, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "line 2"));
+    p = write_tmp("bad3.yaml", "model: [unclosed\n");
+    assert_int_equal(ftc_train_config_load_file(&c, p, &e), FTC_E_INPUT);
+    p = write_tmp("bad.json", "{\"model\": \"/m\",\n \"epochs\": 0}");
+    assert_int_equal(ftc_train_config_load_file(&c, p, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "key 'epochs'"));
+    p = write_tmp("bad2.json", "{\"model\": \"/m\",\n \"epochs\": }");
+    assert_int_equal(ftc_train_config_load_file(&c, p, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "line 2"));
+    assert_int_equal(ftc_train_config_load_file(&c, "/nonexistent/c.yaml", &e), FTC_E_IO);
+}
+
+static void test_finalize_checks_combinations(void **state) {
+    (void)state;
+    ftc_train_config c;
+    ftc_err e;
+    ftc_train_config_defaults(&c);
+    assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "--model"));
+    ftc_train_config_set(&c, "model", "m", &e);
+    ftc_train_config_set(&c, "data", "d", &e);
+    ftc_train_config_set(&c, "out", "o", &e);
+    ftc_train_config_set(&c, "task", "causal-lm", &e);
+    ftc_train_config_set(&c, "metric", "accuracy", &e);
+    assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
+    ftc_train_config_set(&c, "metric", "val_loss", &e);
+    ftc_train_config_set(&c, "method", "head", &e);
+    assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_OK);
+    assert_int_equal(c.unfreeze_last, 1); /* causal-lm head: last block by default */
+    ftc_train_config_set(&c, "patience", "2", &e);
+    assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "validation"));
+    ftc_train_config_set(&c, "patience", "0", &e);
+    ftc_train_config_set(&c, "lora-r", "4", &e);
+    assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
+}
+
+static int setup(void **state) { (void)state; strcpy(dir, "/tmp/ftc_cfg_XXXXXX"); return mkdtemp(dir) ? 0 : -1; }
+static int teardown(void **state) {
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_setters_and_errors),
+        cmocka_unit_test(test_yaml_and_json_files_agree),
+        cmocka_unit_test(test_file_errors_name_file_line_key),
+        cmocka_unit_test(test_finalize_checks_combinations),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
