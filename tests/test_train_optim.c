@@ -104,7 +104,7 @@ static void run_adamw_case(json_t *c) {
             for (int64_t j = 0; j < params[i].numel; j++) {
                 double w = json_number_value(json_array_get(want, (size_t)j)), d = fabs(w - params[i].data[j]);
                 if (d > worst) worst = d;
-                if (d > 2e-6 * (1 + fabs(w)))
+                if (d > 5e-7 * (1 + fabs(w)))
                     fail_msg("%s step %zu: %s[%lld] = %.9g, torch %.9g", json_string_value(json_object_get(c, "name")),
                              step, params[i].name, (long long)j, params[i].data[j], w);
             }
