@@ -1,0 +1,218 @@
+/* ftc's side of the training benchmark (bench/train_bench.sh; the PyTorch peer is bench/torch_train_peer.py).
+ * Same work per step as the peer: forward + backward + AdamW on a fixed batch of random ids, model in
+ * training mode; tokens/s is the median over steps 3..N. Prints one JSON object on stdout.
+ *
+ *   train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R] [--seed S]
+ *   train_bench --peak [--size N]   fp32 GFLOP/s of a square N x N x N ftc_matmul (the MFU denominator) */
+#include "ftc/base.h"
+#include "ftc/hf_config.h"
+#include "ftc/matmul.h"
+#include "ftc/model.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0; /* Linux: kilobytes */
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R]\n"
+                    "                   [--seed S]\n"
+                    "       train_bench --peak [--size N] [--reps R]\n");
+    return 1;
+}
+
+/* Best of reps (the machine is shared: the best is the least disturbed) and median, in GFLOP/s. */
+static int run_peak(int n, int reps) {
+    size_t nn = (size_t)n * (size_t)n;
+    float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
+    if (!a || !b || !c) { fprintf(stderr, "train_bench: out of memory\n"); return 3; }
+    ftc_rng r;
+    ftc_rng_seed(&r, 1);
+    for (size_t i = 0; i < nn; i++) { a[i] = ftc_rng_uniform(&r) - 0.5f; b[i] = ftc_rng_uniform(&r) - 0.5f; }
+    memset(c, 0, nn * sizeof *c);
+    ftc_matmul(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up: threads, pages */
+    double *g = malloc((size_t)reps * sizeof *g), best = 0;
+    for (int i = 0; i < reps; i++) {
+        double t0 = ftc_now();
+        ftc_matmul(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        g[i] = 2.0 * n * (double)n * n / (ftc_now() - t0) / 1e9;
+        if (g[i] > best) best = g[i];
+    }
+    printf("{\"impl\": \"ftc\", \"peak\": true, \"backend\": \"%s\", \"size\": %d, \"reps\": %d, "
+           "\"gflops_best\": %.1f, \"gflops_median\": %.1f}\n",
+           ftc_matmul_backend(), n, reps, best, median(g, reps));
+    free(g); free(a); free(b); free(c);
+    return 0;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+static bool is_embedding(const char *name) {
+    static const char *const parts[] = {"wte.", "wpe.", "embed_tokens.", "word_embeddings.", "position_embeddings.",
+                                        "token_type_embeddings."};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        if (strstr(name, parts[i])) return true;
+    return false;
+}
+
+/* BENCHMARKS.md: 6 x (non-embedding params that get gradients, plus the LM head) + 4 x frozen ones
+ * + 12 x layers x T x C for attention. A tied head (GPT-2) runs its matmul on the embedding's weight. */
+static double flops_per_token(ftc_model *m, int T) {
+    const ftc_model_config *cfg = ftc_model_config_of(m);
+    double total = 0;
+    bool has_head = false;
+    const ftc_param *tok_emb = NULL;
+    for (int i = 0; i < ftc_model_n_params(m); i++) {
+        const ftc_param *p = ftc_model_param(m, i);
+        if (strstr(p->name, "lm_head.")) has_head = true;
+        if (is_embedding(p->name)) {
+            if (strstr(p->name, "wte.") || strstr(p->name, "embed_tokens.") || strstr(p->name, "word_embeddings."))
+                tok_emb = p;
+            continue;
+        }
+        total += (p->trainable ? 6.0 : 4.0) * (double)p->numel;
+    }
+    if (ftc_model_task(m) == FTC_TASK_CAUSAL_LM && !has_head && tok_emb)
+        total += (tok_emb->trainable ? 6.0 : 4.0) * (double)tok_emb->numel;
+    return total + 12.0 * cfg->n_layers * (double)T * cfg->hidden_size;
+}
+
+/* AdamW (betas 0.9/0.999, eps 1e-8, decoupled weight decay 0.01 on params flagged decay), as the peer. */
+typedef struct { float *m, *v; } adam_state;
+
+static void adamw_step(ftc_model *m, adam_state *st, int t, float lr) {
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
+    const float c1 = 1.0f / (1.0f - powf(b1, (float)t)), c2 = 1.0f / (1.0f - powf(b2, (float)t));
+    for (int i = 0; i < ftc_model_n_params(m); i++) {
+        ftc_param *p = ftc_model_param(m, i);
+        if (!p->trainable || !p->grad) continue;
+        float *w = p->data, *g = p->grad, *mm = st[i].m, *vv = st[i].v;
+        const float decay = p->decay ? lr * wd : 0.0f;
+        const int64_t n = p->numel;
+#pragma omp parallel for schedule(static)
+        for (int64_t j = 0; j < n; j++) {
+            mm[j] = b1 * mm[j] + (1.0f - b1) * g[j];
+            vv[j] = b2 * vv[j] + (1.0f - b2) * g[j] * g[j];
+            w[j] -= lr * (mm[j] * c1) / (sqrtf(vv[j] * c2) + eps) + decay * w[j];
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    const char *dir = NULL, *method = "full";
+    int B = 0, T = 0, steps = 8, lora_r = 8, size = 2048, reps = 10;
+    unsigned long long seed = 1234;
+    bool peak = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--peak")) { peak = true; continue; }
+        if (!v) return usage();
+        i++;
+        if (!strcmp(a, "--model")) dir = v;
+        else if (!strcmp(a, "--batch")) B = atoi(v);
+        else if (!strcmp(a, "--seq")) T = atoi(v);
+        else if (!strcmp(a, "--steps")) steps = atoi(v);
+        else if (!strcmp(a, "--method")) method = v;
+        else if (!strcmp(a, "--lora-r")) lora_r = atoi(v);
+        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--size")) size = atoi(v);
+        else if (!strcmp(a, "--reps")) reps = atoi(v);
+        else return usage();
+    }
+    if (peak) return size > 0 && reps > 0 ? run_peak(size, reps) : usage();
+    if (!dir || B <= 0 || T <= 0 || steps < 3 || lora_r <= 0 || (strcmp(method, "full") && strcmp(method, "lora")))
+        return usage();
+
+    ftc_err err;
+    ftc_model_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    if (ftc_config_load(dir, &cfg, &err) != FTC_OK) { fprintf(stderr, "train_bench: %s\n", err.msg); return 2; }
+    ftc_task task = ends_with(cfg.architecture, "ForSequenceClassification") ? FTC_TASK_CLASSIFY : FTC_TASK_CAUSAL_LM;
+    int num_labels = cfg.num_labels;
+    ftc_config_free(&cfg);
+
+    double t_load = ftc_now();
+    ftc_model *m = NULL;
+    ftc_status st = ftc_model_load(dir, task, &m, &err);
+    if (st == FTC_OK && task == FTC_TASK_CLASSIFY) st = ftc_model_set_classifier(m, num_labels, FTC_POOL_CLS, seed, &err);
+    if (st == FTC_OK && !strcmp(method, "lora")) {
+        st = ftc_model_add_lora(m, "all-linear", lora_r, 2.0f * (float)lora_r, 0.0f, seed, &err);
+        /* As the peer: a new classification head trains along with the adapters. */
+        for (int i = 0; st == FTC_OK && task == FTC_TASK_CLASSIFY && i < ftc_model_n_params(m); i++)
+            if (strstr(ftc_model_param(m, i)->name, "classifier.")) ftc_model_set_trainable(m, i, true);
+    }
+    if (st == FTC_OK) st = ftc_model_reserve(m, B, T, &err);
+    if (st != FTC_OK) { fprintf(stderr, "train_bench: %s\n", err.msg); ftc_model_free(m); return 2; }
+    double load_s = ftc_now() - t_load;
+
+    int np = ftc_model_n_params(m);
+    adam_state *adam = calloc((size_t)np, sizeof *adam);
+    int32_t *ids = malloc((size_t)B * T * sizeof *ids), *labels = malloc((size_t)B * T * sizeof *labels);
+    double *step_s = malloc((size_t)steps * sizeof *step_s), *sorted = malloc((size_t)steps * sizeof *sorted);
+    if (!adam || !ids || !labels || !step_s || !sorted) { fprintf(stderr, "train_bench: out of memory\n"); return 3; }
+    for (int i = 0; i < np; i++) {
+        ftc_param *p = ftc_model_param(m, i);
+        if (!p->trainable) continue;
+        adam[i].m = calloc((size_t)p->numel, sizeof(float));
+        adam[i].v = calloc((size_t)p->numel, sizeof(float));
+        if (!adam[i].m || !adam[i].v) { fprintf(stderr, "train_bench: out of memory\n"); return 3; }
+    }
+    const ftc_model_config *mc = ftc_model_config_of(m);
+    ftc_rng r;
+    ftc_rng_seed(&r, seed);
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)ftc_rng_below(&r, (uint64_t)mc->vocab_size);
+    if (task == FTC_TASK_CLASSIFY)
+        for (int i = 0; i < B; i++) labels[i] = (int32_t)ftc_rng_below(&r, (uint64_t)num_labels);
+    else
+        memcpy(labels, ids, (size_t)B * T * sizeof *ids);
+    ftc_batch batch = {.B = B, .T = T, .ids = ids, .type_ids = NULL, .mask = NULL, .labels = labels};
+
+    float loss_first = 0, loss = 0;
+    for (int s = 0; s < steps; s++) {
+        double t0 = ftc_now();
+        ftc_model_zero_grad(m);
+        st = ftc_model_forward(m, &batch, true, &loss, &err);
+        if (st == FTC_OK) st = ftc_model_backward(m, &err);
+        if (st != FTC_OK) { fprintf(stderr, "train_bench: step %d: %s\n", s + 1, err.msg); return 3; }
+        adamw_step(m, adam, s + 1, 1e-4f);
+        step_s[s] = ftc_now() - t0;
+        if (s == 0) loss_first = loss;
+        fprintf(stderr, "ftc step %d/%d: %.3f s, loss %.4f, %.1f tok/s\n", s + 1, steps, step_s[s], loss,
+                B * T / step_s[s]);
+    }
+    memcpy(sorted, step_s + 2, (size_t)(steps - 2) * sizeof *sorted);
+    double med = median(sorted, steps - 2);
+    printf("{\"impl\": \"ftc\", \"backend\": \"%s\", \"model\": \"%s\", \"model_type\": \"%s\", \"task\": \"%s\", "
+           "\"method\": \"%s\", \"base_dtype\": \"f32\", \"lora_r\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, "
+           "\"tokens_per_s\": %.3f, \"step_s_median\": %.5f, \"step_s\": [",
+           ftc_matmul_backend(), dir, mc->model_type, task == FTC_TASK_CLASSIFY ? "classify" : "causal-lm", method,
+           strcmp(method, "lora") ? 0 : lora_r, B, T, steps, B * T / med, med);
+    for (int s = 0; s < steps; s++) printf("%s%.4f", s ? ", " : "", step_s[s]);
+    printf("], \"loss_first\": %.6f, \"loss_last\": %.6f, \"params_total\": %lld, \"params_trainable\": %lld, "
+           "\"flops_per_token\": %.0f, \"load_s\": %.3f, \"peak_rss_mb\": %.1f}\n",
+           loss_first, loss, (long long)ftc_model_count_params(m, false), (long long)ftc_model_count_params(m, true),
+           flops_per_token(m, T), load_s, peak_rss_mb());
+    for (int i = 0; i < np; i++) { free(adam[i].m); free(adam[i].v); }
+    free(adam); free(ids); free(labels); free(step_s); free(sorted);
+    ftc_model_free(m);
+    return 0;
+}
