@@ -187,6 +187,45 @@ AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alp
     return true;
 }
 
+/* C[M x N] = alpha * A[M x K] Bt[N x K]^T + beta * C for a narrow C (LoRA rank): both operands are read
+ * along K, so no packing; blocks of 3 rows x 8 columns keep 24 dot-product accumulators in registers, reduced
+ * horizontally at the end. */
+AVX512_FN void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const float *A, int lda, const float *Bt,
+                                        int ldbt, float beta, float *C, int ldc) {
+    enum { RB = 3, JB = 8 };
+    for (int j0 = 0; j0 < N; j0 += JB) {
+        int jn = imin(JB, N - j0);
+        const float *b[JB];
+        for (int j = 0; j < JB; j++) b[j] = Bt + (size_t)(j0 + (j < jn ? j : 0)) * ldbt;
+        for (int i0 = 0; i0 < M; i0 += RB) {
+            int in = imin(RB, M - i0);
+            const float *a0 = A + (size_t)i0 * lda;
+            const float *a1 = in > 1 ? a0 + lda : a0, *a2 = in > 2 ? a1 + lda : a0;
+            __m512 acc[RB][JB];
+#pragma GCC unroll 8
+            for (int j = 0; j < JB; j++) acc[0][j] = acc[1][j] = acc[2][j] = _mm512_setzero_ps();
+            for (int k = 0; k < K; k += 16) {
+                __mmask16 m = mask_upto(K - k);
+                __m512 v0 = _mm512_maskz_loadu_ps(m, a0 + k), v1 = _mm512_maskz_loadu_ps(m, a1 + k);
+                __m512 v2 = _mm512_maskz_loadu_ps(m, a2 + k);
+#pragma GCC unroll 8
+                for (int j = 0; j < JB; j++) {
+                    __m512 bv = _mm512_maskz_loadu_ps(m, b[j] + k);
+                    acc[0][j] = _mm512_fmadd_ps(v0, bv, acc[0][j]);
+                    acc[1][j] = _mm512_fmadd_ps(v1, bv, acc[1][j]);
+                    acc[2][j] = _mm512_fmadd_ps(v2, bv, acc[2][j]);
+                }
+            }
+            for (int r = 0; r < in; r++)
+                for (int j = 0; j < jn; j++) {
+                    float *c = C + (size_t)(i0 + r) * ldc + j0 + j;
+                    float v = alpha * _mm512_reduce_add_ps(acc[r][j]);
+                    *c = beta == 0.0f ? v : v + beta * *c;
+                }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- bf16 ---------------------------- */
 /* vdpbf16ps multiplies pairs: lane j gets acc += a.lo*b.lo + a.hi*b.hi. So panels hold k in pairs: a 32-bit
  * word per (row, k pair) for A (broadcast), and per (k pair, column) for B. Odd K is padded with zeros. */
