@@ -29,7 +29,7 @@ typedef struct {
     linear_mod up, gate, down; /* up = c_fc | intermediate.dense | up_proj; gate only for SwiGLU */
     /* saved activations of this layer (planned by ftc_model_reserve) */
     float *n1, *n1_mean, *n1_rstd, *s1, *n2, *n2_mean, *n2_rstd, *s2;
-    float *q, *k, *v, *att, *att_drop, *att_mask, *attn_out, *o_out, *o_mask, *r1;
+    float *xq, *xk, *xv, *att, *att_drop, *att_mask, *attn_out, *o_out, *o_mask, *r1;
     float *h_up, *h_gate, *h_act, *down_out, *down_mask, *r2;
 } layer_params;
 

@@ -1,6 +1,7 @@
 /* The transformer: embeddings, one block for every family (see model_internal.h), final norm, heads.
  * Memory is planned once by ftc_model_reserve; forward and backward allocate nothing. */
 #include "model_internal.h"
+#include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include <math.h>
 #include <stdlib.h>
@@ -8,23 +9,11 @@
 
 /* HF rotate_half RoPE frequencies, with Llama-3 rope_scaling when the config has it. */
 void rope_inv_freq_scaled(float *inv_freq, const ftc_model_config *cfg, int D) {
-    rope_inv_freq(inv_freq, D, cfg->rope_theta);
-    if (strcmp(cfg->rope_scaling_type, "llama3")) return;
-    /* transformers' _compute_llama3_parameters: long wavelengths slowed by `factor`, short ones kept,
-     * a smooth blend in between */
-    double factor = cfg->rope_scaling_factor, lo = cfg->rope_low_freq_factor, hi = cfg->rope_high_freq_factor;
-    double old_ctx = cfg->rope_original_max_positions;
-    double lo_wavelen = old_ctx / lo, hi_wavelen = old_ctx / hi;
-    for (int i = 0; i < D / 2; i++) {
-        double f = inv_freq[i], wavelen = 2 * M_PI / f;
-        if (wavelen < hi_wavelen) continue;
-        if (wavelen > lo_wavelen) {
-            inv_freq[i] = (float)(f / factor);
-        } else {
-            double smooth = (old_ctx / wavelen - lo) / (hi - lo);
-            inv_freq[i] = (float)((1 - smooth) * f / factor + smooth * f);
-        }
-    }
+    if (!strcmp(cfg->rope_scaling_type, "llama3"))
+        rope_inv_freq_llama3(inv_freq, D, cfg->rope_theta, cfg->rope_scaling_factor, cfg->rope_low_freq_factor,
+                             cfg->rope_high_freq_factor, cfg->rope_original_max_positions);
+    else
+        rope_inv_freq(inv_freq, D, cfg->rope_theta);
 }
 
 /* ---- memory plan ---- */
@@ -68,7 +57,7 @@ static void plan(ftc_model *m, planner *p) {
         layer_params *l = &m->layers[i];
         l->n1 = take(p, N * C), l->n1_mean = take(p, N), l->n1_rstd = take(p, N), l->s1 = take(p, N * C);
         l->n2 = take(p, N * C), l->n2_mean = take(p, N), l->n2_rstd = take(p, N), l->s2 = take(p, N * C);
-        l->q = take(p, N * Q), l->k = take(p, N * KV), l->v = take(p, N * KV);
+        l->xq = take(p, N * Q), l->xk = take(p, N * KV), l->xv = take(p, N * KV);
         l->att = take(p, ATT);
         l->att_drop = adrop ? take(p, ATT) : NULL;
         l->att_mask = adrop ? take(p, ATT) : NULL;
@@ -190,7 +179,7 @@ static void attn_dropout_forward(ftc_model *m, layer_params *l, int B, int T) {
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const float *P_ = l->att_drop + ((size_t)b * H + h) * T * T;
-            const float *v = l->v + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
+            const float *v = l->xv + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
             float *o = l->attn_out + (size_t)b * T * m->qdim + (size_t)h * D;
             ftc_matmul(false, false, T, D, T, 1.0f, P_, T, v, m->kvdim, 0.0f, o, m->qdim);
         }
@@ -203,20 +192,20 @@ static void attention_block_forward(ftc_model *m, layer_params *l, const float *
         linear_mod_forward(m, &l->qkv, m->qkv_tmp, in, N, m->training);
         for (int n = 0; n < N; n++) {
             const float *row = m->qkv_tmp + (size_t)n * W;
-            memcpy(l->q + (size_t)n * m->qdim, row, (size_t)m->qdim * sizeof(float));
-            memcpy(l->k + (size_t)n * m->kvdim, row + m->qdim, (size_t)m->kvdim * sizeof(float));
-            memcpy(l->v + (size_t)n * m->kvdim, row + m->qdim + m->kvdim, (size_t)m->kvdim * sizeof(float));
+            memcpy(l->xq + (size_t)n * m->qdim, row, (size_t)m->qdim * sizeof(float));
+            memcpy(l->xk + (size_t)n * m->kvdim, row + m->qdim, (size_t)m->kvdim * sizeof(float));
+            memcpy(l->xv + (size_t)n * m->kvdim, row + m->qdim + m->kvdim, (size_t)m->kvdim * sizeof(float));
         }
     } else {
-        linear_mod_forward(m, &l->q, l->q, in, N, m->training);
-        linear_mod_forward(m, &l->k, l->k, in, N, m->training);
-        linear_mod_forward(m, &l->v, l->v, in, N, m->training);
+        linear_mod_forward(m, &l->q, l->xq, in, N, m->training);
+        linear_mod_forward(m, &l->k, l->xk, in, N, m->training);
+        linear_mod_forward(m, &l->v, l->xv, in, N, m->training);
     }
     if (m->rope) {
-        rope_forward(l->q, m->pos, m->inv_freq, N, m->H, m->D);
-        rope_forward(l->k, m->pos, m->inv_freq, N, m->Hkv, m->D);
+        rope_forward(l->xq, m->pos, m->inv_freq, N, m->H, m->D);
+        rope_forward(l->xk, m->pos, m->inv_freq, N, m->Hkv, m->D);
     }
-    attention_forward(l->attn_out, l->att, l->q, l->k, l->v, m->mask, B, T, m->H, m->Hkv, m->D, m->causal);
+    attention_forward(l->attn_out, l->att, l->xq, l->xk, l->xv, m->mask, B, T, m->H, m->Hkv, m->D, m->causal);
     if (dropped(m, m->cfg.attention_dropout)) attn_dropout_forward(m, l, B, T);
     linear_mod_forward(m, &l->o, l->o_out, l->attn_out, N, m->training);
 }
@@ -375,9 +364,9 @@ static void attn_dropout_backward(ftc_model *m, layer_params *l, const float *do
             size_t a0 = ((size_t)b * H + h) * T * T;
             const float *att = l->att + a0, *attd = l->att_drop + a0, *mask = l->att_mask + a0;
             float *datt = m->g_big + a0;
-            const float *v = l->v + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
-            const float *q = l->q + (size_t)b * T * m->qdim + (size_t)h * D;
-            const float *k = l->k + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
+            const float *v = l->xv + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
+            const float *q = l->xq + (size_t)b * T * m->qdim + (size_t)h * D;
+            const float *k = l->xk + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
             const float *dO = dout + (size_t)b * T * m->qdim + (size_t)h * D;
             float *dq = m->g_q + (size_t)b * T * m->qdim + (size_t)h * D;
             float *dk = m->g_k + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
@@ -411,7 +400,7 @@ static void attention_block_backward(ftc_model *m, layer_params *l, const float 
     if (dropped(m, m->cfg.attention_dropout))
         attn_dropout_backward(m, l, m->g_attn, B, T);
     else
-        attention_backward(m->g_q, m->g_k, m->g_v, m->g_attn, l->att, l->q, l->k, l->v, B, T, m->H, m->Hkv, m->D,
+        attention_backward(m->g_q, m->g_k, m->g_v, m->g_attn, l->att, l->xq, l->xk, l->xv, B, T, m->H, m->Hkv, m->D,
                            m->g_att_scratch);
     if (m->rope) {
         rope_backward(m->g_q, m->pos, m->inv_freq, N, m->H, m->D);
