@@ -256,7 +256,7 @@ static void *pool_worker(void *arg) {
     unsigned seen = 0;
     for (;;) {
         unsigned gen = atomic_load(&pool.published);
-        for (int spin = 0; gen == seen && spin < 20000; spin++) { /* tens of microseconds: back-to-back matmuls */
+        for (int spin = 0; gen == seen && spin < 2000; spin++) { /* tens of microseconds: back-to-back matmuls */
 #if defined(__x86_64__)
             __builtin_ia32_pause();
 #endif
