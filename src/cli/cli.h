@@ -15,4 +15,5 @@ bool cli_wants_help(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 
+int cmd_tokenize(int argc, char **argv);
 #endif
