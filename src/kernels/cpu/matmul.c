@@ -1,25 +1,98 @@
-/* Matmul dispatch: OpenBLAS by default, a portable C loop when FTC_MATMUL=generic. */
+/* Matmul dispatch (docs/kernels.md). Backends:
+ *   avx512   own kernels (matmul_avx512.c), default when the CPU has AVX-512F
+ *   openblas cblas_sgemm (whatever core type OpenBLAS picks, e.g. from OPENBLAS_CORETYPE)
+ *   generic  portable C loop, the reference path CI also runs
+ * FTC_MATMUL=avx512|openblas|generic forces one; ftc_matmul_set_backend() switches at run time.
+ * Threads: the avx512 kernels are single-threaded per call; this file splits C between OpenMP threads
+ * (rows or columns, on micro-tile boundaries), and runs one thread when already inside a parallel region so
+ * that callers who parallelise themselves do not oversubscribe the 2 cores. */
 #include "ftc/matmul.h"
+#include "matmul_internal.h"
 #include <cblas.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int use_generic = -1;
+typedef enum { BACKEND_UNSET, BACKEND_GENERIC, BACKEND_OPENBLAS, BACKEND_AVX512 } backend_id;
+static backend_id backend = BACKEND_UNSET;
+static const char *const backend_names[] = {"unset", "generic", "openblas", "avx512"};
 
-static bool generic_requested(void) {
-    if (use_generic < 0) {
-        const char *e = getenv("FTC_MATMUL");
-        use_generic = e && strcmp(e, "generic") == 0;
+static bool cpu_has_avx512(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static int has = -1; /* the CPU does not change: ask once (a benign race: every thread writes the same) */
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
     }
-    return use_generic;
+    return has;
+#else
+    return false;
+#endif
+}
+
+static bool cpu_has_avx512_bf16(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+static backend_id backend_from_name(const char *name) {
+    if (!name) return BACKEND_UNSET;
+    if (strcmp(name, "generic") == 0) return BACKEND_GENERIC;
+    if (strcmp(name, "openblas") == 0) return BACKEND_OPENBLAS;
+    if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? BACKEND_AVX512 : BACKEND_UNSET;
+    return BACKEND_UNSET;
+}
+
+static backend_id auto_backend(void) {
+    backend_id b = backend_from_name(getenv("FTC_MATMUL")); /* unknown or unsupported: ignored */
+    if (b != BACKEND_UNSET) return b;
+    return cpu_has_avx512() ? BACKEND_AVX512 : BACKEND_OPENBLAS;
+}
+
+static backend_id current(void) {
+    if (backend == BACKEND_UNSET) backend = auto_backend();
+    return backend;
+}
+
+bool ftc_matmul_set_backend(const char *name) {
+    if (name && strcmp(name, "auto") == 0) {
+        backend = auto_backend();
+        return true;
+    }
+    backend_id b = backend_from_name(name);
+    if (b == BACKEND_UNSET) return false;
+    backend = b;
+    return true;
+}
+
+const char *ftc_matmul_backend(void) { return backend_names[current()]; }
+
+const char *ftc_matmul_bf16_backend(void) {
+    return current() != BACKEND_GENERIC && cpu_has_avx512_bf16() ? "avx512bf16" : "generic";
+}
+
+/* ---- portable paths ---- */
+
+static void scale_c(int M, int N, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f) memset(c, 0, sizeof(float) * (size_t)N);
+        else if (beta != 1.0f)
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
 }
 
 static void matmul_generic(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                            const float *B, int ldb, float beta, float *C, int ldc) {
+    scale_c(M, N, beta, C, ldc);
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * ldc;
-        if (beta == 0.0f) memset(c, 0, sizeof(float) * N);
-        else if (beta != 1.0f) for (int j = 0; j < N; j++) c[j] *= beta;
         for (int k = 0; k < K; k++) {
             float a = alpha * (ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
             if (a == 0.0f) continue;
@@ -33,20 +106,304 @@ static void matmul_generic(bool ta, bool tb, int M, int N, int K, float alpha, c
     }
 }
 
-void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* C = beta * C */
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+static inline float bf16_value(const void *X, ftc_mm_type t, size_t idx) {
+    uint32_t bits;
+    if (t == FTC_MM_BF16) bits = (uint32_t)((const uint16_t *)X)[idx] << 16;
+    else {
+        memcpy(&bits, (const float *)X + idx, 4);
+        bits = (uint32_t)ftc_mm_round_bf16(bits) << 16;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Products of bf16 values are exact in f32 (8-bit mantissas), so this differs from vdpbf16ps only in the
+ * order of the f32 additions. */
+static void matmul_bf16_generic(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
+                                int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
+    scale_c(M, N, beta, C, ldc);
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        for (int k = 0; k < K; k++) {
+            float a = bf16_value(A, at, ta ? (size_t)k * lda + i : (size_t)i * lda + k);
+            if (a == 0.0f) continue;
+            a *= alpha;
+            for (int j = 0; j < N; j++) c[j] += a * bf16_value(B, bt, tb ? (size_t)j * ldb + k : (size_t)k * ldb + j);
+        }
+    }
+}
+
+/* ---- threading ---- */
+
+/* Below this many multiply-adds a fork/join costs more than it saves. */
+#define MIN_MACS_PER_THREAD (1 << 18)
+
+typedef struct {
+    bool ta, tb;
+    int M, N, K;
+    float alpha, beta;
+    const void *A, *B;
+    ftc_mm_type at, bt;
+    int lda, ldb, ldc;
+    float *C;
+    bool bf16;
+    bool c_trans;      /* the job computes C^T (see narrow_swap) */
+    const float *bt_nk; /* set: narrow C by dot products, op(B) as N x K rows (see ftc_matmul) */
+} gemm_job;
+
+static size_t elem_size(ftc_mm_type t) { return t == FTC_MM_BF16 ? 2 : 4; }
+
+/* Out of memory for packing buffers: the portable loop, on the block as the caller laid it out (a C^T job
+ * is turned back into C = op(B')^T op(A')^T). */
+static void fallback_f32(const gemm_job *j, int m, int n, const float *A, const float *B, float *C) {
+    if (j->c_trans) matmul_generic(!j->tb, !j->ta, n, m, j->K, j->alpha, B, j->ldb, A, j->lda, j->beta, C, j->ldc);
+    else matmul_generic(j->ta, j->tb, m, n, j->K, j->alpha, A, j->lda, B, j->ldb, j->beta, C, j->ldc);
+}
+
+static void fallback_bf16(const gemm_job *j, int m, int n, const void *A, const void *B, float *C) {
+    if (j->c_trans)
+        matmul_bf16_generic(!j->tb, !j->ta, n, m, j->K, j->alpha, B, j->bt, j->ldb, A, j->at, j->lda, j->beta, C, j->ldc);
+    else matmul_bf16_generic(j->ta, j->tb, m, n, j->K, j->alpha, A, j->at, j->lda, B, j->bt, j->ldb, j->beta, C, j->ldc);
+}
+
+/* Runs the rows [m0, m0+m) x columns [n0, n0+n) of the job on this thread. */
+static void run_block(const gemm_job *j, int m0, int m, int n0, int n) {
+    if (m <= 0 || n <= 0) return;
+    const char *A = (const char *)j->A + elem_size(j->at) * (j->ta ? (size_t)m0 : (size_t)m0 * j->lda);
+    const char *B = (const char *)j->B + elem_size(j->bt) * (j->tb ? (size_t)n0 * j->ldb : (size_t)n0);
+    if (j->bt_nk) { /* rows only */
+        ftc_sgemm_avx512_small_n(m, j->N, j->K, j->alpha, (const float *)j->A + (size_t)m0 * j->lda, j->lda, j->bt_nk,
+                                 j->ldb, j->beta, j->C + (size_t)m0 * j->ldc, j->ldc);
         return;
     }
-    if (generic_requested()) {
+    float *C = j->c_trans ? j->C + (size_t)n0 * j->ldc + m0 : j->C + (size_t)m0 * j->ldc + n0;
+    if (j->bf16) {
+        if (!ftc_gemm_bf16_avx512(j->ta, j->tb, m, n, j->K, j->alpha, A, j->at, j->lda, B, j->bt, j->ldb, j->beta, C,
+                                  j->ldc, j->c_trans))
+            fallback_bf16(j, m, n, A, B, C);
+    } else {
+        if (!ftc_sgemm_avx512(j->ta, j->tb, m, n, j->K, j->alpha, (const float *)A, j->lda, (const float *)B, j->ldb,
+                              j->beta, C, j->ldc, j->c_trans))
+            fallback_f32(j, m, n, (const float *)A, (const float *)B, C);
+    }
+}
+
+/* A C narrower than the 32-wide tile (LoRA's rank-8 products) wastes most of each vector; its transpose
+ * C^T = op(B)^T op(A)^T fills them (12-row tiles waste less). The job then describes C^T. */
+static void narrow_swap(gemm_job *j) {
+    if (j->N >= FTC_MM_NR || j->M < 2 * FTC_MM_NR) return;
+    double fill_now = (double)j->N / ((j->N + FTC_MM_NR - 1) / FTC_MM_NR * FTC_MM_NR);
+    double fill_swapped = (double)j->N / ((j->N + FTC_MM_MR - 1) / FTC_MM_MR * FTC_MM_MR);
+    if (fill_swapped <= fill_now) return;
+    gemm_job t = *j;
+    t.M = j->N, t.N = j->M;
+    t.A = j->B, t.at = j->bt, t.lda = j->ldb, t.ta = !j->tb; /* op(A') = op(B)^T */
+    t.B = j->A, t.bt = j->at, t.ldb = j->lda, t.tb = !j->ta; /* op(B') = op(A)^T */
+    t.c_trans = true;
+    *j = t;
+}
+
+/* Chunk c of n along C's longer side, in whole micro-tiles. */
+static void run_chunk(const gemm_job *j, int c, int n) {
+    bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+    int tile = split_rows ? FTC_MM_MR : FTC_MM_NR, len = split_rows ? j->M : j->N;
+    int tiles = (len + tile - 1) / tile;
+    int t0 = (int)((long long)tiles * c / n), t1 = (int)((long long)tiles * (c + 1) / n);
+    int lo = t0 * tile, hi = t1 * tile < len ? t1 * tile : len;
+    if (split_rows) run_block(j, lo, hi - lo, 0, j->N);
+    else run_block(j, 0, j->M, lo, hi - lo);
+}
+
+/* Worker pool. Not an OpenMP region on purpose: on this shared machine a core is often taken by another
+ * process, and an OpenMP join waits for every thread to have run, so one descheduled thread stalls each
+ * matmul for a scheduler time slice (measured: 3 instead of 150 GFLOP/s). Here the caller works too and
+ * waits only for chunks a worker has actually claimed; a worker that wakes late finds nothing left.
+ * The ticket packs generation (24 bits), chunk count (20) and next chunk (20), so a stale worker can never
+ * claim a chunk of a job other than the one it read. */
+#define POOL_MAX_WORKERS 15
+static struct {
+    pthread_mutex_t lock; /* guards sleeping workers' wait on `wake` */
+    pthread_cond_t wake;
+    pthread_mutex_t call; /* one job at a time; a second concurrent caller runs alone */
+    _Atomic uint64_t ticket;
+    _Atomic unsigned done;
+    _Atomic unsigned published; /* generation of the latest job */
+    _Atomic int sleepers;
+    const gemm_job *job;
+    int workers;
+    bool started;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, 0, false};
+
+static uint64_t make_ticket(unsigned gen, unsigned n, unsigned next) {
+    return (uint64_t)(gen & 0xffffff) << 40 | (uint64_t)(n & 0xfffff) << 20 | (next & 0xfffff);
+}
+
+/* Claims and runs chunks of generation gen until none is left; returns how many it ran. */
+static void work_on(unsigned gen) {
+    for (;;) {
+        uint64_t t = atomic_load(&pool.ticket);
+        unsigned g = (unsigned)(t >> 40), n = (unsigned)(t >> 20) & 0xfffff, next = (unsigned)t & 0xfffff;
+        if (g != (gen & 0xffffff) || next >= n) return;
+        if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
+        run_chunk(pool.job, (int)next, (int)n); /* the job stays valid: its caller waits for this chunk */
+        atomic_fetch_add(&pool.done, 1);
+    }
+}
+
+static void *pool_worker(void *arg) {
+    (void)arg;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned gen = atomic_load(&pool.published);
+        for (int spin = 0; gen == seen && spin < 20000; spin++) { /* tens of microseconds: back-to-back matmuls */
+#if defined(__x86_64__)
+            __builtin_ia32_pause();
+#endif
+            gen = atomic_load(&pool.published);
+        }
+        if (gen == seen) {
+            pthread_mutex_lock(&pool.lock);
+            atomic_fetch_add(&pool.sleepers, 1);
+            while ((gen = atomic_load(&pool.published)) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+            atomic_fetch_sub(&pool.sleepers, 1);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = gen;
+        work_on(gen);
+    }
+    return NULL;
+}
+
+/* Starts nt-1 workers once (under pool.call); returns how many run. */
+static int pool_start(int nt) {
+    if (!pool.started) {
+        pool.started = true;
+        for (int i = 0; i < nt - 1 && i < POOL_MAX_WORKERS; i++) {
+            pthread_t th;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&th, &attr, pool_worker, NULL) == 0) pool.workers++;
+            pthread_attr_destroy(&attr);
+        }
+    }
+    return pool.workers;
+}
+
+/* Splits C between the caller and the pool's workers, a few chunks per thread so that a late thread costs
+ * little. One thread for small products and inside OpenMP regions (the caller already uses the cores). */
+static void run_threaded(const gemm_job *j) {
+    double macs = (double)j->M * j->N * j->K;
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt > POOL_MAX_WORKERS + 1) nt = POOL_MAX_WORKERS + 1;
+    if (nt > 1 && macs < (double)MIN_MACS_PER_THREAD * nt) nt = (int)(macs / MIN_MACS_PER_THREAD);
+    if (nt <= 1 || pthread_mutex_trylock(&pool.call) != 0) {
+        run_block(j, 0, j->M, 0, j->N);
+        return;
+    }
+    int workers = pool_start(nt);
+    if (workers > nt - 1) workers = nt - 1;
+    bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+    int tiles = split_rows ? (j->M + FTC_MM_MR - 1) / FTC_MM_MR : (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+    int chunks = 4 * (workers + 1);
+    if (chunks > tiles) chunks = tiles;
+    if (workers == 0 || chunks <= 1) {
+        pthread_mutex_unlock(&pool.call);
+        run_block(j, 0, j->M, 0, j->N);
+        return;
+    }
+    unsigned gen = atomic_load(&pool.published) + 1;
+    if ((gen & 0xffffff) == 0) gen++; /* generation 0 is "nothing yet" for the workers */
+    pool.job = j;
+    atomic_store(&pool.done, 0);
+    atomic_store(&pool.ticket, make_ticket(gen, (unsigned)chunks, 0));
+    atomic_store(&pool.published, gen);
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+    }
+    work_on(gen);
+    while (atomic_load(&pool.done) < (unsigned)chunks) { /* only chunks already claimed are left */
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+    }
+    pthread_mutex_unlock(&pool.call);
+}
+
+/* ---- entry points ---- */
+
+/* C at most this narrow, with A read along K, goes to the dot-product kernel. */
+#define SMALL_N 16
+
+/* Handles the cases that read neither A nor B; returns true when nothing is left to do. */
+static bool trivial(int M, int N, int K, float alpha, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return true;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return true;
+    }
+    return false;
+}
+
+void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                int ldb, float beta, float *C, int ldc) {
+    if (trivial(M, N, K, alpha, beta, C, ldc)) return;
+    switch (current()) {
+    case BACKEND_AVX512: {
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL};
+        float *bt_copy = NULL;
+        if (!ta && N <= SMALL_N && M >= 4 * SMALL_N) { /* narrow C, A along K: dot products need op(B) as N x K */
+            if (!tb && (bt_copy = malloc(sizeof(float) * (size_t)N * K)) != NULL)
+                for (int k = 0; k < K; k++)
+                    for (int n = 0; n < N; n++) bt_copy[(size_t)n * K + k] = B[(size_t)k * ldb + n];
+            j.bt_nk = tb ? B : bt_copy;
+        }
+        if (!j.bt_nk) narrow_swap(&j);
+        else if (!tb) j.ldb = K;
+        run_threaded(&j);
+        free(bt_copy);
+        return;
+    }
+    case BACKEND_OPENBLAS:
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+                    lda, B, ldb, beta, C, ldc);
+        return;
+    default:
         matmul_generic(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                B, ldb, beta, C, ldc);
 }
 
-const char *ftc_matmul_backend(void) { return generic_requested() ? "generic" : "openblas"; }
+void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at, int lda,
+                     const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
+    if (trivial(M, N, K, alpha, beta, C, ldc)) return;
+    if (strcmp(ftc_matmul_bf16_backend(), "avx512bf16") == 0) {
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL};
+        narrow_swap(&j);
+        run_threaded(&j);
+        return;
+    }
+    matmul_bf16_generic(ta, tb, M, N, K, alpha, A, at, lda, B, bt, ldb, beta, C, ldc);
+}
+
+void ftc_f32_to_bf16_n(const float *in, uint16_t *out, size_t n) {
+    if (cpu_has_avx512()) {
+        ftc_f32_to_bf16_avx512(in, out, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x;
+        memcpy(&x, in + i, 4);
+        out[i] = ftc_mm_round_bf16(x);
+    }
+}
+
+void ftc_bf16_to_f32_n(const uint16_t *in, float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) { /* a shift: compilers vectorise it */
+        uint32_t x = (uint32_t)in[i] << 16;
+        memcpy(out + i, &x, 4);
+    }
+}
