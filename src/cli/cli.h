@@ -16,4 +16,5 @@ int cmd_init(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 
+int cmd_tokenize(int argc, char **argv);
 #endif
