@@ -17,4 +17,5 @@ int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 
 int cmd_tokenize(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 #endif
