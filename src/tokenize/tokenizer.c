@@ -448,6 +448,18 @@ ftc_status tk_finish(ftc_tokenizer *t, ftc_err *err) {
                 t->byte_ids[b] = tk_map_get(&t->vocab, s, strlen(s));
             }
         }
+        t->meta_boundaries = !t->pre_bytelevel && !t->ignore_merges;
+        for (size_t i = 0; i < t->vocab.cap && t->meta_boundaries; i++) {
+            const char *k = t->vocab.keys[i];
+            if (!k) continue;
+            bool other = false;
+            for (size_t j = 0; j < t->vocab.klen[i];) {
+                bool meta = j + 3 <= t->vocab.klen[i] && !memcmp(k + j, "\xE2\x96\x81", 3);
+                if (meta && other) { t->meta_boundaries = false; break; }
+                if (!meta) other = true;
+                j += meta ? 3 : 1;
+            }
+        }
         t->cache_cap = 1 << 15;
         t->cache = calloc(t->cache_cap, sizeof *t->cache);
         if (!t->cache) return NOMEM(err);
