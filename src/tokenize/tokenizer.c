@@ -142,7 +142,9 @@ static ftc_status load_pretok(json_t *o, tk_pretok *pt, ftc_err *err) {
     } else if (!strcmp(type, "BertPreTokenizer")) pt->kind = PRE_BERT;
     else if (!strcmp(type, "Whitespace")) {
         pt->kind = PRE_WHITESPACE;
-        static const char WS[] = "\\w+|[^\\w\\s]+";
+        /* \w as Rust/Oniguruma define it (Alphabetic, marks, decimal digits, connector punctuation, joiners);
+         * PCRE2's UCP \w lacks the marks */
+        static const char WS[] = "[\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}]+|[^\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
         return tk_regex_compile(&pt->re, WS, sizeof WS - 1, false, err);
     } else if (!strcmp(type, "WhitespaceSplit")) pt->kind = PRE_WHITESPACE_SPLIT;
     else if (!strcmp(type, "Punctuation")) {
