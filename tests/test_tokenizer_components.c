@@ -186,6 +186,37 @@ static void test_invalid_utf8_and_decode_oddities(void **s) {
     ftc_tokenizer_free(t);
 }
 
+/* batch encode (threads) gives the same ids as one-by-one; an invalid text fails the batch, naming its index */
+static void test_batch(void **s) {
+    (void)s;
+    ftc_tokenizer *t = load_dir("gpt2");
+    size_t n = json_array_size(corpus);
+    const char **texts = malloc(n * sizeof *texts);
+    size_t *lens = malloc(n * sizeof *lens);
+    ftc_ids *outs = calloc(n, sizeof *outs);
+    for (size_t i = 0; i < n; i++) {
+        texts[i] = json_string_value(json_array_get(corpus, i));
+        lens[i] = json_string_length(json_array_get(corpus, i));
+    }
+    ftc_err err;
+    assert_int_equal(ftc_tokenizer_encode_batch(t, texts, lens, n, true, 0, outs, 2, &err), FTC_OK);
+    ftc_ids one = {0};
+    for (size_t i = 0; i < n; i++) {
+        one.n = 0;
+        assert_int_equal(ftc_tokenizer_encode(t, texts[i], lens[i], true, 0, &one, &err), FTC_OK);
+        assert_int_equal(one.n, outs[i].n);
+        if (one.n) assert_memory_equal(one.ids, outs[i].ids, one.n * sizeof *one.ids);
+    }
+    texts[7] = "bad \xff";
+    lens[7] = 5;
+    assert_int_equal(ftc_tokenizer_encode_batch(t, texts, lens, n, true, 0, outs, 2, &err), FTC_E_INPUT);
+    assert_string_equal(err.msg, "text 7: invalid UTF-8 in the text at byte 4");
+    for (size_t i = 0; i < n; i++) ftc_ids_free(&outs[i]);
+    ftc_ids_free(&one);
+    free(outs); free(texts); free(lens);
+    ftc_tokenizer_free(t);
+}
+
 static void test_unsupported_components(void **s) {
     (void)s;
     struct { const char *json, *msg; } cases[] = {
@@ -216,7 +247,7 @@ int main(void) {
         cmocka_unit_test(test_bytelevel_llama3), cmocka_unit_test(test_bytelevel_prefix),
         cmocka_unit_test(test_metaspace),        cmocka_unit_test(test_metaspace_always),
         cmocka_unit_test(test_pair_and_truncation), cmocka_unit_test(test_invalid_utf8_and_decode_oddities),
-        cmocka_unit_test(test_unsupported_components),
+        cmocka_unit_test(test_unsupported_components), cmocka_unit_test(test_batch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

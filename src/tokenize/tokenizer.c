@@ -4,6 +4,7 @@
 #include "tokenize/tk.h"
 #include "ftc/base.h"
 #include <jansson.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -803,6 +804,33 @@ ftc_status ftc_tokenizer_encode(const ftc_tokenizer *t, const char *text, size_t
         if (st) out->n = n0;
     }
     ftc_ids_free(&a);
+    return st;
+}
+
+ftc_status ftc_tokenizer_encode_batch(const ftc_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
+                                      bool add_special, int max_len, ftc_ids *outs, int n_threads, ftc_err *err) {
+    size_t *n0 = malloc((n ? n : 1) * sizeof *n0);
+    if (!n0) return NOMEM(err);
+    for (size_t i = 0; i < n; i++) n0[i] = outs[i].n;
+    long first_bad = -1;
+    ftc_err first_err = {FTC_OK, ""};
+    int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
+    for (long i = 0; i < (long)n; i++) {
+        ftc_err e;
+        if (ftc_tokenizer_encode(t, texts[i], lens[i], add_special, max_len, &outs[i], &e)) {
+#pragma omp critical(ftc_tok_batch_err)
+            if (first_bad < 0 || i < first_bad) { first_bad = i; first_err = e; }
+        }
+    }
+    ftc_status st = FTC_OK;
+    if (first_bad >= 0) {
+        for (size_t i = 0; i < n; i++) outs[i].n = n0[i];
+        if (err) *err = first_err;
+        st = ftc_err_prefix(err, "text %ld", first_bad);
+        if (!err) st = first_err.code;
+    }
+    free(n0);
     return st;
 }
 
