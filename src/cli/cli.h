@@ -18,4 +18,5 @@ int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
 int cmd_tokenize(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 #endif
