@@ -29,7 +29,7 @@ static ftc_status byte_encode(void *ctx, const char *text, size_t len, bool add_
     }
     return FTC_OK;
 }
-static const ftc_data_encoder BYTES = {NULL, byte_encode, 1, 2, -1, "<s>", "</s>"};
+static const ftc_data_encoder BYTES = {NULL, byte_encode, 1, 2, -1, "<s>", "</s>", NULL};
 
 /* BERT-like framing: add_special gives 100 text 101. */
 static ftc_status framed_encode(void *ctx, const char *text, size_t len, bool add_special, ftc_ids *out, ftc_err *err) {
@@ -40,7 +40,7 @@ static ftc_status framed_encode(void *ctx, const char *text, size_t len, bool ad
     if (add_special) out->ids[out->n++] = 101;
     return FTC_OK;
 }
-static const ftc_data_encoder FRAMED = {NULL, framed_encode, -1, -1, 0, "", ""};
+static const ftc_data_encoder FRAMED = {NULL, framed_encode, -1, -1, 0, "", "", NULL};
 
 static ftc_reader *open_mem(const char *text, const char *name, ftc_file_kind kind) {
     ftc_read_opts o = {.file_kind = kind};
@@ -298,6 +298,28 @@ static void test_txt(void **state) {
     assert_int_equal(read_all(r, errs, sizeof errs, rec, 4), 1);
     assert_string_equal(rec[0].text, "First para\nline two\n\n  \n\nSecond para");
     ftc_record_clear(&rec[0]);
+    /* a directory: each .txt/.md file one document, in name order; other files ignored */
+    char dir[] = "/tmp/ftc_txtdir_XXXXXX", p[256];
+    assert_non_null(mkdtemp(dir));
+    const char *files[][2] = {{"b.txt", "Second doc.\n\nStill second.\n"}, {"a.md", "First doc\n"}, {"c.csv", "x\n"},
+                              {"d.txt", ""}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i][0]);
+        FILE *f = fopen(p, "w");
+        fputs(files[i][1], f);
+        fclose(f);
+    }
+    assert_int_equal(ftc_reader_open(dir, NULL, &r, &e), FTC_OK);
+    assert_int_equal(read_all(r, errs, sizeof errs, rec, 4), 2);
+    assert_string_equal(rec[0].text, "First doc");
+    assert_string_equal(rec[1].text, "Second doc.\n\nStill second.");
+    for (int i = 0; i < 2; i++) ftc_record_clear(&rec[i]);
+    o.txt_mode = FTC_TXT_PARAGRAPH;
+    assert_int_equal(ftc_reader_open(dir, &o, &r, &e), FTC_OK);
+    assert_int_equal(read_all(r, errs, sizeof errs, NULL, 0), 3);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
     r = open_mem("ok\n\nbad \xe2\x82 here\n", "u.txt", FTC_FILE_AUTO);
     assert_int_equal(read_all(r, errs, sizeof errs, rec, 4), 1);
     assert_string_equal(errs, "u.txt:3:5: invalid UTF-8 (byte 0xe2); the file must be UTF-8\n");

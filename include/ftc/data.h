@@ -29,7 +29,8 @@ typedef enum {
     FTC_FMT_LABEL,      /* {"text": ..., "label": "name" | 3}: classification */
 } ftc_data_format;
 typedef enum { FTC_FILE_AUTO = 0, FTC_FILE_JSONL, FTC_FILE_CSV, FTC_FILE_TSV, FTC_FILE_TXT } ftc_file_kind;
-typedef enum { FTC_TXT_PARAGRAPH = 0, FTC_TXT_FILE } ftc_txt_mode;
+/* AUTO: paragraphs of a .txt file; whole files when the data path is a directory of .txt/.md files. */
+typedef enum { FTC_TXT_AUTO = 0, FTC_TXT_PARAGRAPH, FTC_TXT_FILE } ftc_txt_mode;
 
 typedef enum { FTC_ROLE_SYSTEM, FTC_ROLE_USER, FTC_ROLE_ASSISTANT } ftc_role;
 typedef struct {
@@ -58,7 +59,8 @@ const char *ftc_file_kind_name(ftc_file_kind k);
 
 /* ---- the streaming reader ---- */
 typedef struct {
-    ftc_file_kind file_kind;  /* AUTO: by extension (.jsonl/.json, .csv, .tsv, .txt), else by the first byte */
+    ftc_file_kind file_kind;  /* AUTO: by extension (.jsonl/.json, .csv, .tsv, .txt), else by the first byte;
+                                 a directory is read as its .txt/.md files in name order */
     ftc_data_format format;   /* AUTO: from the first valid record */
     const char *text_col;     /* CSV/TSV: column holding the text (NULL: text, sentence, content, ...) */
     const char *label_col;    /* CSV/TSV: column holding the label (NULL: label, category, intent, ...) */
@@ -121,6 +123,10 @@ typedef struct {
     ftc_status (*encode)(void *ctx, const char *text, size_t len, bool add_special, ftc_ids *out, ftc_err *err);
     int32_t bos, eos, pad;         /* -1 when absent */
     const char *bos_text, *eos_text; /* "" when absent */
+    /* Optional (may be NULL): ids -> text with special tokens kept, malloc'd. Used only where the text before a
+     * piece tokenizes differently alone than inside the whole (GPT-2 "\n\n" + "Paris" is "\n","\n","Paris"),
+     * to find which tokens start before the piece, as transformers' offsets would say. */
+    ftc_status (*decode)(void *ctx, const int32_t *ids, size_t n, char **out, ftc_err *err);
 } ftc_data_encoder;
 void ftc_data_encoder_from_tokenizer(const ftc_tokenizer *t, ftc_data_encoder *out);
 
