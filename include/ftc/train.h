@@ -119,6 +119,13 @@ typedef struct {
 
 /* Frees every example's arrays, the names and the array itself (for datasets built with malloc). */
 void ftc_dataset_free(ftc_dataset *d);
+/* Pre-tokenized JSONL: {"input_ids": [..], "labels": [..]?} (causal-lm) or {"input_ids": [..], "label": k | "name",
+ * "token_type_ids": [..]?} (classify). label_map: the training set whose labels validation must use, or NULL.
+ * Ids are checked against vocab_size (> 0). Errors name file, line and key. */
+ftc_status ftc_dataset_load_tokenized(const char *path, ftc_task task, const ftc_dataset *label_map, int vocab_size,
+                                      ftc_dataset *out, ftc_err *err);
+/* Moves a seeded random share of `all` into val (the rest stays in all). */
+ftc_status ftc_dataset_split(ftc_dataset *all, double val_share, uint64_t seed, ftc_dataset *val, ftc_err *err);
 
 /* ---- the trainer ---- */
 typedef struct {

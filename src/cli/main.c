@@ -20,6 +20,7 @@ typedef struct {
 
 static const command commands[] = {
     {"version", cmd_version, "print the version"},
+    {"train", cmd_train, "fine-tune a model: full, head (transfer learning) or lora"},
     {"report", cmd_report, "write RUNDIR/report.html (curves, metrics, confusion) from a run's logs"},
 };
 

@@ -17,7 +17,16 @@ static const char *const KEYS[] = {
     "eval-every", "save-every", "log-every", "patience", "metric", "unfreeze-last", "lora-r", "lora-alpha",
     "lora-dropout", "lora-targets", "resume", NULL};
 
+/* What config.resolved.json records about the run besides the settings; skipped when it is read back. */
+static const char *const RUN_FACTS[] = {"trainable_params", "total_params", "total_steps", "warmup_steps",
+                                        "steps_per_epoch", "train_examples", "val_examples", NULL};
+
 const char *const *ftc_train_config_keys(void) { return KEYS; }
+
+static bool is_run_fact(const char *key) {
+    for (int i = 0; RUN_FACTS[i]; i++) if (!strcmp(RUN_FACTS[i], key)) return true;
+    return false;
+}
 
 static int key_index(const char *key) {
     for (int i = 0; KEYS[i]; i++) if (!strcmp(KEYS[i], key)) return i;
@@ -178,6 +187,7 @@ static ftc_status load_json(ftc_train_config *c, const char *path, ftc_err *err)
     json_t *v;
     json_object_foreach(root, key, v) {
         if (s != FTC_OK) break;
+        if (is_run_fact(key)) continue;
         char buf[FTC_PATH_MAX + 32];
         if (json_is_string(v)) snprintf(buf, sizeof buf, "%s", json_string_value(v));
         else if (json_is_integer(v)) snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
