@@ -118,7 +118,7 @@ static void base_config(ftc_train_config *c, ftc_task task, ftc_method method, c
 static double eval_loss(ftc_model *m, ftc_task task, const ftc_dataset *d) {
     ftc_eval_result r;
     ftc_err err;
-    if (ftc_train_evaluate(m, task, d, 8, 16, &r, &err) != FTC_OK) fail_msg("evaluate: %s", err.msg);
+    if (ftc_train_evaluate(m, task, d, 8, 16, &r, NULL, &err) != FTC_OK) fail_msg("evaluate: %s", err.msg);
     return r.loss;
 }
 

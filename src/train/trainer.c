@@ -159,7 +159,7 @@ static int max_len_of(const ftc_dataset *d, int cap) {
 
 /* ---- evaluation ---- */
 static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, batcher *bt, int batch,
-                           ftc_eval_result *r, ftc_err *err) {
+                           ftc_eval_result *r, json_t **json, ftc_err *err) {
     memset(r, 0, sizeof *r);
     int32_t *idx = malloc((size_t)batch * sizeof *idx);
     if (!idx) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
@@ -184,9 +184,11 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, ba
             ftc_class_metrics_finish(&cm);
             r->loss = cm.loss; r->accuracy = cm.accuracy; r->macro_f1 = cm.macro_f1;
             r->n_tokens = d->n;
+            if (json) *json = ftc_class_metrics_json(&cm, (const char *const *)d->label_names);
         } else {
             r->loss = ftc_lm_loss(&lm); r->token_accuracy = ftc_lm_token_accuracy(&lm);
             r->n_tokens = lm.n_tokens;
+            if (json) *json = ftc_lm_metrics_json(&lm);
         }
     }
     if (task == FTC_TASK_CLASSIFY) ftc_class_metrics_free(&cm);
@@ -195,13 +197,13 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, ba
 }
 
 ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
-                              ftc_eval_result *r, ftc_err *err) {
+                              ftc_eval_result *r, json_t **json, ftc_err *err) {
     if (d->n == 0) return ftc_errf(err, FTC_E_INPUT, "evaluation data has no examples");
     batcher bt;
     int T = max_len_of(d, max_len);
     ftc_status s = batcher_init(&bt, batch, T, err);
     if (s == FTC_OK) s = ftc_model_reserve(m, batch, T, err);
-    if (s == FTC_OK) s = evaluate(m, task, d, &bt, batch, r, err);
+    if (s == FTC_OK) s = evaluate(m, task, d, &bt, batch, r, json, err);
     batcher_free(&bt);
     return s;
 }
@@ -275,7 +277,7 @@ static bool improved(const run *r, double v) {
 /* Evaluates on validation, logs, keeps the best weights; sets *stop when patience runs out. */
 static ftc_status eval_and_track(run *r, bool *stop, ftc_err *err) {
     ftc_eval_result er;
-    ftc_status s = evaluate(r->m, r->c->task, r->val, &r->bt, r->c->batch, &er, err);
+    ftc_status s = evaluate(r->m, r->c->task, r->val, &r->bt, r->c->batch, &er, NULL, err);
     if (s != FTC_OK) return ftc_err_prefix(err, "validation at step %lld", (long long)r->step);
     json_t *o = json_pack("{s:I, s:f}", "step", (json_int_t)r->step, "epoch",
                           (double)r->step / (double)r->steps_per_epoch);
