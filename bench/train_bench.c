@@ -1,6 +1,6 @@
 /* ftc's side of the training benchmark (bench/train_bench.sh; the PyTorch peer is bench/torch_train_peer.py).
  * Same work per step as the peer: forward + backward + AdamW on a fixed batch of random ids, model in
- * training mode; tokens/s is the median over steps 3..N. Prints one JSON object on stdout.
+ * training mode, the trainer's AdamW; tokens/s is the median over steps 3..N. Prints one JSON object on stdout.
  *
  *   train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R] [--seed S]
  *   train_bench --peak [--size N]   fp32 GFLOP/s of a square N x N x N ftc_matmul (the MFU denominator) */
@@ -8,7 +8,7 @@
 #include "ftc/hf_config.h"
 #include "ftc/matmul.h"
 #include "ftc/model.h"
-#include <math.h>
+#include "ftc/train.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,27 +96,6 @@ static double flops_per_token(ftc_model *m, int T) {
     return total + 12.0 * cfg->n_layers * (double)T * cfg->hidden_size;
 }
 
-/* AdamW (betas 0.9/0.999, eps 1e-8, decoupled weight decay 0.01 on params flagged decay), as the peer. */
-typedef struct { float *m, *v; } adam_state;
-
-static void adamw_step(ftc_model *m, adam_state *st, int t, float lr) {
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
-    const float c1 = 1.0f / (1.0f - powf(b1, (float)t)), c2 = 1.0f / (1.0f - powf(b2, (float)t));
-    for (int i = 0; i < ftc_model_n_params(m); i++) {
-        ftc_param *p = ftc_model_param(m, i);
-        if (!p->trainable || !p->grad) continue;
-        float *w = p->data, *g = p->grad, *mm = st[i].m, *vv = st[i].v;
-        const float decay = p->decay ? lr * wd : 0.0f;
-        const int64_t n = p->numel;
-#pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < n; j++) {
-            mm[j] = b1 * mm[j] + (1.0f - b1) * g[j];
-            vv[j] = b2 * vv[j] + (1.0f - b2) * g[j] * g[j];
-            w[j] -= lr * (mm[j] * c1) / (sqrtf(vv[j] * c2) + eps) + decay * w[j];
-        }
-    }
-}
-
 int main(int argc, char **argv) {
     const char *dir = NULL, *method = "full";
     int B = 0, T = 0, steps = 8, lora_r = 8, size = 2048, reps = 10;
@@ -164,18 +143,17 @@ int main(int argc, char **argv) {
     if (st != FTC_OK) { fprintf(stderr, "train_bench: %s\n", err.msg); ftc_model_free(m); return 2; }
     double load_s = ftc_now() - t_load;
 
+    /* The trainer's AdamW (betas 0.9/0.999, eps 1e-8, weight decay 0.01 where ftc_param.decay), as the peer. */
     int np = ftc_model_n_params(m);
-    adam_state *adam = calloc((size_t)np, sizeof *adam);
+    ftc_param **params = malloc((size_t)np * sizeof *params);
     int32_t *ids = malloc((size_t)B * T * sizeof *ids), *labels = malloc((size_t)B * T * sizeof *labels);
     double *step_s = malloc((size_t)steps * sizeof *step_s), *sorted = malloc((size_t)steps * sizeof *sorted);
-    if (!adam || !ids || !labels || !step_s || !sorted) { fprintf(stderr, "train_bench: out of memory\n"); return 3; }
-    for (int i = 0; i < np; i++) {
-        ftc_param *p = ftc_model_param(m, i);
-        if (!p->trainable) continue;
-        adam[i].m = calloc((size_t)p->numel, sizeof(float));
-        adam[i].v = calloc((size_t)p->numel, sizeof(float));
-        if (!adam[i].m || !adam[i].v) { fprintf(stderr, "train_bench: out of memory\n"); return 3; }
-    }
+    if (!params || !ids || !labels || !step_s || !sorted) { fprintf(stderr, "train_bench: out of memory\n"); return 3; }
+    for (int i = 0; i < np; i++) params[i] = ftc_model_param(m, i);
+    ftc_adamw_hparams hp = FTC_ADAMW_DEFAULTS;
+    hp.weight_decay = 0.01f;
+    ftc_optimizer opt;
+    if (ftc_optim_init(&opt, params, np, &hp, &err) != FTC_OK) { fprintf(stderr, "train_bench: %s\n", err.msg); return 2; }
     const ftc_model_config *mc = ftc_model_config_of(m);
     ftc_rng r;
     ftc_rng_seed(&r, seed);
@@ -193,7 +171,7 @@ int main(int argc, char **argv) {
         st = ftc_model_forward(m, &batch, true, &loss, &err);
         if (st == FTC_OK) st = ftc_model_backward(m, &err);
         if (st != FTC_OK) { fprintf(stderr, "train_bench: step %d: %s\n", s + 1, err.msg); return 3; }
-        adamw_step(m, adam, s + 1, 1e-4f);
+        ftc_optim_step(&opt, 1e-4f);
         step_s[s] = ftc_now() - t0;
         if (s == 0) loss_first = loss;
         fprintf(stderr, "ftc step %d/%d: %.3f s, loss %.4f, %.1f tok/s\n", s + 1, steps, step_s[s], loss,
@@ -211,8 +189,8 @@ int main(int argc, char **argv) {
            "\"flops_per_token\": %.0f, \"load_s\": %.3f, \"peak_rss_mb\": %.1f}\n",
            loss_first, loss, (long long)ftc_model_count_params(m, false), (long long)ftc_model_count_params(m, true),
            flops_per_token(m, T), load_s, peak_rss_mb());
-    for (int i = 0; i < np; i++) { free(adam[i].m); free(adam[i].v); }
-    free(adam); free(ids); free(labels); free(step_s); free(sorted);
+    ftc_optim_free(&opt);
+    free(params); free(ids); free(labels); free(step_s); free(sorted);
     ftc_model_free(m);
     return 0;
 }

@@ -28,6 +28,13 @@ typedef struct {
     bool attention_bias;      /* q/k/v/o biases: GPT-2, BERT true; Qwen2 q/k/v true, o false; Llama false */
     bool mlp_bias;
     ftc_activation activation;
+    float hidden_dropout;     /* BERT hidden_dropout_prob, GPT-2 resid_pdrop (also used for embeddings) */
+    float attention_dropout;  /* BERT attention_probs_dropout_prob, GPT-2 attn_pdrop, Llama attention_dropout */
+    float initializer_range;  /* std of the normal init transformers uses (0.02 by default) */
+    /* rope_scaling: none, or "llama3" with its parameters; other types are recorded and rejected by the model */
+    char rope_scaling_type[32]; /* "" when config has no rope_scaling */
+    float rope_scaling_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_positions;
     int bos_token_id, eos_token_id, pad_token_id; /* -1 when absent */
     /* classification heads saved by ftc export / transformers *ForSequenceClassification */
     int num_labels;           /* 0 if no id2label */

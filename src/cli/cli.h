@@ -13,6 +13,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 bool cli_wants_help(int argc, char **argv);
 
 int cmd_report(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 
 #endif

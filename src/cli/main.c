@@ -19,6 +19,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
+    {"inspect", cmd_inspect, "show a model directory: family, sizes, parameters, dtypes, tokenizer files"},
     {"version", cmd_version, "print the version"},
     {"train", cmd_train, "fine-tune a model: full, head (transfer learning) or lora"},
     {"report", cmd_report, "write RUNDIR/report.html (curves, metrics, confusion) from a run's logs"},
