@@ -44,13 +44,20 @@ void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gat
 void add_forward(float *y, const float *a, const float *b, int n);
 
 /* RoPE in place on x [N, H, D] (HF rotate_half: pairs (i, i+D/2)); pos[n] gives the position.
- * inv_freq[D/2] = 1 / theta^(2i/D) computed by rope_inv_freq (handles Llama-3 rope_scaling). */
+ * inv_freq[D/2] = 1 / theta^(2i/D) from rope_inv_freq (or rope_inv_freq_llama3).
+ * rope_backward rotates dx back in place (the gradient w.r.t. the pre-rotation x replaces dx). */
 void rope_inv_freq(float *inv_freq, int D, float theta);
+/* Llama-3 rope_scaling {"rope_type": "llama3", factor, low_freq_factor, high_freq_factor,
+ * original_max_position_embeddings}: rope_inv_freq, then long wavelengths divided by factor, short ones kept,
+ * the band between blended (transformers' _compute_llama3_parameters). */
+void rope_inv_freq_llama3(float *inv_freq, int D, float theta, float factor, float low_freq_factor,
+                          float high_freq_factor, int original_max_position_embeddings);
 void rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D);
 void rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D); /* in place */
 
 /* Scaled dot-product attention. q [B,T,H,D], k,v [B,T,Hkv,D] (GQA: head h uses kv head h/(H/Hkv)).
  * causal: key j visible to query i iff j <= i. key_mask [B,T] (1 = real token, 0 = padding; NULL = all real).
+ * A query always sees itself (j == i), so padded query rows stay finite; real rows are unaffected.
  * att [B,H,T,T] saves softmax probabilities for backward. out [B,T,H,D]. */
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal);

@@ -1,0 +1,101 @@
+/* Elementwise ops: GELU (tanh approximation and exact erf), SwiGLU, residual add, tanh, inverted dropout.
+ * Elementwise work is split across threads in fixed chunks; no reductions, so results are deterministic. */
+#include "ftc/ops.h"
+#include <math.h>
+#include <string.h>
+
+#define PAR_N 32768 /* below this many values threads cost more than they save */
+
+static const float GELU_K = 0.7978845608028654f; /* sqrt(2/pi) */
+static const float GELU_C = 0.044715f;
+
+/* y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))   (GPT-2 gelu_new, torch gelu(approximate='tanh')) */
+void gelu_tanh_forward(float *y, const float *x, int n) {
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+    }
+}
+
+/* dx += dy * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2)),  t = tanh(sqrt(2/pi)(x + 0.044715 x^3)) */
+void gelu_tanh_backward(float *dx, const float *dy, const float *x, int n) {
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        float t = tanhf(GELU_K * (v + GELU_C * v * v * v));
+        float dt = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+        dx[i] += dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * dt);
+    }
+}
+
+/* y = 0.5 x (1 + erf(x / sqrt 2))   (BERT gelu, torch gelu default) */
+void gelu_erf_forward(float *y, const float *x, int n) {
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+/* dx += dy * (Phi(x) + x phi(x)),  Phi(x) = 0.5 (1 + erf(x/sqrt 2)), phi(x) = exp(-x^2/2) / sqrt(2 pi) */
+void gelu_erf_backward(float *dx, const float *dy, const float *x, int n) {
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+        float pdf = expf(-0.5f * v * v) * 0.3989422804014327f;
+        dx[i] += dy[i] * (cdf + v * pdf);
+    }
+}
+
+/* y[n] = silu(gate) * up,  silu(g) = g * sigmoid(g)   (Llama MLP: down(act(gate(x)) * up(x))) */
+void swiglu_forward(float *y, const float *gate, const float *up, int n) {
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        y[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+/* dgate += dy * up * s (1 + g (1 - s)),  s = sigmoid(g);  dup += dy * silu(g) */
+void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n) {
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int i = 0; i < n; i++) {
+        float g = gate[i], s = 1.0f / (1.0f + expf(-g));
+        if (dgate) dgate[i] += dy[i] * up[i] * s * (1.0f + g * (1.0f - s));
+        if (dup) dup[i] += dy[i] * g * s;
+    }
+}
+
+/* y = a + b  (backward: both inputs receive dy unchanged, so the caller adds dy where it is needed) */
+void add_forward(float *y, const float *a, const float *b, int n) {
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+/* y = tanh(x) */
+void tanh_forward(float *y, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+
+/* dx += dy * (1 - y^2), y = tanh(x) saved from forward */
+void tanh_backward(float *dx, const float *dy, const float *y, int n) {
+    for (int i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
+
+/* y = x * mask, mask[i] = 1/(1-p) with probability 1-p else 0 (one rng draw per value, in order) */
+void dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng) {
+    if (p <= 0.0f) {
+        if (y != x) memcpy(y, x, sizeof(float) * n);
+        for (int i = 0; i < n; i++) mask[i] = 1.0f;
+        return;
+    }
+    float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    for (int i = 0; i < n; i++) {
+        mask[i] = ftc_rng_uniform(rng) >= p ? keep_scale : 0.0f;
+        y[i] = x[i] * mask[i];
+    }
+}
+
+/* dx += dy * mask */
+void dropout_backward(float *dx, const float *dy, const float *mask, int n) {
+    for (int i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
+}

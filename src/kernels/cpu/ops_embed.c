@@ -1,0 +1,44 @@
+/* Token (+ learned position) (+ token type) embeddings. */
+#include "ftc/ops.h"
+#include <string.h>
+
+/* out[N,C]: out[n,:] = wte[ids[n],:] + wpe[pos[n],:] + wtt[types[n],:]  (wpe/wtt optional) */
+void embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
+                       const float *wpe, const float *wtt, int N, int C) {
+#pragma omp parallel for schedule(static) if (N > 64)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * C;
+        memcpy(o, wte + (size_t)ids[n] * C, sizeof(float) * C);
+        if (wpe) {
+            const float *p = wpe + (size_t)pos[n] * C;
+            for (int c = 0; c < C; c++) o[c] += p[c];
+        }
+        if (wtt) {
+            const float *t = wtt + (size_t)types[n] * C;
+            for (int c = 0; c < C; c++) o[c] += t[c];
+        }
+    }
+}
+
+/* dwte[ids[n],:] += dout[n,:] (same for dwpe/dwtt). Rows may repeat, so rows are visited in order n = 0..N-1;
+ * threads split the channels instead, which keeps every sum in a fixed order (deterministic). */
+static void scatter_add_rows(float *dtable, const int32_t *rows, const float *dout, int N, int C) {
+    enum { CB = 256 };
+    int nblocks = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static) if ((long)N * C > 65536)
+    for (int blk = 0; blk < nblocks; blk++) {
+        int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
+        for (int n = 0; n < N; n++) {
+            float *d = dtable + (size_t)rows[n] * C;
+            const float *g = dout + (size_t)n * C;
+            for (int c = c0; c < c1; c++) d[c] += g[c];
+        }
+    }
+}
+
+void embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
+                        const int32_t *pos, const int32_t *types, int N, int C) {
+    if (dwte) scatter_add_rows(dwte, ids, dout, N, C);
+    if (dwpe) scatter_add_rows(dwpe, pos, dout, N, C);
+    if (dwtt) scatter_add_rows(dwtt, types, dout, N, C);
+}

@@ -1,0 +1,34 @@
+/* Linear layer (nn.Linear layout, W [O,I]); every product goes through ftc_matmul. */
+#include "ftc/ops.h"
+#include "ftc/matmul.h"
+#include <string.h>
+
+/* y[N,O] = x[N,I] @ W[O,I]^T + b[O] */
+void linear_forward(float *y, const float *x, const float *W, const float *b, int N, int I, int O) {
+    float beta = 0.0f;
+    if (b) { /* start from the bias so the matmul adds onto it */
+        for (int n = 0; n < N; n++) memcpy(y + (size_t)n * O, b, sizeof(float) * O);
+        beta = 1.0f;
+    }
+    ftc_matmul(false, true, N, O, I, 1.0f, x, I, W, I, beta, y, O);
+}
+
+/* dx[N,I] += dy[N,O] @ W[O,I]; dW[O,I] += dy^T @ x; db[O] += sum_n dy[n,:] */
+void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int N, int I,
+                     int O) {
+    if (dx) ftc_matmul(false, false, N, I, O, 1.0f, dy, O, W, I, 1.0f, dx, I);
+    if (dW) ftc_matmul(true, false, O, I, N, 1.0f, dy, O, x, I, 1.0f, dW, I);
+    if (db) {
+        /* rows in order n = 0..N-1 for every channel: deterministic; threads split channels */
+        enum { CB = 128 };
+        int nblocks = (O + CB - 1) / CB;
+#pragma omp parallel for schedule(static) if ((long)N * O > 65536)
+        for (int blk = 0; blk < nblocks; blk++) {
+            int o0 = blk * CB, o1 = o0 + CB < O ? o0 + CB : O;
+            for (int n = 0; n < N; n++) {
+                const float *g = dy + (size_t)n * O;
+                for (int o = o0; o < o1; o++) db[o] += g[o];
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+/* Softmax cross-entropy over the vocabulary, ignoring rows whose target is negative (HF's -100). */
+#include "ftc/ops.h"
+#include <math.h>
+
+/* log(sum_v exp(row[v])) with the max subtracted first; summed in double */
+static double row_logsumexp(const float *row, int V) {
+    float mx = row[0];
+    for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+    double s = 0;
+    for (int v = 0; v < V; v++) s += exp((double)(row[v] - mx));
+    return mx + log(s);
+}
+
+/* loss = mean over rows with targets[n] >= 0 of (logsumexp(logits[n,:]) - logits[n, targets[n]]) */
+float cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted) {
+    /* Rows fall into a fixed number of chunks summed in chunk order: the total does not depend on how
+     * many threads ran (an OpenMP reduction's order would). */
+    enum { CHUNKS = 64 };
+    double part[CHUNKS] = {0};
+    int cnt[CHUNKS] = {0};
+    int per = (N + CHUNKS - 1) / CHUNKS;
+    if (per < 1) per = 1;
+#pragma omp parallel for schedule(static) if ((long)N * V > 65536)
+    for (int ch = 0; ch < CHUNKS; ch++) {
+        for (int n = ch * per; n < (ch + 1) * per && n < N; n++) {
+            if (targets[n] < 0) continue;
+            const float *row = logits + (size_t)n * V;
+            part[ch] += row_logsumexp(row, V) - row[targets[n]];
+            cnt[ch]++;
+        }
+    }
+    double total = 0;
+    int counted = 0;
+    for (int ch = 0; ch < CHUNKS; ch++) { total += part[ch]; counted += cnt[ch]; }
+    if (n_counted) *n_counted = counted;
+    return counted ? (float)(total / counted) : 0.0f;
+}
+
+/* dlogits[n,:] = (softmax(logits[n,:]) - onehot(targets[n])) * dloss / n_counted; 0 for ignored rows (written) */
+void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss) {
+    int counted = 0;
+    for (int n = 0; n < N; n++) counted += targets[n] >= 0;
+    float g = counted ? dloss / (float)counted : 0.0f;
+#pragma omp parallel for schedule(static) if ((long)N * V > 65536)
+    for (int n = 0; n < N; n++) {
+        float *d = dlogits + (size_t)n * V;
+        const float *row = logits + (size_t)n * V;
+        if (targets[n] < 0) {
+            for (int v = 0; v < V; v++) d[v] = 0.0f;
+            continue;
+        }
+        double lse = row_logsumexp(row, V);
+        for (int v = 0; v < V; v++) d[v] = (float)exp((double)row[v] - lse) * g;
+        d[targets[n]] -= g;
+    }
+}

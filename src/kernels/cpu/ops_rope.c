@@ -1,0 +1,77 @@
+/* Rotary position embedding, Hugging Face rotate_half convention: dimension i pairs with i + D/2 and
+ * out = x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[D/2:], x[:D/2]), angle = pos * inv_freq[i]. */
+#include "ftc/ops.h"
+#include <math.h>
+
+/* inv_freq[i] = 1 / theta^(2i/D), i < D/2. Every step in float as transformers does it (the power, then the
+ * reciprocal): a 1-ulp difference here becomes ~5e-4 in the angle at position 8k. */
+void rope_inv_freq(float *inv_freq, int D, float theta) {
+    for (int i = 0; i < D / 2; i++) {
+        float expo = (float)(2 * i) / (float)D;
+        float p = powf(theta, expo);
+        inv_freq[i] = 1.0f / p;
+    }
+}
+
+/* Llama-3 rope_scaling: wavelengths longer than L/low_freq_factor (L = original_max_position_embeddings) are
+ * divided by `factor`, shorter than L/high_freq_factor are kept, and those between are blended linearly in
+ * L/wavelen: s = (L/wavelen - low) / (high - low), f = (1 - s) f/factor + s f. */
+void rope_inv_freq_llama3(float *inv_freq, int D, float theta, float factor, float low_freq_factor,
+                          float high_freq_factor, int original_max_position_embeddings) {
+    rope_inv_freq(inv_freq, D, theta);
+    double L = original_max_position_embeddings;
+    double low_wavelen = L / low_freq_factor, high_wavelen = L / high_freq_factor;
+    for (int i = 0; i < D / 2; i++) {
+        float f = inv_freq[i];
+        double wavelen = 2.0 * M_PI / f;
+        if (wavelen > low_wavelen) {
+            inv_freq[i] = f / factor;
+        } else if (wavelen >= high_wavelen) {
+            float smooth = (float)((L / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor));
+            inv_freq[i] = (1.0f - smooth) * f / factor + smooth * f;
+        }
+    }
+}
+
+/* cos/sin of the float angle pos * inv_freq (float product as torch forms it, then an accurate cos/sin) */
+static inline void rope_cs(float *c, float *s, int32_t pos, float inv_freq) {
+    float angle = (float)pos * inv_freq;
+    *c = (float)cos((double)angle);
+    *s = (float)sin((double)angle);
+}
+
+/* x[N,H,D] in place: (a, b) = (x[i], x[i+D/2]) -> (a cos - b sin, b cos + a sin) */
+void rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+    int half = D / 2;
+#pragma omp parallel for schedule(static) if ((long)N * H * D > 32768)
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < half; i++) {
+            float c, s;
+            rope_cs(&c, &s, pos[n], inv_freq[i]);
+            for (int h = 0; h < H; h++) {
+                float *r = x + ((size_t)n * H + h) * D;
+                float a = r[i], b = r[i + half];
+                r[i] = a * c - b * s;
+                r[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+/* dx[N,H,D] in place (the transpose rotation): (da, db) -> (da cos + db sin, db cos - da sin) */
+void rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+    int half = D / 2;
+#pragma omp parallel for schedule(static) if ((long)N * H * D > 32768)
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < half; i++) {
+            float c, s;
+            rope_cs(&c, &s, pos[n], inv_freq[i]);
+            for (int h = 0; h < H; h++) {
+                float *r = dx + ((size_t)n * H + h) * D;
+                float da = r[i], db = r[i + half];
+                r[i] = da * c + db * s;
+                r[i + half] = db * c - da * s;
+            }
+        }
+    }
+}
