@@ -39,6 +39,7 @@ static ftc_model_config tiny_config(ftc_family fam) {
     c.max_positions = 32;
     c.bos_token_id = c.eos_token_id = c.pad_token_id = -1;
     c.rope_theta = 10000;
+    c.initializer_range = 0.02f;
     switch (fam) {
     case FTC_FAMILY_GPT2:
         strcpy(c.model_type, "gpt2");
