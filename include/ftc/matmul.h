@@ -2,15 +2,40 @@
  *   C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C
  * op(X) = X if trans_X is false, X^T otherwise. lda/ldb/ldc are row strides in elements.
  * Forward of a Linear (y = x W^T): ftc_matmul(false, true, ...); input gradient: (false,false);
- * weight gradient: (true,false). The implementation behind it is chosen at run time
- * (src/kernels/cpu/matmul*.c); FTC_MATMUL=generic forces the portable C path. */
+ * weight gradient: (true,false). With beta == 0, C is not read (it may hold NaN); with alpha == 0,
+ * A and B are not read.
+ * The implementation behind it is chosen at run time (src/kernels/cpu/matmul*.c, docs/kernels.md):
+ * "avx512" (own kernels, when the CPU has AVX-512F), else "openblas"; FTC_MATMUL=generic|openblas|avx512
+ * forces one. Threads: both cores, unless called from inside an OpenMP parallel region (then one). */
 #ifndef FTC_MATMUL_H
 #define FTC_MATMUL_H
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 void ftc_matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc);
-/* Name of the implementation in use ("openblas", "generic", ...), for logs and benchmarks. */
+/* Name of the implementation in use ("openblas", "generic", "avx512"), for logs and benchmarks. */
 const char *ftc_matmul_backend(void);
+/* Selects the implementation: "avx512", "openblas", "generic", or "auto" (what the CPU and FTC_MATMUL
+ * pick). Returns false, leaving the choice unchanged, for an unknown name or one this CPU cannot run.
+ * Not thread-safe: call it before matmuls run (tests and benchmarks use it to cover every backend). */
+bool ftc_matmul_set_backend(const char *name);
+
+/* BF16 matmul: same contract as ftc_matmul, but each of A and B is either f32 or bf16 (uint16_t bit
+ * patterns, the upper half of an IEEE f32) and products are taken in bf16: f32 operands are rounded to
+ * bf16 (nearest even) as they are read, accumulation is f32. The mixed form lets activations stay f32
+ * while weights are stored in bf16. Uses AVX512-BF16 (vdpbf16ps) when the CPU has it and the backend is
+ * not "generic"; otherwise a portable loop with the same rounding. */
+typedef enum { FTC_MM_F32 = 0, FTC_MM_BF16 = 1 } ftc_mm_type;
+void ftc_matmul_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void *A, ftc_mm_type a_type,
+                     int lda, const void *B, ftc_mm_type b_type, int ldb, float beta, float *C, int ldc);
+/* "avx512bf16" or "generic". */
+const char *ftc_matmul_bf16_backend(void);
+
+/* Array conversions, f32 -> bf16 rounding to nearest even (NaN stays NaN, no flush of subnormals); bf16 ->
+ * f32 is exact. Bit-identical to ftc_f32_to_bf16/ftc_bf16_to_f32 (safetensors.h), vectorised when possible. */
+void ftc_f32_to_bf16_n(const float *in, uint16_t *out, size_t n);
+void ftc_bf16_to_f32_n(const uint16_t *in, float *out, size_t n);
 
 #endif

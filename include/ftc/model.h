@@ -6,6 +6,7 @@
 #define FTC_MODEL_H
 #include <stdbool.h>
 #include <stdint.h>
+#include "ftc/base.h"
 #include "ftc/hf_config.h"
 #include "ftc/status.h"
 
@@ -78,6 +79,8 @@ const float *ftc_model_hidden(const ftc_model *m); /* last hidden state [B,T,C] 
 /* Backward of the last forward (which had labels): accumulates into the trainable params' grads. */
 ftc_status ftc_model_backward(ftc_model *m, ftc_err *err);
 void ftc_model_zero_grad(ftc_model *m);
+/* Dropout randomness of the model (plain data: checkpoints save and restore *ftc_model_rng(m)). */
+ftc_rng *ftc_model_rng(ftc_model *m);
 
 /* Writes the model in HF layout (config.json + model.safetensors), atomically. */
 ftc_status ftc_model_save(const ftc_model *m, const char *dir, ftc_err *err);

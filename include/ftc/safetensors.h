@@ -34,6 +34,9 @@ int ftc_st_count(const ftc_st_set *s);
 const ftc_tensor_view *ftc_st_get(const ftc_st_set *s, int i);
 const ftc_tensor_view *ftc_st_find(const ftc_st_set *s, const char *name); /* NULL if absent */
 size_t ftc_st_bytes_on_disk(const ftc_st_set *s);
+/* The files behind the set: one, or the shards in the order weight_map first names them. */
+int ftc_st_file_count(const ftc_st_set *s);
+const char *ftc_st_file_path(const ftc_st_set *s, int i);
 /* Metadata value from __metadata__ (first file), or NULL. */
 const char *ftc_st_metadata(const ftc_st_set *s, const char *key);
 
@@ -57,13 +60,15 @@ ftc_status ftc_st_writer_metadata(ftc_st_writer *w, const char *key, const char 
 /* data: numel elements of dtype laid out row-major; it must stay valid until ftc_st_writer_write. */
 ftc_status ftc_st_writer_add(ftc_st_writer *w, const char *name, ftc_dtype dtype, int ndim, const int64_t *shape,
                              const void *data, ftc_err *err);
-/* Adds an f32 buffer converted to dtype (F32, F16 or BF16); the converted copy is owned by the writer. */
+/* Adds an f32 buffer converted to dtype (F32, F16 or BF16); the converted copy is owned by the writer.
+ * F32 needs no conversion: that data is referenced, like ftc_st_writer_add, and must stay valid until write. */
 ftc_status ftc_st_writer_add_f32_as(ftc_st_writer *w, const char *name, ftc_dtype dtype, int ndim,
                                     const int64_t *shape, const float *data, ftc_err *err);
 ftc_status ftc_st_writer_write(ftc_st_writer *w, const char *path, ftc_err *err); /* temp + fsync + rename */
 void ftc_st_writer_free(ftc_st_writer *w);
 
-/* Parse-only entry for fuzzing and tests: validates a whole file image held in memory. */
+/* Parse-only entry for fuzzing and tests: validates a whole file image held in memory.
+ * The set's views point into buf, which must outlive the set. */
 ftc_status ftc_st_parse_buffer(const uint8_t *buf, size_t len, const char *name_for_errors, ftc_st_set **out,
                                ftc_err *err);
 #endif

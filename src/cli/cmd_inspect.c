@@ -34,12 +34,13 @@ int cmd_inspect(int argc, char **argv) {
     if (ftc_config_load(dir, &cfg, &err)) return cli_fail("inspect", &err);
     ftc_st_set *st;
     if (ftc_st_open(dir, &st, &err)) { ftc_config_free(&cfg); return cli_fail("inspect", &err); }
-    int64_t n_params = 0, per_dtype[16] = {0};
+    int64_t n_params = 0, per_dtype[16] = {0}, dtype_bytes[16] = {0};
     for (int i = 0; i < ftc_st_count(st); i++) {
         const ftc_tensor_view *t = ftc_st_get(st, i);
         /* integer tensors are buffers (e.g. BERT position_ids), not parameters */
         if (t->dtype == FTC_F32 || t->dtype == FTC_F16 || t->dtype == FTC_BF16 || t->dtype == FTC_F64) n_params += t->numel;
         per_dtype[t->dtype] += t->numel;
+        dtype_bytes[t->dtype] += (int64_t)t->nbytes;
     }
     json_t *o = json_object(), *dtypes = json_object(), *tok = json_array();
     json_object_set_new(o, "model_type", json_string(cfg.model_type));
@@ -59,6 +60,19 @@ int cmd_inspect(int argc, char **argv) {
     for (int d = 0; d < 16; d++)
         if (per_dtype[d]) json_object_set_new(dtypes, ftc_dtype_name((ftc_dtype)d), json_integer(per_dtype[d]));
     json_object_set_new(o, "dtypes", dtypes);
+    json_t *dbytes = json_object(), *files = json_array();
+    for (int d = 0; d < 16; d++)
+        if (per_dtype[d]) json_object_set_new(dbytes, ftc_dtype_name((ftc_dtype)d), json_integer(dtype_bytes[d]));
+    json_object_set_new(o, "dtype_bytes", dbytes);
+    for (int i = 0, n = ftc_st_file_count(st); i < n; i++) {
+        const char *p = ftc_st_file_path(st, i), *base = strrchr(p, '/');
+        json_array_append_new(files, json_string(base ? base + 1 : p));
+    }
+    json_object_set_new(o, "safetensors_files", files);
+    json_object_set_new(o, "tie_word_embeddings", json_boolean(cfg.tie_word_embeddings));
+    json_object_set_new(o, "rope_scaling", cfg.rope_scaling_type[0] ? json_string(cfg.rope_scaling_type) : json_null());
+    json_object_set_new(o, "sliding_window", json_integer(cfg.sliding_window));
+    json_object_set_new(o, "num_labels", json_integer(cfg.num_labels));
     for (size_t i = 0; i < sizeof TOKENIZER_FILES / sizeof *TOKENIZER_FILES; i++) {
         char p[4096];
         if (ftc_path_join(p, sizeof p, dir, TOKENIZER_FILES[i]) && ftc_file_exists(p))
@@ -79,7 +93,11 @@ int cmd_inspect(int argc, char **argv) {
         printf("  parameters      %lld (%.1fM) in %d tensors\n", (long long)n_params, n_params / 1e6, ftc_st_count(st));
         printf("  on disk         %.1f MB;", ftc_st_bytes_on_disk(st) / 1e6);
         for (int d = 0; d < 16; d++)
-            if (per_dtype[d]) printf(" %s %lld", ftc_dtype_name((ftc_dtype)d), (long long)per_dtype[d]);
+            if (per_dtype[d])
+                printf(" %s %lld values (%.1f MB)", ftc_dtype_name((ftc_dtype)d), (long long)per_dtype[d], dtype_bytes[d] / 1e6);
+        printf(" in %d file(s)", ftc_st_file_count(st));
+        if (cfg.rope_scaling_type[0]) printf("\n  rope scaling    %s", cfg.rope_scaling_type);
+        if (cfg.num_labels) printf("\n  labels          %d", cfg.num_labels);
         printf("\n  tokenizer files");
         for (size_t i = 0; i < json_array_size(tok); i++) printf(" %s", json_string_value(json_array_get(tok, i)));
         if (!json_array_size(tok)) printf(" (none)");

@@ -22,6 +22,10 @@ typedef struct {
     ftc_status st;
 } reader;
 
+/* Sizes above this are refused: no real model comes near, and products such as 4 * n_embd or
+ * n_heads * head_dim then stay far inside int. */
+#define MAX_DIM (1 << 24)
+
 /* Integer field: the first of the names present; required unless def is given (has_def). */
 static int get_int(reader *r, const char *a, const char *b, bool has_def, int def) {
     if (r->st) return 0;
@@ -30,8 +34,13 @@ static int get_int(reader *r, const char *a, const char *b, bool has_def, int de
         if (!names[i]) continue;
         json_t *v = json_object_get(r->root, names[i]);
         if (!v || json_is_null(v)) continue;
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1 << 30) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
             r->st = ftc_errf(r->err, FTC_E_INPUT, "%s: field \"%s\" must be a non-negative integer", r->file, names[i]);
+            return 0;
+        }
+        if (json_integer_value(v) > MAX_DIM) {
+            r->st = ftc_errf(r->err, FTC_E_INPUT, "%s: field \"%s\" = %lld is too large (at most %d)", r->file,
+                             names[i], (long long)json_integer_value(v), MAX_DIM);
             return 0;
         }
         return (int)json_integer_value(v);
@@ -56,6 +65,14 @@ static float get_float(reader *r, const char *a, const char *b, float def) {
     return def;
 }
 
+/* A float field that must lie in [lo, hi] (norm eps, dropout, rope theta): nonsense there gives NaNs later. */
+static float get_float_in(reader *r, const char *name, float def, double lo, double hi) {
+    float x = get_float(r, name, NULL, def);
+    if (!r->st && !(x >= lo && x <= hi))
+        r->st = ftc_errf(r->err, FTC_E_INPUT, "%s: field \"%s\" = %g is out of range [%g, %g]", r->file, name, x, lo, hi);
+    return x;
+}
+
 static bool get_bool(reader *r, const char *name, bool def) {
     if (r->st) return def;
     json_t *v = json_object_get(r->root, name);
@@ -67,16 +84,26 @@ static bool get_bool(reader *r, const char *name, bool def) {
     return json_is_true(v);
 }
 
-static int get_token_id(reader *r, const char *name) {
+/* bos/eos/pad: an id, null (absent: the family's default), or a list of ids (Llama 3 eos) of which we keep the first. */
+static int get_token_id(reader *r, const char *name, int def) {
     json_t *v = json_object_get(r->root, name);
-    if (json_is_integer(v)) return (int)json_integer_value(v);
-    if (json_is_array(v) && json_is_integer(json_array_get(v, 0))) return (int)json_integer_value(json_array_get(v, 0));
-    return -1;
+    if (r->st || !v || json_is_null(v)) return def;
+    if (json_is_array(v)) v = json_array_get(v, 0);
+    if (!json_is_integer(v) || json_integer_value(v) < -1 || json_integer_value(v) > MAX_DIM) {
+        r->st = ftc_errf(r->err, FTC_E_INPUT, "%s: field \"%s\" must be a token id (an integer, a list of them, or null)",
+                         r->file, name);
+        return def;
+    }
+    return (int)json_integer_value(v);
 }
 
 static ftc_activation parse_act(reader *r, const char *field, const char *def) {
     if (r->st) return FTC_ACT_GELU_ERF;
     json_t *v = json_object_get(r->root, field);
+    if (v && !json_is_null(v) && !json_is_string(v)) {
+        r->st = ftc_errf(r->err, FTC_E_INPUT, "%s: field \"%s\" must be a string", r->file, field);
+        return FTC_ACT_GELU_ERF;
+    }
     const char *a = json_is_string(v) ? json_string_value(v) : def;
     if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast")) return FTC_ACT_GELU_TANH;
     if (!strcmp(a, "gelu")) return FTC_ACT_GELU_ERF;
@@ -107,7 +134,10 @@ static void parse_labels(reader *r, ftc_model_config *c) {
                              r->file, n - 1, k);
             return;
         }
-        c->id2label[id] = strdup(json_string_value(v));
+        if (!(c->id2label[id] = strdup(json_string_value(v)))) {
+            r->st = ftc_errf(r->err, FTC_E_NOMEM, "out of memory");
+            return;
+        }
     }
 }
 
@@ -157,12 +187,14 @@ ftc_status ftc_config_parse(const char *json, size_t len, const char *file, ftc_
         c->intermediate_size = get_int(&r, "n_inner", NULL, true, 4 * c->hidden_size);
         c->vocab_size = get_int(&r, "vocab_size", NULL, true, 50257);
         c->max_positions = get_int(&r, "n_positions", NULL, true, 1024);
-        c->norm_eps = get_float(&r, "layer_norm_epsilon", NULL, 1e-5f);
+        c->norm_eps = get_float_in(&r, "layer_norm_epsilon", 1e-5f, 0, 1);
         c->activation = parse_act(&r, "activation_function", "gelu_new");
         c->tie_word_embeddings = get_bool(&r, "tie_word_embeddings", true);
         c->attention_bias = c->mlp_bias = true;
-        c->hidden_dropout = get_float(&r, "resid_pdrop", NULL, 0.1f);
-        c->attention_dropout = get_float(&r, "attn_pdrop", NULL, 0.1f);
+        c->hidden_dropout = get_float_in(&r, "resid_pdrop", 0.1f, 0, 1);
+        c->attention_dropout = get_float_in(&r, "attn_pdrop", 0.1f, 0, 1);
+        c->bos_token_id = get_token_id(&r, "bos_token_id", 50256);
+        c->eos_token_id = get_token_id(&r, "eos_token_id", 50256);
     } else if (!strcmp(t, "llama") || !strcmp(t, "mistral") || !strcmp(t, "qwen2")) {
         c->family = FTC_FAMILY_LLAMA;
         c->n_layers = get_int(&r, "num_hidden_layers", NULL, false, 0);
@@ -170,15 +202,24 @@ ftc_status ftc_config_parse(const char *json, size_t len, const char *file, ftc_
         c->n_heads = get_int(&r, "num_attention_heads", NULL, false, 0);
         c->intermediate_size = get_int(&r, "intermediate_size", NULL, false, 0);
         c->vocab_size = get_int(&r, "vocab_size", NULL, false, 0);
-        c->max_positions = get_int(&r, "max_position_embeddings", NULL, true, 2048);
-        c->norm_eps = get_float(&r, "rms_norm_eps", NULL, 1e-6f);
-        c->rope_theta = get_float(&r, "rope_theta", NULL, 10000.0f);
+        bool qwen = !strcmp(t, "qwen2"), mistral = !strcmp(t, "mistral");
+        /* transformers' defaults differ per model_type: LlamaConfig 2048, MistralConfig 4096 * 32, Qwen2Config 32768 */
+        c->max_positions = get_int(&r, "max_position_embeddings", NULL, true, qwen ? 32768 : mistral ? 131072 : 2048);
+        c->norm_eps = get_float_in(&r, "rms_norm_eps", 1e-6f, 0, 1);
+        c->rope_theta = get_float_in(&r, "rope_theta", 10000.0f, 1e-3, 1e12);
         c->activation = parse_act(&r, "hidden_act", "silu");
         c->tie_word_embeddings = get_bool(&r, "tie_word_embeddings", false);
-        bool qwen = !strcmp(t, "qwen2");
         c->attention_bias = get_bool(&r, "attention_bias", qwen); /* Qwen2: q/k/v biases, no o bias */
         c->mlp_bias = get_bool(&r, "mlp_bias", false);
-        c->attention_dropout = get_float(&r, "attention_dropout", NULL, 0.0f);
+        c->attention_dropout = get_float_in(&r, "attention_dropout", 0.0f, 0, 1);
+        /* LlamaConfig and MistralConfig default to bos 1 / eos 2; Qwen2Config sets none */
+        c->bos_token_id = get_token_id(&r, "bos_token_id", qwen ? -1 : 1);
+        c->eos_token_id = get_token_id(&r, "eos_token_id", qwen ? -1 : 2);
+        /* MistralConfig's default is 8 kv heads; Llama and Qwen2 fall back to num_attention_heads */
+        c->n_kv_heads = get_int(&r, "num_key_value_heads", NULL, true, mistral ? 8 : c->n_heads);
+        /* Mistral always uses its window (default 4096, null = off); Qwen2 only with use_sliding_window */
+        if (mistral || (qwen && get_bool(&r, "use_sliding_window", false)))
+            c->sliding_window = get_int(&r, "sliding_window", NULL, true, mistral && json_is_null(json_object_get(root, "sliding_window")) ? 0 : 4096);
         parse_rope_scaling(&r, c);
     } else if (!strcmp(t, "bert")) {
         c->family = FTC_FAMILY_BERT;
@@ -189,12 +230,14 @@ ftc_status ftc_config_parse(const char *json, size_t len, const char *file, ftc_
         c->vocab_size = get_int(&r, "vocab_size", NULL, false, 0);
         c->max_positions = get_int(&r, "max_position_embeddings", NULL, true, 512);
         c->type_vocab_size = get_int(&r, "type_vocab_size", NULL, true, 2);
-        c->norm_eps = get_float(&r, "layer_norm_eps", NULL, 1e-12f);
+        c->norm_eps = get_float_in(&r, "layer_norm_eps", 1e-12f, 0, 1);
         c->activation = parse_act(&r, "hidden_act", "gelu");
         c->tie_word_embeddings = true; /* only matters for masked-LM heads, which we do not build */
         c->attention_bias = c->mlp_bias = true;
-        c->hidden_dropout = get_float(&r, "hidden_dropout_prob", NULL, 0.1f);
-        c->attention_dropout = get_float(&r, "attention_probs_dropout_prob", NULL, 0.1f);
+        c->hidden_dropout = get_float_in(&r, "hidden_dropout_prob", 0.1f, 0, 1);
+        c->attention_dropout = get_float_in(&r, "attention_probs_dropout_prob", 0.1f, 0, 1);
+        c->bos_token_id = get_token_id(&r, "bos_token_id", -1);
+        c->eos_token_id = get_token_id(&r, "eos_token_id", -1);
         json_t *pe = json_object_get(root, "position_embedding_type");
         if (json_is_string(pe) && strcmp(json_string_value(pe), "absolute"))
             r.st = ftc_errf(err, FTC_E_UNSUPPORTED, "%s: field \"position_embedding_type\": unsupported \"%s\" "
@@ -203,12 +246,9 @@ ftc_status ftc_config_parse(const char *json, size_t len, const char *file, ftc_
         json_decref(root);
         return ftc_errf(err, FTC_E_UNSUPPORTED, "%s: unsupported model_type \"%s\" (supported: %s)", file, t, SUPPORTED);
     }
-    c->n_kv_heads = c->family == FTC_FAMILY_LLAMA ? get_int(&r, "num_key_value_heads", NULL, true, c->n_heads)
-                                                  : c->n_heads;
-    c->initializer_range = get_float(&r, "initializer_range", NULL, 0.02f);
-    c->bos_token_id = get_token_id(&r, "bos_token_id");
-    c->eos_token_id = get_token_id(&r, "eos_token_id");
-    c->pad_token_id = get_token_id(&r, "pad_token_id");
+    if (c->family != FTC_FAMILY_LLAMA) c->n_kv_heads = c->n_heads;
+    c->initializer_range = get_float_in(&r, "initializer_range", 0.02f, 0, 10);
+    c->pad_token_id = get_token_id(&r, "pad_token_id", c->family == FTC_FAMILY_BERT ? 0 : -1); /* BertConfig: 0 */
     parse_labels(&r, c);
     if (!r.st) {
         if (c->n_layers <= 0 || c->hidden_size <= 0 || c->n_heads <= 0 || c->vocab_size <= 0 ||
@@ -220,12 +260,17 @@ ftc_status ftc_config_parse(const char *json, size_t len, const char *file, ftc_
                             c->n_kv_heads, c->n_heads);
     }
     if (!r.st) {
-        c->head_dim = get_int(&r, "head_dim", NULL, true, c->hidden_size / c->n_heads);
-        if (!r.st && c->head_dim * c->n_heads != c->hidden_size && c->family != FTC_FAMILY_LLAMA)
+        /* Only the Llama family may give head_dim explicitly (then n_heads * head_dim may differ from hidden size);
+         * otherwise the heads must split the hidden size evenly, as transformers requires. */
+        json_t *hd = json_object_get(root, "head_dim");
+        bool explicit_hd = c->family == FTC_FAMILY_LLAMA && hd && !json_is_null(hd);
+        c->head_dim = explicit_hd ? get_int(&r, "head_dim", NULL, false, 0) : c->hidden_size / c->n_heads;
+        if (!r.st && !explicit_hd && c->hidden_size % c->n_heads)
             r.st = ftc_errf(err, FTC_E_INPUT, "%s: hidden size %d is not divisible by %d heads", file, c->hidden_size,
                             c->n_heads);
-        else if (!r.st && (c->head_dim <= 0 || c->head_dim % 2))
-            r.st = ftc_errf(err, FTC_E_INPUT, "%s: head_dim %d must be positive and even", file, c->head_dim);
+        else if (!r.st && c->family == FTC_FAMILY_LLAMA && (c->head_dim <= 0 || c->head_dim % 2))
+            r.st = ftc_errf(err, FTC_E_INPUT, "%s: head_dim %d must be positive and even (RoPE rotates pairs)", file,
+                            c->head_dim);
     }
     json_decref(root);
     if (r.st) ftc_config_free(c);

@@ -12,6 +12,7 @@ static const struct { const char *name; ftc_dtype d; size_t size; } DTYPES[] = {
     {"I8", FTC_I8, 1},   {"U8", FTC_U8, 1},   {"BOOL", FTC_BOOL, 1}, {"F64", FTC_F64, 8},
 };
 #define N_DTYPES (sizeof DTYPES / sizeof *DTYPES)
+#define DTYPE_LIST "F32, F16, BF16, F64, I64, I32, I8, U8, BOOL"
 
 const char *ftc_dtype_name(ftc_dtype d) {
     for (size_t i = 0; i < N_DTYPES; i++)
@@ -117,6 +118,7 @@ static ftc_status parse_image(ftc_st_set *s, const uint8_t *buf, size_t len, con
         return ftc_errf(err, FTC_E_INPUT, "%s: truncated: %zu bytes, need 8 for the header length", name, len);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    if (hlen == 0) return ftc_errf(err, FTC_E_INPUT, "%s: header length is 0: no JSON header", name);
     if (hlen > HEADER_LIMIT)
         return ftc_errf(err, FTC_E_INPUT, "%s: header length %llu is absurd (limit %u bytes); not a safetensors file?",
                         name, (unsigned long long)hlen, HEADER_LIMIT);
@@ -167,7 +169,8 @@ static ftc_status parse_image(ftc_st_set *s, const uint8_t *buf, size_t len, con
         for (di = 0; di < N_DTYPES; di++)
             if (!strcmp(json_string_value(jd), DTYPES[di].name)) break;
         if (di == N_DTYPES) {
-            st = ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s': unknown dtype '%s'", name, key, json_string_value(jd));
+            st = ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s': unknown dtype '%.32s' (ftc reads " DTYPE_LIST ")", name,
+                          key, json_string_value(jd));
             break;
         }
         tv.dtype = DTYPES[di].d;
@@ -324,8 +327,15 @@ static ftc_status open_sharded(ftc_st_set *s, const char *dir, const char *index
     /* every name the index promises must be in its shard */
     if (!st) json_object_foreach(wm, key, val) {
         const ftc_tensor_view *t = ftc_st_find(s, key);
+        char want[4096];
+        ftc_path_join(want, sizeof want, dir, json_string_value(val));
         if (!t) { st = ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s' listed in weight_map is missing from %s", index, key,
                                 json_string_value(val)); break; }
+        if (strcmp(t->file, want)) {
+            st = ftc_errf(err, FTC_E_INPUT, "%s: weight_map puts tensor '%s' in %s but it is in %s", index, key,
+                          json_string_value(val), t->file);
+            break;
+        }
     }
     json_decref(root);
     return st;
@@ -359,6 +369,8 @@ const ftc_tensor_view *ftc_st_find(const ftc_st_set *s, const char *name) {
     return NULL;
 }
 size_t ftc_st_bytes_on_disk(const ftc_st_set *s) { return s->bytes; }
+int ftc_st_file_count(const ftc_st_set *s) { return s->n_files; }
+const char *ftc_st_file_path(const ftc_st_set *s, int i) { return i >= 0 && i < s->n_files ? s->files[i].path : NULL; }
 const char *ftc_st_metadata(const ftc_st_set *s, const char *key) {
     for (int i = 0; i < s->n_files; i++) {
         json_t *v = s->files[i].metadata ? json_object_get(s->files[i].metadata, key) : NULL;
@@ -460,8 +472,23 @@ ftc_status ftc_st_writer_add(ftc_st_writer *w, const char *name, ftc_dtype dtype
     e->dtype = dtype;
     e->ndim = ndim;
     size_t numel = 1;
-    for (int i = 0; i < ndim; i++) { e->shape[i] = shape[i]; numel *= (size_t)shape[i]; }
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && numel > (size_t)INT64_MAX / 16 / (size_t)shape[i])) {
+            free(e->name);
+            return ftc_errf(err, FTC_E_INPUT, "tensor '%s': bad shape[%d] = %lld", name, i, (long long)shape[i]);
+        }
+        e->shape[i] = shape[i];
+        numel *= (size_t)shape[i];
+    }
     e->nbytes = numel * ftc_dtype_size(dtype);
+    if (ftc_dtype_size(dtype) == 0) {
+        free(e->name);
+        return ftc_errf(err, FTC_E_INPUT, "tensor '%s': unknown dtype %d", name, (int)dtype);
+    }
+    if (!data && e->nbytes) {
+        free(e->name);
+        return ftc_errf(err, FTC_E_INPUT, "tensor '%s': no data for %zu bytes", name, e->nbytes);
+    }
     e->data = data;
     w->n++;
     return FTC_OK;

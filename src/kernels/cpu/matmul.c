@@ -1,25 +1,96 @@
-/* Matmul dispatch: OpenBLAS by default, a portable C loop when FTC_MATMUL=generic. */
+/* Matmul dispatch (docs/kernels.md). Backends:
+ *   avx512   own kernels (matmul_avx512.c), default when the CPU has AVX-512F
+ *   openblas cblas_sgemm (whatever core type OpenBLAS picks, e.g. from OPENBLAS_CORETYPE)
+ *   generic  portable C loop, the reference path CI also runs
+ * FTC_MATMUL=avx512|openblas|generic forces one; ftc_matmul_set_backend() switches at run time.
+ * Threads: the avx512 kernels are single-threaded per call; this file splits C between OpenMP threads
+ * (rows or columns, on micro-tile boundaries), and runs one thread when already inside a parallel region so
+ * that callers who parallelise themselves do not oversubscribe the 2 cores. */
 #include "ftc/matmul.h"
+#include "matmul_internal.h"
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int use_generic = -1;
+typedef enum { BACKEND_UNSET, BACKEND_GENERIC, BACKEND_OPENBLAS, BACKEND_AVX512 } backend_id;
+static backend_id backend = BACKEND_UNSET;
+static const char *const backend_names[] = {"unset", "generic", "openblas", "avx512"};
 
-static bool generic_requested(void) {
-    if (use_generic < 0) {
-        const char *e = getenv("FTC_MATMUL");
-        use_generic = e && strcmp(e, "generic") == 0;
+static bool cpu_has_avx512(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static int has = -1; /* the CPU does not change: ask once (a benign race: every thread writes the same) */
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
     }
-    return use_generic;
+    return has;
+#else
+    return false;
+#endif
+}
+
+static bool cpu_has_avx512_bf16(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+static backend_id backend_from_name(const char *name) {
+    if (!name) return BACKEND_UNSET;
+    if (strcmp(name, "generic") == 0) return BACKEND_GENERIC;
+    if (strcmp(name, "openblas") == 0) return BACKEND_OPENBLAS;
+    if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? BACKEND_AVX512 : BACKEND_UNSET;
+    return BACKEND_UNSET;
+}
+
+static backend_id auto_backend(void) {
+    backend_id b = backend_from_name(getenv("FTC_MATMUL")); /* unknown or unsupported: ignored */
+    if (b != BACKEND_UNSET) return b;
+    return cpu_has_avx512() ? BACKEND_AVX512 : BACKEND_OPENBLAS;
+}
+
+static backend_id current(void) {
+    if (backend == BACKEND_UNSET) backend = auto_backend();
+    return backend;
+}
+
+bool ftc_matmul_set_backend(const char *name) {
+    if (name && strcmp(name, "auto") == 0) {
+        backend = auto_backend();
+        return true;
+    }
+    backend_id b = backend_from_name(name);
+    if (b == BACKEND_UNSET) return false;
+    backend = b;
+    return true;
+}
+
+const char *ftc_matmul_backend(void) { return backend_names[current()]; }
+
+const char *ftc_matmul_bf16_backend(void) {
+    return current() != BACKEND_GENERIC && cpu_has_avx512_bf16() ? "avx512bf16" : "generic";
+}
+
+/* ---- portable paths ---- */
+
+static void scale_c(int M, int N, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f) memset(c, 0, sizeof(float) * (size_t)N);
+        else if (beta != 1.0f)
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
 }
 
 static void matmul_generic(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                            const float *B, int ldb, float beta, float *C, int ldc) {
+    scale_c(M, N, beta, C, ldc);
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * ldc;
-        if (beta == 0.0f) memset(c, 0, sizeof(float) * N);
-        else if (beta != 1.0f) for (int j = 0; j < N; j++) c[j] *= beta;
         for (int k = 0; k < K; k++) {
             float a = alpha * (ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
             if (a == 0.0f) continue;
@@ -33,20 +104,150 @@ static void matmul_generic(bool ta, bool tb, int M, int N, int K, float alpha, c
     }
 }
 
-void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* C = beta * C */
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+static inline float bf16_value(const void *X, ftc_mm_type t, size_t idx) {
+    uint32_t bits;
+    if (t == FTC_MM_BF16) bits = (uint32_t)((const uint16_t *)X)[idx] << 16;
+    else {
+        memcpy(&bits, (const float *)X + idx, 4);
+        bits = (uint32_t)ftc_mm_round_bf16(bits) << 16;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Products of bf16 values are exact in f32 (8-bit mantissas), so this differs from vdpbf16ps only in the
+ * order of the f32 additions. */
+static void matmul_bf16_generic(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
+                                int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
+    scale_c(M, N, beta, C, ldc);
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        for (int k = 0; k < K; k++) {
+            float a = bf16_value(A, at, ta ? (size_t)k * lda + i : (size_t)i * lda + k);
+            if (a == 0.0f) continue;
+            a *= alpha;
+            for (int j = 0; j < N; j++) c[j] += a * bf16_value(B, bt, tb ? (size_t)j * ldb + k : (size_t)k * ldb + j);
+        }
+    }
+}
+
+/* ---- threading ---- */
+
+/* Below this many multiply-adds a fork/join costs more than it saves. */
+#define MIN_MACS_PER_THREAD (1 << 18)
+
+typedef struct {
+    bool ta, tb;
+    int M, N, K;
+    float alpha, beta;
+    const void *A, *B;
+    ftc_mm_type at, bt;
+    int lda, ldb, ldc;
+    float *C;
+    bool bf16;
+} gemm_job;
+
+static size_t elem_size(ftc_mm_type t) { return t == FTC_MM_BF16 ? 2 : 4; }
+
+/* Runs the rows [m0, m0+m) x columns [n0, n0+n) of the job on this thread. */
+static void run_block(const gemm_job *j, int m0, int m, int n0, int n) {
+    if (m <= 0 || n <= 0) return;
+    const char *A = (const char *)j->A + elem_size(j->at) * (j->ta ? (size_t)m0 : (size_t)m0 * j->lda);
+    const char *B = (const char *)j->B + elem_size(j->bt) * (j->tb ? (size_t)n0 * j->ldb : (size_t)n0);
+    float *C = j->C + (size_t)m0 * j->ldc + n0;
+    if (j->bf16) {
+        if (!ftc_gemm_bf16_avx512(j->ta, j->tb, m, n, j->K, j->alpha, A, j->at, j->lda, B, j->bt, j->ldb, j->beta, C,
+                                  j->ldc))
+            matmul_bf16_generic(j->ta, j->tb, m, n, j->K, j->alpha, A, j->at, j->lda, B, j->bt, j->ldb, j->beta, C,
+                                j->ldc);
+    } else {
+        if (!ftc_sgemm_avx512(j->ta, j->tb, m, n, j->K, j->alpha, (const float *)A, j->lda, (const float *)B, j->ldb,
+                              j->beta, C, j->ldc))
+            matmul_generic(j->ta, j->tb, m, n, j->K, j->alpha, (const float *)A, j->lda, (const float *)B, j->ldb,
+                           j->beta, C, j->ldc);
+    }
+}
+
+/* Splits C between threads along its longer side, in whole micro-tiles. */
+static void run_threaded(const gemm_job *j) {
+    double macs = (double)j->M * j->N * j->K;
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt > 1 && macs < (double)MIN_MACS_PER_THREAD * nt) nt = (int)(macs / MIN_MACS_PER_THREAD);
+    if (nt <= 1) {
+        run_block(j, 0, j->M, 0, j->N);
         return;
     }
-    if (generic_requested()) {
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        bool split_rows = (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+        int tile = split_rows ? FTC_MM_MR : FTC_MM_NR, len = split_rows ? j->M : j->N;
+        int tiles = (len + tile - 1) / tile;
+        int t0 = (int)((long long)tiles * t / T), t1 = (int)((long long)tiles * (t + 1) / T);
+        int lo = t0 * tile, hi = t1 * tile < len ? t1 * tile : len;
+        if (split_rows) run_block(j, lo, hi - lo, 0, j->N);
+        else run_block(j, 0, j->M, lo, hi - lo);
+    }
+}
+
+/* ---- entry points ---- */
+
+/* Handles the cases that read neither A nor B; returns true when nothing is left to do. */
+static bool trivial(int M, int N, int K, float alpha, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return true;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return true;
+    }
+    return false;
+}
+
+void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                int ldb, float beta, float *C, int ldc) {
+    if (trivial(M, N, K, alpha, beta, C, ldc)) return;
+    switch (current()) {
+    case BACKEND_AVX512: {
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false};
+        run_threaded(&j);
+        return;
+    }
+    case BACKEND_OPENBLAS:
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+                    lda, B, ldb, beta, C, ldc);
+        return;
+    default:
         matmul_generic(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                B, ldb, beta, C, ldc);
 }
 
-const char *ftc_matmul_backend(void) { return generic_requested() ? "generic" : "openblas"; }
+void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at, int lda,
+                     const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
+    if (trivial(M, N, K, alpha, beta, C, ldc)) return;
+    if (strcmp(ftc_matmul_bf16_backend(), "avx512bf16") == 0) {
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true};
+        run_threaded(&j);
+        return;
+    }
+    matmul_bf16_generic(ta, tb, M, N, K, alpha, A, at, lda, B, bt, ldb, beta, C, ldc);
+}
+
+void ftc_f32_to_bf16_n(const float *in, uint16_t *out, size_t n) {
+    if (cpu_has_avx512()) {
+        ftc_f32_to_bf16_avx512(in, out, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x;
+        memcpy(&x, in + i, 4);
+        out[i] = ftc_mm_round_bf16(x);
+    }
+}
+
+void ftc_bf16_to_f32_n(const uint16_t *in, float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) { /* a shift: compilers vectorise it */
+        uint32_t x = (uint32_t)in[i] << 16;
+        memcpy(out + i, &x, 4);
+    }
+}

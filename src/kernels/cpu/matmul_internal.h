@@ -1,0 +1,25 @@
+/* Between the matmul dispatcher (matmul.c, portable) and the CPU-specific kernels (matmul_avx512.c,
+ * compiled with target attributes so the binary stays portable; call only after a CPU-feature check). */
+#ifndef FTC_MATMUL_INTERNAL_H
+#define FTC_MATMUL_INTERNAL_H
+#include "ftc/matmul.h"
+
+/* Scalar bf16 rounding used by every path, so that all backends round alike. */
+static inline uint16_t ftc_mm_round_bf16(uint32_t x) {
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (uint16_t)(x >> 16);
+}
+
+/* Single-threaded blocked GEMM on the whole (sub-)problem; the dispatcher splits work between threads.
+ * Return false only when the packing buffers cannot be allocated, before C is touched. */
+bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc);
+bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
+                          int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc);
+void ftc_f32_to_bf16_avx512(const float *in, uint16_t *out, size_t n);
+
+/* Micro-tile sizes, so the dispatcher splits work on tile boundaries. */
+#define FTC_MM_MR 12
+#define FTC_MM_NR 32
+#endif

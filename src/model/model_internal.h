@@ -1,0 +1,102 @@
+/* Inside the model: the parameter table (params.c), the block (transformer.c), LoRA (lora.c), save (save.c).
+ * One transformer block, parameterised by flags derived from the family config:
+ *   pre-norm (GPT-2, Llama):  a = n1(x); s1 = x + drop(o(attn(a)));  b = n2(s1); out = s1 + drop(mlp(b))
+ *   post-norm (BERT):         s1 = x + drop(o(attn(x))); a = n1(s1); s2 = a + drop(mlp(a)); out = n2(s2)
+ * Linears are always nn.Linear layout W[out,in]; GPT-2 Conv1D weights are transposed at load. */
+#ifndef FTC_MODEL_INTERNAL_H
+#define FTC_MODEL_INTERNAL_H
+#include "ftc/base.h"
+#include "ftc/model.h"
+#include "ftc/safetensors.h"
+
+/* A linear module y = x W^T + b (+ (alpha/r) B A x with LoRA). Indices into the param table, -1 = none. */
+typedef struct {
+    int w, b;
+    int in, out;
+    int lora_a, lora_b; /* LoRA adapters (lora.c) */
+    float lora_scale;   /* alpha / r */
+    float lora_dropout;
+    float *lora_ax;     /* activation [N, r] saved for backward (in the activation block) */
+    float *lora_xd;     /* dropped-out input [N, in] when lora_dropout > 0 while training */
+    float *lora_mask;   /* its dropout mask */
+    char module[128];   /* HF module name, e.g. "model.layers.0.self_attn.q_proj" */
+} linear_mod;
+
+typedef struct {
+    int n1_w, n1_b, n2_w, n2_b; /* norms; *_b = -1 for RMSNorm */
+    linear_mod qkv;             /* GPT-2 fused c_attn (w = -1 otherwise) */
+    linear_mod q, k, v, o;
+    linear_mod up, gate, down; /* up = c_fc | intermediate.dense | up_proj; gate only for SwiGLU */
+    /* saved activations of this layer (planned by ftc_model_reserve) */
+    float *n1, *n1_mean, *n1_rstd, *s1, *n2, *n2_mean, *n2_rstd, *s2;
+    float *xq, *xk, *xv, *att, *att_drop, *att_mask, *attn_out, *o_out, *o_mask, *r1;
+    float *h_up, *h_gate, *h_act, *down_out, *down_mask, *r2;
+} layer_params;
+
+struct ftc_model {
+    ftc_model_config cfg;
+    ftc_task task;
+    /* block flags derived from the family */
+    bool pre_norm, rmsnorm, rope, swiglu, causal, learned_pos, fused_qkv;
+    int C, H, Hkv, D, F, V, L, qdim, kvdim;
+    char prefix[32]; /* "transformer." / "model." / "bert." / "" as in the loaded file */
+
+    /* parameters: one buffer; offsets[i] into it */
+    int n_params, cap_params;
+    ftc_param *params;
+    int64_t *offsets;
+    float *buf;
+    int64_t buf_numel;
+    float *gradbuf;
+    int64_t grad_numel;
+    bool grads_planned;
+    bool table_oom; /* an allocation in model_add_param failed */
+
+    int wte, wpe, wtt, emb_n_w, emb_n_b, lnf_w, lnf_b, lm_head; /* lm_head == wte when tied */
+    int pooler_w, pooler_b, cls_w, cls_b;
+    layer_params *layers;
+    int num_labels;
+    ftc_pooling pooling;
+    float cls_dropout;
+    float *inv_freq; /* [D/2] RoPE */
+    ftc_rng rng;     /* dropout randomness; plain data so checkpoints can save it */
+
+    /* activations, planned by ftc_model_reserve for max_B x max_T */
+    int max_B, max_T;
+    float *act;
+    size_t act_floats;
+    int32_t *ids, *pos, *types, *targets, *cls_targets;
+    uint8_t *mask;
+    float *emb_sum, *emb_n, *emb_mean, *emb_rstd, *emb_mask, *emb_out; /* embeddings (+ BERT LN) (+ dropout) */
+    float *lnf, *lnf_mean, *lnf_rstd;                                  /* final norm (pre-norm families) */
+    float *hidden;                                                     /* alias: last hidden state */
+    float *logits, *dlogits;
+    float *pooled, *pool_dense, *pool_tanh, *cls_in, *cls_mask;        /* classification head */
+    float *qkv_tmp, *lora_tmp;                                         /* transient */
+    /* gradient scratch shared by all layers */
+    float *g_res, *g_a, *g_b, *g_q, *g_k, *g_v, *g_attn, *g_qkv, *g_up, *g_gate, *g_act, *g_att_scratch, *g_big;
+    float *g_pooled, *g_pool_dense, *g_cls_in, *g_lora;
+
+    /* the last forward */
+    int B, T;
+    bool training, have_labels, forward_done;
+    float loss;
+};
+
+/* params.c */
+int model_add_param(ftc_model *m, const char *name, int ndim, const int64_t *shape, bool transposed, bool decay);
+ftc_status model_alloc_params(ftc_model *m, ftc_err *err); /* (re)allocates the buffer, keeps old values */
+ftc_status model_plan_grads(ftc_model *m, ftc_err *err);
+void model_init_linear(linear_mod *l, int w, int b, int in, int out, const char *module);
+float *P(ftc_model *m, int i);  /* data of param i or NULL for i < 0 */
+float *G(ftc_model *m, int i);  /* grad of param i or NULL (frozen / absent) */
+
+/* transformer.c */
+void rope_inv_freq_scaled(float *inv_freq, const ftc_model_config *cfg, int D);
+
+/* linear modules with LoRA (lora.c) */
+void linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training);
+/* dx may be NULL (no input gradient needed) */
+void linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float *dy, const float *x, int N);
+int model_max_lora_rank(const ftc_model *m);
+#endif

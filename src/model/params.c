@@ -1,0 +1,482 @@
+/* The parameter table: Hugging Face names <-> our layout, one buffer for all values, gradients only
+ * for trainable parameters. Loading and saving are this table plus a transpose for GPT-2's Conv1D. */
+#include "model_internal.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+float *P(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i].data; }
+float *G(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i].grad; }
+
+int model_add_param(ftc_model *m, const char *name, int ndim, const int64_t *shape, bool transposed, bool decay) {
+    if (m->n_params == m->cap_params) {
+        int cap = m->cap_params ? 2 * m->cap_params : 64;
+        ftc_param *p = realloc(m->params, (size_t)cap * sizeof *p);
+        if (!p) return m->table_oom = true, -1;
+        m->params = p;
+        int64_t *o = realloc(m->offsets, (size_t)cap * sizeof *o);
+        if (!o) return m->table_oom = true, -1;
+        m->offsets = o;
+        m->cap_params = cap;
+    }
+    ftc_param *p = &m->params[m->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int d = 0; d < ndim; d++) p->shape[d] = shape[d], p->numel *= shape[d];
+    p->trainable = true;
+    p->decay = decay;
+    p->transposed = transposed;
+    m->offsets[m->n_params] = -1; /* no storage yet */
+    return m->n_params++;
+}
+
+/* Lays the buffer out again for the current table, keeping the values of parameters that had storage
+ * of the same size. Called after the table changes (load, classifier, LoRA): never inside a step. */
+ftc_status model_alloc_params(ftc_model *m, ftc_err *err) {
+    int64_t total = 0;
+    int64_t *noff = malloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *noff);
+    if (!noff) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
+    for (int i = 0; i < m->n_params; i++) {
+        noff[i] = total;
+        total += (m->params[i].numel + 15) & ~(int64_t)15; /* 64-byte aligned starts */
+    }
+    float *nbuf = NULL;
+    if (total && posix_memalign((void **)&nbuf, 64, (size_t)total * sizeof(float))) nbuf = NULL;
+    if (total && !nbuf) {
+        free(noff);
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory for %lld parameters", (long long)total);
+    }
+    if (total) memset(nbuf, 0, (size_t)total * sizeof(float));
+    for (int i = 0; i < m->n_params; i++) {
+        ftc_param *p = &m->params[i];
+        if (m->offsets[i] >= 0 && p->data) memcpy(nbuf + noff[i], p->data, (size_t)p->numel * sizeof(float));
+        p->data = nbuf + noff[i];
+        m->offsets[i] = noff[i];
+    }
+    free(m->buf);
+    free(noff);
+    m->buf = nbuf;
+    m->buf_numel = total;
+    /* the table changed: gradients follow at the next reserve */
+    if (m->grads_planned) return model_plan_grads(m, err);
+    return FTC_OK;
+}
+
+ftc_status model_plan_grads(ftc_model *m, ftc_err *err) {
+    int64_t total = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].trainable) total += (m->params[i].numel + 15) & ~(int64_t)15;
+    free(m->gradbuf);
+    m->gradbuf = NULL;
+    if (total && posix_memalign((void **)&m->gradbuf, 64, (size_t)total * sizeof(float))) m->gradbuf = NULL;
+    if (total && !m->gradbuf) return ftc_errf(err, FTC_E_NOMEM, "out of memory for %lld gradients", (long long)total);
+    if (total) memset(m->gradbuf, 0, (size_t)total * sizeof(float));
+    int64_t off = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        ftc_param *p = &m->params[i];
+        p->grad = NULL;
+        if (!p->trainable) continue;
+        p->grad = m->gradbuf + off;
+        off += (p->numel + 15) & ~(int64_t)15;
+    }
+    m->grad_numel = total;
+    m->grads_planned = true;
+    return FTC_OK;
+}
+
+void model_init_linear(linear_mod *l, int w, int b, int in, int out, const char *module) {
+    memset(l, 0, sizeof *l);
+    l->w = w, l->b = b, l->in = in, l->out = out;
+    l->lora_a = l->lora_b = -1;
+    snprintf(l->module, sizeof l->module, "%s", module);
+}
+
+/* ---- the name table ---- */
+
+static int addf(ftc_model *m, bool transposed, bool decay, int ndim, int64_t d0, int64_t d1, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+static int addf(ftc_model *m, bool transposed, bool decay, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) {
+    char name[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    int64_t shape[2] = {d0, d1};
+    return model_add_param(m, name, ndim, shape, transposed, decay);
+}
+
+/* A linear named MODULE.weight (+ .bias), stored [out,in] in our layout. */
+static void add_linear(ftc_model *m, linear_mod *l, bool conv1d, bool bias, int in, int out, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+static void add_linear(ftc_model *m, linear_mod *l, bool conv1d, bool bias, int in, int out, const char *fmt, ...) {
+    char mod[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(mod, sizeof mod, fmt, ap);
+    va_end(ap);
+    int w = addf(m, conv1d, true, 2, out, in, "%s.weight", mod);
+    int b = bias ? addf(m, false, false, 1, out, 0, "%s.bias", mod) : -1;
+    model_init_linear(l, w, b, in, out, mod);
+}
+
+static void add_norm(ftc_model *m, int *w, int *b, int C, const char *fmt, const char *wname, const char *bname, int i) {
+    char mod[128];
+    snprintf(mod, sizeof mod, fmt, m->prefix, i);
+    *w = addf(m, false, false, 1, C, 0, "%s.%s", mod, wname);
+    *b = m->rmsnorm ? -1 : addf(m, false, false, 1, C, 0, "%s.%s", mod, bname);
+}
+
+/* Declares every parameter of the configured model. pooler/classifier: whether to include them. */
+static ftc_status declare_params(ftc_model *m, bool pooler, int cls_labels, bool cls_bias, ftc_err *err) {
+    const ftc_model_config *c = &m->cfg;
+    const char *px = m->prefix;
+    int C = m->C, F = m->F, V = m->V;
+    m->wte = m->wpe = m->wtt = m->emb_n_w = m->emb_n_b = m->lnf_w = m->lnf_b = m->lm_head = -1;
+    m->pooler_w = m->pooler_b = m->cls_w = m->cls_b = -1;
+    m->layers = calloc((size_t)m->L, sizeof *m->layers);
+    if (!m->layers) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    switch (c->family) {
+    case FTC_FAMILY_GPT2:
+        m->wte = addf(m, false, false, 2, V, C, "%swte.weight", px);
+        m->wpe = addf(m, false, false, 2, c->max_positions, C, "%swpe.weight", px);
+        for (int i = 0; i < m->L; i++) {
+            layer_params *l = &m->layers[i];
+            add_norm(m, &l->n1_w, &l->n1_b, C, "%sh.%d.ln_1", "weight", "bias", i);
+            add_linear(m, &l->qkv, true, true, C, 3 * C, "%sh.%d.attn.c_attn", px, i);
+            add_linear(m, &l->o, true, true, C, C, "%sh.%d.attn.c_proj", px, i);
+            add_norm(m, &l->n2_w, &l->n2_b, C, "%sh.%d.ln_2", "weight", "bias", i);
+            add_linear(m, &l->up, true, true, C, F, "%sh.%d.mlp.c_fc", px, i);
+            add_linear(m, &l->down, true, true, F, C, "%sh.%d.mlp.c_proj", px, i);
+        }
+        m->lnf_w = addf(m, false, false, 1, C, 0, "%sln_f.weight", px);
+        m->lnf_b = addf(m, false, false, 1, C, 0, "%sln_f.bias", px);
+        break;
+    case FTC_FAMILY_LLAMA: {
+        bool qwen = !strcmp(c->model_type, "qwen2");
+        m->wte = addf(m, false, false, 2, V, C, "%sembed_tokens.weight", px);
+        for (int i = 0; i < m->L; i++) {
+            layer_params *l = &m->layers[i];
+            add_norm(m, &l->n1_w, &l->n1_b, C, "%slayers.%d.input_layernorm", "weight", "", i);
+            add_linear(m, &l->q, false, c->attention_bias, C, m->qdim, "%slayers.%d.self_attn.q_proj", px, i);
+            add_linear(m, &l->k, false, c->attention_bias, C, m->kvdim, "%slayers.%d.self_attn.k_proj", px, i);
+            add_linear(m, &l->v, false, c->attention_bias, C, m->kvdim, "%slayers.%d.self_attn.v_proj", px, i);
+            add_linear(m, &l->o, false, c->attention_bias && !qwen, m->qdim, C, "%slayers.%d.self_attn.o_proj", px, i);
+            add_norm(m, &l->n2_w, &l->n2_b, C, "%slayers.%d.post_attention_layernorm", "weight", "", i);
+            add_linear(m, &l->gate, false, c->mlp_bias, C, F, "%slayers.%d.mlp.gate_proj", px, i);
+            add_linear(m, &l->up, false, c->mlp_bias, C, F, "%slayers.%d.mlp.up_proj", px, i);
+            add_linear(m, &l->down, false, c->mlp_bias, F, C, "%slayers.%d.mlp.down_proj", px, i);
+        }
+        m->lnf_w = addf(m, false, false, 1, C, 0, "%snorm.weight", px);
+        break;
+    }
+    case FTC_FAMILY_BERT:
+        m->wte = addf(m, false, false, 2, V, C, "%sembeddings.word_embeddings.weight", px);
+        m->wpe = addf(m, false, false, 2, c->max_positions, C, "%sembeddings.position_embeddings.weight", px);
+        if (c->type_vocab_size > 0)
+            m->wtt = addf(m, false, false, 2, c->type_vocab_size, C, "%sembeddings.token_type_embeddings.weight", px);
+        m->emb_n_w = addf(m, false, false, 1, C, 0, "%sembeddings.LayerNorm.weight", px);
+        m->emb_n_b = addf(m, false, false, 1, C, 0, "%sembeddings.LayerNorm.bias", px);
+        for (int i = 0; i < m->L; i++) {
+            layer_params *l = &m->layers[i];
+            add_linear(m, &l->q, false, true, C, C, "%sencoder.layer.%d.attention.self.query", px, i);
+            add_linear(m, &l->k, false, true, C, C, "%sencoder.layer.%d.attention.self.key", px, i);
+            add_linear(m, &l->v, false, true, C, C, "%sencoder.layer.%d.attention.self.value", px, i);
+            add_linear(m, &l->o, false, true, C, C, "%sencoder.layer.%d.attention.output.dense", px, i);
+            add_norm(m, &l->n1_w, &l->n1_b, C, "%sencoder.layer.%d.attention.output.LayerNorm", "weight", "bias", i);
+            add_linear(m, &l->up, false, true, C, F, "%sencoder.layer.%d.intermediate.dense", px, i);
+            add_linear(m, &l->down, false, true, F, C, "%sencoder.layer.%d.output.dense", px, i);
+            add_norm(m, &l->n2_w, &l->n2_b, C, "%sencoder.layer.%d.output.LayerNorm", "weight", "bias", i);
+        }
+        if (pooler) {
+            m->pooler_w = addf(m, false, true, 2, C, C, "%spooler.dense.weight", px);
+            m->pooler_b = addf(m, false, false, 1, C, 0, "%spooler.dense.bias", px);
+        }
+        break;
+    }
+    if (m->task == FTC_TASK_CAUSAL_LM)
+        m->lm_head = c->tie_word_embeddings ? m->wte : addf(m, false, true, 2, V, C, "lm_head.weight");
+    if (cls_labels > 0) {
+        const char *head = c->family == FTC_FAMILY_BERT ? "classifier" : "score";
+        m->cls_w = addf(m, false, true, 2, cls_labels, C, "%s.weight", head);
+        m->cls_b = cls_bias ? addf(m, false, false, 1, cls_labels, 0, "%s.bias", head) : -1;
+        m->num_labels = cls_labels;
+    }
+    if (m->table_oom) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
+    return FTC_OK;
+}
+
+/* Flags and sizes of the one block for this family. */
+static ftc_status setup_shape(ftc_model *m, const ftc_model_config *cfg, ftc_task task, ftc_err *err) {
+    m->cfg = *cfg;
+    m->cfg.id2label = NULL; /* copied below */
+    m->cfg.num_labels = 0;
+    if (cfg->num_labels > 0 && cfg->id2label) {
+        m->cfg.id2label = calloc((size_t)cfg->num_labels, sizeof(char *));
+        if (!m->cfg.id2label) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+        m->cfg.num_labels = cfg->num_labels;
+        for (int i = 0; i < cfg->num_labels; i++) m->cfg.id2label[i] = strdup(cfg->id2label[i] ? cfg->id2label[i] : "");
+    }
+    m->task = task;
+    ftc_family f = cfg->family;
+    m->pre_norm = f != FTC_FAMILY_BERT;
+    m->rmsnorm = f == FTC_FAMILY_LLAMA;
+    m->rope = f == FTC_FAMILY_LLAMA;
+    m->swiglu = f == FTC_FAMILY_LLAMA;
+    m->causal = f != FTC_FAMILY_BERT;
+    m->learned_pos = f != FTC_FAMILY_LLAMA;
+    m->fused_qkv = f == FTC_FAMILY_GPT2;
+    m->C = cfg->hidden_size, m->H = cfg->n_heads, m->Hkv = cfg->n_kv_heads, m->D = cfg->head_dim;
+    m->F = cfg->intermediate_size, m->V = cfg->vocab_size, m->L = cfg->n_layers;
+    m->qdim = m->H * m->D, m->kvdim = m->Hkv * m->D;
+    m->pooling = f == FTC_FAMILY_BERT ? FTC_POOL_CLS : FTC_POOL_LAST;
+    m->cls_dropout = f == FTC_FAMILY_BERT ? cfg->hidden_dropout : 0.0f;
+    if (m->C <= 0 || m->H <= 0 || m->Hkv <= 0 || m->D <= 0 || m->H % m->Hkv || m->L <= 0 || m->V <= 0 || m->F <= 0)
+        return ftc_errf(err, FTC_E_INPUT, "model config has invalid sizes (hidden %d, heads %d/%d, head_dim %d)", m->C,
+                        m->H, m->Hkv, m->D);
+    if (task == FTC_TASK_CAUSAL_LM && f == FTC_FAMILY_BERT)
+        return ftc_errf(err, FTC_E_UNSUPPORTED,
+                        "BERT-family models have no causal LM head; use them for classification or encoding");
+    if (f == FTC_FAMILY_GPT2 && cfg->activation != FTC_ACT_GELU_TANH && cfg->activation != FTC_ACT_GELU_ERF)
+        return ftc_errf(err, FTC_E_UNSUPPORTED, "gpt2: only GELU activations are supported");
+    if (f == FTC_FAMILY_LLAMA && cfg->activation != FTC_ACT_SILU)
+        return ftc_errf(err, FTC_E_UNSUPPORTED, "%s: only the SiLU-gated MLP (hidden_act \"silu\") is supported",
+                        cfg->model_type);
+    if (f == FTC_FAMILY_BERT && cfg->activation != FTC_ACT_GELU_ERF && cfg->activation != FTC_ACT_GELU_TANH)
+        return ftc_errf(err, FTC_E_UNSUPPORTED, "bert: only GELU activations are supported");
+    if (m->rope) {
+        if (cfg->rope_scaling_type[0] && strcmp(cfg->rope_scaling_type, "llama3") &&
+            strcmp(cfg->rope_scaling_type, "default"))
+            return ftc_errf(err, FTC_E_UNSUPPORTED, "rope_scaling type \"%s\" is not supported (only \"llama3\")",
+                            cfg->rope_scaling_type);
+        m->inv_freq = malloc((size_t)(m->D / 2) * sizeof(float));
+        if (!m->inv_freq) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+        rope_inv_freq_scaled(m->inv_freq, cfg, m->D);
+    }
+    ftc_rng_seed(&m->rng, 0x5eedf7c);
+    return FTC_OK;
+}
+
+static ftc_model *model_new(void) {
+    ftc_model *m = calloc(1, sizeof *m);
+    return m;
+}
+
+void ftc_model_free(ftc_model *m) {
+    if (!m) return;
+    ftc_config_free(&m->cfg);
+    free(m->params);
+    free(m->offsets);
+    free(m->buf);
+    free(m->gradbuf);
+    free(m->layers);
+    free(m->inv_freq);
+    free(m->act);
+    free(m);
+}
+
+const ftc_model_config *ftc_model_config_of(const ftc_model *m) { return &m->cfg; }
+ftc_task ftc_model_task(const ftc_model *m) { return m->task; }
+int ftc_model_n_params(const ftc_model *m) { return m->n_params; }
+ftc_param *ftc_model_param(ftc_model *m, int i) { return i >= 0 && i < m->n_params ? &m->params[i] : NULL; }
+ftc_rng *ftc_model_rng(ftc_model *m) { return &m->rng; }
+
+ftc_param *ftc_model_find_param(ftc_model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}
+
+void ftc_model_set_trainable(ftc_model *m, int i, bool trainable) {
+    if (i < 0 || i >= m->n_params || m->params[i].trainable == trainable) return;
+    m->params[i].trainable = trainable;
+    if (m->grads_planned) {
+        ftc_err e;
+        if (model_plan_grads(m, &e)) m->grads_planned = false; /* retried (and reported) by the next reserve */
+    }
+}
+
+int64_t ftc_model_count_params(const ftc_model *m, bool trainable_only) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (!trainable_only || m->params[i].trainable) n += m->params[i].numel;
+    return n;
+}
+
+void ftc_model_zero_grad(ftc_model *m) {
+    if (m->gradbuf) memset(m->gradbuf, 0, (size_t)m->grad_numel * sizeof(float));
+}
+
+/* ---- loading ---- */
+
+static const char *EMBED_SUFFIX[] = {"wte.weight", "embed_tokens.weight", "embeddings.word_embeddings.weight"};
+
+/* Copies a file tensor into param p, transposing GPT-2's Conv1D [in,out] into [out,in]. */
+static ftc_status load_param(const ftc_st_set *st, ftc_param *p, ftc_err *err) {
+    if (!p->transposed) return ftc_st_load_f32(st, p->name, p->ndim, p->shape, p->data, err);
+    int64_t rows = p->shape[0], cols = p->shape[1]; /* ours: [out, in] */
+    int64_t fshape[2] = {cols, rows};
+    float *tmp = malloc((size_t)p->numel * sizeof(float));
+    if (!tmp) return ftc_errf(err, FTC_E_NOMEM, "out of memory loading %s", p->name);
+    ftc_status s = ftc_st_load_f32(st, p->name, 2, fshape, tmp, err);
+    if (!s)
+        for (int64_t i = 0; i < cols; i++)
+            for (int64_t o = 0; o < rows; o++) p->data[o * cols + i] = tmp[i * rows + o];
+    free(tmp);
+    return s;
+}
+
+ftc_status ftc_model_load(const char *dir, ftc_task task, ftc_model **out, ftc_err *err) {
+    *out = NULL;
+    ftc_model_config cfg;
+    ftc_status s = ftc_config_load(dir, &cfg, err);
+    if (s) return s;
+    ftc_model *m = model_new();
+    if (!m) {
+        ftc_config_free(&cfg);
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    }
+    s = setup_shape(m, &cfg, task, err);
+    ftc_config_free(&cfg);
+    ftc_st_set *st = NULL;
+    if (!s) s = ftc_st_open(dir, &st, err);
+    if (!s) {
+        /* which prefix the base model's names carry: "transformer.", "model.", "bert." or none */
+        const char *suffix = EMBED_SUFFIX[m->cfg.family];
+        const char *prefixes[] = {"", "transformer.", "model.", "bert."};
+        bool found = false;
+        for (int i = 0; i < 4 && !found; i++) {
+            char name[192];
+            snprintf(name, sizeof name, "%s%s", prefixes[i], suffix);
+            if (ftc_st_find(st, name)) snprintf(m->prefix, sizeof m->prefix, "%s", prefixes[i]), found = true;
+        }
+        if (!found)
+            s = ftc_errf(err, FTC_E_INPUT, "%s: missing tensor '%s' (looked for it with prefixes '', 'transformer.', "
+                         "'model.', 'bert.'): not a %s checkpoint?", dir, suffix, m->cfg.model_type);
+    }
+    if (!s) {
+        char name[192];
+        snprintf(name, sizeof name, "%spooler.dense.weight", m->prefix);
+        bool pooler = m->cfg.family == FTC_FAMILY_BERT && ftc_st_find(st, name);
+        int cls_labels = 0;
+        bool cls_bias = false;
+        if (task == FTC_TASK_CLASSIFY) {
+            const char *head = m->cfg.family == FTC_FAMILY_BERT ? "classifier" : "score";
+            snprintf(name, sizeof name, "%s.weight", head);
+            const ftc_tensor_view *t = ftc_st_find(st, name);
+            if (t && t->ndim == 2 && t->shape[0] > 0 && t->shape[0] <= FTC_MAX_LABELS) {
+                cls_labels = (int)t->shape[0];
+                snprintf(name, sizeof name, "%s.bias", head);
+                cls_bias = ftc_st_find(st, name) != NULL;
+            }
+        }
+        s = declare_params(m, pooler, cls_labels, cls_bias, err);
+        if (!s) s = model_alloc_params(m, err);
+        for (int i = 0; !s && i < m->n_params; i++) s = load_param(st, &m->params[i], err);
+    }
+    ftc_st_close(st);
+    if (s) {
+        ftc_model_free(m);
+        return s;
+    }
+    *out = m;
+    return FTC_OK;
+}
+
+/* ---- random initialisation, as transformers' _init_weights ---- */
+
+static void init_normal(ftc_rng *r, float *x, int64_t n, float std) {
+    for (int64_t i = 0; i < n; i++) x[i] = std * ftc_rng_normal(r);
+}
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static void init_param(ftc_model *m, int i, ftc_rng *r) {
+    ftc_param *p = &m->params[i];
+    float std = m->cfg.initializer_range;
+    bool is_norm = (i == m->emb_n_w || i == m->lnf_w);
+    for (int l = 0; l < m->L && !is_norm; l++) is_norm = i == m->layers[l].n1_w || i == m->layers[l].n2_w;
+    if (is_norm) {
+        for (int64_t k = 0; k < p->numel; k++) p->data[k] = 1.0f;
+    } else if (p->ndim == 1) {
+        memset(p->data, 0, (size_t)p->numel * sizeof(float));
+    } else {
+        /* GPT-2 scales the residual projections by 1/sqrt(2 n_layer) */
+        if (m->cfg.family == FTC_FAMILY_GPT2 && ends_with(p->name, "c_proj.weight")) std /= sqrtf(2.0f * (float)m->L);
+        init_normal(r, p->data, p->numel, std);
+        int pad = m->cfg.pad_token_id;
+        if (i == m->wte && m->cfg.family != FTC_FAMILY_GPT2 && pad >= 0 && pad < m->V)
+            memset(p->data + (int64_t)pad * m->C, 0, (size_t)m->C * sizeof(float));
+    }
+}
+
+ftc_status ftc_model_create(const ftc_model_config *cfg, ftc_task task, uint64_t seed, ftc_model **out, ftc_err *err) {
+    *out = NULL;
+    ftc_model *m = model_new();
+    if (!m) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    ftc_status s = setup_shape(m, cfg, task, err);
+    if (!s) {
+        /* names as the matching transformers class writes them */
+        const char *px = task == FTC_TASK_ENCODE ? ""
+                         : cfg->family == FTC_FAMILY_GPT2 ? "transformer."
+                         : cfg->family == FTC_FAMILY_LLAMA ? "model." : "bert.";
+        snprintf(m->prefix, sizeof m->prefix, "%s", px);
+        bool pooler = cfg->family == FTC_FAMILY_BERT && task == FTC_TASK_CLASSIFY;
+        int labels = task == FTC_TASK_CLASSIFY ? cfg->num_labels : 0;
+        s = declare_params(m, pooler, labels, cfg->family == FTC_FAMILY_BERT, err);
+        if (!s) s = model_alloc_params(m, err);
+    }
+    if (s) {
+        ftc_model_free(m);
+        return s;
+    }
+    ftc_rng r;
+    ftc_rng_seed(&r, seed);
+    for (int i = 0; i < m->n_params; i++) init_param(m, i, &r);
+    *out = m;
+    return FTC_OK;
+}
+
+ftc_status ftc_model_set_classifier(ftc_model *m, int num_labels, ftc_pooling pooling, uint64_t seed, ftc_err *err) {
+    if (m->task != FTC_TASK_CLASSIFY)
+        return ftc_errf(err, FTC_E_USAGE, "a classification head needs a model loaded for classification");
+    if (num_labels < 1 || num_labels > FTC_MAX_LABELS)
+        return ftc_errf(err, FTC_E_INPUT, "number of labels %d out of range 1..%d", num_labels, FTC_MAX_LABELS);
+    if (pooling == FTC_POOL_LAST && !m->causal)
+        return ftc_errf(err, FTC_E_INPUT, "last-token pooling is for decoders; use cls or mean pooling for %s",
+                        m->cfg.model_type);
+    m->pooling = pooling;
+    if (m->cls_w >= 0 && m->num_labels == num_labels) return FTC_OK; /* the checkpoint's head fits */
+    if (m->cls_w >= 0) {
+        /* resize the existing head's entries; the buffer is laid out again */
+        m->params[m->cls_w].shape[0] = num_labels;
+        m->params[m->cls_w].numel = (int64_t)num_labels * m->C;
+        m->offsets[m->cls_w] = -1;
+        if (m->cls_b >= 0) {
+            m->params[m->cls_b].shape[0] = num_labels;
+            m->params[m->cls_b].numel = num_labels;
+            m->offsets[m->cls_b] = -1;
+        }
+    } else {
+        const char *head = m->cfg.family == FTC_FAMILY_BERT ? "classifier" : "score";
+        m->cls_w = addf(m, false, true, 2, num_labels, m->C, "%s.weight", head);
+        m->cls_b = m->cfg.family == FTC_FAMILY_BERT ? addf(m, false, false, 1, num_labels, 0, "%s.bias", head) : -1;
+        if (m->cls_w < 0 || (m->cfg.family == FTC_FAMILY_BERT && m->cls_b < 0))
+            return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    }
+    m->num_labels = num_labels;
+    ftc_status s = model_alloc_params(m, err);
+    if (s) return s;
+    ftc_rng r;
+    ftc_rng_seed(&r, seed);
+    init_normal(&r, m->params[m->cls_w].data, m->params[m->cls_w].numel, 0.02f);
+    if (m->cls_b >= 0) memset(m->params[m->cls_b].data, 0, (size_t)num_labels * sizeof(float));
+    /* activations for the head depend on num_labels */
+    if (m->max_B > 0) return ftc_model_reserve(m, m->max_B, m->max_T, err);
+    return FTC_OK;
+}

@@ -1,0 +1,573 @@
+/* The transformer: embeddings, one block for every family (see model_internal.h), final norm, heads.
+ * Memory is planned once by ftc_model_reserve; forward and backward allocate nothing. */
+#include "model_internal.h"
+#include "ftc/matmul.h"
+#include "ftc/ops.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* HF rotate_half RoPE frequencies, with Llama-3 rope_scaling when the config has it. */
+void rope_inv_freq_scaled(float *inv_freq, const ftc_model_config *cfg, int D) {
+    if (!strcmp(cfg->rope_scaling_type, "llama3"))
+        rope_inv_freq_llama3(inv_freq, D, cfg->rope_theta, cfg->rope_scaling_factor, cfg->rope_low_freq_factor,
+                             cfg->rope_high_freq_factor, cfg->rope_original_max_positions);
+    else
+        rope_inv_freq(inv_freq, D, cfg->rope_theta);
+}
+
+/* ---- memory plan ---- */
+
+typedef struct {
+    float *base;
+    size_t off;
+} planner;
+
+static float *take(planner *p, size_t n) {
+    float *r = p->base ? p->base + p->off : NULL;
+    p->off += (n + 15) & ~(size_t)15;
+    return r;
+}
+
+static bool any_trainable(const ftc_model *m) {
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].trainable) return true;
+    return false;
+}
+
+static void plan(ftc_model *m, planner *p) {
+    size_t NB = (size_t)m->max_B, NT = (size_t)m->max_T, N = NB * NT;
+    size_t C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
+    size_t ATT = NB * (size_t)m->H * NT * NT;
+    bool hdrop = m->cfg.hidden_dropout > 0, adrop = m->cfg.attention_dropout > 0;
+    bool grads = any_trainable(m);
+    m->ids = (int32_t *)take(p, N);
+    m->pos = (int32_t *)take(p, N);
+    m->types = (int32_t *)take(p, N);
+    m->targets = (int32_t *)take(p, N);
+    m->cls_targets = (int32_t *)take(p, NB);
+    m->mask = (uint8_t *)take(p, (N + 3) / 4);
+    m->emb_sum = take(p, N * C);
+    m->emb_n = m->emb_n_w >= 0 ? take(p, N * C) : NULL;
+    m->emb_mean = m->emb_n_w >= 0 ? take(p, N) : NULL;
+    m->emb_rstd = m->emb_n_w >= 0 ? take(p, N) : NULL;
+    m->emb_mask = hdrop ? take(p, N * C) : NULL;
+    m->emb_out = hdrop ? take(p, N * C) : NULL;
+    for (int i = 0; i < m->L; i++) {
+        layer_params *l = &m->layers[i];
+        l->n1 = take(p, N * C), l->n1_mean = take(p, N), l->n1_rstd = take(p, N), l->s1 = take(p, N * C);
+        l->n2 = take(p, N * C), l->n2_mean = take(p, N), l->n2_rstd = take(p, N), l->s2 = take(p, N * C);
+        l->xq = take(p, N * Q), l->xk = take(p, N * KV), l->xv = take(p, N * KV);
+        l->att = take(p, ATT);
+        l->att_drop = adrop ? take(p, ATT) : NULL;
+        l->att_mask = adrop ? take(p, ATT) : NULL;
+        l->attn_out = take(p, N * Q);
+        l->o_out = take(p, N * C);
+        l->o_mask = hdrop ? take(p, N * C) : NULL;
+        l->r1 = hdrop ? take(p, N * C) : NULL;
+        l->h_up = take(p, N * F);
+        l->h_gate = m->swiglu ? take(p, N * F) : NULL;
+        l->h_act = take(p, N * F);
+        l->down_out = take(p, N * C);
+        l->down_mask = hdrop ? take(p, N * C) : NULL;
+        l->r2 = hdrop ? take(p, N * C) : NULL;
+        linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
+        for (int j = 0; j < 8; j++) {
+            linear_mod *lm = mods[j];
+            if (lm->lora_a < 0) continue;
+            size_t r = (size_t)m->params[lm->lora_a].shape[0];
+            lm->lora_ax = take(p, N * r);
+            lm->lora_xd = lm->lora_dropout > 0 ? take(p, N * (size_t)lm->in) : NULL;
+            lm->lora_mask = lm->lora_dropout > 0 ? take(p, N * (size_t)lm->in) : NULL;
+        }
+    }
+    m->lnf = m->lnf_w >= 0 ? take(p, N * C) : NULL;
+    m->lnf_mean = m->lnf_w >= 0 ? take(p, N) : NULL;
+    m->lnf_rstd = m->lnf_w >= 0 ? take(p, N) : NULL;
+    size_t nl = (size_t)(m->num_labels > 0 ? m->num_labels : 1);
+    m->logits = m->dlogits = NULL;
+    m->pooled = m->pool_dense = m->pool_tanh = m->cls_in = m->cls_mask = NULL;
+    if (m->task == FTC_TASK_CAUSAL_LM) {
+        m->logits = take(p, N * (size_t)m->V);
+        m->dlogits = grads ? take(p, N * (size_t)m->V) : NULL;
+    } else if (m->task == FTC_TASK_CLASSIFY) {
+        m->pooled = take(p, NB * C);
+        m->pool_dense = m->pooler_w >= 0 ? take(p, NB * C) : NULL;
+        m->pool_tanh = m->pooler_w >= 0 ? take(p, NB * C) : NULL;
+        m->cls_in = m->cls_dropout > 0 ? take(p, NB * C) : NULL;
+        m->cls_mask = m->cls_dropout > 0 ? take(p, NB * C) : NULL;
+        m->logits = take(p, NB * nl);
+        m->dlogits = grads ? take(p, NB * nl) : NULL;
+    }
+    m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
+    int rmax = model_max_lora_rank(m);
+    m->g_res = m->g_a = m->g_b = m->g_q = m->g_k = m->g_v = m->g_attn = m->g_qkv = NULL;
+    m->g_up = m->g_gate = m->g_act = m->g_att_scratch = m->g_big = NULL;
+    m->g_pooled = m->g_pool_dense = m->g_cls_in = m->g_lora = NULL;
+    if (!grads) return;
+    m->g_res = take(p, N * C), m->g_a = take(p, N * C), m->g_b = take(p, N * C);
+    m->g_q = take(p, N * Q), m->g_k = take(p, N * KV), m->g_v = take(p, N * KV), m->g_attn = take(p, N * Q);
+    m->g_qkv = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
+    m->g_up = take(p, N * F), m->g_gate = m->swiglu ? take(p, N * F) : NULL, m->g_act = take(p, N * F);
+    m->g_att_scratch = take(p, ATT);
+    m->g_big = adrop ? take(p, ATT) : NULL;
+    m->g_pooled = take(p, NB * C), m->g_pool_dense = take(p, NB * C), m->g_cls_in = take(p, NB * C);
+    m->g_lora = rmax > 0 ? take(p, N * (size_t)rmax) : NULL;
+}
+
+ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err) {
+    if (max_B < 1 || max_T < 1) return ftc_errf(err, FTC_E_USAGE, "reserve needs a positive batch size and length");
+    if (m->learned_pos && max_T > m->cfg.max_positions)
+        return ftc_errf(err, FTC_E_INPUT, "sequence length %d exceeds the model's %d positions", max_T,
+                        m->cfg.max_positions);
+    if (!m->grads_planned || m->table_oom) {
+        ftc_status s = model_plan_grads(m, err);
+        if (s) return s;
+    }
+    m->max_B = max_B, m->max_T = max_T;
+    planner p = {NULL, 0};
+    plan(m, &p);
+    free(m->act);
+    m->act = NULL;
+    m->act_floats = 0;
+    if (posix_memalign((void **)&m->act, 64, p.off * sizeof(float))) {
+        m->act = NULL;
+        m->max_B = m->max_T = 0;
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory for activations (%.1f MiB for batch %dx%d)",
+                        (double)p.off * 4 / (1 << 20), max_B, max_T);
+    }
+    m->act_floats = p.off;
+    p = (planner){m->act, 0};
+    plan(m, &p);
+    m->forward_done = false;
+    return FTC_OK;
+}
+
+/* ---- forward ---- */
+
+static void norm_forward(const ftc_model *m, float *y, float *mean, float *rstd, const float *x, int w, int b, int N) {
+    if (m->rmsnorm)
+        rmsnorm_forward(y, rstd, x, m->params[w].data, N, m->C, m->cfg.norm_eps);
+    else
+        layernorm_forward(y, mean, rstd, x, m->params[w].data, b >= 0 ? m->params[b].data : NULL, N, m->C,
+                          m->cfg.norm_eps);
+}
+
+static void norm_backward(ftc_model *m, float *dx, const float *dy, const float *x, const float *mean, const float *rstd,
+                          int w, int b, int N) {
+    if (m->rmsnorm)
+        rmsnorm_backward(dx, G(m, w), dy, x, P(m, w), rstd, N, m->C);
+    else
+        layernorm_backward(dx, G(m, w), G(m, b), dy, x, P(m, w), mean, rstd, N, m->C);
+}
+
+/* y = dropout(x) when training with p > 0, else x itself (no copy). */
+static const float *maybe_dropout(ftc_model *m, float *y, float *mask, const float *x, size_t n, float p) {
+    if (!m->training || p <= 0 || !y) return x;
+    dropout_forward(y, mask, x, (int)n, p, &m->rng);
+    return y;
+}
+
+static bool dropped(const ftc_model *m, float p) { return m->training && p > 0; }
+
+/* Attention probabilities dropout (BERT, GPT-2 when training): out = drop(att) @ v, recomputed here
+ * because attention_forward applies the undropped probabilities. */
+static void attn_dropout_forward(ftc_model *m, layer_params *l, int B, int T) {
+    int H = m->H, D = m->D, rep = m->H / m->Hkv;
+    size_t n = (size_t)B * H * T * T;
+    dropout_forward(l->att_drop, l->att_mask, l->att, (int)n, m->cfg.attention_dropout, &m->rng);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *P_ = l->att_drop + ((size_t)b * H + h) * T * T;
+            const float *v = l->xv + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
+            float *o = l->attn_out + (size_t)b * T * m->qdim + (size_t)h * D;
+            ftc_matmul(false, false, T, D, T, 1.0f, P_, T, v, m->kvdim, 0.0f, o, m->qdim);
+        }
+}
+
+static void attention_block_forward(ftc_model *m, layer_params *l, const float *in, int B, int T) {
+    int N = B * T;
+    if (m->fused_qkv) {
+        int W = m->qdim + 2 * m->kvdim;
+        linear_mod_forward(m, &l->qkv, m->qkv_tmp, in, N, m->training);
+        for (int n = 0; n < N; n++) {
+            const float *row = m->qkv_tmp + (size_t)n * W;
+            memcpy(l->xq + (size_t)n * m->qdim, row, (size_t)m->qdim * sizeof(float));
+            memcpy(l->xk + (size_t)n * m->kvdim, row + m->qdim, (size_t)m->kvdim * sizeof(float));
+            memcpy(l->xv + (size_t)n * m->kvdim, row + m->qdim + m->kvdim, (size_t)m->kvdim * sizeof(float));
+        }
+    } else {
+        linear_mod_forward(m, &l->q, l->xq, in, N, m->training);
+        linear_mod_forward(m, &l->k, l->xk, in, N, m->training);
+        linear_mod_forward(m, &l->v, l->xv, in, N, m->training);
+    }
+    if (m->rope) {
+        rope_forward(l->xq, m->pos, m->inv_freq, N, m->H, m->D);
+        rope_forward(l->xk, m->pos, m->inv_freq, N, m->Hkv, m->D);
+    }
+    attention_forward(l->attn_out, l->att, l->xq, l->xk, l->xv, m->mask, B, T, m->H, m->Hkv, m->D, m->causal);
+    if (dropped(m, m->cfg.attention_dropout)) attn_dropout_forward(m, l, B, T);
+    linear_mod_forward(m, &l->o, l->o_out, l->attn_out, N, m->training);
+}
+
+static void mlp_forward(ftc_model *m, layer_params *l, const float *in, int N) {
+    size_t nf = (size_t)N * m->F;
+    linear_mod_forward(m, &l->up, l->h_up, in, N, m->training);
+    if (m->swiglu) {
+        linear_mod_forward(m, &l->gate, l->h_gate, in, N, m->training);
+        swiglu_forward(l->h_act, l->h_gate, l->h_up, (int)nf);
+    } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
+        gelu_tanh_forward(l->h_act, l->h_up, (int)nf);
+    } else {
+        gelu_erf_forward(l->h_act, l->h_up, (int)nf);
+    }
+    linear_mod_forward(m, &l->down, l->down_out, l->h_act, N, m->training);
+}
+
+/* One block; returns its output (inside the layer's activations). */
+static const float *layer_forward(ftc_model *m, layer_params *l, const float *x, int B, int T) {
+    int N = B * T;
+    size_t NC = (size_t)N * m->C;
+    float p = m->cfg.hidden_dropout;
+    if (m->pre_norm) {
+        norm_forward(m, l->n1, l->n1_mean, l->n1_rstd, x, l->n1_w, l->n1_b, N);
+        attention_block_forward(m, l, l->n1, B, T);
+        add_forward(l->s1, x, maybe_dropout(m, l->r1, l->o_mask, l->o_out, NC, p), (int)NC);
+        norm_forward(m, l->n2, l->n2_mean, l->n2_rstd, l->s1, l->n2_w, l->n2_b, N);
+        mlp_forward(m, l, l->n2, N);
+        add_forward(l->s2, l->s1, maybe_dropout(m, l->r2, l->down_mask, l->down_out, NC, p), (int)NC);
+        return l->s2;
+    }
+    attention_block_forward(m, l, x, B, T);
+    add_forward(l->s1, x, maybe_dropout(m, l->r1, l->o_mask, l->o_out, NC, p), (int)NC);
+    norm_forward(m, l->n1, l->n1_mean, l->n1_rstd, l->s1, l->n1_w, l->n1_b, N);
+    mlp_forward(m, l, l->n1, N);
+    add_forward(l->s2, l->n1, maybe_dropout(m, l->r2, l->down_mask, l->down_out, NC, p), (int)NC);
+    norm_forward(m, l->n2, l->n2_mean, l->n2_rstd, l->s2, l->n2_w, l->n2_b, N);
+    return l->n2;
+}
+
+static ftc_status check_batch(ftc_model *m, const ftc_batch *b, ftc_err *err) {
+    if (!m->act) return ftc_errf(err, FTC_E_USAGE, "call ftc_model_reserve before ftc_model_forward");
+    if (b->B < 1 || b->T < 1 || b->B > m->max_B || b->T > m->max_T)
+        return ftc_errf(err, FTC_E_USAGE, "batch %dx%d does not fit the reserved %dx%d", b->B, b->T, m->max_B,
+                        m->max_T);
+    if (!b->ids) return ftc_errf(err, FTC_E_USAGE, "batch without token ids");
+    if (m->task == FTC_TASK_CLASSIFY && m->cls_w < 0)
+        return ftc_errf(err, FTC_E_USAGE, "no classification head: call ftc_model_set_classifier first");
+    int N = b->B * b->T;
+    for (int n = 0; n < N; n++) {
+        if (b->ids[n] < 0 || b->ids[n] >= m->V)
+            return ftc_errf(err, FTC_E_INPUT, "token id %d at batch row %d, position %d is outside the vocabulary "
+                            "(size %d)", b->ids[n], n / b->T, n % b->T, m->V);
+        int tt = b->type_ids ? b->type_ids[n] : 0;
+        if (tt < 0 || (m->wtt >= 0 && tt >= m->cfg.type_vocab_size) || (m->wtt < 0 && tt != 0))
+            return ftc_errf(err, FTC_E_INPUT, "token type %d at batch row %d, position %d is out of range", tt,
+                            n / b->T, n % b->T);
+    }
+    if (b->labels && m->task == FTC_TASK_CAUSAL_LM)
+        for (int n = 0; n < N; n++)
+            if (b->labels[n] >= m->V)
+                return ftc_errf(err, FTC_E_INPUT, "label %d at batch row %d, position %d is outside the vocabulary "
+                                "(size %d)", b->labels[n], n / b->T, n % b->T, m->V);
+    if (b->labels && m->task == FTC_TASK_CLASSIFY)
+        for (int i = 0; i < b->B; i++)
+            if (b->labels[i] >= m->num_labels)
+                return ftc_errf(err, FTC_E_INPUT, "class label %d of batch row %d is out of range (%d labels)",
+                                b->labels[i], i, m->num_labels);
+    return FTC_OK;
+}
+
+ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training, float *loss, ftc_err *err) {
+    m->forward_done = false;
+    ftc_status s = check_batch(m, batch, err);
+    if (s) return s;
+    int B = batch->B, T = batch->T, N = B * T, C = m->C;
+    size_t NC = (size_t)N * C;
+    m->B = B, m->T = T, m->training = training;
+    for (int n = 0; n < N; n++) {
+        m->ids[n] = batch->ids[n];
+        m->pos[n] = n % T; /* right padding: positions count from each row's start */
+        m->types[n] = batch->type_ids ? batch->type_ids[n] : 0;
+        m->mask[n] = batch->mask ? (batch->mask[n] != 0) : 1;
+    }
+    embedding_forward(m->emb_sum, m->ids, m->learned_pos ? m->pos : NULL, m->wtt >= 0 ? m->types : NULL, P(m, m->wte),
+                      P(m, m->wpe), P(m, m->wtt), N, C);
+    const float *x = m->emb_sum;
+    if (m->emb_n_w >= 0) {
+        layernorm_forward(m->emb_n, m->emb_mean, m->emb_rstd, x, P(m, m->emb_n_w), P(m, m->emb_n_b), N, C,
+                          m->cfg.norm_eps);
+        x = m->emb_n;
+    }
+    x = maybe_dropout(m, m->emb_out, m->emb_mask, x, NC, m->cfg.hidden_dropout);
+    for (int i = 0; i < m->L; i++) x = layer_forward(m, &m->layers[i], x, B, T);
+    if (m->lnf_w >= 0) {
+        norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, x, m->lnf_w, m->lnf_b, N);
+        x = m->lnf;
+    }
+    m->hidden = (float *)x;
+    m->have_labels = batch->labels != NULL;
+    m->loss = 0;
+    if (m->task == FTC_TASK_CAUSAL_LM) {
+        linear_forward(m->logits, x, P(m, m->lm_head), NULL, N, C, m->V);
+        if (batch->labels) {
+            /* HF convention: position t predicts labels[t+1] */
+            for (int n = 0; n < N; n++) m->targets[n] = (n % T) + 1 < T ? batch->labels[n + 1] : -100;
+            int counted;
+            m->loss = cross_entropy_forward(m->logits, m->targets, N, m->V, &counted);
+        }
+    } else if (m->task == FTC_TASK_CLASSIFY) {
+        if (m->pooling == FTC_POOL_CLS)
+            pool_cls_forward(m->pooled, x, B, T, C);
+        else if (m->pooling == FTC_POOL_MEAN)
+            pool_mean_forward(m->pooled, x, m->mask, B, T, C);
+        else
+            pool_last_forward(m->pooled, x, m->mask, B, T, C);
+        const float *z = m->pooled;
+        if (m->pooler_w >= 0 && m->pooling == FTC_POOL_CLS) { /* BERT pooler: tanh(dense(CLS)) */
+            linear_forward(m->pool_dense, z, P(m, m->pooler_w), P(m, m->pooler_b), B, C, C);
+            tanh_forward(m->pool_tanh, m->pool_dense, B * C);
+            z = m->pool_tanh;
+        }
+        z = maybe_dropout(m, m->cls_in, m->cls_mask, z, (size_t)B * C, m->cls_dropout);
+        linear_forward(m->logits, z, P(m, m->cls_w), P(m, m->cls_b), B, C, m->num_labels);
+        if (batch->labels) {
+            for (int i = 0; i < B; i++) m->cls_targets[i] = batch->labels[i];
+            int counted;
+            m->loss = cross_entropy_forward(m->logits, m->cls_targets, B, m->num_labels, &counted);
+        }
+    }
+    if (loss) *loss = m->loss;
+    m->forward_done = true;
+    return FTC_OK;
+}
+
+const float *ftc_model_logits(const ftc_model *m) { return m->logits; }
+const float *ftc_model_hidden(const ftc_model *m) { return m->hidden; }
+
+/* ---- backward ---- */
+
+/* dx = dy * mask when the forward dropped out, else dy itself. */
+static const float *maybe_dropout_back(ftc_model *m, float *dx, const float *dy, const float *mask, size_t n, float p) {
+    if (!dropped(m, p)) return dy;
+    memset(dx, 0, n * sizeof(float));
+    dropout_backward(dx, dy, mask, (int)n);
+    return dx;
+}
+
+/* Attention backward with probability dropout: att' = att * mask, out = att' @ v. */
+static void attn_dropout_backward(ftc_model *m, layer_params *l, const float *dout, int B, int T) {
+    int H = m->H, D = m->D, rep = m->H / m->Hkv;
+    float scale = 1.0f / sqrtf((float)D);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            size_t a0 = ((size_t)b * H + h) * T * T;
+            const float *att = l->att + a0, *attd = l->att_drop + a0, *mask = l->att_mask + a0;
+            float *datt = m->g_big + a0;
+            const float *v = l->xv + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
+            const float *q = l->xq + (size_t)b * T * m->qdim + (size_t)h * D;
+            const float *k = l->xk + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
+            const float *dO = dout + (size_t)b * T * m->qdim + (size_t)h * D;
+            float *dq = m->g_q + (size_t)b * T * m->qdim + (size_t)h * D;
+            float *dk = m->g_k + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
+            float *dv = m->g_v + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
+            /* dv += att'^T dO ; datt' = dO v^T */
+            ftc_matmul(true, false, T, D, T, 1.0f, attd, T, dO, m->qdim, 1.0f, dv, m->kvdim);
+            ftc_matmul(false, true, T, T, D, 1.0f, dO, m->qdim, v, m->kvdim, 0.0f, datt, T);
+            /* through the mask, then softmax: ds = att * (datt - sum_j datt*att) */
+            for (int i = 0; i < T; i++) {
+                float *dr = datt + (size_t)i * T;
+                const float *ar = att + (size_t)i * T, *mr = mask + (size_t)i * T;
+                double dot = 0;
+                for (int j = 0; j < T; j++) dr[j] *= mr[j], dot += (double)dr[j] * ar[j];
+                for (int j = 0; j < T; j++) dr[j] = ar[j] * (dr[j] - (float)dot) * scale;
+            }
+            /* scores = q k^T * scale: dq += ds k ; dk += ds^T q */
+            ftc_matmul(false, false, T, D, T, 1.0f, datt, T, k, m->kvdim, 1.0f, dq, m->qdim);
+            ftc_matmul(true, false, T, D, T, 1.0f, datt, T, q, m->qdim, 1.0f, dk, m->kvdim);
+        }
+}
+
+/* d_out: gradient of the block's output projection; d_in (may alias d_out, NULL = not needed) += grad of in. */
+static void attention_block_backward(ftc_model *m, layer_params *l, const float *in, const float *d_out, float *d_in,
+                                     int B, int T) {
+    int N = B * T;
+    memset(m->g_attn, 0, (size_t)N * m->qdim * sizeof(float));
+    linear_mod_backward(m, &l->o, m->g_attn, d_out, l->attn_out, N);
+    memset(m->g_q, 0, (size_t)N * m->qdim * sizeof(float));
+    memset(m->g_k, 0, (size_t)N * m->kvdim * sizeof(float));
+    memset(m->g_v, 0, (size_t)N * m->kvdim * sizeof(float));
+    if (dropped(m, m->cfg.attention_dropout))
+        attn_dropout_backward(m, l, m->g_attn, B, T);
+    else
+        attention_backward(m->g_q, m->g_k, m->g_v, m->g_attn, l->att, l->xq, l->xk, l->xv, B, T, m->H, m->Hkv, m->D,
+                           m->g_att_scratch);
+    if (m->rope) {
+        rope_backward(m->g_q, m->pos, m->inv_freq, N, m->H, m->D);
+        rope_backward(m->g_k, m->pos, m->inv_freq, N, m->Hkv, m->D);
+    }
+    if (m->fused_qkv) {
+        int W = m->qdim + 2 * m->kvdim;
+        for (int n = 0; n < N; n++) {
+            float *row = m->g_qkv + (size_t)n * W;
+            memcpy(row, m->g_q + (size_t)n * m->qdim, (size_t)m->qdim * sizeof(float));
+            memcpy(row + m->qdim, m->g_k + (size_t)n * m->kvdim, (size_t)m->kvdim * sizeof(float));
+            memcpy(row + m->qdim + m->kvdim, m->g_v + (size_t)n * m->kvdim, (size_t)m->kvdim * sizeof(float));
+        }
+        linear_mod_backward(m, &l->qkv, d_in, m->g_qkv, in, N);
+    } else {
+        linear_mod_backward(m, &l->q, d_in, m->g_q, in, N);
+        linear_mod_backward(m, &l->k, d_in, m->g_k, in, N);
+        linear_mod_backward(m, &l->v, d_in, m->g_v, in, N);
+    }
+}
+
+static void mlp_backward(ftc_model *m, layer_params *l, const float *in, const float *d_out, float *d_in, int N) {
+    size_t nf = (size_t)N * m->F;
+    memset(m->g_act, 0, nf * sizeof(float));
+    linear_mod_backward(m, &l->down, m->g_act, d_out, l->h_act, N);
+    memset(m->g_up, 0, nf * sizeof(float));
+    if (m->swiglu) {
+        memset(m->g_gate, 0, nf * sizeof(float));
+        swiglu_backward(m->g_gate, m->g_up, m->g_act, l->h_gate, l->h_up, (int)nf);
+        linear_mod_backward(m, &l->gate, d_in, m->g_gate, in, N);
+    } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
+        gelu_tanh_backward(m->g_up, m->g_act, l->h_up, (int)nf);
+    } else {
+        gelu_erf_backward(m->g_up, m->g_act, l->h_up, (int)nf);
+    }
+    linear_mod_backward(m, &l->up, d_in, m->g_up, in, N);
+}
+
+/* g: on entry d(layer output), on exit d(layer input x) (when need_dx). */
+static void layer_backward(ftc_model *m, layer_params *l, const float *x, float *g, bool need_dx, int B, int T) {
+    int N = B * T;
+    size_t NC = (size_t)N * m->C;
+    float p = m->cfg.hidden_dropout;
+    if (m->pre_norm) {
+        /* out = s1 + drop(mlp(n2(s1))); s1 = x + drop(attn(n1(x))) */
+        const float *d_down = maybe_dropout_back(m, m->g_b, g, l->down_mask, NC, p);
+        memset(m->g_a, 0, NC * sizeof(float));
+        mlp_backward(m, l, l->n2, d_down, m->g_a, N);
+        norm_backward(m, g, m->g_a, l->s1, l->n2_mean, l->n2_rstd, l->n2_w, l->n2_b, N); /* g = d s1 */
+        const float *d_o = maybe_dropout_back(m, m->g_b, g, l->o_mask, NC, p);
+        memset(m->g_a, 0, NC * sizeof(float));
+        attention_block_backward(m, l, l->n1, d_o, m->g_a, B, T);
+        norm_backward(m, need_dx ? g : NULL, m->g_a, x, l->n1_mean, l->n1_rstd, l->n1_w, l->n1_b, N);
+        return;
+    }
+    /* out = n2(s2); s2 = n1 + drop(mlp(n1)); n1 = n1(s1); s1 = x + drop(attn(x)) */
+    memset(m->g_a, 0, NC * sizeof(float));
+    norm_backward(m, m->g_a, g, l->s2, l->n2_mean, l->n2_rstd, l->n2_w, l->n2_b, N); /* g_a = d s2 */
+    const float *d_down = maybe_dropout_back(m, m->g_b, m->g_a, l->down_mask, NC, p);
+    mlp_backward(m, l, l->n1, d_down, m->g_a, N); /* g_a = d n1 (d_down consumed before g_a is written) */
+    memset(g, 0, NC * sizeof(float));
+    norm_backward(m, g, m->g_a, l->s1, l->n1_mean, l->n1_rstd, l->n1_w, l->n1_b, N); /* g = d s1 */
+    const float *d_o = maybe_dropout_back(m, m->g_b, g, l->o_mask, NC, p);
+    attention_block_backward(m, l, x, d_o, need_dx ? g : NULL, B, T);
+}
+
+static bool layer_trainable(const ftc_model *m, const layer_params *l) {
+    int idx[] = {l->n1_w, l->n1_b, l->n2_w, l->n2_b};
+    for (int j = 0; j < 4; j++)
+        if (idx[j] >= 0 && m->params[idx[j]].trainable) return true;
+    const linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
+    for (int j = 0; j < 8; j++) {
+        int pi[] = {mods[j]->w, mods[j]->b, mods[j]->lora_a, mods[j]->lora_b};
+        for (int k = 0; k < 4; k++)
+            if (pi[k] >= 0 && m->params[pi[k]].trainable) return true;
+    }
+    return false;
+}
+
+static bool embeddings_trainable(const ftc_model *m) {
+    int idx[] = {m->wte, m->wpe, m->wtt, m->emb_n_w, m->emb_n_b};
+    for (int j = 0; j < 5; j++)
+        if (idx[j] >= 0 && m->params[idx[j]].trainable) return true;
+    return false;
+}
+
+ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
+    if (!m->forward_done || !m->have_labels)
+        return ftc_errf(err, FTC_E_USAGE, "backward needs a preceding forward with labels");
+    if (!m->g_res) return ftc_errf(err, FTC_E_USAGE, "no trainable parameters: nothing to differentiate");
+    if (m->task == FTC_TASK_ENCODE) return ftc_errf(err, FTC_E_USAGE, "an encoder-only model has no loss");
+    int B = m->B, T = m->T, N = B * T, C = m->C;
+    size_t NC = (size_t)N * C;
+    /* lowest block that needs gradients: nothing below it is visited (head-only training stops at the head) */
+    int lowest = m->L;
+    bool emb = embeddings_trainable(m);
+    if (emb) lowest = 0;
+    else
+        for (int i = 0; i < m->L; i++)
+            if (layer_trainable(m, &m->layers[i])) { lowest = i; break; }
+    bool lnf_train = (m->lnf_w >= 0 && m->params[m->lnf_w].trainable) || (m->lnf_b >= 0 && m->params[m->lnf_b].trainable);
+    bool need_hidden_grad = lowest < m->L || lnf_train;
+    float *g = m->g_res;
+    memset(g, 0, NC * sizeof(float));
+    if (m->task == FTC_TASK_CAUSAL_LM) {
+        cross_entropy_backward(m->dlogits, m->logits, m->targets, N, m->V, 1.0f);
+        linear_backward(need_hidden_grad ? g : NULL, G(m, m->lm_head), NULL, m->dlogits, m->hidden, P(m, m->lm_head), N,
+                        C, m->V);
+    } else {
+        int nl = m->num_labels;
+        cross_entropy_backward(m->dlogits, m->logits, m->cls_targets, B, nl, 1.0f);
+        bool use_pooler = m->pooler_w >= 0 && m->pooling == FTC_POOL_CLS;
+        const float *z = use_pooler ? m->pool_tanh : m->pooled;
+        const float *zin = dropped(m, m->cls_dropout) ? m->cls_in : z;
+        bool need_z = need_hidden_grad || (use_pooler && (m->params[m->pooler_w].trainable ||
+                                                           m->params[m->pooler_b].trainable));
+        memset(m->g_cls_in, 0, (size_t)B * C * sizeof(float));
+        linear_backward(need_z ? m->g_cls_in : NULL, G(m, m->cls_w), G(m, m->cls_b), m->dlogits, zin, P(m, m->cls_w), B,
+                        C, nl);
+        if (need_z) {
+            const float *dz = maybe_dropout_back(m, m->g_pooled, m->g_cls_in, m->cls_mask, (size_t)B * C,
+                                                 m->cls_dropout);
+            const float *dpooled = dz;
+            if (use_pooler) {
+                memset(m->g_pool_dense, 0, (size_t)B * C * sizeof(float));
+                tanh_backward(m->g_pool_dense, dz, m->pool_tanh, B * C);
+                float *dp = dz == m->g_pooled ? m->g_cls_in : m->g_pooled; /* a buffer dz does not occupy */
+                memset(dp, 0, (size_t)B * C * sizeof(float));
+                linear_backward(need_hidden_grad ? dp : NULL, G(m, m->pooler_w), G(m, m->pooler_b), m->g_pool_dense,
+                                m->pooled, P(m, m->pooler_w), B, C, C);
+                dpooled = dp;
+            }
+            if (need_hidden_grad) {
+                if (m->pooling == FTC_POOL_CLS)
+                    pool_cls_backward(g, dpooled, B, T, C);
+                else if (m->pooling == FTC_POOL_MEAN)
+                    pool_mean_backward(g, dpooled, m->mask, B, T, C);
+                else
+                    pool_last_backward(g, dpooled, m->mask, B, T, C);
+            }
+        }
+    }
+    if (!need_hidden_grad) return FTC_OK;
+    if (m->lnf_w >= 0) {
+        const float *x = m->L > 0 ? (m->pre_norm ? m->layers[m->L - 1].s2 : m->layers[m->L - 1].n2) : m->emb_sum;
+        memset(m->g_b, 0, NC * sizeof(float));
+        norm_backward(m, lowest < m->L ? m->g_b : NULL, g, x, m->lnf_mean, m->lnf_rstd, m->lnf_w, m->lnf_b, N);
+        memcpy(g, m->g_b, NC * sizeof(float));
+    }
+    for (int i = m->L - 1; i >= lowest; i--) {
+        const float *x = i == 0 ? NULL : (m->pre_norm ? m->layers[i - 1].s2 : m->layers[i - 1].n2);
+        if (i == 0) {
+            x = m->emb_n_w >= 0 ? m->emb_n : m->emb_sum;
+            if (dropped(m, m->cfg.hidden_dropout)) x = m->emb_out;
+        }
+        layer_backward(m, &m->layers[i], x, g, i > lowest || emb, B, T);
+    }
+    if (!emb) return FTC_OK;
+    const float *d = maybe_dropout_back(m, m->g_a, g, m->emb_mask, NC, m->cfg.hidden_dropout);
+    if (m->emb_n_w >= 0) {
+        float *dsum = d == m->g_a ? m->g_b : m->g_a;
+        memset(dsum, 0, NC * sizeof(float));
+        layernorm_backward(dsum, G(m, m->emb_n_w), G(m, m->emb_n_b), d, m->emb_sum, P(m, m->emb_n_w), m->emb_mean,
+                           m->emb_rstd, N, C);
+        d = dsum;
+    }
+    embedding_backward(G(m, m->wte), G(m, m->wpe), G(m, m->wtt), d, m->ids, m->learned_pos ? m->pos : NULL,
+                       m->wtt >= 0 ? m->types : NULL, N, C);
+    return FTC_OK;
+}

@@ -1,0 +1,300 @@
+/* ftc_matmul and ftc_matmul_bf16 on every backend this CPU runs, every layout, odd edge sizes, strides,
+ * alpha/beta, against a double-precision reference.
+ *
+ * Tolerance: each C element is a sum of K products plus beta*C; in f32 with any summation order the error is
+ * at most gamma_{K+2} = (K+2)u/(1-(K+2)u) times mag = |alpha| sum_k |a_ik b_kj| + |beta c_ij| (u = 2^-24;
+ * Higham, Accuracy and Stability, 3.1). We allow (K+3)u * mag: rigorous, yet a wrong or missing term (about
+ * mag/K) is far outside it. For bf16 the reference is computed on the bf16-rounded inputs, whose products are
+ * exact in f32, so the same bound holds. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ftc/base.h"
+#include "ftc/matmul.h"
+#include "ftc/safetensors.h"
+
+static const char *const backends[] = {"generic", "openblas", "avx512"};
+#define N_BACKENDS 3
+static const int sizes[] = {1, 7, 17, 33, 100, 257};
+#define N_SIZES 6
+static const float alphas[] = {1.0f, 2.0f, -0.5f, 1.0f};
+static const float betas[] = {0.0f, 0.5f, 1.0f, -1.5f};
+
+static void fill(float *x, size_t n, ftc_rng *r) {
+    for (size_t i = 0; i < n; i++) x[i] = ftc_rng_normal(r);
+}
+
+/* op(X)(r, c) for X stored row-major with stride ld; `trans` means op(X)(r,c) = X[c][r]. */
+static double elem(const float *X, int ld, bool trans, int r, int c) {
+    return trans ? X[(size_t)c * ld + r] : X[(size_t)r * ld + c];
+}
+
+/* Checks C against alpha*op(A)op(B) + beta*C0 with the bound above; reports the worst ratio error/bound. */
+static double check(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                    int ldb, float beta, const float *C0, const float *C, int ldc, const char *what) {
+    double worst = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                double p = elem(A, lda, ta, i, k) * elem(B, ldb, tb, k, j);
+                s += p;
+                mag += fabs(p);
+            }
+            double c0 = beta == 0.0f ? 0.0 : C0[(size_t)i * ldc + j];
+            double ref = alpha * s + beta * c0;
+            double bound = (K + 3) * ldexp(1.0, -24) * (fabs(alpha) * mag + fabs(beta * c0)) + 1e-37;
+            double err = fabs(C[(size_t)i * ldc + j] - ref);
+            if (!(err <= bound)) {
+                fprintf(stderr, "%s: C[%d][%d] = %.9g, reference %.9g (bound %.3g)\n", what, i, j,
+                        (double)C[(size_t)i * ldc + j], ref, bound);
+                fail();
+            }
+            if (err / bound > worst) worst = err / bound;
+        }
+    return worst;
+}
+
+/* One case: random A, B with padded strides; C has padding that must stay untouched. beta == 0 fills C with
+ * NaN, which must not leak into the result. */
+static double run_case(bool ta, bool tb, int M, int N, int K, float alpha, float beta, ftc_rng *r, const char *what) {
+    int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 5;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *A = malloc(sizeof(float) * na), *B = malloc(sizeof(float) * nb);
+    float *C0 = malloc(sizeof(float) * nc), *C = malloc(sizeof(float) * nc);
+    assert_true(A && B && C0 && C);
+    fill(A, na, r);
+    fill(B, nb, r);
+    fill(C0, nc, r);
+    if (beta == 0.0f)
+        for (size_t i = 0; i < nc; i++) C0[i] = NAN;
+    memcpy(C, C0, sizeof(float) * nc);
+    ftc_matmul(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    double worst = check(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc, what);
+    for (int i = 0; i < M; i++) /* the padding between rows of C is not ours to write */
+        for (int j = N; j < ldc; j++)
+            if (memcmp(&C[(size_t)i * ldc + j], &C0[(size_t)i * ldc + j], 4) != 0) {
+                fprintf(stderr, "%s: wrote C[%d][%d] outside N=%d\n", what, i, j, N);
+                fail();
+            }
+    free(A), free(B), free(C0), free(C);
+    return worst;
+}
+
+static void test_fp32_every_backend_layout_and_edge(void **state) {
+    (void)state;
+    ftc_rng r;
+    ftc_rng_seed(&r, 42);
+    for (int b = 0; b < N_BACKENDS; b++) {
+        if (!ftc_matmul_set_backend(backends[b])) {
+            printf("# backend %s not available on this CPU: skipped\n", backends[b]);
+            continue;
+        }
+        assert_string_equal(ftc_matmul_backend(), backends[b]);
+        int cases = 0;
+        double worst = 0;
+        for (int layout = 0; layout < 4; layout++) {
+            bool ta = layout & 1, tb = layout & 2;
+            for (int im = 0; im < N_SIZES; im++)
+                for (int in = 0; in < N_SIZES; in++)
+                    for (int ik = 0; ik < N_SIZES; ik++) {
+                        int M = sizes[im], N = sizes[in], K = sizes[ik];
+                        /* all shapes up to 100; those with 257 (past the 240-row and 256-deep blocks) only
+                         * when the rest is small, to keep the generic path and ASan builds quick */
+                        if ((M == 257) + (N == 257) + (K == 257) > 0 && (double)M * N * K > 257.0 * 33 * 100) continue;
+                        int ab = (im + in + ik + layout) % 4;
+                        char what[96];
+                        snprintf(what, sizeof what, "%s ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g", backends[b], ta,
+                                 tb, M, N, K, (double)alphas[ab], (double)betas[ab]);
+                        double w = run_case(ta, tb, M, N, K, alphas[ab], betas[ab], &r, what);
+                        if (w > worst) worst = w;
+                        cases++;
+                    }
+            /* past the 3072-column block, and large enough to be split between threads */
+            run_case(ta, tb, 5, 3100, 9, 1.5f, 0.25f, &r, "wide");
+            run_case(ta, tb, 300, 290, 270, 1.0f, 0.0f, &r, "threaded");
+            cases += 2;
+        }
+        printf("# %s: %d fp32 cases, worst error %.3f of the bound\n", backends[b], cases, worst);
+    }
+    ftc_matmul_set_backend("auto");
+}
+
+/* alpha == 0 reads neither A nor B (NaN there must not reach C); K == 0 scales C by beta. */
+static void test_degenerate_alpha_and_k(void **state) {
+    (void)state;
+    for (int b = 0; b < N_BACKENDS; b++) {
+        if (!ftc_matmul_set_backend(backends[b])) continue;
+        float A[6], B[6], C[4] = {1, 2, 3, 4};
+        for (int i = 0; i < 6; i++) A[i] = B[i] = NAN;
+        ftc_matmul(false, false, 2, 2, 3, 0.0f, A, 3, B, 2, 2.0f, C, 2);
+        for (int i = 0; i < 4; i++) assert_float_equal(C[i], 2.0f * (i + 1), 0);
+        ftc_matmul(false, false, 2, 2, 0, 1.0f, A, 3, B, 2, 0.0f, C, 2);
+        for (int i = 0; i < 4; i++) assert_float_equal(C[i], 0.0f, 0);
+        uint16_t Ah[6] = {0}, Bh[6] = {0};
+        float C2[4] = {1, 2, 3, 4};
+        ftc_matmul_bf16(false, false, 2, 2, 3, 0.0f, Ah, FTC_MM_BF16, 3, Bh, FTC_MM_BF16, 2, -1.0f, C2, 2);
+        for (int i = 0; i < 4; i++) assert_float_equal(C2[i], -(float)(i + 1), 0);
+    }
+    ftc_matmul_set_backend("auto");
+}
+
+static void test_backend_selection(void **state) {
+    (void)state;
+    assert_false(ftc_matmul_set_backend("cuda-someday"));
+    assert_false(ftc_matmul_set_backend(NULL));
+    assert_true(ftc_matmul_set_backend("generic"));
+    assert_string_equal(ftc_matmul_backend(), "generic");
+    assert_string_equal(ftc_matmul_bf16_backend(), "generic");
+    assert_true(ftc_matmul_set_backend("openblas"));
+    assert_string_equal(ftc_matmul_backend(), "openblas");
+    assert_true(ftc_matmul_set_backend("auto"));
+    printf("# auto: fp32 %s, bf16 %s\n", ftc_matmul_backend(), ftc_matmul_bf16_backend());
+}
+
+/* Called from inside a parallel region, each thread's matmul runs on that thread alone and is still right
+ * (per-thread packing buffers). */
+static void test_inside_parallel_region(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_backend("avx512")) skip();
+    int failures = 0;
+#pragma omp parallel num_threads(2) reduction(+ : failures)
+    {
+        enum { M = 70, N = 50, K = 300 };
+        static float A[2][M * K], B[2][K * N], C[2][M * N];
+        int t = omp_get_thread_num();
+        for (int i = 0; i < M * K; i++) A[t][i] = (float)((i * 7 + t) % 13) - 6.0f;
+        for (int i = 0; i < K * N; i++) B[t][i] = (float)((i * 5 + t) % 11) - 5.0f;
+        ftc_matmul(false, false, M, N, K, 1.0f, A[t], K, B[t], N, 0.0f, C[t], N);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double s = 0; /* small integers: exact in f32 */
+                for (int k = 0; k < K; k++) s += (double)A[t][i * K + k] * B[t][k * N + j];
+                if (C[t][i * N + j] != (float)s) failures++;
+            }
+    }
+    assert_int_equal(failures, 0);
+    ftc_matmul_set_backend("auto");
+}
+
+/* ---- bf16 ---- */
+
+static double check_bf16_case(bool ta, bool tb, int M, int N, int K, float alpha, float beta, ftc_mm_type at,
+                              ftc_mm_type bt, ftc_rng *r, const char *what) {
+    int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3, ldc = N + 2;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *A = malloc(sizeof(float) * na), *B = malloc(sizeof(float) * nb);
+    float *Ar = malloc(sizeof(float) * na), *Br = malloc(sizeof(float) * nb); /* bf16-rounded copies, as f32 */
+    uint16_t *Ah = malloc(2 * na), *Bh = malloc(2 * nb);
+    float *C0 = malloc(sizeof(float) * nc), *C = malloc(sizeof(float) * nc);
+    assert_true(A && B && Ar && Br && Ah && Bh && C0 && C);
+    fill(A, na, r);
+    fill(B, nb, r);
+    fill(C0, nc, r);
+    if (beta == 0.0f)
+        for (size_t i = 0; i < nc; i++) C0[i] = NAN;
+    for (size_t i = 0; i < na; i++) Ah[i] = ftc_f32_to_bf16(A[i]), Ar[i] = ftc_bf16_to_f32(Ah[i]);
+    for (size_t i = 0; i < nb; i++) Bh[i] = ftc_f32_to_bf16(B[i]), Br[i] = ftc_bf16_to_f32(Bh[i]);
+    memcpy(C, C0, sizeof(float) * nc);
+    ftc_matmul_bf16(ta, tb, M, N, K, alpha, at == FTC_MM_BF16 ? (const void *)Ah : A, at, lda,
+                    bt == FTC_MM_BF16 ? (const void *)Bh : B, bt, ldb, beta, C, ldc);
+    double worst = check(ta, tb, M, N, K, alpha, Ar, lda, Br, ldb, beta, C0, C, ldc, what);
+    free(A), free(B), free(Ar), free(Br), free(Ah), free(Bh), free(C0), free(C);
+    return worst;
+}
+
+static void test_bf16_every_layout_type_and_edge(void **state) {
+    (void)state;
+    ftc_rng r;
+    ftc_rng_seed(&r, 7);
+    const char *paths[] = {"generic", "avx512"};
+    for (int p = 0; p < 2; p++) {
+        if (!ftc_matmul_set_backend(paths[p])) {
+            printf("# bf16 behind backend %s not available: skipped\n", paths[p]);
+            continue;
+        }
+        const char *impl = ftc_matmul_bf16_backend();
+        if (p == 1 && strcmp(impl, "avx512bf16") != 0) printf("# no AVX512-BF16 here: avx512 falls back to %s\n", impl);
+        int cases = 0;
+        double worst = 0;
+        for (int layout = 0; layout < 4; layout++)
+            for (int types = 0; types < 4; types++) {
+                bool ta = layout & 1, tb = layout & 2;
+                ftc_mm_type at = types & 1 ? FTC_MM_BF16 : FTC_MM_F32, bt = types & 2 ? FTC_MM_BF16 : FTC_MM_F32;
+                for (int im = 0; im < N_SIZES; im++) {
+                    /* M walks all sizes; N and K take the others in turn, so all meet in 16 combos */
+                    int M = sizes[im], N = sizes[(im + layout + 1) % N_SIZES], K = sizes[(im + types + 2) % N_SIZES];
+                    if ((double)M * N * K > 257.0 * 33 * 100) N = 7;
+                    int ab = (im + types) % 4;
+                    char what[112];
+                    snprintf(what, sizeof what, "bf16 %s ta=%d tb=%d at=%d bt=%d M=%d N=%d K=%d alpha=%g beta=%g", impl,
+                             ta, tb, at, bt, M, N, K, (double)alphas[ab], (double)betas[ab]);
+                    double w = check_bf16_case(ta, tb, M, N, K, alphas[ab], betas[ab], at, bt, &r, what);
+                    if (w > worst) worst = w;
+                    cases++;
+                }
+                /* K past the 512-deep block and odd; threaded */
+                check_bf16_case(ta, tb, 9, 40, 1031, 1.0f, 1.0f, at, bt, &r, "bf16 deep");
+                check_bf16_case(ta, tb, 260, 100, 101, 0.5f, 0.0f, at, bt, &r, "bf16 threaded");
+                cases += 2;
+            }
+        printf("# bf16 %s: %d cases, worst error %.3f of the bound\n", impl, cases, worst);
+    }
+    ftc_matmul_set_backend("auto");
+}
+
+/* The array conversions agree bit for bit with the scalar ones, on ties, NaN, infinities and subnormals, in
+ * both the vector body and the tail. */
+static void test_bf16_conversions(void **state) {
+    (void)state;
+    const uint32_t special[] = {
+        0x3f808000u, /* 1 + 2^-8: a tie, rounds down to even 1.0 */
+        0x3f818000u, /* a tie that rounds up to even */
+        0x3f808001u, /* just above a tie: up */
+        0x7f7fffffu, /* FLT_MAX rounds to +inf */
+        0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u /* signalling NaN: must stay NaN */, 0xffc00001u,
+        0x00000001u, 0x80008000u, 0x00018000u, 0x00000000u, 0x80000000u, 0x3f800000u, 0xbf7fffffu,
+    };
+    enum { N = 16 * 7 + 5 };
+    float in[N], back[N];
+    uint16_t out[N];
+    ftc_rng r;
+    ftc_rng_seed(&r, 3);
+    for (int i = 0; i < N; i++) {
+        uint32_t bits = i < 16 ? special[i] : i < 32 ? special[i - 16] ^ 0x80000000u : (uint32_t)ftc_rng_u64(&r);
+        if (i >= N - 5) bits = special[N - 1 - i]; /* the scalar tail too */
+        memcpy(&in[i], &bits, 4);
+    }
+    ftc_f32_to_bf16_n(in, out, N);
+    for (int i = 0; i < N; i++) assert_int_equal(out[i], ftc_f32_to_bf16(in[i]));
+    assert_int_equal(out[0], 0x3f80);
+    assert_int_equal(out[1], 0x3f82);
+    assert_int_equal(out[2], 0x3f81);
+    assert_int_equal(out[3], 0x7f80);
+    assert_true((out[7] & 0x7f80) == 0x7f80 && (out[7] & 0x7f) != 0);
+    ftc_bf16_to_f32_n(out, back, N);
+    for (int i = 0; i < N; i++) {
+        uint32_t b;
+        memcpy(&b, &back[i], 4);
+        assert_int_equal(b, (uint32_t)out[i] << 16);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backend_selection),
+        cmocka_unit_test(test_fp32_every_backend_layout_and_edge),
+        cmocka_unit_test(test_degenerate_alpha_and_k),
+        cmocka_unit_test(test_inside_parallel_region),
+        cmocka_unit_test(test_bf16_every_layout_type_and_edge),
+        cmocka_unit_test(test_bf16_conversions),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
