@@ -39,7 +39,7 @@ static ftc_model_config tiny_config(ftc_family fam) {
     c.max_positions = 32;
     c.bos_token_id = c.eos_token_id = c.pad_token_id = -1;
     c.rope_theta = 10000;
-    c.initializer_range = 0.02f;
+    c.initializer_range = 0.2f; /* bolder than 0.02: a random backbone then carries usable features for head-only training */
     switch (fam) {
     case FTC_FAMILY_GPT2:
         strcpy(c.model_type, "gpt2");
@@ -105,7 +105,8 @@ static void base_config(ftc_train_config *c, ftc_task task, ftc_method method, c
     snprintf(c->out, sizeof c->out, "%s/%s", tmp_root, name);
     c->batch = 8;
     c->max_len = 16;
-    c->lr = method == FTC_METHOD_FULL ? 1e-2f : 3e-2f;
+    /* a random tiny backbone gives weak features: the head-only methods need a bolder step */
+    c->lr = method == FTC_METHOD_FULL ? 1e-2f : method == FTC_METHOD_LORA ? 3e-2f : 1e-1f;
     c->max_steps = 30;
     c->warmup = 2;
     c->log_every = 5;
@@ -277,6 +278,10 @@ static void accum_case(ftc_family fam, ftc_task task) {
     ca.batch = 8; ca.grad_accum = 1; ca.max_steps = 4;
     cb.batch = 2; cb.grad_accum = 4; cb.max_steps = 4;
     ca.clip = cb.clip = 0; /* clipping is linear too, but keep the comparison to the sums */
+    /* Some gradients are zero in exact arithmetic (e.g. attention key biases: softmax ignores a shift) and
+     * only rounding noise in floats; Adam with eps 1e-8 would turn that noise into full-size steps of either
+     * sign. A larger eps keeps the comparison about the accumulated gradients. */
+    ca.adam_eps = cb.adam_eps = 1e-3f;
     ftc_train_result ra, rb;
     ftc_err err;
     if (ftc_train_run(a, &ca, &d, NULL, true, &ra, &err) != FTC_OK) fail_msg("%s", err.msg);
@@ -293,7 +298,7 @@ static void accum_case(ftc_family fam, ftc_task task) {
     printf("  %s %s: 4 x 2 vs 8: loss %.6f vs %.6f, max |dw| %.3g\n", family_name(fam), ftc_task_name(task),
            ra.last_loss, rb.last_loss, worst);
     assert_true(fabs(ra.last_loss - rb.last_loss) < 1e-4);
-    assert_true(worst < 2e-4); /* 4 AdamW steps of lr 1e-2: each value moves ~4e-2 */
+    assert_true(worst < 1e-5); /* 4 AdamW steps of lr 1e-2: each value moves up to ~4e-2 */
     ftc_model_free(a);
     ftc_model_free(b);
     ftc_dataset_free(&d);

@@ -258,6 +258,15 @@ static json_t *state_json(const run *r) {
                            "bad_evals", (json_int_t)r->bad_evals, "tokens_seen", (json_int_t)r->tokens_seen);
     json_object_set_new(st, "best", isnan(r->best) ? json_null() : json_real(r->best));
     json_object_set_new(st, "optimizer_t", json_integer(r->opt.t));
+    /* the model's dropout generator (hex words: JSON numbers cannot hold 64 bits) */
+    const ftc_rng *g = ftc_model_rng(r->m);
+    json_t *words = json_array();
+    for (int i = 0; i < 4; i++) {
+        char hex[20];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)g->s[i]);
+        json_array_append_new(words, json_string(hex));
+    }
+    json_object_set_new(st, "model_rng", words);
     return st;
 }
 
@@ -393,6 +402,16 @@ static ftc_status restore(run *r, ftc_err *err) {
     r->bad_evals = json_integer_value(json_object_get(st, "bad_evals"));
     r->tokens_seen = json_integer_value(json_object_get(st, "tokens_seen"));
     r->opt.t = json_integer_value(json_object_get(st, "optimizer_t"));
+    json_t *words = json_object_get(st, "model_rng");
+    if (json_array_size(words) != 4) {
+        json_decref(st);
+        return ftc_errf(err, FTC_E_INPUT, "%s: state lacks model_rng (4 hex words)", r->path_ckpt);
+    }
+    ftc_rng *g = ftc_model_rng(r->m);
+    for (int i = 0; i < 4; i++) {
+        const char *hex = json_string_value(json_array_get(words, (size_t)i));
+        g->s[i] = hex ? strtoull(hex, NULL, 16) : 0;
+    }
     json_t *b = json_object_get(st, "best");
     r->best = json_is_number(b) ? json_number_value(b) : NAN;
     json_decref(st);
