@@ -470,6 +470,58 @@ static void test_run_dir_guards(void **state) {
     ftc_dataset_free(&d);
 }
 
+/* ---- ftc eval --model RUNDIR: the run's saved model (best, adapters merged) reloaded from disk ---- */
+static void write_jsonl(const ftc_dataset *d, ftc_task task, const char *path) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < d->n; i++) {
+        fprintf(f, "{\"input_ids\": [");
+        for (int t = 0; t < d->ex[i].len; t++) fprintf(f, "%s%d", t ? ", " : "", d->ex[i].ids[t]);
+        if (task == FTC_TASK_CLASSIFY) fprintf(f, "], \"label\": %d}\n", d->ex[i].label);
+        else {
+            fprintf(f, "], \"labels\": [");
+            for (int t = 0; t < d->ex[i].len; t++) fprintf(f, "%s%d", t ? ", " : "", d->ex[i].labels[t]);
+            fprintf(f, "]}\n");
+        }
+    }
+    fclose(f);
+}
+
+static void run_dir_case(ftc_family fam, ftc_task task, ftc_method method) {
+    char name[64], data_path[FTC_PATH_MAX + 32];
+    snprintf(name, sizeof name, "evalrun_%s_%s", family_name(fam), ftc_method_name(method));
+    ftc_train_config c;
+    base_config(&c, task, method, name);
+    c.max_steps = 6;
+    ftc_dataset train = make_data(task, 24, 9), val = make_data(task, 8, 10);
+    ftc_model *m = make_model(fam, task);
+    ftc_train_result res;
+    ftc_err err;
+    if (ftc_train_run(m, &c, &train, &val, true, &res, &err) != FTC_OK) fail_msg("%s: %s", name, err.msg);
+    assert_true(ftc_is_run_dir(c.out));
+    /* in memory: the model the run ended with (best weights, merged) */
+    double want = eval_loss(m, task, &val);
+    snprintf(data_path, sizeof data_path, "%s/val.jsonl", c.out);
+    write_jsonl(&val, task, data_path);
+    json_t *j = NULL;
+    if (ftc_run_dir_eval(c.out, data_path, 8, &j, &err) != FTC_OK) fail_msg("run dir eval: %s", err.msg);
+    double got = json_number_value(json_object_get(j, "loss"));
+    printf("  %s: eval from disk loss %.6f, in memory %.6f\n", name, got, want);
+    assert_true(fabs(got - want) < 1e-5 * (1 + want));
+    assert_string_equal(json_string_value(json_object_get(j, "task")), ftc_task_name(task));
+    json_decref(j);
+    assert_false(ftc_is_run_dir(tmp_root));
+    ftc_model_free(m);
+    ftc_dataset_free(&train);
+    ftc_dataset_free(&val);
+}
+static void test_eval_run_dir(void **state) {
+    (void)state;
+    run_dir_case(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY, FTC_METHOD_LORA);
+    run_dir_case(FTC_FAMILY_GPT2, FTC_TASK_CAUSAL_LM, FTC_METHOD_HEAD);
+    run_dir_case(FTC_FAMILY_LLAMA, FTC_TASK_CAUSAL_LM, FTC_METHOD_LORA);
+}
+
 static int setup(void **state) { (void)state; strcpy(tmp_root, "/tmp/ftc_train_XXXXXX"); return mkdtemp(tmp_root) ? 0 : -1; }
 static int teardown(void **state) {
     (void)state;
@@ -488,6 +540,7 @@ int main(void) {
         cmocka_unit_test(test_resume_after_kill_is_bit_identical),
         cmocka_unit_test(test_nan_loss_stops_cleanly),
         cmocka_unit_test(test_run_dir_guards),
+        cmocka_unit_test(test_eval_run_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -80,6 +80,12 @@ typedef struct {
     int lora_r;
     float lora_alpha, lora_dropout;
     char lora_targets[256]; /* "" = the family default (q/v projections) */
+    /* how text data becomes examples (the data layer, include/ftc/data.h) */
+    char format[32];        /* "" = detect; text | completion | chat | label */
+    char template_name[32]; /* chat template; "" = the model's own (tokenizer_config.json) */
+    char text_col[64], label_col[64]; /* CSV/TSV columns; "" = the usual names */
+    bool pack;              /* causal-lm: pack examples into max_len sequences */
+    bool train_on_inputs;   /* causal-lm: train prompt/user tokens too */
     bool resume;
     bool set[64];           /* which keys were given explicitly (config file or command line) */
 } ftc_train_config;
