@@ -39,6 +39,7 @@ struct ftc_model {
     /* block flags derived from the family */
     bool pre_norm, rmsnorm, rope, swiglu, causal, learned_pos, fused_qkv;
     int C, H, Hkv, D, F, V, L, qdim, kvdim;
+    char *config_json; /* config.json as loaded (save keeps every field we do not model) */
     char prefix[32]; /* "transformer." / "model." / "bert." / "" as in the loaded file */
 
     /* parameters: one buffer; offsets[i] into it */

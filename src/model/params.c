@@ -138,6 +138,11 @@ static ftc_status declare_params(ftc_model *m, bool pooler, int cls_labels, bool
     m->pooler_w = m->pooler_b = m->cls_w = m->cls_b = -1;
     m->layers = calloc((size_t)m->L, sizeof *m->layers);
     if (!m->layers) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    for (int i = 0; i < m->L; i++) { /* modules a family lacks (GPT-2 gate, Llama fused qkv) stay absent */
+        layer_params *l = &m->layers[i];
+        linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
+        for (int j = 0; j < 8; j++) model_init_linear(mods[j], -1, -1, 0, 0, "");
+    }
     switch (c->family) {
     case FTC_FAMILY_GPT2:
         m->wte = addf(m, false, false, 2, V, C, "%swte.weight", px);
@@ -267,6 +272,7 @@ static ftc_model *model_new(void) {
 void ftc_model_free(ftc_model *m) {
     if (!m) return;
     ftc_config_free(&m->cfg);
+    free(m->config_json);
     free(m->params);
     free(m->offsets);
     free(m->buf);
@@ -340,6 +346,12 @@ ftc_status ftc_model_load(const char *dir, ftc_task task, ftc_model **out, ftc_e
     }
     s = setup_shape(m, &cfg, task, err);
     ftc_config_free(&cfg);
+    if (!s) {
+        char path[4200];
+        size_t len;
+        if (ftc_is_dir(dir) && ftc_path_join(path, sizeof path, dir, "config.json"))
+            s = ftc_read_file(path, &m->config_json, &len, err);
+    }
     ftc_st_set *st = NULL;
     if (!s) s = ftc_st_open(dir, &st, err);
     if (!s) {

@@ -146,27 +146,60 @@ typedef struct {
     int lda, ldb, ldc;
     float *C;
     bool bf16;
+    bool c_trans;      /* the job computes C^T (see narrow_swap) */
+    const float *bt_nk; /* set: narrow C by dot products, op(B) as N x K rows (see ftc_matmul) */
 } gemm_job;
 
 static size_t elem_size(ftc_mm_type t) { return t == FTC_MM_BF16 ? 2 : 4; }
+
+/* Out of memory for packing buffers: the portable loop, on the block as the caller laid it out (a C^T job
+ * is turned back into C = op(B')^T op(A')^T). */
+static void fallback_f32(const gemm_job *j, int m, int n, const float *A, const float *B, float *C) {
+    if (j->c_trans) matmul_generic(!j->tb, !j->ta, n, m, j->K, j->alpha, B, j->ldb, A, j->lda, j->beta, C, j->ldc);
+    else matmul_generic(j->ta, j->tb, m, n, j->K, j->alpha, A, j->lda, B, j->ldb, j->beta, C, j->ldc);
+}
+
+static void fallback_bf16(const gemm_job *j, int m, int n, const void *A, const void *B, float *C) {
+    if (j->c_trans)
+        matmul_bf16_generic(!j->tb, !j->ta, n, m, j->K, j->alpha, B, j->bt, j->ldb, A, j->at, j->lda, j->beta, C, j->ldc);
+    else matmul_bf16_generic(j->ta, j->tb, m, n, j->K, j->alpha, A, j->at, j->lda, B, j->bt, j->ldb, j->beta, C, j->ldc);
+}
 
 /* Runs the rows [m0, m0+m) x columns [n0, n0+n) of the job on this thread. */
 static void run_block(const gemm_job *j, int m0, int m, int n0, int n) {
     if (m <= 0 || n <= 0) return;
     const char *A = (const char *)j->A + elem_size(j->at) * (j->ta ? (size_t)m0 : (size_t)m0 * j->lda);
     const char *B = (const char *)j->B + elem_size(j->bt) * (j->tb ? (size_t)n0 * j->ldb : (size_t)n0);
-    float *C = j->C + (size_t)m0 * j->ldc + n0;
+    if (j->bt_nk) { /* rows only */
+        ftc_sgemm_avx512_small_n(m, j->N, j->K, j->alpha, (const float *)j->A + (size_t)m0 * j->lda, j->lda, j->bt_nk,
+                                 j->ldb, j->beta, j->C + (size_t)m0 * j->ldc, j->ldc);
+        return;
+    }
+    float *C = j->c_trans ? j->C + (size_t)n0 * j->ldc + m0 : j->C + (size_t)m0 * j->ldc + n0;
     if (j->bf16) {
         if (!ftc_gemm_bf16_avx512(j->ta, j->tb, m, n, j->K, j->alpha, A, j->at, j->lda, B, j->bt, j->ldb, j->beta, C,
-                                  j->ldc))
-            matmul_bf16_generic(j->ta, j->tb, m, n, j->K, j->alpha, A, j->at, j->lda, B, j->bt, j->ldb, j->beta, C,
-                                j->ldc);
+                                  j->ldc, j->c_trans))
+            fallback_bf16(j, m, n, A, B, C);
     } else {
         if (!ftc_sgemm_avx512(j->ta, j->tb, m, n, j->K, j->alpha, (const float *)A, j->lda, (const float *)B, j->ldb,
-                              j->beta, C, j->ldc))
-            matmul_generic(j->ta, j->tb, m, n, j->K, j->alpha, (const float *)A, j->lda, (const float *)B, j->ldb,
-                           j->beta, C, j->ldc);
+                              j->beta, C, j->ldc, j->c_trans))
+            fallback_f32(j, m, n, (const float *)A, (const float *)B, C);
     }
+}
+
+/* A C narrower than the 32-wide tile (LoRA's rank-8 products) wastes most of each vector; its transpose
+ * C^T = op(B)^T op(A)^T fills them (12-row tiles waste less). The job then describes C^T. */
+static void narrow_swap(gemm_job *j) {
+    if (j->N >= FTC_MM_NR || j->M < 2 * FTC_MM_NR) return;
+    double fill_now = (double)j->N / ((j->N + FTC_MM_NR - 1) / FTC_MM_NR * FTC_MM_NR);
+    double fill_swapped = (double)j->N / ((j->N + FTC_MM_MR - 1) / FTC_MM_MR * FTC_MM_MR);
+    if (fill_swapped <= fill_now) return;
+    gemm_job t = *j;
+    t.M = j->N, t.N = j->M;
+    t.A = j->B, t.at = j->bt, t.lda = j->ldb, t.ta = !j->tb; /* op(A') = op(B)^T */
+    t.B = j->A, t.bt = j->at, t.ldb = j->lda, t.tb = !j->ta; /* op(B') = op(A)^T */
+    t.c_trans = true;
+    *j = t;
 }
 
 /* Splits C between threads along its longer side, in whole micro-tiles. */
@@ -181,7 +214,7 @@ static void run_threaded(const gemm_job *j) {
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
-        bool split_rows = (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+        bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
         int tile = split_rows ? FTC_MM_MR : FTC_MM_NR, len = split_rows ? j->M : j->N;
         int tiles = (len + tile - 1) / tile;
         int t0 = (int)((long long)tiles * t / T), t1 = (int)((long long)tiles * (t + 1) / T);
@@ -192,6 +225,9 @@ static void run_threaded(const gemm_job *j) {
 }
 
 /* ---- entry points ---- */
+
+/* C at most this narrow, with A read along K, goes to the dot-product kernel. */
+#define SMALL_N 16
 
 /* Handles the cases that read neither A nor B; returns true when nothing is left to do. */
 static bool trivial(int M, int N, int K, float alpha, float beta, float *C, int ldc) {
@@ -208,8 +244,18 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     if (trivial(M, N, K, alpha, beta, C, ldc)) return;
     switch (current()) {
     case BACKEND_AVX512: {
-        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false};
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL};
+        float *bt_copy = NULL;
+        if (!ta && N <= SMALL_N && M >= 4 * SMALL_N) { /* narrow C, A along K: dot products need op(B) as N x K */
+            if (!tb && (bt_copy = malloc(sizeof(float) * (size_t)N * K)) != NULL)
+                for (int k = 0; k < K; k++)
+                    for (int n = 0; n < N; n++) bt_copy[(size_t)n * K + k] = B[(size_t)k * ldb + n];
+            j.bt_nk = tb ? B : bt_copy;
+        }
+        if (!j.bt_nk) narrow_swap(&j);
+        else if (!tb) j.ldb = K;
         run_threaded(&j);
+        free(bt_copy);
         return;
     }
     case BACKEND_OPENBLAS:
@@ -226,7 +272,8 @@ void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const v
                      const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
     if (trivial(M, N, K, alpha, beta, C, ldc)) return;
     if (strcmp(ftc_matmul_bf16_backend(), "avx512bf16") == 0) {
-        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true};
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL};
+        narrow_swap(&j);
         run_threaded(&j);
         return;
     }

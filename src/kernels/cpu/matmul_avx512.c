@@ -69,6 +69,11 @@ AVX512_FN static void pack_a_f32(bool ta, const float *A, int lda, int i0, int m
     }
 }
 
+/* Address of tile element (i, j): C[i][j], or C[j][i] when the dispatcher computes C^T. */
+static inline float *c_at(float *C, int ldc, bool c_trans, int i, int j) {
+    return c_trans ? C + (size_t)j * ldc + i : C + (size_t)i * ldc + j;
+}
+
 static inline __mmask16 mask_upto(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
 /* op(B)[k0.., j0..] (kc x nc) into NR-column slivers: sliver q holds, for each k, NR consecutive columns. */
@@ -108,14 +113,26 @@ AVX512_FN static inline void store_row(float *c, __m512 acc0, __m512 acc1, __mma
     _mm512_mask_storeu_ps(c + 16, m1, v1);
 }
 
+/* C^T tile: the dispatcher computes a narrow C (N < NR) as C^T = op(B)^T op(A)^T so that the long side fills
+ * the 32-wide vectors; tile element (i, j) then lives at C[j*ldc + i]. Scalar, but once per tile and K slice. */
+static void store_tile_transposed(const float *tile, float *C, int ldc, int mr, int nr, float alpha, float beta) {
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float *c = C + (size_t)j * ldc + i;
+            float v = alpha * tile[i * NR + j];
+            *c = beta == 0.0f ? v : v + beta * *c;
+        }
+}
+
 #define ACC_DECL(i) __m512 c##i##_0 = _mm512_setzero_ps(), c##i##_1 = _mm512_setzero_ps();
 #define ACC_STORE(i) \
     if (i < mr) store_row(C + (size_t)(i) * ldc, c##i##_0, c##i##_1, m0, m1, va, vb, beta_zero);
+#define ACC_DUMP(i) _mm512_store_ps(tile + (i) * NR, c##i##_0), _mm512_store_ps(tile + (i) * NR + 16, c##i##_1);
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 
 /* C tile (mr x nr of MR x NR) = alpha * a_panel @ b_sliver + beta * C. */
 AVX512_FN static void kernel_f32(int kc, const float *restrict a, const float *restrict b, float *C, int ldc, int mr,
-                                 int nr, float alpha, float beta) {
+                                 int nr, float alpha, float beta, bool c_trans) {
     FOR_ROWS(ACC_DECL)
     for (int k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
@@ -129,6 +146,12 @@ AVX512_FN static void kernel_f32(int kc, const float *restrict a, const float *r
         a += MR;
         b += NR;
     }
+    if (c_trans) {
+        _Alignas(64) float tile[MR * NR];
+        FOR_ROWS(ACC_DUMP)
+        store_tile_transposed(tile, C, ldc, mr, nr, alpha, beta);
+        return;
+    }
     __mmask16 m0 = mask_upto(nr), m1 = mask_upto(nr - 16);
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     bool beta_zero = beta == 0.0f;
@@ -136,7 +159,7 @@ AVX512_FN static void kernel_f32(int kc, const float *restrict a, const float *r
 }
 
 AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
-                                const float *B, int ldb, float beta, float *C, int ldc) {
+                                const float *B, int ldb, float beta, float *C, int ldc, bool c_trans) {
     int kc_max = imin(K, KC);
     int nc_max = imin((N + NR - 1) / NR * NR, NC);
     int mc_max = imin((M + MR - 1) / MR * MR, MC);
@@ -155,13 +178,52 @@ AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alp
                 for (int jr = 0; jr < nc; jr += NR) {
                     const float *bs = bpack + (size_t)jr * kc;
                     for (int ir = 0; ir < mc; ir += MR)
-                        kernel_f32(kc, apack + (size_t)ir * kc, bs, C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
-                                   imin(MR, mc - ir), imin(NR, nc - jr), alpha, beta_here);
+                        kernel_f32(kc, apack + (size_t)ir * kc, bs, c_at(C, ldc, c_trans, ic + ir, jc + jr), ldc,
+                                   imin(MR, mc - ir), imin(NR, nc - jr), alpha, beta_here, c_trans);
                 }
             }
         }
     }
     return true;
+}
+
+/* C[M x N] = alpha * A[M x K] Bt[N x K]^T + beta * C for a narrow C (LoRA rank): both operands are read
+ * along K, so no packing; blocks of 3 rows x 8 columns keep 24 dot-product accumulators in registers, reduced
+ * horizontally at the end. */
+AVX512_FN void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const float *A, int lda, const float *Bt,
+                                        int ldbt, float beta, float *C, int ldc) {
+    enum { RB = 3, JB = 8 };
+    for (int j0 = 0; j0 < N; j0 += JB) {
+        int jn = imin(JB, N - j0);
+        const float *b[JB];
+        for (int j = 0; j < JB; j++) b[j] = Bt + (size_t)(j0 + (j < jn ? j : 0)) * ldbt;
+        for (int i0 = 0; i0 < M; i0 += RB) {
+            int in = imin(RB, M - i0);
+            const float *a0 = A + (size_t)i0 * lda;
+            const float *a1 = in > 1 ? a0 + lda : a0, *a2 = in > 2 ? a1 + lda : a0;
+            __m512 acc[RB][JB];
+#pragma GCC unroll 8
+            for (int j = 0; j < JB; j++) acc[0][j] = acc[1][j] = acc[2][j] = _mm512_setzero_ps();
+            for (int k = 0; k < K; k += 16) {
+                __mmask16 m = mask_upto(K - k);
+                __m512 v0 = _mm512_maskz_loadu_ps(m, a0 + k), v1 = _mm512_maskz_loadu_ps(m, a1 + k);
+                __m512 v2 = _mm512_maskz_loadu_ps(m, a2 + k);
+#pragma GCC unroll 8
+                for (int j = 0; j < JB; j++) {
+                    __m512 bv = _mm512_maskz_loadu_ps(m, b[j] + k);
+                    acc[0][j] = _mm512_fmadd_ps(v0, bv, acc[0][j]);
+                    acc[1][j] = _mm512_fmadd_ps(v1, bv, acc[1][j]);
+                    acc[2][j] = _mm512_fmadd_ps(v2, bv, acc[2][j]);
+                }
+            }
+            for (int r = 0; r < in; r++)
+                for (int j = 0; j < jn; j++) {
+                    float *c = C + (size_t)(i0 + r) * ldc + j0 + j;
+                    float v = alpha * _mm512_reduce_add_ps(acc[r][j]);
+                    *c = beta == 0.0f ? v : v + beta * *c;
+                }
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- bf16 ---------------------------- */
@@ -242,7 +304,7 @@ BF16_FN static inline void store_row_bf16(float *c, __m512 acc0, __m512 acc1, __
     if (i < mr) store_row_bf16(C + (size_t)(i) * ldc, c##i##_0, c##i##_1, m0, m1, va, vb, beta_zero);
 
 BF16_FN static void kernel_bf16(int kp_n, const uint32_t *restrict a, const uint32_t *restrict b, float *C, int ldc,
-                                int mr, int nr, float alpha, float beta) {
+                                int mr, int nr, float alpha, float beta, bool c_trans) {
     FOR_ROWS(ACC_DECL)
     for (int kp = 0; kp < kp_n; kp++) {
         __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
@@ -257,6 +319,12 @@ BF16_FN static void kernel_bf16(int kp_n, const uint32_t *restrict a, const uint
         a += MR;
         b += NR;
     }
+    if (c_trans) {
+        _Alignas(64) float tile[MR * NR];
+        FOR_ROWS(ACC_DUMP)
+        store_tile_transposed(tile, C, ldc, mr, nr, alpha, beta);
+        return;
+    }
     __mmask16 m0 = mask_upto(nr), m1 = mask_upto(nr - 16);
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     bool beta_zero = beta == 0.0f;
@@ -264,7 +332,8 @@ BF16_FN static void kernel_bf16(int kp_n, const uint32_t *restrict a, const uint
 }
 
 BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
-                                  int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
+                                  int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc,
+                                  bool c_trans) {
     int kp_max = (imin(K, KC_BF16) + 1) / 2;
     int nc_max = imin((N + NR - 1) / NR * NR, NC);
     int mc_max = imin((M + MR - 1) / MR * MR, MC);
@@ -283,8 +352,8 @@ BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float a
                 for (int jr = 0; jr < nc; jr += NR) {
                     const uint32_t *bs = bpack + (size_t)jr * kp_n;
                     for (int ir = 0; ir < mc; ir += MR)
-                        kernel_bf16(kp_n, apack + (size_t)ir * kp_n, bs, C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
-                                    imin(MR, mc - ir), imin(NR, nc - jr), alpha, beta_here);
+                        kernel_bf16(kp_n, apack + (size_t)ir * kp_n, bs, c_at(C, ldc, c_trans, ic + ir, jc + jr),
+                                    ldc, imin(MR, mc - ir), imin(NR, nc - jr), alpha, beta_here, c_trans);
                 }
             }
         }

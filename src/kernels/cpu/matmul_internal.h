@@ -12,11 +12,15 @@ static inline uint16_t ftc_mm_round_bf16(uint32_t x) {
 }
 
 /* Single-threaded blocked GEMM on the whole (sub-)problem; the dispatcher splits work between threads.
+ * c_trans: the product is C^T, stored at C[j*ldc + i] (used for narrow C, see matmul.c).
  * Return false only when the packing buffers cannot be allocated, before C is touched. */
 bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                      int ldb, float beta, float *C, int ldc);
+                      int ldb, float beta, float *C, int ldc, bool c_trans);
 bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
-                          int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc);
+                          int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc, bool c_trans);
+/* Narrow C (N small) with A read along K: C = alpha * A Bt^T + beta * C, Bt is N x K. */
+void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const float *A, int lda, const float *Bt, int ldbt,
+                              float beta, float *C, int ldc);
 void ftc_f32_to_bf16_avx512(const float *in, uint16_t *out, size_t n);
 
 /* Micro-tile sizes, so the dispatcher splits work on tile boundaries. */
