@@ -59,8 +59,11 @@ static ftc_model_config tiny_config(ftc_family fam) {
     return c;
 }
 
+static float dropout_p; /* hidden/attention dropout of the tiny models (the resume test turns it on) */
+
 static ftc_model *make_model(ftc_family fam, ftc_task task) {
     ftc_model_config cfg = tiny_config(fam);
+    cfg.hidden_dropout = cfg.attention_dropout = dropout_p;
     ftc_model *m = NULL;
     ftc_err err;
     if (ftc_model_create(&cfg, task, 7, &m, &err) != FTC_OK) fail_msg("ftc_model_create: %s", err.msg);
@@ -320,6 +323,7 @@ static ftc_model *run_to_end(ftc_family fam, ftc_task task, ftc_method method, c
     base_config(&c, task, method, name);
     c.max_steps = 24; c.save_every = 1; c.eval_every = 5; c.batch = 4; c.grad_accum = 2;
     c.resume = resume;
+    c.lora_dropout = method == FTC_METHOD_LORA ? 0.1f : 0.0f;
     ftc_model *m = make_model(fam, task);
     ftc_train_result r;
     ftc_err err;
@@ -399,9 +403,11 @@ static void resume_case(ftc_family fam, ftc_task task, ftc_method method, int ki
 }
 static void test_resume_after_kill_is_bit_identical(void **state) {
     (void)state;
+    dropout_p = 0.1f; /* resume must also restore the dropout generator */
     resume_case(FTC_FAMILY_GPT2, FTC_TASK_CAUSAL_LM, FTC_METHOD_FULL, 3);
     resume_case(FTC_FAMILY_LLAMA, FTC_TASK_CAUSAL_LM, FTC_METHOD_LORA, 2);
     resume_case(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY, FTC_METHOD_HEAD, 2);
+    dropout_p = 0;
 }
 
 /* ---- NaN/Inf loss stops the run, naming the step, the last checkpoint intact ---- */
