@@ -150,6 +150,16 @@ static void test_frozen_params_have_no_grad(void **state) {
     for (int64_t k = 0; k < w->numel; k++) assert_float_equal(w->grad[k], full[k], 1e-6);
     for (int i = 0; i < ftc_model_n_params(m); i++)
         if (!ftc_model_param(m, i)->trainable) assert_null(ftc_model_param(m, i)->grad);
+    /* all frozen (evaluation): no backward; unfreezing after reserve makes backward work again */
+    for (int i = 0; i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
+    assert_int_equal(ftc_model_reserve(m, B, T, &e), FTC_OK);
+    assert_int_equal(ftc_model_count_params(m, true), 0);
+    loss_at(m, &b, false, NULL);
+    assert_int_equal(ftc_model_backward(m, &e), FTC_E_USAGE);
+    ftc_model_set_trainable(m, 0, true);
+    loss_at(m, &b, false, NULL);
+    assert_int_equal(ftc_model_backward(m, &e), FTC_OK);
+    assert_non_null(ftc_model_param(m, 0)->grad);
     ftc_model_free(m);
 }
 
@@ -236,6 +246,29 @@ static void test_lora_bad_targets(void **state) {
     print_message("%s\n", e.msg);
     if (ftc_model_add_lora(m, "all-linear", 2, 4, 0.1f, 1, &e)) fail_msg("%s", e.msg);
     assert_int_equal(ftc_model_n_params(m), 21 + 2 * 7 * 2); /* 7 linears in each of 2 layers */
+    ftc_model_free(m);
+}
+
+/* Bad batches are errors naming the row and position, not crashes. */
+static void test_bad_batches(void **state) {
+    (void)state;
+    ftc_model *m = load_fixture("llama_gqa", FTC_TASK_CAUSAL_LM, NULL);
+    ftc_err e;
+    uint8_t left_pad[B * T] = {1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
+    ftc_batch b = {B, T, ids, NULL, left_pad, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "row 1"));
+    int32_t bad_ids[B * T];
+    memcpy(bad_ids, ids, sizeof bad_ids);
+    bad_ids[7] = 1000;
+    b = (ftc_batch){B, T, bad_ids, NULL, mask, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "token id 1000 at batch row 1, position 1"));
+    b = (ftc_batch){B + 1, T, ids, NULL, NULL, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_E_USAGE); /* larger than reserved */
+    b = (ftc_batch){B, T, ids, NULL, mask, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_OK);
+    assert_int_equal(ftc_model_backward(m, &e), FTC_E_USAGE); /* no labels: nothing to differentiate */
     ftc_model_free(m);
 }
 
@@ -346,6 +379,7 @@ int main(void) {
         cmocka_unit_test(test_lora_llama),
         cmocka_unit_test(test_lora_gpt2_conv1d),
         cmocka_unit_test(test_lora_bad_targets),
+        cmocka_unit_test(test_bad_batches),
         cmocka_unit_test(test_save_roundtrip),
         cmocka_unit_test(test_save_refuses_unmerged_lora),
         cmocka_unit_test(test_create_init_and_save),

@@ -194,6 +194,17 @@ def stories():
     save_file({"input_ids": ids.int(), "loss": loss.reshape(1).float()}, os.path.join(OUT, "stories260k_ref.safetensors"))
     with open(os.path.join(OUT, "stories260k_story.txt"), "w") as f:
         f.write(STORY)
+    # what `ftc eval --data stories260k_story.txt` must print: whole text in one window, and windows of 32
+    # tokens that share one token (each token after the first predicted once, from its window's prefix)
+    ref = {"n_tokens": ids.shape[1] - 1, "loss": loss.item()}
+    n, ctx, total = ids.shape[1], 32, 0.0
+    with torch.no_grad():
+        for start in range(0, n - 1, ctx - 1):
+            w = ids[:, start:start + ctx]
+            total += m(input_ids=w, labels=w).loss.item() * (w.shape[1] - 1)
+    ref["loss_context32"] = total / (n - 1)
+    with open(os.path.join(OUT, "stories260k_eval.json"), "w") as f:
+        json.dump(ref, f, indent=1)
     print(f"stories260K: {ids.shape[1]} tokens, loss {loss.item():.4f} (uniform {math.log(512):.4f})")
 
 

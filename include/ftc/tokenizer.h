@@ -15,6 +15,9 @@ ftc_status ftc_tokenizer_load(const char *dir, ftc_tokenizer **out, ftc_err *err
 /* From a tokenizer.json text (tests, fuzzing). */
 ftc_status ftc_tokenizer_from_json(const char *json, size_t len, const char *name_for_errors, ftc_tokenizer **out,
                                    ftc_err *err);
+/* The older file sets only (GPT-2 vocab.json + merges.txt, or BERT vocab.txt + tokenizer_config.json
+ * do_lower_case), even when tokenizer.json is present: tests compare both. */
+ftc_status ftc_tokenizer_load_legacy(const char *dir, ftc_tokenizer **out, ftc_err *err);
 void ftc_tokenizer_free(ftc_tokenizer *t);
 
 typedef struct {

@@ -12,8 +12,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* True when argv has -h or --help anywhere. */
 bool cli_wants_help(int argc, char **argv);
 
+int cmd_init(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 
+int cmd_tokenize(int argc, char **argv);
 #endif

@@ -21,6 +21,8 @@ typedef struct {
 static const command commands[] = {
     {"inspect", cmd_inspect, "show a model directory: family, sizes, parameters, dtypes, tokenizer files"},
     {"version", cmd_version, "print the version"},
+    {"tokenize", cmd_tokenize, "text to token ids (or ids to text) exactly as the model's HF tokenizer"},
+    {"init", cmd_init, "write a randomly initialised model (config.json + model.safetensors) from a config"},
     {"train", cmd_train, "fine-tune a model: full, head (transfer learning) or lora"},
     {"report", cmd_report, "write RUNDIR/report.html (curves, metrics, confusion) from a run's logs"},
 };

@@ -256,6 +256,15 @@ static ftc_status check_batch(ftc_model *m, const ftc_batch *b, ftc_err *err) {
     if (m->task == FTC_TASK_CLASSIFY && m->cls_w < 0)
         return ftc_errf(err, FTC_E_USAGE, "no classification head: call ftc_model_set_classifier first");
     int N = b->B * b->T;
+    /* positions count from each row's start, so padding must come last; a row needs one real token */
+    for (int r = 0; b->mask && r < b->B; r++) {
+        const uint8_t *mr = b->mask + (size_t)r * b->T;
+        if (!mr[0]) return ftc_errf(err, FTC_E_INPUT, "batch row %d has no real token (mask starts with 0)", r);
+        for (int t = 1; t < b->T; t++)
+            if (mr[t] && !mr[t - 1])
+                return ftc_errf(err, FTC_E_INPUT, "batch row %d: padding must come after the tokens (right padding); "
+                                "position %d is real after padding", r, t);
+    }
     for (int n = 0; n < N; n++) {
         if (b->ids[n] < 0 || b->ids[n] >= m->V)
             return ftc_errf(err, FTC_E_INPUT, "token id %d at batch row %d, position %d is outside the vocabulary "

@@ -10,6 +10,8 @@
 #include "matmul_internal.h"
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,26 +204,137 @@ static void narrow_swap(gemm_job *j) {
     *j = t;
 }
 
-/* Splits C between threads along its longer side, in whole micro-tiles. */
+/* Chunk c of n along C's longer side, in whole micro-tiles. */
+static void run_chunk(const gemm_job *j, int c, int n) {
+    bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+    int tile = split_rows ? FTC_MM_MR : FTC_MM_NR, len = split_rows ? j->M : j->N;
+    int tiles = (len + tile - 1) / tile;
+    int t0 = (int)((long long)tiles * c / n), t1 = (int)((long long)tiles * (c + 1) / n);
+    int lo = t0 * tile, hi = t1 * tile < len ? t1 * tile : len;
+    if (split_rows) run_block(j, lo, hi - lo, 0, j->N);
+    else run_block(j, 0, j->M, lo, hi - lo);
+}
+
+/* Worker pool. Not an OpenMP region on purpose: on this shared machine a core is often taken by another
+ * process, and an OpenMP join waits for every thread to have run, so one descheduled thread stalls each
+ * matmul for a scheduler time slice (measured: 3 instead of 150 GFLOP/s). Here the caller works too and
+ * waits only for chunks a worker has actually claimed; a worker that wakes late finds nothing left.
+ * The ticket packs generation (24 bits), chunk count (20) and next chunk (20), so a stale worker can never
+ * claim a chunk of a job other than the one it read. */
+#define POOL_MAX_WORKERS 15
+static struct {
+    pthread_mutex_t lock; /* guards sleeping workers' wait on `wake` */
+    pthread_cond_t wake;
+    pthread_mutex_t call; /* one job at a time; a second concurrent caller runs alone */
+    _Atomic uint64_t ticket;
+    _Atomic unsigned done;
+    _Atomic unsigned published; /* generation of the latest job */
+    _Atomic int sleepers;
+    const gemm_job *job;
+    int workers;
+    bool started;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, 0, false};
+
+static uint64_t make_ticket(unsigned gen, unsigned n, unsigned next) {
+    return (uint64_t)(gen & 0xffffff) << 40 | (uint64_t)(n & 0xfffff) << 20 | (next & 0xfffff);
+}
+
+/* Claims and runs chunks of generation gen until none is left; returns how many it ran. */
+static void work_on(unsigned gen) {
+    for (;;) {
+        uint64_t t = atomic_load(&pool.ticket);
+        unsigned g = (unsigned)(t >> 40), n = (unsigned)(t >> 20) & 0xfffff, next = (unsigned)t & 0xfffff;
+        if (g != (gen & 0xffffff) || next >= n) return;
+        if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
+        run_chunk(pool.job, (int)next, (int)n); /* the job stays valid: its caller waits for this chunk */
+        atomic_fetch_add(&pool.done, 1);
+    }
+}
+
+static void *pool_worker(void *arg) {
+    (void)arg;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned gen = atomic_load(&pool.published);
+        for (int spin = 0; gen == seen && spin < 2000; spin++) { /* tens of microseconds: back-to-back matmuls */
+#if defined(__x86_64__)
+            __builtin_ia32_pause();
+#endif
+            gen = atomic_load(&pool.published);
+        }
+        if (gen == seen) {
+            pthread_mutex_lock(&pool.lock);
+            atomic_fetch_add(&pool.sleepers, 1);
+            while ((gen = atomic_load(&pool.published)) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+            atomic_fetch_sub(&pool.sleepers, 1);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = gen;
+        work_on(gen);
+    }
+    return NULL;
+}
+
+/* Starts nt-1 workers once (under pool.call); returns how many run. */
+static int pool_start(int nt) {
+    if (!pool.started) {
+        pool.started = true;
+        for (int i = 0; i < nt - 1 && i < POOL_MAX_WORKERS; i++) {
+            pthread_t th;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&th, &attr, pool_worker, NULL) == 0) pool.workers++;
+            pthread_attr_destroy(&attr);
+        }
+    }
+    return pool.workers;
+}
+
+/* Splits C between the caller and the pool's workers, a few chunks per thread so that a late thread costs
+ * little. One thread for small products and inside OpenMP regions (the caller already uses the cores). */
 static void run_threaded(const gemm_job *j) {
     double macs = (double)j->M * j->N * j->K;
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt > POOL_MAX_WORKERS + 1) nt = POOL_MAX_WORKERS + 1;
     if (nt > 1 && macs < (double)MIN_MACS_PER_THREAD * nt) nt = (int)(macs / MIN_MACS_PER_THREAD);
-    if (nt <= 1) {
+    if (nt <= 1 || pthread_mutex_trylock(&pool.call) != 0) {
         run_block(j, 0, j->M, 0, j->N);
         return;
     }
-#pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), T = omp_get_num_threads();
-        bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
-        int tile = split_rows ? FTC_MM_MR : FTC_MM_NR, len = split_rows ? j->M : j->N;
-        int tiles = (len + tile - 1) / tile;
-        int t0 = (int)((long long)tiles * t / T), t1 = (int)((long long)tiles * (t + 1) / T);
-        int lo = t0 * tile, hi = t1 * tile < len ? t1 * tile : len;
-        if (split_rows) run_block(j, lo, hi - lo, 0, j->N);
-        else run_block(j, 0, j->M, lo, hi - lo);
+    int workers = pool_start(nt);
+    if (workers > nt - 1) workers = nt - 1;
+    bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+    int tiles = split_rows ? (j->M + FTC_MM_MR - 1) / FTC_MM_MR : (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+    /* Up to 4 chunks per thread, but each at least 256 long: every chunk packs its own copy of the other
+     * operand, which costs a few percent per chunk at the training shapes. */
+    int len = split_rows ? j->M : j->N, chunks = len / 256;
+    if (chunks > 4 * (workers + 1)) chunks = 4 * (workers + 1);
+    if (chunks < workers + 1) chunks = workers + 1;
+    if (chunks > tiles) chunks = tiles;
+    if (workers == 0 || chunks <= 1) {
+        pthread_mutex_unlock(&pool.call);
+        run_block(j, 0, j->M, 0, j->N);
+        return;
     }
+    unsigned gen = atomic_load(&pool.published) + 1;
+    if ((gen & 0xffffff) == 0) gen++; /* generation 0 is "nothing yet" for the workers */
+    pool.job = j;
+    atomic_store(&pool.done, 0);
+    atomic_store(&pool.ticket, make_ticket(gen, (unsigned)chunks, 0));
+    atomic_store(&pool.published, gen);
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+    }
+    work_on(gen);
+    while (atomic_load(&pool.done) < (unsigned)chunks) { /* only chunks already claimed are left */
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+    }
+    pthread_mutex_unlock(&pool.call);
 }
 
 /* ---- entry points ---- */

@@ -43,6 +43,46 @@ static void *pack_buffer(int which, size_t bytes) {
 
 /* ---------------------------------------------------------------- fp32 ---------------------------- */
 
+static inline __mmask16 mask_upto(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* In-register transpose of a 16 x 16 block: r[i] = row i on entry, column i on return. Three shuffle stages
+ * (pairs, quads, 128-bit lanes): about one shuffle per 4 elements instead of a scalar strided store each. */
+AVX512_FN static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* r[4i+j], 128-bit lane L: column 4L+j of rows 4i..4i+3 */
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), u1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+        __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+        t[j] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        t[8 + j] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+        t[4 + j] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* rows of X (row stride ld, `rows` valid of 16) at columns k0..k0+kn (kn <= 16), transposed: for each c < kn,
+ * the 16 row values of column c are stored (under `store_mask`) at dst + c * dst_stride. Missing rows read 0. */
+AVX512_FN static inline void transpose_rows(const float *X, int ld, int rows, int kn, float *dst, int dst_stride,
+                                            __mmask16 store_mask) {
+    __m512 r[16];
+    __mmask16 m = mask_upto(kn);
+    for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(m, X + (size_t)i * ld) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int c = 0; c < kn; c++) _mm512_mask_storeu_ps(dst + (size_t)c * dst_stride, store_mask, r[c]);
+}
+
 /* op(A)[i0.., k0..] (mc x kc) into MR-row panels: panel p holds, for each k, MR consecutive rows. */
 AVX512_FN static void pack_a_f32(bool ta, const float *A, int lda, int i0, int mc, int k0, int kc, float *dst) {
     for (int p = 0; p < mc; p += MR, dst += (size_t)kc * MR) {
@@ -55,16 +95,10 @@ AVX512_FN static void pack_a_f32(bool ta, const float *A, int lda, int i0, int m
                 for (; r < mr; r++) d[r] = src[r];
                 for (; r < MR; r++) d[r] = 0.0f;
             }
-        } else { /* op(A)(i,k) = A[i][k]: one row per panel lane, read along k */
-            for (int r = 0; r < MR; r++) {
-                float *d = dst + r;
-                if (r < mr) {
-                    const float *src = A + (size_t)(i0 + p + r) * lda + k0;
-                    for (int k = 0; k < kc; k++) d[(size_t)k * MR] = src[k];
-                } else {
-                    for (int k = 0; k < kc; k++) d[(size_t)k * MR] = 0.0f;
-                }
-            }
+        } else { /* op(A)(i,k) = A[i][k]: MR rows read along k, transposed 16 k at a time */
+            const float *src = A + (size_t)(i0 + p) * lda + k0;
+            for (int k = 0; k < kc; k += 16)
+                transpose_rows(src + k, lda, mr, imin(16, kc - k), dst + (size_t)k * MR, MR, mask_upto(MR));
         }
     }
 }
@@ -74,7 +108,6 @@ static inline float *c_at(float *C, int ldc, bool c_trans, int i, int j) {
     return c_trans ? C + (size_t)j * ldc + i : C + (size_t)i * ldc + j;
 }
 
-static inline __mmask16 mask_upto(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
 /* op(B)[k0.., j0..] (kc x nc) into NR-column slivers: sliver q holds, for each k, NR consecutive columns. */
 AVX512_FN static void pack_b_f32(bool tb, const float *B, int ldb, int k0, int kc, int j0, int nc, float *dst) {
@@ -87,16 +120,12 @@ AVX512_FN static void pack_b_f32(bool tb, const float *B, int ldb, int k0, int k
                 _mm512_store_ps(dst + (size_t)k * NR, _mm512_maskz_loadu_ps(m0, src));
                 _mm512_store_ps(dst + (size_t)k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
             }
-        } else { /* op(B)(k,j) = B[j][k]: read each row of B along k, write strided */
-            for (int r = 0; r < NR; r++) {
-                float *d = dst + r;
-                if (r < nr) {
-                    const float *src = B + (size_t)(j0 + q + r) * ldb + k0;
-                    for (int k = 0; k < kc; k++) d[(size_t)k * NR] = src[k];
-                } else {
-                    for (int k = 0; k < kc; k++) d[(size_t)k * NR] = 0.0f;
-                }
-            }
+        } else { /* op(B)(k,j) = B[j][k]: rows of B read along k, transposed 16 x 16 */
+            const float *src = B + (size_t)(j0 + q) * ldb + k0;
+            for (int h = 0; h < 2; h++)
+                for (int k = 0; k < kc; k += 16)
+                    transpose_rows(src + (size_t)h * 16 * ldb + k, ldb, nr - 16 * h, imin(16, kc - k),
+                                   dst + (size_t)k * NR + 16 * h, NR, 0xFFFF);
         }
     }
 }
@@ -245,13 +274,48 @@ static inline uint32_t pair_at(const void *X, ftc_mm_type t, int ld, bool trans,
     return lo | hi << 16;
 }
 
+/* bf16 bits of 16 f32 lanes, in the low half of each 32-bit lane: the scalar rounding, vectorised. */
+AVX512_FN static inline __m512i round_bf16_16(__m512i x) {
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    __m512i h = _mm512_srli_epi32(_mm512_add_epi32(x, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), 16);
+    return _mm512_mask_or_epi32(h, nan, _mm512_srli_epi32(x, 16), _mm512_set1_epi32(0x40));
+}
+
+/* Up to 16 consecutive elements (mask m) of a row as bf16 bits in the low half of 32-bit lanes; NULL: zeros. */
+AVX512_FN static inline __m512i load_bf16_16(const void *p, ftc_mm_type t, __mmask16 m) {
+    if (!p) return _mm512_setzero_si512();
+    if (t == FTC_MM_BF16) return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+    return round_bf16_16(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, p)));
+}
+
+/* Pair words for 16 consecutive columns from two consecutive rows (k and k+1; row1 NULL past the end). */
+AVX512_FN static inline __m512i interleave_rows(const void *row0, const void *row1, ftc_mm_type t, __mmask16 m) {
+    return _mm512_or_si512(load_bf16_16(row0, t, m), _mm512_slli_epi32(load_bf16_16(row1, t, m), 16));
+}
+
+static inline const void *elem_ptr(const void *X, ftc_mm_type t, size_t idx) {
+    return (const char *)X + idx * (t == FTC_MM_BF16 ? 2 : 4);
+}
+
 /* op(A) rows i0..i0+mc, k0..k0+kc (kc may be odd) into MR-row panels of pair words. */
-AVX512_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda, int i0, int mc, int k0, int kc, int K,
-                        uint32_t *dst) {
+AVX512_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda, int i0, int mc, int k0, int kc,
+                                  int K, uint32_t *dst) {
     int kp_n = (kc + 1) / 2;
     for (int p = 0; p < mc; p += MR, dst += (size_t)kp_n * MR) {
         int mr = imin(MR, mc - p);
-        for (int r = 0; r < MR; r++) {
+        if (ta) { /* op(A)(i,k) = A[k][i]: rows k and k+1 of A, MR columns, interleaved */
+            __mmask16 m = mask_upto(mr);
+            for (int kp = 0; kp < kp_n; kp++) {
+                int k = k0 + 2 * kp;
+                const void *r0 = elem_ptr(A, at, (size_t)k * lda + i0 + p);
+                const void *r1 = k + 1 < K ? elem_ptr(A, at, (size_t)(k + 1) * lda + i0 + p) : NULL;
+                _mm512_mask_storeu_epi32(dst + (size_t)kp * MR, mask_upto(MR), interleave_rows(r0, r1, at, m));
+            }
+            continue;
+        }
+        for (int r = 0; r < MR; r++) { /* op(A)(i,k) = A[i][k]: the pair is adjacent in memory */
             uint32_t *d = dst + r;
             if (r >= mr) {
                 for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * MR] = 0;
@@ -259,32 +323,46 @@ AVX512_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int ld
             }
             int i = i0 + p + r;
             if (at == FTC_MM_F32)
-                for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * MR] = pair_at(A, FTC_MM_F32, lda, ta, i, k0 + 2 * kp, K);
+                for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * MR] = pair_at(A, FTC_MM_F32, lda, false, i, k0 + 2 * kp, K);
             else
                 for (int kp = 0; kp < kp_n; kp++)
-                    d[(size_t)kp * MR] = pair_at(A, FTC_MM_BF16, lda, ta, i, k0 + 2 * kp, K);
+                    d[(size_t)kp * MR] = pair_at(A, FTC_MM_BF16, lda, false, i, k0 + 2 * kp, K);
         }
     }
 }
 
 /* op(B) k0..k0+kc, columns j0..j0+nc into NR-column slivers of pair words. */
 AVX512_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb, int k0, int kc, int K, int j0, int nc,
-                        uint32_t *dst) {
+                                  uint32_t *dst) {
     int kp_n = (kc + 1) / 2;
     for (int q = 0; q < nc; q += NR, dst += (size_t)kp_n * NR) {
         int nr = imin(NR, nc - q);
-        for (int c = 0; c < NR; c++) {
+        if (!tb) { /* op(B)(k,j) = B[k][j]: rows k and k+1, NR columns, interleaved */
+            __mmask16 m0 = mask_upto(nr), m1 = mask_upto(nr - 16);
+            for (int kp = 0; kp < kp_n; kp++) {
+                int k = k0 + 2 * kp;
+                size_t o0 = (size_t)k * ldb + j0 + q, o1 = o0 + (size_t)ldb;
+                bool has1 = k + 1 < K;
+                __m512i w0 = interleave_rows(elem_ptr(B, bt, o0), has1 ? elem_ptr(B, bt, o1) : NULL, bt, m0);
+                __m512i w1 = m1 ? interleave_rows(elem_ptr(B, bt, o0 + 16), has1 ? elem_ptr(B, bt, o1 + 16) : NULL, bt, m1)
+                                : _mm512_setzero_si512();
+                _mm512_store_si512((void *)(dst + (size_t)kp * NR), w0);
+                _mm512_store_si512((void *)(dst + (size_t)kp * NR + 16), w1);
+            }
+            continue;
+        }
+        for (int c = 0; c < NR; c++) { /* op(B)(k,j) = B[j][k]: the pair is adjacent in memory */
             uint32_t *d = dst + c;
             if (c >= nr) {
                 for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * NR] = 0;
                 continue;
             }
-            int j = j0 + q + c; /* op(B)(k,j) = tb ? B[j][k] : B[k][j]: pair_at's "row" is j, transposed iff !tb */
+            int j = j0 + q + c;
             if (bt == FTC_MM_F32)
-                for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * NR] = pair_at(B, FTC_MM_F32, ldb, !tb, j, k0 + 2 * kp, K);
+                for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * NR] = pair_at(B, FTC_MM_F32, ldb, false, j, k0 + 2 * kp, K);
             else
                 for (int kp = 0; kp < kp_n; kp++)
-                    d[(size_t)kp * NR] = pair_at(B, FTC_MM_BF16, ldb, !tb, j, k0 + 2 * kp, K);
+                    d[(size_t)kp * NR] = pair_at(B, FTC_MM_BF16, ldb, false, j, k0 + 2 * kp, K);
         }
     }
 }
