@@ -81,11 +81,11 @@ def gpt2():
     save_case("gpt2", m, ids, mask, lm_labels(ids, mask))
 
 
-def llama(name, tie, kv, theta, cls=None, qwen=False):
+def llama(name, tie, kv, theta, cls=None, qwen=False, mistral=False):
     kw = dict(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=kv, max_position_embeddings=32, rms_norm_eps=1e-6, rope_theta=theta,
               tie_word_embeddings=tie, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    cfg = tf.Qwen2Config(**kw) if qwen else tf.LlamaConfig(**kw)
+    cfg = tf.Qwen2Config(**kw) if qwen else tf.MistralConfig(sliding_window=16, **kw) if mistral else tf.LlamaConfig(**kw)
     ids, mask = inputs(cfg.vocab_size)
     if cls:
         cfg.num_labels = cls
@@ -94,7 +94,7 @@ def llama(name, tie, kv, theta, cls=None, qwen=False):
             m.score.weight.normal_(0, 0.5)  # make the head's contribution visible
         labels = torch.tensor([0, 2, 1])
     else:
-        m = (tf.Qwen2ForCausalLM if qwen else tf.LlamaForCausalLM)(cfg)
+        m = (tf.Qwen2ForCausalLM if qwen else tf.MistralForCausalLM if mistral else tf.LlamaForCausalLM)(cfg)
         labels = lm_labels(ids, mask)
     if qwen:
         with torch.no_grad():  # transformers inits biases to 0; random biases test them
@@ -219,3 +219,4 @@ if __name__ == "__main__":
     bert_mean()
     minilm()
     stories()
+    llama("mistral", tie=False, kv=2, theta=1e6, mistral=True)  # sliding window 16 > T: plain causal

@@ -253,6 +253,10 @@ static ftc_status check_batch(ftc_model *m, const ftc_batch *b, ftc_err *err) {
         return ftc_errf(err, FTC_E_USAGE, "batch %dx%d does not fit the reserved %dx%d", b->B, b->T, m->max_B,
                         m->max_T);
     if (!b->ids) return ftc_errf(err, FTC_E_USAGE, "batch without token ids");
+    if (m->cfg.sliding_window > 0 && b->T > m->cfg.sliding_window) /* within the window it is plain causal */
+        return ftc_errf(err, FTC_E_UNSUPPORTED, "sequence length %d exceeds the %s sliding window of %d tokens, "
+                        "which is not supported; use sequences of at most %d", b->T, m->cfg.model_type,
+                        m->cfg.sliding_window, m->cfg.sliding_window);
     if (m->task == FTC_TASK_CLASSIFY && m->cls_w < 0)
         return ftc_errf(err, FTC_E_USAGE, "no classification head: call ftc_model_set_classifier first");
     int N = b->B * b->T;

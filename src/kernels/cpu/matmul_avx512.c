@@ -245,10 +245,18 @@ AVX512_FN void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const 
                     acc[2][j] = _mm512_fmadd_ps(v2, bv, acc[2][j]);
                 }
             }
+            /* reduce with constant indices only, so that acc stays in registers through the k loop */
+            float sums[RB][JB];
+#pragma GCC unroll 8
+            for (int j = 0; j < JB; j++) {
+                sums[0][j] = _mm512_reduce_add_ps(acc[0][j]);
+                sums[1][j] = _mm512_reduce_add_ps(acc[1][j]);
+                sums[2][j] = _mm512_reduce_add_ps(acc[2][j]);
+            }
             for (int r = 0; r < in; r++)
                 for (int j = 0; j < jn; j++) {
                     float *c = C + (size_t)(i0 + r) * ldc + j0 + j;
-                    float v = alpha * _mm512_reduce_add_ps(acc[r][j]);
+                    float v = alpha * sums[r][j];
                     *c = beta == 0.0f ? v : v + beta * *c;
                 }
         }
