@@ -29,7 +29,7 @@ static ftc_status byte_encode(void *ctx, const char *text, size_t len, bool add_
     }
     return FTC_OK;
 }
-static const ftc_data_encoder BYTES = {NULL, byte_encode, 1, 2, -1, "<s>", "</s>"};
+static const ftc_data_encoder BYTES = {NULL, byte_encode, 1, 2, -1, "<s>", "</s>", NULL};
 
 /* BERT-like framing: add_special gives 100 text 101. */
 static ftc_status framed_encode(void *ctx, const char *text, size_t len, bool add_special, ftc_ids *out, ftc_err *err) {
@@ -40,7 +40,7 @@ static ftc_status framed_encode(void *ctx, const char *text, size_t len, bool ad
     if (add_special) out->ids[out->n++] = 101;
     return FTC_OK;
 }
-static const ftc_data_encoder FRAMED = {NULL, framed_encode, -1, -1, 0, "", ""};
+static const ftc_data_encoder FRAMED = {NULL, framed_encode, -1, -1, 0, "", "", NULL};
 
 static ftc_reader *open_mem(const char *text, const char *name, ftc_file_kind kind) {
     ftc_read_opts o = {.file_kind = kind};

@@ -121,6 +121,10 @@ typedef struct {
     ftc_status (*encode)(void *ctx, const char *text, size_t len, bool add_special, ftc_ids *out, ftc_err *err);
     int32_t bos, eos, pad;         /* -1 when absent */
     const char *bos_text, *eos_text; /* "" when absent */
+    /* Optional (may be NULL): ids -> text with special tokens kept, malloc'd. Used only where the text before a
+     * piece tokenizes differently alone than inside the whole (GPT-2 "\n\n" + "Paris" is "\n","\n","Paris"),
+     * to find which tokens start before the piece, as transformers' offsets would say. */
+    ftc_status (*decode)(void *ctx, const int32_t *ids, size_t n, char **out, ftc_err *err);
 } ftc_data_encoder;
 void ftc_data_encoder_from_tokenizer(const ftc_tokenizer *t, ftc_data_encoder *out);
 

@@ -19,4 +19,5 @@ int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 
 int cmd_tokenize(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 #endif

@@ -13,6 +13,8 @@
 typedef struct {
     uint64_t hash;
     long line;
+    uint64_t label; /* hash of the label (labelled data), to find one text with two labels */
+    uint64_t exact; /* the exact hash, so near-duplicate examples leave out exact ones */
 } hashed;
 
 typedef struct {
@@ -217,9 +219,11 @@ static ftc_status check_file(checker *c, const char *path, file_stats *f, ftc_er
         f->tokens[f->n] = n_tok;
         f->trained[f->n] = n_trained;
         char *canon = ftc_record_to_jsonl(&rec);
-        f->exact[f->n] = (hashed){canon ? fnv1a(canon, strlen(canon), FNV_START) : 0, rec.line};
+        uint64_t exact_hash = canon ? fnv1a(canon, strlen(canon), FNV_START) : 0;
+        f->exact[f->n] = (hashed){exact_hash, rec.line, 0, exact_hash};
         free(canon);
-        f->near[f->n] = (hashed){content_near_hash(&rec), rec.line};
+        f->near[f->n] = (hashed){content_near_hash(&rec), rec.line,
+                                 rec.label ? fnv1a(rec.label, strlen(rec.label), FNV_START) : 0, exact_hash};
         f->n++;
     }
     f->format = ftc_reader_format(rd);
@@ -284,10 +288,37 @@ static json_t *stats_json(checker *c, file_stats *f) {
     /* near duplicates: same normalised content but not an exact duplicate */
     long near = count_dups(f->near, f->n, NULL) - exact;
     hashed *h = f->near;
-    for (size_t i = 1; i < f->n && json_array_size(near_dup) < 5; i++)
-        if (h[i].hash == h[i - 1].hash)
+    for (size_t i = 1; i < f->n && json_array_size(near_dup) < 5; i++) {
+        if (h[i].hash != h[i - 1].hash) continue;
+        size_t first = i - 1;
+        while (first > 0 && h[first - 1].hash == h[i].hash) first--;
+        bool exact_dup = false; /* listed with the exact duplicates already */
+        for (size_t k = first; k < i; k++) exact_dup |= h[k].exact == h[i].exact;
+        if (!exact_dup)
             json_array_append_new(near_dup, json_pack("{s:I, s:I}", "line", (json_int_t)h[i].line, "same_as_line",
-                                                      (json_int_t)h[i - 1].line));
+                                                      (json_int_t)h[first].line));
+    }
+    /* one (normalised) text under two labels: the classifier is told two things */
+    long conflicts = 0;
+    json_t *conf_ex = json_array();
+    for (size_t i = 1; i < f->n; i++) {
+        if (h[i].hash != h[i - 1].hash || h[i].label == h[i - 1].label) continue;
+        size_t first = i - 1;
+        while (first > 0 && h[first - 1].hash == h[i].hash) first--;
+        bool seen = false; /* count each group once */
+        for (size_t k = first + 1; k < i; k++) seen |= h[k].label != h[k - 1].label;
+        if (seen) continue;
+        conflicts++;
+        if (json_array_size(conf_ex) < 5)
+            json_array_append_new(conf_ex, json_pack("{s:I, s:I}", "line", (json_int_t)h[i].line, "same_as_line",
+                                                     (json_int_t)h[i - 1].line));
+    }
+    if (json_object_size(f->labels)) {
+        json_object_set_new(o, "conflicting_labels", json_integer(conflicts));
+        json_object_set_new(o, "conflicting_label_examples", conf_ex);
+    } else {
+        json_decref(conf_ex);
+    }
     json_object_set_new(o, "exact_duplicates", json_integer(exact));
     json_object_set_new(o, "exact_duplicate_examples", ex_dup);
     json_object_set_new(o, "near_duplicates", json_integer(near < 0 ? 0 : near));
@@ -393,6 +424,9 @@ ftc_status ftc_data_check(const char *data, const char *val, const ftc_check_opt
         json_array_append_new(warnings, json_sprintf("%lld near-duplicates in the training data (same text up to case, "
                                                      "accents, punctuation and spacing)",
                                                      (long long)json_integer_value(json_object_get(trj, "near_duplicates"))));
+    if (json_integer_value(json_object_get(trj, "conflicting_labels")) > 0)
+        json_array_append_new(warnings, json_sprintf("%lld texts appear in the training data with different labels",
+                                                     (long long)json_integer_value(json_object_get(trj, "conflicting_labels"))));
     double imb = json_real_value(json_object_get(trj, "imbalance_ratio"));
     if (imb >= 3)
         json_array_append_new(warnings, json_sprintf("labels are imbalanced: the largest class has %.1fx the examples of "
@@ -432,12 +466,31 @@ static void print_file(const json_t *f, const json_t *r, FILE *out) {
     if (t) {
         fprintf(out, "  tokens per example: min %lld, median %g, p95 %lld, max %lld\n", (long long)geti(t, "min"),
                 json_real_value(json_object_get(t, "median")), (long long)geti(t, "p95"), (long long)geti(t, "max"));
-        fprintf(out, "  over --max-len %lld: %lld; no trainable tokens: %lld; tokens after truncation: %lld (trained %lld)\n",
-                (long long)geti(r, "max_len"), (long long)geti(f, "over_max_len"), (long long)geti(f, "no_trainable_tokens"),
-                (long long)geti(t, "total"), (long long)geti(f, "trained_tokens"));
+        bool lm = strcmp(json_string_value(json_object_get(r, "task")), "classify") != 0;
+        fprintf(out, "  over --max-len %lld (truncated): %lld; tokens after truncation: %lld", (long long)geti(r, "max_len"),
+                (long long)geti(f, "over_max_len"), (long long)geti(t, "total"));
+        if (lm)
+            fprintf(out, ", trained %lld; examples with no trainable tokens: %lld", (long long)geti(f, "trained_tokens"),
+                    (long long)geti(f, "no_trainable_tokens"));
+        fprintf(out, "\n");
     }
-    fprintf(out, "  duplicates: %lld exact, %lld near\n", (long long)geti(f, "exact_duplicates"),
+    fprintf(out, "  duplicates: %lld exact, %lld near", (long long)geti(f, "exact_duplicates"),
             (long long)geti(f, "near_duplicates"));
+    if (json_object_get(f, "conflicting_labels"))
+        fprintf(out, "; same text with different labels: %lld", (long long)geti(f, "conflicting_labels"));
+    fprintf(out, "\n");
+    const char *lists[][2] = {{"exact_duplicate_examples", "exact"}, {"near_duplicate_examples", "near"},
+                              {"conflicting_label_examples", "different labels"}};
+    for (int k = 0; k < 3; k++) {
+        const json_t *a = json_object_get(f, lists[k][0]);
+        if (!json_array_size(a)) continue;
+        fprintf(out, "    %s, e.g.", lists[k][1]);
+        size_t i;
+        json_t *e;
+        json_array_foreach(a, i, e)
+            fprintf(out, "%s line %lld = line %lld", i ? "," : "", (long long)geti(e, "line"), (long long)geti(e, "same_as_line"));
+        fprintf(out, "\n");
+    }
     if (json_object_get(f, "missing_system_message"))
         fprintf(out, "  conversations without a system message: %lld, without a user message: %lld\n",
                 (long long)geti(f, "missing_system_message"), (long long)geti(f, "missing_user_message"));

@@ -36,6 +36,31 @@ static size_t common_prefix(const ftc_ids *a, const ftc_ids *b) {
     return i;
 }
 
+/* The index of the first token of full that starts at or after the end of the text that prefix encodes.
+ * Usually prefix is a prefix of full. Where it is not (whitespace or a word merged differently across the
+ * boundary), the tokens after the common part are placed by the length of their decoded text, so a token
+ * that starts before the boundary belongs to the piece before, as with transformers' offsets. */
+static size_t piece_start(const ftc_data_encoder *enc, const ftc_ids *prefix, const ftc_ids *full, ftc_status *s,
+                          ftc_err *err) {
+    size_t k = common_prefix(prefix, full);
+    if (k == prefix->n || !enc->decode) return k;
+    char *want = NULL;
+    *s = enc->decode(enc->ctx, prefix->ids, prefix->n, &want, err);
+    if (*s != FTC_OK) return k;
+    size_t target = strlen(want);
+    free(want);
+    for (size_t j = k + 1; j <= full->n; j++) {
+        char *got = NULL;
+        *s = enc->decode(enc->ctx, full->ids, j, &got, err);
+        if (*s != FTC_OK) return k;
+        size_t len = strlen(got);
+        free(got);
+        /* full[0..j) covers the prefix text: token j-1 started before the boundary, j is the first after */
+        if (len >= target) return j;
+    }
+    return full->n;
+}
+
 /* Keeps max_len of n entries of each array: the first (right truncation) or the last (left). */
 static void truncate_arrays(int32_t *a, int32_t *b, int n, int max_len, ftc_truncation t) {
     if (t == FTC_TRUNC_LEFT) {
@@ -65,7 +90,7 @@ static ftc_status encode_lm(const ftc_record *rec, const ftc_encode_opts *o, con
         if (p + 1 < r.n) {
             s = encode(enc, r.text, r.starts[p + 1], special, &prefix, err);
             if (s != FTC_OK) break;
-            end = common_prefix(&prefix, &full);
+            end = piece_start(enc, &prefix, &full, &s, err);
             if (end < begin) end = begin;
         }
         for (size_t i = begin; i < end; i++) labels[i] = r.trained[p] ? full.ids[i] : IGNORE_INDEX;
