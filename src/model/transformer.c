@@ -29,6 +29,8 @@ static float *take(planner *p, size_t n) {
     return r;
 }
 
+enum { LM_CHUNK = 256 }; /* rows of vocabulary logits differentiated at a time */
+
 static bool any_trainable(const ftc_model *m) {
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].trainable) return true;
@@ -89,7 +91,8 @@ static void plan(ftc_model *m, planner *p) {
     m->pooled = m->pool_dense = m->pool_tanh = m->cls_in = m->cls_mask = NULL;
     if (m->task == FTC_TASK_CAUSAL_LM) {
         m->logits = take(p, N * (size_t)m->V);
-        m->dlogits = grads ? take(p, N * (size_t)m->V) : NULL;
+        /* the LM head's backward runs in row chunks: its logits gradient needs LM_CHUNK rows, not N */
+        m->dlogits = grads ? take(p, (N < LM_CHUNK ? N : LM_CHUNK) * (size_t)m->V) : NULL;
     } else if (m->task == FTC_TASK_CLASSIFY) {
         m->pooled = take(p, NB * C);
         m->pool_dense = m->pooler_w >= 0 ? take(p, NB * C) : NULL;
@@ -519,9 +522,19 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
     float *g = m->g_res;
     memset(g, 0, NC * sizeof(float));
     if (m->task == FTC_TASK_CAUSAL_LM) {
-        cross_entropy_backward(m->dlogits, m->logits, m->targets, N, m->V, 1.0f);
-        linear_backward(need_hidden_grad ? g : NULL, G(m, m->lm_head), NULL, m->dlogits, m->hidden, P(m, m->lm_head), N,
-                        C, m->V);
+        /* mean over all counted targets, computed chunk by chunk: a chunk's gradient is scaled by its
+         * share of the counted targets (cross_entropy_backward divides by the chunk's own count) */
+        int total = 0;
+        for (int n = 0; n < N; n++) total += m->targets[n] >= 0;
+        for (int r0 = 0; r0 < N && total > 0; r0 += LM_CHUNK) {
+            int rows = N - r0 < LM_CHUNK ? N - r0 : LM_CHUNK, here = 0;
+            for (int n = r0; n < r0 + rows; n++) here += m->targets[n] >= 0;
+            if (!here) continue;
+            cross_entropy_backward(m->dlogits, m->logits + (size_t)r0 * m->V, m->targets + r0, rows, m->V,
+                                   (float)here / (float)total);
+            linear_backward(need_hidden_grad ? g + (size_t)r0 * C : NULL, G(m, m->lm_head), NULL, m->dlogits,
+                            m->hidden + (size_t)r0 * C, P(m, m->lm_head), rows, C, m->V);
+        }
     } else {
         int nl = m->num_labels;
         cross_entropy_backward(m->dlogits, m->logits, m->cls_targets, B, nl, 1.0f);
