@@ -166,6 +166,7 @@ struct ftc_tokenizer {
     /* BPE */
     tk_pairmap merges;
     bool byte_fallback, fuse_unk, ignore_merges;
+    bool meta_boundaries; /* no vocab token has U+2581 after another char: words may be cut before it */
     int32_t byte_ids[256];   /* byte-level: id of the char standing for byte b; fallback: <0xXX> id */
     /* WordPiece */
     char *wp_prefix;

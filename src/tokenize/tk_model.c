@@ -99,8 +99,8 @@ static void cache_put(ftc_tokenizer *t, const char *s, size_t n, uint64_t h, con
     pthread_mutex_unlock(&t->cache_lock);
 }
 
-static ftc_status bpe_encode(const ftc_tokenizer *tc, const char *s, size_t n, bool raw_bytes, ftc_ids *out,
-                             ftc_err *err) {
+static ftc_status bpe_word(const ftc_tokenizer *tc, const char *s, size_t n, bool raw_bytes, ftc_ids *out,
+                           ftc_err *err) {
     ftc_tokenizer *t = (ftc_tokenizer *)tc; /* the cache is the only mutable part */
     if (!n) return FTC_OK;
     if (t->ignore_merges) {
@@ -175,6 +175,24 @@ static ftc_status bpe_encode(const ftc_tokenizer *tc, const char *s, size_t n, b
     if (ok && use_cache) cache_put(t, s, n, h, sym, k);
     if (mem != stack_buf) { free(mem); free(heap); }
     return ok ? FTC_OK : NOMEM(err);
+}
+
+/* SentencePiece-style BPE sees a whole text as one word. When no vocab token has U+2581 after another
+ * character (checked at load: t->meta_boundaries), no merge can cross the start of a "x▁" boundary, so
+ * the word is cut there and each short part goes through the word cache: same ids, much faster. */
+static ftc_status bpe_encode(const ftc_tokenizer *t, const char *s, size_t n, bool raw_bytes, ftc_ids *out,
+                             ftc_err *err) {
+    if (raw_bytes || !t->meta_boundaries || n <= CACHE_MAX_WORD) return bpe_word(t, s, n, raw_bytes, out, err);
+    size_t a = 0;
+    for (size_t i = 1; i + 3 <= n; i++) {
+        if ((uint8_t)s[i] == 0xE2 && (uint8_t)s[i + 1] == 0x96 && (uint8_t)s[i + 2] == 0x81 &&
+            !(i >= 3 && (uint8_t)s[i - 3] == 0xE2 && (uint8_t)s[i - 2] == 0x96 && (uint8_t)s[i - 1] == 0x81)) {
+            ftc_status st = bpe_word(t, s + a, i - a, false, out, err);
+            if (st) return st;
+            a = i;
+        }
+    }
+    return bpe_word(t, s + a, n - a, false, out, err);
 }
 
 /* ---------------- WordPiece ---------------- */

@@ -34,12 +34,18 @@ static bool put_lower(tk_buf *b, uint32_t c) {
     return tk_buf_put_cp(b, (uint32_t)utf8proc_tolower((utf8proc_int32_t)c));
 }
 
-static ftc_status strip_accents(const char *s, size_t n, tk_buf *out, ftc_err *err) {
+/* BertNormalizer drops nonspacing marks (Mn); the StripAccents normalizer drops every mark (M*). */
+static ftc_status strip_accents(const char *s, size_t n, tk_buf *out, bool all_marks, ftc_err *err) {
     for (size_t i = 0; i < n;) {
         uint32_t c;
         int l = tk_utf8_next(s, n, i, &c);
         if (!l) return ftc_errf(err, FTC_E_INTERNAL, "invalid UTF-8 inside the normalizer");
-        if (!tk_is_mark_nonspacing(c) && !tk_buf_put(out, s + i, (size_t)l)) return NOMEM(err);
+        bool drop;
+        if (all_marks) {
+            utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+            drop = k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC || k == UTF8PROC_CATEGORY_ME;
+        } else drop = tk_is_mark_nonspacing(c);
+        if (!drop && !tk_buf_put(out, s + i, (size_t)l)) return NOMEM(err);
         i += (size_t)l;
     }
     return FTC_OK;
@@ -61,7 +67,7 @@ static ftc_status norm_one(const tk_normalizer *nz, const char *s, size_t n, tk_
             i += (size_t)l;
         }
         return FTC_OK;
-    case NORM_STRIP_ACCENTS: return strip_accents(s, n, out, err);
+    case NORM_STRIP_ACCENTS: return strip_accents(s, n, out, true, err);
     case NORM_PREPEND:
         if (n && (!tk_buf_put(out, nz->str, strlen(nz->str)) || !tk_buf_put(out, s, n))) return NOMEM(err);
         return FTC_OK;
@@ -124,7 +130,7 @@ static ftc_status norm_one(const tk_normalizer *nz, const char *s, size_t n, tk_
         if (nz->strip_accents) {
             if ((st = unicode_form(a.p, a.n, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE, &b, err))) goto bert_done;
             a.n = 0;
-            if ((st = strip_accents(b.p, b.n, &a, err))) goto bert_done;
+            if ((st = strip_accents(b.p, b.n, &a, false, err))) goto bert_done;
         }
         if (nz->lowercase) {
             tk_normalizer low = {.kind = NORM_LOWERCASE};

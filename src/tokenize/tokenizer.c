@@ -4,6 +4,7 @@
 #include "tokenize/tk.h"
 #include "ftc/base.h"
 #include <jansson.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,7 +143,9 @@ static ftc_status load_pretok(json_t *o, tk_pretok *pt, ftc_err *err) {
     } else if (!strcmp(type, "BertPreTokenizer")) pt->kind = PRE_BERT;
     else if (!strcmp(type, "Whitespace")) {
         pt->kind = PRE_WHITESPACE;
-        static const char WS[] = "\\w+|[^\\w\\s]+";
+        /* \w as Rust/Oniguruma define it (Alphabetic, marks, decimal digits, connector punctuation, joiners);
+         * PCRE2's UCP \w lacks the marks */
+        static const char WS[] = "[\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}]+|[^\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
         return tk_regex_compile(&pt->re, WS, sizeof WS - 1, false, err);
     } else if (!strcmp(type, "WhitespaceSplit")) pt->kind = PRE_WHITESPACE_SPLIT;
     else if (!strcmp(type, "Punctuation")) {
@@ -446,6 +449,18 @@ ftc_status tk_finish(ftc_tokenizer *t, ftc_err *err) {
             } else if (t->byte_fallback) {
                 snprintf(s, sizeof s, "<0x%02X>", b);
                 t->byte_ids[b] = tk_map_get(&t->vocab, s, strlen(s));
+            }
+        }
+        t->meta_boundaries = !t->pre_bytelevel && !t->ignore_merges;
+        for (size_t i = 0; i < t->vocab.cap && t->meta_boundaries; i++) {
+            const char *k = t->vocab.keys[i];
+            if (!k) continue;
+            bool other = false;
+            for (size_t j = 0; j < t->vocab.klen[i];) {
+                bool meta = j + 3 <= t->vocab.klen[i] && !memcmp(k + j, "\xE2\x96\x81", 3);
+                if (meta && other) { t->meta_boundaries = false; break; }
+                if (!meta) other = true;
+                j += meta ? 3 : 1;
             }
         }
         t->cache_cap = 1 << 15;
@@ -789,6 +804,33 @@ ftc_status ftc_tokenizer_encode(const ftc_tokenizer *t, const char *text, size_t
         if (st) out->n = n0;
     }
     ftc_ids_free(&a);
+    return st;
+}
+
+ftc_status ftc_tokenizer_encode_batch(const ftc_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
+                                      bool add_special, int max_len, ftc_ids *outs, int n_threads, ftc_err *err) {
+    size_t *n0 = malloc((n ? n : 1) * sizeof *n0);
+    if (!n0) return NOMEM(err);
+    for (size_t i = 0; i < n; i++) n0[i] = outs[i].n;
+    long first_bad = -1;
+    ftc_err first_err = {FTC_OK, ""};
+    int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
+    for (long i = 0; i < (long)n; i++) {
+        ftc_err e;
+        if (ftc_tokenizer_encode(t, texts[i], lens[i], add_special, max_len, &outs[i], &e)) {
+#pragma omp critical(ftc_tok_batch_err)
+            if (first_bad < 0 || i < first_bad) { first_bad = i; first_err = e; }
+        }
+    }
+    ftc_status st = FTC_OK;
+    if (first_bad >= 0) {
+        for (size_t i = 0; i < n; i++) outs[i].n = n0[i];
+        if (err) *err = first_err;
+        st = ftc_err_prefix(err, "text %ld", first_bad);
+        if (!err) st = first_err.code;
+    }
+    free(n0);
     return st;
 }
 
