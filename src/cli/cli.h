@@ -16,6 +16,7 @@ int cmd_init(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 
 int cmd_tokenize(int argc, char **argv);

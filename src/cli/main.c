@@ -25,6 +25,7 @@ static const command commands[] = {
     {"init", cmd_init, "write a randomly initialised model (config.json + model.safetensors) from a config"},
     {"train", cmd_train, "fine-tune a model: full, head (transfer learning) or lora"},
     {"report", cmd_report, "write RUNDIR/report.html (curves, metrics, confusion) from a run's logs"},
+    {"generate", cmd_generate, "continue a prompt with a causal LM (KV cache, greedy or sampled, streamed)"},
     {"data", cmd_data, "check task data before training (errors by file:line:column, stats), preview, split"},
     {"eval", cmd_eval, "held-out loss and perplexity of a causal LM on a text file"},
 };
