@@ -7,6 +7,9 @@ tests/fixtures/generate/<name>.json:
   {"model": path relative to the repo (or "$FTC_SHARED_DATA/..."), "prompt": [ids], "max_new_tokens": N,
    "eos_token_id": id, "output": [generated ids, as generate() returns them after the prompt (EOS included when it
    stopped there)], "min_margin": smallest gap between the best and second-best logit over the steps}
+tests/fixtures/generate/stories260k_text.json: the same from a text prompt through the model's own tokenizer:
+  {"prompt": text, "max_new_tokens": N, "text": the generated text as `ftc generate` prints it, i.e.
+   decode(prompt + generated)[len(decode(prompt)):] with special tokens skipped}
 min_margin tells how far float rounding is from flipping a greedy choice (ours and torch's logits differ ~1e-6).
 """
 import json, os, sys
@@ -50,6 +53,24 @@ def main():
             json.dump(rec, f)
             f.write("\n")
         print(f"{name}: {len(gen)} tokens, min margin {margin:.3g}, ends with eos: {bool(gen) and gen[-1] == eos}")
+    # text in, text out (tests/cli_generate.sh)
+    d = resolve("$FTC_SHARED_DATA/models/stories260K-hf")
+    tok = tf.AutoTokenizer.from_pretrained(d)
+    model = tf.AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32)
+    text_cases = []
+    for prompt, n in [("Once upon a time", 40), ("The cat sat on the mat. The dog", 50)]:
+        ids = tok(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
+                                 pad_token_id=model.generation_config.eos_token_id)
+        head = tok.decode(out[0, :ids.shape[1]], skip_special_tokens=True)
+        full = tok.decode(out[0], skip_special_tokens=True)
+        assert full.startswith(head)
+        text_cases.append({"prompt": prompt, "max_new_tokens": n, "text": full[len(head):]})
+    with open(os.path.join(OUT, "stories260k_text.json"), "w") as f:
+        json.dump(text_cases, f, ensure_ascii=False)
+        f.write("\n")
+    print(f"stories260k_text: {len(text_cases)} text prompts")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 #include "ftc/base.h"
 #include "ftc/model.h"
 #include "ftc/status.h"
+#include "ftc/tokenizer.h"
 
 /* Sampling as transformers' generate applies its warpers: temperature, then top-k, then top-p.
  * temperature <= 0 means greedy (argmax; the lowest index wins a tie). top_k <= 0 and top_p >= 1 disable. */
@@ -61,4 +62,41 @@ typedef struct {
  * excluded), *n_out their count, *why (may be NULL) the reason generation ended. */
 ftc_status ftc_generate(ftc_model *m, ftc_kv_cache *c, const int32_t *prompt, int n_prompt,
                         const ftc_generate_opts *o, int32_t *out, int *n_out, ftc_gen_stop *why, ftc_err *err);
+/* ---- streaming detokenization (src/infer/textstream.c) ----
+ * Text of generated tokens as they arrive, each byte emitted once: push returns what the new token adds
+ * (possibly "", e.g. while a multi-byte character is incomplete). The concatenated pieces equal decoding the
+ * generated ids after the context with HF decode() (special tokens skipped). */
+typedef struct {
+    const ftc_tokenizer *tok;
+    int32_t *ids;
+    size_t n, cap;
+    size_t prefix, read; /* decode window: ids[prefix..read) already emitted */
+} ftc_text_stream;
+/* context: the tokens before the first pushed one (the prompt), so the first piece decodes as in context. */
+ftc_status ftc_text_stream_init(ftc_text_stream *s, const ftc_tokenizer *t, const int32_t *context, size_t n,
+                                ftc_err *err);
+/* *piece: malloc'd NUL-terminated text (caller frees). */
+ftc_status ftc_text_stream_push(ftc_text_stream *s, int32_t id, char **piece, ftc_err *err);
+/* Whatever is still held back (an incomplete character at the end of generation). */
+ftc_status ftc_text_stream_flush(ftc_text_stream *s, char **piece, ftc_err *err);
+void ftc_text_stream_free(ftc_text_stream *s);
+
+/* ---- opening --model for generate/chat/classify (src/infer/open.c) ----
+ * path: a model directory (HF layout + tokenizer files) or an ftc run directory (config.resolved.json,
+ * model/, optionally chat_template.json). want_task: FTC_TASK_* or -1 for the run's own (a plain directory
+ * is then causal-lm). A run trained for another task is refused with a hint. */
+typedef struct {
+    ftc_model *model;
+    ftc_tokenizer *tok;
+    ftc_task task;
+    bool is_run;
+    char model_dir[4200];     /* where the weights were loaded from */
+    char tokenizer_dir[4200];
+    char template_name[32];   /* a run's chat template ("" if none recorded) */
+} ftc_infer_model;
+ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, ftc_err *err);
+void ftc_infer_close(ftc_infer_model *im);
+/* The ids that end generation: EOS of config.json, of generation_config.json (number or list) and of the
+ * tokenizer, those inside the model's vocabulary. Returns how many were written (at most max). */
+int ftc_infer_stop_ids(const ftc_infer_model *im, int32_t *out, int max);
 #endif
