@@ -17,6 +17,7 @@ int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);
