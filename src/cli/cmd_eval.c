@@ -4,6 +4,7 @@
  * chosen in cmd_eval by the data and the model's task. */
 #include "cli.h"
 #include "ftc/base.h"
+#include "ftc/export.h"
 #include "ftc/hf_config.h"
 #include "ftc/model.h"
 #include "ftc/tokenizer.h"
@@ -15,12 +16,13 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "Usage: ftc eval --model DIR --data FILE.txt [--context N] [--json]\n\n"
+            "Usage: ftc eval --model DIR [--adapter DIR] --data FILE.txt [--context N] [--json]\n\n"
             "Evaluates a causal language model (GPT-2, Llama family) on plain text. The file is encoded as the\n"
             "model's tokenizer does by default (with BOS where it adds one) and split into windows of the\n"
             "model's context length; consecutive windows share one token so that every token after the first\n"
             "is predicted exactly once from the tokens before it (up to a window).\n\n"
             "  --model DIR    Hugging Face model directory (config.json, *.safetensors, tokenizer files)\n"
+            "  --adapter DIR  apply a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) first\n"
             "  --data FILE    UTF-8 text file\n"
             "  --context N    window length (default and maximum: the model's context length)\n"
             "  --json         print {\"loss\", \"perplexity\", \"n_tokens\"} as JSON\n\n"
@@ -57,7 +59,7 @@ static ftc_status eval_lm_ids(ftc_model *m, const int32_t *ids, size_t n, int co
     return FTC_OK;
 }
 
-static int eval_lm_text(const char *model_dir, const char *data, int context, bool as_json) {
+static int eval_lm_text(const char *model_dir, const char *adapter, const char *data, int context, bool as_json) {
     ftc_err err;
     ftc_model *m = NULL;
     ftc_tokenizer *tok = NULL;
@@ -65,6 +67,10 @@ static int eval_lm_text(const char *model_dir, const char *data, int context, bo
     ftc_ids ids = {0};
     int rc = 0;
     if (ftc_model_load(model_dir, FTC_TASK_CAUSAL_LM, &m, &err)) { rc = cli_fail("eval", &err); goto done; }
+    if (adapter && (ftc_model_load_adapter(m, adapter, &err) || ftc_model_merge_lora(m, &err))) {
+        rc = cli_fail("eval", &err);
+        goto done;
+    }
     /* evaluation only: no gradient memory */
     for (int i = 0; i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
     int max_ctx = ftc_model_config_of(m)->max_positions;
@@ -109,16 +115,17 @@ done:
 
 int cmd_eval(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
-    const char *model = NULL, *data = NULL;
+    const char *model = NULL, *data = NULL, *adapter = NULL;
     bool as_json = false;
     int context = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) as_json = true;
-        else if (!strcmp(a, "--model") || !strcmp(a, "--data") || !strcmp(a, "--context")) {
+        else if (!strcmp(a, "--model") || !strcmp(a, "--data") || !strcmp(a, "--context") || !strcmp(a, "--adapter")) {
             if (i + 1 >= argc) return cli_usage_error("eval", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--model")) model = v;
+            else if (!strcmp(a, "--adapter")) adapter = v;
             else if (!strcmp(a, "--data")) data = v;
             else {
                 char *end;
@@ -140,5 +147,5 @@ int cmd_eval(int argc, char **argv) {
                  "family); classification eval is not available yet", model);
         return cli_fail("eval", &err);
     }
-    return eval_lm_text(model, data, context, as_json);
+    return eval_lm_text(model, adapter, data, context, as_json);
 }
