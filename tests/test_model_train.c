@@ -296,6 +296,22 @@ static void test_bad_batches(void **state) {
     ftc_model_free(m);
 }
 
+/* LoRA on a classifier: the head trains with the adapters (PEFT's modules_to_save), the pooler stays frozen,
+ * and the head's gradient passes finite differences. */
+static void test_lora_classifier_head_trains(void **state) {
+    (void)state;
+    ftc_model *m = load_fixture("bert_cls", FTC_TASK_CLASSIFY, NULL);
+    ftc_err e;
+    assert_int_equal(ftc_model_set_classifier(m, 3, FTC_POOL_CLS, 1, &e), FTC_OK);
+    assert_int_equal(ftc_model_add_lora(m, "query,value", 2, 4, 0, 1, &e), FTC_OK);
+    assert_true(ftc_model_find_param(m, "classifier.weight")->trainable);
+    assert_true(ftc_model_find_param(m, "classifier.bias")->trainable);
+    assert_false(ftc_model_find_param(m, "bert.pooler.dense.weight")->trainable);
+    assert_non_null(ftc_model_find_param(m, "base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight"));
+    assert_true(fd_check(m, false, "classifier.", 1e-2) == 2);
+    ftc_model_free(m);
+}
+
 static void remove_saved(const char *dir) {
     char p[4200];
     snprintf(p, sizeof p, "%s/config.json", dir);
@@ -403,6 +419,7 @@ int main(void) {
         cmocka_unit_test(test_lora_llama),
         cmocka_unit_test(test_lora_gpt2_conv1d),
         cmocka_unit_test(test_lora_bad_targets),
+        cmocka_unit_test(test_lora_classifier_head_trains),
         cmocka_unit_test(test_lm_head_chunks),
         cmocka_unit_test(test_bad_batches),
         cmocka_unit_test(test_save_roundtrip),

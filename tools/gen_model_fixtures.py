@@ -73,11 +73,19 @@ def lm_labels(ids, mask):
     return labels
 
 
-def gpt2():
+def gpt2(cls=None):
     cfg = tf.GPT2Config(vocab_size=67, n_positions=16, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0,
-                        embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5)
-    m = tf.GPT2LMHeadModel(cfg)
+                        embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0, layer_norm_epsilon=1e-5,
+                        pad_token_id=0)
     ids, mask = inputs(cfg.vocab_size)
+    if cls:  # score.weight on the last non-pad token (found through pad_token_id, as transformers does)
+        cfg.num_labels = cls
+        m = tf.GPT2ForSequenceClassification(cfg)
+        with torch.no_grad():
+            m.score.weight.normal_(0, 0.5)
+        save_case("gpt2_cls", m, ids, mask, torch.tensor([1, 0, 3]))
+        return
+    m = tf.GPT2LMHeadModel(cfg)
     save_case("gpt2", m, ids, mask, lm_labels(ids, mask))
 
 
@@ -220,3 +228,4 @@ if __name__ == "__main__":
     minilm()
     stories()
     llama("mistral", tie=False, kv=2, theta=1e6, mistral=True)  # sliding window 16 > T: plain causal
+    gpt2(cls=4)
