@@ -7,3 +7,4 @@ ftc=${1:-$here/../build/ftc}
 build=$(cd "$(dirname "$ftc")" && pwd)
 
 sh "$here/run_matmul.sh" "$build"
+sh "$here/train_bench.sh" "$ftc"
