@@ -1,7 +1,7 @@
 /* Matmul microbenchmark: GFLOP/s of one implementation on the shapes training uses (bench/run_matmul.sh runs
  * it for each implementation alternately and tabulates medians).
  *
- *   matmul_bench --impl avx512|openblas|generic|bf16 [--reps R] [--only SUBSTRING]
+ *   matmul_bench --impl avx512|openblas|generic|bf16 [--reps R] [--only SUBSTRING] [--cpu-time]
  *
  * Each Linear (rows x in -> out) gives three matmuls: forward y = x W^T (NT: M=rows, N=out, K=in), input
  * gradient dx = dy W (NN: M=rows, N=in, K=out), weight gradient dW = dy^T x (TN: M=out, N=in, K=rows).
@@ -21,9 +21,13 @@ static const linear_shape linears[] = {
     {"gpt2.mlp_proj", 1024, 3072, 768}, {"lora.A_r8", 2048, 768, 8},       {"lora.B_r8", 2048, 8, 768},
 };
 
+/* --cpu-time: process CPU time instead of wall time. With one thread (OMP_NUM_THREADS=1) this measures the
+ * kernel's speed per core, robust to other processes taking the cores (for comparing code changes). */
+static clockid_t bench_clock = CLOCK_MONOTONIC;
+
 static double now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(bench_clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -67,8 +71,9 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--impl") == 0 && i + 1 < argc) impl = argv[++i];
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+        else if (strcmp(argv[i], "--cpu-time") == 0) bench_clock = CLOCK_PROCESS_CPUTIME_ID;
         else {
-            fprintf(stderr, "usage: matmul_bench --impl avx512|openblas|generic|bf16 [--reps R] [--only SUBSTRING]\n");
+            fprintf(stderr, "usage: matmul_bench --impl avx512|openblas|generic|bf16 [--reps R] [--only SUBSTRING] [--cpu-time]\n");
             return 1;
         }
     }

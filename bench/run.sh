@@ -7,4 +7,5 @@ ftc=${1:-$here/../build/ftc}
 build=$(cd "$(dirname "$ftc")" && pwd)
 
 sh "$here/run_matmul.sh" "$build"
+sh "$here/run_tokenizer.sh" "$build"
 sh "$here/train_bench.sh" "$ftc"

@@ -4,7 +4,9 @@
 #
 #   sh bench/run_matmul.sh [BUILD_DIR]     (default build; bench/run.sh and `make bench` call it)
 # Environment: MATMUL_RUNS (alternations, default 5), MATMUL_REPS (timed repetitions per invocation, default 5),
-#              MATMUL_ONLY (substring of shape names), BENCH_RESULTS (default bench/RESULTS.md).
+#              MATMUL_ONLY (substring of shape names), BENCH_RESULTS (default bench/RESULTS.md),
+#              MATMUL_CPU_TIME=1: one thread each, GFLOP per CPU-second (kernel quality per core, much less
+#              sensitive to other processes on a shared machine than wall-clock figures).
 #
 # The implementations run alternately, MATMUL_RUNS times, each invocation reporting the median over
 # MATMUL_REPS timings; the table gives the median over the runs and [min-max] of the run medians. Only this
@@ -24,6 +26,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 set -- --reps "$reps"
 [ -n "$only" ] && set -- "$@" --only "$only"
+threads="2 threads, wall clock"
+if [ "${MATMUL_CPU_TIME:-0}" = 1 ]; then
+  set -- "$@" --cpu-time
+  export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+  threads="1 thread each, GFLOP per CPU-second (MATMUL_CPU_TIME=1)"
+fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 i=1
 while [ "$i" -le "$runs" ]; do
@@ -40,7 +48,7 @@ commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$root" diff --quiet HEAD 2>/dev/null || commit="$commit+uncommitted"
 model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 flags=$(grep -o -w 'avx512f\|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')
-cmd="MATMUL_RUNS=$runs MATMUL_REPS=$reps${only:+ MATMUL_ONLY=$only} sh bench/run_matmul.sh"
+cmd="MATMUL_RUNS=$runs MATMUL_REPS=$reps${only:+ MATMUL_ONLY=$only}${MATMUL_CPU_TIME:+ MATMUL_CPU_TIME=$MATMUL_CPU_TIME} sh bench/run_matmul.sh"
 
 table=$(awk -v core="$core" '
   function median(key, n,   i, j, t, v) {
@@ -78,7 +86,7 @@ table=$(awk -v core="$core" '
 [ -f "$results" ] || printf '# Benchmark results\n\nNewest last. See ../shared/docs/BENCHMARKS.md for the method.\n' >"$results"
 {
   printf '\n## Matmul GFLOP/s, %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-  printf -- '- commit %s; %s, %s cores (%s); 2 threads\n' "$commit" "$model" "$(nproc)" "$flags"
+  printf -- '- commit %s; %s, %s cores (%s); %s\n' "$commit" "$model" "$(getconf _NPROCESSORS_ONLN)" "$flags" "$threads"
   printf -- '- command: `%s` (from the repository root)\n' "$cmd"
   printf -- '- GFLOP/s = 2MNK/time; cell = median over %s alternating runs [min-max of the run medians], each run the median of %s timings\n' "$runs" "$reps"
   printf -- '- ours = ftc_matmul avx512 backend; bf16 = ftc_matmul_bf16 with both operands bf16 (AVX512-BF16); OpenBLAS %s = the environment'"'"'s OPENBLAS_CORETYPE; SkylakeX = OPENBLAS_CORETYPE=SkylakeX for that child process only\n' "$core"

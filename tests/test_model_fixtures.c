@@ -1,7 +1,7 @@
 /* The transformer against PyTorch/transformers (fixtures from tools/gen_model_fixtures.py):
  * logits, last hidden state, loss and every parameter gradient of tiny random GPT-2, Llama (GQA/MQA, tied and
- * untied, rope_theta != 10000), Qwen2 (q/k/v biases) and BERT models, with right padding and -100 labels;
- * classification heads (BERT pooler + CLS, mean pooling, Llama last-token); padding independence; load errors
+ * untied, rope_theta != 10000), Mistral, Qwen2 (q/k/v biases) and BERT models, with right padding and -100 labels;
+ * classification heads (BERT pooler + CLS, mean pooling, Llama and GPT-2 last-token); padding independence; load errors
  * naming tensor and file; real weights (all-MiniLM-L6-v2, stories260K).
  * Relative error of a tensor: max|ours - ref| / max|ref| (the largest error against the tensor's scale). */
 #include <stdarg.h>
@@ -210,9 +210,29 @@ static void test_llama_mqa_tied(void **state) {
     check_fixture("llama_tied", FTC_TASK_CAUSAL_LM, FTC_POOL_LAST);
 }
 static void test_qwen2_biases(void **state) { (void)state; check_fixture("qwen2", FTC_TASK_CAUSAL_LM, FTC_POOL_LAST); }
+static void test_mistral(void **state) {
+    (void)state;
+    check_fixture("mistral", FTC_TASK_CAUSAL_LM, FTC_POOL_LAST);
+    /* longer than its sliding window (16): refused rather than computed with plain causal attention */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/mistral", fixdir);
+    ftc_model *m;
+    ftc_err e;
+    assert_int_equal(ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &m, &e), FTC_OK);
+    assert_int_equal(ftc_model_reserve(m, 1, 17, &e), FTC_OK);
+    int32_t ids[17] = {0};
+    ftc_batch b = {1, 17, ids, NULL, NULL, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_E_UNSUPPORTED);
+    assert_non_null(strstr(e.msg, "sliding window of 16"));
+    ftc_model_free(m);
+}
 static void test_llama_classify_last(void **state) {
     (void)state;
     check_fixture("llama_cls", FTC_TASK_CLASSIFY, FTC_POOL_LAST);
+}
+static void test_gpt2_classify_last(void **state) {
+    (void)state;
+    check_fixture("gpt2_cls", FTC_TASK_CLASSIFY, FTC_POOL_LAST);
 }
 static void test_bert_classify_pooler(void **state) {
     (void)state;
@@ -271,6 +291,7 @@ static void test_padding_independent(void **state) {
     check_padding("bert_cls", FTC_TASK_CLASSIFY, FTC_POOL_CLS);
     check_padding("bert_mean", FTC_TASK_CLASSIFY, FTC_POOL_MEAN);
     check_padding("llama_cls", FTC_TASK_CLASSIFY, FTC_POOL_LAST);
+    check_padding("gpt2_cls", FTC_TASK_CLASSIFY, FTC_POOL_LAST);
 }
 
 /* Copies fixture NAME to a temp dir, with tensor DROP left out or tensor RESHAPE given a wrong shape. */
@@ -437,7 +458,9 @@ int main(void) {
         cmocka_unit_test(test_llama_gqa_untied),
         cmocka_unit_test(test_llama_mqa_tied),
         cmocka_unit_test(test_qwen2_biases),
+        cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_llama_classify_last),
+        cmocka_unit_test(test_gpt2_classify_last),
         cmocka_unit_test(test_bert_classify_pooler),
         cmocka_unit_test(test_bert_classify_mean),
         cmocka_unit_test(test_padding_independent),

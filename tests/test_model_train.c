@@ -47,8 +47,7 @@ static float loss_at(ftc_model *m, const ftc_batch *b, bool training, const ftc_
 }
 
 /* Checks every trainable tensor's gradient (or those whose name contains `only`) against finite differences. */
-static int fd_check(ftc_model *m, bool training, const char *only, double eps) {
-    ftc_batch b = batch_for(m);
+static int fd_check_batch(ftc_model *m, ftc_batch b, bool training, const char *only, double eps) {
     ftc_rng rng = *ftc_model_rng(m);
     ftc_err e;
     ftc_model_zero_grad(m);
@@ -81,6 +80,10 @@ static int fd_check(ftc_model *m, bool training, const char *only, double eps) {
     }
     print_message("finite differences: %d tensors, worst relative error %.2e\n", checked, worst);
     return checked;
+}
+
+static int fd_check(ftc_model *m, bool training, const char *only, double eps) {
+    return fd_check_batch(m, batch_for(m), training, only, eps);
 }
 
 static ftc_model *create(const char *json, ftc_task task) {
@@ -150,6 +153,16 @@ static void test_frozen_params_have_no_grad(void **state) {
     for (int64_t k = 0; k < w->numel; k++) assert_float_equal(w->grad[k], full[k], 1e-6);
     for (int i = 0; i < ftc_model_n_params(m); i++)
         if (!ftc_model_param(m, i)->trainable) assert_null(ftc_model_param(m, i)->grad);
+    /* all frozen (evaluation): no backward; unfreezing after reserve makes backward work again */
+    for (int i = 0; i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
+    assert_int_equal(ftc_model_reserve(m, B, T, &e), FTC_OK);
+    assert_int_equal(ftc_model_count_params(m, true), 0);
+    loss_at(m, &b, false, NULL);
+    assert_int_equal(ftc_model_backward(m, &e), FTC_E_USAGE);
+    ftc_model_set_trainable(m, 0, true);
+    loss_at(m, &b, false, NULL);
+    assert_int_equal(ftc_model_backward(m, &e), FTC_OK);
+    assert_non_null(ftc_model_param(m, 0)->grad);
     ftc_model_free(m);
 }
 
@@ -236,6 +249,66 @@ static void test_lora_bad_targets(void **state) {
     print_message("%s\n", e.msg);
     if (ftc_model_add_lora(m, "all-linear", 2, 4, 0.1f, 1, &e)) fail_msg("%s", e.msg);
     assert_int_equal(ftc_model_n_params(m), 21 + 2 * 7 * 2); /* 7 linears in each of 2 layers */
+    ftc_model_free(m);
+}
+
+/* Batches of more rows than the LM head differentiates at once (256): the chunked loss gradient is the
+ * gradient of the mean over all counted targets. */
+static void test_lm_head_chunks(void **state) {
+    (void)state;
+    ftc_model *m = create(LLAMA, FTC_TASK_CAUSAL_LM);
+    enum { BB = 3, TT = 150 };
+    static int32_t big_ids[BB * TT], big_labels[BB * TT];
+    static uint8_t big_mask[BB * TT];
+    for (int i = 0; i < BB * TT; i++) {
+        big_ids[i] = (i * 7 + 3) % 40;
+        int t = i % TT, len = TT - 40 * (i / TT); /* rows of 150, 110, 70 tokens */
+        big_mask[i] = t < len;
+        big_labels[i] = t < len && (i / 7) % 3 ? big_ids[i] : -100; /* chunks with and without targets */
+    }
+    ftc_err e;
+    assert_int_equal(ftc_model_reserve(m, BB, TT, &e), FTC_OK);
+    ftc_batch b = {BB, TT, big_ids, NULL, big_mask, big_labels};
+    assert_true(fd_check_batch(m, b, false, NULL, 1e-2) > 10);
+    ftc_model_free(m);
+}
+
+/* Bad batches are errors naming the row and position, not crashes. */
+static void test_bad_batches(void **state) {
+    (void)state;
+    ftc_model *m = load_fixture("llama_gqa", FTC_TASK_CAUSAL_LM, NULL);
+    ftc_err e;
+    uint8_t left_pad[B * T] = {1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
+    ftc_batch b = {B, T, ids, NULL, left_pad, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "row 1"));
+    int32_t bad_ids[B * T];
+    memcpy(bad_ids, ids, sizeof bad_ids);
+    bad_ids[7] = 1000;
+    b = (ftc_batch){B, T, bad_ids, NULL, mask, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "token id 1000 at batch row 1, position 1"));
+    b = (ftc_batch){B + 1, T, ids, NULL, NULL, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_E_USAGE); /* larger than reserved */
+    b = (ftc_batch){B, T, ids, NULL, mask, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_OK);
+    assert_int_equal(ftc_model_backward(m, &e), FTC_E_USAGE); /* no labels: nothing to differentiate */
+    ftc_model_free(m);
+}
+
+/* LoRA on a classifier: the head trains with the adapters (PEFT's modules_to_save), the pooler stays frozen,
+ * and the head's gradient passes finite differences. */
+static void test_lora_classifier_head_trains(void **state) {
+    (void)state;
+    ftc_model *m = load_fixture("bert_cls", FTC_TASK_CLASSIFY, NULL);
+    ftc_err e;
+    assert_int_equal(ftc_model_set_classifier(m, 3, FTC_POOL_CLS, 1, &e), FTC_OK);
+    assert_int_equal(ftc_model_add_lora(m, "query,value", 2, 4, 0, 1, &e), FTC_OK);
+    assert_true(ftc_model_find_param(m, "classifier.weight")->trainable);
+    assert_true(ftc_model_find_param(m, "classifier.bias")->trainable);
+    assert_false(ftc_model_find_param(m, "bert.pooler.dense.weight")->trainable);
+    assert_non_null(ftc_model_find_param(m, "base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight"));
+    assert_true(fd_check(m, false, "classifier.", 1e-2) == 2);
     ftc_model_free(m);
 }
 
@@ -346,6 +419,9 @@ int main(void) {
         cmocka_unit_test(test_lora_llama),
         cmocka_unit_test(test_lora_gpt2_conv1d),
         cmocka_unit_test(test_lora_bad_targets),
+        cmocka_unit_test(test_lora_classifier_head_trains),
+        cmocka_unit_test(test_lm_head_chunks),
+        cmocka_unit_test(test_bad_batches),
         cmocka_unit_test(test_save_roundtrip),
         cmocka_unit_test(test_save_refuses_unmerged_lora),
         cmocka_unit_test(test_create_init_and_save),

@@ -73,19 +73,27 @@ def lm_labels(ids, mask):
     return labels
 
 
-def gpt2():
+def gpt2(cls=None):
     cfg = tf.GPT2Config(vocab_size=67, n_positions=16, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0,
-                        embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5)
-    m = tf.GPT2LMHeadModel(cfg)
+                        embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0, layer_norm_epsilon=1e-5,
+                        pad_token_id=0)
     ids, mask = inputs(cfg.vocab_size)
+    if cls:  # score.weight on the last non-pad token (found through pad_token_id, as transformers does)
+        cfg.num_labels = cls
+        m = tf.GPT2ForSequenceClassification(cfg)
+        with torch.no_grad():
+            m.score.weight.normal_(0, 0.5)
+        save_case("gpt2_cls", m, ids, mask, torch.tensor([1, 0, 3]))
+        return
+    m = tf.GPT2LMHeadModel(cfg)
     save_case("gpt2", m, ids, mask, lm_labels(ids, mask))
 
 
-def llama(name, tie, kv, theta, cls=None, qwen=False):
+def llama(name, tie, kv, theta, cls=None, qwen=False, mistral=False):
     kw = dict(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=kv, max_position_embeddings=32, rms_norm_eps=1e-6, rope_theta=theta,
               tie_word_embeddings=tie, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    cfg = tf.Qwen2Config(**kw) if qwen else tf.LlamaConfig(**kw)
+    cfg = tf.Qwen2Config(**kw) if qwen else tf.MistralConfig(sliding_window=16, **kw) if mistral else tf.LlamaConfig(**kw)
     ids, mask = inputs(cfg.vocab_size)
     if cls:
         cfg.num_labels = cls
@@ -94,7 +102,7 @@ def llama(name, tie, kv, theta, cls=None, qwen=False):
             m.score.weight.normal_(0, 0.5)  # make the head's contribution visible
         labels = torch.tensor([0, 2, 1])
     else:
-        m = (tf.Qwen2ForCausalLM if qwen else tf.LlamaForCausalLM)(cfg)
+        m = (tf.Qwen2ForCausalLM if qwen else tf.MistralForCausalLM if mistral else tf.LlamaForCausalLM)(cfg)
         labels = lm_labels(ids, mask)
     if qwen:
         with torch.no_grad():  # transformers inits biases to 0; random biases test them
@@ -194,6 +202,17 @@ def stories():
     save_file({"input_ids": ids.int(), "loss": loss.reshape(1).float()}, os.path.join(OUT, "stories260k_ref.safetensors"))
     with open(os.path.join(OUT, "stories260k_story.txt"), "w") as f:
         f.write(STORY)
+    # what `ftc eval --data stories260k_story.txt` must print: whole text in one window, and windows of 32
+    # tokens that share one token (each token after the first predicted once, from its window's prefix)
+    ref = {"n_tokens": ids.shape[1] - 1, "loss": loss.item()}
+    n, ctx, total = ids.shape[1], 32, 0.0
+    with torch.no_grad():
+        for start in range(0, n - 1, ctx - 1):
+            w = ids[:, start:start + ctx]
+            total += m(input_ids=w, labels=w).loss.item() * (w.shape[1] - 1)
+    ref["loss_context32"] = total / (n - 1)
+    with open(os.path.join(OUT, "stories260k_eval.json"), "w") as f:
+        json.dump(ref, f, indent=1)
     print(f"stories260K: {ids.shape[1]} tokens, loss {loss.item():.4f} (uniform {math.log(512):.4f})")
 
 
@@ -208,3 +227,5 @@ if __name__ == "__main__":
     bert_mean()
     minilm()
     stories()
+    llama("mistral", tie=False, kv=2, theta=1e6, mistral=True)  # sliding window 16 > T: plain causal
+    gpt2(cls=4)

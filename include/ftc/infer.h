@@ -2,7 +2,11 @@
 #ifndef FTC_INFER_H
 #define FTC_INFER_H
 #include <stdint.h>
+#include <stdbool.h>
 #include "ftc/base.h"
+#include "ftc/model.h"
+#include "ftc/status.h"
+#include "ftc/tokenizer.h"
 
 /* Sampling as transformers' generate applies its warpers: temperature, then top-k, then top-p.
  * temperature <= 0 means greedy (argmax; the lowest index wins a tie). top_k <= 0 and top_p >= 1 disable. */
@@ -15,4 +19,84 @@ typedef struct {
 /* Picks the next token from logits[V]. scratch: V floats and V int32 provided by the caller. */
 int32_t ftc_sample(const float *logits, int V, const ftc_sampler *s, ftc_rng *rng, float *prob_scratch,
                    int32_t *idx_scratch);
+/* ---- incremental decoding with a KV cache (src/infer/generate.c) ----
+ * Decoder families only (GPT-2, Llama, Mistral, Qwen2) loaded with FTC_TASK_CAUSAL_LM. The cache keeps the
+ * keys and values of every position of one sequence, so each new token costs one row through the blocks.
+ * It grows as needed up to the model's max_position_embeddings. The model must outlive the cache, and its
+ * weights must not change while the cache holds positions (reset after training steps). */
+typedef struct ftc_kv_cache ftc_kv_cache;
+ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, ftc_err *err);
+void ftc_kv_cache_free(ftc_kv_cache *c);
+void ftc_kv_cache_reset(ftc_kv_cache *c);              /* forget every position */
+void ftc_kv_cache_truncate(ftc_kv_cache *c, int len);  /* keep the first len positions */
+int ftc_kv_cache_len(const ftc_kv_cache *c);           /* positions cached */
+int ftc_kv_cache_max_len(const ftc_kv_cache *c);       /* the model's context */
+const int32_t *ftc_kv_cache_ids(const ftc_kv_cache *c); /* the cached tokens [len] */
+
+/* Runs ids[n] at the positions after the cached ones and caches their keys and values. logits: [n, V] for
+ * every new position when all_positions, else [V] for the last one only. Equals ftc_model_forward on the
+ * whole sequence (within float rounding) without recomputing the prefix. */
+ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, int n, float *logits,
+                            bool all_positions, ftc_err *err);
+
+typedef enum {
+    FTC_GEN_MAX_TOKENS,   /* max_new_tokens generated */
+    FTC_GEN_STOP_TOKEN,   /* a stop token (EOS) was sampled; it is not in the output */
+    FTC_GEN_CONTEXT_FULL, /* the model's context is full */
+    FTC_GEN_CALLER,       /* on_token returned false */
+} ftc_gen_stop;
+
+typedef struct {
+    int max_new_tokens;
+    ftc_sampler sampler;
+    uint64_t seed;           /* seeds the sampling RNG when rng is NULL */
+    ftc_rng *rng;            /* or the caller's RNG (state carries over between calls, e.g. chat turns) */
+    const int32_t *stop_ids; /* e.g. EOS; n_stop of them */
+    int n_stop;
+    bool (*on_token)(void *ctx, int32_t id); /* streaming: called for each generated token; false stops */
+    void *ctx;
+} ftc_generate_opts;
+
+/* Appends prompt[n_prompt] to the cache (n_prompt may be 0 to continue after the cached tokens), then
+ * samples up to max_new_tokens tokens, feeding each back. out[max_new_tokens] receives them (stop token
+ * excluded), *n_out their count, *why (may be NULL) the reason generation ended. */
+ftc_status ftc_generate(ftc_model *m, ftc_kv_cache *c, const int32_t *prompt, int n_prompt,
+                        const ftc_generate_opts *o, int32_t *out, int *n_out, ftc_gen_stop *why, ftc_err *err);
+/* ---- streaming detokenization (src/infer/textstream.c) ----
+ * Text of generated tokens as they arrive, each byte emitted once: push returns what the new token adds
+ * (possibly "", e.g. while a multi-byte character is incomplete). The concatenated pieces equal decoding the
+ * generated ids after the context with HF decode() (special tokens skipped). */
+typedef struct {
+    const ftc_tokenizer *tok;
+    int32_t *ids;
+    size_t n, cap;
+    size_t prefix, read; /* decode window: ids[prefix..read) already emitted */
+} ftc_text_stream;
+/* context: the tokens before the first pushed one (the prompt), so the first piece decodes as in context. */
+ftc_status ftc_text_stream_init(ftc_text_stream *s, const ftc_tokenizer *t, const int32_t *context, size_t n,
+                                ftc_err *err);
+/* *piece: malloc'd NUL-terminated text (caller frees). */
+ftc_status ftc_text_stream_push(ftc_text_stream *s, int32_t id, char **piece, ftc_err *err);
+/* Whatever is still held back (an incomplete character at the end of generation). */
+ftc_status ftc_text_stream_flush(ftc_text_stream *s, char **piece, ftc_err *err);
+void ftc_text_stream_free(ftc_text_stream *s);
+
+/* ---- opening --model for generate/chat/classify (src/infer/open.c) ----
+ * path: a model directory (HF layout + tokenizer files) or an ftc run directory (config.resolved.json,
+ * model/, optionally chat_template.json). want_task: FTC_TASK_* or -1 for the run's own (a plain directory
+ * is then causal-lm). A run trained for another task is refused with a hint. */
+typedef struct {
+    ftc_model *model;
+    ftc_tokenizer *tok;
+    ftc_task task;
+    bool is_run;
+    char model_dir[4200];     /* where the weights were loaded from */
+    char tokenizer_dir[4200];
+    char template_name[32];   /* a run's chat template ("" if none recorded) */
+} ftc_infer_model;
+ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, ftc_err *err);
+void ftc_infer_close(ftc_infer_model *im);
+/* The ids that end generation: EOS of config.json, of generation_config.json (number or list) and of the
+ * tokenizer, those inside the model's vocabulary. Returns how many were written (at most max). */
+int ftc_infer_stop_ids(const ftc_infer_model *im, int32_t *out, int max);
 #endif

@@ -65,6 +65,14 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch);
 
+/* Attention for incremental decoding over a KV cache (forward only; src/kernels/cpu/ops_attention_decode.c).
+ * q, out [B,Tn,H,D]: the queries of the Tn newest positions Tk-Tn .. Tk-1. k_cache, v_cache [B,Tcap,Hkv,D]
+ * (Tcap >= Tk rows per batch entry) already hold the keys/values of positions 0..Tk-1, the new ones included.
+ * Causal: new query i sees keys 0..Tk-Tn+i. att [B,H,Tn,Tk] receives the probabilities (0 for hidden keys).
+ * Gives the rows Tk-Tn.. of attention_forward(causal) on the whole sequence. */
+void attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
+                              int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D);
+
 /* Softmax cross-entropy over V for N rows. targets[n] < 0 (e.g. -100) is ignored.
  * Returns the mean loss over counted rows (0 if none) and writes *n_counted.
  * Backward: dlogits = (softmax - onehot) * dloss / n_counted for counted rows, 0 for ignored rows.

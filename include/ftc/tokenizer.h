@@ -15,6 +15,9 @@ ftc_status ftc_tokenizer_load(const char *dir, ftc_tokenizer **out, ftc_err *err
 /* From a tokenizer.json text (tests, fuzzing). */
 ftc_status ftc_tokenizer_from_json(const char *json, size_t len, const char *name_for_errors, ftc_tokenizer **out,
                                    ftc_err *err);
+/* The older file sets only (GPT-2 vocab.json + merges.txt, or BERT vocab.txt + tokenizer_config.json
+ * do_lower_case), even when tokenizer.json is present: tests compare both. */
+ftc_status ftc_tokenizer_load_legacy(const char *dir, ftc_tokenizer **out, ftc_err *err);
 void ftc_tokenizer_free(ftc_tokenizer *t);
 
 typedef struct {
@@ -27,6 +30,10 @@ void ftc_ids_free(ftc_ids *ids);
  * max_len > 0 truncates (keeping the special tokens). Appends nothing on error. text is UTF-8 of len bytes. */
 ftc_status ftc_tokenizer_encode(const ftc_tokenizer *t, const char *text, size_t len, bool add_special, int max_len,
                                 ftc_ids *out, ftc_err *err);
+/* Batch: outs[i] receives the ids of texts[i] (lens[i] bytes), as ftc_tokenizer_encode; n_threads <= 0 uses
+ * OpenMP's default. On error nothing is appended anywhere and err names the text index. */
+ftc_status ftc_tokenizer_encode_batch(const ftc_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
+                                      bool add_special, int max_len, ftc_ids *outs, int n_threads, ftc_err *err);
 /* Text pair (BERT: [CLS] a [SEP] b [SEP], token types 0/1); type_ids may be NULL. */
 ftc_status ftc_tokenizer_encode_pair(const ftc_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
                                      int max_len, ftc_ids *out, ftc_ids *type_ids, ftc_err *err);

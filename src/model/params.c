@@ -302,6 +302,11 @@ void ftc_model_set_trainable(ftc_model *m, int i, bool trainable) {
         ftc_err e;
         if (model_plan_grads(m, &e)) m->grads_planned = false; /* retried (and reported) by the next reserve */
     }
+    /* reserved for inference only, now something trains: plan the gradient scratch too (outside any step) */
+    if (trainable && m->act && !m->g_res) {
+        ftc_err e;
+        if (ftc_model_reserve(m, m->max_B, m->max_T, &e)) m->forward_done = false;
+    }
 }
 
 int64_t ftc_model_count_params(const ftc_model *m, bool trainable_only) {

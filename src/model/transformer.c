@@ -29,6 +29,8 @@ static float *take(planner *p, size_t n) {
     return r;
 }
 
+enum { LM_CHUNK = 256 }; /* rows of vocabulary logits differentiated at a time */
+
 static bool any_trainable(const ftc_model *m) {
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].trainable) return true;
@@ -89,7 +91,8 @@ static void plan(ftc_model *m, planner *p) {
     m->pooled = m->pool_dense = m->pool_tanh = m->cls_in = m->cls_mask = NULL;
     if (m->task == FTC_TASK_CAUSAL_LM) {
         m->logits = take(p, N * (size_t)m->V);
-        m->dlogits = grads ? take(p, N * (size_t)m->V) : NULL;
+        /* the LM head's backward runs in row chunks: its logits gradient needs LM_CHUNK rows, not N */
+        m->dlogits = grads ? take(p, (N < LM_CHUNK ? N : LM_CHUNK) * (size_t)m->V) : NULL;
     } else if (m->task == FTC_TASK_CLASSIFY) {
         m->pooled = take(p, NB * C);
         m->pool_dense = m->pooler_w >= 0 ? take(p, NB * C) : NULL;
@@ -253,9 +256,22 @@ static ftc_status check_batch(ftc_model *m, const ftc_batch *b, ftc_err *err) {
         return ftc_errf(err, FTC_E_USAGE, "batch %dx%d does not fit the reserved %dx%d", b->B, b->T, m->max_B,
                         m->max_T);
     if (!b->ids) return ftc_errf(err, FTC_E_USAGE, "batch without token ids");
+    if (m->cfg.sliding_window > 0 && b->T > m->cfg.sliding_window) /* within the window it is plain causal */
+        return ftc_errf(err, FTC_E_UNSUPPORTED, "sequence length %d exceeds the %s sliding window of %d tokens, "
+                        "which is not supported; use sequences of at most %d", b->T, m->cfg.model_type,
+                        m->cfg.sliding_window, m->cfg.sliding_window);
     if (m->task == FTC_TASK_CLASSIFY && m->cls_w < 0)
         return ftc_errf(err, FTC_E_USAGE, "no classification head: call ftc_model_set_classifier first");
     int N = b->B * b->T;
+    /* positions count from each row's start, so padding must come last; a row needs one real token */
+    for (int r = 0; b->mask && r < b->B; r++) {
+        const uint8_t *mr = b->mask + (size_t)r * b->T;
+        if (!mr[0]) return ftc_errf(err, FTC_E_INPUT, "batch row %d has no real token (mask starts with 0)", r);
+        for (int t = 1; t < b->T; t++)
+            if (mr[t] && !mr[t - 1])
+                return ftc_errf(err, FTC_E_INPUT, "batch row %d: padding must come after the tokens (right padding); "
+                                "position %d is real after padding", r, t);
+    }
     for (int n = 0; n < N; n++) {
         if (b->ids[n] < 0 || b->ids[n] >= m->V)
             return ftc_errf(err, FTC_E_INPUT, "token id %d at batch row %d, position %d is outside the vocabulary "
@@ -506,9 +522,19 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
     float *g = m->g_res;
     memset(g, 0, NC * sizeof(float));
     if (m->task == FTC_TASK_CAUSAL_LM) {
-        cross_entropy_backward(m->dlogits, m->logits, m->targets, N, m->V, 1.0f);
-        linear_backward(need_hidden_grad ? g : NULL, G(m, m->lm_head), NULL, m->dlogits, m->hidden, P(m, m->lm_head), N,
-                        C, m->V);
+        /* mean over all counted targets, computed chunk by chunk: a chunk's gradient is scaled by its
+         * share of the counted targets (cross_entropy_backward divides by the chunk's own count) */
+        int total = 0;
+        for (int n = 0; n < N; n++) total += m->targets[n] >= 0;
+        for (int r0 = 0; r0 < N && total > 0; r0 += LM_CHUNK) {
+            int rows = N - r0 < LM_CHUNK ? N - r0 : LM_CHUNK, here = 0;
+            for (int n = r0; n < r0 + rows; n++) here += m->targets[n] >= 0;
+            if (!here) continue;
+            cross_entropy_backward(m->dlogits, m->logits + (size_t)r0 * m->V, m->targets + r0, rows, m->V,
+                                   (float)here / (float)total);
+            linear_backward(need_hidden_grad ? g + (size_t)r0 * C : NULL, G(m, m->lm_head), NULL, m->dlogits,
+                            m->hidden + (size_t)r0 * C, P(m, m->lm_head), rows, C, m->V);
+        }
     } else {
         int nl = m->num_labels;
         cross_entropy_backward(m->dlogits, m->logits, m->cls_targets, B, nl, 1.0f);

@@ -256,7 +256,7 @@ static void *pool_worker(void *arg) {
     unsigned seen = 0;
     for (;;) {
         unsigned gen = atomic_load(&pool.published);
-        for (int spin = 0; gen == seen && spin < 20000; spin++) { /* tens of microseconds: back-to-back matmuls */
+        for (int spin = 0; gen == seen && spin < 2000; spin++) { /* tens of microseconds: back-to-back matmuls */
 #if defined(__x86_64__)
             __builtin_ia32_pause();
 #endif
@@ -306,7 +306,11 @@ static void run_threaded(const gemm_job *j) {
     if (workers > nt - 1) workers = nt - 1;
     bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
     int tiles = split_rows ? (j->M + FTC_MM_MR - 1) / FTC_MM_MR : (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
-    int chunks = 4 * (workers + 1);
+    /* Up to 4 chunks per thread, but each at least 256 long: every chunk packs its own copy of the other
+     * operand, which costs a few percent per chunk at the training shapes. */
+    int len = split_rows ? j->M : j->N, chunks = len / 256;
+    if (chunks > 4 * (workers + 1)) chunks = 4 * (workers + 1);
+    if (chunks < workers + 1) chunks = workers + 1;
     if (chunks > tiles) chunks = tiles;
     if (workers == 0 || chunks <= 1) {
         pthread_mutex_unlock(&pool.call);

@@ -43,6 +43,46 @@ static void *pack_buffer(int which, size_t bytes) {
 
 /* ---------------------------------------------------------------- fp32 ---------------------------- */
 
+static inline __mmask16 mask_upto(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* In-register transpose of a 16 x 16 block: r[i] = row i on entry, column i on return. Three shuffle stages
+ * (pairs, quads, 128-bit lanes): about one shuffle per 4 elements instead of a scalar strided store each. */
+AVX512_FN static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* r[4i+j], 128-bit lane L: column 4L+j of rows 4i..4i+3 */
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), u1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+        __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+        t[j] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        t[8 + j] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+        t[4 + j] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* rows of X (row stride ld, `rows` valid of 16) at columns k0..k0+kn (kn <= 16), transposed: for each c < kn,
+ * the 16 row values of column c are stored (under `store_mask`) at dst + c * dst_stride. Missing rows read 0. */
+AVX512_FN static inline void transpose_rows(const float *X, int ld, int rows, int kn, float *dst, int dst_stride,
+                                            __mmask16 store_mask) {
+    __m512 r[16];
+    __mmask16 m = mask_upto(kn);
+    for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(m, X + (size_t)i * ld) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int c = 0; c < kn; c++) _mm512_mask_storeu_ps(dst + (size_t)c * dst_stride, store_mask, r[c]);
+}
+
 /* op(A)[i0.., k0..] (mc x kc) into MR-row panels: panel p holds, for each k, MR consecutive rows. */
 AVX512_FN static void pack_a_f32(bool ta, const float *A, int lda, int i0, int mc, int k0, int kc, float *dst) {
     for (int p = 0; p < mc; p += MR, dst += (size_t)kc * MR) {
@@ -55,16 +95,10 @@ AVX512_FN static void pack_a_f32(bool ta, const float *A, int lda, int i0, int m
                 for (; r < mr; r++) d[r] = src[r];
                 for (; r < MR; r++) d[r] = 0.0f;
             }
-        } else { /* op(A)(i,k) = A[i][k]: one row per panel lane, read along k */
-            for (int r = 0; r < MR; r++) {
-                float *d = dst + r;
-                if (r < mr) {
-                    const float *src = A + (size_t)(i0 + p + r) * lda + k0;
-                    for (int k = 0; k < kc; k++) d[(size_t)k * MR] = src[k];
-                } else {
-                    for (int k = 0; k < kc; k++) d[(size_t)k * MR] = 0.0f;
-                }
-            }
+        } else { /* op(A)(i,k) = A[i][k]: MR rows read along k, transposed 16 k at a time */
+            const float *src = A + (size_t)(i0 + p) * lda + k0;
+            for (int k = 0; k < kc; k += 16)
+                transpose_rows(src + k, lda, mr, imin(16, kc - k), dst + (size_t)k * MR, MR, mask_upto(MR));
         }
     }
 }
@@ -74,7 +108,6 @@ static inline float *c_at(float *C, int ldc, bool c_trans, int i, int j) {
     return c_trans ? C + (size_t)j * ldc + i : C + (size_t)i * ldc + j;
 }
 
-static inline __mmask16 mask_upto(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
 /* op(B)[k0.., j0..] (kc x nc) into NR-column slivers: sliver q holds, for each k, NR consecutive columns. */
 AVX512_FN static void pack_b_f32(bool tb, const float *B, int ldb, int k0, int kc, int j0, int nc, float *dst) {
@@ -87,16 +120,12 @@ AVX512_FN static void pack_b_f32(bool tb, const float *B, int ldb, int k0, int k
                 _mm512_store_ps(dst + (size_t)k * NR, _mm512_maskz_loadu_ps(m0, src));
                 _mm512_store_ps(dst + (size_t)k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
             }
-        } else { /* op(B)(k,j) = B[j][k]: read each row of B along k, write strided */
-            for (int r = 0; r < NR; r++) {
-                float *d = dst + r;
-                if (r < nr) {
-                    const float *src = B + (size_t)(j0 + q + r) * ldb + k0;
-                    for (int k = 0; k < kc; k++) d[(size_t)k * NR] = src[k];
-                } else {
-                    for (int k = 0; k < kc; k++) d[(size_t)k * NR] = 0.0f;
-                }
-            }
+        } else { /* op(B)(k,j) = B[j][k]: rows of B read along k, transposed 16 x 16 */
+            const float *src = B + (size_t)(j0 + q) * ldb + k0;
+            for (int h = 0; h < 2; h++)
+                for (int k = 0; k < kc; k += 16)
+                    transpose_rows(src + (size_t)h * 16 * ldb + k, ldb, nr - 16 * h, imin(16, kc - k),
+                                   dst + (size_t)k * NR + 16 * h, NR, 0xFFFF);
         }
     }
 }
@@ -216,10 +245,18 @@ AVX512_FN void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const 
                     acc[2][j] = _mm512_fmadd_ps(v2, bv, acc[2][j]);
                 }
             }
+            /* reduce with constant indices only, so that acc stays in registers through the k loop */
+            float sums[RB][JB];
+#pragma GCC unroll 8
+            for (int j = 0; j < JB; j++) {
+                sums[0][j] = _mm512_reduce_add_ps(acc[0][j]);
+                sums[1][j] = _mm512_reduce_add_ps(acc[1][j]);
+                sums[2][j] = _mm512_reduce_add_ps(acc[2][j]);
+            }
             for (int r = 0; r < in; r++)
                 for (int j = 0; j < jn; j++) {
                     float *c = C + (size_t)(i0 + r) * ldc + j0 + j;
-                    float v = alpha * _mm512_reduce_add_ps(acc[r][j]);
+                    float v = alpha * sums[r][j];
                     *c = beta == 0.0f ? v : v + beta * *c;
                 }
         }

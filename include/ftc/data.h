@@ -1,0 +1,215 @@
+/* Task data: the files users have (JSONL, CSV/TSV, plain text) -> validated records -> chat template ->
+ * token ids with the loss mask the trainer needs (ftc_dataset in train.h), label maps, splits, and the
+ * statistics `ftc data check` prints.
+ *
+ *   reader (streaming, one record at a time)  ->  ftc_record
+ *   ftc_data_encode_record(template, encoder) ->  ftc_example (ids, labels with -100, class index)
+ *   ftc_data_pack                             ->  fixed-length sequences for causal-lm (--pack)
+ *
+ * Every error names file:line:column and what is wrong. The reader moves past a bad record, so a
+ * caller may stop at the first error (training) or collect them all (data check). */
+#ifndef FTC_DATA_H
+#define FTC_DATA_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "ftc/status.h"
+#include "ftc/tokenizer.h"
+#include "ftc/train.h"
+
+struct json_t; /* jansson */
+
+/* ---- records ---- */
+typedef enum {
+    FTC_FMT_AUTO = 0,   /* detect from the first valid record */
+    FTC_FMT_TEXT,       /* {"text": ...}: continued pretraining, every token trained */
+    FTC_FMT_COMPLETION, /* {"prompt": ..., "completion": ...}: completion (+ EOS) trained */
+    FTC_FMT_CHAT,       /* {"messages": [{"role", "content", "weight"?}, ...]}: OpenAI chat format */
+    FTC_FMT_LABEL,      /* {"text": ..., "label": "name" | 3}: classification */
+} ftc_data_format;
+typedef enum { FTC_FILE_AUTO = 0, FTC_FILE_JSONL, FTC_FILE_CSV, FTC_FILE_TSV, FTC_FILE_TXT } ftc_file_kind;
+/* AUTO: paragraphs of a .txt file; whole files when the data path is a directory of .txt/.md files. */
+typedef enum { FTC_TXT_AUTO = 0, FTC_TXT_PARAGRAPH, FTC_TXT_FILE } ftc_txt_mode;
+
+typedef enum { FTC_ROLE_SYSTEM, FTC_ROLE_USER, FTC_ROLE_ASSISTANT } ftc_role;
+typedef struct {
+    ftc_role role;
+    char *content;
+    int weight; /* assistant turns: 1 trained (default), 0 not trained */
+} ftc_chat_msg;
+
+typedef struct {
+    ftc_data_format format;
+    char *text;               /* TEXT, LABEL */
+    char *prompt, *completion; /* COMPLETION */
+    ftc_chat_msg *msgs;       /* CHAT */
+    int n_msgs;
+    char *label;              /* LABEL: the label as written ("card_arrival", or "3" for the integer 3) */
+    bool label_is_int;
+    long line;                /* 1-based line of the file where the record starts */
+} ftc_record;
+void ftc_record_clear(ftc_record *r); /* frees the contents, leaves an empty record */
+
+const char *ftc_data_format_name(ftc_data_format f); /* "text", "completion", "chat", "label" */
+/* Parses a --format value; also accepts "prompt-completion", "messages", "classify". */
+ftc_status ftc_data_format_parse(const char *s, ftc_data_format *out, ftc_err *err);
+ftc_status ftc_file_kind_parse(const char *s, ftc_file_kind *out, ftc_err *err); /* jsonl|csv|tsv|txt */
+const char *ftc_file_kind_name(ftc_file_kind k);
+
+/* ---- the streaming reader ---- */
+typedef struct {
+    ftc_file_kind file_kind;  /* AUTO: by extension (.jsonl/.json, .csv, .tsv, .txt), else by the first byte;
+                                 a directory is read as its .txt/.md files in name order */
+    ftc_data_format format;   /* AUTO: from the first valid record */
+    const char *text_col;     /* CSV/TSV: column holding the text (NULL: text, sentence, content, ...) */
+    const char *label_col;    /* CSV/TSV: column holding the label (NULL: label, category, intent, ...) */
+    ftc_txt_mode txt_mode;    /* .txt: one record per blank-line-separated paragraph, or per file */
+} ftc_read_opts;
+
+typedef struct ftc_reader ftc_reader;
+ftc_status ftc_reader_open(const char *path, const ftc_read_opts *o, ftc_reader **out, ftc_err *err);
+/* From memory (fuzzing, tests); name is used in messages. The buffer must outlive the reader. */
+ftc_status ftc_reader_open_mem(const void *data, size_t len, const char *name, const ftc_read_opts *o,
+                               ftc_reader **out, ftc_err *err);
+/* Next record into *rec (cleared first). *got = false at the end of the file.
+ * A bad record returns FTC_E_INPUT with "file:line:column: what" in err and the reader positioned after
+ * it, so the caller may call again to continue. I/O errors return FTC_E_IO (do not continue). */
+ftc_status ftc_reader_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err);
+ftc_data_format ftc_reader_format(const ftc_reader *r); /* AUTO until the first valid record */
+ftc_file_kind ftc_reader_file_kind(const ftc_reader *r);
+const char *ftc_reader_path(const ftc_reader *r);
+void ftc_reader_close(ftc_reader *r);
+
+/* ---- chat templates ---- */
+typedef enum {
+    FTC_TEMPLATE_NONE = 0,
+    FTC_TEMPLATE_CHATML,  /* <|im_start|>role\ncontent<|im_end|>\n */
+    FTC_TEMPLATE_LLAMA3,  /* <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|> */
+    FTC_TEMPLATE_LLAMA2,  /* <s>[INST] <<SYS>>..<</SYS>> user [/INST] answer </s> */
+    FTC_TEMPLATE_ZEPHYR,  /* <|user|>\ncontent</s>\n<|assistant|>\n... */
+    FTC_TEMPLATE_PLAIN,   /* ### Question:\n..\n\n### Answer:\n.. EOS (base models) */
+} ftc_template;
+const char *ftc_template_name(ftc_template t);
+ftc_status ftc_template_parse(const char *s, ftc_template *out, ftc_err *err);
+/* The official Jinja source of a built-in template (NULL for plain and none). */
+const char *ftc_template_jinja(ftc_template t);
+/* The template a model directory's tokenizer_config.json "chat_template" names, compared with the known
+ * official sources (whitespace-insensitive). FTC_TEMPLATE_NONE when the file or key is absent, or when the
+ * template is not one we know (then *unknown is set, if non-NULL). */
+ftc_status ftc_template_from_model_dir(const char *dir, ftc_template *out, bool *unknown, ftc_err *err);
+
+/* A rendered example: the text in pieces, each trained or not. Concatenated, the pieces are exactly what
+ * transformers' apply_chat_template renders. */
+typedef struct {
+    char *text;      /* the whole rendering, NUL-terminated */
+    size_t len;
+    size_t *starts;  /* [n] byte offset where piece i starts */
+    bool *trained;   /* [n] */
+    int n;
+} ftc_rendered;
+void ftc_rendered_free(ftc_rendered *r);
+/* Renders a CHAT or COMPLETION record (COMPLETION: prompt untrained + completion trained, no template).
+ * bos/eos: the tokenizer's texts ("<s>", "</s>"); train_on_inputs marks every piece trained. A
+ * conversation the template cannot express (llama2: roles must alternate) is FTC_E_INPUT. */
+ftc_status ftc_template_render(ftc_template t, const ftc_record *rec, const char *bos, const char *eos,
+                               bool train_on_inputs, ftc_rendered *out, ftc_err *err);
+
+/* ---- turning records into examples ---- */
+/* How text becomes ids: normally the model's tokenizer (ftc_data_encoder_from_tokenizer). encode appends
+ * the ids of text to out (add_special: the tokenizer's post-processor, e.g. BOS or [CLS]..[SEP]). */
+typedef struct {
+    void *ctx;
+    ftc_status (*encode)(void *ctx, const char *text, size_t len, bool add_special, ftc_ids *out, ftc_err *err);
+    int32_t bos, eos, pad;         /* -1 when absent */
+    const char *bos_text, *eos_text; /* "" when absent */
+    /* Optional (may be NULL): ids -> text with special tokens kept, malloc'd. Used only where the text before a
+     * piece tokenizes differently alone than inside the whole (GPT-2 "\n\n" + "Paris" is "\n","\n","Paris"),
+     * to find which tokens start before the piece, as transformers' offsets would say. */
+    ftc_status (*decode)(void *ctx, const int32_t *ids, size_t n, char **out, ftc_err *err);
+} ftc_data_encoder;
+void ftc_data_encoder_from_tokenizer(const ftc_tokenizer *t, ftc_data_encoder *out);
+
+typedef enum { FTC_TRUNC_RIGHT = 0, FTC_TRUNC_LEFT } ftc_truncation;
+typedef struct {
+    ftc_task task;           /* causal-lm | classify */
+    ftc_template tmpl;       /* chat records; NONE = error for chat data */
+    bool train_on_inputs;    /* causal-lm: train prompt/user tokens too */
+    int max_len;             /* 0 = no limit */
+    ftc_truncation truncation;
+} ftc_encode_opts;
+
+/* One record -> one example. causal-lm: ids + labels (= id where trained, -100 elsewhere); EOS follows
+ * each trained answer. classify: ids with the tokenizer's special tokens, label = class index from map.
+ * *truncated (may be NULL) tells whether max_len cut tokens. */
+typedef struct ftc_label_map ftc_label_map;
+ftc_status ftc_data_encode_record(const ftc_record *rec, const ftc_encode_opts *o, const ftc_data_encoder *enc,
+                                  const ftc_label_map *labels, const char *path, ftc_example *out, bool *truncated,
+                                  ftc_err *err);
+/* Number of label entries != -100 after the model's shift (positions 1..len-1). */
+int ftc_example_trained_tokens(const ftc_example *e);
+void ftc_example_free(ftc_example *e);
+
+/* --pack (causal-lm): concatenates the examples in order and cuts the stream into sequences of max_len
+ * (the last may be shorter). The first token of every example is not trained (its prediction would cross
+ * from the previous example). Attention is NOT confined to each example: a packed sequence is one causal
+ * sequence, as in transformers' group_texts. Replaces d's examples. */
+ftc_status ftc_data_pack(ftc_dataset *d, int max_len, ftc_err *err);
+
+/* ---- label maps: sorted training labels, saved as a JSON array (labels.json), class index = position ---- */
+struct ftc_label_map {
+    char **names;  /* sorted: numerically when every label is an integer, else by bytes */
+    int n;
+    bool numeric;
+};
+/* From the labels of the training records (duplicates fine). */
+ftc_status ftc_label_map_build(const char *const *labels, size_t n, ftc_label_map *out, ftc_err *err);
+int ftc_label_map_find(const ftc_label_map *m, const char *label); /* -1 if absent */
+ftc_status ftc_label_map_save(const ftc_label_map *m, const char *path, ftc_err *err); /* atomic */
+ftc_status ftc_label_map_load(const char *path, ftc_label_map *out, ftc_err *err);
+void ftc_label_map_free(ftc_label_map *m);
+
+/* ---- splits ---- */
+typedef enum { FTC_SPLIT_TRAIN = 0, FTC_SPLIT_VAL = 1, FTC_SPLIT_TEST = 2 } ftc_split;
+/* Assigns each of n items to train/val/test: round(share * n) of each label group (stratified when
+ * labels != NULL; class indices) or of all items, chosen by a seeded shuffle. A label group keeps at
+ * least one training item. Deterministic for a seed. out: [n]. */
+ftc_status ftc_data_split(size_t n, const int32_t *labels, double val_share, double test_share, uint64_t seed,
+                          uint8_t *out, ftc_err *err);
+/* One JSONL line for a record, in the record's format (the split files the user can read and reuse). */
+char *ftc_record_to_jsonl(const ftc_record *r);
+
+/* ---- loading a whole data set for training ---- */
+typedef struct {
+    ftc_read_opts read;
+    ftc_encode_opts enc;
+    double val_share, test_share; /* used when no val file is given */
+    uint64_t seed;
+    bool pack;
+    const char *out_dir;  /* when set: labels.json, chat_template.txt, split/{train,val,test}.jsonl */
+} ftc_load_opts;
+/* Reads path (and val_path if non-NULL) to datasets. Stops at the first bad record. A label map (labels,
+ * may be NULL) given by the caller is used instead of one built from training data (eval, predict). */
+ftc_status ftc_data_load(const char *path, const char *val_path, const ftc_load_opts *o, const ftc_data_encoder *enc,
+                         const ftc_label_map *labels, ftc_dataset *train, ftc_dataset *val, ftc_dataset *test,
+                         ftc_err *err);
+
+/* ---- ftc data check ---- */
+typedef struct {
+    ftc_read_opts read;
+    ftc_encode_opts enc;          /* task AUTO-like: causal-lm unless the data is FMT_LABEL */
+    bool task_given;
+    int max_errors;               /* report at most this many errors (default 50), keep counting */
+    int batch, grad_accum, epochs; /* for the step estimate */
+    double near_dup_min_chars;    /* ignored when 0 */
+} ftc_check_opts;
+/* Reads data (and val if non-NULL) completely; returns a JSON report (new reference in *report):
+ * {"errors": [{"file","line","column","message"}], "n_errors", "warnings": [...], "train": {stats}, ...}.
+ * enc may be NULL (no token statistics). Returns FTC_OK even when the data has errors (see n_errors);
+ * only I/O or internal failures are returned as errors. */
+ftc_status ftc_data_check(const char *data, const char *val, const ftc_check_opts *o, const ftc_data_encoder *enc,
+                          struct json_t **report, ftc_err *err);
+/* The human-readable report. */
+void ftc_data_check_print(const struct json_t *report, FILE *out);
+
+#endif

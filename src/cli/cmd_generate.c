@@ -1,0 +1,204 @@
+/* ftc generate: continue a prompt with a causal LM (a model directory or a run directory), streaming the
+ * generated text to standard output as tokens come. */
+#include "cli.h"
+#include "ftc/base.h"
+#include "ftc/infer.h"
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: ftc generate --model DIR|RUNDIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
+            "                    [--top-p P] [--seed S] [--stats]\n\n"
+            "Continues TEXT with the model and prints only the generated text, token by token as it is produced.\n"
+            "The prompt is tokenized as Hugging Face's encode() does (BOS added for Llama-family tokenizers); an\n"
+            "empty prompt starts from the BOS token alone. Generation stops at EOS, after N tokens or when the\n"
+            "model's context is full. Keys and values of earlier positions are cached, so each token costs one\n"
+            "position's forward pass.\n\n"
+            "  --model DIR|RUNDIR  a model directory (config.json, *.safetensors, tokenizer files) or an ftc run\n"
+            "                      directory (its model/, trained for causal-lm)\n"
+            "  --prompt TEXT       the text to continue (\"\" = start from BOS)\n"
+            "  --max-tokens N      most tokens to generate (default 256)\n"
+            "  --temperature T     0 = greedy, the most likely token each step (default); > 0 samples from\n"
+            "                      softmax(logits / T)\n"
+            "  --top-k K           sample only among the K most likely tokens (0 = all; default 0)\n"
+            "  --top-p P           sample only from the smallest set of tokens whose probability reaches P\n"
+            "                      (default 1 = all)\n"
+            "  --seed S            sampling seed (default 0): the same seed gives the same text\n"
+            "  --stats             print the token counts and speed to standard error at the end\n"
+            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n");
+}
+
+static bool parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_float(const char *s, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+    *out = (float)v;
+    return true;
+}
+
+typedef struct {
+    ftc_text_stream ts;
+    ftc_err err;
+    bool failed;
+} stream_ctx;
+
+static bool on_token(void *p, int32_t id) {
+    stream_ctx *c = p;
+    char *piece;
+    if (ftc_text_stream_push(&c->ts, id, &piece, &c->err)) {
+        c->failed = true;
+        return false;
+    }
+    fputs(piece, stdout);
+    fflush(stdout);
+    free(piece);
+    return !ferror(stdout);
+}
+
+int cmd_generate(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    const char *model = NULL, *prompt = NULL;
+    long max_tokens = 256, seed = 0;
+    ftc_sampler sampler = {0.0f, 0, 1.0f};
+    bool stats = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        long v;
+        if (!strcmp(a, "--model") && has) model = argv[++i];
+        else if (!strcmp(a, "--prompt") && has) prompt = argv[++i];
+        else if (!strcmp(a, "--max-tokens") && has) {
+            if (!parse_long(argv[++i], 0, 1 << 24, &max_tokens))
+                return cli_usage_error("generate", "--max-tokens needs an integer >= 0, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--temperature") && has) {
+            if (!parse_float(argv[++i], 0.0, 1e6, &sampler.temperature))
+                return cli_usage_error("generate", "--temperature needs a number >= 0, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--top-k") && has) {
+            if (!parse_long(argv[++i], 0, 1 << 30, &v))
+                return cli_usage_error("generate", "--top-k needs an integer >= 0, not '%s'", argv[i]);
+            sampler.top_k = (int)v;
+        } else if (!strcmp(a, "--top-p") && has) {
+            if (!parse_float(argv[++i], 1e-9, 1.0, &sampler.top_p))
+                return cli_usage_error("generate", "--top-p needs a number in (0, 1], not '%s'", argv[i]);
+        } else if (!strcmp(a, "--seed") && has) {
+            if (!parse_long(argv[++i], 0, (long)(~0UL >> 1), &seed))
+                return cli_usage_error("generate", "--seed needs an integer >= 0, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--stats")) stats = true;
+        else if (a[0] == '-' && a[1] == '-' && !has && (!strcmp(a, "--model") || !strcmp(a, "--prompt") ||
+                                                         !strcmp(a, "--max-tokens") || !strcmp(a, "--temperature") ||
+                                                         !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
+                                                         !strcmp(a, "--seed")))
+            return cli_usage_error("generate", "%s needs a value", a);
+        else return cli_usage_error("generate", "unknown argument '%s'", a);
+    }
+    if (!model) return cli_usage_error("generate", "--model DIR|RUNDIR is required");
+    if (!prompt) return cli_usage_error("generate", "--prompt TEXT is required (\"\" starts from BOS)");
+
+    ftc_err err;
+    ftc_infer_model im;
+    if (ftc_infer_open(model, FTC_TASK_CAUSAL_LM, &im, &err)) return cli_fail("generate", &err);
+    int rc = 0;
+    ftc_ids ids = {0};
+    ftc_kv_cache *cache = NULL;
+    int32_t *out = NULL;
+    stream_ctx sc = {0};
+    const ftc_model_config *cfg = ftc_model_config_of(im.model);
+    if (ftc_tokenizer_encode(im.tok, prompt, strlen(prompt), true, 0, &ids, &err)) {
+        ftc_err_prefix(&err, "--prompt");
+        rc = cli_fail("generate", &err);
+        goto done;
+    }
+    if (ids.n == 0) { /* nothing to condition on: BOS, as transformers' generate() starts without input ids */
+        int32_t bos = ftc_tokenizer_special(im.tok).bos;
+        if (bos < 0) bos = cfg->bos_token_id;
+        if (bos < 0 || bos >= cfg->vocab_size) {
+            ftc_errf(&err, FTC_E_INPUT, "the prompt is empty and %s defines no BOS token to start from", model);
+            rc = cli_fail("generate", &err);
+            goto done;
+        }
+        ids.ids = malloc(sizeof *ids.ids);
+        if (!ids.ids) {
+            ftc_errf(&err, FTC_E_NOMEM, "out of memory");
+            rc = cli_fail("generate", &err);
+            goto done;
+        }
+        ids.ids[0] = bos, ids.n = 1, ids.cap = 1;
+    }
+    int n_prompt = (int)ids.n;
+    if (n_prompt >= cfg->max_positions) {
+        ftc_errf(&err, FTC_E_INPUT, "--prompt has %d tokens; the model's context is %d positions", n_prompt,
+                 cfg->max_positions);
+        rc = cli_fail("generate", &err);
+        goto done;
+    }
+    if (max_tokens == 0) goto done;
+    long room = (long)cfg->max_positions - n_prompt + 1; /* the last token is sampled, never fed */
+    int want = (int)(max_tokens < room ? max_tokens : room);
+    if ((rc = ftc_kv_cache_create(im.model, n_prompt + want, &cache, &err) ? cli_fail("generate", &err) : 0)) goto done;
+    out = malloc((size_t)want * sizeof *out);
+    if (!out || ftc_text_stream_init(&sc.ts, im.tok, ids.ids, ids.n, &err)) {
+        if (!out) ftc_errf(&err, FTC_E_NOMEM, "out of memory");
+        rc = cli_fail("generate", &err);
+        goto done;
+    }
+    int32_t stop[8];
+    ftc_generate_opts o = {.max_new_tokens = want, .sampler = sampler, .seed = (uint64_t)seed, .stop_ids = stop,
+                           .n_stop = ftc_infer_stop_ids(&im, stop, 8), .on_token = on_token, .ctx = &sc};
+    int n = 0;
+    ftc_gen_stop why;
+    double t0 = ftc_now();
+    if (ftc_generate(im.model, cache, ids.ids, n_prompt, &o, out, &n, &why, &err)) {
+        rc = cli_fail("generate", &err);
+        goto done;
+    }
+    double dt = ftc_now() - t0;
+    if (sc.failed) {
+        rc = cli_fail("generate", &sc.err);
+        goto done;
+    }
+    char *tail = NULL;
+    if (ftc_text_stream_flush(&sc.ts, &tail, &err)) {
+        rc = cli_fail("generate", &err);
+        goto done;
+    }
+    fputs(tail, stdout);
+    free(tail);
+    if (isatty(STDOUT_FILENO)) fputc('\n', stdout); /* keep the shell prompt off the text; files get it exact */
+    if (fflush(stdout) || ferror(stdout)) {
+        fprintf(stderr, "ftc generate: error: writing standard output: %s\n", strerror(errno));
+        rc = 2;
+        goto done;
+    }
+    if (why == FTC_GEN_CONTEXT_FULL || (why == FTC_GEN_MAX_TOKENS && want < max_tokens))
+        fprintf(stderr, "ftc generate: stopped after %d tokens: the model's context (%d positions) is full\n", n,
+                cfg->max_positions);
+    if (stats)
+        fprintf(stderr, "ftc generate: prompt %d tokens, generated %d (%s) in %.3f s, %.1f tokens/s\n", n_prompt, n,
+                why == FTC_GEN_STOP_TOKEN ? "stopped at EOS" : why == FTC_GEN_MAX_TOKENS ? "max tokens" : "context full",
+                dt, dt > 0 ? n / dt : 0.0);
+done:
+    ftc_text_stream_free(&sc.ts);
+    free(out);
+    ftc_kv_cache_free(cache);
+    ftc_ids_free(&ids);
+    ftc_infer_close(&im);
+    return rc;
+}

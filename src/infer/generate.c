@@ -1,0 +1,260 @@
+/* Incremental decoding for the decoder families (GPT-2, Llama, Mistral, Qwen2): every position's keys and
+ * values stay in a cache, so each new token costs one row through the blocks and attention over the cache,
+ * never a recomputation of the prefix. The arithmetic is the model's own block (model_internal.h) in
+ * inference form: no dropout, no saved activations, LoRA adapters applied when still unmerged. */
+#include "ftc/infer.h"
+#include "ftc/matmul.h"
+#include "ftc/ops.h"
+#include "model/model_internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { CHUNK = 64 }; /* positions run through the blocks together (prefill); bounds the scratch memory */
+
+struct ftc_kv_cache {
+    ftc_model *m;
+    int len, cap, max_pos;
+    float **k, **v;  /* per layer [cap, kvdim] */
+    int32_t *ids;    /* [cap] the tokens whose keys and values are cached */
+    int32_t pos[CHUNK];
+    /* scratch for one chunk */
+    float *x, *a, *q, *qkv, *attn, *o, *up, *gate, *act, *down, *mean, *rstd, *lora, *att;
+    size_t att_floats;
+};
+
+static void free_layers(ftc_kv_cache *c) {
+    if (c->k)
+        for (int i = 0; i < c->m->L; i++) free(c->k[i]), free(c->v[i]);
+    free(c->k), free(c->v);
+    c->k = c->v = NULL;
+}
+
+void ftc_kv_cache_free(ftc_kv_cache *c) {
+    if (!c) return;
+    free_layers(c);
+    free(c->ids);
+    free(c->x), free(c->a), free(c->q), free(c->qkv), free(c->attn), free(c->o), free(c->up), free(c->gate);
+    free(c->act), free(c->down), free(c->mean), free(c->rstd), free(c->lora), free(c->att);
+    free(c);
+}
+
+/* Grows the cache to hold at least `need` positions (doubling, capped at the model's context). */
+static ftc_status grow(ftc_kv_cache *c, int need, ftc_err *err) {
+    if (need <= c->cap) return FTC_OK;
+    if (need > c->max_pos)
+        return ftc_errf(err, FTC_E_INPUT, "context full: %d positions needed, the model has %d", need, c->max_pos);
+    int cap = c->cap ? c->cap : 64;
+    while (cap < need) cap *= 2;
+    if (cap > c->max_pos) cap = c->max_pos;
+    size_t kv = (size_t)c->m->kvdim;
+    for (int i = 0; i < c->m->L; i++) {
+        float *k = realloc(c->k[i], (size_t)cap * kv * sizeof(float));
+        if (k) c->k[i] = k;
+        float *v = realloc(c->v[i], (size_t)cap * kv * sizeof(float));
+        if (v) c->v[i] = v;
+        if (!k || !v) return ftc_errf(err, FTC_E_NOMEM, "out of memory for a KV cache of %d positions", cap);
+    }
+    int32_t *ids = realloc(c->ids, (size_t)cap * sizeof *ids);
+    if (!ids) return ftc_errf(err, FTC_E_NOMEM, "out of memory for a KV cache of %d positions", cap);
+    c->ids = ids;
+    size_t att = (size_t)c->m->H * CHUNK * cap;
+    float *a = realloc(c->att, att * sizeof(float));
+    if (!a) return ftc_errf(err, FTC_E_NOMEM, "out of memory for a KV cache of %d positions", cap);
+    c->att = a, c->att_floats = att;
+    c->cap = cap;
+    return FTC_OK;
+}
+
+ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, ftc_err *err) {
+    *out = NULL;
+    if (!m->causal || !m->pre_norm || m->task != FTC_TASK_CAUSAL_LM || m->lm_head < 0)
+        return ftc_errf(err, FTC_E_UNSUPPORTED, "%s model loaded for %s: generation needs a decoder (GPT-2, Llama "
+                        "family) with its language-model head", m->cfg.model_type,
+                        m->task == FTC_TASK_CAUSAL_LM ? "causal-lm" : m->task == FTC_TASK_CLASSIFY ? "classify" : "encode");
+    ftc_kv_cache *c = calloc(1, sizeof *c);
+    if (!c) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    c->m = m;
+    c->max_pos = m->cfg.max_positions > 0 ? m->cfg.max_positions : 1 << 20;
+    size_t N = CHUNK, C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
+    int r = model_max_lora_rank(m);
+    c->k = calloc((size_t)m->L, sizeof(float *));
+    c->v = calloc((size_t)m->L, sizeof(float *));
+    c->x = malloc(N * C * sizeof(float)), c->a = malloc(N * C * sizeof(float));
+    c->q = malloc(N * Q * sizeof(float)), c->attn = malloc(N * Q * sizeof(float));
+    c->qkv = m->fused_qkv ? malloc(N * (Q + 2 * KV) * sizeof(float)) : NULL;
+    c->o = malloc(N * C * sizeof(float)), c->down = malloc(N * C * sizeof(float));
+    c->up = malloc(N * F * sizeof(float)), c->act = malloc(N * F * sizeof(float));
+    c->gate = m->swiglu ? malloc(N * F * sizeof(float)) : NULL;
+    c->mean = malloc(N * sizeof(float)), c->rstd = malloc(N * sizeof(float));
+    c->lora = r > 0 ? malloc(N * (size_t)r * sizeof(float)) : NULL;
+    if (!c->k || !c->v || !c->x || !c->a || !c->q || !c->attn || (m->fused_qkv && !c->qkv) || !c->o || !c->down ||
+        !c->up || !c->act || (m->swiglu && !c->gate) || !c->mean || !c->rstd || (r > 0 && !c->lora)) {
+        ftc_kv_cache_free(c);
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory for the decoding buffers");
+    }
+    ftc_status s = grow(c, capacity < 1 ? 1 : capacity > c->max_pos ? c->max_pos : capacity, err);
+    if (s) {
+        ftc_kv_cache_free(c);
+        return s;
+    }
+    *out = c;
+    return FTC_OK;
+}
+
+void ftc_kv_cache_reset(ftc_kv_cache *c) { c->len = 0; }
+int ftc_kv_cache_len(const ftc_kv_cache *c) { return c->len; }
+int ftc_kv_cache_max_len(const ftc_kv_cache *c) { return c->max_pos; }
+const int32_t *ftc_kv_cache_ids(const ftc_kv_cache *c) { return c->ids; }
+void ftc_kv_cache_truncate(ftc_kv_cache *c, int len) {
+    if (len >= 0 && len < c->len) c->len = len;
+}
+
+/* y = x W^T + b (+ scale * (x A^T) B^T for an unmerged LoRA adapter) */
+static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const float *x, int N) {
+    ftc_model *m = c->m;
+    linear_forward(y, x, P(m, l->w), P(m, l->b), N, l->in, l->out);
+    if (l->lora_a < 0) return;
+    int r = (int)m->params[l->lora_a].shape[0];
+    linear_forward(c->lora, x, P(m, l->lora_a), NULL, N, l->in, r);
+    ftc_matmul(false, true, N, l->out, r, l->lora_scale, c->lora, r, P(m, l->lora_b), r, 1.0f, y, l->out);
+}
+
+static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, int N) {
+    ftc_model *m = c->m;
+    if (m->rmsnorm)
+        rmsnorm_forward(y, c->rstd, x, P(m, w), N, m->C, m->cfg.norm_eps);
+    else
+        layernorm_forward(y, c->mean, c->rstd, x, P(m, w), P(m, b), N, m->C, m->cfg.norm_eps);
+}
+
+/* N positions starting at c->len: c->x holds their embeddings on entry, their final hidden state on exit. */
+static void chunk_forward(ftc_kv_cache *c, int N) {
+    ftc_model *m = c->m;
+    const int p0 = c->len, Q = m->qdim, KV = m->kvdim;
+    const size_t NC = (size_t)N * m->C;
+    for (int li = 0; li < m->L; li++) {
+        layer_params *l = &m->layers[li];
+        float *kc = c->k[li] + (size_t)p0 * KV, *vc = c->v[li] + (size_t)p0 * KV; /* this chunk's cache rows */
+        norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, N);
+        if (m->fused_qkv) {
+            int W = Q + 2 * KV;
+            linear_inf(c, &l->qkv, c->qkv, c->a, N);
+            for (int n = 0; n < N; n++) {
+                const float *row = c->qkv + (size_t)n * W;
+                memcpy(c->q + (size_t)n * Q, row, (size_t)Q * sizeof(float));
+                memcpy(kc + (size_t)n * KV, row + Q, (size_t)KV * sizeof(float));
+                memcpy(vc + (size_t)n * KV, row + Q + KV, (size_t)KV * sizeof(float));
+            }
+        } else {
+            linear_inf(c, &l->q, c->q, c->a, N);
+            linear_inf(c, &l->k, kc, c->a, N);
+            linear_inf(c, &l->v, vc, c->a, N);
+        }
+        if (m->rope) {
+            rope_forward(c->q, c->pos, m->inv_freq, N, m->H, m->D);
+            rope_forward(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
+        }
+        attention_decode_forward(c->attn, c->att, c->q, c->k[li], c->v[li], 1, N, p0 + N, c->cap, m->H, m->Hkv, m->D);
+        linear_inf(c, &l->o, c->o, c->attn, N);
+        add_forward(c->x, c->x, c->o, (int)NC);
+        norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
+        size_t nf = (size_t)N * m->F;
+        linear_inf(c, &l->up, c->up, c->a, N);
+        if (m->swiglu) {
+            linear_inf(c, &l->gate, c->gate, c->a, N);
+            swiglu_forward(c->act, c->gate, c->up, (int)nf);
+        } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
+            gelu_tanh_forward(c->act, c->up, (int)nf);
+        } else {
+            gelu_erf_forward(c->act, c->up, (int)nf);
+        }
+        linear_inf(c, &l->down, c->down, c->act, N);
+        add_forward(c->x, c->x, c->down, (int)NC);
+    }
+    if (m->lnf_w >= 0) {
+        norm_inf(c, c->a, c->x, m->lnf_w, m->lnf_b, N);
+        memcpy(c->x, c->a, NC * sizeof(float));
+    }
+}
+
+ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, int n, float *logits,
+                            bool all_positions, ftc_err *err) {
+    if (c->m != m) return ftc_errf(err, FTC_E_USAGE, "KV cache belongs to another model");
+    if (n < 1) return ftc_errf(err, FTC_E_USAGE, "decode needs at least one token");
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->V)
+            return ftc_errf(err, FTC_E_INPUT, "token id %d at position %d is outside the vocabulary (size %d)", ids[i],
+                            c->len + i, m->V);
+    ftc_status s = grow(c, c->len + n, err);
+    if (s) return s;
+    for (int done = 0; done < n;) {
+        int N = n - done < CHUNK ? n - done : CHUNK;
+        for (int i = 0; i < N; i++) c->pos[i] = c->len + i, c->ids[c->len + i] = ids[done + i];
+        embedding_forward(c->x, ids + done, m->learned_pos ? c->pos : NULL, NULL, P(m, m->wte),
+                          m->learned_pos ? P(m, m->wpe) : NULL, NULL, N, m->C);
+        chunk_forward(c, N);
+        c->len += N;
+        done += N;
+        if (all_positions)
+            linear_forward(logits + (size_t)(done - N) * m->V, c->x, P(m, m->lm_head), NULL, N, m->C, m->V);
+        else if (done == n) /* only the last position's distribution is wanted */
+            linear_forward(logits, c->x + (size_t)(N - 1) * m->C, P(m, m->lm_head), NULL, 1, m->C, m->V);
+    }
+    return FTC_OK;
+}
+
+/* ---- the generation loop ---- */
+
+static bool is_stop(const ftc_generate_opts *o, int32_t id) {
+    for (int i = 0; i < o->n_stop; i++)
+        if (o->stop_ids[i] == id) return true;
+    return false;
+}
+
+ftc_status ftc_generate(ftc_model *m, ftc_kv_cache *c, const int32_t *prompt, int n_prompt,
+                        const ftc_generate_opts *o, int32_t *out, int *n_out, ftc_gen_stop *why, ftc_err *err) {
+    *n_out = 0;
+    if (why) *why = FTC_GEN_MAX_TOKENS;
+    if (n_prompt < 1 && c->len == 0) return ftc_errf(err, FTC_E_USAGE, "generation needs at least one prompt token");
+    int V = m->V;
+    float *logits = malloc((size_t)V * sizeof(float)), *prob = malloc((size_t)V * sizeof(float));
+    int32_t *idx = malloc((size_t)V * sizeof(int32_t));
+    ftc_status s = FTC_OK;
+    if (!logits || !prob || !idx) {
+        s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+        goto done;
+    }
+    ftc_rng own_rng, *rng = o->rng;
+    if (!rng) ftc_rng_seed(&own_rng, o->seed), rng = &own_rng;
+    if (n_prompt > 0) {
+        s = ftc_model_decode(m, c, prompt, n_prompt, logits, false, err);
+    } else { /* continue after the cached tokens: re-run the last one to get its logits */
+        int32_t last = c->ids[c->len - 1];
+        c->len--;
+        s = ftc_model_decode(m, c, &last, 1, logits, false, err);
+    }
+    if (s) goto done;
+    for (int i = 0; i < o->max_new_tokens; i++) {
+        int32_t next = ftc_sample(logits, V, &o->sampler, rng, prob, idx);
+        if (is_stop(o, next)) {
+            if (why) *why = FTC_GEN_STOP_TOKEN;
+            break;
+        }
+        out[(*n_out)++] = next;
+        if (o->on_token && !o->on_token(o->ctx, next)) {
+            if (why) *why = FTC_GEN_CALLER;
+            break;
+        }
+        if (i + 1 == o->max_new_tokens) break; /* the last token needs no forward pass */
+        if (c->len >= c->max_pos) {
+            if (why) *why = FTC_GEN_CONTEXT_FULL;
+            break;
+        }
+        s = ftc_model_decode(m, c, &next, 1, logits, false, err);
+        if (s) goto done;
+    }
+done:
+    free(logits), free(prob), free(idx);
+    return s;
+}

@@ -1,0 +1,134 @@
+/* Opening what the user points --model at for generate/chat/classify: a model directory in Hugging Face
+ * layout, or an ftc run directory (RUNDIR/config.resolved.json + RUNDIR/model/, the chosen model with adapters
+ * merged). The tokenizer comes from the model directory, or for a run whose model/ holds no tokenizer files,
+ * from the base model the run was trained from (config.resolved.json "model"). */
+#include "ftc/infer.h"
+#include "ftc/base.h"
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool has_tokenizer_files(const char *dir) {
+    static const char *const files[] = {"tokenizer.json", "vocab.json", "vocab.txt"};
+    char p[8600];
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        if (ftc_file_exists(p)) return true;
+    }
+    return false;
+}
+
+static ftc_status parse_task(const char *s, const char *path, ftc_task *out, ftc_err *err) {
+    if (!strcmp(s, "causal-lm")) *out = FTC_TASK_CAUSAL_LM;
+    else if (!strcmp(s, "classify")) *out = FTC_TASK_CLASSIFY;
+    else return ftc_errf(err, FTC_E_INPUT, "%s: field \"task\": unknown task \"%s\"", path, s);
+    return FTC_OK;
+}
+
+/* RUNDIR/config.resolved.json: task, base model, chat template. */
+static ftc_status read_run_config(ftc_infer_model *im, const char *dir, char *base, size_t nbase, ftc_err *err) {
+    char path[8600];
+    snprintf(path, sizeof path, "%s/config.resolved.json", dir);
+    json_error_t je;
+    json_t *o = json_load_file(path, 0, &je);
+    if (!o) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+    ftc_status s = FTC_OK;
+    const char *task = json_string_value(json_object_get(o, "task"));
+    if (!task) s = ftc_errf(err, FTC_E_INPUT, "%s: field \"task\" is missing", path);
+    else s = parse_task(task, path, &im->task, err);
+    const char *model = json_string_value(json_object_get(o, "model"));
+    snprintf(base, nbase, "%s", model ? model : "");
+    const char *tmpl = json_string_value(json_object_get(o, "template"));
+    snprintf(im->template_name, sizeof im->template_name, "%s", tmpl ? tmpl : "");
+    json_decref(o);
+    /* the template the data layer actually applied (chat data only) wins over the configured one */
+    snprintf(path, sizeof path, "%s/chat_template.json", dir);
+    if (s == FTC_OK && ftc_file_exists(path)) {
+        o = json_load_file(path, 0, &je);
+        if (!o) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        const char *name = json_string_value(json_object_get(o, "name"));
+        if (name) snprintf(im->template_name, sizeof im->template_name, "%s", name);
+        json_decref(o);
+    }
+    return s;
+}
+
+ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, ftc_err *err) {
+    memset(im, 0, sizeof *im);
+    if (strlen(path) > 4000) return ftc_errf(err, FTC_E_USAGE, "model path is too long (%zu bytes)", strlen(path));
+    char cfg[8600], base[4096] = "";
+    snprintf(cfg, sizeof cfg, "%s/config.resolved.json", path);
+    ftc_status s;
+    if (ftc_file_exists(cfg)) {
+        im->is_run = true;
+        if ((s = read_run_config(im, path, base, sizeof base, err))) return s;
+        snprintf(im->model_dir, sizeof im->model_dir, "%s/model", path);
+        snprintf(cfg, sizeof cfg, "%s/config.json", im->model_dir);
+        if (!ftc_file_exists(cfg))
+            return ftc_errf(err, FTC_E_INPUT, "run %s has no model yet (%s is missing): has training finished?", path,
+                            cfg);
+        if (want_task >= 0 && (ftc_task)want_task != im->task)
+            return ftc_errf(err, FTC_E_USAGE, "run %s was trained for %s; use %s", path,
+                            im->task == FTC_TASK_CLASSIFY ? "classify" : "causal-lm",
+                            im->task == FTC_TASK_CLASSIFY ? "ftc classify" : "ftc generate or ftc chat");
+    } else {
+        if (!ftc_is_dir(path)) return ftc_errf(err, FTC_E_IO, "%s: no such model directory", path);
+        snprintf(im->model_dir, sizeof im->model_dir, "%s", path);
+        im->task = want_task >= 0 ? (ftc_task)want_task : FTC_TASK_CAUSAL_LM;
+    }
+    const char *tokdir = im->model_dir;
+    if (!has_tokenizer_files(tokdir) && im->is_run && base[0] && has_tokenizer_files(base)) tokdir = base;
+    if (!has_tokenizer_files(tokdir)) {
+        if (im->is_run)
+            return ftc_errf(err, FTC_E_INPUT, "no tokenizer files (tokenizer.json, vocab.json or vocab.txt) in %s, nor "
+                            "in the run's base model \"%s\"", im->model_dir, base);
+        return ftc_errf(err, FTC_E_INPUT, "%s: no tokenizer files (tokenizer.json, vocab.json or vocab.txt)", path);
+    }
+    snprintf(im->tokenizer_dir, sizeof im->tokenizer_dir, "%s", tokdir);
+    if ((s = ftc_model_load(im->model_dir, im->task, &im->model, err))) goto fail;
+    if ((s = ftc_tokenizer_load(tokdir, &im->tok, err))) goto fail;
+    if (ftc_tokenizer_vocab_size(im->tok) > ftc_model_config_of(im->model)->vocab_size) {
+        s = ftc_errf(err, FTC_E_INPUT, "tokenizer in %s has %d tokens but the model's vocab_size is %d", tokdir,
+                     ftc_tokenizer_vocab_size(im->tok), ftc_model_config_of(im->model)->vocab_size);
+        goto fail;
+    }
+    return FTC_OK;
+fail:
+    ftc_infer_close(im);
+    return s;
+}
+
+void ftc_infer_close(ftc_infer_model *im) {
+    ftc_model_free(im->model);
+    ftc_tokenizer_free(im->tok);
+    im->model = NULL, im->tok = NULL;
+}
+
+/* EOS ids: the config's, generation_config.json's (a number or a list) and the tokenizer's. */
+int ftc_infer_stop_ids(const ftc_infer_model *im, int32_t *out, int max) {
+    int n = 0;
+#define ADD(id)                                                                                                        \
+    do {                                                                                                               \
+        int32_t v_ = (int32_t)(id);                                                                                    \
+        bool dup_ = false;                                                                                             \
+        for (int j_ = 0; j_ < n; j_++) dup_ = dup_ || out[j_] == v_;                                                   \
+        if (v_ >= 0 && !dup_ && n < max) out[n++] = v_;                                                                \
+    } while (0)
+    ADD(ftc_model_config_of(im->model)->eos_token_id);
+    ADD(ftc_tokenizer_special(im->tok).eos);
+    char path[8600];
+    snprintf(path, sizeof path, "%s/generation_config.json", im->model_dir);
+    json_t *o = ftc_file_exists(path) ? json_load_file(path, 0, NULL) : NULL;
+    json_t *e = o ? json_object_get(o, "eos_token_id") : NULL;
+    if (json_is_integer(e)) ADD(json_integer_value(e));
+    size_t i;
+    json_t *v;
+    if (json_is_array(e)) json_array_foreach(e, i, v) if (json_is_integer(v)) ADD(json_integer_value(v));
+    json_decref(o);
+#undef ADD
+    int V = ftc_model_config_of(im->model)->vocab_size, k = 0;
+    for (int j = 0; j < n; j++)
+        if (out[j] < V) out[k++] = out[j]; /* ids the model cannot produce never stop it */
+    return k;
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# ftc generate driven as a user would: llama2.c's golden greedy output of stories260K byte for byte, text
+# prompts against transformers' generate() (tests/fixtures/generate/stories260k_text.json), --max-tokens
+# counting, seeded sampling, errors and exit codes.
+set -u
+fail() { echo "FAIL: $*"; exit 1; }
+FTC=${FTC_BIN:?}
+SRC=${FTC_SOURCE_DIR:?}
+M=${FTC_SHARED_DATA:?}/models/stories260K-hf
+[ -f "$M/greedy_200.txt" ] || { echo "SKIP: $M not present"; exit 0; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+# the golden output: 200 tokens after BOS, greedy, exactly (no leading space, no trailing newline)
+"$FTC" generate --model "$M" --prompt "" --max-tokens 200 --temperature 0 > "$tmp/g200" 2> "$tmp/err" ||
+  fail "golden run exited $?: $(cat "$tmp/err")"
+cmp "$tmp/g200" "$M/greedy_200.txt" || fail "greedy_200 differs: $(head -c 200 "$tmp/g200")"
+[ -s "$tmp/err" ] && fail "unexpected stderr: $(cat "$tmp/err")"
+
+# --max-tokens counts generated tokens: 5 tokens are a strict prefix of the 200
+"$FTC" generate --model "$M" --prompt "" --max-tokens 5 --stats > "$tmp/g5" 2> "$tmp/err5" || fail "5 tokens"
+grep -q "generated 5 (max tokens)" "$tmp/err5" || fail "--stats: $(cat "$tmp/err5")"
+n=$(wc -c < "$tmp/g5")
+[ "$n" -gt 0 ] && [ "$n" -lt 60 ] || fail "5 tokens gave $n bytes"
+[ "$(head -c "$n" "$M/greedy_200.txt")" = "$(cat "$tmp/g5")" ] || fail "5 tokens are not a prefix: $(cat "$tmp/g5")"
+out=$("$FTC" generate --model "$M" --prompt "Hi" --max-tokens 0) || fail "--max-tokens 0"
+[ -z "$out" ] || fail "--max-tokens 0 printed '$out'"
+
+# text prompts: the continuation transformers generates (decoded after the prompt, leading space kept)
+python3 - "$SRC/tests/fixtures/generate/stories260k_text.json" "$tmp" <<'PY' || fail "fixture"
+import json, sys
+for i, c in enumerate(json.load(open(sys.argv[1], encoding="utf-8"))):
+    open(f"{sys.argv[2]}/case{i}.prompt", "w", encoding="utf-8").write(c["prompt"])
+    open(f"{sys.argv[2]}/case{i}.n", "w").write(str(c["max_new_tokens"]))
+    open(f"{sys.argv[2]}/case{i}.want", "w", encoding="utf-8", newline="").write(c["text"])
+PY
+for p in "$tmp"/case*.prompt; do
+  c=${p%.prompt}
+  "$FTC" generate --model "$M" --prompt "$(cat "$p")" --max-tokens "$(cat "$c.n")" > "$c.got" || fail "$(cat "$p")"
+  cmp "$c.got" "$c.want" || fail "prompt '$(cat "$p")': got '$(cat "$c.got")', transformers '$(cat "$c.want")'"
+done
+
+# sampling: the same seed gives the same text, another seed (almost surely) another
+a=$("$FTC" generate --model "$M" --prompt "Lily" --max-tokens 40 --temperature 1 --top-k 40 --top-p 0.95 --seed 7) || fail "sample"
+b=$("$FTC" generate --model "$M" --prompt "Lily" --max-tokens 40 --temperature 1 --top-k 40 --top-p 0.95 --seed 7) || fail "sample"
+c=$("$FTC" generate --model "$M" --prompt "Lily" --max-tokens 40 --temperature 1 --top-k 40 --top-p 0.95 --seed 8) || fail "sample"
+[ -n "$a" ] && [ "$a" = "$b" ] || fail "same seed, different text: '$a' vs '$b'"
+[ "$a" != "$c" ] || fail "seeds 7 and 8 gave the same text '$a'"
+
+# the context (512 positions) ends generation with a note on stderr
+"$FTC" generate --model "$M" --prompt "" --max-tokens 1000 --stats > "$tmp/full" 2> "$tmp/errf" || fail "long run"
+grep -q "context (512 positions) is full" "$tmp/errf" || fail "no context-full note: $(cat "$tmp/errf")"
+grep -q "generated 512" "$tmp/errf" || fail "context: $(cat "$tmp/errf")"
+
+# errors
+"$FTC" generate --help | grep -q "^Usage: ftc generate" || fail "--help"
+"$FTC" generate --prompt x > /dev/null 2>&1; [ $? -eq 1 ] || fail "missing --model should exit 1"
+"$FTC" generate --model "$M" > /dev/null 2>&1; [ $? -eq 1 ] || fail "missing --prompt should exit 1"
+"$FTC" generate --model "$M" --prompt x --temperature -1 2> "$tmp/e" > /dev/null; [ $? -eq 1 ] || fail "bad temperature"
+grep -q "temperature" "$tmp/e" || fail "bad temperature message: $(cat "$tmp/e")"
+"$FTC" generate --model "$M" --prompt x --top-p 0 > /dev/null 2>&1; [ $? -eq 1 ] || fail "bad top-p"
+"$FTC" generate --model "$tmp/nope" --prompt x 2> "$tmp/e" > /dev/null; [ $? -eq 2 ] || fail "missing dir should exit 2"
+grep -q "nope" "$tmp/e" || fail "missing dir message: $(cat "$tmp/e")"
+mkdir "$tmp/notok" && cp "$M/config.json" "$M/model.safetensors" "$tmp/notok/"
+"$FTC" generate --model "$tmp/notok" --prompt x 2> "$tmp/e" > /dev/null; [ $? -eq 2 ] || fail "no tokenizer should exit 2"
+grep -q "no tokenizer files" "$tmp/e" || fail "no tokenizer message: $(cat "$tmp/e")"
+long=$(printf 'word %.0s' $(seq 600))
+"$FTC" generate --model "$M" --prompt "$long" 2> "$tmp/e" > /dev/null; [ $? -eq 2 ] || fail "prompt over the context"
+grep -q "context is 512 positions" "$tmp/e" || fail "long prompt message: $(cat "$tmp/e")"
+if [ -n "${FTC_MINILM_DIR:-}" ] && [ -d "$FTC_MINILM_DIR" ]; then # an encoder cannot generate
+  "$FTC" generate --model "$FTC_MINILM_DIR" --prompt x 2> "$tmp/e" > /dev/null; [ $? -eq 2 ] || fail "BERT should exit 2"
+  grep -q "no causal LM head" "$tmp/e" || fail "BERT message: $(cat "$tmp/e")"
+fi
+echo "cli_generate: ok"

@@ -1,0 +1,300 @@
+/* KV-cache decoding (ftc_model_decode, ftc_generate) against full recomputation with ftc_model_forward:
+ * at every step the cached decode's logits equal the full forward's last-position logits within 1e-4, on
+ * the tiny random GPT-2, Llama (GQA, tied, rope_theta 500) and Qwen2 (q/k/v biases) fixtures, a model with
+ * unmerged LoRA adapters, and the real stories260K weights. Greedy generation equals transformers' generate()
+ * (tests/fixtures/generate/NAME.json from tools/gen_generate_fixtures.py). Errors: context full, ids out of the
+ * vocabulary, encoder models refused. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <jansson.h>
+#include "ftc/infer.h"
+#include "ftc/model.h"
+
+#define TOL 1e-4
+
+static const char *src_path(const char *rel) {
+    static char buf[4][8300];
+    static int k;
+    k = (k + 1) % 4;
+    const char *src = getenv("FTC_SOURCE_DIR");
+    snprintf(buf[k], sizeof buf[k], "%s/%s", src ? src : ".", rel);
+    return buf[k];
+}
+
+static ftc_model *load(const char *dir) {
+    ftc_model *m;
+    ftc_err e;
+    if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &m, &e)) fail_msg("%s: %s", dir, e.msg);
+    return m;
+}
+
+/* Logits of the last position of ids[0..T) by a full forward pass. */
+static void full_last_logits(ftc_model *m, const int32_t *ids, int T, float *out) {
+    ftc_err e;
+    ftc_batch b = {1, T, ids, NULL, NULL, NULL};
+    if (ftc_model_forward(m, &b, false, NULL, &e)) fail_msg("forward: %s", e.msg);
+    int V = ftc_model_config_of(m)->vocab_size;
+    memcpy(out, ftc_model_logits(m) + (size_t)(T - 1) * V, (size_t)V * sizeof(float));
+}
+
+static double max_abs_diff(const float *a, const float *b, int n) {
+    double w = 0;
+    for (int i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= w)) w = isnan(d) ? INFINITY : d;
+    }
+    return w;
+}
+
+/* Feeds T random ids through a KV cache (a prefill of `prefill` tokens, then one at a time) and compares
+ * every step's logits with the full forward on the prefix. Returns the largest difference. */
+static double kv_vs_full(ftc_model *m, int T, int prefill, uint64_t seed) {
+    const ftc_model_config *cfg = ftc_model_config_of(m);
+    int V = cfg->vocab_size;
+    ftc_err e;
+    assert_int_equal(ftc_model_reserve(m, 1, T, &e), FTC_OK);
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    ftc_rng r;
+    ftc_rng_seed(&r, seed);
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)ftc_rng_below(&r, (uint64_t)V);
+    float *ref = malloc((size_t)V * sizeof(float)), *all = malloc((size_t)prefill * V * sizeof(float));
+    float *got = malloc((size_t)V * sizeof(float));
+    ftc_kv_cache *c;
+    assert_int_equal(ftc_kv_cache_create(m, 4, &c, &e), FTC_OK); /* small: it must grow */
+    double worst = 0;
+    /* prefill with every position's logits: each row equals the full forward on that prefix */
+    assert_int_equal(ftc_model_decode(m, c, ids, prefill, all, true, &e), FTC_OK);
+    for (int t = 1; t <= prefill; t++) {
+        full_last_logits(m, ids, t, ref);
+        worst = fmax(worst, max_abs_diff(all + (size_t)(t - 1) * V, ref, V));
+    }
+    for (int t = prefill; t < T; t++) {
+        assert_int_equal(ftc_model_decode(m, c, ids + t, 1, got, false, &e), FTC_OK);
+        full_last_logits(m, ids, t + 1, ref);
+        worst = fmax(worst, max_abs_diff(got, ref, V));
+    }
+    assert_int_equal(ftc_kv_cache_len(c), T);
+    assert_memory_equal(ftc_kv_cache_ids(c), ids, (size_t)T * sizeof *ids);
+    ftc_kv_cache_free(c);
+    free(ids), free(ref), free(all), free(got);
+    return worst;
+}
+
+static void check_model_dir(const char *name, int T) {
+    ftc_model *m = load(name[0] == '/' ? name : src_path(name));
+    double w1 = kv_vs_full(m, T, 1, 11), w2 = kv_vs_full(m, T, T / 2, 12);
+    print_message("%s: KV cache vs full recomputation, max |dlogit| %.2e (prefill 1), %.2e (prefill %d)\n", name, w1,
+                  w2, T / 2);
+    assert_true(w1 <= TOL && w2 <= TOL);
+    ftc_model_free(m);
+}
+
+static void test_kv_gpt2(void **s) { (void)s; check_model_dir("tests/fixtures/models/gpt2", 16); }
+static void test_kv_llama_gqa(void **s) { (void)s; check_model_dir("tests/fixtures/models/llama_gqa", 32); }
+static void test_kv_llama_tied(void **s) { (void)s; check_model_dir("tests/fixtures/models/llama_tied", 24); }
+static void test_kv_qwen2(void **s) { (void)s; check_model_dir("tests/fixtures/models/qwen2", 24); }
+
+static void test_kv_stories260k(void **s) {
+    (void)s;
+    const char *shared = getenv("FTC_SHARED_DATA");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", shared ? shared : "../shared/data");
+    if (access(dir, R_OK)) skip();
+    check_model_dir(dir, 70); /* more than one 64-position chunk in the prefill */
+}
+
+/* Unmerged LoRA adapters (B made non-zero so they matter) are applied by the decode path too. */
+static void test_kv_lora(void **s) {
+    (void)s;
+    ftc_model *m = load(src_path("tests/fixtures/models/llama_gqa"));
+    ftc_err e;
+    assert_int_equal(ftc_model_add_lora(m, "q_proj,v_proj,down_proj", 4, 8.0f, 0.0f, 3, &e), FTC_OK);
+    ftc_rng r;
+    ftc_rng_seed(&r, 5);
+    int n_lora = 0;
+    for (int i = 0; i < ftc_model_n_params(m); i++) {
+        ftc_param *p = ftc_model_param(m, i);
+        if (!p->is_lora) continue;
+        n_lora++;
+        for (int64_t j = 0; j < p->numel; j++) p->data[j] = 0.2f * ftc_rng_normal(&r);
+    }
+    assert_true(n_lora > 0);
+    double w = kv_vs_full(m, 20, 5, 13);
+    print_message("llama_gqa + LoRA: max |dlogit| %.2e\n", w);
+    assert_true(w <= TOL);
+    ftc_model_free(m);
+}
+
+/* Greedy generation with the cache equals greedy generation by full recomputation, token for token. */
+static void test_generate_greedy_equals_recompute(void **s) {
+    (void)s;
+    ftc_model *m = load(src_path("tests/fixtures/models/llama_tied"));
+    int V = ftc_model_config_of(m)->vocab_size, T = 24, P = 3;
+    ftc_err e;
+    assert_int_equal(ftc_model_reserve(m, 1, T, &e), FTC_OK);
+    int32_t seq[24] = {1, 7, 9};
+    float *lg = malloc((size_t)V * sizeof(float));
+    for (int t = P; t < T; t++) {
+        full_last_logits(m, seq, t, lg);
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (lg[i] > lg[best]) best = i;
+        seq[t] = best;
+    }
+    ftc_kv_cache *c;
+    assert_int_equal(ftc_kv_cache_create(m, 8, &c, &e), FTC_OK);
+    ftc_generate_opts o = {.max_new_tokens = T - P, .sampler = {0.0f, 0, 1.0f}};
+    int32_t out[24];
+    int n;
+    ftc_gen_stop why;
+    assert_int_equal(ftc_generate(m, c, seq, P, &o, out, &n, &why, &e), FTC_OK);
+    assert_int_equal(n, T - P);
+    assert_int_equal(why, FTC_GEN_MAX_TOKENS);
+    assert_memory_equal(out, seq + P, (size_t)n * sizeof(int32_t));
+    assert_int_equal(ftc_kv_cache_len(c), T - 1); /* the last token was never fed */
+    /* a stop token ends generation before it is emitted */
+    ftc_kv_cache_reset(c);
+    int32_t stop = seq[P + 4];
+    o.stop_ids = &stop, o.n_stop = 1;
+    assert_int_equal(ftc_generate(m, c, seq, P, &o, out, &n, &why, &e), FTC_OK);
+    int first = P;
+    while (seq[first] != stop) first++;
+    assert_int_equal(n, first - P);
+    assert_int_equal(why, FTC_GEN_STOP_TOKEN);
+    ftc_kv_cache_free(c);
+    free(lg);
+    ftc_model_free(m);
+}
+
+/* Sampling with the same seed gives the same tokens; a continuation (n_prompt 0) reuses the cache. */
+static void test_generate_seeded_and_continue(void **s) {
+    (void)s;
+    ftc_model *m = load(src_path("tests/fixtures/models/gpt2"));
+    ftc_err e;
+    ftc_kv_cache *c;
+    assert_int_equal(ftc_kv_cache_create(m, 16, &c, &e), FTC_OK);
+    ftc_generate_opts o = {.max_new_tokens = 6, .sampler = {1.0f, 20, 0.9f}, .seed = 42};
+    int32_t prompt[2] = {5, 6}, a[6], b[6];
+    int na, nb;
+    assert_int_equal(ftc_generate(m, c, prompt, 2, &o, a, &na, NULL, &e), FTC_OK);
+    ftc_kv_cache_reset(c);
+    assert_int_equal(ftc_generate(m, c, prompt, 2, &o, b, &nb, NULL, &e), FTC_OK);
+    assert_int_equal(na, 6);
+    assert_int_equal(nb, 6);
+    assert_memory_equal(a, b, sizeof a);
+    /* context: 16 positions; 2 + 5 fed so far (the 6th token is not), continuing stops when full */
+    assert_int_equal(ftc_kv_cache_len(c), 7);
+    o.max_new_tokens = 100;
+    int32_t more[100];
+    int nm;
+    ftc_gen_stop why;
+    assert_int_equal(ftc_model_decode(m, c, &b[5], 1, (float[67]){0}, false, &e), FTC_OK);
+    assert_int_equal(ftc_generate(m, c, NULL, 0, &o, more, &nm, &why, &e), FTC_OK);
+    assert_int_equal(why, FTC_GEN_CONTEXT_FULL);
+    assert_int_equal(ftc_kv_cache_len(c), 16);
+    assert_int_equal(nm, 16 - 8 + 1); /* 8 more fed, plus the last one sampled from position 15 */
+    /* decoding beyond the context is an error naming both numbers */
+    float lg[67];
+    assert_int_equal(ftc_model_decode(m, c, prompt, 1, lg, false, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "17 positions needed, the model has 16"));
+    ftc_kv_cache_reset(c);
+    int32_t bad = 67;
+    assert_int_equal(ftc_model_decode(m, c, &bad, 1, lg, false, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "token id 67"));
+    ftc_kv_cache_free(c);
+    ftc_model_free(m);
+}
+
+/* transformers' greedy generate() on the same token ids (tests/fixtures/generate/NAME.json). */
+static void check_hf_fixture(const char *name) {
+    char path[4200];
+    snprintf(path, sizeof path, "tests/fixtures/generate/%s.json", name);
+    json_error_t je;
+    json_t *fx = json_load_file(src_path(path), 0, &je);
+    if (!fx) fail_msg("%s: %s", path, je.text);
+    const char *model = json_string_value(json_object_get(fx, "model"));
+    char dir[8300];
+    if (!strncmp(model, "$FTC_SHARED_DATA/", 17)) {
+        const char *shared = getenv("FTC_SHARED_DATA");
+        snprintf(dir, sizeof dir, "%s/%s", shared ? shared : "../shared/data", model + 17);
+        if (access(dir, R_OK)) {
+            json_decref(fx);
+            skip();
+        }
+    } else {
+        snprintf(dir, sizeof dir, "%s", src_path(model));
+    }
+    json_t *jp = json_object_get(fx, "prompt"), *jo = json_object_get(fx, "output");
+    int np = (int)json_array_size(jp), no = (int)json_array_size(jo);
+    int max_new = (int)json_integer_value(json_object_get(fx, "max_new_tokens"));
+    int32_t eos = (int32_t)json_integer_value(json_object_get(fx, "eos_token_id"));
+    int32_t *prompt = malloc((size_t)np * sizeof *prompt), *want = malloc((size_t)no * sizeof *want);
+    int32_t *got = malloc((size_t)max_new * sizeof *got);
+    for (int i = 0; i < np; i++) prompt[i] = (int32_t)json_integer_value(json_array_get(jp, (size_t)i));
+    for (int i = 0; i < no; i++) want[i] = (int32_t)json_integer_value(json_array_get(jo, (size_t)i));
+    bool ends_eos = no > 0 && want[no - 1] == eos;
+    ftc_model *m = load(dir);
+    ftc_err e;
+    ftc_kv_cache *c;
+    assert_int_equal(ftc_kv_cache_create(m, np + max_new, &c, &e), FTC_OK);
+    ftc_generate_opts o = {.max_new_tokens = max_new, .sampler = {0.0f, 0, 1.0f}, .stop_ids = &eos, .n_stop = 1};
+    int n;
+    ftc_gen_stop why;
+    if (ftc_generate(m, c, prompt, np, &o, got, &n, &why, &e)) fail_msg("%s: %s", name, e.msg);
+    /* transformers keeps the EOS it stopped at; ours reports it as the stop reason */
+    assert_int_equal(n, ends_eos ? no - 1 : no);
+    assert_int_equal(why, ends_eos ? FTC_GEN_STOP_TOKEN : FTC_GEN_MAX_TOKENS);
+    for (int i = 0; i < n; i++)
+        if (got[i] != want[i]) fail_msg("%s: token %d is %d, transformers generated %d", name, i, got[i], want[i]);
+    print_message("%s: %d tokens as transformers' generate()%s\n", name, n, ends_eos ? ", then EOS" : "");
+    ftc_kv_cache_free(c);
+    ftc_model_free(m);
+    free(prompt), free(want), free(got);
+    json_decref(fx);
+}
+
+static void test_hf_gpt2(void **s) { (void)s; check_hf_fixture("gpt2"); }
+static void test_hf_llama_gqa(void **s) { (void)s; check_hf_fixture("llama_gqa"); }
+static void test_hf_llama_tied(void **s) { (void)s; check_hf_fixture("llama_tied"); }
+static void test_hf_qwen2(void **s) { (void)s; check_hf_fixture("qwen2"); }
+static void test_hf_stories260k(void **s) { (void)s; check_hf_fixture("stories260k"); }
+
+static void test_encoder_refused(void **s) {
+    (void)s;
+    ftc_model *m;
+    ftc_err e;
+    assert_int_equal(ftc_model_load(src_path("tests/fixtures/models/bert_cls"), FTC_TASK_CLASSIFY, &m, &e), FTC_OK);
+    ftc_kv_cache *c = (ftc_kv_cache *)&e;
+    assert_int_equal(ftc_kv_cache_create(m, 8, &c, &e), FTC_E_UNSUPPORTED);
+    assert_null(c);
+    assert_non_null(strstr(e.msg, "decoder"));
+    ftc_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kv_gpt2),
+        cmocka_unit_test(test_kv_llama_gqa),
+        cmocka_unit_test(test_kv_llama_tied),
+        cmocka_unit_test(test_kv_qwen2),
+        cmocka_unit_test(test_kv_stories260k),
+        cmocka_unit_test(test_kv_lora),
+        cmocka_unit_test(test_generate_greedy_equals_recompute),
+        cmocka_unit_test(test_generate_seeded_and_continue),
+        cmocka_unit_test(test_hf_gpt2),
+        cmocka_unit_test(test_hf_llama_gqa),
+        cmocka_unit_test(test_hf_llama_tied),
+        cmocka_unit_test(test_hf_qwen2),
+        cmocka_unit_test(test_hf_stories260k),
+        cmocka_unit_test(test_encoder_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
