@@ -118,9 +118,10 @@ ftc_status ftc_run_dir_load_data(const char *dir, const ftc_train_config *c, con
         }
     } else {
         snprintf(path, sizeof path, "%s/model", dir);
-        ftc_dataset none;
+        ftc_dataset none = {0}; /* no validation part, but the loader gives it the label names */
         s = load_text(c, tokenizer_dir(path, c->model), data_path, NULL, 0, NULL, have_map ? &map : NULL, out, &none,
                       err);
+        ftc_dataset_free(&none);
     }
     if (have_map) ftc_label_map_free(&map);
     return s;
