@@ -298,6 +298,28 @@ static void test_txt(void **state) {
     assert_int_equal(read_all(r, errs, sizeof errs, rec, 4), 1);
     assert_string_equal(rec[0].text, "First para\nline two\n\n  \n\nSecond para");
     ftc_record_clear(&rec[0]);
+    /* a directory: each .txt/.md file one document, in name order; other files ignored */
+    char dir[] = "/tmp/ftc_txtdir_XXXXXX", p[256];
+    assert_non_null(mkdtemp(dir));
+    const char *files[][2] = {{"b.txt", "Second doc.\n\nStill second.\n"}, {"a.md", "First doc\n"}, {"c.csv", "x\n"},
+                              {"d.txt", ""}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i][0]);
+        FILE *f = fopen(p, "w");
+        fputs(files[i][1], f);
+        fclose(f);
+    }
+    assert_int_equal(ftc_reader_open(dir, NULL, &r, &e), FTC_OK);
+    assert_int_equal(read_all(r, errs, sizeof errs, rec, 4), 2);
+    assert_string_equal(rec[0].text, "First doc");
+    assert_string_equal(rec[1].text, "Second doc.\n\nStill second.");
+    for (int i = 0; i < 2; i++) ftc_record_clear(&rec[i]);
+    o.txt_mode = FTC_TXT_PARAGRAPH;
+    assert_int_equal(ftc_reader_open(dir, &o, &r, &e), FTC_OK);
+    assert_int_equal(read_all(r, errs, sizeof errs, NULL, 0), 3);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
     r = open_mem("ok\n\nbad \xe2\x82 here\n", "u.txt", FTC_FILE_AUTO);
     assert_int_equal(read_all(r, errs, sizeof errs, rec, 4), 1);
     assert_string_equal(errs, "u.txt:3:5: invalid UTF-8 (byte 0xe2); the file must be UTF-8\n");

@@ -29,7 +29,8 @@ typedef enum {
     FTC_FMT_LABEL,      /* {"text": ..., "label": "name" | 3}: classification */
 } ftc_data_format;
 typedef enum { FTC_FILE_AUTO = 0, FTC_FILE_JSONL, FTC_FILE_CSV, FTC_FILE_TSV, FTC_FILE_TXT } ftc_file_kind;
-typedef enum { FTC_TXT_PARAGRAPH = 0, FTC_TXT_FILE } ftc_txt_mode;
+/* AUTO: paragraphs of a .txt file; whole files when the data path is a directory of .txt/.md files. */
+typedef enum { FTC_TXT_AUTO = 0, FTC_TXT_PARAGRAPH, FTC_TXT_FILE } ftc_txt_mode;
 
 typedef enum { FTC_ROLE_SYSTEM, FTC_ROLE_USER, FTC_ROLE_ASSISTANT } ftc_role;
 typedef struct {
@@ -58,7 +59,8 @@ const char *ftc_file_kind_name(ftc_file_kind k);
 
 /* ---- the streaming reader ---- */
 typedef struct {
-    ftc_file_kind file_kind;  /* AUTO: by extension (.jsonl/.json, .csv, .tsv, .txt), else by the first byte */
+    ftc_file_kind file_kind;  /* AUTO: by extension (.jsonl/.json, .csv, .tsv, .txt), else by the first byte;
+                                 a directory is read as its .txt/.md files in name order */
     ftc_data_format format;   /* AUTO: from the first valid record */
     const char *text_col;     /* CSV/TSV: column holding the text (NULL: text, sentence, content, ...) */
     const char *label_col;    /* CSV/TSV: column holding the label (NULL: label, category, intent, ...) */

@@ -80,6 +80,12 @@ typedef struct {
     int lora_r;
     float lora_alpha, lora_dropout;
     char lora_targets[256]; /* "" = the family default (q/v projections) */
+    /* how text data becomes examples (the data layer, include/ftc/data.h) */
+    char format[32];        /* "" = detect; text | completion | chat | label */
+    char template_name[32]; /* chat template; "" = the model's own (tokenizer_config.json) */
+    char text_col[64], label_col[64]; /* CSV/TSV columns; "" = the usual names */
+    bool pack;              /* causal-lm: pack examples into max_len sequences */
+    bool train_on_inputs;   /* causal-lm: train prompt/user tokens too */
     bool resume;
     bool set[64];           /* which keys were given explicitly (config file or command line) */
 } ftc_train_config;
@@ -119,6 +125,13 @@ typedef struct {
 
 /* Frees every example's arrays, the names and the array itself (for datasets built with malloc). */
 void ftc_dataset_free(ftc_dataset *d);
+/* Pre-tokenized JSONL: {"input_ids": [..], "labels": [..]?} (causal-lm) or {"input_ids": [..], "label": k | "name",
+ * "token_type_ids": [..]?} (classify). label_map: the training set whose labels validation must use, or NULL.
+ * Ids are checked against vocab_size (> 0). Errors name file, line and key. */
+ftc_status ftc_dataset_load_tokenized(const char *path, ftc_task task, const ftc_dataset *label_map, int vocab_size,
+                                      ftc_dataset *out, ftc_err *err);
+/* Moves a seeded random share of `all` into val (the rest stays in all). */
+ftc_status ftc_dataset_split(ftc_dataset *all, double val_share, uint64_t seed, ftc_dataset *val, ftc_err *err);
 
 /* ---- the trainer ---- */
 typedef struct {
@@ -140,13 +153,14 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err);
 
-/* Mean validation loss (and classify accuracy / macro-F1) of m on d, in batches of `batch`. */
+/* Mean loss (and classify accuracy / macro-F1, causal-lm token accuracy) of m on d, in batches of `batch`.
+ * json (may be NULL) receives the `ftc eval --json` object (ftc_class_metrics_json / ftc_lm_metrics_json). */
 typedef struct {
     double loss, accuracy, macro_f1, token_accuracy;
     int64_t n_examples, n_tokens;
 } ftc_eval_result;
 ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
-                              ftc_eval_result *r, ftc_err *err);
+                              ftc_eval_result *r, struct json_t **json, ftc_err *err);
 
 /* ---- checkpoints (own container: "FTCCKPT1", u64 header length, JSON header, f32 data) ----
  * Holds the trainable params by name, optionally the AdamW moments, and a JSON state object. Written
@@ -157,8 +171,12 @@ ftc_status ftc_checkpoint_save(const char *path, ftc_model *m, const ftc_optimiz
 ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o, struct json_t **state,
                                ftc_err *err);
 
-/* For `ftc eval --model RUNDIR`: true when dir holds a finished or best model of an ftc run. Loads it
- * (RUNDIR/model, HF layout, adapters merged) with the run's task; *task receives it. */
+/* For `ftc eval --model RUNDIR`: true when dir is an ftc run directory with its model written
+ * (RUNDIR/config.resolved.json and RUNDIR/model/config.json). */
 bool ftc_is_run_dir(const char *dir);
-ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_task *task, ftc_train_config *cfg, ftc_err *err);
+/* Loads RUNDIR/model (HF layout: the best model, adapters merged) with the run's task and settings. */
+ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *cfg, ftc_err *err);
+/* Evaluates a run directory's model on data_path (read as the run's data was: pre-tokenized JSONL, labels
+ * mapped through RUNDIR/labels.json). *json: the `ftc eval --json` object, with "loss" for both tasks. */
+ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, struct json_t **json, ftc_err *err);
 #endif

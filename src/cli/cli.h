@@ -18,6 +18,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);

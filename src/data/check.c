@@ -10,11 +10,12 @@
 #include <string.h>
 #include <utf8proc.h>
 
+/* Per example: 32 bytes (+ 8 for the token counts) is all check keeps. */
 typedef struct {
-    uint64_t hash;
+    uint64_t hash;  /* of the normalised content (near-duplicates, leakage) */
+    uint64_t exact; /* of the whole record as canonical JSON (exact duplicates) */
+    uint64_t label; /* of the label (labelled data), to find one text with two labels */
     long line;
-    uint64_t label; /* hash of the label (labelled data), to find one text with two labels */
-    uint64_t exact; /* the exact hash, so near-duplicate examples leave out exact ones */
 } hashed;
 
 typedef struct {
@@ -25,7 +26,7 @@ typedef struct {
     int *tokens;       /* per valid example: ids before truncation (with enc) */
     int *trained;      /* trained tokens after truncation */
     size_t n, cap;
-    hashed *exact, *near;
+    hashed *h;
     long over_max, no_trainable, missing_system, missing_user, assistant_msgs;
     json_t *labels;    /* name -> count */
     int label_kind;    /* 0 unknown, 1 int, 2 string */
@@ -124,11 +125,9 @@ static bool push(file_stats *f) {
         if (t) f->tokens = t;
         int *tr = realloc(f->trained, cap * sizeof *tr);
         if (tr) f->trained = tr;
-        hashed *ex = realloc(f->exact, cap * sizeof *ex);
-        if (ex) f->exact = ex;
-        hashed *ne = realloc(f->near, cap * sizeof *ne);
-        if (ne) f->near = ne;
-        if (!t || !tr || !ex || !ne) return false;
+        hashed *h = realloc(f->h, cap * sizeof *h);
+        if (h) f->h = h;
+        if (!t || !tr || !h) return false;
         f->cap = cap;
     }
     return true;
@@ -220,10 +219,9 @@ static ftc_status check_file(checker *c, const char *path, file_stats *f, ftc_er
         f->trained[f->n] = n_trained;
         char *canon = ftc_record_to_jsonl(&rec);
         uint64_t exact_hash = canon ? fnv1a(canon, strlen(canon), FNV_START) : 0;
-        f->exact[f->n] = (hashed){exact_hash, rec.line, 0, exact_hash};
         free(canon);
-        f->near[f->n] = (hashed){content_near_hash(&rec), rec.line,
-                                 rec.label ? fnv1a(rec.label, strlen(rec.label), FNV_START) : 0, exact_hash};
+        f->h[f->n] = (hashed){content_near_hash(&rec), exact_hash,
+                              rec.label ? fnv1a(rec.label, strlen(rec.label), FNV_START) : 0, rec.line};
         f->n++;
     }
     f->format = ftc_reader_format(rd);
@@ -233,22 +231,28 @@ static ftc_status check_file(checker *c, const char *path, file_stats *f, ftc_er
     return s;
 }
 
-static int cmp_hashed(const void *a, const void *b) {
+static int cmp_near(const void *a, const void *b) {
     const hashed *x = a, *y = b;
     if (x->hash != y->hash) return x->hash < y->hash ? -1 : 1;
     return x->line < y->line ? -1 : x->line > y->line;
 }
+static int cmp_exact(const void *a, const void *b) {
+    const hashed *x = a, *y = b;
+    if (x->exact != y->exact) return x->exact < y->exact ? -1 : 1;
+    return x->line < y->line ? -1 : x->line > y->line;
+}
+static uint64_t key_of(const hashed *h, bool exact) { return exact ? h->exact : h->hash; }
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
 /* Sorts h and counts entries equal to an earlier one; appends up to 5 examples "line A = line B". */
-static long count_dups(hashed *h, size_t n, json_t *examples) {
-    qsort(h, n, sizeof *h, cmp_hashed);
+static long count_dups(hashed *h, size_t n, bool exact, json_t *examples) {
+    qsort(h, n, sizeof *h, exact ? cmp_exact : cmp_near);
     long dups = 0;
     for (size_t i = 1; i < n; i++) {
-        if (h[i].hash != h[i - 1].hash) continue;
+        if (key_of(&h[i], exact) != key_of(&h[i - 1], exact)) continue;
         dups++;
         size_t first = i - 1;
-        while (first > 0 && h[first - 1].hash == h[i].hash) first--;
+        while (first > 0 && key_of(&h[first - 1], exact) == key_of(&h[i], exact)) first--;
         if (examples && json_array_size(examples) < 5)
             json_array_append_new(examples, json_pack("{s:I, s:I}", "line", (json_int_t)h[i].line, "same_as_line",
                                                       (json_int_t)h[first].line));
@@ -284,10 +288,10 @@ static json_t *stats_json(checker *c, file_stats *f) {
         json_object_set_new(o, "no_trainable_tokens", json_integer(f->no_trainable));
     }
     json_t *ex_dup = json_array(), *near_dup = json_array();
-    long exact = count_dups(f->exact, f->n, ex_dup);
-    /* near duplicates: same normalised content but not an exact duplicate */
-    long near = count_dups(f->near, f->n, NULL) - exact;
-    hashed *h = f->near;
+    long exact = count_dups(f->h, f->n, true, ex_dup);
+    /* near duplicates: same normalised content but not an exact duplicate (leaves h sorted by content) */
+    long near = count_dups(f->h, f->n, false, NULL) - exact;
+    hashed *h = f->h;
     for (size_t i = 1; i < f->n && json_array_size(near_dup) < 5; i++) {
         if (h[i].hash != h[i - 1].hash) continue;
         size_t first = i - 1;
@@ -347,8 +351,7 @@ static json_t *stats_json(checker *c, file_stats *f) {
 static void stats_free(file_stats *f) {
     free(f->tokens);
     free(f->trained);
-    free(f->exact);
-    free(f->near);
+    free(f->h);
     json_decref(f->labels);
 }
 
@@ -381,15 +384,15 @@ ftc_status ftc_data_check(const char *data, const char *val, const ftc_check_opt
     if (val) {
         json_object_set_new(r, "val", stats_json(&c, &va));
         /* leakage: validation examples whose normalised content is in training (near includes exact) */
-        qsort(tr.near, tr.n, sizeof *tr.near, cmp_hash_only);
+        /* tr.h is sorted by content hash (stats_json) */
         long leaks = 0;
         json_t *ex = json_array();
         for (size_t i = 0; i < va.n; i++) {
-            hashed *hit = bsearch(&va.near[i], tr.near, tr.n, sizeof *tr.near, cmp_hash_only);
+            hashed *hit = bsearch(&va.h[i], tr.h, tr.n, sizeof *tr.h, cmp_hash_only);
             if (!hit) continue;
             leaks++;
             if (json_array_size(ex) < 5)
-                json_array_append_new(ex, json_pack("{s:I, s:I}", "val_line", (json_int_t)va.near[i].line, "train_line",
+                json_array_append_new(ex, json_pack("{s:I, s:I}", "val_line", (json_int_t)va.h[i].line, "train_line",
                                                     (json_int_t)hit->line));
         }
         json_object_set_new(r, "leakage", json_pack("{s:I, s:o}", "val_examples_in_train", (json_int_t)leaks, "examples", ex));

@@ -19,6 +19,8 @@ struct ftc_reader {
     ftc_file_kind kind;
     ftc_data_format fmt;
     line_source src;
+    char **dir_files; /* a directory of text files: their paths, read one after the other */
+    int n_dir_files, dir_i;
     long line_no;     /* lines consumed so far */
     bool started;     /* BOM checked */
     bool done;        /* end reached or a fatal error */

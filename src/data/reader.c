@@ -2,6 +2,8 @@
  * and hands one record at a time to the JSONL, CSV/TSV or plain-text parser. Never holds more than one
  * record (one line for JSONL) in memory, except plain text in one-document-per-file mode. */
 #include "data_internal.h"
+#include "ftc/base.h"
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -198,8 +200,46 @@ static ftc_reader *new_reader(const char *name, const ftc_read_opts *o) {
     return r;
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* A directory: its .txt/.md files in name order, each one document (txt_mode AUTO) or its paragraphs. */
+static ftc_status open_dir(const char *path, const ftc_read_opts *o, ftc_reader **out, ftc_err *err) {
+    DIR *d = opendir(path);
+    if (!d) return ftc_errf(err, FTC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    ftc_reader *r = new_reader(path, o);
+    if (!r) { closedir(d); return ftc_errf(err, FTC_E_NOMEM, "out of memory"); }
+    ftc_status s = FTC_OK;
+    int cap = 0;
+    for (struct dirent *e; s == FTC_OK && (e = readdir(d));) {
+        if (e->d_name[0] == '.' || !(kind_from_name(e->d_name) == FTC_FILE_TXT)) continue;
+        if (r->n_dir_files == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **f = realloc(r->dir_files, (size_t)cap * sizeof *f);
+            if (!f) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); break; }
+            r->dir_files = f;
+        }
+        size_t n = strlen(path) + strlen(e->d_name) + 2;
+        char *p = malloc(n);
+        if (!p) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); break; }
+        snprintf(p, n, "%s/%s", path, e->d_name);
+        r->dir_files[r->n_dir_files++] = p;
+    }
+    closedir(d);
+    if (s == FTC_OK && r->n_dir_files == 0) s = ftc_errf(err, FTC_E_INPUT, "%s: no .txt or .md files in the directory", path);
+    if (s == FTC_OK && r->o.file_kind != FTC_FILE_AUTO && r->o.file_kind != FTC_FILE_TXT)
+        s = ftc_errf(err, FTC_E_USAGE, "%s: a directory is read as text files, not %s", path, ftc_file_kind_name(r->o.file_kind));
+    if (s != FTC_OK) { ftc_reader_close(r); return s; }
+    qsort(r->dir_files, (size_t)r->n_dir_files, sizeof *r->dir_files, cmp_str);
+    if (r->o.txt_mode == FTC_TXT_AUTO) r->o.txt_mode = FTC_TXT_FILE;
+    r->kind = FTC_FILE_TXT;
+    r->dir_i = -1;
+    r->done = true; /* the first call of next opens the first file */
+    return finish_open(r, -1, out, err);
+}
+
 ftc_status ftc_reader_open(const char *path, const ftc_read_opts *o, ftc_reader **out, ftc_err *err) {
     *out = NULL;
+    if (ftc_is_dir(path)) return open_dir(path, o, out, err);
     ftc_reader *r = new_reader(path, o);
     if (!r) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     r->src.f = fopen(path, "rb");
@@ -233,6 +273,8 @@ void ftc_reader_close(ftc_reader *r) {
     if (!r) return;
     if (r->src.f) fclose(r->src.f);
     free(r->src.buf);
+    for (int i = 0; i < r->n_dir_files; i++) free(r->dir_files[i]);
+    free(r->dir_files);
     ds_csv_free(r);
     free(r);
 }
@@ -263,7 +305,7 @@ static ftc_status txt_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *e
         bool blank = true;
         for (size_t i = 0; i < len && blank; i++)
             if (line[i] != ' ' && line[i] != '\t' && line[i] != '\f' && line[i] != '\v') blank = false;
-        if (blank && r->o.txt_mode == FTC_TXT_PARAGRAPH) {
+        if (blank && r->o.txt_mode != FTC_TXT_FILE) {
             if (first) break;
             continue;
         }
@@ -280,13 +322,8 @@ static ftc_status txt_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *e
         doc[n] = 0;
     }
     if (bad_line) { free(doc); *got = true; return s; }
-    if (!first || !doc || ds_blank(doc)) {
+    if (!first || !doc || ds_blank(doc)) { /* nothing left (an empty or blank file gives no record) */
         free(doc);
-        if (r->o.txt_mode == FTC_TXT_FILE && r->line_no == 0 && !first) {
-            /* an empty file in one-document mode is worth saying */
-            *got = false;
-            return FTC_OK;
-        }
         *got = false;
         return FTC_OK;
     }
@@ -297,9 +334,31 @@ static ftc_status txt_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *e
     return FTC_OK;
 }
 
+/* Moves a directory reader to its next file; false when there is none. */
+static bool next_dir_file(ftc_reader *r, ftc_err *err, ftc_status *s) {
+    *s = FTC_OK;
+    if (r->src.f) { fclose(r->src.f); r->src.f = NULL; }
+    if (++r->dir_i >= r->n_dir_files) return false;
+    snprintf(r->path, sizeof r->path, "%s", r->dir_files[r->dir_i]);
+    r->src.f = fopen(r->path, "rb");
+    if (!r->src.f) { *s = ftc_errf(err, FTC_E_IO, "%s: cannot open: %s", r->path, strerror(errno)); return false; }
+    r->line_no = 0;
+    r->started = false;
+    r->done = false;
+    return true;
+}
+
 ftc_status ftc_reader_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err) {
     ftc_record_clear(rec);
     *got = false;
+    if (r->dir_files) {
+        for (;;) {
+            ftc_status s;
+            if (r->done && !next_dir_file(r, err, &s)) return s;
+            s = txt_next(r, rec, got, err);
+            if (s != FTC_OK || *got) return s;
+        }
+    }
     if (r->done) return FTC_OK;
     switch (r->kind) {
     case FTC_FILE_JSONL: return ds_jsonl_next(r, rec, got, err);

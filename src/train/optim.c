@@ -1,6 +1,7 @@
 /* AdamW over the trainable parameters and global-norm gradient clipping (PyTorch semantics).
  * Moments live in one buffer laid out param after param, only for params that train. */
 #include "ftc/train.h"
+#include "ftc/ops.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,29 +36,12 @@ void ftc_optim_free(ftc_optimizer *o) {
     memset(o, 0, sizeof *o);
 }
 
-/* torch.optim.AdamW (single-tensor path): decay, moments, bias-corrected step, in its order of operations.
- * (ops.h declares adamw_update for the kernels; this stays here until that lands, then calls it.) */
-static void adamw(float *w, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, int64_t t) {
-    /* torch computes these scalars in Python floats (double) and casts at the tensor op */
-    double bc1 = 1.0 - pow((double)beta1, (double)t), bc2_sqrt_d = sqrt(1.0 - pow((double)beta2, (double)t));
-    float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)bc2_sqrt_d;
-    float decay = (float)(1.0 - (double)lr * (double)weight_decay);
-    float one_m_b1 = (float)(1.0 - (double)beta1), one_m_b2 = (float)(1.0 - (double)beta2);
-    for (int64_t i = 0; i < n; i++) {
-        w[i] *= decay;
-        m[i] = beta1 * m[i] + one_m_b1 * g[i];
-        v[i] = beta2 * v[i] + one_m_b2 * g[i] * g[i];
-        w[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
-    }
-}
-
 void ftc_optim_step(ftc_optimizer *o, float lr) {
     o->t++;
     for (int i = 0; i < o->n; i++) {
         ftc_param *p = o->params[i];
         float *m = o->moments + o->offset[i], *v = o->moments + o->n_values + o->offset[i];
-        adamw(p->data, p->grad, m, v, p->numel, lr, o->h.beta1, o->h.beta2, o->h.eps,
+        adamw_update(p->data, p->grad, m, v, p->numel, lr, o->h.beta1, o->h.beta2, o->h.eps,
                      p->decay ? o->h.weight_decay : 0.0f, o->t);
     }
 }

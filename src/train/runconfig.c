@@ -15,9 +15,19 @@ static const char *const KEYS[] = {
     "model", "data", "out", "val", "task", "method", "val-split", "epochs", "max-steps", "lr", "batch",
     "grad-accum", "max-len", "warmup", "schedule", "weight-decay", "clip", "beta1", "beta2", "adam-eps", "seed",
     "eval-every", "save-every", "log-every", "patience", "metric", "unfreeze-last", "lora-r", "lora-alpha",
-    "lora-dropout", "lora-targets", "resume", NULL};
+    "lora-dropout", "lora-targets", "resume", "format", "template", "text-col", "label-col", "pack",
+    "train-on-inputs", NULL};
+
+/* What config.resolved.json records about the run besides the settings; skipped when it is read back. */
+static const char *const RUN_FACTS[] = {"trainable_params", "total_params", "total_steps", "warmup_steps",
+                                        "steps_per_epoch", "train_examples", "val_examples", NULL};
 
 const char *const *ftc_train_config_keys(void) { return KEYS; }
+
+static bool is_run_fact(const char *key) {
+    for (int i = 0; RUN_FACTS[i]; i++) if (!strcmp(RUN_FACTS[i], key)) return true;
+    return false;
+}
 
 static int key_index(const char *key) {
     for (int i = 0; KEYS[i]; i++) if (!strcmp(KEYS[i], key)) return i;
@@ -92,6 +102,12 @@ static ftc_status copy_path(const char *key, char *dst, const char *v, ftc_err *
     return FTC_OK;
 }
 
+static ftc_status copy_short(const char *key, char *dst, size_t cap, const char *v, ftc_err *err) {
+    if (strlen(v) >= cap) return ftc_errf(err, FTC_E_USAGE, "%s: '%s' is too long", key, v);
+    strcpy(dst, v);
+    return FTC_OK;
+}
+
 ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const char *v, ftc_err *err) {
     char key[64];
     size_t n = strlen(key_in);
@@ -130,7 +146,13 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     } else if (!strcmp(key, "lora-targets")) {
         if (strlen(v) >= sizeof c->lora_targets) s = ftc_errf(err, FTC_E_USAGE, "lora-targets: too long");
         else strcpy(c->lora_targets, v);
-    } else if (!strcmp(key, "resume")) s = parse_bool(key, v, &c->resume, err);
+    } else if (!strcmp(key, "format")) s = copy_short(key, c->format, sizeof c->format, v, err);
+    else if (!strcmp(key, "template")) s = copy_short(key, c->template_name, sizeof c->template_name, v, err);
+    else if (!strcmp(key, "text-col")) s = copy_short(key, c->text_col, sizeof c->text_col, v, err);
+    else if (!strcmp(key, "label-col")) s = copy_short(key, c->label_col, sizeof c->label_col, v, err);
+    else if (!strcmp(key, "pack")) s = parse_bool(key, v, &c->pack, err);
+    else if (!strcmp(key, "train-on-inputs")) s = parse_bool(key, v, &c->train_on_inputs, err);
+    else if (!strcmp(key, "resume")) s = parse_bool(key, v, &c->resume, err);
     else if (!strcmp(key, "val-split")) { DBL(val_split, 0, 0.9); }
     else if (!strcmp(key, "epochs")) { LONG(epochs, 1, 1000000); }
     else if (!strcmp(key, "max-steps")) { LONG(max_steps, 0, (long long)1 << 40); }
@@ -178,6 +200,7 @@ static ftc_status load_json(ftc_train_config *c, const char *path, ftc_err *err)
     json_t *v;
     json_object_foreach(root, key, v) {
         if (s != FTC_OK) break;
+        if (is_run_fact(key)) continue;
         char buf[FTC_PATH_MAX + 32];
         if (json_is_string(v)) snprintf(buf, sizeof buf, "%s", json_string_value(v));
         else if (json_is_integer(v)) snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
@@ -271,6 +294,8 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     if (c->unfreeze_last < 0) c->unfreeze_last = c->method == FTC_METHOD_HEAD && c->task == FTC_TASK_CAUSAL_LM ? 1 : 0;
     if (c->method == FTC_METHOD_HEAD && c->task == FTC_TASK_CAUSAL_LM && c->unfreeze_last == 0)
         return ftc_errf(err, FTC_E_USAGE, "--method head with --task causal-lm trains the last N blocks: --unfreeze-last must be >= 1");
+    if (c->task != FTC_TASK_CAUSAL_LM && (c->pack || c->train_on_inputs))
+        return ftc_errf(err, FTC_E_USAGE, "--pack and --train-on-inputs need --task causal-lm");
     if (c->method != FTC_METHOD_LORA && (is_set(c, "lora-r") || is_set(c, "lora-targets")))
         return ftc_errf(err, FTC_E_USAGE, "--lora-* settings need --method lora");
     return FTC_OK;
@@ -312,5 +337,11 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "lora_alpha", json_real(c->lora_alpha));
     json_object_set_new(o, "lora_dropout", json_real(c->lora_dropout));
     json_object_set_new(o, "lora_targets", json_string(c->lora_targets));
+    json_object_set_new(o, "format", json_string(c->format));
+    json_object_set_new(o, "template", json_string(c->template_name));
+    json_object_set_new(o, "text_col", json_string(c->text_col));
+    json_object_set_new(o, "label_col", json_string(c->label_col));
+    json_object_set_new(o, "pack", json_boolean(c->pack));
+    json_object_set_new(o, "train_on_inputs", json_boolean(c->train_on_inputs));
     return o;
 }

@@ -1,0 +1,616 @@
+/* The training loop shared by every method and task. One step: zero grads, for each micro-batch of the
+ * accumulation window forward + backward (grads weighted by the window's share of target tokens, so
+ * 4 x batch 2 equals batch 8), clip, AdamW at the scheduled lr. Around it: evaluation, early stopping,
+ * checkpoints (resume continues bit-identically), metrics.jsonl and progress. */
+#include "ftc/train.h"
+#include "ftc/base.h"
+#include "ftc/eval.h"
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ftc_dataset_free(ftc_dataset *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n; i++) { free(d->ex[i].ids); free(d->ex[i].labels); free(d->ex[i].type_ids); }
+    free(d->ex);
+    if (d->label_names)
+        for (int i = 0; i < d->num_labels; i++) free(d->label_names[i]);
+    free(d->label_names);
+    memset(d, 0, sizeof *d);
+}
+
+/* ---- which parameters train ---- */
+
+/* Block index of a parameter: the first all-digit component of its dotted name
+ * ("encoder.layer.3.attention..." -> 3, "transformer.h.0.attn..." -> 0); -1 for embeddings, norms, heads. */
+static int block_of(const char *name) {
+    const char *s = name;
+    while (*s) {
+        const char *e = strchr(s, '.');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        bool digits = n > 0;
+        for (size_t i = 0; i < n; i++) digits = digits && s[i] >= '0' && s[i] <= '9';
+        if (digits) return atoi(s);
+        if (!e) break;
+        s = e + 1;
+    }
+    return -1;
+}
+
+static bool has_component(const char *name, const char *comp) {
+    size_t n = strlen(comp);
+    for (const char *s = name; (s = strstr(s, comp)); s++)
+        if ((s == name || s[-1] == '.') && (s[n] == '.' || s[n] == 0)) return true;
+    return false;
+}
+
+/* The classification head ftc_model_set_classifier adds (HF names: BERT "classifier", decoders "score"). */
+static bool is_head_param(const char *name) { return has_component(name, "classifier") || has_component(name, "score"); }
+/* Final norm before the LM head: GPT-2 "ln_f", Llama "model.norm". */
+static bool is_final_norm(const char *name) {
+    return has_component(name, "ln_f") || !strncmp(name, "model.norm.", 11) || !strncmp(name, "norm.", 5);
+}
+
+ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int num_labels, ftc_err *err) {
+    const ftc_model_config *mc = ftc_model_config_of(m);
+    ftc_status s;
+    if (c->task == FTC_TASK_CLASSIFY) {
+        if (num_labels < 2) return ftc_errf(err, FTC_E_INPUT, "classify needs at least 2 labels, the data has %d", num_labels);
+        ftc_pooling pool = mc->family == FTC_FAMILY_BERT ? FTC_POOL_CLS : FTC_POOL_LAST;
+        if ((s = ftc_model_set_classifier(m, num_labels, pool, c->seed ^ 0xC1A55ULL, err)) != FTC_OK) return s;
+    }
+    if (c->method == FTC_METHOD_LORA) {
+        const char *targets = c->lora_targets;
+        if (!targets[0])
+            targets = mc->family == FTC_FAMILY_GPT2 ? "c_attn" : mc->family == FTC_FAMILY_BERT ? "query,value" : "q_proj,v_proj";
+        if ((s = ftc_model_add_lora(m, targets, c->lora_r, c->lora_alpha, c->lora_dropout, c->seed ^ 0x10AAULL, err)) != FTC_OK)
+            return s;
+    }
+    int n_layers = mc->n_layers, first_open = n_layers - c->unfreeze_last;
+    int np = ftc_model_n_params(m), n_train = 0;
+    for (int i = 0; i < np; i++) {
+        ftc_param *p = ftc_model_param(m, i);
+        bool head = c->task == FTC_TASK_CLASSIFY && is_head_param(p->name);
+        bool t = false;
+        switch (c->method) {
+        case FTC_METHOD_FULL: t = !p->is_lora; break;
+        case FTC_METHOD_LORA: t = p->is_lora || head; break;
+        case FTC_METHOD_HEAD: {
+            int b = block_of(p->name);
+            t = head || (!p->is_lora && b >= 0 && b >= first_open && c->unfreeze_last > 0) ||
+                (c->task == FTC_TASK_CAUSAL_LM && is_final_norm(p->name));
+            break;
+        }
+        }
+        ftc_model_set_trainable(m, i, t);
+        n_train += t;
+    }
+    if (n_train == 0)
+        return ftc_errf(err, FTC_E_INPUT, "method %s trains no parameter of this model (no head or adapter found)",
+                        ftc_method_name(c->method));
+    return FTC_OK;
+}
+
+/* ---- batches ---- */
+typedef struct {
+    int max_B, max_T;
+    int32_t *ids, *types, *labels, *class_labels;
+    uint8_t *mask;
+    ftc_batch b;
+    int64_t n_targets, n_tokens; /* targets the loss counts; real (non-pad) tokens */
+} batcher;
+
+static ftc_status batcher_init(batcher *bt, int max_B, int max_T, ftc_err *err) {
+    memset(bt, 0, sizeof *bt);
+    bt->max_B = max_B;
+    bt->max_T = max_T;
+    size_t n = (size_t)max_B * max_T;
+    bt->ids = malloc(n * sizeof(int32_t));
+    bt->types = malloc(n * sizeof(int32_t));
+    bt->labels = malloc(n * sizeof(int32_t));
+    bt->class_labels = malloc((size_t)max_B * sizeof(int32_t));
+    bt->mask = malloc(n);
+    if (!bt->ids || !bt->types || !bt->labels || !bt->class_labels || !bt->mask)
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory for batches of %d x %d", max_B, max_T);
+    return FTC_OK;
+}
+
+static void batcher_free(batcher *bt) {
+    free(bt->ids); free(bt->types); free(bt->labels); free(bt->class_labels); free(bt->mask);
+}
+
+/* Pads (right) the examples idx[0..B) to the longest (capped at max_T) into bt->b. */
+static void collate(batcher *bt, const ftc_dataset *d, const int32_t *idx, int B, ftc_task task) {
+    int T = 2;
+    for (int i = 0; i < B; i++) if (d->ex[idx[i]].len > T) T = d->ex[idx[i]].len;
+    if (T > bt->max_T) T = bt->max_T;
+    bool any_types = false;
+    bt->n_targets = 0;
+    bt->n_tokens = 0;
+    for (int i = 0; i < B; i++) {
+        const ftc_example *e = &d->ex[idx[i]];
+        int L = e->len < T ? e->len : T;
+        for (int t = 0; t < T; t++) {
+            size_t k = (size_t)i * T + t;
+            bool real = t < L;
+            bt->ids[k] = real ? e->ids[t] : d->pad_id;
+            bt->types[k] = real && e->type_ids ? e->type_ids[t] : 0;
+            bt->mask[k] = real;
+            bt->labels[k] = !real ? FTC_IGNORE_INDEX : e->labels ? e->labels[t] : e->ids[t];
+            if (real && e->type_ids) any_types = true;
+            /* position t predicts labels[t + 1]: label 0 is never a target */
+            if (task == FTC_TASK_CAUSAL_LM && t > 0 && bt->labels[k] != FTC_IGNORE_INDEX) bt->n_targets++;
+        }
+        bt->n_tokens += L;
+        bt->class_labels[i] = e->label;
+    }
+    if (task == FTC_TASK_CLASSIFY) bt->n_targets = B;
+    bt->b = (ftc_batch){.B = B, .T = T, .ids = bt->ids, .type_ids = any_types ? bt->types : NULL, .mask = bt->mask,
+                        .labels = task == FTC_TASK_CLASSIFY ? bt->class_labels : bt->labels};
+}
+
+static int max_len_of(const ftc_dataset *d, int cap) {
+    int T = 2;
+    for (int i = 0; i < d->n; i++) if (d->ex[i].len > T) T = d->ex[i].len;
+    return T < cap ? T : cap;
+}
+
+/* ---- evaluation ---- */
+static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, batcher *bt, int batch,
+                           ftc_eval_result *r, json_t **json, ftc_err *err) {
+    memset(r, 0, sizeof *r);
+    int32_t *idx = malloc((size_t)batch * sizeof *idx);
+    if (!idx) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    ftc_class_metrics cm;
+    ftc_lm_metrics lm;
+    ftc_lm_metrics_init(&lm);
+    ftc_status s = FTC_OK;
+    int V = ftc_model_config_of(m)->vocab_size;
+    if (task == FTC_TASK_CLASSIFY && (s = ftc_class_metrics_init(&cm, d->num_labels, err)) != FTC_OK) { free(idx); return s; }
+    for (int start = 0; start < d->n && s == FTC_OK; start += batch) {
+        int B = d->n - start < batch ? d->n - start : batch;
+        for (int i = 0; i < B; i++) idx[i] = start + i;
+        collate(bt, d, idx, B, task);
+        float loss;
+        if ((s = ftc_model_forward(m, &bt->b, false, &loss, err)) != FTC_OK) break;
+        if (task == FTC_TASK_CLASSIFY) s = ftc_class_metrics_add_logits(&cm, ftc_model_logits(m), bt->class_labels, B, err);
+        else s = ftc_lm_metrics_add_logits(&lm, ftc_model_logits(m), bt->labels, B, bt->b.T, V, err);
+    }
+    if (s == FTC_OK) {
+        r->n_examples = d->n;
+        if (task == FTC_TASK_CLASSIFY) {
+            ftc_class_metrics_finish(&cm);
+            r->loss = cm.loss; r->accuracy = cm.accuracy; r->macro_f1 = cm.macro_f1;
+            r->n_tokens = d->n;
+            if (json) *json = ftc_class_metrics_json(&cm, (const char *const *)d->label_names);
+        } else {
+            r->loss = ftc_lm_loss(&lm); r->token_accuracy = ftc_lm_token_accuracy(&lm);
+            r->n_tokens = lm.n_tokens;
+            if (json) *json = ftc_lm_metrics_json(&lm);
+        }
+    }
+    if (task == FTC_TASK_CLASSIFY) ftc_class_metrics_free(&cm);
+    free(idx);
+    return s;
+}
+
+ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
+                              ftc_eval_result *r, json_t **json, ftc_err *err) {
+    if (d->n == 0) return ftc_errf(err, FTC_E_INPUT, "evaluation data has no examples");
+    batcher bt;
+    int T = max_len_of(d, max_len);
+    ftc_status s = batcher_init(&bt, batch, T, err);
+    if (s == FTC_OK) s = ftc_model_reserve(m, batch, T, err);
+    if (s == FTC_OK) s = evaluate(m, task, d, &bt, batch, r, json, err);
+    batcher_free(&bt);
+    return s;
+}
+
+/* ---- the run ---- */
+typedef struct {
+    const ftc_train_config *c;
+    ftc_model *m;
+    ftc_optimizer opt;
+    batcher bt;
+    const ftc_dataset *train, *val;
+    int32_t *order;            /* this epoch's example order */
+    int64_t *counts;           /* [grad_accum] target tokens per micro-batch of the window */
+    int64_t micro_per_epoch, steps_per_epoch, total_steps, warmup_steps;
+    /* resumable state */
+    int64_t step;              /* optimizer steps done */
+    int64_t epoch;             /* current epoch (0-based) */
+    int64_t micro_pos;         /* micro-batches of this epoch already consumed */
+    double best;               /* best metric so far (NaN: none yet) */
+    int64_t best_step, bad_evals;
+    int64_t tokens_seen;
+    /* files */
+    char path_metrics[FTC_PATH_MAX + 32], path_ckpt[FTC_PATH_MAX + 32], path_best[FTC_PATH_MAX + 32];
+    FILE *metrics;
+    double t_start;
+    int64_t tokens_at_start;
+} run;
+
+static void epoch_order(run *r) {
+    ftc_rng rng;
+    /* the order of epoch e depends only on (seed, e): resuming needs just the epoch and position */
+    ftc_rng_seed(&rng, r->c->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)r->epoch + 1);
+    for (int i = 0; i < r->train->n; i++) r->order[i] = i;
+    ftc_rng_shuffle_i32(&rng, r->order, (size_t)r->train->n);
+}
+
+static ftc_status log_json(run *r, json_t *o, ftc_err *err) {
+    char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(o);
+    if (!line) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    /* one write per line: a kill leaves whole lines (a torn last line is dropped on resume) */
+    size_t n = strlen(line);
+    line[n] = '\n';
+    bool ok = fwrite(line, 1, n + 1, r->metrics) == n + 1 && fflush(r->metrics) == 0;
+    free(line);
+    return ok ? FTC_OK : ftc_errf(err, FTC_E_IO, "%s: write failed", r->path_metrics);
+}
+
+static json_t *state_json(const run *r) {
+    json_t *st = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "step", (json_int_t)r->step, "epoch", (json_int_t)r->epoch,
+                           "micro_pos", (json_int_t)r->micro_pos, "best_step", (json_int_t)r->best_step,
+                           "bad_evals", (json_int_t)r->bad_evals, "tokens_seen", (json_int_t)r->tokens_seen);
+    json_object_set_new(st, "best", isnan(r->best) ? json_null() : json_real(r->best));
+    json_object_set_new(st, "optimizer_t", json_integer(r->opt.t));
+    /* the model's dropout generator (hex words: JSON numbers cannot hold 64 bits) */
+    const ftc_rng *g = ftc_model_rng(r->m);
+    json_t *words = json_array();
+    for (int i = 0; i < 4; i++) {
+        char hex[20];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)g->s[i]);
+        json_array_append_new(words, json_string(hex));
+    }
+    json_object_set_new(st, "model_rng", words);
+    return st;
+}
+
+static ftc_status save_checkpoint(run *r, ftc_err *err) {
+    json_t *st = state_json(r);
+    ftc_status s = ftc_checkpoint_save(r->path_ckpt, r->m, &r->opt, st, err);
+    json_decref(st);
+    return s;
+}
+
+static bool improved(const run *r, double v) {
+    if (isnan(v)) return false;
+    if (isnan(r->best)) return true;
+    return r->c->metric == FTC_METRIC_VAL_LOSS ? v < r->best : v > r->best;
+}
+
+/* Evaluates on validation, logs, keeps the best weights; sets *stop when patience runs out. */
+static ftc_status eval_and_track(run *r, bool *stop, ftc_err *err) {
+    ftc_eval_result er;
+    ftc_status s = evaluate(r->m, r->c->task, r->val, &r->bt, r->c->batch, &er, NULL, err);
+    if (s != FTC_OK) return ftc_err_prefix(err, "validation at step %lld", (long long)r->step);
+    json_t *o = json_pack("{s:I, s:f}", "step", (json_int_t)r->step, "epoch",
+                          (double)r->step / (double)r->steps_per_epoch);
+    json_object_set_new(o, "val_loss", isfinite(er.loss) ? json_real(er.loss) : json_null());
+    double metric = er.loss;
+    if (r->c->task == FTC_TASK_CLASSIFY) {
+        json_object_set_new(o, "accuracy", json_real(er.accuracy));
+        json_object_set_new(o, "macro_f1", json_real(er.macro_f1));
+        if (r->c->metric == FTC_METRIC_ACCURACY) metric = er.accuracy;
+        if (r->c->metric == FTC_METRIC_MACRO_F1) metric = er.macro_f1;
+    } else {
+        json_object_set_new(o, "val_perplexity", isfinite(er.loss) ? json_real(exp(er.loss)) : json_null());
+        json_object_set_new(o, "token_accuracy", isfinite(er.token_accuracy) ? json_real(er.token_accuracy) : json_null());
+    }
+    if ((s = log_json(r, o, err)) != FTC_OK) return s;
+    if (improved(r, metric)) {
+        r->best = metric;
+        r->best_step = r->step;
+        r->bad_evals = 0;
+        json_t *st = json_pack("{s:I, s:f, s:s}", "step", (json_int_t)r->step, "value", metric, "metric",
+                               ftc_metric_name(r->c->metric));
+        s = ftc_checkpoint_save(r->path_best, r->m, NULL, st, err);
+        json_decref(st);
+        if (s != FTC_OK) return s;
+    } else {
+        r->bad_evals++;
+        if (r->c->patience > 0 && r->bad_evals >= r->c->patience) *stop = true;
+    }
+    return FTC_OK;
+}
+
+/* One optimizer step over the next grad_accum micro-batches. *loss: the window's mean loss. */
+static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_used, ftc_err *err) {
+    const ftc_train_config *c = r->c;
+    int64_t n_micro = r->micro_per_epoch - r->micro_pos;
+    if (n_micro > c->grad_accum) n_micro = c->grad_accum;
+    /* the window's target count first, so each micro-batch's gradient gets its share n_k / N */
+    int64_t *counts = r->counts, total = 0;
+    for (int64_t k = 0; k < n_micro; k++) {
+        int64_t first = (r->micro_pos + k) * c->batch;
+        int B = (int)(r->train->n - first < c->batch ? r->train->n - first : c->batch);
+        collate(&r->bt, r->train, r->order + first, B, c->task);
+        counts[k] = r->bt.n_targets;
+        total += counts[k];
+    }
+    ftc_model_zero_grad(r->m);
+    double sum = 0, w_prev = 0;
+    ftc_status s = FTC_OK;
+    for (int64_t k = 0; k < n_micro; k++) {
+        int64_t first = (r->micro_pos + k) * c->batch;
+        int B = (int)(r->train->n - first < c->batch ? r->train->n - first : c->batch);
+        collate(&r->bt, r->train, r->order + first, B, c->task);
+        r->tokens_seen += r->bt.n_tokens;
+        if (counts[k] == 0) continue; /* nothing to learn from: no target token */
+        float l;
+        if ((s = ftc_model_forward(r->m, &r->bt.b, true, &l, err)) != FTC_OK) return s;
+        double w = (double)counts[k] / (double)total;
+        sum += w * l;
+        if (!isfinite(l)) { *loss = l; return FTC_OK; }
+        /* grads hold sum_j (w_j / w_prev) g_j; rescale so the new g_k enters with weight 1 relative to w */
+        if (w_prev > 0 && w_prev != w) ftc_scale_grads(&r->opt, (float)(w_prev / w));
+        if ((s = ftc_model_backward(r->m, err)) != FTC_OK) return s;
+        w_prev = w;
+    }
+    r->micro_pos += n_micro;
+    *loss = sum;
+    *lr_used = 0;
+    *grad_norm = 0;
+    if (total == 0) return FTC_OK;
+    if (w_prev != 1.0) ftc_scale_grads(&r->opt, (float)w_prev);
+    *grad_norm = ftc_clip_grad_norm(&r->opt, c->clip);
+    if (!isfinite(*grad_norm)) { *loss = *grad_norm; return FTC_OK; }
+    *lr_used = (float)(c->lr * ftc_schedule_factor(c->schedule, r->step, r->warmup_steps, r->total_steps));
+    ftc_optim_step(&r->opt, *lr_used);
+    return FTC_OK;
+}
+
+/* Keeps the lines of metrics.jsonl up to `step` (a resumed run logs the later ones again). */
+static ftc_status trim_metrics(const char *path, int64_t step, ftc_err *err) {
+    if (!ftc_file_exists(path)) return FTC_OK;
+    char *text;
+    size_t len;
+    ftc_status s = ftc_read_file(path, &text, &len, err);
+    if (s != FTC_OK) return s;
+    char *out = malloc(len + 1);
+    size_t n = 0;
+    if (!out) { free(text); return ftc_errf(err, FTC_E_NOMEM, "out of memory"); }
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        if (!nl) break; /* torn last line */
+        json_t *o = json_loadb(line, (size_t)(nl - line), 0, NULL);
+        if (o && json_integer_value(json_object_get(o, "step")) <= step) {
+            memcpy(out + n, line, (size_t)(nl - line + 1));
+            n += (size_t)(nl - line + 1);
+        }
+        json_decref(o);
+        line = nl + 1;
+    }
+    s = ftc_write_file_atomic(path, out, n, err);
+    free(out);
+    free(text);
+    return s;
+}
+
+static ftc_status restore(run *r, ftc_err *err) {
+    json_t *st = NULL;
+    ftc_status s = ftc_checkpoint_load(r->path_ckpt, r->m, &r->opt, &st, err);
+    if (s != FTC_OK) return s;
+    r->step = json_integer_value(json_object_get(st, "step"));
+    r->epoch = json_integer_value(json_object_get(st, "epoch"));
+    r->micro_pos = json_integer_value(json_object_get(st, "micro_pos"));
+    r->best_step = json_integer_value(json_object_get(st, "best_step"));
+    r->bad_evals = json_integer_value(json_object_get(st, "bad_evals"));
+    r->tokens_seen = json_integer_value(json_object_get(st, "tokens_seen"));
+    r->opt.t = json_integer_value(json_object_get(st, "optimizer_t"));
+    json_t *words = json_object_get(st, "model_rng");
+    if (json_array_size(words) != 4) {
+        json_decref(st);
+        return ftc_errf(err, FTC_E_INPUT, "%s: state lacks model_rng (4 hex words)", r->path_ckpt);
+    }
+    ftc_rng *g = ftc_model_rng(r->m);
+    for (int i = 0; i < 4; i++) {
+        const char *hex = json_string_value(json_array_get(words, (size_t)i));
+        g->s[i] = hex ? strtoull(hex, NULL, 16) : 0;
+    }
+    json_t *b = json_object_get(st, "best");
+    r->best = json_is_number(b) ? json_number_value(b) : NAN;
+    json_decref(st);
+    if (r->step < 0 || r->micro_pos < 0 || r->micro_pos > r->micro_per_epoch || r->epoch < 0)
+        return ftc_errf(err, FTC_E_INPUT, "%s: state does not fit this data (micro-batch %lld of %lld)", r->path_ckpt,
+                        (long long)r->micro_pos, (long long)r->micro_per_epoch);
+    return trim_metrics(r->path_metrics, r->step, err);
+}
+
+static ftc_status write_json_file(const char *path, json_t *o, ftc_err *err) {
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    if (!text) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    size_t n = strlen(text);
+    ftc_status s = ftc_write_file_atomic(path, text, n, err);
+    free(text);
+    return s;
+}
+
+/* The chosen model (best when there was validation, else last) with adapters merged, in HF layout. */
+static ftc_status save_final_model(run *r, ftc_err *err) {
+    ftc_status s;
+    if (r->val && ftc_file_exists(r->path_best)) {
+        if ((s = ftc_checkpoint_load(r->path_best, r->m, NULL, NULL, err)) != FTC_OK) return s;
+    }
+    if (r->c->method == FTC_METHOD_LORA && (s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
+    char dir[FTC_PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/model", r->c->out);
+    if ((s = ftc_mkdirs(dir, err)) != FTC_OK) return s;
+    if ((s = ftc_model_save(r->m, dir, err)) != FTC_OK) return s;
+    if (r->c->task == FTC_TASK_CLASSIFY && r->train->label_names) {
+        /* label names go into config.json as transformers' id2label/label2id */
+        char path[FTC_PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        json_error_t je;
+        json_t *cfg = json_load_file(path, 0, &je);
+        if (!cfg) return ftc_errf(err, FTC_E_INTERNAL, "%s: line %d: %s", path, je.line, je.text);
+        json_t *id2 = json_object(), *l2i = json_object();
+        for (int i = 0; i < r->train->num_labels; i++) {
+            char k[16];
+            snprintf(k, sizeof k, "%d", i);
+            json_object_set_new(id2, k, json_string(r->train->label_names[i]));
+            json_object_set_new(l2i, r->train->label_names[i], json_integer(i));
+        }
+        json_object_set_new(cfg, "id2label", id2);
+        json_object_set_new(cfg, "label2id", l2i);
+        s = write_json_file(path, cfg, err);
+        json_decref(cfg);
+    }
+    return s;
+}
+
+ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
+                         bool quiet, ftc_train_result *res, ftc_err *err) {
+    memset(res, 0, sizeof *res);
+    res->best_metric = NAN;
+    if (train->n == 0) return ftc_errf(err, FTC_E_INPUT, "%s: no training examples", c->data);
+    if (val && val->n == 0) val = NULL;
+    if (c->task == FTC_TASK_CLASSIFY)
+        for (int i = 0; i < train->n; i++)
+            if (train->ex[i].label < 0 || train->ex[i].label >= train->num_labels)
+                return ftc_errf(err, FTC_E_INPUT, "example %d: class %d outside [0, %d)", i, train->ex[i].label, train->num_labels);
+    run r;
+    memset(&r, 0, sizeof r);
+    r.c = c; r.m = m; r.train = train; r.val = val;
+    r.best = NAN;
+    ftc_status s;
+    if ((s = ftc_mkdirs(c->out, err)) != FTC_OK) return s;
+    snprintf(r.path_metrics, sizeof r.path_metrics, "%s/metrics.jsonl", c->out);
+    snprintf(r.path_ckpt, sizeof r.path_ckpt, "%s/checkpoint.ftc", c->out);
+    snprintf(r.path_best, sizeof r.path_best, "%s/best.ftc", c->out);
+    bool resuming = c->resume && ftc_file_exists(r.path_ckpt);
+    if (!c->resume && ftc_file_exists(r.path_ckpt))
+        return ftc_errf(err, FTC_E_USAGE, "%s already holds a run (checkpoint.ftc): use --resume, or another --out",
+                        c->out);
+    if ((s = ftc_train_prepare_model(m, c, train->num_labels, err)) != FTC_OK) return s;
+    int T = max_len_of(train, c->max_len);
+    if (val) { int Tv = max_len_of(val, c->max_len); if (Tv > T) T = Tv; }
+    if ((s = ftc_model_reserve(m, c->batch, T, err)) != FTC_OK) return s;
+    if ((s = batcher_init(&r.bt, c->batch, T, err)) != FTC_OK) goto out;
+    ftc_adamw_hparams h = {c->beta1, c->beta2, c->adam_eps, c->weight_decay};
+    int np = ftc_model_n_params(m);
+    ftc_param **params = malloc((size_t)np * sizeof *params);
+    if (!params) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
+    for (int i = 0; i < np; i++) params[i] = ftc_model_param(m, i);
+    s = ftc_optim_init(&r.opt, params, np, &h, err);
+    free(params);
+    if (s != FTC_OK) goto out;
+    res->trainable_params = ftc_model_count_params(m, true);
+
+    r.micro_per_epoch = (train->n + c->batch - 1) / c->batch;
+    r.steps_per_epoch = (r.micro_per_epoch + c->grad_accum - 1) / c->grad_accum;
+    r.total_steps = c->max_steps > 0 ? c->max_steps : c->epochs * r.steps_per_epoch;
+    r.warmup_steps = c->warmup >= 1 ? (int64_t)c->warmup : (int64_t)ceil(c->warmup * (double)r.total_steps);
+    r.order = malloc((size_t)train->n * sizeof *r.order);
+    r.counts = malloc((size_t)c->grad_accum * sizeof *r.counts);
+    if (!r.order || !r.counts) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
+
+    /* run files: resolved settings and label map (rewritten on resume: same content) */
+    {
+        char path[FTC_PATH_MAX + 32];
+        json_t *cfg = ftc_train_config_json(c);
+        json_object_set_new(cfg, "trainable_params", json_integer(res->trainable_params));
+        json_object_set_new(cfg, "total_params", json_integer(ftc_model_count_params(m, false)));
+        json_object_set_new(cfg, "total_steps", json_integer(r.total_steps));
+        json_object_set_new(cfg, "warmup_steps", json_integer(r.warmup_steps));
+        json_object_set_new(cfg, "steps_per_epoch", json_integer(r.steps_per_epoch));
+        json_object_set_new(cfg, "train_examples", json_integer(train->n));
+        json_object_set_new(cfg, "val_examples", json_integer(val ? val->n : 0));
+        snprintf(path, sizeof path, "%s/config.resolved.json", c->out);
+        s = write_json_file(path, cfg, err);
+        json_decref(cfg);
+        if (s != FTC_OK) goto out;
+        if (c->task == FTC_TASK_CLASSIFY) {
+            json_t *labels = json_array();
+            for (int i = 0; i < train->num_labels; i++) {
+                char k[16];
+                snprintf(k, sizeof k, "%d", i);
+                json_array_append_new(labels, json_string(train->label_names ? train->label_names[i] : k));
+            }
+            snprintf(path, sizeof path, "%s/labels.json", c->out);
+            s = write_json_file(path, labels, err);
+            json_decref(labels);
+            if (s != FTC_OK) goto out;
+        }
+    }
+    if (resuming) {
+        if ((s = restore(&r, err)) != FTC_OK) goto out;
+    } else {
+        remove(r.path_metrics);
+        remove(r.path_best);
+    }
+    r.metrics = fopen(r.path_metrics, "a");
+    if (!r.metrics) { s = ftc_errf(err, FTC_E_IO, "%s: cannot open for writing", r.path_metrics); goto out; }
+
+    ftc_progress prog;
+    if (!quiet) ftc_progress_start(&prog, "train", (long)r.total_steps);
+    r.t_start = ftc_now();
+    r.tokens_at_start = r.tokens_seen;
+    int64_t last_good_ckpt = resuming ? r.step : -1;
+    bool stop = false;
+    if (r.micro_pos >= r.micro_per_epoch) { r.epoch++; r.micro_pos = 0; }
+    epoch_order(&r);
+    while (r.step < r.total_steps && !stop) {
+        double loss = 0, gnorm = 0;
+        float lr = 0;
+        if ((s = train_step(&r, &loss, &gnorm, &lr, err)) != FTC_OK) {
+            ftc_err_prefix(err, "step %lld", (long long)r.step + 1);
+            break;
+        }
+        if (!isfinite(loss)) {
+            if (last_good_ckpt >= 0)
+                s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped; the last good "
+                             "checkpoint (step %lld) is intact in %s. Lower --lr or check the data.",
+                             isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1,
+                             (long long)last_good_ckpt, r.path_ckpt);
+            else
+                s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped before any "
+                             "checkpoint was written. Lower --lr or check the data.",
+                             isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1);
+            break;
+        }
+        r.step++;
+        res->last_loss = loss;
+        bool epoch_end = r.micro_pos >= r.micro_per_epoch;
+        double el = ftc_now() - r.t_start, tok_s = el > 0 ? (double)(r.tokens_seen - r.tokens_at_start) / el : 0;
+        double epoch_f = (double)r.epoch + (double)r.micro_pos / (double)r.micro_per_epoch;
+        if (r.step % c->log_every == 0 || r.step == 1 || r.step == r.total_steps) {
+            json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r.step, "epoch", epoch_f, "loss",
+                                  loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s));
+            if ((s = log_json(&r, o, err)) != FTC_OK) break;
+        }
+        if (!quiet) {
+            char extra[200];
+            snprintf(extra, sizeof extra, "epoch %.2f loss %.4f lr %.3g tok/s %.0f", epoch_f, loss, lr, tok_s);
+            ftc_progress_update(&prog, (long)r.step, extra);
+        }
+        bool last = r.step >= r.total_steps;
+        if (val && ((c->eval_every > 0 && r.step % c->eval_every == 0) || epoch_end || last)) {
+            if ((s = eval_and_track(&r, &stop, err)) != FTC_OK) break;
+        }
+        if (epoch_end) { r.epoch++; r.micro_pos = 0; epoch_order(&r); }
+        if ((c->save_every > 0 && r.step % c->save_every == 0) || epoch_end || last || stop) {
+            if ((s = save_checkpoint(&r, err)) != FTC_OK) break;
+            last_good_ckpt = r.step;
+        }
+    }
+    if (!quiet) ftc_progress_finish(&prog);
+    if (s == FTC_OK) {
+        res->steps = r.step;
+        res->best_metric = r.best;
+        res->best_step = r.best_step;
+        res->stopped_early = stop;
+        s = save_final_model(&r, err);
+    }
+out:
+    if (r.metrics) fclose(r.metrics);
+    free(r.order);
+    free(r.counts);
+    batcher_free(&r.bt);
+    ftc_optim_free(&r.opt);
+    return s;
+}
