@@ -7,6 +7,7 @@
 #include "ftc/model.h"
 #include "ftc/status.h"
 #include "ftc/tokenizer.h"
+#include "ftc/data.h"
 
 /* Sampling as transformers' generate applies its warpers: temperature, then top-k, then top-p.
  * temperature <= 0 means greedy (argmax; the lowest index wins a tie). top_k <= 0 and top_p >= 1 disable. */
@@ -99,4 +100,34 @@ void ftc_infer_close(ftc_infer_model *im);
 /* The ids that end generation: EOS of config.json, of generation_config.json (number or list) and of the
  * tokenizer, those inside the model's vocabulary. Returns how many were written (at most max). */
 int ftc_infer_stop_ids(const ftc_infer_model *im, int32_t *out, int max);
+/* ---- chat (src/infer/chat.c) ----
+ * A conversation rendered with a chat template (data.h) exactly as training rendered it, plus the template's
+ * generation prompt; one KV cache whose positions are reused as long as the rendering's tokens match, so a
+ * turn runs only its new tokens. Generation stops at EOS, the template's end-of-turn token (<|im_end|>,
+ * <|eot_id|>) or, for the plain template, at the next "### Question:". When the conversation outgrows the
+ * context, the oldest exchanges are dropped (a system message stays). */
+typedef struct ftc_chat ftc_chat;
+typedef struct {
+    int max_new_tokens;
+    ftc_sampler sampler;
+    uint64_t seed;
+    ftc_rng *rng;                                  /* or NULL: seeded from seed each turn */
+    void (*on_text)(void *ctx, const char *text);  /* streaming: reply text as it is produced */
+    void *ctx;
+} ftc_chat_opts;
+typedef struct {
+    int prompt_tokens;     /* the rendered conversation + generation prompt */
+    int reused_tokens;     /* of those, already in the KV cache */
+    int generated_tokens;
+    int dropped_messages;  /* left out to fit the context */
+    ftc_gen_stop stop;
+} ftc_chat_stats;
+/* im must outlive the chat. system may be NULL. */
+ftc_status ftc_chat_create(ftc_infer_model *im, ftc_template t, const char *system, ftc_chat **out, ftc_err *err);
+/* Adds the user message, generates the answer (kept in the conversation); *reply: malloc'd text. */
+ftc_status ftc_chat_reply(ftc_chat *c, const char *user, const ftc_chat_opts *o, char **reply, ftc_chat_stats *st,
+                          ftc_err *err);
+void ftc_chat_reset(ftc_chat *c); /* forget the conversation (the system message stays) */
+int ftc_chat_turns(const ftc_chat *c); /* user + assistant messages kept */
+void ftc_chat_free(ftc_chat *c);
 #endif

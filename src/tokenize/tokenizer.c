@@ -143,8 +143,8 @@ static ftc_status load_pretok(json_t *o, tk_pretok *pt, ftc_err *err) {
     } else if (!strcmp(type, "BertPreTokenizer")) pt->kind = PRE_BERT;
     else if (!strcmp(type, "Whitespace")) {
         pt->kind = PRE_WHITESPACE;
-        /* \w as Rust/Oniguruma define it (Alphabetic, marks, decimal digits, connector punctuation, joiners);
-         * PCRE2's UCP \w lacks the marks */
+        /* HF's Whitespace uses the Rust regex crate: its \\w is Alphabetic, marks, decimal digits, connector
+         * punctuation and joiners; PCRE2's UCP \\w lacks marks and joiners */
         static const char WS[] = "[\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}]+|[^\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
         return tk_regex_compile(&pt->re, WS, sizeof WS - 1, false, err);
     } else if (!strcmp(type, "WhitespaceSplit")) pt->kind = PRE_WHITESPACE_SPLIT;
@@ -407,14 +407,15 @@ static bool build_set(ftc_tokenizer *t, tk_added_set *s, bool normalized) {
     return true;
 }
 
-static void set_id_token(ftc_tokenizer *t, int32_t id, const char *s, size_t n) {
-    if (id < 0 || (size_t)id >= t->n_ids) return;
+static bool set_id_token(ftc_tokenizer *t, int32_t id, const char *s, size_t n) {
+    if (id < 0 || (size_t)id >= t->n_ids) return true;
     char *c = malloc(n + 1);
-    if (!c) return;
+    if (!c) return false;
     memcpy(c, s, n);
     c[n] = 0;
     free(t->id_to_tok[id]);
     t->id_to_tok[id] = c;
+    return true;
 }
 
 /* Shared by the JSON and legacy loaders: id table, byte ids, added-token sets, specials, cache. */
@@ -429,13 +430,12 @@ ftc_status tk_finish(ftc_tokenizer *t, ftc_err *err) {
     t->is_special = calloc(t->n_ids + 1, sizeof *t->is_special);
     if (!t->id_to_tok || !t->is_special) return NOMEM(err);
     for (size_t i = 0; i < t->vocab.cap; i++)
-        if (t->vocab.keys[i]) set_id_token(t, t->vocab.vals[i], t->vocab.keys[i], t->vocab.klen[i]);
+        if (t->vocab.keys[i] && !set_id_token(t, t->vocab.vals[i], t->vocab.keys[i], t->vocab.klen[i])) return NOMEM(err);
     for (size_t i = 0; i < t->n_added; i++) {
-        set_id_token(t, t->added[i].id, t->added[i].content, t->added[i].len);
+        if (!set_id_token(t, t->added[i].id, t->added[i].content, t->added[i].len)) return NOMEM(err);
         if (t->added[i].special) t->is_special[t->added[i].id] = true;
     }
-    for (size_t i = 0; i < t->n_ids; i++)
-        if (!t->id_to_tok[i] && !(t->id_to_tok[i] = calloc(1, 1))) return NOMEM(err);
+    /* ids no token uses stay NULL: decode drops them as HF does, id_to_token gives "" */
     if (!t->is_wordpiece) {
         if (t->pre_bytelevel && t->byte_fallback)
             return ftc_errf(err, FTC_E_UNSUPPORTED, "unsupported: byte_fallback together with a ByteLevel pre_tokenizer");
@@ -881,6 +881,7 @@ ftc_status ftc_tokenizer_decode(const ftc_tokenizer *t, const int32_t *ids, size
         if (id < 0 || (size_t)id >= t->n_ids) continue; /* HF drops unknown ids */
         if (skip_special && t->is_special[id]) continue;
         const char *s = t->id_to_tok[id];
+        if (!s) continue;
         if (!tk_buf_put(&toks[k], s, strlen(s))) { st = NOMEM(err); k++; goto done; }
         k++;
     }
@@ -910,7 +911,8 @@ int32_t ftc_tokenizer_token_to_id(const ftc_tokenizer *t, const char *token) {
     return tk_map_get(&t->vocab, token, n);
 }
 const char *ftc_tokenizer_id_to_token(const ftc_tokenizer *t, int32_t id) {
-    return id >= 0 && (size_t)id < t->n_ids ? t->id_to_tok[id] : NULL;
+    if (id < 0 || (size_t)id >= t->n_ids) return NULL;
+    return t->id_to_tok[id] ? t->id_to_tok[id] : "";
 }
 bool ftc_tokenizer_is_special(const ftc_tokenizer *t, int32_t id) {
     return id >= 0 && (size_t)id < t->n_ids && t->is_special[id];

@@ -1,0 +1,195 @@
+/* ftc chat: an interactive conversation with a causal LM on standard input, using the chat template the model
+ * (or the run) was trained with. Works the same when standard input is a pipe: one reply line per input line. */
+#include "cli.h"
+#include "ftc/data.h"
+#include "ftc/infer.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: ftc chat --model RUNDIR|DIR [--chat-template NAME] [--system TEXT] [--max-tokens N]\n"
+            "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats]\n\n"
+            "Reads messages from standard input, one per line, and prints the model's answers as they are\n"
+            "generated, one answer per line. The conversation is kept: each answer sees the earlier turns.\n"
+            "  /reset   forget the conversation (the --system message stays)\n"
+            "  /exit    quit (so does the end of input)\n\n"
+            "  --model RUNDIR|DIR     an ftc run directory (causal-lm) or a model directory\n"
+            "  --chat-template NAME   chatml, llama3, llama2, zephyr or plain. Default: the template the run was\n"
+            "                         trained with, else the one the model's tokenizer_config.json names, else plain\n"
+            "  --system TEXT          a system message at the start of the conversation\n"
+            "  --max-tokens N         most tokens per answer (default 256)\n"
+            "  --temperature T, --top-k K, --top-p P, --seed S   sampling as in ftc generate (default greedy)\n"
+            "  --stats                per answer, on standard error: prompt tokens, tokens reused from the cache,\n"
+            "                         generated tokens, speed\n"
+            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer, template), 3 internal error.\n");
+}
+
+static bool parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_float(const char *s, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+    *out = (float)v;
+    return true;
+}
+
+static void print_text(void *ctx, const char *text) {
+    (void)ctx;
+    fputs(text, stdout);
+    fflush(stdout);
+}
+
+/* --chat-template, else the run's, else the model's tokenizer_config.json, else plain. */
+static int choose_template(const char *flag, const ftc_infer_model *im, ftc_template *t, const char **why) {
+    ftc_err err;
+    if (flag) {
+        *why = "--chat-template";
+        return ftc_template_parse(flag, t, &err) ? cli_usage_error("chat", "%s", err.msg) : 0;
+    }
+    if (im->template_name[0] && ftc_template_parse(im->template_name, t, &err) == FTC_OK) {
+        *why = "the run's";
+        return 0;
+    }
+    const char *dirs[2] = {im->model_dir, im->tokenizer_dir};
+    for (int i = 0; i < 2; i++) {
+        if (ftc_template_from_model_dir(dirs[i], t, NULL, &err)) return cli_fail("chat", &err);
+        if (*t != FTC_TEMPLATE_NONE) {
+            *why = "tokenizer_config.json";
+            return 0;
+        }
+    }
+    *t = FTC_TEMPLATE_PLAIN;
+    *why = "no template found";
+    return 0;
+}
+
+int cmd_chat(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    const char *model = NULL, *tmpl_flag = NULL, *system = NULL;
+    long max_tokens = 256, seed = 0;
+    ftc_sampler sampler = {0.0f, 0, 1.0f};
+    bool stats = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        long v;
+        if (!strcmp(a, "--stats")) stats = true;
+        else if (!has && a[0] == '-') return cli_usage_error("chat", "unknown argument or missing value: '%s'", a);
+        else if (!strcmp(a, "--model")) model = argv[++i];
+        else if (!strcmp(a, "--chat-template")) tmpl_flag = argv[++i];
+        else if (!strcmp(a, "--system")) system = argv[++i];
+        else if (!strcmp(a, "--max-tokens")) {
+            if (!parse_long(argv[++i], 1, 1 << 24, &max_tokens))
+                return cli_usage_error("chat", "--max-tokens needs an integer >= 1, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--temperature")) {
+            if (!parse_float(argv[++i], 0.0, 1e6, &sampler.temperature))
+                return cli_usage_error("chat", "--temperature needs a number >= 0, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--top-k")) {
+            if (!parse_long(argv[++i], 0, 1 << 30, &v))
+                return cli_usage_error("chat", "--top-k needs an integer >= 0, not '%s'", argv[i]);
+            sampler.top_k = (int)v;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!parse_float(argv[++i], 1e-9, 1.0, &sampler.top_p))
+                return cli_usage_error("chat", "--top-p needs a number in (0, 1], not '%s'", argv[i]);
+        } else if (!strcmp(a, "--seed")) {
+            if (!parse_long(argv[++i], 0, (long)(~0UL >> 1), &seed))
+                return cli_usage_error("chat", "--seed needs an integer >= 0, not '%s'", argv[i]);
+        } else return cli_usage_error("chat", "unknown argument '%s'", a);
+    }
+    if (!model) return cli_usage_error("chat", "--model RUNDIR|DIR is required");
+    ftc_err err;
+    ftc_infer_model im;
+    if (ftc_infer_open(model, FTC_TASK_CAUSAL_LM, &im, &err)) return cli_fail("chat", &err);
+    ftc_template t;
+    const char *why;
+    int rc = choose_template(tmpl_flag, &im, &t, &why);
+    if (rc) {
+        ftc_infer_close(&im);
+        return rc;
+    }
+    bool tty = isatty(STDIN_FILENO);
+    if (!strcmp(why, "no template found"))
+        fprintf(stderr, "ftc chat: %s names no chat template; using 'plain' (choose one with --chat-template)\n", model);
+    if (tty)
+        fprintf(stderr, "ftc chat: %s, template %s. Type a message; /reset clears the conversation, /exit quits.\n",
+                model, ftc_template_name(t));
+    ftc_chat *chat;
+    if (ftc_chat_create(&im, t, system, &chat, &err)) {
+        rc = cli_fail("chat", &err);
+        ftc_infer_close(&im);
+        return rc;
+    }
+    ftc_rng rng;
+    ftc_rng_seed(&rng, (uint64_t)seed);
+    ftc_chat_opts o = {.max_new_tokens = (int)max_tokens, .sampler = sampler, .rng = &rng, .on_text = print_text};
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    for (;;) {
+        if (tty) fputs("> ", stderr);
+        if ((n = getline(&line, &cap, stdin)) < 0) break;
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+        if (!strcmp(line, "/reset")) {
+            ftc_chat_reset(chat);
+            if (tty || stats) fputs("ftc chat: conversation cleared\n", stderr);
+            continue;
+        }
+        if (line[0] == '/') {
+            fprintf(stderr, "ftc chat: unknown command '%s' (/reset, /exit)\n", line);
+            continue;
+        }
+        if (!line[0]) continue;
+        char *reply;
+        ftc_chat_stats st;
+        double t0 = ftc_now();
+        ftc_status s = ftc_chat_reply(chat, line, &o, &reply, &st, &err);
+        if (s == FTC_E_INPUT) { /* a message that cannot fit: say so, keep chatting */
+            fprintf(stderr, "ftc chat: error: %s\n", err.msg);
+            continue;
+        }
+        if (s) {
+            rc = cli_fail("chat", &err);
+            break;
+        }
+        fputc('\n', stdout);
+        if (fflush(stdout) || ferror(stdout)) {
+            free(reply);
+            fprintf(stderr, "ftc chat: error: writing standard output: %s\n", strerror(errno));
+            rc = 2;
+            break;
+        }
+        double dt = ftc_now() - t0;
+        if (st.stop == FTC_GEN_CONTEXT_FULL || (st.stop == FTC_GEN_MAX_TOKENS && st.generated_tokens < max_tokens))
+            fprintf(stderr, "ftc chat: the model's context is full; /reset to start over\n");
+        if (st.dropped_messages)
+            fprintf(stderr, "ftc chat: %d earliest messages left out to fit the context\n", st.dropped_messages);
+        if (stats)
+            fprintf(stderr, "ftc chat: prompt %d tokens (%d reused from the cache), generated %d (%s) in %.3f s\n",
+                    st.prompt_tokens, st.reused_tokens, st.generated_tokens,
+                    st.stop == FTC_GEN_STOP_TOKEN ? "end of turn" : st.stop == FTC_GEN_MAX_TOKENS ? "max tokens"
+                                                                                               : "context full",
+                    dt);
+        free(reply);
+    }
+    free(line);
+    ftc_chat_free(chat);
+    ftc_infer_close(&im);
+    return rc;
+}
