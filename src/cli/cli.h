@@ -19,6 +19,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 
 int cmd_tokenize(int argc, char **argv);
