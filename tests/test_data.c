@@ -705,6 +705,51 @@ static void test_load_splits_and_writes_run_files(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* Chat data for causal-lm through ftc_data_load: template applied, answers trained, packed, and the template
+ * recorded in the run directory. */
+static void test_load_chat_packed(void **state) {
+    (void)state;
+    char dir[] = "/tmp/ftc_loadc_XXXXXX", path[256], out[256], p[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/c.jsonl", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    write_text(path, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n"
+                     "{\"messages\": [{\"role\": \"user\", \"content\": \"ab\"}, {\"role\": \"assistant\", \"content\": \"cd\"}]}\n");
+    ftc_load_opts o = {.enc = {.task = FTC_TASK_CAUSAL_LM, .tmpl = FTC_TEMPLATE_PLAIN, .max_len = 16}, .pack = true,
+                       .out_dir = out};
+    ftc_dataset tr, va;
+    ftc_err e;
+    assert_int_equal(ftc_data_load(path, NULL, &o, &BYTES, NULL, &tr, &va, NULL, &e), FTC_OK);
+    /* each: BOS + "### Question:\nhi\n\n### Answer:\n" (30 bytes) + "yo" + EOS = 34 tokens; 68 -> 16 x 4 + 4 */
+    assert_int_equal(tr.n, 5);
+    assert_int_equal(tr.ex[4].len, 4);
+    assert_int_equal(va.n, 0);
+    assert_int_equal(tr.pad_id, 2); /* no pad token: EOS */
+    int trained = 0;
+    for (int i = 0; i < tr.n; i++) {
+        assert_true(tr.ex[i].len <= 16);
+        for (int t = 0; t < tr.ex[i].len; t++) trained += tr.ex[i].labels[t] != -100;
+    }
+    assert_int_equal(trained, 2 * 3); /* "yo"+EOS and "cd"+EOS */
+    snprintf(p, sizeof p, "%s/chat_template.json", out);
+    char *text;
+    size_t n;
+    assert_int_equal(ftc_read_file(p, &text, &n, &e), FTC_OK);
+    assert_non_null(strstr(text, "\"name\": \"plain\""));
+    free(text);
+    for (int i = 0; i < tr.n; i++) ftc_example_free(&tr.ex[i]);
+    free(tr.ex);
+    free(va.ex);
+    /* chat data without a template is refused with the flag named */
+    o.enc.tmpl = FTC_TEMPLATE_NONE;
+    o.out_dir = NULL;
+    assert_int_equal(ftc_data_load(path, NULL, &o, &BYTES, NULL, &tr, &va, NULL, &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "--chat-template"));
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_check_report(void **state) {
     (void)state;
     char dir[] = "/tmp/ftc_chk_XXXXXX", tp[256], vp[256];
@@ -832,6 +877,7 @@ int main(void) {
         cmocka_unit_test(test_label_map),
         cmocka_unit_test(test_stratified_split),
         cmocka_unit_test(test_load_splits_and_writes_run_files),
+        cmocka_unit_test(test_load_chat_packed),
         cmocka_unit_test(test_check_report),
         cmocka_unit_test(test_streaming_bounded_memory),
     };

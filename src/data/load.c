@@ -150,7 +150,10 @@ ftc_status ftc_data_load(const char *path, const char *val_path, const ftc_load_
             int to = part == 0 ? (which ? which[i] : FTC_SPLIT_TRAIN) : FTC_SPLIT_VAL;
             if (!dst[to]) continue;
             ftc_example e;
-            s = ftc_data_encode_record(&l->r[i], &o->enc, enc, map, file, &e, NULL, err);
+            /* packing cuts the concatenation into max_len pieces: nothing is truncated before */
+            ftc_encode_opts eo = o->enc;
+            if (o->pack && !classify) eo.max_len = 0;
+            s = ftc_data_encode_record(&l->r[i], &eo, enc, map, file, &e, NULL, err);
             if (s == FTC_OK && e.len == 0) {
                 ftc_example_free(&e);
                 s = ftc_errf(err, FTC_E_INPUT, "%s:%ld: the record gives no tokens", file, l->r[i].line);
