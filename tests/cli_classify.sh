@@ -28,8 +28,9 @@ with open(f"{d}/tok.jsonl", "w") as f:
     for r, i in zip(recs, ids):
         f.write(json.dumps({"input_ids": [int(x) for x in i], "label": r["label"]}) + "\n")
 PY
-"$FTC" train --model "$MINI" --data "$tmp/tok.jsonl" --out "$tmp/run" --task classify --method head \
-  --max-steps 6 --batch 8 --lr 5e-2 --quiet > /dev/null 2> "$tmp/train.err" || fail "train: $(cat "$tmp/train.err")"
+# validation on the same data: the run's best accuracy is what classify must reproduce from the texts
+"$FTC" train --model "$MINI" --data "$tmp/tok.jsonl" --val "$tmp/tok.jsonl" --out "$tmp/run" --task classify \
+  --method head --max-steps 6 --batch 8 --lr 5e-2 --metric accuracy --eval-every 3 --quiet > /dev/null 2> "$tmp/train.err" || fail "train: $(cat "$tmp/train.err")"
 
 # text output: LABEL TAB PROB TAB top: ... TAB TEXT, one line per argument
 "$FTC" classify --model "$tmp/run" "How do I sign up?" "I want to end my ride" > "$tmp/out.txt" 2> "$tmp/e" ||
@@ -66,6 +67,17 @@ for x, y, r in zip(a, b, recs):
     assert x["label"] == y["label"] == x["top"][0]["label"]
     assert abs(x["probability"] - y["probability"]) < 1e-5, (x, y)   # padding in a batch of 16 changes nothing
     assert len(x["top"]) == 3 and len(y["top"]) == 2
+PY
+# the same accuracy as the trainer measured on these examples (its tokenization, pooling, padding)
+python3 - "$tmp" <<'PY' || fail "accuracy differs from the run's"
+import json, sys
+d = sys.argv[1]
+a = [json.loads(l) for l in open(f"{d}/a.jsonl")]
+recs = [json.loads(l) for l in open(f"{d}/data.jsonl", encoding="utf-8")]
+acc = sum(x["label"] == r["label"] for x, r in zip(a, recs)) / len(recs)
+best = max(json.loads(l)["accuracy"] for l in open(f"{d}/run/metrics.jsonl") if "accuracy" in l)
+print(f"classify accuracy {acc:.6f}, run's best validation accuracy {best:.6f}")
+assert abs(acc - best) < 1e-6
 PY
 # standard input
 n=$(head -3 "$tmp/texts.txt" | "$FTC" classify --model "$tmp/run" --file - | wc -l)

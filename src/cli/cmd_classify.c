@@ -257,12 +257,8 @@ int cmd_classify(int argc, char **argv) {
         return 2;
     }
     c.num_labels = (int)head->shape[0];
-    /* pooling as the trainer used it: BERT's [CLS] (through its pooler), decoders' last real token */
-    if (ftc_model_set_classifier(c.im.model, c.num_labels, cfg->family == FTC_FAMILY_BERT ? FTC_POOL_CLS : FTC_POOL_LAST,
-                                 0, &err)) {
-        rc = cli_fail("classify", &err);
-        goto done;
-    }
+    /* pooling is the model's: ftc_pooling in config.json (what the run trained with), else the family's
+     * (BERT's [CLS] through its pooler, decoders' last real token, as transformers' *ForSequenceClassification) */
     c.max_len = cfg->max_positions;
     if (c.im.run_max_len > 0 && c.im.run_max_len < c.max_len) c.max_len = c.im.run_max_len;
     if ((rc = load_names(&c, model))) goto done;
