@@ -8,3 +8,4 @@ build=$(cd "$(dirname "$ftc")" && pwd)
 
 sh "$here/run_matmul.sh" "$build"
 sh "$here/run_tokenizer.sh" "$build"
+sh "$here/train_bench.sh" "$ftc"

@@ -9,6 +9,8 @@
 #   BENCH_RUNS=N     alternations per shape (default 3 for minilm-cls, 2 for the others; BENCH_FULL: 3)
 #   BENCH_MODELS=DIR where the random models are kept between runs (default build/bench-models)
 #   BENCH_RESULTS=F  file the results are appended to (default bench/RESULTS.md)
+#   BENCH_SHAPES=a,b only the shapes whose label contains one of these (e.g. BENCH_FULL=1 BENCH_SHAPES=llama)
+#   BENCH_NOTES=text replaces the default note on the machine's load
 # For each shape: ours = build/train_bench, peer = bench/torch_train_peer.py (/usr/bin/python3, 2 threads),
 # each under /usr/bin/time -v for the peak RSS; tokens/s = B*T / median step time over steps 3..N; the
 # figure is the median over the runs; MFU = tokens/s x model FLOPs per token / measured sgemm peak.
@@ -32,6 +34,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2
 
+# The driver is not built by default (EXCLUDE_FROM_ALL): build it here, quietly; a failure means no ftc side.
+[ -f "$bindir/CMakeCache.txt" ] && cmake --build "$bindir" --target train_bench >/dev/null 2>&1 || true
 have_ours=1
 if [ ! -x "$ftc" ] || ! "$ftc" init --help >/dev/null 2>&1 || [ ! -x "$driver" ]; then
   have_ours=0
@@ -91,6 +95,13 @@ rows=$tmp/rows
 # bench_shape LABEL CONFIG DTYPE B T STEPS RUNS METHOD LORA_R
 bench_shape() {
   label=$1 config=$2 dtype=$3 B=$4 T=$5 steps=$6 runs=$7 method=$8 r=$9
+  if [ -n "${BENCH_SHAPES:-}" ]; then # a comma-separated list of substrings of the labels
+    case ",$BENCH_SHAPES," in *",$label,"*) ;; *)
+      wanted=0
+      for w in $(echo "$BENCH_SHAPES" | tr ',' ' '); do case "$label" in *"$w"*) wanted=1 ;; esac; done
+      [ "$wanted" = 1 ] || return 0 ;;
+    esac
+  fi
   dir=$(model_dir "$config" "$dtype")
   src="--model $dir"
   case "$dir" in *.json) src="--config $dir" ;; esac
@@ -153,6 +164,7 @@ if [ "$full" = 1 ]; then
   bench_shape llama-1b-lora-B1xT256 llama-1b bf16 1 256 4 "$runs_long" lora 16
 fi
 
+[ -s "$rows" ] || { echo "train_bench: no shape selected (BENCH_SHAPES=${BENCH_SHAPES:-})" >&2; exit 0; }
 # Append one block to RESULTS.md: a header line per invocation, the table, the exact commands.
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 mode=quick

@@ -60,6 +60,32 @@ grep -q '"trainable_params": 1155' "$T/run/config.resolved.json" || fail "head o
 grep -q '"id2label"' "$T/run/model/config.json" || fail "model/config.json lacks id2label"
 expect_rc 1 "already holds a run" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/run" --quiet
 
+# Text data through the data layer (the model's tokenizer), then `ftc eval --model RUNDIR` on held-out text.
+FAQ="${FTC_SOURCE_DIR:-.}/examples/faq"
+if [ -f "$FAQ/train.jsonl" ]; then
+  head -n 120 "$FAQ/train.jsonl" >"$T/faq_train.jsonl"
+  expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/faq_train.jsonl" --out "$T/faq" --method head \
+    --lr 0.01 --max-steps 3 --batch 8 --max-len 32 --quiet
+  [ -s "$T/faq/labels.json" ] && [ -s "$T/faq/model/tokenizer.json" ] || fail "faq run lacks labels.json or the tokenizer"
+  head -n 40 "$FAQ/test.jsonl" >"$T/faq_test.jsonl"
+  expect_rc 0 "" "$FTC" eval --model "$T/faq" --data "$T/faq_test.jsonl" --json
+  grep -q '"task": "classify"' "$T/out" && grep -q '"accuracy"' "$T/out" && grep -q '"loss"' "$T/out" \
+    || { cat "$T/out"; fail "eval --json on the run dir lacks task/accuracy/loss"; }
+fi
+STORIES="${FTC_SHARED_DATA:-}/models/stories260K-hf"
+if [ -f "$STORIES/model.safetensors" ]; then
+  for i in 1 2 3 4 5 6 7 8; do
+    printf '{"prompt": "Once upon a time, there was a little", "completion": " girl named Lily. She liked to play."}\n'
+  done >"$T/lm.jsonl"
+  expect_rc 0 "" "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --out "$T/lm" --task causal-lm --method lora \
+    --lr 0.01 --max-steps 4 --batch 4 --quiet
+  expect_rc 0 "" "$FTC" eval --model "$T/lm" --data "$T/lm.jsonl" --json
+  grep -q '"task": "causal-lm"' "$T/out" && grep -q '"loss"' "$T/out" || { cat "$T/out"; fail "causal-lm run dir eval"; }
+  first=$(head -n 1 "$T/lm/metrics.jsonl" | grep -o '"loss": *[0-9.]*' | grep -o '[0-9.]*$')
+  last=$(grep -o '"loss": *[0-9.]*' "$T/lm/metrics.jsonl" | grep -v val | tail -n 1 | grep -o '[0-9.]*$')
+  awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "causal-lm LoRA loss did not fall ($first -> $last)"
+fi
+
 # Kill at a random point, resume, compare with an uninterrupted run byte for byte.
 # (kept small: this also runs under ASan; tests/test_train.c kills tiny models of every family many times)
 ARGS=(--model "$MINILM" --data "$T/train.jsonl" --val-split 0.25 --method lora --lora-r 4 --lr 0.003

@@ -130,6 +130,13 @@ void ftc_dataset_free(ftc_dataset *d);
  * Ids are checked against vocab_size (> 0). Errors name file, line and key. */
 ftc_status ftc_dataset_load_tokenized(const char *path, ftc_task task, const ftc_dataset *label_map, int vocab_size,
                                       ftc_dataset *out, ftc_err *err);
+/* A run's training data as c describes it: text formats through the data layer (the model's tokenizer and
+ * chat template; labels.json and split/ written into c->out), or pre-tokenized JSONL. */
+ftc_status ftc_train_load_data(const ftc_train_config *c, int vocab_size, ftc_dataset *train, ftc_dataset *val,
+                               bool *have_val, ftc_err *err);
+/* Evaluation data for a finished run, read as the run read its data (its label map, template, max_len). */
+ftc_status ftc_run_dir_load_data(const char *dir, const ftc_train_config *c, const char *data_path, int vocab_size,
+                                 ftc_dataset *out, ftc_err *err);
 /* Moves a seeded random share of `all` into val (the rest stays in all). */
 ftc_status ftc_dataset_split(ftc_dataset *all, double val_share, uint64_t seed, ftc_dataset *val, ftc_err *err);
 

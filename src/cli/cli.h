@@ -15,11 +15,15 @@ bool cli_wants_help(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_retrieve(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+/* ftc eval on a training run directory (src/cli/eval_rundir.c). */
+int cli_eval_run_dir(const char *rundir, const char *data, bool as_json);
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);

@@ -8,6 +8,7 @@
 #include "ftc/hf_config.h"
 #include "ftc/model.h"
 #include "ftc/tokenizer.h"
+#include "ftc/train.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -137,6 +138,7 @@ int cmd_eval(int argc, char **argv) {
     }
     if (!model) return cli_usage_error("eval", "missing --model DIR");
     if (!data) return cli_usage_error("eval", "missing --data FILE");
+    if (ftc_is_run_dir(model)) return cli_eval_run_dir(model, data, as_json); /* an ftc train run directory */
     ftc_model_config cfg;
     ftc_err err;
     if (ftc_config_load(model, &cfg, &err)) return cli_fail("eval", &err);

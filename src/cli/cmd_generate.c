@@ -2,6 +2,7 @@
  * generated text to standard output as tokens come. */
 #include "cli.h"
 #include "ftc/base.h"
+#include "ftc/export.h"
 #include "ftc/infer.h"
 #include <errno.h>
 #include <math.h>
@@ -13,7 +14,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc generate --model DIR|RUNDIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
-            "                    [--top-p P] [--seed S] [--stats]\n\n"
+            "                    [--top-p P] [--seed S] [--stats] [--adapter DIR]\n\n"
             "Continues TEXT with the model and prints only the generated text, token by token as it is produced.\n"
             "The prompt is tokenized as Hugging Face's encode() does (BOS added for Llama-family tokenizers); an\n"
             "empty prompt starts from the BOS token alone. Generation stops at EOS, after N tokens or when the\n"
@@ -21,6 +22,8 @@ static void usage(FILE *f) {
             "position's forward pass.\n\n"
             "  --model DIR|RUNDIR  a model directory (config.json, *.safetensors, tokenizer files) or an ftc run\n"
             "                      directory (its model/, trained for causal-lm)\n"
+            "  --adapter DIR       apply a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors)\n"
+            "                      to the model first (merged)\n"
             "  --prompt TEXT       the text to continue (\"\" = start from BOS)\n"
             "  --max-tokens N      most tokens to generate (default 256)\n"
             "  --temperature T     0 = greedy, the most likely token each step (default); > 0 samples from\n"
@@ -75,7 +78,7 @@ int cmd_generate(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    const char *model = NULL, *prompt = NULL;
+    const char *model = NULL, *prompt = NULL, *adapter = NULL;
     long max_tokens = 256, seed = 0;
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false;
@@ -85,6 +88,7 @@ int cmd_generate(int argc, char **argv) {
         long v;
         if (!strcmp(a, "--model") && has) model = argv[++i];
         else if (!strcmp(a, "--prompt") && has) prompt = argv[++i];
+        else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
         else if (!strcmp(a, "--max-tokens") && has) {
             if (!parse_long(argv[++i], 0, 1 << 24, &max_tokens))
                 return cli_usage_error("generate", "--max-tokens needs an integer >= 0, not '%s'", argv[i]);
@@ -102,7 +106,7 @@ int cmd_generate(int argc, char **argv) {
             if (!parse_long(argv[++i], 0, (long)(~0UL >> 1), &seed))
                 return cli_usage_error("generate", "--seed needs an integer >= 0, not '%s'", argv[i]);
         } else if (!strcmp(a, "--stats")) stats = true;
-        else if (a[0] == '-' && a[1] == '-' && !has && (!strcmp(a, "--model") || !strcmp(a, "--prompt") ||
+        else if (a[0] == '-' && a[1] == '-' && !has && (!strcmp(a, "--model") || !strcmp(a, "--prompt") || !strcmp(a, "--adapter") ||
                                                          !strcmp(a, "--max-tokens") || !strcmp(a, "--temperature") ||
                                                          !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
                                                          !strcmp(a, "--seed")))
@@ -115,6 +119,10 @@ int cmd_generate(int argc, char **argv) {
     ftc_err err;
     ftc_infer_model im;
     if (ftc_infer_open(model, FTC_TASK_CAUSAL_LM, &im, &err)) return cli_fail("generate", &err);
+    if (adapter && (ftc_model_load_adapter(im.model, adapter, &err) || ftc_model_merge_lora(im.model, &err))) {
+        ftc_infer_close(&im);
+        return cli_fail("generate", &err);
+    }
     int rc = 0;
     ftc_ids ids = {0};
     ftc_kv_cache *cache = NULL;

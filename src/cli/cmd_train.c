@@ -22,7 +22,14 @@ static void train_help(FILE *out) {
         "  --lora-targets LIST         HF module names: q_proj,v_proj | c_attn | query,value | all-linear\n"
         "                              (default: the family's attention query/value projections)\n"
         "Data\n"
-        "  --data FILE                 training data (JSONL; pre-tokenized lines {\"input_ids\": [..], ...})\n"
+        "  --data FILE                 training data: JSONL / CSV / TSV / TXT as `ftc data check` reads it\n"
+        "                              ({\"text\",\"label\"}, {\"prompt\",\"completion\"}, {\"messages\"}, {\"text\"}),\n"
+        "                              or pre-tokenized JSONL ({\"input_ids\": [..], \"label\"|\"labels\": ..})\n"
+        "  --format F                  text | completion | chat | label (default: detected)\n"
+        "  --template T                chat template (default: the model's tokenizer_config.json)\n"
+        "  --text-col C --label-col C  CSV/TSV columns\n"
+        "  --train-on-inputs true      causal-lm: also train prompt/user tokens (default: answers only)\n"
+        "  --pack true                 causal-lm: pack examples into --max-len sequences\n"
         "  --val FILE | --val-split F  validation data, or a seeded share F of --data (e.g. 0.1)\n"
         "  --max-len N (128)           longer examples are truncated\n"
         "Optimisation\n"
@@ -50,21 +57,6 @@ static void train_help(FILE *out) {
 }
 
 typedef struct { const char *key, *value; } kv;
-
-static ftc_status load_data(const ftc_train_config *c, int vocab, ftc_dataset *train, ftc_dataset *val, bool *have_val,
-                            ftc_err *err) {
-    *have_val = false;
-    ftc_status s = ftc_dataset_load_tokenized(c->data, c->task, NULL, vocab, train, err);
-    if (s != FTC_OK) return s;
-    if (c->val[0]) {
-        s = ftc_dataset_load_tokenized(c->val, c->task, c->task == FTC_TASK_CLASSIFY ? train : NULL, vocab, val, err);
-        *have_val = s == FTC_OK;
-    } else if (c->val_split > 0) {
-        s = ftc_dataset_split(train, c->val_split, c->seed, val, err);
-        *have_val = s == FTC_OK;
-    }
-    return s;
-}
 
 int cmd_train(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
@@ -115,11 +107,17 @@ int cmd_train(int argc, char **argv) {
     c.resume = resume;
     if ((s = ftc_train_config_finalize(&c, &err)) != FTC_OK) { rc = cli_usage_error("train", "%s", err.msg); goto done; }
 
+    char ckpt[FTC_PATH_MAX + 32];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ftc", c.out);
+    if (!resume && ftc_file_exists(ckpt)) {
+        rc = cli_usage_error("train", "%s already holds a run (checkpoint.ftc): use --resume, or another --out", c.out);
+        goto done;
+    }
     ftc_model *m = NULL;
     if ((s = ftc_model_load(c.model, c.task, &m, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
     ftc_dataset train = {0}, val = {0};
     bool have_val;
-    if ((s = load_data(&c, ftc_model_config_of(m)->vocab_size, &train, &val, &have_val, &err)) != FTC_OK) {
+    if ((s = ftc_train_load_data(&c, ftc_model_config_of(m)->vocab_size, &train, &val, &have_val, &err)) != FTC_OK) {
         ftc_model_free(m);
         rc = cli_fail("train", &err);
         goto done;

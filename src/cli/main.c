@@ -21,8 +21,10 @@ typedef struct {
 static const command commands[] = {
     {"inspect", cmd_inspect, "show a model directory: family, sizes, parameters, dtypes, tokenizer files"},
     {"version", cmd_version, "print the version"},
+    {"retrieve", cmd_retrieve, "no-training baseline: label of the nearest indexed text by embedding"},
     {"tokenize", cmd_tokenize, "text to token ids (or ids to text) exactly as the model's HF tokenizer"},
     {"init", cmd_init, "write a randomly initialised model (config.json + model.safetensors) from a config"},
+    {"export", cmd_export, "write a tuned model for transformers (--format hf) or its LoRA adapter for PEFT"},
     {"logits", cmd_logits, "print raw logits for token ids (to compare ftc with transformers/PEFT)"},
     {"train", cmd_train, "fine-tune a model: full, head (transfer learning) or lora"},
     {"report", cmd_report, "write RUNDIR/report.html (curves, metrics, confusion) from a run's logs"},

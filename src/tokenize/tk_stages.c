@@ -95,7 +95,11 @@ static ftc_status norm_one(const tk_normalizer *nz, const char *s, size_t n, tk_
         while (pos <= n) {
             int rc = nz->re.jit ? pcre2_jit_match(nz->re.code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL)
                                 : pcre2_match(nz->re.code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-            if (rc < 0) break;
+            if (rc == PCRE2_ERROR_NOMATCH) break;
+            if (rc < 0) {
+                pcre2_match_data_free(md);
+                return ftc_errf(err, FTC_E_INPUT, "normalizer Replace: regex match limit reached");
+            }
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
             if (ov[1] < ov[0]) break;
             ok = ok && tk_buf_put(out, s + c.last, ov[0] - c.last) && tk_buf_put(out, c.content, strlen(c.content));
@@ -382,7 +386,7 @@ nomem:
     p->text = q.text;
     q.text = (tk_buf){0};
     tk_pieces_free(&q);
-    return NOMEM(err);
+    return ftc_errf(err, FTC_E_INPUT, "pre-tokenizer: out of memory or regex match limit reached");
 }
 
 /* BertPreTokenizer: whitespace removed, then each punctuation char isolated. */

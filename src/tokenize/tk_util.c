@@ -296,7 +296,8 @@ bool tk_regex_each(const tk_regex *r, const char *s, size_t n, pcre2_match_data 
     while (pos <= n) {
         int rc = r->jit ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL)
                         : pcre2_match(r->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) break;
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) { ok = false; break; } /* match/heap/JIT stack limit: an error, never a silent wrong split */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t a = ov[0], b = ov[1];
         if (b < a) break; /* \K oddities */

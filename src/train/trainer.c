@@ -441,6 +441,21 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
     snprintf(dir, sizeof dir, "%s/model", r->c->out);
     if ((s = ftc_mkdirs(dir, err)) != FTC_OK) return s;
     if ((s = ftc_model_save(r->m, dir, err)) != FTC_OK) return s;
+    /* the tokenizer travels with the model, so RUNDIR/model is usable on its own */
+    const char *tok_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                               "vocab.json", "merges.txt", "tokenizer.model"};
+    for (size_t i = 0; i < sizeof tok_files / sizeof *tok_files && s == FTC_OK; i++) {
+        char src[FTC_PATH_MAX + 64], dst[FTC_PATH_MAX + 64];
+        snprintf(src, sizeof src, "%s/%s", r->c->model, tok_files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, tok_files[i]);
+        if (!ftc_file_exists(src)) continue;
+        char *bytes;
+        size_t n;
+        if ((s = ftc_read_file(src, &bytes, &n, err)) != FTC_OK) return s;
+        s = ftc_write_file_atomic(dst, bytes, n, err);
+        free(bytes);
+    }
+    if (s != FTC_OK) return s;
     if (r->c->task == FTC_TASK_CLASSIFY && r->train->label_names) {
         /* label names go into config.json as transformers' id2label/label2id */
         char path[FTC_PATH_MAX + 64];

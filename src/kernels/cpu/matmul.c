@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <omp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,10 +330,16 @@ static void run_threaded(const gemm_job *j) {
         pthread_mutex_unlock(&pool.lock);
     }
     work_on(gen);
-    while (atomic_load(&pool.done) < (unsigned)chunks) { /* only chunks already claimed are left */
+    /* Only chunks a worker already claimed are left. Spin briefly; then yield, in case that worker waits for
+     * this very core (an overloaded machine). */
+    for (int spin = 0; atomic_load(&pool.done) < (unsigned)chunks; spin++) {
+        if (spin < 4000) {
 #if defined(__x86_64__)
-        __builtin_ia32_pause();
+            __builtin_ia32_pause();
 #endif
+        } else {
+            sched_yield();
+        }
     }
     pthread_mutex_unlock(&pool.call);
 }

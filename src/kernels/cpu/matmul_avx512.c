@@ -88,13 +88,10 @@ AVX512_FN static void pack_a_f32(bool ta, const float *A, int lda, int i0, int m
     for (int p = 0; p < mc; p += MR, dst += (size_t)kc * MR) {
         int mr = imin(MR, mc - p);
         if (ta) { /* op(A)(i,k) = A[k][i]: MR contiguous floats per k */
-            for (int k = 0; k < kc; k++) {
-                const float *src = A + (size_t)(k0 + k) * lda + i0 + p;
-                float *d = dst + (size_t)k * MR;
-                int r = 0;
-                for (; r < mr; r++) d[r] = src[r];
-                for (; r < MR; r++) d[r] = 0.0f;
-            }
+            __mmask16 m = mask_upto(mr);
+            for (int k = 0; k < kc; k++)
+                _mm512_mask_storeu_ps(dst + (size_t)k * MR, mask_upto(MR),
+                                      _mm512_maskz_loadu_ps(m, A + (size_t)(k0 + k) * lda + i0 + p));
         } else { /* op(A)(i,k) = A[i][k]: MR rows read along k, transposed 16 k at a time */
             const float *src = A + (size_t)(i0 + p) * lda + k0;
             for (int k = 0; k < kc; k += 16)
@@ -163,6 +160,11 @@ static void store_tile_transposed(const float *tile, float *C, int ldc, int mr, 
 AVX512_FN static void kernel_f32(int kc, const float *restrict a, const float *restrict b, float *C, int ldc, int mr,
                                  int nr, float alpha, float beta, bool c_trans) {
     FOR_ROWS(ACC_DECL)
+    if (!c_trans) /* the tile of C is needed only after the k loop: start fetching it now */
+        for (int i = 0; i < mr; i++) {
+            _mm_prefetch((const char *)(C + (size_t)i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(C + (size_t)i * ldc + 16), _MM_HINT_T0);
+        }
     for (int k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
         __m512 av;

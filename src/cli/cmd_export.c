@@ -1,0 +1,98 @@
+/* ftc export --model RUNDIR --format hf|peft --out DIR: the tuned model for transformers (merged, HF layout)
+ * or the LoRA adapter for PEFT. */
+#include "cli.h"
+#include "model_arg.h"
+#include "ftc/base.h"
+#include "ftc/export.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "Usage: ftc export --model RUNDIR|DIR --format hf|peft --out DIR [--force] [--adapter DIR]\n\n"
+            "  --format hf    the merged model in Hugging Face layout: config.json (architectures, id2label,\n"
+            "                 label2id, num_labels, problem_type for classify), model.safetensors with the names\n"
+            "                 of that transformers class, the base model's tokenizer files. Loads with\n"
+            "                 AutoModelFor{CausalLM,SequenceClassification}.from_pretrained(DIR).\n"
+            "  --format peft  a LoRA run's adapter as PEFT writes it: adapter_config.json +\n"
+            "                 adapter_model.safetensors (+ labels.json for classify). Loads with\n"
+            "                 PeftModel.from_pretrained(base, DIR), or ftc's --adapter DIR.\n"
+            "  --model        a run directory of ftc train, or a model directory (hf: re-export; with\n"
+            "                 --adapter DIR: base + PEFT adapter merged)\n"
+            "  --force        replace a non-empty --out directory\n\n"
+            "The export is assembled beside DIR and renamed into place: DIR is complete or absent.\n"
+            "A classification head no transformers class computes (e.g. mean pooling) is exported with the\n"
+            "encoder's bare class and described under config.json's \"ftc_classifier_head\" (docs/export.md).\n");
+}
+
+/* A LoRA run's adapters before merging: the base with the run's method applied, values from the
+ * checkpoint the run's final model was made from (best.ftc when there was validation, else the last). */
+static ftc_status load_run_adapters(const char *rundir, cli_model *cm, ftc_model **out, ftc_err *err) {
+    *out = NULL;
+    if (cm->run.method != FTC_METHOD_LORA)
+        return ftc_errf(err, FTC_E_USAGE, "run %s trained with method %s: it has no adapter; export it with --format hf",
+                        rundir, ftc_method_name(cm->run.method));
+    ftc_model *m;
+    ftc_status s = ftc_model_load(cm->run.model, cm->task, &m, err);
+    if (s) return ftc_err_prefix(err, "base model of run %s", rundir);
+    char ck[FTC_PATH_MAX + 64];
+    snprintf(ck, sizeof ck, "%s/best.ftc", rundir);
+    if (!ftc_file_exists(ck)) snprintf(ck, sizeof ck, "%s/checkpoint.ftc", rundir);
+    s = ftc_train_prepare_model(m, &cm->run, cm->n_labels, err);
+    if (!s) s = ftc_checkpoint_load(ck, m, NULL, NULL, err);
+    if (s) {
+        ftc_model_free(m);
+        return s;
+    }
+    *out = m;
+    return FTC_OK;
+}
+
+int cmd_export(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
+    const char *model = NULL, *format = NULL, *out = NULL, *adapter = NULL;
+    bool force = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--force")) { force = true; continue; }
+        const char **slot = !strcmp(a, "--model") ? &model : !strcmp(a, "--format") ? &format
+                            : !strcmp(a, "--out") ? &out : !strcmp(a, "--adapter") ? &adapter : NULL;
+        if (!slot) return cli_usage_error("export", "unknown option '%s'", a);
+        if (i + 1 >= argc) return cli_usage_error("export", "%s needs a value", a);
+        *slot = argv[++i];
+    }
+    if (!model) return cli_usage_error("export", "missing --model RUNDIR");
+    if (!out) return cli_usage_error("export", "missing --out DIR");
+    if (!format) return cli_usage_error("export", "missing --format hf|peft");
+    bool peft = !strcmp(format, "peft");
+    if (!peft && strcmp(format, "hf")) return cli_usage_error("export", "unknown --format '%s' (hf, peft)", format);
+    if (peft && adapter) return cli_usage_error("export", "--adapter is already a PEFT adapter: nothing to export");
+
+    ftc_err err;
+    cli_model cm;
+    ftc_status s = cli_model_open(model, NULL, adapter, &cm, &err);
+    if (s) { cli_model_close(&cm); return cli_fail("export", &err); }
+    ftc_export_opts o = {.tokenizer_dir = cm.base, .overwrite = force, .base_model = cm.base};
+    if (cm.task == FTC_TASK_CLASSIFY && cm.labels) o.label_names = (const char *const *)cm.labels, o.n_labels = cm.n_labels;
+    if (peft) {
+        if (!cm.is_run) s = ftc_errf(&err, FTC_E_USAGE, "%s is not a run directory (no config.resolved.json): "
+                                     "--format peft exports the adapter of an ftc LoRA run", model);
+        ftc_model *lm = NULL;
+        if (!s) s = load_run_adapters(model, &cm, &lm, &err);
+        o.tokenizer_dir = NULL; /* an adapter goes onto the base, which has them */
+        if (!s) s = ftc_export_peft(lm, out, &o, &err);
+        ftc_model_free(lm);
+    } else {
+        if (adapter) s = ftc_model_merge_lora(cm.m, &err);
+        const char *why;
+        if (!s && cm.task == FTC_TASK_CLASSIFY && !ftc_export_head_is_hf(cm.m, &why))
+            fprintf(stderr, "ftc export: note: no transformers class computes this head (%s); exported as the "
+                            "bare encoder plus the head's tensors, see config.json \"ftc_classifier_head\"\n", why);
+        if (!s) s = ftc_export_hf(cm.m, out, &o, &err);
+    }
+    cli_model_close(&cm);
+    if (s) return cli_fail("export", &err);
+    printf("wrote %s (%s)\n", out, peft ? "PEFT LoRA adapter" : "Hugging Face model");
+    return 0;
+}
