@@ -243,7 +243,9 @@ static void test_bf16_every_layout_type_and_edge(void **state) {
                 /* K past the 512-deep block and odd; threaded */
                 check_bf16_case(ta, tb, 9, 40, 1031, 1.0f, 1.0f, at, bt, &r, "bf16 deep");
                 check_bf16_case(ta, tb, 260, 100, 101, 0.5f, 0.0f, at, bt, &r, "bf16 threaded");
-                cases += 2;
+                /* narrow C (LoRA rank): dot products when A is read along K, C^T otherwise; K tail of 16 */
+                check_bf16_case(ta, tb, 150, 9, 70, 1.0f, 0.5f, at, bt, &r, "bf16 narrow");
+                cases += 3;
             }
         printf("# bf16 %s: %d cases, worst error %.3f of the bound\n", impl, cases, worst);
     }

@@ -150,7 +150,7 @@ typedef struct {
     float *C;
     bool bf16;
     bool c_trans;      /* the job computes C^T (see narrow_swap) */
-    const float *bt_nk; /* set: narrow C by dot products, op(B) as N x K rows (see ftc_matmul) */
+    const void *bt_nk; /* set: narrow C by dot products, op(B) as N x K rows of type bt, stride ldb */
 } gemm_job;
 
 static size_t elem_size(ftc_mm_type t) { return t == FTC_MM_BF16 ? 2 : 4; }
@@ -174,8 +174,13 @@ static void run_block(const gemm_job *j, int m0, int m, int n0, int n) {
     const char *A = (const char *)j->A + elem_size(j->at) * (j->ta ? (size_t)m0 : (size_t)m0 * j->lda);
     const char *B = (const char *)j->B + elem_size(j->bt) * (j->tb ? (size_t)n0 * j->ldb : (size_t)n0);
     if (j->bt_nk) { /* rows only */
-        ftc_sgemm_avx512_small_n(m, j->N, j->K, j->alpha, (const float *)j->A + (size_t)m0 * j->lda, j->lda, j->bt_nk,
-                                 j->ldb, j->beta, j->C + (size_t)m0 * j->ldc, j->ldc);
+        const void *A = (const char *)j->A + elem_size(j->at) * (size_t)m0 * j->lda;
+        if (j->bf16)
+            ftc_gemm_bf16_avx512_small_n(m, j->N, j->K, j->alpha, A, j->at, j->lda, j->bt_nk, j->bt, j->ldb, j->beta,
+                                         j->C + (size_t)m0 * j->ldc, j->ldc);
+        else
+            ftc_sgemm_avx512_small_n(m, j->N, j->K, j->alpha, A, j->lda, j->bt_nk, j->ldb, j->beta,
+                                     j->C + (size_t)m0 * j->ldc, j->ldc);
         return;
     }
     float *C = j->c_trans ? j->C + (size_t)n0 * j->ldc + m0 : j->C + (size_t)m0 * j->ldc + n0;
@@ -393,8 +398,23 @@ void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const v
     if (trivial(M, N, K, alpha, beta, C, ldc)) return;
     if (strcmp(ftc_matmul_bf16_backend(), "avx512bf16") == 0) {
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL};
-        narrow_swap(&j);
+        uint16_t *bt_copy = NULL;
+        if (!ta && N <= SMALL_N && M >= 4 * SMALL_N) { /* narrow C: dot products, op(B) as N x K rows */
+            if (!tb && (bt_copy = malloc(sizeof(uint16_t) * (size_t)N * K)) != NULL)
+                for (int k = 0; k < K; k++)
+                    for (int n = 0; n < N; n++) {
+                        size_t idx = (size_t)k * ldb + n;
+                        uint32_t x;
+                        if (bt == FTC_MM_BF16) x = (uint32_t)((const uint16_t *)B)[idx] << 16;
+                        else memcpy(&x, (const float *)B + idx, 4);
+                        bt_copy[(size_t)n * K + k] = bt == FTC_MM_BF16 ? (uint16_t)(x >> 16) : ftc_mm_round_bf16(x);
+                    }
+            j.bt_nk = tb ? B : bt_copy;
+            if (!tb && bt_copy) j.bt = FTC_MM_BF16, j.ldb = K;
+        }
+        if (!j.bt_nk) narrow_swap(&j);
         run_threaded(&j);
+        free(bt_copy);
         return;
     }
     matmul_bf16_generic(ta, tb, M, N, K, alpha, A, at, lda, B, bt, ldb, beta, C, ldc);

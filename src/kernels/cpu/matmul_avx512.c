@@ -218,53 +218,6 @@ AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alp
     return true;
 }
 
-/* C[M x N] = alpha * A[M x K] Bt[N x K]^T + beta * C for a narrow C (LoRA rank): both operands are read
- * along K, so no packing; blocks of 3 rows x 8 columns keep 24 dot-product accumulators in registers, reduced
- * horizontally at the end. */
-AVX512_FN void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const float *A, int lda, const float *Bt,
-                                        int ldbt, float beta, float *C, int ldc) {
-    enum { RB = 3, JB = 8 };
-    for (int j0 = 0; j0 < N; j0 += JB) {
-        int jn = imin(JB, N - j0);
-        const float *b[JB];
-        for (int j = 0; j < JB; j++) b[j] = Bt + (size_t)(j0 + (j < jn ? j : 0)) * ldbt;
-        for (int i0 = 0; i0 < M; i0 += RB) {
-            int in = imin(RB, M - i0);
-            const float *a0 = A + (size_t)i0 * lda;
-            const float *a1 = in > 1 ? a0 + lda : a0, *a2 = in > 2 ? a1 + lda : a0;
-            __m512 acc[RB][JB];
-#pragma GCC unroll 8
-            for (int j = 0; j < JB; j++) acc[0][j] = acc[1][j] = acc[2][j] = _mm512_setzero_ps();
-            for (int k = 0; k < K; k += 16) {
-                __mmask16 m = mask_upto(K - k);
-                __m512 v0 = _mm512_maskz_loadu_ps(m, a0 + k), v1 = _mm512_maskz_loadu_ps(m, a1 + k);
-                __m512 v2 = _mm512_maskz_loadu_ps(m, a2 + k);
-#pragma GCC unroll 8
-                for (int j = 0; j < JB; j++) {
-                    __m512 bv = _mm512_maskz_loadu_ps(m, b[j] + k);
-                    acc[0][j] = _mm512_fmadd_ps(v0, bv, acc[0][j]);
-                    acc[1][j] = _mm512_fmadd_ps(v1, bv, acc[1][j]);
-                    acc[2][j] = _mm512_fmadd_ps(v2, bv, acc[2][j]);
-                }
-            }
-            /* reduce with constant indices only, so that acc stays in registers through the k loop */
-            float sums[RB][JB];
-#pragma GCC unroll 8
-            for (int j = 0; j < JB; j++) {
-                sums[0][j] = _mm512_reduce_add_ps(acc[0][j]);
-                sums[1][j] = _mm512_reduce_add_ps(acc[1][j]);
-                sums[2][j] = _mm512_reduce_add_ps(acc[2][j]);
-            }
-            for (int r = 0; r < in; r++)
-                for (int j = 0; j < jn; j++) {
-                    float *c = C + (size_t)(i0 + r) * ldc + j0 + j;
-                    float v = alpha * sums[r][j];
-                    *c = beta == 0.0f ? v : v + beta * *c;
-                }
-        }
-    }
-}
-
 /* ---------------------------------------------------------------- bf16 ---------------------------- */
 /* vdpbf16ps multiplies pairs: lane j gets acc += a.lo*b.lo + a.hi*b.hi. So panels hold k in pairs: a 32-bit
  * word per (row, k pair) for A (broadcast), and per (k pair, column) for B. Odd K is padded with zeros. */
@@ -303,6 +256,81 @@ AVX512_FN static inline __m512i load_bf16_16(const void *p, ftc_mm_type t, __mma
 /* Pair words for 16 consecutive columns from two consecutive rows (k and k+1; row1 NULL past the end). */
 AVX512_FN static inline __m512i interleave_rows(const void *row0, const void *row1, ftc_mm_type t, __mmask16 m) {
     return _mm512_or_si512(load_bf16_16(row0, t, m), _mm512_slli_epi32(load_bf16_16(row1, t, m), 16));
+}
+
+/* C[M x N] = alpha * A[M x K] Bt[N x K]^T + beta * C for a narrow C (LoRA rank): both operands are read
+ * along K, so no packing; blocks of 3 rows x 8 columns keep 24 dot-product accumulators in registers, reduced
+ * horizontally at the end. */
+/* Operand modes: DOT_F32 as stored, DOT_ROUND f32 rounded to bf16 (the bf16 product's rounding), DOT_BF16 stored
+ * bf16. bf16 values are exact in f32 and so are their products: the f32 FMA gives the bf16 product's result. */
+enum { DOT_F32, DOT_ROUND, DOT_BF16 };
+
+AVX512_FN static inline __m512 load_dot(const void *base, int mode, size_t idx, __mmask16 m) {
+    if (mode == DOT_F32) return _mm512_maskz_loadu_ps(m, (const float *)base + idx);
+    __m512i h = mode == DOT_BF16 ? load_bf16_16((const uint16_t *)base + idx, FTC_MM_BF16, m)
+                                 : load_bf16_16((const float *)base + idx, FTC_MM_F32, m);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+}
+
+__attribute__((always_inline)) AVX512_FN static inline void small_n(int M, int N, int K, float alpha, const void *A,
+                                                                     int amode, int lda, const void *Bt, int bmode,
+                                                                     int ldbt, float beta, float *C, int ldc) {
+    enum { RB = 3, JB = 8 };
+    for (int j0 = 0; j0 < N; j0 += JB) {
+        int jn = imin(JB, N - j0);
+        size_t b[JB]; /* element offsets of the rows of Bt */
+        for (int j = 0; j < JB; j++) b[j] = (size_t)(j0 + (j < jn ? j : 0)) * ldbt;
+        for (int i0 = 0; i0 < M; i0 += RB) {
+            int in = imin(RB, M - i0);
+            size_t a0 = (size_t)i0 * lda, a1 = in > 1 ? a0 + (size_t)lda : a0, a2 = in > 2 ? a1 + (size_t)lda : a0;
+            __m512 acc[RB][JB];
+#pragma GCC unroll 8
+            for (int j = 0; j < JB; j++) acc[0][j] = acc[1][j] = acc[2][j] = _mm512_setzero_ps();
+            for (int k = 0; k < K; k += 16) {
+                __mmask16 m = mask_upto(K - k);
+                __m512 v0 = load_dot(A, amode, a0 + k, m), v1 = load_dot(A, amode, a1 + k, m);
+                __m512 v2 = load_dot(A, amode, a2 + k, m);
+#pragma GCC unroll 8
+                for (int j = 0; j < JB; j++) {
+                    __m512 bv = load_dot(Bt, bmode, b[j] + k, m);
+                    acc[0][j] = _mm512_fmadd_ps(v0, bv, acc[0][j]);
+                    acc[1][j] = _mm512_fmadd_ps(v1, bv, acc[1][j]);
+                    acc[2][j] = _mm512_fmadd_ps(v2, bv, acc[2][j]);
+                }
+            }
+            /* reduce with constant indices only, so that acc stays in registers through the k loop */
+            float sums[RB][JB];
+#pragma GCC unroll 8
+            for (int j = 0; j < JB; j++) {
+                sums[0][j] = _mm512_reduce_add_ps(acc[0][j]);
+                sums[1][j] = _mm512_reduce_add_ps(acc[1][j]);
+                sums[2][j] = _mm512_reduce_add_ps(acc[2][j]);
+            }
+            for (int r = 0; r < in; r++)
+                for (int j = 0; j < jn; j++) {
+                    float *c = C + (size_t)(i0 + r) * ldc + j0 + j;
+                    float v = alpha * sums[r][j];
+                    *c = beta == 0.0f ? v : v + beta * *c;
+                }
+        }
+    }
+}
+
+AVX512_FN void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const float *A, int lda, const float *Bt,
+                                        int ldbt, float beta, float *C, int ldc) {
+    small_n(M, N, K, alpha, A, DOT_F32, lda, Bt, DOT_F32, ldbt, beta, C, ldc);
+}
+
+AVX512_FN void ftc_gemm_bf16_avx512_small_n(int M, int N, int K, float alpha, const void *A, ftc_mm_type at, int lda,
+                                            const void *Bt, ftc_mm_type bt, int ldbt, float beta, float *C, int ldc) {
+    if (at == FTC_MM_BF16 && bt == FTC_MM_BF16)
+        small_n(M, N, K, alpha, A, DOT_BF16, lda, Bt, DOT_BF16, ldbt, beta, C, ldc);
+    else if (at == FTC_MM_BF16)
+        small_n(M, N, K, alpha, A, DOT_BF16, lda, Bt, DOT_ROUND, ldbt, beta, C, ldc);
+    else if (bt == FTC_MM_BF16)
+        small_n(M, N, K, alpha, A, DOT_ROUND, lda, Bt, DOT_BF16, ldbt, beta, C, ldc);
+    else
+        small_n(M, N, K, alpha, A, DOT_ROUND, lda, Bt, DOT_ROUND, ldbt, beta, C, ldc);
 }
 
 static inline const void *elem_ptr(const void *X, ftc_mm_type t, size_t idx) {

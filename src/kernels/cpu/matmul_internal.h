@@ -21,6 +21,9 @@ bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, co
 /* Narrow C (N small) with A read along K: C = alpha * A Bt^T + beta * C, Bt is N x K. */
 void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const float *A, int lda, const float *Bt, int ldbt,
                               float beta, float *C, int ldc);
+/* Same for bf16 products (operands f32, rounded to bf16, or bf16); f32 accumulation. */
+void ftc_gemm_bf16_avx512_small_n(int M, int N, int K, float alpha, const void *A, ftc_mm_type at, int lda,
+                                  const void *Bt, ftc_mm_type bt, int ldbt, float beta, float *C, int ldc);
 void ftc_f32_to_bf16_avx512(const float *in, uint16_t *out, size_t n);
 
 /* Micro-tile sizes, so the dispatcher splits work on tile boundaries. */
