@@ -280,6 +280,8 @@ void ftc_model_free(ftc_model *m) {
     free(m->layers);
     free(m->inv_freq);
     free(m->act);
+    free(m->ck_out);
+    free(m->ck_rng);
     free(m);
 }
 
