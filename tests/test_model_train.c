@@ -273,6 +273,55 @@ static void test_lm_head_chunks(void **state) {
     ftc_model_free(m);
 }
 
+/* Gradient checkpointing gives the same loss and gradients bit for bit, dropout (replayed) included. */
+static void ckpt_case(ftc_model *m) {
+    ftc_batch b = batch_for(m);
+    ftc_rng r0 = *ftc_model_rng(m);
+    ftc_err e;
+    int n = ftc_model_n_params(m);
+    float **ref = calloc((size_t)n, sizeof *ref);
+    float l_ref = loss_at(m, &b, true, &r0), l_ck;
+    ftc_model_zero_grad(m);
+    assert_int_equal(ftc_model_backward(m, &e), FTC_OK);
+    for (int i = 0; i < n; i++) {
+        ftc_param *p = ftc_model_param(m, i);
+        if (!p->grad) continue;
+        ref[i] = malloc((size_t)p->numel * sizeof(float));
+        memcpy(ref[i], p->grad, (size_t)p->numel * sizeof(float));
+    }
+    assert_int_equal(ftc_model_set_grad_checkpoint(m, true, &e), FTC_OK);
+    l_ck = loss_at(m, &b, true, &r0);
+    ftc_model_zero_grad(m);
+    assert_int_equal(ftc_model_backward(m, &e), FTC_OK);
+    assert_true(l_ck == l_ref);
+    int compared = 0;
+    for (int i = 0; i < n; i++) {
+        ftc_param *p = ftc_model_param(m, i);
+        if (!ref[i]) continue;
+        if (memcmp(ref[i], p->grad, (size_t)p->numel * sizeof(float))) fail_msg("%s differs with checkpointing", p->name);
+        compared++;
+        free(ref[i]);
+    }
+    free(ref);
+    assert_true(compared > 0);
+    assert_int_equal(ftc_model_set_grad_checkpoint(m, false, &e), FTC_OK);
+    ftc_model_free(m);
+}
+
+static void test_grad_checkpoint_same_gradients(void **state) {
+    (void)state;
+    ckpt_case(create(BERT_DROPOUT, FTC_TASK_CLASSIFY));
+    ckpt_case(create(GPT2_DROPOUT, FTC_TASK_CAUSAL_LM));
+    ftc_model *m = create(LLAMA, FTC_TASK_CAUSAL_LM);
+    ftc_err e;
+    assert_int_equal(ftc_model_add_lora(m, "all-linear", 2, 4, 0.2f, 1, &e), FTC_OK);
+    for (int i = 0; i < ftc_model_n_params(m); i++) { /* non-zero B so that every adapter matters */
+        ftc_param *p = ftc_model_param(m, i);
+        if (p->is_lora) for (int64_t k = 0; k < p->numel; k++) p->data[k] = 0.1f * (float)sin((double)k + i);
+    }
+    ckpt_case(m);
+}
+
 /* Bad batches are errors naming the row and position, not crashes. */
 static void test_bad_batches(void **state) {
     (void)state;
@@ -421,6 +470,7 @@ int main(void) {
         cmocka_unit_test(test_lora_bad_targets),
         cmocka_unit_test(test_lora_classifier_head_trains),
         cmocka_unit_test(test_lm_head_chunks),
+        cmocka_unit_test(test_grad_checkpoint_same_gradients),
         cmocka_unit_test(test_bad_batches),
         cmocka_unit_test(test_save_roundtrip),
         cmocka_unit_test(test_save_refuses_unmerged_lora),

@@ -450,6 +450,38 @@ static void test_nan_loss_stops_cleanly(void **state) {
     ftc_dataset_free(&d);
 }
 
+/* ---- early stopping: patience counts evaluations without improvement; best.ftc holds the best ---- */
+static void test_early_stopping(void **state) {
+    (void)state;
+    ftc_dataset d = make_data(FTC_TASK_CLASSIFY, 32, 11), val = make_data(FTC_TASK_CLASSIFY, 8, 12);
+    ftc_train_config c;
+    base_config(&c, FTC_TASK_CLASSIFY, FTC_METHOD_HEAD, "early");
+    c.lr = 0; /* nothing changes: the first evaluation stays the best */
+    c.warmup = 0;
+    c.eval_every = 2;
+    c.patience = 3;
+    c.metric = FTC_METRIC_ACCURACY;
+    ftc_model *m = make_model(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY);
+    ftc_train_result r;
+    ftc_err err;
+    if (ftc_train_run(m, &c, &d, &val, true, &r, &err) != FTC_OK) fail_msg("%s", err.msg);
+    assert_true(r.stopped_early);
+    assert_int_equal(r.best_step, 2);
+    assert_int_equal(r.steps, 8); /* evaluations at 2 (best), 4, 6, 8: three without improvement */
+    char path[FTC_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/best.ftc", c.out);
+    json_t *st = NULL;
+    ftc_model *m2 = make_model(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY);
+    assert_int_equal(ftc_train_prepare_model(m2, &c, NUM_LABELS, &err), FTC_OK);
+    if (ftc_checkpoint_load(path, m2, NULL, &st, &err) != FTC_OK) fail_msg("%s", err.msg);
+    assert_int_equal(json_integer_value(json_object_get(st, "step")), 2);
+    json_decref(st);
+    ftc_model_free(m2);
+    ftc_model_free(m);
+    ftc_dataset_free(&d);
+    ftc_dataset_free(&val);
+}
+
 /* ---- a run dir refuses to be overwritten; a checkpoint for another method is refused ---- */
 static void test_run_dir_guards(void **state) {
     (void)state;
@@ -545,6 +577,7 @@ int main(void) {
         cmocka_unit_test(test_grad_accumulation_equals_big_batch),
         cmocka_unit_test(test_resume_after_kill_is_bit_identical),
         cmocka_unit_test(test_nan_loss_stops_cleanly),
+        cmocka_unit_test(test_early_stopping),
         cmocka_unit_test(test_run_dir_guards),
         cmocka_unit_test(test_eval_run_dir),
     };

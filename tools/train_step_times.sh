@@ -11,17 +11,15 @@ trap 'rm -rf "$T"' EXIT
 awk 'BEGIN { srand(3); for (i = 0; i < 512; i++) { c = int(rand() * 4); s = "101";
   for (t = 0; t < 62; t++) s = s ", " (rand() < 0.3 ? 2000 + 7 * c : 3000 + int(rand() * 5000));
   printf "{\"input_ids\": [%s, 102], \"label\": %d}\n", s, c } }' >"$T/data.jsonl"
-ms_per_step() { # ms_per_step METHOD STEPS
-  local t0 t1
-  t0=$(date +%s%N)
-  "$FTC" train --model "$MINILM" --data "$T/data.jsonl" --out "$T/$1_$2" --method "$1" --batch 16 --max-len 64 \
-    --max-steps "$2" --log-every 1000 --save-every 100000 --quiet >/dev/null
-  t1=$(date +%s%N)
-  echo $(( (t1 - t0) / 1000000 ))
+# prints "WALL_MS CPU_MS" of one run (CPU = user + sys: less sensitive to other load on the machine)
+run_ms() { # run_ms METHOD STEPS
+  /usr/bin/time -f "%e %U %S" -o "$T/time" "$FTC" train --model "$MINILM" --data "$T/data.jsonl" --out "$T/$1_$2" \
+    --method "$1" --batch 16 --max-len 64 --max-steps "$2" --log-every 1000 --save-every 100000 --quiet >/dev/null
+  awk '{ printf "%d %d\n", $1 * 1000, ($2 + $3) * 1000 }' "$T/time"
 }
-printf '%-6s %12s %10s\n' method trainable ms/step
+printf '%-6s %12s %14s %14s\n' method trainable wall_ms/step cpu_ms/step
 for m in ${METHODS:-head lora full}; do
-  a=$(ms_per_step "$m" 3); b=$(ms_per_step "$m" 13)
+  read -r wa ca <<<"$(run_ms "$m" 3)"; read -r wb cb <<<"$(run_ms "$m" 13)"
   params=$(grep -o '"trainable_params": [0-9]*' "$T/${m}_13/config.resolved.json" | grep -o '[0-9]*$')
-  printf '%-6s %12s %10s\n' "$m" "$params" "$(( (b - a) / 10 ))"
+  printf '%-6s %12s %14s %14s\n' "$m" "$params" "$(( (wb - wa) / 10 ))" "$(( (cb - ca) / 10 ))"
 done

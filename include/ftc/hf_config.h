@@ -35,6 +35,7 @@ typedef struct {
     char rope_scaling_type[32]; /* "" when config has no rope_scaling */
     float rope_scaling_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_positions;
+    char pooling[8];          /* "ftc_pooling" written by ftc for a classifier: "cls", "mean", "last"; "" = family default */
     int sliding_window;       /* Mistral (default 4096) / Qwen2 with use_sliding_window: window size; 0 when off */
     int bos_token_id, eos_token_id, pad_token_id; /* -1 when absent */
     /* classification heads saved by ftc export / transformers *ForSequenceClassification */

@@ -60,6 +60,9 @@ ftc_param *ftc_model_find_param(ftc_model *m, const char *name);
 void ftc_model_set_trainable(ftc_model *m, int i, bool trainable); /* before ftc_model_reserve */
 int64_t ftc_model_count_params(const ftc_model *m, bool trainable_only);
 
+/* Gradient checkpointing: keep only each block's output and recompute the block in backward (one block's
+ * activations instead of n_layers'; about one more forward of compute). Same gradients bit for bit. */
+ftc_status ftc_model_set_grad_checkpoint(ftc_model *m, bool on, ftc_err *err);
 /* Plans activation and gradient memory for batches up to max_B x max_T. Call again to grow. */
 ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err);
 

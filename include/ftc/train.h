@@ -79,6 +79,8 @@ typedef struct {
     int unfreeze_last;      /* -1 = the method's default (classify head: 0, causal-lm head: 1) */
     int lora_r;
     float lora_alpha, lora_dropout;
+    char pooling[8];        /* classify: auto | cls | mean | last (auto: the checkpoint's sentence-transformers
+                               pooling when it has one, else CLS (+pooler) for BERT, last token for decoders) */
     char lora_targets[256]; /* "" = the family default (q/v projections) */
     /* how text data becomes examples (the data layer, include/ftc/data.h) */
     char format[32];        /* "" = detect; text | completion | chat | label */
@@ -152,6 +154,7 @@ typedef struct {
 
 /* Applies the method to a loaded model: classifier head (classify), LoRA adapters, trainable flags.
  * Call before ftc_model_reserve; ftc_train_run calls it itself. */
+ftc_pooling ftc_train_pooling(const char *choice, const char *model_dir, ftc_family family);
 ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int num_labels, ftc_err *err);
 
 /* Runs the whole training described by c on model m (freshly loaded or created, not yet prepared):

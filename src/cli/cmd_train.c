@@ -18,6 +18,8 @@ static void train_help(FILE *out) {
         "  --method full|head|lora     full: every weight; head: the new classification head (+ last N blocks),\n"
         "                              for causal-lm the last N blocks and the final norm; lora: adapters (+ head)\n"
         "  --unfreeze-last N           head: also train the last N transformer blocks (causal-lm default 1)\n"
+        "  --pooling auto|cls|mean|last  classify: what the head reads (auto: the checkpoint's sentence-\n"
+        "                              transformers pooling if any, else CLS+pooler for BERT, last token for decoders)\n"
         "  --lora-r R (8) --lora-alpha A (16) --lora-dropout P (0)\n"
         "  --lora-targets LIST         HF module names: q_proj,v_proj | c_attn | query,value | all-linear\n"
         "                              (default: the family's attention query/value projections)\n"

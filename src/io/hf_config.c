@@ -249,6 +249,13 @@ ftc_status ftc_config_parse(const char *json, size_t len, const char *file, ftc_
     if (c->family != FTC_FAMILY_LLAMA) c->n_kv_heads = c->n_heads;
     c->initializer_range = get_float_in(&r, "initializer_range", 0.02f, 0, 10);
     c->pad_token_id = get_token_id(&r, "pad_token_id", c->family == FTC_FAMILY_BERT ? 0 : -1); /* BertConfig: 0 */
+    json_t *pool = json_object_get(root, "ftc_pooling");
+    if (json_is_string(pool)) {
+        const char *pv = json_string_value(pool);
+        if (strcmp(pv, "cls") && strcmp(pv, "mean") && strcmp(pv, "last"))
+            r.st = ftc_errf(err, FTC_E_INPUT, "%s: field \"ftc_pooling\" must be \"cls\", \"mean\" or \"last\"", file);
+        else snprintf(c->pooling, sizeof c->pooling, "%s", pv);
+    }
     parse_labels(&r, c);
     if (!r.st) {
         if (c->n_layers <= 0 || c->hidden_size <= 0 || c->n_heads <= 0 || c->vocab_size <= 0 ||

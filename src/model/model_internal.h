@@ -32,6 +32,10 @@ typedef struct {
     float *xq, *xk, *xv, *att, *att_drop, *att_mask, *attn_out, *o_out, *o_mask, *r1;
     float *h_up, *h_gate, *h_act, *down_out, *down_mask, *r2;
 } layer_params;
+/* the activation fields above, for code that handles them all (gradient checkpointing shares one set) */
+#define LAYER_ACT_FIELDS(X)                                                                                       \
+    X(n1) X(n1_mean) X(n1_rstd) X(s1) X(n2) X(n2_mean) X(n2_rstd) X(s2) X(xq) X(xk) X(xv) X(att) X(att_drop)     \
+    X(att_mask) X(attn_out) X(o_out) X(o_mask) X(r1) X(h_up) X(h_gate) X(h_act) X(down_out) X(down_mask) X(r2)
 
 struct ftc_model {
     ftc_model_config cfg;
@@ -61,6 +65,11 @@ struct ftc_model {
     float cls_dropout;
     float *inv_freq; /* [D/2] RoPE */
     ftc_rng rng;     /* dropout randomness; plain data so checkpoints can save it */
+    /* gradient checkpointing: blocks share one activation set; each block's output and dropout RNG state
+     * are kept, and backward recomputes the block before differentiating it */
+    bool grad_ckpt;
+    float **ck_out;  /* [L] block outputs [N,C] */
+    ftc_rng *ck_rng; /* [L] */
 
     /* activations, planned by ftc_model_reserve for max_B x max_T */
     int max_B, max_T;

@@ -237,6 +237,8 @@ static ftc_status setup_shape(ftc_model *m, const ftc_model_config *cfg, ftc_tas
     m->F = cfg->intermediate_size, m->V = cfg->vocab_size, m->L = cfg->n_layers;
     m->qdim = m->H * m->D, m->kvdim = m->Hkv * m->D;
     m->pooling = f == FTC_FAMILY_BERT ? FTC_POOL_CLS : FTC_POOL_LAST;
+    if (!strcmp(cfg->pooling, "mean")) m->pooling = FTC_POOL_MEAN; /* a classifier ftc saved records its pooling */
+    else if (!strcmp(cfg->pooling, "cls")) m->pooling = FTC_POOL_CLS;
     m->cls_dropout = f == FTC_FAMILY_BERT ? cfg->hidden_dropout : 0.0f;
     if (m->C <= 0 || m->H <= 0 || m->Hkv <= 0 || m->D <= 0 || m->H % m->Hkv || m->L <= 0 || m->V <= 0 || m->F <= 0)
         return ftc_errf(err, FTC_E_INPUT, "model config has invalid sizes (hidden %d, heads %d/%d, head_dim %d)", m->C,
@@ -280,6 +282,8 @@ void ftc_model_free(ftc_model *m) {
     free(m->layers);
     free(m->inv_freq);
     free(m->act);
+    free(m->ck_out);
+    free(m->ck_rng);
     free(m);
 }
 

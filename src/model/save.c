@@ -90,6 +90,9 @@ static ftc_status write_config(const ftc_model *m, const char *dir, ftc_err *err
     json_array_append_new(arch, json_string(class_name(m)));
     json_object_set_new(o, "architectures", arch);
     if (m->task == FTC_TASK_CLASSIFY && m->num_labels > 0) {
+        /* so that loading the saved classifier pools as it was trained (transformers ignores the key) */
+        json_object_set_new(o, "ftc_pooling", json_string(m->pooling == FTC_POOL_MEAN ? "mean"
+                                                          : m->pooling == FTC_POOL_CLS ? "cls" : "last"));
         json_t *id2label = json_object(), *label2id = json_object();
         bool named = m->cfg.num_labels == m->num_labels && m->cfg.id2label;
         for (int i = 0; i < m->num_labels; i++) {

@@ -57,6 +57,12 @@ static void plan(ftc_model *m, planner *p) {
     m->emb_out = hdrop ? take(p, N * C) : NULL;
     for (int i = 0; i < m->L; i++) {
         layer_params *l = &m->layers[i];
+        if (m->grad_ckpt) m->ck_out[i] = take(p, N * C);
+        if (m->grad_ckpt && i > 0) { /* one activation set for all blocks; adapters keep their own */
+#define SHARE(f) l->f = m->layers[0].f;
+            LAYER_ACT_FIELDS(SHARE)
+#undef SHARE
+        } else {
         l->n1 = take(p, N * C), l->n1_mean = take(p, N), l->n1_rstd = take(p, N), l->s1 = take(p, N * C);
         l->n2 = take(p, N * C), l->n2_mean = take(p, N), l->n2_rstd = take(p, N), l->s2 = take(p, N * C);
         l->xq = take(p, N * Q), l->xk = take(p, N * KV), l->xv = take(p, N * KV);
@@ -73,6 +79,7 @@ static void plan(ftc_model *m, planner *p) {
         l->down_out = take(p, N * C);
         l->down_mask = hdrop ? take(p, N * C) : NULL;
         l->r2 = hdrop ? take(p, N * C) : NULL;
+        }
         linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
         for (int j = 0; j < 8; j++) {
             linear_mod *lm = mods[j];
@@ -128,6 +135,13 @@ ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err) {
         if (s) return s;
     }
     m->max_B = max_B, m->max_T = max_T;
+    free(m->ck_out), free(m->ck_rng);
+    m->ck_out = NULL, m->ck_rng = NULL;
+    if (m->grad_ckpt) {
+        m->ck_out = calloc((size_t)m->L, sizeof *m->ck_out);
+        m->ck_rng = calloc((size_t)m->L, sizeof *m->ck_rng);
+        if (!m->ck_out || !m->ck_rng) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    }
     planner p = {NULL, 0};
     plan(m, &p);
     free(m->act);
@@ -316,7 +330,14 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
         x = m->emb_n;
     }
     x = maybe_dropout(m, m->emb_out, m->emb_mask, x, NC, m->cfg.hidden_dropout);
-    for (int i = 0; i < m->L; i++) x = layer_forward(m, &m->layers[i], x, B, T);
+    for (int i = 0; i < m->L; i++) {
+        if (m->grad_ckpt) m->ck_rng[i] = m->rng; /* backward replays this block's dropout masks */
+        x = layer_forward(m, &m->layers[i], x, B, T);
+        if (m->grad_ckpt) {
+            memcpy(m->ck_out[i], x, NC * sizeof(float));
+            x = m->ck_out[i];
+        }
+    }
     if (m->lnf_w >= 0) {
         norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, x, m->lnf_w, m->lnf_b, N);
         x = m->lnf;
@@ -359,6 +380,13 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
 }
 
 const float *ftc_model_logits(const ftc_model *m) { return m->logits; }
+
+ftc_status ftc_model_set_grad_checkpoint(ftc_model *m, bool on, ftc_err *err) {
+    if (m->grad_ckpt == on) return FTC_OK;
+    m->grad_ckpt = on;
+    m->forward_done = false;
+    return m->max_B > 0 ? ftc_model_reserve(m, m->max_B, m->max_T, err) : FTC_OK;
+}
 const float *ftc_model_hidden(const ftc_model *m) { return m->hidden; }
 
 /* ---- backward ---- */
@@ -483,6 +511,10 @@ static void layer_backward(ftc_model *m, layer_params *l, const float *x, float 
     attention_block_backward(m, l, x, d_o, need_dx ? g : NULL, B, T);
 }
 
+static const float *block_output(const ftc_model *m, int i) {
+    return m->pre_norm ? m->layers[i].s2 : m->layers[i].n2;
+}
+
 static bool layer_trainable(const ftc_model *m, const layer_params *l) {
     int idx[] = {l->n1_w, l->n1_b, l->n2_w, l->n2_b};
     for (int j = 0; j < 4; j++)
@@ -571,16 +603,22 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
     }
     if (!need_hidden_grad) return FTC_OK;
     if (m->lnf_w >= 0) {
-        const float *x = m->L > 0 ? (m->pre_norm ? m->layers[m->L - 1].s2 : m->layers[m->L - 1].n2) : m->emb_sum;
+        const float *x = m->grad_ckpt ? m->ck_out[m->L - 1] : block_output(m, m->L - 1);
         memset(m->g_b, 0, NC * sizeof(float));
         norm_backward(m, lowest < m->L ? m->g_b : NULL, g, x, m->lnf_mean, m->lnf_rstd, m->lnf_w, m->lnf_b, N);
         memcpy(g, m->g_b, NC * sizeof(float));
     }
     for (int i = m->L - 1; i >= lowest; i--) {
-        const float *x = i == 0 ? NULL : (m->pre_norm ? m->layers[i - 1].s2 : m->layers[i - 1].n2);
+        const float *x = i == 0 ? NULL : m->grad_ckpt ? m->ck_out[i - 1] : block_output(m, i - 1);
         if (i == 0) {
             x = m->emb_n_w >= 0 ? m->emb_n : m->emb_sum;
             if (dropped(m, m->cfg.hidden_dropout)) x = m->emb_out;
+        }
+        if (m->grad_ckpt) { /* recompute the block's activations, with the same dropout masks */
+            ftc_rng after = m->rng;
+            m->rng = m->ck_rng[i];
+            layer_forward(m, &m->layers[i], x, B, T);
+            m->rng = after;
         }
         layer_backward(m, &m->layers[i], x, g, i > lowest || emb, B, T);
     }

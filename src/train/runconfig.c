@@ -16,7 +16,7 @@ static const char *const KEYS[] = {
     "grad-accum", "max-len", "warmup", "schedule", "weight-decay", "clip", "beta1", "beta2", "adam-eps", "seed",
     "eval-every", "save-every", "log-every", "patience", "metric", "unfreeze-last", "lora-r", "lora-alpha",
     "lora-dropout", "lora-targets", "resume", "format", "template", "text-col", "label-col", "pack",
-    "train-on-inputs", NULL};
+    "train-on-inputs", "pooling", NULL};
 
 /* What config.resolved.json records about the run besides the settings; skipped when it is read back. */
 static const char *const RUN_FACTS[] = {"trainable_params", "total_params", "total_steps", "warmup_steps",
@@ -54,6 +54,7 @@ void ftc_train_config_defaults(ftc_train_config *c) {
     c->log_every = 10;
     c->metric = FTC_METRIC_VAL_LOSS;
     c->unfreeze_last = -1;
+    strcpy(c->pooling, "auto");
     c->lora_r = 8;
     c->lora_alpha = 16;
     c->lora_dropout = 0.0f;
@@ -143,6 +144,10 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
         else if (!strcmp(v, "accuracy")) c->metric = FTC_METRIC_ACCURACY;
         else if (!strcmp(v, "macro_f1") || !strcmp(v, "macro-f1")) c->metric = FTC_METRIC_MACRO_F1;
         else s = ftc_errf(err, FTC_E_USAGE, "metric: '%s' is not one of val_loss, accuracy, macro_f1", v);
+    } else if (!strcmp(key, "pooling")) {
+        if (strcmp(v, "auto") && strcmp(v, "cls") && strcmp(v, "mean") && strcmp(v, "last"))
+            s = ftc_errf(err, FTC_E_USAGE, "pooling: '%s' is not one of auto, cls, mean, last", v);
+        else strcpy(c->pooling, v);
     } else if (!strcmp(key, "lora-targets")) {
         if (strlen(v) >= sizeof c->lora_targets) s = ftc_errf(err, FTC_E_USAGE, "lora-targets: too long");
         else strcpy(c->lora_targets, v);
@@ -337,6 +342,7 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "lora_alpha", json_real(c->lora_alpha));
     json_object_set_new(o, "lora_dropout", json_real(c->lora_dropout));
     json_object_set_new(o, "lora_targets", json_string(c->lora_targets));
+    json_object_set_new(o, "pooling", json_string(c->pooling));
     json_object_set_new(o, "format", json_string(c->format));
     json_object_set_new(o, "template", json_string(c->template_name));
     json_object_set_new(o, "text_col", json_string(c->text_col));

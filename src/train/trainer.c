@@ -53,12 +53,28 @@ static bool is_final_norm(const char *name) {
     return has_component(name, "ln_f") || !strncmp(name, "model.norm.", 11) || !strncmp(name, "norm.", 5);
 }
 
+/* --pooling auto: a sentence-transformers checkpoint says how its embeddings are pooled
+ * (1_Pooling/config.json); its CLS state and pooler were not trained for that, so a head on them learns
+ * far worse. Otherwise CLS (+ the BERT pooler) for encoders and the last real token for decoders. */
+ftc_pooling ftc_train_pooling(const char *choice, const char *model_dir, ftc_family family) {
+    if (!strcmp(choice, "cls")) return FTC_POOL_CLS;
+    if (!strcmp(choice, "mean")) return FTC_POOL_MEAN;
+    if (!strcmp(choice, "last")) return FTC_POOL_LAST;
+    if (family != FTC_FAMILY_BERT) return FTC_POOL_LAST;
+    char path[FTC_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/1_Pooling/config.json", model_dir);
+    json_t *o = json_load_file(path, 0, NULL);
+    bool mean = o && json_is_true(json_object_get(o, "pooling_mode_mean_tokens"));
+    json_decref(o);
+    return mean ? FTC_POOL_MEAN : FTC_POOL_CLS;
+}
+
 ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int num_labels, ftc_err *err) {
     const ftc_model_config *mc = ftc_model_config_of(m);
     ftc_status s;
     if (c->task == FTC_TASK_CLASSIFY) {
         if (num_labels < 2) return ftc_errf(err, FTC_E_INPUT, "classify needs at least 2 labels, the data has %d", num_labels);
-        ftc_pooling pool = mc->family == FTC_FAMILY_BERT ? FTC_POOL_CLS : FTC_POOL_LAST;
+        ftc_pooling pool = ftc_train_pooling(c->pooling, c->model, mc->family);
         if ((s = ftc_model_set_classifier(m, num_labels, pool, c->seed ^ 0xC1A55ULL, err)) != FTC_OK) return s;
     }
     if (c->method == FTC_METHOD_LORA) {
