@@ -100,7 +100,11 @@ else
   "$FTC" eval --model "$S" --data "$FIX/models/stories260k_story.txt" --json >"$T/eval_base"
   cmp -s "$T/eval_base" <(head -1 "$T/eval") && fail "the adapter did not change the eval loss"
   cmp -s "$T/gen_base" <(head -1 "$T/gen") && fail "the adapter did not change the generated text"
-  echo "causal-lm: generate and eval agree for run, hf export, base + --adapter"
+  printf 'Once upon\n/exit\n' | "$FTC" chat --model "$T/lm_hf" --chat-template plain --max-tokens 16 >"$T/chat1" || fail "chat hf"
+  printf 'Once upon\n/exit\n' | "$FTC" chat --model "$S" --adapter "$T/lm_peft" --chat-template plain --max-tokens 16 \
+    >"$T/chat2" || fail "chat adapter"
+  [ -s "$T/chat1" ] && cmp -s "$T/chat1" "$T/chat2" || { cat "$T/chat1" "$T/chat2"; fail "chat differs between hf export and adapter"; }
+  echo "causal-lm: generate, eval and chat agree for run, hf export, base + --adapter"
 fi
 
 # ---- refusals ----

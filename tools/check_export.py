@@ -147,6 +147,11 @@ def main():
         ("bert-cls", os.path.join(FIX, "bert_cls"), "classify", [], 12),
         ("llama-cls", os.path.join(FIX, "llama_cls"), "classify", [], 12),
     ]
+    stories = os.path.join(ROOT, "..", "shared", "data", "models", "stories260K-hf")
+    if os.environ.get("FTC_SHARED_DATA"):
+        stories = os.path.join(os.environ["FTC_SHARED_DATA"], "models", "stories260K-hf")
+    if os.path.exists(os.path.join(stories, "config.json")):
+        cases.append(("stories260K-lm", stories, "causal-lm", ["--lora-targets", "q_proj,v_proj"], 16))
     if a.minilm:
         cases.append(("minilm-cls", a.minilm, "classify", ["--lora-targets", "query,value"], 16))
     for name, base, task, extra, seq_len in cases:

@@ -1,6 +1,7 @@
 /* ftc chat: an interactive conversation with a causal LM on standard input, using the chat template the model
  * (or the run) was trained with. Works the same when standard input is a pipe: one reply line per input line. */
 #include "cli.h"
+#include "ftc/export.h"
 #include "ftc/data.h"
 #include "ftc/infer.h"
 #include <errno.h>
@@ -12,7 +13,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc chat --model RUNDIR|DIR [--chat-template NAME] [--system TEXT] [--max-tokens N]\n"
-            "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats]\n\n"
+            "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [--adapter DIR]\n\n"
             "Reads messages from standard input, one per line, and prints the model's answers as they are\n"
             "generated, one answer per line. The conversation is kept: each answer sees the earlier turns.\n"
             "  /reset   forget the conversation (the --system message stays)\n"
@@ -22,6 +23,7 @@ static void usage(FILE *f) {
             "                         trained with, else the one the model's tokenizer_config.json names, else plain\n"
             "  --system TEXT          a system message at the start of the conversation\n"
             "  --max-tokens N         most tokens per answer (default 256)\n"
+            "  --adapter DIR   apply a PEFT LoRA adapter to the model first (merged)\n"
             "  --temperature T, --top-k K, --top-p P, --seed S   sampling as in ftc generate (default greedy)\n"
             "  --stats                per answer, on standard error: prompt tokens, tokens reused from the cache,\n"
             "                         generated tokens, speed\n"
@@ -81,7 +83,7 @@ int cmd_chat(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    const char *model = NULL, *tmpl_flag = NULL, *system = NULL;
+    const char *model = NULL, *tmpl_flag = NULL, *system = NULL, *adapter = NULL;
     long max_tokens = 256, seed = 0;
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false;
@@ -94,6 +96,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--model")) model = argv[++i];
         else if (!strcmp(a, "--chat-template")) tmpl_flag = argv[++i];
         else if (!strcmp(a, "--system")) system = argv[++i];
+        else if (!strcmp(a, "--adapter")) adapter = argv[++i];
         else if (!strcmp(a, "--max-tokens")) {
             if (!parse_long(argv[++i], 1, 1 << 24, &max_tokens))
                 return cli_usage_error("chat", "--max-tokens needs an integer >= 1, not '%s'", argv[i]);
@@ -116,6 +119,10 @@ int cmd_chat(int argc, char **argv) {
     ftc_err err;
     ftc_infer_model im;
     if (ftc_infer_open(model, FTC_TASK_CAUSAL_LM, &im, &err)) return cli_fail("chat", &err);
+    if (adapter && (ftc_model_load_adapter(im.model, adapter, &err) || ftc_model_merge_lora(im.model, &err))) {
+        ftc_infer_close(&im);
+        return cli_fail("chat", &err);
+    }
     ftc_template t;
     const char *why;
     int rc = choose_template(tmpl_flag, &im, &t, &why);
