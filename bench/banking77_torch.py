@@ -46,6 +46,8 @@ def parse_args():
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--dropout", type=float, default=None, help="classifier dropout (default: the config's hidden_dropout_prob)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--pooling", choices=["mean", "cls"], default="mean",
+                   help="head input: mean of token states (ftc's default for this checkpoint) or the pooler output")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--val-fraction", type=float, default=0.0,
                    help="hold out this stratified share of train (not trained on), evaluated after each epoch")
@@ -93,8 +95,9 @@ def stratified(rows, n, rng):
 
 
 class Classifier(torch.nn.Module):
-    def __init__(self, model_dir, num_labels, dropout):
+    def __init__(self, model_dir, num_labels, dropout, pooling="mean"):
         super().__init__()
+        self.pooling = pooling
         self.bert = BertModel.from_pretrained(model_dir, add_pooling_layer=True)
         cfg = self.bert.config
         self.dropout = torch.nn.Dropout(cfg.hidden_dropout_prob if dropout is None else dropout)
@@ -103,7 +106,12 @@ class Classifier(torch.nn.Module):
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, ids, mask, types):
-        pooled = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types).pooler_output
+        out = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        if self.pooling == "mean":  # ftc's default for a sentence-transformers checkpoint (--pooling auto)
+            m = mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            pooled = (out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1)
+        else:
+            pooled = out.pooler_output
         return self.head(self.dropout(pooled))
 
 
@@ -157,7 +165,7 @@ def main():
         test, _ = stratified(test, args.test_limit, rng)
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = Classifier(model_dir, len(labels), args.dropout)
+    model = Classifier(model_dir, len(labels), args.dropout, args.pooling)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embeddings" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
