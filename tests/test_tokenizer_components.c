@@ -46,7 +46,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-static ftc_tokenizer *load_base(const char *base, json_t *override) {
+static ftc_tokenizer *load_base(const char *base, json_t *override, json_t *model_patch) {
     char p[4096];
     snprintf(p, sizeof p, "%s/tokenizers/%s/tokenizer.json", shared(), base);
     json_t *root = json_load_file(p, 0, NULL);
@@ -54,6 +54,7 @@ static ftc_tokenizer *load_base(const char *base, json_t *override) {
     const char *k;
     json_t *v;
     json_object_foreach(override, k, v) json_object_set(root, k, v);
+    json_object_foreach(model_patch, k, v) json_object_set(json_object_get(root, "model"), k, v);
     char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     ftc_tokenizer *t;
@@ -69,7 +70,8 @@ static void run_case(const char *name) {
     json_error_t je;
     json_t *fx = json_load_file(p, JSON_ALLOW_NUL, &je);
     if (!fx) fail_msg("%s: %s", p, je.text);
-    ftc_tokenizer *t = load_base(json_string_value(json_object_get(fx, "base")), json_object_get(fx, "override"));
+    ftc_tokenizer *t = load_base(json_string_value(json_object_get(fx, "base")), json_object_get(fx, "override"),
+                                 json_object_get(fx, "model_patch"));
     json_t *lines = json_object_get(fx, "lines");
     size_t bad_ids = 0, bad_dec = 0, tokens = 0;
     ftc_ids ids = {0};
@@ -217,6 +219,34 @@ static void test_batch(void **s) {
     ftc_tokenizer_free(t);
 }
 
+/* ignore_merges (Llama 3): a pre-token found in the vocab is one token. Ids from HF tokenizers 0.23.3 for
+ * "abc abcab" with vocab a b c ab bc abc and merges (a b), (b c): [3,2,3,2,3] without, [5,3,2,3] with. */
+static void test_ignore_merges(void **s) {
+    (void)s;
+    for (int im = 0; im < 2; im++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"model\":{\"type\":\"BPE\",\"ignore_merges\":%s,\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"ab\":3,"
+                 "\"bc\":4,\"abc\":5},\"merges\":[[\"a\",\"b\"],[\"b\",\"c\"]]},"
+                 "\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"}}",
+                 im ? "true" : "false");
+        ftc_tokenizer *t;
+        ftc_err err;
+        if (ftc_tokenizer_from_json(json, strlen(json), "t.json", &t, &err)) fail_msg("%s", err.msg);
+        ftc_ids ids = {0};
+        assert_int_equal(ftc_tokenizer_encode(t, "abc abcab", 9, true, 0, &ids, &err), FTC_OK);
+        int32_t without[] = {3, 2, 3, 2, 3}, with[] = {5, 3, 2, 3};
+        assert_int_equal(ids.n, im ? 4 : 5);
+        assert_memory_equal(ids.ids, im ? with : without, ids.n * sizeof *ids.ids);
+        char *dec;
+        assert_int_equal(ftc_tokenizer_decode(t, ids.ids, ids.n, true, &dec, &err), FTC_OK);
+        assert_string_equal(dec, im ? "abc ab c ab" : "ab c ab c ab"); /* no decoder: tokens joined by spaces */
+        free(dec);
+        ftc_ids_free(&ids);
+        ftc_tokenizer_free(t);
+    }
+}
+
 static void test_unsupported_components(void **s) {
     (void)s;
     struct { const char *json, *msg; } cases[] = {
@@ -246,6 +276,7 @@ int main(void) {
         cmocka_unit_test(test_wordpiece),        cmocka_unit_test(test_wordpiece_split),
         cmocka_unit_test(test_bytelevel_llama3), cmocka_unit_test(test_bytelevel_prefix),
         cmocka_unit_test(test_metaspace),        cmocka_unit_test(test_metaspace_always),
+        cmocka_unit_test(test_ignore_merges),
         cmocka_unit_test(test_pair_and_truncation), cmocka_unit_test(test_invalid_utf8_and_decode_oddities),
         cmocka_unit_test(test_unsupported_components), cmocka_unit_test(test_batch),
     };

@@ -4,6 +4,7 @@
 Each case takes a real tokenizer.json (its vocab and merges) and swaps in other normalizers,
 pre-tokenizers, post-processors, decoders and added tokens, built with HF `tokenizers`' own API.
 tests/fixtures/tokcomp_<case>.json holds {"base": dir, "override": {the swapped tokenizer.json fields},
+"model_patch": {BPE flags set on "model"},
 "lines": [[corpus line index, ids, decode(ids, skip_special_tokens=False)], ...]} for every 3rd corpus
 line (without code points unassigned in Unicode 14). tests/test_tokenizer_components.c rebuilds each tokenizer.json and requires identical ids and decode.
 
@@ -97,6 +98,7 @@ def main():
         t.no_padding()
         full = json.loads(t.to_str())
         override = {k: full[k] for k in FIELDS}
+        model_patch = {k: full["model"][k] for k in ["ignore_merges", "byte_fallback", "fuse_unk"] if k in full["model"]}
         # HF validates what it saves: reload from the JSON we will rebuild in C
         t = Tokenizer.from_str(t.to_str())
         lines, ntok = [], 0
@@ -110,7 +112,7 @@ def main():
             lines.append([i, ids, t.decode(ids, skip_special_tokens=False)])
         out = os.path.join(FIX, f"tokcomp_{name}.json")
         with open(out, "w", encoding="utf-8") as f:
-            json.dump({"base": base, "override": override, "lines": lines}, f, ensure_ascii=False, separators=(",", ":"))
+            json.dump({"base": base, "override": override, "model_patch": model_patch, "lines": lines}, f, ensure_ascii=False, separators=(",", ":"))
         print(f"{name}: {len(lines)} lines, {ntok} tokens, {os.path.getsize(out)} bytes")
 
 

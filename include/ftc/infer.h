@@ -94,6 +94,7 @@ typedef struct {
     char model_dir[4200];     /* where the weights were loaded from */
     char tokenizer_dir[4200];
     char template_name[32];   /* a run's chat template ("" if none recorded) */
+    int run_max_len;          /* a run's --max-len (examples were truncated to it), 0 for a plain directory */
 } ftc_infer_model;
 ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, ftc_err *err);
 void ftc_infer_close(ftc_infer_model *im);

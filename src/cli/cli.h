@@ -21,6 +21,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 /* ftc eval on a training run directory (src/cli/eval_rundir.c). */
 int cli_eval_run_dir(const char *rundir, const char *data, bool as_json);

@@ -4,6 +4,7 @@
  * from the base model the run was trained from (config.resolved.json "model"). */
 #include "ftc/infer.h"
 #include "ftc/base.h"
+#include "ftc/train.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,59 +20,60 @@ static bool has_tokenizer_files(const char *dir) {
     return false;
 }
 
-static ftc_status parse_task(const char *s, const char *path, ftc_task *out, ftc_err *err) {
-    if (!strcmp(s, "causal-lm")) *out = FTC_TASK_CAUSAL_LM;
-    else if (!strcmp(s, "classify")) *out = FTC_TASK_CLASSIFY;
-    else return ftc_errf(err, FTC_E_INPUT, "%s: field \"task\": unknown task \"%s\"", path, s);
-    return FTC_OK;
-}
-
-/* RUNDIR/config.resolved.json: task, base model, chat template. */
-static ftc_status read_run_config(ftc_infer_model *im, const char *dir, char *base, size_t nbase, ftc_err *err) {
+/* The chat template the data layer actually applied (chat data only): RUNDIR/chat_template.json. */
+static ftc_status read_applied_template(ftc_infer_model *im, const char *dir, ftc_err *err) {
     char path[8600];
-    snprintf(path, sizeof path, "%s/config.resolved.json", dir);
+    snprintf(path, sizeof path, "%s/chat_template.json", dir);
+    if (!ftc_file_exists(path)) return FTC_OK;
     json_error_t je;
     json_t *o = json_load_file(path, 0, &je);
     if (!o) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: %s", path, je.line, je.column, je.text);
-    ftc_status s = FTC_OK;
-    const char *task = json_string_value(json_object_get(o, "task"));
-    if (!task) s = ftc_errf(err, FTC_E_INPUT, "%s: field \"task\" is missing", path);
-    else s = parse_task(task, path, &im->task, err);
-    const char *model = json_string_value(json_object_get(o, "model"));
-    snprintf(base, nbase, "%s", model ? model : "");
-    const char *tmpl = json_string_value(json_object_get(o, "template"));
-    snprintf(im->template_name, sizeof im->template_name, "%s", tmpl ? tmpl : "");
+    const char *name = json_string_value(json_object_get(o, "name"));
+    if (name) snprintf(im->template_name, sizeof im->template_name, "%s", name);
     json_decref(o);
-    /* the template the data layer actually applied (chat data only) wins over the configured one */
-    snprintf(path, sizeof path, "%s/chat_template.json", dir);
-    if (s == FTC_OK && ftc_file_exists(path)) {
-        o = json_load_file(path, 0, &je);
-        if (!o) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: %s", path, je.line, je.column, je.text);
-        const char *name = json_string_value(json_object_get(o, "name"));
-        if (name) snprintf(im->template_name, sizeof im->template_name, "%s", name);
-        json_decref(o);
-    }
-    return s;
+    return FTC_OK;
+}
+
+static const char *cfg_path_of(const char *run, char *buf, size_t n) {
+    snprintf(buf, n, "%s/config.resolved.json", run);
+    return buf;
 }
 
 ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, ftc_err *err) {
     memset(im, 0, sizeof *im);
     if (strlen(path) > 4000) return ftc_errf(err, FTC_E_USAGE, "model path is too long (%zu bytes)", strlen(path));
-    char cfg[8600], base[4096] = "";
+    char cfg[8600], base[FTC_PATH_MAX] = "";
     snprintf(cfg, sizeof cfg, "%s/config.resolved.json", path);
     ftc_status s;
     if (ftc_file_exists(cfg)) {
+        /* a run: RUNDIR/model with the run's task (train.h), the template and base model it recorded */
         im->is_run = true;
-        if ((s = read_run_config(im, path, base, sizeof base, err))) return s;
+        ftc_train_config *rc = malloc(sizeof *rc);
+        if (!rc) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
         snprintf(im->model_dir, sizeof im->model_dir, "%s/model", path);
         snprintf(cfg, sizeof cfg, "%s/config.json", im->model_dir);
-        if (!ftc_file_exists(cfg))
+        if (!ftc_file_exists(cfg)) {
+            free(rc);
             return ftc_errf(err, FTC_E_INPUT, "run %s has no model yet (%s is missing): has training finished?", path,
                             cfg);
-        if (want_task >= 0 && (ftc_task)want_task != im->task)
-            return ftc_errf(err, FTC_E_USAGE, "run %s was trained for %s; use %s", path,
-                            im->task == FTC_TASK_CLASSIFY ? "classify" : "causal-lm",
-                            im->task == FTC_TASK_CLASSIFY ? "ftc classify" : "ftc generate or ftc chat");
+        }
+        /* the task first: a run for another command is refused before its weights are read */
+        ftc_train_config_defaults(rc);
+        s = ftc_train_config_load_file(rc, cfg_path_of(path, cfg, sizeof cfg), err);
+        if (s == FTC_OK && want_task >= 0 && (ftc_task)want_task != rc->task)
+            s = ftc_errf(err, FTC_E_USAGE, "run %s was trained for %s; use %s", path,
+                         rc->task == FTC_TASK_CLASSIFY ? "classify" : "causal-lm",
+                         rc->task == FTC_TASK_CLASSIFY ? "ftc classify" : "ftc generate or ftc chat");
+        if (s == FTC_OK) s = ftc_run_dir_load(path, &im->model, rc, err);
+        if (s == FTC_OK) {
+            im->task = rc->task;
+            snprintf(base, sizeof base, "%s", rc->model);
+            snprintf(im->template_name, sizeof im->template_name, "%s", rc->template_name);
+            im->run_max_len = rc->max_len;
+        }
+        free(rc);
+        if (s == FTC_OK) s = read_applied_template(im, path, err);
+        if (s) goto fail;
     } else {
         if (!ftc_is_dir(path)) return ftc_errf(err, FTC_E_IO, "%s: no such model directory", path);
         snprintf(im->model_dir, sizeof im->model_dir, "%s", path);
@@ -81,12 +83,14 @@ ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, 
     if (!has_tokenizer_files(tokdir) && im->is_run && base[0] && has_tokenizer_files(base)) tokdir = base;
     if (!has_tokenizer_files(tokdir)) {
         if (im->is_run)
-            return ftc_errf(err, FTC_E_INPUT, "no tokenizer files (tokenizer.json, vocab.json or vocab.txt) in %s, nor "
+            s = ftc_errf(err, FTC_E_INPUT, "no tokenizer files (tokenizer.json, vocab.json or vocab.txt) in %s, nor "
                             "in the run's base model \"%s\"", im->model_dir, base);
-        return ftc_errf(err, FTC_E_INPUT, "%s: no tokenizer files (tokenizer.json, vocab.json or vocab.txt)", path);
+        else
+            s = ftc_errf(err, FTC_E_INPUT, "%s: no tokenizer files (tokenizer.json, vocab.json or vocab.txt)", path);
+        goto fail;
     }
     snprintf(im->tokenizer_dir, sizeof im->tokenizer_dir, "%s", tokdir);
-    if ((s = ftc_model_load(im->model_dir, im->task, &im->model, err))) goto fail;
+    if (!im->model && (s = ftc_model_load(im->model_dir, im->task, &im->model, err))) goto fail;
     if ((s = ftc_tokenizer_load(tokdir, &im->tok, err))) goto fail;
     if (ftc_tokenizer_vocab_size(im->tok) > ftc_model_config_of(im->model)->vocab_size) {
         s = ftc_errf(err, FTC_E_INPUT, "tokenizer in %s has %d tokens but the model's vocab_size is %d", tokdir,

@@ -1,0 +1,295 @@
+/* ftc classify: label texts with a classification model (an ftc classify run, or a model directory with a
+ * sequence-classification head): the label, its probability and the top 3, as text or JSONL. */
+#include "cli.h"
+#include "ftc/infer.h"
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: ftc classify --model RUNDIR|DIR [--jsonl] [--top K] [--batch N] TEXT...\n"
+            "       ftc classify --model RUNDIR|DIR [--jsonl] [--top K] [--batch N] --file F\n\n"
+            "Prints, for each text, the predicted label, its probability and the K most likely labels.\n"
+            "  --model RUNDIR|DIR  an ftc run trained with --task classify (its model/ and labels), or a model\n"
+            "                      directory whose config.json has id2label and whose weights have the head\n"
+            "                      (classifier.* / score.*), e.g. one written by ftc export\n"
+            "  --file F            texts from F ('-' = standard input): one per line, or JSONL lines\n"
+            "                      {\"text\": ...} (other keys are ignored); blank lines are skipped\n"
+            "  --jsonl             one JSON object per text: {\"text\", \"label\", \"probability\",\n"
+            "                      \"top\": [{\"label\", \"probability\"}, ...]}\n"
+            "  --top K             how many labels to list (default 3)\n"
+            "  --batch N           texts per forward pass (default 16)\n"
+            "Text output: LABEL<TAB>PROBABILITY<TAB>top: L1 P1, L2 P2, L3 P3<TAB>TEXT\n"
+            "Texts longer than the model's context (or the run's --max-len) are truncated as in training.\n"
+            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, file), 3 internal error.\n");
+}
+
+typedef struct {
+    ftc_infer_model im;
+    int num_labels, top, max_len, batch;
+    char **names;
+    bool jsonl;
+    /* the batch being filled */
+    char **texts;
+    ftc_ids *ids;
+    int n;
+    int32_t *bids;
+    uint8_t *mask;
+    float *prob;
+    int *order;
+} classifier;
+
+static const float *sort_prob;
+static int by_prob(const void *a, const void *b) {
+    float pa = sort_prob[*(const int *)a], pb = sort_prob[*(const int *)b];
+    if (pa != pb) return pa > pb ? -1 : 1;
+    return *(const int *)a - *(const int *)b;
+}
+
+static int print_result(classifier *c, const char *text, const float *p) {
+    for (int i = 0; i < c->num_labels; i++) c->order[i] = i;
+    sort_prob = p;
+    qsort(c->order, (size_t)c->num_labels, sizeof *c->order, by_prob);
+    int k = c->top < c->num_labels ? c->top : c->num_labels;
+    if (c->jsonl) {
+        json_t *o = json_object(), *top = json_array();
+        json_object_set_new(o, "text", json_string(text));
+        json_object_set_new(o, "label", json_string(c->names[c->order[0]]));
+        json_object_set_new(o, "probability", json_real(p[c->order[0]]));
+        for (int i = 0; i < k; i++)
+            json_array_append_new(top, json_pack("{s:s,s:f}", "label", c->names[c->order[i]], "probability",
+                                                 (double)p[c->order[i]]));
+        json_object_set_new(o, "top", top);
+        char *line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
+        json_decref(o);
+        if (!line) return 3;
+        puts(line);
+        free(line);
+    } else {
+        printf("%s\t%.4f\ttop:", c->names[c->order[0]], p[c->order[0]]);
+        for (int i = 0; i < k; i++) printf("%s %s %.4f", i ? "," : "", c->names[c->order[i]], p[c->order[i]]);
+        putchar('\t');
+        for (const char *s = text; *s; s++) putchar(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s);
+        putchar('\n');
+    }
+    return 0;
+}
+
+/* Runs the collected texts through the model (right padding) and prints them in order. */
+static int flush_batch(classifier *c) {
+    if (!c->n) return 0;
+    ftc_err err;
+    int T = 1;
+    for (int i = 0; i < c->n; i++)
+        if ((int)c->ids[i].n > T) T = (int)c->ids[i].n;
+    int32_t pad = ftc_tokenizer_special(c->im.tok).pad;
+    if (pad < 0) pad = 0;
+    if (ftc_model_reserve(c->im.model, c->n, T, &err)) return cli_fail("classify", &err);
+    for (int i = 0; i < c->n; i++)
+        for (int t = 0; t < T; t++) {
+            bool real = t < (int)c->ids[i].n;
+            c->bids[i * T + t] = real ? c->ids[i].ids[t] : pad;
+            c->mask[i * T + t] = real;
+        }
+    ftc_batch b = {c->n, T, c->bids, NULL, c->mask, NULL};
+    if (ftc_model_forward(c->im.model, &b, false, NULL, &err)) return cli_fail("classify", &err);
+    const float *logits = ftc_model_logits(c->im.model);
+    int rc = 0;
+    for (int i = 0; i < c->n && !rc; i++) {
+        const float *z = logits + (size_t)i * c->num_labels;
+        double mx = z[0], sum = 0;
+        for (int j = 1; j < c->num_labels; j++) mx = z[j] > mx ? z[j] : mx;
+        for (int j = 0; j < c->num_labels; j++) sum += exp((double)z[j] - mx);
+        for (int j = 0; j < c->num_labels; j++) c->prob[j] = (float)(exp((double)z[j] - mx) / sum);
+        rc = print_result(c, c->texts[i], c->prob);
+    }
+    for (int i = 0; i < c->n; i++) free(c->texts[i]), c->ids[i].n = 0;
+    c->n = 0;
+    fflush(stdout);
+    return rc;
+}
+
+static int add_text(classifier *c, const char *text, const char *where) {
+    ftc_err err;
+    ftc_ids *ids = &c->ids[c->n];
+    ids->n = 0;
+    if (ftc_tokenizer_encode(c->im.tok, text, strlen(text), true, c->max_len, ids, &err)) {
+        ftc_err_prefix(&err, "%s", where);
+        return cli_fail("classify", &err);
+    }
+    if (ids->n == 0) { /* a tokenizer without special tokens and an empty text: classify from one pad token */
+        int32_t pad = ftc_tokenizer_special(c->im.tok).pad;
+        ftc_ids_free(ids);
+        ids->ids = malloc(sizeof *ids->ids);
+        if (!ids->ids) return 3;
+        ids->ids[0] = pad >= 0 ? pad : 0, ids->n = ids->cap = 1;
+    }
+    c->texts[c->n] = strdup(text);
+    if (!c->texts[c->n]) return 3;
+    c->n++;
+    return c->n == c->batch ? flush_batch(c) : 0;
+}
+
+static int classify_file(classifier *c, const char *file) {
+    FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "ftc classify: error: cannot open %s: %s\n", file, strerror(errno));
+        return 2;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    int rc = 0;
+    while (!rc && (n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        const char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p) continue;
+        char where[4200];
+        snprintf(where, sizeof where, "%.4000s:%ld", file, lineno);
+        if (*p == '{') { /* JSONL */
+            json_error_t je;
+            json_t *o = json_loads(p, 0, &je);
+            json_t *t = o ? json_object_get(o, "text") : NULL;
+            if (!o || !json_is_string(t)) {
+                if (!o) fprintf(stderr, "ftc classify: error: %s:%d: not valid JSON: %s\n", where, je.column, je.text);
+                else fprintf(stderr, "ftc classify: error: %s: field \"text\" is missing or not a string\n", where);
+                json_decref(o);
+                rc = 2;
+                break;
+            }
+            rc = add_text(c, json_string_value(t), where);
+            json_decref(o);
+        } else {
+            rc = add_text(c, line, where);
+        }
+    }
+    if (!rc && ferror(f)) {
+        fprintf(stderr, "ftc classify: error: reading %s: %s\n", file, strerror(errno));
+        rc = 2;
+    }
+    free(line);
+    if (f != stdin) fclose(f);
+    return rc;
+}
+
+/* Label names: the run's labels.json, else config.json id2label, else the class indices. */
+static int load_names(classifier *c, const char *model) {
+    const ftc_model_config *cfg = ftc_model_config_of(c->im.model);
+    c->names = calloc((size_t)c->num_labels, sizeof *c->names);
+    if (!c->names) return 3;
+    char path[8600];
+    json_t *a = c->im.is_run && ftc_path_join(path, sizeof path, model, "labels.json") && ftc_file_exists(path)
+                    ? json_load_file(path, 0, NULL) : NULL;
+    if (a && (!json_is_array(a) || (int)json_array_size(a) != c->num_labels)) {
+        fprintf(stderr, "ftc classify: error: %s: expected a list of %d label names (the model's head has %d)\n", path,
+                c->num_labels, c->num_labels);
+        json_decref(a);
+        return 2;
+    }
+    for (int i = 0; i < c->num_labels; i++) {
+        const char *name = a ? json_string_value(json_array_get(a, (size_t)i))
+                             : cfg->id2label && i < cfg->num_labels ? cfg->id2label[i] : NULL;
+        char buf[16];
+        if (!name) snprintf(buf, sizeof buf, "%d", i), name = buf;
+        c->names[i] = strdup(name);
+        if (!c->names[i]) return 3;
+    }
+    json_decref(a);
+    return 0;
+}
+
+int cmd_classify(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    const char *model = NULL, *file = NULL;
+    classifier c;
+    memset(&c, 0, sizeof c);
+    c.top = 3, c.batch = 16;
+    int first = argc;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        char *end;
+        if (!strcmp(a, "--jsonl")) c.jsonl = true;
+        else if (!strcmp(a, "--model") && has) model = argv[++i];
+        else if (!strcmp(a, "--file") && has) file = argv[++i];
+        else if ((!strcmp(a, "--top") || !strcmp(a, "--batch")) && has) {
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || end == argv[i] || v < 1 || v > 4096)
+                return cli_usage_error("classify", "%s needs an integer in 1..4096, not '%s'", a, argv[i]);
+            if (!strcmp(a, "--top")) c.top = (int)v;
+            else c.batch = (int)v;
+        } else if (!strcmp(a, "--")) {
+            first = i + 1;
+            break;
+        } else if (a[0] == '-' && a[1] == '-') return cli_usage_error("classify", "unknown option or missing value: '%s'", a);
+        else {
+            first = i;
+            break;
+        }
+    }
+    if (!model) return cli_usage_error("classify", "--model RUNDIR|DIR is required");
+    if (file && first < argc) return cli_usage_error("classify", "give TEXT arguments or --file F, not both");
+    if (!file && first >= argc) return cli_usage_error("classify", "give TEXT arguments or --file F");
+    for (int i = first; i < argc; i++)
+        if (argv[i][0] == '-' && argv[i][1] == '-')
+            return cli_usage_error("classify", "options go before the texts: '%s'", argv[i]);
+    ftc_err err;
+    if (ftc_infer_open(model, FTC_TASK_CLASSIFY, &c.im, &err)) return cli_fail("classify", &err);
+    int rc = 0;
+    const ftc_model_config *cfg = ftc_model_config_of(c.im.model);
+    const ftc_param *head = ftc_model_find_param(c.im.model, cfg->family == FTC_FAMILY_BERT ? "classifier.weight"
+                                                                                          : "score.weight");
+    if (!head) {
+        fprintf(stderr, "ftc classify: error: %s has no classification head (config.json id2label and %s weights); "
+                        "train one with ftc train --task classify\n", model,
+                cfg->family == FTC_FAMILY_BERT ? "classifier.*" : "score.*");
+        ftc_infer_close(&c.im);
+        return 2;
+    }
+    c.num_labels = (int)head->shape[0];
+    /* pooling is the model's: ftc_pooling in config.json (what the run trained with), else the family's
+     * (BERT's [CLS] through its pooler, decoders' last real token, as transformers' *ForSequenceClassification) */
+    c.max_len = cfg->max_positions;
+    if (c.im.run_max_len > 0 && c.im.run_max_len < c.max_len) c.max_len = c.im.run_max_len;
+    if ((rc = load_names(&c, model))) goto done;
+    c.texts = calloc((size_t)c.batch, sizeof *c.texts);
+    c.ids = calloc((size_t)c.batch, sizeof *c.ids);
+    c.bids = malloc((size_t)c.batch * c.max_len * sizeof *c.bids);
+    c.mask = malloc((size_t)c.batch * c.max_len);
+    c.prob = malloc((size_t)c.num_labels * sizeof *c.prob);
+    c.order = malloc((size_t)c.num_labels * sizeof *c.order);
+    if (!c.texts || !c.ids || !c.bids || !c.mask || !c.prob || !c.order) {
+        fprintf(stderr, "ftc classify: error: out of memory\n");
+        rc = 3;
+        goto done;
+    }
+    if (file) rc = classify_file(&c, file);
+    else
+        for (int i = first; i < argc && !rc; i++) {
+            char where[32];
+            snprintf(where, sizeof where, "text %d", i - first + 1);
+            rc = add_text(&c, argv[i], where);
+        }
+    if (!rc) rc = flush_batch(&c);
+    if (!rc && (fflush(stdout) || ferror(stdout))) {
+        fprintf(stderr, "ftc classify: error: writing standard output: %s\n", strerror(errno));
+        rc = 2;
+    }
+done:
+    for (int i = 0; c.texts && i < c.n; i++) free(c.texts[i]);
+    for (int i = 0; c.ids && i < c.batch; i++) ftc_ids_free(&c.ids[i]);
+    for (int i = 0; c.names && i < c.num_labels; i++) free(c.names[i]);
+    free(c.names), free(c.texts), free(c.ids), free(c.bids), free(c.mask), free(c.prob), free(c.order);
+    ftc_infer_close(&c.im);
+    return rc;
+}
