@@ -65,6 +65,10 @@ if [ -d "$m" ]; then
   echo "$out" | grep -q "\[\[4</s>\]\]" || fail "preview does not mark the answer: $out"
 fi
 
+: > "$dir/empty.jsonl"
+out=$("$ftc" data check --data "$dir/empty.jsonl"); [ $? -eq 2 ] || fail "empty file should exit 2"
+echo "$out" | grep -q "empty.jsonl: no valid examples (0 records read)" || fail "empty file message: $out"
+
 # split: stratified, files the user can read
 printf 'text,label\n' > "$dir/d.csv"
 for i in $(seq 1 30); do echo "text $i,$([ $((i % 3)) -eq 0 ] && echo rare || echo common)" >> "$dir/d.csv"; done

@@ -29,7 +29,7 @@ static ftc_status byte_encode(void *ctx, const char *text, size_t len, bool add_
     }
     return FTC_OK;
 }
-static const ftc_data_encoder BYTES = {NULL, byte_encode, 1, 2, -1, "<s>", "</s>", NULL};
+static const ftc_data_encoder BYTES = {NULL, byte_encode, 1, 2, -1, "<s>", "</s>", NULL, NULL};
 
 /* BERT-like framing: add_special gives 100 text 101. */
 static ftc_status framed_encode(void *ctx, const char *text, size_t len, bool add_special, ftc_ids *out, ftc_err *err) {
@@ -40,7 +40,7 @@ static ftc_status framed_encode(void *ctx, const char *text, size_t len, bool ad
     if (add_special) out->ids[out->n++] = 101;
     return FTC_OK;
 }
-static const ftc_data_encoder FRAMED = {NULL, framed_encode, -1, -1, 0, "", "", NULL};
+static const ftc_data_encoder FRAMED = {NULL, framed_encode, -1, -1, 0, "", "", NULL, NULL};
 
 static ftc_reader *open_mem(const char *text, const char *name, ftc_file_kind kind) {
     ftc_read_opts o = {.file_kind = kind};
@@ -248,6 +248,21 @@ static void test_csv(void **state) {
     assert_int_equal(ftc_reader_open_mem(tsv, strlen(tsv), "t.tsv", &o, &r, &e), FTC_OK);
     assert_int_equal(read_all(r, errs, sizeof errs, NULL, 0), 0);
     assert_string_equal(errs, "t.tsv:1:1: no column \"nope\" in the header (columns: id, body, y)\n");
+    /* text pairs: sentence1/sentence2 found together; JSONL "text_pair" */
+    r = open_mem("idx,sentence1,sentence2,label\n0,A cat sits.,\"A cat, sitting.\",1\n", "p.csv", FTC_FILE_AUTO);
+    assert_int_equal(read_all(r, errs, sizeof errs, rec, 8), 1);
+    assert_string_equal(rec[0].text, "A cat sits.");
+    assert_string_equal(rec[0].text_pair, "A cat, sitting.");
+    char *line = ftc_record_to_jsonl(&rec[0]);
+    assert_string_equal(line, "{\"text\":\"A cat sits.\",\"text_pair\":\"A cat, sitting.\",\"label\":1}");
+    free(line);
+    ftc_record_clear(&rec[0]);
+    r = open_mem("{\"text\": \"a\", \"text_pair\": \"b\", \"label\": \"x\"}\n{\"text\": \"a\", \"text_pair\": 3, \"label\": \"x\"}\n",
+                 "p.jsonl", FTC_FILE_AUTO);
+    assert_int_equal(read_all(r, errs, sizeof errs, rec, 8), 1);
+    assert_string_equal(rec[0].text_pair, "b");
+    assert_string_equal(errs, "p.jsonl:2:28: \"text_pair\" must be a string, got an integer\n");
+    ftc_record_clear(&rec[0]);
     r = open_mem("a,b\n1,2\n", "n.csv", FTC_FILE_AUTO);
     read_all(r, errs, sizeof errs, NULL, 0);
     assert_string_equal(errs, "n.csv:1:1: cannot tell which column holds the text (columns: a, b); use --text-col\n");

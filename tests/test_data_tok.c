@@ -127,10 +127,43 @@ static void test_classify_truncation_as_transformers(void **state) {
     ftc_tokenizer_free(t);
 }
 
+static void test_text_pairs_as_transformers(void **state) {
+    (void)state;
+    ftc_tokenizer *t = load_tok("bert");
+    if (!t) skip();
+    ftc_data_encoder enc;
+    ftc_data_encoder_from_tokenizer(t, &enc);
+    json_error_t je;
+    json_t *f = json_load_file("tests/fixtures/data/templates.json", 0, &je);
+    size_t i;
+    json_t *c;
+    int n = 0;
+    json_array_foreach(json_object_get(f, "pairs"), i, c) {
+        ftc_record rec = {.format = FTC_FMT_LABEL, .text = (char *)json_string_value(json_object_get(c, "text")),
+                          .text_pair = (char *)json_string_value(json_object_get(c, "text_pair")), .label = "x"};
+        for (int k = 0; k < 2; k++) {
+            ftc_encode_opts o = {.task = FTC_TASK_CLASSIFY, .max_len = k ? 12 : 0};
+            ftc_example ex;
+            ftc_err e;
+            bool cut;
+            if (ftc_data_encode_record(&rec, &o, &enc, NULL, "fixture", &ex, &cut, &e) != FTC_OK) fail_msg("%s", e.msg);
+            assert_ids(ex.ids, ex.len, json_object_get(c, k ? "ids12" : "ids"), "pair ids");
+            assert_ids(ex.type_ids, ex.len, json_object_get(c, k ? "type_ids12" : "type_ids"), "pair type ids");
+            if (k) assert_int_equal(cut, json_array_size(json_object_get(c, "ids")) > 12);
+            ftc_example_free(&ex);
+            n++;
+        }
+    }
+    assert_int_equal(n, 4);
+    json_decref(f);
+    ftc_tokenizer_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_templates_ids_and_labels),
         cmocka_unit_test(test_classify_truncation_as_transformers),
+        cmocka_unit_test(test_text_pairs_as_transformers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

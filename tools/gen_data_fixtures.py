@@ -159,9 +159,18 @@ def main():
         bert.truncation_side = "left"
         left = bert(text, truncation=True, max_length=8)["input_ids"]
         classify.append({"text": text, "ids": full, "right8": right, "left8": left})
+    # text pairs: [CLS] a [SEP] b [SEP], token types, longest-first truncation to 12
+    bert.truncation_side = "right"
+    pairs = []
+    for a, b in [("A man is playing a guitar.", "Someone plays an instrument on a small stage tonight."),
+                 ("Is the card lost?", "No.")]:
+        full = bert(a, b)
+        cut = bert(a, b, truncation=True, max_length=12)
+        pairs.append({"text": a, "text_pair": b, "ids": full["input_ids"], "type_ids": full["token_type_ids"],
+                      "ids12": cut["input_ids"], "type_ids12": cut["token_type_ids"]})
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
-        json.dump({"conversations": CONVERSATIONS, "jinja": JINJA, "cases": cases, "classify": classify}, f,
+        json.dump({"conversations": CONVERSATIONS, "jinja": JINJA, "cases": cases, "classify": classify, "pairs": pairs}, f,
                   ensure_ascii=False, indent=0)
     print(f"wrote {OUT}: {len(cases)} template cases, {len(classify)} classify cases", file=sys.stderr)
 

@@ -26,7 +26,7 @@ typedef enum {
     FTC_FMT_TEXT,       /* {"text": ...}: continued pretraining, every token trained */
     FTC_FMT_COMPLETION, /* {"prompt": ..., "completion": ...}: completion (+ EOS) trained */
     FTC_FMT_CHAT,       /* {"messages": [{"role", "content", "weight"?}, ...]}: OpenAI chat format */
-    FTC_FMT_LABEL,      /* {"text": ..., "label": "name" | 3}: classification */
+    FTC_FMT_LABEL,      /* {"text": ..., "label": "name" | 3, "text_pair"?: ...}: classification */
 } ftc_data_format;
 typedef enum { FTC_FILE_AUTO = 0, FTC_FILE_JSONL, FTC_FILE_CSV, FTC_FILE_TSV, FTC_FILE_TXT } ftc_file_kind;
 /* AUTO: paragraphs of a .txt file; whole files when the data path is a directory of .txt/.md files. */
@@ -42,6 +42,7 @@ typedef struct {
 typedef struct {
     ftc_data_format format;
     char *text;               /* TEXT, LABEL */
+    char *text_pair;          /* LABEL, optional: the second text of a pair (NLI, paraphrase): BERT type ids 1 */
     char *prompt, *completion; /* COMPLETION */
     ftc_chat_msg *msgs;       /* CHAT */
     int n_msgs;
@@ -64,6 +65,8 @@ typedef struct {
     ftc_data_format format;   /* AUTO: from the first valid record */
     const char *text_col;     /* CSV/TSV: column holding the text (NULL: text, sentence, content, ...) */
     const char *label_col;    /* CSV/TSV: column holding the label (NULL: label, category, intent, ...) */
+    const char *text_pair_col; /* CSV/TSV: second text of a pair (NULL: text_pair; sentence1/sentence2,
+                                  premise/hypothesis and question1/question2 are found as pairs) */
     ftc_txt_mode txt_mode;    /* .txt: one record per blank-line-separated paragraph, or per file */
 } ftc_read_opts;
 
@@ -127,6 +130,10 @@ typedef struct {
      * piece tokenizes differently alone than inside the whole (GPT-2 "\n\n" + "Paris" is "\n","\n","Paris"),
      * to find which tokens start before the piece, as transformers' offsets would say. */
     ftc_status (*decode)(void *ctx, const int32_t *ids, size_t n, char **out, ftc_err *err);
+    /* Optional: a text pair with the post-processor's pair template and token types, truncated to max_len
+     * (> 0) longest-first as transformers does. Needed for records with text_pair. */
+    ftc_status (*encode_pair)(void *ctx, const char *a, size_t alen, const char *b, size_t blen, int max_len,
+                              ftc_ids *out, ftc_ids *type_ids, ftc_err *err);
 } ftc_data_encoder;
 void ftc_data_encoder_from_tokenizer(const ftc_tokenizer *t, ftc_data_encoder *out);
 

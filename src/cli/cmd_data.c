@@ -34,6 +34,8 @@ static void usage(FILE *f) {
             "  --file-type T        jsonl | csv | tsv | txt (default: from the extension)\n"
             "  --text-col C         CSV/TSV column with the text (default: text, sentence, content, ...)\n"
             "  --label-col C        CSV/TSV column with the label (default: label, category, intent, ...)\n"
+            "  --text-pair-col C    CSV/TSV column with the second text of a pair (default: text_pair, or the\n"
+            "                       pairs sentence1/sentence2, premise/hypothesis, question1/question2)\n"
             "  --txt-mode M         paragraph | file: a whole .txt file is one example (default: paragraph for\n"
             "                       a file, file for a directory)\n"
             "Examples:\n"
@@ -107,6 +109,7 @@ static int parse_args(const char *cmd, int argc, char **argv, data_args *a) {
         else if (!strcmp(f, "--out")) a->out = v;
         else if (!strcmp(f, "--text-col")) a->read.text_col = v;
         else if (!strcmp(f, "--label-col")) a->read.label_col = v;
+        else if (!strcmp(f, "--text-pair-col")) a->read.text_pair_col = v;
         else if (!strcmp(f, "--max-len")) rc = parse_int(cmd, f, v, 1, &a->enc.max_len);
         else if (!strcmp(f, "--batch")) rc = parse_int(cmd, f, v, 1, &a->batch);
         else if (!strcmp(f, "--grad-accum")) rc = parse_int(cmd, f, v, 1, &a->grad_accum);

@@ -79,7 +79,11 @@ static uint64_t near_hash(const char *s, uint64_t h) {
 static uint64_t content_near_hash(const ftc_record *r) {
     uint64_t h = FNV_START;
     switch (r->format) {
-    case FTC_FMT_TEXT: case FTC_FMT_LABEL: return near_hash(r->text, h);
+    case FTC_FMT_TEXT: return near_hash(r->text, h);
+    case FTC_FMT_LABEL:
+        h = near_hash(r->text, h);
+        if (r->text_pair) { h = fnv1a("\x1f", 1, h); h = near_hash(r->text_pair, h); }
+        return h;
     case FTC_FMT_COMPLETION: h = near_hash(r->prompt, h); h = fnv1a("\x1f", 1, h); return near_hash(r->completion, h);
     case FTC_FMT_CHAT:
         for (int i = 0; i < r->n_msgs; i++) {
@@ -160,8 +164,9 @@ static ftc_status check_file(checker *c, const char *path, file_stats *f, ftc_er
         if (rec.format == FTC_FMT_LABEL) {
             int kind = rec.label_is_int ? 1 : 2;
             if (f->label_kind && kind != f->label_kind) {
-                ftc_errf(&e, FTC_E_INPUT, "%s:%ld: label %s is %s but the label on line %ld is %s", path, rec.line,
-                         rec.label, kind == 1 ? "an integer" : "a string", f->label_kind_line,
+                ftc_errf(&e, FTC_E_INPUT, "%s:%ld: label %s%s%s is %s but the label on line %ld is %s", path, rec.line,
+                         kind == 1 ? "" : "\"", rec.label, kind == 1 ? "" : "\"", kind == 1 ? "an integer" : "a string",
+                         f->label_kind_line,
                          f->label_kind == 1 ? "an integer" : "a string");
                 f->bad++;
                 add_error(c, path, &e);
@@ -224,6 +229,11 @@ static ftc_status check_file(checker *c, const char *path, file_stats *f, ftc_er
                               rec.label ? fnv1a(rec.label, strlen(rec.label), FNV_START) : 0, rec.line};
         f->n++;
     }
+    if (s == FTC_OK && f->n == 0) { /* nothing to train on is an error, not an empty report */
+        ftc_err e;
+        ftc_errf(&e, FTC_E_INPUT, "%s:%ld: no valid examples (%ld records read)", path, rd->line_no, f->records);
+        add_error(c, path, &e);
+    }
     f->format = ftc_reader_format(rd);
     f->kind = ftc_reader_file_kind(rd);
     ftc_record_clear(&rec);
@@ -246,6 +256,7 @@ static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(co
 
 /* Sorts h and counts entries equal to an earlier one; appends up to 5 examples "line A = line B". */
 static long count_dups(hashed *h, size_t n, bool exact, json_t *examples) {
+    if (n < 2) return 0;
     qsort(h, n, sizeof *h, exact ? cmp_exact : cmp_near);
     long dups = 0;
     for (size_t i = 1; i < n; i++) {
@@ -387,7 +398,7 @@ ftc_status ftc_data_check(const char *data, const char *val, const ftc_check_opt
         /* tr.h is sorted by content hash (stats_json) */
         long leaks = 0;
         json_t *ex = json_array();
-        for (size_t i = 0; i < va.n; i++) {
+        for (size_t i = 0; tr.n && i < va.n; i++) {
             hashed *hit = bsearch(&va.h[i], tr.h, tr.n, sizeof *tr.h, cmp_hash_only);
             if (!hit) continue;
             leaks++;

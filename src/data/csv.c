@@ -172,6 +172,15 @@ static ftc_status read_header(ftc_reader *r, ftc_err *err) {
     else r->text_i = find_col(r, TEXT);
     if (r->o.label_col) { s = named_col(r, r->o.label_col, &r->label_i, err); if (s) return s; }
     else r->label_i = find_col(r, LABEL);
+    if (r->o.text_pair_col) { s = named_col(r, r->o.text_pair_col, &r->pair_i, err); if (s) return s; }
+    else r->pair_i = find_col(r, (const char *const[]){"text_pair", NULL});
+    /* well-known pair columns, when no single text column is named */
+    static const char *const PAIRS[][2] = {{"sentence1", "sentence2"}, {"premise", "hypothesis"},
+                                           {"question1", "question2"}};
+    for (int k = 0; k < 3 && !r->o.text_col && r->pair_i < 0; k++) {
+        int a = find_col(r, (const char *const[]){PAIRS[k][0], NULL}), b = find_col(r, (const char *const[]){PAIRS[k][1], NULL});
+        if (a >= 0 && b >= 0) { r->text_i = a; r->pair_i = b; }
+    }
     r->prompt_i = find_col(r, PROMPT);
     r->completion_i = find_col(r, COMPLETION);
     if (r->fmt == FTC_FMT_AUTO) {
@@ -223,6 +232,7 @@ ftc_status ds_csv_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err) 
     case FTC_FMT_TEXT: s = take(r, r->text_i, "text", &rec->text, err); break;
     case FTC_FMT_LABEL:
         s = take(r, r->text_i, "text", &rec->text, err);
+        if (s == FTC_OK && r->pair_i >= 0) s = take(r, r->pair_i, "text pair", &rec->text_pair, err);
         if (s == FTC_OK) s = take(r, r->label_i, "label", &rec->label, err);
         if (s == FTC_OK) {
             /* an integer label written as digits is an integer label, as in JSONL */

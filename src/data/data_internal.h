@@ -29,7 +29,7 @@ struct ftc_reader {
     bool header_done;
     int n_cols;
     char **cols;
-    int text_i, label_i, prompt_i, completion_i;
+    int text_i, label_i, prompt_i, completion_i, pair_i;
     char *field_buf;   /* the fields of one record, NUL-separated */
     size_t field_len, field_cap;
     size_t *field_off; /* [n] offsets into field_buf */

@@ -131,6 +131,34 @@ static ftc_status encode_classify(const ftc_record *rec, const ftc_encode_opts *
                             rec->line, rec->label);
     }
     ftc_ids full = {0};
+    if (rec->text_pair) {
+        /* pairs: the tokenizer's pair template ([CLS] a [SEP] b [SEP]), token types, longest-first truncation */
+        if (!enc->encode_pair)
+            return ftc_errf(err, FTC_E_UNSUPPORTED, "%s:%ld: text pairs need a tokenizer that encodes pairs", path,
+                            rec->line);
+        ftc_ids types = {0};
+        ftc_status s = enc->encode_pair(enc->ctx, rec->text, strlen(rec->text), rec->text_pair, strlen(rec->text_pair),
+                                        o->max_len, &full, &types, err);
+        if (s != FTC_OK || types.n != full.n) {
+            free(full.ids);
+            free(types.ids);
+            if (s == FTC_OK) s = ftc_errf(err, FTC_E_INTERNAL, "token types and ids differ in length");
+            return ftc_err_prefix(err, "%s:%ld", path, rec->line);
+        }
+        if (truncated) { /* was anything cut? compare with the untruncated length */
+            ftc_ids all = {0}, all_types = {0};
+            if (o->max_len > 0 && enc->encode_pair(enc->ctx, rec->text, strlen(rec->text), rec->text_pair,
+                                                   strlen(rec->text_pair), 0, &all, &all_types, err) == FTC_OK)
+                *truncated = all.n > full.n;
+            free(all.ids);
+            free(all_types.ids);
+        }
+        out->ids = full.ids;
+        out->type_ids = types.ids;
+        out->len = (int)full.n;
+        out->label = k;
+        return FTC_OK;
+    }
     ftc_status s = encode(enc, rec->text, strlen(rec->text), true, &full, err);
     if (s != FTC_OK) { free(full.ids); return ftc_err_prefix(err, "%s:%ld", path, rec->line); }
     int n = (int)full.n;

@@ -237,6 +237,7 @@ ftc_status ds_jsonl_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err
     case FTC_FMT_TEXT: s = get_string(&c, o, "text", &rec->text); break;
     case FTC_FMT_LABEL:
         s = get_string(&c, o, "text", &rec->text);
+        if (s == FTC_OK && json_object_get(o, "text_pair")) s = get_string(&c, o, "text_pair", &rec->text_pair);
         if (s == FTC_OK) s = parse_label(&c, o, rec);
         break;
     case FTC_FMT_COMPLETION:

@@ -147,6 +147,7 @@ char *ftc_record_to_jsonl(const ftc_record *r) {
     case FTC_FMT_TEXT: json_object_set_new(o, "text", json_string(r->text)); break;
     case FTC_FMT_LABEL:
         json_object_set_new(o, "text", json_string(r->text));
+        if (r->text_pair) json_object_set_new(o, "text_pair", json_string(r->text_pair));
         json_object_set_new(o, "label", r->label_is_int ? json_integer(atoll(r->label)) : json_string(r->label));
         break;
     case FTC_FMT_COMPLETION:

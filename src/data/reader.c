@@ -119,6 +119,7 @@ const char *ds_read_line(ftc_reader *r, size_t *len, bool *io_error) {
 
 void ftc_record_clear(ftc_record *r) {
     free(r->text);
+    free(r->text_pair);
     free(r->prompt);
     free(r->completion);
     for (int i = 0; i < r->n_msgs; i++) free(r->msgs[i].content);
@@ -196,7 +197,7 @@ static ftc_reader *new_reader(const char *name, const ftc_read_opts *o) {
     snprintf(r->path, sizeof r->path, "%s", name);
     if (o) r->o = *o;
     r->kind = r->o.file_kind;
-    r->text_i = r->label_i = r->prompt_i = r->completion_i = -1;
+    r->text_i = r->label_i = r->prompt_i = r->completion_i = r->pair_i = -1;
     return r;
 }
 
