@@ -193,6 +193,11 @@ ftc_status ftc_chat_reply(ftc_chat *c, const char *user, const ftc_chat_opts *o,
     /* the oldest exchanges leave when the conversation outgrows the context (a system message stays) */
     for (;;) {
         if ((s = render_ids(c, &ids, err))) goto fail;
+        if (ids.n == 0) {
+            s = ftc_errf(err, FTC_E_INPUT, "the conversation renders to no tokens with the %s template",
+                         ftc_template_name(c->tmpl));
+            goto fail;
+        }
         if ((int)ids.n + 1 < max_pos) break;
         if (c->n - c->n_system <= 1) {
             s = ftc_errf(err, FTC_E_INPUT, "the message is %zu tokens with the template; the model's context is %d",
