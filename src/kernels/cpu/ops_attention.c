@@ -3,21 +3,12 @@
  * so no row is ever empty (padded rows would otherwise be 0/0 = NaN); real query rows see exactly what
  * PyTorch/transformers let them see, and padded rows' outputs are never used by a loss. */
 #include "ftc/ops.h"
+#include "ops_internal.h"
 #include <math.h>
 #include <string.h>
 
 /* a . b over n floats with 8 independent partial sums (vectorisable without -ffast-math; fixed order, so
  * deterministic) */
-static inline float dot(const float *a, const float *b, int n) {
-    float acc[8] = {0};
-    int d = 0;
-    for (; d + 8 <= n; d += 8)
-        for (int u = 0; u < 8; u++) acc[u] += a[d + u] * b[d + u];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; d < n; d++) s += a[d] * b[d];
-    return s;
-}
-
 static inline bool visible(const uint8_t *mask_b, bool causal, int i, int j) {
     if (causal && j > i) return false;
     return !mask_b || mask_b[j] || j == i;
@@ -47,7 +38,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                 float mx = -INFINITY;
                 for (int j = 0; j < T; j++) {
                     if (!visible(mb, causal, i, j)) { p[j] = -INFINITY; continue; }
-                    p[j] = dot(qi, kb + (size_t)j * ks, D) * scale;
+                    p[j] = ops_dot8(qi, kb + (size_t)j * ks, D) * scale;
                     if (p[j] > mx) mx = p[j];
                 }
                 float sum = 0.0f;
@@ -101,7 +92,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                     float pdp = 0.0f; /* sum_j P[i,j] dP[i,j] */
                     for (int j = 0; j < T; j++) {
                         if (P[j] == 0.0f) { dS[j] = 0.0f; continue; }
-                        float s = dot(doi, vb + (size_t)j * ks, D);
+                        float s = ops_dot8(doi, vb + (size_t)j * ks, D);
                         dS[j] = s;
                         pdp += P[j] * s;
                     }

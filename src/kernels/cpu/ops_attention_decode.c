@@ -3,18 +3,9 @@
  * absolute position p = Tk - Tn + i sees keys 0..p. Same arithmetic as attention_forward (dot products with 8
  * partial sums, max-subtracted softmax in float), so a decode step reproduces the full-sequence rows. */
 #include "ftc/ops.h"
+#include "ops_internal.h"
 #include <math.h>
 #include <string.h>
-
-static inline float dot(const float *a, const float *b, int n) {
-    float acc[8] = {0};
-    int d = 0;
-    for (; d + 8 <= n; d += 8)
-        for (int u = 0; u < 8; u++) acc[u] += a[d + u] * b[d + u];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; d < n; d++) s += a[d] * b[d];
-    return s;
-}
 
 void attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
                               int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
@@ -36,7 +27,7 @@ void attention_decode_forward(float *out, float *att, const float *q, const floa
                 const float *qi = qb + (size_t)i * qs;
                 float mx = -INFINITY;
                 for (int j = 0; j < nvis; j++) {
-                    p[j] = dot(qi, kb + (size_t)j * ks, D) * scale;
+                    p[j] = ops_dot8(qi, kb + (size_t)j * ks, D) * scale;
                     if (p[j] > mx) mx = p[j];
                 }
                 float sum = 0.0f;

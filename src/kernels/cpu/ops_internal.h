@@ -1,0 +1,17 @@
+/* Helpers shared by the CPU ops. Full-sequence attention and decode attention must use the same
+ * arithmetic so that a KV-cache decode step reproduces the full forward exactly; the dot product lives here. */
+#ifndef FTC_OPS_INTERNAL_H
+#define FTC_OPS_INTERNAL_H
+
+/* a . b over n floats with 8 independent partial sums (vectorisable without -ffast-math; fixed order, so
+ * deterministic) */
+static inline float ops_dot8(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int u = 0; u < 8; u++) acc[u] += a[d + u] * b[d + u];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; d < n; d++) s += a[d] * b[d];
+    return s;
+}
+#endif
