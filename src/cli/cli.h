@@ -11,6 +11,9 @@ int cli_fail(const char *cmd, const ftc_err *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True when argv has -h or --help anywhere. */
 bool cli_wants_help(int argc, char **argv);
+/* Strict number parsing for flag values: the whole string must be a number within [lo, hi]. */
+bool cli_parse_long(const char *s, long lo, long hi, long *out);
+bool cli_parse_float(const char *s, double lo, double hi, float *out);
 
 int cmd_init(int argc, char **argv);
 int cmd_report(int argc, char **argv);

@@ -30,24 +30,6 @@ static void usage(FILE *f) {
             "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer, template), 3 internal error.\n");
 }
 
-static bool parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_float(const char *s, double lo, double hi, float *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-    *out = (float)v;
-    return true;
-}
-
 static void print_text(void *ctx, const char *text) {
     (void)ctx;
     fputs(text, stdout);
@@ -98,20 +80,20 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--system")) system = argv[++i];
         else if (!strcmp(a, "--adapter")) adapter = argv[++i];
         else if (!strcmp(a, "--max-tokens")) {
-            if (!parse_long(argv[++i], 1, 1 << 24, &max_tokens))
+            if (!cli_parse_long(argv[++i], 1, 1 << 24, &max_tokens))
                 return cli_usage_error("chat", "--max-tokens needs an integer >= 1, not '%s'", argv[i]);
         } else if (!strcmp(a, "--temperature")) {
-            if (!parse_float(argv[++i], 0.0, 1e6, &sampler.temperature))
+            if (!cli_parse_float(argv[++i], 0.0, 1e6, &sampler.temperature))
                 return cli_usage_error("chat", "--temperature needs a number >= 0, not '%s'", argv[i]);
         } else if (!strcmp(a, "--top-k")) {
-            if (!parse_long(argv[++i], 0, 1 << 30, &v))
+            if (!cli_parse_long(argv[++i], 0, 1 << 30, &v))
                 return cli_usage_error("chat", "--top-k needs an integer >= 0, not '%s'", argv[i]);
             sampler.top_k = (int)v;
         } else if (!strcmp(a, "--top-p")) {
-            if (!parse_float(argv[++i], 1e-9, 1.0, &sampler.top_p))
+            if (!cli_parse_float(argv[++i], 1e-9, 1.0, &sampler.top_p))
                 return cli_usage_error("chat", "--top-p needs a number in (0, 1], not '%s'", argv[i]);
         } else if (!strcmp(a, "--seed")) {
-            if (!parse_long(argv[++i], 0, (long)(~0UL >> 1), &seed))
+            if (!cli_parse_long(argv[++i], 0, (long)(~0UL >> 1), &seed))
                 return cli_usage_error("chat", "--seed needs an integer >= 0, not '%s'", argv[i]);
         } else return cli_usage_error("chat", "unknown argument '%s'", a);
     }

@@ -36,24 +36,6 @@ static void usage(FILE *f) {
             "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n");
 }
 
-static bool parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_float(const char *s, double lo, double hi, float *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-    *out = (float)v;
-    return true;
-}
-
 typedef struct {
     ftc_text_stream ts;
     ftc_err err;
@@ -90,20 +72,20 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--prompt") && has) prompt = argv[++i];
         else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
         else if (!strcmp(a, "--max-tokens") && has) {
-            if (!parse_long(argv[++i], 0, 1 << 24, &max_tokens))
+            if (!cli_parse_long(argv[++i], 0, 1 << 24, &max_tokens))
                 return cli_usage_error("generate", "--max-tokens needs an integer >= 0, not '%s'", argv[i]);
         } else if (!strcmp(a, "--temperature") && has) {
-            if (!parse_float(argv[++i], 0.0, 1e6, &sampler.temperature))
+            if (!cli_parse_float(argv[++i], 0.0, 1e6, &sampler.temperature))
                 return cli_usage_error("generate", "--temperature needs a number >= 0, not '%s'", argv[i]);
         } else if (!strcmp(a, "--top-k") && has) {
-            if (!parse_long(argv[++i], 0, 1 << 30, &v))
+            if (!cli_parse_long(argv[++i], 0, 1 << 30, &v))
                 return cli_usage_error("generate", "--top-k needs an integer >= 0, not '%s'", argv[i]);
             sampler.top_k = (int)v;
         } else if (!strcmp(a, "--top-p") && has) {
-            if (!parse_float(argv[++i], 1e-9, 1.0, &sampler.top_p))
+            if (!cli_parse_float(argv[++i], 1e-9, 1.0, &sampler.top_p))
                 return cli_usage_error("generate", "--top-p needs a number in (0, 1], not '%s'", argv[i]);
         } else if (!strcmp(a, "--seed") && has) {
-            if (!parse_long(argv[++i], 0, (long)(~0UL >> 1), &seed))
+            if (!cli_parse_long(argv[++i], 0, (long)(~0UL >> 1), &seed))
                 return cli_usage_error("generate", "--seed needs an integer >= 0, not '%s'", argv[i]);
         } else if (!strcmp(a, "--stats")) stats = true;
         else if (a[0] == '-' && a[1] == '-' && !has && (!strcmp(a, "--model") || !strcmp(a, "--prompt") || !strcmp(a, "--adapter") ||

@@ -68,12 +68,18 @@ int cmd_retrieve(int argc, char **argv) {
         else if (!strcmp(a, "--model") && has_val) model = argv[++i];
         else if (!strcmp(a, "--index") && has_val) index = argv[++i];
         else if (!strcmp(a, "--data") && has_val) data = argv[++i];
-        else if (!strcmp(a, "--max-len") && has_val) max_len = atoi(argv[++i]);
-        else if (!strcmp(a, "--batch") && has_val) batch = atoi(argv[++i]);
+        else if (!strcmp(a, "--max-len") && has_val) {
+            long v;
+            if (!cli_parse_long(argv[++i], 2, 1 << 20, &v)) return cli_usage_error("retrieve", "--max-len must be an integer >= 2");
+            max_len = (int)v;
+        } else if (!strcmp(a, "--batch") && has_val) {
+            long v;
+            if (!cli_parse_long(argv[++i], 1, 1 << 16, &v)) return cli_usage_error("retrieve", "--batch must be an integer >= 1");
+            batch = (int)v;
+        }
         else return cli_usage_error("retrieve", "unknown or incomplete option '%s'", a);
     }
     if (!model || !index || !data) return cli_usage_error("retrieve", "--model, --index and --data are required");
-    if (max_len < 2 || batch < 1) return cli_usage_error("retrieve", "--max-len must be >= 2 and --batch >= 1");
 
     ftc_err err;
     int rc = 0;
