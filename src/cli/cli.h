@@ -2,6 +2,7 @@
  * registered in main.c, returning the process exit code (0 ok, 1 usage, 2 bad input, 3 internal). */
 #ifndef FTC_CLI_H
 #define FTC_CLI_H
+#include "ftc/infer.h"
 #include "ftc/status.h"
 #include <stdbool.h>
 
@@ -14,6 +15,9 @@ bool cli_wants_help(int argc, char **argv);
 /* Strict number parsing for flag values: the whole string must be a number within [lo, hi]. */
 bool cli_parse_long(const char *s, long lo, long hi, long *out);
 bool cli_parse_float(const char *s, double lo, double hi, float *out);
+/* The sampling flags generate and chat share: --temperature, --top-k, --top-p, --seed (flag takes value).
+ * Returns -1 when flag is not one of them, 0 when it was parsed into s/seed, else the usage exit code (1). */
+int cli_sampling_flag(const char *cmd, const char *flag, const char *value, ftc_sampler *s, long *seed);
 
 int cmd_init(int argc, char **argv);
 int cmd_report(int argc, char **argv);

@@ -82,19 +82,9 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--max-tokens")) {
             if (!cli_parse_long(argv[++i], 1, 1 << 24, &max_tokens))
                 return cli_usage_error("chat", "--max-tokens needs an integer >= 1, not '%s'", argv[i]);
-        } else if (!strcmp(a, "--temperature")) {
-            if (!cli_parse_float(argv[++i], 0.0, 1e6, &sampler.temperature))
-                return cli_usage_error("chat", "--temperature needs a number >= 0, not '%s'", argv[i]);
-        } else if (!strcmp(a, "--top-k")) {
-            if (!cli_parse_long(argv[++i], 0, 1 << 30, &v))
-                return cli_usage_error("chat", "--top-k needs an integer >= 0, not '%s'", argv[i]);
-            sampler.top_k = (int)v;
-        } else if (!strcmp(a, "--top-p")) {
-            if (!cli_parse_float(argv[++i], 1e-9, 1.0, &sampler.top_p))
-                return cli_usage_error("chat", "--top-p needs a number in (0, 1], not '%s'", argv[i]);
-        } else if (!strcmp(a, "--seed")) {
-            if (!cli_parse_long(argv[++i], 0, (long)(~0UL >> 1), &seed))
-                return cli_usage_error("chat", "--seed needs an integer >= 0, not '%s'", argv[i]);
+        } else if ((v = cli_sampling_flag("chat", a, argv[i + 1], &sampler, &seed)) >= 0) {
+            if (v) return (int)v;
+            i++;
         } else return cli_usage_error("chat", "unknown argument '%s'", a);
     }
     if (!model) return cli_usage_error("chat", "--model RUNDIR|DIR is required");

@@ -74,19 +74,9 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--max-tokens") && has) {
             if (!cli_parse_long(argv[++i], 0, 1 << 24, &max_tokens))
                 return cli_usage_error("generate", "--max-tokens needs an integer >= 0, not '%s'", argv[i]);
-        } else if (!strcmp(a, "--temperature") && has) {
-            if (!cli_parse_float(argv[++i], 0.0, 1e6, &sampler.temperature))
-                return cli_usage_error("generate", "--temperature needs a number >= 0, not '%s'", argv[i]);
-        } else if (!strcmp(a, "--top-k") && has) {
-            if (!cli_parse_long(argv[++i], 0, 1 << 30, &v))
-                return cli_usage_error("generate", "--top-k needs an integer >= 0, not '%s'", argv[i]);
-            sampler.top_k = (int)v;
-        } else if (!strcmp(a, "--top-p") && has) {
-            if (!cli_parse_float(argv[++i], 1e-9, 1.0, &sampler.top_p))
-                return cli_usage_error("generate", "--top-p needs a number in (0, 1], not '%s'", argv[i]);
-        } else if (!strcmp(a, "--seed") && has) {
-            if (!cli_parse_long(argv[++i], 0, (long)(~0UL >> 1), &seed))
-                return cli_usage_error("generate", "--seed needs an integer >= 0, not '%s'", argv[i]);
+        } else if (has && (v = cli_sampling_flag("generate", a, argv[i + 1], &sampler, &seed)) >= 0) {
+            if (v) return (int)v;
+            i++;
         } else if (!strcmp(a, "--stats")) stats = true;
         else if (a[0] == '-' && a[1] == '-' && !has && (!strcmp(a, "--model") || !strcmp(a, "--prompt") || !strcmp(a, "--adapter") ||
                                                          !strcmp(a, "--max-tokens") || !strcmp(a, "--temperature") ||

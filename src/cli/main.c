@@ -77,6 +77,25 @@ bool cli_parse_float(const char *s, double lo, double hi, float *out) {
     return true;
 }
 
+int cli_sampling_flag(const char *cmd, const char *flag, const char *value, ftc_sampler *s, long *seed) {
+    long v;
+    if (!strcmp(flag, "--temperature")) {
+        if (!cli_parse_float(value, 0.0, 1e6, &s->temperature))
+            return cli_usage_error(cmd, "--temperature needs a number >= 0, not '%s'", value);
+    } else if (!strcmp(flag, "--top-k")) {
+        if (!cli_parse_long(value, 0, 1 << 30, &v))
+            return cli_usage_error(cmd, "--top-k needs an integer >= 0, not '%s'", value);
+        s->top_k = (int)v;
+    } else if (!strcmp(flag, "--top-p")) {
+        if (!cli_parse_float(value, 1e-9, 1.0, &s->top_p))
+            return cli_usage_error(cmd, "--top-p needs a number in (0, 1], not '%s'", value);
+    } else if (!strcmp(flag, "--seed")) {
+        if (!cli_parse_long(value, 0, (long)(~0UL >> 1), seed))
+            return cli_usage_error(cmd, "--seed needs an integer >= 0, not '%s'", value);
+    } else return -1;
+    return 0;
+}
+
 static void print_help(FILE *out) {
     fprintf(out, "ftc %s: fine-tune pretrained transformers (GPT-2, Llama, BERT families) on your data.\n\n"
                  "Usage: ftc <command> [options]\n\nCommands:\n", FTC_VERSION);
