@@ -193,4 +193,16 @@ ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *
 /* Evaluates a run directory's model on data_path (read as the run's data was: pre-tokenized JSONL, labels
  * mapped through RUNDIR/labels.json). *json: the `ftc eval --json` object, with "loss" for both tasks. */
 ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, struct json_t **json, ftc_err *err);
+
+/* `ftc eval --compare BASE_DIR`: the same data through the run's model (*tuned_json) and through the base model
+ * base_dir (*base_json), both the objects ftc_run_dir_eval gives. causal-lm: base_dir's own LM head; a LoRA
+ * run's base is simply the model without adapters. classify: the base model has no trained head, so the base
+ * side is base_dir's encoder with the run's classification head (and pooling) copied onto it. A base_dir of
+ * another architecture or vocabulary: FTC_E_INPUT naming both (ftc_check_same_architecture). */
+ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
+                                    struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
+/* FTC_OK when two configs describe the same network shape (family, layers, widths, heads, vocabulary), so the
+ * same token ids mean the same thing to both; else FTC_E_INPUT naming both directories and the difference. */
+ftc_status ftc_check_same_architecture(const ftc_model_config *tuned, const char *tuned_dir,
+                                       const ftc_model_config *base, const char *base_dir, ftc_err *err);
 #endif
