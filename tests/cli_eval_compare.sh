@@ -3,6 +3,7 @@
 # training data (loss, in the table and in --json "base"/"tuned"); a MiniLM head-only classify run states that its
 # base column uses the run's head, and since only the head trained both columns must then be equal (a base
 # without the copied head would differ); a base of another architecture is refused (exit 2) naming both.
+# Also RUNDIR/samples.jsonl of a causal-lm run: base and tuned answers equal ftc generate's, shown by ftc report.
 set -u
 FTC=${FTC_BIN:?FTC_BIN not set}
 SRC=${FTC_SOURCE_DIR:-.}
@@ -46,6 +47,7 @@ if [ -f "$STORIES/model.safetensors" ]; then
   row examples "$T/table" | awk '{ exit !($2 == 8 && $3 == 8) }' || { cat "$T/table"; fail "examples row"; }
 
   expect_rc 0 "" "$FTC" eval --model "$T/lm" --data "$T/lm.jsonl" --compare "$STORIES" --json
+  cp "$T/out" "$T/cmp.json"
   b=$(sub base "$T/out"); t=$(sub tuned "$T/out")
   [ -n "$b" ] && [ -n "$t" ] || { cat "$T/out"; fail "--json lacks base/tuned objects"; }
   for k in loss perplexity token_accuracy n_examples n_tokens; do
@@ -57,8 +59,34 @@ if [ -f "$STORIES/model.safetensors" ]; then
   # the table and the JSON agree, and the base is the untouched pretrained model: its loss as plain eval gives it
   row loss "$T/table" | awk -v b="$bl" '{ d = $2 - b; exit !(d * d < 1e-8) }' || fail "table base loss != json $bl"
 
+  # samples.jsonl: the one distinct training prompt (no validation), answered greedily by the base model and by
+  # the tuned one exactly as ftc generate answers it (64 tokens at most)
+  [ -s "$T/lm/samples.jsonl" ] || fail "causal-lm run lacks samples.jsonl"
+  p="Once upon a time, there was a little"
+  "$FTC" generate --model "$STORIES" --prompt "$p" --max-tokens 64 --temperature 0 >"$T/gen_base" || fail "generate base"
+  "$FTC" generate --model "$T/lm" --prompt "$p" --max-tokens 64 --temperature 0 >"$T/gen_tuned" || fail "generate tuned"
+  python3 - "$T/lm/samples.jsonl" "$p" "$T/gen_base" "$T/gen_tuned" <<'PY' || fail "samples.jsonl content"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+base, tuned = (open(f, encoding="utf-8").read() for f in sys.argv[3:5])
+assert len(rows) == 1, f"{len(rows)} samples, want 1 (8 copies of one prompt)"
+r = rows[0]
+assert r["prompt"] == sys.argv[2], r["prompt"]
+assert r["base"] == base, (r["base"], base)
+assert r["tuned"] == tuned, (r["tuned"], tuned)
+assert r["base"] != r["tuned"] and r["base"].strip(), "base and tuned answers should differ"
+PY
+  # with validation data the prompts come from it
+  printf '{"prompt": "One day, a big dog", "completion": " ran to the park."}\n' >"$T/lm_val.jsonl"
+  expect_rc 0 "" "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --val "$T/lm_val.jsonl" --out "$T/lmv" \
+    --task causal-lm --method full --lr 0.003 --max-steps 2 --batch 4 --quiet
+  grep -q '^{"prompt":"One day, a big dog","base":"' "$T/lmv/samples.jsonl" || { cat "$T/lmv/samples.jsonl"; fail "val prompts"; }
+  expect_rc 0 "" "$FTC" report --run "$T/lmv"
+  grep -q "<h2>Sample answers</h2>" "$T/lmv/report.html" || fail "report lacks the Sample answers section"
+  grep -qF "<td>One day, a big dog</td>" "$T/lmv/report.html" || fail "report lacks the sample prompt"
+
   # a saved comparison is what ftc report shows as base vs tuned
-  cp "$T/out" "$T/lm/eval.json"
+  cp "$T/cmp.json" "$T/lm/eval.json"
   expect_rc 0 "" "$FTC" report --run "$T/lm"
   grep -q "<th>base</th>" "$T/lm/report.html" || fail "report of a compared run lacks the base column"
   grep -q "the pretrained model; for a LoRA run" "$T/lm/report.html" || fail "report lacks the base_note"

@@ -176,6 +176,20 @@ typedef struct {
 ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
                               ftc_eval_result *r, struct json_t **json, ftc_err *err);
 
+/* ---- sample answers for the run report (causal-lm; RUNDIR/samples.jsonl, docs/report.md) ----
+ * Prompts: the first n distinct prompts of d (give the validation split, else the training data), each example
+ * cut where its first trained token starts (completion/chat data: the prompt plus the template's generation
+ * prompt), or after its first half (at most 16 tokens) when every token trains. Answers: greedy (ftc_generate),
+ * at most max_tokens, ending at EOS or the template's end-of-turn token. ftc_samples_begin answers with the base
+ * model (call it before training changes the weights), ftc_samples_write with the tuned one, then writes
+ * {"prompt","base","tuned"} lines atomically. tokenizer_dir: the model directory with the tokenizer files. */
+typedef struct ftc_samples ftc_samples;
+ftc_status ftc_samples_begin(ftc_model *base, const char *tokenizer_dir, const ftc_dataset *d, int n, int max_tokens,
+                             ftc_samples **out, ftc_err *err);
+ftc_status ftc_samples_write(ftc_samples *s, ftc_model *tuned, const char *path, ftc_err *err);
+int ftc_samples_count(const ftc_samples *s);
+void ftc_samples_free(ftc_samples *s);
+
 /* ---- checkpoints (own container: "FTCCKPT1", u64 header length, JSON header, f32 data) ----
  * Holds the trainable params by name, optionally the AdamW moments, and a JSON state object. Written
  * atomically. Loading checks every name and size against the model and fails naming the tensor. */
