@@ -80,6 +80,15 @@ typedef struct {
 /* Forward; with labels, *loss is the mean loss over counted targets. training enables dropout. */
 ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training, float *loss, ftc_err *err);
 const float *ftc_model_logits(const ftc_model *m); /* LM [B,T,V]; classify [B,num_labels] */
+/* Transfer learning on a frozen backbone (the trainer's feature cache, docs/train.md). head_features: the
+ * classification head's input for a batch, i.e. the pooled last hidden state (through the BERT pooler when
+ * the pooling uses it), computed in eval mode (no dropout), [B, C] into out. head_forward: the head alone on
+ * such features [B, C] (labels [B] or NULL), exactly as the head part of ftc_model_forward (head dropout
+ * when training); ftc_model_logits and ftc_model_backward then work as after ftc_model_forward. It refuses
+ * a model where anything but the head trains. */
+ftc_status ftc_model_head_features(ftc_model *m, const ftc_batch *batch, float *out, ftc_err *err);
+ftc_status ftc_model_head_forward(ftc_model *m, const float *features, int B, const int32_t *labels, bool training,
+                                  float *loss, ftc_err *err);
 const float *ftc_model_hidden(const ftc_model *m); /* last hidden state [B,T,C] (after final norm) */
 /* Backward of the last forward (which had labels): accumulates into the trainable params' grads. */
 ftc_status ftc_model_backward(ftc_model *m, ftc_err *err);

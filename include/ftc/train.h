@@ -83,6 +83,9 @@ typedef struct {
     float lora_alpha, lora_dropout;
     char pooling[8];        /* classify: auto | cls | mean | last (auto: the checkpoint's sentence-transformers
                                pooling when it has one, else CLS (+pooler) for BERT, last token for decoders) */
+    bool feature_cache;     /* head with a frozen backbone (classify, unfreeze_last 0): run the encoder once per
+                               example in eval mode and train the head on the cached pooled features (default);
+                               false: the encoder runs at every step in training mode (backbone dropout) */
     char lora_targets[256]; /* "" = the family default (q/v projections) */
     /* how text data becomes examples (the data layer, include/ftc/data.h) */
     char format[32];        /* "" = detect; text | completion | chat | label */
@@ -157,6 +160,7 @@ typedef struct {
     int64_t best_step;
     bool stopped_early;
     int64_t trainable_params;
+    bool cached_features;   /* the head trained on cached frozen-encoder features (feature_cache) */
 } ftc_train_result;
 
 /* Applies the method to a loaded model: classifier head (classify), LoRA adapters, trainable flags.
