@@ -183,6 +183,20 @@ typedef struct {
 ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
                               ftc_eval_result *r, struct json_t **json, ftc_err *err);
 
+/* ---- sample answers for the run report (causal-lm; RUNDIR/samples.jsonl, docs/report.md) ----
+ * Prompts: the first n distinct prompts of d (give the validation split, else the training data), each example
+ * cut where its first trained token starts (completion/chat data: the prompt plus the template's generation
+ * prompt), or after its first half (at most 16 tokens) when every token trains. Answers: greedy (ftc_generate),
+ * at most max_tokens, ending at EOS or the template's end-of-turn token. ftc_samples_begin answers with the base
+ * model (call it before training changes the weights), ftc_samples_write with the tuned one, then writes
+ * {"prompt","base","tuned"} lines atomically. tokenizer_dir: the model directory with the tokenizer files. */
+typedef struct ftc_samples ftc_samples;
+ftc_status ftc_samples_begin(ftc_model *base, const char *tokenizer_dir, const ftc_dataset *d, int n, int max_tokens,
+                             ftc_samples **out, ftc_err *err);
+ftc_status ftc_samples_write(ftc_samples *s, ftc_model *tuned, const char *path, ftc_err *err);
+int ftc_samples_count(const ftc_samples *s);
+void ftc_samples_free(ftc_samples *s);
+
 /* ---- checkpoints (own container: "FTCCKPT1", u64 header length, JSON header, f32 data) ----
  * Holds the trainable params by name, optionally the AdamW moments, and a JSON state object. Written
  * atomically. Loading checks every name and size against the model and fails naming the tensor. */
@@ -200,4 +214,16 @@ ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *
 /* Evaluates a run directory's model on data_path (read as the run's data was: pre-tokenized JSONL, labels
  * mapped through RUNDIR/labels.json). *json: the `ftc eval --json` object, with "loss" for both tasks. */
 ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, struct json_t **json, ftc_err *err);
+
+/* `ftc eval --compare BASE_DIR`: the same data through the run's model (*tuned_json) and through the base model
+ * base_dir (*base_json), both the objects ftc_run_dir_eval gives. causal-lm: base_dir's own LM head; a LoRA
+ * run's base is simply the model without adapters. classify: the base model has no trained head, so the base
+ * side is base_dir's encoder with the run's classification head (and pooling) copied onto it. A base_dir of
+ * another architecture or vocabulary: FTC_E_INPUT naming both (ftc_check_same_architecture). */
+ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
+                                    struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
+/* FTC_OK when two configs describe the same network shape (family, layers, widths, heads, vocabulary), so the
+ * same token ids mean the same thing to both; else FTC_E_INPUT naming both directories and the difference. */
+ftc_status ftc_check_same_architecture(const ftc_model_config *tuned, const char *tuned_dir,
+                                       const ftc_model_config *base, const char *base_dir, ftc_err *err);
 #endif

@@ -11,8 +11,10 @@ static void train_help(FILE *out) {
     fprintf(out,
         "Usage: ftc train --model DIR --data FILE --out RUNDIR [options]\n\n"
         "Fine-tunes the model in DIR on FILE and writes RUNDIR: config.resolved.json, labels.json (classify),\n"
-        "metrics.jsonl, checkpoint.ftc (last), best.ftc (best on validation) and model/ (Hugging Face layout,\n"
-        "the best model when there is validation data, else the last; LoRA adapters merged).\n\n"
+        "metrics.jsonl, checkpoint.ftc (last), best.ftc (best on validation), model/ (Hugging Face layout,\n"
+        "the best model when there is validation data, else the last; LoRA adapters merged) and for causal-lm\n"
+        "samples.jsonl (up to 5 validation prompts, else training ones, answered greedily in up to 64 tokens by\n"
+        "the base model before training and by the tuned one after; ftc report shows them).\n\n"
         "What to train\n"
         "  --task causal-lm|classify   next-token loss on trainable tokens, or a label per example (default classify)\n"
         "  --method full|head|lora     full: every weight; head: the new classification head (+ last N blocks),\n"
@@ -66,6 +68,9 @@ static void train_help(FILE *out) {
 }
 
 typedef struct { const char *key, *value; } kv;
+
+/* causal-lm sample answers (RUNDIR/samples.jsonl): few and short, so they cost little next to training */
+enum { SAMPLE_PROMPTS = 5, SAMPLE_TOKENS = 64 };
 
 int cmd_train(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
@@ -137,8 +142,22 @@ int cmd_train(int argc, char **argv) {
     if (!quiet)
         fprintf(stderr, "ftc train: %s, method %s, %d training / %d validation examples -> %s\n", ftc_task_name(c.task),
                 ftc_method_name(c.method), train.n, have_val ? val.n : 0, c.out);
+    /* causal-lm: a few prompts answered by the base model now, by the tuned one at the end (report.html).
+     * Not worth failing a run over: a problem is reported and the run goes on. */
+    ftc_samples *samples = NULL;
+    if (c.task == FTC_TASK_CAUSAL_LM &&
+        ftc_samples_begin(m, c.model, have_val ? &val : &train, SAMPLE_PROMPTS, SAMPLE_TOKENS, &samples, &err) != FTC_OK)
+        fprintf(stderr, "ftc train: warning: no samples.jsonl: %s\n", err.msg);
     ftc_train_result res;
     s = ftc_train_run(m, &c, &train, have_val ? &val : NULL, quiet, &res, &err);
+    if (s == FTC_OK && samples) {
+        char path[FTC_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/samples.jsonl", c.out);
+        ftc_err serr;
+        if (ftc_samples_write(samples, m, path, &serr) != FTC_OK)
+            fprintf(stderr, "ftc train: warning: no samples.jsonl: %s\n", serr.msg);
+    }
+    ftc_samples_free(samples);
     if (s != FTC_OK) rc = cli_fail("train", &err);
     else {
         printf("steps %lld, last loss %.4f, trainable params %lld", (long long)res.steps, res.last_loss,
