@@ -56,6 +56,8 @@ void ftc_scale_grads(ftc_optimizer *o, float s);
 /* ---- run configuration: every `ftc train` flag, also settable from a YAML or JSON file ---- */
 typedef enum { FTC_METHOD_FULL, FTC_METHOD_HEAD, FTC_METHOD_LORA } ftc_method;
 typedef enum { FTC_METRIC_VAL_LOSS, FTC_METRIC_ACCURACY, FTC_METRIC_MACRO_F1 } ftc_metric;
+/* Storage of the frozen base weights (lora, head): auto = bf16 when precision is bf16, else fp32. */
+typedef enum { FTC_BASE_AUTO, FTC_BASE_FP32, FTC_BASE_BF16 } ftc_base_dtype;
 
 #define FTC_PATH_MAX 4096
 typedef struct {
@@ -89,6 +91,8 @@ typedef struct {
     char format[32];        /* "" = detect; text | completion | chat | label */
     char template_name[32]; /* chat template; "" = the model's own (tokenizer_config.json) */
     char text_col[64], label_col[64]; /* CSV/TSV columns; "" = the usual names */
+    ftc_precision precision; /* matmuls of linears and heads: fp32, or bf16 operands with f32 accumulation */
+    ftc_base_dtype base_dtype; /* lora/head: frozen matmul weights kept in bf16 only (never inflated to f32) */
     bool pack;              /* causal-lm: pack examples into max_len sequences */
     bool train_on_inputs;   /* causal-lm: train prompt/user tokens too */
     bool resume;
@@ -107,6 +111,9 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
 struct json_t *ftc_train_config_json(const ftc_train_config *c);
 /* The keys the config knows, NULL-terminated (for --help and tests). */
 const char *const *ftc_train_config_keys(void);
+/* Whether the run keeps its frozen base weights in bf16 (load them with ftc_model_load_bf16_base). */
+bool ftc_train_base_bf16(const ftc_train_config *c);
+const char *ftc_base_dtype_name(ftc_base_dtype d);
 const char *ftc_method_name(ftc_method m);
 const char *ftc_metric_name(ftc_metric m);
 const char *ftc_task_name(ftc_task t);

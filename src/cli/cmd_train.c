@@ -48,6 +48,10 @@ static void train_help(FILE *out) {
         "  --clip X (1.0)              global gradient-norm clipping (0: off)\n"
         "  --beta1 (0.9) --beta2 (0.999) --adam-eps (1e-8)\n"
         "  --seed N (42)               data order, head and adapter init: same seed, same result\n"
+        "  --precision fp32|bf16 (fp32)  bf16: matmuls of linears and heads take bf16 operands (f32 accumulation);\n"
+        "                              master weights, gradients, AdamW state, norms and loss stay f32\n"
+        "  --base-dtype auto|fp32|bf16 (auto)  lora/head: frozen base weights stored in bf16 (half the memory),\n"
+        "                              used through bf16 matmuls; auto: bf16 when --precision bf16\n"
         "Evaluation, checkpoints, logging\n"
         "  --eval-every N (0)          validate every N steps (always at each epoch end)\n"
         "  --metric val_loss|accuracy|macro_f1 (val_loss)   what 'best' means\n"
@@ -124,7 +128,10 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     ftc_model *m = NULL;
-    if ((s = ftc_model_load(c.model, c.task, &m, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+    /* a frozen bf16 base is read straight into bf16: it is never held in f32 */
+    s = ftc_train_base_bf16(&c) ? ftc_model_load_bf16_base(c.model, c.task, &m, &err)
+                                : ftc_model_load(c.model, c.task, &m, &err);
+    if (s != FTC_OK) { rc = cli_fail("train", &err); goto done; }
     ftc_dataset train = {0}, val = {0};
     bool have_val;
     if ((s = ftc_train_load_data(&c, ftc_model_config_of(m)->vocab_size, &train, &val, &have_val, &err)) != FTC_OK) {

@@ -130,6 +130,7 @@ ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err) {
     if (m->learned_pos && max_T > m->cfg.max_positions)
         return ftc_errf(err, FTC_E_INPUT, "sequence length %d exceeds the model's %d positions", max_T,
                         m->cfg.max_positions);
+    if (m->storage_oom) return ftc_errf(err, FTC_E_NOMEM, "out of memory restoring bf16-stored weights to f32");
     if (!m->grads_planned || m->table_oom) {
         ftc_status s = model_plan_grads(m, err);
         if (s) return s;
@@ -328,6 +329,7 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
     m->forward_done = false;
     ftc_status s = check_batch(m, batch, err);
     if (s) return s;
+    model_refresh_bf16(m); /* bf16 copies of weights the optimizer changed, once per step */
     int B = batch->B, T = batch->T, N = B * T, C = m->C;
     size_t NC = (size_t)N * C;
     m->B = B, m->T = T, m->training = training;
@@ -362,7 +364,7 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
     m->have_labels = batch->labels != NULL;
     m->loss = 0;
     if (m->task == FTC_TASK_CAUSAL_LM) {
-        linear_forward(m->logits, x, P(m, m->lm_head), NULL, N, C, m->V);
+        model_linear_forward(m, m->lm_head, -1, m->logits, x, N, C, m->V);
         if (batch->labels) {
             /* HF convention: position t predicts labels[t+1] */
             for (int n = 0; n < N; n++) m->targets[n] = (n % T) + 1 < T ? batch->labels[n + 1] : -100;
@@ -377,7 +379,7 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
         else
             pool_last_forward(m->pooled, x, m->mask, B, T, C);
         if (uses_pooler(m)) { /* BERT pooler: tanh(dense(CLS)) */
-            linear_forward(m->pool_dense, m->pooled, P(m, m->pooler_w), P(m, m->pooler_b), B, C, C);
+            model_linear_forward(m, m->pooler_w, m->pooler_b, m->pool_dense, m->pooled, B, C, C);
             tanh_forward(m->pool_tanh, m->pool_dense, B * C);
         }
         classify_head_forward(m, B, batch->labels);
@@ -611,8 +613,8 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
             if (!here) continue;
             cross_entropy_backward(m->dlogits, m->logits + (size_t)r0 * m->V, m->targets + r0, rows, m->V,
                                    (float)here / (float)total);
-            linear_backward(need_hidden_grad ? g + (size_t)r0 * C : NULL, G(m, m->lm_head), NULL, m->dlogits,
-                            m->hidden + (size_t)r0 * C, P(m, m->lm_head), rows, C, m->V);
+            model_linear_backward(m, m->lm_head, -1, need_hidden_grad ? g + (size_t)r0 * C : NULL, m->dlogits,
+                                  m->hidden + (size_t)r0 * C, rows, C, m->V);
         }
     } else {
         int nl = m->num_labels;
@@ -634,8 +636,8 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
                 tanh_backward(m->g_pool_dense, dz, m->pool_tanh, B * C);
                 float *dp = dz == m->g_pooled ? m->g_cls_in : m->g_pooled; /* a buffer dz does not occupy */
                 memset(dp, 0, (size_t)B * C * sizeof(float));
-                linear_backward(need_hidden_grad ? dp : NULL, G(m, m->pooler_w), G(m, m->pooler_b), m->g_pool_dense,
-                                m->pooled, P(m, m->pooler_w), B, C, C);
+                model_linear_backward(m, m->pooler_w, m->pooler_b, need_hidden_grad ? dp : NULL, m->g_pool_dense,
+                                      m->pooled, B, C, C);
                 dpooled = dp;
             }
             if (need_hidden_grad) {

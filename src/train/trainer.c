@@ -120,6 +120,7 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
         if ((s = ftc_model_add_lora(m, targets, c->lora_r, c->lora_alpha, c->lora_dropout, c->seed ^ 0x10AAULL, err)) != FTC_OK)
             return s;
     }
+    if ((s = ftc_model_set_precision(m, c->precision, err)) != FTC_OK) return s;
     int n_layers = mc->n_layers, first_open = n_layers - c->unfreeze_last;
     int np = ftc_model_n_params(m), n_train = 0;
     for (int i = 0; i < np; i++) {
@@ -142,6 +143,8 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
     if (n_train == 0)
         return ftc_errf(err, FTC_E_INPUT, "method %s trains no parameter of this model (no head or adapter found)",
                         ftc_method_name(c->method));
+    /* a base loaded in f32 (e.g. created, or loaded by a caller) still drops its frozen f32 values */
+    if (ftc_train_base_bf16(c)) return ftc_model_store_frozen_bf16(m, err);
     return FTC_OK;
 }
 
@@ -381,6 +384,7 @@ static json_t *state_json(const run *r) {
                            "bad_evals", (json_int_t)r->bad_evals, "tokens_seen", (json_int_t)r->tokens_seen);
     json_object_set_new(st, "best", isnan(r->best) ? json_null() : json_real(r->best));
     json_object_set_new(st, "optimizer_t", json_integer(r->opt.t));
+    json_object_set_new(st, "precision", json_string(ftc_precision_name(r->c->precision)));
     /* the model's dropout generator (hex words: JSON numbers cannot hold 64 bits) */
     const ftc_rng *g = ftc_model_rng(r->m);
     json_t *words = json_array();
@@ -490,6 +494,7 @@ static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_
     if (!isfinite(*grad_norm)) { *loss = *grad_norm; return FTC_OK; }
     *lr_used = (float)(c->lr * ftc_schedule_factor(c->schedule, r->step, r->warmup_steps, r->total_steps));
     ftc_optim_step(&r->opt, *lr_used);
+    ftc_model_weights_changed(r->m); /* bf16 copies are refreshed before the next forward */
     return FTC_OK;
 }
 
