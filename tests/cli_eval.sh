@@ -41,6 +41,23 @@ if [ -n "${FTC_MINILM_DIR:-}" ]; then
   echo "hello" > "$tmp/t.txt"
   "$FTC" eval --model "$FTC_MINILM_DIR" --data "$tmp/t.txt" 2>"$tmp/err"; [ $? -eq 2 ] || fail "BERT text eval should exit 2"
   grep -q "causal LM" "$tmp/err" || fail "BERT error: $(cat "$tmp/err")"
+  # a text classifier exported to a plain HF directory: same numbers as its run; integer labels are class indices;
+  # MiniLM itself has no head, so classify data gets a clear error
+  printf '{"text": "great movie", "label": "pos"}\n{"text": "awful film", "label": "neg"}\n{"text": "loved it", "label": "pos"}\n{"text": "hated it", "label": "neg"}\n' >"$tmp/cls.jsonl"
+  "$FTC" train --model "$FTC_MINILM_DIR" --data "$tmp/cls.jsonl" --out "$tmp/run" --task classify --method head \
+    --max-steps 2 --batch 4 --quiet >/dev/null || fail "train classify"
+  "$FTC" export --model "$tmp/run" --format hf --out "$tmp/hf" 2>/dev/null || fail "export hf"
+  "$FTC" eval --model "$tmp/run" --data "$tmp/cls.jsonl" --json >"$tmp/e_run" || fail "eval run"
+  "$FTC" eval --model "$tmp/hf" --data "$tmp/cls.jsonl" --json >"$tmp/e_hf" || fail "eval hf dir"
+  for k in accuracy loss n_examples; do
+    a=$(field $k "$tmp/e_run"); b=$(field $k "$tmp/e_hf")
+    awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-6) }' || fail "$k: run $a, hf dir $b"
+  done
+  sed 's/"pos"/1/; s/"neg"/0/' "$tmp/cls.jsonl" >"$tmp/int.jsonl"
+  "$FTC" eval --model "$tmp/hf" --data "$tmp/int.jsonl" --json >"$tmp/e_int" || fail "eval integer labels"
+  [ "$(field loss "$tmp/e_int")" = "$(field loss "$tmp/e_hf")" ] || fail "integer labels: $(cat "$tmp/e_int")"
+  "$FTC" eval --model "$FTC_MINILM_DIR" --data "$tmp/cls.jsonl" 2>"$tmp/err"; [ $? -eq 2 ] || fail "no head should exit 2"
+  grep -q "without a classification head" "$tmp/err" || fail "no-head error: $(cat "$tmp/err")"
 fi
 "$FTC" eval --model "$tmp" 2>/dev/null; [ $? -eq 1 ] || fail "missing --data should be a usage error (1)"
 "$FTC" eval --data x --bogus 2>/dev/null; [ $? -eq 1 ] || fail "unknown flag should be a usage error (1)"

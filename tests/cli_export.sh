@@ -66,6 +66,31 @@ expect 0 "" export --model "$FIX/models/bert_cls" --adapter "$T/cls_peft" --form
 "$FTC" logits --model "$T/cls_merged" --ids "$T/probe_cls.jsonl" >"$T/l_m" || fail "logits merged"
 same_logits "classify: base + adapter merged by export vs run" "$T/l_run" "$T/l_m"
 grep -qF '"c2"' "$T/cls_merged/config.json" || fail "merged export lost the adapter's label names"
+# ftc eval on the HF export (a plain classifier directory): the run's accuracy and loss on the same data
+num() { sed -n "s/.*\"$1\": *\([-0-9.e+]*\).*/\1/p" "$2" | head -1; }
+near() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-6) }'; }
+"$FTC" eval --model "$T/run_cls" --data "$T/cls.jsonl" --json >"$T/e_run" || fail "eval run"
+"$FTC" eval --model "$T/cls_hf" --data "$T/cls.jsonl" --json >"$T/e_hf" || fail "eval hf export"
+for k in accuracy loss macro_f1 n_examples; do
+  near "$(num $k "$T/e_run")" "$(num $k "$T/e_hf")" || fail "eval $k: run $(num $k "$T/e_run"), hf export $(num $k "$T/e_hf")"
+done
+grep -qF '"confusion"' "$T/e_hf" && grep -qF '"labels": ["c0", "c1", "c2"]' "$T/e_hf" || fail "eval hf json: $(cat "$T/e_hf")"
+echo "classify: eval of hf export = eval of run (accuracy $(num accuracy "$T/e_hf"), loss $(num loss "$T/e_hf"))"
+# --compare: the base column is the base encoder with the export's head, as for the run
+"$FTC" eval --model "$T/run_cls" --data "$T/cls.jsonl" --compare "$FIX/models/bert_cls" --json | sed 's/.*"base": //' >"$T/c_run" || fail "compare run"
+"$FTC" eval --model "$T/cls_hf" --data "$T/cls.jsonl" --compare "$FIX/models/bert_cls" --json >"$T/c_hf0" || fail "compare hf"
+sed 's/.*"base": //' "$T/c_hf0" >"$T/c_hf"
+near "$(num loss "$T/c_run")" "$(num loss "$T/c_hf")" || fail "compare base loss: run $(num loss "$T/c_run"), hf $(num loss "$T/c_hf")"
+grep -qF "backbone with $T/cls_hf's classification head" "$T/c_hf0" || fail "compare note: $(cat "$T/c_hf0")"
+# an unknown label names file, line and label; the label of a class index works
+sed '5s/"c1"/"zz"/' "$T/cls.jsonl" >"$T/bad_label.jsonl"
+expect 2 "bad_label.jsonl: line 5: label \"zz\" is not one of the labels of $T/cls_hf" eval --model "$T/cls_hf" --data "$T/bad_label.jsonl"
+sed 's/"c\([0-9]\)"/\1/' "$T/cls.jsonl" >"$T/int_label.jsonl"
+expect 0 "" eval --model "$T/cls_hf" --data "$T/int_label.jsonl" --json
+[ "$(num loss "$T/out")" = "$(num loss "$T/e_hf")" ] || fail "integer labels as class indices: $(cat "$T/out")"
+expect 1 "--max-len are for a plain model directory" eval --model "$T/run_cls" --data "$T/cls.jsonl" --max-len 8
+expect 0 "" eval --model "$T/cls_hf" --data "$T/cls.jsonl" --max-len 4 --json
+[ "$(num loss "$T/out")" != "$(num loss "$T/e_hf")" ] || fail "--max-len 4 did not cut the examples"
 
 # ---- causal-lm: stories260K (has a tokenizer), LoRA on q_proj,v_proj ----
 S=${FTC_SHARED_DATA:-}/models/stories260K-hf

@@ -222,6 +222,20 @@ ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, s
  * another architecture or vocabulary: FTC_E_INPUT naming both (ftc_check_same_architecture). */
 ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
                                     struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
+/* `ftc eval --model DIR` on a plain Hugging Face classifier directory (e.g. ftc export --format hf of a classify
+ * run, or a transformers *ForSequenceClassification save). has_classifier: config.json names labels (id2label)
+ * and the weights hold the head (classifier.weight for BERT, score.weight for decoders). */
+bool ftc_model_dir_has_classifier(const char *dir);
+/* Its evaluation data: string labels by name through id2label (unknown: FTC_E_INPUT naming file, line, label);
+ * integer labels are class indices (unless every name is an integer: then by name); text through dir's
+ * tokenizer cut at max_len; pre-tokenized JSONL read directly. */
+ftc_status ftc_model_dir_load_class_data(const char *dir, const ftc_model_config *mc, const char *data_path,
+                                         int max_len, int vocab_size, ftc_dataset *out, ftc_err *err);
+/* Evaluates dir's classifier (pooling: config "ftc_pooling", else what --pooling auto picks) on data_path; max_len
+ * <= 0 or above the model's positions: its positions. base_dir (may be NULL): also base_dir's encoder with dir's
+ * head copied onto it (*base_json; base_json may be NULL without base_dir), as ftc_run_dir_eval_compare does. */
+ftc_status ftc_model_dir_eval_classify(const char *dir, const char *base_dir, const char *data_path, int max_len,
+                                       int batch, struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
 /* FTC_OK when two configs describe the same network shape (family, layers, widths, heads, vocabulary), so the
  * same token ids mean the same thing to both; else FTC_E_INPUT naming both directories and the difference. */
 ftc_status ftc_check_same_architecture(const ftc_model_config *tuned, const char *tuned_dir,

@@ -32,6 +32,8 @@ int cmd_classify(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 /* ftc eval on a training run directory (src/cli/eval_rundir.c). */
 int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const char *compare_base);
+/* ftc eval on a plain HF classifier directory (eval_rundir.c); max_len <= 0: the model's positions. */
+int cli_eval_classifier_dir(const char *dir, const char *data, int max_len, bool as_json, const char *compare_base);
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);

@@ -19,6 +19,7 @@
 static void usage(FILE *out) {
     fprintf(out,
             "Usage: ftc eval --model RUNDIR --data FILE [--compare BASE_DIR] [--json]\n"
+            "       ftc eval --model CLASSIFIER_DIR --data FILE [--max-len N] [--compare BASE_DIR] [--json]\n"
             "       ftc eval --model DIR [--adapter DIR] --data FILE.txt [--context N] [--compare BASE_DIR] [--json]\n\n"
             "Evaluates a tuned model on held-out data.\n\n"
             "A run directory (written by ftc train) is evaluated for the task it was trained for, on FILE read the\n"
@@ -26,25 +27,35 @@ static void usage(FILE *out) {
             "  causal-lm  loss, perplexity and token accuracy on the trained (answer) tokens\n"
             "  classify   loss, accuracy, macro-F1 (and with --json per-class precision/recall/F1 and the confusion\n"
             "             matrix); labels must be ones the run knows (RUNDIR/labels.json)\n\n"
-            "A plain Hugging Face directory is evaluated as a causal language model (GPT-2, Llama family) on plain\n"
+            "A plain Hugging Face directory whose model is a classifier (config.json id2label and a classifier /\n"
+            "score head: ftc export --format hf of a classify run, a transformers *ForSequenceClassification) is\n"
+            "evaluated as classify runs are, on labelled data (any format ftc train reads for classify): string labels\n"
+            "by name through id2label (an unknown label: exit 2), integer labels as class indices; its tokenizer,\n"
+            "pooling from config.json \"ftc_pooling\" (else as ftc train --pooling auto picks it).\n"
+            "Any other plain Hugging Face directory is evaluated as a causal language model (GPT-2, Llama family) on plain\n"
             "text: the file is encoded as the model's tokenizer does by default (with BOS where it adds one) and split\n"
             "into windows of the model's context length; consecutive windows share one token so that every token\n"
             "after the first is predicted exactly once from the tokens before it (up to a window).\n\n"
             "  --model DIR|RUNDIR  an ftc run directory, or a Hugging Face model directory (config.json,\n"
             "                      *.safetensors, tokenizer files)\n"
             "  --adapter DIR       (plain directory) apply a PEFT LoRA adapter first\n"
-            "  --data FILE         evaluation data (run: any format ftc train reads; plain directory: UTF-8 text)\n"
+            "  --data FILE         evaluation data (run, classifier directory: any format ftc train reads; other plain\n"
+            "                      directory: UTF-8 text)\n"
+            "  --max-len N         (classifier directory) tokens per example, longer ones cut (default and maximum:\n"
+            "                      the model's positions)\n"
             "  --context N         (plain directory) window length (default and maximum: the model's context)\n"
             "  --compare BASE_DIR  also run the same data through the base model BASE_DIR and print both side by\n"
             "                      side (metric | base | tuned | delta). causal-lm: BASE_DIR's own LM head (for a\n"
             "                      LoRA run or --adapter: the model without adapters). classify: the base model has\n"
-            "                      no trained head, so its column is BASE_DIR's encoder with the tuned run's head.\n"
+            "                      no trained head, so its column is BASE_DIR's encoder with the tuned run's head\n"
+            "                      (for a classifier directory: that directory's head).\n"
             "                      BASE_DIR must have the tuned model's architecture and vocabulary (else exit 2)\n"
             "  --json              print JSON: run: {\"task\", \"loss\", \"n_examples\", ...; causal-lm \"perplexity\",\n"
             "                      \"token_accuracy\", \"n_tokens\"; classify \"accuracy\", \"macro_f1\", \"per_class\",\n"
-            "                      \"confusion\"}; plain directory: {\"loss\", \"perplexity\", \"n_tokens\"}. With\n"
-            "                      --compare the tuned keys stay at the top and \"base\" and \"tuned\" hold both sides\n"
-            "                      (saved as RUNDIR/eval.json, ftc report shows the comparison)\n\n"
+            "                      \"confusion\"} (a classifier directory: the same); causal LM directory: {\"loss\",\n"
+            "                      \"perplexity\", \"n_tokens\"}. With --compare the tuned keys stay at the top and \"base\"\n"
+            "                      and \"tuned\" hold both sides (saved as RUNDIR/eval.json, ftc report shows the\n"
+            "                      comparison)\n\n"
             "loss = mean negative log-likelihood (nats) over the counted tokens or examples; perplexity = exp(loss).\n"
             "Details: docs/report.md (metrics), docs/train.md (run directories).\n");
 }
@@ -180,19 +191,24 @@ int cmd_eval(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *model = NULL, *data = NULL, *adapter = NULL, *compare = NULL;
     bool as_json = false;
-    int context = 0;
+    int context = 0, max_len = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) as_json = true;
         else if (!strcmp(a, "--model") || !strcmp(a, "--data") || !strcmp(a, "--context") || !strcmp(a, "--adapter") ||
-                 !strcmp(a, "--compare")) {
+                 !strcmp(a, "--compare") || !strcmp(a, "--max-len")) {
             if (i + 1 >= argc) return cli_usage_error("eval", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--model")) model = v;
             else if (!strcmp(a, "--adapter")) adapter = v;
             else if (!strcmp(a, "--data")) data = v;
             else if (!strcmp(a, "--compare")) compare = v;
-            else {
+            else if (!strcmp(a, "--max-len")) {
+                char *end;
+                long n = strtol(v, &end, 10);
+                if (*end || end == v || n < 1 || n > 1 << 20) return cli_usage_error("eval", "--max-len must be an integer >= 1");
+                max_len = (int)n;
+            } else {
                 char *end;
                 long c = strtol(v, &end, 10);
                 if (*end || c < 2 || c > 1 << 20) return cli_usage_error("eval", "--context must be an integer >= 2");
@@ -203,18 +219,27 @@ int cmd_eval(int argc, char **argv) {
     if (!model) return cli_usage_error("eval", "missing --model DIR");
     if (!data) return cli_usage_error("eval", "missing --data FILE");
     if (ftc_is_run_dir(model)) { /* an ftc train run directory */
-        if (adapter || context)
-            return cli_usage_error("eval", "--adapter and --context are for a plain model directory, not a run");
+        if (adapter || context || max_len)
+            return cli_usage_error("eval", "--adapter, --context and --max-len are for a plain model directory, not a "
+                                   "run (it reads data with its own settings)");
         return cli_eval_run_dir(model, data, as_json, compare);
     }
+    if (ftc_model_dir_has_classifier(model)) {
+        if (adapter || context)
+            return cli_usage_error("eval", "--adapter and --context are for a causal LM; %s is a classifier", model);
+        return cli_eval_classifier_dir(model, data, max_len, as_json, compare);
+    }
+    if (max_len) return cli_usage_error("eval", "--max-len is for a classifier directory (config.json id2label and a "
+                                        "classification head); %s has no head", model);
     ftc_model_config cfg;
     ftc_err err;
     if (ftc_config_load(model, &cfg, &err)) return cli_fail("eval", &err);
     ftc_family fam = cfg.family;
     ftc_config_free(&cfg);
     if (fam == FTC_FAMILY_BERT) {
-        ftc_errf(&err, FTC_E_UNSUPPORTED, "%s is a BERT-family encoder: text loss needs a causal LM (GPT-2, Llama "
-                 "family); classification is evaluated on a run directory (ftc eval --model RUNDIR)", model);
+        ftc_errf(&err, FTC_E_UNSUPPORTED, "%s is a BERT-family encoder without a classification head (config.json "
+                 "id2label and classifier.weight): classify data needs a classifier (a run directory, or its ftc export "
+                 "--format hf), and text loss a causal LM (GPT-2, Llama family)", model);
         return cli_fail("eval", &err);
     }
     return eval_lm_text(model, adapter, data, context, as_json, compare);

@@ -54,6 +54,47 @@ static void print_table(const json_t *base, const json_t *tuned, bool classify) 
     }
 }
 
+/* Prints one evaluation (j), or with compare the base and tuned side by side; takes both references. */
+static int print_eval(json_t *j, json_t *base, const char *compare, const char *note, const char *tuned_name,
+                      bool as_json) {
+    bool classify = json_object_get(j, "accuracy") != NULL;
+    int rc = 0;
+    if (compare) {
+        if (as_json) {
+            /* the tuned model's keys stay at the top (as without --compare, and as `ftc report` reads
+             * eval.json: top level = tuned, "base" = base), plus both sides by name */
+            json_t *out = json_deep_copy(j);
+            if (!out) {
+                ftc_err err;
+                ftc_errf(&err, FTC_E_NOMEM, "out of memory");
+                rc = cli_fail("eval", &err);
+            } else {
+                json_object_set(out, "tuned", j);
+                json_object_set(out, "base", base);
+                json_object_set_new(out, "base_model", json_string(compare));
+                json_object_set_new(out, "base_note", json_string(note));
+                print_json(out);
+                json_decref(out);
+            }
+        } else {
+            printf("%s\ntuned = %s\n", note, tuned_name);
+            print_table(base, j, classify);
+        }
+    } else if (as_json) {
+        print_json(j);
+    } else if (classify) {
+        printf("loss        %.4f\naccuracy    %.4f\nmacro-F1    %.4f\nexamples    %lld\n", num(j, "loss"),
+               num(j, "accuracy"), num(j, "macro_f1"), (long long)num(j, "n_examples"));
+    } else {
+        printf("loss        %.4f\nperplexity  %.3f\ntoken acc.  %.4f\ntokens      %lld (trained tokens of %lld examples)\n",
+               num(j, "loss"), num(j, "perplexity"), num(j, "token_accuracy"), (long long)num(j, "n_tokens"),
+               (long long)num(j, "n_examples"));
+    }
+    json_decref(j);
+    json_decref(base);
+    return rc;
+}
+
 int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const char *compare) {
     ftc_err err;
     json_t *j = NULL, *base = NULL;
@@ -84,36 +125,22 @@ int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const c
                 snprintf(note + n, sizeof note - n, "; note: the run was trained from %s", rc->model);
         }
         free(rc);
-        if (as_json) {
-            /* the tuned model's keys stay at the top (as without --compare, and as `ftc report` reads
-             * eval.json: top level = tuned, "base" = base), plus both sides by name */
-            json_t *out = json_deep_copy(j);
-            if (!out) {
-                ftc_errf(&err, FTC_E_NOMEM, "out of memory");
-                json_decref(j), json_decref(base);
-                return cli_fail("eval", &err);
-            }
-            json_object_set(out, "tuned", j);
-            json_object_set(out, "base", base);
-            json_object_set_new(out, "base_model", json_string(compare));
-            json_object_set_new(out, "base_note", json_string(note));
-            print_json(out);
-            json_decref(out);
-        } else {
-            printf("%s\ntuned = %s/model\n", note, rundir);
-            print_table(base, j, classify);
-        }
-    } else if (as_json) {
-        print_json(j);
-    } else if (classify) {
-        printf("loss        %.4f\naccuracy    %.4f\nmacro-F1    %.4f\nexamples    %lld\n", num(j, "loss"),
-               num(j, "accuracy"), num(j, "macro_f1"), (long long)num(j, "n_examples"));
-    } else {
-        printf("loss        %.4f\nperplexity  %.3f\ntoken acc.  %.4f\ntokens      %lld (trained tokens of %lld examples)\n",
-               num(j, "loss"), num(j, "perplexity"), num(j, "token_accuracy"), (long long)num(j, "n_tokens"),
-               (long long)num(j, "n_examples"));
+        char tuned[FTC_PATH_MAX + 16];
+        snprintf(tuned, sizeof tuned, "%s/model", rundir);
+        return print_eval(j, base, compare, note, tuned, as_json);
     }
-    json_decref(j);
-    json_decref(base);
-    return 0;
+    return print_eval(j, NULL, NULL, NULL, NULL, as_json);
+}
+
+
+int cli_eval_classifier_dir(const char *dir, const char *data, int max_len, bool as_json, const char *compare) {
+    ftc_err err;
+    json_t *j = NULL, *base = NULL;
+    if (ftc_model_dir_eval_classify(dir, compare, data, max_len, 0, &j, &base, &err) != FTC_OK)
+        return cli_fail("eval", &err);
+    char note[3 * FTC_PATH_MAX];
+    if (compare)
+        snprintf(note, sizeof note, "base = %s backbone with %s's classification head (the base model has no head "
+                 "of its own)%s", compare, dir, same_path(dir, compare) ? "; base and tuned are the same model" : "");
+    return print_eval(j, base, compare, compare ? note : NULL, dir, as_json);
 }

@@ -5,6 +5,7 @@
 #include "ftc/base.h"
 #include "ftc/data.h"
 #include "ftc/tokenizer.h"
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,4 +126,107 @@ ftc_status ftc_run_dir_load_data(const char *dir, const ftc_train_config *c, con
     }
     if (have_map) ftc_label_map_free(&map);
     return s;
+}
+
+/* Whether the first record of a pre-tokenized file has an integer "label". */
+static bool first_label_is_integer(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    json_error_t je;
+    json_t *o = json_loadf(f, JSON_DISABLE_EOF_CHECK, &je);
+    fclose(f);
+    bool yes = json_is_integer(json_object_get(o, "label"));
+    json_decref(o);
+    return yes;
+}
+
+/* Rewrites the data layer's "not in the training labels" into words about the model directory's labels. */
+static ftc_status unknown_label_error(ftc_status s, const char *dir, ftc_err *err) {
+    const char *phrases[] = {"never appears in the training labels", "is not in the training labels"};
+    for (int i = 0; s == FTC_E_INPUT && i < 2; i++) {
+        char *at = strstr(err->msg, phrases[i]);
+        if (!at) continue;
+        char tail[FTC_PATH_MAX + 64];
+        snprintf(tail, sizeof tail, "is not one of the labels of %s (config.json id2label)", dir);
+        snprintf(at, sizeof err->msg - (size_t)(at - err->msg), "%s", tail);
+    }
+    return s;
+}
+
+ftc_status ftc_model_dir_load_class_data(const char *dir, const ftc_model_config *mc, const char *data_path,
+                                         int max_len, int vocab_size, ftc_dataset *out, ftc_err *err) {
+    memset(out, 0, sizeof *out);
+    int k = mc->num_labels;
+    if (k < 1 || !mc->id2label) return ftc_errf(err, FTC_E_INPUT, "%s/config.json has no id2label", dir);
+    ftc_status s;
+    if (is_pretokenized(data_path)) {
+        /* string labels by name; integer labels (judged by the first record, as the loader does) as indices */
+        ftc_dataset names = {.num_labels = k, .label_names = first_label_is_integer(data_path) ? NULL : mc->id2label};
+        s = ftc_dataset_load_tokenized(data_path, FTC_TASK_CLASSIFY, &names, vocab_size, out, err);
+        if (s == FTC_OK) {
+            out->label_names = calloc((size_t)k, sizeof(char *));
+            for (int i = 0; out->label_names && i < k; i++) out->label_names[i] = strdup(mc->id2label[i]);
+        }
+        return unknown_label_error(s, dir, err);
+    }
+    /* The data layer finds a label by name in a sorted map. Its entries: the label names and, unless every name
+     * is an integer (then integers are names, as in the run's labels.json), the class indices "0".."k-1";
+     * class_of turns a map position into the class index. */
+    bool names_numeric = true;
+    for (int i = 0; i < k; i++) {
+        const char *p = mc->id2label[i] ? mc->id2label[i] : "";
+        if (*p == '-') p++;
+        if (!*p || strspn(p, "0123456789") != strlen(p)) names_numeric = false;
+    }
+    int n_entries = names_numeric ? k : 2 * k;
+    char **entries = calloc((size_t)n_entries, sizeof(char *));
+    int *class_of = NULL;
+    ftc_label_map map = {0};
+    if (!entries) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    for (int i = 0; i < k; i++) entries[i] = mc->id2label[i] ? mc->id2label[i] : "";
+    char (*index_text)[16] = calloc((size_t)k, 16);
+    if (!index_text) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    else {
+        for (int i = 0; !names_numeric && i < k; i++) {
+            snprintf(index_text[i], 16, "%d", i);
+            entries[k + i] = index_text[i];
+        }
+        s = ftc_label_map_build((const char *const *)entries, (size_t)n_entries, &map, err);
+    }
+    if (s == FTC_OK && !(class_of = malloc((size_t)map.n * sizeof(int)))) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    for (int p = 0; s == FTC_OK && p < map.n; p++) {
+        class_of[p] = -1;
+        for (int i = 0; i < k && class_of[p] < 0; i++) /* a name first, then an index */
+            if (!strcmp(map.names[p], entries[i])) class_of[p] = i;
+        if (class_of[p] < 0) class_of[p] = atoi(map.names[p]);
+    }
+    free(index_text);
+    free(entries);
+    if (s == FTC_OK) {
+        ftc_train_config *c = malloc(sizeof *c);
+        if (!c) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+        else {
+            ftc_train_config_defaults(c);
+            c->task = FTC_TASK_CLASSIFY;
+            c->max_len = max_len;
+            snprintf(c->model, sizeof c->model, "%s", dir);
+            ftc_dataset none = {0};
+            s = load_text(c, dir, data_path, NULL, 0, NULL, &map, out, &none, err);
+            ftc_dataset_free(&none);
+            free(c);
+        }
+    }
+    if (s == FTC_OK) {
+        for (int i = 0; i < out->n; i++) out->ex[i].label = class_of[out->ex[i].label];
+        if (out->label_names)
+            for (int i = 0; i < out->num_labels; i++) free(out->label_names[i]);
+        free(out->label_names);
+        out->num_labels = k;
+        out->label_names = calloc((size_t)k, sizeof(char *));
+        for (int i = 0; out->label_names && i < k; i++) out->label_names[i] = strdup(mc->id2label[i]);
+        if (!out->label_names) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    }
+    free(class_of);
+    ftc_label_map_free(&map);
+    return unknown_label_error(s, dir, err);
 }

@@ -2,6 +2,7 @@
  * and reads evaluation data the way the run read its training data. */
 #include "ftc/train.h"
 #include "ftc/base.h"
+#include "ftc/safetensors.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,5 +145,106 @@ done:
     ftc_dataset_free(&d);
     ftc_model_free(tuned);
     ftc_model_free(base);
+    return s;
+}
+
+/* Rows of the model's classification head, 0 when it has none. */
+static int head_rows(ftc_model *m) {
+    int rows = 0;
+    for (int i = 0; i < ftc_model_n_params(m); i++) {
+        const ftc_param *p = ftc_model_param(m, i);
+        if (is_head_name(p->name) && p->ndim == 2) rows = (int)p->shape[0];
+    }
+    return rows;
+}
+
+bool ftc_model_dir_has_classifier(const char *dir) {
+    ftc_model_config mc;
+    ftc_err err;
+    if (ftc_config_load(dir, &mc, &err) != FTC_OK) return false;
+    bool named = mc.num_labels > 0, found = false;
+    char name[32];
+    snprintf(name, sizeof name, "%s.weight", mc.family == FTC_FAMILY_BERT ? "classifier" : "score");
+    ftc_config_free(&mc);
+    ftc_st_set *st;
+    if (named && ftc_st_open(dir, &st, &err) == FTC_OK) {
+        found = ftc_st_find(st, name) != NULL;
+        ftc_st_close(st);
+    }
+    return found;
+}
+
+ftc_status ftc_model_dir_eval_classify(const char *dir, const char *base_dir, const char *data_path, int max_len,
+                                       int batch, json_t **tuned_json, json_t **base_json, ftc_err *err) {
+    *tuned_json = NULL;
+    if (base_json) *base_json = NULL;
+    ftc_model_config mc, bc;
+    ftc_model *tuned = NULL, *base = NULL;
+    ftc_dataset d = {0};
+    ftc_train_config *c = malloc(sizeof *c);
+    if (!c) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    ftc_status s = ftc_config_load(dir, &mc, err);
+    if (s != FTC_OK) { free(c); return s; }
+    /* the settings put_tuned_head reads: pooling as the trainer's --pooling auto picks it for this directory */
+    ftc_train_config_defaults(c);
+    c->task = FTC_TASK_CLASSIFY;
+    snprintf(c->model, sizeof c->model, "%s", dir);
+    snprintf(c->pooling, sizeof c->pooling, "auto");
+    if ((s = ftc_model_load(dir, FTC_TASK_CLASSIFY, &tuned, err)) != FTC_OK) goto done;
+    int rows = head_rows(tuned);
+    if (rows < 1) {
+        s = ftc_errf(err, FTC_E_INPUT, "%s has no classification head (no %s.weight): classify data needs a "
+                     "classifier (ftc train --task classify, or ftc export --format hf of such a run)", dir,
+                     mc.family == FTC_FAMILY_BERT ? "classifier" : "score");
+        goto done;
+    }
+    if (mc.num_labels != rows) {
+        s = ftc_errf(err, FTC_E_INPUT, "%s: config.json names %d labels (id2label) but the head has %d rows", dir,
+                     mc.num_labels, rows);
+        goto done;
+    }
+    /* the head's own weights stay (the label count fits); only the pooling is set */
+    if ((s = ftc_model_set_classifier(tuned, rows, ftc_train_pooling(c->pooling, dir, mc.family), 0, err)) != FTC_OK)
+        goto done;
+    if (max_len <= 0 || max_len > mc.max_positions) max_len = mc.max_positions;
+    c->max_len = max_len;
+    if (base_dir) { /* refuse a mismatched base before reading its weights or the data */
+        if ((s = ftc_config_load(base_dir, &bc, err)) != FTC_OK) {
+            ftc_err_prefix(err, "--compare");
+            goto done;
+        }
+        s = ftc_check_same_architecture(ftc_model_config_of(tuned), dir, &bc, base_dir, err);
+        ftc_config_free(&bc);
+        if (s != FTC_OK) goto done;
+    }
+    if ((s = ftc_model_dir_load_class_data(dir, &mc, data_path, max_len, mc.vocab_size, &d, err)) != FTC_OK) goto done;
+    if (base_dir && ((s = ftc_model_load(base_dir, FTC_TASK_CLASSIFY, &base, err)) != FTC_OK ||
+                     (s = put_tuned_head(base, tuned, c, err)) != FTC_OK))
+        goto done;
+    freeze_all(tuned);
+    if (batch <= 0) batch = c->batch;
+    ftc_eval_result r;
+    if ((s = ftc_train_evaluate(tuned, FTC_TASK_CLASSIFY, &d, batch, max_len, &r, tuned_json, err)) != FTC_OK) goto done;
+    ftc_model_free(tuned);
+    tuned = NULL;
+    if (base) {
+        freeze_all(base);
+        if ((s = ftc_train_evaluate(base, FTC_TASK_CLASSIFY, &d, batch, max_len, &r, base_json, err)) != FTC_OK) {
+            ftc_err_prefix(err, "base model %s", base_dir);
+            goto done;
+        }
+    }
+    if (!*tuned_json || (base && !*base_json)) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+done:
+    if (s != FTC_OK) {
+        json_decref(*tuned_json);
+        *tuned_json = NULL;
+        if (base_json) json_decref(*base_json), *base_json = NULL;
+    }
+    ftc_dataset_free(&d);
+    ftc_model_free(tuned);
+    ftc_model_free(base);
+    ftc_config_free(&mc);
+    free(c);
     return s;
 }
