@@ -1,5 +1,5 @@
-/* The vectorised exp (src/kernels/cpu/vmath.h) and the ops built on it (GELU tanh, SwiGLU, softmax
- * cross-entropy), on the portable path and, where the CPU has it, the AVX-512 path, against double libm.
+/* The vectorised exp (src/kernels/cpu/vmath.h) and the ops built on it (GELU tanh and erf, SwiGLU,
+ * softmax cross-entropy), on the portable path and, where the CPU has it, the AVX-512 path, against double libm.
  * Also: AdamW's AVX-512 loop is bit-identical to the portable one.
  * Bound: max relative error 1e-6 over results in the normal range (the algorithm gives about 2 ulp). */
 #include <stdarg.h>
@@ -155,6 +155,43 @@ static void check_act(const char *path) {
 }
 static void test_activations(void **state) { (void)state; each_path(check_act); }
 
+/* GELU (erf form) against double erf/erfc; relative error divided by (1 + x^2), the conditioning of
+ * Phi's tail (x^2/2 formed in float, then exponentiated). */
+static void check_gelu_erf(const char *path) {
+    enum { N = 70001 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *dy = malloc(N * sizeof *dy),
+          *dx = malloc(N * sizeof *dx);
+    assert_true(x && y && dy && dx);
+    ftc_rng r;
+    ftc_rng_seed(&r, 13);
+    for (int i = 0; i < N; i++) {
+        x[i] = i % 2 ? 26.0f * (ftc_rng_uniform(&r) - 0.5f) : 2.0f * ftc_rng_normal(&r);
+        dy[i] = ftc_rng_normal(&r);
+        dx[i] = 0.0f;
+    }
+    gelu_erf_forward(y, x, N);
+    gelu_erf_backward(dx, dy, x, N);
+    double wf = 0, wb = 0;
+    for (int i = 0; i < N; i++) {
+        double v = x[i], cdf = 0.5 * erfc(-v / sqrt(2.0)), pdf = exp(-0.5 * v * v) / sqrt(2 * M_PI);
+        double ref = v * cdf, cond = 1 + v * v;
+        if (fabs(ref) > 1e-37) {
+            double e = fabs(y[i] - ref) / fabs(ref) / cond;
+            if (e > wf) wf = e;
+        }
+        double d = dy[i] * (cdf + v * pdf), mag = fabs(dy[i]) * (cdf + fabs(v * pdf)); /* terms cancel near -0.75 */
+        if (mag > 1e-37) {
+            double e = fabs(dx[i] - d) / mag / cond;
+            if (e > wb) wb = e;
+        }
+    }
+    fprintf(stderr, "%s: gelu_erf fwd %.3g bwd %.3g (relative, over 1 + x^2)\n", path, wf, wb);
+    assert_true(wf < 1e-6);
+    assert_true(wb < 1e-6);
+    free(x), free(y), free(dy), free(dx);
+}
+static void test_gelu_erf(void **state) { (void)state; each_path(check_gelu_erf); }
+
 /* Softmax cross-entropy against double, on a vocabulary-sized row count, ignored rows included. */
 static void check_ce(const char *path) {
     enum { N = 9, V = 5003 };
@@ -236,6 +273,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_gelu_erf),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_adamw_paths_identical),
     };
