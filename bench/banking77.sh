@@ -6,13 +6,16 @@
 #
 #   sh bench/banking77.sh [FTC_BIN] [METHODS]       e.g. sh bench/banking77.sh build/ftc "head full"
 #   BANKING77_TORCH=1   also runs the same full fine-tune in PyTorch (bench/banking77_torch.py) for the ratio
+#   BANKING77_RESULTS=FILE  where the rows go (default bench/RESULTS.md; /dev/null to measure without recording)
+# Rows record the training wall time; the notes add its CPU time (user+sys), the test-set eval's wall and
+# CPU time and the load average, since the machine may be shared.
 set -eu
 FTC=${1:-build/ftc}
 METHODS=${2:-"head lora full"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${BANKING77_DATA:-$ROOT/../shared/data/banking77}
 RUNS=${BANKING77_RUNS:-$ROOT/runs/banking77}
-RESULTS=$ROOT/bench/RESULTS.md
+RESULTS=${BANKING77_RESULTS:-$ROOT/bench/RESULTS.md}
 MINILM=$(sh "$ROOT/scripts/find-minilm.sh")
 [ -n "$MINILM" ] || { echo "banking77: MiniLM not installed (sh scripts/install-deps.sh)" >&2; exit 2; }
 [ -f "$DATA/train.csv" ] || { echo "banking77: $DATA/train.csv not found" >&2; exit 2; }
@@ -44,13 +47,16 @@ for m in $METHODS; do
   # shellcheck disable=SC2086
   /usr/bin/time -v -o "$RUNS/$m.time" "$FTC" train --model "$MINILM" --data "$DATA/train.csv" --out "$out" $COMMON $args
   wall=$(echo "$start $(date +%s.%N)" | awk '{printf "%.0f", $2 - $1}')
-  "$FTC" eval --model "$out" --data "$DATA/test.csv" --json >"$out/eval.json"
+  /usr/bin/time -f "%e %U %S" -o "$RUNS/$m.eval.time" "$FTC" eval --model "$out" --data "$DATA/test.csv" --json >"$out/eval.json"
   rss=$(awk -F: '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$RUNS/$m.time")
+  cpu_s=$(awk -F: '/User time|System time/ {s += $2} END {printf "%.0f", s}' "$RUNS/$m.time")
+  eval_s=$(awk '{printf "%.0f s wall, %.0f s CPU", $1, $2 + $3}' "$RUNS/$m.eval.time")
   epochs=$(echo "$args" | sed 's/.*--epochs \([0-9]*\).*/\1/')
   acc=$(json_num accuracy "$out/eval.json"); f1=$(json_num macro_f1 "$out/eval.json")
-  echo "banking77 $m: accuracy $acc macro-F1 $f1 wall ${wall}s peak RSS ${rss} MB"
+  echo "banking77 $m: accuracy $acc macro-F1 $f1 train wall ${wall}s CPU ${cpu_s}s peak RSS ${rss} MB; test eval $eval_s"
   printf '| %s | %s | %s, %s cores | ftc %s | `%s` | %s | %.4f | %.4f | %s | %s | load avg at start %s |\n' \
-    "$(date -u +%F)" "$commit" "$cpu" "$(nproc)" "$m" "$COMMON $args" "$epochs" "$acc" "$f1" "$wall" "$rss" "$load" >>"$RESULTS"
+    "$(date -u +%F)" "$commit" "$cpu" "$(nproc)" "$m" "$COMMON $args" "$epochs" "$acc" "$f1" "$wall" "$rss" \
+    "$load; train CPU ${cpu_s} s; test eval $eval_s" >>"$RESULTS"
 done
 
 if [ "${BANKING77_TORCH:-0}" = 1 ]; then

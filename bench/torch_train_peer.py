@@ -19,6 +19,8 @@ What a step is:
     is not installed), the base is frozen; the head is frozen too for causal LM;
   - --base-dtype bf16: the base weights and activations are bfloat16 (as from_pretrained(torch_dtype=
     torch.bfloat16) would give), LoRA weights and optimizer state stay fp32;
+  - --precision bf16: the forward runs under torch.autocast("cpu", torch.bfloat16) (matmuls in bf16,
+    fp32 master weights and optimizer state), PyTorch's counterpart of ftc's --precision bf16;
   - AdamW(lr 1e-4, betas 0.9/0.999, eps 1e-8, weight decay 0.01 on weight matrices only).
 Timing: wall time of each whole step; tokens/s = B*T / step time; the figure is the median over steps
 3..N (the first two warm up allocators and caches). Peak RSS is the process's ru_maxrss.
@@ -52,6 +54,7 @@ def parse_args():
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=float, default=None, help="default 2*r")
     p.add_argument("--base-dtype", choices=["f32", "bf16"], default="f32")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -181,7 +184,8 @@ def main():
     for step in range(args.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(**inputs).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            loss = model(**inputs).loss
         loss.backward()
         opt.step()
         dt = time.perf_counter() - t0
@@ -202,6 +206,7 @@ def main():
         "task": task,
         "method": args.method,
         "base_dtype": args.base_dtype,
+        "precision": args.precision,
         "lora_r": args.lora_r if args.method == "lora" else 0,
         "lora_modules": len(targets),
         "batch": B,

@@ -3,6 +3,9 @@
  * training mode, the trainer's AdamW; tokens/s is the median over steps 3..N. Prints one JSON object on stdout.
  *
  *   train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R] [--seed S]
+ *               [--precision fp32|bf16] [--base-dtype f32|bf16]
+ * --precision bf16: linear/LM-head matmuls in bf16 (ftc train --precision bf16); --base-dtype bf16 (lora only;
+ * the default with --precision bf16): frozen base weights loaded straight into bf16, as ftc train does.
  *   train_bench --peak [--size N]   fp32 GFLOP/s of a square N x N x N ftc_matmul (the MFU denominator) */
 #include "ftc/base.h"
 #include "ftc/hf_config.h"
@@ -33,7 +36,7 @@ static double peak_rss_mb(void) {
 
 static int usage(void) {
     fprintf(stderr, "usage: train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R]\n"
-                    "                   [--seed S]\n"
+                    "                   [--seed S] [--precision fp32|bf16] [--base-dtype f32|bf16]\n"
                     "       train_bench --peak [--size N] [--reps R]\n");
     return 1;
 }
@@ -108,7 +111,7 @@ static void prefer_passive_openmp_threads(char **argv) {
 
 int main(int argc, char **argv) {
     prefer_passive_openmp_threads(argv);
-    const char *dir = NULL, *method = "full";
+    const char *dir = NULL, *method = "full", *precision = "fp32", *base_dtype = NULL;
     int B = 0, T = 0, steps = 8, lora_r = 8, size = 2048, reps = 10;
     unsigned long long seed = 1234;
     bool peak = false;
@@ -123,6 +126,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) steps = atoi(v);
         else if (!strcmp(a, "--method")) method = v;
         else if (!strcmp(a, "--lora-r")) lora_r = atoi(v);
+        else if (!strcmp(a, "--precision")) precision = v;
+        else if (!strcmp(a, "--base-dtype")) base_dtype = v;
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--size")) size = atoi(v);
         else if (!strcmp(a, "--reps")) reps = atoi(v);
@@ -131,6 +136,12 @@ int main(int argc, char **argv) {
     if (peak) return size > 0 && reps > 0 ? run_peak(size, reps) : usage();
     if (!dir || B <= 0 || T <= 0 || steps < 3 || lora_r <= 0 || (strcmp(method, "full") && strcmp(method, "lora")))
         return usage();
+    if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) return usage();
+    bool bf16 = !strcmp(precision, "bf16"), lora = !strcmp(method, "lora");
+    if (!base_dtype) base_dtype = bf16 && lora ? "bf16" : "f32";
+    if ((strcmp(base_dtype, "f32") && strcmp(base_dtype, "bf16")) || (!lora && !strcmp(base_dtype, "bf16")))
+        return usage();
+    bool base16 = !strcmp(base_dtype, "bf16");
 
     ftc_err err;
     ftc_model_config cfg;
@@ -142,7 +153,7 @@ int main(int argc, char **argv) {
 
     double t_load = ftc_now();
     ftc_model *m = NULL;
-    ftc_status st = ftc_model_load(dir, task, &m, &err);
+    ftc_status st = base16 ? ftc_model_load_bf16_base(dir, task, &m, &err) : ftc_model_load(dir, task, &m, &err);
     if (st == FTC_OK && task == FTC_TASK_CLASSIFY) st = ftc_model_set_classifier(m, num_labels, FTC_POOL_CLS, seed, &err);
     if (st == FTC_OK && !strcmp(method, "lora")) {
         st = ftc_model_add_lora(m, "all-linear", lora_r, 2.0f * (float)lora_r, 0.0f, seed, &err);
@@ -150,6 +161,7 @@ int main(int argc, char **argv) {
         for (int i = 0; st == FTC_OK && task == FTC_TASK_CLASSIFY && i < ftc_model_n_params(m); i++)
             if (strstr(ftc_model_param(m, i)->name, "classifier.")) ftc_model_set_trainable(m, i, true);
     }
+    if (st == FTC_OK) st = ftc_model_set_precision(m, bf16 ? FTC_PREC_BF16 : FTC_PREC_FP32, &err);
     if (st == FTC_OK) st = ftc_model_reserve(m, B, T, &err);
     if (st != FTC_OK) { fprintf(stderr, "train_bench: %s\n", err.msg); ftc_model_free(m); return 2; }
     double load_s = ftc_now() - t_load;
@@ -183,6 +195,7 @@ int main(int argc, char **argv) {
         if (st == FTC_OK) st = ftc_model_backward(m, &err);
         if (st != FTC_OK) { fprintf(stderr, "train_bench: step %d: %s\n", s + 1, err.msg); return 3; }
         ftc_optim_step(&opt, 1e-4f);
+        ftc_model_weights_changed(m); /* bf16 copies refreshed at the next forward, inside the timed step */
         step_s[s] = ftc_now() - t0;
         if (s == 0) loss_first = loss;
         fprintf(stderr, "ftc step %d/%d: %.3f s, loss %.4f, %.1f tok/s\n", s + 1, steps, step_s[s], loss,
@@ -191,9 +204,10 @@ int main(int argc, char **argv) {
     memcpy(sorted, step_s + 2, (size_t)(steps - 2) * sizeof *sorted);
     double med = median(sorted, steps - 2);
     printf("{\"impl\": \"ftc\", \"backend\": \"%s\", \"model\": \"%s\", \"model_type\": \"%s\", \"task\": \"%s\", "
-           "\"method\": \"%s\", \"base_dtype\": \"f32\", \"lora_r\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, "
+           "\"method\": \"%s\", \"precision\": \"%s\", \"base_dtype\": \"%s\", \"lora_r\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, "
            "\"tokens_per_s\": %.3f, \"step_s_median\": %.5f, \"step_s\": [",
            ftc_matmul_backend(), dir, mc->model_type, task == FTC_TASK_CLASSIFY ? "classify" : "causal-lm", method,
+           precision, base_dtype,
            strcmp(method, "lora") ? 0 : lora_r, B, T, steps, B * T / med, med);
     for (int s = 0; s < steps; s++) printf("%s%.4f", s ? ", " : "", step_s[s]);
     printf("], \"loss_first\": %.6f, \"loss_last\": %.6f, \"params_total\": %lld, \"params_trainable\": %lld, "

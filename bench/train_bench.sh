@@ -6,6 +6,7 @@
 #
 # Environment:
 #   BENCH_FULL=1     also the long shapes: gpt2-small B1xT1024, gpt2-small LoRA, llama-1b-lora (BF16 base)
+#   BENCH_BF16=0     skip the bf16 rows (ours --precision bf16 vs PyTorch autocast bf16; default: run them)
 #   BENCH_RUNS=N     alternations per shape (default 3 for minilm-cls, 2 for the others; BENCH_FULL: 3)
 #   BENCH_MODELS=DIR where the random models are kept between runs (default build/bench-models)
 #   BENCH_RESULTS=F  file the results are appended to (default bench/RESULTS.md)
@@ -92,9 +93,10 @@ run_side() {
 
 rows=$tmp/rows
 : >"$rows"
-# bench_shape LABEL CONFIG DTYPE B T STEPS RUNS METHOD LORA_R
+# bench_shape LABEL CONFIG DTYPE B T STEPS RUNS METHOD LORA_R [PRECISION]
+# PRECISION bf16: ours --precision bf16 (with DTYPE bf16 and lora: a bf16 base), the peer under autocast bf16.
 bench_shape() {
-  label=$1 config=$2 dtype=$3 B=$4 T=$5 steps=$6 runs=$7 method=$8 r=$9
+  label=$1 config=$2 dtype=$3 B=$4 T=$5 steps=$6 runs=$7 method=$8 r=$9 prec=${10:-fp32}
   if [ -n "${BENCH_SHAPES:-}" ]; then # a comma-separated list of substrings of the labels
     case ",$BENCH_SHAPES," in *",$label,"*) ;; *)
       wanted=0
@@ -107,8 +109,10 @@ bench_shape() {
   case "$dir" in *.json) src="--config $dir" ;; esac
   peer_base=f32
   [ "$dtype" = bf16 ] && peer_base=bf16
-  ours_cmd="$driver --model $dir --batch $B --seq $T --steps $steps --method $method --lora-r $r"
-  peer_cmd="$peer_py $here/torch_train_peer.py $src --batch $B --seq $T --steps $steps --method $method --lora-r $r --base-dtype $peer_base --threads 2"
+  ours_base=f32
+  [ "$dtype" = bf16 ] && [ "$method" = lora ] && ours_base=bf16
+  ours_cmd="$driver --model $dir --batch $B --seq $T --steps $steps --method $method --lora-r $r --precision $prec --base-dtype $ours_base"
+  peer_cmd="$peer_py $here/torch_train_peer.py $src --batch $B --seq $T --steps $steps --method $method --lora-r $r --base-dtype $peer_base --precision $prec --threads 2"
   echo "== $label: B$B x T$T, $method, $steps steps, $runs runs (alternating)" >&2
   i=1
   while [ "$i" -le "$runs" ]; do
@@ -128,7 +132,7 @@ def summary(runs):
     tps = [r["tokens_per_s"] for r in runs]
     return dict(tps=statistics.median(tps), lo=min(tps), hi=max(tps), n=len(tps), rss=max(r["time_v_rss_mb"] for r in runs),
                 fpt=runs[0]["flops_per_token"], trainable=runs[0]["params_trainable"], total=runs[0]["params_total"],
-                base=runs[0]["base_dtype"], method=runs[0]["method"])
+                base=runs[0]["base_dtype"], method=runs[0]["method"], prec=runs[0].get("precision", "fp32"))
 o, p = summary(load("ours")), summary(load("peer"))
 def fmt_tps(s): return "—" if not s else f"{s['tps']:.0f} ({s['lo']:.0f}-{s['hi']:.0f}, n={s['n']})"
 def mfu(s): return "—" if not s or peak <= 0 else f"{100 * s['tps'] * s['fpt'] / 1e9 / peak:.1f}%"
@@ -137,6 +141,8 @@ ref = o or p
 notes = []
 if ref:
     notes.append(f"{ref['fpt'] / 1e6:.0f} MFLOP/token, {ref['trainable'] / 1e6:.2f}M of {ref['total'] / 1e6:.1f}M params trained")
+if ref and ref["prec"] == "bf16":
+    notes.append("bf16 matmuls (ours --precision bf16, PyTorch autocast bf16)")
 if ref and ref["method"] == "full":  # AdamW full fine-tune floor: weights, grads, 2 moments, 4 bytes each
     notes.append(f"16 B/param = {16 * ref['total'] / 2**20:.0f} MB + activations")
 if o and p and abs(o["fpt"] / p["fpt"] - 1) > 0.02:
@@ -157,6 +163,10 @@ runs_long=${BENCH_RUNS:-2}
 [ "$full" = 1 ] && runs_long=${BENCH_RUNS:-3}
 bench_shape minilm-cls minilm-cls f32 32 64 8 "$runs_short" full 8
 bench_shape gpt2-small-B4xT256 gpt2-small f32 4 256 5 "$runs_long" full 8
+if [ "${BENCH_BF16:-1}" = 1 ]; then # BF16 target: >= 1.5x our own fp32 row above
+  bench_shape minilm-cls-bf16 minilm-cls f32 32 64 8 "$runs_short" full 8 bf16
+  bench_shape gpt2-small-B4xT256-bf16 gpt2-small f32 4 256 5 "$runs_long" full 8 bf16
+fi
 if [ "$full" = 1 ]; then
   bench_shape gpt2-small-B1xT1024 gpt2-small f32 1 1024 5 "$runs_long" full 8
   bench_shape gpt2-small-lora-B4xT256 gpt2-small f32 4 256 5 "$runs_long" lora 8

@@ -21,6 +21,7 @@ expect_rc 1 "unknown setting 'learning-rate'" "$FTC" train --learning-rate 1
 expect_rc 1 "lr: 'fast' is not a number" "$FTC" train --lr fast
 expect_rc 1 "method: 'adapter' is not one of full, head, lora" "$FTC" train --method adapter
 expect_rc 1 "--resume needs --out" "$FTC" train --resume
+expect_rc 1 "feature-cache: 'maybe' is not a boolean" "$FTC" train --feature-cache maybe
 printf 'lr: [1, 2]\n' >"$T/bad.yaml"
 expect_rc 2 "bad.yaml: line 1: key 'lr'" "$FTC" train --config "$T/bad.yaml" --model m --data d --out o
 
@@ -59,6 +60,12 @@ grep -q '"trainable_params": 1155' "$T/run/config.resolved.json" || fail "head o
 [ "$(grep -c '"accuracy"' "$T/run/metrics.jsonl")" -ge 2 ] || fail "expected >= 2 evaluations in metrics.jsonl"
 grep -q '"id2label"' "$T/run/model/config.json" || fail "model/config.json lacks id2label"
 expect_rc 1 "already holds a run" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/run" --quiet
+# head on a frozen backbone caches the encoder's features by default; --feature-cache false runs it every step
+grep -q '"feature_cache": true' "$T/run/config.resolved.json" || fail "config.resolved.json lacks feature_cache: true"
+expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --val "$T/val.jsonl" --out "$T/run_nocache" \
+  --config "$T/run.yaml" --batch 4 --feature-cache false --quiet
+grep -q '"feature_cache": false' "$T/run_nocache/config.resolved.json" || fail "--feature-cache false not recorded"
+[ "$(grep -c '"accuracy"' "$T/run_nocache/metrics.jsonl")" -ge 2 ] || fail "uncached run: expected >= 2 evaluations"
 
 # Text data through the data layer (the model's tokenizer), then `ftc eval --model RUNDIR` on held-out text.
 FAQ="${FTC_SOURCE_DIR:-.}/examples/faq"

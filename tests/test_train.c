@@ -401,6 +401,96 @@ static void resume_case(ftc_family fam, ftc_task task, ftc_method method, int ki
     ftc_dataset_free(&d);
     ftc_dataset_free(&val);
 }
+/* ---- head on a frozen backbone: cached features == the encoder at every step ---- */
+static ftc_model *head_run(ftc_family fam, const char *pooling, bool cache, const ftc_dataset *d,
+                           const ftc_dataset *val, ftc_train_result *res, char *out_dir) {
+    char name[64];
+    snprintf(name, sizeof name, "head_%s_%s_%s", family_name(fam), pooling, cache ? "cached" : "every_step");
+    ftc_train_config c;
+    base_config(&c, FTC_TASK_CLASSIFY, FTC_METHOD_HEAD, name);
+    strcpy(c.pooling, pooling);
+    c.feature_cache = cache;
+    c.eval_every = 5;
+    c.log_every = 1;
+    c.metric = FTC_METRIC_VAL_LOSS;
+    strcpy(out_dir, c.out);
+    ftc_model *m = make_model(fam, FTC_TASK_CLASSIFY);
+    ftc_err err;
+    if (ftc_train_run(m, &c, d, val, true, res, &err) != FTC_OK) fail_msg("%s: %s", name, err.msg);
+    return m;
+}
+
+/* metrics.jsonl lines of two runs: same keys and steps, numbers within tol (tok_s aside) */
+static double metrics_diff(const char *dir_a, const char *dir_b) {
+    double worst = 0;
+    char pa[FTC_PATH_MAX + 32], pb[FTC_PATH_MAX + 32];
+    snprintf(pa, sizeof pa, "%s/metrics.jsonl", dir_a);
+    snprintf(pb, sizeof pb, "%s/metrics.jsonl", dir_b);
+    FILE *fa = fopen(pa, "r"), *fb = fopen(pb, "r");
+    assert_non_null(fa);
+    assert_non_null(fb);
+    char la[4096], lb[4096];
+    int lines = 0;
+    while (fgets(la, sizeof la, fa)) {
+        assert_non_null(fgets(lb, sizeof lb, fb));
+        json_t *oa = json_loads(la, 0, NULL), *ob = json_loads(lb, 0, NULL);
+        assert_non_null(oa);
+        assert_non_null(ob);
+        assert_int_equal(json_object_size(oa), json_object_size(ob));
+        const char *k;
+        json_t *v;
+        json_object_foreach(oa, k, v) {
+            if (!strcmp(k, "tok_s")) continue;
+            json_t *w = json_object_get(ob, k);
+            if (!w) fail_msg("%s: key %s missing in %s", la, k, pb);
+            worst = fmax(worst, fabs(json_number_value(v) - json_number_value(w)));
+        }
+        json_decref(oa);
+        json_decref(ob);
+        lines++;
+    }
+    assert_null(fgets(lb, sizeof lb, fb));
+    fclose(fa);
+    fclose(fb);
+    assert_true(lines > 30);
+    return worst;
+}
+
+static void feature_cache_case(ftc_family fam, const char *pooling) {
+    ftc_dataset d = make_data(FTC_TASK_CLASSIFY, 44, 21), val = make_data(FTC_TASK_CLASSIFY, 13, 22);
+    ftc_train_result rc, ru;
+    char dir_c[FTC_PATH_MAX], dir_u[FTC_PATH_MAX];
+    ftc_model *mc = head_run(fam, pooling, true, &d, &val, &rc, dir_c);
+    ftc_model *mu = head_run(fam, pooling, false, &d, &val, &ru, dir_u);
+    assert_true(rc.cached_features);
+    assert_false(ru.cached_features);
+    assert_int_equal(rc.steps, ru.steps);
+    assert_int_equal(rc.best_step, ru.best_step);
+    double wmax = 0;
+    for (int i = 0; i < ftc_model_n_params(mc); i++) {
+        ftc_param *a = ftc_model_param(mc, i), *b = ftc_model_param(mu, i);
+        for (int64_t k = 0; k < a->numel; k++) wmax = fmax(wmax, fabs((double)a->data[k] - b->data[k]));
+    }
+    double mdiff = metrics_diff(dir_c, dir_u);
+    printf("  %-5s %-4s cached vs every step: weights max diff %.2e, metrics.jsonl max diff %.2e, last loss %.6f / %.6f\n",
+           family_name(fam), pooling, wmax, mdiff, rc.last_loss, ru.last_loss);
+    if (!(wmax <= 1e-5)) fail_msg("weights differ by %.3g", wmax);
+    if (!(mdiff <= 1e-5)) fail_msg("metrics differ by %.3g", mdiff);
+    ftc_model_free(mc);
+    ftc_model_free(mu);
+    ftc_dataset_free(&d);
+    ftc_dataset_free(&val);
+}
+
+static void test_feature_cache_equals_every_step(void **state) {
+    (void)state;
+    dropout_p = 0; /* the cached features are eval-mode ones: equal to the every-step path only without dropout */
+    feature_cache_case(FTC_FAMILY_BERT, "cls");
+    feature_cache_case(FTC_FAMILY_BERT, "mean");
+    feature_cache_case(FTC_FAMILY_GPT2, "last");
+    feature_cache_case(FTC_FAMILY_LLAMA, "last");
+}
+
 static void test_resume_after_kill_is_bit_identical(void **state) {
     (void)state;
     dropout_p = 0.1f; /* resume must also restore the dropout generator */
@@ -578,6 +668,7 @@ int main(void) {
         cmocka_unit_test(test_resume_after_kill_is_bit_identical),
         cmocka_unit_test(test_nan_loss_stops_cleanly),
         cmocka_unit_test(test_early_stopping),
+        cmocka_unit_test(test_feature_cache_equals_every_step),
         cmocka_unit_test(test_run_dir_guards),
         cmocka_unit_test(test_eval_run_dir),
     };

@@ -28,6 +28,8 @@ typedef struct {
     bool decay;        /* AdamW weight decay applies: weight matrices yes; biases, norms, embeddings no */
     bool transposed;   /* our layout is the transpose of the file's (GPT-2 Conv1D); save transposes back */
     bool is_lora;      /* a LoRA A or B matrix (PEFT name in name[]) */
+    uint16_t *data_bf16; /* bf16 bits of a matmul weight: the copy bf16 matmuls read (ftc_model_set_precision),
+                            or the only copy of a frozen weight stored in bf16 (then data == NULL) */
 } ftc_param;
 
 typedef struct ftc_model ftc_model;
@@ -78,12 +80,44 @@ typedef struct {
 /* Forward; with labels, *loss is the mean loss over counted targets. training enables dropout. */
 ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training, float *loss, ftc_err *err);
 const float *ftc_model_logits(const ftc_model *m); /* LM [B,T,V]; classify [B,num_labels] */
+/* Transfer learning on a frozen backbone (the trainer's feature cache, docs/train.md). head_features: the
+ * classification head's input for a batch, i.e. the pooled last hidden state (through the BERT pooler when
+ * the pooling uses it), computed in eval mode (no dropout), [B, C] into out. head_forward: the head alone on
+ * such features [B, C] (labels [B] or NULL), exactly as the head part of ftc_model_forward (head dropout
+ * when training); ftc_model_logits and ftc_model_backward then work as after ftc_model_forward. It refuses
+ * a model where anything but the head trains. */
+ftc_status ftc_model_head_features(ftc_model *m, const ftc_batch *batch, float *out, ftc_err *err);
+ftc_status ftc_model_head_forward(ftc_model *m, const float *features, int B, const int32_t *labels, bool training,
+                                  float *loss, ftc_err *err);
 const float *ftc_model_hidden(const ftc_model *m); /* last hidden state [B,T,C] (after final norm) */
 /* Backward of the last forward (which had labels): accumulates into the trainable params' grads. */
 ftc_status ftc_model_backward(ftc_model *m, ftc_err *err);
 void ftc_model_zero_grad(ftc_model *m);
 /* Dropout randomness of the model (plain data: checkpoints save and restore *ftc_model_rng(m)). */
 ftc_rng *ftc_model_rng(ftc_model *m);
+
+/* ---- BF16 (docs/train.md "Precision") ----
+ * FTC_PREC_BF16: the matmuls of linear layers and heads (block linears, LM head, pooler) take bf16 operands
+ * (weights and activations rounded to nearest even) and accumulate in f32 (ftc_matmul_bf16), in forward,
+ * input gradient and weight gradient. f32 weights keep a bf16 copy, refreshed before the next forward after
+ * ftc_model_weights_changed. Gradients, norms, attention, softmax, loss and LoRA adapters stay f32. */
+typedef enum { FTC_PREC_FP32 = 0, FTC_PREC_BF16 = 1 } ftc_precision;
+ftc_status ftc_model_set_precision(ftc_model *m, ftc_precision p, ftc_err *err);
+ftc_precision ftc_model_precision(const ftc_model *m);
+const char *ftc_precision_name(ftc_precision p); /* "fp32" | "bf16" */
+/* The f32 values of trainable weights changed (optimizer step, checkpoint restore): their bf16 copies are
+ * refreshed once, before the next forward (so gradient accumulation converts once per optimizer step). */
+void ftc_model_weights_changed(ftc_model *m);
+/* Frozen base weights in bf16: every frozen matmul weight (block linears, untied LM head, pooler) keeps only
+ * its bf16 bits; the f32 value is freed. Such weights are used through bf16 matmuls whatever the precision
+ * (input gradients still flow through them); save writes them as BF16; merging LoRA into one rounds the sum to
+ * bf16. Making one trainable again (ftc_model_set_trainable) restores an f32 value from the bf16 bits. */
+ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err);
+/* ftc_model_load that reads the matmul weights (as above) straight into bf16-only storage, never holding
+ * them in f32, for PEFT on a frozen base. Embeddings, norms, biases and a classification head stay f32. */
+ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err);
+/* Bytes of parameter storage (f32 values + bf16 copies), for logs and tests. */
+int64_t ftc_model_param_bytes(const ftc_model *m);
 
 /* Writes the model in HF layout (config.json + model.safetensors), atomically. */
 ftc_status ftc_model_save(const ftc_model *m, const char *dir, ftc_err *err);

@@ -31,6 +31,11 @@ void linear_forward(float *y, const float *x, const float *W, const float *b, in
 /* dx += dy @ W; dW += dy^T @ x; db += sum_n dy. Any of dx/dW/db may be NULL (skipped). */
 void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int N, int I,
                      int O);
+/* The same with W as bf16 bits: products in bf16 (x, dy rounded to nearest even as they are read), f32
+ * accumulation (ftc_matmul_bf16); dW and db stay f32. */
+void linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O);
+void linear_backward_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *W, int N,
+                          int I, int O);
 
 /* Activations, elementwise over n values. */
 void gelu_tanh_forward(float *y, const float *x, int n); /* GPT-2 gelu_new */

@@ -56,6 +56,8 @@ void ftc_scale_grads(ftc_optimizer *o, float s);
 /* ---- run configuration: every `ftc train` flag, also settable from a YAML or JSON file ---- */
 typedef enum { FTC_METHOD_FULL, FTC_METHOD_HEAD, FTC_METHOD_LORA } ftc_method;
 typedef enum { FTC_METRIC_VAL_LOSS, FTC_METRIC_ACCURACY, FTC_METRIC_MACRO_F1 } ftc_metric;
+/* Storage of the frozen base weights (lora, head): auto = bf16 when precision is bf16, else fp32. */
+typedef enum { FTC_BASE_AUTO, FTC_BASE_FP32, FTC_BASE_BF16 } ftc_base_dtype;
 
 #define FTC_PATH_MAX 4096
 typedef struct {
@@ -81,11 +83,16 @@ typedef struct {
     float lora_alpha, lora_dropout;
     char pooling[8];        /* classify: auto | cls | mean | last (auto: the checkpoint's sentence-transformers
                                pooling when it has one, else CLS (+pooler) for BERT, last token for decoders) */
+    bool feature_cache;     /* head with a frozen backbone (classify, unfreeze_last 0): run the encoder once per
+                               example in eval mode and train the head on the cached pooled features (default);
+                               false: the encoder runs at every step in training mode (backbone dropout) */
     char lora_targets[256]; /* "" = the family default (q/v projections) */
     /* how text data becomes examples (the data layer, include/ftc/data.h) */
     char format[32];        /* "" = detect; text | completion | chat | label */
     char template_name[32]; /* chat template; "" = the model's own (tokenizer_config.json) */
     char text_col[64], label_col[64]; /* CSV/TSV columns; "" = the usual names */
+    ftc_precision precision; /* matmuls of linears and heads: fp32, or bf16 operands with f32 accumulation */
+    ftc_base_dtype base_dtype; /* lora/head: frozen matmul weights kept in bf16 only (never inflated to f32) */
     bool pack;              /* causal-lm: pack examples into max_len sequences */
     bool train_on_inputs;   /* causal-lm: train prompt/user tokens too */
     bool resume;
@@ -104,6 +111,9 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
 struct json_t *ftc_train_config_json(const ftc_train_config *c);
 /* The keys the config knows, NULL-terminated (for --help and tests). */
 const char *const *ftc_train_config_keys(void);
+/* Whether the run keeps its frozen base weights in bf16 (load them with ftc_model_load_bf16_base). */
+bool ftc_train_base_bf16(const ftc_train_config *c);
+const char *ftc_base_dtype_name(ftc_base_dtype d);
 const char *ftc_method_name(ftc_method m);
 const char *ftc_metric_name(ftc_metric m);
 const char *ftc_task_name(ftc_task t);
@@ -150,6 +160,7 @@ typedef struct {
     int64_t best_step;
     bool stopped_early;
     int64_t trainable_params;
+    bool cached_features;   /* the head trained on cached frozen-encoder features (feature_cache) */
 } ftc_train_result;
 
 /* Applies the method to a loaded model: classifier head (classify), LoRA adapters, trainable flags.
@@ -172,6 +183,20 @@ typedef struct {
 ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
                               ftc_eval_result *r, struct json_t **json, ftc_err *err);
 
+/* ---- sample answers for the run report (causal-lm; RUNDIR/samples.jsonl, docs/report.md) ----
+ * Prompts: the first n distinct prompts of d (give the validation split, else the training data), each example
+ * cut where its first trained token starts (completion/chat data: the prompt plus the template's generation
+ * prompt), or after its first half (at most 16 tokens) when every token trains. Answers: greedy (ftc_generate),
+ * at most max_tokens, ending at EOS or the template's end-of-turn token. ftc_samples_begin answers with the base
+ * model (call it before training changes the weights), ftc_samples_write with the tuned one, then writes
+ * {"prompt","base","tuned"} lines atomically. tokenizer_dir: the model directory with the tokenizer files. */
+typedef struct ftc_samples ftc_samples;
+ftc_status ftc_samples_begin(ftc_model *base, const char *tokenizer_dir, const ftc_dataset *d, int n, int max_tokens,
+                             ftc_samples **out, ftc_err *err);
+ftc_status ftc_samples_write(ftc_samples *s, ftc_model *tuned, const char *path, ftc_err *err);
+int ftc_samples_count(const ftc_samples *s);
+void ftc_samples_free(ftc_samples *s);
+
 /* ---- checkpoints (own container: "FTCCKPT1", u64 header length, JSON header, f32 data) ----
  * Holds the trainable params by name, optionally the AdamW moments, and a JSON state object. Written
  * atomically. Loading checks every name and size against the model and fails naming the tensor. */
@@ -189,4 +214,16 @@ ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *
 /* Evaluates a run directory's model on data_path (read as the run's data was: pre-tokenized JSONL, labels
  * mapped through RUNDIR/labels.json). *json: the `ftc eval --json` object, with "loss" for both tasks. */
 ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, struct json_t **json, ftc_err *err);
+
+/* `ftc eval --compare BASE_DIR`: the same data through the run's model (*tuned_json) and through the base model
+ * base_dir (*base_json), both the objects ftc_run_dir_eval gives. causal-lm: base_dir's own LM head; a LoRA
+ * run's base is simply the model without adapters. classify: the base model has no trained head, so the base
+ * side is base_dir's encoder with the run's classification head (and pooling) copied onto it. A base_dir of
+ * another architecture or vocabulary: FTC_E_INPUT naming both (ftc_check_same_architecture). */
+ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
+                                    struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
+/* FTC_OK when two configs describe the same network shape (family, layers, widths, heads, vocabulary), so the
+ * same token ids mean the same thing to both; else FTC_E_INPUT naming both directories and the difference. */
+ftc_status ftc_check_same_architecture(const ftc_model_config *tuned, const char *tuned_dir,
+                                       const ftc_model_config *base, const char *base_dir, ftc_err *err);
 #endif

@@ -31,7 +31,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 /* ftc eval on a training run directory (src/cli/eval_rundir.c). */
-int cli_eval_run_dir(const char *rundir, const char *data, bool as_json);
+int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const char *compare_base);
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);

@@ -1,7 +1,8 @@
-/* ftc eval --model DIR --data FILE [--json]: how well a model fits held-out data.
- * Today: plain text with a causal LM (mean NLL of every token after the first, perplexity).
- * Classification data (labelled JSONL/CSV -> accuracy, macro-F1) plugs in as another eval_* function
- * chosen in cmd_eval by the data and the model's task. */
+/* ftc eval --model DIR|RUNDIR --data FILE [--compare BASE_DIR] [--json]: how well a model fits held-out data.
+ * A run directory (ftc train) is evaluated on data read as the run read its own, for its task (causal-lm:
+ * loss, perplexity, token accuracy on the trained tokens; classify: accuracy, macro-F1, per class); that part
+ * lives in eval_rundir.c. A plain HF directory is a causal LM evaluated on plain text (mean NLL of every token
+ * after the first, perplexity). --compare puts the base model's numbers on the same data beside the tuned. */
 #include "cli.h"
 #include "ftc/base.h"
 #include "ftc/export.h"
@@ -17,17 +18,35 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "Usage: ftc eval --model DIR [--adapter DIR] --data FILE.txt [--context N] [--json]\n\n"
-            "Evaluates a causal language model (GPT-2, Llama family) on plain text. The file is encoded as the\n"
-            "model's tokenizer does by default (with BOS where it adds one) and split into windows of the\n"
-            "model's context length; consecutive windows share one token so that every token after the first\n"
-            "is predicted exactly once from the tokens before it (up to a window).\n\n"
-            "  --model DIR    Hugging Face model directory (config.json, *.safetensors, tokenizer files)\n"
-            "  --adapter DIR  apply a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) first\n"
-            "  --data FILE    UTF-8 text file\n"
-            "  --context N    window length (default and maximum: the model's context length)\n"
-            "  --json         print {\"loss\", \"perplexity\", \"n_tokens\"} as JSON\n\n"
-            "loss = mean negative log-likelihood (nats) over n_tokens predicted tokens; perplexity = exp(loss).\n");
+            "Usage: ftc eval --model RUNDIR --data FILE [--compare BASE_DIR] [--json]\n"
+            "       ftc eval --model DIR [--adapter DIR] --data FILE.txt [--context N] [--compare BASE_DIR] [--json]\n\n"
+            "Evaluates a tuned model on held-out data.\n\n"
+            "A run directory (written by ftc train) is evaluated for the task it was trained for, on FILE read the\n"
+            "way the run read its training data (same format detection, tokenizer, chat template, label map, max-len):\n"
+            "  causal-lm  loss, perplexity and token accuracy on the trained (answer) tokens\n"
+            "  classify   loss, accuracy, macro-F1 (and with --json per-class precision/recall/F1 and the confusion\n"
+            "             matrix); labels must be ones the run knows (RUNDIR/labels.json)\n\n"
+            "A plain Hugging Face directory is evaluated as a causal language model (GPT-2, Llama family) on plain\n"
+            "text: the file is encoded as the model's tokenizer does by default (with BOS where it adds one) and split\n"
+            "into windows of the model's context length; consecutive windows share one token so that every token\n"
+            "after the first is predicted exactly once from the tokens before it (up to a window).\n\n"
+            "  --model DIR|RUNDIR  an ftc run directory, or a Hugging Face model directory (config.json,\n"
+            "                      *.safetensors, tokenizer files)\n"
+            "  --adapter DIR       (plain directory) apply a PEFT LoRA adapter first\n"
+            "  --data FILE         evaluation data (run: any format ftc train reads; plain directory: UTF-8 text)\n"
+            "  --context N         (plain directory) window length (default and maximum: the model's context)\n"
+            "  --compare BASE_DIR  also run the same data through the base model BASE_DIR and print both side by\n"
+            "                      side (metric | base | tuned | delta). causal-lm: BASE_DIR's own LM head (for a\n"
+            "                      LoRA run or --adapter: the model without adapters). classify: the base model has\n"
+            "                      no trained head, so its column is BASE_DIR's encoder with the tuned run's head.\n"
+            "                      BASE_DIR must have the tuned model's architecture and vocabulary (else exit 2)\n"
+            "  --json              print JSON: run: {\"task\", \"loss\", \"n_examples\", ...; causal-lm \"perplexity\",\n"
+            "                      \"token_accuracy\", \"n_tokens\"; classify \"accuracy\", \"macro_f1\", \"per_class\",\n"
+            "                      \"confusion\"}; plain directory: {\"loss\", \"perplexity\", \"n_tokens\"}. With\n"
+            "                      --compare the tuned keys stay at the top and \"base\" and \"tuned\" hold both sides\n"
+            "                      (saved as RUNDIR/eval.json, ftc report shows the comparison)\n\n"
+            "loss = mean negative log-likelihood (nats) over the counted tokens or examples; perplexity = exp(loss).\n"
+            "Details: docs/report.md (metrics), docs/train.md (run directories).\n");
 }
 
 typedef struct {
@@ -60,20 +79,49 @@ static ftc_status eval_lm_ids(ftc_model *m, const int32_t *ids, size_t n, int co
     return FTC_OK;
 }
 
-static int eval_lm_text(const char *model_dir, const char *adapter, const char *data, int context, bool as_json) {
+/* Loads a causal LM for evaluation only (no gradient memory), with a PEFT adapter merged when given. */
+static ftc_status load_lm(const char *dir, const char *adapter, ftc_model **m, ftc_err *err) {
+    ftc_status s = ftc_model_load(dir, FTC_TASK_CAUSAL_LM, m, err);
+    if (s == FTC_OK && adapter && ((s = ftc_model_load_adapter(*m, adapter, err)) || (s = ftc_model_merge_lora(*m, err))))
+        return s;
+    for (int i = 0; s == FTC_OK && i < ftc_model_n_params(*m); i++) ftc_model_set_trainable(*m, i, false);
+    return s;
+}
+
+static json_t *lm_json(const lm_result *r) {
+    json_t *o = json_object();
+    json_object_set_new(o, "loss", json_real(r->loss));
+    json_object_set_new(o, "perplexity", json_real(r->perplexity));
+    json_object_set_new(o, "n_tokens", json_integer(r->n_tokens));
+    json_object_set_new(o, "windows", json_integer(r->windows));
+    json_object_set_new(o, "context", json_integer(r->context));
+    return o;
+}
+
+/* The base model (compare) on the same ids, after checking it reads them as the tuned model does. */
+static ftc_status eval_lm_base(const char *base_dir, const char *model_dir, const ftc_model *tuned, const ftc_ids *ids,
+                               int context, lm_result *r, ftc_err *err) {
+    ftc_model_config bc;
+    ftc_status s = ftc_config_load(base_dir, &bc, err);
+    if (s) return ftc_err_prefix(err, "--compare");
+    s = ftc_check_same_architecture(ftc_model_config_of(tuned), model_dir, &bc, base_dir, err);
+    ftc_config_free(&bc);
+    ftc_model *m = NULL;
+    if (!s) s = load_lm(base_dir, NULL, &m, err);
+    if (!s) s = eval_lm_ids(m, ids->ids, ids->n, context, r, err);
+    ftc_model_free(m);
+    return s;
+}
+
+static int eval_lm_text(const char *model_dir, const char *adapter, const char *data, int context, bool as_json,
+                        const char *compare) {
     ftc_err err;
     ftc_model *m = NULL;
     ftc_tokenizer *tok = NULL;
     char *text = NULL;
     ftc_ids ids = {0};
     int rc = 0;
-    if (ftc_model_load(model_dir, FTC_TASK_CAUSAL_LM, &m, &err)) { rc = cli_fail("eval", &err); goto done; }
-    if (adapter && (ftc_model_load_adapter(m, adapter, &err) || ftc_model_merge_lora(m, &err))) {
-        rc = cli_fail("eval", &err);
-        goto done;
-    }
-    /* evaluation only: no gradient memory */
-    for (int i = 0; i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
+    if (load_lm(model_dir, adapter, &m, &err)) { rc = cli_fail("eval", &err); goto done; }
     int max_ctx = ftc_model_config_of(m)->max_positions;
     if (context <= 0 || context > max_ctx) context = max_ctx;
     if (ftc_tokenizer_load(model_dir, &tok, &err)) { rc = cli_fail("eval", &err); goto done; }
@@ -89,19 +137,33 @@ static int eval_lm_text(const char *model_dir, const char *adapter, const char *
         rc = cli_fail("eval", &err);
         goto done;
     }
-    lm_result r;
+    lm_result r, rb;
     if (eval_lm_ids(m, ids.ids, ids.n, context, &r, &err)) { rc = cli_fail("eval", &err); goto done; }
+    if (compare && eval_lm_base(compare, model_dir, m, &ids, context, &rb, &err)) {
+        rc = cli_fail("eval", &err);
+        goto done;
+    }
+    char note[FTC_PATH_MAX + 200];
+    snprintf(note, sizeof note, "base = %s%s, on the same tokens", compare ? compare : "",
+             adapter ? " (the model without the adapter)" : "");
     if (as_json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "loss", json_real(r.loss));
-        json_object_set_new(o, "perplexity", json_real(r.perplexity));
-        json_object_set_new(o, "n_tokens", json_integer(r.n_tokens));
-        json_object_set_new(o, "windows", json_integer(r.windows));
-        json_object_set_new(o, "context", json_integer(r.context));
+        json_t *o = lm_json(&r);
+        if (compare) {
+            json_object_set_new(o, "tuned", lm_json(&r));
+            json_object_set_new(o, "base", lm_json(&rb));
+            json_object_set_new(o, "base_model", json_string(compare));
+            json_object_set_new(o, "base_note", json_string(note));
+        }
         char *s = json_dumps(o, JSON_REAL_PRECISION(8));
         printf("%s\n", s);
         free(s);
         json_decref(o);
+    } else if (compare) {
+        printf("%s\ntuned = %s%s%s\n", note, model_dir, adapter ? " + adapter " : "", adapter ? adapter : "");
+        printf("%-12s %12s %12s %12s\n", "metric", "base", "tuned", "delta");
+        printf("%-12s %12.4f %12.4f %+12.4f\n", "loss", rb.loss, r.loss, r.loss - rb.loss);
+        printf("%-12s %12.4f %12.4f %+12.4f\n", "perplexity", rb.perplexity, r.perplexity, r.perplexity - rb.perplexity);
+        printf("%-12s %12ld %12ld\n", "tokens", rb.n_tokens, r.n_tokens);
     } else {
         printf("loss        %.4f\nperplexity  %.3f\ntokens      %ld (in %d window%s of up to %d)\n", r.loss,
                r.perplexity, r.n_tokens, r.windows, r.windows == 1 ? "" : "s", r.context);
@@ -116,18 +178,20 @@ done:
 
 int cmd_eval(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
-    const char *model = NULL, *data = NULL, *adapter = NULL;
+    const char *model = NULL, *data = NULL, *adapter = NULL, *compare = NULL;
     bool as_json = false;
     int context = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) as_json = true;
-        else if (!strcmp(a, "--model") || !strcmp(a, "--data") || !strcmp(a, "--context") || !strcmp(a, "--adapter")) {
+        else if (!strcmp(a, "--model") || !strcmp(a, "--data") || !strcmp(a, "--context") || !strcmp(a, "--adapter") ||
+                 !strcmp(a, "--compare")) {
             if (i + 1 >= argc) return cli_usage_error("eval", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--model")) model = v;
             else if (!strcmp(a, "--adapter")) adapter = v;
             else if (!strcmp(a, "--data")) data = v;
+            else if (!strcmp(a, "--compare")) compare = v;
             else {
                 char *end;
                 long c = strtol(v, &end, 10);
@@ -138,7 +202,11 @@ int cmd_eval(int argc, char **argv) {
     }
     if (!model) return cli_usage_error("eval", "missing --model DIR");
     if (!data) return cli_usage_error("eval", "missing --data FILE");
-    if (ftc_is_run_dir(model)) return cli_eval_run_dir(model, data, as_json); /* an ftc train run directory */
+    if (ftc_is_run_dir(model)) { /* an ftc train run directory */
+        if (adapter || context)
+            return cli_usage_error("eval", "--adapter and --context are for a plain model directory, not a run");
+        return cli_eval_run_dir(model, data, as_json, compare);
+    }
     ftc_model_config cfg;
     ftc_err err;
     if (ftc_config_load(model, &cfg, &err)) return cli_fail("eval", &err);
@@ -146,8 +214,8 @@ int cmd_eval(int argc, char **argv) {
     ftc_config_free(&cfg);
     if (fam == FTC_FAMILY_BERT) {
         ftc_errf(&err, FTC_E_UNSUPPORTED, "%s is a BERT-family encoder: text loss needs a causal LM (GPT-2, Llama "
-                 "family); classification eval is not available yet", model);
+                 "family); classification is evaluated on a run directory (ftc eval --model RUNDIR)", model);
         return cli_fail("eval", &err);
     }
-    return eval_lm_text(model, adapter, data, context, as_json);
+    return eval_lm_text(model, adapter, data, context, as_json, compare);
 }

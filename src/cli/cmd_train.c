@@ -11,13 +11,18 @@ static void train_help(FILE *out) {
     fprintf(out,
         "Usage: ftc train --model DIR --data FILE --out RUNDIR [options]\n\n"
         "Fine-tunes the model in DIR on FILE and writes RUNDIR: config.resolved.json, labels.json (classify),\n"
-        "metrics.jsonl, checkpoint.ftc (last), best.ftc (best on validation) and model/ (Hugging Face layout,\n"
-        "the best model when there is validation data, else the last; LoRA adapters merged).\n\n"
+        "metrics.jsonl, checkpoint.ftc (last), best.ftc (best on validation), model/ (Hugging Face layout,\n"
+        "the best model when there is validation data, else the last; LoRA adapters merged) and for causal-lm\n"
+        "samples.jsonl (up to 5 validation prompts, else training ones, answered greedily in up to 64 tokens by\n"
+        "the base model before training and by the tuned one after; ftc report shows them).\n\n"
         "What to train\n"
         "  --task causal-lm|classify   next-token loss on trainable tokens, or a label per example (default classify)\n"
         "  --method full|head|lora     full: every weight; head: the new classification head (+ last N blocks),\n"
         "                              for causal-lm the last N blocks and the final norm; lora: adapters (+ head)\n"
         "  --unfreeze-last N           head: also train the last N transformer blocks (causal-lm default 1)\n"
+        "  --feature-cache true|false  head on a frozen backbone: run the encoder once per example (eval mode,\n"
+        "                              no backbone dropout) and train the head on the cached features (default\n"
+        "                              true); false: the encoder runs every step in training mode\n"
         "  --pooling auto|cls|mean|last  classify: what the head reads (auto: the checkpoint's sentence-\n"
         "                              transformers pooling if any, else CLS+pooler for BERT, last token for decoders)\n"
         "  --lora-r R (8) --lora-alpha A (16) --lora-dropout P (0)\n"
@@ -43,6 +48,10 @@ static void train_help(FILE *out) {
         "  --clip X (1.0)              global gradient-norm clipping (0: off)\n"
         "  --beta1 (0.9) --beta2 (0.999) --adam-eps (1e-8)\n"
         "  --seed N (42)               data order, head and adapter init: same seed, same result\n"
+        "  --precision fp32|bf16 (fp32)  bf16: matmuls of linears and heads take bf16 operands (f32 accumulation);\n"
+        "                              master weights, gradients, AdamW state, norms and loss stay f32\n"
+        "  --base-dtype auto|fp32|bf16 (auto)  lora/head: frozen base weights stored in bf16 (half the memory),\n"
+        "                              used through bf16 matmuls; auto: bf16 when --precision bf16\n"
         "Evaluation, checkpoints, logging\n"
         "  --eval-every N (0)          validate every N steps (always at each epoch end)\n"
         "  --metric val_loss|accuracy|macro_f1 (val_loss)   what 'best' means\n"
@@ -59,6 +68,9 @@ static void train_help(FILE *out) {
 }
 
 typedef struct { const char *key, *value; } kv;
+
+/* causal-lm sample answers (RUNDIR/samples.jsonl): few and short, so they cost little next to training */
+enum { SAMPLE_PROMPTS = 5, SAMPLE_TOKENS = 64 };
 
 int cmd_train(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
@@ -116,7 +128,10 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     ftc_model *m = NULL;
-    if ((s = ftc_model_load(c.model, c.task, &m, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+    /* a frozen bf16 base is read straight into bf16: it is never held in f32 */
+    s = ftc_train_base_bf16(&c) ? ftc_model_load_bf16_base(c.model, c.task, &m, &err)
+                                : ftc_model_load(c.model, c.task, &m, &err);
+    if (s != FTC_OK) { rc = cli_fail("train", &err); goto done; }
     ftc_dataset train = {0}, val = {0};
     bool have_val;
     if ((s = ftc_train_load_data(&c, ftc_model_config_of(m)->vocab_size, &train, &val, &have_val, &err)) != FTC_OK) {
@@ -127,8 +142,22 @@ int cmd_train(int argc, char **argv) {
     if (!quiet)
         fprintf(stderr, "ftc train: %s, method %s, %d training / %d validation examples -> %s\n", ftc_task_name(c.task),
                 ftc_method_name(c.method), train.n, have_val ? val.n : 0, c.out);
+    /* causal-lm: a few prompts answered by the base model now, by the tuned one at the end (report.html).
+     * Not worth failing a run over: a problem is reported and the run goes on. */
+    ftc_samples *samples = NULL;
+    if (c.task == FTC_TASK_CAUSAL_LM &&
+        ftc_samples_begin(m, c.model, have_val ? &val : &train, SAMPLE_PROMPTS, SAMPLE_TOKENS, &samples, &err) != FTC_OK)
+        fprintf(stderr, "ftc train: warning: no samples.jsonl: %s\n", err.msg);
     ftc_train_result res;
     s = ftc_train_run(m, &c, &train, have_val ? &val : NULL, quiet, &res, &err);
+    if (s == FTC_OK && samples) {
+        char path[FTC_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/samples.jsonl", c.out);
+        ftc_err serr;
+        if (ftc_samples_write(samples, m, path, &serr) != FTC_OK)
+            fprintf(stderr, "ftc train: warning: no samples.jsonl: %s\n", serr.msg);
+    }
+    ftc_samples_free(samples);
     if (s != FTC_OK) rc = cli_fail("train", &err);
     else {
         printf("steps %lld, last loss %.4f, trainable params %lld", (long long)res.steps, res.last_loss,

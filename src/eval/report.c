@@ -597,8 +597,17 @@ ftc_status ftc_report_write(const char *rundir, ftc_err *err) {
 
     sb_printf(&b, "<h2>Final metrics</h2>\n");
     if (ev) {
-        if (base)
-            sb_printf(&b, "<p class=\"note\">The same test data through the base model and the tuned one.</p>\n");
+        if (base) {
+            sb_printf(&b, "<p class=\"note\">The same test data through the base model and the tuned one.");
+            /* what the base column is (ftc eval --compare writes it; for classify: the base encoder + the run's head) */
+            const char *note = json_string_value(json_object_get(ev, "base_note"));
+            if (note) {
+                sb_printf(&b, " ");
+                sb_escape(&b, note);
+                sb_printf(&b, ".");
+            }
+            sb_printf(&b, "</p>\n");
+        }
         metrics_table(&b, ev, base);
         if (!strcmp(task, "classify") && (st = classify_sections(&b, ev)) != FTC_OK) {
             st = ftc_errf(err, st, "%s: out of memory", out_path);

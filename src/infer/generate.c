@@ -113,7 +113,7 @@ void ftc_kv_cache_truncate(ftc_kv_cache *c, int len) {
 /* y = x W^T + b (+ scale * (x A^T) B^T for an unmerged LoRA adapter) */
 static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const float *x, int N) {
     ftc_model *m = c->m;
-    linear_forward(y, x, P(m, l->w), P(m, l->b), N, l->in, l->out);
+    model_linear_forward(m, l->w, l->b, y, x, N, l->in, l->out);
     if (l->lora_a < 0) return;
     int r = (int)m->params[l->lora_a].shape[0];
     linear_forward(c->lora, x, P(m, l->lora_a), NULL, N, l->in, r);
@@ -188,6 +188,7 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
                             c->len + i, m->V);
     ftc_status s = grow(c, c->len + n, err);
     if (s) return s;
+    model_refresh_bf16(m);
     for (int done = 0; done < n;) {
         int N = n - done < CHUNK ? n - done : CHUNK;
         for (int i = 0; i < N; i++) c->pos[i] = c->len + i, c->ids[c->len + i] = ids[done + i];
@@ -197,9 +198,9 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
         c->len += N;
         done += N;
         if (all_positions)
-            linear_forward(logits + (size_t)(done - N) * m->V, c->x, P(m, m->lm_head), NULL, N, m->C, m->V);
+            model_linear_forward(m, m->lm_head, -1, logits + (size_t)(done - N) * m->V, c->x, N, m->C, m->V);
         else if (done == n) /* only the last position's distribution is wanted */
-            linear_forward(logits, c->x + (size_t)(N - 1) * m->C, P(m, m->lm_head), NULL, 1, m->C, m->V);
+            model_linear_forward(m, m->lm_head, -1, logits, c->x + (size_t)(N - 1) * m->C, 1, m->C, m->V);
     }
     return FTC_OK;
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 void linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training) {
-    linear_forward(y, x, P(m, l->w), P(m, l->b), N, l->in, l->out);
+    model_linear_forward(m, l->w, l->b, y, x, N, l->in, l->out);
     if (l->lora_a < 0) return;
     int r = (int)m->params[l->lora_a].shape[0];
     const float *xin = x;
@@ -20,7 +20,7 @@ void linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, i
 }
 
 void linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float *dy, const float *x, int N) {
-    linear_backward(dx, G(m, l->w), G(m, l->b), dy, x, P(m, l->w), N, l->in, l->out);
+    model_linear_backward(m, l->w, l->b, dx, dy, x, N, l->in, l->out);
     if (l->lora_a < 0) return;
     int r = (int)m->params[l->lora_a].shape[0];
     bool drop = m->training && l->lora_dropout > 0;
@@ -150,10 +150,22 @@ ftc_status ftc_model_merge_lora(ftc_model *m, ftc_err *err) {
             linear_mod *lm = mod_at(&m->layers[i], j);
             if (lm->lora_a < 0) continue;
             int r = (int)m->params[lm->lora_a].shape[0];
+            ftc_param *w = &m->params[lm->w];
+            float *W = w->data;
+            if (!W) { /* stored in bf16: the sum is formed in f32 and rounded once (as PEFT merging into a bf16 base) */
+                W = malloc((size_t)w->numel * sizeof(float));
+                if (!W) return ftc_errf(err, FTC_E_NOMEM, "out of memory merging the adapter of %s", lm->module);
+                ftc_bf16_to_f32_n(w->data_bf16, W, (size_t)w->numel);
+            }
             /* W[out,in] += scale * B[out,r] @ A[r,in] */
             ftc_matmul(false, false, lm->out, lm->in, r, lm->lora_scale, P(m, lm->lora_b), r, P(m, lm->lora_a), lm->in,
-                       1.0f, P(m, lm->w), lm->in);
+                       1.0f, W, lm->in);
+            if (!w->data) {
+                ftc_f32_to_bf16_n(W, w->data_bf16, (size_t)w->numel);
+                free(W);
+            }
         }
+    m->bf16_stale_all = true; /* bf16 copies of merged f32 weights */
     int *map = malloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *map);
     if (!map) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     int n = 0;

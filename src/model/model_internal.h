@@ -56,6 +56,10 @@ struct ftc_model {
     int64_t grad_numel;
     bool grads_planned;
     bool table_oom; /* an allocation in model_add_param failed */
+    bool storage_oom; /* restoring an f32 value for a bf16-stored weight failed (reported by the next reserve) */
+    /* BF16 (precision.c): matmul precision, and which bf16 copies of f32 weights are out of date */
+    ftc_precision precision;
+    bool bf16_stale_all, bf16_stale_trainable;
 
     int wte, wpe, wtt, emb_n_w, emb_n_b, lnf_w, lnf_b, lm_head; /* lm_head == wte when tied */
     int pooler_w, pooler_b, cls_w, cls_b;
@@ -100,6 +104,17 @@ ftc_status model_plan_grads(ftc_model *m, ftc_err *err);
 void model_init_linear(linear_mod *l, int w, int b, int in, int out, const char *module);
 float *P(ftc_model *m, int i);  /* data of param i or NULL for i < 0 */
 float *G(ftc_model *m, int i);  /* grad of param i or NULL (frozen / absent) */
+
+/* precision.c: bf16 copies and bf16-only storage of matmul weights */
+bool model_is_matmul_weight(const ftc_model *m, int i); /* block linear W, LM head (tied: wte), pooler */
+bool model_bf16_storable(const ftc_model *m, int i);    /* matmul weight that is not also an embedding */
+void model_refresh_bf16(ftc_model *m);                 /* brings stale bf16 copies up to date */
+ftc_status model_inflate_f32(ftc_model *m, int i, ftc_err *err); /* bf16-only param -> f32 value again */
+/* y = x W^T + b and its backward for param w (bias b, -1 = none), in bf16 when the precision or the weight's
+ * storage says so, else f32 (ops_linear.c either way) */
+void model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O);
+void model_linear_backward(ftc_model *m, int w, int b, float *dx, const float *dy, const float *x, int N, int I,
+                           int O);
 
 /* transformer.c */
 void rope_inv_freq_scaled(float *inv_freq, const ftc_model_config *cfg, int D);

@@ -1,6 +1,7 @@
 /* The parameter table: Hugging Face names <-> our layout, one buffer for all values, gradients only
  * for trainable parameters. Loading and saving are this table plus a transpose for GPT-2's Conv1D. */
 #include "model_internal.h"
+#include "ftc/matmul.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -40,8 +41,13 @@ ftc_status model_alloc_params(ftc_model *m, ftc_err *err) {
     int64_t *noff = malloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *noff);
     if (!noff) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
     for (int i = 0; i < m->n_params; i++) {
+        const ftc_param *p = &m->params[i];
         noff[i] = total;
-        total += (m->params[i].numel + 15) & ~(int64_t)15; /* 64-byte aligned starts */
+        if (!p->data && p->data_bf16) { /* stored in bf16 only (precision.c) */
+            noff[i] = -1;
+            continue;
+        }
+        total += (p->numel + 15) & ~(int64_t)15; /* 64-byte aligned starts */
     }
     float *nbuf = NULL;
     if (total && posix_memalign((void **)&nbuf, 64, (size_t)total * sizeof(float))) nbuf = NULL;
@@ -52,7 +58,14 @@ ftc_status model_alloc_params(ftc_model *m, ftc_err *err) {
     if (total) memset(nbuf, 0, (size_t)total * sizeof(float));
     for (int i = 0; i < m->n_params; i++) {
         ftc_param *p = &m->params[i];
-        if (m->offsets[i] >= 0 && p->data) memcpy(nbuf + noff[i], p->data, (size_t)p->numel * sizeof(float));
+        if (noff[i] < 0) {
+            m->offsets[i] = -1;
+            continue;
+        }
+        /* offset -2: a private f32 value (model_inflate_f32) that moves into the buffer */
+        if ((m->offsets[i] >= 0 || m->offsets[i] == -2) && p->data)
+            memcpy(nbuf + noff[i], p->data, (size_t)p->numel * sizeof(float));
+        if (m->offsets[i] == -2) free(p->data);
         p->data = nbuf + noff[i];
         m->offsets[i] = noff[i];
     }
@@ -275,6 +288,7 @@ void ftc_model_free(ftc_model *m) {
     if (!m) return;
     ftc_config_free(&m->cfg);
     free(m->config_json);
+    for (int i = 0; i < m->n_params; i++) free(m->params[i].data_bf16);
     free(m->params);
     free(m->offsets);
     free(m->buf);
@@ -300,7 +314,15 @@ ftc_param *ftc_model_find_param(ftc_model *m, const char *name) {
 }
 
 void ftc_model_set_trainable(ftc_model *m, int i, bool trainable) {
-    if (i < 0 || i >= m->n_params || m->params[i].trainable == trainable) return;
+    if (i < 0 || i >= m->n_params) return;
+    if (trainable && !m->params[i].data) { /* stored in bf16 only: training needs an f32 value again */
+        ftc_err e;
+        if (model_inflate_f32(m, i, &e)) {
+            m->storage_oom = true;
+            return;
+        }
+    }
+    if (m->params[i].trainable == trainable) return;
     m->params[i].trainable = trainable;
     if (m->grads_planned) {
         ftc_err e;
@@ -328,22 +350,39 @@ void ftc_model_zero_grad(ftc_model *m) {
 
 static const char *EMBED_SUFFIX[] = {"wte.weight", "embed_tokens.weight", "embeddings.word_embeddings.weight"};
 
-/* Copies a file tensor into param p, transposing GPT-2's Conv1D [in,out] into [out,in]. */
+/* Copies a file tensor into param p, transposing GPT-2's Conv1D [in,out] into [out,in]. A param stored in
+ * bf16 only goes through a temporary f32 block of its own size (one tensor, never the whole model). */
 static ftc_status load_param(const ftc_st_set *st, ftc_param *p, ftc_err *err) {
-    if (!p->transposed) return ftc_st_load_f32(st, p->name, p->ndim, p->shape, p->data, err);
-    int64_t rows = p->shape[0], cols = p->shape[1]; /* ours: [out, in] */
-    int64_t fshape[2] = {cols, rows};
-    float *tmp = malloc((size_t)p->numel * sizeof(float));
-    if (!tmp) return ftc_errf(err, FTC_E_NOMEM, "out of memory loading %s", p->name);
-    ftc_status s = ftc_st_load_f32(st, p->name, 2, fshape, tmp, err);
-    if (!s)
-        for (int64_t i = 0; i < cols; i++)
-            for (int64_t o = 0; o < rows; o++) p->data[o * cols + i] = tmp[i * rows + o];
+    bool only16 = !p->data && p->data_bf16;
+    if (!p->transposed && !only16) return ftc_st_load_f32(st, p->name, p->ndim, p->shape, p->data, err);
+    float *tmp = malloc((size_t)p->numel * sizeof(float)), *dst = p->data;
+    if (only16 && p->transposed) dst = malloc((size_t)p->numel * sizeof(float));
+    ftc_status s = FTC_OK;
+    if (!tmp || (p->transposed && !dst)) s = ftc_errf(err, FTC_E_NOMEM, "out of memory loading %s", p->name);
+    if (!s && !p->transposed) s = ftc_st_load_f32(st, p->name, p->ndim, p->shape, tmp, err);
+    if (!s && p->transposed) {
+        int64_t rows = p->shape[0], cols = p->shape[1]; /* ours: [out, in] */
+        int64_t fshape[2] = {cols, rows};
+        s = ftc_st_load_f32(st, p->name, 2, fshape, tmp, err);
+        if (!s)
+            for (int64_t i = 0; i < cols; i++)
+                for (int64_t o = 0; o < rows; o++) dst[o * cols + i] = tmp[i * rows + o];
+    }
+    if (!s && only16) ftc_f32_to_bf16_n(p->transposed ? dst : tmp, p->data_bf16, (size_t)p->numel);
+    if (only16 && p->transposed) free(dst);
     free(tmp);
     return s;
 }
 
+static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc_model **out, ftc_err *err);
 ftc_status ftc_model_load(const char *dir, ftc_task task, ftc_model **out, ftc_err *err) {
+    return load_model(dir, task, false, out, err);
+}
+ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err) {
+    return load_model(dir, task, true, out, err);
+}
+
+static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc_model **out, ftc_err *err) {
     *out = NULL;
     ftc_model_config cfg;
     ftc_status s = ftc_config_load(dir, &cfg, err);
@@ -394,6 +433,15 @@ ftc_status ftc_model_load(const char *dir, ftc_task task, ftc_model **out, ftc_e
             }
         }
         s = declare_params(m, pooler, cls_labels, cls_bias, err);
+        for (int i = 0; !s && bf16_base && i < m->n_params; i++) /* no f32 storage for these */
+            if (model_bf16_storable(m, i)) {
+                ftc_param *p = &m->params[i];
+                p->trainable = false; /* frozen until ftc_model_set_trainable restores an f32 value */
+                if (posix_memalign((void **)&p->data_bf16, 64, (size_t)p->numel * sizeof(uint16_t))) {
+                    p->data_bf16 = NULL;
+                    s = ftc_errf(err, FTC_E_NOMEM, "out of memory for %s in bf16", p->name);
+                }
+            }
         if (!s) s = model_alloc_params(m, err);
         for (int i = 0; !s && i < m->n_params; i++) s = load_param(st, &m->params[i], err);
     }

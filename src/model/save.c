@@ -148,14 +148,23 @@ ftc_status ftc_model_save(const ftc_model *m, const char *dir, ftc_err *err) {
         const ftc_param *p = &m->params[i];
         char name[200];
         snprintf(name, sizeof name, "%s%s", is_head(p->name) ? "" : add, p->name);
+        bool only16 = !p->data && p->data_bf16; /* a frozen weight stored in bf16 is written as BF16 */
         if (!p->transposed) {
-            s = ftc_st_writer_add(w, name, FTC_F32, p->ndim, p->shape, p->data, err);
+            s = only16 ? ftc_st_writer_add(w, name, FTC_BF16, p->ndim, p->shape, p->data_bf16, err)
+                       : ftc_st_writer_add(w, name, FTC_F32, p->ndim, p->shape, p->data, err);
             continue;
         }
         int64_t O = p->shape[0], I = p->shape[1], fshape[2] = {I, O}; /* ours [out,in] -> file [in,out] */
-        for (int64_t o = 0; o < O; o++)
-            for (int64_t k = 0; k < I; k++) tnext[k * O + o] = p->data[o * I + k];
-        s = ftc_st_writer_add(w, name, FTC_F32, 2, fshape, tnext, err);
+        if (only16) {
+            uint16_t *t16 = (uint16_t *)tnext;
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t k = 0; k < I; k++) t16[k * O + o] = p->data_bf16[o * I + k];
+            s = ftc_st_writer_add(w, name, FTC_BF16, 2, fshape, t16, err);
+        } else {
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t k = 0; k < I; k++) tnext[k * O + o] = p->data[o * I + k];
+            s = ftc_st_writer_add(w, name, FTC_F32, 2, fshape, tnext, err);
+        }
         tnext += p->numel;
     }
     char path[4200];

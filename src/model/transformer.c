@@ -130,6 +130,7 @@ ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err) {
     if (m->learned_pos && max_T > m->cfg.max_positions)
         return ftc_errf(err, FTC_E_INPUT, "sequence length %d exceeds the model's %d positions", max_T,
                         m->cfg.max_positions);
+    if (m->storage_oom) return ftc_errf(err, FTC_E_NOMEM, "out of memory restoring bf16-stored weights to f32");
     if (!m->grads_planned || m->table_oom) {
         ftc_status s = model_plan_grads(m, err);
         if (s) return s;
@@ -308,10 +309,27 @@ static ftc_status check_batch(ftc_model *m, const ftc_batch *b, ftc_err *err) {
     return FTC_OK;
 }
 
+static bool uses_pooler(const ftc_model *m) { return m->pooler_w >= 0 && m->pooling == FTC_POOL_CLS; }
+
+/* The classification head's input z [B, C]: the pooled state, through the BERT pooler when it is used. */
+static float *head_input(const ftc_model *m) { return uses_pooler(m) ? m->pool_tanh : m->pooled; }
+
+/* logits = classifier(dropout(z)) (+ loss with labels), z = head_input(m) already filled. */
+static void classify_head_forward(ftc_model *m, int B, const int32_t *labels) {
+    const float *z = maybe_dropout(m, m->cls_in, m->cls_mask, head_input(m), (size_t)B * m->C, m->cls_dropout);
+    linear_forward(m->logits, z, P(m, m->cls_w), P(m, m->cls_b), B, m->C, m->num_labels);
+    if (labels) {
+        for (int i = 0; i < B; i++) m->cls_targets[i] = labels[i];
+        int counted;
+        m->loss = cross_entropy_forward(m->logits, m->cls_targets, B, m->num_labels, &counted);
+    }
+}
+
 ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training, float *loss, ftc_err *err) {
     m->forward_done = false;
     ftc_status s = check_batch(m, batch, err);
     if (s) return s;
+    model_refresh_bf16(m); /* bf16 copies of weights the optimizer changed, once per step */
     int B = batch->B, T = batch->T, N = B * T, C = m->C;
     size_t NC = (size_t)N * C;
     m->B = B, m->T = T, m->training = training;
@@ -346,7 +364,7 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
     m->have_labels = batch->labels != NULL;
     m->loss = 0;
     if (m->task == FTC_TASK_CAUSAL_LM) {
-        linear_forward(m->logits, x, P(m, m->lm_head), NULL, N, C, m->V);
+        model_linear_forward(m, m->lm_head, -1, m->logits, x, N, C, m->V);
         if (batch->labels) {
             /* HF convention: position t predicts labels[t+1] */
             for (int n = 0; n < N; n++) m->targets[n] = (n % T) + 1 < T ? batch->labels[n + 1] : -100;
@@ -360,19 +378,11 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
             pool_mean_forward(m->pooled, x, m->mask, B, T, C);
         else
             pool_last_forward(m->pooled, x, m->mask, B, T, C);
-        const float *z = m->pooled;
-        if (m->pooler_w >= 0 && m->pooling == FTC_POOL_CLS) { /* BERT pooler: tanh(dense(CLS)) */
-            linear_forward(m->pool_dense, z, P(m, m->pooler_w), P(m, m->pooler_b), B, C, C);
+        if (uses_pooler(m)) { /* BERT pooler: tanh(dense(CLS)) */
+            model_linear_forward(m, m->pooler_w, m->pooler_b, m->pool_dense, m->pooled, B, C, C);
             tanh_forward(m->pool_tanh, m->pool_dense, B * C);
-            z = m->pool_tanh;
         }
-        z = maybe_dropout(m, m->cls_in, m->cls_mask, z, (size_t)B * C, m->cls_dropout);
-        linear_forward(m->logits, z, P(m, m->cls_w), P(m, m->cls_b), B, C, m->num_labels);
-        if (batch->labels) {
-            for (int i = 0; i < B; i++) m->cls_targets[i] = batch->labels[i];
-            int counted;
-            m->loss = cross_entropy_forward(m->logits, m->cls_targets, B, m->num_labels, &counted);
-        }
+        classify_head_forward(m, B, batch->labels);
     }
     if (loss) *loss = m->loss;
     m->forward_done = true;
@@ -380,6 +390,45 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
 }
 
 const float *ftc_model_logits(const ftc_model *m) { return m->logits; }
+
+ftc_status ftc_model_head_features(ftc_model *m, const ftc_batch *batch, float *out, ftc_err *err) {
+    if (m->task != FTC_TASK_CLASSIFY)
+        return ftc_errf(err, FTC_E_USAGE, "head features need a model loaded for classification");
+    ftc_batch b = *batch;
+    b.labels = NULL;
+    ftc_status s = ftc_model_forward(m, &b, false, NULL, err);
+    if (s) return s;
+    memcpy(out, head_input(m), (size_t)b.B * m->C * sizeof(float));
+    return FTC_OK;
+}
+
+ftc_status ftc_model_head_forward(ftc_model *m, const float *features, int B, const int32_t *labels, bool training,
+                                  float *loss, ftc_err *err) {
+    m->forward_done = false;
+    if (m->task != FTC_TASK_CLASSIFY || m->cls_w < 0)
+        return ftc_errf(err, FTC_E_USAGE, "no classification head: call ftc_model_set_classifier first");
+    if (!m->act) return ftc_errf(err, FTC_E_USAGE, "call ftc_model_reserve before ftc_model_head_forward");
+    if (B < 1 || B > m->max_B)
+        return ftc_errf(err, FTC_E_USAGE, "batch of %d features does not fit the reserved %d", B, m->max_B);
+    /* backward after this forward stops at the head: anything below it that trains would get no gradient */
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].trainable && i != m->cls_w && i != m->cls_b)
+            return ftc_errf(err, FTC_E_USAGE, "training on features needs a frozen backbone, but %s trains",
+                            m->params[i].name);
+    for (int i = 0; labels && i < B; i++)
+        if (labels[i] < 0 || labels[i] >= m->num_labels)
+            return ftc_errf(err, FTC_E_INPUT, "class label %d of batch row %d is out of range (%d labels)", labels[i],
+                            i, m->num_labels);
+    m->B = B, m->T = 1, m->training = training;
+    m->hidden = NULL;
+    memcpy(head_input(m), features, (size_t)B * m->C * sizeof(float));
+    m->loss = 0;
+    classify_head_forward(m, B, labels);
+    m->have_labels = labels != NULL;
+    if (loss) *loss = m->loss;
+    m->forward_done = true;
+    return FTC_OK;
+}
 
 ftc_status ftc_model_set_grad_checkpoint(ftc_model *m, bool on, ftc_err *err) {
     if (m->grad_ckpt == on) return FTC_OK;
@@ -564,14 +613,14 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
             if (!here) continue;
             cross_entropy_backward(m->dlogits, m->logits + (size_t)r0 * m->V, m->targets + r0, rows, m->V,
                                    (float)here / (float)total);
-            linear_backward(need_hidden_grad ? g + (size_t)r0 * C : NULL, G(m, m->lm_head), NULL, m->dlogits,
-                            m->hidden + (size_t)r0 * C, P(m, m->lm_head), rows, C, m->V);
+            model_linear_backward(m, m->lm_head, -1, need_hidden_grad ? g + (size_t)r0 * C : NULL, m->dlogits,
+                                  m->hidden + (size_t)r0 * C, rows, C, m->V);
         }
     } else {
         int nl = m->num_labels;
         cross_entropy_backward(m->dlogits, m->logits, m->cls_targets, B, nl, 1.0f);
-        bool use_pooler = m->pooler_w >= 0 && m->pooling == FTC_POOL_CLS;
-        const float *z = use_pooler ? m->pool_tanh : m->pooled;
+        bool use_pooler = uses_pooler(m);
+        const float *z = head_input(m);
         const float *zin = dropped(m, m->cls_dropout) ? m->cls_in : z;
         bool need_z = need_hidden_grad || (use_pooler && (m->params[m->pooler_w].trainable ||
                                                            m->params[m->pooler_b].trainable));
@@ -587,8 +636,8 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
                 tanh_backward(m->g_pool_dense, dz, m->pool_tanh, B * C);
                 float *dp = dz == m->g_pooled ? m->g_cls_in : m->g_pooled; /* a buffer dz does not occupy */
                 memset(dp, 0, (size_t)B * C * sizeof(float));
-                linear_backward(need_hidden_grad ? dp : NULL, G(m, m->pooler_w), G(m, m->pooler_b), m->g_pool_dense,
-                                m->pooled, P(m, m->pooler_w), B, C, C);
+                model_linear_backward(m, m->pooler_w, m->pooler_b, need_hidden_grad ? dp : NULL, m->g_pool_dense,
+                                      m->pooled, B, C, C);
                 dpooled = dp;
             }
             if (need_hidden_grad) {

@@ -131,6 +131,7 @@ ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o,
                      path, found, trainable);
         goto done;
     }
+    ftc_model_weights_changed(m); /* bf16 copies of the restored weights */
     if (state) {
         json_t *st = json_object_get(hdr, "state");
         *state = st ? json_incref(st) : json_object();

@@ -16,7 +16,7 @@ static const char *const KEYS[] = {
     "grad-accum", "max-len", "warmup", "schedule", "weight-decay", "clip", "beta1", "beta2", "adam-eps", "seed",
     "eval-every", "save-every", "log-every", "patience", "metric", "unfreeze-last", "lora-r", "lora-alpha",
     "lora-dropout", "lora-targets", "resume", "format", "template", "text-col", "label-col", "pack",
-    "train-on-inputs", "pooling", NULL};
+    "train-on-inputs", "pooling", "feature-cache", "precision", "base-dtype", NULL};
 
 /* What config.resolved.json records about the run besides the settings; skipped when it is read back. */
 static const char *const RUN_FACTS[] = {"trainable_params", "total_params", "total_steps", "warmup_steps",
@@ -55,6 +55,7 @@ void ftc_train_config_defaults(ftc_train_config *c) {
     c->metric = FTC_METRIC_VAL_LOSS;
     c->unfreeze_last = -1;
     strcpy(c->pooling, "auto");
+    c->feature_cache = true;
     c->lora_r = 8;
     c->lora_alpha = 16;
     c->lora_dropout = 0.0f;
@@ -62,6 +63,13 @@ void ftc_train_config_defaults(ftc_train_config *c) {
 
 const char *ftc_method_name(ftc_method m) {
     return m == FTC_METHOD_FULL ? "full" : m == FTC_METHOD_HEAD ? "head" : "lora";
+}
+const char *ftc_base_dtype_name(ftc_base_dtype d) {
+    return d == FTC_BASE_BF16 ? "bf16" : d == FTC_BASE_FP32 ? "fp32" : "auto";
+}
+bool ftc_train_base_bf16(const ftc_train_config *c) {
+    if (c->method == FTC_METHOD_FULL) return false;
+    return c->base_dtype == FTC_BASE_BF16 || (c->base_dtype == FTC_BASE_AUTO && c->precision == FTC_PREC_BF16);
 }
 const char *ftc_metric_name(ftc_metric m) {
     return m == FTC_METRIC_VAL_LOSS ? "val_loss" : m == FTC_METRIC_ACCURACY ? "accuracy" : "macro_f1";
@@ -148,6 +156,15 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
         if (strcmp(v, "auto") && strcmp(v, "cls") && strcmp(v, "mean") && strcmp(v, "last"))
             s = ftc_errf(err, FTC_E_USAGE, "pooling: '%s' is not one of auto, cls, mean, last", v);
         else strcpy(c->pooling, v);
+    } else if (!strcmp(key, "precision")) {
+        if (!strcmp(v, "fp32") || !strcmp(v, "f32")) c->precision = FTC_PREC_FP32;
+        else if (!strcmp(v, "bf16")) c->precision = FTC_PREC_BF16;
+        else s = ftc_errf(err, FTC_E_USAGE, "precision: '%s' is not one of fp32, bf16", v);
+    } else if (!strcmp(key, "base-dtype")) {
+        if (!strcmp(v, "auto")) c->base_dtype = FTC_BASE_AUTO;
+        else if (!strcmp(v, "fp32") || !strcmp(v, "f32")) c->base_dtype = FTC_BASE_FP32;
+        else if (!strcmp(v, "bf16")) c->base_dtype = FTC_BASE_BF16;
+        else s = ftc_errf(err, FTC_E_USAGE, "base-dtype: '%s' is not one of auto, fp32, bf16", v);
     } else if (!strcmp(key, "lora-targets")) {
         if (strlen(v) >= sizeof c->lora_targets) s = ftc_errf(err, FTC_E_USAGE, "lora-targets: too long");
         else strcpy(c->lora_targets, v);
@@ -158,6 +175,7 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     else if (!strcmp(key, "pack")) s = parse_bool(key, v, &c->pack, err);
     else if (!strcmp(key, "train-on-inputs")) s = parse_bool(key, v, &c->train_on_inputs, err);
     else if (!strcmp(key, "resume")) s = parse_bool(key, v, &c->resume, err);
+    else if (!strcmp(key, "feature-cache")) s = parse_bool(key, v, &c->feature_cache, err);
     else if (!strcmp(key, "val-split")) { DBL(val_split, 0, 0.9); }
     else if (!strcmp(key, "epochs")) { LONG(epochs, 1, 1000000); }
     else if (!strcmp(key, "max-steps")) { LONG(max_steps, 0, (long long)1 << 40); }
@@ -301,6 +319,9 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
         return ftc_errf(err, FTC_E_USAGE, "--method head with --task causal-lm trains the last N blocks: --unfreeze-last must be >= 1");
     if (c->task != FTC_TASK_CAUSAL_LM && (c->pack || c->train_on_inputs))
         return ftc_errf(err, FTC_E_USAGE, "--pack and --train-on-inputs need --task causal-lm");
+    if (c->method == FTC_METHOD_FULL && c->base_dtype == FTC_BASE_BF16)
+        return ftc_errf(err, FTC_E_USAGE, "--base-dtype bf16 stores the frozen base weights: it needs --method lora or head "
+                        "(for full fine-tuning in bf16 use --precision bf16)");
     if (c->method != FTC_METHOD_LORA && (is_set(c, "lora-r") || is_set(c, "lora-targets")))
         return ftc_errf(err, FTC_E_USAGE, "--lora-* settings need --method lora");
     return FTC_OK;
@@ -343,6 +364,9 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "lora_dropout", json_real(c->lora_dropout));
     json_object_set_new(o, "lora_targets", json_string(c->lora_targets));
     json_object_set_new(o, "pooling", json_string(c->pooling));
+    json_object_set_new(o, "feature_cache", json_boolean(c->feature_cache));
+    json_object_set_new(o, "precision", json_string(ftc_precision_name(c->precision)));
+    json_object_set_new(o, "base_dtype", json_string(ftc_base_dtype_name(c->base_dtype)));
     json_object_set_new(o, "format", json_string(c->format));
     json_object_set_new(o, "template", json_string(c->template_name));
     json_object_set_new(o, "text_col", json_string(c->text_col));

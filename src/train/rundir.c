@@ -43,3 +43,106 @@ ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, j
     ftc_model_free(m);
     return s;
 }
+
+ftc_status ftc_check_same_architecture(const ftc_model_config *tuned, const char *tuned_dir,
+                                       const ftc_model_config *base, const char *base_dir, ftc_err *err) {
+    /* the first difference, in the order a user would recognise it */
+    const char *what = NULL;
+    if (tuned->family != base->family || strcmp(tuned->model_type, base->model_type)) what = "model type";
+    else if (tuned->vocab_size != base->vocab_size) what = "vocabulary size";
+    else if (tuned->n_layers != base->n_layers) what = "number of layers";
+    else if (tuned->hidden_size != base->hidden_size) what = "hidden size";
+    else if (tuned->n_heads != base->n_heads || tuned->n_kv_heads != base->n_kv_heads ||
+             tuned->head_dim != base->head_dim)
+        what = "attention heads";
+    else if (tuned->intermediate_size != base->intermediate_size) what = "MLP width";
+    else if (tuned->type_vocab_size != base->type_vocab_size) what = "token types";
+    if (!what) return FTC_OK;
+    return ftc_errf(err, FTC_E_INPUT,
+                    "the base model %s (%s, vocab %d, %d layers, hidden %d, %d heads) and the tuned model %s (%s, "
+                    "vocab %d, %d layers, hidden %d, %d heads) differ in %s: compare against the model the tuned one "
+                    "was trained from",
+                    base_dir, base->model_type, base->vocab_size, base->n_layers, base->hidden_size, base->n_heads,
+                    tuned_dir, tuned->model_type, tuned->vocab_size, tuned->n_layers, tuned->hidden_size,
+                    tuned->n_heads, what);
+}
+
+/* The classification head's parameters (names as ftc_model_set_classifier gives them). */
+static bool is_head_name(const char *name) { return !strncmp(name, "classifier.", 11) || !strncmp(name, "score.", 6); }
+
+/* classify: base's encoder + the tuned model's head and pooling. */
+static ftc_status put_tuned_head(ftc_model *base, ftc_model *tuned, const ftc_train_config *cfg, ftc_err *err) {
+    const ftc_model_config *tc = ftc_model_config_of(tuned);
+    /* pooling as the tuned model records it (config.json "ftc_pooling"), else as the run chose it */
+    ftc_pooling pool = !strcmp(tc->pooling, "mean")  ? FTC_POOL_MEAN
+                       : !strcmp(tc->pooling, "cls") ? FTC_POOL_CLS
+                       : !strcmp(tc->pooling, "last") ? FTC_POOL_LAST
+                                                     : ftc_train_pooling(cfg->pooling, cfg->model, tc->family);
+    int labels = 0;
+    for (int i = 0; i < ftc_model_n_params(tuned); i++) {
+        const ftc_param *p = ftc_model_param(tuned, i);
+        if (is_head_name(p->name) && p->ndim == 2) labels = (int)p->shape[0];
+    }
+    if (labels < 1) return ftc_errf(err, FTC_E_INPUT, "the tuned model has no classification head");
+    ftc_status s = ftc_model_set_classifier(base, labels, pool, 0, err);
+    if (s != FTC_OK) return s;
+    for (int i = 0; i < ftc_model_n_params(tuned); i++) {
+        const ftc_param *p = ftc_model_param(tuned, i);
+        if (!is_head_name(p->name)) continue;
+        ftc_param *q = ftc_model_find_param(base, p->name);
+        if (!q || q->numel != p->numel)
+            return ftc_errf(err, FTC_E_INPUT, "cannot put the tuned head's '%s' on the base model", p->name);
+        memcpy(q->data, p->data, (size_t)p->numel * sizeof(float));
+    }
+    return FTC_OK;
+}
+
+static void freeze_all(ftc_model *m) {
+    for (int i = 0; i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
+}
+
+ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
+                                    json_t **tuned_json, json_t **base_json, ftc_err *err) {
+    *tuned_json = *base_json = NULL;
+    ftc_train_config cfg;
+    ftc_model *tuned = NULL, *base = NULL;
+    ftc_model_config bc;
+    ftc_dataset d = {0};
+    char tuned_dir[FTC_PATH_MAX + 64];
+    snprintf(tuned_dir, sizeof tuned_dir, "%s/model", dir);
+    ftc_status s = ftc_run_dir_load(dir, &tuned, &cfg, err);
+    if (s != FTC_OK) return s;
+    /* refuse a mismatched base before reading its weights or the data */
+    if ((s = ftc_config_load(base_dir, &bc, err)) != FTC_OK) {
+        ftc_err_prefix(err, "--compare");
+        goto done;
+    }
+    s = ftc_check_same_architecture(ftc_model_config_of(tuned), tuned_dir, &bc, base_dir, err);
+    ftc_config_free(&bc);
+    if (s != FTC_OK) goto done;
+    if ((s = ftc_run_dir_load_data(dir, &cfg, data_path, ftc_model_config_of(tuned)->vocab_size, &d, err)) != FTC_OK)
+        goto done;
+    if ((s = ftc_model_load(base_dir, cfg.task, &base, err)) != FTC_OK) goto done;
+    if (cfg.task == FTC_TASK_CLASSIFY && (s = put_tuned_head(base, tuned, &cfg, err)) != FTC_OK) goto done;
+    freeze_all(tuned);
+    freeze_all(base);
+    if (batch <= 0) batch = cfg.batch;
+    ftc_eval_result r;
+    if ((s = ftc_train_evaluate(tuned, cfg.task, &d, batch, cfg.max_len, &r, tuned_json, err)) != FTC_OK) goto done;
+    ftc_model_free(tuned); /* its activations are not needed any more */
+    tuned = NULL;
+    if ((s = ftc_train_evaluate(base, cfg.task, &d, batch, cfg.max_len, &r, base_json, err)) != FTC_OK) {
+        ftc_err_prefix(err, "base model %s", base_dir);
+        goto done;
+    }
+    if (!*tuned_json || !*base_json) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+done:
+    if (s != FTC_OK) {
+        json_decref(*tuned_json), json_decref(*base_json);
+        *tuned_json = *base_json = NULL;
+    }
+    ftc_dataset_free(&d);
+    ftc_model_free(tuned);
+    ftc_model_free(base);
+    return s;
+}

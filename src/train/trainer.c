@@ -84,6 +84,7 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
         if ((s = ftc_model_add_lora(m, targets, c->lora_r, c->lora_alpha, c->lora_dropout, c->seed ^ 0x10AAULL, err)) != FTC_OK)
             return s;
     }
+    if ((s = ftc_model_set_precision(m, c->precision, err)) != FTC_OK) return s;
     int n_layers = mc->n_layers, first_open = n_layers - c->unfreeze_last;
     int np = ftc_model_n_params(m), n_train = 0;
     for (int i = 0; i < np; i++) {
@@ -106,7 +107,15 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
     if (n_train == 0)
         return ftc_errf(err, FTC_E_INPUT, "method %s trains no parameter of this model (no head or adapter found)",
                         ftc_method_name(c->method));
+    /* a base loaded in f32 (e.g. created, or loaded by a caller) still drops its frozen f32 values */
+    if (ftc_train_base_bf16(c)) return ftc_model_store_frozen_bf16(m, err);
     return FTC_OK;
+}
+
+/* Head on a frozen backbone: the encoder's output for an example never changes, so it runs once per example
+ * (eval mode) and the head trains on the cached features (--feature-cache false: the old way, every step). */
+static bool uses_feature_cache(const ftc_train_config *c) {
+    return c->feature_cache && c->task == FTC_TASK_CLASSIFY && c->method == FTC_METHOD_HEAD && c->unfreeze_last == 0;
 }
 
 /* ---- batches ---- */
@@ -173,24 +182,59 @@ static int max_len_of(const ftc_dataset *d, int cap) {
     return T < cap ? T : cap;
 }
 
+/* Example indices sorted by length (ties: data order): batches of neighbours pad to nearly their own length.
+ * NULL when out of memory. */
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int32_t *length_order(const ftc_dataset *d) {
+    int64_t *keys = malloc((size_t)(d->n > 0 ? d->n : 1) * sizeof *keys);
+    int32_t *idx = malloc((size_t)(d->n > 0 ? d->n : 1) * sizeof *idx);
+    if (!keys || !idx) { free(keys); free(idx); return NULL; }
+    for (int i = 0; i < d->n; i++) keys[i] = ((int64_t)d->ex[i].len << 32) | i;
+    qsort(keys, (size_t)d->n, sizeof *keys, cmp_i64);
+    for (int i = 0; i < d->n; i++) idx[i] = (int32_t)(keys[i] & 0xFFFFFFFF);
+    free(keys);
+    return idx;
+}
+
+static void gather_rows(float *dst, const float *src, const int32_t *idx, int B, int C) {
+    for (int i = 0; i < B; i++) memcpy(dst + (size_t)i * C, src + (size_t)idx[i] * C, (size_t)C * sizeof(float));
+}
+
 /* ---- evaluation ---- */
-static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, batcher *bt, int batch,
-                           ftc_eval_result *r, json_t **json, ftc_err *err) {
+/* Metrics do not depend on the order examples come in, so batches run in length order (little padding).
+ * feats (classify with a frozen backbone, or NULL): d's cached head inputs, [d->n, C]; then only the head runs. */
+static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, const float *feats, batcher *bt,
+                           int batch, ftc_eval_result *r, json_t **json, ftc_err *err) {
     memset(r, 0, sizeof *r);
-    int32_t *idx = malloc((size_t)batch * sizeof *idx);
-    if (!idx) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    int C = ftc_model_config_of(m)->hidden_size;
+    int32_t *order = length_order(d);
+    float *fbatch = feats ? malloc((size_t)batch * C * sizeof *fbatch) : NULL;
+    if (!order || (feats && !fbatch)) { free(order); free(fbatch); return ftc_errf(err, FTC_E_NOMEM, "out of memory"); }
     ftc_class_metrics cm;
     ftc_lm_metrics lm;
     ftc_lm_metrics_init(&lm);
     ftc_status s = FTC_OK;
     int V = ftc_model_config_of(m)->vocab_size;
-    if (task == FTC_TASK_CLASSIFY && (s = ftc_class_metrics_init(&cm, d->num_labels, err)) != FTC_OK) { free(idx); return s; }
+    if (task == FTC_TASK_CLASSIFY && (s = ftc_class_metrics_init(&cm, d->num_labels, err)) != FTC_OK) {
+        free(order); free(fbatch);
+        return s;
+    }
     for (int start = 0; start < d->n && s == FTC_OK; start += batch) {
         int B = d->n - start < batch ? d->n - start : batch;
-        for (int i = 0; i < B; i++) idx[i] = start + i;
+        const int32_t *idx = order + start;
         collate(bt, d, idx, B, task);
-        float loss;
-        if ((s = ftc_model_forward(m, &bt->b, false, &loss, err)) != FTC_OK) break;
+        if (feats) {
+            gather_rows(fbatch, feats, idx, B, C);
+            s = ftc_model_head_forward(m, fbatch, B, bt->class_labels, false, NULL, err);
+        } else {
+            float loss;
+            s = ftc_model_forward(m, &bt->b, false, &loss, err);
+        }
+        if (s != FTC_OK) break;
         if (task == FTC_TASK_CLASSIFY) s = ftc_class_metrics_add_logits(&cm, ftc_model_logits(m), bt->class_labels, B, err);
         else s = ftc_lm_metrics_add_logits(&lm, ftc_model_logits(m), bt->labels, B, bt->b.T, V, err);
     }
@@ -208,7 +252,34 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, ba
         }
     }
     if (task == FTC_TASK_CLASSIFY) ftc_class_metrics_free(&cm);
-    free(idx);
+    free(order);
+    free(fbatch);
+    return s;
+}
+
+/* The frozen encoder once over d in eval mode (no dropout), in length order: out[i] = example i's head input
+ * (its pooled state, through the pooler when used), [d->n, C]. */
+static ftc_status extract_features(ftc_model *m, const ftc_dataset *d, batcher *bt, int batch, float *out,
+                                   const char *what, bool quiet, ftc_err *err) {
+    int C = ftc_model_config_of(m)->hidden_size;
+    int32_t *order = length_order(d);
+    float *fbatch = malloc((size_t)batch * C * sizeof *fbatch);
+    if (!order || !fbatch) { free(order); free(fbatch); return ftc_errf(err, FTC_E_NOMEM, "out of memory"); }
+    ftc_progress prog;
+    long n_batches = (d->n + batch - 1) / batch;
+    if (!quiet) ftc_progress_start(&prog, what, n_batches);
+    ftc_status s = FTC_OK;
+    for (int start = 0; start < d->n; start += batch) {
+        int B = d->n - start < batch ? d->n - start : batch;
+        collate(bt, d, order + start, B, FTC_TASK_CLASSIFY);
+        if ((s = ftc_model_head_features(m, &bt->b, fbatch, err)) != FTC_OK) break;
+        for (int i = 0; i < B; i++)
+            memcpy(out + (size_t)order[start + i] * C, fbatch + (size_t)i * C, (size_t)C * sizeof(float));
+        if (!quiet) ftc_progress_update(&prog, start / batch + 1, NULL);
+    }
+    if (!quiet) ftc_progress_finish(&prog);
+    free(order);
+    free(fbatch);
     return s;
 }
 
@@ -219,7 +290,7 @@ ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d,
     int T = max_len_of(d, max_len);
     ftc_status s = batcher_init(&bt, batch, T, err);
     if (s == FTC_OK) s = ftc_model_reserve(m, batch, T, err);
-    if (s == FTC_OK) s = evaluate(m, task, d, &bt, batch, r, json, err);
+    if (s == FTC_OK) s = evaluate(m, task, d, NULL, &bt, batch, r, json, err);
     batcher_free(&bt);
     return s;
 }
@@ -233,6 +304,9 @@ typedef struct {
     const ftc_dataset *train, *val;
     int32_t *order;            /* this epoch's example order */
     int64_t *counts;           /* [grad_accum] target tokens per micro-batch of the window */
+    /* feature cache (head on a frozen backbone): each example's head input, computed once */
+    float *feat_train, *feat_val; /* [train->n, C], [val->n, C]; NULL: the encoder runs at every step */
+    float *feat_batch;            /* [batch, C] gathered for one micro-batch */
     int64_t micro_per_epoch, steps_per_epoch, total_steps, warmup_steps;
     /* resumable state */
     int64_t step;              /* optimizer steps done */
@@ -274,6 +348,7 @@ static json_t *state_json(const run *r) {
                            "bad_evals", (json_int_t)r->bad_evals, "tokens_seen", (json_int_t)r->tokens_seen);
     json_object_set_new(st, "best", isnan(r->best) ? json_null() : json_real(r->best));
     json_object_set_new(st, "optimizer_t", json_integer(r->opt.t));
+    json_object_set_new(st, "precision", json_string(ftc_precision_name(r->c->precision)));
     /* the model's dropout generator (hex words: JSON numbers cannot hold 64 bits) */
     const ftc_rng *g = ftc_model_rng(r->m);
     json_t *words = json_array();
@@ -302,7 +377,7 @@ static bool improved(const run *r, double v) {
 /* Evaluates on validation, logs, keeps the best weights; sets *stop when patience runs out. */
 static ftc_status eval_and_track(run *r, bool *stop, ftc_err *err) {
     ftc_eval_result er;
-    ftc_status s = evaluate(r->m, r->c->task, r->val, &r->bt, r->c->batch, &er, NULL, err);
+    ftc_status s = evaluate(r->m, r->c->task, r->val, r->feat_val, &r->bt, r->c->batch, &er, NULL, err);
     if (s != FTC_OK) return ftc_err_prefix(err, "validation at step %lld", (long long)r->step);
     json_t *o = json_pack("{s:I, s:f}", "step", (json_int_t)r->step, "epoch",
                           (double)r->step / (double)r->steps_per_epoch);
@@ -358,7 +433,13 @@ static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_
         r->tokens_seen += r->bt.n_tokens;
         if (counts[k] == 0) continue; /* nothing to learn from: no target token */
         float l;
-        if ((s = ftc_model_forward(r->m, &r->bt.b, true, &l, err)) != FTC_OK) return s;
+        if (r->feat_train) {
+            gather_rows(r->feat_batch, r->feat_train, r->order + first, B, ftc_model_config_of(r->m)->hidden_size);
+            s = ftc_model_head_forward(r->m, r->feat_batch, B, r->bt.class_labels, true, &l, err);
+        } else {
+            s = ftc_model_forward(r->m, &r->bt.b, true, &l, err);
+        }
+        if (s != FTC_OK) return s;
         double w = (double)counts[k] / (double)total;
         sum += w * l;
         if (!isfinite(l)) { *loss = l; return FTC_OK; }
@@ -377,6 +458,7 @@ static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_
     if (!isfinite(*grad_norm)) { *loss = *grad_norm; return FTC_OK; }
     *lr_used = (float)(c->lr * ftc_schedule_factor(c->schedule, r->step, r->warmup_steps, r->total_steps));
     ftc_optim_step(&r->opt, *lr_used);
+    ftc_model_weights_changed(r->m); /* bf16 copies are refreshed before the next forward */
     return FTC_OK;
 }
 
@@ -531,6 +613,22 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     free(params);
     if (s != FTC_OK) goto out;
     res->trainable_params = ftc_model_count_params(m, true);
+    res->cached_features = uses_feature_cache(c);
+    if (res->cached_features) {
+        size_t C = (size_t)ftc_model_config_of(m)->hidden_size;
+        r.feat_train = malloc((size_t)train->n * C * sizeof(float));
+        r.feat_val = val ? malloc((size_t)val->n * C * sizeof(float)) : NULL;
+        r.feat_batch = malloc((size_t)c->batch * C * sizeof(float));
+        if (!r.feat_train || (val && !r.feat_val) || !r.feat_batch) {
+            s = ftc_errf(err, FTC_E_NOMEM, "out of memory for the feature cache (%d x %zu floats)", train->n, C);
+            goto out;
+        }
+        if ((s = extract_features(m, train, &r.bt, c->batch, r.feat_train, "features", quiet, err)) != FTC_OK ||
+            (val && (s = extract_features(m, val, &r.bt, c->batch, r.feat_val, "val features", quiet, err)) != FTC_OK)) {
+            ftc_err_prefix(err, "computing the frozen encoder's features");
+            goto out;
+        }
+    }
 
     r.micro_per_epoch = (train->n + c->batch - 1) / c->batch;
     r.steps_per_epoch = (r.micro_per_epoch + c->grad_accum - 1) / c->grad_accum;
@@ -641,6 +739,9 @@ out:
     if (r.metrics) fclose(r.metrics);
     free(r.order);
     free(r.counts);
+    free(r.feat_train);
+    free(r.feat_val);
+    free(r.feat_batch);
     batcher_free(&r.bt);
     ftc_optim_free(&r.opt);
     return s;

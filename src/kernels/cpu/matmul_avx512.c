@@ -337,6 +337,29 @@ static inline const void *elem_ptr(const void *X, ftc_mm_type t, size_t idx) {
     return (const char *)X + idx * (t == FTC_MM_BF16 ? 2 : 4);
 }
 
+/* Row r of X, where a k pair is adjacent in memory (X[r][k], X[r][k+1]): the pair words of k0..k0+kc, written
+ * `stride` words apart (the panel layout). 16 words at a time: f32 rounded in vector lanes, then narrowed. */
+AVX512_FN static void pack_pairs_row(const void *X, ftc_mm_type t, int ld, int r, int k0, int kc, int K, uint32_t *d,
+                                     int stride) {
+    int kp_n = (kc + 1) / 2, kp = 0;
+    for (; 2 * (kp + 16) <= kc; kp += 16) {
+        size_t idx = (size_t)r * ld + k0 + 2 * kp;
+        __m512i w;
+        if (t == FTC_MM_BF16) {
+            w = _mm512_loadu_si512((const uint16_t *)X + idx);
+        } else {
+            const float *p = (const float *)X + idx;
+            __m256i lo = _mm512_cvtepi32_epi16(round_bf16_16(_mm512_castps_si512(_mm512_loadu_ps(p))));
+            __m256i hi = _mm512_cvtepi32_epi16(round_bf16_16(_mm512_castps_si512(_mm512_loadu_ps(p + 16))));
+            w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        }
+        _Alignas(64) uint32_t words[16];
+        _mm512_store_si512((void *)words, w);
+        for (int q = 0; q < 16; q++) d[(size_t)(kp + q) * stride] = words[q];
+    }
+    for (; kp < kp_n; kp++) d[(size_t)kp * stride] = pair_at(X, t, ld, false, r, k0 + 2 * kp, K);
+}
+
 /* op(A) rows i0..i0+mc, k0..k0+kc (kc may be odd) into MR-row panels of pair words. */
 AVX512_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda, int i0, int mc, int k0, int kc,
                                   int K, uint32_t *dst) {
@@ -359,12 +382,7 @@ AVX512_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int ld
                 for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * MR] = 0;
                 continue;
             }
-            int i = i0 + p + r;
-            if (at == FTC_MM_F32)
-                for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * MR] = pair_at(A, FTC_MM_F32, lda, false, i, k0 + 2 * kp, K);
-            else
-                for (int kp = 0; kp < kp_n; kp++)
-                    d[(size_t)kp * MR] = pair_at(A, FTC_MM_BF16, lda, false, i, k0 + 2 * kp, K);
+            pack_pairs_row(A, at, lda, i0 + p + r, k0, kc, K, d, MR);
         }
     }
 }
@@ -395,12 +413,7 @@ AVX512_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ld
                 for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * NR] = 0;
                 continue;
             }
-            int j = j0 + q + c;
-            if (bt == FTC_MM_F32)
-                for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * NR] = pair_at(B, FTC_MM_F32, ldb, false, j, k0 + 2 * kp, K);
-            else
-                for (int kp = 0; kp < kp_n; kp++)
-                    d[(size_t)kp * NR] = pair_at(B, FTC_MM_BF16, ldb, false, j, k0 + 2 * kp, K);
+            pack_pairs_row(B, bt, ldb, j0 + q + c, k0, kc, K, d, NR);
         }
     }
 }

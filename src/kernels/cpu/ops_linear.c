@@ -1,15 +1,32 @@
-/* Linear layer (nn.Linear layout, W [O,I]); every product goes through ftc_matmul. */
+/* Linear layer (nn.Linear layout, W [O,I]); every product goes through ftc_matmul (f32) or ftc_matmul_bf16. */
 #include "ftc/ops.h"
 #include "ftc/matmul.h"
 #include <string.h>
 
+/* y starts from the bias so the matmul adds onto it; returns the matmul's beta */
+static float bias_init(float *y, const float *b, int N, int O) {
+    if (!b) return 0.0f;
+    for (int n = 0; n < N; n++) memcpy(y + (size_t)n * O, b, sizeof(float) * O);
+    return 1.0f;
+}
+
+/* db[O] += sum_n dy[n,:]: rows in order n = 0..N-1 for every channel: deterministic; threads split channels */
+static void bias_backward(float *db, const float *dy, int N, int O) {
+    enum { CB = 128 };
+    int nblocks = (O + CB - 1) / CB;
+#pragma omp parallel for schedule(static) if ((long)N * O > 65536)
+    for (int blk = 0; blk < nblocks; blk++) {
+        int o0 = blk * CB, o1 = o0 + CB < O ? o0 + CB : O;
+        for (int n = 0; n < N; n++) {
+            const float *g = dy + (size_t)n * O;
+            for (int o = o0; o < o1; o++) db[o] += g[o];
+        }
+    }
+}
+
 /* y[N,O] = x[N,I] @ W[O,I]^T + b[O] */
 void linear_forward(float *y, const float *x, const float *W, const float *b, int N, int I, int O) {
-    float beta = 0.0f;
-    if (b) { /* start from the bias so the matmul adds onto it */
-        for (int n = 0; n < N; n++) memcpy(y + (size_t)n * O, b, sizeof(float) * O);
-        beta = 1.0f;
-    }
+    float beta = bias_init(y, b, N, O);
     ftc_matmul(false, true, N, O, I, 1.0f, x, I, W, I, beta, y, O);
 }
 
@@ -18,17 +35,17 @@ void linear_backward(float *dx, float *dW, float *db, const float *dy, const flo
                      int O) {
     if (dx) ftc_matmul(false, false, N, I, O, 1.0f, dy, O, W, I, 1.0f, dx, I);
     if (dW) ftc_matmul(true, false, O, I, N, 1.0f, dy, O, x, I, 1.0f, dW, I);
-    if (db) {
-        /* rows in order n = 0..N-1 for every channel: deterministic; threads split channels */
-        enum { CB = 128 };
-        int nblocks = (O + CB - 1) / CB;
-#pragma omp parallel for schedule(static) if ((long)N * O > 65536)
-        for (int blk = 0; blk < nblocks; blk++) {
-            int o0 = blk * CB, o1 = o0 + CB < O ? o0 + CB : O;
-            for (int n = 0; n < N; n++) {
-                const float *g = dy + (size_t)n * O;
-                for (int o = o0; o < o1; o++) db[o] += g[o];
-            }
-        }
-    }
+    if (db) bias_backward(db, dy, N, O);
+}
+
+void linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O) {
+    float beta = bias_init(y, b, N, O);
+    ftc_matmul_bf16(false, true, N, O, I, 1.0f, x, FTC_MM_F32, I, W, FTC_MM_BF16, I, beta, y, O);
+}
+
+void linear_backward_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *W, int N,
+                          int I, int O) {
+    if (dx) ftc_matmul_bf16(false, false, N, I, O, 1.0f, dy, FTC_MM_F32, O, W, FTC_MM_BF16, I, 1.0f, dx, I);
+    if (dW) ftc_matmul_bf16(true, false, O, I, N, 1.0f, dy, FTC_MM_F32, O, x, FTC_MM_F32, I, 1.0f, dW, I);
+    if (db) bias_backward(db, dy, N, O);
 }

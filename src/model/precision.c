@@ -1,0 +1,138 @@
+/* BF16 matmuls and bf16 storage of matmul weights (docs/train.md "Precision").
+ * A matmul weight (block linear W, LM head, BERT pooler) may carry data_bf16, the bf16 bits its matmuls read:
+ *   precision bf16, f32 weight:  data (master, what the optimizer updates) + data_bf16 (copy, refreshed lazily);
+ *   frozen weight stored bf16:   data == NULL, data_bf16 only (used through bf16 matmuls at either precision).
+ * Copies go stale when weights change (ftc_model_weights_changed after an optimizer step; merges) and are
+ * refreshed at the next forward, so gradient accumulation converts once per optimizer step. */
+#include "model_internal.h"
+#include "ftc/matmul.h"
+#include "ftc/ops.h"
+#include <stdlib.h>
+#include <string.h>
+
+const char *ftc_precision_name(ftc_precision p) { return p == FTC_PREC_BF16 ? "bf16" : "fp32"; }
+ftc_precision ftc_model_precision(const ftc_model *m) { return m->precision; }
+
+bool model_is_matmul_weight(const ftc_model *m, int i) {
+    if (i < 0 || i >= m->n_params || m->params[i].is_lora) return false;
+    if (i == m->lm_head || i == m->pooler_w) return true;
+    for (int l = 0; l < m->L; l++) {
+        const layer_params *lp = &m->layers[l];
+        const linear_mod *mods[] = {&lp->qkv, &lp->q, &lp->k, &lp->v, &lp->o, &lp->up, &lp->gate, &lp->down};
+        for (int j = 0; j < 8; j++)
+            if (mods[j]->w == i) return true;
+    }
+    return false;
+}
+
+/* A tied LM head is also the embedding table, which lookups read in f32: it keeps its f32 value. */
+bool model_bf16_storable(const ftc_model *m, int i) {
+    return model_is_matmul_weight(m, i) && i != m->wte && i != m->wpe && i != m->wtt;
+}
+
+static uint16_t *alloc_bf16(int64_t n) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (size_t)(n > 0 ? n : 1) * sizeof(uint16_t))) return NULL;
+    return p;
+}
+
+/* f32 -> bf16 in blocks over both threads (a 100M-value LM head would otherwise cost one core ~0.1 s) */
+static void convert(const float *in, uint16_t *out, int64_t n) {
+    enum { BLK = 1 << 16 };
+    int64_t nb = (n + BLK - 1) / BLK;
+#pragma omp parallel for schedule(static) if (n > 4 * BLK)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t o = b * BLK, k = n - o < BLK ? n - o : BLK;
+        ftc_f32_to_bf16_n(in + o, out + o, (size_t)k);
+    }
+}
+
+ftc_status ftc_model_set_precision(ftc_model *m, ftc_precision prec, ftc_err *err) {
+    if (prec != FTC_PREC_FP32 && prec != FTC_PREC_BF16) return ftc_errf(err, FTC_E_USAGE, "unknown precision %d", prec);
+    for (int i = 0; i < m->n_params; i++) {
+        ftc_param *p = &m->params[i];
+        if (!p->data || !model_is_matmul_weight(m, i)) continue; /* bf16-only weights stay as they are */
+        if (prec == FTC_PREC_BF16 && !p->data_bf16) {
+            p->data_bf16 = alloc_bf16(p->numel);
+            if (!p->data_bf16) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the bf16 copy of %s", p->name);
+            convert(p->data, p->data_bf16, p->numel);
+        } else if (prec == FTC_PREC_FP32 && p->data_bf16) {
+            free(p->data_bf16);
+            p->data_bf16 = NULL;
+        }
+    }
+    m->precision = prec;
+    return FTC_OK;
+}
+
+void ftc_model_weights_changed(ftc_model *m) { m->bf16_stale_trainable = true; }
+
+void model_refresh_bf16(ftc_model *m) {
+    if (!m->bf16_stale_all && !m->bf16_stale_trainable) return;
+    for (int i = 0; i < m->n_params; i++) {
+        ftc_param *p = &m->params[i];
+        if (p->data && p->data_bf16 && (m->bf16_stale_all || p->trainable)) convert(p->data, p->data_bf16, p->numel);
+    }
+    m->bf16_stale_all = m->bf16_stale_trainable = false;
+}
+
+ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err) {
+    model_refresh_bf16(m);
+    bool changed = false;
+    for (int i = 0; i < m->n_params; i++) {
+        ftc_param *p = &m->params[i];
+        if (p->trainable || !p->data || !model_bf16_storable(m, i)) continue;
+        if (!p->data_bf16) {
+            p->data_bf16 = alloc_bf16(p->numel);
+            if (!p->data_bf16) return ftc_errf(err, FTC_E_NOMEM, "out of memory storing %s in bf16", p->name);
+            convert(p->data, p->data_bf16, p->numel);
+        }
+        p->data = NULL; /* model_alloc_params gives it no f32 storage */
+        m->offsets[i] = -1;
+        changed = true;
+    }
+    return changed ? model_alloc_params(m, err) : FTC_OK;
+}
+
+ftc_status model_inflate_f32(ftc_model *m, int i, ftc_err *err) {
+    ftc_param *p = &m->params[i];
+    if (p->data || !p->data_bf16) return FTC_OK;
+    float *tmp = malloc((size_t)p->numel * sizeof(float));
+    if (!tmp) return ftc_errf(err, FTC_E_NOMEM, "out of memory restoring %s to f32", p->name);
+    ftc_bf16_to_f32_n(p->data_bf16, tmp, (size_t)p->numel);
+    p->data = tmp;
+    m->offsets[i] = -2; /* a private f32 value: model_alloc_params moves it into the buffer and frees it */
+    ftc_status s = model_alloc_params(m, err);
+    if (m->precision != FTC_PREC_BF16 && p->data) { /* fp32 matmuls from now on: the copy is not needed */
+        free(p->data_bf16);
+        p->data_bf16 = NULL;
+    }
+    return s;
+}
+
+int64_t ftc_model_param_bytes(const ftc_model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const ftc_param *p = &m->params[i];
+        n += (p->data ? 4 : 0) * p->numel + (p->data_bf16 ? 2 : 0) * p->numel;
+    }
+    return n;
+}
+
+static const uint16_t *bf16_weight(const ftc_model *m, int w) {
+    const ftc_param *p = &m->params[w];
+    return p->data_bf16 && (m->precision == FTC_PREC_BF16 || !p->data) ? p->data_bf16 : NULL;
+}
+
+void model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O) {
+    const uint16_t *w16 = bf16_weight(m, w);
+    if (w16) linear_forward_bf16(y, x, w16, P(m, b), N, I, O);
+    else linear_forward(y, x, P(m, w), P(m, b), N, I, O);
+}
+
+void model_linear_backward(ftc_model *m, int w, int b, float *dx, const float *dy, const float *x, int N, int I,
+                           int O) {
+    const uint16_t *w16 = bf16_weight(m, w);
+    if (w16) linear_backward_bf16(dx, G(m, w), G(m, b), dy, x, w16, N, I, O);
+    else linear_backward(dx, G(m, w), G(m, b), dy, x, P(m, w), N, I, O);
+}
