@@ -21,6 +21,7 @@ expect_rc 1 "unknown setting 'learning-rate'" "$FTC" train --learning-rate 1
 expect_rc 1 "lr: 'fast' is not a number" "$FTC" train --lr fast
 expect_rc 1 "method: 'adapter' is not one of full, head, lora" "$FTC" train --method adapter
 expect_rc 1 "--resume needs --out" "$FTC" train --resume
+expect_rc 1 "feature-cache: 'maybe' is not a boolean" "$FTC" train --feature-cache maybe
 printf 'lr: [1, 2]\n' >"$T/bad.yaml"
 expect_rc 2 "bad.yaml: line 1: key 'lr'" "$FTC" train --config "$T/bad.yaml" --model m --data d --out o
 
@@ -59,6 +60,22 @@ grep -q '"trainable_params": 1155' "$T/run/config.resolved.json" || fail "head o
 [ "$(grep -c '"accuracy"' "$T/run/metrics.jsonl")" -ge 2 ] || fail "expected >= 2 evaluations in metrics.jsonl"
 grep -q '"id2label"' "$T/run/model/config.json" || fail "model/config.json lacks id2label"
 expect_rc 1 "already holds a run" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/run" --quiet
+# head on a frozen backbone caches the encoder's features by default; --feature-cache false runs it every step
+grep -q '"feature_cache": true' "$T/run/config.resolved.json" || fail "config.resolved.json lacks feature_cache: true"
+expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --val "$T/val.jsonl" --out "$T/run_nocache" \
+  --config "$T/run.yaml" --batch 4 --feature-cache false --quiet
+grep -q '"feature_cache": false' "$T/run_nocache/config.resolved.json" || fail "--feature-cache false not recorded"
+[ "$(grep -c '"accuracy"' "$T/run_nocache/metrics.jsonl")" -ge 2 ] || fail "uncached run: expected >= 2 evaluations"
+
+# Continuing from a run's model (e.g. full fine-tuning after a head-only run): the head it was trained with is
+# kept, so its pooling (recorded as ftc_pooling; MiniLM's is mean) must be kept too, and its labels must match.
+grep -q '"ftc_pooling": "mean"' "$T/run/model/config.json" || fail "run 1 should pool by mean (sentence-transformers)"
+expect_rc 0 "" "$FTC" train --model "$T/run/model" --data "$T/train.jsonl" --out "$T/cont" --method full --lr 1e-5 \
+  --batch 4 --max-steps 1 --quiet
+grep -q '"ftc_pooling": "mean"' "$T/cont/model/config.json" || fail "continued run switched pooling away from mean"
+sed 's/"class\([0-9]\)"/"kind\1"/' "$T/train.jsonl" >"$T/renamed.jsonl"
+expect_rc 2 "(config.json id2label) but the data's label 0 is 'kind" \
+  "$FTC" train --model "$T/run/model" --data "$T/renamed.jsonl" --out "$T/cont2" --method full --max-steps 1 --quiet
 
 # Text data through the data layer (the model's tokenizer), then `ftc eval --model RUNDIR` on held-out text.
 FAQ="${FTC_SOURCE_DIR:-.}/examples/faq"
