@@ -24,6 +24,8 @@ mkdir -p "$RUNS"
 COMMON="--task classify --max-len 64 --batch 32 --seed 42 --val-split 0.1 --metric accuracy --eval-every 0"
 args_for() {
   case $1 in
+    # head: checked on the validation split once epochs became cheap (cached features): 1e-2 x 4 epochs
+    # (best val accuracy 0.930) beat 10-20 epochs at 3e-3..5e-2 (0.915-0.929)
     head) echo "--method head --lr 1e-2 --epochs 4" ;;
     lora) echo "--method lora --lora-r 16 --lora-alpha 32 --lora-targets all-linear --lr 1e-3 --epochs 3 --warmup 0.1" ;;
     full) echo "--method full --lr 1e-4 --epochs 3 --warmup 0.1 --weight-decay 0.01" ;;

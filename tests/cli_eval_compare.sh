@@ -76,6 +76,9 @@ assert r["base"] == base, (r["base"], base)
 assert r["tuned"] == tuned, (r["tuned"], tuned)
 assert r["base"] != r["tuned"] and r["base"].strip(), "base and tuned answers should differ"
 PY
+  expect_rc 0 "" "$FTC" report --run "$T/lm" # no validation, no eval.json: the samples say it is causal-lm
+  grep -q "task causal-lm" "$T/lm/report.html" && grep -q "<h2>Sample answers</h2>" "$T/lm/report.html" \
+    || fail "report of a causal-lm run without validation: task or samples missing"
   # with validation data the prompts come from it
   printf '{"prompt": "One day, a big dog", "completion": " ran to the park."}\n' >"$T/lm_val.jsonl"
   expect_rc 0 "" "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --val "$T/lm_val.jsonl" --out "$T/lmv" \

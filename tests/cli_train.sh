@@ -67,6 +67,16 @@ expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --val "$T/
 grep -q '"feature_cache": false' "$T/run_nocache/config.resolved.json" || fail "--feature-cache false not recorded"
 [ "$(grep -c '"accuracy"' "$T/run_nocache/metrics.jsonl")" -ge 2 ] || fail "uncached run: expected >= 2 evaluations"
 
+# Continuing from a run's model (e.g. full fine-tuning after a head-only run): the head it was trained with is
+# kept, so its pooling (recorded as ftc_pooling; MiniLM's is mean) must be kept too, and its labels must match.
+grep -q '"ftc_pooling": "mean"' "$T/run/model/config.json" || fail "run 1 should pool by mean (sentence-transformers)"
+expect_rc 0 "" "$FTC" train --model "$T/run/model" --data "$T/train.jsonl" --out "$T/cont" --method full --lr 1e-5 \
+  --batch 4 --max-steps 1 --quiet
+grep -q '"ftc_pooling": "mean"' "$T/cont/model/config.json" || fail "continued run switched pooling away from mean"
+sed 's/"class\([0-9]\)"/"kind\1"/' "$T/train.jsonl" >"$T/renamed.jsonl"
+expect_rc 2 "(config.json id2label) but the data's label 0 is 'kind" \
+  "$FTC" train --model "$T/run/model" --data "$T/renamed.jsonl" --out "$T/cont2" --method full --max-steps 1 --quiet
+
 # Text data through the data layer (the model's tokenizer), then `ftc eval --model RUNDIR` on held-out text.
 FAQ="${FTC_SOURCE_DIR:-.}/examples/faq"
 if [ -f "$FAQ/train.jsonl" ]; then

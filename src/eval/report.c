@@ -573,8 +573,8 @@ ftc_status ftc_report_write(const char *rundir, ftc_err *err) {
         }
     } else if (log.s[K_ACCURACY].n || log.s[K_MACRO_F1].n) {
         task = "classify";
-    } else if (log.s[K_TOKEN_ACC].n || log.s[K_VAL_PPL].n) {
-        task = "causal-lm";
+    } else if (log.s[K_TOKEN_ACC].n || log.s[K_VAL_PPL].n || ftc_file_exists(samples_path)) {
+        task = "causal-lm"; /* sample answers are written for causal-lm runs only */
     }
 
     sb_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>ftc report: ");

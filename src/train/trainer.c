@@ -53,20 +53,56 @@ static bool is_final_norm(const char *name) {
     return has_component(name, "ln_f") || !strncmp(name, "model.norm.", 11) || !strncmp(name, "norm.", 5);
 }
 
-/* --pooling auto: a sentence-transformers checkpoint says how its embeddings are pooled
+/* --pooling auto: the pooling a checkpoint ftc wrote was trained with; else a sentence-transformers checkpoint says how its embeddings are pooled
  * (1_Pooling/config.json); its CLS state and pooler were not trained for that, so a head on them learns
  * far worse. Otherwise CLS (+ the BERT pooler) for encoders and the last real token for decoders. */
 ftc_pooling ftc_train_pooling(const char *choice, const char *model_dir, ftc_family family) {
     if (!strcmp(choice, "cls")) return FTC_POOL_CLS;
     if (!strcmp(choice, "mean")) return FTC_POOL_MEAN;
     if (!strcmp(choice, "last")) return FTC_POOL_LAST;
-    if (family != FTC_FAMILY_BERT) return FTC_POOL_LAST;
     char path[FTC_PATH_MAX + 32];
+    /* a classifier ftc saved records the pooling its head was trained on ("ftc_pooling"): a head trained on
+     * mean-pooled features and continued on CLS would start from garbage */
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    const char *saved = json_string_value(json_object_get(cfg, "ftc_pooling"));
+    int recorded = saved && !strcmp(saved, "mean") ? FTC_POOL_MEAN
+                   : saved && !strcmp(saved, "cls") ? FTC_POOL_CLS
+                   : saved && !strcmp(saved, "last") ? FTC_POOL_LAST
+                                                    : -1;
+    json_decref(cfg);
+    if (recorded >= 0) return (ftc_pooling)recorded;
+    if (family != FTC_FAMILY_BERT) return FTC_POOL_LAST;
     snprintf(path, sizeof path, "%s/1_Pooling/config.json", model_dir);
     json_t *o = json_load_file(path, 0, NULL);
     bool mean = o && json_is_true(json_object_get(o, "pooling_mode_mean_tokens"));
     json_decref(o);
     return mean ? FTC_POOL_MEAN : FTC_POOL_CLS;
+}
+
+/* A checkpoint that already has a classification head (e.g. continuing a head-only run with full
+ * fine-tuning) keeps it when the label count matches; its rows must then mean the data's labels, in order,
+ * or training would start from a head that confidently predicts the wrong classes. */
+static ftc_status check_head_labels(const ftc_model *m, const ftc_dataset *train, ftc_err *err) {
+    const ftc_model_config *mc = ftc_model_config_of(m);
+    if (!train->label_names || !mc->id2label || mc->num_labels != train->num_labels) return FTC_OK;
+    bool generic = true; /* transformers' placeholders LABEL_0, LABEL_1, ...: the head's rows carry no names */
+    for (int i = 0; i < mc->num_labels && generic; i++) {
+        char placeholder[32];
+        snprintf(placeholder, sizeof placeholder, "LABEL_%d", i);
+        generic = mc->id2label[i] && !strcmp(mc->id2label[i], placeholder);
+    }
+    if (generic) return FTC_OK;
+    for (int i = 0; i < train->num_labels; i++) {
+        const char *have = mc->id2label[i] ? mc->id2label[i] : "";
+        const char *want = train->label_names[i] ? train->label_names[i] : "";
+        if (strcmp(have, want))
+            return ftc_errf(err, FTC_E_INPUT,
+                            "the model's classification head has label %d = '%s' (config.json id2label) but the "
+                            "data's label %d is '%s': train from the base model, or use the same label set",
+                            i, have, i, want);
+    }
+    return FTC_OK;
 }
 
 ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int num_labels, ftc_err *err) {
@@ -599,6 +635,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     if (!c->resume && ftc_file_exists(r.path_ckpt))
         return ftc_errf(err, FTC_E_USAGE, "%s already holds a run (checkpoint.ftc): use --resume, or another --out",
                         c->out);
+    if ((s = check_head_labels(m, train, err)) != FTC_OK) return s;
     if ((s = ftc_train_prepare_model(m, c, train->num_labels, err)) != FTC_OK) return s;
     int T = max_len_of(train, c->max_len);
     if (val) { int Tv = max_len_of(val, c->max_len); if (Tv > T) T = Tv; }
