@@ -1,6 +1,7 @@
 /* Elementwise ops: GELU (tanh approximation and exact erf), SwiGLU, residual add, tanh, inverted dropout.
  * Elementwise work is split across threads in fixed chunks; no reductions, so results are deterministic. */
 #include "ftc/ops.h"
+#include "vmath.h"
 #include <math.h>
 #include <string.h>
 
@@ -9,59 +10,137 @@
 static const float GELU_K = 0.7978845608028654f; /* sqrt(2/pi) */
 static const float GELU_C = 0.044715f;
 
-/* y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))   (GPT-2 gelu_new, torch gelu(approximate='tanh')) */
+/* Chunk of values whose exponentials are taken in one vector call (stack scratch). */
+enum { VCHUNK = 512 };
+
+static inline int chunk_len(int ch, int n) { return n - ch * VCHUNK < VCHUNK ? n - ch * VCHUNK : VCHUNK; }
+
+/* y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-2 gelu_new, torch gelu(approximate='tanh')),
+ * computed as y = x sigmoid(2u) = x / (1 + exp(-2u)): the same function, one vectorised exp instead of libm's
+ * tanhf, and no cancellation in 1 + tanh(u) for negative u. */
 void gelu_tanh_forward(float *y, const float *x, int n) {
+    int nch = (n + VCHUNK - 1) / VCHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int i = 0; i < n; i++) {
-        float v = x[i];
-        y[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+    for (int ch = 0; ch < nch; ch++) {
+        const float *xc = x + (size_t)ch * VCHUNK;
+        float *yc = y + (size_t)ch * VCHUNK, e[VCHUNK];
+        int len = chunk_len(ch, n);
+        for (int i = 0; i < len; i++) {
+            float v = xc[i];
+            e[i] = -2.0f * (GELU_K * (v + GELU_C * v * v * v));
+        }
+        vm_exp(e, e, len);
+        for (int i = 0; i < len; i++) yc[i] = xc[i] / (1.0f + e[i]);
     }
 }
 
-/* dx += dy * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2)),  t = tanh(sqrt(2/pi)(x + 0.044715 x^3)) */
+/* dx += dy * (0.5 (1 + t) + 0.5 x (1 - t^2) u'),  t = tanh(u), u' = sqrt(2/pi)(1 + 3*0.044715 x^2);
+ * with s = sigmoid(2u): 0.5 (1 + t) = s and 0.5 (1 - t^2) = 2 s (1 - s). */
 void gelu_tanh_backward(float *dx, const float *dy, const float *x, int n) {
+    int nch = (n + VCHUNK - 1) / VCHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int i = 0; i < n; i++) {
-        float v = x[i];
-        float t = tanhf(GELU_K * (v + GELU_C * v * v * v));
-        float dt = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
-        dx[i] += dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * dt);
+    for (int ch = 0; ch < nch; ch++) {
+        size_t o = (size_t)ch * VCHUNK;
+        float e[VCHUNK];
+        int len = chunk_len(ch, n);
+        for (int i = 0; i < len; i++) {
+            float v = x[o + i];
+            e[i] = -2.0f * (GELU_K * (v + GELU_C * v * v * v));
+        }
+        vm_exp(e, e, len);
+        for (int i = 0; i < len; i++) {
+            float v = x[o + i], s = 1.0f / (1.0f + e[i]);
+            float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+            dx[o + i] += dy[o + i] * (s + 2.0f * v * s * (1.0f - s) * du);
+        }
     }
 }
 
-/* y = 0.5 x (1 + erf(x / sqrt 2))   (BERT gelu, torch gelu default) */
+/* Phi(x) = 0.5 (1 + erf(x/sqrt 2)) = 0.5 erfc(-x/sqrt 2) for one chunk, with erfc(z) = t exp(-z^2 + P(t)),
+ * t = 1/(1 + z/2), z = |x|/sqrt 2 >= 0: the Chebyshev fit of Numerical Recipes (erfcc; fractional error below
+ * 1.2e-7 for all z >= 0), so Phi keeps its relative accuracy in the far negative tail, where 1 + erf would
+ * cancel. One vectorised exp instead of libm's erff. */
+static void normal_cdf_chunk(float *cdf, const float *x, int len) {
+    float t[VCHUNK];
+    for (int i = 0; i < len; i++) {
+        float z = fabsf(x[i]) * 0.70710678118654752f, u = 1.0f / (1.0f + 0.5f * z);
+        float p = 0.17087277f;
+        p = p * u - 0.82215223f;
+        p = p * u + 1.48851587f;
+        p = p * u - 1.13520398f;
+        p = p * u + 0.27886807f;
+        p = p * u - 0.18628806f;
+        p = p * u + 0.09678418f;
+        p = p * u + 0.37409196f;
+        p = p * u + 1.00002368f;
+        p = p * u - 1.26551223f;
+        t[i] = u;
+        cdf[i] = p - z * z;
+    }
+    vm_exp(cdf, cdf, len);
+    for (int i = 0; i < len; i++) {
+        float half_erfc = 0.5f * t[i] * cdf[i];
+        cdf[i] = x[i] < 0.0f ? half_erfc : 1.0f - half_erfc;
+    }
+}
+
+/* y = 0.5 x (1 + erf(x / sqrt 2)) = x Phi(x)   (BERT gelu, torch gelu default) */
 void gelu_erf_forward(float *y, const float *x, int n) {
+    int nch = (n + VCHUNK - 1) / VCHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-}
-
-/* dx += dy * (Phi(x) + x phi(x)),  Phi(x) = 0.5 (1 + erf(x/sqrt 2)), phi(x) = exp(-x^2/2) / sqrt(2 pi) */
-void gelu_erf_backward(float *dx, const float *dy, const float *x, int n) {
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int i = 0; i < n; i++) {
-        float v = x[i];
-        float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-        float pdf = expf(-0.5f * v * v) * 0.3989422804014327f;
-        dx[i] += dy[i] * (cdf + v * pdf);
+    for (int ch = 0; ch < nch; ch++) {
+        size_t o = (size_t)ch * VCHUNK;
+        float cdf[VCHUNK];
+        int len = chunk_len(ch, n);
+        normal_cdf_chunk(cdf, x + o, len);
+        for (int i = 0; i < len; i++) y[o + i] = x[o + i] * cdf[i];
     }
 }
 
-/* y[n] = silu(gate) * up,  silu(g) = g * sigmoid(g)   (Llama MLP: down(act(gate(x)) * up(x))) */
-void swiglu_forward(float *y, const float *gate, const float *up, int n) {
+/* dx += dy * (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2) / sqrt(2 pi) */
+void gelu_erf_backward(float *dx, const float *dy, const float *x, int n) {
+    int nch = (n + VCHUNK - 1) / VCHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int i = 0; i < n; i++) {
-        float g = gate[i];
-        y[i] = g / (1.0f + expf(-g)) * up[i];
+    for (int ch = 0; ch < nch; ch++) {
+        size_t o = (size_t)ch * VCHUNK;
+        float cdf[VCHUNK], pdf[VCHUNK];
+        int len = chunk_len(ch, n);
+        normal_cdf_chunk(cdf, x + o, len);
+        for (int i = 0; i < len; i++) pdf[i] = -0.5f * x[o + i] * x[o + i];
+        vm_exp(pdf, pdf, len);
+        for (int i = 0; i < len; i++) dx[o + i] += dy[o + i] * (cdf[i] + x[o + i] * (pdf[i] * 0.3989422804014327f));
+    }
+}
+
+/* y[n] = silu(gate) * up,  silu(g) = g * sigmoid(g) = g / (1 + exp(-g))   (Llama MLP: down(act(gate(x)) * up(x))) */
+void swiglu_forward(float *y, const float *gate, const float *up, int n) {
+    int nch = (n + VCHUNK - 1) / VCHUNK;
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int ch = 0; ch < nch; ch++) {
+        size_t o = (size_t)ch * VCHUNK;
+        float e[VCHUNK];
+        int len = chunk_len(ch, n);
+        for (int i = 0; i < len; i++) e[i] = -gate[o + i];
+        vm_exp(e, e, len);
+        for (int i = 0; i < len; i++) y[o + i] = gate[o + i] / (1.0f + e[i]) * up[o + i];
     }
 }
 
 /* dgate += dy * up * s (1 + g (1 - s)),  s = sigmoid(g);  dup += dy * silu(g) */
 void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n) {
+    int nch = (n + VCHUNK - 1) / VCHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int i = 0; i < n; i++) {
-        float g = gate[i], s = 1.0f / (1.0f + expf(-g));
-        if (dgate) dgate[i] += dy[i] * up[i] * s * (1.0f + g * (1.0f - s));
-        if (dup) dup[i] += dy[i] * g * s;
+    for (int ch = 0; ch < nch; ch++) {
+        size_t o = (size_t)ch * VCHUNK;
+        float e[VCHUNK];
+        int len = chunk_len(ch, n);
+        for (int i = 0; i < len; i++) e[i] = -gate[o + i];
+        vm_exp(e, e, len);
+        for (int i = 0; i < len; i++) {
+            float g = gate[o + i], s = 1.0f / (1.0f + e[i]);
+            if (dgate) dgate[o + i] += dy[o + i] * up[o + i] * s * (1.0f + g * (1.0f - s));
+            if (dup) dup[o + i] += dy[o + i] * g * s;
+        }
     }
 }
 

@@ -4,20 +4,24 @@
  * PyTorch/transformers let them see, and padded rows' outputs are never used by a loss. */
 #include "ftc/ops.h"
 #include "ops_internal.h"
+#include "vmath.h"
+#include "ftc/matmul.h"
 #include <math.h>
 #include <string.h>
 
-/* a . b over n floats with 8 independent partial sums (vectorisable without -ffast-math; fixed order, so
- * deterministic) */
 static inline bool visible(const uint8_t *mask_b, bool causal, int i, int j) {
     if (causal && j > i) return false;
     return !mask_b || mask_b[j] || j == i;
 }
 
+/* Rows of queries per block: causal attention computes only the key columns up to the block's last query. */
+enum { QBLOCK = 64 };
+
 /* Per (b,h), with kv head g = h / (H/Hkv) and scale = 1/sqrt(D):
  *   att[b,h,i,j] = softmax_j(q[b,i,h,:] . k[b,j,g,:] * scale) over visible j (0 elsewhere)
  *   out[b,i,h,:] = sum_j att[b,h,i,j] v[b,j,g,:]
- * q,out [B,T,H,D]; k,v [B,T,Hkv,D]; att [B,H,T,T]. One (b,h) per thread: outputs are disjoint. */
+ * q,out [B,T,H,D]; k,v [B,T,Hkv,D]; att [B,H,T,T]. Both products are matmuls on a block of query rows
+ * (single-threaded inside this parallel region); one (b,h) per thread: outputs are disjoint. */
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal) {
     const int group = H / Hkv;
@@ -32,30 +36,27 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
             const float *kb = k + (size_t)b * T * ks + (size_t)g * D;
             const float *vb = v + (size_t)b * T * ks + (size_t)g * D;
             float *ob = out + (size_t)b * T * qs + (size_t)h * D;
-            for (int i = 0; i < T; i++) {
-                float *p = att + (((size_t)b * H + h) * T + i) * T;
-                const float *qi = qb + (size_t)i * qs;
-                float mx = -INFINITY;
-                for (int j = 0; j < T; j++) {
-                    if (!visible(mb, causal, i, j)) { p[j] = -INFINITY; continue; }
-                    p[j] = ops_dot8(qi, kb + (size_t)j * ks, D) * scale;
-                    if (p[j] > mx) mx = p[j];
+            float *pbh = att + ((size_t)b * H + h) * T * T;
+            for (int i0 = 0; i0 < T; i0 += QBLOCK) {
+                const int rows = T - i0 < QBLOCK ? T - i0 : QBLOCK;
+                const int cols = causal ? i0 + rows : T; /* keys any row of the block can see */
+                float *pblk = pbh + (size_t)i0 * T;
+                ftc_matmul(false, true, rows, cols, D, scale, qb + (size_t)i0 * qs, (int)qs, kb, (int)ks, 0.0f, pblk,
+                           T);
+                for (int i = i0; i < i0 + rows; i++) {
+                    float *p = pbh + (size_t)i * T;
+                    float mx = -INFINITY;
+                    for (int j = 0; j < cols; j++) {
+                        if (!visible(mb, causal, i, j)) p[j] = -INFINITY;
+                        else if (p[j] > mx) mx = p[j];
+                    }
+                    /* exp(-inf - mx) = 0 for the hidden keys; sum >= 1: the row's max contributes exp(0) */
+                    float inv = (float)(1.0 / vm_exp_sum(p, p, mx, cols));
+                    for (int j = 0; j < cols; j++) p[j] *= inv;
+                    for (int j = cols; j < T; j++) p[j] = 0.0f;
                 }
-                float sum = 0.0f;
-                for (int j = 0; j < T; j++) {
-                    float e = p[j] == -INFINITY ? 0.0f : expf(p[j] - mx);
-                    p[j] = e;
-                    sum += e;
-                }
-                float inv = 1.0f / sum; /* sum >= 1: the row's max contributes exp(0) */
-                float *oi = ob + (size_t)i * qs;
-                memset(oi, 0, sizeof(float) * D);
-                for (int j = 0; j < T; j++) {
-                    p[j] *= inv;
-                    if (p[j] == 0.0f) continue;
-                    const float *vj = vb + (size_t)j * ks;
-                    for (int d = 0; d < D; d++) oi[d] += p[j] * vj[d];
-                }
+                ftc_matmul(false, false, rows, D, cols, 1.0f, pblk, T, vb, (int)ks, 0.0f, ob + (size_t)i0 * qs,
+                           (int)qs);
             }
         }
     }

@@ -1,9 +1,11 @@
 /* Attention for incremental decoding: Tn new queries attend over a key/value cache that already holds the
  * keys and values of every earlier position and of the new ones. Causal by construction: the new query at
- * absolute position p = Tk - Tn + i sees keys 0..p. Same arithmetic as attention_forward (dot products with 8
- * partial sums, max-subtracted softmax in float), so a decode step reproduces the full-sequence rows. */
+ * absolute position p = Tk - Tn + i sees keys 0..p. Same softmax as attention_forward (max-subtracted, vm_exp_sum);
+ * the scores here are dot products with 8 partial sums where attention_forward uses ftc_matmul, so a decode
+ * step reproduces the full-sequence rows to rounding (within 1e-5, test_attention_decode). */
 #include "ftc/ops.h"
 #include "ops_internal.h"
+#include "vmath.h"
 #include <math.h>
 #include <string.h>
 
@@ -30,13 +32,9 @@ void attention_decode_forward(float *out, float *att, const float *q, const floa
                     p[j] = ops_dot8(qi, kb + (size_t)j * ks, D) * scale;
                     if (p[j] > mx) mx = p[j];
                 }
-                float sum = 0.0f;
-                for (int j = 0; j < nvis; j++) {
-                    p[j] = expf(p[j] - mx);
-                    sum += p[j];
-                }
+                /* sum >= 1: the max contributes exp(0) */
+                float inv = (float)(1.0 / vm_exp_sum(p, p, mx, nvis));
                 for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
-                float inv = 1.0f / sum; /* sum >= 1: the max contributes exp(0) */
                 float *oi = ob + (size_t)i * qs;
                 memset(oi, 0, sizeof(float) * D);
                 for (int j = 0; j < nvis; j++) {

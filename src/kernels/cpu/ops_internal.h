@@ -1,5 +1,4 @@
-/* Helpers shared by the CPU ops. Full-sequence attention and decode attention must use the same
- * arithmetic so that a KV-cache decode step reproduces the full forward exactly; the dot product lives here. */
+/* Helpers shared by the CPU ops: the dot product of decode attention and of attention's backward. */
 #ifndef FTC_OPS_INTERNAL_H
 #define FTC_OPS_INTERNAL_H
 

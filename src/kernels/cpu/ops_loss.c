@@ -1,14 +1,18 @@
 /* Softmax cross-entropy over the vocabulary, ignoring rows whose target is negative (HF's -100). */
 #include "ftc/ops.h"
+#include "vmath.h"
 #include <math.h>
 
-/* log(sum_v exp(row[v])) with the max subtracted first; summed in double */
-static double row_logsumexp(const float *row, int V) {
+static float row_max(const float *row, int V) {
     float mx = row[0];
     for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-    double s = 0;
-    for (int v = 0; v < V; v++) s += exp((double)(row[v] - mx));
-    return mx + log(s);
+    return mx;
+}
+
+/* log(sum_v exp(row[v])) with the max subtracted first; vectorised exp, summed in double */
+static double row_logsumexp(const float *row, int V) {
+    float mx = row_max(row, V);
+    return mx + log(vm_exp_sum(NULL, row, mx, V));
 }
 
 /* loss = mean over rows with targets[n] >= 0 of (logsumexp(logits[n,:]) - logits[n, targets[n]]) */
@@ -49,8 +53,10 @@ void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *
             for (int v = 0; v < V; v++) d[v] = 0.0f;
             continue;
         }
-        double lse = row_logsumexp(row, V);
-        for (int v = 0; v < V; v++) d[v] = (float)exp((double)row[v] - lse) * g;
+        /* softmax = exp(row - max) / sum: one pass of exponentials into d, then one scaling pass */
+        float mx = row_max(row, V);
+        float scale = (float)(g / vm_exp_sum(d, row, mx, V));
+        for (int v = 0; v < V; v++) d[v] *= scale;
         d[targets[n]] -= g;
     }
 }

@@ -1,0 +1,78 @@
+#!/bin/bash
+# ftc train --precision / --base-dtype from the command line: usage errors (exit 1), a bf16 LoRA run on
+# stories260K whose run directory records the precision and whose model keeps the frozen base as BF16 tensors,
+# and a bf16 run killed with SIGKILL and resumed that ends byte-identical to an uninterrupted one.
+set -u
+FTC=${FTC_BIN:?FTC_BIN not set}
+T=$(mktemp -d /tmp/ftc_cli_train_bf16.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+expect_rc() { # expect_rc RC STDERR_SUBSTRING cmd...
+  local want=$1 msg=$2; shift 2
+  "$@" >"$T/out" 2>"$T/err"; local rc=$?
+  [ "$rc" = "$want" ] || { cat "$T/err"; fail "'$*' exited $rc, want $want"; }
+  [ -z "$msg" ] || grep -qF -- "$msg" "$T/err" || { cat "$T/err"; fail "'$*': stderr lacks '$msg'"; }
+}
+
+expect_rc 0 "" "$FTC" train --help
+grep -q -- "--precision fp32|bf16" "$T/out" || fail "help lacks --precision"
+expect_rc 1 "precision: 'fp16' is not one of fp32, bf16" "$FTC" train --precision fp16
+expect_rc 1 "base-dtype: 'int4' is not one of auto, fp32, bf16" "$FTC" train --base-dtype int4
+expect_rc 1 "--base-dtype bf16 stores the frozen base weights: it needs --method lora or head" \
+  "$FTC" train --model m --data d --out o --method full --base-dtype bf16
+
+MODEL=${FTC_SHARED_DATA:-../shared/data}/models/stories260K-hf
+if [ ! -f "$MODEL/config.json" ]; then
+  echo "SKIP: $MODEL not found; ran the usage checks only"
+  exit 0
+fi
+for i in $(seq 1 24); do
+  echo "{\"text\": \"Once upon a time there was a little girl named Lily. She liked to play in the park number $i.\"}"
+done >"$T/lm.jsonl"
+
+ARGS=(--model "$MODEL" --data "$T/lm.jsonl" --task causal-lm --method lora --lora-targets all-linear --lora-r 4
+      --lr 0.01 --batch 4 --max-steps 6 --save-every 1 --log-every 1 --seed 3 --precision bf16 --quiet)
+expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$T/ref"
+grep -q '"precision": "bf16"' "$T/ref/config.resolved.json" || fail "config.resolved.json lacks the precision"
+grep -q '"base_dtype": "auto"' "$T/ref/config.resolved.json" || fail "config.resolved.json lacks base_dtype"
+grep -q '"precision"' "$T/ref/checkpoint.ftc" || fail "checkpoint state lacks the precision"
+# the merged model: block linears BF16 (frozen base, adapters merged and rounded), embeddings and norms F32
+python3 - "$T/ref/model/model.safetensors" <<'PY' || fail "model.safetensors dtypes"
+import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+dt = {k: v["dtype"] for k, v in h.items() if k != "__metadata__"}
+assert dt["model.layers.0.self_attn.q_proj.weight"] == "BF16", dt
+assert dt["model.layers.4.mlp.down_proj.weight"] == "BF16", dt
+assert dt["model.embed_tokens.weight"] == "F32" and dt["model.norm.weight"] == "F32", dt
+PY
+first=$(grep -o '"loss":[0-9.]*' "$T/ref/metrics.jsonl" | head -n 1 | cut -d: -f2)
+last=$(grep -o '"loss":[0-9.]*' "$T/ref/metrics.jsonl" | tail -n 1 | cut -d: -f2)
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "bf16 LoRA loss did not fall ($first -> $last)"
+expect_rc 0 "" "$FTC" eval --model "$T/ref" --data "$T/lm.jsonl"
+
+# Kill at a random point, resume (the precision comes back from config.resolved.json), compare byte for byte.
+t0=$(date +%s%N)
+"$FTC" train "${ARGS[@]}" --out "$T/ref2" >/dev/null || fail "second reference run failed"
+cmp "$T/ref/model/model.safetensors" "$T/ref2/model/model.safetensors" || fail "bf16 runs are not deterministic"
+dur_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+"$FTC" train "${ARGS[@]}" --out "$T/killed" >/dev/null 2>&1 &
+pid=$!
+sleep "$(awk -v d="$dur_ms" -v s="$RANDOM" 'BEGIN { srand(s); printf "%.3f", d * (0.2 + 0.6 * rand()) / 1000 }')"
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+# resume without repeating --precision: the run directory's settings carry it
+if [ -f "$T/killed/checkpoint.ftc" ]; then
+  args=()
+  skip=0
+  for a in "${ARGS[@]}"; do
+    [ "$skip" = 1 ] && { skip=0; continue; }
+    [ "$a" = --precision ] && { skip=1; continue; }
+    args+=("$a")
+  done
+  "$FTC" train "${args[@]}" --out "$T/killed" --resume >/dev/null || fail "resumed run failed"
+else
+  "$FTC" train "${ARGS[@]}" --out "$T/killed" >/dev/null || fail "rerun failed"
+fi
+cmp "$T/ref/model/model.safetensors" "$T/killed/model/model.safetensors" || fail "resumed bf16 model differs"
+cmp "$T/ref/checkpoint.ftc" "$T/killed/checkpoint.ftc" || fail "resumed bf16 checkpoint differs"
+echo "ok: bf16 usage errors, run directory, BF16 base in model/, kill + resume byte-identical"

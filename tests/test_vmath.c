@@ -1,0 +1,281 @@
+/* The vectorised exp (src/kernels/cpu/vmath.h) and the ops built on it (GELU tanh and erf, SwiGLU,
+ * softmax cross-entropy), on the portable path and, where the CPU has it, the AVX-512 path, against double libm.
+ * Also: AdamW's AVX-512 loop is bit-identical to the portable one.
+ * Bound: max relative error 1e-6 over results in the normal range (the algorithm gives about 2 ulp). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "ftc/base.h"
+#include "ftc/matmul.h"
+#include "ftc/ops.h"
+#include "kernels/cpu/vmath.h"
+
+/* Runs fn once per path this CPU has: generic, then avx512. */
+static void each_path(void (*fn)(const char *path)) {
+    const char *paths[] = {"generic", "avx512"};
+    for (int i = 0; i < 2; i++) {
+        if (!ftc_matmul_set_backend(paths[i])) {
+            fprintf(stderr, "(no %s on this CPU: skipped)\n", paths[i]);
+            continue;
+        }
+        assert_int_equal(vm_use_avx512(), i == 1);
+        fn(paths[i]);
+    }
+    ftc_matmul_set_backend("auto");
+}
+
+static void check_exp(const char *path) {
+    enum { N = 200003 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    assert_non_null(x);
+    assert_non_null(y);
+    ftc_rng r;
+    ftc_rng_seed(&r, 7);
+    for (int i = 0; i < N; i++) /* a sweep over the whole range, and random points near 0 */
+        x[i] = i % 2 ? -104.0f + 193.0f * (float)i / N : 4.0f * (ftc_rng_uniform(&r) - 0.5f);
+    vm_exp(y, x, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double ref = exp((double)x[i]);
+        if (ref > FLT_MAX) { assert_true(isinf(y[i]) && y[i] > 0); continue; }
+        if (ref < FLT_MIN) { assert_true(fabs(y[i] - ref) <= 2 * ldexp(1.0, -149)); continue; } /* denormal */
+        double rel = fabs(y[i] - ref) / ref;
+        if (rel > worst) worst = rel;
+    }
+    fprintf(stderr, "exp %s: max relative error %.3g\n", path, worst);
+    assert_true(worst < 1e-6);
+    /* n not a multiple of 16 and in place */
+    for (int n = 0; n < 40; n++) {
+        float a[40], b[40];
+        for (int i = 0; i < n; i++) a[i] = b[i] = (float)i * 0.37f - 5.0f;
+        vm_exp(a, a, n);
+        for (int i = 0; i < n; i++) assert_true(fabs(a[i] - exp((double)b[i])) <= 1e-6 * exp((double)b[i]));
+    }
+    float sp[6] = {-INFINITY, INFINITY, NAN, 0.0f, -1000.0f, 1000.0f}, so[6];
+    vm_exp(so, sp, 6);
+    assert_true(so[0] == 0.0f);
+    assert_true(isinf(so[1]) && so[1] > 0);
+    assert_true(isnan(so[2]));
+    assert_true(so[3] == 1.0f);
+    assert_true(so[4] == 0.0f);
+    assert_true(isinf(so[5]));
+    /* exp_sum: shifted sum in double, with and without storing */
+    for (int n = 1; n < 100; n += 7) {
+        double ref = 0;
+        for (int i = 0; i < n; i++) ref += exp((double)(x[i] - 1.5f));
+        float *e = malloc((size_t)n * sizeof *e);
+        assert_non_null(e);
+        double s1 = vm_exp_sum(NULL, x, 1.5f, n), s2 = vm_exp_sum(e, x, 1.5f, n);
+        assert_true(s1 == s2);
+        assert_true(fabs(s1 - ref) <= 1e-6 * ref);
+        for (int i = 0; i < n; i++) {
+            double ref_i = exp((double)(x[i] - 1.5f));
+            assert_true(fabs(e[i] - ref_i) <= 1e-6 * ref_i + ldexp(1.0, -148));
+        }
+        free(e);
+    }
+    free(x);
+    free(y);
+}
+static void test_exp(void **state) { (void)state; each_path(check_exp); }
+
+static double gelu_ref(double x) { return 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+
+/* GELU forward/backward and SwiGLU against double formulas (the GELU backward against torch's tanh form of
+ * the derivative). The bound allows for the input's own rounding: u = sqrt(2/pi)(x + 0.044715 x^3) is
+ * formed in float (relative error ~2^-23), and exp(-2u) turns that into a relative error of about
+ * |2u| 2^-23 of the result, so the error is divided by (1 + |2u|) before the 2e-6 test. Gradients start at
+ * 0 (a float accumulator would hide tiny values' errors); accumulation is checked by a second call. */
+static void check_act(const char *path) {
+    enum { N = 70001 }; /* above the threading threshold, odd length */
+    float *x = malloc(N * sizeof *x), *u = malloc(N * sizeof *u), *y = malloc(N * sizeof *y),
+          *dy = malloc(N * sizeof *dy), *dx = malloc(N * sizeof *dx), *du = malloc(N * sizeof *du);
+    assert_true(x && u && y && dy && dx && du);
+    ftc_rng r;
+    ftc_rng_seed(&r, 11);
+    for (int i = 0; i < N; i++) {
+        x[i] = 12.0f * (ftc_rng_uniform(&r) - 0.5f);
+        u[i] = ftc_rng_normal(&r);
+        dy[i] = ftc_rng_normal(&r);
+        dx[i] = 0.0f;
+        du[i] = 0.0f;
+    }
+    double wf = 0, wb = 0, ws = 0, wsg = 0, wsu = 0;
+    gelu_tanh_forward(y, x, N);
+    for (int i = 0; i < N; i++) {
+        double v = x[i], u2 = 2 * 0.7978845608028654 * fabs(v + 0.044715 * v * v * v);
+        double ref = gelu_ref(v), e = fabs(y[i] - ref) / (fabs(ref) + 1e-30) / (1 + u2);
+        if (fabs(ref) > 1e-30 && e > wf) wf = e;
+    }
+    gelu_tanh_backward(dx, dy, x, N);
+    for (int i = 0; i < N; i++) {
+        /* the derivative in its tanh form (torch's formula), in double */
+        double v = x[i], t = tanh(0.7978845608028654 * (v + 0.044715 * v * v * v));
+        double d = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * v * v);
+        double u2 = 2 * 0.7978845608028654 * fabs(v + 0.044715 * v * v * v);
+        /* near the derivative's zero (x ~ -0.75) its two terms cancel: measure against their magnitudes */
+        double sg = 1 / (1 + exp(-u2 * (v < 0 ? -1 : 1)));
+        double mag = fabs(dy[i]) * (sg + fabs(2 * v * sg * (1 - sg) * 0.7978845608028654 * (1 + 3 * 0.044715 * v * v)));
+        double e = fabs(dx[i] - dy[i] * d) / (mag + 1e-30) / (1 + u2);
+        if (e > wb) wb = e;
+    }
+    float first = dx[123];
+    gelu_tanh_backward(dx, dy, x, N); /* accumulates */
+    assert_true(fabs(dx[123] - 2 * first) <= 1e-6 * fabs(first));
+    swiglu_forward(y, x, u, N);
+    for (int i = 0; i < N; i++) {
+        double g = x[i], s = 1 / (1 + exp(-g)), ref = g * s * u[i];
+        double e = fabs(y[i] - ref) / (fabs(ref) + 1e-30);
+        if (fabs(ref) > 1e-30 && e > ws) ws = e;
+    }
+    for (int i = 0; i < N; i++) dx[i] = 0.0f;
+    swiglu_backward(dx, du, dy, x, u, N);
+    for (int i = 0; i < N; i++) {
+        double g = x[i], s = 1 / (1 + exp(-g));
+        double rg = dy[i] * u[i] * s * (1 + g * (1 - s)), ru = dy[i] * g * s;
+        double mg = fabs(dy[i] * u[i]) * s * (1 + fabs(g) * (1 - s)); /* sum of the terms' magnitudes */
+        double eg = fabs(dx[i] - rg) / (mg + 1e-30) / (1 + fabs(g)), eu = fabs(du[i] - ru) / (fabs(ru) + 1e-30) / (1 + fabs(g));
+        if (eg > wsg) wsg = eg;
+        if (eu > wsu) wsu = eu;
+    }
+    fprintf(stderr, "%s: gelu fwd %.3g bwd %.3g, swiglu fwd %.3g dgate %.3g dup %.3g (relative)\n", path, wf, wb, ws,
+            wsg, wsu);
+    assert_true(wf < 2e-6);
+    assert_true(wb < 2e-6);
+    assert_true(ws < 2e-6);
+    assert_true(wsg < 2e-6);
+    assert_true(wsu < 2e-6);
+    free(x), free(u), free(y), free(dy), free(dx), free(du);
+}
+static void test_activations(void **state) { (void)state; each_path(check_act); }
+
+/* GELU (erf form) against double erf/erfc; relative error divided by (1 + x^2), the conditioning of
+ * Phi's tail (x^2/2 formed in float, then exponentiated). */
+static void check_gelu_erf(const char *path) {
+    enum { N = 70001 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *dy = malloc(N * sizeof *dy),
+          *dx = malloc(N * sizeof *dx);
+    assert_true(x && y && dy && dx);
+    ftc_rng r;
+    ftc_rng_seed(&r, 13);
+    for (int i = 0; i < N; i++) {
+        x[i] = i % 2 ? 26.0f * (ftc_rng_uniform(&r) - 0.5f) : 2.0f * ftc_rng_normal(&r);
+        dy[i] = ftc_rng_normal(&r);
+        dx[i] = 0.0f;
+    }
+    gelu_erf_forward(y, x, N);
+    gelu_erf_backward(dx, dy, x, N);
+    double wf = 0, wb = 0;
+    for (int i = 0; i < N; i++) {
+        double v = x[i], cdf = 0.5 * erfc(-v / sqrt(2.0)), pdf = exp(-0.5 * v * v) / sqrt(2 * M_PI);
+        double ref = v * cdf, cond = 1 + v * v;
+        if (fabs(ref) > 1e-37) {
+            double e = fabs(y[i] - ref) / fabs(ref) / cond;
+            if (e > wf) wf = e;
+        }
+        double d = dy[i] * (cdf + v * pdf), mag = fabs(dy[i]) * (cdf + fabs(v * pdf)); /* terms cancel near -0.75 */
+        if (mag > 1e-37) {
+            double e = fabs(dx[i] - d) / mag / cond;
+            if (e > wb) wb = e;
+        }
+    }
+    fprintf(stderr, "%s: gelu_erf fwd %.3g bwd %.3g (relative, over 1 + x^2)\n", path, wf, wb);
+    assert_true(wf < 1e-6);
+    assert_true(wb < 1e-6);
+    free(x), free(y), free(dy), free(dx);
+}
+static void test_gelu_erf(void **state) { (void)state; each_path(check_gelu_erf); }
+
+/* Softmax cross-entropy against double, on a vocabulary-sized row count, ignored rows included. */
+static void check_ce(const char *path) {
+    enum { N = 9, V = 5003 };
+    float *lg = malloc(N * V * sizeof *lg), *d = malloc(N * V * sizeof *d);
+    assert_true(lg && d);
+    int32_t tg[N];
+    ftc_rng r;
+    ftc_rng_seed(&r, 3);
+    for (int i = 0; i < N * V; i++) lg[i] = 8.0f * ftc_rng_normal(&r);
+    for (int n = 0; n < N; n++) tg[n] = n == 4 ? -100 : (int32_t)ftc_rng_below(&r, V);
+    double loss_ref = 0;
+    int cnt_ref = 0;
+    for (int n = 0; n < N; n++) {
+        if (tg[n] < 0) continue;
+        double mx = -INFINITY, s = 0;
+        for (int v = 0; v < V; v++) mx = fmax(mx, lg[n * V + v]);
+        for (int v = 0; v < V; v++) s += exp(lg[n * V + v] - mx);
+        loss_ref += mx + log(s) - lg[n * V + tg[n]];
+        cnt_ref++;
+    }
+    loss_ref /= cnt_ref;
+    int cnt;
+    float loss = cross_entropy_forward(lg, tg, N, V, &cnt);
+    assert_int_equal(cnt, cnt_ref);
+    assert_true(fabs(loss - loss_ref) <= 1e-6 * fabs(loss_ref));
+    cross_entropy_backward(d, lg, tg, N, V, 2.0f);
+    double worst = 0;
+    for (int n = 0; n < N; n++) {
+        double mx = -INFINITY, s = 0;
+        for (int v = 0; v < V; v++) mx = fmax(mx, lg[n * V + v]);
+        for (int v = 0; v < V; v++) s += exp(lg[n * V + v] - mx);
+        for (int v = 0; v < V; v++) {
+            double ref = tg[n] < 0 ? 0 : 2.0 / cnt_ref * (exp(lg[n * V + v] - mx) / s - (v == tg[n]));
+            double e = fabs(d[n * V + v] - ref);
+            if (tg[n] < 0) assert_true(d[n * V + v] == 0.0f);
+            else if (e / (fabs(ref) + 1e-12) > worst) worst = e / (fabs(ref) + 1e-12);
+        }
+    }
+    fprintf(stderr, "%s: cross-entropy loss %.7g (ref %.7g), grad max relative error %.3g\n", path, loss, loss_ref,
+            worst);
+    assert_true(worst < 2e-6);
+    free(lg), free(d);
+}
+static void test_cross_entropy(void **state) { (void)state; each_path(check_ce); }
+
+/* AdamW's AVX-512 loop performs the portable loop's operations in the same order: bit-identical results,
+ * for lengths that are and are not multiples of 16, threaded or not. */
+static void test_adamw_paths_identical(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_backend("avx512")) { skip(); return; }
+    const int64_t lens[] = {1, 15, 17, 100003};
+    for (int li = 0; li < 4; li++) {
+        int64_t n = lens[li];
+        float *buf[2][3], *g = malloc((size_t)n * sizeof *g);
+        assert_non_null(g);
+        ftc_rng r;
+        ftc_rng_seed(&r, 5);
+        for (int64_t i = 0; i < n; i++) g[i] = ftc_rng_normal(&r);
+        for (int p = 0; p < 2; p++) {
+            for (int k = 0; k < 3; k++) {
+                buf[p][k] = malloc((size_t)n * sizeof(float));
+                assert_non_null(buf[p][k]);
+                for (int64_t i = 0; i < n; i++) buf[p][k][i] = k == 0 ? (float)i * 1e-3f - 0.3f : k == 1 ? 0.01f : 0.0f;
+            }
+            ftc_matmul_set_backend(p == 0 ? "generic" : "avx512");
+            for (int t = 1; t <= 3; t++)
+                adamw_update(buf[p][0], g, buf[p][1], buf[p][2], n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
+        }
+        for (int k = 0; k < 3; k++) assert_memory_equal(buf[0][k], buf[1][k], (size_t)n * sizeof(float));
+        assert_true(buf[1][0][0] != -0.3f); /* it did update */
+        for (int p = 0; p < 2; p++)
+            for (int k = 0; k < 3; k++) free(buf[p][k]);
+        free(g);
+    }
+    ftc_matmul_set_backend("auto");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exp),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_gelu_erf),
+        cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_adamw_paths_identical),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
