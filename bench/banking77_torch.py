@@ -54,6 +54,11 @@ def parse_args():
     p.add_argument("--train-limit", type=int, default=0, help="use a stratified subset of this many training texts")
     p.add_argument("--test-limit", type=int, default=0, help="evaluate on a stratified subset of this many test texts")
     p.add_argument("--eval-batch", type=int, default=128)
+    p.add_argument("--head-epochs", type=int, default=0,
+                   help="first train the head alone on frozen, cached encoder features (eval mode) for this many "
+                        "epochs, as ftc's --method head does, then everything (LP-FT; ftc's bench/banking77.sh full)")
+    p.add_argument("--head-lr", type=float, default=1e-2, help="learning rate of the head stage (no warm-up)")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (ftc's and HF Trainer's default 1.0)")
     return p.parse_args()
 
 
@@ -144,6 +149,76 @@ def evaluate(model, rows, tok, args, num_labels):
     return correct / n, sum(f1s) / num_labels
 
 
+def pooled_features(model, rows, tok, args):
+    """The frozen encoder's pooled output per row (eval mode: no dropout), computed once, as ftc caches it."""
+    model.eval()
+    feats = [None] * len(rows)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))  # length order: little padding
+    with torch.no_grad():
+        for i in range(0, len(order), args.eval_batch):
+            idx = order[i:i + args.eval_batch]
+            enc = tok([rows[j][0] for j in idx], padding=True, truncation=True, max_length=args.max_len,
+                      return_tensors="pt")
+            out = model.bert(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                             token_type_ids=enc["token_type_ids"])
+            if model.pooling == "mean":
+                m = enc["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
+                pooled = (out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1)
+            else:
+                pooled = out.pooler_output
+            for k, j in enumerate(idx):
+                feats[j] = pooled[k]
+    model.train()
+    return torch.stack(feats)
+
+
+def adamw(params_named, lr, weight_decay):
+    """AdamW with weight decay on weight matrices only (not biases, LayerNorm or embeddings), as ftc."""
+    decay = [p for n, p in params_named if p.ndim >= 2 and "embeddings" not in n]
+    no_decay = [p for n, p in params_named if not (p.ndim >= 2 and "embeddings" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+
+
+def linear_schedule(opt, total, warmup):
+    def lr_factor(step):  # step counts from 0; the factor applies to that step's update
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+
+
+def train_head_stage(model, train, val, tok, args, num_labels, rng, history):
+    """Stage 1 (--head-epochs): only the head trains, on cached frozen features; the best epoch on
+    validation is kept (as ftc's model/ is its best evaluation)."""
+    feats = pooled_features(model, train, tok, args)
+    labels = torch.tensor([r[1] for r in train])
+    opt = adamw(list(model.head.named_parameters()), args.head_lr, args.weight_decay)
+    per_epoch = (len(train) + args.batch - 1) // args.batch
+    sched = linear_schedule(opt, per_epoch * args.head_epochs, 0)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    best, best_state = -1.0, None
+    for epoch in range(args.head_epochs):
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        for i in range(0, len(order), args.batch):
+            idx = torch.tensor(order[i:i + args.batch])
+            loss = loss_fn(model.head(model.dropout(feats[idx])), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.head.parameters(), args.clip)
+            opt.step()
+            sched.step()
+        if val:
+            acc, f1 = evaluate(model, val, tok, args, num_labels)
+            history.append({"stage": "head", "epoch": epoch + 1, "accuracy": acc, "macro_f1": f1})
+            print(f"  head epoch {epoch + 1}: validation accuracy {acc:.4f}", file=sys.stderr)
+            if acc > best:
+                best, best_state = acc, {k: v.clone() for k, v in model.head.state_dict().items()}
+    if best_state is not None:
+        model.head.load_state_dict(best_state)
+
+
 def main():
     args = parse_args()
     t_start = time.time()
@@ -166,26 +241,21 @@ def main():
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = Classifier(model_dir, len(labels), args.dropout, args.pooling)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embeddings" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
+    val_history = []
+    t_train = time.time()
+    if args.head_epochs > 0:
+        train_head_stage(model, train, val, tok, args, len(labels), rng, val_history)
+    opt = adamw(list(model.named_parameters()), args.lr, args.weight_decay)
     steps_per_epoch = (len(train) + args.batch - 1) // args.batch
     total = steps_per_epoch * args.epochs
     warmup = args.warmup_steps if args.warmup_steps >= 0 else int(args.warmup_ratio * total)
-
-    def lr_factor(step):  # step counts from 0; the factor applies to that step's update
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = linear_schedule(opt, total, warmup)
     loss_fn = torch.nn.CrossEntropyLoss()
     print(f"banking77_torch: {len(train)} train, {len(val)} val, {len(test)} test, {len(labels)} intents, "
           f"{total} steps, {args.threads} threads", file=sys.stderr)
 
     model.train()
-    step, t_train, val_history = 0, time.time(), []
+    step, best, best_state = 0, -1.0, None
     for epoch in range(args.epochs):
         order = list(train)
         rng.shuffle(order)
@@ -193,6 +263,7 @@ def main():
             loss = loss_fn(model(ids, mask, types), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
             sched.step()
             step += 1
@@ -204,6 +275,10 @@ def main():
             acc, f1 = evaluate(model, val, tok, args, len(labels))
             val_history.append({"epoch": epoch + 1, "accuracy": acc, "macro_f1": f1})
             print(f"  epoch {epoch + 1}: validation accuracy {acc:.4f} macro-F1 {f1:.4f}", file=sys.stderr)
+            if acc > best:  # the best evaluation is the model, as in ftc (model/) and HF load_best_model_at_end
+                best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
     train_s = time.time() - t_train
     acc, f1 = evaluate(model, test, tok, args, len(labels))
     result = {
@@ -212,6 +287,7 @@ def main():
         "steps": total, "n_train": len(train), "n_val": len(val), "n_test": len(test), "threads": args.threads,
         "lr": args.lr, "batch": args.batch, "max_len": args.max_len, "warmup_steps": warmup,
         "weight_decay": args.weight_decay, "seed": args.seed, "validation": val_history,
+        "head_epochs": args.head_epochs, "head_lr": args.head_lr, "clip": args.clip,
     }
     print(json.dumps(result))
 
