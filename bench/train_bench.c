@@ -28,6 +28,14 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* What the memory plan says training needs: the weights as stored (f32 and/or bf16 copies), a f32 gradient and
+ * two AdamW moments per trainable value (16 B/param in all for an f32 trainable weight), and the activation
+ * arena. Peak RSS over this ratio is the "planned memory" check of BENCHMARKS.md. */
+static double planned_mb(const ftc_model *m) {
+    double trainable = (double)ftc_model_count_params(m, true);
+    return ((double)ftc_model_param_bytes(m) + 12.0 * trainable + (double)ftc_model_activation_bytes(m)) / 1048576.0;
+}
+
 static double peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -211,9 +219,10 @@ int main(int argc, char **argv) {
            strcmp(method, "lora") ? 0 : lora_r, B, T, steps, B * T / med, med);
     for (int s = 0; s < steps; s++) printf("%s%.4f", s ? ", " : "", step_s[s]);
     printf("], \"loss_first\": %.6f, \"loss_last\": %.6f, \"params_total\": %lld, \"params_trainable\": %lld, "
-           "\"flops_per_token\": %.0f, \"load_s\": %.3f, \"peak_rss_mb\": %.1f}\n",
+           "\"flops_per_token\": %.0f, \"load_s\": %.3f, \"peak_rss_mb\": %.1f, \"planned_mb\": %.1f, "
+           "\"activation_mb\": %.1f}\n",
            loss_first, loss, (long long)ftc_model_count_params(m, false), (long long)ftc_model_count_params(m, true),
-           flops_per_token(m, T), load_s, peak_rss_mb());
+           flops_per_token(m, T), load_s, peak_rss_mb(), planned_mb(m), ftc_model_activation_bytes(m) / 1048576.0);
     ftc_optim_free(&opt);
     free(params); free(ids); free(labels); free(step_s); free(sorted);
     ftc_model_free(m);

@@ -132,7 +132,8 @@ def summary(runs):
     tps = [r["tokens_per_s"] for r in runs]
     return dict(tps=statistics.median(tps), lo=min(tps), hi=max(tps), n=len(tps), rss=max(r["time_v_rss_mb"] for r in runs),
                 fpt=runs[0]["flops_per_token"], trainable=runs[0]["params_trainable"], total=runs[0]["params_total"],
-                base=runs[0]["base_dtype"], method=runs[0]["method"], prec=runs[0].get("precision", "fp32"))
+                base=runs[0]["base_dtype"], method=runs[0]["method"], prec=runs[0].get("precision", "fp32"),
+                planned=runs[0].get("planned_mb"), act=runs[0].get("activation_mb"))
 o, p = summary(load("ours")), summary(load("peer"))
 def fmt_tps(s): return "—" if not s else f"{s['tps']:.0f} ({s['lo']:.0f}-{s['hi']:.0f}, n={s['n']})"
 def mfu(s): return "—" if not s or peak <= 0 else f"{100 * s['tps'] * s['fpt'] / 1e9 / peak:.1f}%"
@@ -145,6 +146,9 @@ if ref and ref["prec"] == "bf16":
     notes.append("bf16 matmuls (ours --precision bf16, PyTorch autocast bf16)")
 if ref and ref["method"] == "full":  # AdamW full fine-tune floor: weights, grads, 2 moments, 4 bytes each
     notes.append(f"16 B/param = {16 * ref['total'] / 2**20:.0f} MB + activations")
+if o and o.get("planned"):  # BENCHMARKS.md: peak RSS at most 1.2x what the memory plan says
+    notes.append(f"ours planned {o['planned']:.0f} MB (weights as stored + 12 B/trainable param for grad and AdamW "
+                 f"+ {o['act']:.0f} MB activations): RSS/planned {o['rss'] / o['planned']:.2f}")
 if o and p and abs(o["fpt"] / p["fpt"] - 1) > 0.02:
     notes.append(f"FLOP counts differ: ours {o['fpt'] / 1e6:.0f}M, PyTorch {p['fpt'] / 1e6:.0f}M per token")
 if o and p and o["base"] != p["base"]:

@@ -117,6 +117,8 @@ ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err);
  * them in f32, for PEFT on a frozen base. Embeddings, norms, biases and a classification head stay f32. */
 ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err);
 /* Bytes of parameter storage (f32 values + bf16 copies), for logs and tests. */
+/* Bytes of the activation/scratch arena ftc_model_reserve planned (forward and backward allocate nothing else). */
+int64_t ftc_model_activation_bytes(const ftc_model *m);
 int64_t ftc_model_param_bytes(const ftc_model *m);
 
 /* Writes the model in HF layout (config.json + model.safetensors), atomically. */

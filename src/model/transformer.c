@@ -125,6 +125,8 @@ static void plan(ftc_model *m, planner *p) {
     m->g_lora = rmax > 0 ? take(p, N * (size_t)rmax) : NULL;
 }
 
+int64_t ftc_model_activation_bytes(const ftc_model *m) { return (int64_t)m->act_floats * (int64_t)sizeof(float); }
+
 ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err) {
     if (max_B < 1 || max_T < 1) return ftc_errf(err, FTC_E_USAGE, "reserve needs a positive batch size and length");
     if (m->learned_pos && max_T > m->cfg.max_positions)
