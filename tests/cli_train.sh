@@ -77,6 +77,15 @@ sed 's/"class\([0-9]\)"/"kind\1"/' "$T/train.jsonl" >"$T/renamed.jsonl"
 expect_rc 2 "(config.json id2label) but the data's label 0 is 'kind" \
   "$FTC" train --model "$T/run/model" --data "$T/renamed.jsonl" --out "$T/cont2" --method full --max-steps 1 --quiet
 
+# --grad-checkpoint recomputes each block in backward (with the same dropout masks): the same model, bit for bit.
+for ck in false true; do
+  expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/ck_$ck" --method full --lr 1e-4 \
+    --batch 4 --max-steps 2 --grad-checkpoint $ck --quiet
+done
+grep -q '"grad_checkpoint": true' "$T/ck_true/config.resolved.json" || fail "grad_checkpoint not recorded"
+cmp "$T/ck_false/model/model.safetensors" "$T/ck_true/model/model.safetensors" || fail "--grad-checkpoint changed the model"
+expect_rc 1 "grad-checkpoint" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/ck_bad" --grad-checkpoint maybe
+
 # Text data through the data layer (the model's tokenizer), then `ftc eval --model RUNDIR` on held-out text.
 FAQ="${FTC_SOURCE_DIR:-.}/examples/faq"
 if [ -f "$FAQ/train.jsonl" ]; then

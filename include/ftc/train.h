@@ -86,6 +86,8 @@ typedef struct {
     bool feature_cache;     /* head with a frozen backbone (classify, unfreeze_last 0): run the encoder once per
                                example in eval mode and train the head on the cached pooled features (default);
                                false: the encoder runs at every step in training mode (backbone dropout) */
+    bool grad_checkpoint;   /* keep only each block's input in the forward and recompute the block in backward
+                               (same gradients bit for bit, much less activation memory, ~1/3 more compute) */
     char lora_targets[256]; /* "" = the family default (q/v projections) */
     /* how text data becomes examples (the data layer, include/ftc/data.h) */
     char format[32];        /* "" = detect; text | completion | chat | label */

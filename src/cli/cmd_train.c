@@ -23,6 +23,8 @@ static void train_help(FILE *out) {
         "  --feature-cache true|false  head on a frozen backbone: run the encoder once per example (eval mode,\n"
         "                              no backbone dropout) and train the head on the cached features (default\n"
         "                              true); false: the encoder runs every step in training mode\n"
+        "  --grad-checkpoint true      recompute each block in backward instead of storing its activations\n"
+        "                              (same gradients; less memory, about a third more compute)\n"
         "  --pooling auto|cls|mean|last  classify: what the head reads (auto: the checkpoint's sentence-\n"
         "                              transformers pooling if any, else CLS+pooler for BERT, last token for decoders)\n"
         "  --lora-r R (8) --lora-alpha A (16) --lora-dropout P (0)\n"

@@ -16,7 +16,7 @@ static const char *const KEYS[] = {
     "grad-accum", "max-len", "warmup", "schedule", "weight-decay", "clip", "beta1", "beta2", "adam-eps", "seed",
     "eval-every", "save-every", "log-every", "patience", "metric", "unfreeze-last", "lora-r", "lora-alpha",
     "lora-dropout", "lora-targets", "resume", "format", "template", "text-col", "label-col", "pack",
-    "train-on-inputs", "pooling", "feature-cache", "precision", "base-dtype", NULL};
+    "train-on-inputs", "pooling", "feature-cache", "precision", "base-dtype", "grad-checkpoint", NULL};
 
 /* What config.resolved.json records about the run besides the settings; skipped when it is read back. */
 static const char *const RUN_FACTS[] = {"trainable_params", "total_params", "total_steps", "warmup_steps",
@@ -176,6 +176,7 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     else if (!strcmp(key, "train-on-inputs")) s = parse_bool(key, v, &c->train_on_inputs, err);
     else if (!strcmp(key, "resume")) s = parse_bool(key, v, &c->resume, err);
     else if (!strcmp(key, "feature-cache")) s = parse_bool(key, v, &c->feature_cache, err);
+    else if (!strcmp(key, "grad-checkpoint")) s = parse_bool(key, v, &c->grad_checkpoint, err);
     else if (!strcmp(key, "val-split")) { DBL(val_split, 0, 0.9); }
     else if (!strcmp(key, "epochs")) { LONG(epochs, 1, 1000000); }
     else if (!strcmp(key, "max-steps")) { LONG(max_steps, 0, (long long)1 << 40); }
@@ -365,6 +366,7 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "lora_targets", json_string(c->lora_targets));
     json_object_set_new(o, "pooling", json_string(c->pooling));
     json_object_set_new(o, "feature_cache", json_boolean(c->feature_cache));
+    json_object_set_new(o, "grad_checkpoint", json_boolean(c->grad_checkpoint));
     json_object_set_new(o, "precision", json_string(ftc_precision_name(c->precision)));
     json_object_set_new(o, "base_dtype", json_string(ftc_base_dtype_name(c->base_dtype)));
     json_object_set_new(o, "format", json_string(c->format));

@@ -639,6 +639,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     if ((s = ftc_train_prepare_model(m, c, train->num_labels, err)) != FTC_OK) return s;
     int T = max_len_of(train, c->max_len);
     if (val) { int Tv = max_len_of(val, c->max_len); if (Tv > T) T = Tv; }
+    if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
     if ((s = ftc_model_reserve(m, c->batch, T, err)) != FTC_OK) return s;
     if ((s = batcher_init(&r.bt, c->batch, T, err)) != FTC_OK) goto out;
     ftc_adamw_hparams h = {c->beta1, c->beta2, c->adam_eps, c->weight_decay};
