@@ -167,6 +167,8 @@ typedef struct {
 
 /* Applies the method to a loaded model: classifier head (classify), LoRA adapters, trainable flags.
  * Call before ftc_model_reserve; ftc_train_run calls it itself. */
+/* "cls" | "mean" | "last" -> *out (true); anything else (NULL, "", "auto") -> false. */
+bool ftc_pooling_parse(const char *name, ftc_pooling *out);
 ftc_pooling ftc_train_pooling(const char *choice, const char *model_dir, ftc_family family);
 ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int num_labels, ftc_err *err);
 

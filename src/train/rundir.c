@@ -75,10 +75,8 @@ static bool is_head_name(const char *name) { return !strncmp(name, "classifier."
 static ftc_status put_tuned_head(ftc_model *base, ftc_model *tuned, const ftc_train_config *cfg, ftc_err *err) {
     const ftc_model_config *tc = ftc_model_config_of(tuned);
     /* pooling as the tuned model records it (config.json "ftc_pooling"), else as the run chose it */
-    ftc_pooling pool = !strcmp(tc->pooling, "mean")  ? FTC_POOL_MEAN
-                       : !strcmp(tc->pooling, "cls") ? FTC_POOL_CLS
-                       : !strcmp(tc->pooling, "last") ? FTC_POOL_LAST
-                                                     : ftc_train_pooling(cfg->pooling, cfg->model, tc->family);
+    ftc_pooling pool;
+    if (!ftc_pooling_parse(tc->pooling, &pool)) pool = ftc_train_pooling(cfg->pooling, cfg->model, tc->family);
     int labels = 0;
     for (int i = 0; i < ftc_model_n_params(tuned); i++) {
         const ftc_param *p = ftc_model_param(tuned, i);

@@ -53,25 +53,30 @@ static bool is_final_norm(const char *name) {
     return has_component(name, "ln_f") || !strncmp(name, "model.norm.", 11) || !strncmp(name, "norm.", 5);
 }
 
+bool ftc_pooling_parse(const char *name, ftc_pooling *out) {
+    if (!name) return false;
+    if (!strcmp(name, "cls")) *out = FTC_POOL_CLS;
+    else if (!strcmp(name, "mean")) *out = FTC_POOL_MEAN;
+    else if (!strcmp(name, "last")) *out = FTC_POOL_LAST;
+    else return false;
+    return true;
+}
+
 /* --pooling auto: the pooling a checkpoint ftc wrote was trained with; else a sentence-transformers checkpoint says how its embeddings are pooled
  * (1_Pooling/config.json); its CLS state and pooler were not trained for that, so a head on them learns
  * far worse. Otherwise CLS (+ the BERT pooler) for encoders and the last real token for decoders. */
 ftc_pooling ftc_train_pooling(const char *choice, const char *model_dir, ftc_family family) {
-    if (!strcmp(choice, "cls")) return FTC_POOL_CLS;
-    if (!strcmp(choice, "mean")) return FTC_POOL_MEAN;
-    if (!strcmp(choice, "last")) return FTC_POOL_LAST;
+    ftc_pooling named;
+    if (ftc_pooling_parse(choice, &named)) return named;
     char path[FTC_PATH_MAX + 32];
     /* a classifier ftc saved records the pooling its head was trained on ("ftc_pooling"): a head trained on
      * mean-pooled features and continued on CLS would start from garbage */
     snprintf(path, sizeof path, "%s/config.json", model_dir);
     json_t *cfg = json_load_file(path, 0, NULL);
     const char *saved = json_string_value(json_object_get(cfg, "ftc_pooling"));
-    int recorded = saved && !strcmp(saved, "mean") ? FTC_POOL_MEAN
-                   : saved && !strcmp(saved, "cls") ? FTC_POOL_CLS
-                   : saved && !strcmp(saved, "last") ? FTC_POOL_LAST
-                                                    : -1;
+    bool recorded = ftc_pooling_parse(saved, &named);
     json_decref(cfg);
-    if (recorded >= 0) return (ftc_pooling)recorded;
+    if (recorded) return named;
     if (family != FTC_FAMILY_BERT) return FTC_POOL_LAST;
     snprintf(path, sizeof path, "%s/1_Pooling/config.json", model_dir);
     json_t *o = json_load_file(path, 0, NULL);
