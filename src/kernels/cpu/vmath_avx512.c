@@ -71,3 +71,88 @@ AVX512_FN void vm_adamw_avx512(float *w, const float *g, float *m, float *v, int
         _mm512_mask_storeu_ps(v + i, k, vi);
     }
 }
+
+/* ---- GELU (ops_act.c): the portable loops' formulas, 16 lanes at a time, fused into one pass (no scratch
+ * array between the polynomial, the exp and the combination). FMA where the portable code has a multiply and
+ * an add, so results differ from the portable path by a few ulp (tests/test_vmath.c bounds both). ---- */
+
+static const float GELU_K16 = 0.7978845608028654f; /* sqrt(2/pi) */
+static const float GELU_C16 = 0.044715f;
+
+/* exp(-2u), u = sqrt(2/pi) (x + 0.044715 x^3): gelu_tanh's y = x / (1 + exp(-2u)) */
+AVX512_FN static inline __m512 gelu_tanh_e16(__m512 x) {
+    __m512 c3 = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(GELU_C16), x), x);
+    __m512 u = _mm512_mul_ps(_mm512_set1_ps(GELU_K16), _mm512_fmadd_ps(c3, x, x));
+    return exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u));
+}
+
+/* Phi(x) = 0.5 erfc(-x/sqrt 2), the Numerical Recipes erfcc fit (see normal_cdf1 in ops_act.c) */
+AVX512_FN static inline __m512 normal_cdf16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
+    __m512 u = _mm512_div_ps(one, _mm512_fmadd_ps(half, z, one));
+    __m512 p = _mm512_set1_ps(0.17087277f);
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(-0.82215223f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(1.48851587f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(-1.13520398f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(0.27886807f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(-0.18628806f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(0.09678418f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(0.37409196f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(1.00002368f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(-1.26551223f));
+    __m512 h = _mm512_mul_ps(_mm512_mul_ps(half, u), exp16(_mm512_fnmadd_ps(z, z, p))); /* erfc(z) / 2 */
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, h), h);
+}
+
+static inline __mmask16 tail_mask(int left) { return (__mmask16)((1u << left) - 1); }
+
+/* Each kernel: one 16-lane step on lanes k, run unmasked over the full vectors (k constant, so the masked
+ * loads and stores fold into plain ones) and masked over the tail. */
+#define LOOP16(step, n, ...)                                                                                           \
+    do {                                                                                                               \
+        int i_ = 0;                                                                                                    \
+        for (; i_ + 16 <= (n); i_ += 16) step(i_, (__mmask16)0xffff, __VA_ARGS__);                                     \
+        if (i_ < (n)) step(i_, tail_mask((n) - i_), __VA_ARGS__);                                                      \
+    } while (0)
+
+AVX512_FN static inline void gelu_tanh_step(int i, __mmask16 k, float *y, const float *x) {
+    __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), gelu_tanh_e16(v))));
+}
+AVX512_FN void vm_gelu_tanh_avx512(float *y, const float *x, int n) { LOOP16(gelu_tanh_step, n, y, x); }
+
+/* dx += dy (s + 2 x s (1 - s) u'),  s = sigmoid(2u), u' = sqrt(2/pi)(1 + 3*0.044715 x^2) */
+AVX512_FN static inline void gelu_tanh_backward_step(int i, __mmask16 k, float *dx, const float *dy, const float *x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, gelu_tanh_e16(v)));
+    __m512 du = _mm512_mul_ps(_mm512_set1_ps(GELU_K16), /* (3c x) x, as the portable loop: no overflow below 5e19 */
+                              _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(3.0f * GELU_C16), v), v, one));
+    __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_add_ps(v, v), s), _mm512_sub_ps(one, s)), du);
+    __m512 d = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, dy + i), _mm512_add_ps(s, t), _mm512_maskz_loadu_ps(k, dx + i));
+    _mm512_mask_storeu_ps(dx + i, k, d);
+}
+AVX512_FN void vm_gelu_tanh_backward_avx512(float *dx, const float *dy, const float *x, int n) {
+    LOOP16(gelu_tanh_backward_step, n, dx, dy, x);
+}
+
+AVX512_FN static inline void gelu_erf_step(int i, __mmask16 k, float *y, const float *x) {
+    __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(v, normal_cdf16(v)));
+}
+AVX512_FN void vm_gelu_erf_avx512(float *y, const float *x, int n) { LOOP16(gelu_erf_step, n, y, x); }
+
+/* dx += dy (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2) / sqrt(2 pi) */
+AVX512_FN static inline void gelu_erf_backward_step(int i, __mmask16 k, float *dx, const float *dy, const float *x) {
+    __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    __m512 pdf = _mm512_mul_ps(exp16(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(-0.5f), v), v)),
+                               _mm512_set1_ps(0.3989422804014327f));
+    __m512 d = _mm512_fmadd_ps(v, pdf, normal_cdf16(v));
+    _mm512_mask_storeu_ps(dx + i, k, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, dy + i), d, _mm512_maskz_loadu_ps(k, dx + i)));
+}
+AVX512_FN void vm_gelu_erf_backward_avx512(float *dx, const float *dy, const float *x, int n) {
+    LOOP16(gelu_erf_backward_step, n, dx, dy, x);
+}
+
