@@ -18,7 +18,8 @@ typedef struct { const char *name; int rows, in, out; } linear_shape;
 static const linear_shape linears[] = {
     {"minilm.qkvo", 2048, 384, 384},   {"minilm.ffn_up", 2048, 384, 1536}, {"minilm.ffn_down", 2048, 1536, 384},
     {"gpt2.c_attn", 1024, 768, 2304},  {"gpt2.c_proj", 1024, 768, 768},    {"gpt2.mlp_fc", 1024, 768, 3072},
-    {"gpt2.mlp_proj", 1024, 3072, 768}, {"lora.A_r8", 2048, 768, 8},       {"lora.B_r8", 2048, 8, 768},
+    {"gpt2.mlp_proj", 1024, 3072, 768}, {"gpt2.lm_head", 1024, 768, 50257}, {"lora.A_r8", 2048, 768, 8},
+    {"lora.B_r8", 2048, 8, 768},
 };
 
 /* --cpu-time: process CPU time instead of wall time. With one thread (OMP_NUM_THREADS=1) this measures the
@@ -83,7 +84,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "matmul_bench: backend %s not available on this CPU\n", backend);
         return 2;
     }
-    size_t big = (size_t)3072 * 3072;
+    size_t big = (size_t)3072 * 3072; /* the peak shape; every operand and C of the table must fit too */
+    for (size_t s = 0; s < sizeof linears / sizeof linears[0]; s++) {
+        const linear_shape *l = &linears[s];
+        size_t sizes[3] = {(size_t)l->rows * l->in, (size_t)l->rows * l->out, (size_t)l->in * l->out};
+        for (int i = 0; i < 3; i++) big = sizes[i] > big ? sizes[i] : big;
+    }
     buffers b = {malloc(4 * big), malloc(4 * big), malloc(4 * big), malloc(2 * big), malloc(2 * big)};
     if (!b.A || !b.B || !b.C || !b.Ah || !b.Bh) {
         fprintf(stderr, "matmul_bench: out of memory\n");

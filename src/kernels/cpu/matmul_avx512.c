@@ -222,21 +222,6 @@ AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alp
 /* vdpbf16ps multiplies pairs: lane j gets acc += a.lo*b.lo + a.hi*b.hi. So panels hold k in pairs: a 32-bit
  * word per (row, k pair) for A (broadcast), and per (k pair, column) for B. Odd K is padded with zeros. */
 
-static inline uint16_t bf16_at(const void *p, ftc_mm_type t, size_t idx) {
-    if (t == FTC_MM_BF16) return ((const uint16_t *)p)[idx];
-    uint32_t x;
-    memcpy(&x, (const float *)p + idx, 4);
-    return ftc_mm_round_bf16(x);
-}
-
-/* op(X)(r, k) pair (k, k+1) as a 32-bit word; X is the matrix, `trans` says op(X)(r,k) = X[k][r]. */
-static inline uint32_t pair_at(const void *X, ftc_mm_type t, int ld, bool trans, int r, int k, int K) {
-    size_t i0 = trans ? (size_t)k * ld + r : (size_t)r * ld + k;
-    uint32_t lo = bf16_at(X, t, i0), hi = 0;
-    if (k + 1 < K) hi = bf16_at(X, t, trans ? i0 + (size_t)ld : i0 + 1);
-    return lo | hi << 16;
-}
-
 /* bf16 bits of 16 f32 lanes, in the low half of each 32-bit lane: the scalar rounding, vectorised. */
 AVX512_FN static inline __m512i round_bf16_16(__m512i x) {
     __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
@@ -251,11 +236,6 @@ AVX512_FN static inline __m512i load_bf16_16(const void *p, ftc_mm_type t, __mma
     if (!p) return _mm512_setzero_si512();
     if (t == FTC_MM_BF16) return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
     return round_bf16_16(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, p)));
-}
-
-/* Pair words for 16 consecutive columns from two consecutive rows (k and k+1; row1 NULL past the end). */
-AVX512_FN static inline __m512i interleave_rows(const void *row0, const void *row1, ftc_mm_type t, __mmask16 m) {
-    return _mm512_or_si512(load_bf16_16(row0, t, m), _mm512_slli_epi32(load_bf16_16(row1, t, m), 16));
 }
 
 /* C[M x N] = alpha * A[M x K] Bt[N x K]^T + beta * C for a narrow C (LoRA rank): both operands are read
@@ -337,32 +317,56 @@ static inline const void *elem_ptr(const void *X, ftc_mm_type t, size_t idx) {
     return (const char *)X + idx * (t == FTC_MM_BF16 ? 2 : 4);
 }
 
-/* Row r of X, where a k pair is adjacent in memory (X[r][k], X[r][k+1]): the pair words of k0..k0+kc, written
- * `stride` words apart (the panel layout). 16 words at a time: f32 rounded in vector lanes, then narrowed. */
-AVX512_FN static void pack_pairs_row(const void *X, ftc_mm_type t, int ld, int r, int k0, int kc, int K, uint32_t *d,
-                                     int stride) {
-    int kp_n = (kc + 1) / 2, kp = 0;
-    for (; 2 * (kp + 16) <= kc; kp += 16) {
-        size_t idx = (size_t)r * ld + k0 + 2 * kp;
-        __m512i w;
-        if (t == FTC_MM_BF16) {
-            w = _mm512_loadu_si512((const uint16_t *)X + idx);
-        } else {
-            const float *p = (const float *)X + idx;
-            __m256i lo = _mm512_cvtepi32_epi16(round_bf16_16(_mm512_castps_si512(_mm512_loadu_ps(p))));
-            __m256i hi = _mm512_cvtepi32_epi16(round_bf16_16(_mm512_castps_si512(_mm512_loadu_ps(p + 16))));
-            w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-        }
-        _Alignas(64) uint32_t words[16];
-        _mm512_store_si512((void *)words, w);
-        for (int q = 0; q < 16; q++) d[(size_t)(kp + q) * stride] = words[q];
+/* 32 consecutive elements (the first `elems` of them; the rest read as 0) as 16 pair words, k pair (2q, 2q+1)
+ * in word q. f32 is rounded by vcvtne2ps2bf16 (nearest even, NaN quiet; unlike the scalar rounding it
+ * flushes denormal inputs to zero, whose products would be below f32's range anyway). */
+BF16_FN static inline __m512 load_pairs16(const void *p, ftc_mm_type t, int elems) {
+    if (t == FTC_MM_BF16) {
+        __mmask32 m = elems >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << elems) - 1);
+        return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, p));
     }
-    for (; kp < kp_n; kp++) d[(size_t)kp * stride] = pair_at(X, t, ld, false, r, k0 + 2 * kp, K);
+    const float *f = p;
+    __m512 lo = _mm512_maskz_loadu_ps(mask_upto(elems), f), hi = _mm512_maskz_loadu_ps(mask_upto(elems - 16), f + 16);
+    return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+/* Rows r0..r0+rows (rows <= 16; rows past it read as 0) of X, where a k pair is adjacent in memory
+ * (X[r][k], X[r][k+1]), at k0..k0+kc: pair word (row i, pair kp) goes to d[kp * stride + i], under store_mask.
+ * 16 rows x 16 pair words are transposed in registers, like the fp32 packing: a scalar store per word (the
+ * earlier version) cost about as much as the micro-kernel's work on short K slices. */
+BF16_FN static void pack_pairs_rows(const void *X, ftc_mm_type t, int ld, int r0, int rows, int k0, int kc,
+                                    uint32_t *d, int stride, __mmask16 store_mask) {
+    int kp_n = (kc + 1) / 2;
+    for (int kp = 0; kp < kp_n; kp += 16) {
+        int elems = imin(32, kc - 2 * kp), words = imin(16, kp_n - kp);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < rows ? load_pairs16(elem_ptr(X, t, (size_t)(r0 + i) * ld + k0 + 2 * kp), t, elems)
+                            : _mm512_setzero_ps();
+        transpose16(r);
+        for (int c = 0; c < words; c++) _mm512_mask_storeu_ps((float *)(d + (size_t)(kp + c) * stride), store_mask, r[c]);
+    }
+}
+
+/* Pair words for 16 consecutive columns (mask m) from two consecutive rows k and k+1 (row1 NULL past the
+ * end): word j = row0[j] | row1[j] << 16. One conversion of both rows, then one word shuffle. */
+BF16_FN static inline __m512i interleave_rows_bf16(const void *row0, const void *row1, ftc_mm_type t, __mmask16 m) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    __m512i both; /* words 0..15: row0, 16..31: row1 */
+    if (t == FTC_MM_BF16) {
+        __m256i a = _mm256_maskz_loadu_epi16(m, row0), b = row1 ? _mm256_maskz_loadu_epi16(m, row1) : _mm256_setzero_si256();
+        both = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    } else {
+        __m512 a = _mm512_maskz_loadu_ps(m, row0), b = row1 ? _mm512_maskz_loadu_ps(m, row1) : _mm512_setzero_ps();
+        both = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+    }
+    return _mm512_permutexvar_epi16(idx, both);
 }
 
 /* op(A) rows i0..i0+mc, k0..k0+kc (kc may be odd) into MR-row panels of pair words. */
-AVX512_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda, int i0, int mc, int k0, int kc,
-                                  int K, uint32_t *dst) {
+BF16_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda, int i0, int mc, int k0, int kc,
+                                int K, uint32_t *dst) {
     int kp_n = (kc + 1) / 2;
     for (int p = 0; p < mc; p += MR, dst += (size_t)kp_n * MR) {
         int mr = imin(MR, mc - p);
@@ -372,24 +376,17 @@ AVX512_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int ld
                 int k = k0 + 2 * kp;
                 const void *r0 = elem_ptr(A, at, (size_t)k * lda + i0 + p);
                 const void *r1 = k + 1 < K ? elem_ptr(A, at, (size_t)(k + 1) * lda + i0 + p) : NULL;
-                _mm512_mask_storeu_epi32(dst + (size_t)kp * MR, mask_upto(MR), interleave_rows(r0, r1, at, m));
+                _mm512_mask_storeu_epi32(dst + (size_t)kp * MR, mask_upto(MR), interleave_rows_bf16(r0, r1, at, m));
             }
-            continue;
-        }
-        for (int r = 0; r < MR; r++) { /* op(A)(i,k) = A[i][k]: the pair is adjacent in memory */
-            uint32_t *d = dst + r;
-            if (r >= mr) {
-                for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * MR] = 0;
-                continue;
-            }
-            pack_pairs_row(A, at, lda, i0 + p + r, k0, kc, K, d, MR);
+        } else { /* op(A)(i,k) = A[i][k]: the pair is adjacent in memory */
+            pack_pairs_rows(A, at, lda, i0 + p, mr, k0, kc, dst, MR, mask_upto(MR));
         }
     }
 }
 
 /* op(B) k0..k0+kc, columns j0..j0+nc into NR-column slivers of pair words. */
-AVX512_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb, int k0, int kc, int K, int j0, int nc,
-                                  uint32_t *dst) {
+BF16_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb, int k0, int kc, int K, int j0, int nc,
+                                uint32_t *dst) {
     int kp_n = (kc + 1) / 2;
     for (int q = 0; q < nc; q += NR, dst += (size_t)kp_n * NR) {
         int nr = imin(NR, nc - q);
@@ -399,21 +396,16 @@ AVX512_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ld
                 int k = k0 + 2 * kp;
                 size_t o0 = (size_t)k * ldb + j0 + q, o1 = o0 + (size_t)ldb;
                 bool has1 = k + 1 < K;
-                __m512i w0 = interleave_rows(elem_ptr(B, bt, o0), has1 ? elem_ptr(B, bt, o1) : NULL, bt, m0);
-                __m512i w1 = m1 ? interleave_rows(elem_ptr(B, bt, o0 + 16), has1 ? elem_ptr(B, bt, o1 + 16) : NULL, bt, m1)
+                __m512i w0 = interleave_rows_bf16(elem_ptr(B, bt, o0), has1 ? elem_ptr(B, bt, o1) : NULL, bt, m0);
+                __m512i w1 = m1 ? interleave_rows_bf16(elem_ptr(B, bt, o0 + 16), has1 ? elem_ptr(B, bt, o1 + 16) : NULL,
+                                                       bt, m1)
                                 : _mm512_setzero_si512();
                 _mm512_store_si512((void *)(dst + (size_t)kp * NR), w0);
                 _mm512_store_si512((void *)(dst + (size_t)kp * NR + 16), w1);
             }
-            continue;
-        }
-        for (int c = 0; c < NR; c++) { /* op(B)(k,j) = B[j][k]: the pair is adjacent in memory */
-            uint32_t *d = dst + c;
-            if (c >= nr) {
-                for (int kp = 0; kp < kp_n; kp++) d[(size_t)kp * NR] = 0;
-                continue;
-            }
-            pack_pairs_row(B, bt, ldb, j0 + q + c, k0, kc, K, d, NR);
+        } else { /* op(B)(k,j) = B[j][k]: the pair is adjacent in memory; two 16-column halves */
+            for (int h = 0; h < 2; h++)
+                pack_pairs_rows(B, bt, ldb, j0 + q + 16 * h, imin(16, nr - 16 * h), k0, kc, dst + 16 * h, NR, 0xFFFF);
         }
     }
 }
@@ -435,6 +427,11 @@ BF16_FN static inline void store_row_bf16(float *c, __m512 acc0, __m512 acc1, __
 BF16_FN static void kernel_bf16(int kp_n, const uint32_t *restrict a, const uint32_t *restrict b, float *C, int ldc,
                                 int mr, int nr, float alpha, float beta, bool c_trans) {
     FOR_ROWS(ACC_DECL)
+    if (!c_trans) /* as in kernel_f32: fetch the tile of C while the k loop runs */
+        for (int i = 0; i < mr; i++) {
+            _mm_prefetch((const char *)(C + (size_t)i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(C + (size_t)i * ldc + 16), _MM_HINT_T0);
+        }
     for (int kp = 0; kp < kp_n; kp++) {
         __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
         __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(b + 16));
