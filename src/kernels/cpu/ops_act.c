@@ -164,21 +164,40 @@ void tanh_backward(float *dx, const float *dy, const float *y, int n) {
     for (int i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
 }
 
-/* y = x * mask, mask[i] = 1/(1-p) with probability 1-p else 0 (one rng draw per value, in order) */
+/* Inverted dropout (ftc/ops.h). One 64-bit key per call from the model's rng, then value i's keep decision is
+ * a counter-based hash of (key, i) -- dropout_keep, shared with the AVX-512 path in vmath.h -- so values are
+ * drawn independently of each other: threads and vector lanes split the work without changing the mask, and
+ * the rng advances once per call (checkpoints, resume and activation recomputation replay it exactly). */
+enum { DROP_CHUNK = 16384 }; /* values per thread task: a multiple of 16 */
+
 void dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng) {
     if (p <= 0.0f) {
         if (y != x) memcpy(y, x, sizeof(float) * n);
         for (int i = 0; i < n; i++) mask[i] = 1.0f;
         return;
     }
+    uint64_t key = ftc_rng_u64(rng);
     float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
-    for (int i = 0; i < n; i++) {
-        mask[i] = ftc_rng_uniform(rng) >= p ? keep_scale : 0.0f;
-        y[i] = x[i] * mask[i];
+    uint32_t threshold = dropout_threshold(p);
+    bool avx512 = vm_use_avx512();
+    int nch = (n + DROP_CHUNK - 1) / DROP_CHUNK;
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int ch = 0; ch < nch; ch++) {
+        int i0 = ch * DROP_CHUNK, i1 = n - i0 < DROP_CHUNK ? n : i0 + DROP_CHUNK;
+        if (avx512) {
+            vm_dropout_avx512(y, mask, x, i0, i1, key, threshold, keep_scale);
+            continue;
+        }
+        for (int i = i0; i < i1; i++) {
+            float m = vm_select(dropout_keep(key, (uint64_t)i, threshold), keep_scale, 0.0f);
+            mask[i] = m;
+            y[i] = x[i] * m;
+        }
     }
 }
 
 /* dx += dy * mask */
 void dropout_backward(float *dx, const float *dy, const float *mask, int n) {
+#pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
 }

@@ -6,9 +6,11 @@
  * exp(x) = 2^n (1 + p(r)), n = round(x / ln 2), r = x - n ln 2 (Cody-Waite, |r| <= ln2/2), p = Taylor
  * expm1 to degree 7 (truncation < 6e-9). Max relative error about 2 ulp over the normal range; denormal
  * results and overflow to +inf as libm; exp(-inf) = 0, NaN stays NaN. No errno.
- * The GELU kernels (vm_gelu_*_avx512) fuse ops_act.c's formulas around the same exp, one pass per vector. */
+ * The GELU kernels (vm_gelu_*_avx512) fuse ops_act.c's formulas around the same exp, one pass per vector.
+ * Dropout's keep decision (dropout_keep) lives here too, so both of its paths share one definition. */
 #ifndef FTC_VMATH_H
 #define FTC_VMATH_H
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -55,6 +57,25 @@ static inline float vm_exp1(float x) {
     return vm_select(nan, x, (1.0f + p) * s1 * s2);
 }
 
+/* Dropout's keep decision for value i of a call with the given key (ops_act.c): the top 24 bits of
+ * splitmix64's output at counter position i + 1 of the stream keyed by key, that is the finaliser of
+ * key + (i + 1) * golden-ratio constant, compared with p at 24-bit resolution (the resolution of
+ * ftc_rng_uniform, which the mask used to be drawn from): kept iff bits >= ceil(p 2^24). Different keys are
+ * far-apart offsets in one 2^64 stream, so two calls' masks are independent. Integer arithmetic only: the
+ * AVX-512 path (vm_dropout_avx512) computes the same bits. */
+static const uint64_t VM_DROP_GAMMA = 0x9E3779B97F4A7C15ull;
+static inline uint64_t vm_splitmix64_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline uint32_t dropout_threshold(float p) {
+    return p >= 1.0f ? 1u << 24 : (uint32_t)ceil((double)p * 16777216.0); /* exact: p has 24 bits */
+}
+static inline bool dropout_keep(uint64_t key, uint64_t i, uint32_t threshold) {
+    return (uint32_t)(vm_splitmix64_mix(key + (i + 1) * VM_DROP_GAMMA) >> 40) >= threshold;
+}
+
 /* Whether the AVX-512 path runs (CPU has it and the generic backend is not forced). */
 bool vm_use_avx512(void);
 
@@ -72,6 +93,9 @@ void vm_gelu_tanh_avx512(float *y, const float *x, int n);
 void vm_gelu_tanh_backward_avx512(float *dx, const float *dy, const float *x, int n);
 void vm_gelu_erf_avx512(float *y, const float *x, int n);
 void vm_gelu_erf_backward_avx512(float *dx, const float *dy, const float *x, int n);
+/* Dropout over values [i0, i1): mask[i] = dropout_keep(key, i, threshold) ? keep_scale : 0, y[i] = x[i] mask[i] */
+void vm_dropout_avx512(float *y, float *mask, const float *x, int i0, int i1, uint64_t key, uint32_t threshold,
+                       float keep_scale);
 /* AdamW's update on n values with precomputed scalars (ops_optim.c), bit-identical to its scalar loop. */
 void vm_adamw_avx512(float *w, const float *g, float *m, float *v, int64_t n, float step_size, float bc2_sqrt,
                      float decay, float beta1, float one_m_b1, float beta2, float one_m_b2, float eps);

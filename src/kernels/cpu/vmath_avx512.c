@@ -156,3 +156,40 @@ AVX512_FN void vm_gelu_erf_backward_avx512(float *dx, const float *dy, const flo
     LOOP16(gelu_erf_backward_step, n, dx, dy, x);
 }
 
+/* ---- Dropout (ops_act.c): dropout_keep's splitmix64 hash on 8 64-bit lanes (vpmullq: AVX512DQ), two vectors
+ * per 16 floats; integer arithmetic, so the mask is bit-identical to the portable loop's. ---- */
+
+AVX512_FN static inline __mmask8 dropout_keep8(__m512i z, __m512i threshold) {
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ull));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), _mm512_set1_epi64((long long)0x94D049BB133111EBull));
+    z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+    return _mm512_cmpge_epu64_mask(_mm512_srli_epi64(z, 40), threshold);
+}
+
+AVX512_FN void vm_dropout_avx512(float *y, float *mask, const float *x, int i0, int i1, uint64_t key,
+                                 uint32_t threshold, float keep_scale) {
+    const __m512i thr = _mm512_set1_epi64((long long)threshold), gamma = _mm512_set1_epi64((long long)VM_DROP_GAMMA);
+    const __m512i step = _mm512_set1_epi64((long long)(16 * VM_DROP_GAMMA));
+    const __m512 scale = _mm512_set1_ps(keep_scale);
+    /* counters key + (i + 1) gamma for lanes i0 .. i0 + 7 and i0 + 8 .. i0 + 15, advanced 16 gamma a step */
+    __m512i lane = _mm512_set_epi64(8, 7, 6, 5, 4, 3, 2, 1);
+    __m512i base = _mm512_add_epi64(_mm512_set1_epi64((long long)(key + (uint64_t)i0 * VM_DROP_GAMMA)),
+                                    _mm512_mullo_epi64(lane, gamma));
+    __m512i lo = base, hi = _mm512_add_epi64(base, _mm512_set1_epi64((long long)(8 * VM_DROP_GAMMA)));
+    int i = i0;
+    for (; i + 16 <= i1; i += 16) {
+        __mmask16 k = (__mmask16)(dropout_keep8(lo, thr) | ((unsigned)dropout_keep8(hi, thr) << 8));
+        __m512 m = _mm512_maskz_mov_ps(k, scale);
+        _mm512_storeu_ps(mask + i, m);
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), m));
+        lo = _mm512_add_epi64(lo, step);
+        hi = _mm512_add_epi64(hi, step);
+    }
+    if (i < i1) {
+        __mmask16 t = tail_mask(i1 - i);
+        __mmask16 k = (__mmask16)(dropout_keep8(lo, thr) | ((unsigned)dropout_keep8(hi, thr) << 8));
+        __m512 m = _mm512_maskz_mov_ps(k, scale);
+        _mm512_mask_storeu_ps(mask + i, t, m);
+        _mm512_mask_storeu_ps(y + i, t, _mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + i), m));
+    }
+}
