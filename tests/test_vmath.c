@@ -192,6 +192,133 @@ static void check_gelu_erf(const char *path) {
 }
 static void test_gelu_erf(void **state) { (void)state; each_path(check_gelu_erf); }
 
+/* GELU on inputs that the training data rarely reach: a fine sweep of [-20, 20], magnitudes from denormal to
+ * 1e30 of both signs, +-0, +-inf, NaN and random normals. Length not a multiple of 16 (the masked tail). */
+static float *gelu_inputs(int *n_out) {
+    int n = 0, cap = 60000;
+    float *x = malloc((size_t)cap * sizeof *x);
+    assert_non_null(x);
+    for (int i = 0; i <= 40000; i++) x[n++] = -20.0f + 40.0f * (float)i / 40000.0f;
+    for (int e = -45; e <= 30; e++)
+        for (int m = 1; m < 10; m++) {
+            float v = (float)(m * pow(10.0, e));
+            if (v == 0.0f) continue;
+            x[n++] = v;
+            x[n++] = -v;
+        }
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, FLT_MAX, -FLT_MAX, FLT_MIN, -FLT_MIN};
+    for (int i = 0; i < (int)(sizeof special / sizeof *special); i++) x[n++] = special[i];
+    ftc_rng r;
+    ftc_rng_seed(&r, 21);
+    while (n < 50003) x[n++] = 3.0f * ftc_rng_normal(&r);
+    *n_out = n;
+    return x;
+}
+
+/* The four GELU functions on one path: out[0] forward tanh, [1] backward tanh, [2] forward erf, [3] backward
+ * erf, the backward ones with dy = 1 into dx = 0 (so out[1], out[3] are the derivatives). */
+static void gelu_all(float *out[4], const float *x, const float *ones, int n) {
+    for (int i = 0; i < n; i++) out[1][i] = out[3][i] = 0.0f;
+    gelu_tanh_forward(out[0], x, n);
+    gelu_tanh_backward(out[1], ones, x, n);
+    gelu_erf_forward(out[2], x, n);
+    gelu_erf_backward(out[3], ones, x, n);
+}
+
+/* Double references. The tanh form through s = sigmoid(2u) = 0.5 (1 + tanh u) and s (1 - s) = e / (1 + e)^2,
+ * e = exp(-2u): the same functions as torch's 0.5 x (1 + tanh u), but without the cancellation that makes
+ * 1 + tanh u (and 1 - tanh^2 u) worthless in double for x below about -6. The erf form through erfc. */
+static void gelu_tanh_ref(double v, double *y, double *d, double *dmag) {
+    double du = 0.7978845608028654 * (1 + 3 * 0.044715 * v * v);
+    double e = exp(-2 * 0.7978845608028654 * (v + 0.044715 * v * v * v)), s = 1 / (1 + e);
+    double s1ms = 1 / ((1 + e) * (1 + 1 / e)); /* s (1 - s), also for e = 0 and e = inf */
+    *y = v * s;
+    *d = s + 2 * v * s1ms * du;
+    *dmag = s + fabs(2 * v * s1ms * du); /* the derivative's terms cancel near x = -0.75 */
+}
+static double gelu_ref_of(int k, double v, double *mag) {
+    double y, d, dmag, cdf = 0.5 * erfc(-v / sqrt(2.0)), pdf = exp(-0.5 * v * v) / sqrt(2 * M_PI);
+    gelu_tanh_ref(v, &y, &d, &dmag);
+    switch (k) {
+    case 0: *mag = fabs(y); return y;
+    case 1: *mag = dmag; return d;
+    case 2: *mag = fabs(v * cdf); return v * cdf;
+    default: *mag = cdf + fabs(v * pdf); return cdf + v * pdf;
+    }
+}
+/* The conditioning of each function at v (see check_act and check_gelu_erf): the float rounding of its
+ * argument, amplified by the exponential. */
+static double gelu_cond(int k, double v) {
+    return k < 2 ? 1 + 2 * 0.7978845608028654 * fabs(v + 0.044715 * v * v * v) : 1 + v * v;
+}
+
+/* Error of got against ref, in units of the bound's scale: relative to mag and divided by cond, after an
+ * absolute allowance of 32 FLT_MIN |x|: results that small have only absolute precision (denormals, and
+ * the tanh form's x / (1 + exp(-2u)) is 0 once exp(-2u) overflows float, for x below about -10, where the
+ * true value is still ~3e-38). NaN and infinities must match exactly: 0 if they do, INFINITY if not. */
+static double gelu_err(double got, double ref, double mag, double cond, double v) {
+    if (isnan(ref) || isnan(got)) return isnan(ref) && isnan(got) ? 0 : INFINITY;
+    if (isinf(ref) || isinf(got)) return got == ref ? 0 : INFINITY;
+    double e = fabs(got - ref) - 32 * FLT_MIN * fmax(1.0, fabs(v));
+    return e <= 0 ? 0 : e / (mag + 1e-300) / cond;
+}
+
+static void test_gelu_paths_and_tails(void **state) {
+    (void)state;
+    int n;
+    float *x = gelu_inputs(&n), *ones = malloc((size_t)n * sizeof *ones), *out[2][4];
+    assert_non_null(ones);
+    for (int i = 0; i < n; i++) ones[i] = 1.0f;
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 4; k++) {
+            out[p][k] = malloc((size_t)n * sizeof(float));
+            assert_non_null(out[p][k]);
+        }
+    const char *names[4] = {"tanh fwd", "tanh bwd", "erf fwd", "erf bwd"};
+    const double bound[4] = {2e-6, 2e-6, 1e-6, 1e-6}; /* as check_act and check_gelu_erf */
+    int have_avx512 = ftc_matmul_set_backend("avx512");
+    for (int p = 0; p < 1 + have_avx512; p++) {
+        ftc_matmul_set_backend(p == 0 ? "generic" : "avx512");
+        gelu_all(out[p], x, ones, n);
+        for (int k = 0; k < 4; k++) {
+            double worst = 0, worst_x = 0;
+            for (int i = 0; i < n; i++) {
+                double v = x[i];
+                /* beyond |x| ~ 5e19, 0.134 x^2 overflows float and the tanh form's derivative is inf * 0 = NaN
+                 * on both paths (as it always was); double has no such overflow, so those are not compared */
+                if (k == 1 && isfinite(v) && fabs(v) > 5e19) continue;
+                double mag, ref = gelu_ref_of(k, v, &mag);
+                double e = gelu_err(out[p][k][i], ref, mag, gelu_cond(k, v), v);
+                if (e > worst) worst = e, worst_x = v;
+            }
+            fprintf(stderr, "%s gelu %s vs double over %d inputs: max error %.3g (at x = %g)\n",
+                    p ? "avx512" : "generic", names[k], n, worst, worst_x);
+            assert_true(worst < bound[k]);
+        }
+    }
+    if (have_avx512) {
+        /* the two paths compute the same formulas and differ only by FMA and rounding order: a few ulp,
+         * scaled by the same conditioning */
+        for (int k = 0; k < 4; k++) {
+            double worst = 0, worst_x = 0;
+            for (int i = 0; i < n; i++) {
+                double v = x[i], mag;
+                gelu_ref_of(k, v, &mag);
+                double e = gelu_err(out[1][k][i], out[0][k][i], mag, gelu_cond(k, v), v);
+                if (e > worst) worst = e, worst_x = v;
+            }
+            fprintf(stderr, "gelu %s avx512 vs generic: max difference %.3g (at x = %g)\n", names[k], worst, worst_x);
+            assert_true(worst < 6e-7);
+        }
+    } else {
+        fprintf(stderr, "(no avx512 on this CPU: paths not compared)\n");
+    }
+    ftc_matmul_set_backend("auto");
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 4; k++) free(out[p][k]);
+    free(x), free(ones);
+}
+
 /* Softmax cross-entropy against double, on a vocabulary-sized row count, ignored rows included. */
 static void check_ce(const char *path) {
     enum { N = 9, V = 5003 };
@@ -274,6 +401,7 @@ int main(void) {
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_gelu_erf),
+        cmocka_unit_test(test_gelu_paths_and_tails),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_adamw_paths_identical),
     };

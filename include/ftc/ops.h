@@ -112,8 +112,11 @@ void pool_last_backward(float *dx, const float *dout, const uint8_t *mask, int B
 void tanh_forward(float *y, const float *x, int n); /* BERT pooler activation */
 void tanh_backward(float *dx, const float *dy, const float *y, int n);
 
-/* Inverted dropout with probability p: mask[i] = (keep ? 1/(1-p) : 0) drawn from rng, y = x * mask.
- * p == 0 copies x and fills mask with 1. */
+/* Inverted dropout with probability p: mask[i] = (keep ? 1/(1-p) : 0), y = x * mask (y == x allowed).
+ * Each call takes ONE 64-bit draw from rng as a key; value i is kept iff a counter-based hash of (key, i)
+ * (splitmix64's finaliser, top 24 bits) is >= ceil(p 2^24), so P(keep) = 1 - p at ftc_rng_uniform's
+ * resolution. The mask depends only on the rng state and i: not on the thread count, the CPU path or n.
+ * p == 0 copies x, fills mask with 1 and draws nothing. */
 void dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng);
 void dropout_backward(float *dx, const float *dy, const float *mask, int n);
 

@@ -15,22 +15,27 @@ enum { VCHUNK = 512 };
 
 static inline int chunk_len(int ch, int n) { return n - ch * VCHUNK < VCHUNK ? n - ch * VCHUNK : VCHUNK; }
 
+/* exp(-2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
+static inline float gelu_tanh_e1(float v) { return vm_exp1(-2.0f * (GELU_K * (v + GELU_C * v * v * v))); }
+
 /* y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-2 gelu_new, torch gelu(approximate='tanh')),
  * computed as y = x sigmoid(2u) = x / (1 + exp(-2u)): the same function, one vectorised exp instead of libm's
- * tanhf, and no cancellation in 1 + tanh(u) for negative u. */
+ * tanhf, and no cancellation in 1 + tanh(u) for negative u.
+ * Each op below has two paths: AVX-512 (vmath_avx512.c, the same formulas fused 16 lanes at a time) when
+ * vm_use_avx512(), else the portable loop over branchless inline functions, which GCC vectorises with what
+ * the build targets (SSE2 on a portable x86-64 binary). */
 void gelu_tanh_forward(float *y, const float *x, int n) {
     int nch = (n + VCHUNK - 1) / VCHUNK;
+    bool avx512 = vm_use_avx512();
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int ch = 0; ch < nch; ch++) {
-        const float *xc = x + (size_t)ch * VCHUNK;
-        float *yc = y + (size_t)ch * VCHUNK, e[VCHUNK];
+        size_t o = (size_t)ch * VCHUNK;
         int len = chunk_len(ch, n);
-        for (int i = 0; i < len; i++) {
-            float v = xc[i];
-            e[i] = -2.0f * (GELU_K * (v + GELU_C * v * v * v));
+        if (avx512) {
+            vm_gelu_tanh_avx512(y + o, x + o, len);
+            continue;
         }
-        vm_exp(e, e, len);
-        for (int i = 0; i < len; i++) yc[i] = xc[i] / (1.0f + e[i]);
+        for (int i = 0; i < len; i++) y[o + i] = x[o + i] / (1.0f + gelu_tanh_e1(x[o + i]));
     }
 }
 
@@ -38,77 +43,76 @@ void gelu_tanh_forward(float *y, const float *x, int n) {
  * with s = sigmoid(2u): 0.5 (1 + t) = s and 0.5 (1 - t^2) = 2 s (1 - s). */
 void gelu_tanh_backward(float *dx, const float *dy, const float *x, int n) {
     int nch = (n + VCHUNK - 1) / VCHUNK;
+    bool avx512 = vm_use_avx512();
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int ch = 0; ch < nch; ch++) {
         size_t o = (size_t)ch * VCHUNK;
-        float e[VCHUNK];
         int len = chunk_len(ch, n);
-        for (int i = 0; i < len; i++) {
-            float v = x[o + i];
-            e[i] = -2.0f * (GELU_K * (v + GELU_C * v * v * v));
+        if (avx512) {
+            vm_gelu_tanh_backward_avx512(dx + o, dy + o, x + o, len);
+            continue;
         }
-        vm_exp(e, e, len);
         for (int i = 0; i < len; i++) {
-            float v = x[o + i], s = 1.0f / (1.0f + e[i]);
+            float v = x[o + i], s = 1.0f / (1.0f + gelu_tanh_e1(v));
             float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
             dx[o + i] += dy[o + i] * (s + 2.0f * v * s * (1.0f - s) * du);
         }
     }
 }
 
-/* Phi(x) = 0.5 (1 + erf(x/sqrt 2)) = 0.5 erfc(-x/sqrt 2) for one chunk, with erfc(z) = t exp(-z^2 + P(t)),
- * t = 1/(1 + z/2), z = |x|/sqrt 2 >= 0: the Chebyshev fit of Numerical Recipes (erfcc; fractional error below
- * 1.2e-7 for all z >= 0), so Phi keeps its relative accuracy in the far negative tail, where 1 + erf would
- * cancel. One vectorised exp instead of libm's erff. */
-static void normal_cdf_chunk(float *cdf, const float *x, int len) {
-    float t[VCHUNK];
-    for (int i = 0; i < len; i++) {
-        float z = fabsf(x[i]) * 0.70710678118654752f, u = 1.0f / (1.0f + 0.5f * z);
-        float p = 0.17087277f;
-        p = p * u - 0.82215223f;
-        p = p * u + 1.48851587f;
-        p = p * u - 1.13520398f;
-        p = p * u + 0.27886807f;
-        p = p * u - 0.18628806f;
-        p = p * u + 0.09678418f;
-        p = p * u + 0.37409196f;
-        p = p * u + 1.00002368f;
-        p = p * u - 1.26551223f;
-        t[i] = u;
-        cdf[i] = p - z * z;
-    }
-    vm_exp(cdf, cdf, len);
-    for (int i = 0; i < len; i++) {
-        float half_erfc = 0.5f * t[i] * cdf[i];
-        cdf[i] = x[i] < 0.0f ? half_erfc : 1.0f - half_erfc;
-    }
+/* Phi(x) = 0.5 (1 + erf(x/sqrt 2)) = 0.5 erfc(-x/sqrt 2), with erfc(z) = t exp(-z^2 + P(t)), t = 1/(1 + z/2),
+ * z = |x|/sqrt 2 >= 0: the Chebyshev fit of Numerical Recipes (erfcc; fractional error below 1.2e-7 for all
+ * z >= 0), so Phi keeps its relative accuracy in the far negative tail, where 1 + erf would cancel.
+ * One vectorisable exp instead of libm's erff; the sign picks erfc/2 or 1 - erfc/2 by a bitwise select (a
+ * branch here mispredicted on every other value: GELU inputs are about half negative). */
+static inline float normal_cdf1(float x) {
+    float z = fabsf(x) * 0.70710678118654752f, u = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = p * u - 0.82215223f;
+    p = p * u + 1.48851587f;
+    p = p * u - 1.13520398f;
+    p = p * u + 0.27886807f;
+    p = p * u - 0.18628806f;
+    p = p * u + 0.09678418f;
+    p = p * u + 0.37409196f;
+    p = p * u + 1.00002368f;
+    p = p * u - 1.26551223f;
+    float half_erfc = 0.5f * u * vm_exp1(p - z * z);
+    return vm_select(x < 0.0f, half_erfc, 1.0f - half_erfc);
 }
 
 /* y = 0.5 x (1 + erf(x / sqrt 2)) = x Phi(x)   (BERT gelu, torch gelu default) */
 void gelu_erf_forward(float *y, const float *x, int n) {
     int nch = (n + VCHUNK - 1) / VCHUNK;
+    bool avx512 = vm_use_avx512();
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int ch = 0; ch < nch; ch++) {
         size_t o = (size_t)ch * VCHUNK;
-        float cdf[VCHUNK];
         int len = chunk_len(ch, n);
-        normal_cdf_chunk(cdf, x + o, len);
-        for (int i = 0; i < len; i++) y[o + i] = x[o + i] * cdf[i];
+        if (avx512) {
+            vm_gelu_erf_avx512(y + o, x + o, len);
+            continue;
+        }
+        for (int i = 0; i < len; i++) y[o + i] = x[o + i] * normal_cdf1(x[o + i]);
     }
 }
 
 /* dx += dy * (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2) / sqrt(2 pi) */
 void gelu_erf_backward(float *dx, const float *dy, const float *x, int n) {
     int nch = (n + VCHUNK - 1) / VCHUNK;
+    bool avx512 = vm_use_avx512();
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int ch = 0; ch < nch; ch++) {
         size_t o = (size_t)ch * VCHUNK;
-        float cdf[VCHUNK], pdf[VCHUNK];
         int len = chunk_len(ch, n);
-        normal_cdf_chunk(cdf, x + o, len);
-        for (int i = 0; i < len; i++) pdf[i] = -0.5f * x[o + i] * x[o + i];
-        vm_exp(pdf, pdf, len);
-        for (int i = 0; i < len; i++) dx[o + i] += dy[o + i] * (cdf[i] + x[o + i] * (pdf[i] * 0.3989422804014327f));
+        if (avx512) {
+            vm_gelu_erf_backward_avx512(dx + o, dy + o, x + o, len);
+            continue;
+        }
+        for (int i = 0; i < len; i++) {
+            float v = x[o + i], pdf = vm_exp1(-0.5f * v * v) * 0.3989422804014327f;
+            dx[o + i] += dy[o + i] * (normal_cdf1(v) + v * pdf);
+        }
     }
 }
 
@@ -160,21 +164,40 @@ void tanh_backward(float *dx, const float *dy, const float *y, int n) {
     for (int i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
 }
 
-/* y = x * mask, mask[i] = 1/(1-p) with probability 1-p else 0 (one rng draw per value, in order) */
+/* Inverted dropout (ftc/ops.h). One 64-bit key per call from the model's rng, then value i's keep decision is
+ * a counter-based hash of (key, i) -- dropout_keep, shared with the AVX-512 path in vmath.h -- so values are
+ * drawn independently of each other: threads and vector lanes split the work without changing the mask, and
+ * the rng advances once per call (checkpoints, resume and activation recomputation replay it exactly). */
+enum { DROP_CHUNK = 16384 }; /* values per thread task: a multiple of 16 */
+
 void dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng) {
     if (p <= 0.0f) {
         if (y != x) memcpy(y, x, sizeof(float) * n);
         for (int i = 0; i < n; i++) mask[i] = 1.0f;
         return;
     }
+    uint64_t key = ftc_rng_u64(rng);
     float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
-    for (int i = 0; i < n; i++) {
-        mask[i] = ftc_rng_uniform(rng) >= p ? keep_scale : 0.0f;
-        y[i] = x[i] * mask[i];
+    uint32_t threshold = dropout_threshold(p);
+    bool avx512 = vm_use_avx512();
+    int nch = (n + DROP_CHUNK - 1) / DROP_CHUNK;
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int ch = 0; ch < nch; ch++) {
+        int i0 = ch * DROP_CHUNK, i1 = n - i0 < DROP_CHUNK ? n : i0 + DROP_CHUNK;
+        if (avx512) {
+            vm_dropout_avx512(y, mask, x, i0, i1, key, threshold, keep_scale);
+            continue;
+        }
+        for (int i = i0; i < i1; i++) {
+            float m = vm_select(dropout_keep(key, (uint64_t)i, threshold), keep_scale, 0.0f);
+            mask[i] = m;
+            y[i] = x[i] * m;
+        }
     }
 }
 
 /* dx += dy * mask */
 void dropout_backward(float *dx, const float *dy, const float *mask, int n) {
+#pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
 }

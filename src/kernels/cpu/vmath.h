@@ -5,23 +5,40 @@
  *
  * exp(x) = 2^n (1 + p(r)), n = round(x / ln 2), r = x - n ln 2 (Cody-Waite, |r| <= ln2/2), p = Taylor
  * expm1 to degree 7 (truncation < 6e-9). Max relative error about 2 ulp over the normal range; denormal
- * results and overflow to +inf as libm; exp(-inf) = 0, NaN stays NaN. No errno. */
+ * results and overflow to +inf as libm; exp(-inf) = 0, NaN stays NaN. No errno.
+ * The GELU kernels (vm_gelu_*_avx512) fuse ops_act.c's formulas around the same exp, one pass per vector.
+ * Dropout's keep decision (dropout_keep) lives here too, so both of its paths share one definition. */
 #ifndef FTC_VMATH_H
 #define FTC_VMATH_H
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
+/* c ? a : b as a bitwise select: no branch, so loops that use it vectorise (SSE2 and/andnot/or) and a
+ * data-dependent choice costs no mispredictions. */
+static inline float vm_select(bool c, float a, float b) {
+    uint32_t ua, ub, m = (uint32_t)0 - (uint32_t)c, r;
+    memcpy(&ua, &a, 4);
+    memcpy(&ub, &b, 4);
+    r = (ua & m) | (ub & ~m);
+    float f;
+    memcpy(&f, &r, 4);
+    return f;
+}
+
 /* Portable scalar exp, the generic path. Written without FMA or libm calls so that it compiles to the same
- * arithmetic everywhere (C11 mode: no contraction). */
+ * arithmetic everywhere (C11 mode: no contraction), and without branches so that loops calling it vectorise. */
 static inline float vm_exp1(float x) {
-    if (x != x) return x;
-    if (x < -104.0f) x = -104.0f; /* exp(-104) < 2^-150: rounds to 0 below */
-    if (x > 89.0f) x = 89.0f;     /* exp(89) > FLT_MAX: +inf below */
+    bool nan = x != x;
+    /* vm_select, not ?:, keeps GCC's if-conversion working under -ftrapping-math (the default) */
+    float xc = vm_select(nan, 0.0f, x);          /* keeps the int conversion below defined; NaN returns at the end */
+    xc = vm_select(xc < -104.0f, -104.0f, xc);  /* exp(-104) < 2^-150: rounds to 0 below */
+    xc = vm_select(xc > 89.0f, 89.0f, xc);      /* exp(89) > FLT_MAX: +inf below */
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer (ties to even) */
-    float t = x * 1.44269504088896341f + shifter;
+    float t = xc * 1.44269504088896341f + shifter;
     float n = t - shifter;
-    float r = x - n * 0.693145751953125f; /* ln2 high part: n * it is exact for |n| < 2^8 */
+    float r = xc - n * 0.693145751953125f; /* ln2 high part: n * it is exact for |n| < 2^8 */
     r = r - n * 1.428606765330187045e-06f;
     float p = 1.0f / 40320.0f;
     p = p * r + 1.0f / 5040.0f;
@@ -37,7 +54,26 @@ static inline float vm_exp1(float x) {
     float s1, s2;
     memcpy(&s1, &b1, 4);
     memcpy(&s2, &b2, 4);
-    return (1.0f + p) * s1 * s2;
+    return vm_select(nan, x, (1.0f + p) * s1 * s2);
+}
+
+/* Dropout's keep decision for value i of a call with the given key (ops_act.c): the top 24 bits of
+ * splitmix64's output at counter position i + 1 of the stream keyed by key, that is the finaliser of
+ * key + (i + 1) * golden-ratio constant, compared with p at 24-bit resolution (the resolution of
+ * ftc_rng_uniform, which the mask used to be drawn from): kept iff bits >= ceil(p 2^24). Different keys are
+ * far-apart offsets in one 2^64 stream, so two calls' masks are independent. Integer arithmetic only: the
+ * AVX-512 path (vm_dropout_avx512) computes the same bits. */
+static const uint64_t VM_DROP_GAMMA = 0x9E3779B97F4A7C15ull;
+static inline uint64_t vm_splitmix64_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline uint32_t dropout_threshold(float p) {
+    return p >= 1.0f ? 1u << 24 : (uint32_t)ceil((double)p * 16777216.0); /* exact: p has 24 bits */
+}
+static inline bool dropout_keep(uint64_t key, uint64_t i, uint32_t threshold) {
+    return (uint32_t)(vm_splitmix64_mix(key + (i + 1) * VM_DROP_GAMMA) >> 40) >= threshold;
 }
 
 /* Whether the AVX-512 path runs (CPU has it and the generic backend is not forced). */
@@ -52,6 +88,14 @@ double vm_exp_sum(float *y, const float *x, float shift, int n);
 /* AVX-512 kernels (vmath_avx512.c); call only when vm_use_avx512(). */
 void vm_exp_avx512(float *y, const float *x, int n);
 double vm_exp_sum_avx512(float *y, const float *x, float shift, int n);
+/* GELU forward (y = gelu(x)) and backward (dx += dy gelu'(x)) in the tanh and erf forms, for ops_act.c */
+void vm_gelu_tanh_avx512(float *y, const float *x, int n);
+void vm_gelu_tanh_backward_avx512(float *dx, const float *dy, const float *x, int n);
+void vm_gelu_erf_avx512(float *y, const float *x, int n);
+void vm_gelu_erf_backward_avx512(float *dx, const float *dy, const float *x, int n);
+/* Dropout over values [i0, i1): mask[i] = dropout_keep(key, i, threshold) ? keep_scale : 0, y[i] = x[i] mask[i] */
+void vm_dropout_avx512(float *y, float *mask, const float *x, int i0, int i1, uint64_t key, uint32_t threshold,
+                       float keep_scale);
 /* AdamW's update on n values with precomputed scalars (ops_optim.c), bit-identical to its scalar loop. */
 void vm_adamw_avx512(float *w, const float *g, float *m, float *v, int64_t n, float step_size, float bc2_sqrt,
                      float decay, float beta1, float one_m_b1, float beta2, float one_m_b2, float eps);
