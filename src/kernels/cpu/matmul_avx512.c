@@ -28,10 +28,16 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 
 /* Packing buffers per thread, grown on demand and kept: a training step calls thousands of matmuls and
  * fresh multi-megabyte allocations would page-fault on each. */
-static _Thread_local void *tls_buf[2];
-static _Thread_local size_t tls_cap[2];
+static _Thread_local void *tls_buf[3]; /* A block, B block, whole packed B (see b_key) */
+static _Thread_local size_t tls_cap[3];
+static _Thread_local uint64_t tls_b_key; /* key of the whole op(B) complete in tls_buf[2]; 0: none */
+
+/* Largest whole packed op(B) kept per thread: a MiniLM or GPT-2 block weight fits, an LM head does not (its
+ * row chunks are few and long, so packing it per chunk costs little). */
+#define B_CACHE_BYTES ((size_t)16 << 20)
 
 static void *pack_buffer(int which, size_t bytes) {
+    if (which == 2 && bytes > tls_cap[2]) tls_b_key = 0;
     if (bytes > tls_cap[which]) {
         free(tls_buf[which]);
         size_t rounded = (bytes + 4095) & ~(size_t)4095;
@@ -39,6 +45,33 @@ static void *pack_buffer(int which, size_t bytes) {
         tls_cap[which] = tls_buf[which] ? rounded : 0;
     }
     return tls_buf[which];
+}
+
+/* Where the packed blocks of op(B) go. Without a key: one block buffer, packed per (column block, K slice).
+ * With one: the whole packed op(B) in the per-thread cache (block (jc, pc) at jc*kdepth + pc_units*nc_round),
+ * packed on the first call with that key and only read by the next ones. */
+typedef struct {
+    void *base;   /* block buffer, or the whole cache */
+    bool whole;   /* base holds every block */
+    bool ready;   /* ... and they are already packed (same key as the last complete call) */
+} b_store;
+
+static b_store b_store_open(uint64_t key, size_t whole_bytes, size_t block_bytes) {
+    b_store st = {NULL, false, false};
+    if (key && whole_bytes <= B_CACHE_BYTES) {
+        if (tls_b_key == key) return (b_store){tls_buf[2], true, true};
+        tls_b_key = 0; /* being overwritten */
+        if ((st.base = pack_buffer(2, whole_bytes)) != NULL) {
+            st.whole = true;
+            return st;
+        }
+    }
+    st.base = pack_buffer(1, block_bytes);
+    return st;
+}
+
+static void b_store_close(const b_store *st, uint64_t key) {
+    if (st->whole && !st->ready) tls_b_key = key;
 }
 
 /* ---------------------------------------------------------------- fp32 ---------------------------- */
@@ -190,19 +223,21 @@ AVX512_FN static void kernel_f32(int kc, const float *restrict a, const float *r
 }
 
 AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
-                                const float *B, int ldb, float beta, float *C, int ldc, bool c_trans) {
+                                const float *B, int ldb, float beta, float *C, int ldc, bool c_trans, uint64_t b_key) {
     int kc_max = imin(K, KC);
     int nc_max = imin((N + NR - 1) / NR * NR, NC);
     int mc_max = imin((M + MR - 1) / MR * MR, MC);
     float *apack = pack_buffer(0, sizeof(float) * (size_t)mc_max * kc_max);
-    float *bpack = pack_buffer(1, sizeof(float) * (size_t)nc_max * kc_max);
-    if (!apack || !bpack) return false;
+    b_store bst = b_store_open(b_key, sizeof(float) * (size_t)K * ((N + NR - 1) / NR * NR),
+                               sizeof(float) * (size_t)nc_max * kc_max);
+    if (!apack || !bst.base) return false;
     for (int jc = 0; jc < N; jc += NC) {
-        int nc = imin(NC, N - jc);
+        int nc = imin(NC, N - jc), nc_round = (nc + NR - 1) / NR * NR;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = imin(KC, K - pc);
             float beta_here = pc == 0 ? beta : 1.0f;
-            pack_b_f32(tb, B, ldb, pc, kc, jc, nc, bpack);
+            float *bpack = bst.whole ? (float *)bst.base + (size_t)jc * K + (size_t)pc * nc_round : bst.base;
+            if (!bst.ready) pack_b_f32(tb, B, ldb, pc, kc, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = imin(MC, M - ic);
                 pack_a_f32(ta, A, lda, ic, mc, pc, kc, apack);
@@ -215,6 +250,7 @@ AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alp
             }
         }
     }
+    b_store_close(&bst, b_key);
     return true;
 }
 
@@ -464,19 +500,23 @@ BF16_FN static void kernel_bf16(int kp_n, const uint32_t *restrict a, const uint
 
 BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
                                   int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc,
-                                  bool c_trans) {
-    int kp_max = (imin(K, KC_BF16) + 1) / 2;
+                                  bool c_trans, uint64_t b_key) {
+    int kp_max = (imin(K, KC_BF16) + 1) / 2, kp_all = (K + 1) / 2;
     int nc_max = imin((N + NR - 1) / NR * NR, NC);
     int mc_max = imin((M + MR - 1) / MR * MR, MC);
     uint32_t *apack = pack_buffer(0, sizeof(uint32_t) * (size_t)mc_max * kp_max);
-    uint32_t *bpack = pack_buffer(1, sizeof(uint32_t) * (size_t)nc_max * kp_max);
-    if (!apack || !bpack) return false;
+    b_store bst = b_store_open(b_key, sizeof(uint32_t) * (size_t)kp_all * ((N + NR - 1) / NR * NR),
+                               sizeof(uint32_t) * (size_t)nc_max * kp_max);
+    if (!apack || !bst.base) return false;
     for (int jc = 0; jc < N; jc += NC) {
-        int nc = imin(NC, N - jc);
+        int nc = imin(NC, N - jc), nc_round = (nc + NR - 1) / NR * NR;
         for (int pc = 0; pc < K; pc += KC_BF16) {
             int kc = imin(KC_BF16, K - pc), kp_n = (kc + 1) / 2;
             float beta_here = pc == 0 ? beta : 1.0f;
-            pack_b_bf16(tb, B, bt, ldb, pc, kc, K, jc, nc, bpack);
+            /* K slices are even (KC_BF16), so slice pc starts at pair pc/2 */
+            uint32_t *bpack = bst.whole ? (uint32_t *)bst.base + (size_t)jc * kp_all + (size_t)(pc / 2) * nc_round
+                                        : bst.base;
+            if (!bst.ready) pack_b_bf16(tb, B, bt, ldb, pc, kc, K, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = imin(MC, M - ic);
                 pack_a_bf16(ta, A, at, lda, ic, mc, pc, kc, K, apack);
@@ -489,6 +529,7 @@ BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float a
             }
         }
     }
+    b_store_close(&bst, b_key);
     return true;
 }
 
