@@ -66,9 +66,26 @@ void rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, 
  * att [B,H,T,T] saves softmax probabilities for backward. out [B,T,H,D]. */
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal);
-/* Accumulates into dq, dk, dv. scratch: at least B*H*T*T floats. */
+/* Accumulates into dq, dk, dv (each may be NULL: not needed). scratch: at least B*H*T*T floats. */
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch);
+/* Training options of attention (NULL: none, what the two functions above do). */
+typedef struct {
+    float dropout_p;            /* > 0: dropout on the probabilities (BERT, GPT-2): forward draws drop_mask for the
+                                 * whole att in one dropout_forward call after the softmax and multiplies
+                                 * att_drop = att * drop_mask by v; backward reads both */
+    ftc_rng *rng;               /* the dropout randomness */
+    float *att_drop, *drop_mask; /* [B,H,T,T] each, when dropout_p > 0 */
+    bool bf16;                  /* the products in bf16 with f32 accumulation (--precision bf16), except the scores
+                                 * q k^T, whose rounding the softmax amplifies (stories260K's loss curve moved 5%
+                                 * per step from fp32 with them in bf16, 1.5% without) */
+} attention_opts;
+void attention_forward_ex(float *out, float *att, const float *q, const float *k, const float *v,
+                          const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal,
+                          const attention_opts *opts);
+void attention_backward_ex(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                           const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch,
+                           const attention_opts *opts);
 
 /* Attention for incremental decoding over a KV cache (forward only; src/kernels/cpu/ops_attention_decode.c).
  * q, out [B,Tn,H,D]: the queries of the Tn newest positions Tk-Tn .. Tk-1. k_cache, v_cache [B,Tcap,Hkv,D]

@@ -88,7 +88,7 @@ struct ftc_model {
     float *pooled, *pool_dense, *pool_tanh, *cls_in, *cls_mask;        /* classification head */
     float *qkv_tmp, *lora_tmp;                                         /* transient */
     /* gradient scratch shared by all layers */
-    float *g_res, *g_a, *g_b, *g_q, *g_k, *g_v, *g_attn, *g_qkv, *g_up, *g_gate, *g_act, *g_att_scratch, *g_big;
+    float *g_res, *g_a, *g_b, *g_q, *g_k, *g_v, *g_attn, *g_qkv, *g_up, *g_gate, *g_act, *g_att_scratch;
     float *g_pooled, *g_pool_dense, *g_cls_in, *g_lora;
 
     /* the last forward */

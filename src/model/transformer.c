@@ -112,7 +112,7 @@ static void plan(ftc_model *m, planner *p) {
     m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
     int rmax = model_max_lora_rank(m);
     m->g_res = m->g_a = m->g_b = m->g_q = m->g_k = m->g_v = m->g_attn = m->g_qkv = NULL;
-    m->g_up = m->g_gate = m->g_act = m->g_att_scratch = m->g_big = NULL;
+    m->g_up = m->g_gate = m->g_act = m->g_att_scratch = NULL;
     m->g_pooled = m->g_pool_dense = m->g_cls_in = m->g_lora = NULL;
     if (!grads) return;
     m->g_res = take(p, N * C), m->g_a = take(p, N * C), m->g_b = take(p, N * C);
@@ -120,7 +120,6 @@ static void plan(ftc_model *m, planner *p) {
     m->g_qkv = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
     m->g_up = take(p, N * F), m->g_gate = m->swiglu ? take(p, N * F) : NULL, m->g_act = take(p, N * F);
     m->g_att_scratch = take(p, ATT);
-    m->g_big = adrop ? take(p, ATT) : NULL;
     m->g_pooled = take(p, NB * C), m->g_pool_dense = take(p, NB * C), m->g_cls_in = take(p, NB * C);
     m->g_lora = rmax > 0 ? take(p, N * (size_t)rmax) : NULL;
 }
@@ -190,19 +189,16 @@ static const float *maybe_dropout(ftc_model *m, float *y, float *mask, const flo
 
 static bool dropped(const ftc_model *m, float p) { return m->training && p > 0; }
 
-/* Attention probabilities dropout (BERT, GPT-2 when training): out = drop(att) @ v, recomputed here
- * because attention_forward applies the undropped probabilities. */
-static void attn_dropout_forward(ftc_model *m, layer_params *l, int B, int T) {
-    int H = m->H, D = m->D, rep = m->H / m->Hkv;
-    size_t n = (size_t)B * H * T * T;
-    dropout_forward(l->att_drop, l->att_mask, l->att, (int)n, m->cfg.attention_dropout, &m->rng);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *P_ = l->att_drop + ((size_t)b * H + h) * T * T;
-            const float *v = l->xv + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
-            float *o = l->attn_out + (size_t)b * T * m->qdim + (size_t)h * D;
-            ftc_matmul(false, false, T, D, T, 1.0f, P_, T, v, m->kvdim, 0.0f, o, m->qdim);
-        }
+/* Attention's training options: probability dropout when training (BERT, GPT-2), bf16 products at bf16. */
+static attention_opts attn_opts(ftc_model *m, layer_params *l) {
+    attention_opts o = {0};
+    if (dropped(m, m->cfg.attention_dropout)) {
+        o.dropout_p = m->cfg.attention_dropout;
+        o.rng = &m->rng;
+        o.att_drop = l->att_drop, o.drop_mask = l->att_mask;
+    }
+    o.bf16 = m->precision == FTC_PREC_BF16;
+    return o;
 }
 
 static void attention_block_forward(ftc_model *m, layer_params *l, const float *in, int B, int T) {
@@ -225,8 +221,8 @@ static void attention_block_forward(ftc_model *m, layer_params *l, const float *
         rope_forward(l->xq, m->pos, m->inv_freq, N, m->H, m->D);
         rope_forward(l->xk, m->pos, m->inv_freq, N, m->Hkv, m->D);
     }
-    attention_forward(l->attn_out, l->att, l->xq, l->xk, l->xv, m->mask, B, T, m->H, m->Hkv, m->D, m->causal);
-    if (dropped(m, m->cfg.attention_dropout)) attn_dropout_forward(m, l, B, T);
+    attention_opts ao = attn_opts(m, l);
+    attention_forward_ex(l->attn_out, l->att, l->xq, l->xk, l->xv, m->mask, B, T, m->H, m->Hkv, m->D, m->causal, &ao);
     linear_mod_forward(m, &l->o, l->o_out, l->attn_out, N, m->training);
 }
 
@@ -450,39 +446,6 @@ static const float *maybe_dropout_back(ftc_model *m, float *dx, const float *dy,
     return dx;
 }
 
-/* Attention backward with probability dropout: att' = att * mask, out = att' @ v. */
-static void attn_dropout_backward(ftc_model *m, layer_params *l, const float *dout, int B, int T) {
-    int H = m->H, D = m->D, rep = m->H / m->Hkv;
-    float scale = 1.0f / sqrtf((float)D);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            size_t a0 = ((size_t)b * H + h) * T * T;
-            const float *att = l->att + a0, *attd = l->att_drop + a0, *mask = l->att_mask + a0;
-            float *datt = m->g_big + a0;
-            const float *v = l->xv + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
-            const float *q = l->xq + (size_t)b * T * m->qdim + (size_t)h * D;
-            const float *k = l->xk + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
-            const float *dO = dout + (size_t)b * T * m->qdim + (size_t)h * D;
-            float *dq = m->g_q + (size_t)b * T * m->qdim + (size_t)h * D;
-            float *dk = m->g_k + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
-            float *dv = m->g_v + (size_t)b * T * m->kvdim + (size_t)(h / rep) * D;
-            /* dv += att'^T dO ; datt' = dO v^T */
-            ftc_matmul(true, false, T, D, T, 1.0f, attd, T, dO, m->qdim, 1.0f, dv, m->kvdim);
-            ftc_matmul(false, true, T, T, D, 1.0f, dO, m->qdim, v, m->kvdim, 0.0f, datt, T);
-            /* through the mask, then softmax: ds = att * (datt - sum_j datt*att) */
-            for (int i = 0; i < T; i++) {
-                float *dr = datt + (size_t)i * T;
-                const float *ar = att + (size_t)i * T, *mr = mask + (size_t)i * T;
-                double dot = 0;
-                for (int j = 0; j < T; j++) dr[j] *= mr[j], dot += (double)dr[j] * ar[j];
-                for (int j = 0; j < T; j++) dr[j] = ar[j] * (dr[j] - (float)dot) * scale;
-            }
-            /* scores = q k^T * scale: dq += ds k ; dk += ds^T q */
-            ftc_matmul(false, false, T, D, T, 1.0f, datt, T, k, m->kvdim, 1.0f, dq, m->qdim);
-            ftc_matmul(true, false, T, D, T, 1.0f, datt, T, q, m->qdim, 1.0f, dk, m->kvdim);
-        }
-}
-
 /* d_out: gradient of the block's output projection; d_in (may alias d_out, NULL = not needed) += grad of in. */
 static void attention_block_backward(ftc_model *m, layer_params *l, const float *in, const float *d_out, float *d_in,
                                      int B, int T) {
@@ -492,11 +455,9 @@ static void attention_block_backward(ftc_model *m, layer_params *l, const float 
     memset(m->g_q, 0, (size_t)N * m->qdim * sizeof(float));
     memset(m->g_k, 0, (size_t)N * m->kvdim * sizeof(float));
     memset(m->g_v, 0, (size_t)N * m->kvdim * sizeof(float));
-    if (dropped(m, m->cfg.attention_dropout))
-        attn_dropout_backward(m, l, m->g_attn, B, T);
-    else
-        attention_backward(m->g_q, m->g_k, m->g_v, m->g_attn, l->att, l->xq, l->xk, l->xv, B, T, m->H, m->Hkv, m->D,
-                           m->g_att_scratch);
+    attention_opts ao = attn_opts(m, l);
+    attention_backward_ex(m->g_q, m->g_k, m->g_v, m->g_attn, l->att, l->xq, l->xk, l->xv, B, T, m->H, m->Hkv, m->D,
+                          m->g_att_scratch, &ao);
     if (m->rope) {
         rope_backward(m->g_q, m->pos, m->inv_freq, N, m->H, m->D);
         rope_backward(m->g_k, m->pos, m->inv_freq, N, m->Hkv, m->D);

@@ -368,46 +368,51 @@ BF16_FN static inline __m512i interleave_rows_bf16(const void *row0, const void 
 BF16_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda, int i0, int mc, int k0, int kc,
                                 int K, uint32_t *dst) {
     int kp_n = (kc + 1) / 2;
-    for (int p = 0; p < mc; p += MR, dst += (size_t)kp_n * MR) {
-        int mr = imin(MR, mc - p);
-        if (ta) { /* op(A)(i,k) = A[k][i]: rows k and k+1 of A, MR columns, interleaved */
-            __mmask16 m = mask_upto(mr);
-            for (int kp = 0; kp < kp_n; kp++) {
-                int k = k0 + 2 * kp;
-                const void *r0 = elem_ptr(A, at, (size_t)k * lda + i0 + p);
-                const void *r1 = k + 1 < K ? elem_ptr(A, at, (size_t)(k + 1) * lda + i0 + p) : NULL;
-                _mm512_mask_storeu_epi32(dst + (size_t)kp * MR, mask_upto(MR), interleave_rows_bf16(r0, r1, at, m));
+    if (ta) { /* op(A)(i,k) = A[k][i]: rows k and k+1 of A interleaved, MR columns per panel. The pair of rows is
+               * read once along all panels (a scan per panel would stride over 2 rows per k, page after page). */
+        for (int kp = 0; kp < kp_n; kp++) {
+            int k = k0 + 2 * kp;
+            const char *r0 = elem_ptr(A, at, (size_t)k * lda + i0);
+            const char *r1 = k + 1 < K ? elem_ptr(A, at, (size_t)(k + 1) * lda + i0) : NULL;
+            size_t es = at == FTC_MM_BF16 ? 2 : 4;
+            uint32_t *d = dst + (size_t)kp * MR;
+            for (int p = 0; p < mc; p += MR, d += (size_t)kp_n * MR) {
+                __m512i w = interleave_rows_bf16(r0 + p * es, r1 ? r1 + p * es : NULL, at, mask_upto(mc - p));
+                _mm512_mask_storeu_epi32(d, mask_upto(MR), w);
             }
-        } else { /* op(A)(i,k) = A[i][k]: the pair is adjacent in memory */
-            pack_pairs_rows(A, at, lda, i0 + p, mr, k0, kc, dst, MR, mask_upto(MR));
         }
+        return;
     }
+    for (int p = 0; p < mc; p += MR, dst += (size_t)kp_n * MR) /* op(A)(i,k) = A[i][k]: the pair is adjacent */
+        pack_pairs_rows(A, at, lda, i0 + p, imin(MR, mc - p), k0, kc, dst, MR, mask_upto(MR));
 }
 
 /* op(B) k0..k0+kc, columns j0..j0+nc into NR-column slivers of pair words. */
 BF16_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb, int k0, int kc, int K, int j0, int nc,
                                 uint32_t *dst) {
     int kp_n = (kc + 1) / 2;
-    for (int q = 0; q < nc; q += NR, dst += (size_t)kp_n * NR) {
-        int nr = imin(NR, nc - q);
-        if (!tb) { /* op(B)(k,j) = B[k][j]: rows k and k+1, NR columns, interleaved */
-            __mmask16 m0 = mask_upto(nr), m1 = mask_upto(nr - 16);
-            for (int kp = 0; kp < kp_n; kp++) {
-                int k = k0 + 2 * kp;
-                size_t o0 = (size_t)k * ldb + j0 + q, o1 = o0 + (size_t)ldb;
-                bool has1 = k + 1 < K;
-                __m512i w0 = interleave_rows_bf16(elem_ptr(B, bt, o0), has1 ? elem_ptr(B, bt, o1) : NULL, bt, m0);
-                __m512i w1 = m1 ? interleave_rows_bf16(elem_ptr(B, bt, o0 + 16), has1 ? elem_ptr(B, bt, o1 + 16) : NULL,
-                                                       bt, m1)
-                                : _mm512_setzero_si512();
-                _mm512_store_si512((void *)(dst + (size_t)kp * NR), w0);
-                _mm512_store_si512((void *)(dst + (size_t)kp * NR + 16), w1);
+    if (!tb) { /* op(B)(k,j) = B[k][j]: rows k and k+1 interleaved, NR columns per sliver; rows read along nc */
+        size_t es = bt == FTC_MM_BF16 ? 2 : 4;
+        for (int kp = 0; kp < kp_n; kp++) {
+            int k = k0 + 2 * kp;
+            const char *r0 = elem_ptr(B, bt, (size_t)k * ldb + j0);
+            const char *r1 = k + 1 < K ? elem_ptr(B, bt, (size_t)(k + 1) * ldb + j0) : NULL;
+            uint32_t *d = dst + (size_t)kp * NR;
+            for (int q = 0; q < nc; q += NR, d += (size_t)kp_n * NR) {
+                int nr = imin(NR, nc - q);
+                __m512i w0 = interleave_rows_bf16(r0 + q * es, r1 ? r1 + q * es : NULL, bt, mask_upto(nr));
+                __m512i w1 = nr > 16 ? interleave_rows_bf16(r0 + (q + 16) * es, r1 ? r1 + (q + 16) * es : NULL, bt,
+                                                             mask_upto(nr - 16))
+                                     : _mm512_setzero_si512();
+                _mm512_store_si512((void *)d, w0);
+                _mm512_store_si512((void *)(d + 16), w1);
             }
-        } else { /* op(B)(k,j) = B[j][k]: the pair is adjacent in memory; two 16-column halves */
-            for (int h = 0; h < 2; h++)
-                pack_pairs_rows(B, bt, ldb, j0 + q + 16 * h, imin(16, nr - 16 * h), k0, kc, dst + 16 * h, NR, 0xFFFF);
         }
+        return;
     }
+    for (int q = 0; q < nc; q += NR, dst += (size_t)kp_n * NR) /* op(B)(k,j) = B[j][k]: the pair is adjacent */
+        for (int h = 0; h < 2; h++)
+            pack_pairs_rows(B, bt, ldb, j0 + q + 16 * h, imin(16, nc - q - 16 * h), k0, kc, dst + 16 * h, NR, 0xFFFF);
 }
 
 BF16_FN static inline void store_row_bf16(float *c, __m512 acc0, __m512 acc1, __mmask16 m0, __mmask16 m1,
