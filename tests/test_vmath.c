@@ -396,7 +396,7 @@ static void test_adamw_paths_identical(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
-/* LayerNorm and RMSNorm (ops_norm.c) compile each loop twice (portable, AVX-512) with the same operations in
+/* LayerNorm and RMSNorm (ops_norm.c) and the linear bias gradient (ops_linear.c) compile each loop twice (portable, AVX-512) with the same operations in
  * the same order: bit-identical outputs, statistics and gradients, for widths that are and are not
  * multiples of 16, threaded or not; and the forward matches a double reference (the path's sums are right,
  * not just equal). */
@@ -431,6 +431,21 @@ static void test_norm_paths_identical(void **state) {
         }
         for (int k = 0; k < 8; k++)
             assert_memory_equal(out[0][k], out[1][k], (sizes[k] + (k == 6 ? NC : 0)) * sizeof(float));
+        /* the bias gradient of a linear layer (ops_linear.c, same two-path scheme): db += sum over rows */
+        float *db[2] = {calloc(C, sizeof(float)), calloc(C, sizeof(float))};
+        assert_true(db[0] && db[1]);
+        for (int p = 0; p < 2; p++) {
+            ftc_matmul_set_backend(p == 0 ? "generic" : "avx512");
+            for (int c = 0; c < C; c++) db[p][c] = 0.5f;
+            linear_backward(NULL, NULL, db[p], dy, x, w, N, 1, C);
+        }
+        assert_memory_equal(db[0], db[1], C * sizeof(float));
+        for (int c = 0; c < C; c++) {
+            double ref = 0.5;
+            for (int n = 0; n < N; n++) ref += dy[n * C + c];
+            assert_true(fabs(db[1][c] - ref) < 1e-4);
+        }
+        free(db[0]), free(db[1]);
         double worst = 0;
         for (int n = 0; n < N; n++) {
             double mu = 0, var = 0;
@@ -444,7 +459,7 @@ static void test_norm_paths_identical(void **state) {
                 worst = fmax(worst, fabs(out[1][0][n * C + c] - ref));
             }
         }
-        fprintf(stderr, "norms C = %d: generic and avx512 bit-identical; layernorm max abs error %.3g\n", C, worst);
+        fprintf(stderr, "norms and bias grad C = %d: generic and avx512 bit-identical; layernorm max abs error %.3g\n", C, worst);
         assert_true(worst < 2e-5); /* a few float roundings of values of size ~4 */
         for (int p = 0; p < 2; p++)
             for (int k = 0; k < 8; k++) free(out[p][k]);

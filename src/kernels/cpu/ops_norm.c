@@ -74,21 +74,41 @@ VM_FORCE_INLINE void ln_dx_row_body(float *d, const float *g, const float *xr, c
 VM_TWO_PATHS(ln_dx_row, (float *d, const float *g, const float *xr, const float *w, float mu, float rs, int C),
              (d, g, xr, w, mu, rs, C))
 
-/* channels [c0, c1) of dw += sum_n dy*xhat, db += sum_n dy, rows in order */
+/* channels [c0, c0 + len) of dw += sum_n dy*xhat, db += sum_n dy, rows in order. A full block (len == 64)
+ * sums in local arrays that stay in registers over all rows (the compiler unrolls the fixed-length loops);
+ * the last C % 64 channels take the general loop. */
+enum { DW_CB = 64 };
 VM_FORCE_INLINE void ln_dwdb_block_body(float *dw, float *db, const float *dy, const float *x, const float *mean,
-                                        const float *rstd, int N, int C, int c0, int c1) {
+                                        const float *rstd, int N, int C, int c0, int len) {
+    if (len != DW_CB) {
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C + c0, *g = dy + (size_t)n * C + c0;
+            float mu = mean[n], rs = rstd[n];
+            for (int j = 0; j < len; j++) {
+                if (dw) dw[c0 + j] += g[j] * ((xr[j] - mu) * rs);
+                if (db) db[c0 + j] += g[j];
+            }
+        }
+        return;
+    }
+    float aw[DW_CB], ab[DW_CB];
+    for (int j = 0; j < DW_CB; j++) aw[j] = dw ? dw[c0 + j] : 0.0f, ab[j] = db ? db[c0 + j] : 0.0f;
     for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C, *g = dy + (size_t)n * C;
+        const float *xr = x + (size_t)n * C + c0, *g = dy + (size_t)n * C + c0;
         float mu = mean[n], rs = rstd[n];
         if (dw)
-            for (int c = c0; c < c1; c++) dw[c] += g[c] * ((xr[c] - mu) * rs);
+            for (int j = 0; j < DW_CB; j++) aw[j] += g[j] * ((xr[j] - mu) * rs);
         if (db)
-            for (int c = c0; c < c1; c++) db[c] += g[c];
+            for (int j = 0; j < DW_CB; j++) ab[j] += g[j];
+    }
+    for (int j = 0; j < DW_CB; j++) {
+        if (dw) dw[c0 + j] = aw[j];
+        if (db) db[c0 + j] = ab[j];
     }
 }
 VM_TWO_PATHS(ln_dwdb_block, (float *dw, float *db, const float *dy, const float *x, const float *mean,
-                             const float *rstd, int N, int C, int c0, int c1),
-             (dw, db, dy, x, mean, rstd, N, C, c0, c1))
+                             const float *rstd, int N, int C, int c0, int len),
+             (dw, db, dy, x, mean, rstd, N, C, c0, len))
 
 /* xhat = (x-mean)*rstd; dxhat = dy*w;
  * dx += rstd * (dxhat - mean_c(dxhat) - xhat * mean_c(dxhat*xhat)); dw += sum_n dy*xhat; db += sum_n dy */
@@ -105,11 +125,11 @@ void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const 
     if (dw || db) {
         void (*blk)(float *, float *, const float *, const float *, const float *, const float *, int, int, int, int) =
             avx512 ? ln_dwdb_block_avx512 : ln_dwdb_block_generic;
-        int nblocks = (C + CBLOCK - 1) / CBLOCK;
+        int nblocks = (C + DW_CB - 1) / DW_CB;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
         for (int b = 0; b < nblocks; b++) {
-            int c0 = b * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
-            blk(dw, db, dy, x, mean, rstd, N, C, c0, c1);
+            int c0 = b * DW_CB, len = c0 + DW_CB < C ? DW_CB : C - c0;
+            blk(dw, db, dy, x, mean, rstd, N, C, c0, len);
         }
     }
 }
