@@ -1,6 +1,6 @@
 /* The vectorised exp (src/kernels/cpu/vmath.h) and the ops built on it (GELU tanh and erf, SwiGLU,
  * softmax cross-entropy), on the portable path and, where the CPU has it, the AVX-512 path, against double libm.
- * Also: AdamW's AVX-512 loop is bit-identical to the portable one.
+ * Also: AdamW's AVX-512 loop and the norms' two compilations are bit-identical to the portable ones.
  * Bound: max relative error 1e-6 over results in the normal range (the algorithm gives about 2 ulp). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -396,6 +396,78 @@ static void test_adamw_paths_identical(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* LayerNorm and RMSNorm (ops_norm.c) and the linear bias gradient (ops_linear.c) compile each loop twice (portable, AVX-512) with the same operations in
+ * the same order: bit-identical outputs, statistics and gradients, for widths that are and are not
+ * multiples of 16, threaded or not; and the forward matches a double reference (the path's sums are right,
+ * not just equal). */
+static void test_norm_paths_identical(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_backend("avx512")) { skip(); return; }
+    const int widths[] = {1, 15, 16, 37, 384, 1000};
+    for (int wi = 0; wi < 6; wi++) {
+        int C = widths[wi], N = 97, NC = N * C; /* N * C above the threading threshold for the wide rows */
+        float *x = malloc(NC * sizeof *x), *dy = malloc(NC * sizeof *dy), *w = malloc(C * sizeof *w),
+              *b = malloc(C * sizeof *b), *out[2][8];
+        assert_true(x && dy && w && b);
+        ftc_rng r;
+        ftc_rng_seed(&r, 17 + (uint64_t)wi);
+        for (int i = 0; i < NC; i++) x[i] = 3.0f + 2.0f * ftc_rng_normal(&r), dy[i] = ftc_rng_normal(&r);
+        for (int c = 0; c < C; c++) w[c] = 1.0f + 0.1f * ftc_rng_normal(&r), b[c] = 0.1f * ftc_rng_normal(&r);
+        const size_t sizes[8] = {NC, N, N, NC, C, C, NC, C}; /* y mean rstd dx dw db rms-y(then dx) rms-dw */
+        for (int p = 0; p < 2; p++) {
+            for (int k = 0; k < 8; k++) {
+                out[p][k] = calloc(sizes[k] + (k == 6 ? NC : 0), sizeof(float));
+                assert_non_null(out[p][k]);
+            }
+            ftc_matmul_set_backend(p == 0 ? "generic" : "avx512");
+            float **o = out[p];
+            layernorm_forward(o[0], o[1], o[2], x, w, b, N, C, 1e-5f);
+            layernorm_backward(o[3], o[4], o[5], dy, x, w, o[1], o[2], N, C);
+            float *rstd = malloc(N * sizeof *rstd);
+            assert_non_null(rstd);
+            rmsnorm_forward(o[6], rstd, x, w, N, C, 1e-6f);
+            rmsnorm_backward(o[6] + NC, o[7], dy, x, w, rstd, N, C);
+            free(rstd);
+        }
+        for (int k = 0; k < 8; k++)
+            assert_memory_equal(out[0][k], out[1][k], (sizes[k] + (k == 6 ? NC : 0)) * sizeof(float));
+        /* the bias gradient of a linear layer (ops_linear.c, same two-path scheme): db += sum over rows */
+        float *db[2] = {calloc(C, sizeof(float)), calloc(C, sizeof(float))};
+        assert_true(db[0] && db[1]);
+        for (int p = 0; p < 2; p++) {
+            ftc_matmul_set_backend(p == 0 ? "generic" : "avx512");
+            for (int c = 0; c < C; c++) db[p][c] = 0.5f;
+            linear_backward(NULL, NULL, db[p], dy, x, w, N, 1, C);
+        }
+        assert_memory_equal(db[0], db[1], C * sizeof(float));
+        for (int c = 0; c < C; c++) {
+            double ref = 0.5;
+            for (int n = 0; n < N; n++) ref += dy[n * C + c];
+            assert_true(fabs(db[1][c] - ref) < 1e-4);
+        }
+        free(db[0]), free(db[1]);
+        double worst = 0;
+        for (int n = 0; n < N; n++) {
+            double mu = 0, var = 0;
+            for (int c = 0; c < C; c++) mu += x[n * C + c];
+            mu /= C;
+            for (int c = 0; c < C; c++) var += (x[n * C + c] - mu) * (x[n * C + c] - mu);
+            double rs = 1 / sqrt(var / C + 1e-5);
+            assert_true(fabs(out[1][1][n] - mu) <= 1e-6 * fabs(mu));
+            for (int c = 0; c < C; c++) {
+                double ref = (x[n * C + c] - mu) * rs * w[c] + b[c];
+                worst = fmax(worst, fabs(out[1][0][n * C + c] - ref));
+            }
+        }
+        fprintf(stderr, "norms and bias grad C = %d: generic and avx512 bit-identical; layernorm max abs error %.3g\n", C, worst);
+        assert_true(worst < 2e-5); /* a few float roundings of values of size ~4 */
+        for (int p = 0; p < 2; p++)
+            for (int k = 0; k < 8; k++) free(out[p][k]);
+        free(x), free(dy), free(w), free(b);
+    }
+    ftc_matmul_set_backend("auto");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exp),
@@ -404,6 +476,7 @@ int main(void) {
         cmocka_unit_test(test_gelu_paths_and_tails),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_adamw_paths_identical),
+        cmocka_unit_test(test_norm_paths_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

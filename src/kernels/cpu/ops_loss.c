@@ -3,11 +3,22 @@
 #include "vmath.h"
 #include <math.h>
 
-static float row_max(const float *row, int V) {
-    float mx = row[0];
-    for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+/* max over 16 lanes, then over the lanes: the same value as a running max (max is exact), but vectorised:
+ * vm_select keeps the compare-and-pick branch-free (a ?: here is not if-converted under -ftrapping-math) */
+VM_FORCE_INLINE float row_max_body(const float *row, int V) {
+    float m[16];
+    for (int j = 0; j < 16; j++) m[j] = row[0];
+    int v = 0;
+    for (; v + 16 <= V; v += 16)
+        for (int j = 0; j < 16; j++) m[j] = vm_select(row[v + j] > m[j], row[v + j], m[j]);
+    for (int j = 0; v + j < V; j++) m[j] = vm_select(row[v + j] > m[j], row[v + j], m[j]);
+    float mx = m[0];
+    for (int j = 1; j < 16; j++) mx = vm_select(m[j] > mx, m[j], mx);
     return mx;
 }
+static float row_max_generic(const float *row, int V) { return row_max_body(row, V); }
+VM_AVX512_TARGET static float row_max_avx512(const float *row, int V) { return row_max_body(row, V); }
+static float row_max(const float *row, int V) { return vm_use_avx512() ? row_max_avx512(row, V) : row_max_generic(row, V); }
 
 /* log(sum_v exp(row[v])) with the max subtracted first; vectorised exp, summed in double */
 static double row_logsumexp(const float *row, int V) {

@@ -1,110 +1,206 @@
 /* LayerNorm (biased variance, as torch.nn.LayerNorm) and RMSNorm (as LlamaRMSNorm, in float). Rows are
  * independent, so forward and dx run one row per thread; dw/db sum over rows, so threads split channels
- * and each sums its rows in order n = 0..N-1 (deterministic whatever the thread count). */
+ * and each sums its rows in order n = 0..N-1 (deterministic whatever the thread count).
+ * Row statistics are double sums over 16 lanes (vm_sum16: vectorisable, fixed order); every kernel is
+ * compiled twice (VM_TWO_PATHS: portable and AVX-512, bit-identical) and picked by vm_use_avx512(). */
 #include "ftc/ops.h"
+#include "vmath.h"
 #include <math.h>
 
 enum { CBLOCK = 128 };
 
+/* ---- LayerNorm ---- */
+
+/* one row: y = (x - mean) * rstd * w + b */
+VM_FORCE_INLINE void ln_fwd_row_body(float *yr, float *mean, float *rstd, const float *xr, const float *w,
+                                     const float *b, int C, float eps) {
+    double a[16] = {0};
+    int c = 0;
+    for (; c + 16 <= C; c += 16)
+        for (int j = 0; j < 16; j++) a[j] += xr[c + j];
+    for (int j = 0; c + j < C; j++) a[j] += xr[c + j];
+    float mu = (float)(vm_sum16(a) / C);
+    for (int j = 0; j < 16; j++) a[j] = 0;
+    for (c = 0; c + 16 <= C; c += 16)
+        for (int j = 0; j < 16; j++) {
+            double d = (double)xr[c + j] - mu;
+            a[j] += d * d;
+        }
+    for (int j = 0; c + j < C; j++) {
+        double d = (double)xr[c + j] - mu;
+        a[j] += d * d;
+    }
+    float rs = (float)(1.0 / sqrt(vm_sum16(a) / C + (double)eps));
+    if (b)
+        for (c = 0; c < C; c++) yr[c] = (xr[c] - mu) * rs * w[c] + b[c];
+    else
+        for (c = 0; c < C; c++) yr[c] = (xr[c] - mu) * rs * w[c] + 0.0f;
+    *mean = mu;
+    *rstd = rs;
+}
+VM_TWO_PATHS(ln_fwd_row, (float *yr, float *mean, float *rstd, const float *xr, const float *w, const float *b, int C,
+                          float eps),
+             (yr, mean, rstd, xr, w, b, C, eps))
+
 /* y[N,C] = (x - mean) * rstd * w + b, mean = sum x / C, rstd = 1/sqrt(sum (x-mean)^2 / C + eps) */
 void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
                        int C, float eps) {
+    void (*row)(float *, float *, float *, const float *, const float *, const float *, int, float) =
+        vm_use_avx512() ? ln_fwd_row_avx512 : ln_fwd_row_generic;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        float *yr = y + (size_t)n * C;
-        double s = 0;
-        for (int c = 0; c < C; c++) s += xr[c];
-        float mu = (float)(s / C);
-        double v = 0;
-        for (int c = 0; c < C; c++) { double d = (double)xr[c] - mu; v += d * d; }
-        float rs = (float)(1.0 / sqrt(v / C + (double)eps));
-        for (int c = 0; c < C; c++) yr[c] = (xr[c] - mu) * rs * w[c] + (b ? b[c] : 0.0f);
-        mean[n] = mu;
-        rstd[n] = rs;
+    for (int n = 0; n < N; n++) row(y + (size_t)n * C, mean + n, rstd + n, x + (size_t)n * C, w, b, C, eps);
+}
+
+/* one row of dx += rstd * (dxhat - mean_c(dxhat) - xhat * mean_c(dxhat*xhat)), dxhat = dy*w */
+VM_FORCE_INLINE void ln_dx_row_body(float *d, const float *g, const float *xr, const float *w, float mu, float rs,
+                                    int C) {
+    double a1[16] = {0}, a2[16] = {0};
+    int c = 0;
+    for (; c + 16 <= C; c += 16) { /* two loops: GCC does not vectorise the two sums in one */
+        for (int j = 0; j < 16; j++) a1[j] += g[c + j] * w[c + j];
+        for (int j = 0; j < 16; j++) a2[j] += (double)(g[c + j] * w[c + j]) * ((xr[c + j] - mu) * rs);
+    }
+    for (int j = 0; c + j < C; j++) {
+        float dxh = g[c + j] * w[c + j];
+        a1[j] += dxh;
+        a2[j] += (double)dxh * ((xr[c + j] - mu) * rs);
+    }
+    float m1 = (float)(vm_sum16(a1) / C), m2 = (float)(vm_sum16(a2) / C);
+    for (c = 0; c < C; c++) {
+        float xh = (xr[c] - mu) * rs;
+        d[c] += rs * (g[c] * w[c] - m1 - xh * m2);
     }
 }
+VM_TWO_PATHS(ln_dx_row, (float *d, const float *g, const float *xr, const float *w, float mu, float rs, int C),
+             (d, g, xr, w, mu, rs, C))
+
+/* channels [c0, c0 + len) of dw += sum_n dy*xhat, db += sum_n dy, rows in order. A full block (len == 64)
+ * sums in local arrays that stay in registers over all rows (the compiler unrolls the fixed-length loops);
+ * the last C % 64 channels take the general loop. */
+enum { DW_CB = 64 };
+VM_FORCE_INLINE void ln_dwdb_block_body(float *dw, float *db, const float *dy, const float *x, const float *mean,
+                                        const float *rstd, int N, int C, int c0, int len) {
+    if (len != DW_CB) {
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C + c0, *g = dy + (size_t)n * C + c0;
+            float mu = mean[n], rs = rstd[n];
+            for (int j = 0; j < len; j++) {
+                if (dw) dw[c0 + j] += g[j] * ((xr[j] - mu) * rs);
+                if (db) db[c0 + j] += g[j];
+            }
+        }
+        return;
+    }
+    float aw[DW_CB], ab[DW_CB];
+    for (int j = 0; j < DW_CB; j++) aw[j] = dw ? dw[c0 + j] : 0.0f, ab[j] = db ? db[c0 + j] : 0.0f;
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C + c0, *g = dy + (size_t)n * C + c0;
+        float mu = mean[n], rs = rstd[n];
+        if (dw)
+            for (int j = 0; j < DW_CB; j++) aw[j] += g[j] * ((xr[j] - mu) * rs);
+        if (db)
+            for (int j = 0; j < DW_CB; j++) ab[j] += g[j];
+    }
+    for (int j = 0; j < DW_CB; j++) {
+        if (dw) dw[c0 + j] = aw[j];
+        if (db) db[c0 + j] = ab[j];
+    }
+}
+VM_TWO_PATHS(ln_dwdb_block, (float *dw, float *db, const float *dy, const float *x, const float *mean,
+                             const float *rstd, int N, int C, int c0, int len),
+             (dw, db, dy, x, mean, rstd, N, C, c0, len))
 
 /* xhat = (x-mean)*rstd; dxhat = dy*w;
  * dx += rstd * (dxhat - mean_c(dxhat) - xhat * mean_c(dxhat*xhat)); dw += sum_n dy*xhat; db += sum_n dy */
 void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                         const float *mean, const float *rstd, int N, int C) {
+    bool avx512 = vm_use_avx512();
     if (dx) {
+        void (*row)(float *, const float *, const float *, const float *, float, float, int) =
+            avx512 ? ln_dx_row_avx512 : ln_dx_row_generic;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-        for (int n = 0; n < N; n++) {
-            const float *xr = x + (size_t)n * C, *g = dy + (size_t)n * C;
-            float *d = dx + (size_t)n * C;
-            float mu = mean[n], rs = rstd[n];
-            double s1 = 0, s2 = 0;
-            for (int c = 0; c < C; c++) {
-                float dxh = g[c] * w[c];
-                s1 += dxh;
-                s2 += (double)dxh * ((xr[c] - mu) * rs);
-            }
-            float m1 = (float)(s1 / C), m2 = (float)(s2 / C);
-            for (int c = 0; c < C; c++) {
-                float xh = (xr[c] - mu) * rs;
-                d[c] += rs * (g[c] * w[c] - m1 - xh * m2);
-            }
-        }
+        for (int n = 0; n < N; n++)
+            row(dx + (size_t)n * C, dy + (size_t)n * C, x + (size_t)n * C, w, mean[n], rstd[n], C);
     }
     if (dw || db) {
-        int nblocks = (C + CBLOCK - 1) / CBLOCK;
+        void (*blk)(float *, float *, const float *, const float *, const float *, const float *, int, int, int, int) =
+            avx512 ? ln_dwdb_block_avx512 : ln_dwdb_block_generic;
+        int nblocks = (C + DW_CB - 1) / DW_CB;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-        for (int blk = 0; blk < nblocks; blk++) {
-            int c0 = blk * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
-            for (int n = 0; n < N; n++) {
-                const float *xr = x + (size_t)n * C, *g = dy + (size_t)n * C;
-                float mu = mean[n], rs = rstd[n];
-                for (int c = c0; c < c1; c++) {
-                    if (dw) dw[c] += g[c] * ((xr[c] - mu) * rs);
-                    if (db) db[c] += g[c];
-                }
-            }
+        for (int b = 0; b < nblocks; b++) {
+            int c0 = b * DW_CB, len = c0 + DW_CB < C ? DW_CB : C - c0;
+            blk(dw, db, dy, x, mean, rstd, N, C, c0, len);
         }
     }
 }
 
+/* ---- RMSNorm ---- */
+
+/* one row: y = w * (x * rstd) (LlamaRMSNorm order: normalise first, then scale by the weight) */
+VM_FORCE_INLINE void rms_fwd_row_body(float *yr, float *rstd, const float *xr, const float *w, int C, float eps) {
+    double a[16] = {0};
+    int c = 0;
+    for (; c + 16 <= C; c += 16)
+        for (int j = 0; j < 16; j++) a[j] += (double)xr[c + j] * xr[c + j];
+    for (int j = 0; c + j < C; j++) a[j] += (double)xr[c + j] * xr[c + j];
+    float rs = (float)(1.0 / sqrt(vm_sum16(a) / C + (double)eps));
+    for (c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * rs);
+    *rstd = rs;
+}
+VM_TWO_PATHS(rms_fwd_row, (float *yr, float *rstd, const float *xr, const float *w, int C, float eps),
+             (yr, rstd, xr, w, C, eps))
+
 /* y[N,C] = x * rstd * w, rstd = 1/sqrt(sum x^2 / C + eps) */
 void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps) {
+    void (*row)(float *, float *, const float *, const float *, int, float) =
+        vm_use_avx512() ? rms_fwd_row_avx512 : rms_fwd_row_generic;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
+    for (int n = 0; n < N; n++) row(y + (size_t)n * C, rstd + n, x + (size_t)n * C, w, C, eps);
+}
+
+/* one row of dx += rstd * (dy*w - x * rstd^2 * mean_c(dy*w*x)) */
+VM_FORCE_INLINE void rms_dx_row_body(float *d, const float *g, const float *xr, const float *w, float rs, int C) {
+    double a[16] = {0};
+    int c = 0;
+    for (; c + 16 <= C; c += 16)
+        for (int j = 0; j < 16; j++) a[j] += (double)g[c + j] * w[c + j] * xr[c + j];
+    for (int j = 0; c + j < C; j++) a[j] += (double)g[c + j] * w[c + j] * xr[c + j];
+    float k = (float)(vm_sum16(a) / C) * rs * rs;
+    for (c = 0; c < C; c++) d[c] += rs * (g[c] * w[c] - xr[c] * k);
+}
+VM_TWO_PATHS(rms_dx_row, (float *d, const float *g, const float *xr, const float *w, float rs, int C),
+             (d, g, xr, w, rs, C))
+
+/* channels [c0, c1) of dw += sum_n dy * x * rstd, rows in order */
+VM_FORCE_INLINE void rms_dw_block_body(float *dw, const float *dy, const float *x, const float *rstd, int N, int C,
+                                       int c0, int c1) {
     for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        float *yr = y + (size_t)n * C;
-        double s = 0;
-        for (int c = 0; c < C; c++) s += (double)xr[c] * xr[c];
-        float rs = (float)(1.0 / sqrt(s / C + (double)eps));
-        /* LlamaRMSNorm order: normalise first, then scale by the weight */
-        for (int c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * rs);
-        rstd[n] = rs;
+        const float *xr = x + (size_t)n * C, *g = dy + (size_t)n * C;
+        float rs = rstd[n];
+        for (int c = c0; c < c1; c++) dw[c] += g[c] * (xr[c] * rs);
     }
 }
+VM_TWO_PATHS(rms_dw_block, (float *dw, const float *dy, const float *x, const float *rstd, int N, int C, int c0, int c1),
+             (dw, dy, x, rstd, N, C, c0, c1))
 
 /* dx += rstd * (dy*w - x * rstd^2 * mean_c(dy*w*x)); dw += sum_n dy * x * rstd */
 void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
                       int C) {
+    bool avx512 = vm_use_avx512();
     if (dx) {
+        void (*row)(float *, const float *, const float *, const float *, float, int) =
+            avx512 ? rms_dx_row_avx512 : rms_dx_row_generic;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-        for (int n = 0; n < N; n++) {
-            const float *xr = x + (size_t)n * C, *g = dy + (size_t)n * C;
-            float *d = dx + (size_t)n * C;
-            float rs = rstd[n];
-            double s = 0;
-            for (int c = 0; c < C; c++) s += (double)g[c] * w[c] * xr[c];
-            float k = (float)(s / C) * rs * rs;
-            for (int c = 0; c < C; c++) d[c] += rs * (g[c] * w[c] - xr[c] * k);
-        }
+        for (int n = 0; n < N; n++) row(dx + (size_t)n * C, dy + (size_t)n * C, x + (size_t)n * C, w, rstd[n], C);
     }
     if (dw) {
+        void (*blk)(float *, const float *, const float *, const float *, int, int, int, int) =
+            avx512 ? rms_dw_block_avx512 : rms_dw_block_generic;
         int nblocks = (C + CBLOCK - 1) / CBLOCK;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-        for (int blk = 0; blk < nblocks; blk++) {
-            int c0 = blk * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
-            for (int n = 0; n < N; n++) {
-                const float *xr = x + (size_t)n * C, *g = dy + (size_t)n * C;
-                float rs = rstd[n];
-                for (int c = c0; c < c1; c++) dw[c] += g[c] * (xr[c] * rs);
-            }
+        for (int b = 0; b < nblocks; b++) {
+            int c0 = b * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
+            blk(dw, dy, x, rstd, N, C, c0, c1);
         }
     }
 }

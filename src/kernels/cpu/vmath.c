@@ -31,12 +31,21 @@ void vm_exp(float *y, const float *x, int n) {
 
 double vm_exp_sum(float *y, const float *x, float shift, int n) {
     if (vm_use_avx512()) return vm_exp_sum_avx512(y, x, shift, n);
-    /* 8 partial sums, like the 8 double lanes of the AVX-512 path */
+    /* 8 partial sums, like the 8 double lanes of the AVX-512 path: acc[j] takes i = j mod 8, in order.
+     * Blocks of 8 with the store decided outside keep the loop vectorisable. */
     double acc[8] = {0};
-    for (int i = 0; i < n; i++) {
-        float e = vm_exp1(x[i] - shift);
-        if (y) y[i] = e;
-        acc[i & 7] += e;
+    float e[8];
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) e[j] = vm_exp1(x[i + j] - shift);
+        if (y)
+            for (int j = 0; j < 8; j++) y[i + j] = e[j];
+        for (int j = 0; j < 8; j++) acc[j] += e[j];
+    }
+    for (int j = 0; i + j < n; j++) {
+        float t = vm_exp1(x[i + j] - shift);
+        if (y) y[i + j] = t;
+        acc[j] += t;
     }
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }

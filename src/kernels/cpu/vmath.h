@@ -76,6 +76,31 @@ static inline bool dropout_keep(uint64_t key, uint64_t i, uint32_t threshold) {
     return (uint32_t)(vm_splitmix64_mix(key + (i + 1) * VM_DROP_GAMMA) >> 40) >= threshold;
 }
 
+/* Loops compiled twice: a VM_FORCE_INLINE body, wrapped once plainly and once in a VM_AVX512_TARGET function
+ * (GCC then vectorises it 16 lanes wide), picked at run time by vm_use_avx512(). Only for bodies whose
+ * floating-point operations do not depend on the vector width: GCC does not reassociate without -ffast-math
+ * and C11 mode forbids FMA contraction, so the two copies give bit-identical results. */
+#define VM_FORCE_INLINE static inline __attribute__((always_inline))
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VM_AVX512_TARGET __attribute__((target("avx512f,avx512dq,prefer-vector-width=512")))
+#elif defined(__x86_64__)
+#define VM_AVX512_TARGET __attribute__((target("avx512f,avx512dq")))
+#else
+#define VM_AVX512_TARGET
+#endif
+#define VM_TWO_PATHS(name, params, args)                                                                                \
+    static void name##_generic params { name##_body args; }                                                            \
+    VM_AVX512_TARGET static void name##_avx512 params { name##_body args; }
+
+/* Sums in double over 16 lanes (lane j takes the values at c = j mod 16), then a fixed tree: a row sum that
+ * vectorises (a single running double sum is one dependent add per value) and whose order does not depend
+ * on the path or the thread count. */
+VM_FORCE_INLINE double vm_sum16(const double a[16]) {
+    double h[8];
+    for (int j = 0; j < 8; j++) h[j] = a[j] + a[j + 8];
+    return ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]));
+}
+
 /* Whether the AVX-512 path runs (CPU has it and the generic backend is not forced). */
 bool vm_use_avx512(void);
 
