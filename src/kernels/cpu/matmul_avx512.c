@@ -412,6 +412,13 @@ BF16_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda,
             const char *r1 = k + 1 < K ? elem_ptr(A, at, (size_t)(k + 1) * lda + i0) : NULL;
             size_t es = at == FTC_MM_BF16 ? 2 : 4;
             uint32_t *d = dst + (size_t)kp * MR;
+            /* the next pair of rows: a page away each, beyond what the hardware prefetcher follows */
+            const char *n0 = k + 2 < K ? elem_ptr(A, at, (size_t)(k + 2) * lda + i0) : NULL;
+            const char *n1 = k + 3 < K ? elem_ptr(A, at, (size_t)(k + 3) * lda + i0) : NULL;
+            for (size_t off = 0; n0 && off < (size_t)mc * es; off += 64) {
+                _mm_prefetch(n0 + off, _MM_HINT_T0);
+                if (n1) _mm_prefetch(n1 + off, _MM_HINT_T0);
+            }
             for (int p = 0; p < mc; p += MR, d += (size_t)kp_n * MR) {
                 __m512i w = interleave_rows_bf16(r0 + p * es, r1 ? r1 + p * es : NULL, at, mask_upto(mc - p));
                 _mm512_mask_storeu_epi32(d, mask_upto(MR), w);
@@ -434,8 +441,14 @@ BF16_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb,
             const char *r0 = elem_ptr(B, bt, (size_t)k * ldb + j0);
             const char *r1 = k + 1 < K ? elem_ptr(B, bt, (size_t)(k + 1) * ldb + j0) : NULL;
             uint32_t *d = dst + (size_t)kp * NR;
+            const char *n0 = k + 2 < K ? elem_ptr(B, bt, (size_t)(k + 2) * ldb + j0) : NULL; /* as in pack_a_bf16 */
+            const char *n1 = k + 3 < K ? elem_ptr(B, bt, (size_t)(k + 3) * ldb + j0) : NULL;
             for (int q = 0; q < nc; q += NR, d += (size_t)kp_n * NR) {
                 int nr = imin(NR, nc - q);
+                for (size_t off = q * es; n0 && off < (q + nr) * es; off += 64) {
+                    _mm_prefetch(n0 + off, _MM_HINT_T0);
+                    if (n1) _mm_prefetch(n1 + off, _MM_HINT_T0);
+                }
                 __m512i w0 = interleave_rows_bf16(r0 + q * es, r1 ? r1 + q * es : NULL, bt, mask_upto(nr));
                 __m512i w1 = nr > 16 ? interleave_rows_bf16(r0 + (q + 16) * es, r1 ? r1 + (q + 16) * es : NULL, bt,
                                                              mask_upto(nr - 16))
