@@ -118,18 +118,22 @@ AVX512_FN static inline void transpose_rows(const float *X, int ld, int rows, in
 
 /* op(A)[i0.., k0..] (mc x kc) into MR-row panels: panel p holds, for each k, MR consecutive rows. */
 AVX512_FN static void pack_a_f32(bool ta, const float *A, int lda, int i0, int mc, int k0, int kc, float *dst) {
-    for (int p = 0; p < mc; p += MR, dst += (size_t)kc * MR) {
-        int mr = imin(MR, mc - p);
-        if (ta) { /* op(A)(i,k) = A[k][i]: MR contiguous floats per k */
-            __mmask16 m = mask_upto(mr);
-            for (int k = 0; k < kc; k++)
-                _mm512_mask_storeu_ps(dst + (size_t)k * MR, mask_upto(MR),
-                                      _mm512_maskz_loadu_ps(m, A + (size_t)(k0 + k) * lda + i0 + p));
-        } else { /* op(A)(i,k) = A[i][k]: MR rows read along k, transposed 16 k at a time */
-            const float *src = A + (size_t)(i0 + p) * lda + k0;
-            for (int k = 0; k < kc; k += 16)
-                transpose_rows(src + k, lda, mr, imin(16, kc - k), dst + (size_t)k * MR, MR, mask_upto(MR));
+    if (ta) { /* op(A)(i,k) = A[k][i]: MR contiguous floats per k and panel. Row k is read once along all
+               * panels, and the next row (a page away) is prefetched: a scan per panel strided over pages. */
+        for (int k = 0; k < kc; k++) {
+            const float *row = A + (size_t)(k0 + k) * lda + i0;
+            if (k + 1 < kc)
+                for (int off = 0; off < mc; off += 16) _mm_prefetch((const char *)(row + lda + off), _MM_HINT_T0);
+            float *d = dst + (size_t)k * MR;
+            for (int p = 0; p < mc; p += MR, d += (size_t)kc * MR)
+                _mm512_mask_storeu_ps(d, mask_upto(MR), _mm512_maskz_loadu_ps(mask_upto(mc - p), row + p));
         }
+        return;
+    }
+    for (int p = 0; p < mc; p += MR, dst += (size_t)kc * MR) { /* op(A)(i,k) = A[i][k]: MR rows read along k, */
+        const float *src = A + (size_t)(i0 + p) * lda + k0;       /* transposed 16 k at a time */
+        for (int k = 0; k < kc; k += 16)
+            transpose_rows(src + k, lda, imin(MR, mc - p), imin(16, kc - k), dst + (size_t)k * MR, MR, mask_upto(MR));
     }
 }
 
@@ -141,22 +145,28 @@ static inline float *c_at(float *C, int ldc, bool c_trans, int i, int j) {
 
 /* op(B)[k0.., j0..] (kc x nc) into NR-column slivers: sliver q holds, for each k, NR consecutive columns. */
 AVX512_FN static void pack_b_f32(bool tb, const float *B, int ldb, int k0, int kc, int j0, int nc, float *dst) {
-    for (int q = 0; q < nc; q += NR, dst += (size_t)kc * NR) {
-        int nr = imin(NR, nc - q);
-        if (!tb) { /* op(B)(k,j) = B[k][j]: NR contiguous floats per k */
-            __mmask16 m0 = mask_upto(nr), m1 = mask_upto(nr - 16);
-            for (int k = 0; k < kc; k++) {
-                const float *src = B + (size_t)(k0 + k) * ldb + j0 + q;
-                _mm512_store_ps(dst + (size_t)k * NR, _mm512_maskz_loadu_ps(m0, src));
-                _mm512_store_ps(dst + (size_t)k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+    if (!tb) { /* op(B)(k,j) = B[k][j]: NR contiguous floats per k and sliver; rows read along nc, as in pack_a_f32 */
+        for (int k = 0; k < kc; k++) {
+            const float *row = B + (size_t)(k0 + k) * ldb + j0;
+            float *d = dst + (size_t)k * NR;
+            for (int q = 0; q < nc; q += NR, d += (size_t)kc * NR) {
+                int nr = imin(NR, nc - q);
+                if (k + 1 < kc) {
+                    _mm_prefetch((const char *)(row + ldb + q), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(row + ldb + q + 16), _MM_HINT_T0);
+                }
+                _mm512_store_ps(d, _mm512_maskz_loadu_ps(mask_upto(nr), row + q));
+                _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(mask_upto(nr - 16), row + q + 16));
             }
-        } else { /* op(B)(k,j) = B[j][k]: rows of B read along k, transposed 16 x 16 */
-            const float *src = B + (size_t)(j0 + q) * ldb + k0;
-            for (int h = 0; h < 2; h++)
-                for (int k = 0; k < kc; k += 16)
-                    transpose_rows(src + (size_t)h * 16 * ldb + k, ldb, nr - 16 * h, imin(16, kc - k),
-                                   dst + (size_t)k * NR + 16 * h, NR, 0xFFFF);
         }
+        return;
+    }
+    for (int q = 0; q < nc; q += NR, dst += (size_t)kc * NR) { /* op(B)(k,j) = B[j][k]: rows of B read along k, */
+        const float *src = B + (size_t)(j0 + q) * ldb + k0;       /* transposed 16 x 16 */
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < kc; k += 16)
+                transpose_rows(src + (size_t)h * 16 * ldb + k, ldb, imin(NR, nc - q) - 16 * h, imin(16, kc - k),
+                               dst + (size_t)k * NR + 16 * h, NR, 0xFFFF);
     }
 }
 
