@@ -42,6 +42,9 @@ void gelu_tanh_forward(float *y, const float *x, int n); /* GPT-2 gelu_new */
 void gelu_tanh_backward(float *dx, const float *dy, const float *x, int n);
 void gelu_erf_forward(float *y, const float *x, int n); /* BERT gelu */
 void gelu_erf_backward(float *dx, const float *dy, const float *x, int n);
+/* Bias + GELU after a bias-less matmul (ops_fused.c): x[n,:] += b (b NULL: none), y = gelu(x) (tanh form when
+ * tanh_form, else erf), one row block at a time while it is in cache. x keeps the pre-activation for backward. */
+void bias_gelu_forward(float *y, float *x, const float *b, int N, int O, bool tanh_form);
 /* SwiGLU: y[N,F] = silu(gate[N,F]) * up[N,F] */
 void swiglu_forward(float *y, const float *gate, const float *up, int n);
 void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n);

@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training) {
-    model_linear_forward(m, l->w, l->b, y, x, N, l->in, l->out);
+/* with_bias false: the caller adds l->b itself (fused with what follows, see bias_gelu_forward) */
+static void forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training, bool with_bias) {
+    model_linear_forward(m, l->w, with_bias ? l->b : -1, y, x, N, l->in, l->out);
     if (l->lora_a < 0) return;
     int r = (int)m->params[l->lora_a].shape[0];
     const float *xin = x;
@@ -17,6 +18,14 @@ void linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, i
     }
     linear_forward(l->lora_ax, xin, P(m, l->lora_a), NULL, N, l->in, r);
     ftc_matmul(false, true, N, l->out, r, l->lora_scale, l->lora_ax, r, P(m, l->lora_b), r, 1.0f, y, l->out);
+}
+
+void linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training) {
+    forward(m, l, y, x, N, training, true);
+}
+
+void linear_mod_forward_nobias(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training) {
+    forward(m, l, y, x, N, training, false);
 }
 
 void linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float *dy, const float *x, int N) {

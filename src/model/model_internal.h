@@ -121,6 +121,8 @@ void rope_inv_freq_scaled(float *inv_freq, const ftc_model_config *cfg, int D);
 
 /* linear modules with LoRA (lora.c) */
 void linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training);
+/* The same without adding l->b (y = x W^T + LoRA): for a caller that fuses the bias with the next op. */
+void linear_mod_forward_nobias(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training);
 /* dx may be NULL (no input gradient needed) */
 void linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float *dy, const float *x, int N);
 int model_max_lora_rank(const ftc_model *m);
