@@ -252,6 +252,48 @@ static void test_bf16_every_layout_type_and_edge(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* A threaded job split by rows gives each thread several row chunks, which share one packed op(B) per thread
+ * (keyed by the job). The same buffers with new values in B must be packed again: a second call on the same
+ * pointers checks that no packed B outlives its job. Shapes: K past both K blocks (256 f32, 512 bf16),
+ * 1100 rows = 4 chunks, and once N past the 3072-column block. */
+static void test_row_chunks_share_packed_b(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_backend("avx512")) skip();
+    int threads_before = omp_get_max_threads();
+    omp_set_num_threads(2);
+    ftc_rng r;
+    ftc_rng_seed(&r, 11);
+    const struct { int M, N, K; } shapes[] = {{1100, 64, 600}, {1100, 3100, 20}};
+    for (int s = 0; s < 2; s++)
+        for (int layout = 0; layout < (s == 0 ? 4 : 1); layout++)
+            for (int bf16 = 0; bf16 < 2; bf16++) {
+                int M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
+                bool ta = layout & 1, tb = layout & 2;
+                int lda = ta ? M : K, ldb = tb ? K : N;
+                size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+                float *A = malloc(4 * na), *B = malloc(4 * nb), *C = malloc(4 * nc), *C0 = calloc(nc, 4);
+                assert_true(A && B && C && C0);
+                fill(A, na, &r);
+                for (int call = 0; call < 2; call++) {
+                    fill(B, nb, &r); /* new values, same pointer */
+                    if (bf16) { /* bf16 values, so the f32 reference is exact on them */
+                        for (size_t i = 0; i < na; i++) A[i] = ftc_bf16_to_f32(ftc_f32_to_bf16(A[i]));
+                        for (size_t i = 0; i < nb; i++) B[i] = ftc_bf16_to_f32(ftc_f32_to_bf16(B[i]));
+                        ftc_matmul_bf16(ta, tb, M, N, K, 1.0f, A, FTC_MM_F32, lda, B, FTC_MM_F32, ldb, 0.0f, C, N);
+                    } else {
+                        ftc_matmul(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+                    }
+                    char what[96];
+                    snprintf(what, sizeof what, "shared packed B: %s ta=%d tb=%d M=%d N=%d K=%d call %d",
+                             bf16 ? "bf16" : "fp32", ta, tb, M, N, K, call);
+                    check(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C0, C, N, what);
+                }
+                free(A), free(B), free(C), free(C0);
+            }
+    omp_set_num_threads(threads_before);
+    ftc_matmul_set_backend("auto");
+}
+
 /* The array conversions agree bit for bit with the scalar ones, on ties, NaN, infinities and subnormals, in
  * both the vector body and the tail. */
 static void test_bf16_conversions(void **state) {
@@ -297,6 +339,7 @@ int main(void) {
         cmocka_unit_test(test_inside_parallel_region),
         cmocka_unit_test(test_bf16_every_layout_type_and_edge),
         cmocka_unit_test(test_bf16_conversions),
+        cmocka_unit_test(test_row_chunks_share_packed_b),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

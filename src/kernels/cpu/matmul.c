@@ -151,6 +151,7 @@ typedef struct {
     bool bf16;
     bool c_trans;      /* the job computes C^T (see narrow_swap) */
     const void *bt_nk; /* set: narrow C by dot products, op(B) as N x K rows of type bt, stride ldb */
+    uint64_t serial;   /* unique per threaded job: row chunks share its packed op(B) per thread (b_key) */
 } gemm_job;
 
 static size_t elem_size(ftc_mm_type t) { return t == FTC_MM_BF16 ? 2 : 4; }
@@ -168,8 +169,8 @@ static void fallback_bf16(const gemm_job *j, int m, int n, const void *A, const 
     else matmul_bf16_generic(j->ta, j->tb, m, n, j->K, j->alpha, A, j->at, j->lda, B, j->bt, j->ldb, j->beta, C, j->ldc);
 }
 
-/* Runs the rows [m0, m0+m) x columns [n0, n0+n) of the job on this thread. */
-static void run_block(const gemm_job *j, int m0, int m, int n0, int n) {
+/* Runs the rows [m0, m0+m) x columns [n0, n0+n) of the job on this thread (b_key: see ftc_sgemm_avx512). */
+static void run_block(const gemm_job *j, int m0, int m, int n0, int n, uint64_t b_key) {
     if (m <= 0 || n <= 0) return;
     const char *A = (const char *)j->A + elem_size(j->at) * (j->ta ? (size_t)m0 : (size_t)m0 * j->lda);
     const char *B = (const char *)j->B + elem_size(j->bt) * (j->tb ? (size_t)n0 * j->ldb : (size_t)n0);
@@ -186,11 +187,11 @@ static void run_block(const gemm_job *j, int m0, int m, int n0, int n) {
     float *C = j->c_trans ? j->C + (size_t)n0 * j->ldc + m0 : j->C + (size_t)m0 * j->ldc + n0;
     if (j->bf16) {
         if (!ftc_gemm_bf16_avx512(j->ta, j->tb, m, n, j->K, j->alpha, A, j->at, j->lda, B, j->bt, j->ldb, j->beta, C,
-                                  j->ldc, j->c_trans))
+                                  j->ldc, j->c_trans, b_key))
             fallback_bf16(j, m, n, A, B, C);
     } else {
         if (!ftc_sgemm_avx512(j->ta, j->tb, m, n, j->K, j->alpha, (const float *)A, j->lda, (const float *)B, j->ldb,
-                              j->beta, C, j->ldc, j->c_trans))
+                              j->beta, C, j->ldc, j->c_trans, b_key))
             fallback_f32(j, m, n, (const float *)A, (const float *)B, C);
     }
 }
@@ -217,8 +218,8 @@ static void run_chunk(const gemm_job *j, int c, int n) {
     int tiles = (len + tile - 1) / tile;
     int t0 = (int)((long long)tiles * c / n), t1 = (int)((long long)tiles * (c + 1) / n);
     int lo = t0 * tile, hi = t1 * tile < len ? t1 * tile : len;
-    if (split_rows) run_block(j, lo, hi - lo, 0, j->N);
-    else run_block(j, 0, j->M, lo, hi - lo);
+    if (split_rows) run_block(j, lo, hi - lo, 0, j->N, j->serial); /* every row chunk packs the same op(B) */
+    else run_block(j, 0, j->M, lo, hi - lo, 0);
 }
 
 /* Worker pool. Not an OpenMP region on purpose: on this shared machine a core is often taken by another
@@ -305,7 +306,7 @@ static void run_threaded(const gemm_job *j) {
     if (nt > POOL_MAX_WORKERS + 1) nt = POOL_MAX_WORKERS + 1;
     if (nt > 1 && macs < (double)MIN_MACS_PER_THREAD * nt) nt = (int)(macs / MIN_MACS_PER_THREAD);
     if (nt <= 1 || pthread_mutex_trylock(&pool.call) != 0) {
-        run_block(j, 0, j->M, 0, j->N);
+        run_block(j, 0, j->M, 0, j->N, 0);
         return;
     }
     int workers = pool_start(nt);
@@ -320,9 +321,13 @@ static void run_threaded(const gemm_job *j) {
     if (chunks > tiles) chunks = tiles;
     if (workers == 0 || chunks <= 1) {
         pthread_mutex_unlock(&pool.call);
-        run_block(j, 0, j->M, 0, j->N);
+        run_block(j, 0, j->M, 0, j->N, 0);
         return;
     }
+    static _Atomic uint64_t serials; /* under pool.call, but atomic costs nothing here */
+    gemm_job job = *j;
+    job.serial = atomic_fetch_add(&serials, 1) + 1;
+    j = &job;
     unsigned gen = atomic_load(&pool.published) + 1;
     if ((gen & 0xffffff) == 0) gen++; /* generation 0 is "nothing yet" for the workers */
     pool.job = j;
@@ -369,7 +374,7 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     if (trivial(M, N, K, alpha, beta, C, ldc)) return;
     switch (current()) {
     case BACKEND_AVX512: {
-        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL};
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL, 0};
         float *bt_copy = NULL;
         if (!ta && N <= SMALL_N && M >= 4 * SMALL_N) { /* narrow C, A along K: dot products need op(B) as N x K */
             if (!tb && (bt_copy = malloc(sizeof(float) * (size_t)N * K)) != NULL)
@@ -397,7 +402,7 @@ void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const v
                      const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
     if (trivial(M, N, K, alpha, beta, C, ldc)) return;
     if (strcmp(ftc_matmul_bf16_backend(), "avx512bf16") == 0) {
-        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL};
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0};
         uint16_t *bt_copy = NULL;
         if (!ta && N <= SMALL_N && M >= 4 * SMALL_N) { /* narrow C: dot products, op(B) as N x K rows */
             if (!tb && (bt_copy = malloc(sizeof(uint16_t) * (size_t)N * K)) != NULL)

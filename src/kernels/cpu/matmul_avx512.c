@@ -28,10 +28,16 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 
 /* Packing buffers per thread, grown on demand and kept: a training step calls thousands of matmuls and
  * fresh multi-megabyte allocations would page-fault on each. */
-static _Thread_local void *tls_buf[2];
-static _Thread_local size_t tls_cap[2];
+static _Thread_local void *tls_buf[3]; /* A block, B block, whole packed B (see b_key) */
+static _Thread_local size_t tls_cap[3];
+static _Thread_local uint64_t tls_b_key; /* key of the whole op(B) complete in tls_buf[2]; 0: none */
+
+/* Largest whole packed op(B) kept per thread: a MiniLM or GPT-2 block weight fits, an LM head does not (its
+ * row chunks are few and long, so packing it per chunk costs little). */
+#define B_CACHE_BYTES ((size_t)16 << 20)
 
 static void *pack_buffer(int which, size_t bytes) {
+    if (which == 2 && bytes > tls_cap[2]) tls_b_key = 0;
     if (bytes > tls_cap[which]) {
         free(tls_buf[which]);
         size_t rounded = (bytes + 4095) & ~(size_t)4095;
@@ -39,6 +45,33 @@ static void *pack_buffer(int which, size_t bytes) {
         tls_cap[which] = tls_buf[which] ? rounded : 0;
     }
     return tls_buf[which];
+}
+
+/* Where the packed blocks of op(B) go. Without a key: one block buffer, packed per (column block, K slice).
+ * With one: the whole packed op(B) in the per-thread cache (block (jc, pc) at jc*kdepth + pc_units*nc_round),
+ * packed on the first call with that key and only read by the next ones. */
+typedef struct {
+    void *base;   /* block buffer, or the whole cache */
+    bool whole;   /* base holds every block */
+    bool ready;   /* ... and they are already packed (same key as the last complete call) */
+} b_store;
+
+static b_store b_store_open(uint64_t key, size_t whole_bytes, size_t block_bytes) {
+    b_store st = {NULL, false, false};
+    if (key && whole_bytes <= B_CACHE_BYTES) {
+        if (tls_b_key == key) return (b_store){tls_buf[2], true, true};
+        tls_b_key = 0; /* being overwritten */
+        if ((st.base = pack_buffer(2, whole_bytes)) != NULL) {
+            st.whole = true;
+            return st;
+        }
+    }
+    st.base = pack_buffer(1, block_bytes);
+    return st;
+}
+
+static void b_store_close(const b_store *st, uint64_t key) {
+    if (st->whole && !st->ready) tls_b_key = key;
 }
 
 /* ---------------------------------------------------------------- fp32 ---------------------------- */
@@ -85,18 +118,22 @@ AVX512_FN static inline void transpose_rows(const float *X, int ld, int rows, in
 
 /* op(A)[i0.., k0..] (mc x kc) into MR-row panels: panel p holds, for each k, MR consecutive rows. */
 AVX512_FN static void pack_a_f32(bool ta, const float *A, int lda, int i0, int mc, int k0, int kc, float *dst) {
-    for (int p = 0; p < mc; p += MR, dst += (size_t)kc * MR) {
-        int mr = imin(MR, mc - p);
-        if (ta) { /* op(A)(i,k) = A[k][i]: MR contiguous floats per k */
-            __mmask16 m = mask_upto(mr);
-            for (int k = 0; k < kc; k++)
-                _mm512_mask_storeu_ps(dst + (size_t)k * MR, mask_upto(MR),
-                                      _mm512_maskz_loadu_ps(m, A + (size_t)(k0 + k) * lda + i0 + p));
-        } else { /* op(A)(i,k) = A[i][k]: MR rows read along k, transposed 16 k at a time */
-            const float *src = A + (size_t)(i0 + p) * lda + k0;
-            for (int k = 0; k < kc; k += 16)
-                transpose_rows(src + k, lda, mr, imin(16, kc - k), dst + (size_t)k * MR, MR, mask_upto(MR));
+    if (ta) { /* op(A)(i,k) = A[k][i]: MR contiguous floats per k and panel. Row k is read once along all
+               * panels, and the next row (a page away) is prefetched: a scan per panel strided over pages. */
+        for (int k = 0; k < kc; k++) {
+            const float *row = A + (size_t)(k0 + k) * lda + i0;
+            if (k + 1 < kc)
+                for (int off = 0; off < mc; off += 16) _mm_prefetch((const char *)(row + lda + off), _MM_HINT_T0);
+            float *d = dst + (size_t)k * MR;
+            for (int p = 0; p < mc; p += MR, d += (size_t)kc * MR)
+                _mm512_mask_storeu_ps(d, mask_upto(MR), _mm512_maskz_loadu_ps(mask_upto(mc - p), row + p));
         }
+        return;
+    }
+    for (int p = 0; p < mc; p += MR, dst += (size_t)kc * MR) { /* op(A)(i,k) = A[i][k]: MR rows read along k, */
+        const float *src = A + (size_t)(i0 + p) * lda + k0;       /* transposed 16 k at a time */
+        for (int k = 0; k < kc; k += 16)
+            transpose_rows(src + k, lda, imin(MR, mc - p), imin(16, kc - k), dst + (size_t)k * MR, MR, mask_upto(MR));
     }
 }
 
@@ -108,22 +145,28 @@ static inline float *c_at(float *C, int ldc, bool c_trans, int i, int j) {
 
 /* op(B)[k0.., j0..] (kc x nc) into NR-column slivers: sliver q holds, for each k, NR consecutive columns. */
 AVX512_FN static void pack_b_f32(bool tb, const float *B, int ldb, int k0, int kc, int j0, int nc, float *dst) {
-    for (int q = 0; q < nc; q += NR, dst += (size_t)kc * NR) {
-        int nr = imin(NR, nc - q);
-        if (!tb) { /* op(B)(k,j) = B[k][j]: NR contiguous floats per k */
-            __mmask16 m0 = mask_upto(nr), m1 = mask_upto(nr - 16);
-            for (int k = 0; k < kc; k++) {
-                const float *src = B + (size_t)(k0 + k) * ldb + j0 + q;
-                _mm512_store_ps(dst + (size_t)k * NR, _mm512_maskz_loadu_ps(m0, src));
-                _mm512_store_ps(dst + (size_t)k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+    if (!tb) { /* op(B)(k,j) = B[k][j]: NR contiguous floats per k and sliver; rows read along nc, as in pack_a_f32 */
+        for (int k = 0; k < kc; k++) {
+            const float *row = B + (size_t)(k0 + k) * ldb + j0;
+            float *d = dst + (size_t)k * NR;
+            for (int q = 0; q < nc; q += NR, d += (size_t)kc * NR) {
+                int nr = imin(NR, nc - q);
+                if (k + 1 < kc) {
+                    _mm_prefetch((const char *)(row + ldb + q), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(row + ldb + q + 16), _MM_HINT_T0);
+                }
+                _mm512_store_ps(d, _mm512_maskz_loadu_ps(mask_upto(nr), row + q));
+                _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(mask_upto(nr - 16), row + q + 16));
             }
-        } else { /* op(B)(k,j) = B[j][k]: rows of B read along k, transposed 16 x 16 */
-            const float *src = B + (size_t)(j0 + q) * ldb + k0;
-            for (int h = 0; h < 2; h++)
-                for (int k = 0; k < kc; k += 16)
-                    transpose_rows(src + (size_t)h * 16 * ldb + k, ldb, nr - 16 * h, imin(16, kc - k),
-                                   dst + (size_t)k * NR + 16 * h, NR, 0xFFFF);
         }
+        return;
+    }
+    for (int q = 0; q < nc; q += NR, dst += (size_t)kc * NR) { /* op(B)(k,j) = B[j][k]: rows of B read along k, */
+        const float *src = B + (size_t)(j0 + q) * ldb + k0;       /* transposed 16 x 16 */
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < kc; k += 16)
+                transpose_rows(src + (size_t)h * 16 * ldb + k, ldb, imin(NR, nc - q) - 16 * h, imin(16, kc - k),
+                               dst + (size_t)k * NR + 16 * h, NR, 0xFFFF);
     }
 }
 
@@ -190,19 +233,21 @@ AVX512_FN static void kernel_f32(int kc, const float *restrict a, const float *r
 }
 
 AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
-                                const float *B, int ldb, float beta, float *C, int ldc, bool c_trans) {
+                                const float *B, int ldb, float beta, float *C, int ldc, bool c_trans, uint64_t b_key) {
     int kc_max = imin(K, KC);
     int nc_max = imin((N + NR - 1) / NR * NR, NC);
     int mc_max = imin((M + MR - 1) / MR * MR, MC);
     float *apack = pack_buffer(0, sizeof(float) * (size_t)mc_max * kc_max);
-    float *bpack = pack_buffer(1, sizeof(float) * (size_t)nc_max * kc_max);
-    if (!apack || !bpack) return false;
+    b_store bst = b_store_open(b_key, sizeof(float) * (size_t)K * ((N + NR - 1) / NR * NR),
+                               sizeof(float) * (size_t)nc_max * kc_max);
+    if (!apack || !bst.base) return false;
     for (int jc = 0; jc < N; jc += NC) {
-        int nc = imin(NC, N - jc);
+        int nc = imin(NC, N - jc), nc_round = (nc + NR - 1) / NR * NR;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = imin(KC, K - pc);
             float beta_here = pc == 0 ? beta : 1.0f;
-            pack_b_f32(tb, B, ldb, pc, kc, jc, nc, bpack);
+            float *bpack = bst.whole ? (float *)bst.base + (size_t)jc * K + (size_t)pc * nc_round : bst.base;
+            if (!bst.ready) pack_b_f32(tb, B, ldb, pc, kc, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = imin(MC, M - ic);
                 pack_a_f32(ta, A, lda, ic, mc, pc, kc, apack);
@@ -215,6 +260,7 @@ AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alp
             }
         }
     }
+    b_store_close(&bst, b_key);
     return true;
 }
 
@@ -376,6 +422,13 @@ BF16_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda,
             const char *r1 = k + 1 < K ? elem_ptr(A, at, (size_t)(k + 1) * lda + i0) : NULL;
             size_t es = at == FTC_MM_BF16 ? 2 : 4;
             uint32_t *d = dst + (size_t)kp * MR;
+            /* the next pair of rows: a page away each, beyond what the hardware prefetcher follows */
+            const char *n0 = k + 2 < K ? elem_ptr(A, at, (size_t)(k + 2) * lda + i0) : NULL;
+            const char *n1 = k + 3 < K ? elem_ptr(A, at, (size_t)(k + 3) * lda + i0) : NULL;
+            for (size_t off = 0; n0 && off < (size_t)mc * es; off += 64) {
+                _mm_prefetch(n0 + off, _MM_HINT_T0);
+                if (n1) _mm_prefetch(n1 + off, _MM_HINT_T0);
+            }
             for (int p = 0; p < mc; p += MR, d += (size_t)kp_n * MR) {
                 __m512i w = interleave_rows_bf16(r0 + p * es, r1 ? r1 + p * es : NULL, at, mask_upto(mc - p));
                 _mm512_mask_storeu_epi32(d, mask_upto(MR), w);
@@ -398,8 +451,14 @@ BF16_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb,
             const char *r0 = elem_ptr(B, bt, (size_t)k * ldb + j0);
             const char *r1 = k + 1 < K ? elem_ptr(B, bt, (size_t)(k + 1) * ldb + j0) : NULL;
             uint32_t *d = dst + (size_t)kp * NR;
+            const char *n0 = k + 2 < K ? elem_ptr(B, bt, (size_t)(k + 2) * ldb + j0) : NULL; /* as in pack_a_bf16 */
+            const char *n1 = k + 3 < K ? elem_ptr(B, bt, (size_t)(k + 3) * ldb + j0) : NULL;
             for (int q = 0; q < nc; q += NR, d += (size_t)kp_n * NR) {
                 int nr = imin(NR, nc - q);
+                for (size_t off = q * es; n0 && off < (q + nr) * es; off += 64) {
+                    _mm_prefetch(n0 + off, _MM_HINT_T0);
+                    if (n1) _mm_prefetch(n1 + off, _MM_HINT_T0);
+                }
                 __m512i w0 = interleave_rows_bf16(r0 + q * es, r1 ? r1 + q * es : NULL, bt, mask_upto(nr));
                 __m512i w1 = nr > 16 ? interleave_rows_bf16(r0 + (q + 16) * es, r1 ? r1 + (q + 16) * es : NULL, bt,
                                                              mask_upto(nr - 16))
@@ -464,19 +523,23 @@ BF16_FN static void kernel_bf16(int kp_n, const uint32_t *restrict a, const uint
 
 BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
                                   int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc,
-                                  bool c_trans) {
-    int kp_max = (imin(K, KC_BF16) + 1) / 2;
+                                  bool c_trans, uint64_t b_key) {
+    int kp_max = (imin(K, KC_BF16) + 1) / 2, kp_all = (K + 1) / 2;
     int nc_max = imin((N + NR - 1) / NR * NR, NC);
     int mc_max = imin((M + MR - 1) / MR * MR, MC);
     uint32_t *apack = pack_buffer(0, sizeof(uint32_t) * (size_t)mc_max * kp_max);
-    uint32_t *bpack = pack_buffer(1, sizeof(uint32_t) * (size_t)nc_max * kp_max);
-    if (!apack || !bpack) return false;
+    b_store bst = b_store_open(b_key, sizeof(uint32_t) * (size_t)kp_all * ((N + NR - 1) / NR * NR),
+                               sizeof(uint32_t) * (size_t)nc_max * kp_max);
+    if (!apack || !bst.base) return false;
     for (int jc = 0; jc < N; jc += NC) {
-        int nc = imin(NC, N - jc);
+        int nc = imin(NC, N - jc), nc_round = (nc + NR - 1) / NR * NR;
         for (int pc = 0; pc < K; pc += KC_BF16) {
             int kc = imin(KC_BF16, K - pc), kp_n = (kc + 1) / 2;
             float beta_here = pc == 0 ? beta : 1.0f;
-            pack_b_bf16(tb, B, bt, ldb, pc, kc, K, jc, nc, bpack);
+            /* K slices are even (KC_BF16), so slice pc starts at pair pc/2 */
+            uint32_t *bpack = bst.whole ? (uint32_t *)bst.base + (size_t)jc * kp_all + (size_t)(pc / 2) * nc_round
+                                        : bst.base;
+            if (!bst.ready) pack_b_bf16(tb, B, bt, ldb, pc, kc, K, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = imin(MC, M - ic);
                 pack_a_bf16(ta, A, at, lda, ic, mc, pc, kc, K, apack);
@@ -489,6 +552,7 @@ BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float a
             }
         }
     }
+    b_store_close(&bst, b_key);
     return true;
 }
 

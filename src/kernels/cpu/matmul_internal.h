@@ -13,11 +13,15 @@ static inline uint16_t ftc_mm_round_bf16(uint32_t x) {
 
 /* Single-threaded blocked GEMM on the whole (sub-)problem; the dispatcher splits work between threads.
  * c_trans: the product is C^T, stored at C[j*ldc + i] (used for narrow C, see matmul.c).
+ * b_key: nonzero when several calls on this thread may share the same whole op(B) (row chunks of one job):
+ * the packed op(B) is then kept per thread under that key (when it fits) and a later call with the same key
+ * skips packing it. Keys are never reused for other data (one per job, see matmul.c).
  * Return false only when the packing buffers cannot be allocated, before C is touched. */
 bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                      int ldb, float beta, float *C, int ldc, bool c_trans);
+                      int ldb, float beta, float *C, int ldc, bool c_trans, uint64_t b_key);
 bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
-                          int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc, bool c_trans);
+                          int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc, bool c_trans,
+                          uint64_t b_key);
 /* Narrow C (N small) with A read along K: C = alpha * A Bt^T + beta * C, Bt is N x K. */
 void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const float *A, int lda, const float *Bt, int ldbt,
                               float beta, float *C, int ldc);
