@@ -81,6 +81,11 @@ static inline bool dropout_keep(uint64_t key, uint64_t i, uint32_t threshold) {
  * floating-point operations do not depend on the vector width: GCC does not reassociate without -ffast-math
  * and C11 mode forbids FMA contraction, so the two copies give bit-identical results. */
 #define VM_FORCE_INLINE static inline __attribute__((always_inline))
+#ifdef __clang__
+/* clang contracts a*b+c into an FMA by default (GCC in C11 mode does not), which would make the AVX-512
+ * copy differ from the portable one: off for every file that includes this header */
+#pragma STDC FP_CONTRACT OFF
+#endif
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define VM_AVX512_TARGET __attribute__((target("avx512f,avx512dq,prefer-vector-width=512")))
 #elif defined(__x86_64__)
