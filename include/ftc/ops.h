@@ -45,6 +45,12 @@ void gelu_erf_backward(float *dx, const float *dy, const float *x, int n);
 /* Bias + GELU after a bias-less matmul (ops_fused.c): x[n,:] += b (b NULL: none), y = gelu(x) (tanh form when
  * tanh_form, else erf), one row block at a time while it is in cache. x keeps the pre-activation for backward. */
 void bias_gelu_forward(float *y, float *x, const float *b, int N, int O, bool tanh_form);
+/* Residual add + norm (ops_fused.c): s = a + b, then y = layernorm(s) / rmsnorm(s) as the functions above,
+ * one row block at a time; s is written (the residual stream and the norm's backward input). */
+void add_layernorm_forward(float *s, float *y, float *mean, float *rstd, const float *a, const float *b,
+                           const float *w, const float *bias, int N, int C, float eps);
+void add_rmsnorm_forward(float *s, float *y, float *rstd, const float *a, const float *b, const float *w, int N, int C,
+                         float eps);
 /* SwiGLU: y[N,F] = silu(gate[N,F]) * up[N,F] */
 void swiglu_forward(float *y, const float *gate, const float *up, int n);
 void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n);

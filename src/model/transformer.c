@@ -172,6 +172,16 @@ static void norm_forward(const ftc_model *m, float *y, float *mean, float *rstd,
                           m->cfg.norm_eps);
 }
 
+/* s = a + b (residual), y = norm(s), fused (ops_fused.c) */
+static void add_norm_forward(const ftc_model *m, float *s, float *y, float *mean, float *rstd, const float *a,
+                             const float *b, int w, int bias, int N) {
+    if (m->rmsnorm)
+        add_rmsnorm_forward(s, y, rstd, a, b, m->params[w].data, N, m->C, m->cfg.norm_eps);
+    else
+        add_layernorm_forward(s, y, mean, rstd, a, b, m->params[w].data, bias >= 0 ? m->params[bias].data : NULL, N,
+                              m->C, m->cfg.norm_eps);
+}
+
 static void norm_backward(ftc_model *m, float *dx, const float *dy, const float *x, const float *mean, const float *rstd,
                           int w, int b, int N) {
     if (m->rmsnorm)
@@ -247,18 +257,18 @@ static const float *layer_forward(ftc_model *m, layer_params *l, const float *x,
     if (m->pre_norm) {
         norm_forward(m, l->n1, l->n1_mean, l->n1_rstd, x, l->n1_w, l->n1_b, N);
         attention_block_forward(m, l, l->n1, B, T);
-        add_forward(l->s1, x, maybe_dropout(m, l->r1, l->o_mask, l->o_out, NC, p), (int)NC);
-        norm_forward(m, l->n2, l->n2_mean, l->n2_rstd, l->s1, l->n2_w, l->n2_b, N);
+        add_norm_forward(m, l->s1, l->n2, l->n2_mean, l->n2_rstd, x,
+                         maybe_dropout(m, l->r1, l->o_mask, l->o_out, NC, p), l->n2_w, l->n2_b, N);
         mlp_forward(m, l, l->n2, N);
         add_forward(l->s2, l->s1, maybe_dropout(m, l->r2, l->down_mask, l->down_out, NC, p), (int)NC);
         return l->s2;
     }
     attention_block_forward(m, l, x, B, T);
-    add_forward(l->s1, x, maybe_dropout(m, l->r1, l->o_mask, l->o_out, NC, p), (int)NC);
-    norm_forward(m, l->n1, l->n1_mean, l->n1_rstd, l->s1, l->n1_w, l->n1_b, N);
+    add_norm_forward(m, l->s1, l->n1, l->n1_mean, l->n1_rstd, x,
+                     maybe_dropout(m, l->r1, l->o_mask, l->o_out, NC, p), l->n1_w, l->n1_b, N);
     mlp_forward(m, l, l->n1, N);
-    add_forward(l->s2, l->n1, maybe_dropout(m, l->r2, l->down_mask, l->down_out, NC, p), (int)NC);
-    norm_forward(m, l->n2, l->n2_mean, l->n2_rstd, l->s2, l->n2_w, l->n2_b, N);
+    add_norm_forward(m, l->s2, l->n2, l->n2_mean, l->n2_rstd, l->n1,
+                     maybe_dropout(m, l->r2, l->down_mask, l->down_out, NC, p), l->n2_w, l->n2_b, N);
     return l->n2;
 }
 

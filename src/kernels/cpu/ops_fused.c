@@ -25,3 +25,29 @@ void bias_gelu_forward(float *y, float *x, const float *b, int N, int O, bool ta
         else gelu_erf_forward(y + (size_t)n0 * O, xb, (n1 - n0) * O);
     }
 }
+
+/* s = a + b (the residual stream, kept for backward), then y = norm(s), per row block while it is in cache:
+ * the norm's reads of s come from L2 instead of memory. Each row's result is the norm kernel's own (it works
+ * row by row), so this equals add_forward then the norm exactly. */
+static void add_norm_forward(float *s, float *y, float *mean, float *rstd, const float *a, const float *b,
+                             const float *w, const float *bias, int N, int C, float eps, bool rms) {
+    int nblk = (N + FUSED_ROWS - 1) / FUSED_ROWS;
+#pragma omp parallel for schedule(static) if ((long)N * C > 65536)
+    for (int blk = 0; blk < nblk; blk++) {
+        int n0 = blk * FUSED_ROWS, rows = (n0 + FUSED_ROWS < N ? n0 + FUSED_ROWS : N) - n0;
+        size_t o = (size_t)n0 * C;
+        add_forward(s + o, a + o, b + o, rows * C);
+        if (rms) rmsnorm_forward(y + o, rstd + n0, s + o, w, rows, C, eps);
+        else layernorm_forward(y + o, mean + n0, rstd + n0, s + o, w, bias, rows, C, eps);
+    }
+}
+
+void add_layernorm_forward(float *s, float *y, float *mean, float *rstd, const float *a, const float *b,
+                           const float *w, const float *bias, int N, int C, float eps) {
+    add_norm_forward(s, y, mean, rstd, a, b, w, bias, N, C, eps, false);
+}
+
+void add_rmsnorm_forward(float *s, float *y, float *rstd, const float *a, const float *b, const float *w, int N, int C,
+                         float eps) {
+    add_norm_forward(s, y, NULL, rstd, a, b, w, NULL, N, C, eps, true);
+}
