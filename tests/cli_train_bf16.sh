@@ -1,7 +1,8 @@
 #!/bin/bash
 # ftc train --precision / --base-dtype from the command line: usage errors (exit 1), a bf16 LoRA run on
 # stories260K whose run directory records the precision and whose model keeps the frozen base as BF16 tensors,
-# and a bf16 run killed with SIGKILL and resumed that ends byte-identical to an uninterrupted one.
+# a bf16 run killed with SIGKILL and resumed that ends byte-identical to an uninterrupted one, and the warning
+# when bf16 would run in the slow portable matmul.
 set -u
 FTC=${FTC_BIN:?FTC_BIN not set}
 T=$(mktemp -d /tmp/ftc_cli_train_bf16.XXXXXX)
@@ -34,6 +35,12 @@ ARGS=(--model "$MODEL" --data "$T/lm.jsonl" --task causal-lm --method lora --lor
       --lr 0.01 --batch 4 --max-steps 6 --save-every 1 --log-every 1 --seed 3 --precision bf16 --quiet)
 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$T/ref"
 grep -q '"precision": "bf16"' "$T/ref/config.resolved.json" || fail "config.resolved.json lacks the precision"
+# the portable bf16 matmul is slow: a bf16 run on it says so (FTC_MATMUL=generic forces it on any CPU)
+FTC_MATMUL=generic expect_rc 0 "without AVX512-BF16" "$FTC" train "${ARGS[@]}" --max-steps 1 --out "$T/generic"
+if grep -q avx512bf16 /proc/cpuinfo 2>/dev/null; then
+  expect_rc 0 "" "$FTC" train "${ARGS[@]}" --max-steps 1 --out "$T/native"
+  ! grep -q "without AVX512-BF16" "$T/err" || fail "warned about AVX512-BF16 on a CPU that has it"
+fi
 grep -q '"base_dtype": "auto"' "$T/ref/config.resolved.json" || fail "config.resolved.json lacks base_dtype"
 grep -q '"precision"' "$T/ref/checkpoint.ftc" || fail "checkpoint state lacks the precision"
 # the merged model: block linears BF16 (frozen base, adapters merged and rounded), embeddings and norms F32

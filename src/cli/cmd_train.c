@@ -2,6 +2,7 @@
  * Settings come from defaults < RUNDIR/config.resolved.json (with --resume) < --config FILE < flags. */
 #include "cli.h"
 #include "ftc/base.h"
+#include "ftc/matmul.h"
 #include "ftc/train.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,10 @@ int cmd_train(int argc, char **argv) {
     if (!quiet)
         fprintf(stderr, "ftc train: %s, method %s, %d training / %d validation examples -> %s\n", ftc_task_name(c.task),
                 ftc_method_name(c.method), train.n, have_val ? val.n : 0, c.out);
+    /* bf16 without AVX512-BF16 runs every bf16 product in the portable loop: correct, but many times slower */
+    if (c.precision == FTC_PREC_BF16 && strcmp(ftc_matmul_bf16_backend(), "avx512bf16") != 0)
+        fprintf(stderr, "ftc train: warning: --precision bf16 without AVX512-BF16 (this CPU or FTC_MATMUL) uses the "
+                        "slow portable bf16 matmul; --precision fp32 is much faster here\n");
     /* causal-lm: a few prompts answered by the base model now, by the tuned one at the end (report.html).
      * Not worth failing a run over: a problem is reported and the run goes on. */
     ftc_samples *samples = NULL;
