@@ -15,6 +15,28 @@ enum { VCHUNK = 512 };
 
 static inline int chunk_len(int ch, int n) { return n - ch * VCHUNK < VCHUNK ? n - ch * VCHUNK : VCHUNK; }
 
+/* An elementwise op's forward y = f(x) and backward dx += dy * f'(x) on VCHUNK-value chunks split across
+ * threads, each chunk through the AVX-512 kernel when vm_use_avx512(), else the portable one. */
+typedef void (*unary_chunk)(float *y, const float *x, int len);
+typedef void (*grad_chunk)(float *dx, const float *dy, const float *x, int len);
+
+static void run_unary(float *y, const float *x, int n, unary_chunk avx512, unary_chunk portable) {
+    unary_chunk f = vm_use_avx512() ? avx512 : portable;
+    int nch = (n + VCHUNK - 1) / VCHUNK;
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int ch = 0; ch < nch; ch++) f(y + (size_t)ch * VCHUNK, x + (size_t)ch * VCHUNK, chunk_len(ch, n));
+}
+
+static void run_grad(float *dx, const float *dy, const float *x, int n, grad_chunk avx512, grad_chunk portable) {
+    grad_chunk f = vm_use_avx512() ? avx512 : portable;
+    int nch = (n + VCHUNK - 1) / VCHUNK;
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (int ch = 0; ch < nch; ch++) {
+        size_t o = (size_t)ch * VCHUNK;
+        f(dx + o, dy + o, x + o, chunk_len(ch, n));
+    }
+}
+
 /* exp(-2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
 static inline float gelu_tanh_e1(float v) { return vm_exp1(-2.0f * (GELU_K * (v + GELU_C * v * v * v))); }
 
@@ -24,40 +46,24 @@ static inline float gelu_tanh_e1(float v) { return vm_exp1(-2.0f * (GELU_K * (v 
  * Each op below has two paths: AVX-512 (vmath_avx512.c, the same formulas fused 16 lanes at a time) when
  * vm_use_avx512(), else the portable loop over branchless inline functions, which GCC vectorises with what
  * the build targets (SSE2 on a portable x86-64 binary). */
-void gelu_tanh_forward(float *y, const float *x, int n) {
-    int nch = (n + VCHUNK - 1) / VCHUNK;
-    bool avx512 = vm_use_avx512();
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int ch = 0; ch < nch; ch++) {
-        size_t o = (size_t)ch * VCHUNK;
-        int len = chunk_len(ch, n);
-        if (avx512) {
-            vm_gelu_tanh_avx512(y + o, x + o, len);
-            continue;
-        }
-        for (int i = 0; i < len; i++) y[o + i] = x[o + i] / (1.0f + gelu_tanh_e1(x[o + i]));
-    }
+static void gelu_tanh_portable(float *y, const float *x, int len) {
+    for (int i = 0; i < len; i++) y[i] = x[i] / (1.0f + gelu_tanh_e1(x[i]));
 }
+
+void gelu_tanh_forward(float *y, const float *x, int n) { run_unary(y, x, n, vm_gelu_tanh_avx512, gelu_tanh_portable); }
 
 /* dx += dy * (0.5 (1 + t) + 0.5 x (1 - t^2) u'),  t = tanh(u), u' = sqrt(2/pi)(1 + 3*0.044715 x^2);
  * with s = sigmoid(2u): 0.5 (1 + t) = s and 0.5 (1 - t^2) = 2 s (1 - s). */
-void gelu_tanh_backward(float *dx, const float *dy, const float *x, int n) {
-    int nch = (n + VCHUNK - 1) / VCHUNK;
-    bool avx512 = vm_use_avx512();
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int ch = 0; ch < nch; ch++) {
-        size_t o = (size_t)ch * VCHUNK;
-        int len = chunk_len(ch, n);
-        if (avx512) {
-            vm_gelu_tanh_backward_avx512(dx + o, dy + o, x + o, len);
-            continue;
-        }
-        for (int i = 0; i < len; i++) {
-            float v = x[o + i], s = 1.0f / (1.0f + gelu_tanh_e1(v));
-            float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
-            dx[o + i] += dy[o + i] * (s + 2.0f * v * s * (1.0f - s) * du);
-        }
+static void gelu_tanh_backward_portable(float *dx, const float *dy, const float *x, int len) {
+    for (int i = 0; i < len; i++) {
+        float v = x[i], s = 1.0f / (1.0f + gelu_tanh_e1(v));
+        float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+        dx[i] += dy[i] * (s + 2.0f * v * s * (1.0f - s) * du);
     }
+}
+
+void gelu_tanh_backward(float *dx, const float *dy, const float *x, int n) {
+    run_grad(dx, dy, x, n, vm_gelu_tanh_backward_avx512, gelu_tanh_backward_portable);
 }
 
 /* Phi(x) = 0.5 (1 + erf(x/sqrt 2)) = 0.5 erfc(-x/sqrt 2), with erfc(z) = t exp(-z^2 + P(t)), t = 1/(1 + z/2),
@@ -82,38 +88,22 @@ static inline float normal_cdf1(float x) {
 }
 
 /* y = 0.5 x (1 + erf(x / sqrt 2)) = x Phi(x)   (BERT gelu, torch gelu default) */
-void gelu_erf_forward(float *y, const float *x, int n) {
-    int nch = (n + VCHUNK - 1) / VCHUNK;
-    bool avx512 = vm_use_avx512();
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int ch = 0; ch < nch; ch++) {
-        size_t o = (size_t)ch * VCHUNK;
-        int len = chunk_len(ch, n);
-        if (avx512) {
-            vm_gelu_erf_avx512(y + o, x + o, len);
-            continue;
-        }
-        for (int i = 0; i < len; i++) y[o + i] = x[o + i] * normal_cdf1(x[o + i]);
+static void gelu_erf_portable(float *y, const float *x, int len) {
+    for (int i = 0; i < len; i++) y[i] = x[i] * normal_cdf1(x[i]);
+}
+
+void gelu_erf_forward(float *y, const float *x, int n) { run_unary(y, x, n, vm_gelu_erf_avx512, gelu_erf_portable); }
+
+/* dx += dy * (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2) / sqrt(2 pi) */
+static void gelu_erf_backward_portable(float *dx, const float *dy, const float *x, int len) {
+    for (int i = 0; i < len; i++) {
+        float v = x[i], pdf = vm_exp1(-0.5f * v * v) * 0.3989422804014327f;
+        dx[i] += dy[i] * (normal_cdf1(v) + v * pdf);
     }
 }
 
-/* dx += dy * (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2) / sqrt(2 pi) */
 void gelu_erf_backward(float *dx, const float *dy, const float *x, int n) {
-    int nch = (n + VCHUNK - 1) / VCHUNK;
-    bool avx512 = vm_use_avx512();
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int ch = 0; ch < nch; ch++) {
-        size_t o = (size_t)ch * VCHUNK;
-        int len = chunk_len(ch, n);
-        if (avx512) {
-            vm_gelu_erf_backward_avx512(dx + o, dy + o, x + o, len);
-            continue;
-        }
-        for (int i = 0; i < len; i++) {
-            float v = x[o + i], pdf = vm_exp1(-0.5f * v * v) * 0.3989422804014327f;
-            dx[o + i] += dy[o + i] * (normal_cdf1(v) + v * pdf);
-        }
-    }
+    run_grad(dx, dy, x, n, vm_gelu_erf_backward_avx512, gelu_erf_backward_portable);
 }
 
 /* y[n] = silu(gate) * up,  silu(g) = g * sigmoid(g) = g / (1 + exp(-g))   (Llama MLP: down(act(gate(x)) * up(x))) */
