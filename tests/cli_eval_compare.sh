@@ -9,13 +9,7 @@ FTC=${FTC_BIN:?FTC_BIN not set}
 SRC=${FTC_SOURCE_DIR:-.}
 T=$(mktemp -d /tmp/ftc_cli_eval_compare.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect_rc() { # expect_rc RC STDERR_SUBSTRING cmd...
-  local want=$1 msg=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  [ "$rc" = "$want" ] || { cat "$T/out" "$T/err"; fail "'$*' exited $rc, want $want"; }
-  [ -z "$msg" ] || grep -qF -- "$msg" "$T/err" || { cat "$T/err"; fail "'$*': stderr lacks '$msg'"; }
-}
+. "$(dirname "$0")/lib/expect.sh"
 # sub-object "NAME": {...} of a one-line JSON without nested braces inside it, then a number field of it
 sub() { grep -o "\"$1\": {[^{}]*}" "$2" | head -n 1; }
 field() { sed -n "s/.*\"$1\": *\([-0-9.eE+]*\).*/\1/p" | head -n 1; }

@@ -6,13 +6,7 @@ set -u
 FTC=${FTC_BIN:?FTC_BIN not set}
 T=$(mktemp -d /tmp/ftc_cli_train.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect_rc() { # expect_rc RC STDERR_SUBSTRING cmd...
-  local want=$1 msg=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  [ "$rc" = "$want" ] || { cat "$T/err"; fail "'$*' exited $rc, want $want"; }
-  [ -z "$msg" ] || grep -qF -- "$msg" "$T/err" || { cat "$T/err"; fail "'$*': stderr lacks '$msg'"; }
-}
+. "$(dirname "$0")/lib/expect.sh"
 
 expect_rc 0 "" "$FTC" train --help
 grep -q -- "--lora-targets" "$T/out" || fail "help lacks --lora-targets"
