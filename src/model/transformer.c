@@ -237,11 +237,10 @@ static void attention_block_forward(ftc_model *m, layer_params *l, const float *
 }
 
 static void mlp_forward(ftc_model *m, layer_params *l, const float *in, int N) {
-    size_t nf = (size_t)N * m->F;
     if (m->swiglu) {
         linear_mod_forward(m, &l->up, l->h_up, in, N, m->training);
         linear_mod_forward(m, &l->gate, l->h_gate, in, N, m->training);
-        swiglu_forward(l->h_act, l->h_gate, l->h_up, (int)nf);
+        swiglu_forward(l->h_act, l->h_gate, l->h_up, N * m->F);
     } else { /* the up projection's bias is added together with the GELU */
         linear_mod_forward_nobias(m, &l->up, l->h_up, in, N, m->training);
         bias_gelu_forward(l->h_act, l->h_up, P(m, l->up.b), N, m->F, m->cfg.activation == FTC_ACT_GELU_TANH);

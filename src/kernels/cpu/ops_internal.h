@@ -1,4 +1,4 @@
-/* Helpers shared by the CPU ops: the dot product of decode attention and of attention's backward. */
+/* Helpers shared by the CPU ops: the dot product of decode attention. */
 #ifndef FTC_OPS_INTERNAL_H
 #define FTC_OPS_INTERNAL_H
 
