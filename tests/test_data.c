@@ -364,6 +364,13 @@ static void record_from_json(json_t *msgs, ftc_record *rec) {
     }
 }
 
+static ftc_chat_template *preset(const char *name) {
+    ftc_chat_template *t;
+    ftc_err e;
+    if (ftc_chat_template_preset(name, &t, &e) != FTC_OK) fail_msg("%s", e.msg);
+    return t;
+}
+
 static void test_templates_render_as_transformers(void **state) {
     (void)state;
     json_t *f = load_fixture();
@@ -375,42 +382,41 @@ static void test_templates_render_as_transformers(void **state) {
         if (!strcmp(tname, "completion")) continue;
         const char *tok = json_string_value(json_object_get(c, "tokenizer"));
         const char *bos = !strcmp(tok, "gpt2") ? "<|endoftext|>" : "<s>", *eos = !strcmp(tok, "gpt2") ? "<|endoftext|>" : "</s>";
-        ftc_template t;
+        ftc_chat_template *t = preset(tname);
         ftc_err e;
-        assert_int_equal(ftc_template_parse(tname, &t, &e), FTC_OK);
         ftc_record rec;
         record_from_json(json_array_get(json_object_get(f, "conversations"),
                                         (size_t)json_integer_value(json_object_get(c, "conversation"))), &rec);
         ftc_rendered r;
-        assert_int_equal(ftc_template_render(t, &rec, bos, eos, false, &r, &e), FTC_OK);
+        ftc_render_opts o = {.bos = bos, .eos = eos};
+        if (ftc_template_render(t, &rec, &o, &r, &e) != FTC_OK) fail_msg("%s", e.msg);
         assert_string_equal(r.text, json_string_value(json_object_get(c, "text")));
         /* the trained pieces are the assistant answers with their end-of-turn marker */
         for (int p = 0; p < r.n; p++) {
             size_t end = p + 1 < r.n ? r.starts[p + 1] : r.len;
             if (!r.trained[p]) continue;
-            const char *marker = t == FTC_TEMPLATE_CHATML ? "<|im_end|>" : t == FTC_TEMPLATE_LLAMA3 ? "<|eot_id|>" : eos;
+            const char *marker = !strcmp(tname, "chatml") ? "<|im_end|>" : !strcmp(tname, "llama3") ? "<|eot_id|>" : eos;
             assert_true(end - r.starts[p] > strlen(marker));
             assert_memory_equal(r.text + end - strlen(marker), marker, strlen(marker));
         }
         ftc_rendered_free(&r);
         /* --train-on-inputs: one trained piece, the same text */
-        assert_int_equal(ftc_template_render(t, &rec, bos, eos, true, &r, &e), FTC_OK);
+        o.train_on_inputs = true;
+        assert_int_equal(ftc_template_render(t, &rec, &o, &r, &e), FTC_OK);
         assert_int_equal(r.n, 1);
         assert_true(r.trained[0]);
         assert_string_equal(r.text, json_string_value(json_object_get(c, "text")));
         ftc_rendered_free(&r);
         ftc_record_clear(&rec);
+        ftc_chat_template_free(t);
         checked++;
     }
     assert_true(checked >= 45);
-    /* the official sources are what the fixture script set on the tokenizer */
+    /* the presets are the official sources the fixture script set on the tokenizer */
     const char *names[] = {"chatml", "llama3", "llama2", "zephyr"};
-    for (int k = 0; k < 4; k++) {
-        ftc_template t;
-        ftc_err e;
-        ftc_template_parse(names[k], &t, &e);
-        assert_string_equal(ftc_template_jinja(t), json_string_value(json_object_get(json_object_get(f, "jinja"), names[k])));
-    }
+    for (int k = 0; k < 4; k++)
+        assert_string_equal(ftc_chat_template_preset_source(names[k]),
+                            json_string_value(json_object_get(json_object_get(f, "jinja"), names[k])));
     json_decref(f);
 }
 
@@ -422,45 +428,92 @@ static void test_llama2_needs_alternating_roles(void **state) {
     record_from_json(msgs, &rec);
     ftc_rendered r;
     ftc_err e;
-    assert_int_equal(ftc_template_render(FTC_TEMPLATE_LLAMA2, &rec, "<s>", "</s>", false, &r, &e), FTC_E_INPUT);
-    assert_string_equal(e.msg, "messages[1]: the llama2 template needs roles alternating user/assistant/... after an "
-                               "optional first system message");
+    ftc_chat_template *t = preset("llama2");
+    ftc_render_opts ro = {.bos = "<s>", .eos = "</s>"};
+    /* the template's own raise_exception, with where it is in the template */
+    assert_int_equal(ftc_template_render(t, &rec, &ro, &r, &e), FTC_E_INPUT);
+    assert_string_equal(e.msg, "llama2:1:314: Conversation roles must alternate user/assistant/user/assistant/...");
     ftc_example ex;
-    ftc_encode_opts o = {.task = FTC_TASK_CAUSAL_LM, .tmpl = FTC_TEMPLATE_LLAMA2};
+    ftc_encode_opts o = {.task = FTC_TASK_CAUSAL_LM, .tmpl = t};
     rec.line = 7;
     assert_int_equal(ftc_data_encode_record(&rec, &o, &BYTES, NULL, "c.jsonl", &ex, NULL, &e), FTC_E_INPUT);
-    assert_string_equal(e.msg, "c.jsonl:7: messages[1]: the llama2 template needs roles alternating user/assistant/... "
-                               "after an optional first system message");
+    assert_string_equal(e.msg, "c.jsonl:7: llama2:1:314: Conversation roles must alternate user/assistant/user/assistant/...");
     ftc_record_clear(&rec);
     json_decref(msgs);
+    ftc_chat_template_free(t);
+}
+
+static void write_json(const char *path, json_t *j) {
+    assert_int_equal(json_dump_file(j, path, 0), 0);
+    json_decref(j);
 }
 
 static void test_template_from_model_dir(void **state) {
     (void)state;
-    char dir[] = "/tmp/ftc_tpl_XXXXXX", path[256];
+    char dir[] = "/tmp/ftc_tpl_XXXXXX", path[256], jpath[256];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    ftc_template t;
-    bool unknown;
+    snprintf(jpath, sizeof jpath, "%s/chat_template.jinja", dir);
+    ftc_chat_template *t;
     ftc_err e;
-    /* no file, no key: none; known source (re-indented): found; other source: unknown */
-    assert_int_equal(ftc_template_from_model_dir(dir, &t, &unknown, &e), FTC_OK);
-    assert_int_equal(t, FTC_TEMPLATE_NONE);
-    for (int k = FTC_TEMPLATE_CHATML; k <= FTC_TEMPLATE_ZEPHYR; k++) {
-        json_t *cfg = json_pack("{s:s, s:s}", "eos_token", "</s>", "chat_template", ftc_template_jinja((ftc_template)k));
-        assert_int_equal(json_dump_file(cfg, path, 0), 0);
-        json_decref(cfg);
-        assert_int_equal(ftc_template_from_model_dir(dir, &t, &unknown, &e), FTC_OK);
-        assert_int_equal(t, k);
-        assert_false(unknown);
-    }
-    json_t *cfg = json_pack("{s:s}", "chat_template", "{{ messages[0]['content'] }}");
-    json_dump_file(cfg, path, 0);
-    json_decref(cfg);
-    assert_int_equal(ftc_template_from_model_dir(dir, &t, &unknown, &e), FTC_OK);
-    assert_int_equal(t, FTC_TEMPLATE_NONE);
-    assert_true(unknown);
+    /* no file, no key: none */
+    assert_int_equal(ftc_chat_template_from_model_dir(dir, &t, &e), FTC_OK);
+    assert_null(t);
+    /* any template is used as it is, with the special tokens of tokenizer_config.json */
+    write_json(path, json_pack("{s:s, s:{s:s}, s:s}", "chat_template",
+                               "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{{ eos_token }}{% endfor %}"
+                               "{{ additional_special_tokens|tojson }}",
+                               "eos_token", "content", "<|end|>", "bos_token", "<|start|>"));
+    json_t *ast = json_pack("[s, {s:s}]", "<a>", "content", "<b>");
+    json_t *cfg = json_load_file(path, 0, NULL);
+    json_object_set_new(cfg, "additional_special_tokens", ast);
+    write_json(path, cfg);
+    assert_int_equal(ftc_chat_template_from_model_dir(dir, &t, &e), FTC_OK);
+    assert_non_null(t);
+    json_t *msgs = json_loads("[{\"role\": \"user\", \"content\": \"hi\"}]", 0, NULL);
+    ftc_rendered r;
+    ftc_render_opts o = {.bos = "<s>", .eos = "</s>"}; /* the tokenizer's: tokenizer_config.json's win */
+    assert_int_equal(ftc_template_render_messages(t, msgs, &o, &r, &e), FTC_OK);
+    assert_string_equal(r.text, "<|start|>[user]hi<|end|>[\"<a>\", \"<b>\"]");
+    ftc_rendered_free(&r);
+    ftc_chat_template_free(t);
+    /* a list of named templates: "default" */
+    write_json(path, json_pack("{s:[{s:s, s:s}, {s:s, s:s}]}", "chat_template", "name", "tool_use", "template", "T",
+                               "name", "default", "template", "D{{ messages|length }}"));
+    assert_int_equal(ftc_chat_template_from_model_dir(dir, &t, &e), FTC_OK);
+    assert_int_equal(ftc_template_render_messages(t, msgs, &o, &r, &e), FTC_OK);
+    assert_string_equal(r.text, "D1");
+    ftc_rendered_free(&r);
+    ftc_chat_template_free(t);
+    /* chat_template.jinja beside a tokenizer_config.json without the key */
+    write_json(path, json_pack("{s:s}", "eos_token", "</s>"));
+    FILE *jf = fopen(jpath, "w");
+    fputs("J{{ messages[0].content }}\n", jf);
+    fclose(jf);
+    assert_int_equal(ftc_chat_template_from_model_dir(dir, &t, &e), FTC_OK);
+    assert_int_equal(ftc_template_render_messages(t, msgs, &o, &r, &e), FTC_OK);
+    assert_string_equal(r.text, "Jhi"); /* one trailing newline dropped, as jinja2 */
+    ftc_rendered_free(&r);
+    ftc_chat_template_free(t);
+    unlink(jpath);
+    /* a broken template names the file, line and column */
+    write_json(path, json_pack("{s:s}", "chat_template", "{% for m in messages %}\n{{ m.content }\n{% endfor %}"));
+    assert_int_equal(ftc_chat_template_from_model_dir(dir, &t, &e), FTC_E_INPUT);
+    char want[512];
+    snprintf(want, sizeof want, "%s chat_template:2:14: unexpected '}'", path);
+    assert_string_equal(e.msg, want);
+    write_json(path, json_pack("{s:i}", "chat_template", 3));
+    assert_int_equal(ftc_chat_template_from_model_dir(dir, &t, &e), FTC_E_INPUT);
+    /* --chat-template values */
+    assert_int_equal(ftc_chat_template_choose("chatml", dir, &t, &e), FTC_OK);
+    assert_string_equal(ftc_chat_template_name(t), "chatml");
+    ftc_chat_template_free(t);
+    assert_int_equal(ftc_chat_template_choose("nope", dir, &t, &e), FTC_E_USAGE);
     unlink(path);
+    assert_int_equal(ftc_chat_template_choose("model", dir, &t, &e), FTC_E_INPUT);
+    assert_int_equal(ftc_chat_template_choose(NULL, dir, &t, &e), FTC_OK);
+    assert_null(t);
+    json_decref(msgs);
     rmdir(dir);
 }
 
@@ -518,10 +571,12 @@ static void test_chat_mask_bytes(void **state) {
                               "{\"role\":\"user\",\"content\":\"again\"},{\"role\":\"assistant\",\"content\":\"ok\"}]", 0, NULL);
     ftc_record rec;
     record_from_json(msgs, &rec);
-    ftc_encode_opts o = {.task = FTC_TASK_CAUSAL_LM, .tmpl = FTC_TEMPLATE_ZEPHYR};
+    ftc_chat_template *t = preset("zephyr");
+    ftc_encode_opts o = {.task = FTC_TASK_CAUSAL_LM, .tmpl = t};
     ftc_example ex;
     ftc_err e;
     assert_int_equal(ftc_data_encode_record(&rec, &o, &BYTES, NULL, "c.jsonl", &ex, NULL, &e), FTC_OK);
+    ftc_chat_template_free(t);
     /* "<|user|>\nhi</s>\n<|assistant|>\nyo</s>\n<|user|>\nagain</s>\n<|assistant|>\nok</s>\n": only "ok</s>" trained
      * (the weight-0 answer is not), and no BOS (chat templates write their own) */
     const char *before = "<|user|>\nhi\x01\n<|assistant|>\nyo\x01\n<|user|>\nagain\x01\n<|assistant|>\n";
@@ -730,7 +785,8 @@ static void test_load_chat_packed(void **state) {
     snprintf(out, sizeof out, "%s/run", dir);
     write_text(path, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n"
                      "{\"messages\": [{\"role\": \"user\", \"content\": \"ab\"}, {\"role\": \"assistant\", \"content\": \"cd\"}]}\n");
-    ftc_load_opts o = {.enc = {.task = FTC_TASK_CAUSAL_LM, .tmpl = FTC_TEMPLATE_PLAIN, .max_len = 16}, .pack = true,
+    ftc_chat_template *t = preset("plain");
+    ftc_load_opts o = {.enc = {.task = FTC_TASK_CAUSAL_LM, .tmpl = t, .max_len = 16}, .pack = true,
                        .out_dir = out};
     ftc_dataset tr, va;
     ftc_err e;
@@ -756,7 +812,8 @@ static void test_load_chat_packed(void **state) {
     free(tr.ex);
     free(va.ex);
     /* chat data without a template is refused with the flag named */
-    o.enc.tmpl = FTC_TEMPLATE_NONE;
+    ftc_chat_template_free(t);
+    o.enc.tmpl = NULL;
     o.out_dir = NULL;
     assert_int_equal(ftc_data_load(path, NULL, &o, &BYTES, NULL, &tr, &va, NULL, &e), FTC_E_USAGE);
     assert_non_null(strstr(e.msg, "--chat-template"));

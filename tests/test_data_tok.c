@@ -72,13 +72,15 @@ static void test_templates_ids_and_labels(void **state) {
             ftc_record rec;
             ftc_encode_opts o = {.task = FTC_TASK_CAUSAL_LM};
             ftc_err e;
+            ftc_chat_template *tmpl = NULL;
             if (!strcmp(tname, "completion")) {
                 memset(&rec, 0, sizeof rec);
                 rec.format = FTC_FMT_COMPLETION;
                 rec.prompt = strdup(json_string_value(json_object_get(c, "prompt")));
                 rec.completion = strdup(json_string_value(json_object_get(c, "completion")));
             } else {
-                assert_int_equal(ftc_template_parse(tname, &o.tmpl, &e), FTC_OK);
+                assert_int_equal(ftc_chat_template_preset(tname, &tmpl, &e), FTC_OK);
+                o.tmpl = tmpl;
                 record_from_json(json_array_get(json_object_get(f, "conversations"),
                                                 (size_t)json_integer_value(json_object_get(c, "conversation"))), &rec);
             }
@@ -91,6 +93,7 @@ static void test_templates_ids_and_labels(void **state) {
             assert_ids(ex.labels, ex.len, json_object_get(c, "labels"), what);
             ftc_example_free(&ex);
             ftc_record_clear(&rec);
+            ftc_chat_template_free(tmpl);
             checked++;
         }
         ftc_tokenizer_free(t);

@@ -84,26 +84,40 @@ ftc_file_kind ftc_reader_file_kind(const ftc_reader *r);
 const char *ftc_reader_path(const ftc_reader *r);
 void ftc_reader_close(ftc_reader *r);
 
-/* ---- chat templates ---- */
-typedef enum {
-    FTC_TEMPLATE_NONE = 0,
-    FTC_TEMPLATE_CHATML,  /* <|im_start|>role\ncontent<|im_end|>\n */
-    FTC_TEMPLATE_LLAMA3,  /* <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|> */
-    FTC_TEMPLATE_LLAMA2,  /* <s>[INST] <<SYS>>..<</SYS>> user [/INST] answer </s> */
-    FTC_TEMPLATE_ZEPHYR,  /* <|user|>\ncontent</s>\n<|assistant|>\n... */
-    FTC_TEMPLATE_PLAIN,   /* ### Question:\n..\n\n### Answer:\n.. EOS (base models) */
-} ftc_template;
-const char *ftc_template_name(ftc_template t);
-ftc_status ftc_template_parse(const char *s, ftc_template *out, ftc_err *err);
-/* The official Jinja source of a built-in template (NULL for plain and none). */
-const char *ftc_template_jinja(ftc_template t);
-/* The template a model directory's tokenizer_config.json "chat_template" names, compared with the known
- * official sources (whitespace-insensitive). FTC_TEMPLATE_NONE when the file or key is absent, or when the
- * template is not one we know (then *unknown is set, if non-NULL). */
-ftc_status ftc_template_from_model_dir(const char *dir, ftc_template *out, bool *unknown, ftc_err *err);
+/* ---- chat templates (src/data/template.c; the Jinja interpreter in src/data/jinja/, docs/data.md) ---- */
+/* A chat template: the model's own Jinja chat_template or a preset, compiled. Immutable once made. */
+typedef struct ftc_chat_template ftc_chat_template;
+/* Presets: chatml, llama3, llama2, zephyr (those models' official Jinja) and plain (### Question / ### Answer). */
+ftc_status ftc_chat_template_preset(const char *name, ftc_chat_template **out, ftc_err *err);
+const char *ftc_chat_template_preset_source(const char *name); /* NULL if no such preset */
+/* From Jinja text: a file, a GGUF's tokenizer.chat_template. name is how errors call it. */
+ftc_status ftc_chat_template_from_text(const char *name, const char *src, size_t len, ftc_chat_template **out,
+                                       ftc_err *err);
+/* The model's own: tokenizer_config.json "chat_template" (a string, or a list of {"name", "template"}: the one
+ * named "default"), else chat_template.jinja; the special tokens of tokenizer_config.json come with it.
+ * *out = NULL when the model has none. */
+ftc_status ftc_chat_template_from_model_dir(const char *dir, ftc_chat_template **out, ftc_err *err);
+/* A --chat-template value: NULL/"" (the model's own, *out NULL if none), "model" (the model's own, an error if
+ * none), a preset name, or a path to a .jinja file. */
+ftc_status ftc_chat_template_choose(const char *value, const char *model_dir, ftc_chat_template **out, ftc_err *err);
+void ftc_chat_template_free(ftc_chat_template *t);
+const char *ftc_chat_template_name(const ftc_chat_template *t); /* "none" for NULL */
+const char *ftc_chat_template_source(const ftc_chat_template *t);
+/* The plain preset only: encoded with the tokenizer's special tokens (BOS), and a reply ends at the next question. */
+bool ftc_chat_template_adds_special(const ftc_chat_template *t);
+const char *ftc_chat_template_stop_text(const ftc_chat_template *t); /* NULL for all but plain */
+
+typedef struct {
+    const char *bos, *eos;       /* the tokenizer's BOS/EOS texts (bos_token, eos_token); NULL or "": not set */
+    const struct json_t *vars;   /* more variables, overriding: tools, enable_thinking, other special tokens... */
+    bool add_generation_prompt;  /* end with the header of the assistant's next answer */
+    bool train_on_inputs;        /* one piece, all trained */
+    int64_t now;                 /* strftime_now's clock (seconds since the epoch); 0: the real clock */
+} ftc_render_opts;
 
 /* A rendered example: the text in pieces, each trained or not. Concatenated, the pieces are exactly what
- * transformers' apply_chat_template renders. */
+ * transformers' apply_chat_template renders. Trained: each assistant answer with the end-of-turn marker the
+ * template writes after it ({% generation %} blocks where the template has them). */
 typedef struct {
     char *text;      /* the whole rendering, NUL-terminated */
     size_t len;
@@ -112,11 +126,19 @@ typedef struct {
     int n;
 } ftc_rendered;
 void ftc_rendered_free(ftc_rendered *r);
-/* Renders a CHAT or COMPLETION record (COMPLETION: prompt untrained + completion trained, no template).
- * bos/eos: the tokenizer's texts ("<s>", "</s>"); train_on_inputs marks every piece trained. A
- * conversation the template cannot express (llama2: roles must alternate) is FTC_E_INPUT. */
-ftc_status ftc_template_render(ftc_template t, const ftc_record *rec, const char *bos, const char *eos,
-                               bool train_on_inputs, ftc_rendered *out, ftc_err *err);
+/* A CHAT record through the template (t NULL: FTC_E_USAGE asking for --chat-template); COMPLETION: prompt
+ * untrained + completion + EOS trained; TEXT: text + EOS trained. A conversation the template refuses
+ * (raise_exception: roles must alternate...) is FTC_E_INPUT with the template's message and position. */
+ftc_status ftc_template_render(const ftc_chat_template *t, const ftc_record *rec, const ftc_render_opts *o,
+                               ftc_rendered *out, ftc_err *err);
+/* Any messages (a JSON list: roles, tool calls, ...; "weight": 0 leaves an assistant answer untrained). */
+ftc_status ftc_template_render_messages(const ftc_chat_template *t, const struct json_t *messages,
+                                        const ftc_render_opts *o, ftc_rendered *out, ftc_err *err);
+struct json_t *ftc_record_messages_json(const ftc_record *rec);
+/* The end-of-turn text the template writes after an answer ("<|im_end|>", "<|eot_id|>", "</s>"), found by
+ * rendering a probe conversation; *eot = NULL (malloc'd otherwise) when the template writes none. */
+ftc_status ftc_chat_template_end_of_turn(const ftc_chat_template *t, const ftc_render_opts *o, char **eot,
+                                         ftc_err *err);
 
 /* ---- turning records into examples ---- */
 /* How text becomes ids: normally the model's tokenizer (ftc_data_encoder_from_tokenizer). encode appends
@@ -140,7 +162,7 @@ void ftc_data_encoder_from_tokenizer(const ftc_tokenizer *t, ftc_data_encoder *o
 typedef enum { FTC_TRUNC_RIGHT = 0, FTC_TRUNC_LEFT } ftc_truncation;
 typedef struct {
     ftc_task task;           /* causal-lm | classify */
-    ftc_template tmpl;       /* chat records; NONE = error for chat data */
+    const ftc_chat_template *tmpl; /* chat records; NULL = error for chat data */
     bool train_on_inputs;    /* causal-lm: train prompt/user tokens too */
     int max_len;             /* 0 = no limit */
     ftc_truncation truncation;
@@ -193,7 +215,7 @@ typedef struct {
     double val_share, test_share; /* used when no val file is given */
     uint64_t seed;
     bool pack;
-    const char *out_dir;  /* when set: labels.json, chat_template.txt, split/{train,val,test}.jsonl */
+    const char *out_dir;  /* when set: labels.json, chat_template.json, split/{train,val,test}.jsonl */
 } ftc_load_opts;
 /* Reads path (and val_path if non-NULL) to datasets. Stops at the first bad record. A label map (labels,
  * may be NULL) given by the caller is used instead of one built from training data (eval, predict). */

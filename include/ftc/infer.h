@@ -93,20 +93,33 @@ typedef struct {
     bool is_run;
     char model_dir[4200];     /* where the weights were loaded from */
     char tokenizer_dir[4200];
-    char template_name[32];   /* a run's chat template ("" if none recorded) */
+    char template_name[32];   /* a run's --template setting ("" if none recorded) */
+    char *template_source;    /* the Jinja the run rendered its chat data with (RUNDIR/chat_template.json), or NULL */
     int run_max_len;          /* a run's --max-len (examples were truncated to it), 0 for a plain directory */
 } ftc_infer_model;
 ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, ftc_err *err);
 void ftc_infer_close(ftc_infer_model *im);
-/* The ids that end generation: EOS of config.json, of generation_config.json (number or list) and of the
- * tokenizer, those inside the model's vocabulary. Returns how many were written (at most max). */
+/* The ids that end generation: EOS of config.json, of generation_config.json (number or list; the model's
+ * directory, else the tokenizer's) and of the tokenizer, those inside the model's vocabulary. Returns how many
+ * were written (at most max). */
 int ftc_infer_stop_ids(const ftc_infer_model *im, int32_t *out, int max);
+/* Adds to ids[*n] (at most max) the end-of-turn the chat template writes after an answer (<|im_end|>,
+ * <|eot_id|>, <end_of_turn>) when it is one token of the vocabulary; an end-of-turn of several tokens is
+ * returned as *stop_text instead (malloc'd, NULL otherwise). A tuned model stops where its training answers did. */
+ftc_status ftc_infer_template_stops(const ftc_infer_model *im, const ftc_chat_template *t, int32_t *ids, int *n,
+                                    int max, char **stop_text, ftc_err *err);
+/* The chat template for chat/generate: value (a --chat-template: preset, .jinja file, "model") if given, else the
+ * one the run applied, else the model's own (tokenizer_config.json, chat_template.jinja). *out NULL if none;
+ * *why says where it came from. */
+ftc_status ftc_infer_chat_template(const ftc_infer_model *im, const char *value, ftc_chat_template **out,
+                                   const char **why, ftc_err *err);
 /* ---- chat (src/infer/chat.c) ----
  * A conversation rendered with a chat template (data.h) exactly as training rendered it, plus the template's
  * generation prompt; one KV cache whose positions are reused as long as the rendering's tokens match, so a
- * turn runs only its new tokens. Generation stops at EOS, the template's end-of-turn token (<|im_end|>,
- * <|eot_id|>) or, for the plain template, at the next "### Question:". When the conversation outgrows the
- * context, the oldest exchanges are dropped (a system message stays). */
+ * turn runs only its new tokens. Generation stops at EOS (generation_config.json's, a list too), the
+ * template's end-of-turn (<|im_end|>, <|eot_id|>: ftc_infer_template_stops) or, for the plain template, at the
+ * next "### Question:". When the conversation outgrows the context, the oldest exchanges are dropped (a system
+ * message stays). */
 typedef struct ftc_chat ftc_chat;
 typedef struct {
     int max_new_tokens;
@@ -123,8 +136,9 @@ typedef struct {
     int dropped_messages;  /* left out to fit the context */
     ftc_gen_stop stop;
 } ftc_chat_stats;
-/* im must outlive the chat. system may be NULL. */
-ftc_status ftc_chat_create(ftc_infer_model *im, ftc_template t, const char *system, ftc_chat **out, ftc_err *err);
+/* im and t must outlive the chat. system may be NULL. */
+ftc_status ftc_chat_create(ftc_infer_model *im, const ftc_chat_template *t, const char *system, ftc_chat **out,
+                           ftc_err *err);
 /* Adds the user message, generates the answer (kept in the conversation); *reply: malloc'd text. */
 ftc_status ftc_chat_reply(ftc_chat *c, const char *user, const ftc_chat_opts *o, char **reply, ftc_chat_stats *st,
                           ftc_err *err);

@@ -12,15 +12,16 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "Usage: ftc chat --model RUNDIR|DIR [--chat-template NAME] [--system TEXT] [--max-tokens N]\n"
+            "Usage: ftc chat --model RUNDIR|DIR [--chat-template T] [--system TEXT] [--max-tokens N]\n"
             "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [--adapter DIR]\n\n"
             "Reads messages from standard input, one per line, and prints the model's answers as they are\n"
             "generated, one answer per line. The conversation is kept: each answer sees the earlier turns.\n"
             "  /reset   forget the conversation (the --system message stays)\n"
             "  /exit    quit (so does the end of input)\n\n"
             "  --model RUNDIR|DIR     an ftc run directory (causal-lm) or a model directory\n"
-            "  --chat-template NAME   chatml, llama3, llama2, zephyr or plain. Default: the template the run was\n"
-            "                         trained with, else the one the model's tokenizer_config.json names, else plain\n"
+            "  --chat-template T      chatml, llama3, llama2, zephyr, plain, model or a .jinja file. Default: the\n"
+            "                         template the run was trained with, else the model's own (tokenizer_config.json\n"
+            "                         chat_template), else plain\n"
             "  --system TEXT          a system message at the start of the conversation\n"
             "  --max-tokens N         most tokens per answer (default 256)\n"
             "  --adapter DIR   apply a PEFT LoRA adapter to the model first (merged)\n"
@@ -36,27 +37,16 @@ static void print_text(void *ctx, const char *text) {
     fflush(stdout);
 }
 
-/* --chat-template, else the run's, else the model's tokenizer_config.json, else plain. */
-static int choose_template(const char *flag, const ftc_infer_model *im, ftc_template *t, const char **why) {
+/* --chat-template, else the run's, else the model's own, else plain (with a note). */
+static int choose_template(const char *flag, const ftc_infer_model *im, ftc_chat_template **t, const char **why) {
     ftc_err err;
-    if (flag) {
-        *why = "--chat-template";
-        return ftc_template_parse(flag, t, &err) ? cli_usage_error("chat", "%s", err.msg) : 0;
+    ftc_status s = ftc_infer_chat_template(im, flag, t, why, &err);
+    if (s == FTC_E_USAGE) return cli_usage_error("chat", "%s", err.msg);
+    if (s != FTC_OK) return cli_fail("chat", &err);
+    if (!*t) {
+        *why = "no template found";
+        if (ftc_chat_template_preset("plain", t, &err)) return cli_fail("chat", &err);
     }
-    if (im->template_name[0] && ftc_template_parse(im->template_name, t, &err) == FTC_OK) {
-        *why = "the run's";
-        return 0;
-    }
-    const char *dirs[2] = {im->model_dir, im->tokenizer_dir};
-    for (int i = 0; i < 2; i++) {
-        if (ftc_template_from_model_dir(dirs[i], t, NULL, &err)) return cli_fail("chat", &err);
-        if (*t != FTC_TEMPLATE_NONE) {
-            *why = "tokenizer_config.json";
-            return 0;
-        }
-    }
-    *t = FTC_TEMPLATE_PLAIN;
-    *why = "no template found";
     return 0;
 }
 
@@ -95,7 +85,7 @@ int cmd_chat(int argc, char **argv) {
         ftc_infer_close(&im);
         return cli_fail("chat", &err);
     }
-    ftc_template t;
+    ftc_chat_template *t;
     const char *why;
     int rc = choose_template(tmpl_flag, &im, &t, &why);
     if (rc) {
@@ -107,10 +97,11 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "ftc chat: %s names no chat template; using 'plain' (choose one with --chat-template)\n", model);
     if (tty)
         fprintf(stderr, "ftc chat: %s, template %s. Type a message; /reset clears the conversation, /exit quits.\n",
-                model, ftc_template_name(t));
+                model, ftc_chat_template_name(t));
     ftc_chat *chat;
     if (ftc_chat_create(&im, t, system, &chat, &err)) {
         rc = cli_fail("chat", &err);
+        ftc_chat_template_free(t);
         ftc_infer_close(&im);
         return rc;
     }
@@ -169,6 +160,7 @@ int cmd_chat(int argc, char **argv) {
     }
     free(line);
     ftc_chat_free(chat);
+    ftc_chat_template_free(t);
     ftc_infer_close(&im);
     return rc;
 }

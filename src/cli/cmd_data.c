@@ -41,8 +41,8 @@ static void usage(FILE *f) {
             "Examples:\n"
             "  --model DIR          the model (its tokenizer and tokenizer_config.json chat_template)\n"
             "  --task T             causal-lm | classify (default: classify for labelled data)\n"
-            "  --chat-template T    chatml | llama3 | llama2 | zephyr | plain (default: the model's, when it\n"
-            "                       is one of these; required otherwise for chat data)\n"
+            "  --chat-template T    the model's own Jinja template (default), or chatml | llama3 | llama2 |\n"
+            "                       zephyr | plain, or a .jinja file; chat data needs one\n"
             "  --train-on-inputs    train on prompt/user tokens too (default: answers only)\n"
             "  --max-len N          tokens per example (default 128, as ftc train)\n"
             "  --truncation S       right (default) | left: which end --max-len cuts\n"
@@ -59,7 +59,9 @@ typedef struct {
     const char *model, *data, *val, *out;
     ftc_read_opts read;
     ftc_encode_opts enc;
-    bool task_given, tmpl_given, json;
+    bool task_given, json;
+    const char *tmpl_value;        /* --chat-template */
+    ftc_chat_template *tmpl;       /* what enc.tmpl points to (freed by teardown) */
     int batch, grad_accum, epochs, max_errors, preview_n;
     double val_share, test_share;
     uint64_t seed;
@@ -131,8 +133,7 @@ static int parse_args(const char *cmd, int argc, char **argv, data_args *a) {
             else if (!strcmp(v, "file")) a->read.txt_mode = FTC_TXT_FILE;
             else return cli_usage_error(cmd, "--txt-mode is paragraph or file, got '%s'", v);
         } else if (!strcmp(f, "--chat-template")) {
-            if (ftc_template_parse(v, &a->enc.tmpl, &err)) return cli_usage_error(cmd, "%s", err.msg);
-            a->tmpl_given = true;
+            a->tmpl_value = v;
         } else if (!strcmp(f, "--task")) {
             if (!strcmp(v, "causal-lm")) a->enc.task = FTC_TASK_CAUSAL_LM;
             else if (!strcmp(v, "classify")) a->enc.task = FTC_TASK_CLASSIFY;
@@ -172,16 +173,20 @@ static int setup(const char *cmd, data_args *a, ftc_tokenizer **tok, ftc_data_en
     ftc_err err;
     *tok = NULL;
     if (!a->task_given) a->enc.task = sniff_format(a) == FTC_FMT_LABEL ? FTC_TASK_CLASSIFY : FTC_TASK_CAUSAL_LM;
-    if (!a->model) return 0;
-    if (!ftc_is_dir(a->model)) {
+    if (a->model && !ftc_is_dir(a->model)) {
         ftc_errf(&err, FTC_E_IO, "%s: not a directory", a->model);
         return cli_fail(cmd, &err);
     }
-    if (!a->tmpl_given) {
-        bool unknown;
-        if (ftc_template_from_model_dir(a->model, &a->enc.tmpl, &unknown, &err)) return cli_fail(cmd, &err);
+    /* --chat-template (a preset, a .jinja file, "model"), else the model's own */
+    ftc_status s = ftc_chat_template_choose(a->tmpl_value, a->model, &a->tmpl, &err);
+    if (s == FTC_E_USAGE) return cli_usage_error(cmd, "%s", err.msg);
+    if (s != FTC_OK) return cli_fail(cmd, &err);
+    a->enc.tmpl = a->tmpl;
+    if (!a->model) return 0;
+    if (ftc_tokenizer_load(a->model, tok, &err)) {
+        ftc_chat_template_free(a->tmpl);
+        return cli_fail(cmd, &err);
     }
-    if (ftc_tokenizer_load(a->model, tok, &err)) return cli_fail(cmd, &err);
     ftc_data_encoder_from_tokenizer(*tok, enc);
     return 0;
 }
@@ -200,6 +205,7 @@ static int run_check(int argc, char **argv) {
     ftc_err err;
     ftc_status s = ftc_data_check(a.data, a.val, &o, tok ? &enc : NULL, &report, &err);
     ftc_tokenizer_free(tok);
+    ftc_chat_template_free(a.tmpl);
     if (s != FTC_OK) return cli_fail(cmd, &err);
     if (a.json) {
         json_dumpf(report, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -224,7 +230,11 @@ static int run_preview(int argc, char **argv) {
     if ((rc = setup(cmd, &a, &tok, &enc))) return rc;
     ftc_reader *r;
     ftc_err err;
-    if (ftc_reader_open(a.data, &a.read, &r, &err)) { ftc_tokenizer_free(tok); return cli_fail(cmd, &err); }
+    if (ftc_reader_open(a.data, &a.read, &r, &err)) {
+        ftc_tokenizer_free(tok);
+        ftc_chat_template_free(a.tmpl);
+        return cli_fail(cmd, &err);
+    }
     ftc_record rec = {0};
     int shown = 0;
     rc = 0;
@@ -260,6 +270,7 @@ static int run_preview(int argc, char **argv) {
     ftc_record_clear(&rec);
     ftc_reader_close(r);
     ftc_tokenizer_free(tok);
+    ftc_chat_template_free(a.tmpl);
     return rc;
 }
 

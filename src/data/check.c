@@ -188,9 +188,10 @@ static ftc_status check_file(checker *c, const char *path, file_stats *f, ftc_er
         }
         int n_tok = 0, n_trained = 0;
         if (c->enc) {
-            if (rec.format == FTC_FMT_CHAT && eo.tmpl == FTC_TEMPLATE_NONE) {
-                s = ftc_errf(err, FTC_E_USAGE, "%s is chat data: the model's tokenizer_config.json has no chat template we "
-                                               "know; choose one with --chat-template (chatml, llama3, llama2, zephyr, plain)",
+            if (rec.format == FTC_FMT_CHAT && !eo.tmpl) {
+                s = ftc_errf(err, FTC_E_USAGE, "%s is chat data: the model has no chat template (tokenizer_config.json "
+                                               "\"chat_template\"); choose one with --chat-template (chatml, llama3, "
+                                               "llama2, zephyr, plain or a .jinja file)",
                              path);
                 break;
             }
@@ -388,7 +389,7 @@ ftc_status ftc_data_check(const char *data, const char *val, const ftc_check_opt
     json_t *warnings = json_array();
     ftc_task task = o->enc.task;
     json_object_set_new(r, "task", json_string(ftc_task_name(task)));
-    json_object_set_new(r, "chat_template", json_string(ftc_template_name(o->enc.tmpl)));
+    json_object_set_new(r, "chat_template", json_string(ftc_chat_template_name(o->enc.tmpl)));
     json_object_set_new(r, "max_len", json_integer(o->enc.max_len));
     json_t *trj = stats_json(&c, &tr);
     json_object_set_new(r, "train", trj);

@@ -72,11 +72,12 @@ static void truncate_arrays(int32_t *a, int32_t *b, int n, int max_len, ftc_trun
 static ftc_status encode_lm(const ftc_record *rec, const ftc_encode_opts *o, const ftc_data_encoder *enc,
                             const char *path, ftc_example *out, bool *truncated, ftc_err *err) {
     ftc_rendered r;
-    ftc_status s = ftc_template_render(o->tmpl, rec, enc->bos_text, enc->eos_text, o->train_on_inputs, &r, err);
+    ftc_render_opts ro = {.bos = enc->bos_text, .eos = enc->eos_text, .train_on_inputs = o->train_on_inputs};
+    ftc_status s = ftc_template_render(o->tmpl, rec, &ro, &r, err);
     if (s != FTC_OK) return ftc_err_prefix(err, "%s:%ld", path, rec->line);
     /* chat templates write BOS themselves (as apply_chat_template, which encodes without special tokens);
-     * the other formats get the tokenizer's own (BOS for Llama, nothing for GPT-2) */
-    bool special = rec->format != FTC_FMT_CHAT || o->tmpl == FTC_TEMPLATE_PLAIN;
+     * the other formats and the plain preset get the tokenizer's own (BOS for Llama, nothing for GPT-2) */
+    bool special = rec->format != FTC_FMT_CHAT || ftc_chat_template_adds_special(o->tmpl);
     ftc_ids full = {0}, prefix = {0};
     s = encode(enc, r.text, r.len, special, &full, err);
     int32_t *labels = NULL;

@@ -183,9 +183,10 @@ ftc_status ftc_data_load(const char *path, const char *val_path, const ftc_load_
         if (s == FTC_OK && (va.n || (which && o->val_share > 0)))
             s = write_split(o->out_dir, "val", va.n ? &va : &tr, va.n ? NULL : which, FTC_SPLIT_VAL, err);
         if (s == FTC_OK && which && o->test_share > 0) s = write_split(o->out_dir, "test", &tr, which, FTC_SPLIT_TEST, err);
-        if (s == FTC_OK && tr.n && tr.r[0].format == FTC_FMT_CHAT && o->enc.tmpl != FTC_TEMPLATE_NONE) {
-            json_t *t = json_pack("{s:s}", "name", ftc_template_name(o->enc.tmpl));
-            if (ftc_template_jinja(o->enc.tmpl)) json_object_set_new(t, "jinja", json_string(ftc_template_jinja(o->enc.tmpl)));
+        if (s == FTC_OK && tr.n && tr.r[0].format == FTC_FMT_CHAT && o->enc.tmpl) {
+            /* the exact template the examples were rendered with: chat uses it for this run's model */
+            json_t *t = json_pack("{s:s, s:s}", "name", ftc_chat_template_name(o->enc.tmpl), "jinja",
+                                  ftc_chat_template_source(o->enc.tmpl));
             char *text = json_dumps(t, JSON_INDENT(2));
             json_decref(t);
             snprintf(p, sizeof p, "%s/chat_template.json", o->out_dir);

@@ -1,16 +1,23 @@
-/* Chat templates, rendered in C exactly as the official Jinja templates render them with transformers'
- * apply_chat_template (trim_blocks, lstrip_blocks), in pieces marked trained or not:
- *   chatml  <|im_start|>{role}\n{content}<|im_end|>\n                      trained: content<|im_end|>
- *   llama3  [bos]<|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|>   trained: content<|eot_id|>
- *   llama2  {bos}[INST] [<<SYS>>\n{system}\n<</SYS>>\n\n]{user} [/INST] {answer} {eos}  trained: " answer eos"
- *   zephyr  <|{role}|>\n{content}{eos}\n                                    trained: content{eos}
- *   plain   [{system}\n\n]### Question:\n{user}\n\n### Answer:\n{answer}{eos}[\n\n...]  trained: answer{eos}
- * The Jinja sources below are the templates as published with the models (chatml as in transformers'
- * docs, Llama-3-8B-Instruct, Llama-2-7b-chat-hf, zephyr-7b-beta); they are used to recognise a model's
- * tokenizer_config.json "chat_template", never executed. */
+/* Chat templates: the model's own Jinja chat_template (tokenizer_config.json, chat_template.jinja, a GGUF's
+ * tokenizer.chat_template) or a named preset, rendered by the Jinja interpreter (src/data/jinja/) exactly as
+ * transformers' apply_chat_template renders it, plus which bytes of the rendering are trained.
+ *
+ * Trained text (the loss mask): the answers of the assistant messages, each with the end-of-turn marker the
+ * template writes after it (<|im_end|>, <|eot_id|>, </s>), and nothing else. Found from the rendering itself,
+ * for any template:
+ *   - a template with {% generation %} blocks (transformers' return_assistant_tokens_mask markup): the text
+ *     those blocks wrote;
+ *   - otherwise, for assistant message i: render messages[:i] with the generation prompt (P) and messages[:i+1]
+ *     without it (Q). The answer is what Q adds to P, without trailing whitespace (chatml's "\n" after
+ *     <|im_end|> is not trained), located in the whole rendering: at the same offset when the template renders
+ *     earlier messages the same way whatever follows (nearly all do), else found by searching forward.
+ * Presets: chatml, llama3, llama2, zephyr (the official Jinja sources of those models) and plain (### Question /
+ * ### Answer for base models, the only one encoded with the tokenizer's own BOS). */
 #include "data_internal.h"
 #include "ftc/base.h"
+#include "ftc/jinja.h"
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,125 +43,184 @@ static const char *const JINJA_ZEPHYR =
     "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n{% "
     "elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif "
     "%}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+/* ftc's own format for base models: a blank line between messages; the answer ends with EOS */
+static const char *const JINJA_PLAIN =
+    "{%- for message in messages -%}\n"
+    "{%- if not loop.first %}{{ '\\n\\n' }}{% endif -%}\n"
+    "{%- if message['role'] == 'system' %}{{ message['content'] }}\n"
+    "{%- elif message['role'] == 'user' %}{{ '### Question:\\n' + message['content'] }}\n"
+    "{%- else %}{{ '### Answer:\\n' + message['content'] + eos_token }}\n"
+    "{%- endif -%}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt %}{{ ('\\n\\n' if messages else '') + '### Answer:\\n' }}{% endif -%}\n";
 
-static const char *const NAMES[] = {"none", "chatml", "llama3", "llama2", "zephyr", "plain"};
+static const struct {
+    const char *name, *jinja;
+} PRESETS[] = {{"chatml", JINJA_CHATML}, {"llama3", JINJA_LLAMA3}, {"llama2", JINJA_LLAMA2},
+               {"zephyr", JINJA_ZEPHYR}, {"plain", JINJA_PLAIN}};
+#define N_PRESETS (int)(sizeof PRESETS / sizeof PRESETS[0])
 
-const char *ftc_template_name(ftc_template t) { return (unsigned)t < 6 ? NAMES[t] : "?"; }
+struct ftc_chat_template {
+    char *name;        /* "chatml", "model", a file path, "DIR/tokenizer_config.json" */
+    char *source;      /* the Jinja text */
+    ftc_jinja *jinja;
+    json_t *special;   /* special tokens from the model's tokenizer_config.json (bos_token, ...), or NULL */
+    bool plain;        /* the plain preset: encoded with the tokenizer's special tokens; a new question ends a reply */
+};
 
-ftc_status ftc_template_parse(const char *s, ftc_template *out, ftc_err *err) {
-    for (int i = 1; i < 6; i++)
-        if (!strcmp(s, NAMES[i])) { *out = (ftc_template)i; return FTC_OK; }
-    return ftc_errf(err, FTC_E_USAGE, "unknown chat template '%s' (use chatml, llama3, llama2, zephyr or plain)", s);
+const char *ftc_chat_template_preset_source(const char *name) {
+    for (int i = 0; i < N_PRESETS; i++)
+        if (!strcmp(PRESETS[i].name, name)) return PRESETS[i].jinja;
+    return NULL;
 }
 
-const char *ftc_template_jinja(ftc_template t) {
-    switch (t) {
-    case FTC_TEMPLATE_CHATML: return JINJA_CHATML;
-    case FTC_TEMPLATE_LLAMA3: return JINJA_LLAMA3;
-    case FTC_TEMPLATE_LLAMA2: return JINJA_LLAMA2;
-    case FTC_TEMPLATE_ZEPHYR: return JINJA_ZEPHYR;
-    default: return NULL;
+ftc_status ftc_chat_template_from_text(const char *name, const char *src, size_t len, ftc_chat_template **out,
+                                       ftc_err *err) {
+    *out = NULL;
+    ftc_chat_template *t = calloc(1, sizeof *t);
+    if (!t || !(t->name = strdup(name)) || !(t->source = malloc(len + 1))) {
+        ftc_chat_template_free(t);
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     }
-}
-
-/* Equal when the texts match after dropping all whitespace (templates differ in indentation and line breaks
- * that trim_blocks removes anyway). Whitespace inside string literals is written as \n escapes in the known
- * templates except zephyr's, whose literal line breaks are significant, hence the exact check first. */
-static bool same_template(const char *a, const char *b) {
-    if (!strcmp(a, b)) return true;
-    for (;;) {
-        while (*a == ' ' || *a == '\t' || *a == '\n' || *a == '\r') a++;
-        while (*b == ' ' || *b == '\t' || *b == '\n' || *b == '\r') b++;
-        if (!*a || !*b) return !*a && !*b;
-        if (*a++ != *b++) return false;
+    memcpy(t->source, src, len);
+    t->source[len] = 0;
+    ftc_status s = ftc_jinja_compile(name, src, len, &t->jinja, err);
+    if (s != FTC_OK) {
+        ftc_chat_template_free(t);
+        return s;
     }
-}
-
-ftc_status ftc_template_from_model_dir(const char *dir, ftc_template *out, bool *unknown, ftc_err *err) {
-    *out = FTC_TEMPLATE_NONE;
-    if (unknown) *unknown = false;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    if (!ftc_file_exists(path)) return FTC_OK;
-    json_error_t je;
-    json_t *cfg = json_load_file(path, 0, &je);
-    if (!cfg) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column, je.text);
-    json_t *t = json_object_get(cfg, "chat_template");
-    const char *src = json_is_string(t) ? json_string_value(t) : NULL;
-    /* a list of named templates: the one called "default" */
-    if (json_is_array(t)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(t, i, v) {
-            json_t *name = json_object_get(v, "name");
-            if (json_is_string(name) && !strcmp(json_string_value(name), "default") &&
-                json_is_string(json_object_get(v, "template")))
-                src = json_string_value(json_object_get(v, "template"));
-        }
-    }
-    if (src) {
-        for (int i = FTC_TEMPLATE_CHATML; i <= FTC_TEMPLATE_ZEPHYR; i++)
-            if (same_template(src, ftc_template_jinja((ftc_template)i))) *out = (ftc_template)i;
-        if (*out == FTC_TEMPLATE_NONE && unknown) *unknown = true;
-    }
-    json_decref(cfg);
+    /* the plain preset, also when a run recorded its text */
+    t->plain = len == strlen(JINJA_PLAIN) && !memcmp(src, JINJA_PLAIN, len);
+    *out = t;
     return FTC_OK;
 }
 
-/* ---- rendering ---- */
-typedef struct {
-    ftc_rendered *r;
-    size_t cap;
-    int piece_cap;
-    bool all_trained;
-    bool oom;
-} builder;
+ftc_status ftc_chat_template_preset(const char *name, ftc_chat_template **out, ftc_err *err) {
+    const char *src = ftc_chat_template_preset_source(name);
+    *out = NULL;
+    if (!src)
+        return ftc_errf(err, FTC_E_USAGE, "unknown chat template '%s' (use chatml, llama3, llama2, zephyr, plain, model "
+                                          "or a .jinja file)", name);
+    return ftc_chat_template_from_text(name, src, strlen(src), out, err);
+}
 
-static void put(builder *b, const char *s, size_t n, bool trained) {
-    if (b->oom || n == 0) return;
-    ftc_rendered *r = b->r;
-    trained = trained || b->all_trained;
-    if (r->n == 0 || r->trained[r->n - 1] != trained) { /* a new piece */
-        if (r->n == b->piece_cap) {
-            int cap = b->piece_cap ? 2 * b->piece_cap : 8;
-            size_t *st = realloc(r->starts, (size_t)cap * sizeof *st);
-            if (st) r->starts = st;
-            bool *tr = realloc(r->trained, (size_t)cap * sizeof *tr);
-            if (tr) r->trained = tr;
-            if (!st || !tr) { b->oom = true; return; }
-            b->piece_cap = cap;
+void ftc_chat_template_free(ftc_chat_template *t) {
+    if (!t) return;
+    ftc_jinja_free(t->jinja);
+    json_decref(t->special);
+    free(t->name);
+    free(t->source);
+    free(t);
+}
+
+const char *ftc_chat_template_name(const ftc_chat_template *t) { return t ? t->name : "none"; }
+const char *ftc_chat_template_source(const ftc_chat_template *t) { return t->source; }
+bool ftc_chat_template_adds_special(const ftc_chat_template *t) { return t->plain; }
+const char *ftc_chat_template_stop_text(const ftc_chat_template *t) { return t->plain ? "\n\n### Question:" : NULL; }
+
+/* A token in tokenizer_config.json: "text" or an AddedToken object {"content": "text", ...}. */
+static json_t *token_text(json_t *v) {
+    if (json_is_string(v)) return v;
+    if (json_is_object(v) && json_is_string(json_object_get(v, "content"))) return json_object_get(v, "content");
+    return NULL;
+}
+
+/* The special tokens transformers passes to the template: every "*_token" naming a token, and the list of
+ * additional special tokens. */
+static json_t *special_tokens_of(json_t *cfg) {
+    json_t *sp = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(cfg, k, v) {
+        size_t n = strlen(k);
+        json_t *text = token_text(v);
+        if (n > 6 && !strcmp(k + n - 6, "_token") && text) json_object_set(sp, k, text);
+        if (!strcmp(k, "additional_special_tokens") && json_is_array(v)) {
+            json_t *list = json_array();
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x) if (token_text(x)) json_array_append(list, token_text(x));
+            json_object_set_new(sp, k, list);
         }
-        r->starts[r->n] = r->len;
-        r->trained[r->n] = trained;
-        r->n++;
     }
-    if (r->len + n + 1 > b->cap) {
-        size_t cap = (r->len + n + 1) * 2;
-        char *t = realloc(r->text, cap);
-        if (!t) { b->oom = true; return; }
-        r->text = t;
-        b->cap = cap;
+    return sp;
+}
+
+ftc_status ftc_chat_template_from_model_dir(const char *dir, ftc_chat_template **out, ftc_err *err) {
+    *out = NULL;
+    char path[4200], name[4300];
+    json_t *cfg = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    if (ftc_file_exists(path)) {
+        json_error_t je;
+        cfg = json_load_file(path, 0, &je);
+        if (!cfg) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column, je.text);
     }
-    memcpy(r->text + r->len, s, n);
-    r->len += n;
-    r->text[r->len] = 0;
+    json_t *t = json_object_get(cfg, "chat_template");
+    const char *src = json_is_string(t) ? json_string_value(t) : NULL;
+    size_t len = json_is_string(t) ? json_string_length(t) : 0;
+    snprintf(name, sizeof name, "%s chat_template", path);
+    if (json_is_array(t)) { /* a list of named templates: the one called "default" */
+        size_t i;
+        json_t *v;
+        json_array_foreach(t, i, v) {
+            json_t *nm = json_object_get(v, "name"), *tx = json_object_get(v, "template");
+            if (json_is_string(nm) && !strcmp(json_string_value(nm), "default") && json_is_string(tx))
+                src = json_string_value(tx), len = json_string_length(tx);
+        }
+        snprintf(name, sizeof name, "%s chat_template \"default\"", path);
+    } else if (t && !json_is_null(t) && !src) {
+        json_decref(cfg);
+        return ftc_errf(err, FTC_E_INPUT, "%s: \"chat_template\" must be a string or a list of {\"name\", \"template\"}", path);
+    }
+    char *file_text = NULL;
+    if (!src) { /* newer transformers save it beside: chat_template.jinja */
+        snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+        if (ftc_file_exists(path)) {
+            ftc_status s = ftc_read_file(path, &file_text, &len, err);
+            if (s != FTC_OK) {
+                json_decref(cfg);
+                return s;
+            }
+            src = file_text;
+            snprintf(name, sizeof name, "%s", path);
+        }
+    }
+    ftc_status s = FTC_OK;
+    if (src) {
+        s = ftc_chat_template_from_text(name, src, len, out, err);
+        if (s == FTC_OK && cfg) (*out)->special = special_tokens_of(cfg);
+    }
+    free(file_text);
+    json_decref(cfg);
+    return s;
 }
-static void puts_(builder *b, const char *s, bool trained) { put(b, s, strlen(s), trained); }
 
-/* Python's str.strip() for the ASCII whitespace the templates meet in practice. */
-static void stripped(const char *s, const char **start, size_t *n) {
-    const char *e = s + strlen(s);
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v') s++;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\f' || e[-1] == '\v'))
-        e--;
-    *start = s;
-    *n = (size_t)(e - s);
+ftc_status ftc_chat_template_choose(const char *value, const char *model_dir, ftc_chat_template **out, ftc_err *err) {
+    *out = NULL;
+    if (!value || !value[0] || !strcmp(value, "model")) {
+        if (!model_dir) return FTC_OK;
+        ftc_status s = ftc_chat_template_from_model_dir(model_dir, out, err);
+        if (s == FTC_OK && !*out && value && !strcmp(value, "model"))
+            s = ftc_errf(err, FTC_E_INPUT, "%s has no chat template (tokenizer_config.json \"chat_template\" or "
+                                           "chat_template.jinja)", model_dir);
+        return s;
+    }
+    if (ftc_chat_template_preset_source(value)) return ftc_chat_template_preset(value, out, err);
+    size_t n = strlen(value);
+    if (strchr(value, '/') || (n > 6 && !strcmp(value + n - 6, ".jinja")) || ftc_file_exists(value)) {
+        char *text;
+        size_t len;
+        ftc_status s = ftc_read_file(value, &text, &len, err);
+        if (s != FTC_OK) return s;
+        s = ftc_chat_template_from_text(value, text, len, out, err);
+        free(text);
+        return s;
+    }
+    return ftc_chat_template_preset(value, out, err); /* the unknown-name error */
 }
 
-static const char *role_name(ftc_role r) {
-    return r == FTC_ROLE_SYSTEM ? "system" : r == FTC_ROLE_USER ? "user" : "assistant";
-}
-
+/* ---- rendering ---- */
 void ftc_rendered_free(ftc_rendered *r) {
     free(r->text);
     free(r->starts);
@@ -162,135 +228,302 @@ void ftc_rendered_free(ftc_rendered *r) {
     memset(r, 0, sizeof *r);
 }
 
-static ftc_status render_chat(ftc_template t, const ftc_record *rec, const char *bos, const char *eos, builder *b,
-                              ftc_err *err) {
-    const ftc_chat_msg *m = rec->msgs;
-    int n = rec->n_msgs;
-    switch (t) {
-    case FTC_TEMPLATE_CHATML:
-        for (int i = 0; i < n; i++) {
-            bool train = m[i].role == FTC_ROLE_ASSISTANT && m[i].weight;
-            puts_(b, "<|im_start|>", false);
-            puts_(b, role_name(m[i].role), false);
-            puts_(b, "\n", false);
-            puts_(b, m[i].content, train);
-            puts_(b, "<|im_end|>", train);
-            puts_(b, "\n", false);
+/* Messages as transformers hands them to the template: keys whose value is null dropped, the reasoning of an
+ * assistant message also under "thinking" and "reasoning_content" (transformers' _alias_reasoning_fields),
+ * and ftc's own "weight" removed. */
+static json_t *normalize_messages(const json_t *msgs, ftc_err *err) {
+    json_t *out = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        if (!json_is_object(m)) {
+            json_decref(out);
+            ftc_errf(err, FTC_E_INPUT, "messages[%zu] must be an object", i);
+            return NULL;
         }
-        return FTC_OK;
-    case FTC_TEMPLATE_LLAMA3:
-        for (int i = 0; i < n; i++) {
-            bool train = m[i].role == FTC_ROLE_ASSISTANT && m[i].weight;
-            const char *s;
-            size_t len;
-            stripped(m[i].content, &s, &len);
-            if (i == 0) puts_(b, bos, false);
-            puts_(b, "<|start_header_id|>", false);
-            puts_(b, role_name(m[i].role), false);
-            puts_(b, "<|end_header_id|>\n\n", false);
-            put(b, s, len, train);
-            puts_(b, "<|eot_id|>", train);
+        json_t *reasoning = NULL;
+        static const char *const fields[] = {"reasoning_content", "thinking", "reasoning"};
+        for (int f = 0; f < 3 && !reasoning; f++) {
+            json_t *v = json_object_get(m, fields[f]);
+            if (v && !json_is_null(v)) reasoning = v;
         }
-        return FTC_OK;
-    case FTC_TEMPLATE_LLAMA2: {
-        int first = 0;
-        const char *system = NULL;
-        if (n && m[0].role == FTC_ROLE_SYSTEM) { system = m[0].content; first = 1; }
-        for (int i = first; i < n; i++) {
-            bool want_user = (i - first) % 2 == 0;
-            if ((m[i].role == FTC_ROLE_USER) != want_user || m[i].role == FTC_ROLE_SYSTEM)
-                return ftc_errf(err, FTC_E_INPUT,
-                                "messages[%d]: the llama2 template needs roles alternating user/assistant/... after an "
-                                "optional first system message",
-                                i);
-            const char *s;
-            size_t len;
-            if (m[i].role == FTC_ROLE_USER) {
-                puts_(b, bos, false);
-                puts_(b, "[INST] ", false);
-                if (i == first && system) {
-                    /* ('<<SYS>>\n' + system + '\n<</SYS>>\n\n' + content).strip(): only the end of the user
-                     * content is trimmed */
-                    puts_(b, "<<SYS>>\n", false);
-                    puts_(b, system, false);
-                    puts_(b, "\n<</SYS>>\n\n", false);
-                    const char *u = m[i].content;
-                    stripped(u, &s, &len);
-                    put(b, u, (size_t)(s - u) + len, false);
-                } else {
-                    stripped(m[i].content, &s, &len);
-                    put(b, s, len, false);
-                }
-                puts_(b, " [/INST]", false);
-            } else {
-                bool train = m[i].weight != 0;
-                stripped(m[i].content, &s, &len);
-                puts_(b, " ", train);
-                put(b, s, len, train);
-                puts_(b, " ", train);
-                puts_(b, eos, train);
-            }
-        }
-        return FTC_OK;
+        json_t *c = json_object();
+        if (reasoning) json_object_set(c, "thinking", reasoning);
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)m, k, v) if (!json_is_null(v) && strcmp(k, "weight")) json_object_set(c, k, v);
+        if (reasoning) json_object_set(c, "reasoning_content", reasoning);
+        json_array_append_new(out, c);
     }
-    case FTC_TEMPLATE_ZEPHYR:
-        for (int i = 0; i < n; i++) {
-            bool train = m[i].role == FTC_ROLE_ASSISTANT && m[i].weight;
-            puts_(b, "<|", false);
-            puts_(b, role_name(m[i].role), false);
-            puts_(b, "|>\n", false);
-            puts_(b, m[i].content, train);
-            puts_(b, eos, train);
-            puts_(b, "\n", false);
+    return out;
+}
+
+/* The variables of one render: what transformers passes (messages, tools, documents, add_generation_prompt,
+ * the special tokens, extra keyword arguments). */
+static ftc_status render_once(const ftc_chat_template *t, json_t *msgs, size_t n_msgs, bool agp,
+                              const ftc_render_opts *o, ftc_jinja_output *out, ftc_err *err) {
+    json_t *vars = json_object(), *part = json_array();
+    for (size_t i = 0; i < n_msgs; i++) json_array_append(part, json_array_get(msgs, i));
+    json_object_set_new(vars, "messages", part);
+    json_object_set_new(vars, "tools", json_null());
+    json_object_set_new(vars, "documents", json_null());
+    json_object_set_new(vars, "add_generation_prompt", json_boolean(agp));
+    if (o->bos && o->bos[0]) json_object_set_new(vars, "bos_token", json_string(o->bos));
+    if (o->eos && o->eos[0]) json_object_set_new(vars, "eos_token", json_string(o->eos));
+    if (t->special) json_object_update(vars, t->special);
+    if (o->vars) json_object_update(vars, (json_t *)o->vars);
+    ftc_jinja_opts jo = {.now = o->now};
+    ftc_status s = ftc_jinja_render(t->jinja, vars, &jo, out, err);
+    json_decref(vars);
+    return s;
+}
+
+typedef struct {
+    size_t start, end;
+} span;
+
+/* Pieces from sorted, non-overlapping trained spans. */
+static ftc_status make_pieces(ftc_jinja_output *full, const span *sp, int n, ftc_rendered *out, ftc_err *err) {
+    out->text = full->text;
+    out->len = full->len;
+    full->text = NULL;
+    out->starts = malloc((size_t)(2 * n + 1) * sizeof *out->starts);
+    out->trained = malloc((size_t)(2 * n + 1) * sizeof *out->trained);
+    if (!out->starts || !out->trained) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        if (sp[i].end <= sp[i].start) continue;
+        if (sp[i].start > at) out->starts[out->n] = at, out->trained[out->n++] = false;
+        out->starts[out->n] = sp[i].start, out->trained[out->n++] = true;
+        at = sp[i].end;
+    }
+    if (at < out->len || out->n == 0) out->starts[out->n] = at, out->trained[out->n++] = false;
+    return FTC_OK;
+}
+
+static bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
+static const char *find_from(const char *h, size_t hn, size_t from, const char *n, size_t nn) {
+    if (nn == 0 || nn > hn) return NULL;
+    for (size_t i = from; i + nn <= hn; i++)
+        if (h[i] == n[0] && !memcmp(h + i, n, nn)) return h + i;
+    return NULL;
+}
+
+/* Where answer i (an assistant message) lies in the full rendering: see the comment at the top. */
+static ftc_status answer_span(const ftc_chat_template *t, json_t *msgs, size_t i, const ftc_render_opts *o,
+                              const ftc_jinja_output *full, size_t cursor, span *sp, bool *found, ftc_err *err) {
+    ftc_jinja_output p = {0}, q = {0};
+    *found = false;
+    ftc_status s = render_once(t, msgs, i, true, o, &p, err);
+    if (s != FTC_OK && i == 0) { /* a template that cannot render no messages: the answer starts the text */
+        p.text = calloc(1, 1);
+        s = p.text ? FTC_OK : ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    }
+    if (s == FTC_OK) s = render_once(t, msgs, i + 1, false, o, &q, err);
+    if (s != FTC_OK) {
+        ftc_jinja_output_free(&p);
+        return ftc_err_prefix(err, "rendering messages[0..%zu] to find where answer %zu starts", i, i);
+    }
+    size_t start = 0;
+    while (start < p.len && start < q.len && p.text[start] == q.text[start]) start++;
+    size_t end = q.len;
+    while (end > start && is_ws(q.text[end - 1])) end--;
+    if (end > start) {
+        /* the answer as Q ends it; in the whole rendering at the same offset, or further on */
+        if (start >= cursor && end <= full->len && !memcmp(full->text, q.text, end)) {
+            sp->start = start, sp->end = end, *found = true;
+        } else {
+            const char *hit = find_from(full->text, full->len, cursor, q.text + start, end - start);
+            if (hit) sp->start = (size_t)(hit - full->text), sp->end = sp->start + (end - start), *found = true;
         }
-        return FTC_OK;
-    case FTC_TEMPLATE_PLAIN:
-        for (int i = 0; i < n; i++) {
-            if (i) puts_(b, "\n\n", false);
-            if (m[i].role == FTC_ROLE_SYSTEM) {
-                puts_(b, m[i].content, false);
-            } else if (m[i].role == FTC_ROLE_USER) {
-                puts_(b, "### Question:\n", false);
-                puts_(b, m[i].content, false);
-            } else {
-                bool train = m[i].weight != 0;
-                puts_(b, "### Answer:\n", false);
-                puts_(b, m[i].content, train);
-                puts_(b, eos, train);
+    } else {
+        *found = true; /* the template writes nothing for this answer */
+        sp->start = sp->end = cursor;
+    }
+    ftc_jinja_output_free(&p);
+    ftc_jinja_output_free(&q);
+    return FTC_OK;
+}
+
+ftc_status ftc_template_render_messages(const ftc_chat_template *t, const json_t *messages, const ftc_render_opts *o,
+                                        ftc_rendered *out, ftc_err *err) {
+    memset(out, 0, sizeof *out);
+    if (!json_is_array(messages)) return ftc_errf(err, FTC_E_INPUT, "\"messages\" must be a list");
+    ftc_render_opts def = {0};
+    if (!o) o = &def;
+    json_t *msgs = normalize_messages(messages, err);
+    if (!msgs) return FTC_E_INPUT;
+    size_t n = json_array_size(msgs);
+    bool *train = calloc(n + 1, sizeof *train); /* assistant messages with weight 1 (the default) */
+    int n_assistant = 0;
+    for (size_t i = 0; i < n && train; i++) {
+        json_t *m = json_array_get(messages, i), *w = json_object_get(m, "weight");
+        const char *role = json_string_value(json_object_get(m, "role"));
+        bool assistant = role && !strcmp(role, "assistant");
+        n_assistant += assistant;
+        train[i] = assistant && !(json_is_integer(w) && json_integer_value(w) == 0) && !json_is_false(w);
+    }
+    ftc_jinja_output full = {0};
+    span *sp = malloc((n + 1 + (size_t)0) * sizeof *sp);
+    ftc_status s = train && sp ? render_once(t, msgs, n, o->add_generation_prompt, o, &full, err)
+                               : ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    int nsp = 0;
+    if (s == FTC_OK && o->train_on_inputs) {
+        sp[nsp++] = (span){0, full.len};
+    } else if (s == FTC_OK && ftc_jinja_has_generation(t->jinja)) {
+        /* {% generation %} blocks: block k is answer k when the counts agree (so weights apply) */
+        span *g = realloc(sp, (size_t)(full.n_gen + 1) * sizeof *sp);
+        if (!g) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+        else sp = g;
+        int k = 0;
+        bool weights = full.n_gen == n_assistant;
+        for (size_t i = 0; s == FTC_OK && i < n && weights; i++) {
+            const char *role = json_string_value(json_object_get(json_array_get(messages, i), "role"));
+            if (!role || strcmp(role, "assistant")) continue;
+            if (train[i]) sp[nsp++] = (span){full.gen[k].start, full.gen[k].end};
+            k++;
+        }
+        if (s == FTC_OK && !weights) {
+            for (size_t i = 0; i < n; i++)
+                if (!train[i] && json_object_get(json_array_get(messages, i), "weight"))
+                    s = ftc_errf(err, FTC_E_INPUT, "%s: its {%% generation %%} blocks (%d) do not match the assistant "
+                                                   "messages (%d) one to one, so \"weight\": 0 cannot be applied",
+                                 t->name, full.n_gen, n_assistant);
+            for (int j = 0; s == FTC_OK && j < full.n_gen; j++) sp[nsp++] = (span){full.gen[j].start, full.gen[j].end};
+        }
+        /* spans in order, without overlap */
+        for (int a = 1; a < nsp; a++)
+            for (int b = a; b > 0 && sp[b - 1].start > sp[b].start; b--) {
+                span x = sp[b]; sp[b] = sp[b - 1]; sp[b - 1] = x;
+            }
+        for (int a = 1; a < nsp; a++)
+            if (sp[a].start < sp[a - 1].end) sp[a].start = sp[a - 1].end < sp[a].end ? sp[a - 1].end : sp[a].end;
+    } else if (s == FTC_OK) {
+        size_t cursor = 0;
+        for (size_t i = 0; s == FTC_OK && i < n; i++) {
+            const char *role = json_string_value(json_object_get(json_array_get(messages, i), "role"));
+            if (!role || strcmp(role, "assistant")) continue;
+            span a;
+            bool found;
+            s = answer_span(t, msgs, i, o, &full, cursor, &a, &found, err);
+            if (s == FTC_OK && !found)
+                s = ftc_errf(err, FTC_E_INPUT, "%s renders assistant message %zu differently once later messages follow, "
+                                               "so its answer cannot be located in the conversation; mark the answers "
+                                               "with {%% generation %%} ... {%% endgeneration %%} in the template",
+                             t->name, i);
+            if (s == FTC_OK) {
+                if (train[i]) sp[nsp++] = a;
+                cursor = a.end;
             }
         }
-        return FTC_OK;
+    }
+    if (s == FTC_OK) s = make_pieces(&full, sp, nsp, out, err);
+    if (s != FTC_OK) ftc_rendered_free(out);
+    ftc_jinja_output_free(&full);
+    free(sp);
+    free(train);
+    json_decref(msgs);
+    return s;
+}
+
+static const char *role_name(ftc_role r) {
+    return r == FTC_ROLE_SYSTEM ? "system" : r == FTC_ROLE_USER ? "user" : "assistant";
+}
+
+/* A record's messages as JSON (with weight 0 where the answer is not trained). */
+json_t *ftc_record_messages_json(const ftc_record *rec) {
+    json_t *a = json_array();
+    for (int i = 0; i < rec->n_msgs; i++) {
+        json_t *m = json_pack("{s:s, s:s}", "role", role_name(rec->msgs[i].role), "content", rec->msgs[i].content);
+        if (rec->msgs[i].role == FTC_ROLE_ASSISTANT && !rec->msgs[i].weight) json_object_set_new(m, "weight", json_integer(0));
+        json_array_append_new(a, m);
+    }
+    return a;
+}
+
+/* prompt (untrained) + completion + EOS (trained), or a text all trained with EOS */
+static ftc_status render_plain_text(const char *untrained, const char *trained, const char *eos, bool train_all,
+                                    ftc_rendered *out, ftc_err *err) {
+    size_t a = strlen(untrained), b = strlen(trained), e = eos ? strlen(eos) : 0;
+    out->text = malloc(a + b + e + 1);
+    out->starts = malloc(2 * sizeof *out->starts);
+    out->trained = malloc(2 * sizeof *out->trained);
+    if (!out->text || !out->starts || !out->trained) {
+        ftc_rendered_free(out);
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    }
+    memcpy(out->text, untrained, a);
+    memcpy(out->text + a, trained, b);
+    if (e) memcpy(out->text + a + b, eos, e);
+    out->len = a + b + e;
+    out->text[out->len] = 0;
+    if (a && !train_all) out->starts[out->n] = 0, out->trained[out->n++] = false;
+    out->starts[out->n] = train_all ? 0 : a, out->trained[out->n++] = true;
+    return FTC_OK;
+}
+
+ftc_status ftc_template_render(const ftc_chat_template *t, const ftc_record *rec, const ftc_render_opts *o,
+                               ftc_rendered *out, ftc_err *err) {
+    memset(out, 0, sizeof *out);
+    ftc_render_opts def = {0};
+    if (!o) o = &def;
+    switch (rec->format) {
+    case FTC_FMT_CHAT: {
+        if (!t)
+            return ftc_errf(err, FTC_E_USAGE, "chat data needs a chat template: the model has none (tokenizer_config.json "
+                                              "\"chat_template\"); choose one with --chat-template (chatml, llama3, llama2, "
+                                              "zephyr, plain or a .jinja file)");
+        json_t *msgs = ftc_record_messages_json(rec);
+        ftc_status s = msgs ? ftc_template_render_messages(t, msgs, o, out, err) : ftc_errf(err, FTC_E_NOMEM, "out of memory");
+        json_decref(msgs);
+        return s;
+    }
+    case FTC_FMT_COMPLETION: return render_plain_text(rec->prompt, rec->completion, o->eos, o->train_on_inputs, out, err);
+    case FTC_FMT_TEXT: return render_plain_text("", rec->text, o->eos, true, out, err);
     default:
-        return ftc_errf(err, FTC_E_USAGE, "chat data needs a chat template: the model's tokenizer_config.json has none "
-                                          "we know; choose one with --chat-template (chatml, llama3, llama2, zephyr, plain)");
+        return ftc_errf(err, FTC_E_INTERNAL, "records of format '%s' are not rendered", ftc_data_format_name(rec->format));
     }
 }
 
-ftc_status ftc_template_render(ftc_template t, const ftc_record *rec, const char *bos, const char *eos,
-                               bool train_on_inputs, ftc_rendered *out, ftc_err *err) {
-    memset(out, 0, sizeof *out);
-    builder b = {out, 0, 0, train_on_inputs, false};
-    if (!bos) bos = "";
-    if (!eos) eos = "";
-    ftc_status s = FTC_OK;
-    switch (rec->format) {
-    case FTC_FMT_CHAT: s = render_chat(t, rec, bos, eos, &b, err); break;
-    case FTC_FMT_COMPLETION:
-        puts_(&b, rec->prompt, false);
-        puts_(&b, rec->completion, true);
-        puts_(&b, eos, true);
-        break;
-    case FTC_FMT_TEXT:
-        puts_(&b, rec->text, true);
-        puts_(&b, eos, true);
-        break;
-    default: s = ftc_errf(err, FTC_E_INTERNAL, "records of format '%s' are not rendered", ftc_data_format_name(rec->format));
+/* ---- end of turn ---- */
+ftc_status ftc_chat_template_end_of_turn(const ftc_chat_template *t, const ftc_render_opts *o, char **eot, ftc_err *err) {
+    *eot = NULL;
+    static const char *const probes[] = {
+        "[{\"role\": \"user\", \"content\": \"Hello\"}, {\"role\": \"assistant\", \"content\": \"ftc-probe-answer\"}]",
+        "[{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Hello\"}, "
+        "{\"role\": \"assistant\", \"content\": \"ftc-probe-answer\"}]",
+    };
+    ftc_render_opts po = *o;
+    po.add_generation_prompt = false;
+    po.train_on_inputs = false;
+    for (int k = 0; k < 2; k++) {
+        json_t *msgs = json_loads(probes[k], 0, NULL);
+        ftc_rendered r;
+        ftc_err e2;
+        ftc_status s = ftc_template_render_messages(t, msgs, &po, &r, &e2);
+        json_decref(msgs);
+        if (s == FTC_E_NOMEM) return ftc_errf(err, s, "%s", e2.msg);
+        if (s != FTC_OK) continue;
+        for (int p = 0; p < r.n; p++) {
+            if (!r.trained[p]) continue;
+            size_t a = r.starts[p], b = p + 1 < r.n ? r.starts[p + 1] : r.len;
+            const char *hit = find_from(r.text, b, a, "ftc-probe-answer", 16);
+            if (!hit) continue;
+            size_t from = (size_t)(hit - r.text) + 16;
+            while (from < b && is_ws(r.text[from])) from++;
+            if (from < b) {
+                *eot = malloc(b - from + 1);
+                if (!*eot) {
+                    ftc_rendered_free(&r);
+                    return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+                }
+                memcpy(*eot, r.text + from, b - from);
+                (*eot)[b - from] = 0;
+            }
+        }
+        ftc_rendered_free(&r);
+        return FTC_OK;
     }
-    if (s == FTC_OK && b.oom) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    if (s == FTC_OK && !out->text) { /* nothing rendered */
-        out->text = calloc(1, 1);
-        if (!out->text) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    }
-    if (s != FTC_OK) ftc_rendered_free(out);
-    return s;
+    return FTC_OK;
 }

@@ -10,27 +10,16 @@
 
 struct ftc_chat {
     ftc_infer_model *im;
-    ftc_template tmpl;
+    const ftc_chat_template *tmpl;
     ftc_kv_cache *cache;
     ftc_chat_msg *msgs;
     int n, cap;
     int n_system;          /* a system message stays across /reset */
     const char *bos, *eos; /* token texts */
-    int32_t stop[12];
+    int32_t stop[16];
     int n_stop;
-    const char *stop_text; /* the plain template has no end-of-turn token: a next question ends a reply */
+    char *stop_text;       /* an end-of-turn that is not one token, or plain's next "### Question:" */
 };
-
-/* What the template writes where the assistant's answer begins (add_generation_prompt). */
-static const char *generation_prompt(ftc_template t) {
-    switch (t) {
-    case FTC_TEMPLATE_CHATML: return "<|im_start|>assistant\n";
-    case FTC_TEMPLATE_LLAMA3: return "<|start_header_id|>assistant<|end_header_id|>\n\n";
-    case FTC_TEMPLATE_ZEPHYR: return "<|assistant|>\n";
-    case FTC_TEMPLATE_PLAIN: return "### Answer:\n";
-    default: return ""; /* llama2: the answer follows [/INST] */
-    }
-}
 
 static ftc_status push_msg(ftc_chat *c, ftc_role role, const char *text, ftc_err *err) {
     if (c->n == c->cap) {
@@ -49,27 +38,22 @@ static void pop_msgs(ftc_chat *c, int keep) {
     while (c->n > keep) free(c->msgs[--c->n].content);
 }
 
-ftc_status ftc_chat_create(ftc_infer_model *im, ftc_template t, const char *system, ftc_chat **out, ftc_err *err) {
+ftc_status ftc_chat_create(ftc_infer_model *im, const ftc_chat_template *t, const char *system, ftc_chat **out,
+                           ftc_err *err) {
     *out = NULL;
-    if (t == FTC_TEMPLATE_NONE) return ftc_errf(err, FTC_E_USAGE, "chat needs a chat template");
+    if (!t) return ftc_errf(err, FTC_E_USAGE, "chat needs a chat template");
     ftc_chat *c = calloc(1, sizeof *c);
     if (!c) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     c->im = im, c->tmpl = t;
     ftc_special_ids sp = ftc_tokenizer_special(im->tok);
     c->bos = sp.bos >= 0 ? ftc_tokenizer_id_to_token(im->tok, sp.bos) : "";
     c->eos = sp.eos >= 0 ? ftc_tokenizer_id_to_token(im->tok, sp.eos) : "";
-    c->n_stop = ftc_infer_stop_ids(im, c->stop, 8);
-    /* the templates' end-of-turn tokens, when the vocabulary has them as single tokens */
-    static const char *const ends[] = {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>"};
-    int V = ftc_model_config_of(im->model)->vocab_size;
-    for (int i = 0; i < 4 && c->n_stop < 12; i++) {
-        int32_t id = ftc_tokenizer_token_to_id(im->tok, ends[i]);
-        bool dup = false;
-        for (int j = 0; j < c->n_stop; j++) dup = dup || c->stop[j] == id;
-        if (id >= 0 && id < V && !dup) c->stop[c->n_stop++] = id;
-    }
-    c->stop_text = t == FTC_TEMPLATE_PLAIN ? "\n\n### Question:" : NULL;
-    ftc_status s = ftc_kv_cache_create(im->model, 256, &c->cache, err);
+    /* EOS ids (config, generation_config.json, tokenizer) and the end-of-turn the template writes after answers */
+    c->n_stop = ftc_infer_stop_ids(im, c->stop, 12);
+    ftc_status s = ftc_infer_template_stops(im, t, c->stop, &c->n_stop, 16, &c->stop_text, err);
+    if (s == FTC_OK && !c->stop_text && ftc_chat_template_stop_text(t) && !(c->stop_text = strdup(ftc_chat_template_stop_text(t))))
+        s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (s == FTC_OK) s = ftc_kv_cache_create(im->model, 256, &c->cache, err);
     if (s == FTC_OK && system && system[0]) {
         s = push_msg(c, FTC_ROLE_SYSTEM, system, err);
         c->n_system = 1;
@@ -86,6 +70,7 @@ void ftc_chat_free(ftc_chat *c) {
     if (!c) return;
     pop_msgs(c, 0);
     free(c->msgs);
+    free(c->stop_text);
     ftc_kv_cache_free(c->cache);
     free(c);
 }
@@ -97,27 +82,17 @@ void ftc_chat_reset(ftc_chat *c) {
 
 int ftc_chat_turns(const ftc_chat *c) { return c->n - c->n_system; }
 
-/* Tokens of the conversation + the generation prompt. */
+/* Tokens of the conversation + the generation prompt, rendered by the template as training rendered it. */
 static ftc_status render_ids(ftc_chat *c, ftc_ids *ids, ftc_err *err) {
     ftc_record rec = {0};
     rec.format = FTC_FMT_CHAT;
     rec.msgs = c->msgs, rec.n_msgs = c->n;
     ftc_rendered r;
-    ftc_status s = ftc_template_render(c->tmpl, &rec, c->bos, c->eos, false, &r, err);
+    ftc_render_opts o = {.bos = c->bos, .eos = c->eos, .add_generation_prompt = true};
+    ftc_status s = ftc_template_render(c->tmpl, &rec, &o, &r, err);
     if (s) return s;
-    const char *gp = generation_prompt(c->tmpl);
-    size_t ng = strlen(gp), sep = c->tmpl == FTC_TEMPLATE_PLAIN && r.len ? 2 : 0;
-    char *text = malloc(r.len + sep + ng + 1);
-    if (!text) {
-        ftc_rendered_free(&r);
-        return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    }
-    memcpy(text, r.text, r.len);
-    memcpy(text + r.len, "\n\n", sep); /* plain separates messages by a blank line */
-    memcpy(text + r.len + sep, gp, ng + 1);
     ids->n = 0;
-    s = ftc_tokenizer_encode(c->im->tok, text, r.len + sep + ng, c->tmpl == FTC_TEMPLATE_PLAIN, 0, ids, err);
-    free(text);
+    s = ftc_tokenizer_encode(c->im->tok, r.text, r.len, ftc_chat_template_adds_special(c->tmpl), 0, ids, err);
     ftc_rendered_free(&r);
     return s;
 }
@@ -194,8 +169,8 @@ ftc_status ftc_chat_reply(ftc_chat *c, const char *user, const ftc_chat_opts *o,
     for (;;) {
         if ((s = render_ids(c, &ids, err))) goto fail;
         if (ids.n == 0) {
-            s = ftc_errf(err, FTC_E_INPUT, "the conversation renders to no tokens with the %s template",
-                         ftc_template_name(c->tmpl));
+            s = ftc_errf(err, FTC_E_INPUT, "the conversation renders to no tokens with the template %s",
+                         ftc_chat_template_name(c->tmpl));
             goto fail;
         }
         if ((int)ids.n + 1 < max_pos) break;
@@ -261,7 +236,7 @@ ftc_status ftc_chat_reply(ftc_chat *c, const char *user, const ftc_chat_opts *o,
     if (!t.reply) t.reply = calloc(1, 1);
     st->generated_tokens = n;
     st->stop = t.stopped_by_text ? FTC_GEN_STOP_TOKEN : why;
-    /* the plain template's answers end with a blank line before the next question: not part of the reply */
+    /* a reply cut at a stop text (plain: the next question) loses the blank line before it */
     while (t.len && (t.reply[t.len - 1] == '\n' || t.reply[t.len - 1] == ' ') && t.stopped_by_text) t.reply[--t.len] = 0;
     if ((s = push_msg(c, FTC_ROLE_ASSISTANT, t.reply, err))) {
         free(t.reply);

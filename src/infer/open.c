@@ -29,7 +29,12 @@ static ftc_status read_applied_template(ftc_infer_model *im, const char *dir, ft
     json_t *o = json_load_file(path, 0, &je);
     if (!o) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: %s", path, je.line, je.column, je.text);
     const char *name = json_string_value(json_object_get(o, "name"));
+    json_t *src = json_object_get(o, "jinja");
     if (name) snprintf(im->template_name, sizeof im->template_name, "%s", name);
+    if (json_is_string(src) && !(im->template_source = strdup(json_string_value(src)))) {
+        json_decref(o);
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    }
     json_decref(o);
     return FTC_OK;
 }
@@ -106,7 +111,8 @@ fail:
 void ftc_infer_close(ftc_infer_model *im) {
     ftc_model_free(im->model);
     ftc_tokenizer_free(im->tok);
-    im->model = NULL, im->tok = NULL;
+    free(im->template_source);
+    im->model = NULL, im->tok = NULL, im->template_source = NULL;
 }
 
 /* EOS ids: the config's, generation_config.json's (a number or a list) and the tokenizer's. */
@@ -121,18 +127,80 @@ int ftc_infer_stop_ids(const ftc_infer_model *im, int32_t *out, int max) {
     } while (0)
     ADD(ftc_model_config_of(im->model)->eos_token_id);
     ADD(ftc_tokenizer_special(im->tok).eos);
-    char path[8600];
-    snprintf(path, sizeof path, "%s/generation_config.json", im->model_dir);
-    json_t *o = ftc_file_exists(path) ? json_load_file(path, 0, NULL) : NULL;
-    json_t *e = o ? json_object_get(o, "eos_token_id") : NULL;
-    if (json_is_integer(e)) ADD(json_integer_value(e));
-    size_t i;
-    json_t *v;
-    if (json_is_array(e)) json_array_foreach(e, i, v) if (json_is_integer(v)) ADD(json_integer_value(v));
-    json_decref(o);
+    /* generation_config.json: the model's, else the tokenizer's directory (a run's model/ may lack it) */
+    const char *dirs[2] = {im->model_dir, im->tokenizer_dir};
+    for (int d = 0; d < 2; d++) {
+        char path[8600];
+        snprintf(path, sizeof path, "%s/generation_config.json", dirs[d]);
+        json_t *o = dirs[d][0] && ftc_file_exists(path) ? json_load_file(path, 0, NULL) : NULL;
+        json_t *e = o ? json_object_get(o, "eos_token_id") : NULL;
+        if (json_is_integer(e)) ADD(json_integer_value(e));
+        size_t i;
+        json_t *v;
+        if (json_is_array(e)) json_array_foreach(e, i, v) if (json_is_integer(v)) ADD(json_integer_value(v));
+        json_decref(o);
+        if (o) break;
+    }
 #undef ADD
     int V = ftc_model_config_of(im->model)->vocab_size, k = 0;
     for (int j = 0; j < n; j++)
         if (out[j] < V) out[k++] = out[j]; /* ids the model cannot produce never stop it */
     return k;
+}
+
+ftc_status ftc_infer_template_stops(const ftc_infer_model *im, const ftc_chat_template *t, int32_t *ids, int *n,
+                                    int max, char **stop_text, ftc_err *err) {
+    *stop_text = NULL;
+    ftc_special_ids sp = ftc_tokenizer_special(im->tok);
+    const char *bos = sp.bos >= 0 ? ftc_tokenizer_id_to_token(im->tok, sp.bos) : "";
+    const char *eos = sp.eos >= 0 ? ftc_tokenizer_id_to_token(im->tok, sp.eos) : "";
+    ftc_render_opts o = {.bos = bos, .eos = eos};
+    char *eot = NULL;
+    ftc_status s = ftc_chat_template_end_of_turn(t, &o, &eot, err);
+    if (s != FTC_OK || !eot) return s;
+    ftc_ids tok = {0};
+    s = ftc_tokenizer_encode(im->tok, eot, strlen(eot), false, 0, &tok, err);
+    int V = ftc_model_config_of(im->model)->vocab_size;
+    if (s == FTC_OK && tok.n == 1 && tok.ids[0] < V) {
+        bool dup = false;
+        for (int j = 0; j < *n; j++) dup = dup || ids[j] == tok.ids[0];
+        if (!dup && *n < max) ids[(*n)++] = tok.ids[0];
+        free(eot);
+    } else if (s == FTC_OK) {
+        *stop_text = eot; /* several tokens: matched on the text */
+    } else {
+        free(eot);
+    }
+    ftc_ids_free(&tok);
+    return s;
+}
+
+ftc_status ftc_infer_chat_template(const ftc_infer_model *im, const char *value, ftc_chat_template **out,
+                                   const char **why, ftc_err *err) {
+    *out = NULL;
+    *why = "none";
+    if (value && value[0]) {
+        *why = "--chat-template";
+        return ftc_chat_template_choose(value, im->model_dir, out, err);
+    }
+    if (im->template_source) {
+        *why = "the run's";
+        return ftc_chat_template_from_text("the run's chat_template.json", im->template_source,
+                                           strlen(im->template_source), out, err);
+    }
+    if (im->template_name[0] && ftc_chat_template_preset_source(im->template_name)) {
+        *why = "the run's";
+        return ftc_chat_template_preset(im->template_name, out, err);
+    }
+    const char *dirs[2] = {im->model_dir, im->tokenizer_dir};
+    for (int i = 0; i < 2; i++) {
+        if (!dirs[i][0]) continue;
+        ftc_status s = ftc_chat_template_from_model_dir(dirs[i], out, err);
+        if (s != FTC_OK) return s;
+        if (*out) {
+            *why = "the model's";
+            return FTC_OK;
+        }
+    }
+    return FTC_OK;
 }

@@ -27,12 +27,34 @@ static bool is_pretokenized(const char *path) {
     return yes;
 }
 
-static ftc_status encode_opts(const ftc_train_config *c, const char *tok_dir, ftc_load_opts *o, ftc_err *err) {
+/* The chat template a run applied (RUNDIR/chat_template.json "jinja"), NULL in *out when it recorded none. */
+static ftc_status run_template(const char *run_dir, ftc_chat_template **out, ftc_err *err) {
+    char p[FTC_PATH_MAX + 64];
+    *out = NULL;
+    snprintf(p, sizeof p, "%s/chat_template.json", run_dir);
+    if (!ftc_file_exists(p)) return FTC_OK;
+    json_error_t je;
+    json_t *o = json_load_file(p, 0, &je);
+    if (!o) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: %s", p, je.line, je.column, je.text);
+    json_t *src = json_object_get(o, "jinja");
+    ftc_status s = json_is_string(src) ? ftc_chat_template_from_text(p, json_string_value(src), json_string_length(src), out, err)
+                                       : FTC_OK;
+    json_decref(o);
+    return s;
+}
+
+/* *tmpl: the chat template the examples are rendered with (the caller frees it): the run's own when evaluating
+ * a run, else --template (a preset, a .jinja file), else the model's. */
+static ftc_status encode_opts(const ftc_train_config *c, const char *tok_dir, const char *run_dir, ftc_load_opts *o,
+                              ftc_chat_template **tmpl, ftc_err *err) {
     memset(o, 0, sizeof *o);
+    *tmpl = NULL;
     ftc_status s = FTC_OK;
     if (c->format[0]) s = ftc_data_format_parse(c->format, &o->read.format, err);
-    if (s == FTC_OK && c->template_name[0]) s = ftc_template_parse(c->template_name, &o->enc.tmpl, err);
-    else if (s == FTC_OK) s = ftc_template_from_model_dir(tok_dir, &o->enc.tmpl, NULL, err);
+    bool chat = c->task != FTC_TASK_CLASSIFY; /* classification never renders a chat */
+    if (s == FTC_OK && chat && run_dir) s = run_template(run_dir, tmpl, err);
+    if (s == FTC_OK && chat && !*tmpl) s = ftc_chat_template_choose(c->template_name, tok_dir, tmpl, err);
+    o->enc.tmpl = *tmpl;
     o->read.text_col = c->text_col[0] ? c->text_col : NULL;
     o->read.label_col = c->label_col[0] ? c->label_col : NULL;
     o->enc.task = c->task;
@@ -54,20 +76,25 @@ static const char *tokenizer_dir(const char *preferred, const char *fallback) {
     return fallback;
 }
 
-static ftc_status load_text(const ftc_train_config *c, const char *tok_dir, const char *data, const char *val_path,
-                            double val_share, const char *out_dir, const ftc_label_map *labels, ftc_dataset *train,
-                            ftc_dataset *val, ftc_err *err) {
+static ftc_status load_text(const ftc_train_config *c, const char *tok_dir, const char *run_dir, const char *data,
+                            const char *val_path, double val_share, const char *out_dir, const ftc_label_map *labels,
+                            ftc_dataset *train, ftc_dataset *val, ftc_err *err) {
     ftc_load_opts o;
-    ftc_status s = encode_opts(c, tok_dir, &o, err);
+    ftc_chat_template *tmpl;
+    ftc_status s = encode_opts(c, tok_dir, run_dir, &o, &tmpl, err);
     if (s != FTC_OK) return s;
     o.val_share = val_path ? 0 : val_share;
     o.out_dir = out_dir;
     ftc_tokenizer *tok = NULL;
-    if ((s = ftc_tokenizer_load(tok_dir, &tok, err)) != FTC_OK) return s;
+    if ((s = ftc_tokenizer_load(tok_dir, &tok, err)) != FTC_OK) {
+        ftc_chat_template_free(tmpl);
+        return s;
+    }
     ftc_data_encoder enc;
     ftc_data_encoder_from_tokenizer(tok, &enc);
     s = ftc_data_load(data, val_path, &o, &enc, labels, train, val, NULL, err);
     ftc_tokenizer_free(tok);
+    ftc_chat_template_free(tmpl);
     return s;
 }
 
@@ -85,7 +112,7 @@ ftc_status ftc_train_load_data(const ftc_train_config *c, int vocab_size, ftc_da
             s = ftc_dataset_split(train, c->val_split, c->seed, val, err);
     } else {
         if ((s = ftc_mkdirs(c->out, err)) != FTC_OK) return s;
-        s = load_text(c, c->model, c->data, c->val[0] ? c->val : NULL, c->val_split, c->out, NULL, train, val, err);
+        s = load_text(c, c->model, NULL, c->data, c->val[0] ? c->val : NULL, c->val_split, c->out, NULL, train, val, err);
     }
     *have_val = s == FTC_OK && val->n > 0;
     return s;
@@ -120,8 +147,8 @@ ftc_status ftc_run_dir_load_data(const char *dir, const ftc_train_config *c, con
     } else {
         snprintf(path, sizeof path, "%s/model", dir);
         ftc_dataset none = {0}; /* no validation part, but the loader gives it the label names */
-        s = load_text(c, tokenizer_dir(path, c->model), data_path, NULL, 0, NULL, have_map ? &map : NULL, out, &none,
-                      err);
+        s = load_text(c, tokenizer_dir(path, c->model), dir, data_path, NULL, 0, NULL, have_map ? &map : NULL, out,
+                      &none, err);
         ftc_dataset_free(&none);
     }
     if (have_map) ftc_label_map_free(&map);
@@ -211,7 +238,7 @@ ftc_status ftc_model_dir_load_class_data(const char *dir, const ftc_model_config
             c->max_len = max_len;
             snprintf(c->model, sizeof c->model, "%s", dir);
             ftc_dataset none = {0};
-            s = load_text(c, dir, data_path, NULL, 0, NULL, &map, out, &none, err);
+            s = load_text(c, dir, NULL, data_path, NULL, 0, NULL, &map, out, &none, err);
             ftc_dataset_free(&none);
             free(c);
         }
