@@ -1,4 +1,4 @@
-/* attention_decode_forward against attention_forward (causal) on the whole sequence: feeding the sequence
+/* ftc_attention_decode_forward against ftc_attention_forward (causal) on the whole sequence: feeding the sequence
  * in chunks (a prefill, then single tokens or uneven chunks) through a KV cache gives the same output rows and
  * probabilities within 1e-5, for multi-head, grouped-query and multi-query attention, head dims that are and
  * are not multiples of 8, batch > 1 and a cache with spare capacity (Tcap > T). */
@@ -27,7 +27,7 @@ static double check(int B, int T, int H, int Hkv, int D, const int *chunks, int 
     float *v = malloc(sizeof(float) * B * T * ks), *out = malloc(sizeof(float) * B * T * qs);
     float *att = malloc(sizeof(float) * B * H * T * T);
     fill(q, (size_t)B * T * qs, &r), fill(k, (size_t)B * T * ks, &r), fill(v, (size_t)B * T * ks, &r);
-    attention_forward(out, att, q, k, v, NULL, B, T, H, Hkv, D, true);
+    ftc_attention_forward(out, att, q, k, v, NULL, B, T, H, Hkv, D, true);
 
     float *kc = malloc(sizeof(float) * B * Tcap * ks), *vc = malloc(sizeof(float) * B * Tcap * ks);
     for (size_t i = 0; i < (size_t)B * Tcap * ks; i++) kc[i] = vc[i] = NAN; /* unwritten rows must not be read */
@@ -43,7 +43,7 @@ static double check(int B, int T, int H, int Hkv, int D, const int *chunks, int 
                 memcpy(vc + ((size_t)b * Tcap + t) * ks, v + ((size_t)b * T + t) * ks, ks * sizeof(float));
                 memcpy(qn + ((size_t)b * Tn + (t - done)) * qs, q + ((size_t)b * T + t) * qs, qs * sizeof(float));
             }
-        attention_decode_forward(on, an, qn, kc, vc, B, Tn, Tk, Tcap, H, Hkv, D);
+        ftc_attention_decode_forward(on, an, qn, kc, vc, B, Tn, Tk, Tcap, H, Hkv, D);
         for (int b = 0; b < B; b++)
             for (int i = 0; i < Tn; i++) {
                 const float *ref = out + ((size_t)b * T + done + i) * qs, *got = on + ((size_t)b * Tn + i) * qs;
@@ -100,11 +100,11 @@ static void test_detects_wrong_keys(void **state) {
     ftc_rng r;
     ftc_rng_seed(&r, 3);
     fill(q, sizeof q / sizeof *q, &r), fill(k, 32, &r), fill(v, 32, &r);
-    attention_forward(out, att, q, k, v, NULL, B, T, H, Hkv, D, true);
+    ftc_attention_forward(out, att, q, k, v, NULL, B, T, H, Hkv, D, true);
     float kc[32], vc[32];
     memcpy(kc, k, sizeof kc), memcpy(vc, v, sizeof vc);
     kc[0] += 1.0f; /* corrupt position 0's key */
-    attention_decode_forward(on, an, q + 3 * 16, kc, vc, B, 1, T, T, H, Hkv, D);
+    ftc_attention_decode_forward(on, an, q + 3 * 16, kc, vc, B, 1, T, T, H, Hkv, D);
     double e = 0;
     for (int d = 0; d < 16; d++) e = fmax(e, fabs(out[3 * 16 + d] - on[d]));
     assert_true(e > 1e-4);

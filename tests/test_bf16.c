@@ -70,8 +70,8 @@ static void linear_case(const char *backend, int N, int I, int O) {
     double *ref = malloc((nx > nw ? (nx > ny ? nx : ny) : (nw > ny ? nw : ny)) * 8);
     double *mag = malloc((nx > nw ? (nx > ny ? nx : ny) : (nw > ny ? nw : ny)) * 8);
     /* forward: y = x W^T + b */
-    linear_forward_bf16(y, x, W16, b, N, I, O);
-    linear_forward(y32, x, W, b, N, I, O);
+    ftc_linear_forward_bf16(y, x, W16, b, N, I, O);
+    ftc_linear_forward(y32, x, W, b, N, I, O);
     for (int n = 0; n < N; n++)
         for (int o = 0; o < O; o++) {
             double s = b[o], m = fabs(b[o]);
@@ -86,8 +86,8 @@ static void linear_case(const char *backend, int N, int I, int O) {
     for (size_t i = 0; i < nx; i++) dx[i] = dx32[i] = 0.25f;
     for (size_t i = 0; i < nw; i++) dW[i] = dW32[i] = 0.25f;
     for (int i = 0; i < O; i++) db[i] = db32[i] = 0.25f;
-    linear_backward_bf16(dx, dW, db, dy, x, W16, N, I, O);
-    linear_backward(dx32, dW32, db32, dy, x, W, N, I, O);
+    ftc_linear_backward_bf16(dx, dW, db, dy, x, W16, N, I, O);
+    ftc_linear_backward(dx32, dW32, db32, dy, x, W, N, I, O);
     for (int n = 0; n < N; n++) /* dx = dy W */
         for (int i = 0; i < I; i++) {
             double s = 0.25, m = 0.25;

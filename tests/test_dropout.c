@@ -40,7 +40,7 @@ static void test_rate_values_and_lanes(void **state) {
     const float ps[] = {0.1f, 0.3f, 0.5f, 0.9f};
     for (int pi = 0; pi < 4; pi++) {
         float p = ps[pi], scale = 1.0f / (1.0f - p);
-        dropout_forward(y, mask, x, BIG, p, &r);
+        ftc_dropout_forward(y, mask, x, BIG, p, &r);
         long kept = 0, kept_lane[16] = {0}, both = 0;
         for (int i = 0; i < BIG; i++) {
             assert_true(mask[i] == 0.0f || mask[i] == scale); /* exactly these two values */
@@ -63,10 +63,10 @@ static void test_rate_values_and_lanes(void **state) {
                 (double)kept / BIG, 1.0 - p, (double)both / (BIG - 1), (1.0 - p) * (1.0 - p));
     }
     /* p = 1 drops everything, p = 0 keeps everything and leaves the rng alone */
-    dropout_forward(y, mask, x, 1000, 1.0f, &r);
+    ftc_dropout_forward(y, mask, x, 1000, 1.0f, &r);
     for (int i = 0; i < 1000; i++) assert_true(mask[i] == 0.0f && y[i] == 0.0f);
     ftc_rng before = r;
-    dropout_forward(y, mask, x, 1000, 0.0f, &r);
+    ftc_dropout_forward(y, mask, x, 1000, 0.0f, &r);
     for (int i = 0; i < 1000; i++) assert_true(mask[i] == 1.0f && y[i] == x[i]);
     assert_memory_equal(&before, &r, sizeof r);
     free(x), free(y), free(mask);
@@ -83,12 +83,12 @@ static void test_same_state_same_mask(void **state) {
     ftc_rng_seed(&r1, 7);
     r2 = one_draw = r1;
     (void)ftc_rng_u64(&one_draw);
-    dropout_forward(y1, m1, x, BIG, 0.25f, &r1);
-    dropout_forward(y2, m2, x, 1000, 0.25f, &r2);
+    ftc_dropout_forward(y1, m1, x, BIG, 0.25f, &r1);
+    ftc_dropout_forward(y2, m2, x, 1000, 0.25f, &r2);
     assert_memory_equal(m1, m2, 1000 * sizeof(float));
     assert_memory_equal(&r1, &one_draw, sizeof r1);
     assert_memory_equal(&r1, &r2, sizeof r1);
-    dropout_forward(y2, m2, x, BIG, 0.25f, &r2); /* the next call */
+    ftc_dropout_forward(y2, m2, x, BIG, 0.25f, &r2); /* the next call */
     long same = 0, both = 0;
     for (int i = 0; i < BIG; i++) {
         same += (m1[i] != 0.0f) == (m2[i] != 0.0f);
@@ -100,7 +100,7 @@ static void test_same_state_same_mask(void **state) {
     ftc_rng r3;
     ftc_rng_seed(&r3, 7);
     for (int i = 0; i < BIG; i++) y2[i] = 1.0f;
-    dropout_forward(y2, m2, y2, BIG, 0.25f, &r3);
+    ftc_dropout_forward(y2, m2, y2, BIG, 0.25f, &r3);
     assert_memory_equal(m1, m2, (size_t)BIG * sizeof(float));
     assert_memory_equal(y1, y2, (size_t)BIG * sizeof(float));
     free(x), free(y1), free(m1), free(y2), free(m2);
@@ -126,7 +126,7 @@ static void test_threads_and_paths_identical(void **state) {
                 ftc_rng_seed(&r, 1000 + (uint64_t)li);
                 float *oy = pa == 0 && t == 1 ? ref_y : y, *om = pa == 0 && t == 1 ? ref_m : m;
                 memset(om, 0xff, (size_t)n * sizeof(float) + sizeof(float)); /* also: nothing written past n */
-                dropout_forward(oy, om, x, n, 0.4f, &r);
+                ftc_dropout_forward(oy, om, x, n, 0.4f, &r);
                 uint32_t guard;
                 memcpy(&guard, &om[n], sizeof guard);
                 assert_int_equal(guard, 0xffffffffu);
@@ -151,8 +151,8 @@ static void test_backward(void **state) {
     ftc_rng r;
     ftc_rng_seed(&r, 9);
     for (int i = 0; i < BIG; i++) dy[i] = ftc_rng_normal(&r), x[i] = 0.0f, dx[i] = 0.5f;
-    dropout_forward(x, mask, x, BIG, 0.5f, &r);
-    dropout_backward(dx, dy, mask, BIG);
+    ftc_dropout_forward(x, mask, x, BIG, 0.5f, &r);
+    ftc_dropout_backward(dx, dy, mask, BIG);
     for (int i = 0; i < BIG; i++) assert_true(dx[i] == 0.5f + dy[i] * mask[i]);
     free(dy), free(mask), free(dx), free(x);
 }

@@ -10,7 +10,7 @@
 #include "ftc/base.h"
 #include "ftc/ops.h"
 
-/* bias_gelu_forward == (x += b per row; gelu over all) for both GELU forms, with and without bias, on shapes
+/* ftc_bias_gelu_forward == (x += b per row; gelu over all) for both GELU forms, with and without bias, on shapes
  * that leave partial row blocks, single- and multi-threaded (large enough to run in parallel). */
 static void test_bias_gelu_equals_add_then_gelu(void **state) {
     (void)state;
@@ -32,11 +32,11 @@ static void test_bias_gelu_equals_add_then_gelu(void **state) {
                     if (with_b)
                         for (int i = 0; i < N; i++)
                             for (int o = 0; o < O; o++) x_ref[(size_t)i * O + o] += b[o];
-                    if (form) gelu_tanh_forward(y_ref, x_ref, (int)n);
-                    else gelu_erf_forward(y_ref, x_ref, (int)n);
+                    if (form) ftc_gelu_tanh_forward(y_ref, x_ref, (int)n);
+                    else ftc_gelu_erf_forward(y_ref, x_ref, (int)n);
                     int before = omp_get_max_threads();
                     omp_set_num_threads(threads);
-                    bias_gelu_forward(y, x, with_b ? b : NULL, N, O, form == 1);
+                    ftc_bias_gelu_forward(y, x, with_b ? b : NULL, N, O, form == 1);
                     omp_set_num_threads(before);
                     assert_memory_equal(x, x_ref, 4 * n); /* the pre-activation, kept for backward */
                     assert_memory_equal(y, y_ref, 4 * n);
@@ -44,7 +44,7 @@ static void test_bias_gelu_equals_add_then_gelu(void **state) {
                 }
 }
 
-/* add_layernorm_forward / add_rmsnorm_forward == add_forward then the norm, bit for bit (s, y, mean, rstd). */
+/* ftc_add_layernorm_forward / ftc_add_rmsnorm_forward == ftc_add_forward then the norm, bit for bit (s, y, mean, rstd). */
 static void test_add_norm_equals_add_then_norm(void **state) {
     (void)state;
     const struct { int N, C; } shapes[] = {{1, 7}, {19, 64}, {100, 384}, {300, 768}};
@@ -62,13 +62,13 @@ static void test_add_norm_equals_add_then_norm(void **state) {
                 assert_true(a && b && w && bias && s1 && y1 && s2 && y2 && mean1 && rstd1 && mean2 && rstd2);
                 for (size_t i = 0; i < n; i++) a[i] = ftc_rng_normal(&r), b[i] = 0.5f * ftc_rng_normal(&r) + 0.1f;
                 for (int c = 0; c < C; c++) w[c] = 1.0f + 0.1f * ftc_rng_normal(&r), bias[c] = ftc_rng_normal(&r);
-                add_forward(s1, a, b, (int)n);
-                if (rms) rmsnorm_forward(y1, rstd1, s1, w, N, C, 1e-6f);
-                else layernorm_forward(y1, mean1, rstd1, s1, w, bias, N, C, 1e-5f);
+                ftc_add_forward(s1, a, b, (int)n);
+                if (rms) ftc_rmsnorm_forward(y1, rstd1, s1, w, N, C, 1e-6f);
+                else ftc_layernorm_forward(y1, mean1, rstd1, s1, w, bias, N, C, 1e-5f);
                 int before = omp_get_max_threads();
                 omp_set_num_threads(threads);
-                if (rms) add_rmsnorm_forward(s2, y2, rstd2, a, b, w, N, C, 1e-6f);
-                else add_layernorm_forward(s2, y2, mean2, rstd2, a, b, w, bias, N, C, 1e-5f);
+                if (rms) ftc_add_rmsnorm_forward(s2, y2, rstd2, a, b, w, N, C, 1e-6f);
+                else ftc_add_layernorm_forward(s2, y2, mean2, rstd2, a, b, w, bias, N, C, 1e-5f);
                 omp_set_num_threads(before);
                 assert_memory_equal(s1, s2, 4 * n);
                 assert_memory_equal(y1, y2, 4 * n);

@@ -77,7 +77,7 @@ enum { EN = 7, EC = 5, EV = 4, EP = 6, ET = 2 };
 typedef struct { float *out, *wte, *wpe, *wtt; int32_t ids[EN], pos[EN], types[EN]; } emb_ctx;
 static void emb_fwd(void *p) {
     emb_ctx *c = p;
-    embedding_forward(c->out, c->ids, c->pos, c->types, c->wte, c->wpe, c->wtt, EN, EC);
+    ftc_embedding_forward(c->out, c->ids, c->pos, c->types, c->wte, c->wpe, c->wtt, EN, EC);
 }
 static void test_embedding(void **state) {
     (void)state;
@@ -86,14 +86,14 @@ static void test_embedding(void **state) {
     float *r = randn(EN * EC, 1);
     float *dwte = filled(EV * EC, PREFILL), *dwpe = filled(EP * EC, PREFILL), *dwtt = filled(ET * EC, PREFILL);
     emb_fwd(&c);
-    embedding_backward(dwte, dwpe, dwtt, r, c.ids, c.pos, c.types, EN, EC);
+    ftc_embedding_backward(dwte, dwpe, dwtt, r, c.ids, c.pos, c.types, EN, EC);
     unprefill(dwte, EV * EC); unprefill(dwpe, EP * EC); unprefill(dwtt, ET * EC);
     check_input("embedding dwte", emb_fwd, &c, c.out, r, EN * EC, c.wte, dwte, EV * EC);
     check_input("embedding dwpe", emb_fwd, &c, c.out, r, EN * EC, c.wpe, dwpe, EP * EC);
     check_input("embedding dwtt", emb_fwd, &c, c.out, r, EN * EC, c.wtt, dwtt, ET * EC);
     /* without position/type tables only wte is used */
     float *o2 = filled(EN * EC, 0);
-    embedding_forward(o2, c.ids, NULL, NULL, c.wte, NULL, NULL, EN, EC);
+    ftc_embedding_forward(o2, c.ids, NULL, NULL, c.wte, NULL, NULL, EN, EC);
     for (int n = 0; n < EN; n++)
         for (int k = 0; k < EC; k++) assert_float_equal(o2[n * EC + k], c.wte[c.ids[n] * EC + k], 0);
     free(o2); free(c.out); free(c.wte); free(c.wpe); free(c.wtt); free(r); free(dwte); free(dwpe); free(dwtt);
@@ -104,8 +104,8 @@ enum { NN = 4, NC = 9 };
 typedef struct { float *y, *mean, *rstd, *x, *w, *b; bool rms; } norm_ctx;
 static void norm_fwd(void *p) {
     norm_ctx *c = p;
-    if (c->rms) rmsnorm_forward(c->y, c->rstd, c->x, c->w, NN, NC, 1e-5f);
-    else layernorm_forward(c->y, c->mean, c->rstd, c->x, c->w, c->b, NN, NC, 1e-5f);
+    if (c->rms) ftc_rmsnorm_forward(c->y, c->rstd, c->x, c->w, NN, NC, 1e-5f);
+    else ftc_layernorm_forward(c->y, c->mean, c->rstd, c->x, c->w, c->b, NN, NC, 1e-5f);
 }
 static void run_norm(bool rms) {
     norm_ctx c = {.y = filled(NN * NC, 0), .mean = filled(NN, 0), .rstd = filled(NN, 0), .x = randn(NN * NC, 1),
@@ -113,8 +113,8 @@ static void run_norm(bool rms) {
     for (int i = 0; i < NN * NC; i++) c.x[i] += 0.5f; /* nonzero mean */
     float *r = randn(NN * NC, 1), *dx = filled(NN * NC, PREFILL), *dw = filled(NC, PREFILL), *db = filled(NC, PREFILL);
     norm_fwd(&c);
-    if (rms) rmsnorm_backward(dx, dw, r, c.x, c.w, c.rstd, NN, NC);
-    else layernorm_backward(dx, dw, db, r, c.x, c.w, c.mean, c.rstd, NN, NC);
+    if (rms) ftc_rmsnorm_backward(dx, dw, r, c.x, c.w, c.rstd, NN, NC);
+    else ftc_layernorm_backward(dx, dw, db, r, c.x, c.w, c.mean, c.rstd, NN, NC);
     unprefill(dx, NN * NC); unprefill(dw, NC); unprefill(db, NC);
     check_input(rms ? "rmsnorm dx" : "layernorm dx", norm_fwd, &c, c.y, r, NN * NC, c.x, dx, NN * NC);
     check_input(rms ? "rmsnorm dw" : "layernorm dw", norm_fwd, &c, c.y, r, NN * NC, c.w, dw, NC);
@@ -127,24 +127,24 @@ static void test_rmsnorm(void **state) { (void)state; run_norm(true); }
 /* ---------------- linear ---------------- */
 enum { LN = 5, LI = 6, LO = 4 };
 typedef struct { float *y, *x, *W, *b; } lin_ctx;
-static void lin_fwd(void *p) { lin_ctx *c = p; linear_forward(c->y, c->x, c->W, c->b, LN, LI, LO); }
+static void lin_fwd(void *p) { lin_ctx *c = p; ftc_linear_forward(c->y, c->x, c->W, c->b, LN, LI, LO); }
 static void test_linear(void **state) {
     (void)state;
     lin_ctx c = {.y = filled(LN * LO, 0), .x = randn(LN * LI, 1), .W = randn(LO * LI, 1), .b = randn(LO, 1)};
     float *r = randn(LN * LO, 1), *dx = filled(LN * LI, PREFILL), *dW = filled(LO * LI, PREFILL), *db = filled(LO, PREFILL);
     lin_fwd(&c);
-    linear_backward(dx, dW, db, r, c.x, c.W, LN, LI, LO);
+    ftc_linear_backward(dx, dW, db, r, c.x, c.W, LN, LI, LO);
     unprefill(dx, LN * LI); unprefill(dW, LO * LI); unprefill(db, LO);
     check_input("linear dx", lin_fwd, &c, c.y, r, LN * LO, c.x, dx, LN * LI);
     check_input("linear dW", lin_fwd, &c, c.y, r, LN * LO, c.W, dW, LO * LI);
     check_input("linear db", lin_fwd, &c, c.y, r, LN * LO, c.b, db, LO);
     /* NULL gradients are skipped and do not change the others */
     float *dW2 = filled(LO * LI, 0);
-    linear_backward(NULL, dW2, NULL, r, c.x, c.W, LN, LI, LO);
+    ftc_linear_backward(NULL, dW2, NULL, r, c.x, c.W, LN, LI, LO);
     for (int i = 0; i < LO * LI; i++) assert_float_equal(dW2[i], dW[i], 1e-5);
     /* no bias: y = x W^T */
     float *y2 = filled(LN * LO, 0);
-    linear_forward(y2, c.x, c.W, NULL, LN, LI, LO);
+    ftc_linear_forward(y2, c.x, c.W, NULL, LN, LI, LO);
     for (int i = 0; i < LN * LO; i++) assert_float_equal(y2[i], c.y[i] - c.b[i % LO], 1e-5);
     free(y2); free(dW2); free(c.y); free(c.x); free(c.W); free(c.b); free(r); free(dx); free(dW); free(db);
 }
@@ -155,17 +155,17 @@ typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_TANH } act_kind;
 typedef struct { float *y, *x; act_kind kind; } act_ctx;
 static void act_fwd(void *p) {
     act_ctx *c = p;
-    if (c->kind == ACT_GELU_TANH) gelu_tanh_forward(c->y, c->x, AN);
-    else if (c->kind == ACT_GELU_ERF) gelu_erf_forward(c->y, c->x, AN);
-    else tanh_forward(c->y, c->x, AN);
+    if (c->kind == ACT_GELU_TANH) ftc_gelu_tanh_forward(c->y, c->x, AN);
+    else if (c->kind == ACT_GELU_ERF) ftc_gelu_erf_forward(c->y, c->x, AN);
+    else ftc_tanh_forward(c->y, c->x, AN);
 }
 static void run_act(act_kind kind, const char *name) {
     act_ctx c = {.y = filled(AN, 0), .x = randn(AN, 2), .kind = kind};
     float *r = randn(AN, 1), *dx = filled(AN, PREFILL);
     act_fwd(&c);
-    if (kind == ACT_GELU_TANH) gelu_tanh_backward(dx, r, c.x, AN);
-    else if (kind == ACT_GELU_ERF) gelu_erf_backward(dx, r, c.x, AN);
-    else tanh_backward(dx, r, c.y, AN);
+    if (kind == ACT_GELU_TANH) ftc_gelu_tanh_backward(dx, r, c.x, AN);
+    else if (kind == ACT_GELU_ERF) ftc_gelu_erf_backward(dx, r, c.x, AN);
+    else ftc_tanh_backward(dx, r, c.y, AN);
     unprefill(dx, AN);
     check_input(name, act_fwd, &c, c.y, r, AN, c.x, dx, AN);
     free(c.y); free(c.x); free(r); free(dx);
@@ -175,18 +175,18 @@ static void test_gelu_erf(void **state) { (void)state; run_act(ACT_GELU_ERF, "ge
 static void test_tanh(void **state) { (void)state; run_act(ACT_TANH, "tanh dx"); }
 
 typedef struct { float *y, *gate, *up; } swi_ctx;
-static void swi_fwd(void *p) { swi_ctx *c = p; swiglu_forward(c->y, c->gate, c->up, AN); }
+static void swi_fwd(void *p) { swi_ctx *c = p; ftc_swiglu_forward(c->y, c->gate, c->up, AN); }
 static void test_swiglu(void **state) {
     (void)state;
     swi_ctx c = {.y = filled(AN, 0), .gate = randn(AN, 2), .up = randn(AN, 1)};
     float *r = randn(AN, 1), *dg = filled(AN, PREFILL), *du = filled(AN, PREFILL);
     swi_fwd(&c);
-    swiglu_backward(dg, du, r, c.gate, c.up, AN);
+    ftc_swiglu_backward(dg, du, r, c.gate, c.up, AN);
     unprefill(dg, AN); unprefill(du, AN);
     check_input("swiglu dgate", swi_fwd, &c, c.y, r, AN, c.gate, dg, AN);
     check_input("swiglu dup", swi_fwd, &c, c.y, r, AN, c.up, du, AN);
     float *s = filled(AN, 0);
-    add_forward(s, c.gate, c.up, AN);
+    ftc_add_forward(s, c.gate, c.up, AN);
     for (int i = 0; i < AN; i++) assert_float_equal(s[i], c.gate[i] + c.up[i], 0);
     free(s); free(c.y); free(c.gate); free(c.up); free(r); free(dg); free(du);
 }
@@ -196,7 +196,7 @@ static void drop_fwd(void *p) {
     drop_ctx *c = p;
     ftc_rng r;
     ftc_rng_seed(&r, 99); /* the same mask on every call */
-    dropout_forward(c->y, c->mask, c->x, AN, c->p, &r);
+    ftc_dropout_forward(c->y, c->mask, c->x, AN, c->p, &r);
 }
 static void test_dropout(void **state) {
     (void)state;
@@ -209,7 +209,7 @@ static void test_dropout(void **state) {
         zeros += c.mask[i] == 0.0f;
     }
     assert_true(zeros > 0 && zeros < AN);
-    dropout_backward(dx, r, c.mask, AN);
+    ftc_dropout_backward(dx, r, c.mask, AN);
     unprefill(dx, AN);
     check_input("dropout dx", drop_fwd, &c, c.y, r, AN, c.x, dx, AN);
     /* the kept fraction is 1-p over many draws */
@@ -217,11 +217,11 @@ static void test_dropout(void **state) {
     float *bx = filled(BIG, 1), *by = filled(BIG, 0), *bm = filled(BIG, 0);
     ftc_rng rr;
     ftc_rng_seed(&rr, 5);
-    dropout_forward(by, bm, bx, BIG, 0.3f, &rr);
+    ftc_dropout_forward(by, bm, bx, BIG, 0.3f, &rr);
     double mean = 0;
     for (int i = 0; i < BIG; i++) mean += by[i];
     assert_true(fabs(mean / BIG - 1.0) < 0.01); /* inverted dropout keeps the expectation */
-    dropout_forward(by, bm, bx, BIG, 0.0f, &rr);
+    ftc_dropout_forward(by, bm, bx, BIG, 0.0f, &rr);
     for (int i = 0; i < BIG; i++) assert_true(by[i] == 1.0f && bm[i] == 1.0f);
     free(bx); free(by); free(bm); free(c.y); free(c.mask); free(c.x); free(r); free(dx);
 }
@@ -232,17 +232,17 @@ typedef struct { float *y, *x, inv_freq[RD / 2]; int32_t pos[RN]; } rope_ctx;
 static void rope_fwd(void *p) {
     rope_ctx *c = p;
     memcpy(c->y, c->x, sizeof(float) * RN * RH * RD);
-    rope_forward(c->y, c->pos, c->inv_freq, RN, RH, RD);
+    ftc_rope_forward(c->y, c->pos, c->inv_freq, RN, RH, RD);
 }
 static void test_rope(void **state) {
     (void)state;
     rope_ctx c = {.y = filled(RN * RH * RD, 0), .x = randn(RN * RH * RD, 1)};
-    rope_inv_freq(c.inv_freq, RD, 10000.0f);
+    ftc_rope_inv_freq(c.inv_freq, RD, 10000.0f);
     for (int n = 0; n < RN; n++) c.pos[n] = 3 * n + 1;
     float *r = randn(RN * RH * RD, 1), *dx = malloc(sizeof(float) * RN * RH * RD);
     memcpy(dx, r, sizeof(float) * RN * RH * RD);
     rope_fwd(&c);
-    rope_backward(dx, c.pos, c.inv_freq, RN, RH, RD);
+    ftc_rope_backward(dx, c.pos, c.inv_freq, RN, RH, RD);
     check_input("rope dx", rope_fwd, &c, c.y, r, RN * RH * RD, c.x, dx, RN * RH * RD);
     /* a rotation keeps each pair's norm; position 0 is the identity */
     for (int n = 0; n < RN; n++)
@@ -255,7 +255,7 @@ static void test_rope(void **state) {
     int32_t zero = 0;
     float v[RH * RD];
     memcpy(v, c.x, sizeof v);
-    rope_forward(v, &zero, c.inv_freq, 1, RH, RD);
+    ftc_rope_forward(v, &zero, c.inv_freq, 1, RH, RD);
     for (int i = 0; i < RH * RD; i++) assert_float_equal(v[i], c.x[i], 0);
     free(c.y); free(c.x); free(r); free(dx);
 }
@@ -269,7 +269,7 @@ typedef struct {
 } att_ctx;
 static void att_fwd(void *p) {
     att_ctx *c = p;
-    attention_forward(c->out, c->att, c->q, c->k, c->v, c->mask, c->B, c->T, c->H, c->Hkv, c->D, c->causal);
+    ftc_attention_forward(c->out, c->att, c->q, c->k, c->v, c->mask, c->B, c->T, c->H, c->Hkv, c->D, c->causal);
 }
 static void run_attention(int H, int Hkv, bool causal, bool padded, const char *tag) {
     enum { B = 2, T = 5, D = 4 };
@@ -296,7 +296,7 @@ static void run_attention(int H, int Hkv, bool causal, bool padded, const char *
                 }
                 assert_float_equal(s, 1.0, 1e-5);
             }
-    attention_backward(dq, dk, dv, r, c.att, c.q, c.k, c.v, B, T, H, Hkv, D, scratch);
+    ftc_attention_backward(dq, dk, dv, r, c.att, c.q, c.k, c.v, B, T, H, Hkv, D, scratch);
     unprefill(dq, nq); unprefill(dk, nk); unprefill(dv, nk);
     char name[64];
     snprintf(name, sizeof name, "attention %s dq", tag);
@@ -316,7 +316,7 @@ enum { CN = 5, CV = 7 };
 typedef struct { float *logits, loss; int32_t targets[CN]; int counted; } ce_ctx;
 static void ce_fwd(void *p) {
     ce_ctx *c = p;
-    c->loss = cross_entropy_forward(c->logits, c->targets, CN, CV, &c->counted);
+    c->loss = ftc_cross_entropy_forward(c->logits, c->targets, CN, CV, &c->counted);
 }
 static void test_cross_entropy(void **state) {
     (void)state;
@@ -325,7 +325,7 @@ static void test_cross_entropy(void **state) {
     float r = 0.7f;
     ce_fwd(&c);
     assert_int_equal(c.counted, 3);
-    cross_entropy_backward(dl, c.logits, c.targets, CN, CV, r);
+    ftc_cross_entropy_backward(dl, c.logits, c.targets, CN, CV, r);
     for (int v = 0; v < CV; v++) assert_true(dl[1 * CV + v] == 0.0f && dl[4 * CV + v] == 0.0f);
     check_input("cross_entropy dlogits", ce_fwd, &c, &c.loss, &r, 1, c.logits, dl, CN * CV);
     /* the mean over counted rows, recomputed in double */
@@ -340,9 +340,9 @@ static void test_cross_entropy(void **state) {
     /* all rows ignored: loss 0, gradient 0 */
     int32_t none[CN] = {-100, -100, -100, -100, -100};
     int cnt = 7;
-    assert_true(cross_entropy_forward(c.logits, none, CN, CV, &cnt) == 0.0f);
+    assert_true(ftc_cross_entropy_forward(c.logits, none, CN, CV, &cnt) == 0.0f);
     assert_int_equal(cnt, 0);
-    cross_entropy_backward(dl, c.logits, none, CN, CV, 1.0f);
+    ftc_cross_entropy_backward(dl, c.logits, none, CN, CV, 1.0f);
     for (int i = 0; i < CN * CV; i++) assert_true(dl[i] == 0.0f);
     free(c.logits); free(dl);
 }
@@ -353,9 +353,9 @@ static const uint8_t pool_mask[PB * PT] = {1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0}; 
 typedef struct { float *out, *x; int kind; } pool_ctx;
 static void pool_fwd(void *p) {
     pool_ctx *c = p;
-    if (c->kind == 0) pool_cls_forward(c->out, c->x, PB, PT, PC);
-    else if (c->kind == 1) pool_mean_forward(c->out, c->x, pool_mask, PB, PT, PC);
-    else pool_last_forward(c->out, c->x, pool_mask, PB, PT, PC);
+    if (c->kind == 0) ftc_pool_cls_forward(c->out, c->x, PB, PT, PC);
+    else if (c->kind == 1) ftc_pool_mean_forward(c->out, c->x, pool_mask, PB, PT, PC);
+    else ftc_pool_last_forward(c->out, c->x, pool_mask, PB, PT, PC);
 }
 static void test_pools(void **state) {
     (void)state;
@@ -364,9 +364,9 @@ static void test_pools(void **state) {
         pool_ctx c = {.out = filled(PB * PC, 0), .x = randn(PB * PT * PC, 1), .kind = kind};
         float *r = randn(PB * PC, 1), *dx = filled(PB * PT * PC, PREFILL);
         pool_fwd(&c);
-        if (kind == 0) pool_cls_backward(dx, r, PB, PT, PC);
-        else if (kind == 1) pool_mean_backward(dx, r, pool_mask, PB, PT, PC);
-        else pool_last_backward(dx, r, pool_mask, PB, PT, PC);
+        if (kind == 0) ftc_pool_cls_backward(dx, r, PB, PT, PC);
+        else if (kind == 1) ftc_pool_mean_backward(dx, r, pool_mask, PB, PT, PC);
+        else ftc_pool_last_backward(dx, r, pool_mask, PB, PT, PC);
         unprefill(dx, PB * PT * PC);
         check_input(names[kind], pool_fwd, &c, c.out, r, PB * PC, c.x, dx, PB * PT * PC);
         if (kind == 1) /* mean of the 3 real rows of batch 0 */

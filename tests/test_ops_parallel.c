@@ -63,8 +63,8 @@ typedef struct {
 static void att_run(void *p, int s) {
     att_ctx *c = p;
     memset(c->dq[s], 0, NQ * 4); memset(c->dk[s], 0, NK * 4); memset(c->dv[s], 0, NK * 4);
-    attention_forward(c->out[s], c->att[s], c->q, c->k, c->v, c->mask, AB, AT, AH, AKV, AD, c->causal);
-    attention_backward(c->dq[s], c->dk[s], c->dv[s], c->dy, c->att[s], c->q, c->k, c->v, AB, AT, AH, AKV, AD,
+    ftc_attention_forward(c->out[s], c->att[s], c->q, c->k, c->v, c->mask, AB, AT, AH, AKV, AD, c->causal);
+    ftc_attention_backward(c->dq[s], c->dk[s], c->dv[s], c->dy, c->att[s], c->q, c->k, c->v, AB, AT, AH, AKV, AD,
                        c->scratch);
 }
 /* double reference, written independently of the op: explicit masks, softmax, and the chain rule */
@@ -144,11 +144,11 @@ static void norm_run(void *p, int s) {
     norm_ctx *c = p;
     memset(c->dx[s], 0, NN * NC * 4); memset(c->dw[s], 0, NC * 4); memset(c->db[s], 0, NC * 4);
     if (c->rms) {
-        rmsnorm_forward(c->y[s], c->rstd[s], c->x, c->w, NN, NC, 1e-6f);
-        rmsnorm_backward(c->dx[s], c->dw[s], c->dy, c->x, c->w, c->rstd[s], NN, NC);
+        ftc_rmsnorm_forward(c->y[s], c->rstd[s], c->x, c->w, NN, NC, 1e-6f);
+        ftc_rmsnorm_backward(c->dx[s], c->dw[s], c->dy, c->x, c->w, c->rstd[s], NN, NC);
     } else {
-        layernorm_forward(c->y[s], c->mean[s], c->rstd[s], c->x, c->w, c->b, NN, NC, 1e-5f);
-        layernorm_backward(c->dx[s], c->dw[s], c->db[s], c->dy, c->x, c->w, c->mean[s], c->rstd[s], NN, NC);
+        ftc_layernorm_forward(c->y[s], c->mean[s], c->rstd[s], c->x, c->w, c->b, NN, NC, 1e-5f);
+        ftc_layernorm_backward(c->dx[s], c->dw[s], c->db[s], c->dy, c->x, c->w, c->mean[s], c->rstd[s], NN, NC);
     }
 }
 static void run_norm(bool rms) {
@@ -201,28 +201,28 @@ typedef struct {
 } misc_ctx;
 static void misc_run(void *p, int s) {
     misc_ctx *c = p;
-    embedding_forward(c->eout[s], c->ids, c->pos, NULL, c->wte, c->wpe, NULL, EN, EC);
-    embedding_backward(c->dwte[s], c->dwpe[s], NULL, c->edy, c->ids, c->pos, NULL, EN, EC);
-    linear_forward(c->ly[s], c->lx, c->lW, c->lb, LN, LI, LO);
-    linear_backward(c->ldx[s], c->ldW[s], c->ldb[s], c->ldy, c->lx, c->lW, LN, LI, LO);
+    ftc_embedding_forward(c->eout[s], c->ids, c->pos, NULL, c->wte, c->wpe, NULL, EN, EC);
+    ftc_embedding_backward(c->dwte[s], c->dwpe[s], NULL, c->edy, c->ids, c->pos, NULL, EN, EC);
+    ftc_linear_forward(c->ly[s], c->lx, c->lW, c->lb, LN, LI, LO);
+    ftc_linear_backward(c->ldx[s], c->ldW[s], c->ldb[s], c->ldy, c->lx, c->lW, LN, LI, LO);
     int counted;
-    c->loss[s] = cross_entropy_forward(c->logits, c->targets, CN, CV, &counted);
-    cross_entropy_backward(c->dlogits[s], c->logits, c->targets, CN, CV, 1.0f);
-    gelu_tanh_forward(c->act[s][0], c->x, XN);
-    gelu_tanh_backward(c->act[s][1], c->dy, c->x, XN);
-    gelu_erf_forward(c->act[s][2], c->x, XN);
-    gelu_erf_backward(c->act[s][3], c->dy, c->x, XN);
-    swiglu_forward(c->act[s][4], c->x, c->x2, XN);
-    swiglu_backward(c->act[s][5], c->act[s][6], c->dy, c->x, c->x2, XN);
-    add_forward(c->act[s][7], c->x, c->x2, XN);
+    c->loss[s] = ftc_cross_entropy_forward(c->logits, c->targets, CN, CV, &counted);
+    ftc_cross_entropy_backward(c->dlogits[s], c->logits, c->targets, CN, CV, 1.0f);
+    ftc_gelu_tanh_forward(c->act[s][0], c->x, XN);
+    ftc_gelu_tanh_backward(c->act[s][1], c->dy, c->x, XN);
+    ftc_gelu_erf_forward(c->act[s][2], c->x, XN);
+    ftc_gelu_erf_backward(c->act[s][3], c->dy, c->x, XN);
+    ftc_swiglu_forward(c->act[s][4], c->x, c->x2, XN);
+    ftc_swiglu_backward(c->act[s][5], c->act[s][6], c->dy, c->x, c->x2, XN);
+    ftc_add_forward(c->act[s][7], c->x, c->x2, XN);
     int32_t pos[RN];
     for (int n = 0; n < RN; n++) pos[n] = n * 7;
     memcpy(c->rope[s][0], c->rx, sizeof(float) * RN * RH * RD);
     memcpy(c->rope[s][1], c->rx, sizeof(float) * RN * RH * RD);
-    rope_forward(c->rope[s][0], pos, c->inv_freq, RN, RH, RD);
-    rope_backward(c->rope[s][1], pos, c->inv_freq, RN, RH, RD);
+    ftc_rope_forward(c->rope[s][0], pos, c->inv_freq, RN, RH, RD);
+    ftc_rope_backward(c->rope[s][1], pos, c->inv_freq, RN, RH, RD);
     memcpy(c->w[s], c->w0, sizeof(float) * WN);
-    for (int t = 1; t <= 3; t++) adamw_update(c->w[s], c->g, c->m[s], c->v[s], WN, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
+    for (int t = 1; t <= 3; t++) ftc_adamw_update(c->w[s], c->g, c->m[s], c->v[s], WN, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
 }
 static void test_misc_deterministic(void **state) {
     (void)state;
@@ -233,7 +233,7 @@ static void test_misc_deterministic(void **state) {
     c.lx = randn(LN * LI, 1); c.lW = randn(LO * LI, 1); c.lb = randn(LO, 1); c.ldy = randn(LN * LO, 1);
     c.logits = randn((size_t)CN * CV, 3); c.x = randn(XN, 2); c.x2 = randn(XN, 1); c.dy = randn(XN, 1);
     c.rx = randn(RN * RH * RD, 1); c.w0 = randn(WN, 1); c.g = randn(WN, 0.1f);
-    rope_inv_freq(c.inv_freq, RD, 10000.0f);
+    ftc_rope_inv_freq(c.inv_freq, RD, 10000.0f);
     for (int s = 0; s < 2; s++) {
         c.eout[s] = zeros(EN * EC); c.dwte[s] = zeros(EV * EC); c.dwpe[s] = zeros(17 * EC);
         c.ly[s] = zeros(LN * LO); c.ldx[s] = zeros(LN * LI); c.ldW[s] = zeros(LO * LI); c.ldb[s] = zeros(LO);

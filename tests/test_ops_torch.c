@@ -135,9 +135,9 @@ static void test_embedding(void **state) {
     int N = (int)NUMEL(&f, "ids"), C = (int)DIM(&f, "wte", 1);
     float *out = zeros((size_t)N * C), *dwte = zeros(NUMEL(&f, "wte")), *dwpe = zeros(NUMEL(&f, "wpe")),
           *dwtt = zeros(NUMEL(&f, "wtt"));
-    embedding_forward(out, I32(&f, "ids"), I32(&f, "pos"), I32(&f, "types"), F32(&f, "wte"), F32(&f, "wpe"),
+    ftc_embedding_forward(out, I32(&f, "ids"), I32(&f, "pos"), I32(&f, "types"), F32(&f, "wte"), F32(&f, "wpe"),
                       F32(&f, "wtt"), N, C);
-    embedding_backward(dwte, dwpe, dwtt, F32(&f, "dy"), I32(&f, "ids"), I32(&f, "pos"), I32(&f, "types"), N, C);
+    ftc_embedding_backward(dwte, dwpe, dwtt, F32(&f, "dy"), I32(&f, "ids"), I32(&f, "pos"), I32(&f, "types"), N, C);
     compare("embedding", &f, "out", out, (size_t)N * C);
     compare("embedding", &f, "dwte", dwte, NUMEL(&f, "wte"));
     compare("embedding", &f, "dwpe", dwpe, NUMEL(&f, "wpe"));
@@ -154,11 +154,11 @@ static void run_norm(const char *name, bool rms) {
     float *y = zeros((size_t)N * C), *mean = zeros(N), *rstd = zeros(N), *dx = zeros((size_t)N * C),
           *dw = zeros(C), *db = zeros(C);
     if (rms) {
-        rmsnorm_forward(y, rstd, F32(&f, "x"), F32(&f, "w"), N, C, eps);
-        rmsnorm_backward(dx, dw, F32(&f, "dy"), F32(&f, "x"), F32(&f, "w"), rstd, N, C);
+        ftc_rmsnorm_forward(y, rstd, F32(&f, "x"), F32(&f, "w"), N, C, eps);
+        ftc_rmsnorm_backward(dx, dw, F32(&f, "dy"), F32(&f, "x"), F32(&f, "w"), rstd, N, C);
     } else {
-        layernorm_forward(y, mean, rstd, F32(&f, "x"), F32(&f, "w"), F32(&f, "b"), N, C, eps);
-        layernorm_backward(dx, dw, db, F32(&f, "dy"), F32(&f, "x"), F32(&f, "w"), mean, rstd, N, C);
+        ftc_layernorm_forward(y, mean, rstd, F32(&f, "x"), F32(&f, "w"), F32(&f, "b"), N, C, eps);
+        ftc_layernorm_backward(dx, dw, db, F32(&f, "dy"), F32(&f, "x"), F32(&f, "w"), mean, rstd, N, C);
     }
     compare(name, &f, "y", y, (size_t)N * C);
     compare(name, &f, "dx", dx, (size_t)N * C);
@@ -176,8 +176,8 @@ static void test_linear(void **state) {
     fx_load(&f, "linear");
     int N = (int)DIM(&f, "x", 0), I = (int)DIM(&f, "x", 1), O = (int)DIM(&f, "W", 0);
     float *y = zeros((size_t)N * O), *dx = zeros((size_t)N * I), *dW = zeros((size_t)O * I), *db = zeros(O);
-    linear_forward(y, F32(&f, "x"), F32(&f, "W"), F32(&f, "b"), N, I, O);
-    linear_backward(dx, dW, db, F32(&f, "dy"), F32(&f, "x"), F32(&f, "W"), N, I, O);
+    ftc_linear_forward(y, F32(&f, "x"), F32(&f, "W"), F32(&f, "b"), N, I, O);
+    ftc_linear_backward(dx, dW, db, F32(&f, "dy"), F32(&f, "x"), F32(&f, "W"), N, I, O);
     compare("linear", &f, "y", y, (size_t)N * O);
     compare("linear", &f, "dx", dx, (size_t)N * I);
     compare("linear", &f, "dW", dW, (size_t)O * I);
@@ -192,9 +192,9 @@ static void run_act(const char *name) {
     int n = (int)NUMEL(&f, "x");
     float *y = zeros(n), *dx = zeros(n);
     const float *x = F32(&f, "x"), *dy = F32(&f, "dy");
-    if (strcmp(name, "gelu_tanh") == 0) { gelu_tanh_forward(y, x, n); gelu_tanh_backward(dx, dy, x, n); }
-    else if (strcmp(name, "gelu_erf") == 0) { gelu_erf_forward(y, x, n); gelu_erf_backward(dx, dy, x, n); }
-    else { tanh_forward(y, x, n); tanh_backward(dx, dy, y, n); }
+    if (strcmp(name, "gelu_tanh") == 0) { ftc_gelu_tanh_forward(y, x, n); ftc_gelu_tanh_backward(dx, dy, x, n); }
+    else if (strcmp(name, "gelu_erf") == 0) { ftc_gelu_erf_forward(y, x, n); ftc_gelu_erf_backward(dx, dy, x, n); }
+    else { ftc_tanh_forward(y, x, n); ftc_tanh_backward(dx, dy, y, n); }
     compare(name, &f, "y", y, n);
     compare(name, &f, "dx", dx, n);
     free(y); free(dx);
@@ -210,8 +210,8 @@ static void test_swiglu(void **state) {
     fx_load(&f, "swiglu");
     int n = (int)NUMEL(&f, "gate");
     float *y = zeros(n), *dg = zeros(n), *du = zeros(n);
-    swiglu_forward(y, F32(&f, "gate"), F32(&f, "up"), n);
-    swiglu_backward(dg, du, F32(&f, "dy"), F32(&f, "gate"), F32(&f, "up"), n);
+    ftc_swiglu_forward(y, F32(&f, "gate"), F32(&f, "up"), n);
+    ftc_swiglu_backward(dg, du, F32(&f, "dy"), F32(&f, "gate"), F32(&f, "up"), n);
     compare("swiglu", &f, "y", y, n);
     compare("swiglu", &f, "dgate", dg, n);
     compare("swiglu", &f, "dup", du, n);
@@ -226,17 +226,17 @@ static void run_rope(const char *name, bool llama3) {
     float theta = F32(&f, "theta")[0], *inv_freq = zeros(D / 2);
     if (llama3) {
         const float *s = F32(&f, "llama3"); /* factor, low, high, original_max_position_embeddings */
-        rope_inv_freq_llama3(inv_freq, D, theta, s[0], s[1], s[2], (int)s[3]);
+        ftc_rope_inv_freq_llama3(inv_freq, D, theta, s[0], s[1], s[2], (int)s[3]);
     } else {
-        rope_inv_freq(inv_freq, D, theta);
+        ftc_rope_inv_freq(inv_freq, D, theta);
     }
     compare(name, &f, "inv_freq", inv_freq, D / 2);
     size_t n = (size_t)N * H * D;
     float *y = zeros(n), *dx = zeros(n);
     memcpy(y, F32(&f, "x"), n * sizeof(float));
-    rope_forward(y, I32(&f, "pos"), inv_freq, N, H, D);
+    ftc_rope_forward(y, I32(&f, "pos"), inv_freq, N, H, D);
     memcpy(dx, F32(&f, "dy"), n * sizeof(float));
-    rope_backward(dx, I32(&f, "pos"), inv_freq, N, H, D);
+    ftc_rope_backward(dx, I32(&f, "pos"), inv_freq, N, H, D);
     compare(name, &f, "y", y, n);
     compare(name, &f, "dx", dx, n);
     free(inv_freq); free(y); free(dx);
@@ -254,8 +254,8 @@ static void run_attention(const char *name) {
     size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * Hkv * D, na = (size_t)B * H * T * T;
     float *out = zeros(nq), *att = zeros(na), *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk), *scratch = zeros(na);
     const uint8_t *mask = fx_get(&f, "key_mask", 2)->data;
-    attention_forward(out, att, F32(&f, "q"), F32(&f, "k"), F32(&f, "v"), mask, B, T, H, Hkv, D, causal);
-    attention_backward(dq, dk, dv, F32(&f, "dy"), att, F32(&f, "q"), F32(&f, "k"), F32(&f, "v"), B, T, H, Hkv, D,
+    ftc_attention_forward(out, att, F32(&f, "q"), F32(&f, "k"), F32(&f, "v"), mask, B, T, H, Hkv, D, causal);
+    ftc_attention_backward(dq, dk, dv, F32(&f, "dy"), att, F32(&f, "q"), F32(&f, "k"), F32(&f, "v"), B, T, H, Hkv, D,
                        scratch);
     compare(name, &f, "out", out, nq);
     compare(name, &f, "att", att, na);
@@ -273,9 +273,9 @@ static void test_cross_entropy(void **state) {
     fixture f;
     fx_load(&f, "cross_entropy");
     int N = (int)DIM(&f, "logits", 0), V = (int)DIM(&f, "logits", 1), counted = -1;
-    float loss = cross_entropy_forward(F32(&f, "logits"), I32(&f, "targets"), N, V, &counted);
+    float loss = ftc_cross_entropy_forward(F32(&f, "logits"), I32(&f, "targets"), N, V, &counted);
     float *dl = zeros((size_t)N * V);
-    cross_entropy_backward(dl, F32(&f, "logits"), I32(&f, "targets"), N, V, F32(&f, "dloss")[0]);
+    ftc_cross_entropy_backward(dl, F32(&f, "logits"), I32(&f, "targets"), N, V, F32(&f, "dloss")[0]);
     assert_int_equal(counted, N - 2);
     compare("cross_entropy", &f, "loss", &loss, 1);
     compare("cross_entropy", &f, "dlogits", dl, (size_t)N * V);
@@ -290,13 +290,13 @@ static void run_pool(const char *name) {
     const uint8_t *mask = fx_get(&f, "mask", 2)->data;
     float *out = zeros((size_t)B * C), *dx = zeros((size_t)B * T * C);
     const float *x = F32(&f, "x"), *dy = F32(&f, "dy");
-    if (strcmp(name, "pool_cls") == 0) { pool_cls_forward(out, x, B, T, C); pool_cls_backward(dx, dy, B, T, C); }
+    if (strcmp(name, "pool_cls") == 0) { ftc_pool_cls_forward(out, x, B, T, C); ftc_pool_cls_backward(dx, dy, B, T, C); }
     else if (strcmp(name, "pool_mean") == 0) {
-        pool_mean_forward(out, x, mask, B, T, C);
-        pool_mean_backward(dx, dy, mask, B, T, C);
+        ftc_pool_mean_forward(out, x, mask, B, T, C);
+        ftc_pool_mean_backward(dx, dy, mask, B, T, C);
     } else {
-        pool_last_forward(out, x, mask, B, T, C);
-        pool_last_backward(dx, dy, mask, B, T, C);
+        ftc_pool_last_forward(out, x, mask, B, T, C);
+        ftc_pool_last_backward(dx, dy, mask, B, T, C);
     }
     compare(name, &f, "out", out, (size_t)B * C);
     compare(name, &f, "dx", dx, (size_t)B * T * C);
@@ -321,7 +321,7 @@ static void run_adamw(const char *name) {
     const float *grads = F32(&f, "grads"), *ws = F32(&f, "w");
     double worst = 0;
     for (int s = 0; s < steps; s++) {
-        adamw_update(w, grads + (size_t)s * n, m, v, n, hp[0], hp[1], hp[2], hp[3], hp[4], s + 1);
+        ftc_adamw_update(w, grads + (size_t)s * n, m, v, n, hp[0], hp[1], hp[2], hp[3], hp[4], s + 1);
         for (int i = 0; i < n; i++) {
             double err = fabs((double)w[i] - ws[(size_t)s * n + i]) / fmax(1.0, fabs(ws[(size_t)s * n + i]));
             if (err > worst) worst = err;

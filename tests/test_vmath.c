@@ -24,7 +24,7 @@ static void each_path(void (*fn)(const char *path)) {
             fprintf(stderr, "(no %s on this CPU: skipped)\n", paths[i]);
             continue;
         }
-        assert_int_equal(vm_use_avx512(), i == 1);
+        assert_int_equal(ftc_vm_use_avx512(), i == 1);
         fn(paths[i]);
     }
     ftc_matmul_set_backend("auto");
@@ -39,7 +39,7 @@ static void check_exp(const char *path) {
     ftc_rng_seed(&r, 7);
     for (int i = 0; i < N; i++) /* a sweep over the whole range, and random points near 0 */
         x[i] = i % 2 ? -104.0f + 193.0f * (float)i / N : 4.0f * (ftc_rng_uniform(&r) - 0.5f);
-    vm_exp(y, x, N);
+    ftc_vm_exp(y, x, N);
     double worst = 0;
     for (int i = 0; i < N; i++) {
         double ref = exp((double)x[i]);
@@ -54,11 +54,11 @@ static void check_exp(const char *path) {
     for (int n = 0; n < 40; n++) {
         float a[40], b[40];
         for (int i = 0; i < n; i++) a[i] = b[i] = (float)i * 0.37f - 5.0f;
-        vm_exp(a, a, n);
+        ftc_vm_exp(a, a, n);
         for (int i = 0; i < n; i++) assert_true(fabs(a[i] - exp((double)b[i])) <= 1e-6 * exp((double)b[i]));
     }
     float sp[6] = {-INFINITY, INFINITY, NAN, 0.0f, -1000.0f, 1000.0f}, so[6];
-    vm_exp(so, sp, 6);
+    ftc_vm_exp(so, sp, 6);
     assert_true(so[0] == 0.0f);
     assert_true(isinf(so[1]) && so[1] > 0);
     assert_true(isnan(so[2]));
@@ -71,7 +71,7 @@ static void check_exp(const char *path) {
         for (int i = 0; i < n; i++) ref += exp((double)(x[i] - 1.5f));
         float *e = malloc((size_t)n * sizeof *e);
         assert_non_null(e);
-        double s1 = vm_exp_sum(NULL, x, 1.5f, n), s2 = vm_exp_sum(e, x, 1.5f, n);
+        double s1 = ftc_vm_exp_sum(NULL, x, 1.5f, n), s2 = ftc_vm_exp_sum(e, x, 1.5f, n);
         assert_true(s1 == s2);
         assert_true(fabs(s1 - ref) <= 1e-6 * ref);
         for (int i = 0; i < n; i++) {
@@ -107,13 +107,13 @@ static void check_act(const char *path) {
         du[i] = 0.0f;
     }
     double wf = 0, wb = 0, ws = 0, wsg = 0, wsu = 0;
-    gelu_tanh_forward(y, x, N);
+    ftc_gelu_tanh_forward(y, x, N);
     for (int i = 0; i < N; i++) {
         double v = x[i], u2 = 2 * 0.7978845608028654 * fabs(v + 0.044715 * v * v * v);
         double ref = gelu_ref(v), e = fabs(y[i] - ref) / (fabs(ref) + 1e-30) / (1 + u2);
         if (fabs(ref) > 1e-30 && e > wf) wf = e;
     }
-    gelu_tanh_backward(dx, dy, x, N);
+    ftc_gelu_tanh_backward(dx, dy, x, N);
     for (int i = 0; i < N; i++) {
         /* the derivative in its tanh form (torch's formula), in double */
         double v = x[i], t = tanh(0.7978845608028654 * (v + 0.044715 * v * v * v));
@@ -126,16 +126,16 @@ static void check_act(const char *path) {
         if (e > wb) wb = e;
     }
     float first = dx[123];
-    gelu_tanh_backward(dx, dy, x, N); /* accumulates */
+    ftc_gelu_tanh_backward(dx, dy, x, N); /* accumulates */
     assert_true(fabs(dx[123] - 2 * first) <= 1e-6 * fabs(first));
-    swiglu_forward(y, x, u, N);
+    ftc_swiglu_forward(y, x, u, N);
     for (int i = 0; i < N; i++) {
         double g = x[i], s = 1 / (1 + exp(-g)), ref = g * s * u[i];
         double e = fabs(y[i] - ref) / (fabs(ref) + 1e-30);
         if (fabs(ref) > 1e-30 && e > ws) ws = e;
     }
     for (int i = 0; i < N; i++) dx[i] = 0.0f;
-    swiglu_backward(dx, du, dy, x, u, N);
+    ftc_swiglu_backward(dx, du, dy, x, u, N);
     for (int i = 0; i < N; i++) {
         double g = x[i], s = 1 / (1 + exp(-g));
         double rg = dy[i] * u[i] * s * (1 + g * (1 - s)), ru = dy[i] * g * s;
@@ -169,8 +169,8 @@ static void check_gelu_erf(const char *path) {
         dy[i] = ftc_rng_normal(&r);
         dx[i] = 0.0f;
     }
-    gelu_erf_forward(y, x, N);
-    gelu_erf_backward(dx, dy, x, N);
+    ftc_gelu_erf_forward(y, x, N);
+    ftc_gelu_erf_backward(dx, dy, x, N);
     double wf = 0, wb = 0;
     for (int i = 0; i < N; i++) {
         double v = x[i], cdf = 0.5 * erfc(-v / sqrt(2.0)), pdf = exp(-0.5 * v * v) / sqrt(2 * M_PI);
@@ -219,10 +219,10 @@ static float *gelu_inputs(int *n_out) {
  * erf, the backward ones with dy = 1 into dx = 0 (so out[1], out[3] are the derivatives). */
 static void gelu_all(float *out[4], const float *x, const float *ones, int n) {
     for (int i = 0; i < n; i++) out[1][i] = out[3][i] = 0.0f;
-    gelu_tanh_forward(out[0], x, n);
-    gelu_tanh_backward(out[1], ones, x, n);
-    gelu_erf_forward(out[2], x, n);
-    gelu_erf_backward(out[3], ones, x, n);
+    ftc_gelu_tanh_forward(out[0], x, n);
+    ftc_gelu_tanh_backward(out[1], ones, x, n);
+    ftc_gelu_erf_forward(out[2], x, n);
+    ftc_gelu_erf_backward(out[3], ones, x, n);
 }
 
 /* Double references. The tanh form through s = sigmoid(2u) = 0.5 (1 + tanh u) and s (1 - s) = e / (1 + e)^2,
@@ -341,10 +341,10 @@ static void check_ce(const char *path) {
     }
     loss_ref /= cnt_ref;
     int cnt;
-    float loss = cross_entropy_forward(lg, tg, N, V, &cnt);
+    float loss = ftc_cross_entropy_forward(lg, tg, N, V, &cnt);
     assert_int_equal(cnt, cnt_ref);
     assert_true(fabs(loss - loss_ref) <= 1e-6 * fabs(loss_ref));
-    cross_entropy_backward(d, lg, tg, N, V, 2.0f);
+    ftc_cross_entropy_backward(d, lg, tg, N, V, 2.0f);
     double worst = 0;
     for (int n = 0; n < N; n++) {
         double mx = -INFINITY, s = 0;
@@ -385,7 +385,7 @@ static void test_adamw_paths_identical(void **state) {
             }
             ftc_matmul_set_backend(p == 0 ? "generic" : "avx512");
             for (int t = 1; t <= 3; t++)
-                adamw_update(buf[p][0], g, buf[p][1], buf[p][2], n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
+                ftc_adamw_update(buf[p][0], g, buf[p][1], buf[p][2], n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
         }
         for (int k = 0; k < 3; k++) assert_memory_equal(buf[0][k], buf[1][k], (size_t)n * sizeof(float));
         assert_true(buf[1][0][0] != -0.3f); /* it did update */
@@ -421,12 +421,12 @@ static void test_norm_paths_identical(void **state) {
             }
             ftc_matmul_set_backend(p == 0 ? "generic" : "avx512");
             float **o = out[p];
-            layernorm_forward(o[0], o[1], o[2], x, w, b, N, C, 1e-5f);
-            layernorm_backward(o[3], o[4], o[5], dy, x, w, o[1], o[2], N, C);
+            ftc_layernorm_forward(o[0], o[1], o[2], x, w, b, N, C, 1e-5f);
+            ftc_layernorm_backward(o[3], o[4], o[5], dy, x, w, o[1], o[2], N, C);
             float *rstd = malloc(N * sizeof *rstd);
             assert_non_null(rstd);
-            rmsnorm_forward(o[6], rstd, x, w, N, C, 1e-6f);
-            rmsnorm_backward(o[6] + NC, o[7], dy, x, w, rstd, N, C);
+            ftc_rmsnorm_forward(o[6], rstd, x, w, N, C, 1e-6f);
+            ftc_rmsnorm_backward(o[6] + NC, o[7], dy, x, w, rstd, N, C);
             free(rstd);
         }
         for (int k = 0; k < 8; k++)
@@ -437,7 +437,7 @@ static void test_norm_paths_identical(void **state) {
         for (int p = 0; p < 2; p++) {
             ftc_matmul_set_backend(p == 0 ? "generic" : "avx512");
             for (int c = 0; c < C; c++) db[p][c] = 0.5f;
-            linear_backward(NULL, NULL, db[p], dy, x, w, N, 1, C);
+            ftc_linear_backward(NULL, NULL, db[p], dy, x, w, N, 1, C);
         }
         assert_memory_equal(db[0], db[1], C * sizeof(float));
         for (int c = 0; c < C; c++) {

@@ -10,78 +10,78 @@
 #include "ftc/base.h"
 
 /* out[n,:] = wte[ids[n],:]  (+ wpe[pos[n],:] if wpe) (+ wtt[types[n],:] if wtt) */
-void embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
+void ftc_embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                        const float *wpe, const float *wtt, int N, int C);
-void embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
+void ftc_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
                         const int32_t *pos, const int32_t *types, int N, int C);
 
 /* y = (x - mean) / sqrt(var + eps) * w + b; saves mean and rstd [N] for backward. b may be NULL. */
-void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
+void ftc_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
                        int C, float eps);
-void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+void ftc_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                         const float *mean, const float *rstd, int N, int C);
 /* y = x / sqrt(mean(x^2) + eps) * w; saves rstd [N]. */
-void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps);
-void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
+void ftc_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps);
+void ftc_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
                       int C);
 
 /* y[N,O] = x[N,I] @ W^T + b, W stored [O,I] (nn.Linear). GPT-2 Conv1D weights [I,O] are transposed
  * once at load, so every linear here has the same layout. b may be NULL. */
-void linear_forward(float *y, const float *x, const float *W, const float *b, int N, int I, int O);
+void ftc_linear_forward(float *y, const float *x, const float *W, const float *b, int N, int I, int O);
 /* dx += dy @ W; dW += dy^T @ x; db += sum_n dy. Any of dx/dW/db may be NULL (skipped). */
-void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int N, int I,
+void ftc_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int N, int I,
                      int O);
 /* The same with W as bf16 bits: products in bf16 (x, dy rounded to nearest even as they are read), f32
  * accumulation (ftc_matmul_bf16); dW and db stay f32. */
-void linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O);
-void linear_backward_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *W, int N,
+void ftc_linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O);
+void ftc_linear_backward_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *W, int N,
                           int I, int O);
 
 /* Activations, elementwise over n values. */
-void gelu_tanh_forward(float *y, const float *x, int n); /* GPT-2 gelu_new */
-void gelu_tanh_backward(float *dx, const float *dy, const float *x, int n);
-void gelu_erf_forward(float *y, const float *x, int n); /* BERT gelu */
-void gelu_erf_backward(float *dx, const float *dy, const float *x, int n);
+void ftc_gelu_tanh_forward(float *y, const float *x, int n); /* GPT-2 gelu_new */
+void ftc_gelu_tanh_backward(float *dx, const float *dy, const float *x, int n);
+void ftc_gelu_erf_forward(float *y, const float *x, int n); /* BERT gelu */
+void ftc_gelu_erf_backward(float *dx, const float *dy, const float *x, int n);
 /* Bias + GELU after a bias-less matmul (ops_fused.c): x[n,:] += b (b NULL: none), y = gelu(x) (tanh form when
  * tanh_form, else erf), one row block at a time while it is in cache. x keeps the pre-activation for backward. */
-void bias_gelu_forward(float *y, float *x, const float *b, int N, int O, bool tanh_form);
+void ftc_bias_gelu_forward(float *y, float *x, const float *b, int N, int O, bool tanh_form);
 /* Residual add + norm (ops_fused.c): s = a + b, then y = layernorm(s) / rmsnorm(s) as the functions above,
  * one row block at a time; s is written (the residual stream and the norm's backward input). */
-void add_layernorm_forward(float *s, float *y, float *mean, float *rstd, const float *a, const float *b,
+void ftc_add_layernorm_forward(float *s, float *y, float *mean, float *rstd, const float *a, const float *b,
                            const float *w, const float *bias, int N, int C, float eps);
-void add_rmsnorm_forward(float *s, float *y, float *rstd, const float *a, const float *b, const float *w, int N, int C,
+void ftc_add_rmsnorm_forward(float *s, float *y, float *rstd, const float *a, const float *b, const float *w, int N, int C,
                          float eps);
 /* SwiGLU: y[N,F] = silu(gate[N,F]) * up[N,F] */
-void swiglu_forward(float *y, const float *gate, const float *up, int n);
-void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n);
+void ftc_swiglu_forward(float *y, const float *gate, const float *up, int n);
+void ftc_swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n);
 /* y = a + b (residual) */
-void add_forward(float *y, const float *a, const float *b, int n);
+void ftc_add_forward(float *y, const float *a, const float *b, int n);
 
 /* RoPE in place on x [N, H, D] (HF rotate_half: pairs (i, i+D/2)); pos[n] gives the position.
- * inv_freq[D/2] = 1 / theta^(2i/D) from rope_inv_freq (or rope_inv_freq_llama3).
- * rope_backward rotates dx back in place (the gradient w.r.t. the pre-rotation x replaces dx). */
-void rope_inv_freq(float *inv_freq, int D, float theta);
+ * inv_freq[D/2] = 1 / theta^(2i/D) from ftc_rope_inv_freq (or ftc_rope_inv_freq_llama3).
+ * ftc_rope_backward rotates dx back in place (the gradient w.r.t. the pre-rotation x replaces dx). */
+void ftc_rope_inv_freq(float *inv_freq, int D, float theta);
 /* Llama-3 rope_scaling {"rope_type": "llama3", factor, low_freq_factor, high_freq_factor,
- * original_max_position_embeddings}: rope_inv_freq, then long wavelengths divided by factor, short ones kept,
+ * original_max_position_embeddings}: ftc_rope_inv_freq, then long wavelengths divided by factor, short ones kept,
  * the band between blended (transformers' _compute_llama3_parameters). */
-void rope_inv_freq_llama3(float *inv_freq, int D, float theta, float factor, float low_freq_factor,
+void ftc_rope_inv_freq_llama3(float *inv_freq, int D, float theta, float factor, float low_freq_factor,
                           float high_freq_factor, int original_max_position_embeddings);
-void rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D);
-void rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D); /* in place */
+void ftc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D);
+void ftc_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D); /* in place */
 
 /* Scaled dot-product attention. q [B,T,H,D], k,v [B,T,Hkv,D] (GQA: head h uses kv head h/(H/Hkv)).
  * causal: key j visible to query i iff j <= i. key_mask [B,T] (1 = real token, 0 = padding; NULL = all real).
  * A query always sees itself (j == i), so padded query rows stay finite; real rows are unaffected.
  * att [B,H,T,T] saves softmax probabilities for backward. out [B,T,H,D]. */
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+void ftc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal);
 /* Accumulates into dq, dk, dv (each may be NULL: not needed). scratch: at least B*H*T*T floats. */
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+void ftc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch);
 /* Training options of attention (NULL: none, what the two functions above do). */
 typedef struct {
     float dropout_p;            /* > 0: dropout on the probabilities (BERT, GPT-2): forward draws drop_mask for the
-                                 * whole att in one dropout_forward call after the softmax and multiplies
+                                 * whole att in one ftc_dropout_forward call after the softmax and multiplies
                                  * att_drop = att * drop_mask by v; backward reads both */
     ftc_rng *rng;               /* the dropout randomness */
     float *att_drop, *drop_mask; /* [B,H,T,T] each, when dropout_p > 0 */
@@ -89,10 +89,10 @@ typedef struct {
                                  * q k^T, whose rounding the softmax amplifies (stories260K's loss curve moved 5%
                                  * per step from fp32 with them in bf16, 1.5% without) */
 } attention_opts;
-void attention_forward_ex(float *out, float *att, const float *q, const float *k, const float *v,
+void ftc_attention_forward_ex(float *out, float *att, const float *q, const float *k, const float *v,
                           const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal,
                           const attention_opts *opts);
-void attention_backward_ex(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+void ftc_attention_backward_ex(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                            const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch,
                            const attention_opts *opts);
 
@@ -100,36 +100,36 @@ void attention_backward_ex(float *dq, float *dk, float *dv, const float *dout, c
  * q, out [B,Tn,H,D]: the queries of the Tn newest positions Tk-Tn .. Tk-1. k_cache, v_cache [B,Tcap,Hkv,D]
  * (Tcap >= Tk rows per batch entry) already hold the keys/values of positions 0..Tk-1, the new ones included.
  * Causal: new query i sees keys 0..Tk-Tn+i. att [B,H,Tn,Tk] receives the probabilities (0 for hidden keys).
- * Gives the rows Tk-Tn.. of attention_forward(causal) on the whole sequence. */
-void attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
+ * Gives the rows Tk-Tn.. of ftc_attention_forward(causal) on the whole sequence. */
+void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
                               int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D);
 
 /* Softmax cross-entropy over V for N rows. targets[n] < 0 (e.g. -100) is ignored.
  * Returns the mean loss over counted rows (0 if none) and writes *n_counted.
  * Backward: dlogits = (softmax - onehot) * dloss / n_counted for counted rows, 0 for ignored rows.
  * (dlogits is written, not accumulated: logits are never shared.) */
-float cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted);
-void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss);
+float ftc_cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted);
+void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss);
 
 /* Pooling [B,T,C] -> [B,C]. mask [B,T] 1 = real token. */
-void pool_cls_forward(float *out, const float *x, int B, int T, int C); /* first token */
-void pool_cls_backward(float *dx, const float *dout, int B, int T, int C);
-void pool_mean_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C);
-void pool_mean_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C);
-void pool_last_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C); /* last real token */
-void pool_last_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C);
-void tanh_forward(float *y, const float *x, int n); /* BERT pooler activation */
-void tanh_backward(float *dx, const float *dy, const float *y, int n);
+void ftc_pool_cls_forward(float *out, const float *x, int B, int T, int C); /* first token */
+void ftc_pool_cls_backward(float *dx, const float *dout, int B, int T, int C);
+void ftc_pool_mean_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C);
+void ftc_pool_mean_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C);
+void ftc_pool_last_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C); /* last real token */
+void ftc_pool_last_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C);
+void ftc_tanh_forward(float *y, const float *x, int n); /* BERT pooler activation */
+void ftc_tanh_backward(float *dx, const float *dy, const float *y, int n);
 
 /* Inverted dropout with probability p: mask[i] = (keep ? 1/(1-p) : 0), y = x * mask (y == x allowed).
  * Each call takes ONE 64-bit draw from rng as a key; value i is kept iff a counter-based hash of (key, i)
  * (splitmix64's finaliser, top 24 bits) is >= ceil(p 2^24), so P(keep) = 1 - p at ftc_rng_uniform's
  * resolution. The mask depends only on the rng state and i: not on the thread count, the CPU path or n.
  * p == 0 copies x, fills mask with 1 and draws nothing. */
-void dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng);
-void dropout_backward(float *dx, const float *dy, const float *mask, int n);
+void ftc_dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng);
+void ftc_dropout_backward(float *dx, const float *dy, const float *mask, int n);
 
 /* AdamW (decoupled weight decay, PyTorch semantics) on n values; step t starts at 1. */
-void adamw_update(float *w, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
+void ftc_adamw_update(float *w, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int64_t t);
 #endif

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-void ds_csv_free(ftc_reader *r) {
+void ftc_ds_csv_free(ftc_reader *r) {
     for (int i = 0; i < r->n_cols; i++) free(r->cols[i]);
     free(r->cols);
     free(r->field_buf);
@@ -61,7 +61,7 @@ static ftc_status read_record(ftc_reader *r, long *rec_line, bool *got, ftc_err 
     bool io;
     const char *line;
     for (;;) {
-        line = ds_read_line(r, &len, &io);
+        line = ftc_ds_read_line(r, &len, &io);
         if (io) { r->done = true; return ftc_errf(err, FTC_E_IO, "%s: read error", r->path); }
         if (!line) { r->done = true; return FTC_OK; }
         if (len == 0 || (len == 1 && line[0] == '\r')) continue;
@@ -69,14 +69,14 @@ static ftc_status read_record(ftc_reader *r, long *rec_line, bool *got, ftc_err 
     }
     *got = true;
     *rec_line = r->line_no;
-    ftc_status s = ds_check_utf8(r, line, len, r->line_no, err);
+    ftc_status s = ftc_ds_check_utf8(r, line, len, r->line_no, err);
     if (s != FTC_OK) return s;
     const char sep = r->sep;
     size_t i = 0;
     for (;;) { /* one field per iteration */
-        if (!field_begin(r, r->line_no, ds_char_col(line, i))) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+        if (!field_begin(r, r->line_no, ftc_ds_char_col(line, i))) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
         if (i < len && line[i] == '"') {
-            long open_line = r->line_no, open_col = ds_char_col(line, i);
+            long open_line = r->line_no, open_col = ftc_ds_char_col(line, i);
             i++;
             for (;;) {
                 const char *q = memchr(line + i, '"', len - i);
@@ -94,19 +94,19 @@ static ftc_status read_record(ftc_reader *r, long *rec_line, bool *got, ftc_err 
                 /* the quoted field goes on over a line break: keep the break as written */
                 if (!buf_put(r, line + i, len - i) || !buf_put(r, "\n", 1))
                     return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-                line = ds_read_line(r, &len, &io);
+                line = ftc_ds_read_line(r, &len, &io);
                 if (io) { r->done = true; return ftc_errf(err, FTC_E_IO, "%s: read error", r->path); }
                 if (!line) {
                     r->done = true;
-                    return ds_err_at(err, r, open_line, open_col, "quoted field is not closed before the end of the file");
+                    return ftc_ds_err_at(err, r, open_line, open_col, "quoted field is not closed before the end of the file");
                 }
-                s = ds_check_utf8(r, line, len, r->line_no, err);
+                s = ftc_ds_check_utf8(r, line, len, r->line_no, err);
                 if (s != FTC_OK) return s;
                 i = 0;
             }
             bool at_end = i == len || (i + 1 == len && line[i] == '\r');
             if (!at_end && line[i] != sep)
-                return ds_err_at(err, r, r->line_no, ds_char_col(line, i),
+                return ftc_ds_err_at(err, r, r->line_no, ftc_ds_char_col(line, i),
                                  "unexpected text after a closing quote (a quote inside a quoted field must be doubled: \"\")");
             if (!buf_put(r, "", 1)) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
             if (at_end) break;
@@ -143,7 +143,7 @@ static ftc_status named_col(ftc_reader *r, const char *name, int *out, ftc_err *
         if (!strcmp(r->cols[i], name)) { *out = i; return FTC_OK; }
     char cols[600];
     list_cols(r, cols, sizeof cols);
-    return ds_err_at(err, r, 1, 1, "no column \"%s\" in the header (columns: %s)", name, cols);
+    return ftc_ds_err_at(err, r, 1, 1, "no column \"%s\" in the header (columns: %s)", name, cols);
 }
 
 static ftc_status read_header(ftc_reader *r, ftc_err *err) {
@@ -161,7 +161,7 @@ static ftc_status read_header(ftc_reader *r, ftc_err *err) {
         while (*c == ' ') c++;
         size_t n = strlen(c);
         while (n && c[n - 1] == ' ') n--;
-        r->cols[i] = ds_strndup(c, n);
+        r->cols[i] = ftc_ds_strndup(c, n);
         if (!r->cols[i]) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     }
     static const char *const TEXT[] = {"text", "sentence", "content", "document", "utterance", "query", "input",
@@ -191,23 +191,23 @@ static ftc_status read_header(ftc_reader *r, ftc_err *err) {
     char cols[600];
     list_cols(r, cols, sizeof cols);
     if (r->fmt == FTC_FMT_AUTO || ((r->fmt == FTC_FMT_TEXT || r->fmt == FTC_FMT_LABEL) && r->text_i < 0))
-        return ds_err_at(err, r, 1, 1, "cannot tell which column holds the text (columns: %s); use --text-col", cols);
+        return ftc_ds_err_at(err, r, 1, 1, "cannot tell which column holds the text (columns: %s); use --text-col", cols);
     if (r->fmt == FTC_FMT_LABEL && r->label_i < 0)
-        return ds_err_at(err, r, 1, 1, "cannot tell which column holds the label (columns: %s); use --label-col", cols);
+        return ftc_ds_err_at(err, r, 1, 1, "cannot tell which column holds the label (columns: %s); use --label-col", cols);
     if (r->fmt == FTC_FMT_COMPLETION && (r->prompt_i < 0 || r->completion_i < 0))
-        return ds_err_at(err, r, 1, 1, "format 'completion' needs columns \"prompt\" and \"completion\" (columns: %s)",
+        return ftc_ds_err_at(err, r, 1, 1, "format 'completion' needs columns \"prompt\" and \"completion\" (columns: %s)",
                          cols);
     return FTC_OK;
 }
 
 static ftc_status take(ftc_reader *r, int i, const char *what, char **out, ftc_err *err) {
-    if (ds_blank(FIELD(r, i)))
-        return ds_err_at(err, r, r->field_line[i], r->field_col[i], "%s (column \"%s\") is empty", what, r->cols[i]);
+    if (ftc_ds_blank(FIELD(r, i)))
+        return ftc_ds_err_at(err, r, r->field_line[i], r->field_col[i], "%s (column \"%s\") is empty", what, r->cols[i]);
     *out = strdup(FIELD(r, i));
     return *out ? FTC_OK : ftc_errf(err, FTC_E_NOMEM, "out of memory");
 }
 
-ftc_status ds_csv_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err) {
+ftc_status ftc_ds_csv_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err) {
     ftc_status s;
     if (!r->header_done) {
         r->header_done = true;
@@ -225,7 +225,7 @@ ftc_status ds_csv_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err) 
     if (r->n_fields != r->n_cols) {
         long col = r->n_fields > r->n_cols ? r->field_col[r->n_cols] : 1;
         long at = r->n_fields > r->n_cols ? r->field_line[r->n_cols] : line;
-        return ds_err_at(err, r, at, col, "%d fields, the header has %d", r->n_fields, r->n_cols);
+        return ftc_ds_err_at(err, r, at, col, "%d fields, the header has %d", r->n_fields, r->n_cols);
     }
     rec->format = r->fmt;
     switch (r->fmt) {

@@ -39,20 +39,20 @@ struct ftc_reader {
 
 /* Next physical line without its '\n' (a trailing '\r' is kept); *len its length; NULL at the end. On a read
  * error returns NULL and sets *io_error. */
-const char *ds_read_line(ftc_reader *r, size_t *len, bool *io_error);
+const char *ftc_ds_read_line(ftc_reader *r, size_t *len, bool *io_error);
 /* Checks a line is valid UTF-8 without NUL bytes; on failure writes "path:line:col: ..." into err. */
-ftc_status ds_check_utf8(const ftc_reader *r, const char *s, size_t len, long line, ftc_err *err);
+ftc_status ftc_ds_check_utf8(const ftc_reader *r, const char *s, size_t len, long line, ftc_err *err);
 /* 1-based character column of byte offset off in s. */
-long ds_char_col(const char *s, size_t off);
+long ftc_ds_char_col(const char *s, size_t off);
 /* A "path:line:col: msg" error. */
-ftc_status ds_err_at(ftc_err *err, const ftc_reader *r, long line, long col, const char *fmt, ...)
+ftc_status ftc_ds_err_at(ftc_err *err, const ftc_reader *r, long line, long col, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-ftc_status ds_jsonl_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err);
-ftc_status ds_csv_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err);
-void ds_csv_free(ftc_reader *r);
+ftc_status ftc_ds_jsonl_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err);
+ftc_status ftc_ds_csv_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err);
+void ftc_ds_csv_free(ftc_reader *r);
 
 /* Whitespace-only (ASCII and the usual Unicode spaces are all ASCII here) or empty. */
-bool ds_blank(const char *s);
-char *ds_strndup(const char *s, size_t n);
+bool ftc_ds_blank(const char *s);
+char *ftc_ds_strndup(const char *s, size_t n);
 #endif

@@ -81,10 +81,10 @@ typedef struct {
 } ctx;
 
 static long col_of(const ctx *c, const path_step *steps, int n) {
-    return ds_char_col(c->line, (size_t)(locate(c->line, c->len, steps, n) - c->line));
+    return ftc_ds_char_col(c->line, (size_t)(locate(c->line, c->len, steps, n) - c->line));
 }
 
-#define FAIL_AT(c, steps, n, ...) ds_err_at((c)->err, (c)->r, (c)->r->line_no, col_of(c, steps, n), __VA_ARGS__)
+#define FAIL_AT(c, steps, n, ...) ftc_ds_err_at((c)->err, (c)->r, (c)->r->line_no, col_of(c, steps, n), __VA_ARGS__)
 
 static const char *type_name(const json_t *v) {
     switch (json_typeof(v)) {
@@ -104,8 +104,8 @@ static ftc_status get_string(const ctx *c, json_t *o, const char *key, char **ou
     json_t *v = json_object_get(o, key);
     if (!v) return FAIL_AT(c, &st, 0, "missing field \"%s\"", key);
     if (!json_is_string(v)) return FAIL_AT(c, &st, 1, "\"%s\" must be a string, got %s", key, type_name(v));
-    if (ds_blank(json_string_value(v))) return FAIL_AT(c, &st, 1, "\"%s\" is empty", key);
-    *out = ds_strndup(json_string_value(v), json_string_length(v));
+    if (ftc_ds_blank(json_string_value(v))) return FAIL_AT(c, &st, 1, "\"%s\" is empty", key);
+    *out = ftc_ds_strndup(json_string_value(v), json_string_length(v));
     return *out ? FTC_OK : ftc_errf(c->err, FTC_E_NOMEM, "out of memory");
 }
 
@@ -119,7 +119,7 @@ static ftc_status parse_label(const ctx *c, json_t *o, ftc_record *rec) {
         rec->label = strdup(buf);
         rec->label_is_int = true;
     } else if (json_is_string(v)) {
-        if (ds_blank(json_string_value(v))) return FAIL_AT(c, &st, 1, "\"label\" is empty");
+        if (ftc_ds_blank(json_string_value(v))) return FAIL_AT(c, &st, 1, "\"label\" is empty");
         rec->label = strdup(json_string_value(v));
     } else {
         return FAIL_AT(c, &st, 1, "\"label\" must be a string or an integer, got %s", type_name(v));
@@ -165,7 +165,7 @@ static ftc_status parse_messages(const ctx *c, json_t *o, ftc_record *rec) {
         if (!content) return FAIL_AT(c, st, 2, "messages[%zu] is missing \"content\"", i);
         if (!json_is_string(content))
             return FAIL_AT(c, st, 3, "messages[%zu].content must be a string, got %s", i, type_name(content));
-        if (ds_blank(json_string_value(content))) return FAIL_AT(c, st, 3, "messages[%zu].content is empty", i);
+        if (ftc_ds_blank(json_string_value(content))) return FAIL_AT(c, st, 3, "messages[%zu].content is empty", i);
         int weight = 1;
         json_t *w = json_object_get(m, "weight");
         if (w) {
@@ -178,7 +178,7 @@ static ftc_status parse_messages(const ctx *c, json_t *o, ftc_record *rec) {
         }
         rec->msgs[i].role = r;
         rec->msgs[i].weight = weight;
-        rec->msgs[i].content = ds_strndup(json_string_value(content), json_string_length(content));
+        rec->msgs[i].content = ftc_ds_strndup(json_string_value(content), json_string_length(content));
         if (!rec->msgs[i].content) return ftc_errf(c->err, FTC_E_NOMEM, "out of memory");
         rec->n_msgs = (int)i + 1;
         if (r == FTC_ROLE_ASSISTANT) has_assistant = true;
@@ -195,13 +195,13 @@ static ftc_data_format detect(json_t *o) {
     return FTC_FMT_AUTO;
 }
 
-ftc_status ds_jsonl_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err) {
+ftc_status ftc_ds_jsonl_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err) {
     size_t len;
     const char *line;
     bool io;
     /* skip blank lines */
     for (;;) {
-        line = ds_read_line(r, &len, &io);
+        line = ftc_ds_read_line(r, &len, &io);
         if (io) { r->done = true; return ftc_errf(err, FTC_E_IO, "%s: read error", r->path); }
         if (!line) { r->done = true; return FTC_OK; }
         size_t i = 0;
@@ -210,12 +210,12 @@ ftc_status ds_jsonl_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *err
     }
     *got = true;
     rec->line = r->line_no;
-    ftc_status s = ds_check_utf8(r, line, len, r->line_no, err);
+    ftc_status s = ftc_ds_check_utf8(r, line, len, r->line_no, err);
     if (s != FTC_OK) return s;
     ctx c = {r, line, len, err};
     json_error_t je;
     json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
-    if (!o) return ds_err_at(err, r, r->line_no, je.column > 0 ? je.column : 1, "not valid JSON: %s", je.text);
+    if (!o) return ftc_ds_err_at(err, r, r->line_no, je.column > 0 ? je.column : 1, "not valid JSON: %s", je.text);
     if (!json_is_object(o)) {
         s = FAIL_AT(&c, NULL, 0, "expected a JSON object, got %s", type_name(o));
         json_decref(o);

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *ds_strndup(const char *s, size_t n) {
+char *ftc_ds_strndup(const char *s, size_t n) {
     char *p = malloc(n + 1);
     if (!p) return NULL;
     memcpy(p, s, n);
@@ -17,20 +17,20 @@ char *ds_strndup(const char *s, size_t n) {
     return p;
 }
 
-bool ds_blank(const char *s) {
+bool ftc_ds_blank(const char *s) {
     for (; *s; s++)
         if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n' && *s != '\f' && *s != '\v') return false;
     return true;
 }
 
-long ds_char_col(const char *s, size_t off) {
+long ftc_ds_char_col(const char *s, size_t off) {
     long col = 1;
     for (size_t i = 0; i < off; i++)
         if (((unsigned char)s[i] & 0xC0) != 0x80) col++;
     return col;
 }
 
-ftc_status ds_err_at(ftc_err *err, const ftc_reader *r, long line, long col, const char *fmt, ...) {
+ftc_status ftc_ds_err_at(ftc_err *err, const ftc_reader *r, long line, long col, const char *fmt, ...) {
     char msg[900];
     va_list ap;
     va_start(ap, fmt);
@@ -65,15 +65,15 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
     return len;
 }
 
-ftc_status ds_check_utf8(const ftc_reader *r, const char *s, size_t len, long line, ftc_err *err) {
+ftc_status ftc_ds_check_utf8(const ftc_reader *r, const char *s, size_t len, long line, ftc_err *err) {
     size_t bad = utf8_invalid_at((const unsigned char *)s, len);
     if (bad == len) return FTC_OK;
-    if (s[bad] == 0) return ds_err_at(err, r, line, ds_char_col(s, bad), "NUL byte (the file must be UTF-8 text)");
-    return ds_err_at(err, r, line, ds_char_col(s, bad), "invalid UTF-8 (byte 0x%02x); the file must be UTF-8",
+    if (s[bad] == 0) return ftc_ds_err_at(err, r, line, ftc_ds_char_col(s, bad), "NUL byte (the file must be UTF-8 text)");
+    return ftc_ds_err_at(err, r, line, ftc_ds_char_col(s, bad), "invalid UTF-8 (byte 0x%02x); the file must be UTF-8",
                      (unsigned char)s[bad]);
 }
 
-const char *ds_read_line(ftc_reader *r, size_t *len, bool *io_error) {
+const char *ftc_ds_read_line(ftc_reader *r, size_t *len, bool *io_error) {
     *io_error = false;
     line_source *src = &r->src;
     const char *line;
@@ -276,7 +276,7 @@ void ftc_reader_close(ftc_reader *r) {
     free(r->src.buf);
     for (int i = 0; i < r->n_dir_files; i++) free(r->dir_files[i]);
     free(r->dir_files);
-    ds_csv_free(r);
+    ftc_ds_csv_free(r);
     free(r);
 }
 
@@ -295,11 +295,11 @@ static ftc_status txt_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *e
     for (;;) {
         size_t len;
         bool io;
-        const char *line = ds_read_line(r, &len, &io);
+        const char *line = ftc_ds_read_line(r, &len, &io);
         if (io) { free(doc); return ftc_errf(err, FTC_E_IO, "%s: read error", r->path); }
         if (!line) { r->done = true; break; }
         if (len && line[len - 1] == '\r') len--;
-        if (s == FTC_OK && ds_check_utf8(r, line, len, r->line_no, err) != FTC_OK) {
+        if (s == FTC_OK && ftc_ds_check_utf8(r, line, len, r->line_no, err) != FTC_OK) {
             s = FTC_E_INPUT;
             bad_line = true;
         }
@@ -323,7 +323,7 @@ static ftc_status txt_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *e
         doc[n] = 0;
     }
     if (bad_line) { free(doc); *got = true; return s; }
-    if (!first || !doc || ds_blank(doc)) { /* nothing left (an empty or blank file gives no record) */
+    if (!first || !doc || ftc_ds_blank(doc)) { /* nothing left (an empty or blank file gives no record) */
         free(doc);
         *got = false;
         return FTC_OK;
@@ -362,9 +362,9 @@ ftc_status ftc_reader_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *e
     }
     if (r->done) return FTC_OK;
     switch (r->kind) {
-    case FTC_FILE_JSONL: return ds_jsonl_next(r, rec, got, err);
+    case FTC_FILE_JSONL: return ftc_ds_jsonl_next(r, rec, got, err);
     case FTC_FILE_CSV:
-    case FTC_FILE_TSV: return ds_csv_next(r, rec, got, err);
+    case FTC_FILE_TSV: return ftc_ds_csv_next(r, rec, got, err);
     case FTC_FILE_TXT: return txt_next(r, rec, got, err);
     default: return ftc_errf(err, FTC_E_INTERNAL, "%s: no reader for this file type", r->path);
     }

@@ -77,7 +77,7 @@ ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, f
     c->m = m;
     c->max_pos = m->cfg.max_positions > 0 ? m->cfg.max_positions : 1 << 20;
     size_t N = CHUNK, C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
-    int r = model_max_lora_rank(m);
+    int r = ftc_model_max_lora_rank(m);
     c->k = calloc((size_t)m->L, sizeof(float *));
     c->v = calloc((size_t)m->L, sizeof(float *));
     c->x = malloc(N * C * sizeof(float)), c->a = malloc(N * C * sizeof(float));
@@ -113,19 +113,19 @@ void ftc_kv_cache_truncate(ftc_kv_cache *c, int len) {
 /* y = x W^T + b (+ scale * (x A^T) B^T for an unmerged LoRA adapter) */
 static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const float *x, int N) {
     ftc_model *m = c->m;
-    model_linear_forward(m, l->w, l->b, y, x, N, l->in, l->out);
+    ftc_model_linear_forward(m, l->w, l->b, y, x, N, l->in, l->out);
     if (l->lora_a < 0) return;
     int r = (int)m->params[l->lora_a].shape[0];
-    linear_forward(c->lora, x, P(m, l->lora_a), NULL, N, l->in, r);
+    ftc_linear_forward(c->lora, x, P(m, l->lora_a), NULL, N, l->in, r);
     ftc_matmul(false, true, N, l->out, r, l->lora_scale, c->lora, r, P(m, l->lora_b), r, 1.0f, y, l->out);
 }
 
 static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, int N) {
     ftc_model *m = c->m;
     if (m->rmsnorm)
-        rmsnorm_forward(y, c->rstd, x, P(m, w), N, m->C, m->cfg.norm_eps);
+        ftc_rmsnorm_forward(y, c->rstd, x, P(m, w), N, m->C, m->cfg.norm_eps);
     else
-        layernorm_forward(y, c->mean, c->rstd, x, P(m, w), P(m, b), N, m->C, m->cfg.norm_eps);
+        ftc_layernorm_forward(y, c->mean, c->rstd, x, P(m, w), P(m, b), N, m->C, m->cfg.norm_eps);
 }
 
 /* N positions starting at c->len: c->x holds their embeddings on entry, their final hidden state on exit. */
@@ -152,25 +152,25 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
             linear_inf(c, &l->v, vc, c->a, N);
         }
         if (m->rope) {
-            rope_forward(c->q, c->pos, m->inv_freq, N, m->H, m->D);
-            rope_forward(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
+            ftc_rope_forward(c->q, c->pos, m->inv_freq, N, m->H, m->D);
+            ftc_rope_forward(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
         }
-        attention_decode_forward(c->attn, c->att, c->q, c->k[li], c->v[li], 1, N, p0 + N, c->cap, m->H, m->Hkv, m->D);
+        ftc_attention_decode_forward(c->attn, c->att, c->q, c->k[li], c->v[li], 1, N, p0 + N, c->cap, m->H, m->Hkv, m->D);
         linear_inf(c, &l->o, c->o, c->attn, N);
-        add_forward(c->x, c->x, c->o, (int)NC);
+        ftc_add_forward(c->x, c->x, c->o, (int)NC);
         norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
         size_t nf = (size_t)N * m->F;
         linear_inf(c, &l->up, c->up, c->a, N);
         if (m->swiglu) {
             linear_inf(c, &l->gate, c->gate, c->a, N);
-            swiglu_forward(c->act, c->gate, c->up, (int)nf);
+            ftc_swiglu_forward(c->act, c->gate, c->up, (int)nf);
         } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
-            gelu_tanh_forward(c->act, c->up, (int)nf);
+            ftc_gelu_tanh_forward(c->act, c->up, (int)nf);
         } else {
-            gelu_erf_forward(c->act, c->up, (int)nf);
+            ftc_gelu_erf_forward(c->act, c->up, (int)nf);
         }
         linear_inf(c, &l->down, c->down, c->act, N);
-        add_forward(c->x, c->x, c->down, (int)NC);
+        ftc_add_forward(c->x, c->x, c->down, (int)NC);
     }
     if (m->lnf_w >= 0) {
         norm_inf(c, c->a, c->x, m->lnf_w, m->lnf_b, N);
@@ -188,19 +188,19 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
                             c->len + i, m->V);
     ftc_status s = grow(c, c->len + n, err);
     if (s) return s;
-    model_refresh_bf16(m);
+    ftc_model_refresh_bf16(m);
     for (int done = 0; done < n;) {
         int N = n - done < CHUNK ? n - done : CHUNK;
         for (int i = 0; i < N; i++) c->pos[i] = c->len + i, c->ids[c->len + i] = ids[done + i];
-        embedding_forward(c->x, ids + done, m->learned_pos ? c->pos : NULL, NULL, P(m, m->wte),
+        ftc_embedding_forward(c->x, ids + done, m->learned_pos ? c->pos : NULL, NULL, P(m, m->wte),
                           m->learned_pos ? P(m, m->wpe) : NULL, NULL, N, m->C);
         chunk_forward(c, N);
         c->len += N;
         done += N;
         if (all_positions)
-            model_linear_forward(m, m->lm_head, -1, logits + (size_t)(done - N) * m->V, c->x, N, m->C, m->V);
+            ftc_model_linear_forward(m, m->lm_head, -1, logits + (size_t)(done - N) * m->V, c->x, N, m->C, m->V);
         else if (done == n) /* only the last position's distribution is wanted */
-            model_linear_forward(m, m->lm_head, -1, logits, c->x + (size_t)(N - 1) * m->C, 1, m->C, m->V);
+            ftc_model_linear_forward(m, m->lm_head, -1, logits, c->x + (size_t)(N - 1) * m->C, 1, m->C, m->V);
     }
     return FTC_OK;
 }

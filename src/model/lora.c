@@ -6,30 +6,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* with_bias false: the caller adds l->b itself (fused with what follows, see bias_gelu_forward) */
+/* with_bias false: the caller adds l->b itself (fused with what follows, see ftc_bias_gelu_forward) */
 static void forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training, bool with_bias) {
-    model_linear_forward(m, l->w, with_bias ? l->b : -1, y, x, N, l->in, l->out);
+    ftc_model_linear_forward(m, l->w, with_bias ? l->b : -1, y, x, N, l->in, l->out);
     if (l->lora_a < 0) return;
     int r = (int)m->params[l->lora_a].shape[0];
     const float *xin = x;
     if (training && l->lora_dropout > 0) {
-        dropout_forward(l->lora_xd, l->lora_mask, x, N * l->in, l->lora_dropout, &m->rng);
+        ftc_dropout_forward(l->lora_xd, l->lora_mask, x, N * l->in, l->lora_dropout, &m->rng);
         xin = l->lora_xd;
     }
-    linear_forward(l->lora_ax, xin, P(m, l->lora_a), NULL, N, l->in, r);
+    ftc_linear_forward(l->lora_ax, xin, P(m, l->lora_a), NULL, N, l->in, r);
     ftc_matmul(false, true, N, l->out, r, l->lora_scale, l->lora_ax, r, P(m, l->lora_b), r, 1.0f, y, l->out);
 }
 
-void linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training) {
+void ftc_linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training) {
     forward(m, l, y, x, N, training, true);
 }
 
-void linear_mod_forward_nobias(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training) {
+void ftc_linear_mod_forward_nobias(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training) {
     forward(m, l, y, x, N, training, false);
 }
 
-void linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float *dy, const float *x, int N) {
-    model_linear_backward(m, l->w, l->b, dx, dy, x, N, l->in, l->out);
+void ftc_linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float *dy, const float *x, int N) {
+    ftc_model_linear_backward(m, l->w, l->b, dx, dy, x, N, l->in, l->out);
     if (l->lora_a < 0) return;
     int r = (int)m->params[l->lora_a].shape[0];
     bool drop = m->training && l->lora_dropout > 0;
@@ -46,7 +46,7 @@ void linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float *dy
     }
     /* through the dropout: the dropped input is no longer needed, so its buffer holds d(xin) */
     ftc_matmul(false, false, N, l->in, r, 1.0f, gax, r, P(m, l->lora_a), l->in, 0.0f, l->lora_xd, l->in);
-    dropout_backward(dx, l->lora_xd, l->lora_mask, N * l->in);
+    ftc_dropout_backward(dx, l->lora_xd, l->lora_mask, N * l->in);
 }
 
 static int n_mods(void) { return 8; }
@@ -55,7 +55,7 @@ static linear_mod *mod_at(layer_params *l, int j) {
     return mods[j];
 }
 
-int model_max_lora_rank(const ftc_model *m) {
+int ftc_model_max_lora_rank(const ftc_model *m) {
     int r = 0;
     for (int i = 0; i < m->L; i++)
         for (int j = 0; j < n_mods(); j++) {
@@ -115,9 +115,9 @@ ftc_status ftc_model_add_lora(ftc_model *m, const char *targets, int r, float al
             char name[200];
             int64_t sa[2] = {r, lm->in}, sb[2] = {lm->out, r};
             snprintf(name, sizeof name, "base_model.model.%s.lora_A.weight", lm->module);
-            lm->lora_a = model_add_param(m, name, 2, sa, false, true);
+            lm->lora_a = ftc_model_add_param(m, name, 2, sa, false, true);
             snprintf(name, sizeof name, "base_model.model.%s.lora_B.weight", lm->module);
-            lm->lora_b = model_add_param(m, name, 2, sb, false, true);
+            lm->lora_b = ftc_model_add_param(m, name, 2, sb, false, true);
             if (m->table_oom) return ftc_errf(err, FTC_E_NOMEM, "out of memory adding LoRA adapters");
             m->params[lm->lora_a].is_lora = m->params[lm->lora_b].is_lora = true;
             lm->lora_scale = alpha / (float)r;
@@ -132,7 +132,7 @@ ftc_status ftc_model_add_lora(ftc_model *m, const char *targets, int r, float al
     }
     /* the base is frozen; the adapters and a classification head (PEFT's modules_to_save) train */
     for (int i = 0; i < first_new; i++) m->params[i].trainable = i == m->cls_w || i == m->cls_b;
-    ftc_status s = model_alloc_params(m, err);
+    ftc_status s = ftc_model_alloc_params(m, err);
     if (s) return s;
     ftc_rng rng;
     ftc_rng_seed(&rng, seed);
@@ -197,7 +197,7 @@ ftc_status ftc_model_merge_lora(ftc_model *m, ftc_err *err) {
         }
     }
     free(map);
-    ftc_status s = model_alloc_params(m, err);
+    ftc_status s = ftc_model_alloc_params(m, err);
     if (!s && m->max_B > 0) s = ftc_model_reserve(m, m->max_B, m->max_T, err);
     return s;
 }

@@ -55,7 +55,7 @@ struct ftc_model {
     float *gradbuf;
     int64_t grad_numel;
     bool grads_planned;
-    bool table_oom; /* an allocation in model_add_param failed */
+    bool table_oom; /* an allocation in ftc_model_add_param failed */
     bool storage_oom; /* restoring an f32 value for a bf16-stored weight failed (reported by the next reserve) */
     /* BF16 (precision.c): matmul precision, and which bf16 copies of f32 weights are out of date */
     ftc_precision precision;
@@ -98,32 +98,33 @@ struct ftc_model {
 };
 
 /* params.c */
-int model_add_param(ftc_model *m, const char *name, int ndim, const int64_t *shape, bool transposed, bool decay);
-ftc_status model_alloc_params(ftc_model *m, ftc_err *err); /* (re)allocates the buffer, keeps old values */
-ftc_status model_plan_grads(ftc_model *m, ftc_err *err);
-void model_init_linear(linear_mod *l, int w, int b, int in, int out, const char *module);
-float *P(ftc_model *m, int i);  /* data of param i or NULL for i < 0 */
-float *G(ftc_model *m, int i);  /* grad of param i or NULL (frozen / absent) */
+int ftc_model_add_param(ftc_model *m, const char *name, int ndim, const int64_t *shape, bool transposed, bool decay);
+ftc_status ftc_model_alloc_params(ftc_model *m, ftc_err *err); /* (re)allocates the buffer, keeps old values */
+ftc_status ftc_model_plan_grads(ftc_model *m, ftc_err *err);
+void ftc_model_init_linear(linear_mod *l, int w, int b, int in, int out, const char *module);
+/* Short on purpose (model math reads like the paper); static inline so they are not library exports. */
+static inline float *P(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i].data; } /* NULL for i < 0 */
+static inline float *G(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i].grad; } /* NULL: frozen/absent */
 
 /* precision.c: bf16 copies and bf16-only storage of matmul weights */
-bool model_is_matmul_weight(const ftc_model *m, int i); /* block linear W, LM head (tied: wte), pooler */
-bool model_bf16_storable(const ftc_model *m, int i);    /* matmul weight that is not also an embedding */
-void model_refresh_bf16(ftc_model *m);                 /* brings stale bf16 copies up to date */
-ftc_status model_inflate_f32(ftc_model *m, int i, ftc_err *err); /* bf16-only param -> f32 value again */
+bool ftc_model_is_matmul_weight(const ftc_model *m, int i); /* block linear W, LM head (tied: wte), pooler */
+bool ftc_model_bf16_storable(const ftc_model *m, int i);    /* matmul weight that is not also an embedding */
+void ftc_model_refresh_bf16(ftc_model *m);                 /* brings stale bf16 copies up to date */
+ftc_status ftc_model_inflate_f32(ftc_model *m, int i, ftc_err *err); /* bf16-only param -> f32 value again */
 /* y = x W^T + b and its backward for param w (bias b, -1 = none), in bf16 when the precision or the weight's
  * storage says so, else f32 (ops_linear.c either way) */
-void model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O);
-void model_linear_backward(ftc_model *m, int w, int b, float *dx, const float *dy, const float *x, int N, int I,
+void ftc_model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O);
+void ftc_model_linear_backward(ftc_model *m, int w, int b, float *dx, const float *dy, const float *x, int N, int I,
                            int O);
 
 /* transformer.c */
-void rope_inv_freq_scaled(float *inv_freq, const ftc_model_config *cfg, int D);
+void ftc_rope_inv_freq_scaled(float *inv_freq, const ftc_model_config *cfg, int D);
 
 /* linear modules with LoRA (lora.c) */
-void linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training);
+void ftc_linear_mod_forward(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training);
 /* The same without adding l->b (y = x W^T + LoRA): for a caller that fuses the bias with the next op. */
-void linear_mod_forward_nobias(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training);
+void ftc_linear_mod_forward_nobias(ftc_model *m, linear_mod *l, float *y, const float *x, int N, bool training);
 /* dx may be NULL (no input gradient needed) */
-void linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float *dy, const float *x, int N);
-int model_max_lora_rank(const ftc_model *m);
+void ftc_linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float *dy, const float *x, int N);
+int ftc_model_max_lora_rank(const ftc_model *m);
 #endif

@@ -7,10 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-float *P(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i].data; }
-float *G(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i].grad; }
-
-int model_add_param(ftc_model *m, const char *name, int ndim, const int64_t *shape, bool transposed, bool decay) {
+int ftc_model_add_param(ftc_model *m, const char *name, int ndim, const int64_t *shape, bool transposed, bool decay) {
     if (m->n_params == m->cap_params) {
         int cap = m->cap_params ? 2 * m->cap_params : 64;
         ftc_param *p = realloc(m->params, (size_t)cap * sizeof *p);
@@ -36,7 +33,7 @@ int model_add_param(ftc_model *m, const char *name, int ndim, const int64_t *sha
 
 /* Lays the buffer out again for the current table, keeping the values of parameters that had storage
  * of the same size. Called after the table changes (load, classifier, LoRA): never inside a step. */
-ftc_status model_alloc_params(ftc_model *m, ftc_err *err) {
+ftc_status ftc_model_alloc_params(ftc_model *m, ftc_err *err) {
     int64_t total = 0;
     int64_t *noff = malloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *noff);
     if (!noff) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
@@ -62,7 +59,7 @@ ftc_status model_alloc_params(ftc_model *m, ftc_err *err) {
             m->offsets[i] = -1;
             continue;
         }
-        /* offset -2: a private f32 value (model_inflate_f32) that moves into the buffer */
+        /* offset -2: a private f32 value (ftc_model_inflate_f32) that moves into the buffer */
         if ((m->offsets[i] >= 0 || m->offsets[i] == -2) && p->data)
             memcpy(nbuf + noff[i], p->data, (size_t)p->numel * sizeof(float));
         if (m->offsets[i] == -2) free(p->data);
@@ -74,11 +71,11 @@ ftc_status model_alloc_params(ftc_model *m, ftc_err *err) {
     m->buf = nbuf;
     m->buf_numel = total;
     /* the table changed: gradients follow at the next reserve */
-    if (m->grads_planned) return model_plan_grads(m, err);
+    if (m->grads_planned) return ftc_model_plan_grads(m, err);
     return FTC_OK;
 }
 
-ftc_status model_plan_grads(ftc_model *m, ftc_err *err) {
+ftc_status ftc_model_plan_grads(ftc_model *m, ftc_err *err) {
     int64_t total = 0;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].trainable) total += (m->params[i].numel + 15) & ~(int64_t)15;
@@ -100,7 +97,7 @@ ftc_status model_plan_grads(ftc_model *m, ftc_err *err) {
     return FTC_OK;
 }
 
-void model_init_linear(linear_mod *l, int w, int b, int in, int out, const char *module) {
+void ftc_model_init_linear(linear_mod *l, int w, int b, int in, int out, const char *module) {
     memset(l, 0, sizeof *l);
     l->w = w, l->b = b, l->in = in, l->out = out;
     l->lora_a = l->lora_b = -1;
@@ -118,7 +115,7 @@ static int addf(ftc_model *m, bool transposed, bool decay, int ndim, int64_t d0,
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     int64_t shape[2] = {d0, d1};
-    return model_add_param(m, name, ndim, shape, transposed, decay);
+    return ftc_model_add_param(m, name, ndim, shape, transposed, decay);
 }
 
 /* A linear named MODULE.weight (+ .bias), stored [out,in] in our layout. */
@@ -132,7 +129,7 @@ static void add_linear(ftc_model *m, linear_mod *l, bool conv1d, bool bias, int 
     va_end(ap);
     int w = addf(m, conv1d, true, 2, out, in, "%s.weight", mod);
     int b = bias ? addf(m, false, false, 1, out, 0, "%s.bias", mod) : -1;
-    model_init_linear(l, w, b, in, out, mod);
+    ftc_model_init_linear(l, w, b, in, out, mod);
 }
 
 static void add_norm(ftc_model *m, int *w, int *b, int C, const char *fmt, const char *wname, const char *bname, int i) {
@@ -154,7 +151,7 @@ static ftc_status declare_params(ftc_model *m, bool pooler, int cls_labels, bool
     for (int i = 0; i < m->L; i++) { /* modules a family lacks (GPT-2 gate, Llama fused qkv) stay absent */
         layer_params *l = &m->layers[i];
         linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-        for (int j = 0; j < 8; j++) model_init_linear(mods[j], -1, -1, 0, 0, "");
+        for (int j = 0; j < 8; j++) ftc_model_init_linear(mods[j], -1, -1, 0, 0, "");
     }
     switch (c->family) {
     case FTC_FAMILY_GPT2:
@@ -273,7 +270,7 @@ static ftc_status setup_shape(ftc_model *m, const ftc_model_config *cfg, ftc_tas
                             cfg->rope_scaling_type);
         m->inv_freq = malloc((size_t)(m->D / 2) * sizeof(float));
         if (!m->inv_freq) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-        rope_inv_freq_scaled(m->inv_freq, cfg, m->D);
+        ftc_rope_inv_freq_scaled(m->inv_freq, cfg, m->D);
     }
     ftc_rng_seed(&m->rng, 0x5eedf7c);
     return FTC_OK;
@@ -317,7 +314,7 @@ void ftc_model_set_trainable(ftc_model *m, int i, bool trainable) {
     if (i < 0 || i >= m->n_params) return;
     if (trainable && !m->params[i].data) { /* stored in bf16 only: training needs an f32 value again */
         ftc_err e;
-        if (model_inflate_f32(m, i, &e)) {
+        if (ftc_model_inflate_f32(m, i, &e)) {
             m->storage_oom = true;
             return;
         }
@@ -326,7 +323,7 @@ void ftc_model_set_trainable(ftc_model *m, int i, bool trainable) {
     m->params[i].trainable = trainable;
     if (m->grads_planned) {
         ftc_err e;
-        if (model_plan_grads(m, &e)) m->grads_planned = false; /* retried (and reported) by the next reserve */
+        if (ftc_model_plan_grads(m, &e)) m->grads_planned = false; /* retried (and reported) by the next reserve */
     }
     /* reserved for inference only, now something trains: plan the gradient scratch too (outside any step) */
     if (trainable && m->act && !m->g_res) {
@@ -441,7 +438,7 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc
         }
         s = declare_params(m, pooler, cls_labels, cls_bias, err);
         for (int i = 0; !s && bf16_base && i < m->n_params; i++) /* no f32 storage for these */
-            if (model_bf16_storable(m, i)) {
+            if (ftc_model_bf16_storable(m, i)) {
                 ftc_param *p = &m->params[i];
                 p->trainable = false; /* frozen until ftc_model_set_trainable restores an f32 value */
                 if (posix_memalign((void **)&p->data_bf16, 64, (size_t)p->numel * sizeof(uint16_t))) {
@@ -449,7 +446,7 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc
                     s = ftc_errf(err, FTC_E_NOMEM, "out of memory for %s in bf16", p->name);
                 }
             }
-        if (!s) s = model_alloc_params(m, err);
+        if (!s) s = ftc_model_alloc_params(m, err);
         for (int i = 0; !s && i < m->n_params; i++) s = load_param(st, &m->params[i], err);
     }
     ftc_st_close(st);
@@ -505,7 +502,7 @@ ftc_status ftc_model_create(const ftc_model_config *cfg, ftc_task task, uint64_t
         bool pooler = cfg->family == FTC_FAMILY_BERT && task == FTC_TASK_CLASSIFY;
         int labels = task == FTC_TASK_CLASSIFY ? cfg->num_labels : 0;
         s = declare_params(m, pooler, labels, cfg->family == FTC_FAMILY_BERT, err);
-        if (!s) s = model_alloc_params(m, err);
+        if (!s) s = ftc_model_alloc_params(m, err);
     }
     if (s) {
         ftc_model_free(m);
@@ -546,7 +543,7 @@ ftc_status ftc_model_set_classifier(ftc_model *m, int num_labels, ftc_pooling po
             return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     }
     m->num_labels = num_labels;
-    ftc_status s = model_alloc_params(m, err);
+    ftc_status s = ftc_model_alloc_params(m, err);
     if (s) return s;
     ftc_rng r;
     ftc_rng_seed(&r, seed);

@@ -13,7 +13,7 @@
 const char *ftc_precision_name(ftc_precision p) { return p == FTC_PREC_BF16 ? "bf16" : "fp32"; }
 ftc_precision ftc_model_precision(const ftc_model *m) { return m->precision; }
 
-bool model_is_matmul_weight(const ftc_model *m, int i) {
+bool ftc_model_is_matmul_weight(const ftc_model *m, int i) {
     if (i < 0 || i >= m->n_params || m->params[i].is_lora) return false;
     if (i == m->lm_head || i == m->pooler_w) return true;
     for (int l = 0; l < m->L; l++) {
@@ -26,8 +26,8 @@ bool model_is_matmul_weight(const ftc_model *m, int i) {
 }
 
 /* A tied LM head is also the embedding table, which lookups read in f32: it keeps its f32 value. */
-bool model_bf16_storable(const ftc_model *m, int i) {
-    return model_is_matmul_weight(m, i) && i != m->wte && i != m->wpe && i != m->wtt;
+bool ftc_model_bf16_storable(const ftc_model *m, int i) {
+    return ftc_model_is_matmul_weight(m, i) && i != m->wte && i != m->wpe && i != m->wtt;
 }
 
 static uint16_t *alloc_bf16(int64_t n) {
@@ -51,7 +51,7 @@ ftc_status ftc_model_set_precision(ftc_model *m, ftc_precision prec, ftc_err *er
     if (prec != FTC_PREC_FP32 && prec != FTC_PREC_BF16) return ftc_errf(err, FTC_E_USAGE, "unknown precision %d", prec);
     for (int i = 0; i < m->n_params; i++) {
         ftc_param *p = &m->params[i];
-        if (!p->data || !model_is_matmul_weight(m, i)) continue; /* bf16-only weights stay as they are */
+        if (!p->data || !ftc_model_is_matmul_weight(m, i)) continue; /* bf16-only weights stay as they are */
         if (prec == FTC_PREC_BF16 && !p->data_bf16) {
             p->data_bf16 = alloc_bf16(p->numel);
             if (!p->data_bf16) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the bf16 copy of %s", p->name);
@@ -67,7 +67,7 @@ ftc_status ftc_model_set_precision(ftc_model *m, ftc_precision prec, ftc_err *er
 
 void ftc_model_weights_changed(ftc_model *m) { m->bf16_stale_trainable = true; }
 
-void model_refresh_bf16(ftc_model *m) {
+void ftc_model_refresh_bf16(ftc_model *m) {
     if (!m->bf16_stale_all && !m->bf16_stale_trainable) return;
     for (int i = 0; i < m->n_params; i++) {
         ftc_param *p = &m->params[i];
@@ -77,32 +77,32 @@ void model_refresh_bf16(ftc_model *m) {
 }
 
 ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err) {
-    model_refresh_bf16(m);
+    ftc_model_refresh_bf16(m);
     bool changed = false;
     for (int i = 0; i < m->n_params; i++) {
         ftc_param *p = &m->params[i];
-        if (p->trainable || !p->data || !model_bf16_storable(m, i)) continue;
+        if (p->trainable || !p->data || !ftc_model_bf16_storable(m, i)) continue;
         if (!p->data_bf16) {
             p->data_bf16 = alloc_bf16(p->numel);
             if (!p->data_bf16) return ftc_errf(err, FTC_E_NOMEM, "out of memory storing %s in bf16", p->name);
             convert(p->data, p->data_bf16, p->numel);
         }
-        p->data = NULL; /* model_alloc_params gives it no f32 storage */
+        p->data = NULL; /* ftc_model_alloc_params gives it no f32 storage */
         m->offsets[i] = -1;
         changed = true;
     }
-    return changed ? model_alloc_params(m, err) : FTC_OK;
+    return changed ? ftc_model_alloc_params(m, err) : FTC_OK;
 }
 
-ftc_status model_inflate_f32(ftc_model *m, int i, ftc_err *err) {
+ftc_status ftc_model_inflate_f32(ftc_model *m, int i, ftc_err *err) {
     ftc_param *p = &m->params[i];
     if (p->data || !p->data_bf16) return FTC_OK;
     float *tmp = malloc((size_t)p->numel * sizeof(float));
     if (!tmp) return ftc_errf(err, FTC_E_NOMEM, "out of memory restoring %s to f32", p->name);
     ftc_bf16_to_f32_n(p->data_bf16, tmp, (size_t)p->numel);
     p->data = tmp;
-    m->offsets[i] = -2; /* a private f32 value: model_alloc_params moves it into the buffer and frees it */
-    ftc_status s = model_alloc_params(m, err);
+    m->offsets[i] = -2; /* a private f32 value: ftc_model_alloc_params moves it into the buffer and frees it */
+    ftc_status s = ftc_model_alloc_params(m, err);
     if (m->precision != FTC_PREC_BF16 && p->data) { /* fp32 matmuls from now on: the copy is not needed */
         free(p->data_bf16);
         p->data_bf16 = NULL;
@@ -124,15 +124,15 @@ static const uint16_t *bf16_weight(const ftc_model *m, int w) {
     return p->data_bf16 && (m->precision == FTC_PREC_BF16 || !p->data) ? p->data_bf16 : NULL;
 }
 
-void model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O) {
+void ftc_model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O) {
     const uint16_t *w16 = bf16_weight(m, w);
-    if (w16) linear_forward_bf16(y, x, w16, P(m, b), N, I, O);
-    else linear_forward(y, x, P(m, w), P(m, b), N, I, O);
+    if (w16) ftc_linear_forward_bf16(y, x, w16, P(m, b), N, I, O);
+    else ftc_linear_forward(y, x, P(m, w), P(m, b), N, I, O);
 }
 
-void model_linear_backward(ftc_model *m, int w, int b, float *dx, const float *dy, const float *x, int N, int I,
+void ftc_model_linear_backward(ftc_model *m, int w, int b, float *dx, const float *dy, const float *x, int N, int I,
                            int O) {
     const uint16_t *w16 = bf16_weight(m, w);
-    if (w16) linear_backward_bf16(dx, G(m, w), G(m, b), dy, x, w16, N, I, O);
-    else linear_backward(dx, G(m, w), G(m, b), dy, x, P(m, w), N, I, O);
+    if (w16) ftc_linear_backward_bf16(dx, G(m, w), G(m, b), dy, x, w16, N, I, O);
+    else ftc_linear_backward(dx, G(m, w), G(m, b), dy, x, P(m, w), N, I, O);
 }

@@ -8,12 +8,12 @@
 #include <string.h>
 
 /* HF rotate_half RoPE frequencies, with Llama-3 rope_scaling when the config has it. */
-void rope_inv_freq_scaled(float *inv_freq, const ftc_model_config *cfg, int D) {
+void ftc_rope_inv_freq_scaled(float *inv_freq, const ftc_model_config *cfg, int D) {
     if (!strcmp(cfg->rope_scaling_type, "llama3"))
-        rope_inv_freq_llama3(inv_freq, D, cfg->rope_theta, cfg->rope_scaling_factor, cfg->rope_low_freq_factor,
+        ftc_rope_inv_freq_llama3(inv_freq, D, cfg->rope_theta, cfg->rope_scaling_factor, cfg->rope_low_freq_factor,
                              cfg->rope_high_freq_factor, cfg->rope_original_max_positions);
     else
-        rope_inv_freq(inv_freq, D, cfg->rope_theta);
+        ftc_rope_inv_freq(inv_freq, D, cfg->rope_theta);
 }
 
 /* ---- memory plan ---- */
@@ -110,7 +110,7 @@ static void plan(ftc_model *m, planner *p) {
         m->dlogits = grads ? take(p, NB * nl) : NULL;
     }
     m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
-    int rmax = model_max_lora_rank(m);
+    int rmax = ftc_model_max_lora_rank(m);
     m->g_res = m->g_a = m->g_b = m->g_q = m->g_k = m->g_v = m->g_attn = m->g_qkv = NULL;
     m->g_up = m->g_gate = m->g_act = m->g_att_scratch = NULL;
     m->g_pooled = m->g_pool_dense = m->g_cls_in = m->g_lora = NULL;
@@ -133,7 +133,7 @@ ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err) {
                         m->cfg.max_positions);
     if (m->storage_oom) return ftc_errf(err, FTC_E_NOMEM, "out of memory restoring bf16-stored weights to f32");
     if (!m->grads_planned || m->table_oom) {
-        ftc_status s = model_plan_grads(m, err);
+        ftc_status s = ftc_model_plan_grads(m, err);
         if (s) return s;
     }
     m->max_B = max_B, m->max_T = max_T;
@@ -166,9 +166,9 @@ ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err) {
 
 static void norm_forward(const ftc_model *m, float *y, float *mean, float *rstd, const float *x, int w, int b, int N) {
     if (m->rmsnorm)
-        rmsnorm_forward(y, rstd, x, m->params[w].data, N, m->C, m->cfg.norm_eps);
+        ftc_rmsnorm_forward(y, rstd, x, m->params[w].data, N, m->C, m->cfg.norm_eps);
     else
-        layernorm_forward(y, mean, rstd, x, m->params[w].data, b >= 0 ? m->params[b].data : NULL, N, m->C,
+        ftc_layernorm_forward(y, mean, rstd, x, m->params[w].data, b >= 0 ? m->params[b].data : NULL, N, m->C,
                           m->cfg.norm_eps);
 }
 
@@ -176,24 +176,24 @@ static void norm_forward(const ftc_model *m, float *y, float *mean, float *rstd,
 static void add_norm_forward(const ftc_model *m, float *s, float *y, float *mean, float *rstd, const float *a,
                              const float *b, int w, int bias, int N) {
     if (m->rmsnorm)
-        add_rmsnorm_forward(s, y, rstd, a, b, m->params[w].data, N, m->C, m->cfg.norm_eps);
+        ftc_add_rmsnorm_forward(s, y, rstd, a, b, m->params[w].data, N, m->C, m->cfg.norm_eps);
     else
-        add_layernorm_forward(s, y, mean, rstd, a, b, m->params[w].data, bias >= 0 ? m->params[bias].data : NULL, N,
+        ftc_add_layernorm_forward(s, y, mean, rstd, a, b, m->params[w].data, bias >= 0 ? m->params[bias].data : NULL, N,
                               m->C, m->cfg.norm_eps);
 }
 
 static void norm_backward(ftc_model *m, float *dx, const float *dy, const float *x, const float *mean, const float *rstd,
                           int w, int b, int N) {
     if (m->rmsnorm)
-        rmsnorm_backward(dx, G(m, w), dy, x, P(m, w), rstd, N, m->C);
+        ftc_rmsnorm_backward(dx, G(m, w), dy, x, P(m, w), rstd, N, m->C);
     else
-        layernorm_backward(dx, G(m, w), G(m, b), dy, x, P(m, w), mean, rstd, N, m->C);
+        ftc_layernorm_backward(dx, G(m, w), G(m, b), dy, x, P(m, w), mean, rstd, N, m->C);
 }
 
 /* y = dropout(x) when training with p > 0, else x itself (no copy). */
 static const float *maybe_dropout(ftc_model *m, float *y, float *mask, const float *x, size_t n, float p) {
     if (!m->training || p <= 0 || !y) return x;
-    dropout_forward(y, mask, x, (int)n, p, &m->rng);
+    ftc_dropout_forward(y, mask, x, (int)n, p, &m->rng);
     return y;
 }
 
@@ -215,7 +215,7 @@ static void attention_block_forward(ftc_model *m, layer_params *l, const float *
     int N = B * T;
     if (m->fused_qkv) {
         int W = m->qdim + 2 * m->kvdim;
-        linear_mod_forward(m, &l->qkv, m->qkv_tmp, in, N, m->training);
+        ftc_linear_mod_forward(m, &l->qkv, m->qkv_tmp, in, N, m->training);
         for (int n = 0; n < N; n++) {
             const float *row = m->qkv_tmp + (size_t)n * W;
             memcpy(l->xq + (size_t)n * m->qdim, row, (size_t)m->qdim * sizeof(float));
@@ -223,29 +223,29 @@ static void attention_block_forward(ftc_model *m, layer_params *l, const float *
             memcpy(l->xv + (size_t)n * m->kvdim, row + m->qdim + m->kvdim, (size_t)m->kvdim * sizeof(float));
         }
     } else {
-        linear_mod_forward(m, &l->q, l->xq, in, N, m->training);
-        linear_mod_forward(m, &l->k, l->xk, in, N, m->training);
-        linear_mod_forward(m, &l->v, l->xv, in, N, m->training);
+        ftc_linear_mod_forward(m, &l->q, l->xq, in, N, m->training);
+        ftc_linear_mod_forward(m, &l->k, l->xk, in, N, m->training);
+        ftc_linear_mod_forward(m, &l->v, l->xv, in, N, m->training);
     }
     if (m->rope) {
-        rope_forward(l->xq, m->pos, m->inv_freq, N, m->H, m->D);
-        rope_forward(l->xk, m->pos, m->inv_freq, N, m->Hkv, m->D);
+        ftc_rope_forward(l->xq, m->pos, m->inv_freq, N, m->H, m->D);
+        ftc_rope_forward(l->xk, m->pos, m->inv_freq, N, m->Hkv, m->D);
     }
     attention_opts ao = attn_opts(m, l);
-    attention_forward_ex(l->attn_out, l->att, l->xq, l->xk, l->xv, m->mask, B, T, m->H, m->Hkv, m->D, m->causal, &ao);
-    linear_mod_forward(m, &l->o, l->o_out, l->attn_out, N, m->training);
+    ftc_attention_forward_ex(l->attn_out, l->att, l->xq, l->xk, l->xv, m->mask, B, T, m->H, m->Hkv, m->D, m->causal, &ao);
+    ftc_linear_mod_forward(m, &l->o, l->o_out, l->attn_out, N, m->training);
 }
 
 static void mlp_forward(ftc_model *m, layer_params *l, const float *in, int N) {
     if (m->swiglu) {
-        linear_mod_forward(m, &l->up, l->h_up, in, N, m->training);
-        linear_mod_forward(m, &l->gate, l->h_gate, in, N, m->training);
-        swiglu_forward(l->h_act, l->h_gate, l->h_up, N * m->F);
+        ftc_linear_mod_forward(m, &l->up, l->h_up, in, N, m->training);
+        ftc_linear_mod_forward(m, &l->gate, l->h_gate, in, N, m->training);
+        ftc_swiglu_forward(l->h_act, l->h_gate, l->h_up, N * m->F);
     } else { /* the up projection's bias is added together with the GELU */
-        linear_mod_forward_nobias(m, &l->up, l->h_up, in, N, m->training);
-        bias_gelu_forward(l->h_act, l->h_up, P(m, l->up.b), N, m->F, m->cfg.activation == FTC_ACT_GELU_TANH);
+        ftc_linear_mod_forward_nobias(m, &l->up, l->h_up, in, N, m->training);
+        ftc_bias_gelu_forward(l->h_act, l->h_up, P(m, l->up.b), N, m->F, m->cfg.activation == FTC_ACT_GELU_TANH);
     }
-    linear_mod_forward(m, &l->down, l->down_out, l->h_act, N, m->training);
+    ftc_linear_mod_forward(m, &l->down, l->down_out, l->h_act, N, m->training);
 }
 
 /* One block; returns its output (inside the layer's activations). */
@@ -259,7 +259,7 @@ static const float *layer_forward(ftc_model *m, layer_params *l, const float *x,
         add_norm_forward(m, l->s1, l->n2, l->n2_mean, l->n2_rstd, x,
                          maybe_dropout(m, l->r1, l->o_mask, l->o_out, NC, p), l->n2_w, l->n2_b, N);
         mlp_forward(m, l, l->n2, N);
-        add_forward(l->s2, l->s1, maybe_dropout(m, l->r2, l->down_mask, l->down_out, NC, p), (int)NC);
+        ftc_add_forward(l->s2, l->s1, maybe_dropout(m, l->r2, l->down_mask, l->down_out, NC, p), (int)NC);
         return l->s2;
     }
     attention_block_forward(m, l, x, B, T);
@@ -323,11 +323,11 @@ static float *head_input(const ftc_model *m) { return uses_pooler(m) ? m->pool_t
 /* logits = classifier(dropout(z)) (+ loss with labels), z = head_input(m) already filled. */
 static void classify_head_forward(ftc_model *m, int B, const int32_t *labels) {
     const float *z = maybe_dropout(m, m->cls_in, m->cls_mask, head_input(m), (size_t)B * m->C, m->cls_dropout);
-    linear_forward(m->logits, z, P(m, m->cls_w), P(m, m->cls_b), B, m->C, m->num_labels);
+    ftc_linear_forward(m->logits, z, P(m, m->cls_w), P(m, m->cls_b), B, m->C, m->num_labels);
     if (labels) {
         for (int i = 0; i < B; i++) m->cls_targets[i] = labels[i];
         int counted;
-        m->loss = cross_entropy_forward(m->logits, m->cls_targets, B, m->num_labels, &counted);
+        m->loss = ftc_cross_entropy_forward(m->logits, m->cls_targets, B, m->num_labels, &counted);
     }
 }
 
@@ -335,7 +335,7 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
     m->forward_done = false;
     ftc_status s = check_batch(m, batch, err);
     if (s) return s;
-    model_refresh_bf16(m); /* bf16 copies of weights the optimizer changed, once per step */
+    ftc_model_refresh_bf16(m); /* bf16 copies of weights the optimizer changed, once per step */
     int B = batch->B, T = batch->T, N = B * T, C = m->C;
     size_t NC = (size_t)N * C;
     m->B = B, m->T = T, m->training = training;
@@ -345,11 +345,11 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
         m->types[n] = batch->type_ids ? batch->type_ids[n] : 0;
         m->mask[n] = batch->mask ? (batch->mask[n] != 0) : 1;
     }
-    embedding_forward(m->emb_sum, m->ids, m->learned_pos ? m->pos : NULL, m->wtt >= 0 ? m->types : NULL, P(m, m->wte),
+    ftc_embedding_forward(m->emb_sum, m->ids, m->learned_pos ? m->pos : NULL, m->wtt >= 0 ? m->types : NULL, P(m, m->wte),
                       P(m, m->wpe), P(m, m->wtt), N, C);
     const float *x = m->emb_sum;
     if (m->emb_n_w >= 0) {
-        layernorm_forward(m->emb_n, m->emb_mean, m->emb_rstd, x, P(m, m->emb_n_w), P(m, m->emb_n_b), N, C,
+        ftc_layernorm_forward(m->emb_n, m->emb_mean, m->emb_rstd, x, P(m, m->emb_n_w), P(m, m->emb_n_b), N, C,
                           m->cfg.norm_eps);
         x = m->emb_n;
     }
@@ -370,23 +370,23 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
     m->have_labels = batch->labels != NULL;
     m->loss = 0;
     if (m->task == FTC_TASK_CAUSAL_LM) {
-        model_linear_forward(m, m->lm_head, -1, m->logits, x, N, C, m->V);
+        ftc_model_linear_forward(m, m->lm_head, -1, m->logits, x, N, C, m->V);
         if (batch->labels) {
             /* HF convention: position t predicts labels[t+1] */
             for (int n = 0; n < N; n++) m->targets[n] = (n % T) + 1 < T ? batch->labels[n + 1] : -100;
             int counted;
-            m->loss = cross_entropy_forward(m->logits, m->targets, N, m->V, &counted);
+            m->loss = ftc_cross_entropy_forward(m->logits, m->targets, N, m->V, &counted);
         }
     } else if (m->task == FTC_TASK_CLASSIFY) {
         if (m->pooling == FTC_POOL_CLS)
-            pool_cls_forward(m->pooled, x, B, T, C);
+            ftc_pool_cls_forward(m->pooled, x, B, T, C);
         else if (m->pooling == FTC_POOL_MEAN)
-            pool_mean_forward(m->pooled, x, m->mask, B, T, C);
+            ftc_pool_mean_forward(m->pooled, x, m->mask, B, T, C);
         else
-            pool_last_forward(m->pooled, x, m->mask, B, T, C);
+            ftc_pool_last_forward(m->pooled, x, m->mask, B, T, C);
         if (uses_pooler(m)) { /* BERT pooler: tanh(dense(CLS)) */
-            model_linear_forward(m, m->pooler_w, m->pooler_b, m->pool_dense, m->pooled, B, C, C);
-            tanh_forward(m->pool_tanh, m->pool_dense, B * C);
+            ftc_model_linear_forward(m, m->pooler_w, m->pooler_b, m->pool_dense, m->pooled, B, C, C);
+            ftc_tanh_forward(m->pool_tanh, m->pool_dense, B * C);
         }
         classify_head_forward(m, B, batch->labels);
     }
@@ -450,7 +450,7 @@ const float *ftc_model_hidden(const ftc_model *m) { return m->hidden; }
 static const float *maybe_dropout_back(ftc_model *m, float *dx, const float *dy, const float *mask, size_t n, float p) {
     if (!dropped(m, p)) return dy;
     memset(dx, 0, n * sizeof(float));
-    dropout_backward(dx, dy, mask, (int)n);
+    ftc_dropout_backward(dx, dy, mask, (int)n);
     return dx;
 }
 
@@ -459,16 +459,16 @@ static void attention_block_backward(ftc_model *m, layer_params *l, const float 
                                      int B, int T) {
     int N = B * T;
     memset(m->g_attn, 0, (size_t)N * m->qdim * sizeof(float));
-    linear_mod_backward(m, &l->o, m->g_attn, d_out, l->attn_out, N);
+    ftc_linear_mod_backward(m, &l->o, m->g_attn, d_out, l->attn_out, N);
     memset(m->g_q, 0, (size_t)N * m->qdim * sizeof(float));
     memset(m->g_k, 0, (size_t)N * m->kvdim * sizeof(float));
     memset(m->g_v, 0, (size_t)N * m->kvdim * sizeof(float));
     attention_opts ao = attn_opts(m, l);
-    attention_backward_ex(m->g_q, m->g_k, m->g_v, m->g_attn, l->att, l->xq, l->xk, l->xv, B, T, m->H, m->Hkv, m->D,
+    ftc_attention_backward_ex(m->g_q, m->g_k, m->g_v, m->g_attn, l->att, l->xq, l->xk, l->xv, B, T, m->H, m->Hkv, m->D,
                           m->g_att_scratch, &ao);
     if (m->rope) {
-        rope_backward(m->g_q, m->pos, m->inv_freq, N, m->H, m->D);
-        rope_backward(m->g_k, m->pos, m->inv_freq, N, m->Hkv, m->D);
+        ftc_rope_backward(m->g_q, m->pos, m->inv_freq, N, m->H, m->D);
+        ftc_rope_backward(m->g_k, m->pos, m->inv_freq, N, m->Hkv, m->D);
     }
     if (m->fused_qkv) {
         int W = m->qdim + 2 * m->kvdim;
@@ -478,29 +478,29 @@ static void attention_block_backward(ftc_model *m, layer_params *l, const float 
             memcpy(row + m->qdim, m->g_k + (size_t)n * m->kvdim, (size_t)m->kvdim * sizeof(float));
             memcpy(row + m->qdim + m->kvdim, m->g_v + (size_t)n * m->kvdim, (size_t)m->kvdim * sizeof(float));
         }
-        linear_mod_backward(m, &l->qkv, d_in, m->g_qkv, in, N);
+        ftc_linear_mod_backward(m, &l->qkv, d_in, m->g_qkv, in, N);
     } else {
-        linear_mod_backward(m, &l->q, d_in, m->g_q, in, N);
-        linear_mod_backward(m, &l->k, d_in, m->g_k, in, N);
-        linear_mod_backward(m, &l->v, d_in, m->g_v, in, N);
+        ftc_linear_mod_backward(m, &l->q, d_in, m->g_q, in, N);
+        ftc_linear_mod_backward(m, &l->k, d_in, m->g_k, in, N);
+        ftc_linear_mod_backward(m, &l->v, d_in, m->g_v, in, N);
     }
 }
 
 static void mlp_backward(ftc_model *m, layer_params *l, const float *in, const float *d_out, float *d_in, int N) {
     size_t nf = (size_t)N * m->F;
     memset(m->g_act, 0, nf * sizeof(float));
-    linear_mod_backward(m, &l->down, m->g_act, d_out, l->h_act, N);
+    ftc_linear_mod_backward(m, &l->down, m->g_act, d_out, l->h_act, N);
     memset(m->g_up, 0, nf * sizeof(float));
     if (m->swiglu) {
         memset(m->g_gate, 0, nf * sizeof(float));
-        swiglu_backward(m->g_gate, m->g_up, m->g_act, l->h_gate, l->h_up, (int)nf);
-        linear_mod_backward(m, &l->gate, d_in, m->g_gate, in, N);
+        ftc_swiglu_backward(m->g_gate, m->g_up, m->g_act, l->h_gate, l->h_up, (int)nf);
+        ftc_linear_mod_backward(m, &l->gate, d_in, m->g_gate, in, N);
     } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
-        gelu_tanh_backward(m->g_up, m->g_act, l->h_up, (int)nf);
+        ftc_gelu_tanh_backward(m->g_up, m->g_act, l->h_up, (int)nf);
     } else {
-        gelu_erf_backward(m->g_up, m->g_act, l->h_up, (int)nf);
+        ftc_gelu_erf_backward(m->g_up, m->g_act, l->h_up, (int)nf);
     }
-    linear_mod_backward(m, &l->up, d_in, m->g_up, in, N);
+    ftc_linear_mod_backward(m, &l->up, d_in, m->g_up, in, N);
 }
 
 /* g: on entry d(layer output), on exit d(layer input x) (when need_dx). */
@@ -575,28 +575,28 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
     memset(g, 0, NC * sizeof(float));
     if (m->task == FTC_TASK_CAUSAL_LM) {
         /* mean over all counted targets, computed chunk by chunk: a chunk's gradient is scaled by its
-         * share of the counted targets (cross_entropy_backward divides by the chunk's own count) */
+         * share of the counted targets (ftc_cross_entropy_backward divides by the chunk's own count) */
         int total = 0;
         for (int n = 0; n < N; n++) total += m->targets[n] >= 0;
         for (int r0 = 0; r0 < N && total > 0; r0 += LM_CHUNK) {
             int rows = N - r0 < LM_CHUNK ? N - r0 : LM_CHUNK, here = 0;
             for (int n = r0; n < r0 + rows; n++) here += m->targets[n] >= 0;
             if (!here) continue;
-            cross_entropy_backward(m->dlogits, m->logits + (size_t)r0 * m->V, m->targets + r0, rows, m->V,
+            ftc_cross_entropy_backward(m->dlogits, m->logits + (size_t)r0 * m->V, m->targets + r0, rows, m->V,
                                    (float)here / (float)total);
-            model_linear_backward(m, m->lm_head, -1, need_hidden_grad ? g + (size_t)r0 * C : NULL, m->dlogits,
+            ftc_model_linear_backward(m, m->lm_head, -1, need_hidden_grad ? g + (size_t)r0 * C : NULL, m->dlogits,
                                   m->hidden + (size_t)r0 * C, rows, C, m->V);
         }
     } else {
         int nl = m->num_labels;
-        cross_entropy_backward(m->dlogits, m->logits, m->cls_targets, B, nl, 1.0f);
+        ftc_cross_entropy_backward(m->dlogits, m->logits, m->cls_targets, B, nl, 1.0f);
         bool use_pooler = uses_pooler(m);
         const float *z = head_input(m);
         const float *zin = dropped(m, m->cls_dropout) ? m->cls_in : z;
         bool need_z = need_hidden_grad || (use_pooler && (m->params[m->pooler_w].trainable ||
                                                            m->params[m->pooler_b].trainable));
         memset(m->g_cls_in, 0, (size_t)B * C * sizeof(float));
-        linear_backward(need_z ? m->g_cls_in : NULL, G(m, m->cls_w), G(m, m->cls_b), m->dlogits, zin, P(m, m->cls_w), B,
+        ftc_linear_backward(need_z ? m->g_cls_in : NULL, G(m, m->cls_w), G(m, m->cls_b), m->dlogits, zin, P(m, m->cls_w), B,
                         C, nl);
         if (need_z) {
             const float *dz = maybe_dropout_back(m, m->g_pooled, m->g_cls_in, m->cls_mask, (size_t)B * C,
@@ -604,20 +604,20 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
             const float *dpooled = dz;
             if (use_pooler) {
                 memset(m->g_pool_dense, 0, (size_t)B * C * sizeof(float));
-                tanh_backward(m->g_pool_dense, dz, m->pool_tanh, B * C);
+                ftc_tanh_backward(m->g_pool_dense, dz, m->pool_tanh, B * C);
                 float *dp = dz == m->g_pooled ? m->g_cls_in : m->g_pooled; /* a buffer dz does not occupy */
                 memset(dp, 0, (size_t)B * C * sizeof(float));
-                model_linear_backward(m, m->pooler_w, m->pooler_b, need_hidden_grad ? dp : NULL, m->g_pool_dense,
+                ftc_model_linear_backward(m, m->pooler_w, m->pooler_b, need_hidden_grad ? dp : NULL, m->g_pool_dense,
                                       m->pooled, B, C, C);
                 dpooled = dp;
             }
             if (need_hidden_grad) {
                 if (m->pooling == FTC_POOL_CLS)
-                    pool_cls_backward(g, dpooled, B, T, C);
+                    ftc_pool_cls_backward(g, dpooled, B, T, C);
                 else if (m->pooling == FTC_POOL_MEAN)
-                    pool_mean_backward(g, dpooled, m->mask, B, T, C);
+                    ftc_pool_mean_backward(g, dpooled, m->mask, B, T, C);
                 else
-                    pool_last_backward(g, dpooled, m->mask, B, T, C);
+                    ftc_pool_last_backward(g, dpooled, m->mask, B, T, C);
             }
         }
     }
@@ -647,11 +647,11 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
     if (m->emb_n_w >= 0) {
         float *dsum = d == m->g_a ? m->g_b : m->g_a;
         memset(dsum, 0, NC * sizeof(float));
-        layernorm_backward(dsum, G(m, m->emb_n_w), G(m, m->emb_n_b), d, m->emb_sum, P(m, m->emb_n_w), m->emb_mean,
+        ftc_layernorm_backward(dsum, G(m, m->emb_n_w), G(m, m->emb_n_b), d, m->emb_sum, P(m, m->emb_n_w), m->emb_mean,
                            m->emb_rstd, N, C);
         d = dsum;
     }
-    embedding_backward(G(m, m->wte), G(m, m->wpe), G(m, m->wtt), d, m->ids, m->learned_pos ? m->pos : NULL,
+    ftc_embedding_backward(G(m, m->wte), G(m, m->wpe), G(m, m->wtt), d, m->ids, m->learned_pos ? m->pos : NULL,
                        m->wtt >= 0 ? m->types : NULL, N, C);
     return FTC_OK;
 }

@@ -16,11 +16,11 @@ typedef struct {
     char *p;
     size_t n, cap;
 } tk_buf;
-bool tk_buf_reserve(tk_buf *b, size_t extra);
-bool tk_buf_put(tk_buf *b, const void *s, size_t n);
-bool tk_buf_putc(tk_buf *b, char c);
-bool tk_buf_put_cp(tk_buf *b, uint32_t cp); /* UTF-8 encode */
-void tk_buf_free(tk_buf *b);
+bool ftc_tk_buf_reserve(tk_buf *b, size_t extra);
+bool ftc_tk_buf_put(tk_buf *b, const void *s, size_t n);
+bool ftc_tk_buf_putc(tk_buf *b, char c);
+bool ftc_tk_buf_put_cp(tk_buf *b, uint32_t cp); /* UTF-8 encode */
+void ftc_tk_buf_free(tk_buf *b);
 
 /* ---- string -> int32 hash map (keys copied) ---- */
 typedef struct {
@@ -30,10 +30,10 @@ typedef struct {
     uint64_t *hashes;
     size_t cap, count;
 } tk_map;
-uint64_t tk_hash(const void *s, size_t n);
-bool tk_map_put(tk_map *m, const char *k, size_t n, int32_t v); /* overwrites */
-int32_t tk_map_get(const tk_map *m, const char *k, size_t n);  /* -1 if absent */
-void tk_map_free(tk_map *m);
+uint64_t ftc_tk_hash(const void *s, size_t n);
+bool ftc_tk_map_put(tk_map *m, const char *k, size_t n, int32_t v); /* overwrites */
+int32_t ftc_tk_map_get(const tk_map *m, const char *k, size_t n);  /* -1 if absent */
+void ftc_tk_map_free(tk_map *m);
 
 /* ---- (id,id) -> (rank,new id) for BPE merges ---- */
 typedef struct {
@@ -41,33 +41,33 @@ typedef struct {
     int32_t *rank, *merged;
     size_t cap, count;
 } tk_pairmap;
-bool tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged);
-bool tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged);
-void tk_pairmap_free(tk_pairmap *m);
+bool ftc_tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged);
+bool ftc_tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged);
+void ftc_tk_pairmap_free(tk_pairmap *m);
 
 /* ---- Unicode ---- */
 /* Decodes one code point at s[i..n); returns its length (1..4), 0 if invalid UTF-8. */
-int tk_utf8_next(const char *s, size_t n, size_t i, uint32_t *cp);
+int ftc_tk_utf8_next(const char *s, size_t n, size_t i, uint32_t *cp);
 /* Index of the first invalid byte, or n when s is valid UTF-8. */
-size_t tk_utf8_check(const char *s, size_t n);
-bool tk_is_whitespace(uint32_t c);  /* Rust char::is_whitespace (Unicode White_Space) */
-bool tk_is_alnum(uint32_t c);       /* Rust char::is_alphanumeric */
-bool tk_is_punct_cat(uint32_t c);   /* general category P* */
-bool tk_is_mark_nonspacing(uint32_t c);
-bool tk_is_other(uint32_t c); /* Cc Cf Cs Co Cn */
+size_t ftc_tk_utf8_check(const char *s, size_t n);
+bool ftc_tk_is_whitespace(uint32_t c);  /* Rust char::is_whitespace (Unicode White_Space) */
+bool ftc_tk_is_alnum(uint32_t c);       /* Rust char::is_alphanumeric */
+bool ftc_tk_is_punct_cat(uint32_t c);   /* general category P* */
+bool ftc_tk_is_mark_nonspacing(uint32_t c);
+bool ftc_tk_is_other(uint32_t c); /* Cc Cf Cs Co Cn */
 /* Rust String::from_utf8_lossy: invalid maximal subparts become U+FFFD. */
-bool tk_utf8_lossy(tk_buf *out, const uint8_t *s, size_t n);
+bool ftc_tk_utf8_lossy(tk_buf *out, const uint8_t *s, size_t n);
 
 /* ---- regex ---- */
 typedef struct {
     pcre2_code *code;
     bool jit;
 } tk_regex;
-ftc_status tk_regex_compile(tk_regex *r, const char *pattern, size_t len, bool literal, ftc_err *err);
-void tk_regex_free(tk_regex *r);
+ftc_status ftc_tk_regex_compile(tk_regex *r, const char *pattern, size_t len, bool literal, ftc_err *err);
+void ftc_tk_regex_free(tk_regex *r);
 /* Finds non-overlapping matches in s; calls cb(start,end) per match. md: scratch (may be NULL). */
 typedef bool (*tk_match_cb)(void *ctx, size_t start, size_t end);
-bool tk_regex_each(const tk_regex *r, const char *s, size_t n, pcre2_match_data *md, tk_match_cb cb, void *ctx);
+bool ftc_tk_regex_each(const tk_regex *r, const char *s, size_t n, pcre2_match_data *md, tk_match_cb cb, void *ctx);
 
 /* ---- pipeline stages ---- */
 typedef enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS } tk_split_behavior;
@@ -198,26 +198,26 @@ typedef struct {
     size_t *start, *end;
     size_t n, cap;
 } tk_pieces;
-bool tk_pieces_add(tk_pieces *p, size_t s, size_t e);
-void tk_pieces_free(tk_pieces *p);
+bool ftc_tk_pieces_add(tk_pieces *p, size_t s, size_t e);
+void ftc_tk_pieces_free(tk_pieces *p);
 
-ftc_status tk_normalize(const tk_normalizer *nz, const char *s, size_t n, tk_buf *out, ftc_err *err);
-ftc_status tk_pretokenize(const tk_pretok *pt, tk_pieces *p, bool at_start, ftc_err *err);
-ftc_status tk_model_encode(const ftc_tokenizer *t, const char *s, size_t n, bool raw_bytes, ftc_ids *out,
+ftc_status ftc_tk_normalize(const tk_normalizer *nz, const char *s, size_t n, tk_buf *out, ftc_err *err);
+ftc_status ftc_tk_pretokenize(const tk_pretok *pt, tk_pieces *p, bool at_start, ftc_err *err);
+ftc_status ftc_tk_model_encode(const ftc_tokenizer *t, const char *s, size_t n, bool raw_bytes, ftc_ids *out,
                            ftc_err *err);
-ftc_status tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, ftc_err *err);
-bool tk_ids_push(ftc_ids *ids, int32_t v);
+ftc_status ftc_tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, ftc_err *err);
+bool ftc_tk_ids_push(ftc_ids *ids, int32_t v);
 
 /* byte-level alphabet: byte b <-> code point */
-uint32_t tk_byte_to_cp(uint8_t b);
-int tk_cp_to_byte(uint32_t cp); /* -1 if not in the alphabet */
+uint32_t ftc_tk_byte_to_cp(uint8_t b);
+int ftc_tk_cp_to_byte(uint32_t cp); /* -1 if not in the alphabet */
 
-void tk_normalizer_free(tk_normalizer *n);
-void tk_pretok_free(tk_pretok *p);
-void tk_decoder_free(tk_decoder *d);
+void ftc_tk_normalizer_free(tk_normalizer *n);
+void ftc_tk_pretok_free(tk_pretok *p);
+void ftc_tk_decoder_free(tk_decoder *d);
 
 /* Builders for the older file sets (legacy.c) */
-ftc_status tk_load_legacy(const char *dir, ftc_tokenizer **out, ftc_err *err);
-ftc_status tk_finish(ftc_tokenizer *t, ftc_err *err); /* shared final setup after the stages are set */
-ftc_tokenizer *tk_alloc(const char *name);
+ftc_status ftc_tk_load_legacy(const char *dir, ftc_tokenizer **out, ftc_err *err);
+ftc_status ftc_tk_finish(ftc_tokenizer *t, ftc_err *err); /* shared final setup after the stages are set */
+ftc_tokenizer *ftc_tk_alloc(const char *name);
 #endif

@@ -10,7 +10,7 @@
 #define NOMEM(err) ftc_errf(err, FTC_E_NOMEM, "out of memory")
 
 static ftc_status add_token(ftc_tokenizer *t, const char *s, bool special, bool normalized, ftc_err *err) {
-    int32_t id = tk_map_get(&t->vocab, s, strlen(s));
+    int32_t id = ftc_tk_map_get(&t->vocab, s, strlen(s));
     if (id < 0) return FTC_OK;
     tk_added *a = realloc(t->added, (t->n_added + 1) * sizeof *a);
     if (!a) return NOMEM(err);
@@ -44,7 +44,7 @@ static ftc_status load_gpt2(const char *dir, const char *vocab_path, ftc_tokeniz
             json_decref(v);
             return FTC_E_INPUT;
         }
-        if (!tk_map_put(&t->vocab, k, strlen(k), (int32_t)json_integer_value(x))) { json_decref(v); return NOMEM(err); }
+        if (!ftc_tk_map_put(&t->vocab, k, strlen(k), (int32_t)json_integer_value(x))) { json_decref(v); return NOMEM(err); }
     }
     json_decref(v);
     if (!ftc_path_join(mp, sizeof mp, dir, "merges.txt") || !ftc_file_exists(mp))
@@ -66,19 +66,19 @@ static ftc_status load_gpt2(const char *dir, const char *vocab_path, ftc_tokeniz
             char *sp = memchr(p, ' ', n);
             if (!sp) { st = ftc_errf(err, FTC_E_INPUT, "%s: line %zu: expected 'a b'", mp, line); break; }
             size_t al = (size_t)(sp - p), bl = n - al - 1;
-            int32_t ia = tk_map_get(&t->vocab, p, al), ib = tk_map_get(&t->vocab, sp + 1, bl);
+            int32_t ia = ftc_tk_map_get(&t->vocab, p, al), ib = ftc_tk_map_get(&t->vocab, sp + 1, bl);
             joined.n = 0;
-            if (!tk_buf_put(&joined, p, al) || !tk_buf_put(&joined, sp + 1, bl)) { st = NOMEM(err); break; }
-            int32_t im = tk_map_get(&t->vocab, joined.p, joined.n);
+            if (!ftc_tk_buf_put(&joined, p, al) || !ftc_tk_buf_put(&joined, sp + 1, bl)) { st = NOMEM(err); break; }
+            int32_t im = ftc_tk_map_get(&t->vocab, joined.p, joined.n);
             if (ia < 0 || ib < 0 || im < 0) {
                 st = ftc_errf(err, FTC_E_INPUT, "%s: line %zu: merge uses a token missing from vocab.json", mp, line);
                 break;
             }
-            if (!tk_pairmap_put(&t->merges, ia, ib, rank++, im)) st = NOMEM(err);
+            if (!ftc_tk_pairmap_put(&t->merges, ia, ib, rank++, im)) st = NOMEM(err);
         }
         p = e + 1;
     }
-    tk_buf_free(&joined);
+    ftc_tk_buf_free(&joined);
     free(text);
     if (st) return st;
     /* GPT2TokenizerFast: ByteLevel pre-tokenizer (no prefix space) and decoder; <|endoftext|> added */
@@ -89,7 +89,7 @@ static ftc_status load_gpt2(const char *dir, const char *vocab_path, ftc_tokeniz
     t->pre->use_regex = true;
     static const char GPT2_PATTERN[] =
         "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-    if ((st = tk_regex_compile(&t->pre->re, GPT2_PATTERN, sizeof GPT2_PATTERN - 1, false, err))) return st;
+    if ((st = ftc_tk_regex_compile(&t->pre->re, GPT2_PATTERN, sizeof GPT2_PATTERN - 1, false, err))) return st;
     t->pre_bytelevel = true;
     t->dec->kind = DEC_BYTELEVEL;
     return add_token(t, "<|endoftext|>", true, true, err);
@@ -108,7 +108,7 @@ static ftc_status load_bert(const char *dir, const char *vocab_path, ftc_tokeniz
         if (n && p[n - 1] == '\r') n--;
         /* HF's load_vocab strips the line (trailing whitespace) and numbers lines in order */
         while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
-        if (!tk_map_put(&t->vocab, p, n, id++)) { free(text); return NOMEM(err); }
+        if (!ftc_tk_map_put(&t->vocab, p, n, id++)) { free(text); return NOMEM(err); }
         p = e + 1;
     }
     free(text);
@@ -130,7 +130,7 @@ static ftc_status load_bert(const char *dir, const char *vocab_path, ftc_tokeniz
     if (!t->wp_prefix) return NOMEM(err);
     strcpy(t->wp_prefix, "##");
     t->wp_prefix_len = 2;
-    t->unk_id = tk_map_get(&t->vocab, "[UNK]", 5);
+    t->unk_id = ftc_tk_map_get(&t->vocab, "[UNK]", 5);
     if (t->unk_id < 0) return ftc_errf(err, FTC_E_INPUT, "%s: no [UNK] token", vocab_path);
     t->norm = calloc(1, sizeof *t->norm);
     t->pre = calloc(1, sizeof *t->pre);
@@ -146,7 +146,7 @@ static ftc_status load_bert(const char *dir, const char *vocab_path, ftc_tokeniz
     static const char *special[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
     for (size_t i = 0; i < 5; i++)
         if ((st = add_token(t, special[i], true, false, err))) return st;
-    int32_t cls = tk_map_get(&t->vocab, "[CLS]", 5), sep = tk_map_get(&t->vocab, "[SEP]", 5);
+    int32_t cls = ftc_tk_map_get(&t->vocab, "[CLS]", 5), sep = ftc_tk_map_get(&t->vocab, "[SEP]", 5);
     if (cls >= 0 && sep >= 0) {
         tk_post *p = &t->post;
         p->single = calloc(3, sizeof *p->single);
@@ -174,28 +174,28 @@ static ftc_status load_bert(const char *dir, const char *vocab_path, ftc_tokeniz
     return FTC_OK;
 }
 
-ftc_status tk_load_legacy(const char *dir, ftc_tokenizer **out, ftc_err *err) {
+ftc_status ftc_tk_load_legacy(const char *dir, ftc_tokenizer **out, ftc_err *err) {
     char vp[4096];
     *out = NULL;
     ftc_tokenizer *t = NULL;
     ftc_status st;
     if (ftc_path_join(vp, sizeof vp, dir, "vocab.json") && ftc_file_exists(vp)) {
-        if (!(t = tk_alloc(vp))) return NOMEM(err);
+        if (!(t = ftc_tk_alloc(vp))) return NOMEM(err);
         st = load_gpt2(dir, vp, t, err);
     } else if (ftc_path_join(vp, sizeof vp, dir, "vocab.txt") && ftc_file_exists(vp)) {
-        if (!(t = tk_alloc(vp))) return NOMEM(err);
+        if (!(t = ftc_tk_alloc(vp))) return NOMEM(err);
         st = load_bert(dir, vp, t, err);
     } else if (ftc_path_join(vp, sizeof vp, dir, "tokenizer.model") && ftc_file_exists(vp)) {
         return ftc_errf(err, FTC_E_UNSUPPORTED,
                         "unsupported: %s (SentencePiece .model alone); use the model's tokenizer.json", vp);
     } else
         return ftc_errf(err, FTC_E_INPUT, "%s: no tokenizer.json, vocab.json+merges.txt or vocab.txt found", dir);
-    if (!st) st = tk_finish(t, err);
+    if (!st) st = ftc_tk_finish(t, err);
     if (st) { ftc_tokenizer_free(t); return st; }
     *out = t;
     return FTC_OK;
 }
 
 ftc_status ftc_tokenizer_load_legacy(const char *dir, ftc_tokenizer **out, ftc_err *err) {
-    return tk_load_legacy(dir, out, err);
+    return ftc_tk_load_legacy(dir, out, err);
 }

@@ -47,21 +47,21 @@ static size_t bpe_merge(const tk_pairmap *merges, int32_t *sym, size_t n, int32_
     }
     for (size_t i = 0; i + 1 < n; i++) {
         int32_t rank, m;
-        if (tk_pairmap_get(merges, sym[i], sym[i + 1], &rank, &m)) heap_push(heap, &hn, (merge_cand){rank, (int32_t)i, m});
+        if (ftc_tk_pairmap_get(merges, sym[i], sym[i + 1], &rank, &m)) heap_push(heap, &hn, (merge_cand){rank, (int32_t)i, m});
     }
     while (hn) {
         merge_cand c = heap_pop(heap, &hn);
         int32_t l = c.pos, r = next[l];
         if (sym[l] < 0 || r < 0) continue;
         int32_t rank, m;
-        if (!tk_pairmap_get(merges, sym[l], sym[r], &rank, &m) || m != c.merged || rank != c.rank) continue;
+        if (!ftc_tk_pairmap_get(merges, sym[l], sym[r], &rank, &m) || m != c.merged || rank != c.rank) continue;
         sym[l] = m;
         sym[r] = -1;
         next[l] = next[r];
         if (next[r] >= 0) prev[next[r]] = l;
-        if (prev[l] >= 0 && tk_pairmap_get(merges, sym[prev[l]], sym[l], &rank, &m))
+        if (prev[l] >= 0 && ftc_tk_pairmap_get(merges, sym[prev[l]], sym[l], &rank, &m))
             heap_push(heap, &hn, (merge_cand){rank, prev[l], m});
-        if (next[l] >= 0 && tk_pairmap_get(merges, sym[l], sym[next[l]], &rank, &m))
+        if (next[l] >= 0 && ftc_tk_pairmap_get(merges, sym[l], sym[next[l]], &rank, &m))
             heap_push(heap, &hn, (merge_cand){rank, l, m});
     }
     size_t w = 0;
@@ -79,7 +79,7 @@ static bool cache_get(ftc_tokenizer *t, const char *s, size_t n, uint64_t h, ftc
     tk_cache_entry *e = &t->cache[h & (t->cache_cap - 1)];
     if (e->key && e->hash == h && e->klen == n && !memcmp(e->key, s, n)) {
         *hit = true;
-        for (uint32_t i = 0; i < e->n && ok; i++) ok = tk_ids_push(out, e->ids[i]);
+        for (uint32_t i = 0; i < e->n && ok; i++) ok = ftc_tk_ids_push(out, e->ids[i]);
     }
     pthread_mutex_unlock(&t->cache_lock);
     return ok;
@@ -108,17 +108,17 @@ static ftc_status bpe_word(const ftc_tokenizer *tc, const char *s, size_t n, boo
         if (raw_bytes) {
             tk_buf b = {0};
             for (size_t i = 0; i < n; i++)
-                if (!tk_buf_put_cp(&b, tk_byte_to_cp((uint8_t)s[i]))) { tk_buf_free(&b); return NOMEM(err); }
-            id = tk_map_get(&t->vocab, b.p, b.n);
-            tk_buf_free(&b);
-        } else id = tk_map_get(&t->vocab, s, n);
-        if (id >= 0) return tk_ids_push(out, id) ? FTC_OK : NOMEM(err);
+                if (!ftc_tk_buf_put_cp(&b, ftc_tk_byte_to_cp((uint8_t)s[i]))) { ftc_tk_buf_free(&b); return NOMEM(err); }
+            id = ftc_tk_map_get(&t->vocab, b.p, b.n);
+            ftc_tk_buf_free(&b);
+        } else id = ftc_tk_map_get(&t->vocab, s, n);
+        if (id >= 0) return ftc_tk_ids_push(out, id) ? FTC_OK : NOMEM(err);
     }
     uint64_t h = 0;
     bool use_cache = n <= CACHE_MAX_WORD;
     if (use_cache) {
         bool hit;
-        h = tk_hash(s, n);
+        h = ftc_tk_hash(s, n);
         if (!cache_get(t, s, n, h, out, &hit)) return NOMEM(err);
         if (hit) return FTC_OK;
     }
@@ -144,9 +144,9 @@ static ftc_status bpe_word(const ftc_tokenizer *tc, const char *s, size_t n, boo
         bool pending_unk = false;
         for (size_t i = 0; i < n;) {
             uint32_t cp;
-            int l = tk_utf8_next(s, n, i, &cp);
+            int l = ftc_tk_utf8_next(s, n, i, &cp);
             if (!l) l = 1;
-            int32_t id = tk_map_get(&t->vocab, s + i, (size_t)l);
+            int32_t id = ftc_tk_map_get(&t->vocab, s + i, (size_t)l);
             if (id >= 0) {
                 sym[k++] = id;
                 pending_unk = false;
@@ -171,7 +171,7 @@ static ftc_status bpe_word(const ftc_tokenizer *tc, const char *s, size_t n, boo
     }
     k = bpe_merge(&t->merges, sym, k, prev, next, heap);
     bool ok = true;
-    for (size_t i = 0; i < k && ok; i++) ok = tk_ids_push(out, sym[i]);
+    for (size_t i = 0; i < k && ok; i++) ok = ftc_tk_ids_push(out, sym[i]);
     if (ok && use_cache) cache_put(t, s, n, h, sym, k);
     if (mem != stack_buf) { free(mem); free(heap); }
     return ok ? FTC_OK : NOMEM(err);
@@ -199,7 +199,7 @@ static ftc_status bpe_encode(const ftc_tokenizer *t, const char *s, size_t n, bo
 static ftc_status wordpiece_encode(const ftc_tokenizer *t, const char *s, size_t n, ftc_ids *out, ftc_err *err) {
     size_t chars = 0;
     for (size_t i = 0; i < n; i++) chars += ((uint8_t)s[i] & 0xC0) != 0x80;
-    if ((int)chars > t->max_input_chars) return tk_ids_push(out, t->unk_id) ? FTC_OK : NOMEM(err);
+    if ((int)chars > t->max_input_chars) return ftc_tk_ids_push(out, t->unk_id) ? FTC_OK : NOMEM(err);
     size_t o0 = out->n;
     char stackbuf[512];
     size_t pl = t->wp_prefix_len;
@@ -217,29 +217,29 @@ static ftc_status wordpiece_encode(const ftc_tokenizer *t, const char *s, size_t
         }
         int32_t id = -1;
         while (end > start) {
-            if (start == 0) id = tk_map_get(&t->vocab, s, end);
+            if (start == 0) id = ftc_tk_map_get(&t->vocab, s, end);
             else {
                 memcpy(buf + pl, s + start, end - start);
-                id = tk_map_get(&t->vocab, buf, pl + end - start);
+                id = ftc_tk_map_get(&t->vocab, buf, pl + end - start);
             }
             if (id >= 0) break;
             end--;
             while (end > start && ((uint8_t)s[end] & 0xC0) == 0x80) end--;
         }
         if (id < 0) { bad = true; break; }
-        if (!tk_ids_push(out, id)) { if (buf != stackbuf) free(buf); return NOMEM(err); }
+        if (!ftc_tk_ids_push(out, id)) { if (buf != stackbuf) free(buf); return NOMEM(err); }
         start = end;
     }
     if (buf != stackbuf) free(buf);
     if (bad) {
         out->n = o0;
         if (t->unk_id < 0) return ftc_errf(err, FTC_E_INPUT, "WordPiece: no unk_token for an unknown word");
-        return tk_ids_push(out, t->unk_id) ? FTC_OK : NOMEM(err);
+        return ftc_tk_ids_push(out, t->unk_id) ? FTC_OK : NOMEM(err);
     }
     return FTC_OK;
 }
 
-ftc_status tk_model_encode(const ftc_tokenizer *t, const char *s, size_t n, bool raw_bytes, ftc_ids *out,
+ftc_status ftc_tk_model_encode(const ftc_tokenizer *t, const char *s, size_t n, bool raw_bytes, ftc_ids *out,
                            ftc_err *err) {
     if (t->is_wordpiece) return wordpiece_encode(t, s, n, out, err);
     return bpe_encode(t, s, n, raw_bytes, out, err);
@@ -253,21 +253,21 @@ static bool replace_all(tk_buf *b, const char *pat, const char *rep) {
     size_t i = 0;
     while (i < b->n) {
         if (i + pl <= b->n && !memcmp(b->p + i, pat, pl)) {
-            if (!tk_buf_put(&o, rep, rl)) { tk_buf_free(&o); return false; }
+            if (!ftc_tk_buf_put(&o, rep, rl)) { ftc_tk_buf_free(&o); return false; }
             i += pl;
         } else {
-            if (!tk_buf_putc(&o, b->p[i])) { tk_buf_free(&o); return false; }
+            if (!ftc_tk_buf_putc(&o, b->p[i])) { ftc_tk_buf_free(&o); return false; }
             i++;
         }
     }
-    tk_buf_free(b);
+    ftc_tk_buf_free(b);
     *b = o;
     return true;
 }
 static bool set_buf(tk_buf *b, const char *s, size_t n) {
     tk_buf o = {0};
-    if (!tk_buf_put(&o, s, n)) return false;
-    tk_buf_free(b);
+    if (!ftc_tk_buf_put(&o, s, n)) return false;
+    ftc_tk_buf_free(b);
     *b = o;
     return true;
 }
@@ -285,12 +285,12 @@ static int parse_byte_token(const tk_buf *b) {
     return v;
 }
 
-ftc_status tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, ftc_err *err) {
+ftc_status ftc_tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, ftc_err *err) {
     size_t n = *n_toks;
     switch (d->kind) {
     case DEC_SEQUENCE:
         for (size_t k = 0; k < d->n_items; k++) {
-            ftc_status st = tk_decode_tokens(&d->items[k], toks, n_toks, err);
+            ftc_status st = ftc_tk_decode_tokens(&d->items[k], toks, n_toks, err);
             if (st) return st;
         }
         return FTC_OK;
@@ -302,26 +302,26 @@ ftc_status tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, f
             bool all = true;
             for (size_t j = 0; j < toks[i].n;) {
                 uint32_t cp;
-                int l = tk_utf8_next(toks[i].p, toks[i].n, j, &cp);
-                int b = l ? tk_cp_to_byte(cp) : -1;
+                int l = ftc_tk_utf8_next(toks[i].p, toks[i].n, j, &cp);
+                int b = l ? ftc_tk_cp_to_byte(cp) : -1;
                 if (b < 0) { all = false; break; }
-                if (!tk_buf_putc(&bytes, (char)b)) goto nomem_bl;
+                if (!ftc_tk_buf_putc(&bytes, (char)b)) goto nomem_bl;
                 j += (size_t)l;
             }
             if (!all) {
                 bytes.n = o0;
-                if (!tk_buf_put(&bytes, toks[i].p, toks[i].n)) goto nomem_bl;
+                if (!ftc_tk_buf_put(&bytes, toks[i].p, toks[i].n)) goto nomem_bl;
             }
         }
-        if (!tk_buf_reserve(&out, bytes.n) || !tk_utf8_lossy(&out, (const uint8_t *)bytes.p, bytes.n)) goto nomem_bl;
-        for (size_t i = 0; i < n; i++) tk_buf_free(&toks[i]);
+        if (!ftc_tk_buf_reserve(&out, bytes.n) || !ftc_tk_utf8_lossy(&out, (const uint8_t *)bytes.p, bytes.n)) goto nomem_bl;
+        for (size_t i = 0; i < n; i++) ftc_tk_buf_free(&toks[i]);
         toks[0] = out;
         *n_toks = 1;
-        tk_buf_free(&bytes);
+        ftc_tk_buf_free(&bytes);
         return FTC_OK;
     nomem_bl:
-        tk_buf_free(&bytes);
-        tk_buf_free(&out);
+        ftc_tk_buf_free(&bytes);
+        ftc_tk_buf_free(&out);
         return NOMEM(err);
     }
     case DEC_WORDPIECE: {
@@ -338,8 +338,8 @@ ftc_status tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, f
                     if (b->p) b->p[b->n] = 0;
                 } else {
                     tk_buf o = {0};
-                    if (!tk_buf_putc(&o, ' ') || !tk_buf_put(&o, b->p, b->n)) { tk_buf_free(&o); return NOMEM(err); }
-                    tk_buf_free(b);
+                    if (!ftc_tk_buf_putc(&o, ' ') || !ftc_tk_buf_put(&o, b->p, b->n)) { ftc_tk_buf_free(&o); return NOMEM(err); }
+                    ftc_tk_buf_free(b);
                     *b = o;
                 }
             }
@@ -364,9 +364,9 @@ ftc_status tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, f
             } else {
                 tk_normalizer rn = {.kind = NORM_REPLACE, .str = d->content, .re = d->re};
                 tk_buf o = {0};
-                ftc_status st = tk_normalize(&rn, toks[i].p ? toks[i].p : "", toks[i].n, &o, err);
-                if (st) { tk_buf_free(&o); return st; }
-                tk_buf_free(&toks[i]);
+                ftc_status st = ftc_tk_normalize(&rn, toks[i].p ? toks[i].p : "", toks[i].n, &o, err);
+                if (st) { ftc_tk_buf_free(&o); return st; }
+                ftc_tk_buf_free(&toks[i]);
                 toks[i] = o;
             }
         }
@@ -386,19 +386,19 @@ ftc_status tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, f
             while (j < n) {
                 int v = parse_byte_token(&toks[j]);
                 if (v < 0) break;
-                if (!tk_buf_putc(&bytes, (char)v)) { tk_buf_free(&bytes); return NOMEM(err); }
+                if (!ftc_tk_buf_putc(&bytes, (char)v)) { ftc_tk_buf_free(&bytes); return NOMEM(err); }
                 j++;
             }
             tk_buf o = {0};
             bool ok;
-            if (tk_utf8_check(bytes.p, bytes.n) == bytes.n) ok = tk_buf_put(&o, bytes.p, bytes.n);
+            if (ftc_tk_utf8_check(bytes.p, bytes.n) == bytes.n) ok = ftc_tk_buf_put(&o, bytes.p, bytes.n);
             else {
                 ok = true;
-                for (size_t k = 0; k < bytes.n && ok; k++) ok = tk_buf_put(&o, "\xEF\xBF\xBD", 3);
+                for (size_t k = 0; k < bytes.n && ok; k++) ok = ftc_tk_buf_put(&o, "\xEF\xBF\xBD", 3);
             }
-            tk_buf_free(&bytes);
-            if (!ok) { tk_buf_free(&o); return NOMEM(err); }
-            for (size_t k = i; k < j; k++) tk_buf_free(&toks[k]);
+            ftc_tk_buf_free(&bytes);
+            if (!ok) { ftc_tk_buf_free(&o); return NOMEM(err); }
+            for (size_t k = i; k < j; k++) ftc_tk_buf_free(&toks[k]);
             toks[w++] = o;
             i = j;
         }
@@ -409,8 +409,8 @@ ftc_status tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, f
         if (n <= 1) return FTC_OK;
         tk_buf o = {0};
         for (size_t i = 0; i < n; i++) {
-            if (!tk_buf_put(&o, toks[i].p, toks[i].n)) { tk_buf_free(&o); return NOMEM(err); }
-            tk_buf_free(&toks[i]);
+            if (!ftc_tk_buf_put(&o, toks[i].p, toks[i].n)) { ftc_tk_buf_free(&o); return NOMEM(err); }
+            ftc_tk_buf_free(&toks[i]);
         }
         toks[0] = o;
         *n_toks = 1;
@@ -423,7 +423,7 @@ ftc_status tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, f
             size_t a = 0, e = b->n;
             for (int k = 0; k < d->start && a < e; k++) {
                 uint32_t cp;
-                int l = tk_utf8_next(b->p, e, a, &cp);
+                int l = ftc_tk_utf8_next(b->p, e, a, &cp);
                 if (!l || cp != d->strip_cp) break;
                 a += (size_t)l;
             }
@@ -431,7 +431,7 @@ ftc_status tk_decode_tokens(const tk_decoder *d, tk_buf *toks, size_t *n_toks, f
                 size_t j = e - 1;
                 while (j > a && ((uint8_t)b->p[j] & 0xC0) == 0x80) j--;
                 uint32_t cp;
-                int l = tk_utf8_next(b->p, e, j, &cp);
+                int l = ftc_tk_utf8_next(b->p, e, j, &cp);
                 if (!l || cp != d->strip_cp) break;
                 e = j;
             }

@@ -22,30 +22,30 @@ static ftc_status unicode_form(const char *s, size_t n, int opts, tk_buf *out, f
         free(dst);
         return ftc_errf(err, FTC_E_INPUT, "unicode normalization failed: %s", utf8proc_errmsg(r));
     }
-    bool ok = tk_buf_put(out, dst, (size_t)r);
+    bool ok = ftc_tk_buf_put(out, dst, (size_t)r);
     free(dst);
     return ok ? FTC_OK : NOMEM(err);
 }
 
 /* Rust char::to_lowercase: simple mapping except U+0130 (the one unconditional multi-char lowercase). */
 static bool put_lower(tk_buf *b, uint32_t c) {
-    if (c < 0x80) return tk_buf_putc(b, (char)((c >= 'A' && c <= 'Z') ? c + 32 : c));
-    if (c == 0x130) return tk_buf_put(b, "i\xCC\x87", 3);
-    return tk_buf_put_cp(b, (uint32_t)utf8proc_tolower((utf8proc_int32_t)c));
+    if (c < 0x80) return ftc_tk_buf_putc(b, (char)((c >= 'A' && c <= 'Z') ? c + 32 : c));
+    if (c == 0x130) return ftc_tk_buf_put(b, "i\xCC\x87", 3);
+    return ftc_tk_buf_put_cp(b, (uint32_t)utf8proc_tolower((utf8proc_int32_t)c));
 }
 
 /* BertNormalizer drops nonspacing marks (Mn); the StripAccents normalizer drops every mark (M*). */
 static ftc_status strip_accents(const char *s, size_t n, tk_buf *out, bool all_marks, ftc_err *err) {
     for (size_t i = 0; i < n;) {
         uint32_t c;
-        int l = tk_utf8_next(s, n, i, &c);
+        int l = ftc_tk_utf8_next(s, n, i, &c);
         if (!l) return ftc_errf(err, FTC_E_INTERNAL, "invalid UTF-8 inside the normalizer");
         bool drop;
         if (all_marks) {
             utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
             drop = k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC || k == UTF8PROC_CATEGORY_ME;
-        } else drop = tk_is_mark_nonspacing(c);
-        if (!drop && !tk_buf_put(out, s + i, (size_t)l)) return NOMEM(err);
+        } else drop = ftc_tk_is_mark_nonspacing(c);
+        if (!drop && !ftc_tk_buf_put(out, s + i, (size_t)l)) return NOMEM(err);
         i += (size_t)l;
     }
     return FTC_OK;
@@ -61,7 +61,7 @@ static ftc_status norm_one(const tk_normalizer *nz, const char *s, size_t n, tk_
     case NORM_LOWERCASE:
         for (size_t i = 0; i < n;) {
             uint32_t c;
-            int l = tk_utf8_next(s, n, i, &c);
+            int l = ftc_tk_utf8_next(s, n, i, &c);
             if (!l) return ftc_errf(err, FTC_E_INTERNAL, "invalid UTF-8 inside the normalizer");
             if (!put_lower(out, c)) return NOMEM(err);
             i += (size_t)l;
@@ -69,22 +69,22 @@ static ftc_status norm_one(const tk_normalizer *nz, const char *s, size_t n, tk_
         return FTC_OK;
     case NORM_STRIP_ACCENTS: return strip_accents(s, n, out, true, err);
     case NORM_PREPEND:
-        if (n && (!tk_buf_put(out, nz->str, strlen(nz->str)) || !tk_buf_put(out, s, n))) return NOMEM(err);
+        if (n && (!ftc_tk_buf_put(out, nz->str, strlen(nz->str)) || !ftc_tk_buf_put(out, s, n))) return NOMEM(err);
         return FTC_OK;
     case NORM_STRIP: {
         size_t a = 0, b = n;
         uint32_t c;
         if (nz->strip_left)
-            while (a < b) { int l = tk_utf8_next(s, n, a, &c); if (!l || !tk_is_whitespace(c)) break; a += (size_t)l; }
+            while (a < b) { int l = ftc_tk_utf8_next(s, n, a, &c); if (!l || !ftc_tk_is_whitespace(c)) break; a += (size_t)l; }
         if (nz->strip_right)
             while (b > a) {
                 size_t k = b - 1;
                 while (k > a && ((uint8_t)s[k] & 0xC0) == 0x80) k--;
-                int l = tk_utf8_next(s, n, k, &c);
-                if (!l || !tk_is_whitespace(c)) break;
+                int l = ftc_tk_utf8_next(s, n, k, &c);
+                if (!l || !ftc_tk_is_whitespace(c)) break;
                 b = k;
             }
-        return tk_buf_put(out, s + a, b - a) ? FTC_OK : NOMEM(err);
+        return ftc_tk_buf_put(out, s + a, b - a) ? FTC_OK : NOMEM(err);
     }
     case NORM_REPLACE: {
         struct rctx { tk_buf *out; const char *s; size_t last; const char *content; } c = {out, s, 0, nz->str};
@@ -102,33 +102,33 @@ static ftc_status norm_one(const tk_normalizer *nz, const char *s, size_t n, tk_
             }
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
             if (ov[1] < ov[0]) break;
-            ok = ok && tk_buf_put(out, s + c.last, ov[0] - c.last) && tk_buf_put(out, c.content, strlen(c.content));
+            ok = ok && ftc_tk_buf_put(out, s + c.last, ov[0] - c.last) && ftc_tk_buf_put(out, c.content, strlen(c.content));
             c.last = ov[1];
             if (ov[1] == ov[0]) {
                 if (ov[0] >= n) break;
                 uint32_t cp;
-                int l = tk_utf8_next(s, n, ov[0], &cp);
+                int l = ftc_tk_utf8_next(s, n, ov[0], &cp);
                 pos = ov[0] + (size_t)(l ? l : 1);
             } else pos = ov[1];
         }
         pcre2_match_data_free(md);
-        ok = ok && tk_buf_put(out, s + c.last, n - c.last);
+        ok = ok && ftc_tk_buf_put(out, s + c.last, n - c.last);
         return ok ? FTC_OK : NOMEM(err);
     }
     case NORM_BERT: {
         tk_buf a = {0}, b = {0};
         for (size_t i = 0; i < n;) {
             uint32_t c;
-            int l = tk_utf8_next(s, n, i, &c);
+            int l = ftc_tk_utf8_next(s, n, i, &c);
             if (!l) { st = ftc_errf(err, FTC_E_INTERNAL, "invalid UTF-8 inside the normalizer"); goto bert_done; }
             i += (size_t)l;
             if (nz->clean_text) {
-                if (c == 0 || c == 0xFFFD || (c != '\t' && c != '\n' && c != '\r' && tk_is_other(c))) continue;
-                if (tk_is_whitespace(c)) c = ' ';
+                if (c == 0 || c == 0xFFFD || (c != '\t' && c != '\n' && c != '\r' && ftc_tk_is_other(c))) continue;
+                if (ftc_tk_is_whitespace(c)) c = ' ';
             }
             bool ok;
-            if (nz->chinese && is_chinese(c)) ok = tk_buf_putc(&a, ' ') && tk_buf_put_cp(&a, c) && tk_buf_putc(&a, ' ');
-            else ok = tk_buf_put_cp(&a, c);
+            if (nz->chinese && is_chinese(c)) ok = ftc_tk_buf_putc(&a, ' ') && ftc_tk_buf_put_cp(&a, c) && ftc_tk_buf_putc(&a, ' ');
+            else ok = ftc_tk_buf_put_cp(&a, c);
             if (!ok) { st = NOMEM(err); goto bert_done; }
         }
         if (nz->strip_accents) {
@@ -139,33 +139,33 @@ static ftc_status norm_one(const tk_normalizer *nz, const char *s, size_t n, tk_
         if (nz->lowercase) {
             tk_normalizer low = {.kind = NORM_LOWERCASE};
             st = norm_one(&low, a.p, a.n, out, err);
-        } else if (!tk_buf_put(out, a.p, a.n)) st = NOMEM(err);
+        } else if (!ftc_tk_buf_put(out, a.p, a.n)) st = NOMEM(err);
     bert_done:
-        tk_buf_free(&a);
-        tk_buf_free(&b);
+        ftc_tk_buf_free(&a);
+        ftc_tk_buf_free(&b);
         return st;
     }
     case NORM_SEQUENCE: {
         tk_buf cur = {0}, nxt = {0};
-        if (!tk_buf_put(&cur, s, n)) return NOMEM(err);
+        if (!ftc_tk_buf_put(&cur, s, n)) return NOMEM(err);
         for (size_t k = 0; k < nz->n_items && !st; k++) {
             nxt.n = 0;
-            if (!tk_buf_reserve(&nxt, 0)) { st = NOMEM(err); break; }
+            if (!ftc_tk_buf_reserve(&nxt, 0)) { st = NOMEM(err); break; }
             st = norm_one(&nz->items[k], cur.p, cur.n, &nxt, err);
             tk_buf t = cur; cur = nxt; nxt = t;
         }
-        if (!st && !tk_buf_put(out, cur.p, cur.n)) st = NOMEM(err);
-        tk_buf_free(&cur);
-        tk_buf_free(&nxt);
+        if (!st && !ftc_tk_buf_put(out, cur.p, cur.n)) st = NOMEM(err);
+        ftc_tk_buf_free(&cur);
+        ftc_tk_buf_free(&nxt);
         return st;
     }
     }
     return ftc_errf(err, FTC_E_INTERNAL, "unknown normalizer");
 }
 
-ftc_status tk_normalize(const tk_normalizer *nz, const char *s, size_t n, tk_buf *out, ftc_err *err) {
-    if (!nz) return tk_buf_put(out, s, n) ? FTC_OK : NOMEM(err);
-    if (!tk_buf_reserve(out, n)) return NOMEM(err);
+ftc_status ftc_tk_normalize(const tk_normalizer *nz, const char *s, size_t n, tk_buf *out, ftc_err *err) {
+    if (!nz) return ftc_tk_buf_put(out, s, n) ? FTC_OK : NOMEM(err);
+    if (!ftc_tk_buf_reserve(out, n)) return NOMEM(err);
     return norm_one(nz, s, n, out, err);
 }
 
@@ -202,15 +202,15 @@ static bool apply_behavior(const parts *p, tk_split_behavior bh, tk_pieces *out)
     bool prev = false;
     switch (bh) {
     case SPLIT_ISOLATED:
-        for (size_t i = 0; i < p->n; i++) if (!tk_pieces_add(out, p->a[i], p->b[i])) return false;
+        for (size_t i = 0; i < p->n; i++) if (!ftc_tk_pieces_add(out, p->a[i], p->b[i])) return false;
         break;
     case SPLIT_REMOVED:
-        for (size_t i = 0; i < p->n; i++) if (!p->m[i] && !tk_pieces_add(out, p->a[i], p->b[i])) return false;
+        for (size_t i = 0; i < p->n; i++) if (!p->m[i] && !ftc_tk_pieces_add(out, p->a[i], p->b[i])) return false;
         break;
     case SPLIT_MERGED_PREV:
         for (size_t i = 0; i < p->n; i++) {
             if (p->m[i] && !prev && out->n > o0) out->end[out->n - 1] = p->b[i];
-            else if (!tk_pieces_add(out, p->a[i], p->b[i])) return false;
+            else if (!ftc_tk_pieces_add(out, p->a[i], p->b[i])) return false;
             prev = p->m[i];
         }
         break;
@@ -218,7 +218,7 @@ static bool apply_behavior(const parts *p, tk_split_behavior bh, tk_pieces *out)
         /* walk backwards, then reverse what was added */
         for (size_t k = p->n; k-- > 0;) {
             if (p->m[k] && !prev && out->n > o0) out->start[out->n - 1] = p->a[k];
-            else if (!tk_pieces_add(out, p->a[k], p->b[k])) return false;
+            else if (!ftc_tk_pieces_add(out, p->a[k], p->b[k])) return false;
             prev = p->m[k];
         }
         for (size_t i = o0, j = out->n - 1; i < j && j != (size_t)-1; i++, j--) {
@@ -230,7 +230,7 @@ static bool apply_behavior(const parts *p, tk_split_behavior bh, tk_pieces *out)
     case SPLIT_CONTIGUOUS:
         for (size_t i = 0; i < p->n; i++) {
             if (p->m[i] == prev && out->n > o0) out->end[out->n - 1] = p->b[i];
-            else if (!tk_pieces_add(out, p->a[i], p->b[i])) return false;
+            else if (!ftc_tk_pieces_add(out, p->a[i], p->b[i])) return false;
             prev = p->m[i];
         }
         break;
@@ -260,7 +260,7 @@ static bool on_match(void *v, size_t a, size_t b) {
 static bool regex_parts(const tk_regex *re, const tk_buf *text, size_t s, size_t e, bool invert, parts *p,
                         pcre2_match_data *md) {
     match_ctx c = {p, s, s, invert, false};
-    if (!tk_regex_each(re, text->p + s, e - s, md, on_match, &c)) return false;
+    if (!ftc_tk_regex_each(re, text->p + s, e - s, md, on_match, &c)) return false;
     if (c.last < e && !parts_add(p, c.last, e, invert)) return false;
     return true;
 }
@@ -271,14 +271,14 @@ static bool class_parts(const tk_buf *text, size_t s, size_t e, cp_class cls, co
     size_t last = s;
     for (size_t i = s; i < e;) {
         uint32_t c;
-        int l = tk_utf8_next(text->p, e, i, &c);
+        int l = ftc_tk_utf8_next(text->p, e, i, &c);
         if (!l) l = 1, c = 0xFFFD;
         if (cls(c, arg)) {
             size_t j = i + (size_t)l;
             if (runs)
                 while (j < e) {
                     uint32_t d;
-                    int m = tk_utf8_next(text->p, e, j, &d);
+                    int m = ftc_tk_utf8_next(text->p, e, j, &d);
                     if (!m || !cls(d, arg)) break;
                     j += (size_t)m;
                 }
@@ -291,10 +291,10 @@ static bool class_parts(const tk_buf *text, size_t s, size_t e, cp_class cls, co
     if (last < e && !parts_add(p, last, e, false)) return false;
     return true;
 }
-static int cls_ws(uint32_t c, const void *a) { (void)a; return tk_is_whitespace(c); }
+static int cls_ws(uint32_t c, const void *a) { (void)a; return ftc_tk_is_whitespace(c); }
 static bool is_bert_punct(uint32_t c) {
     return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126) ||
-           tk_is_punct_cat(c);
+           ftc_tk_is_punct_cat(c);
 }
 static int cls_punct(uint32_t c, const void *a) { (void)a; return is_bert_punct(c); }
 static int cls_digit(uint32_t c, const void *a) {
@@ -311,32 +311,32 @@ static bool rewrite(const tk_pretok *pt, tk_pieces *p, bool at_start, piece_fn f
     tk_pieces q = {0};
     for (size_t i = 0; i < p->n; i++) {
         size_t s = q.text.n;
-        if (!tk_buf_reserve(&q.text, 0)) goto fail;
+        if (!ftc_tk_buf_reserve(&q.text, 0)) goto fail;
         if (!f(pt, p->text.p + p->start[i], p->end[i] - p->start[i], at_start && i == 0 && p->start[i] == 0, &q.text))
             goto fail;
-        if (!tk_pieces_add(&q, s, q.text.n)) goto fail;
+        if (!ftc_tk_pieces_add(&q, s, q.text.n)) goto fail;
     }
-    tk_pieces_free(p);
+    ftc_tk_pieces_free(p);
     *p = q;
     return true;
 fail:
-    tk_pieces_free(&q);
+    ftc_tk_pieces_free(&q);
     return false;
 }
 static bool f_prefix_space(const tk_pretok *pt, const char *s, size_t n, bool first, tk_buf *out) {
     (void)first;
-    if (pt->add_prefix_space && (n == 0 || s[0] != ' ') && !tk_buf_putc(out, ' ')) return false;
-    return tk_buf_put(out, s, n);
+    if (pt->add_prefix_space && (n == 0 || s[0] != ' ') && !ftc_tk_buf_putc(out, ' ')) return false;
+    return ftc_tk_buf_put(out, s, n);
 }
 static bool f_metaspace(const tk_pretok *pt, const char *s, size_t n, bool first, tk_buf *out) {
     size_t rl = strlen(pt->replacement);
     bool starts = n >= rl && !memcmp(s, pt->replacement, rl);
     bool starts_space = n && s[0] == ' ';
     if (!starts && !starts_space && (pt->prepend_scheme == 0 || (pt->prepend_scheme == 1 && first)))
-        if (!tk_buf_put(out, pt->replacement, rl)) return false;
+        if (!ftc_tk_buf_put(out, pt->replacement, rl)) return false;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == ' ') { if (!tk_buf_put(out, pt->replacement, rl)) return false; }
-        else if (!tk_buf_putc(out, s[i])) return false;
+        if (s[i] == ' ') { if (!ftc_tk_buf_put(out, pt->replacement, rl)) return false; }
+        else if (!ftc_tk_buf_putc(out, s[i])) return false;
     }
     return true;
 }
@@ -366,7 +366,7 @@ static ftc_status split_all(const tk_pretok *pt, tk_pieces *p, ftc_err *err) {
             break;
         case PRE_METASPACE: {
             uint32_t cp;
-            tk_utf8_next(pt->replacement, strlen(pt->replacement), 0, &cp);
+            ftc_tk_utf8_next(pt->replacement, strlen(pt->replacement), 0, &cp);
             ok = class_parts(&q.text, s, e, cls_cp, &cp, false, &pr);
             bh = SPLIT_MERGED_NEXT;
             break;
@@ -377,7 +377,7 @@ static ftc_status split_all(const tk_pretok *pt, tk_pieces *p, ftc_err *err) {
     }
     if (md) pcre2_match_data_free(md);
     parts_free(&pr);
-    tk_pieces_free(p);
+    ftc_tk_pieces_free(p);
     *p = q;
     return FTC_OK;
 nomem:
@@ -385,7 +385,7 @@ nomem:
     parts_free(&pr);
     p->text = q.text;
     q.text = (tk_buf){0};
-    tk_pieces_free(&q);
+    ftc_tk_pieces_free(&q);
     return ftc_errf(err, FTC_E_INPUT, "pre-tokenizer: out of memory or regex match limit reached");
 }
 
@@ -408,17 +408,17 @@ static ftc_status bert_split(tk_pieces *p, ftc_err *err) {
     }
     parts_free(&a);
     parts_free(&b);
-    tk_pieces_free(p);
+    ftc_tk_pieces_free(p);
     *p = q;
     return ok ? FTC_OK : NOMEM(err);
 }
 
-ftc_status tk_pretokenize(const tk_pretok *pt, tk_pieces *p, bool at_start, ftc_err *err) {
+ftc_status ftc_tk_pretokenize(const tk_pretok *pt, tk_pieces *p, bool at_start, ftc_err *err) {
     if (!pt) return FTC_OK;
     switch (pt->kind) {
     case PRE_SEQUENCE:
         for (size_t k = 0; k < pt->n_items; k++) {
-            ftc_status st = tk_pretokenize(&pt->items[k], p, at_start, err);
+            ftc_status st = ftc_tk_pretokenize(&pt->items[k], p, at_start, err);
             if (st) return st;
         }
         return FTC_OK;
@@ -435,25 +435,25 @@ ftc_status tk_pretokenize(const tk_pretok *pt, tk_pieces *p, bool at_start, ftc_
     }
 }
 
-void tk_normalizer_free(tk_normalizer *n) {
+void ftc_tk_normalizer_free(tk_normalizer *n) {
     if (!n) return;
     free(n->str);
-    tk_regex_free(&n->re);
-    for (size_t i = 0; i < n->n_items; i++) tk_normalizer_free(&n->items[i]);
+    ftc_tk_regex_free(&n->re);
+    for (size_t i = 0; i < n->n_items; i++) ftc_tk_normalizer_free(&n->items[i]);
     free(n->items);
 }
-void tk_pretok_free(tk_pretok *p) {
+void ftc_tk_pretok_free(tk_pretok *p) {
     if (!p) return;
-    tk_regex_free(&p->re);
-    for (size_t i = 0; i < p->n_items; i++) tk_pretok_free(&p->items[i]);
+    ftc_tk_regex_free(&p->re);
+    for (size_t i = 0; i < p->n_items; i++) ftc_tk_pretok_free(&p->items[i]);
     free(p->items);
 }
-void tk_decoder_free(tk_decoder *d) {
+void ftc_tk_decoder_free(tk_decoder *d) {
     if (!d) return;
     free(d->prefix);
     free(d->pattern);
     free(d->content);
-    tk_regex_free(&d->re);
-    for (size_t i = 0; i < d->n_items; i++) tk_decoder_free(&d->items[i]);
+    ftc_tk_regex_free(&d->re);
+    for (size_t i = 0; i < d->n_items; i++) ftc_tk_decoder_free(&d->items[i]);
     free(d->items);
 }

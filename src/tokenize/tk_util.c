@@ -5,7 +5,7 @@
 #include <utf8proc.h>
 
 /* ---- tk_buf ---- */
-bool tk_buf_reserve(tk_buf *b, size_t extra) {
+bool ftc_tk_buf_reserve(tk_buf *b, size_t extra) {
     if (b->n + extra + 1 <= b->cap) return true;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->n + extra + 1) cap *= 2;
@@ -15,15 +15,15 @@ bool tk_buf_reserve(tk_buf *b, size_t extra) {
     b->cap = cap;
     return true;
 }
-bool tk_buf_put(tk_buf *b, const void *s, size_t n) {
-    if (!tk_buf_reserve(b, n)) return false;
+bool ftc_tk_buf_put(tk_buf *b, const void *s, size_t n) {
+    if (!ftc_tk_buf_reserve(b, n)) return false;
     if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;
     return true;
 }
-bool tk_buf_putc(tk_buf *b, char c) { return tk_buf_put(b, &c, 1); }
-bool tk_buf_put_cp(tk_buf *b, uint32_t cp) {
+bool ftc_tk_buf_putc(tk_buf *b, char c) { return ftc_tk_buf_put(b, &c, 1); }
+bool ftc_tk_buf_put_cp(tk_buf *b, uint32_t cp) {
     char u[4];
     int n;
     if (cp < 0x80) { u[0] = (char)cp; n = 1; }
@@ -34,11 +34,11 @@ bool tk_buf_put_cp(tk_buf *b, uint32_t cp) {
         u[0] = (char)(0xF0 | (cp >> 18)); u[1] = (char)(0x80 | ((cp >> 12) & 63));
         u[2] = (char)(0x80 | ((cp >> 6) & 63)); u[3] = (char)(0x80 | (cp & 63)); n = 4;
     }
-    return tk_buf_put(b, u, (size_t)n);
+    return ftc_tk_buf_put(b, u, (size_t)n);
 }
-void tk_buf_free(tk_buf *b) { free(b->p); memset(b, 0, sizeof *b); }
+void ftc_tk_buf_free(tk_buf *b) { free(b->p); memset(b, 0, sizeof *b); }
 
-bool tk_ids_push(ftc_ids *ids, int32_t v) {
+bool ftc_tk_ids_push(ftc_ids *ids, int32_t v) {
     if (ids->n == ids->cap) {
         size_t cap = ids->cap ? ids->cap * 2 : 64;
         int32_t *p = realloc(ids->ids, cap * sizeof *p);
@@ -51,7 +51,7 @@ bool tk_ids_push(ftc_ids *ids, int32_t v) {
 }
 
 /* ---- string map: open addressing, FNV-1a ---- */
-uint64_t tk_hash(const void *s, size_t n) {
+uint64_t ftc_tk_hash(const void *s, size_t n) {
     const uint8_t *p = s;
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
@@ -75,9 +75,9 @@ static bool map_grow(tk_map *m) {
     *m = nm;
     return true;
 }
-bool tk_map_put(tk_map *m, const char *k, size_t n, int32_t v) {
+bool ftc_tk_map_put(tk_map *m, const char *k, size_t n, int32_t v) {
     if ((m->count + 1) * 2 > m->cap && !map_grow(m)) return false;
-    uint64_t h = tk_hash(k, n);
+    uint64_t h = ftc_tk_hash(k, n);
     size_t j = h & (m->cap - 1);
     while (m->keys[j]) {
         if (m->hashes[j] == h && m->klen[j] == n && !memcmp(m->keys[j], k, n)) { m->vals[j] = v; return true; }
@@ -91,9 +91,9 @@ bool tk_map_put(tk_map *m, const char *k, size_t n, int32_t v) {
     m->count++;
     return true;
 }
-int32_t tk_map_get(const tk_map *m, const char *k, size_t n) {
+int32_t ftc_tk_map_get(const tk_map *m, const char *k, size_t n) {
     if (!m->cap) return -1;
-    uint64_t h = tk_hash(k, n);
+    uint64_t h = ftc_tk_hash(k, n);
     size_t j = h & (m->cap - 1);
     while (m->keys[j]) {
         if (m->hashes[j] == h && m->klen[j] == n && !memcmp(m->keys[j], k, n)) return m->vals[j];
@@ -101,7 +101,7 @@ int32_t tk_map_get(const tk_map *m, const char *k, size_t n) {
     }
     return -1;
 }
-void tk_map_free(tk_map *m) {
+void ftc_tk_map_free(tk_map *m) {
     for (size_t i = 0; i < m->cap; i++) free(m->keys[i]);
     free(m->keys); free(m->klen); free(m->vals); free(m->hashes);
     memset(m, 0, sizeof *m);
@@ -127,7 +127,7 @@ static bool pairmap_grow(tk_pairmap *m) {
     *m = nm;
     return true;
 }
-bool tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged) {
+bool ftc_tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged) {
     if ((m->count + 1) * 2 > m->cap && !pairmap_grow(m)) return false;
     uint64_t k = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
     size_t j = pair_hash(k) & (m->cap - 1);
@@ -139,7 +139,7 @@ bool tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t m
     m->count++;
     return true;
 }
-bool tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged) {
+bool ftc_tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged) {
     if (!m->cap) return false;
     uint64_t k = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
     size_t j = pair_hash(k) & (m->cap - 1);
@@ -149,13 +149,13 @@ bool tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, in
     }
     return false;
 }
-void tk_pairmap_free(tk_pairmap *m) {
+void ftc_tk_pairmap_free(tk_pairmap *m) {
     free(m->keys); free(m->rank); free(m->merged);
     memset(m, 0, sizeof *m);
 }
 
 /* ---- UTF-8 ---- */
-int tk_utf8_next(const char *str, size_t n, size_t i, uint32_t *cp) {
+int ftc_tk_utf8_next(const char *str, size_t n, size_t i, uint32_t *cp) {
     const uint8_t *s = (const uint8_t *)str;
     uint8_t c = s[i];
     if (c < 0x80) { *cp = c; return 1; }
@@ -174,12 +174,12 @@ int tk_utf8_next(const char *str, size_t n, size_t i, uint32_t *cp) {
     *cp = v;
     return len;
 }
-size_t tk_utf8_check(const char *s, size_t n) {
+size_t ftc_tk_utf8_check(const char *s, size_t n) {
     size_t i = 0;
     uint32_t cp;
     while (i < n) {
         if ((uint8_t)s[i] < 0x80) { i++; continue; }
-        int l = tk_utf8_next(s, n, i, &cp);
+        int l = ftc_tk_utf8_next(s, n, i, &cp);
         if (!l) return i;
         i += (size_t)l;
     }
@@ -187,13 +187,13 @@ size_t tk_utf8_check(const char *s, size_t n) {
 }
 
 /* Rust's from_utf8_lossy replaces each maximal prefix of a valid sequence (or a lone bad byte) by U+FFFD. */
-bool tk_utf8_lossy(tk_buf *out, const uint8_t *s, size_t n) {
+bool ftc_tk_utf8_lossy(tk_buf *out, const uint8_t *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         uint32_t cp;
-        int l = tk_utf8_next((const char *)s, n, i, &cp);
+        int l = ftc_tk_utf8_next((const char *)s, n, i, &cp);
         if (l) {
-            if (!tk_buf_put(out, s + i, (size_t)l)) return false;
+            if (!ftc_tk_buf_put(out, s + i, (size_t)l)) return false;
             i += (size_t)l;
             continue;
         }
@@ -210,18 +210,18 @@ bool tk_utf8_lossy(tk_buf *out, const uint8_t *s, size_t n) {
             if (j == 0 ? (d < lo || d > hi) : ((d & 0xC0) != 0x80)) break;
             k++;
         }
-        if (!tk_buf_put(out, "\xEF\xBF\xBD", 3)) return false;
+        if (!ftc_tk_buf_put(out, "\xEF\xBF\xBD", 3)) return false;
         i += k;
     }
     return true;
 }
 
 /* ---- Unicode properties ---- */
-bool tk_is_whitespace(uint32_t c) {
+bool ftc_tk_is_whitespace(uint32_t c) {
     return (c >= 9 && c <= 13) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
            c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
-bool tk_is_alnum(uint32_t c) {
+bool ftc_tk_is_alnum(uint32_t c) {
     if (c < 0x80) return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z');
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     /* Rust: Alphabetic property or Numeric (Nd, Nl, No). Alphabetic ~ L*, Nl, Other_Alphabetic (some Mn/Mc). */
@@ -232,14 +232,14 @@ bool tk_is_alnum(uint32_t c) {
     default: return false;
     }
 }
-bool tk_is_punct_cat(uint32_t c) {
+bool ftc_tk_is_punct_cat(uint32_t c) {
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
 }
-bool tk_is_mark_nonspacing(uint32_t c) { return utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_MN; }
+bool ftc_tk_is_mark_nonspacing(uint32_t c) { return utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_MN; }
 /* HF's BertNormalizer uses the unicode_categories crate: its "other" tables hold Cc, Cf, Co, Cs but no
  * unassigned (Cn) code points, and predate the format characters added in Unicode 11-15. */
-bool tk_is_other(uint32_t c) {
+bool ftc_tk_is_other(uint32_t c) {
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     if (k == UTF8PROC_CATEGORY_CF && (c == 0x0890 || c == 0x0891 || c == 0x08E2 || c == 0x110CD ||
                                       (c >= 0x13430 && c <= 0x1343F)))
@@ -250,13 +250,13 @@ bool tk_is_other(uint32_t c) {
 
 /* ---- byte-level alphabet (GPT-2): printable bytes map to themselves, the rest to U+0100.. ---- */
 static bool byte_printable(int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); }
-uint32_t tk_byte_to_cp(uint8_t b) {
+uint32_t ftc_tk_byte_to_cp(uint8_t b) {
     if (byte_printable(b)) return b;
     int k = 0;
     for (int i = 0; i < b; i++) if (!byte_printable(i)) k++;
     return 256u + (uint32_t)k;
 }
-int tk_cp_to_byte(uint32_t cp) {
+int ftc_tk_cp_to_byte(uint32_t cp) {
     if (cp < 256) return byte_printable((int)cp) ? (int)cp : -1;
     if (cp >= 256 + 68) return -1;
     int k = (int)cp - 256;
@@ -266,7 +266,7 @@ int tk_cp_to_byte(uint32_t cp) {
 }
 
 /* ---- regex ---- */
-ftc_status tk_regex_compile(tk_regex *r, const char *pattern, size_t len, bool literal, ftc_err *err) {
+ftc_status ftc_tk_regex_compile(tk_regex *r, const char *pattern, size_t len, bool literal, ftc_err *err) {
     int ec;
     PCRE2_SIZE eo;
     uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK;
@@ -281,11 +281,11 @@ ftc_status tk_regex_compile(tk_regex *r, const char *pattern, size_t len, bool l
     r->jit = pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
     return FTC_OK;
 }
-void tk_regex_free(tk_regex *r) {
+void ftc_tk_regex_free(tk_regex *r) {
     if (r->code) pcre2_code_free(r->code);
     r->code = NULL;
 }
-bool tk_regex_each(const tk_regex *r, const char *s, size_t n, pcre2_match_data *md, tk_match_cb cb, void *ctx) {
+bool ftc_tk_regex_each(const tk_regex *r, const char *s, size_t n, pcre2_match_data *md, tk_match_cb cb, void *ctx) {
     pcre2_match_data *own = NULL;
     if (!md) {
         own = md = pcre2_match_data_create_from_pattern(r->code, NULL);
@@ -305,7 +305,7 @@ bool tk_regex_each(const tk_regex *r, const char *s, size_t n, pcre2_match_data 
         if (b == a) { /* empty match: step one code point */
             if (a >= n) break;
             uint32_t cp;
-            int l = tk_utf8_next(s, n, a, &cp);
+            int l = ftc_tk_utf8_next(s, n, a, &cp);
             pos = a + (size_t)(l ? l : 1);
         } else pos = b;
     }
@@ -313,7 +313,7 @@ bool tk_regex_each(const tk_regex *r, const char *s, size_t n, pcre2_match_data 
     return ok;
 }
 
-bool tk_pieces_add(tk_pieces *p, size_t s, size_t e) {
+bool ftc_tk_pieces_add(tk_pieces *p, size_t s, size_t e) {
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 16;
         size_t *a = realloc(p->start, cap * sizeof *a);
@@ -329,8 +329,8 @@ bool tk_pieces_add(tk_pieces *p, size_t s, size_t e) {
     p->n++;
     return true;
 }
-void tk_pieces_free(tk_pieces *p) {
-    tk_buf_free(&p->text);
+void ftc_tk_pieces_free(tk_pieces *p) {
+    ftc_tk_buf_free(&p->text);
     free(p->start);
     free(p->end);
     memset(p, 0, sizeof *p);

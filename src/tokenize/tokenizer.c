@@ -37,9 +37,9 @@ static ftc_status parse_pattern(json_t *o, const char *what, tk_regex *re, char 
     const char *s;
     if (json_is_object(p) && (s = jstr(p, "String"))) {
         if (literal && !(*literal = xstrdup(s))) return NOMEM(err);
-        return tk_regex_compile(re, s, strlen(s), true, err);
+        return ftc_tk_regex_compile(re, s, strlen(s), true, err);
     }
-    if (json_is_object(p) && (s = jstr(p, "Regex"))) return tk_regex_compile(re, s, strlen(s), false, err);
+    if (json_is_object(p) && (s = jstr(p, "Regex"))) return ftc_tk_regex_compile(re, s, strlen(s), false, err);
     return ftc_errf(err, FTC_E_INPUT, "%s: \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}", what);
 }
 static ftc_status utf8_char_field(json_t *o, const char *k, const char *def, char out[8], const char *what,
@@ -48,7 +48,7 @@ static ftc_status utf8_char_field(json_t *o, const char *k, const char *def, cha
     if (!s) s = def;
     uint32_t cp;
     size_t n = strlen(s);
-    if (n == 0 || n > 4 || tk_utf8_next(s, n, 0, &cp) != (int)n)
+    if (n == 0 || n > 4 || ftc_tk_utf8_next(s, n, 0, &cp) != (int)n)
         return ftc_errf(err, FTC_E_INPUT, "%s: \"%s\" must be one character", what, k);
     memcpy(out, s, n + 1);
     return FTC_OK;
@@ -134,7 +134,7 @@ static ftc_status load_pretok(json_t *o, tk_pretok *pt, ftc_err *err) {
         pt->kind = PRE_BYTELEVEL;
         pt->add_prefix_space = jbool(o, "add_prefix_space", true);
         pt->use_regex = jbool(o, "use_regex", true);
-        if (pt->use_regex) return tk_regex_compile(&pt->re, GPT2_PATTERN, sizeof GPT2_PATTERN - 1, false, err);
+        if (pt->use_regex) return ftc_tk_regex_compile(&pt->re, GPT2_PATTERN, sizeof GPT2_PATTERN - 1, false, err);
     } else if (!strcmp(type, "Split")) {
         pt->kind = PRE_SPLIT;
         pt->invert = jbool(o, "invert", false);
@@ -146,7 +146,7 @@ static ftc_status load_pretok(json_t *o, tk_pretok *pt, ftc_err *err) {
         /* HF's Whitespace uses the Rust regex crate: its \\w is Alphabetic, marks, decimal digits, connector
          * punctuation and joiners; PCRE2's UCP \\w lacks marks and joiners */
         static const char WS[] = "[\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}]+|[^\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
-        return tk_regex_compile(&pt->re, WS, sizeof WS - 1, false, err);
+        return ftc_tk_regex_compile(&pt->re, WS, sizeof WS - 1, false, err);
     } else if (!strcmp(type, "WhitespaceSplit")) pt->kind = PRE_WHITESPACE_SPLIT;
     else if (!strcmp(type, "Punctuation")) {
         pt->kind = PRE_PUNCTUATION;
@@ -218,7 +218,7 @@ static ftc_status load_decoder(json_t *o, tk_decoder *d, ftc_err *err) {
     else if (!strcmp(type, "Strip")) {
         d->kind = DEC_STRIP;
         const char *c = jstr(o, "content");
-        if (!c || tk_utf8_next(c, strlen(c), 0, &d->strip_cp) != (int)strlen(c) || !*c)
+        if (!c || ftc_tk_utf8_next(c, strlen(c), 0, &d->strip_cp) != (int)strlen(c) || !*c)
             return ftc_errf(err, FTC_E_INPUT, "decoder Strip: \"content\" must be one character");
         json_t *a = json_object_get(o, "start"), *b = json_object_get(o, "stop");
         d->start = json_is_integer(a) ? (int)json_integer_value(a) : 0;
@@ -346,7 +346,7 @@ static ftc_status load_post(json_t *o, tk_post *p, bool *has, ftc_err *err) {
 }
 
 /* ---------------- tokenizer object ---------------- */
-ftc_tokenizer *tk_alloc(const char *name) {
+ftc_tokenizer *ftc_tk_alloc(const char *name) {
     ftc_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     snprintf(t->name, sizeof t->name, "%s", name ? name : "tokenizer");
@@ -359,14 +359,14 @@ ftc_tokenizer *tk_alloc(const char *name) {
 
 void ftc_tokenizer_free(ftc_tokenizer *t) {
     if (!t) return;
-    tk_map_free(&t->vocab);
+    ftc_tk_map_free(&t->vocab);
     for (size_t i = 0; i < t->n_ids; i++) free(t->id_to_tok[i]);
     free(t->id_to_tok);
-    tk_pairmap_free(&t->merges);
+    ftc_tk_pairmap_free(&t->merges);
     free(t->wp_prefix);
-    if (t->norm) { tk_normalizer_free(t->norm); free(t->norm); }
-    if (t->pre) { tk_pretok_free(t->pre); free(t->pre); }
-    if (t->dec) { tk_decoder_free(t->dec); free(t->dec); }
+    if (t->norm) { ftc_tk_normalizer_free(t->norm); free(t->norm); }
+    if (t->pre) { ftc_tk_pretok_free(t->pre); free(t->pre); }
+    if (t->dec) { ftc_tk_decoder_free(t->dec); free(t->dec); }
     post_free(&t->post);
     for (size_t i = 0; i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
@@ -419,7 +419,7 @@ static bool set_id_token(ftc_tokenizer *t, int32_t id, const char *s, size_t n) 
 }
 
 /* Shared by the JSON and legacy loaders: id table, byte ids, added-token sets, specials, cache. */
-ftc_status tk_finish(ftc_tokenizer *t, ftc_err *err) {
+ftc_status ftc_tk_finish(ftc_tokenizer *t, ftc_err *err) {
     int32_t max_id = -1;
     for (size_t i = 0; i < t->vocab.cap; i++)
         if (t->vocab.keys[i] && t->vocab.vals[i] > max_id) max_id = t->vocab.vals[i];
@@ -443,12 +443,12 @@ ftc_status tk_finish(ftc_tokenizer *t, ftc_err *err) {
             char s[8];
             if (t->pre_bytelevel) {
                 tk_buf x = {0};
-                if (!tk_buf_put_cp(&x, tk_byte_to_cp((uint8_t)b))) return NOMEM(err);
-                t->byte_ids[b] = tk_map_get(&t->vocab, x.p, x.n);
-                tk_buf_free(&x);
+                if (!ftc_tk_buf_put_cp(&x, ftc_tk_byte_to_cp((uint8_t)b))) return NOMEM(err);
+                t->byte_ids[b] = ftc_tk_map_get(&t->vocab, x.p, x.n);
+                ftc_tk_buf_free(&x);
             } else if (t->byte_fallback) {
                 snprintf(s, sizeof s, "<0x%02X>", b);
-                t->byte_ids[b] = tk_map_get(&t->vocab, s, strlen(s));
+                t->byte_ids[b] = ftc_tk_map_get(&t->vocab, s, strlen(s));
             }
         }
         t->meta_boundaries = !t->pre_bytelevel && !t->ignore_merges;
@@ -503,10 +503,10 @@ static ftc_status load_model(json_t *m, ftc_tokenizer *t, ftc_err *err) {
     json_object_foreach(vocab, k, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10000000)
             return ftc_errf(err, FTC_E_INPUT, "model %s: vocab entry '%.100s' has no valid id", type, k);
-        if (!tk_map_put(&t->vocab, k, strlen(k), (int32_t)json_integer_value(v))) return NOMEM(err);
+        if (!ftc_tk_map_put(&t->vocab, k, strlen(k), (int32_t)json_integer_value(v))) return NOMEM(err);
     }
     const char *unk = jstr(m, "unk_token");
-    if (unk) t->unk_id = tk_map_get(&t->vocab, unk, strlen(unk));
+    if (unk) t->unk_id = ftc_tk_map_get(&t->vocab, unk, strlen(unk));
     if (!strcmp(type, "WordPiece")) {
         t->is_wordpiece = true;
         const char *p = jstr(m, "continuing_subword_prefix");
@@ -535,7 +535,7 @@ static ftc_status load_model(json_t *m, ftc_tokenizer *t, ftc_err *err) {
         if (json_is_string(e)) {
             a = json_string_value(e);
             const char *sp = strchr(a, ' ');
-            if (!sp) { tk_buf_free(&joined); return ftc_errf(err, FTC_E_INPUT, "model BPE: merge %zu '%.100s' has no space", i, a); }
+            if (!sp) { ftc_tk_buf_free(&joined); return ftc_errf(err, FTC_E_INPUT, "model BPE: merge %zu '%.100s' has no space", i, a); }
             al = (size_t)(sp - a);
             b = sp + 1;
             bl = strlen(b);
@@ -545,20 +545,20 @@ static ftc_status load_model(json_t *m, ftc_tokenizer *t, ftc_err *err) {
             b = json_string_value(json_array_get(e, 1));
             al = strlen(a);
             bl = strlen(b);
-        } else { tk_buf_free(&joined); return ftc_errf(err, FTC_E_INPUT, "model BPE: merge %zu is not \"a b\" or [a, b]", i); }
-        int32_t ia = tk_map_get(&t->vocab, a, al), ib = tk_map_get(&t->vocab, b, bl);
+        } else { ftc_tk_buf_free(&joined); return ftc_errf(err, FTC_E_INPUT, "model BPE: merge %zu is not \"a b\" or [a, b]", i); }
+        int32_t ia = ftc_tk_map_get(&t->vocab, a, al), ib = ftc_tk_map_get(&t->vocab, b, bl);
         joined.n = 0;
-        if (!tk_buf_put(&joined, a, al) || !tk_buf_put(&joined, b, bl)) { tk_buf_free(&joined); return NOMEM(err); }
-        int32_t im = tk_map_get(&t->vocab, joined.p, joined.n);
+        if (!ftc_tk_buf_put(&joined, a, al) || !ftc_tk_buf_put(&joined, b, bl)) { ftc_tk_buf_free(&joined); return NOMEM(err); }
+        int32_t im = ftc_tk_map_get(&t->vocab, joined.p, joined.n);
         if (ia < 0 || ib < 0 || im < 0) {
             ftc_errf(err, FTC_E_INPUT, "model BPE: merge %zu ('%.*s' '%.*s') uses a token missing from the vocab", i,
                      (int)(al > 100 ? 100 : al), a, (int)(bl > 100 ? 100 : bl), b);
-            tk_buf_free(&joined);
+            ftc_tk_buf_free(&joined);
             return FTC_E_INPUT;
         }
-        if (!tk_pairmap_put(&t->merges, ia, ib, (int32_t)i, im)) { tk_buf_free(&joined); return NOMEM(err); }
+        if (!ftc_tk_pairmap_put(&t->merges, ia, ib, (int32_t)i, im)) { ftc_tk_buf_free(&joined); return NOMEM(err); }
     }
-    tk_buf_free(&joined);
+    ftc_tk_buf_free(&joined);
     return FTC_OK;
 }
 
@@ -603,7 +603,7 @@ static ftc_status load_json(json_t *root, ftc_tokenizer *t, ftc_err *err) {
         a->rstrip = jbool(e, "rstrip", false);
         a->normalized = jbool(e, "normalized", !a->special);
     }
-    return tk_finish(t, err);
+    return ftc_tk_finish(t, err);
 }
 
 ftc_status ftc_tokenizer_from_json(const char *json, size_t len, const char *name, ftc_tokenizer **out, ftc_err *err) {
@@ -613,7 +613,7 @@ ftc_status ftc_tokenizer_from_json(const char *json, size_t len, const char *nam
     if (!root)
         return ftc_errf(err, FTC_E_INPUT, "%s: line %d column %d: %s", name ? name : "tokenizer.json", je.line,
                         je.column, je.text);
-    ftc_tokenizer *t = tk_alloc(name);
+    ftc_tokenizer *t = ftc_tk_alloc(name);
     if (!t) { json_decref(root); return NOMEM(err); }
     ftc_status st = load_json(root, t, err);
     json_decref(root);
@@ -656,13 +656,13 @@ ftc_status ftc_tokenizer_load(const char *dir, ftc_tokenizer **out, ftc_err *err
         if ((st = ftc_read_file(p, &text, &len, err))) return st;
         st = ftc_tokenizer_from_json(text, len, p, out, err);
         free(text);
-    } else st = tk_load_legacy(dir, out, err);
+    } else st = ftc_tk_load_legacy(dir, out, err);
     if (!st) apply_config_specials(*out, dir);
     return st;
 }
 
 /* ---------------- encode ---------------- */
-static bool is_word_char(uint32_t c) { return c == '_' || tk_is_alnum(c); }
+static bool is_word_char(uint32_t c) { return c == '_' || ftc_tk_is_alnum(c); }
 
 typedef bool (*seg_cb)(void *ctx, const char *s, size_t n, size_t off, int32_t added_id);
 
@@ -685,9 +685,9 @@ static bool split_added(const tk_added_set *set, const char *s, size_t n, size_t
             if (start > 0) {
                 size_t j = start - 1;
                 while (j > 0 && ((uint8_t)s[j] & 0xC0) == 0x80) j--;
-                if (tk_utf8_next(s, n, j, &c) && is_word_char(c)) ok = false;
+                if (ftc_tk_utf8_next(s, n, j, &c) && is_word_char(c)) ok = false;
             }
-            if (stop < n && tk_utf8_next(s, n, stop, &c) && is_word_char(c)) ok = false;
+            if (stop < n && ftc_tk_utf8_next(s, n, stop, &c) && is_word_char(c)) ok = false;
             if (!ok) { i = stop; continue; }
         }
         if (m->lstrip) {
@@ -696,7 +696,7 @@ static bool split_added(const tk_added_set *set, const char *s, size_t n, size_t
                 size_t k = j - 1;
                 while (k > start_offset && ((uint8_t)s[k] & 0xC0) == 0x80) k--;
                 uint32_t c;
-                if (!tk_utf8_next(s, n, k, &c) || !tk_is_whitespace(c)) break;
+                if (!ftc_tk_utf8_next(s, n, k, &c) || !ftc_tk_is_whitespace(c)) break;
                 j = k;
             }
             start = j;
@@ -704,7 +704,7 @@ static bool split_added(const tk_added_set *set, const char *s, size_t n, size_t
         if (m->rstrip) {
             uint32_t c;
             int l;
-            while (stop < n && (l = tk_utf8_next(s, n, stop, &c)) && tk_is_whitespace(c)) stop += (size_t)l;
+            while (stop < n && (l = ftc_tk_utf8_next(s, n, stop, &c)) && ftc_tk_is_whitespace(c)) stop += (size_t)l;
         }
         if (start_offset < start && !cb(ctx, s + start_offset, start - start_offset, base + start_offset, -1)) return false;
         if (!cb(ctx, s + start, stop - start, base + start, m->id)) return false;
@@ -725,37 +725,37 @@ typedef struct {
 static bool on_norm_seg(void *v, const char *s, size_t n, size_t off, int32_t id) {
     enc_ctx *c = v;
     if (id >= 0) {
-        if (!tk_ids_push(c->out, id)) { c->st = NOMEM(c->err); return false; }
+        if (!ftc_tk_ids_push(c->out, id)) { c->st = NOMEM(c->err); return false; }
         return true;
     }
     tk_pieces p = {0};
-    if (!tk_buf_put(&p.text, s, n) || !tk_pieces_add(&p, 0, n)) { tk_pieces_free(&p); c->st = NOMEM(c->err); return false; }
-    c->st = tk_pretokenize(c->t->pre, &p, c->at_start && off == 0, c->err);
+    if (!ftc_tk_buf_put(&p.text, s, n) || !ftc_tk_pieces_add(&p, 0, n)) { ftc_tk_pieces_free(&p); c->st = NOMEM(c->err); return false; }
+    c->st = ftc_tk_pretokenize(c->t->pre, &p, c->at_start && off == 0, c->err);
     for (size_t i = 0; i < p.n && !c->st; i++)
-        c->st = tk_model_encode(c->t, p.text.p + p.start[i], p.end[i] - p.start[i], c->t->pre_bytelevel, c->out, c->err);
-    tk_pieces_free(&p);
+        c->st = ftc_tk_model_encode(c->t, p.text.p + p.start[i], p.end[i] - p.start[i], c->t->pre_bytelevel, c->out, c->err);
+    ftc_tk_pieces_free(&p);
     return c->st == FTC_OK;
 }
 
 static bool on_raw_seg(void *v, const char *s, size_t n, size_t off, int32_t id) {
     enc_ctx *c = v;
     if (id >= 0) {
-        if (!tk_ids_push(c->out, id)) { c->st = NOMEM(c->err); return false; }
+        if (!ftc_tk_ids_push(c->out, id)) { c->st = NOMEM(c->err); return false; }
         return true;
     }
     tk_buf norm = {0};
-    c->st = tk_normalize(c->t->norm, s, n, &norm, c->err);
+    c->st = ftc_tk_normalize(c->t->norm, s, n, &norm, c->err);
     if (!c->st) {
         c->at_start = off == 0;
         split_added(&c->t->norm_set, norm.p ? norm.p : "", norm.n, 0, on_norm_seg, c);
     }
-    tk_buf_free(&norm);
+    ftc_tk_buf_free(&norm);
     return c->st == FTC_OK;
 }
 
 /* Ids of text without special tokens. */
 static ftc_status encode_plain(const ftc_tokenizer *t, const char *text, size_t len, ftc_ids *out, ftc_err *err) {
-    size_t bad = tk_utf8_check(text, len);
+    size_t bad = ftc_tk_utf8_check(text, len);
     if (bad != len) return ftc_errf(err, FTC_E_INPUT, "invalid UTF-8 in the text at byte %zu", bad);
     enc_ctx c = {t, out, err, FTC_OK, true};
     split_added(&t->raw_set, text, len, 0, on_raw_seg, &c);
@@ -779,7 +779,7 @@ static ftc_status apply_template(const tk_tmpl_item *it, size_t n, const ftc_ids
             m = x ? x->n : 0;
         }
         for (size_t k = 0; k < m; k++)
-            if (!tk_ids_push(out, src[k]) || (types && !tk_ids_push(types, it[i].type_id))) return NOMEM(err);
+            if (!ftc_tk_ids_push(out, src[k]) || (types && !ftc_tk_ids_push(types, it[i].type_id))) return NOMEM(err);
     }
     return FTC_OK;
 }
@@ -800,7 +800,7 @@ ftc_status ftc_tokenizer_encode(const ftc_tokenizer *t, const char *text, size_t
         if (post) st = apply_template(t->post.single, t->post.n_single, &a, NULL, out, NULL, err);
         else
             for (size_t i = 0; i < a.n && !st; i++)
-                if (!tk_ids_push(out, a.ids[i])) st = NOMEM(err);
+                if (!ftc_tk_ids_push(out, a.ids[i])) st = NOMEM(err);
         if (st) out->n = n0;
     }
     ftc_ids_free(&a);
@@ -819,7 +819,7 @@ ftc_status ftc_tokenizer_encode_batch(const ftc_tokenizer *t, const char *const 
     for (long i = 0; i < (long)n; i++) {
         ftc_err e;
         if (ftc_tokenizer_encode(t, texts[i], lens[i], add_special, max_len, &outs[i], &e)) {
-#pragma omp critical(ftc_tok_batch_err)
+#pragma omp critical
             if (first_bad < 0 || i < first_bad) { first_bad = i; first_err = e; }
         }
     }
@@ -882,22 +882,22 @@ ftc_status ftc_tokenizer_decode(const ftc_tokenizer *t, const int32_t *ids, size
         if (skip_special && t->is_special[id]) continue;
         const char *s = t->id_to_tok[id];
         if (!s) continue;
-        if (!tk_buf_put(&toks[k], s, strlen(s))) { st = NOMEM(err); k++; goto done; }
+        if (!ftc_tk_buf_put(&toks[k], s, strlen(s))) { st = NOMEM(err); k++; goto done; }
         k++;
     }
     tk_buf res = {0};
-    if (t->dec) st = tk_decode_tokens(t->dec, toks, &k, err);
+    if (t->dec) st = ftc_tk_decode_tokens(t->dec, toks, &k, err);
     if (!st) {
         for (size_t i = 0; i < k; i++) {
-            if (!t->dec && i && !tk_buf_putc(&res, ' ')) { st = NOMEM(err); break; }
-            if (!tk_buf_put(&res, toks[i].p, toks[i].n)) { st = NOMEM(err); break; }
+            if (!t->dec && i && !ftc_tk_buf_putc(&res, ' ')) { st = NOMEM(err); break; }
+            if (!ftc_tk_buf_put(&res, toks[i].p, toks[i].n)) { st = NOMEM(err); break; }
         }
-        if (!st && !tk_buf_reserve(&res, 0)) st = NOMEM(err);
+        if (!st && !ftc_tk_buf_reserve(&res, 0)) st = NOMEM(err);
     }
     if (!st) { res.p[res.n] = 0; *out = res.p; }
-    else tk_buf_free(&res);
+    else ftc_tk_buf_free(&res);
 done:
-    for (size_t i = 0; i < n + 1; i++) tk_buf_free(&toks[i]);
+    for (size_t i = 0; i < n + 1; i++) ftc_tk_buf_free(&toks[i]);
     free(toks);
     return st;
 }
@@ -908,7 +908,7 @@ int32_t ftc_tokenizer_token_to_id(const ftc_tokenizer *t, const char *token) {
     size_t n = strlen(token);
     for (size_t i = 0; i < t->n_added; i++)
         if (t->added[i].len == n && !memcmp(t->added[i].content, token, n)) return t->added[i].id;
-    return tk_map_get(&t->vocab, token, n);
+    return ftc_tk_map_get(&t->vocab, token, n);
 }
 const char *ftc_tokenizer_id_to_token(const ftc_tokenizer *t, int32_t id) {
     if (id < 0 || (size_t)id >= t->n_ids) return NULL;

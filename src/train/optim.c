@@ -41,7 +41,7 @@ void ftc_optim_step(ftc_optimizer *o, float lr) {
     for (int i = 0; i < o->n; i++) {
         ftc_param *p = o->params[i];
         float *m = o->moments + o->offset[i], *v = o->moments + o->n_values + o->offset[i];
-        adamw_update(p->data, p->grad, m, v, p->numel, lr, o->h.beta1, o->h.beta2, o->h.eps,
+        ftc_adamw_update(p->data, p->grad, m, v, p->numel, lr, o->h.beta1, o->h.beta2, o->h.eps,
                      p->decay ? o->h.weight_decay : 0.0f, o->t);
     }
 }

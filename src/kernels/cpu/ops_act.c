@@ -16,19 +16,19 @@ enum { VCHUNK = 512 };
 static inline int chunk_len(int ch, int n) { return n - ch * VCHUNK < VCHUNK ? n - ch * VCHUNK : VCHUNK; }
 
 /* An elementwise op's forward y = f(x) and backward dx += dy * f'(x) on VCHUNK-value chunks split across
- * threads, each chunk through the AVX-512 kernel when vm_use_avx512(), else the portable one. */
+ * threads, each chunk through the AVX-512 kernel when ftc_vm_use_avx512(), else the portable one. */
 typedef void (*unary_chunk)(float *y, const float *x, int len);
 typedef void (*grad_chunk)(float *dx, const float *dy, const float *x, int len);
 
 static void run_unary(float *y, const float *x, int n, unary_chunk avx512, unary_chunk portable) {
-    unary_chunk f = vm_use_avx512() ? avx512 : portable;
+    unary_chunk f = ftc_vm_use_avx512() ? avx512 : portable;
     int nch = (n + VCHUNK - 1) / VCHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int ch = 0; ch < nch; ch++) f(y + (size_t)ch * VCHUNK, x + (size_t)ch * VCHUNK, chunk_len(ch, n));
 }
 
 static void run_grad(float *dx, const float *dy, const float *x, int n, grad_chunk avx512, grad_chunk portable) {
-    grad_chunk f = vm_use_avx512() ? avx512 : portable;
+    grad_chunk f = ftc_vm_use_avx512() ? avx512 : portable;
     int nch = (n + VCHUNK - 1) / VCHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int ch = 0; ch < nch; ch++) {
@@ -44,13 +44,13 @@ static inline float gelu_tanh_e1(float v) { return vm_exp1(-2.0f * (GELU_K * (v 
  * computed as y = x sigmoid(2u) = x / (1 + exp(-2u)): the same function, one vectorised exp instead of libm's
  * tanhf, and no cancellation in 1 + tanh(u) for negative u.
  * Each op below has two paths: AVX-512 (vmath_avx512.c, the same formulas fused 16 lanes at a time) when
- * vm_use_avx512(), else the portable loop over branchless inline functions, which GCC vectorises with what
+ * ftc_vm_use_avx512(), else the portable loop over branchless inline functions, which GCC vectorises with what
  * the build targets (SSE2 on a portable x86-64 binary). */
 static void gelu_tanh_portable(float *y, const float *x, int len) {
     for (int i = 0; i < len; i++) y[i] = x[i] / (1.0f + gelu_tanh_e1(x[i]));
 }
 
-void gelu_tanh_forward(float *y, const float *x, int n) { run_unary(y, x, n, vm_gelu_tanh_avx512, gelu_tanh_portable); }
+void ftc_gelu_tanh_forward(float *y, const float *x, int n) { run_unary(y, x, n, ftc_vm_gelu_tanh_avx512, gelu_tanh_portable); }
 
 /* dx += dy * (0.5 (1 + t) + 0.5 x (1 - t^2) u'),  t = tanh(u), u' = sqrt(2/pi)(1 + 3*0.044715 x^2);
  * with s = sigmoid(2u): 0.5 (1 + t) = s and 0.5 (1 - t^2) = 2 s (1 - s). */
@@ -62,8 +62,8 @@ static void gelu_tanh_backward_portable(float *dx, const float *dy, const float 
     }
 }
 
-void gelu_tanh_backward(float *dx, const float *dy, const float *x, int n) {
-    run_grad(dx, dy, x, n, vm_gelu_tanh_backward_avx512, gelu_tanh_backward_portable);
+void ftc_gelu_tanh_backward(float *dx, const float *dy, const float *x, int n) {
+    run_grad(dx, dy, x, n, ftc_vm_gelu_tanh_backward_avx512, gelu_tanh_backward_portable);
 }
 
 /* Phi(x) = 0.5 (1 + erf(x/sqrt 2)) = 0.5 erfc(-x/sqrt 2), with erfc(z) = t exp(-z^2 + P(t)), t = 1/(1 + z/2),
@@ -92,7 +92,7 @@ static void gelu_erf_portable(float *y, const float *x, int len) {
     for (int i = 0; i < len; i++) y[i] = x[i] * normal_cdf1(x[i]);
 }
 
-void gelu_erf_forward(float *y, const float *x, int n) { run_unary(y, x, n, vm_gelu_erf_avx512, gelu_erf_portable); }
+void ftc_gelu_erf_forward(float *y, const float *x, int n) { run_unary(y, x, n, ftc_vm_gelu_erf_avx512, gelu_erf_portable); }
 
 /* dx += dy * (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2) / sqrt(2 pi) */
 static void gelu_erf_backward_portable(float *dx, const float *dy, const float *x, int len) {
@@ -102,12 +102,12 @@ static void gelu_erf_backward_portable(float *dx, const float *dy, const float *
     }
 }
 
-void gelu_erf_backward(float *dx, const float *dy, const float *x, int n) {
-    run_grad(dx, dy, x, n, vm_gelu_erf_backward_avx512, gelu_erf_backward_portable);
+void ftc_gelu_erf_backward(float *dx, const float *dy, const float *x, int n) {
+    run_grad(dx, dy, x, n, ftc_vm_gelu_erf_backward_avx512, gelu_erf_backward_portable);
 }
 
 /* y[n] = silu(gate) * up,  silu(g) = g * sigmoid(g) = g / (1 + exp(-g))   (Llama MLP: down(act(gate(x)) * up(x))) */
-void swiglu_forward(float *y, const float *gate, const float *up, int n) {
+void ftc_swiglu_forward(float *y, const float *gate, const float *up, int n) {
     int nch = (n + VCHUNK - 1) / VCHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int ch = 0; ch < nch; ch++) {
@@ -115,13 +115,13 @@ void swiglu_forward(float *y, const float *gate, const float *up, int n) {
         float e[VCHUNK];
         int len = chunk_len(ch, n);
         for (int i = 0; i < len; i++) e[i] = -gate[o + i];
-        vm_exp(e, e, len);
+        ftc_vm_exp(e, e, len);
         for (int i = 0; i < len; i++) y[o + i] = gate[o + i] / (1.0f + e[i]) * up[o + i];
     }
 }
 
 /* dgate += dy * up * s (1 + g (1 - s)),  s = sigmoid(g);  dup += dy * silu(g) */
-void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n) {
+void ftc_swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n) {
     int nch = (n + VCHUNK - 1) / VCHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int ch = 0; ch < nch; ch++) {
@@ -129,7 +129,7 @@ void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gat
         float e[VCHUNK];
         int len = chunk_len(ch, n);
         for (int i = 0; i < len; i++) e[i] = -gate[o + i];
-        vm_exp(e, e, len);
+        ftc_vm_exp(e, e, len);
         for (int i = 0; i < len; i++) {
             float g = gate[o + i], s = 1.0f / (1.0f + e[i]);
             if (dgate) dgate[o + i] += dy[o + i] * up[o + i] * s * (1.0f + g * (1.0f - s));
@@ -139,18 +139,18 @@ void swiglu_backward(float *dgate, float *dup, const float *dy, const float *gat
 }
 
 /* y = a + b  (backward: both inputs receive dy unchanged, so the caller adds dy where it is needed) */
-void add_forward(float *y, const float *a, const float *b, int n) {
+void ftc_add_forward(float *y, const float *a, const float *b, int n) {
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
 /* y = tanh(x) */
-void tanh_forward(float *y, const float *x, int n) {
+void ftc_tanh_forward(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] = tanhf(x[i]);
 }
 
 /* dx += dy * (1 - y^2), y = tanh(x) saved from forward */
-void tanh_backward(float *dx, const float *dy, const float *y, int n) {
+void ftc_tanh_backward(float *dx, const float *dy, const float *y, int n) {
     for (int i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
 }
 
@@ -160,7 +160,7 @@ void tanh_backward(float *dx, const float *dy, const float *y, int n) {
  * the rng advances once per call (checkpoints, resume and activation recomputation replay it exactly). */
 enum { DROP_CHUNK = 16384 }; /* values per thread task: a multiple of 16 */
 
-void dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng) {
+void ftc_dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng) {
     if (p <= 0.0f) {
         if (y != x) memcpy(y, x, sizeof(float) * n);
         for (int i = 0; i < n; i++) mask[i] = 1.0f;
@@ -169,13 +169,13 @@ void dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_
     uint64_t key = ftc_rng_u64(rng);
     float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
     uint32_t threshold = dropout_threshold(p);
-    bool avx512 = vm_use_avx512();
+    bool avx512 = ftc_vm_use_avx512();
     int nch = (n + DROP_CHUNK - 1) / DROP_CHUNK;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int ch = 0; ch < nch; ch++) {
         int i0 = ch * DROP_CHUNK, i1 = n - i0 < DROP_CHUNK ? n : i0 + DROP_CHUNK;
         if (avx512) {
-            vm_dropout_avx512(y, mask, x, i0, i1, key, threshold, keep_scale);
+            ftc_vm_dropout_avx512(y, mask, x, i0, i1, key, threshold, keep_scale);
             continue;
         }
         for (int i = i0; i < i1; i++) {
@@ -187,7 +187,7 @@ void dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_
 }
 
 /* dx += dy * mask */
-void dropout_backward(float *dx, const float *dy, const float *mask, int n) {
+void ftc_dropout_backward(float *dx, const float *dy, const float *mask, int n) {
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (int i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
 }

@@ -53,7 +53,7 @@ static void attention_values(float *out, const float *P, const float *v, int B, 
  * q,out [B,T,H,D]; k,v [B,T,Hkv,D]; att [B,H,T,T]. Both products are matmuls on a block of query rows
  * (single-threaded inside this parallel region); one (b,h) per thread: outputs are disjoint. Dropout draws
  * its mask for the whole att in one call after the softmax (the rng use of a separate dropout pass). */
-void attention_forward_ex(float *out, float *att, const float *q, const float *k, const float *v,
+void ftc_attention_forward_ex(float *out, float *att, const float *q, const float *k, const float *v,
                           const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal,
                           const attention_opts *o) {
     const int group = H / Hkv;
@@ -84,7 +84,7 @@ void attention_forward_ex(float *out, float *att, const float *q, const float *k
                         else if (p[j] > mx) mx = p[j];
                     }
                     /* exp(-inf - mx) = 0 for the hidden keys; sum >= 1: the row's max contributes exp(0) */
-                    float inv = (float)(1.0 / vm_exp_sum(p, p, mx, cols));
+                    float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, cols));
                     for (int j = 0; j < cols; j++) p[j] *= inv;
                     for (int j = cols; j < T; j++) p[j] = 0.0f;
                 }
@@ -95,14 +95,14 @@ void attention_forward_ex(float *out, float *att, const float *q, const float *k
         }
     }
     if (drop) {
-        dropout_forward(o->att_drop, o->drop_mask, att, (int)((size_t)B * H * T * T), o->dropout_p, o->rng);
+        ftc_dropout_forward(o->att_drop, o->drop_mask, att, (int)((size_t)B * H * T * T), o->dropout_p, o->rng);
         attention_values(out, o->att_drop, v, B, T, H, Hkv, D, causal, bf16);
     }
 }
 
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+void ftc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal) {
-    attention_forward_ex(out, att, q, k, v, key_mask, B, T, H, Hkv, D, causal, NULL);
+    ftc_attention_forward_ex(out, att, q, k, v, key_mask, B, T, H, Hkv, D, causal, NULL);
 }
 
 /* With P = att, P' = the probabilities forward multiplied by v (P * drop_mask under dropout) and dO = dout,
@@ -112,7 +112,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
  * Threads take one (b, kv head) each and walk that group's query heads in order, so the sums into a shared
  * kv head happen in a fixed order (deterministic). scratch [B,H,T,T] holds dP, then dS. Masked entries have
  * P = 0, hence dS = 0: masking needs no special case here. */
-void attention_backward_ex(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+void ftc_attention_backward_ex(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                            const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch,
                            const attention_opts *o) {
     const int group = H / Hkv;
@@ -154,7 +154,7 @@ void attention_backward_ex(float *dq, float *dk, float *dv, const float *dout, c
     }
 }
 
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+void ftc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch) {
-    attention_backward_ex(dq, dk, dv, dout, att, q, k, v, B, T, H, Hkv, D, scratch, NULL);
+    ftc_attention_backward_ex(dq, dk, dv, dout, att, q, k, v, B, T, H, Hkv, D, scratch, NULL);
 }

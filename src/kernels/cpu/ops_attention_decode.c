@@ -1,7 +1,7 @@
 /* Attention for incremental decoding: Tn new queries attend over a key/value cache that already holds the
  * keys and values of every earlier position and of the new ones. Causal by construction: the new query at
- * absolute position p = Tk - Tn + i sees keys 0..p. Same softmax as attention_forward (max-subtracted, vm_exp_sum);
- * the scores here are dot products with 8 partial sums where attention_forward uses ftc_matmul, so a decode
+ * absolute position p = Tk - Tn + i sees keys 0..p. Same softmax as ftc_attention_forward (max-subtracted, ftc_vm_exp_sum);
+ * the scores here are dot products with 8 partial sums where ftc_attention_forward uses ftc_matmul, so a decode
  * step reproduces the full-sequence rows to rounding (within 1e-5, test_attention_decode). */
 #include "ftc/ops.h"
 #include "ops_internal.h"
@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-void attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
+void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
                               int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
     const int group = H / Hkv;
     const int start = Tk - Tn; /* absolute position of the first new query */
@@ -33,7 +33,7 @@ void attention_decode_forward(float *out, float *att, const float *q, const floa
                     if (p[j] > mx) mx = p[j];
                 }
                 /* sum >= 1: the max contributes exp(0) */
-                float inv = (float)(1.0 / vm_exp_sum(p, p, mx, nvis));
+                float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis));
                 for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
                 float *oi = ob + (size_t)i * qs;
                 memset(oi, 0, sizeof(float) * D);

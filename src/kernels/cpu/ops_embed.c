@@ -3,7 +3,7 @@
 #include <string.h>
 
 /* out[N,C]: out[n,:] = wte[ids[n],:] + wpe[pos[n],:] + wtt[types[n],:]  (wpe/wtt optional) */
-void embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
+void ftc_embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                        const float *wpe, const float *wtt, int N, int C) {
 #pragma omp parallel for schedule(static) if (N > 64)
     for (int n = 0; n < N; n++) {
@@ -36,7 +36,7 @@ static void scatter_add_rows(float *dtable, const int32_t *rows, const float *do
     }
 }
 
-void embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
+void ftc_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
                         const int32_t *pos, const int32_t *types, int N, int C) {
     if (dwte) scatter_add_rows(dwte, ids, dout, N, C);
     if (dwpe) scatter_add_rows(dwpe, pos, dout, N, C);

@@ -28,7 +28,7 @@ VM_TWO_PATHS(bias_block, (float *db, const float *dy, int N, int O, int o0), (db
 
 static void bias_backward(float *db, const float *dy, int N, int O) {
     int nfull = O / BIAS_CB, o_tail = nfull * BIAS_CB;
-    void (*blk)(float *, const float *, int, int, int) = vm_use_avx512() ? bias_block_avx512 : bias_block_generic;
+    void (*blk)(float *, const float *, int, int, int) = ftc_vm_use_avx512() ? bias_block_avx512 : bias_block_generic;
 #pragma omp parallel for schedule(static) if ((long)N * O > 65536)
     for (int b = 0; b <= nfull; b++) {
         if (b < nfull) {
@@ -41,25 +41,25 @@ static void bias_backward(float *db, const float *dy, int N, int O) {
 }
 
 /* y[N,O] = x[N,I] @ W[O,I]^T + b[O] */
-void linear_forward(float *y, const float *x, const float *W, const float *b, int N, int I, int O) {
+void ftc_linear_forward(float *y, const float *x, const float *W, const float *b, int N, int I, int O) {
     float beta = bias_init(y, b, N, O);
     ftc_matmul(false, true, N, O, I, 1.0f, x, I, W, I, beta, y, O);
 }
 
 /* dx[N,I] += dy[N,O] @ W[O,I]; dW[O,I] += dy^T @ x; db[O] += sum_n dy[n,:] */
-void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int N, int I,
+void ftc_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int N, int I,
                      int O) {
     if (dx) ftc_matmul(false, false, N, I, O, 1.0f, dy, O, W, I, 1.0f, dx, I);
     if (dW) ftc_matmul(true, false, O, I, N, 1.0f, dy, O, x, I, 1.0f, dW, I);
     if (db) bias_backward(db, dy, N, O);
 }
 
-void linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O) {
+void ftc_linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O) {
     float beta = bias_init(y, b, N, O);
     ftc_matmul_bf16(false, true, N, O, I, 1.0f, x, FTC_MM_F32, I, W, FTC_MM_BF16, I, beta, y, O);
 }
 
-void linear_backward_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *W, int N,
+void ftc_linear_backward_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *W, int N,
                           int I, int O) {
     if (dx) ftc_matmul_bf16(false, false, N, I, O, 1.0f, dy, FTC_MM_F32, O, W, FTC_MM_BF16, I, 1.0f, dx, I);
     if (dW) ftc_matmul_bf16(true, false, O, I, N, 1.0f, dy, FTC_MM_F32, O, x, FTC_MM_F32, I, 1.0f, dW, I);

@@ -18,16 +18,16 @@ VM_FORCE_INLINE float row_max_body(const float *row, int V) {
 }
 static float row_max_generic(const float *row, int V) { return row_max_body(row, V); }
 VM_AVX512_TARGET static float row_max_avx512(const float *row, int V) { return row_max_body(row, V); }
-static float row_max(const float *row, int V) { return vm_use_avx512() ? row_max_avx512(row, V) : row_max_generic(row, V); }
+static float row_max(const float *row, int V) { return ftc_vm_use_avx512() ? row_max_avx512(row, V) : row_max_generic(row, V); }
 
 /* log(sum_v exp(row[v])) with the max subtracted first; vectorised exp, summed in double */
 static double row_logsumexp(const float *row, int V) {
     float mx = row_max(row, V);
-    return mx + log(vm_exp_sum(NULL, row, mx, V));
+    return mx + log(ftc_vm_exp_sum(NULL, row, mx, V));
 }
 
 /* loss = mean over rows with targets[n] >= 0 of (logsumexp(logits[n,:]) - logits[n, targets[n]]) */
-float cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted) {
+float ftc_cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted) {
     /* Rows fall into a fixed number of chunks summed in chunk order: the total does not depend on how
      * many threads ran (an OpenMP reduction's order would). */
     enum { CHUNKS = 64 };
@@ -52,7 +52,7 @@ float cross_entropy_forward(const float *logits, const int32_t *targets, int N, 
 }
 
 /* dlogits[n,:] = (softmax(logits[n,:]) - onehot(targets[n])) * dloss / n_counted; 0 for ignored rows (written) */
-void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss) {
+void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss) {
     int counted = 0;
     for (int n = 0; n < N; n++) counted += targets[n] >= 0;
     float g = counted ? dloss / (float)counted : 0.0f;
@@ -66,7 +66,7 @@ void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *
         }
         /* softmax = exp(row - max) / sum: one pass of exponentials into d, then one scaling pass */
         float mx = row_max(row, V);
-        float scale = (float)(g / vm_exp_sum(d, row, mx, V));
+        float scale = (float)(g / ftc_vm_exp_sum(d, row, mx, V));
         for (int v = 0; v < V; v++) d[v] *= scale;
         d[targets[n]] -= g;
     }

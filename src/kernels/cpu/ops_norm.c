@@ -2,7 +2,7 @@
  * independent, so forward and dx run one row per thread; dw/db sum over rows, so threads split channels
  * and each sums its rows in order n = 0..N-1 (deterministic whatever the thread count).
  * Row statistics are double sums over 16 lanes (vm_sum16: vectorisable, fixed order); every kernel is
- * compiled twice (VM_TWO_PATHS: portable and AVX-512, bit-identical) and picked by vm_use_avx512(). */
+ * compiled twice (VM_TWO_PATHS: portable and AVX-512, bit-identical) and picked by ftc_vm_use_avx512(). */
 #include "ftc/ops.h"
 #include "vmath.h"
 #include <math.h>
@@ -43,10 +43,10 @@ VM_TWO_PATHS(ln_fwd_row, (float *yr, float *mean, float *rstd, const float *xr, 
              (yr, mean, rstd, xr, w, b, C, eps))
 
 /* y[N,C] = (x - mean) * rstd * w + b, mean = sum x / C, rstd = 1/sqrt(sum (x-mean)^2 / C + eps) */
-void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
+void ftc_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
                        int C, float eps) {
     void (*row)(float *, float *, float *, const float *, const float *, const float *, int, float) =
-        vm_use_avx512() ? ln_fwd_row_avx512 : ln_fwd_row_generic;
+        ftc_vm_use_avx512() ? ln_fwd_row_avx512 : ln_fwd_row_generic;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
     for (int n = 0; n < N; n++) row(y + (size_t)n * C, mean + n, rstd + n, x + (size_t)n * C, w, b, C, eps);
 }
@@ -112,9 +112,9 @@ VM_TWO_PATHS(ln_dwdb_block, (float *dw, float *db, const float *dy, const float 
 
 /* xhat = (x-mean)*rstd; dxhat = dy*w;
  * dx += rstd * (dxhat - mean_c(dxhat) - xhat * mean_c(dxhat*xhat)); dw += sum_n dy*xhat; db += sum_n dy */
-void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+void ftc_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                         const float *mean, const float *rstd, int N, int C) {
-    bool avx512 = vm_use_avx512();
+    bool avx512 = ftc_vm_use_avx512();
     if (dx) {
         void (*row)(float *, const float *, const float *, const float *, float, float, int) =
             avx512 ? ln_dx_row_avx512 : ln_dx_row_generic;
@@ -151,9 +151,9 @@ VM_TWO_PATHS(rms_fwd_row, (float *yr, float *rstd, const float *xr, const float 
              (yr, rstd, xr, w, C, eps))
 
 /* y[N,C] = x * rstd * w, rstd = 1/sqrt(sum x^2 / C + eps) */
-void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps) {
+void ftc_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps) {
     void (*row)(float *, float *, const float *, const float *, int, float) =
-        vm_use_avx512() ? rms_fwd_row_avx512 : rms_fwd_row_generic;
+        ftc_vm_use_avx512() ? rms_fwd_row_avx512 : rms_fwd_row_generic;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
     for (int n = 0; n < N; n++) row(y + (size_t)n * C, rstd + n, x + (size_t)n * C, w, C, eps);
 }
@@ -184,9 +184,9 @@ VM_TWO_PATHS(rms_dw_block, (float *dw, const float *dy, const float *x, const fl
              (dw, dy, x, rstd, N, C, c0, c1))
 
 /* dx += rstd * (dy*w - x * rstd^2 * mean_c(dy*w*x)); dw += sum_n dy * x * rstd */
-void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
+void ftc_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
                       int C) {
-    bool avx512 = vm_use_avx512();
+    bool avx512 = ftc_vm_use_avx512();
     if (dx) {
         void (*row)(float *, const float *, const float *, const float *, float, int) =
             avx512 ? rms_dx_row_avx512 : rms_dx_row_generic;

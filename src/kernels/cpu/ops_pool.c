@@ -3,12 +3,12 @@
 #include <string.h>
 
 /* out[b,:] = x[b,0,:]  (BERT [CLS]) */
-void pool_cls_forward(float *out, const float *x, int B, int T, int C) {
+void ftc_pool_cls_forward(float *out, const float *x, int B, int T, int C) {
     for (int b = 0; b < B; b++) memcpy(out + (size_t)b * C, x + (size_t)b * T * C, sizeof(float) * C);
 }
 
 /* dx[b,0,:] += dout[b,:] */
-void pool_cls_backward(float *dx, const float *dout, int B, int T, int C) {
+void ftc_pool_cls_backward(float *dx, const float *dout, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
         float *d = dx + (size_t)b * T * C;
         const float *g = dout + (size_t)b * C;
@@ -24,7 +24,7 @@ static int count_real(const uint8_t *mask, int b, int T) {
 }
 
 /* out[b,:] = sum_{t: mask[b,t]} x[b,t,:] / count (sentence-transformers mean pooling); zeros if no real token */
-void pool_mean_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C) {
+void ftc_pool_mean_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
         float *o = out + (size_t)b * C;
         memset(o, 0, sizeof(float) * C);
@@ -41,7 +41,7 @@ void pool_mean_forward(float *out, const float *x, const uint8_t *mask, int B, i
 }
 
 /* dx[b,t,:] += dout[b,:] / count for real t */
-void pool_mean_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C) {
+void ftc_pool_mean_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
         int n = count_real(mask, b, T);
         if (n == 0) continue;
@@ -64,7 +64,7 @@ static int last_real(const uint8_t *mask, int b, int T) {
 }
 
 /* out[b,:] = x[b,t_last,:] (GPT-2/Llama sequence classification); zeros if no real token */
-void pool_last_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C) {
+void ftc_pool_last_forward(float *out, const float *x, const uint8_t *mask, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
         int t = last_real(mask, b, T);
         if (t < 0) memset(out + (size_t)b * C, 0, sizeof(float) * C);
@@ -73,7 +73,7 @@ void pool_last_forward(float *out, const float *x, const uint8_t *mask, int B, i
 }
 
 /* dx[b,t_last,:] += dout[b,:] */
-void pool_last_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C) {
+void ftc_pool_last_backward(float *dx, const float *dout, const uint8_t *mask, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
         int t = last_real(mask, b, T);
         if (t < 0) continue;

@@ -5,7 +5,7 @@
 
 /* inv_freq[i] = 1 / theta^(2i/D), i < D/2. Every step in float as transformers does it (the power, then the
  * reciprocal): a 1-ulp difference here becomes ~5e-4 in the angle at position 8k. */
-void rope_inv_freq(float *inv_freq, int D, float theta) {
+void ftc_rope_inv_freq(float *inv_freq, int D, float theta) {
     for (int i = 0; i < D / 2; i++) {
         float expo = (float)(2 * i) / (float)D;
         float p = powf(theta, expo);
@@ -16,9 +16,9 @@ void rope_inv_freq(float *inv_freq, int D, float theta) {
 /* Llama-3 rope_scaling: wavelengths longer than L/low_freq_factor (L = original_max_position_embeddings) are
  * divided by `factor`, shorter than L/high_freq_factor are kept, and those between are blended linearly in
  * L/wavelen: s = (L/wavelen - low) / (high - low), f = (1 - s) f/factor + s f. */
-void rope_inv_freq_llama3(float *inv_freq, int D, float theta, float factor, float low_freq_factor,
+void ftc_rope_inv_freq_llama3(float *inv_freq, int D, float theta, float factor, float low_freq_factor,
                           float high_freq_factor, int original_max_position_embeddings) {
-    rope_inv_freq(inv_freq, D, theta);
+    ftc_rope_inv_freq(inv_freq, D, theta);
     double L = original_max_position_embeddings;
     double low_wavelen = L / low_freq_factor, high_wavelen = L / high_freq_factor;
     for (int i = 0; i < D / 2; i++) {
@@ -41,7 +41,7 @@ static inline void rope_cs(float *c, float *s, int32_t pos, float inv_freq) {
 }
 
 /* x[N,H,D] in place: (a, b) = (x[i], x[i+D/2]) -> (a cos - b sin, b cos + a sin) */
-void rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+void ftc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
     int half = D / 2;
 #pragma omp parallel for schedule(static) if ((long)N * H * D > 32768)
     for (int n = 0; n < N; n++) {
@@ -59,7 +59,7 @@ void rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, in
 }
 
 /* dx[N,H,D] in place (the transpose rotation): (da, db) -> (da cos + db sin, db cos - da sin) */
-void rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+void ftc_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
     int half = D / 2;
 #pragma omp parallel for schedule(static) if ((long)N * H * D > 32768)
     for (int n = 0; n < N; n++) {

@@ -15,22 +15,22 @@ static bool cpu_has_avx512(void) {
 #endif
 }
 
-bool vm_use_avx512(void) {
+bool ftc_vm_use_avx512(void) {
     /* The matmul backend name is a pointer to a constant; "generic" forces every CPU-specific kernel off */
     const char *b = ftc_matmul_backend();
     return cpu_has_avx512() && !(b[0] == 'g');
 }
 
-void vm_exp(float *y, const float *x, int n) {
-    if (vm_use_avx512()) {
-        vm_exp_avx512(y, x, n);
+void ftc_vm_exp(float *y, const float *x, int n) {
+    if (ftc_vm_use_avx512()) {
+        ftc_vm_exp_avx512(y, x, n);
         return;
     }
     for (int i = 0; i < n; i++) y[i] = vm_exp1(x[i]);
 }
 
-double vm_exp_sum(float *y, const float *x, float shift, int n) {
-    if (vm_use_avx512()) return vm_exp_sum_avx512(y, x, shift, n);
+double ftc_vm_exp_sum(float *y, const float *x, float shift, int n) {
+    if (ftc_vm_use_avx512()) return ftc_vm_exp_sum_avx512(y, x, shift, n);
     /* 8 partial sums, like the 8 double lanes of the AVX-512 path: acc[j] takes i = j mod 8, in order.
      * Blocks of 8 with the store decided outside keep the loop vectorisable. */
     double acc[8] = {0};

@@ -62,7 +62,7 @@ static inline float vm_exp1(float x) {
  * key + (i + 1) * golden-ratio constant, compared with p at 24-bit resolution (the resolution of
  * ftc_rng_uniform, which the mask used to be drawn from): kept iff bits >= ceil(p 2^24). Different keys are
  * far-apart offsets in one 2^64 stream, so two calls' masks are independent. Integer arithmetic only: the
- * AVX-512 path (vm_dropout_avx512) computes the same bits. */
+ * AVX-512 path (ftc_vm_dropout_avx512) computes the same bits. */
 static const uint64_t VM_DROP_GAMMA = 0x9E3779B97F4A7C15ull;
 static inline uint64_t vm_splitmix64_mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -77,7 +77,7 @@ static inline bool dropout_keep(uint64_t key, uint64_t i, uint32_t threshold) {
 }
 
 /* Loops compiled twice: a VM_FORCE_INLINE body, wrapped once plainly and once in a VM_AVX512_TARGET function
- * (GCC then vectorises it 16 lanes wide), picked at run time by vm_use_avx512(). Only for bodies whose
+ * (GCC then vectorises it 16 lanes wide), picked at run time by ftc_vm_use_avx512(). Only for bodies whose
  * floating-point operations do not depend on the vector width: GCC does not reassociate without -ffast-math
  * and C11 mode forbids FMA contraction, so the two copies give bit-identical results. */
 #define VM_FORCE_INLINE static inline __attribute__((always_inline))
@@ -107,26 +107,26 @@ VM_FORCE_INLINE double vm_sum16(const double a[16]) {
 }
 
 /* Whether the AVX-512 path runs (CPU has it and the generic backend is not forced). */
-bool vm_use_avx512(void);
+bool ftc_vm_use_avx512(void);
 
 /* y[i] = exp(x[i]) for n values; y == x allowed. */
-void vm_exp(float *y, const float *x, int n);
+void ftc_vm_exp(float *y, const float *x, int n);
 /* sum_i exp(x[i] - shift), summed in double (in a fixed order for a given path); also stores the
  * exponentials in y unless y is NULL (y == x allowed). */
-double vm_exp_sum(float *y, const float *x, float shift, int n);
+double ftc_vm_exp_sum(float *y, const float *x, float shift, int n);
 
-/* AVX-512 kernels (vmath_avx512.c); call only when vm_use_avx512(). */
-void vm_exp_avx512(float *y, const float *x, int n);
-double vm_exp_sum_avx512(float *y, const float *x, float shift, int n);
+/* AVX-512 kernels (vmath_avx512.c); call only when ftc_vm_use_avx512(). */
+void ftc_vm_exp_avx512(float *y, const float *x, int n);
+double ftc_vm_exp_sum_avx512(float *y, const float *x, float shift, int n);
 /* GELU forward (y = gelu(x)) and backward (dx += dy gelu'(x)) in the tanh and erf forms, for ops_act.c */
-void vm_gelu_tanh_avx512(float *y, const float *x, int n);
-void vm_gelu_tanh_backward_avx512(float *dx, const float *dy, const float *x, int n);
-void vm_gelu_erf_avx512(float *y, const float *x, int n);
-void vm_gelu_erf_backward_avx512(float *dx, const float *dy, const float *x, int n);
+void ftc_vm_gelu_tanh_avx512(float *y, const float *x, int n);
+void ftc_vm_gelu_tanh_backward_avx512(float *dx, const float *dy, const float *x, int n);
+void ftc_vm_gelu_erf_avx512(float *y, const float *x, int n);
+void ftc_vm_gelu_erf_backward_avx512(float *dx, const float *dy, const float *x, int n);
 /* Dropout over values [i0, i1): mask[i] = dropout_keep(key, i, threshold) ? keep_scale : 0, y[i] = x[i] mask[i] */
-void vm_dropout_avx512(float *y, float *mask, const float *x, int i0, int i1, uint64_t key, uint32_t threshold,
+void ftc_vm_dropout_avx512(float *y, float *mask, const float *x, int i0, int i1, uint64_t key, uint32_t threshold,
                        float keep_scale);
 /* AdamW's update on n values with precomputed scalars (ops_optim.c), bit-identical to its scalar loop. */
-void vm_adamw_avx512(float *w, const float *g, float *m, float *v, int64_t n, float step_size, float bc2_sqrt,
+void ftc_vm_adamw_avx512(float *w, const float *g, float *m, float *v, int64_t n, float step_size, float bc2_sqrt,
                      float decay, float beta1, float one_m_b1, float beta2, float one_m_b2, float eps);
 #endif

@@ -25,7 +25,7 @@ AVX512_FN static inline __m512 exp16(__m512 x) {
     return _mm512_mask_mov_ps(_mm512_scalef_ps(p, n), nan, x);
 }
 
-AVX512_FN void vm_exp_avx512(float *y, const float *x, int n) {
+AVX512_FN void ftc_vm_exp_avx512(float *y, const float *x, int n) {
     int i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
     if (i < n) {
@@ -34,7 +34,7 @@ AVX512_FN void vm_exp_avx512(float *y, const float *x, int n) {
     }
 }
 
-AVX512_FN double vm_exp_sum_avx512(float *y, const float *x, float shift, int n) {
+AVX512_FN double ftc_vm_exp_sum_avx512(float *y, const float *x, float shift, int n) {
     __m512 s = _mm512_set1_ps(shift);
     __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
     int i = 0;
@@ -59,7 +59,7 @@ AVX512_FN double vm_exp_sum_avx512(float *y, const float *x, float shift, int n)
 /* AdamW over [0, n) (ops_optim.c): the scalar loop's operations in the same order, 16 lanes at a time.
  * sqrt and division are correctly rounded and no multiply-add is fused, so the result is bit-identical to
  * the portable loop (which libm's errno-setting sqrtf keeps from vectorising). */
-AVX512_FN void vm_adamw_avx512(float *w, const float *g, float *m, float *v, int64_t n, float step_size,
+AVX512_FN void ftc_vm_adamw_avx512(float *w, const float *g, float *m, float *v, int64_t n, float step_size,
                                float bc2_sqrt, float decay, float beta1, float one_m_b1, float beta2, float one_m_b2,
                                float eps) {
     const __m512 vstep = _mm512_set1_ps(step_size), vbc2 = _mm512_set1_ps(bc2_sqrt), vdec = _mm512_set1_ps(decay);
@@ -129,7 +129,7 @@ AVX512_FN static inline void gelu_tanh_step(int i, __mmask16 k, float *y, const 
     __m512 v = _mm512_maskz_loadu_ps(k, x + i);
     _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), gelu_tanh_e16(v))));
 }
-AVX512_FN void vm_gelu_tanh_avx512(float *y, const float *x, int n) { LOOP16(gelu_tanh_step, n, y, x); }
+AVX512_FN void ftc_vm_gelu_tanh_avx512(float *y, const float *x, int n) { LOOP16(gelu_tanh_step, n, y, x); }
 
 /* dx += dy (s + 2 x s (1 - s) u'),  s = sigmoid(2u), u' = sqrt(2/pi)(1 + 3*0.044715 x^2) */
 AVX512_FN static inline void gelu_tanh_backward_step(int i, __mmask16 k, float *dx, const float *dy, const float *x) {
@@ -142,7 +142,7 @@ AVX512_FN static inline void gelu_tanh_backward_step(int i, __mmask16 k, float *
     __m512 d = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, dy + i), _mm512_add_ps(s, t), _mm512_maskz_loadu_ps(k, dx + i));
     _mm512_mask_storeu_ps(dx + i, k, d);
 }
-AVX512_FN void vm_gelu_tanh_backward_avx512(float *dx, const float *dy, const float *x, int n) {
+AVX512_FN void ftc_vm_gelu_tanh_backward_avx512(float *dx, const float *dy, const float *x, int n) {
     LOOP16(gelu_tanh_backward_step, n, dx, dy, x);
 }
 
@@ -150,7 +150,7 @@ AVX512_FN static inline void gelu_erf_step(int i, __mmask16 k, float *y, const f
     __m512 v = _mm512_maskz_loadu_ps(k, x + i);
     _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(v, normal_cdf16(v)));
 }
-AVX512_FN void vm_gelu_erf_avx512(float *y, const float *x, int n) { LOOP16(gelu_erf_step, n, y, x); }
+AVX512_FN void ftc_vm_gelu_erf_avx512(float *y, const float *x, int n) { LOOP16(gelu_erf_step, n, y, x); }
 
 /* dx += dy (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2) / sqrt(2 pi) */
 AVX512_FN static inline void gelu_erf_backward_step(int i, __mmask16 k, float *dx, const float *dy, const float *x) {
@@ -160,7 +160,7 @@ AVX512_FN static inline void gelu_erf_backward_step(int i, __mmask16 k, float *d
     __m512 d = _mm512_fmadd_ps(v, pdf, normal_cdf16(v));
     _mm512_mask_storeu_ps(dx + i, k, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, dy + i), d, _mm512_maskz_loadu_ps(k, dx + i)));
 }
-AVX512_FN void vm_gelu_erf_backward_avx512(float *dx, const float *dy, const float *x, int n) {
+AVX512_FN void ftc_vm_gelu_erf_backward_avx512(float *dx, const float *dy, const float *x, int n) {
     LOOP16(gelu_erf_backward_step, n, dx, dy, x);
 }
 
@@ -174,7 +174,7 @@ AVX512_FN static inline __mmask8 dropout_keep8(__m512i z, __m512i threshold) {
     return _mm512_cmpge_epu64_mask(_mm512_srli_epi64(z, 40), threshold);
 }
 
-AVX512_FN void vm_dropout_avx512(float *y, float *mask, const float *x, int i0, int i1, uint64_t key,
+AVX512_FN void ftc_vm_dropout_avx512(float *y, float *mask, const float *x, int i0, int i1, uint64_t key,
                                  uint32_t threshold, float keep_scale) {
     const __m512i thr = _mm512_set1_epi64((long long)threshold), gamma = _mm512_set1_epi64((long long)VM_DROP_GAMMA);
     const __m512i step = _mm512_set1_epi64((long long)(16 * VM_DROP_GAMMA));
