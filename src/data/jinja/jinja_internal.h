@@ -18,6 +18,58 @@
 #include <stdint.h>
 #include "ftc/jinja.h"
 
+/* The interpreter's own names stay short in the code; exported from libftc they carry the ftc_ prefix
+ * (tests/lib_symbols.sh), so they cannot collide with a program's own u8_len or jv_str. */
+#define ja_alloc ftc_jinja_ja_alloc
+#define ja_free_all ftc_jinja_ja_free_all
+#define ja_grow ftc_jinja_ja_grow
+#define ja_strndup ftc_jinja_ja_strndup
+#define jb_call_builtin ftc_jinja_jb_call_builtin
+#define jb_filter ftc_jinja_jb_filter
+#define jb_filter_id ftc_jinja_jb_filter_id
+#define jb_html_escape ftc_jinja_jb_html_escape
+#define jb_install_globals ftc_jinja_jb_install_globals
+#define jb_method ftc_jinja_jb_method
+#define jb_percent_format ftc_jinja_jb_percent_format
+#define jb_printf ftc_jinja_jb_printf
+#define jb_put ftc_jinja_jb_put
+#define jb_puts ftc_jinja_jb_puts
+#define jb_test ftc_jinja_jb_test
+#define jb_test_id ftc_jinja_jb_test_id
+#define jc_fail ftc_jinja_jc_fail
+#define jd_get ftc_jinja_jd_get
+#define jd_get_str ftc_jinja_jd_get_str
+#define jd_set ftc_jinja_jd_set
+#define jinja_lex ftc_jinja_jinja_lex
+#define jinja_parse ftc_jinja_jinja_parse
+#define jl_push ftc_jinja_jl_push
+#define jr_call ftc_jinja_jr_call
+#define jr_check_size ftc_jinja_jr_check_size
+#define jr_fail ftc_jinja_jr_fail
+#define jr_getattr ftc_jinja_jr_getattr
+#define jr_getitem ftc_jinja_jr_getitem
+#define jr_iterate ftc_jinja_jr_iterate
+#define jr_step ftc_jinja_jr_step
+#define jv_compare ftc_jinja_jv_compare
+#define jv_cstr ftc_jinja_jv_cstr
+#define jv_dict ftc_jinja_jv_dict
+#define jv_equal ftc_jinja_jv_equal
+#define jv_from_json ftc_jinja_jv_from_json
+#define jv_list ftc_jinja_jv_list
+#define jv_repr ftc_jinja_jv_repr
+#define jv_str ftc_jinja_jv_str
+#define jv_str_buf ftc_jinja_jv_str_buf
+#define jv_str_of ftc_jinja_jv_str_of
+#define jv_to_json ftc_jinja_jv_to_json
+#define jv_to_str ftc_jinja_jv_to_str
+#define jv_truthy ftc_jinja_jv_truthy
+#define jv_type_name ftc_jinja_jv_type_name
+#define py_isspace ftc_jinja_py_isspace
+#define u8_decode ftc_jinja_u8_decode
+#define u8_encode ftc_jinja_u8_encode
+#define u8_len ftc_jinja_u8_len
+#define u8_offset ftc_jinja_u8_offset
+
 /* ---- arena ---- */
 typedef struct jarena_block jarena_block;
 typedef struct {
