@@ -153,6 +153,55 @@ def check_against_transformers(tpl, conv, agp, special, got):
     assert ("error" in want) == ("error" in got) and want.get("text") == got.get("text"), (want, got)
 
 
+# Loss masks against transformers' return_assistant_tokens_mask: templates with {% generation %} blocks (two real
+# ones, and the presets with their answers + end-of-turn marked, as transformers' docs mark chatml). For the
+# marked presets ftc also renders the unmarked preset, whose mask it finds without the blocks (from renders of
+# message prefixes): both must equal transformers'.
+MARKED = {
+    "chatml": "{% for message in messages %}{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}"
+              "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}{% else %}"
+              "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endif %}"
+              "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+    "llama3": "{% for message in messages %}{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}"
+              "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+              "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] | trim + '<|eot_id|>' }}"
+              "{% endgeneration %}{% else %}{{ message['content'] | trim + '<|eot_id|>' }}{% endif %}{% endfor %}"
+              "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
+    "zephyr": "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' }}{% if message['role'] == 'assistant' %}"
+              "{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}{% else %}"
+              "{{ message['content'] + eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
+              "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}",
+}
+MASK_TOKENIZERS = {"gpt2": ("tokenizers/gpt2", "<|endoftext|>", "<|endoftext|>"),
+                   "llama2": ("tokenizers/llama2", "<s>", "</s>")}
+MASK_CONVERSATIONS = [1, 2, 3, 5, 6]
+
+
+def masks(shared):
+    from transformers import PreTrainedTokenizerFast
+    cases = []
+    templates = {"HuggingFaceTB-SmolLM3-3B": None, "LiquidAI-LFM2.5-VL-450M": None}
+    for name in templates:
+        templates[name] = open(os.path.join(FX, "templates", name + ".jinja"), encoding="utf-8", newline="").read()
+    for preset, src in MARKED.items():
+        templates["marked-" + preset] = src
+    for tname, (sub, bos, eos) in MASK_TOKENIZERS.items():
+        tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(shared, sub, "tokenizer.json"), bos_token=bos,
+                                      eos_token=eos)
+        for name, tpl in templates.items():
+            for ci in MASK_CONVERSATIONS:
+                conv = CONVERSATIONS[ci]
+                out = tok.apply_chat_template(conv["messages"], chat_template=tpl, tokenize=True, return_dict=True,
+                                              return_assistant_tokens_mask=True)
+                case = {"tokenizer": tname, "template": name, "conversation": ci, "ids": list(out["input_ids"]),
+                        "mask": list(out["assistant_masks"])}
+                if name.startswith("marked-"):
+                    case["marked_source"] = tpl
+                    case["unmarked_preset"] = name[len("marked-"):]
+                cases.append(case)
+    return cases
+
+
 def write(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f, ensure_ascii=False, indent=0)
@@ -169,6 +218,7 @@ def main():
     # "seen": the messages as the template sees them after transformers' normalisation
     write(os.path.join(FX, "conversations.json"),
           [{**c, "seen": template_vars(c, False, {})["messages"]} for c in CONVERSATIONS])
+    examples = json.load(open(os.path.join(tdir, "EXAMPLES.json")))["examples"]
     total = errors = 0
     for name in sorted(sources):
         tpl = open(os.path.join(tdir, name + ".jinja"), encoding="utf-8", newline="").read()
@@ -181,6 +231,16 @@ def main():
                 cases.append({"conversation": ci, "add_generation_prompt": agp, **got})
                 total += 1
                 errors += "error" in got
+        # the variables other test suites render this template with (tool formats of its own)
+        for ex in examples.get(name, []):
+            ex = dict(ex)
+            msgs = ctu._alias_reasoning_fields(ctu._plain_template_data(ctu._normalize_chat_messages(ex.pop("messages"))))
+            v = {"messages": msgs, "tools": ex.pop("tools", None), "documents": ex.pop("documents", None),
+                 "add_generation_prompt": ex.pop("add_generation_prompt", False), **ex}
+            got = render(tpl, v)
+            cases.append({"vars": v, **got})
+            total += 1
+            errors += "error" in got
         write(os.path.join(FX, "renders", name + ".json"),
               {"template": name, "source": sources[name], "special_tokens": special, "now": now, "cases": cases})
     # snippets: one feature each, rendered with a small conversation
@@ -194,8 +254,12 @@ def main():
     write(os.path.join(FX, "snippets.json"), {"now": now, "vars": {"messages": msgs, "add_generation_prompt": False,
                                                                    "bos_token": "<s>", "eos_token": "</s>"},
                                               "cases": out})
+    shared = os.environ.get("FTC_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+    mcases = masks(shared)
+    write(os.path.join(FX, "masks.json"), {"now": now, "bos_eos": {k: [v[1], v[2]] for k, v in MASK_TOKENIZERS.items()},
+                                           "cases": mcases})
     print(f"transformers {transformers.__version__}, jinja2 {jinja_version}: {len(sources)} templates, "
-          f"{total} renders ({errors} raise), {len(out)} snippets", file=sys.stderr)
+          f"{total} renders ({errors} raise), {len(out)} snippets, {len(mcases)} masks", file=sys.stderr)
 
 
 if __name__ == "__main__":

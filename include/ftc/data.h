@@ -175,6 +175,11 @@ typedef struct ftc_label_map ftc_label_map;
 ftc_status ftc_data_encode_record(const ftc_record *rec, const ftc_encode_opts *o, const ftc_data_encoder *enc,
                                   const ftc_label_map *labels, const char *path, ftc_example *out, bool *truncated,
                                   ftc_err *err);
+/* A rendering's tokens and loss labels: the whole text tokenized once (add_special: the tokenizer's BOS etc.);
+ * a token is trained when it starts inside a trained piece (where the text before a piece tokenizes apart
+ * from the whole, the token that starts before the piece belongs to the piece before). */
+ftc_status ftc_data_encode_rendered(const ftc_rendered *r, bool add_special, const ftc_data_encoder *enc,
+                                   ftc_example *out, ftc_err *err);
 /* Number of label entries != -100 after the model's shift (positions 1..len-1). */
 int ftc_example_trained_tokens(const ftc_example *e);
 void ftc_example_free(ftc_example *e);

@@ -108,6 +108,8 @@ int ftc_infer_stop_ids(const ftc_infer_model *im, int32_t *out, int max);
  * returned as *stop_text instead (malloc'd, NULL otherwise). A tuned model stops where its training answers did. */
 ftc_status ftc_infer_template_stops(const ftc_infer_model *im, const ftc_chat_template *t, int32_t *ids, int *n,
                                     int max, char **stop_text, ftc_err *err);
+/* ftc generate's stops: ftc_infer_stop_ids, plus for a run tuned on chat data its template's end-of-turn token. */
+int ftc_infer_generate_stop_ids(const ftc_infer_model *im, int32_t *out, int max);
 /* The chat template for chat/generate: value (a --chat-template: preset, .jinja file, "model") if given, else the
  * one the run applied, else the model's own (tokenizer_config.json, chat_template.jinja). *out NULL if none;
  * *why says where it came from. */

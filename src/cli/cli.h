@@ -28,6 +28,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 /* ftc eval on a training run directory (src/cli/eval_rundir.c). */

@@ -141,7 +141,7 @@ int cmd_generate(int argc, char **argv) {
     }
     int32_t stop[8];
     ftc_generate_opts o = {.max_new_tokens = want, .sampler = sampler, .seed = (uint64_t)seed, .stop_ids = stop,
-                           .n_stop = ftc_infer_stop_ids(&im, stop, 8), .on_token = on_token, .ctx = &sc};
+                           .n_stop = ftc_infer_generate_stop_ids(&im, stop, 8), .on_token = on_token, .ctx = &sc};
     int n = 0;
     ftc_gen_stop why;
     double t0 = ftc_now();

@@ -34,6 +34,7 @@ static const command commands[] = {
     {"generate", cmd_generate, "continue a prompt with a causal LM (KV cache, greedy or sampled, streamed)"},
     {"classify", cmd_classify, "label texts with a classification run or model: label, probability, top 3"},
     {"chat", cmd_chat, "talk with a causal LM on standard input, with its chat template; /reset, /exit"},
+    {"template", cmd_template, "show a chat template and what it renders (text, or tokens with trained flags)"},
     {"data", cmd_data, "check task data before training (errors by file:line:column, stats), preview, split"},
     {"eval", cmd_eval, "held-out loss and perplexity of a causal LM on a text file"},
 };

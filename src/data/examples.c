@@ -69,6 +69,42 @@ static void truncate_arrays(int32_t *a, int32_t *b, int n, int max_len, ftc_trun
     }
 }
 
+ftc_status ftc_data_encode_rendered(const ftc_rendered *r, bool add_special, const ftc_data_encoder *enc,
+                                   ftc_example *out, ftc_err *err) {
+    memset(out, 0, sizeof *out);
+    ftc_ids full = {0}, prefix = {0};
+    ftc_status s = encode(enc, r->text, r->len, add_special, &full, err);
+    int32_t *labels = NULL;
+    if (s == FTC_OK && full.n > 0) {
+        labels = malloc(full.n * sizeof *labels);
+        if (!labels) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    }
+    size_t begin = 0; /* token where the current piece starts */
+    for (int p = 0; s == FTC_OK && p < r->n; p++) {
+        size_t end = full.n;
+        if (p + 1 < r->n) {
+            s = encode(enc, r->text, r->starts[p + 1], add_special, &prefix, err);
+            if (s != FTC_OK) break;
+            end = piece_start(enc, &prefix, &full, &s, err);
+            if (end < begin) end = begin;
+        }
+        for (size_t i = begin; i < end; i++) labels[i] = r->trained[p] ? full.ids[i] : IGNORE_INDEX;
+        begin = end;
+    }
+    /* tokens after the last piece (a post-processor's trailing special token) are not trained */
+    for (size_t i = begin; s == FTC_OK && i < full.n; i++) labels[i] = IGNORE_INDEX;
+    free(prefix.ids);
+    if (s != FTC_OK) {
+        free(full.ids);
+        free(labels);
+        return s;
+    }
+    out->ids = full.ids;
+    out->labels = labels;
+    out->len = (int)full.n;
+    return FTC_OK;
+}
+
 static ftc_status encode_lm(const ftc_record *rec, const ftc_encode_opts *o, const ftc_data_encoder *enc,
                             const char *path, ftc_example *out, bool *truncated, ftc_err *err) {
     ftc_rendered r;
@@ -78,43 +114,14 @@ static ftc_status encode_lm(const ftc_record *rec, const ftc_encode_opts *o, con
     /* chat templates write BOS themselves (as apply_chat_template, which encodes without special tokens);
      * the other formats and the plain preset get the tokenizer's own (BOS for Llama, nothing for GPT-2) */
     bool special = rec->format != FTC_FMT_CHAT || ftc_chat_template_adds_special(o->tmpl);
-    ftc_ids full = {0}, prefix = {0};
-    s = encode(enc, r.text, r.len, special, &full, err);
-    int32_t *labels = NULL;
-    if (s == FTC_OK && full.n > 0) {
-        labels = malloc(full.n * sizeof *labels);
-        if (!labels) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    }
-    size_t begin = 0; /* token where the current piece starts */
-    for (int p = 0; s == FTC_OK && p < r.n; p++) {
-        size_t end = full.n;
-        if (p + 1 < r.n) {
-            s = encode(enc, r.text, r.starts[p + 1], special, &prefix, err);
-            if (s != FTC_OK) break;
-            end = piece_start(enc, &prefix, &full, &s, err);
-            if (end < begin) end = begin;
-        }
-        for (size_t i = begin; i < end; i++) labels[i] = r.trained[p] ? full.ids[i] : IGNORE_INDEX;
-        begin = end;
-    }
-    /* tokens after the last piece (a post-processor's trailing special token) are not trained */
-    for (size_t i = begin; s == FTC_OK && i < full.n; i++) labels[i] = IGNORE_INDEX;
-    free(prefix.ids);
+    s = ftc_data_encode_rendered(&r, special, enc, out, err);
     ftc_rendered_free(&r);
-    if (s != FTC_OK) {
-        free(full.ids);
-        free(labels);
-        return ftc_err_prefix(err, "%s:%ld", path, rec->line);
-    }
-    int n = (int)full.n;
-    if (o->max_len > 0 && n > o->max_len) {
-        truncate_arrays(full.ids, labels, n, o->max_len, o->truncation);
-        n = o->max_len;
+    if (s != FTC_OK) return ftc_err_prefix(err, "%s:%ld", path, rec->line);
+    if (o->max_len > 0 && out->len > o->max_len) {
+        truncate_arrays(out->ids, out->labels, out->len, o->max_len, o->truncation);
+        out->len = o->max_len;
         if (truncated) *truncated = true;
     }
-    out->ids = full.ids;
-    out->labels = labels;
-    out->len = n;
     return FTC_OK;
 }
 

@@ -310,10 +310,20 @@ static const char *find_from(const char *h, size_t hn, size_t from, const char *
     return NULL;
 }
 
-/* Where answer i (an assistant message) lies in the full rendering: see the comment at the top. */
+static bool starts_with(const ftc_jinja_output *full, const ftc_jinja_output *part) {
+    return part->len <= full->len && !memcmp(full->text, part->text, part->len);
+}
+
+/* Where answer i (an assistant message) lies in the full rendering: see the comment at the top.
+ *   start: where P (messages[:i] + generation prompt) and Q (messages[:i+1]) part;
+ *   end: the end of Q, or of Q' (messages[:i+1] + generation prompt) when the full rendering continues with
+ *        all of Q' (a template that closes a turn only when something follows: Qwen1.5's <|im_end|>), or where
+ *        Q and the full rendering part (a template that ends the conversation differently: Phi-3's eos_token),
+ *        not inside a marker both continue with ("<|end|>\n<|" -> "<|end|>\n");
+ *   without trailing whitespace. */
 static ftc_status answer_span(const ftc_chat_template *t, json_t *msgs, size_t i, const ftc_render_opts *o,
                               const ftc_jinja_output *full, size_t cursor, span *sp, bool *found, ftc_err *err) {
-    ftc_jinja_output p = {0}, q = {0};
+    ftc_jinja_output p = {0}, q = {0}, q2 = {0};
     *found = false;
     ftc_status s = render_once(t, msgs, i, true, o, &p, err);
     if (s != FTC_OK && i == 0) { /* a template that cannot render no messages: the answer starts the text */
@@ -321,28 +331,68 @@ static ftc_status answer_span(const ftc_chat_template *t, json_t *msgs, size_t i
         s = p.text ? FTC_OK : ftc_errf(err, FTC_E_NOMEM, "out of memory");
     }
     if (s == FTC_OK) s = render_once(t, msgs, i + 1, false, o, &q, err);
+    if (s == FTC_OK && render_once(t, msgs, i + 1, true, o, &q2, NULL) != FTC_OK) q2.len = 0, q2.text = NULL;
     if (s != FTC_OK) {
         ftc_jinja_output_free(&p);
+        ftc_jinja_output_free(&q);
         return ftc_err_prefix(err, "rendering messages[0..%zu] to find where answer %zu starts", i, i);
     }
     size_t start = 0;
     while (start < p.len && start < q.len && p.text[start] == q.text[start]) start++;
-    size_t end = q.len;
-    while (end > start && is_ws(q.text[end - 1])) end--;
-    if (end > start) {
-        /* the answer as Q ends it; in the whole rendering at the same offset, or further on */
-        if (start >= cursor && end <= full->len && !memcmp(full->text, q.text, end)) {
-            sp->start = start, sp->end = end, *found = true;
-        } else {
-            const char *hit = find_from(full->text, full->len, cursor, q.text + start, end - start);
-            if (hit) sp->start = (size_t)(hit - full->text), sp->end = sp->start + (end - start), *found = true;
+    if (start < p.len) /* P's generation prompt and the answer part inside a marker ("<think>" / "</think>") */
+        for (size_t b = start; b > 0; b--) {
+            char c = q.text[b - 1];
+            if (c == '>' || c == ']' || is_ws(c)) break;
+            if (c == '<' || c == '[') { start = b - 1; break; }
+        }
+    size_t end;
+    bool in_place = start >= cursor && start <= full->len && !memcmp(full->text, q.text, start);
+    if (q2.text && q2.len > q.len && starts_with(full, &q2) && !memcmp(q2.text, q.text, start)) {
+        end = q2.len;
+    } else if (starts_with(full, &q)) {
+        end = q.len;
+    } else {
+        end = start;
+        while (end < q.len && end < full->len && q.text[end] == full->text[end]) end++;
+        /* not inside a marker that both go on with: back to its '<' or '[' */
+        for (size_t b = end; b > start; b--) {
+            char c = q.text[b - 1];
+            if (c == '>' || c == ']' || is_ws(c)) break;
+            if (c == '<' || c == '[') { end = b - 1; break; }
+        }
+        if (end <= start) end = q.len, in_place = false; /* nothing in common: search below */
+    }
+    const char *src = in_place ? full->text : q.text;
+    while (end > start && is_ws(src[end - 1])) end--;
+    if (end > start && in_place) {
+        sp->start = start, sp->end = end, *found = true;
+    } else if (end > start) { /* the template renders the answer elsewhere once more follows: find it */
+        const char *hit = find_from(full->text, full->len, cursor, q.text + start, end - start);
+        if (hit) sp->start = (size_t)(hit - full->text), sp->end = sp->start + (end - start), *found = true;
+        /* or differently (Qwen3 drops the thinking of earlier answers): its content and what follows it in Q
+         * (the end-of-turn), as they stand in the full rendering */
+        const char *content = json_string_value(json_object_get(json_array_get(msgs, i), "content"));
+        size_t cl = content ? strlen(content) : 0;
+        while (cl && is_ws(content[cl - 1])) cl--;
+        while (cl && is_ws(content[0])) content++, cl--;
+        const char *in_q = !hit && cl ? find_from(q.text, end, start, content, cl) : NULL;
+        if (!hit && !cl) { /* an empty answer: its end-of-turn, the last word of what Q adds */
+            size_t w = end;
+            while (w > start && !is_ws(q.text[w - 1])) w--;
+            in_q = q.text + w;
+        }
+        if (in_q) { /* Q's text from the content to its end, in the full rendering */
+            size_t n = end - (size_t)(in_q - q.text);
+            const char *c2 = find_from(full->text, full->len, cursor, in_q, n);
+            if (c2) sp->start = (size_t)(c2 - full->text), sp->end = sp->start + n, *found = true;
         }
     } else {
         *found = true; /* the template writes nothing for this answer */
-        sp->start = sp->end = cursor;
+        sp->start = sp->end = cursor > start ? cursor : start;
     }
     ftc_jinja_output_free(&p);
     ftc_jinja_output_free(&q);
+    ftc_jinja_output_free(&q2);
     return FTC_OK;
 }
 
@@ -489,15 +539,18 @@ ftc_status ftc_template_render(const ftc_chat_template *t, const ftc_record *rec
 /* ---- end of turn ---- */
 ftc_status ftc_chat_template_end_of_turn(const ftc_chat_template *t, const ftc_render_opts *o, char **eot, ftc_err *err) {
     *eot = NULL;
+    /* an answer between two user messages: what the template writes after it before the next turn */
     static const char *const probes[] = {
-        "[{\"role\": \"user\", \"content\": \"Hello\"}, {\"role\": \"assistant\", \"content\": \"ftc-probe-answer\"}]",
+        "[{\"role\": \"user\", \"content\": \"Hello\"}, {\"role\": \"assistant\", \"content\": \"ftc-probe-answer\"}, "
+        "{\"role\": \"user\", \"content\": \"Thanks\"}]",
         "[{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Hello\"}, "
-        "{\"role\": \"assistant\", \"content\": \"ftc-probe-answer\"}]",
+        "{\"role\": \"assistant\", \"content\": \"ftc-probe-answer\"}, {\"role\": \"user\", \"content\": \"Thanks\"}]",
+        "[{\"role\": \"user\", \"content\": \"Hello\"}, {\"role\": \"assistant\", \"content\": \"ftc-probe-answer\"}]",
     };
     ftc_render_opts po = *o;
     po.add_generation_prompt = false;
     po.train_on_inputs = false;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         json_t *msgs = json_loads(probes[k], 0, NULL);
         ftc_rendered r;
         ftc_err e2;

@@ -204,3 +204,19 @@ ftc_status ftc_infer_chat_template(const ftc_infer_model *im, const char *value,
     }
     return FTC_OK;
 }
+
+int ftc_infer_generate_stop_ids(const ftc_infer_model *im, int32_t *out, int max) {
+    int n = ftc_infer_stop_ids(im, out, max);
+    if (!im->template_source) return n;
+    /* a run tuned on chat data: its answers ended with the template's end-of-turn */
+    ftc_chat_template *t;
+    ftc_err err;
+    if (ftc_chat_template_from_text("the run's chat template", im->template_source, strlen(im->template_source), &t,
+                                    &err) != FTC_OK)
+        return n;
+    char *text = NULL;
+    ftc_infer_template_stops(im, t, out, &n, max, &text, &err);
+    free(text);
+    ftc_chat_template_free(t);
+    return n;
+}
