@@ -98,7 +98,8 @@ typedef struct {
     bool pack;              /* causal-lm: pack examples into max_len sequences */
     bool train_on_inputs;   /* causal-lm: train prompt/user tokens too */
     bool resume;
-    bool set[64];           /* which keys were given explicitly (config file or command line) */
+    bool set[64];           /* which keys were given explicitly (config file or command line), by option index */
+    bool from_run[64];      /* ... and which of those came from a run's config.resolved.json (--resume) */
 } ftc_train_config;
 
 void ftc_train_config_defaults(ftc_train_config *c);
@@ -107,6 +108,13 @@ void ftc_train_config_defaults(ftc_train_config *c);
 ftc_status ftc_train_config_set(ftc_train_config *c, const char *key, const char *value, ftc_err *err);
 /* Reads a YAML (.yaml/.yml) or JSON file of the same keys (flat mapping). Errors name file, line, key. */
 ftc_status ftc_train_config_load_file(ftc_train_config *c, const char *path, ftc_err *err);
+/* A run's config.resolved.json (for --resume): every setting the run used; flags and --config set later win,
+ * and ftc_train_config_resume_conflict says which of them contradict it. */
+ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path, ftc_err *err);
+/* FTC_OK when the settings given explicitly in now (flags, --config) agree with the saved run's; else
+ * FTC_E_USAGE naming the first flag that differs and both values. Settings that change nothing the run computes
+ * (--save-every, --log-every... see the source) may differ. */
+ftc_status ftc_train_config_resume_conflict(const ftc_train_config *saved, const ftc_train_config *now, ftc_err *err);
 /* Checks the combination (required paths, ranges, metric fits the task); fills method defaults. */
 ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
 /* Every key with its value (config.resolved.json). New reference. */
@@ -185,6 +193,10 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err);
 
+/* True when out holds a finished run: its last checkpoint was the run's end (last step or early stopping) and
+ * its model/ was written (*step: the steps it took). `ftc train --resume` on it has nothing to do. */
+bool ftc_train_run_finished(const char *out, int64_t *step);
+
 /* Mean loss (and classify accuracy / macro-F1, causal-lm token accuracy) of m on d, in batches of `batch`.
  * json (may be NULL) receives the `ftc eval --json` object (ftc_class_metrics_json / ftc_lm_metrics_json). */
 typedef struct {
@@ -216,6 +228,8 @@ ftc_status ftc_checkpoint_save(const char *path, ftc_model *m, const ftc_optimiz
 /* Restores params (and moments when o != NULL and the file has them); *state gets a new reference. */
 ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o, struct json_t **state,
                                ftc_err *err);
+/* Only the JSON state of a checkpoint (the trainer's: step, epoch, finished, ...), without a model. */
+ftc_status ftc_checkpoint_read_state(const char *path, struct json_t **state, ftc_err *err);
 
 /* For `ftc eval --model RUNDIR`: true when dir is an ftc run directory with its model written
  * (RUNDIR/config.resolved.json and RUNDIR/model/config.json). */

@@ -121,11 +121,17 @@ int cmd_train(int argc, char **argv) {
     ftc_err err;
     ftc_status s = FTC_OK;
     int rc = 0;
+    ftc_train_config saved; /* the run being resumed, as config.resolved.json records it */
+    bool have_saved = false;
     if (resume) {
         if (!out) { rc = cli_usage_error("train", "--resume needs --out RUNDIR (the run to continue)"); goto done; }
         char path[FTC_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/config.resolved.json", out);
-        if (ftc_file_exists(path) && (s = ftc_train_config_load_file(&c, path, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+        if (ftc_file_exists(path)) {
+            if ((s = ftc_train_config_load_resolved(&c, path, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+            saved = c;
+            have_saved = true;
+        }
     }
     if (config_file && (s = ftc_train_config_load_file(&c, config_file, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
     for (int i = 0; i < n; i++)
@@ -134,7 +140,17 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     c.resume = resume;
+    if (have_saved && (s = ftc_train_config_resume_conflict(&saved, &c, &err)) != FTC_OK) {
+        rc = cli_usage_error("train", "%s", err.msg);
+        goto done;
+    }
     if ((s = ftc_train_config_finalize(&c, &err)) != FTC_OK) { rc = cli_usage_error("train", "%s", err.msg); goto done; }
+    int64_t done_steps;
+    if (resume && ftc_train_run_finished(c.out, &done_steps)) {
+        printf("%s: the run already finished (%lld steps); nothing to resume. model: %s/model\n", c.out,
+               (long long)done_steps, c.out);
+        goto done;
+    }
 
     char ckpt[FTC_PATH_MAX + 32];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ftc", c.out);

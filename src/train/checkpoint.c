@@ -89,6 +89,7 @@ ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o,
     uint64_t data_floats = (f.size - 16 - hlen) / sizeof(float);
     json_t *tensors = json_object_get(hdr, "tensors");
     if (!json_is_array(tensors)) { s = ftc_errf(err, FTC_E_INPUT, "%s: header has no \"tensors\" list", path); goto done; }
+    if (!m) goto state_only; /* ftc_checkpoint_read_state */
     /* every trainable param must be in the file, so a run never continues with half its weights */
     int np = ftc_model_n_params(m), found = 0, trainable = 0;
     for (int i = 0; i < np; i++) trainable += ftc_model_param(m, i)->trainable;
@@ -132,6 +133,7 @@ ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o,
         goto done;
     }
     ftc_model_weights_changed(m); /* bf16 copies of the restored weights */
+state_only:
     if (state) {
         json_t *st = json_object_get(hdr, "state");
         *state = st ? json_incref(st) : json_object();
@@ -140,4 +142,8 @@ done:
     json_decref(hdr);
     ftc_unmap_file(&f);
     return s;
+}
+
+ftc_status ftc_checkpoint_read_state(const char *path, json_t **state, ftc_err *err) {
+    return ftc_checkpoint_load(path, NULL, NULL, state, err);
 }

@@ -257,11 +257,14 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     else if (!strcmp(key, "lora-dropout")) { DBL(lora_dropout, 0, 0.99); }
 #undef LONG
 #undef DBL
-    if (s == FTC_OK) c->set[ki] = true;
+    if (s == FTC_OK) c->set[ki] = true, c->from_run[ki] = false;
     return s;
 }
 
-static bool is_set(const ftc_train_config *c, const char *key) { return c->set[key_index(key)]; }
+static bool user_set(const ftc_train_config *c, const char *key) {
+    int i = key_index(key);
+    return c->set[i] && !c->from_run[i];
+}
 
 /* ---- config files ---- */
 static ftc_status load_json(ftc_train_config *c, const char *path, ftc_err *err) {
@@ -356,6 +359,38 @@ ftc_status ftc_train_config_load_file(ftc_train_config *c, const char *path, ftc
     return s;
 }
 
+ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path, ftc_err *err) {
+    ftc_status s = ftc_train_config_load_file(c, path, err);
+    for (int i = 0; OPTIONS[i].name; i++) c->from_run[i] = c->set[i];
+    return s;
+}
+
+/* Settings a resumed run may change: where and how often it writes checkpoints, nothing it computes. */
+static bool free_on_resume(const char *name) { return !strcmp(name, "save-every") || !strcmp(name, "resume"); }
+
+ftc_status ftc_train_config_resume_conflict(const ftc_train_config *saved, const ftc_train_config *now, ftc_err *err) {
+    json_t *a = ftc_train_config_json(saved), *b = ftc_train_config_json(now);
+    ftc_status s = FTC_OK;
+    for (int i = 0; OPTIONS[i].name && s == FTC_OK; i++) {
+        if (!now->set[i] || now->from_run[i] || !saved->set[i] || free_on_resume(OPTIONS[i].name)) continue;
+        char key[64];
+        snprintf(key, sizeof key, "%s", OPTIONS[i].name);
+        for (char *p = key; *p; p++) if (*p == '-') *p = '_';
+        json_t *va = json_object_get(a, key), *vb = json_object_get(b, key);
+        if (!va || !vb || json_equal(va, vb)) continue;
+        char *ta = json_is_string(va) ? strdup(json_string_value(va)) : json_dumps(va, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6)),
+             *tb = json_is_string(vb) ? strdup(json_string_value(vb)) : json_dumps(vb, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
+        s = ftc_errf(err, FTC_E_USAGE, "--resume: --%s %s contradicts the saved run's %s %s (%s/config.resolved.json); "
+                     "resume with the run's settings, or start a new run in another --out", OPTIONS[i].name,
+                     tb ? tb : "?", OPTIONS[i].name, ta ? ta : "?", saved->out);
+        free(ta);
+        free(tb);
+    }
+    json_decref(a);
+    json_decref(b);
+    return s;
+}
+
 ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     if (!c->model[0]) return ftc_errf(err, FTC_E_USAGE, "--model DIR is required");
     if (!c->out[0]) return ftc_errf(err, FTC_E_USAGE, "--out RUNDIR is required");
@@ -373,7 +408,8 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     if (c->method == FTC_METHOD_FULL && c->base_dtype == FTC_BASE_BF16)
         return ftc_errf(err, FTC_E_USAGE, "--base-dtype bf16 stores the frozen base weights: it needs --method lora or head "
                         "(for full fine-tuning in bf16 use --precision bf16)");
-    if (c->method != FTC_METHOD_LORA && (is_set(c, "lora-r") || is_set(c, "lora-targets")))
+    /* only settings the user gave: a resumed run's config.resolved.json holds every setting, LoRA's included */
+    if (c->method != FTC_METHOD_LORA && (user_set(c, "lora-r") || user_set(c, "lora-targets")))
         return ftc_errf(err, FTC_E_USAGE, "--lora-* settings need --method lora");
     return FTC_OK;
 }

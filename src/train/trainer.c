@@ -5,8 +5,12 @@
 #include "ftc/train.h"
 #include "ftc/base.h"
 #include "ftc/eval.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +360,7 @@ typedef struct {
     double best;               /* best metric so far (NaN: none yet) */
     int64_t best_step, bad_evals;
     int64_t tokens_seen;
+    bool stopped;              /* early stopping ended the run */
     /* files */
     char path_metrics[FTC_PATH_MAX + 32], path_ckpt[FTC_PATH_MAX + 32], path_best[FTC_PATH_MAX + 32];
     FILE *metrics;
@@ -402,8 +407,11 @@ static json_t *state_json(const run *r) {
     return st;
 }
 
-static ftc_status save_checkpoint(run *r, ftc_err *err) {
+/* finished: the run's last checkpoint (its last step, or early stopping): a resume only writes the model. */
+static ftc_status save_checkpoint(run *r, bool finished, ftc_err *err) {
     json_t *st = state_json(r);
+    json_object_set_new(st, "stopped", json_boolean(r->stopped));
+    json_object_set_new(st, "finished", json_boolean(finished));
     ftc_status s = ftc_checkpoint_save(r->path_ckpt, r->m, &r->opt, st, err);
     json_decref(st);
     return s;
@@ -553,11 +561,38 @@ static ftc_status restore(run *r, ftc_err *err) {
     }
     json_t *b = json_object_get(st, "best");
     r->best = json_is_number(b) ? json_number_value(b) : NAN;
+    r->stopped = json_is_true(json_object_get(st, "stopped"));
     json_decref(st);
     if (r->step < 0 || r->micro_pos < 0 || r->micro_pos > r->micro_per_epoch || r->epoch < 0)
         return ftc_errf(err, FTC_E_INPUT, "%s: state does not fit this data (micro-batch %lld of %lld)", r->path_ckpt,
                         (long long)r->micro_pos, (long long)r->micro_per_epoch);
     return trim_metrics(r->path_metrics, r->step, err);
+}
+
+/* Removes a directory of plain files (the model directory: no subdirectories); absent is fine. */
+static ftc_status remove_flat_dir(const char *dir, ftc_err *err) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? FTC_OK : ftc_errf(err, FTC_E_IO, "%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    char path[FTC_PATH_MAX + 300];
+    ftc_status s = FTC_OK;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0 && s == FTC_OK) s = ftc_errf(err, FTC_E_IO, "%s: cannot remove: %s", path, strerror(errno));
+    }
+    closedir(d);
+    if (s == FTC_OK && rmdir(dir) != 0) s = ftc_errf(err, FTC_E_IO, "%s: cannot remove: %s", dir, strerror(errno));
+    return s;
+}
+
+/* fsync a directory, so a rename inside it survives a crash */
+static ftc_status sync_dir(const char *dir, ftc_err *err) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return ftc_errf(err, FTC_E_IO, "%s: %s", dir, strerror(errno));
+    fsync(fd);
+    close(fd);
+    return FTC_OK;
 }
 
 static ftc_status write_json_file(const char *path, json_t *o, ftc_err *err) {
@@ -576,8 +611,12 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
         if ((s = ftc_checkpoint_load(r->path_best, r->m, NULL, NULL, err)) != FTC_OK) return s;
     }
     if (r->c->method == FTC_METHOD_LORA && (s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
-    char dir[FTC_PATH_MAX + 32];
-    snprintf(dir, sizeof dir, "%s/model", r->c->out);
+    /* written whole into model.partial/, then renamed to model/: a model/ directory is always complete, so a
+     * run killed while saving is finished by --resume, and one with model/ is done */
+    char dir[FTC_PATH_MAX + 32], final_dir[FTC_PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/model.partial", r->c->out);
+    snprintf(final_dir, sizeof final_dir, "%s/model", r->c->out);
+    if ((s = remove_flat_dir(dir, err)) != FTC_OK) return s;
     if ((s = ftc_mkdirs(dir, err)) != FTC_OK) return s;
     if ((s = ftc_model_save(r->m, dir, err)) != FTC_OK) return s;
     /* the tokenizer travels with the model, so RUNDIR/model is usable on its own */
@@ -614,7 +653,25 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
         s = write_json_file(path, cfg, err);
         json_decref(cfg);
     }
+    if (s == FTC_OK) s = remove_flat_dir(final_dir, err);
+    if (s == FTC_OK && rename(dir, final_dir) != 0)
+        s = ftc_errf(err, FTC_E_IO, "%s: cannot rename to %s: %s", dir, final_dir, strerror(errno));
+    if (s == FTC_OK) s = sync_dir(r->c->out, err);
     return s;
+}
+
+bool ftc_train_run_finished(const char *out, int64_t *step) {
+    char path[FTC_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/model/config.json", out);
+    if (!ftc_file_exists(path)) return false;
+    snprintf(path, sizeof path, "%s/checkpoint.ftc", out);
+    json_t *st = NULL;
+    ftc_err e;
+    if (ftc_checkpoint_read_state(path, &st, &e) != FTC_OK) return false;
+    bool done = json_is_true(json_object_get(st, "finished"));
+    if (step) *step = json_integer_value(json_object_get(st, "step"));
+    json_decref(st);
+    return done;
 }
 
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
@@ -723,7 +780,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     r.t_start = ftc_now();
     r.tokens_at_start = r.tokens_seen;
     int64_t last_good_ckpt = resuming ? r.step : -1;
-    bool stop = false;
+    bool stop = r.stopped; /* a run that stopped early and was killed before its model was saved */
     if (r.micro_pos >= r.micro_per_epoch) { r.epoch++; r.micro_pos = 0; }
     epoch_order(&r);
     while (r.step < r.total_steps && !stop) {
@@ -765,8 +822,9 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
             if ((s = eval_and_track(&r, &stop, err)) != FTC_OK) break;
         }
         if (epoch_end) { r.epoch++; r.micro_pos = 0; epoch_order(&r); }
+        r.stopped = stop;
         if ((c->save_every > 0 && r.step % c->save_every == 0) || epoch_end || last || stop) {
-            if ((s = save_checkpoint(&r, err)) != FTC_OK) break;
+            if ((s = save_checkpoint(&r, last || stop, err)) != FTC_OK) break;
             last_good_ckpt = r.step;
         }
     }

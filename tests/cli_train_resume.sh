@@ -1,0 +1,85 @@
+#!/bin/bash
+# ftc train --resume for every method x task: full, head and lora on classify (MiniLM) and causal-lm
+# (stories260K). Each run is killed with SIGKILL at random moments (so during steps, evaluations and
+# checkpoint or model saves), resumed until it finishes, and must end byte-identical to an uninterrupted
+# run: model/model.safetensors, checkpoint.ftc, best.ftc and metrics.jsonl (timing field aside). Then
+# --resume of the finished run is a no-op that says so, and --resume with a contradicting flag is refused.
+set -u
+FTC=${FTC_BIN:?FTC_BIN not set}
+T=$(mktemp -d /tmp/ftc_cli_resume.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/lib/expect.sh"
+MINILM=${FTC_MINILM_DIR:-}
+STORIES="${FTC_SHARED_DATA:-}/models/stories260K-hf"
+KILLS=${FTC_RESUME_KILLS:-3}
+
+# classify: pre-tokenized, [CLS] + 6..9 tokens; causal-lm: prompt/completion text through the tokenizer
+awk 'BEGIN { srand(3); for (i = 0; i < 24; i++) { c = i % 3; s = "101";
+  for (t = 0; t < 6 + i % 4; t++) s = s ", " (rand() < 0.5 ? 2000 + 7 * c : 3000 + int(rand() * 5000));
+  printf "{\"input_ids\": [%s, 102], \"label\": \"class%d\"}\n", s, c } }' >"$T/cls.jsonl"
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+  printf '{"prompt": "Once upon a time, there was a little %d", "completion": " girl named Lily. She liked to play."}\n' "$i"
+done >"$T/lm.jsonl"
+
+ran=0
+for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:head causal-lm:lora; do
+  task=${combo%%:*} method=${combo#*:}
+  if [ "$task" = classify ]; then
+    [ -n "$MINILM" ] && [ -f "$MINILM/config.json" ] || { echo "SKIP $combo: MiniLM not installed"; continue; }
+    ARGS=(--model "$MINILM" --data "$T/cls.jsonl" --val-split 0.25 --metric accuracy)
+  else
+    [ -f "$STORIES/model.safetensors" ] || { echo "SKIP $combo: stories260K not in FTC_SHARED_DATA"; continue; }
+    ARGS=(--model "$STORIES" --data "$T/lm.jsonl" --val-split 0.25 --max-len 32)
+  fi
+  lr=0.001; [ "$method" = full ] || lr=0.01
+  # a full MiniLM checkpoint (weights + AdamW moments) is 270 MB: fewer of them keeps the test fast
+  save=1; [ "$combo" = classify:full ] && save=3
+  # no LoRA flag for full/head: config.resolved.json stores LoRA's defaults, and resuming must not trip on them
+  ARGS+=(--task "$task" --method "$method" --lr "$lr" --batch 2 --grad-accum 2 --max-steps 6 --save-every "$save"
+         --eval-every 2 --seed 7 --quiet)
+  d="$T/$task-$method"
+  t0=$(date +%s%N)
+  "$FTC" train "${ARGS[@]}" --out "$d.ref" >/dev/null 2>"$T/err" || { cat "$T/err"; fail "$combo: reference run failed"; }
+  dur_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  kills=0 at=""
+  for k in $(seq "$KILLS"); do
+    "$FTC" train "${ARGS[@]}" --out "$d" $([ -f "$d/config.resolved.json" ] && echo --resume) >/dev/null 2>&1 &
+    pid=$!
+    sleep "$(awk -v d="$dur_ms" -v s="$RANDOM" 'BEGIN { srand(s); printf "%.3f", d * (0.2 + 0.8 * rand()) / 1000 }')"
+    if kill -9 "$pid" 2>/dev/null; then
+      kills=$((kills + 1))
+      wait "$pid" 2>/dev/null
+      # where it was killed: the step of the last checkpoint, and whether the final model was there yet
+      st=$(head -c 100000 "$d/checkpoint.ftc" 2>/dev/null | grep -ao '"step": *[0-9]*' | head -n 1 | grep -o '[0-9]*$')
+      at="$at ${st:-none}$([ -d "$d/model" ] && echo +model)"
+    else
+      wait "$pid" 2>/dev/null
+    fi
+  done
+  expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$d" --resume
+  for f in model/model.safetensors checkpoint.ftc best.ftc; do
+    cmp -s "$d.ref/$f" "$d/$f" || fail "$combo: $f of the resumed run differs from the uninterrupted run"
+  done
+  diff <(sed 's/"tok_s":[0-9.e+]*//' "$d.ref/metrics.jsonl") <(sed 's/"tok_s":[0-9.e+]*//' "$d/metrics.jsonl") >/dev/null \
+    || fail "$combo: metrics.jsonl of the resumed run differs"
+  # a finished run: --resume says so and changes nothing
+  sum=$(cat "$d/model/model.safetensors" "$d/checkpoint.ftc" "$d/metrics.jsonl" | md5sum)
+  expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$d" --resume
+  grep -q "already finished (6 steps); nothing to resume" "$T/out" || { cat "$T/out"; fail "$combo: finished run not reported"; }
+  [ "$(cat "$d/model/model.safetensors" "$d/checkpoint.ftc" "$d/metrics.jsonl" | md5sum)" = "$sum" ] \
+    || fail "$combo: --resume of a finished run changed files"
+  echo "$combo: killed $kills of $KILLS times (checkpoint step at each kill:${at:- -}; uninterrupted ${dur_ms} ms); resumed run byte-identical"
+  ran=$((ran + 1))
+done
+
+# --resume with a flag that contradicts the saved run: refused, naming the flag and both values
+if [ -d "$T/causal-lm-lora" ]; then
+  expect_rc 1 "--resume: --lr 0.02 contradicts the saved run's lr 0.01" \
+    "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --out "$T/causal-lm-lora" --resume --lr 0.02
+  expect_rc 1 "--resume: --method full contradicts the saved run's method lora" \
+    "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --out "$T/causal-lm-lora" --resume --method full
+  # a flag that only changes how often checkpoints are written is fine
+  expect_rc 0 "" "$FTC" train --out "$T/causal-lm-lora" --resume --save-every 3
+fi
+[ "$ran" -gt 0 ] || echo "SKIP: no model available"
+echo "PASS"
