@@ -50,6 +50,10 @@ int cli_unknown_option(const cli_args *p, const char *name);
 bool cli_true(const char *v);
 /* The options generate and chat share (sampling), to put in their tables. */
 #define CLI_SAMPLING_OPTS {"temperature", false, NULL}, {"top-k", false, NULL}, {"top-p", false, NULL}, {"seed", false, NULL}
+/* 0 when everything written to standard output so far reached it; else prints "ftc CMD: error: writing
+ * standard output: CAUSE" (ENOSPC, EPIPE, EIO, ...) once and returns 3. Streaming commands call it to stop
+ * early; main calls it (and checks close and stderr) after every command, so no write error is lost. */
+int cli_check_stdout(const char *cmd);
 
 int cmd_init(int argc, char **argv);
 int cmd_report(int argc, char **argv);
