@@ -114,7 +114,7 @@ static void test_file_errors_name_file_line_key(void **state) {
     assert_non_null(strstr(e.msg, "line 2"));
     p = write_tmp("bad3.yaml", "model: [unclosed\n");
     assert_int_equal(ftc_train_config_load_file(&c, p, &e), FTC_E_INPUT);
-    p = write_tmp("bad.json", "{\"model\": \"/m\",\n \"epochs\": 0}");
+    p = write_tmp("bad.json", "{\"model\": \"/m\",\n \"epochs\": -1}");
     assert_int_equal(ftc_train_config_load_file(&c, p, &e), FTC_E_INPUT);
     assert_non_null(strstr(e.msg, "key 'epochs'"));
     p = write_tmp("bad2.json", "{\"model\": \"/m\",\n \"epochs\": }");
@@ -146,6 +146,36 @@ static void test_finalize_checks_combinations(void **state) {
     ftc_train_config_set(&c, "patience", "0", &e);
     ftc_train_config_set(&c, "lora-r", "4", &e);
     assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
+    /* method defaults fill what was not given; what was given wins */
+    ftc_train_config d;
+    ftc_train_config_defaults(&d);
+    ftc_train_config_set(&d, "model", "m", &e);
+    ftc_train_config_set(&d, "data", "d", &e);
+    ftc_train_config_set(&d, "out", "o", &e);
+    ftc_train_config_set(&d, "method", "head", &e);
+    assert_int_equal(ftc_train_config_finalize(&d, &e), FTC_OK);
+    ftc_train_defaults hd = ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_HEAD);
+    assert_true(d.lr == hd.lr && d.batch == hd.batch && d.warmup == hd.warmup);
+    assert_true(hd.lr > 100 * ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_FULL).lr);
+    ftc_train_config_defaults(&d);
+    ftc_train_config_set(&d, "model", "m", &e);
+    ftc_train_config_set(&d, "data", "d", &e);
+    ftc_train_config_set(&d, "out", "o", &e);
+    ftc_train_config_set(&d, "method", "lora", &e);
+    ftc_train_config_set(&d, "lr", "0.5", &e);
+    ftc_train_config_set(&d, "batch", "3", &e);
+    assert_int_equal(ftc_train_config_finalize(&d, &e), FTC_OK);
+    assert_true(d.lr == 0.5f && d.batch == 3);
+    assert_true(d.head_lr == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).head_lr);
+    /* epochs from the data's size: enough steps for a small set, fewer passes over a large one */
+    assert_int_equal(d.epochs, 0);
+    int few = ftc_train_auto_epochs(&d, 30), mid = ftc_train_auto_epochs(&d, 2000), many = ftc_train_auto_epochs(&d, 100000);
+    assert_int_equal(few, 10);  /* 10 steps per epoch at batch 3: 10 epochs for 100 steps */
+    assert_int_equal(mid, 3);
+    assert_int_equal(many, 1);
+    ftc_train_config_set(&d, "epochs", "2", &e);
+    ftc_train_config_fit_data(&d, 30);
+    assert_int_equal(d.epochs, 2);
 }
 
 static int setup(void **state) { (void)state; strcpy(dir, "/tmp/ftc_cfg_XXXXXX"); return mkdtemp(dir) ? 0 : -1; }

@@ -37,6 +37,7 @@ typedef struct {
     int64_t *offset;      /* [n] start of param i in each half */
     int64_t n_values;     /* sum of numel */
     int64_t t;            /* optimizer steps taken */
+    float *lr_scale;      /* [n] or NULL: param i steps at lr * lr_scale[i] (a new head's own rate) */
 } ftc_optimizer;
 
 /* Collects the params with trainable && grad != NULL. Fails (FTC_E_INPUT) if none trains. */
@@ -65,11 +66,13 @@ typedef struct {
     ftc_task task;          /* causal-lm | classify */
     ftc_method method;
     double val_split;       /* share of --data held out when no --val (0 = none) */
-    int epochs;             /* used when max_steps == 0 */
+    int epochs;             /* used when max_steps == 0; 0 = from the data's size (ftc_train_auto_epochs) */
     int64_t max_steps;      /* optimizer steps; 0 = from epochs */
-    float lr;
-    int batch, grad_accum, max_len;
-    double warmup;          /* >= 1: steps; in (0, 1): share of the total steps */
+    float lr;               /* < 0: the method's default (finalize) */
+    float head_lr;          /* a new classification head's rate (lora; full without LP-FT); < 0: default */
+    bool lp_ft;             /* full on classify with a new head: train the head alone first (default true) */
+    int batch, grad_accum, max_len; /* batch 0: the method's default */
+    double warmup;          /* >= 1: steps; in (0, 1): share of the total steps; < 0: the method's default */
     ftc_sched_kind schedule;
     float weight_decay, clip, beta1, beta2, adam_eps;
     uint64_t seed;
@@ -115,6 +118,14 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
  * FTC_E_USAGE naming the first flag that differs and both values. Settings that change nothing the run computes
  * (--save-every, --log-every... see the source) may differ. */
 ftc_status ftc_train_config_resume_conflict(const ftc_train_config *saved, const ftc_train_config *now, ftc_err *err);
+/* The defaults of a task and method (docs/train.md, "Defaults"). */
+typedef struct { float lr, head_lr; double warmup; int batch, epochs; } ftc_train_defaults;
+ftc_train_defaults ftc_train_method_defaults(ftc_task task, ftc_method method);
+/* Epochs for n_train examples when --epochs is not given: the method's base count, raised (up to 25) until the
+ * run has 100 optimizer steps, lowered (down to 1) so it sees at most 30,000 examples. */
+int ftc_train_auto_epochs(const ftc_train_config *c, int n_train);
+/* Settings that need the data: epochs (when not given) from the training set's size. */
+void ftc_train_config_fit_data(ftc_train_config *c, int n_train);
 /* Checks the combination (required paths, ranges, metric fits the task); fills method defaults. */
 ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
 /* Every key with its value (config.resolved.json). New reference. */
@@ -196,6 +207,9 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
 /* True when out holds a finished run: its last checkpoint was the run's end (last step or early stopping) and
  * its model/ was written (*step: the steps it took). `ftc train --resume` on it has nothing to do. */
 bool ftc_train_run_finished(const char *out, int64_t *step);
+/* classify: true when m (loaded, not yet prepared) has no classification head for num_labels labels, so training
+ * starts one from random weights (its own --head-lr; with --method full, LP-FT trains it first). */
+bool ftc_train_head_is_new(ftc_model *m, int num_labels);
 
 /* Mean loss (and classify accuracy / macro-F1, causal-lm token accuracy) of m on d, in batches of `batch`.
  * json (may be NULL) receives the `ftc eval --json` object (ftc_class_metrics_json / ftc_lm_metrics_json). */

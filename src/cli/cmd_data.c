@@ -47,7 +47,8 @@ static void usage(FILE *f) {
             "  --max-len N          tokens per example (default 128, as ftc train)\n"
             "  --truncation S       right (default) | left: which end --max-len cuts\n"
             "check:\n"
-            "  --batch N --grad-accum N --epochs N   for the step estimate (defaults as ftc train: 16, 1, 3)\n"
+            "  --batch N --grad-accum N --epochs N   for the step estimate (default 32, 1, 3; ftc train's depend on\n"
+            "                       --method and the data's size: docs/train.md, \"Defaults\")\n"
             "  --max-errors N       errors listed (default 50)\n"
             "  --json               the report as JSON\n"
             "split:\n"
@@ -90,9 +91,9 @@ static int parse_args(const char *cmd, int argc, char **argv, data_args *a) {
     ftc_train_config_defaults(&defaults);
     memset(a, 0, sizeof *a);
     a->enc.max_len = defaults.max_len;
-    a->batch = defaults.batch;
+    a->batch = ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_FULL).batch;
     a->grad_accum = defaults.grad_accum;
-    a->epochs = defaults.epochs;
+    a->epochs = ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_FULL).epochs;
     a->max_errors = 50;
     a->preview_n = 3;
     a->val_share = 0.1;

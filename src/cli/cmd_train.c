@@ -95,6 +95,53 @@ static void train_opts(cli_opt *t, int cap) {
     t[n] = (cli_opt){NULL, false, NULL};
 }
 
+/* LP-FT (linear probe, then fine-tune; Kumar et al. 2022): a new classification head trained alone on the frozen
+ * backbone (the head method's defaults, cached features) into RUNDIR/head-stage, whose model then replaces *m as
+ * the start of the full run. A finished head stage is reused (resume); an interrupted one is resumed with --resume. */
+static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_dataset *train, const ftc_dataset *val,
+                            bool quiet) {
+    ftc_train_config *h = malloc(sizeof *h);
+    if (!h) { fprintf(stderr, "ftc train: out of memory\n"); return 3; }
+    ftc_train_config_defaults(h);
+    ftc_err err;
+    ftc_status s = FTC_OK;
+    /* the data, the model and how it is read are the full run's; the optimisation is the head method's */
+    memcpy(h->model, c->model, sizeof h->model);
+    memcpy(h->data, c->data, sizeof h->data);
+    memcpy(h->val, c->val, sizeof h->val);
+    h->task = c->task, h->method = FTC_METHOD_HEAD, h->val_split = c->val_split, h->seed = c->seed;
+    h->max_len = c->max_len, h->metric = c->metric, h->precision = c->precision, h->log_every = c->log_every;
+    h->lr = c->head_lr, h->resume = c->resume;
+    memcpy(h->pooling, c->pooling, sizeof h->pooling);
+    memcpy(h->format, c->format, sizeof h->format);
+    memcpy(h->template_name, c->template_name, sizeof h->template_name);
+    memcpy(h->text_col, c->text_col, sizeof h->text_col);
+    memcpy(h->label_col, c->label_col, sizeof h->label_col);
+    if (snprintf(h->out, sizeof h->out, "%s/head-stage", c->out) >= (int)sizeof h->out)
+        s = ftc_errf(&err, FTC_E_USAGE, "--out %s: path too long", c->out);
+    if (s == FTC_OK) s = ftc_train_config_finalize(h, &err);
+    if (s == FTC_OK) ftc_train_config_fit_data(h, train->n);
+    if (s == FTC_OK && !ftc_train_run_finished(h->out, NULL)) {
+        if (!quiet)
+            fprintf(stderr, "ftc train: LP-FT stage 1: the new head alone (lr %g, %d epochs) -> %s; --no-lp-ft skips it\n",
+                    h->lr, h->epochs, h->out);
+        ftc_train_result res;
+        s = ftc_train_run(*m, h, train, val, quiet, &res, &err);
+    }
+    char dir[FTC_PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/model", h->out);
+    free(h);
+    if (s != FTC_OK) return cli_fail("train", &err);
+    /* the full stage starts from the saved head-stage model (not the object trained in place), so a resumed run
+     * starts from exactly the same weights */
+    ftc_model *next;
+    if ((s = ftc_model_load(dir, FTC_TASK_CLASSIFY, &next, &err)) != FTC_OK) return cli_fail("train", &err);
+    ftc_model_free(*m);
+    *m = next;
+    if (!quiet) fprintf(stderr, "ftc train: LP-FT stage 2: every weight, from %s\n", dir);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
     kv *pairs = calloc((size_t)argc, sizeof *pairs);
@@ -170,9 +217,19 @@ int cmd_train(int argc, char **argv) {
         rc = cli_fail("train", &err);
         goto done;
     }
+    ftc_train_config_fit_data(&c, train.n);
     if (!quiet)
-        fprintf(stderr, "ftc train: %s, method %s, %d training / %d validation examples -> %s\n", ftc_task_name(c.task),
-                ftc_method_name(c.method), train.n, have_val ? val.n : 0, c.out);
+        fprintf(stderr, "ftc train: %s, method %s, %d training / %d validation examples, lr %g, batch %d, %d epochs%s -> %s\n",
+                ftc_task_name(c.task), ftc_method_name(c.method), train.n, have_val ? val.n : 0, c.lr, c.batch,
+                c.epochs, c.max_steps > 0 ? " (--max-steps wins)" : "", c.out);
+    /* full fine-tuning of a new classification head: the head alone first (LP-FT), then every weight */
+    if (c.task == FTC_TASK_CLASSIFY && c.method == FTC_METHOD_FULL && c.lp_ft && ftc_train_head_is_new(m, train.num_labels) &&
+        (rc = lp_ft_head_stage(&c, &m, &train, have_val ? &val : NULL, quiet)) != 0) {
+        ftc_dataset_free(&train);
+        ftc_dataset_free(&val);
+        ftc_model_free(m);
+        goto done;
+    }
     /* bf16 without AVX512-BF16 runs every bf16 product in the portable loop: correct, but many times slower */
     if (c.precision == FTC_PREC_BF16 && strcmp(ftc_matmul_bf16_backend(), "avx512bf16") != 0)
         fprintf(stderr, "ftc train: warning: --precision bf16 without AVX512-BF16 (this CPU or FTC_MATMUL) uses the "

@@ -33,6 +33,7 @@ void ftc_optim_free(ftc_optimizer *o) {
     free(o->params);
     free(o->offset);
     free(o->moments);
+    free(o->lr_scale);
     memset(o, 0, sizeof *o);
 }
 
@@ -41,7 +42,7 @@ void ftc_optim_step(ftc_optimizer *o, float lr) {
     for (int i = 0; i < o->n; i++) {
         ftc_param *p = o->params[i];
         float *m = o->moments + o->offset[i], *v = o->moments + o->n_values + o->offset[i];
-        ftc_adamw_update(p->data, p->grad, m, v, p->numel, lr, o->h.beta1, o->h.beta2, o->h.eps,
+        ftc_adamw_update(p->data, p->grad, m, v, p->numel, o->lr_scale ? lr * o->lr_scale[i] : lr, o->h.beta1, o->h.beta2, o->h.eps,
                      p->decay ? o->h.weight_decay : 0.0f, o->t);
     }
 }

@@ -22,7 +22,7 @@ static const ftc_train_option OPTIONS[] = {
     {"lora-r", false}, {"lora-alpha", false}, {"lora-dropout", false}, {"lora-targets", false}, {"resume", true},
     {"format", false}, {"chat-template", false}, {"text-col", false}, {"label-col", false}, {"pack", true},
     {"train-on-inputs", true}, {"pooling", false}, {"feature-cache", true}, {"precision", false},
-    {"base-dtype", false}, {"grad-checkpoint", true}, {NULL, false}};
+    {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {NULL, false}};
 
 /* The names people bring from Hugging Face Trainer, PEFT and Axolotl (and this project's older names). */
 static const ftc_train_alias ALIASES[] = {
@@ -82,9 +82,14 @@ void ftc_train_config_defaults(ftc_train_config *c) {
     memset(c, 0, sizeof *c);
     c->task = FTC_TASK_CLASSIFY;
     c->method = FTC_METHOD_FULL;
-    c->epochs = 3;
-    c->lr = 5e-5f;
-    c->batch = 16;
+    /* lr, head lr, warmup, batch: the method's defaults (ftc_train_method_defaults), filled in by finalize;
+     * epochs: from the data's size (ftc_train_auto_epochs) */
+    c->epochs = 0;
+    c->lr = -1;
+    c->head_lr = -1;
+    c->warmup = -1;
+    c->batch = 0;
+    c->lp_ft = true;
     c->grad_accum = 1;
     c->max_len = 128;
     c->schedule = FTC_SCHED_LINEAR;
@@ -229,9 +234,11 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     else if (!strcmp(key, "feature-cache")) s = parse_bool(key, v, &c->feature_cache, err);
     else if (!strcmp(key, "grad-checkpoint")) s = parse_bool(key, v, &c->grad_checkpoint, err);
     else if (!strcmp(key, "val-split")) { DBL(val_split, 0, 0.9); }
-    else if (!strcmp(key, "epochs")) { LONG(epochs, 1, 1000000); }
+    else if (!strcmp(key, "epochs")) { LONG(epochs, 0, 1000000); } /* 0: from the data */
     else if (!strcmp(key, "max-steps")) { LONG(max_steps, 0, (long long)1 << 40); }
     else if (!strcmp(key, "lr")) { DBL(lr, 0, 10); }
+    else if (!strcmp(key, "head-lr")) { DBL(head_lr, 0, 10); }
+    else if (!strcmp(key, "lp-ft")) s = parse_bool(key, v, &c->lp_ft, err);
     else if (!strcmp(key, "batch")) { LONG(batch, 1, 65536); }
     else if (!strcmp(key, "grad-accum")) { LONG(grad_accum, 1, 65536); }
     else if (!strcmp(key, "max-len")) { LONG(max_len, 2, 1 << 20); }
@@ -392,6 +399,44 @@ ftc_status ftc_train_config_resume_conflict(const ftc_train_config *saved, const
     return s;
 }
 
+/* The defaults per task and method, chosen on validation splits (docs/train.md, "Defaults", has the table and
+ * the figures they come from). lr: the trained weights' rate; head_lr: a new classification head's (lora, and
+ * full without LP-FT; full with LP-FT trains the head first at the head method's rate); epochs: the base count
+ * that ftc_train_auto_epochs adjusts to the data's size. */
+ftc_train_defaults ftc_train_method_defaults(ftc_task task, ftc_method method) {
+    if (task == FTC_TASK_CAUSAL_LM) switch (method) {
+        case FTC_METHOD_HEAD: return (ftc_train_defaults){.lr = 1e-3f, .head_lr = 1e-3f, .warmup = 0.1, .batch = 8, .epochs = 3};
+        case FTC_METHOD_LORA: return (ftc_train_defaults){.lr = 2e-3f, .head_lr = 2e-3f, .warmup = 0.1, .batch = 8, .epochs = 3};
+        default: return (ftc_train_defaults){.lr = 5e-4f, .head_lr = 5e-4f, .warmup = 0.1, .batch = 8, .epochs = 3};
+        }
+    switch (method) {
+    case FTC_METHOD_HEAD: return (ftc_train_defaults){.lr = 1e-2f, .head_lr = 1e-2f, .warmup = 0, .batch = 32, .epochs = 4};
+    case FTC_METHOD_LORA: return (ftc_train_defaults){.lr = 1e-3f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3};
+    default: return (ftc_train_defaults){.lr = 5e-5f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3};
+    }
+}
+
+/* Like OpenAI's fine-tuning API: the base epochs, more when the data is too small to give MIN_STEPS optimizer
+ * steps (at most MAX_EPOCHS), fewer when it is large (at most MAX_EXAMPLES examples seen, at least 1 epoch). */
+enum { AUTO_MIN_STEPS = 100, AUTO_MAX_EPOCHS = 25, AUTO_MAX_EXAMPLES = 30000 };
+int ftc_train_auto_epochs(const ftc_train_config *c, int n_train) {
+    int epochs = ftc_train_method_defaults(c->task, c->method).epochs;
+    if (n_train <= 0) return epochs;
+    int batch = c->batch > 0 ? c->batch : ftc_train_method_defaults(c->task, c->method).batch;
+    int accum = c->grad_accum > 0 ? c->grad_accum : 1;
+    int64_t micro = (n_train + batch - 1) / batch, steps_per_epoch = (micro + accum - 1) / accum;
+    if (steps_per_epoch * epochs < AUTO_MIN_STEPS) {
+        int64_t want = (AUTO_MIN_STEPS + steps_per_epoch - 1) / steps_per_epoch;
+        epochs = (int)(want < AUTO_MAX_EPOCHS ? want : AUTO_MAX_EPOCHS);
+    }
+    if ((int64_t)n_train * epochs > AUTO_MAX_EXAMPLES) epochs = AUTO_MAX_EXAMPLES / n_train > 1 ? AUTO_MAX_EXAMPLES / n_train : 1;
+    return epochs;
+}
+
+void ftc_train_config_fit_data(ftc_train_config *c, int n_train) {
+    if (c->epochs <= 0) c->epochs = ftc_train_auto_epochs(c, n_train);
+}
+
 ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     if (!c->model[0]) return ftc_errf(err, FTC_E_USAGE, "--model DIR is required");
     if (!c->out[0]) return ftc_errf(err, FTC_E_USAGE, "--out RUNDIR is required");
@@ -409,6 +454,11 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     if (c->method == FTC_METHOD_FULL && c->base_dtype == FTC_BASE_BF16)
         return ftc_errf(err, FTC_E_USAGE, "--base-dtype bf16 stores the frozen base weights: it needs --method lora or head "
                         "(for full fine-tuning in bf16 use --precision bf16)");
+    ftc_train_defaults d = ftc_train_method_defaults(c->task, c->method);
+    if (c->lr < 0) c->lr = d.lr;
+    if (c->head_lr < 0) c->head_lr = c->method == FTC_METHOD_HEAD ? c->lr : d.head_lr;
+    if (c->warmup < 0) c->warmup = d.warmup;
+    if (c->batch <= 0) c->batch = d.batch;
     /* only settings the user gave: a resumed run's config.resolved.json holds every setting, LoRA's included */
     if (c->method != FTC_METHOD_LORA && (user_set(c, "lora-r") || user_set(c, "lora-targets")))
         return ftc_errf(err, FTC_E_USAGE, "--lora-* settings need --method lora");
@@ -428,6 +478,8 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "epochs", json_integer(c->epochs));
     json_object_set_new(o, "max_steps", json_integer(c->max_steps));
     json_object_set_new(o, "lr", json_real(c->lr));
+    json_object_set_new(o, "head_lr", json_real(c->head_lr));
+    json_object_set_new(o, "lp_ft", json_boolean(c->lp_ft));
     json_object_set_new(o, "batch", json_integer(c->batch));
     json_object_set_new(o, "grad_accum", json_integer(c->grad_accum));
     json_object_set_new(o, "max_len", json_integer(c->max_len));

@@ -220,7 +220,7 @@ ftc_status ftc_model_dir_eval_classify(const char *dir, const char *base_dir, co
                      (s = put_tuned_head(base, tuned, c, err)) != FTC_OK))
         goto done;
     freeze_all(tuned);
-    if (batch <= 0) batch = c->batch;
+    if (batch <= 0) batch = c->batch > 0 ? c->batch : 32;
     ftc_eval_result r;
     if ((s = ftc_train_evaluate(tuned, FTC_TASK_CLASSIFY, &d, batch, max_len, &r, tuned_json, err)) != FTC_OK) goto done;
     ftc_model_free(tuned);

@@ -675,8 +675,27 @@ bool ftc_train_run_finished(const char *out, int64_t *step) {
     return done;
 }
 
+bool ftc_train_head_is_new(ftc_model *m, int num_labels) {
+    const ftc_model_config *mc = ftc_model_config_of(m);
+    bool has = ftc_model_find_param(m, "classifier.weight") || ftc_model_find_param(m, "score.weight");
+    return !(has && mc->num_labels == num_labels);
+}
+
+/* A new classification head under lora or full steps at --head-lr: the backbone's rate (5e-5 full, 1e-3 lora)
+ * barely moves a random head in a few epochs. */
+static ftc_status set_head_lr(ftc_optimizer *o, const ftc_train_config *c, bool new_head, ftc_err *err) {
+    if (!new_head || c->task != FTC_TASK_CLASSIFY || c->method == FTC_METHOD_HEAD || c->lr <= 0 || c->head_lr < 0 ||
+        c->head_lr == c->lr)
+        return FTC_OK;
+    o->lr_scale = malloc((size_t)o->n * sizeof *o->lr_scale);
+    if (!o->lr_scale) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    for (int i = 0; i < o->n; i++) o->lr_scale[i] = is_head_param(o->params[i]->name) ? c->head_lr / c->lr : 1.0f;
+    return FTC_OK;
+}
+
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err) {
+    int epochs = c->epochs > 0 ? c->epochs : ftc_train_auto_epochs(c, train->n); /* from the data when not given */
     memset(res, 0, sizeof *res);
     res->best_metric = NAN;
     if (train->n == 0) return ftc_errf(err, FTC_E_INPUT, "%s: no training examples", c->data);
@@ -699,6 +718,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         return ftc_errf(err, FTC_E_USAGE, "%s already holds a run (checkpoint.ftc): use --resume, or another --out",
                         c->out);
     if ((s = check_head_labels(m, train, err)) != FTC_OK) return s;
+    bool new_head = c->task == FTC_TASK_CLASSIFY && ftc_train_head_is_new(m, train->num_labels);
     if ((s = ftc_train_prepare_model(m, c, train->num_labels, err)) != FTC_OK) return s;
     int T = max_len_of(train, c->max_len);
     if (val) { int Tv = max_len_of(val, c->max_len); if (Tv > T) T = Tv; }
@@ -712,6 +732,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     for (int i = 0; i < np; i++) params[i] = ftc_model_param(m, i);
     s = ftc_optim_init(&r.opt, params, np, &h, err);
     free(params);
+    if (s == FTC_OK) s = set_head_lr(&r.opt, c, new_head, err);
     if (s != FTC_OK) goto out;
     res->trainable_params = ftc_model_count_params(m, true);
     res->cached_features = uses_feature_cache(c);
@@ -733,7 +754,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
 
     r.micro_per_epoch = (train->n + c->batch - 1) / c->batch;
     r.steps_per_epoch = (r.micro_per_epoch + c->grad_accum - 1) / c->grad_accum;
-    r.total_steps = c->max_steps > 0 ? c->max_steps : c->epochs * r.steps_per_epoch;
+    r.total_steps = c->max_steps > 0 ? c->max_steps : epochs * r.steps_per_epoch;
     r.warmup_steps = c->warmup >= 1 ? (int64_t)c->warmup : (int64_t)ceil(c->warmup * (double)r.total_steps);
     r.order = malloc((size_t)train->n * sizeof *r.order);
     r.counts = malloc((size_t)c->grad_accum * sizeof *r.counts);
@@ -743,6 +764,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     {
         char path[FTC_PATH_MAX + 32];
         json_t *cfg = ftc_train_config_json(c);
+        json_object_set_new(cfg, "epochs", json_integer(epochs));
         json_object_set_new(cfg, "trainable_params", json_integer(res->trainable_params));
         json_object_set_new(cfg, "total_params", json_integer(ftc_model_count_params(m, false)));
         json_object_set_new(cfg, "total_steps", json_integer(r.total_steps));
