@@ -71,6 +71,24 @@ sed 's/"class\([0-9]\)"/"kind\1"/' "$T/train.jsonl" >"$T/renamed.jsonl"
 expect_rc 2 "(config.json id2label) but the data's label 0 is 'kind" \
   "$FTC" train --model "$T/run/model" --data "$T/renamed.jsonl" --out "$T/cont2" --method full --max-steps 1 --quiet
 
+# Method defaults: nothing but the method named. Full on a new head runs the head-first stage (LP-FT) into
+# RUNDIR/head-stage at the head method's rate, then every weight at full's; --no-lp-ft skips it. Without
+# --epochs, epochs follow the data: 32 examples at batch 32 is one step an epoch, so 25 epochs (the cap).
+expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --val "$T/val.jsonl" --out "$T/lpft" --method full \
+  --max-steps 2
+grep -q "LP-FT stage 1" "$T/err" || { cat "$T/err"; fail "full on a new head did not announce the head stage"; }
+grep -q '"method": "head"' "$T/lpft/head-stage/config.resolved.json" || fail "no head stage in RUNDIR/head-stage"
+grep -q '"lr": 0.0099999' "$T/lpft/head-stage/config.resolved.json" || fail "head stage lr is not the head default 1e-2"
+grep -q '"epochs": 25' "$T/lpft/head-stage/config.resolved.json" || fail "head stage epochs not fitted to 32 examples"
+grep -q '"lr": 4.99999' "$T/lpft/config.resolved.json" || fail "full stage lr is not the full default 5e-5"
+grep -q '"batch": 32' "$T/lpft/config.resolved.json" || fail "full stage batch is not the default 32"
+cmp -s "$T/lpft/head-stage/model/model.safetensors" "$T/lpft/model/model.safetensors" && fail "full stage changed nothing"
+expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/nolpft" --method full --max-steps 1 \
+  --no-lp-ft --lr 1e-4 --batch 8 --quiet
+[ -d "$T/nolpft/head-stage" ] && fail "--no-lp-ft ran a head stage"
+grep -q '"lp_ft": false' "$T/nolpft/config.resolved.json" && grep -q '"batch": 8' "$T/nolpft/config.resolved.json" \
+  || fail "--no-lp-ft / --batch not recorded"
+
 # --grad-checkpoint recomputes each block in backward (with the same dropout masks): the same model, bit for bit.
 for ck in false true; do
   expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/ck_$ck" --method full --lr 1e-4 \
