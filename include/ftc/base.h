@@ -14,8 +14,13 @@ typedef struct {
 } ftc_mapped;
 ftc_status ftc_map_file(const char *path, ftc_mapped *out, ftc_err *err);
 void ftc_unmap_file(ftc_mapped *m);
+/* Opens a file for reading; anything but a regular file (FIFO, device, directory) is refused with
+ * "not a regular file" before a read could block. Every file ftc reads goes through here. */
+ftc_status ftc_open_read(const char *path, FILE **out, ftc_err *err);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */
 ftc_status ftc_read_file(const char *path, char **out, size_t *len, ftc_err *err);
+/* True when something other than a directory is at path (a FIFO or device too: reading it then says
+ * "not a regular file" rather than the file being missing). */
 bool ftc_file_exists(const char *path);
 bool ftc_is_dir(const char *path);
 /* mkdir -p */

@@ -1,4 +1,5 @@
 #include "ftc/base.h"
+#include "base/base_internal.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -8,16 +9,104 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Every file ftc reads is opened here. O_NONBLOCK makes open() return at once on a FIFO without a
+ * writer (a plain open would wait for one forever); the file type is checked before any read, and
+ * only then is the descriptor made blocking again. Directories, FIFOs, sockets and devices
+ * (/dev/zero would never end) are refused by name. */
+static ftc_status open_regular(const char *path, int *fd_out, struct stat *st, ftc_err *err) {
+    *fd_out = -1;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ftc_errf(err, FTC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        return ftc_errf(err, FTC_E_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        const char *what = S_ISDIR(st->st_mode) ? "a directory" : S_ISFIFO(st->st_mode) ? "a FIFO"
+                           : S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? "a device" : S_ISSOCK(st->st_mode) ? "a socket" : "special";
+        return ftc_errf(err, FTC_E_IO, "%s: not a regular file (%s)", path, what);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        return ftc_errf(err, FTC_E_IO, "%s: fcntl: %s", path, strerror(e));
+    }
+    *fd_out = fd;
+    return FTC_OK;
+}
+
+ftc_status ftc_open_read(const char *path, FILE **out, ftc_err *err) {
+    *out = NULL;
+    int fd;
+    struct stat st;
+    ftc_status s = open_regular(path, &fd, &st, err);
+    if (s) return s;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return ftc_errf(err, e == ENOMEM ? FTC_E_NOMEM : FTC_E_IO, "%s: cannot open: %s", path, strerror(e));
+    }
+    *out = f;
+    return FTC_OK;
+}
+
+json_t *ftc_json_load_file(const char *path, size_t flags, json_error_t *je) {
+    ftc_err err;
+    FILE *f;
+    if (ftc_open_read(path, &f, &err) != FTC_OK) {
+        if (je) {
+            memset(je, 0, sizeof *je);
+            je->line = je->column = je->position = -1;
+            size_t ls = strlen(path) < sizeof je->source - 1 ? strlen(path) : sizeof je->source - 1;
+            memcpy(je->source, path, ls);
+            je->source[ls] = 0;
+            /* the path is in source; text is what went wrong after "PATH: " */
+            const char *m = err.msg;
+            size_t n = strlen(path);
+            if (!strncmp(m, path, n) && !strncmp(m + n, ": ", 2)) m += n + 2;
+            size_t lt = strlen(m) < sizeof je->text - 1 ? strlen(m) : sizeof je->text - 1;
+            memcpy(je->text, m, lt);
+            je->text[lt] = 0;
+        }
+        return NULL;
+    }
+    json_t *j = json_loadf(f, flags, je);
+    fclose(f);
+    if (je && !j) {
+        size_t ls = strlen(path) < sizeof je->source - 1 ? strlen(path) : sizeof je->source - 1;
+        memcpy(je->source, path, ls);
+        je->source[ls] = 0;
+    }
+    return j;
+}
+
+ftc_status ftc_json_load_object(const char *path, json_t **out, ftc_err *err) {
+    *out = NULL;
+    json_error_t je;
+    json_t *j = ftc_json_load_file(path, 0, &je);
+    if (!j) {
+        if (je.line < 0) return ftc_errf(err, FTC_E_IO, "%s: %s", path, je.text);
+        return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column, je.text);
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return ftc_errf(err, FTC_E_INPUT, "%s: not a JSON object", path);
+    }
+    *out = j;
+    return FTC_OK;
+}
+
 ftc_status ftc_map_file(const char *path, ftc_mapped *out, ftc_err *err) {
     out->data = NULL;
     out->size = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return ftc_errf(err, FTC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return ftc_errf(err, FTC_E_IO, "%s: not a regular file", path);
-    }
+    ftc_status s = open_regular(path, &fd, &st, err);
+    if (s) return s;
     if (st.st_size > 0) {
         void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
@@ -39,8 +128,9 @@ void ftc_unmap_file(ftc_mapped *m) {
 
 ftc_status ftc_read_file(const char *path, char **out, size_t *len, ftc_err *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ftc_errf(err, FTC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    ftc_status s = ftc_open_read(path, &f, err);
+    if (s) return s;
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     for (;;) {
@@ -63,7 +153,7 @@ ftc_status ftc_read_file(const char *path, char **out, size_t *len, ftc_err *err
 
 bool ftc_file_exists(const char *path) {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 bool ftc_is_dir(const char *path) {

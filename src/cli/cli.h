@@ -19,6 +19,11 @@ bool cli_parse_float(const char *s, double lo, double hi, float *out);
  * Returns -1 when flag is not one of them, 0 when it was parsed into s/seed, else the usage exit code (1). */
 int cli_sampling_flag(const char *cmd, const char *flag, const char *value, ftc_sampler *s, long *seed);
 
+/* 0 when everything written to standard output so far reached it; else prints "ftc CMD: error: writing
+ * standard output: CAUSE" (ENOSPC, EPIPE, EIO, ...) once and returns 3. Streaming commands call it to stop
+ * early; main calls it (and checks close and stderr) after every command, so no write error is lost. */
+int cli_check_stdout(const char *cmd);
+
 int cmd_init(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -139,10 +139,8 @@ int cmd_chat(int argc, char **argv) {
             break;
         }
         fputc('\n', stdout);
-        if (fflush(stdout) || ferror(stdout)) {
+        if ((rc = cli_check_stdout("chat"))) {
             free(reply);
-            fprintf(stderr, "ftc chat: error: writing standard output: %s\n", strerror(errno));
-            rc = 2;
             break;
         }
         double dt = ftc_now() - t0;

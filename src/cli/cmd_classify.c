@@ -2,6 +2,7 @@
  * sequence-classification head): the label, its probability and the top 3, as text or JSONL. */
 #include "cli.h"
 #include "ftc/infer.h"
+#include "base/base_internal.h"
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -135,11 +136,9 @@ static int add_text(classifier *c, const char *text, const char *where) {
 }
 
 static int classify_file(classifier *c, const char *file) {
-    FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
-    if (!f) {
-        fprintf(stderr, "ftc classify: error: cannot open %s: %s\n", file, strerror(errno));
-        return 2;
-    }
+    FILE *f = stdin;
+    ftc_err oe;
+    if (strcmp(file, "-") && ftc_open_read(file, &f, &oe)) return cli_fail("classify", &oe);
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -186,7 +185,7 @@ static int load_names(classifier *c, const char *model) {
     if (!c->names) return 3;
     char path[8600];
     json_t *a = c->im.is_run && ftc_path_join(path, sizeof path, model, "labels.json") && ftc_file_exists(path)
-                    ? json_load_file(path, 0, NULL) : NULL;
+                    ? ftc_json_load_file(path, 0, NULL) : NULL;
     if (a && (!json_is_array(a) || (int)json_array_size(a) != c->num_labels)) {
         fprintf(stderr, "ftc classify: error: %s: expected a list of %d label names (the model's head has %d)\n", path,
                 c->num_labels, c->num_labels);
@@ -281,10 +280,7 @@ int cmd_classify(int argc, char **argv) {
             rc = add_text(&c, argv[i], where);
         }
     if (!rc) rc = flush_batch(&c);
-    if (!rc && (fflush(stdout) || ferror(stdout))) {
-        fprintf(stderr, "ftc classify: error: writing standard output: %s\n", strerror(errno));
-        rc = 2;
-    }
+    if (!rc) rc = cli_check_stdout("classify");
 done:
     for (int i = 0; c.texts && i < c.n; i++) free(c.texts[i]);
     for (int i = 0; c.ids && i < c.batch; i++) ftc_ids_free(&c.ids[i]);

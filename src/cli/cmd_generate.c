@@ -50,9 +50,8 @@ static bool on_token(void *p, int32_t id) {
         return false;
     }
     fputs(piece, stdout);
-    fflush(stdout);
     free(piece);
-    return !ferror(stdout);
+    return cli_check_stdout("generate") == 0; /* a failed write stops generation; the cause is printed once */
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -162,11 +161,7 @@ int cmd_generate(int argc, char **argv) {
     fputs(tail, stdout);
     free(tail);
     if (isatty(STDOUT_FILENO)) fputc('\n', stdout); /* keep the shell prompt off the text; files get it exact */
-    if (fflush(stdout) || ferror(stdout)) {
-        fprintf(stderr, "ftc generate: error: writing standard output: %s\n", strerror(errno));
-        rc = 2;
-        goto done;
-    }
+    if ((rc = cli_check_stdout("generate"))) goto done;
     if (why == FTC_GEN_CONTEXT_FULL || (why == FTC_GEN_MAX_TOKENS && want < max_tokens))
         fprintf(stderr, "ftc generate: stopped after %d tokens: the model's context (%d positions) is full\n", n,
                 cfg->max_positions);

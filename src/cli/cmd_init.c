@@ -3,6 +3,7 @@
  * they need no downloaded weights; users use it to train a small model from scratch. */
 #include "cli.h"
 #include "ftc/base.h"
+#include "base/base_internal.h"
 #include "ftc/hf_config.h"
 #include "ftc/model.h"
 #include "ftc/safetensors.h"
@@ -51,12 +52,12 @@ static ftc_status write_merged_config(const char *user_path, const char *dir, co
     if (!ftc_path_join(saved_path, sizeof saved_path, dir, "config.json"))
         return ftc_errf(err, FTC_E_USAGE, "%s: output path too long", dir);
     json_error_t je;
-    json_t *user = json_load_file(user_path, 0, &je);
+    json_t *user = ftc_json_load_file(user_path, 0, &je);
     if (!user || !json_is_object(user)) {
         json_decref(user);
         return ftc_errf(err, FTC_E_INPUT, "%s:%d: %s", user_path, je.line, user ? "not a JSON object" : je.text);
     }
-    json_t *merged = json_load_file(saved_path, 0, &je);
+    json_t *merged = ftc_json_load_file(saved_path, 0, &je);
     if (!merged || !json_is_object(merged)) {
         json_decref(merged);
         merged = json_object();

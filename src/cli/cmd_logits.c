@@ -88,8 +88,8 @@ int cmd_logits(int argc, char **argv) {
     ftc_err err;
     cli_model cm;
     ftc_status s = cli_model_open(model, task, adapter, &cm, &err);
-    FILE *f = s ? NULL : fopen(ids, "r");
-    if (!s && !f) s = ftc_errf(&err, FTC_E_IO, "%s: cannot open", ids);
+    FILE *f = NULL;
+    if (!s) s = ftc_open_read(ids, &f, &err);
     char *line = NULL;
     size_t cap = 0;
     for (int ln = 1; !s && getline(&line, &cap, f) > 0; ln++) {

@@ -5,6 +5,7 @@
  * or with --tokens one line per token: index, id, trained (T) or not (.), the token's text as JSON. */
 #include "cli.h"
 #include "ftc/base.h"
+#include "base/base_internal.h"
 #include "ftc/data.h"
 #include "ftc/tokenizer.h"
 #include <jansson.h>
@@ -48,7 +49,7 @@ static void locate(const char *model, char *tok_dir, size_t n, char *run_tmpl, s
         return;
     }
     snprintf(p, sizeof p, "%s/config.resolved.json", model);
-    json_t *cfg = json_load_file(p, 0, NULL);
+    json_t *cfg = ftc_json_load_file(p, 0, NULL);
     const char *base = json_string_value(json_object_get(cfg, "model"));
     if (base) snprintf(tok_dir, n, "%s", base);
     json_decref(cfg);
@@ -58,7 +59,7 @@ static ftc_status load_template(const char *value, const char *model_dir, const 
                                 ftc_err *err) {
     if ((!value || !value[0]) && run_tmpl[0]) {
         json_error_t je;
-        json_t *o = json_load_file(run_tmpl, 0, &je);
+        json_t *o = ftc_json_load_file(run_tmpl, 0, &je);
         if (!o) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: %s", run_tmpl, je.line, je.column, je.text);
         json_t *src = json_object_get(o, "jinja");
         const char *name = json_string_value(json_object_get(o, "name"));
@@ -164,7 +165,7 @@ int cmd_template(int argc, char **argv) {
         }
     } else {
         json_error_t je;
-        json_t *in = !strcmp(messages, "-") ? json_loadf(stdin, 0, &je) : json_load_file(messages, 0, &je);
+        json_t *in = !strcmp(messages, "-") ? json_loadf(stdin, 0, &je) : ftc_json_load_file(messages, 0, &je);
         json_t *msgs = json_is_array(in) ? in : json_object_get(in, "messages");
         json_t *vars = json_is_object(in) ? json_deep_copy(in) : NULL;
         if (vars) json_object_del(vars, "messages");
@@ -190,9 +191,6 @@ int cmd_template(int argc, char **argv) {
     }
     ftc_tokenizer_free(tok);
     ftc_chat_template_free(t);
-    if (rc == 0 && (fflush(stdout) || ferror(stdout))) {
-        fprintf(stderr, "ftc %s: error: writing standard output failed\n", cmd);
-        rc = 2;
-    }
+    if (rc == 0) rc = cli_check_stdout(cmd);
     return rc;
 }

@@ -121,10 +121,10 @@ int cmd_tokenize(int argc, char **argv) {
         if (!rc) printf("%s\n", text);
         free(text);
     } else if (file) {
-        FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
-        if (!f) {
-            fprintf(stderr, "ftc tokenize: error: cannot open %s: %s\n", file, strerror(errno));
-            rc = 2;
+        FILE *f = stdin;
+        ftc_err oe;
+        if (strcmp(file, "-") && ftc_open_read(file, &f, &oe)) {
+            rc = cli_fail("tokenize", &oe);
         } else {
             char *line = NULL;
             size_t cap = 0;
@@ -151,6 +151,6 @@ int cmd_tokenize(int argc, char **argv) {
     }
     ftc_ids_free(&ids);
     ftc_tokenizer_free(t);
-    if (fflush(stdout) && !rc) rc = 2;
+    if (!rc) rc = cli_check_stdout("tokenize");
     return rc;
 }

@@ -44,6 +44,32 @@ int cli_fail(const char *cmd, const ftc_err *err) {
     return ftc_exit_code(err->code);
 }
 
+int cli_check_stdout(const char *cmd) {
+    static bool reported;
+    errno = 0;
+    int bad = fflush(stdout) != 0;
+    int e = errno;
+    bad |= ferror(stdout);
+    if (!bad) return 0;
+    if (!reported)
+        fprintf(stderr, "ftc %s: error: writing standard output: %s\n", cmd, e ? strerror(e) : "write error");
+    reported = true;
+    return 3;
+}
+
+/* After a command: unwritten output is an error (exit 3) with its cause, whatever the command returned. A
+ * closed pager ends ftc by SIGPIPE before this, as it does any Unix tool; with SIGPIPE ignored the EPIPE is
+ * reported here. A failed stderr cannot be reported anywhere but the exit code. */
+static int finish(const char *cmd, int rc) {
+    if (cli_check_stdout(cmd)) rc = 3;
+    else if (fclose(stdout) != 0) {
+        fprintf(stderr, "ftc %s: error: closing standard output: %s\n", cmd, strerror(errno));
+        rc = 3;
+    }
+    if (fflush(stderr) != 0 || ferror(stderr)) rc = 3;
+    return rc;
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -117,12 +143,12 @@ static void prefer_passive_openmp_threads(char **argv) {
 
 int main(int argc, char **argv) {
     prefer_passive_openmp_threads(argv);
-    if (argc < 2) { print_help(stderr); return 1; }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { print_help(stdout); return 0; }
-    if (!strcmp(argv[1], "--version")) { printf("ftc %s\n", FTC_VERSION); return 0; }
+    if (argc < 2) { print_help(stderr); return finish("", 1); }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { print_help(stdout); return finish("help", 0); }
+    if (!strcmp(argv[1], "--version")) { printf("ftc %s\n", FTC_VERSION); return finish("version", 0); }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) return finish(argv[1], commands[i].run(argc - 1, argv + 1));
     fprintf(stderr, "ftc: unknown command '%s'\n\n", argv[1]);
     print_help(stderr);
-    return 1;
+    return finish("", 1);
 }

@@ -1,6 +1,7 @@
 /* Model argument shared by export and logits (see model_arg.h). */
 #include "model_arg.h"
 #include "ftc/base.h"
+#include "base/base_internal.h"
 #include "ftc/export.h"
 #include "ftc/hf_config.h"
 #include <jansson.h>
@@ -20,7 +21,7 @@ ftc_status cli_read_labels(const char *path, char ***names, int *n, ftc_err *err
     *names = NULL, *n = 0;
     if (!ftc_file_exists(path)) return FTC_OK;
     json_error_t je;
-    json_t *a = json_load_file(path, 0, &je);
+    json_t *a = ftc_json_load_file(path, 0, &je);
     if (!a) return ftc_errf(err, FTC_E_INPUT, "%s: line %d: %s", path, je.line, je.text);
     if (!json_is_array(a) || json_array_size(a) < 1) {
         json_decref(a);

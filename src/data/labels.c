@@ -4,6 +4,7 @@
  * names (labels.json, the file the trainer and `ftc eval` read). */
 #include "data_internal.h"
 #include "ftc/base.h"
+#include "base/base_internal.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,7 @@ ftc_status ftc_label_map_save(const ftc_label_map *m, const char *path, ftc_err 
 ftc_status ftc_label_map_load(const char *path, ftc_label_map *out, ftc_err *err) {
     memset(out, 0, sizeof *out);
     json_error_t je;
-    json_t *a = json_load_file(path, 0, &je);
+    json_t *a = ftc_json_load_file(path, 0, &je);
     if (!a) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column, je.text);
     ftc_status s = FTC_OK;
     if (!json_is_array(a) || json_array_size(a) == 0) s = ftc_errf(err, FTC_E_INPUT, "%s: expected a list of label names", path);

@@ -243,11 +243,10 @@ ftc_status ftc_reader_open(const char *path, const ftc_read_opts *o, ftc_reader 
     if (ftc_is_dir(path)) return open_dir(path, o, out, err);
     ftc_reader *r = new_reader(path, o);
     if (!r) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    r->src.f = fopen(path, "rb");
-    if (!r->src.f) {
-        ftc_status s = ftc_errf(err, FTC_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    ftc_status os = ftc_open_read(path, &r->src.f, err);
+    if (os) {
         free(r);
-        return s;
+        return os;
     }
     /* peek at the first meaningful byte for files without a known extension */
     int c = getc(r->src.f);
@@ -341,8 +340,7 @@ static bool next_dir_file(ftc_reader *r, ftc_err *err, ftc_status *s) {
     if (r->src.f) { fclose(r->src.f); r->src.f = NULL; }
     if (++r->dir_i >= r->n_dir_files) return false;
     snprintf(r->path, sizeof r->path, "%s", r->dir_files[r->dir_i]);
-    r->src.f = fopen(r->path, "rb");
-    if (!r->src.f) { *s = ftc_errf(err, FTC_E_IO, "%s: cannot open: %s", r->path, strerror(errno)); return false; }
+    if ((*s = ftc_open_read(r->path, &r->src.f, err))) return false;
     r->line_no = 0;
     r->started = false;
     r->done = false;

@@ -15,6 +15,7 @@
  * ### Answer for base models, the only one encoded with the tokenizer's own BOS). */
 #include "data_internal.h"
 #include "ftc/base.h"
+#include "base/base_internal.h"
 #include "ftc/jinja.h"
 #include <jansson.h>
 #include <stdio.h>
@@ -153,7 +154,7 @@ ftc_status ftc_chat_template_from_model_dir(const char *dir, ftc_chat_template *
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     if (ftc_file_exists(path)) {
         json_error_t je;
-        cfg = json_load_file(path, 0, &je);
+        cfg = ftc_json_load_file(path, 0, &je);
         if (!cfg) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column, je.text);
     }
     json_t *t = json_object_get(cfg, "chat_template");

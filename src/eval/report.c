@@ -8,6 +8,7 @@
  *   config.resolved.json  the trainer's resolved settings: its plain top-level values are listed
  * The page is built in memory and written atomically. */
 #include "ftc/eval.h"
+#include "base/base_internal.h"
 #include "ftc/base.h"
 #include <jansson.h>
 #include <math.h>
@@ -493,7 +494,7 @@ static ftc_status samples_section(strbuf *b, const char *path, ftc_err *err) {
 /* The run's resolved settings (written by ftc train): top-level strings, numbers and booleans. */
 static ftc_status settings_section(strbuf *b, const char *path, ftc_err *err) {
     json_error_t je;
-    json_t *cfg = json_load_file(path, 0, &je);
+    json_t *cfg = ftc_json_load_file(path, 0, &je);
     if (!cfg || !json_is_object(cfg)) {
         ftc_status st = ftc_errf(err, FTC_E_INPUT, "%s:%d: not a JSON object%s%s", path, cfg ? 1 : je.line,
                                  cfg ? "" : ": ", cfg ? "" : je.text);
@@ -554,7 +555,7 @@ ftc_status ftc_report_write(const char *rundir, ftc_err *err) {
     json_t *base = NULL;
     if (ftc_file_exists(eval_path)) {
         json_error_t je;
-        ev = json_load_file(eval_path, JSON_REJECT_DUPLICATES, &je);
+        ev = ftc_json_load_file(eval_path, JSON_REJECT_DUPLICATES, &je);
         if (!ev || !json_is_object(ev)) {
             st = ftc_errf(err, FTC_E_INPUT, "%s:%d: not a JSON object%s%s", eval_path, ev ? 1 : je.line,
                           ev ? "" : ": ", ev ? "" : je.text);

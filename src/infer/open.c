@@ -3,6 +3,7 @@
  * merged). The tokenizer comes from the model directory, or for a run whose model/ holds no tokenizer files,
  * from the base model the run was trained from (config.resolved.json "model"). */
 #include "ftc/infer.h"
+#include "base/base_internal.h"
 #include "ftc/base.h"
 #include "ftc/train.h"
 #include <jansson.h>
@@ -26,7 +27,7 @@ static ftc_status read_applied_template(ftc_infer_model *im, const char *dir, ft
     snprintf(path, sizeof path, "%s/chat_template.json", dir);
     if (!ftc_file_exists(path)) return FTC_OK;
     json_error_t je;
-    json_t *o = json_load_file(path, 0, &je);
+    json_t *o = ftc_json_load_file(path, 0, &je);
     if (!o) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: %s", path, je.line, je.column, je.text);
     const char *name = json_string_value(json_object_get(o, "name"));
     json_t *src = json_object_get(o, "jinja");
@@ -97,6 +98,16 @@ ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, 
     snprintf(im->tokenizer_dir, sizeof im->tokenizer_dir, "%s", tokdir);
     if (!im->model && (s = ftc_model_load(im->model_dir, im->task, &im->model, err))) goto fail;
     if ((s = ftc_tokenizer_load(tokdir, &im->tok, err))) goto fail;
+    /* generation_config.json (read for its eos ids) must be JSON if it is there: ignored, it would let
+     * generation run past the end of turn it names */
+    for (int d = 0; d < 2; d++) {
+        char gp[8600];
+        snprintf(gp, sizeof gp, "%s/generation_config.json", d ? tokdir : im->model_dir);
+        json_t *o;
+        if (!ftc_file_exists(gp)) continue;
+        if ((s = ftc_json_load_object(gp, &o, err))) goto fail;
+        json_decref(o);
+    }
     if (ftc_tokenizer_vocab_size(im->tok) > ftc_model_config_of(im->model)->vocab_size) {
         s = ftc_errf(err, FTC_E_INPUT, "tokenizer in %s has %d tokens but the model's vocab_size is %d", tokdir,
                      ftc_tokenizer_vocab_size(im->tok), ftc_model_config_of(im->model)->vocab_size);
@@ -132,7 +143,7 @@ int ftc_infer_stop_ids(const ftc_infer_model *im, int32_t *out, int max) {
     for (int d = 0; d < 2; d++) {
         char path[8600];
         snprintf(path, sizeof path, "%s/generation_config.json", dirs[d]);
-        json_t *o = dirs[d][0] && ftc_file_exists(path) ? json_load_file(path, 0, NULL) : NULL;
+        json_t *o = dirs[d][0] && ftc_file_exists(path) ? ftc_json_load_file(path, 0, NULL) : NULL;
         json_t *e = o ? json_object_get(o, "eos_token_id") : NULL;
         if (json_is_integer(e)) ADD(json_integer_value(e));
         size_t i;

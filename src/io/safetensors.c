@@ -1,5 +1,6 @@
 /* safetensors reader (mmap + validation) and writer (atomic). See docs/safetensors.md. */
 #include "ftc/safetensors.h"
+#include "base/base_internal.h"
 #include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -303,7 +304,7 @@ ftc_status ftc_st_parse_buffer(const uint8_t *buf, size_t len, const char *name,
 
 static ftc_status open_sharded(ftc_st_set *s, const char *dir, const char *index, ftc_err *err) {
     json_error_t jerr;
-    json_t *root = json_load_file(index, 0, &jerr);
+    json_t *root = ftc_json_load_file(index, 0, &jerr);
     if (!root) return ftc_errf(err, FTC_E_INPUT, "%s: line %d column %d: %s", index, jerr.line, jerr.column, jerr.text);
     json_t *wm = json_object_get(root, "weight_map");
     ftc_status st = FTC_OK;

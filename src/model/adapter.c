@@ -4,6 +4,7 @@
  * on BertForSequenceClassification ("bert.encoder...") fits a base stored as BertModel ("encoder..."). */
 #include "model_internal.h"
 #include "ftc/export.h"
+#include "base/base_internal.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -43,7 +44,7 @@ static bool ends_with(const char *s, const char *suf) {
 /* adapter_config.json: the fields that change the computation; what ftc cannot reproduce is refused. */
 static ftc_status read_config(const ftc_model *m, const char *path, int *r, float *alpha, float *dropout, ftc_err *err) {
     json_error_t je;
-    json_t *c = json_load_file(path, 0, &je);
+    json_t *c = ftc_json_load_file(path, 0, &je);
     if (!c) return ftc_errf(err, FTC_E_INPUT, "%s: line %d: %s", path, je.line, je.text);
     ftc_status s = FTC_OK;
     const char *type = json_string_value(json_object_get(c, "peft_type"));

@@ -4,6 +4,7 @@
  * Each export is assembled in "<out>.tmp.<pid>" and renamed into place. */
 #include "model_internal.h"
 #include "ftc/export.h"
+#include "base/base_internal.h"
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
@@ -185,7 +186,7 @@ ftc_status ftc_export_hf(const ftc_model *m, const char *out, const ftc_export_o
     if (!s) {
         ftc_path_join(path, sizeof path, tmp, "config.json");
         json_error_t je;
-        cfg = json_load_file(path, 0, &je);
+        cfg = ftc_json_load_file(path, 0, &je);
         if (!cfg) s = ftc_errf(err, FTC_E_INTERNAL, "%s: line %d: %s", path, je.line, je.text);
     }
     if (!s) {

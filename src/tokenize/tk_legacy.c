@@ -2,6 +2,7 @@
  * GPT-2 vocab.json + merges.txt (byte-level BPE) and BERT vocab.txt (+ tokenizer_config.json do_lower_case). */
 #include "tokenize/tk.h"
 #include "ftc/base.h"
+#include "base/base_internal.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,7 @@ static ftc_status add_token(ftc_tokenizer *t, const char *s, bool special, bool 
 static ftc_status load_gpt2(const char *dir, const char *vocab_path, ftc_tokenizer *t, ftc_err *err) {
     char mp[4096];
     json_error_t je;
-    json_t *v = json_load_file(vocab_path, 0, &je);
+    json_t *v = ftc_json_load_file(vocab_path, 0, &je);
     if (!json_is_object(v)) {
         json_decref(v);
         return ftc_errf(err, FTC_E_INPUT, "%s: line %d: %s", vocab_path, je.line, v ? "expected an object" : je.text);
@@ -116,7 +117,7 @@ static ftc_status load_bert(const char *dir, const char *vocab_path, ftc_tokeniz
     char cp[4096];
     if (ftc_path_join(cp, sizeof cp, dir, "tokenizer_config.json") && ftc_file_exists(cp)) {
         json_error_t je;
-        json_t *c = json_load_file(cp, 0, &je);
+        json_t *c = ftc_json_load_file(cp, 0, &je);
         if (!json_is_object(c)) {
             json_decref(c);
             return ftc_errf(err, FTC_E_INPUT, "%s: line %d: %s", cp, je.line, c ? "expected an object" : je.text);

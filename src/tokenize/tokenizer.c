@@ -3,6 +3,7 @@
  * normalizer), then pre-tokenizer, model, post-processor. */
 #include "tokenize/tk.h"
 #include "ftc/base.h"
+#include "base/base_internal.h"
 #include <jansson.h>
 #include <omp.h>
 #include <stdio.h>
@@ -626,12 +627,14 @@ ftc_status ftc_tokenizer_from_json(const char *json, size_t len, const char *nam
     return FTC_OK;
 }
 
-/* Picks bos/eos/pad/... from tokenizer_config.json when it names them. */
-static void apply_config_specials(ftc_tokenizer *t, const char *dir) {
+/* Picks bos/eos/pad/... from tokenizer_config.json when it names them. A file that is there but is not a
+ * JSON object is an error: ignoring it would tokenize without the specials it names. */
+static ftc_status apply_config_specials(ftc_tokenizer *t, const char *dir, ftc_err *err) {
     char p[4096];
-    if (!ftc_path_join(p, sizeof p, dir, "tokenizer_config.json") || !ftc_file_exists(p)) return;
-    json_t *root = json_load_file(p, 0, NULL);
-    if (!json_is_object(root)) { json_decref(root); return; }
+    if (!ftc_path_join(p, sizeof p, dir, "tokenizer_config.json") || !ftc_file_exists(p)) return FTC_OK;
+    json_t *root;
+    ftc_status st = ftc_json_load_object(p, &root, err);
+    if (st) return st;
     struct { const char *key; int32_t *dst; } keys[] = {
         {"bos_token", &t->specials.bos}, {"eos_token", &t->specials.eos}, {"pad_token", &t->specials.pad},
         {"unk_token", &t->specials.unk}, {"cls_token", &t->specials.cls}, {"sep_token", &t->specials.sep},
@@ -643,6 +646,7 @@ static void apply_config_specials(ftc_tokenizer *t, const char *dir) {
         if (id >= 0) *keys[i].dst = id;
     }
     json_decref(root);
+    return FTC_OK;
 }
 
 ftc_status ftc_tokenizer_load(const char *dir, ftc_tokenizer **out, ftc_err *err) {
@@ -657,7 +661,10 @@ ftc_status ftc_tokenizer_load(const char *dir, ftc_tokenizer **out, ftc_err *err
         st = ftc_tokenizer_from_json(text, len, p, out, err);
         free(text);
     } else st = ftc_tk_load_legacy(dir, out, err);
-    if (!st) apply_config_specials(*out, dir);
+    if (!st && (st = apply_config_specials(*out, dir, err))) {
+        ftc_tokenizer_free(*out);
+        *out = NULL;
+    }
     return st;
 }
 

@@ -1,6 +1,7 @@
 /* `ftc train` settings: defaults, one setter per key shared by the command line and config files
  * (YAML or JSON, same keys, '-' or '_'), validation, and the resolved JSON written to the run dir. */
 #include "ftc/train.h"
+#include "base/base_internal.h"
 #include "ftc/base.h"
 #include <ctype.h>
 #include <errno.h>
@@ -216,7 +217,7 @@ static bool is_set(const ftc_train_config *c, const char *key) { return c->set[k
 /* ---- config files ---- */
 static ftc_status load_json(ftc_train_config *c, const char *path, ftc_err *err) {
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = ftc_json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) return ftc_errf(err, FTC_E_INPUT, "%s: line %d: %s", path, je.line, je.text);
     ftc_status s = FTC_OK;
     if (!json_is_object(root)) s = ftc_errf(err, FTC_E_INPUT, "%s: expected a JSON object of settings", path);

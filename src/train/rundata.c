@@ -2,6 +2,7 @@
  * template, label map, split), or pre-tokenized JSONL ({"input_ids": ...}) read directly. Shared by
  * `ftc train` and `ftc eval --model RUNDIR`, so evaluation reads data exactly as training did. */
 #include "ftc/train.h"
+#include "base/base_internal.h"
 #include "ftc/base.h"
 #include "ftc/data.h"
 #include "ftc/tokenizer.h"
@@ -12,8 +13,9 @@
 
 /* True when the first non-blank line of path is a JSON object with "input_ids". */
 static bool is_pretokenized(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
+    FILE *f;
+    ftc_err e;
+    if (ftc_open_read(path, &f, &e)) return false; /* the reader that follows reports it */
     char line[8192];
     bool yes = false;
     while (fgets(line, sizeof line, f)) {
@@ -34,7 +36,7 @@ static ftc_status run_template(const char *run_dir, ftc_chat_template **out, ftc
     snprintf(p, sizeof p, "%s/chat_template.json", run_dir);
     if (!ftc_file_exists(p)) return FTC_OK;
     json_error_t je;
-    json_t *o = json_load_file(p, 0, &je);
+    json_t *o = ftc_json_load_file(p, 0, &je);
     if (!o) return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: %s", p, je.line, je.column, je.text);
     json_t *src = json_object_get(o, "jinja");
     ftc_status s = json_is_string(src) ? ftc_chat_template_from_text(p, json_string_value(src), json_string_length(src), out, err)
@@ -157,8 +159,9 @@ ftc_status ftc_run_dir_load_data(const char *dir, const ftc_train_config *c, con
 
 /* Whether the first record of a pre-tokenized file has an integer "label". */
 static bool first_label_is_integer(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
+    FILE *f;
+    ftc_err e;
+    if (ftc_open_read(path, &f, &e)) return false;
     json_error_t je;
     json_t *o = json_loadf(f, JSON_DISABLE_EOF_CHECK, &je);
     fclose(f);

@@ -3,6 +3,7 @@
  * 4 x batch 2 equals batch 8), clip, AdamW at the scheduled lr. Around it: evaluation, early stopping,
  * checkpoints (resume continues bit-identically), metrics.jsonl and progress. */
 #include "ftc/train.h"
+#include "base/base_internal.h"
 #include "ftc/base.h"
 #include "ftc/eval.h"
 #include <jansson.h>
@@ -72,14 +73,14 @@ ftc_pooling ftc_train_pooling(const char *choice, const char *model_dir, ftc_fam
     /* a classifier ftc saved records the pooling its head was trained on ("ftc_pooling"): a head trained on
      * mean-pooled features and continued on CLS would start from garbage */
     snprintf(path, sizeof path, "%s/config.json", model_dir);
-    json_t *cfg = json_load_file(path, 0, NULL);
+    json_t *cfg = ftc_json_load_file(path, 0, NULL);
     const char *saved = json_string_value(json_object_get(cfg, "ftc_pooling"));
     bool recorded = ftc_pooling_parse(saved, &named);
     json_decref(cfg);
     if (recorded) return named;
     if (family != FTC_FAMILY_BERT) return FTC_POOL_LAST;
     snprintf(path, sizeof path, "%s/1_Pooling/config.json", model_dir);
-    json_t *o = json_load_file(path, 0, NULL);
+    json_t *o = ftc_json_load_file(path, 0, NULL);
     bool mean = o && json_is_true(json_object_get(o, "pooling_mode_mean_tokens"));
     json_decref(o);
     return mean ? FTC_POOL_MEAN : FTC_POOL_CLS;
@@ -600,7 +601,7 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
         char path[FTC_PATH_MAX + 64];
         snprintf(path, sizeof path, "%s/config.json", dir);
         json_error_t je;
-        json_t *cfg = json_load_file(path, 0, &je);
+        json_t *cfg = ftc_json_load_file(path, 0, &je);
         if (!cfg) return ftc_errf(err, FTC_E_INTERNAL, "%s: line %d: %s", path, je.line, je.text);
         json_t *id2 = json_object(), *l2i = json_object();
         for (int i = 0; i < r->train->num_labels; i++) {

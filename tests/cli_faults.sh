@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Regression suite for issue 26 (an adversarial probe of the CLI): each finding is a command that once
+# hung, lost data, swallowed an error or gave the wrong cause, checked here for its exit code and message.
+set -u
+fail() { echo "FAIL: $*"; exit 1; }
+FTC=${FTC_BIN:?}
+M=${FTC_SHARED_DATA:?}/models/stories260K-hf
+[ -f "$M/model.safetensors" ] || { echo "note: stories260K-hf not in FTC_SHARED_DATA; skipping"; exit 0; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 1
+# expect RC PATTERN CMD...: runs CMD (60 s at most: a hang fails as rc 124), checks exit code and stderr
+expect() {
+  local want=$1 pat=$2; shift 2
+  local err rc
+  err=$(timeout 60 "$@" 2>&1 >/dev/null); rc=$?
+  [ "$rc" -eq "$want" ] || fail "$* exited $rc, want $want: $err"
+  grep -qE -- "$pat" <<<"$err" || fail "$*: message lacks /$pat/: $err"
+}
+
+## 1. Every file read is checked to be a regular file before a read that could block.
+mkfifo fifo
+expect 2 "fifo: not a regular file \(a FIFO\)" "$FTC" inspect fifo
+expect 2 "fifo: not a regular file \(a FIFO\)" "$FTC" data check --data fifo
+expect 2 "fifo: not a regular file \(a FIFO\)" "$FTC" tokenize --model "$M" --file fifo
+expect 2 "fifo: not a regular file \(a FIFO\)" "$FTC" logits --model "$M" --ids fifo
+expect 2 "fifo: not a regular file \(a FIFO\)" "$FTC" eval --model "$M" --data fifo
+for f in config.json tokenizer.json tokenizer_config.json generation_config.json model.safetensors; do
+  rm -rf m; mkdir m; cp "$M"/*.json "$M"/model.safetensors m/
+  rm m/$f; mkfifo m/$f
+  expect 2 "m/$f: not a regular file \(a FIFO\)" "$FTC" generate --model m --prompt hi --max-tokens 2
+  case $f in config.json|generation_config.json|model.safetensors) ;; *)  # tokenize reads only tokenizer files
+    expect 2 "m/$f: not a regular file \(a FIFO\)" "$FTC" tokenize --model m hi ;; esac
+  [ $f = config.json ] && expect 2 "m/$f: not a regular file \(a FIFO\)" "$FTC" inspect m
+done
+rm m/model.safetensors; ln -s /dev/zero m/model.safetensors
+expect 2 "m/model.safetensors: not a regular file \(a device\)" "$FTC" inspect m
+expect 2 "m/model.safetensors: not a regular file \(a device\)" "$FTC" generate --model m --prompt hi
+
+## 5a. A model file that is not JSON is an error in every command (tokenize and generate ignored it)
+for f in tokenizer_config.json generation_config.json; do
+  rm -rf m; mkdir m; cp "$M"/*.json "$M"/model.safetensors m/
+  echo '{"bos_token": "<s>",' > m/$f
+  expect 2 "m/$f:2:0: not valid JSON" "$FTC" generate --model m --prompt hi --max-tokens 2
+  [ $f = tokenizer_config.json ] && expect 2 "m/$f:2:0: not valid JSON" "$FTC" tokenize --model m hi
+  echo '[1]' > m/$f
+  expect 2 "m/$f: not a JSON object" "$FTC" generate --model m --prompt hi --max-tokens 2
+done
+
+## 2. A failed write to standard output is exit 3 with its cause, in every command.
+echo '{"input_ids":[1,2,3]}' > ids.jsonl
+printf 'once upon a time there was a cat\n\nthe end of it all\n' > ev.txt
+full() { # CMD...: stdout to /dev/full
+  local err rc
+  err=$(timeout 60 "$@" 2>&1 >/dev/full); rc=$?
+  [ "$rc" -eq 3 ] || fail "$* > /dev/full exited $rc, want 3: $err"
+  grep -q "error: writing standard output: No space left on device" <<<"$err" || fail "$* > /dev/full: $err"
+}
+if [ -w /dev/full ]; then
+  full "$FTC" version
+  full "$FTC" --help
+  full "$FTC" inspect "$M"
+  full "$FTC" logits --model "$M" --ids ids.jsonl
+  full "$FTC" eval --model "$M" --data ev.txt
+  full "$FTC" data check --data ev.txt
+  full "$FTC" tokenize --model "$M" hello
+  full "$FTC" generate --model "$M" --prompt hi --max-tokens 5
+  full "$FTC" template show --model "$M" --chat-template chatml
+  full sh -c 'echo hi | "$0" chat --model "$1" --max-tokens 3 --chat-template chatml' "$FTC" "$M"
+else
+  echo "note: no writable /dev/full; skipping the ENOSPC checks"
+fi
+# EPIPE with SIGPIPE ignored (a closed pager with SIGPIPE left alone ends ftc by the signal, as any tool)
+yes 'hello there' | head -20000 > many.txt
+rc=$(trap '' PIPE; "$FTC" tokenize --model "$M" --file many.txt 2>"$tmp/pipe.err" | true; echo "${PIPESTATUS[0]}")
+[ "$rc" -eq 3 ] && grep -q "writing standard output: Broken pipe" pipe.err || fail "EPIPE: rc $rc $(cat pipe.err)"
+
+echo "cli_faults: ok"
