@@ -124,6 +124,11 @@ ftc_train_defaults ftc_train_method_defaults(ftc_task task, ftc_method method);
 /* Epochs for n_train examples when --epochs is not given: the method's base count, raised (up to 25) until the
  * run has 100 optimizer steps, lowered (down to 1) so it sees at most 30,000 examples. */
 int ftc_train_auto_epochs(const ftc_train_config *c, int n_train);
+/* The default rate for a model of hidden_size: the table's, and for causal-lm the table's (for width 768) times
+ * 768 / hidden_size (clamped to [1/4, 16]), as Adam's best rate falls roughly as 1/width. */
+float ftc_train_default_lr(ftc_task task, ftc_method method, int hidden_size);
+/* Settings that need the model: causal-lm's lr (when not given) from its width. */
+void ftc_train_config_fit_model(ftc_train_config *c, int hidden_size);
 /* Settings that need the data: epochs (when not given) from the training set's size. */
 void ftc_train_config_fit_data(ftc_train_config *c, int n_train);
 /* Checks the combination (required paths, ranges, metric fits the task); fills method defaults. */

@@ -49,7 +49,8 @@ static void train_help(FILE *out) {
         "    classify head  1e-2   -        0       32     4\n"
         "    classify lora  1e-3   1e-2     0.1     32     3\n"
         "    classify full  5e-5   1e-2     0.1     32     3   (+ the head-first stage, below)\n"
-        "    causal-lm      head 1e-3, lora 2e-3, full 5e-4; warmup 0.1, batch 8, 3 epochs\n"
+        "    causal-lm      at hidden size 768: head 8.5e-4, lora 8.5e-4, full 1.7e-4, scaled by 768/hidden\n"
+        "                   (stories260K, 64: 1e-2, 1e-2, 2e-3); warmup 0.1, batch 8, 3 epochs\n"
         "  --epochs N | --max-steps N  length of the run (max-steps wins). Without --epochs: the method's count,\n"
         "                              more (up to 25) until the run has 100 optimizer steps, fewer (down to 1)\n"
         "                              so it sees at most 30,000 examples\n"
@@ -229,6 +230,7 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     ftc_train_config_fit_data(&c, train.n);
+    ftc_train_config_fit_model(&c, ftc_model_config_of(m)->hidden_size);
     if (!quiet)
         fprintf(stderr, "ftc train: %s, method %s, %d training / %d validation examples, lr %g, batch %d, %d epochs%s -> %s\n",
                 ftc_task_name(c.task), ftc_method_name(c.method), train.n, have_val ? val.n : 0, c.lr, c.batch,

@@ -696,6 +696,8 @@ static ftc_status set_head_lr(ftc_optimizer *o, const ftc_train_config *c, bool 
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err) {
     int epochs = c->epochs > 0 ? c->epochs : ftc_train_auto_epochs(c, train->n); /* from the data when not given */
+    if (c->lr < 0)
+        return ftc_errf(err, FTC_E_USAGE, "no learning rate: finalize the config and call ftc_train_config_fit_model");
     memset(res, 0, sizeof *res);
     res->best_metric = NAN;
     if (train->n == 0) return ftc_errf(err, FTC_E_INPUT, "%s: no training examples", c->data);
