@@ -362,6 +362,7 @@ typedef struct {
     int64_t best_step, bad_evals;
     int64_t tokens_seen;
     bool stopped;              /* early stopping ended the run */
+    bool quiet;                /* no console output (progress, validation lines) */
     /* files */
     char path_metrics[FTC_PATH_MAX + 32], path_ckpt[FTC_PATH_MAX + 32], path_best[FTC_PATH_MAX + 32];
     FILE *metrics;
@@ -443,7 +444,15 @@ static ftc_status eval_and_track(run *r, bool *stop, ftc_err *err) {
         json_object_set_new(o, "token_accuracy", isfinite(er.token_accuracy) ? json_real(er.token_accuracy) : json_null());
     }
     if ((s = log_json(r, o, err)) != FTC_OK) return s;
-    if (improved(r, metric)) {
+    bool better = improved(r, metric);
+    if (!r->quiet) { /* the validation figures on a line of their own (over the progress bar on a terminal) */
+        fprintf(stderr, "%sval step %lld (epoch %.2f): loss %.4f", isatty(STDERR_FILENO) ? "\r\033[K" : "",
+                (long long)r->step, (double)r->step / (double)r->steps_per_epoch, er.loss);
+        if (r->c->task == FTC_TASK_CLASSIFY) fprintf(stderr, ", accuracy %.4f, macro-F1 %.4f", er.accuracy, er.macro_f1);
+        else fprintf(stderr, ", perplexity %.3f, token accuracy %.4f", exp(er.loss), er.token_accuracy);
+        fprintf(stderr, "%s\n", better ? " (best so far)" : "");
+    }
+    if (better) {
         r->best = metric;
         r->best_step = r->step;
         r->bad_evals = 0;
@@ -710,6 +719,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     memset(&r, 0, sizeof r);
     r.c = c; r.m = m; r.train = train; r.val = val;
     r.best = NAN;
+    r.quiet = quiet;
     ftc_status s;
     if ((s = ftc_mkdirs(c->out, err)) != FTC_OK) return s;
     snprintf(r.path_metrics, sizeof r.path_metrics, "%s/metrics.jsonl", c->out);
