@@ -71,6 +71,13 @@ for kv in '"lr": 0.0020' '"epochs": 1' '"batch": 2' '"max_len": 32' '"grad_check
   grep -qF "$kv" "$R" || { cat "$R"; fail "config.resolved.json lacks $kv"; }
 done
 
+# the task follows the data when --task is not given, and says so
+expect_rc 0 "" "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --out "$T/sniff" --max-steps 1
+grep -q "causal-lm (from the data: text records)" "$T/err" || { cat "$T/err"; fail "task not taken from text data"; }
+grep -q '"task": "causal-lm"' "$T/sniff/config.resolved.json" || fail "sniffed task not recorded"
+expect_rc 1 "need --task causal-lm" "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --out "$T/sniff2" --task classify \
+  --pack --max-steps 1
+
 # other commands: every boolean form
 expect_rc 0 "" "$FTC" inspect --json "$STORIES"; grep -q '"n_params"' "$T/out" || fail "inspect --json"
 expect_rc 0 "" "$FTC" inspect --json true "$STORIES"; grep -q '"n_params"' "$T/out" || fail "inspect --json true"

@@ -179,6 +179,12 @@ ftc_status ftc_dataset_load_tokenized(const char *path, ftc_task task, const ftc
  * chat template; labels.json and split/ written into c->out), or pre-tokenized JSONL. */
 ftc_status ftc_train_load_data(const ftc_train_config *c, int vocab_size, ftc_dataset *train, ftc_dataset *val,
                                bool *have_val, ftc_err *err);
+/* The task c->data asks for when --task is not given: labelled records (or pre-tokenized with "label") classify;
+ * text, prompt/completion and chat records a language model. *why: which it saw. False when it cannot tell (the
+ * data cannot be read: training reports why). */
+bool ftc_train_task_of_data(const ftc_train_config *c, ftc_task *task, const char **why);
+/* Whether key (a name or alias) was given explicitly: flag, config file, or the resumed run's settings. */
+bool ftc_train_config_is_set(const ftc_train_config *c, const char *key);
 /* Evaluation data for a finished run, read as the run read its data (its label map, template, max_len). */
 ftc_status ftc_run_dir_load_data(const char *dir, const ftc_train_config *c, const char *data_path, int vocab_size,
                                  ftc_dataset *out, ftc_err *err);

@@ -17,7 +17,8 @@ static void train_help(FILE *out) {
         "samples.jsonl (up to 5 validation prompts, else training ones, answered greedily in up to 64 tokens by\n"
         "the base model before training and by the tuned one after; ftc report shows them).\n\n"
         "What to train\n"
-        "  --task causal-lm|classify   next-token loss on trainable tokens, or a label per example (default classify)\n"
+        "  --task causal-lm|classify   next-token loss on trainable tokens, or a label per example (default: from the\n"
+        "                              data: labelled records classify; text, prompt/completion, chat: causal-lm)\n"
         "  --method full|head|lora     full: every weight; head: the new classification head (+ last N blocks),\n"
         "                              for causal-lm the last N blocks and the final norm; lora: adapters (+ head)\n"
         "  --unfreeze-last N           head: also train the last N transformer blocks (causal-lm default 1)\n"
@@ -199,6 +200,11 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     c.resume = resume;
+    /* the task follows the data unless given */
+    const char *task_why = NULL;
+    ftc_task sniffed;
+    if (!ftc_train_config_is_set(&c, "task") && c.data[0] && ftc_train_task_of_data(&c, &sniffed, &task_why))
+        c.task = sniffed;
     if (have_saved && (s = ftc_train_config_resume_conflict(&saved, &c, &err)) != FTC_OK) {
         rc = cli_usage_error("train", "%s", err.msg);
         goto done;
@@ -232,8 +238,9 @@ int cmd_train(int argc, char **argv) {
     ftc_train_config_fit_data(&c, train.n);
     ftc_train_config_fit_model(&c, ftc_model_config_of(m)->hidden_size);
     if (!quiet)
-        fprintf(stderr, "ftc train: %s, method %s, %d training / %d validation examples, lr %g, batch %d, %d epochs%s -> %s\n",
-                ftc_task_name(c.task), ftc_method_name(c.method), train.n, have_val ? val.n : 0, c.lr, c.batch,
+        fprintf(stderr, "ftc train: %s%s%s%s, method %s, %d training / %d validation examples, lr %g, batch %d, %d epochs%s -> %s\n",
+                ftc_task_name(c.task), task_why ? " (from the data: " : "", task_why ? task_why : "", task_why ? ")" : "",
+                ftc_method_name(c.method), train.n, have_val ? val.n : 0, c.lr, c.batch,
                 c.epochs, c.max_steps > 0 ? " (--max-steps wins)" : "", c.out);
     /* full fine-tuning of a new classification head: the head alone first (LP-FT), then every weight */
     if (c.task == FTC_TASK_CLASSIFY && c.method == FTC_METHOD_FULL && c.lp_ft && ftc_train_head_is_new(m, train.num_labels) &&

@@ -269,6 +269,11 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     return s;
 }
 
+bool ftc_train_config_is_set(const ftc_train_config *c, const char *key) {
+    const char *name = ftc_train_option_name(key);
+    return name && c->set[key_index(name)];
+}
+
 static bool user_set(const ftc_train_config *c, const char *key) {
     int i = key_index(key);
     return c->set[i] && !c->from_run[i];

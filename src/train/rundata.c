@@ -260,3 +260,43 @@ ftc_status ftc_model_dir_load_class_data(const char *dir, const ftc_model_config
     ftc_label_map_free(&map);
     return unknown_label_error(s, dir, err);
 }
+
+bool ftc_train_task_of_data(const ftc_train_config *c, ftc_task *task, const char **why) {
+    if (is_pretokenized(c->data)) { /* {"input_ids", "label"} classifies; "labels" or none: a language model */
+        FILE *f;
+        ftc_err e;
+        if (ftc_open_read(c->data, &f, &e)) return false;
+        char line[8192];
+        bool label = false;
+        while (fgets(line, sizeof line, f)) {
+            if (line[strspn(line, " \t\r\n")] == 0) continue;
+            label = strstr(line, "\"label\"") != NULL;
+            break;
+        }
+        fclose(f);
+        *task = label ? FTC_TASK_CLASSIFY : FTC_TASK_CAUSAL_LM;
+        *why = label ? "pre-tokenized with a label" : "pre-tokenized without a label";
+        return true;
+    }
+    ftc_read_opts o = {0};
+    ftc_err e;
+    if (c->format[0] && ftc_data_format_parse(c->format, &o.format, &e) != FTC_OK) return false;
+    o.text_col = c->text_col[0] ? c->text_col : NULL;
+    o.label_col = c->label_col[0] ? c->label_col : NULL;
+    ftc_reader *r;
+    if (ftc_reader_open(c->data, &o, &r, &e) != FTC_OK) return false;
+    ftc_record rec = {0};
+    bool got = false;
+    for (int i = 0; i < 1000; i++) { /* the first valid record */
+        ftc_status s = ftc_reader_next(r, &rec, &got, &e);
+        if (s == FTC_OK || s != FTC_E_INPUT) break;
+    }
+    ftc_data_format f = got ? rec.format : ftc_reader_format(r);
+    ftc_record_clear(&rec);
+    ftc_reader_close(r);
+    if (f == FTC_FMT_AUTO) return false;
+    *task = f == FTC_FMT_LABEL ? FTC_TASK_CLASSIFY : FTC_TASK_CAUSAL_LM;
+    *why = f == FTC_FMT_LABEL ? "labelled records" : f == FTC_FMT_CHAT ? "chat records (messages)"
+         : f == FTC_FMT_COMPLETION ? "prompt/completion records" : "text records";
+    return true;
+}
