@@ -374,6 +374,9 @@ ftc_status ftc_train_config_load_file(ftc_train_config *c, const char *path, ftc
 
 ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path, ftc_err *err) {
     ftc_status s = ftc_train_config_load_file(c, path, err);
+    /* a run recorded before head_lr and lp_ft existed trained its head at lr, without a head stage */
+    if (s == FTC_OK && !c->set[key_index("head-lr")] && c->set[key_index("lr")]) c->head_lr = c->lr, c->set[key_index("head-lr")] = true;
+    if (s == FTC_OK && !c->set[key_index("lp-ft")]) c->lp_ft = false, c->set[key_index("lp-ft")] = true;
     for (int i = 0; OPTIONS[i].name; i++) c->from_run[i] = c->set[i];
     return s;
 }
