@@ -91,6 +91,8 @@ expect_rc 0 "" "$FTC" generate --model "$STORIES" --prompt "Once" --max-tokens 2
 expect_rc 0 "" "$FTC" generate --model "$STORIES" --prompt "Once" --max-tokens 2 --no-stats; [ -s "$T/err" ] && fail "generate --no-stats printed statistics"
 expect_rc 0 "" "$FTC" generate --model "$STORIES" --prompt "Once" --max-tokens=2 --temperature=0; b=$(cat "$T/out")
 expect_rc 0 "" "$FTC" generate --model "$STORIES" --prompt "Once" --max-tokens 2 --temperature 0; [ "$(cat "$T/out")" = "$b" ] || fail "--name=VALUE differs"
+expect_rc 0 "" "$FTC" generate "$STORIES" --prompt "Once" --max-tokens 2 --temperature 0; [ "$(cat "$T/out")" = "$b" ] || fail "generate DIR (positional) differs"
+expect_rc 1 "unexpected argument 'extra'" "$FTC" generate "$STORIES" extra --prompt "Once"
 expect_rc 0 "" "$FTC" report "$T/run"; [ -s "$T/run/report.html" ] || fail "ftc report RUNDIR (positional) wrote no report"
 printf '{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n' >"$T/cls.jsonl"
 expect_rc 0 "" "$FTC" data check --data "$T/cls.jsonl" --json; grep -q '"n_errors"' "$T/out" || fail "data check --json"

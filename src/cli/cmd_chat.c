@@ -63,11 +63,12 @@ int cmd_chat(int argc, char **argv) {
                                    {"adapter", false, NULL}, {"max-tokens", false, NULL}, {"stats", true, NULL},
                                    CLI_SAMPLING_OPTS, {NULL, false, NULL}};
     cli_args p;
-    cli_args_init(&p, "chat", argc, argv, 1, opts, 0);
+    cli_args_init(&p, "chat", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
     const char *f, *v;
     int r;
     while ((r = cli_next(&p, &f, &v)) > 0) {
         int rc;
+        if (!f && !model) { model = v; continue; } /* the model or run directory, positionally */
         if (!f) return cli_usage_error("chat", "unexpected argument '%s'", v);
         if (!strcmp(f, "model")) model = v;
         else if (!strcmp(f, "chat-template")) tmpl_flag = v;

@@ -196,10 +196,11 @@ int cmd_eval(int argc, char **argv) {
                                    {"adapter", false, NULL}, {"compare", false, NULL}, {"max-len", false, NULL},
                                    {"json", true, NULL}, {NULL, false, NULL}};
     cli_args p;
-    cli_args_init(&p, "eval", argc, argv, 1, opts, 0);
+    cli_args_init(&p, "eval", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
     const char *a, *v;
     int r;
     while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a && !model) { model = v; continue; } /* the model or run directory, positionally */
         if (!a) return cli_usage_error("eval", "unexpected argument '%s'", v);
         if (!strcmp(a, "json")) as_json = cli_true(v);
         else if (!strcmp(a, "model")) model = v;

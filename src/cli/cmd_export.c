@@ -56,10 +56,11 @@ int cmd_export(int argc, char **argv) {
     static const cli_opt opts[] = {{"model", false, NULL}, {"format", false, NULL}, {"out", false, NULL},
                                    {"adapter", false, NULL}, {"force", true, NULL}, {NULL, false, NULL}};
     cli_args p;
-    cli_args_init(&p, "export", argc, argv, 1, opts, 0);
+    cli_args_init(&p, "export", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
     const char *a, *v;
     int r;
     while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a && !model) { model = v; continue; } /* the model or run directory, positionally */
         if (!a) return cli_usage_error("export", "unexpected argument '%s'", v);
         if (!strcmp(a, "force")) force = cli_true(v);
         else if (!strcmp(a, "model")) model = v;

@@ -66,11 +66,12 @@ int cmd_generate(int argc, char **argv) {
     static const cli_opt opts[] = {{"model", false, NULL}, {"prompt", false, NULL}, {"adapter", false, NULL},
                                    {"max-tokens", false, NULL}, {"stats", true, NULL}, CLI_SAMPLING_OPTS, {NULL, false, NULL}};
     cli_args p;
-    cli_args_init(&p, "generate", argc, argv, 1, opts, 0);
+    cli_args_init(&p, "generate", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
     const char *f, *v;
     int r;
     while ((r = cli_next(&p, &f, &v)) > 0) {
         int rc;
+        if (!f && !model) { model = v; continue; } /* the model or run directory, positionally */
         if (!f) return cli_usage_error("generate", "unexpected argument '%s'", v);
         if (!strcmp(f, "model")) model = v;
         else if (!strcmp(f, "prompt")) prompt = v;

@@ -78,10 +78,11 @@ int cmd_logits(int argc, char **argv) {
     static const cli_opt opts[] = {{"model", false, NULL}, {"ids", false, NULL}, {"adapter", false, NULL},
                                    {"task", false, NULL}, {NULL, false, NULL}};
     cli_args p;
-    cli_args_init(&p, "logits", argc, argv, 1, opts, 0);
+    cli_args_init(&p, "logits", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
     const char *a, *v;
     int r;
     while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a && !model) { model = v; continue; } /* the model or run directory, positionally */
         if (!a) return cli_usage_error("logits", "unexpected argument '%s'", v);
         const char **slot = !strcmp(a, "model") ? &model : !strcmp(a, "ids") ? &ids : !strcmp(a, "adapter") ? &adapter : &task;
         *slot = v;

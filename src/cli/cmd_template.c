@@ -117,10 +117,11 @@ int cmd_template(int argc, char **argv) {
     static const cli_opt opts[] = {{"model", false, NULL}, {"messages", false, NULL}, {"chat-template", false, NULL},
                                    {"add-generation-prompt", true, NULL}, {"tokens", true, NULL}, {NULL, false, NULL}};
     cli_args p;
-    cli_args_init(&p, cmd, argc, argv, 2, opts, 0);
+    cli_args_init(&p, cmd, argc, argv, 2, opts, CLI_HAS_POSITIONAL);
     const char *a, *v;
     int r;
     while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a && !model) { model = v; continue; } /* the model or run directory, positionally */
         if (!a) return cli_usage_error(cmd, "unexpected argument '%s'", v);
         if (!strcmp(a, "add-generation-prompt")) agp = cli_true(v);
         else if (!strcmp(a, "tokens")) tokens = cli_true(v);
