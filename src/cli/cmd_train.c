@@ -78,13 +78,19 @@ static void train_help(FILE *out) {
         "  --config FILE               YAML or JSON with the same keys (lr: 2e-5, grad_accum: 4, ...);\n"
         "                              flags on the command line win\n"
         "  --resume                    continue RUNDIR from its last checkpoint (bit-identical to an\n"
-        "                              uninterrupted run with the same thread count)\n"
+        "                              uninterrupted run with the same thread count) with its saved settings;\n"
+        "                              a flag that contradicts them is refused; a finished run: nothing to do\n"
         "  --quiet                     no progress output\n\n"
         "Booleans: --flag, --flag true|false, --no-flag. Options also take --name=VALUE. Names from Hugging Face\n"
         "Trainer and Axolotl work too: --learning-rate, --output-dir, --num-epochs, --per-device-train-batch-size,\n"
         "--gradient-accumulation-steps, --warmup-ratio, --max-seq-length, ... (docs/train.md lists them).\n"
         "A loss that becomes NaN or Inf stops the run (exit 2) with the last good checkpoint intact.\n"
-        "Details: docs/train.md\n");
+        "Details: docs/train.md\n\n"
+        "Examples:\n"
+        "  ftc train --model all-MiniLM-L6-v2 --data train.csv --method head --val-split 0.1 --out runs/head\n"
+        "  ftc train --model all-MiniLM-L6-v2 --data train.csv --method full --val-split 0.1 --out runs/full\n"
+        "  ftc train --model stories260K --data qa.jsonl --method lora --val-split 0.1 --out runs/qa\n"
+        "  ftc train --out runs/qa --resume\n");
 }
 
 typedef struct { const char *key, *value; } kv;
