@@ -74,4 +74,20 @@ yes 'hello there' | head -20000 > many.txt
 rc=$(trap '' PIPE; "$FTC" tokenize --model "$M" --file many.txt 2>"$tmp/pipe.err" | true; echo "${PIPESTATUS[0]}")
 [ "$rc" -eq 3 ] && grep -q "writing standard output: Broken pipe" pipe.err || fail "EPIPE: rc $rc $(cat pipe.err)"
 
+## 3. An export never replaces its input or a directory holding a run, --force or not.
+awk 'BEGIN { srand(5); for (i = 0; i < 16; i++) { s = "1";
+  for (t = 0; t < 24; t++) s = s ", " (300 + int(rand() * 100)); printf "{\"input_ids\": [%s]}\n", s } }' >lm.jsonl
+"$FTC" train --model "$M" --data lm.jsonl --out run --task causal-lm --method lora --lora-r 4 --lora-alpha 8 \
+  --lr 0.01 --batch 8 --max-steps 3 --quiet >/dev/null 2>&1 || fail "train a LoRA run"
+run_files() { ls run/checkpoint.ftc run/metrics.jsonl run/config.resolved.json run/model/config.json >/dev/null 2>&1; }
+run_files || fail "the run lacks its files"
+expect 1 "--out run is the input run" "$FTC" export --model run --format hf --out run --force
+expect 1 "--out \. holds the input run" "$FTC" export --model run --format hf --out . --force
+expect 1 "--out run/model is the input run/model" "$FTC" export --model run/model --format hf --out run/model --force
+mkdir other && expect 1 "other holds a training run \(other/run/.*\): an export never replaces a run" \
+  sh -c 'cp -r run other/ && "$0" export --model "$1" --format hf --out other --force' "$FTC" "$M"
+run_files || fail "a refused export lost run files"
+[ -f other/run/checkpoint.ftc ] || fail "other/run lost its checkpoint"
+"$FTC" export --model run --format hf --out run/hf >/dev/null 2>&1 && [ -f run/hf/model.safetensors ] || fail "export into a new subdirectory of the run"
+
 echo "cli_faults: ok"
