@@ -217,7 +217,9 @@ int cmd_train(int argc, char **argv) {
     }
     if ((s = ftc_train_config_finalize(&c, &err)) != FTC_OK) { rc = cli_usage_error("train", "%s", err.msg); goto done; }
     int64_t done_steps;
-    if (resume && ftc_train_run_finished(c.out, &done_steps)) {
+    /* a finished run has nothing to do, unless --max-steps or --epochs now ask for a different length */
+    bool new_length = have_saved && (c.max_steps != saved.max_steps || c.epochs != saved.epochs);
+    if (resume && !new_length && ftc_train_run_finished(c.out, &done_steps)) {
         printf("%s: the run already finished (%lld steps); nothing to resume. model: %s/model\n", c.out,
                (long long)done_steps, c.out);
         goto done;
