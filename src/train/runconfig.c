@@ -384,7 +384,8 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
 /* Settings a resumed run may change: how often it writes checkpoints, and its length (--max-steps / --epochs:
  * continue a finished run for longer, or stop a long one earlier). Nothing else it computes. */
 static bool free_on_resume(const char *name) {
-    return !strcmp(name, "save-every") || !strcmp(name, "resume") || !strcmp(name, "max-steps") || !strcmp(name, "epochs");
+    return !strcmp(name, "save-every") || !strcmp(name, "resume") || !strcmp(name, "max-steps") || !strcmp(name, "epochs") ||
+           !strcmp(name, "out"); /* a run directory that was moved or copied */
 }
 
 ftc_status ftc_train_config_resume_conflict(const ftc_train_config *saved, const ftc_train_config *now, ftc_err *err) {

@@ -659,6 +659,9 @@ static void remove_run_temps(const char *out) {
     ftc_remove_stale_temps(p);
 }
 
+/* Finished: the last checkpoint is the run's last (its state says so) and the last line of metrics.jsonl, written
+ * after model/ was swapped in, says {"step": that step, "finished": true}. model/ alone proves nothing: it may
+ * be an earlier model of a run that was resumed to run longer. */
 bool ftc_train_run_finished(const char *out, int64_t *step) {
     char path[FTC_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/model/config.json", out);
@@ -668,8 +671,28 @@ bool ftc_train_run_finished(const char *out, int64_t *step) {
     ftc_err e;
     if (ftc_checkpoint_read_state(path, &st, &e) != FTC_OK) return false;
     bool done = json_is_true(json_object_get(st, "finished"));
-    if (step) *step = json_integer_value(json_object_get(st, "step"));
+    json_int_t ckpt_step = json_integer_value(json_object_get(st, "step"));
     json_decref(st);
+    if (step) *step = ckpt_step;
+    if (!done) return false;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    char *text;
+    size_t len;
+    if (ftc_read_file(path, &text, &len, &e) != FTC_OK) return false;
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
+    size_t start = len;
+    while (start && text[start - 1] != '\n') start--;
+    json_t *last = json_loadb(text + start, len - start, 0, NULL);
+    free(text);
+    done = json_is_true(json_object_get(last, "finished")) && json_integer_value(json_object_get(last, "step")) == ckpt_step;
+    bool stopped = json_is_true(json_object_get(last, "stopped_early"));
+    json_decref(last);
+    /* and the length the run was last started with (config.resolved.json, rewritten by a resume that asked for
+     * more steps and was killed before its first checkpoint) is the length it reached */
+    snprintf(path, sizeof path, "%s/config.resolved.json", out);
+    json_t *cfg = done && !stopped ? ftc_json_load_file(path, 0, NULL) : NULL;
+    if (cfg) done = json_integer_value(json_object_get(cfg, "total_steps")) == ckpt_step;
+    json_decref(cfg);
     return done;
 }
 
@@ -861,6 +884,10 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         res->stopped_early = stop;
         s = save_final_model(&r, err);
         if (s == FTC_OK) remove_run_temps(c->out);
+        /* the last line: the run is done and model/ is its model (ftc_train_run_finished) */
+        if (s == FTC_OK)
+            s = log_json(&r, json_pack("{s:I, s:b, s:b}", "step", (json_int_t)r.step, "finished", 1, "stopped_early", stop),
+                         err);
     }
 out:
     if (r.metrics) fclose(r.metrics);
