@@ -29,9 +29,17 @@ if [ -z "$VADER" ]; then
     (cd "$pip_dir" && unzip -q -o ./*.whl) && VADER=$pip_dir/vaderSentiment/vader_lexicon.txt
 fi
 if [ -f "$VADER" ]; then
-  awk -F'\t' '$2 >= 0.5 || $2 <= -0.5 { gsub(/\\/, "\\\\", $1); gsub(/"/, "\\\"", $1);
-    printf "{\"text\": \"%s\", \"label\": \"%s\"}\n", $1, ($2 > 0 ? "positive" : "negative") }' "$VADER" |
-    shuf -n "$N" --random-source=<(yes 42) >"$D/vader.jsonl"
+  /usr/bin/python3 - "$VADER" "$N" >"$D/vader.jsonl" <<'PY'
+import json, random, sys
+rows = []
+for line in open(sys.argv[1], encoding="utf-8"):
+    f = line.rstrip("\n").split("\t")
+    if len(f) >= 2 and abs(float(f[1])) >= 0.5:
+        rows.append({"text": f[0], "label": "positive" if float(f[1]) > 0 else "negative"})
+random.Random(42).shuffle(rows)
+for r in rows[: int(sys.argv[2])]:
+    print(json.dumps(r))
+PY
 fi
 # causal-lm: question -> answer text (FAQ canonical answers), and Banking77 text -> intent name
 /usr/bin/python3 - "$ROOT/examples/faq" "$D" "$SHARED/banking77/train.csv" <<'PY'
@@ -72,13 +80,14 @@ run() { # run TASK DATA MODEL METHOD LR
 printf 'task\tdata\tmethod\tlr\tepochs\tbest_val\twall_s\n'
 if [ "${SWEEP_ONLY:-causal-lm}" != classify ] && [ -f "$STORIES/model.safetensors" ]; then
   for data in "$D/faq_qa.jsonl" "$D/b77_gen.jsonl"; do
-    for lr in 1e-4 5e-4 2e-3; do run causal-lm "$data" "$STORIES" full $lr; done
-    for lr in 5e-4 2e-3 1e-2; do run causal-lm "$data" "$STORIES" lora $lr; done
-    for lr in 3e-4 1e-3 3e-3; do run causal-lm "$data" "$STORIES" head $lr; done
+    for lr in 1e-4 5e-4 2e-3 8e-3 3e-2; do run causal-lm "$data" "$STORIES" full $lr; done
+    for lr in 5e-4 2e-3 1e-2 3e-2 1e-1; do run causal-lm "$data" "$STORIES" lora $lr; done
+    for lr in 3e-4 1e-3 3e-3 1e-2 3e-2; do run causal-lm "$data" "$STORIES" head $lr; done
   done
 fi
 if [ "${SWEEP_ONLY:-classify}" != causal-lm ] && [ -n "$MINILM" ]; then
-  for data in "$D/banking77.csv" "$D/faq.jsonl" "$D/vader.jsonl"; do
+  for set in ${SWEEP_SETS:-banking77.csv faq.jsonl vader.jsonl}; do
+    data=$D/$set
     [ -s "$data" ] || continue
     for lr in 3e-3 1e-2 3e-2; do run classify "$data" "$MINILM" head $lr; done
     for lr in 3e-4 1e-3 3e-3; do run classify "$data" "$MINILM" lora $lr; done
