@@ -48,7 +48,7 @@ static void train_help(FILE *out) {
         "  Defaults depend on --task and --method (docs/train.md, \"Defaults\"); what you set wins:\n"
         "                   lr     head lr  warmup  batch  epochs (before fitting to the data's size)\n"
         "    classify head  1e-2   -        0       32     4\n"
-        "    classify lora  1e-3   1e-2     0.1     32     3\n"
+        "    classify lora  3e-3   1e-2     0.1     32     3\n"
         "    classify full  5e-5   1e-2     0.1     32     3   (+ the head-first stage, below)\n"
         "    causal-lm      at hidden size 768: head 8.5e-4, lora 8.5e-4, full 1.7e-4, scaled by 768/hidden\n"
         "                   (stories260K, 64: 1e-2, 1e-2, 2e-3); warmup 0.1, batch 8, 3 epochs\n"

@@ -425,7 +425,7 @@ ftc_train_defaults ftc_train_method_defaults(ftc_task task, ftc_method method) {
         }
     switch (method) {
     case FTC_METHOD_HEAD: return (ftc_train_defaults){.lr = 1e-2f, .head_lr = 1e-2f, .warmup = 0, .batch = 32, .epochs = 4};
-    case FTC_METHOD_LORA: return (ftc_train_defaults){.lr = 1e-3f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3};
+    case FTC_METHOD_LORA: return (ftc_train_defaults){.lr = 3e-3f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3};
     default: return (ftc_train_defaults){.lr = 5e-5f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3};
     }
 }
