@@ -386,6 +386,37 @@ ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **
     return load_model(dir, task, true, out, err);
 }
 
+/* config.json's sizes against the checkpoint, before any of them sizes an allocation: the embedding is
+ * [vocab_size, hidden_size] and the file has the layers num_hidden_layers counts (a config saying 2^24 of
+ * anything is a mismatch to name, not an allocation to attempt). */
+static ftc_status check_sizes_against_file(const ftc_model *m, const ftc_st_set *st, const char *dir, ftc_err *err) {
+    char name[192];
+    snprintf(name, sizeof name, "%s%s", m->prefix, EMBED_SUFFIX[m->cfg.family]);
+    const ftc_tensor_view *e = ftc_st_find(st, name);
+    if (e && (e->ndim != 2 || e->shape[0] != m->cfg.vocab_size || e->shape[1] != m->cfg.hidden_size))
+        return ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s' has shape [%lld,%lld] but config.json says vocab_size %d, "
+                        "hidden_size %d", e->file, name, (long long)e->shape[0], (long long)(e->ndim > 1 ? e->shape[1] : 0),
+                        m->cfg.vocab_size, m->cfg.hidden_size);
+    /* layers in the file: the highest index after "h.", "layers." or "layer." */
+    long n_file = 0;
+    for (int i = 0; i < ftc_st_count(st); i++) {
+        const char *nm = ftc_st_get(st, i)->name;
+        static const char *const keys[] = {"h.", "layers.", "layer."};
+        for (int k = 0; k < 3; k++)
+            for (const char *p = strstr(nm, keys[k]); p; p = strstr(p + 1, keys[k])) {
+                if (p != nm && p[-1] != '.') continue;
+                const char *d = p + strlen(keys[k]);
+                char *end;
+                long v = strtol(d, &end, 10);
+                if (end != d && *end == '.' && v >= n_file) n_file = v + 1;
+            }
+    }
+    if (m->cfg.n_layers > n_file)
+        return ftc_errf(err, FTC_E_INPUT, "%s: config.json says %d layers but the weights hold %ld", dir, m->cfg.n_layers,
+                        n_file);
+    return FTC_OK;
+}
+
 static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc_model **out, ftc_err *err) {
     *out = NULL;
     ftc_model_config cfg;
@@ -420,6 +451,7 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc
             s = ftc_errf(err, FTC_E_INPUT, "%s: missing tensor '%s' (looked for it with prefixes '', 'transformer.', "
                          "'model.', 'bert.'): not a %s checkpoint?", dir, suffix, m->cfg.model_type);
     }
+    if (!s) s = check_sizes_against_file(m, st, dir, err); /* before anything is allocated from config sizes */
     if (!s) {
         char name[192];
         snprintf(name, sizeof name, "%spooler.dense.weight", m->prefix);
@@ -446,6 +478,11 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc
                     s = ftc_errf(err, FTC_E_NOMEM, "out of memory for %s in bf16", p->name);
                 }
             }
+        for (int i = 0; !s && i < m->n_params; i++) { /* every shape, before the memory for them is taken */
+            const ftc_param *p = &m->params[i];
+            int64_t fshape[2] = {p->ndim == 2 ? p->shape[1] : 0, p->shape[0]};
+            s = ftc_st_check_shape(st, p->name, p->ndim, p->transposed ? fshape : p->shape, err);
+        }
         if (!s) s = ftc_model_alloc_params(m, err);
         for (int i = 0; !s && i < m->n_params; i++) s = load_param(st, &m->params[i], err);
     }
