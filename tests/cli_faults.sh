@@ -158,6 +158,34 @@ else
   echo "note: ftc does not start under ulimit -v (sanitizer build); skipping the out-of-memory check"
 fi
 
+# non-finite weights are refused at load naming the tensor (was: generate printed blanks, eval "loss nan", exit 0)
+rm -rf nanm; mkdir nanm; cp "$M"/*.json nanm/
+if python3 - "$M/model.safetensors" nanm/model.safetensors <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]; t = json.loads(b[8:8 + n])['model.layers.1.self_attn.q_proj.weight']
+o = 8 + n + t['data_offsets'][0] + 4 * 5
+b[o:o + 4] = struct.pack('<f', float('nan'))
+open(sys.argv[2], 'wb').write(b)
+PY
+then
+  msg="nanm/model.safetensors: tensor 'model.layers.1.self_attn.q_proj.weight' holds a non-finite value \(NaN at element 5 of 4096\)"
+  expect 2 "$msg" "$FTC" generate --model nanm --prompt hi --max-tokens 2
+  expect 2 "$msg" "$FTC" eval --model nanm --data ev.txt
+  "$FTC" generate --model nanm --prompt hi --max-tokens 2 --allow-nonfinite >/dev/null 2>&1 || fail "--allow-nonfinite should load it"
+else
+  echo "note: no python3 to write the NaN fixture; skipping"
+fi
+# a PEFT adapter whose adapter_config.json and weights disagree is refused (was: applied to q/v without a word)
+"$FTC" export --model run --format peft --out pe >/dev/null 2>&1 || fail "export peft"
+"$FTC" generate --model "$M" --adapter pe --prompt hi --max-tokens 2 >/dev/null 2>&1 || fail "the exported adapter should apply"
+sed -i 's/"v_proj"/"k_proj"/' pe/adapter_config.json
+expect 2 "pe/adapter_model.safetensors adapts model.layers.0.self_attn.v_proj, which target_modules \[q_proj, k_proj\]" \
+  "$FTC" generate --model "$M" --adapter pe --prompt hi --max-tokens 2
+sed -i 's/"k_proj"/"v_proj", "k_proj"/' pe/adapter_config.json
+expect 2 "target_modules names k_proj, but pe/adapter_model.safetensors has no lora_A/lora_B for any k_proj module" \
+  "$FTC" generate --model "$M" --adapter pe --prompt hi --max-tokens 2
+
 ## 6. SIGINT/SIGTERM during training: finish the step, write a checkpoint, say how to resume, exit 130/143
 TL=(train --model "$M" --data lm.jsonl --task causal-lm --method lora --lora-r 4 --lora-alpha 8 --lr 0.01 --batch 2 --quiet)
 for sig in INT TERM; do
