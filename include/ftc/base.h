@@ -52,6 +52,10 @@ void ftc_rng_shuffle_i32(ftc_rng *r, int32_t *a, size_t n);
 /* ---- time ---- */
 double ftc_now(void); /* monotonic seconds */
 
+/* "Did you mean": up to 3 of names (n entries, NULL ones skipped) closest to word (edit distance, or sharing a
+ * '-'-separated word), each with prefix, written to out as "a, b or c". Returns how many (0: none close). */
+int ftc_closest_names(const char *word, const char *const *names, size_t n, const char *prefix, char *out, size_t cap);
+
 /* ---- progress: a bar on a TTY, plain periodic lines otherwise (to stderr) ---- */
 typedef struct {
     const char *label;

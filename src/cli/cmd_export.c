@@ -53,15 +53,21 @@ int cmd_export(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *model = NULL, *format = NULL, *out = NULL, *adapter = NULL;
     bool force = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--force")) { force = true; continue; }
-        const char **slot = !strcmp(a, "--model") ? &model : !strcmp(a, "--format") ? &format
-                            : !strcmp(a, "--out") ? &out : !strcmp(a, "--adapter") ? &adapter : NULL;
-        if (!slot) return cli_usage_error("export", "unknown option '%s'", a);
-        if (i + 1 >= argc) return cli_usage_error("export", "%s needs a value", a);
-        *slot = argv[++i];
+    static const cli_opt opts[] = {{"model", false, NULL}, {"format", false, NULL}, {"out", false, NULL},
+                                   {"adapter", false, NULL}, {"force", true, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "export", argc, argv, 1, opts, 0);
+    const char *a, *v;
+    int r;
+    while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a) return cli_usage_error("export", "unexpected argument '%s'", v);
+        if (!strcmp(a, "force")) force = cli_true(v);
+        else if (!strcmp(a, "model")) model = v;
+        else if (!strcmp(a, "format")) format = v;
+        else if (!strcmp(a, "out")) out = v;
+        else adapter = v;
     }
+    if (r < 0) return 1;
     if (!model) return cli_usage_error("export", "missing --model RUNDIR");
     if (!out) return cli_usage_error("export", "missing --out DIR");
     if (!format) return cli_usage_error("export", "missing --format hf|peft");
