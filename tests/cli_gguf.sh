@@ -8,6 +8,7 @@ SRC=${FTC_SOURCE_DIR:?}
 FIX=$SRC/tests/fixtures
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 . "$SRC/tests/lib/expect.sh"
+BUILD_CACHE=${FTC_CACHE_DIR:-$T/build-cache} # the build's cache: SmolLM2 converted once for all tests
 export FTC_CACHE_DIR=$T/cache
 
 printf '{"input_ids": [1, 2, 3, 4]}\n{"input_ids": [5, 9, 17]}\n' >"$T/ids.jsonl"
@@ -44,4 +45,14 @@ echo "train --method lora from a GGUF: ok"
 printf 'GGML' >"$T/bad.gguf"
 expect_rc 2 "bad magic" "$FTC" inspect "$T/bad.gguf"
 expect_rc 2 "architecture 'test' is not supported" "$FTC" logits --model "$FIX/gguf/dequant.gguf" --ids "$T/ids.jsonl"
+# the real model: SmolLM2-135M-Instruct Q4_1 answers in ftc chat (skipped when not installed, and for the ASan
+# binary, where the 135M model is slow; tests/test_gguf_smollm2.c checks its logits and greedy ids)
+if [ -n "${FTC_SMOLLM2_GGUF:-}" ] && [ -f "$FTC_SMOLLM2_GGUF" ] && ! ldd "$FTC" 2>/dev/null | grep -q asan; then
+  echo "What is the capital of France?" | FTC_CACHE_DIR=$BUILD_CACHE "$FTC" chat --model "$FTC_SMOLLM2_GGUF" >"$T/chat" 2>"$T/err" ||
+    { cat "$T/err"; fail "chat with SmolLM2"; }
+  grep -q "The capital of France is Paris." "$T/chat" || { cat "$T/chat"; fail "SmolLM2's answer"; }
+  echo "SmolLM2 GGUF chat: $(grep -o 'The capital of France is Paris.' "$T/chat")"
+else
+  echo "SmolLM2 chat skipped (FTC_SMOLLM2_GGUF absent or ASan binary)"
+fi
 echo "ok"
