@@ -22,6 +22,7 @@ done
 
 # inspect, generate and export take it too; the second use reads the cache
 "$FTC" inspect "$FIX/gguf/llama_gqa.gguf" >"$T/out" || fail "inspect"
+"$FTC" logits --model="$FIX/gguf/llama_gqa.gguf" --ids "$T/ids.jsonl" >/dev/null || fail "--model=X.gguf"
 grep -q "kv heads 2" "$T/out" || { cat "$T/out"; fail "inspect shows the GGUF's hyperparameters"; }
 "$FTC" generate --model "$FIX/gguf/llama_gqa.gguf" --prompt "ab" --max-tokens 5 >"$T/g1" || fail "generate"
 "$FTC" export --model "$FIX/gguf/llama_tied.gguf" --format hf --out "$T/hf" >/dev/null || fail "export --format hf"

@@ -106,13 +106,19 @@ int cli_resolve_gguf_args(int argc, char **argv) {
     if (argc < 2) return 0;
     bool positional = !strcmp(argv[1], "inspect");
     for (int i = 2; i < argc; i++) {
-        bool model_value = !strcmp(argv[i - 1], "--model") || !strcmp(argv[i - 1], "--base");
-        if (!(model_value || (positional && argv[i][0] != '-')) || !ftc_is_gguf_path(argv[i])) continue;
+        const char *a = argv[i], *path = NULL, *prefix = "";
+        if (!strcmp(argv[i - 1], "--model") || !strcmp(argv[i - 1], "--base") || (positional && a[0] != '-')) path = a;
+        else if (!strncmp(a, "--model=", 8)) path = a + 8, prefix = "--model=";
+        else if (!strncmp(a, "--base=", 7)) path = a + 7, prefix = "--base=";
+        if (!path || !ftc_is_gguf_path(path)) continue;
         char dir[FTC_PATH_MAX];
         ftc_err err;
-        if (ftc_gguf_resolve(argv[i], dir, sizeof dir, &err)) return cli_fail(argv[1], &err);
-        argv[i] = strdup(dir); /* lives as long as argv */
-        if (!argv[i]) return 3;
+        if (ftc_gguf_resolve(path, dir, sizeof dir, &err)) return cli_fail(argv[1], &err);
+        size_t n = strlen(prefix) + strlen(dir) + 1;
+        char *v = malloc(n); /* lives as long as argv */
+        if (!v) return 3;
+        snprintf(v, n, "%s%s", prefix, dir);
+        argv[i] = v;
     }
     return 0;
 }
