@@ -533,7 +533,8 @@ static ftc_status trim_metrics(const char *path, int64_t step, ftc_err *err) {
         char *nl = strchr(line, '\n');
         if (!nl) break; /* torn last line */
         json_t *o = json_loadb(line, (size_t)(nl - line), 0, NULL);
-        if (o && json_integer_value(json_object_get(o, "step")) <= step) {
+        /* a "finished" line is written again when the resumed run finishes */
+        if (o && json_integer_value(json_object_get(o, "step")) <= step && !json_object_get(o, "finished")) {
             memcpy(out + n, line, (size_t)(nl - line + 1));
             n += (size_t)(nl - line + 1);
         }
@@ -839,11 +840,23 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
             break;
         }
         if (!isfinite(loss)) {
-            if (last_good_ckpt >= 0)
+            /* the last good checkpoint becomes RUNDIR/model, so `ftc eval --model RUNDIR` takes it */
+            ftc_err me;
+            ftc_status ms = last_good_ckpt >= 0 ? ftc_checkpoint_load(r.path_ckpt, m, NULL, NULL, &me) : FTC_E_INTERNAL;
+            if (ms == FTC_OK) ms = save_final_model(&r, &me);
+            if (last_good_ckpt >= 0 && ms == FTC_OK)
                 s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped; the last good "
-                             "checkpoint (step %lld) is intact in %s. Lower --lr or check the data.",
+                             "checkpoint (step %lld) is intact in %s and written as %s/model. Evaluate it with "
+                             "ftc eval --model %s --data FILE, or continue from it with ftc train --out %s --resume "
+                             "--lr LOWER (or check the data).",
                              isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1,
-                             (long long)last_good_ckpt, r.path_ckpt);
+                             (long long)last_good_ckpt, r.path_ckpt, c->out, c->out, c->out);
+            else if (last_good_ckpt >= 0)
+                s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped; the last good "
+                             "checkpoint (step %lld) is intact in %s (continue from it with ftc train --out %s --resume "
+                             "--lr LOWER); writing it as %s/model failed: %s",
+                             isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1,
+                             (long long)last_good_ckpt, r.path_ckpt, c->out, c->out, me.msg);
             else
                 s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped before any "
                              "checkpoint was written. Lower --lr or check the data.",
@@ -875,6 +888,12 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
             if ((s = save_checkpoint(&r, last || stop, err)) != FTC_OK) break;
             last_good_ckpt = r.step;
         }
+        if (c->stop && *c->stop && !last) { /* asked to stop: this step is done, keep it */
+            if (last_good_ckpt != r.step && (s = save_checkpoint(&r, false, err)) != FTC_OK) break;
+            last_good_ckpt = r.step;
+            res->interrupted = true;
+            break;
+        }
     }
     if (!quiet) ftc_progress_finish(&prog);
     if (s == FTC_OK) {
@@ -882,10 +901,10 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         res->best_metric = r.best;
         res->best_step = r.best_step;
         res->stopped_early = stop;
-        s = save_final_model(&r, err);
+        if (!res->interrupted) s = save_final_model(&r, err);
         if (s == FTC_OK) remove_run_temps(c->out);
         /* the last line: the run is done and model/ is its model (ftc_train_run_finished) */
-        if (s == FTC_OK)
+        if (s == FTC_OK && !res->interrupted)
             s = log_json(&r, json_pack("{s:I, s:b, s:b}", "step", (json_int_t)r.step, "finished", 1, "stopped_early", stop),
                          err);
     }
