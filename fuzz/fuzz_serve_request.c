@@ -1,6 +1,6 @@
 /* libFuzzer: any request body for /v1/completions and /v1/chat/completions must parse or be refused with a
  * message (the server's 400), never crash or leak; an accepted request satisfies what the engine relies on. The
- * first byte picks the endpoint. */
+ * first byte picks the endpoint: completions, chat, classify, embeddings. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    ftc_serve_kind kind = data[0] & 1 ? FTC_SERVE_CHAT : FTC_SERVE_COMPLETION;
+    ftc_serve_kind kind = (ftc_serve_kind)(data[0] & 3); /* completions, chat, classify, embeddings */
     ftc_serve_request r;
     ftc_err err;
     err.msg[0] = 0;
@@ -27,6 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < r.n_stop; i++)
         if (!r.stop[i] || !r.stop[i][0]) abort();
     if (kind == FTC_SERVE_COMPLETION && !r.prompt) abort();
+    if (kind == FTC_SERVE_CLASSIFY || kind == FTC_SERVE_EMBED) {
+        if (r.n_inputs < 1 || r.n_inputs > FTC_SERVE_MAX_INPUTS || r.top < 0) abort();
+        for (int i = 0; i < r.n_inputs; i++)
+            if (!r.inputs[i]) abort();
+    }
     if (kind == FTC_SERVE_CHAT) {
         if (!json_is_array(r.messages) || json_array_size(r.messages) == 0) abort();
         size_t i;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # ftc serve on loopback with stories260K: the official openai Python client (tests/serve_client.py: models,
-# completions equal to ftc generate greedy and seeded, stop strings, chat with the template, 400/401 errors),
-# curl for what a client library hides (401 with /health open, 404, 405, 413, malformed JSON, wrong types),
-# then SIGTERM: the server exits 0 promptly.
+# completions equal to ftc generate greedy and seeded, stop strings, chat with the template, streaming (shared
+# id, role first, finish_reason last, one usage chunk, stop strings never streamed), n, logprobs equal to the
+# log-softmax of ftc logits, 400/401 errors), curl for what a client library hides (401 with /health open, 404,
+# 405, 413, malformed JSON, wrong types), then SIGTERM: the server exits 0 promptly. With MiniLM: /v1/classify
+# equals ftc classify on a head run, /v1/embeddings equals mean-pooled ftc logits --task encode.
 set -u
 FTC=${FTC_BIN:?}
 SRC=${FTC_SOURCE_DIR:?}
@@ -64,10 +66,31 @@ grep -q '"completion_tokens":0' "$T/body" || fail "max_tokens 0: $(cat "$T/body"
 "$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 40 --temperature 0 > "$T/greedy.txt" || fail "generate"
 "$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 40 --temperature 0.8 --top-k 20 --seed 7 \
   > "$T/sampled.txt" || fail "generate sampled"
+for s in 8 9; do
+  "$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 40 --temperature 0.8 --top-k 20 --seed $s \
+    > "$T/sampled_$((s - 7)).txt" || fail "generate seed $s"
+done
+# log-softmax of ftc logits after the prompt and each of the first 6 greedy tokens: [logprob of the greedy
+# token, then the 5 largest] per position
+python3 - "$FTC" "$M" "$T" <<'PYEOF' || fail "logprobs expectations"
+import json, math, subprocess, sys
+ftc, m, t = sys.argv[1:4]
+ids = [int(x) for x in subprocess.check_output([ftc, "tokenize", "--model", m, "Once upon a time"]).split()]
+out = []
+for _ in range(6):
+    open(f"{t}/ids.jsonl", "w").write(json.dumps({"input_ids": ids}) + "\n")
+    z = json.loads(subprocess.check_output([ftc, "logits", "--model", m, "--ids", f"{t}/ids.jsonl"]))[-1]
+    mx = max(z)
+    lse = mx + math.log(sum(math.exp(v - mx) for v in z))
+    lp = sorted((v - lse for v in z), reverse=True)
+    out.append(lp[:5])
+    ids.append(max(range(len(z)), key=lambda i: (z[i], -i)))
+json.dump(out, open(f"{t}/logprobs.json", "w"))
+PYEOF
 PY=
 for p in python3 /usr/bin/python3; do "$p" -c 'import openai' 2>/dev/null && { PY=$p; break; }; done
 if [ -n "$PY" ]; then
-  "$PY" "$SRC/tests/serve_client.py" "$URL/v1" sk-test-123 stories260K-hf "$T" || fail "openai client"
+  "$PY" "$SRC/tests/serve_client.py" lm "$URL/v1" sk-test-123 stories260K-hf "$T" || fail "openai client"
 else
   echo "SKIP (client part): the openai Python package is not installed (scripts/install-deps.sh installs it)"
 fi
@@ -79,4 +102,54 @@ wait "$pid"; rc=$?
 pid=
 [ "$rc" = 0 ] || { cat "$T/log"; fail "the server exited $rc after SIGTERM"; }
 grep -q 'stopped' "$T/log" || fail "no 'stopped' in the log: $(cat "$T/log")"
+
+# ---- a classifier and an encoder (MiniLM) ----
+MINI=${FTC_MINILM_DIR:-}
+if [ -z "$MINI" ] || [ ! -f "$MINI/config.json" ] || [ -z "$PY" ]; then
+  echo "SKIP (classify, embeddings): MiniLM or the openai package is not installed"
+  echo PASS; exit 0
+fi
+start() { # start NAME ARGS...: a server on a free port, its URL in $URL
+  local name=$1; shift
+  "$FTC" serve --port 0 "$@" 2> "$T/$name.log" &
+  pid=$!
+  for _ in $(seq 100); do grep -qs "on http://" "$T/$name.log" && break; sleep 0.1; done
+  URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/$name.log" | head -1)
+  [ -n "$URL" ] || { cat "$T/$name.log"; fail "the $name server did not start"; }
+}
+stop() { kill -TERM "$pid"; wait "$pid" || fail "server exit $?"; pid=; }
+grep -E '"(create_account|end_ride|unlock_bike)"' "$SRC/examples/faq/train.jsonl" | head -48 > "$T/cls.jsonl"
+"$FTC" train --model "$MINI" --data "$T/cls.jsonl" --out "$T/run" --task classify --method head --max-steps 6 \
+  --batch 8 --lr 5e-2 --quiet > /dev/null 2> "$T/train.err" || fail "train: $(cat "$T/train.err")"
+printf '%s\n' "How do I sign up?" "I want to end my ride" "the bike will not unlock" "" "é ü 日本" > "$T/texts.txt"
+"$FTC" classify --model "$T/run" --jsonl --file "$T/texts.txt" > "$T/classify.jsonl" 2>/dev/null || true
+[ "$(wc -l < "$T/classify.jsonl")" = 4 ] || fail "ftc classify: $(cat "$T/classify.jsonl")" # (blank lines skipped)
+grep -v '^$' "$T/texts.txt" > "$T/t" && mv "$T/t" "$T/texts.txt"
+start cls --model "$T/run"
+"$PY" "$SRC/tests/serve_client.py" classify "$URL/v1" none run "$T" || fail "classify client"
+stop
+# embeddings: mean over the tokens of ftc logits' last hidden states, L2-normalised
+"$FTC" tokenize --model "$MINI" --file "$T/texts.txt" > "$T/ids.txt" || fail "tokenize"
+python3 - "$T" <<'PYEOF' || fail "ids"
+import json, sys
+t = sys.argv[1]
+with open(f"{t}/ids.jsonl", "w") as f:
+    for l in open(f"{t}/ids.txt"):
+        f.write(json.dumps({"input_ids": [int(x) for x in l.split()]}) + "\n")
+PYEOF
+"$FTC" logits --model "$MINI" --task encode --ids "$T/ids.jsonl" > "$T/hidden.jsonl" || fail "logits"
+python3 - "$T" <<'PYEOF' || fail "embeddings expectations"
+import json, math, sys
+t = sys.argv[1]
+out = []
+for l in open(f"{t}/hidden.jsonl"):
+    h = json.loads(l)
+    e = [sum(r[c] for r in h) / len(h) for c in range(len(h[0]))]
+    n = math.sqrt(sum(x * x for x in e))
+    out.append([x / n for x in e])
+json.dump(out, open(f"{t}/embed.json", "w"))
+PYEOF
+start enc --model "$MINI" --api-key k2
+"$PY" "$SRC/tests/serve_client.py" embed "$URL/v1" k2 "$(basename "$MINI")" "$T" || fail "embeddings client"
+stop
 echo "PASS"

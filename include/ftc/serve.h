@@ -11,9 +11,9 @@
 struct json_t;
 
 /* ---- a request body, parsed and checked (src/serve/request.c) ---- */
-typedef enum { FTC_SERVE_COMPLETION, FTC_SERVE_CHAT } ftc_serve_kind;
+typedef enum { FTC_SERVE_COMPLETION, FTC_SERVE_CHAT, FTC_SERVE_CLASSIFY, FTC_SERVE_EMBED } ftc_serve_kind;
 
-enum { FTC_SERVE_MAX_STOP = 4, FTC_SERVE_MAX_N = 16, FTC_SERVE_MAX_TOP_LOGPROBS = 20 };
+enum { FTC_SERVE_MAX_STOP = 4, FTC_SERVE_MAX_N = 16, FTC_SERVE_MAX_TOP_LOGPROBS = 20, FTC_SERVE_MAX_INPUTS = 2048 };
 
 typedef struct {
     ftc_serve_kind kind;
@@ -32,9 +32,13 @@ typedef struct {
     bool stream, include_usage;
     int logprobs;            /* -1: none; else how many alternatives per token (completions: logprobs=K; chat:
                                 logprobs=true with top_logprobs=K, K may be 0) */
+    char **inputs;           /* classify, embeddings: "input" (a string or a list of strings) */
+    int n_inputs;
+    int top;                 /* classify: labels per input, 0 = all (default) */
+    bool base64;             /* embeddings: encoding_format "base64" (little-endian float32) */
 } ftc_serve_request;
 
-/* Parses a /v1/completions or /v1/chat/completions body. Malformed JSON, a field of the wrong type or out of its
+/* Parses a /v1/completions, /v1/chat/completions, /v1/classify or /v1/embeddings body. Malformed JSON, a field of the wrong type or out of its
  * range is FTC_E_INPUT with a message naming the field (the server answers 400 with it). Fields this server does
  * not use (user, presence_penalty, ...) are accepted and ignored, as OpenAI-compatible servers do. */
 ftc_status ftc_serve_parse_request(const char *body, size_t len, ftc_serve_kind kind, ftc_serve_request *out,
@@ -44,6 +48,7 @@ void ftc_serve_request_free(ftc_serve_request *r);
 /* ---- the server (src/serve/server.c) ---- */
 typedef struct {
     const char *model_path; /* a model directory or an ftc run directory */
+    int task;               /* FTC_TASK_* (model.h), or -1: the run's, else what config.json's architectures name */
     const char *host;       /* default 127.0.0.1 */
     int port;               /* 0: any free port (ftc_server_port tells which) */
     const char *api_key;    /* NULL: no key needed */

@@ -12,16 +12,20 @@
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc serve --model DIR|RUNDIR [--host 127.0.0.1] [--port 8080] [--api-key K | --api-key-file F]\n"
-            "                 [--ctx N] [--slots N] [--queue N]\n\n"
-            "Serves a causal LM over HTTP with the OpenAI API, so the tools and client libraries that speak it\n"
+            "                 [--ctx N] [--slots N] [--queue N] [--task causal-lm|classify|encode]\n\n"
+            "Serves a model over HTTP with the OpenAI API, so the tools and client libraries that speak it\n"
             "(the openai Python package, curl, chat front-ends) use the tuned model. Endpoints:\n"
             "  GET  /health                 {\"status\": \"ok\"}, no key needed\n"
             "  GET  /v1/models              the one model, named after its directory\n"
             "  POST /v1/completions         continue a prompt (as ftc generate)\n"
             "  POST /v1/chat/completions    answer messages rendered with the model's chat template (as ftc chat)\n"
+            "  POST /v1/classify            a classifier's labels and probabilities per input (as ftc classify)\n"
+            "  POST /v1/embeddings          an encoder's mean-pooled, L2-normalised embeddings (as ftc retrieve)\n"
             "Parameters: temperature, top_p, top_k, max_tokens, stop, seed, n, logprobs, stream. See docs/serve.md.\n"
             "Stops with SIGINT (Ctrl-C) or SIGTERM: generations in progress end with what they have.\n\n"
-            "  --model DIR|RUNDIR   a model directory or an ftc run directory trained for causal-lm\n"
+            "  --model DIR|RUNDIR   a model directory or an ftc run directory\n"
+            "  --task T             causal-lm, classify or encode (default: the run's task, else what config.json's\n"
+            "                       architectures names: *ForCausalLM, *ForSequenceClassification, else encode)\n"
             "  --host H             address to listen on (default 127.0.0.1: this machine only)\n"
             "  --port P             TCP port (default 8080; 0 = any free port, printed at start)\n"
             "  --api-key K          require 'Authorization: Bearer K' on /v1/ (default: no key)\n"
@@ -61,14 +65,14 @@ int cmd_serve(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    ftc_serve_opts o = {.host = "127.0.0.1", .port = 8080, .slots = 1, .queue = 16, .log = log_line};
+    ftc_serve_opts o = {.host = "127.0.0.1", .port = 8080, .slots = 1, .queue = 16, .task = -1, .log = log_line};
     const char *key_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         long v;
         static const char *const valued[] = {"--model", "--host", "--port", "--api-key", "--api-key-file", "--ctx",
-                                             "--slots", "--queue"};
+                                             "--slots", "--queue", "--task"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known = known || !strcmp(a, valued[k]);
         if (!known) return cli_usage_error("serve", "unknown argument '%s'", a);
@@ -78,6 +82,12 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--host")) o.host = val;
         else if (!strcmp(a, "--api-key")) o.api_key = val;
         else if (!strcmp(a, "--api-key-file")) key_file = val;
+        else if (!strcmp(a, "--task")) {
+            if (!strcmp(val, "causal-lm")) o.task = FTC_TASK_CAUSAL_LM;
+            else if (!strcmp(val, "classify")) o.task = FTC_TASK_CLASSIFY;
+            else if (!strcmp(val, "encode")) o.task = FTC_TASK_ENCODE;
+            else return cli_usage_error("serve", "--task needs causal-lm, classify or encode, not '%s'", val);
+        }
         else if (!strcmp(a, "--port")) {
             if (!cli_parse_long(val, 0, 65535, &v)) return cli_usage_error("serve", "--port needs 0..65535, not '%s'", val);
             o.port = (int)v;

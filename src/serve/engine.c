@@ -5,6 +5,7 @@
  * still become one, then run the token through the model. A choice of a request with seed S samples exactly as
  * `ftc generate --seed S+index` does. */
 #include "serve/serve_internal.h"
+#include "ftc/retrieval.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ void ftc_sv_job_free(ftc_sv_job *j) {
         free(c->lps);
     }
     free(j->prompt);
+    free(j->vecs);
     ftc_serve_request_free(&j->req);
     pthread_cond_destroy(&j->cv);
     free(j);
@@ -205,15 +207,26 @@ static bool add_text(ftc_server *s, ftc_sv_choice *c, const char *piece, bool *o
     return false;
 }
 
-static char *token_text(ftc_server *s, int32_t id) {
-    char *t = NULL;
+/* The text a token adds after prev, as the detokenizer streams it: decode(prev, id) minus decode(prev), so
+ * SentencePiece's leading space stays (decoding a lone "\u2581the" drops it). Special tokens included. */
+static char *token_text(ftc_server *s, int32_t prev, int32_t id) {
+    char *both = NULL, *one = NULL;
     ftc_err err;
-    if (ftc_tokenizer_decode(s->im.tok, &id, 1, false, &t, &err)) return strdup("");
-    return t;
+    int32_t pair[2] = {prev, id};
+    if (prev >= 0 && !ftc_tokenizer_decode(s->im.tok, pair, 2, false, &both, &err) &&
+        !ftc_tokenizer_decode(s->im.tok, pair, 1, false, &one, &err) && !strncmp(both, one, strlen(one))) {
+        char *t = strdup(both + strlen(one));
+        free(both), free(one);
+        return t ? t : strdup("");
+    }
+    free(both), free(one);
+    if (ftc_tokenizer_decode(s->im.tok, &id, 1, false, &one, &err)) return strdup("");
+    return one;
 }
 
 /* log-softmax of the slot's logits: the chosen token's and the k most likely. */
-static bool record_logprobs(ftc_server *s, ftc_sv_slot *sl, ftc_sv_choice *c, int32_t id, int k, size_t end) {
+static bool record_logprobs(ftc_server *s, ftc_sv_slot *sl, ftc_sv_choice *c, int32_t prev, int32_t id, int k,
+                            size_t end) {
     if (c->n_lps == c->cap_lps) {
         int cap = c->cap_lps ? 2 * c->cap_lps : 32;
         ftc_sv_logprob *p = realloc(c->lps, (size_t)cap * sizeof *p);
@@ -229,7 +242,7 @@ static bool record_logprobs(ftc_server *s, ftc_sv_slot *sl, ftc_sv_choice *c, in
     double lse = mx + log(sum);
     ftc_sv_logprob *lp = &c->lps[c->n_lps++];
     memset(lp, 0, sizeof *lp);
-    lp->tok = (ftc_sv_alt){id, (float)(x[id] - lse), token_text(s, id)};
+    lp->tok = (ftc_sv_alt){id, (float)(x[id] - lse), token_text(s, prev, id)};
     lp->end = end;
     /* the k largest, ties to the lower id (as ftc_sample's greedy pick) */
     for (int t = 0; t < k && t < V; t++) {
@@ -239,7 +252,7 @@ static bool record_logprobs(ftc_server *s, ftc_sv_slot *sl, ftc_sv_choice *c, in
             for (int q = 0; q < t && !taken; q++) taken = lp->top[q].id == i;
             if (!taken && (best < 0 || x[i] > x[best])) best = i;
         }
-        lp->top[t] = (ftc_sv_alt){best, (float)(x[best] - lse), token_text(s, best)};
+        lp->top[t] = (ftc_sv_alt){best, (float)(x[best] - lse), token_text(s, prev, best)};
         lp->n_top = t + 1;
     }
     return true;
@@ -291,11 +304,15 @@ static void step(ftc_server *s, ftc_sv_slot *sl) {
         free(piece);
         goto fail;
     }
+    int32_t prev = c->tokens > 1 ? c->prev : j->prompt[j->n_prompt - 1];
+    c->prev = next;
     pthread_mutex_lock(&s->mu);
     bool oom = false;
+    /* the token's text ends here; a token cut by a stop string ends past the answer and is not reported */
+    size_t end = c->len + strlen(piece) + (tail ? strlen(tail) : 0);
     bool hit = add_text(s, c, piece, &oom);
     if (!hit && tail) hit = add_text(s, c, tail, &oom);
-    bool lp_ok = j->req.logprobs < 0 || record_logprobs(s, sl, c, next, j->req.logprobs, c->len);
+    bool lp_ok = j->req.logprobs < 0 || record_logprobs(s, sl, c, prev, next, j->req.logprobs, end);
     if (hit) finish(s, c, "stop");
     else if (last || oom || !lp_ok) finish(s, c, "length");
     else pthread_cond_broadcast(&j->cv);
@@ -311,6 +328,41 @@ fail:
     j->error_code = "server_error";
     snprintf(j->error, sizeof j->error, "%s", err.msg);
     finish(s, c, "length");
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* /v1/classify and /v1/embeddings: the whole request at once, in batches (engine thread, mu not held). */
+static void run_inputs(ftc_server *s, ftc_sv_job *j) {
+    ftc_err err;
+    ftc_status st = FTC_OK;
+    int n = j->req.n_inputs, dim = j->req.kind == FTC_SERVE_CLASSIFY ? s->num_labels : s->hidden;
+    ftc_ids *ids = calloc((size_t)n, sizeof *ids);
+    j->vecs = malloc((size_t)n * dim * sizeof(float));
+    if (!ids || !j->vecs) st = ftc_errf(&err, FTC_E_NOMEM, "out of memory");
+    for (int i = 0; !st && i < n; i++) {
+        st = ftc_classify_encode(&s->im, j->req.inputs[i], s->max_len, &ids[i], &err);
+        if (st) ftc_err_prefix(&err, "input[%d]", i);
+        else j->in_tokens += (int)ids[i].n;
+    }
+    enum { BATCH = 16 };
+    for (int b = 0; !st && b < n; b += BATCH) {
+        int k = n - b < BATCH ? n - b : BATCH;
+        if (j->req.kind == FTC_SERVE_CLASSIFY)
+            st = ftc_classify_ids(&s->im, ids + b, k, dim, j->vecs + (size_t)b * dim, &err);
+        else
+            st = ftc_embed_texts(s->im.model, s->im.tok, (const char *const *)j->req.inputs + b, (size_t)k, s->max_len,
+                                 k, j->vecs + (size_t)b * dim, &err);
+    }
+    for (int i = 0; ids && i < n; i++) ftc_ids_free(&ids[i]);
+    free(ids);
+    pthread_mutex_lock(&s->mu);
+    if (st) {
+        j->status = st == FTC_E_NOMEM || st == FTC_E_INTERNAL ? 500 : 400;
+        snprintf(j->error, sizeof j->error, "%s", err.msg);
+    }
+    j->prepared = true;
+    j->released = true;
+    pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -332,6 +384,13 @@ static void *engine_main(void *p) {
                 dequeue_head(s);
                 if (j->n_admitted == 0) reject(j, 503, "server_shutting_down", "the server is shutting down");
                 else for (int i = j->n_admitted; i < j->req.n; i++) finish(s, &j->ch[i], "length"), j->n_admitted++;
+                continue;
+            }
+            if (j->req.kind == FTC_SERVE_CLASSIFY || j->req.kind == FTC_SERVE_EMBED) {
+                dequeue_head(s);
+                pthread_mutex_unlock(&s->mu);
+                run_inputs(s, j);
+                pthread_mutex_lock(&s->mu);
                 continue;
             }
             if (!j->prepared) {
@@ -365,9 +424,10 @@ static void *engine_main(void *p) {
 
 ftc_status ftc_sv_engine_init(ftc_server *s, ftc_err *err) {
     s->V = ftc_model_config_of(s->im.model)->vocab_size;
-    s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
+    if (s->task != FTC_TASK_CAUSAL_LM) s->n_slots = 0;
+    s->slots = calloc((size_t)(s->n_slots ? s->n_slots : 1), sizeof *s->slots);
     if (!s->slots) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    for (int i = 0; i < s->n_slots; i++) {
+    for (int i = 0; s->task == FTC_TASK_CAUSAL_LM && i < s->n_slots; i++) {
         ftc_sv_slot *sl = &s->slots[i];
         ftc_status st = ftc_kv_cache_create(s->im.model, s->ctx < 256 ? s->ctx : 256, &sl->cache, err);
         if (st) return st;

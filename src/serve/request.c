@@ -11,6 +11,8 @@ void ftc_serve_request_free(ftc_serve_request *r) {
     free(r->prompt);
     json_decref(r->messages);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    for (int i = 0; i < r->n_inputs; i++) free(r->inputs[i]);
+    free(r->inputs);
     memset(r, 0, sizeof *r);
 }
 
@@ -138,6 +140,28 @@ static ftc_status parse_messages(json_t *o, ftc_serve_request *r, ftc_err *err) 
     return FTC_OK;
 }
 
+/* classify and embeddings: "input", a string or a non-empty list of strings */
+static ftc_status parse_inputs(json_t *o, ftc_serve_request *r, ftc_err *err) {
+    json_t *v = json_object_get(o, "input");
+    if (!v) return bad(err, "'%s' is required", "input");
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    if (!json_is_string(v) && !json_is_array(v))
+        return bad(err, "'%s' must be a string or a list of strings", "input");
+    if (n == 0) return bad(err, "'%s' must not be an empty list", "input");
+    if (n > FTC_SERVE_MAX_INPUTS)
+        return ftc_errf(err, FTC_E_INPUT, "'input' takes at most %d texts per request, not %zu", FTC_SERVE_MAX_INPUTS, n);
+    if (!(r->inputs = calloc(n, sizeof *r->inputs))) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!json_is_string(e))
+            return ftc_errf(err, FTC_E_INPUT, "'input[%zu]' must be a string (token ids are not taken)", i);
+        ftc_status s = dup_string(e, &r->inputs[i], "input", err);
+        if (s) return s;
+        r->n_inputs++;
+    }
+    return FTC_OK;
+}
+
 ftc_status ftc_serve_parse_request(const char *body, size_t len, ftc_serve_kind kind, ftc_serve_request *r,
                                    ftc_err *err) {
     memset(r, 0, sizeof *r);
@@ -161,6 +185,27 @@ ftc_status ftc_serve_parse_request(const char *body, size_t len, ftc_serve_kind 
             goto done;
         }
         if ((s = dup_string(model, &r->model, "model", err))) goto done;
+    }
+    if (kind == FTC_SERVE_CLASSIFY || kind == FTC_SERVE_EMBED) {
+        if ((s = parse_inputs(o, r, err))) goto done;
+        if (kind == FTC_SERVE_CLASSIFY) {
+            if ((s = get_int(o, "top", 0, 1 << 20, &x, &given, err))) goto done;
+            if (given) r->top = (int)x;
+        } else {
+            json_t *f = json_object_get(o, "encoding_format");
+            if (f && !json_is_null(f) && (!json_is_string(f) || (strcmp(json_string_value(f), "float") &&
+                                                                  strcmp(json_string_value(f), "base64")))) {
+                s = bad(err, "'%s' must be \"float\" or \"base64\"", "encoding_format");
+                goto done;
+            }
+            r->base64 = f && json_is_string(f) && !strcmp(json_string_value(f), "base64");
+            json_t *d = json_object_get(o, "dimensions");
+            if (d && !json_is_null(d)) {
+                s = ftc_errf(err, FTC_E_INPUT, "'dimensions' is not supported: the model's embeddings have its hidden size");
+                goto done;
+            }
+        }
+        goto done;
     }
     if (kind == FTC_SERVE_COMPLETION) {
         json_t *p = json_object_get(o, "prompt");

@@ -31,6 +31,7 @@ typedef struct {
     char *text;            /* decoded text (guarded by mu: handlers read text[0..shown)) */
     size_t len, cap, shown;
     int tokens;            /* generated (stop token excluded) */
+    int32_t prev;          /* the last generated token */
     const char *finish;    /* "stop" | "length" | NULL while generating */
     ftc_sv_logprob *lps;   /* one per generated token when logprobs were asked */
     int n_lps, cap_lps;
@@ -51,6 +52,8 @@ struct ftc_sv_job {
     int status;            /* 0, or the HTTP error status the request ends with */
     char error[1100];
     const char *error_code;
+    float *vecs;           /* classify: probabilities [n_inputs, num_labels]; embeddings [n_inputs, hidden] */
+    int in_tokens;         /* classify, embeddings: tokens of every input */
     pthread_cond_t cv;
     ftc_sv_job *next;
 };
@@ -68,6 +71,9 @@ struct ftc_server {
     char *api_key;
     ftc_infer_model im;
     bool have_im;
+    ftc_task task;
+    int num_labels, hidden, max_len; /* classify / encode */
+    char **labels;
     ftc_chat_template *tmpl;
     const char *template_why;
     int32_t stop_gen[16], stop_chat[16];

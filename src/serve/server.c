@@ -2,6 +2,7 @@
  * server-sent events. Handler threads never touch the model: they queue a job for the engine (engine.c) and
  * wait on the job's condition variable, writing text as the engine publishes it. */
 #include "serve/serve_internal.h"
+#include "ftc/hf_config.h"
 #include <civetweb.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -170,9 +171,20 @@ static bool authorized(ftc_server *s, struct mg_connection *conn) {
     return diff == 0;
 }
 
+static const char *task_name(ftc_task t) {
+    return t == FTC_TASK_CAUSAL_LM ? "causal-lm" : t == FTC_TASK_CLASSIFY ? "classify" : "encode";
+}
+
 static json_t *model_json(ftc_server *s) {
-    return json_pack("{s:s,s:s,s:I,s:s}", "id", s->model_id, "object", "model", "created", (json_int_t)s->created,
-                     "owned_by", "ftc");
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:i}", "id", s->model_id, "object", "model", "created",
+                          (json_int_t)s->created, "owned_by", "ftc", "task", task_name(s->task), "context_length",
+                          s->task == FTC_TASK_CAUSAL_LM ? s->ctx : s->max_len);
+    if (o && s->task == FTC_TASK_CLASSIFY) {
+        json_t *l = json_array();
+        for (int i = 0; i < s->num_labels; i++) json_array_append_new(l, json_string(s->labels[i]));
+        json_object_set_new(o, "labels", l);
+    }
+    return o;
 }
 
 static json_t *usage_json(const ftc_sv_job *j) {
@@ -182,7 +194,82 @@ static json_t *usage_json(const ftc_sv_job *j) {
                      j->n_prompt + out);
 }
 
+static const float *sort_base;
+static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER; /* qsort has no context argument */
+static int by_score(const void *a, const void *b) {
+    float x = sort_base[*(const int *)a], y = sort_base[*(const int *)b];
+    if (x != y) return x > y ? -1 : 1;
+    return *(const int *)a - *(const int *)b;
+}
+
+static char *base64_floats(const float *v, int n) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t len = (size_t)n * 4;
+    unsigned char *b = malloc(len ? len : 1);
+    char *out = malloc((len + 2) / 3 * 4 + 1), *q = out;
+    if (!b || !out) {
+        free(b), free(out);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) { /* little-endian float32, as numpy's frombuffer(dtype="float32") reads it */
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        for (int k = 0; k < 4; k++) b[4 * i + k] = (unsigned char)(u >> (8 * k));
+    }
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t w = (uint32_t)b[i] << 16 | (i + 1 < len ? (uint32_t)b[i + 1] << 8 : 0) | (i + 2 < len ? b[i + 2] : 0);
+        *q++ = tab[w >> 18 & 63];
+        *q++ = tab[w >> 12 & 63];
+        *q++ = i + 1 < len ? tab[w >> 6 & 63] : '=';
+        *q++ = i + 2 < len ? tab[w & 63] : '=';
+    }
+    *q = 0;
+    free(b);
+    return out;
+}
+
+static json_t *inputs_response(ftc_server *s, ftc_sv_job *j) {
+    json_t *data = json_array();
+    bool cls = j->req.kind == FTC_SERVE_CLASSIFY;
+    int dim = cls ? s->num_labels : s->hidden;
+    int *order = cls ? malloc((size_t)dim * sizeof *order) : NULL;
+    if (cls && !order) return NULL;
+    for (int i = 0; data && i < j->req.n_inputs; i++) {
+        const float *v = j->vecs + (size_t)i * dim;
+        if (cls) {
+            for (int k = 0; k < dim; k++) order[k] = k;
+            pthread_mutex_lock(&sort_mu);
+            sort_base = v;
+            qsort(order, (size_t)dim, sizeof *order, by_score);
+            pthread_mutex_unlock(&sort_mu);
+            int top = j->req.top > 0 && j->req.top < dim ? j->req.top : dim;
+            json_t *labels = json_array();
+            for (int k = 0; k < top; k++)
+                json_array_append_new(labels, json_pack("{s:s,s:f}", "label", s->labels[order[k]], "score",
+                                                        (double)v[order[k]]));
+            json_array_append_new(data, json_pack("{s:s,s:i,s:s,s:f,s:o}", "object", "classification", "index", i,
+                                                  "label", s->labels[order[0]], "score", (double)v[order[0]], "labels",
+                                                  labels));
+        } else {
+            json_t *e;
+            if (j->req.base64) {
+                char *b = base64_floats(v, dim);
+                e = b ? json_string(b) : NULL;
+                free(b);
+            } else {
+                e = json_array();
+                for (int k = 0; e && k < dim; k++) json_array_append_new(e, json_real(v[k]));
+            }
+            json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", i, "embedding", e));
+        }
+    }
+    free(order);
+    return json_pack("{s:s,s:o,s:s,s:{s:i,s:i}}", "object", "list", "data", data, "model", s->model_id, "usage",
+                     "prompt_tokens", j->in_tokens, "total_tokens", j->in_tokens);
+}
+
 static json_t *full_response(ftc_server *s, ftc_sv_job *j) {
+    if (j->req.kind == FTC_SERVE_CLASSIFY || j->req.kind == FTC_SERVE_EMBED) return inputs_response(s, j);
     bool chat = j->req.kind == FTC_SERVE_CHAT;
     json_t *choices = json_array();
     for (int i = 0; i < j->req.n; i++) {
@@ -239,7 +326,7 @@ static void stream(ftc_server *s, struct mg_connection *conn, ftc_sv_job *j) {
     bool role_sent[FTC_SERVE_MAX_N] = {0}, fin_sent[FTC_SERVE_MAX_N] = {0};
     bool ok = true;
     for (;;) {
-        bool all = true;
+        bool all = true, progressed = false; /* mu is dropped while writing: a pass that wrote looks again */
         for (int i = 0; i < j->req.n && ok; i++) {
             ftc_sv_choice *c = &j->ch[i];
             json_t *delta = NULL;
@@ -274,6 +361,7 @@ static void stream(ftc_server *s, struct mg_connection *conn, ftc_sv_job *j) {
                                   : json_pack("{s:i,s:o,s:o,s:o}", "index", i, "text", delta, "logprobs", lp,
                                               "finish_reason", fin ? json_string(c->finish) : json_null());
                 if (fin) fin_sent[i] = true;
+                progressed = true;
                 json_t *o = chunk(s, j, json_pack("[o]", ch));
                 pthread_mutex_unlock(&s->mu);
                 ok = sse_send(conn, o);
@@ -289,7 +377,7 @@ static void stream(ftc_server *s, struct mg_connection *conn, ftc_sv_job *j) {
             break;
         }
         if (all || j->status) break;
-        pthread_cond_wait(&j->cv, &s->mu);
+        if (!progressed) pthread_cond_wait(&j->cv, &s->mu);
     }
     while (!j->released) pthread_cond_wait(&j->cv, &s->mu);
     if (!ok) return;
@@ -401,6 +489,14 @@ static int completions(ftc_server *s, struct mg_connection *conn, ftc_serve_kind
     return status;
 }
 
+static const char *task_noun(ftc_task t) {
+    return t == FTC_TASK_CAUSAL_LM ? "causal LM" : t == FTC_TASK_CLASSIFY ? "classifier" : "text encoder";
+}
+static const char *task_route(ftc_task t) {
+    return t == FTC_TASK_CAUSAL_LM ? "/v1/completions or /v1/chat/completions"
+           : t == FTC_TASK_CLASSIFY ? "/v1/classify" : "/v1/embeddings";
+}
+
 static int begin_request(struct mg_connection *conn) {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     ftc_server *s = ri->user_data;
@@ -416,9 +512,10 @@ static int begin_request(struct mg_connection *conn) {
     if (strncmp(u, "/v1/", 4) == 0 && !authorized(s, conn))
         return send_error(s, conn, 401, "invalid_api_key", "%s", mg_get_header(conn, "Authorization")
                           ? "Incorrect API key provided" : "Missing API key: send 'Authorization: Bearer KEY'");
-    static const char *const routes[] = {"/v1/models", "/v1/completions", "/v1/chat/completions"};
+    static const char *const routes[] = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/classify",
+                                         "/v1/embeddings"};
     int route = -1;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 5; i++)
         if (!strcmp(u, routes[i])) route = i;
     if (route < 0 && !strncmp(u, "/v1/models/", 11)) {
         if (!get) return send_error(s, conn, 405, "method_not_allowed", "%s %s: use GET", m, u);
@@ -432,7 +529,12 @@ static int begin_request(struct mg_connection *conn) {
         return send_json(conn, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", model_json(s)));
     }
     if (!post) return send_error(s, conn, 405, "method_not_allowed", "%s %s: use POST", m, u);
-    return completions(s, conn, route == 1 ? FTC_SERVE_COMPLETION : FTC_SERVE_CHAT);
+    static const ftc_serve_kind kinds[] = {0, FTC_SERVE_COMPLETION, FTC_SERVE_CHAT, FTC_SERVE_CLASSIFY, FTC_SERVE_EMBED};
+    static const ftc_task needs[] = {0, FTC_TASK_CAUSAL_LM, FTC_TASK_CAUSAL_LM, FTC_TASK_CLASSIFY, FTC_TASK_ENCODE};
+    if (needs[route] != s->task)
+        return send_error(s, conn, 400, "unsupported_endpoint", "%s needs a %s; this server's model '%s' is a %s: use %s",
+                          u, task_noun(needs[route]), s->model_id, task_noun(s->task), task_route(s->task));
+    return completions(s, conn, kinds[route]);
 }
 
 static int quiet_log(const struct mg_connection *conn, const char *message) {
@@ -467,12 +569,38 @@ ftc_status ftc_server_start(const ftc_serve_opts *o, ftc_server **out, ftc_err *
         st = ftc_errf(err, FTC_E_NOMEM, "out of memory");
         goto fail;
     }
-    if ((st = ftc_infer_open(o->model_path, FTC_TASK_CAUSAL_LM, &s->im, err))) goto fail;
+    int task = o->task;
+    char rc_path[8600];
+    snprintf(rc_path, sizeof rc_path, "%s/config.resolved.json", o->model_path);
+    if (task < 0 && !ftc_file_exists(rc_path)) { /* a plain directory: what its architectures entry names */
+        ftc_model_config c;
+        ftc_err e;
+        if (ftc_config_load(o->model_path, &c, &e) == FTC_OK) {
+            task = strstr(c.architecture, "ForSequenceClassification") ? FTC_TASK_CLASSIFY
+                   : strstr(c.architecture, "ForCausalLM") || strstr(c.architecture, "LMHeadModel") ? FTC_TASK_CAUSAL_LM
+                   : c.architecture[0] ? FTC_TASK_ENCODE : FTC_TASK_CAUSAL_LM;
+            ftc_config_free(&c);
+        }
+    }
+    if ((st = ftc_infer_open(o->model_path, task, &s->im, err))) goto fail;
     s->have_im = true;
+    s->task = s->im.task;
     model_id_of(o->model_path, s->model_id, sizeof s->model_id);
     s->created = (long long)time(NULL);
     int max_pos = ftc_model_config_of(s->im.model)->max_positions;
     s->ctx = o->ctx > 0 && o->ctx < max_pos ? o->ctx : max_pos;
+    s->max_len = ftc_classify_max_len(&s->im);
+    if (o->ctx > 0 && o->ctx < s->max_len) s->max_len = o->ctx;
+    s->hidden = ftc_model_config_of(s->im.model)->hidden_size;
+    if (s->task == FTC_TASK_CLASSIFY) {
+        if ((s->num_labels = ftc_classify_num_labels(&s->im)) < 1) {
+            st = ftc_errf(err, FTC_E_INPUT, "%s has no classification head; train one with ftc train --task classify",
+                          o->model_path);
+            goto fail;
+        }
+        if ((st = ftc_classify_labels(&s->im, o->model_path, s->num_labels, &s->labels, err))) goto fail;
+    }
+    if (s->task != FTC_TASK_CAUSAL_LM) goto engine;
     /* chat: the template the run trained with, else the model's own, else plain (as ftc chat) */
     if ((st = ftc_infer_chat_template(&s->im, NULL, &s->tmpl, &s->template_why, err))) goto fail;
     if (!s->tmpl) {
@@ -488,6 +616,7 @@ ftc_status ftc_server_start(const ftc_serve_opts *o, ftc_server **out, ftc_err *
         st = ftc_errf(err, FTC_E_NOMEM, "out of memory");
         goto fail;
     }
+engine:
     if ((st = ftc_sv_engine_init(s, err))) goto fail;
 
     char ports[300], threads[16];
@@ -535,6 +664,7 @@ void ftc_server_stop(ftc_server *s) {
     ftc_sv_engine_free(s);
     ftc_chat_template_free(s->tmpl);
     free(s->chat_stop_text);
+    ftc_classify_free_labels(s->labels, s->num_labels);
     if (s->have_im) ftc_infer_close(&s->im);
     free(s->api_key);
     pthread_cond_destroy(&s->work);
