@@ -5,6 +5,7 @@
  * still become one, then run the token through the model. A choice of a request with seed S samples exactly as
  * `ftc generate --seed S+index` does. */
 #include "serve/serve_internal.h"
+#include "ftc/matmul.h"
 #include "ftc/retrieval.h"
 #include <math.h>
 #include <stdlib.h>
@@ -419,6 +420,7 @@ static void *engine_main(void *p) {
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
+    ftc_matmul_thread_release();
     return NULL;
 }
 

@@ -162,11 +162,29 @@ static ftc_status parse_inputs(json_t *o, ftc_serve_request *r, ftc_err *err) {
     return FTC_OK;
 }
 
+/* Deepest nesting of arrays and objects outside strings: refused past a limit before jansson's recursive
+ * parser sees it (a request needs 4 levels; 10,000 brackets would use its stack). */
+static int max_depth(const char *p, size_t n) {
+    int d = 0, deepest = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = false;
+        } else if (c == '"') in_str = true;
+        else if (c == '[' || c == '{') deepest = ++d > deepest ? d : deepest;
+        else if ((c == ']' || c == '}') && d > 0) d--;
+    }
+    return deepest;
+}
+
 ftc_status ftc_serve_parse_request(const char *body, size_t len, ftc_serve_kind kind, ftc_serve_request *r,
                                    ftc_err *err) {
     memset(r, 0, sizeof *r);
     r->kind = kind;
     r->temperature = 1.0f, r->top_p = 1.0f, r->max_tokens = -1, r->n = 1, r->logprobs = -1;
+    if (max_depth(body, len) > 32) return ftc_errf(err, FTC_E_INPUT, "the body nests arrays and objects deeper than 32");
     json_error_t je;
     json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!o) return ftc_errf(err, FTC_E_INPUT, "the body is not valid JSON: %s at line %d column %d", je.text, je.line,

@@ -497,7 +497,7 @@ static const char *task_route(ftc_task t) {
            : t == FTC_TASK_CLASSIFY ? "/v1/classify" : "/v1/embeddings";
 }
 
-static int begin_request(struct mg_connection *conn) {
+static int handle(struct mg_connection *conn) {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     ftc_server *s = ri->user_data;
     const char *m = ri->request_method, *u = ri->local_uri ? ri->local_uri : "";
@@ -535,6 +535,35 @@ static int begin_request(struct mg_connection *conn) {
         return send_error(s, conn, 400, "unsupported_endpoint", "%s needs a %s; this server's model '%s' is a %s: use %s",
                           u, task_noun(needs[route]), s->model_id, task_noun(s->task), task_route(s->task));
     return completions(s, conn, kinds[route]);
+}
+
+/* civetweb's worker threads have 100 KiB stacks (Debian's build), too little for JSON, logging and the
+ * sanitizers' redzones: each request runs on a thread of its own with 2 MiB while the worker waits. */
+typedef struct {
+    struct mg_connection *conn;
+    int status;
+} request_thread;
+
+static void *request_main(void *p) {
+    request_thread *r = p;
+    r->status = handle(r->conn);
+    return NULL;
+}
+
+static int begin_request(struct mg_connection *conn) {
+    request_thread r = {conn, 0};
+    pthread_attr_t attr;
+    pthread_t t;
+    bool ok = pthread_attr_init(&attr) == 0;
+    ok = ok && pthread_attr_setstacksize(&attr, 2u << 20) == 0 && pthread_create(&t, &attr, request_main, &r) == 0;
+    pthread_attr_destroy(&attr);
+    if (!ok) { /* no thread: answer 503 from here, which needs little stack */
+        static const char busy[] = "{\"error\":{\"message\":\"the server cannot start a thread for the request\","
+                                   "\"type\":\"server_error\",\"param\":null,\"code\":\"server_busy\"}}";
+        return send_body(conn, 503, "application/json", busy, sizeof busy - 1, false);
+    }
+    pthread_join(t, NULL);
+    return r.status;
 }
 
 static int quiet_log(const struct mg_connection *conn, const char *message) {
