@@ -74,4 +74,56 @@ yes 'hello there' | head -20000 > many.txt
 rc=$(trap '' PIPE; "$FTC" tokenize --model "$M" --file many.txt 2>"$tmp/pipe.err" | true; echo "${PIPESTATUS[0]}")
 [ "$rc" -eq 3 ] && grep -q "writing standard output: Broken pipe" pipe.err || fail "EPIPE: rc $rc $(cat pipe.err)"
 
+## 3. An export never replaces its input or a directory holding a run, --force or not.
+awk 'BEGIN { srand(5); for (i = 0; i < 16; i++) { s = "1";
+  for (t = 0; t < 24; t++) s = s ", " (300 + int(rand() * 100)); printf "{\"input_ids\": [%s]}\n", s } }' >lm.jsonl
+"$FTC" train --model "$M" --data lm.jsonl --out run --task causal-lm --method lora --lora-r 4 --lora-alpha 8 \
+  --lr 0.01 --batch 8 --max-steps 3 --quiet >/dev/null 2>&1 || fail "train a LoRA run"
+run_files() { ls run/checkpoint.ftc run/metrics.jsonl run/config.resolved.json run/model/config.json >/dev/null 2>&1; }
+run_files || fail "the run lacks its files"
+expect 1 "--out run is the input run" "$FTC" export --model run --format hf --out run --force
+expect 1 "--out \. holds the input run" "$FTC" export --model run --format hf --out . --force
+expect 1 "--out run/model is the input run/model" "$FTC" export --model run/model --format hf --out run/model --force
+mkdir other && expect 1 "other holds a training run \(other/run/.*\): an export never replaces a run" \
+  sh -c 'cp -r run other/ && "$0" export --model "$1" --format hf --out other --force' "$FTC" "$M"
+run_files || fail "a refused export lost run files"
+[ -f other/run/checkpoint.ftc ] || fail "other/run lost its checkpoint"
+"$FTC" export --model run --format hf --out run/hf >/dev/null 2>&1 && [ -f run/hf/model.safetensors ] || fail "export into a new subdirectory of the run"
+
+## 4. RUNDIR/model is replaced whole: a kill at any rename leaves the old model (or none) or the new one.
+printf 'text,label\n' > cls.csv
+for i in $(seq 1 12); do echo "the cat sat on mat $i,cat" >> cls.csv; echo "a dog ran in park $i,dog" >> cls.csv; done
+TR=(train --model "$M" --data cls.csv --task classify --method lora --lora-r 4 --lr 0.01 --batch 8 --quiet)
+sums() { [ -d "$1" ] && (cd "$1" && ls -A | LC_ALL=C sort | xargs md5sum) || echo none; }
+leftovers() { find "$1" -name '*.tmp.*' -o -name '*.old.*' | head -3; }
+if ! command -v strace >/dev/null || ! strace -f -o /dev/null true 2>/dev/null; then
+  echo "note: strace missing or not permitted (ptrace); skipping the kill-at-each-rename checks"
+else
+  "$FTC" "${TR[@]}" --out refA --max-steps 2 >/dev/null || fail "train refA"
+  cp -r refA refB && "$FTC" "${TR[@]}" --out refB --max-steps 4 --resume >/dev/null || fail "resume refB"
+  A=$(sums refA/model) B=$(sums refB/model)
+  [ "$A" != "$B" ] || fail "the two models should differ"
+  for mode in fresh replace; do
+    if [ $mode = fresh ]; then want=(--max-steps 2); ok1=none ok2=$A
+    else want=(--max-steps 4 --resume); ok1=$A ok2=$B; fi
+    rm -rf k; [ $mode = replace ] && cp -r refA k
+    n=$(strace -f -c -e trace=rename,renameat2 "$FTC" "${TR[@]}" --out k "${want[@]}" 2>&1 >/dev/null |
+        awk '$NF ~ /^rename/ { n += $4 } END { print n + 0 }')
+    [ "$n" -ge 3 ] || fail "$mode: expected several renames, counted $n"
+    for i in $(seq 1 "$n"); do
+      rm -rf k; [ $mode = replace ] && cp -r refA k
+      (strace -f -o /dev/null -e trace=rename,renameat2 -e inject=rename,renameat2:signal=SIGKILL:when=$i \
+        "$FTC" "${TR[@]}" --out k "${want[@]}"; true) >/dev/null 2>&1
+      got=$(sums k/model)
+      [ "$got" = "$ok1" ] || [ "$got" = "$ok2" ] || fail "$mode: killed at rename $i of $n: k/model is a mix: $got"
+      if [ "$got" != none ]; then
+        out=$("$FTC" classify --model k/model "the cat sat on mat 3" 2>&1) || fail "$mode $i: classify: $out"
+        grep -q "LABEL_" <<<"$out" && fail "$mode $i: generic labels: $out"
+      fi
+      "$FTC" "${TR[@]}" --out k "${want[@]}" --resume >/dev/null 2>&1 || fail "$mode $i: resume after the kill failed"
+      [ -z "$(leftovers k)" ] || fail "$mode $i: temporaries left after a successful resume: $(leftovers k)"
+    done
+  done
+fi
+
 echo "cli_faults: ok"

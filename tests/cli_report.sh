@@ -8,7 +8,7 @@ dir=$(mktemp -d /tmp/ftc_cli_report_XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$ftc" report --help | grep -q "Usage: ftc report --run RUNDIR" || fail "--help"
+"$ftc" report --help | grep -q "Usage: ftc report RUNDIR" || fail "--help"
 "$ftc" report >/dev/null 2>&1; [ $? -eq 1 ] || fail "missing --run should exit 1"
 "$ftc" report --run "$dir" --bogus >/dev/null 2>&1; [ $? -eq 1 ] || fail "unknown flag should exit 1"
 

@@ -11,11 +11,11 @@ trap 'rm -rf "$T"' EXIT
 expect_rc 0 "" "$FTC" train --help
 grep -q -- "--lora-targets" "$T/out" || fail "help lacks --lora-targets"
 expect_rc 1 "--model DIR is required" "$FTC" train --data x --out y
-expect_rc 1 "unknown setting 'learning-rate'" "$FTC" train --learning-rate 1
+expect_rc 1 "unknown option '--learnin-rate' (did you mean --learning-rate?)" "$FTC" train --learnin-rate 1
 expect_rc 1 "lr: 'fast' is not a number" "$FTC" train --lr fast
 expect_rc 1 "method: 'adapter' is not one of full, head, lora" "$FTC" train --method adapter
 expect_rc 1 "--resume needs --out" "$FTC" train --resume
-expect_rc 1 "feature-cache: 'maybe' is not a boolean" "$FTC" train --feature-cache maybe
+expect_rc 1 "--feature-cache is true or false, not 'maybe'" "$FTC" train --feature-cache maybe
 printf 'lr: [1, 2]\n' >"$T/bad.yaml"
 expect_rc 2 "bad.yaml: line 1: key 'lr'" "$FTC" train --config "$T/bad.yaml" --model m --data d --out o
 
@@ -41,7 +41,7 @@ expect_rc 2 "oov.jsonl: line 2: input_ids[1] = 99999999 is outside the vocabular
 expect_rc 2 "missing.jsonl" "$FTC" train --model "$MINILM" --data "$T/missing.jsonl" --out "$T/r0" --quiet
 
 # A short real run, settings from a YAML file with one flag overriding it.
-printf 'method: head\nlr: 0.01\nbatch: 8\nmax_steps: 4\neval-every: 2\nmetric: accuracy\nwarmup: 2\n' >"$T/run.yaml"
+printf 'method: head\nlearning_rate: 0.01\nbatch: 8\nmax_steps: 4\neval-every: 2\nmetric: accuracy\nwarmup: 2\n' >"$T/run.yaml"
 expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --val "$T/val.jsonl" --out "$T/run" \
   --config "$T/run.yaml" --batch 4 --quiet
 for f in config.resolved.json labels.json metrics.jsonl checkpoint.ftc best.ftc model/config.json model/model.safetensors; do
@@ -57,7 +57,7 @@ expect_rc 1 "already holds a run" "$FTC" train --model "$MINILM" --data "$T/trai
 # head on a frozen backbone caches the encoder's features by default; --feature-cache false runs it every step
 grep -q '"feature_cache": true' "$T/run/config.resolved.json" || fail "config.resolved.json lacks feature_cache: true"
 expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --val "$T/val.jsonl" --out "$T/run_nocache" \
-  --config "$T/run.yaml" --batch 4 --feature-cache false --quiet
+  --config "$T/run.yaml" --batch 4 --no-feature-cache --quiet
 grep -q '"feature_cache": false' "$T/run_nocache/config.resolved.json" || fail "--feature-cache false not recorded"
 [ "$(grep -c '"accuracy"' "$T/run_nocache/metrics.jsonl")" -ge 2 ] || fail "uncached run: expected >= 2 evaluations"
 
@@ -74,11 +74,11 @@ expect_rc 2 "(config.json id2label) but the data's label 0 is 'kind" \
 # --grad-checkpoint recomputes each block in backward (with the same dropout masks): the same model, bit for bit.
 for ck in false true; do
   expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/ck_$ck" --method full --lr 1e-4 \
-    --batch 4 --max-steps 2 --grad-checkpoint $ck --quiet
+    --batch 4 --max-steps 2 $([ $ck = true ] && echo --grad-checkpoint || echo --no-grad-checkpoint) --quiet
 done
 grep -q '"grad_checkpoint": true' "$T/ck_true/config.resolved.json" || fail "grad_checkpoint not recorded"
 cmp "$T/ck_false/model/model.safetensors" "$T/ck_true/model/model.safetensors" || fail "--grad-checkpoint changed the model"
-expect_rc 1 "grad-checkpoint" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/ck_bad" --grad-checkpoint maybe
+expect_rc 1 "--grad-checkpoint is true or false, not 'maybe'" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/ck_bad" --grad-checkpoint maybe
 
 # Text data through the data layer (the model's tokenizer), then `ftc eval --model RUNDIR` on held-out text.
 FAQ="${FTC_SOURCE_DIR:-.}/examples/faq"

@@ -44,8 +44,27 @@ static void test_setters_and_errors(void **state) {
     assert_int_equal(ftc_train_config_set(&c, "lr", "fast", &e), FTC_E_USAGE);
     assert_int_equal(ftc_train_config_set(&c, "method", "adapter", &e), FTC_E_USAGE);
     assert_non_null(strstr(e.msg, "full, head, lora"));
-    assert_int_equal(ftc_train_config_set(&c, "learning-rate", "1", &e), FTC_E_USAGE);
-    assert_non_null(strstr(e.msg, "unknown setting 'learning-rate'"));
+    /* names from HF Trainer / Axolotl are aliases; a typo names the closest settings */
+    assert_int_equal(ftc_train_config_set(&c, "learning_rate", "3e-4", &e), FTC_OK);
+    assert_true(fabsf(c.lr - 3e-4f) < 1e-12f);
+    assert_int_equal(ftc_train_config_set(&c, "num-epochs", "7", &e), FTC_OK);
+    assert_int_equal(c.epochs, 7);
+    assert_int_equal(ftc_train_config_set(&c, "output_dir", "runs/o", &e), FTC_OK);
+    assert_string_equal(c.out, "runs/o");
+    assert_int_equal(ftc_train_config_set(&c, "template", "chatml", &e), FTC_OK);
+    assert_string_equal(c.template_name, "chatml");
+    assert_int_equal(ftc_train_config_set(&c, "bf16", "true", &e), FTC_OK);
+    assert_int_equal(c.precision, FTC_PREC_BF16);
+    assert_int_equal(ftc_train_config_set(&c, "bf16", "false", &e), FTC_OK);
+    assert_int_equal(c.precision, FTC_PREC_FP32);
+    assert_string_equal(ftc_train_option_name("per_device_train_batch_size"), "batch");
+    assert_null(ftc_train_option_name("learning-rat"));
+    assert_int_equal(ftc_train_config_set(&c, "learning-rat", "1", &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "unknown setting 'learning-rat' (did you mean learning-rate?)"));
+    assert_int_equal(ftc_train_config_set(&c, "zzzzzz", "1", &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "unknown setting 'zzzzzz' (run 'ftc train --help'"));
+    /* every alias names a setting of the table */
+    for (const ftc_train_alias *a = ftc_train_aliases(); a->alias; a++) assert_non_null(ftc_train_option_name(a->name));
     assert_int_equal(ftc_train_config_set(&c, "seed", "-3", &e), FTC_E_USAGE);
 }
 

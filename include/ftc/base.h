@@ -40,6 +40,19 @@ ftc_status ftc_atomic_commit(ftc_atomic_file *af, ftc_err *err); /* fsync + rena
 void ftc_atomic_abort(ftc_atomic_file *af);                       /* remove the temp file */
 ftc_status ftc_write_file_atomic(const char *path, const void *data, size_t len, ftc_err *err);
 
+/* Whole directories: built in a sibling "<dir>.tmp.<pid>", then put in place in one step. */
+/* Removes a directory tree (symlinks are removed, never followed); a missing path is fine. */
+ftc_status ftc_remove_tree(const char *path, ftc_err *err);
+/* Moves the complete directory tmp to dir. An existing dir is swapped with tmp in one rename
+ * (renameat2 RENAME_EXCHANGE) and the old one, now at tmp, removed: a crash at any point leaves the
+ * old or the new directory at dir, never a mix. Where the filesystem cannot exchange, the old one is
+ * renamed to "<dir>.old.<pid>" first; ftc_remove_stale_temps puts it back if a crash came between. */
+ftc_status ftc_dir_replace(const char *tmp, const char *dir, ftc_err *err);
+/* Cleans up after interrupted writes in dir: entries "NAME.tmp.PID" and "NAME.old.PID" whose process
+ * is gone are removed (an "old" whose NAME is missing is renamed back to NAME first). Returns how many
+ * were removed or restored. */
+int ftc_remove_stale_temps(const char *dir);
+
 /* ---- random numbers: xoshiro256**, state is plain data so checkpoints can save it ---- */
 typedef struct { uint64_t s[4]; } ftc_rng;
 void ftc_rng_seed(ftc_rng *r, uint64_t seed);
@@ -51,6 +64,10 @@ void ftc_rng_shuffle_i32(ftc_rng *r, int32_t *a, size_t n);
 
 /* ---- time ---- */
 double ftc_now(void); /* monotonic seconds */
+
+/* "Did you mean": up to 3 of names (n entries, NULL ones skipped) closest to word (edit distance, or sharing a
+ * '-'-separated word), each with prefix, written to out as "a, b or c". Returns how many (0: none close). */
+int ftc_closest_names(const char *word, const char *const *names, size_t n, const char *prefix, char *out, size_t cap);
 
 /* ---- progress: a bar on a TTY, plain periodic lines otherwise (to stderr) ---- */
 typedef struct {

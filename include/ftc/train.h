@@ -91,7 +91,7 @@ typedef struct {
     char lora_targets[256]; /* "" = the family default (q/v projections) */
     /* how text data becomes examples (the data layer, include/ftc/data.h) */
     char format[32];        /* "" = detect; text | completion | chat | label */
-    char template_name[32]; /* chat template; "" = the model's own (tokenizer_config.json) */
+    char template_name[32]; /* --chat-template; "" = the model's own (tokenizer_config.json) */
     char text_col[64], label_col[64]; /* CSV/TSV columns; "" = the usual names */
     ftc_precision precision; /* matmuls of linears and heads: fp32, or bf16 operands with f32 accumulation */
     ftc_base_dtype base_dtype; /* lora/head: frozen matmul weights kept in bf16 only (never inflated to f32) */
@@ -111,8 +111,15 @@ ftc_status ftc_train_config_load_file(ftc_train_config *c, const char *path, ftc
 ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
 /* Every key with its value (config.resolved.json). New reference. */
 struct json_t *ftc_train_config_json(const ftc_train_config *c);
-/* The keys the config knows, NULL-terminated (for --help and tests). */
-const char *const *ftc_train_config_keys(void);
+/* The settings (one table: command line, config files, config.resolved.json), ending with a NULL name;
+ * is_bool: a flag that stands alone on the command line (--pack, --pack false, --no-pack). */
+typedef struct { const char *name; bool is_bool; } ftc_train_option;
+const ftc_train_option *ftc_train_options(void);
+/* Other names accepted for them (learning-rate -> lr, output-dir -> out, ...), ending with a NULL alias. */
+typedef struct { const char *alias, *name; } ftc_train_alias;
+const ftc_train_alias *ftc_train_aliases(void);
+/* A key as given ('-' or '_', a name or an alias) -> the setting's name; NULL when unknown. */
+const char *ftc_train_option_name(const char *key);
 /* Whether the run keeps its frozen base weights in bf16 (load them with ftc_model_load_bf16_base). */
 bool ftc_train_base_bf16(const ftc_train_config *c);
 const char *ftc_base_dtype_name(ftc_base_dtype d);

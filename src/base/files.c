@@ -2,7 +2,11 @@
 #include "base/base_internal.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
+#include <ftw.h>
 #include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -234,4 +238,85 @@ ftc_status ftc_write_file_atomic(const char *path, const void *data, size_t len,
         return ftc_errf(err, FTC_E_IO, "%s: write failed", path);
     }
     return ftc_atomic_commit(&af, err);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path) != 0 && errno != ENOENT;
+}
+
+ftc_status ftc_remove_tree(const char *path, ftc_err *err) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return FTC_OK;
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return ftc_errf(err, FTC_E_IO, "%s: cannot remove: %s", path, strerror(errno));
+    return FTC_OK;
+}
+
+ftc_status ftc_dir_replace(const char *tmp, const char *dir, ftc_err *err) {
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        if (rename(tmp, dir) != 0)
+            return ftc_errf(err, FTC_E_IO, "%s: cannot move %s into place: %s", dir, tmp, strerror(errno));
+        fsync_parent_dir(dir);
+        return FTC_OK;
+    }
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        fsync_parent_dir(dir);
+        return ftc_remove_tree(tmp, err); /* the old directory, now at tmp */
+    }
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP && errno != EXDEV)
+        return ftc_errf(err, FTC_E_IO, "%s: cannot exchange with %s: %s", dir, tmp, strerror(errno));
+    char old[4200];
+    if (snprintf(old, sizeof old, "%s.old.%ld", dir, (long)getpid()) >= (int)sizeof old)
+        return ftc_errf(err, FTC_E_INPUT, "%s: path too long", dir);
+    if (rename(dir, old) != 0) return ftc_errf(err, FTC_E_IO, "%s: cannot move aside: %s", dir, strerror(errno));
+    if (rename(tmp, dir) != 0) {
+        int e = errno;
+        rename(old, dir);
+        return ftc_errf(err, FTC_E_IO, "%s: cannot move %s into place: %s", dir, tmp, strerror(e));
+    }
+    fsync_parent_dir(dir);
+    return ftc_remove_tree(old, err);
+}
+
+/* "NAME.tmp.PID" / "NAME.old.PID": true with the NAME length and PID when e is one. */
+static bool temp_name(const char *e, const char *kind, size_t *name_len, long *pid) {
+    const char *p = strstr(e, kind);
+    while (p) {
+        const char *q = p + strlen(kind);
+        char *end;
+        long v = strtol(q, &end, 10);
+        if (q[0] >= '0' && q[0] <= '9' && !*end && v > 0) {
+            *name_len = (size_t)(p - e);
+            *pid = v;
+            return true;
+        }
+        p = strstr(p + 1, kind);
+    }
+    return false;
+}
+
+int ftc_remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t nl;
+        long pid;
+        bool old = false;
+        if (!temp_name(e->d_name, ".tmp.", &nl, &pid) && !(old = temp_name(e->d_name, ".old.", &nl, &pid))) continue;
+        if (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue; /* its writer runs */
+        char p[4400], orig[4400];
+        if (!ftc_path_join(p, sizeof p, dir, e->d_name) || nl >= sizeof orig - strlen(dir) - 2) continue;
+        struct stat st;
+        if (old) {
+            snprintf(orig, sizeof orig, "%s/%.*s", dir, (int)nl, e->d_name);
+            if (lstat(orig, &st) != 0 && rename(p, orig) == 0) { n++; continue; }
+        }
+        ftc_err err;
+        if (ftc_remove_tree(p, &err) == FTC_OK) n++;
+    }
+    closedir(d);
+    return n;
 }

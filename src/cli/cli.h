@@ -15,10 +15,41 @@ bool cli_wants_help(int argc, char **argv);
 /* Strict number parsing for flag values: the whole string must be a number within [lo, hi]. */
 bool cli_parse_long(const char *s, long lo, long hi, long *out);
 bool cli_parse_float(const char *s, double lo, double hi, float *out);
-/* The sampling flags generate and chat share: --temperature, --top-k, --top-p, --seed (flag takes value).
- * Returns -1 when flag is not one of them, 0 when it was parsed into s/seed, else the usage exit code (1). */
+/* The sampling options generate and chat share (CLI_SAMPLING_OPTS): flag is the name without "--"
+ * ("temperature", "top-k", "top-p", "seed"). Returns -1 when flag is not one of them, 0 when it was parsed
+ * into s/seed, else the usage exit code (1). */
 int cli_sampling_flag(const char *cmd, const char *flag, const char *value, ftc_sampler *s, long *seed);
 
+/* ---- options (src/cli/opts.c): one parser, one set of conventions for every command ----
+ * A table of the command's options, ending with {NULL}: name without "--" ("-n" for a short one), is_bool for
+ * flags that stand alone (--flag, --flag true|false, --flag=false, --no-flag), canon: the name an alias stands for. */
+typedef struct {
+    const char *name;
+    bool is_bool;
+    const char *canon;
+} cli_opt;
+enum {
+    CLI_HAS_POSITIONAL = 1, /* the command takes positional arguments: after --flag only true/false are its value */
+    CLI_POSITIONAL_ENDS = 2 /* the first positional argument ends the options (texts follow; "--" also ends them) */
+};
+typedef struct {
+    const char *cmd;
+    int argc, i, flags;
+    char **argv;
+    const cli_opt *opts;
+    bool rest;
+} cli_args;
+void cli_args_init(cli_args *p, const char *cmd, int argc, char **argv, int first, const cli_opt *opts, int flags);
+/* The next argument: 1 with *name the option's (canonical) name and *value its value ("true"/"false" for
+ * booleans), or *name NULL and *value a positional argument; 0 at the end; -1 after printing a usage error (exit
+ * code 1): `while ((r = cli_next(&p, &f, &v)) > 0) {...}` then `if (r < 0) return 1;`. */
+int cli_next(cli_args *p, const char **name, const char **value);
+/* "unknown option '--NAME'" with the closest names of p's table; returns 1. */
+int cli_unknown_option(const cli_args *p, const char *name);
+/* A boolean option's value as cli_next gives it. */
+bool cli_true(const char *v);
+/* The options generate and chat share (sampling), to put in their tables. */
+#define CLI_SAMPLING_OPTS {"temperature", false, NULL}, {"top-k", false, NULL}, {"top-p", false, NULL}, {"seed", false, NULL}
 /* 0 when everything written to standard output so far reached it; else prints "ftc CMD: error: writing
  * standard output: CAUSE" (ENOSPC, EPIPE, EIO, ...) once and returns 3. Streaming commands call it to stop
  * early; main calls it (and checks close and stderr) after every command, so no write error is lost. */

@@ -59,24 +59,27 @@ int cmd_chat(int argc, char **argv) {
     long max_tokens = 256, seed = 0;
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        long v;
-        if (!strcmp(a, "--stats")) stats = true;
-        else if (!has && a[0] == '-') return cli_usage_error("chat", "unknown argument or missing value: '%s'", a);
-        else if (!strcmp(a, "--model")) model = argv[++i];
-        else if (!strcmp(a, "--chat-template")) tmpl_flag = argv[++i];
-        else if (!strcmp(a, "--system")) system = argv[++i];
-        else if (!strcmp(a, "--adapter")) adapter = argv[++i];
-        else if (!strcmp(a, "--max-tokens")) {
-            if (!cli_parse_long(argv[++i], 1, 1 << 24, &max_tokens))
-                return cli_usage_error("chat", "--max-tokens needs an integer >= 1, not '%s'", argv[i]);
-        } else if ((v = cli_sampling_flag("chat", a, argv[i + 1], &sampler, &seed)) >= 0) {
-            if (v) return (int)v;
-            i++;
-        } else return cli_usage_error("chat", "unknown argument '%s'", a);
+    static const cli_opt opts[] = {{"model", false, NULL}, {"chat-template", false, NULL}, {"system", false, NULL},
+                                   {"adapter", false, NULL}, {"max-tokens", false, NULL}, {"stats", true, NULL},
+                                   CLI_SAMPLING_OPTS, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "chat", argc, argv, 1, opts, 0);
+    const char *f, *v;
+    int r;
+    while ((r = cli_next(&p, &f, &v)) > 0) {
+        int rc;
+        if (!f) return cli_usage_error("chat", "unexpected argument '%s'", v);
+        if (!strcmp(f, "model")) model = v;
+        else if (!strcmp(f, "chat-template")) tmpl_flag = v;
+        else if (!strcmp(f, "system")) system = v;
+        else if (!strcmp(f, "adapter")) adapter = v;
+        else if (!strcmp(f, "stats")) stats = cli_true(v);
+        else if (!strcmp(f, "max-tokens")) {
+            if (!cli_parse_long(v, 1, 1 << 24, &max_tokens))
+                return cli_usage_error("chat", "--max-tokens needs an integer >= 1, not '%s'", v);
+        } else if ((rc = cli_sampling_flag("chat", f, v, &sampler, &seed)) > 0) return rc;
     }
+    if (r < 0) return 1;
     if (!model) return cli_usage_error("chat", "--model RUNDIR|DIR is required");
     ftc_err err;
     ftc_infer_model im;

@@ -167,29 +167,27 @@ int cmd_classify(int argc, char **argv) {
     classifier c;
     memset(&c, 0, sizeof c);
     c.top = 3, c.batch = 16;
-    int first = argc;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        char *end;
-        if (!strcmp(a, "--jsonl")) c.jsonl = true;
-        else if (!strcmp(a, "--model") && has) model = argv[++i];
-        else if (!strcmp(a, "--file") && has) file = argv[++i];
-        else if ((!strcmp(a, "--top") || !strcmp(a, "--batch")) && has) {
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || end == argv[i] || v < 1 || v > 4096)
-                return cli_usage_error("classify", "%s needs an integer in 1..4096, not '%s'", a, argv[i]);
-            if (!strcmp(a, "--top")) c.top = (int)v;
-            else c.batch = (int)v;
-        } else if (!strcmp(a, "--")) {
-            first = i + 1;
-            break;
-        } else if (a[0] == '-' && a[1] == '-') return cli_usage_error("classify", "unknown option or missing value: '%s'", a);
+    static const cli_opt opts[] = {{"model", false, NULL}, {"file", false, NULL}, {"top", false, NULL},
+                                   {"batch", false, NULL}, {"jsonl", true, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "classify", argc, argv, 1, opts, CLI_HAS_POSITIONAL | CLI_POSITIONAL_ENDS);
+    const char *f, *v;
+    int r, first = argc;
+    while ((r = cli_next(&p, &f, &v)) > 0) {
+        if (!f) { first = p.i - 1; break; }
+        if (!strcmp(f, "jsonl")) c.jsonl = cli_true(v);
+        else if (!strcmp(f, "model")) model = v;
+        else if (!strcmp(f, "file")) file = v;
         else {
-            first = i;
-            break;
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || end == v || n < 1 || n > 4096)
+                return cli_usage_error("classify", "--%s needs an integer in 1..4096, not '%s'", f, v);
+            if (!strcmp(f, "top")) c.top = (int)n;
+            else c.batch = (int)n;
         }
     }
+    if (r < 0) return 1;
     if (!model) return cli_usage_error("classify", "--model RUNDIR|DIR is required");
     if (file && first < argc) return cli_usage_error("classify", "give TEXT arguments or --file F, not both");
     if (!file && first >= argc) return cli_usage_error("classify", "give TEXT arguments or --file F");

@@ -98,55 +98,65 @@ static int parse_args(const char *cmd, int argc, char **argv, data_args *a) {
     a->val_share = 0.1;
     a->seed = defaults.seed;
     ftc_err err;
-    for (int i = 2; i < argc; i++) {
-        const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    static const cli_opt opts[] = {
+        {"model", false, NULL}, {"data", false, NULL}, {"val", false, NULL}, {"out", false, NULL},
+        {"text-col", false, NULL}, {"label-col", false, NULL}, {"text-pair-col", false, NULL}, {"max-len", false, NULL},
+        {"batch", false, NULL}, {"grad-accum", false, NULL}, {"epochs", false, NULL}, {"max-errors", false, NULL},
+        {"-n", false, NULL}, {"val-split", false, NULL}, {"test-split", false, NULL}, {"seed", false, NULL},
+        {"format", false, NULL}, {"file-type", false, NULL}, {"txt-mode", false, NULL}, {"chat-template", false, NULL},
+        {"task", false, NULL}, {"truncation", false, NULL}, {"json", true, NULL}, {"train-on-inputs", true, NULL},
+        {"template", false, "chat-template"}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, cmd, argc, argv, 2, opts, 0);
+    const char *f, *v;
+    int r;
+    while ((r = cli_next(&p, &f, &v)) > 0) {
         int rc = 0;
-        bool takes = true;
-        if (!strcmp(f, "--json")) { a->json = true; takes = false; }
-        else if (!strcmp(f, "--train-on-inputs")) { a->enc.train_on_inputs = true; takes = false; }
-        else if (!v) return cli_usage_error(cmd, "unknown option or missing value: %s", f);
-        else if (!strcmp(f, "--model")) a->model = v;
-        else if (!strcmp(f, "--data")) a->data = v;
-        else if (!strcmp(f, "--val")) a->val = v;
-        else if (!strcmp(f, "--out")) a->out = v;
-        else if (!strcmp(f, "--text-col")) a->read.text_col = v;
-        else if (!strcmp(f, "--label-col")) a->read.label_col = v;
-        else if (!strcmp(f, "--text-pair-col")) a->read.text_pair_col = v;
-        else if (!strcmp(f, "--max-len")) rc = parse_int(cmd, f, v, 1, &a->enc.max_len);
-        else if (!strcmp(f, "--batch")) rc = parse_int(cmd, f, v, 1, &a->batch);
-        else if (!strcmp(f, "--grad-accum")) rc = parse_int(cmd, f, v, 1, &a->grad_accum);
-        else if (!strcmp(f, "--epochs")) rc = parse_int(cmd, f, v, 1, &a->epochs);
-        else if (!strcmp(f, "--max-errors")) rc = parse_int(cmd, f, v, 0, &a->max_errors);
-        else if (!strcmp(f, "-n")) rc = parse_int(cmd, f, v, 1, &a->preview_n);
-        else if (!strcmp(f, "--val-split")) rc = parse_share(cmd, f, v, &a->val_share);
-        else if (!strcmp(f, "--test-split")) rc = parse_share(cmd, f, v, &a->test_share);
-        else if (!strcmp(f, "--seed")) {
+        if (!f) return cli_usage_error(cmd, "unexpected argument '%s'", v);
+        if (!strcmp(f, "json")) a->json = cli_true(v);
+        else if (!strcmp(f, "train-on-inputs")) a->enc.train_on_inputs = cli_true(v);
+        else if (!strcmp(f, "model")) a->model = v;
+        else if (!strcmp(f, "data")) a->data = v;
+        else if (!strcmp(f, "val")) a->val = v;
+        else if (!strcmp(f, "out")) a->out = v;
+        else if (!strcmp(f, "text-col")) a->read.text_col = v;
+        else if (!strcmp(f, "label-col")) a->read.label_col = v;
+        else if (!strcmp(f, "text-pair-col")) a->read.text_pair_col = v;
+        else if (!strcmp(f, "max-len")) rc = parse_int(cmd, "--max-len", v, 1, &a->enc.max_len);
+        else if (!strcmp(f, "batch")) rc = parse_int(cmd, "--batch", v, 1, &a->batch);
+        else if (!strcmp(f, "grad-accum")) rc = parse_int(cmd, "--grad-accum", v, 1, &a->grad_accum);
+        else if (!strcmp(f, "epochs")) rc = parse_int(cmd, "--epochs", v, 1, &a->epochs);
+        else if (!strcmp(f, "max-errors")) rc = parse_int(cmd, "--max-errors", v, 0, &a->max_errors);
+        else if (!strcmp(f, "-n")) rc = parse_int(cmd, "-n", v, 1, &a->preview_n);
+        else if (!strcmp(f, "val-split")) rc = parse_share(cmd, "--val-split", v, &a->val_share);
+        else if (!strcmp(f, "test-split")) rc = parse_share(cmd, "--test-split", v, &a->test_share);
+        else if (!strcmp(f, "seed")) {
             char *end;
             a->seed = strtoull(v, &end, 10);
             if (*end || end == v) return cli_usage_error(cmd, "--seed needs a non-negative integer, got '%s'", v);
-        } else if (!strcmp(f, "--format")) {
+        } else if (!strcmp(f, "format")) {
             if (ftc_data_format_parse(v, &a->read.format, &err)) return cli_usage_error(cmd, "%s", err.msg);
-        } else if (!strcmp(f, "--file-type")) {
+        } else if (!strcmp(f, "file-type")) {
             if (ftc_file_kind_parse(v, &a->read.file_kind, &err)) return cli_usage_error(cmd, "%s", err.msg);
-        } else if (!strcmp(f, "--txt-mode")) {
+        } else if (!strcmp(f, "txt-mode")) {
             if (!strcmp(v, "paragraph")) a->read.txt_mode = FTC_TXT_PARAGRAPH;
             else if (!strcmp(v, "file")) a->read.txt_mode = FTC_TXT_FILE;
             else return cli_usage_error(cmd, "--txt-mode is paragraph or file, got '%s'", v);
-        } else if (!strcmp(f, "--chat-template")) {
+        } else if (!strcmp(f, "chat-template")) {
             a->tmpl_value = v;
-        } else if (!strcmp(f, "--task")) {
+        } else if (!strcmp(f, "task")) {
             if (!strcmp(v, "causal-lm")) a->enc.task = FTC_TASK_CAUSAL_LM;
             else if (!strcmp(v, "classify")) a->enc.task = FTC_TASK_CLASSIFY;
             else return cli_usage_error(cmd, "--task is causal-lm or classify, got '%s'", v);
             a->task_given = true;
-        } else if (!strcmp(f, "--truncation")) {
+        } else if (!strcmp(f, "truncation")) {
             if (!strcmp(v, "right")) a->enc.truncation = FTC_TRUNC_RIGHT;
             else if (!strcmp(v, "left")) a->enc.truncation = FTC_TRUNC_LEFT;
             else return cli_usage_error(cmd, "--truncation is left or right, got '%s'", v);
-        } else return cli_usage_error(cmd, "unknown option: %s", f);
+        }
         if (rc) return rc;
-        if (takes) i++;
     }
+    if (r < 0) return 1;
     if (!a->data) return cli_usage_error(cmd, "--data FILE is required");
     return 0;
 }

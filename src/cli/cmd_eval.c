@@ -192,30 +192,33 @@ int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *adapter = NULL, *compare = NULL;
     bool as_json = false;
     int context = 0, max_len = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--json")) as_json = true;
-        else if (!strcmp(a, "--model") || !strcmp(a, "--data") || !strcmp(a, "--context") || !strcmp(a, "--adapter") ||
-                 !strcmp(a, "--compare") || !strcmp(a, "--max-len")) {
-            if (i + 1 >= argc) return cli_usage_error("eval", "%s needs a value", a);
-            const char *v = argv[++i];
-            if (!strcmp(a, "--model")) model = v;
-            else if (!strcmp(a, "--adapter")) adapter = v;
-            else if (!strcmp(a, "--data")) data = v;
-            else if (!strcmp(a, "--compare")) compare = v;
-            else if (!strcmp(a, "--max-len")) {
-                char *end;
-                long n = strtol(v, &end, 10);
-                if (*end || end == v || n < 1 || n > 1 << 20) return cli_usage_error("eval", "--max-len must be an integer >= 1");
-                max_len = (int)n;
-            } else {
-                char *end;
-                long c = strtol(v, &end, 10);
-                if (*end || c < 2 || c > 1 << 20) return cli_usage_error("eval", "--context must be an integer >= 2");
-                context = (int)c;
-            }
-        } else return cli_usage_error("eval", "unknown argument '%s'", a);
+    static const cli_opt opts[] = {{"model", false, NULL}, {"data", false, NULL}, {"context", false, NULL},
+                                   {"adapter", false, NULL}, {"compare", false, NULL}, {"max-len", false, NULL},
+                                   {"json", true, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "eval", argc, argv, 1, opts, 0);
+    const char *a, *v;
+    int r;
+    while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a) return cli_usage_error("eval", "unexpected argument '%s'", v);
+        if (!strcmp(a, "json")) as_json = cli_true(v);
+        else if (!strcmp(a, "model")) model = v;
+        else if (!strcmp(a, "adapter")) adapter = v;
+        else if (!strcmp(a, "data")) data = v;
+        else if (!strcmp(a, "compare")) compare = v;
+        else if (!strcmp(a, "max-len")) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || end == v || n < 1 || n > 1 << 20) return cli_usage_error("eval", "--max-len must be an integer >= 1");
+            max_len = (int)n;
+        } else {
+            char *end;
+            long c = strtol(v, &end, 10);
+            if (*end || c < 2 || c > 1 << 20) return cli_usage_error("eval", "--context must be an integer >= 2");
+            context = (int)c;
+        }
     }
+    if (r < 0) return 1;
     if (!model) return cli_usage_error("eval", "missing --model DIR");
     if (!data) return cli_usage_error("eval", "missing --data FILE");
     if (ftc_is_run_dir(model)) { /* an ftc train run directory */

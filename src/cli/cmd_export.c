@@ -4,6 +4,7 @@
 #include "model_arg.h"
 #include "ftc/base.h"
 #include "ftc/export.h"
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@ static void usage(FILE *out) {
             "                 PeftModel.from_pretrained(base, DIR), or ftc's --adapter DIR.\n"
             "  --model        a run directory of ftc train, or a model directory (hf: re-export; with\n"
             "                 --adapter DIR: base + PEFT adapter merged)\n"
-            "  --force        replace a non-empty --out directory\n\n"
+            "  --force        replace a non-empty --out directory (never an input or a directory holding a run)\n\n"
             "The export is assembled beside DIR and renamed into place: DIR is complete or absent.\n"
             "A classification head no transformers class computes (e.g. mean pooling) is exported with the\n"
             "encoder's bare class and described under config.json's \"ftc_classifier_head\" (docs/export.md).\n");
@@ -49,19 +50,40 @@ static ftc_status load_run_adapters(const char *rundir, cli_model *cm, ftc_model
     return FTC_OK;
 }
 
+/* --out must not be an input or hold one: replacing it would delete what is being exported. */
+static ftc_status check_out_overlap(const char *out, const char *const *inputs, int n, ftc_err *err) {
+    char ro[PATH_MAX];
+    if (!realpath(out, ro)) return FTC_OK; /* not there yet: it can hold nothing */
+    size_t lo = strlen(ro);
+    for (int i = 0; i < n; i++) {
+        char ri[PATH_MAX];
+        if (!inputs[i] || !inputs[i][0] || !realpath(inputs[i], ri)) continue;
+        if (!strncmp(ri, ro, lo) && (ri[lo] == 0 || ri[lo] == '/' || lo == 1))
+            return ftc_errf(err, FTC_E_USAGE, "--out %s %s the input %s: export elsewhere (--force never replaces an input)",
+                            out, ri[lo] ? "holds" : "is", inputs[i]);
+    }
+    return FTC_OK;
+}
+
 int cmd_export(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *model = NULL, *format = NULL, *out = NULL, *adapter = NULL;
     bool force = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--force")) { force = true; continue; }
-        const char **slot = !strcmp(a, "--model") ? &model : !strcmp(a, "--format") ? &format
-                            : !strcmp(a, "--out") ? &out : !strcmp(a, "--adapter") ? &adapter : NULL;
-        if (!slot) return cli_usage_error("export", "unknown option '%s'", a);
-        if (i + 1 >= argc) return cli_usage_error("export", "%s needs a value", a);
-        *slot = argv[++i];
+    static const cli_opt opts[] = {{"model", false, NULL}, {"format", false, NULL}, {"out", false, NULL},
+                                   {"adapter", false, NULL}, {"force", true, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "export", argc, argv, 1, opts, 0);
+    const char *a, *v;
+    int r;
+    while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a) return cli_usage_error("export", "unexpected argument '%s'", v);
+        if (!strcmp(a, "force")) force = cli_true(v);
+        else if (!strcmp(a, "model")) model = v;
+        else if (!strcmp(a, "format")) format = v;
+        else if (!strcmp(a, "out")) out = v;
+        else adapter = v;
     }
+    if (r < 0) return 1;
     if (!model) return cli_usage_error("export", "missing --model RUNDIR");
     if (!out) return cli_usage_error("export", "missing --out DIR");
     if (!format) return cli_usage_error("export", "missing --format hf|peft");
@@ -70,9 +92,13 @@ int cmd_export(int argc, char **argv) {
     if (peft && adapter) return cli_usage_error("export", "--adapter is already a PEFT adapter: nothing to export");
 
     ftc_err err;
+    const char *inputs[] = {model, adapter};
+    if (check_out_overlap(out, inputs, 2, &err)) return cli_usage_error("export", "%s", err.msg);
     cli_model cm;
     ftc_status s = cli_model_open(model, NULL, adapter, &cm, &err);
     if (s) { cli_model_close(&cm); return cli_fail("export", &err); }
+    const char *base_in[] = {cm.base, cm.is_run ? cm.run.model : NULL};
+    if (check_out_overlap(out, base_in, 2, &err)) { cli_model_close(&cm); return cli_usage_error("export", "%s", err.msg); }
     ftc_export_opts o = {.tokenizer_dir = cm.base, .overwrite = force, .base_model = cm.base};
     if (cm.task == FTC_TASK_CLASSIFY && cm.labels) o.label_names = (const char *const *)cm.labels, o.n_labels = cm.n_labels;
     if (peft) {

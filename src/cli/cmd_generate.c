@@ -63,27 +63,25 @@ int cmd_generate(int argc, char **argv) {
     long max_tokens = 256, seed = 0;
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        long v;
-        if (!strcmp(a, "--model") && has) model = argv[++i];
-        else if (!strcmp(a, "--prompt") && has) prompt = argv[++i];
-        else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
-        else if (!strcmp(a, "--max-tokens") && has) {
-            if (!cli_parse_long(argv[++i], 0, 1 << 24, &max_tokens))
-                return cli_usage_error("generate", "--max-tokens needs an integer >= 0, not '%s'", argv[i]);
-        } else if (has && (v = cli_sampling_flag("generate", a, argv[i + 1], &sampler, &seed)) >= 0) {
-            if (v) return (int)v;
-            i++;
-        } else if (!strcmp(a, "--stats")) stats = true;
-        else if (a[0] == '-' && a[1] == '-' && !has && (!strcmp(a, "--model") || !strcmp(a, "--prompt") || !strcmp(a, "--adapter") ||
-                                                         !strcmp(a, "--max-tokens") || !strcmp(a, "--temperature") ||
-                                                         !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
-                                                         !strcmp(a, "--seed")))
-            return cli_usage_error("generate", "%s needs a value", a);
-        else return cli_usage_error("generate", "unknown argument '%s'", a);
+    static const cli_opt opts[] = {{"model", false, NULL}, {"prompt", false, NULL}, {"adapter", false, NULL},
+                                   {"max-tokens", false, NULL}, {"stats", true, NULL}, CLI_SAMPLING_OPTS, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "generate", argc, argv, 1, opts, 0);
+    const char *f, *v;
+    int r;
+    while ((r = cli_next(&p, &f, &v)) > 0) {
+        int rc;
+        if (!f) return cli_usage_error("generate", "unexpected argument '%s'", v);
+        if (!strcmp(f, "model")) model = v;
+        else if (!strcmp(f, "prompt")) prompt = v;
+        else if (!strcmp(f, "adapter")) adapter = v;
+        else if (!strcmp(f, "stats")) stats = cli_true(v);
+        else if (!strcmp(f, "max-tokens")) {
+            if (!cli_parse_long(v, 0, 1 << 24, &max_tokens))
+                return cli_usage_error("generate", "--max-tokens needs an integer >= 0, not '%s'", v);
+        } else if ((rc = cli_sampling_flag("generate", f, v, &sampler, &seed)) > 0) return rc;
     }
+    if (r < 0) return 1;
     if (!model) return cli_usage_error("generate", "--model DIR|RUNDIR is required");
     if (!prompt) return cli_usage_error("generate", "--prompt TEXT is required (\"\" starts from BOS)");
 

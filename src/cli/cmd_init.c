@@ -120,19 +120,19 @@ int cmd_init(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *dtype = "f32", *task_name = NULL;
     unsigned long long seed = 0;
     bool force = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--force")) { force = true; continue; }
-        if (strcmp(a, "--config") && strcmp(a, "--out") && strcmp(a, "--seed") && strcmp(a, "--dtype") &&
-            strcmp(a, "--task"))
-            return cli_usage_error("init", "unexpected argument '%s'", a);
-        if (!v) return cli_usage_error("init", "%s needs a value", a);
-        i++;
-        if (!strcmp(a, "--config")) config = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--dtype")) dtype = v;
-        else if (!strcmp(a, "--task")) task_name = v;
+    static const cli_opt opts[] = {{"config", false, NULL}, {"out", false, NULL}, {"seed", false, NULL},
+                                   {"dtype", false, NULL}, {"task", false, NULL}, {"force", true, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "init", argc, argv, 1, opts, 0);
+    const char *a, *v;
+    int r;
+    while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a) return cli_usage_error("init", "unexpected argument '%s'", v);
+        if (!strcmp(a, "force")) force = cli_true(v);
+        else if (!strcmp(a, "config")) config = v;
+        else if (!strcmp(a, "out")) out = v;
+        else if (!strcmp(a, "dtype")) dtype = v;
+        else if (!strcmp(a, "task")) task_name = v;
         else {
             char *end;
             errno = 0;
@@ -141,6 +141,7 @@ int cmd_init(int argc, char **argv) {
                 return cli_usage_error("init", "--seed '%s' is not a non-negative integer", v);
         }
     }
+    if (r < 0) return 1;
     if (!config || !*config) return cli_usage_error("init", "--config CONFIG_JSON is required");
     if (!out || !*out) return cli_usage_error("init", "--out DIR is required");
     if (strcmp(dtype, "f32") && strcmp(dtype, "bf16"))

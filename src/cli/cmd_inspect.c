@@ -22,12 +22,17 @@ int cmd_inspect(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *dir = NULL;
     bool as_json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) as_json = true;
-        else if (argv[i][0] == '-') return cli_usage_error("inspect", "unknown option '%s'", argv[i]);
+    static const cli_opt opts[] = {{"json", true, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "inspect", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
+    const char *a, *v;
+    int r;
+    while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (a) as_json = cli_true(v);
         else if (dir) return cli_usage_error("inspect", "more than one directory given");
-        else dir = argv[i];
+        else dir = v;
     }
+    if (r < 0) return 1;
     if (!dir) return cli_usage_error("inspect", "missing model directory");
     ftc_err err;
     ftc_model_config cfg;

@@ -75,14 +75,18 @@ static ftc_status run_line(ftc_model *m, json_t *o, const char *file, int line, 
 int cmd_logits(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *model = NULL, *ids = NULL, *adapter = NULL, *task = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = !strcmp(a, "--model") ? &model : !strcmp(a, "--ids") ? &ids
-                            : !strcmp(a, "--adapter") ? &adapter : !strcmp(a, "--task") ? &task : NULL;
-        if (!slot) return cli_usage_error("logits", "unknown option '%s'", a);
-        if (i + 1 >= argc) return cli_usage_error("logits", "%s needs a value", a);
-        *slot = argv[++i];
+    static const cli_opt opts[] = {{"model", false, NULL}, {"ids", false, NULL}, {"adapter", false, NULL},
+                                   {"task", false, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "logits", argc, argv, 1, opts, 0);
+    const char *a, *v;
+    int r;
+    while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a) return cli_usage_error("logits", "unexpected argument '%s'", v);
+        const char **slot = !strcmp(a, "model") ? &model : !strcmp(a, "ids") ? &ids : !strcmp(a, "adapter") ? &adapter : &task;
+        *slot = v;
     }
+    if (r < 0) return 1;
     if (!model) return cli_usage_error("logits", "missing --model DIR");
     if (!ids) return cli_usage_error("logits", "missing --ids FILE");
     ftc_err err;

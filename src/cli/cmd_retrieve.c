@@ -60,25 +60,30 @@ int cmd_retrieve(int argc, char **argv) {
     const char *model = NULL, *index = NULL, *data = NULL;
     int max_len = 128, batch = 32;
     bool as_json = false, preds = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_val = i + 1 < argc;
-        if (!strcmp(a, "--json")) as_json = true;
-        else if (!strcmp(a, "--predictions")) preds = true;
-        else if (!strcmp(a, "--model") && has_val) model = argv[++i];
-        else if (!strcmp(a, "--index") && has_val) index = argv[++i];
-        else if (!strcmp(a, "--data") && has_val) data = argv[++i];
-        else if (!strcmp(a, "--max-len") && has_val) {
-            long v;
-            if (!cli_parse_long(argv[++i], 2, 1 << 20, &v)) return cli_usage_error("retrieve", "--max-len must be an integer >= 2");
-            max_len = (int)v;
-        } else if (!strcmp(a, "--batch") && has_val) {
-            long v;
-            if (!cli_parse_long(argv[++i], 1, 1 << 16, &v)) return cli_usage_error("retrieve", "--batch must be an integer >= 1");
-            batch = (int)v;
+    static const cli_opt opts[] = {{"model", false, NULL}, {"index", false, NULL}, {"data", false, NULL},
+                                   {"max-len", false, NULL}, {"batch", false, NULL}, {"json", true, NULL},
+                                   {"predictions", true, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "retrieve", argc, argv, 1, opts, 0);
+    const char *a, *v;
+    int r;
+    while ((r = cli_next(&p, &a, &v)) > 0) {
+        long n;
+        if (!a) return cli_usage_error("retrieve", "unexpected argument '%s'", v);
+        if (!strcmp(a, "json")) as_json = cli_true(v);
+        else if (!strcmp(a, "predictions")) preds = cli_true(v);
+        else if (!strcmp(a, "model")) model = v;
+        else if (!strcmp(a, "index")) index = v;
+        else if (!strcmp(a, "data")) data = v;
+        else if (!strcmp(a, "max-len")) {
+            if (!cli_parse_long(v, 2, 1 << 20, &n)) return cli_usage_error("retrieve", "--max-len must be an integer >= 2");
+            max_len = (int)n;
+        } else {
+            if (!cli_parse_long(v, 1, 1 << 16, &n)) return cli_usage_error("retrieve", "--batch must be an integer >= 1");
+            batch = (int)n;
         }
-        else return cli_usage_error("retrieve", "unknown or incomplete option '%s'", a);
     }
+    if (r < 0) return 1;
     if (!model || !index || !data) return cli_usage_error("retrieve", "--model, --index and --data are required");
 
     ftc_err err;

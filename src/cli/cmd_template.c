@@ -114,17 +114,21 @@ int cmd_template(int argc, char **argv) {
     const char *cmd = render ? "template render" : "template show";
     const char *model = NULL, *messages = NULL, *tmpl_value = NULL;
     bool agp = false, tokens = false;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        if (!strcmp(a, "--add-generation-prompt")) agp = true;
-        else if (!strcmp(a, "--tokens")) tokens = true;
-        else if (!has) return cli_usage_error(cmd, "unknown argument or missing value: '%s'", a);
-        else if (!strcmp(a, "--model")) model = argv[++i];
-        else if (!strcmp(a, "--messages")) messages = argv[++i];
-        else if (!strcmp(a, "--chat-template")) tmpl_value = argv[++i];
-        else return cli_usage_error(cmd, "unknown argument '%s'", a);
+    static const cli_opt opts[] = {{"model", false, NULL}, {"messages", false, NULL}, {"chat-template", false, NULL},
+                                   {"add-generation-prompt", true, NULL}, {"tokens", true, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, cmd, argc, argv, 2, opts, 0);
+    const char *a, *v;
+    int r;
+    while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a) return cli_usage_error(cmd, "unexpected argument '%s'", v);
+        if (!strcmp(a, "add-generation-prompt")) agp = cli_true(v);
+        else if (!strcmp(a, "tokens")) tokens = cli_true(v);
+        else if (!strcmp(a, "model")) model = v;
+        else if (!strcmp(a, "messages")) messages = v;
+        else tmpl_value = v;
     }
+    if (r < 0) return 1;
     if (!model && !(tmpl_value && show)) return cli_usage_error(cmd, "--model DIR|RUNDIR is required");
     if (render && !messages) return cli_usage_error(cmd, "--messages FILE is required");
     char tok_dir[4400] = "", run_tmpl[4400] = "";

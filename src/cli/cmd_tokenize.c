@@ -52,24 +52,29 @@ int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
     bool tokens = false, special = true, decode = false, keep_special = false;
     int max_len = 0, first_arg = argc;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--model") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(a, "--file") && i + 1 < argc) file = argv[++i];
-        else if (!strcmp(a, "--max-len") && i + 1 < argc) {
+    static const cli_opt opts[] = {{"model", false, NULL}, {"file", false, NULL}, {"max-len", false, NULL},
+                                   {"ids", true, NULL}, {"tokens", true, NULL}, {"special", true, NULL},
+                                   {"decode", true, NULL}, {"keep-special", true, NULL}, {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "tokenize", argc, argv, 1, opts, CLI_HAS_POSITIONAL | CLI_POSITIONAL_ENDS);
+    const char *a, *v;
+    int r;
+    while ((r = cli_next(&p, &a, &v)) > 0) {
+        if (!a) { first_arg = p.i - 1; break; }
+        if (!strcmp(a, "model")) model = v;
+        else if (!strcmp(a, "file")) file = v;
+        else if (!strcmp(a, "max-len")) {
             char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v <= 0 || v > 1 << 30) return cli_usage_error("tokenize", "--max-len needs a positive integer");
-            max_len = (int)v;
-        } else if (!strcmp(a, "--ids")) tokens = false;
-        else if (!strcmp(a, "--tokens")) tokens = true;
-        else if (!strcmp(a, "--no-special")) special = false;
-        else if (!strcmp(a, "--decode")) decode = true;
-        else if (!strcmp(a, "--keep-special")) keep_special = true;
-        else if (!strcmp(a, "--")) { first_arg = i + 1; break; }
-        else if (a[0] == '-' && a[1] == '-') return cli_usage_error("tokenize", "unknown option '%s'", a);
-        else { first_arg = i; break; }
+            long n = strtol(v, &end, 10);
+            if (*end || end == v || n <= 0 || n > 1 << 30) return cli_usage_error("tokenize", "--max-len needs a positive integer");
+            max_len = (int)n;
+        } else if (!strcmp(a, "ids")) tokens = !cli_true(v); /* --ids: ids (the default), not token strings */
+        else if (!strcmp(a, "tokens")) tokens = cli_true(v);
+        else if (!strcmp(a, "special")) special = cli_true(v);
+        else if (!strcmp(a, "decode")) decode = cli_true(v);
+        else keep_special = cli_true(v);
     }
+    if (r < 0) return 1;
     if (!model) return cli_usage_error("tokenize", "--model DIR is required");
     if (!decode && !file && first_arg >= argc) return cli_usage_error("tokenize", "give TEXT arguments or --file F");
     ftc_tokenizer *t;

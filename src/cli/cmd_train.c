@@ -21,10 +21,10 @@ static void train_help(FILE *out) {
         "  --method full|head|lora     full: every weight; head: the new classification head (+ last N blocks),\n"
         "                              for causal-lm the last N blocks and the final norm; lora: adapters (+ head)\n"
         "  --unfreeze-last N           head: also train the last N transformer blocks (causal-lm default 1)\n"
-        "  --feature-cache true|false  head on a frozen backbone: run the encoder once per example (eval mode,\n"
-        "                              no backbone dropout) and train the head on the cached features (default\n"
-        "                              true); false: the encoder runs every step in training mode\n"
-        "  --grad-checkpoint true      recompute each block in backward instead of storing its activations\n"
+        "  --no-feature-cache          head on a frozen backbone: by default the encoder runs once per example (eval\n"
+        "                              mode, no backbone dropout) and the head trains on the cached features;\n"
+        "                              with --no-feature-cache the encoder runs every step in training mode\n"
+        "  --grad-checkpoint           recompute each block in backward instead of storing its activations\n"
         "                              (same gradients; less memory, about a third more compute)\n"
         "  --pooling auto|cls|mean|last  classify: what the head reads (auto: the checkpoint's sentence-\n"
         "                              transformers pooling if any, else CLS+pooler for BERT, last token for decoders)\n"
@@ -36,10 +36,11 @@ static void train_help(FILE *out) {
         "                              ({\"text\",\"label\"}, {\"prompt\",\"completion\"}, {\"messages\"}, {\"text\"}),\n"
         "                              or pre-tokenized JSONL ({\"input_ids\": [..], \"label\"|\"labels\": ..})\n"
         "  --format F                  text | completion | chat | label (default: detected)\n"
-        "  --template T                chat template (default: the model's tokenizer_config.json)\n"
+        "  --chat-template T           chat template: a preset (chatml, llama3, llama2, zephyr, plain) or a .jinja\n"
+        "                              file (default: the model's tokenizer_config.json)\n"
         "  --text-col C --label-col C  CSV/TSV columns\n"
-        "  --train-on-inputs true      causal-lm: also train prompt/user tokens (default: answers only)\n"
-        "  --pack true                 causal-lm: pack examples into --max-len sequences\n"
+        "  --train-on-inputs           causal-lm: also train prompt/user tokens (default: answers only)\n"
+        "  --pack                      causal-lm: pack examples into --max-len sequences\n"
         "  --val FILE | --val-split F  validation data, or a seeded share F of --data (e.g. 0.1)\n"
         "  --max-len N (128)           longer examples are truncated\n"
         "Optimisation\n"
@@ -66,6 +67,9 @@ static void train_help(FILE *out) {
         "  --resume                    continue RUNDIR from its last checkpoint (bit-identical to an\n"
         "                              uninterrupted run with the same thread count)\n"
         "  --quiet                     no progress output\n\n"
+        "Booleans: --flag, --flag true|false, --no-flag. Options also take --name=VALUE. Names from Hugging Face\n"
+        "Trainer and Axolotl work too: --learning-rate, --output-dir, --num-epochs, --per-device-train-batch-size,\n"
+        "--gradient-accumulation-steps, --warmup-ratio, --max-seq-length, ... (docs/train.md lists them).\n"
         "A loss that becomes NaN or Inf stops the run (exit 2) with the last good checkpoint intact.\n"
         "Details: docs/train.md\n");
 }
@@ -75,35 +79,43 @@ typedef struct { const char *key, *value; } kv;
 /* causal-lm sample answers (RUNDIR/samples.jsonl): few and short, so they cost little next to training */
 enum { SAMPLE_PROMPTS = 5, SAMPLE_TOKENS = 64 };
 
+/* The command line's table: every setting of src/train/runconfig.c, their aliases, and --config, --quiet. */
+static void train_opts(cli_opt *t, int cap) {
+    int n = 0;
+    for (const ftc_train_option *o = ftc_train_options(); o->name && n < cap - 3; o++) t[n++] = (cli_opt){o->name, o->is_bool, NULL};
+    for (const ftc_train_alias *a = ftc_train_aliases(); a->alias && n < cap - 3; a++) {
+        bool is_bool = false;
+        for (const ftc_train_option *o = ftc_train_options(); o->name; o++)
+            if (!strcmp(o->name, a->name)) is_bool = o->is_bool;
+        bool bf16 = !strcmp(a->alias, "bf16"); /* a boolean that sets --precision: runconfig.c maps its value */
+        t[n++] = (cli_opt){a->alias, is_bool || bf16, bf16 ? NULL : a->name};
+    }
+    t[n++] = (cli_opt){"config", false, NULL};
+    t[n++] = (cli_opt){"quiet", true, NULL};
+    t[n] = (cli_opt){NULL, false, NULL};
+}
+
 int cmd_train(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
     kv *pairs = calloc((size_t)argc, sizeof *pairs);
     int n = 0;
     const char *config_file = NULL, *out = NULL;
     bool resume = false, quiet = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0) { free(pairs); return cli_usage_error("train", "unexpected argument '%s'", a); }
-        a += 2;
-        if (!strcmp(a, "resume")) { resume = true; continue; }
-        if (!strcmp(a, "quiet")) { quiet = true; continue; }
-        const char *eq = strchr(a, '='), *value;
-        char *key;
-        if (eq) {
-            size_t kl = (size_t)(eq - a);
-            key = malloc(kl + 1);
-            memcpy(key, a, kl);
-            key[kl] = 0;
-            value = eq + 1;
-        } else {
-            if (i + 1 >= argc) { free(pairs); return cli_usage_error("train", "--%s needs a value", a); }
-            key = strdup(a);
-            value = argv[++i];
-        }
-        if (!strcmp(key, "config")) { config_file = value; free(key); continue; }
+    cli_opt table[160];
+    train_opts(table, 160);
+    cli_args p;
+    cli_args_init(&p, "train", argc, argv, 1, table, 0);
+    const char *key, *value;
+    int r;
+    while ((r = cli_next(&p, &key, &value)) > 0) {
+        if (!key) { free(pairs); return cli_usage_error("train", "unexpected argument '%s'", value); }
+        if (!strcmp(key, "resume")) { resume = cli_true(value); continue; }
+        if (!strcmp(key, "quiet")) { quiet = cli_true(value); continue; }
+        if (!strcmp(key, "config")) { config_file = value; continue; }
         if (!strcmp(key, "out")) out = value;
         pairs[n++] = (kv){key, value};
     }
+    if (r < 0) { free(pairs); return 1; }
     ftc_train_config c;
     ftc_train_config_defaults(&c);
     ftc_err err;
@@ -177,7 +189,6 @@ int cmd_train(int argc, char **argv) {
     ftc_dataset_free(&val);
     ftc_model_free(m);
 done:
-    for (int i = 0; i < n; i++) free((char *)pairs[i].key);
     free(pairs);
     return rc;
 }

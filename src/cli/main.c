@@ -107,17 +107,17 @@ bool cli_parse_float(const char *s, double lo, double hi, float *out) {
 
 int cli_sampling_flag(const char *cmd, const char *flag, const char *value, ftc_sampler *s, long *seed) {
     long v;
-    if (!strcmp(flag, "--temperature")) {
+    if (!strcmp(flag, "temperature")) {
         if (!cli_parse_float(value, 0.0, 1e6, &s->temperature))
             return cli_usage_error(cmd, "--temperature needs a number >= 0, not '%s'", value);
-    } else if (!strcmp(flag, "--top-k")) {
+    } else if (!strcmp(flag, "top-k")) {
         if (!cli_parse_long(value, 0, 1 << 30, &v))
             return cli_usage_error(cmd, "--top-k needs an integer >= 0, not '%s'", value);
         s->top_k = (int)v;
-    } else if (!strcmp(flag, "--top-p")) {
+    } else if (!strcmp(flag, "top-p")) {
         if (!cli_parse_float(value, 1e-9, 1.0, &s->top_p))
             return cli_usage_error(cmd, "--top-p needs a number in (0, 1], not '%s'", value);
-    } else if (!strcmp(flag, "--seed")) {
+    } else if (!strcmp(flag, "seed")) {
         if (!cli_parse_long(value, 0, (long)(~0UL >> 1), seed))
             return cli_usage_error(cmd, "--seed needs an integer >= 0, not '%s'", value);
     } else return -1;
@@ -129,7 +129,8 @@ static void print_help(FILE *out) {
                  "Usage: ftc <command> [options]\n\nCommands:\n", FTC_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nRun 'ftc <command> --help' for a command's options.\n"
+    fprintf(out, "\nRun 'ftc <command> --help' (or 'ftc help <command>') for a command's options.\n"
+                 "Options: --name VALUE or --name=VALUE; booleans: --flag, --flag true|false, --no-flag.\n"
                  "Exit codes: 0 ok, 1 usage error, 2 bad input, 3 internal error.\n");
 }
 
@@ -145,6 +146,16 @@ static void prefer_passive_openmp_threads(char **argv) {
 int main(int argc, char **argv) {
     prefer_passive_openmp_threads(argv);
     if (argc < 2) { print_help(stderr); return finish("", 1); }
+    if (!strcmp(argv[1], "help") && argc > 2) { /* ftc help CMD = ftc CMD --help */
+        for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+            if (!strcmp(argv[2], commands[i].name)) {
+                char *help_argv[] = {argv[2], "--help", NULL};
+                return finish(argv[2], commands[i].run(2, help_argv));
+            }
+        fprintf(stderr, "ftc: unknown command '%s'\n\n", argv[2]);
+        print_help(stderr);
+        return finish("", 1);
+    }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { print_help(stdout); return finish("help", 0); }
     if (!strcmp(argv[1], "--version")) { printf("ftc %s\n", FTC_VERSION); return finish("version", 0); }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)

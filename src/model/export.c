@@ -65,10 +65,36 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
+/* A training run's own files: a directory holding one (at any depth) is never replaced, --force or not. */
+static bool holds_run(const char *dir, int depth, char *found, size_t n) {
+    DIR *d = depth < 32 ? opendir(dir) : NULL;
+    if (!d) return false;
+    bool yes = false;
+    for (struct dirent *e; !yes && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[4400];
+        if (!ftc_path_join(p, sizeof p, dir, e->d_name)) continue;
+        struct stat st;
+        if (lstat(p, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) yes = holds_run(p, depth + 1, found, n);
+        else if (!strcmp(e->d_name, "config.resolved.json") || !strcmp(e->d_name, "checkpoint.ftc") ||
+                 !strcmp(e->d_name, "best.ftc")) {
+            snprintf(found, n, "%s", p);
+            yes = true;
+        }
+    }
+    closedir(d);
+    return yes;
+}
+
 static ftc_status begin_out(const char *out, bool overwrite, char *tmp, size_t n, ftc_err *err) {
     if (!out || !*out) return ftc_errf(err, FTC_E_USAGE, "no output directory given");
     if (ftc_file_exists(out) && !ftc_is_dir(out))
         return ftc_errf(err, FTC_E_USAGE, "%s exists and is not a directory", out);
+    char found[4400];
+    if (ftc_is_dir(out) && holds_run(out, 0, found, sizeof found))
+        return ftc_errf(err, FTC_E_USAGE, "%s holds a training run (%s): an export never replaces a run, even with "
+                                          "--force; choose another --out", out, found);
     if (ftc_is_dir(out) && !overwrite) {
         DIR *d = opendir(out);
         bool empty = true;

@@ -12,18 +12,38 @@
 #include <string.h>
 #include <yaml.h>
 
-static const char *const KEYS[] = {
-    "model", "data", "out", "val", "task", "method", "val-split", "epochs", "max-steps", "lr", "batch",
-    "grad-accum", "max-len", "warmup", "schedule", "weight-decay", "clip", "beta1", "beta2", "adam-eps", "seed",
-    "eval-every", "save-every", "log-every", "patience", "metric", "unfreeze-last", "lora-r", "lora-alpha",
-    "lora-dropout", "lora-targets", "resume", "format", "template", "text-col", "label-col", "pack",
-    "train-on-inputs", "pooling", "feature-cache", "precision", "base-dtype", "grad-checkpoint", NULL};
+/* Every setting `ftc train` knows, one table for the command line, config files and config.resolved.json. */
+static const ftc_train_option OPTIONS[] = {
+    {"model", false}, {"data", false}, {"out", false}, {"val", false}, {"task", false}, {"method", false},
+    {"val-split", false}, {"epochs", false}, {"max-steps", false}, {"lr", false}, {"batch", false},
+    {"grad-accum", false}, {"max-len", false}, {"warmup", false}, {"schedule", false}, {"weight-decay", false},
+    {"clip", false}, {"beta1", false}, {"beta2", false}, {"adam-eps", false}, {"seed", false}, {"eval-every", false},
+    {"save-every", false}, {"log-every", false}, {"patience", false}, {"metric", false}, {"unfreeze-last", false},
+    {"lora-r", false}, {"lora-alpha", false}, {"lora-dropout", false}, {"lora-targets", false}, {"resume", true},
+    {"format", false}, {"chat-template", false}, {"text-col", false}, {"label-col", false}, {"pack", true},
+    {"train-on-inputs", true}, {"pooling", false}, {"feature-cache", true}, {"precision", false},
+    {"base-dtype", false}, {"grad-checkpoint", true}, {NULL, false}};
+
+/* The names people bring from Hugging Face Trainer, PEFT and Axolotl (and this project's older names). */
+static const ftc_train_alias ALIASES[] = {
+    {"learning-rate", "lr"}, {"output-dir", "out"}, {"num-epochs", "epochs"}, {"num-train-epochs", "epochs"},
+    {"model-name-or-path", "model"}, {"base-model", "model"}, {"batch-size", "batch"},
+    {"per-device-train-batch-size", "batch"}, {"micro-batch-size", "batch"},
+    {"gradient-accumulation-steps", "grad-accum"}, {"max-seq-length", "max-len"}, {"sequence-len", "max-len"},
+    {"max-length", "max-len"}, {"warmup-steps", "warmup"}, {"warmup-ratio", "warmup"},
+    {"lr-scheduler-type", "schedule"}, {"lr-scheduler", "schedule"}, {"max-grad-norm", "clip"},
+    {"adam-beta1", "beta1"}, {"adam-beta2", "beta2"}, {"adam-epsilon", "adam-eps"}, {"eval-steps", "eval-every"},
+    {"save-steps", "save-every"}, {"logging-steps", "log-every"}, {"early-stopping-patience", "patience"},
+    {"metric-for-best-model", "metric"}, {"lora-target-modules", "lora-targets"},
+    {"gradient-checkpointing", "grad-checkpoint"}, {"sample-packing", "pack"}, {"val-set-size", "val-split"},
+    {"template", "chat-template"}, {"bf16", "precision"}, {NULL, NULL}};
 
 /* What config.resolved.json records about the run besides the settings; skipped when it is read back. */
 static const char *const RUN_FACTS[] = {"trainable_params", "total_params", "total_steps", "warmup_steps",
                                         "steps_per_epoch", "train_examples", "val_examples", NULL};
 
-const char *const *ftc_train_config_keys(void) { return KEYS; }
+const ftc_train_option *ftc_train_options(void) { return OPTIONS; }
+const ftc_train_alias *ftc_train_aliases(void) { return ALIASES; }
 
 static bool is_run_fact(const char *key) {
     for (int i = 0; RUN_FACTS[i]; i++) if (!strcmp(RUN_FACTS[i], key)) return true;
@@ -31,8 +51,31 @@ static bool is_run_fact(const char *key) {
 }
 
 static int key_index(const char *key) {
-    for (int i = 0; KEYS[i]; i++) if (!strcmp(KEYS[i], key)) return i;
+    for (int i = 0; OPTIONS[i].name; i++) if (!strcmp(OPTIONS[i].name, key)) return i;
     return -1;
+}
+
+/* key ('_' or '-', an alias or the name itself) -> the option's name, or NULL */
+const char *ftc_train_option_name(const char *key) {
+    char k[64];
+    size_t n = strlen(key);
+    if (n >= sizeof k) return NULL;
+    for (size_t i = 0; i <= n; i++) k[i] = key[i] == '_' ? '-' : key[i];
+    int ki = key_index(k);
+    if (ki >= 0) return OPTIONS[ki].name;
+    for (int i = 0; ALIASES[i].alias; i++) if (!strcmp(ALIASES[i].alias, k)) return ALIASES[i].name;
+    return NULL;
+}
+
+/* " (did you mean lr?)" for an unknown key, else "" */
+static void suggest(const char *key, char *out, size_t cap) {
+    const char *names[128];
+    size_t n = 0;
+    for (int i = 0; OPTIONS[i].name && n < 128; i++) names[n++] = OPTIONS[i].name;
+    for (int i = 0; ALIASES[i].alias && n < 128; i++) names[n++] = ALIASES[i].alias;
+    char list[256];
+    if (ftc_closest_names(key, names, n, "", list, sizeof list)) snprintf(out, cap, " (did you mean %s?)", list);
+    else snprintf(out, cap, " (run 'ftc train --help' for the list)");
 }
 
 void ftc_train_config_defaults(ftc_train_config *c) {
@@ -119,12 +162,19 @@ static ftc_status copy_short(const char *key, char *dst, size_t cap, const char 
 }
 
 ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const char *v, ftc_err *err) {
-    char key[64];
-    size_t n = strlen(key_in);
-    if (n >= sizeof key) return ftc_errf(err, FTC_E_USAGE, "unknown setting '%.60s...'", key_in);
-    for (size_t i = 0; i <= n; i++) key[i] = key_in[i] == '_' ? '-' : key_in[i];
+    const char *key = ftc_train_option_name(key_in);
+    if (!key) {
+        char hint[300];
+        suggest(key_in, hint, sizeof hint);
+        return ftc_errf(err, FTC_E_USAGE, "unknown setting '%.60s'%s", key_in, hint);
+    }
     int ki = key_index(key);
-    if (ki < 0) return ftc_errf(err, FTC_E_USAGE, "unknown setting '%s' (run 'ftc train --help' for the list)", key_in);
+    /* HF Trainer's and Axolotl's bf16: true|false is --precision bf16|fp32 */
+    if (!strcmp(key, "precision") && (!strcmp(key_in, "bf16") || !strcmp(key_in, "--bf16"))) {
+        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) v = "bf16";
+        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) v = "fp32";
+        else return ftc_errf(err, FTC_E_USAGE, "bf16: '%s' is not a boolean (true or false)", v);
+    }
     long long L;
     double D;
     ftc_status s = FTC_OK;
@@ -170,7 +220,7 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
         if (strlen(v) >= sizeof c->lora_targets) s = ftc_errf(err, FTC_E_USAGE, "lora-targets: too long");
         else strcpy(c->lora_targets, v);
     } else if (!strcmp(key, "format")) s = copy_short(key, c->format, sizeof c->format, v, err);
-    else if (!strcmp(key, "template")) s = copy_short(key, c->template_name, sizeof c->template_name, v, err);
+    else if (!strcmp(key, "chat-template")) s = copy_short(key, c->template_name, sizeof c->template_name, v, err);
     else if (!strcmp(key, "text-col")) s = copy_short(key, c->text_col, sizeof c->text_col, v, err);
     else if (!strcmp(key, "label-col")) s = copy_short(key, c->label_col, sizeof c->label_col, v, err);
     else if (!strcmp(key, "pack")) s = parse_bool(key, v, &c->pack, err);
@@ -371,7 +421,7 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "precision", json_string(ftc_precision_name(c->precision)));
     json_object_set_new(o, "base_dtype", json_string(ftc_base_dtype_name(c->base_dtype)));
     json_object_set_new(o, "format", json_string(c->format));
-    json_object_set_new(o, "template", json_string(c->template_name));
+    json_object_set_new(o, "chat_template", json_string(c->template_name));
     json_object_set_new(o, "text_col", json_string(c->text_col));
     json_object_set_new(o, "label_col", json_string(c->label_col));
     json_object_set_new(o, "pack", json_boolean(c->pack));

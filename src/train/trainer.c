@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void ftc_dataset_free(ftc_dataset *d) {
     if (!d) return;
@@ -570,22 +571,16 @@ static ftc_status write_json_file(const char *path, json_t *o, ftc_err *err) {
     return s;
 }
 
-/* The chosen model (best when there was validation, else last) with adapters merged, in HF layout. */
-static ftc_status save_final_model(run *r, ftc_err *err) {
+/* The model's files into dir (a staging directory that save_final_model renames into place). */
+static ftc_status write_model_dir(run *r, const char *dir, ftc_err *err) {
     ftc_status s;
-    if (r->val && ftc_file_exists(r->path_best)) {
-        if ((s = ftc_checkpoint_load(r->path_best, r->m, NULL, NULL, err)) != FTC_OK) return s;
-    }
-    if (r->c->method == FTC_METHOD_LORA && (s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
-    char dir[FTC_PATH_MAX + 32];
-    snprintf(dir, sizeof dir, "%s/model", r->c->out);
     if ((s = ftc_mkdirs(dir, err)) != FTC_OK) return s;
     if ((s = ftc_model_save(r->m, dir, err)) != FTC_OK) return s;
     /* the tokenizer travels with the model, so RUNDIR/model is usable on its own */
     const char *tok_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                                "vocab.json", "merges.txt", "tokenizer.model"};
     for (size_t i = 0; i < sizeof tok_files / sizeof *tok_files && s == FTC_OK; i++) {
-        char src[FTC_PATH_MAX + 64], dst[FTC_PATH_MAX + 64];
+        char src[FTC_PATH_MAX + 64], dst[FTC_PATH_MAX + 128];
         snprintf(src, sizeof src, "%s/%s", r->c->model, tok_files[i]);
         snprintf(dst, sizeof dst, "%s/%s", dir, tok_files[i]);
         if (!ftc_file_exists(src)) continue;
@@ -598,7 +593,7 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
     if (s != FTC_OK) return s;
     if (r->c->task == FTC_TASK_CLASSIFY && r->train->label_names) {
         /* label names go into config.json as transformers' id2label/label2id */
-        char path[FTC_PATH_MAX + 64];
+        char path[FTC_PATH_MAX + 128];
         snprintf(path, sizeof path, "%s/config.json", dir);
         json_error_t je;
         json_t *cfg = ftc_json_load_file(path, 0, &je);
@@ -618,6 +613,37 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
     return s;
 }
 
+/* The chosen model (best when there was validation, else last) with adapters merged, in HF layout.
+ * RUNDIR/model is written whole in RUNDIR/model.tmp.<pid> and swapped into place in one rename: a crash
+ * leaves the previous model (or none), never a config of one with the weights of another. */
+static ftc_status save_final_model(run *r, ftc_err *err) {
+    ftc_status s;
+    if (r->val && ftc_file_exists(r->path_best)) {
+        if ((s = ftc_checkpoint_load(r->path_best, r->m, NULL, NULL, err)) != FTC_OK) return s;
+    }
+    if (r->c->method == FTC_METHOD_LORA && (s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
+    char dir[FTC_PATH_MAX + 32], tmp[FTC_PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s/model", r->c->out);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
+    if ((s = ftc_remove_tree(tmp, err)) != FTC_OK) return s;
+    s = write_model_dir(r, tmp, err);
+    if (s == FTC_OK) s = ftc_dir_replace(tmp, dir, err);
+    if (s != FTC_OK) {
+        ftc_err ignored;
+        ftc_remove_tree(tmp, &ignored);
+    }
+    return s;
+}
+
+static void remove_run_temps(const char *out) {
+    char p[FTC_PATH_MAX + 32];
+    ftc_remove_stale_temps(out);
+    snprintf(p, sizeof p, "%s/model", out);
+    ftc_remove_stale_temps(p);
+    snprintf(p, sizeof p, "%s/split", out);
+    ftc_remove_stale_temps(p);
+}
+
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err) {
     memset(res, 0, sizeof *res);
@@ -634,6 +660,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     r.best = NAN;
     ftc_status s;
     if ((s = ftc_mkdirs(c->out, err)) != FTC_OK) return s;
+    remove_run_temps(c->out); /* what a killed run left: checkpoint.ftc.tmp.<pid>, model.tmp.<pid>, ... */
     snprintf(r.path_metrics, sizeof r.path_metrics, "%s/metrics.jsonl", c->out);
     snprintf(r.path_ckpt, sizeof r.path_ckpt, "%s/checkpoint.ftc", c->out);
     snprintf(r.path_best, sizeof r.path_best, "%s/best.ftc", c->out);
@@ -778,6 +805,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         res->best_step = r.best_step;
         res->stopped_early = stop;
         s = save_final_model(&r, err);
+        if (s == FTC_OK) remove_run_temps(c->out);
     }
 out:
     if (r.metrics) fclose(r.metrics);

@@ -1,0 +1,109 @@
+/* GGUF (llama.cpp's model file, versions 2 and 3): read (mmap, validated) and dequantize to f32.
+ * Layout (all little-endian):
+ *   "GGUF" | u32 version | u64 tensor_count | u64 kv_count
+ *   kv_count x { string key | u32 value_type | value }            string = u64 length + bytes
+ *   tensor_count x { string name | u32 n_dims | u64 ne[n_dims] | u32 ggml_type | u64 offset }
+ *   padding to general.alignment (default 32) | tensor data (offsets relative to here, aligned)
+ * ne[0] is the fastest-varying dimension; views below give the row-major shape (ne reversed),
+ * as PyTorch and safetensors write it. See docs/gguf.md. */
+#ifndef FTC_GGUF_H
+#define FTC_GGUF_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "ftc/base.h"
+
+typedef enum {
+    FTC_GGUF_U8 = 0, FTC_GGUF_I8 = 1, FTC_GGUF_U16 = 2, FTC_GGUF_I16 = 3, FTC_GGUF_U32 = 4, FTC_GGUF_I32 = 5,
+    FTC_GGUF_F32 = 6, FTC_GGUF_BOOL = 7, FTC_GGUF_STRING = 8, FTC_GGUF_ARRAY = 9, FTC_GGUF_U64 = 10,
+    FTC_GGUF_I64 = 11, FTC_GGUF_F64 = 12,
+} ftc_gguf_vtype;
+const char *ftc_gguf_vtype_name(ftc_gguf_vtype t);
+
+/* ggml tensor types (the numbers are the file's). */
+typedef enum {
+    FTC_GGML_F32 = 0, FTC_GGML_F16 = 1, FTC_GGML_Q4_0 = 2, FTC_GGML_Q4_1 = 3, FTC_GGML_Q5_0 = 6, FTC_GGML_Q5_1 = 7,
+    FTC_GGML_Q8_0 = 8, FTC_GGML_Q8_1 = 9, FTC_GGML_Q2_K = 10, FTC_GGML_Q3_K = 11, FTC_GGML_Q4_K = 12,
+    FTC_GGML_Q5_K = 13, FTC_GGML_Q6_K = 14, FTC_GGML_Q8_K = 15, FTC_GGML_I8 = 24, FTC_GGML_I16 = 25,
+    FTC_GGML_I32 = 26, FTC_GGML_I64 = 27, FTC_GGML_F64 = 28, FTC_GGML_BF16 = 30,
+} ftc_ggml_type;
+/* Name ("Q4_K"), or NULL for a number the reader does not know. */
+const char *ftc_ggml_type_name(int type);
+/* Elements per block and bytes per block; false for an unknown type. */
+bool ftc_ggml_type_size(int type, int64_t *block, int64_t *bytes);
+/* Whether ftc_gguf_to_f32 converts this type. */
+bool ftc_ggml_type_dequantizable(int type);
+
+typedef struct ftc_gguf_value ftc_gguf_value;
+struct ftc_gguf_value {
+    ftc_gguf_vtype type;
+    union {
+        uint64_t u;  /* U8..U64 */
+        int64_t i;   /* I8..I64 */
+        double f;    /* F32, F64 */
+        bool b;      /* BOOL */
+        struct { const char *s; uint64_t len; } str; /* NUL-terminated copy; len excludes the NUL */
+        struct {
+            ftc_gguf_vtype elem;
+            uint64_t n;
+            const uint8_t *raw;    /* numeric/bool elements: packed little-endian inside the file */
+            ftc_gguf_value *items; /* STRING and ARRAY elements, parsed; NULL otherwise */
+        } arr;
+    };
+};
+
+typedef struct {
+    const char *key;
+    ftc_gguf_value v;
+} ftc_gguf_kv;
+
+#define FTC_GGUF_MAX_DIMS 4
+typedef struct {
+    const char *name;
+    int type;   /* ftc_ggml_type */
+    int ndim;
+    int64_t shape[FTC_GGUF_MAX_DIMS]; /* row-major: shape[ndim-1] == ne[0] */
+    int64_t numel;
+    uint64_t offset; /* from the start of the data section */
+    const uint8_t *data;
+    size_t nbytes;
+} ftc_gguf_tensor;
+
+typedef struct ftc_gguf ftc_gguf;
+
+/* Opens and validates a .gguf file (mmap'd; views point into the mapping). */
+ftc_status ftc_gguf_open(const char *path, ftc_gguf **out, ftc_err *err);
+/* Same over a file image in memory (fuzzing, tests); buf must outlive the handle. */
+ftc_status ftc_gguf_parse_buffer(const uint8_t *buf, size_t len, const char *name_for_errors, ftc_gguf **out,
+                                 ftc_err *err);
+void ftc_gguf_close(ftc_gguf *g);
+
+const char *ftc_gguf_path(const ftc_gguf *g);
+uint32_t ftc_gguf_version(const ftc_gguf *g);
+uint64_t ftc_gguf_alignment(const ftc_gguf *g);
+size_t ftc_gguf_file_size(const ftc_gguf *g);
+int ftc_gguf_kv_count(const ftc_gguf *g);
+const ftc_gguf_kv *ftc_gguf_kv_at(const ftc_gguf *g, int i);
+const ftc_gguf_value *ftc_gguf_find(const ftc_gguf *g, const char *key); /* NULL if absent */
+int ftc_gguf_tensor_count(const ftc_gguf *g);
+const ftc_gguf_tensor *ftc_gguf_tensor_at(const ftc_gguf *g, int i);
+const ftc_gguf_tensor *ftc_gguf_find_tensor(const ftc_gguf *g, const char *name); /* NULL if absent */
+
+/* Typed getters. Absent key: returns FTC_E_INPUT naming the key unless `optional`, in which case
+ * *out keeps its value and FTC_OK is returned. Wrong type (or a negative/too large integer for the
+ * target) is always an error naming the key, its type and the file. */
+ftc_status ftc_gguf_get_int(const ftc_gguf *g, const char *key, bool optional, int64_t *out, ftc_err *err);
+ftc_status ftc_gguf_get_float(const ftc_gguf *g, const char *key, bool optional, double *out, ftc_err *err);
+ftc_status ftc_gguf_get_bool(const ftc_gguf *g, const char *key, bool optional, bool *out, ftc_err *err);
+ftc_status ftc_gguf_get_str(const ftc_gguf *g, const char *key, bool optional, const char **out, ftc_err *err);
+/* An array value's element i as a number (any integer/float/bool element type). */
+int64_t ftc_gguf_arr_int(const ftc_gguf_value *a, uint64_t i);
+double ftc_gguf_arr_float(const ftc_gguf_value *a, uint64_t i);
+
+/* Dequantizes a tensor to t->numel floats, bit-identical to the gguf Python package's
+ * gguf.quants.dequantize (F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K). */
+ftc_status ftc_gguf_to_f32(const ftc_gguf *g, const ftc_gguf_tensor *t, float *out, ftc_err *err);
+/* Rows [row0, row0+nrows) of a 2-D-or-more tensor viewed as [numel/ne0, ne0]. */
+ftc_status ftc_gguf_rows_to_f32(const ftc_gguf *g, const ftc_gguf_tensor *t, int64_t row0, int64_t nrows, float *out,
+                                ftc_err *err);
+#endif
