@@ -67,41 +67,41 @@ int cmd_serve(int argc, char **argv) {
     }
     ftc_serve_opts o = {.host = "127.0.0.1", .port = 8080, .slots = 1, .queue = 16, .task = -1, .log = log_line};
     const char *key_file = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
+    static const cli_opt opts[] = {{"model", false, NULL},   {"host", false, NULL},         {"port", false, NULL},
+                                   {"api-key", false, NULL}, {"api-key-file", false, NULL}, {"ctx", false, NULL},
+                                   {"slots", false, NULL},   {"queue", false, NULL},        {"task", false, NULL},
+                                   {NULL, false, NULL}};
+    cli_args p;
+    cli_args_init(&p, "serve", argc, argv, 1, opts, 0);
+    const char *f, *val;
+    int r;
+    while ((r = cli_next(&p, &f, &val)) > 0) {
         long v;
-        static const char *const valued[] = {"--model", "--host", "--port", "--api-key", "--api-key-file", "--ctx",
-                                             "--slots", "--queue", "--task"};
-        bool known = false;
-        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known = known || !strcmp(a, valued[k]);
-        if (!known) return cli_usage_error("serve", "unknown argument '%s'", a);
-        if (!has) return cli_usage_error("serve", "%s needs a value", a);
-        const char *val = argv[++i];
-        if (!strcmp(a, "--model")) o.model_path = val;
-        else if (!strcmp(a, "--host")) o.host = val;
-        else if (!strcmp(a, "--api-key")) o.api_key = val;
-        else if (!strcmp(a, "--api-key-file")) key_file = val;
-        else if (!strcmp(a, "--task")) {
+        if (!f) return cli_usage_error("serve", "unexpected argument '%s'", val);
+        if (!strcmp(f, "model")) o.model_path = val;
+        else if (!strcmp(f, "host")) o.host = val;
+        else if (!strcmp(f, "api-key")) o.api_key = val;
+        else if (!strcmp(f, "api-key-file")) key_file = val;
+        else if (!strcmp(f, "task")) {
             if (!strcmp(val, "causal-lm")) o.task = FTC_TASK_CAUSAL_LM;
             else if (!strcmp(val, "classify")) o.task = FTC_TASK_CLASSIFY;
             else if (!strcmp(val, "encode")) o.task = FTC_TASK_ENCODE;
             else return cli_usage_error("serve", "--task needs causal-lm, classify or encode, not '%s'", val);
-        }
-        else if (!strcmp(a, "--port")) {
+        } else if (!strcmp(f, "port")) {
             if (!cli_parse_long(val, 0, 65535, &v)) return cli_usage_error("serve", "--port needs 0..65535, not '%s'", val);
             o.port = (int)v;
-        } else if (!strcmp(a, "--ctx")) {
+        } else if (!strcmp(f, "ctx")) {
             if (!cli_parse_long(val, 2, 1 << 24, &v)) return cli_usage_error("serve", "--ctx needs an integer >= 2, not '%s'", val);
             o.ctx = (int)v;
-        } else if (!strcmp(a, "--slots")) {
+        } else if (!strcmp(f, "slots")) {
             if (!cli_parse_long(val, 1, 256, &v)) return cli_usage_error("serve", "--slots needs 1..256, not '%s'", val);
             o.slots = (int)v;
-        } else if (!strcmp(a, "--queue")) {
+        } else if (!strcmp(f, "queue")) {
             if (!cli_parse_long(val, 1, 4096, &v)) return cli_usage_error("serve", "--queue needs 1..4096, not '%s'", val);
             o.queue = (int)v;
         }
     }
+    if (r < 0) return 1;
     if (!o.model_path) return cli_usage_error("serve", "--model DIR|RUNDIR is required");
     if (o.api_key && key_file) return cli_usage_error("serve", "--api-key and --api-key-file: give one");
     if (o.api_key && !o.api_key[0]) return cli_usage_error("serve", "--api-key needs a non-empty key");
