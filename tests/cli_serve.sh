@@ -103,12 +103,6 @@ pid=
 [ "$rc" = 0 ] || { cat "$T/log"; fail "the server exited $rc after SIGTERM"; }
 grep -q 'stopped' "$T/log" || fail "no 'stopped' in the log: $(cat "$T/log")"
 
-# ---- a classifier and an encoder (MiniLM) ----
-MINI=${FTC_MINILM_DIR:-}
-if [ -z "$MINI" ] || [ ! -f "$MINI/config.json" ] || [ -z "$PY" ]; then
-  echo "SKIP (classify, embeddings): MiniLM or the openai package is not installed"
-  echo PASS; exit 0
-fi
 start() { # start NAME ARGS...: a server on a free port, its URL in $URL
   local name=$1; shift
   "$FTC" serve --port 0 "$@" 2> "$T/$name.log" &
@@ -118,6 +112,28 @@ start() { # start NAME ARGS...: a server on a free port, its URL in $URL
   [ -n "$URL" ] || { cat "$T/$name.log"; fail "the $name server did not start"; }
 }
 stop() { kill -TERM "$pid"; wait "$pid" || fail "server exit $?"; pid=; }
+# ---- slots: decoding together, the queue's bound, disconnects ----
+start s1 --model "$M" --ctx 512
+U1=$URL; P1=$pid
+start s4 --model "$M" --ctx 512 --slots 4
+U4=$URL; P4=$pid
+start sq --model "$M" --ctx 512 --slots 1 --queue 1
+python3 "$SRC/tests/serve_concurrency.py" "$U1" "$U4" "$URL" || { tail -5 "$T/sq.log"; fail "concurrency"; }
+sleep 0.3
+grep -q 'went away' "$T/sq.log" || fail "the disconnect is not in the log: $(tail -3 "$T/sq.log")"
+gen=$(grep 'went away' -A0 "$T/sq.log" | head -1 | grep -o 'cmpl-[0-9a-f]*')
+got=$(grep "$gen, prompt" "$T/sq.log" | grep -o '[0-9]* generated' | cut -d' ' -f1)
+[ -n "$got" ] && [ "$got" -lt 500 ] || fail "the disconnected stream generated '$got' tokens: $(grep "$gen" "$T/sq.log")"
+echo "ok: the disconnected stream stopped after $got of 500 tokens"
+stop
+kill -TERM "$P1" "$P4"; wait "$P1" || fail "s1 exit"; wait "$P4" || fail "s4 exit"
+
+# ---- a classifier and an encoder (MiniLM) ----
+MINI=${FTC_MINILM_DIR:-}
+if [ -z "$MINI" ] || [ ! -f "$MINI/config.json" ] || [ -z "$PY" ]; then
+  echo "SKIP (classify, embeddings): MiniLM or the openai package is not installed"
+  echo PASS; exit 0
+fi
 grep -E '"(create_account|end_ride|unlock_bike)"' "$SRC/examples/faq/train.jsonl" | head -48 > "$T/cls.jsonl"
 "$FTC" train --model "$MINI" --data "$T/cls.jsonl" --out "$T/run" --task classify --method head --max-steps 6 \
   --batch 8 --lr 5e-2 --quiet > /dev/null 2> "$T/train.err" || fail "train: $(cat "$T/train.err")"

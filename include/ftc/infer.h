@@ -40,6 +40,12 @@ const int32_t *ftc_kv_cache_ids(const ftc_kv_cache *c); /* the cached tokens [le
 ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, int n, float *logits,
                             bool all_positions, ftc_err *err);
 
+/* One new token for each of n sequences (1..64, distinct caches of model m) in one pass: the rows go through
+ * the model's matmuls together (a weight is read once for all of them) and each attends over its own cache.
+ * logits [n, V]. Each row equals ftc_model_decode of that token alone on its cache (within float rounding). */
+ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int32_t *ids, int n, float *logits,
+                                  ftc_err *err);
+
 typedef enum {
     FTC_GEN_MAX_TOKENS,   /* max_new_tokens generated */
     FTC_GEN_STOP_TOKEN,   /* a stop token (EOS) was sampled; it is not in the output */

@@ -94,7 +94,7 @@ int cmd_serve(int argc, char **argv) {
             if (!cli_parse_long(val, 2, 1 << 24, &v)) return cli_usage_error("serve", "--ctx needs an integer >= 2, not '%s'", val);
             o.ctx = (int)v;
         } else if (!strcmp(f, "slots")) {
-            if (!cli_parse_long(val, 1, 256, &v)) return cli_usage_error("serve", "--slots needs 1..256, not '%s'", val);
+            if (!cli_parse_long(val, 1, 64, &v)) return cli_usage_error("serve", "--slots needs 1..64, not '%s'", val);
             o.slots = (int)v;
         } else if (!strcmp(f, "queue")) {
             if (!cli_parse_long(val, 1, 4096, &v)) return cli_usage_error("serve", "--queue needs 1..4096, not '%s'", val);

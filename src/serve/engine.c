@@ -259,8 +259,18 @@ static bool record_logprobs(ftc_server *s, ftc_sv_slot *sl, ftc_sv_choice *c, in
     return true;
 }
 
-/* One token for the choice in slot sl. Engine thread, mu not held. */
-static void step(ftc_server *s, ftc_sv_slot *sl) {
+/* mu held */
+static void fail_choice(ftc_sv_choice *c, const ftc_err *err) {
+    ftc_sv_job *j = c->job;
+    j->status = 500;
+    j->error_code = "server_error";
+    snprintf(j->error, sizeof j->error, "%s", err->msg);
+}
+
+/* One token for the choice in slot sl: samples from the slot's logits and publishes the text. Returns the token
+ * to run through the model next (the engine batches them over the slots), -1 when the choice has ended.
+ * Engine thread, mu not held. */
+static int32_t step(ftc_server *s, ftc_sv_slot *sl) {
     ftc_sv_choice *c = sl->c;
     ftc_sv_job *j = c->job;
     ftc_err err;
@@ -268,7 +278,7 @@ static void step(ftc_server *s, ftc_sv_slot *sl) {
     bool stop_now = j->cancelled || s->stopping;
     if (stop_now) finish(s, c, "length");
     pthread_mutex_unlock(&s->mu);
-    if (stop_now) return;
+    if (stop_now) return -1;
     ftc_model *m = s->im.model;
     if (!sl->prefilled) {
         ftc_kv_cache_reset(sl->cache);
@@ -279,7 +289,7 @@ static void step(ftc_server *s, ftc_sv_slot *sl) {
         pthread_mutex_lock(&s->mu);
         finish(s, c, "length");
         pthread_mutex_unlock(&s->mu);
-        return;
+        return -1;
     }
     ftc_sampler smp = {j->req.temperature, j->req.top_k, j->req.top_p};
     int32_t next = ftc_sample(sl->logits, s->V, &smp, &c->rng, sl->prob, sl->idx);
@@ -294,7 +304,7 @@ static void step(ftc_server *s, ftc_sv_slot *sl) {
         finish(s, c, "stop");
         pthread_mutex_unlock(&s->mu);
         free(tail);
-        return;
+        return -1;
     }
     c->tokens++;
     char *piece = NULL;
@@ -320,16 +330,14 @@ static void step(ftc_server *s, ftc_sv_slot *sl) {
     pthread_mutex_unlock(&s->mu);
     free(piece);
     free(tail);
-    if (hit || last || oom || !lp_ok) return;
-    if (ftc_model_decode(m, sl->cache, &next, 1, sl->logits, false, &err)) goto fail;
-    return;
+    if (hit || last || oom || !lp_ok) return -1;
+    return next;
 fail:
     pthread_mutex_lock(&s->mu);
-    j->status = 500;
-    j->error_code = "server_error";
-    snprintf(j->error, sizeof j->error, "%s", err.msg);
+    fail_choice(c, &err);
     finish(s, c, "length");
     pthread_mutex_unlock(&s->mu);
+    return -1;
 }
 
 /* /v1/classify and /v1/embeddings: the whole request at once, in batches (engine thread, mu not held). */
@@ -415,8 +423,27 @@ static void *engine_main(void *p) {
             if (j->n_admitted == j->req.n) dequeue_head(s);
         }
         pthread_mutex_unlock(&s->mu);
-        for (int i = 0; i < s->n_slots; i++)
-            if (s->slots[i].c) step(s, &s->slots[i]);
+        /* a token for every busy slot, then one pass of the model over all the slots that go on */
+        int n = 0;
+        for (int i = 0; i < s->n_slots; i++) {
+            if (!s->slots[i].c) continue;
+            int32_t next = step(s, &s->slots[i]);
+            if (next >= 0) s->batch_slot[n] = i, s->batch_ids[n] = next, s->batch_caches[n++] = s->slots[i].cache;
+        }
+        ftc_err err;
+        ftc_status st = n ? ftc_model_decode_batch(s->im.model, s->batch_caches, s->batch_ids, n, s->batch_logits, &err)
+                          : FTC_OK;
+        for (int k = 0; k < n; k++) {
+            ftc_sv_slot *sl = &s->slots[s->batch_slot[k]];
+            if (st == FTC_OK) {
+                memcpy(sl->logits, s->batch_logits + (size_t)k * s->V, (size_t)s->V * sizeof(float));
+                continue;
+            }
+            pthread_mutex_lock(&s->mu);
+            fail_choice(sl->c, &err);
+            finish(s, sl->c, "length");
+            pthread_mutex_unlock(&s->mu);
+        }
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -438,6 +465,12 @@ ftc_status ftc_sv_engine_init(ftc_server *s, ftc_err *err) {
         sl->idx = malloc((size_t)s->V * sizeof(int32_t));
         if (!sl->logits || !sl->prob || !sl->idx) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     }
+    s->batch_logits = malloc((size_t)(s->n_slots ? s->n_slots : 1) * s->V * sizeof(float));
+    s->batch_caches = calloc((size_t)(s->n_slots ? s->n_slots : 1), sizeof *s->batch_caches);
+    s->batch_ids = calloc((size_t)(s->n_slots ? s->n_slots : 1), sizeof *s->batch_ids);
+    s->batch_slot = calloc((size_t)(s->n_slots ? s->n_slots : 1), sizeof *s->batch_slot);
+    if (!s->batch_logits || !s->batch_caches || !s->batch_ids || !s->batch_slot)
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     if (pthread_create(&s->engine, NULL, engine_main, s))
         return ftc_errf(err, FTC_E_INTERNAL, "cannot start the engine thread");
     s->engine_started = true;
@@ -459,4 +492,5 @@ void ftc_sv_engine_free(ftc_server *s) {
     }
     free(s->slots);
     s->slots = NULL;
+    free(s->batch_logits), free(s->batch_caches), free(s->batch_ids), free(s->batch_slot);
 }

@@ -88,6 +88,11 @@ struct ftc_server {
     int queued;
     ftc_sv_slot *slots;
     int n_slots;
+    /* one decode pass over the busy slots (engine thread only) */
+    ftc_kv_cache **batch_caches;
+    int32_t *batch_ids;
+    int *batch_slot;
+    float *batch_logits;
     bool stopping;
     pthread_t engine;
     bool engine_started;
