@@ -101,6 +101,10 @@ struct ftc_server {
     unsigned long long counter;
 };
 
+/* page.c: the HTML of / */
+extern const char ftc_sv_page[];
+extern const size_t ftc_sv_page_len;
+
 /* engine.c */
 ftc_status ftc_sv_engine_init(ftc_server *s, ftc_err *err);
 void ftc_sv_engine_free(ftc_server *s);

@@ -509,6 +509,10 @@ static int handle(struct mg_connection *conn) {
         pthread_mutex_unlock(&s->mu);
         return send_json(conn, stopping ? 503 : 200, json_pack("{s:s}", "status", stopping ? "stopping" : "ok"));
     }
+    if (!strcmp(u, "/")) { /* the chat page; its API calls carry the key the user types in */
+        if (!get) return send_error(s, conn, 405, "method_not_allowed", "%s /: use GET", m);
+        return send_body(conn, 200, "text/html; charset=utf-8", ftc_sv_page, ftc_sv_page_len, false);
+    }
     if (strncmp(u, "/v1/", 4) == 0 && !authorized(s, conn))
         return send_error(s, conn, 401, "invalid_api_key", "%s", mg_get_header(conn, "Authorization")
                           ? "Incorrect API key provided" : "Missing API key: send 'Authorization: Bearer KEY'");
