@@ -48,6 +48,7 @@ void ftc_serve_request_free(ftc_serve_request *r);
 /* ---- the server (src/serve/server.c) ---- */
 typedef struct {
     const char *model_path; /* a model directory or an ftc run directory */
+    const char *model_id;   /* the name clients use, NULL: the directory's name */
     int task;               /* FTC_TASK_* (model.h), or -1: the run's, else what config.json's architectures name */
     const char *host;       /* default 127.0.0.1 */
     int port;               /* 0: any free port (ftc_server_port tells which) */

@@ -12,7 +12,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc serve --model DIR|RUNDIR [--host 127.0.0.1] [--port 8080] [--api-key K | --api-key-file F]\n"
-            "                 [--ctx N] [--slots N] [--queue N] [--task causal-lm|classify|encode]\n\n"
+            "                 [--ctx N] [--slots N] [--queue N] [--task causal-lm|classify|encode] [--name ID]\n\n"
             "Serves a model over HTTP with the OpenAI API, so the tools and client libraries that speak it\n"
             "(the openai Python package, curl, chat front-ends) use the tuned model. Endpoints:\n"
             "  GET  /health                 {\"status\": \"ok\"}, no key needed\n"
@@ -23,7 +23,8 @@ static void usage(FILE *f) {
             "  POST /v1/embeddings          an encoder's mean-pooled, L2-normalised embeddings (as ftc retrieve)\n"
             "Parameters: temperature, top_p, top_k, max_tokens, stop, seed, n, logprobs, stream. See docs/serve.md.\n"
             "Stops with SIGINT (Ctrl-C) or SIGTERM: generations in progress end with what they have.\n\n"
-            "  --model DIR|RUNDIR   a model directory or an ftc run directory\n"
+            "  --model DIR|RUNDIR|FILE.gguf  a model directory, an ftc run directory or a GGUF file\n"
+            "  --name ID            the model's id in the API (default: the directory's name)\n"
             "  --task T             causal-lm, classify or encode (default: the run's task, else what config.json's\n"
             "                       architectures names: *ForCausalLM, *ForSequenceClassification, else encode)\n"
             "  --host H             address to listen on (default 127.0.0.1: this machine only)\n"
@@ -70,7 +71,7 @@ int cmd_serve(int argc, char **argv) {
     static const cli_opt opts[] = {{"model", false, NULL},   {"host", false, NULL},         {"port", false, NULL},
                                    {"api-key", false, NULL}, {"api-key-file", false, NULL}, {"ctx", false, NULL},
                                    {"slots", false, NULL},   {"queue", false, NULL},        {"task", false, NULL},
-                                   {NULL, false, NULL}};
+                                   {"name", false, NULL},    {NULL, false, NULL}};
     cli_args p;
     cli_args_init(&p, "serve", argc, argv, 1, opts, 0);
     const char *f, *val;
@@ -80,6 +81,10 @@ int cmd_serve(int argc, char **argv) {
         if (!f) return cli_usage_error("serve", "unexpected argument '%s'", val);
         if (!strcmp(f, "model")) o.model_path = val;
         else if (!strcmp(f, "host")) o.host = val;
+        else if (!strcmp(f, "name")) {
+            if (!val[0] || strlen(val) > 200) return cli_usage_error("serve", "--name needs 1..200 characters");
+            o.model_id = val;
+        }
         else if (!strcmp(f, "api-key")) o.api_key = val;
         else if (!strcmp(f, "api-key-file")) key_file = val;
         else if (!strcmp(f, "task")) {

@@ -618,7 +618,8 @@ ftc_status ftc_server_start(const ftc_serve_opts *o, ftc_server **out, ftc_err *
     if ((st = ftc_infer_open(o->model_path, task, &s->im, err))) goto fail;
     s->have_im = true;
     s->task = s->im.task;
-    model_id_of(o->model_path, s->model_id, sizeof s->model_id);
+    if (o->model_id) snprintf(s->model_id, sizeof s->model_id, "%s", o->model_id);
+    else model_id_of(o->model_path, s->model_id, sizeof s->model_id);
     s->created = (long long)time(NULL);
     int max_pos = ftc_model_config_of(s->im.model)->max_positions;
     s->ctx = o->ctx > 0 && o->ctx < max_pos ? o->ctx : max_pos;
