@@ -167,6 +167,24 @@ echo "ok: the disconnected stream stopped after $got of 500 tokens"
 stop
 kill -TERM "$P1" "$P4"; wait "$P1" || fail "s1 exit"; wait "$P4" || fail "s4 exit"
 
+# ---- a real instruct model from a GGUF file: SmolLM2-135M-Instruct answers and stops at its end of turn ----
+G=$(sh "$SRC/scripts/find-smollm2.sh" 2>/dev/null)
+if [ -n "$G" ] && [ -n "$PY" ]; then
+  start smollm2 --model "$G" --name smollm2 --ctx 256
+  "$PY" - "$URL/v1" <<'PYEOF' || fail "SmolLM2 chat"
+import sys, openai
+c = openai.OpenAI(base_url=sys.argv[1], api_key="none", max_retries=0, timeout=300)
+r = c.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "What is the capital of France?"}],
+                              temperature=0, max_tokens=30)
+ch = r.choices[0]
+assert ch.message.content == "The capital of France is Paris." and ch.finish_reason == "stop", (ch, r.usage)
+print(f"ok: SmolLM2 (GGUF) chat: {ch.message.content!r}, finish_reason stop at <|im_end|>, usage {r.usage.total_tokens}")
+PYEOF
+  stop
+else
+  echo "SKIP (GGUF): SmolLM2 or the openai package is not installed"
+fi
+
 # ---- a classifier and an encoder (MiniLM) ----
 MINI=${FTC_MINILM_DIR:-}
 if [ -z "$MINI" ] || [ ! -f "$MINI/config.json" ] || [ -z "$PY" ]; then
