@@ -4,7 +4,7 @@
  * answer is also the page's title (tests/cli_serve.sh reads it from headless Chromium's DevTools list). */
 #include "serve/serve_internal.h"
 
-const char ftc_sv_page[] =
+static const char page[] =
     "<!doctype html>\n"
     "<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\n"
     "<title>ftc serve</title>\n"
@@ -87,4 +87,7 @@ const char ftc_sv_page[] =
     " if(ok&&ask){$('q').value=ask;$('send').click();}});\n"
     "</script></body></html>\n";
 
-const size_t ftc_sv_page_len = sizeof ftc_sv_page - 1;
+const char *ftc_sv_page(size_t *len) {
+    *len = sizeof page - 1;
+    return page;
+}

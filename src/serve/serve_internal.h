@@ -102,8 +102,7 @@ struct ftc_server {
 };
 
 /* page.c: the HTML of / */
-extern const char ftc_sv_page[];
-extern const size_t ftc_sv_page_len;
+const char *ftc_sv_page(size_t *len); /* a function, not an exported array: ASan would add __odr_asan symbols */
 
 /* engine.c */
 ftc_status ftc_sv_engine_init(ftc_server *s, ftc_err *err);

@@ -511,7 +511,9 @@ static int handle(struct mg_connection *conn) {
     }
     if (!strcmp(u, "/")) { /* the chat page; its API calls carry the key the user types in */
         if (!get) return send_error(s, conn, 405, "method_not_allowed", "%s /: use GET", m);
-        return send_body(conn, 200, "text/html; charset=utf-8", ftc_sv_page, ftc_sv_page_len, false);
+        size_t n;
+        const char *page = ftc_sv_page(&n);
+        return send_body(conn, 200, "text/html; charset=utf-8", page, n, false);
     }
     if (strncmp(u, "/v1/", 4) == 0 && !authorized(s, conn))
         return send_error(s, conn, 401, "invalid_api_key", "%s", mg_get_header(conn, "Authorization")
