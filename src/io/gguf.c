@@ -5,6 +5,7 @@
 #include "ftc/gguf.h"
 #include <stdlib.h>
 #include <string.h>
+#include "ftc/quant.h"       /* Q8_0, Q4_0, Q4_1, Q4_K blocks */
 #include "ftc/safetensors.h" /* ftc_f16_to_f32 */
 
 #ifdef __clang__
@@ -524,17 +525,6 @@ double ftc_gguf_arr_float(const ftc_gguf_value *a, uint64_t i) {
 /* ---- dequantization: one block of `block` elements from `b` into y ---- */
 static float h2f(const uint8_t *p) { return ftc_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 
-static void dq_q4_0(const uint8_t *b, float *y) {
-    float d = h2f(b);
-    for (int i = 0; i < 32; i++) y[i] = d * (float)(((b[2 + i % 16] >> (4 * (i / 16))) & 15) - 8);
-}
-static void dq_q4_1(const uint8_t *b, float *y) {
-    float d = h2f(b), m = h2f(b + 2);
-    for (int i = 0; i < 32; i++) {
-        float a = d * (float)((b[4 + i % 16] >> (4 * (i / 16))) & 15);
-        y[i] = a + m;
-    }
-}
 static void dq_q5_0(const uint8_t *b, float *y) {
     float d = h2f(b);
     uint32_t qh = (uint32_t)le(b + 2, 4);
@@ -551,10 +541,6 @@ static void dq_q5_1(const uint8_t *b, float *y) {
         float a = d * (float)q;
         y[i] = a + m;
     }
-}
-static void dq_q8_0(const uint8_t *b, float *y) {
-    float d = h2f(b);
-    for (int i = 0; i < 32; i++) y[i] = (float)(int8_t)b[2 + i] * d;
 }
 static void dq_q2_k(const uint8_t *b, float *y) {
     const uint8_t *sc = b, *qs = b + 16;
@@ -580,34 +566,12 @@ static void dq_q3_k(const uint8_t *b, float *y) {
         y[i] = dl[i / 16] * (float)(ql - ((hb ^ 1) << 2));
     }
 }
-static void k_scale_min(const uint8_t *s, int g, int *sc, int *m) {
-    if (g < 4) {
-        *sc = s[g] & 63;
-        *m = s[4 + g] & 63;
-    } else {
-        *sc = (s[8 + g - 4] & 15) | ((s[g - 4] >> 2) & 0x30);
-        *m = (s[8 + g - 4] >> 4) | ((s[4 + g - 4] >> 2) & 0x30);
-    }
-}
-static void dq_q4_k(const uint8_t *b, float *y) {
-    float d = h2f(b), dmin = h2f(b + 2);
-    const uint8_t *qs = b + 16;
-    for (int g = 0; g < 8; g++) {
-        int sc, m;
-        k_scale_min(b + 4, g, &sc, &m);
-        float dg = d * (float)sc, mg = dmin * (float)m;
-        for (int l = 0; l < 32; l++) {
-            float a = dg * (float)((qs[(g / 2) * 32 + l] >> (4 * (g % 2))) & 15);
-            y[g * 32 + l] = a - mg;
-        }
-    }
-}
 static void dq_q5_k(const uint8_t *b, float *y) {
     float d = h2f(b), dmin = h2f(b + 2);
     const uint8_t *qh = b + 16, *qs = b + 48;
     for (int g = 0; g < 8; g++) {
         int sc, m;
-        k_scale_min(b + 4, g, &sc, &m);
+        ftc_q4k_scale_min(b + 4, g, &sc, &m);
         float dg = d * (float)sc, mg = dmin * (float)m;
         for (int l = 0; l < 32; l++) {
             int q = ((qs[(g / 2) * 32 + l] >> (4 * (g % 2))) & 15) | ((qh[l] >> g) & 1) << 4;
@@ -638,16 +602,18 @@ static ftc_status convert(const ftc_gguf *g, const ftc_gguf_tensor *t, const uin
     case FTC_GGML_F64: for (int64_t i = 0; i < n; i++) { uint64_t b = le(p + 8 * i, 8); double d; memcpy(&d, &b, 8); out[i] = (float)d; } return FTC_OK;
     default: break;
     }
+    int64_t block = 1, bytes = 1;
+    ftc_ggml_type_size(t->type, &block, &bytes);
+    if (ftc_quant_supported(t->type)) { /* the layouts of include/ftc/quant.h */
+        ftc_dequantize_row(t->type, p, out, n);
+        return FTC_OK;
+    }
     void (*fn)(const uint8_t *, float *) = NULL;
     switch (t->type) {
-    case FTC_GGML_Q4_0: fn = dq_q4_0; break;
-    case FTC_GGML_Q4_1: fn = dq_q4_1; break;
     case FTC_GGML_Q5_0: fn = dq_q5_0; break;
     case FTC_GGML_Q5_1: fn = dq_q5_1; break;
-    case FTC_GGML_Q8_0: fn = dq_q8_0; break;
     case FTC_GGML_Q2_K: fn = dq_q2_k; break;
     case FTC_GGML_Q3_K: fn = dq_q3_k; break;
-    case FTC_GGML_Q4_K: fn = dq_q4_k; break;
     case FTC_GGML_Q5_K: fn = dq_q5_k; break;
     case FTC_GGML_Q6_K: fn = dq_q6_k; break;
     default:
@@ -655,8 +621,6 @@ static ftc_status convert(const ftc_gguf *g, const ftc_gguf_tensor *t, const uin
                         "F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)", g->path,
                         t->name, ftc_ggml_type_name(t->type) ? ftc_ggml_type_name(t->type) : "?");
     }
-    int64_t block = 1, bytes = 1;
-    ftc_ggml_type_size(t->type, &block, &bytes);
     for (int64_t k = 0; k < n / block; k++) fn(p + k * bytes, out + k * block);
     return FTC_OK;
 }

@@ -1,0 +1,55 @@
+/* Fused quantized matmul vs f32 / bf16 matmul at training shapes: forward Y = X W^T and input gradient
+ * dX = dY W, milliseconds per call (best of reps). Usage: qmatmul_bench [N I O [reps]] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "ftc/matmul.h"
+#include "ftc/quant.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    int N = argc > 3 ? atoi(argv[1]) : 512, I = argc > 3 ? atoi(argv[2]) : 768, O = argc > 3 ? atoi(argv[3]) : 3072;
+    int reps = argc > 4 ? atoi(argv[4]) : 5;
+    float *W = malloc(sizeof(float) * (size_t)O * I), *X = malloc(sizeof(float) * (size_t)N * I);
+    float *Y = malloc(sizeof(float) * (size_t)N * O), *dX = malloc(sizeof(float) * (size_t)N * I);
+    uint16_t *Wb = malloc(2 * (size_t)O * I);
+    for (size_t i = 0; i < (size_t)O * I; i++) W[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    for (size_t i = 0; i < (size_t)N * I; i++) X[i] = (float)((i * 40503u) % 997) / 997.0f - 0.5f;
+    ftc_f32_to_bf16_n(W, Wb, (size_t)O * I);
+    printf("N=%d I=%d O=%d backend %s / %s\n%-6s %10s %10s\n", N, I, O, ftc_matmul_backend(), ftc_matmul_bf16_backend(),
+           "weight", "fwd ms", "dX ms");
+    const int types[] = {-1, -2, FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K};
+    for (int t = 0; t < 6; t++) {
+        void *Wq = NULL;
+        size_t rb = 0;
+        if (types[t] >= 0) {
+            rb = ftc_quant_row_bytes(types[t], I);
+            Wq = malloc(rb * O);
+            for (int o = 0; o < O; o++) ftc_quantize_row(types[t], W + (size_t)o * I, (char *)Wq + rb * o, I);
+        }
+        double best[2] = {1e9, 1e9};
+        for (int r = 0; r < reps; r++)
+            for (int pass = 0; pass < 2; pass++) {
+                double t0 = now();
+                if (types[t] == -1) {
+                    if (!pass) ftc_matmul(false, true, N, O, I, 1, X, I, W, I, 0, Y, O);
+                    else ftc_matmul(false, false, N, I, O, 1, Y, O, W, I, 1, dX, I);
+                } else if (types[t] == -2) {
+                    if (!pass) ftc_matmul_bf16(false, true, N, O, I, 1, X, FTC_MM_F32, I, Wb, FTC_MM_BF16, I, 0, Y, O);
+                    else ftc_matmul_bf16(false, false, N, I, O, 1, Y, FTC_MM_F32, O, Wb, FTC_MM_BF16, I, 1, dX, I);
+                } else if (!pass) ftc_qmatmul_forward(Y, X, Wq, types[t], N, I, O, 0);
+                else ftc_qmatmul_backward_input(dX, Y, Wq, types[t], N, I, O);
+                double dt = now() - t0;
+                if (dt < best[pass]) best[pass] = dt;
+            }
+        printf("%-6s %10.2f %10.2f\n", types[t] == -1 ? "f32" : types[t] == -2 ? "bf16" : ftc_quant_name(types[t]),
+               best[0] * 1e3, best[1] * 1e3);
+        free(Wq);
+    }
+    return 0;
+}

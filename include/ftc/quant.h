@@ -1,0 +1,72 @@
+/* Block-quantized weights (ggml's Q8_0, Q4_0, Q4_1 and Q4_K layouts): the block structs, quantizers from f32,
+ * dequantizers to f32, and the fused matmuls a frozen quantized base trains through (docs/quant.md).
+ *
+ * The one place the block layouts live: the GGUF reader (src/io/gguf.c) dequantizes these types through
+ * the same structs and functions. A row of n values (n a multiple of the block size) is n / block blocks,
+ * stored one after another; a weight [O, I] is O such rows. Scales are IEEE f16 bits, little-endian (the
+ * structs are read in place: little-endian hosts only, checked at compile time where the compiler says).
+ *
+ * Quantizers are bit-identical to the references (tools/gen_quant_fixtures.py, tests/test_quant.c):
+ *   Q8_0, Q4_0, Q4_1   gguf.quants.quantize of the PyPI gguf package (numpy, f32 arithmetic)
+ *   Q4_K               ggml's quantize_row_q4_K_ref (gguf has no Q4_K quantizer), compiled without FMA
+ * for finite inputs (NaN/inf inputs give unspecified blocks). */
+#ifndef FTC_QUANT_H
+#define FTC_QUANT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "ftc/gguf.h" /* ftc_ggml_type */
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "ftc's quantized blocks are read in place: little-endian hosts only"
+#endif
+
+typedef struct { uint16_t d; int8_t qs[32]; } ftc_block_q8_0;           /* x = d * q */
+typedef struct { uint16_t d; uint8_t qs[16]; } ftc_block_q4_0;          /* x = d * (q - 8); qs[i] = q[i] | q[i+16] << 4 */
+typedef struct { uint16_t d, m; uint8_t qs[16]; } ftc_block_q4_1;       /* x = d * q + m; nibbles as Q4_0 */
+/* Super-block of 256 = 8 groups of 32: x = d * sc[g] * q - dmin * mn[g], 6-bit sc/mn packed in scales[12]
+ * (ftc_q4k_scale_min); qs[32 * (g / 2) + l] holds group g's value l in its low (g even) or high nibble. */
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } ftc_block_q4_k;
+_Static_assert(sizeof(ftc_block_q8_0) == 34, "Q8_0 block is 34 bytes");
+_Static_assert(sizeof(ftc_block_q4_0) == 18, "Q4_0 block is 18 bytes");
+_Static_assert(sizeof(ftc_block_q4_1) == 20, "Q4_1 block is 20 bytes");
+_Static_assert(sizeof(ftc_block_q4_k) == 144, "Q4_K block is 144 bytes");
+
+/* The 6-bit scale and min of group g (0..7) of a K-quant super-block's 12 scale bytes (Q4_K, Q5_K). */
+static inline void ftc_q4k_scale_min(const uint8_t *s, int g, int *sc, int *m) {
+    if (g < 4) {
+        *sc = s[g] & 63;
+        *m = s[4 + g] & 63;
+    } else {
+        *sc = (s[8 + g - 4] & 15) | ((s[g - 4] >> 2) & 0x30);
+        *m = (s[8 + g - 4] >> 4) | ((s[4 + g - 4] >> 2) & 0x30);
+    }
+}
+
+/* Whether type is one of the four above. */
+bool ftc_quant_supported(int type);
+/* Values per block (32 or 256) and bytes per block; 0 for an unsupported type. */
+int ftc_quant_block(int type);
+int ftc_quant_block_bytes(int type);
+/* Bytes of a row of n values (n a multiple of the block), 0 if unsupported or not a multiple. */
+size_t ftc_quant_row_bytes(int type, int64_t n);
+/* "q8_0", "q4_0", "q4_1", "q4_k" <-> type; -1 for any other name. */
+int ftc_quant_from_name(const char *name);
+const char *ftc_quant_name(int type);
+
+/* Quantizes n values (a multiple of the block) into n / block blocks. */
+void ftc_quantize_row(int type, const float *x, void *out, int64_t n);
+/* Dequantizes n values (bit-identical to gguf.quants.dequantize; the GGUF reader uses these). */
+void ftc_dequantize_row(int type, const void *in, float *y, int64_t n);
+
+/* Fused matmuls on a packed weight W [O, I] (O rows of I values, I a multiple of the block). Never
+ * dequantize the whole weight: each thread decodes a panel of at most 64 rows x 512 columns into a
+ * scratch it owns and multiplies it with f32 activations (ftc_matmul, single-threaded inside), so the
+ * result equals ftc_dequantize_row + ftc_matmul up to f32 summation order.
+ *   forward:         Y[N,O] = beta * Y + X[N,I] @ W^T     (beta 0: Y is not read)
+ *   input gradient:  dX[N,I] += dY[N,O] @ W
+ * No weight gradient: a quantized weight is frozen. Decode paths: AVX-512 when ftc_matmul's backend is
+ * not "generic" and the CPU has it, else portable C; both decode to the same bits. */
+void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta);
+void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O);
+#endif

@@ -1,0 +1,66 @@
+/* Matmuls on a block-quantized weight W [O, I] (include/ftc/quant.h) without materialising it: the work is
+ * cut into panels of W (rows x columns, 32768 values, 128 KB, on the thread's stack); each panel is decoded
+ * once per call by the thread that owns it and multiplied with the f32 activations by ftc_matmul, which runs
+ * single-threaded inside the OpenMP region. Threads own disjoint outputs, so no reduction and no locks:
+ *   forward        Y[:, o-panel]  = X @ P^T over the column blocks, panels of 64 rows x 512 columns, threads
+ *                  split the row panels (output columns of Y)
+ *   input grad     dX[:, k-block] += dY[:, o-block] @ P, panels of 128 rows x 256 columns, threads split the
+ *                  column blocks (columns of dX)
+ * Every weight value is decoded exactly once per call: the decode is O*I work against N*O*I multiply-adds. */
+#include "ftc/quant.h"
+#include <string.h>
+#include "ftc/matmul.h"
+#include "quant_internal.h"
+#include "vmath.h" /* ftc_vm_use_avx512: the CPU has AVX-512 and FTC_MATMUL is not "generic" */
+
+enum { PANEL = 32768, F_ROWS = 64, F_COLS = 512, B_ROWS = 128, B_COLS = 256 };
+
+/* rows [o0, o0+no) x columns [k0, k0+nk) of W into P [no, nk] */
+static void decode_panel(float *P, const uint8_t *W, size_t row_bytes, int block, int block_bytes,
+                         ftc_quant_decode_fn dec, int o0, int no, int k0, int nk) {
+    for (int r = 0; r < no; r++)
+        dec(W + (size_t)(o0 + r) * row_bytes + (size_t)(k0 / block) * (size_t)block_bytes, P + (size_t)r * nk,
+            nk / block);
+}
+
+static bool parallel_worth(int N, int I, int O) { return (double)N * I * O >= 1 << 20; }
+
+void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta) {
+    if (N <= 0 || O <= 0) return;
+    if (I <= 0) {
+        for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = beta == 0.0f ? 0.0f : beta * Y[i];
+        return;
+    }
+    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_use_avx512());
+    int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
+    size_t row_bytes = ftc_quant_row_bytes(type, I);
+    int panels = (O + F_ROWS - 1) / F_ROWS;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(N, I, O))
+    for (int p = 0; p < panels; p++) {
+        _Alignas(64) float P[PANEL];
+        int o0 = p * F_ROWS, no = O - o0 < F_ROWS ? O - o0 : F_ROWS;
+        for (int k0 = 0; k0 < I; k0 += F_COLS) {
+            int nk = I - k0 < F_COLS ? I - k0 : F_COLS;
+            decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
+            ftc_matmul(false, true, N, no, nk, 1.0f, X + k0, I, P, nk, k0 == 0 ? beta : 1.0f, Y + o0, O);
+        }
+    }
+}
+
+void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O) {
+    if (N <= 0 || O <= 0 || I <= 0) return;
+    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_use_avx512());
+    int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
+    size_t row_bytes = ftc_quant_row_bytes(type, I);
+    int kblocks = (I + B_COLS - 1) / B_COLS;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(N, I, O))
+    for (int kb = 0; kb < kblocks; kb++) {
+        _Alignas(64) float P[PANEL];
+        int k0 = kb * B_COLS, nk = I - k0 < B_COLS ? I - k0 : B_COLS;
+        for (int o0 = 0; o0 < O; o0 += B_ROWS) {
+            int no = O - o0 < B_ROWS ? O - o0 : B_ROWS;
+            decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
+            ftc_matmul(false, false, N, nk, no, 1.0f, dY + o0, O, P, nk, 1.0f, dX + k0, I);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+/* Quantizers and dequantizers of the block types in include/ftc/quant.h.
+ *
+ * The quantizers follow the references' f32 operation order exactly (C11 mode: no FMA contraction; clang is
+ * told so below) so that the blocks are bit-identical: gguf.quants (numpy) for Q8_0/Q4_0/Q4_1, ggml's
+ * quantize_row_q4_K_ref for Q4_K. Dequantization is d * q (Q8_0, Q4_0) or d * q + m / d * q - m as two
+ * roundings, as gguf.quants.dequantize computes it. The block decoders used by the fused matmul (qmatmul.c)
+ * are compiled twice from one body (plain and AVX-512, vmath.h's VM_TWO_PATHS): no operation in them depends
+ * on the vector width, so both give the same bits. */
+#include "ftc/quant.h"
+#include <math.h>
+#include <string.h>
+#include "ftc/safetensors.h" /* f16 conversions */
+#include "quant_internal.h"
+#include "vmath.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+bool ftc_quant_supported(int type) {
+    return type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1 || type == FTC_GGML_Q4_K;
+}
+int ftc_quant_block(int type) {
+    return !ftc_quant_supported(type) ? 0 : type == FTC_GGML_Q4_K ? 256 : 32;
+}
+int ftc_quant_block_bytes(int type) {
+    switch (type) {
+    case FTC_GGML_Q8_0: return (int)sizeof(ftc_block_q8_0);
+    case FTC_GGML_Q4_0: return (int)sizeof(ftc_block_q4_0);
+    case FTC_GGML_Q4_1: return (int)sizeof(ftc_block_q4_1);
+    case FTC_GGML_Q4_K: return (int)sizeof(ftc_block_q4_k);
+    default: return 0;
+    }
+}
+size_t ftc_quant_row_bytes(int type, int64_t n) {
+    int b = ftc_quant_block(type);
+    if (!b || n < 0 || n % b) return 0;
+    return (size_t)(n / b) * (size_t)ftc_quant_block_bytes(type);
+}
+static const struct { const char *name; int type; } NAMES[] = {
+    {"q8_0", FTC_GGML_Q8_0}, {"q4_0", FTC_GGML_Q4_0}, {"q4_1", FTC_GGML_Q4_1}, {"q4_k", FTC_GGML_Q4_K}};
+int ftc_quant_from_name(const char *name) {
+    for (size_t i = 0; name && i < sizeof NAMES / sizeof *NAMES; i++)
+        if (strcmp(name, NAMES[i].name) == 0) return NAMES[i].type;
+    return -1;
+}
+const char *ftc_quant_name(int type) {
+    for (size_t i = 0; i < sizeof NAMES / sizeof *NAMES; i++)
+        if (NAMES[i].type == type) return NAMES[i].name;
+    return NULL;
+}
+
+/* ---- quantizers ---- */
+
+/* gguf.quants.Q8_0: d = max|x| / 127, q = round-half-away(x * (1/d)) */
+static void quant_q8_0(const float *x, ftc_block_q8_0 *b) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    float d = amax / 127.0f, id = d == 0.0f ? 0.0f : 1.0f / d;
+    for (int i = 0; i < 32; i++) b->qs[i] = (int8_t)roundf(x[i] * id);
+    b->d = ftc_f32_to_f16(d);
+}
+/* gguf.quants.Q4_0: the value of largest magnitude (first one) maps to -8: d = max / -8,
+ * q = min(15, trunc(x * (1/d) + 8.5)) */
+static void quant_q4_0(const float *x, ftc_block_q4_0 *b) {
+    int imax = 0;
+    for (int i = 1; i < 32; i++)
+        if (fabsf(x[i]) > fabsf(x[imax])) imax = i;
+    float d = x[imax] / -8.0f, id = d == 0.0f ? 0.0f : 1.0f / d;
+    uint8_t q[32];
+    for (int i = 0; i < 32; i++) {
+        float t = truncf(x[i] * id + 8.5f);
+        q[i] = t >= 15.0f ? 15 : t <= 0.0f ? 0 : (uint8_t)t;
+    }
+    for (int i = 0; i < 16; i++) b->qs[i] = (uint8_t)(q[i] | q[i + 16] << 4);
+    b->d = ftc_f32_to_f16(d);
+}
+/* gguf.quants.Q4_1: d = (max - min) / 15, q = min(15, trunc((x - min) * (1/d) + 0.5)), m = min */
+static void quant_q4_1(const float *x, ftc_block_q4_1 *b) {
+    float mx = x[0], mn = x[0];
+    for (int i = 1; i < 32; i++) {
+        mx = x[i] > mx ? x[i] : mx;
+        mn = x[i] < mn ? x[i] : mn;
+    }
+    float d = (mx - mn) / 15.0f, id = d == 0.0f ? 0.0f : 1.0f / d;
+    uint8_t q[32];
+    for (int i = 0; i < 32; i++) {
+        float t = truncf((x[i] - mn) * id + 0.5f);
+        q[i] = t >= 15.0f ? 15 : t <= 0.0f ? 0 : (uint8_t)t;
+    }
+    for (int i = 0; i < 16; i++) b->qs[i] = (uint8_t)(q[i] | q[i + 16] << 4);
+    b->d = ftc_f32_to_f16(d);
+    b->m = ftc_f32_to_f16(mn);
+}
+
+/* Round to nearest, ties to even, for |v| < 2^22: adding 1.5 * 2^23 leaves the integer in the low mantissa
+ * bits (the rounding ggml's K-quant references use). */
+static int round_even(float v) {
+    float t = v + 12582912.0f;
+    int32_t bits;
+    memcpy(&bits, &t, 4);
+    return (bits & 0x007fffff) - 0x00400000;
+}
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* One group of 32 for Q4_K: the scale s and offset m (x ~ s * L - m, L in 0..15) that minimise the
+ * weighted squared error, searched as ggml's reference does: start from the min/max grid, then try 21
+ * grid spacings (nmax + rmin + rdelta * step over the range) and refit s, m by weighted least squares
+ * for each assignment, keeping the best. Returns s; *neg_min = m (>= 0, the minimum is clamped at 0). */
+static float q4k_fit_group(const float *x, const float *w, uint8_t *L, float *neg_min) {
+    enum { NMAX = 15, NSTEP = 20 };
+    const float rmin = -1.0f, rdelta = 0.1f;
+    float mn = x[0], mx = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < 32; i++) {
+        if (x[i] < mn) mn = x[i];
+        if (x[i] > mx) mx = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (mn > 0) mn = 0;
+    if (mx == mn) {
+        memset(L, 0, 32);
+        *neg_min = -mn;
+        return 0.0f;
+    }
+    float iscale = (float)NMAX / (mx - mn), scale = 1.0f / iscale, best = 0.0f;
+    for (int i = 0; i < 32; i++) {
+        L[i] = (uint8_t)clampi(round_even(iscale * (x[i] - mn)), 0, NMAX);
+        float diff = scale * (float)L[i] + mn - x[i];
+        best += w[i] * (diff * diff);
+    }
+    for (int step = 0; step <= NSTEP; step++) {
+        iscale = (rmin + rdelta * (float)step + (float)NMAX) / (mx - mn);
+        uint8_t La[32];
+        float sl = 0, sl2 = 0, sxl = 0;
+        for (int i = 0; i < 32; i++) {
+            int l = clampi(round_even(iscale * (x[i] - mn)), 0, NMAX);
+            La[i] = (uint8_t)l;
+            float wl = w[i] * (float)l;
+            sl += wl;
+            sl2 += wl * (float)l;
+            sxl += wl * x[i];
+        }
+        float D = sum_w * sl2 - sl * sl;
+        if (!(D > 0)) continue;
+        float s = (sum_w * sxl - sum_x * sl) / D, m = (sl2 * sum_x - sl * sxl) / D;
+        if (m > 0) {
+            m = 0;
+            s = sxl / sl2;
+        }
+        float err = 0;
+        for (int i = 0; i < 32; i++) {
+            float diff = s * (float)La[i] + m - x[i];
+            err += w[i] * (diff * diff);
+        }
+        if (err < best) {
+            memcpy(L, La, 32);
+            best = err;
+            scale = s;
+            mn = m;
+        }
+    }
+    *neg_min = -mn;
+    return scale;
+}
+
+static void quant_q4_k(const float *x, ftc_block_q4_k *b) {
+    uint8_t L[256];
+    float scales[8], mins[8], max_scale = 0, max_min = 0;
+    for (int g = 0; g < 8; g++) {
+        const float *xg = x + 32 * g;
+        float sum_x2 = 0, w[32];
+        for (int l = 0; l < 32; l++) sum_x2 += xg[l] * xg[l];
+        float av_x = sqrtf(sum_x2 / 32.0f);
+        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xg[l]);
+        scales[g] = q4k_fit_group(xg, w, L + 32 * g, &mins[g]);
+        if (scales[g] > max_scale) max_scale = scales[g];
+        if (mins[g] > max_min) max_min = mins[g];
+    }
+    /* 6-bit codes of the group scales and mins relative to the block's largest */
+    float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f, inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    memset(b->scales, 0, sizeof b->scales);
+    for (int g = 0; g < 8; g++) {
+        int ls = (uint8_t)round_even(inv_scale * scales[g]), lm = (uint8_t)round_even(inv_min * mins[g]);
+        ls = ls > 63 ? 63 : ls;
+        lm = lm > 63 ? 63 : lm;
+        if (g < 4) {
+            b->scales[g] = (uint8_t)ls;
+            b->scales[g + 4] = (uint8_t)lm;
+        } else {
+            b->scales[g + 4] = (uint8_t)((ls & 15) | (lm & 15) << 4);
+            b->scales[g - 4] |= (uint8_t)((ls >> 4) << 6);
+            b->scales[g] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    b->d = ftc_f32_to_f16(max_scale / 63.0f);
+    b->dmin = ftc_f32_to_f16(max_min / 63.0f);
+    /* re-quantize each group against the scales as stored */
+    float d = ftc_f16_to_f32(b->d), dmin = ftc_f16_to_f32(b->dmin);
+    for (int g = 0; g < 8; g++) {
+        int sc, m;
+        ftc_q4k_scale_min(b->scales, g, &sc, &m);
+        float dg = d * (float)sc;
+        if (dg == 0.0f) continue; /* keeps the fit's codes */
+        float mg = dmin * (float)m;
+        for (int l = 0; l < 32; l++) L[32 * g + l] = (uint8_t)clampi(round_even((x[32 * g + l] + mg) / dg), 0, 15);
+    }
+    for (int h = 0; h < 4; h++)
+        for (int l = 0; l < 32; l++) b->qs[32 * h + l] = (uint8_t)(L[64 * h + l] | L[64 * h + 32 + l] << 4);
+}
+
+void ftc_quantize_row(int type, const float *x, void *out, int64_t n) {
+    switch (type) {
+    case FTC_GGML_Q8_0: for (int64_t k = 0; k < n / 32; k++) quant_q8_0(x + 32 * k, (ftc_block_q8_0 *)out + k); break;
+    case FTC_GGML_Q4_0: for (int64_t k = 0; k < n / 32; k++) quant_q4_0(x + 32 * k, (ftc_block_q4_0 *)out + k); break;
+    case FTC_GGML_Q4_1: for (int64_t k = 0; k < n / 32; k++) quant_q4_1(x + 32 * k, (ftc_block_q4_1 *)out + k); break;
+    case FTC_GGML_Q4_K: for (int64_t k = 0; k < n / 256; k++) quant_q4_k(x + 256 * k, (ftc_block_q4_k *)out + k); break;
+    default: break;
+    }
+}
+
+/* ---- decoders: nb blocks from `in` into y, one body per type compiled plain and for AVX-512 ---- */
+
+/* f16 -> f32 without branches (vectorises): normal and zero by exponent rebias, subnormals by a float
+ * multiply (exact), inf/NaN by exponent saturation. Same value as ftc_f16_to_f32. */
+VM_FORCE_INLINE float h2f(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff;
+    uint32_t normal = (em << 13) + ((uint32_t)(127 - 15) << 23);
+    uint32_t inf = em >= 0x7c00 ? 0x7f800000u | (em & 0x3ff) << 13 : 0;
+    float sub = (float)em * 5.9604644775390625e-8f; /* em * 2^-24, exact */
+    uint32_t subb;
+    memcpy(&subb, &sub, 4);
+    uint32_t bits = em < 0x400 ? subb : inf ? inf : normal;
+    bits |= sign;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+VM_FORCE_INLINE void dec_q8_0_body(const void *in, float *y, int64_t nb) {
+    const ftc_block_q8_0 *b = in;
+    for (int64_t k = 0; k < nb; k++) {
+        float d = h2f(b[k].d);
+        for (int i = 0; i < 32; i++) y[32 * k + i] = (float)b[k].qs[i] * d;
+    }
+}
+VM_FORCE_INLINE void dec_q4_0_body(const void *in, float *y, int64_t nb) {
+    const ftc_block_q4_0 *b = in;
+    for (int64_t k = 0; k < nb; k++) {
+        float d = h2f(b[k].d);
+        for (int i = 0; i < 16; i++) {
+            y[32 * k + i] = d * (float)((b[k].qs[i] & 15) - 8);
+            y[32 * k + 16 + i] = d * (float)((b[k].qs[i] >> 4) - 8);
+        }
+    }
+}
+VM_FORCE_INLINE void dec_q4_1_body(const void *in, float *y, int64_t nb) {
+    const ftc_block_q4_1 *b = in;
+    for (int64_t k = 0; k < nb; k++) {
+        float d = h2f(b[k].d), m = h2f(b[k].m);
+        for (int i = 0; i < 16; i++) {
+            float lo = d * (float)(b[k].qs[i] & 15), hi = d * (float)(b[k].qs[i] >> 4);
+            y[32 * k + i] = lo + m;
+            y[32 * k + 16 + i] = hi + m;
+        }
+    }
+}
+VM_FORCE_INLINE void dec_q4_k_body(const void *in, float *y, int64_t nb) {
+    const ftc_block_q4_k *b = in;
+    for (int64_t k = 0; k < nb; k++) {
+        float d = h2f(b[k].d), dmin = h2f(b[k].dmin);
+        for (int h = 0; h < 4; h++) {
+            int sc0, m0, sc1, m1;
+            ftc_q4k_scale_min(b[k].scales, 2 * h, &sc0, &m0);
+            ftc_q4k_scale_min(b[k].scales, 2 * h + 1, &sc1, &m1);
+            float d0 = d * (float)sc0, n0 = dmin * (float)m0, d1 = d * (float)sc1, n1 = dmin * (float)m1;
+            const uint8_t *q = b[k].qs + 32 * h;
+            float *o = y + 256 * k + 64 * h;
+            for (int l = 0; l < 32; l++) {
+                float lo = d0 * (float)(q[l] & 15), hi = d1 * (float)(q[l] >> 4);
+                o[l] = lo - n0;
+                o[32 + l] = hi - n1;
+            }
+        }
+    }
+}
+VM_TWO_PATHS(dec_q8_0, (const void *in, float *y, int64_t nb), (in, y, nb))
+VM_TWO_PATHS(dec_q4_0, (const void *in, float *y, int64_t nb), (in, y, nb))
+VM_TWO_PATHS(dec_q4_1, (const void *in, float *y, int64_t nb), (in, y, nb))
+VM_TWO_PATHS(dec_q4_k, (const void *in, float *y, int64_t nb), (in, y, nb))
+
+ftc_quant_decode_fn ftc_quant_decoder(int type, bool avx512) {
+    switch (type) {
+    case FTC_GGML_Q8_0: return avx512 ? dec_q8_0_avx512 : dec_q8_0_generic;
+    case FTC_GGML_Q4_0: return avx512 ? dec_q4_0_avx512 : dec_q4_0_generic;
+    case FTC_GGML_Q4_1: return avx512 ? dec_q4_1_avx512 : dec_q4_1_generic;
+    case FTC_GGML_Q4_K: return avx512 ? dec_q4_k_avx512 : dec_q4_k_generic;
+    default: return NULL;
+    }
+}
+
+void ftc_dequantize_row(int type, const void *in, float *y, int64_t n) {
+    ftc_quant_decode_fn fn = ftc_quant_decoder(type, false);
+    if (fn) fn(in, y, n / ftc_quant_block(type));
+}

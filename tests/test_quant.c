@@ -1,0 +1,261 @@
+/* Block quantization (include/ftc/quant.h): quantizers bit-identical to the references
+ * (tools/gen_quant_fixtures.py: gguf.quants.quantize for Q8_0/Q4_0/Q4_1, ggml's quantize_row_q4_K_ref for
+ * Q4_K), the two decode paths bit-identical, and the fused matmuls equal to dequantize + f32 matmul. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ftc/gguf.h"
+#include "ftc/matmul.h"
+#include "ftc/quant.h"
+#include "ftc/safetensors.h"
+#include "../src/kernels/cpu/quant_internal.h"
+
+static const int TYPES[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K};
+#define NTYPES 4
+
+static const char *fixture(const char *rel) {
+    static char buf[1024];
+    const char *src = getenv("FTC_SOURCE_DIR");
+    snprintf(buf, sizeof buf, "%s/tests/fixtures/quant/%s", src ? src : ".", rel);
+    return buf;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+static float randn(void) { /* sum of 4 uniforms, centred: roughly normal, unit variance */
+    float s = 0;
+    for (int i = 0; i < 4; i++) s += (float)rnd() / 4294967296.0f;
+    return (s - 2.0f) * 1.7320508f;
+}
+
+static void test_quantize_matches_reference(void **state) {
+    (void)state;
+    ftc_gguf *g;
+    ftc_err e = {0};
+    if (ftc_gguf_open(fixture("quant.gguf"), &g, &e)) fail_msg("%s", e.msg);
+    long blocks[NTYPES] = {0}, bytes_differ[NTYPES] = {0}, cases[NTYPES] = {0};
+    for (int i = 0; i < ftc_gguf_tensor_count(g); i++) {
+        const ftc_gguf_tensor *want = ftc_gguf_tensor_at(g, i);
+        if (!ftc_quant_supported(want->type)) continue;
+        char src_name[128];
+        snprintf(src_name, sizeof src_name, "%s.src", want->name);
+        const ftc_gguf_tensor *src = ftc_gguf_find_tensor(g, src_name);
+        assert_non_null(src);
+        assert_int_equal(src->type, FTC_GGML_F32);
+        assert_int_equal(src->numel, want->numel);
+        int64_t ne0 = want->shape[want->ndim - 1], rows = want->numel / ne0;
+        size_t rb = ftc_quant_row_bytes(want->type, ne0);
+        assert_int_equal(rb * (size_t)rows, want->nbytes);
+        uint8_t *got = malloc(want->nbytes);
+        float *x = malloc(sizeof(float) * (size_t)want->numel);
+        memcpy(x, src->data, sizeof(float) * (size_t)want->numel);
+        for (int64_t r = 0; r < rows; r++) ftc_quantize_row(want->type, x + r * ne0, got + r * rb, ne0);
+        int t = 0;
+        while (TYPES[t] != want->type) t++;
+        cases[t]++;
+        blocks[t] += (long)(want->numel / ftc_quant_block(want->type));
+        for (size_t k = 0; k < want->nbytes; k++) bytes_differ[t] += got[k] != want->data[k];
+        if (memcmp(got, want->data, want->nbytes)) {
+            for (size_t k = 0; k < want->nbytes; k++)
+                if (got[k] != want->data[k]) {
+                    print_message("%s: first differing byte %zu (block %zu): %02x, reference %02x\n", want->name, k,
+                                  k / (size_t)ftc_quant_block_bytes(want->type), got[k], want->data[k]);
+                    break;
+                }
+        }
+        free(got);
+        free(x);
+    }
+    for (int t = 0; t < NTYPES; t++) {
+        print_message("%-5s %2ld cases %5ld blocks, %ld bytes differ from the reference\n", ftc_quant_name(TYPES[t]),
+                      cases[t], blocks[t], bytes_differ[t]);
+        assert_true(cases[t] >= 8);
+        assert_int_equal(bytes_differ[t], 0);
+    }
+    ftc_gguf_close(g);
+}
+
+/* random block bytes with finite scales: both decoders give the same bits, equal to the GGUF reader's */
+static void test_decoders_agree(void **state) {
+    (void)state;
+    for (int t = 0; t < NTYPES; t++) {
+        int type = TYPES[t], bb = ftc_quant_block_bytes(type), blk = ftc_quant_block(type), nb = 300;
+        uint8_t *raw = malloc((size_t)nb * bb);
+        for (int i = 0; i < nb * bb; i++) raw[i] = (uint8_t)rnd();
+        for (int k = 0; k < nb; k++) { /* the f16 scale fields: finite (normal and subnormal, signs) */
+            uint16_t *h = (uint16_t *)(raw + (size_t)k * bb);
+            int nscales = type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 ? 1 : 2;
+            for (int s = 0; s < nscales; s++) h[s] = (uint16_t)(rnd() % 0x7c00) | (uint16_t)(rnd() & 0x8000);
+        }
+        float *a = malloc(sizeof(float) * (size_t)nb * blk), *b = malloc(sizeof(float) * (size_t)nb * blk);
+        ftc_quant_decoder(type, false)(raw, a, nb);
+        ftc_quant_decoder(type, true)(raw, b, nb); /* compiled for AVX-512: skip where the CPU lacks it */
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+            assert_memory_equal(a, b, sizeof(float) * (size_t)nb * blk);
+        /* the first block by hand */
+        const uint8_t *p = raw;
+        for (int i = 0; i < blk; i++) {
+            float want;
+            if (type == FTC_GGML_Q8_0) want = (float)(int8_t)p[2 + i] * ftc_f16_to_f32(*(const uint16_t *)p);
+            else if (type == FTC_GGML_Q4_0)
+                want = ftc_f16_to_f32(*(const uint16_t *)p) * (float)(((p[2 + i % 16] >> (4 * (i / 16))) & 15) - 8);
+            else if (type == FTC_GGML_Q4_1) {
+                float q = ftc_f16_to_f32(*(const uint16_t *)p) * (float)((p[4 + i % 16] >> (4 * (i / 16))) & 15);
+                want = q + ftc_f16_to_f32(*(const uint16_t *)(p + 2));
+            } else {
+                int g = i / 32, sc, m;
+                ftc_q4k_scale_min(p + 4, g, &sc, &m);
+                float dg = ftc_f16_to_f32(*(const uint16_t *)p) * (float)sc;
+                float mg = ftc_f16_to_f32(*(const uint16_t *)(p + 2)) * (float)m;
+                float q = dg * (float)((p[16 + (g / 2) * 32 + i % 32] >> (4 * (g % 2))) & 15);
+                want = q - mg;
+            }
+            assert_memory_equal(&a[i], &want, 4);
+        }
+        free(raw);
+        free(a);
+        free(b);
+    }
+}
+
+/* |got - want| <= tol * sum_k |x_k w_k| per output: f32 summation order only */
+static void check_close(const float *got, const double *want, const double *mag, size_t n, double tol,
+                        const char *what) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = fabs(got[i] - want[i]) / (mag[i] + 1e-30);
+        if (!(r <= worst)) worst = r;
+    }
+    if (!(worst <= tol)) fail_msg("%s: relative error %.3g > %.3g", what, worst, tol);
+}
+
+/* Y = X W^T and dX = dY W on packed blocks against the dequantized weight (double sums), for each type,
+ * shapes across panel edges, both backends (decode paths) */
+static void test_qmatmul_matches_dequantized(void **state) {
+    (void)state;
+    const char *backends[] = {"generic", "avx512"};
+    const struct { int N, I, O; } shapes[] = {{1, 256, 3}, {7, 1280, 70}, {70, 768, 130}, {33, 512, 64}};
+    const double tol = 1e-5;
+    for (int be = 0; be < 2; be++) {
+        if (!ftc_matmul_set_backend(backends[be])) {
+            print_message("backend %s unavailable on this CPU: skipped\n", backends[be]);
+            continue;
+        }
+        for (int t = 0; t < NTYPES; t++)
+            for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+                int type = TYPES[t], N = shapes[s].N, I = shapes[s].I, O = shapes[s].O;
+                size_t rb = ftc_quant_row_bytes(type, I);
+                float *W = malloc(sizeof(float) * (size_t)O * I), *Wd = malloc(sizeof(float) * (size_t)O * I);
+                float *X = malloc(sizeof(float) * (size_t)N * I), *Y = malloc(sizeof(float) * (size_t)N * O);
+                float *dY = malloc(sizeof(float) * (size_t)N * O), *dX = malloc(sizeof(float) * (size_t)N * I);
+                double *ref = malloc(sizeof(double) * (size_t)N * (I > O ? I : O));
+                double *mag = malloc(sizeof(double) * (size_t)N * (I > O ? I : O));
+                uint8_t *Wq = malloc(rb * (size_t)O);
+                for (size_t i = 0; i < (size_t)O * I; i++) W[i] = 0.05f * randn();
+                for (size_t i = 0; i < (size_t)N * I; i++) X[i] = randn();
+                for (size_t i = 0; i < (size_t)N * O; i++) dY[i] = randn();
+                for (int o = 0; o < O; o++) {
+                    ftc_quantize_row(type, W + (size_t)o * I, Wq + (size_t)o * rb, I);
+                    ftc_dequantize_row(type, Wq + (size_t)o * rb, Wd + (size_t)o * I, I);
+                }
+                /* forward, beta 0 over NaN, then beta 1 accumulating a second time */
+                for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = NAN;
+                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 0.0f);
+                for (int n = 0; n < N; n++)
+                    for (int o = 0; o < O; o++) {
+                        double a = 0, m = 0;
+                        for (int k = 0; k < I; k++) {
+                            a += (double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k];
+                            m += fabs((double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k]);
+                        }
+                        ref[(size_t)n * O + o] = a;
+                        mag[(size_t)n * O + o] = m;
+                    }
+                char what[128];
+                snprintf(what, sizeof what, "%s forward %s N=%d I=%d O=%d", backends[be], ftc_quant_name(type), N, I, O);
+                check_close(Y, ref, mag, (size_t)N * O, tol, what);
+                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 1.0f);
+                for (size_t i = 0; i < (size_t)N * O; i++) {
+                    ref[i] *= 2;
+                    mag[i] *= 2;
+                }
+                check_close(Y, ref, mag, (size_t)N * O, tol, what);
+                /* input gradient accumulates onto dX */
+                for (size_t i = 0; i < (size_t)N * I; i++) dX[i] = 1.0f;
+                ftc_qmatmul_backward_input(dX, dY, Wq, type, N, I, O);
+                for (int n = 0; n < N; n++)
+                    for (int k = 0; k < I; k++) {
+                        double a = 1.0, m = 1.0;
+                        for (int o = 0; o < O; o++) {
+                            a += (double)dY[(size_t)n * O + o] * Wd[(size_t)o * I + k];
+                            m += fabs((double)dY[(size_t)n * O + o] * Wd[(size_t)o * I + k]);
+                        }
+                        ref[(size_t)n * I + k] = a;
+                        mag[(size_t)n * I + k] = m;
+                    }
+                snprintf(what, sizeof what, "%s input grad %s N=%d I=%d O=%d", backends[be], ftc_quant_name(type), N, I,
+                         O);
+                check_close(dX, ref, mag, (size_t)N * I, tol, what);
+                free(W), free(Wd), free(X), free(Y), free(dY), free(dX), free(ref), free(mag), free(Wq);
+            }
+    }
+    ftc_matmul_set_backend("auto");
+}
+
+/* quantize -> dequantize error stays within each format's step (a sanity bound, not the reference) */
+static void test_roundtrip_error(void **state) {
+    (void)state;
+    /* half a step, plus the f16 rounding of the scale over the largest code (2^-11 relative); Q4_0 maps the
+     * largest magnitude to -8, so a value of the other sign near it clips at +7: a whole step */
+    const double bound[NTYPES] = {(0.5 + 127 / 2048.0) / 127, (1 + 8 / 2048.0) / 8, (0.5 + 15 / 2048.0) / 15 + 1e-3, 0.05};
+    enum { n = 4096 };
+    float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+    uint8_t *q = malloc(n * 2);
+    for (int i = 0; i < n; i++) x[i] = randn();
+    for (int t = 0; t < NTYPES; t++) {
+        int blk = ftc_quant_block(TYPES[t]);
+        ftc_quantize_row(TYPES[t], x, q, n);
+        ftc_dequantize_row(TYPES[t], q, y, n);
+        double worst = 0;
+        for (int b = 0; b < n / blk; b++) {
+            float amax = 0, mn = x[b * blk], mx = x[b * blk];
+            for (int i = 0; i < blk; i++) {
+                amax = fmaxf(amax, fabsf(x[b * blk + i]));
+                mn = fminf(mn, x[b * blk + i]);
+                mx = fmaxf(mx, x[b * blk + i]);
+            }
+            float range = TYPES[t] == FTC_GGML_Q4_1 || TYPES[t] == FTC_GGML_Q4_K ? mx - mn : amax;
+            for (int i = 0; i < blk; i++) worst = fmax(worst, fabs((double)y[b * blk + i] - x[b * blk + i]) / range);
+        }
+        print_message("%s: max |dequant - x| / block range %.4f\n", ftc_quant_name(TYPES[t]), worst);
+        assert_true(worst <= bound[t]);
+    }
+    assert_int_equal(ftc_quant_from_name("q4_k"), FTC_GGML_Q4_K);
+    assert_int_equal(ftc_quant_from_name("nf4"), -1);
+    assert_int_equal(ftc_quant_row_bytes(FTC_GGML_Q4_K, 300), 0);
+    assert_int_equal(ftc_quant_row_bytes(FTC_GGML_Q8_0, 64), 68);
+    free(x);
+    free(y);
+    free(q);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quantize_matches_reference),
+        cmocka_unit_test(test_decoders_agree),
+        cmocka_unit_test(test_qmatmul_matches_dequantized),
+        cmocka_unit_test(test_roundtrip_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
