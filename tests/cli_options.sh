@@ -9,7 +9,7 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib/expect.sh"
 
 # ftc help CMD prints exactly ftc CMD --help, for every command
-for c in train data eval generate chat classify tokenize template inspect export init logits report retrieve; do
+for c in train data eval generate chat classify tokenize template inspect export init logits report retrieve serve; do
   "$FTC" help "$c" >"$T/a" 2>&1 || fail "ftc help $c exited $?"
   "$FTC" "$c" --help >"$T/b" 2>&1
   cmp -s "$T/a" "$T/b" || fail "ftc help $c differs from ftc $c --help"
@@ -28,7 +28,7 @@ expect_rc 1 "unknown option '--temprature' (did you mean --temperature?)" "$FTC"
 expect_rc 1 "unknown option '--max-token' (did you mean --max-tokens?)" "$FTC" chat --max-token 5
 expect_rc 1 "unknown option '--frobnicate'" "$FTC" eval --frobnicate
 expect_rc 1 "unknown option '--chat-templat' (did you mean --chat-template?)" "$FTC" data check --data x --chat-templat plain
-for c in classify tokenize export init logits report retrieve; do
+for c in classify tokenize export init logits report retrieve serve; do
   expect_rc 1 "unknown option '--zzz'" "$FTC" $c --zzz
   grep -q "needs a value" "$T/err" && fail "ftc $c --zzz says 'needs a value'"
 done

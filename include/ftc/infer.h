@@ -40,6 +40,12 @@ const int32_t *ftc_kv_cache_ids(const ftc_kv_cache *c); /* the cached tokens [le
 ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, int n, float *logits,
                             bool all_positions, ftc_err *err);
 
+/* One new token for each of n sequences (1..64, distinct caches of model m) in one pass: the rows go through
+ * the model's matmuls together (a weight is read once for all of them) and each attends over its own cache.
+ * logits [n, V]. Each row equals ftc_model_decode of that token alone on its cache (within float rounding). */
+ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int32_t *ids, int n, float *logits,
+                                  ftc_err *err);
+
 typedef enum {
     FTC_GEN_MAX_TOKENS,   /* max_new_tokens generated */
     FTC_GEN_STOP_TOKEN,   /* a stop token (EOS) was sampled; it is not in the output */
@@ -115,6 +121,20 @@ int ftc_infer_generate_stop_ids(const ftc_infer_model *im, int32_t *out, int max
  * *why says where it came from. */
 ftc_status ftc_infer_chat_template(const ftc_infer_model *im, const char *value, ftc_chat_template **out,
                                    const char **why, ftc_err *err);
+/* ---- classification (src/infer/classify.c): what ftc classify and ftc serve's /v1/classify share ---- */
+/* Classes of a model loaded for FTC_TASK_CLASSIFY (its head's rows), -1 without a classification head. */
+int ftc_classify_num_labels(ftc_infer_model *im);
+/* Token limit per text: the model's positions, or a run's --max-len when shorter (training truncated to it). */
+int ftc_classify_max_len(const ftc_infer_model *im);
+/* Label names: a run's labels.json (path: the --model given), else config.json id2label, else "0".."n-1". */
+ftc_status ftc_classify_labels(const ftc_infer_model *im, const char *path, int n, char ***names, ftc_err *err);
+void ftc_classify_free_labels(char **names, int n);
+/* A text's ids as training tokenized it (special tokens, truncated to max_len); never empty (a pad token). */
+ftc_status ftc_classify_encode(const ftc_infer_model *im, const char *text, int max_len, ftc_ids *ids, ftc_err *err);
+/* Class probabilities (softmax of the head's logits) for n tokenized texts run as one right-padded batch:
+ * probs[n, num_labels]. The same text gets the same probabilities in any batch (the padding is masked). */
+ftc_status ftc_classify_ids(ftc_infer_model *im, const ftc_ids *ids, int n, int num_labels, float *probs,
+                            ftc_err *err);
 /* ---- chat (src/infer/chat.c) ----
  * A conversation rendered with a chat template (data.h) exactly as training rendered it, plus the template's
  * generation prompt; one KV cache whose positions are reused as long as the rendering's tokens match, so a

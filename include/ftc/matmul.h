@@ -17,6 +17,10 @@ void ftc_matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha, co
                 const float *B, int ldb, float beta, float *C, int ldc);
 /* Name of the implementation in use ("openblas", "generic", "avx512"), for logs and benchmarks. */
 const char *ftc_matmul_backend(void);
+/* Frees the packing buffers ftc_matmul keeps between calls for speed, of the calling thread and of the OpenMP
+ * team its parallel regions run on. A thread of the caller's own that ran matmuls calls it before it exits
+ * (ftc serve's engine thread): libgomp ends that thread's team with it, and the buffers would leak. */
+void ftc_matmul_thread_release(void);
 /* Selects the implementation: "avx512", "openblas", "generic", or "auto" (what the CPU and FTC_MATMUL
  * pick). Returns false, leaving the choice unchanged, for an unknown name or one this CPU cannot run.
  * Not thread-safe: call it before matmuls run (tests and benchmarks use it to cover every backend). */

@@ -67,6 +67,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 /* ftc eval on a training run directory (src/cli/eval_rundir.c). */
 int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const char *compare_base);
 /* ftc eval on a plain HF classifier directory (eval_rundir.c); max_len <= 0: the model's positions. */

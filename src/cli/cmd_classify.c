@@ -38,9 +38,6 @@ typedef struct {
     char **texts;
     ftc_ids *ids;
     int n;
-    int32_t *bids;
-    uint8_t *mask;
-    float *prob;
     int *order;
 } classifier;
 
@@ -80,34 +77,19 @@ static int print_result(classifier *c, const char *text, const float *p) {
     return 0;
 }
 
-/* Runs the collected texts through the model (right padding) and prints them in order. */
+/* Runs the collected texts through the model (one right-padded batch) and prints them in order. */
 static int flush_batch(classifier *c) {
     if (!c->n) return 0;
     ftc_err err;
-    int T = 1;
-    for (int i = 0; i < c->n; i++)
-        if ((int)c->ids[i].n > T) T = (int)c->ids[i].n;
-    int32_t pad = ftc_tokenizer_special(c->im.tok).pad;
-    if (pad < 0) pad = 0;
-    if (ftc_model_reserve(c->im.model, c->n, T, &err)) return cli_fail("classify", &err);
-    for (int i = 0; i < c->n; i++)
-        for (int t = 0; t < T; t++) {
-            bool real = t < (int)c->ids[i].n;
-            c->bids[i * T + t] = real ? c->ids[i].ids[t] : pad;
-            c->mask[i * T + t] = real;
-        }
-    ftc_batch b = {c->n, T, c->bids, NULL, c->mask, NULL};
-    if (ftc_model_forward(c->im.model, &b, false, NULL, &err)) return cli_fail("classify", &err);
-    const float *logits = ftc_model_logits(c->im.model);
-    int rc = 0;
-    for (int i = 0; i < c->n && !rc; i++) {
-        const float *z = logits + (size_t)i * c->num_labels;
-        double mx = z[0], sum = 0;
-        for (int j = 1; j < c->num_labels; j++) mx = z[j] > mx ? z[j] : mx;
-        for (int j = 0; j < c->num_labels; j++) sum += exp((double)z[j] - mx);
-        for (int j = 0; j < c->num_labels; j++) c->prob[j] = (float)(exp((double)z[j] - mx) / sum);
-        rc = print_result(c, c->texts[i], c->prob);
+    float *probs = malloc((size_t)c->n * c->num_labels * sizeof *probs);
+    if (!probs) return 3;
+    if (ftc_classify_ids(&c->im, c->ids, c->n, c->num_labels, probs, &err)) {
+        free(probs);
+        return cli_fail("classify", &err);
     }
+    int rc = 0;
+    for (int i = 0; i < c->n && !rc; i++) rc = print_result(c, c->texts[i], probs + (size_t)i * c->num_labels);
+    free(probs);
     for (int i = 0; i < c->n; i++) free(c->texts[i]), c->ids[i].n = 0;
     c->n = 0;
     fflush(stdout);
@@ -116,18 +98,9 @@ static int flush_batch(classifier *c) {
 
 static int add_text(classifier *c, const char *text, const char *where) {
     ftc_err err;
-    ftc_ids *ids = &c->ids[c->n];
-    ids->n = 0;
-    if (ftc_tokenizer_encode(c->im.tok, text, strlen(text), true, c->max_len, ids, &err)) {
+    if (ftc_classify_encode(&c->im, text, c->max_len, &c->ids[c->n], &err)) {
         ftc_err_prefix(&err, "%s", where);
         return cli_fail("classify", &err);
-    }
-    if (ids->n == 0) { /* a tokenizer without special tokens and an empty text: classify from one pad token */
-        int32_t pad = ftc_tokenizer_special(c->im.tok).pad;
-        ftc_ids_free(ids);
-        ids->ids = malloc(sizeof *ids->ids);
-        if (!ids->ids) return 3;
-        ids->ids[0] = pad >= 0 ? pad : 0, ids->n = ids->cap = 1;
     }
     c->texts[c->n] = strdup(text);
     if (!c->texts[c->n]) return 3;
@@ -180,27 +153,8 @@ static int classify_file(classifier *c, const char *file) {
 
 /* Label names: the run's labels.json, else config.json id2label, else the class indices. */
 static int load_names(classifier *c, const char *model) {
-    const ftc_model_config *cfg = ftc_model_config_of(c->im.model);
-    c->names = calloc((size_t)c->num_labels, sizeof *c->names);
-    if (!c->names) return 3;
-    char path[8600];
-    json_t *a = c->im.is_run && ftc_path_join(path, sizeof path, model, "labels.json") && ftc_file_exists(path)
-                    ? ftc_json_load_file(path, 0, NULL) : NULL;
-    if (a && (!json_is_array(a) || (int)json_array_size(a) != c->num_labels)) {
-        fprintf(stderr, "ftc classify: error: %s: expected a list of %d label names (the model's head has %d)\n", path,
-                c->num_labels, c->num_labels);
-        json_decref(a);
-        return 2;
-    }
-    for (int i = 0; i < c->num_labels; i++) {
-        const char *name = a ? json_string_value(json_array_get(a, (size_t)i))
-                             : cfg->id2label && i < cfg->num_labels ? cfg->id2label[i] : NULL;
-        char buf[16];
-        if (!name) snprintf(buf, sizeof buf, "%d", i), name = buf;
-        c->names[i] = strdup(name);
-        if (!c->names[i]) return 3;
-    }
-    json_decref(a);
+    ftc_err err;
+    if (ftc_classify_labels(&c->im, model, c->num_labels, &c->names, &err)) return cli_fail("classify", &err);
     return 0;
 }
 
@@ -244,28 +198,21 @@ int cmd_classify(int argc, char **argv) {
     if (ftc_infer_open(model, FTC_TASK_CLASSIFY, &c.im, &err)) return cli_fail("classify", &err);
     int rc = 0;
     const ftc_model_config *cfg = ftc_model_config_of(c.im.model);
-    const ftc_param *head = ftc_model_find_param(c.im.model, cfg->family == FTC_FAMILY_BERT ? "classifier.weight"
-                                                                                          : "score.weight");
-    if (!head) {
+    if ((c.num_labels = ftc_classify_num_labels(&c.im)) < 0) {
         fprintf(stderr, "ftc classify: error: %s has no classification head (config.json id2label and %s weights); "
                         "train one with ftc train --task classify\n", model,
                 cfg->family == FTC_FAMILY_BERT ? "classifier.*" : "score.*");
         ftc_infer_close(&c.im);
         return 2;
     }
-    c.num_labels = (int)head->shape[0];
     /* pooling is the model's: ftc_pooling in config.json (what the run trained with), else the family's
      * (BERT's [CLS] through its pooler, decoders' last real token, as transformers' *ForSequenceClassification) */
-    c.max_len = cfg->max_positions;
-    if (c.im.run_max_len > 0 && c.im.run_max_len < c.max_len) c.max_len = c.im.run_max_len;
+    c.max_len = ftc_classify_max_len(&c.im);
     if ((rc = load_names(&c, model))) goto done;
     c.texts = calloc((size_t)c.batch, sizeof *c.texts);
     c.ids = calloc((size_t)c.batch, sizeof *c.ids);
-    c.bids = malloc((size_t)c.batch * c.max_len * sizeof *c.bids);
-    c.mask = malloc((size_t)c.batch * c.max_len);
-    c.prob = malloc((size_t)c.num_labels * sizeof *c.prob);
     c.order = malloc((size_t)c.num_labels * sizeof *c.order);
-    if (!c.texts || !c.ids || !c.bids || !c.mask || !c.prob || !c.order) {
+    if (!c.texts || !c.ids || !c.order) {
         fprintf(stderr, "ftc classify: error: out of memory\n");
         rc = 3;
         goto done;
@@ -282,8 +229,8 @@ int cmd_classify(int argc, char **argv) {
 done:
     for (int i = 0; c.texts && i < c.n; i++) free(c.texts[i]);
     for (int i = 0; c.ids && i < c.batch; i++) ftc_ids_free(&c.ids[i]);
-    for (int i = 0; c.names && i < c.num_labels; i++) free(c.names[i]);
-    free(c.names), free(c.texts), free(c.ids), free(c.bids), free(c.mask), free(c.prob), free(c.order);
+    ftc_classify_free_labels(c.names, c.num_labels);
+    free(c.texts), free(c.ids), free(c.order);
     ftc_infer_close(&c.im);
     return rc;
 }

@@ -38,6 +38,7 @@ static const command commands[] = {
     {"template", cmd_template, "show a chat template and what it renders (text, or tokens with trained flags)"},
     {"data", cmd_data, "check task data before training (errors by file:line:column, stats), preview, split"},
     {"eval", cmd_eval, "held-out loss and perplexity of a causal LM on a text file"},
+    {"serve", cmd_serve, "serve a causal LM over HTTP with the OpenAI API (completions, chat completions)"},
 };
 
 int cli_fail(const char *cmd, const ftc_err *err) {

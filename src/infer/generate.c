@@ -205,6 +205,88 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
     return FTC_OK;
 }
 
+/* ---- several sequences, one new token each ---- */
+
+ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int32_t *ids, int n, float *logits,
+                                  ftc_err *err) {
+    if (n < 1 || n > CHUNK) return ftc_errf(err, FTC_E_USAGE, "batched decode takes 1..%d sequences, not %d", CHUNK, n);
+    for (int i = 0; i < n; i++) {
+        if (caches[i]->m != m) return ftc_errf(err, FTC_E_USAGE, "KV cache %d belongs to another model", i);
+        if (ids[i] < 0 || ids[i] >= m->V)
+            return ftc_errf(err, FTC_E_INPUT, "token id %d of sequence %d is outside the vocabulary (size %d)", ids[i],
+                            i, m->V);
+        for (int j = 0; j < i; j++)
+            if (caches[j] == caches[i]) return ftc_errf(err, FTC_E_USAGE, "KV cache %d is given twice", i);
+        ftc_status s = grow(caches[i], caches[i]->len + 1, err);
+        if (s) return s;
+    }
+    ftc_model_refresh_bf16(m);
+    ftc_kv_cache *c = caches[0]; /* its scratch rows hold the batch: row i is sequence i */
+    const int Q = m->qdim, KV = m->kvdim;
+    const size_t NC = (size_t)n * m->C;
+    float *knew = malloc(2 * (size_t)n * KV * sizeof(float)), *vnew = knew + (size_t)n * KV;
+    if (!knew) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    int32_t pos[CHUNK];
+    for (int i = 0; i < n; i++) {
+        pos[i] = caches[i]->len;
+        caches[i]->ids[caches[i]->len] = ids[i];
+    }
+    ftc_embedding_forward(c->x, ids, m->learned_pos ? pos : NULL, NULL, P(m, m->wte), m->learned_pos ? P(m, m->wpe) : NULL,
+                          NULL, n, m->C);
+    for (int li = 0; li < m->L; li++) {
+        layer_params *l = &m->layers[li];
+        norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, n);
+        if (m->fused_qkv) {
+            int W = Q + 2 * KV;
+            linear_inf(c, &l->qkv, c->qkv, c->a, n);
+            for (int r = 0; r < n; r++) {
+                const float *row = c->qkv + (size_t)r * W;
+                memcpy(c->q + (size_t)r * Q, row, (size_t)Q * sizeof(float));
+                memcpy(knew + (size_t)r * KV, row + Q, (size_t)KV * sizeof(float));
+                memcpy(vnew + (size_t)r * KV, row + Q + KV, (size_t)KV * sizeof(float));
+            }
+        } else {
+            linear_inf(c, &l->q, c->q, c->a, n);
+            linear_inf(c, &l->k, knew, c->a, n);
+            linear_inf(c, &l->v, vnew, c->a, n);
+        }
+        if (m->rope) {
+            ftc_rope_forward(c->q, pos, m->inv_freq, n, m->H, m->D);
+            ftc_rope_forward(knew, pos, m->inv_freq, n, m->Hkv, m->D);
+        }
+        for (int r = 0; r < n; r++) { /* each sequence attends over its own cache */
+            ftc_kv_cache *cr = caches[r];
+            memcpy(cr->k[li] + (size_t)pos[r] * KV, knew + (size_t)r * KV, (size_t)KV * sizeof(float));
+            memcpy(cr->v[li] + (size_t)pos[r] * KV, vnew + (size_t)r * KV, (size_t)KV * sizeof(float));
+            ftc_attention_decode_forward(c->attn + (size_t)r * Q, cr->att, c->q + (size_t)r * Q, cr->k[li], cr->v[li], 1,
+                                         1, pos[r] + 1, cr->cap, m->H, m->Hkv, m->D);
+        }
+        linear_inf(c, &l->o, c->o, c->attn, n);
+        ftc_add_forward(c->x, c->x, c->o, (int)NC);
+        norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, n);
+        size_t nf = (size_t)n * m->F;
+        linear_inf(c, &l->up, c->up, c->a, n);
+        if (m->swiglu) {
+            linear_inf(c, &l->gate, c->gate, c->a, n);
+            ftc_swiglu_forward(c->act, c->gate, c->up, (int)nf);
+        } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
+            ftc_gelu_tanh_forward(c->act, c->up, (int)nf);
+        } else {
+            ftc_gelu_erf_forward(c->act, c->up, (int)nf);
+        }
+        linear_inf(c, &l->down, c->down, c->act, n);
+        ftc_add_forward(c->x, c->x, c->down, (int)NC);
+    }
+    if (m->lnf_w >= 0) {
+        norm_inf(c, c->a, c->x, m->lnf_w, m->lnf_b, n);
+        memcpy(c->x, c->a, NC * sizeof(float));
+    }
+    for (int i = 0; i < n; i++) caches[i]->len++;
+    ftc_model_linear_forward(m, m->lm_head, -1, logits, c->x, n, m->C, m->V);
+    free(knew);
+    return FTC_OK;
+}
+
 /* ---- the generation loop ---- */
 
 static bool is_stop(const ftc_generate_opts *o, int32_t id) {
