@@ -54,6 +54,9 @@ size_t ftc_quant_row_bytes(int type, int64_t n);
 int ftc_quant_from_name(const char *name);
 const char *ftc_quant_name(int type);
 
+/* The type a row of n values is stored in for a requested type: itself when n is a multiple of its block;
+ * for Q4_K (256) otherwise Q4_1 (same 4 bits with a min, block 32) when that fits; else -1 (keep f32). */
+int ftc_quant_type_for_row(int type, int64_t n);
 /* Quantizes n values (a multiple of the block) into n / block blocks. */
 void ftc_quantize_row(int type, const float *x, void *out, int64_t n);
 /* Dequantizes n values (bit-identical to gguf.quants.dequantize; the GGUF reader uses these). */

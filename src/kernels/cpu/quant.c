@@ -37,6 +37,11 @@ size_t ftc_quant_row_bytes(int type, int64_t n) {
     if (!b || n < 0 || n % b) return 0;
     return (size_t)(n / b) * (size_t)ftc_quant_block_bytes(type);
 }
+int ftc_quant_type_for_row(int type, int64_t n) {
+    if (ftc_quant_row_bytes(type, n)) return type;
+    if (type == FTC_GGML_Q4_K && ftc_quant_row_bytes(FTC_GGML_Q4_1, n)) return FTC_GGML_Q4_1;
+    return -1;
+}
 static const struct { const char *name; int type; } NAMES[] = {
     {"q8_0", FTC_GGML_Q8_0}, {"q4_0", FTC_GGML_Q4_0}, {"q4_1", FTC_GGML_Q4_1}, {"q4_k", FTC_GGML_Q4_K}};
 int ftc_quant_from_name(const char *name) {
