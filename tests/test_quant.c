@@ -152,9 +152,11 @@ static void test_qmatmul_matches_dequantized(void **state) {
             print_message("backend %s unavailable on this CPU: skipped\n", backends[be]);
             continue;
         }
-        for (int t = 0; t < NTYPES; t++)
+        for (int t = 0; t < NTYPES * 2; t++)
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
-                int type = TYPES[t], N = shapes[s].N, I = shapes[s].I, O = shapes[s].O;
+                /* t >= NTYPES: bf16 products; the reference takes the bf16 roundings of both operands */
+                bool b16 = t >= NTYPES;
+                int type = TYPES[t % NTYPES], N = shapes[s].N, I = shapes[s].I, O = shapes[s].O;
                 size_t rb = ftc_quant_row_bytes(type, I);
                 float *W = malloc(sizeof(float) * (size_t)O * I), *Wd = malloc(sizeof(float) * (size_t)O * I);
                 float *X = malloc(sizeof(float) * (size_t)N * I), *Y = malloc(sizeof(float) * (size_t)N * O);
@@ -169,23 +171,28 @@ static void test_qmatmul_matches_dequantized(void **state) {
                     ftc_quantize_row(type, W + (size_t)o * I, Wq + (size_t)o * rb, I);
                     ftc_dequantize_row(type, Wq + (size_t)o * rb, Wd + (size_t)o * I, I);
                 }
+                float *Xr = malloc(sizeof(float) * (size_t)N * I), *dYr = malloc(sizeof(float) * (size_t)N * O);
+                for (size_t i = 0; i < (size_t)N * I; i++) Xr[i] = b16 ? ftc_bf16_to_f32(ftc_f32_to_bf16(X[i])) : X[i];
+                for (size_t i = 0; i < (size_t)N * O; i++) dYr[i] = b16 ? ftc_bf16_to_f32(ftc_f32_to_bf16(dY[i])) : dY[i];
+                for (size_t i = 0; b16 && i < (size_t)O * I; i++) Wd[i] = ftc_bf16_to_f32(ftc_f32_to_bf16(Wd[i]));
                 /* forward, beta 0 over NaN, then beta 1 accumulating a second time */
                 for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = NAN;
-                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 0.0f);
+                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 0.0f, b16);
                 for (int n = 0; n < N; n++)
                     for (int o = 0; o < O; o++) {
                         double a = 0, m = 0;
                         for (int k = 0; k < I; k++) {
-                            a += (double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k];
-                            m += fabs((double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k]);
+                            a += (double)Xr[(size_t)n * I + k] * Wd[(size_t)o * I + k];
+                            m += fabs((double)Xr[(size_t)n * I + k] * Wd[(size_t)o * I + k]);
                         }
                         ref[(size_t)n * O + o] = a;
                         mag[(size_t)n * O + o] = m;
                     }
                 char what[128];
-                snprintf(what, sizeof what, "%s forward %s N=%d I=%d O=%d", backends[be], ftc_quant_name(type), N, I, O);
+                snprintf(what, sizeof what, "%s forward %s%s N=%d I=%d O=%d", backends[be], ftc_quant_name(type),
+                         b16 ? "/bf16" : "", N, I, O);
                 check_close(Y, ref, mag, (size_t)N * O, tol, what);
-                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 1.0f);
+                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 1.0f, b16);
                 for (size_t i = 0; i < (size_t)N * O; i++) {
                     ref[i] *= 2;
                     mag[i] *= 2;
@@ -193,21 +200,21 @@ static void test_qmatmul_matches_dequantized(void **state) {
                 check_close(Y, ref, mag, (size_t)N * O, tol, what);
                 /* input gradient accumulates onto dX */
                 for (size_t i = 0; i < (size_t)N * I; i++) dX[i] = 1.0f;
-                ftc_qmatmul_backward_input(dX, dY, Wq, type, N, I, O);
+                ftc_qmatmul_backward_input(dX, dY, Wq, type, N, I, O, b16);
                 for (int n = 0; n < N; n++)
                     for (int k = 0; k < I; k++) {
                         double a = 1.0, m = 1.0;
                         for (int o = 0; o < O; o++) {
-                            a += (double)dY[(size_t)n * O + o] * Wd[(size_t)o * I + k];
-                            m += fabs((double)dY[(size_t)n * O + o] * Wd[(size_t)o * I + k]);
+                            a += (double)dYr[(size_t)n * O + o] * Wd[(size_t)o * I + k];
+                            m += fabs((double)dYr[(size_t)n * O + o] * Wd[(size_t)o * I + k]);
                         }
                         ref[(size_t)n * I + k] = a;
                         mag[(size_t)n * I + k] = m;
                     }
-                snprintf(what, sizeof what, "%s input grad %s N=%d I=%d O=%d", backends[be], ftc_quant_name(type), N, I,
-                         O);
+                snprintf(what, sizeof what, "%s input grad %s%s N=%d I=%d O=%d", backends[be], ftc_quant_name(type),
+                         b16 ? "/bf16" : "", N, I, O);
                 check_close(dX, ref, mag, (size_t)N * I, tol, what);
-                free(W), free(Wd), free(X), free(Y), free(dY), free(dX), free(ref), free(mag), free(Wq);
+                free(Xr), free(dYr), free(W), free(Wd), free(X), free(Y), free(dY), free(dX), free(ref), free(mag), free(Wq);
             }
     }
     ftc_matmul_set_backend("auto");

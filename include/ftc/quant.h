@@ -68,8 +68,11 @@ void ftc_dequantize_row(int type, const void *in, float *y, int64_t n);
  * result equals ftc_dequantize_row + ftc_matmul up to f32 summation order.
  *   forward:         Y[N,O] = beta * Y + X[N,I] @ W^T     (beta 0: Y is not read)
  *   input gradient:  dX[N,I] += dY[N,O] @ W
+ * bf16: the panel's products take bf16 operands with f32 accumulation (ftc_matmul_bf16: decoded weights and
+ * activations rounded to nearest even), as a bf16 base at --precision bf16; the result then equals
+ * dequantize + bf16 rounding + ftc_matmul_bf16 up to summation order.
  * No weight gradient: a quantized weight is frozen. Decode paths: AVX-512 when ftc_matmul's backend is
  * not "generic" and the CPU has it, else portable C; both decode to the same bits. */
-void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta);
-void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O);
+void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16);
+void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16);
 #endif

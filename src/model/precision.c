@@ -184,7 +184,7 @@ static const uint16_t *bf16_weight(const ftc_model *m, int w) {
 void ftc_model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O) {
     const ftc_param *pw = &m->params[w];
     if (pw->data_q) {
-        ftc_linear_forward_q(y, x, pw->data_q, pw->qtype, P(m, b), N, I, O);
+        ftc_linear_forward_q(y, x, pw->data_q, pw->qtype, P(m, b), N, I, O, m->precision == FTC_PREC_BF16);
         return;
     }
     const uint16_t *w16 = bf16_weight(m, w);
@@ -196,7 +196,7 @@ void ftc_model_linear_backward(ftc_model *m, int w, int b, float *dx, const floa
                            int O) {
     const ftc_param *pw = &m->params[w];
     if (pw->data_q) { /* frozen: no weight gradient */
-        ftc_linear_backward_q(dx, G(m, b), dy, pw->data_q, pw->qtype, N, I, O);
+        ftc_linear_backward_q(dx, G(m, b), dy, pw->data_q, pw->qtype, N, I, O, m->precision == FTC_PREC_BF16);
         return;
     }
     const uint16_t *w16 = bf16_weight(m, w);

@@ -10,6 +10,7 @@
 #include "ftc/quant.h"
 #include <string.h>
 #include "ftc/matmul.h"
+#include "ftc/safetensors.h" /* ftc_f32_to_bf16 */
 #include "quant_internal.h"
 #include "vmath.h" /* ftc_vm_use_avx512: the CPU has AVX-512 and FTC_MATMUL is not "generic" */
 
@@ -25,7 +26,20 @@ static void decode_panel(float *P, const uint8_t *W, size_t row_bytes, int block
 
 static bool parallel_worth(int N, int I, int O) { return (double)N * I * O >= 1 << 20; }
 
-void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta) {
+/* The panel's product: f32, or bf16 operands with f32 accumulation (P converted to bf16 in place: the bf16 bits
+ * take the first half of the panel's bytes, so the conversion runs front to back safely) */
+static void panel_mm(bool bf16, bool tb, int M, int Nc, int K, const float *A, int lda, float *P, int ldp, float beta,
+                     float *C, int ldc, int pn) {
+    if (!bf16) {
+        ftc_matmul(false, tb, M, Nc, K, 1.0f, A, lda, P, ldp, beta, C, ldc);
+        return;
+    }
+    uint16_t *P16 = (uint16_t *)P;
+    for (int i = 0; i < pn; i++) P16[i] = ftc_f32_to_bf16(P[i]);
+    ftc_matmul_bf16(false, tb, M, Nc, K, 1.0f, A, FTC_MM_F32, lda, P16, FTC_MM_BF16, ldp, beta, C, ldc);
+}
+
+void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16) {
     if (N <= 0 || O <= 0) return;
     if (I <= 0) {
         for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = beta == 0.0f ? 0.0f : beta * Y[i];
@@ -42,12 +56,12 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
         for (int k0 = 0; k0 < I; k0 += F_COLS) {
             int nk = I - k0 < F_COLS ? I - k0 : F_COLS;
             decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
-            ftc_matmul(false, true, N, no, nk, 1.0f, X + k0, I, P, nk, k0 == 0 ? beta : 1.0f, Y + o0, O);
+            panel_mm(bf16, true, N, no, nk, X + k0, I, P, nk, k0 == 0 ? beta : 1.0f, Y + o0, O, no * nk);
         }
     }
 }
 
-void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O) {
+void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16) {
     if (N <= 0 || O <= 0 || I <= 0) return;
     ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_use_avx512());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
@@ -60,7 +74,7 @@ void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int t
         for (int o0 = 0; o0 < O; o0 += B_ROWS) {
             int no = O - o0 < B_ROWS ? O - o0 : B_ROWS;
             decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
-            ftc_matmul(false, false, N, nk, no, 1.0f, dY + o0, O, P, nk, 1.0f, dX + k0, I);
+            panel_mm(bf16, false, N, nk, no, dY + o0, O, P, nk, 1.0f, dX + k0, I, no * nk);
         }
     }
 }
