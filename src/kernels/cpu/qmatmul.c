@@ -1,5 +1,5 @@
 /* Matmuls on a block-quantized weight W [O, I] (include/ftc/quant.h) without materialising it: the work is
- * cut into panels of W (rows x columns, 32768 values, 128 KB, on the thread's stack); each panel is decoded
+ * cut into panels of W (rows x columns, 32768 values, 128 KB as f32 + 64 KB as bf16, on the thread's stack); each panel is decoded
  * once per call by the thread that owns it and multiplied with the f32 activations by ftc_matmul, which runs
  * single-threaded inside the OpenMP region. Threads own disjoint outputs, so no reduction and no locks:
  *   forward        Y[:, o-panel]  = X @ P^T over the column blocks, panels of 64 rows x 512 columns, threads
@@ -10,7 +10,6 @@
 #include "ftc/quant.h"
 #include <string.h>
 #include "ftc/matmul.h"
-#include "ftc/safetensors.h" /* ftc_f32_to_bf16 */
 #include "quant_internal.h"
 #include "vmath.h" /* ftc_vm_use_avx512: the CPU has AVX-512 and FTC_MATMUL is not "generic" */
 
@@ -26,16 +25,14 @@ static void decode_panel(float *P, const uint8_t *W, size_t row_bytes, int block
 
 static bool parallel_worth(int N, int I, int O) { return (double)N * I * O >= 1 << 20; }
 
-/* The panel's product: f32, or bf16 operands with f32 accumulation (P converted to bf16 in place: the bf16 bits
- * take the first half of the panel's bytes, so the conversion runs front to back safely) */
-static void panel_mm(bool bf16, bool tb, int M, int Nc, int K, const float *A, int lda, float *P, int ldp, float beta,
-                     float *C, int ldc, int pn) {
+/* The panel's product: f32, or bf16 operands with f32 accumulation (P rounded into P16 first) */
+static void panel_mm(bool bf16, bool tb, int M, int Nc, int K, const float *A, int lda, const float *P, uint16_t *P16,
+                     int ldp, float beta, float *C, int ldc, int pn) {
     if (!bf16) {
         ftc_matmul(false, tb, M, Nc, K, 1.0f, A, lda, P, ldp, beta, C, ldc);
         return;
     }
-    uint16_t *P16 = (uint16_t *)P;
-    for (int i = 0; i < pn; i++) P16[i] = ftc_f32_to_bf16(P[i]);
+    ftc_f32_to_bf16_n(P, P16, (size_t)pn);
     ftc_matmul_bf16(false, tb, M, Nc, K, 1.0f, A, FTC_MM_F32, lda, P16, FTC_MM_BF16, ldp, beta, C, ldc);
 }
 
@@ -52,11 +49,12 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
 #pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(N, I, O))
     for (int p = 0; p < panels; p++) {
         _Alignas(64) float P[PANEL];
+        _Alignas(64) uint16_t P16[PANEL];
         int o0 = p * F_ROWS, no = O - o0 < F_ROWS ? O - o0 : F_ROWS;
         for (int k0 = 0; k0 < I; k0 += F_COLS) {
             int nk = I - k0 < F_COLS ? I - k0 : F_COLS;
             decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
-            panel_mm(bf16, true, N, no, nk, X + k0, I, P, nk, k0 == 0 ? beta : 1.0f, Y + o0, O, no * nk);
+            panel_mm(bf16, true, N, no, nk, X + k0, I, P, P16, nk, k0 == 0 ? beta : 1.0f, Y + o0, O, no * nk);
         }
     }
 }
@@ -70,11 +68,12 @@ void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int t
 #pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(N, I, O))
     for (int kb = 0; kb < kblocks; kb++) {
         _Alignas(64) float P[PANEL];
+        _Alignas(64) uint16_t P16[PANEL];
         int k0 = kb * B_COLS, nk = I - k0 < B_COLS ? I - k0 : B_COLS;
         for (int o0 = 0; o0 < O; o0 += B_ROWS) {
             int no = O - o0 < B_ROWS ? O - o0 : B_ROWS;
             decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
-            panel_mm(bf16, false, N, nk, no, dY + o0, O, P, nk, 1.0f, dX + k0, I, no * nk);
+            panel_mm(bf16, false, N, nk, no, dY + o0, O, P, P16, nk, 1.0f, dX + k0, I, no * nk);
         }
     }
 }
