@@ -9,8 +9,8 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib/expect.sh"
 
 expect_rc 0 "" "$FTC" train --help
-grep -q -- "q8_0|q4_0|q4_1|q4_k" "$T/out" || fail "help lacks the quantized base types"
-expect_rc 1 "base-dtype: 'q3_k' is not one of auto, fp32, bf16, q8_0, q4_0, q4_1, q4_k" "$FTC" train --base-dtype q3_k
+grep -q -- "q8_0|q4_0|q4_1|q4_k|nf4" "$T/out" || fail "help lacks the quantized base types"
+expect_rc 1 "base-dtype: 'q3_k' is not one of auto, fp32, bf16, q8_0, q4_0, q4_1, q4_k, nf4" "$FTC" train --base-dtype q3_k
 expect_rc 1 "--base-dtype q4_k stores the frozen base weights: it needs --method lora or head" \
   "$FTC" train --model m --data d --out o --method full --base-dtype q4_k
 
@@ -28,7 +28,7 @@ ARGS=(--model "$MODEL" --data "$T/lm.jsonl" --task causal-lm --method lora --lor
 last_loss() { grep -o '"loss":[0-9.]*' "$1/metrics.jsonl" | tail -n 1 | cut -d: -f2; }
 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$T/fp32"
 ref=$(grep -o '"loss":[0-9.]*' "$T/fp32/metrics.jsonl" | head -n 1 | cut -d: -f2)
-for q in q8_0 q4_k; do
+for q in q8_0 q4_k nf4; do
   expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype $q --out "$T/$q"
   grep -q "\"base_dtype\": \"$q\"" "$T/$q/config.resolved.json" || fail "config.resolved.json lacks base_dtype $q"
   first=$(grep -o '"loss":[0-9.]*' "$T/$q/metrics.jsonl" | head -n 1 | cut -d: -f2)

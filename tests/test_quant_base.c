@@ -184,6 +184,9 @@ static void test_q4_k_falls_back(void **state) { (void)state; quant_base_case("l
 /* GPT-2's Conv1D weights are transposed on load and on save */
 static void test_q4_1_gpt2_conv1d(void **state) { (void)state; quant_base_case("gpt2", "c_attn,c_proj", FTC_GGML_Q4_1, 8); }
 
+/* NF4 (blocks of 64): on the gpt2 fixture only the MLP's c_proj (I = 128) fits: 2 weights */
+static void test_nf4_gpt2(void **state) { (void)state; quant_base_case("gpt2", "c_proj", FTC_QUANT_NF4, 2); }
+
 /* quantizing an already loaded f32 model gives the same blocks as quantizing on load; unfreezing dequantizes */
 static void test_store_frozen_quant_and_unfreeze(void **state) {
     (void)state;
@@ -219,9 +222,9 @@ static void test_config(void **state) {
     (void)state;
     ftc_train_config c;
     ftc_err e;
-    const char *names[] = {"q8_0", "q4_0", "q4_1", "q4_k"};
-    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K};
-    for (int k = 0; k < 4; k++) {
+    const char *names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "nf4"};
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4};
+    for (int k = 0; k < 5; k++) {
         ftc_train_config_defaults(&c);
         assert_int_equal(ftc_train_config_set(&c, "method", "lora", &e), FTC_OK);
         assert_int_equal(ftc_train_config_set(&c, "base-dtype", names[k], &e), FTC_OK);
@@ -231,7 +234,7 @@ static void test_config(void **state) {
     }
     ftc_train_config_defaults(&c);
     assert_int_equal(ftc_train_config_set(&c, "base-dtype", "nf3", &e), FTC_E_USAGE);
-    assert_non_null(strstr(e.msg, "q4_k"));
+    assert_non_null(strstr(e.msg, "nf4"));
     assert_int_equal(ftc_train_config_set(&c, "base-dtype", "bf16", &e), FTC_OK);
     assert_int_equal(ftc_train_base_qtype(&c), -1);
 }
@@ -243,6 +246,7 @@ int main(void) {
         cmocka_unit_test(test_q4_0_llama),
         cmocka_unit_test(test_q4_k_falls_back),
         cmocka_unit_test(test_q4_1_gpt2_conv1d),
+        cmocka_unit_test(test_nf4_gpt2),
         cmocka_unit_test(test_store_frozen_quant_and_unfreeze),
         cmocka_unit_test(test_config),
     };

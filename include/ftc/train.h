@@ -59,7 +59,8 @@ typedef enum { FTC_METRIC_VAL_LOSS, FTC_METRIC_ACCURACY, FTC_METRIC_MACRO_F1 } f
 /* Storage of the frozen base weights (lora, head): auto = bf16 when precision is bf16, else fp32; Q8_0..Q4_K:
  * block-quantized (include/ftc/quant.h, docs/quant.md). */
 typedef enum {
-    FTC_BASE_AUTO, FTC_BASE_FP32, FTC_BASE_BF16, FTC_BASE_Q8_0, FTC_BASE_Q4_0, FTC_BASE_Q4_1, FTC_BASE_Q4_K
+    FTC_BASE_AUTO, FTC_BASE_FP32, FTC_BASE_BF16, FTC_BASE_Q8_0, FTC_BASE_Q4_0, FTC_BASE_Q4_1, FTC_BASE_Q4_K,
+    FTC_BASE_NF4
 } ftc_base_dtype;
 
 #define FTC_PATH_MAX 4096

@@ -53,7 +53,7 @@ static void train_help(FILE *out) {
         "  --seed N (42)               data order, head and adapter init: same seed, same result\n"
         "  --precision fp32|bf16 (fp32)  bf16: matmuls of linears and heads take bf16 operands (f32 accumulation);\n"
         "                              master weights, gradients, AdamW state, norms and loss stay f32\n"
-        "  --base-dtype auto|fp32|bf16|q8_0|q4_0|q4_1|q4_k (auto)  lora/head: frozen base weights stored in bf16\n"
+        "  --base-dtype auto|fp32|bf16|q8_0|q4_0|q4_1|q4_k|nf4 (auto)  lora/head: frozen base weights stored in bf16\n"
         "                              (half the memory, bf16 matmuls) or block-quantized (q8_0 about 0.27x f32,\n"
         "                              q4_* 0.14-0.16x; fused matmuls on the blocks); auto: bf16 when --precision bf16\n"
         "Evaluation, checkpoints, logging\n"
