@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int ftc_model_add_param(ftc_model *m, const char *name, int ndim, const int64_t *shape, bool transposed, bool decay) {
     if (m->n_params == m->cap_params) {
@@ -388,6 +390,16 @@ static ftc_status load_param(const ftc_st_set *st, ftc_param *p, ftc_err *err) {
 
 static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int qtype, ftc_model **out,
                              ftc_err *err);
+
+/* A PEFT base (bf16 or quantized) is a fraction of its checkpoint: the mapped file's pages of a tensor already
+ * converted are dropped from memory (read-only mapping: they would come back from the file if touched again),
+ * so that the peak RSS of loading is not the whole checkpoint plus the converted base. */
+static void release_pages(const ftc_tensor_view *t) {
+    if (!t || !t->nbytes) return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data;
+    uintptr_t start = (a + pg - 1) & ~(pg - 1), end = (a + t->nbytes) & ~(pg - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+}
 ftc_status ftc_model_load(const char *dir, ftc_task task, ftc_model **out, ftc_err *err) {
     return load_model(dir, task, false, -1, out, err);
 }
@@ -471,7 +483,10 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int
                 }
             }
         if (!s) s = ftc_model_alloc_params(m, err);
-        for (int i = 0; !s && i < m->n_params; i++) s = load_param(st, &m->params[i], err);
+        for (int i = 0; !s && i < m->n_params; i++) {
+            s = load_param(st, &m->params[i], err);
+            if (!s && bf16_base) release_pages(ftc_st_find(st, m->params[i].name));
+        }
     }
     ftc_st_close(st);
     if (s) {
