@@ -7,7 +7,7 @@
 #
 #   sh bench/quant_bench.sh [FTC_BIN]
 # Environment: QB_SHAPES (default "stories260K gpt2-small llama-1b"), QB_STEPS (5), QB_MODELS (build/bench-models),
-#   QB_RESULTS (bench/RESULTS.md), QB_TRAIN_STEPS (60, the quality runs)
+#   QB_RESULTS (bench/RESULTS.md), QB_TRAIN_STEPS (60, the quality runs), QB_QUALITY (1; 0 skips them)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -40,8 +40,8 @@ shape_args() {
 }
 # q4_k's quantizer searches 21 scales per group: minutes for llama-1b's 1e9 weights on 2 cores; q4_0 there
 bases() {
-  case $1 in llama-1b) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16" ;;
-    *) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 q4_k:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16 q4_k:bf16" ;; esac
+  case $1 in llama-1b) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 nf4:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16 nf4:bf16" ;;
+    *) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 q4_k:fp32 nf4:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16 q4_k:bf16 nf4:bf16" ;; esac
 }
 
 rows=$tmp/rows
@@ -65,7 +65,7 @@ done
 # quality: the same LoRA run on stories260K for each base, held-out loss
 qrows=$tmp/qrows
 : >"$qrows"
-if [ -f "$shared/models/stories260K-hf/config.json" ] && [ -f "$shared/banking77/train.csv" ]; then
+if [ "${QB_QUALITY:-1}" = 1 ] && [ -f "$shared/models/stories260K-hf/config.json" ] && [ -f "$shared/banking77/train.csv" ]; then
   python3 - "$shared/banking77" "$tmp" <<'PY'
 import csv, json, sys
 src, out = sys.argv[1], sys.argv[2]
@@ -74,7 +74,7 @@ for name, n in (("train", 2000), ("test", 500)):
     with open(f"{out}/{name}.jsonl", "w") as f:
         for r in rows: f.write(json.dumps({"text": r["text"]}) + "\n")
 PY
-  for b in fp32 bf16 q8_0 q4_0 q4_k; do
+  for b in fp32 bf16 q8_0 q4_0 q4_k nf4; do
     "$ftc" train --model "$shared/models/stories260K-hf" --data "$tmp/train.jsonl" --val "$tmp/test.jsonl" \
       --task causal-lm --method lora --lora-targets all-linear --lora-r 8 --lr 3e-3 --batch 16 --max-len 64 \
       --max-steps "${QB_TRAIN_STEPS:-60}" --eval-every "${QB_TRAIN_STEPS:-60}" --seed 1 --base-dtype "$b" --quiet --out "$tmp/q-$b" >/dev/null 2>&1 ||
