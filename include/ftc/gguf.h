@@ -106,4 +106,19 @@ ftc_status ftc_gguf_to_f32(const ftc_gguf *g, const ftc_gguf_tensor *t, float *o
 /* Rows [row0, row0+nrows) of a 2-D-or-more tensor viewed as [numel/ne0, ne0]. */
 ftc_status ftc_gguf_rows_to_f32(const ftc_gguf *g, const ftc_gguf_tensor *t, int64_t row0, int64_t nrows, float *out,
                                 ftc_err *err);
+
+/* ---- GGUF model -> Hugging Face directory (src/io/gguf_hf.c) ---- */
+/* Writes out_dir/config.json, model.safetensors (f32: every tensor dequantized; llama.cpp's Q/K row
+ * permutation and GPT-2 Conv1D transpose undone), tokenizer.json, tokenizer_config.json (chat_template,
+ * special tokens) and generation_config.json, from a llama / qwen2 / gpt2 GGUF. */
+ftc_status ftc_gguf_export_hf(const char *gguf_path, const char *out_dir, ftc_err *err);
+/* Only tokenizer.json and tokenizer_config.json, from tokenizer.ggml.* (a tokenizer-only GGUF is fine). */
+ftc_status ftc_gguf_write_tokenizer(const char *gguf_path, const char *out_dir, ftc_err *err);
+/* Whether path names a .gguf file (not a directory). */
+bool ftc_is_gguf_path(const char *path);
+/* A .gguf path: the directory converted from it, in the cache ($FTC_CACHE_DIR/gguf, else
+ * $XDG_CACHE_HOME/ftc/gguf, else ~/.cache/ftc/gguf), keyed by the file's real path, size and mtime;
+ * converted first when absent (written to a temp directory and renamed: concurrent runs are safe).
+ * Any other path is copied to out unchanged. */
+ftc_status ftc_gguf_resolve(const char *path, char *out, size_t n, ftc_err *err);
 #endif

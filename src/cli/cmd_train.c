@@ -1,6 +1,7 @@
 /* ftc train: fine-tunes a model (full, head or lora) on task data into a run directory.
  * Settings come from defaults < RUNDIR/config.resolved.json (with --resume) < --config FILE < flags. */
 #include "cli.h"
+#include "ftc/gguf.h"
 #include "ftc/base.h"
 #include "ftc/matmul.h"
 #include "ftc/train.h"
@@ -135,6 +136,11 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     c.resume = resume;
+    if (ftc_is_gguf_path(c.model)) { /* model: X.gguf in a config file: the run records the converted directory */
+        char dir[FTC_PATH_MAX];
+        if ((s = ftc_gguf_resolve(c.model, dir, sizeof dir, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+        snprintf(c.model, sizeof c.model, "%s", dir);
+    }
     if ((s = ftc_train_config_finalize(&c, &err)) != FTC_OK) { rc = cli_usage_error("train", "%s", err.msg); goto done; }
 
     char ckpt[FTC_PATH_MAX + 32];

@@ -1,5 +1,6 @@
 /* ftc: the command line. One file per subcommand; this file only dispatches. */
 #include "cli.h"
+#include "model_arg.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -158,7 +159,11 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { print_help(stdout); return finish("help", 0); }
     if (!strcmp(argv[1], "--version")) { printf("ftc %s\n", FTC_VERSION); return finish("version", 0); }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return finish(argv[1], commands[i].run(argc - 1, argv + 1));
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = cli_resolve_gguf_args(argc, argv);
+            if (rc) return finish(argv[1], rc);
+            return finish(argv[1], commands[i].run(argc - 1, argv + 1));
+        }
     fprintf(stderr, "ftc: unknown command '%s'\n\n", argv[1]);
     print_help(stderr);
     return finish("", 1);

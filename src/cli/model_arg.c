@@ -1,8 +1,10 @@
 /* Model argument shared by export and logits (see model_arg.h). */
 #include "model_arg.h"
+#include "cli.h"
 #include "ftc/base.h"
 #include "base/base_internal.h"
 #include "ftc/export.h"
+#include "ftc/gguf.h"
 #include "ftc/hf_config.h"
 #include <jansson.h>
 #include <stdio.h>
@@ -98,4 +100,25 @@ void cli_model_close(cli_model *cm) {
     for (int i = 0; i < cm->n_labels; i++) free(cm->labels[i]);
     free(cm->labels);
     memset(cm, 0, sizeof *cm);
+}
+
+int cli_resolve_gguf_args(int argc, char **argv) {
+    if (argc < 2) return 0;
+    bool positional = !strcmp(argv[1], "inspect");
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *path = NULL, *prefix = "";
+        if (!strcmp(argv[i - 1], "--model") || !strcmp(argv[i - 1], "--base") || (positional && a[0] != '-')) path = a;
+        else if (!strncmp(a, "--model=", 8)) path = a + 8, prefix = "--model=";
+        else if (!strncmp(a, "--base=", 7)) path = a + 7, prefix = "--base=";
+        if (!path || !ftc_is_gguf_path(path)) continue;
+        char dir[FTC_PATH_MAX];
+        ftc_err err;
+        if (ftc_gguf_resolve(path, dir, sizeof dir, &err)) return cli_fail(argv[1], &err);
+        size_t n = strlen(prefix) + strlen(dir) + 1;
+        char *v = malloc(n); /* lives as long as argv */
+        if (!v) return 3;
+        snprintf(v, n, "%s%s", prefix, dir);
+        argv[i] = v;
+    }
+    return 0;
 }

