@@ -126,4 +126,81 @@ else
   done
 fi
 
+## 5. Wrong causes, silent errors, internal names
+printf 'text,label,Text\nhello,a,x\n' > dup.csv
+expect 2 'dup.csv:1:12: header: column 1 "text" and column 3 "Text" have the same name' sh -c '"$0" data check --data dup.csv >&2' "$FTC"
+expect 2 'column 1 "text" and column 3 "Text"' "$FTC" train --model "$M" --data dup.csv --task classify --out dup_run --quiet
+expect 1 "--max-tokens needs an integer from 0 to 16777216, not '16777217'" "$FTC" generate --model "$M" --prompt hi --max-tokens 16777217
+expect 1 "--max-tokens needs an integer from 1 to 16777216, not '0'" "$FTC" chat --model "$M" --max-tokens 0
+expect 1 "the model has no classification head" "$FTC" logits --model "$M" --ids ids.jsonl --task classify
+err=$("$FTC" logits --model "$M" --ids ids.jsonl --task classify 2>&1); grep -q "ftc_model_" <<<"$err" && fail "internal name: $err"
+# chat: lines that cannot be answered are reported and counted in the exit code
+expect 2 "input line 2: invalid UTF-8 at byte 1; not sent" sh -c 'printf "hello\n\377 bad\n" | "$0" chat --model "$1" --chat-template chatml --max-tokens 2' "$FTC" "$M"
+expect 2 "input line 1: a NUL byte at byte 2" sh -c 'printf "a\000b\n" | "$0" chat --model "$1" --chat-template chatml --max-tokens 2' "$FTC" "$M"
+expect 2 "unknown command '/foo'" sh -c 'printf "/foo\n" | "$0" chat --model "$1" --chat-template chatml --max-tokens 2' "$FTC" "$M"
+expect 2 "--system: invalid UTF-8 at byte 1" "$FTC" chat --model "$M" --chat-template chatml --system $'\xff'
+echo hi | "$FTC" chat --model "$M" --chat-template chatml --max-tokens 2 >/dev/null 2>&1 || fail "a clean chat should exit 0"
+# config sizes are checked against the weights before anything is allocated from them (was: exit 3 out of memory)
+rm -rf big; mkdir big; cp "$M"/*.json "$M"/model.safetensors big/
+sed -E 's/"(hidden_size|intermediate_size|vocab_size)": *[0-9]+/"\1": 16777216/g' "$M/config.json" > big/config.json
+expect 2 "big/model.safetensors: tensor 'model.embed_tokens.weight' has shape \[512,64\] but config.json says vocab_size 16777216, hidden_size 16777216" \
+  "$FTC" generate --model big --prompt hi
+sed -E 's/"num_hidden_layers": *[0-9]+/"num_hidden_layers": 16777216/' "$M/config.json" > big/config.json
+expect 2 "config.json says 16777216 layers but the weights hold 5" "$FTC" generate --model big --prompt hi
+sed -E 's/"intermediate_size": *[0-9]+/"intermediate_size": 16777216/' "$M/config.json" > big/config.json
+expect 2 "gate_proj.weight' has shape \[172,64\] but the config needs \[16777216,64\]" "$FTC" generate --model big --prompt hi
+# a line longer than memory allows is "out of memory" (exit 3), not "no valid examples"
+if sh -c 'ulimit -v 300000 && exec "$0" version' "$FTC" >/dev/null 2>&1; then # not under ASan (its shadow needs TBs)
+  head -c 150000000 /dev/zero | tr '\0' 'a' > long.txt
+  expect 3 "long.txt:1: out of memory reading the line" sh -c 'ulimit -v 300000; exec "$0" data check --data long.txt' "$FTC"
+  rm -f long.txt
+else
+  echo "note: ftc does not start under ulimit -v (sanitizer build); skipping the out-of-memory check"
+fi
+
+# non-finite weights are refused at load naming the tensor (was: generate printed blanks, eval "loss nan", exit 0)
+rm -rf nanm; mkdir nanm; cp "$M"/*.json nanm/
+if python3 - "$M/model.safetensors" nanm/model.safetensors <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]; t = json.loads(b[8:8 + n])['model.layers.1.self_attn.q_proj.weight']
+o = 8 + n + t['data_offsets'][0] + 4 * 5
+b[o:o + 4] = struct.pack('<f', float('nan'))
+open(sys.argv[2], 'wb').write(b)
+PY
+then
+  msg="nanm/model.safetensors: tensor 'model.layers.1.self_attn.q_proj.weight' holds a non-finite value \(NaN at element 5 of 4096\)"
+  expect 2 "$msg" "$FTC" generate --model nanm --prompt hi --max-tokens 2
+  expect 2 "$msg" "$FTC" eval --model nanm --data ev.txt
+  "$FTC" generate --model nanm --prompt hi --max-tokens 2 --allow-nonfinite >/dev/null 2>&1 || fail "--allow-nonfinite should load it"
+else
+  echo "note: no python3 to write the NaN fixture; skipping"
+fi
+# a PEFT adapter whose adapter_config.json and weights disagree is refused (was: applied to q/v without a word)
+"$FTC" export --model run --format peft --out pe >/dev/null 2>&1 || fail "export peft"
+"$FTC" generate --model "$M" --adapter pe --prompt hi --max-tokens 2 >/dev/null 2>&1 || fail "the exported adapter should apply"
+sed -i 's/"v_proj"/"k_proj"/' pe/adapter_config.json
+expect 2 "pe/adapter_model.safetensors adapts model.layers.0.self_attn.v_proj, which target_modules \[q_proj, k_proj\]" \
+  "$FTC" generate --model "$M" --adapter pe --prompt hi --max-tokens 2
+sed -i 's/"k_proj"/"v_proj", "k_proj"/' pe/adapter_config.json
+expect 2 "target_modules names k_proj, but pe/adapter_model.safetensors has no lora_A/lora_B for any k_proj module" \
+  "$FTC" generate --model "$M" --adapter pe --prompt hi --max-tokens 2
+
+## 6. SIGINT/SIGTERM during training: finish the step, write a checkpoint, say how to resume, exit 130/143
+TL=(train --model "$M" --data lm.jsonl --task causal-lm --method lora --lora-r 4 --lora-alpha 8 --lr 0.01 --batch 2 --quiet)
+for sig in INT TERM; do
+  rm -rf sig; "$FTC" "${TL[@]}" --out sig --max-steps 1000000 2>sig.err & pid=$!
+  for _ in $(seq 1 100); do [ -s sig/metrics.jsonl ] && break; sleep 0.1; done
+  sleep 0.5; kill -$sig $pid; wait $pid; rc=$?
+  want=$([ $sig = INT ] && echo 130 || echo 143)
+  [ $rc -eq $want ] || fail "SIG$sig: exit $rc, want $want: $(cat sig.err)"
+  grep -q "stopped by SIG$sig after step [0-9]*; checkpoint written: sig/checkpoint.ftc" sig.err || fail "SIG$sig: $(cat sig.err)"
+  grep -q "resume with: ftc train --out sig --resume" sig.err || fail "SIG$sig: no resume command: $(cat sig.err)"
+  step=$(sed -n 's/.*after step \([0-9]*\);.*/\1/p' sig.err)
+  [ "$step" -ge 1 ] || fail "SIG$sig: step $step"
+  # the checkpoint holds that step: resuming for 5 more steps ends at step+5
+  "$FTC" train --out sig --resume --max-steps $((step + 5)) >resume.out 2>&1 || fail "resume after SIG$sig: $(cat resume.out)"
+  grep -q "^steps $((step + 5))," resume.out || fail "resume after SIG$sig at step $step: $(cat resume.out)"
+done
+
 echo "cli_faults: ok"

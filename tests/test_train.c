@@ -523,6 +523,12 @@ static void test_nan_loss_stops_cleanly(void **state) {
     assert_non_null(at);
     long good_step = atol(at + strlen("last good checkpoint (step "));
     assert_true(good_step >= 1);
+    /* it is written as RUNDIR/model too, and the message says how to evaluate or continue it */
+    assert_non_null(strstr(err.msg, "ftc eval --model"));
+    assert_non_null(strstr(err.msg, "--resume"));
+    snprintf(path, sizeof path, "%s/model/model.safetensors", c.out);
+    assert_true(ftc_file_exists(path));
+    snprintf(path, sizeof path, "%s/checkpoint.ftc", c.out);
     {
         /* the checkpoint left behind loads and holds finite weights */
         ftc_model *m2 = make_model(FTC_FAMILY_GPT2, FTC_TASK_CAUSAL_LM);

@@ -8,6 +8,7 @@
 #ifndef FTC_TRAIN_H
 #define FTC_TRAIN_H
 #include <stdbool.h>
+#include <signal.h>
 #include <stdint.h>
 #include "ftc/model.h"
 #include "ftc/status.h"
@@ -102,6 +103,10 @@ typedef struct {
     bool pack;              /* causal-lm: pack examples into max_len sequences */
     bool train_on_inputs;   /* causal-lm: train prompt/user tokens too */
     bool resume;
+    /* Not a setting: where the caller's stop request lives (NULL: none). When *stop becomes nonzero (the CLI's
+     * SIGINT/SIGTERM handler sets it), ftc_train_run finishes the current step, writes checkpoint.ftc and
+     * returns FTC_OK with res->interrupted; the run continues with resume. */
+    const volatile sig_atomic_t *stop;
     bool set[64];           /* which keys were given explicitly (config file or command line) */
 } ftc_train_config;
 
@@ -176,6 +181,7 @@ typedef struct {
     bool stopped_early;
     int64_t trainable_params;
     bool cached_features;   /* the head trained on cached frozen-encoder features (feature_cache) */
+    bool interrupted;       /* stopped on c->stop: checkpoint.ftc holds step `steps`, model/ was not written */
 } ftc_train_result;
 
 /* Applies the method to a loaded model: classifier head (classify), LoRA adapters, trainable flags.

@@ -28,7 +28,24 @@ static void usage(FILE *f) {
             "  --temperature T, --top-k K, --top-p P, --seed S   sampling as in ftc generate (default greedy)\n"
             "  --stats                per answer, on standard error: prompt tokens, tokens reused from the cache,\n"
             "                         generated tokens, speed\n"
-            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer, template), 3 internal error.\n");
+            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer, template, or an input line that was not\n"
+            "answered: invalid UTF-8, a NUL byte, too long for the context, an unknown /command), 3 internal error.\n");
+}
+
+/* Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no overlongs, surrogates or code points
+ * past U+10FFFF), or -1 when all n bytes are. */
+static long bad_utf8_at(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (!k || i + k > n || (k == 2 && c < 0xC2) || (k == 4 && c > 0xF4)) return (long)i;
+        for (size_t j = 1; j < k; j++)
+            if ((s[i + j] & 0xC0) != 0x80) return (long)i;
+        if (k == 3 && ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] >= 0xA0))) return (long)i;
+        if (k == 4 && ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] >= 0x90))) return (long)i;
+        i += k;
+    }
+    return -1;
 }
 
 static void print_text(void *ctx, const char *text) {
@@ -76,7 +93,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(f, "stats")) stats = cli_true(v);
         else if (!strcmp(f, "max-tokens")) {
             if (!cli_parse_long(v, 1, 1 << 24, &max_tokens))
-                return cli_usage_error("chat", "--max-tokens needs an integer >= 1, not '%s'", v);
+                return cli_usage_error("chat", "--max-tokens needs an integer from 1 to %d, not '%s'", 1 << 24, v);
         } else if ((rc = cli_sampling_flag("chat", f, v, &sampler, &seed)) > 0) return rc;
     }
     if (r < 0) return 1;
@@ -101,6 +118,13 @@ int cmd_chat(int argc, char **argv) {
     if (tty)
         fprintf(stderr, "ftc chat: %s, template %s. Type a message; /reset clears the conversation, /exit quits.\n",
                 model, ftc_chat_template_name(t));
+    long bad = system ? bad_utf8_at((const unsigned char *)system, strlen(system)) : -1;
+    if (bad >= 0) {
+        fprintf(stderr, "ftc chat: error: --system: invalid UTF-8 at byte %ld of the message\n", bad + 1);
+        ftc_chat_template_free(t);
+        ftc_infer_close(&im);
+        return 2;
+    }
     ftc_chat *chat;
     if (ftc_chat_create(&im, t, system, &chat, &err)) {
         rc = cli_fail("chat", &err);
@@ -114,10 +138,28 @@ int cmd_chat(int argc, char **argv) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
+    long lineno = 0;
+    bool input_errors = false; /* a line that could not be answered: the chat goes on, the exit code says so */
     for (;;) {
         if (tty) fputs("> ", stderr);
-        if ((n = getline(&line, &cap, stdin)) < 0) break;
+        errno = 0;
+        if ((n = getline(&line, &cap, stdin)) < 0) {
+            if (ferror(stdin) || errno == ENOMEM) {
+                fprintf(stderr, "ftc chat: error: reading standard input: %s\n", strerror(errno ? errno : EIO));
+                rc = errno == ENOMEM ? 3 : 2;
+            }
+            break;
+        }
+        lineno++;
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        const char *nul = memchr(line, 0, (size_t)n);
+        long badc = nul ? -1 : bad_utf8_at((const unsigned char *)line, (size_t)n);
+        if (nul || badc >= 0) {
+            if (nul) fprintf(stderr, "ftc chat: error: input line %ld: a NUL byte at byte %ld; not sent\n", lineno, (long)(nul - line) + 1);
+            else fprintf(stderr, "ftc chat: error: input line %ld: invalid UTF-8 at byte %ld; not sent\n", lineno, badc + 1);
+            input_errors = true;
+            continue;
+        }
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
         if (!strcmp(line, "/reset")) {
             ftc_chat_reset(chat);
@@ -125,7 +167,8 @@ int cmd_chat(int argc, char **argv) {
             continue;
         }
         if (line[0] == '/') {
-            fprintf(stderr, "ftc chat: unknown command '%s' (/reset, /exit)\n", line);
+            fprintf(stderr, "ftc chat: error: unknown command '%s' (/reset, /exit)\n", line);
+            input_errors = true;
             continue;
         }
         if (!line[0]) continue;
@@ -135,6 +178,7 @@ int cmd_chat(int argc, char **argv) {
         ftc_status s = ftc_chat_reply(chat, line, &o, &reply, &st, &err);
         if (s == FTC_E_INPUT) { /* a message that cannot fit: say so, keep chatting */
             fprintf(stderr, "ftc chat: error: %s\n", err.msg);
+            input_errors = true;
             continue;
         }
         if (s) {
@@ -160,6 +204,7 @@ int cmd_chat(int argc, char **argv) {
         free(reply);
     }
     free(line);
+    if (rc == 0 && input_errors) rc = 2;
     ftc_chat_free(chat);
     ftc_chat_template_free(t);
     ftc_infer_close(&im);

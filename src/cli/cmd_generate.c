@@ -78,7 +78,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(f, "stats")) stats = cli_true(v);
         else if (!strcmp(f, "max-tokens")) {
             if (!cli_parse_long(v, 0, 1 << 24, &max_tokens))
-                return cli_usage_error("generate", "--max-tokens needs an integer >= 0, not '%s'", v);
+                return cli_usage_error("generate", "--max-tokens needs an integer from 0 to %d, not '%s'", 1 << 24, v);
         } else if ((rc = cli_sampling_flag("generate", f, v, &sampler, &seed)) > 0) return rc;
     }
     if (r < 0) return 1;

@@ -5,9 +5,11 @@
 #include "ftc/base.h"
 #include "ftc/matmul.h"
 #include "ftc/train.h"
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void train_help(FILE *out) {
     fprintf(out,
@@ -45,7 +47,8 @@ static void train_help(FILE *out) {
         "  --val FILE | --val-split F  validation data, or a seeded share F of --data (e.g. 0.1)\n"
         "  --max-len N (128)           longer examples are truncated\n"
         "Optimisation\n"
-        "  --epochs N (3) | --max-steps N   length of the run (max-steps wins when set)\n"
+        "  --epochs N (3) | --max-steps N (0)   length of the run: N optimizer steps when --max-steps > 0 (wins over\n"
+        "                              --epochs); --max-steps 0, the default, means --epochs passes over the data\n"
         "  --lr X (5e-5)  --batch N (16)  --grad-accum N (1)   effective batch = batch x grad-accum\n"
         "  --warmup N|F (0)            linear warmup over N steps, or over share F < 1 of all steps\n"
         "  --schedule linear|cosine|constant (linear)   after warmup\n"
@@ -59,10 +62,10 @@ static void train_help(FILE *out) {
         "                              (half the memory, bf16 matmuls) or block-quantized (q8_0 about 0.27x f32,\n"
         "                              q4_* 0.14-0.16x; fused matmuls on the blocks); auto: bf16 when --precision bf16\n"
         "Evaluation, checkpoints, logging\n"
-        "  --eval-every N (0)          validate every N steps (always at each epoch end)\n"
+        "  --eval-every N (0)          validate every N steps (0: only at epoch ends; always at each epoch end)\n"
         "  --metric val_loss|accuracy|macro_f1 (val_loss)   what 'best' means\n"
         "  --patience N (0)            stop after N evaluations without improvement (0: never)\n"
-        "  --save-every N (0)          checkpoint every N steps (always at each epoch end and at the end)\n"
+        "  --save-every N (0)          checkpoint every N steps (0: only at epoch ends and the end; always there)\n"
         "  --log-every N (10)          a metrics.jsonl line every N steps\n"
         "  --config FILE               YAML or JSON with the same keys (lr: 2e-5, grad_accum: 4, ...);\n"
         "                              flags on the command line win\n"
@@ -72,7 +75,10 @@ static void train_help(FILE *out) {
         "Booleans: --flag, --flag true|false, --no-flag. Options also take --name=VALUE. Names from Hugging Face\n"
         "Trainer and Axolotl work too: --learning-rate, --output-dir, --num-epochs, --per-device-train-batch-size,\n"
         "--gradient-accumulation-steps, --warmup-ratio, --max-seq-length, ... (docs/train.md lists them).\n"
-        "A loss that becomes NaN or Inf stops the run (exit 2) with the last good checkpoint intact.\n"
+        "A loss that becomes NaN or Inf stops the run (exit 2): the last good checkpoint stays in checkpoint.ftc and is\n"
+        "written as RUNDIR/model (ftc eval --model RUNDIR; continue: ftc train --out RUNDIR --resume --lr LOWER).\n"
+        "SIGINT/SIGTERM (Ctrl-C): the current step finishes, checkpoint.ftc is written, exit 130/143 with the command\n"
+        "to resume; a second Ctrl-C stops at once.\n"
         "Details: docs/train.md\n");
 }
 
@@ -95,6 +101,22 @@ static void train_opts(cli_opt *t, int cap) {
     t[n++] = (cli_opt){"config", false, NULL};
     t[n++] = (cli_opt){"quiet", true, NULL};
     t[n] = (cli_opt){NULL, false, NULL};
+}
+
+/* SIGINT/SIGTERM: the first asks the trainer (through ftc_train_config.stop) to finish the step and write a
+ * checkpoint; a second one stops at once (the default action). */
+static volatile sig_atomic_t stop_signal;
+static void on_stop_signal(int sig) {
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+    static const char msg[] = "\nftc train: stopping after this step to write a checkpoint (Ctrl-C again: stop at once, "
+                              "losing the steps since the last checkpoint)\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -149,6 +171,13 @@ int cmd_train(int argc, char **argv) {
         rc = cli_usage_error("train", "%s already holds a run (checkpoint.ftc): use --resume, or another --out", c.out);
         goto done;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    c.stop = &stop_signal;
     ftc_model *m = NULL;
     /* a frozen bf16 base is read straight into bf16: it is never held in f32 */
     s = ftc_train_base_qtype(&c) >= 0 ? ftc_model_load_quant_base(c.model, c.task, ftc_train_base_qtype(&c), &m, &err)
@@ -175,9 +204,18 @@ int cmd_train(int argc, char **argv) {
     if (c.task == FTC_TASK_CAUSAL_LM &&
         ftc_samples_begin(m, c.model, have_val ? &val : &train, SAMPLE_PROMPTS, SAMPLE_TOKENS, &samples, &err) != FTC_OK)
         fprintf(stderr, "ftc train: warning: no samples.jsonl: %s\n", err.msg);
-    ftc_train_result res;
-    s = ftc_train_run(m, &c, &train, have_val ? &val : NULL, quiet, &res, &err);
-    if (s == FTC_OK && samples) {
+    ftc_train_result res = {0};
+    if (stop_signal) { /* asked to stop while loading: nothing trained, nothing to keep */
+        fprintf(stderr, "ftc train: stopped by %s before the first step\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
+        rc = 128 + stop_signal;
+    } else s = ftc_train_run(m, &c, &train, have_val ? &val : NULL, quiet, &res, &err);
+    if (s == FTC_OK && res.interrupted) {
+        fprintf(stderr, "ftc train: stopped by %s after step %lld; checkpoint written: %s/checkpoint.ftc\n"
+                        "resume with: ftc train --out %s --resume\n",
+                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)res.steps, c.out, c.out);
+        rc = 128 + stop_signal;
+    }
+    if (s == FTC_OK && !rc && samples) {
         char path[FTC_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/samples.jsonl", c.out);
         ftc_err serr;
@@ -186,7 +224,7 @@ int cmd_train(int argc, char **argv) {
     }
     ftc_samples_free(samples);
     if (s != FTC_OK) rc = cli_fail("train", &err);
-    else {
+    else if (!rc) {
         printf("steps %lld, last loss %.4f, trainable params %lld", (long long)res.steps, res.last_loss,
                (long long)res.trainable_params);
         if (have_val) printf(", best %s %.4f at step %lld%s", ftc_metric_name(c.metric), res.best_metric,

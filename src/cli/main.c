@@ -131,6 +131,8 @@ static void print_help(FILE *out) {
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nRun 'ftc <command> --help' (or 'ftc help <command>') for a command's options.\n"
                  "Options: --name VALUE or --name=VALUE; booleans: --flag, --flag true|false, --no-flag.\n"
+                 "Weights with NaN/Inf values are refused at load (exit 2, naming the tensor); --allow-nonfinite, given to\n"
+                 "any command, loads them anyway.\n"
                  "Exit codes: 0 ok, 1 usage error, 2 bad input, 3 internal error.\n");
 }
 
@@ -145,6 +147,14 @@ static void prefer_passive_openmp_threads(char **argv) {
 
 int main(int argc, char **argv) {
     prefer_passive_openmp_threads(argv);
+    /* --allow-nonfinite, for every command that loads a model: weights with NaN/Inf load anyway (the library
+     * reads FTC_ALLOW_NONFINITE at load) */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--allow-nonfinite")) {
+            setenv("FTC_ALLOW_NONFINITE", "1", 1);
+            memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof *argv); /* the NULL too */
+            argc--, i--;
+        }
     if (argc < 2) { print_help(stderr); return finish("", 1); }
     if (!strcmp(argv[1], "help") && argc > 2) { /* ftc help CMD = ftc CMD --help */
         for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)

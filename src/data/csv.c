@@ -62,7 +62,7 @@ static ftc_status read_record(ftc_reader *r, long *rec_line, bool *got, ftc_err 
     const char *line;
     for (;;) {
         line = ftc_ds_read_line(r, &len, &io);
-        if (io) { r->done = true; return ftc_errf(err, FTC_E_IO, "%s: read error", r->path); }
+        if (io) { r->done = true; return ftc_ds_read_error(r, err); }
         if (!line) { r->done = true; return FTC_OK; }
         if (len == 0 || (len == 1 && line[0] == '\r')) continue;
         break;
@@ -95,7 +95,7 @@ static ftc_status read_record(ftc_reader *r, long *rec_line, bool *got, ftc_err 
                 if (!buf_put(r, line + i, len - i) || !buf_put(r, "\n", 1))
                     return ftc_errf(err, FTC_E_NOMEM, "out of memory");
                 line = ftc_ds_read_line(r, &len, &io);
-                if (io) { r->done = true; return ftc_errf(err, FTC_E_IO, "%s: read error", r->path); }
+                if (io) { r->done = true; return ftc_ds_read_error(r, err); }
                 if (!line) {
                     r->done = true;
                     return ftc_ds_err_at(err, r, open_line, open_col, "quoted field is not closed before the end of the file");
@@ -164,6 +164,12 @@ static ftc_status read_header(ftc_reader *r, ftc_err *err) {
         r->cols[i] = ftc_ds_strndup(c, n);
         if (!r->cols[i]) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     }
+    /* columns are found by name (case-insensitively): two of one name would silently give the first */
+    for (int i = 0; i < r->n_cols; i++)
+        for (int j = 0; j < i; j++)
+            if (r->cols[i][0] && !strcasecmp(r->cols[i], r->cols[j]))
+                return ftc_ds_err_at(err, r, 1, r->field_col[i], "header: column %d \"%s\" and column %d \"%s\" have "
+                                     "the same name; rename one", j + 1, r->cols[j], i + 1, r->cols[i]);
     static const char *const TEXT[] = {"text", "sentence", "content", "document", "utterance", "query", "input",
                                        "question", "review", NULL};
     static const char *const LABEL[] = {"label", "labels", "category", "intent", "class", "target", NULL};

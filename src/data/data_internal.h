@@ -22,6 +22,7 @@ struct ftc_reader {
     char **dir_files; /* a directory of text files: their paths, read one after the other */
     int n_dir_files, dir_i;
     long line_no;     /* lines consumed so far */
+    int read_errno;   /* why ftc_ds_read_line last failed (ENOMEM: a line too long for memory) */
     bool started;     /* BOM checked */
     bool done;        /* end reached or a fatal error */
     /* CSV/TSV */
@@ -40,6 +41,9 @@ struct ftc_reader {
 /* Next physical line without its '\n' (a trailing '\r' is kept); *len its length; NULL at the end. On a read
  * error returns NULL and sets *io_error. */
 const char *ftc_ds_read_line(ftc_reader *r, size_t *len, bool *io_error);
+/* The error for a failed ftc_ds_read_line: out of memory (FTC_E_NOMEM, exit 3) with the line and its size so
+ * far, or a read error with its cause. */
+ftc_status ftc_ds_read_error(const ftc_reader *r, ftc_err *err);
 /* Checks a line is valid UTF-8 without NUL bytes; on failure writes "path:line:col: ..." into err. */
 ftc_status ftc_ds_check_utf8(const ftc_reader *r, const char *s, size_t len, long line, ftc_err *err);
 /* 1-based character column of byte offset off in s. */

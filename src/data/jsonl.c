@@ -202,7 +202,7 @@ ftc_status ftc_ds_jsonl_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err 
     /* skip blank lines */
     for (;;) {
         line = ftc_ds_read_line(r, &len, &io);
-        if (io) { r->done = true; return ftc_errf(err, FTC_E_IO, "%s: read error", r->path); }
+        if (io) { r->done = true; return ftc_ds_read_error(r, err); }
         if (!line) { r->done = true; return FTC_OK; }
         size_t i = 0;
         while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
@@ -215,6 +215,8 @@ ftc_status ftc_ds_jsonl_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err 
     ctx c = {r, line, len, err};
     json_error_t je;
     json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    if (!o && json_error_code(&je) == json_error_out_of_memory)
+        return ftc_errf(err, FTC_E_NOMEM, "%s:%ld: out of memory parsing the line (%zu bytes)", r->path, r->line_no, len);
     if (!o) return ftc_ds_err_at(err, r, r->line_no, je.column > 0 ? je.column : 1, "not valid JSON: %s", je.text);
     if (!json_is_object(o)) {
         s = FAIL_AT(&c, NULL, 0, "expected a JSON object, got %s", type_name(o));

@@ -82,7 +82,11 @@ const char *ftc_ds_read_line(ftc_reader *r, size_t *len, bool *io_error) {
         errno = 0;
         ssize_t got = getline(&src->buf, &src->cap, src->f);
         if (got < 0) {
-            if (ferror(src->f)) *io_error = true;
+            /* getline's allocation failure (a line longer than memory allows) is not the end of the file */
+            if (ferror(src->f) || errno == ENOMEM || errno == EOVERFLOW) {
+                r->read_errno = errno ? errno : EIO;
+                *io_error = true;
+            }
             return NULL;
         }
         n = (size_t)got;
@@ -96,7 +100,7 @@ const char *ftc_ds_read_line(ftc_reader *r, size_t *len, bool *io_error) {
         /* copy so that every line is NUL-terminated like getline's */
         if (n + 1 > src->cap) {
             char *b = realloc(src->buf, n + 1);
-            if (!b) { *io_error = true; return NULL; }
+            if (!b) { r->read_errno = ENOMEM; *io_error = true; return NULL; }
             src->buf = b;
             src->cap = n + 1;
         }
@@ -238,6 +242,13 @@ static ftc_status open_dir(const char *path, const ftc_read_opts *o, ftc_reader 
     return finish_open(r, -1, out, err);
 }
 
+ftc_status ftc_ds_read_error(const ftc_reader *r, ftc_err *err) {
+    if (r->read_errno == ENOMEM || r->read_errno == EOVERFLOW)
+        return ftc_errf(err, FTC_E_NOMEM, "%s:%ld: out of memory reading the line (needed more than %zu bytes for it)",
+                        r->path, r->line_no + 1, r->src.cap);
+    return ftc_errf(err, FTC_E_IO, "%s: read error: %s", r->path, strerror(r->read_errno ? r->read_errno : EIO));
+}
+
 ftc_status ftc_reader_open(const char *path, const ftc_read_opts *o, ftc_reader **out, ftc_err *err) {
     *out = NULL;
     if (ftc_is_dir(path)) return open_dir(path, o, out, err);
@@ -295,7 +306,7 @@ static ftc_status txt_next(ftc_reader *r, ftc_record *rec, bool *got, ftc_err *e
         size_t len;
         bool io;
         const char *line = ftc_ds_read_line(r, &len, &io);
-        if (io) { free(doc); return ftc_errf(err, FTC_E_IO, "%s: read error", r->path); }
+        if (io) { free(doc); return ftc_ds_read_error(r, err); }
         if (!line) { r->done = true; break; }
         if (len && line[len - 1] == '\r') len--;
         if (s == FTC_OK && ftc_ds_check_utf8(r, line, len, r->line_no, err) != FTC_OK) {

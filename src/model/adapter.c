@@ -87,6 +87,78 @@ static ftc_status read_config(const ftc_model *m, const char *path, int *r, floa
 
 static const char PEFT_PREFIX[] = "base_model.model.";
 
+/* PEFT's rule for a list of target_modules: the module's path is one of them or ends with "." + one. */
+static bool target_matches(const char *module, const char *target) {
+    size_t a = strlen(module), b = strlen(target);
+    return !strcmp(module, target) || (a > b && module[a - b - 1] == '.' && !strcmp(module + a - b, target));
+}
+
+static bool csv_has_match(const char *csv, const char *target) {
+    char buf[160];
+    for (const char *p = csv; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n < sizeof buf) {
+            memcpy(buf, p, n), buf[n] = 0;
+            if (target_matches(buf, target)) return true;
+        }
+        p += n + (e ? 1 : 0);
+    }
+    return false;
+}
+
+/* adapter_config.json's target_modules (a list of names) and the weights must describe the same adapter:
+ * every module the weights adapt is one PEFT would target, and every name that targets modules of this model
+ * has weights for them (PEFT would have created and saved those). A regex string or "all-linear" is not
+ * checked (the weights decide, as before). */
+static ftc_status check_targets(const ftc_model *m, const char *cpath, const char *wpath, const char *adapted,
+                                ftc_err *err) {
+    json_error_t je;
+    json_t *c = ftc_json_load_file(cpath, 0, &je);
+    json_t *tm = c ? json_object_get(c, "target_modules") : NULL;
+    ftc_status s = FTC_OK;
+    if (!json_is_array(tm) || !json_array_size(tm)) {
+        json_decref(c);
+        return FTC_OK;
+    }
+    char listed[512] = "";
+    size_t i;
+    json_t *v;
+    json_array_foreach(tm, i, v) {
+        size_t n = strlen(listed);
+        snprintf(listed + n, sizeof listed - n, "%s%s", n ? ", " : "", json_is_string(v) ? json_string_value(v) : "?");
+    }
+    /* 1: every adapted module is targeted */
+    for (const char *p = adapted; !s && *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char mod[160];
+        snprintf(mod, sizeof mod, "%.*s", (int)(n < sizeof mod ? n : sizeof mod - 1), p);
+        bool hit = false;
+        json_array_foreach(tm, i, v) if (json_is_string(v) && target_matches(mod, json_string_value(v))) hit = true;
+        if (!hit)
+            s = ftc_errf(err, FTC_E_INPUT, "%s adapts %s, which target_modules [%s] in %s does not name: the config and "
+                         "the weights are of different adapters", wpath, mod, listed, cpath);
+        p += n + (e ? 1 : 0);
+    }
+    /* 2: every target naming modules of this model has weights for them */
+    json_array_foreach(tm, i, v) {
+        if (s || !json_is_string(v)) break;
+        const char *t = json_string_value(v);
+        bool in_model = false;
+        for (int l = 0; l < m->L && !in_model; l++) {
+            const layer_params *lp = &m->layers[l];
+            const linear_mod *mods[] = {&lp->qkv, &lp->q, &lp->k, &lp->v, &lp->o, &lp->up, &lp->gate, &lp->down};
+            for (int j = 0; j < 8 && !in_model; j++) in_model = mods[j]->w >= 0 && target_matches(mods[j]->module, t);
+        }
+        if (in_model && !csv_has_match(adapted, t))
+            s = ftc_errf(err, FTC_E_INPUT, "%s: target_modules names %s, but %s has no lora_A/lora_B for any %s module: "
+                         "the config and the weights are of different adapters", cpath, t, wpath, t);
+    }
+    json_decref(c);
+    return s;
+}
+
 /* Copies a file tensor into param p (GPT-2 Conv1D params are stored [in,out] in files, [out,in] in ftc). */
 static ftc_status load_into(const ftc_st_set *st, const char *name, ftc_param *p, ftc_err *err) {
     if (!p->transposed) return ftc_st_load_f32(st, name, p->ndim, p->shape, p->data, err);
@@ -174,6 +246,7 @@ ftc_status ftc_model_load_adapter(ftc_model *m, const char *dir, ftc_err *err) {
         }
     }
     if (!s && !len) s = ftc_errf(err, FTC_E_INPUT, "%s: no lora_A tensors: nothing to apply", wpath);
+    if (!s) s = check_targets(m, cpath, wpath, targets, err);
     if (!s && m->task == FTC_TASK_CLASSIFY && head_rows < 0 && m->cls_w < 0)
         s = ftc_errf(err, FTC_E_INPUT, "%s: the adapter has no classification head (modules_to_save) and the model has "
                      "none", wpath);

@@ -359,9 +359,25 @@ static const char *EMBED_SUFFIX[] = {"wte.weight", "embed_tokens.weight", "embed
 
 /* Copies a file tensor into param p, transposing GPT-2's Conv1D [in,out] into [out,in]. A param stored in
  * bf16 only goes through a temporary f32 block of its own size (one tensor, never the whole model). */
-static ftc_status load_param(const ftc_st_set *st, ftc_param *p, ftc_err *err) {
+/* A NaN or Inf weight makes every output NaN (generate prints blanks, eval "loss nan"): refused by name. */
+static ftc_status check_finite(const ftc_st_set *st, const ftc_param *p, const float *x, ftc_err *err) {
+    for (int64_t i = 0; i < p->numel; i++)
+        if (!isfinite(x[i])) {
+            const ftc_tensor_view *t = ftc_st_find(st, p->name);
+            return ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s' holds a non-finite value (%s at element %lld of %lld); "
+                            "refusing to load it (--allow-nonfinite, or FTC_ALLOW_NONFINITE=1, loads it anyway)",
+                            t ? t->file : "checkpoint", p->name, isnan(x[i]) ? "NaN" : x[i] > 0 ? "+Inf" : "-Inf",
+                            (long long)i, (long long)p->numel);
+        }
+    return FTC_OK;
+}
+
+static ftc_status load_param(const ftc_st_set *st, ftc_param *p, bool check, ftc_err *err) {
     bool only16 = !p->data && (p->data_bf16 || p->data_q);
-    if (!p->transposed && !only16) return ftc_st_load_f32(st, p->name, p->ndim, p->shape, p->data, err);
+    if (!p->transposed && !only16) {
+        ftc_status s = ftc_st_load_f32(st, p->name, p->ndim, p->shape, p->data, err);
+        return s || !check ? s : check_finite(st, p, p->data, err);
+    }
     float *tmp = malloc((size_t)p->numel * sizeof(float)), *dst = p->data;
     if (only16 && p->transposed) dst = malloc((size_t)p->numel * sizeof(float));
     ftc_status s = FTC_OK;
@@ -375,6 +391,7 @@ static ftc_status load_param(const ftc_st_set *st, ftc_param *p, ftc_err *err) {
             for (int64_t i = 0; i < cols; i++)
                 for (int64_t o = 0; o < rows; o++) dst[o * cols + i] = tmp[i * rows + o];
     }
+    if (!s && check) s = check_finite(st, p, tmp, err); /* the file's values (transposed or not, same set) */
     if (!s && only16 && p->data_q) { /* rows of our [out, in] layout, each quantized from its f32 values */
         int64_t O = p->shape[0], I = p->numel / O;
         size_t rb = ftc_quant_row_bytes(p->qtype, I);
@@ -413,6 +430,37 @@ ftc_status ftc_model_load_quant_base(const char *dir, ftc_task task, int qtype, 
     return load_model(dir, task, true, qtype, out, err);
 }
 
+/* config.json's sizes against the checkpoint, before any of them sizes an allocation: the embedding is
+ * [vocab_size, hidden_size] and the file has the layers num_hidden_layers counts (a config saying 2^24 of
+ * anything is a mismatch to name, not an allocation to attempt). */
+static ftc_status check_sizes_against_file(const ftc_model *m, const ftc_st_set *st, const char *dir, ftc_err *err) {
+    char name[192];
+    snprintf(name, sizeof name, "%s%s", m->prefix, EMBED_SUFFIX[m->cfg.family]);
+    const ftc_tensor_view *e = ftc_st_find(st, name);
+    if (e && (e->ndim != 2 || e->shape[0] != m->cfg.vocab_size || e->shape[1] != m->cfg.hidden_size))
+        return ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s' has shape [%lld,%lld] but config.json says vocab_size %d, "
+                        "hidden_size %d", e->file, name, (long long)e->shape[0], (long long)(e->ndim > 1 ? e->shape[1] : 0),
+                        m->cfg.vocab_size, m->cfg.hidden_size);
+    /* layers in the file: the highest index after "h.", "layers." or "layer." */
+    long n_file = 0;
+    for (int i = 0; i < ftc_st_count(st); i++) {
+        const char *nm = ftc_st_get(st, i)->name;
+        static const char *const keys[] = {"h.", "layers.", "layer."};
+        for (int k = 0; k < 3; k++)
+            for (const char *p = strstr(nm, keys[k]); p; p = strstr(p + 1, keys[k])) {
+                if (p != nm && p[-1] != '.') continue;
+                const char *d = p + strlen(keys[k]);
+                char *end;
+                long v = strtol(d, &end, 10);
+                if (end != d && *end == '.' && v >= n_file) n_file = v + 1;
+            }
+    }
+    if (m->cfg.n_layers > n_file)
+        return ftc_errf(err, FTC_E_INPUT, "%s: config.json says %d layers but the weights hold %ld", dir, m->cfg.n_layers,
+                        n_file);
+    return FTC_OK;
+}
+
 static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int qtype, ftc_model **out,
                              ftc_err *err) {
     *out = NULL;
@@ -448,6 +496,7 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int
             s = ftc_errf(err, FTC_E_INPUT, "%s: missing tensor '%s' (looked for it with prefixes '', 'transformer.', "
                          "'model.', 'bert.'): not a %s checkpoint?", dir, suffix, m->cfg.model_type);
     }
+    if (!s) s = check_sizes_against_file(m, st, dir, err); /* before anything is allocated from config sizes */
     if (!s) {
         char name[192];
         snprintf(name, sizeof name, "%spooler.dense.weight", m->prefix);
@@ -482,9 +531,18 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int
                     s = ftc_errf(err, FTC_E_NOMEM, "out of memory for %s in bf16", p->name);
                 }
             }
+        for (int i = 0; !s && i < m->n_params; i++) { /* every shape, before the memory for them is taken */
+            const ftc_param *p = &m->params[i];
+            int64_t fshape[2] = {p->ndim == 2 ? p->shape[1] : 0, p->shape[0]};
+            s = ftc_st_check_shape(st, p->name, p->ndim, p->transposed ? fshape : p->shape, err);
+        }
         if (!s) s = ftc_model_alloc_params(m, err);
+        /* non-finite weights are refused unless the caller's environment says it knows (the CLI's
+         * --allow-nonfinite sets FTC_ALLOW_NONFINITE=1) */
+        const char *allow = getenv("FTC_ALLOW_NONFINITE");
+        bool check = !(allow && allow[0] && strcmp(allow, "0"));
         for (int i = 0; !s && i < m->n_params; i++) {
-            s = load_param(st, &m->params[i], err);
+            s = load_param(st, &m->params[i], check, err);
             if (!s && bf16_base) release_pages(ftc_st_find(st, m->params[i].name));
         }
     }

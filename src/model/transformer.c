@@ -282,7 +282,8 @@ static ftc_status check_batch(ftc_model *m, const ftc_batch *b, ftc_err *err) {
                         "which is not supported; use sequences of at most %d", b->T, m->cfg.model_type,
                         m->cfg.sliding_window, m->cfg.sliding_window);
     if (m->task == FTC_TASK_CLASSIFY && m->cls_w < 0)
-        return ftc_errf(err, FTC_E_USAGE, "no classification head: call ftc_model_set_classifier first");
+        return ftc_errf(err, FTC_E_USAGE, "the model has no classification head (a causal LM or a bare encoder): classify and --task classify need a "
+                        "classifier checkpoint (score/classifier weights) or a run of ftc train --task classify");
     int N = b->B * b->T;
     /* positions count from each row's start, so padding must come last; a row needs one real token */
     for (int r = 0; b->mask && r < b->B; r++) {
@@ -412,7 +413,8 @@ ftc_status ftc_model_head_forward(ftc_model *m, const float *features, int B, co
                                   float *loss, ftc_err *err) {
     m->forward_done = false;
     if (m->task != FTC_TASK_CLASSIFY || m->cls_w < 0)
-        return ftc_errf(err, FTC_E_USAGE, "no classification head: call ftc_model_set_classifier first");
+        return ftc_errf(err, FTC_E_USAGE, "the model has no classification head (a causal LM or a bare encoder): classify and --task classify need a "
+                        "classifier checkpoint (score/classifier weights) or a run of ftc train --task classify");
     if (!m->act) return ftc_errf(err, FTC_E_USAGE, "call ftc_model_reserve before ftc_model_head_forward");
     if (B < 1 || B > m->max_B)
         return ftc_errf(err, FTC_E_USAGE, "batch of %d features does not fit the reserved %d", B, m->max_B);

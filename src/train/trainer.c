@@ -763,11 +763,23 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
             break;
         }
         if (!isfinite(loss)) {
-            if (last_good_ckpt >= 0)
+            /* the last good checkpoint becomes RUNDIR/model, so `ftc eval --model RUNDIR` takes it */
+            ftc_err me;
+            ftc_status ms = last_good_ckpt >= 0 ? ftc_checkpoint_load(r.path_ckpt, m, NULL, NULL, &me) : FTC_E_INTERNAL;
+            if (ms == FTC_OK) ms = save_final_model(&r, &me);
+            if (last_good_ckpt >= 0 && ms == FTC_OK)
                 s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped; the last good "
-                             "checkpoint (step %lld) is intact in %s. Lower --lr or check the data.",
+                             "checkpoint (step %lld) is intact in %s and written as %s/model. Evaluate it with "
+                             "ftc eval --model %s --data FILE, or continue from it with ftc train --out %s --resume "
+                             "--lr LOWER (or check the data).",
                              isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1,
-                             (long long)last_good_ckpt, r.path_ckpt);
+                             (long long)last_good_ckpt, r.path_ckpt, c->out, c->out, c->out);
+            else if (last_good_ckpt >= 0)
+                s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped; the last good "
+                             "checkpoint (step %lld) is intact in %s (continue from it with ftc train --out %s --resume "
+                             "--lr LOWER); writing it as %s/model failed: %s",
+                             isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1,
+                             (long long)last_good_ckpt, r.path_ckpt, c->out, c->out, me.msg);
             else
                 s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped before any "
                              "checkpoint was written. Lower --lr or check the data.",
@@ -798,6 +810,12 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
             if ((s = save_checkpoint(&r, err)) != FTC_OK) break;
             last_good_ckpt = r.step;
         }
+        if (c->stop && *c->stop && !last) { /* asked to stop: this step is done, keep it */
+            if (last_good_ckpt != r.step && (s = save_checkpoint(&r, err)) != FTC_OK) break;
+            last_good_ckpt = r.step;
+            res->interrupted = true;
+            break;
+        }
     }
     if (!quiet) ftc_progress_finish(&prog);
     if (s == FTC_OK) {
@@ -805,7 +823,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         res->best_metric = r.best;
         res->best_step = r.best_step;
         res->stopped_early = stop;
-        s = save_final_model(&r, err);
+        if (!res->interrupted) s = save_final_model(&r, err);
         if (s == FTC_OK) remove_run_temps(c->out);
     }
 out:
