@@ -24,31 +24,33 @@ int main(int argc, char **argv) {
     printf("N=%d I=%d O=%d backend %s / %s\n%-6s %10s %10s\n", N, I, O, ftc_matmul_backend(), ftc_matmul_bf16_backend(),
            "weight", "fwd ms", "dX ms");
     const int types[] = {-1, -2, FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K};
-    for (int t = 0; t < 6; t++) {
+    for (int t = 0; t < 10; t++) {
+      bool b16 = t >= 6;
+      int tt = b16 ? t - 4 : t; /* rows 6..9: the quantized types with bf16 products */
         void *Wq = NULL;
         size_t rb = 0;
-        if (types[t] >= 0) {
-            rb = ftc_quant_row_bytes(types[t], I);
+        if (types[tt] >= 0) {
+            rb = ftc_quant_row_bytes(types[tt], I);
             Wq = malloc(rb * O);
-            for (int o = 0; o < O; o++) ftc_quantize_row(types[t], W + (size_t)o * I, (char *)Wq + rb * o, I);
+            for (int o = 0; o < O; o++) ftc_quantize_row(types[tt], W + (size_t)o * I, (char *)Wq + rb * o, I);
         }
         double best[2] = {1e9, 1e9};
         for (int r = 0; r < reps; r++)
             for (int pass = 0; pass < 2; pass++) {
                 double t0 = now();
-                if (types[t] == -1) {
+                if (types[tt] == -1) {
                     if (!pass) ftc_matmul(false, true, N, O, I, 1, X, I, W, I, 0, Y, O);
                     else ftc_matmul(false, false, N, I, O, 1, Y, O, W, I, 1, dX, I);
-                } else if (types[t] == -2) {
+                } else if (types[tt] == -2) {
                     if (!pass) ftc_matmul_bf16(false, true, N, O, I, 1, X, FTC_MM_F32, I, Wb, FTC_MM_BF16, I, 0, Y, O);
                     else ftc_matmul_bf16(false, false, N, I, O, 1, Y, FTC_MM_F32, O, Wb, FTC_MM_BF16, I, 1, dX, I);
-                } else if (!pass) ftc_qmatmul_forward(Y, X, Wq, types[t], N, I, O, 0);
-                else ftc_qmatmul_backward_input(dX, Y, Wq, types[t], N, I, O);
+                } else if (!pass) ftc_qmatmul_forward(Y, X, Wq, types[tt], N, I, O, 0, b16);
+                else ftc_qmatmul_backward_input(dX, Y, Wq, types[tt], N, I, O, b16);
                 double dt = now() - t0;
                 if (dt < best[pass]) best[pass] = dt;
             }
-        printf("%-6s %10.2f %10.2f\n", types[t] == -1 ? "f32" : types[t] == -2 ? "bf16" : ftc_quant_name(types[t]),
-               best[0] * 1e3, best[1] * 1e3);
+        printf("%-6s%s %10.2f %10.2f\n", types[tt] == -1 ? "f32" : types[tt] == -2 ? "bf16" : ftc_quant_name(types[tt]),
+               b16 ? "/bf16" : "     ", best[0] * 1e3, best[1] * 1e3);
         free(Wq);
     }
     return 0;

@@ -3,11 +3,12 @@
  * training mode, the trainer's AdamW; tokens/s is the median over steps 3..N. Prints one JSON object on stdout.
  *
  *   train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R] [--seed S]
- *               [--precision fp32|bf16] [--base-dtype f32|bf16]
+ *               [--precision fp32|bf16] [--base-dtype f32|bf16|q8_0|q4_0|q4_1|q4_k]
  * --precision bf16: linear/LM-head matmuls in bf16 (ftc train --precision bf16); --base-dtype bf16 (lora only;
  * the default with --precision bf16): frozen base weights loaded straight into bf16, as ftc train does.
  *   train_bench --peak [--size N]   fp32 GFLOP/s of a square N x N x N ftc_matmul (the MFU denominator) */
 #include "ftc/base.h"
+#include "ftc/quant.h"
 #include "ftc/hf_config.h"
 #include "ftc/matmul.h"
 #include "ftc/model.h"
@@ -44,7 +45,7 @@ static double peak_rss_mb(void) {
 
 static int usage(void) {
     fprintf(stderr, "usage: train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R]\n"
-                    "                   [--seed S] [--precision fp32|bf16] [--base-dtype f32|bf16]\n"
+                    "                   [--seed S] [--precision fp32|bf16] [--base-dtype f32|bf16|q8_0|q4_0|q4_1|q4_k]\n"
                     "       train_bench --peak [--size N] [--reps R]\n");
     return 1;
 }
@@ -147,7 +148,8 @@ int main(int argc, char **argv) {
     if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) return usage();
     bool bf16 = !strcmp(precision, "bf16"), lora = !strcmp(method, "lora");
     if (!base_dtype) base_dtype = bf16 && lora ? "bf16" : "f32";
-    if ((strcmp(base_dtype, "f32") && strcmp(base_dtype, "bf16")) || (!lora && !strcmp(base_dtype, "bf16")))
+    int qtype = ftc_quant_from_name(base_dtype);
+    if ((strcmp(base_dtype, "f32") && strcmp(base_dtype, "bf16") && qtype < 0) || (!lora && strcmp(base_dtype, "f32")))
         return usage();
     bool base16 = !strcmp(base_dtype, "bf16");
 
@@ -161,7 +163,9 @@ int main(int argc, char **argv) {
 
     double t_load = ftc_now();
     ftc_model *m = NULL;
-    ftc_status st = base16 ? ftc_model_load_bf16_base(dir, task, &m, &err) : ftc_model_load(dir, task, &m, &err);
+    ftc_status st = qtype >= 0 ? ftc_model_load_quant_base(dir, task, qtype, &m, &err)
+                    : base16   ? ftc_model_load_bf16_base(dir, task, &m, &err)
+                               : ftc_model_load(dir, task, &m, &err);
     if (st == FTC_OK && task == FTC_TASK_CLASSIFY) st = ftc_model_set_classifier(m, num_labels, FTC_POOL_CLS, seed, &err);
     if (st == FTC_OK && !strcmp(method, "lora")) {
         st = ftc_model_add_lora(m, "all-linear", lora_r, 2.0f * (float)lora_r, 0.0f, seed, &err);

@@ -16,8 +16,8 @@
 #include "ftc/safetensors.h"
 #include "../src/kernels/cpu/quant_internal.h"
 
-static const int TYPES[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K};
-#define NTYPES 4
+static const int TYPES[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4};
+#define NTYPES 5
 
 static const char *fixture(const char *rel) {
     static char buf[1024];
@@ -77,7 +77,7 @@ static void test_quantize_matches_reference(void **state) {
         free(got);
         free(x);
     }
-    for (int t = 0; t < NTYPES; t++) {
+    for (int t = 0; t < NTYPES - 1; t++) { /* NF4: test_nf4_matches_bitsandbytes */
         print_message("%-5s %2ld cases %5ld blocks, %ld bytes differ from the reference\n", ftc_quant_name(TYPES[t]),
                       cases[t], blocks[t], bytes_differ[t]);
         assert_true(cases[t] >= 8);
@@ -95,6 +95,11 @@ static void test_decoders_agree(void **state) {
         for (int i = 0; i < nb * bb; i++) raw[i] = (uint8_t)rnd();
         for (int k = 0; k < nb; k++) { /* the f16 scale fields: finite (normal and subnormal, signs) */
             uint16_t *h = (uint16_t *)(raw + (size_t)k * bb);
+            if (type == FTC_QUANT_NF4) { /* f32 absmax: finite */
+                float a = (float)(rnd() % 100000) * 1e-4f;
+                memcpy(h, &a, 4);
+                continue;
+            }
             int nscales = type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 ? 1 : 2;
             for (int s = 0; s < nscales; s++) h[s] = (uint16_t)(rnd() % 0x7c00) | (uint16_t)(rnd() & 0x8000);
         }
@@ -110,7 +115,16 @@ static void test_decoders_agree(void **state) {
             if (type == FTC_GGML_Q8_0) want = (float)(int8_t)p[2 + i] * ftc_f16_to_f32(*(const uint16_t *)p);
             else if (type == FTC_GGML_Q4_0)
                 want = ftc_f16_to_f32(*(const uint16_t *)p) * (float)(((p[2 + i % 16] >> (4 * (i / 16))) & 15) - 8);
-            else if (type == FTC_GGML_Q4_1) {
+            else if (type == FTC_QUANT_NF4) {
+                static const float lv[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f,
+                                             -0.39491748809814453f, -0.28444138169288635f, -0.18477343022823334f,
+                                             -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
+                                             0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f,
+                                             0.5626170039176941f, 0.7229568362236023f, 1.0f};
+                float am;
+                memcpy(&am, p, 4);
+                want = lv[(p[4 + i / 2] >> (i % 2 ? 0 : 4)) & 15] * am;
+            } else if (type == FTC_GGML_Q4_1) {
                 float q = ftc_f16_to_f32(*(const uint16_t *)p) * (float)((p[4 + i % 16] >> (4 * (i / 16))) & 15);
                 want = q + ftc_f16_to_f32(*(const uint16_t *)(p + 2));
             } else {
@@ -152,9 +166,11 @@ static void test_qmatmul_matches_dequantized(void **state) {
             print_message("backend %s unavailable on this CPU: skipped\n", backends[be]);
             continue;
         }
-        for (int t = 0; t < NTYPES; t++)
+        for (int t = 0; t < NTYPES * 2; t++)
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
-                int type = TYPES[t], N = shapes[s].N, I = shapes[s].I, O = shapes[s].O;
+                /* t >= NTYPES: bf16 products; the reference takes the bf16 roundings of both operands */
+                bool b16 = t >= NTYPES;
+                int type = TYPES[t % NTYPES], N = shapes[s].N, I = shapes[s].I, O = shapes[s].O;
                 size_t rb = ftc_quant_row_bytes(type, I);
                 float *W = malloc(sizeof(float) * (size_t)O * I), *Wd = malloc(sizeof(float) * (size_t)O * I);
                 float *X = malloc(sizeof(float) * (size_t)N * I), *Y = malloc(sizeof(float) * (size_t)N * O);
@@ -169,23 +185,28 @@ static void test_qmatmul_matches_dequantized(void **state) {
                     ftc_quantize_row(type, W + (size_t)o * I, Wq + (size_t)o * rb, I);
                     ftc_dequantize_row(type, Wq + (size_t)o * rb, Wd + (size_t)o * I, I);
                 }
+                float *Xr = malloc(sizeof(float) * (size_t)N * I), *dYr = malloc(sizeof(float) * (size_t)N * O);
+                for (size_t i = 0; i < (size_t)N * I; i++) Xr[i] = b16 ? ftc_bf16_to_f32(ftc_f32_to_bf16(X[i])) : X[i];
+                for (size_t i = 0; i < (size_t)N * O; i++) dYr[i] = b16 ? ftc_bf16_to_f32(ftc_f32_to_bf16(dY[i])) : dY[i];
+                for (size_t i = 0; b16 && i < (size_t)O * I; i++) Wd[i] = ftc_bf16_to_f32(ftc_f32_to_bf16(Wd[i]));
                 /* forward, beta 0 over NaN, then beta 1 accumulating a second time */
                 for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = NAN;
-                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 0.0f);
+                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 0.0f, b16);
                 for (int n = 0; n < N; n++)
                     for (int o = 0; o < O; o++) {
                         double a = 0, m = 0;
                         for (int k = 0; k < I; k++) {
-                            a += (double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k];
-                            m += fabs((double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k]);
+                            a += (double)Xr[(size_t)n * I + k] * Wd[(size_t)o * I + k];
+                            m += fabs((double)Xr[(size_t)n * I + k] * Wd[(size_t)o * I + k]);
                         }
                         ref[(size_t)n * O + o] = a;
                         mag[(size_t)n * O + o] = m;
                     }
                 char what[128];
-                snprintf(what, sizeof what, "%s forward %s N=%d I=%d O=%d", backends[be], ftc_quant_name(type), N, I, O);
+                snprintf(what, sizeof what, "%s forward %s%s N=%d I=%d O=%d", backends[be], ftc_quant_name(type),
+                         b16 ? "/bf16" : "", N, I, O);
                 check_close(Y, ref, mag, (size_t)N * O, tol, what);
-                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 1.0f);
+                ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 1.0f, b16);
                 for (size_t i = 0; i < (size_t)N * O; i++) {
                     ref[i] *= 2;
                     mag[i] *= 2;
@@ -193,21 +214,21 @@ static void test_qmatmul_matches_dequantized(void **state) {
                 check_close(Y, ref, mag, (size_t)N * O, tol, what);
                 /* input gradient accumulates onto dX */
                 for (size_t i = 0; i < (size_t)N * I; i++) dX[i] = 1.0f;
-                ftc_qmatmul_backward_input(dX, dY, Wq, type, N, I, O);
+                ftc_qmatmul_backward_input(dX, dY, Wq, type, N, I, O, b16);
                 for (int n = 0; n < N; n++)
                     for (int k = 0; k < I; k++) {
                         double a = 1.0, m = 1.0;
                         for (int o = 0; o < O; o++) {
-                            a += (double)dY[(size_t)n * O + o] * Wd[(size_t)o * I + k];
-                            m += fabs((double)dY[(size_t)n * O + o] * Wd[(size_t)o * I + k]);
+                            a += (double)dYr[(size_t)n * O + o] * Wd[(size_t)o * I + k];
+                            m += fabs((double)dYr[(size_t)n * O + o] * Wd[(size_t)o * I + k]);
                         }
                         ref[(size_t)n * I + k] = a;
                         mag[(size_t)n * I + k] = m;
                     }
-                snprintf(what, sizeof what, "%s input grad %s N=%d I=%d O=%d", backends[be], ftc_quant_name(type), N, I,
-                         O);
+                snprintf(what, sizeof what, "%s input grad %s%s N=%d I=%d O=%d", backends[be], ftc_quant_name(type),
+                         b16 ? "/bf16" : "", N, I, O);
                 check_close(dX, ref, mag, (size_t)N * I, tol, what);
-                free(W), free(Wd), free(X), free(Y), free(dY), free(dX), free(ref), free(mag), free(Wq);
+                free(Xr), free(dYr), free(W), free(Wd), free(X), free(Y), free(dY), free(dX), free(ref), free(mag), free(Wq);
             }
     }
     ftc_matmul_set_backend("auto");
@@ -218,7 +239,8 @@ static void test_roundtrip_error(void **state) {
     (void)state;
     /* half a step, plus the f16 rounding of the scale over the largest code (2^-11 relative); Q4_0 maps the
      * largest magnitude to -8, so a value of the other sign near it clips at +7: a whole step */
-    const double bound[NTYPES] = {(0.5 + 127 / 2048.0) / 127, (1 + 8 / 2048.0) / 8, (0.5 + 15 / 2048.0) / 15 + 1e-3, 0.05};
+    const double bound[NTYPES] = {(0.5 + 127 / 2048.0) / 127, (1 + 8 / 2048.0) / 8, (0.5 + 15 / 2048.0) / 15 + 1e-3, 0.05,
+                                  0.17 /* half NF4's widest gap, (1 - 0.696) / 2 */};
     enum { n = 4096 };
     float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
     uint8_t *q = malloc(n * 2);
@@ -242,7 +264,8 @@ static void test_roundtrip_error(void **state) {
         assert_true(worst <= bound[t]);
     }
     assert_int_equal(ftc_quant_from_name("q4_k"), FTC_GGML_Q4_K);
-    assert_int_equal(ftc_quant_from_name("nf4"), -1);
+    assert_int_equal(ftc_quant_from_name("nf4"), FTC_QUANT_NF4);
+    assert_int_equal(ftc_quant_from_name("nf3"), -1);
     assert_int_equal(ftc_quant_row_bytes(FTC_GGML_Q4_K, 300), 0);
     assert_int_equal(ftc_quant_row_bytes(FTC_GGML_Q8_0, 64), 68);
     free(x);
@@ -250,9 +273,50 @@ static void test_roundtrip_error(void **state) {
     free(q);
 }
 
+/* NF4 against bitsandbytes (tools/gen_nf4_fixtures.py): the blocks its quantize_4bit makes, and the f32 values its
+ * CPU library's dequantization gives */
+static void test_nf4_matches_bitsandbytes(void **state) {
+    (void)state;
+    ftc_gguf *g;
+    ftc_err e = {0};
+    if (ftc_gguf_open(fixture("nf4.gguf"), &g, &e)) fail_msg("%s", e.msg);
+    long blocks = 0, bytes_differ = 0, values_differ = 0, cases = 0;
+    for (int k = 0;; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "NF4.%d.src", k);
+        const ftc_gguf_tensor *src = ftc_gguf_find_tensor(g, name);
+        if (!src) break;
+        snprintf(name, sizeof name, "NF4.%d", k);
+        const ftc_gguf_tensor *want = ftc_gguf_find_tensor(g, name);
+        snprintf(name, sizeof name, "NF4.%d.deq", k);
+        const ftc_gguf_tensor *deq = ftc_gguf_find_tensor(g, name);
+        assert_non_null(want);
+        assert_non_null(deq);
+        size_t nb = (size_t)src->numel / 64;
+        assert_int_equal(want->nbytes, nb * sizeof(ftc_block_nf4));
+        float *x = malloc(sizeof(float) * (size_t)src->numel), *y = malloc(sizeof(float) * (size_t)src->numel);
+        uint8_t *got = malloc(want->nbytes);
+        memcpy(x, src->data, sizeof(float) * (size_t)src->numel);
+        ftc_quantize_row(FTC_QUANT_NF4, x, got, src->numel);
+        for (size_t i = 0; i < want->nbytes; i++) bytes_differ += got[i] != want->data[i];
+        ftc_dequantize_row(FTC_QUANT_NF4, want->data, y, src->numel);
+        values_differ += memcmp(y, deq->data, sizeof(float) * (size_t)src->numel) != 0;
+        blocks += (long)nb;
+        cases++;
+        free(x), free(y), free(got);
+    }
+    print_message("nf4   %2ld cases %5ld blocks, %ld bytes differ from bitsandbytes' quantize_4bit, %ld cases' "
+                  "dequantization differ from libbitsandbytes_cpu\n", cases, blocks, bytes_differ, values_differ);
+    assert_true(cases >= 5);
+    assert_int_equal(bytes_differ, 0);
+    assert_int_equal(values_differ, 0);
+    ftc_gguf_close(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_matches_reference),
+        cmocka_unit_test(test_nf4_matches_bitsandbytes),
         cmocka_unit_test(test_decoders_agree),
         cmocka_unit_test(test_qmatmul_matches_dequantized),
         cmocka_unit_test(test_roundtrip_error),

@@ -30,6 +30,9 @@ typedef struct {
     bool is_lora;      /* a LoRA A or B matrix (PEFT name in name[]) */
     uint16_t *data_bf16; /* bf16 bits of a matmul weight: the copy bf16 matmuls read (ftc_model_set_precision),
                             or the only copy of a frozen weight stored in bf16 (then data == NULL) */
+    void *data_q;        /* the only copy of a frozen matmul weight stored block-quantized (ftc_model_load_quant_base):
+                            rows of our [out, in] layout in type qtype (include/ftc/quant.h); data, data_bf16 NULL */
+    int qtype;           /* ftc_ggml_type of data_q */
 } ftc_param;
 
 typedef struct ftc_model ftc_model;
@@ -116,6 +119,16 @@ ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err);
 /* ftc_model_load that reads the matmul weights (as above) straight into bf16-only storage, never holding
  * them in f32, for PEFT on a frozen base. Embeddings, norms, biases and a classification head stay f32. */
 ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err);
+/* The same with the frozen matmul weights block-quantized (qtype: FTC_GGML_Q8_0, Q4_0, Q4_1 or Q4_K), each
+ * quantized from its f32 value as it is read (one tensor in f32 at a time). They are used through the fused
+ * quantized matmuls (forward and input gradient; no weight gradient) whatever the precision. A weight whose
+ * input size fits no block stays f32; Q4_K falls back to Q4_1 where 256 does not divide it (ftc_quant_type_for_row).
+ * Making one trainable restores an f32 value (dequantized); merging LoRA into one dequantizes it to f32 first
+ * (the merged model is f32 there); save writes such weights dequantized as F32. */
+ftc_status ftc_model_load_quant_base(const char *dir, ftc_task task, int qtype, ftc_model **out, ftc_err *err);
+/* ftc_model_store_frozen_bf16's counterpart for an already loaded model: quantizes every frozen matmul weight
+ * (from f32, or from its bf16 bits); the same fallbacks. */
+ftc_status ftc_model_store_frozen_quant(ftc_model *m, int qtype, ftc_err *err);
 /* Bytes of parameter storage (f32 values + bf16 copies), for logs and tests. */
 /* Bytes of the activation/scratch arena ftc_model_reserve planned (forward and backward allocate nothing else). */
 int64_t ftc_model_activation_bytes(const ftc_model *m);

@@ -33,6 +33,13 @@ void ftc_linear_backward(float *dx, float *dW, float *db, const float *dy, const
                      int O);
 /* The same with W as bf16 bits: products in bf16 (x, dy rounded to nearest even as they are read), f32
  * accumulation (ftc_matmul_bf16); dW and db stay f32. */
+/* The same with W block-quantized (include/ftc/quant.h: rows of I values in type qtype): forward and input
+ * gradient on the packed blocks (ftc_qmatmul_*), f32 activations, products in f32 or (bf16) bf16; no weight
+ * gradient (the weight is frozen). */
+void ftc_linear_forward_q(float *y, const float *x, const void *W, int qtype, const float *b, int N, int I, int O,
+                          bool bf16);
+void ftc_linear_backward_q(float *dx, float *db, const float *dy, const void *W, int qtype, int N, int I, int O,
+                           bool bf16);
 void ftc_linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O);
 void ftc_linear_backward_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *W, int N,
                           int I, int O);

@@ -9,6 +9,8 @@
  * Quantizers are bit-identical to the references (tools/gen_quant_fixtures.py, tests/test_quant.c):
  *   Q8_0, Q4_0, Q4_1   gguf.quants.quantize of the PyPI gguf package (numpy, f32 arithmetic)
  *   Q4_K               ggml's quantize_row_q4_K_ref (gguf has no Q4_K quantizer), compiled without FMA
+ *   NF4                bitsandbytes 0.50.2's quantize_4bit (nf4, blocksize 64); dequantization bit-identical to
+ *                      its CPU library (tools/gen_nf4_fixtures.py)
  * for finite inputs (NaN/inf inputs give unspecified blocks). */
 #ifndef FTC_QUANT_H
 #define FTC_QUANT_H
@@ -27,6 +29,12 @@ typedef struct { uint16_t d, m; uint8_t qs[16]; } ftc_block_q4_1;       /* x = d
 /* Super-block of 256 = 8 groups of 32: x = d * sc[g] * q - dmin * mn[g], 6-bit sc/mn packed in scales[12]
  * (ftc_q4k_scale_min); qs[32 * (g / 2) + l] holds group g's value l in its low (g even) or high nibble. */
 typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } ftc_block_q4_k;
+/* NF4 (QLoRA's 4-bit NormalFloat, bitsandbytes' layout of the values): 64 values, x = absmax * NF4[q], q the
+ * index into the 16 normal-quantile levels; byte j holds value 2j in its high nibble, 2j+1 in its low one. Not a
+ * ggml type: FTC_QUANT_NF4 is outside ggml's numbers. No double quantization of absmax (f32 per block). */
+#define FTC_QUANT_NF4 1000
+typedef struct { float absmax; uint8_t qs[32]; } ftc_block_nf4;
+_Static_assert(sizeof(ftc_block_nf4) == 36, "NF4 block is 36 bytes");
 _Static_assert(sizeof(ftc_block_q8_0) == 34, "Q8_0 block is 34 bytes");
 _Static_assert(sizeof(ftc_block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(ftc_block_q4_1) == 20, "Q4_1 block is 20 bytes");
@@ -43,17 +51,20 @@ static inline void ftc_q4k_scale_min(const uint8_t *s, int g, int *sc, int *m) {
     }
 }
 
-/* Whether type is one of the four above. */
+/* Whether type is one of the five above. */
 bool ftc_quant_supported(int type);
-/* Values per block (32 or 256) and bytes per block; 0 for an unsupported type. */
+/* Values per block (32, 64 or 256) and bytes per block; 0 for an unsupported type. */
 int ftc_quant_block(int type);
 int ftc_quant_block_bytes(int type);
 /* Bytes of a row of n values (n a multiple of the block), 0 if unsupported or not a multiple. */
 size_t ftc_quant_row_bytes(int type, int64_t n);
-/* "q8_0", "q4_0", "q4_1", "q4_k" <-> type; -1 for any other name. */
+/* "q8_0", "q4_0", "q4_1", "q4_k", "nf4" <-> type; -1 for any other name. */
 int ftc_quant_from_name(const char *name);
 const char *ftc_quant_name(int type);
 
+/* The type a row of n values is stored in for a requested type: itself when n is a multiple of its block;
+ * for Q4_K (256) otherwise Q4_1 (same 4 bits with a min, block 32) when that fits; else -1 (keep f32). */
+int ftc_quant_type_for_row(int type, int64_t n);
 /* Quantizes n values (a multiple of the block) into n / block blocks. */
 void ftc_quantize_row(int type, const float *x, void *out, int64_t n);
 /* Dequantizes n values (bit-identical to gguf.quants.dequantize; the GGUF reader uses these). */
@@ -65,8 +76,11 @@ void ftc_dequantize_row(int type, const void *in, float *y, int64_t n);
  * result equals ftc_dequantize_row + ftc_matmul up to f32 summation order.
  *   forward:         Y[N,O] = beta * Y + X[N,I] @ W^T     (beta 0: Y is not read)
  *   input gradient:  dX[N,I] += dY[N,O] @ W
+ * bf16: the panel's products take bf16 operands with f32 accumulation (ftc_matmul_bf16: decoded weights and
+ * activations rounded to nearest even), as a bf16 base at --precision bf16; the result then equals
+ * dequantize + bf16 rounding + ftc_matmul_bf16 up to summation order.
  * No weight gradient: a quantized weight is frozen. Decode paths: AVX-512 when ftc_matmul's backend is
  * not "generic" and the CPU has it, else portable C; both decode to the same bits. */
-void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta);
-void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O);
+void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16);
+void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16);
 #endif

@@ -58,8 +58,12 @@ void ftc_scale_grads(ftc_optimizer *o, float s);
 /* ---- run configuration: every `ftc train` flag, also settable from a YAML or JSON file ---- */
 typedef enum { FTC_METHOD_FULL, FTC_METHOD_HEAD, FTC_METHOD_LORA } ftc_method;
 typedef enum { FTC_METRIC_VAL_LOSS, FTC_METRIC_ACCURACY, FTC_METRIC_MACRO_F1 } ftc_metric;
-/* Storage of the frozen base weights (lora, head): auto = bf16 when precision is bf16, else fp32. */
-typedef enum { FTC_BASE_AUTO, FTC_BASE_FP32, FTC_BASE_BF16 } ftc_base_dtype;
+/* Storage of the frozen base weights (lora, head): auto = bf16 when precision is bf16, else fp32; Q8_0..Q4_K:
+ * block-quantized (include/ftc/quant.h, docs/quant.md). */
+typedef enum {
+    FTC_BASE_AUTO, FTC_BASE_FP32, FTC_BASE_BF16, FTC_BASE_Q8_0, FTC_BASE_Q4_0, FTC_BASE_Q4_1, FTC_BASE_Q4_K,
+    FTC_BASE_NF4
+} ftc_base_dtype;
 
 #define FTC_PATH_MAX 4096
 typedef struct {
@@ -151,6 +155,8 @@ const ftc_train_alias *ftc_train_aliases(void);
 const char *ftc_train_option_name(const char *key);
 /* Whether the run keeps its frozen base weights in bf16 (load them with ftc_model_load_bf16_base). */
 bool ftc_train_base_bf16(const ftc_train_config *c);
+/* The ggml type the run quantizes its frozen base weights to (ftc_model_load_quant_base), or -1. */
+int ftc_train_base_qtype(const ftc_train_config *c);
 const char *ftc_base_dtype_name(ftc_base_dtype d);
 const char *ftc_method_name(ftc_method m);
 const char *ftc_metric_name(ftc_metric m);

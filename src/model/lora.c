@@ -160,6 +160,10 @@ ftc_status ftc_model_merge_lora(ftc_model *m, ftc_err *err) {
             if (lm->lora_a < 0) continue;
             int r = (int)m->params[lm->lora_a].shape[0];
             ftc_param *w = &m->params[lm->w];
+            if (w->data_q) { /* quantized base: merged in f32 (the dequantized base plus the adapter) */
+                ftc_status s = ftc_model_inflate_f32(m, lm->w, err);
+                if (s) return s;
+            }
             float *W = w->data;
             if (!W) { /* stored in bf16: the sum is formed in f32 and rounded once (as PEFT merging into a bf16 base) */
                 W = malloc((size_t)w->numel * sizeof(float));

@@ -2,10 +2,13 @@
  * for trainable parameters. Loading and saving are this table plus a transpose for GPT-2's Conv1D. */
 #include "model_internal.h"
 #include "ftc/matmul.h"
+#include "ftc/quant.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int ftc_model_add_param(ftc_model *m, const char *name, int ndim, const int64_t *shape, bool transposed, bool decay) {
     if (m->n_params == m->cap_params) {
@@ -40,7 +43,7 @@ ftc_status ftc_model_alloc_params(ftc_model *m, ftc_err *err) {
     for (int i = 0; i < m->n_params; i++) {
         const ftc_param *p = &m->params[i];
         noff[i] = total;
-        if (!p->data && p->data_bf16) { /* stored in bf16 only (precision.c) */
+        if (!p->data && (p->data_bf16 || p->data_q)) { /* stored in bf16 or quantized only (precision.c) */
             noff[i] = -1;
             continue;
         }
@@ -285,7 +288,7 @@ void ftc_model_free(ftc_model *m) {
     if (!m) return;
     ftc_config_free(&m->cfg);
     free(m->config_json);
-    for (int i = 0; i < m->n_params; i++) free(m->params[i].data_bf16);
+    for (int i = 0; i < m->n_params; i++) free(m->params[i].data_bf16), free(m->params[i].data_q);
     free(m->params);
     free(m->offsets);
     free(m->buf);
@@ -370,7 +373,7 @@ static ftc_status check_finite(const ftc_st_set *st, const ftc_param *p, const f
 }
 
 static ftc_status load_param(const ftc_st_set *st, ftc_param *p, bool check, ftc_err *err) {
-    bool only16 = !p->data && p->data_bf16;
+    bool only16 = !p->data && (p->data_bf16 || p->data_q);
     if (!p->transposed && !only16) {
         ftc_status s = ftc_st_load_f32(st, p->name, p->ndim, p->shape, p->data, err);
         return s || !check ? s : check_finite(st, p, p->data, err);
@@ -389,18 +392,42 @@ static ftc_status load_param(const ftc_st_set *st, ftc_param *p, bool check, ftc
                 for (int64_t o = 0; o < rows; o++) dst[o * cols + i] = tmp[i * rows + o];
     }
     if (!s && check) s = check_finite(st, p, tmp, err); /* the file's values (transposed or not, same set) */
-    if (!s && only16) ftc_f32_to_bf16_n(p->transposed ? dst : tmp, p->data_bf16, (size_t)p->numel);
+    if (!s && only16 && p->data_q) { /* rows of our [out, in] layout, each quantized from its f32 values */
+        int64_t O = p->shape[0], I = p->numel / O;
+        size_t rb = ftc_quant_row_bytes(p->qtype, I);
+        const float *src = p->transposed ? dst : tmp;
+#pragma omp parallel for schedule(static) if (O * I > 65536)
+        for (int64_t o = 0; o < O; o++) ftc_quantize_row(p->qtype, src + o * I, (uint8_t *)p->data_q + (size_t)o * rb, I);
+    } else if (!s && only16)
+        ftc_f32_to_bf16_n(p->transposed ? dst : tmp, p->data_bf16, (size_t)p->numel);
     if (only16 && p->transposed) free(dst);
     free(tmp);
     return s;
 }
 
-static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc_model **out, ftc_err *err);
+static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int qtype, ftc_model **out,
+                             ftc_err *err);
+
+/* A PEFT base (bf16 or quantized) is a fraction of its checkpoint: the mapped file's pages of a tensor already
+ * converted are dropped from memory (read-only mapping: they would come back from the file if touched again),
+ * so that the peak RSS of loading is not the whole checkpoint plus the converted base. */
+static void release_pages(const ftc_tensor_view *t) {
+    if (!t || !t->nbytes) return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data;
+    uintptr_t start = (a + pg - 1) & ~(pg - 1), end = (a + t->nbytes) & ~(pg - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+}
 ftc_status ftc_model_load(const char *dir, ftc_task task, ftc_model **out, ftc_err *err) {
-    return load_model(dir, task, false, out, err);
+    return load_model(dir, task, false, -1, out, err);
 }
 ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err) {
-    return load_model(dir, task, true, out, err);
+    return load_model(dir, task, true, -1, out, err);
+}
+ftc_status ftc_model_load_quant_base(const char *dir, ftc_task task, int qtype, ftc_model **out, ftc_err *err) {
+    *out = NULL;
+    if (!ftc_quant_supported(qtype))
+        return ftc_errf(err, FTC_E_USAGE, "quantized base: type %d is not one of q8_0, q4_0, q4_1, q4_k", qtype);
+    return load_model(dir, task, true, qtype, out, err);
 }
 
 /* config.json's sizes against the checkpoint, before any of them sizes an allocation: the embedding is
@@ -434,7 +461,8 @@ static ftc_status check_sizes_against_file(const ftc_model *m, const ftc_st_set 
     return FTC_OK;
 }
 
-static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc_model **out, ftc_err *err) {
+static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int qtype, ftc_model **out,
+                             ftc_err *err) {
     *out = NULL;
     ftc_model_config cfg;
     ftc_status s = ftc_config_load(dir, &cfg, err);
@@ -490,7 +518,15 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc
             if (ftc_model_bf16_storable(m, i)) {
                 ftc_param *p = &m->params[i];
                 p->trainable = false; /* frozen until ftc_model_set_trainable restores an f32 value */
-                if (posix_memalign((void **)&p->data_bf16, 64, (size_t)p->numel * sizeof(uint16_t))) {
+                int qt = qtype >= 0 ? ftc_quant_type_for_row(qtype, p->numel / p->shape[0]) : -1;
+                if (qt >= 0) { /* quantized */
+                    p->qtype = qt;
+                    if (posix_memalign(&p->data_q, 64, ftc_quant_row_bytes(qt, p->numel / p->shape[0]) * (size_t)p->shape[0])) {
+                        p->data_q = NULL;
+                        s = ftc_errf(err, FTC_E_NOMEM, "out of memory for %s in %s", p->name, ftc_quant_name(qt));
+                    }
+                } else if (qtype >= 0) { /* no block fits its rows: stays f32 */
+                } else if (posix_memalign((void **)&p->data_bf16, 64, (size_t)p->numel * sizeof(uint16_t))) {
                     p->data_bf16 = NULL;
                     s = ftc_errf(err, FTC_E_NOMEM, "out of memory for %s in bf16", p->name);
                 }
@@ -505,7 +541,10 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, ftc
          * --allow-nonfinite sets FTC_ALLOW_NONFINITE=1) */
         const char *allow = getenv("FTC_ALLOW_NONFINITE");
         bool check = !(allow && allow[0] && strcmp(allow, "0"));
-        for (int i = 0; !s && i < m->n_params; i++) s = load_param(st, &m->params[i], check, err);
+        for (int i = 0; !s && i < m->n_params; i++) {
+            s = load_param(st, &m->params[i], check, err);
+            if (!s && bf16_base) release_pages(ftc_st_find(st, m->params[i].name));
+        }
     }
     ftc_st_close(st);
     if (s) {

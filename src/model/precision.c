@@ -7,6 +7,7 @@
 #include "model_internal.h"
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
+#include "ftc/quant.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,12 +95,67 @@ ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err) {
     return changed ? ftc_model_alloc_params(m, err) : FTC_OK;
 }
 
+/* Quantizes frozen weight i from its f32 value or bf16 bits into data_q; false (nothing changed) when its
+ * input size does not fit the block. */
+static ftc_status quantize_param(ftc_param *p, int qtype, bool *done, ftc_err *err) {
+    int64_t O = p->shape[0], I = p->numel / O;
+    *done = false;
+    qtype = ftc_quant_type_for_row(qtype, I);
+    if (qtype < 0) return FTC_OK;
+    size_t rb = ftc_quant_row_bytes(qtype, I);
+    void *q = NULL;
+    float *src = p->data;
+    if (!src) { /* from bf16 bits */
+        src = malloc((size_t)p->numel * sizeof(float));
+        if (src) ftc_bf16_to_f32_n(p->data_bf16, src, (size_t)p->numel);
+    }
+    if (!src || posix_memalign(&q, 64, rb * (size_t)O)) {
+        if (src != p->data) free(src);
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory storing %s in %s", p->name, ftc_quant_name(qtype));
+    }
+#pragma omp parallel for schedule(static) if (O * I > 65536)
+    for (int64_t o = 0; o < O; o++) ftc_quantize_row(qtype, src + o * I, (uint8_t *)q + (size_t)o * rb, I);
+    if (src != p->data) free(src);
+    free(p->data_bf16);
+    p->data_bf16 = NULL;
+    p->data_q = q;
+    p->qtype = qtype;
+    *done = true;
+    return FTC_OK;
+}
+
+ftc_status ftc_model_store_frozen_quant(ftc_model *m, int qtype, ftc_err *err) {
+    if (!ftc_quant_supported(qtype))
+        return ftc_errf(err, FTC_E_USAGE, "quantized base: type %d is not one of q8_0, q4_0, q4_1, q4_k", qtype);
+    ftc_model_refresh_bf16(m);
+    bool changed = false;
+    for (int i = 0; i < m->n_params; i++) {
+        ftc_param *p = &m->params[i];
+        if (p->trainable || p->data_q || !ftc_model_bf16_storable(m, i)) continue;
+        bool done;
+        ftc_status s = quantize_param(p, qtype, &done, err);
+        if (s) return s;
+        if (!done) continue; /* no block fits its rows: stays as it is */
+        p->data = NULL;
+        m->offsets[i] = -1;
+        changed = true;
+    }
+    return changed ? ftc_model_alloc_params(m, err) : FTC_OK;
+}
+
 ftc_status ftc_model_inflate_f32(ftc_model *m, int i, ftc_err *err) {
     ftc_param *p = &m->params[i];
-    if (p->data || !p->data_bf16) return FTC_OK;
+    if (p->data || (!p->data_bf16 && !p->data_q)) return FTC_OK;
     float *tmp = malloc((size_t)p->numel * sizeof(float));
     if (!tmp) return ftc_errf(err, FTC_E_NOMEM, "out of memory restoring %s to f32", p->name);
-    ftc_bf16_to_f32_n(p->data_bf16, tmp, (size_t)p->numel);
+    if (p->data_q) { /* dequantized: the values the quantized matmuls used */
+        int64_t O = p->shape[0], I = p->numel / O;
+        size_t rb = ftc_quant_row_bytes(p->qtype, I);
+        for (int64_t o = 0; o < O; o++) ftc_dequantize_row(p->qtype, (uint8_t *)p->data_q + (size_t)o * rb, tmp + o * I, I);
+        free(p->data_q);
+        p->data_q = NULL;
+    } else
+        ftc_bf16_to_f32_n(p->data_bf16, tmp, (size_t)p->numel);
     p->data = tmp;
     m->offsets[i] = -2; /* a private f32 value: ftc_model_alloc_params moves it into the buffer and frees it */
     ftc_status s = ftc_model_alloc_params(m, err);
@@ -115,6 +171,7 @@ int64_t ftc_model_param_bytes(const ftc_model *m) {
     for (int i = 0; i < m->n_params; i++) {
         const ftc_param *p = &m->params[i];
         n += (p->data ? 4 : 0) * p->numel + (p->data_bf16 ? 2 : 0) * p->numel;
+        if (p->data_q) n += (int64_t)ftc_quant_row_bytes(p->qtype, p->numel / p->shape[0]) * p->shape[0];
     }
     return n;
 }
@@ -125,6 +182,11 @@ static const uint16_t *bf16_weight(const ftc_model *m, int w) {
 }
 
 void ftc_model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O) {
+    const ftc_param *pw = &m->params[w];
+    if (pw->data_q) {
+        ftc_linear_forward_q(y, x, pw->data_q, pw->qtype, P(m, b), N, I, O, m->precision == FTC_PREC_BF16);
+        return;
+    }
     const uint16_t *w16 = bf16_weight(m, w);
     if (w16) ftc_linear_forward_bf16(y, x, w16, P(m, b), N, I, O);
     else ftc_linear_forward(y, x, P(m, w), P(m, b), N, I, O);
@@ -132,6 +194,11 @@ void ftc_model_linear_forward(ftc_model *m, int w, int b, float *y, const float 
 
 void ftc_model_linear_backward(ftc_model *m, int w, int b, float *dx, const float *dy, const float *x, int N, int I,
                            int O) {
+    const ftc_param *pw = &m->params[w];
+    if (pw->data_q) { /* frozen: no weight gradient */
+        ftc_linear_backward_q(dx, G(m, b), dy, pw->data_q, pw->qtype, N, I, O, m->precision == FTC_PREC_BF16);
+        return;
+    }
     const uint16_t *w16 = bf16_weight(m, w);
     if (w16) ftc_linear_backward_bf16(dx, G(m, w), G(m, b), dy, x, w16, N, I, O);
     else ftc_linear_backward(dx, G(m, w), G(m, b), dy, x, P(m, w), N, I, O);

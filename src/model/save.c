@@ -1,6 +1,7 @@
 /* Saving in Hugging Face layout: config.json + model.safetensors (F32), names from the parameter table,
  * GPT-2 Conv1D weights transposed back to [in, out]. transformers' from_pretrained reads the result. */
 #include "model_internal.h"
+#include "ftc/quant.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,7 +141,7 @@ ftc_status ftc_model_save(const ftc_model *m, const char *dir, ftc_err *err) {
      * references F32 data instead of copying it) */
     int64_t tsize = 0;
     for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].transposed) tsize += m->params[i].numel;
+        if (m->params[i].transposed || m->params[i].data_q) tsize += m->params[i].numel;
     float *tbuf = tsize ? malloc((size_t)tsize * sizeof(float)) : NULL;
     if (!s && tsize && !tbuf) s = ftc_errf(err, FTC_E_NOMEM, "out of memory saving %s", dir);
     float *tnext = tbuf;
@@ -148,6 +149,26 @@ ftc_status ftc_model_save(const ftc_model *m, const char *dir, ftc_err *err) {
         const ftc_param *p = &m->params[i];
         char name[200];
         snprintf(name, sizeof name, "%s%s", is_head(p->name) ? "" : add, p->name);
+        if (p->data_q) { /* a quantized frozen weight is written dequantized, as F32 */
+            int64_t O = p->shape[0], I = p->numel / O;
+            size_t rb = ftc_quant_row_bytes(p->qtype, I);
+            float *rows = p->transposed ? malloc((size_t)p->numel * sizeof(float)) : tnext;
+            if (!rows) {
+                s = ftc_errf(err, FTC_E_NOMEM, "out of memory saving %s", p->name);
+                break;
+            }
+            for (int64_t o = 0; o < O; o++)
+                ftc_dequantize_row(p->qtype, (const uint8_t *)p->data_q + (size_t)o * rb, rows + o * I, I);
+            int64_t fshape[2] = {I, O};
+            if (p->transposed) { /* ours [out,in] -> file [in,out] */
+                for (int64_t o = 0; o < O; o++)
+                    for (int64_t k = 0; k < I; k++) tnext[k * O + o] = rows[o * I + k];
+                free(rows);
+            }
+            s = ftc_st_writer_add(w, name, FTC_F32, p->ndim, p->transposed ? fshape : p->shape, tnext, err);
+            tnext += p->numel;
+            continue;
+        }
         bool only16 = !p->data && p->data_bf16; /* a frozen weight stored in bf16 is written as BF16 */
         if (!p->transposed) {
             s = only16 ? ftc_st_writer_add(w, name, FTC_BF16, p->ndim, p->shape, p->data_bf16, err)

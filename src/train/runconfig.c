@@ -3,6 +3,7 @@
 #include "ftc/train.h"
 #include "base/base_internal.h"
 #include "ftc/base.h"
+#include "ftc/quant.h"
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -113,8 +114,16 @@ void ftc_train_config_defaults(ftc_train_config *c) {
 const char *ftc_method_name(ftc_method m) {
     return m == FTC_METHOD_FULL ? "full" : m == FTC_METHOD_HEAD ? "head" : "lora";
 }
+static const int BASE_QTYPES[] = {[FTC_BASE_Q8_0] = FTC_GGML_Q8_0, [FTC_BASE_Q4_0] = FTC_GGML_Q4_0,
+                                   [FTC_BASE_Q4_1] = FTC_GGML_Q4_1, [FTC_BASE_Q4_K] = FTC_GGML_Q4_K,
+                                   [FTC_BASE_NF4] = FTC_QUANT_NF4};
 const char *ftc_base_dtype_name(ftc_base_dtype d) {
+    if (d >= FTC_BASE_Q8_0 && d <= FTC_BASE_NF4) return ftc_quant_name(BASE_QTYPES[d]);
     return d == FTC_BASE_BF16 ? "bf16" : d == FTC_BASE_FP32 ? "fp32" : "auto";
+}
+int ftc_train_base_qtype(const ftc_train_config *c) {
+    if (c->method == FTC_METHOD_FULL || c->base_dtype < FTC_BASE_Q8_0 || c->base_dtype > FTC_BASE_NF4) return -1;
+    return BASE_QTYPES[c->base_dtype];
 }
 bool ftc_train_base_bf16(const ftc_train_config *c) {
     if (c->method == FTC_METHOD_FULL) return false;
@@ -220,7 +229,10 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
         if (!strcmp(v, "auto")) c->base_dtype = FTC_BASE_AUTO;
         else if (!strcmp(v, "fp32") || !strcmp(v, "f32")) c->base_dtype = FTC_BASE_FP32;
         else if (!strcmp(v, "bf16")) c->base_dtype = FTC_BASE_BF16;
-        else s = ftc_errf(err, FTC_E_USAGE, "base-dtype: '%s' is not one of auto, fp32, bf16", v);
+        else if (ftc_quant_from_name(v) >= 0) {
+            for (int d = FTC_BASE_Q8_0; d <= FTC_BASE_NF4; d++)
+                if (BASE_QTYPES[d] == ftc_quant_from_name(v)) c->base_dtype = (ftc_base_dtype)d;
+        } else s = ftc_errf(err, FTC_E_USAGE, "base-dtype: '%s' is not one of auto, fp32, bf16, q8_0, q4_0, q4_1, q4_k, nf4", v);
     } else if (!strcmp(key, "lora-targets")) {
         if (strlen(v) >= sizeof c->lora_targets) s = ftc_errf(err, FTC_E_USAGE, "lora-targets: too long");
         else strcpy(c->lora_targets, v);
@@ -479,9 +491,9 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
         return ftc_errf(err, FTC_E_USAGE, "--method head with --task causal-lm trains the last N blocks: --unfreeze-last must be >= 1");
     if (c->task != FTC_TASK_CAUSAL_LM && (c->pack || c->train_on_inputs))
         return ftc_errf(err, FTC_E_USAGE, "--pack and --train-on-inputs need --task causal-lm");
-    if (c->method == FTC_METHOD_FULL && c->base_dtype == FTC_BASE_BF16)
-        return ftc_errf(err, FTC_E_USAGE, "--base-dtype bf16 stores the frozen base weights: it needs --method lora or head "
-                        "(for full fine-tuning in bf16 use --precision bf16)");
+    if (c->method == FTC_METHOD_FULL && c->base_dtype != FTC_BASE_AUTO && c->base_dtype != FTC_BASE_FP32)
+        return ftc_errf(err, FTC_E_USAGE, "--base-dtype %s stores the frozen base weights: it needs --method lora or head "
+                        "(for full fine-tuning in bf16 use --precision bf16)", ftc_base_dtype_name(c->base_dtype));
     ftc_train_defaults d = ftc_train_method_defaults(c->task, c->method);
     /* causal-lm rates depend on the model's width: ftc_train_config_fit_model sets them once it is loaded */
     if (c->task == FTC_TASK_CLASSIFY) {

@@ -152,6 +152,7 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
         return ftc_errf(err, FTC_E_INPUT, "method %s trains no parameter of this model (no head or adapter found)",
                         ftc_method_name(c->method));
     /* a base loaded in f32 (e.g. created, or loaded by a caller) still drops its frozen f32 values */
+    if (ftc_train_base_qtype(c) >= 0) return ftc_model_store_frozen_quant(m, ftc_train_base_qtype(c), err);
     if (ftc_train_base_bf16(c)) return ftc_model_store_frozen_bf16(m, err);
     return FTC_OK;
 }

@@ -1,6 +1,7 @@
 /* Linear layer (nn.Linear layout, W [O,I]); every product goes through ftc_matmul (f32) or ftc_matmul_bf16. */
 #include "ftc/ops.h"
 #include "ftc/matmul.h"
+#include "ftc/quant.h"
 #include "vmath.h"
 #include <string.h>
 
@@ -63,5 +64,17 @@ void ftc_linear_backward_bf16(float *dx, float *dW, float *db, const float *dy, 
                           int I, int O) {
     if (dx) ftc_matmul_bf16(false, false, N, I, O, 1.0f, dy, FTC_MM_F32, O, W, FTC_MM_BF16, I, 1.0f, dx, I);
     if (dW) ftc_matmul_bf16(true, false, O, I, N, 1.0f, dy, FTC_MM_F32, O, x, FTC_MM_F32, I, 1.0f, dW, I);
+    if (db) bias_backward(db, dy, N, O);
+}
+
+void ftc_linear_forward_q(float *y, const float *x, const void *W, int qtype, const float *b, int N, int I, int O,
+                          bool bf16) {
+    float beta = bias_init(y, b, N, O);
+    ftc_qmatmul_forward(y, x, W, qtype, N, I, O, beta, bf16);
+}
+
+void ftc_linear_backward_q(float *dx, float *db, const float *dy, const void *W, int qtype, int N, int I, int O,
+                           bool bf16) {
+    if (dx) ftc_qmatmul_backward_input(dx, dy, W, qtype, N, I, O, bf16);
     if (db) bias_backward(db, dy, N, O);
 }

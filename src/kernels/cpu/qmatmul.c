@@ -1,5 +1,5 @@
 /* Matmuls on a block-quantized weight W [O, I] (include/ftc/quant.h) without materialising it: the work is
- * cut into panels of W (rows x columns, 32768 values, 128 KB, on the thread's stack); each panel is decoded
+ * cut into panels of W (rows x columns, 32768 values, 128 KB as f32 + 64 KB as bf16, on the thread's stack); each panel is decoded
  * once per call by the thread that owns it and multiplied with the f32 activations by ftc_matmul, which runs
  * single-threaded inside the OpenMP region. Threads own disjoint outputs, so no reduction and no locks:
  *   forward        Y[:, o-panel]  = X @ P^T over the column blocks, panels of 64 rows x 512 columns, threads
@@ -25,7 +25,18 @@ static void decode_panel(float *P, const uint8_t *W, size_t row_bytes, int block
 
 static bool parallel_worth(int N, int I, int O) { return (double)N * I * O >= 1 << 20; }
 
-void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta) {
+/* The panel's product: f32, or bf16 operands with f32 accumulation (P rounded into P16 first) */
+static void panel_mm(bool bf16, bool tb, int M, int Nc, int K, const float *A, int lda, const float *P, uint16_t *P16,
+                     int ldp, float beta, float *C, int ldc, int pn) {
+    if (!bf16) {
+        ftc_matmul(false, tb, M, Nc, K, 1.0f, A, lda, P, ldp, beta, C, ldc);
+        return;
+    }
+    ftc_f32_to_bf16_n(P, P16, (size_t)pn);
+    ftc_matmul_bf16(false, tb, M, Nc, K, 1.0f, A, FTC_MM_F32, lda, P16, FTC_MM_BF16, ldp, beta, C, ldc);
+}
+
+void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16) {
     if (N <= 0 || O <= 0) return;
     if (I <= 0) {
         for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = beta == 0.0f ? 0.0f : beta * Y[i];
@@ -38,16 +49,17 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
 #pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(N, I, O))
     for (int p = 0; p < panels; p++) {
         _Alignas(64) float P[PANEL];
+        _Alignas(64) uint16_t P16[PANEL];
         int o0 = p * F_ROWS, no = O - o0 < F_ROWS ? O - o0 : F_ROWS;
         for (int k0 = 0; k0 < I; k0 += F_COLS) {
             int nk = I - k0 < F_COLS ? I - k0 : F_COLS;
             decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
-            ftc_matmul(false, true, N, no, nk, 1.0f, X + k0, I, P, nk, k0 == 0 ? beta : 1.0f, Y + o0, O);
+            panel_mm(bf16, true, N, no, nk, X + k0, I, P, P16, nk, k0 == 0 ? beta : 1.0f, Y + o0, O, no * nk);
         }
     }
 }
 
-void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O) {
+void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16) {
     if (N <= 0 || O <= 0 || I <= 0) return;
     ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_use_avx512());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
@@ -56,11 +68,12 @@ void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int t
 #pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(N, I, O))
     for (int kb = 0; kb < kblocks; kb++) {
         _Alignas(64) float P[PANEL];
+        _Alignas(64) uint16_t P16[PANEL];
         int k0 = kb * B_COLS, nk = I - k0 < B_COLS ? I - k0 : B_COLS;
         for (int o0 = 0; o0 < O; o0 += B_ROWS) {
             int no = O - o0 < B_ROWS ? O - o0 : B_ROWS;
             decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
-            ftc_matmul(false, false, N, nk, no, 1.0f, dY + o0, O, P, nk, 1.0f, dX + k0, I);
+            panel_mm(bf16, false, N, nk, no, dY + o0, O, P, P16, nk, 1.0f, dX + k0, I, no * nk);
         }
     }
 }

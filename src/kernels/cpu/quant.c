@@ -18,10 +18,11 @@
 #endif
 
 bool ftc_quant_supported(int type) {
-    return type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1 || type == FTC_GGML_Q4_K;
+    return type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1 || type == FTC_GGML_Q4_K ||
+           type == FTC_QUANT_NF4;
 }
 int ftc_quant_block(int type) {
-    return !ftc_quant_supported(type) ? 0 : type == FTC_GGML_Q4_K ? 256 : 32;
+    return !ftc_quant_supported(type) ? 0 : type == FTC_GGML_Q4_K ? 256 : type == FTC_QUANT_NF4 ? 64 : 32;
 }
 int ftc_quant_block_bytes(int type) {
     switch (type) {
@@ -29,6 +30,7 @@ int ftc_quant_block_bytes(int type) {
     case FTC_GGML_Q4_0: return (int)sizeof(ftc_block_q4_0);
     case FTC_GGML_Q4_1: return (int)sizeof(ftc_block_q4_1);
     case FTC_GGML_Q4_K: return (int)sizeof(ftc_block_q4_k);
+    case FTC_QUANT_NF4: return (int)sizeof(ftc_block_nf4);
     default: return 0;
     }
 }
@@ -37,8 +39,13 @@ size_t ftc_quant_row_bytes(int type, int64_t n) {
     if (!b || n < 0 || n % b) return 0;
     return (size_t)(n / b) * (size_t)ftc_quant_block_bytes(type);
 }
+int ftc_quant_type_for_row(int type, int64_t n) {
+    if (ftc_quant_row_bytes(type, n)) return type;
+    if (type == FTC_GGML_Q4_K && ftc_quant_row_bytes(FTC_GGML_Q4_1, n)) return FTC_GGML_Q4_1;
+    return -1;
+}
 static const struct { const char *name; int type; } NAMES[] = {
-    {"q8_0", FTC_GGML_Q8_0}, {"q4_0", FTC_GGML_Q4_0}, {"q4_1", FTC_GGML_Q4_1}, {"q4_k", FTC_GGML_Q4_K}};
+    {"q8_0", FTC_GGML_Q8_0}, {"q4_0", FTC_GGML_Q4_0}, {"q4_1", FTC_GGML_Q4_1}, {"q4_k", FTC_GGML_Q4_K}, {"nf4", FTC_QUANT_NF4}};
 int ftc_quant_from_name(const char *name) {
     for (size_t i = 0; name && i < sizeof NAMES / sizeof *NAMES; i++)
         if (strcmp(name, NAMES[i].name) == 0) return NAMES[i].type;
@@ -209,12 +216,37 @@ static void quant_q4_k(const float *x, ftc_block_q4_k *b) {
         for (int l = 0; l < 32; l++) b->qs[32 * h + l] = (uint8_t)(L[64 * h + l] | L[64 * h + 32 + l] << 4);
 }
 
+/* The NF4 levels (bitsandbytes' table, as f32) and the midpoints between neighbours, computed in f32 */
+static const float NF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                              -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                              0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                              0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                              0.7229568362236023f, 1.0f};
+/* bitsandbytes' quantize_4bit for nf4: s = x * (1 / max(absmax, 1e-38)) clamped to [-1, 1]; q = the number of
+ * midpoints below s (torch.bucketize, right=False); absmax itself is stored unclamped */
+static void quant_nf4(const float *x, ftc_block_nf4 *b) {
+    float amax = 0.0f;
+    for (int i = 0; i < 64; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    float inv = 1.0f / (amax > 1e-38f ? amax : 1e-38f);
+    uint8_t q[64];
+    for (int i = 0; i < 64; i++) {
+        float s = x[i] * inv;
+        s = s < -1.0f ? -1.0f : s > 1.0f ? 1.0f : s;
+        int k = 0;
+        for (int j = 0; j < 15; j++) k += (NF4[j] + NF4[j + 1]) / 2.0f < s;
+        q[i] = (uint8_t)k;
+    }
+    for (int j = 0; j < 32; j++) b->qs[j] = (uint8_t)(q[2 * j] << 4 | q[2 * j + 1]);
+    b->absmax = amax;
+}
+
 void ftc_quantize_row(int type, const float *x, void *out, int64_t n) {
     switch (type) {
     case FTC_GGML_Q8_0: for (int64_t k = 0; k < n / 32; k++) quant_q8_0(x + 32 * k, (ftc_block_q8_0 *)out + k); break;
     case FTC_GGML_Q4_0: for (int64_t k = 0; k < n / 32; k++) quant_q4_0(x + 32 * k, (ftc_block_q4_0 *)out + k); break;
     case FTC_GGML_Q4_1: for (int64_t k = 0; k < n / 32; k++) quant_q4_1(x + 32 * k, (ftc_block_q4_1 *)out + k); break;
     case FTC_GGML_Q4_K: for (int64_t k = 0; k < n / 256; k++) quant_q4_k(x + 256 * k, (ftc_block_q4_k *)out + k); break;
+    case FTC_QUANT_NF4: for (int64_t k = 0; k < n / 64; k++) quant_nf4(x + 64 * k, (ftc_block_nf4 *)out + k); break;
     default: break;
     }
 }
@@ -284,6 +316,15 @@ VM_FORCE_INLINE void dec_q4_k_body(const void *in, float *y, int64_t nb) {
         }
     }
 }
+VM_FORCE_INLINE void dec_nf4_body(const void *in, float *y, int64_t nb) {
+    const ftc_block_nf4 *b = in;
+    for (int64_t k = 0; k < nb; k++)
+        for (int j = 0; j < 32; j++) {
+            y[64 * k + 2 * j] = NF4[b[k].qs[j] >> 4] * b[k].absmax;
+            y[64 * k + 2 * j + 1] = NF4[b[k].qs[j] & 15] * b[k].absmax;
+        }
+}
+VM_TWO_PATHS(dec_nf4, (const void *in, float *y, int64_t nb), (in, y, nb))
 VM_TWO_PATHS(dec_q8_0, (const void *in, float *y, int64_t nb), (in, y, nb))
 VM_TWO_PATHS(dec_q4_0, (const void *in, float *y, int64_t nb), (in, y, nb))
 VM_TWO_PATHS(dec_q4_1, (const void *in, float *y, int64_t nb), (in, y, nb))
@@ -295,6 +336,7 @@ ftc_quant_decode_fn ftc_quant_decoder(int type, bool avx512) {
     case FTC_GGML_Q4_0: return avx512 ? dec_q4_0_avx512 : dec_q4_0_generic;
     case FTC_GGML_Q4_1: return avx512 ? dec_q4_1_avx512 : dec_q4_1_generic;
     case FTC_GGML_Q4_K: return avx512 ? dec_q4_k_avx512 : dec_q4_k_generic;
+    case FTC_QUANT_NF4: return avx512 ? dec_nf4_avx512 : dec_nf4_generic;
     default: return NULL;
     }
 }

@@ -1,0 +1,55 @@
+#!/bin/bash
+# ftc train --base-dtype q8_0|q4_0|q4_1|q4_k: usage errors (exit 1), LoRA runs on stories260K with a quantized
+# frozen base whose run directory records it and whose merged model/ is F32 throughout, with a loss that falls
+# and stays near the f32-base run's.
+set -u
+FTC=${FTC_BIN:?FTC_BIN not set}
+T=$(mktemp -d /tmp/ftc_cli_train_quant.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/lib/expect.sh"
+
+expect_rc 0 "" "$FTC" train --help
+grep -q -- "q8_0|q4_0|q4_1|q4_k|nf4" "$T/out" || fail "help lacks the quantized base types"
+expect_rc 1 "base-dtype: 'q3_k' is not one of auto, fp32, bf16, q8_0, q4_0, q4_1, q4_k, nf4" "$FTC" train --base-dtype q3_k
+expect_rc 1 "--base-dtype q4_k stores the frozen base weights: it needs --method lora or head" \
+  "$FTC" train --model m --data d --out o --method full --base-dtype q4_k
+
+MODEL=${FTC_SHARED_DATA:-../shared/data}/models/stories260K-hf
+if [ ! -f "$MODEL/config.json" ]; then
+  echo "SKIP: $MODEL not found; ran the usage checks only"
+  exit 0
+fi
+for i in $(seq 1 24); do
+  echo "{\"text\": \"Once upon a time there was a little girl named Lily. She liked to play in the park number $i.\"}"
+done >"$T/lm.jsonl"
+
+ARGS=(--model "$MODEL" --data "$T/lm.jsonl" --task causal-lm --method lora --lora-targets all-linear --lora-r 4
+      --lr 0.01 --batch 4 --max-steps 6 --log-every 1 --seed 3 --quiet)
+last_loss() { grep -o '"loss":[0-9.]*' "$1/metrics.jsonl" | tail -n 1 | cut -d: -f2; }
+expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$T/fp32"
+ref=$(grep -o '"loss":[0-9.]*' "$T/fp32/metrics.jsonl" | head -n 1 | cut -d: -f2)
+for q in q8_0 q4_k nf4; do
+  expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype $q --out "$T/$q"
+  grep -q "\"base_dtype\": \"$q\"" "$T/$q/config.resolved.json" || fail "config.resolved.json lacks base_dtype $q"
+  first=$(grep -o '"loss":[0-9.]*' "$T/$q/metrics.jsonl" | head -n 1 | cut -d: -f2)
+  last=$(last_loss "$T/$q")
+  awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "$q LoRA loss did not fall ($first -> $last)"
+  # the first step's loss is the base's own (adapters start at zero): within 1% (q8_0) / 8% (q4) of the f32
+  # base's on stories260K (dim 64, measured 0.12% / 2.7%; its q4_k is q4_1: 64 is no multiple of 256)
+  tol=0.08; [ $q = q8_0 ] && tol=0.01
+  awk -v a="$ref" -v b="$first" -v t=$tol 'BEGIN { d = (b - a) / a; exit !(d < t && d > -t) }' ||
+    fail "$q base first loss $first too far from the f32 base's $ref"
+  python3 - "$T/$q/model/model.safetensors" <<'PY' || fail "$q model.safetensors dtypes"
+import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+dt = {k: v["dtype"] for k, v in h.items() if k != "__metadata__"}
+assert set(dt.values()) == {"F32"}, dt
+PY
+  expect_rc 0 "" "$FTC" eval --model "$T/$q" --data "$T/lm.jsonl"
+  echo "  $q base: loss $first -> $last (f32 base: first $ref)"
+done
+# --resume keeps the base type (config.resolved.json)
+expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype q4_0 --max-steps 3 --save-every 1 --out "$T/res"
+expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype q4_0 --max-steps 6 --out "$T/res" --resume
+grep -q '"base_dtype": "q4_0"' "$T/res/config.resolved.json" || fail "resumed run lost base_dtype"
+echo "ok: quantized-base usage errors, q8_0/q4_k LoRA runs (loss falls, near f32), F32 model/, resume"

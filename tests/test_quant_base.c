@@ -1,0 +1,254 @@
+/* LoRA on a block-quantized frozen base (ftc_model_load_quant_base, docs/quant.md): storage, a LoRA run equal
+ * to the same run on the dequantized f32 base up to f32 summation order, merge into f32 and save. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "ftc/base.h"
+#include "ftc/model.h"
+#include "ftc/quant.h"
+#include "ftc/safetensors.h"
+#include "ftc/train.h"
+
+static ftc_rng rng;
+
+static void fixture_dir(char *out, size_t n, const char *name) {
+    const char *src = getenv("FTC_SOURCE_DIR");
+    snprintf(out, n, "%s/tests/fixtures/models/%s", src ? src : ".", name);
+}
+
+enum { B = 2, T = 8, NB = 2 };
+typedef struct { int32_t ids[NB * B * T], labels[NB * B * T]; uint8_t mask[NB * B * T]; } batches;
+
+static void make_batches(batches *d, int V) {
+    for (int i = 0; i < NB * B * T; i++) {
+        bool real = !((i / T) & 1) || i % T < T - 2;
+        d->ids[i] = real ? 1 + (int32_t)ftc_rng_below(&rng, (uint64_t)(V - 1)) : 0;
+        d->labels[i] = real ? d->ids[i] : -100;
+        d->mask[i] = real;
+    }
+}
+
+static void train_curve(ftc_model *m, const batches *d, int steps, float *losses, double *first_grad_norm) {
+    ftc_err e;
+    assert_int_equal(ftc_model_reserve(m, B, T, &e), FTC_OK);
+    int np = ftc_model_n_params(m);
+    ftc_param **ps = malloc((size_t)np * sizeof *ps);
+    for (int i = 0; i < np; i++) ps[i] = ftc_model_param(m, i);
+    ftc_optimizer opt;
+    ftc_adamw_hparams h = FTC_ADAMW_DEFAULTS;
+    assert_int_equal(ftc_optim_init(&opt, ps, np, &h, &e), FTC_OK);
+    free(ps);
+    for (int s = 0; s < steps; s++) {
+        size_t off = (size_t)(s % NB) * B * T;
+        ftc_batch b = {B, T, d->ids + off, NULL, d->mask + off, d->labels + off};
+        ftc_model_zero_grad(m);
+        if (ftc_model_forward(m, &b, true, &losses[s], &e)) fail_msg("%s", e.msg);
+        if (ftc_model_backward(m, &e)) fail_msg("%s", e.msg);
+        double gn = ftc_clip_grad_norm(&opt, 1.0f);
+        if (s == 0) *first_grad_norm = gn;
+        ftc_optim_step(&opt, 1e-2f);
+        ftc_model_weights_changed(m);
+    }
+    ftc_optim_free(&opt);
+}
+
+static void forward_logits(ftc_model *m, const batches *d, float *out, size_t n) {
+    ftc_err e;
+    float loss;
+    ftc_batch b = {B, T, (int32_t *)d->ids, NULL, (uint8_t *)d->mask, (int32_t *)d->labels};
+    if (ftc_model_forward(m, &b, false, &loss, &e)) fail_msg("%s", e.msg);
+    memcpy(out, ftc_model_logits(m), n * sizeof(float));
+}
+
+/* Model `ref` (f32) gets, for every weight stored quantized in `q`, the dequantized values: the f32 model
+ * the quantized one computes with. */
+static int dequantize_into(ftc_model *ref, ftc_model *q) {
+    int nq = 0;
+    for (int i = 0; i < ftc_model_n_params(q); i++) {
+        ftc_param *pq = ftc_model_param(q, i), *pr = ftc_model_param(ref, i);
+        assert_string_equal(pq->name, pr->name);
+        if (!pq->data_q) continue;
+        int64_t O = pq->shape[0], I = pq->numel / O;
+        size_t rb = ftc_quant_row_bytes(pq->qtype, I);
+        assert_true(rb > 0);
+        for (int64_t o = 0; o < O; o++) ftc_dequantize_row(pq->qtype, (uint8_t *)pq->data_q + o * rb, pr->data + o * I, I);
+        nq++;
+    }
+    return nq;
+}
+
+static void quant_base_case(const char *fixture, const char *targets, int qtype, int expect_quantized) {
+    char dir[4096];
+    fixture_dir(dir, sizeof dir, fixture);
+    ftc_model *a, *b;
+    ftc_err e;
+    if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &a, &e)) fail_msg("%s", e.msg);
+    if (ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, qtype, &b, &e)) fail_msg("%s", e.msg);
+    int V = ftc_model_config_of(a)->vocab_size;
+    /* storage: quantized weights hold blocks only (no f32, no bf16), frozen, quantized from the f32 values */
+    int64_t expect = 0;
+    for (int i = 0; i < ftc_model_n_params(b); i++) {
+        ftc_param *p = ftc_model_param(b, i), *pa = ftc_model_param(a, i);
+        if (!p->data_q) {
+            expect += 4 * p->numel;
+            continue;
+        }
+        assert_null(p->data);
+        assert_null(p->data_bf16);
+        assert_false(p->trainable);
+        int64_t O = p->shape[0], I = p->numel / O;
+        size_t rb = ftc_quant_row_bytes(p->qtype, I);
+        expect += (int64_t)rb * O;
+        uint8_t *want = malloc(rb);
+        for (int64_t o = 0; o < O; o++) {
+            ftc_quantize_row(p->qtype, pa->data + o * I, want, I);
+            assert_memory_equal(want, (uint8_t *)p->data_q + o * rb, rb);
+        }
+        free(want);
+    }
+    assert_int_equal(ftc_model_param_bytes(b), expect);
+    assert_int_equal(dequantize_into(a, b), expect_quantized);
+    printf("  %s %s: %d weights quantized, parameter bytes %lld (f32 %lld)\n", fixture, ftc_quant_name(qtype),
+           expect_quantized, (long long)ftc_model_param_bytes(b), (long long)ftc_model_param_bytes(a));
+    batches d;
+    make_batches(&d, V);
+    size_t n = (size_t)B * T * V;
+    float *la = malloc(n * 4), *lb = malloc(n * 4);
+    assert_int_equal(ftc_model_reserve(a, B, T, &e), FTC_OK);
+    assert_int_equal(ftc_model_reserve(b, B, T, &e), FTC_OK);
+    forward_logits(a, &d, la, n);
+    forward_logits(b, &d, lb, n);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / (1 + fabs(la[i])));
+    assert_true(worst < 1e-5);
+    /* LoRA on both: the same run up to f32 summation order (panels vs whole matmul) */
+    assert_int_equal(ftc_model_add_lora(a, targets, 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+    assert_int_equal(ftc_model_add_lora(b, targets, 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+    enum { STEPS = 6 };
+    float ca[STEPS], cb[STEPS];
+    double ga, gb;
+    train_curve(a, &d, STEPS, ca, &ga);
+    train_curve(b, &d, STEPS, cb, &gb);
+    double wl = 0;
+    for (int s = 0; s < STEPS; s++) wl = fmax(wl, fabs(ca[s] - cb[s]) / fabs(ca[s]));
+    printf("  loss %.5f -> %.5f (dequantized f32 base) vs %.5f -> %.5f (%s base): max rel diff %.2e; "
+           "first grad norm %.6g vs %.6g\n", ca[0], ca[STEPS - 1], cb[0], cb[STEPS - 1], ftc_quant_name(qtype), wl, ga, gb);
+    assert_true(wl < 1e-5);
+    assert_true(fabs(ga - gb) <= 1e-5 * fabs(ga));
+    assert_true(cb[STEPS - 1] < cb[0]);
+    /* merge: each adapted weight becomes f32 (dequantized + adapter), the others stay quantized; save writes
+     * F32 for all; the reloaded f32 model gives the merged model's logits */
+    assert_int_equal(ftc_model_merge_lora(b, &e), FTC_OK);
+    int still_q = 0;
+    for (int i = 0; i < ftc_model_n_params(b); i++) {
+        ftc_param *p = ftc_model_param(b, i);
+        still_q += p->data_q != NULL;
+        if (strstr(p->name, strstr(targets, "q_proj") ? "q_proj" : "c_attn")) assert_null(p->data_q);
+    }
+    forward_logits(b, &d, lb, n);
+    char out[] = "/tmp/ftc_test_qbase_XXXXXX";
+    assert_non_null(mkdtemp(out));
+    assert_int_equal(ftc_model_save(b, out, &e), FTC_OK);
+    ftc_model *c;
+    if (ftc_model_load(out, FTC_TASK_CAUSAL_LM, &c, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(ftc_model_reserve(c, B, T, &e), FTC_OK);
+    forward_logits(c, &d, la, n);
+    worst = 0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / (1 + fabs(la[i])));
+    printf("  merged (%d weights still quantized), saved F32, reloaded: logits max rel diff %.2e\n", still_q, worst);
+    assert_true(worst < 1e-5);
+    ftc_st_set *st;
+    assert_int_equal(ftc_st_open(out, &st, &e), FTC_OK);
+    for (int i = 0; i < ftc_st_count(st); i++) assert_int_equal(ftc_st_get(st, i)->dtype, FTC_F32);
+    ftc_st_close(st);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", out), unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", out), unlink(path);
+    rmdir(out);
+    ftc_model_free(a), ftc_model_free(b), ftc_model_free(c);
+    free(la), free(lb);
+}
+
+/* llama_gqa: hidden 32, intermediate 48: every linear but down_proj (I = 48) fits a 32-block: 2 layers x 6 + head */
+static void test_q8_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q8_0, 13); }
+static void test_q4_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "q_proj,v_proj", FTC_GGML_Q4_0, 13); }
+/* Q4_K's 256 fits none: Q4_1 where 32 does (ftc_quant_type_for_row) */
+static void test_q4_k_falls_back(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q4_K, 13); }
+/* GPT-2's Conv1D weights are transposed on load and on save */
+static void test_q4_1_gpt2_conv1d(void **state) { (void)state; quant_base_case("gpt2", "c_attn,c_proj", FTC_GGML_Q4_1, 8); }
+
+/* NF4 (blocks of 64): on the gpt2 fixture only the MLP's c_proj (I = 128) fits: 2 weights */
+static void test_nf4_gpt2(void **state) { (void)state; quant_base_case("gpt2", "c_proj", FTC_QUANT_NF4, 2); }
+
+/* quantizing an already loaded f32 model gives the same blocks as quantizing on load; unfreezing dequantizes */
+static void test_store_frozen_quant_and_unfreeze(void **state) {
+    (void)state;
+    char dir[4096];
+    fixture_dir(dir, sizeof dir, "llama_gqa");
+    ftc_model *m, *q;
+    ftc_err e;
+    if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &m, &e)) fail_msg("%s", e.msg);
+    if (ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, FTC_GGML_Q8_0, &q, &e)) fail_msg("%s", e.msg);
+    for (int i = 0; i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
+    assert_int_equal(ftc_model_store_frozen_quant(m, FTC_GGML_Q8_0, &e), FTC_OK);
+    assert_int_equal(ftc_model_param_bytes(m), ftc_model_param_bytes(q));
+    ftc_param *p = ftc_model_find_param(m, "model.layers.1.self_attn.q_proj.weight");
+    ftc_param *pq = ftc_model_find_param(q, "model.layers.1.self_attn.q_proj.weight");
+    assert_non_null(p->data_q);
+    size_t bytes = ftc_quant_row_bytes(p->qtype, p->shape[1]) * (size_t)p->shape[0];
+    assert_memory_equal(p->data_q, pq->data_q, bytes);
+    float *deq = malloc((size_t)p->numel * 4);
+    ftc_dequantize_row(p->qtype, p->data_q, deq, p->numel);
+    ftc_model_set_trainable(m, (int)(p - ftc_model_param(m, 0)), true);
+    assert_null(p->data_q);
+    assert_non_null(p->data);
+    assert_memory_equal(p->data, deq, (size_t)p->numel * 4);
+    ftc_model_free(q);
+    assert_int_equal(ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, 99, &q, &e), FTC_E_USAGE);
+    assert_null(q);
+    free(deq);
+    ftc_model_free(m);
+}
+
+/* --base-dtype: names, validation */
+static void test_config(void **state) {
+    (void)state;
+    ftc_train_config c;
+    ftc_err e;
+    const char *names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "nf4"};
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4};
+    for (int k = 0; k < 5; k++) {
+        ftc_train_config_defaults(&c);
+        assert_int_equal(ftc_train_config_set(&c, "method", "lora", &e), FTC_OK);
+        assert_int_equal(ftc_train_config_set(&c, "base-dtype", names[k], &e), FTC_OK);
+        assert_int_equal(ftc_train_base_qtype(&c), types[k]);
+        assert_false(ftc_train_base_bf16(&c));
+        assert_string_equal(ftc_base_dtype_name(c.base_dtype), names[k]);
+    }
+    ftc_train_config_defaults(&c);
+    assert_int_equal(ftc_train_config_set(&c, "base-dtype", "nf3", &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "nf4"));
+    assert_int_equal(ftc_train_config_set(&c, "base-dtype", "bf16", &e), FTC_OK);
+    assert_int_equal(ftc_train_base_qtype(&c), -1);
+}
+
+int main(void) {
+    ftc_rng_seed(&rng, 18);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_q8_0_llama),
+        cmocka_unit_test(test_q4_0_llama),
+        cmocka_unit_test(test_q4_k_falls_back),
+        cmocka_unit_test(test_q4_1_gpt2_conv1d),
+        cmocka_unit_test(test_nf4_gpt2),
+        cmocka_unit_test(test_store_frozen_quant_and_unfreeze),
+        cmocka_unit_test(test_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
