@@ -40,7 +40,9 @@ expect_rc 0 "" "$FTC" train --model "$FIX/gguf/llama_gqa.gguf" --data "$T/d.json
   --task causal-lm --epochs 1 --quiet
 grep -q "\"model\": \"$T/cache/gguf/llama_gqa-" "$T/run/config.resolved.json" || fail "run records the converted model"
 "$FTC" logits --model "$T/run" --ids "$T/ids.jsonl" >/dev/null || fail "logits of the run"
-echo "train --method lora from a GGUF: ok"
+expect_rc 0 "" "$FTC" eval --model "$T/run" --data "$T/d.jsonl" --compare "$FIX/gguf/llama_gqa.gguf"
+grep -q "^loss" "$T/out" || { cat "$T/out"; fail "eval --compare X.gguf"; }
+echo "train --method lora from a GGUF, eval --compare X.gguf: ok"
 
 # errors name the file
 printf 'GGML' >"$T/bad.gguf"

