@@ -74,8 +74,8 @@ done
 
 # --resume with a flag that contradicts the saved run: refused, naming the flag and both values
 if [ -d "$T/causal-lm-lora" ]; then
-  expect_rc 1 "--resume: --lr 0.02 contradicts the saved run's lr 0.01" \
-    "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --out "$T/causal-lm-lora" --resume --lr 0.02
+  expect_rc 1 "--resume: --lora-r 4 contradicts the saved run's lora-r 8" \
+    "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --out "$T/causal-lm-lora" --resume --lora-r 4
   expect_rc 1 "--resume: --method full contradicts the saved run's method lora" \
     "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --out "$T/causal-lm-lora" --resume --method full
   # a flag that only changes how often checkpoints are written is fine

@@ -393,10 +393,11 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
     return s;
 }
 
-/* Settings a resumed run may change: how often it writes checkpoints, and its length (--max-steps / --epochs:
- * continue a finished run for longer, or stop a long one earlier). Nothing else it computes. */
+/* Settings a resumed run may change: how often it writes checkpoints, its length (--max-steps / --epochs:
+ * continue a finished run for longer, or stop a long one earlier) and --lr (how a run stopped by a NaN loss goes
+ * on from its last good checkpoint, as the NaN message says). Nothing else it computes. */
 static bool free_on_resume(const char *name) {
-    return !strcmp(name, "save-every") || !strcmp(name, "resume") || !strcmp(name, "max-steps") || !strcmp(name, "epochs") ||
+    return !strcmp(name, "save-every") || !strcmp(name, "lr") || !strcmp(name, "resume") || !strcmp(name, "max-steps") || !strcmp(name, "epochs") ||
            !strcmp(name, "out"); /* a run directory that was moved or copied */
 }
 
