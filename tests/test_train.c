@@ -394,6 +394,11 @@ static void resume_case(ftc_family fam, ftc_task task, ftc_method method, int ki
         fclose(fp);
     }
     assert_true(json_array_size(la) > 5);
+    if (!json_equal(la, lb)) { /* say how they differ before failing */
+        char *ja = json_dumps(la, JSON_COMPACT), *jb = json_dumps(lb, JSON_COMPACT);
+        printf("  metrics.jsonl differ:\n  uninterrupted %s\n  resumed       %s\n", ja, jb);
+        free(ja); free(jb);
+    }
     assert_true(json_equal(la, lb));
     json_decref(la); json_decref(lb);
     ftc_model_free(ref);

@@ -741,9 +741,6 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     snprintf(r.path_ckpt, sizeof r.path_ckpt, "%s/checkpoint.ftc", c->out);
     snprintf(r.path_best, sizeof r.path_best, "%s/best.ftc", c->out);
     bool resuming = c->resume && ftc_file_exists(r.path_ckpt);
-    /* a finished run resumed again (an embedding program, or a child that finished before it was killed): the
-     * checkpoint still restores the weights, but the metrics already end with the finished line */
-    bool was_finished = resuming && ftc_train_run_finished(c->out, NULL);
     if (!c->resume && ftc_file_exists(r.path_ckpt))
         return ftc_errf(err, FTC_E_USAGE, "%s already holds a run (checkpoint.ftc): use --resume, or another --out",
                         c->out);
@@ -908,7 +905,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         if (!res->interrupted) s = save_final_model(&r, err);
         if (s == FTC_OK) remove_run_temps(c->out);
         /* the last line: the run is done and model/ is its model (ftc_train_run_finished) */
-        if (s == FTC_OK && !res->interrupted && !was_finished)
+        if (s == FTC_OK && !res->interrupted)
             s = log_json(&r, json_pack("{s:I, s:b, s:b}", "step", (json_int_t)r.step, "finished", 1, "stopped_early", stop),
                          err);
     }
