@@ -19,7 +19,7 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
 printf 'sk-test-123\n' > "$T/key"
 "$FTC" serve --model "$M" --port 0 --api-key-file "$T/key" --ctx 128 2> "$T/log" &
 pid=$!
-for _ in $(seq 100); do grep -q 'on http://' "$T/log" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q 'on http://' "$T/log" && break; sleep 0.1; done
 URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/log" | head -1)
 [ -n "$URL" ] || { cat "$T/log"; fail "the server did not start"; }
 echo "server at $URL"
@@ -106,7 +106,7 @@ if [ -n "$CHROME" ]; then
   # page is checked against a second server without a key
   "$FTC" serve --model "$M" --port 0 --ctx 128 2> "$T/page.log" &
   ppid=$!
-  for _ in $(seq 100); do grep -qs "on http://" "$T/page.log" && break; sleep 0.1; done
+  for _ in $(seq 600); do grep -qs "on http://" "$T/page.log" && break; sleep 0.1; done
   PURL=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/page.log" | head -1)
   # the page shows the finished answer in its title too: read it from DevTools' page list while the browser runs
   "$CHROME" --headless --no-sandbox --disable-gpu --user-data-dir="$T/chrome" --remote-debugging-port=0 \
@@ -146,7 +146,7 @@ start() { # start NAME ARGS...: a server on a free port, its URL in $URL
   local name=$1; shift
   "$FTC" serve --port 0 "$@" 2> "$T/$name.log" &
   pid=$!
-  for _ in $(seq 100); do grep -qs "on http://" "$T/$name.log" && break; sleep 0.1; done
+  for _ in $(seq 600); do grep -qs "on http://" "$T/$name.log" && break; sleep 0.1; done
   URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/$name.log" | head -1)
   [ -n "$URL" ] || { cat "$T/$name.log"; fail "the $name server did not start"; }
 }
