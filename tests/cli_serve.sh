@@ -13,7 +13,10 @@ M=${FTC_SHARED_DATA:?}/models/stories260K-hf
 command -v curl >/dev/null || { echo "SKIP: curl not installed"; exit 0; }
 T=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
+P1= P4=
+# every server this script started dies with it: a server left running keeps ctest's output pipe open (ctest then
+# waits until its timeout)
+trap 'for p in "$pid" "$P1" "$P4"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
 . "$SRC/tests/lib/expect.sh"
 
 printf 'sk-test-123\n' > "$T/key"
