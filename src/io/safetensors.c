@@ -420,18 +420,9 @@ ftc_status ftc_st_check_shape(const ftc_st_set *s, const char *name, int ndim, c
 
 ftc_status ftc_st_load_f32(const ftc_st_set *s, const char *name, int ndim, const int64_t *shape, float *out,
                            ftc_err *err) {
+    ftc_status st = ftc_st_check_shape(s, name, ndim, shape, err);
+    if (st) return st;
     const ftc_tensor_view *t = ftc_st_find(s, name);
-    if (!t)
-        return ftc_errf(err, FTC_E_INPUT, "%s: missing tensor '%s' that the config requires",
-                        s->n_files ? s->files[0].path : "checkpoint", name);
-    bool ok = t->ndim == ndim;
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        char have[128], want[128];
-        fmt_shape(have, sizeof have, t->ndim, t->shape);
-        fmt_shape(want, sizeof want, ndim, shape);
-        return ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s' has shape %s but the config needs %s", t->file, name, have, want);
-    }
     return ftc_tensor_to_f32(t, out, err);
 }
 
