@@ -298,6 +298,12 @@ ftc_status ftc_model_dir_load_class_data(const char *dir, const ftc_model_config
  * head copied onto it (*base_json; base_json may be NULL without base_dir), as ftc_run_dir_eval_compare does. */
 ftc_status ftc_model_dir_eval_classify(const char *dir, const char *base_dir, const char *data_path, int max_len,
                                        int batch, struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
+/* A plain causal LM (m, tokenizer and chat template from tok_dir) on structured data (prompt/completion, chat
+ * messages, {"text"} records, pre-tokenized JSONL): scores what `ftc train --task causal-lm` would train on that
+ * file with its defaults (answer tokens only; the model's own chat template; cut at max_len, <= 0: training's
+ * default, at most the model's positions). *json as ftc_train_evaluate gives it. */
+ftc_status ftc_model_eval_lm_data(ftc_model *m, const char *tok_dir, const char *data_path, int max_len, int batch,
+                                  struct json_t **json, ftc_err *err);
 /* FTC_OK when two configs describe the same network shape (family, layers, widths, heads, vocabulary), so the
  * same token ids mean the same thing to both; else FTC_E_INPUT naming both directories and the difference. */
 ftc_status ftc_check_same_architecture(const ftc_model_config *tuned, const char *tuned_dir,

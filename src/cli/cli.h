@@ -21,11 +21,16 @@ bool cli_parse_float(const char *s, double lo, double hi, float *out);
 int cli_sampling_flag(const char *cmd, const char *flag, const char *value, ftc_sampler *s, long *seed);
 
 /* ---- options (src/cli/opts.c): one parser, one set of conventions for every command ----
- * A table of the command's options, ending with {NULL}: name without "--" ("-n" for a short one), is_bool for
- * flags that stand alone (--flag, --flag true|false, --flag=false, --no-flag), canon: the name an alias stands for. */
+ * A table of the command's options, ending with {NULL}: name without "--" ("-n" for a short one), is_bool
+ * (false/true, or CLI_VALUE_OPTIONAL) for flags that stand alone (--flag, --flag true|false, --flag=false,
+ * --no-flag), canon: the name an alias stands for. */
+enum {
+    CLI_VALUE_OPTIONAL = 2 /* --opt VALUE, --opt=VALUE, or a bare --opt (at the end or before another option):
+                              its value is then "" */
+};
 typedef struct {
     const char *name;
-    bool is_bool;
+    int is_bool; /* false: takes a value; true: a boolean; CLI_VALUE_OPTIONAL */
     const char *canon;
 } cli_opt;
 enum {
@@ -70,6 +75,10 @@ int cmd_train(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 /* ftc eval on a training run directory (src/cli/eval_rundir.c). */
 int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const char *compare_base);
+/* Prints one evaluation j (as ftc_train_evaluate gives it), or with compare the base's beside it (note: what the
+ * base column is; tuned_name: the tuned model), as a table or --json; takes both references. */
+int cli_print_eval(struct json_t *j, struct json_t *base, const char *compare, const char *note,
+                   const char *tuned_name, bool as_json);
 /* ftc eval on a plain HF classifier directory (eval_rundir.c); max_len <= 0: the model's positions. */
 int cli_eval_classifier_dir(const char *dir, const char *data, int max_len, bool as_json, const char *compare_base);
 
