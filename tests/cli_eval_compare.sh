@@ -95,6 +95,20 @@ PY
   expect_rc 0 "" "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --val "$T/lm_val.jsonl" --out "$T/lmv" \
     --task causal-lm --method full --lr 0.003 --max-steps 2 --batch 4 --quiet
   grep -q '^{"prompt":"One day, a big dog","base":"' "$T/lmv/samples.jsonl" || { cat "$T/lmv/samples.jsonl"; fail "val prompts"; }
+  # a run with validation data ends with eval.json (its model and the base on the validation examples) and
+  # report.html; eval.json's tuned side is what ftc eval measures on that file
+  [ -s "$T/lmv/report.html" ] || fail "train with --val wrote no report.html"
+  cp "$T/lmv/eval.json" "$T/lmv_train_eval.json"
+  expect_rc 0 "" "$FTC" eval "$T/lmv" --data "$T/lm_val.jsonl" --compare --json
+  python3 - "$T/lmv_train_eval.json" "$T/out" <<'PY' || fail "eval.json written by train"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert a["data"].startswith("validation ("), a["data"]
+for side in ("tuned", "base"):
+    for k in ("loss", "n_tokens", "n_examples"):
+        assert abs(a[side][k] - b[side][k]) <= 1e-6 * max(1, abs(b[side][k])), (side, k, a[side][k], b[side][k])
+assert a["tuned"]["loss"] != a["base"]["loss"]
+PY
   expect_rc 0 "" "$FTC" report --run "$T/lmv"
   grep -q "<h2>Sample answers</h2>" "$T/lmv/report.html" || fail "report lacks the Sample answers section"
   grep -qF "<td>One day, a big dog</td>" "$T/lmv/report.html" || fail "report lacks the sample prompt"

@@ -284,6 +284,10 @@ ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, s
  * another architecture or vocabulary: FTC_E_INPUT naming both (ftc_check_same_architecture). */
 ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
                                     struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
+/* The same on examples already read (d, e.g. a run's validation split); base_dir NULL: the tuned model only
+ * (base_json may then be NULL). */
+ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const ftc_dataset *d, int batch,
+                                    struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
 /* `ftc eval --model DIR` on a plain Hugging Face classifier directory (e.g. ftc export --format hf of a classify
  * run, or a transformers *ForSequenceClassification save). has_classifier: config.json names labels (id2label)
  * and the weights hold the head (classifier.weight for BERT, score.weight for decoders). */

@@ -3,6 +3,7 @@
 #ifndef FTC_CLI_H
 #define FTC_CLI_H
 #include "ftc/infer.h"
+#include "ftc/train.h"
 #include "ftc/status.h"
 #include <stdbool.h>
 
@@ -79,6 +80,10 @@ int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const c
  * base column is; tuned_name: the tuned model), as a table or --json; takes both references. */
 int cli_print_eval(struct json_t *j, struct json_t *base, const char *compare, const char *note,
                    const char *tuned_name, bool as_json);
+/* The end of ftc train: the run's model (and the base it was trained from, unless only a head was trained) on
+ * d (the validation examples, named data_label), saved as RUNDIR/eval.json; print: the base | tuned table. */
+ftc_status cli_eval_record(const char *rundir, const ftc_dataset *d, const char *data_label, bool print,
+                           ftc_err *err);
 /* ftc eval on a plain HF classifier directory (eval_rundir.c); max_len <= 0: the model's positions. */
 int cli_eval_classifier_dir(const char *dir, const char *data, int max_len, bool as_json, const char *compare_base);
 

@@ -1,6 +1,7 @@
 /* ftc train: fine-tunes a model (full, head or lora) on task data into a run directory.
  * Settings come from defaults < RUNDIR/config.resolved.json (with --resume) < --config FILE < flags. */
 #include "cli.h"
+#include "ftc/eval.h"
 #include "ftc/gguf.h"
 #include "ftc/base.h"
 #include "ftc/matmul.h"
@@ -18,7 +19,9 @@ static void train_help(FILE *out) {
         "metrics.jsonl, checkpoint.ftc (last), best.ftc (best on validation), model/ (Hugging Face layout,\n"
         "the best model when there is validation data, else the last; LoRA adapters merged) and for causal-lm\n"
         "samples.jsonl (up to 5 validation prompts, else training ones, answered greedily in up to 64 tokens by\n"
-        "the base model before training and by the tuned one after; ftc report shows them).\n\n"
+        "the base model before training and by the tuned one after; ftc report shows them). At the end, with\n"
+        "validation data: eval.json (model/ and the base model on the validation examples, as ftc eval --compare\n"
+        "prints them; the table is printed too) and report.html (ftc report).\n\n"
         "What to train\n"
         "  --task causal-lm|classify   next-token loss on trainable tokens, or a label per example (default: from the\n"
         "                              data: labelled records classify; text, prompt/completion, chat: causal-lm)\n"
@@ -191,6 +194,23 @@ static void on_stop_signal(int sig) {
     (void)w;
 }
 
+/* After a run: its model (the best on validation) and the base beside it on the validation examples as
+ * RUNDIR/eval.json, then RUNDIR/report.html. Not worth failing a finished run over: a problem is a warning. */
+static int final_eval_and_report(const ftc_train_config *c, const ftc_dataset *val, bool quiet) {
+    ftc_err err;
+    char label[FTC_PATH_MAX + 64];
+    if (val && c->val[0]) snprintf(label, sizeof label, "validation (%s)", c->val);
+    else snprintf(label, sizeof label, "validation (%g%% of %s)", 100.0 * c->val_split, c->data);
+    if (val && cli_eval_record(c->out, val, label, !quiet, &err) != FTC_OK)
+        fprintf(stderr, "ftc train: warning: no eval.json: %s\n", err.msg);
+    if (ftc_report_write(c->out, &err) != FTC_OK) {
+        fprintf(stderr, "ftc train: warning: no report.html: %s\n", err.msg);
+        return 0;
+    }
+    if (!quiet) printf("report: %s/report.html\n", c->out);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
     kv *pairs = calloc((size_t)argc, sizeof *pairs);
@@ -257,6 +277,12 @@ int cmd_train(int argc, char **argv) {
     if (resume && !new_length && ftc_train_run_finished(c.out, &done_steps)) {
         printf("%s: the run already finished (%lld steps); nothing to resume. model: %s/model\n", c.out,
                (long long)done_steps, c.out);
+        /* killed while writing eval.json or report.html after the last step: no temporaries stay, a report is there */
+        ftc_remove_stale_temps(c.out);
+        char report[FTC_PATH_MAX + 16];
+        snprintf(report, sizeof report, "%s/report.html", c.out);
+        if (!ftc_file_exists(report) && ftc_report_write(c.out, &err) != FTC_OK)
+            fprintf(stderr, "ftc train: warning: no report.html: %s\n", err.msg);
         goto done;
     }
 
@@ -339,8 +365,9 @@ int cmd_train(int argc, char **argv) {
         printf("\nmodel: %s/model\n", c.out);
     }
     ftc_dataset_free(&train);
-    ftc_dataset_free(&val);
     ftc_model_free(m);
+    if (s == FTC_OK && !rc) rc = final_eval_and_report(&c, have_val ? &val : NULL, quiet);
+    ftc_dataset_free(&val);
 done:
     free(pairs);
     return rc;

@@ -114,6 +114,35 @@ static ftc_status save_eval_json(const char *rundir, json_t *doc, ftc_err *err) 
     return s;
 }
 
+ftc_status cli_eval_record(const char *rundir, const ftc_dataset *d, const char *data_label, bool print, ftc_err *err) {
+    ftc_train_config *rc = malloc(sizeof *rc);
+    char path[FTC_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/config.resolved.json", rundir);
+    if (!rc) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    ftc_train_config_defaults(rc);
+    ftc_status s = ftc_train_config_load_file(rc, path, err);
+    /* a head trained alone on a frozen base: the base column would be the same model */
+    bool head_only = rc->task == FTC_TASK_CLASSIFY && rc->method == FTC_METHOD_HEAD && rc->unfreeze_last == 0;
+    const char *base_dir = head_only ? NULL : rc->model;
+    json_t *j = NULL, *base = NULL, *doc = NULL;
+    if (s == FTC_OK) s = ftc_run_dir_eval_dataset(rundir, base_dir, d, 0, &j, &base, err);
+    char note[3 * FTC_PATH_MAX];
+    note[0] = 0;
+    if (s == FTC_OK && base_dir) base_note(note, sizeof note, base_dir, rc->task == FTC_TASK_CLASSIFY);
+    if (s == FTC_OK && !(doc = eval_document(j, base, base_dir, note, data_label)))
+        s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (s == FTC_OK) s = save_eval_json(rundir, doc, err);
+    if (s == FTC_OK && print && base_dir) {
+        printf("%s: %s\n", data_label, note);
+        print_table(base, j, rc->task == FTC_TASK_CLASSIFY);
+    }
+    json_decref(doc);
+    json_decref(j);
+    json_decref(base);
+    free(rc);
+    return s;
+}
+
 int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const char *compare) {
     ftc_err err;
     json_t *j = NULL, *base = NULL;
