@@ -33,7 +33,10 @@ static void usage(FILE *f) {
             "                      (default 1 = all)\n"
             "  --seed S            sampling seed (default 0): the same seed gives the same text\n"
             "  --stats             print the token counts and speed to standard error at the end\n"
-            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n");
+            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n"
+            "\nExamples:\n"
+            "  ftc generate stories260K --prompt \"Once upon a time\" --max-tokens 64\n"
+            "  ftc generate runs/stories --prompt \"One day\" --temperature 0.8 --top-p 0.95 --seed 1 --stats\n");
 }
 
 typedef struct {

@@ -13,7 +13,9 @@ static void report_help(FILE *out) {
             "eval.json has \"base\"), for classification a confusion heat map and the worst classes, for\n"
             "causal-lm the sample answers. One self-contained file: no JavaScript, no network.\n\n"
             "Reads RUNDIR/metrics.jsonl (required), RUNDIR/eval.json and RUNDIR/samples.jsonl (if present).\n"
-            "Formats: docs/report.md.\n");
+            "Formats: docs/report.md.\n"
+            "\nExamples:\n"
+            "  ftc report runs/faq && xdg-open runs/faq/report.html\n");
 }
 
 int cmd_report(int argc, char **argv) {
