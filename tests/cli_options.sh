@@ -9,7 +9,7 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib/expect.sh"
 
 # ftc help CMD prints exactly ftc CMD --help, for every command
-for c in train data eval generate chat classify tokenize template inspect export init logits report retrieve serve; do
+for c in train plan data eval generate chat classify tokenize template inspect export init logits report retrieve serve; do
   "$FTC" help "$c" >"$T/a" 2>&1 || fail "ftc help $c exited $?"
   "$FTC" "$c" --help >"$T/b" 2>&1
   cmp -s "$T/a" "$T/b" || fail "ftc help $c differs from ftc $c --help"

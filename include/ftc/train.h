@@ -110,6 +110,11 @@ typedef struct {
      * SIGINT/SIGTERM handler sets it), ftc_train_run finishes the current step, writes checkpoint.ftc and
      * returns FTC_OK with res->interrupted; the run continues with resume. */
     const volatile sig_atomic_t *stop;
+    /* Not a setting: > 0 makes ftc_train_run a timing run for `ftc plan`: it sets up as training would (the
+     * frozen encoder's feature cache over a sample of the examples), takes one warm-up step and this many
+     * measured steps, and returns without evaluating, checkpointing or saving a model (res->plan). */
+    int measure_steps;
+    bool memory_check;      /* refuse a run whose planned peak memory exceeds what the machine has (default true) */
     bool set[64];           /* which keys were given explicitly (config file or command line), by option index */
     bool from_run[64];      /* ... and which of those came from a run's config.resolved.json (--resume) */
 } ftc_train_config;
@@ -203,6 +208,31 @@ ftc_status ftc_run_dir_load_data(const char *dir, const ftc_train_config *c, con
 ftc_status ftc_dataset_split(ftc_dataset *all, double val_share, uint64_t seed, ftc_dataset *val, ftc_err *err);
 
 /* ---- the trainer ---- */
+/* What a run needs, as ftc_train_run plans it once the model is prepared and its activations are reserved. */
+typedef struct {
+    int64_t total_params, trainable_params;
+    int64_t weight_bytes;        /* parameters as stored (f32, bf16 copies, quantized blocks) */
+    int64_t grad_bytes;          /* one f32 gradient per trainable value */
+    int64_t optimizer_bytes;     /* AdamW: two f32 moments per trainable value */
+    int64_t activation_bytes;    /* the activation arena for batch x seq_len, as configured */
+    int64_t activation_bytes_other; /* the same with --grad-checkpoint toggled (timing runs only; else 0) */
+    int64_t feature_cache_bytes; /* head on cached features: one pooled vector per example */
+    int64_t base_rss_bytes;      /* the process when planning: program, data, tokenizer, weights already loaded */
+    int64_t peak_bytes;          /* base_rss + grads + optimizer + activations + feature cache */
+    int64_t available_bytes;     /* MemAvailable of /proc/meminfo (0: unknown) */
+    bool fits;                   /* peak - process <= available (a timing run that does not fit times nothing) */
+    int batch, seq_len;
+    int64_t total_steps, steps_per_epoch, warmup_steps, tokens_per_epoch;
+    int epochs, evaluations;
+    /* timing runs (measure_steps) */
+    double setup_seconds;        /* load to first step, feature cache excluded */
+    double feature_seconds;      /* the frozen encoder over every example (estimated from a sample) */
+    double step_seconds;         /* median of the measured steps */
+    double eval_seconds;         /* one evaluation pass over the validation examples (estimated) */
+    int measured_steps;
+    int64_t measured_peak_rss;   /* ru_maxrss after the measured steps */
+} ftc_train_plan;
+
 typedef struct {
     int64_t steps;          /* optimizer steps taken in total */
     double last_loss;       /* mean training loss of the last step */
@@ -212,6 +242,7 @@ typedef struct {
     int64_t trainable_params;
     bool cached_features;   /* the head trained on cached frozen-encoder features (feature_cache) */
     bool interrupted;       /* stopped on c->stop: checkpoint.ftc holds step `steps`, model/ was not written */
+    ftc_train_plan plan;    /* what the run planned (memory), and for a timing run (measure_steps) its timings */
 } ftc_train_result;
 
 /* Applies the method to a loaded model: classifier head (classify), LoRA adapters, trainable flags.

@@ -73,6 +73,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_plan(int argc, char **argv); /* in cmd_train.c: it shares train's options */
 int cmd_serve(int argc, char **argv);
 /* ftc eval on a training run directory (src/cli/eval_rundir.c). */
 int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const char *compare_base);

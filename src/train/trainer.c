@@ -3,6 +3,7 @@
  * 4 x batch 2 equals batch 8), clip, AdamW at the scheduled lr. Around it: evaluation, early stopping,
  * checkpoints (resume continues bit-identically), metrics.jsonl and progress. */
 #include "ftc/train.h"
+#include "train_internal.h"
 #include "base/base_internal.h"
 #include "ftc/base.h"
 #include "ftc/eval.h"
@@ -727,8 +728,33 @@ static ftc_status set_head_lr(ftc_optimizer *o, const ftc_train_config *c, bool 
     return FTC_OK;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A timing run's figures: the median step after the warm-up (times[0]), and an evaluation pass estimated at a
+ * third of a training step's cost per token (forward only), nothing for a head on cached features. */
+static void finish_timing(ftc_train_plan *p, double *times, int n, const ftc_dataset *train, const ftc_dataset *val,
+                          bool cached) {
+    int first = n > 1 ? 1 : 0;
+    qsort(times + first, (size_t)(n - first), sizeof *times, cmp_double);
+    int k = n - first;
+    p->measured_steps = k;
+    p->step_seconds = k <= 0 ? 0 : k % 2 ? times[first + k / 2] : 0.5 * (times[first + k / 2 - 1] + times[first + k / 2]);
+    p->measured_peak_rss = ftc_plan_rss_peak();
+    if (val && !cached && p->steps_per_epoch > 0 && p->tokens_per_epoch > 0) {
+        double train_tok_s = (double)p->tokens_per_epoch / (double)p->steps_per_epoch / p->step_seconds;
+        int64_t val_tokens = 0;
+        for (int i = 0; i < val->n; i++) val_tokens += val->ex[i].len < p->seq_len ? val->ex[i].len : p->seq_len;
+        p->eval_seconds = (double)val_tokens / (3.0 * train_tok_s);
+    }
+    (void)train;
+}
+
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err) {
+    double t_called = ftc_now();
     int epochs = c->epochs > 0 ? c->epochs : ftc_train_auto_epochs(c, train->n); /* from the data when not given */
     if (c->lr < 0)
         return ftc_errf(err, FTC_E_USAGE, "no learning rate: finalize the config and call ftc_train_config_fit_model");
@@ -761,7 +787,39 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     int T = max_len_of(train, c->max_len);
     if (val) { int Tv = max_len_of(val, c->max_len); if (Tv > T) T = Tv; }
     if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
+    bool measure = c->measure_steps > 0;
+    double feature_sample_seconds = 0;
+    {
+        /* the memory plan, before the activations are allocated: they grow linearly with the batch, so one row's
+         * reservation says what batch rows need (and a run that cannot fit is refused before it starts) */
+        ftc_train_plan *p = &res->plan;
+        int64_t feat = uses_feature_cache(c) ? (int64_t)(train->n + (val ? val->n : 0)) *
+                                                   ftc_model_config_of(m)->hidden_size * (int64_t)sizeof(float)
+                                             : 0;
+        if ((s = ftc_model_reserve(m, 1, T, err)) != FTC_OK) return s;
+        int64_t act_row = ftc_model_activation_bytes(m);
+        if (measure) { /* the same with --grad-checkpoint toggled, for the plan's two columns */
+            if ((s = ftc_model_set_grad_checkpoint(m, !c->grad_checkpoint, err)) != FTC_OK) return s;
+            p->activation_bytes_other = ftc_model_activation_bytes(m) * c->batch;
+            if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
+        }
+        ftc_plan_memory(m, c->batch, T, act_row * c->batch, feat, p);
+        p->epochs = epochs;
+        int64_t micro = (train->n + c->batch - 1) / c->batch; /* as the run below counts them */
+        p->steps_per_epoch = (micro + c->grad_accum - 1) / c->grad_accum;
+        p->total_steps = c->max_steps > 0 ? c->max_steps : epochs * p->steps_per_epoch;
+        for (int i = 0; i < train->n; i++) p->tokens_per_epoch += train->ex[i].len < T ? train->ex[i].len : T;
+        ftc_err why;
+        p->fits = ftc_plan_check_memory(p, &why) == FTC_OK;
+        if (!p->fits && measure) return FTC_OK; /* ftc plan reports it; nothing to time */
+        if (!p->fits && c->memory_check) {
+            *err = why;
+            return FTC_E_INPUT;
+        }
+    }
     if ((s = ftc_model_reserve(m, c->batch, T, err)) != FTC_OK) return s;
+    res->plan.peak_bytes += ftc_model_activation_bytes(m) - res->plan.activation_bytes; /* the exact arena */
+    res->plan.activation_bytes = ftc_model_activation_bytes(m);
     if ((s = batcher_init(&r.bt, c->batch, T, err)) != FTC_OK) goto out;
     ftc_adamw_hparams h = {c->beta1, c->beta2, c->adam_eps, c->weight_decay};
     int np = ftc_model_n_params(m);
@@ -783,7 +841,17 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
             s = ftc_errf(err, FTC_E_NOMEM, "out of memory for the feature cache (%d x %zu floats)", train->n, C);
             goto out;
         }
-        if ((s = extract_features(m, train, &r.bt, c->batch, r.feat_train, "features", quiet, err)) != FTC_OK ||
+        if (measure) {
+            /* a timing run: the encoder over a sample, scaled to every example; the rest of the cache is zeros */
+            memset(r.feat_train, 0, (size_t)train->n * C * sizeof(float));
+            ftc_dataset sample = *train;
+            sample.n = train->n < 8 * c->batch ? train->n : 8 * c->batch;
+            double t0 = ftc_now();
+            if ((s = extract_features(m, &sample, &r.bt, c->batch, r.feat_train, "features", true, err)) != FTC_OK)
+                goto out;
+            feature_sample_seconds = ftc_now() - t0;
+            res->plan.feature_seconds = feature_sample_seconds * (double)(train->n + (val ? val->n : 0)) / sample.n;
+        } else if ((s = extract_features(m, train, &r.bt, c->batch, r.feat_train, "features", quiet, err)) != FTC_OK ||
             (val && (s = extract_features(m, val, &r.bt, c->batch, r.feat_val, "val features", quiet, err)) != FTC_OK)) {
             ftc_err_prefix(err, "computing the frozen encoder's features");
             goto out;
@@ -794,6 +862,15 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     r.steps_per_epoch = (r.micro_per_epoch + c->grad_accum - 1) / c->grad_accum;
     r.total_steps = c->max_steps > 0 ? c->max_steps : epochs * r.steps_per_epoch;
     r.warmup_steps = c->warmup >= 1 ? (int64_t)c->warmup : (int64_t)ceil(c->warmup * (double)r.total_steps);
+    res->plan.total_steps = r.total_steps;
+    res->plan.steps_per_epoch = r.steps_per_epoch;
+    res->plan.warmup_steps = r.warmup_steps;
+    /* evaluations: every eval_every steps, at each epoch end and at the end */
+    if (val) {
+        int64_t ev = c->eval_every > 0 ? r.total_steps / c->eval_every : 0;
+        ev += r.total_steps / (r.steps_per_epoch > 0 ? r.steps_per_epoch : 1) + 1;
+        res->plan.evaluations = (int)(ev < r.total_steps ? ev : r.total_steps);
+    }
     r.order = malloc((size_t)train->n * sizeof *r.order);
     r.counts = malloc((size_t)c->grad_accum * sizeof *r.counts);
     if (!r.order || !r.counts) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
@@ -844,12 +921,24 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     bool stop = r.stopped; /* a run that stopped early and was killed before its model was saved */
     if (r.micro_pos >= r.micro_per_epoch) { r.epoch++; r.micro_pos = 0; }
     epoch_order(&r);
+    double *step_times = measure ? calloc((size_t)c->measure_steps + 1, sizeof *step_times) : NULL;
+    int n_timed = 0;
+    if (measure && !step_times) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
+    if (measure) res->plan.setup_seconds = ftc_now() - t_called - feature_sample_seconds;
     while (r.step < r.total_steps && !stop) {
         double loss = 0, gnorm = 0;
         float lr = 0;
+        double t_step = ftc_now();
         if ((s = train_step(&r, &loss, &gnorm, &lr, err)) != FTC_OK) {
             ftc_err_prefix(err, "step %lld", (long long)r.step + 1);
             break;
+        }
+        if (measure) { /* ftc plan: time the steps (the first is a warm-up), nothing written */
+            step_times[n_timed++] = ftc_now() - t_step;
+            r.step++;
+            if (r.micro_pos >= r.micro_per_epoch) { r.epoch++; r.micro_pos = 0; epoch_order(&r); }
+            if (n_timed > c->measure_steps) break;
+            continue;
         }
         if (!isfinite(loss)) {
             /* the last good checkpoint becomes RUNDIR/model, so `ftc eval --model RUNDIR` takes it */
@@ -908,6 +997,11 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         }
     }
     if (!quiet) ftc_progress_finish(&prog);
+    if (measure) {
+        if (s == FTC_OK) finish_timing(&res->plan, step_times, n_timed, train, val, uses_feature_cache(c));
+        free(step_times);
+        goto out;
+    }
     if (s == FTC_OK) {
         res->steps = r.step;
         res->best_metric = r.best;
