@@ -7,7 +7,8 @@
 # Usage: sh examples/assistant/run.sh [FTC_BIN]        (make demo-assistant passes build/ftc)
 # Environment: FTC_ASSISTANT_RUNS (default runs/assistant), FTC_ASSISTANT_SYSTEMS (default
 # "base rag lora full lora+rag"), FTC_ASSISTANT_MAX_TOKENS (80), FTC_ASSISTANT_EPOCHS (3),
-# FTC_ASSISTANT_TEST (a test file; default examples/assistant/test.jsonl).
+# FTC_ASSISTANT_TEST (a test file; default examples/assistant/test.jsonl), FTC_ASSISTANT_REUSE=1 (keep a finished
+# RUNS/lora or RUNS/full with its recorded training time instead of training again).
 #
 # Columns (docs/generate.md, "Held-out conversations"):
 #   loss, ppl      held-out loss (nats per answer token) and perplexity of the reference answers given the same
@@ -32,7 +33,7 @@ TEST=${FTC_ASSISTANT_TEST:-$A/test.jsonl}
 # The same LoRA as examples/smollm2 (r 16, alpha 32, every linear layer, lr 1e-3); full on ftc's default lr.
 LORA_ARGS="--method lora --lora-targets all-linear --lora-r 16 --lora-alpha 32 --lr 1e-3"
 FULL_ARGS="--method full"
-COMMON="--task causal-lm --batch 4 --epochs $EPOCHS --warmup 0.1 --max-len 512"
+COMMON="--task causal-lm --batch 4 --epochs $EPOCHS --warmup 0.1 --max-len 512 --samples 0"
 
 step() { printf '\n== %s\n' "$*"; }
 die() { echo "assistant: $*" >&2; exit 1; }
@@ -67,6 +68,10 @@ step "1. The data: examples/assistant"
 # train NAME ARGS: ftc train into RUNS/NAME; wall time in RUNS/NAME.train_s, peak RSS (KB) in RUNS/NAME.train_rss
 train() {
   name=$1; shift
+  if [ "${FTC_ASSISTANT_REUSE:-0}" = 1 ] && [ -f "$RUNS/$name/model/config.json" ] && [ -s "$RUNS/$name.train_s" ]; then
+    step "Training $name: reusing $RUNS/$name (trained in $(cat "$RUNS/$name.train_s") s)"
+    return 0
+  fi
   step "Training $name: $*"
   rm -rf "${RUNS:?}/$name"
   t0=$(now)
