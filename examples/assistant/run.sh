@@ -8,7 +8,7 @@
 # Environment: FTC_ASSISTANT_RUNS (default runs/assistant), FTC_ASSISTANT_SYSTEMS (default
 # "base rag lora full lora+rag"), FTC_ASSISTANT_MAX_TOKENS (80), FTC_ASSISTANT_EPOCHS (3),
 # FTC_ASSISTANT_TEST (a test file; default examples/assistant/test.jsonl), FTC_ASSISTANT_REUSE=1 (keep a finished
-# RUNS/lora or RUNS/full with its recorded training time instead of training again).
+# RUNS/lora or RUNS/full with its recorded training time instead of training again, and answers already written).
 #
 # Columns (docs/generate.md, "Held-out conversations"):
 #   loss, ppl      held-out loss (nats per answer token) and perplexity of the reference answers given the same
@@ -88,7 +88,9 @@ if has full; then train full $FULL_ARGS; fi
 answer() {
   name=$1; model=$2; rag=${3:-}
   step "Answering the held-out conversations: $name"
-  if [ -n "$rag" ]; then
+  if [ "${FTC_ASSISTANT_REUSE:-0}" = 1 ] && [ -s "$RUNS/$name.summary.json" ] && [ -s "$RUNS/$name.answers.jsonl" ]; then
+    echo "reusing $RUNS/$name.answers.jsonl"
+  elif [ -n "$rag" ]; then
     "$FTC" chat --model "$model" --data "$TEST" --max-tokens "$MAX_TOKENS" --summary "$RUNS/$name.summary.json" \
       --rag-index "$A/faq_entries.jsonl" --rag-model "$MINILM" --rag-k 3 --rag-out "$RUNS/rag_conversations.jsonl" \
       --progress >"$RUNS/$name.answers.jsonl"
@@ -98,7 +100,9 @@ answer() {
   fi
   # which intent each answer is nearest to (combined two-fact answers have no single intent: left out)
   grep -o '"intent": *"[^"]*"' "$TEST" | sed 's/.*"\([^"]*\)"$/\1/' >"$RUNS/intents.txt"
-  json_strings answer "$RUNS/$name.answers.jsonl" | paste -d '\t' "$RUNS/intents.txt" - | grep -v '^combo	' |
+  # (line breaks become spaces: ftc retrieve --predictions prints one line per text)
+  json_strings answer "$RUNS/$name.answers.jsonl" | sed 's/\\[nrt]/ /g' | paste -d '\t' "$RUNS/intents.txt" - |
+    grep -v '^combo	' |
     awk -F '\t' '{printf "{\"text\": %s, \"label\": \"%s\"}\n", $2, $1}' >"$RUNS/$name.scored.jsonl"
   "$FTC" retrieve --model "$MINILM" --index "$A/intents.jsonl" --data "$RUNS/$name.scored.jsonl" --predictions |
     cut -f 1 >"$RUNS/$name.nearest.txt"
