@@ -254,6 +254,23 @@ static void test_bad_inputs_are_named(void **state) {
     assert_true(ftc_file_exists(report));
 }
 
+/* Further string keys of the first sample become columns in its order; a line without one gets an empty cell. */
+static void test_samples_extra_columns(void **state) {
+    (void)state;
+    ftc_err e;
+    write_text(g_dir, "metrics.jsonl", "{\"step\": 1, \"loss\": 2}\n");
+    write_text(g_dir, "samples.jsonl",
+               "{\"prompt\":\"p1\",\"base\":\"b1\",\"tuned\":\"t1\",\"rag\":\"r<1>\",\"steps\":3,\"reference\":\"x1\"}\n"
+               "{\"prompt\":\"p2\",\"reference\":\"x2\",\"base\":\"b2\",\"tuned\":\"t2\"}\n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    char *html = read_report();
+    assert_well_formed(html);
+    assert_non_null(strstr(html, "<th>tuned model</th><th>rag</th><th>reference</th></tr>"));
+    assert_non_null(strstr(html, "<td>t1</td><td>r&lt;1&gt;</td><td>x1</td></tr>"));
+    assert_non_null(strstr(html, "<td>t2</td><td></td><td>x2</td></tr>"));
+    free(html);
+}
+
 /* Series that are flat relative to their size, or span more than a double can subtract, still give a
  * page (this once looped forever: a tick step below the values' precision never advanced). */
 static void test_flat_and_extreme_series(void **state) {
@@ -282,6 +299,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_lm_fixture_with_samples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_inputs_are_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flat_and_extreme_series, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_samples_extra_columns, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

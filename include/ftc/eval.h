@@ -75,6 +75,15 @@ double ftc_lm_token_accuracy(const ftc_lm_metrics *m); /* NaN when no tokens */
 /* {"task":"causal-lm","n_examples","n_tokens","loss","perplexity","token_accuracy"} (NaN written as null). */
 struct json_t *ftc_lm_metrics_json(const ftc_lm_metrics *m);
 
+/* ---- answer quality against a reference text (src/eval/textscore.c) ----
+ * Tokens as rouge_score's default tokenizer makes them: ASCII letters lowercased, maximal runs of [a-z0-9]; every
+ * other byte (punctuation, space, non-ASCII) separates.
+ * token-F1: SQuAD's F1 of the two token multisets, the articles a, an, the left out (both sides empty: 1, one: 0).
+ * ROUGE-L: the F-measure (beta 1) of the longest common token subsequence, as rouge_score's rougeL fmeasure
+ * without stemming (0 when either side has no tokens). */
+ftc_status ftc_text_token_f1(const char *pred, const char *ref, double *f1, ftc_err *err);
+ftc_status ftc_text_rouge_l(const char *pred, const char *ref, double *rouge_l, ftc_err *err);
+
 /* ---- report ----
  * Writes RUNDIR/report.html (atomically) from RUNDIR/metrics.jsonl (training curve, required),
  * RUNDIR/eval.json (final metrics, optional; may hold "base" with the same keys for the base model) and

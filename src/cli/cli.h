@@ -88,6 +88,17 @@ ftc_status cli_eval_record(const char *rundir, const ftc_dataset *d, const char 
 /* ftc eval on a plain HF classifier directory (eval_rundir.c); max_len <= 0: the model's positions. */
 int cli_eval_classifier_dir(const char *dir, const char *data, int max_len, bool as_json, const char *compare_base);
 
+/* ftc chat --data (src/cli/chat_batch.c): answer held-out conversations and score them. */
+typedef struct {
+    const char *model, *adapter, *chat_template, *data;
+    const char *rag_index, *rag_model, *rag_prompt, *rag_out, *summary;
+    int rag_k, max_tokens;
+    ftc_sampler sampler;
+    long seed;
+    bool progress;
+} cli_chat_batch_args;
+int cli_chat_batch(const cli_chat_batch_args *a);
+
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 #endif

@@ -92,7 +92,8 @@ static void train_help(FILE *out) {
         "                              uninterrupted run with the same thread count) with its saved settings;\n"
         "                              a flag that contradicts them is refused (--lr, --save-every, --max-steps,\n"
         "                              --epochs may change); a finished run: nothing to do\n"
-        "  --quiet                     no progress output\n\n"
+        "  --quiet                     no progress output\n"
+        "  --samples N (5)             causal-lm: prompts answered in samples.jsonl (0: none, no time spent on them)\n\n"
         "Booleans: --flag, --flag true|false, --no-flag. Options also take --name=VALUE. Names from Hugging Face\n"
         "Trainer and Axolotl work too: --learning-rate, --output-dir, --num-epochs, --per-device-train-batch-size,\n"
         "--gradient-accumulation-steps, --warmup-ratio, --max-seq-length, ... (docs/train.md lists them).\n"
@@ -116,8 +117,8 @@ enum { SAMPLE_PROMPTS = 5, SAMPLE_TOKENS = 64 };
 /* The command line's table: every setting of src/train/runconfig.c, their aliases, and --config, --quiet. */
 static void train_opts(cli_opt *t, int cap) {
     int n = 0;
-    for (const ftc_train_option *o = ftc_train_options(); o->name && n < cap - 3; o++) t[n++] = (cli_opt){o->name, o->is_bool, NULL};
-    for (const ftc_train_alias *a = ftc_train_aliases(); a->alias && n < cap - 3; a++) {
+    for (const ftc_train_option *o = ftc_train_options(); o->name && n < cap - 4; o++) t[n++] = (cli_opt){o->name, o->is_bool, NULL};
+    for (const ftc_train_alias *a = ftc_train_aliases(); a->alias && n < cap - 4; a++) {
         bool is_bool = false;
         for (const ftc_train_option *o = ftc_train_options(); o->name; o++)
             if (!strcmp(o->name, a->name)) is_bool = o->is_bool;
@@ -126,6 +127,7 @@ static void train_opts(cli_opt *t, int cap) {
     }
     t[n++] = (cli_opt){"config", false, NULL};
     t[n++] = (cli_opt){"quiet", true, NULL};
+    t[n++] = (cli_opt){"samples", false, NULL};
     t[n] = (cli_opt){NULL, false, NULL};
 }
 
@@ -234,6 +236,7 @@ int cmd_train(int argc, char **argv) {
     int n = 0;
     const char *config_file = NULL, *out = NULL;
     bool resume = false, quiet = false;
+    long n_samples = SAMPLE_PROMPTS;
     cli_opt table[160];
     train_opts(table, 160);
     cli_args p;
@@ -244,6 +247,13 @@ int cmd_train(int argc, char **argv) {
         if (!key) { free(pairs); return cli_usage_error("train", "unexpected argument '%s'", value); }
         if (!strcmp(key, "resume")) { resume = cli_true(value); continue; }
         if (!strcmp(key, "quiet")) { quiet = cli_true(value); continue; }
+        if (!strcmp(key, "samples")) {
+            if (!cli_parse_long(value, 0, 100, &n_samples)) {
+                free(pairs);
+                return cli_usage_error("train", "--samples needs an integer from 0 to 100, not '%s'", value);
+            }
+            continue;
+        }
         if (!strcmp(key, "config")) { config_file = value; continue; }
         if (!strcmp(key, "out")) out = value;
         pairs[n++] = (kv){key, value};
@@ -347,8 +357,8 @@ int cmd_train(int argc, char **argv) {
     /* causal-lm: a few prompts answered by the base model now, by the tuned one at the end (report.html).
      * Not worth failing a run over: a problem is reported and the run goes on. */
     ftc_samples *samples = NULL;
-    if (c.task == FTC_TASK_CAUSAL_LM &&
-        ftc_samples_begin(m, c.model, have_val ? &val : &train, SAMPLE_PROMPTS, SAMPLE_TOKENS, &samples, &err) != FTC_OK)
+    if (c.task == FTC_TASK_CAUSAL_LM && n_samples > 0 &&
+        ftc_samples_begin(m, c.model, have_val ? &val : &train, (int)n_samples, SAMPLE_TOKENS, &samples, &err) != FTC_OK)
         fprintf(stderr, "ftc train: warning: no samples.jsonl: %s\n", err.msg);
     ftc_train_result res = {0};
     if (stop_signal) { /* asked to stop while loading: nothing trained, nothing to keep */

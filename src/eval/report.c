@@ -454,8 +454,29 @@ static ftc_status samples_section(strbuf *b, const char *path, ftc_err *err) {
     size_t len;
     ftc_status st = ftc_read_file(path, &text, &len, err);
     if (st != FTC_OK) return st;
+    /* columns after prompt, base and tuned: the first line's other string keys, in order (e.g. "rag", "reference") */
+    enum { MAX_EXTRA = 8 };
+    char extra[MAX_EXTRA][64];
+    int n_extra = 0;
+    const char *first = text;
+    while (*first == ' ' || *first == '\t' || *first == '\r' || *first == '\n') first++;
+    json_t *o1 = json_loadb(first, strcspn(first, "\n"), 0, NULL);
+    const char *key1;
+    json_t *v1;
+    if (json_is_object(o1)) json_object_foreach(o1, key1, v1) {
+        if (n_extra < MAX_EXTRA && json_is_string(v1) && strcmp(key1, "prompt") && strcmp(key1, "base") &&
+            strcmp(key1, "tuned") && strlen(key1) < sizeof extra[0])
+            strcpy(extra[n_extra++], key1);
+    }
+    json_decref(o1);
     sb_printf(b, "<h2>Sample answers</h2>\n<table class=\"samples\"><thead><tr><th>prompt</th><th>base model</th>"
-                 "<th>tuned model</th></tr></thead><tbody>\n");
+                 "<th>tuned model</th>");
+    for (int k = 0; k < n_extra; k++) {
+        sb_printf(b, "<th>");
+        sb_escape(b, extra[k]);
+        sb_printf(b, "</th>");
+    }
+    sb_printf(b, "</tr></thead><tbody>\n");
     int line_no = 0;
     char *p = text;
     while (p && *p) {
@@ -481,6 +502,12 @@ static ftc_status samples_section(strbuf *b, const char *path, ftc_err *err) {
         for (int k = 0; k < 3; k++) {
             sb_printf(b, "<td>");
             sb_escape(b, vals[k]);
+            sb_printf(b, "</td>");
+        }
+        for (int k = 0; k < n_extra; k++) {
+            const char *v = json_string_value(json_object_get(o, extra[k]));
+            sb_printf(b, "<td>");
+            sb_escape(b, v ? v : "");
             sb_printf(b, "</td>");
         }
         sb_printf(b, "</tr>\n");
