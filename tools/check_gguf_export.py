@@ -2,6 +2,9 @@
 
   compare A.gguf B.gguf        the PyPI gguf reader parses both; tensor set, shapes, types, bytes, metadata keys,
                                types and values of A (ftc) against B (llama.cpp's convert_hf_to_gguf.py)
+  tokenize LLAMA_TOKENIZE GGUF FIXTURE [CORPUS] [N]
+                               llama.cpp's llama-tokenize on every len/N-th line (default N 300): ids equal to
+                               HF's? FIXTURE lines are [ids, text] (or [ids, decoded] with the texts in CORPUS)
   modelfile FILE.Modelfile HF_DIR
                                renders the Modelfile's TEMPLATE/SYSTEM as Ollama would (a small interpreter of
                                the Go template constructs ftc writes) and the model's Jinja chat template (jinja2,
@@ -139,7 +142,36 @@ def cmd_modelfile(mf_path, hf_dir):
     return bad
 
 
+def cmd_tokenize(exe, gguf_path, fixture, corpus=None, n=300):
+    import subprocess
+    import tempfile
+    fix = [json.loads(l) for l in open(fixture, encoding="utf-8")]
+    texts = [json.loads(l) for l in open(corpus, encoding="utf-8")] if corpus else [f[1] for f in fix]
+    bad = lines = tokens = 0
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as tf:
+        for i in range(0, len(texts), max(1, len(texts) // int(n))):
+            t = texts[i]
+            if not t.strip() or "\x00" in t:
+                continue
+            tf.seek(0), tf.truncate(), tf.write(t), tf.flush()
+            r = subprocess.run([exe, "-m", gguf_path, "-f", tf.name, "--ids", "--log-disable", "--no-escape"],
+                               capture_output=True, text=True)
+            try:
+                ids = json.loads(r.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                ids = None
+            lines += 1
+            tokens += len(fix[i][0])
+            if ids != fix[i][0]:
+                bad += 1
+    print(f"llama-tokenize on {gguf_path}: {lines} lines, {tokens} tokens, {bad} lines differ from HF's ids: {bad}")
+    return bad
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "tokenize":
+        cmd_tokenize(*sys.argv[2:])
+        sys.exit(0)
     if sys.argv[1] == "compare":
         sys.exit(1 if cmd_compare(sys.argv[2], sys.argv[3]) else 0)
     if sys.argv[1] == "modelfile":
