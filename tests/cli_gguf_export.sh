@@ -46,6 +46,14 @@ expect_rc 0 "" "$FTC" export --model "$T/run" --format hf --out "$T/run-hf"
 cmp -s "$T/a" "$T/b" || fail "the run's GGUF gives other logits than its merged HF export"
 cmp -s "$T/a" "$T/hf.jsonl" && fail "the LoRA run's logits equal the base's: nothing was merged"
 echo "LoRA run -> GGUF: merged, logits = its HF export's"
+# the adapter alone for llama.cpp --lora (tensors and keys equal to convert_lora_to_gguf.py's: docs/gguf.md)
+expect_rc 0 "" "$FTC" export --model "$T/run" --format gguf-lora --out "$T/lora.gguf"
+[ "$(head -c 4 "$T/lora.gguf")" = GGUF ] || fail "gguf-lora: not a GGUF"
+for k in general.type adapter adapter.type adapter.lora.alpha blk.1.attn_q.weight.lora_a blk.0.attn_v.weight.lora_b; do
+  grep -qaF "$k" "$T/lora.gguf" || fail "gguf-lora lacks $k"
+done
+expect_rc 1 "not a run directory" "$FTC" export --model "$FIX/gguf/llama_gqa.gguf" --format gguf-lora --out "$T/x.gguf"
+echo "LoRA run -> gguf-lora: adapter GGUF written"
 
 # Modelfile: a ChatML template gives Ollama's ChatML TEMPLATE, the default system prompt and the end-of-turn stop
 "$FTC" export --model "$FIX/gguf/llama_gqa.gguf" --format hf --out "$T/chat" >/dev/null || fail "hf export"

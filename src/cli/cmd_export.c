@@ -13,7 +13,7 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "Usage: ftc export --model RUNDIR|DIR|X.gguf --format hf|peft|gguf --out DIR|FILE.gguf [--force]\n"
+            "Usage: ftc export --model RUNDIR|DIR|X.gguf --format hf|peft|gguf|gguf-lora --out DIR|FILE.gguf [--force]\n"
             "                  [--adapter DIR] [--type f32|f16|bf16|q8_0|q4_0|q4_k]\n\n"
             "  --format hf    the merged model in Hugging Face layout: config.json (architectures, id2label,\n"
             "                 label2id, num_labels, problem_type for classify), model.safetensors with the names\n"
@@ -26,6 +26,8 @@ static void usage(FILE *out) {
             "                 tensor names and tokenizer llama.cpp's convert_hf_to_gguf.py writes, the chat template\n"
             "                 and end-of-turn token; --type sets the weights' type (default f32; norms stay f32).\n"
             "                 Also writes FILE.Modelfile for Ollama (FROM, TEMPLATE, SYSTEM, PARAMETER stop).\n"
+            "  --format gguf-lora  a LoRA run's adapter alone as llama.cpp's LoRA GGUF (general.type adapter,\n"
+            "                 adapter.lora.alpha), for llama-cli -m BASE.gguf --lora FILE.gguf\n"
             "  --model        a run directory of ftc train, or a model directory (hf: re-export; with\n"
             "                 --adapter DIR: base + PEFT adapter merged)\n"
             "  --force        replace a non-empty --out directory (never an input or a directory holding a run)\n\n"
@@ -100,9 +102,10 @@ int cmd_export(int argc, char **argv) {
     if (!model) return cli_usage_error("export", "missing --model RUNDIR");
     if (!out) return cli_usage_error("export", "missing --out DIR");
     if (!format) return cli_usage_error("export", "missing --format hf|peft|gguf");
-    bool peft = !strcmp(format, "peft"), gguf = !strcmp(format, "gguf");
-    if (!peft && !gguf && strcmp(format, "hf"))
-        return cli_usage_error("export", "unknown --format '%s' (hf, peft, gguf)", format);
+    bool peft = !strcmp(format, "peft"), gguf = !strcmp(format, "gguf"), glora = !strcmp(format, "gguf-lora");
+    if (!peft && !gguf && !glora && strcmp(format, "hf"))
+        return cli_usage_error("export", "unknown --format '%s' (hf, peft, gguf, gguf-lora)", format);
+    if (glora && adapter) return cli_usage_error("export", "--format gguf-lora exports a LoRA run's own adapter");
     int gtype = FTC_GGML_F32;
     if (type && !gguf) return cli_usage_error("export", "--type is for --format gguf");
     if (type) {
@@ -113,7 +116,7 @@ int cmd_export(int argc, char **argv) {
             if (!strcmp(type, T[i].n)) gtype = T[i].t;
         if (gtype < 0) return cli_usage_error("export", "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0, q4_k)", type);
     }
-    if (gguf && !force && ftc_file_exists(out))
+    if ((gguf || glora) && !force && ftc_file_exists(out))
         return cli_usage_error("export", "%s exists: choose another --out or add --force", out);
     if (peft && adapter) return cli_usage_error("export", "--adapter is already a PEFT adapter: nothing to export");
 
@@ -127,7 +130,18 @@ int cmd_export(int argc, char **argv) {
     if (check_out_overlap(out, base_in, 2, &err)) { cli_model_close(&cm); return cli_usage_error("export", "%s", err.msg); }
     ftc_export_opts o = {.tokenizer_dir = cm.base, .overwrite = force, .base_model = cm.base};
     if (cm.task == FTC_TASK_CLASSIFY && cm.labels) o.label_names = (const char *const *)cm.labels, o.n_labels = cm.n_labels;
-    if (peft) {
+    if (glora) {
+        if (!cm.is_run) s = ftc_errf(&err, FTC_E_USAGE, "%s is not a run directory (no config.resolved.json): "
+                                     "--format gguf-lora exports the adapter of an ftc LoRA run", model);
+        ftc_model *lm = NULL;
+        if (!s) s = load_run_adapters(model, &cm, &lm, &err);
+        const char *slash = strrchr(out, '/'), *base = slash ? slash + 1 : out;
+        char lname[256];
+        size_t bl = strlen(base);
+        snprintf(lname, sizeof lname, "%.*s", (int)(bl > 5 && !strcmp(base + bl - 5, ".gguf") ? bl - 5 : bl), base);
+        if (!s) s = ftc_export_gguf_lora(lm, out, lname, &err);
+        ftc_model_free(lm);
+    } else if (peft) {
         if (!cm.is_run) s = ftc_errf(&err, FTC_E_USAGE, "%s is not a run directory (no config.resolved.json): "
                                      "--format peft exports the adapter of an ftc LoRA run", model);
         ftc_model *lm = NULL;
@@ -174,6 +188,7 @@ int cmd_export(int argc, char **argv) {
     }
     cli_model_close(&cm);
     if (s) return cli_fail("export", &err);
-    printf("wrote %s (%s)\n", out, peft ? "PEFT LoRA adapter" : gguf ? "GGUF" : "Hugging Face model");
+    printf("wrote %s (%s)\n", out, peft ? "PEFT LoRA adapter" : gguf ? "GGUF" : glora ? "GGUF LoRA adapter for llama.cpp --lora"
+                                                                                    : "Hugging Face model");
     return 0;
 }
