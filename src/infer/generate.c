@@ -120,12 +120,40 @@ static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const flo
     ftc_matmul(false, true, N, l->out, r, l->lora_scale, c->lora, r, P(m, l->lora_b), r, 1.0f, y, l->out);
 }
 
+/* The element-wise work between matmuls runs row by row on the calling thread: a row is below every op's
+ * OpenMP threshold, and an OpenMP region here would leave its threads spinning through the next matmul, whose
+ * threads (matmul.c's pool) then share the 2 cores with them (measured: 61% of a 256-token prefill in libgomp
+ * spins). It is a few percent of the matmuls' work. */
 static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, int N) {
     ftc_model *m = c->m;
-    if (m->rmsnorm)
-        ftc_rmsnorm_forward(y, c->rstd, x, P(m, w), N, m->C, m->cfg.norm_eps);
-    else
-        ftc_layernorm_forward(y, c->mean, c->rstd, x, P(m, w), P(m, b), N, m->C, m->cfg.norm_eps);
+    const size_t C = (size_t)m->C;
+    for (int r = 0; r < N; r++) {
+        if (m->rmsnorm)
+            ftc_rmsnorm_forward(y + r * C, c->rstd + r, x + r * C, P(m, w), 1, m->C, m->cfg.norm_eps);
+        else
+            ftc_layernorm_forward(y + r * C, c->mean + r, c->rstd + r, x + r * C, P(m, w), P(m, b), 1, m->C,
+                                  m->cfg.norm_eps);
+    }
+}
+
+static void add_rows(float *x, const float *y, int N, int C) {
+    for (int r = 0; r < N; r++) ftc_add_forward(x + (size_t)r * C, x + (size_t)r * C, y + (size_t)r * C, C);
+}
+
+static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+    for (int r = 0; r < N; r++) ftc_rope_forward(x + (size_t)r * H * D, pos + r, inv_freq, 1, H, D);
+}
+
+/* act = activation(up) (or silu(gate) * up), row by row */
+static void mlp_act(ftc_kv_cache *c, int N) {
+    ftc_model *m = c->m;
+    const size_t F = (size_t)m->F;
+    for (int r = 0; r < N; r++) {
+        float *act = c->act + r * F, *up = c->up + r * F;
+        if (m->swiglu) ftc_swiglu_forward(act, c->gate + r * F, up, m->F);
+        else if (m->cfg.activation == FTC_ACT_GELU_TANH) ftc_gelu_tanh_forward(act, up, m->F);
+        else ftc_gelu_erf_forward(act, up, m->F);
+    }
 }
 
 /* N positions starting at c->len: c->x holds their embeddings on entry, their final hidden state on exit. */
@@ -152,25 +180,18 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
             linear_inf(c, &l->v, vc, c->a, N);
         }
         if (m->rope) {
-            ftc_rope_forward(c->q, c->pos, m->inv_freq, N, m->H, m->D);
-            ftc_rope_forward(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
+            rope_rows(c->q, c->pos, m->inv_freq, N, m->H, m->D);
+            rope_rows(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
         }
         ftc_attention_decode_forward(c->attn, c->att, c->q, c->k[li], c->v[li], 1, N, p0 + N, c->cap, m->H, m->Hkv, m->D);
         linear_inf(c, &l->o, c->o, c->attn, N);
-        ftc_add_forward(c->x, c->x, c->o, (int)NC);
+        add_rows(c->x, c->o, N, m->C);
         norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
-        size_t nf = (size_t)N * m->F;
         linear_inf(c, &l->up, c->up, c->a, N);
-        if (m->swiglu) {
-            linear_inf(c, &l->gate, c->gate, c->a, N);
-            ftc_swiglu_forward(c->act, c->gate, c->up, (int)nf);
-        } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
-            ftc_gelu_tanh_forward(c->act, c->up, (int)nf);
-        } else {
-            ftc_gelu_erf_forward(c->act, c->up, (int)nf);
-        }
+        if (m->swiglu) linear_inf(c, &l->gate, c->gate, c->a, N);
+        mlp_act(c, N);
         linear_inf(c, &l->down, c->down, c->act, N);
-        ftc_add_forward(c->x, c->x, c->down, (int)NC);
+        add_rows(c->x, c->down, N, m->C);
     }
     if (m->lnf_w >= 0) {
         norm_inf(c, c->a, c->x, m->lnf_w, m->lnf_b, N);
@@ -227,8 +248,12 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
     float *knew = malloc(2 * (size_t)n * KV * sizeof(float)), *vnew = knew + (size_t)n * KV;
     if (!knew) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     int32_t pos[CHUNK];
+    int lens[CHUNK];
+    float *atts[CHUNK];
     for (int i = 0; i < n; i++) {
         pos[i] = caches[i]->len;
+        lens[i] = pos[i] + 1;
+        atts[i] = caches[i]->att;
         caches[i]->ids[caches[i]->len] = ids[i];
     }
     ftc_embedding_forward(c->x, ids, m->learned_pos ? pos : NULL, NULL, P(m, m->wte), m->learned_pos ? P(m, m->wpe) : NULL,
@@ -251,31 +276,25 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
             linear_inf(c, &l->v, vnew, c->a, n);
         }
         if (m->rope) {
-            ftc_rope_forward(c->q, pos, m->inv_freq, n, m->H, m->D);
-            ftc_rope_forward(knew, pos, m->inv_freq, n, m->Hkv, m->D);
+            rope_rows(c->q, pos, m->inv_freq, n, m->H, m->D);
+            rope_rows(knew, pos, m->inv_freq, n, m->Hkv, m->D);
         }
-        for (int r = 0; r < n; r++) { /* each sequence attends over its own cache */
+        const float *ks[CHUNK], *vs[CHUNK];
+        for (int r = 0; r < n; r++) { /* each sequence attends over its own cache, all of them in one pass */
             ftc_kv_cache *cr = caches[r];
             memcpy(cr->k[li] + (size_t)pos[r] * KV, knew + (size_t)r * KV, (size_t)KV * sizeof(float));
             memcpy(cr->v[li] + (size_t)pos[r] * KV, vnew + (size_t)r * KV, (size_t)KV * sizeof(float));
-            ftc_attention_decode_forward(c->attn + (size_t)r * Q, cr->att, c->q + (size_t)r * Q, cr->k[li], cr->v[li], 1,
-                                         1, pos[r] + 1, cr->cap, m->H, m->Hkv, m->D);
+            ks[r] = cr->k[li], vs[r] = cr->v[li];
         }
+        ftc_attention_decode_seqs_forward(c->attn, atts, c->q, ks, vs, lens, n, m->H, m->Hkv, m->D);
         linear_inf(c, &l->o, c->o, c->attn, n);
-        ftc_add_forward(c->x, c->x, c->o, (int)NC);
+        add_rows(c->x, c->o, n, m->C);
         norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, n);
-        size_t nf = (size_t)n * m->F;
         linear_inf(c, &l->up, c->up, c->a, n);
-        if (m->swiglu) {
-            linear_inf(c, &l->gate, c->gate, c->a, n);
-            ftc_swiglu_forward(c->act, c->gate, c->up, (int)nf);
-        } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
-            ftc_gelu_tanh_forward(c->act, c->up, (int)nf);
-        } else {
-            ftc_gelu_erf_forward(c->act, c->up, (int)nf);
-        }
+        if (m->swiglu) linear_inf(c, &l->gate, c->gate, c->a, n);
+        mlp_act(c, n);
         linear_inf(c, &l->down, c->down, c->act, n);
-        ftc_add_forward(c->x, c->x, c->down, (int)NC);
+        add_rows(c->x, c->down, n, m->C);
     }
     if (m->lnf_w >= 0) {
         norm_inf(c, c->a, c->x, m->lnf_w, m->lnf_b, n);
