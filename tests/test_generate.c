@@ -156,6 +156,38 @@ static void test_kv_bf16(void **s) {
     if (access(dir, R_OK) == 0) check_bf16(dir, 40);
 }
 
+/* A prompt longer than one prefill chunk (256 positions; attention in steps of 64 queries): every position's
+ * logits equal the full forward's rows (causal, so row t is the forward on the prefix 0..t). */
+static void test_prefill_chunks(void **s) {
+    (void)s;
+    const char *shared = getenv("FTC_SHARED_DATA");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", shared ? shared : "../shared/data");
+    if (access(dir, R_OK)) skip();
+    ftc_model *m = load(dir);
+    enum { T = 300 };
+    int V = ftc_model_config_of(m)->vocab_size;
+    ftc_err e;
+    assert_int_equal(ftc_model_reserve(m, 1, T, &e), FTC_OK);
+    int32_t ids[T];
+    ftc_rng r;
+    ftc_rng_seed(&r, 31);
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)ftc_rng_below(&r, (uint64_t)V);
+    float *all = malloc((size_t)T * V * sizeof(float));
+    ftc_kv_cache *c;
+    assert_int_equal(ftc_kv_cache_create(m, 8, &c, &e), FTC_OK);
+    assert_int_equal(ftc_model_decode(m, c, ids, 7, all, true, &e), FTC_OK); /* a cached prefix first */
+    assert_int_equal(ftc_model_decode(m, c, ids + 7, T - 7, all + (size_t)7 * V, true, &e), FTC_OK);
+    ftc_batch b = {1, T, ids, NULL, NULL, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_OK);
+    double w = max_abs_diff(all, ftc_model_logits(m), T * V);
+    print_message("stories260K: prefill of %d positions vs full forward, max |dlogit| %.2e\n", T, w);
+    assert_true(w <= TOL);
+    ftc_kv_cache_free(c);
+    free(all);
+    ftc_model_free(m);
+}
+
 /* Unmerged LoRA adapters (B made non-zero so they matter) are applied by the decode path too. */
 static void test_kv_lora(void **s) {
     (void)s;
@@ -333,6 +365,7 @@ int main(void) {
         cmocka_unit_test(test_kv_stories260k),
         cmocka_unit_test(test_kv_lora),
         cmocka_unit_test(test_kv_bf16),
+        cmocka_unit_test(test_prefill_chunks),
         cmocka_unit_test(test_generate_greedy_equals_recompute),
         cmocka_unit_test(test_generate_seeded_and_continue),
         cmocka_unit_test(test_hf_gpt2),

@@ -10,15 +10,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CHUNK = 64 }; /* positions run through the blocks together (prefill); bounds the scratch memory */
+/* A prompt runs through the blocks PREFILL positions at a time: each matmul packs its weight once per chunk,
+ * so longer chunks spend less of the prefill packing (64 -> 256: the packing was a third of the GEMM time at 64
+ * rows). The scratch rows grow to the longest chunk run so far (decoding alone needs CHUNK). Attention takes
+ * the chunk's queries CHUNK at a time, which bounds its probability scratch (H x CHUNK x capacity). */
+enum { CHUNK = 64, PREFILL = 256 };
 
 struct ftc_kv_cache {
     ftc_model *m;
     int len, cap, max_pos;
     float **k, **v;  /* per layer [cap, kvdim] */
     int32_t *ids;    /* [cap] the tokens whose keys and values are cached */
-    int32_t pos[CHUNK];
-    /* scratch for one chunk */
+    int32_t pos[PREFILL];
+    /* scratch for one chunk of `rows` positions */
+    int rows;
     float *x, *a, *q, *qkv, *attn, *o, *up, *gate, *act, *down, *mean, *rstd, *lora, *att;
     size_t att_floats;
 };
@@ -66,6 +71,28 @@ static ftc_status grow(ftc_kv_cache *c, int need, ftc_err *err) {
     return FTC_OK;
 }
 
+/* Scratch rows for chunks of up to N positions (N <= PREFILL), grown, never shrunk. */
+static ftc_status ensure_rows(ftc_kv_cache *c, int N, ftc_err *err) {
+    if (N <= c->rows) return FTC_OK;
+    ftc_model *m = c->m;
+    size_t n = (size_t)N, C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
+    int r = ftc_model_max_lora_rank(m);
+    struct { float **p; size_t floats; bool want; } bufs[] = {
+        {&c->x, n * C, true}, {&c->a, n * C, true}, {&c->q, n * Q, true}, {&c->attn, n * Q, true},
+        {&c->qkv, n * (Q + 2 * KV), m->fused_qkv}, {&c->o, n * C, true}, {&c->down, n * C, true},
+        {&c->up, n * F, true}, {&c->act, n * F, true}, {&c->gate, n * F, m->swiglu}, {&c->mean, n, true},
+        {&c->rstd, n, true}, {&c->lora, n * (size_t)(r > 0 ? r : 1), r > 0},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        if (!bufs[i].want) continue;
+        float *p = realloc(*bufs[i].p, bufs[i].floats * sizeof(float));
+        if (!p) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the decoding buffers (%d positions)", N);
+        *bufs[i].p = p;
+    }
+    c->rows = N;
+    return FTC_OK;
+}
+
 ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, ftc_err *err) {
     *out = NULL;
     if (!m->causal || !m->pre_norm || m->task != FTC_TASK_CAUSAL_LM || m->lm_head < 0)
@@ -76,24 +103,15 @@ ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, f
     if (!c) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     c->m = m;
     c->max_pos = m->cfg.max_positions > 0 ? m->cfg.max_positions : 1 << 20;
-    size_t N = CHUNK, C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
-    int r = ftc_model_max_lora_rank(m);
     c->k = calloc((size_t)m->L, sizeof(float *));
     c->v = calloc((size_t)m->L, sizeof(float *));
-    c->x = malloc(N * C * sizeof(float)), c->a = malloc(N * C * sizeof(float));
-    c->q = malloc(N * Q * sizeof(float)), c->attn = malloc(N * Q * sizeof(float));
-    c->qkv = m->fused_qkv ? malloc(N * (Q + 2 * KV) * sizeof(float)) : NULL;
-    c->o = malloc(N * C * sizeof(float)), c->down = malloc(N * C * sizeof(float));
-    c->up = malloc(N * F * sizeof(float)), c->act = malloc(N * F * sizeof(float));
-    c->gate = m->swiglu ? malloc(N * F * sizeof(float)) : NULL;
-    c->mean = malloc(N * sizeof(float)), c->rstd = malloc(N * sizeof(float));
-    c->lora = r > 0 ? malloc(N * (size_t)r * sizeof(float)) : NULL;
-    if (!c->k || !c->v || !c->x || !c->a || !c->q || !c->attn || (m->fused_qkv && !c->qkv) || !c->o || !c->down ||
-        !c->up || !c->act || (m->swiglu && !c->gate) || !c->mean || !c->rstd || (r > 0 && !c->lora)) {
+    ftc_status s = !c->k || !c->v ? ftc_errf(err, FTC_E_NOMEM, "out of memory for the decoding buffers")
+                                  : ensure_rows(c, CHUNK, err);
+    if (s) {
         ftc_kv_cache_free(c);
-        return ftc_errf(err, FTC_E_NOMEM, "out of memory for the decoding buffers");
+        return s;
     }
-    ftc_status s = grow(c, capacity < 1 ? 1 : capacity > c->max_pos ? c->max_pos : capacity, err);
+    s = grow(c, capacity < 1 ? 1 : capacity > c->max_pos ? c->max_pos : capacity, err);
     if (s) {
         ftc_kv_cache_free(c);
         return s;
@@ -144,6 +162,12 @@ static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N
     for (int r = 0; r < N; r++) ftc_rope_forward(x + (size_t)r * H * D, pos + r, inv_freq, 1, H, D);
 }
 
+static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t *pos, int N) {
+    for (int r = 0; r < N; r++)
+        ftc_embedding_forward(x + (size_t)r * m->C, ids + r, m->learned_pos ? pos + r : NULL, NULL, P(m, m->wte),
+                              m->learned_pos ? P(m, m->wpe) : NULL, NULL, 1, m->C);
+}
+
 /* act = activation(up) (or silu(gate) * up), row by row */
 static void mlp_act(ftc_kv_cache *c, int N) {
     ftc_model *m = c->m;
@@ -183,7 +207,11 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
             rope_rows(c->q, c->pos, m->inv_freq, N, m->H, m->D);
             rope_rows(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
         }
-        ftc_attention_decode_forward(c->attn, c->att, c->q, c->k[li], c->v[li], 1, N, p0 + N, c->cap, m->H, m->Hkv, m->D);
+        for (int i = 0; i < N; i += CHUNK) { /* queries i.. of the chunk, over keys 0..p0+i+n-1 */
+            int n = N - i < CHUNK ? N - i : CHUNK;
+            ftc_attention_decode_forward(c->attn + (size_t)i * Q, c->att, c->q + (size_t)i * Q, c->k[li], c->v[li], 1, n,
+                                         p0 + i + n, c->cap, m->H, m->Hkv, m->D);
+        }
         linear_inf(c, &l->o, c->o, c->attn, N);
         add_rows(c->x, c->o, N, m->C);
         norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
@@ -208,13 +236,13 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
             return ftc_errf(err, FTC_E_INPUT, "token id %d at position %d is outside the vocabulary (size %d)", ids[i],
                             c->len + i, m->V);
     ftc_status s = grow(c, c->len + n, err);
+    if (!s) s = ensure_rows(c, n < PREFILL ? n : PREFILL, err);
     if (s) return s;
     ftc_model_refresh_bf16(m);
     for (int done = 0; done < n;) {
-        int N = n - done < CHUNK ? n - done : CHUNK;
+        int N = n - done < PREFILL ? n - done : PREFILL;
         for (int i = 0; i < N; i++) c->pos[i] = c->len + i, c->ids[c->len + i] = ids[done + i];
-        ftc_embedding_forward(c->x, ids + done, m->learned_pos ? c->pos : NULL, NULL, P(m, m->wte),
-                          m->learned_pos ? P(m, m->wpe) : NULL, NULL, N, m->C);
+        embed_rows(m, c->x, ids + done, c->pos, N);
         chunk_forward(c, N);
         c->len += N;
         done += N;
@@ -256,8 +284,7 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
         atts[i] = caches[i]->att;
         caches[i]->ids[caches[i]->len] = ids[i];
     }
-    ftc_embedding_forward(c->x, ids, m->learned_pos ? pos : NULL, NULL, P(m, m->wte), m->learned_pos ? P(m, m->wpe) : NULL,
-                          NULL, n, m->C);
+    embed_rows(m, c->x, ids, pos, n);
     for (int li = 0; li < m->L; li++) {
         layer_params *l = &m->layers[li];
         norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, n);
