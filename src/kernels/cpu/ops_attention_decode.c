@@ -1,8 +1,9 @@
 /* Attention for incremental decoding: Tn new queries attend over a key/value cache that already holds the
  * keys and values of every earlier position and of the new ones. Causal by construction: the new query at
  * absolute position p = Tk - Tn + i sees keys 0..p. Same softmax as ftc_attention_forward (max-subtracted, ftc_vm_exp_sum);
- * the scores here are dot products with 8 partial sums where ftc_attention_forward uses ftc_matmul, so a decode
- * step reproduces the full-sequence rows to rounding (within 1e-5, test_attention_decode).
+ * a decode step's scores are dot products with 8 partial sums (a prompt chunk's come from ftc_matmul, as
+ * ftc_attention_forward's do), so decoding reproduces the full-sequence rows to rounding (within 1e-5,
+ * test_attention_decode).
  * Work is split per (sequence, head) on the matmul threads (ftc_parallel_for): decoding runs these between
  * matmuls, and an OpenMP region here would leave a second set of threads spinning through the next matmul. */
 #include "ftc/matmul.h"
@@ -12,11 +13,15 @@
 #include <math.h>
 #include <string.h>
 
-/* One head of one sequence: Tn queries (stride qs) over Tk cached keys/values (stride ks); att: Tn x Tk. */
-static void head(float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn, int Tk, size_t qs,
-                 size_t ks, int D) {
-    const int start = Tk - Tn; /* absolute position of the first new query */
-    const float scale = 1.0f / sqrtf((float)D);
+/* At least this many queries (a prompt chunk) compute their scores and outputs with ftc_matmul, as
+ * ftc_attention_forward does; fewer (decoding) with the dot-product loop. Inside ftc_parallel_for the matmuls
+ * run on the calling thread alone (the pool is busy with this very job). */
+enum { GEMM_QUERIES = 8 };
+
+/* Decoding's queries one at a time: dot-product scores, softmax, weighted sum of the values. Compiled plain and
+ * for AVX-512 (vmath.h; same operations in the same order, so both give the same bits). */
+VM_FORCE_INLINE void decode_rows_body(float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn,
+                                      int Tk, size_t qs, size_t ks, int D, int start, float scale) {
     for (int i = 0; i < Tn; i++) {
         const int nvis = start + i + 1; /* keys 0..start+i */
         float *p = att + (size_t)i * Tk;
@@ -38,6 +43,30 @@ static void head(float *ob, float *att, const float *qb, const float *kb, const 
             for (int d = 0; d < D; d++) oi[d] += p[j] * vj[d];
         }
     }
+}
+VM_TWO_PATHS(decode_rows, (float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn, int Tk,
+                           size_t qs, size_t ks, int D, int start, float scale),
+             (ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale))
+
+/* One head of one sequence: Tn queries (stride qs) over Tk cached keys/values (stride ks); att: Tn x Tk. */
+static void head(float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn, int Tk, size_t qs,
+                 size_t ks, int D) {
+    const int start = Tk - Tn; /* absolute position of the first new query */
+    const float scale = 1.0f / sqrtf((float)D);
+    if (Tn >= GEMM_QUERIES) { /* a prompt chunk: scores and output as two products (on this thread: see above) */
+        ftc_matmul(false, true, Tn, Tk, D, scale, qb, (int)qs, kb, (int)ks, 0.0f, att, Tk);
+        for (int i = 0; i < Tn; i++) {
+            const int nvis = start + i + 1;
+            float *p = att + (size_t)i * Tk, mx = -INFINITY;
+            for (int j = 0; j < nvis; j++) mx = p[j] > mx ? p[j] : mx;
+            float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis));
+            for (int j = 0; j < nvis; j++) p[j] *= inv;
+            for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
+        }
+        ftc_matmul(false, false, Tn, D, Tk, 1.0f, att, Tk, vb, (int)ks, 0.0f, ob, (int)qs);
+        return;
+    }
+    (ftc_vm_use_avx512() ? decode_rows_avx512 : decode_rows_generic)(ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
 }
 
 typedef struct {
