@@ -177,6 +177,7 @@ int main(int argc, char **argv) {
         if (!q) break;
         q++;
     }
+    if (maxn < 16) maxn = 16; /* the warm-up's tokens */
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(maxn + gen));
     float *logits = malloc(sizeof(float) * (size_t)V * (size_t)batch);
     if (!ids || !logits) return 1;
