@@ -119,14 +119,40 @@ static void test_classify_fixture_report(void **state) {
     (void)state;
     copy_fixture("report_run_classify", "metrics.jsonl");
     copy_fixture("report_run_classify", "eval.json");
+    copy_fixture("report_run_classify", "config.resolved.json");
     ftc_err e;
     assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
     char *html = read_report();
     assert_well_formed(html);
-    /* loss, validation metrics, learning rate and the confusion heat map */
-    assert_int_equal(count(html, "<svg"), 4);
+    /* loss, validation metrics, gradient norm, throughput, learning rate and the confusion heat map */
+    assert_int_equal(count(html, "<svg"), 6);
     assert_int_equal(count(html, "class=\"heatmap\""), 1);
-    assert_int_equal(count(html, "<polyline"), 5); /* train loss, val loss, accuracy, macro-F1, lr */
+    assert_int_equal(count(html, "<polyline"), 7); /* train loss, val loss, accuracy, macro-F1, grad norm, tok/s, lr */
+    assert_non_null(strstr(html, "aria-label=\"Gradient norm (before clipping)\""));
+    assert_non_null(strstr(html, "aria-label=\"Throughput\""));
+    /* the best checkpoint (val_loss falls to the last evaluation, step 300) marked on each of the five charts */
+    assert_int_equal(count(html, "class=\"best\""), 5);
+    assert_int_equal(count(html, ">best 300</text>"), 5);
+    assert_non_null(strstr(html, "Best checkpoint: step 300 (val_loss 0.3468)"));
+    assert_non_null(strstr(html, "wall time 2 min 11 s"));
+    /* digits on the dark diagonal are white, those on pale cells dark */
+    assert_non_null(strstr(html, "class=\"cellnum ondark\">9</text>"));
+    assert_non_null(strstr(html, "class=\"cellnum\">1</text>"));
+    assert_null(strstr(html, "class=\"cellnum ondark\">1</text>"));
+    /* settings: what every run names and what differs from a classify full run's defaults, nothing else */
+    const char *set = strstr(html, "<h2>Run settings</h2>");
+    assert_non_null(set);
+    const char *shown[] = {"model", "data", "val", "task", "method", "epochs", "max_steps", "lr", "eval_every",
+                           "log_every"};
+    for (size_t i = 0; i < sizeof shown / sizeof *shown; i++) {
+        char row[64];
+        snprintf(row, sizeof row, "<tr><th>%s</th>", shown[i]);
+        if (!strstr(set, row)) fail_msg("settings lack %s", shown[i]);
+    }
+    assert_non_null(strstr(set, "<tr><th>lr</th><td>3e-05</td></tr>"));
+    assert_int_equal(count(set, "<tr><th>"), (int)(sizeof shown / sizeof *shown));
+    assert_null(strstr(set, "lora_r"));
+    assert_null(strstr(set, "head_lr"));
     /* the table shows eval.json's numbers, tuned and base */
     char path[512], cell[64];
     snprintf(path, sizeof path, "%s/eval.json", g_dir);
@@ -202,6 +228,7 @@ static void test_lm_fixture_with_samples(void **state) {
     assert_well_formed(html);
     assert_null(strstr(html, "heatmap"));
     assert_int_equal(count(html, "<svg"), 4); /* loss, token accuracy, perplexity, lr */
+    assert_int_equal(count(html, ">best 200</text>"), 4); /* no config: the best by val_loss, the last evaluation */
     assert_non_null(strstr(html, "<th>perplexity</th>"));
     assert_non_null(strstr(html, "<h2>Sample answers</h2>"));
     assert_non_null(strstr(html, "<td>Escape &lt;b&gt;&amp;&lt;/b&gt; &quot;quotes&quot;</td>"));

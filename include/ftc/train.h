@@ -144,6 +144,11 @@ void ftc_train_config_fit_data(ftc_train_config *c, int n_train);
 ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
 /* Every key with its value (config.resolved.json). New reference. */
 struct json_t *ftc_train_config_json(const ftc_train_config *c);
+/* What a run like `resolved` (a config.resolved.json) would have used had it given no setting but its task and
+ * method: ftc_train_config_json of the defaults, resolved as the trainer resolves them (the method's rates, warmup and
+ * batch; causal-lm's rate for a model of hidden_size, 0 if unknown; epochs from its "train_examples" with its own
+ * batch and grad_accum). The report lists the settings that differ from it. New reference, NULL when out of memory. */
+struct json_t *ftc_train_config_defaults_json(const struct json_t *resolved, int hidden_size);
 /* The settings (one table: command line, config files, config.resolved.json), ending with a NULL name;
  * is_bool: a flag that stands alone on the command line (--pack, --pack false, --no-pack). */
 typedef struct { const char *name; bool is_bool; } ftc_train_option;

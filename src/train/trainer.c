@@ -366,6 +366,7 @@ typedef struct {
     char path_metrics[FTC_PATH_MAX + 32], path_ckpt[FTC_PATH_MAX + 32], path_best[FTC_PATH_MAX + 32];
     FILE *metrics;
     double t_start;
+    double elapsed_before;     /* wall seconds of the run before this process (resume): the last logged elapsed_s */
     int64_t tokens_at_start;
 } run;
 
@@ -520,8 +521,10 @@ static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_
     return FTC_OK;
 }
 
-/* Keeps the lines of metrics.jsonl up to `step` (a resumed run logs the later ones again). */
-static ftc_status trim_metrics(const char *path, int64_t step, ftc_err *err) {
+/* Keeps the lines of metrics.jsonl up to `step` (a resumed run logs the later ones again); *elapsed: the largest
+ * "elapsed_s" of the lines kept (0 if none), where the resumed run's wall clock continues. */
+static ftc_status trim_metrics(const char *path, int64_t step, double *elapsed, ftc_err *err) {
+    *elapsed = 0;
     if (!ftc_file_exists(path)) return FTC_OK;
     char *text;
     size_t len;
@@ -536,6 +539,8 @@ static ftc_status trim_metrics(const char *path, int64_t step, ftc_err *err) {
         json_t *o = json_loadb(line, (size_t)(nl - line), 0, NULL);
         /* a "finished" line is written again when the resumed run finishes */
         if (o && json_integer_value(json_object_get(o, "step")) <= step && !json_object_get(o, "finished")) {
+            json_t *el = json_object_get(o, "elapsed_s");
+            if (json_is_number(el) && json_number_value(el) > *elapsed) *elapsed = json_number_value(el);
             memcpy(out + n, line, (size_t)(nl - line + 1));
             n += (size_t)(nl - line + 1);
         }
@@ -576,7 +581,7 @@ static ftc_status restore(run *r, ftc_err *err) {
     if (r->step < 0 || r->micro_pos < 0 || r->micro_pos > r->micro_per_epoch || r->epoch < 0)
         return ftc_errf(err, FTC_E_INPUT, "%s: state does not fit this data (micro-batch %lld of %lld)", r->path_ckpt,
                         (long long)r->micro_pos, (long long)r->micro_per_epoch);
-    return trim_metrics(r->path_metrics, r->step, err);
+    return trim_metrics(r->path_metrics, r->step, &r->elapsed_before, err);
 }
 
 static ftc_status write_json_file(const char *path, json_t *o, ftc_err *err) {
@@ -870,8 +875,9 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         double el = ftc_now() - r.t_start, tok_s = el > 0 ? (double)(r.tokens_seen - r.tokens_at_start) / el : 0;
         double epoch_f = (double)r.epoch + (double)r.micro_pos / (double)r.micro_per_epoch;
         if (r.step % c->log_every == 0 || r.step == 1 || r.step == r.total_steps) {
-            json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r.step, "epoch", epoch_f, "loss",
-                                  loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s));
+            json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r.step, "epoch", epoch_f,
+                                  "loss", loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s), "elapsed_s",
+                                  round((r.elapsed_before + el) * 10) / 10);
             if ((s = log_json(&r, o, err)) != FTC_OK) break;
         }
         if (!quiet) {
@@ -906,7 +912,8 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         if (s == FTC_OK) remove_run_temps(c->out);
         /* the last line: the run is done and model/ is its model (ftc_train_run_finished) */
         if (s == FTC_OK && !res->interrupted)
-            s = log_json(&r, json_pack("{s:I, s:b, s:b}", "step", (json_int_t)r.step, "finished", 1, "stopped_early", stop),
+            s = log_json(&r, json_pack("{s:I, s:b, s:b, s:f}", "step", (json_int_t)r.step, "finished", 1, "stopped_early",
+                                       stop, "elapsed_s", round((r.elapsed_before + ftc_now() - r.t_start) * 10) / 10),
                          err);
     }
 out:
