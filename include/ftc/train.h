@@ -240,13 +240,21 @@ bool ftc_train_run_finished(const char *out, int64_t *step);
 bool ftc_train_head_is_new(ftc_model *m, int num_labels);
 
 /* Mean loss (and classify accuracy / macro-F1, causal-lm token accuracy) of m on d, in batches of `batch`.
- * json (may be NULL) receives the `ftc eval --json` object (ftc_class_metrics_json / ftc_lm_metrics_json). */
+ * json (may be NULL) receives the `ftc eval --json` object (ftc_class_metrics_json / ftc_lm_metrics_json); for
+ * classify with "worst": the FTC_EVAL_WORST most confident mistakes, most confident first (equal ones in dataset
+ * order), each {"index": example of d, "label", "predicted": class names, "prob": softmax probability of the
+ * predicted class}. ftc_eval_worst_texts turns the indices into the examples' text. */
+#define FTC_EVAL_WORST 20
 typedef struct {
     double loss, accuracy, macro_f1, token_accuracy;
     int64_t n_examples, n_tokens;
 } ftc_eval_result;
 ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
                               ftc_eval_result *r, struct json_t **json, ftc_err *err);
+/* In json's "worst" list (from ftc_train_evaluate on d): replaces each "index" by "text", d's example decoded with
+ * the tokenizer in tok_dir (special tokens skipped: the text the model saw, after any truncation). The tokenizer
+ * failing to load leaves the list without texts and returns its error. */
+ftc_status ftc_eval_worst_texts(struct json_t *json, const ftc_dataset *d, const char *tok_dir, ftc_err *err);
 
 /* ---- sample answers for the run report (causal-lm; RUNDIR/samples.jsonl, docs/report.md) ----
  * Prompts: the first n distinct prompts of d (give the validation split, else the training data), each example

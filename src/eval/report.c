@@ -1,12 +1,15 @@
-/* RUNDIR/report.html: one self-contained page (inline SVG, no JavaScript, no network) that shows how a
- * run went. Inputs and their keys are documented in docs/report.md:
- *   metrics.jsonl  the trainer's log, one object per line: train steps {"step","loss","lr"}, evaluations
- *                  {"step","val_loss","accuracy","macro_f1",...}; required
+/* report.html: one self-contained page (inline SVG, no JavaScript, no network) that shows how a run went, or
+ * compares several runs. Inputs and their keys are documented in docs/report.md:
+ *   metrics.jsonl  the trainer's log, one object per line: train steps {"step","loss","lr","grad_norm","tok_s",
+ *                  "elapsed_s"}, evaluations {"step","val_loss","accuracy","macro_f1",...}, the last line
+ *                  {"step","finished","stopped_early","elapsed_s"}; required
  *   eval.json      final metrics as `ftc eval --json` prints them (ftc_class_metrics_json /
- *                  ftc_lm_metrics_json), optionally with "base": {same keys} for the base model
+ *                  ftc_lm_metrics_json, classify with "worst": the most confident mistakes), optionally with
+ *                  "base": {same keys} for the base model
  *   samples.jsonl  causal-lm sample answers {"prompt","base","tuned"}
- *   config.resolved.json  the trainer's resolved settings: its plain top-level values are listed
- * The page is built in memory and written atomically. */
+ *   config.resolved.json  the trainer's resolved settings: those that differ from the defaults are listed
+ * The best checkpoint (the step RUNDIR/model comes from) is found in the log as the trainer finds it. The page is
+ * built in memory and written atomically. */
 #include "ftc/eval.h"
 #include "base/base_internal.h"
 #include "ftc/base.h"
@@ -311,6 +314,15 @@ static ftc_status check_classify(const char *path, json_t *ev, ftc_err *err) {
                 return ftc_errf(err, FTC_E_INPUT, "%s: \"per_class\"[%zu].%s missing or not a number", path, i,
                                 keys[k]);
     }
+    json_t *worst = json_object_get(ev, "worst");
+    if (worst && !json_is_array(worst)) return eval_bad(err, path, "\"worst\" is not an array");
+    for (size_t i = 0; i < json_array_size(worst); i++) {
+        json_t *w = json_array_get(worst, i), *text = json_object_get(w, "text");
+        if (!json_is_string(json_object_get(w, "label")) || !json_is_string(json_object_get(w, "predicted")) ||
+            !json_is_number(json_object_get(w, "prob")) || (text && !json_is_string(text)))
+            return ftc_errf(err, FTC_E_INPUT, "%s: \"worst\"[%zu] must have strings label, predicted (and text) and "
+                            "a number prob", path, i);
+    }
     if (!json_is_array(conf) || json_array_size(conf) != K)
         return ftc_errf(err, FTC_E_INPUT, "%s: \"confusion\" must be a %zu x %zu array", path, K, K);
     for (size_t i = 0; i < K; i++) {
@@ -487,6 +499,33 @@ static ftc_status classify_sections(strbuf *b, json_t *ev) {
     for (size_t i = 0; i < K; i++) order[i] = i;
     class_table(b, ev, order, K);
     sb_printf(b, "</details>\n");
+    /* the examples the model got wrong with the most confidence (ftc eval's "worst") */
+    json_t *worst = json_object_get(ev, "worst");
+    if (worst) {
+        sb_printf(b, "<h2>Most confident mistakes</h2>\n");
+        if (!json_array_size(worst)) {
+            sb_printf(b, "<p class=\"note\">No example was misclassified.</p>\n");
+        } else {
+            sb_printf(b, "<p class=\"note\">The %zu misclassified examples the model was surest of, with the "
+                         "probability it gave its wrong answer (the text as the model saw it, after tokenization).</p>\n"
+                         "<table class=\"worst\"><thead><tr><th>text</th><th>true class</th><th>predicted</th>"
+                         "<th>probability</th></tr></thead><tbody>\n", json_array_size(worst));
+            size_t i;
+            json_t *w;
+            json_array_foreach(worst, i, w) {
+                const char *text = json_string_value(json_object_get(w, "text"));
+                sb_printf(b, "<tr><td>");
+                if (text) sb_escape(b, text);
+                else sb_printf(b, "&ndash;");
+                sb_printf(b, "</td><td>");
+                sb_escape(b, json_string_value(json_object_get(w, "label")));
+                sb_printf(b, "</td><td>");
+                sb_escape(b, json_string_value(json_object_get(w, "predicted")));
+                sb_printf(b, "</td><td>%.3f</td></tr>\n", json_number_value(json_object_get(w, "prob")));
+            }
+            sb_printf(b, "</tbody></table>\n");
+        }
+    }
     free(order);
     return FTC_OK;
 }
@@ -667,13 +706,18 @@ static bool is_fact(const char *key) {
     return false;
 }
 
+/* LoRA's settings apply to LoRA runs only (a run without config.resolved.json: to none). */
+static bool setting_applies(const run_data *r, const char *key) {
+    const char *method = json_string_value(json_object_get(r->cfg, "method"));
+    return strncmp(key, "lora_", 5) || (method && !strcmp(method, "lora"));
+}
+
 /* Whether a setting of the run mattered: what every run names (model, data, task, method, val), or a value other
  * than the default of its task and method; never LoRA's settings in a run of another method, nor "out" (the run
  * directory itself). */
 static bool setting_matters(const run_data *r, const char *key, json_t *v) {
     if (json_is_object(v) || json_is_array(v) || json_is_null(v) || is_fact(key) || !strcmp(key, "out")) return false;
-    const char *method = json_string_value(json_object_get(r->cfg, "method"));
-    if (!strncmp(key, "lora_", 5) && method && strcmp(method, "lora")) return false;
+    if (!setting_applies(r, key)) return false;
     if (!strcmp(key, "model") || !strcmp(key, "data") || !strcmp(key, "task") || !strcmp(key, "method"))
         return true;
     if (!strcmp(key, "val")) return json_is_string(v) && *json_string_value(v);
@@ -897,9 +941,16 @@ static void multi_settings_table(strbuf *b, const run_data *runs, int n, char (*
     int n_same = 0, shown = 0;
     for (size_t k = 0; k < json_array_size(order); k++) {
         const char *key = json_string_value(json_array_get(order, k));
+        /* compared among the runs it applies to: LoRA's settings among the LoRA runs only */
         bool differ = false;
-        for (int i = 1; i < n && !differ; i++)
-            differ = !same_setting(json_object_get(runs[0].cfg, key), json_object_get(runs[i].cfg, key));
+        json_t *first = NULL;
+        int n_apply = 0;
+        for (int i = 0; i < n && !differ; i++) {
+            if (!setting_applies(&runs[i], key)) continue;
+            json_t *v = json_object_get(runs[i].cfg, key);
+            if (n_apply++) differ = !same_setting(first, v);
+            else first = v;
+        }
         if (!differ) { n_same++; continue; }
         if (!shown++) {
             sb_printf(b, "<table class=\"settings\"><thead><tr><th>setting</th>");
@@ -915,7 +966,7 @@ static void multi_settings_table(strbuf *b, const run_data *runs, int n, char (*
         sb_printf(b, "</th>");
         for (int i = 0; i < n; i++) {
             sb_printf(b, "<td>");
-            fmt_setting(b, json_object_get(runs[i].cfg, key));
+            fmt_setting(b, setting_applies(&runs[i], key) ? json_object_get(runs[i].cfg, key) : NULL);
             sb_printf(b, "</td>");
         }
         sb_printf(b, "</tr>\n");

@@ -250,6 +250,51 @@ static void gather_rows(float *dst, const float *src, const int32_t *idx, int B,
 }
 
 /* ---- evaluation ---- */
+/* A misclassified example: its index in the dataset, true and predicted class, the predicted class's probability. */
+typedef struct {
+    int index, label, predicted;
+    double prob;
+} mistake;
+
+/* Most confident first; equal probabilities in dataset order (the list does not depend on the batch order). */
+static int mistake_cmp(const void *a, const void *b) {
+    const mistake *x = a, *y = b;
+    if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* The mistakes among B rows of logits [B, K]: the softmax probability of the (argmax) predicted class. */
+static void collect_mistakes(const float *logits, const int32_t *labels, const int32_t *idx, int B, int K, mistake *out,
+                             int *n) {
+    for (int i = 0; i < B; i++) {
+        const float *row = logits + (size_t)i * K;
+        int p = ftc_argmax(row, K);
+        if (p == labels[i]) continue;
+        double z = 0;
+        for (int k = 0; k < K; k++) z += exp((double)row[k] - (double)row[p]);
+        out[(*n)++] = (mistake){idx[i], labels[i], p, isfinite(z) && z > 0 ? 1.0 / z : NAN};
+    }
+}
+
+/* "worst": the FTC_EVAL_WORST most confident mistakes as {"index","label","predicted","prob"} (label names when
+ * the dataset has them). False when out of memory. */
+static bool add_worst(json_t *j, const ftc_dataset *d, mistake *mk, int n) {
+    qsort(mk, (size_t)n, sizeof *mk, mistake_cmp);
+    json_t *arr = json_array();
+    if (!arr || json_object_set_new(j, "worst", arr)) return false;
+    for (int i = 0; i < n && i < FTC_EVAL_WORST; i++) {
+        char a[16], b[16];
+        snprintf(a, sizeof a, "%d", mk[i].label);
+        snprintf(b, sizeof b, "%d", mk[i].predicted);
+        json_t *o = json_pack("{s:i, s:s, s:s, s:f}", "index", mk[i].index, "label",
+                              d->label_names ? d->label_names[mk[i].label] : a, "predicted",
+                              d->label_names ? d->label_names[mk[i].predicted] : b, "prob",
+                              isfinite(mk[i].prob) ? mk[i].prob : 0.0);
+        if (!o || json_array_append_new(arr, o)) return false;
+    }
+    return true;
+}
+
 /* Metrics do not depend on the order examples come in, so batches run in length order (little padding).
  * feats (classify with a frozen backbone, or NULL): d's cached head inputs, [d->n, C]; then only the head runs. */
 static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, const float *feats, batcher *bt,
@@ -268,6 +313,10 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         free(order); free(fbatch);
         return s;
     }
+    /* with the JSON: the misclassified examples, for the most confident of them ("worst") */
+    mistake *mk = task == FTC_TASK_CLASSIFY && json ? malloc((size_t)d->n * sizeof *mk) : NULL;
+    int n_mk = 0;
+    if (task == FTC_TASK_CLASSIFY && json && !mk) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
     for (int start = 0; start < d->n && s == FTC_OK; start += batch) {
         int B = d->n - start < batch ? d->n - start : batch;
         const int32_t *idx = order + start;
@@ -282,6 +331,7 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         if (s != FTC_OK) break;
         if (task == FTC_TASK_CLASSIFY) s = ftc_class_metrics_add_logits(&cm, ftc_model_logits(m), bt->class_labels, B, err);
         else s = ftc_lm_metrics_add_logits(&lm, ftc_model_logits(m), bt->labels, B, bt->b.T, V, err);
+        if (s == FTC_OK && mk) collect_mistakes(ftc_model_logits(m), bt->class_labels, idx, B, d->num_labels, mk, &n_mk);
     }
     if (s == FTC_OK) {
         r->n_examples = d->n;
@@ -290,6 +340,10 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
             r->loss = cm.loss; r->accuracy = cm.accuracy; r->macro_f1 = cm.macro_f1;
             r->n_tokens = d->n;
             if (json) *json = ftc_class_metrics_json(&cm, (const char *const *)d->label_names);
+            if (json && *json && !add_worst(*json, d, mk, n_mk)) {
+                json_decref(*json);
+                *json = NULL; /* the callers report a missing JSON as out of memory */
+            }
         } else {
             r->loss = ftc_lm_loss(&lm); r->token_accuracy = ftc_lm_token_accuracy(&lm);
             r->n_tokens = lm.n_tokens;
@@ -297,6 +351,7 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         }
     }
     if (task == FTC_TASK_CLASSIFY) ftc_class_metrics_free(&cm);
+    free(mk);
     free(order);
     free(fbatch);
     return s;
