@@ -6,6 +6,7 @@
 #include "base/base_internal.h"
 #include "ftc/base.h"
 #include "ftc/eval.h"
+#include "ftc/export.h"
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -690,7 +691,8 @@ static ftc_status write_model_dir(run *r, const char *dir, ftc_err *err) {
     return s;
 }
 
-/* The chosen model (best when there was validation, else last) with adapters merged, in HF layout.
+/* The chosen model (best when there was validation, else last) with adapters merged, in HF layout; a LoRA
+ * run's adapter also alone in RUNDIR/adapter (PEFT layout).
  * RUNDIR/model is written whole in RUNDIR/model.tmp.<pid> and swapped into place in one rename: a crash
  * leaves the previous model (or none), never a config of one with the weights of another. */
 static ftc_status save_final_model(run *r, ftc_err *err) {
@@ -698,7 +700,16 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
     if (r->val && ftc_file_exists(r->path_best)) {
         if ((s = ftc_checkpoint_load(r->path_best, r->m, NULL, NULL, err)) != FTC_OK) return s;
     }
-    if (r->c->method == FTC_METHOD_LORA && (s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
+    if (r->c->method == FTC_METHOD_LORA) {
+        /* the adapter itself (PEFT layout, as ftc export --format peft writes it), before it is merged */
+        char adapter[FTC_PATH_MAX + 32];
+        snprintf(adapter, sizeof adapter, "%s/adapter", r->c->out);
+        ftc_export_opts o = {.base_model = r->c->model, .overwrite = true};
+        if (r->c->task == FTC_TASK_CLASSIFY && r->train->label_names)
+            o.label_names = (const char *const *)r->train->label_names, o.n_labels = r->train->num_labels;
+        if ((s = ftc_export_peft(r->m, adapter, &o, err)) != FTC_OK) return s;
+        if ((s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
+    }
     char dir[FTC_PATH_MAX + 32], tmp[FTC_PATH_MAX + 64];
     snprintf(dir, sizeof dir, "%s/model", r->c->out);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
