@@ -134,7 +134,7 @@ static void test_classify_fixture_report(void **state) {
     assert_int_equal(count(html, "class=\"best\""), 5);
     assert_int_equal(count(html, ">best 300</text>"), 5);
     assert_non_null(strstr(html, "Best checkpoint: step 300 (val_loss 0.3468)"));
-    assert_non_null(strstr(html, "wall time 2 min 11 s"));
+    assert_non_null(strstr(html, "training time 2 min 11 s</p>"));
     /* digits on the dark diagonal are white, those on pale cells dark */
     assert_non_null(strstr(html, "class=\"cellnum ondark\">9</text>"));
     assert_non_null(strstr(html, "class=\"cellnum\">1</text>"));
@@ -153,6 +153,16 @@ static void test_classify_fixture_report(void **state) {
     assert_int_equal(count(set, "<tr><th>"), (int)(sizeof shown / sizeof *shown));
     assert_null(strstr(set, "lora_r"));
     assert_null(strstr(set, "head_lr"));
+    free(html);
+    /* a full run's LP-FT head stage (RUNDIR/head-stage) adds its time */
+    char hs[256];
+    snprintf(hs, sizeof hs, "%s/head-stage", g_dir);
+    assert_int_equal(ftc_mkdirs(hs, &e), FTC_OK);
+    write_text(hs, "metrics.jsonl", "{\"step\":1,\"loss\":2,\"elapsed_s\":3.5}\n{\"step\":2,\"finished\":true,\"elapsed_s\":20}\n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    html = read_report();
+    assert_non_null(strstr(html, "training time 2 min 31 s (the head-first stage's 20.0 s included)"));
+    assert_int_equal(ftc_remove_tree(hs, &e), FTC_OK);
     /* the table shows eval.json's numbers, tuned and base */
     char path[512], cell[64];
     snprintf(path, sizeof path, "%s/eval.json", g_dir);

@@ -13,7 +13,7 @@ static void report_help(FILE *out) {
             "       ftc report RUNDIR1 RUNDIR2 ... [--out FILE.html]\n\n"
             "One run: writes RUNDIR/report.html (or FILE.html): training and validation loss, the validation\n"
             "metrics, the gradient norm, the throughput and the learning rate against step as inline SVG charts\n"
-            "with the best checkpoint (the step the model and final metrics come from) marked, the wall time,\n"
+            "with the best checkpoint (the step the model and final metrics come from) marked, the training time,\n"
             "the final metrics table (base and tuned side by side when eval.json has \"base\"), for\n"
             "classification a confusion heat map, the worst classes and the most confident mistakes with their\n"
             "text, for causal-lm the sample answers, and the settings that differ from the defaults.\n\n"

@@ -97,7 +97,7 @@ static const char *const LOG_COLORS[N_KEYS] = {"#1f77b4", "#d62728", "#2ca02c", 
 typedef struct {
     series s[N_KEYS];
     int n_lines;
-    double elapsed;      /* the largest "elapsed_s" (wall seconds since the run began); NaN when none logged */
+    double elapsed;      /* the largest "elapsed_s" (wall seconds since training began); NaN when none logged */
     bool finished, stopped_early;
 } run_log;
 
@@ -583,6 +583,8 @@ typedef struct {
     json_t *cfg;           /* config.resolved.json (an object) or NULL */
     json_t *defaults;      /* ftc_train_config_defaults_json for cfg, or NULL */
     bool has_samples;
+    double time;           /* training time: the run's elapsed_s, plus its LP-FT head stage's (RUNDIR/head-stage) */
+    double head_stage_time; /* NaN when there was no head stage */
     /* the best checkpoint: the step whose model is RUNDIR/model and whose figures eval.json holds (the trainer keeps
      * the best evaluation by the run's metric; without validation the last step is the model) */
     double best_step;      /* NaN: no evaluation logged */
@@ -649,6 +651,20 @@ static ftc_status load_run(const char *dir, run_data *r, ftc_err *err) {
         r->task = "causal-lm"; /* sample answers are written for causal-lm runs only */
     }
     r->has_samples = ftc_file_exists(r->samples_path);
+    /* full fine-tuning with a new head trains the head alone first, in RUNDIR/head-stage: its time counts too */
+    r->time = r->log.elapsed;
+    r->head_stage_time = NAN;
+    char hs_path[4096 + 32];
+    snprintf(hs_path, sizeof hs_path, "%s/head-stage/metrics.jsonl", dir);
+    if (!isnan(r->time) && ftc_file_exists(hs_path)) {
+        run_log hs = {0};
+        if ((st = read_log(hs_path, &hs, err)) == FTC_OK && !isnan(hs.elapsed)) {
+            r->head_stage_time = hs.elapsed;
+            r->time += hs.elapsed;
+        }
+        run_log_free(&hs);
+        if (st != FTC_OK) return st;
+    }
     if (ftc_file_exists(r->cfg_path)) {
         r->cfg = ftc_json_load_file(r->cfg_path, 0, &je);
         if (!r->cfg || !json_is_object(r->cfg))
@@ -757,16 +773,20 @@ static void fmt_count(char *out, size_t n, long long v) {
     out[o] = 0;
 }
 
-/* The meta lines under the title: task, log, wall time, the best checkpoint, the run's size. */
+/* The meta lines under the title: task, log, training time, the best checkpoint, the run's size. */
 static void run_meta(strbuf *b, const run_data *r) {
     sb_printf(b, "<p class=\"meta\">Run ");
     sb_escape(b, r->dir);
     sb_printf(b, " &middot; task %s &middot; %d log lines, %d train steps logged, %d evaluations", r->task ? r->task : "unknown",
               r->log.n_lines, r->log.s[K_LOSS].n, r->log.s[K_VAL_LOSS].n);
-    if (!isnan(r->log.elapsed)) {
+    if (!isnan(r->time)) {
         char d[64];
-        fmt_duration(d, sizeof d, r->log.elapsed);
-        sb_printf(b, " &middot; wall time %s%s", d, r->log.finished ? "" : " so far");
+        fmt_duration(d, sizeof d, r->time);
+        sb_printf(b, " &middot; training time %s%s", d, r->log.finished ? "" : " so far");
+        if (!isnan(r->head_stage_time)) {
+            fmt_duration(d, sizeof d, r->head_stage_time);
+            sb_printf(b, " (the head-first stage's %s included)", d);
+        }
     }
     sb_printf(b, "</p>\n<p class=\"meta\">");
     if (!isnan(r->best_step))
@@ -992,7 +1012,7 @@ static ftc_status multi_page(strbuf *b, const run_data *runs, int n, const char 
     snprintf(title, sizeof title, "%d runs", n);
     page_head(b, title);
     sb_printf(b, "<h1>ftc report: %d runs</h1>\n<table class=\"runs\"><thead><tr><th>run</th><th>task</th><th>method</th>"
-                 "<th>best checkpoint</th><th>wall time</th><th>parameters trained</th></tr></thead><tbody>\n", n);
+                 "<th>best checkpoint</th><th>training time</th><th>parameters trained</th></tr></thead><tbody>\n", n);
     int nm = 0;
     for (int i = 0; i < n; i++) {
         const run_data *r = &runs[i];
@@ -1005,7 +1025,7 @@ static ftc_status multi_page(strbuf *b, const run_data *runs, int n, const char 
         else
             sb_printf(b, "</td><td>last step (no validation)</td>");
         char d[64] = "&ndash;";
-        if (!isnan(r->log.elapsed)) fmt_duration(d, sizeof d, r->log.elapsed);
+        if (!isnan(r->time)) fmt_duration(d, sizeof d, r->time);
         sb_printf(b, "<td>%s</td><td>", d);
         json_t *tp = json_object_get(r->cfg, "trainable_params");
         if (json_is_integer(tp)) {

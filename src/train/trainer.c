@@ -421,7 +421,8 @@ typedef struct {
     /* files */
     char path_metrics[FTC_PATH_MAX + 32], path_ckpt[FTC_PATH_MAX + 32], path_best[FTC_PATH_MAX + 32];
     FILE *metrics;
-    double t_start;
+    double t_start;            /* the first step of this process (tokens/s) */
+    double t_run;              /* ftc_train_run began (elapsed_s: preparing the model and caching features count) */
     double elapsed_before;     /* wall seconds of the run before this process (resume): the last logged elapsed_s */
     int64_t tokens_at_start;
 } run;
@@ -789,6 +790,7 @@ static ftc_status set_head_lr(ftc_optimizer *o, const ftc_train_config *c, bool 
 
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err) {
+    double t_run = ftc_now();
     int epochs = c->epochs > 0 ? c->epochs : ftc_train_auto_epochs(c, train->n); /* from the data when not given */
     if (c->lr < 0)
         return ftc_errf(err, FTC_E_USAGE, "no learning rate: finalize the config and call ftc_train_config_fit_model");
@@ -803,6 +805,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     run r;
     memset(&r, 0, sizeof r);
     r.c = c; r.m = m; r.train = train; r.val = val;
+    r.t_run = t_run;
     r.best = NAN;
     r.quiet = quiet;
     ftc_status s;
@@ -943,7 +946,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         if (r.step % c->log_every == 0 || r.step == 1 || r.step == r.total_steps) {
             json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r.step, "epoch", epoch_f,
                                   "loss", loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s), "elapsed_s",
-                                  round((r.elapsed_before + el) * 10) / 10);
+                                  round((r.elapsed_before + ftc_now() - r.t_run) * 10) / 10);
             if ((s = log_json(&r, o, err)) != FTC_OK) break;
         }
         if (!quiet) {
@@ -979,7 +982,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         /* the last line: the run is done and model/ is its model (ftc_train_run_finished) */
         if (s == FTC_OK && !res->interrupted)
             s = log_json(&r, json_pack("{s:I, s:b, s:b, s:f}", "step", (json_int_t)r.step, "finished", 1, "stopped_early",
-                                       stop, "elapsed_s", round((r.elapsed_before + ftc_now() - r.t_start) * 10) / 10),
+                                       stop, "elapsed_s", round((r.elapsed_before + ftc_now() - r.t_run) * 10) / 10),
                          err);
     }
 out:
