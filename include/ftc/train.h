@@ -149,6 +149,11 @@ void ftc_train_config_fit_data(ftc_train_config *c, int n_train);
 ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
 /* Every key with its value (config.resolved.json). New reference. */
 struct json_t *ftc_train_config_json(const ftc_train_config *c);
+/* What a run like `resolved` (a config.resolved.json) would have used had it given no setting but its task and
+ * method: ftc_train_config_json of the defaults, resolved as the trainer resolves them (the method's rates, warmup and
+ * batch; causal-lm's rate for a model of hidden_size, 0 if unknown; epochs from its "train_examples" with its own
+ * batch and grad_accum). The report lists the settings that differ from it. New reference, NULL when out of memory. */
+struct json_t *ftc_train_config_defaults_json(const struct json_t *resolved, int hidden_size);
 /* The settings (one table: command line, config files, config.resolved.json), ending with a NULL name;
  * is_bool: a flag that stands alone on the command line (--pack, --pack false, --no-pack). */
 typedef struct { const char *name; bool is_bool; } ftc_train_option;
@@ -266,13 +271,21 @@ bool ftc_train_run_finished(const char *out, int64_t *step);
 bool ftc_train_head_is_new(ftc_model *m, int num_labels);
 
 /* Mean loss (and classify accuracy / macro-F1, causal-lm token accuracy) of m on d, in batches of `batch`.
- * json (may be NULL) receives the `ftc eval --json` object (ftc_class_metrics_json / ftc_lm_metrics_json). */
+ * json (may be NULL) receives the `ftc eval --json` object (ftc_class_metrics_json / ftc_lm_metrics_json); for
+ * classify with "worst": the FTC_EVAL_WORST most confident mistakes, most confident first (equal ones in dataset
+ * order), each {"index": example of d, "label", "predicted": class names, "prob": softmax probability of the
+ * predicted class}. ftc_eval_worst_texts turns the indices into the examples' text. */
+#define FTC_EVAL_WORST 20
 typedef struct {
     double loss, accuracy, macro_f1, token_accuracy;
     int64_t n_examples, n_tokens;
 } ftc_eval_result;
 ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
                               ftc_eval_result *r, struct json_t **json, ftc_err *err);
+/* In json's "worst" list (from ftc_train_evaluate on d): replaces each "index" by "text", d's example decoded with
+ * the tokenizer in tok_dir (special tokens skipped: the text the model saw, after any truncation). The tokenizer
+ * failing to load leaves the list without texts and returns its error. */
+ftc_status ftc_eval_worst_texts(struct json_t *json, const ftc_dataset *d, const char *tok_dir, ftc_err *err);
 
 /* ---- sample answers for the run report (causal-lm; RUNDIR/samples.jsonl, docs/report.md) ----
  * Prompts: the first n distinct prompts of d (give the validation split, else the training data), each example

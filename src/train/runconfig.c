@@ -564,3 +564,29 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "train_on_inputs", json_boolean(c->train_on_inputs));
     return o;
 }
+
+json_t *ftc_train_config_defaults_json(const json_t *resolved, int hidden_size) {
+    ftc_train_config d;
+    ftc_train_config_defaults(&d);
+    ftc_err e;
+    const char *task = json_string_value(json_object_get(resolved, "task")),
+               *method = json_string_value(json_object_get(resolved, "method"));
+    if (task) (void)ftc_train_config_set(&d, "task", task, &e);
+    if (method) (void)ftc_train_config_set(&d, "method", method, &e);
+    strcpy(d.model, "m");
+    strcpy(d.data, "d");
+    strcpy(d.out, "o");
+    (void)ftc_train_config_finalize(&d, &e); /* cannot fail on the defaults of a task and method */
+    ftc_train_config_fit_model(&d, hidden_size);
+    /* the epochs the run would have got on its data, with its own batch */
+    json_t *n_train = json_object_get(resolved, "train_examples"), *batch = json_object_get(resolved, "batch"),
+           *accum = json_object_get(resolved, "grad_accum");
+    ftc_train_config like = d;
+    if (json_is_integer(batch) && json_integer_value(batch) > 0 && json_integer_value(batch) < INT32_MAX)
+        like.batch = (int)json_integer_value(batch);
+    if (json_is_integer(accum) && json_integer_value(accum) > 0 && json_integer_value(accum) < INT32_MAX)
+        like.grad_accum = (int)json_integer_value(accum);
+    json_int_t n = json_is_integer(n_train) ? json_integer_value(n_train) : 0;
+    d.epochs = ftc_train_auto_epochs(&like, n > 0 && n < INT32_MAX ? (int)n : 0);
+    return ftc_train_config_json(&d);
+}

@@ -3,6 +3,7 @@
 #include "ftc/train.h"
 #include "ftc/base.h"
 #include "ftc/safetensors.h"
+#include "ftc/tokenizer.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,36 @@ ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *
     return s;
 }
 
+ftc_status ftc_eval_worst_texts(json_t *json, const ftc_dataset *d, const char *tok_dir, ftc_err *err) {
+    json_t *worst = json_object_get(json, "worst");
+    if (!json_array_size(worst)) return FTC_OK;
+    ftc_tokenizer *tok = NULL;
+    ftc_status s = ftc_tokenizer_load(tok_dir, &tok, err);
+    size_t i;
+    json_t *o;
+    json_array_foreach(worst, i, o) {
+        json_t *ix = json_object_get(o, "index");
+        json_int_t k = json_integer_value(ix);
+        if (s == FTC_OK && json_is_integer(ix) && k >= 0 && k < d->n) {
+            char *text = NULL;
+            if ((s = ftc_tokenizer_decode(tok, d->ex[k].ids, (size_t)d->ex[k].len, true, &text, err)) != FTC_OK) break;
+            json_object_set_new(o, "text", json_string(text));
+            free(text);
+        }
+        json_object_del(o, "index");
+    }
+    ftc_tokenizer_free(tok);
+    return s;
+}
+
+/* The texts of the tuned model's worst examples; the base column's list is of no use beside them. Not worth failing
+ * an evaluation over: without a tokenizer the list stays without texts. */
+static void worst_texts(json_t *tuned, json_t *base, const ftc_dataset *d, const char *tok_dir) {
+    ftc_err ignored;
+    if (tuned) (void)ftc_eval_worst_texts(tuned, d, tok_dir, &ignored);
+    if (base) json_object_del(base, "worst");
+}
+
 ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, json_t **json, ftc_err *err) {
     *json = NULL;
     ftc_train_config cfg;
@@ -40,6 +71,11 @@ ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, j
     for (int i = 0; s == FTC_OK && i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
     ftc_eval_result r;
     if (s == FTC_OK) s = ftc_train_evaluate(m, cfg.task, &d, batch > 0 ? batch : cfg.batch, cfg.max_len, &r, json, err);
+    if (s == FTC_OK) {
+        char tok_dir[FTC_PATH_MAX + 64];
+        snprintf(tok_dir, sizeof tok_dir, "%s/model", dir);
+        worst_texts(*json, NULL, &d, tok_dir);
+    }
     ftc_dataset_free(&d);
     ftc_model_free(m);
     return s;
@@ -135,6 +171,7 @@ ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const
         goto done;
     }
     if (!*tuned_json || (base && !*base_json)) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (s == FTC_OK) worst_texts(*tuned_json, base_json ? *base_json : NULL, d, tuned_dir);
 done:
     if (s != FTC_OK) {
         json_decref(*tuned_json);
@@ -260,6 +297,7 @@ ftc_status ftc_model_dir_eval_classify(const char *dir, const char *base_dir, co
         }
     }
     if (!*tuned_json || (base && !*base_json)) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (s == FTC_OK) worst_texts(*tuned_json, base_json ? *base_json : NULL, &d, dir);
 done:
     if (s != FTC_OK) {
         json_decref(*tuned_json);

@@ -252,6 +252,51 @@ static void gather_rows(float *dst, const float *src, const int32_t *idx, int B,
 }
 
 /* ---- evaluation ---- */
+/* A misclassified example: its index in the dataset, true and predicted class, the predicted class's probability. */
+typedef struct {
+    int index, label, predicted;
+    double prob;
+} mistake;
+
+/* Most confident first; equal probabilities in dataset order (the list does not depend on the batch order). */
+static int mistake_cmp(const void *a, const void *b) {
+    const mistake *x = a, *y = b;
+    if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* The mistakes among B rows of logits [B, K]: the softmax probability of the (argmax) predicted class. */
+static void collect_mistakes(const float *logits, const int32_t *labels, const int32_t *idx, int B, int K, mistake *out,
+                             int *n) {
+    for (int i = 0; i < B; i++) {
+        const float *row = logits + (size_t)i * K;
+        int p = ftc_argmax(row, K);
+        if (p == labels[i]) continue;
+        double z = 0;
+        for (int k = 0; k < K; k++) z += exp((double)row[k] - (double)row[p]);
+        out[(*n)++] = (mistake){idx[i], labels[i], p, isfinite(z) && z > 0 ? 1.0 / z : NAN};
+    }
+}
+
+/* "worst": the FTC_EVAL_WORST most confident mistakes as {"index","label","predicted","prob"} (label names when
+ * the dataset has them). False when out of memory. */
+static bool add_worst(json_t *j, const ftc_dataset *d, mistake *mk, int n) {
+    qsort(mk, (size_t)n, sizeof *mk, mistake_cmp);
+    json_t *arr = json_array();
+    if (!arr || json_object_set_new(j, "worst", arr)) return false;
+    for (int i = 0; i < n && i < FTC_EVAL_WORST; i++) {
+        char a[16], b[16];
+        snprintf(a, sizeof a, "%d", mk[i].label);
+        snprintf(b, sizeof b, "%d", mk[i].predicted);
+        json_t *o = json_pack("{s:i, s:s, s:s, s:f}", "index", mk[i].index, "label",
+                              d->label_names ? d->label_names[mk[i].label] : a, "predicted",
+                              d->label_names ? d->label_names[mk[i].predicted] : b, "prob",
+                              isfinite(mk[i].prob) ? mk[i].prob : 0.0);
+        if (!o || json_array_append_new(arr, o)) return false;
+    }
+    return true;
+}
+
 /* Metrics do not depend on the order examples come in, so batches run in length order (little padding).
  * feats (classify with a frozen backbone, or NULL): d's cached head inputs, [d->n, C]; then only the head runs. */
 static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, const float *feats, batcher *bt,
@@ -270,6 +315,10 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         free(order); free(fbatch);
         return s;
     }
+    /* with the JSON: the misclassified examples, for the most confident of them ("worst") */
+    mistake *mk = task == FTC_TASK_CLASSIFY && json ? malloc((size_t)d->n * sizeof *mk) : NULL;
+    int n_mk = 0;
+    if (task == FTC_TASK_CLASSIFY && json && !mk) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
     for (int start = 0; start < d->n && s == FTC_OK; start += batch) {
         int B = d->n - start < batch ? d->n - start : batch;
         const int32_t *idx = order + start;
@@ -284,6 +333,7 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         if (s != FTC_OK) break;
         if (task == FTC_TASK_CLASSIFY) s = ftc_class_metrics_add_logits(&cm, ftc_model_logits(m), bt->class_labels, B, err);
         else s = ftc_lm_metrics_add_logits(&lm, ftc_model_logits(m), bt->labels, B, bt->b.T, V, err);
+        if (s == FTC_OK && mk) collect_mistakes(ftc_model_logits(m), bt->class_labels, idx, B, d->num_labels, mk, &n_mk);
     }
     if (s == FTC_OK) {
         r->n_examples = d->n;
@@ -292,6 +342,10 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
             r->loss = cm.loss; r->accuracy = cm.accuracy; r->macro_f1 = cm.macro_f1;
             r->n_tokens = d->n;
             if (json) *json = ftc_class_metrics_json(&cm, (const char *const *)d->label_names);
+            if (json && *json && !add_worst(*json, d, mk, n_mk)) {
+                json_decref(*json);
+                *json = NULL; /* the callers report a missing JSON as out of memory */
+            }
         } else {
             r->loss = ftc_lm_loss(&lm); r->token_accuracy = ftc_lm_token_accuracy(&lm);
             r->n_tokens = lm.n_tokens;
@@ -299,6 +353,7 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         }
     }
     if (task == FTC_TASK_CLASSIFY) ftc_class_metrics_free(&cm);
+    free(mk);
     free(order);
     free(fbatch);
     return s;
@@ -367,7 +422,9 @@ typedef struct {
     /* files */
     char path_metrics[FTC_PATH_MAX + 32], path_ckpt[FTC_PATH_MAX + 32], path_best[FTC_PATH_MAX + 32];
     FILE *metrics;
-    double t_start;
+    double t_start;            /* the first step of this process (tokens/s) */
+    double t_run;              /* ftc_train_run began (elapsed_s: preparing the model and caching features count) */
+    double elapsed_before;     /* wall seconds of the run before this process (resume): the last logged elapsed_s */
     int64_t tokens_at_start;
 } run;
 
@@ -522,8 +579,10 @@ static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_
     return FTC_OK;
 }
 
-/* Keeps the lines of metrics.jsonl up to `step` (a resumed run logs the later ones again). */
-static ftc_status trim_metrics(const char *path, int64_t step, ftc_err *err) {
+/* Keeps the lines of metrics.jsonl up to `step` (a resumed run logs the later ones again); *elapsed: the largest
+ * "elapsed_s" of the lines kept (0 if none), where the resumed run's wall clock continues. */
+static ftc_status trim_metrics(const char *path, int64_t step, double *elapsed, ftc_err *err) {
+    *elapsed = 0;
     if (!ftc_file_exists(path)) return FTC_OK;
     char *text;
     size_t len;
@@ -538,6 +597,8 @@ static ftc_status trim_metrics(const char *path, int64_t step, ftc_err *err) {
         json_t *o = json_loadb(line, (size_t)(nl - line), 0, NULL);
         /* a "finished" line is written again when the resumed run finishes */
         if (o && json_integer_value(json_object_get(o, "step")) <= step && !json_object_get(o, "finished")) {
+            json_t *el = json_object_get(o, "elapsed_s");
+            if (json_is_number(el) && json_number_value(el) > *elapsed) *elapsed = json_number_value(el);
             memcpy(out + n, line, (size_t)(nl - line + 1));
             n += (size_t)(nl - line + 1);
         }
@@ -578,7 +639,7 @@ static ftc_status restore(run *r, ftc_err *err) {
     if (r->step < 0 || r->micro_pos < 0 || r->micro_pos > r->micro_per_epoch || r->epoch < 0)
         return ftc_errf(err, FTC_E_INPUT, "%s: state does not fit this data (micro-batch %lld of %lld)", r->path_ckpt,
                         (long long)r->micro_pos, (long long)r->micro_per_epoch);
-    return trim_metrics(r->path_metrics, r->step, err);
+    return trim_metrics(r->path_metrics, r->step, &r->elapsed_before, err);
 }
 
 static ftc_status write_json_file(const char *path, json_t *o, ftc_err *err) {
@@ -754,7 +815,7 @@ static void finish_timing(ftc_train_plan *p, double *times, int n, const ftc_dat
 
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err) {
-    double t_called = ftc_now();
+    double t_run = ftc_now();
     int epochs = c->epochs > 0 ? c->epochs : ftc_train_auto_epochs(c, train->n); /* from the data when not given */
     if (c->lr < 0)
         return ftc_errf(err, FTC_E_USAGE, "no learning rate: finalize the config and call ftc_train_config_fit_model");
@@ -769,6 +830,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     run r;
     memset(&r, 0, sizeof r);
     r.c = c; r.m = m; r.train = train; r.val = val;
+    r.t_run = t_run;
     r.best = NAN;
     r.quiet = quiet;
     ftc_status s;
@@ -924,7 +986,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     double *step_times = measure ? calloc((size_t)c->measure_steps + 1, sizeof *step_times) : NULL;
     int n_timed = 0;
     if (measure && !step_times) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
-    if (measure) res->plan.setup_seconds = ftc_now() - t_called - feature_sample_seconds;
+    if (measure) res->plan.setup_seconds = ftc_now() - t_run - feature_sample_seconds;
     while (r.step < r.total_steps && !stop) {
         double loss = 0, gnorm = 0;
         float lr = 0;
@@ -970,8 +1032,9 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         double el = ftc_now() - r.t_start, tok_s = el > 0 ? (double)(r.tokens_seen - r.tokens_at_start) / el : 0;
         double epoch_f = (double)r.epoch + (double)r.micro_pos / (double)r.micro_per_epoch;
         if (r.step % c->log_every == 0 || r.step == 1 || r.step == r.total_steps) {
-            json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r.step, "epoch", epoch_f, "loss",
-                                  loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s));
+            json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r.step, "epoch", epoch_f,
+                                  "loss", loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s), "elapsed_s",
+                                  round((r.elapsed_before + ftc_now() - r.t_run) * 10) / 10);
             if ((s = log_json(&r, o, err)) != FTC_OK) break;
         }
         if (!quiet) {
@@ -1011,7 +1074,8 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         if (s == FTC_OK) remove_run_temps(c->out);
         /* the last line: the run is done and model/ is its model (ftc_train_run_finished) */
         if (s == FTC_OK && !res->interrupted)
-            s = log_json(&r, json_pack("{s:I, s:b, s:b}", "step", (json_int_t)r.step, "finished", 1, "stopped_early", stop),
+            s = log_json(&r, json_pack("{s:I, s:b, s:b, s:f}", "step", (json_int_t)r.step, "finished", 1, "stopped_early",
+                                       stop, "elapsed_s", round((r.elapsed_before + ftc_now() - r.t_run) * 10) / 10),
                          err);
     }
 out:
