@@ -121,6 +121,9 @@ ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err);
  * tied LM head) a bf16 copy and sets FTC_PREC_BF16, so every matmul reads bf16 weights: half the bytes of f32
  * per decoded token. Products take bf16 operands with f32 accumulation. */
 ftc_status ftc_model_use_bf16_weights(ftc_model *m, ftc_err *err);
+/* The same with the matmul weights block-quantized (ftc_model_store_frozen_quant; qtype as there): ftc generate
+ * --base-dtype. Decoding reads the packed blocks, decoded a panel of whole rows at a time. */
+ftc_status ftc_model_use_quant_weights(ftc_model *m, int qtype, ftc_err *err);
 /* ftc_model_load that reads the matmul weights (as above) straight into bf16-only storage, never holding
  * them in f32, for PEFT on a frozen base. Embeddings, norms, biases and a classification head stay f32. */
 ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err);
