@@ -282,18 +282,43 @@ void ftc_attention_flash_backward(float *dq, float *dk, float *dv, const float *
             float *dqb = dq ? dq + (size_t)b * T * qs + (size_t)h * D : NULL;
             float *dkb = !dk ? NULL : group > 1 ? hk + (size_t)b * T * qs + (size_t)h * D : dk + (size_t)b * T * ks + (size_t)g * D;
             float *dvb = !dv ? NULL : group > 1 ? hv + (size_t)b * T * qs + (size_t)h * D : dv + (size_t)b * T * ks + (size_t)g * D;
-            for (int t = 0; t < T; t++) {
-                const float *orow = ob + (size_t)t * qs, *drow = dob + (size_t)t * qs;
-                double s = 0;
-                for (int d = 0; d < D; d++) s += (double)orow[d] * drow[d];
-                db[t] = (float)s;
-                if (group > 1) {
-                    if (dkb) memset(dkb + (size_t)t * hs, 0, (size_t)D * sizeof(float));
-                    if (dvb) memset(dvb + (size_t)t * hs, 0, (size_t)D * sizeof(float));
-                }
+            for (int t = 0; t < T && group > 1; t++) {
+                if (dkb) memset(dkb + (size_t)t * hs, 0, (size_t)D * sizeof(float));
+                if (dvb) memset(dvb + (size_t)t * hs, 0, (size_t)D * sizeof(float));
             }
             for (int i0 = 0; i0 < T; i0 += FQ) {
                 const int rows = T - i0 < FQ ? T - i0 : FQ, cols = causal ? i0 + rows : T;
+                /* Delta: in f32, dO . O; in bf16 the forward's bf16 products make O disagree with the bf16 dP
+                 * by their rounding, and dS's rows would no longer sum to 0 (a bias in dq of that size), so a
+                 * first pass sums P dP from the very dP the second pass uses */
+                double dsum[FQ];
+                for (int r = 0; r < rows; r++) {
+                    const float *orow = ob + (size_t)(i0 + r) * qs, *drow = dob + (size_t)(i0 + r) * qs;
+                    double s = 0;
+                    for (int d = 0; bf16 ? 0 : d < D; d++) s += (double)orow[d] * drow[d];
+                    dsum[r] = s;
+                }
+                for (int j0 = 0; bf16 && (dqb || dkb) && j0 < cols; j0 += FK) {
+                    const int bc = cols - j0 < FK ? cols - j0 : FK;
+                    att_matmul(false, false, true, rows, bc, D, scale, qb + (size_t)i0 * qs, (int)qs,
+                               kb + (size_t)j0 * ks, (int)ks, 0.0f, P, FK);
+                    att_matmul(bf16, false, true, rows, bc, D, 1.0f, dob + (size_t)i0 * qs, (int)qs,
+                               vb + (size_t)j0 * ks, (int)ks, 0.0f, dS, FK);
+                    if (drop)
+                        drop_tile(dS, rows, bc, o->drop_key, (((size_t)b * H + h) * T + i0) * (size_t)T + j0,
+                                  (uint64_t)T, thr, keep);
+                    for (int r = 0; r < rows; r++) {
+                        float *pr = P + (size_t)r * FK;
+                        const float *dr = dS + (size_t)r * FK;
+                        for (int c = 0; c < bc; c++)
+                            if (!visible(mb, causal, i0 + r, j0 + c)) pr[c] = -INFINITY;
+                        ftc_vm_exp_sum(pr, pr, lb[i0 + r], bc);
+                        double s = 0;
+                        for (int c = 0; c < bc; c++) s += (double)pr[c] * dr[c];
+                        dsum[r] += s;
+                    }
+                }
+                for (int r = 0; r < rows; r++) db[i0 + r] = (float)dsum[r];
                 for (int j0 = 0; j0 < cols; j0 += FK) {
                     const int bc = cols - j0 < FK ? cols - j0 : FK;
                     att_matmul(false, false, true, rows, bc, D, scale, qb + (size_t)i0 * qs, (int)qs,
