@@ -36,8 +36,10 @@ static void usage(FILE *out) {
             "pooling from config.json \"ftc_pooling\" (else as ftc train --pooling auto picks it).\n"
             "Any other plain Hugging Face directory is evaluated as a causal language model (GPT-2, Llama family) on plain\n"
             "text: the file is encoded as the model's tokenizer does by default (with BOS where it adds one) and split\n"
-            "into windows of the model's context length; consecutive windows share one token so that every token\n"
-            "after the first is predicted exactly once from the tokens before it (up to a window). Structured data\n"
+            "into windows of the model's context length (or --context; a shorter text is one window of its own\n"
+            "length); consecutive windows share one token so that every token after the first is predicted exactly\n"
+            "once from the tokens before it (up to a window). It runs forward-only: memory grows linearly with the\n"
+            "window (one layer's activations, no T x T attention matrix, no full logits). Structured data\n"
             "(.jsonl, .json, .csv, .tsv: prompt/completion, chat messages, text records) is scored as ftc train\n"
             "--task causal-lm would train on it with its defaults: the answer tokens only, the model's own chat\n"
             "template, examples cut at --max-len (default 128, as in training).\n\n"
@@ -76,24 +78,47 @@ typedef struct {
     int windows, context;
 } lm_result;
 
-/* Mean NLL of ids[1..n) given the preceding tokens, in windows of `context` sharing one token. */
+/* Tokens evaluated in one batch of windows (forward-only memory grows with it, not with T x T). */
+enum { EVAL_BATCH_TOKENS = 4096 };
+
+/* Mean NLL of ids[1..n) given the preceding tokens, in windows of up to `context` sharing one token. The window
+ * is sized by the data (a short text plans for its own length, not the model's context); windows of equal
+ * length run together in batches of about EVAL_BATCH_TOKENS tokens. The model runs forward-only and keeps
+ * only the loss (ftc_model_set_loss_only): memory grows linearly with the window. */
 static ftc_status eval_lm_ids(ftc_model *m, const int32_t *ids, size_t n, int context, lm_result *r, ftc_err *err) {
     memset(r, 0, sizeof *r);
     r->context = context;
-    ftc_status s = ftc_model_reserve(m, 1, context, err);
-    if (s) return s;
+    int win = n < (size_t)context ? (int)n : context;
+    size_t step = (size_t)win - 1, nwin = (n - 2) / step + 1; /* windows start at 0, step, ... while start + 1 < n */
+    size_t full = n >= (size_t)win ? (n - (size_t)win) / step + 1 : 0; /* windows of exactly win tokens */
+    int maxb = win >= EVAL_BATCH_TOKENS ? 1 : EVAL_BATCH_TOKENS / win;
+    if ((size_t)maxb > full) maxb = full > 0 ? (int)full : 1;
+    ftc_status s = ftc_model_set_loss_only(m, true, err);
+    if (!s) s = ftc_model_reserve(m, maxb, win, err);
+    int32_t *buf = s ? NULL : malloc((size_t)maxb * win * sizeof *buf);
+    if (!s && !buf) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
     double sum = 0;
     long counted = 0;
-    for (size_t start = 0; start + 1 < n; start += (size_t)context - 1) {
-        int len = (int)(n - start < (size_t)context ? n - start : (size_t)context);
-        ftc_batch b = {1, len, ids + start, NULL, NULL, ids + start}; /* labels = ids: the model shifts */
+    for (size_t w = 0; !s && w < nwin;) {
+        size_t start = w * step;
+        int len = (int)(n - start < (size_t)win ? n - start : (size_t)win), B = 0;
+        /* this window and the following ones of the same length, up to maxb */
+        for (; B < maxb && w + (size_t)B < nwin; B++) {
+            size_t st = (w + (size_t)B) * step;
+            if ((n - st < (size_t)win ? (int)(n - st) : win) != len) break;
+            memcpy(buf + (size_t)B * len, ids + st, (size_t)len * sizeof *buf);
+        }
+        ftc_batch b = {B, len, buf, NULL, NULL, buf}; /* labels = ids: the model shifts */
         float loss;
         s = ftc_model_forward(m, &b, false, &loss, err);
-        if (s) return s;
-        sum += (double)loss * (len - 1);
-        counted += len - 1;
-        r->windows++;
+        if (s) break;
+        sum += (double)loss * B * (len - 1);
+        counted += (long)B * (len - 1);
+        r->windows += B;
+        w += (size_t)B;
     }
+    free(buf);
+    if (s) return s;
     r->n_tokens = counted;
     r->loss = sum / (double)counted;
     r->perplexity = exp(r->loss);
