@@ -115,6 +115,8 @@ typedef struct {
      * measured steps, and returns without evaluating, checkpointing or saving a model (res->plan). */
     int measure_steps;
     bool memory_check;      /* refuse a run whose planned peak memory exceeds what the machine has (default true) */
+    bool save_only_model;   /* a finished run keeps model/ (and adapter/) only: checkpoint.ftc and best.ftc (weights
+                               and AdamW moments) are removed, so it cannot be continued with more steps */
     bool set[64];           /* which keys were given explicitly (config file or command line), by option index */
     bool from_run[64];      /* ... and which of those came from a run's config.resolved.json (--resume) */
 } ftc_train_config;

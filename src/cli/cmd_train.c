@@ -37,6 +37,8 @@ static void train_help(FILE *out) {
         "  --grad-checkpoint           recompute each block in backward instead of storing its activations\n"
         "                              (same gradients; less memory, about a third more compute)\n"
         "  --no-memory-check           run even when the planned peak memory exceeds what is available (ftc plan)\n"
+        "  --save-only-model           a finished run keeps model/ (and adapter/) only: no checkpoint.ftc or\n"
+        "                              best.ftc (weights + AdamW moments), so it cannot be continued\n"
         "  --pooling auto|cls|mean|last  classify: what the head reads (auto: the checkpoint's sentence-\n"
         "                              transformers pooling if any, else CLS+pooler for BERT, last token for decoders)\n"
         "  --lora-r R (8) --lora-alpha A (16) --lora-dropout P (0)\n"
@@ -370,6 +372,12 @@ int cmd_train(int argc, char **argv) {
                         "resume with: ftc train --out %s --resume\n",
                 stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)res.steps, c.out, c.out);
         rc = 128 + stop_signal;
+    }
+    if (s == FTC_OK && !rc && c.save_only_model) { /* the head stage's model and checkpoints are not needed now */
+        char hs[FTC_PATH_MAX + 32];
+        snprintf(hs, sizeof hs, "%s/head-stage", c.out);
+        ftc_err ignored;
+        if (ftc_is_dir(hs)) ftc_remove_tree(hs, &ignored);
     }
     if (s == FTC_OK && !rc && samples) {
         char path[FTC_PATH_MAX + 32];

@@ -23,7 +23,7 @@ static const ftc_train_option OPTIONS[] = {
     {"lora-r", false}, {"lora-alpha", false}, {"lora-dropout", false}, {"lora-targets", false}, {"resume", true},
     {"format", false}, {"chat-template", false}, {"text-col", false}, {"label-col", false}, {"pack", true},
     {"train-on-inputs", true}, {"pooling", false}, {"feature-cache", true}, {"precision", false},
-    {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {"memory-check", true}, {NULL, false}};
+    {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {"memory-check", true}, {"save-only-model", true}, {NULL, false}};
 
 /* The names people bring from Hugging Face Trainer, PEFT and Axolotl (and this project's older names). */
 static const ftc_train_alias ALIASES[] = {
@@ -107,6 +107,7 @@ void ftc_train_config_defaults(ftc_train_config *c) {
     strcpy(c->pooling, "auto");
     c->feature_cache = true;
     c->memory_check = true;
+    c->save_only_model = false;
     c->lora_r = 8;
     c->lora_alpha = 16;
     c->lora_dropout = 0.0f;
@@ -253,6 +254,7 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     else if (!strcmp(key, "head-lr")) { DBL(head_lr, 0, 10); }
     else if (!strcmp(key, "lp-ft")) s = parse_bool(key, v, &c->lp_ft, err);
     else if (!strcmp(key, "memory-check")) s = parse_bool(key, v, &c->memory_check, err);
+    else if (!strcmp(key, "save-only-model")) s = parse_bool(key, v, &c->save_only_model, err);
     else if (!strcmp(key, "batch")) { LONG(batch, 1, 65536); }
     else if (!strcmp(key, "grad-accum")) { LONG(grad_accum, 1, 65536); }
     else if (!strcmp(key, "max-len")) { LONG(max_len, 2, 1 << 20); }
@@ -400,7 +402,7 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
  * on from its last good checkpoint, as the NaN message says). Nothing else it computes. */
 static bool free_on_resume(const char *name) {
     return !strcmp(name, "save-every") || !strcmp(name, "lr") || !strcmp(name, "resume") || !strcmp(name, "max-steps") || !strcmp(name, "epochs") ||
-           !strcmp(name, "memory-check") || !strcmp(name, "out"); /* a run directory that was moved or copied */
+           !strcmp(name, "memory-check") || !strcmp(name, "save-only-model") || !strcmp(name, "out"); /* a run directory that was moved or copied */
 }
 
 ftc_status ftc_train_config_resume_conflict(const ftc_train_config *saved, const ftc_train_config *now, ftc_err *err) {
@@ -528,6 +530,7 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "head_lr", json_real(c->head_lr));
     json_object_set_new(o, "lp_ft", json_boolean(c->lp_ft));
     json_object_set_new(o, "memory_check", json_boolean(c->memory_check));
+    json_object_set_new(o, "save_only_model", json_boolean(c->save_only_model));
     json_object_set_new(o, "batch", json_integer(c->batch));
     json_object_set_new(o, "grad_accum", json_integer(c->grad_accum));
     json_object_set_new(o, "max_len", json_integer(c->max_len));

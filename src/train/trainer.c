@@ -744,10 +744,22 @@ bool ftc_train_run_finished(const char *out, int64_t *step) {
     snprintf(path, sizeof path, "%s/checkpoint.ftc", out);
     json_t *st = NULL;
     ftc_err e;
-    if (ftc_checkpoint_read_state(path, &st, &e) != FTC_OK) return false;
-    bool done = json_is_true(json_object_get(st, "finished"));
-    json_int_t ckpt_step = json_integer_value(json_object_get(st, "step"));
-    json_decref(st);
+    bool done;
+    json_int_t ckpt_step;
+    if (!ftc_file_exists(path)) { /* --save-only-model removes the checkpoint once the run has finished */
+        snprintf(path, sizeof path, "%s/config.resolved.json", out);
+        json_t *cfg = ftc_json_load_file(path, 0, NULL);
+        bool only_model = json_is_true(json_object_get(cfg, "save_only_model"));
+        json_decref(cfg);
+        if (!only_model) return false;
+        done = true;
+        ckpt_step = -1; /* the finished line's step, read below */
+    } else {
+        if (ftc_checkpoint_read_state(path, &st, &e) != FTC_OK) return false;
+        done = json_is_true(json_object_get(st, "finished"));
+        ckpt_step = json_integer_value(json_object_get(st, "step"));
+        json_decref(st);
+    }
     if (step) *step = ckpt_step;
     if (!done) return false;
     snprintf(path, sizeof path, "%s/metrics.jsonl", out);
@@ -759,6 +771,8 @@ bool ftc_train_run_finished(const char *out, int64_t *step) {
     while (start && text[start - 1] != '\n') start--;
     json_t *last = json_loadb(text + start, len - start, 0, NULL);
     free(text);
+    if (ckpt_step < 0) ckpt_step = json_integer_value(json_object_get(last, "step"));
+    if (step) *step = ckpt_step;
     done = json_is_true(json_object_get(last, "finished")) && json_integer_value(json_object_get(last, "step")) == ckpt_step;
     bool stopped = json_is_true(json_object_get(last, "stopped_early"));
     json_decref(last);
@@ -1077,6 +1091,11 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
             s = log_json(&r, json_pack("{s:I, s:b, s:b, s:f}", "step", (json_int_t)r.step, "finished", 1, "stopped_early",
                                        stop, "elapsed_s", round((r.elapsed_before + ftc_now() - r.t_run) * 10) / 10),
                          err);
+        /* --save-only-model: the finished run keeps its model; the checkpoints (weights and AdamW moments) go */
+        if (s == FTC_OK && !res->interrupted && c->save_only_model) {
+            remove(r.path_ckpt);
+            remove(r.path_best);
+        }
     }
 out:
     if (r.metrics) fclose(r.metrics);
