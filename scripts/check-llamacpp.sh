@@ -136,5 +136,12 @@ $PY "$root/tools/check_gguf_export.py" modelfile "$W/smol-f32.Modelfile" "$W/smo
   failed "Modelfile TEMPLATE"
 grep -q '^PARAMETER stop "<|im_end|>"' "$W/smol-f32.Modelfile" && pass "Modelfile stops at <|im_end|>" || failed "Modelfile stop"
 
+# every GGUF ftc wrote here parses with the PyPI gguf reader (llama.cpp's converter outputs are skipped)
+for f in "$W"/*.gguf; do
+  case $f in *-llamacpp.gguf) continue ;; esac
+  $PY -c 'import gguf, sys; r = gguf.GGUFReader(sys.argv[1]); print(f"{sys.argv[1]}: {len(r.tensors)} tensors, {len(r.fields)} fields")' "$f" ||
+    failed "the gguf reader cannot parse $f"
+done
+
 echo "== $fails failed"
 [ "$fails" = 0 ]
