@@ -5,7 +5,7 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build test test-fast test-asan demo bench fuzz clean llamacpp check-llamacpp
+.PHONY: all deps build test test-fast test-asan demo demo-assistant bench fuzz clean llamacpp check-llamacpp
 
 all: build
 
@@ -29,6 +29,10 @@ test-asan: deps
 
 demo: build
 	@sh examples/demo.sh $(BUILD)/ftc
+
+# The generative case: SmolLM2-135M-Instruct as it is, with RAG, LoRA- and fully tuned (examples/assistant).
+demo-assistant: build
+	@sh examples/assistant/run.sh $(BUILD)/ftc
 
 bench: build
 	@sh bench/run.sh $(BUILD)/ftc

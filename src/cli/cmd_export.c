@@ -33,7 +33,10 @@ static void usage(FILE *out) {
             "  --force        replace a non-empty --out directory (never an input or a directory holding a run)\n\n"
             "The export is assembled beside DIR and renamed into place: DIR is complete or absent.\n"
             "A classification head no transformers class computes (e.g. mean pooling) is exported with the\n"
-            "encoder's bare class and described under config.json's \"ftc_classifier_head\" (docs/export.md).\n");
+            "encoder's bare class and described under config.json's \"ftc_classifier_head\" (docs/export.md).\n"
+            "\nExamples:\n"
+            "  ftc export runs/faq --format hf --out faq-model        # merged, loads in transformers\n"
+            "  ftc export runs/faq-lora --format peft --out faq-adapter # the LoRA adapter for PEFT\n");
 }
 
 /* A LoRA run's adapters before merging: the base with the run's method applied, values from the
