@@ -70,8 +70,8 @@ tok_cmp "SmolLM2 tokenizer" "$W/smol-f32.gguf" "$W/smollm2-llamacpp.gguf" "$root
 # the ChatML prompt ftc chat renders (SmolLM2's template with its default system prompt); the x keeps the final
 # newline through $(...)
 chatml() { printf '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\nx' "$1"; }
-lcp_simple() { # lcp_simple GGUF PROMPT -> generated text only (llama-simple prints the prompt first)
-  "$LCP/bin/llama-simple" -m "$1" -n "$N" "$2" 2>"$W/lcp.err" >"$W/lcp.out"
+lcp_simple() { # lcp_simple GGUF PROMPT [TOKENS] -> generated text only (llama-simple prints the prompt first)
+  "$LCP/bin/llama-simple" -m "$1" -n "${3:-$N}" "$2" 2>"$W/lcp.err" >"$W/lcp.out"
   $PY -c 'import sys; p=sys.argv[1]; t=open(sys.argv[2],encoding="utf-8",errors="replace").read(); print(t[len(p):] if t.startswith(p) else "<<prompt not echoed>>"+t, end="")' "$2" "$W/lcp.out"
 }
 lcp_tokens() { sed -n 's/.*decoded \([0-9]*\) tokens.*/\1/p' "$W/lcp.err" | tail -1; }
@@ -79,8 +79,8 @@ same() { # same LABEL LLAMA_TEXT FTC_TEXT [soft]: soft (bf16) reports a differen
   if [ "$2" = "$3" ]; then pass "$1: llama.cpp = ftc: $(printf '%s' "$2" | head -c 160 | tr '\n' ' ')"; return; fi
   c=$($PY -c 'import os,sys; a,b=sys.argv[1],sys.argv[2]; print(len(os.path.commonprefix([a,b])))' "$2" "$3")
   if [ "${4:-}" = soft ]; then
-    echo "NOTE: $1: equal for the first $c characters, then differ (llama.cpp rounds activations to bf16 in its bf16"
-    echo "      matmuls; ftc computes in f32 on the bf16 weights)"
+    echo "NOTE: $1: equal for the first $c characters, then differ (llama.cpp rounds the activations to bf16 / q8 in"
+    echo "      its bf16 / quantized matmuls; ftc computes in f32 on the bf16 / dequantized weights)"
   else failed "$1 (equal for the first $c characters)"; fi
   printf '   llama.cpp: %s\n   ftc:       %s\n' "$2" "$3"
 }
@@ -97,6 +97,18 @@ for ty in f32 bf16; do
   f=$(echo "$q" | "$FTC" chat --model "$G" --max-tokens "$N" 2>/dev/null)
   same "SmolLM2 $ty chat '$q' (llama.cpp stopped after $nt tokens)" "$l" "$f" $([ $ty = bf16 ] && echo soft)
 done
+# quantized exports: the gguf reader parses them; llama.cpp's text vs ftc's (ftc computes on the dequantized weights,
+# llama.cpp's quantized dot products quantize the activations too: differences are notes, not failures)
+for ty in q8_0 q4_0 q4_k; do
+  "$FTC" export --model "$W/smol-hf" --format gguf --type $ty --out "$W/smol-$ty.gguf" --force >/dev/null || failed "export $ty"
+  $PY -c 'import collections, gguf, sys; r = gguf.GGUFReader(sys.argv[1]); print(sys.argv[1], "parsed:", dict(collections.Counter(t.tensor_type.name for t in r.tensors)))' \
+    "$W/smol-$ty.gguf" || failed "the gguf reader cannot parse the $ty export"
+  p="The capital of France is"
+  l=$(lcp_simple "$W/smol-$ty.gguf" "$p" 24)
+  f=$("$FTC" generate --model "$W/smol-$ty.gguf" --prompt "$p" --max-tokens 24 2>/dev/null)
+  same "SmolLM2 $ty, '$p', 24 tokens" "$l" "$f" soft
+done
+
 if [ -f "$RUN/config.resolved.json" ]; then
   "$FTC" export --model "$RUN" --format gguf --out "$W/tuned-f32.gguf" --force >/dev/null || failed "export tuned f32"
   "$FTC" export --model "$RUN" --format gguf --type bf16 --out "$W/tuned-bf16.gguf" --force >/dev/null || failed "export tuned bf16"
@@ -123,6 +135,13 @@ fi
 $PY "$root/tools/check_gguf_export.py" modelfile "$W/smol-f32.Modelfile" "$W/smol-hf" && pass "Modelfile TEMPLATE rendered as Ollama = chat template" ||
   failed "Modelfile TEMPLATE"
 grep -q '^PARAMETER stop "<|im_end|>"' "$W/smol-f32.Modelfile" && pass "Modelfile stops at <|im_end|>" || failed "Modelfile stop"
+
+# every GGUF ftc wrote here parses with the PyPI gguf reader (llama.cpp's converter outputs are skipped)
+for f in "$W"/*.gguf; do
+  case $f in *-llamacpp.gguf) continue ;; esac
+  $PY -c 'import gguf, sys; r = gguf.GGUFReader(sys.argv[1]); print(f"{sys.argv[1]}: {len(r.tensors)} tensors, {len(r.fields)} fields")' "$f" ||
+    failed "the gguf reader cannot parse $f"
+done
 
 echo "== $fails failed"
 [ "$fails" = 0 ]

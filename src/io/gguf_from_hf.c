@@ -281,6 +281,12 @@ static ftc_status add_tokenizer(ftc_gguf_writer *w, const char *dir, const ftc_m
         if (id < 0 || id > (1 << 24) || !jstr(val, "content")) { s = ftc_errf(err, FTC_E_INPUT, "%s/tokenizer.json: added token %zu is malformed", dir, ai); goto done; }
         if (id >= n) n = id + 1;
     }
+    if (n > cfg->vocab_size) {
+        s = ftc_errf(err, FTC_E_INPUT, "%s/tokenizer.json: token id %lld is outside the model's vocabulary of %d "
+                     "(config.json vocab_size): llama.cpp needs one embedding row per token", dir, (long long)(n - 1),
+                     cfg->vocab_size);
+        goto done;
+    }
     v.n = n;
     v.tok = calloc((size_t)n, sizeof *v.tok);
     v.type = malloc(sizeof *v.type * (size_t)n);
