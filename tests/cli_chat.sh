@@ -15,6 +15,13 @@ grep -q "using 'plain'" "$tmp/e" || fail "no note about the plain template: $(ca
 b=$("$FTC" generate --model "$M" --prompt $'### Question:\nHi\n\n### Answer:\n' --max-tokens 30) || fail "generate"
 [ -n "$a" ] && [ "$a" = "$b" ] || fail "chat answer '$a' differs from generate on the rendering '$b'"
 
+# --precision bf16 and --base-dtype q8_0 reach chat as they do generate: the same answer on the same rendering
+for w in "--precision bf16" "--base-dtype q8_0"; do
+  wa=$(printf 'Hi\n' | "$FTC" chat --model "$M" --max-tokens 12 $w 2> "$tmp/e") || fail "chat $w exited $?: $(cat "$tmp/e")"
+  wb=$("$FTC" generate --model "$M" --prompt $'### Question:\nHi\n\n### Answer:\n' --max-tokens 12 $w) || fail "generate $w"
+  [ -n "$wa" ] && [ "$wa" = "$wb" ] || fail "chat $w answer '$wa' differs from generate '$wb'"
+done
+
 # conversation kept, /reset, /exit (lines after it are not read)
 printf 'Hi\nWhat did you say?\n/reset\nHi\n/exit\nHi again\n' |
   "$FTC" chat --model "$M" --max-tokens 30 --stats > "$tmp/out" 2> "$tmp/err" || fail "multi-turn: $(cat "$tmp/err")"

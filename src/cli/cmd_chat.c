@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "ftc/quant.h"
 #include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc chat --model RUNDIR|DIR [--chat-template T] [--system TEXT] [--max-tokens N]\n"
-            "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [--adapter DIR]\n\n"
+            "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [--adapter DIR]\n"
+            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4]\n\n"
             "Reads messages from standard input, one per line, and prints the model's answers as they are\n"
             "generated, one answer per line. The conversation is kept: each answer sees the earlier turns.\n"
             "  /reset   forget the conversation (the --system message stays)\n"
@@ -25,6 +27,7 @@ static void usage(FILE *f) {
             "  --system TEXT          a system message at the start of the conversation\n"
             "  --max-tokens N         most tokens per answer (default 256)\n"
             "  --adapter DIR   apply a PEFT LoRA adapter to the model first (merged)\n"
+            "  --precision P, --base-dtype Q   weights in bf16 / block-quantized, as in ftc generate\n"
             "  --temperature T, --top-k K, --top-p P, --seed S   sampling as in ftc generate (default greedy)\n"
             "  --stats                per answer, on standard error: prompt tokens, tokens reused from the cache,\n"
             "                         generated tokens, speed\n"
@@ -96,13 +99,15 @@ int cmd_chat(int argc, char **argv) {
     const char *model = NULL, *tmpl_flag = NULL, *system = NULL, *adapter = NULL;
     long max_tokens = 256, seed = 0;
     ftc_sampler sampler = {0.0f, 0, 1.0f};
-    bool stats = false;
+    bool stats = false, bf16 = false;
+    int qtype = -1;
     cli_chat_batch_args b = {.rag_k = 3};
     static const cli_opt opts[] = {{"model", false, NULL}, {"chat-template", false, NULL}, {"system", false, NULL},
                                    {"adapter", false, NULL}, {"max-tokens", false, NULL}, {"stats", true, NULL},
                                    {"data", false, NULL}, {"summary", false, NULL}, {"rag-index", false, NULL},
                                    {"rag-model", false, NULL}, {"rag-k", false, NULL}, {"rag-prompt", false, NULL},
                                    {"rag-out", false, NULL}, {"progress", true, NULL},
+                                   {"precision", false, NULL}, {"base-dtype", false, NULL},
                                    CLI_SAMPLING_OPTS, {NULL, false, NULL}};
     cli_args p;
     cli_args_init(&p, "chat", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
@@ -117,6 +122,14 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(f, "system")) system = v;
         else if (!strcmp(f, "adapter")) adapter = v;
         else if (!strcmp(f, "stats")) stats = cli_true(v);
+        else if (!strcmp(f, "precision")) {
+            if (strcmp(v, "fp32") && strcmp(v, "bf16"))
+                return cli_usage_error("chat", "--precision takes fp32 or bf16, not '%s'", v);
+            bf16 = !strcmp(v, "bf16");
+        } else if (!strcmp(f, "base-dtype")) {
+            if ((qtype = ftc_quant_from_name(v)) < 0)
+                return cli_usage_error("chat", "--base-dtype takes q8_0, q4_0, q4_1, q4_k or nf4, not '%s'", v);
+        }
         else if (!strcmp(f, "data")) b.data = v;
         else if (!strcmp(f, "summary")) b.summary = v;
         else if (!strcmp(f, "rag-index")) b.rag_index = v;
@@ -151,7 +164,9 @@ int cmd_chat(int argc, char **argv) {
     ftc_err err;
     ftc_infer_model im;
     if (ftc_infer_open(model, FTC_TASK_CAUSAL_LM, &im, &err)) return cli_fail("chat", &err);
-    if (adapter && (ftc_model_load_adapter(im.model, adapter, &err) || ftc_model_merge_lora(im.model, &err))) {
+    if ((adapter && (ftc_model_load_adapter(im.model, adapter, &err) || ftc_model_merge_lora(im.model, &err))) ||
+        (bf16 && ftc_model_use_bf16_weights(im.model, &err)) ||
+        (qtype >= 0 && ftc_model_use_quant_weights(im.model, qtype, &err))) {
         ftc_infer_close(&im);
         return cli_fail("chat", &err);
     }

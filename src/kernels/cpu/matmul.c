@@ -390,6 +390,10 @@ static void run_pool(const gemm_job *j, int chunks) {
 #define SKINNY_MIN_BYTES ((size_t)64 << 10)
 static void run_skinny(const gemm_job *j, size_t w_bytes) {
     int nt = pool_threads(), groups = (j->N + 3) / 4;
+    /* One f32 row is memory-bound, and one core already reads at this machine's full bandwidth (34.8 GB/s alone,
+     * 24.5-33.6 with two): a second thread adds nothing, and on a loaded machine the caller waits for whatever a
+     * descheduled worker claimed (SmolLM2 f32 decode: 26.8 tokens/s on one thread, 13.3 on two, load ~5) */
+    if (j->M == 1 && !j->bf16) nt = 1;
     if (nt > 1 && groups > 1 && w_bytes >= SKINNY_MIN_BYTES && pthread_mutex_trylock(&pool.call) == 0) {
         int workers = pool_start(nt);
         if (workers > nt - 1) workers = nt - 1;
