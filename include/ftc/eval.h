@@ -75,6 +75,15 @@ double ftc_lm_token_accuracy(const ftc_lm_metrics *m); /* NaN when no tokens */
 /* {"task":"causal-lm","n_examples","n_tokens","loss","perplexity","token_accuracy"} (NaN written as null). */
 struct json_t *ftc_lm_metrics_json(const ftc_lm_metrics *m);
 
+/* ---- answer quality against a reference text (src/eval/textscore.c) ----
+ * Tokens as rouge_score's default tokenizer makes them: ASCII letters lowercased, maximal runs of [a-z0-9]; every
+ * other byte (punctuation, space, non-ASCII) separates.
+ * token-F1: SQuAD's F1 of the two token multisets, the articles a, an, the left out (both sides empty: 1, one: 0).
+ * ROUGE-L: the F-measure (beta 1) of the longest common token subsequence, as rouge_score's rougeL fmeasure
+ * without stemming (0 when either side has no tokens). */
+ftc_status ftc_text_token_f1(const char *pred, const char *ref, double *f1, ftc_err *err);
+ftc_status ftc_text_rouge_l(const char *pred, const char *ref, double *rouge_l, ftc_err *err);
+
 /* ---- report ----
  * Writes RUNDIR/report.html (atomically) from RUNDIR/metrics.jsonl (training curve, required),
  * RUNDIR/eval.json (final metrics, optional; may hold "base" with the same keys for the base model) and
@@ -82,5 +91,9 @@ struct json_t *ftc_lm_metrics_json(const ftc_lm_metrics *m);
  * Self-contained HTML: inline SVG charts, no JavaScript, no network. Formats: docs/report.md.
  * Malformed input: FTC_E_INPUT naming file, line and key. */
 ftc_status ftc_report_write(const char *rundir, ftc_err *err);
+/* Several runs on one page written (atomically) to out_path: their curves overlaid (one colour per run, each run's
+ * best checkpoint marked), the final metrics side by side (the best of each row marked) and the settings that differ
+ * between them. With one run: that run's page (as ftc_report_write) at out_path. */
+ftc_status ftc_report_write_runs(const char *const *rundirs, int n, const char *out_path, ftc_err *err);
 
 #endif

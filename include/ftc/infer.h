@@ -164,6 +164,8 @@ ftc_status ftc_chat_create(ftc_infer_model *im, const ftc_chat_template *t, cons
 /* Adds the user message, generates the answer (kept in the conversation); *reply: malloc'd text. */
 ftc_status ftc_chat_reply(ftc_chat *c, const char *user, const ftc_chat_opts *o, char **reply, ftc_chat_stats *st,
                           ftc_err *err);
+/* Appends a user or assistant message without generating (an earlier turn of a conversation being replayed). */
+ftc_status ftc_chat_add(ftc_chat *c, ftc_role role, const char *text, ftc_err *err);
 void ftc_chat_reset(ftc_chat *c); /* forget the conversation (the system message stays) */
 int ftc_chat_turns(const ftc_chat *c); /* user + assistant messages kept */
 void ftc_chat_free(ftc_chat *c);

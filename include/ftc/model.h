@@ -124,6 +124,14 @@ void ftc_model_weights_changed(ftc_model *m);
  * (input gradients still flow through them); save writes them as BF16; merging LoRA into one rounds the sum to
  * bf16. Making one trainable again (ftc_model_set_trainable) restores an f32 value from the bf16 bits. */
 ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err);
+/* Inference in bf16 (ftc generate/chat/serve --precision bf16): freezes every parameter, keeps only the bf16
+ * bits of the matmul weights that are not also embeddings (ftc_model_store_frozen_bf16), gives the others (a
+ * tied LM head) a bf16 copy and sets FTC_PREC_BF16, so every matmul reads bf16 weights: half the bytes of f32
+ * per decoded token. Products take bf16 operands with f32 accumulation. */
+ftc_status ftc_model_use_bf16_weights(ftc_model *m, ftc_err *err);
+/* The same with the matmul weights block-quantized (ftc_model_store_frozen_quant; qtype as there): ftc generate
+ * --base-dtype. Decoding reads the packed blocks, decoded a panel of whole rows at a time. */
+ftc_status ftc_model_use_quant_weights(ftc_model *m, int qtype, ftc_err *err);
 /* ftc_model_load that reads the matmul weights (as above) straight into bf16-only storage, never holding
  * them in f32, for PEFT on a frozen base. Embeddings, norms, biases and a classification head stay f32. */
 ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err);

@@ -132,6 +132,11 @@ size_t ftc_attention_flash_scratch_floats(int B, int T, int H, int Hkv, int D);
  * Gives the rows Tk-Tn.. of ftc_attention_forward(causal) on the whole sequence. */
 void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
                               int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D);
+/* One new query for each of S sequences with caches of their own (batched decoding): q, out [S,H,D]; sequence s
+ * has len[s] cached positions (its new one last) in k_cache[s], v_cache[s] [>= len[s], Hkv, D]; att[s] receives
+ * H x len[s] probabilities. Each row equals ftc_attention_decode_forward on that sequence alone. */
+void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
+                                       const float *const *v_cache, const int *len, int S, int H, int Hkv, int D);
 
 /* Softmax cross-entropy over V for N rows. targets[n] < 0 (e.g. -100) is ignored.
  * Returns the mean loss over counted rows (0 if none) and writes *n_counted.

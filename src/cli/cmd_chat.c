@@ -28,8 +28,29 @@ static void usage(FILE *f) {
             "  --temperature T, --top-k K, --top-p P, --seed S   sampling as in ftc generate (default greedy)\n"
             "  --stats                per answer, on standard error: prompt tokens, tokens reused from the cache,\n"
             "                         generated tokens, speed\n"
+            "\nHeld-out conversations (instead of standard input):\n"
+            "  --data FILE            chat JSONL ({\"messages\": [...]}): each conversation's last assistant message is\n"
+            "                         the reference; the model answers the user message before it, one conversation\n"
+            "                         at a time (earlier turns as written), and a JSON line per conversation goes to\n"
+            "                         standard output: question, answer, reference, prompt_tokens, generated_tokens,\n"
+            "                         stop (end_of_turn|max_tokens|context_full), ttft_ms (to the first answer text),\n"
+            "                         latency_ms (to the whole answer), token_f1, rouge_l (docs/generate.md)\n"
+            "  --summary FILE         the means of those, the share ended at the end of turn and peak_rss_mb (JSON)\n"
+            "  --rag-index FILE       retrieval-augmented: the texts of FILE ({\"text\"} records) are embedded with\n"
+            "                         --rag-model; each conversation's user messages are embedded and the --rag-k\n"
+            "                         nearest texts are added to its system message after --rag-prompt (retrieval\n"
+            "                         time counts in ttft_ms and latency_ms)\n"
+            "  --rag-model DIR        the embedding model (e.g. all-MiniLM-L6-v2; mean-pooled as ftc retrieve)\n"
+            "  --rag-k K              entries per question (default 3)\n"
+            "  --rag-prompt TEXT      the instruction before the entries (default: answer only from them, else say\n"
+            "                         politely that you can only help with questions about the service)\n"
+            "  --rag-out FILE         the conversations as the model saw them (with the entries), for ftc eval\n"
+            "  --progress             count the answered conversations on standard error\n"
             "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer, template, or an input line that was not\n"
-            "answered: invalid UTF-8, a NUL byte, too long for the context, an unknown /command), 3 internal error.\n");
+            "answered: invalid UTF-8, a NUL byte, too long for the context, an unknown /command), 3 internal error.\n"
+            "\nExamples:\n"
+            "  ftc chat --model SmolLM2-135M-Instruct.Q4_1.gguf\n"
+            "  printf 'How do I unlock a bike?\\n' | ftc chat runs/assistant --system \"You answer for Velora.\"\n");
 }
 
 /* Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no overlongs, surrogates or code points
@@ -76,8 +97,12 @@ int cmd_chat(int argc, char **argv) {
     long max_tokens = 256, seed = 0;
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false;
+    cli_chat_batch_args b = {.rag_k = 3};
     static const cli_opt opts[] = {{"model", false, NULL}, {"chat-template", false, NULL}, {"system", false, NULL},
                                    {"adapter", false, NULL}, {"max-tokens", false, NULL}, {"stats", true, NULL},
+                                   {"data", false, NULL}, {"summary", false, NULL}, {"rag-index", false, NULL},
+                                   {"rag-model", false, NULL}, {"rag-k", false, NULL}, {"rag-prompt", false, NULL},
+                                   {"rag-out", false, NULL}, {"progress", true, NULL},
                                    CLI_SAMPLING_OPTS, {NULL, false, NULL}};
     cli_args p;
     cli_args_init(&p, "chat", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
@@ -92,6 +117,18 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(f, "system")) system = v;
         else if (!strcmp(f, "adapter")) adapter = v;
         else if (!strcmp(f, "stats")) stats = cli_true(v);
+        else if (!strcmp(f, "data")) b.data = v;
+        else if (!strcmp(f, "summary")) b.summary = v;
+        else if (!strcmp(f, "rag-index")) b.rag_index = v;
+        else if (!strcmp(f, "rag-model")) b.rag_model = v;
+        else if (!strcmp(f, "rag-prompt")) b.rag_prompt = v;
+        else if (!strcmp(f, "rag-out")) b.rag_out = v;
+        else if (!strcmp(f, "progress")) b.progress = cli_true(v);
+        else if (!strcmp(f, "rag-k")) {
+            long k;
+            if (!cli_parse_long(v, 1, 16, &k)) return cli_usage_error("chat", "--rag-k needs an integer from 1 to 16, not '%s'", v);
+            b.rag_k = (int)k;
+        }
         else if (!strcmp(f, "max-tokens")) {
             if (!cli_parse_long(v, 1, 1 << 24, &max_tokens))
                 return cli_usage_error("chat", "--max-tokens needs an integer from 1 to %d, not '%s'", 1 << 24, v);
@@ -99,6 +136,18 @@ int cmd_chat(int argc, char **argv) {
     }
     if (r < 0) return 1;
     if (!model) return cli_usage_error("chat", "--model RUNDIR|DIR is required");
+    if (!b.data && (b.summary || b.rag_index || b.rag_model || b.rag_out || b.rag_prompt || b.progress))
+        return cli_usage_error("chat", "--summary, --progress and the --rag-* options go with --data FILE");
+    if (b.data && !b.rag_index != !b.rag_model)
+        return cli_usage_error("chat", "--rag-index and --rag-model go together");
+    if (b.data && (b.rag_out || b.rag_prompt) && !b.rag_index)
+        return cli_usage_error("chat", "--rag-out and --rag-prompt need --rag-index");
+    if (b.data && system) return cli_usage_error("chat", "--system does not go with --data (the conversations have theirs)");
+    if (b.data) {
+        b.model = model, b.adapter = adapter, b.chat_template = tmpl_flag, b.max_tokens = (int)max_tokens;
+        b.sampler = sampler, b.seed = seed;
+        return cli_chat_batch(&b);
+    }
     ftc_err err;
     ftc_infer_model im;
     if (ftc_infer_open(model, FTC_TASK_CAUSAL_LM, &im, &err)) return cli_fail("chat", &err);

@@ -18,15 +18,17 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "Usage: ftc eval --model RUNDIR --data FILE [--compare BASE_DIR] [--json]\n"
-            "       ftc eval --model CLASSIFIER_DIR --data FILE [--max-len N] [--compare BASE_DIR] [--json]\n"
-            "       ftc eval --model DIR [--adapter DIR] --data FILE.txt [--context N] [--compare BASE_DIR] [--json]\n\n"
+            "Usage: ftc eval [--model] RUNDIR --data FILE [--compare [BASE_DIR]] [--json]\n"
+            "       ftc eval [--model] CLASSIFIER_DIR --data FILE [--max-len N] [--compare BASE_DIR] [--json]\n"
+            "       ftc eval [--model] DIR [--adapter DIR] --data FILE.txt [--context N] [--compare BASE_DIR] [--json]\n"
+            "       ftc eval [--model] DIR [--adapter DIR] --data FILE.jsonl|.csv [--max-len N] [--compare BASE_DIR] [--json]\n\n"
             "Evaluates a tuned model on held-out data.\n\n"
             "A run directory (written by ftc train) is evaluated for the task it was trained for, on FILE read the\n"
             "way the run read its training data (same format detection, tokenizer, chat template, label map, max-len):\n"
             "  causal-lm  loss, perplexity and token accuracy on the trained (answer) tokens\n"
             "  classify   loss, accuracy, macro-F1 (and with --json per-class precision/recall/F1 and the confusion\n"
-            "             matrix); labels must be ones the run knows (RUNDIR/labels.json)\n\n"
+            "             matrix); labels must be ones the run knows (RUNDIR/labels.json)\n"
+            "The result is also saved as RUNDIR/eval.json (with --compare both sides), which ftc report shows.\n\n"
             "A plain Hugging Face directory whose model is a classifier (config.json id2label and a classifier /\n"
             "score head: ftc export --format hf of a classify run, a transformers *ForSequenceClassification) is\n"
             "evaluated as classify runs are, on labelled data (any format ftc train reads for classify): string labels\n"
@@ -37,16 +39,20 @@ static void usage(FILE *out) {
             "into windows of the model's context length (or --context; a shorter text is one window of its own\n"
             "length); consecutive windows share one token so that every token after the first is predicted exactly\n"
             "once from the tokens before it (up to a window). It runs forward-only: memory grows linearly with the\n"
-            "window (one layer's activations, no T x T attention matrix, no full logits).\n\n"
+            "window (one layer's activations, no T x T attention matrix, no full logits). Structured data\n"
+            "(.jsonl, .json, .csv, .tsv: prompt/completion, chat messages, text records) is scored as ftc train\n"
+            "--task causal-lm would train on it with its defaults: the answer tokens only, the model's own chat\n"
+            "template, examples cut at --max-len (default 128, as in training).\n\n"
             "  --model DIR|RUNDIR  an ftc run directory, or a Hugging Face model directory (config.json,\n"
             "                      *.safetensors, tokenizer files)\n"
             "  --adapter DIR       (plain directory) apply a PEFT LoRA adapter first\n"
             "  --data FILE         evaluation data (run, classifier directory: any format ftc train reads; other plain\n"
             "                      directory: UTF-8 text)\n"
-            "  --max-len N         (classifier directory) tokens per example, longer ones cut (default and maximum:\n"
-            "                      the model's positions)\n"
+            "  --max-len N         (classifier directory, structured data) tokens per example, longer ones cut\n"
+            "                      (classifier default and maximum: the model's positions)\n"
             "  --context N         (plain directory) window length (default and maximum: the model's context)\n"
-            "  --compare BASE_DIR  also run the same data through the base model BASE_DIR and print both side by\n"
+            "  --compare [BASE_DIR] also run the same data through the base model BASE_DIR (for a run, bare\n"
+            "                      --compare: the model it was trained from) and print both side by\n"
             "                      side (metric | base | tuned | delta). causal-lm: BASE_DIR's own LM head (for a\n"
             "                      LoRA run or --adapter: the model without adapters). classify: the base model has\n"
             "                      no trained head, so its column is BASE_DIR's encoder with the tuned run's head\n"
@@ -56,10 +62,14 @@ static void usage(FILE *out) {
             "                      \"token_accuracy\", \"n_tokens\"; classify \"accuracy\", \"macro_f1\", \"per_class\",\n"
             "                      \"confusion\"} (a classifier directory: the same); causal LM directory: {\"loss\",\n"
             "                      \"perplexity\", \"n_tokens\"}. With --compare the tuned keys stay at the top and \"base\"\n"
-            "                      and \"tuned\" hold both sides (saved as RUNDIR/eval.json, ftc report shows the\n"
-            "                      comparison)\n\n"
+            "                      and \"tuned\" hold both sides\n\n"
             "loss = mean negative log-likelihood (nats) over the counted tokens or examples; perplexity = exp(loss).\n"
-            "Details: docs/report.md (metrics), docs/train.md (run directories).\n");
+            "Details: docs/eval.md, docs/report.md (metrics), docs/train.md (run directories).\n\n"
+            "Examples:\n"
+            "  ftc eval runs/faq --data test.jsonl --compare        # a run against the model it was tuned from\n"
+            "  ftc eval runs/intents --data test.csv --json          # accuracy, macro-F1, per class, confusion\n"
+            "  ftc eval --model SmolLM2.gguf --data chats.jsonl      # a plain model on the answers of chat data\n"
+            "  ftc eval --model gpt2 --data book.txt --context 512   # perplexity of plain text\n");
 }
 
 typedef struct {
@@ -212,13 +222,60 @@ done:
     return rc;
 }
 
+/* Records rather than running text: what ftc train reads as examples (prompt/completion, messages, "text"). */
+static bool is_structured(const char *path) {
+    const char *dot = strrchr(path, '.');
+    return dot && (!strcmp(dot, ".jsonl") || !strcmp(dot, ".json") || !strcmp(dot, ".csv") || !strcmp(dot, ".tsv"));
+}
+
+/* A plain causal LM on structured data: the answer tokens training would score (ftc_model_eval_lm_data). */
+static int eval_lm_data(const char *model_dir, const char *adapter, const char *data, int max_len, bool as_json,
+                        const char *compare) {
+    ftc_err err;
+    ftc_model *m = NULL;
+    json_t *j = NULL, *jb = NULL;
+    int rc = 0;
+    if (load_lm(model_dir, adapter, &m, &err) || ftc_model_eval_lm_data(m, model_dir, data, max_len, 0, &j, &err)) {
+        rc = cli_fail("eval", &err);
+        goto done;
+    }
+    if (compare) {
+        ftc_model_config bc;
+        ftc_model *b = NULL;
+        ftc_status s = ftc_config_load(compare, &bc, &err);
+        if (s) {
+            ftc_err_prefix(&err, "--compare");
+        } else {
+            s = ftc_check_same_architecture(ftc_model_config_of(m), model_dir, &bc, compare, &err);
+            ftc_config_free(&bc);
+        }
+        ftc_model_free(m); /* its activations are not needed any more */
+        m = NULL;
+        if (!s) s = load_lm(compare, NULL, &b, &err);
+        if (!s) s = ftc_model_eval_lm_data(b, model_dir, data, max_len, 0, &jb, &err);
+        ftc_model_free(b);
+        if (s) { rc = cli_fail("eval", &err); goto done; }
+    }
+    char note[FTC_PATH_MAX + 200], tuned[2 * FTC_PATH_MAX + 16];
+    snprintf(note, sizeof note, "base = %s%s, on the same examples (answer tokens, %s's tokenizer and chat template)",
+             compare ? compare : "", adapter ? " (the model without the adapter)" : "", model_dir);
+    snprintf(tuned, sizeof tuned, "%s%s%s", model_dir, adapter ? " + adapter " : "", adapter ? adapter : "");
+    rc = cli_print_eval(j, jb, compare, note, tuned, as_json);
+    j = jb = NULL;
+done:
+    json_decref(j);
+    json_decref(jb);
+    ftc_model_free(m);
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *model = NULL, *data = NULL, *adapter = NULL, *compare = NULL;
     bool as_json = false;
     int context = 0, max_len = 0;
     static const cli_opt opts[] = {{"model", false, NULL}, {"data", false, NULL}, {"context", false, NULL},
-                                   {"adapter", false, NULL}, {"compare", false, NULL}, {"max-len", false, NULL},
+                                   {"adapter", false, NULL}, {"compare", CLI_VALUE_OPTIONAL, NULL}, {"max-len", false, NULL},
                                    {"json", true, NULL}, {NULL, false, NULL}};
     cli_args p;
     cli_args_init(&p, "eval", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
@@ -253,13 +310,21 @@ int cmd_eval(int argc, char **argv) {
                                    "run (it reads data with its own settings)");
         return cli_eval_run_dir(model, data, as_json, compare);
     }
+    if (compare && !*compare)
+        return cli_usage_error("eval", "--compare needs BASE_DIR for a plain model directory (a run directory knows "
+                               "its base model)");
     if (ftc_model_dir_has_classifier(model)) {
         if (adapter || context)
             return cli_usage_error("eval", "--adapter and --context are for a causal LM; %s is a classifier", model);
         return cli_eval_classifier_dir(model, data, max_len, as_json, compare);
     }
-    if (max_len) return cli_usage_error("eval", "--max-len is for a classifier directory (config.json id2label and a "
-                                        "classification head); %s has no head", model);
+    bool structured = is_structured(data);
+    if (max_len && !structured)
+        return cli_usage_error("eval", "--max-len is for a classifier directory or structured data (JSONL, CSV); "
+                               "plain text is cut into windows of --context");
+    if (context && structured)
+        return cli_usage_error("eval", "--context is for plain text; structured data (%s) is read as ftc train reads "
+                               "it, examples cut at --max-len", data);
     ftc_model_config cfg;
     ftc_err err;
     if (ftc_config_load(model, &cfg, &err)) return cli_fail("eval", &err);
@@ -271,5 +336,6 @@ int cmd_eval(int argc, char **argv) {
                  "--format hf), and text loss a causal LM (GPT-2, Llama family)", model);
         return cli_fail("eval", &err);
     }
+    if (structured) return eval_lm_data(model, adapter, data, max_len, as_json, compare);
     return eval_lm_text(model, adapter, data, context, as_json, compare);
 }

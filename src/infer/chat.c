@@ -252,3 +252,8 @@ fail:
     ftc_ids_free(&ids);
     return s;
 }
+
+ftc_status ftc_chat_add(ftc_chat *c, ftc_role role, const char *text, ftc_err *err) {
+    if (role == FTC_ROLE_SYSTEM) return ftc_errf(err, FTC_E_USAGE, "a system message is given to ftc_chat_create");
+    return push_msg(c, role, text, err);
+}
