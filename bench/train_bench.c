@@ -3,7 +3,7 @@
  * training mode, the trainer's AdamW; tokens/s is the median over steps 3..N. Prints one JSON object on stdout.
  *
  *   train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R] [--seed S]
- *               [--precision fp32|bf16] [--base-dtype f32|bf16|q8_0|q4_0|q4_1|q4_k]
+ *               [--precision fp32|bf16] [--base-dtype f32|bf16|q8_0|q4_0|q4_1|q4_k] [--grad-checkpoint 0|1]
  * --precision bf16: linear/LM-head matmuls in bf16 (ftc train --precision bf16); --base-dtype bf16 (lora only;
  * the default with --precision bf16): frozen base weights loaded straight into bf16, as ftc train does.
  *   train_bench --peak [--size N]   fp32 GFLOP/s of a square N x N x N ftc_matmul (the MFU denominator) */
@@ -35,6 +35,13 @@ static double median(double *v, int n) {
 static double planned_mb(const ftc_model *m) {
     double trainable = (double)ftc_model_count_params(m, true);
     return ((double)ftc_model_param_bytes(m) + 12.0 * trainable + (double)ftc_model_activation_bytes(m)) / 1048576.0;
+}
+
+/* CPU seconds of this process (all threads): on a shared machine a steadier measure of the work than wall time */
+static double cpu_now(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static double peak_rss_mb(void) {
@@ -123,7 +130,7 @@ int main(int argc, char **argv) {
     const char *dir = NULL, *method = "full", *precision = "fp32", *base_dtype = NULL;
     int B = 0, T = 0, steps = 8, lora_r = 8, size = 2048, reps = 10;
     unsigned long long seed = 1234;
-    bool peak = false;
+    bool peak = false, ckpt = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--peak")) { peak = true; continue; }
@@ -140,10 +147,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--size")) size = atoi(v);
         else if (!strcmp(a, "--reps")) reps = atoi(v);
+        else if (!strcmp(a, "--grad-checkpoint")) ckpt = atoi(v) != 0;
         else return usage();
     }
     if (peak) return size > 0 && reps > 0 ? run_peak(size, reps) : usage();
-    if (!dir || B <= 0 || T <= 0 || steps < 3 || lora_r <= 0 || (strcmp(method, "full") && strcmp(method, "lora")))
+    if (!dir || B <= 0 || T <= 0 || steps < 1 || lora_r <= 0 || (strcmp(method, "full") && strcmp(method, "lora")))
         return usage();
     if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) return usage();
     bool bf16 = !strcmp(precision, "bf16"), lora = !strcmp(method, "lora");
@@ -174,6 +182,7 @@ int main(int argc, char **argv) {
             if (strstr(ftc_model_param(m, i)->name, "classifier.")) ftc_model_set_trainable(m, i, true);
     }
     if (st == FTC_OK) st = ftc_model_set_precision(m, bf16 ? FTC_PREC_BF16 : FTC_PREC_FP32, &err);
+    if (st == FTC_OK) st = ftc_model_set_grad_checkpoint(m, ckpt, &err);
     if (st == FTC_OK) st = ftc_model_reserve(m, B, T, &err);
     if (st != FTC_OK) { fprintf(stderr, "train_bench: %s\n", err.msg); ftc_model_free(m); return 2; }
     double load_s = ftc_now() - t_load;
@@ -183,6 +192,7 @@ int main(int argc, char **argv) {
     ftc_param **params = malloc((size_t)np * sizeof *params);
     int32_t *ids = malloc((size_t)B * T * sizeof *ids), *labels = malloc((size_t)B * T * sizeof *labels);
     double *step_s = malloc((size_t)steps * sizeof *step_s), *sorted = malloc((size_t)steps * sizeof *sorted);
+    double *cpu_s = malloc((size_t)steps * sizeof *cpu_s);
     if (!params || !ids || !labels || !step_s || !sorted) { fprintf(stderr, "train_bench: out of memory\n"); return 3; }
     for (int i = 0; i < np; i++) params[i] = ftc_model_param(m, i);
     ftc_adamw_hparams hp = FTC_ADAMW_DEFAULTS;
@@ -201,7 +211,7 @@ int main(int argc, char **argv) {
 
     float loss_first = 0, loss = 0;
     for (int s = 0; s < steps; s++) {
-        double t0 = ftc_now();
+        double t0 = ftc_now(), c0 = cpu_now();
         ftc_model_zero_grad(m);
         st = ftc_model_forward(m, &batch, true, &loss, &err);
         if (st == FTC_OK) st = ftc_model_backward(m, &err);
@@ -209,18 +219,22 @@ int main(int argc, char **argv) {
         ftc_optim_step(&opt, 1e-4f);
         ftc_model_weights_changed(m); /* bf16 copies refreshed at the next forward, inside the timed step */
         step_s[s] = ftc_now() - t0;
+        cpu_s[s] = cpu_now() - c0;
         if (s == 0) loss_first = loss;
         fprintf(stderr, "ftc step %d/%d: %.3f s, loss %.4f, %.1f tok/s\n", s + 1, steps, step_s[s], loss,
                 B * T / step_s[s]);
     }
-    memcpy(sorted, step_s + 2, (size_t)(steps - 2) * sizeof *sorted);
-    double med = median(sorted, steps - 2);
+    int skip = steps >= 3 ? 2 : 0; /* fewer than 3 steps (a long sequence): the median of all of them */
+    memcpy(sorted, step_s + skip, (size_t)(steps - skip) * sizeof *sorted);
+    double med = median(sorted, steps - skip);
+    memcpy(sorted, cpu_s + skip, (size_t)(steps - skip) * sizeof *sorted);
+    double cpu_med = median(sorted, steps - skip);
     printf("{\"impl\": \"ftc\", \"backend\": \"%s\", \"model\": \"%s\", \"model_type\": \"%s\", \"task\": \"%s\", "
-           "\"method\": \"%s\", \"precision\": \"%s\", \"base_dtype\": \"%s\", \"lora_r\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, "
-           "\"tokens_per_s\": %.3f, \"step_s_median\": %.5f, \"step_s\": [",
+           "\"method\": \"%s\", \"precision\": \"%s\", \"base_dtype\": \"%s\", \"lora_r\": %d, \"grad_checkpoint\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, "
+           "\"tokens_per_s\": %.3f, \"step_s_median\": %.5f, \"cpu_s_median\": %.5f, \"step_s\": [",
            ftc_matmul_backend(), dir, mc->model_type, task == FTC_TASK_CLASSIFY ? "classify" : "causal-lm", method,
            precision, base_dtype,
-           strcmp(method, "lora") ? 0 : lora_r, B, T, steps, B * T / med, med);
+           strcmp(method, "lora") ? 0 : lora_r, ckpt, B, T, steps, B * T / med, med, cpu_med);
     for (int s = 0; s < steps; s++) printf("%s%.4f", s ? ", " : "", step_s[s]);
     printf("], \"loss_first\": %.6f, \"loss_last\": %.6f, \"params_total\": %lld, \"params_trainable\": %lld, "
            "\"flops_per_token\": %.0f, \"load_s\": %.3f, \"peak_rss_mb\": %.1f, \"planned_mb\": %.1f, "
@@ -228,7 +242,7 @@ int main(int argc, char **argv) {
            loss_first, loss, (long long)ftc_model_count_params(m, false), (long long)ftc_model_count_params(m, true),
            flops_per_token(m, T), load_s, peak_rss_mb(), planned_mb(m), ftc_model_activation_bytes(m) / 1048576.0);
     ftc_optim_free(&opt);
-    free(params); free(ids); free(labels); free(step_s); free(sorted);
+    free(params); free(ids); free(labels); free(step_s); free(sorted); free(cpu_s);
     ftc_model_free(m);
     return 0;
 }

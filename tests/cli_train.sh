@@ -48,6 +48,9 @@ for f in config.resolved.json labels.json metrics.jsonl checkpoint.ftc best.ftc 
   [ -s "$T/run/$f" ] || fail "run dir lacks $f"
 done
 grep -q '"batch": 4' "$T/run/config.resolved.json" || fail "--batch did not override the config file"
+for kv in '"memory_plan": {' '"seq_len": [1-9]' '"activation_bytes": [1-9]' '"activation_bytes_per_token": [1-9]'; do
+  grep -q "$kv" "$T/run/config.resolved.json" || fail "memory_plan lacks $kv: $(cat "$T/run/config.resolved.json")"
+done
 grep -q '"lr": 0.0099999' "$T/run/config.resolved.json" || fail "lr from the config file missing"
 grep -q '"method": "head"' "$T/run/config.resolved.json" || fail "method from the config file missing"
 grep -q '"trainable_params": 1155' "$T/run/config.resolved.json" || fail "head on MiniLM should train 384*3+3 params"

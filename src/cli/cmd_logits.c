@@ -96,6 +96,8 @@ int cmd_logits(int argc, char **argv) {
     ftc_err err;
     cli_model cm;
     ftc_status s = cli_model_open(model, task, adapter, &cm, &err);
+    /* forward only: nothing trains, so each line's reserve plans one block's activations and no gradients */
+    for (int i = 0; !s && i < ftc_model_n_params(cm.m); i++) ftc_model_set_trainable(cm.m, i, false);
     FILE *f = NULL;
     if (!s) s = ftc_open_read(ids, &f, &err);
     char *line = NULL;

@@ -113,6 +113,9 @@ ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, 
                      ftc_tokenizer_vocab_size(im->tok), ftc_model_config_of(im->model)->vocab_size);
         goto fail;
     }
+    /* inference only: nothing trains, so ftc_model_reserve plans forward-only (no gradients, one block's
+     * activations) */
+    for (int i = 0; i < ftc_model_n_params(im->model); i++) ftc_model_set_trainable(im->model, i, false);
     return FTC_OK;
 fail:
     ftc_infer_close(im);

@@ -961,6 +961,16 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         json_object_set_new(cfg, "total_steps", json_integer(r.total_steps));
         json_object_set_new(cfg, "warmup_steps", json_integer(r.warmup_steps));
         json_object_set_new(cfg, "steps_per_epoch", json_integer(r.steps_per_epoch));
+        /* the memory plan: linear in batch x sequence length (attention keeps no T x T matrix) */
+        json_t *mp = json_object();
+        int64_t act = ftc_model_activation_bytes(m);
+        json_object_set_new(mp, "batch", json_integer(c->batch));
+        json_object_set_new(mp, "seq_len", json_integer(T));
+        json_object_set_new(mp, "grad_checkpoint", json_boolean(c->grad_checkpoint));
+        json_object_set_new(mp, "activation_bytes", json_integer(act));
+        json_object_set_new(mp, "activation_bytes_per_token", json_integer(act / ((int64_t)c->batch * T)));
+        json_object_set_new(mp, "param_bytes", json_integer(ftc_model_param_bytes(m)));
+        json_object_set_new(cfg, "memory_plan", mp);
         json_object_set_new(cfg, "train_examples", json_integer(train->n));
         json_object_set_new(cfg, "val_examples", json_integer(val ? val->n : 0));
         snprintf(path, sizeof path, "%s/config.resolved.json", c->out);
