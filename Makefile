@@ -5,7 +5,7 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build test test-fast test-asan demo demo-assistant bench fuzz clean
+.PHONY: all deps build test test-fast test-asan demo demo-assistant bench fuzz clean llamacpp check-llamacpp
 
 all: build
 
@@ -45,6 +45,15 @@ fuzz:
 	@for f in $(FUZZ_BUILD)/fuzz_*; do n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_BUILD)/corpus-$$n fuzz/corpus/$$n || exit 1; done
+
+# llama.cpp, the peer for GGUF export and decode speed: built once from a pinned source into a cache outside the
+# repo (scripts/build-llamacpp.sh; FTC_LLAMACPP_DIR). Optional: not part of `make test`.
+llamacpp:
+	@sh scripts/build-llamacpp.sh
+
+check-llamacpp: build
+	@sh scripts/build-llamacpp.sh >/dev/null
+	@sh scripts/check-llamacpp.sh $(BUILD)/ftc
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

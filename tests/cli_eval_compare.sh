@@ -19,7 +19,7 @@ expect_rc 0 "" "$FTC" eval --help
 for w in "--compare BASE_DIR" "classify" "RUNDIR" "tuned run's head"; do
   grep -qF -- "$w" "$T/out" || fail "eval --help lacks '$w'"
 done
-expect_rc 1 "--compare needs a value" "$FTC" eval --model x --data y --compare
+expect_rc 1 "--compare needs BASE_DIR for a plain model directory" "$FTC" eval --model x --data y --compare
 
 STORIES="${FTC_SHARED_DATA:-}/models/stories260K-hf"
 MINILM=${FTC_MINILM_DIR:-}
@@ -52,6 +52,23 @@ if [ -f "$STORIES/model.safetensors" ]; then
   [ "$top" = "$tl" ] || fail "--json top-level loss $top should be the tuned one ($tl)"
   # the table and the JSON agree, and the base is the untouched pretrained model: its loss as plain eval gives it
   row loss "$T/table" | awk -v b="$bl" '{ d = $2 - b; exit !(d * d < 1e-8) }' || fail "table base loss != json $bl"
+  # the comparison is kept as RUNDIR/eval.json (what ftc report shows), with the data it was measured on
+  python3 - "$T/lm/eval.json" "$T/cmp.json" "$T/lm.jsonl" <<'PY' || fail "RUNDIR/eval.json after --compare --json"
+import json, sys
+saved, printed = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert saved["data"] == sys.argv[3], saved.get("data")
+for k in ("loss", "base", "tuned", "base_model"):
+    assert saved[k] == printed[k], (k, saved[k], printed[k])
+PY
+  # a bare --compare: the base is the model the run was trained from (config.resolved.json)
+  expect_rc 0 "" "$FTC" eval "$T/lm" --data "$T/lm.jsonl" --compare
+  diff "$T/table" "$T/out" >/dev/null || { diff "$T/table" "$T/out"; fail "bare --compare differs from --compare BASE"; }
+  # the plain base model on the same prompt/completion file scores the answer tokens as training would (not the
+  # JSON text): its loss is the table's base column
+  expect_rc 0 "" "$FTC" eval --model "$STORIES" --data "$T/lm.jsonl" --json
+  pl=$(field loss <"$T/out")
+  awk -v a="$pl" -v b="$bl" 'BEGIN { d = a - b; exit !(d * d < 1e-10) }' || fail "plain eval on jsonl: loss $pl, run's base column $bl"
+  grep -q '"n_examples": 8' "$T/out" || { cat "$T/out"; fail "plain eval on jsonl: n_examples"; }
 
   # samples.jsonl: the one distinct training prompt (no validation), answered greedily by the base model and by
   # the tuned one exactly as ftc generate answers it (64 tokens at most)
@@ -78,6 +95,20 @@ PY
   expect_rc 0 "" "$FTC" train --model "$STORIES" --data "$T/lm.jsonl" --val "$T/lm_val.jsonl" --out "$T/lmv" \
     --task causal-lm --method full --lr 0.003 --max-steps 2 --batch 4 --quiet
   grep -q '^{"prompt":"One day, a big dog","base":"' "$T/lmv/samples.jsonl" || { cat "$T/lmv/samples.jsonl"; fail "val prompts"; }
+  # a run with validation data ends with eval.json (its model and the base on the validation examples) and
+  # report.html; eval.json's tuned side is what ftc eval measures on that file
+  [ -s "$T/lmv/report.html" ] || fail "train with --val wrote no report.html"
+  cp "$T/lmv/eval.json" "$T/lmv_train_eval.json"
+  expect_rc 0 "" "$FTC" eval "$T/lmv" --data "$T/lm_val.jsonl" --compare --json
+  python3 - "$T/lmv_train_eval.json" "$T/out" <<'PY' || fail "eval.json written by train"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert a["data"].startswith("validation ("), a["data"]
+for side in ("tuned", "base"):
+    for k in ("loss", "n_tokens", "n_examples"):
+        assert abs(a[side][k] - b[side][k]) <= 1e-6 * max(1, abs(b[side][k])), (side, k, a[side][k], b[side][k])
+assert a["tuned"]["loss"] != a["base"]["loss"]
+PY
   expect_rc 0 "" "$FTC" report --run "$T/lmv"
   grep -q "<h2>Sample answers</h2>" "$T/lmv/report.html" || fail "report lacks the Sample answers section"
   grep -qF "<td>One day, a big dog</td>" "$T/lmv/report.html" || fail "report lacks the sample prompt"

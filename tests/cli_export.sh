@@ -43,6 +43,10 @@ expect 0 "" train --model "$FIX/models/bert_cls" --data "$T/cls.jsonl" --out "$T
   --method lora --lora-r 4 --lora-alpha 8 --lr 0.02 --batch 8 --max-steps 4 --quiet
 expect 0 "" export --model "$T/run_cls" --format hf --out "$T/cls_hf"
 expect 0 "" export --model "$T/run_cls" --format peft --out "$T/cls_peft"
+# a LoRA run keeps its adapter: RUNDIR/adapter is what export --format peft writes, byte for byte
+for f in adapter_config.json adapter_model.safetensors; do
+  cmp -s "$T/run_cls/adapter/$f" "$T/cls_peft/$f" || fail "run_cls/adapter/$f differs from export --format peft's"
+done
 for kv in '"BertForSequenceClassification"' '"problem_type": "single_label_classification"' '"num_labels": 3' \
           '"c1": 1' '"2": "c2"'; do
   grep -qF "$kv" "$T/cls_hf/config.json" || fail "hf config.json lacks $kv"

@@ -9,11 +9,20 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib/expect.sh"
 
 # ftc help CMD prints exactly ftc CMD --help, for every command
-for c in train data eval generate chat classify tokenize template inspect export init logits report retrieve serve; do
+for c in train plan data eval generate chat classify tokenize template inspect export init logits report retrieve serve; do
   "$FTC" help "$c" >"$T/a" 2>&1 || fail "ftc help $c exited $?"
   "$FTC" "$c" --help >"$T/b" 2>&1
   cmp -s "$T/a" "$T/b" || fail "ftc help $c differs from ftc $c --help"
   [ -s "$T/a" ] || fail "ftc help $c printed nothing"
+  # every help ends with examples, and docs/cli.md has the command's section with the same examples
+  ex=$(sed -n '/^Examples:$/,$p' "$T/a" | tail -n +2)
+  [ -n "$ex" ] || fail "ftc $c --help has no 'Examples:' block at its end"
+  if [ -n "${FTC_SOURCE_DIR:-}" ]; then
+    grep -q "^## ftc $c\b" "$FTC_SOURCE_DIR/docs/cli.md" || fail "docs/cli.md has no '## ftc $c' section"
+    while IFS= read -r line; do
+      grep -qF -- "${line#  }" "$FTC_SOURCE_DIR/docs/cli.md" || fail "docs/cli.md lacks ftc $c's example: $line"
+    done <<<"$ex"
+  fi
 done
 expect_rc 1 "unknown command 'trian'" "$FTC" help trian
 

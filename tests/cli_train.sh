@@ -142,7 +142,14 @@ done
 "$FTC" train "${ARGS[@]}" --out "$T/killed" --resume >/dev/null || fail "resumed run failed"
 cmp "$T/ref/model/model.safetensors" "$T/killed/model/model.safetensors" || fail "resumed model differs from uninterrupted"
 cmp "$T/ref/checkpoint.ftc" "$T/killed/checkpoint.ftc" || fail "resumed checkpoint differs"
-diff <(sed 's/"tok_s":[0-9.e+]*//' "$T/ref/metrics.jsonl") <(sed 's/"tok_s":[0-9.e+]*//' "$T/killed/metrics.jsonl") \
+diff <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$T/ref/metrics.jsonl") <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$T/killed/metrics.jsonl") \
   || fail "metrics.jsonl of the resumed run differs"
 echo "resume: killed $kills of 2 times (uninterrupted run ${dur_ms} ms); final model byte-identical"
+
+# --save-only-model: the same run keeps model/ only (same bytes), and --resume knows it finished
+"$FTC" train "${ARGS[@]}" --out "$T/only" --save-only-model >/dev/null || fail "--save-only-model run failed"
+cmp "$T/ref/model/model.safetensors" "$T/only/model/model.safetensors" || fail "--save-only-model: model differs"
+[ ! -e "$T/only/checkpoint.ftc" ] && [ ! -e "$T/only/best.ftc" ] || fail "--save-only-model kept checkpoints: $(ls "$T/only")"
+out=$("$FTC" train "${ARGS[@]}" --out "$T/only" --save-only-model --resume) || fail "--resume of a --save-only-model run"
+grep -q "already finished" <<<"$out" || fail "--resume of a finished --save-only-model run: $out"
 echo "PASS"

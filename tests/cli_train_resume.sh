@@ -60,8 +60,12 @@ for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:
   for f in model/model.safetensors checkpoint.ftc best.ftc; do
     cmp -s "$d.ref/$f" "$d/$f" || fail "$combo: $f of the resumed run differs from the uninterrupted run"
   done
-  diff <(sed 's/"tok_s":[0-9.e+]*//' "$d.ref/metrics.jsonl") <(sed 's/"tok_s":[0-9.e+]*//' "$d/metrics.jsonl") >/dev/null \
+  diff <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$d.ref/metrics.jsonl") <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$d/metrics.jsonl") >/dev/null \
     || fail "$combo: metrics.jsonl of the resumed run differs"
+  # the training time continues across the kills: elapsed_s never goes back
+  grep -o '"elapsed_s":[0-9.e+]*' "$d/metrics.jsonl" | cut -d: -f2 \
+    | awk 'NR > 1 && $1 + 0 < prev { bad = 1 } { prev = $1 + 0 } END { exit bad || NR < 2 }' \
+    || fail "$combo: elapsed_s of the resumed run goes back or is missing: $(grep -o '"elapsed_s":[0-9.e+]*' "$d/metrics.jsonl" | tr '\n' ' ')"
   # a finished run: --resume says so and changes nothing
   sum=$(cat "$d/model/model.safetensors" "$d/checkpoint.ftc" "$d/metrics.jsonl" | md5sum)
   expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$d" --resume

@@ -111,6 +111,83 @@ static void test_kv_stories260k(void **s) {
     check_model_dir(dir, 70); /* more than one 64-position chunk in the prefill */
 }
 
+/* Decoding with bf16 weights (ftc_model_use_bf16_weights, what --precision bf16 does): the cache's logits equal
+ * the full forward's at the same precision within rounding (both round activations to bf16, but in different
+ * orders of f32 sums, so a value near a bf16 rounding boundary may round differently: a bound relative to the
+ * logits' scale, 2%), and they stay as near the f32 model's. The block weights then take 2 bytes each. */
+static void check_bf16(const char *dir, int T) {
+    ftc_model *m = load(dir), *f = load(dir);
+    ftc_err e;
+    int64_t bytes_f32 = ftc_model_param_bytes(m);
+    assert_int_equal(ftc_model_use_bf16_weights(m, &e), FTC_OK);
+    assert_int_equal(ftc_model_precision(m), FTC_PREC_BF16);
+    assert_true(ftc_model_param_bytes(m) < bytes_f32);
+    double w1 = kv_vs_full(m, T, 1, 21), w2 = kv_vs_full(m, T, T / 2, 22);
+    /* against the f32 model: the same ids, last position */
+    int V = ftc_model_config_of(m)->vocab_size;
+    int32_t ids[64];
+    for (int t = 0; t < T && t < 64; t++) ids[t] = (int32_t)((t * 7919 + 3) % V);
+    float *a = malloc((size_t)V * sizeof(float)), *b = malloc((size_t)V * sizeof(float));
+    ftc_kv_cache *c;
+    assert_int_equal(ftc_kv_cache_create(m, T, &c, &e), FTC_OK);
+    assert_int_equal(ftc_model_decode(m, c, ids, T < 64 ? T : 64, a, false, &e), FTC_OK);
+    assert_int_equal(ftc_model_reserve(f, 1, T, &e), FTC_OK);
+    full_last_logits(f, ids, T < 64 ? T : 64, b);
+    double vs32 = max_abs_diff(a, b, V), scale = 0;
+    for (int v = 0; v < V; v++) scale = fmax(scale, fabs(b[v]));
+    print_message("%s bf16: KV cache vs full forward max |dlogit| %.2e / %.2e; vs f32 %.2e (max |logit| %.2f)\n", dir, w1,
+                  w2, vs32, scale);
+    /* bf16 keeps 8 bits: activations carry ~0.4% relative error each way; a wrong term would be far outside */
+    assert_true(w1 <= 0.02 * scale && w2 <= 0.02 * scale);
+    assert_true(vs32 <= 0.02 * scale);
+    ftc_kv_cache_free(c);
+    free(a), free(b);
+    ftc_model_free(m);
+    ftc_model_free(f);
+}
+
+static void test_kv_bf16(void **s) {
+    (void)s;
+    check_bf16(src_path("tests/fixtures/models/llama_tied"), 24);
+    check_bf16(src_path("tests/fixtures/models/qwen2"), 24);
+    const char *shared = getenv("FTC_SHARED_DATA");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", shared ? shared : "../shared/data");
+    if (access(dir, R_OK) == 0) check_bf16(dir, 40);
+}
+
+/* A prompt longer than one prefill chunk (256 positions; attention in steps of 64 queries): every position's
+ * logits equal the full forward's rows (causal, so row t is the forward on the prefix 0..t). */
+static void test_prefill_chunks(void **s) {
+    (void)s;
+    const char *shared = getenv("FTC_SHARED_DATA");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", shared ? shared : "../shared/data");
+    if (access(dir, R_OK)) skip();
+    ftc_model *m = load(dir);
+    enum { T = 300 };
+    int V = ftc_model_config_of(m)->vocab_size;
+    ftc_err e;
+    assert_int_equal(ftc_model_reserve(m, 1, T, &e), FTC_OK);
+    int32_t ids[T];
+    ftc_rng r;
+    ftc_rng_seed(&r, 31);
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)ftc_rng_below(&r, (uint64_t)V);
+    float *all = malloc((size_t)T * V * sizeof(float));
+    ftc_kv_cache *c;
+    assert_int_equal(ftc_kv_cache_create(m, 8, &c, &e), FTC_OK);
+    assert_int_equal(ftc_model_decode(m, c, ids, 7, all, true, &e), FTC_OK); /* a cached prefix first */
+    assert_int_equal(ftc_model_decode(m, c, ids + 7, T - 7, all + (size_t)7 * V, true, &e), FTC_OK);
+    ftc_batch b = {1, T, ids, NULL, NULL, NULL};
+    assert_int_equal(ftc_model_forward(m, &b, false, NULL, &e), FTC_OK);
+    double w = max_abs_diff(all, ftc_model_logits(m), T * V);
+    print_message("stories260K: prefill of %d positions vs full forward, max |dlogit| %.2e\n", T, w);
+    assert_true(w <= TOL);
+    ftc_kv_cache_free(c);
+    free(all);
+    ftc_model_free(m);
+}
+
 /* Unmerged LoRA adapters (B made non-zero so they matter) are applied by the decode path too. */
 static void test_kv_lora(void **s) {
     (void)s;
@@ -287,6 +364,8 @@ int main(void) {
         cmocka_unit_test(test_kv_qwen2),
         cmocka_unit_test(test_kv_stories260k),
         cmocka_unit_test(test_kv_lora),
+        cmocka_unit_test(test_kv_bf16),
+        cmocka_unit_test(test_prefill_chunks),
         cmocka_unit_test(test_generate_greedy_equals_recompute),
         cmocka_unit_test(test_generate_seeded_and_continue),
         cmocka_unit_test(test_hf_gpt2),

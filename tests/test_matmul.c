@@ -331,6 +331,61 @@ static void test_bf16_conversions(void **state) {
     }
 }
 
+/* Decoding's skinny products (matmul_skinny.c): 1..16 rows of A against a weight read along K (op(B) = W^T),
+ * every row count once, K with a tail of the 16/32-wide vectors, enough W rows to be split between threads
+ * (and a W row count that is no multiple of the kernel's 4); f32 and bf16 with every operand type. */
+static void test_skinny_rows(void **state) {
+    (void)state;
+    ftc_rng r;
+    ftc_rng_seed(&r, 23);
+    int threads_before = omp_get_max_threads();
+    omp_set_num_threads(2);
+    const char *paths[] = {"generic", "avx512"};
+    for (int p = 0; p < 2; p++) {
+        if (!ftc_matmul_set_backend(paths[p])) continue;
+        for (int M = 1; M <= 17; M++) {
+            int N = M % 2 ? 1037 : 130, K = M % 3 ? 581 : 64;
+            char what[96];
+            snprintf(what, sizeof what, "skinny %s fp32 M=%d N=%d K=%d", paths[p], M, N, K);
+            run_case(false, true, M, N, K, M % 4 == 3 ? -0.5f : 1.0f, M % 2 ? 0.0f : 0.5f, &r, what);
+            ftc_mm_type at = M % 2 ? FTC_MM_F32 : FTC_MM_BF16, bt = M % 4 < 2 ? FTC_MM_BF16 : FTC_MM_F32;
+            snprintf(what, sizeof what, "skinny %s bf16 M=%d N=%d K=%d at=%d bt=%d", paths[p], M, N, K, at, bt);
+            check_bf16_case(false, true, M, N, K, 1.0f, M % 2 ? 1.0f : 0.0f, at, bt, &r, what);
+            check_bf16_case(false, true, M, N, K, 2.0f, 0.0f, at, FTC_MM_BF16, &r, what);
+        }
+    }
+    omp_set_num_threads(threads_before);
+    ftc_matmul_set_backend("auto");
+}
+
+/* ftc_parallel_for runs every index exactly once, on the pool's threads; a call from inside it runs alone. */
+typedef struct {
+    int counts[300];
+    int inner;
+} pf_ctx;
+static void pf_inner(void *ctx, int i) {
+    pf_ctx *c = ctx;
+    __atomic_add_fetch(&c->counts[100 + i], 1, __ATOMIC_RELAXED);
+}
+static void pf_body(void *ctx, int i) {
+    pf_ctx *c = ctx;
+    __atomic_add_fetch(&c->counts[i], 1, __ATOMIC_RELAXED);
+    if (i == 5) ftc_parallel_for(200, pf_inner, c); /* nested: the pool is busy, so it runs on this thread */
+}
+static void test_parallel_for(void **state) {
+    (void)state;
+    int threads_before = omp_get_max_threads();
+    omp_set_num_threads(2);
+    pf_ctx c;
+    memset(&c, 0, sizeof c);
+    ftc_parallel_for(100, pf_body, &c);
+    for (int i = 0; i < 300; i++) assert_int_equal(c.counts[i], 1);
+    ftc_parallel_for(0, pf_body, &c);
+    ftc_parallel_for(1, pf_body, &c);
+    assert_int_equal(c.counts[0], 2);
+    omp_set_num_threads(threads_before);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backend_selection),
@@ -340,6 +395,8 @@ int main(void) {
         cmocka_unit_test(test_bf16_every_layout_type_and_edge),
         cmocka_unit_test(test_bf16_conversions),
         cmocka_unit_test(test_row_chunks_share_packed_b),
+        cmocka_unit_test(test_skinny_rows),
+        cmocka_unit_test(test_parallel_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

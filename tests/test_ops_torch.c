@@ -262,6 +262,19 @@ static void run_attention(const char *name) {
     compare(name, &f, "dq", dq, nq);
     compare(name, &f, "dk", dk, nk);
     compare(name, &f, "dv", dv, nk);
+    /* the tiled attention on the same fixture: no probabilities to compare, the rest within the same tolerances */
+    float *lse = zeros((size_t)B * H * T), *fscratch = zeros(ftc_attention_flash_scratch_floats(B, T, H, Hkv, D));
+    memset(dq, 0, nq * sizeof(float)), memset(dk, 0, nk * sizeof(float)), memset(dv, 0, nk * sizeof(float));
+    ftc_attention_flash_forward(out, lse, F32(&f, "q"), F32(&f, "k"), F32(&f, "v"), mask, B, T, H, Hkv, D, causal, NULL);
+    ftc_attention_flash_backward(dq, dk, dv, F32(&f, "dy"), out, lse, F32(&f, "q"), F32(&f, "k"), F32(&f, "v"), mask, B,
+                                 T, H, Hkv, D, causal, fscratch, NULL);
+    char fname[96];
+    snprintf(fname, sizeof fname, "%s (flash)", name);
+    compare(fname, &f, "out", out, nq);
+    compare(fname, &f, "dq", dq, nq);
+    compare(fname, &f, "dk", dk, nk);
+    compare(fname, &f, "dv", dv, nk);
+    free(lse); free(fscratch);
     free(out); free(att); free(dq); free(dk); free(dv); free(scratch);
     fx_free(&f);
 }

@@ -119,14 +119,50 @@ static void test_classify_fixture_report(void **state) {
     (void)state;
     copy_fixture("report_run_classify", "metrics.jsonl");
     copy_fixture("report_run_classify", "eval.json");
+    copy_fixture("report_run_classify", "config.resolved.json");
     ftc_err e;
     assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
     char *html = read_report();
     assert_well_formed(html);
-    /* loss, validation metrics, learning rate and the confusion heat map */
-    assert_int_equal(count(html, "<svg"), 4);
+    /* loss, validation metrics, gradient norm, throughput, learning rate and the confusion heat map */
+    assert_int_equal(count(html, "<svg"), 6);
     assert_int_equal(count(html, "class=\"heatmap\""), 1);
-    assert_int_equal(count(html, "<polyline"), 5); /* train loss, val loss, accuracy, macro-F1, lr */
+    assert_int_equal(count(html, "<polyline"), 7); /* train loss, val loss, accuracy, macro-F1, grad norm, tok/s, lr */
+    assert_non_null(strstr(html, "aria-label=\"Gradient norm (before clipping)\""));
+    assert_non_null(strstr(html, "aria-label=\"Throughput\""));
+    /* the best checkpoint (val_loss falls to the last evaluation, step 300) marked on each of the five charts */
+    assert_int_equal(count(html, "class=\"best\""), 5);
+    assert_int_equal(count(html, ">best 300</text>"), 5);
+    assert_non_null(strstr(html, "Best checkpoint: step 300 (val_loss 0.3468)"));
+    assert_non_null(strstr(html, "training time 2 min 11 s</p>"));
+    /* digits on the dark diagonal are white, those on pale cells dark */
+    assert_non_null(strstr(html, "class=\"cellnum ondark\">9</text>"));
+    assert_non_null(strstr(html, "class=\"cellnum\">1</text>"));
+    assert_null(strstr(html, "class=\"cellnum ondark\">1</text>"));
+    /* settings: what every run names and what differs from a classify full run's defaults, nothing else */
+    const char *set = strstr(html, "<h2>Run settings</h2>");
+    assert_non_null(set);
+    const char *shown[] = {"model", "data", "val", "task", "method", "epochs", "max_steps", "lr", "eval_every",
+                           "log_every"};
+    for (size_t i = 0; i < sizeof shown / sizeof *shown; i++) {
+        char row[64];
+        snprintf(row, sizeof row, "<tr><th>%s</th>", shown[i]);
+        if (!strstr(set, row)) fail_msg("settings lack %s", shown[i]);
+    }
+    assert_non_null(strstr(set, "<tr><th>lr</th><td>3e-05</td></tr>"));
+    assert_int_equal(count(set, "<tr><th>"), (int)(sizeof shown / sizeof *shown));
+    assert_null(strstr(set, "lora_r"));
+    assert_null(strstr(set, "head_lr"));
+    free(html);
+    /* a full run's LP-FT head stage (RUNDIR/head-stage) adds its time */
+    char hs[256];
+    snprintf(hs, sizeof hs, "%s/head-stage", g_dir);
+    assert_int_equal(ftc_mkdirs(hs, &e), FTC_OK);
+    write_text(hs, "metrics.jsonl", "{\"step\":1,\"loss\":2,\"elapsed_s\":3.5}\n{\"step\":2,\"finished\":true,\"elapsed_s\":20}\n");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    html = read_report();
+    assert_non_null(strstr(html, "training time 2 min 31 s (the head-first stage's 20.0 s included)"));
+    assert_int_equal(ftc_remove_tree(hs, &e), FTC_OK);
     /* the table shows eval.json's numbers, tuned and base */
     char path[512], cell[64];
     snprintf(path, sizeof path, "%s/eval.json", g_dir);
@@ -202,6 +238,7 @@ static void test_lm_fixture_with_samples(void **state) {
     assert_well_formed(html);
     assert_null(strstr(html, "heatmap"));
     assert_int_equal(count(html, "<svg"), 4); /* loss, token accuracy, perplexity, lr */
+    assert_int_equal(count(html, ">best 200</text>"), 4); /* no config: the best by val_loss, the last evaluation */
     assert_non_null(strstr(html, "<th>perplexity</th>"));
     assert_non_null(strstr(html, "<h2>Sample answers</h2>"));
     assert_non_null(strstr(html, "<td>Escape &lt;b&gt;&amp;&lt;/b&gt; &quot;quotes&quot;</td>"));
@@ -292,6 +329,113 @@ static void test_flat_and_extreme_series(void **state) {
     free(html);
 }
 
+/* The most confident mistakes of eval.json ("worst") listed with their text, escaped; a bad entry is named. */
+static void test_worst_examples(void **state) {
+    (void)state;
+    copy_fixture("report_run_classify", "metrics.jsonl");
+    copy_fixture("report_run_classify", "eval.json");
+    ftc_err e;
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_OK);
+    char *html = read_report();
+    assert_well_formed(html);
+    const char *w = strstr(html, "<h2>Most confident mistakes</h2>");
+    assert_non_null(w);
+    assert_non_null(strstr(w, "<tr><td>my bike won&#39;t come out of the dock</td><td>bike_wont_unlock</td>"
+                              "<td>unlock_bike</td><td>0.941</td></tr>"));
+    assert_non_null(strstr(w, "<td>can I book a bike for &lt;8am&gt; &amp; pick it up later?</td>"));
+    assert_int_equal(count(w, "<tr><td>"), 3);
+    free(html);
+    write_text(g_dir, "eval.json",
+               "{\"task\":\"classify\",\"accuracy\":0.5,\"labels\":[\"x\",\"y\"],"
+               "\"per_class\":[{\"precision\":1,\"recall\":1,\"f1\":1,\"support\":1},"
+               "{\"precision\":1,\"recall\":1,\"f1\":1,\"support\":1}],\"confusion\":[[1,0],[1,0]],"
+               "\"worst\":[{\"text\":\"t\",\"label\":\"y\",\"predicted\":\"x\",\"prob\":0.7},{\"label\":\"y\",\"prob\":1}]}");
+    assert_int_equal(ftc_report_write(g_dir, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "eval.json: \"worst\"[1]"));
+}
+
+/* Three runs on one page: a colour each, curves overlaid with each best checkpoint marked, metrics side by side
+ * with the best marked, and only the settings that differ. */
+static void test_several_runs(void **state) {
+    (void)state;
+    char dirs[3][200];
+    const char *names[] = {"head", "lora", "full"};
+    const double acc[] = {0.71, 0.93, 0.88};
+    const int best[] = {100, 300, 200};
+    ftc_err e;
+    char *cfg_text, path[2048];
+    size_t n;
+    snprintf(path, sizeof path, "%s/tests/fixtures/report_run_classify/config.resolved.json",
+             getenv("FTC_SOURCE_DIR") ? getenv("FTC_SOURCE_DIR") : ".");
+    assert_int_equal(ftc_read_file(path, &cfg_text, &n, &e), FTC_OK);
+    for (int r = 0; r < 3; r++) {
+        snprintf(dirs[r], sizeof dirs[r], "%s/%s", g_dir, names[r]);
+        assert_int_equal(ftc_mkdirs(dirs[r], &e), FTC_OK);
+        /* val_loss falls to its lowest at best[r], then rises */
+        char log[4096];
+        int len = 0;
+        for (int step = 50; step <= 300; step += 50) {
+            double vl = 0.5 + 0.001 * (step > best[r] ? step - best[r] : best[r] - step);
+            len += snprintf(log + len, sizeof log - len,
+                            "{\"step\":%d,\"loss\":%g,\"lr\":0.001,\"grad_norm\":1.5,\"tok_s\":900}\n"
+                            "{\"step\":%d,\"val_loss\":%g,\"accuracy\":0.8,\"macro_f1\":0.7}\n",
+                            step, 2.0 - step / 300.0 - r * 0.1, step, vl);
+        }
+        snprintf(path, sizeof path, "%s/metrics.jsonl", dirs[r]);
+        assert_int_equal(ftc_write_file_atomic(path, log, strlen(log), &e), FTC_OK);
+        char ev[256];
+        snprintf(ev, sizeof ev, "{\"task\":\"causal-lm\",\"n_examples\":60,\"accuracy\":%g,\"loss\":%g}", acc[r],
+                 1.0 - acc[r]);
+        snprintf(path, sizeof path, "%s/eval.json", dirs[r]);
+        assert_int_equal(ftc_write_file_atomic(path, ev, strlen(ev), &e), FTC_OK);
+        json_t *cfg = json_loads(cfg_text, 0, NULL);
+        json_object_set_new(cfg, "method", json_string(names[r]));
+        if (r == 1) json_object_set_new(cfg, "lora_r", json_integer(16));
+        snprintf(path, sizeof path, "%s/config.resolved.json", dirs[r]);
+        assert_int_equal(json_dump_file(cfg, path, 0), 0);
+        json_decref(cfg);
+    }
+    free(cfg_text);
+    const char *runs[] = {dirs[0], dirs[1], dirs[2]};
+    char out[2048];
+    snprintf(out, sizeof out, "%s/cmp.html", g_dir);
+    assert_int_equal(ftc_report_write_runs(runs, 3, out, &e), FTC_OK);
+    char *html;
+    assert_int_equal(ftc_read_file(out, &html, &n, &e), FTC_OK);
+    assert_well_formed(html);
+    assert_non_null(strstr(html, "<h1>ftc report: 3 runs</h1>"));
+    /* charts: loss (6 lines: train and val of each run), accuracy, macro-F1, gradient norm, throughput, lr (3 each) */
+    assert_int_equal(count(html, "<svg"), 6);
+    assert_int_equal(count(html, "<polyline"), 6 + 5 * 3);
+    assert_int_equal(count(html, "stroke-dasharray=\"6 3\" points="), 3); /* the validation losses */
+    /* each chart marks each run's best checkpoint in the run's colour */
+    assert_int_equal(count(html, "class=\"best\" stroke="), 6 * 3);
+    assert_int_equal(count(html, ">best 100</text>"), 6);
+    assert_int_equal(count(html, ">best 300</text>"), 6);
+    assert_non_null(strstr(html, "class=\"best\" stroke=\"#d62728\""));
+    assert_non_null(strstr(html, "step 200 (val_loss 0.5000)"));
+    /* metrics side by side: the higher accuracy and the lower loss of the lora run starred */
+    assert_non_null(strstr(html, "<tr><th>accuracy</th><td>0.7100</td><td class=\"best\">0.9300 &#9733;</td>"
+                                 "<td>0.8800</td></tr>"));
+    assert_non_null(strstr(html, "<tr><th>loss</th><td>0.2900</td><td class=\"best\">0.0700 &#9733;</td>"));
+    assert_non_null(strstr(html, "<tr><th>examples</th><td>60</td><td>60</td><td>60</td></tr>"));
+    /* settings: only method differs (LoRA's settings are compared among LoRA runs: one here); out never is */
+    const char *set = strstr(html, "<h2>Settings that differ</h2>");
+    assert_non_null(set);
+    assert_non_null(strstr(set, "<tr><th>method</th><td>head</td><td>lora</td><td>full</td></tr>"));
+    assert_int_equal(count(set, "<tr><th>"), 2); /* the header and method */
+    assert_non_null(strstr(set, "42 other settings are the same in every run."));
+    free(html);
+    /* a broken run among them: its file named, no page */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dirs[2]);
+    assert_int_equal(ftc_write_file_atomic(path, "{\"step\": 1}\nx\n", 14, &e), FTC_OK);
+    unlink(out);
+    assert_int_equal(ftc_report_write_runs(runs, 3, out, &e), FTC_E_INPUT);
+    assert_non_null(strstr(e.msg, "full/metrics.jsonl:2"));
+    assert_false(ftc_file_exists(out));
+    for (int r = 0; r < 3; r++) assert_int_equal(ftc_remove_tree(dirs[r], &e), FTC_OK);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_classify_fixture_report, setup, teardown),
@@ -300,6 +444,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_bad_inputs_are_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flat_and_extreme_series, setup, teardown),
         cmocka_unit_test_setup_teardown(test_samples_extra_columns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worst_examples, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_several_runs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

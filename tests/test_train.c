@@ -389,6 +389,7 @@ static void resume_case(ftc_family fam, ftc_task task, ftc_method method, int ki
             json_t *o = json_loads(line, 0, NULL);
             assert_non_null(o);
             json_object_del(o, "tok_s");
+            json_object_del(o, "elapsed_s"); /* wall time: differs between any two runs */
             json_array_append_new(f ? lb : la, o);
         }
         fclose(fp);
@@ -425,7 +426,7 @@ static ftc_model *head_run(ftc_family fam, const char *pooling, bool cache, cons
     return m;
 }
 
-/* metrics.jsonl lines of two runs: same keys and steps, numbers within tol (tok_s aside) */
+/* metrics.jsonl lines of two runs: same keys and steps, numbers within tol (tok_s and elapsed_s aside: timings) */
 static double metrics_diff(const char *dir_a, const char *dir_b) {
     double worst = 0;
     char pa[FTC_PATH_MAX + 32], pb[FTC_PATH_MAX + 32];
@@ -445,7 +446,7 @@ static double metrics_diff(const char *dir_a, const char *dir_b) {
         const char *k;
         json_t *v;
         json_object_foreach(oa, k, v) {
-            if (!strcmp(k, "tok_s")) continue;
+            if (!strcmp(k, "tok_s") || !strcmp(k, "elapsed_s")) continue;
             json_t *w = json_object_get(ob, k);
             if (!w) fail_msg("%s: key %s missing in %s", la, k, pb);
             worst = fmax(worst, fabs(json_number_value(v) - json_number_value(w)));

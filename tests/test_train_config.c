@@ -186,12 +186,41 @@ static int teardown(void **state) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* The defaults a run's settings are compared with in the report: the method's, resolved as the trainer resolves
+ * them for that run's model width and data size. */
+static void test_defaults_json_of_a_run(void **state) {
+    (void)state;
+    json_t *run = json_pack("{s:s, s:s, s:i, s:i, s:i}", "task", "causal-lm", "method", "lora", "train_examples", 40,
+                            "batch", 4, "grad_accum", 1);
+    json_t *d = ftc_train_config_defaults_json(run, 64);
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(d, "method")), "lora");
+    /* causal-lm lora: 8.5e-4 for width 768, x12 for width 64 */
+    assert_true(fabs(json_real_value(json_object_get(d, "lr")) - (double)ftc_train_default_lr(FTC_TASK_CAUSAL_LM,
+                                                                                            FTC_METHOD_LORA, 64)) < 1e-12);
+    assert_true(fabs(json_real_value(json_object_get(d, "lr")) - 0.0102) < 1e-6);
+    /* 40 examples in batches of 4: 10 steps an epoch, 10 epochs give the 100 steps */
+    assert_int_equal(json_integer_value(json_object_get(d, "epochs")), 10);
+    assert_int_equal(json_integer_value(json_object_get(d, "batch")), 8); /* the method's batch, not the run's */
+    assert_int_equal(json_integer_value(json_object_get(d, "unfreeze_last")), 0);
+    json_decref(d);
+    json_decref(run);
+    /* classify head: lr and head_lr 1e-2, no warmup */
+    run = json_pack("{s:s, s:s}", "task", "classify", "method", "head");
+    d = ftc_train_config_defaults_json(run, 0);
+    assert_true(fabs(json_real_value(json_object_get(d, "head_lr")) - 1e-2) < 1e-9);
+    assert_true(json_real_value(json_object_get(d, "warmup")) == 0);
+    json_decref(d);
+    json_decref(run);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_setters_and_errors),
         cmocka_unit_test(test_yaml_and_json_files_agree),
         cmocka_unit_test(test_file_errors_name_file_line_key),
         cmocka_unit_test(test_finalize_checks_combinations),
+        cmocka_unit_test(test_defaults_json_of_a_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -54,12 +54,30 @@ def classify_run():
         if step % 5 == 0 or step == 1:
             loss = 3.3 * math.exp(-step / 60) + 0.08 + rng.uniform(-0.08, 0.08)
             rows.append({"step": step, "epoch": round(step / 100, 3), "loss": round(loss, 4),
-                         "lr": lr_at(step, total), "tok_s": 4100 + rng.randint(-200, 200)})
+                         "lr": lr_at(step, total), "tok_s": 4100 + rng.randint(-200, 200),
+                         "grad_norm": round(4.0 * math.exp(-step / 90) + 0.5 + 0.3 * math.sin(step), 4),
+                         "elapsed_s": round(step * 0.42, 1)})
         if step % 50 == 0:
             q = 1 - math.exp(-step / 70)
             rows.append({"step": step, "val_loss": round(3.4 * math.exp(-step / 70) + 0.3, 4),
                          "accuracy": round(0.05 + 0.87 * q, 4), "macro_f1": round(0.03 + 0.86 * q, 4)})
+    rows.append({"step": total, "finished": True, "stopped_early": False, "elapsed_s": 131.5})
     write_jsonl(os.path.join(d, "metrics.jsonl"), rows)
+    # the settings as ftc train writes them: a full run with its own learning rate and eval_every; LoRA's at defaults
+    cfg = {"model": "models/all-MiniLM-L6-v2", "data": "examples/faq/train.jsonl", "out": "runs/faq",
+           "val": "examples/faq/test.jsonl", "task": "classify", "method": "full", "val_split": 0.0, "epochs": 3,
+           "max_steps": 300, "lr": 2.99999992e-5, "head_lr": 0.00999999978, "lp_ft": True, "batch": 32, "grad_accum": 1,
+           "max_len": 128, "warmup": 0.1, "schedule": "linear", "weight_decay": 0.00999999978, "clip": 1.0,
+           "beta1": 0.899999976, "beta2": 0.999000013, "adam_eps": 9.99999994e-9, "seed": "42", "eval_every": 50,
+           "save_every": 0, "log_every": 5, "patience": 0, "metric": "val_loss", "unfreeze_last": 0, "lora_r": 8,
+           "lora_alpha": 16.0, "lora_dropout": 0.0, "lora_targets": "", "pooling": "auto", "feature_cache": True,
+           "grad_checkpoint": False, "precision": "fp32", "base_dtype": "auto", "format": "", "chat_template": "",
+           "text_col": "", "label_col": "", "pack": False, "train_on_inputs": False, "trainable_params": 22724000,
+           "total_params": 22724000, "total_steps": 300, "warmup_steps": 30, "steps_per_epoch": 20,
+           "train_examples": 616, "val_examples": 252}
+    with open(os.path.join(d, "config.resolved.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
     # 9 test questions per intent, a few mistakes between neighbouring intents, one class never predicted
     confusion = [[0] * K for _ in range(K)]
     for t in range(K):
@@ -76,6 +94,14 @@ def classify_run():
     confusion[never][labels.index("find_station")] = 4
     ev = classify_metrics(labels, confusion)
     ev["loss"] = 0.4213
+    # the most confident mistakes (ftc eval's "worst"), most confident first
+    ev["worst"] = [
+        {"text": "my bike won't come out of the dock", "label": "bike_wont_unlock", "predicted": "unlock_bike",
+         "prob": 0.9412},
+        {"text": "can I book a bike for <8am> & pick it up later?", "label": "reserve_bike", "predicted": "unlock_bike",
+         "prob": 0.8127},
+        {"text": "station is packed, where do I leave it", "label": "dock_full", "predicted": "end_ride", "prob": 0.6634},
+    ]
     ev["base"] = {"task": "classify", "n_examples": ev["n_examples"], "accuracy": 0.0397, "macro_f1": 0.0121,
                   "weighted_f1": 0.0121, "loss": 3.3391}
     with open(os.path.join(d, "eval.json"), "w") as f:

@@ -91,5 +91,9 @@ ftc_status ftc_text_rouge_l(const char *pred, const char *ref, double *rouge_l, 
  * Self-contained HTML: inline SVG charts, no JavaScript, no network. Formats: docs/report.md.
  * Malformed input: FTC_E_INPUT naming file, line and key. */
 ftc_status ftc_report_write(const char *rundir, ftc_err *err);
+/* Several runs on one page written (atomically) to out_path: their curves overlaid (one colour per run, each run's
+ * best checkpoint marked), the final metrics side by side (the best of each row marked) and the settings that differ
+ * between them. With one run: that run's page (as ftc_report_write) at out_path. */
+ftc_status ftc_report_write_runs(const char *const *rundirs, int n, const char *out_path, ftc_err *err);
 
 #endif

@@ -29,6 +29,11 @@ ftc_status ftc_export_hf(const ftc_model *m, const char *out, const ftc_export_o
  * The adapters must share one rank, alpha and dropout. */
 ftc_status ftc_export_peft(const ftc_model *m, const char *out, const ftc_export_opts *o, ftc_err *err);
 
+/* Writes m's LoRA adapters as llama.cpp's LoRA GGUF (general.type adapter, adapter.type lora, adapter.lora.alpha;
+ * blk.N.<weight>.weight.lora_a [r, in] / .lora_b [out, r], f32, llama's q/k rows permuted like the base's) to the file
+ * out, for llama.cpp's --lora on the base model's GGUF. One rank and alpha for all adapters. name: general.name. */
+ftc_status ftc_export_gguf_lora(const ftc_model *m, const char *out, const char *name, ftc_err *err);
+
 /* Applies the PEFT LoRA adapter in dir (adapter_config.json + adapter_model.safetensors) to a loaded base
  * model: LoRA adapters on the modules the file names, with its A/B values, scale lora_alpha/r
  * (lora_alpha/sqrt(r) with use_rslora), and modules_to_save tensors (a classification head) loaded.

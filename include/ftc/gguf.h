@@ -121,4 +121,37 @@ bool ftc_is_gguf_path(const char *path);
  * converted first when absent (written to a temp directory and renamed: concurrent runs are safe).
  * Any other path is copied to out unchanged. */
 ftc_status ftc_gguf_resolve(const char *path, char *out, size_t n, ftc_err *err);
+
+/* ---- GGUF writer (src/io/gguf_write.c): version 3, alignment 32, metadata in the order set ---- */
+typedef struct ftc_gguf_writer ftc_gguf_writer;
+ftc_gguf_writer *ftc_gguf_writer_new(void);
+void ftc_gguf_writer_free(ftc_gguf_writer *w);
+ftc_status ftc_gguf_writer_set_str(ftc_gguf_writer *w, const char *key, const char *v, ftc_err *err);
+ftc_status ftc_gguf_writer_set_u32(ftc_gguf_writer *w, const char *key, uint32_t v, ftc_err *err);
+ftc_status ftc_gguf_writer_set_f32(ftc_gguf_writer *w, const char *key, float v, ftc_err *err);
+ftc_status ftc_gguf_writer_set_bool(ftc_gguf_writer *w, const char *key, bool v, ftc_err *err);
+ftc_status ftc_gguf_writer_set_strs(ftc_gguf_writer *w, const char *key, const char *const *v, uint64_t n, ftc_err *err);
+ftc_status ftc_gguf_writer_set_i32s(ftc_gguf_writer *w, const char *key, const int32_t *v, uint64_t n, ftc_err *err);
+ftc_status ftc_gguf_writer_set_f32s(ftc_gguf_writer *w, const char *key, const float *v, uint64_t n, ftc_err *err);
+/* Adds a tensor of row-major shape (the last dimension is GGUF's ne[0]) whose bytes are data (malloc'd; the
+ * writer owns and frees it, also on error). */
+ftc_status ftc_gguf_writer_add_tensor(ftc_gguf_writer *w, const char *name, int type, int ndim, const int64_t *shape,
+                                      void *data, ftc_err *err);
+/* Writes the file atomically (temp file, fsync, rename). */
+ftc_status ftc_gguf_writer_write(ftc_gguf_writer *w, const char *path, ftc_err *err);
+
+/* ---- Hugging Face directory -> GGUF (src/io/gguf_from_hf.c) ---- */
+typedef struct {
+    int type;            /* FTC_GGML_F32 (default 0), F16, BF16, Q8_0, Q4_0, Q4_K: the 2-D weights' type */
+    const char *name;    /* general.name; NULL: the directory's name */
+} ftc_gguf_export_opts;
+/* A llama / mistral / qwen2 / gpt2 checkpoint (config.json, model.safetensors, tokenizer.json,
+ * tokenizer_config.json) as llama.cpp's convert_hf_to_gguf.py writes it: its metadata keys and tensor names,
+ * the Q/K row permutation (llama), GPT-2's Conv1D weights transposed, tokenizer.ggml.* from tokenizer.json. */
+ftc_status ftc_gguf_from_hf(const char *hf_dir, const char *out_path, const ftc_gguf_export_opts *o, ftc_err *err);
+/* An Ollama Modelfile for the GGUF gguf_name converted from hf_dir: FROM, TEMPLATE (ChatML or Llama 3 chat
+ * templates in Ollama's Go template syntax), SYSTEM (the template's default system prompt), PARAMETER stop.
+ * *note (static text, may be NULL) says what was left out. */
+ftc_status ftc_gguf_write_modelfile(const char *hf_dir, const char *gguf_name, const char *out_path, const char **note,
+                                    ftc_err *err);
 #endif

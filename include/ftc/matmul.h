@@ -37,6 +37,12 @@ void ftc_matmul_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alph
 /* "avx512bf16" or "generic". */
 const char *ftc_matmul_bf16_backend(void);
 
+/* Runs fn(ctx, i) for i = 0..n-1 on the matmul threads (the caller and the pool's workers claim indices one at a
+ * time; order unspecified), on the caller alone when n is 1, inside an OpenMP region or while another thread's
+ * matmul holds the pool. For small parallel loops between matmuls (decode attention) that should not wake a
+ * second set of threads. fn must not call ftc_matmul's threaded paths expecting threads (they run alone). */
+void ftc_parallel_for(int n, void (*fn)(void *ctx, int i), void *ctx);
+
 /* Array conversions, f32 -> bf16 rounding to nearest even (NaN stays NaN, no flush of subnormals); bf16 ->
  * f32 is exact. Bit-identical to ftc_f32_to_bf16/ftc_bf16_to_f32 (safetensors.h), vectorised when possible. */
 void ftc_f32_to_bf16_n(const float *in, uint16_t *out, size_t n);

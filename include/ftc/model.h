@@ -68,7 +68,10 @@ int64_t ftc_model_count_params(const ftc_model *m, bool trainable_only);
 /* Gradient checkpointing: keep only each block's output and recompute the block in backward (one block's
  * activations instead of n_layers'; about one more forward of compute). Same gradients bit for bit. */
 ftc_status ftc_model_set_grad_checkpoint(ftc_model *m, bool on, ftc_err *err);
-/* Plans activation and gradient memory for batches up to max_B x max_T. Call again to grow. */
+/* Plans activation and gradient memory for batches up to max_B x max_T. Call again to grow. Memory is linear
+ * in max_B x max_T (attention keeps [B,H,T] softmax statistics, never [T,T] probabilities). With nothing
+ * trainable the plan is forward-only: one block's activations (the blocks run one after another), no
+ * gradient scratch; making a parameter trainable re-plans for training. */
 ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err);
 
 typedef struct {
@@ -83,6 +86,11 @@ typedef struct {
 /* Forward; with labels, *loss is the mean loss over counted targets. training enables dropout. */
 ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training, float *loss, ftc_err *err);
 const float *ftc_model_logits(const ftc_model *m); /* LM [B,T,V]; classify [B,num_labels] */
+/* Evaluation of a causal LM when only the loss is wanted (ftc eval): while nothing trains, the forward
+ * computes the loss through a few hundred rows of logits at a time instead of holding [B,T,V] (at T = 8192
+ * and a 49152-token vocabulary that is 1.6 GB), and ftc_model_logits returns NULL. No effect on a model
+ * with trainable parameters (its backward needs the logits). Re-plans the reserved memory when needed. */
+ftc_status ftc_model_set_loss_only(ftc_model *m, bool on, ftc_err *err);
 /* Transfer learning on a frozen backbone (the trainer's feature cache, docs/train.md). head_features: the
  * classification head's input for a batch, i.e. the pooled last hidden state (through the BERT pooler when
  * the pooling uses it), computed in eval mode (no dropout), [B, C] into out. head_forward: the head alone on
@@ -116,6 +124,14 @@ void ftc_model_weights_changed(ftc_model *m);
  * (input gradients still flow through them); save writes them as BF16; merging LoRA into one rounds the sum to
  * bf16. Making one trainable again (ftc_model_set_trainable) restores an f32 value from the bf16 bits. */
 ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err);
+/* Inference in bf16 (ftc generate/chat/serve --precision bf16): freezes every parameter, keeps only the bf16
+ * bits of the matmul weights that are not also embeddings (ftc_model_store_frozen_bf16), gives the others (a
+ * tied LM head) a bf16 copy and sets FTC_PREC_BF16, so every matmul reads bf16 weights: half the bytes of f32
+ * per decoded token. Products take bf16 operands with f32 accumulation. */
+ftc_status ftc_model_use_bf16_weights(ftc_model *m, ftc_err *err);
+/* The same with the matmul weights block-quantized (ftc_model_store_frozen_quant; qtype as there): ftc generate
+ * --base-dtype. Decoding reads the packed blocks, decoded a panel of whole rows at a time. */
+ftc_status ftc_model_use_quant_weights(ftc_model *m, int qtype, ftc_err *err);
 /* ftc_model_load that reads the matmul weights (as above) straight into bf16-only storage, never holding
  * them in f32, for PEFT on a frozen base. Embeddings, norms, biases and a classification head stay f32. */
 ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err);

@@ -7,6 +7,7 @@
 #define FTC_OPS_H
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include "ftc/base.h"
 
 /* out[n,:] = wte[ids[n],:]  (+ wpe[pos[n],:] if wpe) (+ wtt[types[n],:] if wtt) */
@@ -92,6 +93,7 @@ typedef struct {
                                  * att_drop = att * drop_mask by v; backward reads both */
     ftc_rng *rng;               /* the dropout randomness */
     float *att_drop, *drop_mask; /* [B,H,T,T] each, when dropout_p > 0 */
+    uint64_t drop_key;          /* ftc_attention_flash_*: the dropout mask's key (see there) */
     bool bf16;                  /* the products in bf16 with f32 accumulation (--precision bf16), except the scores
                                  * q k^T, whose rounding the softmax amplifies (stories260K's loss curve moved 5%
                                  * per step from fp32 with them in bf16, 1.5% without) */
@@ -103,6 +105,26 @@ void ftc_attention_backward_ex(float *dq, float *dk, float *dv, const float *dou
                            const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch,
                            const attention_opts *opts);
 
+/* Tiled attention (FlashAttention-style, src/kernels/cpu/ops_attention.c): the same function as
+ * ftc_attention_forward_ex / ftc_attention_backward_ex without any [T, T] buffer. Forward walks key tiles
+ * with an online softmax (running row max and sum) and keeps only lse [B,H,T] = the log of each row's
+ * softmax denominator (max + log sum); backward recomputes every tile's probabilities from q, k and lse.
+ * Tiles above the causal diagonal are skipped in both. Same masks as ftc_attention_forward.
+ * Dropout (opts->dropout_p > 0): value (b,h,i,j) is kept iff dropout_keep(opts->drop_key, ((b*H+h)*T+i)*T+j),
+ * the mask ftc_dropout_forward would draw over the [B,H,T,T] probabilities with drop_key as its key (the one
+ * draw it takes from the rng), recomputed in backward rather than stored. opts->rng, att_drop and drop_mask
+ * are not used. bf16: the same products in bf16 as the materialising path. */
+void ftc_attention_flash_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                                 const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal,
+                                 const attention_opts *opts);
+/* Accumulates into dq, dk, dv (each may be NULL). out and lse are the forward's. scratch: at least
+ * ftc_attention_flash_scratch_floats(B, T, H, Hkv, D) floats. */
+void ftc_attention_flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                  const float *lse, const float *q, const float *k, const float *v,
+                                  const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal,
+                                  float *scratch, const attention_opts *opts);
+size_t ftc_attention_flash_scratch_floats(int B, int T, int H, int Hkv, int D);
+
 /* Attention for incremental decoding over a KV cache (forward only; src/kernels/cpu/ops_attention_decode.c).
  * q, out [B,Tn,H,D]: the queries of the Tn newest positions Tk-Tn .. Tk-1. k_cache, v_cache [B,Tcap,Hkv,D]
  * (Tcap >= Tk rows per batch entry) already hold the keys/values of positions 0..Tk-1, the new ones included.
@@ -110,6 +132,11 @@ void ftc_attention_backward_ex(float *dq, float *dk, float *dv, const float *dou
  * Gives the rows Tk-Tn.. of ftc_attention_forward(causal) on the whole sequence. */
 void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
                               int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D);
+/* One new query for each of S sequences with caches of their own (batched decoding): q, out [S,H,D]; sequence s
+ * has len[s] cached positions (its new one last) in k_cache[s], v_cache[s] [>= len[s], Hkv, D]; att[s] receives
+ * H x len[s] probabilities. Each row equals ftc_attention_decode_forward on that sequence alone. */
+void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
+                                       const float *const *v_cache, const int *len, int S, int H, int Hkv, int D);
 
 /* Softmax cross-entropy over V for N rows. targets[n] < 0 (e.g. -100) is ignored.
  * Returns the mean loss over counted rows (0 if none) and writes *n_counted.

@@ -110,6 +110,13 @@ typedef struct {
      * SIGINT/SIGTERM handler sets it), ftc_train_run finishes the current step, writes checkpoint.ftc and
      * returns FTC_OK with res->interrupted; the run continues with resume. */
     const volatile sig_atomic_t *stop;
+    /* Not a setting: > 0 makes ftc_train_run a timing run for `ftc plan`: it sets up as training would (the
+     * frozen encoder's feature cache over a sample of the examples), takes one warm-up step and this many
+     * measured steps, and returns without evaluating, checkpointing or saving a model (res->plan). */
+    int measure_steps;
+    bool memory_check;      /* refuse a run whose planned peak memory exceeds what the machine has (default true) */
+    bool save_only_model;   /* a finished run keeps model/ (and adapter/) only: checkpoint.ftc and best.ftc (weights
+                               and AdamW moments) are removed, so it cannot be continued with more steps */
     bool set[64];           /* which keys were given explicitly (config file or command line), by option index */
     bool from_run[64];      /* ... and which of those came from a run's config.resolved.json (--resume) */
 } ftc_train_config;
@@ -144,6 +151,11 @@ void ftc_train_config_fit_data(ftc_train_config *c, int n_train);
 ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
 /* Every key with its value (config.resolved.json). New reference. */
 struct json_t *ftc_train_config_json(const ftc_train_config *c);
+/* What a run like `resolved` (a config.resolved.json) would have used had it given no setting but its task and
+ * method: ftc_train_config_json of the defaults, resolved as the trainer resolves them (the method's rates, warmup and
+ * batch; causal-lm's rate for a model of hidden_size, 0 if unknown; epochs from its "train_examples" with its own
+ * batch and grad_accum). The report lists the settings that differ from it. New reference, NULL when out of memory. */
+struct json_t *ftc_train_config_defaults_json(const struct json_t *resolved, int hidden_size);
 /* The settings (one table: command line, config files, config.resolved.json), ending with a NULL name;
  * is_bool: a flag that stands alone on the command line (--pack, --pack false, --no-pack). */
 typedef struct { const char *name; bool is_bool; } ftc_train_option;
@@ -203,6 +215,31 @@ ftc_status ftc_run_dir_load_data(const char *dir, const ftc_train_config *c, con
 ftc_status ftc_dataset_split(ftc_dataset *all, double val_share, uint64_t seed, ftc_dataset *val, ftc_err *err);
 
 /* ---- the trainer ---- */
+/* What a run needs, as ftc_train_run plans it once the model is prepared and its activations are reserved. */
+typedef struct {
+    int64_t total_params, trainable_params;
+    int64_t weight_bytes;        /* parameters as stored (f32, bf16 copies, quantized blocks) */
+    int64_t grad_bytes;          /* one f32 gradient per trainable value */
+    int64_t optimizer_bytes;     /* AdamW: two f32 moments per trainable value */
+    int64_t activation_bytes;    /* the activation arena for batch x seq_len, as configured */
+    int64_t activation_bytes_other; /* the same with --grad-checkpoint toggled (timing runs only; else 0) */
+    int64_t feature_cache_bytes; /* head on cached features: one pooled vector per example */
+    int64_t base_rss_bytes;      /* the process when planning: program, data, tokenizer, weights already loaded */
+    int64_t peak_bytes;          /* base_rss + grads + optimizer + activations + feature cache */
+    int64_t available_bytes;     /* MemAvailable of /proc/meminfo (0: unknown) */
+    bool fits;                   /* peak - process <= available (a timing run that does not fit times nothing) */
+    int batch, seq_len;
+    int64_t total_steps, steps_per_epoch, warmup_steps, tokens_per_epoch;
+    int epochs, evaluations;
+    /* timing runs (measure_steps) */
+    double setup_seconds;        /* load to first step, feature cache excluded */
+    double feature_seconds;      /* the frozen encoder over every example (estimated from a sample) */
+    double step_seconds;         /* median of the measured steps */
+    double eval_seconds;         /* one evaluation pass over the validation examples (estimated) */
+    int measured_steps;
+    int64_t measured_peak_rss;   /* ru_maxrss after the measured steps */
+} ftc_train_plan;
+
 typedef struct {
     int64_t steps;          /* optimizer steps taken in total */
     double last_loss;       /* mean training loss of the last step */
@@ -212,6 +249,7 @@ typedef struct {
     int64_t trainable_params;
     bool cached_features;   /* the head trained on cached frozen-encoder features (feature_cache) */
     bool interrupted;       /* stopped on c->stop: checkpoint.ftc holds step `steps`, model/ was not written */
+    ftc_train_plan plan;    /* what the run planned (memory), and for a timing run (measure_steps) its timings */
 } ftc_train_result;
 
 /* Applies the method to a loaded model: classifier head (classify), LoRA adapters, trainable flags.
@@ -235,13 +273,21 @@ bool ftc_train_run_finished(const char *out, int64_t *step);
 bool ftc_train_head_is_new(ftc_model *m, int num_labels);
 
 /* Mean loss (and classify accuracy / macro-F1, causal-lm token accuracy) of m on d, in batches of `batch`.
- * json (may be NULL) receives the `ftc eval --json` object (ftc_class_metrics_json / ftc_lm_metrics_json). */
+ * json (may be NULL) receives the `ftc eval --json` object (ftc_class_metrics_json / ftc_lm_metrics_json); for
+ * classify with "worst": the FTC_EVAL_WORST most confident mistakes, most confident first (equal ones in dataset
+ * order), each {"index": example of d, "label", "predicted": class names, "prob": softmax probability of the
+ * predicted class}. ftc_eval_worst_texts turns the indices into the examples' text. */
+#define FTC_EVAL_WORST 20
 typedef struct {
     double loss, accuracy, macro_f1, token_accuracy;
     int64_t n_examples, n_tokens;
 } ftc_eval_result;
 ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, int batch, int max_len,
                               ftc_eval_result *r, struct json_t **json, ftc_err *err);
+/* In json's "worst" list (from ftc_train_evaluate on d): replaces each "index" by "text", d's example decoded with
+ * the tokenizer in tok_dir (special tokens skipped: the text the model saw, after any truncation). The tokenizer
+ * failing to load leaves the list without texts and returns its error. */
+ftc_status ftc_eval_worst_texts(struct json_t *json, const ftc_dataset *d, const char *tok_dir, ftc_err *err);
 
 /* ---- sample answers for the run report (causal-lm; RUNDIR/samples.jsonl, docs/report.md) ----
  * Prompts: the first n distinct prompts of d (give the validation split, else the training data), each example
@@ -284,6 +330,10 @@ ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, s
  * another architecture or vocabulary: FTC_E_INPUT naming both (ftc_check_same_architecture). */
 ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
                                     struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
+/* The same on examples already read (d, e.g. a run's validation split); base_dir NULL: the tuned model only
+ * (base_json may then be NULL). */
+ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const ftc_dataset *d, int batch,
+                                    struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
 /* `ftc eval --model DIR` on a plain Hugging Face classifier directory (e.g. ftc export --format hf of a classify
  * run, or a transformers *ForSequenceClassification save). has_classifier: config.json names labels (id2label)
  * and the weights hold the head (classifier.weight for BERT, score.weight for decoders). */
@@ -298,6 +348,12 @@ ftc_status ftc_model_dir_load_class_data(const char *dir, const ftc_model_config
  * head copied onto it (*base_json; base_json may be NULL without base_dir), as ftc_run_dir_eval_compare does. */
 ftc_status ftc_model_dir_eval_classify(const char *dir, const char *base_dir, const char *data_path, int max_len,
                                        int batch, struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
+/* A plain causal LM (m, tokenizer and chat template from tok_dir) on structured data (prompt/completion, chat
+ * messages, {"text"} records, pre-tokenized JSONL): scores what `ftc train --task causal-lm` would train on that
+ * file with its defaults (answer tokens only; the model's own chat template; cut at max_len, <= 0: training's
+ * default, at most the model's positions). *json as ftc_train_evaluate gives it. */
+ftc_status ftc_model_eval_lm_data(ftc_model *m, const char *tok_dir, const char *data_path, int max_len, int batch,
+                                  struct json_t **json, ftc_err *err);
 /* FTC_OK when two configs describe the same network shape (family, layers, widths, heads, vocabulary), so the
  * same token ids mean the same thing to both; else FTC_E_INPUT naming both directories and the difference. */
 ftc_status ftc_check_same_architecture(const ftc_model_config *tuned, const char *tuned_dir,

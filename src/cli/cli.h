@@ -3,6 +3,7 @@
 #ifndef FTC_CLI_H
 #define FTC_CLI_H
 #include "ftc/infer.h"
+#include "ftc/train.h"
 #include "ftc/status.h"
 #include <stdbool.h>
 
@@ -21,11 +22,16 @@ bool cli_parse_float(const char *s, double lo, double hi, float *out);
 int cli_sampling_flag(const char *cmd, const char *flag, const char *value, ftc_sampler *s, long *seed);
 
 /* ---- options (src/cli/opts.c): one parser, one set of conventions for every command ----
- * A table of the command's options, ending with {NULL}: name without "--" ("-n" for a short one), is_bool for
- * flags that stand alone (--flag, --flag true|false, --flag=false, --no-flag), canon: the name an alias stands for. */
+ * A table of the command's options, ending with {NULL}: name without "--" ("-n" for a short one), is_bool
+ * (false/true, or CLI_VALUE_OPTIONAL) for flags that stand alone (--flag, --flag true|false, --flag=false,
+ * --no-flag), canon: the name an alias stands for. */
+enum {
+    CLI_VALUE_OPTIONAL = 2 /* --opt VALUE, --opt=VALUE, or a bare --opt (at the end or before another option):
+                              its value is then "" */
+};
 typedef struct {
     const char *name;
-    bool is_bool;
+    int is_bool; /* false: takes a value; true: a boolean; CLI_VALUE_OPTIONAL */
     const char *canon;
 } cli_opt;
 enum {
@@ -67,9 +73,18 @@ int cmd_chat(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_plan(int argc, char **argv); /* in cmd_train.c: it shares train's options */
 int cmd_serve(int argc, char **argv);
 /* ftc eval on a training run directory (src/cli/eval_rundir.c). */
 int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const char *compare_base);
+/* Prints one evaluation j (as ftc_train_evaluate gives it), or with compare the base's beside it (note: what the
+ * base column is; tuned_name: the tuned model), as a table or --json; takes both references. */
+int cli_print_eval(struct json_t *j, struct json_t *base, const char *compare, const char *note,
+                   const char *tuned_name, bool as_json);
+/* The end of ftc train: the run's model (and the base it was trained from, unless only a head was trained) on
+ * d (the validation examples, named data_label), saved as RUNDIR/eval.json; print: the base | tuned table. */
+ftc_status cli_eval_record(const char *rundir, const ftc_dataset *d, const char *data_label, bool print,
+                           ftc_err *err);
 /* ftc eval on a plain HF classifier directory (eval_rundir.c); max_len <= 0: the model's positions. */
 int cli_eval_classifier_dir(const char *dir, const char *data, int max_len, bool as_json, const char *compare_base);
 

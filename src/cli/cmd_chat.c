@@ -47,7 +47,10 @@ static void usage(FILE *f) {
             "  --rag-out FILE         the conversations as the model saw them (with the entries), for ftc eval\n"
             "  --progress             count the answered conversations on standard error\n"
             "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer, template, or an input line that was not\n"
-            "answered: invalid UTF-8, a NUL byte, too long for the context, an unknown /command), 3 internal error.\n");
+            "answered: invalid UTF-8, a NUL byte, too long for the context, an unknown /command), 3 internal error.\n"
+            "\nExamples:\n"
+            "  ftc chat --model SmolLM2-135M-Instruct.Q4_1.gguf\n"
+            "  printf 'How do I unlock a bike?\\n' | ftc chat runs/assistant --system \"You answer for Velora.\"\n");
 }
 
 /* Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no overlongs, surrogates or code points

@@ -26,7 +26,10 @@ static void usage(FILE *f) {
             "  --batch N           texts per forward pass (default 16)\n"
             "Text output: LABEL<TAB>PROBABILITY<TAB>top: L1 P1, L2 P2, L3 P3<TAB>TEXT\n"
             "Texts longer than the model's context (or the run's --max-len) are truncated as in training.\n"
-            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, file), 3 internal error.\n");
+            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, file), 3 internal error.\n"
+            "\nExamples:\n"
+            "  ftc classify --model runs/intents \"my card was charged twice\" \"where is my refund\"\n"
+            "  ftc classify --model runs/intents --file questions.txt --jsonl --top 3\n");
 }
 
 typedef struct {

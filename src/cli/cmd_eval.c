@@ -18,15 +18,17 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "Usage: ftc eval --model RUNDIR --data FILE [--compare BASE_DIR] [--json]\n"
-            "       ftc eval --model CLASSIFIER_DIR --data FILE [--max-len N] [--compare BASE_DIR] [--json]\n"
-            "       ftc eval --model DIR [--adapter DIR] --data FILE.txt [--context N] [--compare BASE_DIR] [--json]\n\n"
+            "Usage: ftc eval [--model] RUNDIR --data FILE [--compare [BASE_DIR]] [--json]\n"
+            "       ftc eval [--model] CLASSIFIER_DIR --data FILE [--max-len N] [--compare BASE_DIR] [--json]\n"
+            "       ftc eval [--model] DIR [--adapter DIR] --data FILE.txt [--context N] [--compare BASE_DIR] [--json]\n"
+            "       ftc eval [--model] DIR [--adapter DIR] --data FILE.jsonl|.csv [--max-len N] [--compare BASE_DIR] [--json]\n\n"
             "Evaluates a tuned model on held-out data.\n\n"
             "A run directory (written by ftc train) is evaluated for the task it was trained for, on FILE read the\n"
             "way the run read its training data (same format detection, tokenizer, chat template, label map, max-len):\n"
             "  causal-lm  loss, perplexity and token accuracy on the trained (answer) tokens\n"
             "  classify   loss, accuracy, macro-F1 (and with --json per-class precision/recall/F1 and the confusion\n"
-            "             matrix); labels must be ones the run knows (RUNDIR/labels.json)\n\n"
+            "             matrix); labels must be ones the run knows (RUNDIR/labels.json)\n"
+            "The result is also saved as RUNDIR/eval.json (with --compare both sides), which ftc report shows.\n\n"
             "A plain Hugging Face directory whose model is a classifier (config.json id2label and a classifier /\n"
             "score head: ftc export --format hf of a classify run, a transformers *ForSequenceClassification) is\n"
             "evaluated as classify runs are, on labelled data (any format ftc train reads for classify): string labels\n"
@@ -34,17 +36,23 @@ static void usage(FILE *out) {
             "pooling from config.json \"ftc_pooling\" (else as ftc train --pooling auto picks it).\n"
             "Any other plain Hugging Face directory is evaluated as a causal language model (GPT-2, Llama family) on plain\n"
             "text: the file is encoded as the model's tokenizer does by default (with BOS where it adds one) and split\n"
-            "into windows of the model's context length; consecutive windows share one token so that every token\n"
-            "after the first is predicted exactly once from the tokens before it (up to a window).\n\n"
+            "into windows of the model's context length (or --context; a shorter text is one window of its own\n"
+            "length); consecutive windows share one token so that every token after the first is predicted exactly\n"
+            "once from the tokens before it (up to a window). It runs forward-only: memory grows linearly with the\n"
+            "window (one layer's activations, no T x T attention matrix, no full logits). Structured data\n"
+            "(.jsonl, .json, .csv, .tsv: prompt/completion, chat messages, text records) is scored as ftc train\n"
+            "--task causal-lm would train on it with its defaults: the answer tokens only, the model's own chat\n"
+            "template, examples cut at --max-len (default 128, as in training).\n\n"
             "  --model DIR|RUNDIR  an ftc run directory, or a Hugging Face model directory (config.json,\n"
             "                      *.safetensors, tokenizer files)\n"
             "  --adapter DIR       (plain directory) apply a PEFT LoRA adapter first\n"
             "  --data FILE         evaluation data (run, classifier directory: any format ftc train reads; other plain\n"
             "                      directory: UTF-8 text)\n"
-            "  --max-len N         (classifier directory) tokens per example, longer ones cut (default and maximum:\n"
-            "                      the model's positions)\n"
+            "  --max-len N         (classifier directory, structured data) tokens per example, longer ones cut\n"
+            "                      (classifier default and maximum: the model's positions)\n"
             "  --context N         (plain directory) window length (default and maximum: the model's context)\n"
-            "  --compare BASE_DIR  also run the same data through the base model BASE_DIR and print both side by\n"
+            "  --compare [BASE_DIR] also run the same data through the base model BASE_DIR (for a run, bare\n"
+            "                      --compare: the model it was trained from) and print both side by\n"
             "                      side (metric | base | tuned | delta). causal-lm: BASE_DIR's own LM head (for a\n"
             "                      LoRA run or --adapter: the model without adapters). classify: the base model has\n"
             "                      no trained head, so its column is BASE_DIR's encoder with the tuned run's head\n"
@@ -54,10 +62,14 @@ static void usage(FILE *out) {
             "                      \"token_accuracy\", \"n_tokens\"; classify \"accuracy\", \"macro_f1\", \"per_class\",\n"
             "                      \"confusion\"} (a classifier directory: the same); causal LM directory: {\"loss\",\n"
             "                      \"perplexity\", \"n_tokens\"}. With --compare the tuned keys stay at the top and \"base\"\n"
-            "                      and \"tuned\" hold both sides (saved as RUNDIR/eval.json, ftc report shows the\n"
-            "                      comparison)\n\n"
+            "                      and \"tuned\" hold both sides\n\n"
             "loss = mean negative log-likelihood (nats) over the counted tokens or examples; perplexity = exp(loss).\n"
-            "Details: docs/report.md (metrics), docs/train.md (run directories).\n");
+            "Details: docs/eval.md, docs/report.md (metrics), docs/train.md (run directories).\n\n"
+            "Examples:\n"
+            "  ftc eval runs/faq --data test.jsonl --compare        # a run against the model it was tuned from\n"
+            "  ftc eval runs/intents --data test.csv --json          # accuracy, macro-F1, per class, confusion\n"
+            "  ftc eval --model SmolLM2.gguf --data chats.jsonl      # a plain model on the answers of chat data\n"
+            "  ftc eval --model gpt2 --data book.txt --context 512   # perplexity of plain text\n");
 }
 
 typedef struct {
@@ -66,24 +78,47 @@ typedef struct {
     int windows, context;
 } lm_result;
 
-/* Mean NLL of ids[1..n) given the preceding tokens, in windows of `context` sharing one token. */
+/* Tokens evaluated in one batch of windows (forward-only memory grows with it, not with T x T). */
+enum { EVAL_BATCH_TOKENS = 4096 };
+
+/* Mean NLL of ids[1..n) given the preceding tokens, in windows of up to `context` sharing one token. The window
+ * is sized by the data (a short text plans for its own length, not the model's context); windows of equal
+ * length run together in batches of about EVAL_BATCH_TOKENS tokens. The model runs forward-only and keeps
+ * only the loss (ftc_model_set_loss_only): memory grows linearly with the window. */
 static ftc_status eval_lm_ids(ftc_model *m, const int32_t *ids, size_t n, int context, lm_result *r, ftc_err *err) {
     memset(r, 0, sizeof *r);
     r->context = context;
-    ftc_status s = ftc_model_reserve(m, 1, context, err);
-    if (s) return s;
+    int win = n < (size_t)context ? (int)n : context;
+    size_t step = (size_t)win - 1, nwin = (n - 2) / step + 1; /* windows start at 0, step, ... while start + 1 < n */
+    size_t full = n >= (size_t)win ? (n - (size_t)win) / step + 1 : 0; /* windows of exactly win tokens */
+    int maxb = win >= EVAL_BATCH_TOKENS ? 1 : EVAL_BATCH_TOKENS / win;
+    if ((size_t)maxb > full) maxb = full > 0 ? (int)full : 1;
+    ftc_status s = ftc_model_set_loss_only(m, true, err);
+    if (!s) s = ftc_model_reserve(m, maxb, win, err);
+    int32_t *buf = s ? NULL : malloc((size_t)maxb * win * sizeof *buf);
+    if (!s && !buf) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
     double sum = 0;
     long counted = 0;
-    for (size_t start = 0; start + 1 < n; start += (size_t)context - 1) {
-        int len = (int)(n - start < (size_t)context ? n - start : (size_t)context);
-        ftc_batch b = {1, len, ids + start, NULL, NULL, ids + start}; /* labels = ids: the model shifts */
+    for (size_t w = 0; !s && w < nwin;) {
+        size_t start = w * step;
+        int len = (int)(n - start < (size_t)win ? n - start : (size_t)win), B = 0;
+        /* this window and the following ones of the same length, up to maxb */
+        for (; B < maxb && w + (size_t)B < nwin; B++) {
+            size_t st = (w + (size_t)B) * step;
+            if ((n - st < (size_t)win ? (int)(n - st) : win) != len) break;
+            memcpy(buf + (size_t)B * len, ids + st, (size_t)len * sizeof *buf);
+        }
+        ftc_batch b = {B, len, buf, NULL, NULL, buf}; /* labels = ids: the model shifts */
         float loss;
         s = ftc_model_forward(m, &b, false, &loss, err);
-        if (s) return s;
-        sum += (double)loss * (len - 1);
-        counted += len - 1;
-        r->windows++;
+        if (s) break;
+        sum += (double)loss * B * (len - 1);
+        counted += (long)B * (len - 1);
+        r->windows += B;
+        w += (size_t)B;
     }
+    free(buf);
+    if (s) return s;
     r->n_tokens = counted;
     r->loss = sum / (double)counted;
     r->perplexity = exp(r->loss);
@@ -187,13 +222,60 @@ done:
     return rc;
 }
 
+/* Records rather than running text: what ftc train reads as examples (prompt/completion, messages, "text"). */
+static bool is_structured(const char *path) {
+    const char *dot = strrchr(path, '.');
+    return dot && (!strcmp(dot, ".jsonl") || !strcmp(dot, ".json") || !strcmp(dot, ".csv") || !strcmp(dot, ".tsv"));
+}
+
+/* A plain causal LM on structured data: the answer tokens training would score (ftc_model_eval_lm_data). */
+static int eval_lm_data(const char *model_dir, const char *adapter, const char *data, int max_len, bool as_json,
+                        const char *compare) {
+    ftc_err err;
+    ftc_model *m = NULL;
+    json_t *j = NULL, *jb = NULL;
+    int rc = 0;
+    if (load_lm(model_dir, adapter, &m, &err) || ftc_model_eval_lm_data(m, model_dir, data, max_len, 0, &j, &err)) {
+        rc = cli_fail("eval", &err);
+        goto done;
+    }
+    if (compare) {
+        ftc_model_config bc;
+        ftc_model *b = NULL;
+        ftc_status s = ftc_config_load(compare, &bc, &err);
+        if (s) {
+            ftc_err_prefix(&err, "--compare");
+        } else {
+            s = ftc_check_same_architecture(ftc_model_config_of(m), model_dir, &bc, compare, &err);
+            ftc_config_free(&bc);
+        }
+        ftc_model_free(m); /* its activations are not needed any more */
+        m = NULL;
+        if (!s) s = load_lm(compare, NULL, &b, &err);
+        if (!s) s = ftc_model_eval_lm_data(b, model_dir, data, max_len, 0, &jb, &err);
+        ftc_model_free(b);
+        if (s) { rc = cli_fail("eval", &err); goto done; }
+    }
+    char note[FTC_PATH_MAX + 200], tuned[2 * FTC_PATH_MAX + 16];
+    snprintf(note, sizeof note, "base = %s%s, on the same examples (answer tokens, %s's tokenizer and chat template)",
+             compare ? compare : "", adapter ? " (the model without the adapter)" : "", model_dir);
+    snprintf(tuned, sizeof tuned, "%s%s%s", model_dir, adapter ? " + adapter " : "", adapter ? adapter : "");
+    rc = cli_print_eval(j, jb, compare, note, tuned, as_json);
+    j = jb = NULL;
+done:
+    json_decref(j);
+    json_decref(jb);
+    ftc_model_free(m);
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *model = NULL, *data = NULL, *adapter = NULL, *compare = NULL;
     bool as_json = false;
     int context = 0, max_len = 0;
     static const cli_opt opts[] = {{"model", false, NULL}, {"data", false, NULL}, {"context", false, NULL},
-                                   {"adapter", false, NULL}, {"compare", false, NULL}, {"max-len", false, NULL},
+                                   {"adapter", false, NULL}, {"compare", CLI_VALUE_OPTIONAL, NULL}, {"max-len", false, NULL},
                                    {"json", true, NULL}, {NULL, false, NULL}};
     cli_args p;
     cli_args_init(&p, "eval", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
@@ -228,13 +310,21 @@ int cmd_eval(int argc, char **argv) {
                                    "run (it reads data with its own settings)");
         return cli_eval_run_dir(model, data, as_json, compare);
     }
+    if (compare && !*compare)
+        return cli_usage_error("eval", "--compare needs BASE_DIR for a plain model directory (a run directory knows "
+                               "its base model)");
     if (ftc_model_dir_has_classifier(model)) {
         if (adapter || context)
             return cli_usage_error("eval", "--adapter and --context are for a causal LM; %s is a classifier", model);
         return cli_eval_classifier_dir(model, data, max_len, as_json, compare);
     }
-    if (max_len) return cli_usage_error("eval", "--max-len is for a classifier directory (config.json id2label and a "
-                                        "classification head); %s has no head", model);
+    bool structured = is_structured(data);
+    if (max_len && !structured)
+        return cli_usage_error("eval", "--max-len is for a classifier directory or structured data (JSONL, CSV); "
+                               "plain text is cut into windows of --context");
+    if (context && structured)
+        return cli_usage_error("eval", "--context is for plain text; structured data (%s) is read as ftc train reads "
+                               "it, examples cut at --max-len", data);
     ftc_model_config cfg;
     ftc_err err;
     if (ftc_config_load(model, &cfg, &err)) return cli_fail("eval", &err);
@@ -246,5 +336,6 @@ int cmd_eval(int argc, char **argv) {
                  "--format hf), and text loss a causal LM (GPT-2, Llama family)", model);
         return cli_fail("eval", &err);
     }
+    if (structured) return eval_lm_data(model, adapter, data, max_len, as_json, compare);
     return eval_lm_text(model, adapter, data, context, as_json, compare);
 }

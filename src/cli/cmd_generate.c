@@ -4,6 +4,7 @@
 #include "ftc/base.h"
 #include "ftc/export.h"
 #include "ftc/infer.h"
+#include "ftc/quant.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,7 +15,8 @@
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc generate --model DIR|RUNDIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
-            "                    [--top-p P] [--seed S] [--stats] [--adapter DIR]\n\n"
+            "                    [--top-p P] [--seed S] [--stats] [--adapter DIR] [--precision fp32|bf16]\n"
+            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4]\n\n"
             "Continues TEXT with the model and prints only the generated text, token by token as it is produced.\n"
             "The prompt is tokenized as Hugging Face's encode() does (BOS added for Llama-family tokenizers); an\n"
             "empty prompt starts from the BOS token alone. Generation stops at EOS, after N tokens or when the\n"
@@ -33,7 +35,14 @@ static void usage(FILE *f) {
             "                      (default 1 = all)\n"
             "  --seed S            sampling seed (default 0): the same seed gives the same text\n"
             "  --stats             print the token counts and speed to standard error at the end\n"
-            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n");
+            "  --precision P       fp32 (default) or bf16: matmul weights kept in bf16 only (half the memory\n"
+            "                      and half the bytes read per token), products in bf16 with f32 sums\n"
+            "  --base-dtype Q      keep the matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4), decoded\n"
+            "                      as they are multiplied; a tied LM head stays as it is (it is the embedding)\n"
+            "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n"
+            "\nExamples:\n"
+            "  ftc generate stories260K --prompt \"Once upon a time\" --max-tokens 64\n"
+            "  ftc generate runs/stories --prompt \"One day\" --temperature 0.8 --top-p 0.95 --seed 1 --stats\n");
 }
 
 typedef struct {
@@ -62,9 +71,11 @@ int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *adapter = NULL;
     long max_tokens = 256, seed = 0;
     ftc_sampler sampler = {0.0f, 0, 1.0f};
-    bool stats = false;
-    static const cli_opt opts[] = {{"model", false, NULL}, {"prompt", false, NULL}, {"adapter", false, NULL},
-                                   {"max-tokens", false, NULL}, {"stats", true, NULL}, CLI_SAMPLING_OPTS, {NULL, false, NULL}};
+    bool stats = false, bf16 = false;
+    int qtype = -1;
+    static const cli_opt opts[] = {{"model", false, NULL},      {"prompt", false, NULL}, {"adapter", false, NULL},
+                                   {"max-tokens", false, NULL}, {"stats", true, NULL},   {"precision", false, NULL},
+                                   {"base-dtype", false, NULL}, CLI_SAMPLING_OPTS,           {NULL, false, NULL}};
     cli_args p;
     cli_args_init(&p, "generate", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
     const char *f, *v;
@@ -77,6 +88,14 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(f, "prompt")) prompt = v;
         else if (!strcmp(f, "adapter")) adapter = v;
         else if (!strcmp(f, "stats")) stats = cli_true(v);
+        else if (!strcmp(f, "precision")) {
+            if (strcmp(v, "fp32") && strcmp(v, "bf16"))
+                return cli_usage_error("generate", "--precision takes fp32 or bf16, not '%s'", v);
+            bf16 = !strcmp(v, "bf16");
+        } else if (!strcmp(f, "base-dtype")) {
+            if ((qtype = ftc_quant_from_name(v)) < 0)
+                return cli_usage_error("generate", "--base-dtype takes q8_0, q4_0, q4_1, q4_k or nf4, not '%s'", v);
+        }
         else if (!strcmp(f, "max-tokens")) {
             if (!cli_parse_long(v, 0, 1 << 24, &max_tokens))
                 return cli_usage_error("generate", "--max-tokens needs an integer from 0 to %d, not '%s'", 1 << 24, v);
@@ -89,7 +108,9 @@ int cmd_generate(int argc, char **argv) {
     ftc_err err;
     ftc_infer_model im;
     if (ftc_infer_open(model, FTC_TASK_CAUSAL_LM, &im, &err)) return cli_fail("generate", &err);
-    if (adapter && (ftc_model_load_adapter(im.model, adapter, &err) || ftc_model_merge_lora(im.model, &err))) {
+    if ((adapter && (ftc_model_load_adapter(im.model, adapter, &err) || ftc_model_merge_lora(im.model, &err))) ||
+        (bf16 && ftc_model_use_bf16_weights(im.model, &err)) ||
+        (qtype >= 0 && ftc_model_use_quant_weights(im.model, qtype, &err))) {
         ftc_infer_close(&im);
         return cli_fail("generate", &err);
     }

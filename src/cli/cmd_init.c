@@ -30,7 +30,10 @@ static void init_help(FILE *out) {
             "                        ...ForCausalLM: causal-lm; otherwise causal-lm for GPT-2/Llama, encode for BERT)\n"
             "  --force               overwrite DIR/model.safetensors if it exists\n\n"
             "Every key of CONFIG_JSON is kept in DIR/config.json (torch_dtype is set to the stored dtype), so\n"
-            "transformers builds the same model from DIR.\n");
+            "transformers builds the same model from DIR.\n"
+            "\nExamples:\n"
+            "  ftc init --config bench/configs/gpt2-small.json --out models/gpt2-random\n"
+            "  ftc init --config bench/configs/llama-1b.json --dtype bf16 --out models/llama-1b\n");
 }
 
 static bool ends_with(const char *s, const char *suffix) {

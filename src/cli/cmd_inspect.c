@@ -15,7 +15,10 @@ static void usage(FILE *out) {
                  "Shows a Hugging Face model directory: family, model_type, layers, hidden size, heads, kv heads,\n"
                  "vocab size, context length, parameter count, dtypes and bytes on disk, tokenizer files.\n\n"
                  "  --json   machine-readable output (keys model_type, n_layers, hidden_size, n_heads,\n"
-                 "           n_kv_heads, vocab_size, n_params, ...)\n");
+                 "           n_kv_heads, vocab_size, n_params, ...)\n"
+            "\nExamples:\n"
+            "  ftc inspect all-MiniLM-L6-v2\n"
+            "  ftc inspect --json SmolLM2-135M-Instruct.Q4_1.gguf\n");
 }
 
 int cmd_inspect(int argc, char **argv) {

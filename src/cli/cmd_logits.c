@@ -16,7 +16,10 @@ static void usage(FILE *out) {
             "classify [num_labels] logits, encode [T][hidden] last hidden states. For checking ftc against\n"
             "transformers/PEFT on the same ids.\n"
             "  --adapter DIR  apply a PEFT LoRA adapter to the base model first\n"
-            "  --task         for a plain model directory (default: from config.json's architectures)\n");
+            "  --task         for a plain model directory (default: from config.json's architectures)\n"
+            "\nExamples:\n"
+            "  echo '{\"input_ids\": [1, 403, 407]}' > ids.jsonl\n"
+            "  ftc logits stories260K --ids ids.jsonl\n");
 }
 
 static ftc_status read_ids(json_t *arr, const char *key, const char *file, int line, int32_t **out, int *n, int vmax,

@@ -18,7 +18,10 @@ static void usage(FILE *out) {
                  "  --max-len N   tokens per text (default 128)\n"
                  "  --batch N     texts per forward pass (default 32)\n"
                  "  --json        accuracy, macro_f1, n_examples, latency_ms per query as JSON\n"
-                 "  --predictions print one line per text: predicted label, similarity, text\n");
+                 "  --predictions print one line per text: predicted label, similarity, text\n"
+            "\nExamples:\n"
+            "  ftc retrieve --model all-MiniLM-L6-v2 --index examples/faq/train.jsonl --data examples/faq/test.jsonl\n"
+            "  ftc retrieve --model all-MiniLM-L6-v2 --index train.csv --data new.csv --predictions\n");
 }
 
 typedef struct { char **text, **label; size_t n, cap; } texts;

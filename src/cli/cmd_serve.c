@@ -34,7 +34,10 @@ static void usage(FILE *f) {
             "  --ctx N              positions per request, prompt and answer (default: the model's context)\n"
             "  --slots N            requests generated at once, each with its own KV cache (default 1)\n"
             "  --queue N            requests waiting for a slot; beyond them the server answers 503 (default 16)\n"
-            "Exit codes: 0 stopped by a signal, 1 usage error, 2 bad input (model, port in use), 3 internal error.\n");
+            "Exit codes: 0 stopped by a signal, 1 usage error, 2 bad input (model, port in use), 3 internal error.\n"
+            "\nExamples:\n"
+            "  ftc serve --model runs/assistant --port 8080 --slots 4\n"
+            "  curl -s localhost:8080/v1/chat/completions -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'\n");
 }
 
 static void log_line(void *ctx, const char *line) {

@@ -31,7 +31,10 @@ static void usage(FILE *f) {
             "  --tokens                 token ids with their trained flag instead of the text\n"
             "  --chat-template T        chatml, llama3, llama2, zephyr, plain, model or a .jinja file\n"
             "                           (default: the run's, else the model's own)\n"
-            "Exit codes: 0 ok, 1 usage error, 2 bad input (template error with line and column, bad JSON).\n");
+            "Exit codes: 0 ok, 1 usage error, 2 bad input (template error with line and column, bad JSON).\n"
+            "\nExamples:\n"
+            "  ftc template show --model SmolLM2-135M-Instruct.Q4_1.gguf\n"
+            "  ftc template render --model SmolLM2-135M-Instruct.Q4_1.gguf --messages conv.json --tokens\n");
 }
 
 /* A run directory: its model/ (tokenizer) or the base model, and the template the run recorded. */

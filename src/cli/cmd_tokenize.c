@@ -19,7 +19,11 @@ static void usage(FILE *f) {
             "  --max-len N    truncate to N tokens (special tokens kept)\n"
             "  --file F       tokenize each line of F ('-' = standard input); one output line per input line\n"
             "  --decode       turn ids (arguments, or whitespace-separated on standard input) into text;\n"
-            "                 special tokens are skipped unless --keep-special\n");
+            "                 special tokens are skipped unless --keep-special\n"
+            "\nExamples:\n"
+            "  ftc tokenize --model gpt2 --tokens \"Hello world\"\n"
+            "  ftc tokenize --model SmolLM2-135M-Instruct.Q4_1.gguf --ids --file prompts.txt\n"
+            "  ftc tokenize --model gpt2 --decode 15496 995\n");
 }
 
 static int print_encoded(const ftc_tokenizer *t, const char *s, size_t n, bool special, int max_len, bool tokens,

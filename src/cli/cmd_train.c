@@ -1,6 +1,8 @@
 /* ftc train: fine-tunes a model (full, head or lora) on task data into a run directory.
  * Settings come from defaults < RUNDIR/config.resolved.json (with --resume) < --config FILE < flags. */
 #include "cli.h"
+#include "ftc/eval.h"
+#include <jansson.h>
 #include "ftc/gguf.h"
 #include "ftc/base.h"
 #include "ftc/matmul.h"
@@ -16,20 +18,27 @@ static void train_help(FILE *out) {
         "Usage: ftc train --model DIR --data FILE --out RUNDIR [options]\n\n"
         "Fine-tunes the model in DIR on FILE and writes RUNDIR: config.resolved.json, labels.json (classify),\n"
         "metrics.jsonl, checkpoint.ftc (last), best.ftc (best on validation), model/ (Hugging Face layout,\n"
-        "the best model when there is validation data, else the last; LoRA adapters merged) and for causal-lm\n"
+        "the best model when there is validation data, else the last; LoRA adapters merged), adapter/ (LoRA: the\n"
+        "adapter alone, PEFT layout, for --adapter or PEFT) and for causal-lm\n"
         "samples.jsonl (up to 5 validation prompts, else training ones, answered greedily in up to 64 tokens by\n"
-        "the base model before training and by the tuned one after; ftc report shows them).\n\n"
+        "the base model before training and by the tuned one after; ftc report shows them). At the end, with\n"
+        "validation data: eval.json (model/ and the base model on the validation examples, as ftc eval --compare\n"
+        "prints them; the table is printed too) and report.html (ftc report).\n\n"
         "What to train\n"
         "  --task causal-lm|classify   next-token loss on trainable tokens, or a label per example (default: from the\n"
         "                              data: labelled records classify; text, prompt/completion, chat: causal-lm)\n"
         "  --method full|head|lora     full: every weight; head: the new classification head (+ last N blocks),\n"
-        "                              for causal-lm the last N blocks and the final norm; lora: adapters (+ head)\n"
+        "                              for causal-lm the last N blocks and the final norm; lora: adapters (+ head).\n"
+        "                              Default: full\n"
         "  --unfreeze-last N           head: also train the last N transformer blocks (causal-lm default 1)\n"
         "  --no-feature-cache          head on a frozen backbone: by default the encoder runs once per example (eval\n"
         "                              mode, no backbone dropout) and the head trains on the cached features;\n"
         "                              with --no-feature-cache the encoder runs every step in training mode\n"
         "  --grad-checkpoint           recompute each block in backward instead of storing its activations\n"
         "                              (same gradients; less memory, about a third more compute)\n"
+        "  --no-memory-check           run even when the planned peak memory exceeds what is available (ftc plan)\n"
+        "  --save-only-model           a finished run keeps model/ (and adapter/) only: no checkpoint.ftc or\n"
+        "                              best.ftc (weights + AdamW moments), so it cannot be continued\n"
         "  --pooling auto|cls|mean|last  classify: what the head reads (auto: the checkpoint's sentence-\n"
         "                              transformers pooling if any, else CLS+pooler for BERT, last token for decoders)\n"
         "  --lora-r R (8) --lora-alpha A (16) --lora-dropout P (0)\n"
@@ -124,17 +133,10 @@ static void train_opts(cli_opt *t, int cap) {
     t[n] = (cli_opt){NULL, false, NULL};
 }
 
-/* LP-FT (linear probe, then fine-tune; Kumar et al. 2022): a new classification head trained alone on the frozen
- * backbone (the head method's defaults, cached features) into RUNDIR/head-stage, whose model then replaces *m as
- * the start of the full run. A finished head stage is reused (resume); an interrupted one is resumed with --resume. */
-static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_dataset *train, const ftc_dataset *val,
-                            bool quiet) {
-    ftc_train_config *h = malloc(sizeof *h);
-    if (!h) { fprintf(stderr, "ftc train: out of memory\n"); return 3; }
+/* The head stage's settings: the data, the model and how it is read are the full run's; the optimisation is
+ * the head method's. */
+static void head_stage_config(const ftc_train_config *c, ftc_train_config *h) {
     ftc_train_config_defaults(h);
-    ftc_err err;
-    ftc_status s = FTC_OK;
-    /* the data, the model and how it is read are the full run's; the optimisation is the head method's */
     memcpy(h->model, c->model, sizeof h->model);
     memcpy(h->data, c->data, sizeof h->data);
     memcpy(h->val, c->val, sizeof h->val);
@@ -146,6 +148,18 @@ static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_
     memcpy(h->template_name, c->template_name, sizeof h->template_name);
     memcpy(h->text_col, c->text_col, sizeof h->text_col);
     memcpy(h->label_col, c->label_col, sizeof h->label_col);
+}
+
+/* LP-FT (linear probe, then fine-tune; Kumar et al. 2022): a new classification head trained alone on the frozen
+ * backbone (the head method's defaults, cached features) into RUNDIR/head-stage, whose model then replaces *m as
+ * the start of the full run. A finished head stage is reused (resume); an interrupted one is resumed with --resume. */
+static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_dataset *train, const ftc_dataset *val,
+                            bool quiet) {
+    ftc_train_config *h = malloc(sizeof *h);
+    if (!h) { fprintf(stderr, "ftc train: out of memory\n"); return 3; }
+    head_stage_config(c, h);
+    ftc_err err;
+    ftc_status s = FTC_OK;
     if (snprintf(h->out, sizeof h->out, "%s/head-stage", c->out) >= (int)sizeof h->out)
         s = ftc_errf(&err, FTC_E_USAGE, "--out %s: path too long", c->out);
     if (s == FTC_OK) s = ftc_train_config_finalize(h, &err);
@@ -177,6 +191,14 @@ static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_
     return 0;
 }
 
+/* The model as the run trains it: a frozen bf16 or quantized base is read straight into that form (never held
+ * whole in f32). */
+static ftc_status load_train_model(const ftc_train_config *c, ftc_model **m, ftc_err *err) {
+    return ftc_train_base_qtype(c) >= 0 ? ftc_model_load_quant_base(c->model, c->task, ftc_train_base_qtype(c), m, err)
+           : ftc_train_base_bf16(c)     ? ftc_model_load_bf16_base(c->model, c->task, m, err)
+                                        : ftc_model_load(c->model, c->task, m, err);
+}
+
 /* SIGINT/SIGTERM: the first asks the trainer (through ftc_train_config.stop) to finish the step and write a
  * checkpoint; a second one stops at once (the default action). */
 static volatile sig_atomic_t stop_signal;
@@ -191,6 +213,23 @@ static void on_stop_signal(int sig) {
                               "losing the steps since the last checkpoint)\n";
     ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)w;
+}
+
+/* After a run: its model (the best on validation) and the base beside it on the validation examples as
+ * RUNDIR/eval.json, then RUNDIR/report.html. Not worth failing a finished run over: a problem is a warning. */
+static int final_eval_and_report(const ftc_train_config *c, const ftc_dataset *val, bool quiet) {
+    ftc_err err;
+    char label[FTC_PATH_MAX + 64];
+    if (val && c->val[0]) snprintf(label, sizeof label, "validation (%s)", c->val);
+    else snprintf(label, sizeof label, "validation (%g%% of %s)", 100.0 * c->val_split, c->data);
+    if (val && cli_eval_record(c->out, val, label, !quiet, &err) != FTC_OK)
+        fprintf(stderr, "ftc train: warning: no eval.json: %s\n", err.msg);
+    if (ftc_report_write(c->out, &err) != FTC_OK) {
+        fprintf(stderr, "ftc train: warning: no report.html: %s\n", err.msg);
+        return 0;
+    }
+    if (!quiet) printf("report: %s/report.html\n", c->out);
+    return 0;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -267,6 +306,12 @@ int cmd_train(int argc, char **argv) {
     if (resume && !new_length && ftc_train_run_finished(c.out, &done_steps)) {
         printf("%s: the run already finished (%lld steps); nothing to resume. model: %s/model\n", c.out,
                (long long)done_steps, c.out);
+        /* killed while writing eval.json or report.html after the last step: no temporaries stay, a report is there */
+        ftc_remove_stale_temps(c.out);
+        char report[FTC_PATH_MAX + 16];
+        snprintf(report, sizeof report, "%s/report.html", c.out);
+        if (!ftc_file_exists(report) && ftc_report_write(c.out, &err) != FTC_OK)
+            fprintf(stderr, "ftc train: warning: no report.html: %s\n", err.msg);
         goto done;
     }
 
@@ -284,11 +329,7 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     c.stop = &stop_signal;
     ftc_model *m = NULL;
-    /* a frozen bf16 base is read straight into bf16: it is never held in f32 */
-    s = ftc_train_base_qtype(&c) >= 0 ? ftc_model_load_quant_base(c.model, c.task, ftc_train_base_qtype(&c), &m, &err)
-        : ftc_train_base_bf16(&c)     ? ftc_model_load_bf16_base(c.model, c.task, &m, &err)
-                                      : ftc_model_load(c.model, c.task, &m, &err);
-    if (s != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+    if ((s = load_train_model(&c, &m, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
     ftc_dataset train = {0}, val = {0};
     bool have_val;
     if ((s = ftc_train_load_data(&c, ftc_model_config_of(m)->vocab_size, &train, &val, &have_val, &err)) != FTC_OK) {
@@ -332,6 +373,12 @@ int cmd_train(int argc, char **argv) {
                 stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)res.steps, c.out, c.out);
         rc = 128 + stop_signal;
     }
+    if (s == FTC_OK && !rc && c.save_only_model) { /* the head stage's model and checkpoints are not needed now */
+        char hs[FTC_PATH_MAX + 32];
+        snprintf(hs, sizeof hs, "%s/head-stage", c.out);
+        ftc_err ignored;
+        if (ftc_is_dir(hs)) ftc_remove_tree(hs, &ignored);
+    }
     if (s == FTC_OK && !rc && samples) {
         char path[FTC_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/samples.jsonl", c.out);
@@ -349,9 +396,243 @@ int cmd_train(int argc, char **argv) {
         printf("\nmodel: %s/model\n", c.out);
     }
     ftc_dataset_free(&train);
+    ftc_model_free(m);
+    if (s == FTC_OK && !rc) rc = final_eval_and_report(&c, have_val ? &val : NULL, quiet);
+    ftc_dataset_free(&val);
+done:
+    free(pairs);
+    return rc;
+}
+
+/* ---- ftc plan: what `ftc train` with the same flags will need, before it runs ---- */
+
+static void plan_help(FILE *out) {
+    fprintf(out,
+        "Usage: ftc plan --model DIR --data FILE [ftc train options] [--json] [--measure-steps N]\n\n"
+        "Says what `ftc train` with the same options will need before it runs: parameters (total and trainable),\n"
+        "peak memory (the process with the model and data loaded, gradients, AdamW moments, activations for the\n"
+        "batch x sequence length, the feature cache; with and without --grad-checkpoint) against the memory\n"
+        "available, the examples, tokens, epochs, steps and evaluations, and the wall time estimated from a few\n"
+        "measured steps (the first is a warm-up): setup + feature cache + steps x step time + evaluations.\n"
+        "For --method full on a new classification head, the automatic head-first stage (LP-FT) is planned too.\n"
+        "Nothing is written: --out and --resume are not used (the timing run works in a temporary directory).\n"
+        "ftc train itself refuses (exit 2) a run whose peak does not fit in the available memory, naming the\n"
+        "figures, unless --no-memory-check.\n\n"
+        "  --measure-steps N   steps to time after the warm-up (default 3; 0: memory and counts only)\n"
+        "  --json              one JSON object (bytes, seconds)\n\n"
+        "Details: docs/train.md, \"Planning a run\".\n\n"
+        "Examples:\n"
+        "  ftc plan --model all-MiniLM-L6-v2 --data train.csv --method full --val-split 0.1\n"
+        "  ftc plan --model SmolLM2-135M-Instruct.Q4_1.gguf --data chats.jsonl --method lora --json\n");
+}
+
+static double mib(int64_t b) { return (double)b / 1048576.0; }
+
+static void print_duration(double s) {
+    if (s < 60) printf("%.0f s", s);
+    else if (s < 3600) printf("%d min %02d s", (int)(s / 60), (int)s % 60);
+    else printf("%d h %02d min", (int)(s / 3600), ((int)s % 3600) / 60);
+}
+
+/* The estimated wall time of a stage from its timing run. */
+static double stage_seconds(const ftc_train_plan *p) {
+    return p->setup_seconds + p->feature_seconds + (double)p->total_steps * p->step_seconds +
+           (double)p->evaluations * p->eval_seconds;
+}
+
+static json_t *plan_json(const ftc_train_plan *p) {
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:i,"
+                     " s:f, s:f, s:f, s:f, s:i, s:I, s:f}",
+                     "total_params", (json_int_t)p->total_params, "trainable_params", (json_int_t)p->trainable_params,
+                     "weight_bytes", (json_int_t)p->weight_bytes, "grad_bytes", (json_int_t)p->grad_bytes,
+                     "optimizer_bytes", (json_int_t)p->optimizer_bytes, "activation_bytes",
+                     (json_int_t)p->activation_bytes, "activation_bytes_grad_checkpoint_toggled",
+                     (json_int_t)p->activation_bytes_other, "feature_cache_bytes", (json_int_t)p->feature_cache_bytes,
+                     "process_bytes", (json_int_t)p->base_rss_bytes, "peak_bytes", (json_int_t)p->peak_bytes,
+                     "available_bytes", (json_int_t)(p->available_bytes + p->base_rss_bytes), "batch", p->batch,
+                     "seq_len", p->seq_len, "tokens_per_epoch", (json_int_t)p->tokens_per_epoch, "total_steps",
+                     (json_int_t)p->total_steps, "steps_per_epoch", (json_int_t)p->steps_per_epoch, "warmup_steps",
+                     (json_int_t)p->warmup_steps, "epochs", p->epochs, "evaluations", p->evaluations,
+                     "setup_seconds", p->setup_seconds, "feature_seconds", p->feature_seconds, "step_seconds",
+                     p->step_seconds, "eval_seconds", p->eval_seconds, "measured_steps", p->measured_steps,
+                     "measured_peak_rss", (json_int_t)p->measured_peak_rss, "seconds", stage_seconds(p));
+}
+
+static void print_stage(const char *name, const ftc_train_config *c, const ftc_train_plan *p, bool grad_ckpt) {
+    printf("%s: method %s, lr %g, batch %d x %d tokens, %d epochs, %lld steps (%lld per epoch), %d evaluations\n", name,
+           ftc_method_name(c->method), c->lr, p->batch, p->seq_len, p->epochs, (long long)p->total_steps,
+           (long long)p->steps_per_epoch, p->evaluations);
+    printf("  parameters  %lld total, %lld trainable (%.2f%%)\n", (long long)p->total_params,
+           (long long)p->trainable_params, 100.0 * (double)p->trainable_params / (double)p->total_params);
+    printf("  memory      weights %.1f MiB, gradients %.1f MiB, AdamW %.1f MiB, activations %.1f MiB", mib(p->weight_bytes),
+           mib(p->grad_bytes), mib(p->optimizer_bytes), mib(p->activation_bytes));
+    if (p->feature_cache_bytes) printf(", feature cache %.1f MiB", mib(p->feature_cache_bytes));
+    printf("\n  peak        %.1f MiB (the process with model and data: %.1f MiB)", mib(p->peak_bytes), mib(p->base_rss_bytes));
+    if (p->activation_bytes_other)
+        printf("; %s --grad-checkpoint: %.1f MiB", grad_ckpt ? "without" : "with",
+               mib(p->peak_bytes - p->activation_bytes + p->activation_bytes_other));
+    printf("\n");
+    if (p->measured_steps > 0) {
+        printf("  time        step %.3f s (median of %d after a warm-up)", p->step_seconds, p->measured_steps);
+        if (p->feature_seconds > 0) printf(", feature cache %.1f s", p->feature_seconds);
+        if (p->evaluations) printf(", evaluation %.1f s each", p->eval_seconds);
+        printf(", setup %.1f s: about ", p->setup_seconds);
+        print_duration(stage_seconds(p));
+        printf("\n");
+    }
+}
+
+/* Seconds per greedily decoded token on m: a 16-token prompt from ex, then 8 tokens, one at a time. */
+static ftc_status time_decode(ftc_model *m, const ftc_example *ex, double *per_token, ftc_err *err) {
+    ftc_kv_cache *kv = NULL;
+    int V = ftc_model_config_of(m)->vocab_size, n_prompt = ex->len < 16 ? ex->len : 16;
+    float *logits = malloc((size_t)V * sizeof *logits);
+    ftc_status s = logits ? ftc_kv_cache_create(m, n_prompt + 16, &kv, err) : ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (s == FTC_OK) s = ftc_model_decode(m, kv, ex->ids, n_prompt, logits, false, err);
+    double t0 = ftc_now();
+    int32_t id = ex->ids[0];
+    for (int i = 0; s == FTC_OK && i < 8; i++) s = ftc_model_decode(m, kv, &id, 1, logits, false, err);
+    *per_token = (ftc_now() - t0) / 8;
+    ftc_kv_cache_free(kv);
+    free(logits);
+    return s;
+}
+
+int cmd_plan(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) { plan_help(stdout); return 0; }
+    kv *pairs = calloc((size_t)argc + 1, sizeof *pairs);
+    int n = 0, rc = 0;
+    long steps = 3;
+    const char *config_file = NULL;
+    bool as_json = false;
+    cli_opt table[164];
+    train_opts(table, 160);
+    int t = 0;
+    while (table[t].name) t++;
+    table[t++] = (cli_opt){"json", true, NULL};
+    table[t++] = (cli_opt){"measure-steps", false, NULL};
+    table[t] = (cli_opt){NULL, false, NULL};
+    cli_args p;
+    cli_args_init(&p, "plan", argc, argv, 1, table, 0);
+    const char *key, *value;
+    int r;
+    while ((r = cli_next(&p, &key, &value)) > 0) {
+        if (!key) { free(pairs); return cli_usage_error("plan", "unexpected argument '%s'", value); }
+        if (!strcmp(key, "json")) { as_json = cli_true(value); continue; }
+        if (!strcmp(key, "measure-steps")) {
+            if (!cli_parse_long(value, 0, 1000, &steps)) { free(pairs); return cli_usage_error("plan", "--measure-steps needs an integer from 0 to 1000"); }
+            continue;
+        }
+        if (!strcmp(key, "config")) { config_file = value; continue; }
+        if (!strcmp(key, "quiet") || !strcmp(key, "resume") || !strcmp(key, "out")) continue; /* plan writes nothing */
+        pairs[n++] = (kv){key, value};
+    }
+    if (r < 0) { free(pairs); return 1; }
+    ftc_train_config c, h;
+    ftc_train_config_defaults(&c);
+    ftc_err err;
+    ftc_status s = FTC_OK;
+    ftc_model *m = NULL;
+    ftc_dataset train = {0}, val = {0};
+    bool have_val = false;
+    char tmp[] = "/tmp/ftc-plan.XXXXXX";
+    if (!mkdtemp(tmp)) { free(pairs); ftc_errf(&err, FTC_E_IO, "cannot create a temporary directory in /tmp"); return cli_fail("plan", &err); }
+    if (config_file && (s = ftc_train_config_load_file(&c, config_file, &err)) != FTC_OK) { rc = cli_fail("plan", &err); goto done; }
+    for (int i = 0; i < n; i++)
+        if ((s = ftc_train_config_set(&c, pairs[i].key, pairs[i].value, &err)) != FTC_OK) {
+            rc = cli_usage_error("plan", "%s", err.msg);
+            goto done;
+        }
+    snprintf(c.out, sizeof c.out, "%s/run", tmp);
+    if (ftc_is_gguf_path(c.model)) {
+        char dir[FTC_PATH_MAX];
+        if ((s = ftc_gguf_resolve(c.model, dir, sizeof dir, &err)) != FTC_OK) { rc = cli_fail("plan", &err); goto done; }
+        snprintf(c.model, sizeof c.model, "%s", dir);
+    }
+    const char *task_why = NULL;
+    ftc_task sniffed;
+    if (!ftc_train_config_is_set(&c, "task") && c.data[0] && ftc_train_task_of_data(&c, &sniffed, &task_why))
+        c.task = sniffed;
+    if ((s = ftc_train_config_finalize(&c, &err)) != FTC_OK) { rc = cli_usage_error("plan", "%s", err.msg); goto done; }
+    c.measure_steps = (int)steps;
+    double t_load = ftc_now();
+    if ((s = load_train_model(&c, &m, &err)) != FTC_OK ||
+        (s = ftc_train_load_data(&c, ftc_model_config_of(m)->vocab_size, &train, &val, &have_val, &err)) != FTC_OK) {
+        rc = cli_fail("plan", &err);
+        goto done;
+    }
+    double load_seconds = ftc_now() - t_load;
+    ftc_train_config_fit_data(&c, train.n);
+    ftc_train_config_fit_model(&c, ftc_model_config_of(m)->hidden_size);
+    bool lp_ft = c.task == FTC_TASK_CLASSIFY && c.method == FTC_METHOD_FULL && c.lp_ft &&
+                 ftc_train_head_is_new(m, train.num_labels);
+    ftc_train_result head_res = {0}, res = {0};
+    if (lp_ft) { /* the head stage: a head method run on the same data, then the full run from its model */
+        head_stage_config(&c, &h);
+        snprintf(h.out, sizeof h.out, "%s/head", tmp);
+        h.measure_steps = (int)steps;
+        if ((s = ftc_train_config_finalize(&h, &err)) == FTC_OK) {
+            ftc_train_config_fit_data(&h, train.n);
+            s = ftc_train_run(m, &h, &train, have_val ? &val : NULL, true, &head_res, &err);
+        }
+        ftc_model_free(m);
+        m = NULL;
+        if (s == FTC_OK) s = load_train_model(&c, &m, &err); /* the full stage starts from an unprepared model */
+        if (s != FTC_OK) { rc = cli_fail("plan", &err); goto done; }
+    }
+    if ((s = ftc_train_run(m, &c, &train, have_val ? &val : NULL, true, &res, &err)) != FTC_OK) {
+        rc = cli_fail("plan", &err);
+        goto done;
+    }
+    /* causal-lm runs answer a few prompts greedily before and after training (samples.jsonl): decoding is
+     * memory-bound, so time a few tokens of it rather than guess from the training step */
+    double samples_seconds = 0;
+    if (c.task == FTC_TASK_CAUSAL_LM && steps > 0 && res.plan.fits) {
+        double per_token;
+        if ((s = time_decode(m, &train.ex[0], &per_token, &err)) != FTC_OK) { rc = cli_fail("plan", &err); goto done; }
+        int prompts = train.n < SAMPLE_PROMPTS ? train.n : SAMPLE_PROMPTS;
+        samples_seconds = 2.0 * prompts * (SAMPLE_TOKENS + 16) * per_token;
+    }
+    /* the end: the run's model and its base on the validation examples (eval.json) */
+    double final_eval = have_val ? 2 * res.plan.eval_seconds : 0;
+    double total = load_seconds + samples_seconds + final_eval + stage_seconds(&res.plan) + (lp_ft ? stage_seconds(&head_res.plan) : 0);
+    if (as_json) {
+        json_t *o = plan_json(&res.plan);
+        json_object_set_new(o, "task", json_string(ftc_task_name(c.task)));
+        json_object_set_new(o, "method", json_string(ftc_method_name(c.method)));
+        json_object_set_new(o, "train_examples", json_integer(train.n));
+        json_object_set_new(o, "val_examples", json_integer(have_val ? val.n : 0));
+        if (lp_ft) json_object_set_new(o, "head_stage", plan_json(&head_res.plan));
+        json_object_set_new(o, "fits", json_boolean(res.plan.fits && (!lp_ft || head_res.plan.fits)));
+        json_object_set_new(o, "load_seconds", json_real(load_seconds));
+        json_object_set_new(o, "samples_seconds", json_real(samples_seconds));
+        json_object_set_new(o, "total_seconds", json_real(total));
+        char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        printf("%s\n", text ? text : "null");
+        free(text);
+        json_decref(o);
+    } else {
+        printf("ftc plan: %s%s%s%s, %d training / %d validation examples, %lld tokens per epoch (cut at %d)\n",
+               ftc_task_name(c.task), task_why ? " (from the data: " : "", task_why ? task_why : "", task_why ? ")" : "",
+               train.n, have_val ? val.n : 0, (long long)res.plan.tokens_per_epoch, res.plan.seq_len);
+        if (lp_ft) print_stage("head stage (LP-FT)", &h, &head_res.plan, h.grad_checkpoint);
+        print_stage(lp_ft ? "full stage" : "run", &c, &res.plan, c.grad_checkpoint);
+        bool fits = res.plan.fits && (!lp_ft || head_res.plan.fits);
+        printf("available   %.1f MiB: %s\n", mib(res.plan.available_bytes + res.plan.base_rss_bytes),
+               fits ? "fits" : "does NOT fit: ftc train refuses it (exit 2) unless --no-memory-check");
+        if (steps > 0 && fits) {
+            printf("estimate    about ");
+            print_duration(total);
+            printf(" (loading %.1f s", load_seconds);
+            if (samples_seconds > 0) printf(", sample answers before and after %.1f s", samples_seconds);
+            printf("; this machine, at its load now)\n");
+        }
+    }
+done:
+    ftc_dataset_free(&train);
     ftc_dataset_free(&val);
     ftc_model_free(m);
-done:
+    ftc_remove_tree(tmp, &err);
     free(pairs);
     return rc;
 }

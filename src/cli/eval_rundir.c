@@ -54,34 +54,39 @@ static void print_table(const json_t *base, const json_t *tuned, bool classify) 
     }
 }
 
-/* Prints one evaluation (j), or with compare the base and tuned side by side; takes both references. */
-static int print_eval(json_t *j, json_t *base, const char *compare, const char *note, const char *tuned_name,
+/* The evaluation as --json prints it and RUNDIR/eval.json keeps it: the tuned model's keys at the top (as
+ * `ftc report` reads them), with a comparison also "tuned", "base", "base_model" and "base_note".
+ * Borrows j and base; NULL when out of memory. */
+static json_t *eval_document(json_t *j, json_t *base, const char *compare, const char *note, const char *data) {
+    json_t *out = json_deep_copy(j);
+    if (!out) return NULL;
+    if (data) json_object_set_new(out, "data", json_string(data));
+    if (compare) {
+        json_object_set(out, "tuned", j);
+        json_object_set(out, "base", base);
+        json_object_set_new(out, "base_model", json_string(compare));
+        json_object_set_new(out, "base_note", json_string(note));
+    }
+    return out;
+}
+
+int cli_print_eval(json_t *j, json_t *base, const char *compare, const char *note, const char *tuned_name,
                       bool as_json) {
     bool classify = json_object_get(j, "accuracy") != NULL;
     int rc = 0;
-    if (compare) {
-        if (as_json) {
-            /* the tuned model's keys stay at the top (as without --compare, and as `ftc report` reads
-             * eval.json: top level = tuned, "base" = base), plus both sides by name */
-            json_t *out = json_deep_copy(j);
-            if (!out) {
-                ftc_err err;
-                ftc_errf(&err, FTC_E_NOMEM, "out of memory");
-                rc = cli_fail("eval", &err);
-            } else {
-                json_object_set(out, "tuned", j);
-                json_object_set(out, "base", base);
-                json_object_set_new(out, "base_model", json_string(compare));
-                json_object_set_new(out, "base_note", json_string(note));
-                print_json(out);
-                json_decref(out);
-            }
+    if (as_json) {
+        json_t *out = eval_document(j, base, compare, note, NULL);
+        if (!out) {
+            ftc_err err;
+            ftc_errf(&err, FTC_E_NOMEM, "out of memory");
+            rc = cli_fail("eval", &err);
         } else {
-            printf("%s\ntuned = %s\n", note, tuned_name);
-            print_table(base, j, classify);
+            print_json(out);
+            json_decref(out);
         }
-    } else if (as_json) {
-        print_json(j);
+    } else if (compare) {
+        printf("%s\ntuned = %s\n", note, tuned_name);
+        print_table(base, j, classify);
     } else if (classify) {
         printf("loss        %.4f\naccuracy    %.4f\nmacro-F1    %.4f\nexamples    %lld\n", num(j, "loss"),
                num(j, "accuracy"), num(j, "macro_f1"), (long long)num(j, "n_examples"));
@@ -95,43 +100,109 @@ static int print_eval(json_t *j, json_t *base, const char *compare, const char *
     return rc;
 }
 
+/* RUNDIR/eval.json (atomically): what `ftc report` shows as the final metrics. */
+static ftc_status save_eval_json(const char *rundir, json_t *doc, ftc_err *err) {
+    char path[FTC_PATH_MAX + 16];
+    if (!ftc_path_join(path, sizeof path, rundir, "eval.json"))
+        return ftc_errf(err, FTC_E_INPUT, "%s: run directory path too long", rundir);
+    char *text = json_dumps(doc, JSON_INDENT(1) | JSON_REAL_PRECISION(8));
+    if (!text) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    size_t n = strlen(text);
+    text[n] = '\n'; /* json_dumps leaves room for its NUL: the newline takes it */
+    ftc_status s = ftc_write_file_atomic(path, text, n + 1, err);
+    free(text);
+    return s;
+}
+
+ftc_status cli_eval_record(const char *rundir, const ftc_dataset *d, const char *data_label, bool print, ftc_err *err) {
+    ftc_train_config *rc = malloc(sizeof *rc);
+    char path[FTC_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/config.resolved.json", rundir);
+    if (!rc) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    ftc_train_config_defaults(rc);
+    ftc_status s = ftc_train_config_load_file(rc, path, err);
+    /* a head trained alone on a frozen base: the base column would be the same model */
+    bool head_only = rc->task == FTC_TASK_CLASSIFY && rc->method == FTC_METHOD_HEAD && rc->unfreeze_last == 0;
+    const char *base_dir = head_only ? NULL : rc->model;
+    json_t *j = NULL, *base = NULL, *doc = NULL;
+    if (s == FTC_OK) s = ftc_run_dir_eval_dataset(rundir, base_dir, d, 0, &j, &base, err);
+    char note[3 * FTC_PATH_MAX];
+    note[0] = 0;
+    if (s == FTC_OK && base_dir) base_note(note, sizeof note, base_dir, rc->task == FTC_TASK_CLASSIFY);
+    if (s == FTC_OK && !(doc = eval_document(j, base, base_dir, note, data_label)))
+        s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (s == FTC_OK) s = save_eval_json(rundir, doc, err);
+    if (s == FTC_OK && print && base_dir) {
+        printf("%s: %s\n", data_label, note);
+        print_table(base, j, rc->task == FTC_TASK_CLASSIFY);
+    }
+    json_decref(doc);
+    json_decref(j);
+    json_decref(base);
+    free(rc);
+    return s;
+}
+
 int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const char *compare) {
     ftc_err err;
     json_t *j = NULL, *base = NULL;
+    /* the run's settings: the base model it was trained from (a bare --compare), and notes for the table */
+    ftc_train_config *rc = malloc(sizeof *rc);
+    char path[FTC_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/config.resolved.json", rundir);
+    if (!rc) {
+        ftc_errf(&err, FTC_E_NOMEM, "out of memory");
+        return cli_fail("eval", &err);
+    }
+    ftc_train_config_defaults(rc);
+    if (ftc_train_config_load_file(rc, path, &err) != FTC_OK) {
+        free(rc);
+        return cli_fail("eval", &err);
+    }
+    char base_dir[FTC_PATH_MAX];
+    if (compare && !*compare) { /* a bare --compare: the model the run was trained from */
+        snprintf(base_dir, sizeof base_dir, "%s", rc->model);
+        compare = base_dir;
+    }
     if (compare) {
-        if (ftc_run_dir_eval_compare(rundir, compare, data, 0, &j, &base, &err) != FTC_OK) return cli_fail("eval", &err);
+        if (ftc_run_dir_eval_compare(rundir, compare, data, 0, &j, &base, &err) != FTC_OK) {
+            free(rc);
+            return cli_fail("eval", &err);
+        }
     } else if (ftc_run_dir_eval(rundir, data, 0, &j, &err) != FTC_OK) {
+        free(rc);
         return cli_fail("eval", &err);
     }
     if (!j) {
+        free(rc);
         ftc_errf(&err, FTC_E_NOMEM, "out of memory");
         return cli_fail("eval", &err);
     }
     bool classify = json_object_get(j, "accuracy") != NULL;
+    char note[3 * FTC_PATH_MAX];
+    note[0] = 0;
     if (compare) {
-        char note[3 * FTC_PATH_MAX];
         base_note(note, sizeof note, compare, classify);
-        /* two things worth knowing when reading the columns, from the run's own settings */
-        ftc_train_config *rc = malloc(sizeof *rc);
-        char path[FTC_PATH_MAX + 64];
-        snprintf(path, sizeof path, "%s/config.resolved.json", rundir);
-        if (rc) ftc_train_config_defaults(rc);
-        if (rc && ftc_train_config_load_file(rc, path, &err) == FTC_OK) {
-            size_t n = strlen(note);
-            if (classify && rc->method == FTC_METHOD_HEAD && rc->unfreeze_last == 0)
-                n += (size_t)snprintf(note + n, sizeof note - n, "; the run trained the head only, so both columns "
-                                      "are the same model");
-            if (!same_path(rc->model, compare) && n < sizeof note)
-                snprintf(note + n, sizeof note - n, "; note: the run was trained from %s", rc->model);
-        }
-        free(rc);
-        char tuned[FTC_PATH_MAX + 16];
-        snprintf(tuned, sizeof tuned, "%s/model", rundir);
-        return print_eval(j, base, compare, note, tuned, as_json);
+        size_t n = strlen(note);
+        if (classify && rc->method == FTC_METHOD_HEAD && rc->unfreeze_last == 0)
+            n += (size_t)snprintf(note + n, sizeof note - n, "; the run trained the head only, so both columns "
+                                  "are the same model");
+        if (!same_path(rc->model, compare) && n < sizeof note)
+            snprintf(note + n, sizeof note - n, "; note: the run was trained from %s", rc->model);
     }
-    return print_eval(j, NULL, NULL, NULL, NULL, as_json);
+    free(rc);
+    json_t *doc = eval_document(j, base, compare, note, data);
+    ftc_status s = doc ? save_eval_json(rundir, doc, &err) : ftc_errf(&err, FTC_E_NOMEM, "out of memory");
+    json_decref(doc);
+    if (s != FTC_OK) {
+        json_decref(j);
+        json_decref(base);
+        return cli_fail("eval", &err);
+    }
+    char tuned[FTC_PATH_MAX + 16];
+    snprintf(tuned, sizeof tuned, "%s/model", rundir);
+    return cli_print_eval(j, base, compare, compare ? note : NULL, tuned, as_json);
 }
-
 
 int cli_eval_classifier_dir(const char *dir, const char *data, int max_len, bool as_json, const char *compare) {
     ftc_err err;
@@ -142,5 +213,5 @@ int cli_eval_classifier_dir(const char *dir, const char *data, int max_len, bool
     if (compare)
         snprintf(note, sizeof note, "base = %s backbone with %s's classification head (the base model has no head "
                  "of its own)%s", compare, dir, same_path(dir, compare) ? "; base and tuned are the same model" : "");
-    return print_eval(j, base, compare, compare ? note : NULL, dir, as_json);
+    return cli_print_eval(j, base, compare, compare ? note : NULL, dir, as_json);
 }

@@ -31,6 +31,7 @@ static const command commands[] = {
     {"export", cmd_export, "write a tuned model for transformers (--format hf) or its LoRA adapter for PEFT"},
     {"logits", cmd_logits, "print raw logits for token ids (to compare ftc with transformers/PEFT)"},
     {"train", cmd_train, "fine-tune a model: full, head (transfer learning) or lora"},
+    {"plan", cmd_plan, "what ftc train with the same options will need: memory, steps, estimated time"},
     {"report", cmd_report, "write RUNDIR/report.html (curves, metrics, confusion) from a run's logs"},
     {"generate", cmd_generate, "continue a prompt with a causal LM (KV cache, greedy or sampled, streamed)"},
     {"classify", cmd_classify, "label texts with a classification run or model: label, probability, top 3"},

@@ -76,7 +76,7 @@ int cli_next(cli_args *p, const char **name, const char **value) {
         o = find(p, key);
         /* --no-flag: a boolean set to false */
         const cli_opt *neg = o || strncmp(key, "no-", 3) ? NULL : find(p, key + 3);
-        if (neg && neg->is_bool) {
+        if (neg && neg->is_bool == true) {
             o = neg;
             if (eq) { cli_usage_error(p->cmd, "--%s takes no value", key); return -1; }
             *name = o->canon ? o->canon : o->name;
@@ -86,7 +86,7 @@ int cli_next(cli_args *p, const char **name, const char **value) {
         if (!o || (o->name[0] == '-')) { cli_unknown_option(p, key); return -1; }
     }
     *name = o->canon ? o->canon : o->name;
-    if (o->is_bool) {
+    if (o->is_bool == true) {
         if (eq) {
             int b = bool_word(eq + 1, true);
             if (b < 0) { cli_usage_error(p->cmd, "--%s is true or false, not '%s'", key, eq + 1); return -1; }
@@ -105,6 +105,10 @@ int cli_next(cli_args *p, const char **name, const char **value) {
         return 1;
     }
     if (eq) { *value = eq + 1; return 1; }
+    if (o->is_bool == CLI_VALUE_OPTIONAL && (p->i >= p->argc || p->argv[p->i][0] == '-')) {
+        *value = "";
+        return 1;
+    }
     if (p->i >= p->argc) { cli_usage_error(p->cmd, "%s needs a value", a); return -1; }
     *value = p->argv[p->i++];
     return 1;

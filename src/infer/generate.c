@@ -10,15 +10,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CHUNK = 64 }; /* positions run through the blocks together (prefill); bounds the scratch memory */
+/* A prompt runs through the blocks PREFILL positions at a time: each matmul packs its weight once per chunk,
+ * so longer chunks spend less of the prefill packing (64 -> 256: the packing was a third of the GEMM time at 64
+ * rows). The scratch rows grow to the longest chunk run so far (decoding alone needs CHUNK). Attention takes
+ * the chunk's queries CHUNK at a time, which bounds its probability scratch (H x CHUNK x capacity). */
+enum { CHUNK = 64, PREFILL = 256 };
 
 struct ftc_kv_cache {
     ftc_model *m;
     int len, cap, max_pos;
     float **k, **v;  /* per layer [cap, kvdim] */
     int32_t *ids;    /* [cap] the tokens whose keys and values are cached */
-    int32_t pos[CHUNK];
-    /* scratch for one chunk */
+    int32_t pos[PREFILL];
+    /* scratch for one chunk of `rows` positions */
+    int rows;
     float *x, *a, *q, *qkv, *attn, *o, *up, *gate, *act, *down, *mean, *rstd, *lora, *att;
     size_t att_floats;
 };
@@ -66,6 +71,28 @@ static ftc_status grow(ftc_kv_cache *c, int need, ftc_err *err) {
     return FTC_OK;
 }
 
+/* Scratch rows for chunks of up to N positions (N <= PREFILL), grown, never shrunk. */
+static ftc_status ensure_rows(ftc_kv_cache *c, int N, ftc_err *err) {
+    if (N <= c->rows) return FTC_OK;
+    ftc_model *m = c->m;
+    size_t n = (size_t)N, C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
+    int r = ftc_model_max_lora_rank(m);
+    struct { float **p; size_t floats; bool want; } bufs[] = {
+        {&c->x, n * C, true}, {&c->a, n * C, true}, {&c->q, n * Q, true}, {&c->attn, n * Q, true},
+        {&c->qkv, n * (Q + 2 * KV), m->fused_qkv}, {&c->o, n * C, true}, {&c->down, n * C, true},
+        {&c->up, n * F, true}, {&c->act, n * F, true}, {&c->gate, n * F, m->swiglu}, {&c->mean, n, true},
+        {&c->rstd, n, true}, {&c->lora, n * (size_t)(r > 0 ? r : 1), r > 0},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        if (!bufs[i].want) continue;
+        float *p = realloc(*bufs[i].p, bufs[i].floats * sizeof(float));
+        if (!p) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the decoding buffers (%d positions)", N);
+        *bufs[i].p = p;
+    }
+    c->rows = N;
+    return FTC_OK;
+}
+
 ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, ftc_err *err) {
     *out = NULL;
     if (!m->causal || !m->pre_norm || m->task != FTC_TASK_CAUSAL_LM || m->lm_head < 0)
@@ -76,24 +103,15 @@ ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, f
     if (!c) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     c->m = m;
     c->max_pos = m->cfg.max_positions > 0 ? m->cfg.max_positions : 1 << 20;
-    size_t N = CHUNK, C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
-    int r = ftc_model_max_lora_rank(m);
     c->k = calloc((size_t)m->L, sizeof(float *));
     c->v = calloc((size_t)m->L, sizeof(float *));
-    c->x = malloc(N * C * sizeof(float)), c->a = malloc(N * C * sizeof(float));
-    c->q = malloc(N * Q * sizeof(float)), c->attn = malloc(N * Q * sizeof(float));
-    c->qkv = m->fused_qkv ? malloc(N * (Q + 2 * KV) * sizeof(float)) : NULL;
-    c->o = malloc(N * C * sizeof(float)), c->down = malloc(N * C * sizeof(float));
-    c->up = malloc(N * F * sizeof(float)), c->act = malloc(N * F * sizeof(float));
-    c->gate = m->swiglu ? malloc(N * F * sizeof(float)) : NULL;
-    c->mean = malloc(N * sizeof(float)), c->rstd = malloc(N * sizeof(float));
-    c->lora = r > 0 ? malloc(N * (size_t)r * sizeof(float)) : NULL;
-    if (!c->k || !c->v || !c->x || !c->a || !c->q || !c->attn || (m->fused_qkv && !c->qkv) || !c->o || !c->down ||
-        !c->up || !c->act || (m->swiglu && !c->gate) || !c->mean || !c->rstd || (r > 0 && !c->lora)) {
+    ftc_status s = !c->k || !c->v ? ftc_errf(err, FTC_E_NOMEM, "out of memory for the decoding buffers")
+                                  : ensure_rows(c, CHUNK, err);
+    if (s) {
         ftc_kv_cache_free(c);
-        return ftc_errf(err, FTC_E_NOMEM, "out of memory for the decoding buffers");
+        return s;
     }
-    ftc_status s = grow(c, capacity < 1 ? 1 : capacity > c->max_pos ? c->max_pos : capacity, err);
+    s = grow(c, capacity < 1 ? 1 : capacity > c->max_pos ? c->max_pos : capacity, err);
     if (s) {
         ftc_kv_cache_free(c);
         return s;
@@ -120,12 +138,46 @@ static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const flo
     ftc_matmul(false, true, N, l->out, r, l->lora_scale, c->lora, r, P(m, l->lora_b), r, 1.0f, y, l->out);
 }
 
+/* The element-wise work between matmuls runs row by row on the calling thread: a row is below every op's
+ * OpenMP threshold, and an OpenMP region here would leave its threads spinning through the next matmul, whose
+ * threads (matmul.c's pool) then share the 2 cores with them (measured: 61% of a 256-token prefill in libgomp
+ * spins). It is a few percent of the matmuls' work. */
 static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, int N) {
     ftc_model *m = c->m;
-    if (m->rmsnorm)
-        ftc_rmsnorm_forward(y, c->rstd, x, P(m, w), N, m->C, m->cfg.norm_eps);
-    else
-        ftc_layernorm_forward(y, c->mean, c->rstd, x, P(m, w), P(m, b), N, m->C, m->cfg.norm_eps);
+    const size_t C = (size_t)m->C;
+    for (int r = 0; r < N; r++) {
+        if (m->rmsnorm)
+            ftc_rmsnorm_forward(y + r * C, c->rstd + r, x + r * C, P(m, w), 1, m->C, m->cfg.norm_eps);
+        else
+            ftc_layernorm_forward(y + r * C, c->mean + r, c->rstd + r, x + r * C, P(m, w), P(m, b), 1, m->C,
+                                  m->cfg.norm_eps);
+    }
+}
+
+static void add_rows(float *x, const float *y, int N, int C) {
+    for (int r = 0; r < N; r++) ftc_add_forward(x + (size_t)r * C, x + (size_t)r * C, y + (size_t)r * C, C);
+}
+
+static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+    for (int r = 0; r < N; r++) ftc_rope_forward(x + (size_t)r * H * D, pos + r, inv_freq, 1, H, D);
+}
+
+static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t *pos, int N) {
+    for (int r = 0; r < N; r++)
+        ftc_embedding_forward(x + (size_t)r * m->C, ids + r, m->learned_pos ? pos + r : NULL, NULL, P(m, m->wte),
+                              m->learned_pos ? P(m, m->wpe) : NULL, NULL, 1, m->C);
+}
+
+/* act = activation(up) (or silu(gate) * up), row by row */
+static void mlp_act(ftc_kv_cache *c, int N) {
+    ftc_model *m = c->m;
+    const size_t F = (size_t)m->F;
+    for (int r = 0; r < N; r++) {
+        float *act = c->act + r * F, *up = c->up + r * F;
+        if (m->swiglu) ftc_swiglu_forward(act, c->gate + r * F, up, m->F);
+        else if (m->cfg.activation == FTC_ACT_GELU_TANH) ftc_gelu_tanh_forward(act, up, m->F);
+        else ftc_gelu_erf_forward(act, up, m->F);
+    }
 }
 
 /* N positions starting at c->len: c->x holds their embeddings on entry, their final hidden state on exit. */
@@ -152,25 +204,22 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
             linear_inf(c, &l->v, vc, c->a, N);
         }
         if (m->rope) {
-            ftc_rope_forward(c->q, c->pos, m->inv_freq, N, m->H, m->D);
-            ftc_rope_forward(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
+            rope_rows(c->q, c->pos, m->inv_freq, N, m->H, m->D);
+            rope_rows(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
         }
-        ftc_attention_decode_forward(c->attn, c->att, c->q, c->k[li], c->v[li], 1, N, p0 + N, c->cap, m->H, m->Hkv, m->D);
+        for (int i = 0; i < N; i += CHUNK) { /* queries i.. of the chunk, over keys 0..p0+i+n-1 */
+            int n = N - i < CHUNK ? N - i : CHUNK;
+            ftc_attention_decode_forward(c->attn + (size_t)i * Q, c->att, c->q + (size_t)i * Q, c->k[li], c->v[li], 1, n,
+                                         p0 + i + n, c->cap, m->H, m->Hkv, m->D);
+        }
         linear_inf(c, &l->o, c->o, c->attn, N);
-        ftc_add_forward(c->x, c->x, c->o, (int)NC);
+        add_rows(c->x, c->o, N, m->C);
         norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
-        size_t nf = (size_t)N * m->F;
         linear_inf(c, &l->up, c->up, c->a, N);
-        if (m->swiglu) {
-            linear_inf(c, &l->gate, c->gate, c->a, N);
-            ftc_swiglu_forward(c->act, c->gate, c->up, (int)nf);
-        } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
-            ftc_gelu_tanh_forward(c->act, c->up, (int)nf);
-        } else {
-            ftc_gelu_erf_forward(c->act, c->up, (int)nf);
-        }
+        if (m->swiglu) linear_inf(c, &l->gate, c->gate, c->a, N);
+        mlp_act(c, N);
         linear_inf(c, &l->down, c->down, c->act, N);
-        ftc_add_forward(c->x, c->x, c->down, (int)NC);
+        add_rows(c->x, c->down, N, m->C);
     }
     if (m->lnf_w >= 0) {
         norm_inf(c, c->a, c->x, m->lnf_w, m->lnf_b, N);
@@ -187,13 +236,13 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
             return ftc_errf(err, FTC_E_INPUT, "token id %d at position %d is outside the vocabulary (size %d)", ids[i],
                             c->len + i, m->V);
     ftc_status s = grow(c, c->len + n, err);
+    if (!s) s = ensure_rows(c, n < PREFILL ? n : PREFILL, err);
     if (s) return s;
     ftc_model_refresh_bf16(m);
     for (int done = 0; done < n;) {
-        int N = n - done < CHUNK ? n - done : CHUNK;
+        int N = n - done < PREFILL ? n - done : PREFILL;
         for (int i = 0; i < N; i++) c->pos[i] = c->len + i, c->ids[c->len + i] = ids[done + i];
-        ftc_embedding_forward(c->x, ids + done, m->learned_pos ? c->pos : NULL, NULL, P(m, m->wte),
-                          m->learned_pos ? P(m, m->wpe) : NULL, NULL, N, m->C);
+        embed_rows(m, c->x, ids + done, c->pos, N);
         chunk_forward(c, N);
         c->len += N;
         done += N;
@@ -227,12 +276,15 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
     float *knew = malloc(2 * (size_t)n * KV * sizeof(float)), *vnew = knew + (size_t)n * KV;
     if (!knew) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     int32_t pos[CHUNK];
+    int lens[CHUNK];
+    float *atts[CHUNK];
     for (int i = 0; i < n; i++) {
         pos[i] = caches[i]->len;
+        lens[i] = pos[i] + 1;
+        atts[i] = caches[i]->att;
         caches[i]->ids[caches[i]->len] = ids[i];
     }
-    ftc_embedding_forward(c->x, ids, m->learned_pos ? pos : NULL, NULL, P(m, m->wte), m->learned_pos ? P(m, m->wpe) : NULL,
-                          NULL, n, m->C);
+    embed_rows(m, c->x, ids, pos, n);
     for (int li = 0; li < m->L; li++) {
         layer_params *l = &m->layers[li];
         norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, n);
@@ -251,31 +303,25 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
             linear_inf(c, &l->v, vnew, c->a, n);
         }
         if (m->rope) {
-            ftc_rope_forward(c->q, pos, m->inv_freq, n, m->H, m->D);
-            ftc_rope_forward(knew, pos, m->inv_freq, n, m->Hkv, m->D);
+            rope_rows(c->q, pos, m->inv_freq, n, m->H, m->D);
+            rope_rows(knew, pos, m->inv_freq, n, m->Hkv, m->D);
         }
-        for (int r = 0; r < n; r++) { /* each sequence attends over its own cache */
+        const float *ks[CHUNK], *vs[CHUNK];
+        for (int r = 0; r < n; r++) { /* each sequence attends over its own cache, all of them in one pass */
             ftc_kv_cache *cr = caches[r];
             memcpy(cr->k[li] + (size_t)pos[r] * KV, knew + (size_t)r * KV, (size_t)KV * sizeof(float));
             memcpy(cr->v[li] + (size_t)pos[r] * KV, vnew + (size_t)r * KV, (size_t)KV * sizeof(float));
-            ftc_attention_decode_forward(c->attn + (size_t)r * Q, cr->att, c->q + (size_t)r * Q, cr->k[li], cr->v[li], 1,
-                                         1, pos[r] + 1, cr->cap, m->H, m->Hkv, m->D);
+            ks[r] = cr->k[li], vs[r] = cr->v[li];
         }
+        ftc_attention_decode_seqs_forward(c->attn, atts, c->q, ks, vs, lens, n, m->H, m->Hkv, m->D);
         linear_inf(c, &l->o, c->o, c->attn, n);
-        ftc_add_forward(c->x, c->x, c->o, (int)NC);
+        add_rows(c->x, c->o, n, m->C);
         norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, n);
-        size_t nf = (size_t)n * m->F;
         linear_inf(c, &l->up, c->up, c->a, n);
-        if (m->swiglu) {
-            linear_inf(c, &l->gate, c->gate, c->a, n);
-            ftc_swiglu_forward(c->act, c->gate, c->up, (int)nf);
-        } else if (m->cfg.activation == FTC_ACT_GELU_TANH) {
-            ftc_gelu_tanh_forward(c->act, c->up, (int)nf);
-        } else {
-            ftc_gelu_erf_forward(c->act, c->up, (int)nf);
-        }
+        if (m->swiglu) linear_inf(c, &l->gate, c->gate, c->a, n);
+        mlp_act(c, n);
         linear_inf(c, &l->down, c->down, c->act, n);
-        ftc_add_forward(c->x, c->x, c->down, (int)NC);
+        add_rows(c->x, c->down, n, m->C);
     }
     if (m->lnf_w >= 0) {
         norm_inf(c, c->a, c->x, m->lnf_w, m->lnf_b, n);

@@ -29,13 +29,14 @@ typedef struct {
     linear_mod up, gate, down; /* up = c_fc | intermediate.dense | up_proj; gate only for SwiGLU */
     /* saved activations of this layer (planned by ftc_model_reserve) */
     float *n1, *n1_mean, *n1_rstd, *s1, *n2, *n2_mean, *n2_rstd, *s2;
-    float *xq, *xk, *xv, *att, *att_drop, *att_mask, *attn_out, *o_out, *o_mask, *r1;
+    float *xq, *xk, *xv, *lse, *attn_out, *o_out, *o_mask, *r1; /* lse [B,H,T]: tiled attention's row stats */
     float *h_up, *h_gate, *h_act, *down_out, *down_mask, *r2;
+    uint64_t att_drop_key; /* the attention dropout mask's key drawn by the last training forward */
 } layer_params;
 /* the activation fields above, for code that handles them all (gradient checkpointing shares one set) */
 #define LAYER_ACT_FIELDS(X)                                                                                       \
-    X(n1) X(n1_mean) X(n1_rstd) X(s1) X(n2) X(n2_mean) X(n2_rstd) X(s2) X(xq) X(xk) X(xv) X(att) X(att_drop)     \
-    X(att_mask) X(attn_out) X(o_out) X(o_mask) X(r1) X(h_up) X(h_gate) X(h_act) X(down_out) X(down_mask) X(r2)
+    X(n1) X(n1_mean) X(n1_rstd) X(s1) X(n2) X(n2_mean) X(n2_rstd) X(s2) X(xq) X(xk) X(xv) X(lse)                \
+    X(attn_out) X(o_out) X(o_mask) X(r1) X(h_up) X(h_gate) X(h_act) X(down_out) X(down_mask) X(r2)
 
 struct ftc_model {
     ftc_model_config cfg;
@@ -73,6 +74,10 @@ struct ftc_model {
      * are kept, and backward recomputes the block before differentiating it */
     bool grad_ckpt;
     float **ck_out;  /* [L] block outputs [N,C] */
+    /* forward-only plan (nothing trains): one activation set for all blocks, each block's input in fwd_x;
+     * loss_only (ftc_model_set_loss_only): LM logits in LM_CHUNK-row pieces, only the loss is kept */
+    bool fwd_only, loss_only;
+    float *fwd_x;
     ftc_rng *ck_rng; /* [L] */
 
     /* activations, planned by ftc_model_reserve for max_B x max_T */

@@ -95,6 +95,17 @@ ftc_status ftc_model_store_frozen_bf16(ftc_model *m, ftc_err *err) {
     return changed ? ftc_model_alloc_params(m, err) : FTC_OK;
 }
 
+ftc_status ftc_model_use_bf16_weights(ftc_model *m, ftc_err *err) {
+    for (int i = 0; i < m->n_params; i++) ftc_model_set_trainable(m, i, false);
+    ftc_status s = ftc_model_store_frozen_bf16(m, err);
+    return s ? s : ftc_model_set_precision(m, FTC_PREC_BF16, err);
+}
+
+ftc_status ftc_model_use_quant_weights(ftc_model *m, int qtype, ftc_err *err) {
+    for (int i = 0; i < m->n_params; i++) ftc_model_set_trainable(m, i, false);
+    return ftc_model_store_frozen_quant(m, qtype, err);
+}
+
 /* Quantizes frozen weight i from its f32 value or bf16 bits into data_q; false (nothing changed) when its
  * input size does not fit the block. */
 static ftc_status quantize_param(ftc_param *p, int qtype, bool *done, ftc_err *err) {

@@ -37,12 +37,16 @@ static bool any_trainable(const ftc_model *m) {
     return false;
 }
 
+/* The activation plan. Sequence length is an axis of every entry: nothing grows with T x T (attention keeps
+ * lse [B,H,T] per block, its backward a per-call scratch of O(B T H D)). With nothing trainable the plan is
+ * forward-only: one block's activations shared by all blocks, no gradient scratch. */
 static void plan(ftc_model *m, planner *p) {
     size_t NB = (size_t)m->max_B, NT = (size_t)m->max_T, N = NB * NT;
     size_t C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
-    size_t ATT = NB * (size_t)m->H * NT * NT;
-    bool hdrop = m->cfg.hidden_dropout > 0, adrop = m->cfg.attention_dropout > 0;
+    bool hdrop = m->cfg.hidden_dropout > 0;
     bool grads = any_trainable(m);
+    m->fwd_only = !grads;
+    bool share = m->grad_ckpt || m->fwd_only;
     m->ids = (int32_t *)take(p, N);
     m->pos = (int32_t *)take(p, N);
     m->types = (int32_t *)take(p, N);
@@ -55,10 +59,11 @@ static void plan(ftc_model *m, planner *p) {
     m->emb_rstd = m->emb_n_w >= 0 ? take(p, N) : NULL;
     m->emb_mask = hdrop ? take(p, N * C) : NULL;
     m->emb_out = hdrop ? take(p, N * C) : NULL;
+    m->fwd_x = m->fwd_only ? take(p, N * C) : NULL;
     for (int i = 0; i < m->L; i++) {
         layer_params *l = &m->layers[i];
-        if (m->grad_ckpt) m->ck_out[i] = take(p, N * C);
-        if (m->grad_ckpt && i > 0) { /* one activation set for all blocks; adapters keep their own */
+        if (m->grad_ckpt && !m->fwd_only) m->ck_out[i] = take(p, N * C);
+        if (share && i > 0) { /* one activation set for all blocks; adapters keep their own */
 #define SHARE(f) l->f = m->layers[0].f;
             LAYER_ACT_FIELDS(SHARE)
 #undef SHARE
@@ -66,9 +71,7 @@ static void plan(ftc_model *m, planner *p) {
         l->n1 = take(p, N * C), l->n1_mean = take(p, N), l->n1_rstd = take(p, N), l->s1 = take(p, N * C);
         l->n2 = take(p, N * C), l->n2_mean = take(p, N), l->n2_rstd = take(p, N), l->s2 = take(p, N * C);
         l->xq = take(p, N * Q), l->xk = take(p, N * KV), l->xv = take(p, N * KV);
-        l->att = take(p, ATT);
-        l->att_drop = adrop ? take(p, ATT) : NULL;
-        l->att_mask = adrop ? take(p, ATT) : NULL;
+        l->lse = take(p, NB * (size_t)m->H * NT);
         l->attn_out = take(p, N * Q);
         l->o_out = take(p, N * C);
         l->o_mask = hdrop ? take(p, N * C) : NULL;
@@ -97,7 +100,8 @@ static void plan(ftc_model *m, planner *p) {
     m->logits = m->dlogits = NULL;
     m->pooled = m->pool_dense = m->pool_tanh = m->cls_in = m->cls_mask = NULL;
     if (m->task == FTC_TASK_CAUSAL_LM) {
-        m->logits = take(p, N * (size_t)m->V);
+        bool chunked = m->fwd_only && m->loss_only;
+        m->logits = take(p, (chunked && N > LM_CHUNK ? LM_CHUNK : N) * (size_t)m->V);
         /* the LM head's backward runs in row chunks: its logits gradient needs LM_CHUNK rows, not N */
         m->dlogits = grads ? take(p, (N < LM_CHUNK ? N : LM_CHUNK) * (size_t)m->V) : NULL;
     } else if (m->task == FTC_TASK_CLASSIFY) {
@@ -119,7 +123,7 @@ static void plan(ftc_model *m, planner *p) {
     m->g_q = take(p, N * Q), m->g_k = take(p, N * KV), m->g_v = take(p, N * KV), m->g_attn = take(p, N * Q);
     m->g_qkv = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
     m->g_up = take(p, N * F), m->g_gate = m->swiglu ? take(p, N * F) : NULL, m->g_act = take(p, N * F);
-    m->g_att_scratch = take(p, ATT);
+    m->g_att_scratch = take(p, ftc_attention_flash_scratch_floats((int)NB, (int)NT, m->H, m->Hkv, m->D));
     m->g_pooled = take(p, NB * C), m->g_pool_dense = take(p, NB * C), m->g_cls_in = take(p, NB * C);
     m->g_lora = rmax > 0 ? take(p, N * (size_t)rmax) : NULL;
 }
@@ -199,13 +203,14 @@ static const float *maybe_dropout(ftc_model *m, float *y, float *mask, const flo
 
 static bool dropped(const ftc_model *m, float p) { return m->training && p > 0; }
 
-/* Attention's training options: probability dropout when training (BERT, GPT-2), bf16 products at bf16. */
-static attention_opts attn_opts(ftc_model *m, layer_params *l) {
+/* Attention's training options: probability dropout when training (BERT, GPT-2), bf16 products at bf16.
+ * The forward draws the dropout mask's key (one draw, as ftc_dropout_forward takes) and keeps it for backward. */
+static attention_opts attn_opts(ftc_model *m, layer_params *l, bool forward) {
     attention_opts o = {0};
     if (dropped(m, m->cfg.attention_dropout)) {
         o.dropout_p = m->cfg.attention_dropout;
-        o.rng = &m->rng;
-        o.att_drop = l->att_drop, o.drop_mask = l->att_mask;
+        if (forward) l->att_drop_key = ftc_rng_u64(&m->rng);
+        o.drop_key = l->att_drop_key;
     }
     o.bf16 = m->precision == FTC_PREC_BF16;
     return o;
@@ -231,8 +236,9 @@ static void attention_block_forward(ftc_model *m, layer_params *l, const float *
         ftc_rope_forward(l->xq, m->pos, m->inv_freq, N, m->H, m->D);
         ftc_rope_forward(l->xk, m->pos, m->inv_freq, N, m->Hkv, m->D);
     }
-    attention_opts ao = attn_opts(m, l);
-    ftc_attention_forward_ex(l->attn_out, l->att, l->xq, l->xk, l->xv, m->mask, B, T, m->H, m->Hkv, m->D, m->causal, &ao);
+    attention_opts ao = attn_opts(m, l, true);
+    ftc_attention_flash_forward(l->attn_out, l->lse, l->xq, l->xk, l->xv, m->mask, B, T, m->H, m->Hkv, m->D, m->causal,
+                                &ao);
     ftc_linear_mod_forward(m, &l->o, l->o_out, l->attn_out, N, m->training);
 }
 
@@ -355,10 +361,15 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
         x = m->emb_n;
     }
     x = maybe_dropout(m, m->emb_out, m->emb_mask, x, NC, m->cfg.hidden_dropout);
+    bool ckpt = m->grad_ckpt && !m->fwd_only;
     for (int i = 0; i < m->L; i++) {
-        if (m->grad_ckpt) m->ck_rng[i] = m->rng; /* backward replays this block's dropout masks */
+        if (ckpt) m->ck_rng[i] = m->rng; /* backward replays this block's dropout masks */
+        if (m->fwd_only && x != m->fwd_x) { /* the blocks share one activation set: the input has its own copy */
+            memcpy(m->fwd_x, x, NC * sizeof(float));
+            x = m->fwd_x;
+        }
         x = layer_forward(m, &m->layers[i], x, B, T);
-        if (m->grad_ckpt) {
+        if (ckpt) {
             memcpy(m->ck_out[i], x, NC * sizeof(float));
             x = m->ck_out[i];
         }
@@ -370,7 +381,19 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
     m->hidden = (float *)x;
     m->have_labels = batch->labels != NULL;
     m->loss = 0;
-    if (m->task == FTC_TASK_CAUSAL_LM) {
+    if (m->task == FTC_TASK_CAUSAL_LM && m->fwd_only && m->loss_only) {
+        /* the loss through LM_CHUNK rows of logits at a time: the mean over all counted targets */
+        double sum = 0;
+        long total = 0;
+        for (int n = 0; n < N; n++) m->targets[n] = batch->labels && (n % T) + 1 < T ? batch->labels[n + 1] : -100;
+        for (int r0 = 0; r0 < N && batch->labels; r0 += LM_CHUNK) {
+            int rows = N - r0 < LM_CHUNK ? N - r0 : LM_CHUNK, counted;
+            ftc_model_linear_forward(m, m->lm_head, -1, m->logits, x + (size_t)r0 * C, rows, C, m->V);
+            float l = ftc_cross_entropy_forward(m->logits, m->targets + r0, rows, m->V, &counted);
+            sum += (double)l * counted, total += counted;
+        }
+        m->loss = total ? (float)(sum / (double)total) : 0;
+    } else if (m->task == FTC_TASK_CAUSAL_LM) {
         ftc_model_linear_forward(m, m->lm_head, -1, m->logits, x, N, C, m->V);
         if (batch->labels) {
             /* HF convention: position t predicts labels[t+1] */
@@ -396,7 +419,16 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
     return FTC_OK;
 }
 
-const float *ftc_model_logits(const ftc_model *m) { return m->logits; }
+const float *ftc_model_logits(const ftc_model *m) {
+    return m->task == FTC_TASK_CAUSAL_LM && m->fwd_only && m->loss_only ? NULL : m->logits;
+}
+
+ftc_status ftc_model_set_loss_only(ftc_model *m, bool on, ftc_err *err) {
+    if (m->loss_only == on) return FTC_OK;
+    m->loss_only = on;
+    m->forward_done = false;
+    return m->max_B > 0 ? ftc_model_reserve(m, m->max_B, m->max_T, err) : FTC_OK;
+}
 
 ftc_status ftc_model_head_features(ftc_model *m, const ftc_batch *batch, float *out, ftc_err *err) {
     if (m->task != FTC_TASK_CLASSIFY)
@@ -465,9 +497,9 @@ static void attention_block_backward(ftc_model *m, layer_params *l, const float 
     memset(m->g_q, 0, (size_t)N * m->qdim * sizeof(float));
     memset(m->g_k, 0, (size_t)N * m->kvdim * sizeof(float));
     memset(m->g_v, 0, (size_t)N * m->kvdim * sizeof(float));
-    attention_opts ao = attn_opts(m, l);
-    ftc_attention_backward_ex(m->g_q, m->g_k, m->g_v, m->g_attn, l->att, l->xq, l->xk, l->xv, B, T, m->H, m->Hkv, m->D,
-                          m->g_att_scratch, &ao);
+    attention_opts ao = attn_opts(m, l, false);
+    ftc_attention_flash_backward(m->g_q, m->g_k, m->g_v, m->g_attn, l->attn_out, l->lse, l->xq, l->xk, l->xv, m->mask, B,
+                                 T, m->H, m->Hkv, m->D, m->causal, m->g_att_scratch, &ao);
     if (m->rope) {
         ftc_rope_backward(m->g_q, m->pos, m->inv_freq, N, m->H, m->D);
         ftc_rope_backward(m->g_k, m->pos, m->inv_freq, N, m->Hkv, m->D);

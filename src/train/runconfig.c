@@ -23,7 +23,7 @@ static const ftc_train_option OPTIONS[] = {
     {"lora-r", false}, {"lora-alpha", false}, {"lora-dropout", false}, {"lora-targets", false}, {"resume", true},
     {"format", false}, {"chat-template", false}, {"text-col", false}, {"label-col", false}, {"pack", true},
     {"train-on-inputs", true}, {"pooling", false}, {"feature-cache", true}, {"precision", false},
-    {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {NULL, false}};
+    {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {"memory-check", true}, {"save-only-model", true}, {NULL, false}};
 
 /* The names people bring from Hugging Face Trainer, PEFT and Axolotl (and this project's older names). */
 static const ftc_train_alias ALIASES[] = {
@@ -106,6 +106,8 @@ void ftc_train_config_defaults(ftc_train_config *c) {
     c->unfreeze_last = -1;
     strcpy(c->pooling, "auto");
     c->feature_cache = true;
+    c->memory_check = true;
+    c->save_only_model = false;
     c->lora_r = 8;
     c->lora_alpha = 16;
     c->lora_dropout = 0.0f;
@@ -251,6 +253,8 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     else if (!strcmp(key, "lr")) { DBL(lr, 0, 10); }
     else if (!strcmp(key, "head-lr")) { DBL(head_lr, 0, 10); }
     else if (!strcmp(key, "lp-ft")) s = parse_bool(key, v, &c->lp_ft, err);
+    else if (!strcmp(key, "memory-check")) s = parse_bool(key, v, &c->memory_check, err);
+    else if (!strcmp(key, "save-only-model")) s = parse_bool(key, v, &c->save_only_model, err);
     else if (!strcmp(key, "batch")) { LONG(batch, 1, 65536); }
     else if (!strcmp(key, "grad-accum")) { LONG(grad_accum, 1, 65536); }
     else if (!strcmp(key, "max-len")) { LONG(max_len, 2, 1 << 20); }
@@ -398,7 +402,7 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
  * on from its last good checkpoint, as the NaN message says). Nothing else it computes. */
 static bool free_on_resume(const char *name) {
     return !strcmp(name, "save-every") || !strcmp(name, "lr") || !strcmp(name, "resume") || !strcmp(name, "max-steps") || !strcmp(name, "epochs") ||
-           !strcmp(name, "out"); /* a run directory that was moved or copied */
+           !strcmp(name, "memory-check") || !strcmp(name, "save-only-model") || !strcmp(name, "out"); /* a run directory that was moved or copied */
 }
 
 ftc_status ftc_train_config_resume_conflict(const ftc_train_config *saved, const ftc_train_config *now, ftc_err *err) {
@@ -525,6 +529,8 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "lr", json_real(c->lr));
     json_object_set_new(o, "head_lr", json_real(c->head_lr));
     json_object_set_new(o, "lp_ft", json_boolean(c->lp_ft));
+    json_object_set_new(o, "memory_check", json_boolean(c->memory_check));
+    json_object_set_new(o, "save_only_model", json_boolean(c->save_only_model));
     json_object_set_new(o, "batch", json_integer(c->batch));
     json_object_set_new(o, "grad_accum", json_integer(c->grad_accum));
     json_object_set_new(o, "max_len", json_integer(c->max_len));
@@ -560,4 +566,30 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "pack", json_boolean(c->pack));
     json_object_set_new(o, "train_on_inputs", json_boolean(c->train_on_inputs));
     return o;
+}
+
+json_t *ftc_train_config_defaults_json(const json_t *resolved, int hidden_size) {
+    ftc_train_config d;
+    ftc_train_config_defaults(&d);
+    ftc_err e;
+    const char *task = json_string_value(json_object_get(resolved, "task")),
+               *method = json_string_value(json_object_get(resolved, "method"));
+    if (task) (void)ftc_train_config_set(&d, "task", task, &e);
+    if (method) (void)ftc_train_config_set(&d, "method", method, &e);
+    strcpy(d.model, "m");
+    strcpy(d.data, "d");
+    strcpy(d.out, "o");
+    (void)ftc_train_config_finalize(&d, &e); /* cannot fail on the defaults of a task and method */
+    ftc_train_config_fit_model(&d, hidden_size);
+    /* the epochs the run would have got on its data, with its own batch */
+    json_t *n_train = json_object_get(resolved, "train_examples"), *batch = json_object_get(resolved, "batch"),
+           *accum = json_object_get(resolved, "grad_accum");
+    ftc_train_config like = d;
+    if (json_is_integer(batch) && json_integer_value(batch) > 0 && json_integer_value(batch) < INT32_MAX)
+        like.batch = (int)json_integer_value(batch);
+    if (json_is_integer(accum) && json_integer_value(accum) > 0 && json_integer_value(accum) < INT32_MAX)
+        like.grad_accum = (int)json_integer_value(accum);
+    json_int_t n = json_is_integer(n_train) ? json_integer_value(n_train) : 0;
+    d.epochs = ftc_train_auto_epochs(&like, n > 0 && n < INT32_MAX ? (int)n : 0);
+    return ftc_train_config_json(&d);
 }

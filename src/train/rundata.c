@@ -300,3 +300,29 @@ bool ftc_train_task_of_data(const ftc_train_config *c, ftc_task *task, const cha
          : f == FTC_FMT_COMPLETION ? "prompt/completion records" : "text records";
     return true;
 }
+
+ftc_status ftc_model_eval_lm_data(ftc_model *m, const char *tok_dir, const char *data_path, int max_len, int batch,
+                                  json_t **json, ftc_err *err) {
+    *json = NULL;
+    ftc_train_config *c = malloc(sizeof *c);
+    if (!c) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    ftc_train_config_defaults(c); /* what ftc train would do with this file and no flags */
+    c->task = FTC_TASK_CAUSAL_LM;
+    snprintf(c->model, sizeof c->model, "%s", tok_dir);
+    int positions = ftc_model_config_of(m)->max_positions;
+    if (max_len > 0) c->max_len = max_len;
+    if (positions > 0 && c->max_len > positions) c->max_len = positions;
+    if (batch <= 0) batch = c->batch > 0 ? c->batch : 8; /* the method's default batch is set later in training */
+    ftc_dataset d = {0}, none = {0};
+    int vocab = ftc_model_config_of(m)->vocab_size;
+    ftc_status s = is_pretokenized(data_path)
+                       ? ftc_dataset_load_tokenized(data_path, FTC_TASK_CAUSAL_LM, NULL, vocab, &d, err)
+                       : load_text(c, tok_dir, NULL, data_path, NULL, 0, NULL, NULL, &d, &none, err);
+    ftc_dataset_free(&none);
+    ftc_eval_result r;
+    if (s == FTC_OK) s = ftc_train_evaluate(m, FTC_TASK_CAUSAL_LM, &d, batch, c->max_len, &r, json, err);
+    if (s == FTC_OK && !*json) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    ftc_dataset_free(&d);
+    free(c);
+    return s;
+}

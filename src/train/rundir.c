@@ -3,6 +3,7 @@
 #include "ftc/train.h"
 #include "ftc/base.h"
 #include "ftc/safetensors.h"
+#include "ftc/tokenizer.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,36 @@ ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *
     return s;
 }
 
+ftc_status ftc_eval_worst_texts(json_t *json, const ftc_dataset *d, const char *tok_dir, ftc_err *err) {
+    json_t *worst = json_object_get(json, "worst");
+    if (!json_array_size(worst)) return FTC_OK;
+    ftc_tokenizer *tok = NULL;
+    ftc_status s = ftc_tokenizer_load(tok_dir, &tok, err);
+    size_t i;
+    json_t *o;
+    json_array_foreach(worst, i, o) {
+        json_t *ix = json_object_get(o, "index");
+        json_int_t k = json_integer_value(ix);
+        if (s == FTC_OK && json_is_integer(ix) && k >= 0 && k < d->n) {
+            char *text = NULL;
+            if ((s = ftc_tokenizer_decode(tok, d->ex[k].ids, (size_t)d->ex[k].len, true, &text, err)) != FTC_OK) break;
+            json_object_set_new(o, "text", json_string(text));
+            free(text);
+        }
+        json_object_del(o, "index");
+    }
+    ftc_tokenizer_free(tok);
+    return s;
+}
+
+/* The texts of the tuned model's worst examples; the base column's list is of no use beside them. Not worth failing
+ * an evaluation over: without a tokenizer the list stays without texts. */
+static void worst_texts(json_t *tuned, json_t *base, const ftc_dataset *d, const char *tok_dir) {
+    ftc_err ignored;
+    if (tuned) (void)ftc_eval_worst_texts(tuned, d, tok_dir, &ignored);
+    if (base) json_object_del(base, "worst");
+}
+
 ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, json_t **json, ftc_err *err) {
     *json = NULL;
     ftc_train_config cfg;
@@ -40,6 +71,11 @@ ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, j
     for (int i = 0; s == FTC_OK && i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
     ftc_eval_result r;
     if (s == FTC_OK) s = ftc_train_evaluate(m, cfg.task, &d, batch > 0 ? batch : cfg.batch, cfg.max_len, &r, json, err);
+    if (s == FTC_OK) {
+        char tok_dir[FTC_PATH_MAX + 64];
+        snprintf(tok_dir, sizeof tok_dir, "%s/model", dir);
+        worst_texts(*json, NULL, &d, tok_dir);
+    }
     ftc_dataset_free(&d);
     ftc_model_free(m);
     return s;
@@ -100,49 +136,77 @@ static void freeze_all(ftc_model *m) {
     for (int i = 0; i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
 }
 
-ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
+ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const ftc_dataset *d, int batch,
                                     json_t **tuned_json, json_t **base_json, ftc_err *err) {
-    *tuned_json = *base_json = NULL;
+    *tuned_json = NULL;
+    if (base_json) *base_json = NULL;
     ftc_train_config cfg;
     ftc_model *tuned = NULL, *base = NULL;
     ftc_model_config bc;
-    ftc_dataset d = {0};
     char tuned_dir[FTC_PATH_MAX + 64];
     snprintf(tuned_dir, sizeof tuned_dir, "%s/model", dir);
     ftc_status s = ftc_run_dir_load(dir, &tuned, &cfg, err);
     if (s != FTC_OK) return s;
-    /* refuse a mismatched base before reading its weights or the data */
-    if ((s = ftc_config_load(base_dir, &bc, err)) != FTC_OK) {
-        ftc_err_prefix(err, "--compare");
-        goto done;
+    /* refuse a mismatched base before reading its weights */
+    if (base_dir) {
+        if ((s = ftc_config_load(base_dir, &bc, err)) != FTC_OK) {
+            ftc_err_prefix(err, "--compare");
+            goto done;
+        }
+        s = ftc_check_same_architecture(ftc_model_config_of(tuned), tuned_dir, &bc, base_dir, err);
+        ftc_config_free(&bc);
+        if (s != FTC_OK) goto done;
+        if ((s = ftc_model_load(base_dir, cfg.task, &base, err)) != FTC_OK) goto done;
+        if (cfg.task == FTC_TASK_CLASSIFY && (s = put_tuned_head(base, tuned, &cfg, err)) != FTC_OK) goto done;
+        freeze_all(base);
     }
-    s = ftc_check_same_architecture(ftc_model_config_of(tuned), tuned_dir, &bc, base_dir, err);
-    ftc_config_free(&bc);
-    if (s != FTC_OK) goto done;
-    if ((s = ftc_run_dir_load_data(dir, &cfg, data_path, ftc_model_config_of(tuned)->vocab_size, &d, err)) != FTC_OK)
-        goto done;
-    if ((s = ftc_model_load(base_dir, cfg.task, &base, err)) != FTC_OK) goto done;
-    if (cfg.task == FTC_TASK_CLASSIFY && (s = put_tuned_head(base, tuned, &cfg, err)) != FTC_OK) goto done;
     freeze_all(tuned);
-    freeze_all(base);
     if (batch <= 0) batch = cfg.batch;
     ftc_eval_result r;
-    if ((s = ftc_train_evaluate(tuned, cfg.task, &d, batch, cfg.max_len, &r, tuned_json, err)) != FTC_OK) goto done;
+    if ((s = ftc_train_evaluate(tuned, cfg.task, d, batch, cfg.max_len, &r, tuned_json, err)) != FTC_OK) goto done;
     ftc_model_free(tuned); /* its activations are not needed any more */
     tuned = NULL;
-    if ((s = ftc_train_evaluate(base, cfg.task, &d, batch, cfg.max_len, &r, base_json, err)) != FTC_OK) {
+    if (base && (s = ftc_train_evaluate(base, cfg.task, d, batch, cfg.max_len, &r, base_json, err)) != FTC_OK) {
         ftc_err_prefix(err, "base model %s", base_dir);
         goto done;
     }
-    if (!*tuned_json || !*base_json) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (!*tuned_json || (base && !*base_json)) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (s == FTC_OK) worst_texts(*tuned_json, base_json ? *base_json : NULL, d, tuned_dir);
 done:
     if (s != FTC_OK) {
-        json_decref(*tuned_json), json_decref(*base_json);
-        *tuned_json = *base_json = NULL;
+        json_decref(*tuned_json);
+        *tuned_json = NULL;
+        if (base_json) json_decref(*base_json), *base_json = NULL;
     }
-    ftc_dataset_free(&d);
     ftc_model_free(tuned);
     ftc_model_free(base);
+    return s;
+}
+
+ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
+                                    json_t **tuned_json, json_t **base_json, ftc_err *err) {
+    *tuned_json = *base_json = NULL;
+    ftc_train_config cfg;
+    ftc_model_config tc, bc;
+    ftc_dataset d = {0};
+    char path[FTC_PATH_MAX + 64];
+    ftc_train_config_defaults(&cfg);
+    snprintf(path, sizeof path, "%s/config.resolved.json", dir);
+    ftc_status s = ftc_train_config_load_file(&cfg, path, err);
+    snprintf(path, sizeof path, "%s/model", dir);
+    if (s == FTC_OK) s = ftc_config_load(path, &tc, err);
+    if (s != FTC_OK) return s;
+    /* refuse a mismatched base before reading the data */
+    if ((s = ftc_config_load(base_dir, &bc, err)) != FTC_OK) {
+        ftc_config_free(&tc);
+        return ftc_err_prefix(err, "--compare");
+    }
+    s = ftc_check_same_architecture(&tc, path, &bc, base_dir, err);
+    ftc_config_free(&bc);
+    if (s == FTC_OK) s = ftc_run_dir_load_data(dir, &cfg, data_path, tc.vocab_size, &d, err);
+    ftc_config_free(&tc);
+    if (s == FTC_OK) s = ftc_run_dir_eval_dataset(dir, base_dir, &d, batch, tuned_json, base_json, err);
+    ftc_dataset_free(&d);
     return s;
 }
 
@@ -233,6 +297,7 @@ ftc_status ftc_model_dir_eval_classify(const char *dir, const char *base_dir, co
         }
     }
     if (!*tuned_json || (base && !*base_json)) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (s == FTC_OK) worst_texts(*tuned_json, base_json ? *base_json : NULL, &d, dir);
 done:
     if (s != FTC_OK) {
         json_decref(*tuned_json);

@@ -3,9 +3,11 @@
  * 4 x batch 2 equals batch 8), clip, AdamW at the scheduled lr. Around it: evaluation, early stopping,
  * checkpoints (resume continues bit-identically), metrics.jsonl and progress. */
 #include "ftc/train.h"
+#include "train_internal.h"
 #include "base/base_internal.h"
 #include "ftc/base.h"
 #include "ftc/eval.h"
+#include "ftc/export.h"
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -250,6 +252,51 @@ static void gather_rows(float *dst, const float *src, const int32_t *idx, int B,
 }
 
 /* ---- evaluation ---- */
+/* A misclassified example: its index in the dataset, true and predicted class, the predicted class's probability. */
+typedef struct {
+    int index, label, predicted;
+    double prob;
+} mistake;
+
+/* Most confident first; equal probabilities in dataset order (the list does not depend on the batch order). */
+static int mistake_cmp(const void *a, const void *b) {
+    const mistake *x = a, *y = b;
+    if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* The mistakes among B rows of logits [B, K]: the softmax probability of the (argmax) predicted class. */
+static void collect_mistakes(const float *logits, const int32_t *labels, const int32_t *idx, int B, int K, mistake *out,
+                             int *n) {
+    for (int i = 0; i < B; i++) {
+        const float *row = logits + (size_t)i * K;
+        int p = ftc_argmax(row, K);
+        if (p == labels[i]) continue;
+        double z = 0;
+        for (int k = 0; k < K; k++) z += exp((double)row[k] - (double)row[p]);
+        out[(*n)++] = (mistake){idx[i], labels[i], p, isfinite(z) && z > 0 ? 1.0 / z : NAN};
+    }
+}
+
+/* "worst": the FTC_EVAL_WORST most confident mistakes as {"index","label","predicted","prob"} (label names when
+ * the dataset has them). False when out of memory. */
+static bool add_worst(json_t *j, const ftc_dataset *d, mistake *mk, int n) {
+    qsort(mk, (size_t)n, sizeof *mk, mistake_cmp);
+    json_t *arr = json_array();
+    if (!arr || json_object_set_new(j, "worst", arr)) return false;
+    for (int i = 0; i < n && i < FTC_EVAL_WORST; i++) {
+        char a[16], b[16];
+        snprintf(a, sizeof a, "%d", mk[i].label);
+        snprintf(b, sizeof b, "%d", mk[i].predicted);
+        json_t *o = json_pack("{s:i, s:s, s:s, s:f}", "index", mk[i].index, "label",
+                              d->label_names ? d->label_names[mk[i].label] : a, "predicted",
+                              d->label_names ? d->label_names[mk[i].predicted] : b, "prob",
+                              isfinite(mk[i].prob) ? mk[i].prob : 0.0);
+        if (!o || json_array_append_new(arr, o)) return false;
+    }
+    return true;
+}
+
 /* Metrics do not depend on the order examples come in, so batches run in length order (little padding).
  * feats (classify with a frozen backbone, or NULL): d's cached head inputs, [d->n, C]; then only the head runs. */
 static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, const float *feats, batcher *bt,
@@ -268,6 +315,10 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         free(order); free(fbatch);
         return s;
     }
+    /* with the JSON: the misclassified examples, for the most confident of them ("worst") */
+    mistake *mk = task == FTC_TASK_CLASSIFY && json ? malloc((size_t)d->n * sizeof *mk) : NULL;
+    int n_mk = 0;
+    if (task == FTC_TASK_CLASSIFY && json && !mk) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
     for (int start = 0; start < d->n && s == FTC_OK; start += batch) {
         int B = d->n - start < batch ? d->n - start : batch;
         const int32_t *idx = order + start;
@@ -282,6 +333,7 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         if (s != FTC_OK) break;
         if (task == FTC_TASK_CLASSIFY) s = ftc_class_metrics_add_logits(&cm, ftc_model_logits(m), bt->class_labels, B, err);
         else s = ftc_lm_metrics_add_logits(&lm, ftc_model_logits(m), bt->labels, B, bt->b.T, V, err);
+        if (s == FTC_OK && mk) collect_mistakes(ftc_model_logits(m), bt->class_labels, idx, B, d->num_labels, mk, &n_mk);
     }
     if (s == FTC_OK) {
         r->n_examples = d->n;
@@ -290,6 +342,10 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
             r->loss = cm.loss; r->accuracy = cm.accuracy; r->macro_f1 = cm.macro_f1;
             r->n_tokens = d->n;
             if (json) *json = ftc_class_metrics_json(&cm, (const char *const *)d->label_names);
+            if (json && *json && !add_worst(*json, d, mk, n_mk)) {
+                json_decref(*json);
+                *json = NULL; /* the callers report a missing JSON as out of memory */
+            }
         } else {
             r->loss = ftc_lm_loss(&lm); r->token_accuracy = ftc_lm_token_accuracy(&lm);
             r->n_tokens = lm.n_tokens;
@@ -297,6 +353,7 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         }
     }
     if (task == FTC_TASK_CLASSIFY) ftc_class_metrics_free(&cm);
+    free(mk);
     free(order);
     free(fbatch);
     return s;
@@ -365,7 +422,9 @@ typedef struct {
     /* files */
     char path_metrics[FTC_PATH_MAX + 32], path_ckpt[FTC_PATH_MAX + 32], path_best[FTC_PATH_MAX + 32];
     FILE *metrics;
-    double t_start;
+    double t_start;            /* the first step of this process (tokens/s) */
+    double t_run;              /* ftc_train_run began (elapsed_s: preparing the model and caching features count) */
+    double elapsed_before;     /* wall seconds of the run before this process (resume): the last logged elapsed_s */
     int64_t tokens_at_start;
 } run;
 
@@ -520,8 +579,10 @@ static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_
     return FTC_OK;
 }
 
-/* Keeps the lines of metrics.jsonl up to `step` (a resumed run logs the later ones again). */
-static ftc_status trim_metrics(const char *path, int64_t step, ftc_err *err) {
+/* Keeps the lines of metrics.jsonl up to `step` (a resumed run logs the later ones again); *elapsed: the largest
+ * "elapsed_s" of the lines kept (0 if none), where the resumed run's wall clock continues. */
+static ftc_status trim_metrics(const char *path, int64_t step, double *elapsed, ftc_err *err) {
+    *elapsed = 0;
     if (!ftc_file_exists(path)) return FTC_OK;
     char *text;
     size_t len;
@@ -536,6 +597,8 @@ static ftc_status trim_metrics(const char *path, int64_t step, ftc_err *err) {
         json_t *o = json_loadb(line, (size_t)(nl - line), 0, NULL);
         /* a "finished" line is written again when the resumed run finishes */
         if (o && json_integer_value(json_object_get(o, "step")) <= step && !json_object_get(o, "finished")) {
+            json_t *el = json_object_get(o, "elapsed_s");
+            if (json_is_number(el) && json_number_value(el) > *elapsed) *elapsed = json_number_value(el);
             memcpy(out + n, line, (size_t)(nl - line + 1));
             n += (size_t)(nl - line + 1);
         }
@@ -576,7 +639,7 @@ static ftc_status restore(run *r, ftc_err *err) {
     if (r->step < 0 || r->micro_pos < 0 || r->micro_pos > r->micro_per_epoch || r->epoch < 0)
         return ftc_errf(err, FTC_E_INPUT, "%s: state does not fit this data (micro-batch %lld of %lld)", r->path_ckpt,
                         (long long)r->micro_pos, (long long)r->micro_per_epoch);
-    return trim_metrics(r->path_metrics, r->step, err);
+    return trim_metrics(r->path_metrics, r->step, &r->elapsed_before, err);
 }
 
 static ftc_status write_json_file(const char *path, json_t *o, ftc_err *err) {
@@ -630,7 +693,8 @@ static ftc_status write_model_dir(run *r, const char *dir, ftc_err *err) {
     return s;
 }
 
-/* The chosen model (best when there was validation, else last) with adapters merged, in HF layout.
+/* The chosen model (best when there was validation, else last) with adapters merged, in HF layout; a LoRA
+ * run's adapter also alone in RUNDIR/adapter (PEFT layout).
  * RUNDIR/model is written whole in RUNDIR/model.tmp.<pid> and swapped into place in one rename: a crash
  * leaves the previous model (or none), never a config of one with the weights of another. */
 static ftc_status save_final_model(run *r, ftc_err *err) {
@@ -638,7 +702,16 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
     if (r->val && ftc_file_exists(r->path_best)) {
         if ((s = ftc_checkpoint_load(r->path_best, r->m, NULL, NULL, err)) != FTC_OK) return s;
     }
-    if (r->c->method == FTC_METHOD_LORA && (s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
+    if (r->c->method == FTC_METHOD_LORA) {
+        /* the adapter itself (PEFT layout, as ftc export --format peft writes it), before it is merged */
+        char adapter[FTC_PATH_MAX + 32];
+        snprintf(adapter, sizeof adapter, "%s/adapter", r->c->out);
+        ftc_export_opts o = {.base_model = r->c->model, .overwrite = true};
+        if (r->c->task == FTC_TASK_CLASSIFY && r->train->label_names)
+            o.label_names = (const char *const *)r->train->label_names, o.n_labels = r->train->num_labels;
+        if ((s = ftc_export_peft(r->m, adapter, &o, err)) != FTC_OK) return s;
+        if ((s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
+    }
     char dir[FTC_PATH_MAX + 32], tmp[FTC_PATH_MAX + 64];
     snprintf(dir, sizeof dir, "%s/model", r->c->out);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
@@ -671,10 +744,22 @@ bool ftc_train_run_finished(const char *out, int64_t *step) {
     snprintf(path, sizeof path, "%s/checkpoint.ftc", out);
     json_t *st = NULL;
     ftc_err e;
-    if (ftc_checkpoint_read_state(path, &st, &e) != FTC_OK) return false;
-    bool done = json_is_true(json_object_get(st, "finished"));
-    json_int_t ckpt_step = json_integer_value(json_object_get(st, "step"));
-    json_decref(st);
+    bool done;
+    json_int_t ckpt_step;
+    if (!ftc_file_exists(path)) { /* --save-only-model removes the checkpoint once the run has finished */
+        snprintf(path, sizeof path, "%s/config.resolved.json", out);
+        json_t *cfg = ftc_json_load_file(path, 0, NULL);
+        bool only_model = json_is_true(json_object_get(cfg, "save_only_model"));
+        json_decref(cfg);
+        if (!only_model) return false;
+        done = true;
+        ckpt_step = -1; /* the finished line's step, read below */
+    } else {
+        if (ftc_checkpoint_read_state(path, &st, &e) != FTC_OK) return false;
+        done = json_is_true(json_object_get(st, "finished"));
+        ckpt_step = json_integer_value(json_object_get(st, "step"));
+        json_decref(st);
+    }
     if (step) *step = ckpt_step;
     if (!done) return false;
     snprintf(path, sizeof path, "%s/metrics.jsonl", out);
@@ -686,6 +771,8 @@ bool ftc_train_run_finished(const char *out, int64_t *step) {
     while (start && text[start - 1] != '\n') start--;
     json_t *last = json_loadb(text + start, len - start, 0, NULL);
     free(text);
+    if (ckpt_step < 0) ckpt_step = json_integer_value(json_object_get(last, "step"));
+    if (step) *step = ckpt_step;
     done = json_is_true(json_object_get(last, "finished")) && json_integer_value(json_object_get(last, "step")) == ckpt_step;
     bool stopped = json_is_true(json_object_get(last, "stopped_early"));
     json_decref(last);
@@ -716,8 +803,33 @@ static ftc_status set_head_lr(ftc_optimizer *o, const ftc_train_config *c, bool 
     return FTC_OK;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A timing run's figures: the median step after the warm-up (times[0]), and an evaluation pass estimated at a
+ * third of a training step's cost per token (forward only), nothing for a head on cached features. */
+static void finish_timing(ftc_train_plan *p, double *times, int n, const ftc_dataset *train, const ftc_dataset *val,
+                          bool cached) {
+    int first = n > 1 ? 1 : 0;
+    qsort(times + first, (size_t)(n - first), sizeof *times, cmp_double);
+    int k = n - first;
+    p->measured_steps = k;
+    p->step_seconds = k <= 0 ? 0 : k % 2 ? times[first + k / 2] : 0.5 * (times[first + k / 2 - 1] + times[first + k / 2]);
+    p->measured_peak_rss = ftc_plan_rss_peak();
+    if (val && !cached && p->steps_per_epoch > 0 && p->tokens_per_epoch > 0) {
+        double train_tok_s = (double)p->tokens_per_epoch / (double)p->steps_per_epoch / p->step_seconds;
+        int64_t val_tokens = 0;
+        for (int i = 0; i < val->n; i++) val_tokens += val->ex[i].len < p->seq_len ? val->ex[i].len : p->seq_len;
+        p->eval_seconds = (double)val_tokens / (3.0 * train_tok_s);
+    }
+    (void)train;
+}
+
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err) {
+    double t_run = ftc_now();
     int epochs = c->epochs > 0 ? c->epochs : ftc_train_auto_epochs(c, train->n); /* from the data when not given */
     if (c->lr < 0)
         return ftc_errf(err, FTC_E_USAGE, "no learning rate: finalize the config and call ftc_train_config_fit_model");
@@ -732,6 +844,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     run r;
     memset(&r, 0, sizeof r);
     r.c = c; r.m = m; r.train = train; r.val = val;
+    r.t_run = t_run;
     r.best = NAN;
     r.quiet = quiet;
     ftc_status s;
@@ -750,7 +863,39 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     int T = max_len_of(train, c->max_len);
     if (val) { int Tv = max_len_of(val, c->max_len); if (Tv > T) T = Tv; }
     if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
+    bool measure = c->measure_steps > 0;
+    double feature_sample_seconds = 0;
+    {
+        /* the memory plan, before the activations are allocated: they grow linearly with the batch, so one row's
+         * reservation says what batch rows need (and a run that cannot fit is refused before it starts) */
+        ftc_train_plan *p = &res->plan;
+        int64_t feat = uses_feature_cache(c) ? (int64_t)(train->n + (val ? val->n : 0)) *
+                                                   ftc_model_config_of(m)->hidden_size * (int64_t)sizeof(float)
+                                             : 0;
+        if ((s = ftc_model_reserve(m, 1, T, err)) != FTC_OK) return s;
+        int64_t act_row = ftc_model_activation_bytes(m);
+        if (measure) { /* the same with --grad-checkpoint toggled, for the plan's two columns */
+            if ((s = ftc_model_set_grad_checkpoint(m, !c->grad_checkpoint, err)) != FTC_OK) return s;
+            p->activation_bytes_other = ftc_model_activation_bytes(m) * c->batch;
+            if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
+        }
+        ftc_plan_memory(m, c->batch, T, act_row * c->batch, feat, p);
+        p->epochs = epochs;
+        int64_t micro = (train->n + c->batch - 1) / c->batch; /* as the run below counts them */
+        p->steps_per_epoch = (micro + c->grad_accum - 1) / c->grad_accum;
+        p->total_steps = c->max_steps > 0 ? c->max_steps : epochs * p->steps_per_epoch;
+        for (int i = 0; i < train->n; i++) p->tokens_per_epoch += train->ex[i].len < T ? train->ex[i].len : T;
+        ftc_err why;
+        p->fits = ftc_plan_check_memory(p, &why) == FTC_OK;
+        if (!p->fits && measure) return FTC_OK; /* ftc plan reports it; nothing to time */
+        if (!p->fits && c->memory_check) {
+            *err = why;
+            return FTC_E_INPUT;
+        }
+    }
     if ((s = ftc_model_reserve(m, c->batch, T, err)) != FTC_OK) return s;
+    res->plan.peak_bytes += ftc_model_activation_bytes(m) - res->plan.activation_bytes; /* the exact arena */
+    res->plan.activation_bytes = ftc_model_activation_bytes(m);
     if ((s = batcher_init(&r.bt, c->batch, T, err)) != FTC_OK) goto out;
     ftc_adamw_hparams h = {c->beta1, c->beta2, c->adam_eps, c->weight_decay};
     int np = ftc_model_n_params(m);
@@ -772,7 +917,17 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
             s = ftc_errf(err, FTC_E_NOMEM, "out of memory for the feature cache (%d x %zu floats)", train->n, C);
             goto out;
         }
-        if ((s = extract_features(m, train, &r.bt, c->batch, r.feat_train, "features", quiet, err)) != FTC_OK ||
+        if (measure) {
+            /* a timing run: the encoder over a sample, scaled to every example; the rest of the cache is zeros */
+            memset(r.feat_train, 0, (size_t)train->n * C * sizeof(float));
+            ftc_dataset sample = *train;
+            sample.n = train->n < 8 * c->batch ? train->n : 8 * c->batch;
+            double t0 = ftc_now();
+            if ((s = extract_features(m, &sample, &r.bt, c->batch, r.feat_train, "features", true, err)) != FTC_OK)
+                goto out;
+            feature_sample_seconds = ftc_now() - t0;
+            res->plan.feature_seconds = feature_sample_seconds * (double)(train->n + (val ? val->n : 0)) / sample.n;
+        } else if ((s = extract_features(m, train, &r.bt, c->batch, r.feat_train, "features", quiet, err)) != FTC_OK ||
             (val && (s = extract_features(m, val, &r.bt, c->batch, r.feat_val, "val features", quiet, err)) != FTC_OK)) {
             ftc_err_prefix(err, "computing the frozen encoder's features");
             goto out;
@@ -783,6 +938,15 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     r.steps_per_epoch = (r.micro_per_epoch + c->grad_accum - 1) / c->grad_accum;
     r.total_steps = c->max_steps > 0 ? c->max_steps : epochs * r.steps_per_epoch;
     r.warmup_steps = c->warmup >= 1 ? (int64_t)c->warmup : (int64_t)ceil(c->warmup * (double)r.total_steps);
+    res->plan.total_steps = r.total_steps;
+    res->plan.steps_per_epoch = r.steps_per_epoch;
+    res->plan.warmup_steps = r.warmup_steps;
+    /* evaluations: every eval_every steps, at each epoch end and at the end */
+    if (val) {
+        int64_t ev = c->eval_every > 0 ? r.total_steps / c->eval_every : 0;
+        ev += r.total_steps / (r.steps_per_epoch > 0 ? r.steps_per_epoch : 1) + 1;
+        res->plan.evaluations = (int)(ev < r.total_steps ? ev : r.total_steps);
+    }
     r.order = malloc((size_t)train->n * sizeof *r.order);
     r.counts = malloc((size_t)c->grad_accum * sizeof *r.counts);
     if (!r.order || !r.counts) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
@@ -833,12 +997,24 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     bool stop = r.stopped; /* a run that stopped early and was killed before its model was saved */
     if (r.micro_pos >= r.micro_per_epoch) { r.epoch++; r.micro_pos = 0; }
     epoch_order(&r);
+    double *step_times = measure ? calloc((size_t)c->measure_steps + 1, sizeof *step_times) : NULL;
+    int n_timed = 0;
+    if (measure && !step_times) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
+    if (measure) res->plan.setup_seconds = ftc_now() - t_run - feature_sample_seconds;
     while (r.step < r.total_steps && !stop) {
         double loss = 0, gnorm = 0;
         float lr = 0;
+        double t_step = ftc_now();
         if ((s = train_step(&r, &loss, &gnorm, &lr, err)) != FTC_OK) {
             ftc_err_prefix(err, "step %lld", (long long)r.step + 1);
             break;
+        }
+        if (measure) { /* ftc plan: time the steps (the first is a warm-up), nothing written */
+            step_times[n_timed++] = ftc_now() - t_step;
+            r.step++;
+            if (r.micro_pos >= r.micro_per_epoch) { r.epoch++; r.micro_pos = 0; epoch_order(&r); }
+            if (n_timed > c->measure_steps) break;
+            continue;
         }
         if (!isfinite(loss)) {
             /* the last good checkpoint becomes RUNDIR/model, so `ftc eval --model RUNDIR` takes it */
@@ -870,8 +1046,9 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         double el = ftc_now() - r.t_start, tok_s = el > 0 ? (double)(r.tokens_seen - r.tokens_at_start) / el : 0;
         double epoch_f = (double)r.epoch + (double)r.micro_pos / (double)r.micro_per_epoch;
         if (r.step % c->log_every == 0 || r.step == 1 || r.step == r.total_steps) {
-            json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r.step, "epoch", epoch_f, "loss",
-                                  loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s));
+            json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r.step, "epoch", epoch_f,
+                                  "loss", loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s), "elapsed_s",
+                                  round((r.elapsed_before + ftc_now() - r.t_run) * 10) / 10);
             if ((s = log_json(&r, o, err)) != FTC_OK) break;
         }
         if (!quiet) {
@@ -897,6 +1074,11 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         }
     }
     if (!quiet) ftc_progress_finish(&prog);
+    if (measure) {
+        if (s == FTC_OK) finish_timing(&res->plan, step_times, n_timed, train, val, uses_feature_cache(c));
+        free(step_times);
+        goto out;
+    }
     if (s == FTC_OK) {
         res->steps = r.step;
         res->best_metric = r.best;
@@ -906,8 +1088,14 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         if (s == FTC_OK) remove_run_temps(c->out);
         /* the last line: the run is done and model/ is its model (ftc_train_run_finished) */
         if (s == FTC_OK && !res->interrupted)
-            s = log_json(&r, json_pack("{s:I, s:b, s:b}", "step", (json_int_t)r.step, "finished", 1, "stopped_early", stop),
+            s = log_json(&r, json_pack("{s:I, s:b, s:b, s:f}", "step", (json_int_t)r.step, "finished", 1, "stopped_early",
+                                       stop, "elapsed_s", round((r.elapsed_before + ftc_now() - r.t_run) * 10) / 10),
                          err);
+        /* --save-only-model: the finished run keeps its model; the checkpoints (weights and AdamW moments) go */
+        if (s == FTC_OK && !res->interrupted && c->save_only_model) {
+            remove(r.path_ckpt);
+            remove(r.path_best);
+        }
     }
 out:
     if (r.metrics) fclose(r.metrics);

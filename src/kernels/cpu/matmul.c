@@ -152,6 +152,10 @@ typedef struct {
     bool c_trans;      /* the job computes C^T (see narrow_swap) */
     const void *bt_nk; /* set: narrow C by dot products, op(B) as N x K rows of type bt, stride ldb */
     uint64_t serial;   /* unique per threaded job: row chunks share its packed op(B) per thread (b_key) */
+    const uint16_t *a16; /* skinny bf16 job: A rounded to bf16, M x K (stride K) */
+    bool skinny;       /* few rows of A against W = op(B)^T read along K (matmul_skinny.c); threads split N */
+    void (*fn)(void *ctx, int i); /* a ftc_parallel_for job: chunk c runs fn(ctx, c) */
+    void *ctx;
 } gemm_job;
 
 static size_t elem_size(ftc_mm_type t) { return t == FTC_MM_BF16 ? 2 : 4; }
@@ -213,6 +217,21 @@ static void narrow_swap(gemm_job *j) {
 
 /* Chunk c of n along C's longer side, in whole micro-tiles. */
 static void run_chunk(const gemm_job *j, int c, int n) {
+    if (j->fn) {
+        j->fn(j->ctx, c);
+        return;
+    }
+    if (j->skinny) { /* rows of W in groups of 4 (the kernel's block) */
+        int groups = (j->N + 3) / 4;
+        int lo = (int)((long long)groups * c / n) * 4, hi = (int)((long long)groups * (c + 1) / n) * 4;
+        if (hi > j->N) hi = j->N;
+        if (lo >= hi) return;
+        if (j->bf16)
+            ftc_mm_skinny_bf16_avx512(j->M, lo, hi, j->K, j->alpha, j->a16, j->K, j->B, j->ldb, j->beta, j->C, j->ldc);
+        else
+            ftc_mm_skinny_f32_avx512(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc);
+        return;
+    }
     bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
     int tile = split_rows ? FTC_MM_MR : FTC_MM_NR, len = split_rows ? j->M : j->N;
     int tiles = (len + tile - 1) / tile;
@@ -298,6 +317,8 @@ static int pool_start(int nt) {
     return pool.workers;
 }
 
+static void run_pool(const gemm_job *j, int chunks);
+
 /* Splits C between the caller and the pool's workers, a few chunks per thread so that a late thread costs
  * little. One thread for small products and inside OpenMP regions (the caller already uses the cores). */
 static void run_threaded(const gemm_job *j) {
@@ -327,7 +348,17 @@ static void run_threaded(const gemm_job *j) {
     static _Atomic uint64_t serials; /* under pool.call, but atomic costs nothing here */
     gemm_job job = *j;
     job.serial = atomic_fetch_add(&serials, 1) + 1;
-    j = &job;
+    run_pool(&job, chunks);
+}
+
+/* Threads for a job: every OpenMP thread, one inside an OpenMP region (the caller already uses the cores). */
+static int pool_threads(void) {
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    return nt > POOL_MAX_WORKERS + 1 ? POOL_MAX_WORKERS + 1 : nt;
+}
+
+/* Runs chunks 0..chunks-1 of j on the caller and the workers; pool.call is held and released here. */
+static void run_pool(const gemm_job *j, int chunks) {
     unsigned gen = atomic_load(&pool.published) + 1;
     if ((gen & 0xffffff) == 0) gen++; /* generation 0 is "nothing yet" for the workers */
     pool.job = j;
@@ -354,7 +385,44 @@ static void run_threaded(const gemm_job *j) {
     pthread_mutex_unlock(&pool.call);
 }
 
+/* A skinny job (matmul_skinny.c): the rows of W split between threads, a few chunks per thread so that a late
+ * thread costs little; a weight under SKINNY_MIN_BYTES is not worth waking a worker for. */
+#define SKINNY_MIN_BYTES ((size_t)64 << 10)
+static void run_skinny(const gemm_job *j, size_t w_bytes) {
+    int nt = pool_threads(), groups = (j->N + 3) / 4;
+    if (nt > 1 && groups > 1 && w_bytes >= SKINNY_MIN_BYTES && pthread_mutex_trylock(&pool.call) == 0) {
+        int workers = pool_start(nt);
+        if (workers > nt - 1) workers = nt - 1;
+        int chunks = 4 * (workers + 1) < groups ? 4 * (workers + 1) : groups;
+        if (workers > 0) {
+            run_pool(j, chunks);
+            return;
+        }
+        pthread_mutex_unlock(&pool.call);
+    }
+    run_chunk(j, 0, 1);
+}
+
+void ftc_parallel_for(int n, void (*fn)(void *ctx, int i), void *ctx) {
+    int nt = pool_threads();
+    if (n > 1 && n < (1 << 20) && nt > 1 && pthread_mutex_trylock(&pool.call) == 0) {
+        if (pool_start(nt) > 0) {
+            gemm_job j;
+            memset(&j, 0, sizeof j);
+            j.fn = fn, j.ctx = ctx;
+            run_pool(&j, n);
+            return;
+        }
+        pthread_mutex_unlock(&pool.call);
+    }
+    for (int i = 0; i < n; i++) fn(ctx, i);
+}
+
 /* ---- entry points ---- */
+
+/* At most this many rows of A against a weight read along K (op(B) = W^T) take the skinny kernels: decoding
+ * (one row per sequence) and small batches; more rows amortise the GEMM's packing of W. */
+#define SKINNY_M 16
 
 /* C at most this narrow, with A read along K, goes to the dot-product kernel. */
 #define SMALL_N 16
@@ -374,7 +442,13 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     if (trivial(M, N, K, alpha, beta, C, ldc)) return;
     switch (current()) {
     case BACKEND_AVX512: {
-        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL, 0};
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL, 0,
+                      NULL, false, NULL, NULL};
+        if (!ta && tb && M <= SKINNY_M) {
+            j.skinny = true;
+            run_skinny(&j, sizeof(float) * (size_t)N * (size_t)K);
+            return;
+        }
         float *bt_copy = NULL;
         if (!ta && N <= SMALL_N && M >= 4 * SMALL_N) { /* narrow C, A along K: dot products need op(B) as N x K */
             if (!tb && (bt_copy = malloc(sizeof(float) * (size_t)N * K)) != NULL)
@@ -402,7 +476,20 @@ void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const v
                      const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
     if (trivial(M, N, K, alpha, beta, C, ldc)) return;
     if (strcmp(ftc_matmul_bf16_backend(), "avx512bf16") == 0) {
-        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0};
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
+                      NULL, false, NULL, NULL};
+        uint16_t *a16;
+        if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16 &&
+            (a16 = malloc(sizeof(uint16_t) * (size_t)M * (size_t)K)) != NULL) { /* A rounded once, not per row of W */
+            for (int i = 0; i < M; i++) {
+                if (at == FTC_MM_BF16) memcpy(a16 + (size_t)i * K, (const uint16_t *)A + (size_t)i * lda, sizeof(uint16_t) * (size_t)K);
+                else ftc_f32_to_bf16_n((const float *)A + (size_t)i * lda, a16 + (size_t)i * K, (size_t)K);
+            }
+            j.skinny = true, j.a16 = a16;
+            run_skinny(&j, sizeof(uint16_t) * (size_t)N * (size_t)K);
+            free(a16);
+            return;
+        }
         uint16_t *bt_copy = NULL;
         if (!ta && N <= SMALL_N && M >= 4 * SMALL_N) { /* narrow C: dot products, op(B) as N x K rows */
             if (!tb && (bt_copy = malloc(sizeof(uint16_t) * (size_t)N * K)) != NULL)

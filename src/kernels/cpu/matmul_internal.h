@@ -29,6 +29,12 @@ void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const float *A, 
 void ftc_gemm_bf16_avx512_small_n(int M, int N, int K, float alpha, const void *A, ftc_mm_type at, int lda,
                                   const void *Bt, ftc_mm_type bt, int ldbt, float beta, float *C, int ldc);
 void ftc_f32_to_bf16_avx512(const float *in, uint16_t *out, size_t n);
+/* Skinny products (matmul_skinny.c): C[M, n0..n1) = alpha * A[M, K] W[n0..n1, K]^T + beta * C, W rows read along
+ * K; C and the rows of W are indexed from 0 (columns n0..n1 of C, rows n0..n1 of W). bf16: A already bf16. */
+void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const float *W,
+                              int ldw, float beta, float *C, int ldc);
+void ftc_mm_skinny_bf16_avx512(int M, int n0, int n1, int K, float alpha, const uint16_t *A, int lda,
+                               const uint16_t *W, int ldw, float beta, float *C, int ldc);
 
 /* Micro-tile sizes, so the dispatcher splits work on tile boundaries. */
 #define FTC_MM_MR 12

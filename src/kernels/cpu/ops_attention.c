@@ -158,3 +158,216 @@ void ftc_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                         const float *k, const float *v, int B, int T, int H, int Hkv, int D, float *scratch) {
     ftc_attention_backward_ex(dq, dk, dv, dout, att, q, k, v, B, T, H, Hkv, D, scratch, NULL);
 }
+
+/* ---- tiled attention (FlashAttention-style): no [T, T] buffer ----
+ * Work is split into tiles of FQ query rows x FK key columns; a tile's scores live in a stack buffer of
+ * FQ x FK floats. Forward, per (b, h, query block) task: for each key tile up to the causal diagonal,
+ * S = scale q k^T, then the online softmax -- row max m' = max(m, max_j S), the accumulated output and row sum
+ * rescaled by exp(m - m'), P = exp(S - m') added to the sum and (times the dropout mask) multiplied by v into
+ * out -- and at the end out /= sum, lse = m + log(sum). Backward, per (b, h): Delta_i = dO_i . O_i (equal to
+ * sum_j P'_ij dP_ij with dropout: O_i = sum_j P'_ij v_j), then per tile P = exp(S - lse) recomputed,
+ *   dv += P'^T dO;  dP = (dO v^T) [* mask];  dS = P (dP - Delta);  dq += scale dS k;  dk += scale dS^T q.
+ * One (b, h) per task: dq rows are the task's own; under GQA the query heads of one kv head write their dk,
+ * dv into per-head scratch rows summed afterwards in head order (deterministic, and B*H tasks rather than
+ * B*Hkv keep both cores busy). */
+enum { FQ = 64, FK = 64 };
+
+static void drop_tile(float *s, int rows, int bc, uint64_t key, uint64_t base, uint64_t T, uint32_t thr,
+                      float keep) {
+    for (int r = 0; r < rows; r++) {
+        float *sr = s + (size_t)r * FK;
+        uint64_t b0 = base + (uint64_t)r * T;
+        for (int c = 0; c < bc; c++) sr[c] *= vm_select(dropout_keep(key, b0 + (uint64_t)c, thr), keep, 0.0f);
+    }
+}
+
+void ftc_attention_flash_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                                 const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal,
+                                 const attention_opts *o) {
+    const int group = H / Hkv, nqb = (T + FQ - 1) / FQ;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t qs = (size_t)H * D, ks = (size_t)Hkv * D;
+    const bool bf16 = o && o->bf16, drop = att_dropped(o);
+    const uint32_t thr = drop ? dropout_threshold(o->dropout_p) : 0;
+    const float keep = drop ? (o->dropout_p >= 1.0f ? 0.0f : 1.0f / (1.0f - o->dropout_p)) : 1.0f;
+#pragma omp parallel for schedule(dynamic) collapse(3) if ((long)B * H * T * T * D > 65536)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int qb = 0; qb < nqb; qb++) {
+                float S[FQ * FK], mrow[FQ];
+                double lrow[FQ];
+                const int i0 = qb * FQ, rows = T - i0 < FQ ? T - i0 : FQ;
+                const int cols = causal ? i0 + rows : T;
+                const uint8_t *mb = key_mask ? key_mask + (size_t)b * T : NULL;
+                const float *qblk = q + (size_t)b * T * qs + (size_t)i0 * qs + (size_t)h * D;
+                const float *kb = k + (size_t)b * T * ks + (size_t)(h / group) * D;
+                const float *vb = v + (size_t)b * T * ks + (size_t)(h / group) * D;
+                float *oblk = out + (size_t)b * T * qs + (size_t)i0 * qs + (size_t)h * D;
+                for (int r = 0; r < rows; r++) {
+                    memset(oblk + (size_t)r * qs, 0, (size_t)D * sizeof(float));
+                    mrow[r] = -INFINITY, lrow[r] = 0;
+                }
+                for (int j0 = 0; j0 < cols; j0 += FK) {
+                    const int bc = cols - j0 < FK ? cols - j0 : FK;
+                    att_matmul(false /* scores stay f32 */, false, true, rows, bc, D, scale, qblk, (int)qs,
+                               kb + (size_t)j0 * ks, (int)ks, 0.0f, S, FK);
+                    for (int r = 0; r < rows; r++) {
+                        const int i = i0 + r;
+                        float *s = S + (size_t)r * FK, mx = mrow[r];
+                        for (int c = 0; c < bc; c++) {
+                            if (!visible(mb, causal, i, j0 + c)) s[c] = -INFINITY;
+                            else if (s[c] > mx) mx = s[c];
+                        }
+                        if (mx == -INFINITY) { /* nothing visible yet: P = 0 */
+                            memset(s, 0, (size_t)bc * sizeof(float));
+                            continue;
+                        }
+                        if (mx > mrow[r]) { /* rescale what was accumulated under the old max */
+                            float alpha = mrow[r] == -INFINITY ? 0.0f : expf(mrow[r] - mx);
+                            lrow[r] *= alpha;
+                            float *orow = oblk + (size_t)r * qs;
+                            for (int d = 0; d < D; d++) orow[d] *= alpha;
+                            mrow[r] = mx;
+                        }
+                        lrow[r] += ftc_vm_exp_sum(s, s, mx, bc);
+                    }
+                    if (drop)
+                        drop_tile(S, rows, bc, o->drop_key, (((size_t)b * H + h) * T + i0) * (size_t)T + j0,
+                                  (uint64_t)T, thr, keep);
+                    att_matmul(bf16, false, false, rows, D, bc, 1.0f, S, FK, vb + (size_t)j0 * ks, (int)ks, 1.0f,
+                               oblk, (int)qs);
+                }
+                float *lb = lse + ((size_t)b * H + h) * T + i0;
+                for (int r = 0; r < rows; r++) {
+                    float inv = (float)(1.0 / lrow[r]), *orow = oblk + (size_t)r * qs;
+                    for (int d = 0; d < D; d++) orow[d] *= inv;
+                    lb[r] = mrow[r] + (float)log(lrow[r]);
+                }
+            }
+}
+
+size_t ftc_attention_flash_scratch_floats(int B, int T, int H, int Hkv, int D) {
+    size_t delta = (size_t)B * H * T;
+    return H == Hkv ? delta : delta + 2 * (size_t)B * T * H * D;
+}
+
+void ftc_attention_flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                  const float *lse, const float *q, const float *k, const float *v,
+                                  const uint8_t *key_mask, int B, int T, int H, int Hkv, int D, bool causal,
+                                  float *scratch, const attention_opts *o) {
+    const int group = H / Hkv;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t qs = (size_t)H * D, ks = (size_t)Hkv * D;
+    const bool bf16 = o && o->bf16, drop = att_dropped(o);
+    const uint32_t thr = drop ? dropout_threshold(o->dropout_p) : 0;
+    const float keep = drop ? (o->dropout_p >= 1.0f ? 0.0f : 1.0f / (1.0f - o->dropout_p)) : 1.0f;
+    float *delta = scratch;
+    /* GQA: each query head's dk, dv rows [B,T,H,D]; MHA writes dk, dv directly (one query head per kv head) */
+    float *hk = group > 1 && dk ? scratch + (size_t)B * H * T : NULL;
+    float *hv = group > 1 && dv ? scratch + (size_t)B * H * T + (size_t)B * T * qs : NULL;
+    const size_t hs = group > 1 ? qs : ks; /* row stride of the per-head dk, dv */
+#pragma omp parallel for schedule(dynamic) collapse(2) if ((long)B * H * T * T * D > 65536)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            float P[FQ * FK], Pd[FQ * FK], dS[FQ * FK];
+            const int g = h / group;
+            const uint8_t *mb = key_mask ? key_mask + (size_t)b * T : NULL;
+            const float *qb = q + (size_t)b * T * qs + (size_t)h * D;
+            const float *ob = out + (size_t)b * T * qs + (size_t)h * D;
+            const float *dob = dout + (size_t)b * T * qs + (size_t)h * D;
+            const float *kb = k + (size_t)b * T * ks + (size_t)g * D;
+            const float *vb = v + (size_t)b * T * ks + (size_t)g * D;
+            const float *lb = lse + ((size_t)b * H + h) * T;
+            float *db = delta + ((size_t)b * H + h) * T;
+            float *dqb = dq ? dq + (size_t)b * T * qs + (size_t)h * D : NULL;
+            float *dkb = !dk ? NULL : group > 1 ? hk + (size_t)b * T * qs + (size_t)h * D : dk + (size_t)b * T * ks + (size_t)g * D;
+            float *dvb = !dv ? NULL : group > 1 ? hv + (size_t)b * T * qs + (size_t)h * D : dv + (size_t)b * T * ks + (size_t)g * D;
+            for (int t = 0; t < T && group > 1; t++) {
+                if (dkb) memset(dkb + (size_t)t * hs, 0, (size_t)D * sizeof(float));
+                if (dvb) memset(dvb + (size_t)t * hs, 0, (size_t)D * sizeof(float));
+            }
+            for (int i0 = 0; i0 < T; i0 += FQ) {
+                const int rows = T - i0 < FQ ? T - i0 : FQ, cols = causal ? i0 + rows : T;
+                /* Delta: in f32, dO . O; in bf16 the forward's bf16 products make O disagree with the bf16 dP
+                 * by their rounding, and dS's rows would no longer sum to 0 (a bias in dq of that size), so a
+                 * first pass sums P dP from the very dP the second pass uses */
+                double dsum[FQ];
+                for (int r = 0; r < rows; r++) {
+                    const float *orow = ob + (size_t)(i0 + r) * qs, *drow = dob + (size_t)(i0 + r) * qs;
+                    double s = 0;
+                    for (int d = 0; bf16 ? 0 : d < D; d++) s += (double)orow[d] * drow[d];
+                    dsum[r] = s;
+                }
+                for (int j0 = 0; bf16 && (dqb || dkb) && j0 < cols; j0 += FK) {
+                    const int bc = cols - j0 < FK ? cols - j0 : FK;
+                    att_matmul(false, false, true, rows, bc, D, scale, qb + (size_t)i0 * qs, (int)qs,
+                               kb + (size_t)j0 * ks, (int)ks, 0.0f, P, FK);
+                    att_matmul(bf16, false, true, rows, bc, D, 1.0f, dob + (size_t)i0 * qs, (int)qs,
+                               vb + (size_t)j0 * ks, (int)ks, 0.0f, dS, FK);
+                    if (drop)
+                        drop_tile(dS, rows, bc, o->drop_key, (((size_t)b * H + h) * T + i0) * (size_t)T + j0,
+                                  (uint64_t)T, thr, keep);
+                    for (int r = 0; r < rows; r++) {
+                        float *pr = P + (size_t)r * FK;
+                        const float *dr = dS + (size_t)r * FK;
+                        for (int c = 0; c < bc; c++)
+                            if (!visible(mb, causal, i0 + r, j0 + c)) pr[c] = -INFINITY;
+                        ftc_vm_exp_sum(pr, pr, lb[i0 + r], bc);
+                        double s = 0;
+                        for (int c = 0; c < bc; c++) s += (double)pr[c] * dr[c];
+                        dsum[r] += s;
+                    }
+                }
+                for (int r = 0; r < rows; r++) db[i0 + r] = (float)dsum[r];
+                for (int j0 = 0; j0 < cols; j0 += FK) {
+                    const int bc = cols - j0 < FK ? cols - j0 : FK;
+                    att_matmul(false, false, true, rows, bc, D, scale, qb + (size_t)i0 * qs, (int)qs,
+                               kb + (size_t)j0 * ks, (int)ks, 0.0f, P, FK);
+                    for (int r = 0; r < rows; r++) {
+                        float *pr = P + (size_t)r * FK;
+                        for (int c = 0; c < bc; c++)
+                            if (!visible(mb, causal, i0 + r, j0 + c)) pr[c] = -INFINITY;
+                        ftc_vm_exp_sum(pr, pr, lb[i0 + r], bc);
+                    }
+                    const float *Pv = P;
+                    if (drop) {
+                        for (int r = 0; r < rows; r++) memcpy(Pd + (size_t)r * FK, P + (size_t)r * FK, (size_t)bc * sizeof(float));
+                        drop_tile(Pd, rows, bc, o->drop_key, (((size_t)b * H + h) * T + i0) * (size_t)T + j0,
+                                  (uint64_t)T, thr, keep);
+                        Pv = Pd;
+                    }
+                    if (dvb)
+                        att_matmul(bf16, true, false, bc, D, rows, 1.0f, Pv, FK, dob + (size_t)i0 * qs, (int)qs, 1.0f,
+                                   dvb + (size_t)j0 * hs, (int)hs);
+                    if (!dqb && !dkb) continue;
+                    att_matmul(bf16, false, true, rows, bc, D, 1.0f, dob + (size_t)i0 * qs, (int)qs,
+                               vb + (size_t)j0 * ks, (int)ks, 0.0f, dS, FK);
+                    if (drop) /* dP * mask = dP * (P'/P), but P' = 0 where P underflowed: use the mask itself */
+                        drop_tile(dS, rows, bc, o->drop_key, (((size_t)b * H + h) * T + i0) * (size_t)T + j0,
+                                  (uint64_t)T, thr, keep);
+                    for (int r = 0; r < rows; r++) {
+                        float *dr = dS + (size_t)r * FK;
+                        const float *pr = P + (size_t)r * FK;
+                        const float dl = db[i0 + r];
+                        for (int c = 0; c < bc; c++) dr[c] = pr[c] * (dr[c] - dl);
+                    }
+                    if (dqb)
+                        att_matmul(bf16, false, false, rows, D, bc, scale, dS, FK, kb + (size_t)j0 * ks, (int)ks, 1.0f,
+                                   dqb + (size_t)i0 * qs, (int)qs);
+                    if (dkb)
+                        att_matmul(bf16, true, false, bc, D, rows, scale, dS, FK, qb + (size_t)i0 * qs, (int)qs, 1.0f,
+                                   dkb + (size_t)j0 * hs, (int)hs);
+                }
+            }
+        }
+    if (group == 1 || (!dk && !dv)) return;
+    /* sum the query heads of each kv head into dk, dv, in head order */
+#pragma omp parallel for schedule(static) if ((long)B * T * H * D > 65536)
+    for (int n = 0; n < B * T; n++)
+        for (int g = 0; g < Hkv; g++)
+            for (int h = g * group; h < (g + 1) * group; h++)
+                for (int d = 0; d < D; d++) {
+                    if (dk) dk[(size_t)n * ks + (size_t)g * D + d] += hk[(size_t)n * qs + (size_t)h * D + d];
+                    if (dv) dv[(size_t)n * ks + (size_t)g * D + d] += hv[(size_t)n * qs + (size_t)h * D + d];
+                }
+}

@@ -1,49 +1,118 @@
 /* Attention for incremental decoding: Tn new queries attend over a key/value cache that already holds the
  * keys and values of every earlier position and of the new ones. Causal by construction: the new query at
  * absolute position p = Tk - Tn + i sees keys 0..p. Same softmax as ftc_attention_forward (max-subtracted, ftc_vm_exp_sum);
- * the scores here are dot products with 8 partial sums where ftc_attention_forward uses ftc_matmul, so a decode
- * step reproduces the full-sequence rows to rounding (within 1e-5, test_attention_decode). */
+ * a decode step's scores are dot products with 8 partial sums (a prompt chunk's come from ftc_matmul, as
+ * ftc_attention_forward's do), so decoding reproduces the full-sequence rows to rounding (within 1e-5,
+ * test_attention_decode).
+ * Work is split per (sequence, head) on the matmul threads (ftc_parallel_for): decoding runs these between
+ * matmuls, and an OpenMP region here would leave a second set of threads spinning through the next matmul. */
+#include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include "ops_internal.h"
 #include "vmath.h"
 #include <math.h>
 #include <string.h>
 
-void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
-                              int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
-    const int group = H / Hkv;
-    const int start = Tk - Tn; /* absolute position of the first new query */
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t qs = (size_t)H * D, ks = (size_t)Hkv * D;
-#pragma omp parallel for schedule(dynamic) collapse(2) if ((long)B * H * Tn * Tk * D > 65536)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            const int g = h / group;
-            const float *qb = q + (size_t)b * Tn * qs + (size_t)h * D;
-            const float *kb = k_cache + (size_t)b * Tcap * ks + (size_t)g * D;
-            const float *vb = v_cache + (size_t)b * Tcap * ks + (size_t)g * D;
-            float *ob = out + (size_t)b * Tn * qs + (size_t)h * D;
-            for (int i = 0; i < Tn; i++) {
-                const int nvis = start + i + 1; /* keys 0..start+i */
-                float *p = att + (((size_t)b * H + h) * Tn + i) * Tk;
-                const float *qi = qb + (size_t)i * qs;
-                float mx = -INFINITY;
-                for (int j = 0; j < nvis; j++) {
-                    p[j] = ops_dot8(qi, kb + (size_t)j * ks, D) * scale;
-                    if (p[j] > mx) mx = p[j];
-                }
-                /* sum >= 1: the max contributes exp(0) */
-                float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis));
-                for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
-                float *oi = ob + (size_t)i * qs;
-                memset(oi, 0, sizeof(float) * D);
-                for (int j = 0; j < nvis; j++) {
-                    p[j] *= inv;
-                    if (p[j] == 0.0f) continue;
-                    const float *vj = vb + (size_t)j * ks;
-                    for (int d = 0; d < D; d++) oi[d] += p[j] * vj[d];
-                }
-            }
+/* At least this many queries (a prompt chunk) compute their scores and outputs with ftc_matmul, as
+ * ftc_attention_forward does; fewer (decoding) with the dot-product loop. Inside ftc_parallel_for the matmuls
+ * run on the calling thread alone (the pool is busy with this very job). */
+enum { GEMM_QUERIES = 8 };
+
+/* Decoding's queries one at a time: dot-product scores, softmax, weighted sum of the values. Compiled plain and
+ * for AVX-512 (vmath.h; same operations in the same order, so both give the same bits). */
+VM_FORCE_INLINE void decode_rows_body(float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn,
+                                      int Tk, size_t qs, size_t ks, int D, int start, float scale) {
+    for (int i = 0; i < Tn; i++) {
+        const int nvis = start + i + 1; /* keys 0..start+i */
+        float *p = att + (size_t)i * Tk;
+        const float *qi = qb + (size_t)i * qs;
+        float mx = -INFINITY;
+        for (int j = 0; j < nvis; j++) {
+            p[j] = ops_dot8(qi, kb + (size_t)j * ks, D) * scale;
+            if (p[j] > mx) mx = p[j];
+        }
+        /* sum >= 1: the max contributes exp(0) */
+        float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis));
+        for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
+        float *oi = ob + (size_t)i * qs;
+        memset(oi, 0, sizeof(float) * D);
+        for (int j = 0; j < nvis; j++) {
+            p[j] *= inv;
+            if (p[j] == 0.0f) continue;
+            const float *vj = vb + (size_t)j * ks;
+            for (int d = 0; d < D; d++) oi[d] += p[j] * vj[d];
         }
     }
+}
+VM_TWO_PATHS(decode_rows, (float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn, int Tk,
+                           size_t qs, size_t ks, int D, int start, float scale),
+             (ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale))
+
+/* One head of one sequence: Tn queries (stride qs) over Tk cached keys/values (stride ks); att: Tn x Tk. */
+static void head(float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn, int Tk, size_t qs,
+                 size_t ks, int D) {
+    const int start = Tk - Tn; /* absolute position of the first new query */
+    const float scale = 1.0f / sqrtf((float)D);
+    if (Tn >= GEMM_QUERIES) { /* a prompt chunk: scores and output as two products (on this thread: see above) */
+        ftc_matmul(false, true, Tn, Tk, D, scale, qb, (int)qs, kb, (int)ks, 0.0f, att, Tk);
+        for (int i = 0; i < Tn; i++) {
+            const int nvis = start + i + 1;
+            float *p = att + (size_t)i * Tk, mx = -INFINITY;
+            for (int j = 0; j < nvis; j++) mx = p[j] > mx ? p[j] : mx;
+            float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis));
+            for (int j = 0; j < nvis; j++) p[j] *= inv;
+            for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
+        }
+        ftc_matmul(false, false, Tn, D, Tk, 1.0f, att, Tk, vb, (int)ks, 0.0f, ob, (int)qs);
+        return;
+    }
+    (ftc_vm_use_avx512() ? decode_rows_avx512 : decode_rows_generic)(ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+}
+
+typedef struct {
+    float *out, *att;
+    const float *q, *k, *v;
+    float *const *atts;
+    const float *const *ks, *const *vs;
+    const int *lens;
+    int Tn, Tk, Tcap, H, Hkv, D;
+} job;
+
+static void run_one(void *ctx, int t) { /* t = b * H + h */
+    const job *j = ctx;
+    const int b = t / j->H, h = t % j->H, g = h / (j->H / j->Hkv);
+    const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
+    head(j->out + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->att + ((size_t)b * j->H + h) * j->Tn * j->Tk,
+         j->q + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->k + (size_t)b * j->Tcap * ks + (size_t)g * j->D,
+         j->v + (size_t)b * j->Tcap * ks + (size_t)g * j->D, j->Tn, j->Tk, qs, ks, j->D);
+}
+
+void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
+                              int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
+    job j = {out, att, q, k_cache, v_cache, NULL, NULL, NULL, NULL, Tn, Tk, Tcap, H, Hkv, D};
+    if ((long)B * H * Tn * Tk * D > 65536) {
+        ftc_parallel_for(B * H, run_one, &j);
+        return;
+    }
+    for (int t = 0; t < B * H; t++) run_one(&j, t);
+}
+
+static void run_seq(void *ctx, int t) { /* t = s * H + h: one new query of sequence s */
+    const job *j = ctx;
+    const int s = t / j->H, h = t % j->H, g = h / (j->H / j->Hkv);
+    const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
+    head(j->out + (size_t)s * qs + (size_t)h * j->D, j->atts[s] + (size_t)h * j->lens[s], j->q + (size_t)s * qs + (size_t)h * j->D,
+         j->ks[s] + (size_t)g * j->D, j->vs[s] + (size_t)g * j->D, 1, j->lens[s], qs, ks, j->D);
+}
+
+void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
+                                       const float *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
+    job j = {out, NULL, q, NULL, NULL, att, k_cache, v_cache, len, 1, 0, 0, H, Hkv, D};
+    long work = 0;
+    for (int s = 0; s < S; s++) work += (long)H * len[s] * D;
+    if (work > 65536) {
+        ftc_parallel_for(S * H, run_seq, &j);
+        return;
+    }
+    for (int t = 0; t < S * H; t++) run_seq(&j, t);
 }

@@ -36,6 +36,30 @@ static void panel_mm(bool bf16, bool tb, int M, int Nc, int K, const float *A, i
     ftc_matmul_bf16(false, tb, M, Nc, K, 1.0f, A, FTC_MM_F32, lda, P16, FTC_MM_BF16, ldp, beta, C, ldc);
 }
 
+/* Decoding (at most SKINNY_N rows of X): panels of whole rows of W, each decoded once and multiplied by
+ * ftc_matmul's skinny path (the weight's values are read once, as the f32 and bf16 decode paths read theirs);
+ * the panels go to the matmul threads (ftc_parallel_for) rather than an OpenMP team, like the rest of decoding. */
+enum { SKINNY_N = 16 };
+typedef struct {
+    float *Y;
+    const float *X;
+    const uint8_t *W;
+    size_t row_bytes;
+    int block, block_bytes, N, I, O, rows;
+    float beta;
+    bool bf16;
+    ftc_quant_decode_fn dec;
+} skinny_job;
+
+static void skinny_panel(void *ctx, int p) {
+    const skinny_job *j = ctx;
+    _Alignas(64) float P[PANEL];
+    _Alignas(64) uint16_t P16[PANEL];
+    int o0 = p * j->rows, no = j->O - o0 < j->rows ? j->O - o0 : j->rows;
+    decode_panel(P, j->W, j->row_bytes, j->block, j->block_bytes, j->dec, o0, no, 0, j->I);
+    panel_mm(j->bf16, true, j->N, no, j->I, j->X, j->I, P, P16, j->I, j->beta, j->Y + o0, j->O, no * j->I);
+}
+
 void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16) {
     if (N <= 0 || O <= 0) return;
     if (I <= 0) {
@@ -45,6 +69,11 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
     ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_use_avx512());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
     size_t row_bytes = ftc_quant_row_bytes(type, I);
+    if (N <= SKINNY_N && I <= PANEL) {
+        skinny_job j = {Y, X, W, row_bytes, block, block_bytes, N, I, O, PANEL / I, beta, bf16, dec};
+        ftc_parallel_for((O + j.rows - 1) / j.rows, skinny_panel, &j);
+        return;
+    }
     int panels = (O + F_ROWS - 1) / F_ROWS;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(N, I, O))
     for (int p = 0; p < panels; p++) {

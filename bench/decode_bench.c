@@ -1,0 +1,241 @@
+/* Decoding and prompt processing against the memory-bandwidth ceiling (issue 24).
+ *   decode_bench MODEL [--bf16] [--base q8_0|q4_0] [--prompt 256] [--gen 64] [--batch 8] [--pp 256,1024] [--bw-mb 256]
+ * MODEL: a model directory (HF layout) or a .gguf file (converted through the ftc cache).
+ * Prints, one line each:
+ *   read bandwidth  a STREAM-like read of a buffer far larger than the caches (both threads; best of 5)
+ *   weights         bytes of weights one decoded token reads (every matmul weight in the form the matmuls read
+ *                   it, the LM head included) and KV-cache bytes at the decode context
+ *   prefill N       tokens/s of ftc_model_decode on N prompt tokens into an empty cache (last position's logits)
+ *   decode          tokens/s of one new token at a time after --prompt tokens (--gen of them), the GB/s of weights
+ *                   that implies and its share of the read bandwidth
+ *   batch B         ftc_model_decode_batch of B sequences (each after --prompt tokens): tokens/s over all of
+ *                   them and the ratio to one sequence's decode
+ * Benchmarks are short: run them once on a quiet machine and report the load average beside the figures. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "ftc/gguf.h"
+#include "ftc/infer.h"
+#include "ftc/model.h"
+#include "ftc/quant.h"
+#include "model/model_internal.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static float sum_avx512(const float *p, size_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i + 64 <= n; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
+        a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+#endif
+
+static float sum_plain(const float *p, size_t n) {
+    float a[8] = {0};
+    for (size_t i = 0; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) a[j] += p[i + j];
+    return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+}
+
+/* GB/s reading bytes of floats with every OpenMP thread, each its own contiguous half; best of 5. */
+static double read_bandwidth(size_t bytes) {
+    size_t n = bytes / sizeof(float);
+    float *buf = NULL;
+    if (posix_memalign((void **)&buf, 64, n * sizeof(float))) return 0;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 1023) * 1e-3f;
+    int avx = 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    avx = __builtin_cpu_supports("avx512f");
+#endif
+    double best = 0;
+    volatile float sink = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+        float tot = 0;
+#pragma omp parallel reduction(+ : tot)
+        {
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            size_t per = (n / nt) & ~(size_t)63, lo = per * t;
+            float s;
+#if defined(__x86_64__)
+            s = avx ? sum_avx512(buf + lo, per) : sum_plain(buf + lo, per);
+#else
+            s = sum_plain(buf + lo, per);
+#endif
+            tot += s;
+        }
+        double dt = now() - t0;
+        sink = tot;
+        double gbs = (double)((n / omp_get_max_threads()) & ~(size_t)63) * omp_get_max_threads() * 4 / dt / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    (void)sink;
+    free(buf);
+    return best;
+}
+
+/* bytes the matmuls read per decoded token: each matmul weight once, in the form its matmul reads */
+static double weight_bytes(const ftc_model *m) {
+    double b = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const ftc_param *p = &m->params[i];
+        if (!ftc_model_is_matmul_weight(m, i)) continue;
+        if (p->data_q) b += (double)ftc_quant_row_bytes(p->qtype, p->numel / p->shape[0]) * (double)p->shape[0];
+        else if (p->data_bf16 && (m->precision == FTC_PREC_BF16 || !p->data)) b += 2.0 * (double)p->numel;
+        else b += 4.0 * (double)p->numel;
+    }
+    return b;
+}
+
+static void fill_ids(int32_t *ids, int n, int V, unsigned seed) {
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)((seed + (unsigned)i * 2654435761u) % (unsigned)(V - 3)) + 3;
+}
+
+static int die(const char *what, const ftc_err *e) {
+    fprintf(stderr, "decode_bench: %s: %s\n", what, e->msg);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: decode_bench MODEL [--bf16] [--base q8_0|q4_0] [--prompt N] [--gen N] [--batch B] "
+                        "[--pp N,N] [--bw-mb MB]\n");
+        return 2;
+    }
+    const char *model = argv[1], *pp = "256,1024", *base = NULL;
+    bool bf16 = false;
+    int prompt = 256, gen = 64, batch = 8, bw_mb = 256;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--bf16")) bf16 = true;
+        else if (i + 1 < argc && !strcmp(argv[i], "--base")) base = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--prompt")) prompt = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--gen")) gen = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--pp")) pp = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--bw-mb")) bw_mb = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "decode_bench: unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (prompt < 1 || gen < 1 || batch < 1 || batch > 64) {
+        fprintf(stderr, "decode_bench: --prompt and --gen >= 1, --batch 1..64\n");
+        return 2;
+    }
+    double bw = bw_mb > 0 ? read_bandwidth((size_t)bw_mb << 20) : 0;
+    printf("read bandwidth: %.1f GB/s (%d MB, %d threads, best of 5)\n", bw, bw_mb, omp_get_max_threads());
+
+    ftc_err e;
+    char dir[8192];
+    if (ftc_gguf_resolve(model, dir, sizeof dir, &e)) return die(model, &e);
+    ftc_model *m;
+    double t0 = now();
+    ftc_status s;
+    if (base) {
+        int qt = !strcmp(base, "q8_0") ? FTC_GGML_Q8_0 : !strcmp(base, "q4_0") ? FTC_GGML_Q4_0
+               : !strcmp(base, "q4_1") ? FTC_GGML_Q4_1 : -1;
+        if (qt < 0) {
+            fprintf(stderr, "decode_bench: --base q8_0|q4_0|q4_1\n");
+            return 2;
+        }
+        s = ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, qt, &m, &e);
+    } else if (bf16) {
+        s = ftc_model_load_bf16_base(dir, FTC_TASK_CAUSAL_LM, &m, &e);
+    } else {
+        s = ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &m, &e);
+    }
+    if (s) return die(dir, &e);
+    if (bf16 && ftc_model_set_precision(m, FTC_PREC_BF16, &e)) return die("bf16", &e);
+    double wb = weight_bytes(m);
+    int V = m->V;
+    double kvb = 2.0 * m->L * prompt * m->kvdim * 4;
+    printf("model: %s, %s%s, loaded in %.1f s; weights read per token %.1f MB; KV cache at %d positions %.1f MB\n",
+           model, bf16 ? "bf16" : "fp32", base ? base : "", now() - t0, wb / 1e6, prompt, kvb / 1e6);
+
+    int maxn = prompt;
+    for (const char *q = pp; *q;) {
+        int n = atoi(q);
+        if (n > maxn) maxn = n;
+        q = strchr(q, ',');
+        if (!q) break;
+        q++;
+    }
+    if (maxn < 16) maxn = 16; /* the warm-up's tokens */
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(maxn + gen));
+    float *logits = malloc(sizeof(float) * (size_t)V * (size_t)batch);
+    if (!ids || !logits) return 1;
+    ftc_kv_cache *c;
+    if (ftc_kv_cache_create(m, maxn + gen, &c, &e)) return die("cache", &e);
+    /* warm-up: threads, page faults of the weights */
+    fill_ids(ids, 16, V, 1);
+    if (ftc_model_decode(m, c, ids, 16, logits, false, &e)) return die("decode", &e);
+
+    for (const char *q = pp; *q;) {
+        int n = atoi(q);
+        if (n > 0) {
+            ftc_kv_cache_reset(c);
+            fill_ids(ids, n, V, 7);
+            double t = now();
+            if (ftc_model_decode(m, c, ids, n, logits, false, &e)) return die("prefill", &e);
+            double dt = now() - t;
+            printf("prefill %d: %.1f tokens/s (%.3f s)\n", n, n / dt, dt);
+        }
+        q = strchr(q, ',');
+        if (!q) break;
+        q++;
+    }
+
+    ftc_kv_cache_reset(c);
+    fill_ids(ids, prompt + gen, V, 11);
+    if (ftc_model_decode(m, c, ids, prompt, logits, false, &e)) return die("prompt", &e);
+    double t = now();
+    for (int i = 0; i < gen; i++)
+        if (ftc_model_decode(m, c, ids + prompt + i, 1, logits, false, &e)) return die("decode", &e);
+    double dt = now() - t, tps1 = gen / dt;
+    double gbs = tps1 * wb / 1e9;
+    printf("decode after %d: %.1f tokens/s (%d in %.3f s), weights %.1f GB/s = %.0f%% of read bandwidth\n", prompt, tps1,
+           gen, dt, gbs, bw > 0 ? 100 * gbs / bw : 0);
+
+    if (batch > 1) {
+        ftc_kv_cache **cs = calloc((size_t)batch, sizeof *cs);
+        int32_t *next = malloc(sizeof(int32_t) * (size_t)batch);
+        if (!cs || !next) return 1;
+        for (int b = 0; b < batch; b++) {
+            if (ftc_kv_cache_create(m, prompt + gen, &cs[b], &e)) return die("cache", &e);
+            fill_ids(ids, prompt, V, 100 + (unsigned)b);
+            if (ftc_model_decode(m, cs[b], ids, prompt, logits, false, &e)) return die("prompt", &e);
+        }
+        int steps = gen / 2 > 4 ? gen / 2 : 4;
+        t = now();
+        for (int i = 0; i < steps; i++) {
+            fill_ids(next, batch, V, 1000 + (unsigned)i);
+            if (ftc_model_decode_batch(m, cs, next, batch, logits, &e)) return die("batch", &e);
+        }
+        dt = now() - t;
+        double tpsb = (double)steps * batch / dt;
+        printf("batch %d: %.1f tokens/s (%d steps in %.3f s), %.2fx one sequence\n", batch, tpsb, steps, dt, tpsb / tps1);
+        for (int b = 0; b < batch; b++) ftc_kv_cache_free(cs[b]);
+        free(cs), free(next);
+    }
+    ftc_kv_cache_free(c);
+    ftc_model_free(m);
+    free(ids), free(logits);
+    return 0;
+}
