@@ -8,7 +8,8 @@
 # Environment: FTC_ASSISTANT_RUNS (default runs/assistant), FTC_ASSISTANT_SYSTEMS (default
 # "base rag lora full lora+rag"), FTC_ASSISTANT_MAX_TOKENS (80), FTC_ASSISTANT_EPOCHS (3),
 # FTC_ASSISTANT_TEST (a test file; default examples/assistant/test.jsonl), FTC_ASSISTANT_REUSE=1 (keep a finished
-# RUNS/lora or RUNS/full with its recorded training time instead of training again, and answers already written).
+# RUNS/lora or RUNS/full with its recorded training time instead of training again, answers and evaluations already
+# written).
 #
 # Columns (docs/generate.md, "Held-out conversations"):
 #   loss, ppl      held-out loss (nats per answer token) and perplexity of the reference answers given the same
@@ -104,8 +105,9 @@ answer() {
   json_strings answer "$RUNS/$name.answers.jsonl" | sed 's/\\[nrt]/ /g' | paste -d '\t' "$RUNS/intents.txt" - |
     grep -v '^combo	' |
     awk -F '\t' '{printf "{\"text\": %s, \"label\": \"%s\"}\n", $2, $1}' >"$RUNS/$name.scored.jsonl"
+  # (--predictions: one line per text, then the summary lines)
   "$FTC" retrieve --model "$MINILM" --index "$A/intents.jsonl" --data "$RUNS/$name.scored.jsonl" --predictions |
-    cut -f 1 >"$RUNS/$name.nearest.txt"
+    head -n "$(grep -c . "$RUNS/$name.scored.jsonl")" | cut -f 1 >"$RUNS/$name.nearest.txt"
   grep -o '"label": "[^"]*"' "$RUNS/$name.scored.jsonl" | sed 's/.*"\([^"]*\)"$/\1/' |
     paste -d ' ' - "$RUNS/$name.nearest.txt" | awk '
       $1 == "out_of_scope" { o++; if ($2 == "out_of_scope") or++ ; next }
@@ -120,12 +122,15 @@ has lora+rag && answer lora+rag "$RUNS/lora" rag
 
 # ---------------------------------------------------------------------------------------------------
 step "Held-out loss of the reference answers"
-if [ -d "$RUNS/lora" ]; then
+reuse_eval() { [ "${FTC_ASSISTANT_REUSE:-0}" = 1 ] && [ -s "$1" ] && echo "reusing $1"; }
+if [ -d "$RUNS/lora" ] && ! reuse_eval "$RUNS/lora.eval.json"; then
   "$FTC" eval --model "$RUNS/lora" --data "$TEST" --compare "$GGUF" --json >"$RUNS/lora.eval.json"
   cp "$RUNS/lora.eval.json" "$RUNS/lora/eval.json"
 fi
-[ -d "$RUNS/full" ] && "$FTC" eval --model "$RUNS/full" --data "$TEST" --json >"$RUNS/full.eval.json"
-if [ -d "$RUNS/lora" ] && [ -s "$RUNS/rag_conversations.jsonl" ]; then
+if [ -d "$RUNS/full" ] && ! reuse_eval "$RUNS/full.eval.json"; then
+  "$FTC" eval --model "$RUNS/full" --data "$TEST" --json >"$RUNS/full.eval.json"
+fi
+if [ -d "$RUNS/lora" ] && [ -s "$RUNS/rag_conversations.jsonl" ] && ! reuse_eval "$RUNS/rag.eval.json"; then
   "$FTC" eval --model "$RUNS/lora" --data "$RUNS/rag_conversations.jsonl" --compare "$GGUF" --json >"$RUNS/rag.eval.json"
 fi
 loss_of() {
@@ -193,7 +198,7 @@ if [ -d "$RUNS/lora" ] && [ -f "$RUNS/base.answers.txt" ] && [ -f "$RUNS/lora.an
     line="{\"prompt\": $(sed -n "${i}p" "$RUNS/questions.txt"), \"base\": $(sed -n "${i}p" "$RUNS/base.answers.txt"), \"tuned\": $(sed -n "${i}p" "$RUNS/lora.answers.txt")"
     for s in $extra; do line="$line, \"$s\": $(sed -n "${i}p" "$RUNS/$s.answers.txt")"; done
     line="$line, \"reference\": $(sed -n "${i}p" "$RUNS/references.txt")}"
-    echo "$line"
+    printf '%s\n' "$line" # (not echo: dash's echo turns the \n escapes into line breaks)
     i=$((i + 1))
   done >"$RUNS/lora/samples.jsonl"
   "$FTC" report --run "$RUNS/lora" >/dev/null
