@@ -145,15 +145,21 @@ static json_t *lm_json(const lm_result *r) {
 }
 
 /* The base model (compare) on the same ids, after checking it reads them as the tuned model does. */
-static ftc_status eval_lm_base(const char *base_dir, const char *model_dir, const ftc_model *tuned, const ftc_ids *ids,
-                               int context, lm_result *r, ftc_err *err) {
+/* The base model (--compare) for evaluation, after checking it reads token ids as the tuned model does. */
+static ftc_status load_lm_base(const char *base_dir, const char *model_dir, const ftc_model *tuned, ftc_model **base,
+                               ftc_err *err) {
     ftc_model_config bc;
     ftc_status s = ftc_config_load(base_dir, &bc, err);
     if (s) return ftc_err_prefix(err, "--compare");
     s = ftc_check_same_architecture(ftc_model_config_of(tuned), model_dir, &bc, base_dir, err);
     ftc_config_free(&bc);
+    return s ? s : load_lm(base_dir, NULL, base, err);
+}
+
+static ftc_status eval_lm_base(const char *base_dir, const char *model_dir, const ftc_model *tuned, const ftc_ids *ids,
+                               int context, lm_result *r, ftc_err *err) {
     ftc_model *m = NULL;
-    if (!s) s = load_lm(base_dir, NULL, &m, err);
+    ftc_status s = load_lm_base(base_dir, model_dir, tuned, &m, err);
     if (!s) s = eval_lm_ids(m, ids->ids, ids->n, context, r, err);
     ftc_model_free(m);
     return s;
@@ -240,18 +246,10 @@ static int eval_lm_data(const char *model_dir, const char *adapter, const char *
         goto done;
     }
     if (compare) {
-        ftc_model_config bc;
         ftc_model *b = NULL;
-        ftc_status s = ftc_config_load(compare, &bc, &err);
-        if (s) {
-            ftc_err_prefix(&err, "--compare");
-        } else {
-            s = ftc_check_same_architecture(ftc_model_config_of(m), model_dir, &bc, compare, &err);
-            ftc_config_free(&bc);
-        }
-        ftc_model_free(m); /* its activations are not needed any more */
+        ftc_status s = load_lm_base(compare, model_dir, m, &b, &err);
+        ftc_model_free(m); /* the tuned model's part is done */
         m = NULL;
-        if (!s) s = load_lm(compare, NULL, &b, &err);
         if (!s) s = ftc_model_eval_lm_data(b, model_dir, data, max_len, 0, &jb, &err);
         ftc_model_free(b);
         if (s) { rc = cli_fail("eval", &err); goto done; }

@@ -7,17 +7,20 @@
 #include <string.h>
 #include <sys/resource.h>
 
-/* Resident set of this process now (VmRSS), in bytes; 0 when /proc is not there. */
-int64_t ftc_plan_rss_now(void) {
-    FILE *f = fopen("/proc/self/status", "r");
+/* The "NAME: N kB" line of a /proc file, in bytes; 0 when the file or the line is not there. */
+static int64_t proc_kb(const char *path, const char *line_format) {
+    FILE *f = fopen(path, "r");
     if (!f) return 0;
     char line[256];
     long long kb = 0;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %lld kB", &kb) == 1) break;
+        if (sscanf(line, line_format, &kb) == 1) break;
     fclose(f);
     return (int64_t)kb * 1024;
 }
+
+/* Resident set of this process now (VmRSS). */
+int64_t ftc_plan_rss_now(void) { return proc_kb("/proc/self/status", "VmRSS: %lld kB"); }
 
 int64_t ftc_plan_rss_peak(void) {
     struct rusage ru;
@@ -25,17 +28,8 @@ int64_t ftc_plan_rss_peak(void) {
     return (int64_t)ru.ru_maxrss * 1024; /* Linux: kilobytes */
 }
 
-/* MemAvailable of /proc/meminfo in bytes (what the kernel can give without swapping); 0 when unknown. */
-static int64_t mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    long long kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
-    fclose(f);
-    return (int64_t)kb * 1024;
-}
+/* What the kernel can give without swapping (MemAvailable). */
+static int64_t mem_available(void) { return proc_kb("/proc/meminfo", "MemAvailable: %lld kB"); }
 
 void ftc_plan_memory(const ftc_model *m, int batch, int seq_len, int64_t activation_bytes, int64_t feature_cache_bytes,
                      ftc_train_plan *p) {
