@@ -77,7 +77,7 @@ rc=$(trap '' PIPE; "$FTC" tokenize --model "$M" --file many.txt 2>"$tmp/pipe.err
 ## 3. An export never replaces its input or a directory holding a run, --force or not.
 awk 'BEGIN { srand(5); for (i = 0; i < 16; i++) { s = "1";
   for (t = 0; t < 24; t++) s = s ", " (300 + int(rand() * 100)); printf "{\"input_ids\": [%s]}\n", s } }' >lm.jsonl
-"$FTC" train --model "$M" --data lm.jsonl --out run --task causal-lm --method lora --lora-r 4 --lora-alpha 8 \
+"$FTC" train --model "$M" --data lm.jsonl --out run --task causal-lm --method lora --lora-r 4 --lora-alpha 8 --save-merged \
   --lr 0.01 --batch 8 --max-steps 3 --quiet >/dev/null 2>&1 || fail "train a LoRA run"
 run_files() { ls run/checkpoint.ftc run/metrics.jsonl run/config.resolved.json run/model/config.json >/dev/null 2>&1; }
 run_files || fail "the run lacks its files"
@@ -93,7 +93,7 @@ run_files || fail "a refused export lost run files"
 ## 4. RUNDIR/model is replaced whole: a kill at any rename leaves the old model (or none) or the new one.
 printf 'text,label\n' > cls.csv
 for i in $(seq 1 12); do echo "the cat sat on mat $i,cat" >> cls.csv; echo "a dog ran in park $i,dog" >> cls.csv; done
-TR=(train --model "$M" --data cls.csv --task classify --method lora --lora-r 4 --lr 0.01 --batch 8 --quiet)
+TR=(train --model "$M" --data cls.csv --task classify --method lora --lora-r 4 --lr 0.01 --batch 8 --save-merged --quiet)
 sums() { [ -d "$1" ] && (cd "$1" && ls -A | LC_ALL=C sort | xargs md5sum) || echo none; }
 leftovers() { find "$1" -name '*.tmp.*' -o -name '*.old.*' | head -3; }
 if ! command -v strace >/dev/null || ! strace -f -o /dev/null true 2>/dev/null; then

@@ -143,7 +143,7 @@ for k in 1 2; do
   wait "$pid" 2>/dev/null
 done
 "$FTC" train "${ARGS[@]}" --out "$T/killed" --resume >/dev/null || fail "resumed run failed"
-cmp "$T/ref/model/model.safetensors" "$T/killed/model/model.safetensors" || fail "resumed model differs from uninterrupted"
+cmp "$T/ref/adapter/adapter_model.safetensors" "$T/killed/adapter/adapter_model.safetensors" || fail "resumed adapter differs from uninterrupted"
 cmp "$T/ref/checkpoint.ftc" "$T/killed/checkpoint.ftc" || fail "resumed checkpoint differs"
 diff <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$T/ref/metrics.jsonl") <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$T/killed/metrics.jsonl") \
   || fail "metrics.jsonl of the resumed run differs"
@@ -151,8 +151,30 @@ echo "resume: killed $kills of 2 times (uninterrupted run ${dur_ms} ms); final m
 
 # --save-only-model: the same run keeps model/ only (same bytes), and --resume knows it finished
 "$FTC" train "${ARGS[@]}" --out "$T/only" --save-only-model >/dev/null || fail "--save-only-model run failed"
-cmp "$T/ref/model/model.safetensors" "$T/only/model/model.safetensors" || fail "--save-only-model: model differs"
+cmp "$T/ref/adapter/adapter_model.safetensors" "$T/only/adapter/adapter_model.safetensors" || fail "--save-only-model: adapter differs"
 [ ! -e "$T/only/checkpoint.ftc" ] && [ ! -e "$T/only/best.ftc" ] || fail "--save-only-model kept checkpoints: $(ls "$T/only")"
 out=$("$FTC" train "${ARGS[@]}" --out "$T/only" --save-only-model --resume) || fail "--resume of a --save-only-model run"
 grep -q "already finished" <<<"$out" || fail "--resume of a finished --save-only-model run: $out"
+
+# a LoRA run keeps its adapter (PEFT layout) and no merged copy; every command that takes RUNDIR loads base +
+# adapter; --save-merged (alias --merge-lora) also writes model/, with the same outputs
+[ -f "$T/ref/adapter/adapter_config.json" ] && [ ! -e "$T/ref/model" ] || fail "LoRA run layout: $(ls "$T/ref")"
+kb=$(du -sk "$T/ref" | cut -f1)
+[ "$kb" -lt 8000 ] || fail "a MiniLM LoRA run takes $kb KB (no merged model/ expected)"
+"$FTC" train "${ARGS[@]}" --out "$T/merged" --merge-lora >/dev/null || fail "--merge-lora run failed"
+[ -f "$T/merged/model/model.safetensors" ] || fail "--merge-lora wrote no model/"
+cmp "$T/ref/adapter/adapter_model.safetensors" "$T/merged/adapter/adapter_model.safetensors" || fail "--save-merged changed the adapter"
+echo "run sizes: adapter only $kb KB, with --save-merged $(du -sk "$T/merged" | cut -f1) KB"
+q=("my bike won't unlock" "refund please")
+"$FTC" classify --model "$T/ref" "${q[@]}" >"$T/c_adapter" || fail "classify RUNDIR (base + adapter)"
+"$FTC" classify --model "$T/merged" "${q[@]}" >"$T/c_merged" || fail "classify RUNDIR (model/)"
+cmp "$T/c_adapter" "$T/c_merged" || fail "base + adapter classifies differently from the merged model/"
+"$FTC" logits --model "$T/ref" --ids "$T/val.jsonl" >"$T/l_adapter" || fail "logits RUNDIR (base + adapter)"
+"$FTC" logits --model "$T/merged" --ids "$T/val.jsonl" >"$T/l_merged" || fail "logits RUNDIR (model/)"
+cmp "$T/l_adapter" "$T/l_merged" || fail "logits: base + adapter differ from the merged model/"
+expect_rc 0 "" "$FTC" export "$T/ref" --format hf --out "$T/ref_hf"
+"$FTC" classify --model "$T/ref_hf" "${q[@]}" >"$T/c_hf" || fail "classify the export of base + adapter"
+cmp "$T/c_adapter" "$T/c_hf" || fail "export --format hf of an adapter-only run classifies differently"
+expect_rc 1 "--save-merged is for --method lora" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --method head \
+  --save-merged --out "$T/x"
 echo "PASS"

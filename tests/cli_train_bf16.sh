@@ -26,7 +26,7 @@ for i in $(seq 1 24); do
 done >"$T/lm.jsonl"
 
 ARGS=(--model "$MODEL" --data "$T/lm.jsonl" --task causal-lm --method lora --lora-targets all-linear --lora-r 4
-      --lr 0.01 --batch 4 --max-steps 6 --save-every 1 --log-every 1 --seed 3 --precision bf16 --quiet)
+      --lr 0.01 --batch 4 --max-steps 6 --save-every 1 --log-every 1 --seed 3 --precision bf16 --save-merged --quiet)
 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$T/ref"
 grep -q '"precision": "bf16"' "$T/ref/config.resolved.json" || fail "config.resolved.json lacks the precision"
 # the portable bf16 matmul is slow: a bf16 run on it says so (FTC_MATMUL=generic forces it on any CPU)
@@ -50,6 +50,11 @@ first=$(grep -o '"loss":[0-9.]*' "$T/ref/metrics.jsonl" | head -n 1 | cut -d: -f
 last=$(grep -o '"loss":[0-9.]*' "$T/ref/metrics.jsonl" | tail -n 1 | cut -d: -f2)
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "bf16 LoRA loss did not fall ($first -> $last)"
 expect_rc 0 "" "$FTC" eval --model "$T/ref" --data "$T/lm.jsonl"
+merged=$(grep -o 'loss *[0-9.]*' "$T/out" | head -n 1)
+# without model/, RUNDIR is the bf16 base + adapter/ merged as the run merged it: the same figures
+mkdir "$T/adapter_only" && cp -r "$T/ref/adapter" "$T/ref/config.resolved.json" "$T/adapter_only/"
+expect_rc 0 "" "$FTC" eval --model "$T/adapter_only" --data "$T/lm.jsonl"
+[ "$(grep -o 'loss *[0-9.]*' "$T/out" | head -n 1)" = "$merged" ] || fail "base + adapter: $(cat "$T/out") vs merged $merged"
 
 # Kill at a random point, resume (the precision comes back from config.resolved.json), compare byte for byte.
 t0=$(date +%s%N)

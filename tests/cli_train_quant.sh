@@ -29,7 +29,7 @@ last_loss() { grep -o '"loss":[0-9.]*' "$1/metrics.jsonl" | tail -n 1 | cut -d: 
 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$T/fp32"
 ref=$(grep -o '"loss":[0-9.]*' "$T/fp32/metrics.jsonl" | head -n 1 | cut -d: -f2)
 for q in q8_0 q4_k nf4; do
-  expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype $q --out "$T/$q"
+  expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype $q --save-merged --out "$T/$q"
   grep -q "\"base_dtype\": \"$q\"" "$T/$q/config.resolved.json" || fail "config.resolved.json lacks base_dtype $q"
   first=$(grep -o '"loss":[0-9.]*' "$T/$q/metrics.jsonl" | head -n 1 | cut -d: -f2)
   last=$(last_loss "$T/$q")
@@ -46,6 +46,11 @@ dt = {k: v["dtype"] for k, v in h.items() if k != "__metadata__"}
 assert set(dt.values()) == {"F32"}, dt
 PY
   expect_rc 0 "" "$FTC" eval --model "$T/$q" --data "$T/lm.jsonl"
+  merged=$(grep -o 'loss *[0-9.]*' "$T/out" | head -n 1)
+  # without model/, RUNDIR is the $q base + adapter/ merged as the run merged it: the same figures
+  mkdir "$T/$q.adapter" && cp -r "$T/$q/adapter" "$T/$q/config.resolved.json" "$T/$q.adapter/"
+  expect_rc 0 "" "$FTC" eval --model "$T/$q.adapter" --data "$T/lm.jsonl"
+  [ "$(grep -o 'loss *[0-9.]*' "$T/out" | head -n 1)" = "$merged" ] || fail "$q base + adapter: $(cat "$T/out") vs merged $merged"
   echo "  $q base: loss $first -> $last (f32 base: first $ref)"
 done
 # --resume keeps the base type (config.resolved.json)

@@ -57,7 +57,10 @@ for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:
     fi
   done
   expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$d" --resume
-  for f in model/model.safetensors checkpoint.ftc best.ftc; do
+  # a LoRA run keeps its adapter, no merged model/
+  mf=model/model.safetensors; [ "$method" = lora ] && mf=adapter/adapter_model.safetensors
+  [ "$method" = lora ] && [ -e "$d/model" ] && fail "$combo: a LoRA run wrote a merged model/ without --save-merged"
+  for f in $mf checkpoint.ftc best.ftc; do
     cmp -s "$d.ref/$f" "$d/$f" || fail "$combo: $f of the resumed run differs from the uninterrupted run"
   done
   diff <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$d.ref/metrics.jsonl") <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$d/metrics.jsonl") >/dev/null \
@@ -67,10 +70,10 @@ for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:
     | awk 'NR > 1 && $1 + 0 < prev { bad = 1 } { prev = $1 + 0 } END { exit bad || NR < 2 }' \
     || fail "$combo: elapsed_s of the resumed run goes back or is missing: $(grep -o '"elapsed_s":[0-9.e+]*' "$d/metrics.jsonl" | tr '\n' ' ')"
   # a finished run: --resume says so and changes nothing
-  sum=$(cat "$d/model/model.safetensors" "$d/checkpoint.ftc" "$d/metrics.jsonl" | md5sum)
+  sum=$(cat "$d/$mf" "$d/checkpoint.ftc" "$d/metrics.jsonl" | md5sum)
   expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$d" --resume
   grep -q "already finished (6 steps); nothing to resume" "$T/out" || { cat "$T/out"; fail "$combo: finished run not reported"; }
-  [ "$(cat "$d/model/model.safetensors" "$d/checkpoint.ftc" "$d/metrics.jsonl" | md5sum)" = "$sum" ] \
+  [ "$(cat "$d/$mf" "$d/checkpoint.ftc" "$d/metrics.jsonl" | md5sum)" = "$sum" ] \
     || fail "$combo: --resume of a finished run changed files"
   echo "$combo: killed $kills of $KILLS times (checkpoint step at each kill:${at:- -}; uninterrupted ${dur_ms} ms); resumed run byte-identical"
   ran=$((ran + 1))

@@ -191,11 +191,15 @@ static void train_one(ftc_family fam, ftc_task task, ftc_method method) {
     }
     /* the run directory */
     char path[FTC_PATH_MAX + 64];
-    const char *files[] = {"config.resolved.json", "metrics.jsonl", "checkpoint.ftc", "best.ftc", "model/config.json"};
+    /* a LoRA run keeps its adapter (PEFT layout) and no merged model/ (--save-merged) */
+    const char *files[] = {"config.resolved.json", "metrics.jsonl", "checkpoint.ftc", "best.ftc",
+                           method == FTC_METHOD_LORA ? "adapter/adapter_config.json" : "model/config.json"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(path, sizeof path, "%s/%s", c.out, files[i]);
         if (!ftc_file_exists(path)) fail_msg("%s missing", path);
     }
+    snprintf(path, sizeof path, "%s/model/config.json", c.out);
+    if (method == FTC_METHOD_LORA && ftc_file_exists(path)) fail_msg("%s: a LoRA run wrote a merged model/", name);
     snap_free(&before_backbone);
     ftc_model_free(m);
     ftc_dataset_free(&train);
@@ -610,7 +614,7 @@ static void test_run_dir_guards(void **state) {
     ftc_dataset_free(&d);
 }
 
-/* ---- ftc eval --model RUNDIR: the run's saved model (best, adapters merged) reloaded from disk ---- */
+/* ---- ftc eval --model RUNDIR: the run's saved model (best; LoRA: base + adapter/) reloaded from disk ---- */
 static void write_jsonl(const ftc_dataset *d, ftc_task task, const char *path) {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -637,8 +641,17 @@ static void run_dir_case(ftc_family fam, ftc_task task, ftc_method method) {
     ftc_model *m = make_model(fam, task);
     ftc_train_result res;
     ftc_err err;
+    if (method == FTC_METHOD_LORA) {
+        /* a LoRA run keeps only its adapter: RUNDIR loads as the base named in config.resolved.json + adapter/,
+         * so the base must be on disk */
+        snprintf(c.model, sizeof c.model, "%s/%s_base", tmp_root, name);
+        if (ftc_model_save(m, c.model, &err) != FTC_OK) fail_msg("save base: %s", err.msg);
+    }
     if (ftc_train_run(m, &c, &train, &val, true, &res, &err) != FTC_OK) fail_msg("%s: %s", name, err.msg);
     assert_true(ftc_is_run_dir(c.out));
+    char model_dir[FTC_PATH_MAX + 64];
+    snprintf(model_dir, sizeof model_dir, "%s/model/config.json", c.out);
+    assert_int_equal(ftc_file_exists(model_dir), method != FTC_METHOD_LORA);
     /* in memory: the model the run ended with (best weights, merged) */
     double want = eval_loss(m, task, &val);
     snprintf(data_path, sizeof data_path, "%s/val.jsonl", c.out);

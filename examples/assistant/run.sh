@@ -69,7 +69,7 @@ step "1. The data: examples/assistant"
 # train NAME ARGS: ftc train into RUNS/NAME; wall time in RUNS/NAME.train_s, peak RSS (KB) in RUNS/NAME.train_rss
 train() {
   name=$1; shift
-  if [ "${FTC_ASSISTANT_REUSE:-0}" = 1 ] && [ -f "$RUNS/$name/model/config.json" ] && [ -s "$RUNS/$name.train_s" ]; then
+  if [ "${FTC_ASSISTANT_REUSE:-0}" = 1 ] && { [ -f "$RUNS/$name/model/config.json" ] || [ -f "$RUNS/$name/adapter/adapter_config.json" ]; } && [ -s "$RUNS/$name.train_s" ]; then
     step "Training $name: reusing $RUNS/$name (trained in $(cat "$RUNS/$name.train_s") s)"
     return 0
   fi

@@ -117,6 +117,8 @@ typedef struct {
     bool memory_check;      /* refuse a run whose planned peak memory exceeds what the machine has (default true) */
     bool save_only_model;   /* a finished run keeps model/ (and adapter/) only: checkpoint.ftc and best.ftc (weights
                                and AdamW moments) are removed, so it cannot be continued with more steps */
+    bool save_merged;       /* lora: also write model/ (base + adapter merged, HF layout); by default a LoRA run
+                               keeps adapter/ only and every command loads base + adapter (ftc_run_dir_load) */
     bool set[64];           /* which keys were given explicitly (config file or command line), by option index */
     bool from_run[64];      /* ... and which of those came from a run's config.resolved.json (--resume) */
 } ftc_train_config;
@@ -314,11 +316,18 @@ ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o,
 /* Only the JSON state of a checkpoint (the trainer's: step, epoch, finished, ...), without a model. */
 ftc_status ftc_checkpoint_read_state(const char *path, struct json_t **state, ftc_err *err);
 
+/* Whether a run directory holds its final model: RUNDIR/model/config.json, or a LoRA run's
+ * RUNDIR/adapter/adapter_config.json (its default: the adapter only, no merged copy). */
+bool ftc_run_dir_has_model(const char *dir);
 /* For `ftc eval --model RUNDIR`: true when dir is an ftc run directory with its model written
- * (RUNDIR/config.resolved.json and RUNDIR/model/config.json). */
+ * (RUNDIR/config.resolved.json and ftc_run_dir_has_model). */
 bool ftc_is_run_dir(const char *dir);
-/* Loads RUNDIR/model (HF layout: the best model, adapters merged) with the run's task and settings. */
+/* Loads a run's final model with the run's task and settings: RUNDIR/model (HF layout) when there is one, else
+ * (a LoRA run) the base model named by config.resolved.json, read as the run read it, with RUNDIR/adapter
+ * applied and merged and the run's pooling: the model --save-merged writes. */
 ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *cfg, ftc_err *err);
+/* Where a run's tokenizer is: RUNDIR/model when it holds tokenizer files, else the run's base model. */
+void ftc_run_dir_tokenizer_dir(const char *dir, const ftc_train_config *cfg, char *out, size_t n);
 /* Evaluates a run directory's model on data_path (read as the run's data was: pre-tokenized JSONL, labels
  * mapped through RUNDIR/labels.json). *json: the `ftc eval --json` object, with "loss" for both tasks. */
 ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, struct json_t **json, ftc_err *err);

@@ -52,8 +52,17 @@ static ftc_status load_run_adapters(const char *rundir, cli_model *cm, ftc_model
     char ck[FTC_PATH_MAX + 64];
     snprintf(ck, sizeof ck, "%s/best.ftc", rundir);
     if (!ftc_file_exists(ck)) snprintf(ck, sizeof ck, "%s/checkpoint.ftc", rundir);
-    s = ftc_train_prepare_model(m, &cm->run, cm->n_labels, err);
-    if (!s) s = ftc_checkpoint_load(ck, m, NULL, NULL, err);
+    if (!ftc_file_exists(ck)) { /* --save-only-model: no checkpoint; the run's adapter/ holds the same values */
+        snprintf(ck, sizeof ck, "%s/adapter", rundir);
+        s = ftc_model_load_adapter(m, ck, err);
+        if (!s && cm->task == FTC_TASK_CLASSIFY) {
+            ftc_pooling pool = ftc_train_pooling(cm->run.pooling, cm->run.model, ftc_model_config_of(m)->family);
+            s = ftc_model_set_classifier(m, cm->n_labels, pool, 0, err);
+        }
+    } else {
+        s = ftc_train_prepare_model(m, &cm->run, cm->n_labels, err);
+        if (!s) s = ftc_checkpoint_load(ck, m, NULL, NULL, err);
+    }
     if (s) {
         ftc_model_free(m);
         return s;

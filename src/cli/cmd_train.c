@@ -17,9 +17,10 @@ static void train_help(FILE *out) {
     fprintf(out,
         "Usage: ftc train --model DIR --data FILE --out RUNDIR [options]\n\n"
         "Fine-tunes the model in DIR on FILE and writes RUNDIR: config.resolved.json, labels.json (classify),\n"
-        "metrics.jsonl, checkpoint.ftc (last), best.ftc (best on validation), model/ (Hugging Face layout,\n"
-        "the best model when there is validation data, else the last; LoRA adapters merged), adapter/ (LoRA: the\n"
-        "adapter alone, PEFT layout, for --adapter or PEFT) and for causal-lm\n"
+        "metrics.jsonl, checkpoint.ftc (last), best.ftc (best on validation), model/ (full and head: Hugging Face\n"
+        "layout, the best model when there is validation data, else the last), adapter/ (lora: that model's adapter,\n"
+        "PEFT layout; no merged copy unless --save-merged: every command that takes RUNDIR loads base + adapter)\n"
+        "and for causal-lm\n"
         "samples.jsonl (up to 5 validation prompts, else training ones, answered greedily in up to 64 tokens by\n"
         "the base model before training and by the tuned one after; ftc report shows them). At the end, with\n"
         "validation data: eval.json (model/ and the base model on the validation examples, as ftc eval --compare\n"
@@ -39,6 +40,8 @@ static void train_help(FILE *out) {
         "  --no-memory-check           run even when the planned peak memory exceeds what is available (ftc plan)\n"
         "  --save-only-model           a finished run keeps model/ (and adapter/) only: no checkpoint.ftc or\n"
         "                              best.ftc (weights + AdamW moments), so it cannot be continued\n"
+        "  --save-merged               lora: also write model/, base + adapter merged (HF layout; alias\n"
+        "                              --merge-lora). Later: ftc export RUNDIR --format hf --out DIR\n"
         "  --pooling auto|cls|mean|last  classify: what the head reads (auto: the checkpoint's sentence-\n"
         "                              transformers pooling if any, else CLS+pooler for BERT, last token for decoders)\n"
         "  --lora-r R (8) --lora-alpha A (16) --lora-dropout P (0)\n"
@@ -87,6 +90,7 @@ static void train_help(FILE *out) {
         "  --metric val_loss|accuracy|macro_f1 (val_loss)   what 'best' means\n"
         "  --patience N (0)            stop after N evaluations without improvement (0: never)\n"
         "  --save-every N (0)          checkpoint every N steps (0: only at epoch ends and the end; always there)\n"
+
         "  --log-every N (10)          a metrics.jsonl line every N steps\n"
         "  --config FILE               YAML or JSON with the same keys (lr: 2e-5, grad_accum: 4, ...);\n"
         "                              flags on the command line win\n"
@@ -100,7 +104,8 @@ static void train_help(FILE *out) {
         "Trainer and Axolotl work too: --learning-rate, --output-dir, --num-epochs, --per-device-train-batch-size,\n"
         "--gradient-accumulation-steps, --warmup-ratio, --max-seq-length, ... (docs/train.md lists them).\n"
         "A loss that becomes NaN or Inf stops the run (exit 2): the last good checkpoint stays in checkpoint.ftc and is\n"
-        "written as RUNDIR/model (ftc eval --model RUNDIR; continue: ftc train --out RUNDIR --resume --lr LOWER).\n"
+        "written as RUNDIR/model or RUNDIR/adapter (ftc eval --model RUNDIR; continue: ftc train --out RUNDIR --resume\n"
+        "--lr LOWER).\n"
         "SIGINT/SIGTERM (Ctrl-C): the current step finishes, checkpoint.ftc is written, exit 130/143 with the command\n"
         "to resume; a second Ctrl-C stops at once.\n"
         "Details: docs/train.md\n\n"
@@ -112,6 +117,13 @@ static void train_help(FILE *out) {
 }
 
 typedef struct { const char *key, *value; } kv;
+
+/* What a finished run's model is: model/, or a LoRA run's adapter/ (no merged copy). */
+static const char *final_model_name(const char *out) {
+    char p[FTC_PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/model/config.json", out);
+    return ftc_file_exists(p) ? "model" : "adapter";
+}
 
 /* causal-lm sample answers (RUNDIR/samples.jsonl): few and short, so they cost little next to training */
 enum { SAMPLE_PROMPTS = 5, SAMPLE_TOKENS = 64 };
@@ -304,8 +316,8 @@ int cmd_train(int argc, char **argv) {
     /* a finished run has nothing to do, unless --max-steps or --epochs now ask for a different length */
     bool new_length = have_saved && (c.max_steps != saved.max_steps || c.epochs != saved.epochs);
     if (resume && !new_length && ftc_train_run_finished(c.out, &done_steps)) {
-        printf("%s: the run already finished (%lld steps); nothing to resume. model: %s/model\n", c.out,
-               (long long)done_steps, c.out);
+        printf("%s: the run already finished (%lld steps); nothing to resume. model: %s/%s\n", c.out,
+               (long long)done_steps, c.out, final_model_name(c.out));
         /* killed while writing eval.json or report.html after the last step: no temporaries stay, a report is there */
         ftc_remove_stale_temps(c.out);
         char report[FTC_PATH_MAX + 16];
@@ -393,7 +405,11 @@ int cmd_train(int argc, char **argv) {
                (long long)res.trainable_params);
         if (have_val) printf(", best %s %.4f at step %lld%s", ftc_metric_name(c.metric), res.best_metric,
                              (long long)res.best_step, res.stopped_early ? " (stopped early)" : "");
-        printf("\nmodel: %s/model\n", c.out);
+        if (c.method == FTC_METHOD_LORA && !c.save_merged)
+            printf("\nmodel: %s/adapter (LoRA adapter, PEFT layout; RUNDIR loads as %s + adapter everywhere; merged "
+                   "copy: ftc export %s --format hf --out DIR, or train with --save-merged)\n", c.out, c.model, c.out);
+        else
+            printf("\nmodel: %s/model\n", c.out);
     }
     ftc_dataset_free(&train);
     ftc_model_free(m);

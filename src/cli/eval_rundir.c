@@ -1,4 +1,4 @@
-/* `ftc eval --model RUNDIR`: evaluates a training run's model (RUNDIR/model: the best, adapters merged)
+/* `ftc eval --model RUNDIR`: evaluates a training run's model (RUNDIR/model: the best; a LoRA run's base + adapter/)
  * on data read the way the run read its own (src/train/rundir.c); with --compare BASE_DIR, the base model
  * on the same examples beside it. Called from cmd_eval. */
 #include "cli.h"
@@ -159,7 +159,8 @@ int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const c
         free(rc);
         return cli_fail("eval", &err);
     }
-    char base_dir[FTC_PATH_MAX];
+    char base_dir[FTC_PATH_MAX], run_base[FTC_PATH_MAX];
+    snprintf(run_base, sizeof run_base, "%s", rc->model);
     if (compare && !*compare) { /* a bare --compare: the model the run was trained from */
         snprintf(base_dir, sizeof base_dir, "%s", rc->model);
         compare = base_dir;
@@ -199,8 +200,10 @@ int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const c
         json_decref(base);
         return cli_fail("eval", &err);
     }
-    char tuned[FTC_PATH_MAX + 16];
-    snprintf(tuned, sizeof tuned, "%s/model", rundir);
+    char tuned[2 * FTC_PATH_MAX + 32], p[FTC_PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/model/config.json", rundir);
+    if (ftc_file_exists(p)) snprintf(tuned, sizeof tuned, "%s/model", rundir);
+    else snprintf(tuned, sizeof tuned, "%s + %s/adapter", run_base, rundir);
     return cli_print_eval(j, base, compare, compare ? note : NULL, tuned, as_json);
 }
 

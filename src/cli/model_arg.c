@@ -71,11 +71,18 @@ ftc_status cli_model_open(const char *path, const char *task_name, const char *a
         out->task = out->run.task;
         snprintf(out->base, sizeof out->base, "%s", out->run.model);
         snprintf(model_dir, sizeof model_dir, "%s/model", path);
-        if (!ftc_file_exists(strcat(strcpy(p, model_dir), "/config.json")))
-            return ftc_errf(err, FTC_E_INPUT, "run %s has no final model (model/config.json): has training finished?",
-                            path);
         snprintf(p, sizeof p, "%s/labels.json", path);
         if ((s = cli_read_labels(p, &out->labels, &out->n_labels, err))) return s;
+        if (!ftc_file_exists(strcat(strcpy(p, model_dir), "/config.json"))) {
+            /* a LoRA run keeping its adapter only: base + adapter, merged (ftc_run_dir_load) */
+            ftc_task run_task = out->task;
+            if (task_name && (s = cli_parse_task(task_name, &out->task, err))) return s;
+            if (out->task != run_task)
+                return ftc_errf(err, FTC_E_USAGE, "run %s was trained for %s, not %s", path, ftc_task_name(run_task),
+                                ftc_task_name(out->task));
+            if ((s = ftc_run_dir_load(path, &out->m, &out->run, err))) return s;
+            goto adapter;
+        }
     } else {
         snprintf(model_dir, sizeof model_dir, "%s", path);
         snprintf(out->base, sizeof out->base, "%s", path);
@@ -83,6 +90,7 @@ ftc_status cli_model_open(const char *path, const char *task_name, const char *a
     }
     if (task_name && (s = cli_parse_task(task_name, &out->task, err))) return s;
     if ((s = ftc_model_load(model_dir, out->task, &out->m, err))) return s;
+adapter:
     if (adapter) {
         if ((s = ftc_model_load_adapter(out->m, adapter, err))) return s;
         snprintf(p, sizeof p, "%s/labels.json", adapter);

@@ -1,5 +1,6 @@
 /* --model DIR|RUNDIR [--adapter DIR] as the inference-side commands take it (export, logits): a run
- * directory (config.resolved.json + model/) loads its final model with the run's task and labels; a plain
+ * directory (config.resolved.json + model/, or a LoRA run's adapter/ on its base) loads its final model with the
+ * run's task and labels; a plain
  * HF directory loads with --task or the task its config.json's architectures name. */
 #ifndef FTC_CLI_MODEL_ARG_H
 #define FTC_CLI_MODEL_ARG_H

@@ -1,6 +1,6 @@
 /* Opening what the user points --model at for generate/chat/classify: a model directory in Hugging Face
- * layout, or an ftc run directory (RUNDIR/config.resolved.json + RUNDIR/model/, the chosen model with adapters
- * merged). The tokenizer comes from the model directory, or for a run whose model/ holds no tokenizer files,
+ * layout, or an ftc run directory (RUNDIR/config.resolved.json + RUNDIR/model/, or for a LoRA run the base model
+ * with RUNDIR/adapter merged: ftc_run_dir_load). The tokenizer comes from the model directory, or for a run whose model/ holds no tokenizer files,
  * from the base model the run was trained from (config.resolved.json "model"). */
 #include "ftc/infer.h"
 #include "base/base_internal.h"
@@ -58,10 +58,11 @@ ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, 
         if (!rc) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
         snprintf(im->model_dir, sizeof im->model_dir, "%s/model", path);
         snprintf(cfg, sizeof cfg, "%s/config.json", im->model_dir);
-        if (!ftc_file_exists(cfg)) {
+        bool merged = ftc_file_exists(cfg);
+        if (!merged && !ftc_run_dir_has_model(path)) {
             free(rc);
-            return ftc_errf(err, FTC_E_INPUT, "run %s has no model yet (%s is missing): has training finished?", path,
-                            cfg);
+            return ftc_errf(err, FTC_E_INPUT, "run %s has no model yet (%s is missing, and no LoRA adapter/): has "
+                            "training finished?", path, cfg);
         }
         /* the task first: a run for another command is refused before its weights are read */
         ftc_train_config_defaults(rc);
@@ -74,6 +75,8 @@ ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, 
         if (s == FTC_OK) {
             im->task = rc->task;
             snprintf(base, sizeof base, "%s", rc->model);
+            /* a LoRA run keeping its adapter only: base + adapter (loaded above); the base's files stand for model/ */
+            if (!merged) snprintf(im->model_dir, sizeof im->model_dir, "%s", rc->model);
             snprintf(im->template_name, sizeof im->template_name, "%s", rc->template_name);
             im->run_max_len = rc->max_len;
         }

@@ -23,7 +23,8 @@ static const ftc_train_option OPTIONS[] = {
     {"lora-r", false}, {"lora-alpha", false}, {"lora-dropout", false}, {"lora-targets", false}, {"resume", true},
     {"format", false}, {"chat-template", false}, {"text-col", false}, {"label-col", false}, {"pack", true},
     {"train-on-inputs", true}, {"pooling", false}, {"feature-cache", true}, {"precision", false},
-    {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {"memory-check", true}, {"save-only-model", true}, {NULL, false}};
+    {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {"memory-check", true}, {"save-only-model", true},
+    {"save-merged", true}, {NULL, false}};
 
 /* The names people bring from Hugging Face Trainer, PEFT and Axolotl (and this project's older names). */
 static const ftc_train_alias ALIASES[] = {
@@ -37,7 +38,7 @@ static const ftc_train_alias ALIASES[] = {
     {"save-steps", "save-every"}, {"logging-steps", "log-every"}, {"early-stopping-patience", "patience"},
     {"metric-for-best-model", "metric"}, {"lora-target-modules", "lora-targets"},
     {"gradient-checkpointing", "grad-checkpoint"}, {"sample-packing", "pack"}, {"val-set-size", "val-split"},
-    {"template", "chat-template"}, {"bf16", "precision"}, {NULL, NULL}};
+    {"template", "chat-template"}, {"bf16", "precision"}, {"merge-lora", "save-merged"}, {NULL, NULL}};
 
 /* What config.resolved.json records about the run besides the settings; skipped when it is read back. */
 static const char *const RUN_FACTS[] = {"trainable_params", "total_params", "total_steps", "warmup_steps",
@@ -108,6 +109,7 @@ void ftc_train_config_defaults(ftc_train_config *c) {
     c->feature_cache = true;
     c->memory_check = true;
     c->save_only_model = false;
+    c->save_merged = false;
     c->lora_r = 8;
     c->lora_alpha = 16;
     c->lora_dropout = 0.0f;
@@ -255,6 +257,7 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     else if (!strcmp(key, "lp-ft")) s = parse_bool(key, v, &c->lp_ft, err);
     else if (!strcmp(key, "memory-check")) s = parse_bool(key, v, &c->memory_check, err);
     else if (!strcmp(key, "save-only-model")) s = parse_bool(key, v, &c->save_only_model, err);
+    else if (!strcmp(key, "save-merged")) s = parse_bool(key, v, &c->save_merged, err);
     else if (!strcmp(key, "batch")) { LONG(batch, 1, 65536); }
     else if (!strcmp(key, "grad-accum")) { LONG(grad_accum, 1, 65536); }
     else if (!strcmp(key, "max-len")) { LONG(max_len, 2, 1 << 20); }
@@ -402,7 +405,8 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
  * on from its last good checkpoint, as the NaN message says). Nothing else it computes. */
 static bool free_on_resume(const char *name) {
     return !strcmp(name, "save-every") || !strcmp(name, "lr") || !strcmp(name, "resume") || !strcmp(name, "max-steps") || !strcmp(name, "epochs") ||
-           !strcmp(name, "memory-check") || !strcmp(name, "save-only-model") || !strcmp(name, "out"); /* a run directory that was moved or copied */
+           !strcmp(name, "memory-check") || !strcmp(name, "save-only-model") || !strcmp(name, "save-merged") ||
+           !strcmp(name, "out"); /* a run directory that was moved or copied */
 }
 
 ftc_status ftc_train_config_resume_conflict(const ftc_train_config *saved, const ftc_train_config *now, ftc_err *err) {
@@ -511,6 +515,9 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     /* only settings the user gave: a resumed run's config.resolved.json holds every setting, LoRA's included */
     if (c->method != FTC_METHOD_LORA && (user_set(c, "lora-r") || user_set(c, "lora-targets")))
         return ftc_errf(err, FTC_E_USAGE, "--lora-* settings need --method lora");
+    if (c->method != FTC_METHOD_LORA && c->save_merged && user_set(c, "save-merged"))
+        return ftc_errf(err, FTC_E_USAGE, "--save-merged is for --method lora (a %s run always writes model/)",
+                        ftc_method_name(c->method));
     return FTC_OK;
 }
 
@@ -531,6 +538,7 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "lp_ft", json_boolean(c->lp_ft));
     json_object_set_new(o, "memory_check", json_boolean(c->memory_check));
     json_object_set_new(o, "save_only_model", json_boolean(c->save_only_model));
+    json_object_set_new(o, "save_merged", json_boolean(c->save_merged));
     json_object_set_new(o, "batch", json_integer(c->batch));
     json_object_set_new(o, "grad_accum", json_integer(c->grad_accum));
     json_object_set_new(o, "max_len", json_integer(c->max_len));

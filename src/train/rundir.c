@@ -4,16 +4,67 @@
 #include "ftc/base.h"
 #include "ftc/safetensors.h"
 #include "ftc/tokenizer.h"
+#include "ftc/export.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-bool ftc_is_run_dir(const char *dir) {
-    char a[FTC_PATH_MAX + 64], b[FTC_PATH_MAX + 64];
-    snprintf(a, sizeof a, "%s/config.resolved.json", dir);
-    snprintf(b, sizeof b, "%s/model/config.json", dir);
-    return ftc_file_exists(a) && ftc_file_exists(b);
+static bool file_in(const char *dir, const char *name) {
+    char p[FTC_PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return ftc_file_exists(p);
+}
+
+bool ftc_run_dir_has_model(const char *dir) {
+    return file_in(dir, "model/config.json") || file_in(dir, "adapter/adapter_config.json");
+}
+
+bool ftc_is_run_dir(const char *dir) { return file_in(dir, "config.resolved.json") && ftc_run_dir_has_model(dir); }
+
+void ftc_run_dir_tokenizer_dir(const char *dir, const ftc_train_config *cfg, char *out, size_t n) {
+    static const char *const files[] = {"model/tokenizer.json", "model/vocab.json", "model/vocab.txt"};
+    for (int i = 0; i < 3; i++)
+        if (file_in(dir, files[i])) {
+            snprintf(out, n, "%s/model", dir);
+            return;
+        }
+    snprintf(out, n, "%s", cfg->model);
+}
+
+/* A LoRA run without model/: its base model, read as the run read it (f32, bf16 or block-quantized frozen
+ * weights: the same values the adapter was trained on), with RUNDIR/adapter applied and merged, and the run's
+ * pooling. The same model --save-merged would have written. */
+static ftc_status load_base_and_adapter(const char *dir, const ftc_train_config *cfg, ftc_model **out, ftc_err *err) {
+    char adapter[FTC_PATH_MAX + 64];
+    snprintf(adapter, sizeof adapter, "%s/adapter", dir);
+    if (cfg->method != FTC_METHOD_LORA || !file_in(dir, "adapter/adapter_config.json"))
+        return ftc_errf(err, FTC_E_INPUT, "run %s has no final model (model/config.json%s): has training finished?",
+                        dir, cfg->method == FTC_METHOD_LORA ? " or adapter/adapter_config.json" : "");
+    int q = ftc_train_base_qtype(cfg);
+    ftc_status s = q >= 0 ? ftc_model_load_quant_base(cfg->model, cfg->task, q, out, err)
+                   : ftc_train_base_bf16(cfg) ? ftc_model_load_bf16_base(cfg->model, cfg->task, out, err)
+                                              : ftc_model_load(cfg->model, cfg->task, out, err);
+    if (s != FTC_OK) return ftc_err_prefix(err, "run %s: its base model (config.resolved.json \"model\")", dir);
+    if ((s = ftc_model_load_adapter(*out, adapter, err)) != FTC_OK) goto fail;
+    if (cfg->task == FTC_TASK_CLASSIFY) {
+        const ftc_model_config *mc = ftc_model_config_of(*out);
+        ftc_pooling pool = ftc_train_pooling(cfg->pooling, cfg->model, mc->family);
+        int rows = 0;
+        for (int i = 0; i < ftc_model_n_params(*out); i++) {
+            const ftc_param *p = ftc_model_param(*out, i);
+            if ((!strncmp(p->name, "classifier.", 11) || !strncmp(p->name, "score.", 6)) && p->ndim == 2)
+                rows = (int)p->shape[0];
+        }
+        /* the head the adapter brought keeps its weights (same label count); only the pooling is set */
+        if (rows > 0 && (s = ftc_model_set_classifier(*out, rows, pool, 0, err)) != FTC_OK) goto fail;
+    }
+    if ((s = ftc_model_merge_lora(*out, err)) == FTC_OK) return FTC_OK;
+fail:
+    ftc_err_prefix(err, "run %s", dir);
+    ftc_model_free(*out);
+    *out = NULL;
+    return s;
 }
 
 ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *cfg, ftc_err *err) {
@@ -23,6 +74,7 @@ ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *
     snprintf(path, sizeof path, "%s/config.resolved.json", dir);
     ftc_status s = ftc_train_config_load_file(cfg, path, err);
     if (s != FTC_OK) return s;
+    if (!file_in(dir, "model/config.json")) return load_base_and_adapter(dir, cfg, out, err);
     snprintf(path, sizeof path, "%s/model", dir);
     s = ftc_model_load(path, cfg->task, out, err);
     if (s != FTC_OK) ftc_err_prefix(err, "run %s", dir);
@@ -73,7 +125,7 @@ ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, j
     if (s == FTC_OK) s = ftc_train_evaluate(m, cfg.task, &d, batch > 0 ? batch : cfg.batch, cfg.max_len, &r, json, err);
     if (s == FTC_OK) {
         char tok_dir[FTC_PATH_MAX + 64];
-        snprintf(tok_dir, sizeof tok_dir, "%s/model", dir);
+        ftc_run_dir_tokenizer_dir(dir, &cfg, tok_dir, sizeof tok_dir);
         worst_texts(*json, NULL, &d, tok_dir);
     }
     ftc_dataset_free(&d);
@@ -143,10 +195,11 @@ ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const
     ftc_train_config cfg;
     ftc_model *tuned = NULL, *base = NULL;
     ftc_model_config bc;
-    char tuned_dir[FTC_PATH_MAX + 64];
-    snprintf(tuned_dir, sizeof tuned_dir, "%s/model", dir);
+    char tuned_dir[FTC_PATH_MAX + 64], tok_dir[FTC_PATH_MAX + 64];
+    snprintf(tuned_dir, sizeof tuned_dir, "%s", dir);
     ftc_status s = ftc_run_dir_load(dir, &tuned, &cfg, err);
     if (s != FTC_OK) return s;
+    ftc_run_dir_tokenizer_dir(dir, &cfg, tok_dir, sizeof tok_dir);
     /* refuse a mismatched base before reading its weights */
     if (base_dir) {
         if ((s = ftc_config_load(base_dir, &bc, err)) != FTC_OK) {
@@ -171,7 +224,7 @@ ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const
         goto done;
     }
     if (!*tuned_json || (base && !*base_json)) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    if (s == FTC_OK) worst_texts(*tuned_json, base_json ? *base_json : NULL, d, tuned_dir);
+    if (s == FTC_OK) worst_texts(*tuned_json, base_json ? *base_json : NULL, d, tok_dir);
 done:
     if (s != FTC_OK) {
         json_decref(*tuned_json);
@@ -193,7 +246,10 @@ ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const
     ftc_train_config_defaults(&cfg);
     snprintf(path, sizeof path, "%s/config.resolved.json", dir);
     ftc_status s = ftc_train_config_load_file(&cfg, path, err);
-    snprintf(path, sizeof path, "%s/model", dir);
+    /* the tuned model's architecture: model/'s, or (a LoRA run keeping its adapter only) its base model's */
+    snprintf(path, sizeof path, "%s/model/config.json", dir);
+    if (ftc_file_exists(path)) snprintf(path, sizeof path, "%s/model", dir);
+    else snprintf(path, sizeof path, "%s", cfg.model);
     if (s == FTC_OK) s = ftc_config_load(path, &tc, err);
     if (s != FTC_OK) return s;
     /* refuse a mismatched base before reading the data */

@@ -693,8 +693,9 @@ static ftc_status write_model_dir(run *r, const char *dir, ftc_err *err) {
     return s;
 }
 
-/* The chosen model (best when there was validation, else last) with adapters merged, in HF layout; a LoRA
- * run's adapter also alone in RUNDIR/adapter (PEFT layout).
+/* The chosen model (best when there was validation, else last): a full or head run's in RUNDIR/model (HF layout);
+ * a LoRA run's adapter in RUNDIR/adapter (PEFT layout), and only with --save-merged also base + adapter merged in
+ * RUNDIR/model (every command that takes RUNDIR loads base + adapter when there is no model/: ftc_run_dir_load).
  * RUNDIR/model is written whole in RUNDIR/model.tmp.<pid> and swapped into place in one rename: a crash
  * leaves the previous model (or none), never a config of one with the weights of another. */
 static ftc_status save_final_model(run *r, ftc_err *err) {
@@ -702,6 +703,8 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
     if (r->val && ftc_file_exists(r->path_best)) {
         if ((s = ftc_checkpoint_load(r->path_best, r->m, NULL, NULL, err)) != FTC_OK) return s;
     }
+    char dir[FTC_PATH_MAX + 32], tmp[FTC_PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s/model", r->c->out);
     if (r->c->method == FTC_METHOD_LORA) {
         /* the adapter itself (PEFT layout, as ftc export --format peft writes it), before it is merged */
         char adapter[FTC_PATH_MAX + 32];
@@ -710,10 +713,10 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
         if (r->c->task == FTC_TASK_CLASSIFY && r->train->label_names)
             o.label_names = (const char *const *)r->train->label_names, o.n_labels = r->train->num_labels;
         if ((s = ftc_export_peft(r->m, adapter, &o, err)) != FTC_OK) return s;
+        /* a model/ left by an earlier --save-merged of this run would no longer be this adapter's */
+        if (!r->c->save_merged) return ftc_remove_tree(dir, err);
         if ((s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
     }
-    char dir[FTC_PATH_MAX + 32], tmp[FTC_PATH_MAX + 64];
-    snprintf(dir, sizeof dir, "%s/model", r->c->out);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
     if ((s = ftc_remove_tree(tmp, err)) != FTC_OK) return s;
     s = write_model_dir(r, tmp, err);
@@ -723,6 +726,11 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
         ftc_remove_tree(tmp, &ignored);
     }
     return s;
+}
+
+/* What save_final_model writes the model as: "model", or a LoRA run's "adapter" (without --save-merged). */
+static const char *final_name(const ftc_train_config *c) {
+    return c->method == FTC_METHOD_LORA && !c->save_merged ? "adapter" : "model";
 }
 
 static void remove_run_temps(const char *out) {
@@ -739,8 +747,7 @@ static void remove_run_temps(const char *out) {
  * be an earlier model of a run that was resumed to run longer. */
 bool ftc_train_run_finished(const char *out, int64_t *step) {
     char path[FTC_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/model/config.json", out);
-    if (!ftc_file_exists(path)) return false;
+    if (!ftc_run_dir_has_model(out)) return false;
     snprintf(path, sizeof path, "%s/checkpoint.ftc", out);
     json_t *st = NULL;
     ftc_err e;
@@ -1033,17 +1040,17 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
             if (ms == FTC_OK) ms = save_final_model(&r, &me);
             if (last_good_ckpt >= 0 && ms == FTC_OK)
                 s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped; the last good "
-                             "checkpoint (step %lld) is intact in %s and written as %s/model. Evaluate it with "
+                             "checkpoint (step %lld) is intact in %s and written as %s/%s. Evaluate it with "
                              "ftc eval --model %s --data FILE, or continue from it with ftc train --out %s --resume "
                              "--lr LOWER (or check the data).",
                              isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1,
-                             (long long)last_good_ckpt, r.path_ckpt, c->out, c->out, c->out);
+                             (long long)last_good_ckpt, r.path_ckpt, c->out, final_name(c), c->out, c->out);
             else if (last_good_ckpt >= 0)
                 s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped; the last good "
                              "checkpoint (step %lld) is intact in %s (continue from it with ftc train --out %s --resume "
-                             "--lr LOWER); writing it as %s/model failed: %s",
+                             "--lr LOWER); writing it as %s/%s failed: %s",
                              isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1,
-                             (long long)last_good_ckpt, r.path_ckpt, c->out, c->out, me.msg);
+                             (long long)last_good_ckpt, r.path_ckpt, c->out, c->out, final_name(c), me.msg);
             else
                 s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped before any "
                              "checkpoint was written. Lower --lr or check the data.",
