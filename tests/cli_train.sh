@@ -156,6 +156,37 @@ cmp "$T/ref/adapter/adapter_model.safetensors" "$T/only/adapter/adapter_model.sa
 out=$("$FTC" train "${ARGS[@]}" --out "$T/only" --save-only-model --resume) || fail "--resume of a --save-only-model run"
 grep -q "already finished" <<<"$out" || fail "--resume of a finished --save-only-model run: $out"
 
+# --save-total-limit N (HF Trainer's): at most N checkpoints with optimizer state, checkpoint.ftc (the newest)
+# included, the others checkpoint-<step>.ftc; the oldest go first, never the best evaluation's
+"$FTC" train "${ARGS[@]}" --out "$T/lim" --save-total-limit 3 >/dev/null || fail "--save-total-limit 3 run failed"
+best=$(head -c 4000 "$T/lim/best.ftc" | grep -ao '"step":[0-9]*' | head -n 1 | cut -d: -f2)
+kept=$(cd "$T/lim" && ls checkpoint-*.ftc | sort -t- -k2 -n | tr '\n' ' ')
+[ "$(wc -w <<<"$kept")" -le 2 ] && [ -f "$T/lim/checkpoint-5.ftc" ] || fail "--save-total-limit 3 kept: $kept"
+[ "$best" -ge 6 ] || [ -f "$T/lim/checkpoint-$best.ftc" ] || fail "--save-total-limit 3 removed the best step $best's: $kept"
+[ "$best" = 1 ] || [ ! -e "$T/lim/checkpoint-1.ftc" ] || fail "--save-total-limit 3 kept the oldest: $kept"
+cmp -s "$T/lim/checkpoint-5.ftc" "$T/lim/checkpoint.ftc" && fail "checkpoint-5.ftc is the last checkpoint's data"
+# a rate that overshoots after the first evaluation: the best step is an early one and outlives newer checkpoints
+"$FTC" train "${ARGS[@]}" --lr 0.05 --max-steps 12 --eval-every 2 --out "$T/lim2" --save-total-limit 2 >/dev/null ||
+  fail "--save-total-limit 2 run failed"
+best2=$(head -c 4000 "$T/lim2/best.ftc" | grep -ao '"step":[0-9]*' | head -n 1 | cut -d: -f2)
+kept2=$(cd "$T/lim2" && ls checkpoint-*.ftc 2>/dev/null | tr '\n' ' ')
+if [ "$best2" -lt 12 ]; then
+  [ "$kept2" = "checkpoint-$best2.ftc " ] || fail "--save-total-limit 2, best step $best2: kept $kept2"
+else
+  [ "$kept2" = "checkpoint-11.ftc " ] || fail "--save-total-limit 2, best step 12: kept $kept2"
+fi
+"$FTC" train "${ARGS[@]}" --out "$T/all" --save-total-limit 0 >/dev/null || fail "--save-total-limit 0 run failed"
+[ "$(cd "$T/all" && ls checkpoint-*.ftc | tr '\n' ' ')" = "checkpoint-1.ftc checkpoint-2.ftc checkpoint-3.ftc checkpoint-4.ftc checkpoint-5.ftc " ] ||
+  fail "--save-total-limit 0 should keep every checkpoint: $(ls "$T/all")"
+[ -z "$(ls "$T/ref" | grep 'checkpoint-')" ] || fail "the default kept step checkpoints: $(ls "$T/ref")"
+# going on from an older checkpoint: copied over checkpoint.ftc, --resume runs the later steps again, same result
+cp "$T/all/checkpoint-4.ftc" "$T/all/checkpoint.ftc"
+"$FTC" train "${ARGS[@]}" --out "$T/all" --resume >/dev/null || fail "--resume from checkpoint-4.ftc failed"
+cmp "$T/ref/adapter/adapter_model.safetensors" "$T/all/adapter/adapter_model.safetensors" || fail "resumed from step 4: adapter differs"
+"$FTC" train "${ARGS[@]}" --out "$T/only2" --save-total-limit 0 --save-only-model >/dev/null || fail "--save-only-model run"
+[ -z "$(ls "$T/only2" | grep 'checkpoint')" ] || fail "--save-only-model kept step checkpoints: $(ls "$T/only2")"
+echo "--save-total-limit: 3 kept $kept+ checkpoint.ftc (best step $best); 2 kept $kept2+ checkpoint.ftc (best step $best2); 0 kept all five"
+
 # a LoRA run keeps its adapter (PEFT layout) and no merged copy; every command that takes RUNDIR loads base +
 # adapter; --save-merged (alias --merge-lora) also writes model/, with the same outputs
 [ -f "$T/ref/adapter/adapter_config.json" ] && [ ! -e "$T/ref/model" ] || fail "LoRA run layout: $(ls "$T/ref")"

@@ -117,6 +117,8 @@ typedef struct {
     bool memory_check;      /* refuse a run whose planned peak memory exceeds what the machine has (default true) */
     bool save_only_model;   /* a finished run keeps model/ (and adapter/) only: checkpoint.ftc and best.ftc (weights
                                and AdamW moments) are removed, so it cannot be continued with more steps */
+    int save_total_limit;   /* checkpoints with optimizer state kept, checkpoint.ftc included (older ones:
+                               checkpoint-<step>.ftc; the best evaluation's never removed); 0: all; default 1 */
     bool save_merged;       /* lora: also write model/ (base + adapter merged, HF layout); by default a LoRA run
                                keeps adapter/ only and every command loads base + adapter (ftc_run_dir_load) */
     bool set[64];           /* which keys were given explicitly (config file or command line), by option index */

@@ -90,7 +90,9 @@ static void train_help(FILE *out) {
         "  --metric val_loss|accuracy|macro_f1 (val_loss)   what 'best' means\n"
         "  --patience N (0)            stop after N evaluations without improvement (0: never)\n"
         "  --save-every N (0)          checkpoint every N steps (0: only at epoch ends and the end; always there)\n"
-
+        "  --save-total-limit N (1)    keep at most N checkpoints with optimizer state: checkpoint.ftc (the newest,\n"
+        "                              what --resume reads) and checkpoint-STEP.ftc; the best evaluation's stays\n"
+        "                              (0: keep all; best.ftc, the best weights, always stays)\n"
         "  --log-every N (10)          a metrics.jsonl line every N steps\n"
         "  --config FILE               YAML or JSON with the same keys (lr: 2e-5, grad_accum: 4, ...);\n"
         "                              flags on the command line win\n"

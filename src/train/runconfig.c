@@ -24,7 +24,7 @@ static const ftc_train_option OPTIONS[] = {
     {"format", false}, {"chat-template", false}, {"text-col", false}, {"label-col", false}, {"pack", true},
     {"train-on-inputs", true}, {"pooling", false}, {"feature-cache", true}, {"precision", false},
     {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {"memory-check", true}, {"save-only-model", true},
-    {"save-merged", true}, {NULL, false}};
+    {"save-merged", true}, {"save-total-limit", false}, {NULL, false}};
 
 /* The names people bring from Hugging Face Trainer, PEFT and Axolotl (and this project's older names). */
 static const ftc_train_alias ALIASES[] = {
@@ -110,6 +110,7 @@ void ftc_train_config_defaults(ftc_train_config *c) {
     c->memory_check = true;
     c->save_only_model = false;
     c->save_merged = false;
+    c->save_total_limit = 1;
     c->lora_r = 8;
     c->lora_alpha = 16;
     c->lora_dropout = 0.0f;
@@ -258,6 +259,7 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     else if (!strcmp(key, "memory-check")) s = parse_bool(key, v, &c->memory_check, err);
     else if (!strcmp(key, "save-only-model")) s = parse_bool(key, v, &c->save_only_model, err);
     else if (!strcmp(key, "save-merged")) s = parse_bool(key, v, &c->save_merged, err);
+    else if (!strcmp(key, "save-total-limit")) { LONG(save_total_limit, 0, 1000000); }
     else if (!strcmp(key, "batch")) { LONG(batch, 1, 65536); }
     else if (!strcmp(key, "grad-accum")) { LONG(grad_accum, 1, 65536); }
     else if (!strcmp(key, "max-len")) { LONG(max_len, 2, 1 << 20); }
@@ -406,6 +408,7 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
 static bool free_on_resume(const char *name) {
     return !strcmp(name, "save-every") || !strcmp(name, "lr") || !strcmp(name, "resume") || !strcmp(name, "max-steps") || !strcmp(name, "epochs") ||
            !strcmp(name, "memory-check") || !strcmp(name, "save-only-model") || !strcmp(name, "save-merged") ||
+           !strcmp(name, "save-total-limit") ||
            !strcmp(name, "out"); /* a run directory that was moved or copied */
 }
 
@@ -539,6 +542,7 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "memory_check", json_boolean(c->memory_check));
     json_object_set_new(o, "save_only_model", json_boolean(c->save_only_model));
     json_object_set_new(o, "save_merged", json_boolean(c->save_merged));
+    json_object_set_new(o, "save_total_limit", json_integer(c->save_total_limit));
     json_object_set_new(o, "batch", json_integer(c->batch));
     json_object_set_new(o, "grad_accum", json_integer(c->grad_accum));
     json_object_set_new(o, "max_len", json_integer(c->max_len));

@@ -8,6 +8,7 @@
 #include "ftc/base.h"
 #include "ftc/eval.h"
 #include "ftc/export.h"
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -419,6 +420,7 @@ typedef struct {
     int64_t tokens_seen;
     bool stopped;              /* early stopping ended the run */
     bool quiet;                /* no console output (progress, validation lines) */
+    int64_t ckpt_step;         /* the step checkpoint.ftc holds (-1: none written by this run yet) */
     /* files */
     char path_metrics[FTC_PATH_MAX + 32], path_ckpt[FTC_PATH_MAX + 32], path_best[FTC_PATH_MAX + 32];
     FILE *metrics;
@@ -467,14 +469,95 @@ static json_t *state_json(const run *r) {
     return st;
 }
 
+/* The steps of the step checkpoints RUNDIR/checkpoint-<step>.ftc (--save-total-limit), ascending; *n of them. */
+static int64_t *step_checkpoints(const char *out, int *n) {
+    *n = 0;
+    DIR *d = opendir(out);
+    if (!d) return NULL;
+    int64_t *v = NULL;
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long step;
+        char tail[8];
+        if (sscanf(e->d_name, "checkpoint-%lld%7s", &step, tail) != 2 || strcmp(tail, ".ftc") || step < 0) continue;
+        if (*n == cap) {
+            int64_t *g = realloc(v, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *v);
+            if (!g) break;
+            v = g;
+        }
+        v[(*n)++] = step;
+    }
+    closedir(d);
+    for (int i = 1; i < *n; i++) /* few files: insertion sort */
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) { int64_t t = v[j]; v[j] = v[j - 1]; v[j - 1] = t; }
+    return v;
+}
+
+static void step_checkpoint_path(const char *out, int64_t step, char *buf, size_t n) {
+    snprintf(buf, n, "%s/checkpoint-%lld.ftc", out, (long long)step);
+}
+
+/* Removes every step checkpoint (a fresh run in a reused directory; --save-only-model at the end). */
+static void remove_step_checkpoints(const char *out) {
+    int n;
+    int64_t *v = step_checkpoints(out, &n);
+    char p[FTC_PATH_MAX + 64];
+    for (int i = 0; i < n; i++) step_checkpoint_path(out, v[i], p, sizeof p), remove(p);
+    free(v);
+}
+
+/* --save-total-limit N (Hugging Face Trainer's): at most N checkpoints with optimizer state, checkpoint.ftc (the
+ * newest, the one --resume reads) included; the older ones are RUNDIR/checkpoint-<step>.ftc. The oldest go first,
+ * never the one of the best evaluation (so with N = 1 and a best step that is not the last, two stay, as in HF).
+ * 0: keep every one. The default, 1: checkpoint.ftc alone. */
+static void prune_checkpoints(const run *r) {
+    int limit = r->c->save_total_limit;
+    if (limit <= 0) return;
+    int n;
+    int64_t *v = step_checkpoints(r->c->out, &n);
+    int total = n + 1;
+    char p[FTC_PATH_MAX + 64];
+    for (int i = 0; i < n && total > limit; i++) {
+        if (v[i] == r->best_step) continue;
+        step_checkpoint_path(r->c->out, v[i], p, sizeof p);
+        if (remove(p) == 0) total--;
+    }
+    free(v);
+}
+
+/* Before checkpoint.ftc is replaced (--save-total-limit other than 1): the file it holds stays as
+ * checkpoint-<its step>.ftc, a hard link to the same data (the atomic write gives checkpoint.ftc a new file, so
+ * nothing is copied and a kill at any point leaves checkpoint.ftc whole); a copy where links are not possible. */
+static ftc_status keep_previous_checkpoint(run *r, ftc_err *err) {
+    if (r->c->save_total_limit == 1 || r->ckpt_step < 0 || r->ckpt_step == r->step || !ftc_file_exists(r->path_ckpt))
+        return FTC_OK;
+    char p[FTC_PATH_MAX + 64];
+    step_checkpoint_path(r->c->out, r->ckpt_step, p, sizeof p);
+    remove(p);
+    if (link(r->path_ckpt, p) == 0) return FTC_OK;
+    char *bytes;
+    size_t n;
+    ftc_status s = ftc_read_file(r->path_ckpt, &bytes, &n, err);
+    if (s != FTC_OK) return s;
+    s = ftc_write_file_atomic(p, bytes, n, err);
+    free(bytes);
+    return s;
+}
+
 /* finished: the run's last checkpoint (its last step, or early stopping): a resume only writes the model. */
 static ftc_status save_checkpoint(run *r, bool finished, ftc_err *err) {
+    ftc_status s = keep_previous_checkpoint(r, err);
+    if (s != FTC_OK) return s;
     json_t *st = state_json(r);
     json_object_set_new(st, "stopped", json_boolean(r->stopped));
     json_object_set_new(st, "finished", json_boolean(finished));
-    ftc_status s = ftc_checkpoint_save(r->path_ckpt, r->m, &r->opt, st, err);
+    s = ftc_checkpoint_save(r->path_ckpt, r->m, &r->opt, st, err);
     json_decref(st);
-    return s;
+    if (s != FTC_OK) return s;
+    r->ckpt_step = r->step;
+    prune_checkpoints(r);
+    return FTC_OK;
 }
 
 static bool improved(const run *r, double v) {
@@ -854,6 +937,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     r.t_run = t_run;
     r.best = NAN;
     r.quiet = quiet;
+    r.ckpt_step = -1;
     ftc_status s;
     if ((s = ftc_mkdirs(c->out, err)) != FTC_OK) return s;
     remove_run_temps(c->out); /* what a killed run left: checkpoint.ftc.tmp.<pid>, model.tmp.<pid>, ... */
@@ -999,9 +1083,11 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     }
     if (resuming) {
         if ((s = restore(&r, err)) != FTC_OK) goto out;
+        r.ckpt_step = r.step;
     } else {
         remove(r.path_metrics);
         remove(r.path_best);
+        remove_step_checkpoints(c->out);
     }
     r.metrics = fopen(r.path_metrics, "a");
     if (!r.metrics) { s = ftc_errf(err, FTC_E_IO, "%s: cannot open for writing", r.path_metrics); goto out; }
@@ -1112,6 +1198,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         if (s == FTC_OK && !res->interrupted && c->save_only_model) {
             remove(r.path_ckpt);
             remove(r.path_best);
+            remove_step_checkpoints(c->out);
         }
     }
 out:
