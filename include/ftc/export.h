@@ -24,6 +24,9 @@ bool ftc_export_head_is_hf(const ftc_model *m, const char **why);
 
 /* Writes m (adapters merged first by the caller: unmerged LoRA is refused) in HF layout to out. */
 ftc_status ftc_export_hf(const ftc_model *m, const char *out, const ftc_export_opts *o, ftc_err *err);
+/* The same files written straight into dir (created by the caller, no staging): what ftc_export_hf puts in place,
+ * and what ftc train writes as RUNDIR/model (in its own staging directory), so the two never differ. */
+ftc_status ftc_export_hf_files(const ftc_model *m, const char *dir, const ftc_export_opts *o, ftc_err *err);
 
 /* Writes m's LoRA adapters (and a classification head as modules_to_save) as a PEFT adapter to out.
  * The adapters must share one rank, alpha and dropout. */

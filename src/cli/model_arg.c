@@ -52,7 +52,9 @@ static ftc_task task_of_dir(const char *dir) {
     ftc_model_config c;
     ftc_err e;
     if (ftc_config_load(dir, &c, &e)) return FTC_TASK_ENCODE; /* the load reports the error */
-    ftc_task t = strstr(c.architecture, "ForSequenceClassification") ? FTC_TASK_CLASSIFY
+    /* ftc's classifier saved as the bare encoder (a head no transformers class computes): "ftc_pooling" */
+    ftc_task t = strstr(c.architecture, "ForSequenceClassification") || (c.pooling[0] && c.num_labels > 0)
+                     ? FTC_TASK_CLASSIFY
                  : strstr(c.architecture, "ForCausalLM") || strstr(c.architecture, "LMHeadModel") ? FTC_TASK_CAUSAL_LM
                                                                                                    : FTC_TASK_ENCODE;
     ftc_config_free(&c);

@@ -198,15 +198,12 @@ static const char *bare_class(const ftc_model *m) {
            : !strcmp(t, "qwen2") ? "Qwen2Model" : "LlamaModel";
 }
 
-ftc_status ftc_export_hf(const ftc_model *m, const char *out, const ftc_export_opts *o, ftc_err *err) {
+ftc_status ftc_export_hf_files(const ftc_model *m, const char *tmp, const ftc_export_opts *o, ftc_err *err) {
     ftc_export_opts none = {0};
     if (!o) o = &none;
     if (o->label_names && m->task == FTC_TASK_CLASSIFY && o->n_labels != m->num_labels)
         return ftc_errf(err, FTC_E_INPUT, "%d label names for a head of %d classes", o->n_labels, m->num_labels);
-    char tmp[4300];
-    ftc_status s = begin_out(out, o->overwrite, tmp, sizeof tmp, err);
-    if (s) return s;
-    s = ftc_model_save(m, tmp, err);
+    ftc_status s = ftc_model_save(m, tmp, err);
     json_t *cfg = NULL;
     char path[4400];
     if (!s) {
@@ -240,7 +237,16 @@ ftc_status ftc_export_hf(const ftc_model *m, const char *out, const ftc_export_o
     }
     json_decref(cfg);
     if (!s && o->tokenizer_dir) s = copy_tokenizer(o->tokenizer_dir, tmp, err);
-    return finish_out(tmp, out, s, err);
+    return s;
+}
+
+ftc_status ftc_export_hf(const ftc_model *m, const char *out, const ftc_export_opts *o, ftc_err *err) {
+    if (o && o->label_names && m->task == FTC_TASK_CLASSIFY && o->n_labels != m->num_labels)
+        return ftc_errf(err, FTC_E_INPUT, "%d label names for a head of %d classes", o->n_labels, m->num_labels);
+    char tmp[4300];
+    ftc_status s = begin_out(out, o && o->overwrite, tmp, sizeof tmp, err);
+    if (s) return s;
+    return finish_out(tmp, out, ftc_export_hf_files(m, tmp, o, err), err);
 }
 
 /* ---- PEFT ---- */

@@ -734,46 +734,17 @@ static ftc_status write_json_file(const char *path, json_t *o, ftc_err *err) {
     return s;
 }
 
-/* The model's files into dir (a staging directory that save_final_model renames into place). */
+/* The model's files into dir (a staging directory that save_final_model renames into place): exactly what
+ * ftc export --format hf writes (one code path, ftc_export_hf_files): config.json with the class transformers
+ * computes the model with (a head no class computes, e.g. mean pooling: the bare encoder + "ftc_classifier_head"),
+ * id2label from the data's label names, and the base model's tokenizer files, so RUNDIR/model is usable alone. */
 static ftc_status write_model_dir(run *r, const char *dir, ftc_err *err) {
     ftc_status s;
     if ((s = ftc_mkdirs(dir, err)) != FTC_OK) return s;
-    if ((s = ftc_model_save(r->m, dir, err)) != FTC_OK) return s;
-    /* the tokenizer travels with the model, so RUNDIR/model is usable on its own */
-    const char *tok_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                               "vocab.json", "merges.txt", "tokenizer.model"};
-    for (size_t i = 0; i < sizeof tok_files / sizeof *tok_files && s == FTC_OK; i++) {
-        char src[FTC_PATH_MAX + 64], dst[FTC_PATH_MAX + 128];
-        snprintf(src, sizeof src, "%s/%s", r->c->model, tok_files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", dir, tok_files[i]);
-        if (!ftc_file_exists(src)) continue;
-        char *bytes;
-        size_t n;
-        if ((s = ftc_read_file(src, &bytes, &n, err)) != FTC_OK) return s;
-        s = ftc_write_file_atomic(dst, bytes, n, err);
-        free(bytes);
-    }
-    if (s != FTC_OK) return s;
-    if (r->c->task == FTC_TASK_CLASSIFY && r->train->label_names) {
-        /* label names go into config.json as transformers' id2label/label2id */
-        char path[FTC_PATH_MAX + 128];
-        snprintf(path, sizeof path, "%s/config.json", dir);
-        json_error_t je;
-        json_t *cfg = ftc_json_load_file(path, 0, &je);
-        if (!cfg) return ftc_errf(err, FTC_E_INTERNAL, "%s: line %d: %s", path, je.line, je.text);
-        json_t *id2 = json_object(), *l2i = json_object();
-        for (int i = 0; i < r->train->num_labels; i++) {
-            char k[16];
-            snprintf(k, sizeof k, "%d", i);
-            json_object_set_new(id2, k, json_string(r->train->label_names[i]));
-            json_object_set_new(l2i, r->train->label_names[i], json_integer(i));
-        }
-        json_object_set_new(cfg, "id2label", id2);
-        json_object_set_new(cfg, "label2id", l2i);
-        s = write_json_file(path, cfg, err);
-        json_decref(cfg);
-    }
-    return s;
+    ftc_export_opts o = {.tokenizer_dir = r->c->model};
+    if (r->c->task == FTC_TASK_CLASSIFY && r->train->label_names)
+        o.label_names = (const char *const *)r->train->label_names, o.n_labels = r->train->num_labels;
+    return ftc_export_hf_files(r->m, dir, &o, err);
 }
 
 /* The chosen model (best when there was validation, else last): a full or head run's in RUNDIR/model (HF layout);
