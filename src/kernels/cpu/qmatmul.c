@@ -11,7 +11,7 @@
 #include <string.h>
 #include "ftc/matmul.h"
 #include "quant_internal.h"
-#include "vmath.h" /* ftc_vm_use_avx512: the CPU has AVX-512 and FTC_MATMUL is not "generic" */
+#include "vmath.h" /* ftc_vm_isa: the vector decoders this CPU and FTC_MATMUL allow */
 
 enum { PANEL = 32768, F_ROWS = 64, F_COLS = 512, B_ROWS = 128, B_COLS = 256 };
 
@@ -66,7 +66,7 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
         for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = beta == 0.0f ? 0.0f : beta * Y[i];
         return;
     }
-    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_use_avx512());
+    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_isa());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
     size_t row_bytes = ftc_quant_row_bytes(type, I);
     if (N <= SKINNY_N && I <= PANEL) {
@@ -90,7 +90,7 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
 
 void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16) {
     if (N <= 0 || O <= 0 || I <= 0) return;
-    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_use_avx512());
+    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_isa());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
     size_t row_bytes = ftc_quant_row_bytes(type, I);
     int kblocks = (I + B_COLS - 1) / B_COLS;
