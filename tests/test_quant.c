@@ -165,8 +165,10 @@ static void check_close(const float *got, const double *want, const double *mag,
 static void test_qmatmul_matches_dequantized(void **state) {
     (void)state;
     const char *backends[] = {"generic", "avx512", "avx2"};
-    /* N <= 16: the decoding path (panels of whole rows on the matmul threads); {3, 512, 400}: 7 panels */
-    const struct { int N, I, O; } shapes[] = {{1, 256, 3}, {7, 1280, 70}, {70, 768, 130}, {33, 512, 64}, {3, 512, 400}};
+    /* N <= 16: the decoding path (panels of whole rows on the matmul threads); {3, 512, 400}: 7 panels;
+     * N = 1 on avx2: the fused matrix-vector kernel (Q8_0/Q4_0/Q4_1), {1, 768, 133}: 3 chunks, 4-row tail of 1 */
+    const struct { int N, I, O; } shapes[] = {{1, 256, 3}, {7, 1280, 70}, {70, 768, 130}, {33, 512, 64}, {3, 512, 400},
+                                              {1, 768, 133}};
     const double tol = 1e-5;
     for (int be = 0; be < 3; be++) {
         if (!ftc_matmul_set_backend(backends[be])) {
