@@ -31,9 +31,11 @@ expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$T/ref"
 grep -q '"precision": "bf16"' "$T/ref/config.resolved.json" || fail "config.resolved.json lacks the precision"
 # the portable bf16 matmul is slow: a bf16 run on it says so (FTC_MATMUL=generic forces it on any CPU)
 FTC_MATMUL=generic expect_rc 0 "without AVX512-BF16" "$FTC" train "${ARGS[@]}" --max-steps 1 --out "$T/generic"
-if grep -q avx512bf16 /proc/cpuinfo 2>/dev/null; then
+if grep -qw -e avx512bf16 -e avx2 /proc/cpuinfo 2>/dev/null; then # AVX2 CPUs: bf16 as an f32 GEMM, no warning
   expect_rc 0 "" "$FTC" train "${ARGS[@]}" --max-steps 1 --out "$T/native"
-  ! grep -q "without AVX512-BF16" "$T/err" || fail "warned about AVX512-BF16 on a CPU that has it"
+  ! grep -q "without AVX512-BF16" "$T/err" || fail "warned about the bf16 matmul on a CPU with AVX512-BF16 or AVX2"
+  FTC_MATMUL=avx2 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --max-steps 1 --out "$T/avx2"
+  ! grep -q "without AVX512-BF16" "$T/err" || fail "warned about the bf16 matmul with FTC_MATMUL=avx2"
 fi
 grep -q '"base_dtype": "auto"' "$T/ref/config.resolved.json" || fail "config.resolved.json lacks base_dtype"
 grep -q '"precision"' "$T/ref/checkpoint.ftc" || fail "checkpoint state lacks the precision"

@@ -20,8 +20,8 @@
 #include "ftc/matmul.h"
 #include "ftc/safetensors.h"
 
-static const char *const backends[] = {"generic", "openblas", "avx512"};
-#define N_BACKENDS 3
+static const char *const backends[] = {"generic", "openblas", "avx512", "avx2"};
+#define N_BACKENDS 4
 static const int sizes[] = {1, 7, 17, 33, 100, 257};
 #define N_SIZES 6
 static const float alphas[] = {1.0f, 2.0f, -0.5f, 1.0f};
@@ -214,14 +214,15 @@ static void test_bf16_every_layout_type_and_edge(void **state) {
     (void)state;
     ftc_rng r;
     ftc_rng_seed(&r, 7);
-    const char *paths[] = {"generic", "avx512"};
-    for (int p = 0; p < 2; p++) {
+    const char *paths[] = {"generic", "avx512", "avx2"};
+    for (int p = 0; p < 3; p++) {
         if (!ftc_matmul_set_backend(paths[p])) {
             printf("# bf16 behind backend %s not available: skipped\n", paths[p]);
             continue;
         }
         const char *impl = ftc_matmul_bf16_backend();
         if (p == 1 && strcmp(impl, "avx512bf16") != 0) printf("# no AVX512-BF16 here: avx512 falls back to %s\n", impl);
+        if (p == 2) assert_string_equal(impl, "avx2");
         int cases = 0;
         double worst = 0;
         for (int layout = 0; layout < 4; layout++)
@@ -316,19 +317,24 @@ static void test_bf16_conversions(void **state) {
         if (i >= N - 5) bits = special[N - 1 - i]; /* the scalar tail too */
         memcpy(&in[i], &bits, 4);
     }
-    ftc_f32_to_bf16_n(in, out, N);
-    for (int i = 0; i < N; i++) assert_int_equal(out[i], ftc_f32_to_bf16(in[i]));
-    assert_int_equal(out[0], 0x3f80);
-    assert_int_equal(out[1], 0x3f82);
-    assert_int_equal(out[2], 0x3f81);
-    assert_int_equal(out[3], 0x7f80);
-    assert_true((out[7] & 0x7f80) == 0x7f80 && (out[7] & 0x7f) != 0);
-    ftc_bf16_to_f32_n(out, back, N);
-    for (int i = 0; i < N; i++) {
-        uint32_t b;
-        memcpy(&b, &back[i], 4);
-        assert_int_equal(b, (uint32_t)out[i] << 16);
+    const char *paths[] = {"auto", "avx2"}; /* avx2: the AVX2 copy, also on AVX-512 CPUs */
+    for (int p = 0; p < 2; p++) {
+        if (!ftc_matmul_set_backend(paths[p])) continue;
+        ftc_f32_to_bf16_n(in, out, N);
+        for (int i = 0; i < N; i++) assert_int_equal(out[i], ftc_f32_to_bf16(in[i]));
+        assert_int_equal(out[0], 0x3f80);
+        assert_int_equal(out[1], 0x3f82);
+        assert_int_equal(out[2], 0x3f81);
+        assert_int_equal(out[3], 0x7f80);
+        assert_true((out[7] & 0x7f80) == 0x7f80 && (out[7] & 0x7f) != 0);
+        ftc_bf16_to_f32_n(out, back, N);
+        for (int i = 0; i < N; i++) {
+            uint32_t b;
+            memcpy(&b, &back[i], 4);
+            assert_int_equal(b, (uint32_t)out[i] << 16);
+        }
     }
+    ftc_matmul_set_backend("auto");
 }
 
 /* Decoding's skinny products (matmul_skinny.c): 1..16 rows of A against a weight read along K (op(B) = W^T),
@@ -340,11 +346,11 @@ static void test_skinny_rows(void **state) {
     ftc_rng_seed(&r, 23);
     int threads_before = omp_get_max_threads();
     omp_set_num_threads(2);
-    const char *paths[] = {"generic", "avx512"};
-    for (int p = 0; p < 2; p++) {
+    const char *paths[] = {"generic", "avx512", "avx2"};
+    for (int p = 0; p < 3; p++) {
         if (!ftc_matmul_set_backend(paths[p])) continue;
         for (int M = 1; M <= 17; M++) {
-            int N = M % 2 ? 1037 : 130, K = M % 3 ? 581 : 64;
+            int N = M % 2 ? 1037 : 130, K = M % 3 ? 581 : M % 2 ? 64 : 77; /* 77: a full 8 after the 16s, then 5 */
             char what[96];
             snprintf(what, sizeof what, "skinny %s fp32 M=%d N=%d K=%d", paths[p], M, N, K);
             run_case(false, true, M, N, K, M % 4 == 3 ? -0.5f : 1.0f, M % 2 ? 0.0f : 0.5f, &r, what);

@@ -104,10 +104,16 @@ static void test_decoders_agree(void **state) {
             for (int s = 0; s < nscales; s++) h[s] = (uint16_t)(rnd() % 0x7c00) | (uint16_t)(rnd() & 0x8000);
         }
         float *a = malloc(sizeof(float) * (size_t)nb * blk), *b = malloc(sizeof(float) * (size_t)nb * blk);
-        ftc_quant_decoder(type, false)(raw, a, nb);
-        ftc_quant_decoder(type, true)(raw, b, nb); /* compiled for AVX-512: skip where the CPU lacks it */
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+        ftc_quant_decoder(type, 0)(raw, a, nb);
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) { /* compiled for AVX-512 */
+            ftc_quant_decoder(type, 2)(raw, b, nb);
             assert_memory_equal(a, b, sizeof(float) * (size_t)nb * blk);
+        }
+        if (__builtin_cpu_supports("avx2")) { /* the AVX2 copy */
+            memset(b, 0, sizeof(float) * (size_t)nb * blk);
+            ftc_quant_decoder(type, 1)(raw, b, nb);
+            assert_memory_equal(a, b, sizeof(float) * (size_t)nb * blk);
+        }
         /* the first block by hand */
         const uint8_t *p = raw;
         for (int i = 0; i < blk; i++) {
@@ -155,14 +161,16 @@ static void check_close(const float *got, const double *want, const double *mag,
 }
 
 /* Y = X W^T and dX = dY W on packed blocks against the dequantized weight (double sums), for each type,
- * shapes across panel edges, both backends (decode paths) */
+ * shapes across panel edges, every backend this CPU runs (decode paths) */
 static void test_qmatmul_matches_dequantized(void **state) {
     (void)state;
-    const char *backends[] = {"generic", "avx512"};
-    /* N <= 16: the decoding path (panels of whole rows on the matmul threads); {3, 512, 400}: 7 panels */
-    const struct { int N, I, O; } shapes[] = {{1, 256, 3}, {7, 1280, 70}, {70, 768, 130}, {33, 512, 64}, {3, 512, 400}};
+    const char *backends[] = {"generic", "avx512", "avx2"};
+    /* N <= 16: the decoding path (panels of whole rows on the matmul threads); {3, 512, 400}: 7 panels;
+     * N = 1 on avx2: the fused matrix-vector kernel (Q8_0/Q4_0/Q4_1), {1, 768, 133}: 3 chunks, 4-row tail of 1 */
+    const struct { int N, I, O; } shapes[] = {{1, 256, 3}, {7, 1280, 70}, {70, 768, 130}, {33, 512, 64}, {3, 512, 400},
+                                              {1, 768, 133}};
     const double tol = 1e-5;
-    for (int be = 0; be < 2; be++) {
+    for (int be = 0; be < 3; be++) {
         if (!ftc_matmul_set_backend(backends[be])) {
             print_message("backend %s unavailable on this CPU: skipped\n", backends[be]);
             continue;

@@ -16,15 +16,18 @@
 #include "ftc/ops.h"
 #include "kernels/cpu/vmath.h"
 
-/* Runs fn once per path this CPU has: generic, then avx512. */
+/* Runs fn once per path this CPU has: generic, avx512, then avx2 (FTC_MATMUL=avx2 takes the AVX2 copies also
+ * on an AVX-512 CPU). */
 static void each_path(void (*fn)(const char *path)) {
-    const char *paths[] = {"generic", "avx512"};
-    for (int i = 0; i < 2; i++) {
+    const char *paths[] = {"generic", "avx512", "avx2"};
+    for (int i = 0; i < 3; i++) {
         if (!ftc_matmul_set_backend(paths[i])) {
             fprintf(stderr, "(no %s on this CPU: skipped)\n", paths[i]);
             continue;
         }
         assert_int_equal(ftc_vm_use_avx512(), i == 1);
+        if (i == 2) assert_true(ftc_vm_use_avx2());
+        assert_int_equal(ftc_vm_isa(), i == 0 ? 0 : i == 1 ? 2 : 1);
         fn(paths[i]);
     }
     ftc_matmul_set_backend("auto");
@@ -84,6 +87,34 @@ static void check_exp(const char *path) {
     free(y);
 }
 static void test_exp(void **state) { (void)state; each_path(check_exp); }
+
+/* The AVX2 copies of exp and exp_sum are the portable loop compiled for 8 lanes: bit-identical to it, with
+ * every tail length and the special values. */
+static void test_exp_avx2_bit_identical(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_backend("avx2")) {
+        ftc_matmul_set_backend("auto");
+        skip();
+    }
+    enum { N = 1000 };
+    float x[N], ya[N], yg[N];
+    ftc_rng r;
+    ftc_rng_seed(&r, 5);
+    for (int i = 0; i < N; i++) x[i] = 200.0f * (ftc_rng_uniform(&r) - 0.5f);
+    x[3] = NAN, x[4] = INFINITY, x[5] = -INFINITY, x[6] = -103.9f, x[7] = 88.7f;
+    for (int n = 0; n < 40; n++) {
+        int len = n < 33 ? n : N - (40 - n);
+        ftc_matmul_set_backend("avx2");
+        ftc_vm_exp(ya, x, len);
+        double sa = ftc_vm_exp_sum(NULL, x, 2.5f, len);
+        ftc_matmul_set_backend("generic");
+        ftc_vm_exp(yg, x, len);
+        double sg = ftc_vm_exp_sum(NULL, x, 2.5f, len);
+        assert_memory_equal(ya, yg, sizeof(float) * (size_t)len);
+        assert_memory_equal(&sa, &sg, sizeof sa);
+    }
+    ftc_matmul_set_backend("auto");
+}
 
 static double gelu_ref(double x) { return 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
 
@@ -471,6 +502,7 @@ static void test_norm_paths_identical(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exp),
+        cmocka_unit_test(test_exp_avx2_bit_identical),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_gelu_erf),
         cmocka_unit_test(test_gelu_paths_and_tails),

@@ -366,10 +366,11 @@ int cmd_train(int argc, char **argv) {
         ftc_model_free(m);
         goto done;
     }
-    /* bf16 without AVX512-BF16 runs every bf16 product in the portable loop: correct, but many times slower */
-    if (c.precision == FTC_PREC_BF16 && strcmp(ftc_matmul_bf16_backend(), "avx512bf16") != 0)
-        fprintf(stderr, "ftc train: warning: --precision bf16 without AVX512-BF16 (this CPU or FTC_MATMUL) uses the "
-                        "slow portable bf16 matmul; --precision fp32 is much faster here\n");
+    /* bf16 without AVX512-BF16 or AVX2 runs every bf16 product in the portable loop: correct, but many times slower
+     * (AVX2 CPUs run bf16 as an f32 GEMM on bf16-rounded operands, about fp32's speed) */
+    if (c.precision == FTC_PREC_BF16 && strcmp(ftc_matmul_bf16_backend(), "generic") == 0)
+        fprintf(stderr, "ftc train: warning: --precision bf16 without AVX512-BF16 or AVX2 (this CPU or FTC_MATMUL) uses "
+                        "the slow portable bf16 matmul; --precision fp32 is much faster here\n");
     /* causal-lm: a few prompts answered by the base model now, by the tuned one at the end (report.html).
      * Not worth failing a run over: a problem is reported and the run goes on. */
     ftc_samples *samples = NULL;

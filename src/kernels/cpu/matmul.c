@@ -1,8 +1,10 @@
 /* Matmul dispatch (docs/kernels.md). Backends:
  *   avx512   own kernels (matmul_avx512.c), default when the CPU has AVX-512F
+ *   avx2     default when the CPU has AVX2 + FMA but no AVX-512: own skinny kernels for decoding and bf16
+ *            (matmul_avx2.c), OpenBLAS for the f32 GEMM, bf16 GEMM as an f32 GEMM on bf16-rounded operands
  *   openblas cblas_sgemm (whatever core type OpenBLAS picks, e.g. from OPENBLAS_CORETYPE)
  *   generic  portable C loop, the reference path CI also runs
- * FTC_MATMUL=avx512|openblas|generic forces one; ftc_matmul_set_backend() switches at run time.
+ * FTC_MATMUL=avx512|avx2|openblas|generic forces one (avx2 also on AVX-512 CPUs, so tests cover it there); ftc_matmul_set_backend() switches at run time.
  * Threads: the avx512 kernels are single-threaded per call; this file splits C between OpenMP threads
  * (rows or columns, on micro-tile boundaries), and runs one thread when already inside a parallel region so
  * that callers who parallelise themselves do not oversubscribe the 2 cores. */
@@ -16,9 +18,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { BACKEND_UNSET, BACKEND_GENERIC, BACKEND_OPENBLAS, BACKEND_AVX512 } backend_id;
+typedef enum { BACKEND_UNSET, BACKEND_GENERIC, BACKEND_OPENBLAS, BACKEND_AVX512, BACKEND_AVX2 } backend_id;
 static backend_id backend = BACKEND_UNSET;
-static const char *const backend_names[] = {"unset", "generic", "openblas", "avx512"};
+static const char *const backend_names[] = {"unset", "generic", "openblas", "avx512", "avx2"};
+
+static bool cpu_has_avx2(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static int has = -1; /* asked once, as below */
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return has;
+#else
+    return false;
+#endif
+}
 
 static bool cpu_has_avx512(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -47,13 +62,14 @@ static backend_id backend_from_name(const char *name) {
     if (strcmp(name, "generic") == 0) return BACKEND_GENERIC;
     if (strcmp(name, "openblas") == 0) return BACKEND_OPENBLAS;
     if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? BACKEND_AVX512 : BACKEND_UNSET;
+    if (strcmp(name, "avx2") == 0) return cpu_has_avx2() ? BACKEND_AVX2 : BACKEND_UNSET;
     return BACKEND_UNSET;
 }
 
 static backend_id auto_backend(void) {
     backend_id b = backend_from_name(getenv("FTC_MATMUL")); /* unknown or unsupported: ignored */
     if (b != BACKEND_UNSET) return b;
-    return cpu_has_avx512() ? BACKEND_AVX512 : BACKEND_OPENBLAS;
+    return cpu_has_avx512() ? BACKEND_AVX512 : cpu_has_avx2() ? BACKEND_AVX2 : BACKEND_OPENBLAS;
 }
 
 static backend_id current(void) {
@@ -74,8 +90,20 @@ bool ftc_matmul_set_backend(const char *name) {
 
 const char *ftc_matmul_backend(void) { return backend_names[current()]; }
 
+typedef enum { BF16_GENERIC, BF16_AVX512, BF16_AVX2 } bf16_path;
+
+/* bf16 products: vdpbf16ps where the CPU has it (unless avx2 or generic is forced), else the AVX2 path, else the
+ * portable loop. */
+static bf16_path bf16_current(void) {
+    backend_id b = current();
+    if (b == BACKEND_GENERIC) return BF16_GENERIC;
+    if (b != BACKEND_AVX2 && cpu_has_avx512_bf16()) return BF16_AVX512;
+    return cpu_has_avx2() ? BF16_AVX2 : BF16_GENERIC;
+}
+
 const char *ftc_matmul_bf16_backend(void) {
-    return current() != BACKEND_GENERIC && cpu_has_avx512_bf16() ? "avx512bf16" : "generic";
+    static const char *const names[] = {"generic", "avx512bf16", "avx2"};
+    return names[bf16_current()];
 }
 
 /* ---- portable paths ---- */
@@ -156,6 +184,8 @@ typedef struct {
     bool skinny;       /* few rows of A against W = op(B)^T read along K (matmul_skinny.c); threads split N */
     void (*fn)(void *ctx, int i); /* a ftc_parallel_for job: chunk c runs fn(ctx, c) */
     void *ctx;
+    bool avx2;         /* skinny job on the AVX2 kernels (matmul_avx2.c) */
+    const float *a32;  /* skinny AVX2 bf16 job: A rounded to bf16, kept as f32, M x K (stride K) */
 } gemm_job;
 
 static size_t elem_size(ftc_mm_type t) { return t == FTC_MM_BF16 ? 2 : 4; }
@@ -226,6 +256,13 @@ static void run_chunk(const gemm_job *j, int c, int n) {
         int lo = (int)((long long)groups * c / n) * 4, hi = (int)((long long)groups * (c + 1) / n) * 4;
         if (hi > j->N) hi = j->N;
         if (lo >= hi) return;
+        if (j->avx2) {
+            if (j->bf16)
+                ftc_mm_skinny_bf16_avx2(j->M, lo, hi, j->K, j->alpha, j->a32, j->K, j->B, j->ldb, j->beta, j->C, j->ldc);
+            else
+                ftc_mm_skinny_f32_avx2(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc);
+            return;
+        }
         if (j->bf16)
             ftc_mm_skinny_bf16_avx512(j->M, lo, hi, j->K, j->alpha, j->a16, j->K, j->B, j->ldb, j->beta, j->C, j->ldc);
         else
@@ -447,7 +484,7 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     switch (current()) {
     case BACKEND_AVX512: {
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL, 0,
-                      NULL, false, NULL, NULL};
+                      NULL, false, NULL, NULL, false, NULL};
         if (!ta && tb && M <= SKINNY_M) {
             j.skinny = true;
             run_skinny(&j, sizeof(float) * (size_t)N * (size_t)K);
@@ -466,6 +503,14 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
         free(bt_copy);
         return;
     }
+    case BACKEND_AVX2:
+        if (!ta && tb && M <= SKINNY_M) {
+            gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL,
+                          0, NULL, true, NULL, NULL, true, NULL};
+            run_skinny(&j, sizeof(float) * (size_t)N * (size_t)K);
+            return;
+        }
+        __attribute__((fallthrough)); /* OpenBLAS for the GEMM */
     case BACKEND_OPENBLAS:
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
                     lda, B, ldb, beta, C, ldc);
@@ -476,12 +521,59 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     }
 }
 
+/* bf16 products on AVX2: no bf16 dot-product instruction, but a product of two bf16 values is exact in f32. So
+ * the operands are rounded to bf16 and kept as f32 (an O(MK + KN) conversion in AVX2), and the product is the f32
+ * one with f32 accumulation: the skinny AVX2 kernel for decoding, else the f32 GEMM (OpenBLAS); the same result
+ * as vdpbf16ps up to the order of the additions. B is converted in panels of at most BF16_PANEL_BYTES, which
+ * bounds the extra memory (the LM head's 49152 x 576 weight would be 113 MB at once). Returns false, before
+ * C is touched, when the buffers cannot be allocated (the caller then runs the portable loop). */
+#define BF16_PANEL_BYTES ((size_t)8 << 20)
+static bool bf16_avx2(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at, int lda,
+                      const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
+    int ar = ta ? K : M, ac = ta ? M : K; /* A as stored */
+    float *a32 = malloc(sizeof(float) * (size_t)ar * (size_t)ac);
+    if (!a32) return false;
+    for (int r = 0; r < ar; r++)
+        ftc_bf16_round_f32_avx2((const char *)A + elem_size(at) * (size_t)r * lda, at, a32 + (size_t)r * ac, (size_t)ac);
+    if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16) { /* decoding: W streamed as stored */
+        gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
+                      NULL, true, NULL, NULL, true, a32};
+        run_skinny(&j, sizeof(uint16_t) * (size_t)N * (size_t)K);
+        free(a32);
+        return true;
+    }
+    size_t cols = BF16_PANEL_BYTES / sizeof(float) / (size_t)K / 64 * 64;
+    int nc = cols < 64 ? 64 : cols > (size_t)N ? N : (int)cols;
+    float *b32 = malloc(sizeof(float) * (size_t)K * (size_t)nc);
+    if (!b32) {
+        free(a32);
+        return false;
+    }
+    for (int n0 = 0; n0 < N; n0 += nc) {
+        int n = N - n0 < nc ? N - n0 : nc, ldb32 = tb ? K : n;
+        if (tb) /* B stored N x K: rows n0.. */
+            for (int r = 0; r < n; r++)
+                ftc_bf16_round_f32_avx2((const char *)B + elem_size(bt) * (size_t)(n0 + r) * ldb, bt, b32 + (size_t)r * K,
+                                        (size_t)K);
+        else /* B stored K x N: columns n0.. of each row */
+            for (int k = 0; k < K; k++)
+                ftc_bf16_round_f32_avx2((const char *)B + elem_size(bt) * ((size_t)k * ldb + n0), bt, b32 + (size_t)k * n,
+                                        (size_t)n);
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, n, K, alpha, a32,
+                    ac, b32, ldb32, beta, C + n0, ldc);
+    }
+    free(a32), free(b32);
+    return true;
+}
+
 void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at, int lda,
                      const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
     if (trivial(M, N, K, alpha, beta, C, ldc)) return;
-    if (strcmp(ftc_matmul_bf16_backend(), "avx512bf16") == 0) {
+    bf16_path path = bf16_current();
+    if (path == BF16_AVX2 && bf16_avx2(ta, tb, M, N, K, alpha, A, at, lda, B, bt, ldb, beta, C, ldc)) return;
+    if (path == BF16_AVX512) {
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
-                      NULL, false, NULL, NULL};
+                      NULL, false, NULL, NULL, false, NULL};
         uint16_t *a16;
         if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16 &&
             (a16 = malloc(sizeof(uint16_t) * (size_t)M * (size_t)K)) != NULL) { /* A rounded once, not per row of W */
@@ -517,8 +609,12 @@ void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const v
 }
 
 void ftc_f32_to_bf16_n(const float *in, uint16_t *out, size_t n) {
-    if (cpu_has_avx512()) {
+    if (cpu_has_avx512() && current() != BACKEND_AVX2) { /* FTC_MATMUL=avx2 covers the AVX2 copy on AVX-512 CPUs */
         ftc_f32_to_bf16_avx512(in, out, n);
+        return;
+    }
+    if (cpu_has_avx2()) {
+        ftc_f32_to_bf16_avx2(in, out, n);
         return;
     }
     for (size_t i = 0; i < n; i++) {

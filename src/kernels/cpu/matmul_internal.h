@@ -35,6 +35,15 @@ void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alpha, const f
                               int ldw, float beta, float *C, int ldc);
 void ftc_mm_skinny_bf16_avx512(int M, int n0, int n1, int K, float alpha, const uint16_t *A, int lda,
                                const uint16_t *W, int ldw, float beta, float *C, int ldc);
+/* AVX2 + FMA (matmul_avx2.c), for CPUs without AVX-512; call only after a CPU-feature check. Skinny products as
+ * above; bf16: A given as f32 values already rounded to bf16 (exact products, f32 accumulation). */
+void ftc_mm_skinny_f32_avx2(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const float *W, int ldw,
+                            float beta, float *C, int ldc);
+void ftc_mm_skinny_bf16_avx2(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const uint16_t *W,
+                             int ldw, float beta, float *C, int ldc);
+void ftc_f32_to_bf16_avx2(const float *in, uint16_t *out, size_t n);
+/* out[i] = in[i] rounded to bf16 and kept as f32 (in f32; as ftc_mm_round_bf16), or widened (in bf16) */
+void ftc_bf16_round_f32_avx2(const void *in, ftc_mm_type t, float *out, size_t n);
 
 /* Micro-tile sizes, so the dispatcher splits work on tile boundaries. */
 #define FTC_MM_MR 12

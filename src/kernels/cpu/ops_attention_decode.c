@@ -44,7 +44,7 @@ VM_FORCE_INLINE void decode_rows_body(float *ob, float *att, const float *qb, co
         }
     }
 }
-VM_TWO_PATHS(decode_rows, (float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn, int Tk,
+VM_THREE_PATHS(decode_rows, (float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn, int Tk,
                            size_t qs, size_t ks, int D, int start, float scale),
              (ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale))
 
@@ -66,7 +66,8 @@ static void head(float *ob, float *att, const float *qb, const float *kb, const 
         ftc_matmul(false, false, Tn, D, Tk, 1.0f, att, Tk, vb, (int)ks, 0.0f, ob, (int)qs);
         return;
     }
-    (ftc_vm_use_avx512() ? decode_rows_avx512 : decode_rows_generic)(ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+    (ftc_vm_use_avx512() ? decode_rows_avx512 : ftc_vm_use_avx2() ? decode_rows_avx2 : decode_rows_generic)(
+        ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
 }
 
 typedef struct {

@@ -11,7 +11,7 @@
 #include <string.h>
 #include "ftc/matmul.h"
 #include "quant_internal.h"
-#include "vmath.h" /* ftc_vm_use_avx512: the CPU has AVX-512 and FTC_MATMUL is not "generic" */
+#include "vmath.h" /* ftc_vm_isa: the vector decoders this CPU and FTC_MATMUL allow */
 
 enum { PANEL = 32768, F_ROWS = 64, F_COLS = 512, B_ROWS = 128, B_COLS = 256 };
 
@@ -60,15 +60,41 @@ static void skinny_panel(void *ctx, int p) {
     panel_mm(j->bf16, true, j->N, no, j->I, j->X, j->I, P, P16, j->I, j->beta, j->Y + o0, j->O, no * j->I);
 }
 
+/* One row of X, f32, on an AVX2 CPU: the fused matrix-vector kernel (qmatmul_avx2.c), rows of W in chunks of
+ * MATVEC_ROWS on the matmul threads. */
+enum { MATVEC_ROWS = 64 };
+typedef struct {
+    float *y;
+    const float *x, *xsum;
+    const void *W;
+    size_t row_bytes;
+    int type, I, O;
+    float beta;
+} matvec_job;
+
+static void matvec_chunk(void *ctx, int c) {
+    const matvec_job *j = ctx;
+    int o0 = c * MATVEC_ROWS, o1 = o0 + MATVEC_ROWS < j->O ? o0 + MATVEC_ROWS : j->O;
+    ftc_qmatvec_avx2(j->type, j->y, j->x, j->xsum, j->W, j->row_bytes, j->I, o0, o1, j->beta);
+}
+
 void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16) {
     if (N <= 0 || O <= 0) return;
     if (I <= 0) {
         for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = beta == 0.0f ? 0.0f : beta * Y[i];
         return;
     }
-    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_use_avx512());
+    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_isa());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
     size_t row_bytes = ftc_quant_row_bytes(type, I);
+    if (N == 1 && !bf16 && I <= PANEL && ftc_vm_isa() == 1 &&
+        (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1)) {
+        float xsum[PANEL / 32];
+        if (type == FTC_GGML_Q4_1) ftc_qmatvec_xsum_avx2(X, I, xsum);
+        matvec_job j = {Y, X, xsum, W, row_bytes, type, I, O, beta};
+        ftc_parallel_for((O + MATVEC_ROWS - 1) / MATVEC_ROWS, matvec_chunk, &j);
+        return;
+    }
     if (N <= SKINNY_N && I <= PANEL) {
         skinny_job j = {Y, X, W, row_bytes, block, block_bytes, N, I, O, PANEL / I, beta, bf16, dec};
         ftc_parallel_for((O + j.rows - 1) / j.rows, skinny_panel, &j);
@@ -90,7 +116,7 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
 
 void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16) {
     if (N <= 0 || O <= 0 || I <= 0) return;
-    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_use_avx512());
+    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_isa());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
     size_t row_bytes = ftc_quant_row_bytes(type, I);
     int kblocks = (I + B_COLS - 1) / B_COLS;

@@ -4,8 +4,8 @@
  * told so below) so that the blocks are bit-identical: gguf.quants (numpy) for Q8_0/Q4_0/Q4_1, ggml's
  * quantize_row_q4_K_ref for Q4_K. Dequantization is d * q (Q8_0, Q4_0) or d * q + m / d * q - m as two
  * roundings, as gguf.quants.dequantize computes it. The block decoders used by the fused matmul (qmatmul.c)
- * are compiled twice from one body (plain and AVX-512, vmath.h's VM_TWO_PATHS): no operation in them depends
- * on the vector width, so both give the same bits. */
+ * are compiled three times from one body (plain, AVX-512 and AVX2, vmath.h's VM_THREE_PATHS): no operation
+ * in them depends on the vector width, so all give the same bits. */
 #include "ftc/quant.h"
 #include <math.h>
 #include <string.h>
@@ -324,24 +324,25 @@ VM_FORCE_INLINE void dec_nf4_body(const void *in, float *y, int64_t nb) {
             y[64 * k + 2 * j + 1] = NF4[b[k].qs[j] & 15] * b[k].absmax;
         }
 }
-VM_TWO_PATHS(dec_nf4, (const void *in, float *y, int64_t nb), (in, y, nb))
-VM_TWO_PATHS(dec_q8_0, (const void *in, float *y, int64_t nb), (in, y, nb))
-VM_TWO_PATHS(dec_q4_0, (const void *in, float *y, int64_t nb), (in, y, nb))
-VM_TWO_PATHS(dec_q4_1, (const void *in, float *y, int64_t nb), (in, y, nb))
-VM_TWO_PATHS(dec_q4_k, (const void *in, float *y, int64_t nb), (in, y, nb))
+VM_THREE_PATHS(dec_nf4, (const void *in, float *y, int64_t nb), (in, y, nb))
+VM_THREE_PATHS(dec_q8_0, (const void *in, float *y, int64_t nb), (in, y, nb))
+VM_THREE_PATHS(dec_q4_0, (const void *in, float *y, int64_t nb), (in, y, nb))
+VM_THREE_PATHS(dec_q4_1, (const void *in, float *y, int64_t nb), (in, y, nb))
+VM_THREE_PATHS(dec_q4_k, (const void *in, float *y, int64_t nb), (in, y, nb))
 
-ftc_quant_decode_fn ftc_quant_decoder(int type, bool avx512) {
+#define PICK(name) (isa == 2 ? name##_avx512 : isa == 1 ? name##_avx2 : name##_generic)
+ftc_quant_decode_fn ftc_quant_decoder(int type, int isa) {
     switch (type) {
-    case FTC_GGML_Q8_0: return avx512 ? dec_q8_0_avx512 : dec_q8_0_generic;
-    case FTC_GGML_Q4_0: return avx512 ? dec_q4_0_avx512 : dec_q4_0_generic;
-    case FTC_GGML_Q4_1: return avx512 ? dec_q4_1_avx512 : dec_q4_1_generic;
-    case FTC_GGML_Q4_K: return avx512 ? dec_q4_k_avx512 : dec_q4_k_generic;
-    case FTC_QUANT_NF4: return avx512 ? dec_nf4_avx512 : dec_nf4_generic;
+    case FTC_GGML_Q8_0: return PICK(dec_q8_0);
+    case FTC_GGML_Q4_0: return PICK(dec_q4_0);
+    case FTC_GGML_Q4_1: return PICK(dec_q4_1);
+    case FTC_GGML_Q4_K: return PICK(dec_q4_k);
+    case FTC_QUANT_NF4: return PICK(dec_nf4);
     default: return NULL;
     }
 }
 
 void ftc_dequantize_row(int type, const void *in, float *y, int64_t n) {
-    ftc_quant_decode_fn fn = ftc_quant_decoder(type, false);
+    ftc_quant_decode_fn fn = ftc_quant_decoder(type, 0);
     if (fn) fn(in, y, n / ftc_quant_block(type));
 }

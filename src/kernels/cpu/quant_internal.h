@@ -6,6 +6,13 @@
 
 /* Decodes nb consecutive blocks into nb * block floats. */
 typedef void (*ftc_quant_decode_fn)(const void *in, float *y, int64_t nb);
-/* The decoder of a type (NULL if unsupported): the AVX-512 copy or the portable one (same bits). */
-ftc_quant_decode_fn ftc_quant_decoder(int type, bool avx512);
+/* The decoder of a type (NULL if unsupported): isa 2 the AVX-512 copy, 1 the AVX2 one, 0 the portable one (same
+ * bits; ftc_vm_isa() says which runs). */
+ftc_quant_decode_fn ftc_quant_decoder(int type, int isa);
+
+/* AVX2 + FMA matrix-vector product on packed Q8_0/Q4_0/Q4_1 rows (qmatmul_avx2.c; only when ftc_vm_isa() == 1):
+ * y[o] = W[o] . x (or + beta y[o]) for o in [o0, o1); I a multiple of 32; xsum: per-block sums of x (Q4_1) */
+void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *xsum, const void *W, size_t row_bytes, int I,
+                      int o0, int o1, float beta);
+void ftc_qmatvec_xsum_avx2(const float *x, int I, float *xsum);
 #endif

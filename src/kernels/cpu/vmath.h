@@ -96,6 +96,16 @@ static inline bool dropout_keep(uint64_t key, uint64_t i, uint32_t threshold) {
 #define VM_TWO_PATHS(name, params, args)                                                                                \
     static void name##_generic params { name##_body args; }                                                            \
     VM_AVX512_TARGET static void name##_avx512 params { name##_body args; }
+/* A third copy for AVX2 CPUs without AVX-512 (8 lanes), picked when ftc_vm_use_avx2(). Target "avx2" without
+ * "fma", so that no compiler can contract and the copy stays bit-identical to the portable one. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define VM_AVX2_TARGET __attribute__((target("avx2")))
+#else
+#define VM_AVX2_TARGET
+#endif
+#define VM_THREE_PATHS(name, params, args)                                                                              \
+    VM_TWO_PATHS(name, params, args)                                                                                   \
+    VM_AVX2_TARGET static void name##_avx2 params { name##_body args; }
 
 /* Sums in double over 16 lanes (lane j takes the values at c = j mod 16), then a fixed tree: a row sum that
  * vectorises (a single running double sum is one dependent add per value) and whose order does not depend
@@ -106,8 +116,13 @@ VM_FORCE_INLINE double vm_sum16(const double a[16]) {
     return ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]));
 }
 
-/* Whether the AVX-512 path runs (CPU has it and the generic backend is not forced). */
+/* Whether the AVX-512 path runs (CPU has it and neither the generic nor the avx2 backend is forced). */
 bool ftc_vm_use_avx512(void);
+/* Whether the AVX2 copies run where there is no AVX-512 path (CPU has AVX2 and generic is not forced); callers
+ * ask ftc_vm_use_avx512() first. FTC_MATMUL=avx2 makes AVX-512 CPUs take them too (tests). */
+bool ftc_vm_use_avx2(void);
+/* The instruction set of the vector paths: 2 AVX-512, 1 AVX2, 0 portable (ftc_quant_decoder takes it). */
+int ftc_vm_isa(void);
 
 /* y[i] = exp(x[i]) for n values; y == x allowed. */
 void ftc_vm_exp(float *y, const float *x, int n);

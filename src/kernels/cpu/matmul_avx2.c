@@ -1,0 +1,203 @@
+/* AVX2 + FMA kernels, for CPUs without AVX-512 (AMD Zen 2/3, most Intel desktops): compiled with target
+ * attributes like matmul_avx512.c, so the binary stays portable; matmul.c calls them only after a CPU-feature
+ * check (or FTC_MATMUL=avx2, which also runs them on AVX-512 machines, so tests cover them there).
+ *
+ * Skinny products for decoding (issue 24): C[M, N] = alpha * A[M, K] W[N, K]^T + beta * C with few rows, W read
+ * along K as nn.Linear stores it. Memory-bound: each weight is read once and meets M multiply-adds. W is
+ * streamed as stored, four rows at a time (four sequential streams, which the hardware prefetcher follows),
+ * against one or two rows of A (16 ymm registers: 8 accumulators, 4 weight vectors, the rest for A); one row of
+ * A takes two vectors of K per step so that 8 independent FMA chains hide the FMA latency. More rows of A
+ * re-read the four W rows from L1/L2, not from memory. The 4 x RB sums are reduced once, at the end.
+ * bf16: W stored bf16, widened to f32 in registers (a zero-extend and a shift: bf16 is the upper half of an
+ * f32); A is given as f32 values already rounded to bf16, so every product is exact in f32, as vdpbf16ps's.
+ *
+ * Also the conversions the AVX2 bf16 GEMM (matmul.c) needs: f32 -> bf16 (round to nearest even, NaN stays NaN,
+ * bit-identical to ftc_mm_round_bf16) and "round to bf16, keep as f32". */
+#include "matmul_internal.h"
+#include <immintrin.h>
+#include <string.h>
+
+#define AVX2_FN __attribute__((target("avx2,fma")))
+#define INLINE __attribute__((always_inline)) static inline
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+/* Lane masks for _mm256_maskload_ps: the first n of 8 lanes (n = 0..7) */
+static const int32_t TAIL_MASK[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+INLINE AVX2_FN __m256i tail_mask(int n) { return _mm256_loadu_si256((const __m256i *)(TAIL_MASK + 8 - n)); }
+
+/* (sum a0, sum a1, sum a2, sum a3) */
+INLINE AVX2_FN __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+INLINE void store_row(float *c, int cols, const float s[4], float alpha, float beta) {
+    for (int t = 0; t < cols; t++) {
+        float v = alpha * s[t];
+        c[t] = beta == 0.0f ? v : v + beta * c[t];
+    }
+}
+
+/* Loads 8 weights at w + k as f32: f32 as is, bf16 widened (exact) */
+INLINE AVX2_FN __m256 ld_f32(const float *w, int k) { return _mm256_loadu_ps(w + k); }
+INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
+    __m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + k)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+}
+
+/* The kernels, once per weight type (T: float or uint16_t, LD: the loader). The K tail (K % 8 values) goes
+ * through zero-padded copies, so no load reads past a row. */
+#define SKINNY_KERNELS(NAME, T, LD)                                                                                   \
+    /* s[t] = a . w[t] for one row of A */                                                                            \
+    INLINE AVX2_FN void NAME##_dots1(const float *a, const T *const w[4], int K, float s[4]) {                         \
+        __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;              \
+        int k = 0;                                                                                                    \
+        for (; k + 16 <= K; k += 16) {                                                                                \
+            __m256 a0 = _mm256_loadu_ps(a + k), a1 = _mm256_loadu_ps(a + k + 8);                                      \
+            c0 = _mm256_fmadd_ps(a0, LD(w[0], k), c0);                                                                \
+            c1 = _mm256_fmadd_ps(a0, LD(w[1], k), c1);                                                                \
+            c2 = _mm256_fmadd_ps(a0, LD(w[2], k), c2);                                                                \
+            c3 = _mm256_fmadd_ps(a0, LD(w[3], k), c3);                                                                \
+            d0 = _mm256_fmadd_ps(a1, LD(w[0], k + 8), d0);                                                            \
+            d1 = _mm256_fmadd_ps(a1, LD(w[1], k + 8), d1);                                                            \
+            d2 = _mm256_fmadd_ps(a1, LD(w[2], k + 8), d2);                                                            \
+            d3 = _mm256_fmadd_ps(a1, LD(w[3], k + 8), d3);                                                            \
+        }                                                                                                             \
+        for (; k < K; k += 8) {                                                                                       \
+            int n = imin(8, K - k);                                                                                   \
+            T pad[4][8];                                                                                              \
+            const T *wk[4];                                                                                           \
+            __m256 a0;                                                                                                \
+            if (n == 8) {                                                                                             \
+                for (int t = 0; t < 4; t++) wk[t] = w[t] + k;                                                         \
+                a0 = _mm256_loadu_ps(a + k);                                                                          \
+            } else {                                                                                                  \
+                memset(pad, 0, sizeof pad);                                                                           \
+                for (int t = 0; t < 4; t++) memcpy(pad[t], w[t] + k, sizeof(T) * (size_t)n), wk[t] = pad[t];          \
+                a0 = _mm256_maskload_ps(a + k, tail_mask(n));                                                         \
+            }                                                                                                         \
+            c0 = _mm256_fmadd_ps(a0, LD(wk[0], 0), c0);                                                               \
+            c1 = _mm256_fmadd_ps(a0, LD(wk[1], 0), c1);                                                               \
+            c2 = _mm256_fmadd_ps(a0, LD(wk[2], 0), c2);                                                               \
+            c3 = _mm256_fmadd_ps(a0, LD(wk[3], 0), c3);                                                               \
+        }                                                                                                             \
+        _mm_storeu_ps(s, hsum4(_mm256_add_ps(c0, d0), _mm256_add_ps(c1, d1), _mm256_add_ps(c2, d2),                  \
+                               _mm256_add_ps(c3, d3)));                                                               \
+    }                                                                                                                 \
+    /* s[r][t] = a_r . w[t] for two rows of A (a, a + lda) */                                                         \
+    INLINE AVX2_FN void NAME##_dots2(const float *a, int lda, const T *const w[4], int K, float s[2][4]) {              \
+        __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;              \
+        const float *b = a + lda;                                                                                     \
+        for (int k = 0; k < K; k += 8) {                                                                              \
+            int n = imin(8, K - k);                                                                                   \
+            T pad[4][8];                                                                                              \
+            const T *wk[4];                                                                                           \
+            __m256 a0, a1;                                                                                            \
+            if (n == 8) {                                                                                             \
+                for (int t = 0; t < 4; t++) wk[t] = w[t] + k;                                                         \
+                a0 = _mm256_loadu_ps(a + k), a1 = _mm256_loadu_ps(b + k);                                             \
+            } else {                                                                                                  \
+                memset(pad, 0, sizeof pad);                                                                           \
+                for (int t = 0; t < 4; t++) memcpy(pad[t], w[t] + k, sizeof(T) * (size_t)n), wk[t] = pad[t];          \
+                a0 = _mm256_maskload_ps(a + k, tail_mask(n)), a1 = _mm256_maskload_ps(b + k, tail_mask(n));           \
+            }                                                                                                         \
+            __m256 w0 = LD(wk[0], 0), w1 = LD(wk[1], 0), w2 = LD(wk[2], 0), w3 = LD(wk[3], 0);                        \
+            c0 = _mm256_fmadd_ps(a0, w0, c0);                                                                         \
+            c1 = _mm256_fmadd_ps(a0, w1, c1);                                                                         \
+            c2 = _mm256_fmadd_ps(a0, w2, c2);                                                                         \
+            c3 = _mm256_fmadd_ps(a0, w3, c3);                                                                         \
+            d0 = _mm256_fmadd_ps(a1, w0, d0);                                                                         \
+            d1 = _mm256_fmadd_ps(a1, w1, d1);                                                                         \
+            d2 = _mm256_fmadd_ps(a1, w2, d2);                                                                         \
+            d3 = _mm256_fmadd_ps(a1, w3, d3);                                                                         \
+        }                                                                                                             \
+        _mm_storeu_ps(s[0], hsum4(c0, c1, c2, c3));                                                                   \
+        _mm_storeu_ps(s[1], hsum4(d0, d1, d2, d3));                                                                   \
+    }                                                                                                                 \
+    static AVX2_FN void NAME(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const T *W, int ldw,  \
+                             float beta, float *C, int ldc) {                                                         \
+        for (int j = n0; j < n1; j += 4) {                                                                            \
+            int jn = imin(4, n1 - j);                                                                                 \
+            const T *w[4]; /* rows past the end repeat row j (computed, not stored) */                                \
+            for (int t = 0; t < 4; t++) w[t] = W + (size_t)(j + (t < jn ? t : 0)) * ldw;                              \
+            int i = 0;                                                                                                \
+            for (; i + 2 <= M; i += 2) {                                                                              \
+                float s[2][4];                                                                                        \
+                NAME##_dots2(A + (size_t)i * lda, lda, w, K, s);                                                      \
+                store_row(C + (size_t)i * ldc + j, jn, s[0], alpha, beta);                                            \
+                store_row(C + (size_t)(i + 1) * ldc + j, jn, s[1], alpha, beta);                                      \
+            }                                                                                                         \
+            if (i < M) {                                                                                              \
+                float s[4];                                                                                           \
+                NAME##_dots1(A + (size_t)i * lda, w, K, s);                                                           \
+                store_row(C + (size_t)i * ldc + j, jn, s, alpha, beta);                                               \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+SKINNY_KERNELS(skinny_f32, float, ld_f32)
+SKINNY_KERNELS(skinny_bf16, uint16_t, ld_bf16)
+
+void ftc_mm_skinny_f32_avx2(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const float *W, int ldw,
+                            float beta, float *C, int ldc) {
+    skinny_f32(M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+}
+
+void ftc_mm_skinny_bf16_avx2(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const uint16_t *W,
+                             int ldw, float beta, float *C, int ldc) {
+    skinny_bf16(M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+}
+
+/* ---- conversions ---- */
+
+/* 8 f32 bit patterns rounded to bf16 (nearest even; NaN -> quiet NaN), in the low 16 bits of each lane */
+INLINE AVX2_FN __m256i round8(__m256i x) {
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, abs_mask), inf);
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+    __m256i q = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+    return _mm256_blendv_epi8(r, q, nan);
+}
+
+AVX2_FN void ftc_f32_to_bf16_avx2(const float *in, uint16_t *out, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a = round8(_mm256_loadu_si256((const __m256i *)(in + i)));
+        __m256i b = round8(_mm256_loadu_si256((const __m256i *)(in + i + 8)));
+        /* packus works per 128-bit lane: (a0-3 b0-3 a4-7 b4-7), put back in order */
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xd8);
+        _mm256_storeu_si256((__m256i *)(out + i), p);
+    }
+    for (; i < n; i++) {
+        uint32_t x;
+        memcpy(&x, in + i, 4);
+        out[i] = ftc_mm_round_bf16(x);
+    }
+}
+
+/* out[i] = in[i] rounded to bf16, as f32 (in f32), or widened (in bf16) */
+AVX2_FN void ftc_bf16_round_f32_avx2(const void *in, ftc_mm_type t, float *out, size_t n) {
+    size_t i = 0;
+    if (t == FTC_MM_BF16) {
+        const uint16_t *h = in;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, ld_bf16(h + i, 0));
+        for (; i < n; i++) {
+            uint32_t x = (uint32_t)h[i] << 16;
+            memcpy(out + i, &x, 4);
+        }
+        return;
+    }
+    const float *f = in;
+    for (; i + 8 <= n; i += 8) {
+        __m256i r = _mm256_slli_epi32(round8(_mm256_loadu_si256((const __m256i *)(f + i))), 16);
+        _mm256_storeu_si256((__m256i *)(out + i), r);
+    }
+    for (; i < n; i++) {
+        uint32_t x;
+        memcpy(&x, f + i, 4);
+        x = (uint32_t)ftc_mm_round_bf16(x) << 16;
+        memcpy(out + i, &x, 4);
+    }
+}

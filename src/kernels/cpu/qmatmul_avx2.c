@@ -1,0 +1,112 @@
+/* Decoding's matrix-vector product on packed Q8_0 / Q4_0 / Q4_1 blocks, in AVX2 + FMA (issue 24): y[o] = W[o] . x
+ * for one row x, each block widened to f32 in registers (int8 or nibbles -> epi32 -> ps) and multiplied with x
+ * there, so the weight's bytes are read once from memory and nothing is written back (the panel path of
+ * qmatmul.c decodes 128 KB of f32 and reads it again). Four rows of W at a time share each load of x; per block
+ * and row, sum_i q_i x_i accumulates in f32 and is scaled by the block's d once:
+ *   Q8_0  d * sum q x            Q4_0  d * sum (q - 8) x            Q4_1  d * sum q x + m * sum x
+ * (sum x per block is computed once per call, xsum). The order of operations differs from decode-then-multiply
+ * (d q x vs d (q . x)): same value up to f32 rounding, checked against the dequantized weight in test_quant.c.
+ * Compiled with target attributes; qmatmul.c calls it only when ftc_vm_isa() == 1 (AVX2, or FTC_MATMUL=avx2). */
+#include <immintrin.h>
+#include <string.h>
+#include "ftc/quant.h"
+#include "quant_internal.h"
+
+#define AVX2_FN __attribute__((target("avx2,fma")))
+#define INLINE __attribute__((always_inline)) static inline
+
+/* IEEE half -> float (normal, zero, subnormal, inf/NaN), as ftc_f16_to_f32 */
+static inline float half(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff, bits;
+    if (em >= 0x7c00) bits = 0x7f800000u | (em & 0x3ff) << 13;
+    else if (em >= 0x400) bits = (em << 13) + ((uint32_t)(127 - 15) << 23);
+    else {
+        float sub = (float)em * 5.9604644775390625e-8f; /* em * 2^-24, exact */
+        memcpy(&bits, &sub, 4);
+    }
+    bits |= sign;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+INLINE AVX2_FN float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 signed bytes -> 8 floats */
+INLINE AVX2_FN __m256 i8x8(__m128i q) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)); }
+
+/* The 32 values of a block as 4 vectors of 8 (in order), signed: Q8_0 as stored; Q4_0 nibbles minus 8 (sub8);
+ * Q4_1 nibbles as they are */
+INLINE AVX2_FN void q8_vals(const int8_t *qs, __m256 v[4]) {
+    __m256i q = _mm256_loadu_si256((const __m256i *)qs);
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    v[0] = i8x8(lo), v[1] = i8x8(_mm_srli_si128(lo, 8)), v[2] = i8x8(hi), v[3] = i8x8(_mm_srli_si128(hi, 8));
+}
+INLINE AVX2_FN void q4_vals(const uint8_t *qs, bool sub8, __m256 v[4]) {
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m128i lo = _mm_and_si128(q, m4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4); /* values 0-15, 16-31 */
+    if (sub8) lo = _mm_sub_epi8(lo, _mm_set1_epi8(8)), hi = _mm_sub_epi8(hi, _mm_set1_epi8(8));
+    v[0] = i8x8(lo), v[1] = i8x8(_mm_srli_si128(lo, 8)), v[2] = i8x8(hi), v[3] = i8x8(_mm_srli_si128(hi, 8));
+}
+
+/* Rows [o0, o1) of W (row_bytes each, I values) times x into y[o0..o1) (y = v, or v + beta y). */
+AVX2_FN void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *xsum, const void *W, size_t row_bytes,
+                              int I, int o0, int o1, float beta) {
+    const int nb = I / 32;
+    for (int o = o0; o < o1; o += 4) {
+        int rows = o1 - o < 4 ? o1 - o : 4;
+        const uint8_t *w[4];
+        for (int r = 0; r < 4; r++) w[r] = (const uint8_t *)W + (size_t)(o + (r < rows ? r : 0)) * row_bytes;
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        float macc[4] = {0, 0, 0, 0};
+        for (int b = 0; b < nb; b++) {
+            const float *xb = x + 32 * b;
+            __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16),
+                   x3 = _mm256_loadu_ps(xb + 24);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m256 v[4];
+                float d;
+                if (type == FTC_GGML_Q8_0) {
+                    const ftc_block_q8_0 *blk = (const ftc_block_q8_0 *)w[r] + b;
+                    q8_vals(blk->qs, v);
+                    d = half(blk->d);
+                } else if (type == FTC_GGML_Q4_0) {
+                    const ftc_block_q4_0 *blk = (const ftc_block_q4_0 *)w[r] + b;
+                    q4_vals(blk->qs, true, v);
+                    d = half(blk->d);
+                } else {
+                    const ftc_block_q4_1 *blk = (const ftc_block_q4_1 *)w[r] + b;
+                    q4_vals(blk->qs, false, v);
+                    d = half(blk->d);
+                    macc[r] += half(blk->m) * xsum[b];
+                }
+                __m256 s = _mm256_mul_ps(v[0], x0);
+                __m256 t = _mm256_mul_ps(v[1], x1);
+                s = _mm256_fmadd_ps(v[2], x2, s);
+                t = _mm256_fmadd_ps(v[3], x3, t);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_add_ps(s, t), acc[r]);
+            }
+        }
+        for (int r = 0; r < rows; r++) {
+            float v = hsum(acc[r]) + macc[r];
+            y[o + r] = beta == 0.0f ? v : v + beta * y[o + r];
+        }
+    }
+}
+
+/* sum of each block of 32 values of x (Q4_1's m term) */
+AVX2_FN void ftc_qmatvec_xsum_avx2(const float *x, int I, float *xsum) {
+    for (int b = 0; b < I / 32; b++) {
+        const float *xb = x + 32 * b;
+        __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8)),
+                                 _mm256_add_ps(_mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24)));
+        xsum[b] = hsum(s);
+    }
+}
