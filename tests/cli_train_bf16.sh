@@ -53,10 +53,13 @@ last=$(grep -o '"loss":[0-9.]*' "$T/ref/metrics.jsonl" | tail -n 1 | cut -d: -f2
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "bf16 LoRA loss did not fall ($first -> $last)"
 expect_rc 0 "" "$FTC" eval --model "$T/ref" --data "$T/lm.jsonl"
 merged=$(grep -o 'loss *[0-9.]*' "$T/out" | head -n 1)
-# without model/, RUNDIR is the bf16 base + adapter/ merged as the run merged it: the same figures
+# without model/, RUNDIR is the bf16 base + adapter/ merged as the run merged it: the same weights. The loss may
+# differ in the 4th digit: that model keeps its weights in bf16 and evaluates with the bf16 matmul, which on
+# AVX-512 BF16 and AVX2 CPUs also rounds the activations to bf16, while model/ is read back as f32.
 mkdir "$T/adapter_only" && cp -r "$T/ref/adapter" "$T/ref/config.resolved.json" "$T/adapter_only/"
 expect_rc 0 "" "$FTC" eval --model "$T/adapter_only" --data "$T/lm.jsonl"
-[ "$(grep -o 'loss *[0-9.]*' "$T/out" | head -n 1)" = "$merged" ] || fail "base + adapter: $(cat "$T/out") vs merged $merged"
+awk -v a="$(grep -o 'loss *[0-9.]*' "$T/out" | head -n 1 | awk '{print $2}')" -v b="$(echo "$merged" | awk '{print $2}')" \
+  'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 2e-3 * b) }' || fail "base + adapter: $(cat "$T/out") vs merged $merged"
 
 # Kill at a random point, resume (the precision comes back from config.resolved.json), compare byte for byte.
 t0=$(date +%s%N)
