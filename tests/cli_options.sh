@@ -26,6 +26,23 @@ for c in train plan data eval generate chat classify tokenize template inspect e
 done
 expect_rc 1 "unknown command 'trian'" "$FTC" help trian
 
+# every alias in the option tables (train's ALIASES, the other commands' cli_opt entries with a canonical name)
+# is listed in docs/cli.md's "Renamed and aliased options", and ftc train accepts it
+if [ -n "${FTC_SOURCE_DIR:-}" ]; then
+  S=$FTC_SOURCE_DIR
+  section=$(sed -n '/^## Renamed and aliased options/,/^## What/p' "$S/docs/cli.md")
+  [ -n "$section" ] || fail "docs/cli.md has no 'Renamed and aliased options' section"
+  train_aliases=$(sed -n '/ALIASES\[\] = {/,/};/p' "$S/src/train/runconfig.c" | grep -o '{"[a-z0-9-]*", "' | cut -d'"' -f2)
+  cmd_aliases=$(cat "$S"/src/cli/cmd_*.c | tr -d '\n' | grep -o '{"[a-z0-9-]*", *[a-z]*, *"[a-z0-9-]*"}' | cut -d'"' -f2)
+  [ "$(wc -w <<<"$train_aliases")" -ge 30 ] || fail "found only $(wc -w <<<"$train_aliases") train aliases in runconfig.c"
+  for a in $train_aliases $cmd_aliases; do
+    grep -qF -- "\`--$a\`" <<<"$section" || fail "docs/cli.md's alias list lacks --$a"
+  done
+  for a in $train_aliases; do
+    "$FTC" train --"$a" 2>&1 | grep -q "unknown option" && fail "ftc train does not know its alias --$a"
+  done
+fi
+
 # unknown options: the name, and the closest known ones; never "needs a value"
 expect_rc 1 "unknown option '--bf17' (did you mean --bf16?)" "$FTC" train --bf17
 expect_rc 1 "unknown option '--learning-rat' (did you mean --learning-rate?)" "$FTC" train --learning-rat 1e-3

@@ -92,6 +92,17 @@ grep -q "<h1>ftc report: 3 runs</h1>" "$dir/cmp.html" || fail "three runs: title
 grep -q "<tr><th>method</th><td>head</td><td>lora</td><td>full</td></tr>" "$dir/cmp.html" || fail "settings that differ"
 grep -q "&#9733;" "$dir/cmp.html" || fail "no best value marked"
 [ "$(grep -c 'class="best" stroke=' "$dir/cmp.html")" -ge 3 ] || fail "best checkpoints not marked"
+# throughput spanning orders of magnitude (the head trains on cached features) is drawn on a log axis
+ratio=$(cat "$dir"/head/metrics.jsonl "$dir"/lora/metrics.jsonl "$dir"/full/metrics.jsonl |
+  grep -o '"tok_s":[0-9.e+]*' | cut -d: -f2 | awk '$1 > 0 { if (!lo || $1 < lo) lo = $1; if ($1 > hi) hi = $1 }
+  END { printf "%.1f", hi / lo }')
+if awk -v r="$ratio" 'BEGIN { exit !(r > 20) }'; then
+  grep -q '<text x="90" y="20" class="title">Throughput (log scale)</text>' "$dir/cmp.html" ||
+    fail "throughput spans ${ratio}x: no log scale"
+else
+  grep -q 'Throughput (log scale)' "$dir/cmp.html" && fail "throughput spans only ${ratio}x: log scale anyway"
+fi
+echo "throughput max/min over the three runs ${ratio}x: $(grep -q 'Throughput (log scale)' "$dir/cmp.html" && echo log || echo linear) axis"
 # rendered by a browser: not blank, and the three runs' colours drawn
 if command -v chromium >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
   FTC_SCREENSHOT_HEIGHT=2400 sh "$src/tools/screenshot_report.sh" "$dir/cmp.html" "$dir/cmp.png" >/dev/null \

@@ -362,6 +362,7 @@ static void test_several_runs(void **state) {
     const char *names[] = {"head", "lora", "full"};
     const double acc[] = {0.71, 0.93, 0.88};
     const int best[] = {100, 300, 200};
+    const double tok_s[] = {90000, 900, 300}; /* a head on cached features is orders of magnitude faster */
     ftc_err e;
     char *cfg_text, path[2048];
     size_t n;
@@ -377,9 +378,9 @@ static void test_several_runs(void **state) {
         for (int step = 50; step <= 300; step += 50) {
             double vl = 0.5 + 0.001 * (step > best[r] ? step - best[r] : best[r] - step);
             len += snprintf(log + len, sizeof log - len,
-                            "{\"step\":%d,\"loss\":%g,\"lr\":0.001,\"grad_norm\":1.5,\"tok_s\":900}\n"
+                            "{\"step\":%d,\"loss\":%g,\"lr\":0.001,\"grad_norm\":1.5,\"tok_s\":%g}\n"
                             "{\"step\":%d,\"val_loss\":%g,\"accuracy\":0.8,\"macro_f1\":0.7}\n",
-                            step, 2.0 - step / 300.0 - r * 0.1, step, vl);
+                            step, 2.0 - step / 300.0 - r * 0.1, tok_s[r], step, vl);
         }
         snprintf(path, sizeof path, "%s/metrics.jsonl", dirs[r]);
         assert_int_equal(ftc_write_file_atomic(path, log, strlen(log), &e), FTC_OK);
@@ -414,6 +415,20 @@ static void test_several_runs(void **state) {
     assert_int_equal(count(html, ">best 300</text>"), 6);
     assert_non_null(strstr(html, "class=\"best\" stroke=\"#d62728\""));
     assert_non_null(strstr(html, "step 200 (val_loss 0.5000)"));
+    /* throughput over 2.5 decades: a log axis, ticks 1-2-5 per decade from 100 to 100000; the gradient norm
+     * (1.5 in every run) stays linear */
+    const char *tp = strstr(html, "class=\"title\">Throughput (log scale)</text>");
+    assert_non_null(tp);
+    const char *tp_end = strstr(tp, "</svg>");
+    assert_non_null(tp_end);
+    char *chart = strndup(tp, (size_t)(tp_end - tp));
+    assert_non_null(strstr(chart, "class=\"ytick\">100</text>"));
+    assert_non_null(strstr(chart, "class=\"ytick\">2000</text>"));
+    assert_non_null(strstr(chart, "class=\"ytick\">100000</text>"));
+    assert_null(strstr(chart, "class=\"ytick\">200000</text>"));
+    free(chart);
+    assert_null(strstr(html, "Gradient norm (before clipping) (log scale)"));
+    assert_non_null(strstr(html, "class=\"title\">Gradient norm (before clipping)</text>"));
     /* metrics side by side: the higher accuracy and the lower loss of the lora run starred */
     assert_non_null(strstr(html, "<tr><th>accuracy</th><td>0.7100</td><td class=\"best\">0.9300 &#9733;</td>"
                                  "<td>0.8800</td></tr>"));

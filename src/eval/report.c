@@ -193,9 +193,13 @@ typedef struct {
     const char *color;
 } chart_mark;
 
-/* Draws the lines (those with points) in one chart with the markers; nothing if no line has points. */
+/* Draws the lines (those with points) in one chart with the markers; nothing if no line has points.
+ * log_ok: a y axis in powers of ten when every value is positive and they span more than LOG_RATIO (runs whose
+ * throughput differs by orders of magnitude, e.g. a head on cached features beside a full fine-tune); the
+ * title then says "(log scale)". */
+enum { LOG_RATIO = 20 };
 static void svg_chart(strbuf *b, const chart_line *lines, int nlines, const chart_mark *marks, int nmarks,
-                      const char *title, const char *ylabel) {
+                      const char *title, const char *ylabel, bool log_ok) {
     const int W = 820, H = 300, L = 90, R = 240, T = 34, B = 44;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     int drawn = 0;
@@ -219,22 +223,43 @@ static void svg_chart(strbuf *b, const chart_line *lines, int nlines, const char
         sb_printf(b, ": values out of the drawable range.</p>\n");
         return;
     }
-    double xs = nice_step(x1 - x0, 6), ys = nice_step(y1 - y0, 5);
+    bool logy = log_ok && y0 > 0 && y1 / y0 > LOG_RATIO && isfinite(log10(y1) - log10(y0));
+    double xs = nice_step(x1 - x0, 6), ys = 1;
     x0 = floor(x0 / xs) * xs; x1 = ceil(x1 / xs) * xs;
-    y0 = floor(y0 / ys) * ys; y1 = ceil(y1 / ys) * ys;
+    if (logy) { /* the axis in log10 units, whole decades */
+        y0 = floor(log10(y0)); y1 = ceil(log10(y1));
+    } else {
+        ys = nice_step(y1 - y0, 5);
+        y0 = floor(y0 / ys) * ys; y1 = ceil(y1 / ys) * ys;
+    }
     /* ticks by count, not by repeated addition: a few per axis whatever the values */
     int nyt = (int)lround((y1 - y0) / ys), nxt = (int)lround((x1 - x0) / xs);
     const double pw = W - L - R, ph = H - T - B;
 #define PX(v) (L + ((v) - x0) / (x1 - x0) * pw)
-#define PY(v) (T + (1 - ((v) - y0) / (y1 - y0)) * ph)
+#define PY(v) (T + (1 - ((logy ? log10(v) : (v)) - y0) / (y1 - y0)) * ph)
     sb_printf(b, "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                  "viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"", W, H, W, H);
     sb_escape(b, title);
+    if (logy) sb_printf(b, " (log scale)");
     sb_printf(b, "\">\n<text x=\"%d\" y=\"20\" class=\"title\">", L);
     sb_escape(b, title);
+    if (logy) sb_printf(b, " (log scale)");
     sb_printf(b, "</text>\n");
     char lab[64];
-    for (int i = 0; i <= nyt && i <= 20; i++) {
+    if (logy) { /* 1, 2, 5 times each power of ten when few decades are shown, else the powers alone */
+        static const double mult[] = {1, 2, 5};
+        int nm = nyt <= 3 ? 3 : 1;
+        for (int d = 0; d <= nyt && d <= 40; d++)
+            for (int k = 0; k < nm && (d < nyt || k == 0); k++) {
+                double v = mult[k] * pow(10, y0 + d);
+                double p = pow(10, y0 + d); /* the decade's own tick format */
+                fmt_tick(lab, sizeof lab, v, p);
+                sb_printf(b, "<line x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>"
+                             "<text x=\"%d\" y=\"%.1f\" class=\"ytick\">%s</text>\n",
+                          L, L + pw, PY(v), PY(v), L - 6, PY(v) + 4, lab);
+            }
+    }
+    for (int i = 0; !logy && i <= nyt && i <= 20; i++) {
         double v = y0 + i * ys;
         fmt_tick(lab, sizeof lab, v, ys);
         sb_printf(b, "<line x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>"
@@ -886,7 +911,9 @@ static ftc_status single_page(strbuf *b, const run_data *r, const char *out_path
         int n = 0;
         for (int i = 0; i < 3 && groups[g][i] >= 0; i++)
             lines[n++] = (chart_line){&log->s[groups[g][i]], LOG_COLORS[groups[g][i]], LOG_NAMES[groups[g][i]], false};
-        svg_chart(b, lines, n, &mark, nm, titles[g][0], titles[g][1]);
+        /* gradient norm, perplexity and throughput can span orders of magnitude: log axis then */
+        svg_chart(b, lines, n, &mark, nm, titles[g][0], titles[g][1], groups[g][0] == K_GRAD_NORM ||
+                  groups[g][0] == K_VAL_PPL || groups[g][0] == K_TOK_S);
     }
 
     sb_printf(b, "<h2>Final metrics</h2>\n");
@@ -1076,7 +1103,7 @@ static ftc_status multi_page(strbuf *b, const run_data *runs, int n, const char 
             lines[nl] = (chart_line){&runs[i].log.s[k ? K_VAL_LOSS : K_LOSS], RUN_COLOR(i), line_labels[nl], k == 1};
             nl++;
         }
-    svg_chart(b, lines, nl, marks, nm, "Loss", "loss");
+    svg_chart(b, lines, nl, marks, nm, "Loss", "loss", false);
     static const int keys[] = {K_ACCURACY, K_MACRO_F1, K_TOKEN_ACC, K_VAL_PPL, K_GRAD_NORM, K_TOK_S, K_LR};
     static const char *const titles[][2] = {{"Validation accuracy", "accuracy"}, {"Validation macro-F1", "macro-F1"},
                                             {"Validation token accuracy", "token accuracy"},
@@ -1085,7 +1112,10 @@ static ftc_status multi_page(strbuf *b, const run_data *runs, int n, const char 
                                             {"Throughput", "tokens/s"}, {"Learning rate schedule", "learning rate"}};
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
         for (int i = 0; i < n; i++) lines[i] = (chart_line){&runs[i].log.s[keys[k]], RUN_COLOR(i), labels[i], false};
-        svg_chart(b, lines, n, marks, nm, titles[k][0], titles[k][1]);
+        /* runs of different methods differ by orders of magnitude in throughput (a head on cached features
+         * beside a full fine-tune) and in gradient norm: a log axis then keeps every run readable */
+        svg_chart(b, lines, n, marks, nm, titles[k][0], titles[k][1],
+                  keys[k] == K_TOK_S || keys[k] == K_GRAD_NORM || keys[k] == K_VAL_PPL);
     }
     sb_printf(b, "<h2>Final metrics</h2>\n");
     int with_eval = 0;
