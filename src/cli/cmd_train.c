@@ -84,7 +84,7 @@ static void train_help(FILE *out) {
         "                              q4_* 0.14-0.16x; fused matmuls on the blocks); auto: bf16 when --precision bf16\n"
         "Evaluation, checkpoints, logging\n"
         "  --eval-every N (0)          validate every N steps (0: only at epoch ends; always at each epoch end)\n"
-        "  --metric val_loss|accuracy|macro_f1 (val_loss)   what 'best' means\n"
+        "  --metric val_loss|accuracy|macro_f1   what 'best' means (classify: accuracy; causal-lm: val_loss)\n"
         "  --patience N (0)            stop after N evaluations without improvement (0: never)\n"
         "  --save-every N (0)          checkpoint every N steps (0: only at epoch ends and the end; always there)\n"
         "  --log-every N (10)          a metrics.jsonl line every N steps\n"
