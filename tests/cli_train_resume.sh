@@ -1,9 +1,12 @@
 #!/bin/bash
 # ftc train --resume for every method x task: full, head and lora on classify (MiniLM) and causal-lm
-# (stories260K). Each run is killed with SIGKILL at random moments (so during steps, evaluations and
-# checkpoint or model saves), resumed until it finishes, and must end byte-identical to an uninterrupted
-# run: model/model.safetensors, checkpoint.ftc, best.ftc and metrics.jsonl (timing field aside). Then
-# --resume of the finished run is a no-op that says so, and --resume with a contradicting flag is refused.
+# (stories260K). Each run is killed with SIGKILL at random moments (mostly during steps and checkpoint
+# saves) and at chosen ones through the CLI's test hook FTC_TEST_KILL_AT (docs/train.md "Resume"): inside a
+# validation pass, after its metrics line, after best.ftc, at each stage of the final model save, and before
+# eval.json. It is resumed until it finishes and must end byte-identical to an uninterrupted run:
+# model/model.safetensors, checkpoint.ftc, best.ftc, eval.json, adapter/ (LoRA) and metrics.jsonl (timing
+# fields aside). Then --resume of the finished run is a no-op that says so, and --resume with a contradicting
+# flag is refused.
 set -u
 FTC=${FTC_BIN:?FTC_BIN not set}
 T=$(mktemp -d /tmp/ftc_cli_resume.XXXXXX)
@@ -11,7 +14,7 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib/expect.sh"
 MINILM=${FTC_MINILM_DIR:-}
 STORIES="${FTC_SHARED_DATA:-}/models/stories260K-hf"
-KILLS=${FTC_RESUME_KILLS:-3}
+KILLS=${FTC_RESUME_KILLS:-2}
 
 # classify: pre-tokenized, [CLS] + 6..9 tokens; causal-lm: prompt/completion text through the tokenizer
 awk 'BEGIN { srand(3); for (i = 0; i < 24; i++) { c = i % 3; s = "101";
@@ -41,11 +44,26 @@ for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:
   t0=$(date +%s%N)
   "$FTC" train "${ARGS[@]}" --out "$d.ref" >/dev/null 2>"$T/err" || { cat "$T/err"; fail "$combo: reference run failed"; }
   dur_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  # a kill at a chosen moment: that process must die there (exit 137), not finish or fail
+  kill_at() {
+    (FTC_TEST_KILL_AT=$1 "$FTC" train "${ARGS[@]}" --out "$d" $([ -d "$d" ] && echo --resume) \
+      >/dev/null 2>"$T/err") 2>/dev/null
+    rc=$?
+    [ "$rc" = 137 ] || { cat "$T/err"; fail "$combo: FTC_TEST_KILL_AT=$1: exit $rc, not killed there"; }
+    hooked="$hooked $1"
+  }
+  hooked=""
+  # the first evaluation is always the best so far (best.ftc); the next ones are killed inside the validation
+  # pass and after its metrics.jsonl line (the step's checkpoint comes after both)
+  kill_at best-saved
+  kill_at eval
+  kill_at eval-logged
   kills=0 at=""
   for k in $(seq "$KILLS"); do
-    "$FTC" train "${ARGS[@]}" --out "$d" $([ -f "$d/config.resolved.json" ] && echo --resume) >/dev/null 2>&1 &
+    # at random, but never past the final save's first moment (the kills below need the final save ahead)
+    FTC_TEST_KILL_AT=final-best "$FTC" train "${ARGS[@]}" --out "$d" --resume >/dev/null 2>&1 &
     pid=$!
-    sleep "$(awk -v d="$dur_ms" -v s="$RANDOM" 'BEGIN { srand(s); printf "%.3f", d * (0.2 + 0.8 * rand()) / 1000 }')"
+    sleep "$(awk -v d="$dur_ms" -v s="$RANDOM" 'BEGIN { srand(s); printf "%.3f", d * (0.05 + 0.45 * rand()) / 1000 }')"
     if kill -9 "$pid" 2>/dev/null; then
       kills=$((kills + 1))
       wait "$pid" 2>/dev/null
@@ -56,11 +74,19 @@ for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:
       wait "$pid" 2>/dev/null
     fi
   done
+  # the final save: best weights loaded, LoRA's adapter/ written (a LoRA run writes no model/), model/ staged,
+  # model/ in place, eval.json
+  kill_at final-best
+  if [ "$method" = lora ]; then kill_at final-adapter; else kill_at final-staged; fi
+  kill_at final-done
+  kill_at final-eval
   expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$d" --resume
   # a LoRA run keeps its adapter, no merged model/
   mf=model/model.safetensors; [ "$method" = lora ] && mf=adapter/adapter_model.safetensors
   [ "$method" = lora ] && [ -e "$d/model" ] && fail "$combo: a LoRA run wrote a merged model/ without --save-merged"
-  for f in $mf checkpoint.ftc best.ftc; do
+  files="$mf checkpoint.ftc best.ftc eval.json"
+  [ "$method" = lora ] && files="$files adapter/adapter_config.json"
+  for f in $files; do
     cmp -s "$d.ref/$f" "$d/$f" || fail "$combo: $f of the resumed run differs from the uninterrupted run"
   done
   diff <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$d.ref/metrics.jsonl") <(sed -E 's/"(tok_s|elapsed_s)":[0-9.e+]*//g' "$d/metrics.jsonl") >/dev/null \
@@ -75,7 +101,7 @@ for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:
   grep -q "already finished (6 steps); nothing to resume" "$T/out" || { cat "$T/out"; fail "$combo: finished run not reported"; }
   [ "$(cat "$d/$mf" "$d/checkpoint.ftc" "$d/metrics.jsonl" | md5sum)" = "$sum" ] \
     || fail "$combo: --resume of a finished run changed files"
-  echo "$combo: killed $kills of $KILLS times (checkpoint step at each kill:${at:- -}; uninterrupted ${dur_ms} ms); resumed run byte-identical"
+  echo "$combo: killed at$hooked; at random $kills of $KILLS times (checkpoint step at each:${at:- -}; uninterrupted ${dur_ms} ms); resumed run byte-identical"
   ran=$((ran + 1))
 done
 

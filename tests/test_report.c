@@ -142,8 +142,9 @@ static void test_classify_fixture_report(void **state) {
     /* settings: what every run names and what differs from a classify full run's defaults, nothing else */
     const char *set = strstr(html, "<h2>Run settings</h2>");
     assert_non_null(set);
+    /* (metric: the fixture keeps the lowest val_loss; classify's default keeps the most accurate checkpoint) */
     const char *shown[] = {"model", "data", "val", "task", "method", "epochs", "max_steps", "lr", "eval_every",
-                           "log_every"};
+                           "log_every", "metric"};
     for (size_t i = 0; i < sizeof shown / sizeof *shown; i++) {
         char row[64];
         snprintf(row, sizeof row, "<tr><th>%s</th>", shown[i]);

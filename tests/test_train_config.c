@@ -167,6 +167,18 @@ static void test_finalize_checks_combinations(void **state) {
     assert_int_equal(ftc_train_config_finalize(&d, &e), FTC_OK);
     assert_true(d.lr == 0.5f && d.batch == 3);
     assert_true(d.head_lr == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).head_lr);
+    assert_int_equal(d.metric, FTC_METRIC_ACCURACY); /* classify keeps its most accurate checkpoint */
+    ftc_train_config lm;
+    ftc_train_config_defaults(&lm);
+    ftc_train_config_set(&lm, "model", "m", &e);
+    ftc_train_config_set(&lm, "data", "d", &e);
+    ftc_train_config_set(&lm, "out", "o", &e);
+    ftc_train_config_set(&lm, "task", "causal-lm", &e);
+    assert_int_equal(ftc_train_config_finalize(&lm, &e), FTC_OK);
+    assert_int_equal(lm.metric, FTC_METRIC_VAL_LOSS); /* causal-lm its lowest validation loss */
+    ftc_train_config_set(&d, "metric", "val_loss", &e); /* given: it wins */
+    assert_int_equal(ftc_train_config_finalize(&d, &e), FTC_OK);
+    assert_int_equal(d.metric, FTC_METRIC_VAL_LOSS);
     /* epochs from the data's size: enough steps for a small set, fewer passes over a large one */
     assert_int_equal(d.epochs, 0);
     int few = ftc_train_auto_epochs(&d, 30), mid = ftc_train_auto_epochs(&d, 2000), many = ftc_train_auto_epochs(&d, 100000);

@@ -114,6 +114,15 @@ typedef struct {
      * frozen encoder's feature cache over a sample of the examples), takes one warm-up step and this many
      * measured steps, and returns without evaluating, checkpointing or saving a model (res->plan). */
     int measure_steps;
+    /* Not a setting: when not NULL, called with at_point_ctx at named moments of a run, so a test can stop it
+     * exactly there (the CLI's FTC_TEST_KILL_AT; docs/train.md "Resume"): "eval" (inside a validation pass,
+     * after its first batch), "eval-logged" (its line in metrics.jsonl, best.ftc not yet written), "best-saved"
+     * (best.ftc written, the step's checkpoint not yet), "final-best" (the best weights loaded for model/),
+     * "final-adapter" (LoRA: adapter/ written, not yet merged), "final-staged" (model/ written whole as
+     * model.tmp.<pid>, not yet renamed), "final-done" (model/ in place, the finished line not yet written).
+     * The library keeps nothing of it between calls. */
+    void (*at_point)(void *ctx, const char *point);
+    void *at_point_ctx;
     bool memory_check;      /* refuse a run whose planned peak memory exceeds what the machine has (default true) */
     bool save_only_model;   /* a finished run keeps model/ (and adapter/) only: checkpoint.ftc and best.ftc (weights
                                and AdamW moments) are removed, so it cannot be continued with more steps */

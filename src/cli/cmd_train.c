@@ -4,6 +4,7 @@
 #include "ftc/eval.h"
 #include <jansson.h>
 #include "ftc/gguf.h"
+#include "ftc/hf_config.h"
 #include "ftc/base.h"
 #include "ftc/matmul.h"
 #include "ftc/train.h"
@@ -87,7 +88,7 @@ static void train_help(FILE *out) {
         "                              q4_* 0.14-0.16x; fused matmuls on the blocks); auto: bf16 when --precision bf16\n"
         "Evaluation, checkpoints, logging\n"
         "  --eval-every N (0)          validate every N steps (0: only at epoch ends; always at each epoch end)\n"
-        "  --metric val_loss|accuracy|macro_f1 (val_loss)   what 'best' means\n"
+        "  --metric val_loss|accuracy|macro_f1   what 'best' means (classify: accuracy; causal-lm: val_loss)\n"
         "  --patience N (0)            stop after N evaluations without improvement (0: never)\n"
         "  --save-every N (0)          checkpoint every N steps (0: only at epoch ends and the end; always there)\n"
         "  --save-total-limit N (1)    keep at most N checkpoints with optimizer state: checkpoint.ftc (the newest,\n"
@@ -157,6 +158,7 @@ static void head_stage_config(const ftc_train_config *c, ftc_train_config *h) {
     h->task = c->task, h->method = FTC_METHOD_HEAD, h->val_split = c->val_split, h->seed = c->seed;
     h->max_len = c->max_len, h->metric = c->metric, h->precision = c->precision, h->log_every = c->log_every;
     h->lr = c->head_lr, h->resume = c->resume, h->stop = c->stop;
+    h->at_point = c->at_point, h->at_point_ctx = c->at_point_ctx;
     memcpy(h->pooling, c->pooling, sizeof h->pooling);
     memcpy(h->format, c->format, sizeof h->format);
     memcpy(h->template_name, c->template_name, sizeof h->template_name);
@@ -229,10 +231,33 @@ static void on_stop_signal(int sig) {
     (void)w;
 }
 
+/* FTC_TEST_KILL_AT=POINT[:N] (tests only, tests/cli_train_resume.sh): SIGKILL this process the Nth time (default
+ * the first) the run reaches POINT: one of ftc_train_config.at_point's moments, or "final-eval" (the run finished,
+ * eval.json not yet written). So a test can stop a run inside an evaluation or the final save, where a kill at a
+ * random time rarely lands. */
+typedef struct { char point[32]; long n, seen; } kill_at;
+static void kill_at_point(void *ctx, const char *point) {
+    kill_at *k = ctx;
+    if (!strcmp(k->point, point) && ++k->seen == k->n) raise(SIGKILL);
+}
+static bool kill_at_from_env(kill_at *k) {
+    const char *v = getenv("FTC_TEST_KILL_AT");
+    if (!v || !*v) return false;
+    const char *colon = strchr(v, ':');
+    size_t len = colon ? (size_t)(colon - v) : strlen(v);
+    if (len >= sizeof k->point) return false;
+    memcpy(k->point, v, len);
+    k->point[len] = 0;
+    k->n = colon ? strtol(colon + 1, NULL, 10) : 1;
+    k->seen = 0;
+    return k->n >= 1;
+}
+
 /* After a run: its model (the best on validation) and the base beside it on the validation examples as
  * RUNDIR/eval.json, then RUNDIR/report.html. Not worth failing a finished run over: a problem is a warning. */
 static int final_eval_and_report(const ftc_train_config *c, const ftc_dataset *val, bool quiet) {
     ftc_err err;
+    if (c->at_point) c->at_point(c->at_point_ctx, "final-eval");
     char label[FTC_PATH_MAX + 64];
     if (val && c->val[0]) snprintf(label, sizeof label, "validation (%s)", c->val);
     else snprintf(label, sizeof label, "validation (%g%% of %s)", 100.0 * c->val_split, c->data);
@@ -244,6 +269,26 @@ static int final_eval_and_report(const ftc_train_config *c, const ftc_dataset *v
     }
     if (!quiet) printf("report: %s/report.html\n", c->out);
     return 0;
+}
+
+/* A finished run killed before its eval.json was written (the last step of ftc train): the validation examples
+ * again (the same split), then eval.json and report.html. */
+static int finished_eval_only(const ftc_train_config *c, bool quiet) {
+    ftc_model_config mc;
+    ftc_err err;
+    ftc_dataset train = {0}, val = {0};
+    bool have_val = false;
+    if (ftc_config_load(c->model, &mc, &err) != FTC_OK) {
+        fprintf(stderr, "ftc train: warning: no eval.json: %s\n", err.msg);
+        return 0;
+    }
+    ftc_status s = ftc_train_load_data(c, mc.vocab_size, &train, &val, &have_val, &err);
+    ftc_config_free(&mc);
+    if (s != FTC_OK) fprintf(stderr, "ftc train: warning: no eval.json: %s\n", err.msg);
+    int rc = s == FTC_OK ? final_eval_and_report(c, have_val ? &val : NULL, quiet) : 0;
+    ftc_dataset_free(&train);
+    ftc_dataset_free(&val);
+    return rc;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -320,11 +365,17 @@ int cmd_train(int argc, char **argv) {
     if (resume && !new_length && ftc_train_run_finished(c.out, &done_steps)) {
         printf("%s: the run already finished (%lld steps); nothing to resume. model: %s/%s\n", c.out,
                (long long)done_steps, c.out, final_model_name(c.out));
-        /* killed while writing eval.json or report.html after the last step: no temporaries stay, a report is there */
+        /* killed while writing eval.json or report.html after the last step: no temporaries stay, eval.json and
+         * a report are there */
         ftc_remove_stale_temps(c.out);
-        char report[FTC_PATH_MAX + 16];
-        snprintf(report, sizeof report, "%s/report.html", c.out);
-        if (!ftc_file_exists(report) && ftc_report_write(c.out, &err) != FTC_OK)
+        char path[FTC_PATH_MAX + 16];
+        snprintf(path, sizeof path, "%s/eval.json", c.out);
+        if ((c.val[0] || c.val_split > 0) && !ftc_file_exists(path)) {
+            rc = finished_eval_only(&c, quiet);
+            goto done;
+        }
+        snprintf(path, sizeof path, "%s/report.html", c.out);
+        if (!ftc_file_exists(path) && ftc_report_write(c.out, &err) != FTC_OK)
             fprintf(stderr, "ftc train: warning: no report.html: %s\n", err.msg);
         goto done;
     }
@@ -342,6 +393,8 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     c.stop = &stop_signal;
+    kill_at test_kill;
+    if (kill_at_from_env(&test_kill)) c.at_point = kill_at_point, c.at_point_ctx = &test_kill;
     ftc_model *m = NULL;
     if ((s = load_train_model(&c, &m, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
     ftc_dataset train = {0}, val = {0};

@@ -515,6 +515,9 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     else if (c->lr >= 0 && c->head_lr < 0) c->head_lr = c->lr; /* causal-lm has no new head */
     if (c->warmup < 0) c->warmup = d.warmup;
     if (c->batch <= 0) c->batch = d.batch;
+    /* the checkpoint kept for classify is the most accurate one on validation (as Hugging Face users set
+     * metric_for_best_model): the lowest val_loss comes early, before the accuracy stops rising (docs/train.md) */
+    if (c->task == FTC_TASK_CLASSIFY && !c->set[key_index("metric")]) c->metric = FTC_METRIC_ACCURACY;
     /* only settings the user gave: a resumed run's config.resolved.json holds every setting, LoRA's included */
     if (c->method != FTC_METHOD_LORA && (user_set(c, "lora-r") || user_set(c, "lora-targets")))
         return ftc_errf(err, FTC_E_USAGE, "--lora-* settings need --method lora");

@@ -298,10 +298,16 @@ static bool add_worst(json_t *j, const ftc_dataset *d, mistake *mk, int n) {
     return true;
 }
 
+/* The run's named moments (ftc_train_config.at_point): a test's chance to stop the run exactly there. */
+static void at_point(const ftc_train_config *c, const char *point) {
+    if (c && c->at_point) c->at_point(c->at_point_ctx, point);
+}
+
 /* Metrics do not depend on the order examples come in, so batches run in length order (little padding).
- * feats (classify with a frozen backbone, or NULL): d's cached head inputs, [d->n, C]; then only the head runs. */
+ * feats (classify with a frozen backbone, or NULL): d's cached head inputs, [d->n, C]; then only the head runs.
+ * c: the run evaluating (its "eval" moment comes after the first batch), or NULL. */
 static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, const float *feats, batcher *bt,
-                           int batch, ftc_eval_result *r, json_t **json, ftc_err *err) {
+                           int batch, const ftc_train_config *c, ftc_eval_result *r, json_t **json, ftc_err *err) {
     memset(r, 0, sizeof *r);
     int C = ftc_model_config_of(m)->hidden_size;
     int32_t *order = length_order(d);
@@ -335,6 +341,7 @@ static ftc_status evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         if (task == FTC_TASK_CLASSIFY) s = ftc_class_metrics_add_logits(&cm, ftc_model_logits(m), bt->class_labels, B, err);
         else s = ftc_lm_metrics_add_logits(&lm, ftc_model_logits(m), bt->labels, B, bt->b.T, V, err);
         if (s == FTC_OK && mk) collect_mistakes(ftc_model_logits(m), bt->class_labels, idx, B, d->num_labels, mk, &n_mk);
+        if (start == 0) at_point(c, "eval");
     }
     if (s == FTC_OK) {
         r->n_examples = d->n;
@@ -393,7 +400,7 @@ ftc_status ftc_train_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d,
     int T = max_len_of(d, max_len);
     ftc_status s = batcher_init(&bt, batch, T, err);
     if (s == FTC_OK) s = ftc_model_reserve(m, batch, T, err);
-    if (s == FTC_OK) s = evaluate(m, task, d, NULL, &bt, batch, r, json, err);
+    if (s == FTC_OK) s = evaluate(m, task, d, NULL, &bt, batch, NULL, r, json, err);
     batcher_free(&bt);
     return s;
 }
@@ -569,7 +576,7 @@ static bool improved(const run *r, double v) {
 /* Evaluates on validation, logs, keeps the best weights; sets *stop when patience runs out. */
 static ftc_status eval_and_track(run *r, bool *stop, ftc_err *err) {
     ftc_eval_result er;
-    ftc_status s = evaluate(r->m, r->c->task, r->val, r->feat_val, &r->bt, r->c->batch, &er, NULL, err);
+    ftc_status s = evaluate(r->m, r->c->task, r->val, r->feat_val, &r->bt, r->c->batch, r->c, &er, NULL, err);
     if (s != FTC_OK) return ftc_err_prefix(err, "validation at step %lld", (long long)r->step);
     json_t *o = json_pack("{s:I, s:f}", "step", (json_int_t)r->step, "epoch",
                           (double)r->step / (double)r->steps_per_epoch);
@@ -585,6 +592,7 @@ static ftc_status eval_and_track(run *r, bool *stop, ftc_err *err) {
         json_object_set_new(o, "token_accuracy", isfinite(er.token_accuracy) ? json_real(er.token_accuracy) : json_null());
     }
     if ((s = log_json(r, o, err)) != FTC_OK) return s;
+    at_point(r->c, "eval-logged");
     bool better = improved(r, metric);
     if (!r->quiet) { /* the validation figures on a line of their own (over the progress bar on a terminal) */
         fprintf(stderr, "%sval step %lld (epoch %.2f): loss %.4f", isatty(STDERR_FILENO) ? "\r\033[K" : "",
@@ -602,6 +610,7 @@ static ftc_status eval_and_track(run *r, bool *stop, ftc_err *err) {
         s = ftc_checkpoint_save(r->path_best, r->m, NULL, st, err);
         json_decref(st);
         if (s != FTC_OK) return s;
+        at_point(r->c, "best-saved");
     } else {
         r->bad_evals++;
         if (r->c->patience > 0 && r->bad_evals >= r->c->patience) *stop = true;
@@ -757,6 +766,7 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
     if (r->val && ftc_file_exists(r->path_best)) {
         if ((s = ftc_checkpoint_load(r->path_best, r->m, NULL, NULL, err)) != FTC_OK) return s;
     }
+    at_point(r->c, "final-best");
     char dir[FTC_PATH_MAX + 32], tmp[FTC_PATH_MAX + 64];
     snprintf(dir, sizeof dir, "%s/model", r->c->out);
     if (r->c->method == FTC_METHOD_LORA) {
@@ -767,6 +777,7 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
         if (r->c->task == FTC_TASK_CLASSIFY && r->train->label_names)
             o.label_names = (const char *const *)r->train->label_names, o.n_labels = r->train->num_labels;
         if ((s = ftc_export_peft(r->m, adapter, &o, err)) != FTC_OK) return s;
+        at_point(r->c, "final-adapter");
         /* a model/ left by an earlier --save-merged of this run would no longer be this adapter's */
         if (!r->c->save_merged) return ftc_remove_tree(dir, err);
         if ((s = ftc_model_merge_lora(r->m, err)) != FTC_OK) return s;
@@ -774,6 +785,7 @@ static ftc_status save_final_model(run *r, ftc_err *err) {
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
     if ((s = ftc_remove_tree(tmp, err)) != FTC_OK) return s;
     s = write_model_dir(r, tmp, err);
+    if (s == FTC_OK) at_point(r->c, "final-staged");
     if (s == FTC_OK) s = ftc_dir_replace(tmp, dir, err);
     if (s != FTC_OK) {
         ftc_err ignored;
@@ -1160,6 +1172,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         res->stopped_early = stop;
         if (!res->interrupted) s = save_final_model(&r, err);
         if (s == FTC_OK) remove_run_temps(c->out);
+        if (s == FTC_OK && !res->interrupted) at_point(c, "final-done");
         /* the last line: the run is done and model/ is its model (ftc_train_run_finished) */
         if (s == FTC_OK && !res->interrupted)
             s = log_json(&r, json_pack("{s:I, s:b, s:b, s:f}", "step", (json_int_t)r.step, "finished", 1, "stopped_early",
