@@ -430,7 +430,9 @@ static void run_skinny(const gemm_job *j, size_t w_bytes) {
     /* One f32 row is memory-bound, and one core already reads at this machine's full bandwidth (34.8 GB/s alone,
      * 24.5-33.6 with two): a second thread adds nothing, and on a loaded machine the caller waits for whatever a
      * descheduled worker claimed (SmolLM2 f32 decode: 26.8 tokens/s on one thread, 13.3 on two, load ~5) */
-    if (j->M == 1 && !j->bf16) nt = 1;
+    if (j->M == 1 && !j->bf16 && !j->avx2) nt = 1;
+    /* Not on the AVX2 backend: there one core's reads need not reach the machine's bandwidth (AMD Zen 3 cores are
+     * limited by their outstanding misses); OMP_NUM_THREADS=1 gives the single-thread policy back. */
     if (nt > 1 && groups > 1 && w_bytes >= SKINNY_MIN_BYTES && pthread_mutex_trylock(&pool.call) == 0) {
         int workers = pool_start(nt);
         if (workers > nt - 1) workers = nt - 1;
