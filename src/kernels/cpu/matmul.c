@@ -525,7 +525,7 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
 
 /* bf16 products on AVX2: no bf16 dot-product instruction, but a product of two bf16 values is exact in f32. So
  * the operands are rounded to bf16 and kept as f32 (an O(MK + KN) conversion in AVX2), and the product is the f32
- * one with f32 accumulation: the skinny AVX2 kernel for decoding, else the f32 GEMM (OpenBLAS); the same result
+ * one with f32 accumulation: the skinny AVX2 kernel for decoding, else ftc_matmul's f32 GEMM; the same result
  * as vdpbf16ps up to the order of the additions. B is converted in panels of at most BF16_PANEL_BYTES, which
  * bounds the extra memory (the LM head's 49152 x 576 weight would be 113 MB at once). Returns false, before
  * C is touched, when the buffers cannot be allocated (the caller then runs the portable loop). */
@@ -578,8 +578,7 @@ static bool bf16_avx2(bool ta, bool tb, int M, int N, int K, float alpha, const 
             round_rows((const char *)B + elem_size(bt) * (size_t)n0 * ldb, bt, (size_t)ldb, 0, n, K, b32);
         else /* B stored K x N: columns n0.. of each row */
             round_rows(B, bt, (size_t)ldb, (size_t)n0, K, n, b32);
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, n, K, alpha, a32,
-                    ac, b32, ldb32, beta, C + n0, ldc);
+        ftc_matmul(ta, tb, M, n, K, alpha, a32, ac, b32, ldb32, beta, C + n0, ldc); /* the f32 path, its threads */
     }
     free(a32), free(b32);
     return true;
