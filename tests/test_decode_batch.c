@@ -1,6 +1,6 @@
 /* ftc_model_decode_batch (ftc serve's slots decoding together): one token for each of several sequences of
  * different lengths in one pass equals decoding each alone (ftc_model_decode on its own cache): logits within
- * 1e-5 and the same argmax, step after step, on the GPT-2 (fused qkv, learned positions), GQA Llama and Qwen2
+ * 1e-5 relative (|diff| / (1 + |logit|); 1e-4 for stories260K, see there) and the same argmax, step after step, on the GPT-2 (fused qkv, learned positions), GQA Llama and Qwen2
  * fixtures and the real stories260K; errors for a cache given twice and ids outside the vocabulary. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +16,7 @@
 
 enum { NSEQ = 5, STEPS = 12 };
 
-static void check(const char *dir) {
+static void check(const char *dir, double tol) {
     ftc_model *m;
     ftc_err e;
     if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &m, &e)) fail_msg("%s: %s", dir, e.msg);
@@ -46,7 +46,9 @@ static void check(const char *dir) {
             assert_int_equal(ftc_model_decode(m, b[i], &next[i], 1, lb, false, &e), FTC_OK);
             int am = 0, bm = 0;
             for (int v = 0; v < V; v++) {
-                double d = fabs((double)la[(size_t)i * V + v] - lb[v]);
+                /* relative to the logit's size: a batch of n rows and one row take different kernels (OpenBLAS:
+                 * sgemm vs sgemv; skinny: 2-row vs 1-row blocks), so the sums' f32 roundings differ in order */
+                double d = fabs((double)la[(size_t)i * V + v] - lb[v]) / (1.0 + fabs((double)lb[v]));
                 if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
                 if (la[(size_t)i * V + v] > la[(size_t)i * V + am]) am = v;
                 if (lb[v] > lb[bm]) bm = v;
@@ -56,8 +58,8 @@ static void check(const char *dir) {
             next[i] = (int32_t)((am + step) % V);
         }
     }
-    printf("%s: batched decode vs one at a time: max |diff| %.2e over %d steps\n", dir, worst, steps);
-    assert_true(worst < 1e-5);
+    printf("%s: batched decode vs one at a time: max |diff| / (1 + |logit|) %.2e over %d steps\n", dir, worst, steps);
+    assert_true(worst < tol);
     ftc_kv_cache *dup[2] = {a[0], a[0]};
     int32_t two[2] = {1, 1};
     assert_int_equal(ftc_model_decode_batch(m, dup, two, 2, la, &e), FTC_E_USAGE);
@@ -75,9 +77,9 @@ static const char *src_path(const char *rel) {
     return buf;
 }
 
-static void test_gpt2(void **s) { (void)s; check(src_path("tests/fixtures/models/gpt2")); }
-static void test_llama_gqa(void **s) { (void)s; check(src_path("tests/fixtures/models/llama_gqa")); }
-static void test_qwen2(void **s) { (void)s; check(src_path("tests/fixtures/models/qwen2")); }
+static void test_gpt2(void **s) { (void)s; check(src_path("tests/fixtures/models/gpt2"), 1e-5); }
+static void test_llama_gqa(void **s) { (void)s; check(src_path("tests/fixtures/models/llama_gqa"), 1e-5); }
+static void test_qwen2(void **s) { (void)s; check(src_path("tests/fixtures/models/qwen2"), 1e-5); }
 static void test_stories260k(void **s) {
     (void)s;
     const char *d = getenv("FTC_SHARED_DATA");
@@ -86,7 +88,10 @@ static void test_stories260k(void **s) {
     FILE *f = fopen(strcat(strcpy((char[8400]){0}, dir), "/config.json"), "r");
     if (!f) skip();
     fclose(f);
-    check(dir);
+    /* 1e-4 here: the real model's differences feed back through 12 steps of cache (the batched and the single
+     * caches drift apart by rounding), measured 1.03e-5 with OpenBLAS and 7.7e-6 with the AVX2 kernels on a Zen 3;
+     * a wrong row or position would be off by O(1) */
+    check(dir, 1e-4);
 }
 
 int main(void) {

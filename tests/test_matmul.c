@@ -247,6 +247,13 @@ static void test_bf16_every_layout_type_and_edge(void **state) {
                 /* narrow C (LoRA rank): dot products when A is read along K, C^T otherwise; K tail of 16 */
                 check_bf16_case(ta, tb, 150, 9, 70, 1.0f, 0.5f, at, bt, &r, "bf16 narrow");
                 cases += 3;
+                if (p == 2) { /* avx2: operands large enough that their rounding is split between threads */
+                    check_bf16_case(ta, tb, 600, 40, 450, 1.0f, 0.0f, at, bt, &r, "bf16 avx2 large A");
+                    check_bf16_case(ta, tb, 20, 600, 450, 0.5f, 1.0f, at, bt, &r, "bf16 avx2 large B");
+                    /* B past the 8 MB panel of its f32 copy (4608 columns at K = 450): two panels */
+                    check_bf16_case(ta, tb, 3, 4700, 450, 1.0f, 0.5f, at, bt, &r, "bf16 avx2 B panels");
+                    cases += 3;
+                }
             }
         printf("# bf16 %s: %d cases, worst error %.3f of the bound\n", impl, cases, worst);
     }

@@ -430,7 +430,9 @@ static void run_skinny(const gemm_job *j, size_t w_bytes) {
     /* One f32 row is memory-bound, and one core already reads at this machine's full bandwidth (34.8 GB/s alone,
      * 24.5-33.6 with two): a second thread adds nothing, and on a loaded machine the caller waits for whatever a
      * descheduled worker claimed (SmolLM2 f32 decode: 26.8 tokens/s on one thread, 13.3 on two, load ~5) */
-    if (j->M == 1 && !j->bf16) nt = 1;
+    if (j->M == 1 && !j->bf16 && !j->avx2) nt = 1;
+    /* Not on the AVX2 backend: there one core's reads need not reach the machine's bandwidth (AMD Zen 3 cores are
+     * limited by their outstanding misses); OMP_NUM_THREADS=1 gives the single-thread policy back. */
     if (nt > 1 && groups > 1 && w_bytes >= SKINNY_MIN_BYTES && pthread_mutex_trylock(&pool.call) == 0) {
         int workers = pool_start(nt);
         if (workers > nt - 1) workers = nt - 1;
@@ -523,18 +525,39 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
 
 /* bf16 products on AVX2: no bf16 dot-product instruction, but a product of two bf16 values is exact in f32. So
  * the operands are rounded to bf16 and kept as f32 (an O(MK + KN) conversion in AVX2), and the product is the f32
- * one with f32 accumulation: the skinny AVX2 kernel for decoding, else the f32 GEMM (OpenBLAS); the same result
+ * one with f32 accumulation: the skinny AVX2 kernel for decoding, else ftc_matmul's f32 GEMM; the same result
  * as vdpbf16ps up to the order of the additions. B is converted in panels of at most BF16_PANEL_BYTES, which
  * bounds the extra memory (the LM head's 49152 x 576 weight would be 113 MB at once). Returns false, before
  * C is touched, when the buffers cannot be allocated (the caller then runs the portable loop). */
 #define BF16_PANEL_BYTES ((size_t)8 << 20)
+
+/* rows r of X (type t, stride ld elements, from column c0) -> dst + r * cols, on the pool's threads when large */
+typedef struct {
+    const void *X;
+    ftc_mm_type t;
+    size_t ld, c0;
+    int rows, cols, chunks;
+    float *dst;
+} round_job;
+static void round_chunk(void *ctx, int c) {
+    const round_job *j = ctx;
+    int r0 = (int)((long long)j->rows * c / j->chunks), r1 = (int)((long long)j->rows * (c + 1) / j->chunks);
+    for (int r = r0; r < r1; r++)
+        ftc_bf16_round_f32_avx2((const char *)j->X + elem_size(j->t) * ((size_t)r * j->ld + j->c0), j->t,
+                                j->dst + (size_t)r * j->cols, (size_t)j->cols);
+}
+static void round_rows(const void *X, ftc_mm_type t, size_t ld, size_t c0, int rows, int cols, float *dst) {
+    round_job j = {X, t, ld, c0, rows, cols, 1, dst};
+    if ((double)rows * cols >= (double)(1 << 18)) j.chunks = rows < 8 ? rows : 8;
+    ftc_parallel_for(j.chunks, round_chunk, &j);
+}
+
 static bool bf16_avx2(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at, int lda,
                       const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc) {
     int ar = ta ? K : M, ac = ta ? M : K; /* A as stored */
     float *a32 = malloc(sizeof(float) * (size_t)ar * (size_t)ac);
     if (!a32) return false;
-    for (int r = 0; r < ar; r++)
-        ftc_bf16_round_f32_avx2((const char *)A + elem_size(at) * (size_t)r * lda, at, a32 + (size_t)r * ac, (size_t)ac);
+    round_rows(A, at, (size_t)lda, 0, ar, ac, a32);
     if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16) { /* decoding: W streamed as stored */
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
                       NULL, true, NULL, NULL, true, a32};
@@ -552,15 +575,10 @@ static bool bf16_avx2(bool ta, bool tb, int M, int N, int K, float alpha, const 
     for (int n0 = 0; n0 < N; n0 += nc) {
         int n = N - n0 < nc ? N - n0 : nc, ldb32 = tb ? K : n;
         if (tb) /* B stored N x K: rows n0.. */
-            for (int r = 0; r < n; r++)
-                ftc_bf16_round_f32_avx2((const char *)B + elem_size(bt) * (size_t)(n0 + r) * ldb, bt, b32 + (size_t)r * K,
-                                        (size_t)K);
+            round_rows((const char *)B + elem_size(bt) * (size_t)n0 * ldb, bt, (size_t)ldb, 0, n, K, b32);
         else /* B stored K x N: columns n0.. of each row */
-            for (int k = 0; k < K; k++)
-                ftc_bf16_round_f32_avx2((const char *)B + elem_size(bt) * ((size_t)k * ldb + n0), bt, b32 + (size_t)k * n,
-                                        (size_t)n);
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, n, K, alpha, a32,
-                    ac, b32, ldb32, beta, C + n0, ldc);
+            round_rows(B, bt, (size_t)ldb, (size_t)n0, K, n, b32);
+        ftc_matmul(ta, tb, M, n, K, alpha, a32, ac, b32, ldb32, beta, C + n0, ldc); /* the f32 path, its threads */
     }
     free(a32), free(b32);
     return true;
