@@ -36,6 +36,14 @@ void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alpha, const f
 void ftc_mm_skinny_bf16_avx512(int M, int n0, int n1, int K, float alpha, const uint16_t *A, int lda,
                                const uint16_t *W, int ldw, float beta, float *C, int ldc);
 
+/* The library's pool (pool.c), for the dispatcher's own splitting: threads a job may use from here (1 inside a
+ * job), and a job of `chunks` chunks run by the caller and the workers. Returns false, having run nothing,
+ * when the pool is held by another thread's job, the caller is inside a job, or there is no worker. */
+int ftc_mm_pool_threads(void);
+bool ftc_mm_pool_run(int chunks, void (*fn)(void *arg, int chunk, int nchunks), void *arg);
+/* Frees the calling thread's packing buffers (matmul_avx512.c); pool workers call it when they stop. */
+void ftc_mm_release_own(void);
+
 /* Micro-tile sizes, so the dispatcher splits work on tile boundaries. */
 #define FTC_MM_MR 12
 #define FTC_MM_NR 32
