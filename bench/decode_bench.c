@@ -12,7 +12,7 @@
  *                   them and the ratio to one sequence's decode
  * Benchmarks are short: run them once on a quiet machine and report the load average beside the figures. */
 #include <math.h>
-#include <omp.h>
+#include "ftc/threads.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,42 +65,53 @@ static float sum_plain(const float *p, size_t n) {
     return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
 }
 
-/* GB/s reading bytes of floats with every OpenMP thread, each its own contiguous half; best of 5. */
+typedef struct {
+    float *buf;
+    size_t per;
+    int avx;
+    float part[FTC_THREADS_MAX];
+} bw_job;
+
+static void fill_part(void *ctx, int t) {
+    bw_job *j = ctx;
+    for (size_t i = j->per * t; i < j->per * (t + 1); i++) j->buf[i] = (float)(i & 1023) * 1e-3f;
+}
+
+static void sum_part(void *ctx, int t) {
+    bw_job *j = ctx;
+#if defined(__x86_64__)
+    j->part[t] = j->avx == 2 ? sum_avx512(j->buf + j->per * t, j->per)
+                 : j->avx  ? sum_avx2(j->buf + j->per * t, j->per)
+                           : sum_plain(j->buf + j->per * t, j->per);
+#else
+    j->part[t] = sum_plain(j->buf + j->per * t, j->per);
+#endif
+}
+
+/* GB/s reading bytes of floats with every pool thread, each its own contiguous part; best of 5. */
 static double read_bandwidth(size_t bytes) {
-    size_t n = bytes / sizeof(float);
-    float *buf = NULL;
-    if (posix_memalign((void **)&buf, 64, n * sizeof(float))) return 0;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 1023) * 1e-3f;
-    int avx = 0;
+    int nt = ftc_threads();
+    bw_job j = {NULL, ((bytes / sizeof(float)) / nt) & ~(size_t)63, 0, {0}};
+    if (posix_memalign((void **)&j.buf, 64, j.per * nt * sizeof(float))) return 0;
+    ftc_parallel_for(nt, fill_part, &j);
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    avx = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+    j.avx = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
 #endif
     double best = 0;
     volatile float sink = 0;
     for (int r = 0; r < 5; r++) {
         double t0 = now();
+        ftc_parallel_for(nt, sum_part, &j);
         float tot = 0;
-#pragma omp parallel reduction(+ : tot)
-        {
-            int nt = omp_get_num_threads(), t = omp_get_thread_num();
-            size_t per = (n / nt) & ~(size_t)63, lo = per * t;
-            float s;
-#if defined(__x86_64__)
-            s = avx == 2 ? sum_avx512(buf + lo, per) : avx ? sum_avx2(buf + lo, per) : sum_plain(buf + lo, per);
-#else
-            s = sum_plain(buf + lo, per);
-#endif
-            tot += s;
-        }
+        for (int t = 0; t < nt; t++) tot += j.part[t];
         double dt = now() - t0;
         sink = tot;
-        double gbs = (double)((n / omp_get_max_threads()) & ~(size_t)63) * omp_get_max_threads() * 4 / dt / 1e9;
+        double gbs = (double)j.per * nt * 4 / dt / 1e9;
         if (gbs > best) best = gbs;
     }
     (void)sink;
-    free(buf);
+    free(j.buf);
     return best;
 }
 
@@ -153,7 +164,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     double bw = bw_mb > 0 ? read_bandwidth((size_t)bw_mb << 20) : 0;
-    printf("read bandwidth: %.1f GB/s (%d MB, %d threads, best of 5)\n", bw, bw_mb, omp_get_max_threads());
+    printf("read bandwidth: %.1f GB/s (%d MB, %d threads, best of 5)\n", bw, bw_mb, ftc_threads());
 
     ftc_err e;
     char dir[8192];

@@ -116,17 +116,7 @@ static double flops_per_token(ftc_model *m, int T) {
     return total + 12.0 * cfg->n_layers * (double)T * cfg->hidden_size;
 }
 
-/* As the ftc CLI (src/cli/main.c): OpenMP threads that spin between the ops' parallel regions take the
- * cores from the matmul's worker threads, so run with passive waiting unless the user chose a policy.
- * libgomp reads the variable when it loads, hence the re-exec. */
-static void prefer_passive_openmp_threads(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv); /* on failure: carry on with the default policy */
-}
-
 int main(int argc, char **argv) {
-    prefer_passive_openmp_threads(argv);
     const char *dir = NULL, *method = "full", *precision = "fp32", *base_dtype = NULL;
     int B = 0, T = 0, steps = 8, lora_r = 8, size = 2048, reps = 10;
     unsigned long long seed = 1234;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
-#include <omp.h>
+#include "ftc/threads.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,16 +199,16 @@ static void test_threads(void **state) {
     float *res[2][5];
     attention_opts o = {.dropout_p = s.p, .drop_key = 12345};
     float *scratch = filled(ftc_attention_flash_scratch_floats(s.B, s.T, s.H, s.Hkv, s.D), 0);
-    int saved = omp_get_max_threads();
+    int saved = ftc_threads();
     for (int t = 0; t < 2; t++) {
-        omp_set_num_threads(t ? 3 : 1);
+        ftc_threads_set(t ? 3 : 1);
         float *out = res[t][0] = filled(nq, 0), *lse = res[t][1] = filled(nl, 0);
         float *dq = res[t][2] = filled(nq, 0), *dk = res[t][3] = filled(nk, 0), *dv = res[t][4] = filled(nk, 0);
         ftc_attention_flash_forward(out, lse, q, k, v, mask, s.B, s.T, s.H, s.Hkv, s.D, s.causal, &o);
         ftc_attention_flash_backward(dq, dk, dv, dy, out, lse, q, k, v, mask, s.B, s.T, s.H, s.Hkv, s.D, s.causal,
                                      scratch, &o);
     }
-    omp_set_num_threads(saved);
+    ftc_threads_set(saved);
     size_t n[5] = {nq, nl, nq, nk, nk};
     for (int i = 0; i < 5; i++) {
         assert_memory_equal(res[0][i], res[1][i], n[i] * sizeof(float));

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
-#include <omp.h>
+#include "ftc/threads.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,13 +116,13 @@ static void test_threads_and_paths_identical(void **state) {
     ftc_rng r;
     ftc_rng_seed(&r, 3);
     for (int i = 0; i < BIG; i++) x[i] = ftc_rng_normal(&r);
-    int saved = omp_get_max_threads(), runs = 0;
+    int saved = ftc_threads(), runs = 0;
     for (int li = 0; li < (int)(sizeof lens / sizeof *lens); li++) {
         int n = lens[li];
         for (int pa = 0; pa < 2; pa++) {
             if (!ftc_matmul_set_backend(paths[pa])) continue;
             for (int t = 1; t <= 3; t++) {
-                omp_set_num_threads(t);
+                ftc_threads_set(t);
                 ftc_rng_seed(&r, 1000 + (uint64_t)li);
                 float *oy = pa == 0 && t == 1 ? ref_y : y, *om = pa == 0 && t == 1 ? ref_m : m;
                 memset(om, 0xff, (size_t)n * sizeof(float) + sizeof(float)); /* also: nothing written past n */
@@ -139,7 +139,7 @@ static void test_threads_and_paths_identical(void **state) {
         }
     }
     fprintf(stderr, "%d runs (paths x threads x lengths) identical to the generic 1-thread mask\n", runs);
-    omp_set_num_threads(saved);
+    ftc_threads_set(saved);
     ftc_matmul_set_backend("auto");
     free(x), free(ref_y), free(ref_m), free(y), free(m);
 }

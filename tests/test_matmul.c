@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
-#include <omp.h>
+#include "ftc/threads.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,28 +159,38 @@ static void test_backend_selection(void **state) {
     printf("# auto: fp32 %s, bf16 %s\n", ftc_matmul_backend(), ftc_matmul_bf16_backend());
 }
 
-/* Called from inside a parallel region, each thread's matmul runs on that thread alone and is still right
- * (per-thread packing buffers). */
+/* Called from inside a pool job, each thread's matmul runs on that thread alone and is still right (per-thread
+ * packing buffers), on every backend this CPU has. */
+typedef struct {
+    int failures;
+} inside_ctx;
+static void inside_item(void *ctx, int t) {
+    enum { M = 70, N = 50, K = 300 };
+    static float A[2][M * K], B[2][K * N], C[2][M * N];
+    for (int i = 0; i < M * K; i++) A[t][i] = (float)((i * 7 + t) % 13) - 6.0f;
+    for (int i = 0; i < K * N; i++) B[t][i] = (float)((i * 5 + t) % 11) - 5.0f;
+    ftc_matmul(false, false, M, N, K, 1.0f, A[t], K, B[t], N, 0.0f, C[t], N);
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0; /* small integers: exact in f32 */
+            for (int k = 0; k < K; k++) s += (double)A[t][i * K + k] * B[t][k * N + j];
+            if (C[t][i * N + j] != (float)s) bad++;
+        }
+    __atomic_add_fetch(&((inside_ctx *)ctx)->failures, bad, __ATOMIC_RELAXED);
+}
 static void test_inside_parallel_region(void **state) {
     (void)state;
-    if (!ftc_matmul_set_backend("avx512")) skip();
-    int failures = 0;
-#pragma omp parallel num_threads(2) reduction(+ : failures)
-    {
-        enum { M = 70, N = 50, K = 300 };
-        static float A[2][M * K], B[2][K * N], C[2][M * N];
-        int t = omp_get_thread_num();
-        for (int i = 0; i < M * K; i++) A[t][i] = (float)((i * 7 + t) % 13) - 6.0f;
-        for (int i = 0; i < K * N; i++) B[t][i] = (float)((i * 5 + t) % 11) - 5.0f;
-        ftc_matmul(false, false, M, N, K, 1.0f, A[t], K, B[t], N, 0.0f, C[t], N);
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) {
-                double s = 0; /* small integers: exact in f32 */
-                for (int k = 0; k < K; k++) s += (double)A[t][i * K + k] * B[t][k * N + j];
-                if (C[t][i * N + j] != (float)s) failures++;
-            }
+    const char *paths[] = {"avx512", "openblas", "generic"};
+    int before = ftc_threads();
+    ftc_threads_set(2);
+    for (int p = 0; p < 3; p++) {
+        if (!ftc_matmul_set_backend(paths[p])) continue;
+        inside_ctx c = {0};
+        ftc_parallel_for(2, inside_item, &c);
+        if (c.failures) fail_msg("%s: %d wrong values inside a pool job", paths[p], c.failures);
     }
-    assert_int_equal(failures, 0);
+    ftc_threads_set(before);
     ftc_matmul_set_backend("auto");
 }
 
@@ -267,8 +277,8 @@ static void test_bf16_every_layout_type_and_edge(void **state) {
 static void test_row_chunks_share_packed_b(void **state) {
     (void)state;
     if (!ftc_matmul_set_backend("avx512")) skip();
-    int threads_before = omp_get_max_threads();
-    omp_set_num_threads(2);
+    int threads_before = ftc_threads();
+    ftc_threads_set(2);
     ftc_rng r;
     ftc_rng_seed(&r, 11);
     const struct { int M, N, K; } shapes[] = {{1100, 64, 600}, {1100, 3100, 20}};
@@ -298,7 +308,7 @@ static void test_row_chunks_share_packed_b(void **state) {
                 }
                 free(A), free(B), free(C), free(C0);
             }
-    omp_set_num_threads(threads_before);
+    ftc_threads_set(threads_before);
     ftc_matmul_set_backend("auto");
 }
 
@@ -351,8 +361,8 @@ static void test_skinny_rows(void **state) {
     (void)state;
     ftc_rng r;
     ftc_rng_seed(&r, 23);
-    int threads_before = omp_get_max_threads();
-    omp_set_num_threads(2);
+    int threads_before = ftc_threads();
+    ftc_threads_set(2);
     const char *paths[] = {"generic", "avx512", "avx2"};
     for (int p = 0; p < 3; p++) {
         if (!ftc_matmul_set_backend(paths[p])) continue;
@@ -367,7 +377,7 @@ static void test_skinny_rows(void **state) {
             check_bf16_case(false, true, M, N, K, 2.0f, 0.0f, at, FTC_MM_BF16, &r, what);
         }
     }
-    omp_set_num_threads(threads_before);
+    ftc_threads_set(threads_before);
     ftc_matmul_set_backend("auto");
 }
 
@@ -387,8 +397,8 @@ static void pf_body(void *ctx, int i) {
 }
 static void test_parallel_for(void **state) {
     (void)state;
-    int threads_before = omp_get_max_threads();
-    omp_set_num_threads(2);
+    int threads_before = ftc_threads();
+    ftc_threads_set(2);
     pf_ctx c;
     memset(&c, 0, sizeof c);
     ftc_parallel_for(100, pf_body, &c);
@@ -396,7 +406,7 @@ static void test_parallel_for(void **state) {
     ftc_parallel_for(0, pf_body, &c);
     ftc_parallel_for(1, pf_body, &c);
     assert_int_equal(c.counts[0], 2);
-    omp_set_num_threads(threads_before);
+    ftc_threads_set(threads_before);
 }
 
 int main(void) {

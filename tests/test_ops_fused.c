@@ -4,7 +4,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <omp.h>
+#include "ftc/threads.h"
 #include <stdlib.h>
 #include <string.h>
 #include "ftc/base.h"
@@ -34,10 +34,10 @@ static void test_bias_gelu_equals_add_then_gelu(void **state) {
                             for (int o = 0; o < O; o++) x_ref[(size_t)i * O + o] += b[o];
                     if (form) ftc_gelu_tanh_forward(y_ref, x_ref, (int)n);
                     else ftc_gelu_erf_forward(y_ref, x_ref, (int)n);
-                    int before = omp_get_max_threads();
-                    omp_set_num_threads(threads);
+                    int before = ftc_threads();
+                    ftc_threads_set(threads);
                     ftc_bias_gelu_forward(y, x, with_b ? b : NULL, N, O, form == 1);
-                    omp_set_num_threads(before);
+                    ftc_threads_set(before);
                     assert_memory_equal(x, x_ref, 4 * n); /* the pre-activation, kept for backward */
                     assert_memory_equal(y, y_ref, 4 * n);
                     free(x), free(x_ref), free(y), free(y_ref), free(b);
@@ -65,11 +65,11 @@ static void test_add_norm_equals_add_then_norm(void **state) {
                 ftc_add_forward(s1, a, b, (int)n);
                 if (rms) ftc_rmsnorm_forward(y1, rstd1, s1, w, N, C, 1e-6f);
                 else ftc_layernorm_forward(y1, mean1, rstd1, s1, w, bias, N, C, 1e-5f);
-                int before = omp_get_max_threads();
-                omp_set_num_threads(threads);
+                int before = ftc_threads();
+                ftc_threads_set(threads);
                 if (rms) ftc_add_rmsnorm_forward(s2, y2, rstd2, a, b, w, N, C, 1e-6f);
                 else ftc_add_layernorm_forward(s2, y2, mean2, rstd2, a, b, w, bias, N, C, 1e-5f);
-                omp_set_num_threads(before);
+                ftc_threads_set(before);
                 assert_memory_equal(s1, s2, 4 * n);
                 assert_memory_equal(y1, y2, 4 * n);
                 assert_memory_equal(rstd1, rstd2, 4 * (size_t)N);

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
-#include <omp.h>
+#include "ftc/threads.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +25,12 @@ static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
 /* Runs fn(ctx, out_set) with 1 and then 3 threads; each call writes its outputs into its own set. */
 typedef void (*run_fn)(void *ctx, int set);
 static void run_both(run_fn fn, void *ctx) {
-    int saved = omp_get_max_threads();
-    omp_set_num_threads(1);
+    int saved = ftc_threads();
+    ftc_threads_set(1);
     fn(ctx, 0);
-    omp_set_num_threads(3);
+    ftc_threads_set(3);
     fn(ctx, 1);
-    omp_set_num_threads(saved);
+    ftc_threads_set(saved);
 }
 static void assert_same(const char *what, const float *a, const float *b, size_t n) {
     if (memcmp(a, b, n * sizeof(float)) != 0) {

@@ -6,20 +6,24 @@
  * A and B are not read.
  * The implementation behind it is chosen at run time (src/kernels/cpu/matmul*.c, docs/kernels.md):
  * "avx512" (own kernels, when the CPU has AVX-512F), else "openblas"; FTC_MATMUL=generic|openblas|avx512
- * forces one. Threads: both cores, unless called from inside an OpenMP parallel region (then one). */
+ * forces one. Threads: the library's pool (threads.h: ftc_threads_set), one thread when called from inside a
+ * pool job. OpenBLAS, when it is the backend, is pinned to one thread of its own (openblas_set_num_threads(1),
+ * process-wide, on the first OpenBLAS matmul) and the pool splits the product: its threads would otherwise spin
+ * beside the pool's. */
 #ifndef FTC_MATMUL_H
 #define FTC_MATMUL_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "ftc/threads.h"
 
 void ftc_matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc);
 /* Name of the implementation in use ("openblas", "generic", "avx512"), for logs and benchmarks. */
 const char *ftc_matmul_backend(void);
-/* Frees the packing buffers ftc_matmul keeps between calls for speed, of the calling thread and of the OpenMP
- * team its parallel regions run on. A thread of the caller's own that ran matmuls calls it before it exits
- * (ftc serve's engine thread): libgomp ends that thread's team with it, and the buffers would leak. */
+/* Frees the packing buffers ftc_matmul keeps between calls for speed, of the calling thread. A thread of the
+ * caller's own that ran matmuls calls it before it exits (ftc serve's engine thread), or its buffers leak; the
+ * pool's workers free theirs when they stop (ftc_threads_shutdown). */
 void ftc_matmul_thread_release(void);
 /* Selects the implementation: "avx512", "openblas", "generic", or "auto" (what the CPU and FTC_MATMUL
  * pick). Returns false, leaving the choice unchanged, for an unknown name or one this CPU cannot run.
@@ -37,11 +41,7 @@ void ftc_matmul_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alph
 /* "avx512bf16" or "generic". */
 const char *ftc_matmul_bf16_backend(void);
 
-/* Runs fn(ctx, i) for i = 0..n-1 on the matmul threads (the caller and the pool's workers claim indices one at a
- * time; order unspecified), on the caller alone when n is 1, inside an OpenMP region or while another thread's
- * matmul holds the pool. For small parallel loops between matmuls (decode attention) that should not wake a
- * second set of threads. fn must not call ftc_matmul's threaded paths expecting threads (they run alone). */
-void ftc_parallel_for(int n, void (*fn)(void *ctx, int i), void *ctx);
+/* ftc_parallel_for (small parallel loops between matmuls, e.g. decode attention) is declared in threads.h. */
 
 /* Array conversions, f32 -> bf16 rounding to nearest even (NaN stays NaN, no flush of subnormals); bf16 ->
  * f32 is exact. Bit-identical to ftc_f32_to_bf16/ftc_bf16_to_f32 (safetensors.h), vectorised when possible. */

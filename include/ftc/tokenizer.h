@@ -30,8 +30,9 @@ void ftc_ids_free(ftc_ids *ids);
  * max_len > 0 truncates (keeping the special tokens). Appends nothing on error. text is UTF-8 of len bytes. */
 ftc_status ftc_tokenizer_encode(const ftc_tokenizer *t, const char *text, size_t len, bool add_special, int max_len,
                                 ftc_ids *out, ftc_err *err);
-/* Batch: outs[i] receives the ids of texts[i] (lens[i] bytes), as ftc_tokenizer_encode; n_threads <= 0 uses
- * OpenMP's default. On error nothing is appended anywhere and err names the text index. */
+/* Batch: outs[i] receives the ids of texts[i] (lens[i] bytes), as ftc_tokenizer_encode, in chunks of 16 texts on
+ * the library's pool (threads.h); n_threads == 1 encodes on the caller alone, any other value uses the pool as
+ * ftc_threads_set sized it. On error nothing is appended anywhere and err names the (first) failing text's index. */
 ftc_status ftc_tokenizer_encode_batch(const ftc_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
                                       bool add_special, int max_len, ftc_ids *outs, int n_threads, ftc_err *err);
 /* Text pair (BERT: [CLS] a [SEP] b [SEP], token types 0/1); type_ids may be NULL. */

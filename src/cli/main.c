@@ -1,6 +1,7 @@
 /* ftc: the command line. One file per subcommand; this file only dispatches. */
 #include "cli.h"
 #include "model_arg.h"
+#include "ftc/threads.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -134,21 +135,29 @@ static void print_help(FILE *out) {
     fprintf(out, "\nRun 'ftc <command> --help' (or 'ftc help <command>') for a command's options.\n"
                  "Options: --name VALUE or --name=VALUE; booleans: --flag, --flag true|false, --no-flag.\n"
                  "Weights with NaN/Inf values are refused at load (exit 2, naming the tensor); --allow-nonfinite, given to\n"
-                 "any command, loads them anyway.\n"
+                 "any command, loads them anyway. --threads N, given to any command, sizes the thread pool (default:\n"
+                 "FTC_THREADS, else every CPU this process may use).\n"
                  "Exit codes: 0 ok, 1 usage error, 2 bad input, 3 internal error.\n");
 }
 
-/* OpenMP threads that spin between parallel regions take the cores the matmul threads need (2 cores
- * here); measured on MiniLM training, passive waiting doubled tokens/s. libgomp reads OMP_WAIT_POLICY
- * when it loads, before main, so ftc re-executes itself once with it set, unless the user chose one. */
-static void prefer_passive_openmp_threads(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv); /* on failure: carry on with the default policy */
-}
-
 int main(int argc, char **argv) {
-    prefer_passive_openmp_threads(argv);
+    /* --threads N, for every command: the size of the library's thread pool (include/ftc/threads.h; default
+     * FTC_THREADS, else the CPUs this process may use) */
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int skip = 0;
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) v = argv[i + 1], skip = 2;
+        else if (!strncmp(argv[i], "--threads=", 10)) v = argv[i] + 10, skip = 1;
+        if (!skip) continue;
+        long n;
+        if (!cli_parse_long(v, 1, FTC_THREADS_MAX, &n)) {
+            fprintf(stderr, "ftc: --threads needs an integer in [1, %d], not '%s'\n", FTC_THREADS_MAX, v);
+            return finish("", 1);
+        }
+        ftc_threads_set((int)n);
+        memmove(argv + i, argv + i + skip, (size_t)(argc - i - skip + 1) * sizeof *argv); /* the NULL too */
+        argc -= skip, i--;
+    }
     /* --allow-nonfinite, for every command that loads a model: weights with NaN/Inf load anyway (the library
      * reads FTC_ALLOW_NONFINITE at load) */
     for (int i = 1; i < argc; i++)

@@ -112,6 +112,8 @@ static inline float *P(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i]
 static inline float *G(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i].grad; } /* NULL: frozen/absent */
 
 /* precision.c: bf16 copies and bf16-only storage of matmul weights */
+/* Rows of src [O, I] f32 quantized into dst (O rows of ftc_quant_row_bytes(qtype, I)) on the pool (precision.c). */
+void ftc_model_quantize_rows(int qtype, const float *src, void *dst, int64_t O, int64_t I);
 bool ftc_model_is_matmul_weight(const ftc_model *m, int i); /* block linear W, LM head (tied: wte), pooler */
 bool ftc_model_bf16_storable(const ftc_model *m, int i);    /* matmul weight that is not also an embedding */
 void ftc_model_refresh_bf16(ftc_model *m);                 /* brings stale bf16 copies up to date */

@@ -342,15 +342,18 @@ int64_t ftc_model_count_params(const ftc_model *m, bool trainable_only) {
     return n;
 }
 
+enum { ZERO_BLOCK = 1 << 18 };
+
+static void zero_range(void *ctx, int64_t lo, int64_t hi) {
+    const ftc_model *m = ctx;
+    int64_t o = lo * ZERO_BLOCK, end = hi * ZERO_BLOCK < m->grad_numel ? hi * ZERO_BLOCK : m->grad_numel;
+    memset(m->gradbuf + o, 0, (size_t)(end - o) * sizeof(float));
+}
+
 void ftc_model_zero_grad(ftc_model *m) {
-    /* once per optimizer step over every trainable value (500 MB for GPT-2 small): both cores, in 1 MB blocks */
-    enum { ZERO_BLOCK = 1 << 18 };
+    /* once per optimizer step over every trainable value (500 MB for GPT-2 small): the pool, in 1 MB blocks */
     int64_t n = m->gradbuf ? m->grad_numel : 0, nblk = (n + ZERO_BLOCK - 1) / ZERO_BLOCK;
-#pragma omp parallel for schedule(static) if (nblk > 4)
-    for (int64_t b = 0; b < nblk; b++) {
-        int64_t o = b * ZERO_BLOCK, len = n - o < ZERO_BLOCK ? n - o : ZERO_BLOCK;
-        memset(m->gradbuf + o, 0, (size_t)len * sizeof(float));
-    }
+    ftc_parallel_range(nblk, nblk > 4, zero_range, m);
 }
 
 /* ---- loading ---- */
@@ -394,10 +397,8 @@ static ftc_status load_param(const ftc_st_set *st, ftc_param *p, bool check, ftc
     if (!s && check) s = check_finite(st, p, tmp, err); /* the file's values (transposed or not, same set) */
     if (!s && only16 && p->data_q) { /* rows of our [out, in] layout, each quantized from its f32 values */
         int64_t O = p->shape[0], I = p->numel / O;
-        size_t rb = ftc_quant_row_bytes(p->qtype, I);
         const float *src = p->transposed ? dst : tmp;
-#pragma omp parallel for schedule(static) if (O * I > 65536)
-        for (int64_t o = 0; o < O; o++) ftc_quantize_row(p->qtype, src + o * I, (uint8_t *)p->data_q + (size_t)o * rb, I);
+        ftc_model_quantize_rows(p->qtype, src, p->data_q, O, I);
     } else if (!s && only16)
         ftc_f32_to_bf16_n(p->transposed ? dst : tmp, p->data_bf16, (size_t)p->numel);
     if (only16 && p->transposed) free(dst);

@@ -37,15 +37,36 @@ static uint16_t *alloc_bf16(int64_t n) {
     return p;
 }
 
-/* f32 -> bf16 in blocks over both threads (a 100M-value LM head would otherwise cost one core ~0.1 s) */
+typedef struct {
+    const float *in;
+    void *out;
+    int64_t n, I;
+    size_t rb;
+    int qtype;
+} convert_job;
+
+enum { BLK = 1 << 16 };
+
+static void convert_range(void *ctx, int64_t lo, int64_t hi) {
+    const convert_job *j = ctx;
+    int64_t o = lo * BLK, end = hi * BLK < j->n ? hi * BLK : j->n;
+    ftc_f32_to_bf16_n(j->in + o, (uint16_t *)j->out + o, (size_t)(end - o));
+}
+
+/* f32 -> bf16 in blocks over the pool (a 100M-value LM head would otherwise cost one core ~0.1 s) */
 static void convert(const float *in, uint16_t *out, int64_t n) {
-    enum { BLK = 1 << 16 };
-    int64_t nb = (n + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static) if (n > 4 * BLK)
-    for (int64_t b = 0; b < nb; b++) {
-        int64_t o = b * BLK, k = n - o < BLK ? n - o : BLK;
-        ftc_f32_to_bf16_n(in + o, out + o, (size_t)k);
-    }
+    convert_job j = {in, out, n, 0, 0, 0};
+    ftc_parallel_range((n + BLK - 1) / BLK, n > 4 * BLK, convert_range, &j);
+}
+
+static void quantize_range(void *ctx, int64_t lo, int64_t hi) {
+    const convert_job *j = ctx;
+    for (int64_t o = lo; o < hi; o++) ftc_quantize_row(j->qtype, j->in + o * j->I, (uint8_t *)j->out + (size_t)o * j->rb, j->I);
+}
+
+void ftc_model_quantize_rows(int qtype, const float *src, void *dst, int64_t O, int64_t I) {
+    convert_job j = {src, dst, O * I, I, ftc_quant_row_bytes(qtype, I), qtype};
+    ftc_parallel_range(O, O * I > 65536, quantize_range, &j);
 }
 
 ftc_status ftc_model_set_precision(ftc_model *m, ftc_precision prec, ftc_err *err) {
@@ -124,8 +145,7 @@ static ftc_status quantize_param(ftc_param *p, int qtype, bool *done, ftc_err *e
         if (src != p->data) free(src);
         return ftc_errf(err, FTC_E_NOMEM, "out of memory storing %s in %s", p->name, ftc_quant_name(qtype));
     }
-#pragma omp parallel for schedule(static) if (O * I > 65536)
-    for (int64_t o = 0; o < O; o++) ftc_quantize_row(qtype, src + o * I, (uint8_t *)q + (size_t)o * rb, I);
+    ftc_model_quantize_rows(qtype, src, q, O, I);
     if (src != p->data) free(src);
     free(p->data_bf16);
     p->data_bf16 = NULL;

@@ -5,7 +5,8 @@
 #include "ftc/base.h"
 #include "base/base_internal.h"
 #include <jansson.h>
-#include <omp.h>
+#include "ftc/threads.h"
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -814,28 +815,53 @@ ftc_status ftc_tokenizer_encode(const ftc_tokenizer *t, const char *text, size_t
     return st;
 }
 
+/* A batch in chunks of BATCH_CHUNK texts on the pool; the first failing text (lowest index) is the one reported. */
+enum { BATCH_CHUNK = 16 };
+typedef struct {
+    const ftc_tokenizer *t;
+    const char *const *texts;
+    const size_t *lens;
+    size_t n;
+    bool add_special;
+    int max_len;
+    ftc_ids *outs;
+    pthread_mutex_t lock; /* guards first_bad, first_err */
+    long first_bad;
+    ftc_err first_err;
+} batch_job;
+
+static void encode_chunk(void *ctx, int c) {
+    batch_job *j = ctx;
+    size_t end = ((size_t)c + 1) * BATCH_CHUNK < j->n ? ((size_t)c + 1) * BATCH_CHUNK : j->n;
+    for (size_t i = (size_t)c * BATCH_CHUNK; i < end; i++) {
+        ftc_err e;
+        if (ftc_tokenizer_encode(j->t, j->texts[i], j->lens[i], j->add_special, j->max_len, &j->outs[i], &e)) {
+            pthread_mutex_lock(&j->lock);
+            if (j->first_bad < 0 || (long)i < j->first_bad) j->first_bad = (long)i, j->first_err = e;
+            pthread_mutex_unlock(&j->lock);
+            break; /* a later text of this chunk cannot be the first failure */
+        }
+    }
+}
+
 ftc_status ftc_tokenizer_encode_batch(const ftc_tokenizer *t, const char *const *texts, const size_t *lens, size_t n,
                                       bool add_special, int max_len, ftc_ids *outs, int n_threads, ftc_err *err) {
     size_t *n0 = malloc((n ? n : 1) * sizeof *n0);
     if (!n0) return NOMEM(err);
     for (size_t i = 0; i < n; i++) n0[i] = outs[i].n;
-    long first_bad = -1;
-    ftc_err first_err = {FTC_OK, ""};
-    int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
-#pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
-    for (long i = 0; i < (long)n; i++) {
-        ftc_err e;
-        if (ftc_tokenizer_encode(t, texts[i], lens[i], add_special, max_len, &outs[i], &e)) {
-#pragma omp critical
-            if (first_bad < 0 || i < first_bad) { first_bad = i; first_err = e; }
-        }
-    }
+    batch_job j = {t, texts, lens, n, add_special, max_len, outs, PTHREAD_MUTEX_INITIALIZER, -1, {FTC_OK, ""}};
+    int chunks = (int)((n + BATCH_CHUNK - 1) / BATCH_CHUNK);
+    if (n_threads == 1)
+        for (int c = 0; c < chunks; c++) encode_chunk(&j, c);
+    else
+        ftc_parallel_for(chunks, encode_chunk, &j);
+    pthread_mutex_destroy(&j.lock);
     ftc_status st = FTC_OK;
-    if (first_bad >= 0) {
+    if (j.first_bad >= 0) {
         for (size_t i = 0; i < n; i++) outs[i].n = n0[i];
-        if (err) *err = first_err;
-        st = ftc_err_prefix(err, "text %ld", first_bad);
-        if (!err) st = first_err.code;
+        if (err) *err = j.first_err;
+        st = ftc_err_prefix(err, "text %ld", j.first_bad);
+        if (!err) st = j.first_err.code;
     }
     free(n0);
     return st;

@@ -4,16 +4,14 @@
  *            (matmul_avx2.c), OpenBLAS for the f32 GEMM, bf16 GEMM as an f32 GEMM on bf16-rounded operands
  *   openblas cblas_sgemm (whatever core type OpenBLAS picks, e.g. from OPENBLAS_CORETYPE)
  *   generic  portable C loop, the reference path CI also runs
- * FTC_MATMUL=avx512|avx2|openblas|generic forces one (avx2 also on AVX-512 CPUs, so tests cover it there); ftc_matmul_set_backend() switches at run time.
- * Threads: the avx512 kernels are single-threaded per call; this file splits C between OpenMP threads
- * (rows or columns, on micro-tile boundaries), and runs one thread when already inside a parallel region so
- * that callers who parallelise themselves do not oversubscribe the 2 cores. */
+ * FTC_MATMUL=avx512|avx2|openblas|generic forces one (avx2 also on AVX-512 CPUs, so tests cover it there);
+ * ftc_matmul_set_backend() switches at run time.
+ * Threads: the kernels (ours and OpenBLAS, pinned to one thread) are single-threaded per call; this file splits
+ * C between the library's pool threads (pool.c; rows or columns, on micro-tile boundaries), and runs one thread
+ * when already inside a pool job so that callers who parallelise themselves do not oversubscribe the cores. */
 #include "ftc/matmul.h"
 #include "matmul_internal.h"
 #include <cblas.h>
-#include <omp.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,8 +180,6 @@ typedef struct {
     uint64_t serial;   /* unique per threaded job: row chunks share its packed op(B) per thread (b_key) */
     const uint16_t *a16; /* skinny bf16 job: A rounded to bf16, M x K (stride K) */
     bool skinny;       /* few rows of A against W = op(B)^T read along K (matmul_skinny.c); threads split N */
-    void (*fn)(void *ctx, int i); /* a ftc_parallel_for job: chunk c runs fn(ctx, c) */
-    void *ctx;
     bool avx2;         /* skinny job on the AVX2 kernels (matmul_avx2.c) */
     const float *a32;  /* skinny AVX2 bf16 job: A rounded to bf16, kept as f32, M x K (stride K) */
 } gemm_job;
@@ -247,10 +243,6 @@ static void narrow_swap(gemm_job *j) {
 
 /* Chunk c of n along C's longer side, in whole micro-tiles. */
 static void run_chunk(const gemm_job *j, int c, int n) {
-    if (j->fn) {
-        j->fn(j->ctx, c);
-        return;
-    }
     if (j->skinny) { /* rows of W in groups of 4 (the kernel's block) */
         int groups = (j->N + 3) / 4;
         int lo = (int)((long long)groups * c / n) * 4, hi = (int)((long long)groups * (c + 1) / n) * 4;
@@ -278,187 +270,95 @@ static void run_chunk(const gemm_job *j, int c, int n) {
     else run_block(j, 0, j->M, lo, hi - lo, 0);
 }
 
-/* Worker pool. Not an OpenMP region on purpose: on this shared machine a core is often taken by another
- * process, and an OpenMP join waits for every thread to have run, so one descheduled thread stalls each
- * matmul for a scheduler time slice (measured: 3 instead of 150 GFLOP/s). Here the caller works too and
- * waits only for chunks a worker has actually claimed; a worker that wakes late finds nothing left.
- * The ticket packs generation (24 bits), chunk count (20) and next chunk (20), so a stale worker can never
- * claim a chunk of a job other than the one it read. */
-#define POOL_MAX_WORKERS 15
-static struct {
-    pthread_mutex_t lock; /* guards sleeping workers' wait on `wake` */
-    pthread_cond_t wake;
-    pthread_mutex_t call; /* one job at a time; a second concurrent caller runs alone */
-    _Atomic uint64_t ticket;
-    _Atomic unsigned done;
-    _Atomic unsigned published; /* generation of the latest job */
-    _Atomic int sleepers;
-    const gemm_job *job;
-    int workers;
-    bool started;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, 0, false};
+static void pool_chunk(void *arg, int chunk, int nchunks) { run_chunk(arg, chunk, nchunks); }
 
-static uint64_t make_ticket(unsigned gen, unsigned n, unsigned next) {
-    return (uint64_t)(gen & 0xffffff) << 40 | (uint64_t)(n & 0xfffff) << 20 | (next & 0xfffff);
-}
-
-/* Claims and runs chunks of generation gen until none is left; returns how many it ran. */
-static void work_on(unsigned gen) {
-    for (;;) {
-        uint64_t t = atomic_load(&pool.ticket);
-        unsigned g = (unsigned)(t >> 40), n = (unsigned)(t >> 20) & 0xfffff, next = (unsigned)t & 0xfffff;
-        if (g != (gen & 0xffffff) || next >= n) return;
-        if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
-        run_chunk(pool.job, (int)next, (int)n); /* the job stays valid: its caller waits for this chunk */
-        atomic_fetch_add(&pool.done, 1);
-    }
-}
-
-static void *pool_worker(void *arg) {
-    (void)arg;
-    unsigned seen = 0;
-    for (;;) {
-        unsigned gen = atomic_load(&pool.published);
-        for (int spin = 0; gen == seen && spin < 2000; spin++) { /* tens of microseconds: back-to-back matmuls */
-#if defined(__x86_64__)
-            __builtin_ia32_pause();
-#endif
-            gen = atomic_load(&pool.published);
-        }
-        if (gen == seen) {
-            pthread_mutex_lock(&pool.lock);
-            atomic_fetch_add(&pool.sleepers, 1);
-            while ((gen = atomic_load(&pool.published)) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
-            atomic_fetch_sub(&pool.sleepers, 1);
-            pthread_mutex_unlock(&pool.lock);
-        }
-        seen = gen;
-        work_on(gen);
-    }
-    return NULL;
-}
-
-/* Starts nt-1 workers once (under pool.call); returns how many run. */
-static int pool_start(int nt) {
-    if (!pool.started) {
-        pool.started = true;
-        for (int i = 0; i < nt - 1 && i < POOL_MAX_WORKERS; i++) {
-            pthread_t th;
-            pthread_attr_t attr;
-            pthread_attr_init(&attr);
-            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            if (pthread_create(&th, &attr, pool_worker, NULL) == 0) pool.workers++;
-            pthread_attr_destroy(&attr);
-        }
-    }
-    return pool.workers;
-}
-
-static void run_pool(const gemm_job *j, int chunks);
-
-/* Splits C between the caller and the pool's workers, a few chunks per thread so that a late thread costs
- * little. One thread for small products and inside OpenMP regions (the caller already uses the cores). */
+/* Splits C between the caller and the pool's workers (pool.c), a few chunks per thread so that a late thread
+ * costs little. One thread for small products and inside a pool job (the caller already uses the cores). */
 static void run_threaded(const gemm_job *j) {
     double macs = (double)j->M * j->N * j->K;
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    if (nt > POOL_MAX_WORKERS + 1) nt = POOL_MAX_WORKERS + 1;
+    int nt = ftc_mm_pool_threads();
     if (nt > 1 && macs < (double)MIN_MACS_PER_THREAD * nt) nt = (int)(macs / MIN_MACS_PER_THREAD);
-    if (nt <= 1 || pthread_mutex_trylock(&pool.call) != 0) {
-        run_block(j, 0, j->M, 0, j->N, 0);
-        return;
+    if (nt > 1) {
+        bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+        int tiles = split_rows ? (j->M + FTC_MM_MR - 1) / FTC_MM_MR : (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
+        /* Up to 4 chunks per thread, but each at least 256 long: every chunk packs its own copy of the other
+         * operand, which costs a few percent per chunk at the training shapes. */
+        int len = split_rows ? j->M : j->N, chunks = len / 256;
+        if (chunks > 4 * nt) chunks = 4 * nt;
+        if (chunks < nt) chunks = nt;
+        if (chunks > tiles) chunks = tiles;
+        static _Atomic uint64_t serials; /* unique per threaded job */
+        gemm_job job = *j;
+        job.serial = atomic_fetch_add(&serials, 1) + 1;
+        if (chunks > 1 && ftc_mm_pool_run(chunks, pool_chunk, &job)) return;
     }
-    int workers = pool_start(nt);
-    if (workers > nt - 1) workers = nt - 1;
-    bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
-    int tiles = split_rows ? (j->M + FTC_MM_MR - 1) / FTC_MM_MR : (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
-    /* Up to 4 chunks per thread, but each at least 256 long: every chunk packs its own copy of the other
-     * operand, which costs a few percent per chunk at the training shapes. */
-    int len = split_rows ? j->M : j->N, chunks = len / 256;
-    if (chunks > 4 * (workers + 1)) chunks = 4 * (workers + 1);
-    if (chunks < workers + 1) chunks = workers + 1;
-    if (chunks > tiles) chunks = tiles;
-    if (workers == 0 || chunks <= 1) {
-        pthread_mutex_unlock(&pool.call);
-        run_block(j, 0, j->M, 0, j->N, 0);
-        return;
-    }
-    static _Atomic uint64_t serials; /* under pool.call, but atomic costs nothing here */
-    gemm_job job = *j;
-    job.serial = atomic_fetch_add(&serials, 1) + 1;
-    run_pool(&job, chunks);
-}
-
-/* Threads for a job: every OpenMP thread, one inside an OpenMP region (the caller already uses the cores). */
-static int pool_threads(void) {
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    return nt > POOL_MAX_WORKERS + 1 ? POOL_MAX_WORKERS + 1 : nt;
-}
-
-/* Runs chunks 0..chunks-1 of j on the caller and the workers; pool.call is held and released here. */
-static void run_pool(const gemm_job *j, int chunks) {
-    unsigned gen = atomic_load(&pool.published) + 1;
-    if ((gen & 0xffffff) == 0) gen++; /* generation 0 is "nothing yet" for the workers */
-    pool.job = j;
-    atomic_store(&pool.done, 0);
-    atomic_store(&pool.ticket, make_ticket(gen, (unsigned)chunks, 0));
-    atomic_store(&pool.published, gen);
-    if (atomic_load(&pool.sleepers) > 0) {
-        pthread_mutex_lock(&pool.lock);
-        pthread_cond_broadcast(&pool.wake);
-        pthread_mutex_unlock(&pool.lock);
-    }
-    work_on(gen);
-    /* Only chunks a worker already claimed are left. Spin briefly; then yield, in case that worker waits for
-     * this very core (an overloaded machine). */
-    for (int spin = 0; atomic_load(&pool.done) < (unsigned)chunks; spin++) {
-        if (spin < 4000) {
-#if defined(__x86_64__)
-            __builtin_ia32_pause();
-#endif
-        } else {
-            sched_yield();
-        }
-    }
-    pthread_mutex_unlock(&pool.call);
+    run_block(j, 0, j->M, 0, j->N, 0);
 }
 
 /* A skinny job (matmul_skinny.c): the rows of W split between threads, a few chunks per thread so that a late
  * thread costs little; a weight under SKINNY_MIN_BYTES is not worth waking a worker for. */
 #define SKINNY_MIN_BYTES ((size_t)64 << 10)
 static void run_skinny(const gemm_job *j, size_t w_bytes) {
-    int nt = pool_threads(), groups = (j->N + 3) / 4;
+    int nt = ftc_mm_pool_threads(), groups = (j->N + 3) / 4;
     /* One f32 row is memory-bound, and one core already reads at this machine's full bandwidth (34.8 GB/s alone,
      * 24.5-33.6 with two): a second thread adds nothing, and on a loaded machine the caller waits for whatever a
      * descheduled worker claimed (SmolLM2 f32 decode: 26.8 tokens/s on one thread, 13.3 on two, load ~5) */
     if (j->M == 1 && !j->bf16 && !j->avx2) nt = 1;
     /* Not on the AVX2 backend: there one core's reads need not reach the machine's bandwidth (AMD Zen 3 cores are
-     * limited by their outstanding misses); OMP_NUM_THREADS=1 gives the single-thread policy back. */
-    if (nt > 1 && groups > 1 && w_bytes >= SKINNY_MIN_BYTES && pthread_mutex_trylock(&pool.call) == 0) {
-        int workers = pool_start(nt);
-        if (workers > nt - 1) workers = nt - 1;
-        int chunks = 4 * (workers + 1) < groups ? 4 * (workers + 1) : groups;
-        if (workers > 0) {
-            run_pool(j, chunks);
-            return;
-        }
-        pthread_mutex_unlock(&pool.call);
+     * limited by their outstanding misses); FTC_THREADS=1 (ftc --threads 1) gives the single-thread policy back. */
+    if (nt > 1 && groups > 1 && w_bytes >= SKINNY_MIN_BYTES) {
+        int chunks = 4 * nt < groups ? 4 * nt : groups;
+        if (ftc_mm_pool_run(chunks, pool_chunk, (void *)j)) return;
     }
     run_chunk(j, 0, 1);
 }
 
-void ftc_parallel_for(int n, void (*fn)(void *ctx, int i), void *ctx) {
-    int nt = pool_threads();
-    if (n > 1 && n < (1 << 20) && nt > 1 && pthread_mutex_trylock(&pool.call) == 0) {
-        if (pool_start(nt) > 0) {
-            gemm_job j;
-            memset(&j, 0, sizeof j);
-            j.fn = fn, j.ctx = ctx;
-            run_pool(&j, n);
-            return;
-        }
-        pthread_mutex_unlock(&pool.call);
-    }
-    for (int i = 0; i < n; i++) fn(ctx, i);
+/* OpenBLAS as the fallback: pinned to one thread (its own threads would spin beside the pool's), the product
+ * split between the pool's threads by rows or columns of C. Each element of C is the same dot product over K
+ * whichever block it falls in, as when OpenBLAS splits between its own threads. */
+typedef struct {
+    bool ta, tb, rows;
+    int M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} blas_job;
+
+static void blas_block(const blas_job *j, int lo, int hi) {
+    if (hi <= lo) return;
+    const float *A = j->A, *B = j->B;
+    float *C = j->C;
+    int M = j->M, N = j->N;
+    if (j->rows) A += j->ta ? (size_t)lo : (size_t)lo * j->lda, C += (size_t)lo * j->ldc, M = hi - lo;
+    else B += j->tb ? (size_t)lo * j->ldb : (size_t)lo, C += lo, N = hi - lo;
+    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, M, N, j->K,
+                j->alpha, A, j->lda, B, j->ldb, j->beta, C, j->ldc);
+}
+
+static void blas_chunk(void *arg, int c, int n) {
+    const blas_job *j = arg;
+    int len = j->rows ? j->M : j->N, unit = j->rows ? 8 : 16; /* whole register tiles of OpenBLAS's kernels */
+    int units = (len + unit - 1) / unit;
+    int lo = (int)((long long)units * c / n) * unit, hi = (int)((long long)units * (c + 1) / n) * unit;
+    blas_block(j, lo, hi < len ? hi : len);
+}
+
+static void pin_openblas(void) {
+    static _Atomic bool pinned;
+    if (!atomic_exchange(&pinned, true)) openblas_set_num_threads(1);
+}
+
+static void matmul_openblas(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                            const float *B, int ldb, float beta, float *C, int ldc) {
+    pin_openblas();
+    blas_job j = {ta, tb, M >= N, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+    double macs = (double)M * N * K;
+    int nt = ftc_mm_pool_threads();
+    if (nt > 1 && macs < (double)MIN_MACS_PER_THREAD * nt) nt = (int)(macs / MIN_MACS_PER_THREAD);
+    int len = j.rows ? M : N, chunks = len / 64; /* 64 rows or columns at least per chunk */
+    if (chunks > 2 * nt) chunks = 2 * nt;
+    if (nt > 1 && chunks >= 2 && ftc_mm_pool_run(chunks, blas_chunk, &j)) return;
+    blas_block(&j, 0, len);
 }
 
 /* ---- entry points ---- */
@@ -486,7 +386,7 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     switch (current()) {
     case BACKEND_AVX512: {
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL, 0,
-                      NULL, false, NULL, NULL, false, NULL};
+                      NULL, false, false, NULL};
         if (!ta && tb && M <= SKINNY_M) {
             j.skinny = true;
             run_skinny(&j, sizeof(float) * (size_t)N * (size_t)K);
@@ -508,14 +408,13 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     case BACKEND_AVX2:
         if (!ta && tb && M <= SKINNY_M) {
             gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL,
-                          0, NULL, true, NULL, NULL, true, NULL};
+                          0, NULL, true, true, NULL};
             run_skinny(&j, sizeof(float) * (size_t)N * (size_t)K);
             return;
         }
         __attribute__((fallthrough)); /* OpenBLAS for the GEMM */
     case BACKEND_OPENBLAS:
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
-                    lda, B, ldb, beta, C, ldc);
+        matmul_openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     default:
         matmul_generic(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -560,7 +459,7 @@ static bool bf16_avx2(bool ta, bool tb, int M, int N, int K, float alpha, const 
     round_rows(A, at, (size_t)lda, 0, ar, ac, a32);
     if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16) { /* decoding: W streamed as stored */
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
-                      NULL, true, NULL, NULL, true, a32};
+                      NULL, true, true, a32};
         run_skinny(&j, sizeof(uint16_t) * (size_t)N * (size_t)K);
         free(a32);
         return true;
@@ -591,7 +490,7 @@ void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const v
     if (path == BF16_AVX2 && bf16_avx2(ta, tb, M, N, K, alpha, A, at, lda, B, bt, ldb, beta, C, ldc)) return;
     if (path == BF16_AVX512) {
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
-                      NULL, false, NULL, NULL, false, NULL};
+                      NULL, false, false, NULL};
         uint16_t *a16;
         if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16 &&
             (a16 = malloc(sizeof(uint16_t) * (size_t)M * (size_t)K)) != NULL) { /* A rounded once, not per row of W */

@@ -47,17 +47,13 @@ static void *pack_buffer(int which, size_t bytes) {
     return tls_buf[which];
 }
 
-static void release_own(void) {
+void ftc_mm_release_own(void) {
     for (int i = 0; i < 3; i++) free(tls_buf[i]), tls_buf[i] = NULL, tls_cap[i] = 0;
     tls_b_key = 0;
 }
 
-/* The caller's buffers and those of the OpenMP team its parallel regions ran on (libgomp keeps a pool of
- * threads per thread that starts parallel regions, and ends them with it). */
-void ftc_matmul_thread_release(void) {
-#pragma omp parallel
-    release_own();
-}
+/* The calling thread's buffers; the pool's workers free theirs when they stop (pool.c). */
+void ftc_matmul_thread_release(void) { ftc_mm_release_own(); }
 
 /* Where the packed blocks of op(B) go. Without a key: one block buffer, packed per (column block, K slice).
  * With one: the whole packed op(B) in the per-thread cache (block (jc, pc) at jc*kdepth + pc_units*nc_round),

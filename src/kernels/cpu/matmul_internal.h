@@ -45,6 +45,14 @@ void ftc_f32_to_bf16_avx2(const float *in, uint16_t *out, size_t n);
 /* out[i] = in[i] rounded to bf16 and kept as f32 (in f32; as ftc_mm_round_bf16), or widened (in bf16) */
 void ftc_bf16_round_f32_avx2(const void *in, ftc_mm_type t, float *out, size_t n);
 
+/* The library's pool (pool.c), for the dispatcher's own splitting: threads a job may use from here (1 inside a
+ * job), and a job of `chunks` chunks run by the caller and the workers. Returns false, having run nothing,
+ * when the pool is held by another thread's job, the caller is inside a job, or there is no worker. */
+int ftc_mm_pool_threads(void);
+bool ftc_mm_pool_run(int chunks, void (*fn)(void *arg, int chunk, int nchunks), void *arg);
+/* Frees the calling thread's packing buffers (matmul_avx512.c); pool workers call it when they stop. */
+void ftc_mm_release_own(void);
+
 /* Micro-tile sizes, so the dispatcher splits work on tile boundaries. */
 #define FTC_MM_MR 12
 #define FTC_MM_NR 32

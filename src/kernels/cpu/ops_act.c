@@ -1,6 +1,7 @@
 /* Elementwise ops: GELU (tanh approximation and exact erf), SwiGLU, residual add, tanh, inverted dropout.
  * Elementwise work is split across threads in fixed chunks; no reductions, so results are deterministic. */
 #include "ftc/ops.h"
+#include "ftc/threads.h"
 #include "vmath.h"
 #include <math.h>
 #include <string.h>
@@ -20,21 +21,35 @@ static inline int chunk_len(int ch, int n) { return n - ch * VCHUNK < VCHUNK ? n
 typedef void (*unary_chunk)(float *y, const float *x, int len);
 typedef void (*grad_chunk)(float *dx, const float *dy, const float *x, int len);
 
+typedef struct {
+    float *y;
+    const float *x, *dy;
+    int n;
+    unary_chunk uf;
+    grad_chunk gf;
+} elem_job;
+
+static void unary_range(void *ctx, int64_t lo, int64_t hi) {
+    const elem_job *j = ctx;
+    for (int ch = (int)lo; ch < (int)hi; ch++) j->uf(j->y + (size_t)ch * VCHUNK, j->x + (size_t)ch * VCHUNK, chunk_len(ch, j->n));
+}
+
+static void grad_range(void *ctx, int64_t lo, int64_t hi) {
+    const elem_job *j = ctx;
+    for (int ch = (int)lo; ch < (int)hi; ch++) {
+        size_t o = (size_t)ch * VCHUNK;
+        j->gf(j->y + o, j->dy + o, j->x + o, chunk_len(ch, j->n));
+    }
+}
+
 static void run_unary(float *y, const float *x, int n, unary_chunk avx512, unary_chunk portable) {
-    unary_chunk f = ftc_vm_use_avx512() ? avx512 : portable;
-    int nch = (n + VCHUNK - 1) / VCHUNK;
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int ch = 0; ch < nch; ch++) f(y + (size_t)ch * VCHUNK, x + (size_t)ch * VCHUNK, chunk_len(ch, n));
+    elem_job j = {y, x, NULL, n, ftc_vm_use_avx512() ? avx512 : portable, NULL};
+    ftc_parallel_range((n + VCHUNK - 1) / VCHUNK, n > PAR_N, unary_range, &j);
 }
 
 static void run_grad(float *dx, const float *dy, const float *x, int n, grad_chunk avx512, grad_chunk portable) {
-    grad_chunk f = ftc_vm_use_avx512() ? avx512 : portable;
-    int nch = (n + VCHUNK - 1) / VCHUNK;
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int ch = 0; ch < nch; ch++) {
-        size_t o = (size_t)ch * VCHUNK;
-        f(dx + o, dy + o, x + o, chunk_len(ch, n));
-    }
+    elem_job j = {dx, x, dy, n, NULL, ftc_vm_use_avx512() ? avx512 : portable};
+    ftc_parallel_range((n + VCHUNK - 1) / VCHUNK, n > PAR_N, grad_range, &j);
 }
 
 /* exp(-2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
@@ -107,27 +122,40 @@ void ftc_gelu_erf_backward(float *dx, const float *dy, const float *x, int n) {
 }
 
 /* y[n] = silu(gate) * up,  silu(g) = g * sigmoid(g) = g / (1 + exp(-g))   (Llama MLP: down(act(gate(x)) * up(x))) */
-void ftc_swiglu_forward(float *y, const float *gate, const float *up, int n) {
-    int nch = (n + VCHUNK - 1) / VCHUNK;
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int ch = 0; ch < nch; ch++) {
+typedef struct {
+    float *y, *dgate, *dup;
+    const float *gate, *up, *dy;
+    int n;
+} swiglu_job;
+
+static void swiglu_fwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const swiglu_job *j = ctx;
+    const float *gate = j->gate, *up = j->up;
+    float *y = j->y;
+    for (int ch = (int)lo; ch < (int)hi; ch++) {
         size_t o = (size_t)ch * VCHUNK;
         float e[VCHUNK];
-        int len = chunk_len(ch, n);
+        int len = chunk_len(ch, j->n);
         for (int i = 0; i < len; i++) e[i] = -gate[o + i];
         ftc_vm_exp(e, e, len);
         for (int i = 0; i < len; i++) y[o + i] = gate[o + i] / (1.0f + e[i]) * up[o + i];
     }
 }
 
+void ftc_swiglu_forward(float *y, const float *gate, const float *up, int n) {
+    swiglu_job j = {y, NULL, NULL, gate, up, NULL, n};
+    ftc_parallel_range((n + VCHUNK - 1) / VCHUNK, n > PAR_N, swiglu_fwd_range, &j);
+}
+
 /* dgate += dy * up * s (1 + g (1 - s)),  s = sigmoid(g);  dup += dy * silu(g) */
-void ftc_swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n) {
-    int nch = (n + VCHUNK - 1) / VCHUNK;
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int ch = 0; ch < nch; ch++) {
+static void swiglu_bwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const swiglu_job *j = ctx;
+    const float *gate = j->gate, *up = j->up, *dy = j->dy;
+    float *dgate = j->dgate, *dup = j->dup;
+    for (int ch = (int)lo; ch < (int)hi; ch++) {
         size_t o = (size_t)ch * VCHUNK;
         float e[VCHUNK];
-        int len = chunk_len(ch, n);
+        int len = chunk_len(ch, j->n);
         for (int i = 0; i < len; i++) e[i] = -gate[o + i];
         ftc_vm_exp(e, e, len);
         for (int i = 0; i < len; i++) {
@@ -138,10 +166,27 @@ void ftc_swiglu_backward(float *dgate, float *dup, const float *dy, const float 
     }
 }
 
+void ftc_swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n) {
+    swiglu_job j = {NULL, dgate, dup, gate, up, dy, n};
+    ftc_parallel_range((n + VCHUNK - 1) / VCHUNK, n > PAR_N, swiglu_bwd_range, &j);
+}
+
 /* y = a + b  (backward: both inputs receive dy unchanged, so the caller adds dy where it is needed) */
+typedef struct {
+    float *y;
+    const float *a, *b;
+} binary_job;
+
+static void add_range(void *ctx, int64_t lo, int64_t hi) {
+    const binary_job *j = ctx;
+    float *y = j->y;
+    const float *a = j->a, *b = j->b;
+    for (int64_t i = lo; i < hi; i++) y[i] = a[i] + b[i];
+}
+
 void ftc_add_forward(float *y, const float *a, const float *b, int n) {
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int i = 0; i < n; i++) y[i] = a[i] + b[i];
+    binary_job j = {y, a, b};
+    ftc_parallel_range(n, n > PAR_N, add_range, &j);
 }
 
 /* y = tanh(x) */
@@ -160,6 +205,37 @@ void ftc_tanh_backward(float *dx, const float *dy, const float *y, int n) {
  * the rng advances once per call (checkpoints, resume and activation recomputation replay it exactly). */
 enum { DROP_CHUNK = 16384 }; /* values per thread task: a multiple of 16 */
 
+typedef struct {
+    float *y, *mask;
+    const float *x;
+    int n;
+    uint64_t key;
+    uint32_t threshold;
+    float keep_scale;
+    bool avx512;
+} drop_job;
+
+static void dropout_range(void *ctx, int64_t lo, int64_t hi) {
+    const drop_job *j = ctx;
+    for (int ch = (int)lo; ch < (int)hi; ch++) {
+        int i0 = ch * DROP_CHUNK, i1 = j->n - i0 < DROP_CHUNK ? j->n : i0 + DROP_CHUNK;
+        if (j->avx512) {
+            ftc_vm_dropout_avx512(j->y, j->mask, j->x, i0, i1, j->key, j->threshold, j->keep_scale);
+            continue;
+        }
+        float *y = j->y, *mask = j->mask;
+        const float *x = j->x;
+        uint64_t key = j->key;
+        uint32_t threshold = j->threshold;
+        float keep_scale = j->keep_scale;
+        for (int i = i0; i < i1; i++) {
+            float m = vm_select(dropout_keep(key, (uint64_t)i, threshold), keep_scale, 0.0f);
+            mask[i] = m;
+            y[i] = x[i] * m;
+        }
+    }
+}
+
 void ftc_dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng) {
     if (p <= 0.0f) {
         if (y != x) memcpy(y, x, sizeof(float) * n);
@@ -169,25 +245,19 @@ void ftc_dropout_forward(float *y, float *mask, const float *x, int n, float p, 
     uint64_t key = ftc_rng_u64(rng);
     float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
     uint32_t threshold = dropout_threshold(p);
-    bool avx512 = ftc_vm_use_avx512();
-    int nch = (n + DROP_CHUNK - 1) / DROP_CHUNK;
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int ch = 0; ch < nch; ch++) {
-        int i0 = ch * DROP_CHUNK, i1 = n - i0 < DROP_CHUNK ? n : i0 + DROP_CHUNK;
-        if (avx512) {
-            ftc_vm_dropout_avx512(y, mask, x, i0, i1, key, threshold, keep_scale);
-            continue;
-        }
-        for (int i = i0; i < i1; i++) {
-            float m = vm_select(dropout_keep(key, (uint64_t)i, threshold), keep_scale, 0.0f);
-            mask[i] = m;
-            y[i] = x[i] * m;
-        }
-    }
+    drop_job j = {y, mask, x, n, key, threshold, keep_scale, ftc_vm_use_avx512()};
+    ftc_parallel_range((n + DROP_CHUNK - 1) / DROP_CHUNK, n > PAR_N, dropout_range, &j);
 }
 
 /* dx += dy * mask */
+static void dropout_bwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const binary_job *j = ctx;
+    float *dx = j->y;
+    const float *dy = j->a, *mask = j->b;
+    for (int64_t i = lo; i < hi; i++) dx[i] += dy[i] * mask[i];
+}
+
 void ftc_dropout_backward(float *dx, const float *dy, const float *mask, int n) {
-#pragma omp parallel for schedule(static) if (n > PAR_N)
-    for (int i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
+    binary_job j = {dx, dy, mask};
+    ftc_parallel_range(n, n > PAR_N, dropout_bwd_range, &j);
 }

@@ -1,12 +1,22 @@
 /* Token (+ learned position) (+ token type) embeddings. */
 #include "ftc/ops.h"
+#include "ftc/threads.h"
 #include <string.h>
 
-/* out[N,C]: out[n,:] = wte[ids[n],:] + wpe[pos[n],:] + wtt[types[n],:]  (wpe/wtt optional) */
-void ftc_embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
-                       const float *wpe, const float *wtt, int N, int C) {
-#pragma omp parallel for schedule(static) if (N > 64)
-    for (int n = 0; n < N; n++) {
+typedef struct {
+    float *out;
+    const int32_t *ids, *pos, *types;
+    const float *wte, *wpe, *wtt, *dout;
+    int N, C;
+} embed_job;
+
+static void embed_fwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const embed_job *j = ctx;
+    const int32_t *ids = j->ids, *pos = j->pos, *types = j->types;
+    const float *wte = j->wte, *wpe = j->wpe, *wtt = j->wtt;
+    int C = j->C;
+    for (int n = (int)lo; n < (int)hi; n++) {
+        float *out = j->out;
         float *o = out + (size_t)n * C;
         memcpy(o, wte + (size_t)ids[n] * C, sizeof(float) * C);
         if (wpe) {
@@ -20,13 +30,24 @@ void ftc_embedding_forward(float *out, const int32_t *ids, const int32_t *pos, c
     }
 }
 
+/* out[N,C]: out[n,:] = wte[ids[n],:] + wpe[pos[n],:] + wtt[types[n],:]  (wpe/wtt optional) */
+void ftc_embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
+                       const float *wpe, const float *wtt, int N, int C) {
+    embed_job j = {out, ids, pos, types, wte, wpe, wtt, NULL, N, C};
+    ftc_parallel_range(N, N > 64, embed_fwd_range, &j);
+}
+
 /* dwte[ids[n],:] += dout[n,:] (same for dwpe/dwtt). Rows may repeat, so rows are visited in order n = 0..N-1;
  * threads split the channels instead, which keeps every sum in a fixed order (deterministic). */
-static void scatter_add_rows(float *dtable, const int32_t *rows, const float *dout, int N, int C) {
-    enum { CB = 256 };
-    int nblocks = (C + CB - 1) / CB;
-#pragma omp parallel for schedule(static) if ((long)N * C > 65536)
-    for (int blk = 0; blk < nblocks; blk++) {
+enum { CB = 256 };
+
+static void scatter_range(void *ctx, int64_t lo, int64_t hi) {
+    const embed_job *j = ctx;
+    float *dtable = j->out;
+    const int32_t *rows = j->ids;
+    const float *dout = j->dout;
+    int N = j->N, C = j->C;
+    for (int blk = (int)lo; blk < (int)hi; blk++) {
         int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
         for (int n = 0; n < N; n++) {
             float *d = dtable + (size_t)rows[n] * C;
@@ -34,6 +55,11 @@ static void scatter_add_rows(float *dtable, const int32_t *rows, const float *do
             for (int c = c0; c < c1; c++) d[c] += g[c];
         }
     }
+}
+
+static void scatter_add_rows(float *dtable, const int32_t *rows, const float *dout, int N, int C) {
+    embed_job j = {dtable, rows, NULL, NULL, NULL, NULL, NULL, dout, N, C};
+    ftc_parallel_range((C + CB - 1) / CB, (long)N * C > 65536, scatter_range, &j);
 }
 
 void ftc_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,

@@ -1,6 +1,7 @@
 /* Linear layer (nn.Linear layout, W [O,I]); every product goes through ftc_matmul (f32) or ftc_matmul_bf16. */
 #include "ftc/ops.h"
 #include "ftc/matmul.h"
+#include "ftc/threads.h"
 #include "ftc/quant.h"
 #include "vmath.h"
 #include <string.h>
@@ -27,18 +28,31 @@ VM_FORCE_INLINE void bias_block_body(float *db, const float *dy, int N, int O, i
 }
 VM_TWO_PATHS(bias_block, (float *db, const float *dy, int N, int O, int o0), (db, dy, N, O, o0))
 
-static void bias_backward(float *db, const float *dy, int N, int O) {
-    int nfull = O / BIAS_CB, o_tail = nfull * BIAS_CB;
-    void (*blk)(float *, const float *, int, int, int) = ftc_vm_use_avx512() ? bias_block_avx512 : bias_block_generic;
-#pragma omp parallel for schedule(static) if ((long)N * O > 65536)
-    for (int b = 0; b <= nfull; b++) {
+typedef struct {
+    float *db;
+    const float *dy;
+    int N, O;
+    void (*blk)(float *, const float *, int, int, int);
+} bias_bwd_job;
+
+static void bias_bwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const bias_bwd_job *j = ctx;
+    float *db = j->db;
+    const float *dy = j->dy;
+    int N = j->N, O = j->O, nfull = O / BIAS_CB, o_tail = nfull * BIAS_CB;
+    for (int b = (int)lo; b < (int)hi; b++) {
         if (b < nfull) {
-            blk(db, dy, N, O, b * BIAS_CB);
+            j->blk(db, dy, N, O, b * BIAS_CB);
             continue;
         }
         for (int n = 0; n < N && o_tail < O; n++) /* the last O % 64 channels */
             for (int o = o_tail; o < O; o++) db[o] += dy[(size_t)n * O + o];
     }
+}
+
+static void bias_backward(float *db, const float *dy, int N, int O) {
+    bias_bwd_job j = {db, dy, N, O, ftc_vm_use_avx512() ? bias_block_avx512 : bias_block_generic};
+    ftc_parallel_range(O / BIAS_CB + 1, (long)N * O > 65536, bias_bwd_range, &j);
 }
 
 /* y[N,O] = x[N,I] @ W[O,I]^T + b[O] */

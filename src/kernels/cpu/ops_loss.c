@@ -1,5 +1,6 @@
 /* Softmax cross-entropy over the vocabulary, ignoring rows whose target is negative (HF's -100). */
 #include "ftc/ops.h"
+#include "ftc/threads.h"
 #include "vmath.h"
 #include <math.h>
 
@@ -26,24 +27,40 @@ static double row_logsumexp(const float *row, int V) {
     return mx + log(ftc_vm_exp_sum(NULL, row, mx, V));
 }
 
+enum { CHUNKS = 64 };
+
+typedef struct {
+    const float *logits;
+    const int32_t *targets;
+    float *dlogits;
+    double *part;
+    int *cnt;
+    int N, V, per;
+    float g;
+} ce_job;
+
+static void ce_fwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const ce_job *j = ctx;
+    for (int ch = (int)lo; ch < (int)hi; ch++) {
+        for (int n = ch * j->per; n < (ch + 1) * j->per && n < j->N; n++) {
+            if (j->targets[n] < 0) continue;
+            const float *row = j->logits + (size_t)n * j->V;
+            j->part[ch] += row_logsumexp(row, j->V) - row[j->targets[n]];
+            j->cnt[ch]++;
+        }
+    }
+}
+
 /* loss = mean over rows with targets[n] >= 0 of (logsumexp(logits[n,:]) - logits[n, targets[n]]) */
 float ftc_cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted) {
     /* Rows fall into a fixed number of chunks summed in chunk order: the total does not depend on how
-     * many threads ran (an OpenMP reduction's order would). */
-    enum { CHUNKS = 64 };
+     * many threads ran (a reduction in thread order would). */
     double part[CHUNKS] = {0};
     int cnt[CHUNKS] = {0};
     int per = (N + CHUNKS - 1) / CHUNKS;
     if (per < 1) per = 1;
-#pragma omp parallel for schedule(static) if ((long)N * V > 65536)
-    for (int ch = 0; ch < CHUNKS; ch++) {
-        for (int n = ch * per; n < (ch + 1) * per && n < N; n++) {
-            if (targets[n] < 0) continue;
-            const float *row = logits + (size_t)n * V;
-            part[ch] += row_logsumexp(row, V) - row[targets[n]];
-            cnt[ch]++;
-        }
-    }
+    ce_job j = {logits, targets, NULL, part, cnt, N, V, per, 0.0f};
+    ftc_parallel_range(CHUNKS, (long)N * V > 65536, ce_fwd_range, &j);
     double total = 0;
     int counted = 0;
     for (int ch = 0; ch < CHUNKS; ch++) { total += part[ch]; counted += cnt[ch]; }
@@ -51,14 +68,14 @@ float ftc_cross_entropy_forward(const float *logits, const int32_t *targets, int
     return counted ? (float)(total / counted) : 0.0f;
 }
 
-/* dlogits[n,:] = (softmax(logits[n,:]) - onehot(targets[n])) * dloss / n_counted; 0 for ignored rows (written) */
-void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss) {
-    int counted = 0;
-    for (int n = 0; n < N; n++) counted += targets[n] >= 0;
-    float g = counted ? dloss / (float)counted : 0.0f;
-#pragma omp parallel for schedule(static) if ((long)N * V > 65536)
-    for (int n = 0; n < N; n++) {
-        float *d = dlogits + (size_t)n * V;
+static void ce_bwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const ce_job *j = ctx;
+    const float *logits = j->logits;
+    const int32_t *targets = j->targets;
+    int V = j->V;
+    float g = j->g;
+    for (int n = (int)lo; n < (int)hi; n++) {
+        float *d = j->dlogits + (size_t)n * V;
         const float *row = logits + (size_t)n * V;
         if (targets[n] < 0) {
             for (int v = 0; v < V; v++) d[v] = 0.0f;
@@ -70,4 +87,13 @@ void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32
         for (int v = 0; v < V; v++) d[v] *= scale;
         d[targets[n]] -= g;
     }
+}
+
+/* dlogits[n,:] = (softmax(logits[n,:]) - onehot(targets[n])) * dloss / n_counted; 0 for ignored rows (written) */
+void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss) {
+    int counted = 0;
+    for (int n = 0; n < N; n++) counted += targets[n] >= 0;
+    float g = counted ? dloss / (float)counted : 0.0f;
+    ce_job j = {logits, targets, dlogits, NULL, NULL, N, V, 0, g};
+    ftc_parallel_range(N, (long)N * V > 65536, ce_bwd_range, &j);
 }

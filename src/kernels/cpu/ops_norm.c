@@ -4,10 +4,27 @@
  * Row statistics are double sums over 16 lanes (vm_sum16: vectorisable, fixed order); every kernel is
  * compiled twice (VM_TWO_PATHS: portable and AVX-512, bit-identical) and picked by ftc_vm_use_avx512(). */
 #include "ftc/ops.h"
+#include "ftc/threads.h"
 #include "vmath.h"
 #include <math.h>
 
 enum { CBLOCK = 128 };
+
+/* Arguments of one parallel pass (rows or channel blocks) and the kernel it runs, for ftc_parallel_range. */
+typedef struct {
+    float *y, *mean, *rstd, *dx, *dw, *db;
+    const float *x, *w, *b, *dy;
+    const float *cmean, *crstd;
+    int C;
+    float eps;
+    void (*ln_fwd)(float *, float *, float *, const float *, const float *, const float *, int, float);
+    void (*ln_dx)(float *, const float *, const float *, const float *, float, float, int);
+    void (*ln_dwdb)(float *, float *, const float *, const float *, const float *, const float *, int, int, int, int);
+    void (*rms_fwd)(float *, float *, const float *, const float *, int, float);
+    void (*rms_dx)(float *, const float *, const float *, const float *, float, int);
+    void (*rms_dw)(float *, const float *, const float *, const float *, int, int, int, int);
+    int N, cb; /* rows (for the channel passes), channel block */
+} norm_job;
 
 /* ---- LayerNorm ---- */
 
@@ -42,13 +59,18 @@ VM_TWO_PATHS(ln_fwd_row, (float *yr, float *mean, float *rstd, const float *xr, 
                           float eps),
              (yr, mean, rstd, xr, w, b, C, eps))
 
+static void ln_fwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const norm_job *j = ctx;
+    size_t C = (size_t)j->C;
+    for (int64_t n = lo; n < hi; n++) j->ln_fwd(j->y + n * C, j->mean + n, j->rstd + n, j->x + n * C, j->w, j->b, j->C, j->eps);
+}
+
 /* y[N,C] = (x - mean) * rstd * w + b, mean = sum x / C, rstd = 1/sqrt(sum (x-mean)^2 / C + eps) */
 void ftc_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
                        int C, float eps) {
-    void (*row)(float *, float *, float *, const float *, const float *, const float *, int, float) =
-        ftc_vm_use_avx512() ? ln_fwd_row_avx512 : ln_fwd_row_generic;
-#pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-    for (int n = 0; n < N; n++) row(y + (size_t)n * C, mean + n, rstd + n, x + (size_t)n * C, w, b, C, eps);
+    norm_job j = {.y = y, .mean = mean, .rstd = rstd, .x = x, .w = w, .b = b, .C = C, .eps = eps,
+                  .ln_fwd = ftc_vm_use_avx512() ? ln_fwd_row_avx512 : ln_fwd_row_generic};
+    ftc_parallel_range(N, (long)N * C > 16384, ln_fwd_range, &j);
 }
 
 /* one row of dx += rstd * (dxhat - mean_c(dxhat) - xhat * mean_c(dxhat*xhat)), dxhat = dy*w */
@@ -110,28 +132,30 @@ VM_TWO_PATHS(ln_dwdb_block, (float *dw, float *db, const float *dy, const float 
                              const float *rstd, int N, int C, int c0, int len),
              (dw, db, dy, x, mean, rstd, N, C, c0, len))
 
+static void ln_dx_range(void *ctx, int64_t lo, int64_t hi) {
+    const norm_job *j = ctx;
+    size_t C = (size_t)j->C;
+    for (int64_t n = lo; n < hi; n++) j->ln_dx(j->dx + n * C, j->dy + n * C, j->x + n * C, j->w, j->cmean[n], j->crstd[n], j->C);
+}
+
+static void ln_dwdb_range(void *ctx, int64_t lo, int64_t hi) {
+    const norm_job *j = ctx;
+    for (int b = (int)lo; b < (int)hi; b++) {
+        int c0 = b * j->cb, len = c0 + j->cb < j->C ? j->cb : j->C - c0;
+        j->ln_dwdb(j->dw, j->db, j->dy, j->x, j->cmean, j->crstd, j->N, j->C, c0, len);
+    }
+}
+
 /* xhat = (x-mean)*rstd; dxhat = dy*w;
  * dx += rstd * (dxhat - mean_c(dxhat) - xhat * mean_c(dxhat*xhat)); dw += sum_n dy*xhat; db += sum_n dy */
 void ftc_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                         const float *mean, const float *rstd, int N, int C) {
     bool avx512 = ftc_vm_use_avx512();
-    if (dx) {
-        void (*row)(float *, const float *, const float *, const float *, float, float, int) =
-            avx512 ? ln_dx_row_avx512 : ln_dx_row_generic;
-#pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-        for (int n = 0; n < N; n++)
-            row(dx + (size_t)n * C, dy + (size_t)n * C, x + (size_t)n * C, w, mean[n], rstd[n], C);
-    }
-    if (dw || db) {
-        void (*blk)(float *, float *, const float *, const float *, const float *, const float *, int, int, int, int) =
-            avx512 ? ln_dwdb_block_avx512 : ln_dwdb_block_generic;
-        int nblocks = (C + DW_CB - 1) / DW_CB;
-#pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-        for (int b = 0; b < nblocks; b++) {
-            int c0 = b * DW_CB, len = c0 + DW_CB < C ? DW_CB : C - c0;
-            blk(dw, db, dy, x, mean, rstd, N, C, c0, len);
-        }
-    }
+    norm_job j = {.dx = dx, .dw = dw, .db = db, .x = x, .w = w, .dy = dy, .cmean = mean, .crstd = rstd, .C = C,
+                  .ln_dx = avx512 ? ln_dx_row_avx512 : ln_dx_row_generic,
+                  .ln_dwdb = avx512 ? ln_dwdb_block_avx512 : ln_dwdb_block_generic, .N = N, .cb = DW_CB};
+    if (dx) ftc_parallel_range(N, (long)N * C > 16384, ln_dx_range, &j);
+    if (dw || db) ftc_parallel_range((C + DW_CB - 1) / DW_CB, (long)N * C > 16384, ln_dwdb_range, &j);
 }
 
 /* ---- RMSNorm ---- */
@@ -151,11 +175,16 @@ VM_TWO_PATHS(rms_fwd_row, (float *yr, float *rstd, const float *xr, const float 
              (yr, rstd, xr, w, C, eps))
 
 /* y[N,C] = x * rstd * w, rstd = 1/sqrt(sum x^2 / C + eps) */
+static void rms_fwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const norm_job *j = ctx;
+    size_t C = (size_t)j->C;
+    for (int64_t n = lo; n < hi; n++) j->rms_fwd(j->y + n * C, j->rstd + n, j->x + n * C, j->w, j->C, j->eps);
+}
+
 void ftc_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps) {
-    void (*row)(float *, float *, const float *, const float *, int, float) =
-        ftc_vm_use_avx512() ? rms_fwd_row_avx512 : rms_fwd_row_generic;
-#pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-    for (int n = 0; n < N; n++) row(y + (size_t)n * C, rstd + n, x + (size_t)n * C, w, C, eps);
+    norm_job j = {.y = y, .rstd = rstd, .x = x, .w = w, .C = C, .eps = eps,
+                  .rms_fwd = ftc_vm_use_avx512() ? rms_fwd_row_avx512 : rms_fwd_row_generic};
+    ftc_parallel_range(N, (long)N * C > 16384, rms_fwd_range, &j);
 }
 
 /* one row of dx += rstd * (dy*w - x * rstd^2 * mean_c(dy*w*x)) */
@@ -183,24 +212,27 @@ VM_FORCE_INLINE void rms_dw_block_body(float *dw, const float *dy, const float *
 VM_TWO_PATHS(rms_dw_block, (float *dw, const float *dy, const float *x, const float *rstd, int N, int C, int c0, int c1),
              (dw, dy, x, rstd, N, C, c0, c1))
 
+static void rms_dx_range(void *ctx, int64_t lo, int64_t hi) {
+    const norm_job *j = ctx;
+    size_t C = (size_t)j->C;
+    for (int64_t n = lo; n < hi; n++) j->rms_dx(j->dx + n * C, j->dy + n * C, j->x + n * C, j->w, j->crstd[n], j->C);
+}
+
+static void rms_dw_range(void *ctx, int64_t lo, int64_t hi) {
+    const norm_job *j = ctx;
+    for (int b = (int)lo; b < (int)hi; b++) {
+        int c0 = b * j->cb, c1 = c0 + j->cb < j->C ? c0 + j->cb : j->C;
+        j->rms_dw(j->dw, j->dy, j->x, j->crstd, j->N, j->C, c0, c1);
+    }
+}
+
 /* dx += rstd * (dy*w - x * rstd^2 * mean_c(dy*w*x)); dw += sum_n dy * x * rstd */
 void ftc_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
                       int C) {
     bool avx512 = ftc_vm_use_avx512();
-    if (dx) {
-        void (*row)(float *, const float *, const float *, const float *, float, int) =
-            avx512 ? rms_dx_row_avx512 : rms_dx_row_generic;
-#pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-        for (int n = 0; n < N; n++) row(dx + (size_t)n * C, dy + (size_t)n * C, x + (size_t)n * C, w, rstd[n], C);
-    }
-    if (dw) {
-        void (*blk)(float *, const float *, const float *, const float *, int, int, int, int) =
-            avx512 ? rms_dw_block_avx512 : rms_dw_block_generic;
-        int nblocks = (C + CBLOCK - 1) / CBLOCK;
-#pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-        for (int b = 0; b < nblocks; b++) {
-            int c0 = b * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
-            blk(dw, dy, x, rstd, N, C, c0, c1);
-        }
-    }
+    norm_job j = {.dx = dx, .dw = dw, .x = x, .w = w, .dy = dy, .crstd = rstd, .C = C,
+                  .rms_dx = avx512 ? rms_dx_row_avx512 : rms_dx_row_generic,
+                  .rms_dw = avx512 ? rms_dw_block_avx512 : rms_dw_block_generic, .N = N, .cb = CBLOCK};
+    if (dx) ftc_parallel_range(N, (long)N * C > 16384, rms_dx_range, &j);
+    if (dw) ftc_parallel_range((C + CBLOCK - 1) / CBLOCK, (long)N * C > 16384, rms_dw_range, &j);
 }

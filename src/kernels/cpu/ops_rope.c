@@ -1,6 +1,7 @@
 /* Rotary position embedding, Hugging Face rotate_half convention: dimension i pairs with i + D/2 and
  * out = x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[D/2:], x[:D/2]), angle = pos * inv_freq[i]. */
 #include "ftc/ops.h"
+#include "ftc/threads.h"
 #include <math.h>
 
 /* inv_freq[i] = 1 / theta^(2i/D), i < D/2. Every step in float as transformers does it (the power, then the
@@ -40,11 +41,20 @@ static inline void rope_cs(float *c, float *s, int32_t pos, float inv_freq) {
     *s = (float)sin((double)angle);
 }
 
-/* x[N,H,D] in place: (a, b) = (x[i], x[i+D/2]) -> (a cos - b sin, b cos + a sin) */
-void ftc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    int half = D / 2;
-#pragma omp parallel for schedule(static) if ((long)N * H * D > 32768)
-    for (int n = 0; n < N; n++) {
+typedef struct {
+    float *x;
+    const int32_t *pos;
+    const float *inv_freq;
+    int H, D;
+} rope_job;
+
+static void rope_fwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const rope_job *j = ctx;
+    float *x = j->x;
+    const int32_t *pos = j->pos;
+    const float *inv_freq = j->inv_freq;
+    int H = j->H, D = j->D, half = D / 2;
+    for (int n = (int)lo; n < (int)hi; n++) {
         for (int i = 0; i < half; i++) {
             float c, s;
             rope_cs(&c, &s, pos[n], inv_freq[i]);
@@ -58,11 +68,19 @@ void ftc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N
     }
 }
 
-/* dx[N,H,D] in place (the transpose rotation): (da, db) -> (da cos + db sin, db cos - da sin) */
-void ftc_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    int half = D / 2;
-#pragma omp parallel for schedule(static) if ((long)N * H * D > 32768)
-    for (int n = 0; n < N; n++) {
+/* x[N,H,D] in place: (a, b) = (x[i], x[i+D/2]) -> (a cos - b sin, b cos + a sin) */
+void ftc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+    rope_job j = {x, pos, inv_freq, H, D};
+    ftc_parallel_range(N, (long)N * H * D > 32768, rope_fwd_range, &j);
+}
+
+static void rope_bwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const rope_job *j = ctx;
+    float *dx = j->x;
+    const int32_t *pos = j->pos;
+    const float *inv_freq = j->inv_freq;
+    int H = j->H, D = j->D, half = D / 2;
+    for (int n = (int)lo; n < (int)hi; n++) {
         for (int i = 0; i < half; i++) {
             float c, s;
             rope_cs(&c, &s, pos[n], inv_freq[i]);
@@ -74,4 +92,10 @@ void ftc_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int
             }
         }
     }
+}
+
+/* dx[N,H,D] in place (the transpose rotation): (da, db) -> (da cos + db sin, db cos - da sin) */
+void ftc_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+    rope_job j = {dx, pos, inv_freq, H, D};
+    ftc_parallel_range(N, (long)N * H * D > 32768, rope_bwd_range, &j);
 }

@@ -1,7 +1,7 @@
 /* Matmuls on a block-quantized weight W [O, I] (include/ftc/quant.h) without materialising it: the work is
  * cut into panels of W (rows x columns, 32768 values, 128 KB as f32 + 64 KB as bf16, on the thread's stack); each panel is decoded
  * once per call by the thread that owns it and multiplied with the f32 activations by ftc_matmul, which runs
- * single-threaded inside the OpenMP region. Threads own disjoint outputs, so no reduction and no locks:
+ * single-threaded inside the pool's job. Threads own disjoint outputs, so no reduction and no locks:
  *   forward        Y[:, o-panel]  = X @ P^T over the column blocks, panels of 64 rows x 512 columns, threads
  *                  split the row panels (output columns of Y)
  *   input grad     dX[:, k-block] += dY[:, o-block] @ P, panels of 128 rows x 256 columns, threads split the
@@ -10,6 +10,7 @@
 #include "ftc/quant.h"
 #include <string.h>
 #include "ftc/matmul.h"
+#include "ftc/threads.h"
 #include "quant_internal.h"
 #include "vmath.h" /* ftc_vm_isa: the vector decoders this CPU and FTC_MATMUL allow */
 
@@ -38,7 +39,7 @@ static void panel_mm(bool bf16, bool tb, int M, int Nc, int K, const float *A, i
 
 /* Decoding (at most SKINNY_N rows of X): panels of whole rows of W, each decoded once and multiplied by
  * ftc_matmul's skinny path (the weight's values are read once, as the f32 and bf16 decode paths read theirs);
- * the panels go to the matmul threads (ftc_parallel_for) rather than an OpenMP team, like the rest of decoding. */
+ * the panels go to the pool (ftc_parallel_for), like the rest of decoding. */
 enum { SKINNY_N = 16 };
 typedef struct {
     float *Y;
@@ -78,6 +79,42 @@ static void matvec_chunk(void *ctx, int c) {
     ftc_qmatvec_avx2(j->type, j->y, j->x, j->xsum, j->W, j->row_bytes, j->I, o0, o1, j->beta);
 }
 
+/* Arguments of the panel loops below (forward: Y = out, X = in; input grad: Y = dX, X = dY). */
+typedef struct {
+    float *Y;
+    const float *X;
+    const uint8_t *W;
+    size_t row_bytes;
+    int block, block_bytes, N, I, O;
+    float beta;
+    bool bf16;
+    ftc_quant_decode_fn dec;
+} panel_job;
+
+static void forward_panel(void *ctx, int p) {
+    const panel_job *j = ctx;
+    _Alignas(64) float P[PANEL];
+    _Alignas(64) uint16_t P16[PANEL];
+    int I = j->I, O = j->O, o0 = p * F_ROWS, no = O - o0 < F_ROWS ? O - o0 : F_ROWS;
+    for (int k0 = 0; k0 < I; k0 += F_COLS) {
+        int nk = I - k0 < F_COLS ? I - k0 : F_COLS;
+        decode_panel(P, j->W, j->row_bytes, j->block, j->block_bytes, j->dec, o0, no, k0, nk);
+        panel_mm(j->bf16, true, j->N, no, nk, j->X + k0, I, P, P16, nk, k0 == 0 ? j->beta : 1.0f, j->Y + o0, O, no * nk);
+    }
+}
+
+static void backward_block(void *ctx, int kb) {
+    const panel_job *j = ctx;
+    _Alignas(64) float P[PANEL];
+    _Alignas(64) uint16_t P16[PANEL];
+    int I = j->I, O = j->O, k0 = kb * B_COLS, nk = I - k0 < B_COLS ? I - k0 : B_COLS;
+    for (int o0 = 0; o0 < O; o0 += B_ROWS) {
+        int no = O - o0 < B_ROWS ? O - o0 : B_ROWS;
+        decode_panel(P, j->W, j->row_bytes, j->block, j->block_bytes, j->dec, o0, no, k0, nk);
+        panel_mm(j->bf16, false, j->N, nk, no, j->X + o0, O, P, P16, nk, 1.0f, j->Y + k0, I, no * nk);
+    }
+}
+
 void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16) {
     if (N <= 0 || O <= 0) return;
     if (I <= 0) {
@@ -100,18 +137,11 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
         ftc_parallel_for((O + j.rows - 1) / j.rows, skinny_panel, &j);
         return;
     }
+    panel_job j = {Y, X, W, row_bytes, block, block_bytes, N, I, O, beta, bf16, dec};
     int panels = (O + F_ROWS - 1) / F_ROWS;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(N, I, O))
-    for (int p = 0; p < panels; p++) {
-        _Alignas(64) float P[PANEL];
-        _Alignas(64) uint16_t P16[PANEL];
-        int o0 = p * F_ROWS, no = O - o0 < F_ROWS ? O - o0 : F_ROWS;
-        for (int k0 = 0; k0 < I; k0 += F_COLS) {
-            int nk = I - k0 < F_COLS ? I - k0 : F_COLS;
-            decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
-            panel_mm(bf16, true, N, no, nk, X + k0, I, P, P16, nk, k0 == 0 ? beta : 1.0f, Y + o0, O, no * nk);
-        }
-    }
+    if (parallel_worth(N, I, O)) ftc_parallel_for(panels, forward_panel, &j);
+    else
+        for (int p = 0; p < panels; p++) forward_panel(&j, p);
 }
 
 void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16) {
@@ -119,16 +149,9 @@ void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int t
     ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_isa());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
     size_t row_bytes = ftc_quant_row_bytes(type, I);
+    panel_job j = {dX, dY, W, row_bytes, block, block_bytes, N, I, O, 1.0f, bf16, dec};
     int kblocks = (I + B_COLS - 1) / B_COLS;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(N, I, O))
-    for (int kb = 0; kb < kblocks; kb++) {
-        _Alignas(64) float P[PANEL];
-        _Alignas(64) uint16_t P16[PANEL];
-        int k0 = kb * B_COLS, nk = I - k0 < B_COLS ? I - k0 : B_COLS;
-        for (int o0 = 0; o0 < O; o0 += B_ROWS) {
-            int no = O - o0 < B_ROWS ? O - o0 : B_ROWS;
-            decode_panel(P, W, row_bytes, block, block_bytes, dec, o0, no, k0, nk);
-            panel_mm(bf16, false, N, nk, no, dY + o0, O, P, P16, nk, 1.0f, dX + k0, I, no * nk);
-        }
-    }
+    if (parallel_worth(N, I, O)) ftc_parallel_for(kblocks, backward_block, &j);
+    else
+        for (int kb = 0; kb < kblocks; kb++) backward_block(&j, kb);
 }
