@@ -41,6 +41,8 @@ static void panel_mm(bool bf16, bool tb, int M, int Nc, int K, const float *A, i
  * ftc_matmul's skinny path (the weight's values are read once, as the f32 and bf16 decode paths read theirs);
  * the panels go to the pool (ftc_parallel_for), like the rest of decoding. */
 enum { SKINNY_N = 16 };
+/* Arguments of the panel loops (forward: Y = out, X = in; input grad: Y = dX, X = dY); rows: the skinny path's
+ * rows of W per panel. */
 typedef struct {
     float *Y;
     const float *X;
@@ -50,10 +52,10 @@ typedef struct {
     float beta;
     bool bf16;
     ftc_quant_decode_fn dec;
-} skinny_job;
+} panel_job;
 
 static void skinny_panel(void *ctx, int p) {
-    const skinny_job *j = ctx;
+    const panel_job *j = ctx;
     _Alignas(64) float P[PANEL];
     _Alignas(64) uint16_t P16[PANEL];
     int o0 = p * j->rows, no = j->O - o0 < j->rows ? j->O - o0 : j->rows;
@@ -78,18 +80,6 @@ static void matvec_chunk(void *ctx, int c) {
     int o0 = c * MATVEC_ROWS, o1 = o0 + MATVEC_ROWS < j->O ? o0 + MATVEC_ROWS : j->O;
     ftc_qmatvec_avx2(j->type, j->y, j->x, j->xsum, j->W, j->row_bytes, j->I, o0, o1, j->beta);
 }
-
-/* Arguments of the panel loops below (forward: Y = out, X = in; input grad: Y = dX, X = dY). */
-typedef struct {
-    float *Y;
-    const float *X;
-    const uint8_t *W;
-    size_t row_bytes;
-    int block, block_bytes, N, I, O;
-    float beta;
-    bool bf16;
-    ftc_quant_decode_fn dec;
-} panel_job;
 
 static void forward_panel(void *ctx, int p) {
     const panel_job *j = ctx;
@@ -133,11 +123,11 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
         return;
     }
     if (N <= SKINNY_N && I <= PANEL) {
-        skinny_job j = {Y, X, W, row_bytes, block, block_bytes, N, I, O, PANEL / I, beta, bf16, dec};
+        panel_job j = {Y, X, W, row_bytes, block, block_bytes, N, I, O, PANEL / I, beta, bf16, dec};
         ftc_parallel_for((O + j.rows - 1) / j.rows, skinny_panel, &j);
         return;
     }
-    panel_job j = {Y, X, W, row_bytes, block, block_bytes, N, I, O, beta, bf16, dec};
+    panel_job j = {Y, X, W, row_bytes, block, block_bytes, N, I, O, 0, beta, bf16, dec};
     int panels = (O + F_ROWS - 1) / F_ROWS;
     if (parallel_worth(N, I, O)) ftc_parallel_for(panels, forward_panel, &j);
     else
@@ -149,7 +139,7 @@ void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int t
     ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_isa());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
     size_t row_bytes = ftc_quant_row_bytes(type, I);
-    panel_job j = {dX, dY, W, row_bytes, block, block_bytes, N, I, O, 1.0f, bf16, dec};
+    panel_job j = {dX, dY, W, row_bytes, block, block_bytes, N, I, O, 0, 1.0f, bf16, dec};
     int kblocks = (I + B_COLS - 1) / B_COLS;
     if (parallel_worth(N, I, O)) ftc_parallel_for(kblocks, backward_block, &j);
     else
