@@ -41,14 +41,16 @@ static inline void rope_cs(float *c, float *s, int32_t pos, float inv_freq) {
     *s = (float)sin((double)angle);
 }
 
+/* sign 1: the rotation by pos * inv_freq (forward); -1: by minus that angle, its transpose (backward) */
 typedef struct {
     float *x;
     const int32_t *pos;
     const float *inv_freq;
     int H, D;
+    float sign;
 } rope_job;
 
-static void rope_fwd_range(void *ctx, int64_t lo, int64_t hi) {
+static void rope_range(void *ctx, int64_t lo, int64_t hi) {
     const rope_job *j = ctx;
     float *x = j->x;
     const int32_t *pos = j->pos;
@@ -58,6 +60,7 @@ static void rope_fwd_range(void *ctx, int64_t lo, int64_t hi) {
         for (int i = 0; i < half; i++) {
             float c, s;
             rope_cs(&c, &s, pos[n], inv_freq[i]);
+            s *= j->sign; /* exact: sin(-angle) = -sin(angle) */
             for (int h = 0; h < H; h++) {
                 float *r = x + ((size_t)n * H + h) * D;
                 float a = r[i], b = r[i + half];
@@ -70,32 +73,12 @@ static void rope_fwd_range(void *ctx, int64_t lo, int64_t hi) {
 
 /* x[N,H,D] in place: (a, b) = (x[i], x[i+D/2]) -> (a cos - b sin, b cos + a sin) */
 void ftc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    rope_job j = {x, pos, inv_freq, H, D};
-    ftc_parallel_range(N, (long)N * H * D > 32768, rope_fwd_range, &j);
-}
-
-static void rope_bwd_range(void *ctx, int64_t lo, int64_t hi) {
-    const rope_job *j = ctx;
-    float *dx = j->x;
-    const int32_t *pos = j->pos;
-    const float *inv_freq = j->inv_freq;
-    int H = j->H, D = j->D, half = D / 2;
-    for (int n = (int)lo; n < (int)hi; n++) {
-        for (int i = 0; i < half; i++) {
-            float c, s;
-            rope_cs(&c, &s, pos[n], inv_freq[i]);
-            for (int h = 0; h < H; h++) {
-                float *r = dx + ((size_t)n * H + h) * D;
-                float da = r[i], db = r[i + half];
-                r[i] = da * c + db * s;
-                r[i + half] = db * c - da * s;
-            }
-        }
-    }
+    rope_job j = {x, pos, inv_freq, H, D, 1.0f};
+    ftc_parallel_range(N, (long)N * H * D > 32768, rope_range, &j);
 }
 
 /* dx[N,H,D] in place (the transpose rotation): (da, db) -> (da cos + db sin, db cos - da sin) */
 void ftc_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    rope_job j = {dx, pos, inv_freq, H, D};
-    ftc_parallel_range(N, (long)N * H * D > 32768, rope_bwd_range, &j);
+    rope_job j = {dx, pos, inv_freq, H, D, -1.0f};
+    ftc_parallel_range(N, (long)N * H * D > 32768, rope_range, &j);
 }
