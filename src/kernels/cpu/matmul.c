@@ -20,7 +20,7 @@ typedef enum { BACKEND_UNSET, BACKEND_GENERIC, BACKEND_OPENBLAS, BACKEND_AVX512,
 static backend_id backend = BACKEND_UNSET;
 static const char *const backend_names[] = {"unset", "generic", "openblas", "avx512", "avx2"};
 
-static bool cpu_has_avx2(void) {
+bool ftc_mm_cpu_has_avx2_fma(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     static int has = -1; /* asked once, as below */
     if (has < 0) {
@@ -60,14 +60,14 @@ static backend_id backend_from_name(const char *name) {
     if (strcmp(name, "generic") == 0) return BACKEND_GENERIC;
     if (strcmp(name, "openblas") == 0) return BACKEND_OPENBLAS;
     if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? BACKEND_AVX512 : BACKEND_UNSET;
-    if (strcmp(name, "avx2") == 0) return cpu_has_avx2() ? BACKEND_AVX2 : BACKEND_UNSET;
+    if (strcmp(name, "avx2") == 0) return ftc_mm_cpu_has_avx2_fma() ? BACKEND_AVX2 : BACKEND_UNSET;
     return BACKEND_UNSET;
 }
 
 static backend_id auto_backend(void) {
     backend_id b = backend_from_name(getenv("FTC_MATMUL")); /* unknown or unsupported: ignored */
     if (b != BACKEND_UNSET) return b;
-    return cpu_has_avx512() ? BACKEND_AVX512 : cpu_has_avx2() ? BACKEND_AVX2 : BACKEND_OPENBLAS;
+    return cpu_has_avx512() ? BACKEND_AVX512 : ftc_mm_cpu_has_avx2_fma() ? BACKEND_AVX2 : BACKEND_OPENBLAS;
 }
 
 static backend_id current(void) {
@@ -96,7 +96,7 @@ static bf16_path bf16_current(void) {
     backend_id b = current();
     if (b == BACKEND_GENERIC) return BF16_GENERIC;
     if (b != BACKEND_AVX2 && cpu_has_avx512_bf16()) return BF16_AVX512;
-    return cpu_has_avx2() ? BF16_AVX2 : BF16_GENERIC;
+    return ftc_mm_cpu_has_avx2_fma() ? BF16_AVX2 : BF16_GENERIC;
 }
 
 const char *ftc_matmul_bf16_backend(void) {
@@ -530,7 +530,7 @@ void ftc_f32_to_bf16_n(const float *in, uint16_t *out, size_t n) {
         ftc_f32_to_bf16_avx512(in, out, n);
         return;
     }
-    if (cpu_has_avx2()) {
+    if (ftc_mm_cpu_has_avx2_fma()) {
         ftc_f32_to_bf16_avx2(in, out, n);
         return;
     }

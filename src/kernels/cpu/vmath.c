@@ -3,6 +3,7 @@
 #include "vmath.h"
 #include <string.h>
 #include "ftc/matmul.h"
+#include "matmul_internal.h" /* ftc_mm_cpu_has_avx2_fma */
 
 static bool cpu_has_avx512(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -17,19 +18,6 @@ static bool cpu_has_avx512(void) {
 #endif
 }
 
-static bool cpu_has_avx2(void) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    static int has = -1;
-    if (has < 0) {
-        __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx2");
-    }
-    return has;
-#else
-    return false;
-#endif
-}
-
 bool ftc_vm_use_avx512(void) {
     /* The matmul backend name is a pointer to a constant; "generic" forces every CPU-specific kernel off,
      * "avx2" the AVX-512 ones */
@@ -37,7 +25,7 @@ bool ftc_vm_use_avx512(void) {
     return cpu_has_avx512() && b[0] != 'g' && strcmp(b, "avx2") != 0;
 }
 
-bool ftc_vm_use_avx2(void) { return cpu_has_avx2() && ftc_matmul_backend()[0] != 'g'; }
+bool ftc_vm_use_avx2(void) { return ftc_mm_cpu_has_avx2_fma() && ftc_matmul_backend()[0] != 'g'; }
 
 int ftc_vm_isa(void) { return ftc_vm_use_avx512() ? 2 : ftc_vm_use_avx2() ? 1 : 0; }
 
