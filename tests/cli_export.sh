@@ -10,14 +10,7 @@ SRC=${FTC_SOURCE_DIR:?}
 FIX=$SRC/tests/fixtures
 T=$(mktemp -d /tmp/ftc_cli_export.XXXXXX); trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 
-maxdiff() { # max |a - b| over two files of JSON number lists, line by line
-  paste -d '|' "$1" "$2" | awk -F'|' '{
-    a = $1; b = $2; gsub(/[][ ]/, "", a); gsub(/[][ ]/, "", b);
-    na = split(a, x, ","); nb = split(b, y, ",");
-    if (na != nb || na == 0) { print "length " na " vs " nb " on line " NR; bad = 1; exit }
-    for (i = 1; i <= na; i++) { d = x[i] - y[i]; if (d < 0) d = -d; if (d > m) m = d }
-  } END { if (!bad) printf "%.3g\n", m }'
-}
+. "$(dirname "$0")/lib/maxdiff.sh"
 same_logits() { # same_logits LABEL FILE_A FILE_B [LIMIT]
   local d; d=$(maxdiff "$2" "$3")
   awk -v d="$d" -v lim="${4:-1e-5}" 'BEGIN { exit !(d + 0 == d && d <= lim) }' || fail "$1: max |diff| $d"

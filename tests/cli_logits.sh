@@ -9,14 +9,7 @@ FIX=$SRC/tests/fixtures
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 # max |a - b| over two files of JSON number lists (nested lists flattened), line by line
-maxdiff() {
-  paste -d '|' "$1" "$2" | awk -F'|' '{
-    a = $1; b = $2; gsub(/[][ ]/, "", a); gsub(/[][ ]/, "", b);
-    na = split(a, x, ","); nb = split(b, y, ",");
-    if (na != nb) { print "length " na " vs " nb " on line " NR; bad = 1; exit }
-    for (i = 1; i <= na; i++) { d = x[i] - y[i]; if (d < 0) d = -d; if (d > m) m = d }
-  } END { if (!bad) printf "%.3g\n", m }'
-}
+. "$(dirname "$0")/lib/maxdiff.sh"
 
 for case in "gpt2 causal-lm" "bert_cls classify"; do
   set -- $case

@@ -17,14 +17,7 @@ T=$(mktemp -d /tmp/ftc_cli_run_model.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib/expect.sh"
 
-maxdiff() { # max |a - b| over two files of JSON number lists (nesting ignored), line by line
-  paste -d '|' "$1" "$2" | awk -F'|' '{
-    a = $1; b = $2; gsub(/[][ ]/, "", a); gsub(/[][ ]/, "", b);
-    na = split(a, x, ","); nb = split(b, y, ",");
-    if (na != nb || na == 0) { print "length " na " vs " nb " on line " NR; bad = 1; exit }
-    for (i = 1; i <= na; i++) { d = x[i] - y[i]; if (d < 0) d = -d; if (d > m) m = d }
-  } END { if (!bad) printf "%.3g\n", m }'
-}
+. "$(dirname "$0")/lib/maxdiff.sh"
 
 n=0
 while IFS=$'\t' read -r name base args; do
