@@ -188,6 +188,28 @@ else
   echo "SKIP (GGUF): SmolLM2 or the openai package is not installed"
 fi
 
+# ---- the scheduler, deterministically (tests/serve_lifecycle.py): SmolLM2 decodes slowly enough that a request
+# holds its slot while the test walks through the states that /health reports ----
+if [ -n "$G" ]; then
+  start life1 --model "$G" --name smollm2 --ctx 1600 --slots 1 --queue 1
+  python3 "$SRC/tests/serve_lifecycle.py" queue "$URL" || { tail -5 "$T/life1.log"; fail "queue and disconnects"; }
+  stop
+  # the two clients that left (one waiting, one decoding, not streamed) end as 499 with fewer tokens than asked
+  grep -- '-> 499' "$T/life1.log" > "$T/gone" || true
+  [ "$(wc -l < "$T/gone")" = 2 ] || fail "want two requests ended by their clients: $(cat "$T/life1.log")"
+  awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "generated") n = $i; if (n >= 1500) bad = 1 } END { exit bad }' \
+    "$T/gone" || fail "a request whose client left ran to its end: $(cat "$T/gone")"
+  echo "ok: the log: $(sed 's/.*ftc serve: //' "$T/gone" | tr '\n' ';')"
+  start life2 --model "$G" --name smollm2 --ctx 1600 --slots 2 --queue 1
+  python3 "$SRC/tests/serve_lifecycle.py" sigterm "$URL" "$pid" || { tail -5 "$T/life2.log"; fail "SIGTERM"; }
+  wait "$pid"; rc=$?; pid=
+  [ "$rc" = 0 ] || { cat "$T/life2.log"; fail "the server exited $rc after SIGTERM with requests in flight"; }
+  grep -q 'stopped' "$T/life2.log" || fail "no 'stopped' in the log: $(cat "$T/life2.log")"
+  echo "ok: SIGTERM with requests in flight: exit 0"
+else
+  echo "SKIP (queue, disconnects, SIGTERM in flight): SmolLM2 is not installed"
+fi
+
 # ---- a classifier and an encoder (MiniLM) ----
 MINI=${FTC_MINILM_DIR:-}
 if [ -z "$MINI" ] || [ ! -f "$MINI/config.json" ] || [ -z "$PY" ]; then

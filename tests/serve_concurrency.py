@@ -65,8 +65,9 @@ long = {"prompt": "Once upon a time", "max_tokens": 500, "temperature": 0}
 res = all_at_once(urlq, [long] * 16)
 busy = [d for s, d in res if s == 503]
 done = [d for s, d in res if s == 200]
-# at least the request in the slot is served; whether the waiting one gets its turn before its client gives up
-# depends on timing (a landing under load once saw 1 served, 15 x 503), so only the bound is asserted here
+# 16 at once race each other and the engine (a request counts as waiting until the engine gives it a slot, so
+# under load all 15 others once found the queue full): only the bound is asserted here; the waiting request's
+# fate is tested step by step, with /health, in tests/serve_lifecycle.py
 check(len(busy) + len(done) == 16 and len(busy) >= 1 and len(done) >= 1,
       f"1 slot, queue 1, 16 at once: {len(done)} served, {len(busy)} got 503")
 check(all(d["error"]["type"] == "server_error" and d["error"]["code"] == "server_busy" for d in busy),

@@ -7,7 +7,9 @@
 #include "serve/serve_internal.h"
 #include "ftc/matmul.h"
 #include "ftc/retrieval.h"
+#include <errno.h>
 #include <math.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,6 +22,7 @@ ftc_sv_job *ftc_sv_job_new(void) {
         return NULL;
     }
     for (int i = 0; i < FTC_SERVE_MAX_N; i++) j->ch[i].slot = -1;
+    j->fd = -1;
     return j;
 }
 
@@ -375,6 +378,47 @@ static void run_inputs(ftc_server *s, ftc_sv_job *j) {
     pthread_mutex_unlock(&s->mu);
 }
 
+/* After poll: whether the peer closed (or half-closed) its side, or the socket failed. Bytes the client sent
+ * (a pipelined request) are left unread and do not count; a read end that is at end of file does. */
+static bool client_gone(const struct pollfd *p) {
+    if (p->revents & (POLLHUP | POLLERR | POLLNVAL | POLLRDHUP)) return true;
+    if (!(p->revents & POLLIN)) return false;
+    char c;
+    ssize_t r = recv(p->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Marks cancelled the generation jobs (in a slot or waiting) whose client has gone: one poll(2) over their
+ * sockets, without waiting, before every decode step, so a closed connection frees its slot at the next token
+ * whether the answer is streamed or not. A handler keeps its connection (and socket) open until the engine
+ * releases its job, so every fd polled here is the job's. mu held, engine thread. */
+static void check_clients(ftc_server *s) {
+    int want = s->n_slots + s->queued;
+    if (want > s->cap_pfds) {
+        struct pollfd *p = realloc(s->pfds, (size_t)want * sizeof *p);
+        if (p) s->pfds = p;
+        ftc_sv_job **q = realloc(s->pjobs, (size_t)want * sizeof *q);
+        if (q) s->pjobs = q;
+        if (!p || !q) return; /* no memory: the check waits for a later step */
+        s->cap_pfds = want;
+    }
+    int n = 0;
+    for (int i = 0; i < s->n_slots; i++) {
+        ftc_sv_job *j = s->slots[i].c ? s->slots[i].c->job : NULL;
+        bool seen = false;
+        for (int k = 0; j && k < n && !seen; k++) seen = s->pjobs[k] == j; /* n > 1 puts a job in several slots */
+        if (j && !seen && j->fd >= 0 && !j->cancelled) s->pjobs[n] = j, s->pfds[n++] = (struct pollfd){j->fd, POLLIN | POLLRDHUP, 0};
+    }
+    for (ftc_sv_job *j = s->qhead; j && n < want; j = j->next) {
+        bool seen = false;
+        for (int k = 0; k < n && !seen; k++) seen = s->pjobs[k] == j;
+        if (!seen && j->fd >= 0 && !j->cancelled) s->pjobs[n] = j, s->pfds[n++] = (struct pollfd){j->fd, POLLIN | POLLRDHUP, 0};
+    }
+    if (n == 0 || poll(s->pfds, (nfds_t)n, 0) <= 0) return;
+    for (int k = 0; k < n; k++)
+        if (client_gone(&s->pfds[k])) s->pjobs[k]->cancelled = true;
+}
+
 static void *engine_main(void *p) {
     ftc_server *s = p;
     pthread_mutex_lock(&s->mu);
@@ -386,12 +430,14 @@ static void *engine_main(void *p) {
             pthread_cond_wait(&s->work, &s->mu);
             continue;
         }
+        check_clients(s);
         /* admit: each choice of the job at the queue's head into a free slot */
         while (s->qhead) {
             ftc_sv_job *j = s->qhead;
             if (s->stopping || j->cancelled) {
                 dequeue_head(s);
-                if (j->n_admitted == 0) reject(j, 503, "server_shutting_down", "the server is shutting down");
+                if (j->n_admitted == 0 && j->cancelled) reject(j, 499, "client_closed", "the client went away");
+                else if (j->n_admitted == 0) reject(j, 503, "server_shutting_down", "the server is shutting down");
                 else for (int i = j->n_admitted; i < j->req.n; i++) finish(s, &j->ch[i], "length"), j->n_admitted++;
                 continue;
             }
@@ -493,4 +539,6 @@ void ftc_sv_engine_free(ftc_server *s) {
     free(s->slots);
     s->slots = NULL;
     free(s->batch_logits), free(s->batch_caches), free(s->batch_ids), free(s->batch_slot);
+    free(s->pfds), free(s->pjobs);
+    s->pfds = NULL, s->pjobs = NULL;
 }

@@ -6,6 +6,7 @@
 #include "ftc/data.h"
 #include "ftc/infer.h"
 #include "ftc/serve.h"
+#include <poll.h>
 #include <pthread.h>
 
 typedef struct {
@@ -47,7 +48,8 @@ struct ftc_sv_job {
     bool prepared;
     ftc_sv_choice ch[FTC_SERVE_MAX_N];
     int n_admitted, n_finished;
-    bool cancelled;        /* set by the handler: the client went away */
+    bool cancelled;        /* the client went away (a failed write, or the engine saw its socket close) */
+    int fd;                /* the client's socket, polled by the engine between decode steps (-1: unknown) */
     bool released;         /* the engine no longer touches the job: the handler may free it */
     int status;            /* 0, or the HTTP error status the request ends with */
     char error[1100];
@@ -86,6 +88,9 @@ struct ftc_server {
     pthread_cond_t work;
     ftc_sv_job *qhead, *qtail;
     int queued;
+    struct pollfd *pfds;   /* check_clients' scratch (engine thread only) */
+    ftc_sv_job **pjobs;
+    int cap_pfds;
     ftc_sv_slot *slots;
     int n_slots;
     /* one decode pass over the busy slots (engine thread only) */
@@ -94,6 +99,8 @@ struct ftc_server {
     int *batch_slot;
     float *batch_logits;
     bool stopping;
+    int handlers;          /* requests being answered; ftc_server_stop waits for 0 before civetweb stops */
+    pthread_cond_t idle;   /* signalled when handlers drops to 0 */
     pthread_t engine;
     bool engine_started;
     struct mg_context *mg;

@@ -3,8 +3,12 @@
  * wait on the job's condition variable, writing text as the engine publishes it. */
 #include "serve/serve_internal.h"
 #include "ftc/hf_config.h"
+#include <arpa/inet.h>
 #include <civetweb.h>
+#include <dirent.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,47 @@ static void logf_(ftc_server *s, const char *fmt, ...) {
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     s->o.log(s->o.log_ctx, line);
+}
+
+/* ---- the client's socket ---- */
+
+static int port_of(const struct sockaddr_storage *a, char *host, size_t n) {
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)a;
+        if (host && !inet_ntop(AF_INET, &v4->sin_addr, host, (socklen_t)n)) return -1;
+        return ntohs(v4->sin_port);
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)a;
+        if (host && !inet_ntop(AF_INET6, &v6->sin6_addr, host, (socklen_t)n)) return -1;
+        return ntohs(v6->sin6_port);
+    }
+    return -1;
+}
+
+/* The socket of the request's connection, or -1. civetweb (1.15) keeps it to itself, so it is found among the
+ * process's descriptors as the one connected from the request's remote address and port to the server's port
+ * (a client of this same process has those the other way round). The engine polls it between decode steps to
+ * notice a client that has gone (engine.c, check_clients). Linux: /proc/self/fd. */
+static int conn_fd(const struct mg_request_info *ri) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int found = -1;
+    for (struct dirent *e; found < 0 && (e = readdir(d));) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end || fd < 0 || fd > 1 << 30 || fd == dirfd(d)) continue;
+        struct sockaddr_storage local, peer;
+        socklen_t ll = sizeof local, lp = sizeof peer;
+        char host[INET6_ADDRSTRLEN];
+        if (getsockname((int)fd, (struct sockaddr *)&local, &ll) || getpeername((int)fd, (struct sockaddr *)&peer, &lp))
+            continue;
+        if (port_of(&local, NULL, 0) == ri->server_port && port_of(&peer, host, sizeof host) == ri->remote_port &&
+            !strcmp(host, ri->remote_addr))
+            found = (int)fd;
+    }
+    closedir(d);
+    return found;
 }
 
 /* ---- responses ---- */
@@ -326,6 +371,10 @@ static void stream(ftc_server *s, struct mg_connection *conn, ftc_sv_job *j) {
     bool role_sent[FTC_SERVE_MAX_N] = {0}, fin_sent[FTC_SERVE_MAX_N] = {0};
     bool ok = true;
     for (;;) {
+        if (j->cancelled) { /* the engine saw the connection close */
+            ok = false;
+            break;
+        }
         bool all = true, progressed = false; /* mu is dropped while writing: a pass that wrote looks again */
         for (int i = 0; i < j->req.n && ok; i++) {
             ftc_sv_choice *c = &j->ch[i];
@@ -373,7 +422,6 @@ static void stream(ftc_server *s, struct mg_connection *conn, ftc_sv_job *j) {
         }
         if (!ok) {
             j->cancelled = true; /* the engine ends the job's choices at their next token */
-            logf_(s, "%s: the client went away; its slots are freed", j->id);
             break;
         }
         if (all || j->status) break;
@@ -381,6 +429,7 @@ static void stream(ftc_server *s, struct mg_connection *conn, ftc_sv_job *j) {
     }
     while (!j->released) pthread_cond_wait(&j->cv, &s->mu);
     if (!ok) return;
+    if (j->cancelled) return;
     if (j->req.include_usage) {
         json_t *o = chunk(s, j, json_array());
         json_object_set_new(o, "usage", usage_json(j));
@@ -446,6 +495,7 @@ static int completions(ftc_server *s, struct mg_connection *conn, ftc_serve_kind
     snprintf(j->id, sizeof j->id, "%s-%llx%04llx", kind == FTC_SERVE_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)time(NULL), seq & 0xffff);
     j->created = (long long)time(NULL);
+    j->fd = conn_fd(ri);
     if (!ftc_sv_enqueue(s, j)) {
         bool stopping = s->stopping;
         pthread_mutex_unlock(&s->mu);
@@ -460,8 +510,11 @@ static int completions(ftc_server *s, struct mg_connection *conn, ftc_serve_kind
     int status = 200;
     if (j->status && j->released && !j->prepared) {
         status = j->status;
+        bool gone = j->cancelled;
         pthread_mutex_unlock(&s->mu);
-        send_error(s, conn, status, j->error_code, "%s", j->error);
+        if (gone) logf_(s, "%s %s -> %d: %s: the client went away while it waited", ri->request_method, ri->local_uri,
+                        status, j->id);
+        else send_error(s, conn, status, j->error_code, "%s", j->error);
         ftc_sv_job_free(j);
         return status;
     }
@@ -478,11 +531,15 @@ static int completions(ftc_server *s, struct mg_connection *conn, ftc_serve_kind
     } else {
         while (!j->released) pthread_cond_wait(&j->cv, &s->mu);
         pthread_mutex_unlock(&s->mu);
-        if (j->status) status = send_error(s, conn, j->status, j->error_code, "%s", j->error);
+        if (j->cancelled) status = 499; /* nginx's "client closed request": nothing is sent */
+        else if (j->status) status = send_error(s, conn, j->status, j->error_code, "%s", j->error);
         else send_json(conn, 200, full_response(s, j));
     }
+    /* the engine no longer writes the job: its fields are read without mu */
     int out = 0;
     for (int i = 0; i < j->req.n; i++) out += j->ch[i].tokens;
+    if (j->cancelled)
+        logf_(s, "%s: the client went away; its slots are freed", j->id);
     logf_(s, "%s %s -> %d: %s, prompt %d tokens, %d generated in %.3f s", ri->request_method, ri->local_uri, status,
           j->id, j->n_prompt, out, ftc_now() - t0);
     ftc_sv_job_free(j);
@@ -504,10 +561,15 @@ static int handle(struct mg_connection *conn) {
     bool get = !strcmp(m, "GET") || !strcmp(m, "HEAD"), post = !strcmp(m, "POST");
     if (!strcmp(u, "/health")) {
         if (!get) return send_error(s, conn, 405, "method_not_allowed", "%s /health: use GET", m);
+        /* the scheduler's state, for load balancers and tests: slots decoding, requests waiting for one */
         pthread_mutex_lock(&s->mu);
         bool stopping = s->stopping;
+        int busy = 0;
+        for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].c != NULL;
+        int queued = s->queued;
         pthread_mutex_unlock(&s->mu);
-        return send_json(conn, stopping ? 503 : 200, json_pack("{s:s}", "status", stopping ? "stopping" : "ok"));
+        return send_json(conn, stopping ? 503 : 200, json_pack("{s:s,s:i,s:i,s:i}", "status", stopping ? "stopping" : "ok",
+                                                               "slots", s->n_slots, "slots_busy", busy, "queued", queued));
     }
     if (!strcmp(u, "/")) { /* the chat page; its API calls carry the key the user types in */
         if (!get) return send_error(s, conn, 405, "method_not_allowed", "%s /: use GET", m);
@@ -552,7 +614,14 @@ typedef struct {
 
 static void *request_main(void *p) {
     request_thread *r = p;
+    ftc_server *s = mg_get_request_info(r->conn)->user_data;
+    pthread_mutex_lock(&s->mu);
+    s->handlers++;
+    pthread_mutex_unlock(&s->mu);
     r->status = handle(r->conn);
+    pthread_mutex_lock(&s->mu);
+    if (--s->handlers == 0) pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
@@ -599,6 +668,7 @@ ftc_status ftc_server_start(const ftc_serve_opts *o, ftc_server **out, ftc_err *
     s->n_slots = s->o.slots;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->idle, NULL);
     ftc_status st;
     if (o->api_key && !(s->api_key = strdup(o->api_key))) {
         st = ftc_errf(err, FTC_E_NOMEM, "out of memory");
@@ -692,9 +762,13 @@ void ftc_server_stop(ftc_server *s) {
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_cond_broadcast(&s->work);
+    /* the engine ends every generation at its next token (finish_reason "length") and refuses the waiting
+     * requests (503); their handlers write those answers. civetweb fails every write once mg_stop has begun, so
+     * it only starts when no handler is left. New requests meanwhile get 503 at once. */
+    while (s->mg && s->handlers > 0) pthread_cond_wait(&s->idle, &s->mu);
     pthread_mutex_unlock(&s->mu);
     if (s->mg) {
-        mg_stop(s->mg); /* waits for the handler threads: each gets its job's end from the engine */
+        mg_stop(s->mg);
         mg_exit_library();
     }
     ftc_sv_engine_free(s);
@@ -704,6 +778,7 @@ void ftc_server_stop(ftc_server *s) {
     if (s->have_im) ftc_infer_close(&s->im);
     free(s->api_key);
     pthread_cond_destroy(&s->work);
+    pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
