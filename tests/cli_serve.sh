@@ -191,7 +191,7 @@ fi
 # ---- the scheduler, deterministically (tests/serve_lifecycle.py): SmolLM2 decodes slowly enough that a request
 # holds its slot while the test walks through the states that /health reports ----
 if [ -n "$G" ]; then
-  start life1 --model "$G" --name smollm2 --ctx 1600 --slots 1 --queue 1
+  start life1 --model "$G" --name smollm2 --ctx 1600 --slots 1 --queue 3
   python3 "$SRC/tests/serve_lifecycle.py" queue "$URL" || { tail -5 "$T/life1.log"; fail "queue and disconnects"; }
   stop
   # the two clients that left (one waiting, one decoding, not streamed) end as 499 with fewer tokens than asked

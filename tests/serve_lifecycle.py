@@ -3,10 +3,11 @@ only). Each step waits for the state it needs in GET /health ({slots, slots_busy
 and the request that holds the slot asks for far more tokens than the steps take (a counting prompt that SmolLM2
 continues to its max_tokens, minutes of decoding): nothing here depends on how fast the machine is.
 
-  serve_lifecycle.py queue URL        server: --slots 1 --queue 1 --ctx >= 1600
-    - a request beyond the slot waits in the queue; one beyond the queue gets 503 server_busy at once;
-    - a waiting client that leaves gives its place back (queued drops to 0 while the slot still decodes);
-    - a NON-streamed client that closes its connection frees its slot: the waiting request is then served;
+  serve_lifecycle.py queue URL        server: --slots 1 --queue 3 --ctx >= 1600
+    - requests beyond the slot wait in the queue; one beyond the queue gets 503 server_busy at once;
+    - a client waiting in the middle of the queue that leaves gives its place back at once (queued drops while
+      the slot still decodes) and the place can be taken again;
+    - a NON-streamed client that closes its connection frees its slot: the waiting requests are then served;
   serve_lifecycle.py sigterm URL PID  server: --slots 2 --queue 1 --ctx >= 1600
     - SIGTERM with a streamed and a non-streamed request decoding and one waiting: both end with
       finish_reason "length" (streamed: the usage chunk and [DONE] follow), the waiting one gets 503
@@ -87,31 +88,36 @@ def queue_case(host, port):
     holder = open_raw(host, port, LONG)
     wait_for(host, port, "the long request decodes in the slot", lambda h: h["slots_busy"] == 1 and h["queued"] == 0)
 
-    # a waiting client that leaves: its place in the queue is given back while the slot still decodes
-    leaver = open_raw(host, port, dict(LONG, max_tokens=4))
-    wait_for(host, port, "a second request waits", lambda h: h["queued"] == 1)
-    leaver.close()
-    wait_for(host, port, "the waiting client left: its place is free, the slot still decodes",
-             lambda h: h["queued"] == 0 and h["slots_busy"] == 1)
-
-    waiter = Background(host, port, dict(LONG, max_tokens=4))
-    waiter.start()
+    short = dict(LONG, max_tokens=4)
+    first = Background(host, port, short)
+    first.start()
     wait_for(host, port, "a request beyond the slot waits in the queue", lambda h: h["queued"] == 1)
-    st, d = post(host, port, dict(LONG, max_tokens=4))
+    leaver = open_raw(host, port, short)
+    wait_for(host, port, "a second one waits behind it", lambda h: h["queued"] == 2)
+    last = Background(host, port, short)
+    last.start()
+    wait_for(host, port, "a third one: the queue is full", lambda h: h["queued"] == 3)
+    st, d = post(host, port, short)
     check(st == 503 and d["error"]["code"] == "server_busy" and d["error"]["type"] == "server_error",
           f"a request beyond slot + queue: {st} {d['error']['code']}: {d['error']['message']!r}")
-    h = health(host, port)
-    check(h["slots_busy"] == 1 and h["queued"] == 1 and waiter.result is None,
-          f"the waiting request still waits: {h}")
+
+    # the client in the middle of the queue leaves: its place is given back at once, the slot still decodes
+    leaver.close()
+    wait_for(host, port, "the waiting client in the middle left", lambda h: h["queued"] == 2 and h["slots_busy"] == 1)
+    again = Background(host, port, short)
+    again.start()
+    wait_for(host, port, "its place is taken again", lambda h: h["queued"] == 3)
+    check(first.result is None and last.result is None and again.result is None, "the waiting requests still wait")
 
     # the slot's client goes away without reading (not streamed: nothing was written to it yet)
     t0 = time.time()
     holder.close()
-    waiter.join()
-    st, d = waiter.result
-    check(st == 200 and d["usage"]["completion_tokens"] == 4 and d["choices"][0]["finish_reason"] == "length",
-          f"the slot's client closed; the waiting request was served: {d['choices'][0]['text']!r} "
-          f"({time.time() - t0:.2f} s after the close, prefill included; not asserted)")
+    for w in (first, last, again):
+        w.join()
+        st, d = w.result
+        check(st == 200 and d["usage"]["completion_tokens"] == 4 and d["choices"][0]["finish_reason"] == "length",
+              f"the slot's client closed; a waiting request was served: {d['choices'][0]['text']!r} "
+              f"({time.time() - t0:.2f} s after the close, prefills included; not asserted)")
     wait_for(host, port, "every slot free again", lambda h: h["slots_busy"] == 0 and h["queued"] == 0)
 
 

@@ -388,10 +388,19 @@ static bool client_gone(const struct pollfd *p) {
     return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-/* Marks cancelled the generation jobs (in a slot or waiting) whose client has gone: one poll(2) over their
- * sockets, without waiting, before every decode step, so a closed connection frees its slot at the next token
- * whether the answer is streamed or not. A handler keeps its connection (and socket) open until the engine
- * releases its job, so every fd polled here is the job's. mu held, engine thread. */
+static void watch(ftc_server *s, ftc_sv_job *j, int *n) {
+    for (int k = 0; k < *n; k++)
+        if (s->pjobs[k] == j) return; /* n > 1 puts a job in several slots */
+    if (j->fd < 0 || j->cancelled) return;
+    s->pjobs[*n] = j;
+    s->pfds[(*n)++] = (struct pollfd){j->fd, POLLIN | POLLRDHUP, 0};
+}
+
+/* Cancels the generation jobs (in a slot or waiting) whose client has gone: one poll(2) over their sockets,
+ * without waiting, before every decode step, so a closed connection frees its slot at the next token whether
+ * the answer is streamed or not, and a waiting one leaves the queue at once (499, nothing is sent). A handler
+ * keeps its connection (and socket) open until the engine releases its job, so every fd polled here is the
+ * job's. mu held, engine thread. */
 static void check_clients(ftc_server *s) {
     int want = s->n_slots + s->queued;
     if (want > s->cap_pfds) {
@@ -403,20 +412,25 @@ static void check_clients(ftc_server *s) {
         s->cap_pfds = want;
     }
     int n = 0;
-    for (int i = 0; i < s->n_slots; i++) {
-        ftc_sv_job *j = s->slots[i].c ? s->slots[i].c->job : NULL;
-        bool seen = false;
-        for (int k = 0; j && k < n && !seen; k++) seen = s->pjobs[k] == j; /* n > 1 puts a job in several slots */
-        if (j && !seen && j->fd >= 0 && !j->cancelled) s->pjobs[n] = j, s->pfds[n++] = (struct pollfd){j->fd, POLLIN | POLLRDHUP, 0};
-    }
-    for (ftc_sv_job *j = s->qhead; j && n < want; j = j->next) {
-        bool seen = false;
-        for (int k = 0; k < n && !seen; k++) seen = s->pjobs[k] == j;
-        if (!seen && j->fd >= 0 && !j->cancelled) s->pjobs[n] = j, s->pfds[n++] = (struct pollfd){j->fd, POLLIN | POLLRDHUP, 0};
-    }
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].c) watch(s, s->slots[i].c->job, &n);
+    for (ftc_sv_job *j = s->qhead; j && n < want; j = j->next) watch(s, j, &n);
     if (n == 0 || poll(s->pfds, (nfds_t)n, 0) <= 0) return;
     for (int k = 0; k < n; k++)
         if (client_gone(&s->pfds[k])) s->pjobs[k]->cancelled = true;
+    /* out of the queue, wherever they wait (one with choices in slots ends there, at its next token) */
+    for (ftc_sv_job **pp = &s->qhead, *prev = NULL; *pp;) {
+        ftc_sv_job *j = *pp;
+        if (!j->cancelled || j->n_admitted > 0) {
+            prev = j, pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        if (s->qtail == j) s->qtail = prev;
+        s->queued--;
+        j->next = NULL;
+        reject(j, 499, "client_closed", "the client went away");
+    }
 }
 
 static void *engine_main(void *p) {

@@ -568,8 +568,9 @@ static int handle(struct mg_connection *conn) {
         for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].c != NULL;
         int queued = s->queued;
         pthread_mutex_unlock(&s->mu);
-        return send_json(conn, stopping ? 503 : 200, json_pack("{s:s,s:i,s:i,s:i}", "status", stopping ? "stopping" : "ok",
-                                                               "slots", s->n_slots, "slots_busy", busy, "queued", queued));
+        json_t *o = json_pack("{s:s,s:i,s:i,s:i}", "status", stopping ? "stopping" : "ok", "slots", s->n_slots,
+                              "slots_busy", busy, "queued", queued);
+        return send_json(conn, stopping ? 503 : 200, o);
     }
     if (!strcmp(u, "/")) { /* the chat page; its API calls carry the key the user types in */
         if (!get) return send_error(s, conn, 405, "method_not_allowed", "%s /: use GET", m);
