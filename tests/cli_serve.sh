@@ -205,7 +205,8 @@ if [ -n "$G" ]; then
   wait "$pid"; rc=$?; pid=
   [ "$rc" = 0 ] || { cat "$T/life2.log"; fail "the server exited $rc after SIGTERM with requests in flight"; }
   grep -q 'stopped' "$T/life2.log" || fail "no 'stopped' in the log: $(cat "$T/life2.log")"
-  echo "ok: SIGTERM with requests in flight: exit 0"
+  grep -q 'already stopping' "$T/life2.log" || fail "the second SIGTERM is not in the log: $(cat "$T/life2.log")"
+  echo "ok: SIGTERM twice with requests in flight: exit 0"
 else
   echo "SKIP (queue, disconnects, SIGTERM in flight): SmolLM2 is not installed"
 fi

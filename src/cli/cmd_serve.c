@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -48,6 +52,23 @@ static void log_line(void *ctx, const char *line) {
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     fprintf(stderr, "%02d:%02d:%02d ftc serve: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec, line);
+}
+
+static int stop_pipe[2] = {-1, -1};
+static volatile sig_atomic_t stop_sig;
+
+/* Any thread may run this (see cmd_serve); only async-signal-safe calls. */
+static void on_stop_signal(int sig) {
+    int saved = errno;
+    if (stop_sig) {
+        static const char msg[] = "ftc serve: already stopping: the requests in progress end at their next token\n";
+        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do */ }
+    } else {
+        stop_sig = sig;
+    }
+    char c = 1;
+    if (write(stop_pipe[1], &c, 1) < 0) { /* full: the reader wakes anyway */ }
+    errno = saved;
 }
 
 static int read_key_file(const char *path, char **key) {
@@ -120,7 +141,23 @@ int cmd_serve(int argc, char **argv) {
         if (rc) return rc;
         o.api_key = file_key;
     }
-    /* every thread the server starts inherits the blocked signals; this one waits for them */
+    /* SIGINT/SIGTERM go through a handler that writes to a pipe this thread reads. Only a handler (not sigwait
+     * with the signals blocked) holds for every thread: OpenBLAS starts its threads when the library loads,
+     * before main, with nothing blocked, and a signal the kernel hands one of them (a second SIGTERM, or one
+     * during the model's load) took the default action and killed the server with 143. The server's own
+     * threads start with both blocked, so their system calls are not interrupted. */
+    if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK)) {
+        free(file_key);
+        fprintf(stderr, "ftc serve: cannot create a pipe: %s\n", strerror(errno));
+        return 3;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -129,7 +166,9 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     ftc_err err;
     ftc_server *s;
-    if (ftc_server_start(&o, &s, &err)) {
+    ftc_status st = ftc_server_start(&o, &s, &err);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    if (st) {
         free(file_key);
         return cli_fail("serve", &err);
     }
@@ -137,9 +176,9 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "ftc serve: model %s on http://%s%s%s:%d/ (%s). Ctrl-C stops.\n", ftc_server_model_id(s),
             strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "", ftc_server_port(s),
             o.api_key ? "API key required" : "no API key");
-    int sig = 0;
-    sigwait(&set, &sig);
-    fprintf(stderr, "ftc serve: %s: finishing the requests in progress\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    struct pollfd pfd = {stop_pipe[0], POLLIN, 0};
+    while (!stop_sig) poll(&pfd, 1, -1); /* EINTR or a byte: look at the flag again */
+    fprintf(stderr, "ftc serve: %s: finishing the requests in progress\n", stop_sig == SIGINT ? "SIGINT" : "SIGTERM");
     ftc_server_stop(s);
     fprintf(stderr, "ftc serve: stopped\n");
     free(file_key);
