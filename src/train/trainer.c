@@ -618,7 +618,8 @@ static ftc_status eval_and_track(run *r, bool *stop, ftc_err *err) {
     return FTC_OK;
 }
 
-/* One optimizer step over the next grad_accum micro-batches. *loss: the window's mean loss. */
+/* One optimizer step over the next grad_accum micro-batches. *loss: the window's mean loss. A loss or gradient
+ * norm that is not finite: FTC_E_DIVERGED naming the step and micro-batch, and no update. */
 static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_used, ftc_err *err) {
     const ftc_train_config *c = r->c;
     int64_t n_micro = r->micro_per_epoch - r->micro_pos;
@@ -651,7 +652,10 @@ static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_
         if (s != FTC_OK) return s;
         double w = (double)counts[k] / (double)total;
         sum += w * l;
-        if (!isfinite(l)) { *loss = l; return FTC_OK; }
+        if (!isfinite(l))
+            return ftc_errf(err, FTC_E_DIVERGED, "training loss is %s at step %lld (epoch %lld), micro-batch %lld of %lld",
+                            isnan(l) ? "NaN" : "Inf", (long long)r->step + 1, (long long)r->epoch + 1,
+                            (long long)k + 1, (long long)n_micro);
         /* grads hold sum_j (w_j / w_prev) g_j; rescale so the new g_k enters with weight 1 relative to w */
         if (w_prev > 0 && w_prev != w) ftc_scale_grads(&r->opt, (float)(w_prev / w));
         if ((s = ftc_model_backward(r->m, err)) != FTC_OK) return s;
@@ -664,7 +668,10 @@ static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_
     if (total == 0) return FTC_OK;
     if (w_prev != 1.0) ftc_scale_grads(&r->opt, (float)w_prev);
     *grad_norm = ftc_clip_grad_norm(&r->opt, c->clip);
-    if (!isfinite(*grad_norm)) { *loss = *grad_norm; return FTC_OK; }
+    if (!isfinite(*grad_norm))
+        return ftc_errf(err, FTC_E_DIVERGED, "gradient norm is %s at step %lld (epoch %lld), loss %g over %lld "
+                        "micro-batch(es)", isnan(*grad_norm) ? "NaN" : "Inf", (long long)r->step + 1,
+                        (long long)r->epoch + 1, *loss, (long long)n_micro);
     *lr_used = (float)(c->lr * ftc_schedule_factor(c->schedule, r->step, r->warmup_steps, r->total_steps));
     ftc_optim_step(&r->opt, *lr_used);
     ftc_model_weights_changed(r->m); /* bf16 copies are refreshed before the next forward */
@@ -900,6 +907,28 @@ static void finish_timing(ftc_train_plan *p, double *times, int n, const ftc_dat
     (void)train;
 }
 
+/* A step diverged (err: FTC_E_DIVERGED naming the step and micro-batch): the last good checkpoint becomes
+ * RUNDIR/model, so `ftc eval --model RUNDIR` takes it, and the message says how to evaluate or continue it. */
+static ftc_status diverged(run *r, int64_t last_good_ckpt, ftc_err *err) {
+    const ftc_train_config *c = r->c;
+    char what[sizeof err->msg];
+    snprintf(what, sizeof what, "%s", err->msg);
+    if (last_good_ckpt < 0)
+        return ftc_errf(err, FTC_E_DIVERGED, "%s: stopped before any checkpoint was written. Lower --lr or check the "
+                        "data.", what);
+    ftc_err me;
+    ftc_status ms = ftc_checkpoint_load(r->path_ckpt, r->m, NULL, NULL, &me);
+    if (ms == FTC_OK) ms = save_final_model(r, &me);
+    if (ms == FTC_OK)
+        return ftc_errf(err, FTC_E_DIVERGED, "%s: stopped; the last good checkpoint (step %lld) is intact in %s and "
+                        "written as %s/%s. Evaluate it with ftc eval --model %s --data FILE, or continue from it with "
+                        "ftc train --out %s --resume --lr LOWER (or check the data).",
+                        what, (long long)last_good_ckpt, r->path_ckpt, c->out, final_name(c), c->out, c->out);
+    return ftc_errf(err, FTC_E_DIVERGED, "%s: stopped; the last good checkpoint (step %lld) is intact in %s (continue "
+                    "from it with ftc train --out %s --resume --lr LOWER); writing it as %s/%s failed: %s",
+                    what, (long long)last_good_ckpt, r->path_ckpt, c->out, c->out, final_name(c), me.msg);
+}
+
 ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_dataset *train, const ftc_dataset *val,
                          bool quiet, ftc_train_result *res, ftc_err *err) {
     double t_run = ftc_now();
@@ -1091,40 +1120,22 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         double loss = 0, gnorm = 0;
         float lr = 0;
         double t_step = ftc_now();
-        if ((s = train_step(&r, &loss, &gnorm, &lr, err)) != FTC_OK) {
+        s = train_step(&r, &loss, &gnorm, &lr, err);
+        if (s == FTC_E_DIVERGED && !measure) {
+            s = diverged(&r, last_good_ckpt, err);
+            break;
+        }
+        if (s != FTC_OK && !(measure && s == FTC_E_DIVERGED)) {
             ftc_err_prefix(err, "step %lld", (long long)r.step + 1);
             break;
         }
+        s = FTC_OK;
         if (measure) { /* ftc plan: time the steps (the first is a warm-up), nothing written */
             step_times[n_timed++] = ftc_now() - t_step;
             r.step++;
             if (r.micro_pos >= r.micro_per_epoch) { r.epoch++; r.micro_pos = 0; epoch_order(&r); }
             if (n_timed > c->measure_steps) break;
             continue;
-        }
-        if (!isfinite(loss)) {
-            /* the last good checkpoint becomes RUNDIR/model, so `ftc eval --model RUNDIR` takes it */
-            ftc_err me;
-            ftc_status ms = last_good_ckpt >= 0 ? ftc_checkpoint_load(r.path_ckpt, m, NULL, NULL, &me) : FTC_E_INTERNAL;
-            if (ms == FTC_OK) ms = save_final_model(&r, &me);
-            if (last_good_ckpt >= 0 && ms == FTC_OK)
-                s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped; the last good "
-                             "checkpoint (step %lld) is intact in %s and written as %s/%s. Evaluate it with "
-                             "ftc eval --model %s --data FILE, or continue from it with ftc train --out %s --resume "
-                             "--lr LOWER (or check the data).",
-                             isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1,
-                             (long long)last_good_ckpt, r.path_ckpt, c->out, final_name(c), c->out, c->out);
-            else if (last_good_ckpt >= 0)
-                s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped; the last good "
-                             "checkpoint (step %lld) is intact in %s (continue from it with ftc train --out %s --resume "
-                             "--lr LOWER); writing it as %s/%s failed: %s",
-                             isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1,
-                             (long long)last_good_ckpt, r.path_ckpt, c->out, c->out, final_name(c), me.msg);
-            else
-                s = ftc_errf(err, FTC_E_INPUT, "training loss is %s at step %lld (epoch %lld): stopped before any "
-                             "checkpoint was written. Lower --lr or check the data.",
-                             isnan(loss) ? "NaN" : "Inf", (long long)r.step + 1, (long long)r.epoch + 1);
-            break;
         }
         r.step++;
         res->last_loss = loss;
