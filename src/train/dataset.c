@@ -161,3 +161,12 @@ ftc_status ftc_dataset_split(ftc_dataset *all, double val_share, uint64_t seed, 
     }
     return FTC_OK;
 }
+void ftc_dataset_free(ftc_dataset *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n; i++) { free(d->ex[i].ids); free(d->ex[i].labels); free(d->ex[i].type_ids); }
+    free(d->ex);
+    if (d->label_names)
+        for (int i = 0; i < d->num_labels; i++) free(d->label_names[i]);
+    free(d->label_names);
+    memset(d, 0, sizeof *d);
+}

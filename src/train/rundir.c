@@ -53,8 +53,7 @@ static ftc_status load_base_and_adapter(const char *dir, const ftc_train_config 
         int rows = 0;
         for (int i = 0; i < ftc_model_n_params(*out); i++) {
             const ftc_param *p = ftc_model_param(*out, i);
-            if ((!strncmp(p->name, "classifier.", 11) || !strncmp(p->name, "score.", 6)) && p->ndim == 2)
-                rows = (int)p->shape[0];
+            if (p->role == FTC_PARAM_CLASSIFIER && !p->is_lora && p->ndim == 2) rows = (int)p->shape[0];
         }
         /* the head the adapter brought keeps its weights (same label count); only the pooling is set */
         if (rows > 0 && (s = ftc_model_set_classifier(*out, rows, pool, 0, err)) != FTC_OK) goto fail;
@@ -156,8 +155,8 @@ ftc_status ftc_check_same_architecture(const ftc_model_config *tuned, const char
                     tuned->n_heads, what);
 }
 
-/* The classification head's parameters (names as ftc_model_set_classifier gives them). */
-static bool is_head_name(const char *name) { return !strncmp(name, "classifier.", 11) || !strncmp(name, "score.", 6); }
+/* The classification head's parameters (as the model declares them; not a LoRA matrix). */
+static bool is_head(const ftc_param *p) { return p->role == FTC_PARAM_CLASSIFIER && !p->is_lora; }
 
 /* classify: base's encoder + the tuned model's head and pooling. */
 static ftc_status put_tuned_head(ftc_model *base, ftc_model *tuned, const ftc_train_config *cfg, ftc_err *err) {
@@ -168,14 +167,14 @@ static ftc_status put_tuned_head(ftc_model *base, ftc_model *tuned, const ftc_tr
     int labels = 0;
     for (int i = 0; i < ftc_model_n_params(tuned); i++) {
         const ftc_param *p = ftc_model_param(tuned, i);
-        if (is_head_name(p->name) && p->ndim == 2) labels = (int)p->shape[0];
+        if (is_head(p) && p->ndim == 2) labels = (int)p->shape[0];
     }
     if (labels < 1) return ftc_errf(err, FTC_E_INPUT, "the tuned model has no classification head");
     ftc_status s = ftc_model_set_classifier(base, labels, pool, 0, err);
     if (s != FTC_OK) return s;
     for (int i = 0; i < ftc_model_n_params(tuned); i++) {
         const ftc_param *p = ftc_model_param(tuned, i);
-        if (!is_head_name(p->name)) continue;
+        if (!is_head(p)) continue;
         ftc_param *q = ftc_model_find_param(base, p->name);
         if (!q || q->numel != p->numel)
             return ftc_errf(err, FTC_E_INPUT, "cannot put the tuned head's '%s' on the base model", p->name);
@@ -271,7 +270,7 @@ static int head_rows(ftc_model *m) {
     int rows = 0;
     for (int i = 0; i < ftc_model_n_params(m); i++) {
         const ftc_param *p = ftc_model_param(m, i);
-        if (is_head_name(p->name) && p->ndim == 2) rows = (int)p->shape[0];
+        if (is_head(p) && p->ndim == 2) rows = (int)p->shape[0];
     }
     return rows;
 }
