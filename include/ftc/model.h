@@ -15,6 +15,8 @@ typedef enum {
     FTC_TASK_CLASSIFY,  /* pooled hidden state -> linear head -> logits [B,num_labels] */
     FTC_TASK_ENCODE,    /* last hidden state only (sentence embeddings, retrieval) */
 } ftc_task;
+/* "causal-lm", "classify", "encode" (as config.resolved.json and --task write them). */
+const char *ftc_task_name(ftc_task t);
 typedef enum { FTC_POOL_CLS, FTC_POOL_MEAN, FTC_POOL_LAST } ftc_pooling;
 
 /* What a parameter is, set where the model declares it (src/model/params.c, lora.c): the trainer's freeze policy

@@ -8,38 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool ftc_pooling_parse(const char *name, ftc_pooling *out) {
-    if (!name) return false;
-    if (!strcmp(name, "cls")) *out = FTC_POOL_CLS;
-    else if (!strcmp(name, "mean")) *out = FTC_POOL_MEAN;
-    else if (!strcmp(name, "last")) *out = FTC_POOL_LAST;
-    else return false;
-    return true;
-}
-
-/* --pooling auto: the pooling a checkpoint ftc wrote was trained with; else a sentence-transformers checkpoint says how its embeddings are pooled
- * (1_Pooling/config.json); its CLS state and pooler were not trained for that, so a head on them learns
- * far worse. Otherwise CLS (+ the BERT pooler) for encoders and the last real token for decoders. */
-ftc_pooling ftc_train_pooling(const char *choice, const char *model_dir, ftc_family family) {
-    ftc_pooling named;
-    if (ftc_pooling_parse(choice, &named)) return named;
-    char path[FTC_PATH_MAX + 32];
-    /* a classifier ftc saved records the pooling its head was trained on ("ftc_pooling"): a head trained on
-     * mean-pooled features and continued on CLS would start from garbage */
-    snprintf(path, sizeof path, "%s/config.json", model_dir);
-    json_t *cfg = ftc_json_load_file(path, 0, NULL);
-    const char *saved = json_string_value(json_object_get(cfg, "ftc_pooling"));
-    bool recorded = ftc_pooling_parse(saved, &named);
-    json_decref(cfg);
-    if (recorded) return named;
-    if (family != FTC_FAMILY_BERT) return FTC_POOL_LAST;
-    snprintf(path, sizeof path, "%s/1_Pooling/config.json", model_dir);
-    json_t *o = ftc_json_load_file(path, 0, NULL);
-    bool mean = o && json_is_true(json_object_get(o, "pooling_mode_mean_tokens"));
-    json_decref(o);
-    return mean ? FTC_POOL_MEAN : FTC_POOL_CLS;
-}
-
 /* A checkpoint that already has a classification head (e.g. continuing a head-only run with full
  * fine-tuning) keeps it when the label count matches; its rows must then mean the data's labels, in order,
  * or training would start from a head that confidently predicts the wrong classes. */

@@ -137,9 +137,6 @@ bool ftc_train_base_bf16(const ftc_train_config *c) {
 const char *ftc_metric_name(ftc_metric m) {
     return m == FTC_METRIC_VAL_LOSS ? "val_loss" : m == FTC_METRIC_ACCURACY ? "accuracy" : "macro_f1";
 }
-const char *ftc_task_name(ftc_task t) {
-    return t == FTC_TASK_CAUSAL_LM ? "causal-lm" : t == FTC_TASK_CLASSIFY ? "classify" : "encode";
-}
 
 static ftc_status parse_long(const char *key, const char *v, long long lo, long long hi, long long *out, ftc_err *err) {
     char *end;

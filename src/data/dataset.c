@@ -1,9 +1,9 @@
 /* Pre-tokenized training data (JSONL, one example per line) and the validation split.
  *   causal-lm: {"input_ids": [..], "labels": [..]?}   labels as HF: -100 = not trained; absent = all trained
  *   classify:  {"input_ids": [..], "label": 3 | "name", "token_type_ids": [..]?}
- * Text formats go through the data layer (include/ftc/data.h); this reader serves data that is already
- * tokenized (e.g. exported from a HF dataset) and the trainer's own tests. */
-#include "ftc/train.h"
+ * Text formats go through the readers beside it (load.c); this one serves data that is already tokenized (e.g.
+ * exported from a HF dataset) and the trainer's own tests. ftc_dataset_free frees what either builds. */
+#include "ftc/data.h"
 #include "ftc/base.h"
 #include <jansson.h>
 #include <stdlib.h>
