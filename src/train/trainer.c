@@ -413,6 +413,7 @@ typedef struct {
     batcher bt;
     const ftc_dataset *train, *val;
     int32_t *order;            /* this epoch's example order */
+    int64_t *sort_keys;        /* [train->n] scratch for grouping by length */
     int64_t *counts;           /* [grad_accum] target tokens per micro-batch of the window */
     /* feature cache (head on a frozen backbone): each example's head input, computed once */
     float *feat_train, *feat_val; /* [train->n, C], [val->n, C]; NULL: the encoder runs at every step */
@@ -437,12 +438,32 @@ typedef struct {
     int64_t tokens_at_start;
 } run;
 
+/* Random batches pad to their longest example: on Banking77 (16 tokens on average, 98 at most) a batch of 32
+ * computes 2.9x the real tokens. Grouping by length, as Hugging Face's group_by_length does: the shuffled order
+ * is cut into mega-batches of up to 50 batches, each sorted longest first (ties keep the shuffled order), so a
+ * batch holds neighbours in length (1.06x on Banking77) while which examples meet stays random. */
+static void group_by_length(run *r) {
+    int n = r->train->n, B = r->c->batch;
+    int64_t mult = (int64_t)n / ((int64_t)B * 4); /* small data sets: mega-batches of a quarter of it at most */
+    int64_t mega = (int64_t)B * (mult > 50 ? 50 : mult < 1 ? 1 : mult);
+    for (int64_t start = 0; start < n; start += mega) {
+        int m = (int)(n - start < mega ? n - start : mega);
+        int32_t *o = r->order + start;
+        for (int i = 0; i < m; i++) /* longest first: the key sorts ascending on (INT32_MAX - len, position) */
+            r->sort_keys[i] = ((int64_t)(INT32_MAX - r->train->ex[o[i]].len) << 32) | i;
+        qsort(r->sort_keys, (size_t)m, sizeof *r->sort_keys, cmp_i64);
+        for (int i = 0; i < m; i++) r->sort_keys[i] = o[r->sort_keys[i] & 0xFFFFFFFF];
+        for (int i = 0; i < m; i++) o[i] = (int32_t)r->sort_keys[i];
+    }
+}
+
 static void epoch_order(run *r) {
     ftc_rng rng;
     /* the order of epoch e depends only on (seed, e): resuming needs just the epoch and position */
     ftc_rng_seed(&rng, r->c->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)r->epoch + 1);
     for (int i = 0; i < r->train->n; i++) r->order[i] = i;
     ftc_rng_shuffle_i32(&rng, r->order, (size_t)r->train->n);
+    if (r->c->group_by_length && !r->c->pack && !r->feat_train) group_by_length(r);
 }
 
 static ftc_status log_json(run *r, json_t *o, ftc_err *err) {
@@ -1022,8 +1043,9 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
         res->plan.evaluations = (int)(ev < r.total_steps ? ev : r.total_steps);
     }
     r.order = malloc((size_t)train->n * sizeof *r.order);
+    r.sort_keys = malloc((size_t)(train->n > 0 ? train->n : 1) * sizeof *r.sort_keys);
     r.counts = malloc((size_t)c->grad_accum * sizeof *r.counts);
-    if (!r.order || !r.counts) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
+    if (!r.order || !r.sort_keys || !r.counts) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
 
     /* run files: resolved settings and label map (rewritten on resume: same content) */
     {
@@ -1188,6 +1210,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
 out:
     if (r.metrics) fclose(r.metrics);
     free(r.order);
+    free(r.sort_keys);
     free(r.counts);
     free(r.feat_train);
     free(r.feat_val);
