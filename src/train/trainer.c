@@ -426,6 +426,7 @@ typedef struct {
     double best;               /* best metric so far (NaN: none yet) */
     int64_t best_step, bad_evals;
     int64_t tokens_seen;
+    int64_t padded_tokens;     /* B x T of every training micro-batch computed (what a step's time scales with) */
     bool stopped;              /* early stopping ended the run */
     bool quiet;                /* no console output (progress, validation lines) */
     int64_t ckpt_step;         /* the step checkpoint.ftc holds (-1: none written by this run yet) */
@@ -455,6 +456,19 @@ static void group_by_length(run *r) {
         for (int i = 0; i < m; i++) r->sort_keys[i] = o[r->sort_keys[i] & 0xFFFFFFFF];
         for (int i = 0; i < m; i++) o[i] = (int32_t)r->sort_keys[i];
     }
+}
+
+/* B x T summed over one epoch's training micro-batches in r->order, per optimizer step: what ftc plan scales its
+ * timed steps to (the steps it times may be longer or shorter than the epoch's average) */
+static double padded_tokens_per_step(const run *r) {
+    int64_t sum = 0;
+    for (int64_t k = 0; k < r->micro_per_epoch; k++) {
+        int64_t first = k * r->c->batch;
+        int B = (int)(r->train->n - first < r->c->batch ? r->train->n - first : r->c->batch), T = 2;
+        for (int i = 0; i < B; i++) if (r->train->ex[r->order[first + i]].len > T) T = r->train->ex[r->order[first + i]].len;
+        sum += (int64_t)B * (T < r->bt.max_T ? T : r->bt.max_T);
+    }
+    return r->steps_per_epoch > 0 ? (double)sum / (double)r->steps_per_epoch : 0;
 }
 
 static void epoch_order(run *r) {
@@ -661,6 +675,7 @@ static ftc_status train_step(run *r, double *loss, double *grad_norm, float *lr_
         int B = (int)(r->train->n - first < c->batch ? r->train->n - first : c->batch);
         collate(&r->bt, r->train, r->order + first, B, c->task);
         r->tokens_seen += r->bt.n_tokens;
+        r->padded_tokens += (int64_t)r->bt.b.B * r->bt.b.T;
         if (counts[k] == 0) continue; /* nothing to learn from: no target token */
         float l;
         if (r->feat_train) {
@@ -1109,16 +1124,20 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     int n_timed = 0;
     if (measure && !step_times) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto out; }
     if (measure) res->plan.setup_seconds = ftc_now() - t_run - feature_sample_seconds;
+    double pad_per_step = measure && !r.feat_train ? padded_tokens_per_step(&r) : 0;
     while (r.step < r.total_steps && !stop) {
         double loss = 0, gnorm = 0;
         float lr = 0;
         double t_step = ftc_now();
+        int64_t padded_before = r.padded_tokens;
         if ((s = train_step(&r, &loss, &gnorm, &lr, err)) != FTC_OK) {
             ftc_err_prefix(err, "step %lld", (long long)r.step + 1);
             break;
         }
         if (measure) { /* ftc plan: time the steps (the first is a warm-up), nothing written */
-            step_times[n_timed++] = ftc_now() - t_step;
+            /* scaled to the epoch's average batch shape: grouped by length, the first steps hold the longest */
+            double dt = ftc_now() - t_step, padded = (double)(r.padded_tokens - padded_before);
+            step_times[n_timed++] = pad_per_step > 0 && padded > 0 ? dt * pad_per_step / padded : dt;
             r.step++;
             if (r.micro_pos >= r.micro_per_epoch) { r.epoch++; r.micro_pos = 0; epoch_order(&r); }
             if (n_timed > c->measure_steps) break;
