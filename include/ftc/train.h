@@ -105,6 +105,7 @@ typedef struct {
     ftc_precision precision; /* matmuls of linears and heads: fp32, or bf16 operands with f32 accumulation */
     ftc_base_dtype base_dtype; /* lora/head: frozen matmul weights kept in bf16 only (never inflated to f32) */
     bool pack;              /* causal-lm: pack examples into max_len sequences */
+    bool group_by_length;   /* batches of similar lengths (little padding) when the encoder runs (default true) */
     bool train_on_inputs;   /* causal-lm: train prompt/user tokens too */
     bool resume;
     /* Not a setting: where the caller's stop request lives (NULL: none). When *stop becomes nonzero (the CLI's

@@ -58,6 +58,9 @@ static void train_help(FILE *out) {
         "  --text-col C --label-col C  CSV/TSV columns\n"
         "  --train-on-inputs           causal-lm: also train prompt/user tokens (default: answers only)\n"
         "  --pack                      causal-lm: pack examples into --max-len sequences\n"
+        "  --no-group-by-length        batches of random lengths; by default each batch holds examples of\n"
+        "                              similar length (mega-batches of 50 batches sorted, as HF's\n"
+        "                              group_by_length): far less padding, the same examples per epoch\n"
         "  --val FILE | --val-split F  validation data, or a seeded share F of --data (e.g. 0.1)\n"
         "  --max-len N (128)           longer examples are truncated\n"
         "Optimisation\n"
@@ -178,6 +181,17 @@ static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_
     ftc_status s = FTC_OK;
     if (snprintf(h->out, sizeof h->out, "%s/head-stage", c->out) >= (int)sizeof h->out)
         s = ftc_errf(&err, FTC_E_USAGE, "--out %s: path too long", c->out);
+    /* the whole run's settings go down before the head stage starts, so that a run killed inside it is resumed
+     * against them (--resume refuses flags that contradict them); the full stage rewrites the file with its plan */
+    char path[FTC_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.resolved.json", c->out);
+    if (s == FTC_OK && !ftc_file_exists(path) && (s = ftc_mkdirs(c->out, &err)) == FTC_OK) {
+        json_t *cfg = ftc_train_config_json(c);
+        char *text = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) : NULL;
+        json_decref(cfg);
+        s = text ? ftc_write_file_atomic(path, text, strlen(text), &err) : ftc_errf(&err, FTC_E_NOMEM, "out of memory");
+        free(text);
+    }
     if (s == FTC_OK) s = ftc_train_config_finalize(h, &err);
     if (s == FTC_OK) ftc_train_config_fit_data(h, train->n);
     if (s == FTC_OK && !ftc_train_run_finished(h->out, NULL)) {
@@ -382,8 +396,11 @@ int cmd_train(int argc, char **argv) {
 
     char ckpt[FTC_PATH_MAX + 32];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ftc", c.out);
-    if (!resume && ftc_file_exists(ckpt)) {
-        rc = cli_usage_error("train", "%s already holds a run (checkpoint.ftc): use --resume, or another --out", c.out);
+    char head_ckpt[FTC_PATH_MAX + 32];
+    snprintf(head_ckpt, sizeof head_ckpt, "%s/head-stage/checkpoint.ftc", c.out);
+    if (!resume && (ftc_file_exists(ckpt) || ftc_file_exists(head_ckpt))) {
+        rc = cli_usage_error("train", "%s already holds a run (%s): use --resume, or another --out", c.out,
+                             ftc_file_exists(ckpt) ? "checkpoint.ftc" : "head-stage/checkpoint.ftc");
         goto done;
     }
     struct sigaction sa;

@@ -74,6 +74,38 @@ int32_t *ftc_tr_length_order(const ftc_dataset *d) {
     return idx;
 }
 
+/* Random batches pad to their longest example: on Banking77 (16 tokens on average, 98 at most) a batch of 32
+ * computes 2.9x the real tokens. Grouping by length, as Hugging Face's group_by_length does: the shuffled order
+ * is cut into mega-batches of up to 50 batches, each sorted longest first (ties keep the shuffled order), so a
+ * batch holds neighbours in length (1.06x on Banking77) while which examples meet stays random. */
+void ftc_tr_group_by_length(int32_t *order, const ftc_dataset *d, int B, int64_t *keys) {
+    int n = d->n;
+    int64_t mult = (int64_t)n / ((int64_t)B * 4); /* small data sets: mega-batches of a quarter of it at most */
+    int64_t mega = (int64_t)B * (mult > 50 ? 50 : mult < 1 ? 1 : mult);
+    for (int64_t start = 0; start < n; start += mega) {
+        int m = (int)(n - start < mega ? n - start : mega);
+        int32_t *o = order + start;
+        for (int i = 0; i < m; i++) /* longest first: the key sorts ascending on (INT32_MAX - len, position) */
+            keys[i] = ((int64_t)(INT32_MAX - d->ex[o[i]].len) << 32) | i;
+        qsort(keys, (size_t)m, sizeof *keys, cmp_i64);
+        for (int i = 0; i < m; i++) keys[i] = o[keys[i] & 0xFFFFFFFF];
+        for (int i = 0; i < m; i++) o[i] = (int32_t)keys[i];
+    }
+}
+
+/* What ftc plan scales its timed steps to (the steps it times may be longer or shorter than the epoch's average). */
+double ftc_tr_padded_tokens_per_step(const int32_t *order, const ftc_dataset *d, int batch, int max_T,
+                                     int64_t micro_per_epoch, int64_t steps_per_epoch) {
+    int64_t sum = 0;
+    for (int64_t k = 0; k < micro_per_epoch; k++) {
+        int64_t first = k * batch;
+        int B = (int)(d->n - first < batch ? d->n - first : batch), T = 2;
+        for (int i = 0; i < B; i++) if (d->ex[order[first + i]].len > T) T = d->ex[order[first + i]].len;
+        sum += (int64_t)B * (T < max_T ? T : max_T);
+    }
+    return steps_per_epoch > 0 ? (double)sum / (double)steps_per_epoch : 0;
+}
+
 void ftc_tr_gather_rows(float *dst, const float *src, const int32_t *idx, int B, int C) {
     for (int i = 0; i < B; i++) memcpy(dst + (size_t)i * C, src + (size_t)idx[i] * C, (size_t)C * sizeof(float));
 }

@@ -24,7 +24,7 @@ static const ftc_train_option OPTIONS[] = {
     {"format", false}, {"chat-template", false}, {"text-col", false}, {"label-col", false}, {"pack", true},
     {"train-on-inputs", true}, {"pooling", false}, {"feature-cache", true}, {"precision", false},
     {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {"memory-check", true}, {"save-only-model", true},
-    {"save-merged", true}, {"save-total-limit", false}, {NULL, false}};
+    {"save-merged", true}, {"save-total-limit", false}, {"group-by-length", true}, {NULL, false}};
 
 /* The names people bring from Hugging Face Trainer, PEFT and Axolotl (and this project's older names). */
 static const ftc_train_alias ALIASES[] = {
@@ -92,6 +92,7 @@ void ftc_train_config_defaults(ftc_train_config *c) {
     c->warmup = -1;
     c->batch = 0;
     c->lp_ft = true;
+    c->group_by_length = true;
     c->grad_accum = 1;
     c->max_len = 128;
     c->schedule = FTC_SCHED_LINEAR;
@@ -253,6 +254,7 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
     else if (!strcmp(key, "lr")) { DBL(lr, 0, 10); }
     else if (!strcmp(key, "head-lr")) { DBL(head_lr, 0, 10); }
     else if (!strcmp(key, "lp-ft")) s = parse_bool(key, v, &c->lp_ft, err);
+    else if (!strcmp(key, "group-by-length")) s = parse_bool(key, v, &c->group_by_length, err);
     else if (!strcmp(key, "memory-check")) s = parse_bool(key, v, &c->memory_check, err);
     else if (!strcmp(key, "save-only-model")) s = parse_bool(key, v, &c->save_only_model, err);
     else if (!strcmp(key, "save-merged")) s = parse_bool(key, v, &c->save_merged, err);
@@ -395,6 +397,9 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
     /* a run recorded before head_lr and lp_ft existed trained its head at lr, without a head stage */
     if (s == FTC_OK && !c->set[key_index("head-lr")] && c->set[key_index("lr")]) c->head_lr = c->lr, c->set[key_index("head-lr")] = true;
     if (s == FTC_OK && !c->set[key_index("lp-ft")]) c->lp_ft = false, c->set[key_index("lp-ft")] = true;
+    /* and in data order, shuffled only */
+    if (s == FTC_OK && !c->set[key_index("group-by-length")])
+        c->group_by_length = false, c->set[key_index("group-by-length")] = true;
     for (int i = 0; OPTIONS[i].name; i++) c->from_run[i] = c->set[i];
     return s;
 }
@@ -576,6 +581,7 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_object_set_new(o, "text_col", json_string(c->text_col));
     json_object_set_new(o, "label_col", json_string(c->label_col));
     json_object_set_new(o, "pack", json_boolean(c->pack));
+    json_object_set_new(o, "group_by_length", json_boolean(c->group_by_length));
     json_object_set_new(o, "train_on_inputs", json_boolean(c->train_on_inputs));
     return o;
 }

@@ -34,6 +34,12 @@ void ftc_tr_gather_rows(float *dst, const float *src, const int32_t *idx, int B,
 /* [d->n]: the loss targets of each example as any batch cut at max_T holds it (causal-lm: trained positions after
  * the first; classify: 1). A micro-batch's weight in its window is the sum over its examples. NULL: out of memory. */
 int64_t *ftc_tr_target_counts(const ftc_dataset *d, int max_T, ftc_task task);
+/* Grouping by length (Hugging Face's group_by_length): order[0..d->n) (a shuffled order) cut into mega-batches of
+ * up to 50 batches, each sorted longest first (ties keep the order). keys: [d->n] scratch. */
+void ftc_tr_group_by_length(int32_t *order, const ftc_dataset *d, int batch, int64_t *keys);
+/* B x T summed over the micro-batches of one epoch in `order` (batches cut at max_T), per optimizer step. */
+double ftc_tr_padded_tokens_per_step(const int32_t *order, const ftc_dataset *d, int batch, int max_T,
+                                     int64_t micro_per_epoch, int64_t steps_per_epoch);
 
 /* ---- freeze.c: which parameters train, the classification head ---- */
 /* The model's head must mean the data's labels when it is kept (config.json id2label); FTC_E_INPUT naming both. */
@@ -64,6 +70,7 @@ typedef struct {
     ftc_tr_batcher bt;
     const ftc_dataset *train, *val;
     int32_t *order;            /* this epoch's example order */
+    int64_t *sort_keys;        /* [train->n] scratch for grouping by length */
     int64_t *targets;          /* [train->n] each example's loss targets (ftc_tr_target_counts), counted once */
     int64_t *counts;           /* [grad_accum] target tokens per micro-batch of the window */
     /* feature cache (head on a frozen backbone): each example's head input, computed once */
@@ -77,6 +84,7 @@ typedef struct {
     double best;               /* best metric so far (NaN: none yet) */
     int64_t best_step, bad_evals;
     int64_t tokens_seen;
+    int64_t padded_tokens;     /* B x T of every training micro-batch computed (what a step's time scales with) */
     bool stopped;              /* early stopping ended the run */
     bool quiet;                /* no console output (progress, validation lines) */
     int64_t ckpt_step;         /* the step checkpoint.ftc holds (-1: none written by this run yet) */

@@ -18,6 +18,8 @@ static void epoch_order(ftc_tr_run *r) {
     ftc_rng_seed(&rng, r->c->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)r->epoch + 1);
     for (int i = 0; i < r->train->n; i++) r->order[i] = i;
     ftc_rng_shuffle_i32(&rng, r->order, (size_t)r->train->n);
+    if (r->c->group_by_length && !r->c->pack && !r->feat_train)
+        ftc_tr_group_by_length(r->order, r->train, r->c->batch, r->sort_keys);
 }
 
 static bool improved(const ftc_tr_run *r, double v) {
@@ -95,6 +97,7 @@ static ftc_status train_step(ftc_tr_run *r, double *loss, double *grad_norm, flo
         int B = (int)(r->train->n - first < c->batch ? r->train->n - first : c->batch);
         ftc_tr_collate(&r->bt, r->train, r->order + first, B, c->task);
         r->tokens_seen += r->bt.n_tokens;
+        r->padded_tokens += (int64_t)r->bt.b.B * r->bt.b.T;
         if (counts[k] == 0) continue; /* nothing to learn from: no target token */
         float l;
         if (r->feat_train) {
@@ -324,9 +327,10 @@ static ftc_status setup_run(ftc_tr_run *r, int epochs, bool measure, ftc_train_r
     if (res->cached_features && (s = cache_features(r, measure, &res->plan, sample_seconds, err)) != FTC_OK) return s;
     schedule_run(r, epochs, &res->plan);
     r->order = malloc((size_t)r->train->n * sizeof *r->order);
+    r->sort_keys = malloc((size_t)(r->train->n > 0 ? r->train->n : 1) * sizeof *r->sort_keys);
     r->counts = malloc((size_t)c->grad_accum * sizeof *r->counts);
     r->targets = ftc_tr_target_counts(r->train, T, c->task);
-    if (!r->order || !r->counts || !r->targets) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (!r->order || !r->sort_keys || !r->counts || !r->targets) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     return ftc_tr_write_run_config(r, epochs, T, err);
 }
 
@@ -387,9 +391,14 @@ static ftc_status run_steps(ftc_tr_run *r, bool resuming, bool *stop, double *st
     int64_t last_good_ckpt = resuming ? r->step : -1;
     ftc_status s = FTC_OK;
     bool done = false;
+    double pad_per_step = measure && !r->feat_train ? ftc_tr_padded_tokens_per_step(r->order, r->train, c->batch,
+                                                                                      r->bt.max_T, r->micro_per_epoch,
+                                                                                      r->steps_per_epoch)
+                                                    : 0;
     while (r->step < r->total_steps && !*stop && !done) {
         double loss = 0, gnorm = 0, t_step = ftc_now();
         float lr = 0;
+        int64_t padded_before = r->padded_tokens;
         s = train_step(r, &loss, &gnorm, &lr, err);
         if (s == FTC_E_DIVERGED && !measure) {
             s = diverged(r, last_good_ckpt, err);
@@ -401,7 +410,9 @@ static ftc_status run_steps(ftc_tr_run *r, bool resuming, bool *stop, double *st
         }
         s = FTC_OK;
         if (measure) { /* ftc plan: time the steps (the first is a warm-up), nothing written */
-            step_times[(*n_timed)++] = ftc_now() - t_step;
+            /* scaled to the epoch's average batch shape: grouped by length, the first steps hold the longest */
+            double dt = ftc_now() - t_step, padded = (double)(r->padded_tokens - padded_before);
+            step_times[(*n_timed)++] = pad_per_step > 0 && padded > 0 ? dt * pad_per_step / padded : dt;
             r->step++;
             if (r->micro_pos >= r->micro_per_epoch) { r->epoch++; r->micro_pos = 0; epoch_order(r); }
             if (*n_timed > c->measure_steps) break;
@@ -450,6 +461,7 @@ static ftc_status finish_run(ftc_tr_run *r, bool stop, ftc_train_result *res, ft
 static void free_run(ftc_tr_run *r) {
     if (r->metrics) fclose(r->metrics);
     free(r->order);
+    free(r->sort_keys);
     free(r->counts);
     free(r->targets);
     free(r->feat_train);
