@@ -171,9 +171,15 @@ struct json_t *ftc_train_config_json(const ftc_train_config *c);
  * batch; causal-lm's rate for a model of hidden_size, 0 if unknown; epochs from its "train_examples" with its own
  * batch and grad_accum). The report lists the settings that differ from it. New reference, NULL when out of memory. */
 struct json_t *ftc_train_config_defaults_json(const struct json_t *resolved, int hidden_size);
-/* The settings (one table: command line, config files, config.resolved.json), ending with a NULL name;
- * is_bool: a flag that stands alone on the command line (--pack, --pack false, --no-pack). */
-typedef struct { const char *name; bool is_bool; } ftc_train_option;
+/* The settings (one table in src/train/runconfig.c: command line, config files, config.resolved.json, defaults and
+ * help), ending with a NULL name; is_bool: a flag that stands alone on the command line (--pack, --pack false,
+ * --no-pack); group: the help's section; arg: the value's placeholder (NULL for booleans); help: one or more lines
+ * ('\n' between them); def: the default as text ("" or "-1"/"0" for "chosen later" or none). */
+typedef struct {
+    const char *name;
+    bool is_bool;
+    const char *group, *arg, *help, *def;
+} ftc_train_option;
 const ftc_train_option *ftc_train_options(void);
 /* Other names accepted for them (learning-rate -> lr, output-dir -> out, ...), ending with a NULL alias. */
 typedef struct { const char *alias, *name; } ftc_train_alias;
