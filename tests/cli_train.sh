@@ -57,6 +57,16 @@ grep -q '"trainable_params": 1155' "$T/run/config.resolved.json" || fail "head o
 [ "$(grep -c '"accuracy"' "$T/run/metrics.jsonl")" -ge 2 ] || fail "expected >= 2 evaluations in metrics.jsonl"
 grep -q '"id2label"' "$T/run/model/config.json" || fail "model/config.json lacks id2label"
 expect_rc 1 "already holds a run" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/run" --quiet
+# A NaN loss is an error from the library (FTC_E_DIVERGED), reported as one with exit 2, naming the step and the
+# micro-batch: a checkpoint whose first head weight is poisoned with a NaN, resumed for more steps.
+expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/nan" --method head --lr 0.01 --batch 4 \
+  --max-steps 2 --quiet
+hlen=$(od -An -tu8 -j8 -N8 "$T/nan/checkpoint.ftc" | tr -d ' ') # "FTCCKPT1", u64 header length, header, f32 data
+printf '\000\000\300\177' | dd of="$T/nan/checkpoint.ftc" bs=1 seek=$((16 + hlen)) conv=notrunc 2>/dev/null
+expect_rc 2 "ftc train: error: training loss is NaN at step 3 (epoch 1), micro-batch 1 of 1: stopped" \
+  "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/nan" --method head --lr 0.01 --batch 4 \
+  --max-steps 4 --quiet --resume
+grep -q '"step":3' "$T/nan/metrics.jsonl" && fail "a diverged step was logged: $(cat "$T/nan/metrics.jsonl")"
 # head on a frozen backbone caches the encoder's features by default; --feature-cache false runs it every step
 grep -q '"feature_cache": true' "$T/run/config.resolved.json" || fail "config.resolved.json lacks feature_cache: true"
 expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --val "$T/val.jsonl" --out "$T/run_nocache" \

@@ -56,6 +56,11 @@ for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:
   # the first evaluation is always the best so far (best.ftc); the next ones are killed inside the validation
   # pass and after its metrics.jsonl line (the step's checkpoint comes after both)
   kill_at best-saved
+  if [ "$combo" = classify:full ]; then
+    # killed inside the LP-FT head stage: the run's settings are down already, so a contradicting flag is refused
+    [ -d "$d/head-stage" ] && [ ! -f "$d/checkpoint.ftc" ] || fail "$combo: the first kill was not inside the head stage"
+    expect_rc 1 "--resume: --batch 4 contradicts the saved run's batch 2" "$FTC" train "${ARGS[@]}" --out "$d" --resume --batch 4
+  fi
   kill_at eval
   kill_at eval-logged
   kills=0 at=""
@@ -77,6 +82,12 @@ for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:
   # the final save: best weights loaded, LoRA's adapter/ written (a LoRA run writes no model/), model/ staged,
   # model/ in place, eval.json
   kill_at final-best
+  if [ "$combo" = classify:full ]; then
+    # the first final save is the head stage's: its checkpoint is there, the full stage's not yet; a restart
+    # without --resume must not train over it
+    [ -f "$d/head-stage/checkpoint.ftc" ] && [ ! -f "$d/checkpoint.ftc" ] || fail "$combo: final-best was not the head stage's"
+    expect_rc 1 "already holds a run (head-stage/checkpoint.ftc): use --resume" "$FTC" train "${ARGS[@]}" --out "$d"
+  fi
   if [ "$method" = lora ]; then kill_at final-adapter; else kill_at final-staged; fi
   kill_at final-done
   kill_at final-eval

@@ -523,9 +523,13 @@ static void test_nan_loss_stops_cleanly(void **state) {
     ftc_err err;
     ftc_status s = ftc_train_run(m, &c, &d, NULL, true, &r, &err);
     printf("  %s\n", err.msg);
-    assert_int_equal(s, FTC_E_INPUT);
+    /* an error status of its own (not FTC_OK with a NaN result), naming the step and the micro-batch */
+    assert_int_equal(s, FTC_E_DIVERGED);
+    assert_int_equal(err.code, FTC_E_DIVERGED);
+    assert_int_equal(ftc_exit_code(s), 2);
     assert_true(strstr(err.msg, "NaN") || strstr(err.msg, "Inf"));
     assert_non_null(strstr(err.msg, "at step"));
+    assert_non_null(strstr(err.msg, "micro-batch"));
     ftc_model_free(m);
     char path[FTC_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/checkpoint.ftc", c.out);
@@ -553,6 +557,32 @@ static void test_nan_loss_stops_cleanly(void **state) {
         json_decref(st);
         ftc_model_free(m2);
     }
+    ftc_dataset_free(&d);
+}
+
+/* A poisoned weight: the first micro-batch's loss is NaN, so the very first step fails with FTC_E_DIVERGED naming
+ * step 1 and micro-batch 1 of the window, before any update or checkpoint. */
+static void test_poisoned_weight_diverges_at_first_micro_batch(void **state) {
+    (void)state;
+    ftc_dataset d = make_data(FTC_TASK_CAUSAL_LM, 16, 9);
+    ftc_train_config c;
+    base_config(&c, FTC_TASK_CAUSAL_LM, FTC_METHOD_FULL, "poison_run");
+    c.max_steps = 3; c.batch = 2; c.grad_accum = 3; c.save_every = 1;
+    ftc_model *m = make_model(FTC_FAMILY_GPT2, FTC_TASK_CAUSAL_LM);
+    ftc_param *p = ftc_model_find_param(m, "transformer.h.0.mlp.c_fc.weight");
+    assert_non_null(p);
+    p->data[3] = NAN;
+    ftc_train_result r;
+    ftc_err err;
+    ftc_status s = ftc_train_run(m, &c, &d, NULL, true, &r, &err);
+    printf("  %s\n", err.msg);
+    assert_int_equal(s, FTC_E_DIVERGED);
+    assert_non_null(strstr(err.msg, "training loss is NaN at step 1 (epoch 1), micro-batch 1 of 3"));
+    assert_non_null(strstr(err.msg, "before any checkpoint was written"));
+    char path[FTC_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/checkpoint.ftc", c.out);
+    assert_false(ftc_file_exists(path));
+    ftc_model_free(m);
     ftc_dataset_free(&d);
 }
 
@@ -692,6 +722,7 @@ int main(void) {
         cmocka_unit_test(test_grad_accumulation_equals_big_batch),
         cmocka_unit_test(test_resume_after_kill_is_bit_identical),
         cmocka_unit_test(test_nan_loss_stops_cleanly),
+        cmocka_unit_test(test_poisoned_weight_diverges_at_first_micro_batch),
         cmocka_unit_test(test_early_stopping),
         cmocka_unit_test(test_feature_cache_equals_every_step),
         cmocka_unit_test(test_run_dir_guards),

@@ -200,6 +200,36 @@ static int teardown(void **state) {
 
 /* The defaults a run's settings are compared with in the report: the method's, resolved as the trainer resolves
  * them for that run's model width and data size. */
+/* The one table: every option has its help (group, text), and the default its help shows is the default: set
+ * through the parser it leaves the defaults' JSON as it was, and the JSON has a key for every option but --resume. */
+static void test_option_table_defaults_and_help(void **state) {
+    (void)state;
+    ftc_train_config d, c;
+    ftc_err e;
+    ftc_train_config_defaults(&d);
+    json_t *want = ftc_train_config_json(&d);
+    int n = 0;
+    for (const ftc_train_option *o = ftc_train_options(); o->name; o++, n++) {
+        assert_non_null(o->group);
+        assert_non_null(o->help);
+        assert_true(strlen(o->help) > 3);
+        assert_true(o->is_bool == (o->arg == NULL));
+        char key[64];
+        snprintf(key, sizeof key, "%s", o->name);
+        for (char *p = key; *p; p++) if (*p == '-') *p = '_';
+        if (strcmp(o->name, "resume")) assert_non_null(json_object_get(want, key));
+        /* "", -1 or 0 (a number): chosen later (finalize, the model, the data) or none */
+        if (!o->def[0] || o->def[0] == '-' || (!o->is_bool && !strcmp(o->def, "0"))) continue;
+        ftc_train_config_defaults(&c);
+        if (ftc_train_config_set(&c, o->name, o->def, &e) != FTC_OK) fail_msg("%s %s: %s", o->name, o->def, e.msg);
+        json_t *got = ftc_train_config_json(&c);
+        if (!json_equal(got, want)) fail_msg("--%s %s (its documented default) changes the defaults", o->name, o->def);
+        json_decref(got);
+    }
+    assert_int_equal((int)json_object_size(want), n - 1);
+    json_decref(want);
+}
+
 static void test_defaults_json_of_a_run(void **state) {
     (void)state;
     json_t *run = json_pack("{s:s, s:s, s:i, s:i, s:i}", "task", "causal-lm", "method", "lora", "train_examples", 40,
@@ -233,6 +263,7 @@ int main(void) {
         cmocka_unit_test(test_file_errors_name_file_line_key),
         cmocka_unit_test(test_finalize_checks_combinations),
         cmocka_unit_test(test_defaults_json_of_a_run),
+        cmocka_unit_test(test_option_table_defaults_and_help),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

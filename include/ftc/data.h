@@ -1,5 +1,5 @@
 /* Task data: the files users have (JSONL, CSV/TSV, plain text) -> validated records -> chat template ->
- * token ids with the loss mask the trainer needs (ftc_dataset in train.h), label maps, splits, and the
+ * token ids with the loss mask the trainer needs (ftc_dataset, below), label maps, splits, and the
  * statistics `ftc data check` prints.
  *
  *   reader (streaming, one record at a time)  ->  ftc_record
@@ -16,9 +16,36 @@
 #include <stdio.h>
 #include "ftc/status.h"
 #include "ftc/tokenizer.h"
-#include "ftc/train.h"
+#include "ftc/model.h" /* ftc_task */
 
 struct json_t; /* jansson */
+
+/* ---- examples: token ids with the loss mask, as the trainer takes them ---- */
+typedef struct {
+    int32_t *ids;      /* [len] */
+    int32_t *labels;   /* causal-lm: [len], HF convention (labels = ids, -100 = not trained); NULL: all trained */
+    int32_t *type_ids; /* [len] BERT token types, or NULL */
+    int len;
+    int label;         /* classify: class index */
+} ftc_example;
+
+typedef struct {
+    ftc_example *ex;
+    int n;
+    int num_labels;      /* classify */
+    char **label_names;  /* [num_labels] or NULL */
+    int pad_id;
+} ftc_dataset;
+
+/* Frees every example's arrays, the names and the array itself (for datasets built with malloc). */
+void ftc_dataset_free(ftc_dataset *d);
+/* Pre-tokenized JSONL: {"input_ids": [..], "labels": [..]?} (causal-lm) or {"input_ids": [..], "label": k | "name",
+ * "token_type_ids": [..]?} (classify). label_map: the training set whose labels validation must use, or NULL.
+ * Ids are checked against vocab_size (> 0). Errors name file, line and key. */
+ftc_status ftc_dataset_load_tokenized(const char *path, ftc_task task, const ftc_dataset *label_map, int vocab_size,
+                                      ftc_dataset *out, ftc_err *err);
+/* Moves a seeded random share of `all` into val (the rest stays in all). */
+ftc_status ftc_dataset_split(ftc_dataset *all, double val_share, uint64_t seed, ftc_dataset *val, ftc_err *err);
 
 /* ---- records ---- */
 typedef enum {

@@ -15,10 +15,26 @@ typedef enum {
     FTC_TASK_CLASSIFY,  /* pooled hidden state -> linear head -> logits [B,num_labels] */
     FTC_TASK_ENCODE,    /* last hidden state only (sentence embeddings, retrieval) */
 } ftc_task;
+/* "causal-lm", "classify", "encode" (as config.resolved.json and --task write them). */
+const char *ftc_task_name(ftc_task t);
 typedef enum { FTC_POOL_CLS, FTC_POOL_MEAN, FTC_POOL_LAST } ftc_pooling;
+
+/* What a parameter is, set where the model declares it (src/model/params.c, lora.c): the trainer's freeze policy
+ * reads these, never the names. */
+typedef enum {
+    FTC_PARAM_OTHER = 0,
+    FTC_PARAM_EMBEDDING,  /* token, position and token-type embeddings, BERT's embedding LayerNorm */
+    FTC_PARAM_BLOCK,      /* inside transformer block ftc_param.block (its norms, attention and MLP linears) */
+    FTC_PARAM_FINAL_NORM, /* the norm after the last block (GPT-2 ln_f, Llama norm) */
+    FTC_PARAM_LM_HEAD,    /* an untied LM head (a tied one is the token embedding) */
+    FTC_PARAM_POOLER,     /* BERT's pooler dense layer */
+    FTC_PARAM_CLASSIFIER, /* the classification head (BERT "classifier", decoders "score") */
+} ftc_param_role;
 
 typedef struct {
     char name[160];    /* HF name as in the loaded file, e.g. "encoder.layer.0.attention.self.query.weight" */
+    ftc_param_role role; /* a LoRA matrix: the role of the linear it adapts */
+    int block;         /* FTC_PARAM_BLOCK: the block's index (0 = nearest the embeddings); otherwise -1 */
     int ndim;
     int64_t shape[4];  /* HF shape (nn.Linear [out,in]; GPT-2 Conv1D [in,out] as in the file) */
     int64_t numel;
@@ -103,6 +119,10 @@ ftc_status ftc_model_head_forward(ftc_model *m, const float *features, int B, co
 const float *ftc_model_hidden(const ftc_model *m); /* last hidden state [B,T,C] (after final norm) */
 /* Backward of the last forward (which had labels): accumulates into the trainable params' grads. */
 ftc_status ftc_model_backward(ftc_model *m, ftc_err *err);
+/* The same for the loss times weight (the gradient of weight x mean loss): gradient accumulation passes each
+ * micro-batch's share of the window's targets, so no pass over the gradients rescales them. Weight 1 is
+ * ftc_model_backward, bit for bit. */
+ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err);
 void ftc_model_zero_grad(ftc_model *m);
 /* Dropout randomness of the model (plain data: checkpoints save and restore *ftc_model_rng(m)). */
 ftc_rng *ftc_model_rng(ftc_model *m);

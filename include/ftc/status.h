@@ -12,6 +12,7 @@ typedef enum {
     FTC_E_IO = 5,          /* open/read/write failed (exit 2) */
     FTC_E_NOMEM = 6,       /* allocation failed (exit 3) */
     FTC_E_INTERNAL = 3,    /* a bug or broken invariant (exit 3) */
+    FTC_E_DIVERGED = 7,    /* a computation's result is not finite: training loss or gradient norm NaN/Inf (exit 2) */
 } ftc_status;
 
 typedef struct {
@@ -24,7 +25,7 @@ ftc_status ftc_errf(ftc_err *err, ftc_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Prefixes an existing message with context, e.g. the file name; returns err->code. */
 ftc_status ftc_err_prefix(ftc_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Exit code the CLI uses for a status: 0 ok, 1 usage, 2 bad input, 3 internal. */
+/* Exit code the CLI uses for a status: 0 ok, 1 usage, 2 bad input (and a diverged run), 3 internal. */
 int ftc_exit_code(ftc_status s);
 const char *ftc_status_name(ftc_status s);
 

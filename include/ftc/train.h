@@ -10,7 +10,9 @@
 #include <stdbool.h>
 #include <signal.h>
 #include <stdint.h>
+#include "ftc/data.h"
 #include "ftc/model.h"
+#include "ftc/rundir.h"
 #include "ftc/status.h"
 
 struct json_t; /* jansson */
@@ -65,7 +67,6 @@ typedef enum {
     FTC_BASE_NF4
 } ftc_base_dtype;
 
-#define FTC_PATH_MAX 4096
 typedef struct {
     char model[FTC_PATH_MAX], data[FTC_PATH_MAX], out[FTC_PATH_MAX], val[FTC_PATH_MAX];
     ftc_task task;          /* causal-lm | classify */
@@ -104,6 +105,7 @@ typedef struct {
     ftc_precision precision; /* matmuls of linears and heads: fp32, or bf16 operands with f32 accumulation */
     ftc_base_dtype base_dtype; /* lora/head: frozen matmul weights kept in bf16 only (never inflated to f32) */
     bool pack;              /* causal-lm: pack examples into max_len sequences */
+    bool group_by_length;   /* batches of similar lengths (little padding) when the encoder runs (default true) */
     bool train_on_inputs;   /* causal-lm: train prompt/user tokens too */
     bool resume;
     /* Not a setting: where the caller's stop request lives (NULL: none). When *stop becomes nonzero (the CLI's
@@ -169,9 +171,15 @@ struct json_t *ftc_train_config_json(const ftc_train_config *c);
  * batch; causal-lm's rate for a model of hidden_size, 0 if unknown; epochs from its "train_examples" with its own
  * batch and grad_accum). The report lists the settings that differ from it. New reference, NULL when out of memory. */
 struct json_t *ftc_train_config_defaults_json(const struct json_t *resolved, int hidden_size);
-/* The settings (one table: command line, config files, config.resolved.json), ending with a NULL name;
- * is_bool: a flag that stands alone on the command line (--pack, --pack false, --no-pack). */
-typedef struct { const char *name; bool is_bool; } ftc_train_option;
+/* The settings (one table in src/train/runconfig.c: command line, config files, config.resolved.json, defaults and
+ * help), ending with a NULL name; is_bool: a flag that stands alone on the command line (--pack, --pack false,
+ * --no-pack); group: the help's section; arg: the value's placeholder (NULL for booleans); help: one or more lines
+ * ('\n' between them); def: the default as text ("" or "-1"/"0" for "chosen later" or none). */
+typedef struct {
+    const char *name;
+    bool is_bool;
+    const char *group, *arg, *help, *def;
+} ftc_train_option;
 const ftc_train_option *ftc_train_options(void);
 /* Other names accepted for them (learning-rate -> lr, output-dir -> out, ...), ending with a NULL alias. */
 typedef struct { const char *alias, *name; } ftc_train_alias;
@@ -185,32 +193,8 @@ int ftc_train_base_qtype(const ftc_train_config *c);
 const char *ftc_base_dtype_name(ftc_base_dtype d);
 const char *ftc_method_name(ftc_method m);
 const char *ftc_metric_name(ftc_metric m);
-const char *ftc_task_name(ftc_task t);
 
-/* ---- training data, already tokenized (the data layer fills it) ---- */
-typedef struct {
-    int32_t *ids;      /* [len] */
-    int32_t *labels;   /* causal-lm: [len], HF convention (labels = ids, -100 = not trained); NULL: all trained */
-    int32_t *type_ids; /* [len] BERT token types, or NULL */
-    int len;
-    int label;         /* classify: class index */
-} ftc_example;
-
-typedef struct {
-    ftc_example *ex;
-    int n;
-    int num_labels;      /* classify */
-    char **label_names;  /* [num_labels] or NULL */
-    int pad_id;
-} ftc_dataset;
-
-/* Frees every example's arrays, the names and the array itself (for datasets built with malloc). */
-void ftc_dataset_free(ftc_dataset *d);
-/* Pre-tokenized JSONL: {"input_ids": [..], "labels": [..]?} (causal-lm) or {"input_ids": [..], "label": k | "name",
- * "token_type_ids": [..]?} (classify). label_map: the training set whose labels validation must use, or NULL.
- * Ids are checked against vocab_size (> 0). Errors name file, line and key. */
-ftc_status ftc_dataset_load_tokenized(const char *path, ftc_task task, const ftc_dataset *label_map, int vocab_size,
-                                      ftc_dataset *out, ftc_err *err);
+/* ---- training data (ftc_dataset and its readers: the data layer, include/ftc/data.h) ---- */
 /* A run's training data as c describes it: text formats through the data layer (the model's tokenizer and
  * chat template; labels.json and split/ written into c->out), or pre-tokenized JSONL. */
 ftc_status ftc_train_load_data(const ftc_train_config *c, int vocab_size, ftc_dataset *train, ftc_dataset *val,
@@ -224,8 +208,6 @@ bool ftc_train_config_is_set(const ftc_train_config *c, const char *key);
 /* Evaluation data for a finished run, read as the run read its data (its label map, template, max_len). */
 ftc_status ftc_run_dir_load_data(const char *dir, const ftc_train_config *c, const char *data_path, int vocab_size,
                                  ftc_dataset *out, ftc_err *err);
-/* Moves a seeded random share of `all` into val (the rest stays in all). */
-ftc_status ftc_dataset_split(ftc_dataset *all, double val_share, uint64_t seed, ftc_dataset *val, ftc_err *err);
 
 /* ---- the trainer ---- */
 /* What a run needs, as ftc_train_run plans it once the model is prepared and its activations are reserved. */
@@ -267,9 +249,7 @@ typedef struct {
 
 /* Applies the method to a loaded model: classifier head (classify), LoRA adapters, trainable flags.
  * Call before ftc_model_reserve; ftc_train_run calls it itself. */
-/* "cls" | "mean" | "last" -> *out (true); anything else (NULL, "", "auto") -> false. */
-bool ftc_pooling_parse(const char *name, ftc_pooling *out);
-ftc_pooling ftc_train_pooling(const char *choice, const char *model_dir, ftc_family family);
+/* (ftc_pooling_parse, ftc_train_pooling: include/ftc/rundir.h) */
 ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int num_labels, ftc_err *err);
 
 /* Runs the whole training described by c on model m (freshly loaded or created, not yet prepared):
@@ -327,9 +307,6 @@ ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o,
 /* Only the JSON state of a checkpoint (the trainer's: step, epoch, finished, ...), without a model. */
 ftc_status ftc_checkpoint_read_state(const char *path, struct json_t **state, ftc_err *err);
 
-/* Whether a run directory holds its final model: RUNDIR/model/config.json, or a LoRA run's
- * RUNDIR/adapter/adapter_config.json (its default: the adapter only, no merged copy). */
-bool ftc_run_dir_has_model(const char *dir);
 /* For `ftc eval --model RUNDIR`: true when dir is an ftc run directory with its model written
  * (RUNDIR/config.resolved.json and ftc_run_dir_has_model). */
 bool ftc_is_run_dir(const char *dir);

@@ -36,7 +36,7 @@ int ftc_exit_code(ftc_status s) {
     switch (s) {
     case FTC_OK: return 0;
     case FTC_E_USAGE: return 1;
-    case FTC_E_INPUT: case FTC_E_UNSUPPORTED: case FTC_E_IO: return 2;
+    case FTC_E_INPUT: case FTC_E_UNSUPPORTED: case FTC_E_IO: case FTC_E_DIVERGED: return 2;
     default: return 3;
     }
 }
@@ -49,6 +49,7 @@ const char *ftc_status_name(ftc_status s) {
     case FTC_E_UNSUPPORTED: return "unsupported";
     case FTC_E_IO: return "i/o error";
     case FTC_E_NOMEM: return "out of memory";
+    case FTC_E_DIVERGED: return "diverged";
     default: return "internal error";
     }
 }

@@ -14,7 +14,33 @@
 #include <string.h>
 #include <unistd.h>
 
+/* One option's help as the table gives it (ftc_train_options): "  --name ARG", then the text (and its default
+ * where the text names none) wrapped at 118 columns in a column of its own. */
+static void option_help(FILE *out, const ftc_train_option *o) {
+    enum { COL = 30, WIDTH = 118 };
+    char head[96], text[1024];
+    snprintf(head, sizeof head, "  --%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+    const char *def = o->def && *o->def && strcmp(o->def, "0") && o->def[0] != '-' && !strstr(o->help, "default")
+                          ? o->def : NULL;
+    if (def && o->is_bool) def = "true";
+    snprintf(text, sizeof text, "%s%s%s%s", o->help, def ? " (default " : "", def ? def : "", def ? ")" : "");
+    fprintf(out, "%-*s", COL, head);
+    int col = (int)strlen(head) < COL ? COL : WIDTH; /* a long head: the text starts on the next line */
+    for (char *w = strtok(text, " \n"); w; w = strtok(NULL, " \n")) {
+        int n = (int)strlen(w);
+        if (col > COL && col + 1 + n > WIDTH) col = WIDTH;
+        if (col >= WIDTH) { fprintf(out, "\n%*s", COL, ""); col = COL; }
+        else if (col > COL) { fputc(' ', out); col++; }
+        fputs(w, out);
+        col += n;
+    }
+    fputc('\n', out);
+}
+
+/* The options come from the settings' table (src/train/runconfig.c), by group; --config, --quiet and --samples
+ * are the command line's own. */
 static void train_help(FILE *out) {
+    static const char *const groups[] = {"What to train", "Data", "Optimisation", "Evaluation, checkpoints, logging"};
     fprintf(out,
         "Usage: ftc train --model DIR --data FILE --out RUNDIR [options]\n\n"
         "Fine-tunes the model in DIR on FILE and writes RUNDIR: config.resolved.json, labels.json (classify),\n"
@@ -25,82 +51,24 @@ static void train_help(FILE *out) {
         "samples.jsonl (up to 5 validation prompts, else training ones, answered greedily in up to 64 tokens by\n"
         "the base model before training and by the tuned one after; ftc report shows them). At the end, with\n"
         "validation data: eval.json (model/ and the base model on the validation examples, as ftc eval --compare\n"
-        "prints them; the table is printed too) and report.html (ftc report).\n\n"
-        "What to train\n"
-        "  --task causal-lm|classify   next-token loss on trainable tokens, or a label per example (default: from the\n"
-        "                              data: labelled records classify; text, prompt/completion, chat: causal-lm)\n"
-        "  --method full|head|lora     full: every weight; head: the new classification head (+ last N blocks),\n"
-        "                              for causal-lm the last N blocks and the final norm; lora: adapters (+ head).\n"
-        "                              Default: full\n"
-        "  --unfreeze-last N           head: also train the last N transformer blocks (causal-lm default 1)\n"
-        "  --no-feature-cache          head on a frozen backbone: by default the encoder runs once per example (eval\n"
-        "                              mode, no backbone dropout) and the head trains on the cached features;\n"
-        "                              with --no-feature-cache the encoder runs every step in training mode\n"
-        "  --grad-checkpoint           recompute each block in backward instead of storing its activations\n"
-        "                              (same gradients; less memory, about a third more compute)\n"
-        "  --no-memory-check           run even when the planned peak memory exceeds what is available (ftc plan)\n"
-        "  --save-only-model           a finished run keeps model/ (and adapter/) only: no checkpoint.ftc or\n"
-        "                              best.ftc (weights + AdamW moments), so it cannot be continued\n"
-        "  --save-merged               lora: also write model/, base + adapter merged (HF layout; alias\n"
-        "                              --merge-lora). Later: ftc export RUNDIR --format hf --out DIR\n"
-        "  --pooling auto|cls|mean|last  classify: what the head reads (auto: the checkpoint's sentence-\n"
-        "                              transformers pooling if any, else CLS+pooler for BERT, last token for decoders)\n"
-        "  --lora-r R (8) --lora-alpha A (16) --lora-dropout P (0)\n"
-        "  --lora-targets LIST         HF module names: q_proj,v_proj | c_attn | query,value | all-linear\n"
-        "                              (default: the family's attention query/value projections)\n"
-        "Data\n"
-        "  --data FILE                 training data: JSONL / CSV / TSV / TXT as `ftc data check` reads it\n"
-        "                              ({\"text\",\"label\"}, {\"prompt\",\"completion\"}, {\"messages\"}, {\"text\"}),\n"
-        "                              or pre-tokenized JSONL ({\"input_ids\": [..], \"label\"|\"labels\": ..})\n"
-        "  --format F                  text | completion | chat | label (default: detected)\n"
-        "  --chat-template T           chat template: a preset (chatml, llama3, llama2, zephyr, plain) or a .jinja\n"
-        "                              file (default: the model's tokenizer_config.json)\n"
-        "  --text-col C --label-col C  CSV/TSV columns\n"
-        "  --train-on-inputs           causal-lm: also train prompt/user tokens (default: answers only)\n"
-        "  --pack                      causal-lm: pack examples into --max-len sequences\n"
-        "  --val FILE | --val-split F  validation data, or a seeded share F of --data (e.g. 0.1)\n"
-        "  --max-len N (128)           longer examples are truncated\n"
-        "Optimisation\n"
+        "prints them; the table is printed too) and report.html (ftc report).\n\n");
+    for (int g = 0; g < 4; g++) {
+        fprintf(out, "%s\n", groups[g]);
+        if (g == 2)
+            fprintf(out,
         "  Defaults depend on --task and --method (docs/train.md, \"Defaults\"); what you set wins:\n"
         "                   lr     head lr  warmup  batch  epochs (before fitting to the data's size)\n"
         "    classify head  1e-2   -        0       32     4\n"
         "    classify lora  3e-3   1e-2     0.1     32     3\n"
         "    classify full  5e-5   1e-2     0.1     32     3   (+ the head-first stage, below)\n"
         "    causal-lm      at hidden size 768: head 8.5e-4, lora 8.5e-4, full 1.7e-4, scaled by 768/hidden\n"
-        "                   (stories260K, 64: 1e-2, 1e-2, 2e-3); warmup 0.1, batch 8, 3 epochs\n"
-        "  --epochs N | --max-steps N  length of the run (max-steps wins). Without --epochs: the method's count,\n"
-        "                              more (up to 25) until the run has 100 optimizer steps, fewer (down to 1)\n"
-        "                              so it sees at most 30,000 examples\n"
-        "  --lr X  --batch N  --grad-accum N (1)   effective batch = batch x grad-accum\n"
-        "  --head-lr X                 a new classification head's rate under lora and full\n"
-        "  --no-lp-ft                  full on classify with a new head: skip the head-first stage (LP-FT:\n"
-        "                              the head alone at --head-lr into RUNDIR/head-stage, then every weight)\n"
-        "  --warmup N|F                linear warmup over N steps, or over share F < 1 of all steps\n"
-        "  --schedule linear|cosine|constant (linear)   after warmup\n"
-        "  --weight-decay X (0.01)     AdamW, not applied to biases, norms and embeddings\n"
-        "  --clip X (1.0)              global gradient-norm clipping (0: off)\n"
-        "  --beta1 (0.9) --beta2 (0.999) --adam-eps (1e-8)\n"
-        "  --seed N (42)               data order, head and adapter init: same seed, same result\n"
-        "  --precision fp32|bf16 (fp32)  bf16: matmuls of linears and heads take bf16 operands (f32 accumulation);\n"
-        "                              master weights, gradients, AdamW state, norms and loss stay f32\n"
-        "  --base-dtype auto|fp32|bf16|q8_0|q4_0|q4_1|q4_k|nf4 (auto)  lora/head: frozen base weights stored in bf16\n"
-        "                              (half the memory, bf16 matmuls) or block-quantized (q8_0 about 0.27x f32,\n"
-        "                              q4_* 0.14-0.16x; fused matmuls on the blocks); auto: bf16 when --precision bf16\n"
-        "Evaluation, checkpoints, logging\n"
-        "  --eval-every N (0)          validate every N steps (0: only at epoch ends; always at each epoch end)\n"
-        "  --metric val_loss|accuracy|macro_f1   what 'best' means (classify: accuracy; causal-lm: val_loss)\n"
-        "  --patience N (0)            stop after N evaluations without improvement (0: never)\n"
-        "  --save-every N (0)          checkpoint every N steps (0: only at epoch ends and the end; always there)\n"
-        "  --save-total-limit N (1)    keep at most N checkpoints with optimizer state: checkpoint.ftc (the newest,\n"
-        "                              what --resume reads) and checkpoint-STEP.ftc; the best evaluation's stays\n"
-        "                              (0: keep all; best.ftc, the best weights, always stays)\n"
-        "  --log-every N (10)          a metrics.jsonl line every N steps\n"
+        "                   (stories260K, 64: 1e-2, 1e-2, 2e-3); warmup 0.1, batch 8, 3 epochs\n");
+        for (const ftc_train_option *o = ftc_train_options(); o->name; o++)
+            if (!strcmp(o->group, groups[g])) option_help(out, o);
+    }
+    fprintf(out,
         "  --config FILE               YAML or JSON with the same keys (lr: 2e-5, grad_accum: 4, ...);\n"
         "                              flags on the command line win\n"
-        "  --resume                    continue RUNDIR from its last checkpoint (bit-identical to an\n"
-        "                              uninterrupted run with the same thread count) with its saved settings;\n"
-        "                              a flag that contradicts them is refused (--lr, --save-every, --max-steps,\n"
-        "                              --epochs may change); a finished run: nothing to do\n"
         "  --quiet                     no progress output\n"
         "  --samples N (5)             causal-lm: prompts answered in samples.jsonl (0: none, no time spent on them)\n\n"
         "Booleans: --flag, --flag true|false, --no-flag. Options also take --name=VALUE. Names from Hugging Face\n"
@@ -178,6 +146,17 @@ static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_
     ftc_status s = FTC_OK;
     if (snprintf(h->out, sizeof h->out, "%s/head-stage", c->out) >= (int)sizeof h->out)
         s = ftc_errf(&err, FTC_E_USAGE, "--out %s: path too long", c->out);
+    /* the whole run's settings go down before the head stage starts, so that a run killed inside it is resumed
+     * against them (--resume refuses flags that contradict them); the full stage rewrites the file with its plan */
+    char path[FTC_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.resolved.json", c->out);
+    if (s == FTC_OK && !ftc_file_exists(path) && (s = ftc_mkdirs(c->out, &err)) == FTC_OK) {
+        json_t *cfg = ftc_train_config_json(c);
+        char *text = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) : NULL;
+        json_decref(cfg);
+        s = text ? ftc_write_file_atomic(path, text, strlen(text), &err) : ftc_errf(&err, FTC_E_NOMEM, "out of memory");
+        free(text);
+    }
     if (s == FTC_OK) s = ftc_train_config_finalize(h, &err);
     if (s == FTC_OK) ftc_train_config_fit_data(h, train->n);
     if (s == FTC_OK && !ftc_train_run_finished(h->out, NULL)) {
@@ -382,8 +361,11 @@ int cmd_train(int argc, char **argv) {
 
     char ckpt[FTC_PATH_MAX + 32];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ftc", c.out);
-    if (!resume && ftc_file_exists(ckpt)) {
-        rc = cli_usage_error("train", "%s already holds a run (checkpoint.ftc): use --resume, or another --out", c.out);
+    char head_ckpt[FTC_PATH_MAX + 32];
+    snprintf(head_ckpt, sizeof head_ckpt, "%s/head-stage/checkpoint.ftc", c.out);
+    if (!resume && (ftc_file_exists(ckpt) || ftc_file_exists(head_ckpt))) {
+        rc = cli_usage_error("train", "%s already holds a run (%s): use --resume, or another --out", c.out,
+                             ftc_file_exists(ckpt) ? "checkpoint.ftc" : "head-stage/checkpoint.ftc");
         goto done;
     }
     struct sigaction sa;

@@ -81,16 +81,6 @@ static ftc_status write_split(const char *dir, const char *name, const record_li
     return ftc_atomic_commit(&af, err);
 }
 
-/* Frees examples and names (ftc_dataset_free lives with the trainer; the data layer needs no link to it). */
-static void dataset_clear(ftc_dataset *d) {
-    for (int i = 0; i < d->n; i++) ftc_example_free(&d->ex[i]);
-    free(d->ex);
-    if (d->label_names)
-        for (int i = 0; i < d->num_labels; i++) free(d->label_names[i]);
-    free(d->label_names);
-    memset(d, 0, sizeof *d);
-}
-
 static void set_names(ftc_dataset *d, const ftc_label_map *m) {
     d->num_labels = m->n;
     d->label_names = calloc((size_t)m->n, sizeof(char *));
@@ -199,6 +189,6 @@ ftc_status ftc_data_load(const char *path, const char *val_path, const ftc_load_
     records_free(&va);
     ftc_label_map_free(&built);
     if (s != FTC_OK)
-        for (int k = 0; k < 3; k++) if (dst[k]) dataset_clear(dst[k]);
+        for (int k = 0; k < 3; k++) if (dst[k]) ftc_dataset_free(dst[k]);
     return s;
 }

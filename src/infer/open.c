@@ -1,11 +1,11 @@
 /* Opening what the user points --model at for generate/chat/classify: a model directory in Hugging Face
  * layout, or an ftc run directory (RUNDIR/config.resolved.json + RUNDIR/model/, or for a LoRA run the base model
- * with RUNDIR/adapter merged: ftc_run_dir_load). The tokenizer comes from the model directory, or for a run whose model/ holds no tokenizer files,
+ * with RUNDIR/adapter merged: ftc_run_model_load, include/ftc/rundir.h, below both inference and training). The tokenizer comes from the model directory, or for a run whose model/ holds no tokenizer files,
  * from the base model the run was trained from (config.resolved.json "model"). */
 #include "ftc/infer.h"
 #include "base/base_internal.h"
 #include "ftc/base.h"
-#include "ftc/train.h"
+#include "ftc/rundir.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +40,6 @@ static ftc_status read_applied_template(ftc_infer_model *im, const char *dir, ft
     return FTC_OK;
 }
 
-static const char *cfg_path_of(const char *run, char *buf, size_t n) {
-    snprintf(buf, n, "%s/config.resolved.json", run);
-    return buf;
-}
-
 ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, ftc_err *err) {
     memset(im, 0, sizeof *im);
     if (strlen(path) > 4000) return ftc_errf(err, FTC_E_USAGE, "model path is too long (%zu bytes)", strlen(path));
@@ -54,33 +49,32 @@ ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, 
     if (ftc_file_exists(cfg)) {
         /* a run: RUNDIR/model with the run's task (train.h), the template and base model it recorded */
         im->is_run = true;
-        ftc_train_config *rc = malloc(sizeof *rc);
-        if (!rc) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+        ftc_run_info *ri = malloc(sizeof *ri);
+        if (!ri) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
         snprintf(im->model_dir, sizeof im->model_dir, "%s/model", path);
         snprintf(cfg, sizeof cfg, "%s/config.json", im->model_dir);
         bool merged = ftc_file_exists(cfg);
         if (!merged && !ftc_run_dir_has_model(path)) {
-            free(rc);
+            free(ri);
             return ftc_errf(err, FTC_E_INPUT, "run %s has no model yet (%s is missing, and no LoRA adapter/): has "
                             "training finished?", path, cfg);
         }
         /* the task first: a run for another command is refused before its weights are read */
-        ftc_train_config_defaults(rc);
-        s = ftc_train_config_load_file(rc, cfg_path_of(path, cfg, sizeof cfg), err);
-        if (s == FTC_OK && want_task >= 0 && (ftc_task)want_task != rc->task)
+        s = ftc_run_info_read(path, ri, err);
+        if (s == FTC_OK && want_task >= 0 && (ftc_task)want_task != ri->task)
             s = ftc_errf(err, FTC_E_USAGE, "run %s was trained for %s; use %s", path,
-                         rc->task == FTC_TASK_CLASSIFY ? "classify" : "causal-lm",
-                         rc->task == FTC_TASK_CLASSIFY ? "ftc classify" : "ftc generate or ftc chat");
-        if (s == FTC_OK) s = ftc_run_dir_load(path, &im->model, rc, err);
+                         ri->task == FTC_TASK_CLASSIFY ? "classify" : "causal-lm",
+                         ri->task == FTC_TASK_CLASSIFY ? "ftc classify" : "ftc generate or ftc chat");
+        if (s == FTC_OK) s = ftc_run_model_load(path, ri, &im->model, err);
         if (s == FTC_OK) {
-            im->task = rc->task;
-            snprintf(base, sizeof base, "%s", rc->model);
+            im->task = ri->task;
+            snprintf(base, sizeof base, "%s", ri->model);
             /* a LoRA run keeping its adapter only: base + adapter (loaded above); the base's files stand for model/ */
-            if (!merged) snprintf(im->model_dir, sizeof im->model_dir, "%s", rc->model);
-            snprintf(im->template_name, sizeof im->template_name, "%s", rc->template_name);
-            im->run_max_len = rc->max_len;
+            if (!merged) snprintf(im->model_dir, sizeof im->model_dir, "%s", ri->model);
+            snprintf(im->template_name, sizeof im->template_name, "%s", ri->template_name);
+            im->run_max_len = ri->max_len;
         }
-        free(rc);
+        free(ri);
         if (s == FTC_OK) s = read_applied_template(im, path, err);
         if (s) goto fail;
     } else {

@@ -120,6 +120,9 @@ ftc_status ftc_model_add_lora(ftc_model *m, const char *targets, int r, float al
             lm->lora_b = ftc_model_add_param(m, name, 2, sb, false, true);
             if (m->table_oom) return ftc_errf(err, FTC_E_NOMEM, "out of memory adding LoRA adapters");
             m->params[lm->lora_a].is_lora = m->params[lm->lora_b].is_lora = true;
+            /* an adapter belongs where the linear it adapts does (the freeze policy reads this) */
+            m->params[lm->lora_a].role = m->params[lm->lora_b].role = m->params[lm->w].role;
+            m->params[lm->lora_a].block = m->params[lm->lora_b].block = m->params[lm->w].block;
             lm->lora_scale = alpha / (float)r;
             lm->lora_dropout = dropout;
             matched++;

@@ -30,6 +30,8 @@ int ftc_model_add_param(ftc_model *m, const char *name, int ndim, const int64_t 
     p->trainable = true;
     p->decay = decay;
     p->transposed = transposed;
+    p->role = FTC_PARAM_OTHER;
+    p->block = -1;
     m->offsets[m->n_params] = -1; /* no storage yet */
     return m->n_params++;
 }
@@ -109,37 +111,41 @@ void ftc_model_init_linear(linear_mod *l, int w, int b, int in, int out, const c
 
 /* ---- the name table ---- */
 
-static int addf(ftc_model *m, bool transposed, bool decay, int ndim, int64_t d0, int64_t d1, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
-static int addf(ftc_model *m, bool transposed, bool decay, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) {
+static int addf(ftc_model *m, ftc_param_role role, int block, bool transposed, bool decay, int ndim, int64_t d0,
+                int64_t d1, const char *fmt, ...) __attribute__((format(printf, 9, 10)));
+static int addf(ftc_model *m, ftc_param_role role, int block, bool transposed, bool decay, int ndim, int64_t d0,
+                int64_t d1, const char *fmt, ...) {
     char name[160];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     int64_t shape[2] = {d0, d1};
-    return ftc_model_add_param(m, name, ndim, shape, transposed, decay);
+    int i = ftc_model_add_param(m, name, ndim, shape, transposed, decay);
+    if (i >= 0) m->params[i].role = role, m->params[i].block = role == FTC_PARAM_BLOCK ? block : -1;
+    return i;
 }
 
-/* A linear named MODULE.weight (+ .bias), stored [out,in] in our layout. */
-static void add_linear(ftc_model *m, linear_mod *l, bool conv1d, bool bias, int in, int out, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
-static void add_linear(ftc_model *m, linear_mod *l, bool conv1d, bool bias, int in, int out, const char *fmt, ...) {
+/* A linear of block `block` named MODULE.weight (+ .bias), stored [out,in] in our layout. */
+static void add_linear(ftc_model *m, linear_mod *l, int block, bool conv1d, bool bias, int in, int out,
+                       const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+static void add_linear(ftc_model *m, linear_mod *l, int block, bool conv1d, bool bias, int in, int out,
+                       const char *fmt, ...) {
     char mod[128];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(mod, sizeof mod, fmt, ap);
     va_end(ap);
-    int w = addf(m, conv1d, true, 2, out, in, "%s.weight", mod);
-    int b = bias ? addf(m, false, false, 1, out, 0, "%s.bias", mod) : -1;
+    int w = addf(m, FTC_PARAM_BLOCK, block, conv1d, true, 2, out, in, "%s.weight", mod);
+    int b = bias ? addf(m, FTC_PARAM_BLOCK, block, false, false, 1, out, 0, "%s.bias", mod) : -1;
     ftc_model_init_linear(l, w, b, in, out, mod);
 }
 
 static void add_norm(ftc_model *m, int *w, int *b, int C, const char *fmt, const char *wname, const char *bname, int i) {
     char mod[128];
     snprintf(mod, sizeof mod, fmt, m->prefix, i);
-    *w = addf(m, false, false, 1, C, 0, "%s.%s", mod, wname);
-    *b = m->rmsnorm ? -1 : addf(m, false, false, 1, C, 0, "%s.%s", mod, bname);
+    *w = addf(m, FTC_PARAM_BLOCK, i, false, false, 1, C, 0, "%s.%s", mod, wname);
+    *b = m->rmsnorm ? -1 : addf(m, FTC_PARAM_BLOCK, i, false, false, 1, C, 0, "%s.%s", mod, bname);
 }
 
 /* Declares every parameter of the configured model. pooler/classifier: whether to include them. */
@@ -158,68 +164,72 @@ static ftc_status declare_params(ftc_model *m, bool pooler, int cls_labels, bool
     }
     switch (c->family) {
     case FTC_FAMILY_GPT2:
-        m->wte = addf(m, false, false, 2, V, C, "%swte.weight", px);
-        m->wpe = addf(m, false, false, 2, c->max_positions, C, "%swpe.weight", px);
+        m->wte = addf(m, FTC_PARAM_EMBEDDING, -1, false, false, 2, V, C, "%swte.weight", px);
+        m->wpe = addf(m, FTC_PARAM_EMBEDDING, -1, false, false, 2, c->max_positions, C, "%swpe.weight", px);
         for (int i = 0; i < m->L; i++) {
             layer_params *l = &m->layers[i];
             add_norm(m, &l->n1_w, &l->n1_b, C, "%sh.%d.ln_1", "weight", "bias", i);
-            add_linear(m, &l->qkv, true, true, C, 3 * C, "%sh.%d.attn.c_attn", px, i);
-            add_linear(m, &l->o, true, true, C, C, "%sh.%d.attn.c_proj", px, i);
+            add_linear(m, &l->qkv, i, true, true, C, 3 * C, "%sh.%d.attn.c_attn", px, i);
+            add_linear(m, &l->o, i, true, true, C, C, "%sh.%d.attn.c_proj", px, i);
             add_norm(m, &l->n2_w, &l->n2_b, C, "%sh.%d.ln_2", "weight", "bias", i);
-            add_linear(m, &l->up, true, true, C, F, "%sh.%d.mlp.c_fc", px, i);
-            add_linear(m, &l->down, true, true, F, C, "%sh.%d.mlp.c_proj", px, i);
+            add_linear(m, &l->up, i, true, true, C, F, "%sh.%d.mlp.c_fc", px, i);
+            add_linear(m, &l->down, i, true, true, F, C, "%sh.%d.mlp.c_proj", px, i);
         }
-        m->lnf_w = addf(m, false, false, 1, C, 0, "%sln_f.weight", px);
-        m->lnf_b = addf(m, false, false, 1, C, 0, "%sln_f.bias", px);
+        m->lnf_w = addf(m, FTC_PARAM_FINAL_NORM, -1, false, false, 1, C, 0, "%sln_f.weight", px);
+        m->lnf_b = addf(m, FTC_PARAM_FINAL_NORM, -1, false, false, 1, C, 0, "%sln_f.bias", px);
         break;
     case FTC_FAMILY_LLAMA: {
         bool qwen = !strcmp(c->model_type, "qwen2");
-        m->wte = addf(m, false, false, 2, V, C, "%sembed_tokens.weight", px);
+        m->wte = addf(m, FTC_PARAM_EMBEDDING, -1, false, false, 2, V, C, "%sembed_tokens.weight", px);
         for (int i = 0; i < m->L; i++) {
             layer_params *l = &m->layers[i];
             add_norm(m, &l->n1_w, &l->n1_b, C, "%slayers.%d.input_layernorm", "weight", "", i);
-            add_linear(m, &l->q, false, c->attention_bias, C, m->qdim, "%slayers.%d.self_attn.q_proj", px, i);
-            add_linear(m, &l->k, false, c->attention_bias, C, m->kvdim, "%slayers.%d.self_attn.k_proj", px, i);
-            add_linear(m, &l->v, false, c->attention_bias, C, m->kvdim, "%slayers.%d.self_attn.v_proj", px, i);
-            add_linear(m, &l->o, false, c->attention_bias && !qwen, m->qdim, C, "%slayers.%d.self_attn.o_proj", px, i);
+            add_linear(m, &l->q, i, false, c->attention_bias, C, m->qdim, "%slayers.%d.self_attn.q_proj", px, i);
+            add_linear(m, &l->k, i, false, c->attention_bias, C, m->kvdim, "%slayers.%d.self_attn.k_proj", px, i);
+            add_linear(m, &l->v, i, false, c->attention_bias, C, m->kvdim, "%slayers.%d.self_attn.v_proj", px, i);
+            add_linear(m, &l->o, i, false, c->attention_bias && !qwen, m->qdim, C, "%slayers.%d.self_attn.o_proj", px,
+                       i);
             add_norm(m, &l->n2_w, &l->n2_b, C, "%slayers.%d.post_attention_layernorm", "weight", "", i);
-            add_linear(m, &l->gate, false, c->mlp_bias, C, F, "%slayers.%d.mlp.gate_proj", px, i);
-            add_linear(m, &l->up, false, c->mlp_bias, C, F, "%slayers.%d.mlp.up_proj", px, i);
-            add_linear(m, &l->down, false, c->mlp_bias, F, C, "%slayers.%d.mlp.down_proj", px, i);
+            add_linear(m, &l->gate, i, false, c->mlp_bias, C, F, "%slayers.%d.mlp.gate_proj", px, i);
+            add_linear(m, &l->up, i, false, c->mlp_bias, C, F, "%slayers.%d.mlp.up_proj", px, i);
+            add_linear(m, &l->down, i, false, c->mlp_bias, F, C, "%slayers.%d.mlp.down_proj", px, i);
         }
-        m->lnf_w = addf(m, false, false, 1, C, 0, "%snorm.weight", px);
+        m->lnf_w = addf(m, FTC_PARAM_FINAL_NORM, -1, false, false, 1, C, 0, "%snorm.weight", px);
         break;
     }
     case FTC_FAMILY_BERT:
-        m->wte = addf(m, false, false, 2, V, C, "%sembeddings.word_embeddings.weight", px);
-        m->wpe = addf(m, false, false, 2, c->max_positions, C, "%sembeddings.position_embeddings.weight", px);
+        m->wte = addf(m, FTC_PARAM_EMBEDDING, -1, false, false, 2, V, C, "%sembeddings.word_embeddings.weight", px);
+        m->wpe = addf(m, FTC_PARAM_EMBEDDING, -1, false, false, 2, c->max_positions, C,
+                      "%sembeddings.position_embeddings.weight", px);
         if (c->type_vocab_size > 0)
-            m->wtt = addf(m, false, false, 2, c->type_vocab_size, C, "%sembeddings.token_type_embeddings.weight", px);
-        m->emb_n_w = addf(m, false, false, 1, C, 0, "%sembeddings.LayerNorm.weight", px);
-        m->emb_n_b = addf(m, false, false, 1, C, 0, "%sembeddings.LayerNorm.bias", px);
+            m->wtt = addf(m, FTC_PARAM_EMBEDDING, -1, false, false, 2, c->type_vocab_size, C,
+                          "%sembeddings.token_type_embeddings.weight", px);
+        m->emb_n_w = addf(m, FTC_PARAM_EMBEDDING, -1, false, false, 1, C, 0, "%sembeddings.LayerNorm.weight", px);
+        m->emb_n_b = addf(m, FTC_PARAM_EMBEDDING, -1, false, false, 1, C, 0, "%sembeddings.LayerNorm.bias", px);
         for (int i = 0; i < m->L; i++) {
             layer_params *l = &m->layers[i];
-            add_linear(m, &l->q, false, true, C, C, "%sencoder.layer.%d.attention.self.query", px, i);
-            add_linear(m, &l->k, false, true, C, C, "%sencoder.layer.%d.attention.self.key", px, i);
-            add_linear(m, &l->v, false, true, C, C, "%sencoder.layer.%d.attention.self.value", px, i);
-            add_linear(m, &l->o, false, true, C, C, "%sencoder.layer.%d.attention.output.dense", px, i);
+            add_linear(m, &l->q, i, false, true, C, C, "%sencoder.layer.%d.attention.self.query", px, i);
+            add_linear(m, &l->k, i, false, true, C, C, "%sencoder.layer.%d.attention.self.key", px, i);
+            add_linear(m, &l->v, i, false, true, C, C, "%sencoder.layer.%d.attention.self.value", px, i);
+            add_linear(m, &l->o, i, false, true, C, C, "%sencoder.layer.%d.attention.output.dense", px, i);
             add_norm(m, &l->n1_w, &l->n1_b, C, "%sencoder.layer.%d.attention.output.LayerNorm", "weight", "bias", i);
-            add_linear(m, &l->up, false, true, C, F, "%sencoder.layer.%d.intermediate.dense", px, i);
-            add_linear(m, &l->down, false, true, F, C, "%sencoder.layer.%d.output.dense", px, i);
+            add_linear(m, &l->up, i, false, true, C, F, "%sencoder.layer.%d.intermediate.dense", px, i);
+            add_linear(m, &l->down, i, false, true, F, C, "%sencoder.layer.%d.output.dense", px, i);
             add_norm(m, &l->n2_w, &l->n2_b, C, "%sencoder.layer.%d.output.LayerNorm", "weight", "bias", i);
         }
         if (pooler) {
-            m->pooler_w = addf(m, false, true, 2, C, C, "%spooler.dense.weight", px);
-            m->pooler_b = addf(m, false, false, 1, C, 0, "%spooler.dense.bias", px);
+            m->pooler_w = addf(m, FTC_PARAM_POOLER, -1, false, true, 2, C, C, "%spooler.dense.weight", px);
+            m->pooler_b = addf(m, FTC_PARAM_POOLER, -1, false, false, 1, C, 0, "%spooler.dense.bias", px);
         }
         break;
     }
     if (m->task == FTC_TASK_CAUSAL_LM)
-        m->lm_head = c->tie_word_embeddings ? m->wte : addf(m, false, true, 2, V, C, "lm_head.weight");
+        m->lm_head = c->tie_word_embeddings ? m->wte
+                                            : addf(m, FTC_PARAM_LM_HEAD, -1, false, true, 2, V, C, "lm_head.weight");
     if (cls_labels > 0) {
         const char *head = c->family == FTC_FAMILY_BERT ? "classifier" : "score";
-        m->cls_w = addf(m, false, true, 2, cls_labels, C, "%s.weight", head);
-        m->cls_b = cls_bias ? addf(m, false, false, 1, cls_labels, 0, "%s.bias", head) : -1;
+        m->cls_w = addf(m, FTC_PARAM_CLASSIFIER, -1, false, true, 2, cls_labels, C, "%s.weight", head);
+        m->cls_b = cls_bias ? addf(m, FTC_PARAM_CLASSIFIER, -1, false, false, 1, cls_labels, 0, "%s.bias", head) : -1;
         m->num_labels = cls_labels;
     }
     if (m->table_oom) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
@@ -635,8 +645,10 @@ ftc_status ftc_model_set_classifier(ftc_model *m, int num_labels, ftc_pooling po
         }
     } else {
         const char *head = m->cfg.family == FTC_FAMILY_BERT ? "classifier" : "score";
-        m->cls_w = addf(m, false, true, 2, num_labels, m->C, "%s.weight", head);
-        m->cls_b = m->cfg.family == FTC_FAMILY_BERT ? addf(m, false, false, 1, num_labels, 0, "%s.bias", head) : -1;
+        m->cls_w = addf(m, FTC_PARAM_CLASSIFIER, -1, false, true, 2, num_labels, m->C, "%s.weight", head);
+        m->cls_b = m->cfg.family == FTC_FAMILY_BERT
+                       ? addf(m, FTC_PARAM_CLASSIFIER, -1, false, false, 1, num_labels, 0, "%s.bias", head)
+                       : -1;
         if (m->cls_w < 0 || (m->cfg.family == FTC_FAMILY_BERT && m->cls_b < 0))
             return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     }

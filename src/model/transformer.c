@@ -589,7 +589,9 @@ static bool embeddings_trainable(const ftc_model *m) {
     return false;
 }
 
-ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
+ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) { return ftc_model_backward_weighted(m, 1.0f, err); }
+
+ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err) {
     if (!m->forward_done || !m->have_labels)
         return ftc_errf(err, FTC_E_USAGE, "backward needs a preceding forward with labels");
     if (!m->g_res) return ftc_errf(err, FTC_E_USAGE, "no trainable parameters: nothing to differentiate");
@@ -617,13 +619,13 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) {
             for (int n = r0; n < r0 + rows; n++) here += m->targets[n] >= 0;
             if (!here) continue;
             ftc_cross_entropy_backward(m->dlogits, m->logits + (size_t)r0 * m->V, m->targets + r0, rows, m->V,
-                                   (float)here / (float)total);
+                                   (float)here / (float)total * weight);
             ftc_model_linear_backward(m, m->lm_head, -1, need_hidden_grad ? g + (size_t)r0 * C : NULL, m->dlogits,
                                   m->hidden + (size_t)r0 * C, rows, C, m->V);
         }
     } else {
         int nl = m->num_labels;
-        ftc_cross_entropy_backward(m->dlogits, m->logits, m->cls_targets, B, nl, 1.0f);
+        ftc_cross_entropy_backward(m->dlogits, m->logits, m->cls_targets, B, nl, weight);
         bool use_pooler = uses_pooler(m);
         const float *z = head_input(m);
         const float *zin = dropped(m, m->cls_dropout) ? m->cls_in : z;

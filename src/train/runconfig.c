@@ -1,5 +1,6 @@
-/* `ftc train` settings: defaults, one setter per key shared by the command line and config files
- * (YAML or JSON, same keys, '-' or '_'), validation, and the resolved JSON written to the run dir. */
+/* `ftc train` settings: one table (TRAIN_OPTIONS) that gives the defaults, the setter shared by the command line
+ * and config files (YAML or JSON, same keys, '-' or '_'), the resolved JSON written to the run dir and the help
+ * text; validation of the combination (finalize). */
 #include "ftc/train.h"
 #include "base/base_internal.h"
 #include "ftc/base.h"
@@ -8,23 +9,169 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
-/* Every setting `ftc train` knows, one table for the command line, config files and config.resolved.json. */
-static const ftc_train_option OPTIONS[] = {
-    {"model", false}, {"data", false}, {"out", false}, {"val", false}, {"task", false}, {"method", false},
-    {"val-split", false}, {"epochs", false}, {"max-steps", false}, {"lr", false}, {"batch", false},
-    {"grad-accum", false}, {"max-len", false}, {"warmup", false}, {"schedule", false}, {"weight-decay", false},
-    {"clip", false}, {"beta1", false}, {"beta2", false}, {"adam-eps", false}, {"seed", false}, {"eval-every", false},
-    {"save-every", false}, {"log-every", false}, {"patience", false}, {"metric", false}, {"unfreeze-last", false},
-    {"lora-r", false}, {"lora-alpha", false}, {"lora-dropout", false}, {"lora-targets", false}, {"resume", true},
-    {"format", false}, {"chat-template", false}, {"text-col", false}, {"label-col", false}, {"pack", true},
-    {"train-on-inputs", true}, {"pooling", false}, {"feature-cache", true}, {"precision", false},
-    {"base-dtype", false}, {"grad-checkpoint", true}, {"head-lr", false}, {"lp-ft", true}, {"memory-check", true}, {"save-only-model", true},
-    {"save-merged", true}, {"save-total-limit", false}, {NULL, false}};
+/* Every setting `ftc train` knows: ONE table, which generates the command line's option list
+ * (ftc_train_options), the defaults (ftc_train_config_defaults), the parser (ftc_train_config_set, also for
+ * config files and config.resolved.json), the JSON (ftc_train_config_json) and the help text
+ * (ftc_train_options' group/arg/help, printed by `ftc train --help`).
+ * X(name, kind, field, lo, hi, default number, default text, group, arg, help):
+ *   kind  PATH, STR (text in a char array), CHOICE (STR from a fixed list), ENUM (a name -> value list),
+ *         BOOL, INT, I64, FLT, DBL (numbers in [lo, hi]), SEED (a 64-bit unsigned integer), NOJSON_BOOL (a boolean
+ *         that config.resolved.json does not record: --resume). The order is config.resolved.json's. */
+#define TRAIN_OPTIONS(X)                                                                                               \
+    X("model", PATH, model, 0, 0, 0, "", "Data", "DIR", "the model to fine-tune (Hugging Face layout, or a RUNDIR)")  \
+    X("data", PATH, data, 0, 0, 0, "", "Data", "FILE",                                                                \
+      "training data: JSONL / CSV / TSV / TXT as `ftc data check` reads it ({\"text\",\"label\"},\n"               \
+      "{\"prompt\",\"completion\"}, {\"messages\"}, {\"text\"}), or pre-tokenized JSONL ({\"input_ids\": [..], ...})") \
+    X("out", PATH, out, 0, 0, 0, "", "Data", "RUNDIR", "the run directory")                                          \
+    X("val", PATH, val, 0, 0, 0, "", "Data", "FILE", "validation data")                                              \
+    X("task", ENUM, task, 0, 0, 0, "classify", "What to train", "causal-lm|classify",                               \
+      "next-token loss on trainable tokens, or a label per example (default: from the data: labelled records\n"    \
+      "classify; text, prompt/completion, chat: causal-lm)")                                                         \
+    X("method", ENUM, method, 0, 0, 0, "full", "What to train", "full|head|lora",                                    \
+      "full: every weight; head: the new classification head (+ last N blocks), for causal-lm the last N blocks\n" \
+      "and the final norm; lora: adapters (+ head)")                                                                 \
+    X("val-split", DBL, val_split, 0, 0.9, 0, NULL, "Data", "F", "validation data: a seeded share F of --data (e.g. 0.1)") \
+    X("epochs", INT, epochs, 0, 1000000, 0, NULL, "Optimisation", "N",                                               \
+      "length of the run (--max-steps wins). Without it: the method's count, more (up to 25) until the run has\n"   \
+      "100 optimizer steps, fewer (down to 1) so it sees at most 30,000 examples")                                  \
+    X("max-steps", I64, max_steps, 0, 1099511627776.0, 0, NULL, "Optimisation", "N", "optimizer steps (0: from --epochs)") \
+    X("lr", FLT, lr, 0, 10, -1, NULL, "Optimisation", "X", "learning rate (default: the task's and method's, docs/train.md)") \
+    X("head-lr", FLT, head_lr, 0, 10, -1, NULL, "Optimisation", "X", "a new classification head's rate under lora and full") \
+    X("lp-ft", BOOL, lp_ft, 0, 0, 1, NULL, "Optimisation", NULL,                                                     \
+      "full on classify with a new head: the head alone first at --head-lr into RUNDIR/head-stage, then every\n"    \
+      "weight (--no-lp-ft skips it)")                                                                                \
+    X("memory-check", BOOL, memory_check, 0, 0, 1, NULL, "What to train", NULL,                                      \
+      "refuse a run whose planned peak memory exceeds what is available (ftc plan; --no-memory-check runs it)")     \
+    X("save-only-model", BOOL, save_only_model, 0, 0, 0, NULL, "Evaluation, checkpoints, logging", NULL,              \
+      "a finished run keeps model/ (and adapter/) only: no checkpoint.ftc or best.ftc, so it cannot be continued")  \
+    X("save-merged", BOOL, save_merged, 0, 0, 0, NULL, "Evaluation, checkpoints, logging", NULL,                      \
+      "lora: also write model/, base + adapter merged (HF layout; alias --merge-lora)")                             \
+    X("save-total-limit", INT, save_total_limit, 0, 1000000, 1, NULL, "Evaluation, checkpoints, logging", "N",        \
+      "keep at most N checkpoints with optimizer state: checkpoint.ftc (the newest, what --resume reads) and\n"     \
+      "checkpoint-STEP.ftc; the best evaluation's stays (0: keep all)")                                              \
+    X("batch", INT, batch, 1, 65536, 0, NULL, "Optimisation", "N", "micro-batch size (default: the method's)")       \
+    X("grad-accum", INT, grad_accum, 1, 65536, 1, NULL, "Optimisation", "N", "micro-batches per optimizer step: effective batch = batch x grad-accum") \
+    X("max-len", INT, max_len, 2, 1048576, 128, NULL, "Data", "N", "longer examples are truncated")                  \
+    X("warmup", DBL, warmup, 0, 1e12, -1, NULL, "Optimisation", "N|F", "linear warmup over N steps, or over share F < 1 of all steps") \
+    X("schedule", ENUM, schedule, 0, 0, 0, "linear", "Optimisation", "linear|cosine|constant", "the rate after warmup") \
+    X("weight-decay", FLT, weight_decay, 0, 10, 0.01, NULL, "Optimisation", "X", "AdamW, not applied to biases, norms and embeddings") \
+    X("clip", FLT, clip, 0, 1e9, 1.0, NULL, "Optimisation", "X", "global gradient-norm clipping (0: off)")            \
+    X("beta1", FLT, beta1, 0, 0.999999, 0.9, NULL, "Optimisation", "X", "AdamW")                                      \
+    X("beta2", FLT, beta2, 0, 0.999999999, 0.999, NULL, "Optimisation", "X", "AdamW")                                 \
+    X("adam-eps", FLT, adam_eps, 1e-30, 1, 1e-8, NULL, "Optimisation", "X", "AdamW")                                  \
+    X("seed", SEED, seed, 0, 0, 42, NULL, "Optimisation", "N", "data order, head and adapter init: same seed, same result") \
+    X("eval-every", INT, eval_every, 0, 1073741824, 0, NULL, "Evaluation, checkpoints, logging", "N",                \
+      "validate every N steps (0: only at epoch ends; always at each epoch end)")                                   \
+    X("save-every", INT, save_every, 0, 1073741824, 0, NULL, "Evaluation, checkpoints, logging", "N",                \
+      "checkpoint every N steps (0: only at epoch ends and the end; always there)")                                 \
+    X("log-every", INT, log_every, 1, 1073741824, 10, NULL, "Evaluation, checkpoints, logging", "N", "a metrics.jsonl line every N steps") \
+    X("patience", INT, patience, 0, 1073741824, 0, NULL, "Evaluation, checkpoints, logging", "N",                    \
+      "stop after N evaluations without improvement (0: never)")                                                    \
+    X("metric", ENUM, metric, 0, 0, 0, "val_loss", "Evaluation, checkpoints, logging", "val_loss|accuracy|macro_f1",  \
+      "what 'best' means (default: accuracy for classify, val_loss for causal-lm)")                                                \
+    X("unfreeze-last", INT, unfreeze_last, 0, 1048576, -1, NULL, "What to train", "N",                               \
+      "head: also train the last N transformer blocks (causal-lm default 1)")                                       \
+    X("lora-r", INT, lora_r, 1, 65536, 8, NULL, "What to train", "R", "LoRA rank")                                    \
+    X("lora-alpha", FLT, lora_alpha, 1e-6, 1e6, 16, NULL, "What to train", "A", "LoRA scale alpha / r")               \
+    X("lora-dropout", FLT, lora_dropout, 0, 0.99, 0, NULL, "What to train", "P", "dropout on the adapters' input")    \
+    X("lora-targets", STR, lora_targets, 0, 0, 0, "", "What to train", "LIST",                                       \
+      "HF module names: q_proj,v_proj | c_attn | query,value | all-linear (default: the family's attention\n"       \
+      "query/value projections)")                                                                                    \
+    X("pooling", CHOICE, pooling, 0, 0, 0, "auto", "What to train", "auto|cls|mean|last",                           \
+      "classify: what the head reads (auto: the checkpoint's sentence-transformers pooling if any, else CLS +\n"    \
+      "pooler for BERT, last token for decoders)")                                                                   \
+    X("feature-cache", BOOL, feature_cache, 0, 0, 1, NULL, "What to train", NULL,                                    \
+      "head on a frozen backbone: the encoder runs once per example (eval mode) and the head trains on the\n"       \
+      "cached features; --no-feature-cache runs it every step in training mode")                                    \
+    X("grad-checkpoint", BOOL, grad_checkpoint, 0, 0, 0, NULL, "What to train", NULL,                                \
+      "recompute each block in backward instead of storing its activations (same gradients; less memory,\n"        \
+      "about a third more compute)")                                                                                 \
+    X("precision", ENUM, precision, 0, 0, 0, "fp32", "Optimisation", "fp32|bf16",                                    \
+      "bf16: matmuls of linears and heads take bf16 operands (f32 accumulation); master weights, gradients,\n"     \
+      "AdamW state, norms and loss stay f32")                                                                        \
+    X("base-dtype", ENUM, base_dtype, 0, 0, 0, "auto", "Optimisation", "auto|fp32|bf16|q8_0|q4_0|q4_1|q4_k|nf4",       \
+      "lora/head: frozen base weights stored in bf16 or block-quantized (fused matmuls on the blocks);\n"            \
+      "auto: bf16 when --precision bf16")                                                                            \
+    X("format", STR, format, 0, 0, 0, "", "Data", "F", "text | completion | chat | label (default: detected)")       \
+    X("chat-template", STR, template_name, 0, 0, 0, "", "Data", "T",                                                 \
+      "chat template: a preset (chatml, llama3, llama2, zephyr, plain) or a .jinja file (default: the model's\n"    \
+      "tokenizer_config.json)")                                                                                      \
+    X("text-col", STR, text_col, 0, 0, 0, "", "Data", "C", "CSV/TSV text column")                                    \
+    X("label-col", STR, label_col, 0, 0, 0, "", "Data", "C", "CSV/TSV label column")                                 \
+    X("pack", BOOL, pack, 0, 0, 0, NULL, "Data", NULL, "causal-lm: pack examples into --max-len sequences")          \
+    X("group-by-length", BOOL, group_by_length, 0, 0, 1, NULL, "Data", NULL,                                          \
+      "each batch holds examples of similar length (mega-batches of 50 batches sorted, as HF's group_by_length):\n" \
+      "far less padding, the same examples per epoch; --no-group-by-length: batches of random lengths")             \
+    X("train-on-inputs", BOOL, train_on_inputs, 0, 0, 0, NULL, "Data", NULL,                                         \
+      "causal-lm: also train prompt/user tokens (default: answers only)")                                           \
+    X("resume", NOJSON_BOOL, resume, 0, 0, 0, NULL, "Evaluation, checkpoints, logging", NULL,                         \
+      "continue RUNDIR from its last checkpoint (bit-identical to an uninterrupted run) with its saved settings;\n" \
+      "a flag that contradicts them is refused (--lr, --save-every, --max-steps, --epochs may change)")
+
+/* ---- what the table generates ---- */
+typedef enum { K_PATH, K_STR, K_CHOICE, K_ENUM, K_BOOL, K_NOJSON_BOOL, K_INT, K_I64, K_FLT, K_DBL, K_SEED } opt_kind;
+typedef struct {
+    opt_kind kind;
+    size_t off, size;    /* the field in ftc_train_config */
+    double lo, hi, dnum; /* numbers: the accepted range; the default (numbers, booleans) */
+    const char *dstr;    /* the default of text and names */
+} opt_def;
+
+#define OPT_DEF(name, kind, field, lo, hi, dnum, dstr, group, arg, help)                                             \
+    {K_##kind, offsetof(ftc_train_config, field), sizeof(((ftc_train_config *)0)->field), lo, hi, dnum, dstr},
+static const opt_def DEFS[] = {TRAIN_OPTIONS(OPT_DEF)};
+#define OPT_PUBLIC(name, kind, field, lo, hi, dnum, dstr, group, arg, help)                                          \
+    {name, K_##kind == K_BOOL || K_##kind == K_NOJSON_BOOL, group, arg, help, dstr ? dstr : #dnum},
+static const ftc_train_option OPTIONS[] = {TRAIN_OPTIONS(OPT_PUBLIC){NULL, false, NULL, NULL, NULL, NULL}};
+_Static_assert(sizeof DEFS / sizeof *DEFS <= 64, "ftc_train_config.set[] holds 64 options");
+
+/* Names -> values of the ENUM settings; the first name of a value is the one written (config.resolved.json) and
+ * listed in errors. CHOICE settings (text from a fixed list) use the names alone. */
+typedef struct { const char *name; int value; } enum_name;
+static const enum_name TASKS[] = {{"causal-lm", FTC_TASK_CAUSAL_LM}, {"classify", FTC_TASK_CLASSIFY},
+                                  {"causal_lm", FTC_TASK_CAUSAL_LM}, {NULL, 0}};
+static const enum_name METHODS[] = {{"full", FTC_METHOD_FULL}, {"head", FTC_METHOD_HEAD}, {"lora", FTC_METHOD_LORA},
+                                    {NULL, 0}};
+static const enum_name SCHEDULES[] = {{"linear", FTC_SCHED_LINEAR}, {"cosine", FTC_SCHED_COSINE},
+                                      {"constant", FTC_SCHED_CONSTANT}, {NULL, 0}};
+static const enum_name METRICS[] = {{"val_loss", FTC_METRIC_VAL_LOSS}, {"accuracy", FTC_METRIC_ACCURACY},
+                                    {"macro_f1", FTC_METRIC_MACRO_F1}, {"val-loss", FTC_METRIC_VAL_LOSS},
+                                    {"loss", FTC_METRIC_VAL_LOSS}, {"macro-f1", FTC_METRIC_MACRO_F1}, {NULL, 0}};
+static const enum_name PRECISIONS[] = {{"fp32", FTC_PREC_FP32}, {"bf16", FTC_PREC_BF16}, {"f32", FTC_PREC_FP32},
+                                       {NULL, 0}};
+static const enum_name BASE_DTYPES[] = {{"auto", FTC_BASE_AUTO}, {"fp32", FTC_BASE_FP32}, {"bf16", FTC_BASE_BF16},
+                                        {"q8_0", FTC_BASE_Q8_0}, {"q4_0", FTC_BASE_Q4_0}, {"q4_1", FTC_BASE_Q4_1},
+                                        {"q4_k", FTC_BASE_Q4_K}, {"nf4", FTC_BASE_NF4}, {"f32", FTC_BASE_FP32},
+                                        {NULL, 0}};
+static const enum_name POOLINGS[] = {{"auto", 0}, {"cls", 1}, {"mean", 2}, {"last", 3}, {NULL, 0}};
+
+static const enum_name *names_of(const char *option) {
+    if (!strcmp(option, "task")) return TASKS;
+    if (!strcmp(option, "method")) return METHODS;
+    if (!strcmp(option, "schedule")) return SCHEDULES;
+    if (!strcmp(option, "metric")) return METRICS;
+    if (!strcmp(option, "precision")) return PRECISIONS;
+    if (!strcmp(option, "base-dtype")) return BASE_DTYPES;
+    return POOLINGS;
+}
+
+/* The first name of value v (what config.resolved.json records). */
+static const char *name_of(const enum_name *t, int v) {
+    for (; t->name; t++) if (t->value == v) return t->name;
+    return "?";
+}
+
+static int enum_field(const ftc_train_config *c, const opt_def *d) {
+    int v;
+    memcpy(&v, (const char *)c + d->off, sizeof v);
+    return v;
+}
 
 /* The names people bring from Hugging Face Trainer, PEFT and Axolotl (and this project's older names). */
 static const ftc_train_alias ALIASES[] = {
@@ -82,38 +229,25 @@ static void suggest(const char *key, char *out, size_t cap) {
 
 void ftc_train_config_defaults(ftc_train_config *c) {
     memset(c, 0, sizeof *c);
-    c->task = FTC_TASK_CLASSIFY;
-    c->method = FTC_METHOD_FULL;
-    /* lr, head lr, warmup, batch: the method's defaults (ftc_train_method_defaults), filled in by finalize;
-     * epochs: from the data's size (ftc_train_auto_epochs) */
-    c->epochs = 0;
-    c->lr = -1;
-    c->head_lr = -1;
-    c->warmup = -1;
-    c->batch = 0;
-    c->lp_ft = true;
-    c->grad_accum = 1;
-    c->max_len = 128;
-    c->schedule = FTC_SCHED_LINEAR;
-    c->weight_decay = 0.01f;
-    c->clip = 1.0f;
-    c->beta1 = 0.9f;
-    c->beta2 = 0.999f;
-    c->adam_eps = 1e-8f;
-    c->seed = 42;
-    c->save_every = 0;
-    c->log_every = 10;
-    c->metric = FTC_METRIC_VAL_LOSS;
-    c->unfreeze_last = -1;
-    strcpy(c->pooling, "auto");
-    c->feature_cache = true;
-    c->memory_check = true;
-    c->save_only_model = false;
-    c->save_merged = false;
-    c->save_total_limit = 1;
-    c->lora_r = 8;
-    c->lora_alpha = 16;
-    c->lora_dropout = 0.0f;
+    for (int i = 0; OPTIONS[i].name; i++) {
+        const opt_def *d = &DEFS[i];
+        char *f = (char *)c + d->off;
+        switch (d->kind) {
+        case K_PATH: case K_STR: case K_CHOICE: snprintf(f, d->size, "%s", d->dstr); break;
+        case K_ENUM: {
+            const enum_name *t = names_of(OPTIONS[i].name);
+            while (t->name && strcmp(t->name, d->dstr)) t++;
+            memcpy(f, &t->value, sizeof t->value);
+            break;
+        }
+        case K_BOOL: case K_NOJSON_BOOL: *(bool *)f = d->dnum != 0; break;
+        case K_INT: *(int *)f = (int)d->dnum; break;
+        case K_I64: *(int64_t *)f = (int64_t)d->dnum; break;
+        case K_FLT: *(float *)f = (float)d->dnum; break;
+        case K_DBL: *(double *)f = d->dnum; break;
+        case K_SEED: *(uint64_t *)f = (uint64_t)d->dnum; break;
+        }
+    }
 }
 
 const char *ftc_method_name(ftc_method m) {
@@ -136,9 +270,6 @@ bool ftc_train_base_bf16(const ftc_train_config *c) {
 }
 const char *ftc_metric_name(ftc_metric m) {
     return m == FTC_METRIC_VAL_LOSS ? "val_loss" : m == FTC_METRIC_ACCURACY ? "accuracy" : "macro_f1";
-}
-const char *ftc_task_name(ftc_task t) {
-    return t == FTC_TASK_CAUSAL_LM ? "causal-lm" : t == FTC_TASK_CLASSIFY ? "classify" : "encode";
 }
 
 static ftc_status parse_long(const char *key, const char *v, long long lo, long long hi, long long *out, ftc_err *err) {
@@ -168,16 +299,55 @@ static ftc_status parse_bool(const char *key, const char *v, bool *out, ftc_err 
     return FTC_OK;
 }
 
-static ftc_status copy_path(const char *key, char *dst, const char *v, ftc_err *err) {
-    if (strlen(v) >= FTC_PATH_MAX) return ftc_errf(err, FTC_E_USAGE, "%s: path longer than %d bytes", key, FTC_PATH_MAX - 1);
-    strcpy(dst, v);
-    return FTC_OK;
-}
-
-static ftc_status copy_short(const char *key, char *dst, size_t cap, const char *v, ftc_err *err) {
-    if (strlen(v) >= cap) return ftc_errf(err, FTC_E_USAGE, "%s: '%s' is too long", key, v);
-    strcpy(dst, v);
-    return FTC_OK;
+/* v as option i's value into c (its kind's parsing, range and names). */
+static ftc_status set_value(ftc_train_config *c, int i, const char *v, ftc_err *err) {
+    const opt_def *d = &DEFS[i];
+    const char *key = OPTIONS[i].name;
+    char *f = (char *)c + d->off;
+    long long L = 0;
+    double D = 0;
+    ftc_status s = FTC_OK;
+    switch (d->kind) {
+    case K_PATH:
+        if (strlen(v) >= d->size) return ftc_errf(err, FTC_E_USAGE, "%s: path longer than %zu bytes", key, d->size - 1);
+        strcpy(f, v);
+        break;
+    case K_STR:
+        if (strlen(v) >= d->size) return ftc_errf(err, FTC_E_USAGE, "%s: '%s' is too long", key, v);
+        strcpy(f, v);
+        break;
+    case K_CHOICE: case K_ENUM: {
+        const enum_name *t = names_of(key);
+        for (const enum_name *n = t; n->name; n++)
+            if (!strcmp(n->name, v)) {
+                if (d->kind == K_ENUM) memcpy(f, &n->value, sizeof n->value);
+                else snprintf(f, d->size, "%s", n->name);
+                return FTC_OK;
+            }
+        char list[256] = "";
+        for (const enum_name *n = t; n->name; n++) {
+            if (strcmp(name_of(t, n->value), n->name)) continue; /* an alias */
+            size_t len = strlen(list);
+            snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "", n->name);
+        }
+        return ftc_errf(err, FTC_E_USAGE, "%s: '%s' is not one of %s", key, v, list);
+    }
+    case K_BOOL: case K_NOJSON_BOOL: return parse_bool(key, v, (bool *)f, err);
+    case K_INT: if ((s = parse_long(key, v, (long long)d->lo, (long long)d->hi, &L, err)) == FTC_OK) *(int *)f = (int)L; break;
+    case K_I64: if ((s = parse_long(key, v, (long long)d->lo, (long long)d->hi, &L, err)) == FTC_OK) *(int64_t *)f = L; break;
+    case K_FLT: if ((s = parse_double(key, v, d->lo, d->hi, &D, err)) == FTC_OK) *(float *)f = (float)D; break;
+    case K_DBL: if ((s = parse_double(key, v, d->lo, d->hi, &D, err)) == FTC_OK) *(double *)f = D; break;
+    case K_SEED: {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || v[0] == '-')
+            return ftc_errf(err, FTC_E_USAGE, "seed: '%s' is not a non-negative integer", v);
+        *(uint64_t *)f = x;
+        break;
+    }
+    }
+    return s;
 }
 
 ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const char *v, ftc_err *err) {
@@ -194,98 +364,7 @@ ftc_status ftc_train_config_set(ftc_train_config *c, const char *key_in, const c
         else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) v = "fp32";
         else return ftc_errf(err, FTC_E_USAGE, "bf16: '%s' is not a boolean (true or false)", v);
     }
-    long long L;
-    double D;
-    ftc_status s = FTC_OK;
-#define LONG(field, lo, hi) if ((s = parse_long(key, v, lo, hi, &L, err)) == FTC_OK) c->field = L
-#define DBL(field, lo, hi) if ((s = parse_double(key, v, lo, hi, &D, err)) == FTC_OK) c->field = D
-    if (!strcmp(key, "model")) s = copy_path(key, c->model, v, err);
-    else if (!strcmp(key, "data")) s = copy_path(key, c->data, v, err);
-    else if (!strcmp(key, "out")) s = copy_path(key, c->out, v, err);
-    else if (!strcmp(key, "val")) s = copy_path(key, c->val, v, err);
-    else if (!strcmp(key, "task")) {
-        if (!strcmp(v, "causal-lm") || !strcmp(v, "causal_lm")) c->task = FTC_TASK_CAUSAL_LM;
-        else if (!strcmp(v, "classify")) c->task = FTC_TASK_CLASSIFY;
-        else s = ftc_errf(err, FTC_E_USAGE, "task: '%s' is not one of causal-lm, classify", v);
-    } else if (!strcmp(key, "method")) {
-        if (!strcmp(v, "full")) c->method = FTC_METHOD_FULL;
-        else if (!strcmp(v, "head")) c->method = FTC_METHOD_HEAD;
-        else if (!strcmp(v, "lora")) c->method = FTC_METHOD_LORA;
-        else s = ftc_errf(err, FTC_E_USAGE, "method: '%s' is not one of full, head, lora", v);
-    } else if (!strcmp(key, "schedule")) {
-        if (!strcmp(v, "linear")) c->schedule = FTC_SCHED_LINEAR;
-        else if (!strcmp(v, "cosine")) c->schedule = FTC_SCHED_COSINE;
-        else if (!strcmp(v, "constant")) c->schedule = FTC_SCHED_CONSTANT;
-        else s = ftc_errf(err, FTC_E_USAGE, "schedule: '%s' is not one of linear, cosine, constant", v);
-    } else if (!strcmp(key, "metric")) {
-        if (!strcmp(v, "val_loss") || !strcmp(v, "val-loss") || !strcmp(v, "loss")) c->metric = FTC_METRIC_VAL_LOSS;
-        else if (!strcmp(v, "accuracy")) c->metric = FTC_METRIC_ACCURACY;
-        else if (!strcmp(v, "macro_f1") || !strcmp(v, "macro-f1")) c->metric = FTC_METRIC_MACRO_F1;
-        else s = ftc_errf(err, FTC_E_USAGE, "metric: '%s' is not one of val_loss, accuracy, macro_f1", v);
-    } else if (!strcmp(key, "pooling")) {
-        if (strcmp(v, "auto") && strcmp(v, "cls") && strcmp(v, "mean") && strcmp(v, "last"))
-            s = ftc_errf(err, FTC_E_USAGE, "pooling: '%s' is not one of auto, cls, mean, last", v);
-        else strcpy(c->pooling, v);
-    } else if (!strcmp(key, "precision")) {
-        if (!strcmp(v, "fp32") || !strcmp(v, "f32")) c->precision = FTC_PREC_FP32;
-        else if (!strcmp(v, "bf16")) c->precision = FTC_PREC_BF16;
-        else s = ftc_errf(err, FTC_E_USAGE, "precision: '%s' is not one of fp32, bf16", v);
-    } else if (!strcmp(key, "base-dtype")) {
-        if (!strcmp(v, "auto")) c->base_dtype = FTC_BASE_AUTO;
-        else if (!strcmp(v, "fp32") || !strcmp(v, "f32")) c->base_dtype = FTC_BASE_FP32;
-        else if (!strcmp(v, "bf16")) c->base_dtype = FTC_BASE_BF16;
-        else if (ftc_quant_from_name(v) >= 0) {
-            for (int d = FTC_BASE_Q8_0; d <= FTC_BASE_NF4; d++)
-                if (BASE_QTYPES[d] == ftc_quant_from_name(v)) c->base_dtype = (ftc_base_dtype)d;
-        } else s = ftc_errf(err, FTC_E_USAGE, "base-dtype: '%s' is not one of auto, fp32, bf16, q8_0, q4_0, q4_1, q4_k, nf4", v);
-    } else if (!strcmp(key, "lora-targets")) {
-        if (strlen(v) >= sizeof c->lora_targets) s = ftc_errf(err, FTC_E_USAGE, "lora-targets: too long");
-        else strcpy(c->lora_targets, v);
-    } else if (!strcmp(key, "format")) s = copy_short(key, c->format, sizeof c->format, v, err);
-    else if (!strcmp(key, "chat-template")) s = copy_short(key, c->template_name, sizeof c->template_name, v, err);
-    else if (!strcmp(key, "text-col")) s = copy_short(key, c->text_col, sizeof c->text_col, v, err);
-    else if (!strcmp(key, "label-col")) s = copy_short(key, c->label_col, sizeof c->label_col, v, err);
-    else if (!strcmp(key, "pack")) s = parse_bool(key, v, &c->pack, err);
-    else if (!strcmp(key, "train-on-inputs")) s = parse_bool(key, v, &c->train_on_inputs, err);
-    else if (!strcmp(key, "resume")) s = parse_bool(key, v, &c->resume, err);
-    else if (!strcmp(key, "feature-cache")) s = parse_bool(key, v, &c->feature_cache, err);
-    else if (!strcmp(key, "grad-checkpoint")) s = parse_bool(key, v, &c->grad_checkpoint, err);
-    else if (!strcmp(key, "val-split")) { DBL(val_split, 0, 0.9); }
-    else if (!strcmp(key, "epochs")) { LONG(epochs, 0, 1000000); } /* 0: from the data */
-    else if (!strcmp(key, "max-steps")) { LONG(max_steps, 0, (long long)1 << 40); }
-    else if (!strcmp(key, "lr")) { DBL(lr, 0, 10); }
-    else if (!strcmp(key, "head-lr")) { DBL(head_lr, 0, 10); }
-    else if (!strcmp(key, "lp-ft")) s = parse_bool(key, v, &c->lp_ft, err);
-    else if (!strcmp(key, "memory-check")) s = parse_bool(key, v, &c->memory_check, err);
-    else if (!strcmp(key, "save-only-model")) s = parse_bool(key, v, &c->save_only_model, err);
-    else if (!strcmp(key, "save-merged")) s = parse_bool(key, v, &c->save_merged, err);
-    else if (!strcmp(key, "save-total-limit")) { LONG(save_total_limit, 0, 1000000); }
-    else if (!strcmp(key, "batch")) { LONG(batch, 1, 65536); }
-    else if (!strcmp(key, "grad-accum")) { LONG(grad_accum, 1, 65536); }
-    else if (!strcmp(key, "max-len")) { LONG(max_len, 2, 1 << 20); }
-    else if (!strcmp(key, "warmup")) { DBL(warmup, 0, 1e12); }
-    else if (!strcmp(key, "weight-decay")) { DBL(weight_decay, 0, 10); }
-    else if (!strcmp(key, "clip")) { DBL(clip, 0, 1e9); }
-    else if (!strcmp(key, "beta1")) { DBL(beta1, 0, 0.999999); }
-    else if (!strcmp(key, "beta2")) { DBL(beta2, 0, 0.999999999); }
-    else if (!strcmp(key, "adam-eps")) { DBL(adam_eps, 1e-30, 1); }
-    else if (!strcmp(key, "seed")) {
-        char *end;
-        errno = 0;
-        unsigned long long x = strtoull(v, &end, 10);
-        if (errno || end == v || *end || v[0] == '-') s = ftc_errf(err, FTC_E_USAGE, "seed: '%s' is not a non-negative integer", v);
-        else c->seed = x;
-    }
-    else if (!strcmp(key, "eval-every")) { LONG(eval_every, 0, 1 << 30); }
-    else if (!strcmp(key, "save-every")) { LONG(save_every, 0, 1 << 30); }
-    else if (!strcmp(key, "log-every")) { LONG(log_every, 1, 1 << 30); }
-    else if (!strcmp(key, "patience")) { LONG(patience, 0, 1 << 30); }
-    else if (!strcmp(key, "unfreeze-last")) { LONG(unfreeze_last, 0, 1 << 20); }
-    else if (!strcmp(key, "lora-r")) { LONG(lora_r, 1, 1 << 16); }
-    else if (!strcmp(key, "lora-alpha")) { DBL(lora_alpha, 1e-6, 1e6); }
-    else if (!strcmp(key, "lora-dropout")) { DBL(lora_dropout, 0, 0.99); }
-#undef LONG
-#undef DBL
+    ftc_status s = set_value(c, ki, v, err);
     if (s == FTC_OK) c->set[ki] = true, c->from_run[ki] = false;
     return s;
 }
@@ -398,6 +477,9 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
     /* a run recorded before head_lr and lp_ft existed trained its head at lr, without a head stage */
     if (s == FTC_OK && !c->set[key_index("head-lr")] && c->set[key_index("lr")]) c->head_lr = c->lr, c->set[key_index("head-lr")] = true;
     if (s == FTC_OK && !c->set[key_index("lp-ft")]) c->lp_ft = false, c->set[key_index("lp-ft")] = true;
+    /* and in data order, shuffled only */
+    if (s == FTC_OK && !c->set[key_index("group-by-length")])
+        c->group_by_length = false, c->set[key_index("group-by-length")] = true;
     for (int i = 0; OPTIONS[i].name; i++) c->from_run[i] = c->set[i];
     return s;
 }
@@ -530,56 +612,29 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
 json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_t *o = json_object();
     if (!o) return NULL;
-    json_object_set_new(o, "model", json_string(c->model));
-    json_object_set_new(o, "data", json_string(c->data));
-    json_object_set_new(o, "out", json_string(c->out));
-    json_object_set_new(o, "val", json_string(c->val));
-    json_object_set_new(o, "task", json_string(ftc_task_name(c->task)));
-    json_object_set_new(o, "method", json_string(ftc_method_name(c->method)));
-    json_object_set_new(o, "val_split", json_real(c->val_split));
-    json_object_set_new(o, "epochs", json_integer(c->epochs));
-    json_object_set_new(o, "max_steps", json_integer(c->max_steps));
-    json_object_set_new(o, "lr", json_real(c->lr));
-    json_object_set_new(o, "head_lr", json_real(c->head_lr));
-    json_object_set_new(o, "lp_ft", json_boolean(c->lp_ft));
-    json_object_set_new(o, "memory_check", json_boolean(c->memory_check));
-    json_object_set_new(o, "save_only_model", json_boolean(c->save_only_model));
-    json_object_set_new(o, "save_merged", json_boolean(c->save_merged));
-    json_object_set_new(o, "save_total_limit", json_integer(c->save_total_limit));
-    json_object_set_new(o, "batch", json_integer(c->batch));
-    json_object_set_new(o, "grad_accum", json_integer(c->grad_accum));
-    json_object_set_new(o, "max_len", json_integer(c->max_len));
-    json_object_set_new(o, "warmup", json_real(c->warmup));
-    json_object_set_new(o, "schedule", json_string(ftc_sched_name(c->schedule)));
-    json_object_set_new(o, "weight_decay", json_real(c->weight_decay));
-    json_object_set_new(o, "clip", json_real(c->clip));
-    json_object_set_new(o, "beta1", json_real(c->beta1));
-    json_object_set_new(o, "beta2", json_real(c->beta2));
-    json_object_set_new(o, "adam_eps", json_real(c->adam_eps));
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
-    json_object_set_new(o, "seed", json_string(seed)); /* a string: JSON numbers lose 64-bit precision */
-    json_object_set_new(o, "eval_every", json_integer(c->eval_every));
-    json_object_set_new(o, "save_every", json_integer(c->save_every));
-    json_object_set_new(o, "log_every", json_integer(c->log_every));
-    json_object_set_new(o, "patience", json_integer(c->patience));
-    json_object_set_new(o, "metric", json_string(ftc_metric_name(c->metric)));
-    json_object_set_new(o, "unfreeze_last", json_integer(c->unfreeze_last));
-    json_object_set_new(o, "lora_r", json_integer(c->lora_r));
-    json_object_set_new(o, "lora_alpha", json_real(c->lora_alpha));
-    json_object_set_new(o, "lora_dropout", json_real(c->lora_dropout));
-    json_object_set_new(o, "lora_targets", json_string(c->lora_targets));
-    json_object_set_new(o, "pooling", json_string(c->pooling));
-    json_object_set_new(o, "feature_cache", json_boolean(c->feature_cache));
-    json_object_set_new(o, "grad_checkpoint", json_boolean(c->grad_checkpoint));
-    json_object_set_new(o, "precision", json_string(ftc_precision_name(c->precision)));
-    json_object_set_new(o, "base_dtype", json_string(ftc_base_dtype_name(c->base_dtype)));
-    json_object_set_new(o, "format", json_string(c->format));
-    json_object_set_new(o, "chat_template", json_string(c->template_name));
-    json_object_set_new(o, "text_col", json_string(c->text_col));
-    json_object_set_new(o, "label_col", json_string(c->label_col));
-    json_object_set_new(o, "pack", json_boolean(c->pack));
-    json_object_set_new(o, "train_on_inputs", json_boolean(c->train_on_inputs));
+    for (int i = 0; OPTIONS[i].name; i++) {
+        const opt_def *d = &DEFS[i];
+        const char *f = (const char *)c + d->off;
+        char key[64], seed[32];
+        snprintf(key, sizeof key, "%s", OPTIONS[i].name);
+        for (char *p = key; *p; p++) if (*p == '-') *p = '_';
+        json_t *v = NULL;
+        switch (d->kind) {
+        case K_NOJSON_BOOL: continue; /* --resume: how this process started, not a setting of the run */
+        case K_PATH: case K_STR: case K_CHOICE: v = json_string(f); break;
+        case K_ENUM: v = json_string(name_of(names_of(OPTIONS[i].name), enum_field(c, d))); break;
+        case K_BOOL: v = json_boolean(*(const bool *)f); break;
+        case K_INT: v = json_integer(*(const int *)f); break;
+        case K_I64: v = json_integer(*(const int64_t *)f); break;
+        case K_FLT: v = json_real(*(const float *)f); break;
+        case K_DBL: v = json_real(*(const double *)f); break;
+        case K_SEED: /* a string: JSON numbers lose 64-bit precision */
+            snprintf(seed, sizeof seed, "%llu", (unsigned long long)*(const uint64_t *)f);
+            v = json_string(seed);
+            break;
+        }
+        json_object_set_new(o, key, v);
+    }
     return o;
 }
 

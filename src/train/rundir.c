@@ -16,10 +16,6 @@ static bool file_in(const char *dir, const char *name) {
     return ftc_file_exists(p);
 }
 
-bool ftc_run_dir_has_model(const char *dir) {
-    return file_in(dir, "model/config.json") || file_in(dir, "adapter/adapter_config.json");
-}
-
 bool ftc_is_run_dir(const char *dir) { return file_in(dir, "config.resolved.json") && ftc_run_dir_has_model(dir); }
 
 void ftc_run_dir_tokenizer_dir(const char *dir, const ftc_train_config *cfg, char *out, size_t n) {
@@ -32,41 +28,6 @@ void ftc_run_dir_tokenizer_dir(const char *dir, const ftc_train_config *cfg, cha
     snprintf(out, n, "%s", cfg->model);
 }
 
-/* A LoRA run without model/: its base model, read as the run read it (f32, bf16 or block-quantized frozen
- * weights: the same values the adapter was trained on), with RUNDIR/adapter applied and merged, and the run's
- * pooling. The same model --save-merged would have written. */
-static ftc_status load_base_and_adapter(const char *dir, const ftc_train_config *cfg, ftc_model **out, ftc_err *err) {
-    char adapter[FTC_PATH_MAX + 64];
-    snprintf(adapter, sizeof adapter, "%s/adapter", dir);
-    if (cfg->method != FTC_METHOD_LORA || !file_in(dir, "adapter/adapter_config.json"))
-        return ftc_errf(err, FTC_E_INPUT, "run %s has no final model (model/config.json%s): has training finished?",
-                        dir, cfg->method == FTC_METHOD_LORA ? " or adapter/adapter_config.json" : "");
-    int q = ftc_train_base_qtype(cfg);
-    ftc_status s = q >= 0 ? ftc_model_load_quant_base(cfg->model, cfg->task, q, out, err)
-                   : ftc_train_base_bf16(cfg) ? ftc_model_load_bf16_base(cfg->model, cfg->task, out, err)
-                                              : ftc_model_load(cfg->model, cfg->task, out, err);
-    if (s != FTC_OK) return ftc_err_prefix(err, "run %s: its base model (config.resolved.json \"model\")", dir);
-    if ((s = ftc_model_load_adapter(*out, adapter, err)) != FTC_OK) goto fail;
-    if (cfg->task == FTC_TASK_CLASSIFY) {
-        const ftc_model_config *mc = ftc_model_config_of(*out);
-        ftc_pooling pool = ftc_train_pooling(cfg->pooling, cfg->model, mc->family);
-        int rows = 0;
-        for (int i = 0; i < ftc_model_n_params(*out); i++) {
-            const ftc_param *p = ftc_model_param(*out, i);
-            if ((!strncmp(p->name, "classifier.", 11) || !strncmp(p->name, "score.", 6)) && p->ndim == 2)
-                rows = (int)p->shape[0];
-        }
-        /* the head the adapter brought keeps its weights (same label count); only the pooling is set */
-        if (rows > 0 && (s = ftc_model_set_classifier(*out, rows, pool, 0, err)) != FTC_OK) goto fail;
-    }
-    if ((s = ftc_model_merge_lora(*out, err)) == FTC_OK) return FTC_OK;
-fail:
-    ftc_err_prefix(err, "run %s", dir);
-    ftc_model_free(*out);
-    *out = NULL;
-    return s;
-}
-
 ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *cfg, ftc_err *err) {
     char path[FTC_PATH_MAX + 64];
     *out = NULL;
@@ -74,11 +35,12 @@ ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *
     snprintf(path, sizeof path, "%s/config.resolved.json", dir);
     ftc_status s = ftc_train_config_load_file(cfg, path, err);
     if (s != FTC_OK) return s;
-    if (!file_in(dir, "model/config.json")) return load_base_and_adapter(dir, cfg, out, err);
-    snprintf(path, sizeof path, "%s/model", dir);
-    s = ftc_model_load(path, cfg->task, out, err);
-    if (s != FTC_OK) ftc_err_prefix(err, "run %s", dir);
-    return s;
+    ftc_run_info ri = {.task = cfg->task, .lora = cfg->method == FTC_METHOD_LORA, .max_len = cfg->max_len,
+                       .base_qtype = ftc_train_base_qtype(cfg), .base_bf16 = ftc_train_base_bf16(cfg)};
+    snprintf(ri.model, sizeof ri.model, "%s", cfg->model);
+    snprintf(ri.template_name, sizeof ri.template_name, "%s", cfg->template_name);
+    snprintf(ri.pooling, sizeof ri.pooling, "%s", cfg->pooling);
+    return ftc_run_model_load(dir, &ri, out, err);
 }
 
 ftc_status ftc_eval_worst_texts(json_t *json, const ftc_dataset *d, const char *tok_dir, ftc_err *err) {
@@ -156,8 +118,8 @@ ftc_status ftc_check_same_architecture(const ftc_model_config *tuned, const char
                     tuned->n_heads, what);
 }
 
-/* The classification head's parameters (names as ftc_model_set_classifier gives them). */
-static bool is_head_name(const char *name) { return !strncmp(name, "classifier.", 11) || !strncmp(name, "score.", 6); }
+/* The classification head's parameters (as the model declares them; not a LoRA matrix). */
+static bool is_head(const ftc_param *p) { return p->role == FTC_PARAM_CLASSIFIER && !p->is_lora; }
 
 /* classify: base's encoder + the tuned model's head and pooling. */
 static ftc_status put_tuned_head(ftc_model *base, ftc_model *tuned, const ftc_train_config *cfg, ftc_err *err) {
@@ -168,14 +130,14 @@ static ftc_status put_tuned_head(ftc_model *base, ftc_model *tuned, const ftc_tr
     int labels = 0;
     for (int i = 0; i < ftc_model_n_params(tuned); i++) {
         const ftc_param *p = ftc_model_param(tuned, i);
-        if (is_head_name(p->name) && p->ndim == 2) labels = (int)p->shape[0];
+        if (is_head(p) && p->ndim == 2) labels = (int)p->shape[0];
     }
     if (labels < 1) return ftc_errf(err, FTC_E_INPUT, "the tuned model has no classification head");
     ftc_status s = ftc_model_set_classifier(base, labels, pool, 0, err);
     if (s != FTC_OK) return s;
     for (int i = 0; i < ftc_model_n_params(tuned); i++) {
         const ftc_param *p = ftc_model_param(tuned, i);
-        if (!is_head_name(p->name)) continue;
+        if (!is_head(p)) continue;
         ftc_param *q = ftc_model_find_param(base, p->name);
         if (!q || q->numel != p->numel)
             return ftc_errf(err, FTC_E_INPUT, "cannot put the tuned head's '%s' on the base model", p->name);
@@ -271,7 +233,7 @@ static int head_rows(ftc_model *m) {
     int rows = 0;
     for (int i = 0; i < ftc_model_n_params(m); i++) {
         const ftc_param *p = ftc_model_param(m, i);
-        if (is_head_name(p->name) && p->ndim == 2) rows = (int)p->shape[0];
+        if (is_head(p) && p->ndim == 2) rows = (int)p->shape[0];
     }
     return rows;
 }

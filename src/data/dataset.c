@@ -1,9 +1,9 @@
 /* Pre-tokenized training data (JSONL, one example per line) and the validation split.
  *   causal-lm: {"input_ids": [..], "labels": [..]?}   labels as HF: -100 = not trained; absent = all trained
  *   classify:  {"input_ids": [..], "label": 3 | "name", "token_type_ids": [..]?}
- * Text formats go through the data layer (include/ftc/data.h); this reader serves data that is already
- * tokenized (e.g. exported from a HF dataset) and the trainer's own tests. */
-#include "ftc/train.h"
+ * Text formats go through the readers beside it (load.c); this one serves data that is already tokenized (e.g.
+ * exported from a HF dataset) and the trainer's own tests. ftc_dataset_free frees what either builds. */
+#include "ftc/data.h"
 #include "ftc/base.h"
 #include <jansson.h>
 #include <stdlib.h>
@@ -160,4 +160,13 @@ ftc_status ftc_dataset_split(ftc_dataset *all, double val_share, uint64_t seed, 
         for (int i = 0; i < all->num_labels; i++) val->label_names[i] = strdup(all->label_names[i]);
     }
     return FTC_OK;
+}
+void ftc_dataset_free(ftc_dataset *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n; i++) { free(d->ex[i].ids); free(d->ex[i].labels); free(d->ex[i].type_ids); }
+    free(d->ex);
+    if (d->label_names)
+        for (int i = 0; i < d->num_labels; i++) free(d->label_names[i]);
+    free(d->label_names);
+    memset(d, 0, sizeof *d);
 }
