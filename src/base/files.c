@@ -93,6 +93,8 @@ ftc_status ftc_json_load_object(const char *path, json_t **out, ftc_err *err) {
     json_error_t je;
     json_t *j = ftc_json_load_file(path, 0, &je);
     if (!j) {
+        if (json_error_code(&je) == json_error_out_of_memory)
+            return ftc_errf(err, FTC_E_NOMEM, "%s: out of memory while parsing JSON", path);
         if (je.line < 0) return ftc_errf(err, FTC_E_IO, "%s: %s", path, je.text);
         return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column, je.text);
     }

@@ -294,6 +294,7 @@ static int finished_eval_only(const ftc_train_config *c, bool quiet) {
 int cmd_train(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
     kv *pairs = calloc((size_t)argc, sizeof *pairs);
+    if (!pairs) { fprintf(stderr, "ftc train: out of memory\n"); return 3; }
     int n = 0;
     const char *config_file = NULL, *out = NULL;
     bool resume = false, quiet = false;
@@ -573,6 +574,7 @@ static ftc_status time_decode(ftc_model *m, const ftc_example *ex, double *per_t
 int cmd_plan(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { plan_help(stdout); return 0; }
     kv *pairs = calloc((size_t)argc + 1, sizeof *pairs);
+    if (!pairs) { fprintf(stderr, "ftc plan: out of memory\n"); return 3; }
     int n = 0, rc = 0;
     long steps = 3;
     const char *config_file = NULL;
