@@ -7,6 +7,7 @@
 #include "ftc/hf_config.h"
 #include "ftc/base.h"
 #include "ftc/matmul.h"
+#include "ftc/runlock.h"
 #include "ftc/train.h"
 #include <signal.h>
 #include <stdio.h>
@@ -295,6 +296,7 @@ int cmd_train(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
     kv *pairs = calloc((size_t)argc, sizeof *pairs);
     if (!pairs) { fprintf(stderr, "ftc train: out of memory\n"); return 3; }
+    ftc_runlock *lock = NULL; /* RUNDIR/train.lock, held from here to the end (include/ftc/runlock.h) */
     int n = 0;
     const char *config_file = NULL, *out = NULL;
     bool resume = false, quiet = false;
@@ -360,6 +362,9 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     if ((s = ftc_train_config_finalize(&c, &err)) != FTC_OK) { rc = cli_usage_error("train", "%s", err.msg); goto done; }
+    long stale_pid;
+    if ((s = ftc_runlock_acquire(c.out, &lock, &stale_pid, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+    if (stale_pid && !quiet) fprintf(stderr, "ftc train: %s: took over the lock of pid %ld (no longer running)\n", c.out, stale_pid);
     int64_t done_steps;
     /* a finished run has nothing to do, unless --max-steps or --epochs now ask for a different length */
     bool new_length = have_saved && (c.max_steps != saved.max_steps || c.epochs != saved.epochs);
@@ -473,6 +478,7 @@ int cmd_train(int argc, char **argv) {
     if (s == FTC_OK && !rc) rc = final_eval_and_report(&c, have_val ? &val : NULL, quiet);
     ftc_dataset_free(&val);
 done:
+    ftc_runlock_release(lock);
     free(pairs);
     return rc;
 }
