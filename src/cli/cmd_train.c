@@ -401,6 +401,7 @@ int cmd_train(int argc, char **argv) {
     c.stop = &stop_signal;
     kill_at test_kill;
     if (kill_at_from_env(&test_kill)) c.at_point = kill_at_point, c.at_point_ctx = &test_kill;
+    cli_test_io_fault_from_env();
     ftc_model *m = NULL;
     if ((s = load_train_model(&c, &m, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
     ftc_dataset train = {0}, val = {0};

@@ -1,6 +1,7 @@
 /* safetensors reader (mmap + validation) and writer (atomic). See docs/safetensors.md. */
 #include "ftc/safetensors.h"
 #include "base/base_internal.h"
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -578,8 +579,9 @@ ftc_status ftc_st_writer_write(ftc_st_writer *w, const char *path, ftc_err *err)
     for (int i = 0; ok && i < w->n; i++)
         ok = w->e[i].nbytes == 0 || fwrite(w->e[i].data, 1, w->e[i].nbytes, af.f) == w->e[i].nbytes;
     if (!ok) {
+        int e = errno;
         ftc_atomic_abort(&af);
-        return ftc_errf(err, FTC_E_IO, "%s: write failed", path);
+        return ftc_errf(err, FTC_E_IO, "%s: write failed: %s", path, strerror(e));
     }
     return ftc_atomic_commit(&af, err);
 }

@@ -5,6 +5,7 @@
  * at any point leaves the previous checkpoint whole. */
 #include "ftc/train.h"
 #include "ftc/base.h"
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,8 +62,9 @@ ftc_status ftc_checkpoint_save(const char *path, ftc_model *m, const ftc_optimiz
         bool ok = fwrite(MAGIC, 1, 8, af.f) == 8 && fwrite(len8, 1, 8, af.f) == 8 && fwrite(text, 1, hlen, af.f) == hlen;
         for (int i = 0; ok && i < n; i++) ok = fwrite(e[i].data, sizeof(float), (size_t)e[i].numel, af.f) == (size_t)e[i].numel;
         if (!ok) {
+            int werr = errno;
             ftc_atomic_abort(&af);
-            s = ftc_errf(err, FTC_E_IO, "%s: write failed (disk full?)", path);
+            s = ftc_errf(err, FTC_E_IO, "%s: write failed: %s", path, strerror(werr));
         } else {
             s = ftc_atomic_commit(&af, err);
         }
