@@ -2,7 +2,7 @@
  * allocation the library makes, for N = 1, 2, ... until the operation completes without reaching N. Every run
  * must return FTC_OK (the allocation had a fallback) or FTC_E_NOMEM, never crash; under ASan (make test-asan)
  * LeakSanitizer checks at exit that no failed path leaked. Operations: tokenizer load, model load, a training
- * step (reserve, forward, backward, optimizer init and step), checkpoint save and model save. */
+ * step (reserve, forward, backward, optimizer init and step), checkpoint save, model save and checkpoint load. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -191,6 +191,34 @@ static ftc_status op_save(void *ctx, fault *f, ftc_err *err) {
     return s;
 }
 
+/* A checkpoint with moments (written without faults), loaded under faults into a fresh model and optimizer:
+ * what --resume does. */
+static ftc_status op_checkpoint_load(void *ctx, fault *f, ftc_err *err) {
+    const char *path = ctx;
+    ftc_model *m = NULL;
+    unhooked();
+    assert_int_equal(ftc_model_load(MODEL, FTC_TASK_CAUSAL_LM, &m, err), FTC_OK);
+    int np = ftc_model_n_params(m);
+    ftc_param **params = malloc(sizeof *params * (size_t)np);
+    assert_non_null(params);
+    for (int i = 0; i < np; i++) params[i] = ftc_model_param(m, i);
+    ftc_adamw_hparams h = FTC_ADAMW_DEFAULTS;
+    ftc_optimizer o;
+    assert_int_equal(ftc_model_reserve(m, B, T, err), FTC_OK);
+    assert_int_equal(ftc_optim_init(&o, params, np, &h, err), FTC_OK);
+    json_t *st = NULL;
+    hooked(f);
+    ftc_status s = ftc_checkpoint_load(path, m, &o, &st, err);
+    unhooked();
+    if (!s) assert_int_equal(json_integer_value(json_object_get(st, "step")), 3);
+    json_decref(st);
+    ftc_optim_free(&o);
+    free(params);
+    ftc_model_free(m);
+    hooked(f);
+    return s;
+}
+
 static void test_tokenizer_load(void **state) {
     (void)state;
     const char *shared = getenv("FTC_SHARED_DATA");
@@ -237,12 +265,30 @@ static void test_saves(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
+static void test_checkpoint_load(void **state) {
+    (void)state;
+    save_ctx c = {"", "", false};
+    snprintf(c.dir, sizeof c.dir, "%s/ftc_alloc_faults_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(c.dir));
+    fault none = {0, 0, false};
+    ftc_err err = {FTC_OK, ""};
+    assert_int_equal(op_save(&c, &none, &err), FTC_OK);
+    unhooked();
+    char path[512];
+    snprintf(path, sizeof path, "%s/checkpoint.ftc", c.dir);
+    sweep("checkpoint load (resume)", op_checkpoint_load, path, 400);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", c.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer_load),
         cmocka_unit_test(test_model_load),
         cmocka_unit_test(test_train_step),
         cmocka_unit_test(test_saves),
+        cmocka_unit_test(test_checkpoint_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
