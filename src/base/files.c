@@ -215,7 +215,7 @@ static ssize_t hooked_write(void *c, const char *buf, size_t n) {
         ssize_t w = e ? -1 : write(h->fd, buf + done, n - done);
         if (e) errno = e;
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return done ? (ssize_t)done : -1;
+        if (w <= 0) return (ssize_t)done; /* short, 0 if nothing: fopencookie's error return; errno says why */
         done += (size_t)w;
     }
     return (ssize_t)n;
