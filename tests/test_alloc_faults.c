@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "ftc/alloc.h"
+#include "ftc/export.h"
 #include "ftc/model.h"
 #include "ftc/tokenizer.h"
 #include "ftc/train.h"
@@ -138,7 +139,7 @@ static ftc_status op_train_step(void *ctx, fault *f, ftc_err *err) {
  * (save_model) ftc_model_save, into a fresh directory. */
 typedef struct {
     char dir[256], ref[256]; /* ref: the same save made without faults */
-    bool save_model;
+    bool save_model, export_model; /* export_model: ftc_export_hf, as ftc train writes RUNDIR/model */
 } save_ctx;
 
 /* Whether dir/name and ref/name hold the same bytes. */
@@ -175,12 +176,21 @@ static ftc_status op_save(void *ctx, fault *f, ftc_err *err) {
     char path[512];
     snprintf(path, sizeof path, "%s/checkpoint.ftc", c->dir);
     hooked(f);
-    ftc_status s = c->save_model ? ftc_model_save(m, c->dir, err) : ftc_checkpoint_save(path, m, &o, state, err);
+    char model_dir[512];
+    snprintf(model_dir, sizeof model_dir, "%s/model", c->dir);
+    ftc_export_opts eo = {.overwrite = true};
+    ftc_status s = c->export_model ? ftc_export_hf(m, model_dir, &eo, err)
+                   : c->save_model ? ftc_model_save(m, c->dir, err) : ftc_checkpoint_save(path, m, &o, state, err);
     unhooked();
     /* a save that absorbed a failed allocation (or ran without one) wrote exactly what a save without faults
      * writes: nothing dropped */
     if (s == FTC_OK && c->ref[0]) {
-        if (c->save_model) assert_true(same_file(c->dir, c->ref, "model.safetensors") && same_file(c->dir, c->ref, "config.json"));
+        if (c->export_model) {
+            char a[300], b[300];
+            snprintf(a, sizeof a, "%s/model", c->dir);
+            snprintf(b, sizeof b, "%s/model", c->ref);
+            assert_true(same_file(a, b, "model.safetensors") && same_file(a, b, "config.json"));
+        } else if (c->save_model) assert_true(same_file(c->dir, c->ref, "model.safetensors") && same_file(c->dir, c->ref, "config.json"));
         else assert_true(same_file(c->dir, c->ref, "checkpoint.ftc"));
     }
     json_decref(state);
@@ -241,7 +251,7 @@ static void test_train_step(void **state) {
 
 static void test_saves(void **state) {
     (void)state;
-    save_ctx c = {"", "", false};
+    save_ctx c = {"", "", false, false};
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char ref[256];
     snprintf(c.dir, sizeof c.dir, "%s/ftc_alloc_faults_XXXXXX", tmp);
@@ -250,15 +260,16 @@ static void test_saves(void **state) {
     assert_non_null(mkdtemp(ref));
     fault none = {0, 0, false};
     ftc_err err = {FTC_OK, ""};
-    for (int model = 0; model < 2; model++) {
-        c.save_model = model;
+    for (int model = 0; model < 3; model++) {
+        c.save_model = model == 1;
+        c.export_model = model == 2;
         snprintf(c.ref, sizeof c.ref, "%s", ref); /* the reference save, into ref, then the sweep into dir */
         save_ctx r = c;
         snprintf(r.dir, sizeof r.dir, "%s", ref);
         r.ref[0] = 0;
         assert_int_equal(op_save(&r, &none, &err), FTC_OK);
         unhooked();
-        sweep(model ? "model save" : "checkpoint save", op_save, &c, 400);
+        sweep(model == 2 ? "model export (RUNDIR/model)" : model ? "model save" : "checkpoint save", op_save, &c, 400);
     }
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", c.dir, ref);
@@ -267,7 +278,7 @@ static void test_saves(void **state) {
 
 static void test_checkpoint_load(void **state) {
     (void)state;
-    save_ctx c = {"", "", false};
+    save_ctx c = {"", "", false, false};
     snprintf(c.dir, sizeof c.dir, "%s/ftc_alloc_faults_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(c.dir));
     fault none = {0, 0, false};
