@@ -85,7 +85,7 @@ static void test_prefill_then_steps(void **state) {
     assert_true(check(1, 17, 8, 4, 8, whole, 1) <= 1e-5); /* one chunk = the full causal attention */
 }
 
-/* Large enough that the OpenMP path runs (B*H*Tn*Tk*D > 65536). */
+/* Large enough that the pool path runs (B*H*Tn*Tk*D > 65536: ftc_parallel_for over sequence x head). */
 static void test_parallel_sizes(void **state) {
     (void)state;
     int chunks[] = {60, 1, 1, 2};

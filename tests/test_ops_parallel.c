@@ -1,4 +1,4 @@
-/* The ops at shapes large enough to take their OpenMP paths: results must be bit-identical for 1 and 3
+/* The ops at shapes large enough to run on the thread pool (include/ftc/threads.h): results must be bit-identical for 1 and 3
  * threads (every cross-row sum runs in a fixed order), and attention / norm reductions must agree with a
  * plain double-precision reference (the parallel indexing is right, not just repeatable). */
 #include <stdarg.h>

@@ -32,6 +32,7 @@ bool ftc_path_join(char *out, size_t n, const char *a, const char *b);
  * path, and the directory is fsynced. Either the old or the new file exists, never half. */
 typedef struct {
     FILE *f;
+    int fd; /* f's descriptor (fsync) */
     char path[4096];
     char tmp[4200];
 } ftc_atomic_file;
@@ -39,6 +40,16 @@ ftc_status ftc_atomic_open(ftc_atomic_file *af, const char *path, ftc_err *err);
 ftc_status ftc_atomic_commit(ftc_atomic_file *af, ftc_err *err); /* fsync + rename */
 void ftc_atomic_abort(ftc_atomic_file *af);                       /* remove the temp file */
 ftc_status ftc_write_file_atomic(const char *path, const void *data, size_t len, ftc_err *err);
+
+/* I/O fault injection for the atomic writes above and ftc_dir_replace (every checkpoint, model and run file):
+ * when a hook is set, each write(2) of an atomic file's data, its fsync and the final rename first call
+ * hook(ud, op, path) with path the file's final name (the directory's for ftc_dir_replace); a non-zero return
+ * is an errno value (ENOSPC, EIO) the operation then fails with, as the kernel would have. None by default.
+ * Process-wide: set it while no other thread writes through libftc. tests/test_io_faults.c, and the CLI's
+ * FTC_TEST_IO_FAULT (docs/train.md). */
+typedef enum { FTC_IO_WRITE, FTC_IO_FSYNC, FTC_IO_RENAME } ftc_io_op;
+typedef int (*ftc_io_hook)(void *ud, ftc_io_op op, const char *path);
+void ftc_io_hook_set(ftc_io_hook hook, void *ud);
 
 /* Whole directories: built in a sibling "<dir>.tmp.<pid>", then put in place in one step. */
 /* Removes a directory tree (symlinks are removed, never followed); a missing path is fine. */

@@ -5,7 +5,8 @@
 #include <stddef.h>
 
 /* json_load_file through ftc_open_read: a FIFO or device is an error ("not a regular file" in
- * je->text, path in je->source), never a blocking read. */
+ * je->text, path in je->source), never a blocking read. Out of memory: NULL with json_error_code(je) ==
+ * json_error_out_of_memory (as every jansson load in the library: src/base/alloc_redirect.h). */
 json_t *ftc_json_load_file(const char *path, size_t flags, json_error_t *je);
 /* Loads path as a JSON object into *out (caller json_decref's). A missing file, a file that is not
  * regular, text that is not JSON and JSON that is not an object are each an error naming the path

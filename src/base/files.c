@@ -93,6 +93,8 @@ ftc_status ftc_json_load_object(const char *path, json_t **out, ftc_err *err) {
     json_error_t je;
     json_t *j = ftc_json_load_file(path, 0, &je);
     if (!j) {
+        if (json_error_code(&je) == json_error_out_of_memory)
+            return ftc_errf(err, FTC_E_NOMEM, "%s: out of memory while parsing JSON", path);
         if (je.line < 0) return ftc_errf(err, FTC_E_IO, "%s: %s", path, je.text);
         return ftc_errf(err, FTC_E_INPUT, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column, je.text);
     }
@@ -187,13 +189,70 @@ bool ftc_path_join(char *out, size_t n, const char *a, const char *b) {
     return w >= 0 && (size_t)w < n;
 }
 
+static ftc_io_hook io_hook;
+static void *io_hook_ud;
+
+void ftc_io_hook_set(ftc_io_hook hook, void *ud) {
+    io_hook = hook;
+    io_hook_ud = ud;
+}
+
+/* 0, or the errno the I/O hook wants op on path to fail with */
+static int io_fault(ftc_io_op op, const char *path) { return io_hook ? io_hook(io_hook_ud, op, path) : 0; }
+
+/* While an I/O hook is set, an atomic file's stream writes through these (fopencookie), so that each write(2)
+ * asks the hook first. */
+typedef struct {
+    int fd;
+    const char *path; /* the ftc_atomic_file's final path: it outlives the stream */
+} hooked_file;
+
+static ssize_t hooked_write(void *c, const char *buf, size_t n) {
+    hooked_file *h = c;
+    size_t done = 0;
+    while (done < n) {
+        int e = io_fault(FTC_IO_WRITE, h->path);
+        ssize_t w = e ? -1 : write(h->fd, buf + done, n - done);
+        if (e) errno = e;
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return (ssize_t)done; /* short, 0 if nothing: fopencookie's error return; errno says why */
+        done += (size_t)w;
+    }
+    return (ssize_t)n;
+}
+static int hooked_close(void *c) {
+    hooked_file *h = c;
+    int r = close(h->fd);
+    free(h);
+    return r;
+}
+
 ftc_status ftc_atomic_open(ftc_atomic_file *af, const char *path, ftc_err *err) {
     memset(af, 0, sizeof *af);
+    af->fd = -1;
     if (snprintf(af->path, sizeof af->path, "%s", path) >= (int)sizeof af->path)
         return ftc_errf(err, FTC_E_INPUT, "%s: path too long", path);
     snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp, "wb");
     if (!af->f) return ftc_errf(err, FTC_E_IO, "%s: cannot create: %s", af->tmp, strerror(errno));
+    af->fd = fileno(af->f);
+    if (io_hook) { /* the same file, written through the hook */
+        hooked_file *h = malloc(sizeof *h);
+        int fd = h ? dup(af->fd) : -1;
+        FILE *f = fd >= 0 ? fopencookie(h, "wb", (cookie_io_functions_t){.write = hooked_write, .close = hooked_close})
+                          : NULL;
+        if (!f) {
+            int e = h ? errno : ENOMEM;
+            if (fd >= 0) close(fd);
+            free(h);
+            ftc_atomic_abort(af);
+            return ftc_errf(err, e == ENOMEM ? FTC_E_NOMEM : FTC_E_IO, "%s: cannot create: %s", af->tmp, strerror(e));
+        }
+        *h = (hooked_file){fd, af->path};
+        fclose(af->f);
+        af->f = f;
+        af->fd = fd;
+    }
     return FTC_OK;
 }
 
@@ -206,7 +265,9 @@ static void fsync_parent_dir(const char *path) {
 
 ftc_status ftc_atomic_commit(ftc_atomic_file *af, ftc_err *err) {
     if (!af->f) return ftc_errf(err, FTC_E_INTERNAL, "%s: atomic file not open", af->path);
-    int bad = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
+    int bad = fflush(af->f) != 0 || ferror(af->f);
+    if (!bad && (errno = io_fault(FTC_IO_FSYNC, af->path)) == 0) bad = fsync(af->fd) != 0;
+    else bad = 1;
     int saved = errno;
     bad |= fclose(af->f) != 0;
     af->f = NULL;
@@ -214,7 +275,7 @@ ftc_status ftc_atomic_commit(ftc_atomic_file *af, ftc_err *err) {
         unlink(af->tmp);
         return ftc_errf(err, FTC_E_IO, "%s: write failed: %s", af->path, strerror(saved));
     }
-    if (rename(af->tmp, af->path) != 0) {
+    if ((errno = io_fault(FTC_IO_RENAME, af->path)) != 0 || rename(af->tmp, af->path) != 0) {
         saved = errno;
         unlink(af->tmp);
         return ftc_errf(err, FTC_E_IO, "%s: rename failed: %s", af->path, strerror(saved));
@@ -234,8 +295,9 @@ ftc_status ftc_write_file_atomic(const char *path, const void *data, size_t len,
     ftc_status s = ftc_atomic_open(&af, path, err);
     if (s) return s;
     if (len && fwrite(data, 1, len, af.f) != len) {
+        int e = errno;
         ftc_atomic_abort(&af);
-        return ftc_errf(err, FTC_E_IO, "%s: write failed", path);
+        return ftc_errf(err, FTC_E_IO, "%s: write failed: %s", path, strerror(e));
     }
     return ftc_atomic_commit(&af, err);
 }
@@ -255,6 +317,8 @@ ftc_status ftc_remove_tree(const char *path, ftc_err *err) {
 
 ftc_status ftc_dir_replace(const char *tmp, const char *dir, ftc_err *err) {
     struct stat st;
+    int fault = io_fault(FTC_IO_RENAME, dir);
+    if (fault) return ftc_errf(err, FTC_E_IO, "%s: cannot move %s into place: %s", dir, tmp, strerror(fault));
     if (lstat(dir, &st) != 0) {
         if (rename(tmp, dir) != 0)
             return ftc_errf(err, FTC_E_IO, "%s: cannot move %s into place: %s", dir, tmp, strerror(errno));

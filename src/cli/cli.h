@@ -101,4 +101,8 @@ int cli_chat_batch(const cli_chat_batch_args *a);
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+/* FTC_TEST_IO_FAULT=OP:NAME[:N[:ERRNO]] (tests only): inside the Nth (default first) save of a file whose path
+ * ends with NAME, its first write, its fsync or its rename (OP: write, fsync, rename) fails with ERRNO (ENOSPC,
+ * the default, or EIO), through the library's I/O hook (ftc_io_hook_set). False when unset or malformed. */
+bool cli_test_io_fault_from_env(void);
 #endif

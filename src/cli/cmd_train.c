@@ -7,6 +7,7 @@
 #include "ftc/hf_config.h"
 #include "ftc/base.h"
 #include "ftc/matmul.h"
+#include "ftc/runlock.h"
 #include "ftc/train.h"
 #include <signal.h>
 #include <stdio.h>
@@ -273,6 +274,8 @@ static int finished_eval_only(const ftc_train_config *c, bool quiet) {
 int cmd_train(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
     kv *pairs = calloc((size_t)argc, sizeof *pairs);
+    if (!pairs) { fprintf(stderr, "ftc train: out of memory\n"); return 3; }
+    ftc_runlock *lock = NULL; /* RUNDIR/train.lock, held from here to the end (include/ftc/runlock.h) */
     int n = 0;
     const char *config_file = NULL, *out = NULL;
     bool resume = false, quiet = false;
@@ -338,6 +341,9 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     if ((s = ftc_train_config_finalize(&c, &err)) != FTC_OK) { rc = cli_usage_error("train", "%s", err.msg); goto done; }
+    long stale_pid;
+    if ((s = ftc_runlock_acquire(c.out, &lock, &stale_pid, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+    if (stale_pid && !quiet) fprintf(stderr, "ftc train: %s: took over the lock of pid %ld (no longer running)\n", c.out, stale_pid);
     int64_t done_steps;
     /* a finished run has nothing to do, unless --max-steps or --epochs now ask for a different length */
     bool new_length = have_saved && (c.max_steps != saved.max_steps || c.epochs != saved.epochs);
@@ -377,6 +383,7 @@ int cmd_train(int argc, char **argv) {
     c.stop = &stop_signal;
     kill_at test_kill;
     if (kill_at_from_env(&test_kill)) c.at_point = kill_at_point, c.at_point_ctx = &test_kill;
+    cli_test_io_fault_from_env();
     ftc_model *m = NULL;
     if ((s = load_train_model(&c, &m, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
     ftc_dataset train = {0}, val = {0};
@@ -454,6 +461,7 @@ int cmd_train(int argc, char **argv) {
     if (s == FTC_OK && !rc) rc = final_eval_and_report(&c, have_val ? &val : NULL, quiet);
     ftc_dataset_free(&val);
 done:
+    ftc_runlock_release(lock);
     free(pairs);
     return rc;
 }
@@ -555,6 +563,7 @@ static ftc_status time_decode(ftc_model *m, const ftc_example *ex, double *per_t
 int cmd_plan(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { plan_help(stdout); return 0; }
     kv *pairs = calloc((size_t)argc + 1, sizeof *pairs);
+    if (!pairs) { fprintf(stderr, "ftc plan: out of memory\n"); return 3; }
     int n = 0, rc = 0;
     long steps = 3;
     const char *config_file = NULL;

@@ -139,9 +139,8 @@ static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const flo
 }
 
 /* The element-wise work between matmuls runs row by row on the calling thread: a row is below every op's
- * OpenMP threshold, and an OpenMP region here would leave its threads spinning through the next matmul, whose
- * threads (matmul.c's pool) then share the 2 cores with them (measured: 61% of a 256-token prefill in libgomp
- * spins). It is a few percent of the matmuls' work. */
+ * threshold for the library's pool (ftc_parallel_range's `worth`), so a pool job would cost more than it saves.
+ * It is a few percent of the matmuls' work. */
 static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, int N) {
     ftc_model *m = c->m;
     const size_t C = (size_t)m->C;

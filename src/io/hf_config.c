@@ -163,8 +163,11 @@ ftc_status ftc_config_parse(const char *json, size_t len, const char *file, ftc_
     memset(c, 0, sizeof *c);
     json_error_t jerr;
     json_t *root = json_loadb(json, len, 0, &jerr);
-    if (!root) return ftc_errf(err, FTC_E_INPUT, "%s: line %d, column %d: not valid JSON: %s", file, jerr.line,
-                               jerr.column, jerr.text);
+    if (!root && json_error_code(&jerr) == json_error_out_of_memory)
+        return ftc_errf(err, FTC_E_NOMEM, "%s: out of memory while parsing JSON", file);
+    if (!root)
+        return ftc_errf(err, FTC_E_INPUT, "%s: line %d, column %d: not valid JSON: %s", file, jerr.line, jerr.column,
+                        jerr.text);
     if (!json_is_object(root)) {
         json_decref(root);
         return ftc_errf(err, FTC_E_INPUT, "%s: not a JSON object", file);

@@ -1,6 +1,7 @@
 /* safetensors reader (mmap + validation) and writer (atomic). See docs/safetensors.md. */
 #include "ftc/safetensors.h"
 #include "base/base_internal.h"
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -128,6 +129,8 @@ static ftc_status parse_image(ftc_st_set *s, const uint8_t *buf, size_t len, con
                         (unsigned long long)hlen, len);
     json_error_t jerr;
     json_t *root = json_loadb((const char *)buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root && json_error_code(&jerr) == json_error_out_of_memory)
+        return ftc_errf(err, FTC_E_NOMEM, "%s: out of memory while parsing the header", name);
     if (!root) {
         if (strstr(jerr.text, "duplicate"))
             return ftc_errf(err, FTC_E_INPUT, "%s: duplicate tensor name in header (%s)", name, jerr.text);
@@ -453,10 +456,30 @@ void ftc_st_writer_free(ftc_st_writer *w) {
     free(w);
 }
 
+/* Well-formed UTF-8 (shortest forms, no surrogates, at most U+10FFFF), as jansson's json_string requires. */
+static bool utf8_valid(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p, n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
+        if (n == 9 || (n == 1 && c < 0xc2)) return false;
+        unsigned cp = n ? c & (0x3f >> n) : c;
+        for (unsigned i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (p[i] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
 ftc_status ftc_st_writer_metadata(ftc_st_writer *w, const char *key, const char *value, ftc_err *err) {
     if (!w->meta && !(w->meta = json_object())) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    if (json_object_set_new(w->meta, key, json_string(value)))
-        return ftc_errf(err, FTC_E_INPUT, "metadata '%s': not valid UTF-8", key);
+    if (!utf8_valid(value)) return ftc_errf(err, FTC_E_INPUT, "metadata '%s': not valid UTF-8", key);
+    json_t *v = json_string(value);
+    if (!v) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    if (json_object_set_new(w->meta, key, v)) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     return FTC_OK;
 }
 
@@ -521,17 +544,23 @@ ftc_status ftc_st_writer_add_f32_as(ftc_st_writer *w, const char *name, ftc_dtyp
 ftc_status ftc_st_writer_write(ftc_st_writer *w, const char *path, ftc_err *err) {
     json_t *root = json_object();
     if (!root) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    if (w->meta) json_object_set(root, "__metadata__", w->meta);
+    if (w->meta && json_object_set(root, "__metadata__", w->meta)) {
+        json_decref(root);
+        return ftc_errf(err, FTC_E_NOMEM, "%s: out of memory", path);
+    }
     size_t off = 0;
     for (int i = 0; i < w->n; i++) {
         wentry *e = &w->e[i];
         json_t *shape = json_array();
-        for (int d = 0; d < e->ndim; d++) json_array_append_new(shape, json_integer(e->shape[d]));
-        json_t *t = json_pack("{s:s, s:o, s:[I,I]}", "dtype", ftc_dtype_name(e->dtype), "shape", shape, "data_offsets",
-                              (json_int_t)off, (json_int_t)(off + e->nbytes));
+        bool ok = shape != NULL;
+        for (int d = 0; ok && d < e->ndim; d++) ok = !json_array_append_new(shape, json_integer(e->shape[d]));
+        json_t *t = ok ? json_pack("{s:s, s:o, s:[I,I]}", "dtype", ftc_dtype_name(e->dtype), "shape", shape,
+                                   "data_offsets", (json_int_t)off, (json_int_t)(off + e->nbytes))
+                       : (json_decref(shape), NULL);
         if (!t || json_object_set_new(root, e->name, t)) {
             json_decref(root);
-            return ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s': cannot encode header entry", path, e->name);
+            if (!utf8_valid(e->name)) return ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s': cannot encode header entry", path, e->name);
+            return ftc_errf(err, FTC_E_NOMEM, "%s: out of memory", path);
         }
         off += e->nbytes;
     }
@@ -550,8 +579,9 @@ ftc_status ftc_st_writer_write(ftc_st_writer *w, const char *path, ftc_err *err)
     for (int i = 0; ok && i < w->n; i++)
         ok = w->e[i].nbytes == 0 || fwrite(w->e[i].data, 1, w->e[i].nbytes, af.f) == w->e[i].nbytes;
     if (!ok) {
+        int e = errno;
         ftc_atomic_abort(&af);
-        return ftc_errf(err, FTC_E_IO, "%s: write failed", path);
+        return ftc_errf(err, FTC_E_IO, "%s: write failed: %s", path, strerror(e));
     }
     return ftc_atomic_commit(&af, err);
 }

@@ -175,21 +175,24 @@ static ftc_status copy_tokenizer(const char *from, const char *to, ftc_err *err)
     return FTC_OK;
 }
 
-/* id2label / label2id from the given names, else the model's own (kept by ftc_model_save). */
-static void set_labels(json_t *cfg, const ftc_model *m, const ftc_export_opts *o) {
+/* id2label / label2id from the given names, else the model's own (kept by ftc_model_save). Non-zero when an entry
+ * could not be made (out of memory). */
+static int set_labels(json_t *cfg, const ftc_model *m, const ftc_export_opts *o) {
+    int bad = 0;
     if (o->label_names && o->n_labels == m->num_labels) {
         json_t *id2label = json_object(), *label2id = json_object();
         for (int i = 0; i < m->num_labels; i++) {
             char key[16];
             snprintf(key, sizeof key, "%d", i);
-            json_object_set_new(id2label, key, json_string(o->label_names[i] ? o->label_names[i] : ""));
-            json_object_set_new(label2id, o->label_names[i] ? o->label_names[i] : "", json_integer(i));
+            bad |= json_object_set_new(id2label, key, json_string(o->label_names[i] ? o->label_names[i] : ""));
+            bad |= json_object_set_new(label2id, o->label_names[i] ? o->label_names[i] : "", json_integer(i));
         }
-        json_object_set_new(cfg, "id2label", id2label);
-        json_object_set_new(cfg, "label2id", label2id);
+        bad |= json_object_set_new(cfg, "id2label", id2label);
+        bad |= json_object_set_new(cfg, "label2id", label2id);
     }
-    json_object_set_new(cfg, "num_labels", json_integer(m->num_labels));
-    json_object_set_new(cfg, "problem_type", json_string("single_label_classification"));
+    bad |= json_object_set_new(cfg, "num_labels", json_integer(m->num_labels));
+    bad |= json_object_set_new(cfg, "problem_type", json_string("single_label_classification"));
+    return bad;
 }
 
 static const char *bare_class(const ftc_model *m) {
@@ -210,30 +213,32 @@ ftc_status ftc_export_hf_files(const ftc_model *m, const char *tmp, const ftc_ex
         ftc_path_join(path, sizeof path, tmp, "config.json");
         json_error_t je;
         cfg = ftc_json_load_file(path, 0, &je);
-        if (!cfg) s = ftc_errf(err, FTC_E_INTERNAL, "%s: line %d: %s", path, je.line, je.text);
+        if (!cfg && json_error_code(&je) == json_error_out_of_memory) s = ftc_errf(err, FTC_E_NOMEM, "%s: out of memory", path);
+        else if (!cfg) s = ftc_errf(err, FTC_E_INTERNAL, "%s: line %d: %s", path, je.line, je.text);
     }
     if (!s) {
-        json_object_set_new(cfg, "torch_dtype", json_string("float32"));
+        int bad = 0; /* an entry that could not be made: out of memory, never a config.json without it */
+        bad |= json_object_set_new(cfg, "torch_dtype", json_string("float32"));
         if (m->task == FTC_TASK_CLASSIFY) {
-            set_labels(cfg, m, o);
+            bad |= set_labels(cfg, m, o);
             const char *why;
             if (!ftc_export_head_is_hf(m, &why)) {
                 /* no transformers class computes this head: export the encoder as the bare class (which loads
                  * it exactly) and keep the head's tensors and a description for whoever rebuilds it */
                 json_t *arch = json_array();
-                json_array_append_new(arch, json_string(bare_class(m)));
-                json_object_set_new(cfg, "architectures", arch);
+                bad |= json_array_append_new(arch, json_string(bare_class(m)));
+                bad |= json_object_set_new(cfg, "architectures", arch);
                 json_t *head = json_object();
                 const char *pool = m->pooling == FTC_POOL_CLS ? "cls" : m->pooling == FTC_POOL_MEAN ? "mean" : "last";
-                json_object_set_new(head, "pooling", json_string(pool));
-                json_object_set_new(head, "pooler", json_boolean(m->pooler_w >= 0 && m->pooling == FTC_POOL_CLS));
-                json_object_set_new(head, "weights", json_string(m->cfg.family == FTC_FAMILY_BERT ? "classifier.*"
+                bad |= json_object_set_new(head, "pooling", json_string(pool));
+                bad |= json_object_set_new(head, "pooler", json_boolean(m->pooler_w >= 0 && m->pooling == FTC_POOL_CLS));
+                bad |= json_object_set_new(head, "weights", json_string(m->cfg.family == FTC_FAMILY_BERT ? "classifier.*"
                                                                                                    : "score.*"));
-                json_object_set_new(head, "note", json_string(why));
-                json_object_set_new(cfg, "ftc_classifier_head", head);
+                bad |= json_object_set_new(head, "note", json_string(why));
+                bad |= json_object_set_new(cfg, "ftc_classifier_head", head);
             }
         }
-        s = write_json(tmp, "config.json", cfg, err);
+        s = bad ? ftc_errf(err, FTC_E_NOMEM, "%s: out of memory", path) : write_json(tmp, "config.json", cfg, err);
     }
     json_decref(cfg);
     if (!s && o->tokenizer_dir) s = copy_tokenizer(o->tokenizer_dir, tmp, err);

@@ -19,63 +19,68 @@ static const char *class_name(const ftc_model *m) {
     return gpt2 ? "GPT2Model" : bert ? "BertModel" : mistral ? "MistralModel" : qwen ? "Qwen2Model" : "LlamaModel";
 }
 
-static void set_real(json_t *o, const char *k, float v) { json_object_set_new(o, k, json_real((double)v)); }
-static void set_int(json_t *o, const char *k, int v) { json_object_set_new(o, k, json_integer(v)); }
-static void set_id(json_t *o, const char *k, int v) {
-    if (v >= 0) set_int(o, k, v);
-}
+/* Each returns non-zero when the entry could not be made (out of memory): config_from_struct and write_config
+ * collect them in `bad`, so a config.json is never written with a key missing. */
+static int set_real(json_t *o, const char *k, float v) { return json_object_set_new(o, k, json_real((double)v)); }
+static int set_int(json_t *o, const char *k, int v) { return json_object_set_new(o, k, json_integer(v)); }
+static int set_id(json_t *o, const char *k, int v) { return v >= 0 ? set_int(o, k, v) : 0; }
 
 /* config.json for a model made by ftc_model_create (no file to start from). */
 static json_t *config_from_struct(const ftc_model *m) {
     const ftc_model_config *c = &m->cfg;
     json_t *o = json_object();
-    json_object_set_new(o, "model_type", json_string(c->model_type));
-    set_int(o, "vocab_size", c->vocab_size);
-    set_real(o, "initializer_range", c->initializer_range);
-    set_id(o, "bos_token_id", c->bos_token_id);
-    set_id(o, "eos_token_id", c->eos_token_id);
-    set_id(o, "pad_token_id", c->pad_token_id);
+    int bad = !o;
+    bad |= json_object_set_new(o, "model_type", json_string(c->model_type));
+    bad |= set_int(o, "vocab_size", c->vocab_size);
+    bad |= set_real(o, "initializer_range", c->initializer_range);
+    bad |= set_id(o, "bos_token_id", c->bos_token_id);
+    bad |= set_id(o, "eos_token_id", c->eos_token_id);
+    bad |= set_id(o, "pad_token_id", c->pad_token_id);
     const char *act = c->activation == FTC_ACT_GELU_TANH ? "gelu_new"
                       : c->activation == FTC_ACT_GELU_ERF ? "gelu" : c->activation == FTC_ACT_SILU ? "silu" : "relu";
     switch (c->family) {
     case FTC_FAMILY_GPT2:
-        set_int(o, "n_embd", c->hidden_size), set_int(o, "n_layer", c->n_layers), set_int(o, "n_head", c->n_heads);
-        set_int(o, "n_inner", c->intermediate_size), set_int(o, "n_positions", c->max_positions);
-        set_real(o, "layer_norm_epsilon", c->norm_eps);
-        json_object_set_new(o, "activation_function", json_string(act));
-        set_real(o, "resid_pdrop", c->hidden_dropout), set_real(o, "embd_pdrop", c->hidden_dropout);
-        set_real(o, "attn_pdrop", c->attention_dropout);
+        bad |= set_int(o, "n_embd", c->hidden_size), bad |= set_int(o, "n_layer", c->n_layers), bad |= set_int(o, "n_head", c->n_heads);
+        bad |= set_int(o, "n_inner", c->intermediate_size), bad |= set_int(o, "n_positions", c->max_positions);
+        bad |= set_real(o, "layer_norm_epsilon", c->norm_eps);
+        bad |= json_object_set_new(o, "activation_function", json_string(act));
+        bad |= set_real(o, "resid_pdrop", c->hidden_dropout), bad |= set_real(o, "embd_pdrop", c->hidden_dropout);
+        bad |= set_real(o, "attn_pdrop", c->attention_dropout);
         break;
     case FTC_FAMILY_LLAMA:
-        set_int(o, "hidden_size", c->hidden_size), set_int(o, "num_hidden_layers", c->n_layers);
-        set_int(o, "num_attention_heads", c->n_heads), set_int(o, "num_key_value_heads", c->n_kv_heads);
-        if (c->head_dim * c->n_heads != c->hidden_size) set_int(o, "head_dim", c->head_dim);
-        set_int(o, "intermediate_size", c->intermediate_size), set_int(o, "max_position_embeddings", c->max_positions);
-        set_real(o, "rms_norm_eps", c->norm_eps), set_real(o, "rope_theta", c->rope_theta);
-        json_object_set_new(o, "hidden_act", json_string(act));
-        json_object_set_new(o, "attention_bias", json_boolean(c->attention_bias));
-        json_object_set_new(o, "mlp_bias", json_boolean(c->mlp_bias));
-        set_real(o, "attention_dropout", c->attention_dropout);
+        bad |= set_int(o, "hidden_size", c->hidden_size), bad |= set_int(o, "num_hidden_layers", c->n_layers);
+        bad |= set_int(o, "num_attention_heads", c->n_heads), bad |= set_int(o, "num_key_value_heads", c->n_kv_heads);
+        if (c->head_dim * c->n_heads != c->hidden_size) bad |= set_int(o, "head_dim", c->head_dim);
+        bad |= set_int(o, "intermediate_size", c->intermediate_size), bad |= set_int(o, "max_position_embeddings", c->max_positions);
+        bad |= set_real(o, "rms_norm_eps", c->norm_eps), bad |= set_real(o, "rope_theta", c->rope_theta);
+        bad |= json_object_set_new(o, "hidden_act", json_string(act));
+        bad |= json_object_set_new(o, "attention_bias", json_boolean(c->attention_bias));
+        bad |= json_object_set_new(o, "mlp_bias", json_boolean(c->mlp_bias));
+        bad |= set_real(o, "attention_dropout", c->attention_dropout);
         if (!strcmp(c->rope_scaling_type, "llama3")) {
             json_t *rs = json_object();
-            json_object_set_new(rs, "rope_type", json_string("llama3"));
-            set_real(rs, "factor", c->rope_scaling_factor), set_real(rs, "low_freq_factor", c->rope_low_freq_factor);
-            set_real(rs, "high_freq_factor", c->rope_high_freq_factor);
-            set_int(rs, "original_max_position_embeddings", c->rope_original_max_positions);
-            json_object_set_new(o, "rope_scaling", rs);
+            bad |= json_object_set_new(rs, "rope_type", json_string("llama3"));
+            bad |= set_real(rs, "factor", c->rope_scaling_factor), bad |= set_real(rs, "low_freq_factor", c->rope_low_freq_factor);
+            bad |= set_real(rs, "high_freq_factor", c->rope_high_freq_factor);
+            bad |= set_int(rs, "original_max_position_embeddings", c->rope_original_max_positions);
+            bad |= json_object_set_new(o, "rope_scaling", rs);
         }
         break;
     case FTC_FAMILY_BERT:
-        set_int(o, "hidden_size", c->hidden_size), set_int(o, "num_hidden_layers", c->n_layers);
-        set_int(o, "num_attention_heads", c->n_heads), set_int(o, "intermediate_size", c->intermediate_size);
-        set_int(o, "max_position_embeddings", c->max_positions), set_int(o, "type_vocab_size", c->type_vocab_size);
-        set_real(o, "layer_norm_eps", c->norm_eps);
-        json_object_set_new(o, "hidden_act", json_string(act));
-        set_real(o, "hidden_dropout_prob", c->hidden_dropout);
-        set_real(o, "attention_probs_dropout_prob", c->attention_dropout);
+        bad |= set_int(o, "hidden_size", c->hidden_size), bad |= set_int(o, "num_hidden_layers", c->n_layers);
+        bad |= set_int(o, "num_attention_heads", c->n_heads), bad |= set_int(o, "intermediate_size", c->intermediate_size);
+        bad |= set_int(o, "max_position_embeddings", c->max_positions), bad |= set_int(o, "type_vocab_size", c->type_vocab_size);
+        bad |= set_real(o, "layer_norm_eps", c->norm_eps);
+        bad |= json_object_set_new(o, "hidden_act", json_string(act));
+        bad |= set_real(o, "hidden_dropout_prob", c->hidden_dropout);
+        bad |= set_real(o, "attention_probs_dropout_prob", c->attention_dropout);
         break;
     }
-    json_object_set_new(o, "tie_word_embeddings", json_boolean(c->tie_word_embeddings));
+    bad |= json_object_set_new(o, "tie_word_embeddings", json_boolean(c->tie_word_embeddings));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -84,15 +89,18 @@ static ftc_status write_config(const ftc_model *m, const char *dir, ftc_err *err
     if (m->config_json) {
         json_error_t je;
         o = json_loads(m->config_json, 0, &je);
+        if (!o && json_error_code(&je) == json_error_out_of_memory)
+            return ftc_errf(err, FTC_E_NOMEM, "out of memory writing config.json");
     }
     if (!o) o = config_from_struct(m);
     if (!o) return ftc_errf(err, FTC_E_NOMEM, "out of memory writing config.json");
+    int bad = 0;
     json_t *arch = json_array();
-    json_array_append_new(arch, json_string(class_name(m)));
-    json_object_set_new(o, "architectures", arch);
+    bad |= json_array_append_new(arch, json_string(class_name(m)));
+    bad |= json_object_set_new(o, "architectures", arch);
     if (m->task == FTC_TASK_CLASSIFY && m->num_labels > 0) {
         /* so that loading the saved classifier pools as it was trained (transformers ignores the key) */
-        json_object_set_new(o, "ftc_pooling", json_string(m->pooling == FTC_POOL_MEAN ? "mean"
+        bad |= json_object_set_new(o, "ftc_pooling", json_string(m->pooling == FTC_POOL_MEAN ? "mean"
                                                           : m->pooling == FTC_POOL_CLS ? "cls" : "last"));
         json_t *id2label = json_object(), *label2id = json_object();
         bool named = m->cfg.num_labels == m->num_labels && m->cfg.id2label;
@@ -101,13 +109,13 @@ static ftc_status write_config(const ftc_model *m, const char *dir, ftc_err *err
             snprintf(key, sizeof key, "%d", i);
             snprintf(def, sizeof def, "LABEL_%d", i);
             const char *label = named && m->cfg.id2label[i] ? m->cfg.id2label[i] : def;
-            json_object_set_new(id2label, key, json_string(label));
-            json_object_set_new(label2id, label, json_integer(i));
+            bad |= json_object_set_new(id2label, key, json_string(label));
+            bad |= json_object_set_new(label2id, label, json_integer(i));
         }
-        json_object_set_new(o, "id2label", id2label);
-        json_object_set_new(o, "label2id", label2id);
+        bad |= json_object_set_new(o, "id2label", id2label);
+        bad |= json_object_set_new(o, "label2id", label2id);
     }
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
+    char *text = bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
     json_decref(o);
     if (!text) return ftc_errf(err, FTC_E_NOMEM, "out of memory writing config.json");
     char path[4200];

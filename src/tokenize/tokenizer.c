@@ -427,10 +427,11 @@ ftc_status ftc_tk_finish(ftc_tokenizer *t, ftc_err *err) {
         if (t->vocab.keys[i] && t->vocab.vals[i] > max_id) max_id = t->vocab.vals[i];
     for (size_t i = 0; i < t->n_added; i++)
         if (t->added[i].id > max_id) max_id = t->added[i].id;
-    t->n_ids = (size_t)(max_id + 1);
-    t->id_to_tok = calloc(t->n_ids + 1, sizeof *t->id_to_tok);
-    t->is_special = calloc(t->n_ids + 1, sizeof *t->is_special);
-    if (!t->id_to_tok || !t->is_special) return NOMEM(err);
+    size_t n_ids = (size_t)(max_id + 1);
+    t->id_to_tok = calloc(n_ids + 1, sizeof *t->id_to_tok);
+    t->is_special = calloc(n_ids + 1, sizeof *t->is_special);
+    if (!t->id_to_tok || !t->is_special) return NOMEM(err); /* n_ids stays 0: ftc_tokenizer_free reads it */
+    t->n_ids = n_ids;
     for (size_t i = 0; i < t->vocab.cap; i++)
         if (t->vocab.keys[i] && !set_id_token(t, t->vocab.vals[i], t->vocab.keys[i], t->vocab.klen[i])) return NOMEM(err);
     for (size_t i = 0; i < t->n_added; i++) {
@@ -465,9 +466,9 @@ ftc_status ftc_tk_finish(ftc_tokenizer *t, ftc_err *err) {
                 j += meta ? 3 : 1;
             }
         }
-        t->cache_cap = 1 << 15;
-        t->cache = calloc(t->cache_cap, sizeof *t->cache);
+        t->cache = calloc(1 << 15, sizeof *t->cache);
         if (!t->cache) return NOMEM(err);
+        t->cache_cap = 1 << 15; /* set once the entries exist: ftc_tokenizer_free walks them */
     } else {
         t->max_tok_len = 1;
         for (size_t i = 0; i < t->vocab.cap; i++)
@@ -612,6 +613,8 @@ ftc_status ftc_tokenizer_from_json(const char *json, size_t len, const char *nam
     *out = NULL;
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &je);
+    if (!root && json_error_code(&je) == json_error_out_of_memory)
+        return ftc_errf(err, FTC_E_NOMEM, "%s: out of memory while parsing JSON", name ? name : "tokenizer.json");
     if (!root)
         return ftc_errf(err, FTC_E_INPUT, "%s: line %d column %d: %s", name ? name : "tokenizer.json", je.line,
                         je.column, je.text);

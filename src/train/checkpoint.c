@@ -5,6 +5,7 @@
  * at any point leaves the previous checkpoint whole. */
 #include "ftc/train.h"
 #include "ftc/base.h"
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,16 +39,18 @@ ftc_status ftc_checkpoint_save(const char *path, ftc_model *m, const ftc_optimiz
             e[n++] = (entry){o->params[i]->name, "m", o->moments + o->offset[i], o->params[i]->numel};
             e[n++] = (entry){o->params[i]->name, "v", o->moments + o->n_values + o->offset[i], o->params[i]->numel};
         }
-    for (int i = 0; i < n; i++) {
+    /* every header entry is checked: a dropped one would write a checkpoint that misses a tensor */
+    bool built = true;
+    for (int i = 0; built && i < n; i++) {
         json_t *t = json_pack("{s:s, s:s, s:I, s:I}", "name", e[i].name, "kind", e[i].kind, "numel",
                               (json_int_t)e[i].numel, "offset", (json_int_t)off);
-        json_array_append_new(tensors, t);
+        built = t && !json_array_append_new(tensors, t);
         off += e[i].numel;
     }
-    json_object_set_new(hdr, "tensors", tensors);
-    json_object_set(hdr, "state", state ? (json_t *)state : json_object());
-    if (!state) json_decref(json_object_get(hdr, "state"));
-    char *text = json_dumps(hdr, JSON_COMPACT);
+    if (!built) json_decref(tensors);
+    else built = !json_object_set_new(hdr, "tensors", tensors); /* jansson's *_new take the reference even on failure */
+    if (built) built = !json_object_set_new(hdr, "state", state ? json_incref((json_t *)state) : json_object());
+    char *text = built ? json_dumps(hdr, JSON_COMPACT) : NULL;
     json_decref(hdr);
     if (!text) { free(e); return ftc_errf(err, FTC_E_NOMEM, "%s: out of memory", path); }
     uint64_t hlen = strlen(text);
@@ -59,8 +62,9 @@ ftc_status ftc_checkpoint_save(const char *path, ftc_model *m, const ftc_optimiz
         bool ok = fwrite(MAGIC, 1, 8, af.f) == 8 && fwrite(len8, 1, 8, af.f) == 8 && fwrite(text, 1, hlen, af.f) == hlen;
         for (int i = 0; ok && i < n; i++) ok = fwrite(e[i].data, sizeof(float), (size_t)e[i].numel, af.f) == (size_t)e[i].numel;
         if (!ok) {
+            int werr = errno;
             ftc_atomic_abort(&af);
-            s = ftc_errf(err, FTC_E_IO, "%s: write failed (disk full?)", path);
+            s = ftc_errf(err, FTC_E_IO, "%s: write failed: %s", path, strerror(werr));
         } else {
             s = ftc_atomic_commit(&af, err);
         }
@@ -84,6 +88,7 @@ ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o,
     if (hlen > f.size - 16) { s = ftc_errf(err, FTC_E_INPUT, "%s: header length %llu past the end", path, (unsigned long long)hlen); goto done; }
     json_error_t je;
     hdr = json_loadb((const char *)f.data + 16, hlen, 0, &je);
+    if (!hdr && json_error_code(&je) == json_error_out_of_memory) { s = ftc_errf(err, FTC_E_NOMEM, "%s: header: out of memory", path); goto done; }
     if (!hdr) { s = ftc_errf(err, FTC_E_INPUT, "%s: header: %s", path, je.text); goto done; }
     const uint8_t *data = f.data + 16 + hlen;
     uint64_t data_floats = (f.size - 16 - hlen) / sizeof(float);

@@ -4,8 +4,8 @@
  * a decode step's scores are dot products with 8 partial sums (a prompt chunk's come from ftc_matmul, as
  * ftc_attention_forward's do), so decoding reproduces the full-sequence rows to rounding (within 1e-5,
  * test_attention_decode).
- * Work is split per (sequence, head) on the matmul threads (ftc_parallel_for): decoding runs these between
- * matmuls, and an OpenMP region here would leave a second set of threads spinning through the next matmul. */
+ * Work is split per (sequence, head) on the library's pool (ftc_parallel_for), the threads the matmuls around it
+ * run on, when there is enough of it (B*H*Tn*Tk*D > 65536); a decode step's smaller products run on the caller. */
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include "ops_internal.h"
