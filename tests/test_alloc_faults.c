@@ -159,19 +159,36 @@ static bool same_file(const char *dir, const char *ref, const char *name) {
     return same;
 }
 
+/* The fixture model with its AdamW state, made without faults: what a checkpoint save writes and a load fills */
+typedef struct {
+    ftc_model *m;
+    ftc_param **params;
+    ftc_optimizer o;
+} trained_model;
+
+static void trained_model_open(trained_model *t, ftc_err *err) {
+    t->m = NULL;
+    assert_int_equal(ftc_model_load(MODEL, FTC_TASK_CAUSAL_LM, &t->m, err), FTC_OK);
+    int np = ftc_model_n_params(t->m);
+    t->params = malloc(sizeof *t->params * (size_t)np);
+    assert_non_null(t->params);
+    for (int i = 0; i < np; i++) t->params[i] = ftc_model_param(t->m, i);
+    ftc_adamw_hparams h = FTC_ADAMW_DEFAULTS;
+    assert_int_equal(ftc_model_reserve(t->m, B, T, err), FTC_OK);
+    assert_int_equal(ftc_optim_init(&t->o, t->params, np, &h, err), FTC_OK);
+}
+
+static void trained_model_close(trained_model *t) {
+    ftc_optim_free(&t->o);
+    free(t->params);
+    ftc_model_free(t->m);
+}
+
 static ftc_status op_save(void *ctx, fault *f, ftc_err *err) {
     save_ctx *c = ctx;
-    ftc_model *m = NULL;
+    trained_model t;
     unhooked();
-    assert_int_equal(ftc_model_load(MODEL, FTC_TASK_CAUSAL_LM, &m, err), FTC_OK);
-    int np = ftc_model_n_params(m);
-    ftc_param **params = malloc(sizeof *params * (size_t)np);
-    assert_non_null(params);
-    for (int i = 0; i < np; i++) params[i] = ftc_model_param(m, i);
-    ftc_adamw_hparams h = FTC_ADAMW_DEFAULTS;
-    ftc_optimizer o;
-    assert_int_equal(ftc_model_reserve(m, B, T, err), FTC_OK);
-    assert_int_equal(ftc_optim_init(&o, params, np, &h, err), FTC_OK);
+    trained_model_open(&t, err);
     json_t *state = json_pack("{s:i, s:b}", "step", 3, "finished", 0);
     char path[512];
     snprintf(path, sizeof path, "%s/checkpoint.ftc", c->dir);
@@ -179,8 +196,8 @@ static ftc_status op_save(void *ctx, fault *f, ftc_err *err) {
     char model_dir[512];
     snprintf(model_dir, sizeof model_dir, "%s/model", c->dir);
     ftc_export_opts eo = {.overwrite = true};
-    ftc_status s = c->export_model ? ftc_export_hf(m, model_dir, &eo, err)
-                   : c->save_model ? ftc_model_save(m, c->dir, err) : ftc_checkpoint_save(path, m, &o, state, err);
+    ftc_status s = c->export_model ? ftc_export_hf(t.m, model_dir, &eo, err)
+                   : c->save_model ? ftc_model_save(t.m, c->dir, err) : ftc_checkpoint_save(path, t.m, &t.o, state, err);
     unhooked();
     /* a save that absorbed a failed allocation (or ran without one) wrote exactly what a save without faults
      * writes: nothing dropped */
@@ -194,9 +211,7 @@ static ftc_status op_save(void *ctx, fault *f, ftc_err *err) {
         else assert_true(same_file(c->dir, c->ref, "checkpoint.ftc"));
     }
     json_decref(state);
-    ftc_optim_free(&o);
-    free(params);
-    ftc_model_free(m);
+    trained_model_close(&t);
     hooked(f);
     return s;
 }
@@ -205,26 +220,16 @@ static ftc_status op_save(void *ctx, fault *f, ftc_err *err) {
  * what --resume does. */
 static ftc_status op_checkpoint_load(void *ctx, fault *f, ftc_err *err) {
     const char *path = ctx;
-    ftc_model *m = NULL;
+    trained_model t;
     unhooked();
-    assert_int_equal(ftc_model_load(MODEL, FTC_TASK_CAUSAL_LM, &m, err), FTC_OK);
-    int np = ftc_model_n_params(m);
-    ftc_param **params = malloc(sizeof *params * (size_t)np);
-    assert_non_null(params);
-    for (int i = 0; i < np; i++) params[i] = ftc_model_param(m, i);
-    ftc_adamw_hparams h = FTC_ADAMW_DEFAULTS;
-    ftc_optimizer o;
-    assert_int_equal(ftc_model_reserve(m, B, T, err), FTC_OK);
-    assert_int_equal(ftc_optim_init(&o, params, np, &h, err), FTC_OK);
+    trained_model_open(&t, err);
     json_t *st = NULL;
     hooked(f);
-    ftc_status s = ftc_checkpoint_load(path, m, &o, &st, err);
+    ftc_status s = ftc_checkpoint_load(path, t.m, &t.o, &st, err);
     unhooked();
     if (!s) assert_int_equal(json_integer_value(json_object_get(st, "step")), 3);
     json_decref(st);
-    ftc_optim_free(&o);
-    free(params);
-    ftc_model_free(m);
+    trained_model_close(&t);
     hooked(f);
     return s;
 }

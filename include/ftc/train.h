@@ -166,6 +166,8 @@ void ftc_train_config_fit_data(ftc_train_config *c, int n_train);
 ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err);
 /* Every key with its value (config.resolved.json). New reference. */
 struct json_t *ftc_train_config_json(const ftc_train_config *c);
+/* ftc_train_config_json(c) written to path atomically (the run's facts aside: the trainer adds those) */
+ftc_status ftc_train_config_save(const ftc_train_config *c, const char *path, ftc_err *err);
 /* What a run like `resolved` (a config.resolved.json) would have used had it given no setting but its task and
  * method: ftc_train_config_json of the defaults, resolved as the trainer resolves them (the method's rates, warmup and
  * batch; causal-lm's rate for a model of hidden_size, 0 if unknown; epochs from its "train_examples" with its own

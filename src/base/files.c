@@ -58,6 +58,14 @@ ftc_status ftc_open_read(const char *path, FILE **out, ftc_err *err) {
     return FTC_OK;
 }
 
+ftc_status ftc_json_save_file(const char *path, const json_t *o, ftc_err *err) {
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    if (!text) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    ftc_status s = ftc_write_file_atomic(path, text, strlen(text), err);
+    free(text);
+    return s;
+}
+
 json_t *ftc_json_load_file(const char *path, size_t flags, json_error_t *je) {
     ftc_err err;
     FILE *f;

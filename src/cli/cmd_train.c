@@ -151,13 +151,8 @@ static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_
      * against them (--resume refuses flags that contradict them); the full stage rewrites the file with its plan */
     char path[FTC_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/config.resolved.json", c->out);
-    if (s == FTC_OK && !ftc_file_exists(path) && (s = ftc_mkdirs(c->out, &err)) == FTC_OK) {
-        json_t *cfg = ftc_train_config_json(c);
-        char *text = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) : NULL;
-        json_decref(cfg);
-        s = text ? ftc_write_file_atomic(path, text, strlen(text), &err) : ftc_errf(&err, FTC_E_NOMEM, "out of memory");
-        free(text);
-    }
+    if (s == FTC_OK && !ftc_file_exists(path) && (s = ftc_mkdirs(c->out, &err)) == FTC_OK)
+        s = ftc_train_config_save(c, path, &err);
     if (s == FTC_OK) s = ftc_train_config_finalize(h, &err);
     if (s == FTC_OK) ftc_train_config_fit_data(h, train->n);
     if (s == FTC_OK && !ftc_train_run_finished(h->out, NULL)) {

@@ -24,11 +24,16 @@ void ftc_tr_batcher_free(ftc_tr_batcher *bt) {
     free(bt->ids); free(bt->types); free(bt->labels); free(bt->class_labels); free(bt->mask);
 }
 
-/* Pads (right) the examples idx[0..B) to the longest (capped at max_T) into bt->b. */
-void ftc_tr_collate(ftc_tr_batcher *bt, const ftc_dataset *d, const int32_t *idx, int B, ftc_task task) {
+/* The length a batch of the examples idx[0..B) pads to: the longest (at least 2), capped at max_T. */
+static int batch_len(const ftc_dataset *d, const int32_t *idx, int B, int max_T) {
     int T = 2;
     for (int i = 0; i < B; i++) if (d->ex[idx[i]].len > T) T = d->ex[idx[i]].len;
-    if (T > bt->max_T) T = bt->max_T;
+    return T < max_T ? T : max_T;
+}
+
+/* Pads (right) the examples idx[0..B) to the longest (capped at max_T) into bt->b. */
+void ftc_tr_collate(ftc_tr_batcher *bt, const ftc_dataset *d, const int32_t *idx, int B, ftc_task task) {
+    int T = batch_len(d, idx, B, bt->max_T);
     bool any_types = false;
     bt->n_tokens = 0;
     for (int i = 0; i < B; i++) {
@@ -99,9 +104,8 @@ double ftc_tr_padded_tokens_per_step(const int32_t *order, const ftc_dataset *d,
     int64_t sum = 0;
     for (int64_t k = 0; k < micro_per_epoch; k++) {
         int64_t first = k * batch;
-        int B = (int)(d->n - first < batch ? d->n - first : batch), T = 2;
-        for (int i = 0; i < B; i++) if (d->ex[order[first + i]].len > T) T = d->ex[order[first + i]].len;
-        sum += (int64_t)B * (T < max_T ? T : max_T);
+        int B = (int)(d->n - first < batch ? d->n - first : batch);
+        sum += (int64_t)B * batch_len(d, order + first, B, max_T);
     }
     return steps_per_epoch > 0 ? (double)sum / (double)steps_per_epoch : 0;
 }

@@ -609,6 +609,13 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     return FTC_OK;
 }
 
+ftc_status ftc_train_config_save(const ftc_train_config *c, const char *path, ftc_err *err) {
+    json_t *o = ftc_train_config_json(c);
+    ftc_status s = o ? ftc_json_save_file(path, o, err) : ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    json_decref(o);
+    return s;
+}
+
 json_t *ftc_train_config_json(const ftc_train_config *c) {
     json_t *o = json_object();
     if (!o) return NULL;

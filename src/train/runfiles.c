@@ -194,15 +194,6 @@ ftc_status ftc_tr_restore(ftc_tr_run *r, ftc_err *err) {
     return trim_metrics(r->path_metrics, r->step, &r->elapsed_before, err);
 }
 
-static ftc_status write_json_file(const char *path, json_t *o, ftc_err *err) {
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
-    if (!text) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    size_t n = strlen(text);
-    ftc_status s = ftc_write_file_atomic(path, text, n, err);
-    free(text);
-    return s;
-}
-
 /* Resolved settings and label map (rewritten on resume: same content). */
 ftc_status ftc_tr_write_run_config(ftc_tr_run *r, int epochs, int T, ftc_err *err) {
     const ftc_train_config *c = r->c;
@@ -227,7 +218,7 @@ ftc_status ftc_tr_write_run_config(ftc_tr_run *r, int epochs, int T, ftc_err *er
     json_object_set_new(cfg, "train_examples", json_integer(r->train->n));
     json_object_set_new(cfg, "val_examples", json_integer(r->val ? r->val->n : 0));
     snprintf(path, sizeof path, "%s/config.resolved.json", c->out);
-    ftc_status s = write_json_file(path, cfg, err);
+    ftc_status s = ftc_json_save_file(path, cfg, err);
     json_decref(cfg);
     if (s != FTC_OK || c->task != FTC_TASK_CLASSIFY) return s;
     json_t *labels = json_array();
@@ -237,7 +228,7 @@ ftc_status ftc_tr_write_run_config(ftc_tr_run *r, int epochs, int T, ftc_err *er
         json_array_append_new(labels, json_string(r->train->label_names ? r->train->label_names[i] : k));
     }
     snprintf(path, sizeof path, "%s/labels.json", c->out);
-    s = write_json_file(path, labels, err);
+    s = ftc_json_save_file(path, labels, err);
     json_decref(labels);
     return s;
 }
