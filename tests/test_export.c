@@ -19,6 +19,7 @@
 #include "ftc/export.h"
 #include "ftc/model.h"
 #include "ftc/safetensors.h"
+#include "lib/test_util.h"
 
 enum { B = 2, T = 6 };
 static int32_t ids[B * T] = {5, 9, 3, 17, 22, 8, 30, 4, 11, 2, 1, 1};
@@ -359,18 +360,8 @@ static void test_refusals(void **state) {
     ftc_model_free(b);
 }
 
-static int setup(void **state) {
-    (void)state;
-    snprintf(tmproot, sizeof tmproot, "/tmp/ftc_test_export.XXXXXX");
-    return mkdtemp(tmproot) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmproot);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int setup(void **state) { (void)state; return ftc_test_tmpdir_make(tmproot, sizeof tmproot, "test_export"); }
+static int teardown(void **state) { (void)state; return ftc_test_tmpdir_remove(tmproot); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {

@@ -18,23 +18,9 @@
 #include "ftc/quant.h"
 #include "ftc/safetensors.h"
 #include "ftc/tokenizer.h"
+#include "lib/test_util.h"
 
 static char tmpdir[64];
-static const char *src_dir(void) {
-    const char *s = getenv("FTC_SOURCE_DIR");
-    return s ? s : ".";
-}
-static int setup(void **state) {
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ftc_gge_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
-}
 
 static void check_type(const char *hf, const char *ref_path, int type, const char *label) {
     char p[4200];
@@ -86,7 +72,7 @@ static void check_type(const char *hf, const char *ref_path, int type, const cha
 static void test_types(void **state) {
     (void)state;
     char gg[4096], hf[4200], ref[4200];
-    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/llama_gqa.gguf", src_dir());
+    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/llama_gqa.gguf", ftc_test_src_dir());
     snprintf(hf, sizeof hf, "%s/hf", tmpdir);
     snprintf(ref, sizeof ref, "%s/f32.gguf", tmpdir);
     ftc_err e = {0};
@@ -111,22 +97,6 @@ static void test_types(void **state) {
     check_type(hf, ref, FTC_GGML_Q4_K, "q4_k");
 }
 
-static json_t *load_jsonl(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    json_t *arr = json_array();
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        json_t *v = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (v) json_array_append_new(arr, v);
-    }
-    free(line);
-    fclose(f);
-    return arr;
-}
-
 static void test_spm_tokenizer(void **state) {
     (void)state;
     const char *shared = getenv("FTC_SHARED_DATA");
@@ -146,10 +116,10 @@ static void test_spm_tokenizer(void **state) {
     assert_non_null(ftc_gguf_find(g, "tokenizer.ggml.scores"));
     ftc_gguf_close(g);
     if (ftc_gguf_write_tokenizer(out, tokdir, &e)) fail_msg("%s", e.msg);
-    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", src_dir());
-    json_t *corpus = load_jsonl(p);
-    snprintf(p, sizeof p, "%s/tests/fixtures/tok_stories260K.0.jsonl", src_dir());
-    json_t *fix = load_jsonl(p);
+    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", ftc_test_src_dir());
+    json_t *corpus = ftc_test_load_jsonl(p);
+    snprintf(p, sizeof p, "%s/tests/fixtures/tok_stories260K.0.jsonl", ftc_test_src_dir());
+    json_t *fix = ftc_test_load_jsonl(p);
     assert_non_null(corpus);
     assert_non_null(fix);
     ftc_tokenizer *t;
@@ -173,6 +143,9 @@ static void test_spm_tokenizer(void **state) {
     json_decref(corpus);
     json_decref(fix);
 }
+
+static int setup(void **state) { (void)state; return ftc_test_tmpdir_make(tmpdir, sizeof tmpdir, "gge"); }
+static int teardown(void **state) { (void)state; return ftc_test_tmpdir_remove(tmpdir); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_types), cmocka_unit_test(test_spm_tokenizer)};

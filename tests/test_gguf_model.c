@@ -19,28 +19,14 @@
 #include "ftc/model.h"
 #include "ftc/safetensors.h"
 #include "ftc/tokenizer.h"
+#include "lib/test_util.h"
 
 static char tmpdir[64];
-static const char *src_dir(void) {
-    const char *s = getenv("FTC_SOURCE_DIR");
-    return s ? s : ".";
-}
-static int setup(void **state) {
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ftc_ggm_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
-}
 
 static void round_trip(const char *name) {
     char gg[4096], orig[4096], out[4096];
-    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/%s.gguf", src_dir(), name);
-    snprintf(orig, sizeof orig, "%s/tests/fixtures/models/%s", src_dir(), name);
+    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/%s.gguf", ftc_test_src_dir(), name);
+    snprintf(orig, sizeof orig, "%s/tests/fixtures/models/%s", ftc_test_src_dir(), name);
     snprintf(out, sizeof out, "%s/%s", tmpdir, name);
     ftc_err e = {0};
     if (ftc_gguf_export_hf(gg, out, &e)) fail_msg("%s", e.msg);
@@ -94,11 +80,11 @@ static void test_errors(void **state) {
     (void)state;
     char gg[4096], out[4096];
     ftc_err e = {0};
-    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/dequant.gguf", src_dir());
+    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/dequant.gguf", ftc_test_src_dir());
     snprintf(out, sizeof out, "%s/bad", tmpdir);
     assert_int_equal(ftc_gguf_export_hf(gg, out, &e), FTC_E_UNSUPPORTED);
     assert_non_null(strstr(e.msg, "architecture 'test' is not supported"));
-    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/meta.gguf", src_dir());
+    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/meta.gguf", ftc_test_src_dir());
     assert_int_equal(ftc_gguf_export_hf(gg, out, &e), FTC_E_INPUT);
     assert_non_null(strstr(e.msg, "missing metadata key 'llama.block_count'"));
     assert_true(ftc_is_gguf_path(gg));
@@ -135,29 +121,13 @@ static void write_buf(const buf *x, const char *path) {
     fclose(f);
 }
 
-static json_t *load_jsonl(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    json_t *arr = json_array();
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        json_t *v = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (v) json_array_append_new(arr, v);
-    }
-    free(line);
-    fclose(f);
-    return arr;
-}
-
 /* ids of every corpus line against HF's (tests/fixtures/tok_<name>.0.jsonl); returns mismatches */
 static size_t compare_corpus(const char *label, const char *dir, const char *fixture) {
     char p[4096];
-    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", src_dir());
-    json_t *corpus = load_jsonl(p);
-    snprintf(p, sizeof p, "%s/tests/fixtures/tok_%s.0.jsonl", src_dir(), fixture);
-    json_t *fix = load_jsonl(p);
+    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", ftc_test_src_dir());
+    json_t *corpus = ftc_test_load_jsonl(p);
+    snprintf(p, sizeof p, "%s/tests/fixtures/tok_%s.0.jsonl", ftc_test_src_dir(), fixture);
+    json_t *fix = ftc_test_load_jsonl(p);
     assert_non_null(corpus);
     assert_non_null(fix);
     assert_int_equal(json_array_size(corpus), json_array_size(fix));
@@ -313,6 +283,9 @@ static void test_tokenizer_llama2(void **state) {
     if (ftc_gguf_write_tokenizer(p, out, &e)) fail_msg("%s", e.msg);
     assert_int_equal(compare_corpus("llama2 from GGUF", out, "llama2"), 0);
 }
+
+static int setup(void **state) { (void)state; return ftc_test_tmpdir_make(tmpdir, sizeof tmpdir, "ggm"); }
+static int teardown(void **state) { (void)state; return ftc_test_tmpdir_remove(tmpdir); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {

@@ -18,6 +18,7 @@
 #include "ftc/infer.h"
 #include "ftc/model.h"
 #include "ftc/tokenizer.h"
+#include "lib/test_util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -30,11 +31,6 @@
 #define UNDER_ASAN 0
 #endif
 
-static const char *src_dir(void) {
-    const char *s = getenv("FTC_SOURCE_DIR");
-    return s ? s : ".";
-}
-
 static void test_smollm2_matches_reference(void **state) {
     (void)state;
     const char *gg = getenv("FTC_SMOLLM2_GGUF");
@@ -44,7 +40,7 @@ static void test_smollm2_matches_reference(void **state) {
         skip();
     }
     char p[4096], dir[4096];
-    snprintf(p, sizeof p, "%s/tests/fixtures/gguf/smollm2_reference.json", src_dir());
+    snprintf(p, sizeof p, "%s/tests/fixtures/gguf/smollm2_reference.json", ftc_test_src_dir());
     json_t *ref = json_load_file(p, 0, NULL);
     assert_non_null(ref);
     ftc_err e = {0};
@@ -53,7 +49,7 @@ static void test_smollm2_matches_reference(void **state) {
     ftc_tokenizer *tok;
     if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &m, &e) || ftc_tokenizer_load(dir, &tok, &e)) fail_msg("%s", e.msg);
     int V = (int)json_integer_value(json_object_get(ref, "vocab"));
-    snprintf(p, sizeof p, "%s/tests/fixtures/gguf/smollm2_logits.f32", src_dir());
+    snprintf(p, sizeof p, "%s/tests/fixtures/gguf/smollm2_logits.f32", ftc_test_src_dir());
     FILE *f = fopen(p, "rb");
     assert_non_null(f);
     float *want = malloc(sizeof(float) * (size_t)V), *got = malloc(sizeof(float) * (size_t)V);
@@ -116,22 +112,6 @@ static void test_smollm2_matches_reference(void **state) {
     json_decref(ref);
 }
 
-static json_t *load_jsonl(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    json_t *arr = json_array();
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        json_t *v = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (v) json_array_append_new(arr, v);
-    }
-    free(line);
-    fclose(f);
-    return arr;
-}
-
 /* SmolLM2's tokenizer (gpt2-type, tokenizer.ggml.pre = smollm) rebuilt from the GGUF against HF tokenizers over
  * the same vocabulary and merges, on the whole tokenizer corpus (runs under ASan too: tokenizer files only) */
 static void test_smollm2_tokenizer_corpus(void **state) {
@@ -144,10 +124,10 @@ static void test_smollm2_tokenizer_corpus(void **state) {
     if (ftc_gguf_write_tokenizer(gg, dir, &e)) fail_msg("%s", e.msg);
     ftc_tokenizer *tok;
     if (ftc_tokenizer_load(dir, &tok, &e)) fail_msg("%s", e.msg);
-    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", src_dir());
-    json_t *corpus = load_jsonl(p);
-    snprintf(p, sizeof p, "%s/tests/fixtures/gguf/tok_smollm2.jsonl", src_dir());
-    json_t *fix = load_jsonl(p);
+    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", ftc_test_src_dir());
+    json_t *corpus = ftc_test_load_jsonl(p);
+    snprintf(p, sizeof p, "%s/tests/fixtures/gguf/tok_smollm2.jsonl", ftc_test_src_dir());
+    json_t *fix = ftc_test_load_jsonl(p);
     assert_non_null(corpus);
     assert_non_null(fix);
     assert_int_equal(json_array_size(corpus), json_array_size(fix));

@@ -16,6 +16,7 @@
 #include "ftc/base.h"
 #include "ftc/model.h"
 #include "ftc/safetensors.h"
+#include "lib/test_util.h"
 
 static char g_dir[64];
 
@@ -31,19 +32,6 @@ static const char *BERT_CFG =
     " \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
     " \"max_position_embeddings\": 64, \"type_vocab_size\": 2, \"pad_token_id\": 0, \"initializer_range\": 0.02,"
     " \"id2label\": {\"0\": \"a\", \"1\": \"b\", \"2\": \"c\"}}";
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/ftc_test_init_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 /* Writes the config, runs `ftc init`, returns the output directory (static buffer per call site). */
 static void run_init(const char *name, const char *config_json, const char *extra, char *out, size_t n) {
@@ -188,6 +176,9 @@ static void test_bf16_is_rounded_f32(void **state) {
     ftc_model_free(a);
     ftc_model_free(b);
 }
+
+static int setup(void **state) { (void)state; return ftc_test_tmpdir_make(g_dir, sizeof g_dir, "test_init"); }
+static int teardown(void **state) { (void)state; return ftc_test_tmpdir_remove(g_dir); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {

@@ -11,20 +11,9 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "ftc/safetensors.h"
+#include "lib/test_util.h"
 
 static char tmpdir[64];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ftc_st_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
-}
 
 /* A file image: 8-byte length + header + data. */
 static uint8_t *image(const char *header, const void *data, size_t dlen, size_t *len) {
@@ -457,6 +446,9 @@ static void test_real_checkpoint_matches_python(void **state) {
     ftc_st_close(s);
     json_decref(r);
 }
+
+static int setup(void **state) { (void)state; return ftc_test_tmpdir_make(tmpdir, sizeof tmpdir, "st"); }
+static int teardown(void **state) { (void)state; return ftc_test_tmpdir_remove(tmpdir); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {

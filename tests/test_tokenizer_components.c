@@ -14,31 +14,17 @@
 #include <string.h>
 #include "ftc/base.h"
 #include "ftc/tokenizer.h"
+#include "lib/test_util.h"
 
 static json_t *corpus;
 
-static const char *src_dir(void) {
-    const char *s = getenv("FTC_SOURCE_DIR");
-    return s ? s : ".";
-}
-static const char *shared(void) {
-    const char *s = getenv("FTC_SHARED_DATA");
-    return s ? s : "../shared/data";
-}
 
 static int setup(void **state) {
     (void)state;
     char p[4096];
-    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", src_dir());
-    FILE *f = fopen(p, "rb");
-    if (!f) return -1;
-    corpus = json_array();
-    char *line = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) > 0) json_array_append_new(corpus, json_loads(line, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL));
-    free(line);
-    fclose(f);
-    return 0;
+    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", ftc_test_src_dir());
+    corpus = ftc_test_load_jsonl(p);
+    return corpus ? 0 : -1;
 }
 static int teardown(void **state) {
     (void)state;
@@ -48,7 +34,7 @@ static int teardown(void **state) {
 
 static ftc_tokenizer *load_base(const char *base, json_t *override, json_t *model_patch) {
     char p[4096];
-    snprintf(p, sizeof p, "%s/tokenizers/%s/tokenizer.json", shared(), base);
+    snprintf(p, sizeof p, "%s/tokenizers/%s/tokenizer.json", ftc_test_shared_dir(), base);
     json_t *root = json_load_file(p, 0, NULL);
     assert_non_null(root);
     const char *k;
@@ -66,7 +52,7 @@ static ftc_tokenizer *load_base(const char *base, json_t *override, json_t *mode
 
 static void run_case(const char *name) {
     char p[4096];
-    snprintf(p, sizeof p, "%s/tests/fixtures/tokcomp_%s.json", src_dir(), name);
+    snprintf(p, sizeof p, "%s/tests/fixtures/tokcomp_%s.json", ftc_test_src_dir(), name);
     json_error_t je;
     json_t *fx = json_load_file(p, JSON_ALLOW_NUL, &je);
     if (!fx) fail_msg("%s: %s", p, je.text);
@@ -119,7 +105,7 @@ static void test_metaspace_always(void **s) { (void)s; run_case("metaspace_alway
 
 static ftc_tokenizer *load_dir(const char *name) {
     char p[4096];
-    snprintf(p, sizeof p, "%s/tokenizers/%s", shared(), name);
+    snprintf(p, sizeof p, "%s/tokenizers/%s", ftc_test_shared_dir(), name);
     ftc_tokenizer *t;
     ftc_err err;
     if (ftc_tokenizer_load(p, &t, &err)) fail_msg("%s", err.msg);

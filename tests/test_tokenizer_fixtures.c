@@ -12,40 +12,18 @@
 #include <string.h>
 #include "ftc/base.h"
 #include "ftc/tokenizer.h"
+#include "lib/test_util.h"
 
 static json_t *corpus;
-
-static const char *src_dir(void) {
-    const char *s = getenv("FTC_SOURCE_DIR");
-    return s ? s : ".";
-}
-
-static json_t *load_jsonl(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    json_t *arr = json_array();
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        json_error_t je;
-        json_t *v = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-        if (!v) { fprintf(stderr, "%s: line %d: %s\n", path, je.line, je.text); json_decref(arr); arr = NULL; break; }
-        json_array_append_new(arr, v);
-    }
-    free(line);
-    fclose(f);
-    return arr;
-}
 
 /* All tok_<name>.N.jsonl chunks, concatenated. */
 static json_t *load_fixture(const char *name) {
     json_t *all = json_array();
     for (int i = 0;; i++) {
         char p[4096];
-        snprintf(p, sizeof p, "%s/tests/fixtures/tok_%s.%d.jsonl", src_dir(), name, i);
+        snprintf(p, sizeof p, "%s/tests/fixtures/tok_%s.%d.jsonl", ftc_test_src_dir(), name, i);
         if (!ftc_file_exists(p)) break;
-        json_t *c = load_jsonl(p);
+        json_t *c = ftc_test_load_jsonl(p);
         if (!c) { json_decref(all); return NULL; }
         json_array_extend(all, c);
         json_decref(c);
@@ -57,8 +35,8 @@ static json_t *load_fixture(const char *name) {
 static int setup(void **state) {
     (void)state;
     char p[4096];
-    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", src_dir());
-    corpus = load_jsonl(p);
+    snprintf(p, sizeof p, "%s/tests/fixtures/tokenizer_corpus.jsonl", ftc_test_src_dir());
+    corpus = ftc_test_load_jsonl(p);
     return corpus ? 0 : -1;
 }
 static int teardown(void **state) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include "ftc/base.h"
 #include "ftc/train.h"
+#include "lib/test_util.h"
 
 #define VOCAB 24
 #define NUM_LABELS 3
@@ -705,13 +706,8 @@ static void test_eval_run_dir(void **state) {
     run_dir_case(FTC_FAMILY_LLAMA, FTC_TASK_CAUSAL_LM, FTC_METHOD_LORA);
 }
 
-static int setup(void **state) { (void)state; strcpy(tmp_root, "/tmp/ftc_train_XXXXXX"); return mkdtemp(tmp_root) ? 0 : -1; }
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int setup(void **state) { (void)state; return ftc_test_tmpdir_make(tmp_root, sizeof tmp_root, "train"); }
+static int teardown(void **state) { (void)state; return ftc_test_tmpdir_remove(tmp_root); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {

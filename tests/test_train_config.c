@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "ftc/base.h"
 #include "ftc/train.h"
+#include "lib/test_util.h"
 
 static char dir[64];
 
@@ -190,13 +191,8 @@ static void test_finalize_checks_combinations(void **state) {
     assert_int_equal(d.epochs, 2);
 }
 
-static int setup(void **state) { (void)state; strcpy(dir, "/tmp/ftc_cfg_XXXXXX"); return mkdtemp(dir) ? 0 : -1; }
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int setup(void **state) { (void)state; return ftc_test_tmpdir_make(dir, sizeof dir, "cfg"); }
+static int teardown(void **state) { (void)state; return ftc_test_tmpdir_remove(dir); }
 
 /* The defaults a run's settings are compared with in the report: the method's, resolved as the trainer resolves
  * them for that run's model width and data size. */
