@@ -8,11 +8,9 @@ FTC=${FTC_BIN:?FTC_BIN not set}
 T=$(mktemp -d /tmp/ftc_cli_io_faults.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib/expect.sh"
-M="${FTC_SHARED_DATA:-}/models/stories260K-hf"
-[ -f "$M/model.safetensors" ] || { echo "SKIP: stories260K not in FTC_SHARED_DATA"; exit 0; }
-for i in 1 2 3 4 5 6 7 8; do
-  printf '{"prompt": "Once upon a time %d", "completion": " there was a girl named Lily."}\n' "$i"
-done >"$T/lm.jsonl"
+need_stories260k
+M=$STORIES
+story_pairs 8 "$T/lm.jsonl"
 ARGS=(--model "$M" --data "$T/lm.jsonl" --task causal-lm --method full --batch 1 --max-len 16 --seed 3
       --save-every 2 --max-steps 8 --quiet)
 "$FTC" train "${ARGS[@]}" --out "$T/ref" >/dev/null 2>"$T/err" || { cat "$T/err"; fail "reference run failed"; }

@@ -16,14 +16,9 @@ expect_rc 1 "base-dtype: 'int4' is not one of auto, fp32, bf16" "$FTC" train --b
 expect_rc 1 "--base-dtype bf16 stores the frozen base weights: it needs --method lora or head" \
   "$FTC" train --model m --data d --out o --method full --base-dtype bf16
 
-MODEL=${FTC_SHARED_DATA:-../shared/data}/models/stories260K-hf
-if [ ! -f "$MODEL/config.json" ]; then
-  echo "SKIP: $MODEL not found; ran the usage checks only"
-  exit 0
-fi
-for i in $(seq 1 24); do
-  echo "{\"text\": \"Once upon a time there was a little girl named Lily. She liked to play in the park number $i.\"}"
-done >"$T/lm.jsonl"
+need_stories260k   # (the usage checks above ran either way)
+MODEL=$STORIES
+story_texts 24 "$T/lm.jsonl"
 
 ARGS=(--model "$MODEL" --data "$T/lm.jsonl" --task causal-lm --method lora --lora-targets all-linear --lora-r 4
       --lr 0.01 --batch 4 --max-steps 6 --save-every 1 --log-every 1 --seed 3 --precision bf16 --save-merged --quiet)
