@@ -269,6 +269,7 @@ typedef struct {
     bool cached_features;   /* the head trained on cached frozen-encoder features (feature_cache) */
     bool interrupted;       /* stopped on c->stop: checkpoint.ftc holds step `steps`, model/ was not written */
     double comm_seconds;    /* data parallel (c->dp): wall seconds this rank spent in the gradient all-reduce */
+    double wait_seconds;    /* ... and before it, waiting for the slowest rank (a barrier) */
     ftc_train_plan plan;    /* what the run planned (memory), and for a timing run (measure_steps) its timings */
 } ftc_train_result;
 

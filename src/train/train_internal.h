@@ -116,6 +116,7 @@ typedef struct {
     bool stop_agreed;          /* a stop request seen by any rank at the last step (dp) */
     float *grad_pack;          /* scratch for the gradient all-reduce when the gradients are not one span */
     double comm_seconds;       /* in the gradient all-reduce */
+    double wait_seconds;       /* before it, for the slowest rank to finish its backward */
 } ftc_tr_run;
 
 /* ---- runfiles.c: the run directory ---- */

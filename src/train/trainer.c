@@ -140,10 +140,13 @@ static ftc_status train_step(ftc_tr_run *r, double *loss, double *grad_norm, flo
         if (!isfinite(sum))
             return ftc_errf(err, FTC_E_DIVERGED, "training loss is %s at step %lld (epoch %lld), summed over %d ranks",
                             isnan(sum) ? "NaN" : "Inf", (long long)r->step + 1, (long long)r->epoch + 1, r->dp->size);
-        if (total > 0) {
+        if (total > 0) { /* the time waiting for the slowest rank (a barrier) apart from the transfer itself */
             double t0 = ftc_now();
+            if ((s = r->dp->barrier(r->dp->ctx, err)) != FTC_OK) return ftc_err_prefix(err, "waiting for the ranks");
+            double t1 = ftc_now();
             if ((s = ftc_tr_dp_allreduce_grads(r->dp, &r->opt, &r->grad_pack, err)) != FTC_OK) return s;
-            r->comm_seconds += ftc_now() - t0;
+            r->wait_seconds += t1 - t0;
+            r->comm_seconds += ftc_now() - t1;
         }
     }
     r->tokens_seen += tokens;
@@ -385,9 +388,11 @@ static ftc_status log_step(ftc_tr_run *r, double loss, float lr, double gnorm, f
         json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r->step, "epoch", epoch_f,
                               "loss", loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s), "elapsed_s",
                               round((r->elapsed_before + ftc_now() - r->t_run) * 10) / 10);
-        if (r->dp) { /* data parallel: the ranks, and this rank's seconds in the gradient all-reduce so far */
+        if (r->dp) { /* data parallel: the ranks; this rank's seconds in the gradient all-reduce and waiting for the
+                      * slowest rank before it, so far */
             json_object_set_new(o, "dp_ranks", json_integer(r->dp->size));
             json_object_set_new(o, "dp_comm_s", json_real(round(r->comm_seconds * 1000) / 1000));
+            json_object_set_new(o, "dp_wait_s", json_real(round(r->wait_seconds * 1000) / 1000));
         }
         ftc_status s = ftc_tr_log_json(r, o, err);
         if (s != FTC_OK) return s;
@@ -570,6 +575,7 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     if (s == FTC_OK && r.dp && (s = r.dp->barrier(r.dp->ctx, err)) != FTC_OK)
         ftc_err_prefix(err, "waiting for rank 0 to write %s", c->out);
     res->comm_seconds = r.comm_seconds;
+    res->wait_seconds = r.wait_seconds;
 out:
     free(step_times);
     free_run(&r);
