@@ -80,6 +80,8 @@ static void train_help(FILE *out) {
         "--lr LOWER).\n"
         "SIGINT/SIGTERM (Ctrl-C): the current step finishes, checkpoint.ftc is written, exit 130/143 with the command\n"
         "to resume; a second Ctrl-C stops at once.\n"
+        "Data parallel over several processes or machines: mpirun -np N ftc train ... (--batch is the global batch,\n"
+        "a multiple of N; docs/distributed.md).\n"
         "Details: docs/train.md\n\n"
         "Examples:\n"
         "  ftc train --model all-MiniLM-L6-v2 --data train.csv --method head --val-split 0.1 --out runs/head\n"

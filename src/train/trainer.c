@@ -2,7 +2,9 @@
  * accumulation window forward + backward (the loss weighted by the window's share of target tokens, so
  * 4 x batch 2 equals batch 8), clip, AdamW at the scheduled lr. Around it: evaluation, early stopping,
  * checkpoints (resume continues bit-identically), metrics.jsonl and progress. The parts live beside it: batch.c
- * (collation), freeze.c (which parameters train), evaluate.c, runfiles.c (the run directory). */
+ * (collation), freeze.c (which parameters train), evaluate.c, runfiles.c (the run directory). Data parallel
+ * (c->dp, several processes; dp.c, docs/distributed.md): every rank runs this loop on its share of each micro-batch,
+ * the gradients are summed once per step before the clipping, and rank 0 alone writes the run directory. */
 #include "train_internal.h"
 #include "ftc/base.h"
 #include <jansson.h>
