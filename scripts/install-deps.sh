@@ -6,7 +6,7 @@
 #   scripts/install-deps.sh --report-check   also headless Chromium, only for tools/screenshot_report.sh
 #                                    (optional: nothing in the build, the tests or ftc needs it)
 set -e
-PKGS="build-essential cmake pkg-config clang time strace libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libyaml-dev libcmocka-dev libcivetweb-dev curl python3 python3-pip"
+PKGS="build-essential cmake pkg-config clang time strace libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libyaml-dev libcmocka-dev libcivetweb-dev openmpi-bin libopenmpi-dev curl python3 python3-pip"
 [ "$1" = "--fuzz" ] && PKGS="$PKGS libclang-rt-14-dev"
 [ "$1" = "--report-check" ] && PKGS="$PKGS chromium fonts-dejavu-core"
 

@@ -57,6 +57,25 @@ double ftc_grad_norm(const ftc_optimizer *o);
 double ftc_clip_grad_norm(ftc_optimizer *o, float max_norm);
 void ftc_scale_grads(ftc_optimizer *o, float s);
 
+/* ---- data parallelism: the caller's communication, for ftc_train_run over several processes ----
+ * The library holds no transport: the caller (the CLI over MPI, docs/distributed.md) passes these. Every rank
+ * runs ftc_train_run on the same model, data and settings; rank r takes its contiguous share of each global
+ * micro-batch (--batch rows, split in size ranks), the weighted gradients are summed over the ranks once per
+ * optimizer step, then clipping and AdamW run identically everywhere; evaluation is sharded and reduced; only
+ * rank 0 writes RUNDIR. Every function is collective (all ranks call it in the same order) and returns FTC_OK or
+ * an error in err; size <= 1 (or no ftc_train_dp at all) is the single-process run, unchanged. */
+typedef struct ftc_train_dp {
+    int rank, size;
+    void *ctx; /* passed back to the functions */
+    /* buf[0..n) = the element-wise sum of every rank's buf[0..n), on every rank */
+    ftc_status (*allreduce_sum_f32)(void *ctx, float *buf, int64_t n, ftc_err *err);
+    ftc_status (*allreduce_sum_f64)(void *ctx, double *buf, int64_t n, ftc_err *err);
+    /* returns once every rank has called it */
+    ftc_status (*barrier)(void *ctx, ftc_err *err);
+} ftc_train_dp;
+/* Whether dp makes a multi-process run (not NULL and size > 1). */
+bool ftc_train_dp_active(const ftc_train_dp *dp);
+
 /* ---- run configuration: every `ftc train` flag, also settable from a YAML or JSON file ---- */
 typedef enum { FTC_METHOD_FULL, FTC_METHOD_HEAD, FTC_METHOD_LORA } ftc_method;
 typedef enum { FTC_METRIC_VAL_LOSS, FTC_METRIC_ACCURACY, FTC_METRIC_MACRO_F1 } ftc_metric;
@@ -112,6 +131,9 @@ typedef struct {
      * SIGINT/SIGTERM handler sets it), ftc_train_run finishes the current step, writes checkpoint.ftc and
      * returns FTC_OK with res->interrupted; the run continues with resume. */
     const volatile sig_atomic_t *stop;
+    /* Not a setting: data-parallel communication (NULL: one process). The stop request above is agreed on by the
+     * ranks after every step, so a signal that reaches one rank stops them all at the same step. */
+    const ftc_train_dp *dp;
     /* Not a setting: > 0 makes ftc_train_run a timing run for `ftc plan`: it sets up as training would (the
      * frozen encoder's feature cache over a sample of the examples), takes one warm-up step and this many
      * measured steps, and returns without evaluating, checkpointing or saving a model (res->plan). */
@@ -246,6 +268,8 @@ typedef struct {
     int64_t trainable_params;
     bool cached_features;   /* the head trained on cached frozen-encoder features (feature_cache) */
     bool interrupted;       /* stopped on c->stop: checkpoint.ftc holds step `steps`, model/ was not written */
+    double comm_seconds;    /* data parallel (c->dp): wall seconds this rank spent in the gradient all-reduce */
+    double wait_seconds;    /* ... and before it, waiting for the slowest rank (a barrier) */
     ftc_train_plan plan;    /* what the run planned (memory), and for a timing run (measure_steps) its timings */
 } ftc_train_result;
 

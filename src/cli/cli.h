@@ -7,6 +7,16 @@
 #include "ftc/status.h"
 #include <stdbool.h>
 
+/* ---- data parallelism over MPI (src/cli/dp_mpi.c, docs/distributed.md) ----
+ * Under a launcher (mpirun -np N: OMPI_COMM_WORLD_SIZE / PMI_SIZE), starts MPI and points *dp at this rank's
+ * ftc_train_dp (NULL for one process); not launched: nothing. Returns 0, or an exit code after saying why (N > 1 in
+ * a build without MPI). cli_dp_end: MPI_Finalize, once, after the last collective. cli_dp_abort: ends every rank
+ * (MPI_Abort) when a rank fails alone and the others would wait for it forever; nothing with one process. */
+bool cli_dp_built(void);
+int cli_dp_begin(const ftc_train_dp **dp);
+void cli_dp_end(void);
+void cli_dp_abort(int rc);
+
 /* Prints "ftc CMD: error: MSG" to stderr and returns the exit code for err->code. */
 int cli_fail(const char *cmd, const ftc_err *err);
 /* Prints "ftc CMD: MSG" + a hint to run --help, returns 1. */

@@ -80,6 +80,8 @@ static void train_help(FILE *out) {
         "--lr LOWER).\n"
         "SIGINT/SIGTERM (Ctrl-C): the current step finishes, checkpoint.ftc is written, exit 130/143 with the command\n"
         "to resume; a second Ctrl-C stops at once.\n"
+        "Data parallel over several processes or machines: mpirun -np N ftc train ... (--batch is the global batch,\n"
+        "a multiple of N; docs/distributed.md).\n"
         "Details: docs/train.md\n\n"
         "Examples:\n"
         "  ftc train --model all-MiniLM-L6-v2 --data train.csv --method head --val-split 0.1 --out runs/head\n"
@@ -89,6 +91,13 @@ static void train_help(FILE *out) {
 }
 
 typedef struct { const char *key, *value; } kv;
+
+/* Data parallel (mpirun -np N, src/cli/dp_mpi.c): this rank's name in error messages ("train (rank 2 of 3)"; rank
+ * 0 is plain "train"), and whether the last failure happened on every rank alike (the same settings, the same
+ * agreed step), so the ranks end together, or on this rank alone (the others would wait: MPI_Abort). */
+static char train_cmd[48] = "train";
+static bool dp_fail_collective;
+static bool dp_is_writer(const ftc_train_dp *dp) { return !ftc_train_dp_active(dp) || dp->rank == 0; }
 
 /* What a finished run's model is: model/, or a LoRA run's adapter/ (no merged copy). */
 static const char *final_model_name(const char *out) {
@@ -126,7 +135,7 @@ static void head_stage_config(const ftc_train_config *c, ftc_train_config *h) {
     memcpy(h->val, c->val, sizeof h->val);
     h->task = c->task, h->method = FTC_METHOD_HEAD, h->val_split = c->val_split, h->seed = c->seed;
     h->max_len = c->max_len, h->metric = c->metric, h->precision = c->precision, h->log_every = c->log_every;
-    h->lr = c->head_lr, h->resume = c->resume, h->stop = c->stop;
+    h->lr = c->head_lr, h->resume = c->resume, h->stop = c->stop, h->dp = c->dp;
     h->at_point = c->at_point, h->at_point_ctx = c->at_point_ctx;
     memcpy(h->pooling, c->pooling, sizeof h->pooling);
     memcpy(h->format, c->format, sizeof h->format);
@@ -151,7 +160,7 @@ static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_
      * against them (--resume refuses flags that contradict them); the full stage rewrites the file with its plan */
     char path[FTC_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/config.resolved.json", c->out);
-    if (s == FTC_OK && !ftc_file_exists(path) && (s = ftc_mkdirs(c->out, &err)) == FTC_OK)
+    if (s == FTC_OK && dp_is_writer(c->dp) && !ftc_file_exists(path) && (s = ftc_mkdirs(c->out, &err)) == FTC_OK)
         s = ftc_train_config_save(c, path, &err);
     if (s == FTC_OK) s = ftc_train_config_finalize(h, &err);
     if (s == FTC_OK) ftc_train_config_fit_data(h, train->n);
@@ -162,20 +171,28 @@ static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_
         ftc_train_result res;
         s = ftc_train_run(*m, h, train, val, quiet, &res, &err);
         if (s == FTC_OK && res.interrupted) { /* SIGINT/SIGTERM: the head stage's checkpoint is written */
-            fprintf(stderr, "ftc train: stopped during the head stage after step %lld; checkpoint written: %s/checkpoint.ftc\n"
-                            "resume with the same command and --resume\n", (long long)res.steps, h->out);
+            if (dp_is_writer(c->dp))
+                fprintf(stderr, "ftc train: stopped during the head stage after step %lld; checkpoint written: "
+                                "%s/checkpoint.ftc\nresume with the same command and --resume\n", (long long)res.steps, h->out);
             free(h);
-            return 128 + (int)*c->stop;
+            dp_fail_collective = true; /* data parallel: the ranks agreed on the stop */
+            return 128 + (*c->stop ? (int)*c->stop : SIGTERM);
+        }
+        if (s != FTC_OK && ftc_train_dp_active(c->dp) && (err.code == FTC_E_USAGE || err.code == FTC_E_DIVERGED)) {
+            dp_fail_collective = true;
+            if (err.code == FTC_E_USAGE)
+                ftc_err_prefix(&err, "the LP-FT head stage (the head method's batch %d; --no-lp-ft skips it)", h->batch);
+            if (!dp_is_writer(c->dp)) { free(h); return ftc_exit_code(err.code); }
         }
     }
     char dir[FTC_PATH_MAX + 32];
     snprintf(dir, sizeof dir, "%s/model", h->out);
     free(h);
-    if (s != FTC_OK) return cli_fail("train", &err);
+    if (s != FTC_OK) return cli_fail(train_cmd, &err);
     /* the full stage starts from the saved head-stage model (not the object trained in place), so a resumed run
      * starts from exactly the same weights */
     ftc_model *next;
-    if ((s = ftc_model_load(dir, FTC_TASK_CLASSIFY, &next, &err)) != FTC_OK) return cli_fail("train", &err);
+    if ((s = ftc_model_load(dir, FTC_TASK_CLASSIFY, &next, &err)) != FTC_OK) return cli_fail(train_cmd, &err);
     ftc_model_free(*m);
     *m = next;
     if (!quiet) fprintf(stderr, "ftc train: LP-FT stage 2: every weight, from %s\n", dir);
@@ -215,9 +232,12 @@ static void kill_at_point(void *ctx, const char *point) {
     kill_at *k = ctx;
     if (!strcmp(k->point, point) && ++k->seen == k->n) raise(SIGKILL);
 }
-static bool kill_at_from_env(kill_at *k) {
+static bool kill_at_from_env(kill_at *k, const ftc_train_dp *dp) {
     const char *v = getenv("FTC_TEST_KILL_AT");
     if (!v || !*v) return false;
+    /* FTC_TEST_KILL_RANK=R (data parallel): only rank R kills itself */
+    const char *kr = getenv("FTC_TEST_KILL_RANK");
+    if (kr && *kr && atoi(kr) != (ftc_train_dp_active(dp) ? dp->rank : 0)) return false;
     const char *colon = strchr(v, ':');
     size_t len = colon ? (size_t)(colon - v) : strlen(v);
     if (len >= sizeof k->point) return false;
@@ -266,8 +286,7 @@ static int finished_eval_only(const ftc_train_config *c, bool quiet) {
     return rc;
 }
 
-int cmd_train(int argc, char **argv) {
-    if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
+static int train_main(int argc, char **argv, const ftc_train_dp *dp) {
     kv *pairs = calloc((size_t)argc, sizeof *pairs);
     if (!pairs) { fprintf(stderr, "ftc train: out of memory\n"); return 3; }
     ftc_runlock *lock = NULL; /* RUNDIR/train.lock, held from here to the end (include/ftc/runlock.h) */
@@ -297,6 +316,7 @@ int cmd_train(int argc, char **argv) {
         pairs[n++] = (kv){key, value};
     }
     if (r < 0) { free(pairs); return 1; }
+    if (!dp_is_writer(dp)) quiet = true; /* data parallel: rank 0 speaks */
     ftc_train_config c;
     ftc_train_config_defaults(&c);
     ftc_err err;
@@ -321,6 +341,7 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     c.resume = resume;
+    c.dp = dp;
     if (ftc_is_gguf_path(c.model)) { /* model: X.gguf in a config file: the run records the converted directory */
         char dir[FTC_PATH_MAX];
         if ((s = ftc_gguf_resolve(c.model, dir, sizeof dir, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
@@ -336,13 +357,29 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     if ((s = ftc_train_config_finalize(&c, &err)) != FTC_OK) { rc = cli_usage_error("train", "%s", err.msg); goto done; }
+    if (ftc_train_dp_active(dp) && c.batch % dp->size) { /* every rank sees the same settings: all stop here */
+        if (dp->rank == 0)
+            rc = cli_usage_error("train", "--batch %d is not divisible by the %d ranks (mpirun -np %d): each rank takes "
+                                 "an equal share of every batch; use a multiple of %d", c.batch, dp->size, dp->size, dp->size);
+        rc = 1;
+        goto done;
+    }
+    dp_fail_collective = false; /* from here a failure may be one rank's alone */
     long stale_pid;
-    if ((s = ftc_runlock_acquire(c.out, &lock, &stale_pid, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+    /* data parallel: rank 0 holds the lock and writes RUNDIR; the others only read it */
+    if (dp_is_writer(dp) && (s = ftc_runlock_acquire(c.out, &lock, &stale_pid, &err)) != FTC_OK) {
+        rc = cli_fail(train_cmd, &err);
+        goto done;
+    }
+    /* every rank has read the saved settings before rank 0 rewrites them */
+    if (ftc_train_dp_active(dp) && (s = dp->barrier(dp->ctx, &err)) != FTC_OK) { rc = cli_fail(train_cmd, &err); goto done; }
+    if (!dp_is_writer(dp)) stale_pid = 0;
     if (stale_pid && !quiet) fprintf(stderr, "ftc train: %s: took over the lock of pid %ld (no longer running)\n", c.out, stale_pid);
     int64_t done_steps;
     /* a finished run has nothing to do, unless --max-steps or --epochs now ask for a different length */
     bool new_length = have_saved && (c.max_steps != saved.max_steps || c.epochs != saved.epochs);
     if (resume && !new_length && ftc_train_run_finished(c.out, &done_steps)) {
+        if (!dp_is_writer(dp)) goto done; /* rank 0 finishes what is left */
         printf("%s: the run already finished (%lld steps); nothing to resume. model: %s/%s\n", c.out,
                (long long)done_steps, c.out, final_model_name(c.out));
         /* killed while writing eval.json or report.html after the last step: no temporaries stay, eval.json and
@@ -365,6 +402,7 @@ int cmd_train(int argc, char **argv) {
     char head_ckpt[FTC_PATH_MAX + 32];
     snprintf(head_ckpt, sizeof head_ckpt, "%s/head-stage/checkpoint.ftc", c.out);
     if (!resume && (ftc_file_exists(ckpt) || ftc_file_exists(head_ckpt))) {
+        dp_fail_collective = true;
         rc = cli_usage_error("train", "%s already holds a run (%s): use --resume, or another --out", c.out,
                              ftc_file_exists(ckpt) ? "checkpoint.ftc" : "head-stage/checkpoint.ftc");
         goto done;
@@ -377,15 +415,15 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     c.stop = &stop_signal;
     kill_at test_kill;
-    if (kill_at_from_env(&test_kill)) c.at_point = kill_at_point, c.at_point_ctx = &test_kill;
+    if (kill_at_from_env(&test_kill, dp)) c.at_point = kill_at_point, c.at_point_ctx = &test_kill;
     cli_test_io_fault_from_env();
     ftc_model *m = NULL;
-    if ((s = load_train_model(&c, &m, &err)) != FTC_OK) { rc = cli_fail("train", &err); goto done; }
+    if ((s = load_train_model(&c, &m, &err)) != FTC_OK) { rc = cli_fail(train_cmd, &err); goto done; }
     ftc_dataset train = {0}, val = {0};
     bool have_val;
     if ((s = ftc_train_load_data(&c, ftc_model_config_of(m)->vocab_size, &train, &val, &have_val, &err)) != FTC_OK) {
         ftc_model_free(m);
-        rc = cli_fail("train", &err);
+        rc = cli_fail(train_cmd, &err);
         goto done;
     }
     ftc_train_config_fit_data(&c, train.n);
@@ -411,7 +449,7 @@ int cmd_train(int argc, char **argv) {
     /* causal-lm: a few prompts answered by the base model now, by the tuned one at the end (report.html).
      * Not worth failing a run over: a problem is reported and the run goes on. */
     ftc_samples *samples = NULL;
-    if (c.task == FTC_TASK_CAUSAL_LM && n_samples > 0 &&
+    if (c.task == FTC_TASK_CAUSAL_LM && n_samples > 0 && dp_is_writer(dp) &&
         ftc_samples_begin(m, c.model, have_val ? &val : &train, (int)n_samples, SAMPLE_TOKENS, &samples, &err) != FTC_OK)
         fprintf(stderr, "ftc train: warning: no samples.jsonl: %s\n", err.msg);
     ftc_train_result res = {0};
@@ -420,12 +458,15 @@ int cmd_train(int argc, char **argv) {
         rc = 128 + stop_signal;
     } else s = ftc_train_run(m, &c, &train, have_val ? &val : NULL, quiet, &res, &err);
     if (s == FTC_OK && res.interrupted) {
-        fprintf(stderr, "ftc train: stopped by %s after step %lld; checkpoint written: %s/checkpoint.ftc\n"
-                        "resume with: ftc train --out %s --resume\n",
-                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)res.steps, c.out, c.out);
-        rc = 128 + stop_signal;
+        int sig = stop_signal ? stop_signal : SIGTERM; /* data parallel: another rank got the signal */
+        if (dp_is_writer(dp))
+            fprintf(stderr, "ftc train: stopped by %s after step %lld; checkpoint written: %s/checkpoint.ftc\n"
+                            "resume with: ftc train --out %s --resume\n",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)res.steps, c.out, c.out);
+        rc = 128 + sig;
+        dp_fail_collective = true;
     }
-    if (s == FTC_OK && !rc && c.save_only_model) { /* the head stage's model and checkpoints are not needed now */
+    if (s == FTC_OK && !rc && c.save_only_model && dp_is_writer(dp)) { /* the head stage's model and checkpoints are not needed now */
         char hs[FTC_PATH_MAX + 32];
         snprintf(hs, sizeof hs, "%s/head-stage", c.out);
         ftc_err ignored;
@@ -439,7 +480,12 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "ftc train: warning: no samples.jsonl: %s\n", serr.msg);
     }
     ftc_samples_free(samples);
-    if (s != FTC_OK) rc = cli_fail("train", &err);
+    /* data parallel: a stop on the agreed loss (diverged) or the settings (usage) reaches every rank alike */
+    if (s != FTC_OK && ftc_train_dp_active(dp) && (err.code == FTC_E_USAGE || err.code == FTC_E_DIVERGED)) {
+        dp_fail_collective = true;
+        rc = dp_is_writer(dp) ? cli_fail(train_cmd, &err) : ftc_exit_code(err.code);
+    } else if (s != FTC_OK) rc = cli_fail(train_cmd, &err);
+    else if (!dp_is_writer(dp)) rc = 0; /* rank 0 reports and evaluates */
     else if (!rc) {
         printf("steps %lld, last loss %.4f, trainable params %lld", (long long)res.steps, res.last_loss,
                (long long)res.trainable_params);
@@ -453,11 +499,24 @@ int cmd_train(int argc, char **argv) {
     }
     ftc_dataset_free(&train);
     ftc_model_free(m);
-    if (s == FTC_OK && !rc) rc = final_eval_and_report(&c, have_val ? &val : NULL, quiet);
+    if (s == FTC_OK && !rc && dp_is_writer(dp)) rc = final_eval_and_report(&c, have_val ? &val : NULL, quiet);
     ftc_dataset_free(&val);
 done:
     ftc_runlock_release(lock);
     free(pairs);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) { train_help(stdout); return 0; }
+    const ftc_train_dp *dp;
+    int rc = cli_dp_begin(&dp);
+    if (rc) return rc;
+    if (ftc_train_dp_active(dp) && dp->rank > 0) snprintf(train_cmd, sizeof train_cmd, "train (rank %d of %d)", dp->rank, dp->size);
+    dp_fail_collective = true; /* until the settings are read, every rank fails alike */
+    rc = train_main(argc, argv, dp);
+    if (rc && ftc_train_dp_active(dp) && !dp_fail_collective) cli_dp_abort(rc); /* the others would wait for this one */
+    cli_dp_end();
     return rc;
 }
 

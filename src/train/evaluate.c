@@ -81,9 +81,16 @@ ftc_status ftc_tr_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
     mistake *mk = task == FTC_TASK_CLASSIFY && json ? malloc((size_t)d->n * sizeof *mk) : NULL;
     int n_mk = 0;
     if (task == FTC_TASK_CLASSIFY && json && !mk) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    const ftc_train_dp *dp = c && ftc_train_dp_active(c->dp) ? c->dp : NULL;
     for (int start = 0; start < d->n && s == FTC_OK; start += batch) {
-        int B = d->n - start < batch ? d->n - start : batch;
-        const int32_t *idx = order + start;
+        int B = d->n - start < batch ? d->n - start : batch, lo, hi;
+        ftc_tr_dp_shard(dp, B, &lo, &hi); /* data parallel: this rank's rows of the batch */
+        const int32_t *idx = order + start + lo;
+        B = hi - lo;
+        if (B == 0) {
+            if (start == 0) ftc_tr_at_point(c, "eval");
+            continue;
+        }
         ftc_tr_collate(bt, d, idx, B, task);
         if (feats) {
             ftc_tr_gather_rows(fbatch, feats, idx, B, C);
@@ -98,6 +105,7 @@ ftc_status ftc_tr_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         if (s == FTC_OK && mk) collect_mistakes(ftc_model_logits(m), bt->class_labels, idx, B, d->num_labels, mk, &n_mk);
         if (start == 0) ftc_tr_at_point(c, "eval");
     }
+    if (s == FTC_OK && dp) s = task == FTC_TASK_CLASSIFY ? ftc_tr_dp_reduce_class(dp, &cm, err) : ftc_tr_dp_reduce_lm(dp, &lm, err);
     if (s == FTC_OK) {
         r->n_examples = d->n;
         if (task == FTC_TASK_CLASSIFY) {
@@ -125,8 +133,10 @@ ftc_status ftc_tr_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
 /* The frozen encoder once over d in eval mode (no dropout), in length order: out[i] = example i's head input
  * (its pooled state, through the pooler when used), [d->n, C]. */
 ftc_status ftc_tr_extract_features(ftc_model *m, const ftc_dataset *d, ftc_tr_batcher *bt, int batch, float *out,
-                                   const char *what, bool quiet, ftc_err *err) {
+                                   const char *what, bool quiet, const ftc_train_dp *dp, ftc_err *err) {
     int C = ftc_model_config_of(m)->hidden_size;
+    if (!ftc_train_dp_active(dp)) dp = NULL;
+    else memset(out, 0, (size_t)d->n * C * sizeof *out); /* the other ranks' rows, summed in below */
     int32_t *order = ftc_tr_length_order(d);
     float *fbatch = malloc((size_t)batch * C * sizeof *fbatch);
     if (!order || !fbatch) { free(order); free(fbatch); return ftc_errf(err, FTC_E_NOMEM, "out of memory"); }
@@ -136,6 +146,7 @@ ftc_status ftc_tr_extract_features(ftc_model *m, const ftc_dataset *d, ftc_tr_ba
     ftc_status s = FTC_OK;
     for (int start = 0; start < d->n; start += batch) {
         int B = d->n - start < batch ? d->n - start : batch;
+        if (dp && (start / batch) % dp->size != dp->rank) continue; /* another rank's batch */
         ftc_tr_collate(bt, d, order + start, B, FTC_TASK_CLASSIFY);
         if ((s = ftc_model_head_features(m, &bt->b, fbatch, err)) != FTC_OK) break;
         for (int i = 0; i < B; i++)
@@ -143,6 +154,8 @@ ftc_status ftc_tr_extract_features(ftc_model *m, const ftc_dataset *d, ftc_tr_ba
         if (!quiet) ftc_progress_update(&prog, start / batch + 1, NULL);
     }
     if (!quiet) ftc_progress_finish(&prog);
+    if (s == FTC_OK && dp && (s = dp->allreduce_sum_f32(dp->ctx, out, (int64_t)d->n * C, err)) != FTC_OK)
+        ftc_err_prefix(err, "gathering the features over %d ranks", dp->size);
     free(order);
     free(fbatch);
     return s;

@@ -189,7 +189,8 @@ static const ftc_train_alias ALIASES[] = {
 
 /* What config.resolved.json records about the run besides the settings; skipped when it is read back. */
 static const char *const RUN_FACTS[] = {"trainable_params", "total_params", "total_steps", "warmup_steps",
-                                        "steps_per_epoch", "train_examples", "val_examples", "memory_plan", NULL};
+                                        "steps_per_epoch", "train_examples", "val_examples", "memory_plan",
+                                        "data_parallel_ranks", NULL};
 
 const ftc_train_option *ftc_train_options(void) { return OPTIONS; }
 const ftc_train_alias *ftc_train_aliases(void) { return ALIASES; }

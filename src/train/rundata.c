@@ -113,8 +113,11 @@ ftc_status ftc_train_load_data(const ftc_train_config *c, int vocab_size, ftc_da
         else if (s == FTC_OK && c->val_split > 0)
             s = ftc_dataset_split(train, c->val_split, c->seed, val, err);
     } else {
-        if ((s = ftc_mkdirs(c->out, err)) != FTC_OK) return s;
-        s = load_text(c, c->model, NULL, c->data, c->val[0] ? c->val : NULL, c->val_split, c->out, NULL, train, val, err);
+        /* data parallel: every rank reads the data, rank 0 alone writes labels.json and split/ */
+        bool writer = !ftc_train_dp_active(c->dp) || c->dp->rank == 0;
+        if (writer && (s = ftc_mkdirs(c->out, err)) != FTC_OK) return s;
+        s = load_text(c, c->model, NULL, c->data, c->val[0] ? c->val : NULL, c->val_split, writer ? c->out : NULL, NULL,
+                      train, val, err);
     }
     *have_val = s == FTC_OK && val->n > 0;
     return s;

@@ -12,6 +12,10 @@
 #include <unistd.h>
 
 ftc_status ftc_tr_log_json(ftc_tr_run *r, json_t *o, ftc_err *err) {
+    if (!r->writer) { /* data parallel: rank 0 writes metrics.jsonl */
+        json_decref(o);
+        return FTC_OK;
+    }
     char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(o);
     if (!line) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
@@ -191,6 +195,7 @@ ftc_status ftc_tr_restore(ftc_tr_run *r, ftc_err *err) {
     if (r->step < 0 || r->micro_pos < 0 || r->micro_pos > r->micro_per_epoch || r->epoch < 0)
         return ftc_errf(err, FTC_E_INPUT, "%s: state does not fit this data (micro-batch %lld of %lld)", r->path_ckpt,
                         (long long)r->micro_pos, (long long)r->micro_per_epoch);
+    if (!r->writer) return FTC_OK; /* data parallel: rank 0 trims metrics.jsonl */
     return trim_metrics(r->path_metrics, r->step, &r->elapsed_before, err);
 }
 
@@ -217,6 +222,7 @@ ftc_status ftc_tr_write_run_config(ftc_tr_run *r, int epochs, int T, ftc_err *er
     json_object_set_new(cfg, "memory_plan", mp);
     json_object_set_new(cfg, "train_examples", json_integer(r->train->n));
     json_object_set_new(cfg, "val_examples", json_integer(r->val ? r->val->n : 0));
+    if (r->dp) json_object_set_new(cfg, "data_parallel_ranks", json_integer(r->dp->size));
     snprintf(path, sizeof path, "%s/config.resolved.json", c->out);
     ftc_status s = ftc_json_save_file(path, cfg, err);
     json_decref(cfg);

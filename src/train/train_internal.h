@@ -3,6 +3,7 @@
 #define FTC_TRAIN_INTERNAL_H
 #include "ftc/train.h"
 #include "ftc/base.h"
+#include "ftc/eval.h"
 
 /* plan.c: the process's resident set now and at its peak (bytes; 0 where /proc is missing). */
 int64_t ftc_plan_rss_now(void);
@@ -49,17 +50,30 @@ bool ftc_tr_uses_feature_cache(const ftc_train_config *c);
 /* A new head under lora or full steps at --head-lr (o->lr_scale). */
 ftc_status ftc_tr_set_head_lr(ftc_optimizer *o, const ftc_train_config *c, bool new_head, ftc_err *err);
 
+/* ---- dp.c: data parallelism (ftc_train_dp) ---- */
+/* Rank dp->rank's contiguous rows [lo, hi) of a global batch of B rows (all of them without dp). */
+void ftc_tr_dp_shard(const ftc_train_dp *dp, int B, int *lo, int *hi);
+/* The optimizer's gradients summed over the ranks (one all-reduce; *pack: scratch for a layout that is not one
+ * span, allocated on first use, the caller frees it). */
+ftc_status ftc_tr_dp_allreduce_grads(const ftc_train_dp *dp, ftc_optimizer *o, float **pack, ftc_err *err);
+/* A rank's evaluation counts summed over the ranks (then finish them as usual). */
+ftc_status ftc_tr_dp_reduce_class(const ftc_train_dp *dp, ftc_class_metrics *cm, ftc_err *err);
+ftc_status ftc_tr_dp_reduce_lm(const ftc_train_dp *dp, ftc_lm_metrics *lm, ftc_err *err);
+
 /* ---- evaluate.c ---- */
 /* The run's named moments (ftc_train_config.at_point): a test's chance to stop the run exactly there. c may be NULL. */
 void ftc_tr_at_point(const ftc_train_config *c, const char *point);
 /* Loss and metrics of m on d in batches of `batch` (length order). feats: d's cached head inputs [d->n, C] or NULL
- * (then the whole model runs). c: the run evaluating (its "eval" moment), or NULL. json: as ftc_train_evaluate. */
+ * (then the whole model runs). c: the run evaluating (its "eval" moment; with c->dp active each rank takes its
+ * rows of every batch and the counts are summed over the ranks, json must then be NULL), or NULL. json: as
+ * ftc_train_evaluate. */
 ftc_status ftc_tr_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, const float *feats, ftc_tr_batcher *bt,
                            int batch, const ftc_train_config *c, ftc_eval_result *r, struct json_t **json,
                            ftc_err *err);
-/* The frozen encoder once over d in eval mode: out[i] = example i's head input, [d->n, C]. */
+/* The frozen encoder once over d in eval mode: out[i] = example i's head input, [d->n, C]. dp (may be NULL):
+ * rank r computes batches r, r + size, ... and the rows are gathered on every rank (summed into zeros). */
 ftc_status ftc_tr_extract_features(ftc_model *m, const ftc_dataset *d, ftc_tr_batcher *bt, int batch, float *out,
-                                   const char *what, bool quiet, ftc_err *err);
+                                   const char *what, bool quiet, const ftc_train_dp *dp, ftc_err *err);
 
 /* ---- the run: its state (trainer.c runs it, runfiles.c writes its directory) ---- */
 #include <stdio.h>
@@ -95,6 +109,14 @@ typedef struct {
     double t_run;              /* ftc_train_run began (elapsed_s: preparing the model and caching features count) */
     double elapsed_before;     /* wall seconds of the run before this process (resume): the last logged elapsed_s */
     int64_t tokens_at_start;
+    /* data parallel (c->dp with size > 1; else dp NULL) */
+    const ftc_train_dp *dp;
+    bool writer;               /* this process writes RUNDIR: rank 0, or the only one */
+    int local_batch;           /* rows of a global micro-batch this rank computes at most (batch / ranks) */
+    bool stop_agreed;          /* a stop request seen by any rank at the last step (dp) */
+    float *grad_pack;          /* scratch for the gradient all-reduce when the gradients are not one span */
+    double comm_seconds;       /* in the gradient all-reduce */
+    double wait_seconds;       /* before it, for the slowest rank to finish its backward */
 } ftc_tr_run;
 
 /* ---- runfiles.c: the run directory ---- */

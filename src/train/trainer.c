@@ -2,7 +2,9 @@
  * accumulation window forward + backward (the loss weighted by the window's share of target tokens, so
  * 4 x batch 2 equals batch 8), clip, AdamW at the scheduled lr. Around it: evaluation, early stopping,
  * checkpoints (resume continues bit-identically), metrics.jsonl and progress. The parts live beside it: batch.c
- * (collation), freeze.c (which parameters train), evaluate.c, runfiles.c (the run directory). */
+ * (collation), freeze.c (which parameters train), evaluate.c, runfiles.c (the run directory). Data parallel
+ * (c->dp, several processes; dp.c, docs/distributed.md): every rank runs this loop on its share of each micro-batch,
+ * the gradients are summed once per step before the clipping, and rank 0 alone writes the run directory. */
 #include "train_internal.h"
 #include "ftc/base.h"
 #include <jansson.h>
@@ -62,7 +64,7 @@ static ftc_status eval_and_track(ftc_tr_run *r, bool *stop, ftc_err *err) {
         r->bad_evals = 0;
         json_t *st = json_pack("{s:I, s:f, s:s}", "step", (json_int_t)r->step, "value", metric, "metric",
                                ftc_metric_name(r->c->metric));
-        s = ftc_checkpoint_save(r->path_best, r->m, NULL, st, err);
+        s = r->writer ? ftc_checkpoint_save(r->path_best, r->m, NULL, st, err) : FTC_OK;
         json_decref(st);
         if (s != FTC_OK) return s;
         ftc_tr_at_point(r->c, "best-saved");
@@ -89,32 +91,68 @@ static ftc_status train_step(ftc_tr_run *r, double *loss, double *grad_norm, flo
         for (int64_t i = first; i < end; i++) counts[k] += r->targets[r->order[i]];
         total += counts[k];
     }
+    if (r->dp) { /* each rank its own dropout masks, from (seed, step, rank) alone: a resumed run draws the same */
+        ftc_rng_seed(ftc_model_rng(r->m), (c->seed ^ 0xD0D0ULL) * 0x9E3779B97F4A7C15ULL + (uint64_t)r->step * 0x100000001B3ULL +
+                                              (uint64_t)r->dp->rank + 1);
+    }
     ftc_model_zero_grad(r->m);
     double sum = 0;
+    int64_t tokens = 0, padded = 0;
     ftc_status s = FTC_OK;
     for (int64_t k = 0; k < n_micro; k++) {
         int64_t first = (r->micro_pos + k) * c->batch;
-        int B = (int)(r->train->n - first < c->batch ? r->train->n - first : c->batch);
-        ftc_tr_collate(&r->bt, r->train, r->order + first, B, c->task);
-        r->tokens_seen += r->bt.n_tokens;
-        r->padded_tokens += (int64_t)r->bt.b.B * r->bt.b.T;
-        if (counts[k] == 0) continue; /* nothing to learn from: no target token */
+        int B = (int)(r->train->n - first < c->batch ? r->train->n - first : c->batch), lo, hi;
+        /* data parallel: this rank's rows of the micro-batch, weighted by their own share of the window's targets
+         * (all of them in one process), so the ranks' gradients sum to the one-process gradient */
+        ftc_tr_dp_shard(r->dp, B, &lo, &hi);
+        const int32_t *idx = r->order + first + lo;
+        int64_t n_k = counts[k];
+        if (r->dp) {
+            n_k = 0;
+            for (int i = 0; i < hi - lo; i++) n_k += r->targets[idx[i]];
+        }
+        B = hi - lo;
+        if (B == 0) continue;
+        ftc_tr_collate(&r->bt, r->train, idx, B, c->task);
+        tokens += r->bt.n_tokens;
+        padded += (int64_t)r->bt.b.B * r->bt.b.T;
+        if (n_k == 0) continue; /* nothing to learn from: no target token */
         float l;
         if (r->feat_train) {
-            ftc_tr_gather_rows(r->feat_batch, r->feat_train, r->order + first, B, ftc_model_config_of(r->m)->hidden_size);
+            ftc_tr_gather_rows(r->feat_batch, r->feat_train, idx, B, ftc_model_config_of(r->m)->hidden_size);
             s = ftc_model_head_forward(r->m, r->feat_batch, B, r->bt.class_labels, true, &l, err);
         } else {
             s = ftc_model_forward(r->m, &r->bt.b, true, &l, err);
         }
         if (s != FTC_OK) return s;
-        double w = (double)counts[k] / (double)total;
+        double w = (double)n_k / (double)total;
         sum += w * l;
-        if (!isfinite(l))
+        if (!isfinite(l) && !r->dp) /* data parallel: the ranks decide together below, on the summed loss */
             return ftc_errf(err, FTC_E_DIVERGED, "training loss is %s at step %lld (epoch %lld), micro-batch %lld of %lld",
                             isnan(l) ? "NaN" : "Inf", (long long)r->step + 1, (long long)r->epoch + 1,
                             (long long)k + 1, (long long)n_micro);
         if ((s = ftc_model_backward_weighted(r->m, (float)w, err)) != FTC_OK) return s;
     }
+    if (r->dp) { /* the loss, the tokens and a stop request summed over the ranks, then the gradients */
+        double v[4] = {sum, (double)tokens, (double)padded, c->stop && *c->stop ? 1.0 : 0.0};
+        if ((s = r->dp->allreduce_sum_f64(r->dp->ctx, v, 4, err)) != FTC_OK)
+            return ftc_err_prefix(err, "summing the loss over %d ranks", r->dp->size);
+        sum = v[0], tokens = (int64_t)v[1], padded = (int64_t)v[2];
+        r->stop_agreed = v[3] > 0;
+        if (!isfinite(sum))
+            return ftc_errf(err, FTC_E_DIVERGED, "training loss is %s at step %lld (epoch %lld), summed over %d ranks",
+                            isnan(sum) ? "NaN" : "Inf", (long long)r->step + 1, (long long)r->epoch + 1, r->dp->size);
+        if (total > 0) { /* the time waiting for the slowest rank (a barrier) apart from the transfer itself */
+            double t0 = ftc_now();
+            if ((s = r->dp->barrier(r->dp->ctx, err)) != FTC_OK) return ftc_err_prefix(err, "waiting for the ranks");
+            double t1 = ftc_now();
+            if ((s = ftc_tr_dp_allreduce_grads(r->dp, &r->opt, &r->grad_pack, err)) != FTC_OK) return s;
+            r->wait_seconds += t1 - t0;
+            r->comm_seconds += ftc_now() - t1;
+        }
+    }
+    r->tokens_seen += tokens;
+    r->padded_tokens += padded;
     r->micro_pos += n_micro;
     *loss = sum;
     *lr_used = 0;
@@ -166,7 +204,7 @@ static ftc_status diverged(ftc_tr_run *r, int64_t last_good_ckpt, ftc_err *err) 
                         "data.", what);
     ftc_err me;
     ftc_status ms = ftc_checkpoint_load(r->path_ckpt, r->m, NULL, NULL, &me);
-    if (ms == FTC_OK) ms = ftc_tr_save_final_model(r, &me);
+    if (ms == FTC_OK && r->writer) ms = ftc_tr_save_final_model(r, &me);
     if (ms == FTC_OK)
         return ftc_errf(err, FTC_E_DIVERGED, "%s: stopped; the last good checkpoint (step %lld) is intact in %s and "
                         "written as %s/%s. Evaluate it with ftc eval --model %s --data FILE, or continue from it with "
@@ -190,9 +228,16 @@ static ftc_status open_run(ftc_tr_run *r, bool *resuming, ftc_err *err) {
             if (train->ex[i].label < 0 || train->ex[i].label >= train->num_labels)
                 return ftc_errf(err, FTC_E_INPUT, "example %d: class %d outside [0, %d)", i, train->ex[i].label,
                                 train->num_labels);
+    if (r->dp && c->batch % r->dp->size)
+        return ftc_errf(err, FTC_E_USAGE, "--batch %d is not divisible by the %d data-parallel ranks: each rank takes "
+                        "an equal share of every batch (use a multiple of %d)", c->batch, r->dp->size, r->dp->size);
+    if (r->dp && c->measure_steps > 0)
+        return ftc_errf(err, FTC_E_USAGE, "timing runs (ftc plan) take one process, not %d ranks", r->dp->size);
     ftc_status s;
-    if ((s = ftc_mkdirs(c->out, err)) != FTC_OK) return s;
-    ftc_tr_remove_run_temps(c->out); /* what a killed run left: checkpoint.ftc.tmp.<pid>, model.tmp.<pid>, ... */
+    if (r->writer) { /* data parallel: rank 0 alone writes RUNDIR */
+        if ((s = ftc_mkdirs(c->out, err)) != FTC_OK) return s;
+        ftc_tr_remove_run_temps(c->out); /* what a killed run left: checkpoint.ftc.tmp.<pid>, model.tmp.<pid>, ... */
+    }
     snprintf(r->path_metrics, sizeof r->path_metrics, "%s/metrics.jsonl", c->out);
     snprintf(r->path_ckpt, sizeof r->path_ckpt, "%s/checkpoint.ftc", c->out);
     snprintf(r->path_best, sizeof r->path_best, "%s/best.ftc", c->out);
@@ -220,10 +265,10 @@ static ftc_status plan_memory(ftc_tr_run *r, int T, int epochs, bool measure, ft
     int64_t act_row = ftc_model_activation_bytes(m);
     if (measure) { /* the same with --grad-checkpoint toggled, for the plan's two columns */
         if ((s = ftc_model_set_grad_checkpoint(m, !c->grad_checkpoint, err)) != FTC_OK) return s;
-        p->activation_bytes_other = ftc_model_activation_bytes(m) * c->batch;
+        p->activation_bytes_other = ftc_model_activation_bytes(m) * r->local_batch;
         if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
     }
-    ftc_plan_memory(m, c->batch, T, act_row * c->batch, feat, p);
+    ftc_plan_memory(m, r->local_batch, T, act_row * r->local_batch, feat, p);
     p->epochs = epochs;
     int64_t micro = (train->n + c->batch - 1) / c->batch; /* as the run counts them */
     p->steps_per_epoch = (micro + c->grad_accum - 1) / c->grad_accum;
@@ -265,7 +310,7 @@ static ftc_status cache_features(ftc_tr_run *r, bool measure, ftc_train_plan *p,
     size_t C = (size_t)ftc_model_config_of(r->m)->hidden_size;
     r->feat_train = malloc((size_t)train->n * C * sizeof(float));
     r->feat_val = val ? malloc((size_t)val->n * C * sizeof(float)) : NULL;
-    r->feat_batch = malloc((size_t)c->batch * C * sizeof(float));
+    r->feat_batch = malloc((size_t)r->local_batch * C * sizeof(float));
     if (!r->feat_train || (val && !r->feat_val) || !r->feat_batch)
         return ftc_errf(err, FTC_E_NOMEM, "out of memory for the feature cache (%d x %zu floats)", train->n, C);
     ftc_status s;
@@ -274,15 +319,17 @@ static ftc_status cache_features(ftc_tr_run *r, bool measure, ftc_train_plan *p,
         ftc_dataset sample = *train;
         sample.n = train->n < 8 * c->batch ? train->n : 8 * c->batch;
         double t0 = ftc_now();
-        if ((s = ftc_tr_extract_features(r->m, &sample, &r->bt, c->batch, r->feat_train, "features", true, err)) != FTC_OK)
+        if ((s = ftc_tr_extract_features(r->m, &sample, &r->bt, c->batch, r->feat_train, "features", true, NULL, err)) !=
+            FTC_OK)
             return s;
         *sample_seconds = ftc_now() - t0;
         p->feature_seconds = *sample_seconds * (double)(train->n + (val ? val->n : 0)) / sample.n;
         return FTC_OK;
     }
-    if ((s = ftc_tr_extract_features(r->m, train, &r->bt, c->batch, r->feat_train, "features", r->quiet, err)) != FTC_OK ||
-        (val && (s = ftc_tr_extract_features(r->m, val, &r->bt, c->batch, r->feat_val, "val features", r->quiet, err)) !=
-                    FTC_OK))
+    int lb = r->local_batch;
+    if ((s = ftc_tr_extract_features(r->m, train, &r->bt, lb, r->feat_train, "features", r->quiet, r->dp, err)) != FTC_OK ||
+        (val && (s = ftc_tr_extract_features(r->m, val, &r->bt, lb, r->feat_val, "val features", r->quiet, r->dp,
+                                             err)) != FTC_OK))
         ftc_err_prefix(err, "computing the frozen encoder's features");
     return s;
 }
@@ -317,10 +364,10 @@ static ftc_status setup_run(ftc_tr_run *r, int epochs, bool measure, ftc_train_r
     if (r->val) { int Tv = ftc_tr_max_len(r->val, c->max_len); if (Tv > T) T = Tv; }
     if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
     if ((s = plan_memory(r, T, epochs, measure, &res->plan, skip, err)) != FTC_OK || *skip) return s;
-    if ((s = ftc_model_reserve(m, c->batch, T, err)) != FTC_OK) return s;
+    if ((s = ftc_model_reserve(m, r->local_batch, T, err)) != FTC_OK) return s;
     res->plan.peak_bytes += ftc_model_activation_bytes(m) - res->plan.activation_bytes; /* the exact arena */
     res->plan.activation_bytes = ftc_model_activation_bytes(m);
-    if ((s = ftc_tr_batcher_init(&r->bt, c->batch, T, err)) != FTC_OK) return s;
+    if ((s = ftc_tr_batcher_init(&r->bt, r->local_batch, T, err)) != FTC_OK) return s;
     if ((s = make_optimizer(r, new_head, err)) != FTC_OK) return s;
     res->trainable_params = ftc_model_count_params(m, true);
     res->cached_features = ftc_tr_uses_feature_cache(c);
@@ -331,7 +378,7 @@ static ftc_status setup_run(ftc_tr_run *r, int epochs, bool measure, ftc_train_r
     r->counts = malloc((size_t)c->grad_accum * sizeof *r->counts);
     r->targets = ftc_tr_target_counts(r->train, T, c->task);
     if (!r->order || !r->sort_keys || !r->counts || !r->targets) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    return ftc_tr_write_run_config(r, epochs, T, err);
+    return r->writer ? ftc_tr_write_run_config(r, epochs, T, err) : FTC_OK;
 }
 
 /* The step's line in metrics.jsonl (every log_every steps, the first and the last) and the progress bar. */
@@ -343,6 +390,12 @@ static ftc_status log_step(ftc_tr_run *r, double loss, float lr, double gnorm, f
         json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)r->step, "epoch", epoch_f,
                               "loss", loss, "lr", (double)lr, "grad_norm", gnorm, "tok_s", round(tok_s), "elapsed_s",
                               round((r->elapsed_before + ftc_now() - r->t_run) * 10) / 10);
+        if (r->dp) { /* data parallel: the ranks; this rank's seconds in the gradient all-reduce and waiting for the
+                      * slowest rank before it, so far */
+            json_object_set_new(o, "dp_ranks", json_integer(r->dp->size));
+            json_object_set_new(o, "dp_comm_s", json_real(round(r->comm_seconds * 1000) / 1000));
+            json_object_set_new(o, "dp_wait_s", json_real(round(r->wait_seconds * 1000) / 1000));
+        }
         ftc_status s = ftc_tr_log_json(r, o, err);
         if (s != FTC_OK) return s;
     }
@@ -367,11 +420,13 @@ static ftc_status after_step(ftc_tr_run *r, bool epoch_end, bool *stop, int64_t 
     if (epoch_end) { r->epoch++; r->micro_pos = 0; epoch_order(r); }
     r->stopped = *stop;
     if ((c->save_every > 0 && r->step % c->save_every == 0) || epoch_end || last || *stop) {
-        if ((s = ftc_tr_save_checkpoint(r, last || *stop, err)) != FTC_OK) return s;
+        if (r->writer && (s = ftc_tr_save_checkpoint(r, last || *stop, err)) != FTC_OK) return s;
         *last_good_ckpt = r->step;
     }
-    if (c->stop && *c->stop && !last) { /* asked to stop: this step is done, keep it */
-        if (*last_good_ckpt != r->step && (s = ftc_tr_save_checkpoint(r, false, err)) != FTC_OK) return s;
+    /* data parallel: a request any rank saw at this step (agreed in train_step), so every rank stops here */
+    bool asked = r->dp ? r->stop_agreed : c->stop && *c->stop;
+    if (asked && !last) { /* asked to stop: this step is done, keep it */
+        if (*last_good_ckpt != r->step && r->writer && (s = ftc_tr_save_checkpoint(r, false, err)) != FTC_OK) return s;
         *last_good_ckpt = r->step;
         res->interrupted = true;
         *done = true;
@@ -436,6 +491,7 @@ static ftc_status finish_run(ftc_tr_run *r, bool stop, ftc_train_result *res, ft
     res->best_metric = r->best;
     res->best_step = r->best_step;
     res->stopped_early = stop;
+    if (!r->writer) return FTC_OK; /* data parallel: rank 0 writes the model; the others wait (ftc_train_run) */
     if (res->interrupted) {
         ftc_tr_remove_run_temps(c->out);
         return FTC_OK;
@@ -467,6 +523,7 @@ static void free_run(ftc_tr_run *r) {
     free(r->feat_train);
     free(r->feat_val);
     free(r->feat_batch);
+    free(r->grad_pack);
     ftc_tr_batcher_free(&r->bt);
     ftc_optim_free(&r->opt);
 }
@@ -482,7 +539,10 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     r.c = c; r.m = m; r.train = train; r.val = val && val->n > 0 ? val : NULL;
     r.t_run = t_run;
     r.best = NAN;
-    r.quiet = quiet;
+    r.dp = ftc_train_dp_active(c->dp) ? c->dp : NULL;
+    r.writer = !r.dp || r.dp->rank == 0;
+    r.quiet = quiet || !r.writer;
+    r.local_batch = r.dp && c->batch % r.dp->size == 0 ? c->batch / r.dp->size : c->batch;
     r.ckpt_step = -1;
     bool resuming = false, measure = c->measure_steps > 0, skip = false;
     double feature_sample_seconds = 0, *step_times = NULL;
@@ -492,13 +552,15 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     if (resuming) {
         if ((s = ftc_tr_restore(&r, err)) != FTC_OK) goto out;
         r.ckpt_step = r.step;
-    } else {
+    } else if (r.writer) {
         remove(r.path_metrics);
         remove(r.path_best);
         ftc_tr_remove_step_checkpoints(c->out);
     }
-    r.metrics = fopen(r.path_metrics, "a");
-    if (!r.metrics) { s = ftc_errf(err, FTC_E_IO, "%s: cannot open for writing", r.path_metrics); goto out; }
+    if (r.writer && !(r.metrics = fopen(r.path_metrics, "a"))) {
+        s = ftc_errf(err, FTC_E_IO, "%s: cannot open for writing", r.path_metrics);
+        goto out;
+    }
     bool stop = r.stopped; /* a run that stopped early and was killed before its model was saved */
     if (r.micro_pos >= r.micro_per_epoch) { r.epoch++; r.micro_pos = 0; }
     epoch_order(&r);
@@ -511,6 +573,11 @@ ftc_status ftc_train_run(ftc_model *m, const ftc_train_config *c, const ftc_data
     s = run_steps(&r, resuming, &stop, step_times, &n_timed, res, err);
     if (measure && s == FTC_OK) finish_timing(&res->plan, step_times, n_timed, train, r.val, ftc_tr_uses_feature_cache(c));
     else if (!measure && s == FTC_OK) s = finish_run(&r, stop, res, err);
+    /* data parallel: the others wait until rank 0 has written the run (a next stage reads its model/) */
+    if (s == FTC_OK && r.dp && (s = r.dp->barrier(r.dp->ctx, err)) != FTC_OK)
+        ftc_err_prefix(err, "waiting for rank 0 to write %s", c->out);
+    res->comm_seconds = r.comm_seconds;
+    res->wait_seconds = r.wait_seconds;
 out:
     free(step_times);
     free_run(&r);
