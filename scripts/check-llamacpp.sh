@@ -14,7 +14,7 @@
 #   3. the tuned run exported f32/bf16: the same for two FAQ questions on each file; its gguf-lora on the base in
 #      llama-completion against ftc chat on the run;
 #   4. the Modelfile's TEMPLATE rendered as Ollama does = the Jinja chat template;
-#   5. SmolLM2's logits in llama.cpp (tools/llamacpp_logits.cpp, compiled here against $LCP/build's static libraries)
+#   5. SmolLM2's logits in llama.cpp (tools/llamacpp_logits.c, compiled here against $LCP/build's static libraries)
 #      along its greedy path = ftc logits on the same ids: f32 within 1e-3 (KV cache f32, no flash attention);
 #      llama.cpp's defaults and the bf16 export printed.
 set -u
@@ -124,14 +124,14 @@ for ty in f32 bf16; do
     note_bf16 "SmolLM2 $ty chat '$q'" "$l" "$f"
   fi
 done
-# logits, not only the argmax: llama.cpp's along its greedy path (tools/llamacpp_logits.cpp, built here against the
+# logits, not only the argmax: llama.cpp's along its greedy path (tools/llamacpp_logits.c, built here against the
 # llama.cpp build's static libraries) against ftc logits on the same ids. f32 with llama.cpp's KV cache in f32 and
 # flash attention off (its defaults keep K and V in f16): only summation orders are left, within 1e-3 required;
 # with its defaults, and bf16, the differences are printed (docs/gguf.md)
 LG=$W/llamacpp_logits
-if c++ -O2 -std=c++17 "$root/tools/llamacpp_logits.cpp" -I"$LCP/src/include" -I"$LCP/src/ggml/include" \
+if cc -O2 -std=c11 "$root/tools/llamacpp_logits.c" -I"$LCP/src/include" -I"$LCP/src/ggml/include" \
      "$LCP/build/src/libllama.a" "$LCP/build/ggml/src/libggml.a" "$LCP/build/ggml/src/libggml-cpu.a" \
-     "$LCP/build/ggml/src/libggml-base.a" -fopenmp -lpthread -ldl -o "$LG" 2>"$W/logits-build.log"; then
+     "$LCP/build/ggml/src/libggml-base.a" -fopenmp -lstdc++ -lm -lpthread -ldl -o "$LG" 2>"$W/logits-build.log"; then
   lg() { # lg GGUF PROMPT [tol] (environment: KV_F32, FA_OFF)
     "$LG" "$1" "$N" "$2" "$W/lg.bin" > "$W/lg.txt" 2>"$W/lg.err" || { tail -3 "$W/lg.err"; return 1; }
     $PY "$root/tools/check_gguf_export.py" logits "$W/lg.txt" "$W/lg.bin" "$FTC" "$1" ${3:-}
@@ -143,7 +143,7 @@ if c++ -O2 -std=c++17 "$root/tools/llamacpp_logits.cpp" -I"$LCP/src/include" -I"
     echo "NOTE: SmolLM2 bf16, '$p' (llama.cpp's bf16 products, ftc's f32): $(KV_F32=1 FA_OFF=1 lg "$W/smol-bf16.gguf" "$p")"
   done
 else
-  tail -3 "$W/logits-build.log"; failed "tools/llamacpp_logits.cpp does not build against $LCP/build"
+  tail -3 "$W/logits-build.log"; failed "tools/llamacpp_logits.c does not build against $LCP/build"
 fi
 
 # quantized exports: the gguf reader parses them; llama.cpp's text vs ftc's (ftc computes on the dequantized weights,

@@ -10,7 +10,7 @@
                                the Go template constructs ftc writes) and the model's Jinja chat template (jinja2,
                                as transformers does) on a few conversations: the texts must be equal
   logits STEPS.txt LOGITS.bin FTC GGUF [TOL]
-                               llama.cpp's logits along its greedy path (tools/llamacpp_logits.cpp) against
+                               llama.cpp's logits along its greedy path (tools/llamacpp_logits.c) against
                                `ftc logits` on the same ids: the largest difference; with TOL, fails above it
 """
 import json
@@ -172,7 +172,7 @@ def cmd_tokenize(exe, gguf_path, fixture, corpus=None, n=300):
 
 
 def cmd_logits(steps_path, bin_path, ftc, model, tol=None):
-    """llama.cpp's logits along its greedy path (tools/llamacpp_logits.cpp: steps text + float32 dump) against
+    """llama.cpp's logits along its greedy path (tools/llamacpp_logits.c: steps text + float32 dump) against
     `ftc logits` on the same ids (the prompt and every generated token but the last, one teacher-forced
     sequence): prints the largest |difference| over all steps and the vocabulary, and the smallest margin
     between llama.cpp's top two; with tol, fails when the difference exceeds it or ftc's argmax differs."""
