@@ -8,10 +8,15 @@
 # Checks, each printed with PASS/FAIL:
 #   1. llama.cpp's convert_hf_to_gguf.py on the same HF checkpoint (SmolLM2's HF export; stories260K-hf): the PyPI
 #      gguf reader parses both; tensor names, shapes, types, bytes and metadata keys/values compared;
-#   2. SmolLM2 exported f32 and bf16: llama.cpp's greedy text (llama-simple) = ftc generate over N tokens, and the
-#      chat answer (ChatML prompt) = ftc chat, stopping at the end of turn;
-#   3. the tuned run exported f32/bf16: the same for two FAQ questions; its gguf-lora on the base in llama-completion;
-#   4. the Modelfile's TEMPLATE rendered as Ollama does = the Jinja chat template.
+#   2. SmolLM2 exported f32 and bf16: llama.cpp's greedy text (llama-simple) on each file = ftc generate on the same
+#      file over N tokens, and the chat answer (ChatML prompt) = ftc chat, stopping at the end of turn; for bf16 also
+#      ftc with --precision bf16 (bf16 products, as llama.cpp's), reported, not required (see docs/gguf.md);
+#   3. the tuned run exported f32/bf16: the same for two FAQ questions on each file; its gguf-lora on the base in
+#      llama-completion against ftc chat on the run;
+#   4. the Modelfile's TEMPLATE rendered as Ollama does = the Jinja chat template;
+#   5. SmolLM2's logits in llama.cpp (tools/llamacpp_logits.c, compiled here against $LCP/build's static libraries)
+#      along its greedy path = ftc logits on the same ids: f32 within 1e-3 (KV cache f32, no flash attention);
+#      llama.cpp's defaults and the bf16 export printed.
 set -u
 FTC=${1:-build/ftc}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -75,28 +80,72 @@ lcp_simple() { # lcp_simple GGUF PROMPT [TOKENS] -> generated text only (llama-s
   $PY -c 'import sys; p=sys.argv[1]; t=open(sys.argv[2],encoding="utf-8",errors="replace").read(); print(t[len(p):] if t.startswith(p) else "<<prompt not echoed>>"+t, end="")' "$2" "$W/lcp.out"
 }
 lcp_tokens() { sed -n 's/.*decoded \([0-9]*\) tokens.*/\1/p' "$W/lcp.err" | tail -1; }
-same() { # same LABEL LLAMA_TEXT FTC_TEXT [soft]: soft (bf16) reports a difference without failing
-  if [ "$2" = "$3" ]; then pass "$1: llama.cpp = ftc: $(printf '%s' "$2" | head -c 160 | tr '\n' ' ')"; return; fi
+same() { # same LABEL LLAMA_TEXT FTC_TEXT [soft]: soft reports a difference without failing
+  if [ "$2" = "$3" ]; then
+    if [ "${4:-}" = soft ]; then echo "NOTE: $1: llama.cpp = ftc"; else
+      pass "$1: llama.cpp = ftc: $(printf '%s' "$2" | head -c 160 | tr '\n' ' ')"; fi
+    return
+  fi
   c=$($PY -c 'import os,sys; a,b=sys.argv[1],sys.argv[2]; print(len(os.path.commonprefix([a,b])))' "$2" "$3")
   if [ "${4:-}" = soft ]; then
-    echo "NOTE: $1: equal for the first $c characters, then differ (llama.cpp rounds the activations to bf16 / q8 in"
-    echo "      its bf16 / quantized matmuls; ftc computes in f32 on the bf16 / dequantized weights)"
+    echo "NOTE: $1: equal for the first $c characters, then differ (llama.cpp's quantized dot products quantize the"
+    echo "      activations too; ftc computes on the dequantized weights: see docs/gguf.md)"
   else failed "$1 (equal for the first $c characters)"; fi
   printf '   llama.cpp: %s\n   ftc:       %s\n' "$2" "$3"
 }
+# bf16 products (ftc --precision bf16, llama.cpp on BF16 weights) round each activation to 8 bits: a rounding that
+# goes the other way after a 1e-7 difference upstream moves the logits by ~0.2 (docs/gguf.md), so two
+# implementations agree only up to that. Shown for information: the required check is ftc's default on the file.
+note_bf16() { # note_bf16 LABEL LLAMA_TEXT FTC_BF16_TEXT
+  if [ "$2" = "$3" ]; then echo "NOTE: $1 with --precision bf16: also equal"; return; fi
+  c=$($PY -c 'import os,sys; a,b=sys.argv[1],sys.argv[2]; print(len(os.path.commonprefix([a,b])))' "$2" "$3")
+  echo "NOTE: $1 with --precision bf16: equal for the first $c characters, then a near-tie goes the other way"
+}
+# ftc on the same GGUF file llama.cpp runs: f32 weights, or the bf16 weights (widened to f32 when ftc converts the
+# file; products in f32)
 for ty in f32 bf16; do
   G=$W/smol-$ty.gguf
   for p in "The capital of France is" "def fibonacci(n):"; do
     l=$(lcp_simple "$G" "$p")
     f=$("$FTC" generate --model "$G" --prompt "$p" --max-tokens "$N" 2>/dev/null)
-    same "SmolLM2 $ty, '$p', $N tokens" "$l" "$f" $([ $ty = bf16 ] && echo soft)
+    same "SmolLM2 $ty, '$p', $N tokens" "$l" "$f"
+    if [ $ty = bf16 ]; then
+      f=$("$FTC" generate --model "$G" --prompt "$p" --max-tokens "$N" --precision bf16 2>/dev/null)
+      note_bf16 "SmolLM2 $ty, '$p'" "$l" "$f"
+    fi
   done
   q="What is the capital of France?"
   P=$(chatml "$q"); P=${P%x}
   l=$(lcp_simple "$G" "$P"); nt=$(lcp_tokens)
   f=$(echo "$q" | "$FTC" chat --model "$G" --max-tokens "$N" 2>/dev/null)
-  same "SmolLM2 $ty chat '$q' (llama.cpp stopped after $nt tokens)" "$l" "$f" $([ $ty = bf16 ] && echo soft)
+  same "SmolLM2 $ty chat '$q' (llama.cpp stopped after $nt tokens)" "$l" "$f"
+  if [ $ty = bf16 ]; then
+    f=$(echo "$q" | "$FTC" chat --model "$G" --max-tokens "$N" --precision bf16 2>/dev/null)
+    note_bf16 "SmolLM2 $ty chat '$q'" "$l" "$f"
+  fi
 done
+# logits, not only the argmax: llama.cpp's along its greedy path (tools/llamacpp_logits.c, built here against the
+# llama.cpp build's static libraries) against ftc logits on the same ids. f32 with llama.cpp's KV cache in f32 and
+# flash attention off (its defaults keep K and V in f16): only summation orders are left, within 1e-3 required;
+# with its defaults, and bf16, the differences are printed (docs/gguf.md)
+LG=$W/llamacpp_logits
+if cc -O2 -std=c11 "$root/tools/llamacpp_logits.c" -I"$LCP/src/include" -I"$LCP/src/ggml/include" \
+     "$LCP/build/src/libllama.a" "$LCP/build/ggml/src/libggml.a" "$LCP/build/ggml/src/libggml-cpu.a" \
+     "$LCP/build/ggml/src/libggml-base.a" -fopenmp -lstdc++ -lm -lpthread -ldl -o "$LG" 2>"$W/logits-build.log"; then
+  lg() { # lg GGUF PROMPT [tol] (environment: KV_F32, FA_OFF)
+    "$LG" "$1" "$N" "$2" "$W/lg.bin" > "$W/lg.txt" 2>"$W/lg.err" || { tail -3 "$W/lg.err"; return 1; }
+    $PY "$root/tools/check_gguf_export.py" logits "$W/lg.txt" "$W/lg.bin" "$FTC" "$1" ${3:-}
+  }
+  for p in "The capital of France is" "def fibonacci(n):"; do
+    r=$(KV_F32=1 FA_OFF=1 lg "$W/smol-f32.gguf" "$p" 1e-3) && pass "SmolLM2 f32 logits, '$p' (llama.cpp KV cache f32, no flash attention): $r" ||
+      failed "SmolLM2 f32 logits, '$p': $r"
+    echo "NOTE: SmolLM2 f32, '$p', llama.cpp's defaults (f16 KV cache): $(lg "$W/smol-f32.gguf" "$p")"
+    echo "NOTE: SmolLM2 bf16, '$p' (llama.cpp's bf16 products, ftc's f32): $(KV_F32=1 FA_OFF=1 lg "$W/smol-bf16.gguf" "$p")"
+  done
+else
+  tail -3 "$W/logits-build.log"; failed "tools/llamacpp_logits.c does not build against $LCP/build"
+fi
+
 # quantized exports: the gguf reader parses them; llama.cpp's text vs ftc's (ftc computes on the dequantized weights,
 # llama.cpp's quantized dot products quantize the activations too: differences are notes, not failures)
 for ty in q8_0 q4_0 q4_k; do
@@ -118,7 +167,14 @@ if [ -f "$RUN/config.resolved.json" ]; then
     P=$(chatml "$q"); P=${P%x}
     for ty in f32 bf16; do
       l=$(lcp_simple "$W/tuned-$ty.gguf" "$P"); nt=$(lcp_tokens)
-      same "tuned $ty chat '$q' (llama.cpp stopped after $nt tokens)" "$l" "$f" $([ $ty = bf16 ] && echo soft)
+      # the f32 export holds the run's merged weights: ftc chat on it = ftc chat on the run (also checked here)
+      g=$(echo "$q" | "$FTC" chat --model "$W/tuned-$ty.gguf" --max-tokens "$N" 2>/dev/null)
+      [ $ty = bf16 ] || same "tuned f32 export in ftc = the run in ftc, chat '$q'" "$g" "$f"
+      same "tuned $ty chat '$q' (llama.cpp stopped after $nt tokens)" "$l" "$g"
+      if [ $ty = bf16 ]; then
+        g=$(echo "$q" | "$FTC" chat --model "$W/tuned-$ty.gguf" --max-tokens "$N" --precision bf16 2>/dev/null)
+        note_bf16 "tuned $ty chat '$q'" "$l" "$g"
+      fi
     done
     "$LCP/bin/llama-completion" -m "$W/smol-f32.gguf" --lora "$W/tuned-lora.gguf" -p "$P" -n "$N" --temp 0 \
       -no-cnv --no-display-prompt --no-warmup -c 512 2>"$W/lora.err" >"$W/lora.out" </dev/null

@@ -170,6 +170,32 @@ echo "ok: the disconnected stream stopped after $got of 500 tokens"
 stop
 kill -TERM "$P1" "$P4"; wait "$P1" || fail "s1 exit"; wait "$P4" || fail "s4 exit"
 
+# ---- --precision bf16 / --base-dtype q8_0: the weights as ftc generate keeps them, so the same greedy text (200
+# tokens, where the three differ from each other: the options must take effect); the options refused as generate
+# refuses them, and for a model that is not causal-lm ----
+greedy200() { curl -s "$URL/v1/completions" -d '{"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0}' |
+  python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)["choices"][0]["text"])'; }
+"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 200 > "$T/g32" || fail "generate fp32"
+for w in "--precision bf16" "--base-dtype q8_0"; do
+  # shellcheck disable=SC2086
+  "$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 200 $w > "$T/gw" || fail "generate $w"
+  cmp -s "$T/g32" "$T/gw" && fail "generate $w gives the fp32 text: the comparison below would not tell"
+  # shellcheck disable=SC2086
+  start prec --model "$M" --ctx 256 $w
+  greedy200 > "$T/sw" || fail "serve $w: no completion"
+  stop
+  cmp -s "$T/gw" "$T/sw" || fail "serve $w greedy != ftc generate $w: $(head -c 200 "$T/sw") | $(head -c 200 "$T/gw")"
+  grep -q "weights: ${w#--* }" "$T/prec.log" || fail "serve $w: the start line does not say the weights: $(cat "$T/prec.log")"
+  echo "ok: ftc serve $w: 200 greedy tokens = ftc generate $w ($(wc -c < "$T/sw") bytes, differs from fp32)"
+done
+"$FTC" serve --model "$M" --port 0 --precision fp16 2> "$T/e"; [ $? = 1 ] && grep -q "fp32 or bf16" "$T/e" ||
+  fail "--precision fp16: $(cat "$T/e")"
+"$FTC" serve --model "$M" --port 0 --base-dtype q9 2> "$T/e"; [ $? = 1 ] && grep -q "q8_0, q4_0" "$T/e" ||
+  fail "--base-dtype q9: $(cat "$T/e")"
+"$FTC" serve --model "$M" --port 0 --task encode --precision bf16 2> "$T/e"; [ $? = 1 ] && grep -q "causal-lm" "$T/e" ||
+  fail "--task encode --precision bf16: $(cat "$T/e")"
+echo "ok: --precision fp16, --base-dtype q9 and bf16 for an encoder are usage errors"
+
 # ---- a real instruct model from a GGUF file: SmolLM2-135M-Instruct answers and stops at its end of turn ----
 G=$(sh "$SRC/scripts/find-smollm2.sh" 2>/dev/null)
 if [ -n "$G" ] && [ -n "$PY" ]; then

@@ -381,6 +381,82 @@ static void test_skinny_rows(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* The activation operand of a bf16 product is rounded to bf16 (nearest even) on every backend and in every path:
+ * the decode skinny kernels (1..16 rows of A against W read along K), the GEMM (more rows), the generic loop. This
+ * is what llama.cpp's CPU matmul does on BF16 weights (its vec_dot_type for BF16 is BF16), so ftc generate
+ * --precision bf16 on a bf16 export computes the same products. Values are chosen so that every sum is exact in
+ * f32 whatever its order: A = +-(m/128 + d/1024), m in [128, 256), d in 0..7 (below, above and at half the bf16
+ * step of 1/128: rounds down, up, to even), W small integers (bf16-exact); a product is a multiple of 2^-10 below
+ * 2^5, a sum of K <= 200 of them below 2^13: 23 bits. So each backend's C must equal the exact sum of the rounded
+ * products bit for bit, and ftc_matmul (f32) must equal the exact sum of the unrounded ones: unchanged. */
+static void test_bf16_rounds_activations(void **state) {
+    (void)state;
+    ftc_rng r;
+    ftc_rng_seed(&r, 31);
+    int threads_before = ftc_threads();
+    ftc_threads_set(2);
+    static const int Ms[] = {1, 2, 3, 4, 5, 9, 16, 17, 40};
+    static const int Ks[] = {1, 31, 32, 33, 77, 200};
+    const int N = 37;
+    const char *paths[] = {"generic", "avx512", "avx2"};
+    for (int mi = 0; mi < 9; mi++)
+        for (int ki = 0; ki < 6; ki++) {
+            int M = Ms[mi], K = Ks[ki];
+            float *A = malloc(sizeof(float) * (size_t)M * K), *W = malloc(sizeof(float) * (size_t)N * K);
+            uint16_t *Ah = malloc(2 * (size_t)M * K), *Wh = malloc(2 * (size_t)N * K);
+            double *rounded = malloc(sizeof(double) * (size_t)M * N), *plain = malloc(sizeof(double) * (size_t)M * N);
+            float *C = malloc(sizeof(float) * (size_t)M * N);
+            assert_true(A && W && Ah && Wh && rounded && plain && C);
+            for (int i = 0; i < M * K; i++) {
+                int m = 128 + (int)ftc_rng_below(&r, 128), d = (int)ftc_rng_below(&r, 8);
+                A[i] = (ftc_rng_below(&r, 2) ? -1.0f : 1.0f) * ((float)m / 128.0f + (float)d / 1024.0f);
+                Ah[i] = ftc_f32_to_bf16(A[i]);
+            }
+            for (int i = 0; i < N * K; i++) {
+                W[i] = (float)((int)ftc_rng_below(&r, 17) - 8);
+                Wh[i] = ftc_f32_to_bf16(W[i]);
+                assert_true(ftc_bf16_to_f32(Wh[i]) == W[i]);
+            }
+            int differ = 0;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double s = 0, t = 0;
+                    for (int k = 0; k < K; k++) {
+                        s += (double)ftc_bf16_to_f32(Ah[(size_t)i * K + k]) * W[(size_t)j * K + k];
+                        t += (double)A[(size_t)i * K + k] * W[(size_t)j * K + k];
+                    }
+                    rounded[(size_t)i * N + j] = s, plain[(size_t)i * N + j] = t;
+                    differ += s != t;
+                }
+            assert_true(differ > 0); /* the test can tell rounded from unrounded activations */
+            for (int p = 0; p < 3; p++) {
+                if (!ftc_matmul_set_backend(paths[p])) continue;
+                for (int types = 0; types < 2; types++) { /* A given as f32 (rounded by the matmul) or as bf16 */
+                    ftc_mm_type at = types ? FTC_MM_BF16 : FTC_MM_F32;
+                    ftc_matmul_bf16(false, true, M, N, K, 1.0f, types ? (const void *)Ah : A, at, K, Wh, FTC_MM_BF16, K,
+                                    0.0f, C, N);
+                    for (int e = 0; e < M * N; e++)
+                        if ((double)C[e] != rounded[e]) {
+                            fprintf(stderr, "bf16 %s (%s) at=%d M=%d K=%d: C[%d] = %.9g, rounded activations give %.9g, "
+                                    "unrounded %.9g\n", paths[p], ftc_matmul_bf16_backend(), at, M, K, e, (double)C[e],
+                                    rounded[e], plain[e]);
+                            fail();
+                        }
+                }
+                ftc_matmul(false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N); /* f32: no rounding */
+                for (int e = 0; e < M * N; e++)
+                    if ((double)C[e] != plain[e]) {
+                        fprintf(stderr, "f32 %s M=%d K=%d: C[%d] = %.9g, exact %.9g\n", paths[p], M, K, e, (double)C[e],
+                                plain[e]);
+                        fail();
+                    }
+            }
+            free(A), free(W), free(Ah), free(Wh), free(rounded), free(plain), free(C);
+        }
+    ftc_threads_set(threads_before);
+    ftc_matmul_set_backend("auto");
+}
+
 /* ftc_parallel_for runs every index exactly once, on the pool's threads; a call from inside it runs alone. */
 typedef struct {
     int counts[300];
@@ -419,6 +495,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_conversions),
         cmocka_unit_test(test_row_chunks_share_packed_b),
         cmocka_unit_test(test_skinny_rows),
+        cmocka_unit_test(test_bf16_rounds_activations),
         cmocka_unit_test(test_parallel_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,9 @@
                                renders the Modelfile's TEMPLATE/SYSTEM as Ollama would (a small interpreter of
                                the Go template constructs ftc writes) and the model's Jinja chat template (jinja2,
                                as transformers does) on a few conversations: the texts must be equal
+  logits STEPS.txt LOGITS.bin FTC GGUF [TOL]
+                               llama.cpp's logits along its greedy path (tools/llamacpp_logits.c) against
+                               `ftc logits` on the same ids: the largest difference; with TOL, fails above it
 """
 import json
 import re
@@ -168,12 +171,43 @@ def cmd_tokenize(exe, gguf_path, fixture, corpus=None, n=300):
     return bad
 
 
+def cmd_logits(steps_path, bin_path, ftc, model, tol=None):
+    """llama.cpp's logits along its greedy path (tools/llamacpp_logits.c: steps text + float32 dump) against
+    `ftc logits` on the same ids (the prompt and every generated token but the last, one teacher-forced
+    sequence): prints the largest |difference| over all steps and the vocabulary, and the smallest margin
+    between llama.cpp's top two; with tol, fails when the difference exceeds it or ftc's argmax differs."""
+    import array, json, subprocess, tempfile
+    lines = open(steps_path).read().split("\n")
+    prompt = [int(x) for x in lines[0].split()[1:]]
+    steps = [l.split() for l in lines[1:] if l.strip()]
+    gen = [int(s[1]) for s in steps]
+    raw = array.array("f")
+    raw.frombytes(open(bin_path, "rb").read())
+    V = len(raw) // len(steps)
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as f:
+        f.write(json.dumps({"input_ids": prompt + gen[:-1]}) + "\n")
+        f.flush()
+        z = json.loads(subprocess.check_output([ftc, "logits", "--model", model, "--ids", f.name]))
+    worst, argmax_diff = 0.0, []
+    for s in range(len(steps)):
+        row, ref = z[len(prompt) - 1 + s], raw[s * V:(s + 1) * V]
+        worst = max(worst, max(abs(a - b) for a, b in zip(row, ref)))
+        if max(range(V), key=lambda i: (row[i], -i)) != gen[s]:
+            argmax_diff.append(s)
+    margin = min(float(s[5]) for s in steps)
+    print(f"{len(steps)} steps: max |ftc - llama.cpp| logit {worst:.2e}; llama.cpp's smallest top-2 margin "
+          f"{margin:.4f}; steps where ftc's argmax differs: {argmax_diff or 'none'}")
+    return tol is not None and (worst > float(tol) or argmax_diff)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "tokenize":
         cmd_tokenize(*sys.argv[2:])
         sys.exit(0)
     if sys.argv[1] == "compare":
         sys.exit(1 if cmd_compare(sys.argv[2], sys.argv[3]) else 0)
+    if sys.argv[1] == "logits":
+        sys.exit(1 if cmd_logits(*sys.argv[2:]) else 0)
     if sys.argv[1] == "modelfile":
         sys.exit(1 if cmd_modelfile(sys.argv[2], sys.argv[3]) else 0)
     sys.exit(__doc__)

@@ -1,6 +1,7 @@
 /* ftc serve: the model behind an OpenAI-compatible HTTP API (src/serve/) until SIGINT or SIGTERM. */
 #include "cli.h"
 #include "ftc/base.h"
+#include "ftc/quant.h"
 #include "ftc/serve.h"
 #include <pthread.h>
 #include <signal.h>
@@ -16,7 +17,8 @@
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc serve --model DIR|RUNDIR [--host 127.0.0.1] [--port 8080] [--api-key K | --api-key-file F]\n"
-            "                 [--ctx N] [--slots N] [--queue N] [--task causal-lm|classify|encode] [--name ID]\n\n"
+            "                 [--ctx N] [--slots N] [--queue N] [--task causal-lm|classify|encode] [--name ID]\n"
+            "                 [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4]\n\n"
             "Serves a model over HTTP with the OpenAI API, so the tools and client libraries that speak it\n"
             "(the openai Python package, curl, chat front-ends) use the tuned model. Endpoints:\n"
             "  GET  /health                 {\"status\": \"ok\", slots, slots_busy, queued}, no key needed\n"
@@ -39,6 +41,10 @@ static void usage(FILE *f) {
             "  --ctx N              positions per request, prompt and answer (default: the model's context)\n"
             "  --slots N            requests generated at once, each with its own KV cache (default 1)\n"
             "  --queue N            requests waiting for a slot; beyond them the server answers 503 (default 16)\n"
+            "  --precision P        fp32 (default) or bf16: matmul weights kept in bf16, products in bf16 with f32\n"
+            "                       sums (causal-lm; as ftc generate)\n"
+            "  --base-dtype Q       matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4), decoded as they are\n"
+            "                       multiplied (causal-lm; as ftc generate)\n"
             "Exit codes: 0 stopped by a signal, 1 usage error, 2 bad input (model, port in use), 3 internal error.\n"
             "\nExamples:\n"
             "  ftc serve --model runs/assistant --port 8080 --slots 4\n"
@@ -96,7 +102,8 @@ int cmd_serve(int argc, char **argv) {
     static const cli_opt opts[] = {{"model", false, NULL},   {"host", false, NULL},         {"port", false, NULL},
                                    {"api-key", false, NULL}, {"api-key-file", false, NULL}, {"ctx", false, NULL},
                                    {"slots", false, NULL},   {"queue", false, NULL},        {"task", false, NULL},
-                                   {"name", false, NULL},    {NULL, false, NULL}};
+                                   {"name", false, NULL},    {"precision", false, NULL},    {"base-dtype", false, NULL},
+                                   {NULL, false, NULL}};
     cli_args p;
     cli_args_init(&p, "serve", argc, argv, 1, opts, 0);
     const char *f, *val;
@@ -111,6 +118,15 @@ int cmd_serve(int argc, char **argv) {
             o.model_id = val;
         }
         else if (!strcmp(f, "api-key")) o.api_key = val;
+        else if (!strcmp(f, "precision")) {
+            if (strcmp(val, "fp32") && strcmp(val, "bf16"))
+                return cli_usage_error("serve", "--precision takes fp32 or bf16, not '%s'", val);
+            o.bf16 = !strcmp(val, "bf16");
+        } else if (!strcmp(f, "base-dtype")) {
+            if (ftc_quant_from_name(val) < 0)
+                return cli_usage_error("serve", "--base-dtype takes q8_0, q4_0, q4_1, q4_k or nf4, not '%s'", val);
+            o.base_dtype = val;
+        }
         else if (!strcmp(f, "api-key-file")) key_file = val;
         else if (!strcmp(f, "task")) {
             if (!strcmp(val, "causal-lm")) o.task = FTC_TASK_CAUSAL_LM;
@@ -173,7 +189,11 @@ int cmd_serve(int argc, char **argv) {
         return cli_fail("serve", &err);
     }
     const char *h = o.host;
-    fprintf(stderr, "ftc serve: model %s on http://%s%s%s:%d/ (%s). Ctrl-C stops.\n", ftc_server_model_id(s),
+    char weights[64] = "";
+    if (o.base_dtype || o.bf16)
+        snprintf(weights, sizeof weights, " (weights: %s%s%s)", o.bf16 ? "bf16" : "", o.bf16 && o.base_dtype ? " + " : "",
+                 o.base_dtype ? o.base_dtype : "");
+    fprintf(stderr, "ftc serve: model %s%s on http://%s%s%s:%d/ (%s). Ctrl-C stops.\n", ftc_server_model_id(s), weights,
             strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "", ftc_server_port(s),
             o.api_key ? "API key required" : "no API key");
     struct pollfd pfd = {stop_pipe[0], POLLIN, 0};

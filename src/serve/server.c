@@ -3,6 +3,7 @@
  * wait on the job's condition variable, writing text as the engine publishes it. */
 #include "serve/serve_internal.h"
 #include "ftc/hf_config.h"
+#include "ftc/quant.h"
 #include <arpa/inet.h>
 #include <civetweb.h>
 #include <dirent.h>
@@ -691,6 +692,20 @@ ftc_status ftc_server_start(const ftc_serve_opts *o, ftc_server **out, ftc_err *
     if ((st = ftc_infer_open(o->model_path, task, &s->im, err))) goto fail;
     s->have_im = true;
     s->task = s->im.task;
+    if ((o->bf16 || o->base_dtype) && s->task != FTC_TASK_CAUSAL_LM) {
+        st = ftc_errf(err, FTC_E_USAGE, "%s: bf16 or quantized weights are for causal-lm models (as ftc generate)",
+                      o->model_path);
+        goto fail;
+    }
+    int qtype = o->base_dtype ? ftc_quant_from_name(o->base_dtype) : -1;
+    if (o->base_dtype && qtype < 0) {
+        st = ftc_errf(err, FTC_E_USAGE, "base dtype '%s' is not one of q8_0, q4_0, q4_1, q4_k, nf4", o->base_dtype);
+        goto fail;
+    }
+    /* as ftc generate: the weights in bf16 (products in bf16), then block-quantized */
+    if ((o->bf16 && (st = ftc_model_use_bf16_weights(s->im.model, err))) ||
+        (qtype >= 0 && (st = ftc_model_use_quant_weights(s->im.model, qtype, err))))
+        goto fail;
     if (o->model_id) snprintf(s->model_id, sizeof s->model_id, "%s", o->model_id);
     else model_id_of(o->model_path, s->model_id, sizeof s->model_id);
     s->created = (long long)time(NULL);
