@@ -7,7 +7,8 @@
  *                   it, the LM head included) and KV-cache bytes at the decode context
  *   prefill N       tokens/s of ftc_model_decode on N prompt tokens into an empty cache (last position's logits)
  *   decode          tokens/s of one new token at a time after --prompt tokens (--gen of them), the GB/s of weights
- *                   that implies and its share of the read bandwidth
+ *                   that implies and its share of the read bandwidth; the process's CPU ms per token (on a shared
+ *                   machine, FTC_THREADS=1 and this figure compare two builds more steadily than tokens/s)
  *   batch B         ftc_model_decode_batch of B sequences (each after --prompt tokens): tokens/s over all of
  *                   them and the ratio to one sequence's decode
  * Benchmarks are short: run them once on a quiet machine and report the load average beside the figures. */
