@@ -7,7 +7,8 @@
  *                   it, the LM head included) and KV-cache bytes at the decode context
  *   prefill N       tokens/s of ftc_model_decode on N prompt tokens into an empty cache (last position's logits)
  *   decode          tokens/s of one new token at a time after --prompt tokens (--gen of them), the GB/s of weights
- *                   that implies and its share of the read bandwidth
+ *                   that implies and its share of the read bandwidth; the process's CPU ms per token (on a shared
+ *                   machine, FTC_THREADS=1 and this figure compare two builds more steadily than tokens/s)
  *   batch B         ftc_model_decode_batch of B sequences (each after --prompt tokens): tokens/s over all of
  *                   them and the ratio to one sequence's decode
  * Benchmarks are short: run them once on a quiet machine and report the load average beside the figures. */
@@ -25,6 +26,14 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+
+/* CPU seconds of the whole process (every thread): on a shared machine, where wall time measures the other jobs
+ * as much as ftc, the CPU time per token with one thread is the steadier figure to compare two builds by. */
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 static double now(void) {
     struct timespec t;
@@ -229,13 +238,14 @@ int main(int argc, char **argv) {
     ftc_kv_cache_reset(c);
     fill_ids(ids, prompt + gen, V, 11);
     if (ftc_model_decode(m, c, ids, prompt, logits, false, &e)) return die("prompt", &e);
-    double t = now();
+    double t = now(), cpu0 = cpu_now();
     for (int i = 0; i < gen; i++)
         if (ftc_model_decode(m, c, ids + prompt + i, 1, logits, false, &e)) return die("decode", &e);
-    double dt = now() - t, tps1 = gen / dt;
+    double dt = now() - t, tps1 = gen / dt, cpu = (cpu_now() - cpu0) / gen;
     double gbs = tps1 * wb / 1e9;
-    printf("decode after %d: %.1f tokens/s (%d in %.3f s), weights %.1f GB/s = %.0f%% of read bandwidth\n", prompt, tps1,
-           gen, dt, gbs, bw > 0 ? 100 * gbs / bw : 0);
+    printf("decode after %d: %.1f tokens/s (%d in %.3f s), weights %.1f GB/s = %.0f%% of read bandwidth; %.1f ms CPU per "
+           "token (%.1f GB/s per CPU second)\n", prompt, tps1, gen, dt, gbs, bw > 0 ? 100 * gbs / bw : 0, cpu * 1e3,
+           wb / cpu / 1e9);
 
     if (batch > 1) {
         ftc_kv_cache **cs = calloc((size_t)batch, sizeof *cs);

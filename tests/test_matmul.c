@@ -457,6 +457,46 @@ static void test_bf16_rounds_activations(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* AVX2 skinny kernels: the last row of an odd M (decoding's one row) streams eight rows of W at once, pairs of rows
+ * four; both add K's 8-value blocks in the same order, so a row of C has the same bits alone as in a pair (and the
+ * batched decode the same as one sequence's). N = 1037: blocks of 8, a block of 4 and 1 left; K with tails. */
+static void test_skinny_one_row_matches_pairs(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_backend("avx2")) {
+        ftc_matmul_set_backend("auto");
+        skip();
+    }
+    int threads_before = ftc_threads();
+    ftc_rng r;
+    ftc_rng_seed(&r, 24);
+    const int N = 1037, Ks[] = {581, 77, 576, 3};
+    for (int th = 1; th <= 2; th++) {
+        ftc_threads_set(th);
+        for (int ki = 0; ki < 4; ki++) {
+            int K = Ks[ki];
+            float *A = malloc(sizeof(float) * 3 * K), *W = malloc(sizeof(float) * (size_t)N * K);
+            float *C1 = malloc(sizeof(float) * N), *C3 = malloc(sizeof(float) * 3 * N);
+            uint16_t *Wh = malloc(sizeof(uint16_t) * (size_t)N * K);
+            assert_non_null(A), assert_non_null(W), assert_non_null(C1), assert_non_null(C3), assert_non_null(Wh);
+            fill(A, 3 * (size_t)K, &r);
+            fill(W, (size_t)N * K, &r);
+            ftc_f32_to_bf16_n(W, Wh, (size_t)N * K);
+            for (int row = 0; row < 3; row++) { /* rows 0 and 1 go as a pair in M = 3, row 2 alone */
+                ftc_matmul(false, true, 3, N, K, 1.0f, A, K, W, K, 0.0f, C3, N);
+                ftc_matmul(false, true, 1, N, K, 1.0f, A + (size_t)row * K, K, W, K, 0.0f, C1, N);
+                assert_memory_equal(C1, C3 + (size_t)row * N, sizeof(float) * N);
+                ftc_matmul_bf16(false, true, 3, N, K, 1.0f, A, FTC_MM_F32, K, Wh, FTC_MM_BF16, K, 0.0f, C3, N);
+                ftc_matmul_bf16(false, true, 1, N, K, 1.0f, A + (size_t)row * K, FTC_MM_F32, K, Wh, FTC_MM_BF16, K, 0.0f,
+                                C1, N);
+                assert_memory_equal(C1, C3 + (size_t)row * N, sizeof(float) * N);
+            }
+            free(A), free(W), free(C1), free(C3), free(Wh);
+        }
+    }
+    ftc_threads_set(threads_before);
+    ftc_matmul_set_backend("auto");
+}
+
 /* ftc_parallel_for runs every index exactly once, on the pool's threads; a call from inside it runs alone. */
 typedef struct {
     int counts[300];
@@ -496,6 +536,7 @@ int main(void) {
         cmocka_unit_test(test_row_chunks_share_packed_b),
         cmocka_unit_test(test_skinny_rows),
         cmocka_unit_test(test_bf16_rounds_activations),
+        cmocka_unit_test(test_skinny_one_row_matches_pairs),
         cmocka_unit_test(test_parallel_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

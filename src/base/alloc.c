@@ -14,6 +14,7 @@
 #undef json_dumps
 #include "ftc/alloc.h"
 #include <errno.h>
+#include <sys/mman.h>
 #include <stdbool.h>
 
 static ftc_alloc_hook hook;
@@ -40,6 +41,18 @@ int ftc_mem_posix_memalign(void **p, size_t align, size_t n) {
     return posix_memalign(p, align, n);
 }
 void *ftc_mem_aligned_alloc(size_t align, size_t n) { return allowed(n) ? aligned_alloc(align, n) : NULL; }
+
+int ftc_mem_alloc_weights(void **p, size_t n) {
+    if (!allowed(n)) return ENOMEM;
+    const size_t huge = (size_t)2 << 20;
+    if (n < FTC_MEM_HUGE_MIN) return posix_memalign(p, 64, n ? n : 1);
+    int e = posix_memalign(p, huge, n);
+#ifdef MADV_HUGEPAGE
+    /* before the first touch, so the page faults take huge pages; a kernel without THP says EINVAL: 4 KB pages */
+    if (!e) (void)madvise(*p, (n + 4095) & ~(size_t)4095, MADV_HUGEPAGE);
+#endif
+    return e;
+}
 
 /* jansson's allocator while a hook is set: a refusal fails the allocation, except inside a loader, where it is
  * counted and the memory given anyway (see alloc_redirect.h) */

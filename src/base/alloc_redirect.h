@@ -17,6 +17,13 @@ char *ftc_mem_strdup(const char *s);
 char *ftc_mem_strndup(const char *s, size_t n);
 int ftc_mem_posix_memalign(void **p, size_t align, size_t n);
 void *ftc_mem_aligned_alloc(size_t align, size_t n);
+/* Memory for model weights, freed with free: 64-byte aligned; from FTC_MEM_HUGE_MIN bytes up also 2 MB aligned and
+ * marked for transparent huge pages (Linux madvise MADV_HUGEPAGE; the kernel's THP mode is often "madvise", which
+ * gives huge pages only to regions that ask). A decoded token streams every weight once: with 4 KB pages that is
+ * a TLB miss per 4 KB read (Zen 3's 2048-entry L2 TLB maps 8 MB), with 2 MB pages one per 2 MB. Asks the
+ * allocation hook like posix_memalign; returns 0 or ENOMEM. */
+#define FTC_MEM_HUGE_MIN ((size_t)4 << 20)
+int ftc_mem_alloc_weights(void **p, size_t n);
 
 /* jansson's loaders and dumpers, made safe to run under a hook. jansson 2.14's lexer ignores a failed growth of
  * its text buffer and parses on (a key loses characters, or it reads past what it saved and crashes), it

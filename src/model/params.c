@@ -52,7 +52,7 @@ ftc_status ftc_model_alloc_params(ftc_model *m, ftc_err *err) {
         total += (p->numel + 15) & ~(int64_t)15; /* 64-byte aligned starts */
     }
     float *nbuf = NULL;
-    if (total && posix_memalign((void **)&nbuf, 64, (size_t)total * sizeof(float))) nbuf = NULL;
+    if (total && ftc_mem_alloc_weights((void **)&nbuf, (size_t)total * sizeof(float))) nbuf = NULL;
     if (total && !nbuf) {
         free(noff);
         return ftc_errf(err, FTC_E_NOMEM, "out of memory for %lld parameters", (long long)total);

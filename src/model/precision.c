@@ -33,7 +33,7 @@ bool ftc_model_bf16_storable(const ftc_model *m, int i) {
 
 static uint16_t *alloc_bf16(int64_t n) {
     void *p = NULL;
-    if (posix_memalign(&p, 64, (size_t)(n > 0 ? n : 1) * sizeof(uint16_t))) return NULL;
+    if (ftc_mem_alloc_weights(&p, (size_t)(n > 0 ? n : 1) * sizeof(uint16_t))) return NULL;
     return p;
 }
 
@@ -141,7 +141,7 @@ static ftc_status quantize_param(ftc_param *p, int qtype, bool *done, ftc_err *e
         src = malloc((size_t)p->numel * sizeof(float));
         if (src) ftc_bf16_to_f32_n(p->data_bf16, src, (size_t)p->numel);
     }
-    if (!src || posix_memalign(&q, 64, rb * (size_t)O)) {
+    if (!src || ftc_mem_alloc_weights(&q, rb * (size_t)O)) {
         if (src != p->data) free(src);
         return ftc_errf(err, FTC_E_NOMEM, "out of memory storing %s in %s", p->name, ftc_quant_name(qtype));
     }
