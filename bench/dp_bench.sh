@@ -22,6 +22,7 @@ models=${BENCH_MODELS:-$root/build/bench-models}
 results=${DP_RESULTS:-$root/bench/RESULTS.md}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dp_bench.XXXXXX") # gpt2-small writes a 1.5 GB checkpoint: TMPDIR on a big disk
 trap 'rm -rf "$tmp"' EXIT
+export OMPI_MCA_orte_tmpdir_base="$tmp" # Open MPI's session directory: its own, not the one other mpiruns share
 command -v mpirun >/dev/null || { echo "dp_bench: mpirun not found (make deps)"; exit 1; }
 MPI=(mpirun -np 2 --bind-to core)
 [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)

@@ -22,6 +22,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/dp_two_nodes.XXXXXX")
 ns0=ftcdp$$a ns1=ftcdp$$b ip0=10.213.0.1 ip1=10.213.0.2
 cleanup() { ip netns del "$ns0" 2>/dev/null || true; ip netns del "$ns1" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
+export OMPI_MCA_orte_tmpdir_base="$tmp" # Open MPI's session directory: its own, not the one other mpiruns share
 ip netns add "$ns0"; ip netns add "$ns1"
 ip link add "${ns0}v" type veth peer name "${ns1}v"
 ip link set "${ns0}v" netns "$ns0"; ip link set "${ns1}v" netns "$ns1"

@@ -26,6 +26,9 @@ fi
 MPI=(env "ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0" mpirun --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)
 export FTC_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+# a session directory of its own (Open MPI's default /tmp/ompi.HOST.UID is shared by every mpirun of the user, and
+# concurrent jobs, e.g. ctest -j or a benchmark beside the tests, race on creating it)
+export OMPI_MCA_orte_tmpdir_base="$T"
 
 if ! ldd "$FTC" 2>/dev/null | grep -q libmpi; then
   expect_rc 1 "this ftc was built without MPI" "${MPI[@]}" -np 2 "$FTC" train --model m --data d --out "$T/x"
