@@ -81,7 +81,8 @@ INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
         if (R == 8) _mm_storeu_ps(s + 4, hsum4(c[4], c[5], c[6], c[7]));                                             \
     }                                                                                                                 \
     /* s[r][t] = a_r . w[t] for two rows of A (a, a + lda) */                                                         \
-    INLINE AVX2_FN void NAME##_dots2(const float *a, int lda, const T *const w[4], int K, float s[2][4]) {              \
+    INLINE AVX2_FN void NAME##_dots2(const float *a, int lda, const T *const w[4], int K, float s[2][4],             \
+                                     size_t pf) {                                                                     \
         __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;              \
         const float *b = a + lda;                                                                                     \
         for (int k = 0; k < K; k += 8) {                                                                              \
@@ -89,6 +90,8 @@ INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
             T pad[4][8];                                                                                              \
             const T *wk[4];                                                                                           \
             __m256 a0, a1;                                                                                            \
+            if (pf && (k * (int)sizeof(T)) % 64 == 0) /* the first pair: the next block's line, as _dots1 */        \
+                for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(w[t] + k + pf), _MM_HINT_T0);                   \
             if (n == 8) {                                                                                             \
                 for (int t = 0; t < 4; t++) wk[t] = w[t] + k;                                                         \
                 a0 = _mm256_loadu_ps(a + k), a1 = _mm256_loadu_ps(b + k);                                             \
@@ -122,7 +125,7 @@ INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
             for (; i + 2 <= M; i += 2)                                                                                \
                 for (int h = 0; h < jn; h += 4) {                                                                     \
                     float s[2][4];                                                                                    \
-                    NAME##_dots2(A + (size_t)i * lda, lda, w + h, K, s);                                              \
+                    NAME##_dots2(A + (size_t)i * lda, lda, w + h, K, s, i == 0 ? 8 * (size_t)ldw : 0);               \
                     store_row(C + (size_t)i * ldc + j + h, imin(4, jn - h), s[0], alpha, beta);                       \
                     store_row(C + (size_t)(i + 1) * ldc + j + h, imin(4, jn - h), s[1], alpha, beta);                 \
                 }                                                                                                     \
