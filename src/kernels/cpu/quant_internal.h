@@ -15,4 +15,6 @@ ftc_quant_decode_fn ftc_quant_decoder(int type, int isa);
 void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *xsum, const void *W, size_t row_bytes, int I,
                       int o0, int o1, float beta);
 void ftc_qmatvec_xsum_avx2(const float *x, int I, float *xsum);
+/* The CPU has F16C, which ftc_qmatvec_avx2 also needs (every AVX2 CPU so far has it) */
+bool ftc_qmatvec_avx2_ok(void);
 #endif
