@@ -80,7 +80,7 @@ run_shape() { # label, then the ftc train arguments
     local m3 mc3
     m3=$(median <"$tmp/ov"); mc3=$(median <"$tmp/ovcomm")
     rows+=("$(awk -v l="$label" -v a="$m1" -v b="$m2" -v c="$mc" -v w="$mw" -v d="$m3" -v e="$mc3" -v n="$runs" 'BEGIN {
-      printf "| %s | %s | %.0f | %.0f | %.2f | %.3f s + %.3f s | %.3f s | %d |", l, a > 0 ? sprintf("%.0f", a) : "-", b, d, d / b, c, w, e, n }')")
+      printf "| %s | %s | %.0f | %.0f | %.2f | %.3f s + %.3f s | %.3f s | %d |", l, (a > 0 ? sprintf("%.0f", a) : "-"), b, d, d / b, c, w, e, n }')")
     return
   fi
   rows+=("$(awk -v l="$label" -v a="$m1" -v b="$m2" -v c="$mc" -v w="$mw" -v n="$runs" 'BEGIN {
