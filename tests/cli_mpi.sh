@@ -26,6 +26,9 @@ fi
 MPI=(env "ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0" mpirun --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)
 export FTC_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+# the gradient all-reduce overlapped with the backward (off by default): every equivalence below holds with it; the
+# comparison with it off is after each case
+export FTC_DP_OVERLAP=1
 # a session directory of its own (Open MPI's default /tmp/ompi.HOST.UID is shared by every mpirun of the user, and
 # concurrent jobs, e.g. ctest -j or a benchmark beside the tests, race on creating it)
 export OMPI_MCA_orte_tmpdir_base="$T"
@@ -83,7 +86,7 @@ for cs in "${cases[@]}"; do
       grep -q '"dp_buckets":[1-9]' "$run/metrics.jsonl" || fail "$run: the gradient sum was not overlapped (dp_buckets)"
     fi
   done
-  # The all-reduce overlapped with the backward (the default) against one MPI_Allreduce after it (FTC_DP_OVERLAP=0):
+  # The all-reduce overlapped with the backward (FTC_DP_OVERLAP=1) against one MPI_Allreduce after it (FTC_DP_OVERLAP=0):
   # on 2 ranks each element is a + b either way, so bit-identical; with 2 micro-batches per step too (only the
   # last one's backward may start the sums)
   if [ "$method" != head ]; then

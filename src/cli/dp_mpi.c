@@ -62,7 +62,7 @@ static ftc_status allreduce_f64(void *ctx, double *buf, int64_t n, ftc_err *err)
     (void)ctx;
     return allreduce(buf, n, MPI_DOUBLE, sizeof(double), err);
 }
-/* Overlap (FTC_DP_OVERLAP, docs/distributed.md): MPI_Iallreduce per bucket, MPI_Testall between blocks of the
+/* Overlap (FTC_DP_OVERLAP=1, docs/distributed.md): MPI_Iallreduce per bucket, MPI_Testall between blocks of the
  * backward (Open MPI moves a nonblocking collective on only inside MPI calls), MPI_Waitall before the optimizer. */
 static struct {
     MPI_Request *req;
@@ -124,9 +124,10 @@ int cli_dp_begin(const ftc_train_dp **out) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     mpi_dp = (ftc_train_dp){.rank = rank, .size = size, .ctx = NULL, .allreduce_sum_f32 = allreduce_f32,
                             .allreduce_sum_f64 = allreduce_f64, .barrier = barrier};
-    /* FTC_DP_OVERLAP=0: one MPI_Allreduce after the backward; else (default) buckets overlapped with it */
+    /* FTC_DP_OVERLAP=1: buckets overlapped with the backward; else (default: it measured slower on a quiet 2-core
+     * machine, docs/distributed.md) one MPI_Allreduce after the backward */
     const char *ov = getenv("FTC_DP_OVERLAP");
-    if (!ov || strcmp(ov, "0") != 0) {
+    if (ov && strcmp(ov, "1") == 0) {
         mpi_dp.allreduce_start_f32 = istart_f32;
         mpi_dp.allreduce_progress = iprogress;
         mpi_dp.allreduce_wait_all = iwait_all;
