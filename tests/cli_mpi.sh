@@ -26,6 +26,9 @@ fi
 MPI=(env "ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0" mpirun --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)
 export FTC_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+# the gradient all-reduce overlapped with the backward (off by default): every equivalence below holds with it; the
+# comparison with it off is after each case
+export FTC_DP_OVERLAP=1
 # a session directory of its own (Open MPI's default /tmp/ompi.HOST.UID is shared by every mpirun of the user, and
 # concurrent jobs, e.g. ctest -j or a benchmark beside the tests, race on creating it)
 export OMPI_MCA_orte_tmpdir_base="$T"
@@ -80,8 +83,28 @@ for cs in "${cases[@]}"; do
     if [ "$n" -gt 1 ]; then
       grep -q "\"dp_ranks\":$n" "$run/metrics.jsonl" || fail "$run/metrics.jsonl lacks dp_ranks $n"
       grep -q "\"data_parallel_ranks\": $n" "$run/config.resolved.json" || fail "$run/config.resolved.json lacks the ranks"
+      grep -q '"dp_buckets":[1-9]' "$run/metrics.jsonl" || fail "$run: the gradient sum was not overlapped (dp_buckets)"
     fi
   done
+  # The all-reduce overlapped with the backward (FTC_DP_OVERLAP=1) against one MPI_Allreduce after it (FTC_DP_OVERLAP=0):
+  # on 2 ranks each element is a + b either way, so bit-identical; with 2 micro-batches per step too (only the
+  # last one's backward may start the sums)
+  if [ "$method" != head ]; then
+    for ga in 1 2; do
+      on="$T/np2-$task-$method"
+      if [ "$ga" = 2 ]; then
+        on="$T/on-ga2-$task-$method"
+        "${MPI[@]}" -np 2 "$FTC" train "${args[@]}" --grad-accum 2 --out "$on" >/dev/null 2>"$T/err" ||
+          { cat "$T/err"; fail "$task $method: overlap, grad-accum 2"; }
+      fi
+      off="$T/off-ga$ga-$task-$method"
+      FTC_DP_OVERLAP=0 "${MPI[@]}" -x FTC_DP_OVERLAP -np 2 "$FTC" train "${args[@]}" --grad-accum "$ga" --out "$off" \
+        >/dev/null 2>"$T/err" || { cat "$T/err"; fail "$task $method: FTC_DP_OVERLAP=0"; }
+      ! grep -q dp_buckets "$off/metrics.jsonl" || fail "$off: FTC_DP_OVERLAP=0 still overlapped"
+      res=$(python3 "$SRC/tests/lib/compare_runs.py" "$off" "$on" --bitwise) || { echo "$res"; fail "$task $method: overlap on != off (grad-accum $ga)"; }
+      echo "$task $method N=2 overlap on vs off, grad-accum $ga: $res"
+    done
+  fi
 done
 
 # the global batch must split evenly

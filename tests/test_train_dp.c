@@ -1,12 +1,13 @@
 /* The trainer's data-parallel pieces (src/train/dp.c) without a transport: which rows of a batch each rank takes,
  * the gradient sum over the ranks for gradients in one span and scattered ones, and the evaluation counts summed.
  * The transport here stands for N ranks holding the same buffers (every all-reduce multiplies by N) and counts
- * its calls; tests/cli_mpi.sh runs the whole trainer over MPI. */
+ * its calls; the overlap's buckets against a transport that records what it is asked to start; tests/cli_mpi.sh runs the whole trainer over MPI. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include "train/train_internal.h"
@@ -92,6 +93,64 @@ static void test_gradient_sum(void **state) {
     }
 }
 
+/* Overlap: buckets of params adjacent in the gradient buffer with the same readiness (the heads, then each block from
+ * the last, then the embeddings), started in that order as the backward reports blocks done. */
+typedef struct { int n, progress; int64_t off[8], len[8]; float *base; } fake_async;
+static ftc_status fake_start(void *ctx, float *buf, int64_t n, ftc_err *err) {
+    (void)err;
+    fake_async *f = ctx;
+    f->off[f->n] = buf - f->base, f->len[f->n] = n, f->n++;
+    return FTC_OK;
+}
+static ftc_status fake_progress(void *ctx, ftc_err *err) { (void)err; ((fake_async *)ctx)->progress++; return FTC_OK; }
+static ftc_status fake_wait(void *ctx, ftc_err *err) { (void)ctx; (void)err; return FTC_OK; }
+
+static void test_buckets(void **state) {
+    (void)state;
+    float buf[160] = {0};
+    ftc_param p[6];
+    memset(p, 0, sizeof p);
+    /* offset, numel, role, block: in optimizer order unlike memory order; the block-1 param at 128 lies past a gap
+     * (a trainable param outside the optimizer) so it is a bucket of its own */
+    struct { int64_t off, numel; ftc_param_role role; int block; } d[6] = {
+        {80, 7, FTC_PARAM_CLASSIFIER, -1}, {0, 20, FTC_PARAM_EMBEDDING, -1}, {48, 16, FTC_PARAM_BLOCK, 0},
+        {32, 5, FTC_PARAM_BLOCK, 0},       {64, 3, FTC_PARAM_BLOCK, 1},       {128, 9, FTC_PARAM_BLOCK, 1}};
+    ftc_param *ptrs[6];
+    for (int i = 0; i < 6; i++) {
+        p[i].numel = d[i].numel, p[i].grad = buf + d[i].off, p[i].role = d[i].role, p[i].block = d[i].block;
+        p[i].trainable = true, p[i].data = buf;
+        ptrs[i] = &p[i];
+    }
+    ftc_optimizer o;
+    ftc_err err;
+    assert_int_equal(ftc_optim_init(&o, ptrs, 6, &FTC_ADAMW_DEFAULTS, &err), FTC_OK);
+    fake_async f = {.base = buf};
+    ftc_train_dp dp = {.rank = 0, .size = 2, .ctx = &f, .allreduce_start_f32 = fake_start,
+                       .allreduce_progress = fake_progress, .allreduce_wait_all = fake_wait};
+    assert_true(ftc_tr_dp_overlaps(&dp));
+    assert_false(ftc_tr_dp_overlaps(&(ftc_train_dp){.rank = 0, .size = 2, .allreduce_start_f32 = fake_start}));
+    ftc_tr_buckets bk = {0};
+    assert_int_equal(ftc_tr_dp_buckets_plan(&bk, &o, &err), FTC_OK);
+    assert_int_equal(bk.n, 5);
+    assert_int_equal(ftc_tr_dp_buckets_start(&dp, &bk, 1, &err), FTC_OK); /* block 1 done: the head and block 1 */
+    assert_int_equal(f.n, 3);
+    assert_int_equal(f.progress, 1);
+    assert_int_equal(ftc_tr_dp_buckets_start(&dp, &bk, 0, &err), FTC_OK); /* block 0: its two params as one span */
+    assert_int_equal(ftc_tr_dp_buckets_start(&dp, &bk, INT_MIN, &err), FTC_OK); /* the rest: the embeddings */
+    assert_int_equal(ftc_tr_dp_buckets_start(&dp, &bk, INT_MIN, &err), FTC_OK); /* nothing left to start */
+    assert_int_equal(f.n, 5);
+    int64_t off[5] = {80, 64, 128, 32, 0}, len[5] = {7, 3, 9, 32, 20};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(f.off[i], off[i]);
+        assert_int_equal(f.len[i], len[i]);
+    }
+    /* re-planned (a new optimizer, LP-FT's second stage): all not started again */
+    assert_int_equal(ftc_tr_dp_buckets_plan(&bk, &o, &err), FTC_OK);
+    assert_int_equal(bk.next, 0);
+    ftc_tr_dp_buckets_free(&bk);
+    ftc_optim_free(&o);
+}
+
 static void test_metrics_sum(void **state) {
     (void)state;
     fake f = {0};
@@ -125,6 +184,7 @@ int main(void) {
         cmocka_unit_test(test_shards_cover_the_batch),
         cmocka_unit_test(test_gradient_sum),
         cmocka_unit_test(test_metrics_sum),
+        cmocka_unit_test(test_buckets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

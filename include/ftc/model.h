@@ -123,6 +123,14 @@ ftc_status ftc_model_backward(ftc_model *m, ftc_err *err);
  * micro-batch's share of the window's targets, so no pass over the gradients rescales them. Weight 1 is
  * ftc_model_backward, bit for bit. */
 ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err);
+/* Called by the backward after block `block`'s backward (blocks L-1 down to the lowest that trains, in that order):
+ * from then on that backward adds nothing to the gradients of blocks >= block nor of the final norm and the heads
+ * (an untied LM head, pooler, classifier); embeddings (a tied LM head included) last until the backward returns.
+ * Data parallelism starts summing those gradients over the ranks while the earlier blocks' backward runs (the
+ * trainer sets it for the last micro-batch of a window only). A status other than FTC_OK ends the backward with it.
+ * fn NULL: none (the default). */
+typedef ftc_status (*ftc_model_block_done_fn)(void *ctx, int block, ftc_err *err);
+void ftc_model_set_block_done(ftc_model *m, ftc_model_block_done_fn fn, void *ctx);
 void ftc_model_zero_grad(ftc_model *m);
 /* Dropout randomness of the model (plain data: checkpoints save and restore *ftc_model_rng(m)). */
 ftc_rng *ftc_model_rng(ftc_model *m);

@@ -72,6 +72,14 @@ typedef struct ftc_train_dp {
     ftc_status (*allreduce_sum_f64)(void *ctx, double *buf, int64_t n, ftc_err *err);
     /* returns once every rank has called it */
     ftc_status (*barrier)(void *ctx, ftc_err *err);
+    /* Optional, for the gradient all-reduce overlapped with the backward (docs/distributed.md "Overlap"); NULL
+     * (either start or wait_all): one allreduce_sum_f32 after the backward. start: begin summing buf[0..n) over
+     * the ranks (every rank starts the same spans in the same order); buf is not touched until wait_all returns,
+     * which finishes every started sum. progress (may be NULL): lets started sums advance; the trainer calls it
+     * between blocks of the backward. */
+    ftc_status (*allreduce_start_f32)(void *ctx, float *buf, int64_t n, ftc_err *err);
+    ftc_status (*allreduce_progress)(void *ctx, ftc_err *err);
+    ftc_status (*allreduce_wait_all)(void *ctx, ftc_err *err);
 } ftc_train_dp;
 /* Whether dp makes a multi-process run (not NULL and size > 1). */
 bool ftc_train_dp_active(const ftc_train_dp *dp);

@@ -56,6 +56,8 @@ struct ftc_model {
     float *gradbuf;
     int64_t grad_numel;
     bool grads_planned;
+    ftc_model_block_done_fn block_done; /* ftc_model_set_block_done: the backward's per-block callback */
+    void *block_done_ctx;
     bool table_oom; /* an allocation in ftc_model_add_param failed */
     bool storage_oom; /* restoring an f32 value for a bf16-stored weight failed (reported by the next reserve) */
     /* BF16 (precision.c): matmul precision, and which bf16 copies of f32 weights are out of date */

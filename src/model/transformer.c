@@ -589,6 +589,11 @@ static bool embeddings_trainable(const ftc_model *m) {
     return false;
 }
 
+void ftc_model_set_block_done(ftc_model *m, ftc_model_block_done_fn fn, void *ctx) {
+    m->block_done = fn;
+    m->block_done_ctx = ctx;
+}
+
 ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) { return ftc_model_backward_weighted(m, 1.0f, err); }
 
 ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err) {
@@ -677,6 +682,8 @@ ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err)
             m->rng = after;
         }
         layer_backward(m, &m->layers[i], x, g, i > lowest || emb, B, T);
+        ftc_status s;
+        if (m->block_done && (s = m->block_done(m->block_done_ctx, i, err)) != FTC_OK) return s;
     }
     if (!emb) return FTC_OK;
     const float *d = maybe_dropout_back(m, m->g_a, g, m->emb_mask, NC, m->cfg.hidden_dropout);

@@ -56,6 +56,25 @@ void ftc_tr_dp_shard(const ftc_train_dp *dp, int B, int *lo, int *hi);
 /* The optimizer's gradients summed over the ranks (one all-reduce; *pack: scratch for a layout that is not one
  * span, allocated on first use, the caller frees it). */
 ftc_status ftc_tr_dp_allreduce_grads(const ftc_train_dp *dp, ftc_optimizer *o, float **pack, ftc_err *err);
+/* Overlap (dp->allreduce_start_f32 and allreduce_wait_all set): the optimizer's gradients as buckets, each a stretch
+ * of the gradient buffer holding params of one block (or the heads, or the rest) adjacent in memory with only their
+ * zero padding between, ordered as the backward finishes them: key = the block (the heads INT_MAX, embeddings and
+ * anything else -1). */
+typedef struct {
+    float *p;
+    int64_t n;
+    int key;
+} ftc_tr_bucket;
+typedef struct {
+    ftc_tr_bucket *b;
+    int n, cap, next; /* next: the first bucket not started */
+} ftc_tr_buckets;
+bool ftc_tr_dp_overlaps(const ftc_train_dp *dp);
+/* Plans the buckets of o's gradients (none started). */
+ftc_status ftc_tr_dp_buckets_plan(ftc_tr_buckets *bk, const ftc_optimizer *o, ftc_err *err);
+/* Starts, in order, every bucket not started whose key >= key (INT_MIN: all the rest), then lets them progress. */
+ftc_status ftc_tr_dp_buckets_start(const ftc_train_dp *dp, ftc_tr_buckets *bk, int key, ftc_err *err);
+void ftc_tr_dp_buckets_free(ftc_tr_buckets *bk);
 /* A rank's evaluation counts summed over the ranks (then finish them as usual). */
 ftc_status ftc_tr_dp_reduce_class(const ftc_train_dp *dp, ftc_class_metrics *cm, ftc_err *err);
 ftc_status ftc_tr_dp_reduce_lm(const ftc_train_dp *dp, ftc_lm_metrics *lm, ftc_err *err);
@@ -117,6 +136,7 @@ typedef struct {
     float *grad_pack;          /* scratch for the gradient all-reduce when the gradients are not one span */
     double comm_seconds;       /* in the gradient all-reduce */
     double wait_seconds;       /* before it, for the slowest rank to finish its backward */
+    ftc_tr_buckets buckets;    /* overlap: the gradient buckets of the current optimizer */
 } ftc_tr_run;
 
 /* ---- runfiles.c: the run directory ---- */

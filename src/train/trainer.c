@@ -8,6 +8,7 @@
 #include "train_internal.h"
 #include "ftc/base.h"
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,16 @@ static ftc_status eval_and_track(ftc_tr_run *r, bool *stop, ftc_err *err) {
     return FTC_OK;
 }
 
+/* Overlap: the backward of the window's last micro-batch says when a block's gradients are final; their buckets'
+ * sums over the ranks start then, while the earlier blocks' backward runs. */
+static ftc_status block_done(void *ctx, int block, ftc_err *err) {
+    ftc_tr_run *r = ctx;
+    double t0 = ftc_now();
+    ftc_status s = ftc_tr_dp_buckets_start(r->dp, &r->buckets, block, err);
+    r->comm_seconds += ftc_now() - t0;
+    return s;
+}
+
 /* One optimizer step over the next grad_accum micro-batches. *loss: the window's mean loss. Each micro-batch's
  * weight (its share n_k / N of the window's targets, counted before the run) goes into its loss backward, so the
  * gradients sum to the window's mean-loss gradient with one collation per micro-batch and no rescaling pass. A loss
@@ -95,10 +106,12 @@ static ftc_status train_step(ftc_tr_run *r, double *loss, double *grad_norm, flo
         ftc_rng_seed(ftc_model_rng(r->m), (c->seed ^ 0xD0D0ULL) * 0x9E3779B97F4A7C15ULL + (uint64_t)r->step * 0x100000001B3ULL +
                                               (uint64_t)r->dp->rank + 1);
     }
+    bool overlap = ftc_tr_dp_overlaps(r->dp) && total > 0;
+    ftc_status s = FTC_OK;
+    if (overlap && (s = ftc_tr_dp_buckets_plan(&r->buckets, &r->opt, err)) != FTC_OK) return s;
     ftc_model_zero_grad(r->m);
     double sum = 0;
     int64_t tokens = 0, padded = 0;
-    ftc_status s = FTC_OK;
     for (int64_t k = 0; k < n_micro; k++) {
         int64_t first = (r->micro_pos + k) * c->batch;
         int B = (int)(r->train->n - first < c->batch ? r->train->n - first : c->batch), lo, hi;
@@ -131,18 +144,35 @@ static ftc_status train_step(ftc_tr_run *r, double *loss, double *grad_norm, flo
             return ftc_errf(err, FTC_E_DIVERGED, "training loss is %s at step %lld (epoch %lld), micro-batch %lld of %lld",
                             isnan(l) ? "NaN" : "Inf", (long long)r->step + 1, (long long)r->epoch + 1,
                             (long long)k + 1, (long long)n_micro);
-        if ((s = ftc_model_backward_weighted(r->m, (float)w, err)) != FTC_OK) return s;
+        /* overlap: the last micro-batch's backward starts the buckets (a rank that skips it starts them below) */
+        if (overlap && k == n_micro - 1) ftc_model_set_block_done(r->m, block_done, r);
+        s = ftc_model_backward_weighted(r->m, (float)w, err);
+        ftc_model_set_block_done(r->m, NULL, NULL);
+        if (s != FTC_OK) return s;
+    }
+    if (overlap) { /* the buckets not started yet (embeddings, or all when this rank had no backward), every rank in
+                    * the same order; finished below, after the loss's sum */
+        double t0 = ftc_now();
+        s = ftc_tr_dp_buckets_start(r->dp, &r->buckets, INT_MIN, err);
+        r->comm_seconds += ftc_now() - t0;
+        if (s != FTC_OK) return s;
     }
     if (r->dp) { /* the loss, the tokens and a stop request summed over the ranks, then the gradients */
         double v[4] = {sum, (double)tokens, (double)padded, c->stop && *c->stop ? 1.0 : 0.0};
         if ((s = r->dp->allreduce_sum_f64(r->dp->ctx, v, 4, err)) != FTC_OK)
             return ftc_err_prefix(err, "summing the loss over %d ranks", r->dp->size);
+        if (overlap) {
+            double t0 = ftc_now();
+            if ((s = r->dp->allreduce_wait_all(r->dp->ctx, err)) != FTC_OK)
+                return ftc_err_prefix(err, "summing the gradients over %d ranks", r->dp->size);
+            r->comm_seconds += ftc_now() - t0;
+        }
         sum = v[0], tokens = (int64_t)v[1], padded = (int64_t)v[2];
         r->stop_agreed = v[3] > 0;
         if (!isfinite(sum))
             return ftc_errf(err, FTC_E_DIVERGED, "training loss is %s at step %lld (epoch %lld), summed over %d ranks",
                             isnan(sum) ? "NaN" : "Inf", (long long)r->step + 1, (long long)r->epoch + 1, r->dp->size);
-        if (total > 0) { /* the time waiting for the slowest rank (a barrier) apart from the transfer itself */
+        if (total > 0 && !overlap) { /* the time waiting for the slowest rank (a barrier) apart from the transfer itself */
             double t0 = ftc_now();
             if ((s = r->dp->barrier(r->dp->ctx, err)) != FTC_OK) return ftc_err_prefix(err, "waiting for the ranks");
             double t1 = ftc_now();
@@ -395,6 +425,8 @@ static ftc_status log_step(ftc_tr_run *r, double loss, float lr, double gnorm, f
             json_object_set_new(o, "dp_ranks", json_integer(r->dp->size));
             json_object_set_new(o, "dp_comm_s", json_real(round(r->comm_seconds * 1000) / 1000));
             json_object_set_new(o, "dp_wait_s", json_real(round(r->wait_seconds * 1000) / 1000));
+            /* overlap: the buckets the gradient sum went in (docs/distributed.md "Overlap") */
+            if (ftc_tr_dp_overlaps(r->dp)) json_object_set_new(o, "dp_buckets", json_integer(r->buckets.n));
         }
         ftc_status s = ftc_tr_log_json(r, o, err);
         if (s != FTC_OK) return s;
@@ -524,6 +556,7 @@ static void free_run(ftc_tr_run *r) {
     free(r->feat_val);
     free(r->feat_batch);
     free(r->grad_pack);
+    ftc_tr_dp_buckets_free(&r->buckets);
     ftc_tr_batcher_free(&r->bt);
     ftc_optim_free(&r->opt);
 }
