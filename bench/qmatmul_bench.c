@@ -23,16 +23,14 @@ int main(int argc, char **argv) {
     ftc_f32_to_bf16_n(W, Wb, (size_t)O * I);
     printf("N=%d I=%d O=%d backend %s / %s\n%-6s %10s %10s\n", N, I, O, ftc_matmul_backend(), ftc_matmul_bf16_backend(),
            "weight", "fwd ms", "dX ms");
-    const int types[] = {-1, -2, FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K};
-    for (int t = 0; t < 10; t++) {
-      bool b16 = t >= 6;
-      int tt = b16 ? t - 4 : t; /* rows 6..9: the quantized types with bf16 products */
+    const int types[] = {-1, -2, FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4, FTC_QUANT_NF4DQ};
+    for (int t = 0; t < 14; t++) {
+      bool b16 = t >= 8;
+      int tt = b16 ? t - 6 : t; /* rows 8..13: the quantized types with bf16 products */
         void *Wq = NULL;
-        size_t rb = 0;
         if (types[tt] >= 0) {
-            rb = ftc_quant_row_bytes(types[tt], I);
-            Wq = malloc(rb * O);
-            for (int o = 0; o < O; o++) ftc_quantize_row(types[tt], W + (size_t)o * I, (char *)Wq + rb * o, I);
+            Wq = malloc(ftc_quant_tensor_bytes(types[tt], O, I));
+            ftc_quantize_tensor(types[tt], W, Wq, O, I);
         }
         double best[2] = {1e9, 1e9};
         for (int r = 0; r < reps; r++)

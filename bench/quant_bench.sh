@@ -7,7 +7,9 @@
 #
 #   sh bench/quant_bench.sh [FTC_BIN]
 # Environment: QB_SHAPES (default "stories260K gpt2-small llama-1b"), QB_STEPS (5), QB_MODELS (build/bench-models),
-#   QB_RESULTS (bench/RESULTS.md), QB_TRAIN_STEPS (60, the quality runs), QB_QUALITY (1; 0 skips them)
+#   QB_RESULTS (bench/RESULTS.md), QB_TRAIN_STEPS (60, the quality runs), QB_QUALITY (1; 0 skips them),
+#   QB_BASES (base:precision pairs for every shape instead of the lists below, e.g. "bf16:fp32 nf4:fp32 nf4dq:fp32"),
+#   QB_QBASES (the quality runs' bases, default "fp32 bf16 q8_0 q4_0 q4_k nf4 nf4dq")
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -40,8 +42,9 @@ shape_args() {
 }
 # q4_k's quantizer searches 21 scales per group: minutes for llama-1b's 1e9 weights on 2 cores; q4_0 there
 bases() {
-  case $1 in llama-1b) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 nf4:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16 nf4:bf16" ;;
-    *) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 q4_k:fp32 nf4:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16 q4_k:bf16 nf4:bf16" ;; esac
+  if [ -n "${QB_BASES:-}" ]; then echo "$QB_BASES"; return; fi
+  case $1 in llama-1b) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 nf4:fp32 nf4dq:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16 nf4:bf16 nf4dq:bf16" ;;
+    *) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 q4_k:fp32 nf4:fp32 nf4dq:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16 q4_k:bf16 nf4:bf16 nf4dq:bf16" ;; esac
 }
 
 rows=$tmp/rows
@@ -74,7 +77,7 @@ for name, n in (("train", 2000), ("test", 500)):
     with open(f"{out}/{name}.jsonl", "w") as f:
         for r in rows: f.write(json.dumps({"text": r["text"]}) + "\n")
 PY
-  for b in fp32 bf16 q8_0 q4_0 q4_k nf4; do
+  for b in ${QB_QBASES:-fp32 bf16 q8_0 q4_0 q4_k nf4 nf4dq}; do
     "$ftc" train --model "$shared/models/stories260K-hf" --data "$tmp/train.jsonl" --val "$tmp/test.jsonl" \
       --task causal-lm --method lora --lora-targets all-linear --lora-r 8 --lr 3e-3 --batch 16 --max-len 64 \
       --max-steps "${QB_TRAIN_STEPS:-60}" --eval-every "${QB_TRAIN_STEPS:-60}" --seed 1 --base-dtype "$b" --quiet --out "$tmp/q-$b" >/dev/null 2>&1 ||

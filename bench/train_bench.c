@@ -3,7 +3,7 @@
  * training mode, the trainer's AdamW; tokens/s is the median over steps 3..N. Prints one JSON object on stdout.
  *
  *   train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R] [--seed S]
- *               [--precision fp32|bf16] [--base-dtype f32|bf16|q8_0|q4_0|q4_1|q4_k] [--grad-checkpoint 0|1]
+ *               [--precision fp32|bf16] [--base-dtype f32|bf16|q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--grad-checkpoint 0|1]
  * --precision bf16: linear/LM-head matmuls in bf16 (ftc train --precision bf16); --base-dtype bf16 (lora only;
  * the default with --precision bf16): frozen base weights loaded straight into bf16, as ftc train does.
  *   train_bench --peak [--size N]   fp32 GFLOP/s of a square N x N x N ftc_matmul (the MFU denominator) */
@@ -52,7 +52,7 @@ static double peak_rss_mb(void) {
 
 static int usage(void) {
     fprintf(stderr, "usage: train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R]\n"
-                    "                   [--seed S] [--precision fp32|bf16] [--base-dtype f32|bf16|q8_0|q4_0|q4_1|q4_k]\n"
+                    "                   [--seed S] [--precision fp32|bf16] [--base-dtype f32|bf16|q8_0|q4_0|q4_1|q4_k|nf4|nf4dq]\n"
                     "       train_bench --peak [--size N] [--reps R]\n");
     return 1;
 }

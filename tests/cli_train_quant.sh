@@ -1,5 +1,5 @@
 #!/bin/bash
-# ftc train --base-dtype q8_0|q4_0|q4_1|q4_k: usage errors (exit 1), LoRA runs on stories260K with a quantized
+# ftc train --base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq: usage errors (exit 1), LoRA runs on stories260K with a quantized
 # frozen base whose run directory records it and whose merged model/ is F32 throughout, with a loss that falls
 # and stays near the f32-base run's.
 set -u
@@ -23,7 +23,7 @@ ARGS=(--model "$MODEL" --data "$T/lm.jsonl" --task causal-lm --method lora --lor
 last_loss() { grep -o '"loss":[0-9.]*' "$1/metrics.jsonl" | tail -n 1 | cut -d: -f2; }
 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$T/fp32"
 ref=$(grep -o '"loss":[0-9.]*' "$T/fp32/metrics.jsonl" | head -n 1 | cut -d: -f2)
-for q in q8_0 q4_k nf4; do
+for q in q8_0 q4_k nf4 nf4dq; do
   expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype $q --save-merged --out "$T/$q"
   grep -q "\"base_dtype\": \"$q\"" "$T/$q/config.resolved.json" || fail "config.resolved.json lacks base_dtype $q"
   first=$(grep -o '"loss":[0-9.]*' "$T/$q/metrics.jsonl" | head -n 1 | cut -d: -f2)
@@ -52,4 +52,14 @@ done
 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype q4_0 --max-steps 3 --save-every 1 --out "$T/res"
 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype q4_0 --max-steps 6 --out "$T/res" --resume
 grep -q '"base_dtype": "q4_0"' "$T/res/config.resolved.json" || fail "resumed run lost base_dtype"
-echo "ok: quantized-base usage errors, q8_0/q4_k LoRA runs (loss falls, near f32), F32 model/, resume"
+# nf4dq killed after its second evaluation (FTC_TEST_KILL_AT) and resumed ends with the uninterrupted run's adapter:
+# the base is quantized again from the checkpoint's weights into the same bytes
+RA=("${ARGS[@]}" --base-dtype nf4dq --val-split 0.25 --eval-every 2 --save-every 1)
+expect_rc 0 "" "$FTC" train "${RA[@]}" --out "$T/dqref"
+(FTC_TEST_KILL_AT=eval-logged:2 "$FTC" train "${RA[@]}" --out "$T/resdq" >/dev/null 2>&1) 2>/dev/null
+[ $? = 137 ] || fail "nf4dq run not killed at its second evaluation"
+expect_rc 0 "" "$FTC" train "${RA[@]}" --out "$T/resdq" --resume
+grep -q '"base_dtype": "nf4dq"' "$T/resdq/config.resolved.json" || fail "resumed run lost base_dtype nf4dq"
+cmp -s "$T/dqref/adapter/adapter_model.safetensors" "$T/resdq/adapter/adapter_model.safetensors" ||
+  fail "nf4dq resumed: adapter differs from the uninterrupted run's"
+echo "ok: quantized-base usage errors, q8_0/q4_k/nf4/nf4dq LoRA runs (loss falls, near f32), F32 model/, resume (nf4dq: the uninterrupted run's adapter)"

@@ -18,6 +18,9 @@
 
 static const int TYPES[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4};
 #define NTYPES 5
+/* the fused matmuls also on NF4DQ (whole-tensor quantization, test_nf4dq_matches_bitsandbytes) */
+static const int QM_TYPES[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4, FTC_QUANT_NF4DQ};
+#define QM_NTYPES 6
 
 static const char *fixture(const char *rel) {
     static char buf[1024];
@@ -175,25 +178,22 @@ static void test_qmatmul_matches_dequantized(void **state) {
             print_message("backend %s unavailable on this CPU: skipped\n", backends[be]);
             continue;
         }
-        for (int t = 0; t < NTYPES * 2; t++)
+        for (int t = 0; t < QM_NTYPES * 2; t++)
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
-                /* t >= NTYPES: bf16 products; the reference takes the bf16 roundings of both operands */
-                bool b16 = t >= NTYPES;
-                int type = TYPES[t % NTYPES], N = shapes[s].N, I = shapes[s].I, O = shapes[s].O;
-                size_t rb = ftc_quant_row_bytes(type, I);
+                /* t >= QM_NTYPES: bf16 products; the reference takes the bf16 roundings of both operands */
+                bool b16 = t >= QM_NTYPES;
+                int type = QM_TYPES[t % QM_NTYPES], N = shapes[s].N, I = shapes[s].I, O = shapes[s].O;
                 float *W = malloc(sizeof(float) * (size_t)O * I), *Wd = malloc(sizeof(float) * (size_t)O * I);
                 float *X = malloc(sizeof(float) * (size_t)N * I), *Y = malloc(sizeof(float) * (size_t)N * O);
                 float *dY = malloc(sizeof(float) * (size_t)N * O), *dX = malloc(sizeof(float) * (size_t)N * I);
                 double *ref = malloc(sizeof(double) * (size_t)N * (I > O ? I : O));
                 double *mag = malloc(sizeof(double) * (size_t)N * (I > O ? I : O));
-                uint8_t *Wq = malloc(rb * (size_t)O);
+                uint8_t *Wq = malloc(ftc_quant_tensor_bytes(type, O, I));
                 for (size_t i = 0; i < (size_t)O * I; i++) W[i] = 0.05f * randn();
                 for (size_t i = 0; i < (size_t)N * I; i++) X[i] = randn();
                 for (size_t i = 0; i < (size_t)N * O; i++) dY[i] = randn();
-                for (int o = 0; o < O; o++) {
-                    ftc_quantize_row(type, W + (size_t)o * I, Wq + (size_t)o * rb, I);
-                    ftc_dequantize_row(type, Wq + (size_t)o * rb, Wd + (size_t)o * I, I);
-                }
+                ftc_quantize_tensor(type, W, Wq, O, I);
+                ftc_dequantize_tensor(type, Wq, Wd, O, I);
                 float *Xr = malloc(sizeof(float) * (size_t)N * I), *dYr = malloc(sizeof(float) * (size_t)N * O);
                 for (size_t i = 0; i < (size_t)N * I; i++) Xr[i] = b16 ? ftc_bf16_to_f32(ftc_f32_to_bf16(X[i])) : X[i];
                 for (size_t i = 0; i < (size_t)N * O; i++) dYr[i] = b16 ? ftc_bf16_to_f32(ftc_f32_to_bf16(dY[i])) : dY[i];
@@ -322,10 +322,93 @@ static void test_nf4_matches_bitsandbytes(void **state) {
     ftc_gguf_close(g);
 }
 
+/* NF4 with double-quantized absmax against bitsandbytes (tools/gen_nf4_fixtures.py, checked there against the real
+ * quantize_4bit(..., compress_statistics=True) on torch): ftc's weight bytes (nibbles, 8-bit absmax codes, the
+ * per-256-block scales, the offset) and bitsandbytes' dequantize_4bit values; the dynamic map; every decode path */
+static void test_nf4dq_matches_bitsandbytes(void **state) {
+    (void)state;
+    ftc_gguf *g;
+    ftc_err e = {0};
+    if (ftc_gguf_open(fixture("nf4.gguf"), &g, &e)) fail_msg("%s", e.msg);
+    const ftc_gguf_tensor *code = ftc_gguf_find_tensor(g, "NF4DQ.code");
+    assert_non_null(code);
+    assert_int_equal(code->numel, 256);
+    long map_differ = 0;
+    for (int i = 0; i < 256; i++) map_differ += memcmp(&((const float *)code->data)[i], &ftc_nf4dq_code()[i], 4) != 0;
+    long blocks = 0, groups = 0, bytes = 0, bytes_differ = 0, values = 0, values_differ = 0, cases = 0, short_groups = 0;
+    for (int k = 0;; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "NF4DQ.%d.src", k);
+        const ftc_gguf_tensor *src = ftc_gguf_find_tensor(g, name);
+        if (!src) break;
+        snprintf(name, sizeof name, "NF4DQ.%d", k);
+        const ftc_gguf_tensor *want = ftc_gguf_find_tensor(g, name);
+        snprintf(name, sizeof name, "NF4DQ.%d.deq", k);
+        const ftc_gguf_tensor *deq = ftc_gguf_find_tensor(g, name);
+        assert_non_null(want);
+        assert_non_null(deq);
+        int64_t I = src->shape[src->ndim - 1], O = src->numel / I, nb = O * I / 64;
+        size_t nbytes = ftc_quant_tensor_bytes(FTC_QUANT_NF4DQ, O, I);
+        assert_int_equal(want->nbytes, nbytes);
+        float *x = malloc(sizeof(float) * (size_t)src->numel), *y = malloc(sizeof(float) * (size_t)src->numel);
+        uint8_t *got = malloc(nbytes);
+        memset(got, 0xa5, nbytes); /* the padding too is written */
+        memcpy(x, src->data, sizeof(float) * (size_t)src->numel);
+        ftc_quantize_tensor(FTC_QUANT_NF4DQ, x, got, O, I);
+        for (size_t i = 0; i < nbytes; i++) bytes_differ += got[i] != want->data[i];
+        if (memcmp(got, want->data, nbytes))
+            for (size_t i = 0; i < nbytes; i++)
+                if (got[i] != want->data[i]) {
+                    print_message("NF4DQ.%d: first differing byte %zu of %zu: %02x, bitsandbytes %02x\n", k, i, nbytes,
+                                  got[i], want->data[i]);
+                    break;
+                }
+        ftc_dequantize_tensor(FTC_QUANT_NF4DQ, want->data, y, O, I);
+        for (int64_t i = 0; i < src->numel; i++) values_differ += memcmp(&y[i], &((const float *)deq->data)[i], 4) != 0;
+        /* the fused kernels' decoders (portable, AVX2, AVX-512 where the CPU has them), from an odd block on */
+        const float *tail = (const float *)(want->data + ftc_nf4dq_tail(O, I));
+        for (int isa = 0; isa < 3; isa++) {
+            if ((isa == 1 && !__builtin_cpu_supports("avx2")) ||
+                (isa == 2 && !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))))
+                continue;
+            float *z = calloc((size_t)src->numel, sizeof(float));
+            int64_t k0 = nb > 1 ? 1 : 0;
+            ftc_nf4dq_decoder(isa)(want->data + (size_t)k0 * sizeof(ftc_block_nf4dq), z + 64 * k0, nb - k0, tail, k0);
+            assert_memory_equal(z + 64 * k0, y + 64 * k0, sizeof(float) * (size_t)(nb - k0) * 64);
+            free(z);
+        }
+        groups += (nb + 255) / 256;
+        short_groups += nb % 256 != 0;
+        blocks += (long)nb;
+        bytes += (long)nbytes;
+        values += (long)src->numel;
+        cases++;
+        free(x), free(y), free(got);
+    }
+    print_message("nf4dq %2ld cases %5ld blocks (%ld groups of 256, %ld cases ending in a short one), %ld of %ld bytes "
+                  "differ from bitsandbytes' quantize_4bit(compress_statistics), %ld of %ld values from its "
+                  "dequantize_4bit, %ld of 256 dynamic map entries\n", cases, blocks, groups, short_groups,
+                  bytes_differ, bytes, values_differ, values, map_differ);
+    assert_true(cases >= 6);
+    assert_true(short_groups >= 2);
+    assert_int_equal(map_differ, 0);
+    assert_int_equal(bytes_differ, 0);
+    assert_int_equal(values_differ, 0);
+    /* the layout: 33-byte blocks, a 64-aligned tail, 4.127 bits a value for a 2048 x 2048 weight */
+    assert_int_equal(ftc_quant_block_bytes(FTC_QUANT_NF4DQ), 33);
+    assert_int_equal(ftc_quant_tensor_bytes(FTC_QUANT_NF4DQ, 2048, 2048), 2048 * 32 * 33 + 4 + 4 * 256);
+    assert_int_equal(ftc_quant_tensor_bytes(FTC_QUANT_NF4DQ, 3, 64), 128 + 4 + 4); /* 99 bytes of blocks, padded to 128 */
+    assert_int_equal(ftc_quant_tensor_bytes(FTC_QUANT_NF4DQ, 3, 100), 0);
+    assert_int_equal(ftc_quant_from_name("nf4dq"), FTC_QUANT_NF4DQ);
+    assert_string_equal(ftc_quant_name(FTC_QUANT_NF4DQ), "nf4dq");
+    ftc_gguf_close(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_matches_reference),
         cmocka_unit_test(test_nf4_matches_bitsandbytes),
+        cmocka_unit_test(test_nf4dq_matches_bitsandbytes),
         cmocka_unit_test(test_decoders_agree),
         cmocka_unit_test(test_qmatmul_matches_dequantized),
         cmocka_unit_test(test_roundtrip_error),

@@ -76,9 +76,8 @@ static int dequantize_into(ftc_model *ref, ftc_model *q) {
         assert_string_equal(pq->name, pr->name);
         if (!pq->data_q) continue;
         int64_t O = pq->shape[0], I = pq->numel / O;
-        size_t rb = ftc_quant_row_bytes(pq->qtype, I);
-        assert_true(rb > 0);
-        for (int64_t o = 0; o < O; o++) ftc_dequantize_row(pq->qtype, (uint8_t *)pq->data_q + o * rb, pr->data + o * I, I);
+        assert_true(ftc_quant_tensor_bytes(pq->qtype, O, I) > 0);
+        ftc_dequantize_tensor(pq->qtype, pq->data_q, pr->data, O, I);
         nq++;
     }
     return nq;
@@ -104,13 +103,11 @@ static void quant_base_case(const char *fixture, const char *targets, int qtype,
         assert_null(p->data_bf16);
         assert_false(p->trainable);
         int64_t O = p->shape[0], I = p->numel / O;
-        size_t rb = ftc_quant_row_bytes(p->qtype, I);
-        expect += (int64_t)rb * O;
-        uint8_t *want = malloc(rb);
-        for (int64_t o = 0; o < O; o++) {
-            ftc_quantize_row(p->qtype, pa->data + o * I, want, I);
-            assert_memory_equal(want, (uint8_t *)p->data_q + o * rb, rb);
-        }
+        size_t bytes = ftc_quant_tensor_bytes(p->qtype, O, I);
+        expect += (int64_t)bytes;
+        uint8_t *want = malloc(bytes);
+        ftc_quantize_tensor(p->qtype, pa->data, want, O, I);
+        assert_memory_equal(want, p->data_q, bytes);
         free(want);
     }
     assert_int_equal(ftc_model_param_bytes(b), expect);
@@ -186,6 +183,9 @@ static void test_q4_1_gpt2_conv1d(void **state) { (void)state; quant_base_case("
 
 /* NF4 (blocks of 64): on the gpt2 fixture only the MLP's c_proj (I = 128) fits: 2 weights */
 static void test_nf4_gpt2(void **state) { (void)state; quant_base_case("gpt2", "c_proj", FTC_QUANT_NF4, 2); }
+/* NF4DQ: the same two weights (each one short group of 256 blocks), and on llama_gqa every linear whose input is
+ * a multiple of 64: none there (hidden 32), so gpt2 only */
+static void test_nf4dq_gpt2(void **state) { (void)state; quant_base_case("gpt2", "c_proj", FTC_QUANT_NF4DQ, 2); }
 
 /* quantizing an already loaded f32 model gives the same blocks as quantizing on load; unfreezing dequantizes */
 static void test_store_frozen_quant_and_unfreeze(void **state) {
@@ -222,9 +222,9 @@ static void test_config(void **state) {
     (void)state;
     ftc_train_config c;
     ftc_err e;
-    const char *names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "nf4"};
-    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4};
-    for (int k = 0; k < 5; k++) {
+    const char *names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "nf4", "nf4dq"};
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4, FTC_QUANT_NF4DQ};
+    for (int k = 0; k < 6; k++) {
         ftc_train_config_defaults(&c);
         assert_int_equal(ftc_train_config_set(&c, "method", "lora", &e), FTC_OK);
         assert_int_equal(ftc_train_config_set(&c, "base-dtype", names[k], &e), FTC_OK);
@@ -247,6 +247,7 @@ int main(void) {
         cmocka_unit_test(test_q4_k_falls_back),
         cmocka_unit_test(test_q4_1_gpt2_conv1d),
         cmocka_unit_test(test_nf4_gpt2),
+        cmocka_unit_test(test_nf4dq_gpt2),
         cmocka_unit_test(test_store_frozen_quant_and_unfreeze),
         cmocka_unit_test(test_config),
     };

@@ -9,8 +9,8 @@
  * Quantizers are bit-identical to the references (tools/gen_quant_fixtures.py, tests/test_quant.c):
  *   Q8_0, Q4_0, Q4_1   gguf.quants.quantize of the PyPI gguf package (numpy, f32 arithmetic)
  *   Q4_K               ggml's quantize_row_q4_K_ref (gguf has no Q4_K quantizer), compiled without FMA
- *   NF4                bitsandbytes 0.50.2's quantize_4bit (nf4, blocksize 64); dequantization bit-identical to
- *                      its CPU library (tools/gen_nf4_fixtures.py)
+ *   NF4, NF4DQ         bitsandbytes 0.50.2's quantize_4bit (nf4, blocksize 64; NF4DQ with compress_statistics);
+ *                      dequantization bit-identical to its CPU library (tools/gen_nf4_fixtures.py)
  * for finite inputs (NaN/inf inputs give unspecified blocks). */
 #ifndef FTC_QUANT_H
 #define FTC_QUANT_H
@@ -35,6 +35,29 @@ typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } ftc_bl
 #define FTC_QUANT_NF4 1000
 typedef struct { float absmax; uint8_t qs[32]; } ftc_block_nf4;
 _Static_assert(sizeof(ftc_block_nf4) == 36, "NF4 block is 36 bytes");
+/* NF4 with double quantization (bitsandbytes' quantize_4bit(..., compress_statistics=True), as QLoRA stores its
+ * base): the nibbles as NF4, but the f32 absmax of each block (the tensor's blocks in row-major order, k = 0..nb-1)
+ * kept as absmax[k] = DYN[qabsmax[k]] * scale2[k / 256] + offset, with offset the mean of all nb absmax values,
+ * scale2 the f32 absmax of (absmax - offset) over each group of 256 blocks (the last group may be shorter) and
+ * DYN bitsandbytes' 8-bit dynamic map (ftc_nf4dq_code). Its rows are not independent: a weight [O, I] is O rows
+ * of I / 64 blocks (33 bytes each), then at ftc_nf4dq_tail(O, I) (64-aligned) the f32 offset and the f32
+ * scale2[ceil(nb / 256)]: ftc_quant_tensor_bytes in all, 4.127 bits a value (NF4: 4.5). Quantize and dequantize
+ * it whole (ftc_quantize_tensor, ftc_dequantize_tensor); the row functions leave it alone. */
+#define FTC_QUANT_NF4DQ 1001
+typedef struct { uint8_t qabsmax; uint8_t qs[32]; } ftc_block_nf4dq;
+_Static_assert(sizeof(ftc_block_nf4dq) == 33, "NF4DQ block is 33 bytes");
+enum { FTC_NF4DQ_GROUP = 256 };
+static inline size_t ftc_nf4dq_tail(int64_t O, int64_t I) {
+    return ((size_t)O * (size_t)(I / 64) * sizeof(ftc_block_nf4dq) + 63) & ~(size_t)63;
+}
+/* bitsandbytes' create_dynamic_map() (signed, 7 exponent bits, 256 entries sorted) as torch computes it, f32 */
+const float *ftc_nf4dq_code(void);
+/* The mean of the n / 64 block absmax values of x as torch's absmax.mean() computes it on the CPU: its f32 cascade
+ * sum in the order of one thread with 8-lane vectors (AVX2), divided by the count in f32 (docs/quant.md) */
+float ftc_nf4dq_offset(const float *x, int64_t n);
+/* Quantizes the blocks of groups [g0, g1) of a weight [O, I] (values x) into W, writing their scale2 entries, and
+ * (g0 == 0) the offset: groups are independent once the offset is known (the parallel loaders split them). */
+void ftc_nf4dq_quantize_groups(const float *x, void *W, int64_t O, int64_t I, float offset, int64_t g0, int64_t g1);
 _Static_assert(sizeof(ftc_block_q8_0) == 34, "Q8_0 block is 34 bytes");
 _Static_assert(sizeof(ftc_block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(ftc_block_q4_1) == 20, "Q4_1 block is 20 bytes");
@@ -51,21 +74,26 @@ static inline void ftc_q4k_scale_min(const uint8_t *s, int g, int *sc, int *m) {
     }
 }
 
-/* Whether type is one of the five above. */
+/* Whether type is one of the six above. */
 bool ftc_quant_supported(int type);
 /* Values per block (32, 64 or 256) and bytes per block; 0 for an unsupported type. */
 int ftc_quant_block(int type);
 int ftc_quant_block_bytes(int type);
 /* Bytes of a row of n values (n a multiple of the block), 0 if unsupported or not a multiple. */
 size_t ftc_quant_row_bytes(int type, int64_t n);
-/* "q8_0", "q4_0", "q4_1", "q4_k", "nf4" <-> type; -1 for any other name. */
+/* "q8_0", "q4_0", "q4_1", "q4_k", "nf4", "nf4dq" <-> type; -1 for any other name. */
 int ftc_quant_from_name(const char *name);
 const char *ftc_quant_name(int type);
 
 /* The type a row of n values is stored in for a requested type: itself when n is a multiple of its block;
  * for Q4_K (256) otherwise Q4_1 (same 4 bits with a min, block 32) when that fits; else -1 (keep f32). */
 int ftc_quant_type_for_row(int type, int64_t n);
-/* Quantizes n values (a multiple of the block) into n / block blocks. */
+/* Bytes of a weight [O, I] in type (O rows of ftc_quant_row_bytes, plus NF4DQ's tail); 0 if unsupported. */
+size_t ftc_quant_tensor_bytes(int type, int64_t O, int64_t I);
+/* A whole weight [O, I]: every type (NF4DQ only this way), rows as ftc_quantize_row / ftc_dequantize_row do. */
+void ftc_quantize_tensor(int type, const float *x, void *out, int64_t O, int64_t I);
+void ftc_dequantize_tensor(int type, const void *in, float *y, int64_t O, int64_t I);
+/* Quantizes n values (a multiple of the block) into n / block blocks (not NF4DQ: nothing is written). */
 void ftc_quantize_row(int type, const float *x, void *out, int64_t n);
 /* Dequantizes n values (bit-identical to gguf.quants.dequantize; the GGUF reader uses these). */
 void ftc_dequantize_row(int type, const void *in, float *y, int64_t n);

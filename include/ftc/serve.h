@@ -57,7 +57,7 @@ typedef struct {
     int slots;              /* sequences decoded together, default 1 */
     int queue;              /* requests waiting for a slot beyond which the server answers 503, default 16 */
     bool bf16;              /* causal-lm: matmul weights kept in bf16, products in bf16 (ftc generate --precision bf16) */
-    const char *base_dtype; /* causal-lm: NULL, or q8_0|q4_0|q4_1|q4_k|nf4: matmul weights block-quantized
+    const char *base_dtype; /* causal-lm: NULL, or q8_0|q4_0|q4_1|q4_k|nf4|nf4dq: matmul weights block-quantized
                                (ftc generate --base-dtype) */
     size_t max_body;        /* request bodies over this get 413, default 1 MiB */
     void (*log)(void *ctx, const char *line); /* one line per request and event, or NULL */

@@ -91,7 +91,7 @@ typedef enum { FTC_METRIC_VAL_LOSS, FTC_METRIC_ACCURACY, FTC_METRIC_MACRO_F1 } f
  * block-quantized (include/ftc/quant.h, docs/quant.md). */
 typedef enum {
     FTC_BASE_AUTO, FTC_BASE_FP32, FTC_BASE_BF16, FTC_BASE_Q8_0, FTC_BASE_Q4_0, FTC_BASE_Q4_1, FTC_BASE_Q4_K,
-    FTC_BASE_NF4
+    FTC_BASE_NF4, FTC_BASE_NF4DQ /* NF4 with its absmax double-quantized (QLoRA's storage) */
 } ftc_base_dtype;
 
 typedef struct {

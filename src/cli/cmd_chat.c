@@ -15,7 +15,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc chat --model RUNDIR|DIR [--chat-template T] [--system TEXT] [--max-tokens N]\n"
             "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [--adapter DIR]\n"
-            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4]\n\n"
+            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq]\n\n"
             "Reads messages from standard input, one per line, and prints the model's answers as they are\n"
             "generated, one answer per line. The conversation is kept: each answer sees the earlier turns.\n"
             "  /reset   forget the conversation (the --system message stays)\n"
@@ -128,7 +128,7 @@ int cmd_chat(int argc, char **argv) {
             bf16 = !strcmp(v, "bf16");
         } else if (!strcmp(f, "base-dtype")) {
             if ((qtype = ftc_quant_from_name(v)) < 0)
-                return cli_usage_error("chat", "--base-dtype takes q8_0, q4_0, q4_1, q4_k or nf4, not '%s'", v);
+                return cli_usage_error("chat", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", v);
         }
         else if (!strcmp(f, "data")) b.data = v;
         else if (!strcmp(f, "summary")) b.summary = v;

@@ -16,7 +16,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc generate --model DIR|RUNDIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
             "                    [--top-p P] [--seed S] [--stats] [--adapter DIR] [--precision fp32|bf16]\n"
-            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4]\n\n"
+            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq]\n\n"
             "Continues TEXT with the model and prints only the generated text, token by token as it is produced.\n"
             "The prompt is tokenized as Hugging Face's encode() does (BOS added for Llama-family tokenizers); an\n"
             "empty prompt starts from the BOS token alone. Generation stops at EOS, after N tokens or when the\n"
@@ -37,7 +37,7 @@ static void usage(FILE *f) {
             "  --stats             print the token counts and speed to standard error at the end\n"
             "  --precision P       fp32 (default) or bf16: matmul weights kept in bf16 only (half the memory\n"
             "                      and half the bytes read per token), products in bf16 with f32 sums\n"
-            "  --base-dtype Q      keep the matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4), decoded\n"
+            "  --base-dtype Q      keep the matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4, nf4dq), decoded\n"
             "                      as they are multiplied; a tied LM head stays as it is (it is the embedding)\n"
             "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n"
             "\nExamples:\n"
@@ -94,7 +94,7 @@ int cmd_generate(int argc, char **argv) {
             bf16 = !strcmp(v, "bf16");
         } else if (!strcmp(f, "base-dtype")) {
             if ((qtype = ftc_quant_from_name(v)) < 0)
-                return cli_usage_error("generate", "--base-dtype takes q8_0, q4_0, q4_1, q4_k or nf4, not '%s'", v);
+                return cli_usage_error("generate", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", v);
         }
         else if (!strcmp(f, "max-tokens")) {
             if (!cli_parse_long(v, 0, 1 << 24, &max_tokens))

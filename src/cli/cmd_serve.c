@@ -18,7 +18,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc serve --model DIR|RUNDIR [--host 127.0.0.1] [--port 8080] [--api-key K | --api-key-file F]\n"
             "                 [--ctx N] [--slots N] [--queue N] [--task causal-lm|classify|encode] [--name ID]\n"
-            "                 [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4]\n\n"
+            "                 [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq]\n\n"
             "Serves a model over HTTP with the OpenAI API, so the tools and client libraries that speak it\n"
             "(the openai Python package, curl, chat front-ends) use the tuned model. Endpoints:\n"
             "  GET  /health                 {\"status\": \"ok\", slots, slots_busy, queued}, no key needed\n"
@@ -43,7 +43,7 @@ static void usage(FILE *f) {
             "  --queue N            requests waiting for a slot; beyond them the server answers 503 (default 16)\n"
             "  --precision P        fp32 (default) or bf16: matmul weights kept in bf16, products in bf16 with f32\n"
             "                       sums (causal-lm; as ftc generate)\n"
-            "  --base-dtype Q       matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4), decoded as they are\n"
+            "  --base-dtype Q       matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4, nf4dq), decoded as they are\n"
             "                       multiplied (causal-lm; as ftc generate)\n"
             "Exit codes: 0 stopped by a signal, 1 usage error, 2 bad input (model, port in use), 3 internal error.\n"
             "\nExamples:\n"
@@ -124,7 +124,7 @@ int cmd_serve(int argc, char **argv) {
             o.bf16 = !strcmp(val, "bf16");
         } else if (!strcmp(f, "base-dtype")) {
             if (ftc_quant_from_name(val) < 0)
-                return cli_usage_error("serve", "--base-dtype takes q8_0, q4_0, q4_1, q4_k or nf4, not '%s'", val);
+                return cli_usage_error("serve", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", val);
             o.base_dtype = val;
         }
         else if (!strcmp(f, "api-key-file")) key_file = val;

@@ -405,7 +405,7 @@ static ftc_status load_param(const ftc_st_set *st, ftc_param *p, bool check, ftc
                 for (int64_t o = 0; o < rows; o++) dst[o * cols + i] = tmp[i * rows + o];
     }
     if (!s && check) s = check_finite(st, p, tmp, err); /* the file's values (transposed or not, same set) */
-    if (!s && only16 && p->data_q) { /* rows of our [out, in] layout, each quantized from its f32 values */
+    if (!s && only16 && p->data_q) { /* rows of our [out, in] layout quantized from their f32 values */
         int64_t O = p->shape[0], I = p->numel / O;
         const float *src = p->transposed ? dst : tmp;
         ftc_model_quantize_rows(p->qtype, src, p->data_q, O, I);
@@ -437,7 +437,7 @@ ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **
 ftc_status ftc_model_load_quant_base(const char *dir, ftc_task task, int qtype, ftc_model **out, ftc_err *err) {
     *out = NULL;
     if (!ftc_quant_supported(qtype))
-        return ftc_errf(err, FTC_E_USAGE, "quantized base: type %d is not one of q8_0, q4_0, q4_1, q4_k", qtype);
+        return ftc_errf(err, FTC_E_USAGE, "quantized base: type %d is not one of q8_0, q4_0, q4_1, q4_k, nf4, nf4dq", qtype);
     return load_model(dir, task, true, qtype, out, err);
 }
 
@@ -532,7 +532,7 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int
                 int qt = qtype >= 0 ? ftc_quant_type_for_row(qtype, p->numel / p->shape[0]) : -1;
                 if (qt >= 0) { /* quantized */
                     p->qtype = qt;
-                    if (posix_memalign(&p->data_q, 64, ftc_quant_row_bytes(qt, p->numel / p->shape[0]) * (size_t)p->shape[0])) {
+                    if (posix_memalign(&p->data_q, 64, ftc_quant_tensor_bytes(qt, p->shape[0], p->numel / p->shape[0]))) {
                         p->data_q = NULL;
                         s = ftc_errf(err, FTC_E_NOMEM, "out of memory for %s in %s", p->name, ftc_quant_name(qt));
                     }

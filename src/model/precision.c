@@ -43,6 +43,7 @@ typedef struct {
     int64_t n, I;
     size_t rb;
     int qtype;
+    float offset; /* NF4DQ: the weight's mean absmax */
 } convert_job;
 
 enum { BLK = 1 << 16 };
@@ -55,7 +56,7 @@ static void convert_range(void *ctx, int64_t lo, int64_t hi) {
 
 /* f32 -> bf16 in blocks over the pool (a 100M-value LM head would otherwise cost one core ~0.1 s) */
 static void convert(const float *in, uint16_t *out, int64_t n) {
-    convert_job j = {in, out, n, 0, 0, 0};
+    convert_job j = {in, out, n, 0, 0, 0, 0.0f};
     ftc_parallel_range((n + BLK - 1) / BLK, n > 4 * BLK, convert_range, &j);
 }
 
@@ -63,9 +64,22 @@ static void quantize_range(void *ctx, int64_t lo, int64_t hi) {
     const convert_job *j = ctx;
     for (int64_t o = lo; o < hi; o++) ftc_quantize_row(j->qtype, j->in + o * j->I, (uint8_t *)j->out + (size_t)o * j->rb, j->I);
 }
+/* NF4DQ: groups of 256 blocks (j->n: the weight's rows O), independent once the mean absmax (offset) is known */
+static void nf4dq_range(void *ctx, int64_t lo, int64_t hi) {
+    const convert_job *j = ctx;
+    ftc_nf4dq_quantize_groups(j->in, j->out, j->n, j->I, j->offset, lo, hi);
+}
 
 void ftc_model_quantize_rows(int qtype, const float *src, void *dst, int64_t O, int64_t I) {
-    convert_job j = {src, dst, O * I, I, ftc_quant_row_bytes(qtype, I), qtype};
+    convert_job j = {src, dst, O * I, I, ftc_quant_row_bytes(qtype, I), qtype, 0.0f};
+    if (qtype == FTC_QUANT_NF4DQ) {
+        if (!j.rb) return;
+        int64_t groups = (O * (I / 64) + FTC_NF4DQ_GROUP - 1) / FTC_NF4DQ_GROUP;
+        j.n = O;
+        j.offset = ftc_nf4dq_offset(src, O * I); /* one pass in torch's summation order, before the groups */
+        ftc_parallel_range(groups, O * I > 65536, nf4dq_range, &j); /* the chunk of group 0 writes the offset */
+        return;
+    }
     ftc_parallel_range(O, O * I > 65536, quantize_range, &j);
 }
 
@@ -134,14 +148,14 @@ static ftc_status quantize_param(ftc_param *p, int qtype, bool *done, ftc_err *e
     *done = false;
     qtype = ftc_quant_type_for_row(qtype, I);
     if (qtype < 0) return FTC_OK;
-    size_t rb = ftc_quant_row_bytes(qtype, I);
+    size_t bytes = ftc_quant_tensor_bytes(qtype, O, I);
     void *q = NULL;
     float *src = p->data;
     if (!src) { /* from bf16 bits */
         src = malloc((size_t)p->numel * sizeof(float));
         if (src) ftc_bf16_to_f32_n(p->data_bf16, src, (size_t)p->numel);
     }
-    if (!src || ftc_mem_alloc_weights(&q, rb * (size_t)O)) {
+    if (!src || ftc_mem_alloc_weights(&q, bytes)) {
         if (src != p->data) free(src);
         return ftc_errf(err, FTC_E_NOMEM, "out of memory storing %s in %s", p->name, ftc_quant_name(qtype));
     }
@@ -157,7 +171,7 @@ static ftc_status quantize_param(ftc_param *p, int qtype, bool *done, ftc_err *e
 
 ftc_status ftc_model_store_frozen_quant(ftc_model *m, int qtype, ftc_err *err) {
     if (!ftc_quant_supported(qtype))
-        return ftc_errf(err, FTC_E_USAGE, "quantized base: type %d is not one of q8_0, q4_0, q4_1, q4_k", qtype);
+        return ftc_errf(err, FTC_E_USAGE, "quantized base: type %d is not one of q8_0, q4_0, q4_1, q4_k, nf4, nf4dq", qtype);
     ftc_model_refresh_bf16(m);
     bool changed = false;
     for (int i = 0; i < m->n_params; i++) {
@@ -181,8 +195,7 @@ ftc_status ftc_model_inflate_f32(ftc_model *m, int i, ftc_err *err) {
     if (!tmp) return ftc_errf(err, FTC_E_NOMEM, "out of memory restoring %s to f32", p->name);
     if (p->data_q) { /* dequantized: the values the quantized matmuls used */
         int64_t O = p->shape[0], I = p->numel / O;
-        size_t rb = ftc_quant_row_bytes(p->qtype, I);
-        for (int64_t o = 0; o < O; o++) ftc_dequantize_row(p->qtype, (uint8_t *)p->data_q + (size_t)o * rb, tmp + o * I, I);
+        ftc_dequantize_tensor(p->qtype, p->data_q, tmp, O, I);
         free(p->data_q);
         p->data_q = NULL;
     } else
@@ -202,7 +215,7 @@ int64_t ftc_model_param_bytes(const ftc_model *m) {
     for (int i = 0; i < m->n_params; i++) {
         const ftc_param *p = &m->params[i];
         n += (p->data ? 4 : 0) * p->numel + (p->data_bf16 ? 2 : 0) * p->numel;
-        if (p->data_q) n += (int64_t)ftc_quant_row_bytes(p->qtype, p->numel / p->shape[0]) * p->shape[0];
+        if (p->data_q) n += (int64_t)ftc_quant_tensor_bytes(p->qtype, p->shape[0], p->numel / p->shape[0]);
     }
     return n;
 }

@@ -159,14 +159,12 @@ ftc_status ftc_model_save(const ftc_model *m, const char *dir, ftc_err *err) {
         snprintf(name, sizeof name, "%s%s", is_head(p->name) ? "" : add, p->name);
         if (p->data_q) { /* a quantized frozen weight is written dequantized, as F32 */
             int64_t O = p->shape[0], I = p->numel / O;
-            size_t rb = ftc_quant_row_bytes(p->qtype, I);
             float *rows = p->transposed ? malloc((size_t)p->numel * sizeof(float)) : tnext;
             if (!rows) {
                 s = ftc_errf(err, FTC_E_NOMEM, "out of memory saving %s", p->name);
                 break;
             }
-            for (int64_t o = 0; o < O; o++)
-                ftc_dequantize_row(p->qtype, (const uint8_t *)p->data_q + (size_t)o * rb, rows + o * I, I);
+            ftc_dequantize_tensor(p->qtype, p->data_q, rows, O, I);
             int64_t fshape[2] = {I, O};
             if (p->transposed) { /* ours [out,in] -> file [in,out] */
                 for (int64_t o = 0; o < O; o++)

@@ -699,7 +699,7 @@ ftc_status ftc_server_start(const ftc_serve_opts *o, ftc_server **out, ftc_err *
     }
     int qtype = o->base_dtype ? ftc_quant_from_name(o->base_dtype) : -1;
     if (o->base_dtype && qtype < 0) {
-        st = ftc_errf(err, FTC_E_USAGE, "base dtype '%s' is not one of q8_0, q4_0, q4_1, q4_k, nf4", o->base_dtype);
+        st = ftc_errf(err, FTC_E_USAGE, "base dtype '%s' is not one of q8_0, q4_0, q4_1, q4_k, nf4, nf4dq", o->base_dtype);
         goto fail;
     }
     /* as ftc generate: the weights in bf16 (products in bf16), then block-quantized */

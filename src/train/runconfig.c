@@ -95,9 +95,9 @@
     X("precision", ENUM, precision, 0, 0, 0, "fp32", "Optimisation", "fp32|bf16",                                    \
       "bf16: matmuls of linears and heads take bf16 operands (f32 accumulation); master weights, gradients,\n"     \
       "AdamW state, norms and loss stay f32")                                                                        \
-    X("base-dtype", ENUM, base_dtype, 0, 0, 0, "auto", "Optimisation", "auto|fp32|bf16|q8_0|q4_0|q4_1|q4_k|nf4",       \
+    X("base-dtype", ENUM, base_dtype, 0, 0, 0, "auto", "Optimisation", "auto|fp32|bf16|q8_0|q4_0|q4_1|q4_k|nf4|nf4dq", \
       "lora/head: frozen base weights stored in bf16 or block-quantized (fused matmuls on the blocks);\n"            \
-      "auto: bf16 when --precision bf16")                                                                            \
+      "nf4dq: nf4 with double-quantized scales (QLoRA, 4.13 bits); auto: bf16 when --precision bf16")                                                                            \
     X("format", STR, format, 0, 0, 0, "", "Data", "F", "text | completion | chat | label (default: detected)")       \
     X("chat-template", STR, template_name, 0, 0, 0, "", "Data", "T",                                                 \
       "chat template: a preset (chatml, llama3, llama2, zephyr, plain) or a .jinja file (default: the model's\n"    \
@@ -147,8 +147,8 @@ static const enum_name PRECISIONS[] = {{"fp32", FTC_PREC_FP32}, {"bf16", FTC_PRE
                                        {NULL, 0}};
 static const enum_name BASE_DTYPES[] = {{"auto", FTC_BASE_AUTO}, {"fp32", FTC_BASE_FP32}, {"bf16", FTC_BASE_BF16},
                                         {"q8_0", FTC_BASE_Q8_0}, {"q4_0", FTC_BASE_Q4_0}, {"q4_1", FTC_BASE_Q4_1},
-                                        {"q4_k", FTC_BASE_Q4_K}, {"nf4", FTC_BASE_NF4}, {"f32", FTC_BASE_FP32},
-                                        {NULL, 0}};
+                                        {"q4_k", FTC_BASE_Q4_K}, {"nf4", FTC_BASE_NF4}, {"nf4dq", FTC_BASE_NF4DQ},
+                                        {"f32", FTC_BASE_FP32}, {NULL, 0}};
 static const enum_name POOLINGS[] = {{"auto", 0}, {"cls", 1}, {"mean", 2}, {"last", 3}, {NULL, 0}};
 
 static const enum_name *names_of(const char *option) {
@@ -256,13 +256,13 @@ const char *ftc_method_name(ftc_method m) {
 }
 static const int BASE_QTYPES[] = {[FTC_BASE_Q8_0] = FTC_GGML_Q8_0, [FTC_BASE_Q4_0] = FTC_GGML_Q4_0,
                                    [FTC_BASE_Q4_1] = FTC_GGML_Q4_1, [FTC_BASE_Q4_K] = FTC_GGML_Q4_K,
-                                   [FTC_BASE_NF4] = FTC_QUANT_NF4};
+                                   [FTC_BASE_NF4] = FTC_QUANT_NF4, [FTC_BASE_NF4DQ] = FTC_QUANT_NF4DQ};
 const char *ftc_base_dtype_name(ftc_base_dtype d) {
-    if (d >= FTC_BASE_Q8_0 && d <= FTC_BASE_NF4) return ftc_quant_name(BASE_QTYPES[d]);
+    if (d >= FTC_BASE_Q8_0 && d <= FTC_BASE_NF4DQ) return ftc_quant_name(BASE_QTYPES[d]);
     return d == FTC_BASE_BF16 ? "bf16" : d == FTC_BASE_FP32 ? "fp32" : "auto";
 }
 int ftc_train_base_qtype(const ftc_train_config *c) {
-    if (c->method == FTC_METHOD_FULL || c->base_dtype < FTC_BASE_Q8_0 || c->base_dtype > FTC_BASE_NF4) return -1;
+    if (c->method == FTC_METHOD_FULL || c->base_dtype < FTC_BASE_Q8_0 || c->base_dtype > FTC_BASE_NF4DQ) return -1;
     return BASE_QTYPES[c->base_dtype];
 }
 bool ftc_train_base_bf16(const ftc_train_config *c) {

@@ -16,14 +16,6 @@
 
 enum { PANEL = 32768, F_ROWS = 64, F_COLS = 512, B_ROWS = 128, B_COLS = 256 };
 
-/* rows [o0, o0+no) x columns [k0, k0+nk) of W into P [no, nk] */
-static void decode_panel(float *P, const uint8_t *W, size_t row_bytes, int block, int block_bytes,
-                         ftc_quant_decode_fn dec, int o0, int no, int k0, int nk) {
-    for (int r = 0; r < no; r++)
-        dec(W + (size_t)(o0 + r) * row_bytes + (size_t)(k0 / block) * (size_t)block_bytes, P + (size_t)r * nk,
-            nk / block);
-}
-
 static bool parallel_worth(int N, int I, int O) { return (double)N * I * O >= 1 << 20; }
 
 /* The panel's product: f32, or bf16 operands with f32 accumulation (P rounded into P16 first) */
@@ -42,7 +34,7 @@ static void panel_mm(bool bf16, bool tb, int M, int Nc, int K, const float *A, i
  * the panels go to the pool (ftc_parallel_for), like the rest of decoding. */
 enum { SKINNY_N = 16 };
 /* Arguments of the panel loops (forward: Y = out, X = in; input grad: Y = dX, X = dY); rows: the skinny path's
- * rows of W per panel. */
+ * rows of W per panel; dq / tail: NF4DQ's decoder and the weight's offset and scale2 (dec is NULL then). */
 typedef struct {
     float *Y;
     const float *X;
@@ -52,14 +44,36 @@ typedef struct {
     float beta;
     bool bf16;
     ftc_quant_decode_fn dec;
+    ftc_nf4dq_decode_fn dq;
+    const float *tail;
 } panel_job;
+
+/* rows [o0, o0+no) x columns [k0, k0+nk) of W into P [no, nk] */
+static void decode_panel(float *P, const panel_job *j, int o0, int no, int k0, int nk) {
+    for (int r = 0; r < no; r++) {
+        const uint8_t *w = j->W + (size_t)(o0 + r) * j->row_bytes + (size_t)(k0 / j->block) * (size_t)j->block_bytes;
+        if (j->dq) j->dq(w, P + (size_t)r * nk, nk / j->block, j->tail, (int64_t)(o0 + r) * (j->I / j->block) + k0 / j->block);
+        else j->dec(w, P + (size_t)r * nk, nk / j->block);
+    }
+}
+
+/* The job of a weight: its decoder(s) and sizes */
+static panel_job make_job(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16) {
+    panel_job j = {Y, X, W, ftc_quant_row_bytes(type, I), ftc_quant_block(type), ftc_quant_block_bytes(type), N, I, O,
+                   0, beta, bf16, ftc_quant_decoder(type, ftc_vm_isa()), NULL, NULL};
+    if (type == FTC_QUANT_NF4DQ) {
+        j.dq = ftc_nf4dq_decoder(ftc_vm_isa());
+        j.tail = (const float *)((const uint8_t *)W + ftc_nf4dq_tail(O, I));
+    }
+    return j;
+}
 
 static void skinny_panel(void *ctx, int p) {
     const panel_job *j = ctx;
     _Alignas(64) float P[PANEL];
     _Alignas(64) uint16_t P16[PANEL];
     int o0 = p * j->rows, no = j->O - o0 < j->rows ? j->O - o0 : j->rows;
-    decode_panel(P, j->W, j->row_bytes, j->block, j->block_bytes, j->dec, o0, no, 0, j->I);
+    decode_panel(P, j, o0, no, 0, j->I);
     panel_mm(j->bf16, true, j->N, no, j->I, j->X, j->I, P, P16, j->I, j->beta, j->Y + o0, j->O, no * j->I);
 }
 
@@ -89,7 +103,7 @@ static void forward_panel(void *ctx, int p) {
     int I = j->I, O = j->O, o0 = p * F_ROWS, no = O - o0 < F_ROWS ? O - o0 : F_ROWS;
     for (int k0 = 0; k0 < I; k0 += F_COLS) {
         int nk = I - k0 < F_COLS ? I - k0 : F_COLS;
-        decode_panel(P, j->W, j->row_bytes, j->block, j->block_bytes, j->dec, o0, no, k0, nk);
+        decode_panel(P, j, o0, no, k0, nk);
         panel_mm(j->bf16, true, j->N, no, nk, j->X + k0, I, P, P16, nk, k0 == 0 ? j->beta : 1.0f, j->Y + o0, O, no * nk);
     }
 }
@@ -101,7 +115,7 @@ static void backward_block(void *ctx, int kb) {
     int I = j->I, O = j->O, k0 = kb * B_COLS, nk = I - k0 < B_COLS ? I - k0 : B_COLS;
     for (int o0 = 0; o0 < O; o0 += B_ROWS) {
         int no = O - o0 < B_ROWS ? O - o0 : B_ROWS;
-        decode_panel(P, j->W, j->row_bytes, j->block, j->block_bytes, j->dec, o0, no, k0, nk);
+        decode_panel(P, j, o0, no, k0, nk);
         panel_mm(j->bf16, false, j->N, nk, no, j->X + o0, O, P, P16, nk, 1.0f, j->Y + k0, I, no * nk);
     }
 }
@@ -112,25 +126,22 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
         for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = beta == 0.0f ? 0.0f : beta * Y[i];
         return;
     }
-    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_isa());
-    int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
-    size_t row_bytes = ftc_quant_row_bytes(type, I);
+    panel_job j = make_job(Y, X, W, type, N, I, O, beta, bf16);
     if (N == 1 && !bf16 && I <= PANEL && ftc_vm_isa() == 1 && ftc_qmatvec_avx2_ok() &&
         (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1)) {
         float xsum[PANEL / 32];
         if (type == FTC_GGML_Q4_1) ftc_qmatvec_xsum_avx2(X, I, xsum);
         int per = 4 * ftc_threads(), rows = ((O + per - 1) / per + 3) & ~3; /* whole 4-row blocks */
         if (rows > MATVEC_ROWS) rows = MATVEC_ROWS;
-        matvec_job j = {Y, X, xsum, W, row_bytes, type, I, O, rows, beta};
-        ftc_parallel_for((O + rows - 1) / rows, matvec_chunk, &j);
+        matvec_job mj = {Y, X, xsum, W, j.row_bytes, type, I, O, rows, beta};
+        ftc_parallel_for((O + rows - 1) / rows, matvec_chunk, &mj);
         return;
     }
     if (N <= SKINNY_N && I <= PANEL) {
-        panel_job j = {Y, X, W, row_bytes, block, block_bytes, N, I, O, PANEL / I, beta, bf16, dec};
+        j.rows = PANEL / I;
         ftc_parallel_for((O + j.rows - 1) / j.rows, skinny_panel, &j);
         return;
     }
-    panel_job j = {Y, X, W, row_bytes, block, block_bytes, N, I, O, 0, beta, bf16, dec};
     int panels = (O + F_ROWS - 1) / F_ROWS;
     if (parallel_worth(N, I, O)) ftc_parallel_for(panels, forward_panel, &j);
     else
@@ -139,10 +150,7 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
 
 void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16) {
     if (N <= 0 || O <= 0 || I <= 0) return;
-    ftc_quant_decode_fn dec = ftc_quant_decoder(type, ftc_vm_isa());
-    int block = ftc_quant_block(type), block_bytes = ftc_quant_block_bytes(type);
-    size_t row_bytes = ftc_quant_row_bytes(type, I);
-    panel_job j = {dX, dY, W, row_bytes, block, block_bytes, N, I, O, 0, 1.0f, bf16, dec};
+    panel_job j = make_job(dX, dY, W, type, N, I, O, 1.0f, bf16);
     int kblocks = (I + B_COLS - 1) / B_COLS;
     if (parallel_worth(N, I, O)) ftc_parallel_for(kblocks, backward_block, &j);
     else

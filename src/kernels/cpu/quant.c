@@ -19,10 +19,10 @@
 
 bool ftc_quant_supported(int type) {
     return type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1 || type == FTC_GGML_Q4_K ||
-           type == FTC_QUANT_NF4;
+           type == FTC_QUANT_NF4 || type == FTC_QUANT_NF4DQ;
 }
 int ftc_quant_block(int type) {
-    return !ftc_quant_supported(type) ? 0 : type == FTC_GGML_Q4_K ? 256 : type == FTC_QUANT_NF4 ? 64 : 32;
+    return !ftc_quant_supported(type) ? 0 : type == FTC_GGML_Q4_K ? 256 : type == FTC_QUANT_NF4 || type == FTC_QUANT_NF4DQ ? 64 : 32;
 }
 int ftc_quant_block_bytes(int type) {
     switch (type) {
@@ -31,6 +31,7 @@ int ftc_quant_block_bytes(int type) {
     case FTC_GGML_Q4_1: return (int)sizeof(ftc_block_q4_1);
     case FTC_GGML_Q4_K: return (int)sizeof(ftc_block_q4_k);
     case FTC_QUANT_NF4: return (int)sizeof(ftc_block_nf4);
+    case FTC_QUANT_NF4DQ: return (int)sizeof(ftc_block_nf4dq);
     default: return 0;
     }
 }
@@ -45,7 +46,8 @@ int ftc_quant_type_for_row(int type, int64_t n) {
     return -1;
 }
 static const struct { const char *name; int type; } NAMES[] = {
-    {"q8_0", FTC_GGML_Q8_0}, {"q4_0", FTC_GGML_Q4_0}, {"q4_1", FTC_GGML_Q4_1}, {"q4_k", FTC_GGML_Q4_K}, {"nf4", FTC_QUANT_NF4}};
+    {"q8_0", FTC_GGML_Q8_0}, {"q4_0", FTC_GGML_Q4_0}, {"q4_1", FTC_GGML_Q4_1}, {"q4_k", FTC_GGML_Q4_K}, {"nf4", FTC_QUANT_NF4},
+    {"nf4dq", FTC_QUANT_NF4DQ}};
 int ftc_quant_from_name(const char *name) {
     for (size_t i = 0; name && i < sizeof NAMES / sizeof *NAMES; i++)
         if (strcmp(name, NAMES[i].name) == 0) return NAMES[i].type;
@@ -222,11 +224,14 @@ static const float NF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f,
                               0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
                               0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
                               0.7229568362236023f, 1.0f};
-/* bitsandbytes' quantize_4bit for nf4: s = x * (1 / max(absmax, 1e-38)) clamped to [-1, 1]; q = the number of
- * midpoints below s (torch.bucketize, right=False); absmax itself is stored unclamped */
-static void quant_nf4(const float *x, ftc_block_nf4 *b) {
+static float nf4_absmax(const float *x) {
     float amax = 0.0f;
     for (int i = 0; i < 64; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    return amax;
+}
+/* bitsandbytes' quantize_4bit for nf4: s = x * (1 / max(absmax, 1e-38)) clamped to [-1, 1]; q = the number of
+ * midpoints below s (torch.bucketize, right=False); absmax itself is stored unclamped */
+static void nf4_codes(const float *x, float amax, uint8_t qs[32]) {
     float inv = 1.0f / (amax > 1e-38f ? amax : 1e-38f);
     uint8_t q[64];
     for (int i = 0; i < 64; i++) {
@@ -236,8 +241,131 @@ static void quant_nf4(const float *x, ftc_block_nf4 *b) {
         for (int j = 0; j < 15; j++) k += (NF4[j] + NF4[j + 1]) / 2.0f < s;
         q[i] = (uint8_t)k;
     }
-    for (int j = 0; j < 32; j++) b->qs[j] = (uint8_t)(q[2 * j] << 4 | q[2 * j + 1]);
-    b->absmax = amax;
+    for (int j = 0; j < 32; j++) qs[j] = (uint8_t)(q[2 * j] << 4 | q[2 * j + 1]);
+}
+static void quant_nf4(const float *x, ftc_block_nf4 *b) {
+    b->absmax = nf4_absmax(x);
+    nf4_codes(x, b->absmax, b->qs);
+}
+
+/* bitsandbytes' create_dynamic_map() (signed, 7 exponent bits) as torch 2.15 computes it in f32 on an AVX2 CPU
+ * (linspace, midpoints, decade scales: with torch's scalar kernels 42 of the 256 entries differ by an ulp; the map
+ * travels with bitsandbytes' quantization state, ours is this one). tools/gen_nf4_fixtures.py writes it into the
+ * fixture; test_quant compares. */
+static const float DYN[256] = {
+#include "nf4dq_code.inc"
+};
+const float *ftc_nf4dq_code(void) { return DYN; }
+
+/* bitsandbytes 0.50.2's CPU quantize_blockwise (csrc/cpu_ops.cpp, quantize_cpu_impl) of one value t = v * (1 /
+ * absmax), clamped to [-1, 1]: its 65536-entry table, read at index trunc((t + 1) * 0.5 * 65535 + 0.5) (the
+ * library's build contracts the last multiply-add into one FMA: done here in double, where u * 65535 + 0.5 is
+ * exact for every f32 u in [0, 1], then rounded once), holds for bin i the number of midpoints 0.5 * (DYN[j] +
+ * DYN[j+1]) below -1 + 2i / 65535 (f32): the nearest map entry to the bin, not to t. */
+static uint8_t dyn_code(float t) {
+    t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
+    float u = (t + 1.0f) * 0.5f;
+    int bin = (int)(float)((double)u * 65535.0 + 0.5);
+    float val = -1.0f + (2.0f * (float)bin) / 65535.0f;
+    int lo = 0, hi = 255; /* the count of midpoints below val: first j in [0, 255] whose midpoint is not */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (0.5f * (DYN[mid] + DYN[mid + 1]) < val) lo = mid + 1;
+        else hi = mid;
+    }
+    return (uint8_t)lo;
+}
+
+/* torch's CPU sum of n contiguous f32 values (aten SumKernel.cpp cascade_sum, one thread, 8-lane vectors as on
+ * AVX2): lanes of 8, the vectors taken 4 at a time (ilp) into a 4-level cascade of accumulators whose level step is
+ * 2^max(4, ceil(log2(n / 32)) / 4), the leftover vectors into the first, the 4 folded, the scalar tail summed
+ * first and the 8 lanes added to it in order. */
+static int ceil_log2(int64_t x) {
+    int r = 0;
+    if (x <= 2) return 1;
+    for (uint64_t v = (uint64_t)(x - 1); v; v >>= 1) r++;
+    return r;
+}
+#define AM(k) nf4_absmax(x + 64 * (k)) /* value k of the sum: block k's absmax, computed as it is read */
+static float torch_sum_absmax(const float *x, int64_t n) {
+    enum { V = 8, ILP = 4, LEVELS = 4 };
+    int64_t nv = n / V, nilp = nv / ILP;
+    int lp = ceil_log2(nilp) / LEVELS > 4 ? ceil_log2(nilp) / LEVELS : 4;
+    int64_t step = (int64_t)1 << lp, mask = step - 1, i = 0;
+    float acc[LEVELS][ILP][V] = {{{0}}};
+    while (i + step <= nilp) {
+        for (int64_t j = 0; j < step; j++, i++)
+            for (int k = 0; k < ILP; k++)
+                for (int l = 0; l < V; l++) acc[0][k][l] += AM((i * ILP + k) * V + l);
+        for (int j = 1; j < LEVELS; j++) {
+            for (int k = 0; k < ILP; k++)
+                for (int l = 0; l < V; l++) acc[j][k][l] += acc[j - 1][k][l], acc[j - 1][k][l] = 0.0f;
+            if (i & (mask << (j * lp))) break;
+        }
+    }
+    for (; i < nilp; i++)
+        for (int k = 0; k < ILP; k++)
+            for (int l = 0; l < V; l++) acc[0][k][l] += AM((i * ILP + k) * V + l);
+    for (int j = 1; j < LEVELS; j++)
+        for (int k = 0; k < ILP; k++)
+            for (int l = 0; l < V; l++) acc[0][k][l] += acc[j][k][l];
+    for (int64_t r = nilp * ILP; r < nv; r++)
+        for (int l = 0; l < V; l++) acc[0][0][l] += AM(r * V + l);
+    for (int k = 1; k < ILP; k++)
+        for (int l = 0; l < V; l++) acc[0][0][l] += acc[0][k][l];
+    float s = 0.0f;
+    for (int64_t r = nv * V; r < n; r++) s += AM(r);
+    for (int l = 0; l < V; l++) s += acc[0][0][l];
+    return s;
+}
+#undef AM
+
+float ftc_nf4dq_offset(const float *x, int64_t n) {
+    int64_t nb = n / 64;
+    return nb > 0 ? torch_sum_absmax(x, nb) / (float)nb : 0.0f; /* torch: sum.div_(numel), f32 */
+}
+
+void ftc_nf4dq_quantize_groups(const float *x, void *W, int64_t O, int64_t I, float offset, int64_t g0, int64_t g1) {
+    int64_t nb = O * (I / 64);
+    ftc_block_nf4dq *b = W;
+    float *tail = (float *)((uint8_t *)W + ftc_nf4dq_tail(O, I));
+    if (g0 == 0) { /* the offset, and zeros in the padding before it */
+        size_t body = (size_t)nb * sizeof(ftc_block_nf4dq);
+        memset((uint8_t *)W + body, 0, ftc_nf4dq_tail(O, I) - body);
+        tail[0] = offset;
+    }
+    for (int64_t g = g0; g < g1; g++) {
+        int64_t k0 = g * FTC_NF4DQ_GROUP, k1 = k0 + FTC_NF4DQ_GROUP < nb ? k0 + FTC_NF4DQ_GROUP : nb;
+        float v[FTC_NF4DQ_GROUP], amax = 0.0f;
+        for (int64_t k = k0; k < k1; k++) {
+            float a = nf4_absmax(x + 64 * k);
+            nf4_codes(x + 64 * k, a, b[k].qs);
+            v[k - k0] = a - offset; /* torch: _absmax - offset, f32 */
+            amax = fabsf(v[k - k0]) > amax ? fabsf(v[k - k0]) : amax;
+        }
+        tail[1 + g] = amax;
+        float inv = amax == 0.0f ? 0.0f : 1.0f / amax; /* bnb: an all-zero group gets code 0 */
+        for (int64_t k = k0; k < k1; k++) b[k].qabsmax = amax == 0.0f ? 0 : dyn_code(v[k - k0] * inv);
+    }
+}
+
+size_t ftc_quant_tensor_bytes(int type, int64_t O, int64_t I) {
+    size_t rb = ftc_quant_row_bytes(type, I);
+    if (!rb || O < 0) return 0;
+    if (type != FTC_QUANT_NF4DQ) return rb * (size_t)O;
+    int64_t nb = O * (I / 64);
+    return ftc_nf4dq_tail(O, I) + sizeof(float) * (size_t)(1 + (nb + FTC_NF4DQ_GROUP - 1) / FTC_NF4DQ_GROUP);
+}
+
+void ftc_quantize_tensor(int type, const float *x, void *out, int64_t O, int64_t I) {
+    if (type == FTC_QUANT_NF4DQ) {
+        if (!ftc_quant_row_bytes(type, I)) return;
+        int64_t nb = O * (I / 64);
+        ftc_nf4dq_quantize_groups(x, out, O, I, ftc_nf4dq_offset(x, O * I), 0, (nb + FTC_NF4DQ_GROUP - 1) / FTC_NF4DQ_GROUP);
+        return;
+    }
+    size_t rb = ftc_quant_row_bytes(type, I);
+    for (int64_t o = 0; rb && o < O; o++) ftc_quantize_row(type, x + o * I, (uint8_t *)out + (size_t)o * rb, I);
 }
 
 void ftc_quantize_row(int type, const float *x, void *out, int64_t n) {
@@ -325,6 +453,21 @@ VM_FORCE_INLINE void dec_nf4_body(const void *in, float *y, int64_t nb) {
         }
 }
 VM_THREE_PATHS(dec_nf4, (const void *in, float *y, int64_t nb), (in, y, nb))
+/* bitsandbytes' dequantize_4bit of a nested state: absmax = DYN[q] * scale2 (its CPU dequantize_blockwise), then
+ * + offset (torch, f32), then NF4[q] * absmax (its CPU 4-bit dequantization); g0: the first block's index */
+VM_FORCE_INLINE void dec_nf4dq_body(const void *in, float *y, int64_t nb, const float *tail, int64_t g0) {
+    const ftc_block_nf4dq *b = in;
+    float offset = tail[0];
+    for (int64_t k = 0; k < nb; k++) {
+        float am = DYN[b[k].qabsmax] * tail[1 + (g0 + k) / FTC_NF4DQ_GROUP];
+        am = am + offset;
+        for (int j = 0; j < 32; j++) {
+            y[64 * k + 2 * j] = NF4[b[k].qs[j] >> 4] * am;
+            y[64 * k + 2 * j + 1] = NF4[b[k].qs[j] & 15] * am;
+        }
+    }
+}
+VM_THREE_PATHS(dec_nf4dq, (const void *in, float *y, int64_t nb, const float *tail, int64_t g0), (in, y, nb, tail, g0))
 VM_THREE_PATHS(dec_q8_0, (const void *in, float *y, int64_t nb), (in, y, nb))
 VM_THREE_PATHS(dec_q4_0, (const void *in, float *y, int64_t nb), (in, y, nb))
 VM_THREE_PATHS(dec_q4_1, (const void *in, float *y, int64_t nb), (in, y, nb))
@@ -340,6 +483,18 @@ ftc_quant_decode_fn ftc_quant_decoder(int type, int isa) {
     case FTC_QUANT_NF4: return PICK(dec_nf4);
     default: return NULL;
     }
+}
+
+ftc_nf4dq_decode_fn ftc_nf4dq_decoder(int isa) { return PICK(dec_nf4dq); }
+
+void ftc_dequantize_tensor(int type, const void *in, float *y, int64_t O, int64_t I) {
+    size_t rb = ftc_quant_row_bytes(type, I);
+    if (!rb) return;
+    if (type == FTC_QUANT_NF4DQ) {
+        dec_nf4dq_generic(in, y, O * (I / 64), (const float *)((const uint8_t *)in + ftc_nf4dq_tail(O, I)), 0);
+        return;
+    }
+    for (int64_t o = 0; o < O; o++) ftc_dequantize_row(type, (const uint8_t *)in + (size_t)o * rb, y + o * I, I);
 }
 
 void ftc_dequantize_row(int type, const void *in, float *y, int64_t n) {

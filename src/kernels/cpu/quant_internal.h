@@ -9,6 +9,10 @@ typedef void (*ftc_quant_decode_fn)(const void *in, float *y, int64_t nb);
 /* The decoder of a type (NULL if unsupported): isa 2 the AVX-512 copy, 1 the AVX2 one, 0 the portable one (same
  * bits; ftc_vm_isa() says which runs). */
 ftc_quant_decode_fn ftc_quant_decoder(int type, int isa);
+/* NF4DQ's decoder: nb blocks starting at block g0 of the weight (row-major block index), tail: the weight's
+ * offset and scale2 (quant.h, ftc_nf4dq_tail) */
+typedef void (*ftc_nf4dq_decode_fn)(const void *in, float *y, int64_t nb, const float *tail, int64_t g0);
+ftc_nf4dq_decode_fn ftc_nf4dq_decoder(int isa);
 
 /* AVX2 + FMA matrix-vector product on packed Q8_0/Q4_0/Q4_1 rows (qmatmul_avx2.c; only when ftc_vm_isa() == 1):
  * y[o] = W[o] . x (or + beta y[o]) for o in [o0, o1); I a multiple of 32; xsum: per-block sums of x (Q4_1) */
