@@ -26,9 +26,30 @@ bool ftc_model_is_matmul_weight(const ftc_model *m, int i) {
     return false;
 }
 
-/* A tied LM head is also the embedding table, which lookups read in f32: it keeps its f32 value. */
+/* A tied LM head is also the embedding table, which lookups read in f32: it keeps its f32 value in bf16 storage. */
 bool ftc_model_bf16_storable(const ftc_model *m, int i) {
     return ftc_model_is_matmul_weight(m, i) && i != m->wte && i != m->wpe && i != m->wtt;
+}
+
+/* A quantized base also packs a tied LM head (the embedding lookup dequantizes the rows it reads,
+ * ftc_model_embed_forward): on SmolLM2 it is half the bytes of a decoded token. An embedding that is no LM head
+ * (encoders, classify) stays f32. */
+bool ftc_model_quant_storable(const ftc_model *m, int i) {
+    return ftc_model_bf16_storable(m, i) || (i >= 0 && i == m->lm_head && i == m->wte);
+}
+
+int ftc_model_quant_type_of(const ftc_model *m, int i, int qtype) {
+    const ftc_param *p = &m->params[i];
+    int64_t I = p->numel / p->shape[0];
+    return i == m->lm_head ? ftc_quant_type_for_output(qtype, I) : ftc_quant_type_for_row(qtype, I);
+}
+
+void ftc_model_embed_forward(ftc_model *m, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types,
+                             int N) {
+    const ftc_param *p = &m->params[m->wte];
+    const float *wpe = pos ? P(m, m->wpe) : NULL, *wtt = types ? P(m, m->wtt) : NULL;
+    if (p->data_q) ftc_embedding_forward_q(out, ids, pos, types, p->data_q, p->qtype, wpe, wtt, N, m->C);
+    else ftc_embedding_forward(out, ids, pos, types, P(m, m->wte), wpe, wtt, N, m->C);
 }
 
 static uint16_t *alloc_bf16(int64_t n) {
@@ -129,10 +150,11 @@ ftc_status ftc_model_use_quant_weights(ftc_model *m, int qtype, ftc_err *err) {
 
 /* Quantizes frozen weight i from its f32 value or bf16 bits into data_q; false (nothing changed) when its
  * input size does not fit the block. */
-static ftc_status quantize_param(ftc_param *p, int qtype, bool *done, ftc_err *err) {
+static ftc_status quantize_param(ftc_model *m, int i, int qtype, bool *done, ftc_err *err) {
+    ftc_param *p = &m->params[i];
     int64_t O = p->shape[0], I = p->numel / O;
     *done = false;
-    qtype = ftc_quant_type_for_row(qtype, I);
+    qtype = ftc_model_quant_type_of(m, i, qtype);
     if (qtype < 0) return FTC_OK;
     size_t rb = ftc_quant_row_bytes(qtype, I);
     void *q = NULL;
@@ -162,9 +184,9 @@ ftc_status ftc_model_store_frozen_quant(ftc_model *m, int qtype, ftc_err *err) {
     bool changed = false;
     for (int i = 0; i < m->n_params; i++) {
         ftc_param *p = &m->params[i];
-        if (p->trainable || p->data_q || !ftc_model_bf16_storable(m, i)) continue;
+        if (p->trainable || p->data_q || !ftc_model_quant_storable(m, i)) continue;
         bool done;
-        ftc_status s = quantize_param(p, qtype, &done, err);
+        ftc_status s = quantize_param(m, i, qtype, &done, err);
         if (s) return s;
         if (!done) continue; /* no block fits its rows: stays as it is */
         p->data = NULL;
