@@ -7,7 +7,8 @@
 #
 #   sh bench/quant_bench.sh [FTC_BIN]
 # Environment: QB_SHAPES (default "stories260K gpt2-small llama-1b"), QB_STEPS (5), QB_MODELS (build/bench-models),
-#   QB_RESULTS (bench/RESULTS.md), QB_TRAIN_STEPS (60, the quality runs), QB_QUALITY (1; 0 skips them)
+#   QB_RESULTS (bench/RESULTS.md), QB_TRAIN_STEPS (60, the quality runs), QB_QUALITY (1; 0 skips them),
+#   QB_BASES (base:precision pairs for every shape, e.g. "bf16:fp32 q8_0:fp32 q4_0:fp32"; default: the list below)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -40,6 +41,7 @@ shape_args() {
 }
 # q4_k's quantizer searches 21 scales per group: minutes for llama-1b's 1e9 weights on 2 cores; q4_0 there
 bases() {
+  [ -n "${QB_BASES:-}" ] && { echo "$QB_BASES"; return; }
   case $1 in llama-1b) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 nf4:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16 nf4:bf16" ;;
     *) echo "f32:fp32 bf16:fp32 q8_0:fp32 q4_0:fp32 q4_k:fp32 nf4:fp32 bf16:bf16 q8_0:bf16 q4_0:bf16 q4_k:bf16 nf4:bf16" ;; esac
 }
