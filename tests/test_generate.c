@@ -157,9 +157,9 @@ static void test_kv_bf16(void **s) {
     if (access(dir, R_OK) == 0) check_bf16(dir, 40);
 }
 
-/* Decoding on a quantized base (ftc_model_use_quant_weights, what generate/chat/serve --base-dtype do) whose LM head
- * is tied to the token embedding: the table is packed (Q8_0, no f32 copy), the lookup dequantizes the rows it
- * reads and the head's product runs on the packed rows (the fused matrix-vector kernel for one row, panels for a
+/* Decoding on a quantized base (ftc_model_use_quant_weights, what generate/chat/serve --base-dtype do): the LM head
+ * is packed in Q8_0, tied to the token embedding (the table then has no f32 copy) or not (the untied table is packed
+ * in the base's type); the lookup dequantizes the rows it reads and the head's product runs on the packed rows (the fused matrix-vector kernel for one row, panels for a
  * prefill). The cache's logits (prefill and one token at a time) equal the same model's full forward within TOL,
  * and the full forward of an f32 model holding the dequantized weights within TOL (summation order only). */
 static void check_quant(const char *dir, int qtype, int T) {
@@ -176,7 +176,8 @@ static void check_quant(const char *dir, int qtype, int T) {
         int64_t O = p->shape[0], I = p->numel / O;
         size_t rb = ftc_quant_row_bytes(p->qtype, I);
         for (int64_t o = 0; o < O; o++) ftc_dequantize_row(p->qtype, (uint8_t *)p->data_q + o * rb, pf->data + o * I, I);
-        if (strstr(p->name, "embed_tokens.weight") || strstr(p->name, "wte.weight"))
+        if (strstr(p->name, "lm_head.weight") || ((strstr(p->name, "embed_tokens.weight") || strstr(p->name, "wte.weight")) &&
+                                                  !ftc_model_find_param(m, "lm_head.weight")))
             head_packed = p->qtype == FTC_GGML_Q8_0;
         n_q++;
     }
@@ -197,7 +198,7 @@ static void check_quant(const char *dir, int qtype, int T) {
         full_last_logits(f, ids, t + 1, b);
         vs32 = fmax(vs32, max_abs_diff(a, b, V));
     }
-    print_message("%s %s: %d weights packed (tied head in q8_0), %lld bytes (f32 %lld); KV cache vs full forward max "
+    print_message("%s %s: %d weights packed (head in q8_0), %lld bytes (f32 %lld); KV cache vs full forward max "
                   "|dlogit| %.2e / %.2e; vs the dequantized f32 model %.2e\n", dir, ftc_quant_name(qtype), n_q,
                   (long long)ftc_model_param_bytes(m), (long long)bytes_f32, w1, w2, vs32);
     assert_true(w1 <= TOL && w2 <= TOL && vs32 <= TOL);
@@ -211,6 +212,7 @@ static void test_kv_quant_tied(void **s) {
     (void)s;
     check_quant(src_path("tests/fixtures/models/llama_tied"), FTC_GGML_Q4_0, 24);
     check_quant(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q8_0, 16);
+    check_quant(src_path("tests/fixtures/models/llama_gqa"), FTC_GGML_Q4_0, 24); /* untied: table q4_0, head q8_0 */
     const char *shared = getenv("FTC_SHARED_DATA");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/models/stories260K-hf", shared ? shared : "../shared/data");

@@ -85,14 +85,18 @@ static int dequantize_into(ftc_model *ref, ftc_model *q) {
     return nq;
 }
 
-/* The LM head: lm_head.weight, or the token embedding it is tied to */
-static ftc_param *lm_head_param(ftc_model *m) {
-    ftc_param *p = ftc_model_find_param(m, "lm_head.weight");
-    if (!p) p = ftc_model_find_param(m, "model.embed_tokens.weight");
+/* The token embedding table */
+static ftc_param *token_table(ftc_model *m) {
+    ftc_param *p = ftc_model_find_param(m, "model.embed_tokens.weight");
     if (!p) p = ftc_model_find_param(m, "transformer.wte.weight");
     if (!p) p = ftc_model_find_param(m, "wte.weight");
     assert_non_null(p);
     return p;
+}
+/* The LM head: lm_head.weight, or the token embedding it is tied to */
+static ftc_param *lm_head_param(ftc_model *m) {
+    ftc_param *p = ftc_model_find_param(m, "lm_head.weight");
+    return p ? p : token_table(m);
 }
 
 static void quant_base_case(const char *fixture, const char *targets, int qtype, int expect_quantized) {
@@ -128,10 +132,13 @@ static void quant_base_case(const char *fixture, const char *targets, int qtype,
     assert_int_equal(dequantize_into(a, b), expect_quantized);
     /* the LM head, tied (the token embedding) or not, is packed in Q8_0 whatever the base type (llama.cpp's
      * output-tensor rule without Q6_K, ftc_quant_type_for_output): no f32 copy */
-    ftc_param *head = lm_head_param(b);
+    ftc_param *head = lm_head_param(b), *table = token_table(b);
     assert_non_null(head->data_q);
     assert_null(head->data);
     assert_int_equal(head->qtype, FTC_GGML_Q8_0);
+    /* an untied token table is packed in the base's type (llama.cpp's token_embd), as the block linears */
+    assert_non_null(table->data_q);
+    if (table != head) assert_int_equal(table->qtype, ftc_quant_type_for_row(qtype, table->shape[1]));
     printf("  %s %s: %d weights quantized, parameter bytes %lld (f32 %lld)\n", fixture, ftc_quant_name(qtype),
            expect_quantized, (long long)ftc_model_param_bytes(b), (long long)ftc_model_param_bytes(a));
     batches d;
@@ -193,11 +200,12 @@ static void quant_base_case(const char *fixture, const char *targets, int qtype,
     free(la), free(lb);
 }
 
-/* llama_gqa: hidden 32, intermediate 48: every linear but down_proj (I = 48) fits a 32-block: 2 layers x 6 + head */
-static void test_q8_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q8_0, 13); }
-static void test_q4_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "q_proj,v_proj", FTC_GGML_Q4_0, 13); }
+/* llama_gqa: hidden 32, intermediate 48: every linear but down_proj (I = 48) fits a 32-block: 2 layers x 6 + the
+ * untied head (Q8_0) + the untied token table (the base's type) */
+static void test_q8_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q8_0, 14); }
+static void test_q4_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "q_proj,v_proj", FTC_GGML_Q4_0, 14); }
 /* Q4_K's 256 fits none: Q4_1 where 32 does (ftc_quant_type_for_row) */
-static void test_q4_k_falls_back(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q4_K, 13); }
+static void test_q4_k_falls_back(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q4_K, 14); }
 /* GPT-2's Conv1D weights are transposed on load and on save; its LM head is tied to wte: 2 layers x 4 + wte */
 static void test_q4_1_gpt2_conv1d(void **state) { (void)state; quant_base_case("gpt2", "c_attn,c_proj", FTC_GGML_Q4_1, 9); }
 /* A tied LM head (SmolLM2's layout): the embedding table is packed too (Q8_0), the lookup dequantizes its rows and
@@ -213,14 +221,14 @@ static void test_nf4_gpt2(void **state) { (void)state; quant_base_case("gpt2", "
  * positions added in the same order), against ftc_embedding_forward on the dequantized table. */
 static void test_embedding_rows_exact(void **state) {
     (void)state;
-    const char *fixtures[] = {"llama_tied", "gpt2"};
-    for (int f = 0; f < 2; f++) {
+    const char *fixtures[] = {"llama_tied", "gpt2", "llama_gqa"};
+    for (int f = 0; f < 3; f++) {
         char dir[4096];
         fixture_dir(dir, sizeof dir, fixtures[f]);
         ftc_model *q;
         ftc_err e;
         if (ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, FTC_GGML_Q4_0, &q, &e)) fail_msg("%s", e.msg);
-        ftc_param *t = lm_head_param(q), *wpe = ftc_model_find_param(q, "transformer.wpe.weight");
+        ftc_param *t = token_table(q), *wpe = ftc_model_find_param(q, "transformer.wpe.weight");
         if (!wpe) wpe = ftc_model_find_param(q, "wpe.weight");
         assert_non_null(t->data_q);
         int V = (int)t->shape[0], C = (int)t->shape[1];

@@ -118,9 +118,9 @@ static inline float *G(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i]
 void ftc_model_quantize_rows(int qtype, const float *src, void *dst, int64_t O, int64_t I);
 bool ftc_model_is_matmul_weight(const ftc_model *m, int i); /* block linear W, LM head (tied: wte), pooler */
 bool ftc_model_bf16_storable(const ftc_model *m, int i);    /* matmul weight that is not also an embedding */
-bool ftc_model_quant_storable(const ftc_model *m, int i);   /* the same, or the tied LM head (quantized bases) */
-/* The type weight i of a base quantized to qtype is stored in: the LM head ftc_quant_type_for_output's, the others
- * ftc_quant_type_for_row's; -1: stays f32 */
+bool ftc_model_quant_storable(const ftc_model *m, int i);   /* the same, or a causal LM's token table (tied or not) */
+/* The type weight i of a base quantized to qtype is stored in: the LM head (tied: the token table)
+ * ftc_quant_type_for_output's, the others (an untied token table too) ftc_quant_type_for_row's; -1: stays f32 */
 int ftc_model_quant_type_of(const ftc_model *m, int i, int qtype);
 /* The token (+ position, + type) embeddings of N tokens into out [N, C]: from the f32 table, or the looked-up
  * rows of a quantized one dequantized (a tied LM head of a quantized base); pos/types NULL: none */

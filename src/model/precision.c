@@ -31,13 +31,16 @@ bool ftc_model_bf16_storable(const ftc_model *m, int i) {
     return ftc_model_is_matmul_weight(m, i) && i != m->wte && i != m->wpe && i != m->wtt;
 }
 
-/* A quantized base also packs a tied LM head (the embedding lookup dequantizes the rows it reads,
- * ftc_model_embed_forward): on SmolLM2 it is half the bytes of a decoded token. An embedding that is no LM head
- * (encoders, classify) stays f32. */
+/* A quantized base also packs a causal LM's token table, tied to the LM head or not (the embedding lookup
+ * dequantizes the rows it reads, ftc_model_embed_forward): on SmolLM2 the tied head is half the bytes of a decoded
+ * token, on llama-1b the untied table a fifth of a q4_0 base's memory. Encoders' and classify models' tables and
+ * position tables stay f32. */
 bool ftc_model_quant_storable(const ftc_model *m, int i) {
-    return ftc_model_bf16_storable(m, i) || (i >= 0 && i == m->lm_head && i == m->wte);
+    return ftc_model_bf16_storable(m, i) || (i >= 0 && i == m->wte && m->lm_head >= 0);
 }
 
+/* llama-quantize's rule: the output tensor (a tied token_embd is the same tensor) ftc_quant_type_for_output's type,
+ * an untied token_embd the file's type, as the block linears */
 int ftc_model_quant_type_of(const ftc_model *m, int i, int qtype) {
     const ftc_param *p = &m->params[i];
     int64_t I = p->numel / p->shape[0];
