@@ -1,10 +1,12 @@
 #!/bin/sh
 # ftc against llama.cpp's llama-bench on the same SmolLM2-135M weights (issue 24): llama-quantize turns the
 # GGUF into F32, BF16, Q8_0 and Q4_0 files; ftc reads the F32 file (its bf16 mode rounds those weights to bf16 as
-# llama-quantize does; its q8_0/q4_0 bases quantize the block weights on load and keep the tied LM head in f32,
-# where llama.cpp's files quantize it too: ftc reads more bytes per token there, see decode_bench's weights line). Per type, one run each, alternated: llama-bench (pp256, pp1024, tg64 after 256 tokens
-# of context), then decode_bench. 2 threads for both. Prints the raw outputs with the load average before
-# each; bench/RESULTS.md has the table made from them.
+# llama-quantize does; its q8_0/q4_0 bases quantize the block weights on load, each row as gguf.quants.quantize
+# does, and pack the tied LM head / embedding table in Q8_0, the type llama-quantize gives token_embd in both files
+# (576 columns: Q6_K does not fit, Q8_0; printed below with the PyPI gguf reader when it is installed), so both
+# read the same bytes per token: decode_bench's weights line). Per type, one run each, alternated: llama-bench
+# (pp256, pp1024, tg64 after 256 tokens of context), then decode_bench. 2 threads for both. Prints the raw outputs
+# with the load average before each; bench/RESULTS.md has the table made from them.
 #
 #   sh bench/decode_vs_llamacpp.sh [BUILD_DIR]
 # Environment: LLAMACPP (default: the newest /work/cache/llama.cpp-*/bin, built by scripts/build-llamacpp.sh),
@@ -22,6 +24,14 @@ mkdir -p "$dir"
 for t in F32 BF16 Q8_0 Q4_0; do
   [ -f "$dir/smol-$t.gguf" ] || "$lcp/llama-quantize" --allow-requantize "$gguf" "$dir/smol-$t.gguf" "$t" >/dev/null 2>&1
 done
+python3 - "$dir" <<'PY' 2>/dev/null || echo "(token_embd types: pip install gguf to print them)"
+import sys, gguf
+for t in ("Q8_0", "Q4_0"):
+    r = gguf.GGUFReader(f"{sys.argv[1]}/smol-{t}.gguf")
+    ty = {x.name: x.tensor_type.name for x in r.tensors}
+    print(f"{t} file: token_embd.weight {ty['token_embd.weight']}, output.weight {ty.get('output.weight', '(tied)')}, "
+          f"blk.0.attn_q.weight {ty['blk.0.attn_q.weight']}")
+PY
 cmake --build "$build" --target decode_bench >/dev/null
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(getconf _NPROCESSORS_ONLN) cores; ftc $(git -C "$root" rev-parse --short HEAD); llama.cpp $lcp"
 "$build/decode_bench" "$dir/smol-F32.gguf" --pp 0 --gen 1 --batch 1 --prompt 1 | head -1

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include "ftc/infer.h"
 #include "ftc/model.h"
+#include "ftc/quant.h"
 
 #define TOL 1e-4
 
@@ -154,6 +155,71 @@ static void test_kv_bf16(void **s) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/models/stories260K-hf", shared ? shared : "../shared/data");
     if (access(dir, R_OK) == 0) check_bf16(dir, 40);
+}
+
+/* Decoding on a quantized base (ftc_model_use_quant_weights, what generate/chat/serve --base-dtype do): the LM head
+ * is packed in Q8_0, tied to the token embedding (the table then has no f32 copy) or not (the untied table is packed
+ * in the base's type); the lookup dequantizes the rows it reads and the head's product runs on the packed rows (the fused matrix-vector kernel for one row, panels for a
+ * prefill). The cache's logits (prefill and one token at a time) equal the same model's full forward within TOL,
+ * and the full forward of an f32 model holding the dequantized weights within TOL (summation order only). */
+static void check_quant(const char *dir, int qtype, int T) {
+    ftc_model *m = load(dir), *f = load(dir);
+    ftc_err e;
+    int64_t bytes_f32 = ftc_model_param_bytes(m);
+    assert_int_equal(ftc_model_use_quant_weights(m, qtype, &e), FTC_OK);
+    int n_q = 0;
+    bool head_packed = false;
+    for (int i = 0; i < ftc_model_n_params(m); i++) {
+        ftc_param *p = ftc_model_param(m, i), *pf = ftc_model_param(f, i);
+        if (!p->data_q) continue;
+        assert_null(p->data);
+        int64_t O = p->shape[0], I = p->numel / O;
+        size_t rb = ftc_quant_row_bytes(p->qtype, I);
+        for (int64_t o = 0; o < O; o++) ftc_dequantize_row(p->qtype, (uint8_t *)p->data_q + o * rb, pf->data + o * I, I);
+        if (strstr(p->name, "lm_head.weight") || ((strstr(p->name, "embed_tokens.weight") || strstr(p->name, "wte.weight")) &&
+                                                  !ftc_model_find_param(m, "lm_head.weight")))
+            head_packed = p->qtype == FTC_GGML_Q8_0;
+        n_q++;
+    }
+    assert_true(head_packed);
+    double w1 = kv_vs_full(m, T, 1, 41), w2 = kv_vs_full(m, T, T / 2, 42);
+    /* the quantized model's decode against the dequantized f32 model's full forward, at every step */
+    int V = ftc_model_config_of(m)->vocab_size;
+    int32_t ids[128];
+    assert_true(T <= 128);
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)((t * 7919 + 3) % V);
+    float *a = malloc((size_t)V * sizeof(float)), *b = malloc((size_t)V * sizeof(float));
+    ftc_kv_cache *c;
+    assert_int_equal(ftc_kv_cache_create(m, T, &c, &e), FTC_OK);
+    assert_int_equal(ftc_model_reserve(f, 1, T, &e), FTC_OK);
+    double vs32 = 0;
+    for (int t = 0; t < T; t++) {
+        assert_int_equal(ftc_model_decode(m, c, ids + t, 1, a, false, &e), FTC_OK);
+        full_last_logits(f, ids, t + 1, b);
+        vs32 = fmax(vs32, max_abs_diff(a, b, V));
+    }
+    print_message("%s %s: %d weights packed (head in q8_0), %lld bytes (f32 %lld); KV cache vs full forward max "
+                  "|dlogit| %.2e / %.2e; vs the dequantized f32 model %.2e\n", dir, ftc_quant_name(qtype), n_q,
+                  (long long)ftc_model_param_bytes(m), (long long)bytes_f32, w1, w2, vs32);
+    assert_true(w1 <= TOL && w2 <= TOL && vs32 <= TOL);
+    ftc_kv_cache_free(c);
+    free(a), free(b);
+    ftc_model_free(m);
+    ftc_model_free(f);
+}
+
+static void test_kv_quant_tied(void **s) {
+    (void)s;
+    check_quant(src_path("tests/fixtures/models/llama_tied"), FTC_GGML_Q4_0, 24);
+    check_quant(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q8_0, 16);
+    check_quant(src_path("tests/fixtures/models/llama_gqa"), FTC_GGML_Q4_0, 24); /* untied: table q4_0, head q8_0 */
+    const char *shared = getenv("FTC_SHARED_DATA");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", shared ? shared : "../shared/data");
+    if (access(dir, R_OK) == 0) { /* a prefill over 16 rows: the panel path */
+        check_quant(dir, FTC_GGML_Q8_0, 70);
+        check_quant(dir, FTC_GGML_Q4_0, 70);
+    }
 }
 
 /* A prompt longer than one prefill chunk (256 positions; attention in steps of 64 queries): every position's
@@ -365,6 +431,7 @@ int main(void) {
         cmocka_unit_test(test_kv_stories260k),
         cmocka_unit_test(test_kv_lora),
         cmocka_unit_test(test_kv_bf16),
+        cmocka_unit_test(test_kv_quant_tied),
         cmocka_unit_test(test_prefill_chunks),
         cmocka_unit_test(test_generate_greedy_equals_recompute),
         cmocka_unit_test(test_generate_seeded_and_continue),

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "ftc/base.h"
 #include "ftc/model.h"
+#include "ftc/ops.h"
 #include "ftc/quant.h"
 #include "ftc/safetensors.h"
 #include "ftc/train.h"
@@ -83,6 +84,20 @@ static int dequantize_into(ftc_model *ref, ftc_model *q) {
     return nq;
 }
 
+/* The token embedding table */
+static ftc_param *token_table(ftc_model *m) {
+    ftc_param *p = ftc_model_find_param(m, "model.embed_tokens.weight");
+    if (!p) p = ftc_model_find_param(m, "transformer.wte.weight");
+    if (!p) p = ftc_model_find_param(m, "wte.weight");
+    assert_non_null(p);
+    return p;
+}
+/* The LM head: lm_head.weight, or the token embedding it is tied to */
+static ftc_param *lm_head_param(ftc_model *m) {
+    ftc_param *p = ftc_model_find_param(m, "lm_head.weight");
+    return p ? p : token_table(m);
+}
+
 static void quant_base_case(const char *fixture, const char *targets, int qtype, int expect_quantized) {
     char dir[4096];
     fixture_dir(dir, sizeof dir, fixture);
@@ -112,6 +127,15 @@ static void quant_base_case(const char *fixture, const char *targets, int qtype,
     }
     assert_int_equal(ftc_model_param_bytes(b), expect);
     assert_int_equal(dequantize_into(a, b), expect_quantized);
+    /* the LM head, tied (the token embedding) or not, is packed in Q8_0 whatever the base type (llama.cpp's
+     * output-tensor rule without Q6_K, ftc_quant_type_for_output): no f32 copy */
+    ftc_param *head = lm_head_param(b), *table = token_table(b);
+    assert_non_null(head->data_q);
+    assert_null(head->data);
+    assert_int_equal(head->qtype, FTC_GGML_Q8_0);
+    /* an untied token table is packed in the base's type (llama.cpp's token_embd), as the block linears */
+    assert_non_null(table->data_q);
+    if (table != head) assert_int_equal(table->qtype, ftc_quant_type_for_row(qtype, table->shape[1]));
     printf("  %s %s: %d weights quantized, parameter bytes %lld (f32 %lld)\n", fixture, ftc_quant_name(qtype),
            expect_quantized, (long long)ftc_model_param_bytes(b), (long long)ftc_model_param_bytes(a));
     batches d;
@@ -173,19 +197,59 @@ static void quant_base_case(const char *fixture, const char *targets, int qtype,
     free(la), free(lb);
 }
 
-/* llama_gqa: hidden 32, intermediate 48: every linear but down_proj (I = 48) fits a 32-block: 2 layers x 6 + head */
-static void test_q8_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q8_0, 13); }
-static void test_q4_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "q_proj,v_proj", FTC_GGML_Q4_0, 13); }
+/* llama_gqa: hidden 32, intermediate 48: every linear but down_proj (I = 48) fits a 32-block: 2 layers x 6 + the
+ * untied head (Q8_0) + the untied token table (the base's type) */
+static void test_q8_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q8_0, 14); }
+static void test_q4_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "q_proj,v_proj", FTC_GGML_Q4_0, 14); }
 /* Q4_K's 256 fits none: Q4_1 where 32 does (ftc_quant_type_for_row) */
-static void test_q4_k_falls_back(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q4_K, 13); }
-/* GPT-2's Conv1D weights are transposed on load and on save */
-static void test_q4_1_gpt2_conv1d(void **state) { (void)state; quant_base_case("gpt2", "c_attn,c_proj", FTC_GGML_Q4_1, 8); }
+static void test_q4_k_falls_back(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q4_K, 14); }
+/* GPT-2's Conv1D weights are transposed on load and on save; its LM head is tied to wte: 2 layers x 4 + wte */
+static void test_q4_1_gpt2_conv1d(void **state) { (void)state; quant_base_case("gpt2", "c_attn,c_proj", FTC_GGML_Q4_1, 9); }
+/* A tied LM head (SmolLM2's layout): the embedding table is packed too (Q8_0), the lookup dequantizes its rows and
+ * the head's forward and input gradient run on the packed rows: the logits and a LoRA run equal the dequantized
+ * f32 model's up to f32 summation order (1e-5 relative) */
+static void test_q4_0_llama_tied(void **state) { (void)state; quant_base_case("llama_tied", "q_proj,v_proj", FTC_GGML_Q4_0, 13); }
+static void test_q8_0_llama_tied(void **state) { (void)state; quant_base_case("llama_tied", "all-linear", FTC_GGML_Q8_0, 13); }
 
-/* NF4 (blocks of 64): on the gpt2 fixture only the MLP's c_proj (I = 128) fits: 2 weights */
-static void test_nf4_gpt2(void **state) { (void)state; quant_base_case("gpt2", "c_proj", FTC_QUANT_NF4, 2); }
-/* NF4DQ: the same two weights (each one short group of 256 blocks), and on llama_gqa every linear whose input is
- * a multiple of 64: none there (hidden 32), so gpt2 only */
-static void test_nf4dq_gpt2(void **state) { (void)state; quant_base_case("gpt2", "c_proj", FTC_QUANT_NF4DQ, 2); }
+/* NF4 (blocks of 64): on the gpt2 fixture only the MLP's c_proj (I = 128) fits: 2 weights, + the tied wte in Q8_0 */
+static void test_nf4_gpt2(void **state) { (void)state; quant_base_case("gpt2", "c_proj", FTC_QUANT_NF4, 3); }
+/* NF4DQ: the same two weights (each one short group of 256 blocks) + the tied wte in Q8_0; on llama_gqa no linear's
+ * input is a multiple of 64 (hidden 32), so gpt2 only */
+static void test_nf4dq_gpt2(void **state) { (void)state; quant_base_case("gpt2", "c_proj", FTC_QUANT_NF4DQ, 3); }
+
+/* The embedding lookup from a packed table: the looked-up rows dequantized, bit for bit (with GPT-2's learned
+ * positions added in the same order), against ftc_embedding_forward on the dequantized table. */
+static void test_embedding_rows_exact(void **state) {
+    (void)state;
+    const char *fixtures[] = {"llama_tied", "gpt2", "llama_gqa"};
+    for (int f = 0; f < 3; f++) {
+        char dir[4096];
+        fixture_dir(dir, sizeof dir, fixtures[f]);
+        ftc_model *q;
+        ftc_err e;
+        if (ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, FTC_GGML_Q4_0, &q, &e)) fail_msg("%s", e.msg);
+        ftc_param *t = token_table(q), *wpe = ftc_model_find_param(q, "transformer.wpe.weight");
+        if (!wpe) wpe = ftc_model_find_param(q, "wpe.weight");
+        assert_non_null(t->data_q);
+        int V = (int)t->shape[0], C = (int)t->shape[1];
+        float *deq = malloc((size_t)V * C * sizeof(float));
+        size_t rb = ftc_quant_row_bytes(t->qtype, C);
+        for (int v = 0; v < V; v++) ftc_dequantize_row(t->qtype, (uint8_t *)t->data_q + (size_t)v * rb, deq + (size_t)v * C, C);
+        enum { N = 100 }; /* over 64: the pool splits the rows */
+        int32_t ids[N], pos[N];
+        for (int n = 0; n < N; n++) ids[n] = (int32_t)ftc_rng_below(&rng, (uint64_t)V), pos[n] = n % 8;
+        ids[0] = 0, ids[1] = V - 1;
+        float *a = malloc((size_t)N * C * sizeof(float)), *b = malloc((size_t)N * C * sizeof(float));
+        const float *pe = wpe ? wpe->data : NULL;
+        ftc_embedding_forward(a, ids, pe ? pos : NULL, NULL, deq, pe, NULL, N, C);
+        ftc_embedding_forward_q(b, ids, pe ? pos : NULL, NULL, t->data_q, t->qtype, pe, NULL, N, C);
+        assert_memory_equal(a, b, (size_t)N * C * sizeof(float));
+        /* and the rows are the table's (not zeros, not another row) */
+        if (!pe) assert_memory_equal(b + C, deq + (size_t)(V - 1) * C, (size_t)C * sizeof(float));
+        free(a), free(b), free(deq);
+        ftc_model_free(q);
+    }
+}
 
 /* quantizing an already loaded f32 model gives the same blocks as quantizing on load; unfreezing dequantizes */
 static void test_store_frozen_quant_and_unfreeze(void **state) {
@@ -246,6 +310,9 @@ int main(void) {
         cmocka_unit_test(test_q4_0_llama),
         cmocka_unit_test(test_q4_k_falls_back),
         cmocka_unit_test(test_q4_1_gpt2_conv1d),
+        cmocka_unit_test(test_q4_0_llama_tied),
+        cmocka_unit_test(test_q8_0_llama_tied),
+        cmocka_unit_test(test_embedding_rows_exact),
         cmocka_unit_test(test_nf4_gpt2),
         cmocka_unit_test(test_nf4dq_gpt2),
         cmocka_unit_test(test_store_frozen_quant_and_unfreeze),

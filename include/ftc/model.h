@@ -164,14 +164,16 @@ ftc_status ftc_model_use_quant_weights(ftc_model *m, int qtype, ftc_err *err);
  * them in f32, for PEFT on a frozen base. Embeddings, norms, biases and a classification head stay f32. */
 ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err);
 /* The same with the frozen matmul weights block-quantized (qtype: FTC_GGML_Q8_0, Q4_0, Q4_1 or Q4_K), each
- * quantized from its f32 value as it is read (one tensor in f32 at a time). They are used through the fused
+ * quantized from its f32 value as it is read (one tensor in f32 at a time). A causal LM's LM head is stored in Q8_0
+ * whatever qtype (ftc_quant_type_for_output) and its token table packed too: tied, that same Q8_0 table with no f32
+ * copy; untied, in qtype; lookups dequantize the rows they read. They are used through the fused
  * quantized matmuls (forward and input gradient; no weight gradient) whatever the precision. A weight whose
  * input size fits no block stays f32; Q4_K falls back to Q4_1 where 256 does not divide it (ftc_quant_type_for_row).
  * Making one trainable restores an f32 value (dequantized); merging LoRA into one dequantizes it to f32 first
  * (the merged model is f32 there); save writes such weights dequantized as F32. */
 ftc_status ftc_model_load_quant_base(const char *dir, ftc_task task, int qtype, ftc_model **out, ftc_err *err);
 /* ftc_model_store_frozen_bf16's counterpart for an already loaded model: quantizes every frozen matmul weight
- * (from f32, or from its bf16 bits); the same fallbacks. */
+ * and a causal LM's frozen token table (from f32, or from its bf16 bits); the same types and fallbacks. */
 ftc_status ftc_model_store_frozen_quant(ftc_model *m, int qtype, ftc_err *err);
 /* Bytes of parameter storage (f32 values + bf16 copies), for logs and tests. */
 /* Bytes of the activation/scratch arena ftc_model_reserve planned (forward and backward allocate nothing else). */

@@ -13,6 +13,10 @@
 /* out[n,:] = wte[ids[n],:]  (+ wpe[pos[n],:] if wpe) (+ wtt[types[n],:] if wtt) */
 void ftc_embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                        const float *wpe, const float *wtt, int N, int C);
+/* The same with the token table block-quantized (rows of C values in type qtype, include/ftc/quant.h): only the
+ * looked-up rows are dequantized; equal bit for bit to ftc_embedding_forward on the dequantized table. */
+void ftc_embedding_forward_q(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const void *wte_q,
+                             int qtype, const float *wpe, const float *wtt, int N, int C);
 void ftc_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
                         const int32_t *pos, const int32_t *types, int N, int C);
 

@@ -88,6 +88,12 @@ const char *ftc_quant_name(int type);
 /* The type a row of n values is stored in for a requested type: itself when n is a multiple of its block;
  * for Q4_K (256) otherwise Q4_1 (same 4 bits with a min, block 32) when that fits; else -1 (keep f32). */
 int ftc_quant_type_for_row(int type, int64_t n);
+/* The type the LM head (tied to the token embedding or not) of a base quantized to `type` is stored in, rows of n
+ * values: Q8_0 for every supported type when 32 divides n, else -1 (keep f32). llama.cpp's llama-quantize gives
+ * its output tensor (and a tied token_embd, which is the same tensor) Q8_0 in a Q8_0 file and Q6_K in a Q4_0 /
+ * Q4_1 / Q4_K file, Q6_K falling back to Q8_0 where 256 does not divide the row (SmolLM2's 576: Q8_0 in both);
+ * ftc has no Q6_K, so Q8_0 (8.5 bits a value, against Q6_K's 6.56) is its rule for every base type. */
+int ftc_quant_type_for_output(int type, int64_t n);
 /* Bytes of a weight [O, I] in type (O rows of ftc_quant_row_bytes, plus NF4DQ's tail); 0 if unsupported. */
 size_t ftc_quant_tensor_bytes(int type, int64_t O, int64_t I);
 /* A whole weight [O, I]: every type (NF4DQ only this way), rows as ftc_quantize_row / ftc_dequantize_row do. */

@@ -38,7 +38,7 @@ static void usage(FILE *f) {
             "  --precision P       fp32 (default) or bf16: matmul weights kept in bf16 only (half the memory\n"
             "                      and half the bytes read per token), products in bf16 with f32 sums\n"
             "  --base-dtype Q      keep the matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4, nf4dq), decoded\n"
-            "                      as they are multiplied; a tied LM head stays as it is (it is the embedding)\n"
+            "                      as they are multiplied; the LM head (a tied one is the embedding table) in q8_0\n"
             "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n"
             "\nExamples:\n"
             "  ftc generate stories260K --prompt \"Once upon a time\" --max-tokens 64\n"

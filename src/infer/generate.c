@@ -162,9 +162,7 @@ static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N
 }
 
 static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t *pos, int N) {
-    for (int r = 0; r < N; r++)
-        ftc_embedding_forward(x + (size_t)r * m->C, ids + r, m->learned_pos ? pos + r : NULL, NULL, P(m, m->wte),
-                              m->learned_pos ? P(m, m->wpe) : NULL, NULL, 1, m->C);
+    for (int r = 0; r < N; r++) ftc_model_embed_forward(m, x + (size_t)r * m->C, ids + r, m->learned_pos ? pos + r : NULL, NULL, 1);
 }
 
 /* act = activation(up) (or silu(gate) * up), row by row */

@@ -118,6 +118,14 @@ static inline float *G(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i]
 void ftc_model_quantize_rows(int qtype, const float *src, void *dst, int64_t O, int64_t I);
 bool ftc_model_is_matmul_weight(const ftc_model *m, int i); /* block linear W, LM head (tied: wte), pooler */
 bool ftc_model_bf16_storable(const ftc_model *m, int i);    /* matmul weight that is not also an embedding */
+bool ftc_model_quant_storable(const ftc_model *m, int i);   /* the same, or a causal LM's token table (tied or not) */
+/* The type weight i of a base quantized to qtype is stored in: the LM head (tied: the token table)
+ * ftc_quant_type_for_output's, the others (an untied token table too) ftc_quant_type_for_row's; -1: stays f32 */
+int ftc_model_quant_type_of(const ftc_model *m, int i, int qtype);
+/* The token (+ position, + type) embeddings of N tokens into out [N, C]: from the f32 table, or the looked-up
+ * rows of a quantized one dequantized (a tied LM head of a quantized base); pos/types NULL: none */
+void ftc_model_embed_forward(ftc_model *m, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types,
+                             int N);
 void ftc_model_refresh_bf16(ftc_model *m);                 /* brings stale bf16 copies up to date */
 ftc_status ftc_model_inflate_f32(ftc_model *m, int i, ftc_err *err); /* bf16-only param -> f32 value again */
 /* y = x W^T + b and its backward for param w (bias b, -1 = none), in bf16 when the precision or the weight's

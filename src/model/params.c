@@ -526,10 +526,10 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int
         }
         s = declare_params(m, pooler, cls_labels, cls_bias, err);
         for (int i = 0; !s && bf16_base && i < m->n_params; i++) /* no f32 storage for these */
-            if (ftc_model_bf16_storable(m, i)) {
+            if (qtype >= 0 ? ftc_model_quant_storable(m, i) : ftc_model_bf16_storable(m, i)) {
                 ftc_param *p = &m->params[i];
                 p->trainable = false; /* frozen until ftc_model_set_trainable restores an f32 value */
-                int qt = qtype >= 0 ? ftc_quant_type_for_row(qtype, p->numel / p->shape[0]) : -1;
+                int qt = qtype >= 0 ? ftc_model_quant_type_of(m, i, qtype) : -1;
                 if (qt >= 0) { /* quantized */
                     p->qtype = qt;
                     if (posix_memalign(&p->data_q, 64, ftc_quant_tensor_bytes(qt, p->shape[0], p->numel / p->shape[0]))) {

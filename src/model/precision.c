@@ -26,9 +26,37 @@ bool ftc_model_is_matmul_weight(const ftc_model *m, int i) {
     return false;
 }
 
-/* A tied LM head is also the embedding table, which lookups read in f32: it keeps its f32 value. */
+/* A tied LM head is also the embedding table, which lookups read in f32: it keeps its f32 value in bf16 storage. */
 bool ftc_model_bf16_storable(const ftc_model *m, int i) {
     return ftc_model_is_matmul_weight(m, i) && i != m->wte && i != m->wpe && i != m->wtt;
+}
+
+/* A quantized base also packs a causal LM's token table, tied to the LM head or not (the embedding lookup
+ * dequantizes the rows it reads, ftc_model_embed_forward): on SmolLM2 the tied head is half the bytes of a decoded
+ * token, on llama-1b the untied table a fifth of a q4_0 base's memory. Encoders' and classify models' tables and
+ * position tables stay f32. */
+bool ftc_model_quant_storable(const ftc_model *m, int i) {
+    return ftc_model_bf16_storable(m, i) || (i >= 0 && i == m->wte && m->lm_head >= 0);
+}
+
+/* llama-quantize's rule: the output tensor (a tied token_embd is the same tensor) ftc_quant_type_for_output's type,
+ * an untied token_embd the file's type, as the block linears. NF4DQ's scales span rows, and the embedding lookup
+ * dequantizes single rows: an untied token table of an nf4dq base takes NF4 (the same 4-bit codes, each block's
+ * absmax in f32). */
+int ftc_model_quant_type_of(const ftc_model *m, int i, int qtype) {
+    const ftc_param *p = &m->params[i];
+    int64_t I = p->numel / p->shape[0];
+    if (i == m->lm_head) return ftc_quant_type_for_output(qtype, I);
+    if (i == m->wte && qtype == FTC_QUANT_NF4DQ) qtype = FTC_QUANT_NF4;
+    return ftc_quant_type_for_row(qtype, I);
+}
+
+void ftc_model_embed_forward(ftc_model *m, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types,
+                             int N) {
+    const ftc_param *p = &m->params[m->wte];
+    const float *wpe = pos ? P(m, m->wpe) : NULL, *wtt = types ? P(m, m->wtt) : NULL;
+    if (p->data_q) ftc_embedding_forward_q(out, ids, pos, types, p->data_q, p->qtype, wpe, wtt, N, m->C);
+    else ftc_embedding_forward(out, ids, pos, types, P(m, m->wte), wpe, wtt, N, m->C);
 }
 
 static uint16_t *alloc_bf16(int64_t n) {
@@ -143,10 +171,11 @@ ftc_status ftc_model_use_quant_weights(ftc_model *m, int qtype, ftc_err *err) {
 
 /* Quantizes frozen weight i from its f32 value or bf16 bits into data_q; false (nothing changed) when its
  * input size does not fit the block. */
-static ftc_status quantize_param(ftc_param *p, int qtype, bool *done, ftc_err *err) {
+static ftc_status quantize_param(ftc_model *m, int i, int qtype, bool *done, ftc_err *err) {
+    ftc_param *p = &m->params[i];
     int64_t O = p->shape[0], I = p->numel / O;
     *done = false;
-    qtype = ftc_quant_type_for_row(qtype, I);
+    qtype = ftc_model_quant_type_of(m, i, qtype);
     if (qtype < 0) return FTC_OK;
     size_t bytes = ftc_quant_tensor_bytes(qtype, O, I);
     void *q = NULL;
@@ -176,9 +205,9 @@ ftc_status ftc_model_store_frozen_quant(ftc_model *m, int qtype, ftc_err *err) {
     bool changed = false;
     for (int i = 0; i < m->n_params; i++) {
         ftc_param *p = &m->params[i];
-        if (p->trainable || p->data_q || !ftc_model_bf16_storable(m, i)) continue;
+        if (p->trainable || p->data_q || !ftc_model_quant_storable(m, i)) continue;
         bool done;
-        ftc_status s = quantize_param(p, qtype, &done, err);
+        ftc_status s = quantize_param(m, i, qtype, &done, err);
         if (s) return s;
         if (!done) continue; /* no block fits its rows: stays as it is */
         p->data = NULL;

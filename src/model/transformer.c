@@ -352,8 +352,7 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
         m->types[n] = batch->type_ids ? batch->type_ids[n] : 0;
         m->mask[n] = batch->mask ? (batch->mask[n] != 0) : 1;
     }
-    ftc_embedding_forward(m->emb_sum, m->ids, m->learned_pos ? m->pos : NULL, m->wtt >= 0 ? m->types : NULL, P(m, m->wte),
-                      P(m, m->wpe), P(m, m->wtt), N, C);
+    ftc_model_embed_forward(m, m->emb_sum, m->ids, m->learned_pos ? m->pos : NULL, m->wtt >= 0 ? m->types : NULL, N);
     const float *x = m->emb_sum;
     if (m->emb_n_w >= 0) {
         ftc_layernorm_forward(m->emb_n, m->emb_mean, m->emb_rstd, x, P(m, m->emb_n_w), P(m, m->emb_n_b), N, C,

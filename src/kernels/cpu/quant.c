@@ -45,6 +45,10 @@ int ftc_quant_type_for_row(int type, int64_t n) {
     if (type == FTC_GGML_Q4_K && ftc_quant_row_bytes(FTC_GGML_Q4_1, n)) return FTC_GGML_Q4_1;
     return -1;
 }
+int ftc_quant_type_for_output(int type, int64_t n) {
+    if (!ftc_quant_supported(type)) return -1;
+    return ftc_quant_row_bytes(FTC_GGML_Q8_0, n) ? FTC_GGML_Q8_0 : -1;
+}
 static const struct { const char *name; int type; } NAMES[] = {
     {"q8_0", FTC_GGML_Q8_0}, {"q4_0", FTC_GGML_Q4_0}, {"q4_1", FTC_GGML_Q4_1}, {"q4_k", FTC_GGML_Q4_K}, {"nf4", FTC_QUANT_NF4},
     {"nf4dq", FTC_QUANT_NF4DQ}};
