@@ -83,17 +83,20 @@ INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
     /* s[r][t] = a_r . w[t] for MR rows of A (a + r * lda) and NR rows of W (MR, NR constants after inlining):    \
      * MR x NR accumulators, each W vector loaded once for the MR rows, each A vector once for the NR rows. Every   \
      * accumulator adds K's 8-value blocks in order, as _dots1's, so a row of C has the same bits in any tile.     \
-     * pf: the offset of the next block of W (0: no prefetch), for the tile that reads these rows from memory.     */ \
+     * pf: the offset of the next block of W; the tile prefetches lines pgi, pgi + png, ... of its rows there      \
+     * (png: the tiles that share the slice, so that the next block's reads spread over all of them). */            \
     INLINE AVX2_FN void NAME##_tile(const int MR, const int NR, const float *a, int lda, const T *const *w, int K,     \
-                                    float s[4][4], size_t pf) {                                                       \
+                                    float s[4][4], size_t pf, int pgi, int png) {                                     \
         __m256 c[4][4];                                                                                               \
         _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++)                                                          \
             _Pragma("GCC unroll 4") for (int t = 0; t < NR; t++) c[r][t] = _mm256_setzero_ps();                     \
-        int k = 0;                                                                                                    \
+        int k = 0, lc = pgi;                                                                                          \
         for (; k + 8 <= K; k += 8) {                                                                                  \
-            if (pf && (k * (int)sizeof(T)) % 64 == 0)                                                                 \
+            if ((k * (int)sizeof(T)) % 64 == 0 && lc-- == 0) {                                                        \
                 _Pragma("GCC unroll 4") for (int t = 0; t < NR; t++)                                                  \
                     _mm_prefetch((const char *)(w[t] + k + pf), _MM_HINT_T0);                                          \
+                lc = png - 1;                                                                                         \
+            }                                                                                                         \
             __m256 wv[4];                                                                                             \
             _Pragma("GCC unroll 4") for (int t = 0; t < NR; t++) wv[t] = LD(w[t], k);                                \
             _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++) {                                                    \
@@ -119,18 +122,18 @@ INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
     }                                                                                                                 \
     /* Rows MR (1..4) of A from a, against rows h..h + nr of the block w (nr = 1..NR): the tile's shapes */           \
     INLINE AVX2_FN void NAME##_tiles(int MR, int nr, const float *a, int lda, const T *const *w, int K,                \
-                                     float s[4][4], size_t pf) {                                                      \
+                                     float s[4][4], size_t pf, int pgi, int png) {                                    \
         switch (MR * 8 + nr) {                                                                                        \
-        case 2 * 8 + 1: NAME##_tile(2, 1, a, lda, w, K, s, pf); break;                                                \
-        case 2 * 8 + 2: NAME##_tile(2, 2, a, lda, w, K, s, pf); break;                                                \
-        case 2 * 8 + 3: NAME##_tile(2, 3, a, lda, w, K, s, pf); break;                                                \
-        case 2 * 8 + 4: NAME##_tile(2, 4, a, lda, w, K, s, pf); break;                                                \
-        case 3 * 8 + 1: NAME##_tile(3, 1, a, lda, w, K, s, pf); break;                                                \
-        case 3 * 8 + 2: NAME##_tile(3, 2, a, lda, w, K, s, pf); break;                                                \
-        case 3 * 8 + 3: NAME##_tile(3, 3, a, lda, w, K, s, pf); break;                                                \
-        case 4 * 8 + 1: NAME##_tile(4, 1, a, lda, w, K, s, pf); break;                                                \
-        case 4 * 8 + 2: NAME##_tile(4, 2, a, lda, w, K, s, pf); break;                                                \
-        default: NAME##_tile(4, 3, a, lda, w, K, s, pf); break;                                                       \
+        case 2 * 8 + 1: NAME##_tile(2, 1, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 2 * 8 + 2: NAME##_tile(2, 2, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 2 * 8 + 3: NAME##_tile(2, 3, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 2 * 8 + 4: NAME##_tile(2, 4, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 3 * 8 + 1: NAME##_tile(3, 1, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 3 * 8 + 2: NAME##_tile(3, 2, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 3 * 8 + 3: NAME##_tile(3, 3, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 4 * 8 + 1: NAME##_tile(4, 1, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 4 * 8 + 2: NAME##_tile(4, 2, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        default: NAME##_tile(4, 3, a, lda, w, K, s, pf, pgi, png); break;                                                       \
         }                                                                                                             \
     }                                                                                                                 \
     /* Blocks of eight rows of W (four at the end). One row of A takes a block all eight rows at once (_dots1:     \
@@ -147,12 +150,13 @@ INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
             for (int t = 0; t < 8; t++) w[t] = W + (size_t)(j + (t < jn ? t : 0)) * ldw;                              \
             int mg = M - (M % 4 == 1); /* rows in groups of 4 (then 2 or 3); an odd one left goes to _dots1 */       \
             int sw = mg <= 2 ? 4 : 3;  /* the slice of W rows a tile takes */                                         \
+            int ng = (mg + 3) / 4;     /* groups of rows of A: they share the prefetch of the slice's next rows */      \
             for (int h = 0; h < jn && mg > 0; h += sw) {                                                              \
                 int nt = imin(sw, jn - h);                                                                            \
                 for (int i = 0; i < mg;) {                                                                            \
                     int mr = imin(4, mg - i);                                                                         \
                     float s[4][4];                                                                                    \
-                    NAME##_tiles(mr, nt, A + (size_t)i * lda, lda, w + h, K, s, i == 0 ? 8 * (size_t)ldw : 0);        \
+                    NAME##_tiles(mr, nt, A + (size_t)i * lda, lda, w + h, K, s, 8 * (size_t)ldw, i / 4, ng);          \
                     for (int r = 0; r < mr; r++) store_row(C + (size_t)(i + r) * ldc + j + h, nt, s[r], alpha, beta); \
                     i += mr;                                                                                          \
                 }                                                                                                     \

@@ -80,6 +80,8 @@ VM_FORCE_INLINE void values(const int GN, float *oi, const float *pi, size_t ps,
             for (int c = 0; c < CW / 8; c++) acc[h][c] = (vm_v8){0};
         for (int j = 0; j < nvis; j++) {
             const float *vj = vb + (size_t)j * ks + d0;
+            if (j + KV_AHEAD < nvis) /* from L2, or memory where the scores' prefetch was evicted */
+                for (int c = 0; c < CW; c += 16) __builtin_prefetch(vj + (size_t)KV_AHEAD * ks + c);
             vm_v8 v[4];
 #pragma GCC unroll 4
             for (int c = 0; c < CW / 8; c++) memcpy(&v[c], vj + 8 * c, sizeof v[c]);
@@ -114,7 +116,8 @@ VM_FORCE_INLINE void decode_rows_body(int NG, int GN, float *ob, float *att, con
     const size_t ps = (size_t)Tn * Tk;
     for (int i = 0; i < Tn; i++) {
         const int nvis = start + i + 1; /* keys 0..start+i */
-        scores(NG, GN, att, qb, kb, vb, i, Tn, Tk, qs, ks, D, nvis, scale);
+        if (NG * GN == 1) scores(1, 1, att, qb, kb, vb, i, Tn, Tk, qs, ks, D, nvis, scale); /* one head: its max in a register */
+        else scores(NG, GN, att, qb, kb, vb, i, Tn, Tk, qs, ks, D, nvis, scale);
         for (int g = 0; g < NG; g++)
             for (int u = 0; u < GN;) { /* 4 heads at a time, then what is left */
                 int n = GN - u < 4 ? GN - u : 4, h = g * GN + u;
