@@ -4,11 +4,11 @@
  *
  * Skinny products for decoding (issue 24): C[M, N] = alpha * A[M, K] W[N, K]^T + beta * C with few rows, W read
  * along K as nn.Linear stores it. Memory-bound: each weight is read once and meets M multiply-adds. W is
- * streamed as stored in blocks of 8 rows (sequential streams the hardware prefetcher follows; the one-row kernel
- * also prefetches the next block). Pairs of rows of A take a block 4 rows at a time (8 accumulators, two rows of A
- * share each W load), the last row of an odd M all 8 rows at once (8 accumulators, one vector of A); every row of C
- * adds K's 8-value blocks in order and is reduced by the same tree, so it has the same bits either way. More rows
- * of A re-read the block from L1/L2, not from memory.
+ * streamed as stored in blocks of 8 rows (sequential streams the hardware prefetcher follows; each kernel also
+ * prefetches the next block). One row of A takes a block all 8 rows at once (8 accumulators, one vector of A);
+ * more rows go in groups of 4 (then 3 or 2) through register tiles of up to 4 x 3 accumulators over slices of the
+ * block, each slice through every group while it is in L1. Every row of C adds K's 8-value blocks in order and
+ * is reduced by the same tree, so it has the same bits whichever tile computed it, and alone.
  * bf16: W stored bf16, widened to f32 in registers (a zero-extend and a shift: bf16 is the upper half of an
  * f32); A is given as f32 values already rounded to bf16, so every product is exact in f32, as vdpbf16ps's.
  *
@@ -51,8 +51,8 @@ INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
  * through zero-padded copies, so no load reads past a row. */
 #define SKINNY_KERNELS(NAME, T, LD)                                                                                   \
     /* s[t] = a . w[t] for one row of A and R = 4 or 8 rows of W (R a constant after inlining): one accumulator \
-     * per row of W, the 8-value blocks of K added in order, as _dots2 does for each of its rows, so a row of C   \
-     * has the same bits whether its row of A went alone or in a pair. Eight rows of W are eight memory streams  \
+     * per row of W, the 8-value blocks of K added in order, as _tile does for each of its rows, so a row of C    \
+     * has the same bits whether its row of A went alone or in a tile. Eight rows of W are eight memory streams  \
      * in flight at once: about 12% more GB/s per core than four (Zen 3, decoding's shapes). Each line of the     \
      * next block of 8 rows is prefetched as the same place of this block is read (ldw: W's row stride): one      \
      * Zen 3 thread of SmolLM2 decode went from 44-47 to 36-40 ms CPU per token in f32, 38-39 to 30-32 in bf16     \
