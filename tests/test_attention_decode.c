@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ftc/base.h"
+#include "ftc/matmul.h"
 #include "ftc/ops.h"
 
 static void fill(float *x, size_t n, ftc_rng *r) {
@@ -110,12 +111,64 @@ static void test_detects_wrong_keys(void **state) {
     assert_true(e > 1e-4);
 }
 
+
+/* Batched decoding (ftc_attention_decode_seqs_forward): a batch of S >= 4 sequences takes a sequence per job (all
+ * its heads over its cached rows in one pass), fewer a key/value head's group of query heads or one head per job.
+ * Every grouping computes each head with the same operations in the same order, so each sequence's output and
+ * probabilities have the same bits in a batch of 6, of 2 and alone; also on the portable copy ("generic") against
+ * the vector one. Lengths differ per sequence, D = 64 (the value loop's 16/32-channel blocks) and D = 40 (a tail
+ * of 8 channels), GQA groups of 1 to 6 query heads (the value loop takes 4 heads at a time, then the rest). */
+static void test_seqs_same_bits_any_grouping(void **state) {
+    (void)state;
+    static const int shapes[][3] = {{9, 3, 64}, {12, 2, 40}, {8, 8, 64}, {5, 1, 24}, {16, 4, 64}};
+    const char *paths[] = {"auto", "generic"};
+    for (int si = 0; si < 5; si++) {
+        const int H = shapes[si][0], Hkv = shapes[si][1], D = shapes[si][2], S = 6, T = 70;
+        ftc_rng r;
+        ftc_rng_seed(&r, (uint64_t)(100 + si));
+        size_t qs = (size_t)H * D, ks = (size_t)Hkv * D;
+        float *q = malloc(sizeof(float) * S * qs), *kv = malloc(sizeof(float) * 2 * S * T * ks);
+        float *ref = malloc(sizeof(float) * S * qs), *got = malloc(sizeof(float) * S * qs);
+        float *aref = malloc(sizeof(float) * S * H * T), *agot = malloc(sizeof(float) * S * H * T);
+        assert_true(q && kv && ref && got && aref && agot);
+        fill(q, (size_t)S * qs, &r), fill(kv, 2 * (size_t)S * T * ks, &r);
+        const float *kc[6], *vc[6];
+        float *ar[6], *ag[6];
+        int len[6];
+        for (int s = 0; s < S; s++) {
+            kc[s] = kv + (size_t)s * T * ks, vc[s] = kv + ((size_t)S + s) * T * ks;
+            ar[s] = aref + (size_t)s * H * T, ag[s] = agot + (size_t)s * H * T;
+            len[s] = T - 9 * s; /* 70, 61, ..., 25 */
+        }
+        for (int p = 0; p < 2; p++) {
+            assert_true(ftc_matmul_set_backend(paths[p]));
+            for (int s = 0; s < S; s++) /* each alone: a head per job (a group per job where Hkv >= 8) */
+                ftc_attention_decode_seqs_forward(ref + s * qs, &ar[s], q + s * qs, &kc[s], &vc[s], &len[s], 1, H,
+                                                  Hkv, D);
+            if (p == 1) { /* the portable copy gave the same bits as the vector one (got holds its batch of 6) */
+                assert_memory_equal(ref, got, sizeof(float) * S * qs);
+                for (int s = 0; s < S; s++) assert_memory_equal(ar[s], ag[s], sizeof(float) * H * len[s]);
+            }
+            for (int n = 6; n >= 2; n -= 4) { /* a batch of 6: a sequence per job; of 2: a group per job */
+                memset(got, 0xff, sizeof(float) * S * qs);
+                ftc_attention_decode_seqs_forward(got, ag, q, kc, vc, len, n, H, Hkv, D);
+                assert_memory_equal(ref, got, sizeof(float) * n * qs);
+                for (int s = 0; s < n; s++) assert_memory_equal(ar[s], ag[s], sizeof(float) * H * len[s]);
+            }
+            ftc_attention_decode_seqs_forward(got, ag, q, kc, vc, len, S, H, Hkv, D); /* for the next path */
+        }
+        ftc_matmul_set_backend("auto");
+        free(q), free(kv), free(ref), free(got), free(aref), free(agot);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_tokens_gqa),
         cmocka_unit_test(test_prefill_then_steps),
         cmocka_unit_test(test_parallel_sizes),
         cmocka_unit_test(test_detects_wrong_keys),
+        cmocka_unit_test(test_seqs_same_bits_any_grouping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,11 +4,11 @@
  *
  * Skinny products for decoding (issue 24): C[M, N] = alpha * A[M, K] W[N, K]^T + beta * C with few rows, W read
  * along K as nn.Linear stores it. Memory-bound: each weight is read once and meets M multiply-adds. W is
- * streamed as stored in blocks of 8 rows (sequential streams the hardware prefetcher follows; the one-row kernel
- * also prefetches the next block). Pairs of rows of A take a block 4 rows at a time (8 accumulators, two rows of A
- * share each W load), the last row of an odd M all 8 rows at once (8 accumulators, one vector of A); every row of C
- * adds K's 8-value blocks in order and is reduced by the same tree, so it has the same bits either way. More rows
- * of A re-read the block from L1/L2, not from memory.
+ * streamed as stored in blocks of 8 rows (sequential streams the hardware prefetcher follows; each kernel also
+ * prefetches the next block). One row of A takes a block all 8 rows at once (8 accumulators, one vector of A);
+ * more rows go in groups of 4 (then 3 or 2) through register tiles of up to 4 x 3 accumulators over slices of the
+ * block, each slice through every group while it is in L1. Every row of C adds K's 8-value blocks in order and
+ * is reduced by the same tree, so it has the same bits whichever tile computed it, and alone.
  * bf16: W stored bf16, widened to f32 in registers (a zero-extend and a shift: bf16 is the upper half of an
  * f32); A is given as f32 values already rounded to bf16, so every product is exact in f32, as vdpbf16ps's.
  *
@@ -51,8 +51,8 @@ INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
  * through zero-padded copies, so no load reads past a row. */
 #define SKINNY_KERNELS(NAME, T, LD)                                                                                   \
     /* s[t] = a . w[t] for one row of A and R = 4 or 8 rows of W (R a constant after inlining): one accumulator \
-     * per row of W, the 8-value blocks of K added in order, as _dots2 does for each of its rows, so a row of C   \
-     * has the same bits whether its row of A went alone or in a pair. Eight rows of W are eight memory streams  \
+     * per row of W, the 8-value blocks of K added in order, as _tile does for each of its rows, so a row of C    \
+     * has the same bits whether its row of A went alone or in a tile. Eight rows of W are eight memory streams  \
      * in flight at once: about 12% more GB/s per core than four (Zen 3, decoding's shapes). Each line of the     \
      * next block of 8 rows is prefetched as the same place of this block is read (ldw: W's row stride): one      \
      * Zen 3 thread of SmolLM2 decode went from 44-47 to 36-40 ms CPU per token in f32, 38-39 to 30-32 in bf16     \
@@ -80,60 +80,92 @@ INLINE AVX2_FN __m256 ld_bf16(const uint16_t *w, int k) {
         _mm_storeu_ps(s, hsum4(c[0], c[1], c[2], c[3]));                                                              \
         if (R == 8) _mm_storeu_ps(s + 4, hsum4(c[4], c[5], c[6], c[7]));                                             \
     }                                                                                                                 \
-    /* s[r][t] = a_r . w[t] for two rows of A (a, a + lda) */                                                         \
-    INLINE AVX2_FN void NAME##_dots2(const float *a, int lda, const T *const w[4], int K, float s[2][4],             \
-                                     size_t pf) {                                                                     \
-        __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;              \
-        const float *b = a + lda;                                                                                     \
-        for (int k = 0; k < K; k += 8) {                                                                              \
-            int n = imin(8, K - k);                                                                                   \
-            T pad[4][8];                                                                                              \
-            const T *wk[4];                                                                                           \
-            __m256 a0, a1;                                                                                            \
-            if (pf && (k * (int)sizeof(T)) % 64 == 0) /* the first pair: the next block's line, as _dots1 */        \
-                for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(w[t] + k + pf), _MM_HINT_T0);                   \
-            if (n == 8) {                                                                                             \
-                for (int t = 0; t < 4; t++) wk[t] = w[t] + k;                                                         \
-                a0 = _mm256_loadu_ps(a + k), a1 = _mm256_loadu_ps(b + k);                                             \
-            } else {                                                                                                  \
-                memset(pad, 0, sizeof pad);                                                                           \
-                for (int t = 0; t < 4; t++) memcpy(pad[t], w[t] + k, sizeof(T) * (size_t)n), wk[t] = pad[t];          \
-                a0 = _mm256_maskload_ps(a + k, tail_mask(n)), a1 = _mm256_maskload_ps(b + k, tail_mask(n));           \
+    /* s[r][t] = a_r . w[t] for MR rows of A (a + r * lda) and NR rows of W (MR, NR constants after inlining):    \
+     * MR x NR accumulators, each W vector loaded once for the MR rows, each A vector once for the NR rows. Every   \
+     * accumulator adds K's 8-value blocks in order, as _dots1's, so a row of C has the same bits in any tile.     \
+     * pf: the offset of the next block of W; the tile prefetches lines pgi, pgi + png, ... of its rows there      \
+     * (png: the tiles that share the slice, so that the next block's reads spread over all of them). */            \
+    INLINE AVX2_FN void NAME##_tile(const int MR, const int NR, const float *a, int lda, const T *const *w, int K,     \
+                                    float s[4][4], size_t pf, int pgi, int png) {                                     \
+        __m256 c[4][4];                                                                                               \
+        _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++)                                                          \
+            _Pragma("GCC unroll 4") for (int t = 0; t < NR; t++) c[r][t] = _mm256_setzero_ps();                     \
+        int k = 0, lc = pgi;                                                                                          \
+        for (; k + 8 <= K; k += 8) {                                                                                  \
+            if ((k * (int)sizeof(T)) % 64 == 0 && lc-- == 0) {                                                        \
+                _Pragma("GCC unroll 4") for (int t = 0; t < NR; t++)                                                  \
+                    _mm_prefetch((const char *)(w[t] + k + pf), _MM_HINT_T0);                                          \
+                lc = png - 1;                                                                                         \
             }                                                                                                         \
-            __m256 w0 = LD(wk[0], 0), w1 = LD(wk[1], 0), w2 = LD(wk[2], 0), w3 = LD(wk[3], 0);                        \
-            c0 = _mm256_fmadd_ps(a0, w0, c0);                                                                         \
-            c1 = _mm256_fmadd_ps(a0, w1, c1);                                                                         \
-            c2 = _mm256_fmadd_ps(a0, w2, c2);                                                                         \
-            c3 = _mm256_fmadd_ps(a0, w3, c3);                                                                         \
-            d0 = _mm256_fmadd_ps(a1, w0, d0);                                                                         \
-            d1 = _mm256_fmadd_ps(a1, w1, d1);                                                                         \
-            d2 = _mm256_fmadd_ps(a1, w2, d2);                                                                         \
-            d3 = _mm256_fmadd_ps(a1, w3, d3);                                                                         \
+            __m256 wv[4];                                                                                             \
+            _Pragma("GCC unroll 4") for (int t = 0; t < NR; t++) wv[t] = LD(w[t], k);                                \
+            _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++) {                                                    \
+                __m256 av = _mm256_loadu_ps(a + (size_t)r * lda + k);                                                 \
+                _Pragma("GCC unroll 4") for (int t = 0; t < NR; t++) c[r][t] = _mm256_fmadd_ps(av, wv[t], c[r][t]); \
+            }                                                                                                         \
         }                                                                                                             \
-        _mm_storeu_ps(s[0], hsum4(c0, c1, c2, c3));                                                                   \
-        _mm_storeu_ps(s[1], hsum4(d0, d1, d2, d3));                                                                   \
+        if (k < K) {                                                                                                  \
+            int n = K - k;                                                                                            \
+            T pad[4][8];                                                                                              \
+            memset(pad, 0, sizeof pad);                                                                               \
+            for (int t = 0; t < NR; t++) memcpy(pad[t], w[t] + k, sizeof(T) * (size_t)n);                              \
+            __m256 wv[4];                                                                                             \
+            _Pragma("GCC unroll 4") for (int t = 0; t < NR; t++) wv[t] = LD(pad[t], 0);                              \
+            _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++) {                                                    \
+                __m256 av = _mm256_maskload_ps(a + (size_t)r * lda + k, tail_mask(n));                                \
+                _Pragma("GCC unroll 4") for (int t = 0; t < NR; t++) c[r][t] = _mm256_fmadd_ps(av, wv[t], c[r][t]); \
+            }                                                                                                         \
+        }                                                                                                             \
+        const __m256 z = _mm256_setzero_ps();                                                                         \
+        _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++)                                                          \
+            _mm_storeu_ps(s[r], hsum4(c[r][0], NR > 1 ? c[r][1] : z, NR > 2 ? c[r][2] : z, NR > 3 ? c[r][3] : z));    \
     }                                                                                                                 \
-    /* Blocks of eight rows of W (four at the end): pairs of rows of A take them four rows at a time, the last   \
-     * row of an odd M all eight at once; the block stays in L1/L2 between them. */                                  \
+    /* Rows MR (1..4) of A from a, against rows h..h + nr of the block w (nr = 1..NR): the tile's shapes */           \
+    INLINE AVX2_FN void NAME##_tiles(int MR, int nr, const float *a, int lda, const T *const *w, int K,                \
+                                     float s[4][4], size_t pf, int pgi, int png) {                                    \
+        switch (MR * 8 + nr) {                                                                                        \
+        case 2 * 8 + 1: NAME##_tile(2, 1, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 2 * 8 + 2: NAME##_tile(2, 2, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 2 * 8 + 3: NAME##_tile(2, 3, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 2 * 8 + 4: NAME##_tile(2, 4, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 3 * 8 + 1: NAME##_tile(3, 1, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 3 * 8 + 2: NAME##_tile(3, 2, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 3 * 8 + 3: NAME##_tile(3, 3, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 4 * 8 + 1: NAME##_tile(4, 1, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        case 4 * 8 + 2: NAME##_tile(4, 2, a, lda, w, K, s, pf, pgi, png); break;                                                \
+        default: NAME##_tile(4, 3, a, lda, w, K, s, pf, pgi, png); break;                                                       \
+        }                                                                                                             \
+    }                                                                                                                 \
+    /* Blocks of eight rows of W (four at the end). One row of A takes a block all eight rows at once (_dots1:     \
+     * decoding's one sequence, or the last row of M = 4q + 1). More rows go in groups of 4 (then 3 or 2), and     \
+     * a group takes the block in tiles of 3 rows of W (4 x 3 = 12 accumulators, the most that fit with the 3 W    \
+     * vectors and one of A in 16 ymm registers; 4 for groups of 2): 7 loads for 12 FMAs instead of 6 for 8. Each   \
+     * slice of 3 rows of W goes through every group of A before the next slice, so it is read from memory once    \
+     * and from L1 after (18 KB at K = 1536); the first group prefetches the next block's same rows. */              \
     static AVX2_FN void NAME(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const T *W, int ldw,  \
                              float beta, float *C, int ldc) {                                                         \
         for (int j = n0; j < n1;) {                                                                                   \
             int jn = imin(n1 - j >= 8 ? 8 : 4, n1 - j);                                                               \
             const T *w[8]; /* rows past the end repeat row j (computed, not stored) */                                \
             for (int t = 0; t < 8; t++) w[t] = W + (size_t)(j + (t < jn ? t : 0)) * ldw;                              \
-            int i = 0;                                                                                                \
-            for (; i + 2 <= M; i += 2)                                                                                \
-                for (int h = 0; h < jn; h += 4) {                                                                     \
-                    float s[2][4];                                                                                    \
-                    NAME##_dots2(A + (size_t)i * lda, lda, w + h, K, s, i == 0 ? 8 * (size_t)ldw : 0);               \
-                    store_row(C + (size_t)i * ldc + j + h, imin(4, jn - h), s[0], alpha, beta);                       \
-                    store_row(C + (size_t)(i + 1) * ldc + j + h, imin(4, jn - h), s[1], alpha, beta);                 \
+            int mg = M - (M % 4 == 1); /* rows in groups of 4 (then 2 or 3); an odd one left goes to _dots1 */       \
+            int sw = mg <= 2 ? 4 : 3;  /* the slice of W rows a tile takes */                                         \
+            int ng = (mg + 3) / 4;     /* groups of rows of A: they share the prefetch of the slice's next rows */      \
+            for (int h = 0; h < jn && mg > 0; h += sw) {                                                              \
+                int nt = imin(sw, jn - h);                                                                            \
+                for (int i = 0; i < mg;) {                                                                            \
+                    int mr = imin(4, mg - i);                                                                         \
+                    float s[4][4];                                                                                    \
+                    NAME##_tiles(mr, nt, A + (size_t)i * lda, lda, w + h, K, s, 8 * (size_t)ldw, i / 4, ng);          \
+                    for (int r = 0; r < mr; r++) store_row(C + (size_t)(i + r) * ldc + j + h, nt, s[r], alpha, beta); \
+                    i += mr;                                                                                          \
                 }                                                                                                     \
-            if (i < M) {                                                                                              \
+            }                                                                                                         \
+            if (mg < M) {                                                                                             \
                 float s[8];                                                                                           \
-                if (jn == 8) NAME##_dots1(8, A + (size_t)i * lda, w, K, s, (size_t)ldw);                                           \
-                else NAME##_dots1(4, A + (size_t)i * lda, w, K, s, (size_t)ldw);                                                   \
-                store_row(C + (size_t)i * ldc + j, jn, s, alpha, beta);                                               \
+                if (jn == 8) NAME##_dots1(8, A + (size_t)mg * lda, w, K, s, (size_t)ldw);                             \
+                else NAME##_dots1(4, A + (size_t)mg * lda, w, K, s, (size_t)ldw);                                     \
+                store_row(C + (size_t)mg * ldc + j, jn, s, alpha, beta);                                              \
             }                                                                                                         \
             j += jn;                                                                                                  \
         }                                                                                                             \

@@ -13,66 +13,134 @@
 #include <math.h>
 #include <string.h>
 
+typedef float vm_v8 __attribute__((vector_size(32))); /* 8 floats: the AVX2 copy's ymm, two SSE or eight scalars */
+
 /* At least this many queries (a prompt chunk) compute their scores and outputs with ftc_matmul, as
  * ftc_attention_forward does; fewer (decoding) with the dot-product loop. Inside ftc_parallel_for the matmuls
  * run on the calling thread alone (the pool is busy with this very job). */
 enum { GEMM_QUERIES = 8 };
 
-/* A decode step reads the key and value rows of its head from memory (a token's pass over the weights evicts the
- * cache from L3): the score loop prefetches the K and V rows this many keys ahead, so the value loop finds them in
- * L1/L2. Without it attention was 10-15% of a SmolLM2 decode step at 256-512 positions, stalled on those loads. */
-enum { KV_AHEAD = 8 };
+/* A decode step reads the key and value rows from memory (a token's pass over the weights evicts the cache from
+ * L3): the score loop prefetches the K rows this many keys ahead into L1 and the V rows into L2, where the value
+ * loop finds them. Without it attention was 10-15% of a SmolLM2 decode step at 256-512 positions, stalled on
+ * those loads. */
+enum { KV_AHEAD = 16 };
 
-/* Decoding's queries one at a time: dot-product scores, softmax, weighted sum of the values. Compiled plain and
- * for AVX-512 (vmath.h; same operations in the same order, so both give the same bits). */
-VM_FORCE_INLINE void decode_rows_body(float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn,
-                                      int Tk, size_t qs, size_t ks, int D, int start, float scale) {
-    for (int i = 0; i < Tn; i++) {
-        const int nvis = start + i + 1; /* keys 0..start+i */
-        float *p = att + (size_t)i * Tk;
-        const float *qi = qb + (size_t)i * qs;
-        float mx = -INFINITY;
-        for (int j = 0; j < nvis; j++) {
-            if (j + KV_AHEAD < nvis) { /* the cache rows were evicted by the weights since the last token */
-                const float *kn = kb + (size_t)(j + KV_AHEAD) * ks, *vn = vb + (size_t)(j + KV_AHEAD) * ks;
-                for (int d = 0; d < D; d += 16) __builtin_prefetch(kn + d), __builtin_prefetch(vn + d);
-            }
-            p[j] = ops_dot8(qi, kb + (size_t)j * ks, D) * scale;
-            if (p[j] > mx) mx = p[j];
+/* The most query heads one job takes (a sequence's heads in a batch; else a group's or one) */
+enum { MAX_JOB_HEADS = 64 };
+
+/* Scores and softmax of query i for NG x GN heads: NG consecutive key/value heads (from kb), GN query heads each
+ * (grouped-query attention; head h = g * GN + u uses key head g); head h's query at qb + h * D, probabilities
+ * at att + h * Tn * Tk + i * Tk. A key row's slice of the NG heads is read once, in order, for all of them. */
+VM_FORCE_INLINE void scores(int NG, int GN, float *att, const float *qb, const float *kb, const float *vb, int i,
+                            int Tn, int Tk, size_t qs, size_t ks, int D, int nvis, float scale) {
+    const int NH = NG * GN, span = NG * D; /* floats of a cached row the heads read */
+    float mx[MAX_JOB_HEADS];
+    for (int h = 0; h < NH; h++) mx[h] = -INFINITY;
+    const float *qi = qb + (size_t)i * qs;
+    float *pi = att + (size_t)i * Tk;
+    const size_t ps = (size_t)Tn * Tk;
+    for (int j = 0; j < nvis; j++) {
+        if (j + KV_AHEAD < nvis) { /* the cache rows were evicted by the weights since the last token */
+            const float *kn = kb + (size_t)(j + KV_AHEAD) * ks, *vn = vb + (size_t)(j + KV_AHEAD) * ks;
+            for (int d = 0; d < span; d += 16) __builtin_prefetch(kn + d, 0, 3), __builtin_prefetch(vn + d, 0, 2);
         }
+        for (int g = 0; g < NG; g++) {
+            const float *kj = kb + (size_t)j * ks + (size_t)g * D;
+            for (int u = 0; u < GN; u++) {
+                int h = g * GN + u;
+                float *p = pi + (size_t)h * ps;
+                p[j] = ops_dot8(qi + (size_t)h * D, kj, D) * scale;
+                if (p[j] > mx[h]) mx[h] = p[j];
+            }
+        }
+    }
+    for (int h = 0; h < NH; h++) {
+        float *p = pi + (size_t)h * ps;
         /* sum >= 1: the max contributes exp(0) */
-        float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis));
+        float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx[h], nvis));
         for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
-        float *oi = ob + (size_t)i * qs;
         for (int j = 0; j < nvis; j++) p[j] *= inv;
-        /* oi = sum_j p[j] v_j, j in order, 32 channels at a time in registers (the row of oi kept in memory was
-         * a store-to-load chain per key and most of the time of a decode step's attention) */
-        int d0 = 0;
-        for (; d0 + 32 <= D; d0 += 32) {
-            float acc[32] = {0};
-            for (int j = 0; j < nvis; j++) {
-                if (p[j] == 0.0f) continue;
-                const float pj = p[j], *vj = vb + (size_t)j * ks + d0;
-#pragma GCC unroll 32
-                for (int u = 0; u < 32; u++) acc[u] += pj * vj[u];
+    }
+}
+
+/* o_h = sum_j p_h[j] v_j for GN (1..4) query heads sharing the value rows at vb: j in order, CW channels of every
+ * head at a time in registers (a row of o kept in memory was a store-to-load chain per key and most of the time
+ * of a decode step's attention), each value vector loaded once for the GN heads. GCC's vector type: each lane's
+ * multiply and add is the scalar one (no contraction in C11 mode), so every copy gives the scalar loop's bits. */
+VM_FORCE_INLINE void values(const int GN, float *oi, const float *pi, size_t ps, const float *vb, size_t ks, int D,
+                            int nvis) {
+    const int CW = GN >= 4 ? 16 : 32; /* GN x CW / 8 accumulators <= 12 ymm */
+    int d0 = 0;
+    for (; d0 + CW <= D; d0 += CW) {
+        vm_v8 acc[4][4];
+#pragma GCC unroll 4
+        for (int h = 0; h < GN; h++)
+#pragma GCC unroll 4
+            for (int c = 0; c < CW / 8; c++) acc[h][c] = (vm_v8){0};
+        for (int j = 0; j < nvis; j++) {
+            const float *vj = vb + (size_t)j * ks + d0;
+            if (j + KV_AHEAD < nvis) /* from L2, or memory where the scores' prefetch was evicted */
+                for (int c = 0; c < CW; c += 16) __builtin_prefetch(vj + (size_t)KV_AHEAD * ks + c);
+            vm_v8 v[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < CW / 8; c++) memcpy(&v[c], vj + 8 * c, sizeof v[c]);
+#pragma GCC unroll 4
+            for (int h = 0; h < GN; h++) {
+                const float pj = pi[(size_t)h * ps + j];
+                if (pj == 0.0f) continue;
+#pragma GCC unroll 4
+                for (int c = 0; c < CW / 8; c++) acc[h][c] += pj * v[c];
             }
-            memcpy(oi + d0, acc, sizeof acc);
         }
-        for (; d0 < D; d0++) {
+        for (int h = 0; h < GN; h++) memcpy(oi + (size_t)h * D + d0, acc[h], sizeof(float) * (size_t)CW);
+    }
+    for (; d0 < D; d0++)
+        for (int h = 0; h < GN; h++) {
+            const float *p = pi + (size_t)h * ps;
             float acc = 0.0f;
             for (int j = 0; j < nvis; j++)
                 if (p[j] != 0.0f) acc += p[j] * vb[(size_t)j * ks + d0];
-            oi[d0] = acc;
+            oi[(size_t)h * D + d0] = acc;
         }
+}
+
+/* Decoding's queries one at a time for NG x GN heads (see scores; NG * GN <= MAX_JOB_HEADS): head h's output at
+ * ob + h * D. Every head's arithmetic is the one-head loop's in the same order (its dot products, its max, its
+ * softmax, its sums over the keys in order, channel by channel), so how heads are grouped into a job changes no
+ * bit: one sequence decodes the same alone (a head per job) as in a batch (a sequence per job). Compiled plain
+ * and per vector ISA (vmath.h; same operations in the same order, so every copy gives the same bits). */
+VM_FORCE_INLINE void decode_rows_body(int NG, int GN, float *ob, float *att, const float *qb, const float *kb,
+                                      const float *vb, int Tn, int Tk, size_t qs, size_t ks, int D, int start,
+                                      float scale) {
+    const size_t ps = (size_t)Tn * Tk;
+    for (int i = 0; i < Tn; i++) {
+        const int nvis = start + i + 1; /* keys 0..start+i */
+        if (NG * GN == 1) scores(1, 1, att, qb, kb, vb, i, Tn, Tk, qs, ks, D, nvis, scale); /* one head: its max in a register */
+        else scores(NG, GN, att, qb, kb, vb, i, Tn, Tk, qs, ks, D, nvis, scale);
+        for (int g = 0; g < NG; g++)
+            for (int u = 0; u < GN;) { /* 4 heads at a time, then what is left */
+                int n = GN - u < 4 ? GN - u : 4, h = g * GN + u;
+                float *oi = ob + (size_t)i * qs + (size_t)h * D;
+                const float *pi = att + (size_t)h * ps + (size_t)i * Tk, *vg = vb + (size_t)g * D;
+                switch (n) {
+                case 1: values(1, oi, pi, ps, vg, ks, D, nvis); break;
+                case 2: values(2, oi, pi, ps, vg, ks, D, nvis); break;
+                case 3: values(3, oi, pi, ps, vg, ks, D, nvis); break;
+                default: values(4, oi, pi, ps, vg, ks, D, nvis); break;
+                }
+                u += n;
+            }
     }
 }
-VM_THREE_PATHS(decode_rows, (float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn, int Tk,
-                           size_t qs, size_t ks, int D, int start, float scale),
-             (ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale))
+VM_THREE_PATHS(decode_rows, (int NG, int GN, float *ob, float *att, const float *qb, const float *kb, const float *vb,
+                           int Tn, int Tk, size_t qs, size_t ks, int D, int start, float scale),
+             (NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale))
 
-/* One head of one sequence: Tn queries (stride qs) over Tk cached keys/values (stride ks); att: Tn x Tk. */
-static void head(float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn, int Tk, size_t qs,
-                 size_t ks, int D) {
+/* NG x GN heads of one sequence (see scores; prompt chunks: one head): Tn queries (stride qs) over Tk cached
+ * keys/values (stride ks); att: NG x GN x Tn x Tk. */
+static void heads(int NG, int GN, float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn,
+                  int Tk, size_t qs, size_t ks, int D) {
     const int start = Tk - Tn; /* absolute position of the first new query */
     const float scale = 1.0f / sqrtf((float)D);
     if (Tn >= GEMM_QUERIES) { /* a prompt chunk: scores and output as two products (on this thread: see above) */
@@ -89,7 +157,7 @@ static void head(float *ob, float *att, const float *qb, const float *kb, const 
         return;
     }
     (ftc_vm_use_avx512() ? decode_rows_avx512 : ftc_vm_use_avx2() ? decode_rows_avx2 : decode_rows_generic)(
-        ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+        NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
 }
 
 typedef struct {
@@ -98,44 +166,67 @@ typedef struct {
     float *const *atts;
     const float *const *ks, *const *vs;
     const int *lens;
-    int Tn, Tk, Tcap, H, Hkv, D;
+    int Tn, Tk, Tcap, H, Hkv, D, JH; /* JH: query heads per job (all H, a group's H / Hkv, or 1) */
 } job;
 
-static void run_one(void *ctx, int t) { /* t = b * H + h */
+/* Query heads per job. S sequences of new queries (decoding; not prompt chunks, which take the GEMM path one
+ * head at a time): a batch (S >= 4) takes a sequence per job, so each sequence's cached rows are read once, in
+ * order, for all its heads; fewer sequences a key/value head's group of query heads per job when that leaves at
+ * least 8 jobs for the pool, else one head per job. The outputs have the same bits either way (decode_rows_body). */
+static int heads_per_job(int S, int Tn, int H, int Hkv) {
+    if (Tn >= GEMM_QUERIES || Hkv <= 0 || H % Hkv) return 1;
+    if (S >= 4 && H <= MAX_JOB_HEADS) return H;
+    return (long)S * Hkv >= 8 && H / Hkv <= MAX_JOB_HEADS ? H / Hkv : 1;
+}
+
+/* Job t's sequence b and first head h, its key/value heads (NG of them, from g) and query heads per key head (GN) */
+static void job_heads(const job *j, int t, int *b, int *h, int *g, int *NG, int *GN) {
+    const int per = j->H / j->JH, G = j->H / j->Hkv; /* query heads per key/value head */
+    *b = t / per, *h = t % per * j->JH, *g = *h / G;
+    if (j->JH >= G) *NG = j->JH / G, *GN = G;
+    else *NG = 1, *GN = j->JH;
+}
+
+static void run_one(void *ctx, int t) {
     const job *j = ctx;
-    const int b = t / j->H, h = t % j->H, g = h / (j->H / j->Hkv);
+    int b, h, g, NG, GN;
+    job_heads(j, t, &b, &h, &g, &NG, &GN);
     const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
-    head(j->out + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->att + ((size_t)b * j->H + h) * j->Tn * j->Tk,
-         j->q + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->k + (size_t)b * j->Tcap * ks + (size_t)g * j->D,
-         j->v + (size_t)b * j->Tcap * ks + (size_t)g * j->D, j->Tn, j->Tk, qs, ks, j->D);
+    heads(NG, GN, j->out + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->att + ((size_t)b * j->H + h) * j->Tn * j->Tk,
+          j->q + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->k + (size_t)b * j->Tcap * ks + (size_t)g * j->D,
+          j->v + (size_t)b * j->Tcap * ks + (size_t)g * j->D, j->Tn, j->Tk, qs, ks, j->D);
 }
 
 void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
                               int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
-    job j = {out, att, q, k_cache, v_cache, NULL, NULL, NULL, NULL, Tn, Tk, Tcap, H, Hkv, D};
+    job j = {out, att, q, k_cache, v_cache, NULL, NULL, NULL, NULL, Tn, Tk, Tcap, H, Hkv, D, heads_per_job(B, Tn, H, Hkv)};
+    int n = B * (H / j.JH);
     if ((long)B * H * Tn * Tk * D > 65536) {
-        ftc_parallel_for(B * H, run_one, &j);
+        ftc_parallel_for(n, run_one, &j);
         return;
     }
-    for (int t = 0; t < B * H; t++) run_one(&j, t);
+    for (int t = 0; t < n; t++) run_one(&j, t);
 }
 
-static void run_seq(void *ctx, int t) { /* t = s * H + h: one new query of sequence s */
+static void run_seq(void *ctx, int t) { /* sequence s's new query */
     const job *j = ctx;
-    const int s = t / j->H, h = t % j->H, g = h / (j->H / j->Hkv);
+    int s, h, g, NG, GN;
+    job_heads(j, t, &s, &h, &g, &NG, &GN);
     const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
-    head(j->out + (size_t)s * qs + (size_t)h * j->D, j->atts[s] + (size_t)h * j->lens[s], j->q + (size_t)s * qs + (size_t)h * j->D,
-         j->ks[s] + (size_t)g * j->D, j->vs[s] + (size_t)g * j->D, 1, j->lens[s], qs, ks, j->D);
+    heads(NG, GN, j->out + (size_t)s * qs + (size_t)h * j->D, j->atts[s] + (size_t)h * j->lens[s],
+          j->q + (size_t)s * qs + (size_t)h * j->D, j->ks[s] + (size_t)g * j->D, j->vs[s] + (size_t)g * j->D, 1,
+          j->lens[s], qs, ks, j->D);
 }
 
 void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
                                        const float *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
-    job j = {out, NULL, q, NULL, NULL, att, k_cache, v_cache, len, 1, 0, 0, H, Hkv, D};
+    job j = {out, NULL, q, NULL, NULL, att, k_cache, v_cache, len, 1, 0, 0, H, Hkv, D, heads_per_job(S, 1, H, Hkv)};
     long work = 0;
     for (int s = 0; s < S; s++) work += (long)H * len[s] * D;
+    int n = S * (H / j.JH);
     if (work > 65536) {
-        ftc_parallel_for(S * H, run_seq, &j);
+        ftc_parallel_for(n, run_seq, &j);
         return;
     }
-    for (int t = 0; t < S * H; t++) run_seq(&j, t);
+    for (int t = 0; t < n; t++) run_seq(&j, t);
 }
