@@ -14,6 +14,7 @@
 #include "ftc/matmul.h"
 #include "ftc/quant.h"
 #include "ftc/safetensors.h"
+#include "ftc/threads.h"
 #include "../src/kernels/cpu/quant_internal.h"
 
 static const int TYPES[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4};
@@ -169,7 +170,8 @@ static void test_qmatmul_matches_dequantized(void **state) {
     (void)state;
     const char *backends[] = {"generic", "avx512", "avx2"};
     /* N <= 16: the decoding path (panels of whole rows on the matmul threads); {3, 512, 400}: 7 panels;
-     * N = 1 on avx2: the fused matrix-vector kernel (Q8_0/Q4_0/Q4_1), {1, 768, 133}: 3 chunks, 4-row tail of 1 */
+     * on avx2, f32 Q8_0/Q4_0/Q4_1: the fused kernels instead (N = 1 matrix-vector, {1, 768, 133}: 3 chunks, 4-row
+     * tail of 1; N = 2..16 test_qmatmul_rows_fused) */
     const struct { int N, I, O; } shapes[] = {{1, 256, 3}, {7, 1280, 70}, {70, 768, 130}, {33, 512, 64}, {3, 512, 400},
                                               {1, 768, 133}};
     const double tol = 1e-5;
@@ -240,6 +242,67 @@ static void test_qmatmul_matches_dequantized(void **state) {
                 free(Xr), free(dYr), free(W), free(Wd), free(X), free(Y), free(dY), free(dX), free(ref), free(mag), free(Wq);
             }
     }
+    ftc_matmul_set_backend("auto");
+}
+
+/* Decoding's fused kernels on AVX2 (Q8_0/Q4_0/Q4_1, f32): every batch of 1..16 rows of X against the dequantized
+ * weight (1e-5 relative, as above), and each row of a batch bit-identical to the same row alone (a sequence decodes
+ * the same in a batch as alone), over K = I with tails of the 8-wide tiles (32, 96, 608 = 19 blocks), O with a
+ * 4-row tail, 1 and 2 threads, beta 0 over NaN and beta 1. Skipped where the CPU runs no AVX2 path. */
+static void test_qmatmul_rows_fused(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_backend("avx2") || !ftc_qmatvec_avx2_ok()) {
+        print_message("avx2 + f16c unavailable on this CPU: skipped\n");
+        ftc_matmul_set_backend("auto");
+        return;
+    }
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1};
+    const struct { int I, O; } shapes[] = {{32, 5}, {96, 37}, {608, 70}};
+    const int threads0 = ftc_threads();
+    for (int th = 1; th <= 2; th++) {
+        ftc_threads_set(th);
+        for (int t = 0; t < 3; t++)
+            for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+                int type = types[t], I = shapes[s].I, O = shapes[s].O, NM = 16;
+                float *W = malloc(sizeof(float) * (size_t)O * I), *Wd = malloc(sizeof(float) * (size_t)O * I);
+                float *X = malloc(sizeof(float) * (size_t)NM * I), *Y = malloc(sizeof(float) * (size_t)NM * O);
+                float *Y1 = malloc(sizeof(float) * (size_t)O);
+                double *ref = malloc(sizeof(double) * (size_t)NM * O), *mag = malloc(sizeof(double) * (size_t)NM * O);
+                uint8_t *Wq = malloc(ftc_quant_tensor_bytes(type, O, I));
+                for (size_t i = 0; i < (size_t)O * I; i++) W[i] = 0.05f * randn();
+                for (size_t i = 0; i < (size_t)NM * I; i++) X[i] = randn();
+                ftc_quantize_tensor(type, W, Wq, O, I);
+                ftc_dequantize_tensor(type, Wq, Wd, O, I);
+                for (int n = 0; n < NM; n++)
+                    for (int o = 0; o < O; o++) {
+                        double a = 0, m = 0;
+                        for (int k = 0; k < I; k++) {
+                            a += (double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k];
+                            m += fabs((double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k]);
+                        }
+                        ref[(size_t)n * O + o] = a, mag[(size_t)n * O + o] = m;
+                    }
+                for (int N = 1; N <= NM; N++) {
+                    char what[128];
+                    snprintf(what, sizeof what, "fused %s N=%d I=%d O=%d threads %d", ftc_quant_name(type), N, I, O, th);
+                    for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = NAN;
+                    ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 0.0f, false);
+                    check_close(Y, ref, mag, (size_t)N * O, 1e-5, what);
+                    for (int n = 0; n < N; n++) { /* the same bits as the row alone */
+                        for (int o = 0; o < O; o++) Y1[o] = NAN;
+                        ftc_qmatmul_forward(Y1, X + (size_t)n * I, Wq, type, 1, I, O, 0.0f, false);
+                        if (memcmp(Y1, Y + (size_t)n * O, sizeof(float) * (size_t)O))
+                            fail_msg("%s: row %d differs from the row alone", what, n);
+                    }
+                    ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 1.0f, false); /* beta 1: twice the product */
+                    for (size_t i = 0; i < (size_t)N * O; i++) ref[i] *= 2, mag[i] *= 2;
+                    check_close(Y, ref, mag, (size_t)N * O, 1e-5, what);
+                    for (size_t i = 0; i < (size_t)N * O; i++) ref[i] /= 2, mag[i] /= 2;
+                }
+                free(W), free(Wd), free(X), free(Y), free(Y1), free(ref), free(mag), free(Wq);
+            }
+    }
+    ftc_threads_set(threads0);
     ftc_matmul_set_backend("auto");
 }
 
@@ -411,6 +474,7 @@ int main(void) {
         cmocka_unit_test(test_nf4dq_matches_bitsandbytes),
         cmocka_unit_test(test_decoders_agree),
         cmocka_unit_test(test_qmatmul_matches_dequantized),
+        cmocka_unit_test(test_qmatmul_rows_fused),
         cmocka_unit_test(test_roundtrip_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -77,23 +77,25 @@ static void skinny_panel(void *ctx, int p) {
     panel_mm(j->bf16, true, j->N, no, j->I, j->X, j->I, P, P16, j->I, j->beta, j->Y + o0, j->O, no * j->I);
 }
 
-/* One row of X, f32, on an AVX2 CPU: the fused matrix-vector kernel (qmatmul_avx2.c), rows of W in chunks of at
- * most MATVEC_ROWS on the matmul threads, at least 4 chunks per thread (SmolLM2's 192-row K and V projections were
- * 3 chunks of 64 rows for 2 threads: one thread did two thirds). */
+/* At most SKINNY_N rows of X, f32, on an AVX2 CPU: the fused kernels (qmatmul_avx2.c; one row: matrix-vector,
+ * 2..16: each decoded block used for up to 8 rows of X), rows of W in chunks of at most MATVEC_ROWS on the matmul
+ * threads, at least 4 chunks per thread (SmolLM2's 192-row K and V projections were 3 chunks of 64 rows for 2
+ * threads: one thread did two thirds). */
 enum { MATVEC_ROWS = 64 };
 typedef struct {
     float *y;
     const float *x, *xsum;
     const void *W;
     size_t row_bytes;
-    int type, I, O, rows;
+    int type, N, I, O, rows;
     float beta;
 } matvec_job;
 
 static void matvec_chunk(void *ctx, int c) {
     const matvec_job *j = ctx;
     int o0 = c * j->rows, o1 = o0 + j->rows < j->O ? o0 + j->rows : j->O;
-    ftc_qmatvec_avx2(j->type, j->y, j->x, j->xsum, j->W, j->row_bytes, j->I, o0, o1, j->beta);
+    if (j->N == 1) ftc_qmatvec_avx2(j->type, j->y, j->x, j->xsum, j->W, j->row_bytes, j->I, o0, o1, j->beta);
+    else ftc_qmatrows_avx2(j->type, j->y, j->x, j->xsum, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
 }
 
 static void forward_panel(void *ctx, int p) {
@@ -127,13 +129,14 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
         return;
     }
     panel_job j = make_job(Y, X, W, type, N, I, O, beta, bf16);
-    if (N == 1 && !bf16 && I <= PANEL && ftc_vm_isa() == 1 && ftc_qmatvec_avx2_ok() &&
+    if (N <= SKINNY_N && !bf16 && I <= PANEL && ftc_vm_isa() == 1 && ftc_qmatvec_avx2_ok() &&
         (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1)) {
-        float xsum[PANEL / 32];
-        if (type == FTC_GGML_Q4_1) ftc_qmatvec_xsum_avx2(X, I, xsum);
+        float xsum[SKINNY_N * (PANEL / 32)]; /* Q4_1's block sums of each row of X (64 KB of stack, as a panel) */
+        if (type == FTC_GGML_Q4_1)
+            for (int n = 0; n < N; n++) ftc_qmatvec_xsum_avx2(X + (size_t)n * I, I, xsum + (size_t)n * (I / 32));
         int per = 4 * ftc_threads(), rows = ((O + per - 1) / per + 3) & ~3; /* whole 4-row blocks */
         if (rows > MATVEC_ROWS) rows = MATVEC_ROWS;
-        matvec_job mj = {Y, X, xsum, W, j.row_bytes, type, I, O, rows, beta};
+        matvec_job mj = {Y, X, xsum, W, j.row_bytes, type, N, I, O, rows, beta};
         ftc_parallel_for((O + rows - 1) / rows, matvec_chunk, &mj);
         return;
     }

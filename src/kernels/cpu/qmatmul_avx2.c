@@ -97,6 +97,102 @@ AVX2_FN void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *x
     }
 }
 
+/* Several rows of X (batched decoding, 2..16 sequences): each block of a W row is widened to f32 in registers once
+ * and multiplied with up to QROWS_C rows of X there (their 32 values loaded from L1/L2 as memory operands), so a
+ * batch pays the decode once per weight, as the f32 4x3 tiles of matmul_avx2.c pay each load of W once per tile.
+ * Per (W row, X row) the arithmetic is the one-row kernel's, in the same order (s, t, d (s + t) into acc, hsum,
+ * + m sum x), so a sequence in a batch gets the same bits as alone. Registers: 4 values + d + C accumulators + the
+ * s/t temporaries: C = 8 fits AVX2's 16; more rows of X take a second pass over the (cached) W row. */
+enum { QROWS_C = 8 };
+INLINE AVX2_FN void qrows_tile(int type, const int C, float *Y, int ldy, const float *X, int ldx, const float *xsum,
+                               int nb, const uint8_t *w, size_t row_bytes, size_t bbytes, float beta) {
+    __m256 acc[QROWS_C];
+    float macc[QROWS_C];
+    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps(), macc[c] = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        _mm_prefetch((const char *)(w + 4 * row_bytes) + bbytes * b, _MM_HINT_T0); /* as the one-row kernel */
+        __m256 v[4];
+        float d, m = 0.0f;
+        if (type == FTC_GGML_Q8_0) {
+            const ftc_block_q8_0 *blk = (const ftc_block_q8_0 *)w + b;
+            q8_vals(blk->qs, v);
+            d = half(blk->d);
+        } else if (type == FTC_GGML_Q4_0) {
+            const ftc_block_q4_0 *blk = (const ftc_block_q4_0 *)w + b;
+            q4_vals(blk->qs, true, v);
+            d = half(blk->d);
+        } else {
+            const ftc_block_q4_1 *blk = (const ftc_block_q4_1 *)w + b;
+            q4_vals(blk->qs, false, v);
+            d = half(blk->d);
+            m = half(blk->m);
+        }
+        const __m256 vd = _mm256_set1_ps(d);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const float *xb = X + (size_t)c * ldx + 32 * b;
+            __m256 s = _mm256_mul_ps(v[0], _mm256_loadu_ps(xb));
+            __m256 t = _mm256_mul_ps(v[1], _mm256_loadu_ps(xb + 8));
+            s = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(xb + 16), s);
+            t = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(xb + 24), t);
+            acc[c] = _mm256_fmadd_ps(vd, _mm256_add_ps(s, t), acc[c]);
+            if (type == FTC_GGML_Q4_1) macc[c] += m * xsum[(size_t)c * nb + b];
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        float r = hsum(acc[c]) + macc[c];
+        float *y = Y + (size_t)c * ldy;
+        *y = beta == 0.0f ? r : r + beta * *y;
+    }
+}
+
+/* one instance per type and tile height, so the loops above unroll with C and the type known */
+#define QROWS_TYPE(T)                                                                                                  \
+    switch (C) {                                                                                                     \
+    case 1: qrows_tile(T, 1, Y, ldy, X, ldx, xsum, nb, w, row_bytes, bbytes, beta); break;                            \
+    case 2: qrows_tile(T, 2, Y, ldy, X, ldx, xsum, nb, w, row_bytes, bbytes, beta); break;                            \
+    case 3: qrows_tile(T, 3, Y, ldy, X, ldx, xsum, nb, w, row_bytes, bbytes, beta); break;                            \
+    case 4: qrows_tile(T, 4, Y, ldy, X, ldx, xsum, nb, w, row_bytes, bbytes, beta); break;                            \
+    case 5: qrows_tile(T, 5, Y, ldy, X, ldx, xsum, nb, w, row_bytes, bbytes, beta); break;                            \
+    case 6: qrows_tile(T, 6, Y, ldy, X, ldx, xsum, nb, w, row_bytes, bbytes, beta); break;                            \
+    case 7: qrows_tile(T, 7, Y, ldy, X, ldx, xsum, nb, w, row_bytes, bbytes, beta); break;                            \
+    default: qrows_tile(T, 8, Y, ldy, X, ldx, xsum, nb, w, row_bytes, bbytes, beta); break;                           \
+    }
+static AVX2_FN void qrows_q8_0(int C, float *Y, int ldy, const float *X, int ldx, const float *xsum, int nb,
+                               const uint8_t *w, size_t row_bytes, size_t bbytes, float beta) {
+    QROWS_TYPE(FTC_GGML_Q8_0)
+}
+static AVX2_FN void qrows_q4_0(int C, float *Y, int ldy, const float *X, int ldx, const float *xsum, int nb,
+                               const uint8_t *w, size_t row_bytes, size_t bbytes, float beta) {
+    QROWS_TYPE(FTC_GGML_Q4_0)
+}
+static AVX2_FN void qrows_q4_1(int C, float *Y, int ldy, const float *X, int ldx, const float *xsum, int nb,
+                               const uint8_t *w, size_t row_bytes, size_t bbytes, float beta) {
+    QROWS_TYPE(FTC_GGML_Q4_1)
+}
+
+/* Rows [o0, o1) of W times the N rows of X [N, I] into Y [N, O] columns o0..o1 (Y = v, or v + beta Y); xsum [N, I/32]
+ * (Q4_1). X rows in even chunks of at most QROWS_C. */
+AVX2_FN void ftc_qmatrows_avx2(int type, float *Y, const float *X, const float *xsum, int N, const void *W,
+                               size_t row_bytes, int I, int O, int o0, int o1, float beta) {
+    const int nb = I / 32;
+    const size_t bbytes = type == FTC_GGML_Q8_0   ? sizeof(ftc_block_q8_0)
+                          : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0)
+                                                  : sizeof(ftc_block_q4_1);
+    const int chunks = (N + QROWS_C - 1) / QROWS_C, per = (N + chunks - 1) / chunks;
+    for (int o = o0; o < o1; o++) {
+        const uint8_t *w = (const uint8_t *)W + (size_t)o * row_bytes;
+        for (int n = 0; n < N; n += per) {
+            int C = N - n < per ? N - n : per;
+            float *Yn = Y + (size_t)n * O + o;
+            const float *Xn = X + (size_t)n * I, *xs = xsum + (size_t)n * nb;
+            if (type == FTC_GGML_Q8_0) qrows_q8_0(C, Yn, O, Xn, I, xs, nb, w, row_bytes, bbytes, beta);
+            else if (type == FTC_GGML_Q4_0) qrows_q4_0(C, Yn, O, Xn, I, xs, nb, w, row_bytes, bbytes, beta);
+            else qrows_q4_1(C, Yn, O, Xn, I, xs, nb, w, row_bytes, bbytes, beta);
+        }
+    }
+}
+
 bool ftc_qmatvec_avx2_ok(void) {
     static int ok = -1; /* GCC 12's __builtin_cpu_supports does not know f16c: CPUID leaf 1, ECX bit 29 */
     if (ok < 0) {

@@ -18,6 +18,10 @@ ftc_nf4dq_decode_fn ftc_nf4dq_decoder(int isa);
  * y[o] = W[o] . x (or + beta y[o]) for o in [o0, o1); I a multiple of 32; xsum: per-block sums of x (Q4_1) */
 void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *xsum, const void *W, size_t row_bytes, int I,
                       int o0, int o1, float beta);
+/* The same for N rows of X [N, I] (2..16, batched decoding) into Y [N, O], columns [o0, o1); xsum [N, I/32] (Q4_1);
+ * each row's values have the bits ftc_qmatvec_avx2 gives it alone */
+void ftc_qmatrows_avx2(int type, float *Y, const float *X, const float *xsum, int N, const void *W, size_t row_bytes,
+                       int I, int O, int o0, int o1, float beta);
 void ftc_qmatvec_xsum_avx2(const float *x, int I, float *xsum);
 /* The CPU has F16C, which ftc_qmatvec_avx2 also needs (every AVX2 CPU so far has it) */
 bool ftc_qmatvec_avx2_ok(void);
