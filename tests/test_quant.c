@@ -245,10 +245,12 @@ static void test_qmatmul_matches_dequantized(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
-/* Decoding's fused kernels on AVX2 (Q8_0/Q4_0/Q4_1, f32): every batch of 1..16 rows of X against the dequantized
- * weight (1e-5 relative, as above), and each row of a batch bit-identical to the same row alone (a sequence decodes
- * the same in a batch as alone), over K = I with tails of the 8-wide tiles (32, 96, 608 = 19 blocks), O with a
- * 4-row tail, 1 and 2 threads, beta 0 over NaN and beta 1. Skipped where the CPU runs no AVX2 path. */
+/* Decoding's fused kernels on AVX2 (Q8_0/Q4_0/Q4_1, f32): every batch of 1..16 rows of X through
+ * ftc_qmatmul_forward (fused up to 8 rows, panels past that) against the dequantized weight (1e-5 relative, as
+ * above); the multi-row kernel itself for 1..16 rows (two passes past 8), each row bit-identical to the one-row
+ * kernel on that row (a sequence decodes the same in a batch as alone); K = I with tails of the 8-wide tiles (32,
+ * 96, 608 = 19 blocks), O with a 4-row tail, 1 and 2 threads, beta 0 over NaN and beta 1. Skipped where the CPU
+ * runs no AVX2 path. */
 static void test_qmatmul_rows_fused(void **state) {
     (void)state;
     if (!ftc_matmul_set_backend("avx2") || !ftc_qmatvec_avx2_ok()) {
@@ -288,12 +290,24 @@ static void test_qmatmul_rows_fused(void **state) {
                     for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = NAN;
                     ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 0.0f, false);
                     check_close(Y, ref, mag, (size_t)N * O, 1e-5, what);
-                    for (int n = 0; n < N; n++) { /* the same bits as the row alone */
+                    /* the kernel on all N rows: the bits of the one-row kernel (and of N = 1 above) on each */
+                    float *xsum = malloc(sizeof(float) * (size_t)N * (I / 32));
+                    for (int n = 0; n < N; n++) ftc_qmatvec_xsum_avx2(X + (size_t)n * I, I, xsum + (size_t)n * (I / 32));
+                    for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = NAN;
+                    size_t rb = ftc_quant_row_bytes(type, I);
+                    ftc_qmatrows_avx2(type, Y, X, xsum, N, Wq, rb, I, O, 0, 3, 0.0f); /* two calls: [0, 3), [3, O) */
+                    ftc_qmatrows_avx2(type, Y, X, xsum, N, Wq, rb, I, O, 3, O, 0.0f);
+                    for (int n = 0; n < N; n++) {
                         for (int o = 0; o < O; o++) Y1[o] = NAN;
-                        ftc_qmatmul_forward(Y1, X + (size_t)n * I, Wq, type, 1, I, O, 0.0f, false);
+                        ftc_qmatvec_avx2(type, Y1, X + (size_t)n * I, xsum + (size_t)n * (I / 32), Wq, rb, I, 0, O, 0.0f);
                         if (memcmp(Y1, Y + (size_t)n * O, sizeof(float) * (size_t)O))
                             fail_msg("%s: row %d differs from the row alone", what, n);
+                        ftc_qmatmul_forward(Y1, X + (size_t)n * I, Wq, type, 1, I, O, 0.0f, false);
+                        if (memcmp(Y1, Y + (size_t)n * O, sizeof(float) * (size_t)O))
+                            fail_msg("%s: row %d differs from ftc_qmatmul_forward on it alone", what, n);
                     }
+                    free(xsum);
+                    ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 0.0f, false);
                     ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 1.0f, false); /* beta 1: twice the product */
                     for (size_t i = 0; i < (size_t)N * O; i++) ref[i] *= 2, mag[i] *= 2;
                     check_close(Y, ref, mag, (size_t)N * O, 1e-5, what);

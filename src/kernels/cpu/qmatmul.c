@@ -77,11 +77,13 @@ static void skinny_panel(void *ctx, int p) {
     panel_mm(j->bf16, true, j->N, no, j->I, j->X, j->I, P, P16, j->I, j->beta, j->Y + o0, j->O, no * j->I);
 }
 
-/* At most SKINNY_N rows of X, f32, on an AVX2 CPU: the fused kernels (qmatmul_avx2.c; one row: matrix-vector,
- * 2..16: each decoded block used for up to 8 rows of X), rows of W in chunks of at most MATVEC_ROWS on the matmul
+/* At most FUSED_N rows of X, f32, on an AVX2 CPU: the fused kernels (qmatmul_avx2.c; one row: matrix-vector,
+ * 2..8: each decoded block used for every row of X), rows of W in chunks of at most MATVEC_ROWS on the matmul
  * threads, at least 4 chunks per thread (SmolLM2's 192-row K and V projections were 3 chunks of 64 rows for 2
- * threads: one thread did two thirds). */
-enum { MATVEC_ROWS = 64 };
+ * threads: one thread did two thirds). Past 8 rows the kernel makes a second pass over each W row and its 5 vector
+ * ops per block and row lose to the panel path's f32 4x3 tiles (4 FMA): qmatmul_bench 16 576 12288, one thread,
+ * Q8_0 4.8 ms fused vs 4.4 ms panels; 12 rows even; 2..8 rows fused 1.2-2.2x faster (bench/RESULTS.md). */
+enum { MATVEC_ROWS = 64, FUSED_N = 8 };
 typedef struct {
     float *y;
     const float *x, *xsum;
@@ -129,9 +131,9 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
         return;
     }
     panel_job j = make_job(Y, X, W, type, N, I, O, beta, bf16);
-    if (N <= SKINNY_N && !bf16 && I <= PANEL && ftc_vm_isa() == 1 && ftc_qmatvec_avx2_ok() &&
+    if (N <= FUSED_N && !bf16 && I <= PANEL && ftc_vm_isa() == 1 && ftc_qmatvec_avx2_ok() &&
         (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1)) {
-        float xsum[SKINNY_N * (PANEL / 32)]; /* Q4_1's block sums of each row of X (64 KB of stack, as a panel) */
+        float xsum[FUSED_N * (PANEL / 32)]; /* Q4_1's block sums of each row of X (32 KB of stack) */
         if (type == FTC_GGML_Q4_1)
             for (int n = 0; n < N; n++) ftc_qmatvec_xsum_avx2(X + (size_t)n * I, I, xsum + (size_t)n * (I / 32));
         int per = 4 * ftc_threads(), rows = ((O + per - 1) / per + 3) & ~3; /* whole 4-row blocks */

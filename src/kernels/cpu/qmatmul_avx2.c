@@ -83,11 +83,11 @@ AVX2_FN void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *x
                     d = half(blk->d);
                     macc[r] += half(blk->m) * xsum[b];
                 }
-                __m256 s = _mm256_mul_ps(v[0], x0);
-                __m256 t = _mm256_mul_ps(v[1], x1);
+                __m256 s = _mm256_mul_ps(v[0], x0); /* one chain per row: 5 vector ops per block and row */
+                s = _mm256_fmadd_ps(v[1], x1, s);
                 s = _mm256_fmadd_ps(v[2], x2, s);
-                t = _mm256_fmadd_ps(v[3], x3, t);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_add_ps(s, t), acc[r]);
+                s = _mm256_fmadd_ps(v[3], x3, s);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc[r]);
             }
         }
         for (int r = 0; r < rows; r++) {
@@ -100,9 +100,10 @@ AVX2_FN void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *x
 /* Several rows of X (batched decoding, 2..16 sequences): each block of a W row is widened to f32 in registers once
  * and multiplied with up to QROWS_C rows of X there (their 32 values loaded from L1/L2 as memory operands), so a
  * batch pays the decode once per weight, as the f32 4x3 tiles of matmul_avx2.c pay each load of W once per tile.
- * Per (W row, X row) the arithmetic is the one-row kernel's, in the same order (s, t, d (s + t) into acc, hsum,
- * + m sum x), so a sequence in a batch gets the same bits as alone. Registers: 4 values + d + C accumulators + the
- * s/t temporaries: C = 8 fits AVX2's 16; more rows of X take a second pass over the (cached) W row. */
+ * Per (W row, X row) the arithmetic is the one-row kernel's, in the same order (s = q . x in one mul + 3 FMA
+ * chain, d s into acc, hsum, + m sum x), so a sequence in a batch gets the same bits as alone. Registers: 4 values
+ * + d + C accumulators + the s temporaries: C = 8 fits AVX2's 16; more rows of X take a second pass over the
+ * (cached) W row. */
 enum { QROWS_C = 8 };
 INLINE AVX2_FN void qrows_tile(int type, const int C, float *Y, int ldy, const float *X, int ldx, const float *xsum,
                                int nb, const uint8_t *w, size_t row_bytes, size_t bbytes, float beta) {
@@ -132,10 +133,10 @@ INLINE AVX2_FN void qrows_tile(int type, const int C, float *Y, int ldy, const f
         for (int c = 0; c < C; c++) {
             const float *xb = X + (size_t)c * ldx + 32 * b;
             __m256 s = _mm256_mul_ps(v[0], _mm256_loadu_ps(xb));
-            __m256 t = _mm256_mul_ps(v[1], _mm256_loadu_ps(xb + 8));
+            s = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(xb + 8), s);
             s = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(xb + 16), s);
-            t = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(xb + 24), t);
-            acc[c] = _mm256_fmadd_ps(vd, _mm256_add_ps(s, t), acc[c]);
+            s = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(xb + 24), s);
+            acc[c] = _mm256_fmadd_ps(vd, s, acc[c]);
             if (type == FTC_GGML_Q4_1) macc[c] += m * xsum[(size_t)c * nb + b];
         }
     }
