@@ -173,9 +173,8 @@ static void check_quant(const char *dir, int qtype, int T) {
         ftc_param *p = ftc_model_param(m, i), *pf = ftc_model_param(f, i);
         if (!p->data_q) continue;
         assert_null(p->data);
-        int64_t O = p->shape[0], I = p->numel / O;
-        size_t rb = ftc_quant_row_bytes(p->qtype, I);
-        for (int64_t o = 0; o < O; o++) ftc_dequantize_row(p->qtype, (uint8_t *)p->data_q + o * rb, pf->data + o * I, I);
+        int64_t O = p->shape[0];
+        ftc_dequantize_tensor(p->qtype, p->data_q, pf->data, O, p->numel / O);
         if (strstr(p->name, "lm_head.weight") || ((strstr(p->name, "embed_tokens.weight") || strstr(p->name, "wte.weight")) &&
                                                   !ftc_model_find_param(m, "lm_head.weight")))
             head_packed = p->qtype == FTC_GGML_Q8_0;

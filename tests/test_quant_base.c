@@ -233,8 +233,7 @@ static void test_embedding_rows_exact(void **state) {
         assert_non_null(t->data_q);
         int V = (int)t->shape[0], C = (int)t->shape[1];
         float *deq = malloc((size_t)V * C * sizeof(float));
-        size_t rb = ftc_quant_row_bytes(t->qtype, C);
-        for (int v = 0; v < V; v++) ftc_dequantize_row(t->qtype, (uint8_t *)t->data_q + (size_t)v * rb, deq + (size_t)v * C, C);
+        ftc_dequantize_tensor(t->qtype, t->data_q, deq, V, C);
         enum { N = 100 }; /* over 64: the pool splits the rows */
         int32_t ids[N], pos[N];
         for (int n = 0; n < N; n++) ids[n] = (int32_t)ftc_rng_below(&rng, (uint64_t)V), pos[n] = n % 8;
