@@ -359,6 +359,23 @@ static void test_roundtrip_error(void **state) {
     free(q);
 }
 
+/* Case k of a bitsandbytes fixture in nf4.gguf (tools/gen_nf4_fixtures.py): PREFIX.k.src (the f32 weight),
+ * PREFIX.k (bitsandbytes' bytes) and PREFIX.k.deq (its dequantization); NULL after the last case. */
+static const ftc_gguf_tensor *bnb_case(const ftc_gguf *g, const char *prefix, int k, const ftc_gguf_tensor **want,
+                                       const ftc_gguf_tensor **deq) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.%d.src", prefix, k);
+    const ftc_gguf_tensor *src = ftc_gguf_find_tensor(g, name);
+    if (!src) return NULL;
+    snprintf(name, sizeof name, "%s.%d", prefix, k);
+    *want = ftc_gguf_find_tensor(g, name);
+    snprintf(name, sizeof name, "%s.%d.deq", prefix, k);
+    *deq = ftc_gguf_find_tensor(g, name);
+    assert_non_null(*want);
+    assert_non_null(*deq);
+    return src;
+}
+
 /* NF4 against bitsandbytes (tools/gen_nf4_fixtures.py): the blocks its quantize_4bit makes, and the f32 values its
  * CPU library's dequantization gives */
 static void test_nf4_matches_bitsandbytes(void **state) {
@@ -368,16 +385,8 @@ static void test_nf4_matches_bitsandbytes(void **state) {
     if (ftc_gguf_open(fixture("nf4.gguf"), &g, &e)) fail_msg("%s", e.msg);
     long blocks = 0, bytes_differ = 0, values_differ = 0, cases = 0;
     for (int k = 0;; k++) {
-        char name[64];
-        snprintf(name, sizeof name, "NF4.%d.src", k);
-        const ftc_gguf_tensor *src = ftc_gguf_find_tensor(g, name);
+        const ftc_gguf_tensor *want, *deq, *src = bnb_case(g, "NF4", k, &want, &deq);
         if (!src) break;
-        snprintf(name, sizeof name, "NF4.%d", k);
-        const ftc_gguf_tensor *want = ftc_gguf_find_tensor(g, name);
-        snprintf(name, sizeof name, "NF4.%d.deq", k);
-        const ftc_gguf_tensor *deq = ftc_gguf_find_tensor(g, name);
-        assert_non_null(want);
-        assert_non_null(deq);
         size_t nb = (size_t)src->numel / 64;
         assert_int_equal(want->nbytes, nb * sizeof(ftc_block_nf4));
         float *x = malloc(sizeof(float) * (size_t)src->numel), *y = malloc(sizeof(float) * (size_t)src->numel);
@@ -414,16 +423,8 @@ static void test_nf4dq_matches_bitsandbytes(void **state) {
     for (int i = 0; i < 256; i++) map_differ += memcmp(&((const float *)code->data)[i], &ftc_nf4dq_code()[i], 4) != 0;
     long blocks = 0, groups = 0, bytes = 0, bytes_differ = 0, values = 0, values_differ = 0, cases = 0, short_groups = 0;
     for (int k = 0;; k++) {
-        char name[64];
-        snprintf(name, sizeof name, "NF4DQ.%d.src", k);
-        const ftc_gguf_tensor *src = ftc_gguf_find_tensor(g, name);
+        const ftc_gguf_tensor *want, *deq, *src = bnb_case(g, "NF4DQ", k, &want, &deq);
         if (!src) break;
-        snprintf(name, sizeof name, "NF4DQ.%d", k);
-        const ftc_gguf_tensor *want = ftc_gguf_find_tensor(g, name);
-        snprintf(name, sizeof name, "NF4DQ.%d.deq", k);
-        const ftc_gguf_tensor *deq = ftc_gguf_find_tensor(g, name);
-        assert_non_null(want);
-        assert_non_null(deq);
         int64_t I = src->shape[src->ndim - 1], O = src->numel / I, nb = O * I / 64;
         size_t nbytes = ftc_quant_tensor_bytes(FTC_QUANT_NF4DQ, O, I);
         assert_int_equal(want->nbytes, nbytes);
