@@ -33,18 +33,7 @@ MPI=(mpirun -np 2 --bind-to core)
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 
-# metrics.jsonl's last step line -> "tok_s comm_s_per_step"
-figures() {
-  python3 - "$1" <<'EOF'
-import json, sys
-last = None
-for line in open(sys.argv[1]):
-    o = json.loads(line)
-    if "tok_s" in o: last = o
-print(last["tok_s"], last.get("dp_comm_s", 0) / last["step"], last.get("dp_wait_s", 0) / last["step"])
-EOF
-}
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+. "$root/bench/dp_common.sh" # figures, median
 
 rows=()
 ab=${DP_OVERLAP:-}

@@ -43,17 +43,7 @@ awk 'BEGIN { srand(7); for (i = 0; i < 256; i++) { c = i % 4; n = 24 + int(rand(
   >"$tmp/cls.jsonl"
 ARGS=(--model "$minilm" --task classify --data "$tmp/cls.jsonl" --batch 16 --lr 5e-5 --method full --no-lp-ft
       --max-steps "$steps" --warmup 0 --log-every 1 --save-only-model --quiet)
-figures() {
-  python3 - "$1" <<'EOF'
-import json, sys
-last = None
-for line in open(sys.argv[1]):
-    o = json.loads(line)
-    if "tok_s" in o: last = o
-print(last["tok_s"], last["dp_comm_s"] / last["step"], last["dp_wait_s"] / last["step"])
-EOF
-}
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+. "$root/bench/dp_common.sh" # figures, median
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 rows=()
 measure() { # label, then the launch command before "ftc train"
