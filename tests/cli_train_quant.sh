@@ -48,6 +48,31 @@ PY
   [ "$(grep -o 'loss *[0-9.]*' "$T/out" | head -n 1)" = "$merged" ] || fail "$q base + adapter: $(cat "$T/out") vs merged $merged"
   echo "  $q base: loss $first -> $last (f32 base: first $ref)"
 done
+# the base column of a comparison (the end-of-run RUNDIR/eval.json, ftc eval --compare) is the base the run trained
+# on, held in its --base-dtype, not the f32 model: with --lr 0 the adapter stays zero, so base and tuned are the same
+# model and agree (the f32 base's loss is percents away on a q4 base)
+expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype q4_0 --lr 0 --max-steps 1 --val-split 0.25 --out "$T/zero"
+same_loss() { # FILE WHAT: "base" and "tuned" losses of an eval document within 1e-4 (relative)
+  python3 - "$1" <<'PY' || fail "$2: base column is not the q4_0 base the run trained on"
+import json, sys
+d = json.load(open(sys.argv[1]))
+b, t = d["base"]["loss"], d["tuned"]["loss"]
+assert abs(b - t) <= 1e-4 * abs(t), (b, t)
+assert "q4_0 as the run trained on them" in d["base_note"], d["base_note"]
+PY
+}
+same_loss "$T/zero/eval.json" "end-of-run eval.json"
+expect_rc 0 "" "$FTC" eval --model "$T/zero" --data "$T/lm.jsonl" --compare --json
+same_loss "$T/out" "eval --compare --json"
+expect_rc 0 "" "$FTC" eval --model "$T/zero" --data "$T/lm.jsonl" --compare
+grep -q "^base = $MODEL (.*), its frozen weights in q4_0 as the run trained on them" "$T/out" ||
+  { cat "$T/out"; fail "eval --compare table: the note does not say the base is held in q4_0"; }
+awk '$1 == "loss" { found = 1; d = $4 < 0 ? -$4 : $4; exit !(d < 0.0005) } END { exit !found }' "$T/out" ||
+  { cat "$T/out"; fail "eval --compare table: base and tuned losses differ on a zero adapter"; }
+# another base directory is read as stored (f32): the note does not claim q4_0
+cp -r "$MODEL" "$T/copy"
+expect_rc 0 "" "$FTC" eval --model "$T/zero" --data "$T/lm.jsonl" --compare "$T/copy"
+grep -q "frozen weights in q4_0" "$T/out" && { cat "$T/out"; fail "--compare of another directory claims q4_0"; }
 # --resume keeps the base type (config.resolved.json)
 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype q4_0 --max-steps 3 --save-every 1 --out "$T/res"
 expect_rc 0 "" "$FTC" train "${ARGS[@]}" --base-dtype q4_0 --max-steps 6 --out "$T/res" --resume
@@ -62,4 +87,4 @@ expect_rc 0 "" "$FTC" train "${RA[@]}" --out "$T/resdq" --resume
 grep -q '"base_dtype": "nf4dq"' "$T/resdq/config.resolved.json" || fail "resumed run lost base_dtype nf4dq"
 cmp -s "$T/dqref/adapter/adapter_model.safetensors" "$T/resdq/adapter/adapter_model.safetensors" ||
   fail "nf4dq resumed: adapter differs from the uninterrupted run's"
-echo "ok: quantized-base usage errors, q8_0/q4_k/nf4/nf4dq LoRA runs (loss falls, near f32), F32 model/, resume (nf4dq: the uninterrupted run's adapter)"
+echo "ok: quantized-base usage errors, q8_0/q4_k/nf4/nf4dq LoRA runs (loss falls, near f32), F32 model/, base column in q4_0, resume (nf4dq: the uninterrupted run's adapter)"

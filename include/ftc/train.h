@@ -362,9 +362,14 @@ ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, s
 ftc_status ftc_run_dir_eval_compare(const char *dir, const char *base_dir, const char *data_path, int batch,
                                     struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
 /* The same on examples already read (d, e.g. a run's validation split); base_dir NULL: the tuned model only
- * (base_json may then be NULL). */
+ * (base_json may then be NULL). Both: when base_dir is the run's own base model (config.resolved.json "model", the
+ * same file), the base side holds its frozen weights as the run did (--base-dtype q8_0..nf4dq or bf16), so that it
+ * is the base the adapter was trained on; another base_dir is read as stored. */
 ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const ftc_dataset *d, int batch,
                                     struct json_t **tuned_json, struct json_t **base_json, ftc_err *err);
+/* How ftc_run_dir_eval_dataset holds base_dir's frozen weights for a run configured as cfg: "q8_0".."nf4dq" or
+ * "bf16" (base_dir is the run's own base model and the run held it so), or NULL (as stored). */
+const char *ftc_run_dir_compare_base_dtype(const ftc_train_config *cfg, const char *base_dir);
 /* `ftc eval --model DIR` on a plain Hugging Face classifier directory (e.g. ftc export --format hf of a classify
  * run, or a transformers *ForSequenceClassification save). has_classifier: config.json names labels (id2label)
  * and the weights hold the head (classifier.weight for BERT, score.weight for decoders). */

@@ -20,14 +20,18 @@ static void print_json(json_t *j) {
     free(s);
 }
 
-/* What the base column is, in words (printed above the table, and kept in the --json output). */
-static void base_note(char *buf, size_t n, const char *base, bool classify) {
+/* What the base column is, in words (printed above the table, and kept in the --json output). held: the type the
+ * base column keeps the frozen weights in as the run did (ftc_run_dir_compare_base_dtype), NULL: as stored. */
+static void base_note(char *buf, size_t n, const char *base, bool classify, const char *held) {
+    char how[96] = "";
+    if (held)
+        snprintf(how, sizeof how, ", its frozen weights in %s as the run trained on them (--base-dtype)", held);
     if (classify)
         snprintf(buf, n, "base = %s backbone with the tuned run's classification head (the base model has no head of "
-                 "its own)", base);
+                 "its own)%s", base, how);
     else
-        snprintf(buf, n, "base = %s (the pretrained model; for a LoRA run: without the adapters), on the same "
-                 "examples, tokenizer and chat template", base);
+        snprintf(buf, n, "base = %s (the pretrained model; for a LoRA run: without the adapters)%s, on the same "
+                 "examples, tokenizer and chat template", base, how);
 }
 
 static bool same_path(const char *a, const char *b) {
@@ -128,7 +132,9 @@ ftc_status cli_eval_record(const char *rundir, const ftc_dataset *d, const char 
     if (s == FTC_OK) s = ftc_run_dir_eval_dataset(rundir, base_dir, d, 0, &j, &base, err);
     char note[3 * FTC_PATH_MAX];
     note[0] = 0;
-    if (s == FTC_OK && base_dir) base_note(note, sizeof note, base_dir, rc->task == FTC_TASK_CLASSIFY);
+    if (s == FTC_OK && base_dir)
+        base_note(note, sizeof note, base_dir, rc->task == FTC_TASK_CLASSIFY,
+                  ftc_run_dir_compare_base_dtype(rc, base_dir));
     if (s == FTC_OK && !(doc = eval_document(j, base, base_dir, note, data_label)))
         s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
     if (s == FTC_OK) s = save_eval_json(rundir, doc, err);
@@ -183,7 +189,7 @@ int cli_eval_run_dir(const char *rundir, const char *data, bool as_json, const c
     char note[3 * FTC_PATH_MAX];
     note[0] = 0;
     if (compare) {
-        base_note(note, sizeof note, compare, classify);
+        base_note(note, sizeof note, compare, classify, ftc_run_dir_compare_base_dtype(rc, compare));
         size_t n = strlen(note);
         if (classify && rc->method == FTC_METHOD_HEAD && rc->unfreeze_last == 0)
             n += (size_t)snprintf(note + n, sizeof note - n, "; the run trained the head only, so both columns "

@@ -5,6 +5,7 @@
 #include "ftc/safetensors.h"
 #include "ftc/tokenizer.h"
 #include "ftc/export.h"
+#include "ftc/quant.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,6 +151,29 @@ static void freeze_all(ftc_model *m) {
     for (int i = 0; i < ftc_model_n_params(m); i++) ftc_model_set_trainable(m, i, false);
 }
 
+static bool same_file(const char *a, const char *b) {
+    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+    bool same = ra && rb ? !strcmp(ra, rb) : !strcmp(a, b);
+    free(ra), free(rb);
+    return same;
+}
+
+const char *ftc_run_dir_compare_base_dtype(const ftc_train_config *cfg, const char *base_dir) {
+    if (!base_dir || !same_file(base_dir, cfg->model)) return NULL;
+    int q = ftc_train_base_qtype(cfg);
+    return q >= 0 ? ftc_quant_name(q) : ftc_train_base_bf16(cfg) ? "bf16" : NULL;
+}
+
+/* The base column's model: the run's own base as the run held it while training (block-quantized or bf16 frozen
+ * weights: the values the adapter was trained against), any other base_dir as it is stored. */
+static ftc_status load_compare_base(const ftc_train_config *cfg, const char *base_dir, ftc_model **out, ftc_err *err) {
+    const char *held = ftc_run_dir_compare_base_dtype(cfg, base_dir);
+    int q = held ? ftc_train_base_qtype(cfg) : -1;
+    if (q >= 0) return ftc_model_load_quant_base(base_dir, cfg->task, q, out, err);
+    if (held) return ftc_model_load_bf16_base(base_dir, cfg->task, out, err);
+    return ftc_model_load(base_dir, cfg->task, out, err);
+}
+
 ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const ftc_dataset *d, int batch,
                                     json_t **tuned_json, json_t **base_json, ftc_err *err) {
     *tuned_json = NULL;
@@ -171,7 +195,7 @@ ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const
         s = ftc_check_same_architecture(ftc_model_config_of(tuned), tuned_dir, &bc, base_dir, err);
         ftc_config_free(&bc);
         if (s != FTC_OK) goto done;
-        if ((s = ftc_model_load(base_dir, cfg.task, &base, err)) != FTC_OK) goto done;
+        if ((s = load_compare_base(&cfg, base_dir, &base, err)) != FTC_OK) goto done;
         if (cfg.task == FTC_TASK_CLASSIFY && (s = put_tuned_head(base, tuned, &cfg, err)) != FTC_OK) goto done;
         freeze_all(base);
     }
