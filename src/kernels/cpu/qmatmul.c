@@ -8,9 +8,11 @@
  *                  column blocks (columns of dX)
  * Every weight value is decoded exactly once per call: the decode is O*I work against N*O*I multiply-adds. */
 #include "ftc/quant.h"
+#include <stdlib.h>
 #include <string.h>
 #include "ftc/matmul.h"
 #include "ftc/threads.h"
+#include "matmul_internal.h" /* ftc_bf16_round_f32_avx2 */
 #include "quant_internal.h"
 #include "vmath.h" /* ftc_vm_isa: the vector decoders this CPU and FTC_MATMUL allow */
 
@@ -18,9 +20,18 @@ enum { PANEL = 32768, F_ROWS = 64, F_COLS = 512, B_ROWS = 128, B_COLS = 256 };
 
 static bool parallel_worth(int N, int I, int O) { return (double)N * I * O >= 1 << 20; }
 
-/* The panel's product: f32, or bf16 operands with f32 accumulation (P rounded into P16 first) */
-static void panel_mm(bool bf16, bool tb, int M, int Nc, int K, const float *A, int lda, const float *P, uint16_t *P16,
-                     int ldp, float beta, float *C, int ldc, int pn) {
+/* The panel's product: f32, or bf16 operands with f32 accumulation (P rounded into P16 first). pre (bf16 on the
+ * AVX2 bf16 path only): A already holds the bf16 roundings of the activations as f32 (panel_job.Xr), and P is
+ * rounded in place, so the product is ftc_matmul's on them: what ftc_matmul_bf16 computes there (matmul.c
+ * bf16_avx2: both operands rounded to bf16 and kept as f32, then the f32 GEMM), to the bit, without its per-call
+ * copies (two heap buffers per panel, and the rounding of the activations again for every panel). */
+static void panel_mm(bool bf16, bool pre, bool tb, int M, int Nc, int K, const float *A, int lda, float *P,
+                     uint16_t *P16, int ldp, float beta, float *C, int ldc, int pn) {
+    if (pre) {
+        ftc_bf16_round_f32_avx2(P, FTC_MM_F32, P, (size_t)pn);
+        ftc_matmul(false, tb, M, Nc, K, 1.0f, A, lda, P, ldp, beta, C, ldc);
+        return;
+    }
     if (!bf16) {
         ftc_matmul(false, tb, M, Nc, K, 1.0f, A, lda, P, ldp, beta, C, ldc);
         return;
@@ -38,6 +49,7 @@ enum { SKINNY_N = 16 };
 typedef struct {
     float *Y;
     const float *X;
+    const float *Xr; /* set: X rounded to bf16 (as f32) for the AVX2 bf16 path (panel_mm's pre) */
     const uint8_t *W;
     size_t row_bytes;
     int block, block_bytes, N, I, O, rows;
@@ -59,7 +71,7 @@ static void decode_panel(float *P, const panel_job *j, int o0, int no, int k0, i
 
 /* The job of a weight: its decoder(s) and sizes */
 static panel_job make_job(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16) {
-    panel_job j = {Y, X, W, ftc_quant_row_bytes(type, I), ftc_quant_block(type), ftc_quant_block_bytes(type), N, I, O,
+    panel_job j = {Y, X, NULL, W, ftc_quant_row_bytes(type, I), ftc_quant_block(type), ftc_quant_block_bytes(type), N, I, O,
                    0, beta, bf16, ftc_quant_decoder(type, ftc_vm_isa()), NULL, NULL};
     if (type == FTC_QUANT_NF4DQ) {
         j.dq = ftc_nf4dq_decoder(ftc_vm_isa());
@@ -74,7 +86,7 @@ static void skinny_panel(void *ctx, int p) {
     _Alignas(64) uint16_t P16[PANEL];
     int o0 = p * j->rows, no = j->O - o0 < j->rows ? j->O - o0 : j->rows;
     decode_panel(P, j, o0, no, 0, j->I);
-    panel_mm(j->bf16, true, j->N, no, j->I, j->X, j->I, P, P16, j->I, j->beta, j->Y + o0, j->O, no * j->I);
+    panel_mm(j->bf16, false, true, j->N, no, j->I, j->X, j->I, P, P16, j->I, j->beta, j->Y + o0, j->O, no * j->I);
 }
 
 /* At most FUSED_N rows of X, f32, on an AVX2 CPU: the fused kernels (qmatmul_avx2.c; one row: matrix-vector,
@@ -108,7 +120,8 @@ static void forward_panel(void *ctx, int p) {
     for (int k0 = 0; k0 < I; k0 += F_COLS) {
         int nk = I - k0 < F_COLS ? I - k0 : F_COLS;
         decode_panel(P, j, o0, no, k0, nk);
-        panel_mm(j->bf16, true, j->N, no, nk, j->X + k0, I, P, P16, nk, k0 == 0 ? j->beta : 1.0f, j->Y + o0, O, no * nk);
+        panel_mm(j->bf16, j->Xr != NULL, true, j->N, no, nk, (j->Xr ? j->Xr : j->X) + k0, I, P, P16, nk,
+                 k0 == 0 ? j->beta : 1.0f, j->Y + o0, O, no * nk);
     }
 }
 
@@ -120,8 +133,21 @@ static void backward_block(void *ctx, int kb) {
     for (int o0 = 0; o0 < O; o0 += B_ROWS) {
         int no = O - o0 < B_ROWS ? O - o0 : B_ROWS;
         decode_panel(P, j, o0, no, k0, nk);
-        panel_mm(j->bf16, false, j->N, nk, no, j->X + o0, O, P, P16, nk, 1.0f, j->Y + k0, I, no * nk);
+        panel_mm(j->bf16, j->Xr != NULL, false, j->N, nk, no, (j->Xr ? j->Xr : j->X) + o0, O, P, P16, nk, 1.0f,
+                 j->Y + k0, I, no * nk);
     }
+}
+
+/* The panel paths' bf16 products on the AVX2 bf16 path (ftc_matmul_bf16_backend() "avx2"), past SKINNY_N rows: the
+ * activations rounded once per call ([rows, cols] f32, freed by the caller), so each panel's product is a plain f32
+ * GEMM (panel_mm's pre). NULL: not that path, or out of memory (the panels then go through ftc_matmul_bf16). */
+static float *round_activations(bool bf16, const float *X, int rows, int cols) {
+    /* up to SKINNY_N rows ftc_matmul_bf16 takes its skinny bf16 kernel, not the f32 GEMM: left to it */
+    if (!bf16 || rows <= SKINNY_N || strcmp(ftc_matmul_bf16_backend(), "avx2") != 0) return NULL;
+    size_t n = (size_t)rows * (size_t)cols;
+    float *Xr = malloc(sizeof(float) * n);
+    if (Xr) ftc_bf16_round_f32_avx2(X, FTC_MM_F32, Xr, n);
+    return Xr;
 }
 
 void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16) {
@@ -147,17 +173,23 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
         ftc_parallel_for((O + j.rows - 1) / j.rows, skinny_panel, &j);
         return;
     }
+    float *Xr = round_activations(bf16, X, N, I);
+    j.Xr = Xr;
     int panels = (O + F_ROWS - 1) / F_ROWS;
     if (parallel_worth(N, I, O)) ftc_parallel_for(panels, forward_panel, &j);
     else
         for (int p = 0; p < panels; p++) forward_panel(&j, p);
+    free(Xr);
 }
 
 void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16) {
     if (N <= 0 || O <= 0 || I <= 0) return;
     panel_job j = make_job(dX, dY, W, type, N, I, O, 1.0f, bf16);
+    float *Xr = round_activations(bf16, dY, N, O);
+    j.Xr = Xr;
     int kblocks = (I + B_COLS - 1) / B_COLS;
     if (parallel_worth(N, I, O)) ftc_parallel_for(kblocks, backward_block, &j);
     else
         for (int kb = 0; kb < kblocks; kb++) backward_block(&j, kb);
+    free(Xr);
 }
