@@ -1,7 +1,7 @@
 /* The chunked LM head for training (ftc_model_set_loss_only on a model with trainable parameters): the logits
  * and their gradient exist a few rows at a time, never [B x T, V]. Against the full-logits path on the same
  * model, batch and dropout randomness:
- *  - loss and every gradient bit-identical (both paths run the head in the same 64-row pieces, and each
+ *  - loss and every gradient bit-identical (both paths run the head in the same 256-row pieces, and each
  *    position's loss is kept and summed in the unchunked order): a frozen head (LoRA; f32 and bf16 products, a
  *    q8_0 base), for the weight the forward was told (the head's gradient taken during the forward) and for
  *    another one (the logits computed again in the backward); a trainable head (full fine-tuning, tied and
@@ -24,9 +24,9 @@
 #include "ftc/model.h"
 #include "ftc/quant.h"
 
-/* At most 50 positions a row, as many rows as make about 150 positions (two full 64-row pieces and a partial
+/* At most 50 positions a row, as many rows as make about 600 positions (two full 256-row pieces and a partial
  * one): the fixtures have 16 positions, stories260K 512 */
-enum { BMAX = 10, T = 50 };
+enum { BMAX = 38, T = 50, POSITIONS = 600 };
 
 static bool model_dir(char *out, size_t n, const char *name) {
     const char *src = getenv("FTC_SOURCE_DIR"), *shared = getenv("FTC_SHARED_DATA");
@@ -49,12 +49,12 @@ static int seq_len(const ftc_model *m) {
 }
 
 static void make_batch(batch_t *bt, const ftc_model *m) {
-    int V = ftc_model_config_of(m)->vocab_size, Tn = seq_len(m), B = (150 + Tn - 1) / Tn;
+    int V = ftc_model_config_of(m)->vocab_size, Tn = seq_len(m), B = (POSITIONS + Tn - 1) / Tn;
     for (int r = 0; r < B; r++)
         for (int t = 0; t < Tn; t++) {
             int i = r * Tn + t;
             bt->ids[i] = (int32_t)((3 + 11 * r + 17 * t + t * t) % V);
-            bt->mask[i] = r != 1 || t < Tn - Tn / 4; /* row 1 right-padded */
+            bt->mask[i] = r % 3 != 1 || t < Tn - Tn / 4; /* rows 1, 4, ... right-padded */
             /* answer-only: the first positions are the prompt */
             bt->labels[i] = bt->mask[i] && t >= (3 + r) % (Tn / 2) ? bt->ids[i] : -100;
         }
@@ -204,9 +204,9 @@ static float loss_of(ftc_model *m, const batch_t *bt) {
     return l;
 }
 
-/* central differences of the chunked loss (f64 would be better; f32 with h = 1e-2 and a 3% tolerance on
+/* central differences of the chunked loss (f64 would be better; f32 with step h and a 3% tolerance on
  * entries that matter) against the chunked gradient */
-static void fd_case(const char *name, bool lora) {
+static void fd_case(const char *name, bool lora, float h) {
     char dir[4096];
     if (!model_dir(dir, sizeof dir, name)) { printf("  SKIP %s: not found\n", name); return; }
     ftc_model *m = load(dir, -1);
@@ -226,7 +226,7 @@ static void fd_case(const char *name, bool lora) {
         for (int64_t j = 1; j < p->numel; j++)
             if (fabsf(g.g[i][j]) > fabsf(g.g[i][k])) k = j;
         if (fabsf(g.g[i][k]) < 1e-3f) continue;
-        float v = p->data[k], h = 1e-2f;
+        float v = p->data[k];
         p->data[k] = v + h;
         ftc_model_weights_changed(m);
         float lp = loss_of(m, &bt);
@@ -249,9 +249,9 @@ static void fd_case(const char *name, bool lora) {
 
 static void test_finite_differences(void **state) {
     (void)state;
-    fd_case("llama_gqa", true);
-    fd_case("gpt2", true);
-    fd_case("llama_tied", false);
+    fd_case("llama_gqa", true, 1e-2f);
+    fd_case("gpt2", true, 1e-2f);
+    fd_case("llama_tied", false, 5e-4f); /* an embedding entry of weights ~0.02, used by many positions: a smaller step */
 }
 
 /* evaluation: the metrics from pieces of logits equal the ones from the whole tensor */

@@ -103,7 +103,7 @@ typedef struct {
 ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training, float *loss, ftc_err *err);
 const float *ftc_model_logits(const ftc_model *m); /* LM [B,T,V]; classify [B,num_labels] */
 /* A causal LM whose logits are wanted only for the loss (ftc eval, ftc train): the forward computes the loss
- * through a few rows of logits at a time instead of holding [B,T,V] (at T = 8192 and a 49152-token vocabulary
+ * through 256 rows of logits at a time instead of holding [B,T,V] (at T = 8192 and a 49152-token vocabulary
  * that is 1.6 GB; for LoRA on gpt2-small at batch 4 x 128, 103 MB of logits and more of their gradient), and
  * ftc_model_logits returns NULL (ftc_model_lm_logits_rows gives them a chunk at a time). The loss equals the
  * full-logits forward's bit for bit. With trainable parameters, a forward with training = true and a frozen

@@ -145,7 +145,7 @@ void ftc_attention_decode_seqs_forward(float *out, float *const *att, const floa
 /* Softmax cross-entropy over V for N rows. targets[n] < 0 (e.g. -100) is ignored.
  * Returns the mean loss over counted rows (0 if none) and writes *n_counted.
  * Backward: dlogits = (softmax - onehot) * dloss / n_counted for counted rows, 0 for ignored rows.
- * (dlogits is written, not accumulated: logits are never shared.) */
+ * (dlogits is written, not accumulated: logits are never shared; dlogits == logits works in place.) */
 float ftc_cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted);
 void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss);
 /* The forward in two steps, for logits that come a chunk of rows at a time: rows writes each row's loss
