@@ -53,6 +53,7 @@ static double peak_rss_mb(void) {
 static int usage(void) {
     fprintf(stderr, "usage: train_bench --model DIR --batch B --seq T [--steps N] [--method full|lora] [--lora-r R]\n"
                     "                   [--seed S] [--precision fp32|bf16] [--base-dtype f32|bf16|q8_0|q4_0|q4_1|q4_k|nf4|nf4dq]\n"
+                    "                   [--grad-checkpoint 0|1] [--full-logits 0|1]\n"
                     "       train_bench --peak [--size N] [--reps R]\n");
     return 1;
 }
@@ -120,7 +121,7 @@ int main(int argc, char **argv) {
     const char *dir = NULL, *method = "full", *precision = "fp32", *base_dtype = NULL;
     int B = 0, T = 0, steps = 8, lora_r = 8, size = 2048, reps = 10;
     unsigned long long seed = 1234;
-    bool peak = false, ckpt = false;
+    bool peak = false, ckpt = false, full_logits = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--peak")) { peak = true; continue; }
@@ -138,6 +139,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--size")) size = atoi(v);
         else if (!strcmp(a, "--reps")) reps = atoi(v);
         else if (!strcmp(a, "--grad-checkpoint")) ckpt = atoi(v) != 0;
+        else if (!strcmp(a, "--full-logits")) full_logits = atoi(v) != 0;
         else return usage();
     }
     if (peak) return size > 0 && reps > 0 ? run_peak(size, reps) : usage();
@@ -173,6 +175,8 @@ int main(int argc, char **argv) {
     }
     if (st == FTC_OK) st = ftc_model_set_precision(m, bf16 ? FTC_PREC_BF16 : FTC_PREC_FP32, &err);
     if (st == FTC_OK) st = ftc_model_set_grad_checkpoint(m, ckpt, &err);
+    /* as ftc train: a causal LM's logits 64 rows at a time (--full-logits 1: the whole [B x T, V], as before) */
+    if (st == FTC_OK && task == FTC_TASK_CAUSAL_LM) st = ftc_model_set_loss_only(m, !full_logits, &err);
     if (st == FTC_OK) st = ftc_model_reserve(m, B, T, &err);
     if (st != FTC_OK) { fprintf(stderr, "train_bench: %s\n", err.msg); ftc_model_free(m); return 2; }
     double load_s = ftc_now() - t_load;
@@ -220,11 +224,11 @@ int main(int argc, char **argv) {
     memcpy(sorted, cpu_s + skip, (size_t)(steps - skip) * sizeof *sorted);
     double cpu_med = median(sorted, steps - skip);
     printf("{\"impl\": \"ftc\", \"backend\": \"%s\", \"model\": \"%s\", \"model_type\": \"%s\", \"task\": \"%s\", "
-           "\"method\": \"%s\", \"precision\": \"%s\", \"base_dtype\": \"%s\", \"lora_r\": %d, \"grad_checkpoint\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, "
+           "\"method\": \"%s\", \"precision\": \"%s\", \"base_dtype\": \"%s\", \"lora_r\": %d, \"grad_checkpoint\": %d, \"full_logits\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, "
            "\"tokens_per_s\": %.3f, \"step_s_median\": %.5f, \"cpu_s_median\": %.5f, \"step_s\": [",
            ftc_matmul_backend(), dir, mc->model_type, task == FTC_TASK_CLASSIFY ? "classify" : "causal-lm", method,
            precision, base_dtype,
-           strcmp(method, "lora") ? 0 : lora_r, ckpt, B, T, steps, B * T / med, med, cpu_med);
+           strcmp(method, "lora") ? 0 : lora_r, ckpt, full_logits, B, T, steps, B * T / med, med, cpu_med);
     for (int s = 0; s < steps; s++) printf("%s%.4f", s ? ", " : "", step_s[s]);
     printf("], \"loss_first\": %.6f, \"loss_last\": %.6f, \"params_total\": %lld, \"params_trainable\": %lld, "
            "\"flops_per_token\": %.0f, \"load_s\": %.3f, \"peak_rss_mb\": %.1f, \"planned_mb\": %.1f, "

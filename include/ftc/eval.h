@@ -69,6 +69,12 @@ void ftc_lm_metrics_init(ftc_lm_metrics *m);
  * labels[t+1]. A label outside [0,V) other than -100: FTC_E_INPUT naming row and position. */
 ftc_status ftc_lm_metrics_add_logits(ftc_lm_metrics *m, const float *logits, const int32_t *labels, int B, int T,
                                      int V, ftc_err *err);
+/* The same a piece at a time (logits that never exist whole, ftc_model_lm_logits_rows): logits [rows, V] of
+ * positions [r0, r0 + rows) of the flattened B x T. Pieces added in order, covering all B x T once, give the
+ * sums ftc_lm_metrics_add_logits gives, bit for bit; the piece with r0 = 0 checks the labels and counts the
+ * sequences. */
+ftc_status ftc_lm_metrics_add_rows(ftc_lm_metrics *m, const float *logits, const int32_t *labels, int B, int T, int V,
+                                   int r0, int rows, ftc_err *err);
 double ftc_lm_loss(const ftc_lm_metrics *m);           /* NaN when no tokens were counted */
 double ftc_lm_perplexity(const ftc_lm_metrics *m);     /* exp(loss) */
 double ftc_lm_token_accuracy(const ftc_lm_metrics *m); /* NaN when no tokens */

@@ -102,11 +102,23 @@ typedef struct {
 /* Forward; with labels, *loss is the mean loss over counted targets. training enables dropout. */
 ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training, float *loss, ftc_err *err);
 const float *ftc_model_logits(const ftc_model *m); /* LM [B,T,V]; classify [B,num_labels] */
-/* Evaluation of a causal LM when only the loss is wanted (ftc eval): while nothing trains, the forward
- * computes the loss through a few hundred rows of logits at a time instead of holding [B,T,V] (at T = 8192
- * and a 49152-token vocabulary that is 1.6 GB), and ftc_model_logits returns NULL. No effect on a model
- * with trainable parameters (its backward needs the logits). Re-plans the reserved memory when needed. */
+/* A causal LM whose logits are wanted only for the loss (ftc eval, ftc train): the forward computes the loss
+ * through 256 rows of logits at a time instead of holding [B,T,V] (at T = 8192 and a 49152-token vocabulary
+ * that is 1.6 GB; for LoRA on gpt2-small at batch 4 x 128, 103 MB of logits and more of their gradient), and
+ * ftc_model_logits returns NULL (ftc_model_lm_logits_rows gives them a chunk at a time). The loss equals the
+ * full-logits forward's bit for bit. With trainable parameters, a forward with training = true and a frozen
+ * LM head also takes the head's gradient into the hidden state as it goes, for the weight set by
+ * ftc_model_set_loss_weight (default 1); a backward with that weight then starts below the head, any other
+ * weight (or a trainable head) computes the logits again, chunk by chunk. Gradients equal the full-logits
+ * path's bit for bit (that path runs its head in the same pieces of rows).
+ * Re-plans the reserved memory when needed. */
 ftc_status ftc_model_set_loss_only(ftc_model *m, bool on, ftc_err *err);
+void ftc_model_set_loss_weight(ftc_model *m, float weight); /* the next backward's weight, see above */
+/* With loss_only: the rows of logits one piece holds (0 for a model that is not a causal LM), and the
+ * logits of positions [r0, r0 + rows) of the last forward's B x T (rows <= that), computed from its hidden
+ * state into the model's piece (valid until the next call or forward); NULL when out of range. */
+int ftc_model_lm_chunk_rows(const ftc_model *m);
+const float *ftc_model_lm_logits_rows(ftc_model *m, int r0, int rows);
 /* Transfer learning on a frozen backbone (the trainer's feature cache, docs/train.md). head_features: the
  * classification head's input for a batch, i.e. the pooled last hidden state (through the BERT pooler when
  * the pooling uses it), computed in eval mode (no dropout), [B, C] into out. head_forward: the head alone on
@@ -178,6 +190,9 @@ ftc_status ftc_model_store_frozen_quant(ftc_model *m, int qtype, ftc_err *err);
 /* Bytes of parameter storage (f32 values + bf16 copies), for logs and tests. */
 /* Bytes of the activation/scratch arena ftc_model_reserve planned (forward and backward allocate nothing else). */
 int64_t ftc_model_activation_bytes(const ftc_model *m);
+/* The bytes ftc_model_reserve(m, B, T) would plan, without allocating them (the plan of the reserve already
+ * made stays; 0 before any reserve). Not B times the figure for one row: the LM head's pieces do not grow with B. */
+int64_t ftc_model_activation_bytes_for(ftc_model *m, int B, int T);
 int64_t ftc_model_param_bytes(const ftc_model *m);
 
 /* Writes the model in HF layout (config.json + model.safetensors), atomically. */

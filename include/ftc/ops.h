@@ -145,9 +145,15 @@ void ftc_attention_decode_seqs_forward(float *out, float *const *att, const floa
 /* Softmax cross-entropy over V for N rows. targets[n] < 0 (e.g. -100) is ignored.
  * Returns the mean loss over counted rows (0 if none) and writes *n_counted.
  * Backward: dlogits = (softmax - onehot) * dloss / n_counted for counted rows, 0 for ignored rows.
- * (dlogits is written, not accumulated: logits are never shared.) */
+ * (dlogits is written, not accumulated: logits are never shared; dlogits == logits works in place.) */
 float ftc_cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted);
 void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss);
+/* The forward in two steps, for logits that come a chunk of rows at a time: rows writes each row's loss
+ * nll[n] (logsumexp - the target's logit; 0 for an ignored row), reduce their mean over counted rows.
+ * reduce over all N rows' nll equals ftc_cross_entropy_forward over the N rows bit for bit (the same
+ * per-row values, summed in the same fixed order). */
+void ftc_cross_entropy_rows(double *nll, const float *logits, const int32_t *targets, int N, int V);
+float ftc_cross_entropy_reduce(const double *nll, const int32_t *targets, int N, int *n_counted);
 
 /* Pooling [B,T,C] -> [B,C]. mask [B,T] 1 = real token. */
 void ftc_pool_cls_forward(float *out, const float *x, int B, int T, int C); /* first token */

@@ -175,26 +175,33 @@ fail:
 
 void ftc_lm_metrics_init(ftc_lm_metrics *m) { memset(m, 0, sizeof *m); }
 
+ftc_status ftc_lm_metrics_add_rows(ftc_lm_metrics *m, const float *logits, const int32_t *labels, int B, int T, int V,
+                                   int r0, int rows, ftc_err *err) {
+    if (r0 == 0) {
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                int32_t y = labels[(size_t)b * (size_t)T + (size_t)t];
+                if (y != FTC_IGNORE_INDEX && (y < 0 || y >= V))
+                    return ftc_errf(err, FTC_E_INPUT, "metrics: label %d at row %d position %d outside [0, %d)", y, b,
+                                    t, V);
+            }
+        m->n_sequences += B;
+    }
+    for (int n = r0; n < r0 + rows; n++) {
+        if ((n % T) + 1 >= T) continue; /* a row's last position predicts nothing */
+        int32_t y = labels[(size_t)n + 1];
+        if (y == FTC_IGNORE_INDEX) continue;
+        const float *row = logits + (size_t)(n - r0) * (size_t)V;
+        m->nll_sum += cross_entropy(row, V, y);
+        m->n_correct += ftc_argmax(row, V) == y;
+        m->n_tokens++;
+    }
+    return FTC_OK;
+}
+
 ftc_status ftc_lm_metrics_add_logits(ftc_lm_metrics *m, const float *logits, const int32_t *labels, int B, int T,
                                      int V, ftc_err *err) {
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            int32_t y = labels[(size_t)b * (size_t)T + (size_t)t];
-            if (y != FTC_IGNORE_INDEX && (y < 0 || y >= V))
-                return ftc_errf(err, FTC_E_INPUT, "metrics: label %d at row %d position %d outside [0, %d)", y, b, t,
-                                V);
-        }
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t + 1 < T; t++) {
-            int32_t y = labels[(size_t)b * (size_t)T + (size_t)t + 1];
-            if (y == FTC_IGNORE_INDEX) continue;
-            const float *row = logits + ((size_t)b * (size_t)T + (size_t)t) * (size_t)V;
-            m->nll_sum += cross_entropy(row, V, y);
-            m->n_correct += ftc_argmax(row, V) == y;
-            m->n_tokens++;
-        }
-    m->n_sequences += B;
-    return FTC_OK;
+    return ftc_lm_metrics_add_rows(m, logits, labels, B, T, V, 0, B * T, err);
 }
 
 double ftc_lm_loss(const ftc_lm_metrics *m) { return m->n_tokens > 0 ? m->nll_sum / (double)m->n_tokens : NAN; }

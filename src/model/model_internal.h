@@ -77,8 +77,13 @@ struct ftc_model {
     bool grad_ckpt;
     float **ck_out;  /* [L] block outputs [N,C] */
     /* forward-only plan (nothing trains): one activation set for all blocks, each block's input in fwd_x;
-     * loss_only (ftc_model_set_loss_only): LM logits in LM_CHUNK-row pieces, only the loss is kept */
-    bool fwd_only, loss_only;
+     * loss_only (ftc_model_set_loss_only): LM logits in lm_rows-row pieces, only the loss is kept; when
+     * training, the forward also takes the LM head's gradient into g_res chunk by chunk (head_done, for the
+     * backward weight head_w; the weight comes from ftc_model_set_loss_weight) */
+    bool fwd_only, loss_only, head_done;
+    int lm_rows;
+    float loss_weight, head_w;
+    double *nll; /* [N] per-position losses (loss_only) */
     float *fwd_x;
     ftc_rng *ck_rng; /* [L] */
 

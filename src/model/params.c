@@ -291,6 +291,7 @@ static ftc_status setup_shape(ftc_model *m, const ftc_model_config *cfg, ftc_tas
 
 static ftc_model *model_new(void) {
     ftc_model *m = calloc(1, sizeof *m);
+    if (m) m->loss_weight = 1.0f;
     return m;
 }
 

@@ -29,7 +29,13 @@ static float *take(planner *p, size_t n) {
     return r;
 }
 
-enum { LM_CHUNK = 256 }; /* rows of vocabulary logits differentiated at a time */
+/* Rows of vocabulary logits computed (and differentiated) at a time, on every path. With loss_only the logits
+ * exist for these rows alone and their gradient overwrites them: gpt2's 50257 words at batch 4 x 128 take 51 MB
+ * instead of 103 MB of logits + 51 MB of gradient. Fewer rows would save more but cost time: every piece decodes
+ * (or packs) the whole head weight again, twice (gpt2-small LoRA on a q8_0 base, CPU s a step: 4.4 at 64 rows,
+ * 4.2 at 128, 4.1 at 256, 3.9 in one piece of 512). The full-logits path runs its head in the same pieces, so
+ * both give the same values bit for bit whatever the matmul does with the row count. */
+enum { LM_CHUNK = 256 };
 
 static bool any_trainable(const ftc_model *m) {
     for (int i = 0; i < m->n_params; i++)
@@ -98,12 +104,17 @@ static void plan(ftc_model *m, planner *p) {
     m->lnf_rstd = m->lnf_w >= 0 ? take(p, N) : NULL;
     size_t nl = (size_t)(m->num_labels > 0 ? m->num_labels : 1);
     m->logits = m->dlogits = NULL;
+    m->nll = NULL;
+    m->lm_rows = 0;
     m->pooled = m->pool_dense = m->pool_tanh = m->cls_in = m->cls_mask = NULL;
     if (m->task == FTC_TASK_CAUSAL_LM) {
-        bool chunked = m->fwd_only && m->loss_only;
-        m->logits = take(p, (chunked && N > LM_CHUNK ? LM_CHUNK : N) * (size_t)m->V);
-        /* the LM head's backward runs in row chunks: its logits gradient needs LM_CHUNK rows, not N */
-        m->dlogits = grads ? take(p, (N < LM_CHUNK ? N : LM_CHUNK) * (size_t)m->V) : NULL;
+        /* the LM head's backward runs in row chunks: its logits gradient needs LM_CHUNK rows, not N; with
+         * loss_only the logits too, never [N, V] */
+        m->lm_rows = (int)(N < LM_CHUNK ? N : LM_CHUNK);
+        m->logits = take(p, (m->loss_only ? (size_t)m->lm_rows : N) * m->V);
+        /* loss_only: the gradient overwrites the piece's logits (ftc_cross_entropy_backward works in place) */
+        m->dlogits = !grads ? NULL : m->loss_only ? m->logits : take(p, (size_t)m->lm_rows * m->V);
+        m->nll = m->loss_only ? (double *)take(p, N * (sizeof(double) / sizeof(float))) : NULL;
     } else if (m->task == FTC_TASK_CLASSIFY) {
         m->pooled = take(p, NB * C);
         m->pool_dense = m->pooler_w >= 0 ? take(p, NB * C) : NULL;
@@ -129,6 +140,18 @@ static void plan(ftc_model *m, planner *p) {
 }
 
 int64_t ftc_model_activation_bytes(const ftc_model *m) { return (int64_t)m->act_floats * (int64_t)sizeof(float); }
+
+int64_t ftc_model_activation_bytes_for(ftc_model *m, int B, int T) {
+    if (B < 1 || T < 1 || !m->act) return 0;
+    int ob = m->max_B, ot = m->max_T;
+    m->max_B = B, m->max_T = T;
+    planner p = {NULL, 0};
+    plan(m, &p); /* sizes only: every pointer it sets is NULL */
+    m->max_B = ob, m->max_T = ot;
+    planner q = {m->act, 0}; /* the reserved plan's pointers back */
+    plan(m, &q);
+    return (int64_t)p.off * (int64_t)sizeof(float);
+}
 
 ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err) {
     if (max_B < 1 || max_T < 1) return ftc_errf(err, FTC_E_USAGE, "reserve needs a positive batch size and length");
@@ -164,6 +187,55 @@ ftc_status ftc_model_reserve(ftc_model *m, int max_B, int max_T, ftc_err *err) {
     plan(m, &p);
     m->forward_done = false;
     return FTC_OK;
+}
+
+static bool layer_trainable(const ftc_model *m, const layer_params *l) {
+    int idx[] = {l->n1_w, l->n1_b, l->n2_w, l->n2_b};
+    for (int j = 0; j < 4; j++)
+        if (idx[j] >= 0 && m->params[idx[j]].trainable) return true;
+    const linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
+    for (int j = 0; j < 8; j++) {
+        int pi[] = {mods[j]->w, mods[j]->b, mods[j]->lora_a, mods[j]->lora_b};
+        for (int k = 0; k < 4; k++)
+            if (pi[k] >= 0 && m->params[pi[k]].trainable) return true;
+    }
+    return false;
+}
+
+static bool embeddings_trainable(const ftc_model *m) {
+    int idx[] = {m->wte, m->wpe, m->wtt, m->emb_n_w, m->emb_n_b};
+    for (int j = 0; j < 5; j++)
+        if (idx[j] >= 0 && m->params[idx[j]].trainable) return true;
+    return false;
+}
+
+void ftc_model_set_block_done(ftc_model *m, ftc_model_block_done_fn fn, void *ctx) {
+    m->block_done = fn;
+    m->block_done_ctx = ctx;
+}
+
+/* whether the backward needs the gradient of the last hidden state (something below the head trains) */
+static bool need_hidden_grad(const ftc_model *m) {
+    if (embeddings_trainable(m)) return true;
+    for (int i = 0; i < m->L; i++)
+        if (layer_trainable(m, &m->layers[i])) return true;
+    return (m->lnf_w >= 0 && m->params[m->lnf_w].trainable) || (m->lnf_b >= 0 && m->params[m->lnf_b].trainable);
+}
+
+static bool lm_head_trains(const ftc_model *m) { return m->params[m->lm_head].trainable; }
+
+/* The LM head's backward for rows [r0, r0 + rows) of the N positions, whose logits are in logits [rows, V]:
+ * the gradient of weight x the mean loss over all total counted targets (this chunk's gradient is scaled by
+ * its share of them: ftc_cross_entropy_backward divides by the chunk's own count), added into g (the hidden
+ * state's gradient [N, C], rows r0.., or NULL) and the head weight's gradient when it trains. */
+static void lm_head_backward_rows(ftc_model *m, const float *logits, int r0, int rows, int total, float weight,
+                                  float *g) {
+    int here = 0, C = m->C;
+    for (int n = r0; n < r0 + rows; n++) here += m->targets[n] >= 0;
+    if (!here) return;
+    ftc_cross_entropy_backward(m->dlogits, logits, m->targets + r0, rows, m->V, (float)here / (float)total * weight);
+    ftc_model_linear_backward(m, m->lm_head, -1, g ? g + (size_t)r0 * C : NULL, m->dlogits, m->hidden + (size_t)r0 * C,
+                              rows, C, m->V);
 }
 
 /* ---- forward ---- */
@@ -380,20 +452,31 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
     m->hidden = (float *)x;
     m->have_labels = batch->labels != NULL;
     m->loss = 0;
-    if (m->task == FTC_TASK_CAUSAL_LM && m->fwd_only && m->loss_only) {
-        /* the loss through LM_CHUNK rows of logits at a time: the mean over all counted targets */
-        double sum = 0;
-        long total = 0;
+    m->head_done = false;
+    if (m->task == FTC_TASK_CAUSAL_LM && m->loss_only) {
+        /* lm_rows rows of logits at a time: each row's loss kept (the mean is then the unchunked one, bit for
+         * bit); when training with a frozen head, also the head's gradient into g_res, so that the backward
+         * needs no second pass over the logits */
         for (int n = 0; n < N; n++) m->targets[n] = batch->labels && (n % T) + 1 < T ? batch->labels[n + 1] : -100;
-        for (int r0 = 0; r0 < N && batch->labels; r0 += LM_CHUNK) {
-            int rows = N - r0 < LM_CHUNK ? N - r0 : LM_CHUNK, counted;
-            ftc_model_linear_forward(m, m->lm_head, -1, m->logits, x + (size_t)r0 * C, rows, C, m->V);
-            float l = ftc_cross_entropy_forward(m->logits, m->targets + r0, rows, m->V, &counted);
-            sum += (double)l * counted, total += counted;
+        if (batch->labels) {
+            int total = 0, counted;
+            for (int n = 0; n < N; n++) total += m->targets[n] >= 0;
+            bool fuse = training && m->g_res && !lm_head_trains(m);
+            float *g = fuse && need_hidden_grad(m) ? m->g_res : NULL;
+            if (g) memset(g, 0, NC * sizeof(float));
+            for (int r0 = 0; r0 < N; r0 += m->lm_rows) {
+                int rows = N - r0 < m->lm_rows ? N - r0 : m->lm_rows;
+                ftc_model_linear_forward(m, m->lm_head, -1, m->logits, x + (size_t)r0 * C, rows, C, m->V);
+                ftc_cross_entropy_rows(m->nll + r0, m->logits, m->targets + r0, rows, m->V);
+                if (g) lm_head_backward_rows(m, m->logits, r0, rows, total, m->loss_weight, g);
+            }
+            m->loss = ftc_cross_entropy_reduce(m->nll, m->targets, N, &counted);
+            m->head_done = g != NULL, m->head_w = m->loss_weight;
         }
-        m->loss = total ? (float)(sum / (double)total) : 0;
     } else if (m->task == FTC_TASK_CAUSAL_LM) {
-        ftc_model_linear_forward(m, m->lm_head, -1, m->logits, x, N, C, m->V);
+        for (int r0 = 0; r0 < N; r0 += m->lm_rows) /* the pieces the loss_only path computes */
+            ftc_model_linear_forward(m, m->lm_head, -1, m->logits + (size_t)r0 * m->V, x + (size_t)r0 * C,
+                                     N - r0 < m->lm_rows ? N - r0 : m->lm_rows, C, m->V);
         if (batch->labels) {
             /* HF convention: position t predicts labels[t+1] */
             for (int n = 0; n < N; n++) m->targets[n] = (n % T) + 1 < T ? batch->labels[n + 1] : -100;
@@ -419,8 +502,20 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
 }
 
 const float *ftc_model_logits(const ftc_model *m) {
-    return m->task == FTC_TASK_CAUSAL_LM && m->fwd_only && m->loss_only ? NULL : m->logits;
+    return m->task == FTC_TASK_CAUSAL_LM && m->loss_only ? NULL : m->logits;
 }
+
+int ftc_model_lm_chunk_rows(const ftc_model *m) { return m->task == FTC_TASK_CAUSAL_LM ? m->lm_rows : 0; }
+
+const float *ftc_model_lm_logits_rows(ftc_model *m, int r0, int rows) {
+    if (m->task != FTC_TASK_CAUSAL_LM || !m->forward_done || r0 < 0 || rows < 1 || rows > m->lm_rows ||
+        r0 + rows > m->B * m->T)
+        return NULL;
+    ftc_model_linear_forward(m, m->lm_head, -1, m->logits, m->hidden + (size_t)r0 * m->C, rows, m->C, m->V);
+    return m->logits;
+}
+
+void ftc_model_set_loss_weight(ftc_model *m, float weight) { m->loss_weight = weight; }
 
 ftc_status ftc_model_set_loss_only(ftc_model *m, bool on, ftc_err *err) {
     if (m->loss_only == on) return FTC_OK;
@@ -568,31 +663,6 @@ static const float *block_output(const ftc_model *m, int i) {
     return m->pre_norm ? m->layers[i].s2 : m->layers[i].n2;
 }
 
-static bool layer_trainable(const ftc_model *m, const layer_params *l) {
-    int idx[] = {l->n1_w, l->n1_b, l->n2_w, l->n2_b};
-    for (int j = 0; j < 4; j++)
-        if (idx[j] >= 0 && m->params[idx[j]].trainable) return true;
-    const linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-    for (int j = 0; j < 8; j++) {
-        int pi[] = {mods[j]->w, mods[j]->b, mods[j]->lora_a, mods[j]->lora_b};
-        for (int k = 0; k < 4; k++)
-            if (pi[k] >= 0 && m->params[pi[k]].trainable) return true;
-    }
-    return false;
-}
-
-static bool embeddings_trainable(const ftc_model *m) {
-    int idx[] = {m->wte, m->wpe, m->wtt, m->emb_n_w, m->emb_n_b};
-    for (int j = 0; j < 5; j++)
-        if (idx[j] >= 0 && m->params[idx[j]].trainable) return true;
-    return false;
-}
-
-void ftc_model_set_block_done(ftc_model *m, ftc_model_block_done_fn fn, void *ctx) {
-    m->block_done = fn;
-    m->block_done_ctx = ctx;
-}
-
 ftc_status ftc_model_backward(ftc_model *m, ftc_err *err) { return ftc_model_backward_weighted(m, 1.0f, err); }
 
 ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err) {
@@ -609,23 +679,29 @@ ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err)
     else
         for (int i = 0; i < m->L; i++)
             if (layer_trainable(m, &m->layers[i])) { lowest = i; break; }
-    bool lnf_train = (m->lnf_w >= 0 && m->params[m->lnf_w].trainable) || (m->lnf_b >= 0 && m->params[m->lnf_b].trainable);
-    bool need_hidden_grad = lowest < m->L || lnf_train;
+    bool need_hidden = need_hidden_grad(m);
     float *g = m->g_res;
-    memset(g, 0, NC * sizeof(float));
-    if (m->task == FTC_TASK_CAUSAL_LM) {
+    /* loss_only: the forward took the head's gradient for this weight already (g_res holds it) */
+    bool head_done = m->task == FTC_TASK_CAUSAL_LM && m->loss_only && m->head_done && m->head_w == weight;
+    m->head_done = false; /* the blocks' backward below turns g_res into something else */
+    if (!head_done) memset(g, 0, NC * sizeof(float));
+    if (m->task == FTC_TASK_CAUSAL_LM && m->loss_only) {
+        /* the logits again, lm_rows rows at a time (a trainable head, or a weight the forward did not know) */
+        int total = 0;
+        for (int n = 0; n < N; n++) total += m->targets[n] >= 0;
+        for (int r0 = 0; r0 < N && total > 0 && !head_done; r0 += m->lm_rows) {
+            int rows = N - r0 < m->lm_rows ? N - r0 : m->lm_rows;
+            ftc_model_linear_forward(m, m->lm_head, -1, m->logits, m->hidden + (size_t)r0 * C, rows, C, m->V);
+            lm_head_backward_rows(m, m->logits, r0, rows, total, weight, need_hidden ? g : NULL);
+        }
+    } else if (m->task == FTC_TASK_CAUSAL_LM) {
         /* mean over all counted targets, computed chunk by chunk: a chunk's gradient is scaled by its
          * share of the counted targets (ftc_cross_entropy_backward divides by the chunk's own count) */
         int total = 0;
         for (int n = 0; n < N; n++) total += m->targets[n] >= 0;
-        for (int r0 = 0; r0 < N && total > 0; r0 += LM_CHUNK) {
-            int rows = N - r0 < LM_CHUNK ? N - r0 : LM_CHUNK, here = 0;
-            for (int n = r0; n < r0 + rows; n++) here += m->targets[n] >= 0;
-            if (!here) continue;
-            ftc_cross_entropy_backward(m->dlogits, m->logits + (size_t)r0 * m->V, m->targets + r0, rows, m->V,
-                                   (float)here / (float)total * weight);
-            ftc_model_linear_backward(m, m->lm_head, -1, need_hidden_grad ? g + (size_t)r0 * C : NULL, m->dlogits,
-                                  m->hidden + (size_t)r0 * C, rows, C, m->V);
+        for (int r0 = 0; r0 < N && total > 0; r0 += m->lm_rows) {
+            int rows = N - r0 < m->lm_rows ? N - r0 : m->lm_rows;
+            lm_head_backward_rows(m, m->logits + (size_t)r0 * m->V, r0, rows, total, weight, need_hidden ? g : NULL);
         }
     } else {
         int nl = m->num_labels;
@@ -633,7 +709,7 @@ ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err)
         bool use_pooler = uses_pooler(m);
         const float *z = head_input(m);
         const float *zin = dropped(m, m->cls_dropout) ? m->cls_in : z;
-        bool need_z = need_hidden_grad || (use_pooler && (m->params[m->pooler_w].trainable ||
+        bool need_z = need_hidden || (use_pooler && (m->params[m->pooler_w].trainable ||
                                                            m->params[m->pooler_b].trainable));
         memset(m->g_cls_in, 0, (size_t)B * C * sizeof(float));
         ftc_linear_backward(need_z ? m->g_cls_in : NULL, G(m, m->cls_w), G(m, m->cls_b), m->dlogits, zin, P(m, m->cls_w), B,
@@ -647,11 +723,11 @@ ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err)
                 ftc_tanh_backward(m->g_pool_dense, dz, m->pool_tanh, B * C);
                 float *dp = dz == m->g_pooled ? m->g_cls_in : m->g_pooled; /* a buffer dz does not occupy */
                 memset(dp, 0, (size_t)B * C * sizeof(float));
-                ftc_model_linear_backward(m, m->pooler_w, m->pooler_b, need_hidden_grad ? dp : NULL, m->g_pool_dense,
+                ftc_model_linear_backward(m, m->pooler_w, m->pooler_b, need_hidden ? dp : NULL, m->g_pool_dense,
                                       m->pooled, B, C, C);
                 dpooled = dp;
             }
-            if (need_hidden_grad) {
+            if (need_hidden) {
                 if (m->pooling == FTC_POOL_CLS)
                     ftc_pool_cls_backward(g, dpooled, B, T, C);
                 else if (m->pooling == FTC_POOL_MEAN)
@@ -661,7 +737,7 @@ ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err)
             }
         }
     }
-    if (!need_hidden_grad) return FTC_OK;
+    if (!need_hidden) return FTC_OK;
     if (m->lnf_w >= 0) {
         const float *x = m->grad_ckpt ? m->ck_out[m->L - 1] : block_output(m, m->L - 1);
         memset(m->g_b, 0, NC * sizeof(float));

@@ -101,7 +101,13 @@ ftc_status ftc_tr_evaluate(ftc_model *m, ftc_task task, const ftc_dataset *d, co
         }
         if (s != FTC_OK) break;
         if (task == FTC_TASK_CLASSIFY) s = ftc_class_metrics_add_logits(&cm, ftc_model_logits(m), bt->class_labels, B, err);
-        else s = ftc_lm_metrics_add_logits(&lm, ftc_model_logits(m), bt->labels, B, bt->b.T, V, err);
+        else if (ftc_model_logits(m)) s = ftc_lm_metrics_add_logits(&lm, ftc_model_logits(m), bt->labels, B, bt->b.T, V, err);
+        else /* loss_only: the logits a piece at a time */
+            for (int r0 = 0, R = ftc_model_lm_chunk_rows(m); r0 < B * bt->b.T && s == FTC_OK; r0 += R) {
+                int rows = B * bt->b.T - r0 < R ? B * bt->b.T - r0 : R;
+                s = ftc_lm_metrics_add_rows(&lm, ftc_model_lm_logits_rows(m, r0, rows), bt->labels, B, bt->b.T, V,
+                                            r0, rows, err);
+            }
         if (s == FTC_OK && mk) collect_mistakes(ftc_model_logits(m), bt->class_labels, idx, B, d->num_labels, mk, &n_mk);
         if (start == 0) ftc_tr_at_point(c, "eval");
     }

@@ -131,6 +131,8 @@ static ftc_status train_step(ftc_tr_run *r, double *loss, double *grad_norm, flo
         padded += (int64_t)r->bt.b.B * r->bt.b.T;
         if (n_k == 0) continue; /* nothing to learn from: no target token */
         float l;
+        double w = (double)n_k / (double)total;
+        ftc_model_set_loss_weight(r->m, (float)w); /* the head's gradient then comes with the forward */
         if (r->feat_train) {
             ftc_tr_gather_rows(r->feat_batch, r->feat_train, idx, B, ftc_model_config_of(r->m)->hidden_size);
             s = ftc_model_head_forward(r->m, r->feat_batch, B, r->bt.class_labels, true, &l, err);
@@ -138,7 +140,6 @@ static ftc_status train_step(ftc_tr_run *r, double *loss, double *grad_norm, flo
             s = ftc_model_forward(r->m, &r->bt.b, true, &l, err);
         }
         if (s != FTC_OK) return s;
-        double w = (double)n_k / (double)total;
         sum += w * l;
         if (!isfinite(l) && !r->dp) /* data parallel: the ranks decide together below, on the summed loss */
             return ftc_errf(err, FTC_E_DIVERGED, "training loss is %s at step %lld (epoch %lld), micro-batch %lld of %lld",
@@ -291,14 +292,15 @@ static ftc_status plan_memory(ftc_tr_run *r, int T, int epochs, bool measure, ft
     int64_t feat = ftc_tr_uses_feature_cache(c) ? (int64_t)(train->n + (val ? val->n : 0)) *
                                                       ftc_model_config_of(m)->hidden_size * (int64_t)sizeof(float)
                                                 : 0;
+    /* the arena sized without allocating it (one row's reserve only): a plan that cannot fit must not fail here */
     if ((s = ftc_model_reserve(m, 1, T, err)) != FTC_OK) return s;
-    int64_t act_row = ftc_model_activation_bytes(m);
+    int64_t act = ftc_model_activation_bytes_for(m, r->local_batch, T);
     if (measure) { /* the same with --grad-checkpoint toggled, for the plan's two columns */
         if ((s = ftc_model_set_grad_checkpoint(m, !c->grad_checkpoint, err)) != FTC_OK) return s;
-        p->activation_bytes_other = ftc_model_activation_bytes(m) * r->local_batch;
+        p->activation_bytes_other = ftc_model_activation_bytes_for(m, r->local_batch, T);
         if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
     }
-    ftc_plan_memory(m, r->local_batch, T, act_row * r->local_batch, feat, p);
+    ftc_plan_memory(m, r->local_batch, T, act, feat, p);
     p->epochs = epochs;
     int64_t micro = (train->n + c->batch - 1) / c->batch; /* as the run counts them */
     p->steps_per_epoch = (micro + c->grad_accum - 1) / c->grad_accum;
@@ -393,6 +395,9 @@ static ftc_status setup_run(ftc_tr_run *r, int epochs, bool measure, ftc_train_r
     int T = ftc_tr_max_len(r->train, c->max_len);
     if (r->val) { int Tv = ftc_tr_max_len(r->val, c->max_len); if (Tv > T) T = Tv; }
     if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
+    /* a causal LM's logits a few rows at a time, never [batch x T, vocab] with its gradient (evaluation reads
+     * them a piece at a time too) */
+    if (c->task == FTC_TASK_CAUSAL_LM && (s = ftc_model_set_loss_only(m, true, err)) != FTC_OK) return s;
     if ((s = plan_memory(r, T, epochs, measure, &res->plan, skip, err)) != FTC_OK || *skip) return s;
     if ((s = ftc_model_reserve(m, r->local_batch, T, err)) != FTC_OK) return s;
     res->plan.peak_bytes += ftc_model_activation_bytes(m) - res->plan.activation_bytes; /* the exact arena */

@@ -33,6 +33,8 @@ typedef struct {
     const float *logits;
     const int32_t *targets;
     float *dlogits;
+    const double *nll; /* per-row losses already computed (ftc_cross_entropy_reduce), or NULL */
+    double *nll_out;   /* per-row losses written (ftc_cross_entropy_rows) */
     double *part;
     int *cnt;
     int N, V, per;
@@ -44,28 +46,55 @@ static void ce_fwd_range(void *ctx, int64_t lo, int64_t hi) {
     for (int ch = (int)lo; ch < (int)hi; ch++) {
         for (int n = ch * j->per; n < (ch + 1) * j->per && n < j->N; n++) {
             if (j->targets[n] < 0) continue;
-            const float *row = j->logits + (size_t)n * j->V;
-            j->part[ch] += row_logsumexp(row, j->V) - row[j->targets[n]];
+            if (j->nll) {
+                j->part[ch] += j->nll[n];
+            } else {
+                const float *row = j->logits + (size_t)n * j->V;
+                j->part[ch] += row_logsumexp(row, j->V) - row[j->targets[n]];
+            }
             j->cnt[ch]++;
         }
     }
 }
 
-/* loss = mean over rows with targets[n] >= 0 of (logsumexp(logits[n,:]) - logits[n, targets[n]]) */
-float ftc_cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted) {
-    /* Rows fall into a fixed number of chunks summed in chunk order: the total does not depend on how
-     * many threads ran (a reduction in thread order would). */
+/* The mean over counted rows of per-row losses: rows fall into a fixed number of chunks summed in chunk
+ * order, so the total does not depend on how many threads ran (a reduction in thread order would).
+ * nll NULL: each row's loss computed from logits here. */
+static float ce_mean(const float *logits, const double *nll, const int32_t *targets, int N, int V, int *n_counted) {
     double part[CHUNKS] = {0};
     int cnt[CHUNKS] = {0};
     int per = (N + CHUNKS - 1) / CHUNKS;
     if (per < 1) per = 1;
-    ce_job j = {logits, targets, NULL, part, cnt, N, V, per, 0.0f};
-    ftc_parallel_range(CHUNKS, (long)N * V > 65536, ce_fwd_range, &j);
+    ce_job j = {logits, targets, NULL, nll, NULL, part, cnt, N, V, per, 0.0f};
+    ftc_parallel_range(CHUNKS, nll ? 0 : (long)N * V > 65536, ce_fwd_range, &j);
     double total = 0;
     int counted = 0;
     for (int ch = 0; ch < CHUNKS; ch++) { total += part[ch]; counted += cnt[ch]; }
     if (n_counted) *n_counted = counted;
     return counted ? (float)(total / counted) : 0.0f;
+}
+
+/* loss = mean over rows with targets[n] >= 0 of (logsumexp(logits[n,:]) - logits[n, targets[n]]) */
+float ftc_cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted) {
+    return ce_mean(logits, NULL, targets, N, V, n_counted);
+}
+
+static void ce_nll_range(void *ctx, int64_t lo, int64_t hi) {
+    const ce_job *j = ctx;
+    double *nll = j->nll_out;
+    for (int n = (int)lo; n < (int)hi; n++) {
+        const float *row = j->logits + (size_t)n * j->V;
+        nll[n] = j->targets[n] < 0 ? 0.0 : row_logsumexp(row, j->V) - row[j->targets[n]];
+    }
+}
+
+void ftc_cross_entropy_rows(double *nll, const float *logits, const int32_t *targets, int N, int V) {
+    ce_job j = {logits, targets, NULL, NULL, nll, NULL, NULL, N, V, 0, 0.0f};
+    ftc_parallel_range(N, (long)N * V > 65536, ce_nll_range, &j);
+}
+
+float ftc_cross_entropy_reduce(const double *nll, const int32_t *targets, int N, int *n_counted) {
+    return ce_mean(NULL, nll, targets, N, 0, n_counted);
 }
 
 static void ce_bwd_range(void *ctx, int64_t lo, int64_t hi) {
@@ -94,6 +123,6 @@ void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32
     int counted = 0;
     for (int n = 0; n < N; n++) counted += targets[n] >= 0;
     float g = counted ? dloss / (float)counted : 0.0f;
-    ce_job j = {logits, targets, dlogits, NULL, NULL, N, V, 0, g};
+    ce_job j = {logits, targets, dlogits, NULL, NULL, NULL, NULL, N, V, 0, g};
     ftc_parallel_range(N, (long)N * V > 65536, ce_bwd_range, &j);
 }
