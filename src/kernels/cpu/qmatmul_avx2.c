@@ -258,7 +258,9 @@ INLINE AVX2_FN __m256 pair(int type, __m256i v, __m256i av, __m256 vd, const int
 }
 
 INLINE AVX2_FN size_t q8a_bbytes(int type) {
-    return type == FTC_GGML_Q8_0 ? sizeof(ftc_block_q8_0) : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0) : sizeof(ftc_block_q4_1);
+    return type == FTC_GGML_Q8_0   ? sizeof(ftc_block_q8_0)
+           : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0)
+                                   : sizeof(ftc_block_q4_1);
 }
 
 /* One row of X: rows [o0, o1) of W four at a time (each load of x shared by 4 rows) into y[o0..o1) */

@@ -40,7 +40,8 @@ static float wscale(int type, const uint8_t *w, int b, int32_t qv[32], float *m)
         for (int i = 0; i < 32; i++) qv[i] = blk->qs[i];
         return ftc_f16_to_f32(blk->d);
     }
-    const uint8_t *qs = type == FTC_GGML_Q4_0 ? ((const ftc_block_q4_0 *)w + b)->qs : ((const ftc_block_q4_1 *)w + b)->qs;
+    const uint8_t *qs =
+        type == FTC_GGML_Q4_0 ? ((const ftc_block_q4_0 *)w + b)->qs : ((const ftc_block_q4_1 *)w + b)->qs;
     const int off = type == FTC_GGML_Q4_0 ? 8 : 0;
     for (int i = 0; i < 16; i++) qv[i] = (qs[i] & 15) - off, qv[i + 16] = (qs[i] >> 4) - off;
     if (type == FTC_GGML_Q4_0) return ftc_f16_to_f32(((const ftc_block_q4_0 *)w + b)->d);
@@ -89,8 +90,10 @@ typedef struct {
 static void q8a_chunk(void *ctx, int c) {
     const q8a_job *j = ctx;
     int o0 = c * j->rows, o1 = o0 + j->rows < j->O ? o0 + j->rows : j->O;
-    if (!j->avx2) ftc_q8a_matrows_c(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
-    else ftc_q8a_matrows_avx2(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
+    if (!j->avx2)
+        ftc_q8a_matrows_c(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
+    else
+        ftc_q8a_matrows_avx2(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
 }
 
 bool ftc_q8a_use_avx2(void) { return ftc_vm_isa() >= 1 && ftc_qmatvec_avx2_ok(); }
