@@ -1,5 +1,5 @@
 /* Fused quantized matmul vs f32 / bf16 matmul at training shapes: forward Y = X W^T and input gradient
- * dX = dY W, milliseconds per call (best of reps). Usage: qmatmul_bench [N I O [reps]] */
+ * dX = dY W, milliseconds per call (best of reps); last rows: generation's forward with 8-bit activations. Usage: qmatmul_bench [N I O [reps]] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -49,6 +49,19 @@ int main(int argc, char **argv) {
             }
         printf("%-6s%s %10.2f %10.2f\n", types[tt] == -1 ? "f32" : types[tt] == -2 ? "bf16" : ftc_quant_name(types[tt]),
                b16 ? "/bf16" : "     ", best[0] * 1e3, best[1] * 1e3);
+        free(Wq);
+    }
+    for (int t = 2; t < 5; t++) { /* generation's forward: 8-bit activations, integer block dots */
+        void *Wq = malloc(ftc_quant_tensor_bytes(types[t], O, I));
+        ftc_quantize_tensor(types[t], W, Wq, O, I);
+        double best = 1e9;
+        for (int r = 0; r < reps; r++) {
+            double t0 = now();
+            ftc_qmatmul_forward_q8act(Y, X, Wq, types[t], N, I, O, 0);
+            double dt = now() - t0;
+            if (dt < best) best = dt;
+        }
+        printf("%-6s/q8a  %10.2f %10s\n", ftc_quant_name(types[t]), best * 1e3, "-");
         free(Wq);
     }
     return 0;

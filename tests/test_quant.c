@@ -320,6 +320,117 @@ static void test_qmatmul_rows_fused(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* Generation's 8-bit activations (ftc_qmatmul_forward_q8act, issue 24). The row quantizer: AVX2 and portable give
+ * the same bits (q, d, s), |x - d q| <= d / 2 and |q| <= 127, zero blocks to zero. The product, on the portable
+ * twin ("generic") and the AVX2 kernels ("avx2", where the CPU has them), Q8_0/Q4_0/Q4_1, rows 1..8 and 16 (two
+ * passes of 8), K = 32, 96, 608 (1, 3, 19 blocks), O with a 4-row tail, 1 and 2 threads, beta 0 over NaN and 1:
+ *  - against the double sum of the dequantized weight times the dequantized activations (d q): equal up to f32
+ *    rounding (1e-5 of sum |w d q|: the integer block dots are exact, one f32 multiply and FMA per block);
+ *  - against the f32 product (dequantized weight times x): within the activations' rounding, sum |w| d / 2 per
+ *    output, + 1e-5 of sum |w x|;
+ *  - each row the bits of that row alone (N = 1), whatever the batch. */
+static void test_qmatmul_q8act(void **state) {
+    (void)state;
+    enum { NM = 16 };
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1};
+    const struct { int I, O; } shapes[] = {{32, 5}, {96, 37}, {608, 70}};
+    const char *backends[] = {"generic", "avx2"};
+    const int threads0 = ftc_threads();
+    { /* the quantizer */
+        enum { I = 608 };
+        float x[I];
+        int8_t q1[I], q2[I];
+        float d1[I / 32], d2[I / 32], s1[I / 32], s2[I / 32];
+        for (int i = 0; i < I; i++) x[i] = i < 32 ? 0.0f : i < 64 ? 0.5f * (float)(i % 5) - 1.0f : 3.0f * randn();
+        ftc_q8a_quantize(x, I, q1, d1, s1);
+        for (int b = 0; b < I / 32; b++) {
+            int sum = 0;
+            for (int i = 0; i < 32; i++) {
+                int k = 32 * b + i;
+                assert_true(q1[k] >= -127 && q1[k] <= 127);
+                if (!(fabs(x[k] - (double)d1[b] * q1[k]) <= 0.5 * d1[b] * (1 + 1e-6)))
+                    fail_msg("q8act quantize: value %d off by more than half a step", k);
+                sum += q1[k];
+            }
+            assert_true(s1[b] == d1[b] * (float)sum);
+        }
+        assert_true(d1[0] == 0.0f && s1[0] == 0.0f && q1[5] == 0);
+        if (ftc_qmatvec_avx2_ok() && ftc_matmul_set_backend("avx2")) {
+            ftc_q8a_quantize_avx2(x, I, q2, d2, s2);
+            assert_memory_equal(q1, q2, I);
+            assert_memory_equal(d1, d2, sizeof d1);
+            assert_memory_equal(s1, s2, sizeof s1);
+        }
+        ftc_matmul_set_backend("auto");
+    }
+    for (int be = 0; be < 2; be++) {
+        if (!ftc_matmul_set_backend(backends[be]) || (be == 1 && !ftc_qmatvec_avx2_ok())) {
+            print_message("%s unavailable on this CPU: skipped\n", backends[be]);
+            continue;
+        }
+        assert_true(ftc_q8a_use_avx2() == (be == 1));
+        for (int th = 1; th <= 2; th++) {
+            ftc_threads_set(th);
+            for (int t = 0; t < 3; t++)
+                for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
+                    int type = types[t], I = shapes[sh].I, O = shapes[sh].O, nb = I / 32;
+                    float *W = malloc(sizeof(float) * (size_t)O * I), *Wd = malloc(sizeof(float) * (size_t)O * I);
+                    float *X = malloc(sizeof(float) * (size_t)NM * I), *Y = malloc(sizeof(float) * (size_t)NM * O);
+                    float *Y1 = malloc(sizeof(float) * (size_t)O), *xd = malloc(sizeof(float) * nb);
+                    float *xs = malloc(sizeof(float) * nb);
+                    int8_t *xq = malloc((size_t)I);
+                    double *refq = malloc(sizeof(double) * NM * O), *magq = malloc(sizeof(double) * NM * O);
+                    double *ref = malloc(sizeof(double) * NM * O), *bound = malloc(sizeof(double) * NM * O);
+                    uint8_t *Wq = malloc(ftc_quant_tensor_bytes(type, O, I));
+                    for (size_t i = 0; i < (size_t)O * I; i++) W[i] = 0.05f * randn();
+                    for (size_t i = 0; i < (size_t)NM * I; i++) X[i] = randn() + (i % 7 == 0 ? 1.0f : 0.0f);
+                    ftc_quantize_tensor(type, W, Wq, O, I);
+                    ftc_dequantize_tensor(type, Wq, Wd, O, I);
+                    for (int n = 0; n < NM; n++) {
+                        ftc_q8a_quantize(X + (size_t)n * I, I, xq, xd, xs);
+                        for (int o = 0; o < O; o++) {
+                            double a = 0, m = 0, f = 0, e = 0, fm = 0;
+                            for (int k = 0; k < I; k++) {
+                                double w = Wd[(size_t)o * I + k], xqk = (double)xd[k / 32] * xq[k];
+                                a += w * xqk, m += fabs(w * xqk);
+                                f += w * X[(size_t)n * I + k], fm += fabs(w * X[(size_t)n * I + k]);
+                                e += fabs(w) * xd[k / 32] / 2;
+                            }
+                            size_t i = (size_t)n * O + o;
+                            refq[i] = a, magq[i] = m, ref[i] = f, bound[i] = e + 1e-5 * fm;
+                        }
+                    }
+                    for (int N = 1; N <= NM; N = N < 8 ? N + 1 : N == 8 ? NM : NM + 1) { /* 1..8, 16 */
+                        char what[160];
+                        snprintf(what, sizeof what, "q8act %s %s N=%d I=%d O=%d threads %d", backends[be],
+                                 ftc_quant_name(type), N, I, O, th);
+                        for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = NAN;
+                        ftc_qmatmul_forward_q8act(Y, X, Wq, type, N, I, O, 0.0f);
+                        check_close(Y, refq, magq, (size_t)N * O, 1e-5, what);
+                        for (size_t i = 0; i < (size_t)N * O; i++)
+                            if (!(fabs(Y[i] - ref[i]) <= bound[i]))
+                                fail_msg("%s: output %zu off the f32 product by %.3g > %.3g", what, i,
+                                         fabs(Y[i] - ref[i]), bound[i]);
+                        for (int n = 0; n < N; n++) {
+                            for (int o = 0; o < O; o++) Y1[o] = NAN;
+                            ftc_qmatmul_forward_q8act(Y1, X + (size_t)n * I, Wq, type, 1, I, O, 0.0f);
+                            if (memcmp(Y1, Y + (size_t)n * O, sizeof(float) * (size_t)O))
+                                fail_msg("%s: row %d differs from the row alone", what, n);
+                        }
+                        ftc_qmatmul_forward_q8act(Y, X, Wq, type, N, I, O, 1.0f); /* beta 1: twice the product */
+                        for (size_t i = 0; i < (size_t)N * O; i++) refq[i] *= 2, magq[i] *= 2;
+                        check_close(Y, refq, magq, (size_t)N * O, 1e-5, what);
+                        for (size_t i = 0; i < (size_t)N * O; i++) refq[i] /= 2, magq[i] /= 2;
+                    }
+                    free(W), free(Wd), free(X), free(Y), free(Y1), free(xd), free(xs), free(xq);
+                    free(refq), free(magq), free(ref), free(bound), free(Wq);
+                }
+        }
+    }
+    ftc_threads_set(threads0);
+    ftc_matmul_set_backend("auto");
+}
+
 /* quantize -> dequantize error stays within each format's step (a sanity bound, not the reference) */
 static void test_roundtrip_error(void **state) {
     (void)state;
@@ -490,6 +601,7 @@ int main(void) {
         cmocka_unit_test(test_decoders_agree),
         cmocka_unit_test(test_qmatmul_matches_dequantized),
         cmocka_unit_test(test_qmatmul_rows_fused),
+        cmocka_unit_test(test_qmatmul_q8act),
         cmocka_unit_test(test_roundtrip_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

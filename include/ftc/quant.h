@@ -117,4 +117,13 @@ void ftc_dequantize_row(int type, const void *in, float *y, int64_t n);
  * not "generic" and the CPU has it, else portable C; both decode to the same bits. */
 void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta, bool bf16);
 void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16);
+/* Generation's forward (decode, batched decode, prefill; never training): Y[N,O] = beta * Y + X @ W^T with each
+ * row of X quantized to 8-bit blocks of 32 (one f32 scale each) and integer dot products per block pair, as
+ * llama.cpp does: faster, and off the f32 product by the activations' rounding (at most half a step, max|x| / 254,
+ * per value; docs/quant.md). Q8_0, Q4_0, Q4_1 with I a multiple of 32 (ftc_qmatmul_q8act_supported); any other
+ * weight takes ftc_qmatmul_forward (f32 products). Each row's values do not depend on the other rows, N or the
+ * threads. AVX2 kernels where the CPU has AVX2 + F16C and the matmul backend is not "generic", else portable C
+ * (the same quantized activations; results equal up to f32 summation order). */
+void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta);
+bool ftc_qmatmul_q8act_supported(int type, int I);
 #endif

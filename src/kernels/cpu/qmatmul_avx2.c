@@ -212,3 +212,183 @@ AVX2_FN void ftc_qmatvec_xsum_avx2(const float *x, int I, float *xsum) {
         xsum[b] = hsum(s);
     }
 }
+
+/* ---- 8-bit activations (generation, issue 24; the portable twin, the layout and the error are in qmatmul_q8act.c) --
+ * Each (W block, X block) pair is an integer dot product: the weight's values as signed bytes w (Q8_0 as stored,
+ * Q4_0 nibble - 8) and |w| (both once per W block, shared by all rows of X), then per row of X: |w| times x with
+ * w's sign (vpsignb, vpmaddubsw: at most 2 x 128 x 127 per int16, no saturation) and vpmaddwd by ones to 8 int32,
+ * exact; one conversion and one FMA by d_w d_x into 8 f32 lanes. Q4_1's nibbles are unsigned already (no sign
+ * trick) and its m term adds m s (s = d_x sum q) in a scalar. One sequence: 2 integer multiplies per block and row
+ * against the f32 kernel's widening of 32 values + 4 FMAs. (Tried: groups of 4 blocks interleaved so that one
+ * conversion and FMA serve 4 blocks: slower on Zen 3, whose one vector-integer multiply pipe bounds both and the
+ * interleave of W costs shuffles that one sequence does not amortize.) The one-row and multi-row kernels do the
+ * same operations per (W row, X row), so a sequence gets the same bits alone and in a batch. */
+INLINE AVX2_FN __m256i q4_bytes(const uint8_t *qs) { /* the 32 nibbles in value order, 0..15 */
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+}
+
+/* block b of a W row: its values as bytes (signed, or Q4_1's unsigned nibbles), |values| (unused for Q4_1), d, m */
+INLINE AVX2_FN void wblock(int type, const uint8_t *w, int b, __m256i *v, __m256i *av, float *d, float *m) {
+    if (type == FTC_GGML_Q8_0) {
+        const ftc_block_q8_0 *blk = (const ftc_block_q8_0 *)w + b;
+        *v = _mm256_loadu_si256((const __m256i *)blk->qs);
+        *av = _mm256_sign_epi8(*v, *v);
+        *d = half(blk->d);
+    } else if (type == FTC_GGML_Q4_0) {
+        const ftc_block_q4_0 *blk = (const ftc_block_q4_0 *)w + b;
+        *v = _mm256_sub_epi8(q4_bytes(blk->qs), _mm256_set1_epi8(8));
+        *av = _mm256_sign_epi8(*v, *v);
+        *d = half(blk->d);
+    } else {
+        const ftc_block_q4_1 *blk = (const ftc_block_q4_1 *)w + b;
+        *v = q4_bytes(blk->qs);
+        *d = half(blk->d), *m = half(blk->m);
+    }
+}
+
+/* acc + d_w d_x (w . q) for one block pair: the 8 int32 partial sums converted and scaled in one FMA */
+INLINE AVX2_FN __m256 pair(int type, __m256i v, __m256i av, __m256 vd, const int8_t *xq, const float *xd, __m256 acc) {
+    __m256i q = _mm256_loadu_si256((const __m256i *)xq), p;
+    if (type == FTC_GGML_Q4_1) p = _mm256_maddubs_epi16(v, q);
+    else p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(q, v));
+    __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    return _mm256_fmadd_ps(_mm256_mul_ps(vd, _mm256_broadcast_ss(xd)), s, acc);
+}
+
+INLINE AVX2_FN size_t q8a_bbytes(int type) {
+    return type == FTC_GGML_Q8_0   ? sizeof(ftc_block_q8_0)
+           : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0)
+                                   : sizeof(ftc_block_q4_1);
+}
+
+/* One row of X: rows [o0, o1) of W four at a time (each load of x shared by 4 rows) into y[o0..o1) */
+static AVX2_FN void q8a_matvec(int type, float *y, const int8_t *xq, const float *xd, const float *xs, const void *W,
+                               size_t row_bytes, int I, int o0, int o1, float beta) {
+    const int nb = I / 32;
+    const size_t bbytes = q8a_bbytes(type);
+    for (int o = o0; o < o1; o += 4) {
+        int rows = o1 - o < 4 ? o1 - o : 4;
+        const uint8_t *w[4];
+        for (int r = 0; r < 4; r++) w[r] = (const uint8_t *)W + (size_t)(o + (r < rows ? r : 0)) * row_bytes;
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        float macc[4] = {0, 0, 0, 0};
+        for (int b = 0; b < nb; b++) {
+            /* the same place four rows down (the f32 kernels' prefetch; a no-op past the last row) */
+            for (int r = 0; r < 4; r++) _mm_prefetch((const char *)(w[r] + 4 * row_bytes) + bbytes * b, _MM_HINT_T0);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m256i v, av = _mm256_setzero_si256();
+                float d, m = 0.0f;
+                wblock(type, w[r], b, &v, &av, &d, &m);
+                acc[r] = pair(type, v, av, _mm256_set1_ps(d), xq + 32 * b, xd + b, acc[r]);
+                if (type == FTC_GGML_Q4_1) macc[r] += m * xs[b];
+            }
+        }
+        for (int r = 0; r < rows; r++) {
+            float v = hsum(acc[r]) + macc[r];
+            y[o + r] = beta == 0.0f ? v : v + beta * y[o + r];
+        }
+    }
+}
+
+/* one W row times C (1..8) quantized rows of X: each block of the W row loaded and prepared once */
+INLINE AVX2_FN void q8a_tile(int type, const int C, float *Y, int ldy, const int8_t *XQ, int ldx, const float *XD,
+                             const float *XS, int nb, const uint8_t *w, size_t row_bytes, size_t bbytes, float beta) {
+    __m256 acc[QROWS_C];
+    float macc[QROWS_C];
+    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps(), macc[c] = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        _mm_prefetch((const char *)(w + 4 * row_bytes) + bbytes * b, _MM_HINT_T0);
+        __m256i v, av = _mm256_setzero_si256();
+        float d, m = 0.0f;
+        wblock(type, w, b, &v, &av, &d, &m);
+        const __m256 vd = _mm256_set1_ps(d);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            acc[c] = pair(type, v, av, vd, XQ + (size_t)c * ldx + 32 * b, XD + (size_t)c * nb + b, acc[c]);
+            if (type == FTC_GGML_Q4_1) macc[c] += m * XS[(size_t)c * nb + b];
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        float r = hsum(acc[c]) + macc[c];
+        float *y = Y + (size_t)c * ldy;
+        *y = beta == 0.0f ? r : r + beta * *y;
+    }
+}
+
+#define Q8A_TYPE(T)                                                                                                    \
+    switch (C) {                                                                                                     \
+    case 1: q8a_tile(T, 1, Y, ldy, XQ, ldx, XD, XS, nb, w, row_bytes, bbytes, beta); break;                           \
+    case 2: q8a_tile(T, 2, Y, ldy, XQ, ldx, XD, XS, nb, w, row_bytes, bbytes, beta); break;                           \
+    case 3: q8a_tile(T, 3, Y, ldy, XQ, ldx, XD, XS, nb, w, row_bytes, bbytes, beta); break;                           \
+    case 4: q8a_tile(T, 4, Y, ldy, XQ, ldx, XD, XS, nb, w, row_bytes, bbytes, beta); break;                           \
+    case 5: q8a_tile(T, 5, Y, ldy, XQ, ldx, XD, XS, nb, w, row_bytes, bbytes, beta); break;                           \
+    case 6: q8a_tile(T, 6, Y, ldy, XQ, ldx, XD, XS, nb, w, row_bytes, bbytes, beta); break;                           \
+    case 7: q8a_tile(T, 7, Y, ldy, XQ, ldx, XD, XS, nb, w, row_bytes, bbytes, beta); break;                           \
+    default: q8a_tile(T, 8, Y, ldy, XQ, ldx, XD, XS, nb, w, row_bytes, bbytes, beta); break;                          \
+    }
+#define Q8A_ARGS                                                                                                       \
+    int C, float *Y, int ldy, const int8_t *XQ, int ldx, const float *XD, const float *XS, int nb, const uint8_t *w,  \
+        size_t row_bytes, size_t bbytes, float beta
+static AVX2_FN void q8a_q8_0(Q8A_ARGS) { Q8A_TYPE(FTC_GGML_Q8_0) }
+static AVX2_FN void q8a_q4_0(Q8A_ARGS) { Q8A_TYPE(FTC_GGML_Q4_0) }
+static AVX2_FN void q8a_q4_1(Q8A_ARGS) { Q8A_TYPE(FTC_GGML_Q4_1) }
+
+/* rows [o0, o1) of W times the N quantized rows of X into Y [N, O] columns o0..o1: one row the matrix-vector
+ * kernel; more in even chunks of at most 8, each chunk over all the rows of W in the range (the chunk's bytes stay
+ * in L1 while W's rows stream) */
+AVX2_FN void ftc_q8a_matrows_avx2(int type, float *Y, const int8_t *XQ, const float *XD, const float *XS, int N,
+                                  const void *W, size_t row_bytes, int I, int O, int o0, int o1, float beta) {
+    if (N == 1) {
+        q8a_matvec(type, Y, XQ, XD, XS, W, row_bytes, I, o0, o1, beta);
+        return;
+    }
+    const int nb = I / 32;
+    const size_t bbytes = q8a_bbytes(type);
+    const int chunks = (N + QROWS_C - 1) / QROWS_C, per = (N + chunks - 1) / chunks;
+    for (int n = 0; n < N; n += per) {
+        int C = N - n < per ? N - n : per;
+        const int8_t *xq = XQ + (size_t)n * I;
+        const float *xd = XD + (size_t)n * nb, *xs = XS + (size_t)n * nb;
+        for (int o = o0; o < o1; o++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)o * row_bytes;
+            float *Yn = Y + (size_t)n * O + o;
+            if (type == FTC_GGML_Q8_0) q8a_q8_0(C, Yn, O, xq, I, xd, xs, nb, w, row_bytes, bbytes, beta);
+            else if (type == FTC_GGML_Q4_0) q8a_q4_0(C, Yn, O, xq, I, xd, xs, nb, w, row_bytes, bbytes, beta);
+            else q8a_q4_1(C, Yn, O, xq, I, xd, xs, nb, w, row_bytes, bbytes, beta);
+        }
+    }
+}
+
+/* One row x [I] to 8-bit blocks, the bits of ftc_q8a_quantize (the portable one) */
+AVX2_FN void ftc_q8a_quantize_avx2(const float *x, int I, int8_t *q, float *d, float *s) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int b = 0; b < I / 32; b++) {
+        const float *xb = x + 32 * b;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16),
+               v3 = _mm256_loadu_ps(xb + 24);
+        __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                  _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4), db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid)),
+                i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+        /* packs work within 128-bit lanes: (i0 i1) (i2 i3) -> 4-byte groups in the order 0 4 1 5 2 6 3 7, put
+         * back by one permute */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        p = _mm256_permutevar8x32_epi32(p, perm);
+        _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
+        /* the sum of the stored (saturated) values, as the portable one: bytes + 128 summed by vpsadbw */
+        __m256i wide = _mm256_sad_epu8(_mm256_xor_si256(p, _mm256_set1_epi8((char)0x80)), _mm256_setzero_si256());
+        __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(wide), _mm256_extracti128_si256(wide, 1));
+        int sum = (int)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 32 * 128;
+        d[b] = db;
+        s[b] = db * (float)sum;
+    }
+}

@@ -2,6 +2,7 @@
 #ifndef FTC_QUANT_INTERNAL_H
 #define FTC_QUANT_INTERNAL_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Decodes nb consecutive blocks into nb * block floats. */
@@ -25,4 +26,18 @@ void ftc_qmatrows_avx2(int type, float *Y, const float *X, const float *xsum, in
 void ftc_qmatvec_xsum_avx2(const float *x, int I, float *xsum);
 /* The CPU has F16C, which ftc_qmatvec_avx2 also needs (every AVX2 CPU so far has it) */
 bool ftc_qmatvec_avx2_ok(void);
+
+/* 8-bit activations (qmatmul_q8act.c, generation). One row x [I] (I a multiple of 32) to I/32 blocks of 32 int8:
+ * q [I] in value order, d [I/32] the scales (max|x| / 127), s [I/32] d * sum q (Q4_1's m term). The AVX2 copy
+ * gives the same bits. */
+void ftc_q8a_quantize(const float *x, int I, int8_t *q, float *d, float *s);
+void ftc_q8a_quantize_avx2(const float *x, int I, int8_t *q, float *d, float *s);
+/* Rows [o0, o1) of W (Q8_0/Q4_0/Q4_1) times N quantized rows of X (XQ [N, I], XD / XS [N, I/32]) into Y [N, O]
+ * columns o0..o1 (Y = v, or v + beta Y): the portable twin and the AVX2 kernels (each row's values independent of
+ * the other rows: the same bits alone and in a batch). AVX2 only when ftc_q8a_use_avx2(). */
+void ftc_q8a_matrows_c(int type, float *Y, const int8_t *XQ, const float *XD, const float *XS, int N, const void *W,
+                       size_t row_bytes, int I, int O, int o0, int o1, float beta);
+void ftc_q8a_matrows_avx2(int type, float *Y, const int8_t *XQ, const float *XD, const float *XS, int N,
+                          const void *W, size_t row_bytes, int I, int O, int o0, int o1, float beta);
+bool ftc_q8a_use_avx2(void);
 #endif

@@ -1,0 +1,135 @@
+/* Generation's products on Q8_0 / Q4_0 / Q4_1 weights with 8-bit activations (issue 24, as llama.cpp does its
+ * vec_dot on q8 blocks; our own code): each row of X is quantized once per product to blocks of 32 int8 with one
+ * f32 scale (d = max|x| / 127, q = round-to-nearest-even(x * (1 / d)); s = d sum q for Q4_1's m term), and each
+ * (W block, X block) pair is an exact integer dot product scaled once by d_w d_x in f32:
+ *   Q8_0  sum_b d_w d_x sum q_w q_x     Q4_0  ... sum (q_w - 8) q_x     Q4_1  ... sum q_w q_x + m_w s_x
+ * This is the portable twin (used where the AVX2 kernels of qmatmul_avx2.c do not run: FTC_MATMUL=generic, or a
+ * CPU without AVX2/F16C), and the quantizer both share (same bits). The result differs from the f32 product by
+ * the activations' rounding: per value at most d_x / 2, so per output at most sum_b |d_w| d_x / 2 sum |q_w|
+ * (plus f32 summation order); test_quant checks both. Training keeps the f32-activation kernels (qmatmul.c). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ftc/quant.h"
+#include "ftc/safetensors.h"
+#include "ftc/threads.h"
+#include "quant_internal.h"
+#include "vmath.h"
+
+void ftc_q8a_quantize(const float *x, int I, int8_t *q, float *d, float *s) {
+    for (int b = 0; b < I / 32; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < 32; i++) {
+            float v = rintf(xb[i] * id); /* nearest even, as vcvtps2dq; saturated as vpacksswb */
+            int qi = v > 127.0f ? 127 : v >= -128.0f ? (int)v : -128;
+            q[32 * b + i] = (int8_t)qi;
+            sum += qi;
+        }
+        d[b] = db;
+        s[b] = db * (float)sum;
+    }
+}
+
+static float wscale(int type, const uint8_t *w, int b, int32_t qv[32], float *m) {
+    if (type == FTC_GGML_Q8_0) {
+        const ftc_block_q8_0 *blk = (const ftc_block_q8_0 *)w + b;
+        for (int i = 0; i < 32; i++) qv[i] = blk->qs[i];
+        return ftc_f16_to_f32(blk->d);
+    }
+    const uint8_t *qs =
+        type == FTC_GGML_Q4_0 ? ((const ftc_block_q4_0 *)w + b)->qs : ((const ftc_block_q4_1 *)w + b)->qs;
+    const int off = type == FTC_GGML_Q4_0 ? 8 : 0;
+    for (int i = 0; i < 16; i++) qv[i] = (qs[i] & 15) - off, qv[i + 16] = (qs[i] >> 4) - off;
+    if (type == FTC_GGML_Q4_0) return ftc_f16_to_f32(((const ftc_block_q4_0 *)w + b)->d);
+    *m = ftc_f16_to_f32(((const ftc_block_q4_1 *)w + b)->m);
+    return ftc_f16_to_f32(((const ftc_block_q4_1 *)w + b)->d);
+}
+
+void ftc_q8a_matrows_c(int type, float *Y, const int8_t *XQ, const float *XD, const float *XS, int N, const void *W,
+                       size_t row_bytes, int I, int O, int o0, int o1, float beta) {
+    const int nb = I / 32;
+    for (int o = o0; o < o1; o++) {
+        const uint8_t *w = (const uint8_t *)W + (size_t)o * row_bytes;
+        for (int n = 0; n < N; n++) {
+            const int8_t *xq = XQ + (size_t)n * I;
+            float acc = 0.0f, macc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                int32_t qv[32], isum = 0;
+                float m = 0.0f, d = wscale(type, w, b, qv, &m);
+                for (int i = 0; i < 32; i++) isum += qv[i] * xq[32 * b + i];
+                acc += d * XD[(size_t)n * nb + b] * (float)isum;
+                if (type == FTC_GGML_Q4_1) macc += m * XS[(size_t)n * nb + b];
+            }
+            float *y = Y + (size_t)n * O + o, r = acc + macc;
+            *y = beta == 0.0f ? r : r + beta * *y;
+        }
+    }
+}
+
+bool ftc_qmatmul_q8act_supported(int type, int I) {
+    return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1) && I > 0 && I % 32 == 0;
+}
+
+/* Both threads split the rows of W (output columns), chunks of whole 4-row groups as the f32 fused kernels */
+enum { Q8A_ROWS = 64 };
+typedef struct {
+    float *Y;
+    const int8_t *xq;
+    const float *xd, *xs;
+    const void *W;
+    size_t row_bytes;
+    int type, N, I, O, rows;
+    float beta;
+    bool avx2;
+} q8a_job;
+
+static void q8a_chunk(void *ctx, int c) {
+    const q8a_job *j = ctx;
+    int o0 = c * j->rows, o1 = o0 + j->rows < j->O ? o0 + j->rows : j->O;
+    if (!j->avx2)
+        ftc_q8a_matrows_c(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
+    else
+        ftc_q8a_matrows_avx2(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
+}
+
+bool ftc_q8a_use_avx2(void) { return ftc_vm_isa() >= 1 && ftc_qmatvec_avx2_ok(); }
+
+void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta) {
+    if (N <= 0 || O <= 0) return;
+    if (!ftc_qmatmul_q8act_supported(type, I)) {
+        ftc_qmatmul_forward(Y, X, W, type, N, I, O, beta, false);
+        return;
+    }
+    const int nb = I / 32;
+    enum { STACK = 16384 };
+    int8_t sq[STACK];
+    float sd[STACK / 32], ss[STACK / 32];
+    int8_t *xq = sq;
+    float *xd = sd, *xs = ss;
+    void *heap = NULL;
+    if ((size_t)N * I > STACK) {
+        heap = malloc((size_t)N * I + 2 * sizeof(float) * (size_t)N * nb);
+        if (!heap) { /* no scratch: the f32-activation product (the library does not fail a forward on this) */
+            ftc_qmatmul_forward(Y, X, W, type, N, I, O, beta, false);
+            return;
+        }
+        xd = heap, xs = xd + (size_t)N * nb, xq = (int8_t *)(xs + (size_t)N * nb);
+    }
+    const bool avx2 = ftc_q8a_use_avx2();
+    for (int n = 0; n < N; n++) {
+        const float *x = X + (size_t)n * I;
+        int8_t *q = xq + (size_t)n * I;
+        float *d = xd + (size_t)n * nb, *s = xs + (size_t)n * nb;
+        if (avx2) ftc_q8a_quantize_avx2(x, I, q, d, s);
+        else ftc_q8a_quantize(x, I, q, d, s);
+    }
+    int per = 4 * ftc_threads(), rows = ((O + per - 1) / per + 3) & ~3;
+    if (rows > Q8A_ROWS) rows = Q8A_ROWS;
+    q8a_job j = {Y, xq, xd, xs, W, ftc_quant_row_bytes(type, I), type, N, I, O, rows, beta, avx2};
+    ftc_parallel_for((O + rows - 1) / rows, q8a_chunk, &j);
+    free(heap);
+}
