@@ -6,6 +6,9 @@ the committed output.
   train.jsonl        chat conversations the models are tuned on
   test.jsonl         held-out conversations: questions worded differently (FAQ test split), new
                      combinations of two facts, new out-of-scope questions, new follow-ups
+  val.jsonl          validation conversations for choosing training settings (never the test set):
+                     one more FAQ training-split question per intent that training does not use, with its
+                     canonical answer, and out-of-scope questions of their own
   faq_entries.jsonl  the 28 canonical answers as {"text", "label"}: the RAG documents
   intents.jsonl      the same plus the canonical refusal (label out_of_scope): the index that scores
                      which intent an answer is nearest to (ftc retrieve)
@@ -28,6 +31,8 @@ REFUSAL = ("Sorry, I can only help with Velora: our bikes and e-bikes, rides, yo
 
 # Training: FAQ questions of the training split at these positions (of 22 per intent).
 TRAIN_PICK = (0, 8, 16)
+# Validation: the FAQ training-split question at this position for every intent (not one of TRAIN_PICK).
+VAL_PICK = 12
 # Test: one FAQ test question per intent for these intents (position 4 of 9: a paraphrase, not the first).
 TEST_INTENTS = ("create_account", "reset_password", "bike_wont_unlock", "end_ride", "dock_full", "pricing",
                 "cancel_membership", "refund_request", "payment_methods", "lost_item", "accident_report",
@@ -112,6 +117,15 @@ OOS_TEST = [
     "how many calories does cycling for an hour burn",
 ]
 
+OOS_VAL = [
+    "Can you recommend a good book to read on holiday?",
+    "What's the exchange rate of the euro to the dollar today?",
+    "Help me write a cover letter for a job application",
+    "Where can I buy a second-hand road bike?",
+    "What's the best way to learn to play the guitar?",
+    "Is the museum of modern art open on Mondays?",
+]
+
 # Two-turn conversations: a FAQ question with its canonical answer, then a follow-up answered from the same facts.
 FOLLOWUPS_TRAIN = [
     ("pricing", "How much does a ride cost?", "And for an e-bike if I have a monthly pass?",
@@ -182,6 +196,9 @@ def main():
         train.append({"messages": msgs(q, REFUSAL), "intent": "out_of_scope", "kind": "refusal"})
     for intent, q1, q2, a2 in FOLLOWUPS_TRAIN:
         train.append({"messages": msgs(q1, answers[intent], q2, a2), "intent": intent, "kind": "followup"})
+    val = [{"messages": msgs(train_q[intent][VAL_PICK], answer), "intent": intent, "kind": "faq"}
+           for intent, answer in answers.items()]
+    val += [{"messages": msgs(q, REFUSAL), "intent": "out_of_scope", "kind": "refusal"} for q in OOS_VAL]
     for intent in TEST_INTENTS:
         test.append({"messages": msgs(test_q[intent][4], answers[intent]), "intent": intent, "kind": "faq"})
     for q, a in COMBOS_TEST:
@@ -192,17 +209,24 @@ def main():
         test.append({"messages": msgs(q1, answers[intent], q2, a2), "intent": intent, "kind": "followup"})
     # no test question may repeat a training one
     seen = {m["content"].lower() for r in train for m in r["messages"] if m["role"] == "user"}
-    last_user = [[m for m in r["messages"] if m["role"] == "user"][-1]["content"] for r in test]
-    dup = [q for q in last_user if q.lower() in seen]
+    for name, rows in (("test", test), ("val", val)):
+        last_user = [[m for m in r["messages"] if m["role"] == "user"][-1]["content"] for r in rows]
+        dup = [q for q in last_user if q.lower() in seen]
+        if dup:
+            sys.exit("%s questions also in training: %r" % (name, dup))
+    held = {[m for m in r["messages"] if m["role"] == "user"][-1]["content"].lower() for r in test}
+    dup = [q for r in val for q in [[m for m in r["messages"] if m["role"] == "user"][-1]["content"]]
+           if q.lower() in held]
     if dup:
-        sys.exit("test questions also in training: %r" % dup)
+        sys.exit("val questions also in test: %r" % dup)
     os.makedirs(OUT, exist_ok=True)
     write(os.path.join(OUT, "train.jsonl"), train)
     write(os.path.join(OUT, "test.jsonl"), test)
+    write(os.path.join(OUT, "val.jsonl"), val)
     entries = [{"text": a, "label": i} for i, a in answers.items()]
     write(os.path.join(OUT, "faq_entries.jsonl"), entries)
     write(os.path.join(OUT, "intents.jsonl"), entries + [{"text": REFUSAL, "label": "out_of_scope"}])
-    print("train %d, test %d conversations -> %s" % (len(train), len(test), OUT))
+    print("train %d, val %d, test %d conversations -> %s" % (len(train), len(val), len(test), OUT))
 
 
 if __name__ == "__main__":
