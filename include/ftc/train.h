@@ -108,6 +108,9 @@ typedef struct {
     double warmup;          /* >= 1: steps; in (0, 1): share of the total steps; < 0: the method's default */
     ftc_sched_kind schedule;
     float weight_decay, clip, beta1, beta2, adam_eps;
+    float label_smoothing;  /* classify: training target 1 - eps on the label + eps / K on each label (0: off) */
+    float layer_decay;      /* layer-wise rate decay: block i of L steps at lr x layer_decay^(L-i), the embeddings
+                               at lr x layer_decay^(L+1), the head at lr (1: off) */
     uint64_t seed;
     int eval_every;         /* optimizer steps; 0 = only at epoch ends */
     int save_every;         /* optimizer steps; 0 = only at epoch ends and at the end */

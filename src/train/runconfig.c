@@ -61,6 +61,12 @@
     X("warmup", DBL, warmup, 0, 1e12, -1, NULL, "Optimisation", "N|F", "linear warmup over N steps, or over share F < 1 of all steps") \
     X("schedule", ENUM, schedule, 0, 0, 0, "linear", "Optimisation", "linear|cosine|constant", "the rate after warmup") \
     X("weight-decay", FLT, weight_decay, 0, 10, 0.01, NULL, "Optimisation", "X", "AdamW, not applied to biases, norms and embeddings") \
+    X("label-smoothing", FLT, label_smoothing, 0, 0.999, 0, NULL, "Optimisation", "X",                             \
+      "classify: the training loss's target is 1-X on the label plus X/K on each of the K labels (HF\n"          \
+      "label_smoothing_factor); validation keeps plain cross-entropy")                                              \
+    X("layer-decay", FLT, layer_decay, 1e-6, 1, 1, NULL, "Optimisation", "X",                                      \
+      "layer-wise rate decay (ELECTRA, BEiT): block i of L (0 nearest the input) steps at lr x X^(L-i), the\n"    \
+      "embeddings at lr x X^(L+1), the head and final norm at lr (1: every weight at lr)")                          \
     X("clip", FLT, clip, 0, 1e9, 1.0, NULL, "Optimisation", "X", "global gradient-norm clipping (0: off)")            \
     X("beta1", FLT, beta1, 0, 0.999999, 0.9, NULL, "Optimisation", "X", "AdamW")                                      \
     X("beta2", FLT, beta2, 0, 0.999999999, 0.999, NULL, "Optimisation", "X", "AdamW")                                 \
@@ -180,7 +186,8 @@ static const ftc_train_alias ALIASES[] = {
     {"per-device-train-batch-size", "batch"}, {"micro-batch-size", "batch"},
     {"gradient-accumulation-steps", "grad-accum"}, {"max-seq-length", "max-len"}, {"sequence-len", "max-len"},
     {"max-length", "max-len"}, {"warmup-steps", "warmup"}, {"warmup-ratio", "warmup"},
-    {"lr-scheduler-type", "schedule"}, {"lr-scheduler", "schedule"}, {"max-grad-norm", "clip"},
+    {"lr-scheduler-type", "schedule"}, {"layerwise-lr-decay", "layer-decay"},
+    {"label-smoothing-factor", "label-smoothing"}, {"lr-scheduler", "schedule"}, {"max-grad-norm", "clip"},
     {"adam-beta1", "beta1"}, {"adam-beta2", "beta2"}, {"adam-epsilon", "adam-eps"}, {"eval-steps", "eval-every"},
     {"save-steps", "save-every"}, {"logging-steps", "log-every"}, {"early-stopping-patience", "patience"},
     {"metric-for-best-model", "metric"}, {"lora-target-modules", "lora-targets"},
