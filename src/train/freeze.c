@@ -59,7 +59,7 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
         if (num_labels < 2) return ftc_errf(err, FTC_E_INPUT, "classify needs at least 2 labels, the data has %d", num_labels);
         ftc_pooling pool = ftc_train_pooling(c->pooling, c->model, mc->family);
         if ((s = ftc_model_set_classifier(m, num_labels, pool, c->seed ^ 0xC1A55ULL, err)) != FTC_OK) return s;
-        if ((s = ftc_model_set_label_smoothing(m, c->label_smoothing, err)) != FTC_OK) return s;
+        if ((s = ftc_model_set_label_smoothing(m, c->label_smoothing > 0 ? c->label_smoothing : 0, err)) != FTC_OK) return s;
     }
     if (c->method == FTC_METHOD_LORA) {
         const char *targets = c->lora_targets;
