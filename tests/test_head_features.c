@@ -5,7 +5,9 @@
  *    GPT-2 and Llama last-token fixtures; all-MiniLM-L6-v2 mean and CLS when FTC_MINILM_DIR is set);
  *  - ftc_model_head_features + ftc_model_head_forward give ftc_model_forward's logits and loss, and backward
  *    after them the same head gradients;
- *  - ftc_model_head_forward refuses a model whose backbone trains (backward could not reach it). */
+ *  - ftc_model_head_forward refuses a model whose backbone trains (backward could not reach it);
+ *  - label smoothing (ftc_model_set_label_smoothing): the training loss and the head's gradient are the
+ *    smoothed cross-entropy's, computed here from the logits; evaluation keeps the plain cross-entropy. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -170,11 +172,70 @@ static void test_head_features_equal_forward(void **state) {
     head_split_case("llama_cls", FTC_POOL_LAST);
 }
 
+/* eps = 0.2 on 3 labels: loss = mean_i [(1 - eps)(lse - z_y) + eps (lse - mean_k z_k)] while training, plain
+ * cross-entropy in evaluation; the head weight's gradient = sum_i (softmax - (1 - eps) onehot - eps / K) x^T / B. */
+static void test_label_smoothing(void **state) {
+    (void)state;
+    char dir[4200];
+    fixture_dir(dir, sizeof dir, "llama_cls"); /* no dropout on the head: training mode is deterministic */
+    enum { K = 3 };
+    ftc_model *m = load_classifier(dir, FTC_POOL_LAST, K, NROWS, 16);
+    ftc_err e;
+    ftc_param *w = NULL;
+    for (int i = 0; i < ftc_model_n_params(m); i++) {
+        ftc_param *p = ftc_model_param(m, i);
+        ftc_model_set_trainable(m, i, p->role == FTC_PARAM_CLASSIFIER);
+        if (p->role == FTC_PARAM_CLASSIFIER && p->ndim == 2) w = p;
+    }
+    assert_non_null(w);
+    if (ftc_model_reserve(m, NROWS, 16, &e)) fail_msg("%s", e.msg);
+    int C = ftc_model_config_of(m)->hidden_size;
+    float *feats = malloc((size_t)NROWS * C * sizeof(float));
+    for (int i = 0; i < NROWS * C; i++) feats[i] = (float)sin(0.37 * i + 1.0) * 3.0f;
+    int32_t labels[NROWS] = {2, 0, 1};
+    const float eps = 0.2f;
+    assert_int_equal(ftc_model_set_label_smoothing(m, 1.0f, &e), FTC_E_USAGE);
+    assert_int_equal(ftc_model_set_label_smoothing(m, eps, &e), FTC_OK);
+    float loss_eval, loss_train;
+    if (ftc_model_head_forward(m, feats, NROWS, labels, false, &loss_eval, &e)) fail_msg("%s", e.msg);
+    ftc_model_zero_grad(m);
+    if (ftc_model_head_forward(m, feats, NROWS, labels, true, &loss_train, &e) || ftc_model_backward(m, &e))
+        fail_msg("%s", e.msg);
+    const float *z = ftc_model_logits(m);
+    double ce = 0, smooth = 0, dl[NROWS][K];
+    for (int i = 0; i < NROWS; i++) {
+        double mx = z[i * K], se = 0, sz = 0;
+        for (int k = 1; k < K; k++) mx = z[i * K + k] > mx ? z[i * K + k] : mx;
+        for (int k = 0; k < K; k++) se += exp(z[i * K + k] - mx), sz += z[i * K + k];
+        double lse = mx + log(se);
+        ce += lse - z[i * K + labels[i]];
+        smooth += (1 - eps) * (lse - z[i * K + labels[i]]) + eps * (lse - sz / K);
+        for (int k = 0; k < K; k++)
+            dl[i][k] = (exp(z[i * K + k] - lse) - (1 - eps) * (k == labels[i]) - eps / K) / NROWS;
+    }
+    assert_true(fabs(loss_eval - ce / NROWS) < 1e-5);
+    assert_true(fabs(loss_train - smooth / NROWS) < 1e-5);
+    assert_true(loss_train - loss_eval > 1e-3); /* the smoothed loss differs: the test can tell them apart */
+    double worst = 0;
+    for (int k = 0; k < K; k++)
+        for (int c = 0; c < C; c++) {
+            double g = 0;
+            for (int i = 0; i < NROWS; i++) g += dl[i][k] * feats[i * C + c];
+            double d = fabs(g - w->grad[k * C + c]);
+            worst = d > worst ? d : worst;
+        }
+    assert_true(worst < 1e-5);
+    printf("  label smoothing 0.2: loss %.6f (plain %.6f), head gradient within %.1e\n", loss_train, loss_eval, worst);
+    free(feats);
+    ftc_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_padding_does_not_change_logits),
         cmocka_unit_test(test_padding_minilm),
         cmocka_unit_test(test_head_features_equal_forward),
+        cmocka_unit_test(test_label_smoothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

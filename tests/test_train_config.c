@@ -99,6 +99,16 @@ static void test_yaml_and_json_files_agree(void **state) {
     json_t *jr = ftc_train_config_json(&r);
     assert_true(json_equal(ja, jr));
     free(text);
+    /* a run recorded before --layer-decay and --label-smoothing existed resumes as it trained: one rate, the
+     * plain cross-entropy, whatever the method's defaults have become */
+    json_object_del(ja, "layer_decay");
+    json_object_del(ja, "label_smoothing");
+    text = json_dumps(ja, 0);
+    ftc_train_config_defaults(&r);
+    assert_true(r.layer_decay < 0 && r.label_smoothing < 0); /* unset: the method's */
+    assert_int_equal(ftc_train_config_load_resolved(&r, write_tmp("old.json", text), &e), FTC_OK);
+    assert_true(r.layer_decay == 1 && r.label_smoothing == 0);
+    free(text);
     json_decref(ja); json_decref(jb); json_decref(jr);
 }
 
@@ -145,6 +155,11 @@ static void test_finalize_checks_combinations(void **state) {
     assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
     assert_non_null(strstr(e.msg, "validation"));
     ftc_train_config_set(&c, "patience", "0", &e);
+    assert_true(c.label_smoothing == 0 && c.layer_decay == 1); /* causal-lm: plain loss, one rate */
+    ftc_train_config_set(&c, "label-smoothing", "0.1", &e); /* no labels to smooth */
+    assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "--label-smoothing needs --task classify"));
+    ftc_train_config_set(&c, "label-smoothing", "0", &e);
     ftc_train_config_set(&c, "lora-r", "4", &e);
     assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
     /* method defaults fill what was not given; what was given wins */
@@ -168,6 +183,8 @@ static void test_finalize_checks_combinations(void **state) {
     assert_int_equal(ftc_train_config_finalize(&d, &e), FTC_OK);
     assert_true(d.lr == 0.5f && d.batch == 3);
     assert_true(d.head_lr == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).head_lr);
+    assert_true(d.layer_decay == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).layer_decay);
+    assert_true(d.label_smoothing == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).label_smoothing);
     assert_int_equal(d.metric, FTC_METRIC_ACCURACY); /* classify keeps its most accurate checkpoint */
     ftc_train_config lm;
     ftc_train_config_defaults(&lm);

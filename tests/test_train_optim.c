@@ -1,5 +1,6 @@
 /* Optimizer pieces against PyTorch (tests/fixtures/train_optim.json from tools/gen_optim_fixtures.py):
- * AdamW with per-param weight decay, clip_grad_norm_, and the HF warmup schedules. */
+ * AdamW with per-param weight decay, clip_grad_norm_, and the HF warmup schedules; the per-tensor rates of a new
+ * head (--head-lr) and of layer-wise decay (--layer-decay). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ftc/train.h"
+#include "train/train_internal.h"
 
 static json_t *fixture;
 
@@ -152,12 +154,51 @@ static void test_clip_scales_to_max_norm(void **state) {
     ftc_optim_free(&o);
 }
 
+/* --layer-decay X: embeddings (depth 0) at X^(L+1), block i at X^(L-i), the head at 1 (x head_lr/lr when new);
+ * off (X = 1) with no new head: no per-tensor rates at all. */
+static void test_layer_decay_rates(void **state) {
+    (void)state;
+    float d[5][2] = {{0}}, g[5][2] = {{0}};
+    ftc_param p[5] = {
+        {.name = "emb", .role = FTC_PARAM_EMBEDDING, .block = -1},
+        {.name = "b0", .role = FTC_PARAM_BLOCK, .block = 0},
+        {.name = "b1", .role = FTC_PARAM_BLOCK, .block = 1},
+        {.name = "pooler", .role = FTC_PARAM_POOLER, .block = -1},
+        {.name = "cls", .role = FTC_PARAM_CLASSIFIER, .block = -1},
+    };
+    ftc_param *pp[5];
+    for (int i = 0; i < 5; i++) {
+        p[i].ndim = 1, p[i].shape[0] = 2, p[i].numel = 2, p[i].data = d[i], p[i].grad = g[i], p[i].trainable = true;
+        pp[i] = &p[i];
+    }
+    ftc_train_config c;
+    ftc_train_config_defaults(&c);
+    c.task = FTC_TASK_CLASSIFY, c.method = FTC_METHOD_FULL, c.lr = 1e-4f, c.head_lr = 1e-3f, c.layer_decay = 0.5f;
+    ftc_adamw_hparams h = FTC_ADAMW_DEFAULTS;
+    ftc_optimizer o;
+    ftc_err err;
+    const float want_new[5] = {0.125f, 0.25f, 0.5f, 1.0f, 10.0f}, want_kept[5] = {0.125f, 0.25f, 0.5f, 1.0f, 1.0f};
+    for (int new_head = 0; new_head < 2; new_head++) {
+        assert_int_equal(ftc_optim_init(&o, pp, 5, &h, &err), FTC_OK);
+        assert_int_equal(ftc_tr_set_head_lr(&o, &c, new_head, &err), FTC_OK);
+        assert_non_null(o.lr_scale);
+        for (int i = 0; i < 5; i++) assert_true(fabsf(o.lr_scale[i] - (new_head ? want_new : want_kept)[i]) < 1e-5f);
+        ftc_optim_free(&o);
+    }
+    c.layer_decay = 1;
+    assert_int_equal(ftc_optim_init(&o, pp, 5, &h, &err), FTC_OK);
+    assert_int_equal(ftc_tr_set_head_lr(&o, &c, false, &err), FTC_OK);
+    assert_null(o.lr_scale);
+    ftc_optim_free(&o);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedules_match_transformers),
         cmocka_unit_test(test_adamw_matches_torch),
         cmocka_unit_test(test_optim_rejects_all_frozen),
         cmocka_unit_test(test_clip_scales_to_max_norm),
+        cmocka_unit_test(test_layer_decay_rates),
     };
     return cmocka_run_group_tests(tests, load_fixture, free_fixture);
 }

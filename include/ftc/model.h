@@ -84,6 +84,10 @@ int64_t ftc_model_count_params(const ftc_model *m, bool trainable_only);
 /* Gradient checkpointing: keep only each block's output and recompute the block in backward (one block's
  * activations instead of n_layers'; about one more forward of compute). Same gradients bit for bit. */
 ftc_status ftc_model_set_grad_checkpoint(ftc_model *m, bool on, ftc_err *err);
+/* Label smoothing of the classification loss while training (transformers' label_smoothing_factor): the target
+ * of each row is 1 - eps on its label plus eps / K on each of the K labels, i.e. loss = (1 - eps) CE + eps x the
+ * mean over labels of -log p. Evaluation (training false) keeps the plain cross-entropy. eps in [0, 1). */
+ftc_status ftc_model_set_label_smoothing(ftc_model *m, float eps, ftc_err *err);
 /* Plans activation and gradient memory for batches up to max_B x max_T. Call again to grow. Memory is linear
  * in max_B x max_T (attention keeps [B,H,T] softmax statistics, never [T,T] probabilities). With nothing
  * trainable the plan is forward-only: one block's activations (the blocks run one after another), no

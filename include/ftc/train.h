@@ -108,6 +108,10 @@ typedef struct {
     double warmup;          /* >= 1: steps; in (0, 1): share of the total steps; < 0: the method's default */
     ftc_sched_kind schedule;
     float weight_decay, clip, beta1, beta2, adam_eps;
+    float label_smoothing;  /* classify: training target 1 - eps on the label + eps / K on each label (0: off;
+                               < 0: the method's default) */
+    float layer_decay;      /* < 0: the method's default; layer-wise rate decay: block i of L steps at lr x layer_decay^(L-i), the embeddings
+                               at lr x layer_decay^(L+1), the head at lr (1: off) */
     uint64_t seed;
     int eval_every;         /* optimizer steps; 0 = only at epoch ends */
     int save_every;         /* optimizer steps; 0 = only at epoch ends and at the end */
@@ -180,7 +184,12 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
  * (--save-every, --log-every... see the source) may differ. */
 ftc_status ftc_train_config_resume_conflict(const ftc_train_config *saved, const ftc_train_config *now, ftc_err *err);
 /* The defaults of a task and method (docs/train.md, "Defaults"). */
-typedef struct { float lr, head_lr; double warmup; int batch, epochs; } ftc_train_defaults;
+typedef struct {
+    float lr, head_lr;
+    double warmup;
+    int batch, epochs;
+    float layer_decay, label_smoothing; /* --layer-decay (1: off), --label-smoothing (classify; 0: off) */
+} ftc_train_defaults;
 ftc_train_defaults ftc_train_method_defaults(ftc_task task, ftc_method method);
 /* Epochs for n_train examples when --epochs is not given: the method's base count, raised (up to 25) until the
  * run has 100 optimizer steps, lowered (down to 1) so it sees at most 30,000 examples. */

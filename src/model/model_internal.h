@@ -70,6 +70,7 @@ struct ftc_model {
     int num_labels;
     ftc_pooling pooling;
     float cls_dropout;
+    float label_smoothing; /* classify training loss: the target is (1 - eps) on the label + eps / K on each */
     float *inv_freq; /* [D/2] RoPE */
     ftc_rng rng;     /* dropout randomness; plain data so checkpoints can save it */
     /* gradient checkpointing: blocks share one activation set; each block's output and dropout RNG state

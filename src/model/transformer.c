@@ -407,6 +407,20 @@ static void classify_head_forward(ftc_model *m, int B, const int32_t *labels) {
         for (int i = 0; i < B; i++) m->cls_targets[i] = labels[i];
         int counted;
         m->loss = ftc_cross_entropy_forward(m->logits, m->cls_targets, B, m->num_labels, &counted);
+        float eps = m->training ? m->label_smoothing : 0.0f;
+        if (eps > 0 && counted > 0) { /* + eps x (mean over labels of -log p - CE): -log p_k = lse - z_k */
+            int K = m->num_labels;
+            double uniform = 0;
+            for (int i = 0; i < B; i++) {
+                if (m->cls_targets[i] < 0) continue;
+                const float *z = m->logits + (size_t)i * K;
+                double mx = z[0], se = 0, sz = 0;
+                for (int k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+                for (int k = 0; k < K; k++) se += exp(z[k] - mx), sz += z[k];
+                uniform += mx + log(se) - sz / K;
+            }
+            m->loss = (float)((1.0 - eps) * m->loss + eps * uniform / counted);
+        }
     }
 }
 
@@ -564,6 +578,12 @@ ftc_status ftc_model_head_forward(ftc_model *m, const float *features, int B, co
     return FTC_OK;
 }
 
+ftc_status ftc_model_set_label_smoothing(ftc_model *m, float eps, ftc_err *err) {
+    if (!(eps >= 0 && eps < 1)) return ftc_errf(err, FTC_E_USAGE, "label smoothing %g is outside [0, 1)", eps);
+    m->label_smoothing = eps;
+    return FTC_OK;
+}
+
 ftc_status ftc_model_set_grad_checkpoint(ftc_model *m, bool on, ftc_err *err) {
     if (m->grad_ckpt == on) return FTC_OK;
     m->grad_ckpt = on;
@@ -706,6 +726,18 @@ ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err)
     } else {
         int nl = m->num_labels;
         ftc_cross_entropy_backward(m->dlogits, m->logits, m->cls_targets, B, nl, weight);
+        float eps = m->training ? m->label_smoothing : 0.0f;
+        if (eps > 0) { /* (p - onehot) g becomes (p - (1 - eps) onehot - eps / K) g */
+            int counted = 0;
+            for (int i = 0; i < B; i++) counted += m->cls_targets[i] >= 0;
+            float g = counted ? weight / (float)counted * eps : 0.0f;
+            for (int i = 0; i < B; i++) {
+                if (m->cls_targets[i] < 0) continue;
+                float *d = m->dlogits + (size_t)i * nl;
+                for (int k = 0; k < nl; k++) d[k] -= g / (float)nl;
+                d[m->cls_targets[i]] += g;
+            }
+        }
         bool use_pooler = uses_pooler(m);
         const float *z = head_input(m);
         const float *zin = dropped(m, m->cls_dropout) ? m->cls_in : z;

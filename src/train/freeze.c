@@ -4,6 +4,7 @@
 #include "base/base_internal.h"
 #include "ftc/base.h"
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,7 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
         if (num_labels < 2) return ftc_errf(err, FTC_E_INPUT, "classify needs at least 2 labels, the data has %d", num_labels);
         ftc_pooling pool = ftc_train_pooling(c->pooling, c->model, mc->family);
         if ((s = ftc_model_set_classifier(m, num_labels, pool, c->seed ^ 0xC1A55ULL, err)) != FTC_OK) return s;
+        if ((s = ftc_model_set_label_smoothing(m, c->label_smoothing > 0 ? c->label_smoothing : 0, err)) != FTC_OK) return s;
     }
     if (c->method == FTC_METHOD_LORA) {
         const char *targets = c->lora_targets;
@@ -95,14 +97,28 @@ bool ftc_train_head_is_new(ftc_model *m, int num_labels) {
     return !(has && mc->num_labels == num_labels);
 }
 
-/* A new classification head under lora or full steps at --head-lr: the backbone's rate (5e-5 full, 1e-3 lora)
- * barely moves a random head in a few epochs. */
+/* Per-tensor rates (o->lr_scale, NULL when every tensor steps at lr):
+ * - a new classification head under lora or full steps at --head-lr: the backbone's rate (5e-5 full, 1e-3 lora)
+ *   barely moves a random head in a few epochs;
+ * - --layer-decay X < 1 (layer-wise rate decay, as ELECTRA and BEiT fine-tune): depth 0 the embeddings, 1..L the
+ *   blocks, L+1 the rest (head, pooler, final norm) step at lr x X^(L+1-depth): the layers nearest the input,
+ *   whose general features the task needs least changed, move least. */
 ftc_status ftc_tr_set_head_lr(ftc_optimizer *o, const ftc_train_config *c, bool new_head, ftc_err *err) {
-    if (!new_head || c->task != FTC_TASK_CLASSIFY || c->method == FTC_METHOD_HEAD || c->lr <= 0 || c->head_lr < 0 ||
-        c->head_lr == c->lr)
-        return FTC_OK;
+    bool head = new_head && c->task == FTC_TASK_CLASSIFY && c->method != FTC_METHOD_HEAD && c->lr > 0 &&
+                c->head_lr >= 0 && c->head_lr != c->lr;
+    bool decay = c->layer_decay > 0 && c->layer_decay < 1;
+    if (!head && !decay) return FTC_OK;
+    int L = 0; /* blocks: one past the deepest block index among the parameters */
+    for (int i = 0; i < o->n; i++)
+        if (o->params[i]->role == FTC_PARAM_BLOCK || o->params[i]->block >= 0)
+            L = o->params[i]->block + 1 > L ? o->params[i]->block + 1 : L;
     o->lr_scale = malloc((size_t)o->n * sizeof *o->lr_scale);
     if (!o->lr_scale) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    for (int i = 0; i < o->n; i++) o->lr_scale[i] = o->params[i]->role == FTC_PARAM_CLASSIFIER ? c->head_lr / c->lr : 1.0f;
+    for (int i = 0; i < o->n; i++) {
+        const ftc_param *p = o->params[i];
+        if (head && p->role == FTC_PARAM_CLASSIFIER) { o->lr_scale[i] = c->head_lr / c->lr; continue; }
+        int depth = p->role == FTC_PARAM_EMBEDDING ? 0 : p->block >= 0 ? p->block + 1 : L + 1;
+        o->lr_scale[i] = decay ? (float)pow(c->layer_decay, L + 1 - depth) : 1.0f;
+    }
     return FTC_OK;
 }

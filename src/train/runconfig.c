@@ -61,6 +61,12 @@
     X("warmup", DBL, warmup, 0, 1e12, -1, NULL, "Optimisation", "N|F", "linear warmup over N steps, or over share F < 1 of all steps") \
     X("schedule", ENUM, schedule, 0, 0, 0, "linear", "Optimisation", "linear|cosine|constant", "the rate after warmup") \
     X("weight-decay", FLT, weight_decay, 0, 10, 0.01, NULL, "Optimisation", "X", "AdamW, not applied to biases, norms and embeddings") \
+    X("label-smoothing", FLT, label_smoothing, 0, 0.999, -1, NULL, "Optimisation", "X",                             \
+      "classify: the training loss's target is 1-X on the label plus X/K on each of the K labels (HF\n"          \
+      "label_smoothing_factor; default: the method's); validation keeps plain cross-entropy")                                              \
+    X("layer-decay", FLT, layer_decay, 1e-6, 1, -1, NULL, "Optimisation", "X",                                      \
+      "layer-wise rate decay (ELECTRA, BEiT): block i of L (0 nearest the input) steps at lr x X^(L-i), the\n"    \
+      "embeddings at lr x X^(L+1), the head and final norm at lr (1: every weight at lr; default: the method's)")                          \
     X("clip", FLT, clip, 0, 1e9, 1.0, NULL, "Optimisation", "X", "global gradient-norm clipping (0: off)")            \
     X("beta1", FLT, beta1, 0, 0.999999, 0.9, NULL, "Optimisation", "X", "AdamW")                                      \
     X("beta2", FLT, beta2, 0, 0.999999999, 0.999, NULL, "Optimisation", "X", "AdamW")                                 \
@@ -180,7 +186,8 @@ static const ftc_train_alias ALIASES[] = {
     {"per-device-train-batch-size", "batch"}, {"micro-batch-size", "batch"},
     {"gradient-accumulation-steps", "grad-accum"}, {"max-seq-length", "max-len"}, {"sequence-len", "max-len"},
     {"max-length", "max-len"}, {"warmup-steps", "warmup"}, {"warmup-ratio", "warmup"},
-    {"lr-scheduler-type", "schedule"}, {"lr-scheduler", "schedule"}, {"max-grad-norm", "clip"},
+    {"lr-scheduler-type", "schedule"}, {"layerwise-lr-decay", "layer-decay"},
+    {"label-smoothing-factor", "label-smoothing"}, {"lr-scheduler", "schedule"}, {"max-grad-norm", "clip"},
     {"adam-beta1", "beta1"}, {"adam-beta2", "beta2"}, {"adam-epsilon", "adam-eps"}, {"eval-steps", "eval-every"},
     {"save-steps", "save-every"}, {"logging-steps", "log-every"}, {"early-stopping-patience", "patience"},
     {"metric-for-best-model", "metric"}, {"lora-target-modules", "lora-targets"},
@@ -478,6 +485,10 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
     /* a run recorded before head_lr and lp_ft existed trained its head at lr, without a head stage */
     if (s == FTC_OK && !c->set[key_index("head-lr")] && c->set[key_index("lr")]) c->head_lr = c->lr, c->set[key_index("head-lr")] = true;
     if (s == FTC_OK && !c->set[key_index("lp-ft")]) c->lp_ft = false, c->set[key_index("lp-ft")] = true;
+    /* and before layer-wise decay and label smoothing: every weight at lr, the plain cross-entropy */
+    if (s == FTC_OK && !c->set[key_index("layer-decay")]) c->layer_decay = 1, c->set[key_index("layer-decay")] = true;
+    if (s == FTC_OK && !c->set[key_index("label-smoothing")])
+        c->label_smoothing = 0, c->set[key_index("label-smoothing")] = true;
     /* and in data order, shuffled only */
     if (s == FTC_OK && !c->set[key_index("group-by-length")])
         c->group_by_length = false, c->set[key_index("group-by-length")] = true;
@@ -526,14 +537,14 @@ ftc_train_defaults ftc_train_method_defaults(ftc_task task, ftc_method method) {
     /* causal-lm: rates for hidden size 768, scaled by 768 / hidden (ftc_train_default_lr); on stories260K (64) they
      * give the best validation rates of the sweep: full 2e-3, lora and head 1e-2 */
     if (task == FTC_TASK_CAUSAL_LM) switch (method) {
-        case FTC_METHOD_HEAD: return (ftc_train_defaults){.lr = 8.5e-4f, .head_lr = 8.5e-4f, .warmup = 0.1, .batch = 8, .epochs = 3};
-        case FTC_METHOD_LORA: return (ftc_train_defaults){.lr = 8.5e-4f, .head_lr = 8.5e-4f, .warmup = 0.1, .batch = 8, .epochs = 3};
-        default: return (ftc_train_defaults){.lr = 1.7e-4f, .head_lr = 1.7e-4f, .warmup = 0.1, .batch = 8, .epochs = 3};
+        case FTC_METHOD_HEAD: return (ftc_train_defaults){.lr = 8.5e-4f, .head_lr = 8.5e-4f, .warmup = 0.1, .batch = 8, .epochs = 3, .layer_decay = 1};
+        case FTC_METHOD_LORA: return (ftc_train_defaults){.lr = 8.5e-4f, .head_lr = 8.5e-4f, .warmup = 0.1, .batch = 8, .epochs = 3, .layer_decay = 1};
+        default: return (ftc_train_defaults){.lr = 1.7e-4f, .head_lr = 1.7e-4f, .warmup = 0.1, .batch = 8, .epochs = 3, .layer_decay = 1};
         }
     switch (method) {
-    case FTC_METHOD_HEAD: return (ftc_train_defaults){.lr = 1e-2f, .head_lr = 1e-2f, .warmup = 0, .batch = 32, .epochs = 4};
-    case FTC_METHOD_LORA: return (ftc_train_defaults){.lr = 3e-3f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3};
-    default: return (ftc_train_defaults){.lr = 5e-5f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3};
+    case FTC_METHOD_HEAD: return (ftc_train_defaults){.lr = 1e-2f, .head_lr = 1e-2f, .warmup = 0, .batch = 32, .epochs = 4, .layer_decay = 1};
+    case FTC_METHOD_LORA: return (ftc_train_defaults){.lr = 3e-3f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3, .layer_decay = 1};
+    default: return (ftc_train_defaults){.lr = 5e-5f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3, .layer_decay = 1};
     }
 }
 
@@ -584,6 +595,8 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     if (c->unfreeze_last < 0) c->unfreeze_last = c->method == FTC_METHOD_HEAD && c->task == FTC_TASK_CAUSAL_LM ? 1 : 0;
     if (c->method == FTC_METHOD_HEAD && c->task == FTC_TASK_CAUSAL_LM && c->unfreeze_last == 0)
         return ftc_errf(err, FTC_E_USAGE, "--method head with --task causal-lm trains the last N blocks: --unfreeze-last must be >= 1");
+    if (c->task == FTC_TASK_CAUSAL_LM && c->label_smoothing > 0 && user_set(c, "label-smoothing"))
+        return ftc_errf(err, FTC_E_USAGE, "--label-smoothing needs --task classify");
     if (c->task != FTC_TASK_CAUSAL_LM && (c->pack || c->train_on_inputs))
         return ftc_errf(err, FTC_E_USAGE, "--pack and --train-on-inputs need --task causal-lm");
     if (c->method == FTC_METHOD_FULL && c->base_dtype != FTC_BASE_AUTO && c->base_dtype != FTC_BASE_FP32)
@@ -598,6 +611,8 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     else if (c->lr >= 0 && c->head_lr < 0) c->head_lr = c->lr; /* causal-lm has no new head */
     if (c->warmup < 0) c->warmup = d.warmup;
     if (c->batch <= 0) c->batch = d.batch;
+    if (c->layer_decay < 0) c->layer_decay = d.layer_decay;
+    if (c->label_smoothing < 0) c->label_smoothing = c->task == FTC_TASK_CLASSIFY ? d.label_smoothing : 0;
     /* the checkpoint kept for classify is the most accurate one on validation (as Hugging Face users set
      * metric_for_best_model): the lowest val_loss comes early, before the accuracy stops rising (docs/train.md) */
     if (c->task == FTC_TASK_CLASSIFY && !c->set[key_index("metric")]) c->metric = FTC_METRIC_ACCURACY;
