@@ -105,6 +105,14 @@ AVX2_FN void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *x
  * + d + C accumulators + the s temporaries: C = 8 fits AVX2's 16; more rows of X take a second pass over the
  * (cached) W row. */
 enum { QROWS_C = 8 };
+/* the end of a multi-row tile (f32 or 8-bit activations): one output of W's row for each of the C rows of X */
+INLINE AVX2_FN void store_rows(float *Y, int ldy, int C, const __m256 *acc, const float *macc, float beta) {
+    for (int c = 0; c < C; c++) {
+        float r = hsum(acc[c]) + macc[c];
+        float *y = Y + (size_t)c * ldy;
+        *y = beta == 0.0f ? r : r + beta * *y;
+    }
+}
 INLINE AVX2_FN void qrows_tile(int type, const int C, float *Y, int ldy, const float *X, int ldx, const float *xsum,
                                int nb, const uint8_t *w, size_t row_bytes, size_t bbytes, float beta) {
     __m256 acc[QROWS_C];
@@ -140,11 +148,7 @@ INLINE AVX2_FN void qrows_tile(int type, const int C, float *Y, int ldy, const f
             if (type == FTC_GGML_Q4_1) macc[c] += m * xsum[(size_t)c * nb + b];
         }
     }
-    for (int c = 0; c < C; c++) {
-        float r = hsum(acc[c]) + macc[c];
-        float *y = Y + (size_t)c * ldy;
-        *y = beta == 0.0f ? r : r + beta * *y;
-    }
+    store_rows(Y, ldy, C, acc, macc, beta);
 }
 
 /* one instance per type and tile height, so the loops above unroll with C and the type known */
@@ -311,11 +315,7 @@ INLINE AVX2_FN void q8a_tile(int type, const int C, float *Y, int ldy, const int
             if (type == FTC_GGML_Q4_1) macc[c] += m * XS[(size_t)c * nb + b];
         }
     }
-    for (int c = 0; c < C; c++) {
-        float r = hsum(acc[c]) + macc[c];
-        float *y = Y + (size_t)c * ldy;
-        *y = beta == 0.0f ? r : r + beta * *y;
-    }
+    store_rows(Y, ldy, C, acc, macc, beta);
 }
 
 #define Q8A_TYPE(T)                                                                                                    \
