@@ -28,6 +28,23 @@ INLINE AVX2_FN float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* bytes of one block of a Q8_0 / Q4_0 / Q4_1 row */
+INLINE AVX2_FN size_t block_bytes(int type) {
+    return type == FTC_GGML_Q8_0   ? sizeof(ftc_block_q8_0)
+           : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0)
+                                   : sizeof(ftc_block_q4_1);
+}
+
+/* the end of every kernel here: C outputs, ldy apart (the multi-row tiles: one W row for C rows of X; the one-row
+ * kernels: C = up to 4 W rows, ldy 1), each hsum(acc) + the Q4_1 m term, scaled into Y by beta */
+INLINE AVX2_FN void store_rows(float *Y, int ldy, int C, const __m256 *acc, const float *macc, float beta) {
+    for (int c = 0; c < C; c++) {
+        float r = hsum(acc[c]) + macc[c];
+        float *y = Y + (size_t)c * ldy;
+        *y = beta == 0.0f ? r : r + beta * *y;
+    }
+}
+
 /* 8 signed bytes -> 8 floats */
 INLINE AVX2_FN __m256 i8x8(__m128i q) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)); }
 
@@ -48,9 +65,7 @@ INLINE AVX2_FN void q4_vals(const uint8_t *qs, bool sub8, __m256 v[4]) {
 AVX2_FN void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *xsum, const void *W, size_t row_bytes,
                               int I, int o0, int o1, float beta) {
     const int nb = I / 32;
-    const size_t bbytes = type == FTC_GGML_Q8_0   ? sizeof(ftc_block_q8_0)
-                          : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0)
-                                                  : sizeof(ftc_block_q4_1);
+    const size_t bbytes = block_bytes(type);
     for (int o = o0; o < o1; o += 4) {
         int rows = o1 - o < 4 ? o1 - o : 4;
         const uint8_t *w[4];
@@ -90,10 +105,7 @@ AVX2_FN void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *x
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc[r]);
             }
         }
-        for (int r = 0; r < rows; r++) {
-            float v = hsum(acc[r]) + macc[r];
-            y[o + r] = beta == 0.0f ? v : v + beta * y[o + r];
-        }
+        store_rows(y + o, 1, rows, acc, macc, beta);
     }
 }
 
@@ -105,14 +117,6 @@ AVX2_FN void ftc_qmatvec_avx2(int type, float *y, const float *x, const float *x
  * + d + C accumulators + the s temporaries: C = 8 fits AVX2's 16; more rows of X take a second pass over the
  * (cached) W row. */
 enum { QROWS_C = 8 };
-/* the end of a multi-row tile (f32 or 8-bit activations): one output of W's row for each of the C rows of X */
-INLINE AVX2_FN void store_rows(float *Y, int ldy, int C, const __m256 *acc, const float *macc, float beta) {
-    for (int c = 0; c < C; c++) {
-        float r = hsum(acc[c]) + macc[c];
-        float *y = Y + (size_t)c * ldy;
-        *y = beta == 0.0f ? r : r + beta * *y;
-    }
-}
 INLINE AVX2_FN void qrows_tile(int type, const int C, float *Y, int ldy, const float *X, int ldx, const float *xsum,
                                int nb, const uint8_t *w, size_t row_bytes, size_t bbytes, float beta) {
     __m256 acc[QROWS_C];
@@ -181,9 +185,7 @@ static AVX2_FN void qrows_q4_1(int C, float *Y, int ldy, const float *X, int ldx
 AVX2_FN void ftc_qmatrows_avx2(int type, float *Y, const float *X, const float *xsum, int N, const void *W,
                                size_t row_bytes, int I, int O, int o0, int o1, float beta) {
     const int nb = I / 32;
-    const size_t bbytes = type == FTC_GGML_Q8_0   ? sizeof(ftc_block_q8_0)
-                          : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0)
-                                                  : sizeof(ftc_block_q4_1);
+    const size_t bbytes = block_bytes(type);
     const int chunks = (N + QROWS_C - 1) / QROWS_C, per = (N + chunks - 1) / chunks;
     for (int o = o0; o < o1; o++) {
         const uint8_t *w = (const uint8_t *)W + (size_t)o * row_bytes;
@@ -261,17 +263,11 @@ INLINE AVX2_FN __m256 pair(int type, __m256i v, __m256i av, __m256 vd, const int
     return _mm256_fmadd_ps(_mm256_mul_ps(vd, _mm256_broadcast_ss(xd)), s, acc);
 }
 
-INLINE AVX2_FN size_t q8a_bbytes(int type) {
-    return type == FTC_GGML_Q8_0   ? sizeof(ftc_block_q8_0)
-           : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0)
-                                   : sizeof(ftc_block_q4_1);
-}
-
 /* One row of X: rows [o0, o1) of W four at a time (each load of x shared by 4 rows) into y[o0..o1) */
 static AVX2_FN void q8a_matvec(int type, float *y, const int8_t *xq, const float *xd, const float *xs, const void *W,
                                size_t row_bytes, int I, int o0, int o1, float beta) {
     const int nb = I / 32;
-    const size_t bbytes = q8a_bbytes(type);
+    const size_t bbytes = block_bytes(type);
     for (int o = o0; o < o1; o += 4) {
         int rows = o1 - o < 4 ? o1 - o : 4;
         const uint8_t *w[4];
@@ -290,10 +286,7 @@ static AVX2_FN void q8a_matvec(int type, float *y, const int8_t *xq, const float
                 if (type == FTC_GGML_Q4_1) macc[r] += m * xs[b];
             }
         }
-        for (int r = 0; r < rows; r++) {
-            float v = hsum(acc[r]) + macc[r];
-            y[o + r] = beta == 0.0f ? v : v + beta * y[o + r];
-        }
+        store_rows(y + o, 1, rows, acc, macc, beta);
     }
 }
 
@@ -346,7 +339,7 @@ AVX2_FN void ftc_q8a_matrows_avx2(int type, float *Y, const int8_t *XQ, const fl
         return;
     }
     const int nb = I / 32;
-    const size_t bbytes = q8a_bbytes(type);
+    const size_t bbytes = block_bytes(type);
     const int chunks = (N + QROWS_C - 1) / QROWS_C, per = (N + chunks - 1) / chunks;
     for (int n = 0; n < N; n += per) {
         int C = N - n < per ? N - n : per;
