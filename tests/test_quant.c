@@ -166,6 +166,19 @@ static void check_close(const float *got, const double *want, const double *mag,
 
 /* Y = X W^T and dX = dY W on packed blocks against the dequantized weight (double sums), for each type,
  * shapes across panel edges, every backend this CPU runs (decode paths) */
+/* the reference X . Wd^T in double, and sum |x w| per output (check_close's scale) */
+static void ref_product(double *ref, double *mag, const float *X, const float *Wd, int N, int I, int O) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < O; o++) {
+            double a = 0, m = 0;
+            for (int k = 0; k < I; k++) {
+                a += (double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k];
+                m += fabs((double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k]);
+            }
+            ref[(size_t)n * O + o] = a, mag[(size_t)n * O + o] = m;
+        }
+}
+
 static void test_qmatmul_matches_dequantized(void **state) {
     (void)state;
     const char *backends[] = {"generic", "avx512", "avx2"};
@@ -203,16 +216,7 @@ static void test_qmatmul_matches_dequantized(void **state) {
                 /* forward, beta 0 over NaN, then beta 1 accumulating a second time */
                 for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = NAN;
                 ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, 0.0f, b16);
-                for (int n = 0; n < N; n++)
-                    for (int o = 0; o < O; o++) {
-                        double a = 0, m = 0;
-                        for (int k = 0; k < I; k++) {
-                            a += (double)Xr[(size_t)n * I + k] * Wd[(size_t)o * I + k];
-                            m += fabs((double)Xr[(size_t)n * I + k] * Wd[(size_t)o * I + k]);
-                        }
-                        ref[(size_t)n * O + o] = a;
-                        mag[(size_t)n * O + o] = m;
-                    }
+                ref_product(ref, mag, Xr, Wd, N, I, O);
                 char what[128];
                 snprintf(what, sizeof what, "%s forward %s%s N=%d I=%d O=%d", backends[be], ftc_quant_name(type),
                          b16 ? "/bf16" : "", N, I, O);
@@ -275,15 +279,7 @@ static void test_qmatmul_rows_fused(void **state) {
                 for (size_t i = 0; i < (size_t)NM * I; i++) X[i] = randn();
                 ftc_quantize_tensor(type, W, Wq, O, I);
                 ftc_dequantize_tensor(type, Wq, Wd, O, I);
-                for (int n = 0; n < NM; n++)
-                    for (int o = 0; o < O; o++) {
-                        double a = 0, m = 0;
-                        for (int k = 0; k < I; k++) {
-                            a += (double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k];
-                            m += fabs((double)X[(size_t)n * I + k] * Wd[(size_t)o * I + k]);
-                        }
-                        ref[(size_t)n * O + o] = a, mag[(size_t)n * O + o] = m;
-                    }
+                ref_product(ref, mag, X, Wd, NM, I, O);
                 for (int N = 1; N <= NM; N++) {
                     char what[128];
                     snprintf(what, sizeof what, "fused %s N=%d I=%d O=%d threads %d", ftc_quant_name(type), N, I, O, th);
