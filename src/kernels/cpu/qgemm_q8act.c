@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ftc/quant.h"
-#include "ftc/safetensors.h"
 #include "ftc/threads.h"
 #include "quant_internal.h"
 #include "vmath.h"
@@ -27,7 +26,7 @@
 #include <immintrin.h>
 #define QG_X86 1
 #define VNNI_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-#define AVX2_FN __attribute__((target("avx2,fma")))
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 #endif
 
@@ -56,35 +55,45 @@ typedef struct {
     float *d, *m;
 } packed;
 
-/* w's block b as 32 values: Q8_0 signed bytes (+ 128 when `offset`), nibbles 0..15 for Q4_0 / Q4_1 */
-static float unpack_block(int type, const uint8_t *row, int b, bool offset, uint8_t v[BLK], float *m) {
-    if (type == FTC_GGML_Q8_0) {
-        const ftc_block_q8_0 *blk = (const ftc_block_q8_0 *)row + b;
-        for (int i = 0; i < BLK; i++) v[i] = (uint8_t)blk->qs[i] ^ (offset ? 0x80 : 0);
-        return ftc_f16_to_f32(blk->d);
-    }
-    const uint8_t *qs =
-        type == FTC_GGML_Q4_0 ? ((const ftc_block_q4_0 *)row + b)->qs : ((const ftc_block_q4_1 *)row + b)->qs;
-    for (int i = 0; i < BLK / 2; i++) v[i] = qs[i] & 15, v[i + BLK / 2] = qs[i] >> 4;
-    if (type == FTC_GGML_Q4_0) return ftc_f16_to_f32(((const ftc_block_q4_0 *)row + b)->d);
-    *m = ftc_f16_to_f32(((const ftc_block_q4_1 *)row + b)->m);
-    return ftc_f16_to_f32(((const ftc_block_q4_1 *)row + b)->d);
-}
-
-static void pack_group(packed *p, int type, const void *W, size_t row_bytes, int nb, int o0, int rows, bool offset) {
-    for (int r = 0; r < GR; r++) {
-        const uint8_t *row = (const uint8_t *)W + (size_t)(o0 + r) * row_bytes;
+/* Packs rows [o0, o0 + rows) of W (rows <= 16) into p, 8 rows per gather (each lane one row's 4 bytes, so a
+ * gather is a column of the packed block); rows past `rows` are not read and pack as zeros. offset: Q8_0 as w + 128.
+ * The scales through F16C, as the decode kernels' (exact for every f16). */
+static AVX2_FN void pack_group(packed *p, int type, const void *W, size_t row_bytes, int nb, int o0, int rows,
+                               bool offset) {
+    const size_t bbytes = type == FTC_GGML_Q8_0 ? sizeof(ftc_block_q8_0)
+                          : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0) : sizeof(ftc_block_q4_1);
+    const int qoff = type == FTC_GGML_Q8_0 ? 2 : type == FTC_GGML_Q4_0 ? 2 : 4; /* the values after d (and m) */
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), nib = _mm256_set1_epi8(15);
+    const __m256i flip = _mm256_set1_epi8(offset ? (char)0x80 : 0), lo16 = _mm256_set1_epi32(0xffff);
+    for (int h = 0; h < 2; h++) {
+        const __m256i idx = _mm256_mullo_epi32(lanes, _mm256_set1_epi32((int)row_bytes));
+        const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows - 8 * h), lanes), zero = _mm256_setzero_si256();
+        const uint8_t *base = (const uint8_t *)W + (size_t)(o0 + 8 * h) * row_bytes;
         for (int b = 0; b < nb; b++) {
-            uint8_t v[BLK] = {0};
-            float m = 0.0f, d = r < rows ? unpack_block(type, row, b, offset, v, &m) : 0.0f;
-            uint8_t *dst = p->w + (size_t)b * BLOCK_BYTES + 4 * r;
-            for (int k = 0; k < KG; k++) memcpy(dst + k * GR * 4, v + 4 * k, 4);
-            p->d[b * GR + r] = d;
-            if (p->m) p->m[b * GR + r] = m;
+            const uint8_t *blk = base + (size_t)b * bbytes;
+            uint8_t *dst = p->w + (size_t)b * BLOCK_BYTES + 32 * h;
+#define GATHER(off) _mm256_mask_i32gather_epi32(zero, (const int *)(blk + (off)), idx, live, 1)
+            if (type == FTC_GGML_Q8_0)
+                for (int k = 0; k < KG; k++)
+                    _mm256_store_si256((__m256i *)(dst + k * GR * 4), _mm256_xor_si256(GATHER(qoff + 4 * k), flip));
+            else /* bytes 4k..4k+3 of qs hold values 4k.. (low nibbles) and 16 + 4k.. (high) */
+                for (int k = 0; k < KG / 2; k++) {
+                    const __m256i g = GATHER(qoff + 4 * k);
+                    _mm256_store_si256((__m256i *)(dst + k * GR * 4), _mm256_and_si256(g, nib));
+                    _mm256_store_si256((__m256i *)(dst + (k + KG / 2) * GR * 4),
+                                       _mm256_and_si256(_mm256_srli_epi16(g, 4), nib));
+                }
+            const __m256i dm = GATHER(0); /* d in the low half, Q4_1's m in the high one */
+#undef GATHER
+            const __m256i dl = _mm256_and_si256(dm, lo16), ml = _mm256_srli_epi32(dm, 16);
+            _mm256_store_ps(p->d + b * GR + 8 * h, _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(dl),
+                                                                                   _mm256_extracti128_si256(dl, 1))));
+            if (p->m)
+                _mm256_store_ps(p->m + b * GR + 8 * h, _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(ml),
+                                                                                       _mm256_extracti128_si256(ml, 1))));
         }
     }
 }
-
 
 static inline int32_t load4(const int8_t *p) {
     int32_t v;
@@ -237,8 +246,34 @@ static bool cpu_has_vnni(void) {
 }
 
 int ftc_qgemm_q8act_isa(void) {
-    if (ftc_vm_isa() == 2 && cpu_has_vnni()) return 2;
-    return ftc_q8a_use_avx2() ? 1 : 0;
+    const int isa = ftc_vm_isa();
+    if (isa == 2 && cpu_has_vnni()) return 2;
+    return isa >= 1 && ftc_qmatvec_avx2_ok() ? 1 : 0; /* the quantizer's AVX2 copy needs F16C too */
+}
+
+/* X's rows quantized, QROWS per job: the quantizer's bits, and each block's offset term xc */
+enum { QROWS = 8 };
+typedef struct {
+    const float *X;
+    int8_t *xq;
+    float *xd, *xs;
+    int32_t *xc;
+    int N, I, c, isa;
+} quant_job;
+
+static void quant_rows(void *ctx, int t) {
+    const quant_job *j = ctx;
+    const int nb = j->I / BLK;
+    for (int n = t * QROWS; n < j->N && n < (t + 1) * QROWS; n++) {
+        const size_t r = (size_t)n * j->I, rb = (size_t)n * nb;
+        if (j->isa) ftc_q8a_quantize_avx2(j->X + r, j->I, j->xq + r, j->xd + rb, j->xs + rb);
+        else ftc_q8a_quantize(j->X + r, j->I, j->xq + r, j->xd + rb, j->xs + rb);
+        for (int b = 0; b < nb; b++) {
+            int32_t sum = 0;
+            for (int i = 0; i < BLK; i++) sum += j->xq[r + (size_t)BLK * b + i];
+            j->xc[rb + b] = -j->c * sum;
+        }
+    }
 }
 
 void ftc_qgemm_q8act_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta) {
@@ -257,17 +292,8 @@ void ftc_qgemm_q8act_forward(float *Y, const float *X, const void *W, int type, 
     float *xs = xd + nbs;
     int32_t *xc = (int32_t *)(xs + nbs);
     int8_t *xq = (int8_t *)(xc + nbs);
-    const int c = type == FTC_GGML_Q4_0 ? 8 : type == FTC_GGML_Q8_0 && offset_q8(isa) ? 128 : 0;
-    for (int n = 0; n < N; n++) {
-        const size_t r = (size_t)n * I;
-        if (isa) ftc_q8a_quantize_avx2(X + r, I, xq + r, xd + (size_t)n * nb, xs + (size_t)n * nb);
-        else ftc_q8a_quantize(X + r, I, xq + r, xd + (size_t)n * nb, xs + (size_t)n * nb);
-        for (int b = 0; b < nb; b++) {
-            int32_t sum = 0;
-            for (int i = 0; i < BLK; i++) sum += xq[r + (size_t)BLK * b + i];
-            xc[(size_t)n * nb + b] = -c * sum;
-        }
-    }
+    quant_job q = {X, xq, xd, xs, xc, N, I, type == FTC_GGML_Q4_0 ? 8 : type == FTC_GGML_Q8_0 && offset_q8(isa) ? 128 : 0, isa};
+    ftc_parallel_for((N + QROWS - 1) / QROWS, quant_rows, &q);
     gemm_job j = {Y, xq, xd, xs, xc, W, ftc_quant_row_bytes(type, I), type, N, I, O, isa, beta};
     ftc_parallel_for((O + GR - 1) / GR, gemm_group, &j);
     free(xd);
