@@ -155,17 +155,24 @@ INLINE AVX2_FN void tile_avx2(const gemm_job *j, const packed *p, const int R, b
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps(), macc[r] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *wb = p->w + (size_t)b * BLOCK_BYTES + 32 * h;
-        __m256i ia[4];
+        __m256i ia[4], s16[4];
         for (int r = 0; r < R; r++) ia[r] = _mm256_set1_epi32(j->xc[(size_t)(n0 + r) * nb + b]);
+        for (int r = 0; r < R; r++) s16[r] = _mm256_setzero_si256();
         for (int k = 0; k < KG; k++) {
             const __m256i wk = _mm256_load_si256((const __m256i *)(wb + k * GR * 4));
             const __m256i uk = sgn ? _mm256_sign_epi8(wk, wk) : wk;
             for (int r = 0; r < R; r++) {
                 __m256i xk = _mm256_set1_epi32(load4(j->xq + (size_t)(n0 + r) * I + BLK * b + 4 * k));
-                if (sgn) xk = _mm256_sign_epi8(xk, wk);
-                ia[r] = _mm256_add_epi32(ia[r], _mm256_madd_epi16(_mm256_maddubs_epi16(uk, xk), ones));
+                if (sgn) { /* pairs up to 2 x 128 x 127: widened at once */
+                    xk = _mm256_sign_epi8(xk, wk);
+                    ia[r] = _mm256_add_epi32(ia[r], _mm256_madd_epi16(_mm256_maddubs_epi16(uk, xk), ones));
+                } else { /* nibble pairs up to 2 x 15 x 127: the block's 8 fit an int16 (30480), widened once */
+                    s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(uk, xk));
+                }
             }
         }
+        if (!sgn)
+            for (int r = 0; r < R; r++) ia[r] = _mm256_add_epi32(ia[r], _mm256_madd_epi16(s16[r], ones));
         const __m256 dw = _mm256_load_ps(p->d + b * GR + 8 * h);
         for (int r = 0; r < R; r++) {
             const size_t xb = (size_t)(n0 + r) * nb + b;
@@ -216,7 +223,7 @@ static void gemm_group(void *ctx, int g) {
     packed p = {sw, sd, j->type == FTC_GGML_Q4_1 ? sm : NULL};
     void *heap = NULL;
     if (j->I > STACK_I) { /* one group of a wide weight: 20 bytes per column */
-        heap = aligned_alloc(64, (size_t)GR * j->I + 2 * sizeof(float) * GR * (size_t)nb);
+        heap = aligned_alloc(64, ((size_t)GR * j->I + 2 * sizeof(float) * GR * (size_t)nb + 63) & ~(size_t)63);
         if (!heap) { /* no scratch: the portable twin (same bits; the library does not fail a forward on this) */
             ftc_q8a_matrows_c(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o0 + rows,
                               j->beta);
