@@ -146,7 +146,7 @@ static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const flo
     ftc_matmul(false, true, N, l->out, r, l->lora_scale, c->lora, r, P(m, l->lora_b), r, 1.0f, y, l->out);
 }
 
-/* The element-wise work between matmuls runs row by row on the calling thread: a row is below every op's
+/* Norms, rope and embeddings run row by row on the calling thread: a row is below every op's
  * threshold for the library's pool (ftc_parallel_range's `worth`), so a pool job would cost more than it saves.
  * It is a few percent of the matmuls' work. */
 static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, int N) {
@@ -161,9 +161,9 @@ static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, in
     }
 }
 
-static void add_rows(float *x, const float *y, int N, int C) {
-    for (int r = 0; r < N; r++) ftc_add_forward(x + (size_t)r * C, x + (size_t)r * C, y + (size_t)r * C, C);
-}
+/* x += y over N rows in one element-wise call: a prompt chunk's rows are past the pool's threshold (one row is
+ * not); element-wise, so the bits of the row-by-row loop */
+static void add_rows(float *x, const float *y, int N, int C) { ftc_add_forward(x, x, y, N * C); }
 
 static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
     for (int r = 0; r < N; r++) ftc_rope_forward(x + (size_t)r * H * D, pos + r, inv_freq, 1, H, D);
@@ -173,16 +173,13 @@ static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t
     for (int r = 0; r < N; r++) ftc_model_embed_forward(m, x + (size_t)r * m->C, ids + r, m->learned_pos ? pos + r : NULL, NULL, 1);
 }
 
-/* act = activation(up) (or silu(gate) * up), row by row */
+/* act = activation(up) (or silu(gate) * up) over N rows in one element-wise call, as add_rows */
 static void mlp_act(ftc_kv_cache *c, int N) {
     ftc_model *m = c->m;
-    const size_t F = (size_t)m->F;
-    for (int r = 0; r < N; r++) {
-        float *act = c->act + r * F, *up = c->up + r * F;
-        if (m->swiglu) ftc_swiglu_forward(act, c->gate + r * F, up, m->F);
-        else if (m->cfg.activation == FTC_ACT_GELU_TANH) ftc_gelu_tanh_forward(act, up, m->F);
-        else ftc_gelu_erf_forward(act, up, m->F);
-    }
+    const int n = N * m->F;
+    if (m->swiglu) ftc_swiglu_forward(c->act, c->gate, c->up, n);
+    else if (m->cfg.activation == FTC_ACT_GELU_TANH) ftc_gelu_tanh_forward(c->act, c->up, n);
+    else ftc_gelu_erf_forward(c->act, c->up, n);
 }
 
 /* N positions starting at c->len: c->x holds their embeddings on entry, their final hidden state on exit. */
