@@ -146,34 +146,26 @@ static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const flo
     ftc_matmul(false, true, N, l->out, r, l->lora_scale, c->lora, r, P(m, l->lora_b), r, 1.0f, y, l->out);
 }
 
-/* Norms, rope and embeddings run row by row on the calling thread: a row is below every op's
- * threshold for the library's pool (ftc_parallel_range's `worth`), so a pool job would cost more than it saves.
- * It is a few percent of the matmuls' work. */
+/* Norms, rope, the residual adds and the MLP activation take a chunk's N rows in one call: each row is computed by
+ * the same per-row function whatever N (so the bits of a row-by-row loop), and a prompt chunk's rows are past the
+ * pool's threshold (ftc_parallel_range's `worth`; one decoding row is not and stays on the calling thread). */
 static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, int N) {
     ftc_model *m = c->m;
-    const size_t C = (size_t)m->C;
-    for (int r = 0; r < N; r++) {
-        if (m->rmsnorm)
-            ftc_rmsnorm_forward(y + r * C, c->rstd + r, x + r * C, P(m, w), 1, m->C, m->cfg.norm_eps);
-        else
-            ftc_layernorm_forward(y + r * C, c->mean + r, c->rstd + r, x + r * C, P(m, w), P(m, b), 1, m->C,
-                                  m->cfg.norm_eps);
-    }
+    if (m->rmsnorm) ftc_rmsnorm_forward(y, c->rstd, x, P(m, w), N, m->C, m->cfg.norm_eps);
+    else ftc_layernorm_forward(y, c->mean, c->rstd, x, P(m, w), P(m, b), N, m->C, m->cfg.norm_eps);
 }
 
-/* x += y over N rows in one element-wise call: a prompt chunk's rows are past the pool's threshold (one row is
- * not); element-wise, so the bits of the row-by-row loop */
 static void add_rows(float *x, const float *y, int N, int C) { ftc_add_forward(x, x, y, N * C); }
 
 static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    for (int r = 0; r < N; r++) ftc_rope_forward(x + (size_t)r * H * D, pos + r, inv_freq, 1, H, D);
+    ftc_rope_forward(x, pos, inv_freq, N, H, D);
 }
 
 static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t *pos, int N) {
     for (int r = 0; r < N; r++) ftc_model_embed_forward(m, x + (size_t)r * m->C, ids + r, m->learned_pos ? pos + r : NULL, NULL, 1);
 }
 
-/* act = activation(up) (or silu(gate) * up) over N rows in one element-wise call, as add_rows */
+/* act = activation(up) (or silu(gate) * up), element-wise over the N rows */
 static void mlp_act(ftc_kv_cache *c, int N) {
     ftc_model *m = c->m;
     const int n = N * m->F;
