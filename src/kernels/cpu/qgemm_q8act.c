@@ -13,7 +13,8 @@
  *   Q8_0  (w + 128) . x - 128 sum x      Q4_0  q . x - 8 sum x (q the nibble, w = q - 8)      Q4_1  q . x
  * AVX2 (no VNNI): the same packing as two halves of 8 rows; vpmaddubsw + vpmaddwd. Its pair sums saturate at
  * 2^15, which (w + 128) x can pass, so there Q8_0 keeps w signed and takes the decode kernels' sign trick (|w|
- * times x with w's sign: at most 2 x 128 x 127). Nibbles times x stay below 2 x 15 x 127.
+ * times x with w's sign: at most 2 x 128 x 127); nibble pairs (at most 2 x 15 x 127) add up in int16 over the
+ * block's 8 byte groups (30480) and widen once.
  * Threads split the groups of W (ftc_parallel_for); each packs its group on its stack and runs all rows of X.
  * Training never comes here (it keeps f32 activations for its gradients). */
 #include <stdlib.h>
@@ -49,14 +50,14 @@ static bool offset_q8(int isa) { return isa == 2; } /* Q8_0 stored as w + 128 (V
 
 #ifdef QG_X86
 /* The group's packed values: w [nb][KG][GR][4] bytes, d and m [nb][GR] (m only for Q4_1); rows past the weight's
- * end are zero (their outputs are not stored) */
+ * end hold zero scales and are never stored */
 typedef struct {
     uint8_t *w;
     float *d, *m;
 } packed;
 
 /* Packs rows [o0, o0 + rows) of W (rows <= 16) into p, 8 rows per gather (each lane one row's 4 bytes, so a
- * gather is a column of the packed block); rows past `rows` are not read and pack as zeros. offset: Q8_0 as w + 128.
+ * gather is a column of the packed block); rows past `rows` are not read (zeros, flipped with the offset). offset: Q8_0 as w + 128.
  * The scales through F16C, as the decode kernels' (exact for every f16). */
 static AVX2_FN void pack_group(packed *p, int type, const void *W, size_t row_bytes, int nb, int o0, int rows,
                                bool offset) {
