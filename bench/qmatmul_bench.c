@@ -1,5 +1,5 @@
 /* Fused quantized matmul vs f32 / bf16 matmul at training shapes: forward Y = X W^T and input gradient
- * dX = dY W, milliseconds per call (best of reps); last rows: generation's forward with 8-bit activations. Usage: qmatmul_bench [N I O [reps]] */
+ * dX = dY W, milliseconds per call (best of reps); last rows: generation's forward with 8-bit activations (q8a: the row kernels, q8g: prefill's int8 GEMM). Usage: qmatmul_bench [N I O [reps]] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -62,6 +62,14 @@ int main(int argc, char **argv) {
             if (dt < best) best = dt;
         }
         printf("%-6s/q8a  %10.2f %10s\n", ftc_quant_name(types[t]), best * 1e3, "-");
+        best = 1e9;
+        for (int r = 0; r < reps; r++) { /* prefill's int8 GEMM (prompt chunks past 16 rows) */
+            double t0 = now();
+            ftc_qgemm_q8act_forward(Y, X, Wq, types[t], N, I, O, 0);
+            double dt = now() - t0;
+            if (dt < best) best = dt;
+        }
+        printf("%-6s/q8g  %10.2f %10s\n", ftc_quant_name(types[t]), best * 1e3, "-");
         free(Wq);
     }
     return 0;

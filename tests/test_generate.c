@@ -161,8 +161,8 @@ static void test_kv_bf16(void **s) {
  * is packed in Q8_0, tied to the token embedding (the table then has no f32 copy) or not (the untied table is packed
  * in the base's type); the lookup dequantizes the rows it reads. Generation's products on the packed weights take
  * 8-bit activations (issue 24: each row of X rounded to blocks of 32 int8, one scale each, integer block dots, as
- * llama.cpp) for one token, batches and prompt chunks of up to 16 tokens; longer chunks and the full forward keep
- * f32 activations. An activation is then off by at most half its block's step (max|x| / 254 of its block), the
+ * llama.cpp) for one token, batches and prompt chunks (past 16 tokens through the int8 GEMM, ftc_qgemm_q8act_forward:
+ * the third run below prefills all T positions in one chunk); the full forward keeps f32 activations. An activation is then off by at most half its block's step (max|x| / 254 of its block), the
  * order of bf16's rounding: the cache's logits (prefill and one token at a time) equal the same model's full
  * forward, and the full forward of an f32 model holding the dequantized weights, within the bf16 check's bound (2%
  * of the logits' scale); a wrong block or row would be far outside (measured 0.4-0.7% on the fixtures, 1.8% on stories260K). */
@@ -185,7 +185,7 @@ static void check_quant(const char *dir, int qtype, int T) {
         n_q++;
     }
     assert_true(head_packed);
-    double w1 = kv_vs_full(m, T, 1, 41), w2 = kv_vs_full(m, T, T / 2, 42);
+    double w1 = kv_vs_full(m, T, 1, 41), w2 = kv_vs_full(m, T, T / 2, 42), w3 = kv_vs_full(m, T, T, 43);
     /* the quantized model's decode against the dequantized f32 model's full forward, at every step */
     int V = ftc_model_config_of(m)->vocab_size;
     int32_t ids[128];
@@ -203,10 +203,10 @@ static void check_quant(const char *dir, int qtype, int T) {
         for (int v = 0; v < V; v++) scale = fmax(scale, fabs(b[v]));
     }
     print_message("%s %s: %d weights packed (head in q8_0), %lld bytes (f32 %lld); KV cache vs full forward max "
-                  "|dlogit| %.2e / %.2e; vs the dequantized f32 model %.2e (max |logit| %.2f)\n", dir,
-                  ftc_quant_name(qtype), n_q, (long long)ftc_model_param_bytes(m), (long long)bytes_f32, w1, w2, vs32,
-                  scale);
-    assert_true(w1 <= 0.03 * scale && w2 <= 0.03 * scale && vs32 <= 0.03 * scale);
+                  "|dlogit| %.2e / %.2e / %.2e (prefill 1, %d, %d); vs the dequantized f32 model %.2e (max |logit| %.2f)\n",
+                  dir, ftc_quant_name(qtype), n_q, (long long)ftc_model_param_bytes(m), (long long)bytes_f32, w1, w2, w3,
+                  T / 2, T, vs32, scale);
+    assert_true(w1 <= 0.03 * scale && w2 <= 0.03 * scale && w3 <= 0.03 * scale && vs32 <= 0.03 * scale);
     ftc_kv_cache_free(c);
     free(a), free(b);
     ftc_model_free(m);
@@ -217,11 +217,12 @@ static void test_kv_quant_tied(void **s) {
     (void)s;
     check_quant(src_path("tests/fixtures/models/llama_tied"), FTC_GGML_Q4_0, 24);
     check_quant(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q8_0, 16);
+    check_quant(src_path("tests/fixtures/models/qwen2"), FTC_GGML_Q8_0, 32); /* a 32-token prefill: the int8 GEMM */
     check_quant(src_path("tests/fixtures/models/llama_gqa"), FTC_GGML_Q4_0, 24); /* untied: table q4_0, head q8_0 */
     const char *shared = getenv("FTC_SHARED_DATA");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/models/stories260K-hf", shared ? shared : "../shared/data");
-    if (access(dir, R_OK) == 0) { /* a prefill over 16 rows: the panel path */
+    if (access(dir, R_OK) == 0) { /* prefills of 35 and 70 rows: the int8 GEMM */
         check_quant(dir, FTC_GGML_Q8_0, 70);
         check_quant(dir, FTC_GGML_Q4_0, 70);
     }

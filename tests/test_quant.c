@@ -427,6 +427,75 @@ static void test_qmatmul_q8act(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* Prefill's int8 GEMM (ftc_qgemm_q8act_forward, prompt chunks past 16 rows): on every kernel it has (the portable
+ * twin "generic", "avx2", and AVX-512 VNNI under "auto" where the CPU has it), each output has the bits of the
+ * portable row kernel ftc_q8a_matrows_c on the same quantized activations: Q8_0/Q4_0/Q4_1, K = 32 .. 608 and 4160
+ * (past the stack's 4096 columns: the heap scratch), O with tails of 16-row groups, N over the 8/6/4/1-row tiles,
+ * 1 and 2 threads, beta 0 over NaN and beta 0.5; Q8_0 weights with bytes -128 and 127 (the unsigned offset and the
+ * sign trick at their edges) and an all-zero block of X (d 0). */
+static void test_qgemm_q8act(void **state) {
+    (void)state;
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1};
+    const struct { int I, O; } shapes[] = {{32, 5}, {96, 37}, {608, 70}, {4160, 19}};
+    const int Ns[] = {1, 7, 17, 23, 40};
+    enum { NM = 40 };
+    const char *backends[] = {"generic", "avx2", "auto"};
+    const int threads0 = ftc_threads();
+    int ran[3] = {0};
+    for (int be = 0; be < 3; be++) {
+        if (!ftc_matmul_set_backend(backends[be])) continue;
+        int isa = ftc_qgemm_q8act_isa();
+        if (isa != be) { /* this CPU lacks the kernel ("avx2" without AVX2, "auto" without VNNI) */
+            print_message("qgemm %s: kernel %d unavailable on this CPU: skipped\n", backends[be], be);
+            continue;
+        }
+        ran[be] = 1;
+        for (int th = 1; th <= 2; th++) {
+            ftc_threads_set(th);
+            for (int t = 0; t < 3; t++)
+                for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
+                    int type = types[t], I = shapes[sh].I, O = shapes[sh].O, nb = I / 32;
+                    float *W = malloc(sizeof(float) * (size_t)O * I), *X = malloc(sizeof(float) * (size_t)NM * I);
+                    float *Y = malloc(sizeof(float) * (size_t)NM * O), *R = malloc(sizeof(float) * (size_t)NM * O);
+                    float *xd = malloc(sizeof(float) * (size_t)NM * nb), *xs = malloc(sizeof(float) * (size_t)NM * nb);
+                    int8_t *xq = malloc((size_t)NM * I);
+                    size_t row_bytes = ftc_quant_row_bytes(type, I);
+                    uint8_t *Wq = malloc(ftc_quant_tensor_bytes(type, O, I));
+                    for (size_t i = 0; i < (size_t)O * I; i++) W[i] = 0.05f * randn();
+                    for (size_t i = 0; i < (size_t)NM * I; i++) X[i] = randn() + (i % 7 == 0 ? 1.0f : 0.0f);
+                    for (int i = 0; i < 32; i++) X[(size_t)3 * I + i] = 0.0f; /* row 3, block 0: d = 0 */
+                    ftc_quantize_tensor(type, W, Wq, O, I);
+                    if (type == FTC_GGML_Q8_0) /* the byte range's ends in block 0 of every row */
+                        for (int o = 0; o < O; o++) {
+                            ftc_block_q8_0 *blk = (ftc_block_q8_0 *)(Wq + (size_t)o * row_bytes);
+                            for (int i = 0; i < 32; i += 2) blk->qs[i] = (int8_t)(o % 2 ? -128 : 127);
+                        }
+                    for (int n = 0; n < NM; n++)
+                        ftc_q8a_quantize(X + (size_t)n * I, I, xq + (size_t)n * I, xd + (size_t)n * nb, xs + (size_t)n * nb);
+                    for (size_t k = 0; k < sizeof Ns / sizeof *Ns; k++) {
+                        int N = Ns[k];
+                        char what[160];
+                        snprintf(what, sizeof what, "qgemm %s %s N=%d I=%d O=%d threads %d", backends[be],
+                                 ftc_quant_name(type), N, I, O, th);
+                        for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = NAN;
+                        ftc_q8a_matrows_c(type, R, xq, xd, xs, N, Wq, row_bytes, I, O, 0, O, 0.0f);
+                        ftc_qgemm_q8act_forward(Y, X, Wq, type, N, I, O, 0.0f);
+                        if (memcmp(Y, R, sizeof(float) * (size_t)N * O)) fail_msg("%s: not the portable twin's bits", what);
+                        for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = R[i] = (float)(i % 11) - 5.0f;
+                        ftc_q8a_matrows_c(type, R, xq, xd, xs, N, Wq, row_bytes, I, O, 0, O, 0.5f);
+                        ftc_qgemm_q8act_forward(Y, X, Wq, type, N, I, O, 0.5f);
+                        if (memcmp(Y, R, sizeof(float) * (size_t)N * O))
+                            fail_msg("%s beta 0.5: not the portable twin's bits", what);
+                    }
+                    free(W), free(X), free(Y), free(R), free(xd), free(xs), free(xq), free(Wq);
+                }
+        }
+    }
+    assert_true(ran[0]);
+    ftc_threads_set(threads0);
+    ftc_matmul_set_backend("auto");
+}
+
 /* quantize -> dequantize error stays within each format's step (a sanity bound, not the reference) */
 static void test_roundtrip_error(void **state) {
     (void)state;
@@ -598,6 +667,7 @@ int main(void) {
         cmocka_unit_test(test_qmatmul_matches_dequantized),
         cmocka_unit_test(test_qmatmul_rows_fused),
         cmocka_unit_test(test_qmatmul_q8act),
+        cmocka_unit_test(test_qgemm_q8act),
         cmocka_unit_test(test_roundtrip_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,8 +43,10 @@ void ftc_linear_backward(float *dx, float *dW, float *db, const float *dy, const
  * gradient (the weight is frozen). */
 void ftc_linear_forward_q(float *y, const float *x, const void *W, int qtype, const float *b, int N, int I, int O,
                           bool bf16);
-/* Generation's forward on a block-quantized W: activations quantized to 8-bit blocks (ftc_qmatmul_forward_q8act) */
-void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype, const float *b, int N, int I, int O);
+/* Generation's forward on a block-quantized W: activations quantized to 8-bit blocks (ftc_qmatmul_forward_q8act;
+ * gemm: a prompt chunk's rows, through the int8 GEMM ftc_qgemm_q8act_forward) */
+void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype, const float *b, int N, int I, int O,
+                              bool gemm);
 void ftc_linear_backward_q(float *dx, float *db, const float *dy, const void *W, int qtype, int N, int I, int O,
                            bool bf16);
 void ftc_linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O);

@@ -126,4 +126,9 @@ void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int t
  * (the same quantized activations; results equal up to f32 summation order). */
 void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta);
 bool ftc_qmatmul_q8act_supported(int type, int I);
+/* Prefill's forward (a prompt chunk of more than 16 rows; generation only): the same 8-bit activations and integer
+ * block dots through an int8 GEMM tile (AVX-512 VNNI, AVX2 or portable C), each output the bits of the portable
+ * twin of ftc_qmatmul_forward_q8act (the integer dot of each block pair scaled and summed in block order in f32),
+ * so it does not depend on the other rows, N, the threads or the CPU. Same types and fallback as above. */
+void ftc_qgemm_q8act_forward(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta);
 #endif

@@ -15,11 +15,11 @@
  * rows). The scratch rows grow to the longest chunk run so far (decoding alone needs CHUNK). Attention takes
  * the chunk's queries CHUNK at a time, which bounds its probability scratch (H x CHUNK x capacity). */
 enum { CHUNK = 64, PREFILL = 256 };
-/* Rows of a chunk up to which a Q8_0/Q4_0/Q4_1 base at f32 precision takes 8-bit activations (issue 24:
- * ftc_qmatmul_forward_q8act, llama.cpp's way): one decoding step, a batch of sequences (ftc_model_decode_batch,
- * always, so that a sequence gets the same bits in any batch) and prompt chunks of at most this many tokens. Longer
- * prompt chunks keep f32 activations: their f32 tiles were faster than the integer block dots (qmatmul_bench,
- * Zen 3, one thread: 64 x 576 x 1536 Q8_0 1.65 ms f32 vs 1.94 ms int8; 16 x 576 x 4608 1.64 vs 1.46 ms). */
+/* A Q8_0/Q4_0/Q4_1 base at f32 precision takes 8-bit activations in generation (issue 24, llama.cpp's way): one
+ * decoding step, a batch of sequences (ftc_model_decode_batch, always the row kernels of ftc_qmatmul_forward_q8act,
+ * so that a sequence gets the same bits in any batch) and prompt chunks of at most Q8ACT_ROWS tokens take the row
+ * kernels; longer prompt chunks the int8 GEMM tile (ftc_qgemm_q8act_forward), which beats both the row kernels
+ * (they read each W row once per 8 rows of X) and the f32 panels (decoded W times f32 X) past 16 rows. */
 enum { Q8ACT_ROWS = 16 };
 
 struct ftc_kv_cache {
@@ -32,7 +32,8 @@ struct ftc_kv_cache {
     int rows;
     float *x, *a, *q, *qkv, *attn, *o, *up, *gate, *act, *down, *mean, *rstd, *lora, *att;
     size_t att_floats;
-    bool q8act; /* this chunk's quantized products take 8-bit activations (Q8ACT_ROWS) */
+    bool prompt; /* these rows are a prompt chunk (one sequence), not a batch of sequences: past Q8ACT_ROWS rows the
+                  * quantized products take the int8 GEMM */
 };
 
 static void free_layers(ftc_kv_cache *c) {
@@ -138,51 +139,39 @@ void ftc_kv_cache_truncate(ftc_kv_cache *c, int len) {
 /* y = x W^T + b (+ scale * (x A^T) B^T for an unmerged LoRA adapter) */
 static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const float *x, int N) {
     ftc_model *m = c->m;
-    if (c->q8act) ftc_model_linear_forward_gen(m, l->w, l->b, y, x, N, l->in, l->out);
-    else ftc_model_linear_forward(m, l->w, l->b, y, x, N, l->in, l->out);
+    ftc_model_linear_forward_gen(m, l->w, l->b, y, x, N, l->in, l->out, c->prompt && N > Q8ACT_ROWS);
     if (l->lora_a < 0) return;
     int r = (int)m->params[l->lora_a].shape[0];
     ftc_linear_forward(c->lora, x, P(m, l->lora_a), NULL, N, l->in, r);
     ftc_matmul(false, true, N, l->out, r, l->lora_scale, c->lora, r, P(m, l->lora_b), r, 1.0f, y, l->out);
 }
 
-/* The element-wise work between matmuls runs row by row on the calling thread: a row is below every op's
- * threshold for the library's pool (ftc_parallel_range's `worth`), so a pool job would cost more than it saves.
- * It is a few percent of the matmuls' work. */
+/* Norms, rope, the residual adds and the MLP activation take a chunk's N rows in one call: each row is computed by
+ * the same per-row function whatever N (so the bits of a row-by-row loop), and a prompt chunk's rows are past the
+ * pool's threshold (ftc_parallel_range's `worth`; one decoding row is not and stays on the calling thread). */
 static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, int N) {
     ftc_model *m = c->m;
-    const size_t C = (size_t)m->C;
-    for (int r = 0; r < N; r++) {
-        if (m->rmsnorm)
-            ftc_rmsnorm_forward(y + r * C, c->rstd + r, x + r * C, P(m, w), 1, m->C, m->cfg.norm_eps);
-        else
-            ftc_layernorm_forward(y + r * C, c->mean + r, c->rstd + r, x + r * C, P(m, w), P(m, b), 1, m->C,
-                                  m->cfg.norm_eps);
-    }
+    if (m->rmsnorm) ftc_rmsnorm_forward(y, c->rstd, x, P(m, w), N, m->C, m->cfg.norm_eps);
+    else ftc_layernorm_forward(y, c->mean, c->rstd, x, P(m, w), P(m, b), N, m->C, m->cfg.norm_eps);
 }
 
-static void add_rows(float *x, const float *y, int N, int C) {
-    for (int r = 0; r < N; r++) ftc_add_forward(x + (size_t)r * C, x + (size_t)r * C, y + (size_t)r * C, C);
-}
+static void add_rows(float *x, const float *y, int N, int C) { ftc_add_forward(x, x, y, N * C); }
 
 static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    for (int r = 0; r < N; r++) ftc_rope_forward(x + (size_t)r * H * D, pos + r, inv_freq, 1, H, D);
+    ftc_rope_forward(x, pos, inv_freq, N, H, D);
 }
 
 static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t *pos, int N) {
     for (int r = 0; r < N; r++) ftc_model_embed_forward(m, x + (size_t)r * m->C, ids + r, m->learned_pos ? pos + r : NULL, NULL, 1);
 }
 
-/* act = activation(up) (or silu(gate) * up), row by row */
+/* act = activation(up) (or silu(gate) * up), element-wise over the N rows */
 static void mlp_act(ftc_kv_cache *c, int N) {
     ftc_model *m = c->m;
-    const size_t F = (size_t)m->F;
-    for (int r = 0; r < N; r++) {
-        float *act = c->act + r * F, *up = c->up + r * F;
-        if (m->swiglu) ftc_swiglu_forward(act, c->gate + r * F, up, m->F);
-        else if (m->cfg.activation == FTC_ACT_GELU_TANH) ftc_gelu_tanh_forward(act, up, m->F);
-        else ftc_gelu_erf_forward(act, up, m->F);
-    }
+    const int n = N * m->F;
+    if (m->swiglu) ftc_swiglu_forward(c->act, c->gate, c->up, n);
+    else if (m->cfg.activation == FTC_ACT_GELU_TANH) ftc_gelu_tanh_forward(c->act, c->up, n);
+    else ftc_gelu_erf_forward(c->act, c->up, n);
 }
 
 /* N positions starting at c->len: c->x holds their embeddings on entry, their final hidden state on exit. */
@@ -235,8 +224,7 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
 /* logits [N, V] of the final hidden rows x, 8-bit activations as the chunk's other products */
 static void head(ftc_kv_cache *c, float *logits, const float *x, int N) {
     ftc_model *m = c->m;
-    if (c->q8act) ftc_model_linear_forward_gen(m, m->lm_head, -1, logits, x, N, m->C, m->V);
-    else ftc_model_linear_forward(m, m->lm_head, -1, logits, x, N, m->C, m->V);
+    ftc_model_linear_forward_gen(m, m->lm_head, -1, logits, x, N, m->C, m->V, c->prompt && N > Q8ACT_ROWS);
 }
 
 ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, int n, float *logits,
@@ -255,7 +243,7 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
         int N = n - done < PREFILL ? n - done : PREFILL;
         for (int i = 0; i < N; i++) c->pos[i] = c->len + i, c->ids[c->len + i] = ids[done + i];
         embed_rows(m, c->x, ids + done, c->pos, N);
-        c->q8act = N <= Q8ACT_ROWS;
+        c->prompt = true;
         chunk_forward(c, N);
         c->len += N;
         done += N;
@@ -298,7 +286,7 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
         caches[i]->ids[caches[i]->len] = ids[i];
     }
     embed_rows(m, c->x, ids, pos, n);
-    c->q8act = true;
+    c->prompt = false;
     for (int li = 0; li < m->L; li++) {
         layer_params *l = &m->layers[li];
         norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, n);

@@ -138,8 +138,9 @@ ftc_status ftc_model_inflate_f32(ftc_model *m, int i, ftc_err *err); /* bf16-onl
  * storage says so, else f32 (ops_linear.c either way) */
 void ftc_model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O);
 /* The same for generation (never training): a Q8_0/Q4_0/Q4_1 weight at f32 precision takes 8-bit activations
- * (ftc_qmatmul_forward_q8act: faster, values off by the activations' rounding); everything else as above */
-void ftc_model_linear_forward_gen(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O);
+ * (ftc_qmatmul_forward_q8act: faster, values off by the activations' rounding; gemm: the rows are a prompt chunk,
+ * ftc_qgemm_q8act_forward's int8 GEMM); everything else as above */
+void ftc_model_linear_forward_gen(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O, bool gemm);
 void ftc_model_linear_backward(ftc_model *m, int w, int b, float *dx, const float *dy, const float *x, int N, int I,
                            int O);
 

@@ -265,10 +265,10 @@ void ftc_model_linear_forward(ftc_model *m, int w, int b, float *y, const float 
     else ftc_linear_forward(y, x, P(m, w), P(m, b), N, I, O);
 }
 
-void ftc_model_linear_forward_gen(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O) {
+void ftc_model_linear_forward_gen(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O, bool gemm) {
     const ftc_param *pw = &m->params[w];
     if (pw->data_q && m->precision != FTC_PREC_BF16 && ftc_qmatmul_q8act_supported(pw->qtype, I))
-        ftc_linear_forward_q8act(y, x, pw->data_q, pw->qtype, P(m, b), N, I, O);
+        ftc_linear_forward_q8act(y, x, pw->data_q, pw->qtype, P(m, b), N, I, O, gemm);
     else ftc_model_linear_forward(m, w, b, y, x, N, I, O);
 }
 

@@ -137,6 +137,27 @@ VM_THREE_PATHS(decode_rows, (int NG, int GN, float *ob, float *att, const float 
                            int Tn, int Tk, size_t qs, size_t ks, int D, int start, float scale),
              (NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale))
 
+/* A prompt chunk's probabilities in place: row i of att [Tn, Tk] over keys 0..start+i, the rest zero. The max in
+ * 16 lanes (lane u takes keys u mod 16; a max is the same whatever the order, so this is the one-running-max
+ * loop's value, without its chain of dependent compares: that loop was most of a 1024-token prefill's attention
+ * outside the two products); the exponentials and their sum as before, then the scaling, element by element. */
+VM_FORCE_INLINE void softmax_rows_body(float *att, int Tn, int Tk, int start) {
+    for (int i = 0; i < Tn; i++) {
+        const int nvis = start + i + 1;
+        float *p = att + (size_t)i * Tk, m[16], mx = -INFINITY;
+        for (int u = 0; u < 16; u++) m[u] = -INFINITY;
+        int j = 0;
+        for (; j + 16 <= nvis; j += 16)
+            for (int u = 0; u < 16; u++) m[u] = p[j + u] > m[u] ? p[j + u] : m[u];
+        for (; j < nvis; j++) mx = p[j] > mx ? p[j] : mx;
+        for (int u = 0; u < 16; u++) mx = m[u] > mx ? m[u] : mx;
+        const float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis));
+        for (j = 0; j < nvis; j++) p[j] *= inv;
+        for (j = nvis; j < Tk; j++) p[j] = 0.0f;
+    }
+}
+VM_THREE_PATHS(softmax_rows, (float *att, int Tn, int Tk, int start), (att, Tn, Tk, start))
+
 /* NG x GN heads of one sequence (see scores; prompt chunks: one head): Tn queries (stride qs) over Tk cached
  * keys/values (stride ks); att: NG x GN x Tn x Tk. */
 static void heads(int NG, int GN, float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn,
@@ -145,14 +166,8 @@ static void heads(int NG, int GN, float *ob, float *att, const float *qb, const 
     const float scale = 1.0f / sqrtf((float)D);
     if (Tn >= GEMM_QUERIES) { /* a prompt chunk: scores and output as two products (on this thread: see above) */
         ftc_matmul(false, true, Tn, Tk, D, scale, qb, (int)qs, kb, (int)ks, 0.0f, att, Tk);
-        for (int i = 0; i < Tn; i++) {
-            const int nvis = start + i + 1;
-            float *p = att + (size_t)i * Tk, mx = -INFINITY;
-            for (int j = 0; j < nvis; j++) mx = p[j] > mx ? p[j] : mx;
-            float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis));
-            for (int j = 0; j < nvis; j++) p[j] *= inv;
-            for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
-        }
+        (ftc_vm_use_avx512() ? softmax_rows_avx512 : ftc_vm_use_avx2() ? softmax_rows_avx2 : softmax_rows_generic)(
+            att, Tn, Tk, start);
         ftc_matmul(false, false, Tn, D, Tk, 1.0f, att, Tk, vb, (int)ks, 0.0f, ob, (int)qs);
         return;
     }

@@ -87,9 +87,11 @@ void ftc_linear_forward_q(float *y, const float *x, const void *W, int qtype, co
     ftc_qmatmul_forward(y, x, W, qtype, N, I, O, beta, bf16);
 }
 
-void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype, const float *b, int N, int I, int O) {
+void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype, const float *b, int N, int I, int O,
+                              bool gemm) {
     float beta = bias_init(y, b, N, O);
-    ftc_qmatmul_forward_q8act(y, x, W, qtype, N, I, O, beta);
+    if (gemm) ftc_qgemm_q8act_forward(y, x, W, qtype, N, I, O, beta);
+    else ftc_qmatmul_forward_q8act(y, x, W, qtype, N, I, O, beta);
 }
 
 void ftc_linear_backward_q(float *dx, float *db, const float *dy, const void *W, int qtype, int N, int I, int O,

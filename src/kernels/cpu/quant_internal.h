@@ -40,4 +40,6 @@ void ftc_q8a_matrows_c(int type, float *Y, const int8_t *XQ, const float *XD, co
 void ftc_q8a_matrows_avx2(int type, float *Y, const int8_t *XQ, const float *XD, const float *XS, int N,
                           const void *W, size_t row_bytes, int I, int O, int o0, int o1, float beta);
 bool ftc_q8a_use_avx2(void);
+/* The int8 GEMM of prompt chunks (qgemm_q8act.c) runs: 2 its AVX-512 VNNI kernel, 1 AVX2, 0 the portable twin */
+int ftc_qgemm_q8act_isa(void);
 #endif
