@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "ftc/base.h"
+#include "ftc/hf_config.h"
+#include "ftc/matmul.h"
 #include "ftc/model.h"
 #include "ftc/ops.h"
 #include "ftc/quant.h"
@@ -302,6 +304,147 @@ static void test_config(void **state) {
     assert_int_equal(ftc_train_base_qtype(&c), -1);
 }
 
+/* Loading packs each weight a piece (at most 1M values, whole rows; NF4DQ whole groups of 256 blocks) at a time
+ * from the file's rows, never holding a whole weight in f32: the packed bytes equal quantizing the whole f32 weight
+ * at once (ftc_quantize_tensor), from an f32 and a bf16 checkpoint, on weights of several pieces: GPT-2 768 wide
+ * (Conv1D weights transposed as they are read; 3 pieces of c_fc / c_proj, q4_k in 256-blocks) and a llama 576 wide
+ * like SmolLM2 (gate/up 2000 x 576: 18000 NF4DQ blocks, 70 groups and a short one across 2 pieces; untied head
+ * and table). bf16 storage and f32 values (transposed too) against the file read whole; a bf16 weight quantized
+ * later (ftc_model_store_frozen_quant, piece by piece from its bits) against the whole widened weight. */
+static void write_checkpoint(const char *json, const char *dir, bool bf16) {
+    ftc_model_config cfg;
+    ftc_err e;
+    ftc_model *m;
+    if (ftc_config_parse(json, strlen(json), "test config", &cfg, &e)) fail_msg("%s", e.msg);
+    if (ftc_model_create(&cfg, FTC_TASK_CAUSAL_LM, 5, &m, &e)) fail_msg("%s", e.msg);
+    ftc_config_free(&cfg);
+    assert_int_equal(ftc_model_save(m, dir, &e), FTC_OK);
+    ftc_model_free(m);
+    if (!bf16) return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ftc_st_set *st;
+    assert_int_equal(ftc_st_open(path, &st, &e), FTC_OK);
+    ftc_st_writer *w = ftc_st_writer_new();
+    float **vals = calloc((size_t)ftc_st_count(st), sizeof *vals);
+    for (int i = 0; i < ftc_st_count(st); i++) {
+        const ftc_tensor_view *t = ftc_st_get(st, i);
+        vals[i] = malloc((size_t)t->numel * sizeof(float));
+        assert_int_equal(ftc_tensor_to_f32(t, vals[i], &e), FTC_OK);
+        assert_int_equal(ftc_st_writer_add_f32_as(w, t->name, FTC_BF16, t->ndim, t->shape, vals[i], &e), FTC_OK);
+    }
+    assert_int_equal(ftc_st_writer_write(w, path, &e), FTC_OK);
+    for (int i = 0; i < ftc_st_count(st); i++) free(vals[i]);
+    free(vals);
+    ftc_st_writer_free(w);
+    ftc_st_close(st);
+}
+
+/* the file's value of param p in our [out, in] layout (GPT-2's Conv1D transposed back) */
+static float *file_values_of(const char *dir, const ftc_param *p) {
+    ftc_st_set *st;
+    ftc_err e;
+    assert_int_equal(ftc_st_open(dir, &st, &e), FTC_OK);
+    const ftc_tensor_view *t = ftc_st_find(st, p->name);
+    assert_non_null(t);
+    float *f = malloc((size_t)p->numel * sizeof(float)), *x = malloc((size_t)p->numel * sizeof(float));
+    assert_int_equal(ftc_tensor_to_f32(t, f, &e), FTC_OK);
+    int64_t O = p->shape[0], I = p->numel / O;
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) x[o * I + i] = p->transposed ? f[i * O + o] : f[o * I + i];
+    free(f);
+    ftc_st_close(st);
+    return x;
+}
+
+static void rm_checkpoint(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir), unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir), unlink(path);
+    rmdir(dir);
+}
+
+static void test_load_in_pieces_bit_identical(void **state) {
+    (void)state;
+    const char *configs[] = {
+        "{\"model_type\": \"gpt2\", \"n_embd\": 768, \"n_head\": 12, \"n_layer\": 1, \"n_positions\": 32, "
+        "\"vocab_size\": 1500}",
+        "{\"model_type\": \"llama\", \"hidden_size\": 576, \"intermediate_size\": 2000, \"num_attention_heads\": 9, "
+        "\"num_key_value_heads\": 3, \"num_hidden_layers\": 1, \"vocab_size\": 2000, \"tie_word_embeddings\": false}"};
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4, FTC_QUANT_NF4DQ};
+    int compared = 0, multi = 0;
+    for (int c = 0; c < 2; c++)
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            char dir[] = "/tmp/ftc_test_qpieces_XXXXXX";
+            assert_non_null(mkdtemp(dir));
+            write_checkpoint(configs[c], dir, bf16);
+            ftc_model *f, *h;
+            ftc_err e;
+            if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &f, &e)) fail_msg("%s", e.msg);
+            if (ftc_model_load_bf16_base(dir, FTC_TASK_CAUSAL_LM, &h, &e)) fail_msg("%s", e.msg);
+            for (int i = 0; i < ftc_model_n_params(f); i++) { /* f32 values and bf16 storage against the file */
+                ftc_param *p = ftc_model_param(f, i), *ph = ftc_model_param(h, i);
+                float *x = file_values_of(dir, p);
+                assert_memory_equal(p->data, x, (size_t)p->numel * sizeof(float));
+                if (ph->data_bf16 && !ph->data) {
+                    uint16_t *want = malloc((size_t)p->numel * sizeof(uint16_t));
+                    ftc_f32_to_bf16_n(x, want, (size_t)p->numel);
+                    assert_memory_equal(ph->data_bf16, want, (size_t)p->numel * sizeof(uint16_t));
+                    free(want);
+                }
+                free(x);
+            }
+            for (int k = 0; k < 6; k++) {
+                ftc_model *q;
+                if (ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, types[k], &q, &e)) fail_msg("%s", e.msg);
+                for (int i = 0; i < ftc_model_n_params(q); i++) {
+                    ftc_param *p = ftc_model_param(q, i), *pf = ftc_model_param(f, i);
+                    if (!p->data_q) continue;
+                    int64_t O = p->shape[0], I = p->numel / O;
+                    size_t bytes = ftc_quant_tensor_bytes(p->qtype, O, I);
+                    uint8_t *want = malloc(bytes);
+                    ftc_quantize_tensor(p->qtype, pf->data, want, O, I);
+                    assert_memory_equal(want, p->data_q, bytes);
+                    free(want);
+                    compared++;
+                    multi += p->numel > (1 << 20);
+                }
+                ftc_model_free(q);
+            }
+            /* bf16-stored weights quantized afterwards: from their bits, piece by piece */
+            for (int i = 0; i < ftc_model_n_params(h); i++) ftc_model_set_trainable(h, i, false);
+            int nq = ftc_model_n_params(h);
+            float **widened = calloc((size_t)nq, sizeof *widened);
+            for (int i = 0; i < nq; i++) {
+                ftc_param *p = ftc_model_param(h, i);
+                if (!p->data_bf16 || p->data) continue;
+                widened[i] = malloc((size_t)p->numel * sizeof(float));
+                ftc_bf16_to_f32_n(p->data_bf16, widened[i], (size_t)p->numel);
+            }
+            assert_int_equal(ftc_model_store_frozen_quant(h, FTC_QUANT_NF4DQ, &e), FTC_OK);
+            for (int i = 0; i < nq; i++) {
+                ftc_param *p = ftc_model_param(h, i);
+                if (widened[i] && p->data_q) {
+                    int64_t O = p->shape[0], I = p->numel / O;
+                    size_t bytes = ftc_quant_tensor_bytes(p->qtype, O, I);
+                    uint8_t *want = malloc(bytes);
+                    ftc_quantize_tensor(p->qtype, widened[i], want, O, I);
+                    assert_memory_equal(want, p->data_q, bytes);
+                    free(want);
+                    compared++;
+                    multi += p->numel > (1 << 20);
+                }
+                free(widened[i]);
+            }
+            free(widened);
+            ftc_model_free(f), ftc_model_free(h);
+            rm_checkpoint(dir);
+        }
+    printf("  packed in pieces: %d weights bit-identical to whole-weight quantization (%d of them over 1M values)\n",
+           compared, multi);
+    assert_true(multi >= 40);
+}
+
 int main(void) {
     ftc_rng_seed(&rng, 18);
     const struct CMUnitTest tests[] = {
@@ -316,6 +459,7 @@ int main(void) {
         cmocka_unit_test(test_nf4dq_gpt2),
         cmocka_unit_test(test_store_frozen_quant_and_unfreeze),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_load_in_pieces_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
