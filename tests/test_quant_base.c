@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "ftc/base.h"
+#include "ftc/export.h"
+#include "ftc/gguf.h"
 #include "ftc/hf_config.h"
 #include "ftc/matmul.h"
 #include "ftc/model.h"
@@ -18,6 +20,7 @@
 #include "ftc/quant.h"
 #include "ftc/safetensors.h"
 #include "ftc/train.h"
+#include "lib/test_util.h"
 
 static ftc_rng rng;
 
@@ -445,6 +448,65 @@ static void test_load_in_pieces_bit_identical(void **state) {
     assert_true(multi >= 40);
 }
 
+/* A LoRA run on a quantized base merged and re-quantized to the base's type (ftc export --format gguf --type base):
+ * every weight of the GGUF is the base's own quantizer applied to the merged f32 model's value (an adapted weight:
+ * its dequantized base plus the adapter; the others: the dequantized base), in the type the base held it: the tied
+ * head Q8_0, the position table and norms f32 (GPT-2: Conv1D weights in our [out, in] order as GGUF stores them). */
+static void test_merge_requantized_gguf(void **state) {
+    (void)state;
+    char tmp[64], gg[4096], hf[128], merged[128], ref[128], out[128];
+    assert_int_equal(ftc_test_tmpdir_make(tmp, sizeof tmp, "qmerge"), 0);
+    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/gpt2.gguf", ftc_test_src_dir());
+    snprintf(hf, sizeof hf, "%s/hf", tmp), snprintf(merged, sizeof merged, "%s/merged", tmp);
+    snprintf(ref, sizeof ref, "%s/f32.gguf", tmp), snprintf(out, sizeof out, "%s/base.gguf", tmp);
+    ftc_err e = {0};
+    if (ftc_gguf_export_hf(gg, hf, &e)) fail_msg("%s", e.msg);
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K};
+    for (int k = 0; k < 4; k++) {
+        ftc_model *m;
+        if (ftc_model_load_quant_base(hf, FTC_TASK_CAUSAL_LM, types[k], &m, &e)) fail_msg("%s", e.msg);
+        assert_int_equal(ftc_model_add_lora(m, "c_attn,c_fc", 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+        for (int i = 0; i < ftc_model_n_params(m); i++) { /* an adapter that moves the weights */
+            ftc_param *p = ftc_model_param(m, i);
+            for (int64_t j = 0; p->is_lora && j < p->numel; j++) p->data[j] = 0.05f * ftc_rng_normal(&rng);
+        }
+        assert_int_equal(ftc_model_merge_lora(m, &e), FTC_OK);
+        ftc_export_opts o = {.tokenizer_dir = hf, .overwrite = true};
+        assert_int_equal(ftc_export_hf(m, merged, &o, &e), FTC_OK);
+        ftc_model_free(m);
+        ftc_gguf_export_opts f32 = {.type = FTC_GGML_F32}, base = {.type = types[k], .as_base = true};
+        if (ftc_gguf_from_hf(merged, ref, &f32, &e) || ftc_gguf_from_hf(merged, out, &base, &e)) fail_msg("%s", e.msg);
+        ftc_gguf *r, *g;
+        if (ftc_gguf_open(ref, &r, &e) || ftc_gguf_open(out, &g, &e)) fail_msg("%s", e.msg);
+        int blocks = 0;
+        for (int i = 0; i < ftc_gguf_tensor_count(g); i++) {
+            const ftc_gguf_tensor *t = ftc_gguf_tensor_at(g, i), *rt = ftc_gguf_find_tensor(r, t->name);
+            assert_non_null(rt);
+            int64_t n = t->shape[t->ndim - 1], rows = t->numel / n;
+            int want = t->ndim == 1 || !strcmp(t->name, "position_embd.weight") ? FTC_GGML_F32
+                       : !strcmp(t->name, "token_embd.weight") ? FTC_GGML_Q8_0 : ftc_quant_type_for_row(types[k], n);
+            if (want < 0) want = FTC_GGML_F32;
+            if (t->type != want) fail_msg("%s %s: type %d, want %d", ftc_quant_name(types[k]), t->name, t->type, want);
+            if (want == FTC_GGML_F32) {
+                assert_memory_equal(t->data, rt->data, rt->nbytes);
+                continue;
+            }
+            size_t rb = ftc_quant_row_bytes(want, n);
+            uint8_t *exp = malloc(rb * (size_t)rows);
+            ftc_quantize_tensor(want, (const float *)rt->data, exp, rows, n);
+            assert_int_equal(t->nbytes, rb * (size_t)rows);
+            assert_memory_equal(exp, t->data, t->nbytes);
+            free(exp);
+            blocks++;
+        }
+        printf("  %s: %d weights of the merged GGUF = the base's quantizer on the merged f32 values\n",
+               ftc_quant_name(types[k]), blocks);
+        assert_true(blocks >= 9); /* 2 layers x 4 linears + the tied head */
+        ftc_gguf_close(r), ftc_gguf_close(g);
+    }
+    assert_int_equal(ftc_test_tmpdir_remove(tmp), 0);
+}
+
 int main(void) {
     ftc_rng_seed(&rng, 18);
     const struct CMUnitTest tests[] = {
@@ -460,6 +522,7 @@ int main(void) {
         cmocka_unit_test(test_store_frozen_quant_and_unfreeze),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_load_in_pieces_bit_identical),
+        cmocka_unit_test(test_merge_requantized_gguf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
