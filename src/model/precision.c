@@ -99,7 +99,8 @@ static void quantize_range(void *ctx, int64_t lo, int64_t hi) {
  * the mean absmax (offset) is known */
 static void nf4dq_range(void *ctx, int64_t lo, int64_t hi) {
     const convert_job *j = ctx;
-    ftc_nf4dq_quantize_groups(j->in + (lo * FTC_NF4DQ_GROUP * 64), j->out, j->n, j->I, j->offset, j->g0 + lo, j->g0 + hi);
+    const float *x = j->in + lo * FTC_NF4DQ_GROUP * 64;
+    ftc_nf4dq_quantize_groups(x, j->out, j->n, j->I, j->offset, j->g0 + lo, j->g0 + hi);
 }
 
 enum { PACK_CHUNK = 1 << 20 }; /* values a piece: a 4 MB f32 scratch */
