@@ -361,13 +361,6 @@ static float *file_values_of(const char *dir, const ftc_param *p) {
     return x;
 }
 
-static void rm_checkpoint(const char *dir) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir), unlink(path);
-    snprintf(path, sizeof path, "%s/config.json", dir), unlink(path);
-    rmdir(dir);
-}
-
 static void test_load_in_pieces_bit_identical(void **state) {
     (void)state;
     const char *configs[] = {
@@ -379,8 +372,8 @@ static void test_load_in_pieces_bit_identical(void **state) {
     int compared = 0, multi = 0;
     for (int c = 0; c < 2; c++)
         for (int bf16 = 0; bf16 < 2; bf16++) {
-            char dir[] = "/tmp/ftc_test_qpieces_XXXXXX";
-            assert_non_null(mkdtemp(dir));
+            char dir[64];
+            assert_int_equal(ftc_test_tmpdir_make(dir, sizeof dir, "qpieces"), 0);
             write_checkpoint(configs[c], dir, bf16);
             ftc_model *f, *h;
             ftc_err e;
@@ -443,7 +436,7 @@ static void test_load_in_pieces_bit_identical(void **state) {
             }
             free(widened);
             ftc_model_free(f), ftc_model_free(h);
-            rm_checkpoint(dir);
+            assert_int_equal(ftc_test_tmpdir_remove(dir), 0);
         }
     printf("  packed in pieces: %d weights bit-identical to whole-weight quantization (%d of them over 1M values)\n",
            compared, multi);
