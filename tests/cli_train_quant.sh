@@ -87,4 +87,17 @@ expect_rc 0 "" "$FTC" train "${RA[@]}" --out "$T/resdq" --resume
 grep -q '"base_dtype": "nf4dq"' "$T/resdq/config.resolved.json" || fail "resumed run lost base_dtype nf4dq"
 cmp -s "$T/dqref/adapter/adapter_model.safetensors" "$T/resdq/adapter/adapter_model.safetensors" ||
   fail "nf4dq resumed: adapter differs from the uninterrupted run's"
-echo "ok: quantized-base usage errors, q8_0/q4_k/nf4/nf4dq LoRA runs (loss falls, near f32), F32 model/, base column in q4_0, resume (nf4dq: the uninterrupted run's adapter)"
+# merged and re-quantized to the base's type (export --format gguf --type base): a warning saying so, and the file
+# loads back and evaluates near the run's own loss (stories260K: within 10%); its bytes: test_quant_base
+expect_rc 0 "the sum re-quantized to q4_0" "$FTC" export "$T/res" --format gguf --type base --out "$T/res.gguf"
+expect_rc 0 "" "$FTC" eval --model "$T/res" --data "$T/lm.jsonl"
+run_loss=$(awk '$1 == "loss" { print $2; exit }' "$T/out")
+expect_rc 0 "" "$FTC" eval --model "$T/res.gguf" --data "$T/lm.jsonl"
+gguf_loss=$(awk '$1 == "loss" { print $2; exit }' "$T/out")
+awk -v a="$run_loss" -v b="$gguf_loss" 'BEGIN { d = (b - a) / a; exit !(a > 0 && d < 0.1 && d > -0.1) }' ||
+  fail "re-quantized merge: loss $gguf_loss vs the run's $run_loss"
+expect_rc 1 "not a LoRA or head run on a quantized base" "$FTC" export "$T/fp32" --format gguf --type base --out "$T/x.gguf"
+expect_rc 1 "the run's base type nf4 is not a GGUF type" "$FTC" export "$T/nf4" --format gguf --type base --out "$T/x.gguf"
+expect_rc 1 "--type is for --format gguf" "$FTC" export "$T/res" --format hf --type base --out "$T/x"
+echo "  q4_0 run merged and re-quantized (gguf --type base): loss $gguf_loss vs the run's $run_loss"
+echo "ok: quantized-base usage errors, q8_0/q4_k/nf4/nf4dq LoRA runs (loss falls, near f32), F32 model/, base column in q4_0, resume (nf4dq: the uninterrupted run's adapter), re-quantized merge export"

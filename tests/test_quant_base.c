@@ -11,11 +11,16 @@
 #include <string.h>
 #include <unistd.h>
 #include "ftc/base.h"
+#include "ftc/export.h"
+#include "ftc/gguf.h"
+#include "ftc/hf_config.h"
+#include "ftc/matmul.h"
 #include "ftc/model.h"
 #include "ftc/ops.h"
 #include "ftc/quant.h"
 #include "ftc/safetensors.h"
 #include "ftc/train.h"
+#include "lib/test_util.h"
 
 static ftc_rng rng;
 
@@ -302,6 +307,201 @@ static void test_config(void **state) {
     assert_int_equal(ftc_train_base_qtype(&c), -1);
 }
 
+/* Loading packs each weight a piece (at most 1M values, whole rows; NF4DQ whole groups of 256 blocks) at a time
+ * from the file's rows, never holding a whole weight in f32: the packed bytes equal quantizing the whole f32 weight
+ * at once (ftc_quantize_tensor), from an f32 and a bf16 checkpoint, on weights of several pieces: GPT-2 768 wide
+ * (Conv1D weights transposed as they are read; 3 pieces of c_fc / c_proj, q4_k in 256-blocks) and a llama 576 wide
+ * like SmolLM2 (gate/up 2000 x 576: 18000 NF4DQ blocks, 70 groups and a short one across 2 pieces; untied head
+ * and table); the bf16 checkpoint with q4_0 and nf4dq (what differs is the source). bf16 storage and f32 values
+ * (transposed too) against the file read whole; a bf16 weight quantized later (ftc_model_store_frozen_quant, piece
+ * by piece from its bits) against the whole widened weight. */
+static void write_checkpoint(const char *json, const char *dir, bool bf16) {
+    ftc_model_config cfg;
+    ftc_err e;
+    ftc_model *m;
+    if (ftc_config_parse(json, strlen(json), "test config", &cfg, &e)) fail_msg("%s", e.msg);
+    if (ftc_model_create(&cfg, FTC_TASK_CAUSAL_LM, 5, &m, &e)) fail_msg("%s", e.msg);
+    ftc_config_free(&cfg);
+    assert_int_equal(ftc_model_save(m, dir, &e), FTC_OK);
+    ftc_model_free(m);
+    if (!bf16) return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ftc_st_set *st;
+    assert_int_equal(ftc_st_open(path, &st, &e), FTC_OK);
+    ftc_st_writer *w = ftc_st_writer_new();
+    float **vals = calloc((size_t)ftc_st_count(st), sizeof *vals);
+    for (int i = 0; i < ftc_st_count(st); i++) {
+        const ftc_tensor_view *t = ftc_st_get(st, i);
+        vals[i] = malloc((size_t)t->numel * sizeof(float));
+        assert_int_equal(ftc_tensor_to_f32(t, vals[i], &e), FTC_OK);
+        assert_int_equal(ftc_st_writer_add_f32_as(w, t->name, FTC_BF16, t->ndim, t->shape, vals[i], &e), FTC_OK);
+    }
+    assert_int_equal(ftc_st_writer_write(w, path, &e), FTC_OK);
+    for (int i = 0; i < ftc_st_count(st); i++) free(vals[i]);
+    free(vals);
+    ftc_st_writer_free(w);
+    ftc_st_close(st);
+}
+
+/* the file's value of param p in our [out, in] layout (GPT-2's Conv1D transposed back) */
+static float *file_values_of(const char *dir, const ftc_param *p) {
+    ftc_st_set *st;
+    ftc_err e;
+    assert_int_equal(ftc_st_open(dir, &st, &e), FTC_OK);
+    const ftc_tensor_view *t = ftc_st_find(st, p->name);
+    assert_non_null(t);
+    float *f = malloc((size_t)p->numel * sizeof(float)), *x = malloc((size_t)p->numel * sizeof(float));
+    assert_int_equal(ftc_tensor_to_f32(t, f, &e), FTC_OK);
+    int64_t O = p->shape[0], I = p->numel / O;
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) x[o * I + i] = p->transposed ? f[i * O + o] : f[o * I + i];
+    free(f);
+    ftc_st_close(st);
+    return x;
+}
+
+static void test_load_in_pieces_bit_identical(void **state) {
+    (void)state;
+    const char *configs[] = {
+        "{\"model_type\": \"gpt2\", \"n_embd\": 768, \"n_head\": 12, \"n_layer\": 1, \"n_positions\": 32, "
+        "\"vocab_size\": 1500}",
+        "{\"model_type\": \"llama\", \"hidden_size\": 576, \"intermediate_size\": 2000, \"num_attention_heads\": 9, "
+        "\"num_key_value_heads\": 3, \"num_hidden_layers\": 1, \"vocab_size\": 2000, \"tie_word_embeddings\": false}"};
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K, FTC_QUANT_NF4, FTC_QUANT_NF4DQ};
+    int compared = 0, multi = 0;
+    for (int c = 0; c < 2; c++)
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            char dir[64];
+            assert_int_equal(ftc_test_tmpdir_make(dir, sizeof dir, "qpieces"), 0);
+            write_checkpoint(configs[c], dir, bf16);
+            ftc_model *f, *h;
+            ftc_err e;
+            if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &f, &e)) fail_msg("%s", e.msg);
+            if (ftc_model_load_bf16_base(dir, FTC_TASK_CAUSAL_LM, &h, &e)) fail_msg("%s", e.msg);
+            for (int i = 0; i < ftc_model_n_params(f); i++) { /* f32 values and bf16 storage against the file */
+                ftc_param *p = ftc_model_param(f, i), *ph = ftc_model_param(h, i);
+                float *x = file_values_of(dir, p);
+                assert_memory_equal(p->data, x, (size_t)p->numel * sizeof(float));
+                if (ph->data_bf16 && !ph->data) {
+                    uint16_t *want = malloc((size_t)p->numel * sizeof(uint16_t));
+                    ftc_f32_to_bf16_n(x, want, (size_t)p->numel);
+                    assert_memory_equal(ph->data_bf16, want, (size_t)p->numel * sizeof(uint16_t));
+                    free(want);
+                }
+                free(x);
+            }
+            for (int k = 0; k < 6; k++) {
+                if (bf16 && types[k] != FTC_GGML_Q4_0 && types[k] != FTC_QUANT_NF4DQ) continue; /* the source only */
+                ftc_model *q;
+                if (ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, types[k], &q, &e)) fail_msg("%s", e.msg);
+                for (int i = 0; i < ftc_model_n_params(q); i++) {
+                    ftc_param *p = ftc_model_param(q, i), *pf = ftc_model_param(f, i);
+                    if (!p->data_q) continue;
+                    int64_t O = p->shape[0], I = p->numel / O;
+                    size_t bytes = ftc_quant_tensor_bytes(p->qtype, O, I);
+                    uint8_t *want = malloc(bytes);
+                    ftc_quantize_tensor(p->qtype, pf->data, want, O, I);
+                    assert_memory_equal(want, p->data_q, bytes);
+                    free(want);
+                    compared++;
+                    multi += p->numel > (1 << 20);
+                }
+                ftc_model_free(q);
+            }
+            /* bf16-stored weights quantized afterwards: from their bits, piece by piece */
+            for (int i = 0; i < ftc_model_n_params(h); i++) ftc_model_set_trainable(h, i, false);
+            int nq = ftc_model_n_params(h);
+            float **widened = calloc((size_t)nq, sizeof *widened);
+            for (int i = 0; i < nq; i++) {
+                ftc_param *p = ftc_model_param(h, i);
+                if (!p->data_bf16 || p->data) continue;
+                widened[i] = malloc((size_t)p->numel * sizeof(float));
+                ftc_bf16_to_f32_n(p->data_bf16, widened[i], (size_t)p->numel);
+            }
+            assert_int_equal(ftc_model_store_frozen_quant(h, FTC_QUANT_NF4DQ, &e), FTC_OK);
+            for (int i = 0; i < nq; i++) {
+                ftc_param *p = ftc_model_param(h, i);
+                if (widened[i] && p->data_q) {
+                    int64_t O = p->shape[0], I = p->numel / O;
+                    size_t bytes = ftc_quant_tensor_bytes(p->qtype, O, I);
+                    uint8_t *want = malloc(bytes);
+                    ftc_quantize_tensor(p->qtype, widened[i], want, O, I);
+                    assert_memory_equal(want, p->data_q, bytes);
+                    free(want);
+                    compared++;
+                    multi += p->numel > (1 << 20);
+                }
+                free(widened[i]);
+            }
+            free(widened);
+            ftc_model_free(f), ftc_model_free(h);
+            assert_int_equal(ftc_test_tmpdir_remove(dir), 0);
+        }
+    printf("  packed in pieces: %d weights bit-identical to whole-weight quantization (%d of them over 1M values)\n",
+           compared, multi);
+    assert_true(multi >= 40);
+}
+
+/* A LoRA run on a quantized base merged and re-quantized to the base's type (ftc export --format gguf --type base):
+ * every weight of the GGUF is the base's own quantizer applied to the merged f32 model's value (an adapted weight:
+ * its dequantized base plus the adapter; the others: the dequantized base), in the type the base held it: the tied
+ * head Q8_0, the position table and norms f32 (GPT-2: Conv1D weights in our [out, in] order as GGUF stores them). */
+static void test_merge_requantized_gguf(void **state) {
+    (void)state;
+    char tmp[64], gg[4096], hf[128], merged[128], ref[128], out[128];
+    assert_int_equal(ftc_test_tmpdir_make(tmp, sizeof tmp, "qmerge"), 0);
+    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/gpt2.gguf", ftc_test_src_dir());
+    snprintf(hf, sizeof hf, "%s/hf", tmp), snprintf(merged, sizeof merged, "%s/merged", tmp);
+    snprintf(ref, sizeof ref, "%s/f32.gguf", tmp), snprintf(out, sizeof out, "%s/base.gguf", tmp);
+    ftc_err e = {0};
+    if (ftc_gguf_export_hf(gg, hf, &e)) fail_msg("%s", e.msg);
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1, FTC_GGML_Q4_K};
+    for (int k = 0; k < 4; k++) {
+        ftc_model *m;
+        if (ftc_model_load_quant_base(hf, FTC_TASK_CAUSAL_LM, types[k], &m, &e)) fail_msg("%s", e.msg);
+        assert_int_equal(ftc_model_add_lora(m, "c_attn,c_fc", 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+        for (int i = 0; i < ftc_model_n_params(m); i++) { /* an adapter that moves the weights */
+            ftc_param *p = ftc_model_param(m, i);
+            for (int64_t j = 0; p->is_lora && j < p->numel; j++) p->data[j] = 0.05f * ftc_rng_normal(&rng);
+        }
+        assert_int_equal(ftc_model_merge_lora(m, &e), FTC_OK);
+        ftc_export_opts o = {.tokenizer_dir = hf, .overwrite = true};
+        assert_int_equal(ftc_export_hf(m, merged, &o, &e), FTC_OK);
+        ftc_model_free(m);
+        ftc_gguf_export_opts f32 = {.type = FTC_GGML_F32}, base = {.type = types[k], .as_base = true};
+        if (ftc_gguf_from_hf(merged, ref, &f32, &e) || ftc_gguf_from_hf(merged, out, &base, &e)) fail_msg("%s", e.msg);
+        ftc_gguf *r, *g;
+        if (ftc_gguf_open(ref, &r, &e) || ftc_gguf_open(out, &g, &e)) fail_msg("%s", e.msg);
+        int blocks = 0;
+        for (int i = 0; i < ftc_gguf_tensor_count(g); i++) {
+            const ftc_gguf_tensor *t = ftc_gguf_tensor_at(g, i), *rt = ftc_gguf_find_tensor(r, t->name);
+            assert_non_null(rt);
+            int64_t n = t->shape[t->ndim - 1], rows = t->numel / n;
+            int want = t->ndim == 1 || !strcmp(t->name, "position_embd.weight") ? FTC_GGML_F32
+                       : !strcmp(t->name, "token_embd.weight") ? FTC_GGML_Q8_0 : ftc_quant_type_for_row(types[k], n);
+            if (want < 0) want = FTC_GGML_F32;
+            if (t->type != want) fail_msg("%s %s: type %d, want %d", ftc_quant_name(types[k]), t->name, t->type, want);
+            if (want == FTC_GGML_F32) {
+                assert_memory_equal(t->data, rt->data, rt->nbytes);
+                continue;
+            }
+            size_t rb = ftc_quant_row_bytes(want, n);
+            uint8_t *exp = malloc(rb * (size_t)rows);
+            ftc_quantize_tensor(want, (const float *)rt->data, exp, rows, n);
+            assert_int_equal(t->nbytes, rb * (size_t)rows);
+            assert_memory_equal(exp, t->data, t->nbytes);
+            free(exp);
+            blocks++;
+        }
+        printf("  %s: %d weights of the merged GGUF = the base's quantizer on the merged f32 values\n",
+               ftc_quant_name(types[k]), blocks);
+        assert_true(blocks >= 9); /* 2 layers x 4 linears + the tied head */
+        ftc_gguf_close(r), ftc_gguf_close(g);
+    }
+    assert_int_equal(ftc_test_tmpdir_remove(tmp), 0);
+}
+
 int main(void) {
     ftc_rng_seed(&rng, 18);
     const struct CMUnitTest tests[] = {
@@ -316,6 +516,8 @@ int main(void) {
         cmocka_unit_test(test_nf4dq_gpt2),
         cmocka_unit_test(test_store_frozen_quant_and_unfreeze),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_load_in_pieces_bit_identical),
+        cmocka_unit_test(test_merge_requantized_gguf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

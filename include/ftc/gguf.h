@@ -142,8 +142,11 @@ ftc_status ftc_gguf_writer_write(ftc_gguf_writer *w, const char *path, ftc_err *
 
 /* ---- Hugging Face directory -> GGUF (src/io/gguf_from_hf.c) ---- */
 typedef struct {
-    int type;            /* FTC_GGML_F32 (default 0), F16, BF16, Q8_0, Q4_0, Q4_K: the 2-D weights' type */
+    int type;            /* FTC_GGML_F32 (default 0), F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K: the 2-D weights' type */
     const char *name;    /* general.name; NULL: the directory's name */
+    bool as_base;        /* a block type: every weight as a quantized base of that type holds it (--base-dtype):
+                            the LM head (output.weight, or the token_embd tied to it) in ftc_quant_type_for_output's
+                            type (Q8_0), position tables and rows no block fits in F32 (not F16) */
 } ftc_gguf_export_opts;
 /* A llama / mistral / qwen2 / gpt2 checkpoint (config.json, model.safetensors, tokenizer.json,
  * tokenizer_config.json) as llama.cpp's convert_hf_to_gguf.py writes it: its metadata keys and tensor names,

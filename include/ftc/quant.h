@@ -55,8 +55,13 @@ const float *ftc_nf4dq_code(void);
 /* The mean of the n / 64 block absmax values of x as torch's absmax.mean() computes it on the CPU: its f32 cascade
  * sum in the order of one thread with 8-lane vectors (AVX2), divided by the count in f32 (docs/quant.md) */
 float ftc_nf4dq_offset(const float *x, int64_t n);
-/* Quantizes the blocks of groups [g0, g1) of a weight [O, I] (values x) into W, writing their scale2 entries, and
- * (g0 == 0) the offset: groups are independent once the offset is known (the parallel loaders split them). */
+/* The same mean from the nb block absmax values already computed (ftc_nf4_absmax_blocks: a weight read in pieces) */
+float ftc_nf4dq_offset_absmax(const float *absmax, int64_t nb);
+/* The f32 absmax of each of the nb blocks of 64 values in x, as NF4 and NF4DQ compute it */
+void ftc_nf4_absmax_blocks(const float *x, int64_t nb, float *absmax);
+/* Quantizes the blocks of groups [g0, g1) of a weight [O, I] into W, writing their scale2 entries, and (g0 == 0) the
+ * offset: groups are independent once the offset is known (the loaders split them). x holds the values from group
+ * g0's first block on (the weight's value g0 * 256 * 64): the whole weight, or a piece of it. */
 void ftc_nf4dq_quantize_groups(const float *x, void *W, int64_t O, int64_t I, float offset, int64_t g0, int64_t g1);
 _Static_assert(sizeof(ftc_block_q8_0) == 34, "Q8_0 block is 34 bytes");
 _Static_assert(sizeof(ftc_block_q4_0) == 18, "Q4_0 block is 18 bytes");

@@ -42,6 +42,10 @@ const char *ftc_st_metadata(const ftc_st_set *s, const char *key);
 
 /* Converts any float dtype (F32/F16/BF16/F64) to f32; out holds t->numel floats. */
 ftc_status ftc_tensor_to_f32(const ftc_tensor_view *t, float *out, ftc_err *err);
+/* The n elements first, first + stride, ... of t (flat indices, within t->numel) to f32 into out[0..n): a piece
+ * of a tensor (row chunks; stride > 1 reads a column of a row-major matrix). */
+ftc_status ftc_tensor_to_f32_range(const ftc_tensor_view *t, int64_t first, int64_t n, int64_t stride, float *out,
+                                   ftc_err *err);
 /* Checks that `name` is there with shape[0..ndim) (the errors of ftc_st_load_f32), reading no data. */
 ftc_status ftc_st_check_shape(const ftc_st_set *s, const char *name, int ndim, const int64_t *shape, ftc_err *err);
 /* Finds `name`, checks its shape equals shape[0..ndim) and converts to f32 into out.

@@ -5,6 +5,7 @@
 #include "ftc/base.h"
 #include "ftc/export.h"
 #include "ftc/gguf.h"
+#include "ftc/quant.h"
 #include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 static void usage(FILE *out) {
     fprintf(out,
             "Usage: ftc export --model RUNDIR|DIR|X.gguf --format hf|peft|gguf|gguf-lora --out DIR|FILE.gguf [--force]\n"
-            "                  [--adapter DIR] [--type f32|f16|bf16|q8_0|q4_0|q4_k]\n\n"
+            "                  [--adapter DIR] [--type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|base]\n\n"
             "  --format hf    the merged model in Hugging Face layout: config.json (architectures, id2label,\n"
             "                 label2id, num_labels, problem_type for classify), model.safetensors with the names\n"
             "                 of that transformers class, the base model's tokenizer files. Loads with\n"
@@ -24,7 +25,9 @@ static void usage(FILE *out) {
             "                 PeftModel.from_pretrained(base, DIR), or ftc's --adapter DIR.\n"
             "  --format gguf  the merged model as one GGUF v3 file (llama, mistral, qwen2, gpt2) with the metadata,\n"
             "                 tensor names and tokenizer llama.cpp's convert_hf_to_gguf.py writes, the chat template\n"
-            "                 and end-of-turn token; --type sets the weights' type (default f32; norms stay f32).\n"
+            "                 and end-of-turn token; --type sets the weights' type (default f32; norms stay f32);\n"
+            "                 --type base: a run's quantized base type (--base-dtype), the LM head as that base\n"
+            "                 held it (q8_0): the merged weights re-quantized, with a warning (docs/quant.md).\n"
             "                 Also writes FILE.Modelfile for Ollama (FROM, TEMPLATE, SYSTEM, PARAMETER stop).\n"
             "  --format gguf-lora  a LoRA run's adapter alone as llama.cpp's LoRA GGUF (general.type adapter,\n"
             "                 adapter.lora.alpha), for llama-cli -m BASE.gguf --lora FILE.gguf\n"
@@ -116,14 +119,17 @@ int cmd_export(int argc, char **argv) {
         return cli_usage_error("export", "unknown --format '%s' (hf, peft, gguf, gguf-lora)", format);
     if (glora && adapter) return cli_usage_error("export", "--format gguf-lora exports a LoRA run's own adapter");
     int gtype = FTC_GGML_F32;
+    bool as_base = type && !strcmp(type, "base");
     if (type && !gguf) return cli_usage_error("export", "--type is for --format gguf");
-    if (type) {
+    if (type && !as_base) {
         static const struct { const char *n; int t; } T[] = {{"f32", FTC_GGML_F32}, {"f16", FTC_GGML_F16},
-            {"bf16", FTC_GGML_BF16}, {"q8_0", FTC_GGML_Q8_0}, {"q4_0", FTC_GGML_Q4_0}, {"q4_k", FTC_GGML_Q4_K}};
+            {"bf16", FTC_GGML_BF16}, {"q8_0", FTC_GGML_Q8_0}, {"q4_0", FTC_GGML_Q4_0}, {"q4_1", FTC_GGML_Q4_1},
+            {"q4_k", FTC_GGML_Q4_K}};
         gtype = -1;
         for (size_t i = 0; i < sizeof T / sizeof *T; i++)
             if (!strcmp(type, T[i].n)) gtype = T[i].t;
-        if (gtype < 0) return cli_usage_error("export", "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0, q4_k)", type);
+        if (gtype < 0)
+            return cli_usage_error("export", "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, base)", type);
     }
     if ((gguf || glora) && !force && ftc_file_exists(out))
         return cli_usage_error("export", "%s exists: choose another --out or add --force", out);
@@ -137,6 +143,26 @@ int cmd_export(int argc, char **argv) {
     if (s) { cli_model_close(&cm); return cli_fail("export", &err); }
     const char *base_in[] = {cm.base, cm.is_run ? cm.run.model : NULL};
     if (check_out_overlap(out, base_in, 2, &err)) { cli_model_close(&cm); return cli_usage_error("export", "%s", err.msg); }
+    /* the frozen base a LoRA or head run trained on, when it was block-quantized (--base-dtype) */
+    int qbase = cm.is_run && cm.run.method != FTC_METHOD_FULL ? ftc_train_base_qtype(&cm.run) : -1;
+    bool not_gguf = qbase == FTC_QUANT_NF4 || qbase == FTC_QUANT_NF4DQ;
+    if (as_base && (qbase < 0 || not_gguf)) { /* the type a merged model is re-quantized to: the run's base's */
+        if (not_gguf)
+            s = ftc_errf(&err, FTC_E_USAGE, "--type base: the run's base type %s is not a GGUF type; export --type "
+                         "f32, bf16, q8_0, q4_0, q4_1 or q4_k", ftc_quant_name(qbase));
+        else
+            s = ftc_errf(&err, FTC_E_USAGE, "--type base: %s is not a LoRA or head run on a quantized base "
+                         "(--base-dtype q8_0|q4_0|q4_1|q4_k)", model);
+        cli_model_close(&cm);
+        return cli_usage_error("export", "%s", err.msg);
+    }
+    if (as_base) gtype = qbase;
+    bool blocks = gtype != FTC_GGML_F32 && gtype != FTC_GGML_F16 && gtype != FTC_GGML_BF16;
+    if (gguf && blocks && qbase >= 0 && cm.run.method == FTC_METHOD_LORA)
+        fprintf(stderr, "ftc export: warning: the adapter is merged into the dequantized %s base in f32 and the sum "
+                        "re-quantized to %s: that model is not the one the run evaluated (re-quantizing rounds away "
+                        "part of the adapter's update); held-out losses measured before and after: docs/quant.md, "
+                        "\"Merging adapters back for export\"\n", ftc_quant_name(qbase), ftc_quant_name(gtype));
     ftc_export_opts o = {.tokenizer_dir = cm.base, .overwrite = force, .base_model = cm.base};
     if (cm.task == FTC_TASK_CLASSIFY && cm.labels) o.label_names = (const char *const *)cm.labels, o.n_labels = cm.n_labels;
     if (glora) {
@@ -178,7 +204,7 @@ int cmd_export(int argc, char **argv) {
         char gname[256];
         snprintf(gname, sizeof gname, "%.*s", (int)(strlen(name) > 5 && !strcmp(name + strlen(name) - 5, ".gguf")
                                                          ? strlen(name) - 5 : strlen(name)), name);
-        ftc_gguf_export_opts go = {.type = gtype, .name = gname};
+        ftc_gguf_export_opts go = {.type = gtype, .name = gname, .as_base = as_base};
         if (!s) s = ftc_gguf_from_hf(tmp, out, &go, &err);
         snprintf(mf, sizeof mf, "%.*s.Modelfile", (int)(strlen(out) - (strlen(name) - strlen(gname))), out);
         const char *note = NULL;

@@ -68,6 +68,8 @@ typedef struct {
     ftc_gguf_writer *w;
     const char *dir;
     int want;
+    bool base;        /* types as a quantized base of type `want` holds its weights (ftc_gguf_export_opts.as_base) */
+    const char *head; /* then the GGUF name of the LM head: output.weight, or token_embd.weight tied to it */
     int64_t H, KV;
     int64_t n_params;
 } tctx;
@@ -97,6 +99,11 @@ static ftc_status add(tctx *c, const char *hf, const char *gg, int ndim, const i
         v = o;
     }
     int type = ndim == 1 ? FTC_GGML_F32 : weight_type(c->want, shape[1]);
+    if (ndim == 2 && c->base) { /* the LM head's rule; rows no block fits and position tables stay f32 */
+        int t = !strcmp(gg, c->head) ? ftc_quant_type_for_output(c->want, shape[1])
+                : strcmp(gg, "position_embd.weight") ? ftc_quant_type_for_row(c->want, shape[1]) : -1;
+        type = t < 0 ? FTC_GGML_F32 : t;
+    }
     void *data = encode(v, numel, ndim == 1 ? numel : shape[1], type);
     free(v);
     if (!data) return ftc_errf(err, FTC_E_NOMEM, "out of memory for '%s'", hf);
@@ -112,6 +119,7 @@ static ftc_status add_weights(tctx *c, const ftc_model_config *cfg, arch_kind a,
     if (a == A_GPT2) {
         /* GPT2LMHeadModel's names carry "transformer."; a bare GPT2Model checkpoint's do not */
         const char *p = ftc_st_find(c->st, "transformer.wte.weight") ? "transformer." : "";
+        c->head = "token_embd.weight"; /* GPT-2's head is its token table */
         snprintf(hf, sizeof hf, "%swte.weight", p);
         if ((s = add(c, hf, "token_embd.weight", 2, (int64_t[]){V, C}, AS_IS, false, err))) return s;
         snprintf(hf, sizeof hf, "%swpe.weight", p);
@@ -138,6 +146,7 @@ static ftc_status add_weights(tctx *c, const ftc_model_config *cfg, arch_kind a,
         return add(c, hf, "output_norm.bias", 1, (int64_t[]){C}, AS_IS, false, err);
     }
     bool llama = a == A_LLAMA;
+    if (cfg->tie_word_embeddings && !ftc_st_find(c->st, "lm_head.weight")) c->head = "token_embd.weight";
     if ((s = add(c, "model.embed_tokens.weight", "token_embd.weight", 2, (int64_t[]){V, C}, AS_IS, false, err))) return s;
     static const struct { const char *hf, *g; int kind; } M[] = {
         {"input_layernorm", "attn_norm", 0}, {"self_attn.q_proj", "attn_q", 1}, {"self_attn.k_proj", "attn_k", 2},
@@ -407,6 +416,7 @@ static int file_type(int t) {
     switch (t) {
     case FTC_GGML_F16: return 1;
     case FTC_GGML_Q4_0: return 2;
+    case FTC_GGML_Q4_1: return 3;
     case FTC_GGML_Q8_0: return 7;
     case FTC_GGML_Q4_K: return 14; /* MOSTLY_Q4_K_S */
     case FTC_GGML_BF16: return 32;
@@ -429,8 +439,9 @@ ftc_status ftc_gguf_from_hf(const char *hf_dir, const char *out_path, const ftc_
     if (!o) o = &none;
     int want = o->type;
     if (want != FTC_GGML_F32 && want != FTC_GGML_F16 && want != FTC_GGML_BF16 && want != FTC_GGML_Q8_0 &&
-        want != FTC_GGML_Q4_0 && want != FTC_GGML_Q4_K)
-        return ftc_errf(err, FTC_E_USAGE, "GGUF export: type %d is not one of f32, f16, bf16, q8_0, q4_0, q4_k", want);
+        want != FTC_GGML_Q4_0 && want != FTC_GGML_Q4_1 && want != FTC_GGML_Q4_K)
+        return ftc_errf(err, FTC_E_USAGE, "GGUF export: type %d is not one of f32, f16, bf16, q8_0, q4_0, q4_1, q4_k",
+                        want);
     ftc_model_config cfg;
     ftc_status s = ftc_config_load(hf_dir, &cfg, err);
     if (s) return s;
@@ -458,7 +469,8 @@ ftc_status ftc_gguf_from_hf(const char *hf_dir, const char *out_path, const ftc_
     CHECK(ftc_st_open(hf_dir, &st, err));
     if (!(w = ftc_gguf_writer_new())) { s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); goto done; }
     /* tensors first (their count gives general.size_label); keys and tensors are separate lists in the file */
-    tctx c = {st, w, hf_dir, want, cfg.n_heads, cfg.n_kv_heads, 0};
+    bool block = want != FTC_GGML_F32 && want != FTC_GGML_F16 && want != FTC_GGML_BF16;
+    tctx c = {st, w, hf_dir, want, o->as_base && block, "output.weight", cfg.n_heads, cfg.n_kv_heads, 0};
     CHECK(add_weights(&c, &cfg, a, err));
     char key[96], name[256], label[32];
     const char *base = strrchr(hf_dir, '/');

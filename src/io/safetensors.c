@@ -384,17 +384,27 @@ const char *ftc_st_metadata(const ftc_st_set *s, const char *key) {
 }
 
 ftc_status ftc_tensor_to_f32(const ftc_tensor_view *t, float *out, ftc_err *err) {
+    return ftc_tensor_to_f32_range(t, 0, t->numel, 1, out, err);
+}
+
+ftc_status ftc_tensor_to_f32_range(const ftc_tensor_view *t, int64_t first, int64_t n, int64_t stride, float *out,
+                                   ftc_err *err) {
+    if (n <= 0) return FTC_OK;
     const uint8_t *p = t->data;
-    for (int64_t i = 0; i < t->numel; i++) {
-        switch (t->dtype) {
-        case FTC_F32: memcpy(&out[i], p + 4 * i, 4); break;
-        case FTC_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2); out[i] = ftc_f16_to_f32(h); break; }
-        case FTC_BF16: { uint16_t h; memcpy(&h, p + 2 * i, 2); out[i] = ftc_bf16_to_f32(h); break; }
-        case FTC_F64: { double d; memcpy(&d, p + 8 * i, 8); out[i] = (float)d; break; }
-        default:
-            return ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s' has dtype %s, expected a float type", t->file, t->name,
-                            ftc_dtype_name(t->dtype));
-        }
+    uint16_t h;
+    double d;
+    switch (t->dtype) { /* one loop per dtype: the loaders convert every weight through here */
+    case FTC_F32: for (int64_t k = 0, i = first; k < n; k++, i += stride) memcpy(&out[k], p + 4 * i, 4); break;
+    case FTC_F16:
+        for (int64_t k = 0, i = first; k < n; k++, i += stride) memcpy(&h, p + 2 * i, 2), out[k] = ftc_f16_to_f32(h);
+        break;
+    case FTC_BF16:
+        for (int64_t k = 0, i = first; k < n; k++, i += stride) memcpy(&h, p + 2 * i, 2), out[k] = ftc_bf16_to_f32(h);
+        break;
+    case FTC_F64: for (int64_t k = 0, i = first; k < n; k++, i += stride) memcpy(&d, p + 8 * i, 8), out[k] = (float)d; break;
+    default:
+        return ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s' has dtype %s, expected a float type", t->file, t->name,
+                        ftc_dtype_name(t->dtype));
     }
     return FTC_OK;
 }

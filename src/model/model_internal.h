@@ -120,8 +120,15 @@ static inline float *P(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i]
 static inline float *G(ftc_model *m, int i) { return i < 0 ? NULL : m->params[i].grad; } /* NULL: frozen/absent */
 
 /* precision.c: bf16 copies and bf16-only storage of matmul weights */
-/* Rows of src [O, I] f32 quantized into dst (O rows of ftc_quant_row_bytes(qtype, I)) on the pool (precision.c). */
-void ftc_model_quantize_rows(int qtype, const float *src, void *dst, int64_t O, int64_t I);
+/* Values [a, b) of a weight [O, I] (row-major, our layout) for ftc_model_pack: written into scratch (room for b - a
+ * values), *vals pointing at them, or *vals pointing at the source's own f32 values; an error stops the packing. */
+typedef ftc_status (*ftc_values_fn)(void *ctx, int64_t a, int64_t b, float *scratch, const float **vals, ftc_err *err);
+enum { FTC_PACK_F32 = -2, FTC_PACK_BF16 = -1 }; /* ftc_model_pack's kinds besides the quant types */
+/* Packs a weight [O, I] into dst, in a quant type (ftc_quant_tensor_bytes of it, rows quantized on the pool), bf16
+ * (O * I uint16) or f32 (O * I floats, fill writing in place), from values fill delivers in pieces of at most 1M
+ * (whole rows; NF4DQ: whole groups, read twice, its offset needing every block's absmax first): the bytes of
+ * converting the whole f32 weight at once (ftc_quantize_tensor) without an f32 copy of it (precision.c). */
+ftc_status ftc_model_pack(int kind, void *dst, int64_t O, int64_t I, ftc_values_fn fill, void *ctx, ftc_err *err);
 bool ftc_model_is_matmul_weight(const ftc_model *m, int i); /* block linear W, LM head (tied: wte), pooler */
 bool ftc_model_bf16_storable(const ftc_model *m, int i);    /* matmul weight that is not also an embedding */
 bool ftc_model_quant_storable(const ftc_model *m, int i);   /* the same, or a causal LM's token table (tied or not) */

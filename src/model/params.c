@@ -371,64 +371,67 @@ void ftc_model_zero_grad(ftc_model *m) {
 
 static const char *EMBED_SUFFIX[] = {"wte.weight", "embed_tokens.weight", "embeddings.word_embeddings.weight"};
 
-/* Copies a file tensor into param p, transposing GPT-2's Conv1D [in,out] into [out,in]. A param stored in
- * bf16 only goes through a temporary f32 block of its own size (one tensor, never the whole model). */
-/* A NaN or Inf weight makes every output NaN (generate prints blanks, eval "loss nan"): refused by name. */
-static ftc_status check_finite(const ftc_st_set *st, const ftc_param *p, const float *x, ftc_err *err) {
-    for (int64_t i = 0; i < p->numel; i++)
-        if (!isfinite(x[i])) {
-            const ftc_tensor_view *t = ftc_st_find(st, p->name);
-            return ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s' holds a non-finite value (%s at element %lld of %lld); "
-                            "refusing to load it (--allow-nonfinite, or FTC_ALLOW_NONFINITE=1, loads it anyway)",
-                            t ? t->file : "checkpoint", p->name, isnan(x[i]) ? "NaN" : x[i] > 0 ? "+Inf" : "-Inf",
-                            (long long)i, (long long)p->numel);
-        }
-    return FTC_OK;
+/* A PEFT base (bf16 or quantized) is a fraction of its checkpoint: the mapped file's pages of a tensor already
+ * converted are dropped from memory (read-only mapping: they would come back from the file if touched again),
+ * so that the peak RSS of loading is not the whole checkpoint plus the converted base. */
+static void release_pages(const void *data, size_t nbytes) {
+    if (!nbytes) return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)data;
+    uintptr_t start = (a + pg - 1) & ~(pg - 1), end = (a + nbytes) & ~(pg - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
-static ftc_status load_param(const ftc_st_set *st, ftc_param *p, bool check, ftc_err *err) {
-    bool only16 = !p->data && (p->data_bf16 || p->data_q);
-    if (!p->transposed && !only16) {
-        ftc_status s = ftc_st_load_f32(st, p->name, p->ndim, p->shape, p->data, err);
-        return s || !check ? s : check_finite(st, p, p->data, err);
-    }
-    float *tmp = malloc((size_t)p->numel * sizeof(float)), *dst = p->data;
-    if (only16 && p->transposed) dst = malloc((size_t)p->numel * sizeof(float));
+/* A file tensor read piece by piece into param p (ftc_model_pack's values): GPT-2's Conv1D [in, out] transposed
+ * into our [out, in] as it is read; a NaN or Inf weight (every output would be NaN: generate printing blanks, eval
+ * "loss nan") refused by name; the pages read dropped at once where the base keeps a converted copy. */
+typedef struct {
+    const ftc_tensor_view *t;
+    const ftc_param *p;
+    bool check, release;
+} file_piece;
+
+static ftc_status file_values(void *ctx, int64_t a, int64_t b, float *out, const float **vals, ftc_err *err) {
+    const file_piece *f = ctx;
+    const ftc_tensor_view *t = f->t;
+    int64_t O = f->p->shape[0], I = f->p->numel / O;
     ftc_status s = FTC_OK;
-    if (!tmp || (p->transposed && !dst)) s = ftc_errf(err, FTC_E_NOMEM, "out of memory loading %s", p->name);
-    if (!s && !p->transposed) s = ftc_st_load_f32(st, p->name, p->ndim, p->shape, tmp, err);
-    if (!s && p->transposed) {
-        int64_t rows = p->shape[0], cols = p->shape[1]; /* ours: [out, in] */
-        int64_t fshape[2] = {cols, rows};
-        s = ftc_st_load_f32(st, p->name, 2, fshape, tmp, err);
-        if (!s)
-            for (int64_t i = 0; i < cols; i++)
-                for (int64_t o = 0; o < rows; o++) dst[o * cols + i] = tmp[i * rows + o];
+    *vals = out;
+    if (!f->p->transposed) {
+        s = ftc_tensor_to_f32_range(t, a, b - a, 1, out, err);
+        size_t es = ftc_dtype_size(t->dtype);
+        if (!s && f->release) release_pages((const uint8_t *)t->data + (size_t)a * es, (size_t)(b - a) * es);
     }
-    if (!s && check) s = check_finite(st, p, tmp, err); /* the file's values (transposed or not, same set) */
-    if (!s && only16 && p->data_q) { /* rows of our [out, in] layout quantized from their f32 values */
-        int64_t O = p->shape[0], I = p->numel / O;
-        const float *src = p->transposed ? dst : tmp;
-        ftc_model_quantize_rows(p->qtype, src, p->data_q, O, I);
-    } else if (!s && only16)
-        ftc_f32_to_bf16_n(p->transposed ? dst : tmp, p->data_bf16, (size_t)p->numel);
-    if (only16 && p->transposed) free(dst);
-    free(tmp);
+    for (int64_t e = a; f->p->transposed && !s && e < b;) { /* our row o is the file's column o */
+        int64_t o = e / I, i = e % I, n = I - i < b - e ? I - i : b - e;
+        s = ftc_tensor_to_f32_range(t, i * O + o, n, O, out + (e - a), err);
+        e += n;
+    }
+    for (int64_t k = 0; f->check && !s && k < b - a; k++)
+        if (!isfinite(out[k])) {
+            int64_t e = a + k, at = f->p->transposed ? e % I * O + e / I : e; /* the file's element */
+            s = ftc_errf(err, FTC_E_INPUT, "%s: tensor '%s' holds a non-finite value (%s at element %lld of %lld); "
+                         "refusing to load it (--allow-nonfinite, or FTC_ALLOW_NONFINITE=1, loads it anyway)",
+                         t->file, f->p->name, isnan(out[k]) ? "NaN" : out[k] > 0 ? "+Inf" : "-Inf", (long long)at,
+                         (long long)f->p->numel);
+        }
     return s;
+}
+
+/* Param p from the file: into its f32 value, or straight into its bf16 or quantized storage a piece at a time
+ * (never an f32 copy of a whole weight: the 50257 x 768 table of GPT-2 alone is 154 MB in f32) */
+static ftc_status load_param(const ftc_st_set *st, ftc_param *p, bool check, bool release, ftc_err *err) {
+    int64_t fshape[2] = {p->ndim == 2 ? p->shape[1] : 0, p->shape[0]};
+    ftc_status s = ftc_st_check_shape(st, p->name, p->ndim, p->transposed ? fshape : p->shape, err);
+    if (s || p->numel == 0) return s;
+    file_piece f = {ftc_st_find(st, p->name), p, check, release};
+    int kind = p->data ? FTC_PACK_F32 : p->data_q ? p->qtype : FTC_PACK_BF16;
+    void *dst = p->data ? (void *)p->data : p->data_q ? p->data_q : (void *)p->data_bf16;
+    return ftc_model_pack(kind, dst, p->shape[0], p->numel / p->shape[0], file_values, &f, err);
 }
 
 static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int qtype, ftc_model **out,
                              ftc_err *err);
 
-/* A PEFT base (bf16 or quantized) is a fraction of its checkpoint: the mapped file's pages of a tensor already
- * converted are dropped from memory (read-only mapping: they would come back from the file if touched again),
- * so that the peak RSS of loading is not the whole checkpoint plus the converted base. */
-static void release_pages(const ftc_tensor_view *t) {
-    if (!t || !t->nbytes) return;
-    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data;
-    uintptr_t start = (a + pg - 1) & ~(pg - 1), end = (a + t->nbytes) & ~(pg - 1);
-    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
-}
 ftc_status ftc_model_load(const char *dir, ftc_task task, ftc_model **out, ftc_err *err) {
     return load_model(dir, task, false, -1, out, err);
 }
@@ -554,8 +557,9 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int
         const char *allow = getenv("FTC_ALLOW_NONFINITE");
         bool check = !(allow && allow[0] && strcmp(allow, "0"));
         for (int i = 0; !s && i < m->n_params; i++) {
-            s = load_param(st, &m->params[i], check, err);
-            if (!s && bf16_base) release_pages(ftc_st_find(st, m->params[i].name));
+            s = load_param(st, &m->params[i], check, bf16_base, err);
+            const ftc_tensor_view *t = bf16_base && !s ? ftc_st_find(st, m->params[i].name) : NULL;
+            if (t) release_pages(t->data, t->nbytes); /* what the pieces left: a transposed weight, page edges */
         }
     }
     ftc_st_close(st);

@@ -72,6 +72,7 @@ typedef struct {
     size_t rb;
     int qtype;
     float offset; /* NF4DQ: the weight's mean absmax */
+    int64_t g0;   /* the row (NF4DQ: the group) the piece in `in` starts at */
 } convert_job;
 
 enum { BLK = 1 << 16 };
@@ -84,31 +85,70 @@ static void convert_range(void *ctx, int64_t lo, int64_t hi) {
 
 /* f32 -> bf16 in blocks over the pool (a 100M-value LM head would otherwise cost one core ~0.1 s) */
 static void convert(const float *in, uint16_t *out, int64_t n) {
-    convert_job j = {in, out, n, 0, 0, 0, 0.0f};
+    convert_job j = {in, out, n, 0, 0, 0, 0.0f, 0};
     ftc_parallel_range((n + BLK - 1) / BLK, n > 4 * BLK, convert_range, &j);
 }
 
+/* rows g0 + [lo, hi) of the weight, whose values are at j->in + lo * I (a piece starting at row g0) */
 static void quantize_range(void *ctx, int64_t lo, int64_t hi) {
     const convert_job *j = ctx;
-    for (int64_t o = lo; o < hi; o++) ftc_quantize_row(j->qtype, j->in + o * j->I, (uint8_t *)j->out + (size_t)o * j->rb, j->I);
+    for (int64_t o = lo; o < hi; o++)
+        ftc_quantize_row(j->qtype, j->in + o * j->I, (uint8_t *)j->out + (size_t)(j->g0 + o) * j->rb, j->I);
 }
-/* NF4DQ: groups of 256 blocks (j->n: the weight's rows O), independent once the mean absmax (offset) is known */
+/* NF4DQ: groups of 256 blocks (j->n: the weight's rows O; j->in: the values from group j->g0 on), independent once
+ * the mean absmax (offset) is known */
 static void nf4dq_range(void *ctx, int64_t lo, int64_t hi) {
     const convert_job *j = ctx;
-    ftc_nf4dq_quantize_groups(j->in, j->out, j->n, j->I, j->offset, lo, hi);
+    const float *x = j->in + lo * FTC_NF4DQ_GROUP * 64;
+    ftc_nf4dq_quantize_groups(x, j->out, j->n, j->I, j->offset, j->g0 + lo, j->g0 + hi);
 }
 
-void ftc_model_quantize_rows(int qtype, const float *src, void *dst, int64_t O, int64_t I) {
-    convert_job j = {src, dst, O * I, I, ftc_quant_row_bytes(qtype, I), qtype, 0.0f};
-    if (qtype == FTC_QUANT_NF4DQ) {
-        if (!j.rb) return;
-        int64_t groups = (O * (I / 64) + FTC_NF4DQ_GROUP - 1) / FTC_NF4DQ_GROUP;
-        j.n = O;
-        j.offset = ftc_nf4dq_offset(src, O * I); /* one pass in torch's summation order, before the groups */
-        ftc_parallel_range(groups, O * I > 65536, nf4dq_range, &j); /* the chunk of group 0 writes the offset */
-        return;
+enum { PACK_CHUNK = 1 << 20 }; /* values a piece: a 4 MB f32 scratch */
+
+ftc_status ftc_model_pack(int kind, void *dst, int64_t O, int64_t I, ftc_values_fn fill, void *ctx, ftc_err *err) {
+    int64_t n = O * I, gvals = (int64_t)FTC_NF4DQ_GROUP * 64;
+    bool dq = kind == FTC_QUANT_NF4DQ;
+    /* pieces end on rows (whole blocks) for the row quantizers, on groups of 256 blocks for NF4DQ */
+    int64_t unit = dq ? gvals : kind >= 0 ? I : 1, chunk = unit >= PACK_CHUNK ? unit : PACK_CHUNK / unit * unit;
+    if (n <= 0) return FTC_OK;
+    if (chunk > n) chunk = n;
+    float *scratch = NULL, *absmax = NULL;
+    if (kind != FTC_PACK_F32 && !(scratch = malloc((size_t)chunk * sizeof(float))))
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory for a %lld-value scratch", (long long)chunk);
+    if (dq && !(absmax = malloc((size_t)(n / 64) * sizeof(float)))) {
+        free(scratch);
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory for %lld block scales", (long long)(n / 64));
     }
-    ftc_parallel_range(O, O * I > 65536, quantize_range, &j);
+    ftc_status s = FTC_OK;
+    const float *v;
+    /* NF4DQ's offset is the mean absmax of the whole weight: a first pass computes every block's */
+    for (int64_t a = 0; dq && !s && a < n; a += chunk) {
+        int64_t b = a + chunk < n ? a + chunk : n;
+        if (!(s = fill(ctx, a, b, scratch, &v, err))) ftc_nf4_absmax_blocks(v, (b - a) / 64, absmax + a / 64);
+    }
+    convert_job j = {NULL, dst, O, I, kind >= 0 ? ftc_quant_row_bytes(kind, I) : 0, kind, 0.0f, 0};
+    if (dq && !s) j.offset = ftc_nf4dq_offset_absmax(absmax, n / 64);
+    for (int64_t a = 0; !s && a < n; a += chunk) {
+        int64_t b = a + chunk < n ? a + chunk : n;
+        float *room = kind == FTC_PACK_F32 ? (float *)dst + a : scratch;
+        if ((s = fill(ctx, a, b, room, &v, err))) break;
+        j.in = v;
+        if (kind == FTC_PACK_F32) {
+            if (v != room) memcpy(room, v, (size_t)(b - a) * sizeof(float));
+        } else if (kind == FTC_PACK_BF16) {
+            ftc_f32_to_bf16_n(v, (uint16_t *)dst + a, (size_t)(b - a));
+        } else if (dq) {
+            j.g0 = a / gvals;
+            int64_t groups = (b - a + gvals - 1) / gvals;
+            ftc_parallel_range(groups, b - a > 65536, nf4dq_range, &j); /* the job of group 0 writes the offset */
+        } else {
+            j.g0 = a / I;
+            ftc_parallel_range((b - a) / I, b - a > 65536, quantize_range, &j);
+        }
+    }
+    free(scratch);
+    free(absmax);
+    return s;
 }
 
 ftc_status ftc_model_set_precision(ftc_model *m, ftc_precision prec, ftc_err *err) {
@@ -169,27 +209,31 @@ ftc_status ftc_model_use_quant_weights(ftc_model *m, int qtype, ftc_err *err) {
     return ftc_model_store_frozen_quant(m, qtype, err);
 }
 
-/* Quantizes frozen weight i from its f32 value or bf16 bits into data_q; false (nothing changed) when its
- * input size does not fit the block. */
+/* values [a, b) of a weight held in memory: its f32 value as it is, or its bf16 bits widened into the scratch */
+static ftc_status param_values(void *ctx, int64_t a, int64_t b, float *scratch, const float **vals, ftc_err *err) {
+    const ftc_param *p = ctx;
+    (void)err;
+    if (p->data) *vals = p->data + a;
+    else ftc_bf16_to_f32_n(p->data_bf16 + a, scratch, (size_t)(b - a)), *vals = scratch;
+    return FTC_OK;
+}
+
+/* Quantizes frozen weight i from its f32 value or bf16 bits into data_q (piece by piece: no f32 copy of a bf16
+ * weight); false (nothing changed) when its input size does not fit the block. */
 static ftc_status quantize_param(ftc_model *m, int i, int qtype, bool *done, ftc_err *err) {
     ftc_param *p = &m->params[i];
     int64_t O = p->shape[0], I = p->numel / O;
     *done = false;
     qtype = ftc_model_quant_type_of(m, i, qtype);
     if (qtype < 0) return FTC_OK;
-    size_t bytes = ftc_quant_tensor_bytes(qtype, O, I);
     void *q = NULL;
-    float *src = p->data;
-    if (!src) { /* from bf16 bits */
-        src = malloc((size_t)p->numel * sizeof(float));
-        if (src) ftc_bf16_to_f32_n(p->data_bf16, src, (size_t)p->numel);
-    }
-    if (!src || ftc_mem_alloc_weights(&q, bytes)) {
-        if (src != p->data) free(src);
+    if (ftc_mem_alloc_weights(&q, ftc_quant_tensor_bytes(qtype, O, I)))
         return ftc_errf(err, FTC_E_NOMEM, "out of memory storing %s in %s", p->name, ftc_quant_name(qtype));
+    ftc_status s = ftc_model_pack(qtype, q, O, I, param_values, p, err);
+    if (s) {
+        free(q);
+        return s;
     }
-    ftc_model_quantize_rows(qtype, src, q, O, I);
-    if (src != p->data) free(src);
     free(p->data_bf16);
     p->data_bf16 = NULL;
     p->data_q = q;

@@ -290,8 +290,9 @@ static int ceil_log2(int64_t x) {
     for (uint64_t v = (uint64_t)(x - 1); v; v >>= 1) r++;
     return r;
 }
-#define AM(k) nf4_absmax(x + 64 * (k)) /* value k of the sum: block k's absmax, computed as it is read */
-static float torch_sum_absmax(const float *x, int64_t n) {
+/* value k of the sum: block k's absmax, computed as it is read from the values x (blocks) or read from x */
+#define AM(k) (blocks ? nf4_absmax(x + 64 * (k)) : x[k])
+static float torch_sum_absmax(const float *x, int64_t n, bool blocks) {
     enum { V = 8, ILP = 4, LEVELS = 4 };
     int64_t nv = n / V, nilp = nv / ILP;
     int lp = ceil_log2(nilp) / LEVELS > 4 ? ceil_log2(nilp) / LEVELS : 4;
@@ -326,7 +327,13 @@ static float torch_sum_absmax(const float *x, int64_t n) {
 
 float ftc_nf4dq_offset(const float *x, int64_t n) {
     int64_t nb = n / 64;
-    return nb > 0 ? torch_sum_absmax(x, nb) / (float)nb : 0.0f; /* torch: sum.div_(numel), f32 */
+    return nb > 0 ? torch_sum_absmax(x, nb, true) / (float)nb : 0.0f; /* torch: sum.div_(numel), f32 */
+}
+float ftc_nf4dq_offset_absmax(const float *absmax, int64_t nb) {
+    return nb > 0 ? torch_sum_absmax(absmax, nb, false) / (float)nb : 0.0f;
+}
+void ftc_nf4_absmax_blocks(const float *x, int64_t nb, float *absmax) {
+    for (int64_t k = 0; k < nb; k++) absmax[k] = nf4_absmax(x + 64 * k);
 }
 
 void ftc_nf4dq_quantize_groups(const float *x, void *W, int64_t O, int64_t I, float offset, int64_t g0, int64_t g1) {
@@ -342,8 +349,9 @@ void ftc_nf4dq_quantize_groups(const float *x, void *W, int64_t O, int64_t I, fl
         int64_t k0 = g * FTC_NF4DQ_GROUP, k1 = k0 + FTC_NF4DQ_GROUP < nb ? k0 + FTC_NF4DQ_GROUP : nb;
         float v[FTC_NF4DQ_GROUP], amax = 0.0f;
         for (int64_t k = k0; k < k1; k++) {
-            float a = nf4_absmax(x + 64 * k);
-            nf4_codes(x + 64 * k, a, b[k].qs);
+            const float *xk = x + 64 * (k - g0 * FTC_NF4DQ_GROUP); /* x starts at group g0 */
+            float a = nf4_absmax(xk);
+            nf4_codes(xk, a, b[k].qs);
             v[k - k0] = a - offset; /* torch: _absmax - offset, f32 */
             amax = fabsf(v[k - k0]) > amax ? fabsf(v[k - k0]) : amax;
         }
