@@ -1,7 +1,7 @@
 /* ftc_model_decode_batch (ftc serve's slots decoding together): one token for each of several sequences of
  * different lengths in one pass equals decoding each alone (ftc_model_decode on its own cache): logits within
  * 1e-5 relative (|diff| / (1 + |logit|); 1e-4 for stories260K, see there) and the same argmax, step after step, on the GPT-2 (fused qkv, learned positions), GQA Llama and Qwen2
- * fixtures and the real stories260K; on Q8_0 / Q4_0 / Q4_1 bases (8-bit activations) the same bits; errors for a
+ * fixtures and the real stories260K; on Q8_0 / Q4_0 / Q4_1 bases (8-bit activations) the same bits, on every kernel set; errors for a
  * cache given twice and ids outside the vocabulary. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ftc/infer.h"
+#include "ftc/matmul.h"
 #include "ftc/model.h"
 #include "ftc/quant.h"
 
@@ -103,12 +104,19 @@ static void test_stories260k(void **s) {
 
 /* A quantized base (--base-dtype q8_0 / q4_0; the head packed in Q8_0): every product of a batch takes 8-bit
  * activations and integer block dots whose value for a row does not depend on the other rows, nor do attention and
- * the norms: a sequence in a batch gets exactly the bits it gets alone (0 here means memcmp-equal logits) */
+ * the norms: a sequence in a batch gets exactly the bits it gets alone (0 here means memcmp-equal logits). On each
+ * kernel set this CPU has: the portable twin, AVX2, and AVX-512 VNNI (auto on such a CPU) */
 static void test_quant_base_exact(void **s) {
     (void)s;
-    check_q(src_path("tests/fixtures/models/llama_gqa"), FTC_GGML_Q8_0, 0);
-    check_q(src_path("tests/fixtures/models/llama_gqa"), FTC_GGML_Q4_0, 0);
-    check_q(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q4_1, 0);
+    const char *backends[] = {"generic", "avx2", "auto"};
+    for (int be = 0; be < 3; be++) {
+        if (!ftc_matmul_set_backend(backends[be])) continue;
+        printf("backend %s\n", ftc_matmul_backend());
+        check_q(src_path("tests/fixtures/models/llama_gqa"), FTC_GGML_Q8_0, 0);
+        check_q(src_path("tests/fixtures/models/llama_gqa"), FTC_GGML_Q4_0, 0);
+        check_q(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q4_1, 0);
+    }
+    ftc_matmul_set_backend("auto");
 }
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_gpt2), cmocka_unit_test(test_llama_gqa),

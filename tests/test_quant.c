@@ -318,8 +318,9 @@ static void test_qmatmul_rows_fused(void **state) {
 
 /* Generation's 8-bit activations (ftc_qmatmul_forward_q8act, issue 24). The row quantizer: AVX2 and portable give
  * the same bits (q, d, s), |x - d q| <= d / 2 and |q| <= 127, zero blocks to zero. The product, on the portable
- * twin ("generic") and the AVX2 kernels ("avx2", where the CPU has them), Q8_0/Q4_0/Q4_1, rows 1..8 and 16 (two
- * passes of 8), K = 32, 96, 608 (1, 3, 19 blocks), O with a 4-row tail, 1 and 2 threads, beta 0 over NaN and 1:
+ * twin ("generic"), the AVX2 kernels ("avx2") and the AVX-512 VNNI ones ("avx512"), where the CPU has them,
+ * Q8_0/Q4_0/Q4_1, rows 1..8, 11 and 16 (passes of 6 + 5, 8 + 8), K = 32, 96, 608, 128 (1, 3, 19 blocks: the
+ * AVX-512 pairs' odd tail; 4), O with 4-row and odd tails, 1 and 2 threads, beta 0 over NaN and 1:
  *  - against the double sum of the dequantized weight times the dequantized activations (d q): equal up to f32
  *    rounding (1e-5 of sum |w d q|: the integer block dots are exact, one f32 multiply and FMA per block);
  *  - against the f32 product (dequantized weight times x): within the activations' rounding, sum |w| d / 2 per
@@ -329,8 +330,8 @@ static void test_qmatmul_q8act(void **state) {
     (void)state;
     enum { NM = 16 };
     const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1};
-    const struct { int I, O; } shapes[] = {{32, 5}, {96, 37}, {608, 70}};
-    const char *backends[] = {"generic", "avx2"};
+    const struct { int I, O; } shapes[] = {{32, 5}, {96, 37}, {608, 70}, {128, 11}};
+    const char *backends[] = {"generic", "avx2", "avx512"}; /* index = ftc_q8a_isa() */
     const int threads0 = ftc_threads();
     { /* the quantizer */
         enum { I = 608 };
@@ -359,12 +360,13 @@ static void test_qmatmul_q8act(void **state) {
         }
         ftc_matmul_set_backend("auto");
     }
-    for (int be = 0; be < 2; be++) {
-        if (!ftc_matmul_set_backend(backends[be]) || (be == 1 && !ftc_qmatvec_avx2_ok())) {
+    for (int be = 0; be < 3; be++) {
+        if (!ftc_matmul_set_backend(backends[be]) || (be == 1 && !ftc_qmatvec_avx2_ok()) ||
+            (be == 2 && !ftc_q8a_avx512_ok())) {
             print_message("%s unavailable on this CPU: skipped\n", backends[be]);
             continue;
         }
-        assert_true(ftc_q8a_use_avx2() == (be == 1));
+        assert_true(ftc_q8a_isa() == be);
         for (int th = 1; th <= 2; th++) {
             ftc_threads_set(th);
             for (int t = 0; t < 3; t++)
@@ -396,7 +398,7 @@ static void test_qmatmul_q8act(void **state) {
                             refq[i] = a, magq[i] = m, ref[i] = f, bound[i] = e + 1e-5 * fm;
                         }
                     }
-                    for (int N = 1; N <= NM; N = N < 8 ? N + 1 : N == 8 ? NM : NM + 1) { /* 1..8, 16 */
+                    for (int N = 1; N <= NM; N = N < 8 ? N + 1 : N == 8 ? 11 : N == 11 ? NM : NM + 1) { /* 1..8, 11, 16 */
                         char what[160];
                         snprintf(what, sizeof what, "q8act %s %s N=%d I=%d O=%d threads %d", backends[be],
                                  ftc_quant_name(type), N, I, O, th);

@@ -25,13 +25,19 @@ static inline void store(float *C, int ldc, int rows, int cols, const float s[4]
         }
 }
 
-/* s[r][t] = A row r . W row t for RB rows of A (a compile-time constant after inlining) */
-INLINE AVX512_FN void dots_f32(const int RB, const float *A, int lda, const float *const w[4], int K, float s[4][4]) {
+/* s[r][t] = A row r . W row t for RB rows of A (a compile-time constant after inlining); next: floats from each W
+ * row to the same place in the next tile's (prefetched: one decoding step of SmolLM2 f32, one thread, loaded Xeon,
+ * 35.3-35.8 ms CPU with it against 37.0-38.2 without, 3 runs alternated; half a tile ahead 36.1-38.3, the same
+ * place with the non-temporal hint 83-87) */
+INLINE AVX512_FN void dots_f32(const int RB, const float *A, int lda, const float *const w[4], size_t next, int K,
+                               float s[4][4]) {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
     int k = 0;
     for (; k + 16 <= K; k += 16) {
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(w[t] + next + k), _MM_HINT_T0);
         __m512 w0 = _mm512_loadu_ps(w[0] + k), w1 = _mm512_loadu_ps(w[1] + k);
         __m512 w2 = _mm512_loadu_ps(w[2] + k), w3 = _mm512_loadu_ps(w[3] + k);
 #pragma GCC unroll 4
@@ -67,6 +73,7 @@ INLINE AVX512_FN void dots_f32(const int RB, const float *A, int lda, const floa
 
 AVX512_FN void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda,
                                         const float *W, int ldw, float beta, float *C, int ldc) {
+    const size_t next = 4 * (size_t)ldw; /* past n1 a prefetch is a no-op */
     for (int j = n0; j < n1; j += 4) {
         int jn = imin(4, n1 - j);
         const float *w[4]; /* rows past the end repeat row j (computed, not stored) */
@@ -76,10 +83,10 @@ AVX512_FN void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alph
             float s[4][4];
             const float *a = A + (size_t)i * lda;
             switch (in) {
-            case 1: dots_f32(1, a, lda, w, K, s); break;
-            case 2: dots_f32(2, a, lda, w, K, s); break;
-            case 3: dots_f32(3, a, lda, w, K, s); break;
-            default: dots_f32(4, a, lda, w, K, s); break;
+            case 1: dots_f32(1, a, lda, w, next, K, s); break;
+            case 2: dots_f32(2, a, lda, w, next, K, s); break;
+            case 3: dots_f32(3, a, lda, w, next, K, s); break;
+            default: dots_f32(4, a, lda, w, next, K, s); break;
             }
             store(C + (size_t)i * ldc + j, ldc, in, jn, s, alpha, beta);
         }

@@ -3,8 +3,8 @@
  * f32 scale (d = max|x| / 127, q = round-to-nearest-even(x * (1 / d)); s = d sum q for Q4_1's m term), and each
  * (W block, X block) pair is an exact integer dot product scaled once by d_w d_x in f32:
  *   Q8_0  sum_b d_w d_x sum q_w q_x     Q4_0  ... sum (q_w - 8) q_x     Q4_1  ... sum q_w q_x + m_w s_x
- * This is the portable twin (used where the AVX2 kernels of qmatmul_avx2.c do not run: FTC_MATMUL=generic, or a
- * CPU without AVX2/F16C), and the quantizer both share (same bits). The result differs from the f32 product by
+ * This is the portable twin (used where neither the AVX-512 VNNI kernels of qmatmul_avx512.c nor the AVX2 ones of
+ * qmatmul_avx2.c run: FTC_MATMUL=generic, or a CPU without AVX2/F16C), and the quantizer all share (same bits). The result differs from the f32 product by
  * the activations' rounding: per value at most d_x / 2, so per output at most sum_b |d_w| d_x / 2 sum |q_w|
  * (plus f32 summation order); test_quant checks both. Training keeps the f32-activation kernels (qmatmul.c). */
 #include <math.h>
@@ -80,23 +80,29 @@ typedef struct {
     float *Y;
     const int8_t *xq;
     const float *xd, *xs;
+    const void *xp; /* isa 2: the prepared rows */
     const void *W;
     size_t row_bytes;
-    int type, N, I, O, rows;
+    int type, N, I, O, rows, isa;
     float beta;
-    bool avx2;
 } q8a_job;
 
 static void q8a_chunk(void *ctx, int c) {
     const q8a_job *j = ctx;
     int o0 = c * j->rows, o1 = o0 + j->rows < j->O ? o0 + j->rows : j->O;
-    if (!j->avx2)
-        ftc_q8a_matrows_c(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
-    else
+    if (j->isa == 2)
+        ftc_q8a_matrows_avx512(j->type, j->Y, j->xp, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
+    else if (j->isa == 1)
         ftc_q8a_matrows_avx2(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
+    else
+        ftc_q8a_matrows_c(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
 }
 
-bool ftc_q8a_use_avx2(void) { return ftc_vm_isa() >= 1 && ftc_qmatvec_avx2_ok(); }
+int ftc_q8a_isa(void) {
+    const int isa = ftc_vm_isa();
+    if (isa == 2 && ftc_q8a_avx512_ok()) return 2;
+    return isa >= 1 && ftc_qmatvec_avx2_ok() ? 1 : 0;
+}
 
 void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta) {
     if (N <= 0 || O <= 0) return;
@@ -104,32 +110,32 @@ void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type
         ftc_qmatmul_forward(Y, X, W, type, N, I, O, beta, false);
         return;
     }
-    const int nb = I / 32;
-    enum { STACK = 16384 };
-    int8_t sq[STACK];
-    float sd[STACK / 32], ss[STACK / 32];
-    int8_t *xq = sq;
-    float *xd = sd, *xs = ss;
-    void *heap = NULL;
-    if ((size_t)N * I > STACK) {
-        heap = malloc((size_t)N * I + 2 * sizeof(float) * (size_t)N * nb);
+    const int nb = I / 32, isa = ftc_q8a_isa();
+    /* the rows' scratch: isa 2 its prepared layout, else q [N, I] int8 after d and s [N, nb] f32 */
+    const size_t bytes = isa == 2 ? ftc_q8a_prepared_bytes(N, I) : (size_t)N * I + 2 * sizeof(float) * (size_t)N * nb;
+    _Alignas(64) unsigned char stack[32768];
+    void *heap = NULL, *buf = stack;
+    if (bytes > sizeof stack) {
+        buf = heap = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
         if (!heap) { /* no scratch: the f32-activation product (the library does not fail a forward on this) */
             ftc_qmatmul_forward(Y, X, W, type, N, I, O, beta, false);
             return;
         }
-        xd = heap, xs = xd + (size_t)N * nb, xq = (int8_t *)(xs + (size_t)N * nb);
     }
-    const bool avx2 = ftc_q8a_use_avx2();
-    for (int n = 0; n < N; n++) {
-        const float *x = X + (size_t)n * I;
-        int8_t *q = xq + (size_t)n * I;
-        float *d = xd + (size_t)n * nb, *s = xs + (size_t)n * nb;
-        if (avx2) ftc_q8a_quantize_avx2(x, I, q, d, s);
-        else ftc_q8a_quantize(x, I, q, d, s);
-    }
+    float *xd = buf, *xs = xd + (size_t)N * nb;
+    int8_t *xq = (int8_t *)(xs + (size_t)N * nb);
+    if (isa == 2) ftc_q8a_prepare_avx512(type, X, N, I, buf);
+    else
+        for (int n = 0; n < N; n++) {
+            const float *x = X + (size_t)n * I;
+            int8_t *q = xq + (size_t)n * I;
+            float *d = xd + (size_t)n * nb, *s = xs + (size_t)n * nb;
+            if (isa == 1) ftc_q8a_quantize_avx2(x, I, q, d, s);
+            else ftc_q8a_quantize(x, I, q, d, s);
+        }
     int per = 4 * ftc_threads(), rows = ((O + per - 1) / per + 3) & ~3;
     if (rows > Q8A_ROWS) rows = Q8A_ROWS;
-    q8a_job j = {Y, xq, xd, xs, W, ftc_quant_row_bytes(type, I), type, N, I, O, rows, beta, avx2};
+    q8a_job j = {Y, xq, xd, xs, buf, W, ftc_quant_row_bytes(type, I), type, N, I, O, rows, isa, beta};
     ftc_parallel_for((O + rows - 1) / rows, q8a_chunk, &j);
     free(heap);
 }

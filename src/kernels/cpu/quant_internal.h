@@ -34,12 +34,22 @@ void ftc_q8a_quantize(const float *x, int I, int8_t *q, float *d, float *s);
 void ftc_q8a_quantize_avx2(const float *x, int I, int8_t *q, float *d, float *s);
 /* Rows [o0, o1) of W (Q8_0/Q4_0/Q4_1) times N quantized rows of X (XQ [N, I], XD / XS [N, I/32]) into Y [N, O]
  * columns o0..o1 (Y = v, or v + beta Y): the portable twin and the AVX2 kernels (each row's values independent of
- * the other rows: the same bits alone and in a batch). AVX2 only when ftc_q8a_use_avx2(). */
+ * the other rows: the same bits alone and in a batch). AVX2 only when ftc_q8a_isa() == 1. */
 void ftc_q8a_matrows_c(int type, float *Y, const int8_t *XQ, const float *XD, const float *XS, int N, const void *W,
                        size_t row_bytes, int I, int O, int o0, int o1, float beta);
 void ftc_q8a_matrows_avx2(int type, float *Y, const int8_t *XQ, const float *XD, const float *XS, int N,
                           const void *W, size_t row_bytes, int I, int O, int o0, int o1, float beta);
-bool ftc_q8a_use_avx2(void);
+/* The AVX-512 VNNI kernels (qmatmul_avx512.c): each row of X prepared once per product into its own layout
+ * (ftc_q8a_prepared_bytes of 64-byte aligned memory; the quantizer's bits), then the same rows and outputs as
+ * ftc_q8a_matrows_c, within f32 rounding of it; each row's values independent of the other rows. */
+bool ftc_q8a_avx512_ok(void);
+size_t ftc_q8a_prepared_bytes(int N, int I);
+void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, void *buf);
+void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N, const void *W, size_t row_bytes, int I, int O,
+                            int o0, int o1, float beta);
+/* Which of them ftc_qmatmul_forward_q8act runs: 2 AVX-512 VNNI (ftc_vm_isa() == 2 and the CPU has VNNI, BW, VL),
+ * 1 AVX2 (ftc_vm_isa() >= 1: FTC_MATMUL=avx2 on an AVX-512 CPU), 0 the portable twin (FTC_MATMUL=generic) */
+int ftc_q8a_isa(void);
 /* The int8 GEMM of prompt chunks (qgemm_q8act.c) runs: 2 its AVX-512 VNNI kernel, 1 AVX2, 0 the portable twin */
 int ftc_qgemm_q8act_isa(void);
 #endif
