@@ -446,7 +446,7 @@ static void test_qgemm_q8act(void **state) {
     int ran[3] = {0};
     for (int be = 0; be < 3; be++) {
         if (!ftc_matmul_set_backend(backends[be])) continue;
-        int isa = ftc_qgemm_q8act_isa();
+        int isa = ftc_q8a_isa();
         if (isa != be) { /* this CPU lacks the kernel ("avx2" without AVX2, "auto" without VNNI) */
             print_message("qgemm %s: kernel %d unavailable on this CPU: skipped\n", backends[be], be);
             continue;

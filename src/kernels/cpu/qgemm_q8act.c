@@ -239,26 +239,6 @@ static void gemm_group(void *ctx, int g) {
 #endif
 }
 
-static bool cpu_has_vnni(void) {
-#ifdef QG_X86
-    static int has = -1; /* asked once; a benign race, every thread writes the same value */
-    if (has < 0) {
-        __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("avx512vnni");
-    }
-    return has;
-#else
-    return false;
-#endif
-}
-
-int ftc_qgemm_q8act_isa(void) {
-    const int isa = ftc_vm_isa();
-    if (isa == 2 && cpu_has_vnni()) return 2;
-    return isa >= 1 && ftc_qmatvec_avx2_ok() ? 1 : 0; /* the quantizer's AVX2 copy needs F16C too */
-}
-
 /* X's rows quantized, QROWS per job: the quantizer's bits, and each block's offset term xc */
 enum { QROWS = 8 };
 typedef struct {
@@ -290,7 +270,7 @@ void ftc_qgemm_q8act_forward(float *Y, const float *X, const void *W, int type, 
         ftc_qmatmul_forward(Y, X, W, type, N, I, O, beta, false);
         return;
     }
-    const int nb = I / BLK, isa = ftc_qgemm_q8act_isa();
+    const int nb = I / BLK, isa = ftc_q8a_isa();
     const size_t nbs = (size_t)N * nb;
     float *xd = malloc(3 * sizeof(float) * nbs + (size_t)N * I);
     if (!xd) { /* no scratch: the f32-activation product (the library does not fail a forward on this) */
