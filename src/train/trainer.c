@@ -48,16 +48,7 @@ static bool swap_average(ftc_tr_run *r) {
     return true;
 }
 
-/* Evaluates on validation (the weight average once it has begun), logs, keeps the best weights; sets *stop when
- * patience runs out. */
-static ftc_status eval_and_track_weights(ftc_tr_run *r, bool *stop, ftc_err *err);
-static ftc_status eval_and_track(ftc_tr_run *r, bool *stop, ftc_err *err) {
-    bool swapped = swap_average(r);
-    ftc_status s = eval_and_track_weights(r, stop, err);
-    if (swapped) swap_average(r);
-    return s;
-}
-
+/* Evaluates the model's current weights on validation, logs, keeps the best; sets *stop when patience runs out. */
 static ftc_status eval_and_track_weights(ftc_tr_run *r, bool *stop, ftc_err *err) {
     ftc_eval_result er;
     ftc_status s = ftc_tr_evaluate(r->m, r->c->task, r->val, r->feat_val, &r->bt, r->c->batch, r->c, &er, NULL, err);
@@ -100,6 +91,14 @@ static ftc_status eval_and_track_weights(ftc_tr_run *r, bool *stop, ftc_err *err
         if (r->c->patience > 0 && r->bad_evals >= r->c->patience) *stop = true;
     }
     return FTC_OK;
+}
+
+/* The evaluation of the run: of the weight average once it has begun (then back to the weights that train). */
+static ftc_status eval_and_track(ftc_tr_run *r, bool *stop, ftc_err *err) {
+    bool swapped = swap_average(r);
+    ftc_status s = eval_and_track_weights(r, stop, err);
+    if (swapped) swap_average(r);
+    return s;
 }
 
 /* Overlap: the backward of the window's last micro-batch says when a block's gradients are final; their buckets'
