@@ -61,6 +61,7 @@ static ftc_model_config tiny_config(ftc_family fam) {
 }
 
 static float dropout_p; /* hidden/attention dropout of the tiny models (the resume test turns it on) */
+static double average_share; /* --average-last of the resume runs (the resume test turns it on for one case) */
 
 static ftc_model *make_model(ftc_family fam, ftc_task task) {
     ftc_model_config cfg = tiny_config(fam);
@@ -329,6 +330,7 @@ static ftc_model *run_to_end(ftc_family fam, ftc_task task, ftc_method method, c
     c.max_steps = 24; c.save_every = 1; c.eval_every = 5; c.batch = 4; c.grad_accum = 2;
     c.resume = resume;
     c.lora_dropout = method == FTC_METHOD_LORA ? 0.1f : 0.0f;
+    c.average_last = average_share;
     ftc_model *m = make_model(fam, task);
     ftc_train_result r;
     ftc_err err;
@@ -432,7 +434,7 @@ static ftc_model *head_run(ftc_family fam, const char *pooling, bool cache, cons
 }
 
 /* metrics.jsonl lines of two runs: same keys and steps, numbers within tol (tok_s and elapsed_s aside: timings) */
-static double metrics_diff(const char *dir_a, const char *dir_b) {
+static double metrics_diff_lines(const char *dir_a, const char *dir_b, int min_lines) { /* at least min_lines */
     double worst = 0;
     char pa[FTC_PATH_MAX + 32], pb[FTC_PATH_MAX + 32];
     snprintf(pa, sizeof pa, "%s/metrics.jsonl", dir_a);
@@ -463,9 +465,10 @@ static double metrics_diff(const char *dir_a, const char *dir_b) {
     assert_null(fgets(lb, sizeof lb, fb));
     fclose(fa);
     fclose(fb);
-    assert_true(lines > 30);
+    assert_true(lines >= min_lines);
     return worst;
 }
+static double metrics_diff(const char *dir_a, const char *dir_b) { return metrics_diff_lines(dir_a, dir_b, 31); }
 
 static void feature_cache_case(ftc_family fam, const char *pooling) {
     ftc_dataset d = make_data(FTC_TASK_CLASSIFY, 44, 21), val = make_data(FTC_TASK_CLASSIFY, 13, 22);
@@ -508,6 +511,9 @@ static void test_resume_after_kill_is_bit_identical(void **state) {
     resume_case(FTC_FAMILY_GPT2, FTC_TASK_CAUSAL_LM, FTC_METHOD_FULL, 3);
     resume_case(FTC_FAMILY_LLAMA, FTC_TASK_CAUSAL_LM, FTC_METHOD_LORA, 2);
     resume_case(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY, FTC_METHOD_HEAD, 2);
+    average_share = 0.5; /* the weight average (checkpointed once it has begun) must resume too */
+    resume_case(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY, FTC_METHOD_FULL, 2);
+    average_share = 0;
     dropout_p = 0;
 }
 
@@ -619,6 +625,111 @@ static void test_early_stopping(void **state) {
     ftc_dataset_free(&val);
 }
 
+/* A stop request (as SIGTERM makes one) the nth time the run reaches point. */
+typedef struct { const char *point; int n, seen; volatile sig_atomic_t flag; } stop_at;
+static void stop_at_point(void *ctx, const char *point) {
+    stop_at *s = ctx;
+    if (!strcmp(point, s->point) && ++s->seen == s->n) s->flag = 1;
+}
+
+/* ---- --average-last: the model is the mean of the weights after each of the last steps ---- */
+static void test_average_last_is_mean_of_tail(void **state) {
+    (void)state;
+    ftc_dataset d = make_data(FTC_TASK_CLASSIFY, 32, 13), val = make_data(FTC_TASK_CLASSIFY, 8, 14);
+    ftc_train_config c;
+    base_config(&c, FTC_TASK_CLASSIFY, FTC_METHOD_FULL, "avg");
+    c.max_steps = 12;
+    c.average_last = 0.25; /* the last 3 steps */
+    c.save_every = 1;
+    c.save_total_limit = 0; /* checkpoint-<step>.ftc for every step */
+    ftc_model *m = make_model(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY);
+    ftc_train_result r;
+    ftc_err err;
+    if (ftc_train_run(m, &c, &d, NULL, true, &r, &err) != FTC_OK) fail_msg("%s", err.msg);
+    /* the mean of the weights of steps 10, 11, 12 from the step checkpoints, in double */
+    ftc_model *w = make_model(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY);
+    assert_int_equal(ftc_train_prepare_model(w, &c, NUM_LABELS, &err), FTC_OK);
+    int np = ftc_model_n_params(w);
+    double **mean = calloc((size_t)np, sizeof *mean);
+    for (int step = 9; step <= 12; step++) {
+        char path[FTC_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/checkpoint-%d.ftc", c.out, step);
+        if (step == 12) snprintf(path, sizeof path, "%s/checkpoint.ftc", c.out);
+        if (ftc_checkpoint_load(path, w, NULL, NULL, &err) != FTC_OK) fail_msg("%s", err.msg);
+        for (int i = 0; i < np; i++) {
+            ftc_param *p = ftc_model_param(w, i);
+            if (!mean[i]) mean[i] = calloc((size_t)p->numel, sizeof **mean);
+            for (int64_t j = 0; step > 9 && j < p->numel; j++) mean[i][j] += p->data[j] / 3.0;
+        }
+    }
+    /* the run's model is the mean (f32 running mean: a few ulps), not the last step's weights */
+    double max_diff = 0, max_moved = 0;
+    for (int i = 0; i < np; i++) {
+        ftc_param *p = ftc_model_param(m, i), *last = ftc_model_param(w, i);
+        for (int64_t j = 0; j < p->numel; j++) {
+            double e = fabs(p->data[j] - mean[i][j]) / (fabs(mean[i][j]) + 1e-3);
+            if (e > max_diff) max_diff = e;
+            if (fabs(last->data[j] - p->data[j]) > max_moved) max_moved = fabs(last->data[j] - p->data[j]);
+        }
+        free(mean[i]);
+    }
+    free(mean);
+    assert_true(max_diff < 1e-5);
+    assert_true(max_moved > 1e-4);
+    ftc_model_free(w);
+    ftc_model_free(m);
+    /* with validation: the evaluations before the window score the weights, the one inside it (step 12) the average */
+    c.save_every = 0;
+    c.eval_every = 3;
+    double loss_avg[5] = {0}, loss_off[5] = {0};
+    for (int k = 0; k < 2; k++) {
+        snprintf(c.out, sizeof c.out, "%s/avg_val_%d", tmp_root, k);
+        c.average_last = k ? 0 : 0.25;
+        m = make_model(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY);
+        if (ftc_train_run(m, &c, &d, &val, true, &r, &err) != FTC_OK) fail_msg("%s", err.msg);
+        ftc_model_free(m);
+        char path[FTC_PATH_MAX + 32], line[4096];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c.out);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        while (fgets(line, sizeof line, f)) {
+            json_t *o = json_loads(line, 0, NULL);
+            json_int_t step = json_integer_value(json_object_get(o, "step"));
+            if (json_object_get(o, "val_loss") && step % 3 == 0 && step <= 12)
+                (k ? loss_off : loss_avg)[step / 3] = json_number_value(json_object_get(o, "val_loss"));
+            json_decref(o);
+        }
+        fclose(f);
+    }
+    for (int e = 1; e <= 3; e++) assert_true(loss_avg[e] == loss_off[e] && loss_avg[e] > 0);
+    assert_true(loss_avg[4] > 0 && loss_off[4] > 0 && loss_avg[4] != loss_off[4]);
+    /* stopped after step 11 (inside the window) and resumed: the same evaluations and model as without a stop */
+    c.average_last = 0.25;
+    c.eval_every = 1;
+    snprintf(c.out, sizeof c.out, "%s/avg_ref", tmp_root);
+    ftc_model *ref = make_model(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY);
+    if (ftc_train_run(ref, &c, &d, &val, true, &r, &err) != FTC_OK) fail_msg("%s", err.msg);
+    stop_at stop = {.point = "eval-logged", .n = 11};
+    snprintf(c.out, sizeof c.out, "%s/avg_stopped", tmp_root);
+    c.stop = &stop.flag, c.at_point = stop_at_point, c.at_point_ctx = &stop;
+    m = make_model(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY);
+    if (ftc_train_run(m, &c, &d, &val, true, &r, &err) != FTC_OK) fail_msg("%s", err.msg);
+    assert_true(r.interrupted);
+    assert_int_equal(r.steps, 11);
+    ftc_model_free(m);
+    c.stop = NULL, c.at_point = NULL, c.resume = true;
+    m = make_model(FTC_FAMILY_BERT, FTC_TASK_CLASSIFY);
+    if (ftc_train_run(m, &c, &d, &val, true, &r, &err) != FTC_OK) fail_msg("%s", err.msg);
+    assert_same_params(ref, m, "average: stopped at step 11 and resumed");
+    char ra[FTC_PATH_MAX + 32];
+    snprintf(ra, sizeof ra, "%s/avg_ref", tmp_root);
+    assert_true(metrics_diff_lines(ra, c.out, 12) == 0);
+    ftc_model_free(m);
+    ftc_model_free(ref);
+    ftc_dataset_free(&d);
+    ftc_dataset_free(&val);
+}
+
 /* ---- a run dir refuses to be overwritten; a checkpoint for another method is refused ---- */
 static void test_run_dir_guards(void **state) {
     (void)state;
@@ -722,6 +833,7 @@ int main(void) {
         cmocka_unit_test(test_early_stopping),
         cmocka_unit_test(test_feature_cache_equals_every_step),
         cmocka_unit_test(test_run_dir_guards),
+        cmocka_unit_test(test_average_last_is_mean_of_tail),
         cmocka_unit_test(test_eval_run_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -41,6 +41,8 @@ typedef struct {
     int64_t n_values;     /* sum of numel */
     int64_t t;            /* optimizer steps taken */
     float *lr_scale;      /* [n] or NULL: param i steps at lr * lr_scale[i] (a new head's own rate) */
+    float *avg;           /* [n_values] or NULL: the running average of the weights (ftc_optim_average_*), laid
+                             out as each half of moments */
 } ftc_optimizer;
 
 /* Collects the params with trainable && grad != NULL. Fails (FTC_E_INPUT) if none trains. */
@@ -56,6 +58,14 @@ double ftc_grad_norm(const ftc_optimizer *o);
  * before clipping. max_norm <= 0: no clipping (the norm is still returned). */
 double ftc_clip_grad_norm(ftc_optimizer *o, float max_norm);
 void ftc_scale_grads(ftc_optimizer *o, float s);
+
+/* Weight averaging (tail averaging, as SWA): o->avg holds the mean of the weights after the last k updates.
+ * ftc_optim_average_alloc allocates it (zeros); ftc_optim_average_add makes it the mean of k weights given the
+ * mean of the first k - 1 (k = 1: a copy), in f32 as avg += (w - avg) / k; ftc_optim_average_swap exchanges the
+ * params' weights with it (twice: back as they were), so an evaluation or a save sees the average. */
+ftc_status ftc_optim_average_alloc(ftc_optimizer *o, ftc_err *err);
+void ftc_optim_average_add(ftc_optimizer *o, int64_t k);
+void ftc_optim_average_swap(ftc_optimizer *o);
 
 /* ---- data parallelism: the caller's communication, for ftc_train_run over several processes ----
  * The library holds no transport: the caller (the CLI over MPI, docs/distributed.md) passes these. Every rank
@@ -112,6 +122,8 @@ typedef struct {
                                < 0: the method's default) */
     float layer_decay;      /* < 0: the method's default; layer-wise rate decay: block i of L steps at lr x layer_decay^(L-i), the embeddings
                                at lr x layer_decay^(L+1), the head at lr (1: off) */
+    double average_last;    /* the model is the mean of the weights after each of the last share of the steps
+                               (0: off; < 0: the method's default) */
     uint64_t seed;
     int eval_every;         /* optimizer steps; 0 = only at epoch ends */
     int save_every;         /* optimizer steps; 0 = only at epoch ends and at the end */
@@ -189,6 +201,7 @@ typedef struct {
     double warmup;
     int batch, epochs;
     float layer_decay, label_smoothing; /* --layer-decay (1: off), --label-smoothing (classify; 0: off) */
+    double average_last;                /* --average-last (0: off) */
 } ftc_train_defaults;
 ftc_train_defaults ftc_train_method_defaults(ftc_task task, ftc_method method);
 /* Epochs for n_train examples when --epochs is not given: the method's base count, raised (up to 25) until the

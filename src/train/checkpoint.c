@@ -1,6 +1,7 @@
 /* Checkpoints: the trainable parameters by name, optionally the AdamW moments, and a JSON state.
  * Layout: "FTCCKPT1" | u64 little-endian header length | JSON header | f32 data.
- *   header: {"state": {...}, "tensors": [{"name", "kind": "param"|"m"|"v", "numel", "offset"}]}
+ *   header: {"state": {...}, "tensors": [{"name", "kind": "param"|"m"|"v"|"avg", "numel", "offset"}]}
+ * ("avg": the optimizer's weight average, ftc_optim_average_*, when it has one)
  * (offset in floats from the start of the data). Written with ftc_atomic_open/commit, so a kill
  * at any point leaves the previous checkpoint whole. */
 #include "ftc/train.h"
@@ -22,7 +23,7 @@ typedef struct {
 ftc_status ftc_checkpoint_save(const char *path, ftc_model *m, const ftc_optimizer *o, const json_t *state,
                                ftc_err *err) {
     int np = ftc_model_n_params(m), n = 0;
-    entry *e = calloc((size_t)(np * 3 + 1), sizeof *e);
+    entry *e = calloc((size_t)(np * 4 + 1), sizeof *e);
     json_t *hdr = json_object(), *tensors = json_array();
     if (!e || !hdr || !tensors) {
         free(e); json_decref(hdr); json_decref(tensors);
@@ -38,6 +39,7 @@ ftc_status ftc_checkpoint_save(const char *path, ftc_model *m, const ftc_optimiz
         for (int i = 0; i < o->n; i++) {
             e[n++] = (entry){o->params[i]->name, "m", o->moments + o->offset[i], o->params[i]->numel};
             e[n++] = (entry){o->params[i]->name, "v", o->moments + o->n_values + o->offset[i], o->params[i]->numel};
+            if (o->avg) e[n++] = (entry){o->params[i]->name, "avg", o->avg + o->offset[i], o->params[i]->numel};
         }
     /* every header entry is checked: a dropped one would write a checkpoint that misses a tensor */
     bool built = true;
@@ -121,12 +123,13 @@ ftc_status ftc_checkpoint_load(const char *path, ftc_model *m, ftc_optimizer *o,
             if (!p->trainable) { s = ftc_errf(err, FTC_E_INPUT, "%s: tensor %s is frozen in this run but trained in the checkpoint", path, name); goto done; }
             dst = p->data;
             found++;
-        } else if (o && (!strcmp(kind, "m") || !strcmp(kind, "v"))) {
+        } else if (o && (!strcmp(kind, "m") || !strcmp(kind, "v") || !strcmp(kind, "avg"))) {
             int k = 0;
             while (k < o->n && o->params[k] != p) k++;
-            if (k == o->n) { s = ftc_errf(err, FTC_E_INPUT, "%s: moments for %s, which does not train", path, name); goto done; }
-            dst = o->moments + (kind[0] == 'v' ? o->n_values : 0) + o->offset[k];
-        } else if (o || (strcmp(kind, "m") && strcmp(kind, "v"))) {
+            if (k == o->n) { s = ftc_errf(err, FTC_E_INPUT, "%s: %s state for %s, which does not train", path, kind, name); goto done; }
+            if (kind[0] == 'a' && (s = ftc_optim_average_alloc(o, err)) != FTC_OK) goto done; /* the run had begun its average */
+            dst = kind[0] == 'a' ? o->avg + o->offset[k] : o->moments + (kind[0] == 'v' ? o->n_values : 0) + o->offset[k];
+        } else if (o || (strcmp(kind, "m") && strcmp(kind, "v") && strcmp(kind, "avg"))) {
             s = ftc_errf(err, FTC_E_INPUT, "%s: tensor %s has unknown kind '%s'", path, name, kind);
             goto done;
         }

@@ -34,6 +34,7 @@ void ftc_optim_free(ftc_optimizer *o) {
     free(o->offset);
     free(o->moments);
     free(o->lr_scale);
+    free(o->avg);
     memset(o, 0, sizeof *o);
 }
 
@@ -70,4 +71,33 @@ double ftc_clip_grad_norm(ftc_optimizer *o, float max_norm) {
         if (coef < 1.0f) ftc_scale_grads(o, coef);
     }
     return norm;
+}
+
+ftc_status ftc_optim_average_alloc(ftc_optimizer *o, ftc_err *err) {
+    if (o->avg) return FTC_OK;
+    o->avg = calloc((size_t)o->n_values, sizeof(float));
+    if (!o->avg) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the weight average (%lld values)", (long long)o->n_values);
+    return FTC_OK;
+}
+
+void ftc_optim_average_add(ftc_optimizer *o, int64_t k) {
+    float inv = k > 1 ? 1.0f / (float)k : 1.0f;
+    for (int i = 0; i < o->n; i++) {
+        const float *w = o->params[i]->data;
+        float *a = o->avg + o->offset[i];
+        if (k <= 1) memcpy(a, w, (size_t)o->params[i]->numel * sizeof *a);
+        else
+            for (int64_t j = 0; j < o->params[i]->numel; j++) a[j] += (w[j] - a[j]) * inv;
+    }
+}
+
+void ftc_optim_average_swap(ftc_optimizer *o) {
+    for (int i = 0; i < o->n; i++) {
+        float *w = o->params[i]->data, *a = o->avg + o->offset[i];
+        for (int64_t j = 0; j < o->params[i]->numel; j++) {
+            float t = w[j];
+            w[j] = a[j];
+            a[j] = t;
+        }
+    }
 }

@@ -67,6 +67,9 @@
     X("layer-decay", FLT, layer_decay, 1e-6, 1, -1, NULL, "Optimisation", "X",                                      \
       "layer-wise rate decay (ELECTRA, BEiT): block i of L (0 nearest the input) steps at lr x X^(L-i), the\n"    \
       "embeddings at lr x X^(L+1), the head and final norm at lr (1: every weight at lr; default: the method's)")                          \
+    X("average-last", DBL, average_last, 0, 1, -1, NULL, "Optimisation", "F",                                      \
+      "the model is the mean of the weights after each of the last share F of the steps (tail averaging, as\n"   \
+      "SWA; validation then scores the mean; 0: off; default: the method's)")                                      \
     X("clip", FLT, clip, 0, 1e9, 1.0, NULL, "Optimisation", "X", "global gradient-norm clipping (0: off)")            \
     X("beta1", FLT, beta1, 0, 0.999999, 0.9, NULL, "Optimisation", "X", "AdamW")                                      \
     X("beta2", FLT, beta2, 0, 0.999999999, 0.999, NULL, "Optimisation", "X", "AdamW")                                 \
@@ -489,6 +492,8 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
     if (s == FTC_OK && !c->set[key_index("layer-decay")]) c->layer_decay = 1, c->set[key_index("layer-decay")] = true;
     if (s == FTC_OK && !c->set[key_index("label-smoothing")])
         c->label_smoothing = 0, c->set[key_index("label-smoothing")] = true;
+    /* and before weight averaging: the last step's weights */
+    if (s == FTC_OK && !c->set[key_index("average-last")]) c->average_last = 0, c->set[key_index("average-last")] = true;
     /* and in data order, shuffled only */
     if (s == FTC_OK && !c->set[key_index("group-by-length")])
         c->group_by_length = false, c->set[key_index("group-by-length")] = true;
@@ -613,6 +618,7 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     if (c->batch <= 0) c->batch = d.batch;
     if (c->layer_decay < 0) c->layer_decay = d.layer_decay;
     if (c->label_smoothing < 0) c->label_smoothing = c->task == FTC_TASK_CLASSIFY ? d.label_smoothing : 0;
+    if (c->average_last < 0) c->average_last = d.average_last;
     /* the checkpoint kept for classify is the most accurate one on validation (as Hugging Face users set
      * metric_for_best_model): the lowest val_loss comes early, before the accuracy stops rising (docs/train.md) */
     if (c->task == FTC_TASK_CLASSIFY && !c->set[key_index("metric")]) c->metric = FTC_METRIC_ACCURACY;

@@ -31,8 +31,25 @@ static bool improved(const ftc_tr_run *r, double v) {
     return r->c->metric == FTC_METRIC_VAL_LOSS ? v < r->best : v > r->best;
 }
 
-/* Evaluates on validation, logs, keeps the best weights; sets *stop when patience runs out. */
-static ftc_status eval_and_track(ftc_tr_run *r, bool *stop, ftc_err *err) {
+/* --average-last F: the weights after each of the last ceil(F x total) steps are averaged. How many of them the
+ * first `step` steps hold (0: the average has not begun). */
+static int64_t average_count(const ftc_tr_run *r, int64_t step) {
+    if (r->c->average_last <= 0) return 0;
+    int64_t window = (int64_t)ceil(r->c->average_last * (double)r->total_steps - 1e-9);
+    int64_t k = step - (r->total_steps - window);
+    return k > 0 ? k : 0;
+}
+
+/* Exchanges the model's weights with their average when it has begun (twice: back as they were). */
+static bool swap_average(ftc_tr_run *r) {
+    if (!r->opt.avg || average_count(r, r->step) == 0) return false;
+    ftc_optim_average_swap(&r->opt);
+    ftc_model_weights_changed(r->m); /* bf16 copies */
+    return true;
+}
+
+/* Evaluates the model's current weights on validation, logs, keeps the best; sets *stop when patience runs out. */
+static ftc_status eval_and_track_weights(ftc_tr_run *r, bool *stop, ftc_err *err) {
     ftc_eval_result er;
     ftc_status s = ftc_tr_evaluate(r->m, r->c->task, r->val, r->feat_val, &r->bt, r->c->batch, r->c, &er, NULL, err);
     if (s != FTC_OK) return ftc_err_prefix(err, "validation at step %lld", (long long)r->step);
@@ -74,6 +91,14 @@ static ftc_status eval_and_track(ftc_tr_run *r, bool *stop, ftc_err *err) {
         if (r->c->patience > 0 && r->bad_evals >= r->c->patience) *stop = true;
     }
     return FTC_OK;
+}
+
+/* The evaluation of the run: of the weight average once it has begun (then back to the weights that train). */
+static ftc_status eval_and_track(ftc_tr_run *r, bool *stop, ftc_err *err) {
+    bool swapped = swap_average(r);
+    ftc_status s = eval_and_track_weights(r, stop, err);
+    if (swapped) swap_average(r);
+    return s;
 }
 
 /* Overlap: the backward of the window's last micro-batch says when a block's gradients are final; their buckets'
@@ -301,6 +326,10 @@ static ftc_status plan_memory(ftc_tr_run *r, int T, int epochs, bool measure, ft
         if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
     }
     ftc_plan_memory(m, r->local_batch, T, act, feat, p);
+    if (c->average_last > 0) { /* the weight average: one more f32 per trainable value */
+        p->optimizer_bytes += 4 * p->trainable_params;
+        p->peak_bytes += 4 * p->trainable_params;
+    }
     p->epochs = epochs;
     int64_t micro = (train->n + c->batch - 1) / c->batch; /* as the run counts them */
     p->steps_per_epoch = (micro + c->grad_accum - 1) / c->grad_accum;
@@ -512,6 +541,11 @@ static ftc_status run_steps(ftc_tr_run *r, bool resuming, bool *stop, double *st
         }
         r->step++;
         res->last_loss = loss;
+        int64_t k = average_count(r, r->step);
+        if (k > 0) {
+            if ((s = ftc_optim_average_alloc(&r->opt, err)) != FTC_OK) break;
+            ftc_optim_average_add(&r->opt, k);
+        }
         bool epoch_end = r->micro_pos >= r->micro_per_epoch;
         if ((s = log_step(r, loss, lr, gnorm, &prog, err)) != FTC_OK) break;
         if ((s = after_step(r, epoch_end, stop, &last_good_ckpt, &done, res, err)) != FTC_OK) break;
@@ -533,6 +567,7 @@ static ftc_status finish_run(ftc_tr_run *r, bool stop, ftc_train_result *res, ft
         ftc_tr_remove_run_temps(c->out);
         return FTC_OK;
     }
+    if (!r->val) swap_average(r); /* with validation the best evaluation's weights are kept (they may be the average) */
     s = ftc_tr_save_final_model(r, err);
     if (s == FTC_OK) ftc_tr_remove_run_temps(c->out);
     if (s == FTC_OK) ftc_tr_at_point(c, "final-done");
