@@ -13,6 +13,8 @@
 #   QB_MODELS (build/bench-models), QB_RESULTS (bench/RESULTS.md), QB_QUALITY (1; 0 skips the quality runs),
 #   QB_QMODELS (the quality runs' models, default "stories260K smollm2"), QB_TRAIN_STEPS (60, stories260K's
 #   quality runs), QB_SMOL_STEPS (20, SmolLM2's), QB_QRUNS (keep the quality runs' directories there),
+#   QB_QREUSE (1: a quality run whose QB_QRUNS directory holds eval.json is not run again, e.g. after runs split
+#   between parallel invocations),
 #   QB_BASES (base:precision pairs for every shape instead of the lists below, e.g. "bf16:fp32 nf4:fp32 nf4dq:fp32"),
 #   QB_QBASES (the quality runs' bases, default "fp32 bf16 q8_0 q4_0 q4_1 q4_k nf4 nf4dq")
 set -eu
@@ -100,13 +102,17 @@ PY
   for b in ${QB_QBASES:-fp32 bf16 q8_0 q4_0 q4_1 q4_k nf4 nf4dq}; do
     echo "== quality $qm base $b" >&2
     out=$qruns/q-$qm-$b
-    rm -rf "$out"
-    # shellcheck disable=SC2086
-    /usr/bin/time -v -o "$tmp/qtime" "$ftc" train --model "$qmodel" --data "$qtrain" --val "$qval" --task causal-lm \
-      --method lora --lora-targets all-linear $qargs --max-steps "$qsteps" --eval-every "$qsteps" --seed 1 \
-      --samples 0 --base-dtype "$b" --quiet --out "$out" >/dev/null 2>"$tmp/qerr" ||
-      { echo "quality run $qm $b failed:" >&2; tail -3 "$tmp/qerr" >&2; continue; }
-    python3 - "$out" "$qm" "$b" "$tmp/qtime" >>"$qrows" <<'PY'
+    if [ "${QB_QREUSE:-0}" = 1 ] && [ -f "$out/eval.json" ] && [ -f "$out.time" ]; then
+      echo "   (reusing $out)" >&2
+    else
+      rm -rf "$out"
+      # shellcheck disable=SC2086
+      /usr/bin/time -v -o "$out.time" "$ftc" train --model "$qmodel" --data "$qtrain" --val "$qval" --task causal-lm \
+        --method lora --lora-targets all-linear $qargs --max-steps "$qsteps" --eval-every "$qsteps" --seed 1 \
+        --samples 0 --base-dtype "$b" --quiet --out "$out" >/dev/null 2>"$tmp/qerr" ||
+        { echo "quality run $qm $b failed:" >&2; tail -3 "$tmp/qerr" >&2; continue; }
+    fi
+    python3 - "$out" "$qm" "$b" "$out.time" >>"$qrows" <<'PY'
 import json, re, sys
 out, model, base, timef = sys.argv[1:5]
 ev = json.load(open(f"{out}/eval.json"))
