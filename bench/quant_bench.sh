@@ -102,7 +102,7 @@ PY
   for b in ${QB_QBASES:-fp32 bf16 q8_0 q4_0 q4_1 q4_k nf4 nf4dq}; do
     echo "== quality $qm base $b" >&2
     out=$qruns/q-$qm-$b
-    if [ "${QB_QREUSE:-0}" = 1 ] && [ -f "$out/eval.json" ] && [ -f "$out.time" ]; then
+    if [ "${QB_QREUSE:-0}" = 1 ] && [ -f "$out/eval.json" ]; then
       echo "   (reusing $out)" >&2
     else
       rm -rf "$out"
@@ -117,9 +117,12 @@ import json, re, sys
 out, model, base, timef = sys.argv[1:5]
 ev = json.load(open(f"{out}/eval.json"))
 first = [json.loads(l) for l in open(f"{out}/metrics.jsonl") if '"loss"' in l][0]
-rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(timef).read()).group(1))
+try:  # a reused run may lack its /usr/bin/time record
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(timef).read()).group(1)) / 1024
+except (OSError, AttributeError):
+    rss = None
 print(json.dumps({"model": model, "base": base, "base_loss": ev["base"]["loss"], "val_loss": ev["tuned"]["loss"],
-                  "first_train_loss": first["loss"], "rss_mb": rss / 1024}))
+                  "first_train_loss": first["loss"], "rss_mb": rss}))
 PY
   done
 done
@@ -157,7 +160,8 @@ for model in dict.fromkeys(x["model"] for x in q):
     print("| base | held-out loss before | vs bf16 base | first train loss | held-out loss after | vs bf16 base | peak RSS MB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for x in xs:
+        rss = "-" if x["rss_mb"] is None else f'{x["rss_mb"]:.0f}'
         print(f'| {x["base"]} | {x["base_loss"]:.4f} | {rel(x, "base_loss")} | {x["first_train_loss"]:.4f} | '
-              f'{x["val_loss"]:.4f} | {rel(x, "val_loss")} | {x["rss_mb"]:.0f} |')
+              f'{x["val_loss"]:.4f} | {rel(x, "val_loss")} | {rss} |')
 PY
 echo "appended to $results" >&2
