@@ -147,7 +147,6 @@ def build_modules(r, alpha):
 def pack_model(model, qtype, r, alpha):
     """Replaces the blocks' linears (LoRA on each), the LM head and a tied token table by packed modules; frees
     their f32 weights. Returns (trainable parameters, bytes of the packed weights)."""
-    import torch
     QLinear, QEmbedding = build_modules(r, alpha)
     for p in model.parameters():
         p.requires_grad_(False)
