@@ -5,6 +5,7 @@
 # checkpoint use a 10% validation split of train; the test set is only used for the final figures.
 #
 #   sh bench/banking77.sh [FTC_BIN] [METHODS]       e.g. sh bench/banking77.sh build/ftc "head full"
+#   a method may name a frozen base type after a +: "head+q8_0 lora+q8_0" adds --base-dtype q8_0 (docs/quant.md)
 #   BANKING77_TORCH=1   also runs the same full fine-tune in PyTorch (bench/banking77_torch.py) for the ratio
 #   BANKING77_RESULTS=FILE  where the rows go (default bench/RESULTS.md; /dev/null to measure without recording)
 # Rows record the training wall time; the notes add its CPU time (user+sys), the test-set eval's wall and
@@ -34,6 +35,7 @@ FULL_LR=5e-5
 FULL_EPOCHS=3
 args_for() {
   case $1 in
+    *+*) echo "$(args_for "${1%%+*}") --base-dtype ${1#*+}" ;;
     head) echo "--method head" ;;
     lora) echo "--method lora" ;;
     full) echo "--method full" ;;

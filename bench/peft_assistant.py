@@ -77,8 +77,8 @@ def heldout_loss(model, data, pad):
     return nll / n
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def add_args(ap):
+    """The options this script and bench/quant_torch_peer.py share."""
     ap.add_argument("--ftc", required=True)
     ap.add_argument("--gguf", required=True)
     ap.add_argument("--hf", required=True)
@@ -93,27 +93,21 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
-    a = ap.parse_args()
 
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def train_loop(model, train, a, pad):
+    """AdamW (weight decay 0.01) on the trainable parameters, warmup + linear decay, clip 1.0, length-grouped
+    batches in a seeded order. Returns (steps, real tokens, wall seconds, batch losses)."""
     import torch
     import transformers
-    import peft
-    from peft import LoraConfig, get_peft_model
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    train = encode(a.ftc, a.gguf, a.train)
-    test = encode(a.ftc, a.gguf, a.test)
-    model = transformers.AutoModelForCausalLM.from_pretrained(a.hf, torch_dtype=torch.float32)
-    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    base_loss = heldout_loss(model, test, pad)
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    model = get_peft_model(model, LoraConfig(r=a.r, lora_alpha=a.alpha, lora_dropout=0.0, target_modules=targets,
-                                             task_type="CAUSAL_LM"))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    params = [p for p in model.parameters() if p.requires_grad]
     steps_per_epoch = math.ceil(len(train) / a.batch)
     total = a.max_steps or steps_per_epoch * a.epochs
     warm = int(a.warmup * total) if a.warmup < 1 else int(a.warmup)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
     sched = transformers.get_linear_schedule_with_warmup(opt, warm, total)
     rng = random.Random(a.seed)
     step, tokens, losses = 0, 0, []
@@ -131,7 +125,7 @@ def main():
                 break
             out = model(input_ids=ids, attention_mask=att, labels=lab)
             out.loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad()
@@ -141,7 +135,29 @@ def main():
             if step % 10 == 0:
                 print("step %d loss %.4f tok/s %.1f" % (step, out.loss.item(), tokens / (time.time() - t0)),
                       file=sys.stderr, flush=True)
-    wall = time.time() - t0
+    return step, tokens, time.time() - t0, losses
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    add_args(ap)
+    a = ap.parse_args()
+
+    import torch
+    import transformers
+    import peft
+    from peft import LoraConfig, get_peft_model
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    train = encode(a.ftc, a.gguf, a.train)
+    test = encode(a.ftc, a.gguf, a.test)
+    model = transformers.AutoModelForCausalLM.from_pretrained(a.hf, torch_dtype=torch.float32)
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    base_loss = heldout_loss(model, test, pad)
+    model = get_peft_model(model, LoraConfig(r=a.r, lora_alpha=a.alpha, lora_dropout=0.0, target_modules=TARGETS,
+                                             task_type="CAUSAL_LM"))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    step, tokens, wall, losses = train_loop(model, train, a, pad)
     loss = heldout_loss(model, test, pad)
     print(json.dumps({"framework": "pytorch %s + transformers %s + peft %s" % (torch.__version__,
                       transformers.__version__, peft.__version__), "threads": a.threads, "steps": step,

@@ -222,6 +222,71 @@ static void test_nf4_gpt2(void **state) { (void)state; quant_base_case("gpt2", "
  * input is a multiple of 64 (hidden 32), so gpt2 only */
 static void test_nf4dq_gpt2(void **state) { (void)state; quant_base_case("gpt2", "c_proj", FTC_QUANT_NF4DQ, 3); }
 
+/* A BERT classifier on a q8_0 base, as Banking77's MiniLM runs (--method head and lora): bert_cls (hidden 32,
+ * intermediate 40, a pooler, a 3-class head). Quantized: per layer query/key/value/attention output and the FFN's
+ * up (I = 32), and the pooler: 11 weights; the FFN's down (I = 40) fits no 32-block and stays f32, as do the
+ * encoder's embedding tables and the head. The head alone (everything else frozen) and LoRA (query,value, with the
+ * head, as ftc train's classify LoRA) each train as on the dequantized f32 base, up to f32 summation order. */
+static void bert_classify_case(bool lora) {
+    char dir[4096];
+    fixture_dir(dir, sizeof dir, "bert_cls");
+    ftc_model *a, *b;
+    ftc_err e;
+    if (ftc_model_load(dir, FTC_TASK_CLASSIFY, &a, &e)) fail_msg("%s", e.msg);
+    if (ftc_model_load_quant_base(dir, FTC_TASK_CLASSIFY, FTC_GGML_Q8_0, &b, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(dequantize_into(a, b), 11);
+    for (int i = 0; i < ftc_model_n_params(b); i++) {
+        ftc_param *p = ftc_model_param(b, i);
+        if (p->role == FTC_PARAM_CLASSIFIER || p->role == FTC_PARAM_EMBEDDING) assert_null(p->data_q);
+        if (p->role == FTC_PARAM_POOLER && p->ndim == 2) assert_non_null(p->data_q);
+    }
+    enum { BB = 4, TT = 8, STEPS = 6, K = 3 };
+    int V = ftc_model_config_of(a)->vocab_size;
+    int32_t ids[2 * BB * TT], labels[2 * BB];
+    uint8_t mask[2 * BB * TT];
+    for (int i = 0; i < 2 * BB * TT; i++) {
+        mask[i] = i % TT < TT - (i / TT) % 3; /* rows of 8, 7 and 6 real tokens */
+        ids[i] = mask[i] ? 1 + (int32_t)ftc_rng_below(&rng, (uint64_t)(V - 1)) : 0;
+    }
+    for (int i = 0; i < 2 * BB; i++) labels[i] = (int32_t)ftc_rng_below(&rng, K);
+    ftc_model *ms[2] = {a, b};
+    float loss[2][STEPS];
+    for (int k = 0; k < 2; k++) {
+        ftc_model *m = ms[k];
+        if (lora) assert_int_equal(ftc_model_add_lora(m, "query,value", 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+        for (int i = 0; i < ftc_model_n_params(m); i++)
+            if (!ftc_model_param(m, i)->is_lora)
+                ftc_model_set_trainable(m, i, ftc_model_param(m, i)->role == FTC_PARAM_CLASSIFIER);
+        assert_int_equal(ftc_model_reserve(m, BB, TT, &e), FTC_OK);
+        int np = ftc_model_n_params(m);
+        ftc_param **ps = malloc((size_t)np * sizeof *ps);
+        for (int i = 0; i < np; i++) ps[i] = ftc_model_param(m, i);
+        ftc_optimizer opt;
+        ftc_adamw_hparams h = FTC_ADAMW_DEFAULTS;
+        assert_int_equal(ftc_optim_init(&opt, ps, np, &h, &e), FTC_OK);
+        free(ps);
+        for (int s = 0; s < STEPS; s++) {
+            int d = s % 2; /* two batches in turn: the loss on them falls */
+            ftc_batch bt = {BB, TT, ids + d * BB * TT, NULL, mask + d * BB * TT, labels + d * BB};
+            ftc_model_zero_grad(m);
+            if (ftc_model_forward(m, &bt, true, &loss[k][s], &e)) fail_msg("%s", e.msg);
+            if (ftc_model_backward(m, &e)) fail_msg("%s", e.msg);
+            ftc_optim_step(&opt, 3e-2f);
+            ftc_model_weights_changed(m);
+        }
+        ftc_optim_free(&opt);
+    }
+    double wl = 0;
+    for (int s = 0; s < STEPS; s++) wl = fmax(wl, fabs(loss[0][s] - loss[1][s]) / fabs(loss[0][s]));
+    printf("  bert_cls q8_0 %s: loss %.5f -> %.5f (dequantized f32 base) vs %.5f -> %.5f: max rel diff %.2e\n",
+           lora ? "lora query,value + head" : "head", loss[0][0], loss[0][STEPS - 1], loss[1][0], loss[1][STEPS - 1], wl);
+    assert_true(wl < 1e-5);
+    assert_true(loss[1][STEPS - 2] < loss[1][0] && loss[1][STEPS - 1] < loss[1][1]); /* each batch's loss fell */
+    ftc_model_free(a), ftc_model_free(b);
+}
+static void test_q8_0_bert_head(void **state) { (void)state; bert_classify_case(false); }
+static void test_q8_0_bert_lora(void **state) { (void)state; bert_classify_case(true); }
+
 /* The embedding lookup from a packed table: the looked-up rows dequantized, bit for bit (with GPT-2's learned
  * positions added in the same order), against ftc_embedding_forward on the dequantized table. */
 static void test_embedding_rows_exact(void **state) {
@@ -514,6 +579,8 @@ int main(void) {
         cmocka_unit_test(test_embedding_rows_exact),
         cmocka_unit_test(test_nf4_gpt2),
         cmocka_unit_test(test_nf4dq_gpt2),
+        cmocka_unit_test(test_q8_0_bert_head),
+        cmocka_unit_test(test_q8_0_bert_lora),
         cmocka_unit_test(test_store_frozen_quant_and_unfreeze),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_load_in_pieces_bit_identical),
