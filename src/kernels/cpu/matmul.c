@@ -300,12 +300,11 @@ static void run_threaded(const gemm_job *j) {
 #define SKINNY_MIN_BYTES ((size_t)64 << 10)
 static void run_skinny(const gemm_job *j, size_t w_bytes) {
     int nt = ftc_mm_pool_threads(), groups = (j->N + 3) / 4;
-    /* One f32 row is memory-bound, and one core already reads at this machine's full bandwidth (34.8 GB/s alone,
-     * 24.5-33.6 with two): a second thread adds nothing, and on a loaded machine the caller waits for whatever a
-     * descheduled worker claimed (SmolLM2 f32 decode: 26.8 tokens/s on one thread, 13.3 on two, load ~5) */
-    if (j->M == 1 && !j->bf16 && !j->avx2) nt = 1;
-    /* Not on the AVX2 backend: there one core's reads need not reach the machine's bandwidth (AMD Zen 3 cores are
-     * limited by their outstanding misses); FTC_THREADS=1 (ftc --threads 1) gives the single-thread policy back. */
+    /* Every skinny product on both threads, one f32 row included (issue 24: both cores on every product). An
+     * earlier rule kept one f32 row on one thread for an AVX-512 machine whose single core read at its full
+     * bandwidth (34.8 GB/s alone); on the Intel Xeon (model 207) of 2026-12-04 one core streams about 15.6 GB/s
+     * and two 31, so SmolLM2 f32 decode went 29 -> 57 tokens/s with the rule gone (bench/RESULTS.md). On a busy
+     * machine FTC_THREADS=1 (ftc --threads 1) keeps a descheduled worker from holding up the caller. */
     if (nt > 1 && groups > 1 && w_bytes >= SKINNY_MIN_BYTES) {
         int chunks = 4 * nt < groups ? 4 * nt : groups;
         if (ftc_mm_pool_run(chunks, pool_chunk, (void *)j)) return;
