@@ -16,14 +16,7 @@ ftc=${1:-$root/build/ftc}
 shared=${FTC_SHARED_DATA:-$root/../shared/data}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python3 - "$shared/banking77" "$tmp" <<'PY'
-import csv, json, sys
-src, out = sys.argv[1], sys.argv[2]
-for name, n in (("train", 2000), ("test", 500)):
-    rows = list(csv.DictReader(open(f"{src}/{name}.csv")))[:n]
-    with open(f"{out}/{name}.jsonl", "w") as f:
-        for r in rows: f.write(json.dumps({"text": r["text"]}) + "\n")
-PY
+python3 "$here/banking77_texts.py" "$shared/banking77" "$tmp"
 loss() { "$ftc" eval "$@" 2>/dev/null | awk '$1 == "loss" { print $2; exit }'; }
 echo "| model | base | base alone | unmerged | merged f32 | merged re-quantized | re-quantized vs f32 |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"

@@ -82,14 +82,7 @@ for qm in ${QB_QMODELS-stories260K smollm2}; do
     stories260K)
       qmodel=$shared/models/stories260K-hf qtrain=$tmp/train.jsonl qval=$tmp/test.jsonl qsteps=${QB_TRAIN_STEPS:-60}
       [ -f "$qmodel/config.json" ] && [ -f "$shared/banking77/train.csv" ] || { echo "quality: no $qm or Banking77, skipped" >&2; continue; }
-      python3 - "$shared/banking77" "$tmp" <<'PY'
-import csv, json, sys
-src, out = sys.argv[1], sys.argv[2]
-for name, n in (("train", 2000), ("test", 500)):
-    rows = list(csv.DictReader(open(f"{src}/{name}.csv")))[:n]
-    with open(f"{out}/{name}.jsonl", "w") as f:
-        for r in rows: f.write(json.dumps({"text": r["text"]}) + "\n")
-PY
+      python3 "$here/banking77_texts.py" "$shared/banking77" "$tmp"
       qargs="--lora-r 8 --lr 3e-3 --batch 16 --max-len 64" ;;
     smollm2)
       qmodel=$(sh "$root/scripts/find-smollm2.sh") qtrain=$root/examples/assistant/train.jsonl
