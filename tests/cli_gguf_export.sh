@@ -46,6 +46,14 @@ expect_rc 0 "" "$FTC" export --model "$T/run" --format hf --out "$T/run-hf"
 cmp -s "$T/a" "$T/b" || fail "the run's GGUF gives other logits than its merged HF export"
 cmp -s "$T/a" "$T/hf.jsonl" && fail "the LoRA run's logits equal the base's: nothing was merged"
 echo "LoRA run -> GGUF: merged, logits = its HF export's"
+# --base-dtype auto (the default) keeps a Q8_0 GGUF's weights in Q8_0 (their bytes: tests/test_gguf_base_auto.c);
+# ffn_down (F16 there: 48 inputs) and an F32 GGUF's weights stay f32; the run's adapter reloads on that base
+expect_rc 0 "base: auto -> q8_0 x 14, fp32 x 2 (from the GGUF)" "$FTC" train --model "$T/t_q8_0.gguf" \
+  --data "$T/d.jsonl" --out "$T/run_q8" --method lora --task causal-lm --max-steps 2
+expect_rc 0 "" "$FTC" logits --model "$T/run_q8" --ids "$T/ids.jsonl"
+expect_rc 0 "base: auto -> fp32 x 16 (from the GGUF)" "$FTC" train --model "$FIX/gguf/llama_gqa.gguf" \
+  --data "$T/d.jsonl" --out "$T/run_f32" --method lora --task causal-lm --max-steps 2
+echo "--base-dtype auto: a Q8_0 GGUF's weights kept in Q8_0, an F32 GGUF's in f32"
 # the adapter alone for llama.cpp --lora (tensors and keys equal to convert_lora_to_gguf.py's: docs/gguf.md)
 expect_rc 0 "" "$FTC" export --model "$T/run" --format gguf-lora --out "$T/lora.gguf"
 [ "$(head -c 4 "$T/lora.gguf")" = GGUF ] || fail "gguf-lora: not a GGUF"

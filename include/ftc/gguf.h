@@ -110,7 +110,9 @@ ftc_status ftc_gguf_rows_to_f32(const ftc_gguf *g, const ftc_gguf_tensor *t, int
 /* ---- GGUF model -> Hugging Face directory (src/io/gguf_hf.c) ---- */
 /* Writes out_dir/config.json, model.safetensors (f32: every tensor dequantized; llama.cpp's Q/K row
  * permutation and GPT-2 Conv1D transpose undone), tokenizer.json, tokenizer_config.json (chat_template,
- * special tokens) and generation_config.json, from a llama / qwen2 / gpt2 GGUF. */
+ * special tokens), generation_config.json and FTC_GGUF_TYPES_FILE ({HF tensor name: the GGUF tensor's ggml
+ * type number}: what --base-dtype auto keeps), from a llama / qwen2 / gpt2 GGUF. */
+#define FTC_GGUF_TYPES_FILE "gguf_types.json"
 ftc_status ftc_gguf_export_hf(const char *gguf_path, const char *out_dir, ftc_err *err);
 /* Only tokenizer.json and tokenizer_config.json, from tokenizer.ggml.* (a tokenizer-only GGUF is fine). */
 ftc_status ftc_gguf_write_tokenizer(const char *gguf_path, const char *out_dir, ftc_err *err);

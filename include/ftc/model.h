@@ -188,6 +188,16 @@ ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **
  * Making one trainable restores an f32 value (dequantized); merging LoRA into one dequantizes it to f32 first
  * (the merged model is f32 there); save writes such weights dequantized as F32. */
 ftc_status ftc_model_load_quant_base(const char *dir, ftc_task task, int qtype, ftc_model **out, ftc_err *err);
+/* --base-dtype auto on a model converted from a GGUF (dir holds FTC_GGUF_TYPES_FILE, include/ftc/gguf.h): each
+ * frozen weight ftc_model_load_quant_base would pack whose GGUF type is Q8_0, Q4_0, Q4_1 or Q4_K (and whose rows
+ * that block fits) is packed in that type, from the dequantized values: the file's blocks again. The others as
+ * ftc_model_load_bf16_base keeps them (bf16_rest) or ftc_model_load does (f32). */
+ftc_status ftc_model_load_gguf_base(const char *dir, ftc_task task, bool bf16_rest, ftc_model **out, ftc_err *err);
+/* Whether dir was converted from a GGUF with its tensor types recorded (ftc_model_load_gguf_base applies). */
+bool ftc_model_has_gguf_types(const char *dir);
+/* How the frozen-base candidates (the matmul weights and a causal LM's token table) are stored, for the log:
+ * "q4_1 x 210, fp32 x 1" (in the order the weights come). */
+void ftc_model_base_storage(const ftc_model *m, char *out, size_t n);
 /* ftc_model_store_frozen_bf16's counterpart for an already loaded model: quantizes every frozen matmul weight
  * and a causal LM's frozen token table (from f32, or from its bf16 bits); the same types and fallbacks. */
 ftc_status ftc_model_store_frozen_quant(ftc_model *m, int qtype, ftc_err *err);

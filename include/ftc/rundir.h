@@ -19,6 +19,7 @@ typedef struct {
     int max_len;             /* "max_len" */
     int base_qtype;          /* the frozen base weights as the run held them: block-quantized (ftc_ggml_type), or -1 */
     bool base_bf16;          /* ... or in bf16 */
+    bool base_gguf;          /* ... or in the types of the GGUF it came from (--base-dtype auto, ftc_model_load_gguf_base) */
 } ftc_run_info;
 
 /* Whether a run directory holds its final model: RUNDIR/model/config.json, or a LoRA run's

@@ -244,6 +244,9 @@ const char *ftc_train_option_name(const char *key);
 bool ftc_train_base_bf16(const ftc_train_config *c);
 /* The ggml type the run quantizes its frozen base weights to (ftc_model_load_quant_base), or -1. */
 int ftc_train_base_qtype(const ftc_train_config *c);
+/* --base-dtype auto, lora/head, on a model converted from a GGUF: the frozen weights keep the GGUF's Q8_0/Q4_0/
+ * Q4_1/Q4_K types (ftc_model_load_gguf_base), the others as ftc_train_base_bf16 says. */
+bool ftc_train_base_from_gguf(const ftc_train_config *c);
 const char *ftc_base_dtype_name(ftc_base_dtype d);
 const char *ftc_method_name(ftc_method m);
 const char *ftc_metric_name(ftc_metric m);

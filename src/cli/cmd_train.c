@@ -203,8 +203,9 @@ static int lp_ft_head_stage(const ftc_train_config *c, ftc_model **m, const ftc_
  * whole in f32). */
 static ftc_status load_train_model(const ftc_train_config *c, ftc_model **m, ftc_err *err) {
     return ftc_train_base_qtype(c) >= 0 ? ftc_model_load_quant_base(c->model, c->task, ftc_train_base_qtype(c), m, err)
-           : ftc_train_base_bf16(c)     ? ftc_model_load_bf16_base(c->model, c->task, m, err)
-                                        : ftc_model_load(c->model, c->task, m, err);
+           : ftc_train_base_from_gguf(c) ? ftc_model_load_gguf_base(c->model, c->task, ftc_train_base_bf16(c), m, err)
+           : ftc_train_base_bf16(c)      ? ftc_model_load_bf16_base(c->model, c->task, m, err)
+                                         : ftc_model_load(c->model, c->task, m, err);
 }
 
 /* SIGINT/SIGTERM: the first asks the trainer (through ftc_train_config.stop) to finish the step and write a
@@ -419,6 +420,11 @@ static int train_main(int argc, char **argv, const ftc_train_dp *dp) {
     cli_test_io_fault_from_env();
     ftc_model *m = NULL;
     if ((s = load_train_model(&c, &m, &err)) != FTC_OK) { rc = cli_fail(train_cmd, &err); goto done; }
+    if (!quiet && ftc_train_base_from_gguf(&c)) {
+        char kept[256];
+        ftc_model_base_storage(m, kept, sizeof kept);
+        fprintf(stderr, "ftc train: base: auto -> %s (from the GGUF)\n", kept);
+    }
     ftc_dataset train = {0}, val = {0};
     bool have_val;
     if ((s = ftc_train_load_data(&c, ftc_model_config_of(m)->vocab_size, &train, &val, &have_val, &err)) != FTC_OK) {

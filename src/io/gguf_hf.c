@@ -151,6 +151,7 @@ typedef struct {
     ftc_st_writer *w;
     float **bufs;
     int n, cap;
+    json_t *types; /* HF name -> the GGUF tensor's ggml type (gguf_types.json) */
 } wlist;
 
 static float *keep(wlist *wl, size_t n) {
@@ -211,11 +212,13 @@ static ftc_status add_tensor(const hp *h, wlist *wl, const char *gname, const ch
         else unpermute(v, o, how == UNPERMUTE_Q ? h->H : h->KV, rows, cols);
         v = o;
     }
+    if (json_object_set_new(wl->types, hfname, json_integer(t->type)))
+        return ftc_errf(err, FTC_E_NOMEM, "out of memory for tensor '%s'", gname);
     return ftc_st_writer_add_f32_as(wl->w, hfname, FTC_F32, ndim, shape, v, err);
 }
 
-static ftc_status write_weights(const hp *h, const char *path, ftc_err *err) {
-    wlist wl = {ftc_st_writer_new(), NULL, 0, 0};
+static ftc_status write_weights(const hp *h, const char *path, json_t *types, ftc_err *err) {
+    wlist wl = {ftc_st_writer_new(), NULL, 0, 0, types};
     if (!wl.w) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     ftc_status s = FTC_OK;
     int64_t C = h->C, F = h->F, V = h->V, KVD = h->KV * h->D;
@@ -529,7 +532,8 @@ static ftc_status write_json(const char *dir, const char *file, json_t *o, ftc_e
 
 ftc_status ftc_gguf_export_hf(const char *gguf_path, const char *out_dir, ftc_err *err) {
     ftc_gguf *g = NULL;
-    json_t *cfg = NULL, *tok = NULL, *tcfg = NULL, *gen = NULL;
+    json_t *cfg = NULL, *tok = NULL, *tcfg = NULL, *gen = NULL, *types = json_object();
+    if (!types) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     ftc_status s = ftc_gguf_open(gguf_path, &g, err);
     if (s) return s;
     hp h;
@@ -550,9 +554,11 @@ ftc_status ftc_gguf_export_hf(const char *gguf_path, const char *out_dir, ftc_er
         s = ftc_errf(err, FTC_E_USAGE, "path too long: %s", out_dir);
         goto done;
     }
-    CHECK(write_weights(&h, path, err));
+    CHECK(write_weights(&h, path, types, err));
+    /* which type each weight came in: --base-dtype auto keeps the ones ftc packs (ftc_model_load_gguf_base) */
+    CHECK(write_json(out_dir, FTC_GGUF_TYPES_FILE, types, err));
 done:
-    json_decref(cfg), json_decref(tok), json_decref(tcfg), json_decref(gen);
+    json_decref(cfg), json_decref(tok), json_decref(tcfg), json_decref(gen), json_decref(types);
     ftc_gguf_close(g);
     return s;
 }
@@ -611,7 +617,7 @@ ftc_status ftc_gguf_resolve(const char *path, char *out, size_t n, ftc_err *err)
     uint64_t key = fnv(0xcbf29ce484222325ULL, real, strlen(real));
     int64_t meta[3] = {(int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec, (int64_t)st.st_mtim.tv_nsec};
     key = fnv(key, meta, sizeof meta);
-    key = fnv(key, "ftc-gguf-hf-1", 13);
+    key = fnv(key, "ftc-gguf-hf-2", 13); /* 2: writes gguf_types.json */
     const char *base = strrchr(real, '/') ? strrchr(real, '/') + 1 : real;
     char dir[4400], marker[4500];
     snprintf(dir, sizeof dir, "%s/%.*s-%016llx", root, (int)(strlen(base) - 5), base, (unsigned long long)key);

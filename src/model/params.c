@@ -3,6 +3,9 @@
 #include "model_internal.h"
 #include "ftc/matmul.h"
 #include "ftc/quant.h"
+#include "base/base_internal.h"
+#include "ftc/gguf.h"
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -429,20 +432,46 @@ static ftc_status load_param(const ftc_st_set *st, ftc_param *p, bool check, boo
     return ftc_model_pack(kind, dst, p->shape[0], p->numel / p->shape[0], file_values, &f, err);
 }
 
-static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int qtype, ftc_model **out,
-                             ftc_err *err);
+static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int qtype, const json_t *types,
+                             ftc_model **out, ftc_err *err);
 
 ftc_status ftc_model_load(const char *dir, ftc_task task, ftc_model **out, ftc_err *err) {
-    return load_model(dir, task, false, -1, out, err);
+    return load_model(dir, task, false, -1, NULL, out, err);
 }
 ftc_status ftc_model_load_bf16_base(const char *dir, ftc_task task, ftc_model **out, ftc_err *err) {
-    return load_model(dir, task, true, -1, out, err);
+    return load_model(dir, task, true, -1, NULL, out, err);
 }
 ftc_status ftc_model_load_quant_base(const char *dir, ftc_task task, int qtype, ftc_model **out, ftc_err *err) {
     *out = NULL;
     if (!ftc_quant_supported(qtype))
         return ftc_errf(err, FTC_E_USAGE, "quantized base: type %d is not one of q8_0, q4_0, q4_1, q4_k, nf4, nf4dq", qtype);
-    return load_model(dir, task, true, qtype, out, err);
+    return load_model(dir, task, true, qtype, NULL, out, err);
+}
+
+bool ftc_model_has_gguf_types(const char *dir) {
+    char path[4200];
+    return ftc_path_join(path, sizeof path, dir, FTC_GGUF_TYPES_FILE) && ftc_file_exists(path);
+}
+
+ftc_status ftc_model_load_gguf_base(const char *dir, ftc_task task, bool bf16_rest, ftc_model **out, ftc_err *err) {
+    *out = NULL;
+    char path[4200];
+    if (!ftc_path_join(path, sizeof path, dir, FTC_GGUF_TYPES_FILE)) return ftc_errf(err, FTC_E_USAGE, "path too long: %s", dir);
+    json_t *types;
+    ftc_status s = ftc_json_load_object(path, &types, err);
+    if (s) return s;
+    s = load_model(dir, task, bf16_rest, -1, types, out, err);
+    json_decref(types);
+    return s;
+}
+
+/* The type a frozen weight keeps from its GGUF (gguf_types.json): one ftc packs, with a block that fits its rows
+ * (re-quantizing the file's dequantized values with the same quantizer gives the file's blocks back), else -1. */
+static int file_qtype(const json_t *types, const ftc_param *p) {
+    const json_t *v = json_object_get(types, p->name);
+    int t = json_is_integer(v) ? (int)json_integer_value(v) : -1;
+    bool packed = t == FTC_GGML_Q8_0 || t == FTC_GGML_Q4_0 || t == FTC_GGML_Q4_1 || t == FTC_GGML_Q4_K;
+    return packed && ftc_quant_type_for_row(t, p->numel / p->shape[0]) == t ? t : -1;
 }
 
 /* config.json's sizes against the checkpoint, before any of them sizes an allocation: the embedding is
@@ -476,8 +505,8 @@ static ftc_status check_sizes_against_file(const ftc_model *m, const ftc_st_set 
     return FTC_OK;
 }
 
-static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int qtype, ftc_model **out,
-                             ftc_err *err) {
+static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int qtype, const json_t *types,
+                             ftc_model **out, ftc_err *err) {
     *out = NULL;
     ftc_model_config cfg;
     ftc_status s = ftc_config_load(dir, &cfg, err);
@@ -529,23 +558,27 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int
             }
         }
         s = declare_params(m, pooler, cls_labels, cls_bias, err);
-        for (int i = 0; !s && bf16_base && i < m->n_params; i++) /* no f32 storage for these */
-            if (qtype >= 0 ? ftc_model_quant_storable(m, i) : ftc_model_bf16_storable(m, i)) {
-                ftc_param *p = &m->params[i];
+        for (int i = 0; !s && (bf16_base || types) && i < m->n_params; i++) { /* no f32 storage for these */
+            ftc_param *p = &m->params[i];
+            bool qs = ftc_model_quant_storable(m, i);
+            int qt = qtype >= 0 && qs ? ftc_model_quant_type_of(m, i, qtype) : types && qs ? file_qtype(types, p) : -1;
+            /* types: the others as a bf16 base (bf16_base) or f32 keeps them */
+            bool bf16 = qtype < 0 && qt < 0 && bf16_base && ftc_model_bf16_storable(m, i);
+            if ((qtype >= 0 && qs) || qt >= 0 || bf16) {
                 p->trainable = false; /* frozen until ftc_model_set_trainable restores an f32 value */
-                int qt = qtype >= 0 ? ftc_model_quant_type_of(m, i, qtype) : -1;
                 if (qt >= 0) { /* quantized */
                     p->qtype = qt;
                     if (posix_memalign(&p->data_q, 64, ftc_quant_tensor_bytes(qt, p->shape[0], p->numel / p->shape[0]))) {
                         p->data_q = NULL;
                         s = ftc_errf(err, FTC_E_NOMEM, "out of memory for %s in %s", p->name, ftc_quant_name(qt));
                     }
-                } else if (qtype >= 0) { /* no block fits its rows: stays f32 */
+                } else if (!bf16) { /* no block fits its rows: stays f32 */
                 } else if (posix_memalign((void **)&p->data_bf16, 64, (size_t)p->numel * sizeof(uint16_t))) {
                     p->data_bf16 = NULL;
                     s = ftc_errf(err, FTC_E_NOMEM, "out of memory for %s in bf16", p->name);
                 }
             }
+        }
         for (int i = 0; !s && i < m->n_params; i++) { /* every shape, before the memory for them is taken */
             const ftc_param *p = &m->params[i];
             int64_t fshape[2] = {p->ndim == 2 ? p->shape[1] : 0, p->shape[0]};
@@ -557,8 +590,8 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int
         const char *allow = getenv("FTC_ALLOW_NONFINITE");
         bool check = !(allow && allow[0] && strcmp(allow, "0"));
         for (int i = 0; !s && i < m->n_params; i++) {
-            s = load_param(st, &m->params[i], check, bf16_base, err);
-            const ftc_tensor_view *t = bf16_base && !s ? ftc_st_find(st, m->params[i].name) : NULL;
+            s = load_param(st, &m->params[i], check, bf16_base || types, err);
+            const ftc_tensor_view *t = (bf16_base || types) && !s ? ftc_st_find(st, m->params[i].name) : NULL;
             if (t) release_pages(t->data, t->nbytes); /* what the pieces left: a transposed weight, page edges */
         }
     }

@@ -8,6 +8,7 @@
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include "ftc/quant.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,6 +282,24 @@ ftc_status ftc_model_inflate_f32(ftc_model *m, int i, ftc_err *err) {
         p->data_bf16 = NULL;
     }
     return s;
+}
+
+void ftc_model_base_storage(const ftc_model *m, char *out, size_t n) {
+    /* -1: bf16 only, -2: f32; else the block type (nf4 numbers are outside ggml's: no array by type) */
+    int kinds[8], counts[8], nk = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const ftc_param *p = &m->params[i];
+        if (!ftc_model_quant_storable(m, i)) continue;
+        int k = p->data_q ? p->qtype : p->data ? -2 : -1, j = 0;
+        while (j < nk && kinds[j] != k) j++;
+        if (j == nk && nk < 8) kinds[nk] = k, counts[nk++] = 0;
+        if (j < nk) counts[j]++;
+    }
+    size_t len = 0;
+    out[0] = 0;
+    for (int j = 0; j < nk && len < n; j++)
+        len += (size_t)snprintf(out + len, n - len, "%s%s x %d", len ? ", " : "",
+                                kinds[j] == -1 ? "bf16" : kinds[j] == -2 ? "fp32" : ftc_quant_name(kinds[j]), counts[j]);
 }
 
 int64_t ftc_model_param_bytes(const ftc_model *m) {

@@ -63,6 +63,7 @@ static ftc_status load_base_and_adapter(const char *dir, const ftc_run_info *ri,
                         dir, ri->lora ? " or adapter/adapter_config.json" : "");
     int q = ri->base_qtype;
     ftc_status s = q >= 0 ? ftc_model_load_quant_base(ri->model, ri->task, q, out, err)
+                   : ri->base_gguf ? ftc_model_load_gguf_base(ri->model, ri->task, ri->base_bf16, out, err)
                    : ri->base_bf16 ? ftc_model_load_bf16_base(ri->model, ri->task, out, err)
                                    : ftc_model_load(ri->model, ri->task, out, err);
     if (s != FTC_OK) return ftc_err_prefix(err, "run %s: its base model (config.resolved.json \"model\")", dir);
@@ -136,6 +137,7 @@ ftc_status ftc_run_info_read(const char *dir, ftc_run_info *ri, ftc_err *err) {
     bool frozen_base = strcmp(method, "full") != 0;
     ri->base_qtype = frozen_base ? ftc_quant_from_name(base) : -1;
     ri->base_bf16 = frozen_base && (!strcmp(base, "bf16") || (!strcmp(base, "auto") && !strcmp(precision, "bf16")));
+    ri->base_gguf = frozen_base && !strcmp(base, "auto") && ftc_model_has_gguf_types(ri->model);
 done:
     json_decref(o);
     return s;

@@ -106,7 +106,8 @@
       "AdamW state, norms and loss stay f32")                                                                        \
     X("base-dtype", ENUM, base_dtype, 0, 0, 0, "auto", "Optimisation", "auto|fp32|bf16|q8_0|q4_0|q4_1|q4_k|nf4|nf4dq", \
       "lora/head: frozen base weights stored in bf16 or block-quantized (fused matmuls on the blocks);\n"            \
-      "nf4dq: nf4 with double-quantized scales (QLoRA, 4.13 bits); auto: bf16 when --precision bf16")                                                                            \
+      "nf4dq: nf4 with double-quantized scales (QLoRA, 4.13 bits); auto: bf16 when --precision bf16, and a\n"   \
+      "GGUF's Q8_0/Q4_0/Q4_1/Q4_K weights kept in their own type (the file's bytes)")                                \
     X("format", STR, format, 0, 0, 0, "", "Data", "F", "text | completion | chat | label (default: detected)")       \
     X("chat-template", STR, template_name, 0, 0, 0, "", "Data", "T",                                                 \
       "chat template: a preset (chatml, llama3, llama2, zephyr, plain) or a .jinja file (default: the model's\n"    \
@@ -278,6 +279,9 @@ int ftc_train_base_qtype(const ftc_train_config *c) {
 bool ftc_train_base_bf16(const ftc_train_config *c) {
     if (c->method == FTC_METHOD_FULL) return false;
     return c->base_dtype == FTC_BASE_BF16 || (c->base_dtype == FTC_BASE_AUTO && c->precision == FTC_PREC_BF16);
+}
+bool ftc_train_base_from_gguf(const ftc_train_config *c) {
+    return c->method != FTC_METHOD_FULL && c->base_dtype == FTC_BASE_AUTO && ftc_model_has_gguf_types(c->model);
 }
 const char *ftc_metric_name(ftc_metric m) {
     return m == FTC_METRIC_VAL_LOSS ? "val_loss" : m == FTC_METRIC_ACCURACY ? "accuracy" : "macro_f1";

@@ -37,7 +37,8 @@ ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *
     ftc_status s = ftc_train_config_load_file(cfg, path, err);
     if (s != FTC_OK) return s;
     ftc_run_info ri = {.task = cfg->task, .lora = cfg->method == FTC_METHOD_LORA, .max_len = cfg->max_len,
-                       .base_qtype = ftc_train_base_qtype(cfg), .base_bf16 = ftc_train_base_bf16(cfg)};
+                       .base_qtype = ftc_train_base_qtype(cfg), .base_bf16 = ftc_train_base_bf16(cfg),
+                       .base_gguf = ftc_train_base_from_gguf(cfg)};
     snprintf(ri.model, sizeof ri.model, "%s", cfg->model);
     snprintf(ri.template_name, sizeof ri.template_name, "%s", cfg->template_name);
     snprintf(ri.pooling, sizeof ri.pooling, "%s", cfg->pooling);
