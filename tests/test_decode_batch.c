@@ -1,7 +1,7 @@
 /* ftc_model_decode_batch (ftc serve's slots decoding together): one token for each of several sequences of
  * different lengths in one pass equals decoding each alone (ftc_model_decode on its own cache): logits within
  * 1e-5 relative (|diff| / (1 + |logit|); 1e-4 for stories260K, see there) and the same argmax, step after step, on the GPT-2 (fused qkv, learned positions), GQA Llama and Qwen2
- * fixtures and the real stories260K; on Q8_0 / Q4_0 / Q4_1 bases (8-bit activations) the same bits, on every kernel set; errors for a
+ * fixtures and the real stories260K; on Q8_0 / Q4_0 / Q4_1 bases (8-bit activations) and at bf16 precision the same bits, on every kernel set; errors for a
  * cache given twice and ids outside the vocabulary. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,11 +19,13 @@
 
 enum { NSEQ = 5, STEPS = 12 };
 
-static void check_q(const char *dir, int qtype, double tol) {
+/* qtype >= 0: a quantized base of that type; bf16: the model at bf16 precision (bf16 weights) */
+static void check_p(const char *dir, int qtype, bool bf16, double tol) {
     ftc_model *m;
     ftc_err e;
     if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &m, &e)) fail_msg("%s: %s", dir, e.msg);
     if (qtype >= 0) assert_int_equal(ftc_model_use_quant_weights(m, qtype, &e), FTC_OK);
+    if (bf16) assert_int_equal(ftc_model_set_precision(m, FTC_PREC_BF16, &e), FTC_OK);
     int V = ftc_model_config_of(m)->vocab_size;
     ftc_kv_cache *a[NSEQ], *b[NSEQ];
     float *la = malloc((size_t)NSEQ * V * sizeof(float)), *lb = malloc((size_t)V * sizeof(float));
@@ -62,8 +64,8 @@ static void check_q(const char *dir, int qtype, double tol) {
             next[i] = (int32_t)((am + step) % V);
         }
     }
-    printf("%s%s%s: batched decode vs one at a time: max |diff| / (1 + |logit|) %.2e over %d steps\n", dir,
-           qtype >= 0 ? " base " : "", qtype >= 0 ? ftc_quant_name(qtype) : "", worst, steps);
+    printf("%s%s%s%s: batched decode vs one at a time: max |diff| / (1 + |logit|) %.2e over %d steps\n", dir,
+           qtype >= 0 ? " base " : "", qtype >= 0 ? ftc_quant_name(qtype) : "", bf16 ? " bf16" : "", worst, steps);
     if (tol == 0) assert_true(worst == 0);
     else assert_true(worst < tol);
     ftc_kv_cache *dup[2] = {a[0], a[0]};
@@ -76,6 +78,7 @@ static void check_q(const char *dir, int qtype, double tol) {
     ftc_model_free(m);
 }
 
+static void check_q(const char *dir, int qtype, double tol) { check_p(dir, qtype, false, tol); }
 static void check(const char *dir, double tol) { check_q(dir, -1, tol); }
 
 static const char *src_path(const char *rel) {
@@ -118,9 +121,24 @@ static void test_quant_base_exact(void **s) {
     }
     ftc_matmul_set_backend("auto");
 }
+/* bf16 precision: every product of a decoding step (1..16 rows) takes the skinny kernels, whose (row of A, row of
+ * W) sums do not depend on the other rows (test_matmul), so a sequence gets exactly its bits alone, on each kernel
+ * set this CPU has */
+static void test_bf16_exact(void **s) {
+    (void)s;
+    const char *backends[] = {"generic", "avx2", "auto"};
+    for (int be = 0; be < 3; be++) {
+        if (!ftc_matmul_set_backend(backends[be])) continue;
+        printf("backend %s, bf16 %s\n", ftc_matmul_backend(), ftc_matmul_bf16_backend());
+        check_p(src_path("tests/fixtures/models/llama_gqa"), -1, true, 0);
+        check_p(src_path("tests/fixtures/models/gpt2"), -1, true, 0);
+    }
+    ftc_matmul_set_backend("auto");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_gpt2), cmocka_unit_test(test_llama_gqa),
                                        cmocka_unit_test(test_qwen2), cmocka_unit_test(test_stories260k),
-                                       cmocka_unit_test(test_quant_base_exact)};
+                                       cmocka_unit_test(test_quant_base_exact), cmocka_unit_test(test_bf16_exact)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

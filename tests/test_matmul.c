@@ -497,50 +497,63 @@ static void test_skinny_one_row_matches_pairs(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
-/* AVX2 skinny kernels, every row count: 1..16 rows of A go in groups of 4 (then 2 or 3; a last odd one alone)
- * through 4x3, 3x3, 2x4 and narrower register tiles over slices of W's 8-row blocks, a lone row through the
- * 8-row kernel; every tile adds K's 8-value blocks in order per (row of A, row of W) and reduces by the same tree.
- * So each row of C has the bits of that row of A alone (a sequence decodes the same in a batch of any size), f32
- * and bf16, 1 and 2 threads; N = 1037 (8-row blocks, a 4-row block, 1 row left: the slices' 1- and 2-row tails),
- * K with tails (K mod 8 = 5, 3) and without (576, 1536). */
+/* Skinny kernels, every row count, AVX2 and AVX-512: each row of C has the bits of that row of A alone (a sequence
+ * decodes the same in a batch of any size), f32 and bf16, 1 and 2 threads. AVX2: 1..16 rows of A go in groups of
+ * 4 (then 2 or 3; a last odd one alone) through 4x3, 3x3, 2x4 and narrower register tiles over slices of W's 8-row
+ * blocks, a lone row through the 8-row kernel; every tile adds K's 8-value blocks in order per (row of A, row of W)
+ * and reduces by the same tree. AVX-512: groups of 4 rows of A (then 1..3) against 4 rows of W, 16-value blocks
+ * (bf16: W widened in registers, the same FMAs as f32). N = 1037 (8-row blocks, a 4-row block, 1 row left: the
+ * slices' 1- and 2-row tails), K with tails (K mod 8 = 5, 3; K mod 16 = 13, 3) and without (576, 1536). */
 static void test_skinny_every_row_count_matches_one_row(void **state) {
     (void)state;
-    if (!ftc_matmul_set_backend("avx2")) {
-        ftc_matmul_set_backend("auto");
-        skip();
-    }
-    int threads_before = ftc_threads();
-    ftc_rng r;
-    ftc_rng_seed(&r, 25);
-    const int N = 1037, Ks[] = {77, 576, 3, 1536};
-    for (int ki = 0; ki < 4; ki++) {
-        int K = Ks[ki];
-        ftc_threads_set(ki % 2 ? 2 : 1);
-        float *A = malloc(sizeof(float) * 17 * K), *W = malloc(sizeof(float) * (size_t)N * K);
-        float *one = malloc(sizeof(float) * 17 * N), *one16 = malloc(sizeof(float) * 17 * N);
-        float *C = malloc(sizeof(float) * 17 * N);
-        uint16_t *Wh = malloc(sizeof(uint16_t) * (size_t)N * K);
-        assert_true(A && W && one && one16 && C && Wh);
-        fill(A, 17 * (size_t)K, &r);
-        fill(W, (size_t)N * K, &r);
-        ftc_f32_to_bf16_n(W, Wh, (size_t)N * K);
-        for (int i = 0; i < 17; i++) {
-            ftc_matmul(false, true, 1, N, K, 1.0f, A + (size_t)i * K, K, W, K, 0.0f, one + (size_t)i * N, N);
-            ftc_matmul_bf16(false, true, 1, N, K, 1.0f, A + (size_t)i * K, FTC_MM_F32, K, Wh, FTC_MM_BF16, K, 0.0f,
-                            one16 + (size_t)i * N, N);
+    int threads_before = ftc_threads(), ran = 0;
+    const char *paths[] = {"avx2", "avx512"};
+    for (int p = 0; p < 2; p++) {
+        if (!ftc_matmul_set_backend(paths[p])) continue;
+        ran++;
+        ftc_rng r;
+        ftc_rng_seed(&r, 25);
+        const int N = 1037, Ks[] = {77, 576, 3, 1536};
+        for (int ki = 0; ki < 4; ki++) {
+            int K = Ks[ki];
+            ftc_threads_set(ki % 2 ? 2 : 1);
+            float *A = malloc(sizeof(float) * 17 * K), *W = malloc(sizeof(float) * (size_t)N * K);
+            float *one = malloc(sizeof(float) * 17 * N), *one16 = malloc(sizeof(float) * 17 * N);
+            float *C = malloc(sizeof(float) * 17 * N);
+            uint16_t *Wh = malloc(sizeof(uint16_t) * (size_t)N * K);
+            assert_true(A && W && one && one16 && C && Wh);
+            fill(A, 17 * (size_t)K, &r);
+            fill(W, (size_t)N * K, &r);
+            ftc_f32_to_bf16_n(W, Wh, (size_t)N * K);
+            for (int i = 0; i < 17; i++) {
+                ftc_matmul(false, true, 1, N, K, 1.0f, A + (size_t)i * K, K, W, K, 0.0f, one + (size_t)i * N, N);
+                ftc_matmul_bf16(false, true, 1, N, K, 1.0f, A + (size_t)i * K, FTC_MM_F32, K, Wh, FTC_MM_BF16, K,
+                                0.0f, one16 + (size_t)i * N, N);
+            }
+            { /* bf16 = the f32 kernel on the operands rounded to bf16 (exact products, the same f32 additions) */
+                float *Ar = malloc(sizeof(float) * 17 * K), *Wr = malloc(sizeof(float) * (size_t)N * K);
+                assert_true(Ar && Wr);
+                for (size_t e = 0; e < 17 * (size_t)K; e++) Ar[e] = ftc_bf16_to_f32(ftc_f32_to_bf16(A[e]));
+                ftc_bf16_to_f32_n(Wh, Wr, (size_t)N * K);
+                for (int i = 0; i < 17; i++)
+                    ftc_matmul(false, true, 1, N, K, 1.0f, Ar + (size_t)i * K, K, Wr, K, 0.0f, C + (size_t)i * N, N);
+                assert_memory_equal(C, one16, sizeof(float) * 17 * N);
+                free(Ar), free(Wr);
+            }
+            for (int M = 1; M <= 16; M++) { /* 16: the most rows the skinny kernels take (17 go to the GEMM) */
+                memset(C, 0xff, sizeof(float) * 17 * N);
+                ftc_matmul(false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N);
+                assert_memory_equal(C, one, sizeof(float) * (size_t)M * N);
+                memset(C, 0xff, sizeof(float) * 17 * N);
+                ftc_matmul_bf16(false, true, M, N, K, 1.0f, A, FTC_MM_F32, K, Wh, FTC_MM_BF16, K, 0.0f, C, N);
+                assert_memory_equal(C, one16, sizeof(float) * (size_t)M * N);
+            }
+            free(A), free(W), free(one), free(one16), free(C), free(Wh);
         }
-        for (int M = 1; M <= 16; M++) { /* 16: the most rows the skinny kernels take (17 go to the GEMM) */
-            memset(C, 0xff, sizeof(float) * 17 * N);
-            ftc_matmul(false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N);
-            assert_memory_equal(C, one, sizeof(float) * (size_t)M * N);
-            memset(C, 0xff, sizeof(float) * 17 * N);
-            ftc_matmul_bf16(false, true, M, N, K, 1.0f, A, FTC_MM_F32, K, Wh, FTC_MM_BF16, K, 0.0f, C, N);
-            assert_memory_equal(C, one16, sizeof(float) * (size_t)M * N);
-        }
-        free(A), free(W), free(one), free(one16), free(C), free(Wh);
     }
     ftc_threads_set(threads_before);
     ftc_matmul_set_backend("auto");
+    if (!ran) skip();
 }
 
 /* ftc_parallel_for runs every index exactly once, on the pool's threads; a call from inside it runs alone. */

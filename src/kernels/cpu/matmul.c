@@ -178,10 +178,9 @@ typedef struct {
     bool c_trans;      /* the job computes C^T (see narrow_swap) */
     const void *bt_nk; /* set: narrow C by dot products, op(B) as N x K rows of type bt, stride ldb */
     uint64_t serial;   /* unique per threaded job: row chunks share its packed op(B) per thread (b_key) */
-    const uint16_t *a16; /* skinny bf16 job: A rounded to bf16, M x K (stride K) */
     bool skinny;       /* few rows of A against W = op(B)^T read along K (matmul_skinny.c); threads split N */
     bool avx2;         /* skinny job on the AVX2 kernels (matmul_avx2.c) */
-    const float *a32;  /* skinny AVX2 bf16 job: A rounded to bf16, kept as f32, M x K (stride K) */
+    const float *a32;  /* skinny bf16 job: A rounded to bf16, kept as f32, M x K (stride K) */
 } gemm_job;
 
 static size_t elem_size(ftc_mm_type t) { return t == FTC_MM_BF16 ? 2 : 4; }
@@ -256,7 +255,7 @@ static void run_chunk(const gemm_job *j, int c, int n) {
             return;
         }
         if (j->bf16)
-            ftc_mm_skinny_bf16_avx512(j->M, lo, hi, j->K, j->alpha, j->a16, j->K, j->B, j->ldb, j->beta, j->C, j->ldc);
+            ftc_mm_skinny_bf16_avx512(j->M, lo, hi, j->K, j->alpha, j->a32, j->K, j->B, j->ldb, j->beta, j->C, j->ldc);
         else
             ftc_mm_skinny_f32_avx512(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc);
         return;
@@ -385,7 +384,7 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     switch (current()) {
     case BACKEND_AVX512: {
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL, 0,
-                      NULL, false, false, NULL};
+                      false, false, NULL};
         if (!ta && tb && M <= SKINNY_M) {
             j.skinny = true;
             run_skinny(&j, sizeof(float) * (size_t)N * (size_t)K);
@@ -407,7 +406,7 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     case BACKEND_AVX2:
         if (!ta && tb && M <= SKINNY_M) {
             gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL,
-                          0, NULL, true, true, NULL};
+                          0, true, true, NULL};
             run_skinny(&j, sizeof(float) * (size_t)N * (size_t)K);
             return;
         }
@@ -458,7 +457,7 @@ static bool bf16_avx2(bool ta, bool tb, int M, int N, int K, float alpha, const 
     round_rows(A, at, (size_t)lda, 0, ar, ac, a32);
     if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16) { /* decoding: W streamed as stored */
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
-                      NULL, true, true, a32};
+                      true, true, a32};
         run_skinny(&j, sizeof(uint16_t) * (size_t)N * (size_t)K);
         free(a32);
         return true;
@@ -489,17 +488,14 @@ void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const v
     if (path == BF16_AVX2 && bf16_avx2(ta, tb, M, N, K, alpha, A, at, lda, B, bt, ldb, beta, C, ldc)) return;
     if (path == BF16_AVX512) {
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
-                      NULL, false, false, NULL};
-        uint16_t *a16;
+                      false, false, NULL};
+        float *a32;
         if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16 &&
-            (a16 = malloc(sizeof(uint16_t) * (size_t)M * (size_t)K)) != NULL) { /* A rounded once, not per row of W */
-            for (int i = 0; i < M; i++) {
-                if (at == FTC_MM_BF16) memcpy(a16 + (size_t)i * K, (const uint16_t *)A + (size_t)i * lda, sizeof(uint16_t) * (size_t)K);
-                else ftc_f32_to_bf16_n((const float *)A + (size_t)i * lda, a16 + (size_t)i * K, (size_t)K);
-            }
-            j.skinny = true, j.a16 = a16;
+            (a32 = malloc(sizeof(float) * (size_t)M * (size_t)K)) != NULL) { /* A rounded once, not per row of W */
+            round_rows(A, at, (size_t)lda, 0, M, K, a32);
+            j.skinny = true, j.a32 = a32;
             run_skinny(&j, sizeof(uint16_t) * (size_t)N * (size_t)K);
-            free(a16);
+            free(a32);
             return;
         }
         uint16_t *bt_copy = NULL;

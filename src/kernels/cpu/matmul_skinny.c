@@ -4,18 +4,20 @@
  * would read it twice and write it once. Here W is streamed as stored, four rows at a time, against up to
  * four rows of A kept in L1; each (row of A, row of W) pair accumulates in its own zmm register, reduced once
  * at the end. More than four rows of A re-read the four W rows from L1, not from memory.
- * fp32: FMA on f32; bf16: A rounded to bf16 by the dispatcher, W stored bf16, vdpbf16ps (f32 accumulation).
+ * fp32: FMA on f32; bf16: A rounded to bf16 by the dispatcher and kept as f32, W stored bf16 and widened to f32
+ * in registers, then the same FMAs (each product exact, f32 accumulation). Not vdpbf16ps: on the Intel Xeon (model
+ * 207) of 2026-12-04 one vdpbf16ps (32 multiply-adds) took 0.9 ns against 0.18-0.38 ns for a 16-lane FMA, so a
+ * batch of 8 rows was compute-bound at about a third of the FMA rate (SmolLM2 bf16 products alone at 8 rows 70 ms
+ * a step with vdpbf16ps, 39 with widened FMAs, loaded A/B; the f32 weights 57-60).
  * The dispatcher (matmul.c) splits the rows of W between threads. */
 #include "matmul_internal.h"
 #include <immintrin.h>
 
 #define AVX512_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-#define BF16_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")))
 #define INLINE __attribute__((always_inline)) static inline
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
-static inline __mmask32 mask32(int n) { return n >= 32 ? (__mmask32)0xFFFFFFFFu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
 
 static inline void store(float *C, int ldc, int rows, int cols, const float s[4][4], float alpha, float beta) {
     for (int r = 0; r < rows; r++)
@@ -25,43 +27,48 @@ static inline void store(float *C, int ldc, int rows, int cols, const float s[4]
         }
 }
 
-/* s[r][t] = A row r . W row t for RB rows of A (a compile-time constant after inlining); next: floats from each W
- * row to the same place in the next tile's (prefetched: one decoding step of SmolLM2 f32, one thread, loaded Xeon,
- * 35.3-35.8 ms CPU with it against 37.0-38.2 without, 3 runs alternated; half a tile ahead 36.1-38.3, the same
- * place with the non-temporal hint 83-87) */
-INLINE AVX512_FN void dots_f32(const int RB, const float *A, int lda, const float *const w[4], size_t next, int K,
-                               float s[4][4]) {
+/* 16 weights of row w from k as f32: f32 as stored, or bf16 widened (exact: bf16 is the upper half of an f32) */
+INLINE AVX512_FN __m512 load_w(const int BF, const void *w, int k, __mmask16 m) {
+    if (!BF) return _mm512_maskz_loadu_ps(m, (const float *)w + k);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + k);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* One 16-value block of K at k (lanes under m) into the accumulators */
+INLINE AVX512_FN void dots_block(const int RB, const int BF, const float *A, int lda, const void *const w[4], int k,
+                                 __mmask16 m, __m512 acc[4][4]) {
+    __m512 w0 = load_w(BF, w[0], k, m), w1 = load_w(BF, w[1], k, m);
+    __m512 w2 = load_w(BF, w[2], k, m), w3 = load_w(BF, w[3], k, m);
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        __m512 a = _mm512_maskz_loadu_ps(m, A + (size_t)r * lda + k);
+        acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
+        acc[r][2] = _mm512_fmadd_ps(a, w2, acc[r][2]);
+        acc[r][3] = _mm512_fmadd_ps(a, w3, acc[r][3]);
+    }
+}
+
+/* s[r][t] = A row r . W row t for RB rows of A (a compile-time constant after inlining), W f32 (BF = 0) or bf16
+ * (BF = 1; A then holds f32 values already rounded to bf16, so each product is exact, as vdpbf16ps's). next:
+ * elements from each W row to the same place in the next tile's (prefetched: one decoding step of SmolLM2 f32,
+ * one thread, loaded Xeon, 35.3-35.8 ms CPU with it against 37.0-38.2 without, 3 runs alternated; half a tile
+ * ahead 36.1-38.3, the same place with the non-temporal hint 83-87). Every (row of A, row of W) pair adds K's
+ * 16-value blocks in order in its own accumulator and is reduced alike, so its bits do not depend on RB. */
+INLINE AVX512_FN void dots(const int RB, const int BF, const float *A, int lda, const void *const w[4], size_t next,
+                           int K, float s[4][4]) {
+    const size_t es = BF ? 2 : 4;
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
     int k = 0;
     for (; k + 16 <= K; k += 16) {
+        if (!BF || !(k & 16)) /* once a 64-byte line: 16 f32 or 32 bf16 weights */
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(w[t] + next + k), _MM_HINT_T0);
-        __m512 w0 = _mm512_loadu_ps(w[0] + k), w1 = _mm512_loadu_ps(w[1] + k);
-        __m512 w2 = _mm512_loadu_ps(w[2] + k), w3 = _mm512_loadu_ps(w[3] + k);
-#pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) {
-            __m512 a = _mm512_loadu_ps(A + (size_t)r * lda + k);
-            acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(a, w2, acc[r][2]);
-            acc[r][3] = _mm512_fmadd_ps(a, w3, acc[r][3]);
-        }
+            for (int t = 0; t < 4; t++) _mm_prefetch((const char *)w[t] + (next + (size_t)k) * es, _MM_HINT_T0);
+        dots_block(RB, BF, A, lda, w, k, 0xFFFF, acc);
     }
-    if (k < K) {
-        __mmask16 m = mask16(K - k);
-        __m512 w0 = _mm512_maskz_loadu_ps(m, w[0] + k), w1 = _mm512_maskz_loadu_ps(m, w[1] + k);
-        __m512 w2 = _mm512_maskz_loadu_ps(m, w[2] + k), w3 = _mm512_maskz_loadu_ps(m, w[3] + k);
-#pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) {
-            __m512 a = _mm512_maskz_loadu_ps(m, A + (size_t)r * lda + k);
-            acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(a, w2, acc[r][2]);
-            acc[r][3] = _mm512_fmadd_ps(a, w3, acc[r][3]);
-        }
-    }
+    if (k < K) dots_block(RB, BF, A, lda, w, k, mask16(K - k), acc);
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) {
         s[r][0] = _mm512_reduce_add_ps(acc[r][0]);
@@ -71,73 +78,36 @@ INLINE AVX512_FN void dots_f32(const int RB, const float *A, int lda, const floa
     }
 }
 
-AVX512_FN void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda,
-                                        const float *W, int ldw, float beta, float *C, int ldc) {
-    const size_t next = 4 * (size_t)ldw; /* past n1 a prefetch is a no-op */
+/* Tiles of 4 rows of W against the rows of A in groups of 4 (the W rows are read from memory by the first group,
+ * from L1 by the next ones) */
+INLINE AVX512_FN void skinny(const int BF, int M, int n0, int n1, int K, float alpha, const float *A, int lda,
+                             const void *W, int ldw, float beta, float *C, int ldc) {
+    const size_t es = BF ? 2 : 4, next = 4 * (size_t)ldw; /* past n1 a prefetch is a no-op */
     for (int j = n0; j < n1; j += 4) {
         int jn = imin(4, n1 - j);
-        const float *w[4]; /* rows past the end repeat row j (computed, not stored) */
-        for (int t = 0; t < 4; t++) w[t] = W + (size_t)(j + (t < jn ? t : 0)) * ldw;
+        const void *w[4]; /* rows past the end repeat row j (computed, not stored) */
+        for (int t = 0; t < 4; t++) w[t] = (const char *)W + (size_t)(j + (t < jn ? t : 0)) * ldw * es;
         for (int i = 0; i < M; i += 4) {
             int in = imin(4, M - i);
             float s[4][4];
             const float *a = A + (size_t)i * lda;
             switch (in) {
-            case 1: dots_f32(1, a, lda, w, next, K, s); break;
-            case 2: dots_f32(2, a, lda, w, next, K, s); break;
-            case 3: dots_f32(3, a, lda, w, next, K, s); break;
-            default: dots_f32(4, a, lda, w, next, K, s); break;
+            case 1: dots(1, BF, a, lda, w, next, K, s); break;
+            case 2: dots(2, BF, a, lda, w, next, K, s); break;
+            case 3: dots(3, BF, a, lda, w, next, K, s); break;
+            default: dots(4, BF, a, lda, w, next, K, s); break;
             }
             store(C + (size_t)i * ldc + j, ldc, in, jn, s, alpha, beta);
         }
     }
 }
 
-/* bf16: A and W as bf16 bits, k pairs adjacent (vdpbf16ps multiplies lane pairs and adds both to f32) */
-INLINE BF16_FN void dots_bf16(const int RB, const uint16_t *A, int lda, const uint16_t *const w[4], int K,
-                              float s[4][4]) {
-    __m512 acc[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k += 32) {
-        __mmask32 m = mask32(K - k);
-        __m512bh w0 = (__m512bh)_mm512_maskz_loadu_epi16(m, w[0] + k), w1 = (__m512bh)_mm512_maskz_loadu_epi16(m, w[1] + k);
-        __m512bh w2 = (__m512bh)_mm512_maskz_loadu_epi16(m, w[2] + k), w3 = (__m512bh)_mm512_maskz_loadu_epi16(m, w[3] + k);
-#pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) {
-            __m512bh a = (__m512bh)_mm512_maskz_loadu_epi16(m, A + (size_t)r * lda + k);
-            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, w0);
-            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, w1);
-            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], a, w2);
-            acc[r][3] = _mm512_dpbf16_ps(acc[r][3], a, w3);
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++) {
-        s[r][0] = _mm512_reduce_add_ps(acc[r][0]);
-        s[r][1] = _mm512_reduce_add_ps(acc[r][1]);
-        s[r][2] = _mm512_reduce_add_ps(acc[r][2]);
-        s[r][3] = _mm512_reduce_add_ps(acc[r][3]);
-    }
+AVX512_FN void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda,
+                                        const float *W, int ldw, float beta, float *C, int ldc) {
+    skinny(0, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
 }
 
-BF16_FN void ftc_mm_skinny_bf16_avx512(int M, int n0, int n1, int K, float alpha, const uint16_t *A, int lda,
-                                       const uint16_t *W, int ldw, float beta, float *C, int ldc) {
-    for (int j = n0; j < n1; j += 4) {
-        int jn = imin(4, n1 - j);
-        const uint16_t *w[4];
-        for (int t = 0; t < 4; t++) w[t] = W + (size_t)(j + (t < jn ? t : 0)) * ldw;
-        for (int i = 0; i < M; i += 4) {
-            int in = imin(4, M - i);
-            float s[4][4];
-            const uint16_t *a = A + (size_t)i * lda;
-            switch (in) {
-            case 1: dots_bf16(1, a, lda, w, K, s); break;
-            case 2: dots_bf16(2, a, lda, w, K, s); break;
-            case 3: dots_bf16(3, a, lda, w, K, s); break;
-            default: dots_bf16(4, a, lda, w, K, s); break;
-            }
-            store(C + (size_t)i * ldc + j, ldc, in, jn, s, alpha, beta);
-        }
-    }
+AVX512_FN void ftc_mm_skinny_bf16_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda,
+                                         const uint16_t *W, int ldw, float beta, float *C, int ldc) {
+    skinny(1, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
 }
