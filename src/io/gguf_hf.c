@@ -535,7 +535,10 @@ ftc_status ftc_gguf_export_hf(const char *gguf_path, const char *out_dir, ftc_er
     json_t *cfg = NULL, *tok = NULL, *tcfg = NULL, *gen = NULL, *types = json_object();
     if (!types) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     ftc_status s = ftc_gguf_open(gguf_path, &g, err);
-    if (s) return s;
+    if (s) {
+        json_decref(types);
+        return s;
+    }
     hp h;
     char path[4400];
     CHECK(read_hparams(g, &h, err));
