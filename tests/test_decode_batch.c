@@ -126,14 +126,16 @@ static void test_quant_base_exact(void **s) {
  * set this CPU has */
 static void test_bf16_exact(void **s) {
     (void)s;
-    const char *backends[] = {"generic", "avx2", "auto"};
-    for (int be = 0; be < 3; be++) {
-        if (!ftc_matmul_set_backend(backends[be])) continue;
-        printf("backend %s, bf16 %s\n", ftc_matmul_backend(), ftc_matmul_bf16_backend());
+    const char *backends[] = {"generic", "avx2", "auto", "auto"};
+    const char *dots[] = {"auto", "auto", "fma", "dpbf16"}; /* AVX512-BF16: decoding on FMAs or vdpbf16ps */
+    for (int be = 0; be < 4; be++) {
+        if (!ftc_matmul_set_backend(backends[be]) || !ftc_matmul_set_bf16_dot(dots[be])) continue;
+        printf("backend %s, bf16 %s (%s)\n", ftc_matmul_backend(), ftc_matmul_bf16_backend(), ftc_matmul_bf16_dot());
         check_p(src_path("tests/fixtures/models/llama_gqa"), -1, true, 0);
         check_p(src_path("tests/fixtures/models/gpt2"), -1, true, 0);
     }
     ftc_matmul_set_backend("auto");
+    ftc_matmul_set_bf16_dot("auto");
 }
 
 int main(void) {

@@ -27,6 +27,22 @@ static const int sizes[] = {1, 7, 17, 33, 100, 257};
 static const float alphas[] = {1.0f, 2.0f, -0.5f, 1.0f};
 static const float betas[] = {0.0f, 0.5f, 1.0f, -1.5f};
 
+/* A backend name, or "avx512:fma" / "avx512:dpbf16": the AVX-512 backend with decoding's bf16 products (skinny) on
+ * f32 FMAs or on vdpbf16ps (ftc_matmul_set_bf16_dot). False when this CPU cannot run it. */
+static bool set_path(const char *p) {
+    const char *colon = strchr(p, ':');
+    ftc_matmul_set_bf16_dot("auto");
+    if (!colon) return ftc_matmul_set_backend(p);
+    char be[16];
+    snprintf(be, sizeof be, "%.*s", (int)(colon - p), p);
+    return ftc_matmul_set_backend(be) && ftc_matmul_set_bf16_dot(colon + 1);
+}
+
+static void reset_path(void) {
+    ftc_matmul_set_backend("auto");
+    ftc_matmul_set_bf16_dot("auto");
+}
+
 static void fill(float *x, size_t n, ftc_rng *r) {
     for (size_t i = 0; i < n; i++) x[i] = ftc_rng_normal(r);
 }
@@ -156,7 +172,20 @@ static void test_backend_selection(void **state) {
     assert_true(ftc_matmul_set_backend("openblas"));
     assert_string_equal(ftc_matmul_backend(), "openblas");
     assert_true(ftc_matmul_set_backend("auto"));
-    printf("# auto: fp32 %s, bf16 %s\n", ftc_matmul_backend(), ftc_matmul_bf16_backend());
+    assert_false(ftc_matmul_set_bf16_dot("amx"));
+    assert_false(ftc_matmul_set_bf16_dot(NULL));
+    assert_true(ftc_matmul_set_bf16_dot("fma"));
+    assert_string_equal(ftc_matmul_bf16_dot(), "fma");
+    if (ftc_matmul_set_bf16_dot("dpbf16") && ftc_matmul_set_backend("avx512")) { /* CPUs with AVX512-BF16 */
+        assert_string_equal(ftc_matmul_bf16_backend(), "avx512bf16");
+        assert_string_equal(ftc_matmul_bf16_dot(), "dpbf16");
+        assert_true(ftc_matmul_set_backend("avx2"));
+        assert_string_equal(ftc_matmul_bf16_dot(), "fma"); /* the setting holds for the avx512bf16 path only */
+        assert_true(ftc_matmul_set_backend("auto"));
+    }
+    assert_true(ftc_matmul_set_bf16_dot("auto"));
+    printf("# auto: fp32 %s, bf16 %s, decoding's bf16 products on %s\n", ftc_matmul_backend(),
+           ftc_matmul_bf16_backend(), ftc_matmul_bf16_dot());
 }
 
 /* Called from inside a pool job, each thread's matmul runs on that thread alone and is still right (per-thread
@@ -363,9 +392,9 @@ static void test_skinny_rows(void **state) {
     ftc_rng_seed(&r, 23);
     int threads_before = ftc_threads();
     ftc_threads_set(2);
-    const char *paths[] = {"generic", "avx512", "avx2"};
-    for (int p = 0; p < 3; p++) {
-        if (!ftc_matmul_set_backend(paths[p])) continue;
+    const char *paths[] = {"generic", "avx512:fma", "avx512:dpbf16", "avx2"};
+    for (int p = 0; p < 4; p++) {
+        if (!set_path(paths[p])) continue;
         for (int M = 1; M <= 17; M++) {
             int N = M % 2 ? 1037 : 130, K = M % 3 ? 581 : M % 2 ? 64 : 77; /* 77: a full 8 after the 16s, then 5 */
             char what[96];
@@ -378,7 +407,7 @@ static void test_skinny_rows(void **state) {
         }
     }
     ftc_threads_set(threads_before);
-    ftc_matmul_set_backend("auto");
+    reset_path();
 }
 
 /* The activation operand of a bf16 product is rounded to bf16 (nearest even) on every backend and in every path:
@@ -398,7 +427,7 @@ static void test_bf16_rounds_activations(void **state) {
     static const int Ms[] = {1, 2, 3, 4, 5, 9, 16, 17, 40};
     static const int Ks[] = {1, 31, 32, 33, 77, 200};
     const int N = 37;
-    const char *paths[] = {"generic", "avx512", "avx2"};
+    const char *paths[] = {"generic", "avx512:fma", "avx512:dpbf16", "avx2"};
     for (int mi = 0; mi < 9; mi++)
         for (int ki = 0; ki < 6; ki++) {
             int M = Ms[mi], K = Ks[ki];
@@ -429,8 +458,8 @@ static void test_bf16_rounds_activations(void **state) {
                     differ += s != t;
                 }
             assert_true(differ > 0); /* the test can tell rounded from unrounded activations */
-            for (int p = 0; p < 3; p++) {
-                if (!ftc_matmul_set_backend(paths[p])) continue;
+            for (int p = 0; p < 4; p++) {
+                if (!set_path(paths[p])) continue;
                 for (int types = 0; types < 2; types++) { /* A given as f32 (rounded by the matmul) or as bf16 */
                     ftc_mm_type at = types ? FTC_MM_BF16 : FTC_MM_F32;
                     ftc_matmul_bf16(false, true, M, N, K, 1.0f, types ? (const void *)Ah : A, at, K, Wh, FTC_MM_BF16, K,
@@ -454,7 +483,7 @@ static void test_bf16_rounds_activations(void **state) {
             free(A), free(W), free(Ah), free(Wh), free(rounded), free(plain), free(C);
         }
     ftc_threads_set(threads_before);
-    ftc_matmul_set_backend("auto");
+    reset_path();
 }
 
 /* AVX2 skinny kernels: the last row of an odd M (decoding's one row) streams eight rows of W at once, pairs of rows
@@ -507,9 +536,9 @@ static void test_skinny_one_row_matches_pairs(void **state) {
 static void test_skinny_every_row_count_matches_one_row(void **state) {
     (void)state;
     int threads_before = ftc_threads(), ran = 0;
-    const char *paths[] = {"avx2", "avx512"};
-    for (int p = 0; p < 2; p++) {
-        if (!ftc_matmul_set_backend(paths[p])) continue;
+    const char *paths[] = {"avx2", "avx512:fma", "avx512:dpbf16"};
+    for (int p = 0; p < 3; p++) {
+        if (!set_path(paths[p])) continue;
         ran++;
         ftc_rng r;
         ftc_rng_seed(&r, 25);
@@ -530,7 +559,8 @@ static void test_skinny_every_row_count_matches_one_row(void **state) {
                 ftc_matmul_bf16(false, true, 1, N, K, 1.0f, A + (size_t)i * K, FTC_MM_F32, K, Wh, FTC_MM_BF16, K,
                                 0.0f, one16 + (size_t)i * N, N);
             }
-            { /* bf16 = the f32 kernel on the operands rounded to bf16 (exact products, the same f32 additions) */
+            if (p < 2) { /* bf16 = the f32 kernel on the operands rounded to bf16 (exact products, the same f32
+                          * additions); vdpbf16ps adds two products a step, so its last bits differ */
                 float *Ar = malloc(sizeof(float) * 17 * K), *Wr = malloc(sizeof(float) * (size_t)N * K);
                 assert_true(Ar && Wr);
                 for (size_t e = 0; e < 17 * (size_t)K; e++) Ar[e] = ftc_bf16_to_f32(ftc_f32_to_bf16(A[e]));
@@ -552,7 +582,7 @@ static void test_skinny_every_row_count_matches_one_row(void **state) {
         }
     }
     ftc_threads_set(threads_before);
-    ftc_matmul_set_backend("auto");
+    reset_path();
     if (!ran) skip();
 }
 

@@ -38,8 +38,16 @@ bool ftc_matmul_set_backend(const char *name);
 typedef enum { FTC_MM_F32 = 0, FTC_MM_BF16 = 1 } ftc_mm_type;
 void ftc_matmul_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void *A, ftc_mm_type a_type,
                      int lda, const void *B, ftc_mm_type b_type, int ldb, float beta, float *C, int ldc);
-/* "avx512bf16" or "generic". */
+/* "avx512bf16", "avx2" or "generic". */
 const char *ftc_matmul_bf16_backend(void);
+/* On the avx512bf16 path, decoding's bf16 products (at most 16 rows of A against bf16 weights read along K) run on
+ * vdpbf16ps ("dpbf16") or on f32 FMAs with the weights widened in registers ("fma"): by default dpbf16 on AMD CPUs
+ * (vdpbf16ps at the FMA's instruction rate), fma on others (vdpbf16ps slower there); FTC_BF16_DOT=dpbf16|fma
+ * forces one. ftc_matmul_set_bf16_dot: "dpbf16", "fma" or "auto"; false, unchanged, for an unknown name or dpbf16
+ * on a CPU without AVX512-BF16. Not thread-safe (tests and benchmarks). ftc_matmul_bf16_dot: the one in use now,
+ * "fma" on the avx2 and generic paths (f32 multiply-adds there). */
+bool ftc_matmul_set_bf16_dot(const char *name);
+const char *ftc_matmul_bf16_dot(void);
 
 /* ftc_parallel_for (small parallel loops between matmuls, e.g. decode attention) is declared in threads.h. */
 

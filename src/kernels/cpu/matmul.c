@@ -99,10 +99,56 @@ static bf16_path bf16_current(void) {
     return ftc_mm_cpu_has_avx2_fma() ? BF16_AVX2 : BF16_GENERIC;
 }
 
+/* Decoding's bf16 skinny products on the AVX512-BF16 path: vdpbf16ps on A and W as bf16, or W widened to f32 in
+ * registers and the f32 FMAs (A rounded to bf16, kept as f32). Where vdpbf16ps issues at the FMA's rate it does
+ * twice the multiply-adds: AMD Zen 4 (EPYC, 2026-12-04: one vdpbf16ps zmm and one vfmadd231ps zmm each 0.276 ns, 12
+ * independent chains). On the Intel Xeon (model 207) it ran at about a third of the FMA rate, so a batch of 8 rows
+ * was compute-bound there (bench/RESULTS.md, 2026-12-04). Chosen by vendor, so that a CPU always takes the same
+ * path (and a row the same bits): AMD vdpbf16ps, others the FMAs. FTC_BF16_DOT=dpbf16|fma or
+ * ftc_matmul_set_bf16_dot() forces one. The two differ in the last bits (vdpbf16ps adds two products a lane per
+ * step, flushes denormals); each gives a row the same bits alone and in any batch. */
+typedef enum { DOT_UNSET, DOT_FMA, DOT_DP } bf16_dot_id;
+static bf16_dot_id bf16_dot = DOT_UNSET;
+
+static bf16_dot_id bf16_dot_from_name(const char *name) {
+    if (!name) return DOT_UNSET;
+    if (strcmp(name, "fma") == 0) return DOT_FMA;
+    if (strcmp(name, "dpbf16") == 0) return cpu_has_avx512_bf16() ? DOT_DP : DOT_UNSET;
+    return DOT_UNSET;
+}
+
+static bf16_dot_id bf16_dot_auto(void) {
+    bf16_dot_id d = bf16_dot_from_name(getenv("FTC_BF16_DOT"));
+    if (d != DOT_UNSET) return d;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (cpu_has_avx512_bf16() && __builtin_cpu_is("amd")) return DOT_DP;
+#endif
+    return DOT_FMA;
+}
+
+static bool bf16_dot_dp(void) {
+    if (bf16_dot == DOT_UNSET) bf16_dot = bf16_dot_auto();
+    return bf16_dot == DOT_DP;
+}
+
+bool ftc_matmul_set_bf16_dot(const char *name) {
+    if (name && strcmp(name, "auto") == 0) {
+        bf16_dot = bf16_dot_auto();
+        return true;
+    }
+    bf16_dot_id d = bf16_dot_from_name(name);
+    if (d == DOT_UNSET) return false;
+    bf16_dot = d;
+    return true;
+}
+
 const char *ftc_matmul_bf16_backend(void) {
     static const char *const names[] = {"generic", "avx512bf16", "avx2"};
     return names[bf16_current()];
 }
+
+const char *ftc_matmul_bf16_dot(void) { return bf16_current() == BF16_AVX512 && bf16_dot_dp() ? "dpbf16" : "fma"; }
 
 /* ---- portable paths ---- */
 
@@ -181,6 +227,8 @@ typedef struct {
     bool skinny;       /* few rows of A against W = op(B)^T read along K (matmul_skinny.c); threads split N */
     bool avx2;         /* skinny job on the AVX2 kernels (matmul_avx2.c) */
     const float *a32;  /* skinny bf16 job: A rounded to bf16, kept as f32, M x K (stride K) */
+    const uint16_t *a16; /* skinny bf16 job on vdpbf16ps (instead of a32): A as bf16 bits, stride lda16 */
+    int lda16;
 } gemm_job;
 
 static size_t elem_size(ftc_mm_type t) { return t == FTC_MM_BF16 ? 2 : 4; }
@@ -254,7 +302,10 @@ static void run_chunk(const gemm_job *j, int c, int n) {
                 ftc_mm_skinny_f32_avx2(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc);
             return;
         }
-        if (j->bf16)
+        if (j->a16)
+            ftc_mm_skinny_bf16dp_avx512(j->M, lo, hi, j->K, j->alpha, j->a16, j->lda16, j->B, j->ldb, j->beta, j->C,
+                                        j->ldc);
+        else if (j->bf16)
             ftc_mm_skinny_bf16_avx512(j->M, lo, hi, j->K, j->alpha, j->a32, j->K, j->B, j->ldb, j->beta, j->C, j->ldc);
         else
             ftc_mm_skinny_f32_avx512(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc);
@@ -384,7 +435,7 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     switch (current()) {
     case BACKEND_AVX512: {
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL, 0,
-                      false, false, NULL};
+                      false, false, NULL, NULL, 0};
         if (!ta && tb && M <= SKINNY_M) {
             j.skinny = true;
             run_skinny(&j, sizeof(float) * (size_t)N * (size_t)K);
@@ -406,7 +457,7 @@ void ftc_matmul(bool ta, bool tb, int M, int N, int K, float alpha, const float 
     case BACKEND_AVX2:
         if (!ta && tb && M <= SKINNY_M) {
             gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, FTC_MM_F32, FTC_MM_F32, lda, ldb, ldc, C, false, false, NULL,
-                          0, true, true, NULL};
+                          0, true, true, NULL, NULL, 0};
             run_skinny(&j, sizeof(float) * (size_t)N * (size_t)K);
             return;
         }
@@ -457,7 +508,7 @@ static bool bf16_avx2(bool ta, bool tb, int M, int N, int K, float alpha, const 
     round_rows(A, at, (size_t)lda, 0, ar, ac, a32);
     if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16) { /* decoding: W streamed as stored */
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
-                      true, true, a32};
+                      true, true, a32, NULL, 0};
         run_skinny(&j, sizeof(uint16_t) * (size_t)N * (size_t)K);
         free(a32);
         return true;
@@ -488,8 +539,23 @@ void ftc_matmul_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const v
     if (path == BF16_AVX2 && bf16_avx2(ta, tb, M, N, K, alpha, A, at, lda, B, bt, ldb, beta, C, ldc)) return;
     if (path == BF16_AVX512) {
         gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, at, bt, lda, ldb, ldc, C, true, false, NULL, 0,
-                      false, false, NULL};
+                      false, false, NULL, NULL, 0};
         float *a32;
+        if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16 && bf16_dot_dp()) { /* decoding on vdpbf16ps */
+            uint16_t *a16 = NULL;
+            if (at == FTC_MM_BF16) j.a16 = A, j.lda16 = lda;
+            else if ((a16 = malloc(sizeof(uint16_t) * (size_t)M * (size_t)K)) != NULL) { /* rounded once */
+                for (int i = 0; i < M; i++)
+                    ftc_f32_to_bf16_avx512((const float *)A + (size_t)i * lda, a16 + (size_t)i * K, (size_t)K);
+                j.a16 = a16, j.lda16 = K;
+            }
+            if (j.a16) {
+                j.skinny = true;
+                run_skinny(&j, sizeof(uint16_t) * (size_t)N * (size_t)K);
+                free(a16);
+                return;
+            }
+        }
         if (!ta && tb && M <= SKINNY_M && bt == FTC_MM_BF16 &&
             (a32 = malloc(sizeof(float) * (size_t)M * (size_t)K)) != NULL) { /* A rounded once, not per row of W */
             round_rows(A, at, (size_t)lda, 0, M, K, a32);

@@ -36,6 +36,10 @@ void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alpha, const f
                               int ldw, float beta, float *C, int ldc);
 void ftc_mm_skinny_bf16_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda,
                                const uint16_t *W, int ldw, float beta, float *C, int ldc);
+/* The same bf16 product on vdpbf16ps (AVX512-BF16; call only after a CPU-feature check): A given as bf16 bits (f32
+ * activations rounded by the caller), stride lda. */
+void ftc_mm_skinny_bf16dp_avx512(int M, int n0, int n1, int K, float alpha, const uint16_t *A, int lda,
+                                 const uint16_t *W, int ldw, float beta, float *C, int ldc);
 /* AVX2 + FMA (matmul_avx2.c), for CPUs without AVX-512; call only after a CPU-feature check. Skinny products as
  * above; bf16: A given as f32 values already rounded to bf16 (exact products, f32 accumulation). */
 /* The CPU has AVX2 and FMA, which every *_avx2.c kernel (matmul, vmath, quant) is compiled for: one probe for all. */

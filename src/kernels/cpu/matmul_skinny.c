@@ -14,10 +14,12 @@
 #include <immintrin.h>
 
 #define AVX512_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define BF16_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")))
 #define INLINE __attribute__((always_inline)) static inline
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+static inline __mmask32 mask32(int n) { return n >= 32 ? (__mmask32)0xFFFFFFFFu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
 
 static inline void store(float *C, int ldc, int rows, int cols, const float s[4][4], float alpha, float beta) {
     for (int r = 0; r < rows; r++)
@@ -78,6 +80,46 @@ INLINE AVX512_FN void dots(const int RB, const int BF, const float *A, int lda, 
     }
 }
 
+/* bf16 on vdpbf16ps (the CPUs where it runs at the FMA's instruction rate, twice its multiply-adds: see matmul.c's
+ * bf16_dot): A and W both as bf16 bits with k pairs adjacent, as stored; one 32-value block of K (lanes under m) at
+ * k; a missing tail element reads as 0 in both operands. */
+INLINE BF16_FN void dp_block(const int RB, const uint16_t *A, int lda, const uint16_t *const w[4], int k, __mmask32 m,
+                             __m512 acc[4][4]) {
+    __m512bh w0 = (__m512bh)_mm512_maskz_loadu_epi16(m, w[0] + k), w1 = (__m512bh)_mm512_maskz_loadu_epi16(m, w[1] + k);
+    __m512bh w2 = (__m512bh)_mm512_maskz_loadu_epi16(m, w[2] + k), w3 = (__m512bh)_mm512_maskz_loadu_epi16(m, w[3] + k);
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        __m512bh a = (__m512bh)_mm512_maskz_loadu_epi16(m, A + (size_t)r * lda + k);
+        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, w0);
+        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, w1);
+        acc[r][2] = _mm512_dpbf16_ps(acc[r][2], a, w2);
+        acc[r][3] = _mm512_dpbf16_ps(acc[r][3], a, w3);
+    }
+}
+
+/* As dots, on vdpbf16ps: every (row of A, row of W) pair adds K's 32-value blocks in order in its own accumulator
+ * and is reduced alike, so its bits do not depend on RB either. */
+INLINE BF16_FN void dots_dp(const int RB, const uint16_t *A, int lda, const uint16_t *const w[4], size_t next, int K,
+                            float s[4][4]) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 32 <= K; k += 32) {
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(w[t] + next + (size_t)k), _MM_HINT_T0);
+        dp_block(RB, A, lda, w, k, 0xFFFFFFFFu, acc);
+    }
+    if (k < K) dp_block(RB, A, lda, w, k, mask32(K - k), acc);
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        s[r][0] = _mm512_reduce_add_ps(acc[r][0]);
+        s[r][1] = _mm512_reduce_add_ps(acc[r][1]);
+        s[r][2] = _mm512_reduce_add_ps(acc[r][2]);
+        s[r][3] = _mm512_reduce_add_ps(acc[r][3]);
+    }
+}
+
 /* Tiles of 4 rows of W against the rows of A in groups of 4 (the W rows are read from memory by the first group,
  * from L1 by the next ones) */
 INLINE AVX512_FN void skinny(const int BF, int M, int n0, int n1, int K, float alpha, const float *A, int lda,
@@ -96,6 +138,29 @@ INLINE AVX512_FN void skinny(const int BF, int M, int n0, int n1, int K, float a
             case 2: dots(2, BF, a, lda, w, next, K, s); break;
             case 3: dots(3, BF, a, lda, w, next, K, s); break;
             default: dots(4, BF, a, lda, w, next, K, s); break;
+            }
+            store(C + (size_t)i * ldc + j, ldc, in, jn, s, alpha, beta);
+        }
+    }
+}
+
+/* The bf16 tiles on vdpbf16ps, as skinny() */
+BF16_FN void ftc_mm_skinny_bf16dp_avx512(int M, int n0, int n1, int K, float alpha, const uint16_t *A, int lda,
+                                         const uint16_t *W, int ldw, float beta, float *C, int ldc) {
+    const size_t next = 4 * (size_t)ldw;
+    for (int j = n0; j < n1; j += 4) {
+        int jn = imin(4, n1 - j);
+        const uint16_t *w[4];
+        for (int t = 0; t < 4; t++) w[t] = W + (size_t)(j + (t < jn ? t : 0)) * ldw;
+        for (int i = 0; i < M; i += 4) {
+            int in = imin(4, M - i);
+            float s[4][4];
+            const uint16_t *a = A + (size_t)i * lda;
+            switch (in) {
+            case 1: dots_dp(1, a, lda, w, next, K, s); break;
+            case 2: dots_dp(2, a, lda, w, next, K, s); break;
+            case 3: dots_dp(3, a, lda, w, next, K, s); break;
+            default: dots_dp(4, a, lda, w, next, K, s); break;
             }
             store(C + (size_t)i * ldc + j, ldc, in, jn, s, alpha, beta);
         }
