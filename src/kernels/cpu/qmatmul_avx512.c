@@ -19,6 +19,7 @@
  * Compiled with target attributes; qmatmul_q8act.c calls in when ftc_vm_isa() == 2 and the CPU has AVX-512 VNNI,
  * BW and VL (ftc_q8a_avx512_ok). */
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 #include "ftc/quant.h"
 #include "quant_internal.h"
@@ -39,22 +40,24 @@ bool ftc_q8a_avx512_ok(void) {
 /* The prepared rows (one buffer, 64-byte aligned): for P = I rounded up to 64 (whole pairs), per row of X
  *   q [P] int8: the quantizer's bytes, 0 past I     c [P / 4] int32: the accumulator's start per lane (above)
  *   d [P / 4] f32: d_x in the 8 lanes of its block   s [P / 4] f32: s_x likewise (Q4_1)
- * each array N rows of P bytes, in this order. */
+ * each array N rows of P bytes, in this order; then cb [P / 32] int32 per row: each block's whole start (the sum
+ * of its 8 lanes' c: -128 or -8 times the block's sum of q), for the 16-row tiles below. */
 static size_t padded(int I) { return ((size_t)I + 63) & ~(size_t)63; }
-size_t ftc_q8a_prepared_bytes(int N, int I) { return 4 * (size_t)N * padded(I); }
+size_t ftc_q8a_prepared_bytes(int N, int I) { return 4 * (size_t)N * padded(I) + (size_t)N * padded(I) / 8; }
 
 typedef struct {
     const int8_t *q;
     const int32_t *c;
     const float *d, *s;
-    size_t P; /* bytes of a row in each array */
+    const int32_t *cb;
+    size_t P; /* bytes of a row in each array (cb: P / 8) */
 } prepared;
 
 static prepared rows_of(const void *buf, int N, int I) {
     const size_t P = padded(I), rows = (size_t)N * P;
     const uint8_t *b = buf;
     return (prepared){(const int8_t *)b, (const int32_t *)(b + rows), (const float *)(b + 2 * rows),
-                      (const float *)(b + 3 * rows), P};
+                      (const float *)(b + 3 * rows), (const int32_t *)(b + 4 * rows), P};
 }
 
 AVX512_FN void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, void *buf) {
@@ -64,16 +67,20 @@ AVX512_FN void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, vo
     const int k = type == FTC_GGML_Q8_0 ? 128 : type == FTC_GGML_Q4_0 ? 8 : 0;
     const __m256i vk = _mm256_set1_epi8((char)k);
     uint8_t *b = buf;
-    memset(b, 0, 4 * rows); /* the padding: q 0, start 0, scales 0 */
+    memset(b, 0, 4 * rows + rows / 8); /* the padding: q 0, start 0, scales 0 */
     for (int n = 0; n < N; n++) {
         int8_t *q = (int8_t *)(b + (size_t)n * P);
-        int32_t *c = (int32_t *)(b + rows + (size_t)n * P);
+        int32_t *c = (int32_t *)(b + rows + (size_t)n * P), *cb = (int32_t *)(b + 4 * rows + (size_t)n * P / 8);
         float *d = (float *)(b + 2 * rows + (size_t)n * P), *s = (float *)(b + 3 * rows + (size_t)n * P);
         for (int blk = 0; blk < nb; blk++) {
             float db, sb;
             ftc_q8a_quantize_avx2(X + (size_t)n * I + 32 * blk, 32, q + 32 * blk, &db, &sb); /* the same bits */
             __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), vk, _mm256_load_si256((const __m256i *)(q + 32 * blk)));
-            _mm256_store_si256((__m256i *)(c + 8 * blk), _mm256_sub_epi32(_mm256_setzero_si256(), sum));
+            const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
+            _mm256_store_si256((__m256i *)(c + 8 * blk), start);
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(start), _mm256_extracti128_si256(start, 1));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+            cb[blk] = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
             _mm256_store_ps(d + 8 * blk, _mm256_set1_ps(db));
             _mm256_store_ps(s + 8 * blk, _mm256_set1_ps(sb));
         }
@@ -195,6 +202,139 @@ TILE_TYPE(q8_0, FTC_GGML_Q8_0)
 TILE_TYPE(q4_0, FTC_GGML_Q4_0)
 TILE_TYPE(q4_1, FTC_GGML_Q4_1)
 
+/* Q8_0 and Q4_0: tiles of 16 rows of W, one row a lane. Per block of 32 inputs, the tile's 16 W blocks are
+ * transposed in registers to 8 vectors V_k, lane j = W row j's 4 values of dword k (unsigned: Q8_0 w + 128, Q4_0
+ * the nibble; Q4_0's dword k low nibbles are the values 4k.., high 16 + 4k..), so each row of X takes 8 vpdpbusd
+ * (its 4 bytes of dword k broadcast, the accumulator started at the block's cb) for the 16 rows' exact integer
+ * block dots at once, then one conversion, d_w d_x in one multiply and one FMA: 11 vector ops per (block, 16 rows,
+ * X row) against the pairs' 32 (4 per pair and row), where the transpose (about 40 ops per block and tile) is
+ * shared by up to 8 rows of X. Each output is the scalar chain y = fma(dot_b, d_w d_x, y) over the blocks b in
+ * order from 0, whatever the lane, tile and batch: a row of X gets the same bits alone and in any batch.
+ * Tiles past the last row repeat the last row (their lanes are not stored). */
+enum { TILE = 16 };
+
+/* The tile's block (16 rows at p + r * stride, r = 0..15): V[8] and the rows' d (lane j row j) */
+INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd) {
+    /* d: the block's first 2 bytes (the gather's 4 stay inside the block) */
+    const __m512i g = _mm512_i32gather_epi32(goff, (const void *)p, 1);
+    *vd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    if (type == FTC_GGML_Q8_0) {
+        /* Z_a = [row a | row a+4], Z_{4+a} = [row 8+a | row 12+a] (32 bytes of qs each); a 4 x 4 dword transpose
+         * in each 128-bit lane of Z_0..3 (T) and Z_4..7 (U), then 128-bit lanes picked to rows 0-3, 4-7, 8-11, 12-15 */
+        __m512i Z[8], T[8];
+        for (int a = 0; a < 8; a++) {
+            const int r0 = a < 4 ? a : 4 + a, r1 = r0 + 4;
+            const uint8_t *q0 = p + (size_t)r0 * stride + 2, *q1 = p + (size_t)r1 * stride + 2;
+            Z[a] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)q0)),
+                                      _mm256_loadu_si256((const __m256i *)q1), 1);
+        }
+        for (int h = 0; h < 8; h += 4) {
+            const __m512i t0 = _mm512_unpacklo_epi32(Z[h], Z[h + 1]), t1 = _mm512_unpackhi_epi32(Z[h], Z[h + 1]);
+            const __m512i t2 = _mm512_unpacklo_epi32(Z[h + 2], Z[h + 3]), t3 = _mm512_unpackhi_epi32(Z[h + 2], Z[h + 3]);
+            T[h] = _mm512_unpacklo_epi64(t0, t2), T[h + 1] = _mm512_unpackhi_epi64(t0, t2);
+            T[h + 2] = _mm512_unpacklo_epi64(t1, t3), T[h + 3] = _mm512_unpackhi_epi64(t1, t3);
+        }
+        const __m512i k80 = _mm512_set1_epi8((char)0x80);
+        for (int k = 0; k < 4; k++) {
+            V[k] = _mm512_xor_si512(_mm512_shuffle_i32x4(T[k], T[4 + k], _MM_SHUFFLE(2, 0, 2, 0)), k80);
+            V[k + 4] = _mm512_xor_si512(_mm512_shuffle_i32x4(T[k], T[4 + k], _MM_SHUFFLE(3, 1, 3, 1)), k80);
+        }
+        return;
+    }
+    /* Q4_0: Z_a = [row a | row a+4 | row a+8 | row a+12] (16 bytes of qs each), a 4 x 4 dword transpose in each
+     * 128-bit lane: T_k lane j = row j's qs dword k */
+    __m512i Z[4];
+    for (int a = 0; a < 4; a++) {
+        const uint8_t *q = p + (size_t)a * stride + 2;
+        __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q));
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(q + 4 * stride)), 1);
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(q + 8 * stride)), 2);
+        Z[a] = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(q + 12 * stride)), 3);
+    }
+    const __m512i t0 = _mm512_unpacklo_epi32(Z[0], Z[1]), t1 = _mm512_unpackhi_epi32(Z[0], Z[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(Z[2], Z[3]), t3 = _mm512_unpackhi_epi32(Z[2], Z[3]);
+    const __m512i T[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3),
+                          _mm512_unpackhi_epi64(t1, t3)};
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int k = 0; k < 4; k++) {
+        V[k] = _mm512_and_si512(T[k], m4);
+        V[k + 4] = _mm512_and_si512(_mm512_srli_epi32(T[k], 4), m4);
+    }
+}
+
+/* 16 rows of W (from w, row_bytes apart; Rs < 16: rows past Rs - 1 repeat it, through a staging copy of each
+ * block) times C prepared rows of X into Y: row r, column c at Y[c * ldy + r], r < Rs. next: where the next tile
+ * starts (prefetched over this tile's blocks, NULL: none). */
+INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, const uint8_t *w, size_t row_bytes,
+                             const uint8_t *next, const prepared *x, int nb, float beta) {
+    const size_t bbytes = type == FTC_GGML_Q8_0 ? sizeof(ftc_block_q8_0) : sizeof(ftc_block_q4_0);
+    _Alignas(64) uint8_t stage[TILE * sizeof(ftc_block_q8_0)];
+    const bool staged = Rs < TILE;
+    const size_t stride = staged ? bbytes : row_bytes;
+    const __m512i goff = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)stride));
+    const size_t lines = (TILE * row_bytes + 63) / 64; /* of the next tile, spread over the blocks */
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + (size_t)b * bbytes;
+        if (staged) {
+            for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
+            p = stage;
+        }
+        if (next)
+            for (size_t l = (size_t)b * lines / nb, e = (size_t)(b + 1) * lines / nb; l < e; l++)
+                _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T0);
+        __m512i V[8];
+        __m512 vd;
+        wblock16(type, p, stride, goff, V, &vd);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const int32_t *xq = (const int32_t *)(x->q + (size_t)c * x->P + 32 * (size_t)b);
+            /* two chains (integer: the same sum in any order) for the latency when C is small */
+            __m512i s0 = _mm512_set1_epi32(x->cb[(size_t)c * x->P / 32 + b]), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k += 2) {
+                s0 = _mm512_dpbusd_epi32(s0, V[k], _mm512_set1_epi32(xq[k]));
+                s1 = _mm512_dpbusd_epi32(s1, V[k + 1], _mm512_set1_epi32(xq[k + 1]));
+            }
+            const __m512 dd = _mm512_mul_ps(vd, _mm512_set1_ps(x->d[(size_t)c * x->P / 4 + 8 * (size_t)b]));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dd, acc[c]);
+        }
+    }
+    const __mmask16 m = (__mmask16)((1u << Rs) - 1);
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) {
+        float *y = Y + (size_t)c * ldy;
+        __m512 v = acc[c];
+        if (beta != 0.0f) v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, y)));
+        _mm512_mask_storeu_ps(y, m, v);
+    }
+}
+
+#define T16_ARGS int Rs, float *Y, int ldy, const uint8_t *w, size_t row_bytes, const uint8_t *next, const prepared *x, int nb, float beta
+#define T16_CALL(T, C) tile16(T, C, Rs, Y, ldy, w, row_bytes, next, x, nb, beta)
+#define T16_TYPE(N, T)                                                                                                 \
+    static AVX512_FN void t16_##N(int C, T16_ARGS) {                                                                  \
+        switch (C) {                                                                                                 \
+        case 1: T16_CALL(T, 1); break;                                                                               \
+        case 2: T16_CALL(T, 2); break;                                                                               \
+        case 3: T16_CALL(T, 3); break;                                                                               \
+        case 4: T16_CALL(T, 4); break;                                                                               \
+        case 5: T16_CALL(T, 5); break;                                                                               \
+        case 6: T16_CALL(T, 6); break;                                                                               \
+        case 7: T16_CALL(T, 7); break;                                                                               \
+        default: T16_CALL(T, 8); break;                                                                              \
+        }                                                                                                            \
+    }
+T16_TYPE(q8_0, FTC_GGML_Q8_0)
+T16_TYPE(q4_0, FTC_GGML_Q4_0)
+
+bool ftc_q8a_avx512_tiles(int type, size_t row_bytes) {
+    return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0) && row_bytes <= (size_t)INT32_MAX / TILE;
+}
+
 /* Rows [o0, o1) of W times the N prepared rows of X (buf, ftc_q8a_prepare_avx512) into Y [N, O] columns o0..o1
  * (Y = v, or v + beta Y). One row of X: 4 rows of W a tile; more: chunks of at most 8 rows of X (even), each over
  * the range's rows of W two at a time (the chunk's bytes stay in L1 while W streams). */
@@ -202,6 +342,22 @@ AVX512_FN void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N
                                       int I, int O, int o0, int o1, float beta) {
     const prepared x = rows_of(buf, N, I);
     const int nb = I / 32;
+    if (ftc_q8a_avx512_tiles(type, row_bytes)) {
+        const int chunks = (N + 7) / 8, per = (N + chunks - 1) / chunks;
+        for (int n = 0; n < N; n += per) {
+            const int C = N - n < per ? N - n : per;
+            const prepared xn = {x.q + (size_t)n * x.P, x.c, x.d + (size_t)n * x.P / 4, x.s, x.cb + (size_t)n * x.P / 32, x.P};
+            for (int o = o0; o < o1; o += TILE) {
+                const int Rs = o1 - o < TILE ? o1 - o : TILE;
+                const uint8_t *w = (const uint8_t *)W + (size_t)o * row_bytes;
+                const uint8_t *next = w + TILE * row_bytes; /* past the range or W too: a prefetch does not fault */
+                float *Yn = Y + (size_t)n * O + o;
+                if (type == FTC_GGML_Q8_0) t16_q8_0(C, Rs, Yn, O, w, row_bytes, next, &xn, nb, beta);
+                else t16_q4_0(C, Rs, Yn, O, w, row_bytes, next, &xn, nb, beta);
+            }
+        }
+        return;
+    }
     const int R = N == 1 ? 4 : 2;
     const size_t rows_ahead = (AHEAD_BYTES + row_bytes - 1) / row_bytes;
     const size_t ahead = (rows_ahead > 4 ? rows_ahead : 4) * row_bytes;
@@ -209,7 +365,7 @@ AVX512_FN void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N
     for (int n = 0; n < N; n += per) {
         const int C = N - n < per ? N - n : per;
         const prepared xn = {x.q + (size_t)n * x.P, x.c + (size_t)n * x.P / 4, x.d + (size_t)n * x.P / 4,
-                             x.s + (size_t)n * x.P / 4, x.P};
+                             x.s + (size_t)n * x.P / 4, x.cb + (size_t)n * x.P / 32, x.P};
         for (int o = o0; o < o1; o += R) {
             const int Rs = o1 - o < R ? o1 - o : R;
             const uint8_t *w[4];
