@@ -37,50 +37,79 @@ bool ftc_q8a_avx512_ok(void) {
     return ok;
 }
 
-/* The prepared rows (one buffer, 64-byte aligned): for P = I rounded up to 64 (whole pairs), per row of X
+/* The prepared rows (one buffer, 64-byte aligned). Q4_1 (the pairs' kernels): for P = I rounded up to 64 (whole
+ * pairs), per row of X
  *   q [P] int8: the quantizer's bytes, 0 past I     c [P / 4] int32: the accumulator's start per lane (above)
  *   d [P / 4] f32: d_x in the 8 lanes of its block   s [P / 4] f32: s_x likewise (Q4_1)
- * each array N rows of P bytes, in this order; then cb [P / 32] int32 per row: each block's whole start (the sum
- * of its 8 lanes' c: -128 or -8 times the block's sum of q), for the 16-row tiles below. */
+ * each array N rows of P bytes, in this order. Q8_0 / Q4_0 (the 16-row tiles below): the rows in the chunks the
+ * tiles take them (tile_chunk), chunk n0 of C rows at byte n0 * I / 32 * 40, there for each block b and row c
+ * (C - 1 at most 7) 40 bytes at (b * C + c) * 40: the block's 32 bytes of q, its whole start cb (int32: -128 or -8
+ * times its sum of q) and d_x (f32), so that a tile reaches all of a block's activations from one pointer. */
 static size_t padded(int I) { return ((size_t)I + 63) & ~(size_t)63; }
-size_t ftc_q8a_prepared_bytes(int N, int I) { return 4 * (size_t)N * padded(I) + (size_t)N * padded(I) / 8; }
+size_t ftc_q8a_prepared_bytes(int N, int I) { return 4 * (size_t)N * padded(I); /* >= the tiles' N I / 32 * 40 */ }
 
 typedef struct {
     const int8_t *q;
     const int32_t *c;
     const float *d, *s;
-    const int32_t *cb;
-    size_t P; /* bytes of a row in each array (cb: P / 8) */
+    size_t P; /* bytes of a row in each array */
 } prepared;
 
 static prepared rows_of(const void *buf, int N, int I) {
     const size_t P = padded(I), rows = (size_t)N * P;
     const uint8_t *b = buf;
     return (prepared){(const int8_t *)b, (const int32_t *)(b + rows), (const float *)(b + 2 * rows),
-                      (const float *)(b + 3 * rows), (const int32_t *)(b + 4 * rows), P};
+                      (const float *)(b + 3 * rows), P};
+}
+
+enum { TILE = 16, XE = 40 /* bytes of a (block, row of X) entry of the tiles' layout */ };
+
+bool ftc_q8a_avx512_tiles(int type, int I) {
+    return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0) &&
+           ftc_quant_row_bytes(type, I) <= (size_t)INT32_MAX / TILE; /* the d gather's 32-bit offsets */
+}
+
+/* the tiles take the rows of X in chunks of at most 8, as even as can be: per rows a chunk (the last fewer) */
+static int tile_chunk(int N) {
+    const int chunks = (N + 7) / 8;
+    return (N + chunks - 1) / chunks;
 }
 
 AVX512_FN void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, void *buf) {
-    const size_t P = padded(I), rows = (size_t)N * P;
     const int nb = I / 32;
     /* the weight's unsigned offset: w + 128 for Q8_0, the nibble n = (n - 8) + 8 for Q4_0 */
     const int k = type == FTC_GGML_Q8_0 ? 128 : type == FTC_GGML_Q4_0 ? 8 : 0;
     const __m256i vk = _mm256_set1_epi8((char)k);
     uint8_t *b = buf;
-    memset(b, 0, 4 * rows + rows / 8); /* the padding: q 0, start 0, scales 0 */
+    if (ftc_q8a_avx512_tiles(type, I)) {
+        const int per = tile_chunk(N);
+        for (int n = 0; n < N; n++) {
+            const int n0 = n / per * per, C = N - n0 < per ? N - n0 : per;
+            uint8_t *e = b + (size_t)n0 * nb * XE + (size_t)(n - n0) * XE;
+            for (int blk = 0; blk < nb; blk++, e += (size_t)C * XE) {
+                float db, sb;
+                ftc_q8a_quantize_avx2(X + (size_t)n * I + 32 * blk, 32, (int8_t *)e, &db, &sb); /* the same bits */
+                const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), vk, _mm256_loadu_si256((const __m256i *)e));
+                __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+                const int32_t cb = -_mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
+                memcpy(e + 32, &cb, 4);
+                memcpy(e + 36, &db, 4);
+            }
+        }
+        return;
+    }
+    const size_t P = padded(I), rows = (size_t)N * P;
+    memset(b, 0, 4 * rows); /* the padding: q 0, start 0, scales 0 */
     for (int n = 0; n < N; n++) {
         int8_t *q = (int8_t *)(b + (size_t)n * P);
-        int32_t *c = (int32_t *)(b + rows + (size_t)n * P), *cb = (int32_t *)(b + 4 * rows + (size_t)n * P / 8);
+        int32_t *c = (int32_t *)(b + rows + (size_t)n * P);
         float *d = (float *)(b + 2 * rows + (size_t)n * P), *s = (float *)(b + 3 * rows + (size_t)n * P);
         for (int blk = 0; blk < nb; blk++) {
             float db, sb;
             ftc_q8a_quantize_avx2(X + (size_t)n * I + 32 * blk, 32, q + 32 * blk, &db, &sb); /* the same bits */
             __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), vk, _mm256_load_si256((const __m256i *)(q + 32 * blk)));
-            const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
-            _mm256_store_si256((__m256i *)(c + 8 * blk), start);
-            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(start), _mm256_extracti128_si256(start, 1));
-            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-            cb[blk] = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
+            _mm256_store_si256((__m256i *)(c + 8 * blk), _mm256_sub_epi32(_mm256_setzero_si256(), sum));
             _mm256_store_ps(d + 8 * blk, _mm256_set1_ps(db));
             _mm256_store_ps(s + 8 * blk, _mm256_set1_ps(sb));
         }
@@ -211,8 +240,6 @@ TILE_TYPE(q4_1, FTC_GGML_Q4_1)
  * shared by up to 8 rows of X. Each output is the scalar chain y = fma(dot_b, d_w d_x, y) over the blocks b in
  * order from 0, whatever the lane, tile and batch: a row of X gets the same bits alone and in any batch.
  * Tiles past the last row repeat the last row (their lanes are not stored). */
-enum { TILE = 16 };
-
 /* The tile's block (16 rows at p + r * stride, r = 0..15): V[8] and the rows' d (lane j row j) */
 INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd) {
     /* d: the block's first 2 bytes (the gather's 4 stay inside the block) */
@@ -271,36 +298,34 @@ INLINE AVX512_FN __m512i dpbusd_bcast(__m512i acc, __m512i a, const int32_t *m) 
 }
 
 /* 16 rows of W (from w, row_bytes apart; Rs < 16: rows past Rs - 1 repeat it, through a staging copy of each
- * block) times C prepared rows of X into Y: row r, column c at Y[c * ldy + r], r < Rs. next: where the next tile
- * starts (prefetched over this tile's blocks, NULL: none). */
+ * block) times the C rows of X whose entries start at xe (the tiles' layout) into Y: row r, column c at
+ * Y[c * ldy + r], r < Rs. next: where the next tile starts, prefetched over this tile's blocks (pf lines a block). */
 INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, const uint8_t *w, size_t row_bytes,
-                             const uint8_t *next, const prepared *x, int nb, float beta) {
+                             const uint8_t *next, size_t pf, const uint8_t *xe, int nb, float beta) {
     const size_t bbytes = type == FTC_GGML_Q8_0 ? sizeof(ftc_block_q8_0) : sizeof(ftc_block_q4_0);
     _Alignas(64) uint8_t stage[TILE * sizeof(ftc_block_q8_0)];
     const bool staged = Rs < TILE;
     const size_t stride = staged ? bbytes : row_bytes;
     const __m512i goff = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                             _mm512_set1_epi32((int)stride));
-    const size_t lines = (TILE * row_bytes + 63) / 64; /* of the next tile, spread over the blocks */
+    const char *pfp = (const char *)next, *pfe = pfp + TILE * row_bytes;
     __m512 acc[8];
 #pragma GCC unroll 8
     for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) {
+    for (int b = 0; b < nb; b++, xe += C * XE) {
         const uint8_t *p = w + (size_t)b * bbytes;
         if (staged) {
             for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
             p = stage;
         }
-        if (next)
-            for (size_t l = (size_t)b * lines / nb, e = (size_t)(b + 1) * lines / nb; l < e; l++)
-                _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T0);
+        for (size_t l = 0; l < pf && pfp < pfe; l++, pfp += 64) _mm_prefetch(pfp, _MM_HINT_T0);
         __m512i V[8];
         __m512 vd;
         wblock16(type, p, stride, goff, V, &vd);
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
-            const int32_t *xq = (const int32_t *)(x->q + (size_t)c * x->P + 32 * (size_t)b);
-            __m512i s = _mm512_set1_epi32(x->cb[(size_t)c * x->P / 32 + b]);
+            const int32_t *xq = (const int32_t *)(xe + c * XE);
+            __m512i s = _mm512_set1_epi32(xq[8]);
             if (C <= 2) { /* two chains (integer: the same sum in any order) for the latency */
                 __m512i s1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -310,8 +335,9 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++) s = dpbusd_bcast(s, V[k], xq + k);
             }
-            const __m512 dd = _mm512_mul_ps(vd, _mm512_set1_ps(x->d[(size_t)c * x->P / 4 + 8 * (size_t)b]));
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dd, acc[c]);
+            float dx;
+            memcpy(&dx, xe + c * XE + 36, 4);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(vd, _mm512_set1_ps(dx)), acc[c]);
         }
     }
     const __mmask16 m = (__mmask16)((1u << Rs) - 1);
@@ -324,8 +350,8 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
     }
 }
 
-#define T16_ARGS int Rs, float *Y, int ldy, const uint8_t *w, size_t row_bytes, const uint8_t *next, const prepared *x, int nb, float beta
-#define T16_CALL(T, C) tile16(T, C, Rs, Y, ldy, w, row_bytes, next, x, nb, beta)
+#define T16_ARGS int Rs, float *Y, int ldy, const uint8_t *w, size_t row_bytes, const uint8_t *next, size_t pf, const uint8_t *xe, int nb, float beta
+#define T16_CALL(T, C) tile16(T, C, Rs, Y, ldy, w, row_bytes, next, pf, xe, nb, beta)
 #define T16_TYPE(N, T)                                                                                                 \
     static AVX512_FN void t16_##N(int C, T16_ARGS) {                                                                  \
         switch (C) {                                                                                                 \
@@ -342,10 +368,6 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
 T16_TYPE(q8_0, FTC_GGML_Q8_0)
 T16_TYPE(q4_0, FTC_GGML_Q4_0)
 
-bool ftc_q8a_avx512_tiles(int type, size_t row_bytes) {
-    return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0) && row_bytes <= (size_t)INT32_MAX / TILE;
-}
-
 /* Rows [o0, o1) of W times the N prepared rows of X (buf, ftc_q8a_prepare_avx512) into Y [N, O] columns o0..o1
  * (Y = v, or v + beta Y). One row of X: 4 rows of W a tile; more: chunks of at most 8 rows of X (even), each over
  * the range's rows of W two at a time (the chunk's bytes stay in L1 while W streams). */
@@ -353,18 +375,19 @@ AVX512_FN void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N
                                       int I, int O, int o0, int o1, float beta) {
     const prepared x = rows_of(buf, N, I);
     const int nb = I / 32;
-    if (ftc_q8a_avx512_tiles(type, row_bytes)) {
-        const int chunks = (N + 7) / 8, per = (N + chunks - 1) / chunks;
+    if (ftc_q8a_avx512_tiles(type, I)) {
+        const int per = tile_chunk(N);
+        const size_t pf = (TILE * row_bytes / 64 + nb) / nb; /* lines of the next tile a block: all of it by the last */
         for (int n = 0; n < N; n += per) {
             const int C = N - n < per ? N - n : per;
-            const prepared xn = {x.q + (size_t)n * x.P, x.c, x.d + (size_t)n * x.P / 4, x.s, x.cb + (size_t)n * x.P / 32, x.P};
+            const uint8_t *xe = (const uint8_t *)buf + (size_t)n * nb * XE;
             for (int o = o0; o < o1; o += TILE) {
                 const int Rs = o1 - o < TILE ? o1 - o : TILE;
                 const uint8_t *w = (const uint8_t *)W + (size_t)o * row_bytes;
                 const uint8_t *next = w + TILE * row_bytes; /* past the range or W too: a prefetch does not fault */
                 float *Yn = Y + (size_t)n * O + o;
-                if (type == FTC_GGML_Q8_0) t16_q8_0(C, Rs, Yn, O, w, row_bytes, next, &xn, nb, beta);
-                else t16_q4_0(C, Rs, Yn, O, w, row_bytes, next, &xn, nb, beta);
+                if (type == FTC_GGML_Q8_0) t16_q8_0(C, Rs, Yn, O, w, row_bytes, next, pf, xe, nb, beta);
+                else t16_q4_0(C, Rs, Yn, O, w, row_bytes, next, pf, xe, nb, beta);
             }
         }
         return;
@@ -376,7 +399,7 @@ AVX512_FN void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N
     for (int n = 0; n < N; n += per) {
         const int C = N - n < per ? N - n : per;
         const prepared xn = {x.q + (size_t)n * x.P, x.c + (size_t)n * x.P / 4, x.d + (size_t)n * x.P / 4,
-                             x.s + (size_t)n * x.P / 4, x.cb + (size_t)n * x.P / 32, x.P};
+                             x.s + (size_t)n * x.P / 4, x.P};
         for (int o = o0; o < o1; o += R) {
             const int Rs = o1 - o < R ? o1 - o : R;
             const uint8_t *w[4];

@@ -136,7 +136,7 @@ void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type
     const size_t row_bytes = ftc_quant_row_bytes(type, I);
     int per = 4 * ftc_threads(), rows = ((O + per - 1) / per + 3) & ~3;
     if (rows > Q8A_ROWS) rows = Q8A_ROWS;
-    if (isa == 2 && ftc_q8a_avx512_tiles(type, row_bytes)) { /* whole 16-row tiles, at most 48 (SmolLM2's 576: 12 chunks) */
+    if (isa == 2 && ftc_q8a_avx512_tiles(type, I)) { /* whole 16-row tiles, at most 48 (SmolLM2's 576: 12 chunks) */
         rows = ((O + per - 1) / per + 15) & ~15;
         if (rows > 48) rows = 48;
     }
