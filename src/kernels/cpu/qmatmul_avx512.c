@@ -312,16 +312,28 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
     __m512 acc[8];
 #pragma GCC unroll 8
     for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+    __m512i V[8], Vn[8];
+    __m512 vd, vdn;
+    /* software-pipelined: block b + 1's weights are read and transposed before block b's products */
+    const uint8_t *p = w;
+    if (staged) {
+        for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
+        p = stage;
+    }
+    wblock16(type, p, stride, goff, Vn, &vdn);
     for (int b = 0; b < nb; b++, xe += C * XE) {
-        const uint8_t *p = w + (size_t)b * bbytes;
-        if (staged) {
-            for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
-            p = stage;
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) V[k] = Vn[k];
+        vd = vdn;
+        if (b + 1 < nb) {
+            p = w + (size_t)(b + 1) * bbytes;
+            if (staged) {
+                for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
+                p = stage;
+            }
+            wblock16(type, p, stride, goff, Vn, &vdn);
         }
         for (size_t l = 0; l < pf && pfp < pfe; l++, pfp += 64) _mm_prefetch(pfp, _MM_HINT_T0);
-        __m512i V[8];
-        __m512 vd;
-        wblock16(type, p, stride, goff, V, &vd);
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const int32_t *xq = (const int32_t *)(xe + c * XE);
