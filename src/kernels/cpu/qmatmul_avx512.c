@@ -46,7 +46,6 @@ bool ftc_q8a_avx512_ok(void) {
  * (C - 1 at most 7) 40 bytes at (b * C + c) * 40: the block's 32 bytes of q, its whole start cb (int32: -128 or -8
  * times its sum of q) and d_x (f32), so that a tile reaches all of a block's activations from one pointer. */
 static size_t padded(int I) { return ((size_t)I + 63) & ~(size_t)63; }
-size_t ftc_q8a_prepared_bytes(int N, int I) { return 4 * (size_t)N * padded(I); /* >= the tiles' N I / 32 * 40 */ }
 
 typedef struct {
     const int8_t *q;
@@ -67,6 +66,11 @@ enum { TILE = 16, XE = 40 /* bytes of a (block, row of X) entry of the tiles' la
 bool ftc_q8a_avx512_tiles(int type, int I) {
     return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0) &&
            ftc_quant_row_bytes(type, I) <= (size_t)INT32_MAX / TILE; /* the d gather's 32-bit offsets */
+}
+
+size_t ftc_q8a_prepared_bytes(int type, int N, int I) {
+    /* the tiles' N I / 32 entries of 40 bytes: 8 rows of SmolLM2's 1536 inputs are 15 KB, on the caller's stack */
+    return ftc_q8a_avx512_tiles(type, I) ? (size_t)N * (size_t)(I / 32) * XE : 4 * (size_t)N * padded(I);
 }
 
 /* the tiles take the rows of X in chunks of at most 8, as even as can be: per rows a chunk (the last fewer) */

@@ -112,7 +112,7 @@ void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type
     }
     const int nb = I / 32, isa = ftc_q8a_isa();
     /* the rows' scratch: isa 2 its prepared layout, else q [N, I] int8 after d and s [N, nb] f32 */
-    const size_t bytes = isa == 2 ? ftc_q8a_prepared_bytes(N, I) : (size_t)N * I + 2 * sizeof(float) * (size_t)N * nb;
+    const size_t bytes = isa == 2 ? ftc_q8a_prepared_bytes(type, N, I) : (size_t)N * I + 2 * sizeof(float) * (size_t)N * nb;
     _Alignas(64) unsigned char stack[32768];
     void *heap = NULL, *buf = stack;
     if (bytes > sizeof stack) {

@@ -43,7 +43,7 @@ void ftc_q8a_matrows_avx2(int type, float *Y, const int8_t *XQ, const float *XD,
  * (ftc_q8a_prepared_bytes of 64-byte aligned memory; the quantizer's bits), then the same rows and outputs as
  * ftc_q8a_matrows_c, within f32 rounding of it; each row's values independent of the other rows. */
 bool ftc_q8a_avx512_ok(void);
-size_t ftc_q8a_prepared_bytes(int N, int I);
+size_t ftc_q8a_prepared_bytes(int type, int N, int I);
 void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, void *buf);
 void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N, const void *W, size_t row_bytes, int I, int O,
                             int o0, int o1, float beta);
