@@ -6,6 +6,8 @@
  * vpdpbusd multiplies unsigned by signed bytes. The activations stay signed (the quantizer's bytes, memory
  * operand); the weight is made unsigned and the difference taken back exactly through the accumulator's start:
  *   Q8_0  w + 128 (xor 0x80)   start -128 sum x      Q4_0  the nibble n    start -8 sum x     Q4_1  n   start 0
+ * Q8_0 and Q4_0 take the 16-row tiles further down (a W row a lane, the blocks transposed in registers, 8 vpdpbusd
+ * per block and row of X with its bytes broadcast, the start once per block). Q4_1 takes the pairs described here
  * (sum x per 4 activations, the lane of vpdpbusd: each row of X is prepared once per product, ftc_q8a_prepare_avx512,
  * with those starts, its scales spread over the 8 lanes of each block, and Q4_1's s likewise). Each zmm holds
  * two blocks (a pair; an odd last block pairs with a zero block whose scales are 0, exact). Per pair and row of X:
@@ -14,8 +16,9 @@
  * within f32 rounding (test_quant), not to the bit. Every (W row, X row) takes the same operations in the same
  * order in every tile, so a sequence gets the same bits alone and in a batch (test_quant, test_decode_batch).
  *
- * Tiles: one row of X (decoding): 4 rows of W at a time; more rows of X (batched decoding): 2 rows of W x up to 8
- * rows of X, each prepared weight pair used for every row of X and each loaded activation pair for both rows of W.
+ * The pairs' tiles: one row of X (decoding): 4 rows of W at a time; more rows of X (batched decoding): 2 rows of W x
+ * up to 8 rows of X, each prepared weight pair used for every row of X and each loaded activation pair for both rows
+ * of W (for Q8_0 / Q4_0 they remain the fallback of ftc_q8a_avx512_tiles's 32-bit gather offsets only).
  * Compiled with target attributes; qmatmul_q8act.c calls in when ftc_vm_isa() == 2 and the CPU has AVX-512 VNNI,
  * BW and VL (ftc_q8a_avx512_ok). */
 #include <immintrin.h>
