@@ -6,8 +6,9 @@
  * vpdpbusd multiplies unsigned by signed bytes. The activations stay signed (the quantizer's bytes, memory
  * operand); the weight is made unsigned and the difference taken back exactly through the accumulator's start:
  *   Q8_0  w + 128 (xor 0x80)   start -128 sum x      Q4_0  the nibble n    start -8 sum x     Q4_1  n   start 0
- * Q8_0 and Q4_0 take the 16-row tiles further down (a W row a lane, the blocks transposed in registers, 8 vpdpbusd
- * per block and row of X with its bytes broadcast, the start once per block). Q4_1 takes the pairs described here
+ * All three take the 16-row tiles further down (a W row a lane, the blocks transposed in registers, 8 vpdpbusd
+ * per block and row of X with its bytes broadcast, the start once per block; Q4_1 one more FMA for m_w s_x). The
+ * pairs described here remain for a row too long for the tiles' 32-bit gather offsets
  * (sum x per 4 activations, the lane of vpdpbusd: each row of X is prepared once per product, ftc_q8a_prepare_avx512,
  * with those starts, its scales spread over the 8 lanes of each block, and Q4_1's s likewise). Each zmm holds
  * two blocks (a pair; an odd last block pairs with a zero block whose scales are 0, exact). Per pair and row of X:
@@ -18,7 +19,7 @@
  *
  * The pairs' tiles: one row of X (decoding): 4 rows of W at a time; more rows of X (batched decoding): 2 rows of W x
  * up to 8 rows of X, each prepared weight pair used for every row of X and each loaded activation pair for both rows
- * of W (for Q8_0 / Q4_0 they remain the fallback of ftc_q8a_avx512_tiles's 32-bit gather offsets only).
+ * of W (only where ftc_q8a_avx512_tiles says no).
  * Compiled with target attributes; qmatmul_q8act.c calls in when ftc_vm_isa() == 2 and the CPU has AVX-512 VNNI,
  * BW and VL (ftc_q8a_avx512_ok). */
 #include <immintrin.h>
@@ -67,7 +68,7 @@ static prepared rows_of(const void *buf, int N, int I) {
 enum { TILE = 16, XE = 40 /* bytes of a (block, row of X) entry of the tiles' layout */ };
 
 bool ftc_q8a_avx512_tiles(int type, int I) {
-    return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0) &&
+    return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1) &&
            ftc_quant_row_bytes(type, I) <= (size_t)INT32_MAX / TILE; /* the d gather's 32-bit offsets */
 }
 
@@ -100,7 +101,8 @@ AVX512_FN void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, vo
                 __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
                 h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
                 const int32_t cb = -_mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
-                memcpy(e + 32, &cb, 4);
+                if (type == FTC_GGML_Q4_1) memcpy(e + 32, &sb, 4); /* its start is 0: the slot holds s_x */
+                else memcpy(e + 32, &cb, 4);
                 memcpy(e + 36, &db, 4);
             }
         }
@@ -238,20 +240,23 @@ TILE_TYPE(q8_0, FTC_GGML_Q8_0)
 TILE_TYPE(q4_0, FTC_GGML_Q4_0)
 TILE_TYPE(q4_1, FTC_GGML_Q4_1)
 
-/* Q8_0 and Q4_0: tiles of 16 rows of W, one row a lane. Per block of 32 inputs, the tile's 16 W blocks are
+/* Q8_0, Q4_0 and Q4_1: tiles of 16 rows of W, one row a lane. Per block of 32 inputs, the tile's 16 W blocks are
  * transposed in registers to 8 vectors V_k, lane j = W row j's 4 values of dword k (unsigned: Q8_0 w + 128, Q4_0
  * the nibble; Q4_0's dword k low nibbles are the values 4k.., high 16 + 4k..), so each row of X takes 8 vpdpbusd
  * (its 4 bytes of dword k broadcast, the accumulator started at the block's cb) for the 16 rows' exact integer
  * block dots at once, then one conversion, d_w d_x in one multiply and one FMA: 11 vector ops per (block, 16 rows,
  * X row) against the pairs' 32 (4 per pair and row), where the transpose (about 40 ops per block and tile) is
  * shared by up to 8 rows of X. Each output is the scalar chain y = fma(dot_b, d_w d_x, y) over the blocks b in
- * order from 0, whatever the lane, tile and batch: a row of X gets the same bits alone and in any batch.
- * Tiles past the last row repeat the last row (their lanes are not stored). */
-/* The tile's block (16 rows at p + r * stride, r = 0..15): V[8] and the rows' d (lane j row j) */
-INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd) {
-    /* d: the block's first 2 bytes (the gather's 4 stay inside the block) */
+ * order from 0 (Q4_1: then y = fma(m_w, s_x, y), its start 0 and the entry's start slot holding s_x), whatever the
+ * lane, tile and batch: a row of X gets the same bits alone and in any batch. Tiles past the last row repeat the
+ * last row (their lanes are not stored). */
+/* The tile's block (16 rows at p + r * stride, r = 0..15): V[8] and the rows' d (lane j row j), Q4_1's m */
+INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd,
+                               __m512 *vm) {
+    /* d: the block's first 2 bytes, Q4_1's m the next 2 (the gather's 4 stay inside the block) */
     const __m512i g = _mm512_i32gather_epi32(goff, (const void *)p, 1);
     *vd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    if (type == FTC_GGML_Q4_1) *vm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
     if (type == FTC_GGML_Q8_0) {
         /* Z_a = [row a | row a+4], Z_{4+a} = [row 8+a | row 12+a] (32 bytes of qs each); a 4 x 4 dword transpose
          * in each 128-bit lane of Z_0..3 (T) and Z_4..7 (U), then 128-bit lanes picked to rows 0-3, 4-7, 8-11, 12-15 */
@@ -275,11 +280,12 @@ INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512
         }
         return;
     }
-    /* Q4_0: Z_a = [row a | row a+4 | row a+8 | row a+12] (16 bytes of qs each), a 4 x 4 dword transpose in each
-     * 128-bit lane: T_k lane j = row j's qs dword k */
+    /* Q4_0 / Q4_1: Z_a = [row a | row a+4 | row a+8 | row a+12] (16 bytes of qs each, after d or d and m), a 4 x 4
+     * dword transpose in each 128-bit lane: T_k lane j = row j's qs dword k */
+    const size_t qoff = type == FTC_GGML_Q4_1 ? 4 : 2;
     __m512i Z[4];
     for (int a = 0; a < 4; a++) {
-        const uint8_t *q = p + (size_t)a * stride + 2;
+        const uint8_t *q = p + (size_t)a * stride + qoff;
         __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q));
         z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(q + 4 * stride)), 1);
         z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(q + 8 * stride)), 2);
@@ -309,7 +315,9 @@ INLINE AVX512_FN __m512i dpbusd_bcast(__m512i acc, __m512i a, const int32_t *m) 
  * Y[c * ldy + r], r < Rs. next: where the next tile starts, prefetched over this tile's blocks (pf lines a block). */
 INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, const uint8_t *w, size_t row_bytes,
                              const uint8_t *next, size_t pf, const uint8_t *xe, int nb, float beta) {
-    const size_t bbytes = type == FTC_GGML_Q8_0 ? sizeof(ftc_block_q8_0) : sizeof(ftc_block_q4_0);
+    const size_t bbytes = type == FTC_GGML_Q8_0   ? sizeof(ftc_block_q8_0)
+                          : type == FTC_GGML_Q4_0 ? sizeof(ftc_block_q4_0)
+                                                  : sizeof(ftc_block_q4_1);
     _Alignas(64) uint8_t stage[TILE * sizeof(ftc_block_q8_0)];
     const bool staged = Rs < TILE;
     const size_t stride = staged ? bbytes : row_bytes;
@@ -320,31 +328,31 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
 #pragma GCC unroll 8
     for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
     __m512i V[8], Vn[8];
-    __m512 vd, vdn;
+    __m512 vd, vdn, vm = _mm512_setzero_ps(), vmn = vm;
     /* software-pipelined: block b + 1's weights are read and transposed before block b's products */
     const uint8_t *p = w;
     if (staged) {
         for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
         p = stage;
     }
-    wblock16(type, p, stride, goff, Vn, &vdn);
+    wblock16(type, p, stride, goff, Vn, &vdn, &vmn);
     for (int b = 0; b < nb; b++, xe += C * XE) {
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++) V[k] = Vn[k];
-        vd = vdn;
+        vd = vdn, vm = vmn;
         if (b + 1 < nb) {
             p = w + (size_t)(b + 1) * bbytes;
             if (staged) {
                 for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
                 p = stage;
             }
-            wblock16(type, p, stride, goff, Vn, &vdn);
+            wblock16(type, p, stride, goff, Vn, &vdn, &vmn);
         }
         for (size_t l = 0; l < pf && pfp < pfe; l++, pfp += 64) _mm_prefetch(pfp, _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const int32_t *xq = (const int32_t *)(xe + c * XE);
-            __m512i s = _mm512_set1_epi32(xq[8]);
+            __m512i s = type == FTC_GGML_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(xq[8]);
             if (C <= 2) { /* two chains (integer: the same sum in any order) for the latency */
                 __m512i s1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -357,6 +365,11 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
             float dx;
             memcpy(&dx, xe + c * XE + 36, 4);
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(vd, _mm512_set1_ps(dx)), acc[c]);
+            if (type == FTC_GGML_Q4_1) { /* + m_w s_x */
+                float sx;
+                memcpy(&sx, xe + c * XE + 32, 4);
+                acc[c] = _mm512_fmadd_ps(vm, _mm512_set1_ps(sx), acc[c]);
+            }
         }
     }
     const __mmask16 m = (__mmask16)((1u << Rs) - 1);
@@ -386,6 +399,7 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
     }
 T16_TYPE(q8_0, FTC_GGML_Q8_0)
 T16_TYPE(q4_0, FTC_GGML_Q4_0)
+T16_TYPE(q4_1, FTC_GGML_Q4_1)
 
 /* Rows [o0, o1) of W times the N prepared rows of X (buf, ftc_q8a_prepare_avx512) into Y [N, O] columns o0..o1
  * (Y = v, or v + beta Y). One row of X: 4 rows of W a tile; more: chunks of at most 8 rows of X (even), each over
@@ -406,7 +420,8 @@ AVX512_FN void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N
                 const uint8_t *next = w + TILE * row_bytes; /* past the range or W too: a prefetch does not fault */
                 float *Yn = Y + (size_t)n * O + o;
                 if (type == FTC_GGML_Q8_0) t16_q8_0(C, Rs, Yn, O, w, row_bytes, next, pf, xe, nb, beta);
-                else t16_q4_0(C, Rs, Yn, O, w, row_bytes, next, pf, xe, nb, beta);
+                else if (type == FTC_GGML_Q4_0) t16_q4_0(C, Rs, Yn, O, w, row_bytes, next, pf, xe, nb, beta);
+                else t16_q4_1(C, Rs, Yn, O, w, row_bytes, next, pf, xe, nb, beta);
             }
         }
         return;

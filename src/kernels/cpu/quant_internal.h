@@ -47,7 +47,7 @@ size_t ftc_q8a_prepared_bytes(int type, int N, int I);
 void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, void *buf);
 void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N, const void *W, size_t row_bytes, int I, int O,
                             int o0, int o1, float beta);
-/* whether ftc_q8a_matrows_avx512 takes its 16-row tiles for this weight (Q8_0, Q4_0): ranges of whole tiles then */
+/* whether ftc_q8a_matrows_avx512 takes its 16-row tiles for this weight (Q8_0, Q4_0, Q4_1): whole tiles then */
 bool ftc_q8a_avx512_tiles(int type, int I);
 /* Which of them ftc_qmatmul_forward_q8act and the int8 GEMM of prompt chunks (qgemm_q8act.c) run: 2 AVX-512
  * VNNI (ftc_vm_isa() == 2 and the CPU has VNNI, BW, VL),
