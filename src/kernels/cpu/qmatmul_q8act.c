@@ -110,9 +110,11 @@ void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type
         ftc_qmatmul_forward(Y, X, W, type, N, I, O, beta, false);
         return;
     }
-    const int nb = I / 32, isa = ftc_q8a_isa();
+    const int nb = I / 32;
+    int isa = ftc_q8a_isa();
+    if (isa == 2 && !ftc_q8a_avx512_tiles(type, I)) isa = 1; /* rows past the tiles' gather offsets: AVX2 */
     /* the rows' scratch: isa 2 its prepared layout, else q [N, I] int8 after d and s [N, nb] f32 */
-    const size_t bytes = isa == 2 ? ftc_q8a_prepared_bytes(N, I) : (size_t)N * I + 2 * sizeof(float) * (size_t)N * nb;
+    const size_t bytes = isa == 2 ? ftc_q8a_prepared_bytes(type, N, I) : (size_t)N * I + 2 * sizeof(float) * (size_t)N * nb;
     _Alignas(64) unsigned char stack[32768];
     void *heap = NULL, *buf = stack;
     if (bytes > sizeof stack) {
@@ -133,9 +135,14 @@ void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type
             if (isa == 1) ftc_q8a_quantize_avx2(x, I, q, d, s);
             else ftc_q8a_quantize(x, I, q, d, s);
         }
+    const size_t row_bytes = ftc_quant_row_bytes(type, I);
     int per = 4 * ftc_threads(), rows = ((O + per - 1) / per + 3) & ~3;
     if (rows > Q8A_ROWS) rows = Q8A_ROWS;
-    q8a_job j = {Y, xq, xd, xs, buf, W, ftc_quant_row_bytes(type, I), type, N, I, O, rows, isa, beta};
+    if (isa == 2) { /* whole 16-row tiles, at most 48 (SmolLM2's 576: 12 chunks) */
+        rows = ((O + per - 1) / per + 15) & ~15;
+        if (rows > 48) rows = 48;
+    }
+    q8a_job j = {Y, xq, xd, xs, buf, W, row_bytes, type, N, I, O, rows, isa, beta};
     ftc_parallel_for((O + rows - 1) / rows, q8a_chunk, &j);
     free(heap);
 }

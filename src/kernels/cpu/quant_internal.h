@@ -40,13 +40,16 @@ void ftc_q8a_matrows_c(int type, float *Y, const int8_t *XQ, const float *XD, co
 void ftc_q8a_matrows_avx2(int type, float *Y, const int8_t *XQ, const float *XD, const float *XS, int N,
                           const void *W, size_t row_bytes, int I, int O, int o0, int o1, float beta);
 /* The AVX-512 VNNI kernels (qmatmul_avx512.c): each row of X prepared once per product into its own layout
- * (ftc_q8a_prepared_bytes of 64-byte aligned memory; the quantizer's bits), then the same rows and outputs as
+ * (ftc_q8a_prepared_bytes; the quantizer's bits), then the same rows and outputs as
  * ftc_q8a_matrows_c, within f32 rounding of it; each row's values independent of the other rows. */
 bool ftc_q8a_avx512_ok(void);
-size_t ftc_q8a_prepared_bytes(int N, int I);
+size_t ftc_q8a_prepared_bytes(int type, int N, int I);
 void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, void *buf);
 void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N, const void *W, size_t row_bytes, int I, int O,
                             int o0, int o1, float beta);
+/* whether ftc_q8a_matrows_avx512 can take this weight (Q8_0, Q4_0, Q4_1 rows within its 32-bit gather offsets:
+ * 16 rows under 2 GB); ftc_qmatmul_forward_q8act uses the AVX2 kernels where not. Threads take whole 16-row tiles. */
+bool ftc_q8a_avx512_tiles(int type, int I);
 /* Which of them ftc_qmatmul_forward_q8act and the int8 GEMM of prompt chunks (qgemm_q8act.c) run: 2 AVX-512
  * VNNI (ftc_vm_isa() == 2 and the CPU has VNNI, BW, VL),
  * 1 AVX2 (ftc_vm_isa() >= 1: FTC_MATMUL=avx2 on an AVX-512 CPU), 0 the portable twin (FTC_MATMUL=generic) */
