@@ -37,6 +37,13 @@ static float *take(planner *p, size_t n) {
  * both give the same values bit for bit whatever the matmul does with the row count. */
 enum { LM_CHUNK = 256 };
 
+/* The rows of a piece for N positions: as many pieces as LM_CHUNK rows need, of equal size (SmolLM2 at 4 x 134:
+ * three pieces of 179 rows instead of 256 + 256 + 24, the same passes over the head weight, 30% less memory). */
+static int lm_piece_rows(size_t N) {
+    size_t pieces = (N + LM_CHUNK - 1) / LM_CHUNK;
+    return (int)((N + pieces - 1) / pieces);
+}
+
 static bool any_trainable(const ftc_model *m) {
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].trainable) return true;
@@ -114,7 +121,7 @@ static void plan(ftc_model *m, planner *p) {
     if (m->task == FTC_TASK_CAUSAL_LM) {
         /* the LM head's backward runs in row chunks: its logits gradient needs LM_CHUNK rows, not N; with
          * loss_only the logits too, never [N, V] */
-        m->lm_rows = (int)(N < LM_CHUNK ? N : LM_CHUNK);
+        m->lm_rows = lm_piece_rows(N);
         if (!head_overlay) {
             m->logits = take(p, (m->loss_only ? (size_t)m->lm_rows : N) * m->V);
             /* loss_only: the gradient overwrites the piece's logits (ftc_cross_entropy_backward works in place) */
