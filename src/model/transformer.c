@@ -50,8 +50,14 @@ static bool any_trainable(const ftc_model *m) {
     return false;
 }
 
-/* One block's activations (LAYER_ACT_FIELDS). */
-static void plan_layer_acts(ftc_model *m, layer_params *l, planner *p) {
+static linear_mod *layer_mod(layer_params *l, int j) {
+    linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
+    return mods[j];
+}
+
+/* One block's activations (LAYER_ACT_FIELDS); r1 and r2 (the dropped-out branch outputs, read only by the residual
+ * add right after) only with transients (else the caller plans them: one buffer for every block). */
+static void plan_layer_acts(ftc_model *m, layer_params *l, planner *p, bool transients) {
     size_t N = (size_t)m->max_B * (size_t)m->max_T, NB = (size_t)m->max_B, NT = (size_t)m->max_T;
     size_t C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
     bool hdrop = m->cfg.hidden_dropout > 0;
@@ -62,13 +68,13 @@ static void plan_layer_acts(ftc_model *m, layer_params *l, planner *p) {
     l->attn_out = take(p, N * Q);
     l->o_out = take(p, N * C);
     l->o_mask = hdrop ? take(p, N * C) : NULL;
-    l->r1 = hdrop ? take(p, N * C) : NULL;
+    l->r1 = hdrop && transients ? take(p, N * C) : NULL;
     l->h_up = take(p, N * F);
     l->h_gate = m->swiglu ? take(p, N * F) : NULL;
     l->h_act = take(p, N * F);
     l->down_out = take(p, N * C);
     l->down_mask = hdrop ? take(p, N * C) : NULL;
-    l->r2 = hdrop ? take(p, N * C) : NULL;
+    l->r2 = hdrop && transients ? take(p, N * C) : NULL;
 }
 
 /* The activation plan. Sequence length is an axis of every entry: nothing grows with T x T (attention keeps
@@ -97,7 +103,8 @@ static void plan(ftc_model *m, planner *p) {
     for (int i = 0; i < m->L; i++) {
         layer_params *l = &m->layers[i];
         if (m->grad_ckpt && !m->fwd_only) m->ck_out[i] = take(p, N * C);
-        if (!share) plan_layer_acts(m, l, p);
+        if (share) continue; /* one activation set for all blocks, the adapters' buffers too (below) */
+        plan_layer_acts(m, l, p, !grads);
         linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
         for (int j = 0; j < 8; j++) {
             linear_mod *lm = mods[j];
@@ -150,20 +157,44 @@ static void plan(ftc_model *m, planner *p) {
      * parts share memory by lifetime (all of this is on one thread of control, one block at a time):
      * - the attention's gradients (g_q .. g_att_scratch) live only in attention_block_backward, the MLP's
      *   (g_up, g_gate, g_act) only in mlp_backward, which runs before it: one overlays the other;
-     * - qkv_tmp (the fused q|k|v product) lives only inside attention_block_forward: it overlays the attention's
-     *   gradients (a recomputing backward runs a block's forward before that block's backward, never inside it);
+     * - qkv_tmp (the fused q|k|v product) lives only inside attention_block_forward, r1 / r2 (a dropped-out
+     *   branch output) from the dropout to the residual add right after it: one buffer each for all blocks, over
+     *   the attention's gradients (a recomputing backward runs a block's forward before that block's backward,
+     *   never inside it);
      * - head_overlay: the LM head's logits piece lives only in the head (the end of the forward, the start of the
      *   backward), when no block runs: it overlays the whole scratch, the shared block activations included
      *   (with --grad-checkpoint the last block's output is in ck_out, and the backward recomputes each block).
+     * - with the shared activation set (--grad-checkpoint) the adapters' buffers are one set too: the backward
+     *   recomputes a block's before it reads them.
      * g_res (the head's output gradient), g_lora and the per-layer buffers stay outside. */
     size_t region = p->off;
     if (share) {
-        plan_layer_acts(m, &m->layers[0], p);
-        for (int i = 1; i < m->L; i++) { /* one activation set for all blocks; adapters keep their own */
+        plan_layer_acts(m, &m->layers[0], p, !grads);
+        for (int i = 1; i < m->L; i++) { /* one activation set for all blocks */
             layer_params *l = &m->layers[i];
 #define SHARE(f) l->f = m->layers[0].f;
             LAYER_ACT_FIELDS(SHARE)
 #undef SHARE
+        }
+        /* the adapters' A x (and dropped-out input): a block's forward writes them, its backward (after the
+         * recompute) reads them; one set for all blocks, sized for the largest adapter of each module */
+        for (int j = 0; j < 8; j++) {
+            size_t r = 0, in = 0;
+            for (int i = 0; i < m->L; i++) {
+                linear_mod *lm = layer_mod(&m->layers[i], j);
+                if (lm->lora_a < 0) continue;
+                size_t ri = (size_t)m->params[lm->lora_a].shape[0];
+                r = ri > r ? ri : r;
+                if (lm->lora_dropout > 0 && (size_t)lm->in > in) in = (size_t)lm->in;
+            }
+            float *ax = r ? take(p, N * r) : NULL, *xd = in ? take(p, N * in) : NULL, *mask = in ? take(p, N * in) : NULL;
+            for (int i = 0; i < m->L; i++) {
+                linear_mod *lm = layer_mod(&m->layers[i], j);
+                if (lm->lora_a < 0) continue;
+                lm->lora_ax = ax;
+                lm->lora_xd = lm->lora_dropout > 0 ? xd : NULL;
+                lm->lora_mask = lm->lora_dropout > 0 ? mask : NULL;
+            }
         }
     }
     if (grads) {
@@ -173,8 +204,10 @@ static void plan(ftc_model *m, planner *p) {
         m->g_qkv = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
         m->g_att_scratch = take(p, ftc_attention_flash_scratch_floats((int)NB, (int)NT, m->H, m->Hkv, m->D));
         size_t end = p->off;
-        p->off = u;
+        p->off = u; /* the forward's transients: the fused q|k|v product, the dropped-out branch outputs */
         m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
+        float *dropped_branch = hdrop ? take(p, N * C) : NULL;
+        for (int i = 0; i < m->L; i++) m->layers[i].r1 = m->layers[i].r2 = dropped_branch;
         end = p->off > end ? p->off : end;
         p->off = u;
         m->g_up = take(p, N * F), m->g_gate = m->swiglu ? take(p, N * F) : NULL, m->g_act = take(p, N * F);
