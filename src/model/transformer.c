@@ -55,8 +55,9 @@ static linear_mod *layer_mod(layer_params *l, int j) {
     return mods[j];
 }
 
-/* One block's activations (LAYER_ACT_FIELDS); r1 and r2 (the dropped-out branch outputs, read only by the residual
- * add right after) only with transients (else the caller plans them: one buffer for every block). */
+/* One block's activations (LAYER_ACT_FIELDS); the branch outputs o_out and down_out and their dropped-out r1 and r2
+ * (read only by the residual add right after them) only with transients (else the caller plans them: buffers
+ * shared by every block). */
 static void plan_layer_acts(ftc_model *m, layer_params *l, planner *p, bool transients) {
     size_t N = (size_t)m->max_B * (size_t)m->max_T, NB = (size_t)m->max_B, NT = (size_t)m->max_T;
     size_t C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
@@ -66,13 +67,13 @@ static void plan_layer_acts(ftc_model *m, layer_params *l, planner *p, bool tran
     l->xq = take(p, N * Q), l->xk = take(p, N * KV), l->xv = take(p, N * KV);
     l->lse = take(p, NB * (size_t)m->H * NT);
     l->attn_out = take(p, N * Q);
-    l->o_out = take(p, N * C);
+    l->o_out = transients ? take(p, N * C) : NULL;
     l->o_mask = hdrop ? take(p, N * C) : NULL;
     l->r1 = hdrop && transients ? take(p, N * C) : NULL;
     l->h_up = take(p, N * F);
     l->h_gate = m->swiglu ? take(p, N * F) : NULL;
     l->h_act = take(p, N * F);
-    l->down_out = take(p, N * C);
+    l->down_out = transients ? take(p, N * C) : NULL;
     l->down_mask = hdrop ? take(p, N * C) : NULL;
     l->r2 = hdrop && transients ? take(p, N * C) : NULL;
 }
@@ -157,10 +158,10 @@ static void plan(ftc_model *m, planner *p) {
      * parts share memory by lifetime (all of this is on one thread of control, one block at a time):
      * - the attention's gradients (g_q .. g_att_scratch) live only in attention_block_backward, the MLP's
      *   (g_up, g_gate, g_act) only in mlp_backward, which runs before it: one overlays the other;
-     * - qkv_tmp (the fused q|k|v product) lives only inside attention_block_forward, r1 / r2 (a dropped-out
-     *   branch output) from the dropout to the residual add right after it: one buffer each for all blocks, over
-     *   the attention's gradients (a recomputing backward runs a block's forward before that block's backward,
-     *   never inside it);
+     * - qkv_tmp (the fused q|k|v product) lives only inside attention_block_forward, o_out / down_out (a branch's
+     *   output) and r1 / r2 (the same dropped out) from their product to the residual add right after it (the
+     *   backward reads neither): one buffer each for all blocks, over the attention's gradients (a recomputing
+     *   backward runs a block's forward before that block's backward, never inside it);
      * - head_overlay: the LM head's logits piece lives only in the head (the end of the forward, the start of the
      *   backward), when no block runs: it overlays the whole scratch, the shared block activations included
      *   (with --grad-checkpoint the last block's output is in ck_out, and the backward recomputes each block).
@@ -206,8 +207,12 @@ static void plan(ftc_model *m, planner *p) {
         size_t end = p->off;
         p->off = u; /* the forward's transients: the fused q|k|v product, the dropped-out branch outputs */
         m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
-        float *dropped_branch = hdrop ? take(p, N * C) : NULL;
-        for (int i = 0; i < m->L; i++) m->layers[i].r1 = m->layers[i].r2 = dropped_branch;
+        float *branch = take(p, N * C), *dropped_branch = hdrop ? take(p, N * C) : NULL;
+        for (int i = 0; i < m->L; i++) {
+            layer_params *l = &m->layers[i];
+            l->o_out = l->down_out = branch;
+            l->r1 = l->r2 = dropped_branch;
+        }
         end = p->off > end ? p->off : end;
         p->off = u;
         m->g_up = take(p, N * F), m->g_gate = m->swiglu ? take(p, N * F) : NULL, m->g_act = take(p, N * F);
