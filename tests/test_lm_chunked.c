@@ -192,8 +192,14 @@ static void full_case(const char *name, ftc_precision prec) {
     char what[200];
     snprintf(what, sizeof what, "%s full %s", name, prec == FTC_PREC_BF16 ? "bf16" : "f32");
     compare(m, &full, &chunked, what);
-    printf("  %-28s loss %.7f and all gradients (the head's too) bit-identical\n", what, full.loss);
-    result_free(&full), result_free(&chunked);
+    /* checkpointing: the head's pieces over the shared block activations, computed again in the backward */
+    if (ftc_model_set_grad_checkpoint(m, true, &e)) fail_msg("%s", e.msg);
+    result ck = step(m, &bt, true, 1.0f, 1.0f);
+    strncat(what, " ckpt", sizeof what - strlen(what) - 1);
+    compare(m, &full, &ck, what);
+    printf("  %-28s loss %.7f and all gradients (the head's too) bit-identical, with checkpointing too\n", what,
+           full.loss);
+    result_free(&full), result_free(&chunked), result_free(&ck);
     ftc_model_free(m);
 }
 
