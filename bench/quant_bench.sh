@@ -16,7 +16,8 @@
 #   QB_QREUSE (1: a quality run whose QB_QRUNS directory holds eval.json is not run again, e.g. after runs split
 #   between parallel invocations),
 #   QB_BASES (base:precision pairs for every shape instead of the lists below, e.g. "bf16:fp32 nf4:fp32 nf4dq:fp32"),
-#   QB_QBASES (the quality runs' bases, default "fp32 bf16 q8_0 q4_0 q4_1 q4_k nf4 nf4dq")
+#   QB_QBASES (the quality runs' bases, default "fp32 bf16 q8_0 q4_0 q4_1 q4_k nf4 nf4dq"),
+#   QB_CKPT (0; 1: every run with --grad-checkpoint, the memory rows and the quality runs)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -26,6 +27,9 @@ driver=$bindir/train_bench
 models=${QB_MODELS:-$root/build/bench-models}
 results=${QB_RESULTS:-$here/RESULTS.md}
 steps=${QB_STEPS:-5}
+ckpt=${QB_CKPT:-0}
+ckflag=""
+[ "$ckpt" = 1 ] && ckflag=--grad-checkpoint
 shapes=${QB_SHAPES-stories260K gpt2-small llama-1b}
 shared=${FTC_SHARED_DATA:-$root/../shared/data}
 tmp=$(mktemp -d)
@@ -62,7 +66,7 @@ for s in $shapes; do
     b=${bp%%:*} p=${bp##*:}
     echo "== $s base $b precision $p" >&2
     if /usr/bin/time -v "$driver" --model "$dir" $(shape_args "$s") --steps "$steps" --method lora --lora-r 8 \
-         --precision "$p" --base-dtype "$b" >"$tmp/out" 2>"$tmp/err"; then
+         --precision "$p" --base-dtype "$b" --grad-checkpoint "$ckpt" >"$tmp/out" 2>"$tmp/err"; then
       rss=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$tmp/err")
       tail -1 "$tmp/out" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["rss_mb"]=int(sys.argv[1])/1024; d["shape"]=sys.argv[2]; print(json.dumps(d))' "$rss" "$s" >>"$rows"
     else
@@ -102,7 +106,7 @@ for qm in ${QB_QMODELS-stories260K smollm2}; do
       # shellcheck disable=SC2086
       /usr/bin/time -v -o "$out.time" "$ftc" train --model "$qmodel" --data "$qtrain" --val "$qval" --task causal-lm \
         --method lora --lora-targets all-linear $qargs --max-steps "$qsteps" --eval-every "$qsteps" --seed 1 \
-        --samples 0 --base-dtype "$b" --quiet --out "$out" >/dev/null 2>"$tmp/qerr" ||
+        --samples 0 --base-dtype "$b" $ckflag --quiet --out "$out" >/dev/null 2>"$tmp/qerr" ||
         { echo "quality run $qm $b failed:" >&2; tail -3 "$tmp/qerr" >&2; continue; }
     fi
     python3 - "$out" "$qm" "$b" "$out.time" >>"$qrows" <<'PY'
@@ -121,16 +125,17 @@ PY
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$rows" "$qrows" "$cpu" "$commit" "$load0" "$load1" "$steps" "${QB_TRAIN_STEPS:-60}" "${QB_SMOL_STEPS:-20}" >>"$results" <<'PY'
+python3 - "$rows" "$qrows" "$cpu" "$commit" "$load0" "$load1" "$steps" "${QB_TRAIN_STEPS:-60}" "${QB_SMOL_STEPS:-20}" "$ckpt" >>"$results" <<'PY'
 import json, sys, datetime
 rows = [json.loads(l) for l in open(sys.argv[1])]
 q = [json.loads(l) for l in open(sys.argv[2])]
-cpu, commit, l0, l1, steps, tsteps, ssteps = sys.argv[3:10]
+cpu, commit, l0, l1, steps, tsteps, ssteps, ckpt = sys.argv[3:11]
+ck = ", with --grad-checkpoint" if ckpt == "1" else ""
 print(f"\n## LoRA on a quantized base (`bench/quant_bench.sh`), {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, commit {commit}\n")
 print(f"{cpu}, 2 threads; load average {l0} at the start, {l1} at the end (other jobs share the 2 cores: "
       "times are noisy, RSS and losses are not).\n")
 if rows:
-    print(f"LoRA r8 on all linears, median step of steps 3..{steps}; ratios against the bf16 base at the same precision.\n")
+    print(f"LoRA r8 on all linears{ck}, median step of steps 3..{steps}; ratios against the bf16 base at the same precision.\n")
     print("| model | B x T | base | precision | step s | vs bf16 base | peak RSS MB | vs bf16 base | load s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     ref = {(r["shape"], r["precision"]): r for r in rows if r["base_dtype"] == "bf16"}
@@ -149,7 +154,7 @@ for model in dict.fromkeys(x["model"] for x in q):
     xs = [x for x in q if x["model"] == model]
     ref = next((x for x in xs if x["base"] == "bf16"), None)
     rel = lambda x, k: f'{100 * (x[k] / ref[k] - 1):+.2f}%' if ref else "-"
-    print(f"\nHeld-out loss, {what[model]}; before = the base as held, no adapter (what quantization alone costs):\n")
+    print(f"\nHeld-out loss, {what[model]}{ck}; before = the base as held, no adapter (what quantization alone costs):\n")
     print("| base | held-out loss before | vs bf16 base | first train loss | held-out loss after | vs bf16 base | peak RSS MB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for x in xs:

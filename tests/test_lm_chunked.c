@@ -24,8 +24,8 @@
 #include "ftc/model.h"
 #include "ftc/quant.h"
 
-/* At most 50 positions a row, as many rows as make about 600 positions (two full 256-row pieces and a partial
- * one): the fixtures have 16 positions, stories260K 512 */
+/* At most 50 positions a row, as many rows as make about 600 positions (equal pieces of at most 256 rows
+ * at the reserved 38 x T, the batch's last one partial): the fixtures have 16 positions, stories260K 512 */
 enum { BMAX = 38, T = 50, POSITIONS = 600 };
 
 static bool model_dir(char *out, size_t n, const char *name) {
@@ -148,10 +148,20 @@ static void lora_case(const char *name, int qtype, ftc_precision prec) {
     snprintf(what, sizeof what, "%s lora %s%s", name, prec == FTC_PREC_BF16 ? "bf16" : "f32", qtype >= 0 ? " q8_0" : "");
     compare(m, &full, &fused, what);
     compare(m, &full, &again, what);
+    /* with --grad-checkpoint the logits piece overlays the shared block activations (the plan's head_overlay) */
+    if (ftc_model_set_grad_checkpoint(m, true, &e)) fail_msg("%s", e.msg);
+    result ck_fused = step(m, &bt, true, w, w), ck_again = step(m, &bt, true, 1.0f, w);
+    int64_t ck_bytes = ftc_model_activation_bytes(m);
+    strncat(what, " ckpt", sizeof what - strlen(what) - 1);
+    compare(m, &full, &ck_fused, what);
+    compare(m, &full, &ck_again, what);
+    assert_int_equal(ftc_model_activation_bytes_for(m, BMAX, seq_len(m)), ck_bytes);
+    if (ftc_model_set_grad_checkpoint(m, false, &e)) fail_msg("%s", e.msg);
+    result_free(&ck_fused), result_free(&ck_again);
     assert_true(chunk_bytes < full_bytes);
     assert_int_equal(ftc_model_activation_bytes_for(m, BMAX, seq_len(m)), chunk_bytes);
-    printf("  %-28s loss %.7f bit-identical, gradients bit-identical; activations %.2f -> %.2f MiB\n", what, full.loss,
-           full_bytes / 1048576.0, chunk_bytes / 1048576.0);
+    printf("  %-28s loss %.7f bit-identical, gradients bit-identical; activations %.2f -> %.2f MiB (%.2f)\n", what,
+           full.loss, full_bytes / 1048576.0, chunk_bytes / 1048576.0, ck_bytes / 1048576.0);
     result_free(&full), result_free(&fused), result_free(&again);
     ftc_model_free(m);
 }
@@ -182,8 +192,14 @@ static void full_case(const char *name, ftc_precision prec) {
     char what[200];
     snprintf(what, sizeof what, "%s full %s", name, prec == FTC_PREC_BF16 ? "bf16" : "f32");
     compare(m, &full, &chunked, what);
-    printf("  %-28s loss %.7f and all gradients (the head's too) bit-identical\n", what, full.loss);
-    result_free(&full), result_free(&chunked);
+    /* checkpointing: the head's pieces over the shared block activations, computed again in the backward */
+    if (ftc_model_set_grad_checkpoint(m, true, &e)) fail_msg("%s", e.msg);
+    result ck = step(m, &bt, true, 1.0f, 1.0f);
+    strncat(what, " ckpt", sizeof what - strlen(what) - 1);
+    compare(m, &full, &ck, what);
+    printf("  %-28s loss %.7f and all gradients (the head's too) bit-identical, with checkpointing too\n", what,
+           full.loss);
+    result_free(&full), result_free(&chunked), result_free(&ck);
     ftc_model_free(m);
 }
 
@@ -255,14 +271,14 @@ static void test_finite_differences(void **state) {
 }
 
 /* evaluation: the metrics from pieces of logits equal the ones from the whole tensor */
-static void test_eval_pieces(void **state) {
-    (void)state;
+static void eval_pieces(bool ckpt) {
     char dir[4096];
     if (!model_dir(dir, sizeof dir, "gpt2")) { printf("  SKIP gpt2: not found\n"); return; }
     ftc_model *m = load(dir, -1);
     ftc_err e;
     if (ftc_model_add_lora(m, "all-linear", 4, 8.0f, 0.0f, 7, &e)) fail_msg("%s", e.msg);
     if (ftc_model_reserve(m, BMAX, seq_len(m), &e)) fail_msg("%s", e.msg);
+    if (ftc_model_set_grad_checkpoint(m, ckpt, &e)) fail_msg("%s", e.msg);
     batch_t bt;
     make_batch(&bt, m);
     int V = ftc_model_config_of(m)->vocab_size, B = bt.b.B, T = bt.b.T;
@@ -286,9 +302,16 @@ static void test_eval_pieces(void **state) {
     assert_true(whole.n_tokens == pieces.n_tokens && whole.n_correct == pieces.n_correct &&
                 whole.n_sequences == pieces.n_sequences);
     assert_true(whole.n_tokens > 0);
-    printf("  eval in %d pieces of %d rows: loss %.7f, %lld tokens, nll sum and accuracy bit-identical\n", n, R,
-           ftc_lm_loss(&pieces), (long long)pieces.n_tokens);
+    printf("  eval in %d pieces of %d rows%s: loss %.7f, %lld tokens, nll sum and accuracy bit-identical\n", n, R,
+           ckpt ? " (grad checkpointing)" : "", ftc_lm_loss(&pieces), (long long)pieces.n_tokens);
     ftc_model_free(m);
+}
+
+/* (the logits pieces overlay the training scratch: with checkpointing, the shared block activations too) */
+static void test_eval_pieces(void **state) {
+    (void)state;
+    eval_pieces(false);
+    eval_pieces(true);
 }
 
 int main(void) {

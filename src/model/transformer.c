@@ -37,10 +37,45 @@ static float *take(planner *p, size_t n) {
  * both give the same values bit for bit whatever the matmul does with the row count. */
 enum { LM_CHUNK = 256 };
 
+/* The rows of a piece for N positions: as many pieces as LM_CHUNK rows need, of equal size (SmolLM2 at 4 x 134:
+ * three pieces of 179 rows instead of 256 + 256 + 24, the same passes over the head weight, 30% less memory). */
+static int lm_piece_rows(size_t N) {
+    size_t pieces = (N + LM_CHUNK - 1) / LM_CHUNK;
+    return (int)((N + pieces - 1) / pieces);
+}
+
 static bool any_trainable(const ftc_model *m) {
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].trainable) return true;
     return false;
+}
+
+static linear_mod *layer_mod(layer_params *l, int j) {
+    linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
+    return mods[j];
+}
+
+/* One block's activations (LAYER_ACT_FIELDS); the branch outputs o_out and down_out and their dropped-out r1 and r2
+ * (read only by the residual add right after them) only with transients (else the caller plans them: buffers
+ * shared by every block). */
+static void plan_layer_acts(ftc_model *m, layer_params *l, planner *p, bool transients) {
+    size_t N = (size_t)m->max_B * (size_t)m->max_T, NB = (size_t)m->max_B, NT = (size_t)m->max_T;
+    size_t C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
+    bool hdrop = m->cfg.hidden_dropout > 0;
+    l->n1 = take(p, N * C), l->n1_mean = take(p, N), l->n1_rstd = take(p, N), l->s1 = take(p, N * C);
+    l->n2 = take(p, N * C), l->n2_mean = take(p, N), l->n2_rstd = take(p, N), l->s2 = take(p, N * C);
+    l->xq = take(p, N * Q), l->xk = take(p, N * KV), l->xv = take(p, N * KV);
+    l->lse = take(p, NB * (size_t)m->H * NT);
+    l->attn_out = take(p, N * Q);
+    l->o_out = transients ? take(p, N * C) : NULL;
+    l->o_mask = hdrop ? take(p, N * C) : NULL;
+    l->r1 = hdrop && transients ? take(p, N * C) : NULL;
+    l->h_up = take(p, N * F);
+    l->h_gate = m->swiglu ? take(p, N * F) : NULL;
+    l->h_act = take(p, N * F);
+    l->down_out = transients ? take(p, N * C) : NULL;
+    l->down_mask = hdrop ? take(p, N * C) : NULL;
+    l->r2 = hdrop && transients ? take(p, N * C) : NULL;
 }
 
 /* The activation plan. Sequence length is an axis of every entry: nothing grows with T x T (attention keeps
@@ -69,26 +104,8 @@ static void plan(ftc_model *m, planner *p) {
     for (int i = 0; i < m->L; i++) {
         layer_params *l = &m->layers[i];
         if (m->grad_ckpt && !m->fwd_only) m->ck_out[i] = take(p, N * C);
-        if (share && i > 0) { /* one activation set for all blocks; adapters keep their own */
-#define SHARE(f) l->f = m->layers[0].f;
-            LAYER_ACT_FIELDS(SHARE)
-#undef SHARE
-        } else {
-        l->n1 = take(p, N * C), l->n1_mean = take(p, N), l->n1_rstd = take(p, N), l->s1 = take(p, N * C);
-        l->n2 = take(p, N * C), l->n2_mean = take(p, N), l->n2_rstd = take(p, N), l->s2 = take(p, N * C);
-        l->xq = take(p, N * Q), l->xk = take(p, N * KV), l->xv = take(p, N * KV);
-        l->lse = take(p, NB * (size_t)m->H * NT);
-        l->attn_out = take(p, N * Q);
-        l->o_out = take(p, N * C);
-        l->o_mask = hdrop ? take(p, N * C) : NULL;
-        l->r1 = hdrop ? take(p, N * C) : NULL;
-        l->h_up = take(p, N * F);
-        l->h_gate = m->swiglu ? take(p, N * F) : NULL;
-        l->h_act = take(p, N * F);
-        l->down_out = take(p, N * C);
-        l->down_mask = hdrop ? take(p, N * C) : NULL;
-        l->r2 = hdrop ? take(p, N * C) : NULL;
-        }
+        if (share) continue; /* one activation set for all blocks, the adapters' buffers too (below) */
+        plan_layer_acts(m, l, p, !grads);
         linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
         for (int j = 0; j < 8; j++) {
             linear_mod *lm = mods[j];
@@ -107,13 +124,17 @@ static void plan(ftc_model *m, planner *p) {
     m->nll = NULL;
     m->lm_rows = 0;
     m->pooled = m->pool_dense = m->pool_tanh = m->cls_in = m->cls_mask = NULL;
+    /* a training plan with loss_only: the head's logits piece overlays the block scratch below (head_overlay) */
+    bool head_overlay = grads && m->task == FTC_TASK_CAUSAL_LM && m->loss_only;
     if (m->task == FTC_TASK_CAUSAL_LM) {
         /* the LM head's backward runs in row chunks: its logits gradient needs LM_CHUNK rows, not N; with
          * loss_only the logits too, never [N, V] */
-        m->lm_rows = (int)(N < LM_CHUNK ? N : LM_CHUNK);
-        m->logits = take(p, (m->loss_only ? (size_t)m->lm_rows : N) * m->V);
-        /* loss_only: the gradient overwrites the piece's logits (ftc_cross_entropy_backward works in place) */
-        m->dlogits = !grads ? NULL : m->loss_only ? m->logits : take(p, (size_t)m->lm_rows * m->V);
+        m->lm_rows = lm_piece_rows(N);
+        if (!head_overlay) {
+            m->logits = take(p, (m->loss_only ? (size_t)m->lm_rows : N) * m->V);
+            /* loss_only: the gradient overwrites the piece's logits (ftc_cross_entropy_backward works in place) */
+            m->dlogits = !grads ? NULL : m->loss_only ? m->logits : take(p, (size_t)m->lm_rows * m->V);
+        }
         m->nll = m->loss_only ? (double *)take(p, N * (sizeof(double) / sizeof(float))) : NULL;
     } else if (m->task == FTC_TASK_CLASSIFY) {
         m->pooled = take(p, NB * C);
@@ -124,19 +145,87 @@ static void plan(ftc_model *m, planner *p) {
         m->logits = take(p, NB * nl);
         m->dlogits = grads ? take(p, NB * nl) : NULL;
     }
-    m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
     int rmax = ftc_model_max_lora_rank(m);
     m->g_res = m->g_a = m->g_b = m->g_q = m->g_k = m->g_v = m->g_attn = m->g_qkv = NULL;
     m->g_up = m->g_gate = m->g_act = m->g_att_scratch = NULL;
     m->g_pooled = m->g_pool_dense = m->g_cls_in = m->g_lora = NULL;
-    if (!grads) return;
-    m->g_res = take(p, N * C), m->g_a = take(p, N * C), m->g_b = take(p, N * C);
-    m->g_q = take(p, N * Q), m->g_k = take(p, N * KV), m->g_v = take(p, N * KV), m->g_attn = take(p, N * Q);
-    m->g_qkv = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
-    m->g_up = take(p, N * F), m->g_gate = m->swiglu ? take(p, N * F) : NULL, m->g_act = take(p, N * F);
-    m->g_att_scratch = take(p, ftc_attention_flash_scratch_floats((int)NB, (int)NT, m->H, m->Hkv, m->D));
-    m->g_pooled = take(p, NB * C), m->g_pool_dense = take(p, NB * C), m->g_cls_in = take(p, NB * C);
-    m->g_lora = rmax > 0 ? take(p, N * (size_t)rmax) : NULL;
+    if (grads) {
+        m->g_res = take(p, N * C);
+        m->g_pooled = take(p, NB * C), m->g_pool_dense = take(p, NB * C), m->g_cls_in = take(p, NB * C);
+        m->g_lora = rmax > 0 ? take(p, N * (size_t)rmax) : NULL;
+    }
+    /* The block scratch: what lives only while one block runs (forward or backward). With a training plan its
+     * parts share memory by lifetime (all of this is on one thread of control, one block at a time):
+     * - the attention's gradients (g_q .. g_att_scratch) live only in attention_block_backward, the MLP's
+     *   (g_up, g_gate, g_act) only in mlp_backward, which runs before it: one overlays the other;
+     * - qkv_tmp (the fused q|k|v product) lives only inside attention_block_forward, o_out / down_out (a branch's
+     *   output) and r1 / r2 (the same dropped out) from their product to the residual add right after it (the
+     *   backward reads neither): one buffer each for all blocks, over the attention's gradients (a recomputing
+     *   backward runs a block's forward before that block's backward, never inside it);
+     * - head_overlay: the LM head's logits piece lives only in the head (the end of the forward, the start of the
+     *   backward), when no block runs: it overlays the whole scratch, the shared block activations included
+     *   (with --grad-checkpoint the last block's output is in ck_out, and the backward recomputes each block).
+     * - with the shared activation set (--grad-checkpoint) the adapters' buffers are one set too: the backward
+     *   recomputes a block's before it reads them.
+     * g_res (the head's output gradient), g_lora and the per-layer buffers stay outside. */
+    size_t region = p->off;
+    if (share) {
+        plan_layer_acts(m, &m->layers[0], p, !grads);
+        for (int i = 1; i < m->L; i++) { /* one activation set for all blocks */
+            layer_params *l = &m->layers[i];
+#define SHARE(f) l->f = m->layers[0].f;
+            LAYER_ACT_FIELDS(SHARE)
+#undef SHARE
+        }
+        /* the adapters' A x (and dropped-out input): a block's forward writes them, its backward (after the
+         * recompute) reads them; one set for all blocks, sized for the largest adapter of each module */
+        for (int j = 0; j < 8; j++) {
+            size_t r = 0, in = 0;
+            for (int i = 0; i < m->L; i++) {
+                linear_mod *lm = layer_mod(&m->layers[i], j);
+                if (lm->lora_a < 0) continue;
+                size_t ri = (size_t)m->params[lm->lora_a].shape[0];
+                r = ri > r ? ri : r;
+                if (lm->lora_dropout > 0 && (size_t)lm->in > in) in = (size_t)lm->in;
+            }
+            float *ax = r ? take(p, N * r) : NULL, *xd = in ? take(p, N * in) : NULL, *mask = in ? take(p, N * in) : NULL;
+            for (int i = 0; i < m->L; i++) {
+                linear_mod *lm = layer_mod(&m->layers[i], j);
+                if (lm->lora_a < 0) continue;
+                lm->lora_ax = ax;
+                lm->lora_xd = lm->lora_dropout > 0 ? xd : NULL;
+                lm->lora_mask = lm->lora_dropout > 0 ? mask : NULL;
+            }
+        }
+    }
+    if (grads) {
+        m->g_a = take(p, N * C), m->g_b = take(p, N * C);
+        size_t u = p->off;
+        m->g_q = take(p, N * Q), m->g_k = take(p, N * KV), m->g_v = take(p, N * KV), m->g_attn = take(p, N * Q);
+        m->g_qkv = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
+        m->g_att_scratch = take(p, ftc_attention_flash_scratch_floats((int)NB, (int)NT, m->H, m->Hkv, m->D));
+        size_t end = p->off;
+        p->off = u; /* the forward's transients: the fused q|k|v product, the dropped-out branch outputs */
+        m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
+        float *branch = take(p, N * C), *dropped_branch = hdrop ? take(p, N * C) : NULL;
+        for (int i = 0; i < m->L; i++) {
+            layer_params *l = &m->layers[i];
+            l->o_out = l->down_out = branch;
+            l->r1 = l->r2 = dropped_branch;
+        }
+        end = p->off > end ? p->off : end;
+        p->off = u;
+        m->g_up = take(p, N * F), m->g_gate = m->swiglu ? take(p, N * F) : NULL, m->g_act = take(p, N * F);
+        p->off = p->off > end ? p->off : end;
+    } else {
+        m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
+    }
+    if (head_overlay) {
+        size_t end = p->off;
+        p->off = region;
+        m->logits = m->dlogits = take(p, (size_t)m->lm_rows * m->V);
+        p->off = p->off > end ? p->off : end;
+    }
 }
 
 int64_t ftc_model_activation_bytes(const ftc_model *m) { return (int64_t)m->act_floats * (int64_t)sizeof(float); }
