@@ -39,45 +39,95 @@ int ftc_model_add_param(ftc_model *m, const char *name, int ndim, const int64_t 
     return m->n_params++;
 }
 
-/* Lays the buffer out again for the current table, keeping the values of parameters that had storage
- * of the same size. Called after the table changes (load, classifier, LoRA): never inside a step. */
+/* Gives every parameter that needs f32 values (all but those stored in bf16 or quantized only: precision.c) its
+ * storage, keeping the values of those that had it. Called after the table changes (load, classifier, LoRA,
+ * an f32 value restored): never inside a step.
+ * When the table only grew (LoRA adapters, a new head, a weight made trainable again) the values already held
+ * stay where they are and the new parameters get a segment of their own: no second copy of the table (a bf16 or
+ * quantized base's f32 part, GPT-2's 154 MB token table, would otherwise be held twice while it is copied).
+ * When storage was given up (weights moved to bf16 or packed blocks, adapters merged away, a head resized) the
+ * values are laid out again in one new segment and the old ones freed. */
+static inline int64_t padded(int64_t n) { return (n + 15) & ~(int64_t)15; } /* 64-byte aligned starts */
+
+static bool needs_f32(const ftc_param *p) { return p->data || !(p->data_bf16 || p->data_q); }
+
+static ftc_status add_segment(ftc_model *m, int64_t n, float **seg, ftc_err *err) {
+    *seg = NULL;
+    float **v = realloc(m->segs, (size_t)(m->n_segs + 1) * sizeof *v);
+    if (!v) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
+    m->segs = v;
+    if (n && ftc_mem_alloc_weights((void **)seg, (size_t)n * sizeof(float))) *seg = NULL;
+    if (n && !*seg) return ftc_errf(err, FTC_E_NOMEM, "out of memory for %lld parameters", (long long)n);
+    if (n) memset(*seg, 0, (size_t)n * sizeof(float));
+    m->segs[m->n_segs++] = *seg;
+    return FTC_OK;
+}
+
 ftc_status ftc_model_alloc_params(ftc_model *m, ftc_err *err) {
-    int64_t total = 0;
-    int64_t *noff = malloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *noff);
-    if (!noff) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
+    int64_t kept = 0, added = 0, total = 0;
     for (int i = 0; i < m->n_params; i++) {
         const ftc_param *p = &m->params[i];
-        noff[i] = total;
-        if (!p->data && (p->data_bf16 || p->data_q)) { /* stored in bf16 or quantized only (precision.c) */
-            noff[i] = -1;
-            continue;
+        if (!needs_f32(p)) continue;
+        int64_t n = padded(p->numel);
+        total += n;
+        if (m->offsets[i] >= 0) kept += n;
+        else added += n;
+    }
+    ftc_status s;
+    float *seg;
+    if (kept == m->buf_numel) { /* nothing given up: append the new parameters */
+        if (added == 0) goto grads;
+        if ((s = add_segment(m, added, &seg, err))) return s;
+        int64_t off = 0;
+        for (int i = 0; i < m->n_params; i++) {
+            ftc_param *p = &m->params[i];
+            if (!needs_f32(p) || m->offsets[i] >= 0) continue;
+            if (m->offsets[i] == -2 && p->data) {
+                memcpy(seg + off, p->data, (size_t)p->numel * sizeof(float));
+                free(p->data);
+            }
+            p->data = seg + off;
+            m->offsets[i] = m->buf_numel + off;
+            off += padded(p->numel);
         }
-        total += (p->numel + 15) & ~(int64_t)15; /* 64-byte aligned starts */
+        m->buf_numel += added;
+        goto grads;
     }
-    float *nbuf = NULL;
-    if (total && ftc_mem_alloc_weights((void **)&nbuf, (size_t)total * sizeof(float))) nbuf = NULL;
-    if (total && !nbuf) {
+    /* a full layout in one new segment */
+    int64_t *noff = malloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *noff);
+    if (!noff) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
+    float **old = m->segs;
+    int n_old = m->n_segs;
+    m->segs = NULL, m->n_segs = 0;
+    if ((s = add_segment(m, total, &seg, err))) {
+        free(m->segs);
+        m->segs = old, m->n_segs = n_old;
         free(noff);
-        return ftc_errf(err, FTC_E_NOMEM, "out of memory for %lld parameters", (long long)total);
+        return s;
     }
-    if (total) memset(nbuf, 0, (size_t)total * sizeof(float));
+    for (int i = 0, t = 0; i < m->n_params; i++) {
+        const ftc_param *p = &m->params[i];
+        noff[i] = needs_f32(p) ? t : -1;
+        if (noff[i] >= 0) t += padded(p->numel);
+    }
     for (int i = 0; i < m->n_params; i++) {
         ftc_param *p = &m->params[i];
         if (noff[i] < 0) {
             m->offsets[i] = -1;
             continue;
         }
-        /* offset -2: a private f32 value (ftc_model_inflate_f32) that moves into the buffer */
+        /* offset -2: a private f32 value (ftc_model_inflate_f32) that moves into the segment */
         if ((m->offsets[i] >= 0 || m->offsets[i] == -2) && p->data)
-            memcpy(nbuf + noff[i], p->data, (size_t)p->numel * sizeof(float));
+            memcpy(seg + noff[i], p->data, (size_t)p->numel * sizeof(float));
         if (m->offsets[i] == -2) free(p->data);
-        p->data = nbuf + noff[i];
+        p->data = seg + noff[i];
         m->offsets[i] = noff[i];
     }
-    free(m->buf);
+    for (int k = 0; k < n_old; k++) free(old[k]);
+    free(old);
     free(noff);
-    m->buf = nbuf;
     m->buf_numel = total;
+grads:
     /* the table changed: gradients follow at the next reserve */
     if (m->grads_planned) return ftc_model_plan_grads(m, err);
     return FTC_OK;
@@ -305,7 +355,8 @@ void ftc_model_free(ftc_model *m) {
     for (int i = 0; i < m->n_params; i++) free(m->params[i].data_bf16), free(m->params[i].data_q);
     free(m->params);
     free(m->offsets);
-    free(m->buf);
+    for (int k = 0; k < m->n_segs; k++) free(m->segs[k]);
+    free(m->segs);
     free(m->gradbuf);
     free(m->layers);
     free(m->inv_freq);
