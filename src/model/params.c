@@ -1,5 +1,6 @@
-/* The parameter table: Hugging Face names <-> our layout, one buffer for all values, gradients only
- * for trainable parameters. Loading and saving are this table plus a transpose for GPT-2's Conv1D. */
+/* The parameter table: Hugging Face names <-> our layout, f32 values in one buffer (plus a segment for each later
+ * growth: LoRA adapters, a head), gradients only for trainable parameters. Loading and saving are this table plus
+ * a transpose for GPT-2's Conv1D. */
 #include "model_internal.h"
 #include "ftc/matmul.h"
 #include "ftc/quant.h"
