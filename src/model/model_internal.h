@@ -54,6 +54,7 @@ struct ftc_model {
     ftc_param *params;
     int64_t *offsets;
     float **segs;
+    int64_t *seg_numel; /* values in each segment */
     int n_segs;
     int64_t buf_numel; /* values (64-byte aligned sizes) the parameters with offsets >= 0 hold */
     float *gradbuf;
