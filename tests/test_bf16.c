@@ -313,9 +313,15 @@ static void bf16_base_case(const char *fixture, const char *targets) {
     forward_logits(a, &d, la, n);
     forward_logits(b, &d, lb, n);
     assert_memory_equal(la, lb, n * sizeof(float));
-    /* LoRA on both: the same losses, bit for bit (the adapters and everything else are f32 in both) */
+    /* LoRA on both: the same losses, bit for bit (the adapters and everything else are f32 in both). Adding the
+     * adapters leaves the f32 values where they were (ftc_model_alloc_params appends a segment for the new
+     * parameters): no second copy of the base's f32 part is made, so none is held twice at load */
+    int nb = ftc_model_n_params(b);
+    const float **before = malloc((size_t)nb * sizeof *before);
+    for (int i = 0; i < nb; i++) before[i] = ftc_model_param(b, i)->data;
     assert_int_equal(ftc_model_add_lora(a, targets, 4, 8.0f, 0.0f, 7, &e), FTC_OK);
     assert_int_equal(ftc_model_add_lora(b, targets, 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+    for (int i = 0; i < nb; i++) assert_ptr_equal(ftc_model_param(b, i)->data, before[i]);
     for (int i = 0; i < ftc_model_n_params(b); i++) assert_true(ftc_model_param(b, i)->trainable ?
                                                                   ftc_model_param(b, i)->data != NULL : true);
     float ca[6], cb[6];
@@ -323,8 +329,12 @@ static void bf16_base_case(const char *fixture, const char *targets) {
     train_curve(b, &d, 6, 1e-2f, cb);
     assert_memory_equal(ca, cb, sizeof ca);
     assert_true(cb[5] < cb[0]);
-    /* merge and save: BF16 tensors for the base, loading back to the merged model's logits */
+    /* merge and save: BF16 tensors for the base, loading back to the merged model's logits. Merging frees the
+     * adapters' segment and leaves the base's f32 values where they were (no copy of the table) */
     assert_int_equal(ftc_model_merge_lora(b, &e), FTC_OK);
+    assert_int_equal(ftc_model_n_params(b), nb);
+    for (int i = 0; i < nb; i++) assert_ptr_equal(ftc_model_param(b, i)->data, before[i]);
+    free(before);
     forward_logits(b, &d, lb, n);
     char out[] = "/tmp/ftc_test_bf16_XXXXXX";
     assert_non_null(mkdtemp(out));

@@ -1,7 +1,8 @@
 /* A transformer of any supported family, assembled from config.json + safetensors by HF names.
  * One block implementation, parameterised by ftc_model_config (src/model/transformer.c).
- * Memory: parameters in one buffer; gradients only for trainable parameters; activations
- * planned once by ftc_model_reserve for the largest batch. No allocation inside forward/backward. */
+ * Memory: parameters in one buffer (adapters or a head added later: a segment of their own); gradients only for
+ * trainable parameters; activations planned once by ftc_model_reserve for the largest batch. No allocation inside
+ * forward/backward. */
 #ifndef FTC_MODEL_H
 #define FTC_MODEL_H
 #include <stdbool.h>

@@ -20,6 +20,10 @@ typedef struct {
     int base_qtype;          /* the frozen base weights as the run held them: block-quantized (ftc_ggml_type), or -1 */
     bool base_bf16;          /* ... or in bf16 */
     bool base_gguf;          /* ... or in the types of the GGUF it came from (--base-dtype auto, ftc_model_load_gguf_base) */
+    /* Not from the file: the caller's choice. A LoRA run (without model/) whose base is held block-quantized keeps
+     * its adapters unmerged: the model computes exactly what training's evaluations computed, and the targeted
+     * weights stay packed (merging dequantizes each to f32). For evaluation; inference merges (the default). */
+    bool keep_adapters_on_packed_base;
 } ftc_run_info;
 
 /* Whether a run directory holds its final model: RUNDIR/model/config.json, or a LoRA run's
@@ -30,6 +34,8 @@ ftc_status ftc_run_info_read(const char *dir, ftc_run_info *out, ftc_err *err);
 /* The run's final model with its task: RUNDIR/model when there is one, else (a LoRA run) the base model read as the
  * run read it, with RUNDIR/adapter applied and merged and the run's pooling: the model --save-merged writes. */
 ftc_status ftc_run_model_load(const char *dir, const ftc_run_info *ri, ftc_model **out, ftc_err *err);
+/* Whether any frozen weight of m is held block-quantized (ftc_model_load_quant_base / _gguf_base). */
+bool ftc_model_has_packed_weights(ftc_model *m);
 
 /* "cls" | "mean" | "last" -> *out (true); anything else (NULL, "", "auto") -> false. */
 bool ftc_pooling_parse(const char *name, ftc_pooling *out);

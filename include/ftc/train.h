@@ -178,6 +178,11 @@ typedef struct {
                                checkpoint-<step>.ftc; the best evaluation's never removed); 0: all; default 1 */
     bool save_merged;       /* lora: also write model/ (base + adapter merged, HF layout); by default a LoRA run
                                keeps adapter/ only and every command loads base + adapter (ftc_run_dir_load) */
+    /* Not a setting: how the frozen base was held when the run loaded it (lora/head: ftc_model_base_storage, e.g.
+     * "q8_0 x 1, q4_1 x 210" for --base-dtype auto on a GGUF); "" unknown or full. config.resolved.json records it
+     * as "base_dtype_resolved" (a fact of the run, never read back as a setting: --resume resolves --base-dtype
+     * again and the CLI refuses a resume whose base now resolves otherwise). */
+    char base_resolved[256];
     bool set[64];           /* which keys were given explicitly (config file or command line), by option index */
     bool from_run[64];      /* ... and which of those came from a run's config.resolved.json (--resume) */
 } ftc_train_config;

@@ -420,10 +420,23 @@ static int train_main(int argc, char **argv, const ftc_train_dp *dp) {
     cli_test_io_fault_from_env();
     ftc_model *m = NULL;
     if ((s = load_train_model(&c, &m, &err)) != FTC_OK) { rc = cli_fail(train_cmd, &err); goto done; }
-    if (!quiet && ftc_train_base_from_gguf(&c)) {
-        char kept[256];
+    if (c.method != FTC_METHOD_FULL) { /* what --base-dtype became: config.resolved.json "base_dtype_resolved" */
+        char kept[sizeof c.base_resolved];
         ftc_model_base_storage(m, kept, sizeof kept);
-        fprintf(stderr, "ftc train: base: auto -> %s (from the GGUF)\n", kept);
+        /* a resumed run goes on from weights trained against the base as it was held then: a base that now
+         * resolves otherwise (auto on a GGUF whose types changed) would continue on other values */
+        if (have_saved && saved.base_resolved[0] && strcmp(saved.base_resolved, kept)) {
+            ftc_model_free(m);
+            dp_fail_collective = true;
+            ftc_errf(&err, FTC_E_INPUT, "--resume: the base model %s now loads as %s (--base-dtype %s), but the run "
+                     "trained on it as %s (%s/config.resolved.json \"base_dtype_resolved\"): resume with the model "
+                     "the run started from, or start a new run in another --out", c.model, kept,
+                     ftc_base_dtype_name(c.base_dtype), saved.base_resolved, c.out);
+            rc = cli_fail(train_cmd, &err);
+            goto done;
+        }
+        snprintf(c.base_resolved, sizeof c.base_resolved, "%s", kept);
+        if (!quiet && ftc_train_base_from_gguf(&c)) fprintf(stderr, "ftc train: base: auto -> %s (from the GGUF)\n", kept);
     }
     ftc_dataset train = {0}, val = {0};
     bool have_val;

@@ -47,12 +47,16 @@ struct ftc_model {
     char *config_json; /* config.json as loaded (save keeps every field we do not model) */
     char prefix[32]; /* "transformer." / "model." / "bert." / "" as in the loaded file */
 
-    /* parameters: one buffer; offsets[i] into it */
+    /* parameters: f32 values in segments (one after a full layout; ftc_model_alloc_params appends one for
+     * parameters added later); offsets[i] >= 0: params[i].data is in a segment, -1: no f32 storage, -2: a private
+     * value (ftc_model_inflate_f32) to take over */
     int n_params, cap_params;
     ftc_param *params;
     int64_t *offsets;
-    float *buf;
-    int64_t buf_numel;
+    float **segs;
+    int64_t *seg_numel; /* values in each segment */
+    int n_segs;
+    int64_t buf_numel; /* values (64-byte aligned sizes) the parameters with offsets >= 0 hold */
     float *gradbuf;
     int64_t grad_numel;
     bool grads_planned;

@@ -1,5 +1,6 @@
-/* The parameter table: Hugging Face names <-> our layout, one buffer for all values, gradients only
- * for trainable parameters. Loading and saving are this table plus a transpose for GPT-2's Conv1D. */
+/* The parameter table: Hugging Face names <-> our layout, f32 values in one buffer (plus a segment for each later
+ * growth: LoRA adapters, a head), gradients only for trainable parameters. Loading and saving are this table plus
+ * a transpose for GPT-2's Conv1D. */
 #include "model_internal.h"
 #include "ftc/matmul.h"
 #include "ftc/quant.h"
@@ -8,6 +9,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -39,45 +41,140 @@ int ftc_model_add_param(ftc_model *m, const char *name, int ndim, const int64_t 
     return m->n_params++;
 }
 
-/* Lays the buffer out again for the current table, keeping the values of parameters that had storage
- * of the same size. Called after the table changes (load, classifier, LoRA): never inside a step. */
-ftc_status ftc_model_alloc_params(ftc_model *m, ftc_err *err) {
-    int64_t total = 0;
-    int64_t *noff = malloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *noff);
-    if (!noff) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
+/* Gives every parameter that needs f32 values (all but those stored in bf16 or quantized only: precision.c) its
+ * storage, keeping the values of those that had it. Called after the table changes (load, classifier, LoRA,
+ * an f32 value restored): never inside a step.
+ * When the table only grew (LoRA adapters, a new head, a weight made trainable again) the values already held
+ * stay where they are and the new parameters get a segment of their own: no second copy of the table (a bf16 or
+ * quantized base's f32 part, GPT-2's 154 MB token table, would otherwise be held twice while it is copied).
+ * When storage was given up, segments none of whose values are kept are freed (adapters merged away: their
+ * segment); if a kept value shares a segment with given-up storage (weights moved to bf16 or packed blocks, a head
+ * resized) the values are laid out again in one new segment and the old ones freed. */
+static inline int64_t padded(int64_t n) { return (n + 15) & ~(int64_t)15; } /* 64-byte aligned starts */
+
+static bool needs_f32(const ftc_param *p) { return p->data || !(p->data_bf16 || p->data_q); }
+
+static ftc_status add_segment(ftc_model *m, int64_t n, float **seg, ftc_err *err) {
+    *seg = NULL;
+    float **v = realloc(m->segs, (size_t)(m->n_segs + 1) * sizeof *v);
+    if (!v) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
+    m->segs = v;
+    int64_t *sn = realloc(m->seg_numel, (size_t)(m->n_segs + 1) * sizeof *sn);
+    if (!sn) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
+    m->seg_numel = sn;
+    if (n && ftc_mem_alloc_weights((void **)seg, (size_t)n * sizeof(float))) *seg = NULL;
+    if (n && !*seg) return ftc_errf(err, FTC_E_NOMEM, "out of memory for %lld parameters", (long long)n);
+    if (n) memset(*seg, 0, (size_t)n * sizeof(float));
+    m->seg_numel[m->n_segs] = n;
+    m->segs[m->n_segs++] = *seg;
+    return FTC_OK;
+}
+
+/* Storage was given up: frees the segments that hold no kept value and returns true when every other segment
+ * is kept whole (nothing to lay out again); false (nothing freed) when a kept value shares a segment with
+ * given-up storage. */
+static bool drop_unused_segments(ftc_model *m, int64_t kept) {
+    if (m->n_segs == 0) return false;
+    int64_t *in = calloc((size_t)m->n_segs, sizeof *in);
+    if (!in) return false; /* the full layout instead */
     for (int i = 0; i < m->n_params; i++) {
         const ftc_param *p = &m->params[i];
-        noff[i] = total;
-        if (!p->data && (p->data_bf16 || p->data_q)) { /* stored in bf16 or quantized only (precision.c) */
-            noff[i] = -1;
-            continue;
+        if (m->offsets[i] < 0 || !needs_f32(p)) continue;
+        uintptr_t a = (uintptr_t)p->data;
+        for (int k = 0; k < m->n_segs; k++)
+            if (m->segs[k] && a >= (uintptr_t)m->segs[k] && a < (uintptr_t)(m->segs[k] + m->seg_numel[k])) {
+                in[k] += padded(p->numel);
+                break;
+            }
+    }
+    int64_t whole = 0;
+    bool ok = true;
+    for (int k = 0; k < m->n_segs && ok; k++) {
+        ok = in[k] == 0 || in[k] == m->seg_numel[k];
+        whole += in[k];
+    }
+    if (ok && whole == kept) {
+        int n = 0;
+        for (int k = 0; k < m->n_segs; k++) {
+            if (in[k] == 0) {
+                free(m->segs[k]);
+                continue;
+            }
+            m->segs[n] = m->segs[k], m->seg_numel[n] = m->seg_numel[k], n++;
         }
-        total += (p->numel + 15) & ~(int64_t)15; /* 64-byte aligned starts */
+        m->n_segs = n;
+        m->buf_numel = kept;
     }
-    float *nbuf = NULL;
-    if (total && ftc_mem_alloc_weights((void **)&nbuf, (size_t)total * sizeof(float))) nbuf = NULL;
-    if (total && !nbuf) {
+    free(in);
+    return ok && whole == kept;
+}
+
+ftc_status ftc_model_alloc_params(ftc_model *m, ftc_err *err) {
+    int64_t kept = 0, added = 0, total = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const ftc_param *p = &m->params[i];
+        if (!needs_f32(p)) continue;
+        int64_t n = padded(p->numel);
+        total += n;
+        if (m->offsets[i] >= 0) kept += n;
+        else added += n;
+    }
+    ftc_status s;
+    float *seg;
+    if (kept == m->buf_numel || drop_unused_segments(m, kept)) { /* append the new parameters */
+        if (added == 0) goto grads;
+        if ((s = add_segment(m, added, &seg, err))) return s;
+        int64_t off = 0;
+        for (int i = 0; i < m->n_params; i++) {
+            ftc_param *p = &m->params[i];
+            if (!needs_f32(p) || m->offsets[i] >= 0) continue;
+            if (m->offsets[i] == -2 && p->data) {
+                memcpy(seg + off, p->data, (size_t)p->numel * sizeof(float));
+                free(p->data);
+            }
+            p->data = seg + off;
+            m->offsets[i] = m->buf_numel + off;
+            off += padded(p->numel);
+        }
+        m->buf_numel += added;
+        goto grads;
+    }
+    /* a full layout in one new segment */
+    int64_t *noff = malloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *noff);
+    if (!noff) return ftc_errf(err, FTC_E_NOMEM, "out of memory for the parameter table");
+    float **old = m->segs;
+    int64_t *old_numel = m->seg_numel;
+    int n_old = m->n_segs;
+    m->segs = NULL, m->seg_numel = NULL, m->n_segs = 0;
+    if ((s = add_segment(m, total, &seg, err))) {
+        free(m->segs), free(m->seg_numel);
+        m->segs = old, m->seg_numel = old_numel, m->n_segs = n_old;
         free(noff);
-        return ftc_errf(err, FTC_E_NOMEM, "out of memory for %lld parameters", (long long)total);
+        return s;
     }
-    if (total) memset(nbuf, 0, (size_t)total * sizeof(float));
+    for (int i = 0, t = 0; i < m->n_params; i++) {
+        const ftc_param *p = &m->params[i];
+        noff[i] = needs_f32(p) ? t : -1;
+        if (noff[i] >= 0) t += padded(p->numel);
+    }
     for (int i = 0; i < m->n_params; i++) {
         ftc_param *p = &m->params[i];
         if (noff[i] < 0) {
             m->offsets[i] = -1;
             continue;
         }
-        /* offset -2: a private f32 value (ftc_model_inflate_f32) that moves into the buffer */
+        /* offset -2: a private f32 value (ftc_model_inflate_f32) that moves into the segment */
         if ((m->offsets[i] >= 0 || m->offsets[i] == -2) && p->data)
-            memcpy(nbuf + noff[i], p->data, (size_t)p->numel * sizeof(float));
+            memcpy(seg + noff[i], p->data, (size_t)p->numel * sizeof(float));
         if (m->offsets[i] == -2) free(p->data);
-        p->data = nbuf + noff[i];
+        p->data = seg + noff[i];
         m->offsets[i] = noff[i];
     }
-    free(m->buf);
+    for (int k = 0; k < n_old; k++) free(old[k]);
+    free(old), free(old_numel);
     free(noff);
-    m->buf = nbuf;
     m->buf_numel = total;
+grads:
     /* the table changed: gradients follow at the next reserve */
     if (m->grads_planned) return ftc_model_plan_grads(m, err);
     return FTC_OK;
@@ -305,7 +402,9 @@ void ftc_model_free(ftc_model *m) {
     for (int i = 0; i < m->n_params; i++) free(m->params[i].data_bf16), free(m->params[i].data_q);
     free(m->params);
     free(m->offsets);
-    free(m->buf);
+    for (int k = 0; k < m->n_segs; k++) free(m->segs[k]);
+    free(m->segs);
+    free(m->seg_numel);
     free(m->gradbuf);
     free(m->layers);
     free(m->inv_freq);
@@ -589,9 +688,12 @@ static ftc_status load_model(const char *dir, ftc_task task, bool bf16_base, int
          * --allow-nonfinite sets FTC_ALLOW_NONFINITE=1) */
         const char *allow = getenv("FTC_ALLOW_NONFINITE");
         bool check = !(allow && allow[0] && strcmp(allow, "0"));
+        /* every weight lands in its own storage (f32, bf16 or packed), never used from the mapping: the file's
+         * pages are dropped as they are read, so a load does not hold the file beside the model (an f32 model
+         * was held twice at its peak: SmolLM2's 538 MB file + its 538 MB of values) */
         for (int i = 0; !s && i < m->n_params; i++) {
-            s = load_param(st, &m->params[i], check, bf16_base || types, err);
-            const ftc_tensor_view *t = (bf16_base || types) && !s ? ftc_st_find(st, m->params[i].name) : NULL;
+            s = load_param(st, &m->params[i], check, true, err);
+            const ftc_tensor_view *t = !s ? ftc_st_find(st, m->params[i].name) : NULL;
             if (t) release_pages(t->data, t->nbytes); /* what the pieces left: a transposed weight, page edges */
         }
     }

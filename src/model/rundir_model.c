@@ -79,12 +79,19 @@ static ftc_status load_base_and_adapter(const char *dir, const ftc_run_info *ri,
         /* the head the adapter brought keeps its weights (same label count); only the pooling is set */
         if (rows > 0 && (s = ftc_model_set_classifier(*out, rows, pool, 0, err)) != FTC_OK) goto fail;
     }
+    if (ri->keep_adapters_on_packed_base && ftc_model_has_packed_weights(*out)) return FTC_OK;
     if ((s = ftc_model_merge_lora(*out, err)) == FTC_OK) return FTC_OK;
 fail:
     ftc_err_prefix(err, "run %s", dir);
     ftc_model_free(*out);
     *out = NULL;
     return s;
+}
+
+bool ftc_model_has_packed_weights(ftc_model *m) {
+    for (int i = 0; i < ftc_model_n_params(m); i++)
+        if (ftc_model_param(m, i)->data_q) return true;
+    return false;
 }
 
 const char *ftc_task_name(ftc_task t) {

@@ -201,7 +201,7 @@ static const ftc_train_alias ALIASES[] = {
 /* What config.resolved.json records about the run besides the settings; skipped when it is read back. */
 static const char *const RUN_FACTS[] = {"trainable_params", "total_params", "total_steps", "warmup_steps",
                                         "steps_per_epoch", "train_examples", "val_examples", "memory_plan",
-                                        "data_parallel_ranks", NULL};
+                                        "data_parallel_ranks", "base_dtype_resolved", NULL};
 
 const ftc_train_option *ftc_train_options(void) { return OPTIONS; }
 const ftc_train_alias *ftc_train_aliases(void) { return ALIASES; }
@@ -405,7 +405,12 @@ static ftc_status load_json(ftc_train_config *c, const char *path, ftc_err *err)
     json_t *v;
     json_object_foreach(root, key, v) {
         if (s != FTC_OK) break;
-        if (is_run_fact(key)) continue;
+        if (is_run_fact(key)) {
+            /* kept (not a setting): what --base-dtype resolved to, for a resume to check against */
+            if (!strcmp(key, "base_dtype_resolved") && json_is_string(v))
+                snprintf(c->base_resolved, sizeof c->base_resolved, "%s", json_string_value(v));
+            continue;
+        }
         char buf[FTC_PATH_MAX + 32];
         if (json_is_string(v)) snprintf(buf, sizeof buf, "%s", json_string_value(v));
         else if (json_is_integer(v)) snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
@@ -668,6 +673,7 @@ json_t *ftc_train_config_json(const ftc_train_config *c) {
         }
         json_object_set_new(o, key, v);
     }
+    if (c->base_resolved[0]) json_object_set_new(o, "base_dtype_resolved", json_string(c->base_resolved));
     return o;
 }
 

@@ -29,7 +29,8 @@ void ftc_run_dir_tokenizer_dir(const char *dir, const ftc_train_config *cfg, cha
     snprintf(out, n, "%s", cfg->model);
 }
 
-ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *cfg, ftc_err *err) {
+/* keep: a LoRA run on a block-quantized base keeps its adapters unmerged (evaluation: ftc_run_info) */
+static ftc_status run_dir_load(const char *dir, ftc_model **out, ftc_train_config *cfg, bool keep, ftc_err *err) {
     char path[FTC_PATH_MAX + 64];
     *out = NULL;
     ftc_train_config_defaults(cfg);
@@ -38,11 +39,15 @@ ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *
     if (s != FTC_OK) return s;
     ftc_run_info ri = {.task = cfg->task, .lora = cfg->method == FTC_METHOD_LORA, .max_len = cfg->max_len,
                        .base_qtype = ftc_train_base_qtype(cfg), .base_bf16 = ftc_train_base_bf16(cfg),
-                       .base_gguf = ftc_train_base_from_gguf(cfg)};
+                       .base_gguf = ftc_train_base_from_gguf(cfg), .keep_adapters_on_packed_base = keep};
     snprintf(ri.model, sizeof ri.model, "%s", cfg->model);
     snprintf(ri.template_name, sizeof ri.template_name, "%s", cfg->template_name);
     snprintf(ri.pooling, sizeof ri.pooling, "%s", cfg->pooling);
     return ftc_run_model_load(dir, &ri, out, err);
+}
+
+ftc_status ftc_run_dir_load(const char *dir, ftc_model **out, ftc_train_config *cfg, ftc_err *err) {
+    return run_dir_load(dir, out, cfg, false, err);
 }
 
 ftc_status ftc_eval_worst_texts(json_t *json, const ftc_dataset *d, const char *tok_dir, ftc_err *err) {
@@ -79,7 +84,7 @@ ftc_status ftc_run_dir_eval(const char *dir, const char *data_path, int batch, j
     *json = NULL;
     ftc_train_config cfg;
     ftc_model *m;
-    ftc_status s = ftc_run_dir_load(dir, &m, &cfg, err);
+    ftc_status s = run_dir_load(dir, &m, &cfg, true, err);
     if (s != FTC_OK) return s;
     ftc_dataset d = {0};
     s = ftc_run_dir_load_data(dir, &cfg, data_path, ftc_model_config_of(m)->vocab_size, &d, err);
@@ -162,15 +167,20 @@ static bool same_file(const char *a, const char *b) {
 const char *ftc_run_dir_compare_base_dtype(const ftc_train_config *cfg, const char *base_dir) {
     if (!base_dir || !same_file(base_dir, cfg->model)) return NULL;
     int q = ftc_train_base_qtype(cfg);
-    return q >= 0 ? ftc_quant_name(q) : ftc_train_base_bf16(cfg) ? "bf16" : NULL;
+    if (q >= 0) return ftc_quant_name(q);
+    /* --base-dtype auto on a GGUF: the file's own block types (bf16 for the rest under --precision bf16) */
+    if (ftc_train_base_from_gguf(cfg)) return ftc_train_base_bf16(cfg) ? "the GGUF's types (the rest bf16)" : "the GGUF's types";
+    return ftc_train_base_bf16(cfg) ? "bf16" : NULL;
 }
 
-/* The base column's model: the run's own base as the run held it while training (block-quantized or bf16 frozen
- * weights: the values the adapter was trained against), any other base_dir as it is stored. */
+/* The base column's model: the run's own base as the run held it while training (block-quantized, the GGUF's
+ * types or bf16 frozen weights: the values the adapter was trained against, and training's memory, not an f32
+ * copy), any other base_dir as it is stored. */
 static ftc_status load_compare_base(const ftc_train_config *cfg, const char *base_dir, ftc_model **out, ftc_err *err) {
     const char *held = ftc_run_dir_compare_base_dtype(cfg, base_dir);
     int q = held ? ftc_train_base_qtype(cfg) : -1;
     if (q >= 0) return ftc_model_load_quant_base(base_dir, cfg->task, q, out, err);
+    if (held && ftc_train_base_from_gguf(cfg)) return ftc_model_load_gguf_base(base_dir, cfg->task, ftc_train_base_bf16(cfg), out, err);
     if (held) return ftc_model_load_bf16_base(base_dir, cfg->task, out, err);
     return ftc_model_load(base_dir, cfg->task, out, err);
 }
@@ -184,7 +194,7 @@ ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const
     ftc_model_config bc;
     char tuned_dir[FTC_PATH_MAX + 64], tok_dir[FTC_PATH_MAX + 64];
     snprintf(tuned_dir, sizeof tuned_dir, "%s", dir);
-    ftc_status s = ftc_run_dir_load(dir, &tuned, &cfg, err);
+    ftc_status s = run_dir_load(dir, &tuned, &cfg, true, err);
     if (s != FTC_OK) return s;
     ftc_run_dir_tokenizer_dir(dir, &cfg, tok_dir, sizeof tok_dir);
     /* refuse a mismatched base before reading its weights */
@@ -196,15 +206,20 @@ ftc_status ftc_run_dir_eval_dataset(const char *dir, const char *base_dir, const
         s = ftc_check_same_architecture(ftc_model_config_of(tuned), tuned_dir, &bc, base_dir, err);
         ftc_config_free(&bc);
         if (s != FTC_OK) goto done;
-        if ((s = load_compare_base(&cfg, base_dir, &base, err)) != FTC_OK) goto done;
-        if (cfg.task == FTC_TASK_CLASSIFY && (s = put_tuned_head(base, tuned, &cfg, err)) != FTC_OK) goto done;
-        freeze_all(base);
     }
     freeze_all(tuned);
     if (batch <= 0) batch = cfg.batch;
     ftc_eval_result r;
     if ((s = ftc_train_evaluate(tuned, cfg.task, d, batch, cfg.max_len, &r, tuned_json, err)) != FTC_OK) goto done;
-    ftc_model_free(tuned); /* its activations are not needed any more */
+    /* the base is read only now, a causal LM's after the tuned model is gone: the two models (and their
+     * activations) are not held together. A classify run's base takes the tuned head first. */
+    if (cfg.task != FTC_TASK_CLASSIFY) ftc_model_free(tuned), tuned = NULL;
+    if (base_dir) {
+        if ((s = load_compare_base(&cfg, base_dir, &base, err)) != FTC_OK) goto done;
+        if (cfg.task == FTC_TASK_CLASSIFY && (s = put_tuned_head(base, tuned, &cfg, err)) != FTC_OK) goto done;
+        freeze_all(base);
+    }
+    ftc_model_free(tuned);
     tuned = NULL;
     if (base && (s = ftc_train_evaluate(base, cfg.task, d, batch, cfg.max_len, &r, base_json, err)) != FTC_OK) {
         ftc_err_prefix(err, "base model %s", base_dir);
