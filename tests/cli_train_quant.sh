@@ -15,6 +15,10 @@ expect_rc 1 "--base-dtype q4_k stores the frozen base weights: it needs --method
   "$FTC" train --model m --data d --out o --method full --base-dtype q4_k
 
 need_stories260k   # (the usage checks above ran either way)
+# The packed base's products in f32 on every CPU (an AMD CPU with AVX512-BF16 otherwise takes bf16 products for them,
+# src/model/precision.c), so that the base + adapter and the merged f32 model print the same digits below; the bf16
+# products are checked in tests/test_quant_base.c (test_packed_bf16_products).
+export FTC_BF16_DOT=fma
 MODEL=$STORIES
 story_texts 24 "$T/lm.jsonl"
 

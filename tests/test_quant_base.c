@@ -202,6 +202,55 @@ static void quant_base_case(const char *fixture, const char *targets, int qtype,
     free(la), free(lb);
 }
 
+/* Where vdpbf16ps runs at the FMA's rate (AMD), a packed base's training products take bf16 operands with f32
+ * accumulation at fp32 precision too (src/model/precision.c). The other cases pin the f32 products (main), which
+ * must equal the dequantized f32 base's; here the bf16 products, forced: a different path (the logits differ from
+ * f32's), within bf16's rounding of them, and LoRA's loss falls with them as with f32 products. */
+static void test_packed_bf16_products(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_bf16_dot("dpbf16") || strcmp(ftc_matmul_bf16_dot(), "dpbf16") != 0) {
+        assert_true(ftc_matmul_set_bf16_dot("fma"));
+        printf("  skipped: no AVX512-BF16 path here (FTC_MATMUL or the CPU): f32 products only\n");
+        return;
+    }
+    char dir[4096];
+    fixture_dir(dir, sizeof dir, "llama_gqa");
+    ftc_model *a, *b;
+    ftc_err e;
+    if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &a, &e)) fail_msg("%s", e.msg);
+    if (ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, FTC_GGML_Q4_0, &b, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(dequantize_into(a, b), 14);
+    int V = ftc_model_config_of(a)->vocab_size;
+    batches d;
+    make_batches(&d, V);
+    size_t n = (size_t)B * T * V;
+    float *la = malloc(n * 4), *lb = malloc(n * 4);
+    assert_int_equal(ftc_model_reserve(a, B, T, &e), FTC_OK);
+    assert_int_equal(ftc_model_reserve(b, B, T, &e), FTC_OK);
+    forward_logits(a, &d, la, n);
+    forward_logits(b, &d, lb, n);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / (1 + fabs(la[i])));
+    printf("  q4_0 base, bf16 products vs the dequantized f32 base: logits max rel diff %.2e\n", worst);
+    assert_true(worst > 1e-7 && worst < 2e-2);
+    assert_int_equal(ftc_model_add_lora(a, "all-linear", 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+    assert_int_equal(ftc_model_add_lora(b, "all-linear", 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+    enum { STEPS = 6 };
+    float ca[STEPS], cb[STEPS];
+    double ga, gb;
+    train_curve(a, &d, STEPS, ca, &ga);
+    train_curve(b, &d, STEPS, cb, &gb);
+    double wl = 0;
+    for (int s = 0; s < STEPS; s++) wl = fmax(wl, fabs(ca[s] - cb[s]) / fabs(ca[s]));
+    printf("  loss %.5f -> %.5f (f32) vs %.5f -> %.5f (bf16 products): max rel diff %.2e\n", ca[0], ca[STEPS - 1],
+           cb[0], cb[STEPS - 1], wl);
+    assert_true(wl < 2e-2);
+    assert_true(cb[STEPS - 1] < cb[0]);
+    ftc_model_free(a), ftc_model_free(b);
+    free(la), free(lb);
+    assert_true(ftc_matmul_set_bf16_dot("fma"));
+}
+
 /* llama_gqa: hidden 32, intermediate 48: every linear but down_proj (I = 48) fits a 32-block: 2 layers x 6 + the
  * untied head (Q8_0) + the untied token table (the base's type) */
 static void test_q8_0_llama(void **state) { (void)state; quant_base_case("llama_gqa", "all-linear", FTC_GGML_Q8_0, 14); }
@@ -569,6 +618,8 @@ static void test_merge_requantized_gguf(void **state) {
 
 int main(void) {
     ftc_rng_seed(&rng, 18);
+    /* f32 products for a packed base on every CPU: the cases compare with the dequantized f32 base to 1e-5 */
+    if (!ftc_matmul_set_bf16_dot("fma")) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q8_0_llama),
         cmocka_unit_test(test_q4_0_llama),
@@ -585,6 +636,7 @@ int main(void) {
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_load_in_pieces_bit_identical),
         cmocka_unit_test(test_merge_requantized_gguf),
+        cmocka_unit_test(test_packed_bf16_products),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

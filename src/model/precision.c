@@ -317,10 +317,20 @@ static const uint16_t *bf16_weight(const ftc_model *m, int w) {
     return p->data_bf16 && (m->precision == FTC_PREC_BF16 || !p->data) ? p->data_bf16 : NULL;
 }
 
+/* A packed (quantized) frozen weight's training products: bf16 operands with f32 accumulation, as a bf16 base
+ * computes (QLoRA's compute dtype), under --precision bf16, and at fp32 where this CPU runs vdpbf16ps at the FMA's
+ * instruction rate (ftc_matmul_bf16_dot() "dpbf16": AMD Zen 4, twice the f32 GEMM's multiply-adds; a q4_0 base's
+ * LoRA step on gpt2-small took 1.42x the bf16 base's CPU time with f32 products there, bench/RESULTS.md
+ * 2026-12-04). Elsewhere f32 products (on the Intel Xeon vdpbf16ps runs at a third of the FMA rate). The
+ * rounding to bf16 (8 bits of mantissa) adds far less error than the 4- or 8-bit weights carry. */
+static bool packed_bf16_products(const ftc_model *m) {
+    return m->precision == FTC_PREC_BF16 || strcmp(ftc_matmul_bf16_dot(), "dpbf16") == 0;
+}
+
 void ftc_model_linear_forward(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O) {
     const ftc_param *pw = &m->params[w];
     if (pw->data_q) {
-        ftc_linear_forward_q(y, x, pw->data_q, pw->qtype, P(m, b), N, I, O, m->precision == FTC_PREC_BF16);
+        ftc_linear_forward_q(y, x, pw->data_q, pw->qtype, P(m, b), N, I, O, packed_bf16_products(m));
         return;
     }
     const uint16_t *w16 = bf16_weight(m, w);
@@ -339,7 +349,7 @@ void ftc_model_linear_backward(ftc_model *m, int w, int b, float *dx, const floa
                            int O) {
     const ftc_param *pw = &m->params[w];
     if (pw->data_q) { /* frozen: no weight gradient */
-        ftc_linear_backward_q(dx, G(m, b), dy, pw->data_q, pw->qtype, N, I, O, m->precision == FTC_PREC_BF16);
+        ftc_linear_backward_q(dx, G(m, b), dy, pw->data_q, pw->qtype, N, I, O, packed_bf16_products(m));
         return;
     }
     const uint16_t *w16 = bf16_weight(m, w);
