@@ -8,10 +8,15 @@
  * run on, when there is enough of it (B*H*Tn*Tk*D > 65536); a decode step's smaller products run on the caller. */
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
+#include "ftc/safetensors.h"
 #include "ops_internal.h"
 #include "vmath.h"
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define KV16_X86 1
+#endif
 
 typedef float vm_v8 __attribute__((vector_size(32))); /* 8 floats: the AVX2 copy's ymm, two SSE or eight scalars */
 
@@ -175,11 +180,183 @@ static void heads(int NG, int GN, float *ob, float *att, const float *qb, const 
         NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
 }
 
+/* ---- an f16 cache (issue 24: halves the bytes a decode step reads; llama.cpp's default cache type) ----
+ * Keys and values are stored as IEEE halves. A job widens up to KB16 cached rows at a time (its NG heads' slice
+ * of each) into an f32 tile on its stack, with F16C / AVX-512 conversions (exact), and runs the f32 loops' own
+ * arithmetic on the tile: the scores, then the value sums continued block after block with the accumulators kept
+ * in the output row between blocks (each channel still adds its keys in order, from 0). So the outputs are, bit
+ * for bit, those of the f32 rows on an f32 cache holding the same halves, on every path and in every batch. */
+enum { KV16_TILE = 8192 }; /* floats of the widened tile (32 KB) */
+enum { KB16 = 32 };        /* rows widened at a time (fewer where a row's slice exceeds 256 floats) */
+
+typedef void (*widen_fn)(float *dst, const uint16_t *src, size_t n);
+
+static void widen_generic(float *d, const uint16_t *s, size_t n) {
+    for (size_t i = 0; i < n; i++) d[i] = ftc_f16_to_f32(s[i]);
+}
+#ifdef KV16_X86
+__attribute__((target("avx2,f16c"))) static void widen_avx2(float *d, const uint16_t *s, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++) d[i] = ftc_f16_to_f32(s[i]);
+}
+__attribute__((target("avx512f"))) static void widen_avx512(float *d, const uint16_t *s, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
+    for (; i < n; i++) d[i] = ftc_f16_to_f32(s[i]);
+}
+static bool has_f16c(void) { return __builtin_cpu_supports("f16c"); }
+#endif
+
+/* The widening the vector paths take (the same values whichever: the conversion is exact) */
+static widen_fn pick_widen(void) {
+#ifdef KV16_X86
+    if (ftc_vm_use_avx512()) return widen_avx512;
+    if (ftc_vm_use_avx2() && has_f16c()) return widen_avx2;
+#endif
+    return widen_generic;
+}
+
+void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n) { pick_widen()(out, in, n); }
+
+/* nb cached rows from src (stride ks halves), span halves each, widened into tile rows of span floats; the next
+ * `ahead` rows prefetched (a token's pass over the weights evicted the cache from L3) */
+static inline void widen_rows(float *tile, const uint16_t *src, int nb, size_t ks, int span, int ahead, widen_fn w) {
+    if ((size_t)span == ks) { /* the rows are contiguous: one call */
+        for (int d = 0; d < ahead * span; d += 32) __builtin_prefetch(src + (size_t)nb * ks + d);
+        w(tile, src, (size_t)nb * ks);
+        return;
+    }
+    for (int j = 0; j < nb; j++) {
+        for (int d = 0; j < ahead && d < span; d += 32) __builtin_prefetch(src + (size_t)(nb + j) * ks + d);
+        w(tile + (size_t)j * span, src + (size_t)j * ks, (size_t)span);
+    }
+}
+
+/* values() continued: the sums of nb keys (probabilities at pi[h * ps + j], rows at vb, stride vs) added to the
+ * partial sums in oi (first: from 0), each channel's keys in order, as values() adds them */
+VM_FORCE_INLINE void values_acc(const int GN, float *oi, const float *pi, size_t ps, const float *vb, size_t vs,
+                                int D, int nb, bool first) {
+    const int CW = GN >= 4 ? 16 : 32;
+    int d0 = 0;
+    for (; d0 + CW <= D; d0 += CW) {
+        vm_v8 acc[4][4];
+#pragma GCC unroll 4
+        for (int h = 0; h < GN; h++)
+#pragma GCC unroll 4
+            for (int c = 0; c < CW / 8; c++)
+                if (first) acc[h][c] = (vm_v8){0};
+                else memcpy(&acc[h][c], oi + (size_t)h * D + d0 + 8 * c, sizeof acc[h][c]);
+        for (int j = 0; j < nb; j++) {
+            const float *vj = vb + (size_t)j * vs + d0;
+            vm_v8 v[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < CW / 8; c++) memcpy(&v[c], vj + 8 * c, sizeof v[c]);
+#pragma GCC unroll 4
+            for (int h = 0; h < GN; h++) {
+                const float pj = pi[(size_t)h * ps + j];
+                if (pj == 0.0f) continue;
+#pragma GCC unroll 4
+                for (int c = 0; c < CW / 8; c++) acc[h][c] += pj * v[c];
+            }
+        }
+        for (int h = 0; h < GN; h++) memcpy(oi + (size_t)h * D + d0, acc[h], sizeof(float) * (size_t)CW);
+    }
+    for (; d0 < D; d0++)
+        for (int h = 0; h < GN; h++) {
+            const float *p = pi + (size_t)h * ps;
+            float acc = first ? 0.0f : oi[(size_t)h * D + d0];
+            for (int j = 0; j < nb; j++)
+                if (p[j] != 0.0f) acc += p[j] * vb[(size_t)j * vs + d0];
+            oi[(size_t)h * D + d0] = acc;
+        }
+}
+
+/* decode_rows_body over an f16 cache (NG * D <= KV16_TILE): the same scores, softmax and sums, block by block */
+VM_FORCE_INLINE void decode_rows16_body(int NG, int GN, float *ob, float *att, const float *qb, const uint16_t *kb,
+                                        const uint16_t *vb, int Tn, int Tk, size_t qs, size_t ks, int D, int start,
+                                        float scale, widen_fn w, float *tile) {
+    const size_t ps = (size_t)Tn * Tk;
+    const int NH = NG * GN, span = NG * D, bk = KV16_TILE / span < KB16 ? KV16_TILE / span : KB16;
+    for (int i = 0; i < Tn; i++) {
+        const int nvis = start + i + 1;
+        float mx[MAX_JOB_HEADS];
+        for (int h = 0; h < NH; h++) mx[h] = -INFINITY;
+        const float *qi = qb + (size_t)i * qs;
+        float *pi = att + (size_t)i * Tk;
+        for (int j0 = 0; j0 < nvis; j0 += bk) {
+            const int nb = nvis - j0 < bk ? nvis - j0 : bk, ahead = nvis - j0 - nb < bk ? nvis - j0 - nb : bk;
+            widen_rows(tile, kb + (size_t)j0 * ks, nb, ks, span, ahead, w);
+            for (int j = 0; j < nb; j++)
+                for (int g = 0; g < NG; g++) {
+                    const float *kj = tile + (size_t)j * span + (size_t)g * D;
+                    for (int u = 0; u < GN; u++) {
+                        int h = g * GN + u;
+                        float *p = pi + (size_t)h * ps + j0;
+                        p[j] = ops_dot8(qi + (size_t)h * D, kj, D) * scale;
+                        if (p[j] > mx[h]) mx[h] = p[j];
+                    }
+                }
+        }
+        for (int h = 0; h < NH; h++) {
+            float *p = pi + (size_t)h * ps;
+            float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx[h], nvis)); /* sum >= 1: the max contributes exp(0) */
+            for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
+            for (int j = 0; j < nvis; j++) p[j] *= inv;
+        }
+        for (int j0 = 0; j0 < nvis; j0 += bk) {
+            const int nb = nvis - j0 < bk ? nvis - j0 : bk, ahead = nvis - j0 - nb < bk ? nvis - j0 - nb : bk;
+            widen_rows(tile, vb + (size_t)j0 * ks, nb, ks, span, ahead, w);
+            for (int g = 0; g < NG; g++)
+                for (int u = 0; u < GN;) {
+                    int n = GN - u < 4 ? GN - u : 4, h = g * GN + u;
+                    float *oi = ob + (size_t)i * qs + (size_t)h * D;
+                    const float *ph = pi + (size_t)h * ps + j0, *vg = tile + (size_t)g * D;
+                    switch (n) {
+                    case 1: values_acc(1, oi, ph, ps, vg, (size_t)span, D, nb, j0 == 0); break;
+                    case 2: values_acc(2, oi, ph, ps, vg, (size_t)span, D, nb, j0 == 0); break;
+                    case 3: values_acc(3, oi, ph, ps, vg, (size_t)span, D, nb, j0 == 0); break;
+                    default: values_acc(4, oi, ph, ps, vg, (size_t)span, D, nb, j0 == 0); break;
+                    }
+                    u += n;
+                }
+        }
+    }
+}
+VM_THREE_PATHS(decode_rows16, (int NG, int GN, float *ob, float *att, const float *qb, const uint16_t *kb,
+                               const uint16_t *vb, int Tn, int Tk, size_t qs, size_t ks, int D, int start, float scale,
+                               widen_fn w, float *tile),
+               (NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale, w, tile))
+
+/* heads() over an f16 cache: every Tn by the rows (a prompt chunk's GEMMs want f32 rows: generation widens the
+ * cache and calls ftc_attention_decode_forward for those). A group whose row slice exceeds the tile goes one
+ * key/value head at a time (the same bits: heads are independent). */
+static void heads16(int NG, int GN, float *ob, float *att, const float *qb, const uint16_t *kb, const uint16_t *vb,
+                    int Tn, int Tk, size_t qs, size_t ks, int D) {
+    const int start = Tk - Tn;
+    const float scale = 1.0f / sqrtf((float)D);
+    float tile[KV16_TILE];
+    widen_fn w = pick_widen();
+    void (*rows)(int, int, float *, float *, const float *, const uint16_t *, const uint16_t *, int, int, size_t,
+                 size_t, int, int, float, widen_fn, float *) =
+        ftc_vm_use_avx512() ? decode_rows16_avx512 : ftc_vm_use_avx2() ? decode_rows16_avx2 : decode_rows16_generic;
+    if (NG * D <= KV16_TILE) {
+        rows(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale, w, tile);
+        return;
+    }
+    for (int g = 0; g < NG && D <= KV16_TILE; g++) /* a head of more than KV16_TILE floats: not a model this runs */
+        rows(1, GN, ob + (size_t)g * GN * D, att + (size_t)g * GN * Tn * Tk, qb + (size_t)g * GN * D,
+             kb + (size_t)g * D, vb + (size_t)g * D, Tn, Tk, qs, ks, D, start, scale, w, tile);
+}
+
 typedef struct {
     float *out, *att;
     const float *q, *k, *v;
     float *const *atts;
     const float *const *ks, *const *vs;
+    const uint16_t *k16, *v16;                 /* an f16 cache instead of k, v */
+    const uint16_t *const *ks16, *const *vs16; /* f16 caches instead of ks, vs */
     const int *lens;
     int Tn, Tk, Tcap, H, Hkv, D, JH; /* JH: query heads per job (all H, a group's H / Hkv, or 1) */
 } job;
@@ -207,20 +384,36 @@ static void run_one(void *ctx, int t) {
     int b, h, g, NG, GN;
     job_heads(j, t, &b, &h, &g, &NG, &GN);
     const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
-    heads(NG, GN, j->out + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->att + ((size_t)b * j->H + h) * j->Tn * j->Tk,
-          j->q + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->k + (size_t)b * j->Tcap * ks + (size_t)g * j->D,
-          j->v + (size_t)b * j->Tcap * ks + (size_t)g * j->D, j->Tn, j->Tk, qs, ks, j->D);
+    float *o = j->out + (size_t)b * j->Tn * qs + (size_t)h * j->D, *a = j->att + ((size_t)b * j->H + h) * j->Tn * j->Tk;
+    const float *q = j->q + (size_t)b * j->Tn * qs + (size_t)h * j->D;
+    const size_t kv = (size_t)b * j->Tcap * ks + (size_t)g * j->D;
+    if (j->k16) heads16(NG, GN, o, a, q, j->k16 + kv, j->v16 + kv, j->Tn, j->Tk, qs, ks, j->D);
+    else heads(NG, GN, o, a, q, j->k + kv, j->v + kv, j->Tn, j->Tk, qs, ks, j->D);
+}
+
+static void decode_forward(job *j, int B) {
+    const int Tn = j->Tn, Tk = j->Tk, H = j->H, D = j->D;
+    int n = B * (H / j->JH);
+    if ((long)B * H * Tn * Tk * D > 65536) {
+        ftc_parallel_for(n, run_one, j);
+        return;
+    }
+    for (int t = 0; t < n; t++) run_one(j, t);
 }
 
 void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
                               int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
-    job j = {out, att, q, k_cache, v_cache, NULL, NULL, NULL, NULL, Tn, Tk, Tcap, H, Hkv, D, heads_per_job(B, Tn, H, Hkv)};
-    int n = B * (H / j.JH);
-    if ((long)B * H * Tn * Tk * D > 65536) {
-        ftc_parallel_for(n, run_one, &j);
-        return;
-    }
-    for (int t = 0; t < n; t++) run_one(&j, t);
+    job j = {.out = out, .att = att, .q = q, .k = k_cache, .v = v_cache, .Tn = Tn, .Tk = Tk, .Tcap = Tcap, .H = H,
+             .Hkv = Hkv, .D = D, .JH = heads_per_job(B, Tn, H, Hkv)};
+    decode_forward(&j, B);
+}
+
+void ftc_attention_decode_forward_f16(float *out, float *att, const float *q, const uint16_t *k_cache,
+                                      const uint16_t *v_cache, int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
+    /* every Tn takes the rows here, in decoding's job shapes */
+    job j = {.out = out, .att = att, .q = q, .k16 = k_cache, .v16 = v_cache, .Tn = Tn, .Tk = Tk, .Tcap = Tcap, .H = H,
+             .Hkv = Hkv, .D = D, .JH = heads_per_job(B, Tn < GEMM_QUERIES ? Tn : 1, H, Hkv)};
+    decode_forward(&j, B);
 }
 
 static void run_seq(void *ctx, int t) { /* sequence s's new query */
@@ -228,20 +421,34 @@ static void run_seq(void *ctx, int t) { /* sequence s's new query */
     int s, h, g, NG, GN;
     job_heads(j, t, &s, &h, &g, &NG, &GN);
     const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
-    heads(NG, GN, j->out + (size_t)s * qs + (size_t)h * j->D, j->atts[s] + (size_t)h * j->lens[s],
-          j->q + (size_t)s * qs + (size_t)h * j->D, j->ks[s] + (size_t)g * j->D, j->vs[s] + (size_t)g * j->D, 1,
-          j->lens[s], qs, ks, j->D);
+    float *o = j->out + (size_t)s * qs + (size_t)h * j->D, *a = j->atts[s] + (size_t)h * j->lens[s];
+    const float *q = j->q + (size_t)s * qs + (size_t)h * j->D;
+    const size_t kv = (size_t)g * j->D;
+    if (j->ks16) heads16(NG, GN, o, a, q, j->ks16[s] + kv, j->vs16[s] + kv, 1, j->lens[s], qs, ks, j->D);
+    else heads(NG, GN, o, a, q, j->ks[s] + kv, j->vs[s] + kv, 1, j->lens[s], qs, ks, j->D);
+}
+
+static void decode_seqs(job *j, int S) {
+    long work = 0;
+    for (int s = 0; s < S; s++) work += (long)j->H * j->lens[s] * j->D;
+    int n = S * (j->H / j->JH);
+    if (work > 65536) {
+        ftc_parallel_for(n, run_seq, j);
+        return;
+    }
+    for (int t = 0; t < n; t++) run_seq(j, t);
 }
 
 void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
                                        const float *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
-    job j = {out, NULL, q, NULL, NULL, att, k_cache, v_cache, len, 1, 0, 0, H, Hkv, D, heads_per_job(S, 1, H, Hkv)};
-    long work = 0;
-    for (int s = 0; s < S; s++) work += (long)H * len[s] * D;
-    int n = S * (H / j.JH);
-    if (work > 65536) {
-        ftc_parallel_for(n, run_seq, &j);
-        return;
-    }
-    for (int t = 0; t < n; t++) run_seq(&j, t);
+    job j = {.out = out, .q = q, .atts = att, .ks = k_cache, .vs = v_cache, .lens = len, .Tn = 1, .H = H, .Hkv = Hkv,
+             .D = D, .JH = heads_per_job(S, 1, H, Hkv)};
+    decode_seqs(&j, S);
+}
+
+void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q, const uint16_t *const *k_cache,
+                                           const uint16_t *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
+    job j = {.out = out, .q = q, .atts = att, .ks16 = k_cache, .vs16 = v_cache, .lens = len, .Tn = 1, .H = H,
+             .Hkv = Hkv, .D = D, .JH = heads_per_job(S, 1, H, Hkv)};
+    decode_seqs(&j, S);
 }
