@@ -181,13 +181,7 @@ static void heads(int NG, int GN, float *ob, float *att, const float *qb, const 
 }
 
 /* ---- an f16 cache (issue 24: halves the bytes a decode step reads; llama.cpp's default cache type) ----
- * Keys and values are stored as IEEE halves. A job widens up to KB16 cached rows at a time (its NG heads' slice
- * of each) into an f32 tile on its stack, with F16C / AVX-512 conversions (exact), and runs the f32 loops' own
- * arithmetic on the tile: the scores, then the value sums continued block after block with the accumulators kept
- * in the output row between blocks (each channel still adds its keys in order, from 0). So the outputs are, bit
- * for bit, those of the f32 rows on an f32 cache holding the same halves, on every path and in every batch. */
-enum { KV16_TILE = 8192 }; /* floats of the widened tile (32 KB) */
-enum { KB16 = 32 };        /* rows widened at a time (fewer where a row's slice exceeds 256 floats) */
+ * Keys and values are stored as IEEE halves, widened exactly (F16C) as the rows' loops load them. */
 
 typedef void (*widen_fn)(float *dst, const uint16_t *src, size_t n);
 
@@ -220,134 +214,63 @@ static widen_fn pick_widen(void) {
 
 void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n) { pick_widen()(out, in, n); }
 
-/* nb cached rows from src (stride ks halves), span halves each, widened into tile rows of span floats; the next
- * `ahead` rows prefetched (a token's pass over the weights evicted the cache from L3) */
-static inline void widen_rows(float *tile, const uint16_t *src, int nb, size_t ks, int span, int ahead, widen_fn w) {
-    if ((size_t)span == ks) { /* the rows are contiguous: one call */
-        for (int d = 0; d < ahead * span; d += 32) __builtin_prefetch(src + (size_t)nb * ks + d);
-        w(tile, src, (size_t)nb * ks);
-        return;
-    }
-    for (int j = 0; j < nb; j++) {
-        for (int d = 0; j < ahead && d < span; d += 32) __builtin_prefetch(src + (size_t)(nb + j) * ks + d);
-        w(tile + (size_t)j * span, src + (size_t)j * ks, (size_t)span);
-    }
+/* The f16 rows, one copy per instruction set (ops_attention_decode_f16.inc) */
+VM_FORCE_INLINE void load8h_generic(vm_v8 *r, const uint16_t *p) {
+    for (int u = 0; u < 8; u++) (*r)[u] = ftc_f16_to_f32(p[u]);
 }
-
-/* values() continued: the sums of nb keys (probabilities at pi[h * ps + j], rows at vb, stride vs) added to the
- * partial sums in oi (first: from 0), each channel's keys in order, as values() adds them */
-VM_FORCE_INLINE void values_acc(const int GN, float *oi, const float *pi, size_t ps, const float *vb, size_t vs,
-                                int D, int nb, bool first) {
-    const int CW = GN >= 4 ? 16 : 32;
-    int d0 = 0;
-    for (; d0 + CW <= D; d0 += CW) {
-        vm_v8 acc[4][4];
-#pragma GCC unroll 4
-        for (int h = 0; h < GN; h++)
-#pragma GCC unroll 4
-            for (int c = 0; c < CW / 8; c++)
-                if (first) acc[h][c] = (vm_v8){0};
-                else memcpy(&acc[h][c], oi + (size_t)h * D + d0 + 8 * c, sizeof acc[h][c]);
-        for (int j = 0; j < nb; j++) {
-            const float *vj = vb + (size_t)j * vs + d0;
-            vm_v8 v[4];
-#pragma GCC unroll 4
-            for (int c = 0; c < CW / 8; c++) memcpy(&v[c], vj + 8 * c, sizeof v[c]);
-#pragma GCC unroll 4
-            for (int h = 0; h < GN; h++) {
-                const float pj = pi[(size_t)h * ps + j];
-                if (pj == 0.0f) continue;
-#pragma GCC unroll 4
-                for (int c = 0; c < CW / 8; c++) acc[h][c] += pj * v[c];
-            }
-        }
-        for (int h = 0; h < GN; h++) memcpy(oi + (size_t)h * D + d0, acc[h], sizeof(float) * (size_t)CW);
-    }
-    for (; d0 < D; d0++)
-        for (int h = 0; h < GN; h++) {
-            const float *p = pi + (size_t)h * ps;
-            float acc = first ? 0.0f : oi[(size_t)h * D + d0];
-            for (int j = 0; j < nb; j++)
-                if (p[j] != 0.0f) acc += p[j] * vb[(size_t)j * vs + d0];
-            oi[(size_t)h * D + d0] = acc;
-        }
+#define R16(name) name##16_generic
+#define R16_TARGET
+#define LOAD8H(r, p) load8h_generic(r, p)
+#include "ops_attention_decode_f16.inc"
+#undef R16
+#undef R16_TARGET
+#undef LOAD8H
+#ifdef KV16_X86
+#define LOAD8H(r, p) load8h_f16c(r, p)
+#define R16(name) name##16_avx2
+#define R16_TARGET __attribute__((target("avx2,f16c")))
+R16_TARGET VM_FORCE_INLINE void load8h_f16c(vm_v8 *r, const uint16_t *p) {
+    __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    memcpy(r, &f, sizeof *r);
 }
-
-/* decode_rows_body over an f16 cache (NG * D <= KV16_TILE): the same scores, softmax and sums, block by block */
-VM_FORCE_INLINE void decode_rows16_body(int NG, int GN, float *ob, float *att, const float *qb, const uint16_t *kb,
-                                        const uint16_t *vb, int Tn, int Tk, size_t qs, size_t ks, int D, int start,
-                                        float scale, widen_fn w, float *tile) {
-    const size_t ps = (size_t)Tn * Tk;
-    const int NH = NG * GN, span = NG * D, bk = KV16_TILE / span < KB16 ? KV16_TILE / span : KB16;
-    for (int i = 0; i < Tn; i++) {
-        const int nvis = start + i + 1;
-        float mx[MAX_JOB_HEADS];
-        for (int h = 0; h < NH; h++) mx[h] = -INFINITY;
-        const float *qi = qb + (size_t)i * qs;
-        float *pi = att + (size_t)i * Tk;
-        for (int j0 = 0; j0 < nvis; j0 += bk) {
-            const int nb = nvis - j0 < bk ? nvis - j0 : bk, ahead = nvis - j0 - nb < bk ? nvis - j0 - nb : bk;
-            widen_rows(tile, kb + (size_t)j0 * ks, nb, ks, span, ahead, w);
-            for (int j = 0; j < nb; j++)
-                for (int g = 0; g < NG; g++) {
-                    const float *kj = tile + (size_t)j * span + (size_t)g * D;
-                    for (int u = 0; u < GN; u++) {
-                        int h = g * GN + u;
-                        float *p = pi + (size_t)h * ps + j0;
-                        p[j] = ops_dot8(qi + (size_t)h * D, kj, D) * scale;
-                        if (p[j] > mx[h]) mx[h] = p[j];
-                    }
-                }
-        }
-        for (int h = 0; h < NH; h++) {
-            float *p = pi + (size_t)h * ps;
-            float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx[h], nvis)); /* sum >= 1: the max contributes exp(0) */
-            for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
-            for (int j = 0; j < nvis; j++) p[j] *= inv;
-        }
-        for (int j0 = 0; j0 < nvis; j0 += bk) {
-            const int nb = nvis - j0 < bk ? nvis - j0 : bk, ahead = nvis - j0 - nb < bk ? nvis - j0 - nb : bk;
-            widen_rows(tile, vb + (size_t)j0 * ks, nb, ks, span, ahead, w);
-            for (int g = 0; g < NG; g++)
-                for (int u = 0; u < GN;) {
-                    int n = GN - u < 4 ? GN - u : 4, h = g * GN + u;
-                    float *oi = ob + (size_t)i * qs + (size_t)h * D;
-                    const float *ph = pi + (size_t)h * ps + j0, *vg = tile + (size_t)g * D;
-                    switch (n) {
-                    case 1: values_acc(1, oi, ph, ps, vg, (size_t)span, D, nb, j0 == 0); break;
-                    case 2: values_acc(2, oi, ph, ps, vg, (size_t)span, D, nb, j0 == 0); break;
-                    case 3: values_acc(3, oi, ph, ps, vg, (size_t)span, D, nb, j0 == 0); break;
-                    default: values_acc(4, oi, ph, ps, vg, (size_t)span, D, nb, j0 == 0); break;
-                    }
-                    u += n;
-                }
-        }
-    }
+#include "ops_attention_decode_f16.inc"
+#undef R16
+#undef R16_TARGET
+#if defined(__GNUC__) && !defined(__clang__)
+#define R16_TARGET __attribute__((target("avx512f,avx512dq,f16c,prefer-vector-width=512")))
+#else
+#define R16_TARGET __attribute__((target("avx512f,avx512dq,f16c")))
+#endif
+#define R16(name) name##16_avx512
+#undef LOAD8H
+#define LOAD8H(r, p) load8h_f16c_512(r, p)
+R16_TARGET VM_FORCE_INLINE void load8h_f16c_512(vm_v8 *r, const uint16_t *p) {
+    __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    memcpy(r, &f, sizeof *r);
 }
-VM_THREE_PATHS(decode_rows16, (int NG, int GN, float *ob, float *att, const float *qb, const uint16_t *kb,
-                               const uint16_t *vb, int Tn, int Tk, size_t qs, size_t ks, int D, int start, float scale,
-                               widen_fn w, float *tile),
-               (NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale, w, tile))
+#include "ops_attention_decode_f16.inc"
+#undef R16
+#undef R16_TARGET
+#undef LOAD8H
+#endif
 
 /* heads() over an f16 cache: every Tn by the rows (a prompt chunk's GEMMs want f32 rows: generation widens the
- * cache and calls ftc_attention_decode_forward for those). A group whose row slice exceeds the tile goes one
- * key/value head at a time (the same bits: heads are independent). */
+ * cache and calls ftc_attention_decode_forward for those) */
 static void heads16(int NG, int GN, float *ob, float *att, const float *qb, const uint16_t *kb, const uint16_t *vb,
                     int Tn, int Tk, size_t qs, size_t ks, int D) {
     const int start = Tk - Tn;
     const float scale = 1.0f / sqrtf((float)D);
-    float tile[KV16_TILE];
-    widen_fn w = pick_widen();
-    void (*rows)(int, int, float *, float *, const float *, const uint16_t *, const uint16_t *, int, int, size_t,
-                 size_t, int, int, float, widen_fn, float *) =
-        ftc_vm_use_avx512() ? decode_rows16_avx512 : ftc_vm_use_avx2() ? decode_rows16_avx2 : decode_rows16_generic;
-    if (NG * D <= KV16_TILE) {
-        rows(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale, w, tile);
+#ifdef KV16_X86
+    if (ftc_vm_use_avx512()) {
+        rows16_avx512(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
         return;
     }
-    for (int g = 0; g < NG && D <= KV16_TILE; g++) /* a head of more than KV16_TILE floats: not a model this runs */
-        rows(1, GN, ob + (size_t)g * GN * D, att + (size_t)g * GN * Tn * Tk, qb + (size_t)g * GN * D,
-             kb + (size_t)g * D, vb + (size_t)g * D, Tn, Tk, qs, ks, D, start, scale, w, tile);
+    if (ftc_vm_use_avx2() && has_f16c()) {
+        rows16_avx2(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+        return;
+    }
+#endif
+    rows16_generic(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
 }
 
 typedef struct {
@@ -377,6 +300,13 @@ static void job_heads(const job *j, int t, int *b, int *h, int *g, int *NG, int 
     *b = t / per, *h = t % per * j->JH, *g = *h / G;
     if (j->JH >= G) *NG = j->JH / G, *GN = G;
     else *NG = 1, *GN = j->JH;
+}
+
+/* An f16 cache: a key/value head's group of query heads per job at least (they share its widened rows: a head
+ * per job widened them once per head); the same bits however heads are grouped (decode_rows16_body). */
+static int heads_per_job16(int S, int Tn, int H, int Hkv) {
+    int jh = heads_per_job(S, Tn < GEMM_QUERIES ? Tn : 1, H, Hkv);
+    return jh == 1 && Hkv > 0 && H % Hkv == 0 && H / Hkv <= MAX_JOB_HEADS ? H / Hkv : jh;
 }
 
 static void run_one(void *ctx, int t) {
@@ -412,7 +342,7 @@ void ftc_attention_decode_forward_f16(float *out, float *att, const float *q, co
                                       const uint16_t *v_cache, int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
     /* every Tn takes the rows here, in decoding's job shapes */
     job j = {.out = out, .att = att, .q = q, .k16 = k_cache, .v16 = v_cache, .Tn = Tn, .Tk = Tk, .Tcap = Tcap, .H = H,
-             .Hkv = Hkv, .D = D, .JH = heads_per_job(B, Tn < GEMM_QUERIES ? Tn : 1, H, Hkv)};
+             .Hkv = Hkv, .D = D, .JH = heads_per_job16(B, Tn, H, Hkv)};
     decode_forward(&j, B);
 }
 
@@ -449,6 +379,6 @@ void ftc_attention_decode_seqs_forward(float *out, float *const *att, const floa
 void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q, const uint16_t *const *k_cache,
                                            const uint16_t *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
     job j = {.out = out, .q = q, .atts = att, .ks16 = k_cache, .vs16 = v_cache, .lens = len, .Tn = 1, .H = H,
-             .Hkv = Hkv, .D = D, .JH = heads_per_job(S, 1, H, Hkv)};
+             .Hkv = Hkv, .D = D, .JH = heads_per_job16(S, 1, H, Hkv)};
     decode_seqs(&j, S);
 }
