@@ -14,6 +14,7 @@
 #include <math.h>
 #include <string.h>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define KV16_X86 1
 #endif
@@ -200,7 +201,10 @@ __attribute__((target("avx512f"))) static void widen_avx512(float *d, const uint
         _mm512_storeu_ps(d + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
     for (; i < n; i++) d[i] = ftc_f16_to_f32(s[i]);
 }
-static bool has_f16c(void) { return __builtin_cpu_supports("f16c"); }
+static bool has_f16c(void) { /* CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know it) */
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
 #endif
 
 /* The widening the vector paths take (the same values whichever: the conversion is exact) */
