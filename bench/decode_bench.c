@@ -176,7 +176,8 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--pp")) pp = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--bw-mb")) bw_mb = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(argv[i], "--kv") && (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "f16")))
+        else if (i + 1 < argc && !strcmp(argv[i], "--kv") &&
+                 (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "f16")))
             kvt = !strcmp(argv[++i], "f16") ? FTC_KV_F16 : FTC_KV_F32;
         else {
             fprintf(stderr, "decode_bench: unknown argument %s\n", argv[i]);

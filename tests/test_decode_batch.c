@@ -164,9 +164,10 @@ static void test_f16_cache_batch(void **s) {
     check_kv(src_path("tests/fixtures/models/qwen2"), -1, false, FTC_KV_F16, 1e-5);
 }
 
-/* f16 cache against f32 cache (the portable and the default kernels): a prompt of 20 tokens (a chunk: the widened rows' GEMMs), one of 5 (the rows over
- * the halves), then 12 single steps each: logits within tol (|diff| / (1 + |logit|)); the halves' rounding (2^-11
- * relative on each key and value) is all that differs, a wrong key or position would be off by O(1). */
+/* f16 cache against f32 cache (the portable and the default kernels): a prompt of 20 tokens (a chunk: the
+ * widened rows' GEMMs), one of 5 (the rows over the halves), then 12 single steps each: logits within the
+ * tolerance (|diff| / (1 + |logit|)); the halves' rounding (2^-11 relative on each key and value) is all that
+ * differs, a wrong key or position would be off by O(1). */
 static double f16_vs_f32(const char *dir, int qtype) {
     ftc_model *m;
     ftc_err e;

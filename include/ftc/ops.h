@@ -150,8 +150,9 @@ void ftc_attention_decode_seqs_forward(float *out, float *const *att, const floa
  * dot-product rows here, not the GEMM of a prompt chunk; generation widens the cache for those). */
 void ftc_attention_decode_forward_f16(float *out, float *att, const float *q, const uint16_t *k_cache,
                                       const uint16_t *v_cache, int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D);
-void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q, const uint16_t *const *k_cache,
-                                           const uint16_t *const *v_cache, const int *len, int S, int H, int Hkv, int D);
+void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q,
+                                           const uint16_t *const *k_cache, const uint16_t *const *v_cache,
+                                           const int *len, int S, int H, int Hkv, int D);
 /* out[i] = the float value of the IEEE half in[i] (exact; F16C / AVX-512 where the CPU has them) */
 void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n);
 

@@ -121,7 +121,8 @@ ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, f
 
 ftc_status ftc_kv_cache_create_typed(ftc_model *m, int capacity, ftc_kv_type type, ftc_kv_cache **out, ftc_err *err) {
     *out = NULL;
-    if (type != FTC_KV_F32 && type != FTC_KV_F16) return ftc_errf(err, FTC_E_USAGE, "unknown KV cache type %d", (int)type);
+    if (type != FTC_KV_F32 && type != FTC_KV_F16)
+        return ftc_errf(err, FTC_E_USAGE, "unknown KV cache type %d", (int)type);
     if (!m->causal || !m->pre_norm || m->task != FTC_TASK_CAUSAL_LM || m->lm_head < 0)
         return ftc_errf(err, FTC_E_UNSUPPORTED, "%s model loaded for %s: generation needs a decoder (GPT-2, Llama "
                         "family) with its language-model head", m->cfg.model_type,

@@ -5,7 +5,8 @@
  * ftc_attention_forward's do), so decoding reproduces the full-sequence rows to rounding (within 1e-5,
  * test_attention_decode).
  * Work is split per (sequence, head) on the library's pool (ftc_parallel_for), the threads the matmuls around it
- * run on, when there is enough of it (B*H*Tn*Tk*D > 65536); a decode step's smaller products run on the caller. */
+ * run on, when there is enough of it (B*H*Tn*Tk*D > 65536); a decode step's smaller products run on the caller.
+ * The _f16 entry points read caches of IEEE halves (an f16 KV cache, issue 24; ops_attention_decode_f16.inc). */
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include "ftc/safetensors.h"
@@ -380,8 +381,9 @@ void ftc_attention_decode_seqs_forward(float *out, float *const *att, const floa
     decode_seqs(&j, S);
 }
 
-void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q, const uint16_t *const *k_cache,
-                                           const uint16_t *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
+void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q,
+                                           const uint16_t *const *k_cache, const uint16_t *const *v_cache,
+                                           const int *len, int S, int H, int Hkv, int D) {
     job j = {.out = out, .q = q, .atts = att, .ks16 = k_cache, .vs16 = v_cache, .lens = len, .Tn = 1, .H = H,
              .Hkv = Hkv, .D = D, .JH = heads_per_job16(S, 1, H, Hkv)};
     decode_seqs(&j, S);
