@@ -161,11 +161,12 @@ static int die(const char *what, const ftc_err *e) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: decode_bench MODEL [--bf16] [--base q8_0|q4_0] [--prompt N] [--gen N] [--batch B] "
-                        "[--pp N,N] [--bw-mb MB]\n");
+                        "[--pp N,N] [--bw-mb MB] [--kv f32|f16]\n");
         return 2;
     }
     const char *model = argv[1], *pp = "256,1024", *base = NULL;
     bool bf16 = false;
+    ftc_kv_type kvt = FTC_KV_F32;
     int prompt = 256, gen = 64, batch = 8, bw_mb = 1024; /* 4x the 260 MB L3 of the 2026-12-04 Xeon */
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--bf16")) bf16 = true;
@@ -175,6 +176,9 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--pp")) pp = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--bw-mb")) bw_mb = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--kv") &&
+                 (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "f16")))
+            kvt = !strcmp(argv[++i], "f16") ? FTC_KV_F16 : FTC_KV_F32;
         else {
             fprintf(stderr, "decode_bench: unknown argument %s\n", argv[i]);
             return 2;
@@ -210,9 +214,10 @@ int main(int argc, char **argv) {
     if (bf16 && ftc_model_set_precision(m, FTC_PREC_BF16, &e)) return die("bf16", &e);
     double wb = weight_bytes(m);
     int V = m->V;
-    double kvb = 2.0 * m->L * prompt * m->kvdim * 4;
-    printf("model: %s, %s%s, loaded in %.1f s; weights read per token %.1f MB; KV cache at %d positions %.1f MB\n",
-           model, bf16 ? "bf16" : "fp32", base ? base : "", now() - t0, wb / 1e6, prompt, kvb / 1e6);
+    double kvb = 2.0 * m->L * prompt * m->kvdim * (kvt == FTC_KV_F16 ? 2 : 4);
+    printf("model: %s, %s%s, loaded in %.1f s; weights read per token %.1f MB; %s KV cache at %d positions %.1f MB\n",
+           model, bf16 ? "bf16" : "fp32", base ? base : "", now() - t0, wb / 1e6, kvt == FTC_KV_F16 ? "f16" : "f32",
+           prompt, kvb / 1e6);
 
     int maxn = prompt;
     for (const char *q = pp; *q;) {
@@ -227,7 +232,7 @@ int main(int argc, char **argv) {
     float *logits = malloc(sizeof(float) * (size_t)V * (size_t)batch);
     if (!ids || !logits) return 1;
     ftc_kv_cache *c;
-    if (ftc_kv_cache_create(m, maxn + gen, &c, &e)) return die("cache", &e);
+    if (ftc_kv_cache_create_typed(m, maxn + gen, kvt, &c, &e)) return die("cache", &e);
     /* warm-up: threads, page faults of the weights */
     fill_ids(ids, 16, V, 1);
     if (ftc_model_decode(m, c, ids, 16, logits, false, &e)) return die("decode", &e);
@@ -264,7 +269,7 @@ int main(int argc, char **argv) {
         int32_t *next = malloc(sizeof(int32_t) * (size_t)batch);
         if (!cs || !next) return 1;
         for (int b = 0; b < batch; b++) {
-            if (ftc_kv_cache_create(m, prompt + gen, &cs[b], &e)) return die("cache", &e);
+            if (ftc_kv_cache_create_typed(m, prompt + gen, kvt, &cs[b], &e)) return die("cache", &e);
             fill_ids(ids, prompt, V, 100 + (unsigned)b);
             if (ftc_model_decode(m, cs[b], ids, prompt, logits, false, &e)) return die("prompt", &e);
         }

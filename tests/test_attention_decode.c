@@ -13,6 +13,7 @@
 #include "ftc/base.h"
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
+#include "ftc/safetensors.h"
 
 static void fill(float *x, size_t n, ftc_rng *r) {
     for (size_t i = 0; i < n; i++) x[i] = (float)(ftc_rng_uniform(r) * 4.0 - 2.0);
@@ -164,6 +165,81 @@ static void test_seqs_same_bits_any_grouping(void **state) {
     }
 }
 
+/* An f16 cache (issue 24): ftc_attention_decode_forward_f16 / _seqs_forward_f16 give, bit for bit, the f32
+ * functions' outputs and probabilities on f32 caches holding the same halves (widened exactly), alone and in a
+ * batch, on every path (auto, avx2, generic), with lengths past the 32-key blocks the halves are widened in (T = 70,
+ * so the value sums continue over three blocks) and D = 40 (channel tails); few queries (Tn = 3) too, and a prompt
+ * chunk's 10 queries (rows here, the GEMM on the f32 cache) within 1e-5. The widening matches the scalar
+ * conversion on every non-NaN half. */
+static void test_f16_cache_same_bits(void **state) {
+    (void)state;
+    float *all = malloc(sizeof(float) * 65536);
+    uint16_t *hs = malloc(sizeof(uint16_t) * 65536);
+    assert_true(all && hs);
+    for (int i = 0; i < 65536; i++) hs[i] = (uint16_t)i;
+    ftc_f16_to_f32_n(hs, all, 65536);
+    for (int i = 0; i < 65536; i++) {
+        float ref = ftc_f16_to_f32((uint16_t)i);
+        if (!isnan(ref)) assert_memory_equal(&ref, &all[i], sizeof ref);
+        else assert_true(isnan(all[i]));
+    }
+    free(all), free(hs);
+    static const int shapes[][3] = {{9, 3, 64}, {12, 2, 40}, {8, 8, 64}, {5, 1, 24}, {16, 4, 64}};
+    const char *paths[] = {"auto", "avx2", "generic"};
+    for (int si = 0; si < 5; si++) {
+        const int H = shapes[si][0], Hkv = shapes[si][1], D = shapes[si][2], S = 6, T = 70;
+        ftc_rng r;
+        ftc_rng_seed(&r, (uint64_t)(200 + si));
+        size_t qs = (size_t)H * D, ks = (size_t)Hkv * D, nkv = 2 * (size_t)S * T * ks;
+        float *q = malloc(sizeof(float) * S * 10 * qs), *kv = malloc(sizeof(float) * nkv);
+        uint16_t *kh = malloc(sizeof(uint16_t) * nkv);
+        float *ref = malloc(sizeof(float) * S * 10 * qs), *got = malloc(sizeof(float) * S * 10 * qs);
+        float *aref = malloc(sizeof(float) * S * H * T * 10), *agot = malloc(sizeof(float) * S * H * T * 10);
+        assert_true(q && kv && kh && ref && got && aref && agot);
+        fill(q, (size_t)S * 10 * qs, &r), fill(kv, nkv, &r);
+        for (size_t i = 0; i < nkv; i++) kh[i] = ftc_f32_to_f16(kv[i]), kv[i] = ftc_f16_to_f32(kh[i]);
+        const float *kc[6], *vc[6];
+        const uint16_t *khc[6], *vhc[6];
+        float *ar[6], *ag[6];
+        int len[6];
+        for (int s = 0; s < S; s++) {
+            kc[s] = kv + (size_t)s * T * ks, vc[s] = kv + ((size_t)S + s) * T * ks;
+            khc[s] = kh + (size_t)s * T * ks, vhc[s] = kh + ((size_t)S + s) * T * ks;
+            ar[s] = aref + (size_t)s * H * T, ag[s] = agot + (size_t)s * H * T;
+            len[s] = T - 9 * s;
+        }
+        for (int p = 0; p < 3; p++) {
+            assert_true(ftc_matmul_set_backend(paths[p]));
+            for (int n = 6; n >= 1; n -= n == 6 ? 4 : 1) { /* a sequence per job, a group per job, a head per job */
+                ftc_attention_decode_seqs_forward(ref, ar, q, kc, vc, len, n, H, Hkv, D);
+                memset(got, 0xff, sizeof(float) * S * qs);
+                ftc_attention_decode_seqs_forward_f16(got, ag, q, khc, vhc, len, n, H, Hkv, D);
+                assert_memory_equal(ref, got, sizeof(float) * n * qs);
+                for (int s = 0; s < n; s++) assert_memory_equal(ar[s], ag[s], sizeof(float) * H * len[s]);
+            }
+            /* B = 2 sequences of a [B, Tcap = T] cache, the last Tn of Tk = 61 positions */
+            for (int Tn = 1; Tn <= 10; Tn += Tn == 3 ? 7 : 2) {
+                const int Tk = 61;
+                ftc_attention_decode_forward(ref, aref, q, kv, kv + (size_t)S * T * ks, 2, Tn, Tk, T, H, Hkv, D);
+                ftc_attention_decode_forward_f16(got, agot, q, kh, kh + (size_t)S * T * ks, 2, Tn, Tk, T, H, Hkv, D);
+                if (Tn < 8) {
+                    assert_memory_equal(ref, got, sizeof(float) * 2 * Tn * qs);
+                    assert_memory_equal(aref, agot, sizeof(float) * 2 * H * Tn * Tk);
+                } else {
+                    double worst = 0;
+                    for (size_t i = 0; i < 2 * (size_t)Tn * qs; i++) {
+                        double d = fabs((double)ref[i] - got[i]);
+                        if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
+                    }
+                    assert_true(worst < 1e-5);
+                }
+            }
+        }
+        ftc_matmul_set_backend("auto");
+        free(q), free(kv), free(kh), free(ref), free(got), free(aref), free(agot);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_tokens_gqa),
@@ -171,6 +247,7 @@ int main(void) {
         cmocka_unit_test(test_parallel_sizes),
         cmocka_unit_test(test_detects_wrong_keys),
         cmocka_unit_test(test_seqs_same_bits_any_grouping),
+        cmocka_unit_test(test_f16_cache_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

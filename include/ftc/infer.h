@@ -27,6 +27,14 @@ int32_t ftc_sample(const float *logits, int V, const ftc_sampler *s, ftc_rng *rn
  * weights must not change while the cache holds positions (reset after training steps). */
 typedef struct ftc_kv_cache ftc_kv_cache;
 ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, ftc_err *err);
+/* The cache's element type. FTC_KV_F32 (the default of ftc_kv_cache_create) keeps the keys and values as computed;
+ * FTC_KV_F16 (opt-in, llama.cpp's default cache type) stores them as IEEE halves, rounded to nearest even: half
+ * the memory and half the bytes attention reads a step (batched decoding of long sequences is bound by them);
+ * logits then differ from the f32 cache's by the halves' rounding (2^-11 relative on each key and value). A
+ * sequence still gets the same bits alone and in any batch. A batch (ftc_model_decode_batch) takes one type. */
+typedef enum { FTC_KV_F32 = 0, FTC_KV_F16 = 1 } ftc_kv_type;
+ftc_status ftc_kv_cache_create_typed(ftc_model *m, int capacity, ftc_kv_type type, ftc_kv_cache **out, ftc_err *err);
+ftc_kv_type ftc_kv_cache_type(const ftc_kv_cache *c);
 void ftc_kv_cache_free(ftc_kv_cache *c);
 void ftc_kv_cache_reset(ftc_kv_cache *c);              /* forget every position */
 void ftc_kv_cache_truncate(ftc_kv_cache *c, int len);  /* keep the first len positions */

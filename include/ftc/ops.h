@@ -145,6 +145,16 @@ void ftc_attention_decode_forward(float *out, float *att, const float *q, const 
  * H x len[s] probabilities. Each row equals ftc_attention_decode_forward on that sequence alone. */
 void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
                                        const float *const *v_cache, const int *len, int S, int H, int Hkv, int D);
+/* The same two over caches of IEEE halves (an f16 KV cache, issue 24): widened exactly on the fly, so the outputs
+ * are, bit for bit, those of the f32 functions on f32 caches holding the same values (every Tn takes the
+ * dot-product rows here, not the GEMM of a prompt chunk; generation widens the cache for those). */
+void ftc_attention_decode_forward_f16(float *out, float *att, const float *q, const uint16_t *k_cache,
+                                      const uint16_t *v_cache, int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D);
+void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q,
+                                           const uint16_t *const *k_cache, const uint16_t *const *v_cache,
+                                           const int *len, int S, int H, int Hkv, int D);
+/* out[i] = the float value of the IEEE half in[i] (exact; F16C / AVX-512 where the CPU has them) */
+void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n);
 
 /* Softmax cross-entropy over V for N rows. targets[n] < 0 (e.g. -100) is ignored.
  * Returns the mean loss over counted rows (0 if none) and writes *n_counted.

@@ -5,6 +5,7 @@
 #include "ftc/infer.h"
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
+#include "ftc/safetensors.h"
 #include "model/model_internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -21,11 +22,17 @@ enum { CHUNK = 64, PREFILL = 256 };
  * kernels; longer prompt chunks the int8 GEMM tile (ftc_qgemm_q8act_forward), which beats both the row kernels
  * (they read each W row once per 8 rows of X) and the f32 panels (decoded W times f32 X) past 16 rows. */
 enum { Q8ACT_ROWS = 16 };
+/* An f16 cache: a chunk of at least this many positions (a prompt) widens the layer's cached rows to f32 and takes
+ * ftc_attention_decode_forward's GEMMs; fewer (decoding) read the halves in ftc_attention_decode_forward_f16. */
+enum { WIDEN_ROWS = 8 };
 
 struct ftc_kv_cache {
     ftc_model *m;
     int len, cap, max_pos;
-    float **k, **v;  /* per layer [cap, kvdim] */
+    void **k, **v;   /* per layer [cap, kvdim]: floats, or IEEE halves when f16 */
+    bool f16;        /* FTC_KV_F16: keys and values stored as halves (rounded to nearest even) */
+    float *kst, *vst; /* f16: a chunk's new keys and values in f32 [rows, kvdim] before they are stored */
+    float *wide;     /* f16: one layer's cached keys then values widened [2, cap, kvdim] for a prompt chunk's GEMM */
     int32_t *ids;    /* [cap] the tokens whose keys and values are cached */
     int32_t pos[PREFILL];
     /* scratch for one chunk of `rows` positions */
@@ -49,6 +56,7 @@ void ftc_kv_cache_free(ftc_kv_cache *c) {
     free(c->ids);
     free(c->x), free(c->a), free(c->q), free(c->qkv), free(c->attn), free(c->o), free(c->up), free(c->gate);
     free(c->act), free(c->down), free(c->mean), free(c->rstd), free(c->lora), free(c->att);
+    free(c->kst), free(c->vst), free(c->wide);
     free(c);
 }
 
@@ -60,13 +68,18 @@ static ftc_status grow(ftc_kv_cache *c, int need, ftc_err *err) {
     int cap = c->cap ? c->cap : 64;
     while (cap < need) cap *= 2;
     if (cap > c->max_pos) cap = c->max_pos;
-    size_t kv = (size_t)c->m->kvdim;
+    size_t kv = (size_t)c->m->kvdim, es = c->f16 ? sizeof(uint16_t) : sizeof(float);
     for (int i = 0; i < c->m->L; i++) {
-        float *k = realloc(c->k[i], (size_t)cap * kv * sizeof(float));
+        void *k = realloc(c->k[i], (size_t)cap * kv * es);
         if (k) c->k[i] = k;
-        float *v = realloc(c->v[i], (size_t)cap * kv * sizeof(float));
+        void *v = realloc(c->v[i], (size_t)cap * kv * es);
         if (v) c->v[i] = v;
         if (!k || !v) return ftc_errf(err, FTC_E_NOMEM, "out of memory for a KV cache of %d positions", cap);
+    }
+    if (c->f16) {
+        float *w = realloc(c->wide, 2 * (size_t)cap * kv * sizeof(float));
+        if (!w) return ftc_errf(err, FTC_E_NOMEM, "out of memory for a KV cache of %d positions", cap);
+        c->wide = w;
     }
     int32_t *ids = realloc(c->ids, (size_t)cap * sizeof *ids);
     if (!ids) return ftc_errf(err, FTC_E_NOMEM, "out of memory for a KV cache of %d positions", cap);
@@ -89,7 +102,8 @@ static ftc_status ensure_rows(ftc_kv_cache *c, int N, ftc_err *err) {
         {&c->x, n * C, true}, {&c->a, n * C, true}, {&c->q, n * Q, true}, {&c->attn, n * Q, true},
         {&c->qkv, n * (Q + 2 * KV), m->fused_qkv}, {&c->o, n * C, true}, {&c->down, n * C, true},
         {&c->up, n * F, true}, {&c->act, n * F, true}, {&c->gate, n * F, m->swiglu}, {&c->mean, n, true},
-        {&c->rstd, n, true}, {&c->lora, n * (size_t)(r > 0 ? r : 1), r > 0},
+        {&c->rstd, n, true}, {&c->lora, n * (size_t)(r > 0 ? r : 1), r > 0}, {&c->kst, n * KV, c->f16},
+        {&c->vst, n * KV, c->f16},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         if (!bufs[i].want) continue;
@@ -102,7 +116,13 @@ static ftc_status ensure_rows(ftc_kv_cache *c, int N, ftc_err *err) {
 }
 
 ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, ftc_err *err) {
+    return ftc_kv_cache_create_typed(m, capacity, FTC_KV_F32, out, err);
+}
+
+ftc_status ftc_kv_cache_create_typed(ftc_model *m, int capacity, ftc_kv_type type, ftc_kv_cache **out, ftc_err *err) {
     *out = NULL;
+    if (type != FTC_KV_F32 && type != FTC_KV_F16)
+        return ftc_errf(err, FTC_E_USAGE, "unknown KV cache type %d", (int)type);
     if (!m->causal || !m->pre_norm || m->task != FTC_TASK_CAUSAL_LM || m->lm_head < 0)
         return ftc_errf(err, FTC_E_UNSUPPORTED, "%s model loaded for %s: generation needs a decoder (GPT-2, Llama "
                         "family) with its language-model head", m->cfg.model_type,
@@ -110,9 +130,10 @@ ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, f
     ftc_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     c->m = m;
+    c->f16 = type == FTC_KV_F16;
     c->max_pos = m->cfg.max_positions > 0 ? m->cfg.max_positions : 1 << 20;
-    c->k = calloc((size_t)m->L, sizeof(float *));
-    c->v = calloc((size_t)m->L, sizeof(float *));
+    c->k = calloc((size_t)m->L, sizeof(void *));
+    c->v = calloc((size_t)m->L, sizeof(void *));
     ftc_status s = !c->k || !c->v ? ftc_errf(err, FTC_E_NOMEM, "out of memory for the decoding buffers")
                                   : ensure_rows(c, CHUNK, err);
     if (s) {
@@ -130,6 +151,12 @@ ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, f
 
 void ftc_kv_cache_reset(ftc_kv_cache *c) { c->len = 0; }
 int ftc_kv_cache_len(const ftc_kv_cache *c) { return c->len; }
+ftc_kv_type ftc_kv_cache_type(const ftc_kv_cache *c) { return c->f16 ? FTC_KV_F16 : FTC_KV_F32; }
+
+/* n floats stored as halves, rounded to nearest, ties to even (the exact value when it is a half) */
+static void store_f16(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = ftc_f32_to_f16(src[i]);
+}
 int ftc_kv_cache_max_len(const ftc_kv_cache *c) { return c->max_pos; }
 const int32_t *ftc_kv_cache_ids(const ftc_kv_cache *c) { return c->ids; }
 void ftc_kv_cache_truncate(ftc_kv_cache *c, int len) {
@@ -181,7 +208,9 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
     const size_t NC = (size_t)N * m->C;
     for (int li = 0; li < m->L; li++) {
         layer_params *l = &m->layers[li];
-        float *kc = c->k[li] + (size_t)p0 * KV, *vc = c->v[li] + (size_t)p0 * KV; /* this chunk's cache rows */
+        /* this chunk's cache rows (f16: staged in f32, stored as halves once RoPE has turned the keys) */
+        float *kc = c->f16 ? c->kst : (float *)c->k[li] + (size_t)p0 * KV;
+        float *vc = c->f16 ? c->vst : (float *)c->v[li] + (size_t)p0 * KV;
         norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, N);
         if (m->fused_qkv) {
             int W = Q + 2 * KV;
@@ -201,10 +230,25 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
             rope_rows(c->q, c->pos, m->inv_freq, N, m->H, m->D);
             rope_rows(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
         }
+        const float *kf = c->k[li], *vf = c->v[li];
+        if (c->f16) {
+            store_f16((uint16_t *)c->k[li] + (size_t)p0 * KV, kc, (size_t)N * KV);
+            store_f16((uint16_t *)c->v[li] + (size_t)p0 * KV, vc, (size_t)N * KV);
+            if (N >= WIDEN_ROWS) { /* a prompt chunk: the GEMMs of ftc_attention_decode_forward on widened rows */
+                size_t rows = (size_t)(p0 + N) * KV;
+                ftc_f16_to_f32_n(c->k[li], c->wide, rows);
+                ftc_f16_to_f32_n(c->v[li], c->wide + (size_t)c->cap * KV, rows);
+                kf = c->wide, vf = c->wide + (size_t)c->cap * KV;
+            }
+        }
         for (int i = 0; i < N; i += CHUNK) { /* queries i.. of the chunk, over keys 0..p0+i+n-1 */
             int n = N - i < CHUNK ? N - i : CHUNK;
-            ftc_attention_decode_forward(c->attn + (size_t)i * Q, c->att, c->q + (size_t)i * Q, c->k[li], c->v[li], 1, n,
-                                         p0 + i + n, c->cap, m->H, m->Hkv, m->D);
+            if (c->f16 && N < WIDEN_ROWS)
+                ftc_attention_decode_forward_f16(c->attn + (size_t)i * Q, c->att, c->q + (size_t)i * Q, c->k[li],
+                                                 c->v[li], 1, n, p0 + i + n, c->cap, m->H, m->Hkv, m->D);
+            else
+                ftc_attention_decode_forward(c->attn + (size_t)i * Q, c->att, c->q + (size_t)i * Q, kf, vf, 1, n,
+                                             p0 + i + n, c->cap, m->H, m->Hkv, m->D);
         }
         linear_inf(c, &l->o, c->o, c->attn, N);
         add_rows(c->x, c->o, N, m->C);
@@ -267,6 +311,9 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
                             i, m->V);
         for (int j = 0; j < i; j++)
             if (caches[j] == caches[i]) return ftc_errf(err, FTC_E_USAGE, "KV cache %d is given twice", i);
+        if (caches[i]->f16 != caches[0]->f16)
+            return ftc_errf(err, FTC_E_USAGE, "KV cache %d is %s, cache 0 %s: a batch takes one cache type", i,
+                            caches[i]->f16 ? "f16" : "f32", caches[0]->f16 ? "f16" : "f32");
         ftc_status s = grow(caches[i], caches[i]->len + 1, err);
         if (s) return s;
     }
@@ -308,14 +355,24 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
             rope_rows(c->q, pos, m->inv_freq, n, m->H, m->D);
             rope_rows(knew, pos, m->inv_freq, n, m->Hkv, m->D);
         }
-        const float *ks[CHUNK], *vs[CHUNK];
+        const void *ks[CHUNK], *vs[CHUNK];
         for (int r = 0; r < n; r++) { /* each sequence attends over its own cache, all of them in one pass */
             ftc_kv_cache *cr = caches[r];
-            memcpy(cr->k[li] + (size_t)pos[r] * KV, knew + (size_t)r * KV, (size_t)KV * sizeof(float));
-            memcpy(cr->v[li] + (size_t)pos[r] * KV, vnew + (size_t)r * KV, (size_t)KV * sizeof(float));
+            if (c->f16) {
+                store_f16((uint16_t *)cr->k[li] + (size_t)pos[r] * KV, knew + (size_t)r * KV, (size_t)KV);
+                store_f16((uint16_t *)cr->v[li] + (size_t)pos[r] * KV, vnew + (size_t)r * KV, (size_t)KV);
+            } else {
+                memcpy((float *)cr->k[li] + (size_t)pos[r] * KV, knew + (size_t)r * KV, (size_t)KV * sizeof(float));
+                memcpy((float *)cr->v[li] + (size_t)pos[r] * KV, vnew + (size_t)r * KV, (size_t)KV * sizeof(float));
+            }
             ks[r] = cr->k[li], vs[r] = cr->v[li];
         }
-        ftc_attention_decode_seqs_forward(c->attn, atts, c->q, ks, vs, lens, n, m->H, m->Hkv, m->D);
+        if (c->f16)
+            ftc_attention_decode_seqs_forward_f16(c->attn, atts, c->q, (const uint16_t *const *)ks,
+                                                  (const uint16_t *const *)vs, lens, n, m->H, m->Hkv, m->D);
+        else
+            ftc_attention_decode_seqs_forward(c->attn, atts, c->q, (const float *const *)ks, (const float *const *)vs,
+                                              lens, n, m->H, m->Hkv, m->D);
         linear_inf(c, &l->o, c->o, c->attn, n);
         add_rows(c->x, c->o, n, m->C);
         norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, n);

@@ -5,13 +5,20 @@
  * ftc_attention_forward's do), so decoding reproduces the full-sequence rows to rounding (within 1e-5,
  * test_attention_decode).
  * Work is split per (sequence, head) on the library's pool (ftc_parallel_for), the threads the matmuls around it
- * run on, when there is enough of it (B*H*Tn*Tk*D > 65536); a decode step's smaller products run on the caller. */
+ * run on, when there is enough of it (B*H*Tn*Tk*D > 65536); a decode step's smaller products run on the caller.
+ * The _f16 entry points read caches of IEEE halves (an f16 KV cache, issue 24; ops_attention_decode_f16.inc). */
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
+#include "ftc/safetensors.h"
 #include "ops_internal.h"
 #include "vmath.h"
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define KV16_X86 1
+#endif
 
 typedef float vm_v8 __attribute__((vector_size(32))); /* 8 floats: the AVX2 copy's ymm, two SSE or eight scalars */
 
@@ -175,11 +182,109 @@ static void heads(int NG, int GN, float *ob, float *att, const float *qb, const 
         NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
 }
 
+/* ---- an f16 cache (issue 24: halves the bytes a decode step reads; llama.cpp's default cache type) ----
+ * Keys and values are stored as IEEE halves, widened exactly (F16C) as the rows' loops load them. */
+
+typedef void (*widen_fn)(float *dst, const uint16_t *src, size_t n);
+
+static void widen_generic(float *d, const uint16_t *s, size_t n) {
+    for (size_t i = 0; i < n; i++) d[i] = ftc_f16_to_f32(s[i]);
+}
+#ifdef KV16_X86
+__attribute__((target("avx2,f16c"))) static void widen_avx2(float *d, const uint16_t *s, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++) d[i] = ftc_f16_to_f32(s[i]);
+}
+__attribute__((target("avx512f"))) static void widen_avx512(float *d, const uint16_t *s, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
+    for (; i < n; i++) d[i] = ftc_f16_to_f32(s[i]);
+}
+static bool has_f16c(void) { /* CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know it) */
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#endif
+
+/* The widening the vector paths take (the same values whichever: the conversion is exact) */
+static widen_fn pick_widen(void) {
+#ifdef KV16_X86
+    if (ftc_vm_use_avx512()) return widen_avx512;
+    if (ftc_vm_use_avx2() && has_f16c()) return widen_avx2;
+#endif
+    return widen_generic;
+}
+
+void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n) { pick_widen()(out, in, n); }
+
+/* The f16 rows, one copy per instruction set (ops_attention_decode_f16.inc) */
+VM_FORCE_INLINE void load8h_generic(vm_v8 *r, const uint16_t *p) {
+    for (int u = 0; u < 8; u++) (*r)[u] = ftc_f16_to_f32(p[u]);
+}
+#define R16(name) name##16_generic
+#define R16_TARGET
+#define LOAD8H(r, p) load8h_generic(r, p)
+#include "ops_attention_decode_f16.inc"
+#undef R16
+#undef R16_TARGET
+#undef LOAD8H
+#ifdef KV16_X86
+#define LOAD8H(r, p) load8h_f16c(r, p)
+#define R16(name) name##16_avx2
+#define R16_TARGET __attribute__((target("avx2,f16c")))
+R16_TARGET VM_FORCE_INLINE void load8h_f16c(vm_v8 *r, const uint16_t *p) {
+    __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    memcpy(r, &f, sizeof *r);
+}
+#include "ops_attention_decode_f16.inc"
+#undef R16
+#undef R16_TARGET
+#if defined(__GNUC__) && !defined(__clang__)
+#define R16_TARGET __attribute__((target("avx512f,avx512dq,f16c,prefer-vector-width=512")))
+#else
+#define R16_TARGET __attribute__((target("avx512f,avx512dq,f16c")))
+#endif
+#define R16(name) name##16_avx512
+#undef LOAD8H
+#define LOAD8H(r, p) load8h_f16c_512(r, p)
+R16_TARGET VM_FORCE_INLINE void load8h_f16c_512(vm_v8 *r, const uint16_t *p) {
+    __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    memcpy(r, &f, sizeof *r);
+}
+#include "ops_attention_decode_f16.inc"
+#undef R16
+#undef R16_TARGET
+#undef LOAD8H
+#endif
+
+/* heads() over an f16 cache: every Tn by the rows (a prompt chunk's GEMMs want f32 rows: generation widens the
+ * cache and calls ftc_attention_decode_forward for those) */
+static void heads16(int NG, int GN, float *ob, float *att, const float *qb, const uint16_t *kb, const uint16_t *vb,
+                    int Tn, int Tk, size_t qs, size_t ks, int D) {
+    const int start = Tk - Tn;
+    const float scale = 1.0f / sqrtf((float)D);
+#ifdef KV16_X86
+    if (ftc_vm_use_avx512()) {
+        rows16_avx512(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+        return;
+    }
+    if (ftc_vm_use_avx2() && has_f16c()) {
+        rows16_avx2(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+        return;
+    }
+#endif
+    rows16_generic(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+}
+
 typedef struct {
     float *out, *att;
     const float *q, *k, *v;
     float *const *atts;
     const float *const *ks, *const *vs;
+    const uint16_t *k16, *v16;                 /* an f16 cache instead of k, v */
+    const uint16_t *const *ks16, *const *vs16; /* f16 caches instead of ks, vs */
     const int *lens;
     int Tn, Tk, Tcap, H, Hkv, D, JH; /* JH: query heads per job (all H, a group's H / Hkv, or 1) */
 } job;
@@ -202,25 +307,48 @@ static void job_heads(const job *j, int t, int *b, int *h, int *g, int *NG, int 
     else *NG = 1, *GN = j->JH;
 }
 
+/* An f16 cache: a key/value head's group of query heads per job at least (they share its widened rows: a head
+ * per job widened them once per head); the same bits however heads are grouped (decode_rows16_body). */
+static int heads_per_job16(int S, int Tn, int H, int Hkv) {
+    int jh = heads_per_job(S, Tn < GEMM_QUERIES ? Tn : 1, H, Hkv);
+    return jh == 1 && Hkv > 0 && H % Hkv == 0 && H / Hkv <= MAX_JOB_HEADS ? H / Hkv : jh;
+}
+
 static void run_one(void *ctx, int t) {
     const job *j = ctx;
     int b, h, g, NG, GN;
     job_heads(j, t, &b, &h, &g, &NG, &GN);
     const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
-    heads(NG, GN, j->out + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->att + ((size_t)b * j->H + h) * j->Tn * j->Tk,
-          j->q + (size_t)b * j->Tn * qs + (size_t)h * j->D, j->k + (size_t)b * j->Tcap * ks + (size_t)g * j->D,
-          j->v + (size_t)b * j->Tcap * ks + (size_t)g * j->D, j->Tn, j->Tk, qs, ks, j->D);
+    float *o = j->out + (size_t)b * j->Tn * qs + (size_t)h * j->D, *a = j->att + ((size_t)b * j->H + h) * j->Tn * j->Tk;
+    const float *q = j->q + (size_t)b * j->Tn * qs + (size_t)h * j->D;
+    const size_t kv = (size_t)b * j->Tcap * ks + (size_t)g * j->D;
+    if (j->k16) heads16(NG, GN, o, a, q, j->k16 + kv, j->v16 + kv, j->Tn, j->Tk, qs, ks, j->D);
+    else heads(NG, GN, o, a, q, j->k + kv, j->v + kv, j->Tn, j->Tk, qs, ks, j->D);
+}
+
+static void decode_forward(job *j, int B) {
+    const int Tn = j->Tn, Tk = j->Tk, H = j->H, D = j->D;
+    int n = B * (H / j->JH);
+    if ((long)B * H * Tn * Tk * D > 65536) {
+        ftc_parallel_for(n, run_one, j);
+        return;
+    }
+    for (int t = 0; t < n; t++) run_one(j, t);
 }
 
 void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
                               int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
-    job j = {out, att, q, k_cache, v_cache, NULL, NULL, NULL, NULL, Tn, Tk, Tcap, H, Hkv, D, heads_per_job(B, Tn, H, Hkv)};
-    int n = B * (H / j.JH);
-    if ((long)B * H * Tn * Tk * D > 65536) {
-        ftc_parallel_for(n, run_one, &j);
-        return;
-    }
-    for (int t = 0; t < n; t++) run_one(&j, t);
+    job j = {.out = out, .att = att, .q = q, .k = k_cache, .v = v_cache, .Tn = Tn, .Tk = Tk, .Tcap = Tcap, .H = H,
+             .Hkv = Hkv, .D = D, .JH = heads_per_job(B, Tn, H, Hkv)};
+    decode_forward(&j, B);
+}
+
+void ftc_attention_decode_forward_f16(float *out, float *att, const float *q, const uint16_t *k_cache,
+                                      const uint16_t *v_cache, int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
+    /* every Tn takes the rows here, in decoding's job shapes */
+    job j = {.out = out, .att = att, .q = q, .k16 = k_cache, .v16 = v_cache, .Tn = Tn, .Tk = Tk, .Tcap = Tcap, .H = H,
+             .Hkv = Hkv, .D = D, .JH = heads_per_job16(B, Tn, H, Hkv)};
+    decode_forward(&j, B);
 }
 
 static void run_seq(void *ctx, int t) { /* sequence s's new query */
@@ -228,20 +356,35 @@ static void run_seq(void *ctx, int t) { /* sequence s's new query */
     int s, h, g, NG, GN;
     job_heads(j, t, &s, &h, &g, &NG, &GN);
     const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
-    heads(NG, GN, j->out + (size_t)s * qs + (size_t)h * j->D, j->atts[s] + (size_t)h * j->lens[s],
-          j->q + (size_t)s * qs + (size_t)h * j->D, j->ks[s] + (size_t)g * j->D, j->vs[s] + (size_t)g * j->D, 1,
-          j->lens[s], qs, ks, j->D);
+    float *o = j->out + (size_t)s * qs + (size_t)h * j->D, *a = j->atts[s] + (size_t)h * j->lens[s];
+    const float *q = j->q + (size_t)s * qs + (size_t)h * j->D;
+    const size_t kv = (size_t)g * j->D;
+    if (j->ks16) heads16(NG, GN, o, a, q, j->ks16[s] + kv, j->vs16[s] + kv, 1, j->lens[s], qs, ks, j->D);
+    else heads(NG, GN, o, a, q, j->ks[s] + kv, j->vs[s] + kv, 1, j->lens[s], qs, ks, j->D);
+}
+
+static void decode_seqs(job *j, int S) {
+    long work = 0;
+    for (int s = 0; s < S; s++) work += (long)j->H * j->lens[s] * j->D;
+    int n = S * (j->H / j->JH);
+    if (work > 65536) {
+        ftc_parallel_for(n, run_seq, j);
+        return;
+    }
+    for (int t = 0; t < n; t++) run_seq(j, t);
 }
 
 void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
                                        const float *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
-    job j = {out, NULL, q, NULL, NULL, att, k_cache, v_cache, len, 1, 0, 0, H, Hkv, D, heads_per_job(S, 1, H, Hkv)};
-    long work = 0;
-    for (int s = 0; s < S; s++) work += (long)H * len[s] * D;
-    int n = S * (H / j.JH);
-    if (work > 65536) {
-        ftc_parallel_for(n, run_seq, &j);
-        return;
-    }
-    for (int t = 0; t < n; t++) run_seq(&j, t);
+    job j = {.out = out, .q = q, .atts = att, .ks = k_cache, .vs = v_cache, .lens = len, .Tn = 1, .H = H, .Hkv = Hkv,
+             .D = D, .JH = heads_per_job(S, 1, H, Hkv)};
+    decode_seqs(&j, S);
+}
+
+void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q,
+                                           const uint16_t *const *k_cache, const uint16_t *const *v_cache,
+                                           const int *len, int S, int H, int Hkv, int D) {
+    job j = {.out = out, .q = q, .atts = att, .ks16 = k_cache, .vs16 = v_cache, .lens = len, .Tn = 1, .H = H,
+             .Hkv = Hkv, .D = D, .JH = heads_per_job16(S, 1, H, Hkv)};
+    decode_seqs(&j, S);
 }
