@@ -87,4 +87,14 @@ if [ -n "${FTC_MINILM_DIR:-}" ] && [ -d "$FTC_MINILM_DIR" ]; then # an encoder c
   "$FTC" generate --model "$FTC_MINILM_DIR" --prompt x 2> "$tmp/e" > /dev/null; [ $? -eq 2 ] || fail "BERT should exit 2"
   grep -q "no causal LM head" "$tmp/e" || fail "BERT message: $(cat "$tmp/e")"
 fi
+# --kv-type f16 (chat and serve share the flag): the cache in halves; greedy text as the f32 cache's here (logits
+# within about 1e-2: tests/test_decode_batch.c); anything but f32|f16 is a usage error in all three commands
+"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 48 > "$tmp/kv32" || fail "generate --kv-type f32"
+"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 48 --kv-type f16 > "$tmp/kv16" || fail "generate --kv-type f16"
+[ -s "$tmp/kv16" ] || fail "--kv-type f16 generated nothing"
+[ "$(head -c 40 "$tmp/kv16")" = "$(head -c 40 "$tmp/kv32")" ] || fail "f16 cache text: $(cat "$tmp/kv16") vs f32: $(cat "$tmp/kv32")"
+for cmd in generate chat serve; do
+  "$FTC" $cmd --model "$M" --kv-type q8_0 2> "$tmp/e" > /dev/null < /dev/null; [ $? -eq 1 ] || fail "$cmd --kv-type q8_0 should exit 1"
+  grep -q "kv-type takes f32 or f16, not 'q8_0'" "$tmp/e" || fail "$cmd --kv-type message: $(cat "$tmp/e")"
+done
 echo "cli_generate: ok"

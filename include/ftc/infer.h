@@ -110,6 +110,8 @@ typedef struct {
     char template_name[32];   /* a run's --template setting ("" if none recorded) */
     char *template_source;    /* the Jinja the run rendered its chat data with (RUNDIR/chat_template.json), or NULL */
     int run_max_len;          /* a run's --max-len (examples were truncated to it), 0 for a plain directory */
+    ftc_kv_type kv_type;      /* the KV caches generation makes for this model (ftc_chat_create, the server's slots):
+                               * FTC_KV_F32 after ftc_infer_open; FTC_KV_F16 with --kv-type f16 */
 } ftc_infer_model;
 ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, ftc_err *err);
 void ftc_infer_close(ftc_infer_model *im);

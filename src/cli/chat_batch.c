@@ -161,6 +161,7 @@ int cli_chat_batch(const cli_chat_batch_args *a) {
     if (!rag_out) return cli_fail("chat", &(ftc_err){FTC_E_NOMEM, "out of memory"});
     if (a->rag_index && rag_open(&g, a->rag_model, a->rag_index, a->rag_k, &err)) goto fail;
     if (ftc_infer_open(a->model, FTC_TASK_CAUSAL_LM, &im, &err)) goto fail;
+    im.kv_type = a->kv_type;
     im_open = true;
     if (a->adapter && (ftc_model_load_adapter(im.model, a->adapter, &err) || ftc_model_merge_lora(im.model, &err)))
         goto fail;

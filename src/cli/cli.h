@@ -25,6 +25,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 bool cli_wants_help(int argc, char **argv);
 /* Strict number parsing for flag values: the whole string must be a number within [lo, hi]. */
 bool cli_parse_long(const char *s, long lo, long hi, long *out);
+/* --kv-type (generate, chat, serve): "f32" or "f16" into *out; false for anything else */
+bool cli_parse_kv_type(const char *s, ftc_kv_type *out);
 bool cli_parse_float(const char *s, double lo, double hi, float *out);
 /* The sampling options generate and chat share (CLI_SAMPLING_OPTS): flag is the name without "--"
  * ("temperature", "top-k", "top-p", "seed"). Returns -1 when flag is not one of them, 0 when it was parsed
@@ -106,6 +108,7 @@ typedef struct {
     ftc_sampler sampler;
     long seed;
     bool progress;
+    ftc_kv_type kv_type; /* --kv-type */
 } cli_chat_batch_args;
 int cli_chat_batch(const cli_chat_batch_args *a);
 

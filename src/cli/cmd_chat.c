@@ -15,7 +15,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc chat --model RUNDIR|DIR [--chat-template T] [--system TEXT] [--max-tokens N]\n"
             "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [--adapter DIR]\n"
-            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq]\n\n"
+            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f32|f16]\n\n"
             "Reads messages from standard input, one per line, and prints the model's answers as they are\n"
             "generated, one answer per line. The conversation is kept: each answer sees the earlier turns.\n"
             "  /reset   forget the conversation (the --system message stays)\n"
@@ -28,6 +28,7 @@ static void usage(FILE *f) {
             "  --max-tokens N         most tokens per answer (default 256)\n"
             "  --adapter DIR   apply a PEFT LoRA adapter to the model first (merged)\n"
             "  --precision P, --base-dtype Q   weights in bf16 / block-quantized, as in ftc generate\n"
+            "  --kv-type T     the key/value cache in f32 (default) or f16, as in ftc generate\n"
             "  --temperature T, --top-k K, --top-p P, --seed S   sampling as in ftc generate (default greedy)\n"
             "  --stats                per answer, on standard error: prompt tokens, tokens reused from the cache,\n"
             "                         generated tokens, speed\n"
@@ -107,7 +108,7 @@ int cmd_chat(int argc, char **argv) {
                                    {"data", false, NULL}, {"summary", false, NULL}, {"rag-index", false, NULL},
                                    {"rag-model", false, NULL}, {"rag-k", false, NULL}, {"rag-prompt", false, NULL},
                                    {"rag-out", false, NULL}, {"progress", true, NULL},
-                                   {"precision", false, NULL}, {"base-dtype", false, NULL},
+                                   {"precision", false, NULL}, {"base-dtype", false, NULL}, {"kv-type", false, NULL},
                                    CLI_SAMPLING_OPTS, {NULL, false, NULL}};
     cli_args p;
     cli_args_init(&p, "chat", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
@@ -126,6 +127,9 @@ int cmd_chat(int argc, char **argv) {
             if (strcmp(v, "fp32") && strcmp(v, "bf16"))
                 return cli_usage_error("chat", "--precision takes fp32 or bf16, not '%s'", v);
             bf16 = !strcmp(v, "bf16");
+        } else if (!strcmp(f, "kv-type")) {
+            if (!cli_parse_kv_type(v, &b.kv_type))
+                return cli_usage_error("chat", "--kv-type takes f32 or f16, not '%s'", v);
         } else if (!strcmp(f, "base-dtype")) {
             if ((qtype = ftc_quant_from_name(v)) < 0)
                 return cli_usage_error("chat", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", v);
@@ -164,6 +168,7 @@ int cmd_chat(int argc, char **argv) {
     ftc_err err;
     ftc_infer_model im;
     if (ftc_infer_open(model, FTC_TASK_CAUSAL_LM, &im, &err)) return cli_fail("chat", &err);
+    im.kv_type = b.kv_type;
     if ((adapter && (ftc_model_load_adapter(im.model, adapter, &err) || ftc_model_merge_lora(im.model, &err))) ||
         (bf16 && ftc_model_use_bf16_weights(im.model, &err)) ||
         (qtype >= 0 && ftc_model_use_quant_weights(im.model, qtype, &err))) {

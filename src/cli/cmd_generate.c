@@ -16,7 +16,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc generate --model DIR|RUNDIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
             "                    [--top-p P] [--seed S] [--stats] [--adapter DIR] [--precision fp32|bf16]\n"
-            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq]\n\n"
+            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f32|f16]\n\n"
             "Continues TEXT with the model and prints only the generated text, token by token as it is produced.\n"
             "The prompt is tokenized as Hugging Face's encode() does (BOS added for Llama-family tokenizers); an\n"
             "empty prompt starts from the BOS token alone. Generation stops at EOS, after N tokens or when the\n"
@@ -39,6 +39,8 @@ static void usage(FILE *f) {
             "                      and half the bytes read per token), products in bf16 with f32 sums\n"
             "  --base-dtype Q      keep the matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4, nf4dq), decoded\n"
             "                      as they are multiplied; the LM head (a tied one is the embedding table) in q8_0\n"
+            "  --kv-type T         the cache of keys and values: f32 (default) or f16 (half its memory and reads,\n"
+            "                      as llama.cpp's default cache; logits within about 1e-2 of f32's)\n"
             "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n"
             "\nExamples:\n"
             "  ftc generate stories260K --prompt \"Once upon a time\" --max-tokens 64\n"
@@ -73,9 +75,11 @@ int cmd_generate(int argc, char **argv) {
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false, bf16 = false;
     int qtype = -1;
+    ftc_kv_type kv_type = FTC_KV_F32;
     static const cli_opt opts[] = {{"model", false, NULL},      {"prompt", false, NULL}, {"adapter", false, NULL},
                                    {"max-tokens", false, NULL}, {"stats", true, NULL},   {"precision", false, NULL},
-                                   {"base-dtype", false, NULL}, CLI_SAMPLING_OPTS,           {NULL, false, NULL}};
+                                   {"base-dtype", false, NULL}, {"kv-type", false, NULL}, CLI_SAMPLING_OPTS,
+                                   {NULL, false, NULL}};
     cli_args p;
     cli_args_init(&p, "generate", argc, argv, 1, opts, CLI_HAS_POSITIONAL);
     const char *f, *v;
@@ -92,6 +96,9 @@ int cmd_generate(int argc, char **argv) {
             if (strcmp(v, "fp32") && strcmp(v, "bf16"))
                 return cli_usage_error("generate", "--precision takes fp32 or bf16, not '%s'", v);
             bf16 = !strcmp(v, "bf16");
+        } else if (!strcmp(f, "kv-type")) {
+            if (!cli_parse_kv_type(v, &kv_type))
+                return cli_usage_error("generate", "--kv-type takes f32 or f16, not '%s'", v);
         } else if (!strcmp(f, "base-dtype")) {
             if ((qtype = ftc_quant_from_name(v)) < 0)
                 return cli_usage_error("generate", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", v);
@@ -151,7 +158,9 @@ int cmd_generate(int argc, char **argv) {
     if (max_tokens == 0) goto done;
     long room = (long)cfg->max_positions - n_prompt + 1; /* the last token is sampled, never fed */
     int want = (int)(max_tokens < room ? max_tokens : room);
-    if ((rc = ftc_kv_cache_create(im.model, n_prompt + want, &cache, &err) ? cli_fail("generate", &err) : 0)) goto done;
+    im.kv_type = kv_type;
+    if ((rc = ftc_kv_cache_create_typed(im.model, n_prompt + want, im.kv_type, &cache, &err) ? cli_fail("generate", &err) : 0))
+        goto done;
     out = malloc((size_t)want * sizeof *out);
     if (!out || ftc_text_stream_init(&sc.ts, im.tok, ids.ids, ids.n, &err)) {
         if (!out) ftc_errf(&err, FTC_E_NOMEM, "out of memory");

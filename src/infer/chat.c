@@ -53,7 +53,7 @@ ftc_status ftc_chat_create(ftc_infer_model *im, const ftc_chat_template *t, cons
     ftc_status s = ftc_infer_template_stops(im, t, c->stop, &c->n_stop, 16, &c->stop_text, err);
     if (s == FTC_OK && !c->stop_text && ftc_chat_template_stop_text(t) && !(c->stop_text = strdup(ftc_chat_template_stop_text(t))))
         s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
-    if (s == FTC_OK) s = ftc_kv_cache_create(im->model, 256, &c->cache, err);
+    if (s == FTC_OK) s = ftc_kv_cache_create_typed(im->model, 256, im->kv_type, &c->cache, err);
     if (s == FTC_OK && system && system[0]) {
         s = push_msg(c, FTC_ROLE_SYSTEM, system, err);
         c->n_system = 1;

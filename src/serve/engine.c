@@ -518,7 +518,7 @@ ftc_status ftc_sv_engine_init(ftc_server *s, ftc_err *err) {
     if (!s->slots) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     for (int i = 0; s->task == FTC_TASK_CAUSAL_LM && i < s->n_slots; i++) {
         ftc_sv_slot *sl = &s->slots[i];
-        ftc_status st = ftc_kv_cache_create(s->im.model, s->ctx < 256 ? s->ctx : 256, &sl->cache, err);
+        ftc_status st = ftc_kv_cache_create_typed(s->im.model, s->ctx < 256 ? s->ctx : 256, s->im.kv_type, &sl->cache, err);
         if (st) return st;
         sl->logits = malloc((size_t)s->V * sizeof(float));
         sl->prob = malloc((size_t)s->V * sizeof(float));
