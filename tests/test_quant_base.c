@@ -73,6 +73,33 @@ static void forward_logits(ftc_model *m, const batches *d, float *out, size_t n)
     memcpy(out, ftc_model_logits(m), n * sizeof(float));
 }
 
+/* Both models' logits on d (into la, lb: n values each): the largest |a - b| / (1 + |a|) */
+static double logits_gap(ftc_model *a, ftc_model *b, const batches *d, float *la, float *lb, size_t n) {
+    ftc_err e;
+    assert_int_equal(ftc_model_reserve(a, B, T, &e), FTC_OK);
+    assert_int_equal(ftc_model_reserve(b, B, T, &e), FTC_OK);
+    forward_logits(a, d, la, n);
+    forward_logits(b, d, lb, n);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / (1 + fabs(la[i])));
+    return worst;
+}
+
+/* The same LoRA (r 4, alpha 8, seed 7 on targets) trained LORA_STEPS steps on both: the loss curves (ca, cb), the
+ * first gradient norms, and the largest relative gap between the curves */
+enum { LORA_STEPS = 6 };
+static double lora_curve_gap(ftc_model *a, ftc_model *b, const char *targets, const batches *d, float *ca, float *cb,
+                             double *ga, double *gb) {
+    ftc_err e;
+    assert_int_equal(ftc_model_add_lora(a, targets, 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+    assert_int_equal(ftc_model_add_lora(b, targets, 4, 8.0f, 0.0f, 7, &e), FTC_OK);
+    train_curve(a, d, LORA_STEPS, ca, ga);
+    train_curve(b, d, LORA_STEPS, cb, gb);
+    double wl = 0;
+    for (int s = 0; s < LORA_STEPS; s++) wl = fmax(wl, fabs(ca[s] - cb[s]) / fabs(ca[s]));
+    return wl;
+}
+
 /* Model `ref` (f32) gets, for every weight stored quantized in `q`, the dequantized values: the f32 model
  * the quantized one computes with. */
 static int dequantize_into(ftc_model *ref, ftc_model *q) {
@@ -147,28 +174,17 @@ static void quant_base_case(const char *fixture, const char *targets, int qtype,
     make_batches(&d, V);
     size_t n = (size_t)B * T * V;
     float *la = malloc(n * 4), *lb = malloc(n * 4);
-    assert_int_equal(ftc_model_reserve(a, B, T, &e), FTC_OK);
-    assert_int_equal(ftc_model_reserve(b, B, T, &e), FTC_OK);
-    forward_logits(a, &d, la, n);
-    forward_logits(b, &d, lb, n);
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / (1 + fabs(la[i])));
+    double worst = logits_gap(a, b, &d, la, lb, n);
     assert_true(worst < 1e-5);
     /* LoRA on both: the same run up to f32 summation order (panels vs whole matmul) */
-    assert_int_equal(ftc_model_add_lora(a, targets, 4, 8.0f, 0.0f, 7, &e), FTC_OK);
-    assert_int_equal(ftc_model_add_lora(b, targets, 4, 8.0f, 0.0f, 7, &e), FTC_OK);
-    enum { STEPS = 6 };
-    float ca[STEPS], cb[STEPS];
-    double ga, gb;
-    train_curve(a, &d, STEPS, ca, &ga);
-    train_curve(b, &d, STEPS, cb, &gb);
-    double wl = 0;
-    for (int s = 0; s < STEPS; s++) wl = fmax(wl, fabs(ca[s] - cb[s]) / fabs(ca[s]));
+    float ca[LORA_STEPS], cb[LORA_STEPS];
+    double ga, gb, wl = lora_curve_gap(a, b, targets, &d, ca, cb, &ga, &gb);
     printf("  loss %.5f -> %.5f (dequantized f32 base) vs %.5f -> %.5f (%s base): max rel diff %.2e; "
-           "first grad norm %.6g vs %.6g\n", ca[0], ca[STEPS - 1], cb[0], cb[STEPS - 1], ftc_quant_name(qtype), wl, ga, gb);
+           "first grad norm %.6g vs %.6g\n", ca[0], ca[LORA_STEPS - 1], cb[0], cb[LORA_STEPS - 1], ftc_quant_name(qtype), wl,
+           ga, gb);
     assert_true(wl < 1e-5);
     assert_true(fabs(ga - gb) <= 1e-5 * fabs(ga));
-    assert_true(cb[STEPS - 1] < cb[0]);
+    assert_true(cb[LORA_STEPS - 1] < cb[0]);
     /* merge: each adapted weight becomes f32 (dequantized + adapter), the others stay quantized; save writes
      * F32 for all; the reloaded f32 model gives the merged model's logits */
     assert_int_equal(ftc_model_merge_lora(b, &e), FTC_OK);
@@ -225,27 +241,15 @@ static void test_packed_bf16_products(void **state) {
     make_batches(&d, V);
     size_t n = (size_t)B * T * V;
     float *la = malloc(n * 4), *lb = malloc(n * 4);
-    assert_int_equal(ftc_model_reserve(a, B, T, &e), FTC_OK);
-    assert_int_equal(ftc_model_reserve(b, B, T, &e), FTC_OK);
-    forward_logits(a, &d, la, n);
-    forward_logits(b, &d, lb, n);
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / (1 + fabs(la[i])));
+    double worst = logits_gap(a, b, &d, la, lb, n);
     printf("  q4_0 base, bf16 products vs the dequantized f32 base: logits max rel diff %.2e\n", worst);
     assert_true(worst > 1e-7 && worst < 2e-2);
-    assert_int_equal(ftc_model_add_lora(a, "all-linear", 4, 8.0f, 0.0f, 7, &e), FTC_OK);
-    assert_int_equal(ftc_model_add_lora(b, "all-linear", 4, 8.0f, 0.0f, 7, &e), FTC_OK);
-    enum { STEPS = 6 };
-    float ca[STEPS], cb[STEPS];
-    double ga, gb;
-    train_curve(a, &d, STEPS, ca, &ga);
-    train_curve(b, &d, STEPS, cb, &gb);
-    double wl = 0;
-    for (int s = 0; s < STEPS; s++) wl = fmax(wl, fabs(ca[s] - cb[s]) / fabs(ca[s]));
-    printf("  loss %.5f -> %.5f (f32) vs %.5f -> %.5f (bf16 products): max rel diff %.2e\n", ca[0], ca[STEPS - 1],
-           cb[0], cb[STEPS - 1], wl);
+    float ca[LORA_STEPS], cb[LORA_STEPS];
+    double ga, gb, wl = lora_curve_gap(a, b, "all-linear", &d, ca, cb, &ga, &gb);
+    printf("  loss %.5f -> %.5f (f32) vs %.5f -> %.5f (bf16 products): max rel diff %.2e\n", ca[0],
+           ca[LORA_STEPS - 1], cb[0], cb[LORA_STEPS - 1], wl);
     assert_true(wl < 2e-2);
-    assert_true(cb[STEPS - 1] < cb[0]);
+    assert_true(cb[LORA_STEPS - 1] < cb[0]);
     ftc_model_free(a), ftc_model_free(b);
     free(la), free(lb);
     assert_true(ftc_matmul_set_bf16_dot("fma"));
