@@ -14,6 +14,9 @@
 #include <cblas.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
 #include <string.h>
 
 typedef enum { BACKEND_UNSET, BACKEND_GENERIC, BACKEND_OPENBLAS, BACKEND_AVX512, BACKEND_AVX2 } backend_id;
@@ -26,6 +29,20 @@ bool ftc_mm_cpu_has_avx2_fma(void) {
     if (has < 0) {
         __builtin_cpu_init();
         has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return has;
+#else
+    return false;
+#endif
+}
+
+bool ftc_mm_cpu_has_f16c(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static int has = -1; /* asked once, as above; GCC 12's __builtin_cpu_supports does not know f16c: CPUID leaf 1,
+                          * ECX bit 29 */
+    if (has < 0) {
+        unsigned a, b, c, d;
+        has = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
     }
     return has;
 #else

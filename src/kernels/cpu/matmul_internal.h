@@ -44,6 +44,8 @@ void ftc_mm_skinny_bf16dp_avx512(int M, int n0, int n1, int K, float alpha, cons
  * above; bf16: A given as f32 values already rounded to bf16 (exact products, f32 accumulation). */
 /* The CPU has AVX2 and FMA, which every *_avx2.c kernel (matmul, vmath, quant) is compiled for: one probe for all. */
 bool ftc_mm_cpu_has_avx2_fma(void);
+/* The CPU has F16C (vcvtph2ps: the quantized kernels' f16 scales, an f16 KV cache's rows); asked once. */
+bool ftc_mm_cpu_has_f16c(void);
 void ftc_mm_skinny_f32_avx2(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const float *W, int ldw,
                             float beta, float *C, int ldc);
 void ftc_mm_skinny_bf16_avx2(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const uint16_t *W,

@@ -10,12 +10,12 @@
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include "ftc/safetensors.h"
+#include "matmul_internal.h" /* ftc_mm_cpu_has_f16c */
 #include "ops_internal.h"
 #include "vmath.h"
 #include <math.h>
 #include <string.h>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
 #include <immintrin.h>
 #define KV16_X86 1
 #endif
@@ -202,17 +202,13 @@ __attribute__((target("avx512f"))) static void widen_avx512(float *d, const uint
         _mm512_storeu_ps(d + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
     for (; i < n; i++) d[i] = ftc_f16_to_f32(s[i]);
 }
-static bool has_f16c(void) { /* CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know it) */
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
-}
 #endif
 
 /* The widening the vector paths take (the same values whichever: the conversion is exact) */
 static widen_fn pick_widen(void) {
 #ifdef KV16_X86
     if (ftc_vm_use_avx512()) return widen_avx512;
-    if (ftc_vm_use_avx2() && has_f16c()) return widen_avx2;
+    if (ftc_vm_use_avx2() && ftc_mm_cpu_has_f16c()) return widen_avx2;
 #endif
     return widen_generic;
 }
@@ -270,7 +266,7 @@ static void heads16(int NG, int GN, float *ob, float *att, const float *qb, cons
         rows16_avx512(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
         return;
     }
-    if (ftc_vm_use_avx2() && has_f16c()) {
+    if (ftc_vm_use_avx2() && ftc_mm_cpu_has_f16c()) {
         rows16_avx2(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
         return;
     }

@@ -8,10 +8,10 @@
  * (d q x vs d (q . x)): same value up to f32 rounding, checked against the dequantized weight in test_quant.c.
  * Compiled with target attributes (AVX2, FMA, F16C); qmatmul.c calls it only when ftc_vm_isa() == 1 (AVX2, or
  * FTC_MATMUL=avx2) and the CPU has F16C (ftc_qmatvec_avx2_ok). */
-#include <cpuid.h>
 #include <immintrin.h>
 #include <string.h>
 #include "ftc/quant.h"
+#include "matmul_internal.h" /* ftc_mm_cpu_has_f16c */
 #include "quant_internal.h"
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
@@ -200,14 +200,7 @@ AVX2_FN void ftc_qmatrows_avx2(int type, float *Y, const float *X, const float *
     }
 }
 
-bool ftc_qmatvec_avx2_ok(void) {
-    static int ok = -1; /* GCC 12's __builtin_cpu_supports does not know f16c: CPUID leaf 1, ECX bit 29 */
-    if (ok < 0) {
-        unsigned a, b, c, d;
-        ok = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
-    }
-    return ok;
-}
+bool ftc_qmatvec_avx2_ok(void) { return ftc_mm_cpu_has_f16c(); }
 
 /* sum of each block of 32 values of x (Q4_1's m term) */
 AVX2_FN void ftc_qmatvec_xsum_avx2(const float *x, int I, float *xsum) {
