@@ -167,6 +167,38 @@ const char *ftc_matmul_bf16_backend(void) {
 
 const char *ftc_matmul_bf16_dot(void) { return bf16_current() == BF16_AVX512 && bf16_dot_dp() ? "dpbf16" : "fma"; }
 
+/* Skinny products on the AVX-512 path (decoding): at most this many rows of A stream each row of W alone
+ * (matmul_skinny.c's row_dots), more take 4-row tiles of W with a software prefetch; a row of C has the same bits
+ * either way, so the choice is speed only. AMD Zen 4 (EPYC, 2026-12-04) streams one sequential row a core faster
+ * than four interleaved ones (one row of A, f32 weights: 25-26.5 GB/s a thread against 14.4-15.6; bf16 on
+ * vdpbf16ps 26.9 against 11.7); on the Intel Xeon (model 207) one stream a core read 25 GB/s against 31 with four,
+ * so other CPUs keep the tiles. Chosen by vendor, as bf16_dot; FTC_SKINNY_ROWS=n or ftc_matmul_set_skinny_rows()
+ * forces n (0: tiles always). */
+#define SKINNY_ROWS_AMD 4
+static int skinny_rows_n = -1;
+
+static int skinny_rows_auto(void) {
+    const char *e = getenv("FTC_SKINNY_ROWS");
+    if (e && *e) {
+        char *end;
+        long v = strtol(e, &end, 10);
+        if (*end == '\0' && v >= 0) return v > 1 << 20 ? 1 << 20 : (int)v;
+    }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_is("amd")) return SKINNY_ROWS_AMD;
+#endif
+    return 0;
+}
+
+static int skinny_rows(void) {
+    if (skinny_rows_n < 0) skinny_rows_n = skinny_rows_auto();
+    return skinny_rows_n;
+}
+
+void ftc_matmul_set_skinny_rows(int n) { skinny_rows_n = n < 0 ? skinny_rows_auto() : n; }
+int ftc_matmul_skinny_rows(void) { return skinny_rows(); }
+
 /* ---- portable paths ---- */
 
 static void scale_c(int M, int N, float beta, float *C, int ldc) {
@@ -319,13 +351,16 @@ static void run_chunk(const gemm_job *j, int c, int n) {
                 ftc_mm_skinny_f32_avx2(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc);
             return;
         }
+        int rows = skinny_rows();
         if (j->a16)
             ftc_mm_skinny_bf16dp_avx512(j->M, lo, hi, j->K, j->alpha, j->a16, j->lda16, j->B, j->ldb, j->beta, j->C,
-                                        j->ldc);
+                                        j->ldc, rows);
         else if (j->bf16)
-            ftc_mm_skinny_bf16_avx512(j->M, lo, hi, j->K, j->alpha, j->a32, j->K, j->B, j->ldb, j->beta, j->C, j->ldc);
+            ftc_mm_skinny_bf16_avx512(j->M, lo, hi, j->K, j->alpha, j->a32, j->K, j->B, j->ldb, j->beta, j->C, j->ldc,
+                                      rows);
         else
-            ftc_mm_skinny_f32_avx512(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc);
+            ftc_mm_skinny_f32_avx512(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc,
+                                     rows);
         return;
     }
     bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;
