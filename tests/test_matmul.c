@@ -172,6 +172,9 @@ static void test_backend_selection(void **state) {
     assert_true(ftc_matmul_set_backend("openblas"));
     assert_string_equal(ftc_matmul_backend(), "openblas");
     assert_true(ftc_matmul_set_backend("auto"));
+    assert_false(ftc_matmul_set_skinny("wide"));
+    assert_false(ftc_matmul_set_skinny(NULL));
+    assert_true(ftc_matmul_set_skinny("auto"));
     assert_false(ftc_matmul_set_bf16_dot("amx"));
     assert_false(ftc_matmul_set_bf16_dot(NULL));
     assert_true(ftc_matmul_set_bf16_dot("fma"));
@@ -531,8 +534,8 @@ static void test_skinny_one_row_matches_pairs(void **state) {
  * 4 (then 2 or 3; a last odd one alone) through 4x3, 3x3, 2x4 and narrower register tiles over slices of W's 8-row
  * blocks, a lone row through the 8-row kernel; every tile adds K's 8-value blocks in order per (row of A, row of W)
  * and reduces by the same tree. AVX-512: groups of 4 rows of A (then 1..3) against 4 rows of W, or against one row
- * of W streamed alone (ftc_matmul_set_skinny_rows: both shapes, and a mix by row count, against the tiles' one-row
- * result), 16-value blocks (bf16: W widened in registers, the same FMAs as f32; vdpbf16ps: 32-value blocks). N = 1037 (8-row blocks, a 4-row block, 1 row left: the
+ * of W streamed alone (ftc_matmul_set_skinny: rows, and zen4's mix by row count with far-prefetching tiles,
+ * against the tiles' one-row result), 16-value blocks (bf16: W widened in registers, the same FMAs as f32; vdpbf16ps: 32-value blocks). N = 1037 (8-row blocks, a 4-row block, 1 row left: the
  * slices' 1- and 2-row tails), K with tails (K mod 8 = 5, 3; K mod 16 = 13, 3) and without (576, 1536). */
 static void test_skinny_every_row_count_matches_one_row(void **state) {
     (void)state;
@@ -555,7 +558,7 @@ static void test_skinny_every_row_count_matches_one_row(void **state) {
             fill(A, 17 * (size_t)K, &r);
             fill(W, (size_t)N * K, &r);
             ftc_f32_to_bf16_n(W, Wh, (size_t)N * K);
-            ftc_matmul_set_skinny_rows(0); /* the reference: 4-row tiles of W */
+            assert_true(ftc_matmul_set_skinny("tiles")); /* the reference: 4-row tiles of W */
             for (int i = 0; i < 17; i++) {
                 ftc_matmul(false, true, 1, N, K, 1.0f, A + (size_t)i * K, K, W, K, 0.0f, one + (size_t)i * N, N);
                 ftc_matmul_bf16(false, true, 1, N, K, 1.0f, A + (size_t)i * K, FTC_MM_F32, K, Wh, FTC_MM_BF16, K,
@@ -572,11 +575,12 @@ static void test_skinny_every_row_count_matches_one_row(void **state) {
                 assert_memory_equal(C, one16, sizeof(float) * 17 * N);
                 free(Ar), free(Wr);
             }
-            /* W streamed a row at a time for at most `rows` rows of A (0: never, 16: always): the same bits */
-            const int rows[] = {0, 16, 2};
-            for (int ri = 0; ri < 3; ri++) {
-                ftc_matmul_set_skinny_rows(rows[ri]);
-                assert_int_equal(ftc_matmul_skinny_rows(), rows[ri]);
+            /* W streamed a row at a time for every row count, or for 1-2 rows then far-prefetching tiles: the
+             * same bits */
+            const char *hows[] = {"tiles", "rows", "zen4"};
+            for (int hi = 0; hi < 3; hi++) {
+                assert_true(ftc_matmul_set_skinny(hows[hi]));
+                assert_string_equal(ftc_matmul_skinny(), hows[hi]);
                 for (int M = 1; M <= 16; M++) { /* 16: the most rows the skinny kernels take (17 go to the GEMM) */
                     memset(C, 0xff, sizeof(float) * 17 * N);
                     ftc_matmul(false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N);
@@ -586,7 +590,7 @@ static void test_skinny_every_row_count_matches_one_row(void **state) {
                     assert_memory_equal(C, one16, sizeof(float) * (size_t)M * N);
                 }
             }
-            ftc_matmul_set_skinny_rows(-1);
+            assert_true(ftc_matmul_set_skinny("auto"));
             free(A), free(W), free(one), free(one16), free(C), free(Wh);
         }
     }

@@ -49,13 +49,14 @@ const char *ftc_matmul_bf16_backend(void);
 bool ftc_matmul_set_bf16_dot(const char *name);
 const char *ftc_matmul_bf16_dot(void);
 
-/* On the avx512 paths, skinny products (decoding: at most 16 rows of A against a weight read along K) with at most
- * n rows of A stream the weight one row at a time, more take 4-row tiles of the weight; the bits are the same either
- * way. By default n = 4 on AMD CPUs (a Zen 4 core streams one row faster than four), 0 elsewhere;
- * FTC_SKINNY_ROWS=n forces n. ftc_matmul_set_skinny_rows: n >= 0 forces n, n < 0 restores the default. Not
- * thread-safe (tests and benchmarks). ftc_matmul_skinny_rows: the n in effect. */
-void ftc_matmul_set_skinny_rows(int n);
-int ftc_matmul_skinny_rows(void);
+/* On the avx512 paths, how skinny products (decoding: at most 16 rows of A against a weight read along K) stream the
+ * weight: "tiles" (4 rows of the weight at a time, the next 4 prefetched into L1), "zen4" (1-2 rows of A: one row
+ * of the weight at a time; more: the tiles, prefetching 32 KB ahead into L2) or "rows" (one row of the weight at a
+ * time always). The bits are the same whichever. By default zen4 on AMD CPUs, tiles elsewhere; FTC_SKINNY=name
+ * forces one. ftc_matmul_set_skinny: a name or "auto"; false, unchanged, for an unknown name. Not thread-safe
+ * (tests and benchmarks). ftc_matmul_skinny: the one in use now. */
+bool ftc_matmul_set_skinny(const char *name);
+const char *ftc_matmul_skinny(void);
 
 /* ftc_parallel_for (small parallel loops between matmuls, e.g. decode attention) is declared in threads.h. */
 

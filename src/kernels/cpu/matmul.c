@@ -167,37 +167,59 @@ const char *ftc_matmul_bf16_backend(void) {
 
 const char *ftc_matmul_bf16_dot(void) { return bf16_current() == BF16_AVX512 && bf16_dot_dp() ? "dpbf16" : "fma"; }
 
-/* Skinny products on the AVX-512 path (decoding): at most this many rows of A stream each row of W alone
- * (matmul_skinny.c's row_dots), more take 4-row tiles of W with a software prefetch; a row of C has the same bits
- * either way, so the choice is speed only. AMD Zen 4 (EPYC, 2026-12-04) streams one sequential row a core faster
- * than four interleaved ones (one row of A, f32 weights: 25-26.5 GB/s a thread against 14.4-15.6; bf16 on
- * vdpbf16ps 26.9 against 11.7); on the Intel Xeon (model 207) one stream a core read 25 GB/s against 31 with four,
- * so other CPUs keep the tiles. Chosen by vendor, as bf16_dot; FTC_SKINNY_ROWS=n or ftc_matmul_set_skinny_rows()
- * forces n (0: tiles always). */
-#define SKINNY_ROWS_AMD 4
-static int skinny_rows_n = -1;
+/* How the AVX-512 skinny kernels (decoding) stream W (matmul_skinny.c); a row of C has the same bits whichever.
+ *   tiles  4-row tiles of W, the next tile prefetched into L1 (the Intel Xeon, model 207: one stream a core read
+ *          25 GB/s there against 31 with four)
+ *   zen4   1-2 rows of A: each row of W streamed alone, no software prefetch; more: the tiles with a prefetch
+ *          32 KB ahead into L2. AMD Zen 4 (EPYC, 2026-12-04), SmolLM2-shaped weights (142 MB), one thread, CPU ms
+ *          per pass: f32 one row of A 9.2-9.6 tiles -> 5.2-5.9 rows (5.7-6.7 far tiles), 3 rows 10.8-11.1 -> 6.0-6.3
+ *          far tiles (rows 7.8-8.5), 8 rows 12.5-12.8 -> 7.6-8.2; bf16 on vdpbf16ps one row 5.9 -> 2.7, 8 rows 7.2 -> 3.8
+ *   rows   each row of W streamed alone for any number of rows of A (for tests)
+ * Chosen by vendor, as bf16_dot: AMD zen4, others tiles. FTC_SKINNY=tiles|zen4|rows or ftc_matmul_set_skinny()
+ * forces one. */
+typedef enum { SKINNY_UNSET, SKINNY_TILES, SKINNY_ZEN4, SKINNY_ROWS } skinny_id;
+static skinny_id skinny_mode = SKINNY_UNSET;
+static const char *const skinny_names[] = {"", "tiles", "zen4", "rows"};
 
-static int skinny_rows_auto(void) {
-    const char *e = getenv("FTC_SKINNY_ROWS");
-    if (e && *e) {
-        char *end;
-        long v = strtol(e, &end, 10);
-        if (*end == '\0' && v >= 0) return v > 1 << 20 ? 1 << 20 : (int)v;
-    }
+static skinny_id skinny_from_name(const char *name) {
+    for (int i = SKINNY_TILES; name && i <= SKINNY_ROWS; i++)
+        if (strcmp(name, skinny_names[i]) == 0) return (skinny_id)i;
+    return SKINNY_UNSET;
+}
+
+static skinny_id skinny_auto(void) {
+    skinny_id m = skinny_from_name(getenv("FTC_SKINNY"));
+    if (m != SKINNY_UNSET) return m;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    if (__builtin_cpu_is("amd")) return SKINNY_ROWS_AMD;
+    if (__builtin_cpu_is("amd")) return SKINNY_ZEN4;
 #endif
-    return 0;
+    return SKINNY_TILES;
 }
 
-static int skinny_rows(void) {
-    if (skinny_rows_n < 0) skinny_rows_n = skinny_rows_auto();
-    return skinny_rows_n;
+static ftc_mm_skinny_how skinny_how(void) {
+    if (skinny_mode == SKINNY_UNSET) skinny_mode = skinny_auto();
+    ftc_mm_skinny_how h = {0, false};
+    if (skinny_mode == SKINNY_ZEN4) h.rows = 2, h.far = true;
+    else if (skinny_mode == SKINNY_ROWS) h.rows = 1 << 30;
+    return h;
 }
 
-void ftc_matmul_set_skinny_rows(int n) { skinny_rows_n = n < 0 ? skinny_rows_auto() : n; }
-int ftc_matmul_skinny_rows(void) { return skinny_rows(); }
+bool ftc_matmul_set_skinny(const char *name) {
+    if (name && strcmp(name, "auto") == 0) {
+        skinny_mode = skinny_auto();
+        return true;
+    }
+    skinny_id m = skinny_from_name(name);
+    if (m == SKINNY_UNSET) return false;
+    skinny_mode = m;
+    return true;
+}
+
+const char *ftc_matmul_skinny(void) {
+    (void)skinny_how();
+    return skinny_names[skinny_mode];
+}
 
 /* ---- portable paths ---- */
 
@@ -351,16 +373,16 @@ static void run_chunk(const gemm_job *j, int c, int n) {
                 ftc_mm_skinny_f32_avx2(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc);
             return;
         }
-        int rows = skinny_rows();
+        ftc_mm_skinny_how how = skinny_how();
         if (j->a16)
             ftc_mm_skinny_bf16dp_avx512(j->M, lo, hi, j->K, j->alpha, j->a16, j->lda16, j->B, j->ldb, j->beta, j->C,
-                                        j->ldc, rows);
+                                        j->ldc, how);
         else if (j->bf16)
             ftc_mm_skinny_bf16_avx512(j->M, lo, hi, j->K, j->alpha, j->a32, j->K, j->B, j->ldb, j->beta, j->C, j->ldc,
-                                      rows);
+                                      how);
         else
             ftc_mm_skinny_f32_avx512(j->M, lo, hi, j->K, j->alpha, j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc,
-                                     rows);
+                                     how);
         return;
     }
     bool split_rows = j->bt_nk || (j->M + FTC_MM_MR - 1) / FTC_MM_MR >= (j->N + FTC_MM_NR - 1) / FTC_MM_NR;

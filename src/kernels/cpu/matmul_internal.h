@@ -31,17 +31,22 @@ void ftc_gemm_bf16_avx512_small_n(int M, int N, int K, float alpha, const void *
 void ftc_f32_to_bf16_avx512(const float *in, uint16_t *out, size_t n);
 /* Skinny products (matmul_skinny.c): C[M, n0..n1) = alpha * A[M, K] W[n0..n1, K]^T + beta * C, W rows read along
  * K; C and the rows of W are indexed from 0 (columns n0..n1 of C, rows n0..n1 of W). bf16: A given as f32 values
- * already rounded to bf16 (W widened to f32 in registers: exact products, f32 accumulation). rows: at most this many
- * rows of A stream W one row at a time, more take 4-row tiles of W (the same bits either way; matmul.c's
- * skinny_rows chooses by CPU). */
+ * already rounded to bf16 (W widened to f32 in registers: exact products, f32 accumulation). `how` (matmul.c chooses
+ * it by CPU; a row of C has the same bits whatever it says): at most how.rows rows of A stream W one row at a time,
+ * more take 4-row tiles of W, which prefetch the next tile into L1 or, how.far, 32 KB ahead into L2 (not past the
+ * rows n0..n1). */
+typedef struct {
+    int rows;
+    bool far;
+} ftc_mm_skinny_how;
 void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda, const float *W,
-                              int ldw, float beta, float *C, int ldc, int rows);
+                              int ldw, float beta, float *C, int ldc, ftc_mm_skinny_how how);
 void ftc_mm_skinny_bf16_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda,
-                               const uint16_t *W, int ldw, float beta, float *C, int ldc, int rows);
+                               const uint16_t *W, int ldw, float beta, float *C, int ldc, ftc_mm_skinny_how how);
 /* The same bf16 product on vdpbf16ps (AVX512-BF16; call only after a CPU-feature check): A given as bf16 bits (f32
  * activations rounded by the caller), stride lda. */
 void ftc_mm_skinny_bf16dp_avx512(int M, int n0, int n1, int K, float alpha, const uint16_t *A, int lda,
-                                 const uint16_t *W, int ldw, float beta, float *C, int ldc, int rows);
+                                 const uint16_t *W, int ldw, float beta, float *C, int ldc, ftc_mm_skinny_how how);
 /* AVX2 + FMA (matmul_avx2.c), for CPUs without AVX-512; call only after a CPU-feature check. Skinny products as
  * above; bf16: A given as f32 values already rounded to bf16 (exact products, f32 accumulation). */
 /* The CPU has AVX2 and FMA, which every *_avx2.c kernel (matmul, vmath, quant) is compiled for: one probe for all. */

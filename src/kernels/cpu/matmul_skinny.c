@@ -16,6 +16,8 @@
 #define AVX512_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 #define BF16_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")))
 #define INLINE __attribute__((always_inline)) static inline
+/* The tiles' far prefetch (ftc_mm_skinny_how.far): this many bytes ahead of each W row's read, into L2 */
+#define FAR_BYTES 32768
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
@@ -57,17 +59,26 @@ INLINE AVX512_FN void dots_block(const int RB, const int BF, const float *A, int
  * one thread, loaded Xeon, 35.3-35.8 ms CPU with it against 37.0-38.2 without, 3 runs alternated; half a tile
  * ahead 36.1-38.3, the same place with the non-temporal hint 83-87). Every (row of A, row of W) pair adds K's
  * 16-value blocks in order in its own accumulator and is reduced alike, so its bits do not depend on RB. */
-INLINE AVX512_FN void dots(const int RB, const int BF, const float *A, int lda, const void *const w[4], size_t next,
-                           int K, float s[4][4]) {
+INLINE AVX512_FN void dots(const int RB, const int BF, const int FAR, const float *A, int lda, const void *const w[4],
+                           size_t next, const char *lim, int K, float s[4][4]) {
     const size_t es = BF ? 2 : 4;
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
     int k = 0;
     for (; k + 16 <= K; k += 16) {
-        if (!BF || !(k & 16)) /* once a 64-byte line: 16 f32 or 32 bf16 weights */
+        if (!BF || !(k & 16)) { /* once a 64-byte line: 16 f32 or 32 bf16 weights */
+            if (FAR) {
 #pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) _mm_prefetch((const char *)w[t] + (next + (size_t)k) * es, _MM_HINT_T0);
+                for (int t = 0; t < 4; t++) {
+                    const char *p = (const char *)w[t] + (size_t)k * es + FAR_BYTES;
+                    if (p < lim) _mm_prefetch(p, _MM_HINT_T1);
+                }
+            } else {
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; t++) _mm_prefetch((const char *)w[t] + (next + (size_t)k) * es, _MM_HINT_T0);
+            }
+        }
         dots_block(RB, BF, A, lda, w, k, 0xFFFF, acc);
     }
     if (k < K) dots_block(RB, BF, A, lda, w, k, mask16(K - k), acc);
@@ -99,15 +110,23 @@ INLINE BF16_FN void dp_block(const int RB, const uint16_t *A, int lda, const uin
 
 /* As dots, on vdpbf16ps: every (row of A, row of W) pair adds K's 32-value blocks in order in its own accumulator
  * and is reduced alike, so its bits do not depend on RB either. */
-INLINE BF16_FN void dots_dp(const int RB, const uint16_t *A, int lda, const uint16_t *const w[4], size_t next, int K,
-                            float s[4][4]) {
+INLINE BF16_FN void dots_dp(const int RB, const int FAR, const uint16_t *A, int lda, const uint16_t *const w[4],
+                            size_t next, const char *lim, int K, float s[4][4]) {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
     int k = 0;
     for (; k + 32 <= K; k += 32) {
+        if (FAR) {
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(w[t] + next + (size_t)k), _MM_HINT_T0);
+            for (int t = 0; t < 4; t++) {
+                const char *p = (const char *)(w[t] + k) + FAR_BYTES;
+                if (p < lim) _mm_prefetch(p, _MM_HINT_T1);
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(w[t] + next + (size_t)k), _MM_HINT_T0);
+        }
         dp_block(RB, A, lda, w, k, 0xFFFFFFFFu, acc);
     }
     if (k < K) dp_block(RB, A, lda, w, k, mask32(K - k), acc);
@@ -192,9 +211,10 @@ INLINE AVX512_FN void skinny_rows(const int BF, int M, int n0, int n1, int K, fl
 
 /* Tiles of 4 rows of W against the rows of A in groups of 4 (the W rows are read from memory by the first group,
  * from L1 by the next ones) */
-INLINE AVX512_FN void skinny(const int BF, int M, int n0, int n1, int K, float alpha, const float *A, int lda,
-                             const void *W, int ldw, float beta, float *C, int ldc) {
+INLINE AVX512_FN void skinny(const int BF, const int FAR, int M, int n0, int n1, int K, float alpha, const float *A,
+                             int lda, const void *W, int ldw, float beta, float *C, int ldc) {
     const size_t es = BF ? 2 : 4, next = 4 * (size_t)ldw; /* past n1 a prefetch is a no-op */
+    const char *lim = (const char *)W + (size_t)n1 * ldw * es; /* FAR: no prefetch past this range's rows */
     for (int j = n0; j < n1; j += 4) {
         int jn = imin(4, n1 - j);
         const void *w[4]; /* rows past the end repeat row j (computed, not stored) */
@@ -204,10 +224,10 @@ INLINE AVX512_FN void skinny(const int BF, int M, int n0, int n1, int K, float a
             float s[4][4];
             const float *a = A + (size_t)i * lda;
             switch (in) {
-            case 1: dots(1, BF, a, lda, w, next, K, s); break;
-            case 2: dots(2, BF, a, lda, w, next, K, s); break;
-            case 3: dots(3, BF, a, lda, w, next, K, s); break;
-            default: dots(4, BF, a, lda, w, next, K, s); break;
+            case 1: dots(1, BF, FAR, a, lda, w, next, lim, K, s); break;
+            case 2: dots(2, BF, FAR, a, lda, w, next, lim, K, s); break;
+            case 3: dots(3, BF, FAR, a, lda, w, next, lim, K, s); break;
+            default: dots(4, BF, FAR, a, lda, w, next, lim, K, s); break;
             }
             store(C + (size_t)i * ldc + j, ldc, in, jn, s, alpha, beta);
         }
@@ -215,9 +235,32 @@ INLINE AVX512_FN void skinny(const int BF, int M, int n0, int n1, int K, float a
 }
 
 /* The bf16 tiles on vdpbf16ps, as skinny() */
+INLINE BF16_FN void skinny_dp(const int FAR, int M, int n0, int n1, int K, float alpha, const uint16_t *A, int lda,
+                              const uint16_t *W, int ldw, float beta, float *C, int ldc) {
+    const size_t next = 4 * (size_t)ldw;
+    const char *lim = (const char *)(W + (size_t)n1 * ldw);
+    for (int j = n0; j < n1; j += 4) {
+        int jn = imin(4, n1 - j);
+        const uint16_t *w[4];
+        for (int t = 0; t < 4; t++) w[t] = W + (size_t)(j + (t < jn ? t : 0)) * ldw;
+        for (int i = 0; i < M; i += 4) {
+            int in = imin(4, M - i);
+            float s[4][4];
+            const uint16_t *a = A + (size_t)i * lda;
+            switch (in) {
+            case 1: dots_dp(1, FAR, a, lda, w, next, lim, K, s); break;
+            case 2: dots_dp(2, FAR, a, lda, w, next, lim, K, s); break;
+            case 3: dots_dp(3, FAR, a, lda, w, next, lim, K, s); break;
+            default: dots_dp(4, FAR, a, lda, w, next, lim, K, s); break;
+            }
+            store(C + (size_t)i * ldc + j, ldc, in, jn, s, alpha, beta);
+        }
+    }
+}
+
 BF16_FN void ftc_mm_skinny_bf16dp_avx512(int M, int n0, int n1, int K, float alpha, const uint16_t *A, int lda,
-                                         const uint16_t *W, int ldw, float beta, float *C, int ldc, int rows) {
-    if (M <= rows) {
+                                         const uint16_t *W, int ldw, float beta, float *C, int ldc, ftc_mm_skinny_how how) {
+    if (M <= how.rows) {
         for (int j = n0; j < n1; j++)
             for (int i = 0; i < M; i += 4) {
                 int in = imin(4, M - i);
@@ -231,36 +274,23 @@ BF16_FN void ftc_mm_skinny_bf16dp_avx512(int M, int n0, int n1, int K, float alp
                 }
                 store(C + (size_t)i * ldc + j, ldc, in, 1, s, alpha, beta);
             }
-        return;
-    }
-    const size_t next = 4 * (size_t)ldw;
-    for (int j = n0; j < n1; j += 4) {
-        int jn = imin(4, n1 - j);
-        const uint16_t *w[4];
-        for (int t = 0; t < 4; t++) w[t] = W + (size_t)(j + (t < jn ? t : 0)) * ldw;
-        for (int i = 0; i < M; i += 4) {
-            int in = imin(4, M - i);
-            float s[4][4];
-            const uint16_t *a = A + (size_t)i * lda;
-            switch (in) {
-            case 1: dots_dp(1, a, lda, w, next, K, s); break;
-            case 2: dots_dp(2, a, lda, w, next, K, s); break;
-            case 3: dots_dp(3, a, lda, w, next, K, s); break;
-            default: dots_dp(4, a, lda, w, next, K, s); break;
-            }
-            store(C + (size_t)i * ldc + j, ldc, in, jn, s, alpha, beta);
-        }
+    } else if (how.far) {
+        skinny_dp(1, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+    } else {
+        skinny_dp(0, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
     }
 }
 
 AVX512_FN void ftc_mm_skinny_f32_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda,
-                                        const float *W, int ldw, float beta, float *C, int ldc, int rows) {
-    if (M <= rows) skinny_rows(0, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
-    else skinny(0, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+                                        const float *W, int ldw, float beta, float *C, int ldc, ftc_mm_skinny_how how) {
+    if (M <= how.rows) skinny_rows(0, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+    else if (how.far) skinny(0, 1, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+    else skinny(0, 0, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
 }
 
 AVX512_FN void ftc_mm_skinny_bf16_avx512(int M, int n0, int n1, int K, float alpha, const float *A, int lda,
-                                         const uint16_t *W, int ldw, float beta, float *C, int ldc, int rows) {
-    if (M <= rows) skinny_rows(1, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
-    else skinny(1, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+                                         const uint16_t *W, int ldw, float beta, float *C, int ldc, ftc_mm_skinny_how how) {
+    if (M <= how.rows) skinny_rows(1, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+    else if (how.far) skinny(1, 1, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+    else skinny(1, 0, M, n0, n1, K, alpha, A, lda, W, ldw, beta, C, ldc);
 }
