@@ -9,6 +9,8 @@
  * 207) of 2026-12-04 one vdpbf16ps (32 multiply-adds) took 0.9 ns against 0.18-0.38 ns for a 16-lane FMA, so a
  * batch of 8 rows was compute-bound at about a third of the FMA rate (SmolLM2 bf16 products alone at 8 rows 70 ms
  * a step with vdpbf16ps, 39 with widened FMAs, loaded A/B; the f32 weights 57-60).
+ * AMD Zen 4 streams differently (matmul.c's skinny_how, FTC_SKINNY): for 1-2 rows of A each row of W alone with no
+ * software prefetch (row_dots), for more the 4-row tiles with a prefetch far ahead into L2; same bits in all shapes.
  * The dispatcher (matmul.c) splits the rows of W between threads. */
 #include "matmul_internal.h"
 #include <immintrin.h>
@@ -57,11 +59,17 @@ INLINE AVX512_FN void dots_block(const int RB, const int BF, const float *A, int
  * (BF = 1; A then holds f32 values already rounded to bf16, so each product is exact, as vdpbf16ps's). next:
  * elements from each W row to the same place in the next tile's (prefetched: one decoding step of SmolLM2 f32,
  * one thread, loaded Xeon, 35.3-35.8 ms CPU with it against 37.0-38.2 without, 3 runs alternated; half a tile
- * ahead 36.1-38.3, the same place with the non-temporal hint 83-87). Every (row of A, row of W) pair adds K's
+ * ahead 36.1-38.3, the same place with the non-temporal hint 83-87). FAR (AMD Zen 4): instead FAR_BYTES ahead in
+ * each row's own stream, into L2, never past lim (the end of the rows this call reads: the next range may be
+ * another thread's); 8 rows of A, one thread, SmolLM2-shaped weights: 12.5-12.8 -> 7.6-8.2 ms CPU a pass (1_16384:
+ * 16 KB ahead about the same, T1 at the next tile 8.0-8.5). Every (row of A, row of W) pair adds K's
  * 16-value blocks in order in its own accumulator and is reduced alike, so its bits do not depend on RB. */
 INLINE AVX512_FN void dots(const int RB, const int BF, const int FAR, const float *A, int lda, const void *const w[4],
                            size_t next, const char *lim, int K, float s[4][4]) {
     const size_t es = BF ? 2 : 4;
+    /* FAR: bytes from this tile's first row to the end of the rows being read (w[1..3] lie in between) */
+    const char *w0 = (const char *)w[0];
+    const size_t room = FAR ? (size_t)(lim - w0) : 0;
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
@@ -71,8 +79,8 @@ INLINE AVX512_FN void dots(const int RB, const int BF, const int FAR, const floa
             if (FAR) {
 #pragma GCC unroll 4
                 for (int t = 0; t < 4; t++) {
-                    const char *p = (const char *)w[t] + (size_t)k * es + FAR_BYTES;
-                    if (p < lim) _mm_prefetch(p, _MM_HINT_T1);
+                    size_t off = (size_t)((const char *)w[t] - w0) + (size_t)k * es + FAR_BYTES;
+                    if (off < room) _mm_prefetch(w0 + off, _MM_HINT_T1);
                 }
             } else {
 #pragma GCC unroll 4
@@ -112,6 +120,8 @@ INLINE BF16_FN void dp_block(const int RB, const uint16_t *A, int lda, const uin
  * and is reduced alike, so its bits do not depend on RB either. */
 INLINE BF16_FN void dots_dp(const int RB, const int FAR, const uint16_t *A, int lda, const uint16_t *const w[4],
                             size_t next, const char *lim, int K, float s[4][4]) {
+    const char *w0 = (const char *)w[0];
+    const size_t room = FAR ? (size_t)(lim - w0) : 0;
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
@@ -120,8 +130,8 @@ INLINE BF16_FN void dots_dp(const int RB, const int FAR, const uint16_t *A, int 
         if (FAR) {
 #pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
-                const char *p = (const char *)(w[t] + k) + FAR_BYTES;
-                if (p < lim) _mm_prefetch(p, _MM_HINT_T1);
+                size_t off = (size_t)((const char *)(w[t] + k) - w0) + FAR_BYTES;
+                if (off < room) _mm_prefetch(w0 + off, _MM_HINT_T1);
             }
         } else {
 #pragma GCC unroll 4
