@@ -22,6 +22,7 @@
 #include <time.h>
 #include "ftc/gguf.h"
 #include "ftc/infer.h"
+#include "ftc/matmul.h"
 #include "ftc/model.h"
 #include "ftc/quant.h"
 #include "model/model_internal.h"
@@ -222,9 +223,10 @@ int main(int argc, char **argv) {
     double wb = weight_bytes(m);
     int V = m->V;
     double kvb = 2.0 * m->L * prompt * m->kvdim * (kvt == FTC_KV_F16 ? 2 : 4);
-    printf("model: %s, %s%s, loaded in %.1f s; weights read per token %.1f MB; %s KV cache at %d positions %.1f MB\n",
+    printf("model: %s, %s%s, loaded in %.1f s; weights read per token %.1f MB; %s KV cache at %d positions %.1f MB; "
+           "skinny products %s\n",
            model, bf16 ? "bf16" : "fp32", base ? base : "", now() - t0, wb / 1e6, kvt == FTC_KV_F16 ? "f16" : "f32",
-           prompt, kvb / 1e6);
+           prompt, kvb / 1e6, ftc_matmul_skinny());
 
     int maxn = prompt;
     for (const char *q = pp; *q;) {

@@ -26,7 +26,7 @@ for r in $(seq 1 "${ROUNDS:-3}"); do
       echo "== round $r $t ftc FTC_SKINNY=$s; load $(cut -d' ' -f1-3 /proc/loadavg)"
       if [ $s = auto ]; then unset FTC_SKINNY; else export FTC_SKINNY=$s; fi
       FTC_THREADS=2 "$build/decode_bench" "$dir/smol-F32.gguf" $x --pp 0 --prompt 256 --gen 64 --batch 8 --bw-mb 0 |
-        grep -E "^decode|^batch"
+        grep -E "^model|^decode|^batch" | sed "s/^model: .*; skinny/  skinny/"
       unset FTC_SKINNY
     done
   done
