@@ -14,6 +14,7 @@
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include "ftc/safetensors.h"
+#include "kernels/cpu/ops_internal.h" /* ftc_attention_decode_set_lanes */
 
 static void fill(float *x, size_t n, ftc_rng *r) {
     for (size_t i = 0; i < n; i++) x[i] = (float)(ftc_rng_uniform(r) * 4.0 - 2.0);
@@ -240,6 +241,71 @@ static void test_f16_cache_same_bits(void **state) {
     }
 }
 
+/* AVX-512 (issue 24): the rows with the keys in lanes (two keys a zmm, a shuffle tree for 16 keys' sums) give the
+ * per-key rows' outputs and probabilities bit for bit, on f32 and f16 caches, alone (a group per job) and in a
+ * batch (a sequence per job), Tn = 1 and 3, lengths that end inside a 16-key block and on an odd key (a pair's
+ * second key past the end), D = 64, 128 and 48 (64-channel value blocks, 16-channel tails), group sizes 1 to 6.
+ * Elsewhere (no AVX-512) both switches take the same rows and the test compares them with themselves. */
+static void test_lanes_same_bits(void **state) {
+    (void)state;
+    static const int shapes[][3] = {{9, 3, 64}, {8, 2, 128}, {4, 4, 16}, {6, 1, 48}, {12, 2, 64}};
+    for (int si = 0; si < 5; si++) {
+        const int H = shapes[si][0], Hkv = shapes[si][1], D = shapes[si][2], S = 5, T = 77;
+        ftc_rng r;
+        ftc_rng_seed(&r, (uint64_t)(300 + si));
+        size_t qs = (size_t)H * D, ks = (size_t)Hkv * D, nkv = 2 * (size_t)S * T * ks;
+        float *q = malloc(sizeof(float) * S * 3 * qs), *kv = malloc(sizeof(float) * nkv);
+        uint16_t *kh = malloc(sizeof(uint16_t) * nkv);
+        float *out[2], *att[2];
+        for (int l = 0; l < 2; l++) {
+            out[l] = malloc(sizeof(float) * S * 3 * qs), att[l] = malloc(sizeof(float) * S * H * 3 * T);
+            assert_true(out[l] && att[l]);
+        }
+        assert_true(q && kv && kh);
+        fill(q, (size_t)S * 3 * qs, &r), fill(kv, nkv, &r);
+        for (size_t i = 0; i < nkv; i++) kh[i] = ftc_f32_to_f16(kv[i]);
+        const float *kc[5], *vc[5];
+        const uint16_t *khc[5], *vhc[5];
+        float *as[2][5];
+        int len[5];
+        for (int s = 0; s < S; s++) {
+            kc[s] = kv + (size_t)s * T * ks, vc[s] = kv + ((size_t)S + s) * T * ks;
+            khc[s] = kh + (size_t)s * T * ks, vhc[s] = kh + ((size_t)S + s) * T * ks;
+            for (int l = 0; l < 2; l++) as[l][s] = att[l] + (size_t)s * H * T;
+            len[s] = T - 13 * s; /* 77, 64, 51, 38, 25 */
+        }
+        for (int half = 0; half < 2; half++)
+            for (int n = 5; n >= 1; n -= 4) { /* a sequence per job; one sequence: a group per job */
+                for (int l = 0; l < 2; l++) {
+                    ftc_attention_decode_set_lanes(l == 1);
+                    memset(out[l], 0xff, sizeof(float) * S * qs);
+                    if (half) ftc_attention_decode_seqs_forward_f16(out[l], as[l], q, khc, vhc, len, n, H, Hkv, D);
+                    else ftc_attention_decode_seqs_forward(out[l], as[l], q, kc, vc, len, n, H, Hkv, D);
+                }
+                assert_memory_equal(out[0], out[1], sizeof(float) * n * qs);
+                for (int s = 0; s < n; s++) assert_memory_equal(as[0][s], as[1][s], sizeof(float) * H * len[s]);
+                for (int Tn = 1; Tn <= 3; Tn += 2) /* B = n sequences of a [B, Tcap = T] cache, Tk = 61 or 60 */
+                    for (int Tk = 61; Tk >= 60; Tk--) {
+                        for (int l = 0; l < 2; l++) {
+                            ftc_attention_decode_set_lanes(l == 1);
+                            memset(out[l], 0xff, sizeof(float) * n * Tn * qs);
+                            if (half)
+                                ftc_attention_decode_forward_f16(out[l], att[l], q, kh, kh + (size_t)S * T * ks, n, Tn,
+                                                                 Tk, T, H, Hkv, D);
+                            else
+                                ftc_attention_decode_forward(out[l], att[l], q, kv, kv + (size_t)S * T * ks, n, Tn, Tk,
+                                                             T, H, Hkv, D);
+                        }
+                        assert_memory_equal(out[0], out[1], sizeof(float) * n * Tn * qs);
+                        assert_memory_equal(att[0], att[1], sizeof(float) * n * H * Tn * Tk);
+                    }
+            }
+        ftc_attention_decode_set_lanes(true);
+        free(q), free(kv), free(kh);
+        for (int l = 0; l < 2; l++) free(out[l]), free(att[l]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_tokens_gqa),
@@ -248,6 +314,7 @@ int main(void) {
         cmocka_unit_test(test_detects_wrong_keys),
         cmocka_unit_test(test_seqs_same_bits_any_grouping),
         cmocka_unit_test(test_f16_cache_same_bits),
+        cmocka_unit_test(test_lanes_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

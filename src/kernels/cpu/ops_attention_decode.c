@@ -6,7 +6,9 @@
  * test_attention_decode).
  * Work is split per (sequence, head) on the library's pool (ftc_parallel_for), the threads the matmuls around it
  * run on, when there is enough of it (B*H*Tn*Tk*D > 65536); a decode step's smaller products run on the caller.
- * The _f16 entry points read caches of IEEE halves (an f16 KV cache, issue 24; ops_attention_decode_f16.inc). */
+ * The _f16 entry points read caches of IEEE halves (an f16 KV cache, issue 24; ops_attention_decode_f16.inc).
+ * On AVX-512, decoding's rows (f32 and f16 caches, D a multiple of 16) take the keys in lanes
+ * (ops_attention_decode_lanes.inc: the same operations, so the same bits, without a horizontal sum per key). */
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include "ftc/safetensors.h"
@@ -165,6 +167,15 @@ VM_FORCE_INLINE void softmax_rows_body(float *att, int Tn, int Tk, int start) {
 }
 VM_THREE_PATHS(softmax_rows, (float *att, int Tn, int Tk, int start), (att, Tn, Tk, start))
 
+/* Off: AVX-512 takes the per-key rows (decode_rows_avx512 / rows16_avx512: the same bits) instead of the lanes
+ * rows (ops_attention_decode_lanes.inc); for the tests that compare them */
+static bool lanes_on = true;
+void ftc_attention_decode_set_lanes(bool on) { lanes_on = on; }
+
+#ifdef KV16_X86
+#include "ops_attention_decode_lanes.inc"
+#endif
+
 /* NG x GN heads of one sequence (see scores; prompt chunks: one head): Tn queries (stride qs) over Tk cached
  * keys/values (stride ks); att: NG x GN x Tn x Tk. */
 static void heads(int NG, int GN, float *ob, float *att, const float *qb, const float *kb, const float *vb, int Tn,
@@ -178,6 +189,12 @@ static void heads(int NG, int GN, float *ob, float *att, const float *qb, const 
         ftc_matmul(false, false, Tn, D, Tk, 1.0f, att, Tk, vb, (int)ks, 0.0f, ob, (int)qs);
         return;
     }
+#ifdef KV16_X86
+    if (ftc_vm_use_avx512() && lanes_ok(NG * GN, D)) { /* decode_rows_avx512's bits */
+        lanes_rows(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+        return;
+    }
+#endif
     (ftc_vm_use_avx512() ? decode_rows_avx512 : ftc_vm_use_avx2() ? decode_rows_avx2 : decode_rows_generic)(
         NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
 }
@@ -262,6 +279,10 @@ static void heads16(int NG, int GN, float *ob, float *att, const float *qb, cons
     const int start = Tk - Tn;
     const float scale = 1.0f / sqrtf((float)D);
 #ifdef KV16_X86
+    if (ftc_vm_use_avx512() && lanes_ok(NG * GN, D)) { /* rows16_avx512's bits */
+        lanes_rows16(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+        return;
+    }
     if (ftc_vm_use_avx512()) {
         rows16_avx512(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
         return;
@@ -310,6 +331,19 @@ static int heads_per_job16(int S, int Tn, int H, int Hkv) {
     return jh == 1 && Hkv > 0 && H % Hkv == 0 && H / Hkv <= MAX_JOB_HEADS ? H / Hkv : jh;
 }
 
+/* An f32 cache where the lanes rows apply: as with an f16 cache, a group per job at least when decoding (each
+ * job reads the group's slice of the cached rows once for its heads: one thread, SmolLM2's shape at 384 positions,
+ * 1.9 -> 1.3 ms CPU a step); the same bits */
+static int heads_per_job32(int S, int Tn, int H, int Hkv, int D) {
+#ifdef KV16_X86
+    if (Tn < GEMM_QUERIES && ftc_vm_use_avx512() && Hkv > 0 && H % Hkv == 0 && lanes_ok(H / Hkv, D))
+        return heads_per_job16(S, Tn, H, Hkv);
+#else
+    (void)D;
+#endif
+    return heads_per_job(S, Tn, H, Hkv);
+}
+
 static void run_one(void *ctx, int t) {
     const job *j = ctx;
     int b, h, g, NG, GN;
@@ -335,7 +369,7 @@ static void decode_forward(job *j, int B) {
 void ftc_attention_decode_forward(float *out, float *att, const float *q, const float *k_cache, const float *v_cache,
                               int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
     job j = {.out = out, .att = att, .q = q, .k = k_cache, .v = v_cache, .Tn = Tn, .Tk = Tk, .Tcap = Tcap, .H = H,
-             .Hkv = Hkv, .D = D, .JH = heads_per_job(B, Tn, H, Hkv)};
+             .Hkv = Hkv, .D = D, .JH = heads_per_job32(B, Tn, H, Hkv, D)};
     decode_forward(&j, B);
 }
 
@@ -373,7 +407,7 @@ static void decode_seqs(job *j, int S) {
 void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
                                        const float *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
     job j = {.out = out, .q = q, .atts = att, .ks = k_cache, .vs = v_cache, .lens = len, .Tn = 1, .H = H, .Hkv = Hkv,
-             .D = D, .JH = heads_per_job(S, 1, H, Hkv)};
+             .D = D, .JH = heads_per_job32(S, 1, H, Hkv, D)};
     decode_seqs(&j, S);
 }
 

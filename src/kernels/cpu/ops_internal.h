@@ -13,4 +13,8 @@ static inline float ops_dot8(const float *a, const float *b, int n) {
     for (; d < n; d++) s += a[d] * b[d];
     return s;
 }
+/* Decode attention on AVX-512 (ops_attention_decode.c): true (the default) takes the rows with the keys in lanes
+ * where they apply, false the per-key rows; the same bits either way. Not thread-safe: for tests. */
+#include <stdbool.h>
+void ftc_attention_decode_set_lanes(bool on);
 #endif

@@ -39,6 +39,13 @@ bool ftc_q8a_avx512_ok(void) {
  * that a tile reaches all of a block's activations from one pointer. */
 enum { TILE = 16, XE = 40 /* bytes of a (block, row of X) entry of the tiles' layout */ };
 
+/* How far ahead a tile prefetches W, in bytes (rounded up to whole tiles), and into L2 (T1), not L1: on Zen 4 one
+ * thread streamed a decoding step's Q8_0 weights (SmolLM2, one row, 143 MB) at 10.2 GB/s prefetching the next tile
+ * into L1 and at 26 GB/s prefetching 24 KB ahead into L2 (Q4_0 14 -> 21 GB/s; a plain sequential read of 150 MB
+ * on one core: 30 GB/s). Into L1 the next tile (26 KB at 1536 inputs) evicted the one being read (L1 32 KB), and
+ * one tile ahead (5 to 10 KB at 576 inputs) did not cover the memory's latency. 12 to 48 KB ahead: the same. */
+enum { PF_AHEAD_BYTES = 24576 };
+
 bool ftc_q8a_avx512_tiles(int type, int I) {
     return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1) &&
            ftc_quant_row_bytes(type, I) <= (size_t)INT32_MAX / TILE; /* the d gather's 32-bit offsets */
@@ -151,7 +158,8 @@ INLINE AVX512_FN __m512i dpbusd_bcast(__m512i acc, __m512i a, const int32_t *m) 
 
 /* 16 rows of W (from w, row_bytes apart; Rs < 16: rows past Rs - 1 repeat it, through a staging copy of each
  * block) times the C rows of X whose entries start at xe (the tiles' layout) into Y: row r, column c at
- * Y[c * ldy + r], r < Rs. next: where the next tile starts, prefetched over this tile's blocks (pf lines a block). */
+ * Y[c * ldy + r], r < Rs. next: the tile PF_AHEAD_BYTES on, prefetched into L2 over this tile's blocks (pf lines a
+ * block). */
 INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, const uint8_t *w, size_t row_bytes,
                              const uint8_t *next, size_t pf, const uint8_t *xe, int nb, float beta) {
     const size_t bbytes = type == FTC_GGML_Q8_0   ? sizeof(ftc_block_q8_0)
@@ -187,7 +195,7 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
             }
             wblock16(type, p, stride, goff, Vn, &vdn, &vmn);
         }
-        for (size_t l = 0; l < pf && pfp < pfe; l++, pfp += 64) _mm_prefetch(pfp, _MM_HINT_T0);
+        for (size_t l = 0; l < pf && pfp < pfe; l++, pfp += 64) _mm_prefetch(pfp, _MM_HINT_T1);
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const int32_t *xq = (const int32_t *)(xe + c * XE);
@@ -246,14 +254,21 @@ T16_TYPE(q4_1, FTC_GGML_Q4_1)
 AVX512_FN void ftc_q8a_matrows_avx512(int type, float *Y, const void *buf, int N, const void *W, size_t row_bytes,
                                       int I, int O, int o0, int o1, float beta) {
     const int nb = I / 32, per = tile_chunk(N);
-    const size_t pf = (TILE * row_bytes / 64 + nb) / nb; /* lines of the next tile a block: all of it by the last */
+    const size_t pf = (TILE * row_bytes / 64 + nb) / nb; /* lines of a tile a block: all of it by the last */
+    const size_t tb = TILE * row_bytes, ahead = PF_AHEAD_BYTES <= tb ? 1 : (PF_AHEAD_BYTES + tb - 1) / tb;
+    /* a range's first tiles, all at once: the tile before them may have been another thread's (its prefetch of
+     * this range's start then went to that thread's L2), and tile t prefetches tile t + ahead */
+    const char *r0 = (const char *)W + (size_t)o0 * row_bytes, *r1 = (const char *)W + (size_t)o1 * row_bytes;
+    const char *re = (size_t)(r1 - r0) < ahead * tb ? r1 : r0 + ahead * tb;
+    for (const char *q = r0 + tb; q < re; q += 64) _mm_prefetch(q, _MM_HINT_T1);
     for (int n = 0; n < N; n += per) {
         const int C = N - n < per ? N - n : per;
         const uint8_t *xe = (const uint8_t *)buf + (size_t)n * nb * XE;
         for (int o = o0; o < o1; o += TILE) {
             const int Rs = o1 - o < TILE ? o1 - o : TILE;
             const uint8_t *w = (const uint8_t *)W + (size_t)o * row_bytes;
-            const uint8_t *next = w + TILE * row_bytes; /* past the range or W too: a prefetch does not fault */
+            const uint8_t *next = w + ahead * tb; /* past the range or W too: a prefetch does not fault; past the
+                                                      * range it is the next chunk's start, often this thread's */
             float *Yn = Y + (size_t)n * O + o;
             if (type == FTC_GGML_Q8_0) t16_q8_0(C, Rs, Yn, O, w, row_bytes, next, pf, xe, nb, beta);
             else if (type == FTC_GGML_Q4_0) t16_q4_0(C, Rs, Yn, O, w, row_bytes, next, pf, xe, nb, beta);
