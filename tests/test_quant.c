@@ -254,7 +254,8 @@ static void test_qmatmul_matches_dequantized(void **state) {
  * rounded to bf16 and ftc_matmul_bf16 (the GEMM) on the same K slices (forward 512 columns of W, each slice added
  * onto Y after beta on the first; input grad 128 rows of W added onto dX), bit for bit. Shapes cross the slices'
  * and slivers' edges: I = 608 (512 + 96), 352 (a 256-column unit + 96), O = 70 / 20 / 10 (a sliver of 6, 20, 10
- * rows), O = 261 (input grad: slices 128 + 128 + 5, an odd last one), N = 17 / 40 / 100; 1 and 2 threads. Skipped
+ * rows), O = 261 (input grad: slices 128 + 128 + 5, an odd last one), N = 17 / 40 / 100; N = 300: the packed
+ * activations in passes over K (2 forward, 2 input grad: qmatmul_bf16.c's A_WORDS); 1 and 2 threads. Skipped
  * where the bf16 backend is not avx512bf16 (FTC_MATMUL, the CPU): the panel path runs there
  * (test_qmatmul_matches_dequantized). */
 static void test_qmatmul_bf16_direct(void **state) {
@@ -264,7 +265,8 @@ static void test_qmatmul_bf16_direct(void **state) {
         return;
     }
     static const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1};
-    const struct { int N, I, O; } shapes[] = {{17, 608, 70}, {40, 352, 261}, {100, 608, 20}, {33, 1024, 10}, {17, 64, 130}};
+    const struct { int N, I, O; } shapes[] = {{17, 608, 70}, {40, 352, 261}, {100, 608, 20}, {33, 1024, 10}, {17, 64, 130},
+                                              {300, 608, 800}};
     int threads0 = ftc_threads();
     for (int th = 1; th <= 2; th++) {
         ftc_threads_set(th);

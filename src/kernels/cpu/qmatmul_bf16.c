@@ -12,7 +12,8 @@
  *               of W per unit, 16 rows' blocks decoded to pair words and transposed in registers
  *   input grad  dX[:, c0..c0+256] += dY[:, slice] W[slice, c0..c0+256]: 8 slivers (8 block columns) per unit, rows
  *               2kp and 2kp+1 of a block column interleaved into one sliver row
- * Threads take contiguous ranges of units; each prefetches the weight bytes of its next slice while it computes. */
+ * Threads take contiguous ranges of units; each prefetches the weight bytes of its next slice while it computes.
+ * The activations are packed once per pass over K (at most 512 KB of packed words per pass: see run_direct). */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,13 +103,18 @@ typedef struct {
     size_t row_bytes;
     int type, bbytes, N, I, O, K, kslice, m_round;
     float beta;
-    uint32_t *apack; /* op(A) packed: the slice at k0 at m_round * k0 / 2 words */
+    int k_lo, k_hi;  /* the K range of this pass (whole slices) */
+    uint32_t *apack; /* its op(A) packed: the slice at k0 at m_round * (k0 - k_lo) / 2 words */
 } direct_job;
+
+static inline const uint32_t *apack_at(const direct_job *j, int k0) {
+    return j->apack + (size_t)j->m_round * (size_t)((k0 - j->k_lo) / 2);
+}
 
 static void pack_a_slice(void *ctx, int s) {
     const direct_job *j = ctx;
-    int k0 = s * j->kslice, kc = j->K - k0 < j->kslice ? j->K - k0 : j->kslice;
-    ftc_gemm_bf16_avx512_pack_a(j->X, j->K, j->N, k0, kc, j->apack + (size_t)j->m_round * (size_t)(k0 / 2));
+    int k0 = j->k_lo + s * j->kslice, kc = j->k_hi - k0 < j->kslice ? j->k_hi - k0 : j->kslice;
+    ftc_gemm_bf16_avx512_pack_a(j->X, j->K, j->N, k0, kc, (uint32_t *)apack_at(j, k0));
 }
 
 /* Bytes [from, to) of rows r0..r1 of W towards L2 (the next slice's, while this one computes). */
@@ -153,22 +159,21 @@ BF16_FN static void pack_fwd(const direct_job *j, int o0, int nr, int b0, int nb
 BF16_FN static void forward_range(void *ctx, int64_t lo, int64_t hi) {
     const direct_job *j = ctx;
     _Alignas(64) uint32_t bp[F_KC / 2 * NR]; /* one sliver of one slice: 32 KB */
-    int nblk = j->I / BLK, sb = F_KC / BLK;
+    int blo = j->k_lo / BLK, bhi = j->k_hi / BLK, sb = F_KC / BLK;
     for (int64_t u = lo; u < hi; u++) {
         int o0 = (int)u * NR, nr = j->O - o0 < NR ? j->O - o0 : NR;
-        for (int b0 = 0; b0 < nblk; b0 += sb) {
-            int nb = nblk - b0 < sb ? nblk - b0 : sb;
-            if (b0 + sb < nblk) /* this sliver's next slice */
+        for (int b0 = blo; b0 < bhi; b0 += sb) {
+            int nb = bhi - b0 < sb ? bhi - b0 : sb;
+            if (b0 + sb < bhi) /* this sliver's next slice */
                 prefetch_rows(j, o0, o0 + nr, (size_t)(b0 + sb) * j->bbytes,
-                              (size_t)(b0 + sb + (nblk - b0 - sb < sb ? nblk - b0 - sb : sb)) * j->bbytes);
+                              (size_t)(b0 + sb + (bhi - b0 - sb < sb ? bhi - b0 - sb : sb)) * j->bbytes);
             else if (u + 1 < hi) { /* the next sliver's first slice */
                 int o1 = o0 + NR, n1 = j->O - o1 < NR ? j->O - o1 : NR;
-                prefetch_rows(j, o1, o1 + n1, 0, (size_t)(nblk < sb ? nblk : sb) * j->bbytes);
+                prefetch_rows(j, o1, o1 + n1, (size_t)blo * j->bbytes, (size_t)(bhi - blo < sb ? bhi : blo + sb) * j->bbytes);
             }
             pack_fwd(j, o0, nr, b0, nb, bp);
             int k0 = b0 * BLK;
-            ftc_gemm_bf16_avx512_packed(j->N, nr, nb * 16, j->apack + (size_t)j->m_round * (size_t)(k0 / 2), bp,
-                                        k0 == 0 ? j->beta : 1.0f, j->Y + o0, j->O);
+            ftc_gemm_bf16_avx512_packed(j->N, nr, nb * 16, apack_at(j, k0), bp, k0 == 0 ? j->beta : 1.0f, j->Y + o0, j->O);
         }
     }
 }
@@ -208,50 +213,59 @@ BF16_FN static void pack_bwd(const direct_job *j, int k0, int kc, int c0, int nb
 BF16_FN static void backward_range(void *ctx, int64_t lo, int64_t hi) {
     const direct_job *j = ctx;
     _Alignas(64) uint32_t bp[B_UNIT / BLK * (B_KC / 2) * NR]; /* 8 slivers of one slice: 64 KB */
-    int O = j->O;
+    int k_lo = j->k_lo, k_hi = j->k_hi;
     for (int64_t u = lo; u < hi; u++) {
         int c0 = (int)u * (B_UNIT / BLK), ncols = j->I - c0 * BLK < B_UNIT ? j->I - c0 * BLK : B_UNIT, nbk = ncols / BLK;
         size_t from = (size_t)c0 * j->bbytes, to = from + (size_t)nbk * j->bbytes;
-        for (int k0 = 0; k0 < O; k0 += B_KC) {
-            int kc = O - k0 < B_KC ? O - k0 : B_KC;
-            if (k0 + B_KC < O) prefetch_rows(j, k0 + B_KC, k0 + B_KC + (O - k0 - B_KC < B_KC ? O - k0 - B_KC : B_KC), from, to);
-            else if (u + 1 < hi) {
+        for (int k0 = k_lo; k0 < k_hi; k0 += B_KC) {
+            int kc = k_hi - k0 < B_KC ? k_hi - k0 : B_KC, k1 = k0 + B_KC;
+            if (k1 < k_hi) prefetch_rows(j, k1, k1 + (k_hi - k1 < B_KC ? k_hi - k1 : B_KC), from, to);
+            else if (u + 1 < hi) { /* the next unit's first slice */
                 int n1 = j->I - (c0 + nbk) * BLK < B_UNIT ? j->I - (c0 + nbk) * BLK : B_UNIT;
-                prefetch_rows(j, 0, O < B_KC ? O : B_KC, to, to + (size_t)(n1 / BLK) * j->bbytes);
+                prefetch_rows(j, k_lo, k_lo + (k_hi - k_lo < B_KC ? k_hi - k_lo : B_KC), to, to + (size_t)(n1 / BLK) * j->bbytes);
             }
             pack_bwd(j, k0, kc, c0, nbk, bp);
-            ftc_gemm_bf16_avx512_packed(j->N, ncols, (kc + 1) / 2, j->apack + (size_t)j->m_round * (size_t)(k0 / 2), bp,
-                                        1.0f, j->Y + (size_t)c0 * BLK, j->I);
+            ftc_gemm_bf16_avx512_packed(j->N, ncols, (kc + 1) / 2, apack_at(j, k0), bp, 1.0f, j->Y + (size_t)c0 * BLK, j->I);
         }
     }
 }
 
 static bool parallel_worth(int N, int I, int O) { return (double)N * I * O >= 1 << 20; }
 
-/* Packs op(A) (X [N, K] f32) once, in slices of kslice; false: out of memory (nothing done). */
-static bool pack_a_all(direct_job *j) {
-    int slices = (j->K + j->kslice - 1) / j->kslice;
+/* The packed activations of one pass at most A_WORDS (512 KB, or one slice): the whole of a long K would stay
+ * allocated on the calling thread (a LM head's input gradient, K = vocabulary: tens of MB of peak RSS). */
+enum { A_WORDS = 1 << 17 };
+
+/* units over K in passes of whole slices, each slice's product added onto the output in K order as the panel
+ * path's calls did (so the passes change no bit); op(A) (X [N, K] f32) packed once per pass. false: out of memory,
+ * nothing done. */
+static bool run_direct(direct_job *j, int64_t units, void (*fn)(void *ctx, int64_t lo, int64_t hi)) {
     j->m_round = (j->N + MR - 1) / MR * MR;
-    j->apack = ftc_gemm_bf16_avx512_abuf((size_t)j->m_round * (size_t)((j->K + 1) / 2 + slices));
+    int per = A_WORDS / (j->m_round * (j->kslice / 2));
+    int chunk = (per < 1 ? 1 : per) * j->kslice;
+    if (chunk > j->K) chunk = (j->K + 1) / 2 * 2;
+    j->apack = ftc_gemm_bf16_avx512_abuf((size_t)j->m_round * (size_t)(chunk / 2));
     if (!j->apack) return false;
-    if (parallel_worth(j->N, j->K, 64)) ftc_parallel_for(slices, pack_a_slice, j);
-    else
-        for (int s = 0; s < slices; s++) pack_a_slice(j, s);
+    int worth = parallel_worth(j->N, j->I, j->O);
+    for (j->k_lo = 0; j->k_lo < j->K; j->k_lo += chunk) {
+        j->k_hi = j->K - j->k_lo < chunk ? j->K : j->k_lo + chunk;
+        int slices = (j->k_hi - j->k_lo + j->kslice - 1) / j->kslice;
+        if (parallel_worth(j->N, j->k_hi - j->k_lo, 64)) ftc_parallel_for(slices, pack_a_slice, j);
+        else
+            for (int s = 0; s < slices; s++) pack_a_slice(j, s);
+        ftc_parallel_range(units, worth, fn, j);
+    }
     return true;
 }
 
 bool ftc_qmatmul_forward_bf16_direct(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta) {
     direct_job j = {Y, X, W, ftc_quant_row_bytes(type, I), type, ftc_quant_block_bytes(type), N, I, O, I, F_KC, 0,
-                    beta, NULL};
-    if (!pack_a_all(&j)) return false;
-    ftc_parallel_range((O + NR - 1) / NR, parallel_worth(N, I, O), forward_range, &j);
-    return true;
+                    beta, 0, 0, NULL};
+    return run_direct(&j, (O + NR - 1) / NR, forward_range);
 }
 
 bool ftc_qmatmul_backward_input_bf16_direct(float *dX, const float *dY, const void *W, int type, int N, int I, int O) {
     direct_job j = {dX, dY, W, ftc_quant_row_bytes(type, I), type, ftc_quant_block_bytes(type), N, I, O, O, B_KC, 0,
-                    1.0f, NULL};
-    if (!pack_a_all(&j)) return false;
-    ftc_parallel_range((I + B_UNIT - 1) / B_UNIT, parallel_worth(N, I, O), backward_range, &j);
-    return true;
+                    1.0f, 0, 0, NULL};
+    return run_direct(&j, (I + B_UNIT - 1) / B_UNIT, backward_range);
 }
