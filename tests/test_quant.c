@@ -249,6 +249,72 @@ static void test_qmatmul_matches_dequantized(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* The bf16 products of Q8_0/Q4_0/Q4_1 past decoding's rows on AVX512-BF16 (qmatmul_bf16.c: blocks decoded
+ * straight into the bf16 GEMM's packed layout) against what the panel path computed: the dequantized weight
+ * rounded to bf16 and ftc_matmul_bf16 (the GEMM) on the same K slices (forward 512 columns of W, each slice added
+ * onto Y after beta on the first; input grad 128 rows of W added onto dX), bit for bit. Shapes cross the slices'
+ * and slivers' edges: I = 608 (512 + 96), 352 (a 256-column unit + 96), O = 70 / 20 / 10 (a sliver of 6, 20, 10
+ * rows), O = 261 (input grad: slices 128 + 128 + 5, an odd last one), N = 17 / 40 / 100; N = 300: the packed
+ * activations in passes over K (2 forward, 2 input grad: qmatmul_bf16.c's A_WORDS); 1 and 2 threads. Skipped
+ * where the bf16 backend is not avx512bf16 (FTC_MATMUL, the CPU): the panel path runs there
+ * (test_qmatmul_matches_dequantized). */
+static void test_qmatmul_bf16_direct(void **state) {
+    (void)state;
+    if (strcmp(ftc_matmul_bf16_backend(), "avx512bf16") != 0) {
+        print_message("bf16 backend %s: the direct path does not run here, skipped\n", ftc_matmul_bf16_backend());
+        return;
+    }
+    static const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1};
+    const struct { int N, I, O; } shapes[] = {{17, 608, 70}, {40, 352, 261}, {100, 608, 20}, {33, 1024, 10}, {17, 64, 130},
+                                              {300, 608, 800}};
+    int threads0 = ftc_threads();
+    for (int th = 1; th <= 2; th++) {
+        ftc_threads_set(th);
+        for (int t = 0; t < 3; t++)
+            for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+                int type = types[t], N = shapes[s].N, I = shapes[s].I, O = shapes[s].O;
+                assert_true(ftc_qmatmul_bf16_direct_ok(type));
+                size_t wn = (size_t)O * I;
+                float *W = malloc(sizeof(float) * wn), *X = malloc(sizeof(float) * (size_t)N * I);
+                float *dY = malloc(sizeof(float) * (size_t)N * O);
+                float *Y = malloc(sizeof(float) * (size_t)N * O), *Yr = malloc(sizeof(float) * (size_t)N * O);
+                float *dX = malloc(sizeof(float) * (size_t)N * I), *dXr = malloc(sizeof(float) * (size_t)N * I);
+                uint16_t *W16 = malloc(sizeof(uint16_t) * wn);
+                uint8_t *Wq = malloc(ftc_quant_tensor_bytes(type, O, I));
+                for (size_t i = 0; i < wn; i++) W[i] = 0.05f * randn();
+                for (size_t i = 0; i < (size_t)N * I; i++) X[i] = randn();
+                for (size_t i = 0; i < (size_t)N * O; i++) dY[i] = randn();
+                ftc_quantize_tensor(type, W, Wq, O, I);
+                ftc_dequantize_tensor(type, Wq, W, O, I);
+                ftc_f32_to_bf16_n(W, W16, wn);
+                for (int pass = 0; pass < 2; pass++) { /* beta 0 over NaN, then beta 0.5 */
+                    float beta = pass ? 0.5f : 0.0f;
+                    for (size_t i = 0; i < (size_t)N * O; i++) Y[i] = Yr[i] = pass ? randn() : NAN;
+                    ftc_qmatmul_forward(Y, X, Wq, type, N, I, O, beta, true);
+                    for (int k0 = 0; k0 < I; k0 += 512)
+                        ftc_matmul_bf16(false, true, N, O, I - k0 < 512 ? I - k0 : 512, 1.0f, X + k0, FTC_MM_F32, I,
+                                        W16 + k0, FTC_MM_BF16, I, k0 ? 1.0f : beta, Yr, O);
+                    for (size_t i = 0; i < (size_t)N * O; i++)
+                        if (memcmp(&Y[i], &Yr[i], 4) != 0)
+                            fail_msg("forward %s N=%d I=%d O=%d threads %d beta %g: [%zu] %.9g vs %.9g", ftc_quant_name(type),
+                                     N, I, O, th, beta, i, Y[i], Yr[i]);
+                }
+                for (size_t i = 0; i < (size_t)N * I; i++) dX[i] = dXr[i] = randn();
+                ftc_qmatmul_backward_input(dX, dY, Wq, type, N, I, O, true);
+                for (int o0 = 0; o0 < O; o0 += 128)
+                    ftc_matmul_bf16(false, false, N, I, O - o0 < 128 ? O - o0 : 128, 1.0f, dY + o0, FTC_MM_F32, O,
+                                    W16 + (size_t)o0 * I, FTC_MM_BF16, I, 1.0f, dXr, I);
+                for (size_t i = 0; i < (size_t)N * I; i++)
+                    if (memcmp(&dX[i], &dXr[i], 4) != 0)
+                        fail_msg("input grad %s N=%d I=%d O=%d threads %d: [%zu] %.9g vs %.9g", ftc_quant_name(type), N,
+                                 I, O, th, i, dX[i], dXr[i]);
+                free(W), free(X), free(dY), free(Y), free(Yr), free(dX), free(dXr), free(W16), free(Wq);
+            }
+    }
+    ftc_threads_set(threads0);
+    assert_false(ftc_qmatmul_bf16_direct_ok(FTC_GGML_Q4_K));
+}
+
 /* Decoding's fused kernels on AVX2 (Q8_0/Q4_0/Q4_1, f32): every batch of 1..16 rows of X through
  * ftc_qmatmul_forward (fused up to 8 rows, panels past that) against the dequantized weight (1e-5 relative, as
  * above); the multi-row kernel itself for 1..16 rows (two passes past 8), each row bit-identical to the one-row
@@ -667,6 +733,7 @@ int main(void) {
         cmocka_unit_test(test_nf4dq_matches_bitsandbytes),
         cmocka_unit_test(test_decoders_agree),
         cmocka_unit_test(test_qmatmul_matches_dequantized),
+        cmocka_unit_test(test_qmatmul_bf16_direct),
         cmocka_unit_test(test_qmatmul_rows_fused),
         cmocka_unit_test(test_qmatmul_q8act),
         cmocka_unit_test(test_qgemm_q8act),

@@ -28,8 +28,8 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 
 /* Packing buffers per thread, grown on demand and kept: a training step calls thousands of matmuls and
  * fresh multi-megabyte allocations would page-fault on each. */
-static _Thread_local void *tls_buf[3]; /* A block, B block, whole packed B (see b_key) */
-static _Thread_local size_t tls_cap[3];
+static _Thread_local void *tls_buf[4]; /* A block, B block, whole packed B (see b_key), whole packed A (below) */
+static _Thread_local size_t tls_cap[4];
 static _Thread_local uint64_t tls_b_key; /* key of the whole op(B) complete in tls_buf[2]; 0: none */
 
 /* Largest whole packed op(B) kept per thread: a MiniLM or GPT-2 block weight fits, an LM head does not (its
@@ -48,7 +48,7 @@ static void *pack_buffer(int which, size_t bytes) {
 }
 
 void ftc_mm_release_own(void) {
-    for (int i = 0; i < 3; i++) free(tls_buf[i]), tls_buf[i] = NULL, tls_cap[i] = 0;
+    for (int i = 0; i < 4; i++) free(tls_buf[i]), tls_buf[i] = NULL, tls_cap[i] = 0;
     tls_b_key = 0;
 }
 
@@ -566,6 +566,32 @@ BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float a
     }
     b_store_close(&bst, b_key);
     return true;
+}
+
+/* ---- pieces of the bf16 GEMM for callers that pack op(B) themselves (qmatmul_bf16.c: quantized weights decoded
+ * straight into the slivers below, issue 18). The layouts are the GEMM's: a K slice (kc <= KC_BF16, even start) of
+ * op(A) as MR-row panels of kp_n = (kc + 1) / 2 pair words per row (panel p at p * kp_n * MR), and of op(B) as
+ * NR-column slivers of kp_n * NR pair words (sliver q at q * kp_n * NR; word (kp, j) = bf16 of op(B)(2kp, j) in the
+ * low half, op(B)(2kp+1, j) in the high half). */
+
+/* The calling thread's buffer for a whole packed op(A) (kept and grown like the GEMM's own; NULL: out of memory). */
+uint32_t *ftc_gemm_bf16_avx512_abuf(size_t words) { return pack_buffer(3, sizeof(uint32_t) * words); }
+
+/* Rows 0..M of A (f32, row-major, not transposed) at k0..k0+kc into MR-row panels (the GEMM's packing). */
+BF16_FN void ftc_gemm_bf16_avx512_pack_a(const float *A, int lda, int M, int k0, int kc, uint32_t *dst) {
+    pack_a_bf16(false, A, FTC_MM_F32, lda, 0, M, k0, kc, k0 + kc, dst);
+}
+
+/* C[M, N] = acc + beta * C for one K slice: every MR x NR tile by the GEMM's micro-kernel (alpha 1), so a caller
+ * that packs the same bits gets ftc_gemm_bf16_avx512's results on that slice, bit for bit. */
+BF16_FN void ftc_gemm_bf16_avx512_packed(int M, int N, int kp_n, const uint32_t *apack, const uint32_t *bpack,
+                                         float beta, float *C, int ldc) {
+    for (int jr = 0; jr < N; jr += NR) {
+        const uint32_t *bs = bpack + (size_t)jr * kp_n;
+        for (int ir = 0; ir < M; ir += MR)
+            kernel_bf16(kp_n, apack + (size_t)ir * kp_n, bs, C + (size_t)ir * ldc + jr, ldc, imin(MR, M - ir),
+                        imin(NR, N - jr), 1.0f, beta, false);
+    }
 }
 
 /* f32 -> bf16 with the scalar rounding (nearest even, NaN kept quiet), 16 at a time with AVX-512F only. */

@@ -22,6 +22,13 @@ bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const 
 bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
                           int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc, bool c_trans,
                           uint64_t b_key);
+/* Pieces of ftc_gemm_bf16_avx512 for a caller that packs op(B) itself (qmatmul_bf16.c; layouts in
+ * matmul_avx512.c): the calling thread's buffer for a whole packed op(A), the packing of an f32 A's K slice, and
+ * one K slice's product from packed operands (C = acc + beta * C, the GEMM's micro-kernel and bits). */
+uint32_t *ftc_gemm_bf16_avx512_abuf(size_t words);
+void ftc_gemm_bf16_avx512_pack_a(const float *A, int lda, int M, int k0, int kc, uint32_t *dst);
+void ftc_gemm_bf16_avx512_packed(int M, int N, int kp_n, const uint32_t *apack, const uint32_t *bpack, float beta,
+                                 float *C, int ldc);
 /* Narrow C (N small) with A read along K: C = alpha * A Bt^T + beta * C, Bt is N x K. */
 void ftc_sgemm_avx512_small_n(int M, int N, int K, float alpha, const float *A, int lda, const float *Bt, int ldbt,
                               float beta, float *C, int ldc);

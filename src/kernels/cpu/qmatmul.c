@@ -6,7 +6,9 @@
  *                  split the row panels (output columns of Y)
  *   input grad     dX[:, k-block] += dY[:, o-block] @ P, panels of 128 rows x 256 columns, threads split the
  *                  column blocks (columns of dX)
- * Every weight value is decoded exactly once per call: the decode is O*I work against N*O*I multiply-adds. */
+ * Every weight value is decoded exactly once per call: the decode is O*I work against N*O*I multiply-adds.
+ * bf16 products of Q8_0/Q4_0/Q4_1 on AVX512-BF16 past SKINNY_N rows (and the input gradient at any rows) skip the
+ * panels: qmatmul_bf16.c decodes the blocks straight into the bf16 GEMM's packed layout, with these same bits. */
 #include "ftc/quant.h"
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +175,7 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
         ftc_parallel_for((O + j.rows - 1) / j.rows, skinny_panel, &j);
         return;
     }
+    if (bf16 && ftc_qmatmul_bf16_direct_ok(type) && ftc_qmatmul_forward_bf16_direct(Y, X, W, type, N, I, O, beta)) return;
     float *Xr = round_activations(bf16, X, N, I);
     j.Xr = Xr;
     int panels = (O + F_ROWS - 1) / F_ROWS;
@@ -184,6 +187,7 @@ void ftc_qmatmul_forward(float *Y, const float *X, const void *W, int type, int 
 
 void ftc_qmatmul_backward_input(float *dX, const float *dY, const void *W, int type, int N, int I, int O, bool bf16) {
     if (N <= 0 || O <= 0 || I <= 0) return;
+    if (bf16 && ftc_qmatmul_bf16_direct_ok(type) && ftc_qmatmul_backward_input_bf16_direct(dX, dY, W, type, N, I, O)) return;
     panel_job j = make_job(dX, dY, W, type, N, I, O, 1.0f, bf16);
     float *Xr = round_activations(bf16, dY, N, O);
     j.Xr = Xr;

@@ -54,4 +54,11 @@ bool ftc_q8a_avx512_tiles(int type, int I);
  * VNNI (ftc_vm_isa() == 2 and the CPU has VNNI, BW, VL),
  * 1 AVX2 (ftc_vm_isa() >= 1: FTC_MATMUL=avx2 on an AVX-512 CPU), 0 the portable twin (FTC_MATMUL=generic) */
 int ftc_q8a_isa(void);
+/* bf16 products of Q8_0/Q4_0/Q4_1 weights on AVX512-BF16, the weight decoded straight into the bf16 GEMM's packed
+ * layout (qmatmul_bf16.c): whether this type and the bf16 backend now in effect take it, and the forward
+ * (Y = X W^T + beta Y) and input gradient (dX += dY W) with the panel path's bits; false: out of memory, nothing
+ * done. */
+bool ftc_qmatmul_bf16_direct_ok(int type);
+bool ftc_qmatmul_forward_bf16_direct(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta);
+bool ftc_qmatmul_backward_input_bf16_direct(float *dX, const float *dY, const void *W, int type, int N, int I, int O);
 #endif
