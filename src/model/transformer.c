@@ -396,10 +396,21 @@ static bool lm_head_trains(const ftc_model *m) { return m->params[m->lm_head].tr
  * state's gradient [N, C], rows r0.., or NULL) and the head weight's gradient when it trains. */
 static void lm_head_backward_rows(ftc_model *m, const float *logits, int r0, int rows, int total, float weight,
                                   float *g) {
-    int here = 0, C = m->C;
+    int here = 0, C = m->C, N = m->B * m->T;
     for (int n = r0; n < r0 + rows; n++) here += m->targets[n] >= 0;
     if (!here) return;
-    ftc_cross_entropy_backward(m->dlogits, logits, m->targets + r0, rows, m->V, (float)here / (float)total * weight);
+    /* each row's scale as in the pieces of lm_piece_rows(max_B x max_T, 0) rows ("accounting" pieces: those of a
+     * plan without --grad-checkpoint), whatever rows this piece holds: the gradient does not depend on the plan
+     * (with bf16 products the last bit of the scale moves many dlogits' roundings) */
+    int acct = lm_piece_rows((size_t)m->max_B * (size_t)m->max_T, 0);
+    for (int a0 = r0; a0 < r0 + rows;) {
+        int k0 = a0 / acct * acct, k1 = k0 + acct < N ? k0 + acct : N, a1 = k1 < r0 + rows ? k1 : r0 + rows, cnt = 0;
+        for (int n = k0; n < k1; n++) cnt += m->targets[n] >= 0;
+        float dloss = (float)cnt / (float)total * weight, gk = cnt ? dloss / (float)cnt : 0.0f;
+        ftc_cross_entropy_backward_rows(m->dlogits + (size_t)(a0 - r0) * m->V, logits + (size_t)(a0 - r0) * m->V,
+                                        m->targets + a0, a1 - a0, m->V, gk);
+        a0 = a1;
+    }
     ftc_model_linear_backward(m, m->lm_head, -1, g ? g + (size_t)r0 * C : NULL, m->dlogits, m->hidden + (size_t)r0 * C,
                               rows, C, m->V);
 }
