@@ -9,7 +9,9 @@
  *  - masked labels (answer-only loss: the first positions of every row -100, a right-padded row);
  *  - finite differences of the chunked loss against its gradient (LoRA B entries, the tied head);
  *  - evaluation metrics from the logits a piece at a time (ftc_lm_metrics_add_rows) equal the full ones;
- *  - the plan: smaller than the full-logits one, and ftc_model_activation_bytes_for equal to a reserve's. */
+ *  - the plan: smaller than the full-logits one, and ftc_model_activation_bytes_for equal to a reserve's;
+ *  - a vocabulary large for the block scratch (6000 words on a 32-wide model): with --grad-checkpoint the pieces
+ *    shrink to fit in it, and loss and gradients stay those of the full-logits path without checkpointing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "ftc/eval.h"
+#include "ftc/hf_config.h"
 #include "ftc/model.h"
 #include "ftc/quant.h"
 
@@ -164,6 +167,77 @@ static void lora_case(const char *name, int qtype, ftc_precision prec) {
            full.loss, full_bytes / 1048576.0, chunk_bytes / 1048576.0, ck_bytes / 1048576.0);
     result_free(&full), result_free(&fused), result_free(&again);
     ftc_model_free(m);
+}
+
+/* the same loss; every gradient within tol of the largest entry of its parameter's (another matmul row count
+ * may sum in another order); returns the largest such difference */
+static double compare_close(ftc_model *m, const result *a, const result *b, double tol, const char *what) {
+    assert_memory_equal(&a->loss, &b->loss, sizeof(float));
+    double worst = 0;
+    for (int i = 0; i < a->n; i++) {
+        if (!a->g[i]) continue;
+        ftc_param *p = ftc_model_param(m, i);
+        double big = 0, diff = 0;
+        for (int64_t k = 0; k < p->numel; k++) {
+            big = fmax(big, fabs(a->g[i][k]));
+            diff = fmax(diff, fabs((double)a->g[i][k] - b->g[i][k]));
+        }
+        if (big > 0 && diff / big > tol) fail_msg("%s: gradient of %s differs by %g of its largest", what, p->name, diff / big);
+        if (big > 0) worst = fmax(worst, diff / big);
+    }
+    return worst;
+}
+
+/* LoRA on a random llama whose 6000-word head outgrows the checkpointed block scratch: smaller pieces (crossing
+ * the 256-row pieces' bounds), each row's gradient scale as in those, so everything stays bit-identical */
+static void test_small_pieces(void **state) {
+    (void)state;
+    const char *json = "{\"model_type\":\"llama\",\"vocab_size\":6000,\"hidden_size\":32,\"num_hidden_layers\":2,"
+                       "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"intermediate_size\":48,"
+                       "\"max_position_embeddings\":64,\"initializer_range\":0.3,\"rope_theta\":100.0}";
+    for (int prec = 0; prec < 2; prec++) {
+        ftc_model_config cfg;
+        ftc_err e;
+        if (ftc_config_parse(json, strlen(json), "test config", &cfg, &e)) fail_msg("%s", e.msg);
+        ftc_model *m;
+        if (ftc_model_create(&cfg, FTC_TASK_CAUSAL_LM, 42, &m, &e)) fail_msg("%s", e.msg);
+        ftc_config_free(&cfg);
+        if (ftc_model_add_lora(m, "all-linear", 4, 8.0f, 0.0f, 7, &e)) fail_msg("%s", e.msg);
+        for (int i = 0; i < ftc_model_n_params(m); i++) {
+            ftc_param *p = ftc_model_param(m, i);
+            if (p->is_lora && strstr(p->name, "lora_B"))
+                for (int64_t k = 0; k < p->numel; k++) p->data[k] = 0.01f * (float)((k * 7919 + i) % 13 - 6);
+        }
+        if (ftc_model_set_precision(m, prec ? FTC_PREC_BF16 : FTC_PREC_FP32, &e)) fail_msg("%s", e.msg);
+        if (ftc_model_reserve(m, BMAX, seq_len(m), &e)) fail_msg("%s", e.msg);
+        batch_t bt;
+        make_batch(&bt, m);
+        const float w = 0.37f;
+        result full = step(m, &bt, false, 1.0f, w);
+        ftc_model_set_loss_only(m, true, &e);
+        int rows = ftc_model_lm_chunk_rows(m);
+        if (ftc_model_set_grad_checkpoint(m, true, &e)) fail_msg("%s", e.msg);
+        result ck_full = step(m, &bt, false, 1.0f, w);
+        result ck_fused = step(m, &bt, true, w, w), ck_again = step(m, &bt, true, 1.0f, w);
+        int ck_rows = ftc_model_lm_chunk_rows(m);
+        /* fewer rows (the last of the batch's 600 positions a piece of 12), no 256-row bound shared */
+        assert_true(ck_rows < rows && ck_rows >= 96 && 600 % ck_rows != 0 && rows % ck_rows != 0);
+        assert_int_equal(ftc_model_activation_bytes_for(m, BMAX, seq_len(m)), ftc_model_activation_bytes(m));
+        char what[64];
+        snprintf(what, sizeof what, "6000-word llama lora %s ckpt", prec ? "bf16" : "f32");
+        compare(m, &ck_full, &ck_fused, what); /* the same pieces: bit for bit */
+        compare(m, &ck_full, &ck_again, what);
+        /* against the plan without checkpointing (pieces of 238 rows): the loss bit for bit (each row's loss is
+         * the same), the gradients within what other row counts of the head's matmuls change in their sums
+         * (each row's gradient scale is the same, see lm_head_backward_rows) */
+        double d = compare_close(m, &full, &ck_fused, 1e-6, what);
+        printf("  %-28s pieces of %d rows (%d without checkpointing): loss %.7f bit-identical, gradients "
+               "bit-identical to the full-logits path's, within %.1e of the unchecked plan's\n", what, ck_rows, rows,
+               full.loss, d);
+        result_free(&ck_full);
+        result_free(&full), result_free(&ck_fused), result_free(&ck_again);
+        ftc_model_free(m);
+    }
 }
 
 static void test_lora(void **state) {
@@ -317,6 +391,7 @@ static void test_eval_pieces(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora),
+        cmocka_unit_test(test_small_pieces),
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_eval_pieces),

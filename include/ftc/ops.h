@@ -162,6 +162,9 @@ void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n);
  * (dlogits is written, not accumulated: logits are never shared; dlogits == logits works in place.) */
 float ftc_cross_entropy_forward(const float *logits, const int32_t *targets, int N, int V, int *n_counted);
 void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss);
+/* The same with the scale of a counted row given: dlogits = (softmax - onehot) * g (the LM head's pieces keep each
+ * row's scale whatever rows a piece holds) */
+void ftc_cross_entropy_backward_rows(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float g);
 /* The forward in two steps, for logits that come a chunk of rows at a time: rows writes each row's loss
  * nll[n] (logsumexp - the target's logit; 0 for an ignored row), reduce their mean over counted rows.
  * reduce over all N rows' nll equals ftc_cross_entropy_forward over the N rows bit for bit (the same

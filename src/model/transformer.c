@@ -35,12 +35,22 @@ static float *take(planner *p, size_t n) {
  * (or packs) the whole head weight again, twice (gpt2-small LoRA on a q8_0 base, CPU s a step: 4.4 at 64 rows,
  * 4.2 at 128, 4.1 at 256, 3.9 in one piece of 512). The full-logits path runs its head in the same pieces, so
  * both give the same values bit for bit whatever the matmul does with the row count. */
-enum { LM_CHUNK = 256 };
+enum { LM_CHUNK = 256, LM_MIN_ROWS = 96 };
 
 /* The rows of a piece for N positions: as many pieces as LM_CHUNK rows need, of equal size (SmolLM2 at 4 x 134:
- * three pieces of 179 rows instead of 256 + 256 + 24, the same passes over the head weight, 30% less memory). */
-static int lm_piece_rows(size_t N) {
+ * three pieces of 179 rows instead of 256 + 256 + 24, the same passes over the head weight, 30% less memory).
+ * fit (0: no limit): the rows whose logits fit in the block scratch the piece overlays (a training plan with
+ * --grad-checkpoint, which asks for memory over time). When a piece would be larger, more pieces are taken, as
+ * many as fit needs but none under LM_MIN_ROWS rows: each piece costs two more passes over the head weight
+ * (SmolLM2 4 x 128, q4_0 base: 2 -> 5 pieces of 103 rows, about 1.5% of a step's CPU time; the peak 20 MiB
+ * lower, since the 48 MiB piece no longer outgrows the 20 MiB scratch). */
+static int lm_piece_rows(size_t N, size_t fit) {
     size_t pieces = (N + LM_CHUNK - 1) / LM_CHUNK;
+    if (fit > 0 && (N + pieces - 1) / pieces > fit) {
+        size_t want = (N + fit - 1) / fit, most = N / LM_MIN_ROWS;
+        want = want < most ? want : most;
+        pieces = want > pieces ? want : pieces;
+    }
     return (int)((N + pieces - 1) / pieces);
 }
 
@@ -55,27 +65,146 @@ static linear_mod *layer_mod(layer_params *l, int j) {
     return mods[j];
 }
 
+/* The MLP's activations (h_up, h_gate, h_act): contiguous, so that the attention's gradients can overlay them. */
+static void plan_mlp_acts(ftc_model *m, layer_params *l, planner *p) {
+    size_t NF = (size_t)m->max_B * (size_t)m->max_T * (size_t)m->F;
+    l->h_up = take(p, NF);
+    l->h_gate = m->swiglu ? take(p, NF) : NULL;
+    l->h_act = take(p, NF);
+}
+
 /* One block's activations (LAYER_ACT_FIELDS); the branch outputs o_out and down_out and their dropped-out r1 and r2
  * (read only by the residual add right after them) only with transients (else the caller plans them: buffers
- * shared by every block). */
-static void plan_layer_acts(ftc_model *m, layer_params *l, planner *p, bool transients) {
+ * shared by every block); the MLP's activations only with mlp, the block's output s2 only with out (else the
+ * caller plans them). */
+static void plan_layer_acts(ftc_model *m, layer_params *l, planner *p, bool transients, bool mlp, bool out) {
     size_t N = (size_t)m->max_B * (size_t)m->max_T, NB = (size_t)m->max_B, NT = (size_t)m->max_T;
-    size_t C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
+    size_t C = (size_t)m->C, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
     bool hdrop = m->cfg.hidden_dropout > 0;
     l->n1 = take(p, N * C), l->n1_mean = take(p, N), l->n1_rstd = take(p, N), l->s1 = take(p, N * C);
-    l->n2 = take(p, N * C), l->n2_mean = take(p, N), l->n2_rstd = take(p, N), l->s2 = take(p, N * C);
+    l->n2 = take(p, N * C), l->n2_mean = take(p, N), l->n2_rstd = take(p, N), l->s2 = out ? take(p, N * C) : NULL;
     l->xq = take(p, N * Q), l->xk = take(p, N * KV), l->xv = take(p, N * KV);
     l->lse = take(p, NB * (size_t)m->H * NT);
     l->attn_out = take(p, N * Q);
     l->o_out = transients ? take(p, N * C) : NULL;
     l->o_mask = hdrop ? take(p, N * C) : NULL;
     l->r1 = hdrop && transients ? take(p, N * C) : NULL;
-    l->h_up = take(p, N * F);
-    l->h_gate = m->swiglu ? take(p, N * F) : NULL;
-    l->h_act = take(p, N * F);
+    if (mlp) plan_mlp_acts(m, l, p);
     l->down_out = transients ? take(p, N * C) : NULL;
     l->down_mask = hdrop ? take(p, N * C) : NULL;
     l->r2 = hdrop && transients ? take(p, N * C) : NULL;
+}
+
+/* The attention's gradients (attention_block_backward). */
+static void plan_attention_grads(ftc_model *m, planner *p) {
+    size_t NB = (size_t)m->max_B, NT = (size_t)m->max_T, N = NB * NT;
+    size_t Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
+    m->g_q = take(p, N * Q), m->g_k = take(p, N * KV), m->g_v = take(p, N * KV), m->g_attn = take(p, N * Q);
+    m->g_qkv = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
+    m->g_att_scratch = take(p, ftc_attention_flash_scratch_floats((int)NB, (int)NT, m->H, m->Hkv, m->D));
+}
+
+/* The block scratch: what lives only while one block runs (forward or backward), planned from p's offset. With a
+ * training plan its parts share memory by lifetime (all of this is on one thread of control, one block at a time):
+ * - the attention's gradients (g_q .. g_att_scratch) live only in attention_block_backward, the MLP's
+ *   (g_up, g_gate, g_act) only in mlp_backward, which runs before it: one overlays the other;
+ * - qkv_tmp (the fused q|k|v product) lives only inside attention_block_forward, o_out / down_out (a branch's
+ *   output) and r1 / r2 (the same dropped out) from their product to the residual add right after it (the
+ *   backward reads neither): one buffer each for all blocks, over the attention's gradients (a recomputing
+ *   backward runs a block's forward before that block's backward, never inside it);
+ * - without hidden dropout g_b is only the final norm's backward output, which runs before any block's backward:
+ *   it overlays the gradients' scratch;
+ * - the LM head's logits piece (the plan's head_overlay) lives only in the head (the end of the forward, the start
+ *   of the backward), when no block runs: it overlays the whole scratch, the shared block activations included
+ *   (with --grad-checkpoint the last block's output is in ck_out, and the backward recomputes each block).
+ * With --grad-checkpoint (one activation set shared by all blocks, which the backward recomputes block by block
+ * before it reads them) also:
+ * - the adapters' buffers are one set;
+ * - a pre-norm block's output s2 is written straight into ck_out (the recompute writes the same values again);
+ * - the MLP's activations (h_up, h_gate, h_act) are dead once mlp_backward has read them: its gradients g_up and
+ *   g_gate take their places (h_act is read by the down projection's backward alone, h_up by gate's gradient
+ *   alone) and the attention's gradients overlay all three; g_act, which lives beside them, has the forward's
+ *   transients and g_b over it. SmolLM2 at 4 x 128: the scratch 27.9 -> 19.6 MiB.
+ * g_res (the head's output gradient), g_lora and the per-layer buffers stay outside. */
+static void plan_scratch(ftc_model *m, planner *p) {
+    size_t NB = (size_t)m->max_B, NT = (size_t)m->max_T, N = NB * NT;
+    size_t C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
+    bool hdrop = m->cfg.hidden_dropout > 0;
+    bool grads = !m->fwd_only, share = m->grad_ckpt || m->fwd_only, ck = share && grads;
+    bool out_ck = ck && m->pre_norm; /* a block's output straight into ck_out */
+    m->g_a = m->g_b = m->g_q = m->g_k = m->g_v = m->g_attn = m->g_qkv = NULL;
+    m->g_up = m->g_gate = m->g_act = m->g_att_scratch = NULL;
+    if (share) {
+        plan_layer_acts(m, &m->layers[0], p, !grads, !ck, !out_ck);
+        for (int i = 1; i < m->L; i++) { /* one activation set for all blocks */
+            layer_params *l = &m->layers[i];
+#define SHARE(f) l->f = m->layers[0].f;
+            LAYER_ACT_FIELDS(SHARE)
+#undef SHARE
+        }
+        for (int i = 0; out_ck && i < m->L; i++) m->layers[i].s2 = m->ck_out[i];
+        /* the adapters' A x (and dropped-out input): a block's forward writes them, its backward (after the
+         * recompute) reads them; one set for all blocks, sized for the largest adapter of each module */
+        for (int j = 0; j < 8; j++) {
+            size_t r = 0, in = 0;
+            for (int i = 0; i < m->L; i++) {
+                linear_mod *lm = layer_mod(&m->layers[i], j);
+                if (lm->lora_a < 0) continue;
+                size_t ri = (size_t)m->params[lm->lora_a].shape[0];
+                r = ri > r ? ri : r;
+                if (lm->lora_dropout > 0 && (size_t)lm->in > in) in = (size_t)lm->in;
+            }
+            float *ax = r ? take(p, N * r) : NULL, *xd = in ? take(p, N * in) : NULL, *mask = in ? take(p, N * in) : NULL;
+            for (int i = 0; i < m->L; i++) {
+                linear_mod *lm = layer_mod(&m->layers[i], j);
+                if (lm->lora_a < 0) continue;
+                lm->lora_ax = ax;
+                lm->lora_xd = lm->lora_dropout > 0 ? xd : NULL;
+                lm->lora_mask = lm->lora_dropout > 0 ? mask : NULL;
+            }
+        }
+    }
+    if (!grads) {
+        m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
+        return;
+    }
+    m->g_a = take(p, N * C);
+    m->g_b = hdrop ? take(p, N * C) : NULL;
+    if (ck) { /* the MLP's activations, the attention's gradients over them */
+        size_t h = p->off;
+        plan_mlp_acts(m, &m->layers[0], p);
+        for (int i = 1; i < m->L; i++) {
+            layer_params *l = &m->layers[i];
+            l->h_up = m->layers[0].h_up, l->h_gate = m->layers[0].h_gate, l->h_act = m->layers[0].h_act;
+        }
+        size_t hend = p->off;
+        p->off = h;
+        plan_attention_grads(m, p);
+        p->off = p->off > hend ? p->off : hend;
+    }
+    size_t u = p->off, end = u;
+    if (ck) {
+        m->g_act = take(p, N * F);
+        m->g_up = m->swiglu ? m->layers[0].h_up : m->layers[0].h_act;
+        m->g_gate = m->swiglu ? m->layers[0].h_act : NULL;
+    } else {
+        plan_attention_grads(m, p);
+    }
+    end = p->off;
+    p->off = u; /* the forward's transients: the fused q|k|v product, the dropped-out branch outputs */
+    m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
+    float *branch = take(p, N * C), *dropped_branch = hdrop ? take(p, N * C) : NULL;
+    for (int i = 0; i < m->L; i++) {
+        layer_params *l = &m->layers[i];
+        l->o_out = l->down_out = branch;
+        l->r1 = l->r2 = dropped_branch;
+    }
+    end = p->off > end ? p->off : end;
+    p->off = u;
+    if (!hdrop) m->g_b = take(p, N * C); /* over the transients (branch is as large) */
+    p->off = u;
+    if (!ck) m->g_up = take(p, N * F), m->g_gate = m->swiglu ? take(p, N * F) : NULL, m->g_act = take(p, N * F);
+    p->off = p->off > end ? p->off : end;
 }
 
 /* The activation plan. Sequence length is an axis of every entry: nothing grows with T x T (attention keeps
@@ -83,7 +212,7 @@ static void plan_layer_acts(ftc_model *m, layer_params *l, planner *p, bool tran
  * forward-only: one block's activations shared by all blocks, no gradient scratch. */
 static void plan(ftc_model *m, planner *p) {
     size_t NB = (size_t)m->max_B, NT = (size_t)m->max_T, N = NB * NT;
-    size_t C = (size_t)m->C, F = (size_t)m->F, Q = (size_t)m->qdim, KV = (size_t)m->kvdim;
+    size_t C = (size_t)m->C;
     bool hdrop = m->cfg.hidden_dropout > 0;
     bool grads = any_trainable(m);
     m->fwd_only = !grads;
@@ -94,7 +223,11 @@ static void plan(ftc_model *m, planner *p) {
     m->targets = (int32_t *)take(p, N);
     m->cls_targets = (int32_t *)take(p, NB);
     m->mask = (uint8_t *)take(p, (N + 3) / 4);
-    m->emb_sum = take(p, N * C);
+    /* with --grad-checkpoint (two blocks or more, no embedding LayerNorm) the embeddings' sum, block 0's input, is
+     * held in the last block's ck_out, which is written after block 0 has read it; the backward takes the
+     * embeddings again there for block 0, once the final norm's backward has read the last block's output */
+    bool emb_in_ck = m->grad_ckpt && !m->fwd_only && m->L >= 2 && m->emb_n_w < 0;
+    m->emb_sum = emb_in_ck ? NULL : take(p, N * C);
     m->emb_n = m->emb_n_w >= 0 ? take(p, N * C) : NULL;
     m->emb_mean = m->emb_n_w >= 0 ? take(p, N) : NULL;
     m->emb_rstd = m->emb_n_w >= 0 ? take(p, N) : NULL;
@@ -104,8 +237,9 @@ static void plan(ftc_model *m, planner *p) {
     for (int i = 0; i < m->L; i++) {
         layer_params *l = &m->layers[i];
         if (m->grad_ckpt && !m->fwd_only) m->ck_out[i] = take(p, N * C);
+        if (emb_in_ck && i == m->L - 1) m->emb_sum = m->ck_out[i];
         if (share) continue; /* one activation set for all blocks, the adapters' buffers too (below) */
-        plan_layer_acts(m, l, p, !grads);
+        plan_layer_acts(m, l, p, !grads, true, true);
         linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
         for (int j = 0; j < 8; j++) {
             linear_mod *lm = mods[j];
@@ -128,8 +262,16 @@ static void plan(ftc_model *m, planner *p) {
     bool head_overlay = grads && m->task == FTC_TASK_CAUSAL_LM && m->loss_only;
     if (m->task == FTC_TASK_CAUSAL_LM) {
         /* the LM head's backward runs in row chunks: its logits gradient needs LM_CHUNK rows, not N; with
-         * loss_only the logits too, never [N, V] */
-        m->lm_rows = lm_piece_rows(N);
+         * loss_only the logits too, never [N, V]. With --grad-checkpoint a piece fits in the block scratch (its
+         * size from a dry run of the scratch's plan), with or without loss_only: both run the same pieces */
+        size_t fit = 0;
+        if (grads && m->grad_ckpt) {
+            planner dry = {NULL, 0};
+            plan_scratch(m, &dry);
+            fit = dry.off / (size_t)m->V;
+            fit = fit > 0 ? fit : 1;
+        }
+        m->lm_rows = lm_piece_rows(N, fit);
         if (!head_overlay) {
             m->logits = take(p, (m->loss_only ? (size_t)m->lm_rows : N) * m->V);
             /* loss_only: the gradient overwrites the piece's logits (ftc_cross_entropy_backward works in place) */
@@ -146,80 +288,15 @@ static void plan(ftc_model *m, planner *p) {
         m->dlogits = grads ? take(p, NB * nl) : NULL;
     }
     int rmax = ftc_model_max_lora_rank(m);
-    m->g_res = m->g_a = m->g_b = m->g_q = m->g_k = m->g_v = m->g_attn = m->g_qkv = NULL;
-    m->g_up = m->g_gate = m->g_act = m->g_att_scratch = NULL;
+    m->g_res = NULL;
     m->g_pooled = m->g_pool_dense = m->g_cls_in = m->g_lora = NULL;
     if (grads) {
         m->g_res = take(p, N * C);
         m->g_pooled = take(p, NB * C), m->g_pool_dense = take(p, NB * C), m->g_cls_in = take(p, NB * C);
         m->g_lora = rmax > 0 ? take(p, N * (size_t)rmax) : NULL;
     }
-    /* The block scratch: what lives only while one block runs (forward or backward). With a training plan its
-     * parts share memory by lifetime (all of this is on one thread of control, one block at a time):
-     * - the attention's gradients (g_q .. g_att_scratch) live only in attention_block_backward, the MLP's
-     *   (g_up, g_gate, g_act) only in mlp_backward, which runs before it: one overlays the other;
-     * - qkv_tmp (the fused q|k|v product) lives only inside attention_block_forward, o_out / down_out (a branch's
-     *   output) and r1 / r2 (the same dropped out) from their product to the residual add right after it (the
-     *   backward reads neither): one buffer each for all blocks, over the attention's gradients (a recomputing
-     *   backward runs a block's forward before that block's backward, never inside it);
-     * - head_overlay: the LM head's logits piece lives only in the head (the end of the forward, the start of the
-     *   backward), when no block runs: it overlays the whole scratch, the shared block activations included
-     *   (with --grad-checkpoint the last block's output is in ck_out, and the backward recomputes each block).
-     * - with the shared activation set (--grad-checkpoint) the adapters' buffers are one set too: the backward
-     *   recomputes a block's before it reads them.
-     * g_res (the head's output gradient), g_lora and the per-layer buffers stay outside. */
     size_t region = p->off;
-    if (share) {
-        plan_layer_acts(m, &m->layers[0], p, !grads);
-        for (int i = 1; i < m->L; i++) { /* one activation set for all blocks */
-            layer_params *l = &m->layers[i];
-#define SHARE(f) l->f = m->layers[0].f;
-            LAYER_ACT_FIELDS(SHARE)
-#undef SHARE
-        }
-        /* the adapters' A x (and dropped-out input): a block's forward writes them, its backward (after the
-         * recompute) reads them; one set for all blocks, sized for the largest adapter of each module */
-        for (int j = 0; j < 8; j++) {
-            size_t r = 0, in = 0;
-            for (int i = 0; i < m->L; i++) {
-                linear_mod *lm = layer_mod(&m->layers[i], j);
-                if (lm->lora_a < 0) continue;
-                size_t ri = (size_t)m->params[lm->lora_a].shape[0];
-                r = ri > r ? ri : r;
-                if (lm->lora_dropout > 0 && (size_t)lm->in > in) in = (size_t)lm->in;
-            }
-            float *ax = r ? take(p, N * r) : NULL, *xd = in ? take(p, N * in) : NULL, *mask = in ? take(p, N * in) : NULL;
-            for (int i = 0; i < m->L; i++) {
-                linear_mod *lm = layer_mod(&m->layers[i], j);
-                if (lm->lora_a < 0) continue;
-                lm->lora_ax = ax;
-                lm->lora_xd = lm->lora_dropout > 0 ? xd : NULL;
-                lm->lora_mask = lm->lora_dropout > 0 ? mask : NULL;
-            }
-        }
-    }
-    if (grads) {
-        m->g_a = take(p, N * C), m->g_b = take(p, N * C);
-        size_t u = p->off;
-        m->g_q = take(p, N * Q), m->g_k = take(p, N * KV), m->g_v = take(p, N * KV), m->g_attn = take(p, N * Q);
-        m->g_qkv = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
-        m->g_att_scratch = take(p, ftc_attention_flash_scratch_floats((int)NB, (int)NT, m->H, m->Hkv, m->D));
-        size_t end = p->off;
-        p->off = u; /* the forward's transients: the fused q|k|v product, the dropped-out branch outputs */
-        m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
-        float *branch = take(p, N * C), *dropped_branch = hdrop ? take(p, N * C) : NULL;
-        for (int i = 0; i < m->L; i++) {
-            layer_params *l = &m->layers[i];
-            l->o_out = l->down_out = branch;
-            l->r1 = l->r2 = dropped_branch;
-        }
-        end = p->off > end ? p->off : end;
-        p->off = u;
-        m->g_up = take(p, N * F), m->g_gate = m->swiglu ? take(p, N * F) : NULL, m->g_act = take(p, N * F);
-        p->off = p->off > end ? p->off : end;
-    } else {
-        m->qkv_tmp = m->fused_qkv ? take(p, N * (Q + 2 * KV)) : NULL;
-    }
+    plan_scratch(m, p);
     if (head_overlay) {
         size_t end = p->off;
         p->off = region;
@@ -319,10 +396,21 @@ static bool lm_head_trains(const ftc_model *m) { return m->params[m->lm_head].tr
  * state's gradient [N, C], rows r0.., or NULL) and the head weight's gradient when it trains. */
 static void lm_head_backward_rows(ftc_model *m, const float *logits, int r0, int rows, int total, float weight,
                                   float *g) {
-    int here = 0, C = m->C;
+    int here = 0, C = m->C, N = m->B * m->T;
     for (int n = r0; n < r0 + rows; n++) here += m->targets[n] >= 0;
     if (!here) return;
-    ftc_cross_entropy_backward(m->dlogits, logits, m->targets + r0, rows, m->V, (float)here / (float)total * weight);
+    /* each row's scale as in the pieces of lm_piece_rows(max_B x max_T, 0) rows ("accounting" pieces: those of a
+     * plan without --grad-checkpoint), whatever rows this piece holds: the gradient does not depend on the plan
+     * (with bf16 products the last bit of the scale moves many dlogits' roundings) */
+    int acct = lm_piece_rows((size_t)m->max_B * (size_t)m->max_T, 0);
+    for (int a0 = r0; a0 < r0 + rows;) {
+        int k0 = a0 / acct * acct, k1 = k0 + acct < N ? k0 + acct : N, a1 = k1 < r0 + rows ? k1 : r0 + rows, cnt = 0;
+        for (int n = k0; n < k1; n++) cnt += m->targets[n] >= 0;
+        float dloss = (float)cnt / (float)total * weight, gk = cnt ? dloss / (float)cnt : 0.0f;
+        ftc_cross_entropy_backward_rows(m->dlogits + (size_t)(a0 - r0) * m->V, logits + (size_t)(a0 - r0) * m->V,
+                                        m->targets + a0, a1 - a0, m->V, gk);
+        a0 = a1;
+    }
     ftc_model_linear_backward(m, m->lm_head, -1, g ? g + (size_t)r0 * C : NULL, m->dlogits, m->hidden + (size_t)r0 * C,
                               rows, C, m->V);
 }
@@ -543,7 +631,7 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
             x = m->fwd_x;
         }
         x = layer_forward(m, &m->layers[i], x, B, T);
-        if (ckpt) {
+        if (ckpt && x != m->ck_out[i]) { /* (a pre-norm block writes its output there itself) */
             memcpy(m->ck_out[i], x, NC * sizeof(float));
             x = m->ck_out[i];
         }
@@ -727,7 +815,18 @@ static void mlp_backward(ftc_model *m, layer_params *l, const float *in, const f
     size_t nf = (size_t)N * m->F;
     memset(m->g_act, 0, nf * sizeof(float));
     ftc_linear_mod_backward(m, &l->down, m->g_act, d_out, l->h_act, N);
-    memset(m->g_up, 0, nf * sizeof(float));
+    if (m->swiglu && m->g_gate == l->h_act) {
+        /* --grad-checkpoint: gate's gradient over h_act (read by the down projection's backward alone), then up's
+         * over h_up (read by gate's gradient alone); each value as in one pass, the sigmoid computed twice */
+        memset(m->g_gate, 0, nf * sizeof(float));
+        ftc_swiglu_backward(m->g_gate, NULL, m->g_act, l->h_gate, l->h_up, (int)nf);
+        memset(m->g_up, 0, nf * sizeof(float));
+        ftc_swiglu_backward(NULL, m->g_up, m->g_act, l->h_gate, NULL, (int)nf);
+        ftc_linear_mod_backward(m, &l->gate, d_in, m->g_gate, in, N);
+        ftc_linear_mod_backward(m, &l->up, d_in, m->g_up, in, N);
+        return;
+    }
+    memset(m->g_up, 0, nf * sizeof(float)); /* (--grad-checkpoint, GELU: over h_act, which is read no more) */
     if (m->swiglu) {
         memset(m->g_gate, 0, nf * sizeof(float));
         ftc_swiglu_backward(m->g_gate, m->g_up, m->g_act, l->h_gate, l->h_up, (int)nf);
@@ -870,6 +969,11 @@ ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err)
         if (i == 0) {
             x = m->emb_n_w >= 0 ? m->emb_n : m->emb_sum;
             if (dropped(m, m->cfg.hidden_dropout)) x = m->emb_out;
+            if (m->grad_ckpt && m->L > 1 && x == m->emb_sum && x == m->ck_out[m->L - 1]) { /* the plan's emb_in_ck */
+                ftc_model_embed_forward(m, m->emb_sum, m->ids, m->learned_pos ? m->pos : NULL,
+                                        m->wtt >= 0 ? m->types : NULL, N);
+                m->forward_done = false; /* the last block's output is gone: a backward needs a new forward */
+            }
         }
         if (m->grad_ckpt) { /* recompute the block's activations, with the same dropout masks */
             ftc_rng after = m->rng;

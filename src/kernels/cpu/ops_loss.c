@@ -123,6 +123,10 @@ void ftc_cross_entropy_backward(float *dlogits, const float *logits, const int32
     int counted = 0;
     for (int n = 0; n < N; n++) counted += targets[n] >= 0;
     float g = counted ? dloss / (float)counted : 0.0f;
+    ftc_cross_entropy_backward_rows(dlogits, logits, targets, N, V, g);
+}
+
+void ftc_cross_entropy_backward_rows(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float g) {
     ce_job j = {logits, targets, dlogits, NULL, NULL, NULL, NULL, N, V, 0, g};
     ftc_parallel_range(N, (long)N * V > 65536, ce_bwd_range, &j);
 }
