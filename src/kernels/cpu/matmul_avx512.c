@@ -10,6 +10,7 @@
  * edges are handled by zero-padding in packing and masked loads/stores of C. alpha/beta are applied when
  * the tile is written (beta only on the first K slice; later slices add). */
 #include "matmul_internal.h"
+#include "transpose16_avx512.h"
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,32 +87,6 @@ static void b_store_close(const b_store *st, uint64_t key) {
 
 static inline __mmask16 mask_upto(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
-/* In-register transpose of a 16 x 16 block: r[i] = row i on entry, column i on return. Three shuffle stages
- * (pairs, quads, 128-bit lanes): about one shuffle per 4 elements instead of a scalar strided store each. */
-AVX512_FN static inline void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) { /* r[4i+j], 128-bit lane L: column 4L+j of rows 4i..4i+3 */
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int j = 0; j < 4; j++) {
-        __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), u1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
-        __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
-        t[j] = _mm512_shuffle_f32x4(u0, u2, 0x88);
-        t[8 + j] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
-        t[4 + j] = _mm512_shuffle_f32x4(u1, u3, 0x88);
-        t[12 + j] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
-    }
-    for (int i = 0; i < 16; i++) r[i] = t[i];
-}
 
 /* rows of X (row stride ld, `rows` valid of 16) at columns k0..k0+kn (kn <= 16), transposed: for each c < kn,
  * the 16 row values of column c are stored (under `store_mask`) at dst + c * dst_stride. Missing rows read 0. */
@@ -120,7 +95,7 @@ AVX512_FN static inline void transpose_rows(const float *X, int ld, int rows, in
     __m512 r[16];
     __mmask16 m = mask_upto(kn);
     for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(m, X + (size_t)i * ld) : _mm512_setzero_ps();
-    transpose16(r);
+    ftc_transpose16_ps(r);
     for (int c = 0; c < kn; c++) _mm512_mask_storeu_ps(dst + (size_t)c * dst_stride, store_mask, r[c]);
 }
 
@@ -402,7 +377,7 @@ BF16_FN static void pack_pairs_rows(const void *X, ftc_mm_type t, int ld, int r0
         for (int i = 0; i < 16; i++)
             r[i] = i < rows ? load_pairs16(elem_ptr(X, t, (size_t)(r0 + i) * ld + k0 + 2 * kp), t, elems)
                             : _mm512_setzero_ps();
-        transpose16(r);
+        ftc_transpose16_ps(r);
         for (int c = 0; c < words; c++) _mm512_mask_storeu_ps((float *)(d + (size_t)(kp + c) * stride), store_mask, r[c]);
     }
 }

@@ -21,6 +21,7 @@
 #include "ftc/threads.h"
 #include "matmul_internal.h"
 #include "quant_internal.h"
+#include "transpose16_avx512.h"
 
 #define BF16_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16,f16c")))
 
@@ -68,32 +69,12 @@ BF16_FN static inline __m512i block_pairs(int type, const uint8_t *b) {
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
-/* In-register transpose of 16 x 16 words (matmul_avx512.c's transpose16): r[i] = row i on entry, column i on
- * return. */
+/* In-register transpose of 16 x 16 words: r[i] = row i on entry, column i on return. */
 BF16_FN static inline void transpose16(__m512i ri[16]) {
-    __m512 r[16], t[16];
+    __m512 r[16];
     for (int i = 0; i < 16; i++) r[i] = _mm512_castsi512_ps(ri[i]);
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int j = 0; j < 4; j++) {
-        __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), u1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
-        __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
-        t[j] = _mm512_shuffle_f32x4(u0, u2, 0x88);
-        t[8 + j] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
-        t[4 + j] = _mm512_shuffle_f32x4(u1, u3, 0x88);
-        t[12 + j] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
-    }
-    for (int i = 0; i < 16; i++) ri[i] = _mm512_castps_si512(t[i]);
+    ftc_transpose16_ps(r);
+    for (int i = 0; i < 16; i++) ri[i] = _mm512_castps_si512(r[i]);
 }
 
 typedef struct {
