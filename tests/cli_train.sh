@@ -114,6 +114,23 @@ grep -q '"grad_checkpoint": true' "$T/ck_true/config.resolved.json" || fail "gra
 cmp "$T/ck_false/model/model.safetensors" "$T/ck_true/model/model.safetensors" || fail "--grad-checkpoint changed the model"
 expect_rc 1 "--grad-checkpoint is true or false, not 'maybe'" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/ck_bad" --grad-checkpoint maybe
 
+# --rdrop (R-Drop): each example twice with its own dropout masks (MiniLM's 0.1), the loss + their symmetric KL.
+# The same run as ck_false otherwise: another model; with --grad-checkpoint the same bits; stopped after step 1
+# and resumed, the same bits as in one go.
+expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd" --method full --lr 1e-4 --batch 4 \
+  --max-steps 2 --rdrop 1 --save-every 1 --save-total-limit 0 --quiet
+grep -q '"rdrop": 1' "$T/rd/config.resolved.json" || fail "--rdrop not recorded"
+grep -q '"rdrop": 0' "$T/ck_false/config.resolved.json" || fail "rdrop is not off by default"
+cmp -s "$T/ck_false/model/model.safetensors" "$T/rd/model/model.safetensors" && fail "--rdrop 1 changed nothing"
+expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd_ck" --method full --lr 1e-4 --batch 4 \
+  --max-steps 2 --rdrop 1 --grad-checkpoint --quiet
+cmp "$T/rd/model/model.safetensors" "$T/rd_ck/model/model.safetensors" || fail "--rdrop with --grad-checkpoint changed the model"
+cp -r "$T/rd" "$T/rd_re" && cp "$T/rd/checkpoint-1.ftc" "$T/rd_re/checkpoint.ftc" || fail "no checkpoint-1.ftc"
+expect_rc 0 "" "$FTC" train --out "$T/rd_re" --resume --quiet
+cmp "$T/rd/model/model.safetensors" "$T/rd_re/model/model.safetensors" || fail "--rdrop run resumed differs"
+expect_rc 1 "--rdrop needs --task classify" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd_lm" \
+  --task causal-lm --rdrop 1
+
 # Text data through the data layer (the model's tokenizer), then `ftc eval --model RUNDIR` on held-out text.
 FAQ="${FTC_SOURCE_DIR:-.}/examples/faq"
 if [ -f "$FAQ/train.jsonl" ]; then

@@ -128,6 +128,48 @@ static void test_dropout_gradients_gpt2(void **state) {
     ftc_model_free(m);
 }
 
+/* R-Drop: training runs each example twice (rows i and B + i, their own dropout masks), the loss is the
+ * cross-entropy over the 2B rows + alpha/4 x the pairs' mean KL(p1||p2) + KL(p2||p1) (recomputed here from the
+ * logits), its gradients pass finite differences through the whole network; evaluation runs each example once;
+ * a model reserved for only B rows is refused. */
+static void test_rdrop_bert(void **state) {
+    (void)state;
+    ftc_model *m = create(BERT_DROPOUT, FTC_TASK_CLASSIFY);
+    ftc_batch b = batch_for(m);
+    ftc_err e;
+    float eval0 = loss_at(m, &b, false, NULL);
+    assert_int_equal(ftc_model_set_rdrop(m, -1.0f, &e), FTC_E_USAGE);
+    assert_int_equal(ftc_model_set_rdrop(m, 2.0f, &e), FTC_OK);
+    float loss;
+    assert_int_equal(ftc_model_forward(m, &b, true, &loss, &e), FTC_E_USAGE); /* reserved for B rows only */
+    assert_true(strstr(e.msg, "R-Drop") != NULL);
+    if (ftc_model_reserve(m, 2 * B, T, &e)) fail_msg("%s", e.msg);
+    assert_true(loss_at(m, &b, false, NULL) == eval0); /* evaluation: once, no dropout */
+    loss = loss_at(m, &b, true, NULL);
+    const float *z = ftc_model_logits(m);
+    int K = 2;
+    double ce = 0, sym = 0, diff = 0;
+    for (int r = 0; r < 2 * B; r++) {
+        double lse = log(exp(z[r * K]) + exp(z[r * K + 1]));
+        ce += lse - z[r * K + cls_labels[r % B]];
+    }
+    for (int i = 0; i < B; i++)
+        for (int k = 0; k < K; k++) {
+            const float *a = z + i * K, *c = z + (B + i) * K;
+            double la = log(exp(a[0]) + exp(a[1])), lc = log(exp(c[0]) + exp(c[1]));
+            double lp = a[k] - la, lq = c[k] - lc;
+            sym += (exp(lp) - exp(lq)) * (lp - lq);
+            diff = fmax(diff, fabs(a[k] - c[k]));
+        }
+    double ref = ce / (2 * B) + 2.0 / 4 * sym / B;
+    assert_true(diff > 1e-3); /* the two passes drew different masks */
+    assert_true(sym / B > 1e-6);
+    assert_true(fabs(loss - ref) < 1e-5 * fmax(1.0, fabs(ref)));
+    print_message("R-Drop alpha 2: loss %.6f (CE over both passes %.6f, mean symmetric KL %.3g)\n", loss, ce / (2 * B), sym / B);
+    assert_true(fd_check(m, true, NULL, 1e-2) > 20);
+    ftc_model_free(m);
+}
+
 /* Head-only training: frozen tensors get no gradient buffer, the head's gradient equals the full run's. */
 static void test_frozen_params_have_no_grad(void **state) {
     (void)state;
@@ -464,6 +506,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropout_gradients_bert),
         cmocka_unit_test(test_dropout_gradients_gpt2),
+        cmocka_unit_test(test_rdrop_bert),
         cmocka_unit_test(test_frozen_params_have_no_grad),
         cmocka_unit_test(test_lora_llama),
         cmocka_unit_test(test_lora_gpt2_conv1d),

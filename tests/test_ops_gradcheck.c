@@ -347,6 +347,51 @@ static void test_cross_entropy(void **state) {
     free(c.logits); free(dl);
 }
 
+/* ---------------- R-Drop's symmetric KL ---------------- */
+enum { RP = 4, RK = 6 };
+typedef struct { float *logits, loss; int32_t targets[RP]; int pairs; } rd_ctx;
+static void rd_fwd(void *p) {
+    rd_ctx *c = p;
+    c->loss = (float)ftc_rdrop_kl_forward(c->logits, c->targets, RP, RK, &c->pairs);
+}
+static void test_rdrop_kl(void **state) {
+    (void)state;
+    rd_ctx c = {.logits = randn(2 * RP * RK, 1.5f), .targets = {2, -100, 0, 5}};
+    float *dl = filled(2 * RP * RK, PREFILL), r = 0.8f;
+    rd_fwd(&c);
+    assert_int_equal(c.pairs, 3);
+    ftc_rdrop_kl_backward(dl, c.logits, c.targets, RP, RK, r);
+    unprefill(dl, 2 * RP * RK); /* accumulated onto what was there */
+    for (int k = 0; k < RK; k++) assert_true(dl[1 * RK + k] == 0.0f && dl[(RP + 1) * RK + k] == 0.0f);
+    check_input("rdrop_kl dlogits", rd_fwd, &c, &c.loss, &r, 1, c.logits, dl, 2 * RP * RK);
+    /* KL(p||q) + KL(q||p) recomputed in double from its definition, mean over the counted pairs */
+    double ref = 0;
+    for (int i = 0; i < RP; i++) {
+        if (c.targets[i] < 0) continue;
+        double p[RK], q[RK], sp = 0, sq = 0;
+        for (int k = 0; k < RK; k++) sp += p[k] = exp(c.logits[i * RK + k]), sq += q[k] = exp(c.logits[(RP + i) * RK + k]);
+        for (int k = 0; k < RK; k++) p[k] /= sp, q[k] /= sq;
+        for (int k = 0; k < RK; k++) ref += p[k] * log(p[k] / q[k]) + q[k] * log(q[k] / p[k]);
+    }
+    assert_float_equal(c.loss, ref / 3, 1e-6);
+    /* by hand: one pair over two labels, logits (0, 0) and (log 3, 0): p = (1/2, 1/2), q = (3/4, 1/4),
+     * S = (1/2 - 3/4) log(2/3) + (1/2 - 1/4) log(2) = (1/4) log 3; dS/da_0 = p0 (d0 - E_p d) + p0 - q0 with
+     * d = (log(2/3), log 2): E_p d = (1/2) log(4/3), so dS/da_0 = (1/2)(log(2/3) - (1/2) log(4/3)) - 1/4 */
+    float two[4] = {0.0f, 0.0f, (float)log(3.0), 0.0f}, g2[4] = {0, 0, 0, 0};
+    int pairs = -1;
+    assert_float_equal(ftc_rdrop_kl_forward(two, NULL, 1, 2, &pairs), 0.25 * log(3.0), 1e-7);
+    assert_int_equal(pairs, 1);
+    ftc_rdrop_kl_backward(g2, two, NULL, 1, 2, 1.0f);
+    assert_float_equal(g2[0], 0.5 * (log(2.0 / 3.0) - 0.5 * log(4.0 / 3.0)) - 0.25, 1e-6);
+    assert_float_equal(g2[0] + g2[1], 0, 1e-7); /* a softmax's logits: the gradient sums to zero */
+    /* identical passes: S = 0 and no gradient; no counted pair: 0 */
+    memcpy(two + 2, two, 2 * sizeof(float));
+    assert_float_equal(ftc_rdrop_kl_forward(two, NULL, 1, 2, NULL), 0, 1e-12);
+    int32_t none[RP] = {-100, -100, -100, -100};
+    assert_true(ftc_rdrop_kl_forward(c.logits, none, RP, RK, &pairs) == 0.0 && pairs == 0);
+    free(c.logits); free(dl);
+}
+
 /* ---------------- pooling ---------------- */
 enum { PB = 3, PT = 4, PC = 3 };
 static const uint8_t pool_mask[PB * PT] = {1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0}; /* right pad, left pad, empty */
@@ -402,6 +447,7 @@ int main(void) {
         cmocka_unit_test_setup(test_attention_gqa_causal_padded, setup),
         cmocka_unit_test_setup(test_attention_mqa_bidir_padded, setup),
         cmocka_unit_test_setup(test_cross_entropy, setup),
+        cmocka_unit_test_setup(test_rdrop_kl, setup),
         cmocka_unit_test_setup(test_pools, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

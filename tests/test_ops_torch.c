@@ -296,6 +296,30 @@ static void test_cross_entropy(void **state) {
     fx_free(&f);
 }
 
+/* R-Drop's loss as ftc composes it (the model's classify loss under --rdrop): the cross-entropy over both passes'
+ * 2P rows + alpha/4 x ftc_rdrop_kl_forward, its gradient the cross-entropy's + ftc_rdrop_kl_backward's, against
+ * PyTorch's 0.5 (CE(l1) + CE(l2)) + alpha/4 x mean(KL(p1||p2) + KL(p2||p1)) written with F.kl_div. */
+static void test_rdrop(void **state) {
+    (void)state;
+    fixture f;
+    fx_load(&f, "rdrop");
+    int N = (int)DIM(&f, "logits", 0), K = (int)DIM(&f, "logits", 1), P = N / 2, pairs = -1;
+    const float *logits = F32(&f, "logits");
+    const int32_t *targets = I32(&f, "targets");
+    float alpha = F32(&f, "alpha")[0], dloss = F32(&f, "dloss")[0];
+    float sym = (float)ftc_rdrop_kl_forward(logits, targets, P, K, &pairs);
+    float loss = ftc_cross_entropy_forward(logits, targets, N, K, NULL) + alpha / 4 * sym;
+    float *dl = zeros((size_t)N * K);
+    ftc_cross_entropy_backward(dl, logits, targets, N, K, dloss);
+    ftc_rdrop_kl_backward(dl, logits, targets, P, K, dloss * alpha / 4);
+    assert_int_equal(pairs, P);
+    compare("rdrop", &f, "sym_kl", &sym, 1);
+    compare("rdrop", &f, "loss", &loss, 1);
+    compare("rdrop", &f, "dlogits", dl, (size_t)N * K);
+    free(dl);
+    fx_free(&f);
+}
+
 static void run_pool(const char *name) {
     fixture f;
     fx_load(&f, name);
@@ -368,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_attention_gqa_causal),
         cmocka_unit_test(test_attention_mha_bidir),
         cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_rdrop),
         cmocka_unit_test(test_pools),
         cmocka_unit_test(test_adamw),
     };

@@ -103,11 +103,12 @@ static void test_yaml_and_json_files_agree(void **state) {
      * plain cross-entropy, whatever the method's defaults have become */
     json_object_del(ja, "layer_decay");
     json_object_del(ja, "label_smoothing");
+    json_object_del(ja, "rdrop"); /* and before R-Drop: each example once */
     text = json_dumps(ja, 0);
     ftc_train_config_defaults(&r);
-    assert_true(r.layer_decay < 0 && r.label_smoothing < 0); /* unset: the method's */
+    assert_true(r.layer_decay < 0 && r.label_smoothing < 0 && r.rdrop < 0); /* unset: the method's */
     assert_int_equal(ftc_train_config_load_resolved(&r, write_tmp("old.json", text), &e), FTC_OK);
-    assert_true(r.layer_decay == 1 && r.label_smoothing == 0);
+    assert_true(r.layer_decay == 1 && r.label_smoothing == 0 && r.rdrop == 0);
     free(text);
     json_decref(ja); json_decref(jb); json_decref(jr);
 }
@@ -160,6 +161,11 @@ static void test_finalize_checks_combinations(void **state) {
     assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
     assert_non_null(strstr(e.msg, "--label-smoothing needs --task classify"));
     ftc_train_config_set(&c, "label-smoothing", "0", &e);
+    assert_true(c.rdrop == 0);
+    ftc_train_config_set(&c, "rdrop", "1", &e); /* R-Drop compares label distributions: classify only */
+    assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "--rdrop needs --task classify"));
+    ftc_train_config_set(&c, "rdrop", "0", &e);
     ftc_train_config_set(&c, "lora-r", "4", &e);
     assert_int_equal(ftc_train_config_finalize(&c, &e), FTC_E_USAGE);
     /* method defaults fill what was not given; what was given wins */
@@ -172,6 +178,13 @@ static void test_finalize_checks_combinations(void **state) {
     assert_int_equal(ftc_train_config_finalize(&d, &e), FTC_OK);
     ftc_train_defaults hd = ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_HEAD);
     assert_true(d.lr == hd.lr && d.batch == hd.batch && d.warmup == hd.warmup);
+    assert_true(d.rdrop == 0 && hd.rdrop == 0); /* the head on cached features: nothing to run twice */
+    ftc_train_config_set(&d, "rdrop", "1", &e);
+    assert_int_equal(ftc_train_config_finalize(&d, &e), FTC_E_USAGE);
+    assert_non_null(strstr(e.msg, "--no-feature-cache"));
+    ftc_train_config_set(&d, "feature-cache", "false", &e);
+    assert_int_equal(ftc_train_config_finalize(&d, &e), FTC_OK);
+    assert_true(d.rdrop == 1);
     assert_true(hd.lr > 100 * ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_FULL).lr);
     ftc_train_config_defaults(&d);
     ftc_train_config_set(&d, "model", "m", &e);
@@ -185,6 +198,7 @@ static void test_finalize_checks_combinations(void **state) {
     assert_true(d.head_lr == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).head_lr);
     assert_true(d.layer_decay == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).layer_decay);
     assert_true(d.label_smoothing == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).label_smoothing);
+    assert_true(d.rdrop == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).rdrop);
     assert_int_equal(d.metric, FTC_METRIC_ACCURACY); /* classify keeps its most accurate checkpoint */
     ftc_train_config lm;
     ftc_train_config_defaults(&lm);

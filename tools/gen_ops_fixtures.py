@@ -225,6 +225,26 @@ def adamw():
              m=st["exp_avg"], v=st["exp_avg_sq"])
 
 
+def rdrop():
+    """R-Drop's loss (Liang et al. 2021) as the paper writes it per example, CE(p1) + CE(p2) + alpha/2 (KL(p1||p2) +
+    KL(p2||p1)), halved (ftc's --rdrop); the KL terms as the R-Drop repository's compute_kl_loss computes them
+    (F.kl_div of log_softmax against softmax), averaged over the examples. Rows [0, P) pass 1, [P, 2P) pass 2."""
+    torch.manual_seed(14)  # its own seed: the other fixtures keep their bytes
+    P, K, alpha = 6, 77, 2.5
+    logits = leaf(2 * P, K, scale=2.0)
+    targets = torch.randint(0, K, (P,))
+    l1, l2 = logits[:P], logits[P:]
+    ce = 0.5 * (F.cross_entropy(l1, targets) + F.cross_entropy(l2, targets))
+    kl_21 = F.kl_div(F.log_softmax(l1, dim=-1), F.softmax(l2, dim=-1), reduction="none").sum(-1)  # KL(p2 || p1)
+    kl_12 = F.kl_div(F.log_softmax(l2, dim=-1), F.softmax(l1, dim=-1), reduction="none").sum(-1)  # KL(p1 || p2)
+    sym = (kl_12 + kl_21).mean()
+    loss = ce + alpha / 4 * sym
+    dloss = torch.tensor(0.61)
+    loss.backward(dloss)
+    save("rdrop", logits=logits, targets=targets.repeat(2), alpha=torch.tensor([alpha]), dloss=dloss.reshape(1),
+         sym_kl=sym.reshape(1), loss=loss.reshape(1), dlogits=logits.grad)
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     embedding()
@@ -237,3 +257,4 @@ if __name__ == "__main__":
     cross_entropy()
     pools()
     adamw()
+    rdrop()

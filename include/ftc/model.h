@@ -89,6 +89,14 @@ ftc_status ftc_model_set_grad_checkpoint(ftc_model *m, bool on, ftc_err *err);
  * of each row is 1 - eps on its label plus eps / K on each of the K labels, i.e. loss = (1 - eps) CE + eps x the
  * mean over labels of -log p. Evaluation (training false) keeps the plain cross-entropy. eps in [0, 1). */
 ftc_status ftc_model_set_label_smoothing(ftc_model *m, float eps, ftc_err *err);
+/* R-Drop (Liang et al. 2021) for classification while training: ftc_model_forward with labels and training true
+ * runs each of the batch's B examples twice (rows i and B + i, each with its own dropout masks), so the model must
+ * be reserved for 2B rows; the loss is the paper's per-example CE(p1) + CE(p2) + alpha/2 (KL(p1||p2) +
+ * KL(p2||p1)), halved so that it stays on the cross-entropy's scale: the mean cross-entropy over the 2B rows
+ * (label smoothing applies to it) + alpha/4 x the mean symmetric KL (ftc_rdrop_kl_forward). ftc_model_logits
+ * then holds 2B rows. Evaluation (training false) and ftc_model_head_forward run each example once. alpha >= 0
+ * (0: off). */
+ftc_status ftc_model_set_rdrop(ftc_model *m, float alpha, ftc_err *err);
 /* Plans activation and gradient memory for batches up to max_B x max_T. Call again to grow. Memory is linear
  * in max_B x max_T (attention keeps [B,H,T] softmax statistics, never [T,T] probabilities). With nothing
  * trainable the plan is forward-only: one block's activations (the blocks run one after another), no
@@ -106,7 +114,7 @@ typedef struct {
 
 /* Forward; with labels, *loss is the mean loss over counted targets. training enables dropout. */
 ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training, float *loss, ftc_err *err);
-const float *ftc_model_logits(const ftc_model *m); /* LM [B,T,V]; classify [B,num_labels] */
+const float *ftc_model_logits(const ftc_model *m); /* LM [B,T,V]; classify [B,num_labels] (2B: R-Drop) */
 /* A causal LM whose logits are wanted only for the loss (ftc eval, ftc train): the forward computes the loss
  * through 256 rows of logits at a time instead of holding [B,T,V] (at T = 8192 and a 49152-token vocabulary
  * that is 1.6 GB; for LoRA on gpt2-small at batch 4 x 128, 103 MB of logits and more of their gradient), and

@@ -171,6 +171,13 @@ void ftc_cross_entropy_backward_rows(float *dlogits, const float *logits, const 
  * per-row values, summed in the same fixed order). */
 void ftc_cross_entropy_rows(double *nll, const float *logits, const int32_t *targets, int N, int V);
 float ftc_cross_entropy_reduce(const double *nll, const int32_t *targets, int N, int *n_counted);
+/* R-Drop's consistency term (Liang et al. 2021): rows [0, P) and [P, 2P) of logits [2P, K] are two dropout passes
+ * over the same P examples. Forward: the mean over counted pairs (targets[i] >= 0 for i < P; targets NULL: all)
+ * of S_i = KL(p_i || q_i) + KL(q_i || p_i), p_i = softmax(row i), q_i = softmax(row P + i); *n_pairs (may be
+ * NULL) the pairs counted; 0 when none. Backward: dlogits += dS_i/dlogits x dloss / n_pairs for every counted
+ * pair (accumulated: it adds to the cross-entropy's gradient already there). Computed in double. */
+double ftc_rdrop_kl_forward(const float *logits, const int32_t *targets, int P, int K, int *n_pairs);
+void ftc_rdrop_kl_backward(float *dlogits, const float *logits, const int32_t *targets, int P, int K, float dloss);
 
 /* Pooling [B,T,C] -> [B,C]. mask [B,T] 1 = real token. */
 void ftc_pool_cls_forward(float *out, const float *x, int B, int T, int C); /* first token */

@@ -124,6 +124,7 @@ typedef struct {
                                at lr x layer_decay^(L+1), the head at lr (1: off) */
     double average_last;    /* the model is the mean of the weights after each of the last share of the steps
                                (0: off; < 0: the method's default) */
+    float rdrop;            /* classify: R-Drop's alpha, each example run twice (0: off; < 0: the method's default) */
     uint64_t seed;
     int eval_every;         /* optimizer steps; 0 = only at epoch ends */
     int save_every;         /* optimizer steps; 0 = only at epoch ends and at the end */
@@ -207,6 +208,7 @@ typedef struct {
     int batch, epochs;
     float layer_decay, label_smoothing; /* --layer-decay (1: off), --label-smoothing (classify; 0: off) */
     double average_last;                /* --average-last (0: off) */
+    float rdrop;                        /* --rdrop (classify; 0: off) */
 } ftc_train_defaults;
 ftc_train_defaults ftc_train_method_defaults(ftc_task task, ftc_method method);
 /* Epochs for n_train examples when --epochs is not given: the method's base count, raised (up to 25) until the

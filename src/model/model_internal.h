@@ -75,6 +75,8 @@ struct ftc_model {
     ftc_pooling pooling;
     float cls_dropout;
     float label_smoothing; /* classify training loss: the target is (1 - eps) on the label + eps / K on each */
+    float rdrop;           /* classify training loss: R-Drop's alpha (0: off); each example runs twice */
+    int rdrop_pairs;       /* the forward's pairs: rows i and i + rdrop_pairs are one example (0: no R-Drop) */
     float *inv_freq; /* [D/2] RoPE */
     ftc_rng rng;     /* dropout randomness; plain data so checkpoints can save it */
     /* gradient checkpointing: blocks share one activation set; each block's output and dropout RNG state

@@ -576,12 +576,14 @@ static bool uses_pooler(const ftc_model *m) { return m->pooler_w >= 0 && m->pool
 /* The classification head's input z [B, C]: the pooled state, through the BERT pooler when it is used. */
 static float *head_input(const ftc_model *m) { return uses_pooler(m) ? m->pool_tanh : m->pooled; }
 
-/* logits = classifier(dropout(z)) (+ loss with labels), z = head_input(m) already filled. */
+/* logits = classifier(dropout(z)) (+ loss with labels), z = head_input(m) already filled. R-Drop (m->rdrop_pairs
+ * = P > 0): B = 2P rows, row P + i the second pass of example i, whose label is labels[i]. */
 static void classify_head_forward(ftc_model *m, int B, const int32_t *labels) {
     const float *z = maybe_dropout(m, m->cls_in, m->cls_mask, head_input(m), (size_t)B * m->C, m->cls_dropout);
     ftc_linear_forward(m->logits, z, P(m, m->cls_w), P(m, m->cls_b), B, m->C, m->num_labels);
     if (labels) {
-        for (int i = 0; i < B; i++) m->cls_targets[i] = labels[i];
+        int pairs = m->rdrop_pairs;
+        for (int i = 0; i < B; i++) m->cls_targets[i] = labels[pairs > 0 ? i % pairs : i];
         int counted;
         m->loss = ftc_cross_entropy_forward(m->logits, m->cls_targets, B, m->num_labels, &counted);
         float eps = m->training ? m->label_smoothing : 0.0f;
@@ -598,6 +600,9 @@ static void classify_head_forward(ftc_model *m, int B, const int32_t *labels) {
             }
             m->loss = (float)((1.0 - eps) * m->loss + eps * uniform / counted);
         }
+        if (pairs > 0) /* + alpha/4 x the mean over pairs of KL(p1||p2) + KL(p2||p1) */
+            m->loss = (float)(m->loss + m->rdrop / 4.0 * ftc_rdrop_kl_forward(m->logits, m->cls_targets, pairs,
+                                                                              m->num_labels, NULL));
     }
 }
 
@@ -605,15 +610,22 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
     m->forward_done = false;
     ftc_status s = check_batch(m, batch, err);
     if (s) return s;
+    /* R-Drop: every example twice (rows i and B + i), each row with its own dropout masks */
+    bool rdrop = training && m->rdrop > 0 && m->task == FTC_TASK_CLASSIFY && batch->labels;
+    if (rdrop && 2 * batch->B > m->max_B)
+        return ftc_errf(err, FTC_E_USAGE, "R-Drop runs each example twice: a batch of %d needs %d reserved rows, "
+                        "%d are (ftc_model_reserve)", batch->B, 2 * batch->B, m->max_B);
+    m->rdrop_pairs = rdrop ? batch->B : 0;
     ftc_model_refresh_bf16(m); /* bf16 copies of weights the optimizer changed, once per step */
-    int B = batch->B, T = batch->T, N = B * T, C = m->C;
+    int B = rdrop ? 2 * batch->B : batch->B, T = batch->T, N = B * T, C = m->C, N1 = batch->B * T;
     size_t NC = (size_t)N * C;
     m->B = B, m->T = T, m->training = training;
     for (int n = 0; n < N; n++) {
-        m->ids[n] = batch->ids[n];
+        int k = n % N1; /* the batch's own row (R-Drop: the second half repeats the first) */
+        m->ids[n] = batch->ids[k];
         m->pos[n] = n % T; /* right padding: positions count from each row's start */
-        m->types[n] = batch->type_ids ? batch->type_ids[n] : 0;
-        m->mask[n] = batch->mask ? (batch->mask[n] != 0) : 1;
+        m->types[n] = batch->type_ids ? batch->type_ids[k] : 0;
+        m->mask[n] = batch->mask ? (batch->mask[k] != 0) : 1;
     }
     ftc_model_embed_forward(m, m->emb_sum, m->ids, m->learned_pos ? m->pos : NULL, m->wtt >= 0 ? m->types : NULL, N);
     const float *x = m->emb_sum;
@@ -745,6 +757,7 @@ ftc_status ftc_model_head_forward(ftc_model *m, const float *features, int B, co
             return ftc_errf(err, FTC_E_INPUT, "class label %d of batch row %d is out of range (%d labels)", labels[i],
                             i, m->num_labels);
     m->B = B, m->T = 1, m->training = training;
+    m->rdrop_pairs = 0; /* the head alone runs each example once */
     m->hidden = NULL;
     memcpy(head_input(m), features, (size_t)B * m->C * sizeof(float));
     m->loss = 0;
@@ -758,6 +771,12 @@ ftc_status ftc_model_head_forward(ftc_model *m, const float *features, int B, co
 ftc_status ftc_model_set_label_smoothing(ftc_model *m, float eps, ftc_err *err) {
     if (!(eps >= 0 && eps < 1)) return ftc_errf(err, FTC_E_USAGE, "label smoothing %g is outside [0, 1)", eps);
     m->label_smoothing = eps;
+    return FTC_OK;
+}
+
+ftc_status ftc_model_set_rdrop(ftc_model *m, float alpha, ftc_err *err) {
+    if (!(alpha >= 0 && alpha <= 1e6)) return ftc_errf(err, FTC_E_USAGE, "R-Drop alpha %g is outside [0, 1e6]", alpha);
+    m->rdrop = alpha;
     return FTC_OK;
 }
 
@@ -926,6 +945,8 @@ ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err)
                 d[m->cls_targets[i]] += g;
             }
         }
+        if (m->rdrop_pairs > 0)
+            ftc_rdrop_kl_backward(m->dlogits, m->logits, m->cls_targets, m->rdrop_pairs, nl, weight * m->rdrop / 4.0f);
         bool use_pooler = uses_pooler(m);
         const float *z = head_input(m);
         const float *zin = dropped(m, m->cls_dropout) ? m->cls_in : z;

@@ -60,6 +60,7 @@ ftc_status ftc_train_prepare_model(ftc_model *m, const ftc_train_config *c, int 
         ftc_pooling pool = ftc_train_pooling(c->pooling, c->model, mc->family);
         if ((s = ftc_model_set_classifier(m, num_labels, pool, c->seed ^ 0xC1A55ULL, err)) != FTC_OK) return s;
         if ((s = ftc_model_set_label_smoothing(m, c->label_smoothing > 0 ? c->label_smoothing : 0, err)) != FTC_OK) return s;
+        if ((s = ftc_model_set_rdrop(m, c->rdrop > 0 ? c->rdrop : 0, err)) != FTC_OK) return s;
     }
     if (c->method == FTC_METHOD_LORA) {
         const char *targets = c->lora_targets;

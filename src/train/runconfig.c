@@ -70,6 +70,9 @@
     X("average-last", DBL, average_last, 0, 1, -1, NULL, "Optimisation", "F",                                      \
       "the model is the mean of the weights after each of the last share F of the steps (tail averaging, as\n"   \
       "SWA; validation then scores the mean; 0: off; default: the method's)")                                      \
+    X("rdrop", FLT, rdrop, 0, 1e6, -1, NULL, "Optimisation", "ALPHA",                                              \
+      "classify: R-Drop, each example run twice (own dropout masks) and the loss CE + ALPHA/4 x the two\n"       \
+      "passes' symmetric KL (x2 compute; 0: off; default: the method's)")                                        \
     X("clip", FLT, clip, 0, 1e9, 1.0, NULL, "Optimisation", "X", "global gradient-norm clipping (0: off)")            \
     X("beta1", FLT, beta1, 0, 0.999999, 0.9, NULL, "Optimisation", "X", "AdamW")                                      \
     X("beta2", FLT, beta2, 0, 0.999999999, 0.999, NULL, "Optimisation", "X", "AdamW")                                 \
@@ -503,6 +506,8 @@ ftc_status ftc_train_config_load_resolved(ftc_train_config *c, const char *path,
         c->label_smoothing = 0, c->set[key_index("label-smoothing")] = true;
     /* and before weight averaging: the last step's weights */
     if (s == FTC_OK && !c->set[key_index("average-last")]) c->average_last = 0, c->set[key_index("average-last")] = true;
+    /* and before R-Drop: each example once */
+    if (s == FTC_OK && !c->set[key_index("rdrop")]) c->rdrop = 0, c->set[key_index("rdrop")] = true;
     /* and in data order, shuffled only */
     if (s == FTC_OK && !c->set[key_index("group-by-length")])
         c->group_by_length = false, c->set[key_index("group-by-length")] = true;
@@ -628,6 +633,14 @@ ftc_status ftc_train_config_finalize(ftc_train_config *c, ftc_err *err) {
     if (c->layer_decay < 0) c->layer_decay = d.layer_decay;
     if (c->label_smoothing < 0) c->label_smoothing = c->task == FTC_TASK_CLASSIFY ? d.label_smoothing : 0;
     if (c->average_last < 0) c->average_last = d.average_last;
+    if (c->task == FTC_TASK_CAUSAL_LM && c->rdrop > 0 && user_set(c, "rdrop"))
+        return ftc_errf(err, FTC_E_USAGE, "--rdrop needs --task classify");
+    if (c->rdrop < 0) c->rdrop = c->task == FTC_TASK_CLASSIFY ? d.rdrop : 0;
+    /* the head on cached features has no encoder forward to run twice (and no dropout but the head's own) */
+    if (c->rdrop > 0 && c->task == FTC_TASK_CLASSIFY && c->method == FTC_METHOD_HEAD && c->feature_cache &&
+        c->unfreeze_last == 0)
+        return ftc_errf(err, FTC_E_USAGE, "--rdrop runs the encoder twice per example: with --method head it needs "
+                        "--no-feature-cache or --unfreeze-last N");
     /* the checkpoint kept for classify is the most accurate one on validation (as Hugging Face users set
      * metric_for_best_model): the lowest val_loss comes early, before the accuracy stops rising (docs/train.md) */
     if (c->task == FTC_TASK_CLASSIFY && !c->set[key_index("metric")]) c->metric = FTC_METRIC_ACCURACY;

@@ -304,6 +304,11 @@ static ftc_status open_run(ftc_tr_run *r, bool *resuming, ftc_err *err) {
     return ftc_tr_check_head_labels(r->m, train, err);
 }
 
+/* The rows the model computes for a micro-batch: its examples, twice each under R-Drop. */
+static int model_rows(const ftc_tr_run *r) {
+    return r->c->task == FTC_TASK_CLASSIFY && r->c->rdrop > 0 ? 2 * r->local_batch : r->local_batch;
+}
+
 /* The memory plan, before the activations are allocated: they grow linearly with the batch, so one row's
  * reservation says what batch rows need (and a run that cannot fit is refused before it starts). *skip: a timing
  * run that does not fit (ftc plan reports it; nothing to time). */
@@ -319,10 +324,10 @@ static ftc_status plan_memory(ftc_tr_run *r, int T, int epochs, bool measure, ft
                                                 : 0;
     /* the arena sized without allocating it (one row's reserve only): a plan that cannot fit must not fail here */
     if ((s = ftc_model_reserve(m, 1, T, err)) != FTC_OK) return s;
-    int64_t act = ftc_model_activation_bytes_for(m, r->local_batch, T);
+    int64_t act = ftc_model_activation_bytes_for(m, model_rows(r), T);
     if (measure) { /* the same with --grad-checkpoint toggled, for the plan's two columns */
         if ((s = ftc_model_set_grad_checkpoint(m, !c->grad_checkpoint, err)) != FTC_OK) return s;
-        p->activation_bytes_other = ftc_model_activation_bytes_for(m, r->local_batch, T);
+        p->activation_bytes_other = ftc_model_activation_bytes_for(m, model_rows(r), T);
         if ((s = ftc_model_set_grad_checkpoint(m, c->grad_checkpoint, err)) != FTC_OK) return s;
     }
     ftc_plan_memory(m, r->local_batch, T, act, feat, p);
@@ -428,7 +433,7 @@ static ftc_status setup_run(ftc_tr_run *r, int epochs, bool measure, ftc_train_r
      * them a piece at a time too) */
     if (c->task == FTC_TASK_CAUSAL_LM && (s = ftc_model_set_loss_only(m, true, err)) != FTC_OK) return s;
     if ((s = plan_memory(r, T, epochs, measure, &res->plan, skip, err)) != FTC_OK || *skip) return s;
-    if ((s = ftc_model_reserve(m, r->local_batch, T, err)) != FTC_OK) return s;
+    if ((s = ftc_model_reserve(m, model_rows(r), T, err)) != FTC_OK) return s;
     res->plan.peak_bytes += ftc_model_activation_bytes(m) - res->plan.activation_bytes; /* the exact arena */
     res->plan.activation_bytes = ftc_model_activation_bytes(m);
     if ((s = ftc_tr_batcher_init(&r->bt, r->local_batch, T, err)) != FTC_OK) return s;

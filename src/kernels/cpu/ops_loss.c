@@ -130,3 +130,60 @@ void ftc_cross_entropy_backward_rows(float *dlogits, const float *logits, const 
     ce_job j = {logits, targets, dlogits, NULL, NULL, NULL, NULL, N, V, 0, g};
     ftc_parallel_range(N, (long)N * V > 65536, ce_bwd_range, &j);
 }
+
+/* ---- R-Drop's consistency term (Liang et al. 2021) ----
+ * Rows [0, P) and [P, 2P) of logits [2P, K] are two dropout passes over the same P examples; with p = softmax of
+ * row i and q = softmax of row P + i, S_i = KL(p || q) + KL(q || p) = sum_k (p_k - q_k)(log p_k - log q_k).
+ * In double, two passes over each row pair (K is a label count): no buffers. */
+static void pair_lse(const float *a, const float *b, int K, double *la, double *lb) {
+    double ma = a[0], mb = b[0], sa = 0, sb = 0;
+    for (int k = 1; k < K; k++) ma = a[k] > ma ? a[k] : ma, mb = b[k] > mb ? b[k] : mb;
+    for (int k = 0; k < K; k++) sa += exp(a[k] - ma), sb += exp(b[k] - mb);
+    *la = ma + log(sa), *lb = mb + log(sb);
+}
+
+static bool pair_counted(const int32_t *targets, int i) { return !targets || targets[i] >= 0; }
+
+double ftc_rdrop_kl_forward(const float *logits, const int32_t *targets, int P, int K, int *n_pairs) {
+    double total = 0;
+    int counted = 0;
+    for (int i = 0; i < P; i++) {
+        if (!pair_counted(targets, i)) continue;
+        const float *a = logits + (size_t)i * K, *b = logits + (size_t)(P + i) * K;
+        double la, lb, s = 0;
+        pair_lse(a, b, K, &la, &lb);
+        for (int k = 0; k < K; k++) {
+            double lpa = a[k] - la, lpb = b[k] - lb;
+            s += (exp(lpa) - exp(lpb)) * (lpa - lpb);
+        }
+        total += s;
+        counted++;
+    }
+    if (n_pairs) *n_pairs = counted;
+    return counted ? total / counted : 0.0;
+}
+
+/* dS/da = p (d - E_p[d]) + p - q and dS/db = q (E_q[d] - d) + q - p, with d = log p - log q (the softmax's
+ * Jacobian on each KL's log-ratio, plus the log's own term, which sums to p - q since p and q sum to 1). */
+void ftc_rdrop_kl_backward(float *dlogits, const float *logits, const int32_t *targets, int P, int K, float dloss) {
+    int counted = 0;
+    for (int i = 0; i < P; i++) counted += pair_counted(targets, i);
+    if (!counted) return;
+    double g = (double)dloss / counted;
+    for (int i = 0; i < P; i++) {
+        if (!pair_counted(targets, i)) continue;
+        const float *a = logits + (size_t)i * K, *b = logits + (size_t)(P + i) * K;
+        float *da = dlogits + (size_t)i * K, *db = dlogits + (size_t)(P + i) * K;
+        double la, lb, ep = 0, eq = 0;
+        pair_lse(a, b, K, &la, &lb);
+        for (int k = 0; k < K; k++) {
+            double lpa = a[k] - la, lpb = b[k] - lb, d = lpa - lpb;
+            ep += exp(lpa) * d, eq += exp(lpb) * d;
+        }
+        for (int k = 0; k < K; k++) {
+            double lpa = a[k] - la, lpb = b[k] - lb, d = lpa - lpb, p = exp(lpa), q = exp(lpb);
+            da[k] += (float)(g * (p * (d - ep) + p - q));
+            db[k] += (float)(g * (q * (eq - d) + q - p));
+        }
+    }
+}
