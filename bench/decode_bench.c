@@ -269,9 +269,10 @@ int main(int argc, char **argv) {
         if (ftc_model_decode(m, c, ids + prompt + i, 1, logits, false, &e)) return die("decode", &e);
     double dt = now() - t, tps1 = gen / dt, cpu = (cpu_now() - cpu0) / gen;
     double gbs = tps1 * wb / 1e9;
-    printf("decode after %d: %.1f tokens/s (%d in %.3f s), weights %.1f GB/s = %.0f%% of read bandwidth; %.1f ms CPU per "
-           "token (%.1f GB/s per CPU second)\n", prompt, tps1, gen, dt, gbs, bw > 0 ? 100 * gbs / bw : 0, cpu * 1e3,
-           wb / cpu / 1e9);
+    char share[64] = " (no read-bandwidth probe: --bw-mb 0)";
+    if (bw > 0) snprintf(share, sizeof share, " = %.0f%% of read bandwidth", 100 * gbs / bw);
+    printf("decode after %d: %.1f tokens/s (%d in %.3f s), weights %.1f GB/s%s; %.1f ms CPU per token (%.1f GB/s "
+           "per CPU second)\n", prompt, tps1, gen, dt, gbs, share, cpu * 1e3, wb / cpu / 1e9);
 
     if (batch > 1) {
         ftc_kv_cache **cs = calloc((size_t)batch, sizeof *cs);
