@@ -99,8 +99,18 @@ AVX512_FN void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, vo
 /* The tile's block (16 rows at p + r * stride, r = 0..15): V[8] and the rows' d (lane j row j), Q4_1's m */
 INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd,
                                __m512 *vm) {
-    /* d: the block's first 2 bytes, Q4_1's m the next 2 (the gather's 4 stay inside the block) */
-    const __m512i g = _mm512_i32gather_epi32(goff, (const void *)p, 1);
+    /* d: the block's first 2 bytes, Q4_1's m the next 2; read by scalar loads merged in general registers (the
+     * integer pipes are idle here; a 16-lane vpgatherdd took about 12% of the 8-row tile's time on Zen 4) */
+    (void)goff;
+    uint64_t a[8];
+    for (int i = 0; i < 8; i++) {
+        uint32_t lo, hi;
+        memcpy(&lo, p + (size_t)(2 * i) * stride, 4);
+        memcpy(&hi, p + (size_t)(2 * i + 1) * stride, 4);
+        a[i] = lo | (uint64_t)hi << 32;
+    }
+    const __m512i g = _mm512_setr_epi64((long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
+                                        (long long)a[4], (long long)a[5], (long long)a[6], (long long)a[7]);
     *vd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
     if (type == FTC_GGML_Q4_1) *vm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
     if (type == FTC_GGML_Q8_0) {
