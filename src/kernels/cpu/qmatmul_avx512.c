@@ -11,8 +11,8 @@
  * within f32 rounding (test_quant), not to the bit; every (W row, X row) takes the same operations in the same
  * order in every tile, so a sequence gets the same bits alone and in a batch (test_quant, test_decode_batch).
  * Compiled with target attributes; qmatmul_q8act.c calls in when ftc_vm_isa() == 2, the CPU has AVX-512 VNNI, BW
- * and VL (ftc_q8a_avx512_ok) and the rows fit 32-bit offsets (ftc_q8a_avx512_tiles, from the d gather the tiles
- * had until 2026-12-05; else the AVX2 kernels). Until 2026-12-04 two-block "pair" kernels did this (4 vector ops per pair, W row and X row; see
+ * and VL (ftc_q8a_avx512_ok) and the rows fit the tiles' 32-bit gather offsets (ftc_q8a_avx512_tiles; else the
+ * AVX2 kernels). Until 2026-12-04 two-block "pair" kernels did this (4 vector ops per pair, W row and X row; see
  * docs/kernels.md and the git history). */
 #include <immintrin.h>
 #include <stdint.h>
@@ -48,7 +48,7 @@ enum { PF_AHEAD_BYTES = 24576 };
 
 bool ftc_q8a_avx512_tiles(int type, int I) {
     return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1) &&
-           ftc_quant_row_bytes(type, I) <= (size_t)INT32_MAX / TILE; /* kept from the d gather's 32-bit offsets */
+           ftc_quant_row_bytes(type, I) <= (size_t)INT32_MAX / TILE; /* Q8_0's d gather: 32-bit offsets */
 }
 
 size_t ftc_q8a_prepared_bytes(int type, int N, int I) {
@@ -97,18 +97,24 @@ AVX512_FN void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, vo
  * lane, tile and batch: a row of X gets the same bits alone and in any batch. Tiles past the last row repeat the
  * last row (their lanes are not stored). */
 /* The tile's block (16 rows at p + r * stride, r = 0..15): V[8] and the rows' d (lane j row j), Q4_1's m */
-INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512i V[8], __m512 *vd, __m512 *vm) {
-    /* d: the block's first 2 bytes, Q4_1's m the next 2; read by scalar loads merged in general registers (the
-     * integer pipes are idle here; a 16-lane vpgatherdd took about 12% of the 8-row tile's time on Zen 4) */
-    uint64_t a[8];
-    for (int i = 0; i < 8; i++) {
-        uint32_t lo, hi;
-        memcpy(&lo, p + (size_t)(2 * i) * stride, 4);
-        memcpy(&hi, p + (size_t)(2 * i + 1) * stride, 4);
-        a[i] = lo | (uint64_t)hi << 32;
+INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd,
+                               __m512 *vm) {
+    /* d: the block's first 2 bytes, Q4_1's m the next 2. Q4_0 / Q4_1: read by scalar loads merged in general
+     * registers (the integer pipes are idle there; a 16-lane vpgatherdd took about 12% of Q4_1's 8-row tile on Zen 4);
+     * Q8_0 keeps the gather (faster for its one-row stream). The same values either way. */
+    __m512i g;
+    if (type == FTC_GGML_Q8_0) g = _mm512_i32gather_epi32(goff, (const void *)p, 1);
+    else {
+        uint64_t a[8];
+        for (int i = 0; i < 8; i++) {
+            uint32_t lo, hi;
+            memcpy(&lo, p + (size_t)(2 * i) * stride, 4);
+            memcpy(&hi, p + (size_t)(2 * i + 1) * stride, 4);
+            a[i] = lo | (uint64_t)hi << 32;
+        }
+        g = _mm512_setr_epi64((long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4],
+                              (long long)a[5], (long long)a[6], (long long)a[7]);
     }
-    const __m512i g = _mm512_setr_epi64((long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
-                                        (long long)a[4], (long long)a[5], (long long)a[6], (long long)a[7]);
     *vd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
     if (type == FTC_GGML_Q4_1) *vm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
     if (type == FTC_GGML_Q8_0) {
@@ -176,6 +182,10 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
     _Alignas(64) uint8_t stage[TILE * sizeof(ftc_block_q8_0)];
     const bool staged = Rs < TILE;
     const size_t stride = staged ? bbytes : row_bytes;
+    const __m512i goff = type == FTC_GGML_Q8_0 ? _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                                                       11, 12, 13, 14, 15),
+                                                                     _mm512_set1_epi32((int)stride))
+                                               : _mm512_setzero_si512();
     const char *pfp = (const char *)next, *pfe = pfp + TILE * row_bytes;
     __m512 acc[8];
 #pragma GCC unroll 8
@@ -188,7 +198,7 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
         for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
         p = stage;
     }
-    wblock16(type, p, stride, Vn, &vdn, &vmn);
+    wblock16(type, p, stride, goff, Vn, &vdn, &vmn);
     for (int b = 0; b < nb; b++, xe += C * XE) {
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++) V[k] = Vn[k];
@@ -199,7 +209,7 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
                 for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
                 p = stage;
             }
-            wblock16(type, p, stride, Vn, &vdn, &vmn);
+            wblock16(type, p, stride, goff, Vn, &vdn, &vmn);
         }
         for (size_t l = 0; l < pf && pfp < pfe; l++, pfp += 64) _mm_prefetch(pfp, _MM_HINT_T1);
 #pragma GCC unroll 8
