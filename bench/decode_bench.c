@@ -8,6 +8,8 @@
  *   weights         bytes of weights one decoded token reads (every matmul weight in the form the matmuls read
  *                   it, the LM head included) and KV-cache bytes at the decode context
  *   prefill N       tokens/s of ftc_model_decode on N prompt tokens into an empty cache (last position's logits)
+ *                   and its CPU seconds (every thread; on a shared machine the steadier figure), an FNV-1a hash of
+ *                   those logits bits (two builds that should agree bit for bit compare by it)
  *   decode          tokens/s of one new token at a time after --prompt tokens (--gen of them), the GB/s of weights
  *                   that implies and its share of the read bandwidth; the process's CPU ms per token (on a shared
  *                   machine, FTC_THREADS=1 and this figure compare two builds more steadily than tokens/s)
