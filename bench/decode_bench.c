@@ -8,6 +8,8 @@
  *   weights         bytes of weights one decoded token reads (every matmul weight in the form the matmuls read
  *                   it, the LM head included) and KV-cache bytes at the decode context
  *   prefill N       tokens/s of ftc_model_decode on N prompt tokens into an empty cache (last position's logits)
+ *                   and its CPU seconds (every thread; on a shared machine the steadier figure), an FNV-1a hash of
+ *                   those logits bits (two builds that should agree bit for bit compare by it)
  *   decode          tokens/s of one new token at a time after --prompt tokens (--gen of them), the GB/s of weights
  *                   that implies and its share of the read bandwidth; the process's CPU ms per token (on a shared
  *                   machine, FTC_THREADS=1 and this figure compare two builds more steadily than tokens/s)
@@ -251,10 +253,17 @@ int main(int argc, char **argv) {
         if (n > 0) {
             ftc_kv_cache_reset(c);
             fill_ids(ids, n, V, 7);
-            double t = now();
+            double t = now(), cpu = cpu_now();
             if (ftc_model_decode(m, c, ids, n, logits, false, &e)) return die("prefill", &e);
-            double dt = now() - t;
-            printf("prefill %d: %.1f tokens/s (%.3f s)\n", n, n / dt, dt);
+            double dt = now() - t, dcpu = cpu_now() - cpu;
+            uint64_t h = 1469598103934665603ull; /* FNV-1a of the last position's logits: two builds' bits compare */
+            for (int i = 0; i < V; i++) {
+                uint32_t w;
+                memcpy(&w, &logits[i], 4);
+                h = (h ^ w) * 1099511628211ull;
+            }
+            printf("prefill %d: %.1f tokens/s (%.3f s; %.3f CPU s, %.1f tokens per CPU s on all threads), logits "
+                   "%016llx\n", n, n / dt, dt, dcpu, n / dcpu, (unsigned long long)h);
         }
         q = strchr(q, ',');
         if (!q) break;

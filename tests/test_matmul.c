@@ -252,6 +252,54 @@ static double check_bf16_case(bool ta, bool tb, int M, int N, int K, float alpha
     return worst;
 }
 
+/* The bf16 tile's variants for panels of 4 and 8 valid rows (a 256-row prompt chunk ends in a 4-row panel)
+ * against the full 12-row tile, bit for bit: M = 252 + r puts rows 252.. in a panel of r rows; the same rows
+ * as the last r rows of A shifted by r (M = 252, every panel full) take the full tile. Prefill's layout: A f32
+ * activations, B bf16 weights read as op(B) = W^T; K past the 512-deep slice, beta 0 and 1. */
+static void test_bf16_short_panels_match_full_tile(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_backend("avx512") || strcmp(ftc_matmul_bf16_backend(), "avx512bf16") != 0) {
+        printf("# no AVX512-BF16 here: skipped\n");
+        reset_path();
+        return;
+    }
+    ftc_rng r;
+    ftc_rng_seed(&r, 11);
+    const int N = 96, K = 600, lda = K + 1, ldb = K + 3, ldc = N + 2, Mmax = 252 + 11;
+    float *A = malloc(sizeof(float) * (size_t)Mmax * lda), *W = malloc(sizeof(float) * (size_t)N * ldb);
+    uint16_t *Wh = malloc(2 * (size_t)N * ldb);
+    float *C = malloc(sizeof(float) * (size_t)Mmax * ldc), *C2 = malloc(sizeof(float) * (size_t)Mmax * ldc);
+    assert_true(A && W && Wh && C && C2);
+    fill(A, (size_t)Mmax * lda, &r);
+    fill(W, (size_t)N * ldb, &r);
+    for (size_t i = 0; i < (size_t)N * ldb; i++) Wh[i] = ftc_f32_to_bf16(W[i]);
+    int checked = 0;
+    for (int tail = 1; tail <= 11; tail++)
+        for (int b = 0; b < 2; b++) {
+            float beta = (float)b;
+            int M = 252 + tail;
+            fill(C, (size_t)Mmax * ldc, &r);
+            fill(C2, (size_t)Mmax * ldc, &r);
+            memcpy(C2 + (size_t)(252 - tail) * ldc, C + (size_t)252 * ldc, sizeof(float) * (size_t)tail * ldc);
+            ftc_matmul_bf16(false, true, M, N, K, 1.0f, A, FTC_MM_F32, lda, Wh, FTC_MM_BF16, ldb, beta, C, ldc);
+            ftc_matmul_bf16(false, true, 252, N, K, 1.0f, A + (size_t)tail * lda, FTC_MM_F32, lda, Wh, FTC_MM_BF16,
+                            ldb, beta, C2, ldc);
+            for (int i = 252; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    float x = C[(size_t)i * ldc + j], y = C2[(size_t)(i - tail) * ldc + j];
+                    if (memcmp(&x, &y, 4) != 0) {
+                        fprintf(stderr, "tail %d beta %g: C[%d][%d] = %.9g in a short panel, %.9g in a full one\n",
+                                tail, (double)beta, i, j, (double)x, (double)y);
+                        fail();
+                    }
+                    checked++;
+                }
+        }
+    printf("# bf16 short panels: %d elements equal to the full tile's bits\n", checked);
+    free(A), free(W), free(Wh), free(C), free(C2);
+    reset_path();
+}
+
 static void test_bf16_every_layout_type_and_edge(void **state) {
     (void)state;
     ftc_rng r;
@@ -634,6 +682,7 @@ int main(void) {
         cmocka_unit_test(test_degenerate_alpha_and_k),
         cmocka_unit_test(test_inside_parallel_region),
         cmocka_unit_test(test_bf16_every_layout_type_and_edge),
+        cmocka_unit_test(test_bf16_short_panels_match_full_tile),
         cmocka_unit_test(test_bf16_conversions),
         cmocka_unit_test(test_row_chunks_share_packed_b),
         cmocka_unit_test(test_skinny_rows),
