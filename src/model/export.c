@@ -29,11 +29,6 @@ static void hf_module_path(const ftc_model *m, const char *module, char *out, si
     snprintf(out, n, "%s%s", m->task == FTC_TASK_ENCODE ? "" : family_prefix(m), rest);
 }
 
-static linear_mod *layer_mod(layer_params *l, int j) {
-    linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-    return mods[j];
-}
-enum { N_MODS = 8 };
 
 bool ftc_export_head_is_hf(const ftc_model *m, const char **why) {
     const char *w = NULL;
@@ -285,7 +280,7 @@ static const char *after_layer_index(const char *path) {
  * the adapted modules among all linear layers of the HF model, heads and pooler included. */
 static json_t *target_modules(const ftc_model *m) {
     /* every linear of the HF model with whether it carries an adapter */
-    int cap = m->L * N_MODS + 4, n = 0;
+    int cap = m->L * FTC_LAYER_MODS + 4, n = 0;
     char (*paths)[160] = calloc((size_t)cap, sizeof *paths);
     bool *lora = calloc((size_t)cap, sizeof *lora);
     if (!paths || !lora) {
@@ -293,7 +288,7 @@ static json_t *target_modules(const ftc_model *m) {
         return NULL;
     }
     for (int i = 0; i < m->L; i++)
-        for (int j = 0; j < N_MODS; j++) {
+        for (int j = 0; j < FTC_LAYER_MODS; j++) {
             linear_mod *lm = layer_mod(&m->layers[i], j);
             if (lm->w < 0) continue;
             hf_module_path(m, lm->module, paths[n], sizeof paths[n]);
@@ -337,7 +332,7 @@ ftc_status ftc_export_peft(const ftc_model *m, const char *out, const ftc_export
     float scale = 0, dropout = 0;
     bool first = true;
     for (int i = 0; i < m->L; i++)
-        for (int j = 0; j < N_MODS; j++) {
+        for (int j = 0; j < FTC_LAYER_MODS; j++) {
             linear_mod *lm = layer_mod(&m->layers[i], j);
             if (lm->w < 0 || lm->lora_a < 0) continue;
             int ri = (int)m->params[lm->lora_a].shape[0];
@@ -396,7 +391,7 @@ ftc_status ftc_export_peft(const ftc_model *m, const char *out, const ftc_export
     if (!w) s = ftc_errf(err, FTC_E_NOMEM, "out of memory");
     if (!s) s = ftc_st_writer_metadata(w, "format", "pt", err);
     for (int i = 0; !s && i < m->L; i++)
-        for (int j = 0; !s && j < N_MODS; j++) {
+        for (int j = 0; !s && j < FTC_LAYER_MODS; j++) {
             linear_mod *lm = layer_mod(&m->layers[i], j);
             if (lm->w < 0 || lm->lora_a < 0) continue;
             char path[160], name[220];

@@ -33,6 +33,14 @@ typedef struct {
     float *h_up, *h_gate, *h_act, *down_out, *down_mask, *r2;
     uint64_t att_drop_key; /* the attention dropout mask's key drawn by the last training forward */
 } layer_params;
+
+/* A block's linear modules in one order (fused qkv, q, k, v, o, up, gate, down; absent ones have w < 0): the loops
+ * over "every linear of a block" index them with j < FTC_LAYER_MODS. */
+enum { FTC_LAYER_MODS = 8 };
+static inline linear_mod *layer_mod(layer_params *l, int j) {
+    linear_mod *mods[FTC_LAYER_MODS] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
+    return mods[j];
+}
 /* the activation fields above, for code that handles them all (gradient checkpointing shares one set) */
 #define LAYER_ACT_FIELDS(X)                                                                                       \
     X(n1) X(n1_mean) X(n1_rstd) X(s1) X(n2) X(n2_mean) X(n2_rstd) X(s2) X(xq) X(xk) X(xv) X(lse)                \

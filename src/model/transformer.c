@@ -60,11 +60,6 @@ static bool any_trainable(const ftc_model *m) {
     return false;
 }
 
-static linear_mod *layer_mod(layer_params *l, int j) {
-    linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-    return mods[j];
-}
-
 /* The MLP's activations (h_up, h_gate, h_act): contiguous, so that the attention's gradients can overlay them. */
 static void plan_mlp_acts(ftc_model *m, layer_params *l, planner *p) {
     size_t NF = (size_t)m->max_B * (size_t)m->max_T * (size_t)m->F;
@@ -145,7 +140,7 @@ static void plan_scratch(ftc_model *m, planner *p) {
         for (int i = 0; out_ck && i < m->L; i++) m->layers[i].s2 = m->ck_out[i];
         /* the adapters' A x (and dropped-out input): a block's forward writes them, its backward (after the
          * recompute) reads them; one set for all blocks, sized for the largest adapter of each module */
-        for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < FTC_LAYER_MODS; j++) {
             size_t r = 0, in = 0;
             for (int i = 0; i < m->L; i++) {
                 linear_mod *lm = layer_mod(&m->layers[i], j);
@@ -240,9 +235,8 @@ static void plan(ftc_model *m, planner *p) {
         if (emb_in_ck && i == m->L - 1) m->emb_sum = m->ck_out[i];
         if (share) continue; /* one activation set for all blocks, the adapters' buffers too (below) */
         plan_layer_acts(m, l, p, !grads, true, true);
-        linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-        for (int j = 0; j < 8; j++) {
-            linear_mod *lm = mods[j];
+        for (int j = 0; j < FTC_LAYER_MODS; j++) {
+            linear_mod *lm = layer_mod(l, j);
             if (lm->lora_a < 0) continue;
             size_t r = (size_t)m->params[lm->lora_a].shape[0];
             lm->lora_ax = take(p, N * r);

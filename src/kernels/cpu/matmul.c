@@ -105,6 +105,17 @@ bool ftc_matmul_set_backend(const char *name) {
 
 const char *ftc_matmul_backend(void) { return backend_names[current()]; }
 
+/* The vendor-chosen kernel settings below (bf16 dot, skinny streaming) pick the path AMD's cores run fastest: one
+ * question for both. */
+static bool cpu_is_amd(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd");
+#else
+    return false;
+#endif
+}
+
 typedef enum { BF16_GENERIC, BF16_AVX512, BF16_AVX2 } bf16_path;
 
 /* bf16 products: vdpbf16ps where the CPU has it (unless avx2 or generic is forced), else the AVX2 path, else the
@@ -137,11 +148,7 @@ static bf16_dot_id bf16_dot_from_name(const char *name) {
 static bf16_dot_id bf16_dot_auto(void) {
     bf16_dot_id d = bf16_dot_from_name(getenv("FTC_BF16_DOT"));
     if (d != DOT_UNSET) return d;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    if (cpu_has_avx512_bf16() && __builtin_cpu_is("amd")) return DOT_DP;
-#endif
-    return DOT_FMA;
+    return cpu_has_avx512_bf16() && cpu_is_amd() ? DOT_DP : DOT_FMA;
 }
 
 static bool bf16_dot_dp(void) {
@@ -190,11 +197,7 @@ static skinny_id skinny_from_name(const char *name) {
 static skinny_id skinny_auto(void) {
     skinny_id m = skinny_from_name(getenv("FTC_SKINNY"));
     if (m != SKINNY_UNSET) return m;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    if (__builtin_cpu_is("amd")) return SKINNY_ZEN4;
-#endif
-    return SKINNY_TILES;
+    return cpu_is_amd() ? SKINNY_ZEN4 : SKINNY_TILES;
 }
 
 static ftc_mm_skinny_how skinny_how(void) {
