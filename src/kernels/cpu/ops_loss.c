@@ -134,14 +134,7 @@ void ftc_cross_entropy_backward_rows(float *dlogits, const float *logits, const 
 /* ---- R-Drop's consistency term (Liang et al. 2021) ----
  * Rows [0, P) and [P, 2P) of logits [2P, K] are two dropout passes over the same P examples; with p = softmax of
  * row i and q = softmax of row P + i, S_i = KL(p || q) + KL(q || p) = sum_k (p_k - q_k)(log p_k - log q_k).
- * In double, two passes over each row pair (K is a label count): no buffers. */
-static void pair_lse(const float *a, const float *b, int K, double *la, double *lb) {
-    double ma = a[0], mb = b[0], sa = 0, sb = 0;
-    for (int k = 1; k < K; k++) ma = a[k] > ma ? a[k] : ma, mb = b[k] > mb ? b[k] : mb;
-    for (int k = 0; k < K; k++) sa += exp(a[k] - ma), sb += exp(b[k] - mb);
-    *la = ma + log(sa), *lb = mb + log(sb);
-}
-
+ * The log-ratios in double from each row's row_logsumexp (K is a label count): no buffers. */
 static bool pair_counted(const int32_t *targets, int i) { return !targets || targets[i] >= 0; }
 
 double ftc_rdrop_kl_forward(const float *logits, const int32_t *targets, int P, int K, int *n_pairs) {
@@ -150,8 +143,7 @@ double ftc_rdrop_kl_forward(const float *logits, const int32_t *targets, int P, 
     for (int i = 0; i < P; i++) {
         if (!pair_counted(targets, i)) continue;
         const float *a = logits + (size_t)i * K, *b = logits + (size_t)(P + i) * K;
-        double la, lb, s = 0;
-        pair_lse(a, b, K, &la, &lb);
+        double la = row_logsumexp(a, K), lb = row_logsumexp(b, K), s = 0;
         for (int k = 0; k < K; k++) {
             double lpa = a[k] - la, lpb = b[k] - lb;
             s += (exp(lpa) - exp(lpb)) * (lpa - lpb);
@@ -174,8 +166,7 @@ void ftc_rdrop_kl_backward(float *dlogits, const float *logits, const int32_t *t
         if (!pair_counted(targets, i)) continue;
         const float *a = logits + (size_t)i * K, *b = logits + (size_t)(P + i) * K;
         float *da = dlogits + (size_t)i * K, *db = dlogits + (size_t)(P + i) * K;
-        double la, lb, ep = 0, eq = 0;
-        pair_lse(a, b, K, &la, &lb);
+        double la = row_logsumexp(a, K), lb = row_logsumexp(b, K), ep = 0, eq = 0;
         for (int k = 0; k < K; k++) {
             double lpa = a[k] - la, lpb = b[k] - lb, d = lpa - lpb;
             ep += exp(lpa) * d, eq += exp(lpb) * d;
