@@ -22,9 +22,10 @@ static linear_mod *find_module(ftc_model *m, const char *path) {
     const char *want = strip_family(m, path);
     for (int i = 0; i < m->L; i++) {
         layer_params *l = &m->layers[i];
-        linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-        for (int j = 0; j < 8; j++)
-            if (mods[j]->w >= 0 && !strcmp(strip_family(m, mods[j]->module), want)) return mods[j];
+        for (int j = 0; j < FTC_LAYER_MODS; j++) {
+            linear_mod *lm = layer_mod(l, j);
+            if (lm->w >= 0 && !strcmp(strip_family(m, lm->module), want)) return lm;
+        }
     }
     return NULL;
 }

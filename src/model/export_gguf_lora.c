@@ -30,7 +30,8 @@ ftc_status ftc_export_gguf_lora(const ftc_model *m, const char *out, const char 
     else return ftc_errf(err, FTC_E_UNSUPPORTED, "GGUF LoRA export supports llama, mistral, qwen2, gpt2 (this is %s)", mt);
     if (m->task != FTC_TASK_CAUSAL_LM)
         return ftc_errf(err, FTC_E_USAGE, "--format gguf-lora exports a causal language model's adapters");
-    static const char *const gname[] = {"attn_qkv", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_gate",
+    /* GGUF's names in layer_mod's order */
+    static const char *const gname[FTC_LAYER_MODS] = {"attn_qkv", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_gate",
                                         "ffn_down"};
     float alpha = 0;
     int r0 = 0, n = 0;
@@ -39,9 +40,8 @@ ftc_status ftc_export_gguf_lora(const ftc_model *m, const char *out, const char 
     ftc_status s = FTC_OK;
     for (int i = 0; !s && i < m->L; i++) {
         layer_params *l = &m->layers[i];
-        linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-        for (int j = 0; !s && j < 8; j++) {
-            linear_mod *lm = mods[j];
+        for (int j = 0; !s && j < FTC_LAYER_MODS; j++) {
+            linear_mod *lm = layer_mod(l, j);
             if (lm->w < 0 || lm->lora_a < 0) continue;
             const ftc_param *a = &m->params[lm->lora_a], *b = &m->params[lm->lora_b];
             int64_t r = a->shape[0], in = a->shape[1], o = b->shape[0];

@@ -49,17 +49,11 @@ void ftc_linear_mod_backward(ftc_model *m, linear_mod *l, float *dx, const float
     ftc_dropout_backward(dx, l->lora_xd, l->lora_mask, N * l->in);
 }
 
-static int n_mods(void) { return 8; }
-static linear_mod *mod_at(layer_params *l, int j) {
-    linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-    return mods[j];
-}
-
 int ftc_model_max_lora_rank(const ftc_model *m) {
     int r = 0;
     for (int i = 0; i < m->L; i++)
-        for (int j = 0; j < n_mods(); j++) {
-            linear_mod *lm = mod_at(&m->layers[i], j);
+        for (int j = 0; j < FTC_LAYER_MODS; j++) {
+            linear_mod *lm = layer_mod(&m->layers[i], j);
             if (lm->w >= 0 && lm->lora_a >= 0 && m->params[lm->lora_a].shape[0] > r) r = (int)m->params[lm->lora_a].shape[0];
         }
     return r;
@@ -87,8 +81,8 @@ static bool module_matches(const char *module, const char *targets) {
 static void list_module_kinds(const ftc_model *m, char *out, size_t n) {
     out[0] = 0;
     layer_params *l = &m->layers[0];
-    for (int j = 0; j < n_mods(); j++) {
-        linear_mod *lm = mod_at(l, j);
+    for (int j = 0; j < FTC_LAYER_MODS; j++) {
+        linear_mod *lm = layer_mod(l, j);
         if (lm->w < 0) continue;
         const char *dot = strrchr(lm->module, '.');
         const char *kind = dot ? dot + 1 : lm->module;
@@ -107,8 +101,8 @@ ftc_status ftc_model_add_lora(ftc_model *m, const char *targets, int r, float al
     if (!(dropout >= 0 && dropout < 1)) return ftc_errf(err, FTC_E_USAGE, "LoRA dropout must be in [0, 1)");
     int first_new = m->n_params, matched = 0;
     for (int i = 0; i < m->L; i++)
-        for (int j = 0; j < n_mods(); j++) {
-            linear_mod *lm = mod_at(&m->layers[i], j);
+        for (int j = 0; j < FTC_LAYER_MODS; j++) {
+            linear_mod *lm = layer_mod(&m->layers[i], j);
             if (lm->w < 0 || !module_matches(lm->module, targets)) continue;
             if (lm->lora_a >= 0)
                 return ftc_errf(err, FTC_E_USAGE, "%s already has a LoRA adapter (merge it first)", lm->module);
@@ -158,8 +152,8 @@ static void remap(int *idx, const int *map) {
 
 ftc_status ftc_model_merge_lora(ftc_model *m, ftc_err *err) {
     for (int i = 0; i < m->L; i++)
-        for (int j = 0; j < n_mods(); j++) {
-            linear_mod *lm = mod_at(&m->layers[i], j);
+        for (int j = 0; j < FTC_LAYER_MODS; j++) {
+            linear_mod *lm = layer_mod(&m->layers[i], j);
             if (lm->lora_a < 0) continue;
             int r = (int)m->params[lm->lora_a].shape[0];
             ftc_param *w = &m->params[lm->w];
@@ -196,8 +190,8 @@ ftc_status ftc_model_merge_lora(ftc_model *m, ftc_err *err) {
     for (int i = 0; i < m->L; i++) {
         layer_params *l = &m->layers[i];
         remap(&l->n1_w, map), remap(&l->n1_b, map), remap(&l->n2_w, map), remap(&l->n2_b, map);
-        for (int j = 0; j < n_mods(); j++) {
-            linear_mod *lm = mod_at(l, j);
+        for (int j = 0; j < FTC_LAYER_MODS; j++) {
+            linear_mod *lm = layer_mod(l, j);
             remap(&lm->w, map), remap(&lm->b, map);
             lm->lora_a = lm->lora_b = -1;
             lm->lora_ax = lm->lora_xd = lm->lora_mask = NULL;

@@ -41,6 +41,9 @@ static inline linear_mod *layer_mod(layer_params *l, int j) {
     linear_mod *mods[FTC_LAYER_MODS] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
     return mods[j];
 }
+static inline const linear_mod *layer_mod_const(const layer_params *l, int j) {
+    return layer_mod((layer_params *)l, j);
+}
 /* the activation fields above, for code that handles them all (gradient checkpointing shares one set) */
 #define LAYER_ACT_FIELDS(X)                                                                                       \
     X(n1) X(n1_mean) X(n1_rstd) X(s1) X(n2) X(n2_mean) X(n2_rstd) X(s2) X(xq) X(xk) X(xv) X(lse)                \

@@ -259,8 +259,7 @@ static ftc_status declare_params(ftc_model *m, bool pooler, int cls_labels, bool
     if (!m->layers) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     for (int i = 0; i < m->L; i++) { /* modules a family lacks (GPT-2 gate, Llama fused qkv) stay absent */
         layer_params *l = &m->layers[i];
-        linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-        for (int j = 0; j < 8; j++) ftc_model_init_linear(mods[j], -1, -1, 0, 0, "");
+        for (int j = 0; j < FTC_LAYER_MODS; j++) ftc_model_init_linear(layer_mod(l, j), -1, -1, 0, 0, "");
     }
     switch (c->family) {
     case FTC_FAMILY_GPT2:

@@ -353,9 +353,9 @@ static bool layer_trainable(const ftc_model *m, const layer_params *l) {
     int idx[] = {l->n1_w, l->n1_b, l->n2_w, l->n2_b};
     for (int j = 0; j < 4; j++)
         if (idx[j] >= 0 && m->params[idx[j]].trainable) return true;
-    const linear_mod *mods[] = {&l->qkv, &l->q, &l->k, &l->v, &l->o, &l->up, &l->gate, &l->down};
-    for (int j = 0; j < 8; j++) {
-        int pi[] = {mods[j]->w, mods[j]->b, mods[j]->lora_a, mods[j]->lora_b};
+    for (int j = 0; j < FTC_LAYER_MODS; j++) {
+        const linear_mod *lm = layer_mod_const(l, j);
+        int pi[] = {lm->w, lm->b, lm->lora_a, lm->lora_b};
         for (int k = 0; k < 4; k++)
             if (pi[k] >= 0 && m->params[pi[k]].trainable) return true;
     }
