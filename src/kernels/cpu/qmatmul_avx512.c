@@ -115,13 +115,15 @@ INLINE AVX512_FN __m256i words16(const uint8_t *p, size_t stride) {
 }
 
 /* The tile's block (16 rows at p + r * stride, r = 0..15): V[8] and the rows' d (lane j row j), Q4_1's m */
-INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd,
+INLINE AVX512_FN void wblock16(int type, int C, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd,
                                __m512 *vm) {
     /* d: the block's first 2 bytes, Q4_1's m the next 2. Q4_0 / Q4_1: read by scalar loads merged in general
      * registers (Q4_0 words16; Q4_1 d and m 4 bytes a row, 2 rows a register; the integer pipes are idle there,
-     * and a 16-lane vpgatherdd took about 12% of Q4_1's 8-row tile on Zen 4); Q8_0 keeps the gather (faster for its
-     * one-row stream). The same values either way. */
-    if (type == FTC_GGML_Q8_0) *vd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(goff, (const void *)p, 1)));
+     * and a 16-lane vpgatherdd took about 12% of Q4_1's 8-row tile on Zen 4); Q8_0 words16 for 2+ rows of X, the
+     * gather for one (its one-row stream from memory ran 56-62 cycles a block-tile with the gather, 79-97 with
+     * words16, for a reason not found: the tile is the same otherwise). The same values either way. */
+    if (type == FTC_GGML_Q8_0 && C > 1) *vd = _mm512_cvtph_ps(words16(p, stride)); /* 8 rows: 107-111 -> 95-103 cycles */
+    else if (type == FTC_GGML_Q8_0) *vd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(goff, (const void *)p, 1)));
     else {
         (void)goff;
         if (type == FTC_GGML_Q4_0) *vd = _mm512_cvtph_ps(words16(p, stride));
@@ -260,7 +262,7 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
         for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
         p = stage;
     }
-    wblock16(type, p, stride, goff, Vn, &vdn, &vmn);
+    wblock16(type, C, p, stride, goff, Vn, &vdn, &vmn);
     for (int b = 0; b < nb; b++, xe += C * XE) {
         if (type == FTC_GGML_Q8_0) {
 #pragma GCC unroll 8
@@ -274,7 +276,7 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
                 for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
                 p = stage;
             }
-            wblock16(type, p, stride, goff, Vn, &vdn, &vmn);
+            wblock16(type, C, p, stride, goff, Vn, &vdn, &vmn);
         }
         for (size_t l = 0; l < pf && pfp < pfe; l++, pfp += 64) _mm_prefetch(pfp, _MM_HINT_T1);
         if (C <= 2) {
