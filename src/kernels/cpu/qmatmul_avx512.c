@@ -66,19 +66,31 @@ AVX512_FN void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, vo
     const int nb = I / 32;
     /* the weight's unsigned offset: w + 128 for Q8_0, the nibble n = (n - 8) + 8 for Q4_0 */
     const int k = type == FTC_GGML_Q8_0 ? 128 : type == FTC_GGML_Q4_0 ? 8 : 0;
-    const __m256i vk = _mm256_set1_epi8((char)k);
     uint8_t *b = buf;
     const int per = tile_chunk(N);
     for (int n = 0; n < N; n++) {
         const int n0 = n / per * per, C = N - n0 < per ? N - n0 : per;
         uint8_t *e = b + (size_t)n0 * nb * XE + (size_t)(n - n0) * XE;
         for (int blk = 0; blk < nb; blk++, e += (size_t)C * XE) {
-            float db, sb;
-            ftc_q8a_quantize_avx2(X + (size_t)n * I + 32 * blk, 32, (int8_t *)e, &db, &sb); /* the same bits */
-            const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), vk, _mm256_loadu_si256((const __m256i *)e));
-            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+            /* ftc_q8a_quantize_avx2's arithmetic (the same bits) in 2 zmm, inline: d = max|x| / 127, q =
+             * round-to-nearest-even(x (1 / d)) saturated to int8 (vpmovsdb: int32 -> int8 in one step, as the
+             * int16 then int8 saturating packs), s = d sum q. The call per block took 35 cycles a block, about 5%
+             * of an 8-row decode step's products. */
+            const float *xb = X + (size_t)n * I + 32 * blk;
+            const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+            const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+            const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+            const __m512 vid = _mm512_set1_ps(id);
+            const __m256i q = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, vid)))),
+                _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, vid))), 1);
+            _mm256_storeu_si256((__m256i *)e, q);
+            /* sum q (exact int32), then k sum q for the start: Q8_0 -128 sum q, Q4_0 -8 sum q, Q4_1 s = d sum q */
+            const __m256i s8 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
             h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-            const int32_t cb = -_mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
+            const int32_t sum = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1))), cb = -k * sum;
+            const float sb = db * (float)sum;
             if (type == FTC_GGML_Q4_1) memcpy(e + 32, &sb, 4); /* its start is 0: the slot holds s_x */
             else memcpy(e + 32, &cb, 4);
             memcpy(e + 36, &db, 4);
