@@ -9,6 +9,7 @@
 # The base is exported with git archive and built once under $TMPDIR (kept for the next run). Prints the load.
 #
 #   sh bench/qtile_ab.sh [BASE_REV [BUILD_DIR]]      (BASE_REV main; ROUNDS=3; MODELS_DIR=/work/cache/decode)
+# e.g. sh bench/qtile_ab.sh 918fe36 build: issue 24 q24tile against main before it
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
