@@ -3,7 +3,9 @@
  * qmatmul_bench --decode [ROWS [STEPS]]: the products of decoding one token (ROWS sequences) of SmolLM2-135M
  * alone, 30 layers' own weights + the LM head, Q8_0 / Q4_0 / Q4_1 with 8-bit activations, per kernel set
  * (FTC_MATMUL avx2 and auto, alternated): ms a step (median of STEPS), weights GB/s, and CPU ms a step (all
- * threads; the figure to compare on a loaded machine, with FTC_THREADS=1). */
+ * threads; the figure to compare on a loaded machine, with FTC_THREADS=1).
+ * qmatmul_bench --decode ROWS STEPS TYPES: only the types named in TYPES (e.g. q4_0,q4_1); with "auto" in it, only
+ * the default kernels (e.g. q4_0,auto). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +33,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* SmolLM2-135M's products of one decoding step: per layer q, k, v, o, gate, up (576 in), down (1536 in); the head */
-static int decode_sim(int rows, int steps) {
+static int decode_sim(int rows, int steps, const char *only) {
     enum { L = 30, C = 576, KV = 192, F = 1536, V = 49152, NP = 7 * L + 1 };
     int shape[NP][2];
     for (int l = 0; l < L; l++) {
@@ -47,6 +49,7 @@ static int decode_sim(int rows, int steps) {
     printf("decode products of SmolLM2-135M, %d row(s), %d threads: ms a step (median of %d), weights GB/s, CPU ms\n", rows,
            ftc_threads(), steps);
     for (int t = 0; t < 3; t++) {
+        if (only && !strstr(only, ftc_quant_name(types[t]))) continue;
         size_t off[NP + 1];
         off[0] = 0;
         for (int p = 0; p < NP; p++)
@@ -61,17 +64,18 @@ static int decode_sim(int rows, int steps) {
                                     n, shape[p][0]);
             }
         const char *be[2] = {"avx2", "auto"};
+        const int b0 = only && strstr(only, "auto") ? 1 : 0; /* "auto" in TYPES: the auto kernels alone */
         double *ms[2] = {malloc(sizeof(double) * steps), malloc(sizeof(double) * steps)};
         double *cpu[2] = {malloc(sizeof(double) * steps), malloc(sizeof(double) * steps)};
         for (int s = -1; s < steps; s++) /* step -1: warm-up */
-            for (int b = 0; b < 2; b++) {
+            for (int b = b0; b < 2; b++) {
                 ftc_matmul_set_backend(be[b]);
                 double t0 = now(), c0 = cpu_now();
                 for (int p = 0; p < NP; p++)
                     ftc_qmatmul_forward_q8act(Y, X, Wq + off[p], types[t], rows, shape[p][0], shape[p][1], 0);
                 if (s >= 0) ms[b][s] = (now() - t0) * 1e3, cpu[b][s] = (cpu_now() - c0) * 1e3;
             }
-        for (int b = 0; b < 2; b++) {
+        for (int b = b0; b < 2; b++) {
             qsort(ms[b], steps, sizeof(double), cmp_double);
             qsort(cpu[b], steps, sizeof(double), cmp_double);
             double med = ms[b][steps / 2];
@@ -88,7 +92,7 @@ static int decode_sim(int rows, int steps) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--decode"))
-        return decode_sim(argc > 2 ? atoi(argv[2]) : 1, argc > 3 ? atoi(argv[3]) : 20);
+        return decode_sim(argc > 2 ? atoi(argv[2]) : 1, argc > 3 ? atoi(argv[3]) : 20, argc > 4 ? argv[4] : NULL);
     int N = argc > 3 ? atoi(argv[1]) : 512, I = argc > 3 ? atoi(argv[2]) : 768, O = argc > 3 ? atoi(argv[3]) : 3072;
     int reps = argc > 4 ? atoi(argv[4]) : 5;
     float *W = malloc(sizeof(float) * (size_t)O * I), *X = malloc(sizeof(float) * (size_t)N * I);

@@ -66,19 +66,31 @@ AVX512_FN void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, vo
     const int nb = I / 32;
     /* the weight's unsigned offset: w + 128 for Q8_0, the nibble n = (n - 8) + 8 for Q4_0 */
     const int k = type == FTC_GGML_Q8_0 ? 128 : type == FTC_GGML_Q4_0 ? 8 : 0;
-    const __m256i vk = _mm256_set1_epi8((char)k);
     uint8_t *b = buf;
     const int per = tile_chunk(N);
     for (int n = 0; n < N; n++) {
         const int n0 = n / per * per, C = N - n0 < per ? N - n0 : per;
         uint8_t *e = b + (size_t)n0 * nb * XE + (size_t)(n - n0) * XE;
         for (int blk = 0; blk < nb; blk++, e += (size_t)C * XE) {
-            float db, sb;
-            ftc_q8a_quantize_avx2(X + (size_t)n * I + 32 * blk, 32, (int8_t *)e, &db, &sb); /* the same bits */
-            const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), vk, _mm256_loadu_si256((const __m256i *)e));
-            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+            /* ftc_q8a_quantize_avx2's arithmetic (the same bits) in 2 zmm, inline: d = max|x| / 127, q =
+             * round-to-nearest-even(x (1 / d)) saturated to int8 (vpmovsdb: int32 -> int8 in one step, as the
+             * int16 then int8 saturating packs), s = d sum q. The call per block took 35 cycles a block, about 5%
+             * of an 8-row decode step's products. */
+            const float *xb = X + (size_t)n * I + 32 * blk;
+            const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+            const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+            const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+            const __m512 vid = _mm512_set1_ps(id);
+            const __m256i q = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, vid)))),
+                _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, vid))), 1);
+            _mm256_storeu_si256((__m256i *)e, q);
+            /* sum q (exact int32), then k sum q for the start: Q8_0 -128 sum q, Q4_0 -8 sum q, Q4_1 s = d sum q */
+            const __m256i s8 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
             h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-            const int32_t cb = -_mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
+            const int32_t sum = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1))), cb = -k * sum;
+            const float sb = db * (float)sum;
             if (type == FTC_GGML_Q4_1) memcpy(e + 32, &sb, 4); /* its start is 0: the slot holds s_x */
             else memcpy(e + 32, &cb, 4);
             memcpy(e + 36, &db, 4);
@@ -96,27 +108,52 @@ AVX512_FN void ftc_q8a_prepare_avx512(int type, const float *X, int N, int I, vo
  * order from 0 (Q4_1: then y = fma(m_w, s_x, y), its start 0 and the entry's start slot holding s_x), whatever the
  * lane, tile and batch: a row of X gets the same bits alone and in any batch. Tiles past the last row repeat the
  * last row (their lanes are not stored). */
+/* the 16 rows' 2-byte words at p + r * stride (r = 0..15), word r = row r: packed 4 to a general register by shifts
+ * and ors, the 4 registers then moved to one ymm (5 vector ops; 16 vector inserts and their merging, as GCC makes
+ * of 16 loads into a vector, took FP2/FP3 slots that the 8-row tile's vpdpbusd then lost on Zen 4). The empty asm
+ * keeps GCC from turning the merges back into vector inserts. */
+INLINE AVX512_FN __m256i words16(const uint8_t *p, size_t stride) {
+    uint64_t a[4];
+    const size_t s3 = 3 * stride;
+    for (int i = 0; i < 4; i++) {
+        const uint8_t *r = p + (size_t)(4 * i) * stride; /* rows 4i..4i+3: r, r + s, r + 2s, r + 3s */
+        uint16_t h0, h1, h2, h3;
+        memcpy(&h0, r, 2), memcpy(&h1, r + stride, 2), memcpy(&h2, r + 2 * stride, 2), memcpy(&h3, r + s3, 2);
+        uint64_t v = h0 | (uint64_t)h1 << 16 | (uint64_t)h2 << 32 | (uint64_t)h3 << 48;
+        __asm__("" : "+r"(v));
+        a[i] = v;
+    }
+    return _mm256_setr_epi64x((long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3]);
+}
+
 /* The tile's block (16 rows at p + r * stride, r = 0..15): V[8] and the rows' d (lane j row j), Q4_1's m */
-INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd,
+INLINE AVX512_FN void wblock16(int type, int C, const uint8_t *p, size_t stride, __m512i goff, __m512i V[8], __m512 *vd,
                                __m512 *vm) {
     /* d: the block's first 2 bytes, Q4_1's m the next 2. Q4_0 / Q4_1: read by scalar loads merged in general
-     * registers (the integer pipes are idle there; a 16-lane vpgatherdd took about 12% of Q4_1's 8-row tile on Zen 4);
-     * Q8_0 keeps the gather (faster for its one-row stream). The same values either way. */
-    __m512i g;
-    if (type == FTC_GGML_Q8_0) g = _mm512_i32gather_epi32(goff, (const void *)p, 1);
+     * registers (Q4_0 words16; Q4_1 d and m 4 bytes a row, 2 rows a register; the integer pipes are idle there,
+     * and a 16-lane vpgatherdd took about 12% of Q4_1's 8-row tile on Zen 4); Q8_0 words16 for 2+ rows of X, the
+     * gather for one (its one-row stream from memory ran 56-62 cycles a block-tile with the gather, 79-97 with
+     * words16, for a reason not found: the tile is the same otherwise). The same values either way. */
+    if (type == FTC_GGML_Q8_0 && C > 1) *vd = _mm512_cvtph_ps(words16(p, stride)); /* 8 rows: 107-111 -> 95-103 cycles */
+    else if (type == FTC_GGML_Q8_0) *vd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(goff, (const void *)p, 1)));
     else {
-        uint64_t a[8];
-        for (int i = 0; i < 8; i++) {
-            uint32_t lo, hi;
-            memcpy(&lo, p + (size_t)(2 * i) * stride, 4);
-            memcpy(&hi, p + (size_t)(2 * i + 1) * stride, 4);
-            a[i] = lo | (uint64_t)hi << 32;
+        (void)goff;
+        if (type == FTC_GGML_Q4_0) *vd = _mm512_cvtph_ps(words16(p, stride));
+        else {
+            uint64_t a[8];
+            for (int i = 0; i < 8; i++) {
+                uint32_t lo, hi;
+                memcpy(&lo, p + (size_t)(2 * i) * stride, 4);
+                memcpy(&hi, p + (size_t)(2 * i + 1) * stride, 4);
+                a[i] = lo | (uint64_t)hi << 32;
+                __asm__("" : "+r"(a[i])); /* merged in a general register (as words16) */
+            }
+            const __m512i g = _mm512_setr_epi64((long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
+                                                (long long)a[4], (long long)a[5], (long long)a[6], (long long)a[7]);
+            *vd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+            *vm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
         }
-        g = _mm512_setr_epi64((long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4],
-                              (long long)a[5], (long long)a[6], (long long)a[7]);
     }
-    *vd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
-    if (type == FTC_GGML_Q4_1) *vm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
     if (type == FTC_GGML_Q8_0) {
         /* Z_a = [row a | row a+4], Z_{4+a} = [row 8+a | row 12+a] (32 bytes of qs each); a 4 x 4 dword transpose
          * in each 128-bit lane of Z_0..3 (T) and Z_4..7 (U), then 128-bit lanes picked to rows 0-3, 4-7, 8-11, 12-15 */
@@ -144,22 +181,28 @@ INLINE AVX512_FN void wblock16(int type, const uint8_t *p, size_t stride, __m512
      * dword transpose in each 128-bit lane: T_k lane j = row j's qs dword k */
     const size_t qoff = type == FTC_GGML_Q4_1 ? 4 : 2;
     __m512i Z[4];
-    for (int a = 0; a < 4; a++) {
+    for (int a = 0; a < 4; a++) { /* two ymm inserts and one zmm insert (three zmm inserts cost the 8-row tile 3%) */
         const uint8_t *q = p + (size_t)a * stride + qoff;
-        __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q));
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(q + 4 * stride)), 1);
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(q + 8 * stride)), 2);
-        Z[a] = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(q + 12 * stride)), 3);
+        const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                                   _mm_loadu_si128((const __m128i *)(q + 4 * stride)), 1);
+        const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(q + 8 * stride))),
+                                                   _mm_loadu_si128((const __m128i *)(q + 12 * stride)), 1);
+        Z[a] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
     }
     const __m512i t0 = _mm512_unpacklo_epi32(Z[0], Z[1]), t1 = _mm512_unpackhi_epi32(Z[0], Z[1]);
     const __m512i t2 = _mm512_unpacklo_epi32(Z[2], Z[3]), t3 = _mm512_unpackhi_epi32(Z[2], Z[3]);
-    const __m512i T[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3),
-                          _mm512_unpackhi_epi64(t1, t3)};
+    /* V[0..3] = T_k, the packed bytes; the tile takes the nibbles out (nibbles) when the block's products begin,
+     * so that the next block waits in 4 registers, not 8 (at 8 rows of X the 8 cost zmm spills every block) */
+    V[0] = _mm512_unpacklo_epi64(t0, t2), V[1] = _mm512_unpackhi_epi64(t0, t2);
+    V[2] = _mm512_unpacklo_epi64(t1, t3), V[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* Q4_0 / Q4_1: V[0..3] = T_k (wblock16) -> the unsigned values: V[k] the low nibbles of T_k (values 4k..4k+3 of
+ * each row), V[k + 4] the high ones (values 16 + 4k..) */
+INLINE AVX512_FN void nibbles(const __m512i T[4], __m512i V[8]) {
     const __m512i m4 = _mm512_set1_epi8(15);
-    for (int k = 0; k < 4; k++) {
-        V[k] = _mm512_and_si512(T[k], m4);
-        V[k + 4] = _mm512_and_si512(_mm512_srli_epi32(T[k], 4), m4);
-    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) V[k + 4] = _mm512_and_si512(_mm512_srli_epi32(T[k], 4), m4), V[k] = _mm512_and_si512(T[k], m4);
 }
 
 /* acc + vpdpbusd(a, 4 bytes at m in every lane): the broadcast embedded in the instruction ({1to16}), which GCC
@@ -231,10 +274,13 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
         for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
         p = stage;
     }
-    wblock16(type, p, stride, goff, Vn, &vdn, &vmn);
+    wblock16(type, C, p, stride, goff, Vn, &vdn, &vmn);
     for (int b = 0; b < nb; b++, xe += C * XE) {
+        if (type == FTC_GGML_Q8_0) {
 #pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) V[k] = Vn[k];
+            for (int k = 0; k < 8; k++) V[k] = Vn[k];
+        } else
+            nibbles(Vn, V);
         vd = vdn, vm = vmn;
         if (b + 1 < nb) {
             p = w + (size_t)(b + 1) * bbytes;
@@ -242,7 +288,7 @@ INLINE AVX512_FN void tile16(int type, const int C, int Rs, float *Y, int ldy, c
                 for (int r = 0; r < TILE; r++) memcpy(stage + (size_t)r * bbytes, p + (size_t)(r < Rs ? r : Rs - 1) * row_bytes, bbytes);
                 p = stage;
             }
-            wblock16(type, p, stride, goff, Vn, &vdn, &vmn);
+            wblock16(type, C, p, stride, goff, Vn, &vdn, &vmn);
         }
         for (size_t l = 0; l < pf && pfp < pfe; l++, pfp += 64) _mm_prefetch(pfp, _MM_HINT_T1);
         if (C <= 2) {
