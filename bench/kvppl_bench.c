@@ -3,7 +3,8 @@
  * with an f32 and with an f16 cache, and prints each one's perplexity of the text, the largest logit difference
  * between the two and at how many positions their greedy (argmax) token differs.
  *   kvppl_bench MODEL [--base q8_0|q4_0|q4_1] [--tokens N] [--text FILE]
- * The text: FILE (default: the Banking77 test set's questions under $FTC_SHARED_DATA, joined by spaces). */
+ * The text: FILE (default: the Banking77 test set's questions under $FTC_SHARED_DATA, joined by spaces).
+ * KVPPL_SAME=1: both caches f32 (a check of the tool: no difference). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,7 +106,7 @@ int main(int argc, char **argv) {
     ftc_kv_cache *c[2];
     if (!lg[0] || !lg[1]) return 1;
     if (ftc_kv_cache_create_typed(m, ntok, FTC_KV_F32, &c[0], &e) ||
-        ftc_kv_cache_create_typed(m, ntok, FTC_KV_F16, &c[1], &e))
+        ftc_kv_cache_create_typed(m, ntok, getenv("KVPPL_SAME") ? FTC_KV_F32 : FTC_KV_F16, &c[1], &e))
         return die("cache", &e);
     double nll[2] = {0, 0}, maxd = 0, maxl = 0;
     int differ = 0;
