@@ -168,15 +168,18 @@ static int die(const char *what, const ftc_err *e) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: decode_bench MODEL [--bf16] [--base q8_0|q4_0] [--prompt N] [--gen N] [--batch B] "
-                        "[--pp N,N] [--bw-mb MB] [--kv f32|f16]\n");
+                        "[--pp N,N] [--bw-mb MB] [--kv f32|f16] [--batch-only]\n");
         return 2;
     }
     const char *model = argv[1], *pp = "256,1024", *base = NULL;
-    bool bf16 = false;
+    /* --batch-only: no one-sequence decode, the batch's steps 10 times over (from the same prompts): a profile of
+     * the batch step */
+    bool bf16 = false, batch_only = false;
     ftc_kv_type kvt = FTC_KV_F32;
     int prompt = 256, gen = 64, batch = 8, bw_mb = 1024; /* 4x the 260 MB L3 of the 2026-12-04 Xeon */
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--bf16")) bf16 = true;
+        else if (!strcmp(argv[i], "--batch-only")) batch_only = true;
         else if (i + 1 < argc && !strcmp(argv[i], "--base")) base = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--prompt")) prompt = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--gen")) gen = atoi(argv[++i]);
@@ -272,15 +275,16 @@ int main(int argc, char **argv) {
 
     ftc_kv_cache_reset(c);
     fill_ids(ids, prompt + gen, V, 11);
-    if (ftc_model_decode(m, c, ids, prompt, logits, false, &e)) return die("prompt", &e);
+    if (!batch_only && ftc_model_decode(m, c, ids, prompt, logits, false, &e)) return die("prompt", &e);
     double t = now(), cpu0 = cpu_now();
-    for (int i = 0; i < gen; i++)
+    for (int i = 0; i < (batch_only ? 0 : gen); i++)
         if (ftc_model_decode(m, c, ids + prompt + i, 1, logits, false, &e)) return die("decode", &e);
     double dt = now() - t, tps1 = gen / dt, cpu = (cpu_now() - cpu0) / gen;
     double gbs = tps1 * wb / 1e9;
     char share[64] = " (no read-bandwidth probe: --bw-mb 0)";
     if (bw > 0) snprintf(share, sizeof share, " = %.0f%% of read bandwidth", 100 * gbs / bw);
-    printf("decode after %d: %.1f tokens/s (%d in %.3f s), weights %.1f GB/s%s; %.1f ms CPU per token (%.1f GB/s "
+    if (!batch_only)
+        printf("decode after %d: %.1f tokens/s (%d in %.3f s), weights %.1f GB/s%s; %.1f ms CPU per token (%.1f GB/s "
            "per CPU second)\n", prompt, tps1, gen, dt, gbs, share, cpu * 1e3, wb / cpu / 1e9);
 
     if (batch > 1) {
@@ -292,12 +296,16 @@ int main(int argc, char **argv) {
             fill_ids(ids, prompt, V, 100 + (unsigned)b);
             if (ftc_model_decode(m, cs[b], ids, prompt, logits, false, &e)) return die("prompt", &e);
         }
-        int steps = gen / 2 > 4 ? gen / 2 : 4;
+        int steps = gen / 2 > 4 ? gen / 2 : 4, rounds = batch_only ? 10 : 1;
         t = now(), cpu0 = cpu_now();
-        for (int i = 0; i < steps; i++) {
-            fill_ids(next, batch, V, 1000 + (unsigned)i);
-            if (ftc_model_decode_batch(m, cs, next, batch, logits, &e)) return die("batch", &e);
-        }
+        for (int r = 0; r < rounds; r++)
+            for (int i = 0; i < steps; i++) {
+                if (i == 0)
+                    for (int b = 0; b < batch; b++) ftc_kv_cache_truncate(cs[b], prompt);
+                fill_ids(next, batch, V, 1000 + (unsigned)i);
+                if (ftc_model_decode_batch(m, cs, next, batch, logits, &e)) return die("batch", &e);
+            }
+        steps *= rounds;
         dt = now() - t;
         double tpsb = (double)steps * batch / dt, cpub = (cpu_now() - cpu0) / ((double)steps * batch);
         printf("batch %d: %.1f tokens/s (%d steps in %.3f s), %.2fx one sequence; %.1f ms CPU per token (%.2fx one "

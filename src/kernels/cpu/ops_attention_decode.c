@@ -303,6 +303,7 @@ typedef struct {
     const uint16_t *k16, *v16;                 /* an f16 cache instead of k, v */
     const uint16_t *const *ks16, *const *vs16; /* f16 caches instead of ks, vs */
     const int *lens;
+    const int *order; /* sequences by length, longest first (their jobs in that order); NULL: as given */
     int Tn, Tk, Tcap, H, Hkv, D, JH; /* JH: query heads per job (all H, a group's H / Hkv, or 1) */
 } job;
 
@@ -385,6 +386,7 @@ static void run_seq(void *ctx, int t) { /* sequence s's new query */
     const job *j = ctx;
     int s, h, g, NG, GN;
     job_heads(j, t, &s, &h, &g, &NG, &GN);
+    if (j->order) s = j->order[s];
     const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
     float *o = j->out + (size_t)s * qs + (size_t)h * j->D, *a = j->atts[s] + (size_t)h * j->lens[s];
     const float *q = j->q + (size_t)s * qs + (size_t)h * j->D;
@@ -393,9 +395,23 @@ static void run_seq(void *ctx, int t) { /* sequence s's new query */
     else heads(NG, GN, o, a, q, j->ks[s] + kv, j->vs[s] + kv, 1, j->lens[s], qs, ks, j->D);
 }
 
+/* The jobs of S sequences (up to SEQS_MAX; more as given) in the order of their lengths, longest first: the
+ * pool's threads take jobs in order as they free up, so sequences of different lengths end together (a long one
+ * taken last kept one thread busy alone). The order changes no bit: each sequence's job computes its own
+ * outputs. */
+enum { SEQS_MAX = 64 };
+
 static void decode_seqs(job *j, int S) {
     long work = 0;
-    for (int s = 0; s < S; s++) work += (long)j->H * j->lens[s] * j->D;
+    int order[SEQS_MAX];
+    for (int s = 0; s < S; s++) {
+        work += (long)j->H * j->lens[s] * j->D;
+        if (S > SEQS_MAX) continue;
+        int k = s; /* insertion, stable */
+        for (; k > 0 && j->lens[order[k - 1]] < j->lens[s]; k--) order[k] = order[k - 1];
+        order[k] = s;
+    }
+    j->order = S <= SEQS_MAX ? order : NULL;
     int n = S * (j->H / j->JH);
     if (work > 65536) {
         ftc_parallel_for(n, run_seq, j);
