@@ -15,7 +15,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc chat --model RUNDIR|DIR [--chat-template T] [--system TEXT] [--max-tokens N]\n"
             "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [--adapter DIR]\n"
-            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f32|f16]\n\n"
+            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32]\n\n"
             "Reads messages from standard input, one per line, and prints the model's answers as they are\n"
             "generated, one answer per line. The conversation is kept: each answer sees the earlier turns.\n"
             "  /reset   forget the conversation (the --system message stays)\n"

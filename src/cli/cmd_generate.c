@@ -16,7 +16,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc generate --model DIR|RUNDIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
             "                    [--top-p P] [--seed S] [--stats] [--adapter DIR] [--precision fp32|bf16]\n"
-            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f32|f16]\n\n"
+            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32]\n\n"
             "Continues TEXT with the model and prints only the generated text, token by token as it is produced.\n"
             "The prompt is tokenized as Hugging Face's encode() does (BOS added for Llama-family tokenizers); an\n"
             "empty prompt starts from the BOS token alone. Generation stops at EOS, after N tokens or when the\n"

@@ -18,7 +18,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc serve --model DIR|RUNDIR [--host 127.0.0.1] [--port 8080] [--api-key K | --api-key-file F]\n"
             "                 [--ctx N] [--slots N] [--queue N] [--task causal-lm|classify|encode] [--name ID]\n"
-            "                 [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f32|f16]\n\n"
+            "                 [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32]\n\n"
             "Serves a model over HTTP with the OpenAI API, so the tools and client libraries that speak it\n"
             "(the openai Python package, curl, chat front-ends) use the tuned model. Endpoints:\n"
             "  GET  /health                 {\"status\": \"ok\", slots, slots_busy, queued}, no key needed\n"
