@@ -1,6 +1,8 @@
 /* Decoding and prompt processing against the memory-bandwidth ceiling (issue 24).
  *   decode_bench MODEL [--bf16] [--base q8_0|q4_0] [--prompt 256] [--gen 64] [--batch 8] [--pp 256,1024] [--bw-mb 1024]
- * MODEL: a model directory (HF layout) or a .gguf file (converted through the ftc cache).
+ *                [--kv f16|f32] [--batch-only]
+ * MODEL: a model directory (HF layout) or a .gguf file (converted through the ftc cache). --kv: the KV cache's type,
+ * f16 by default (the CLI's default and llama-bench's), f32 the library's default (ftc_kv_cache_create).
  * Prints, one line each:
  *   read bandwidth  a STREAM-like read of a buffer far larger than the caches (both threads, 4 streams each as a
  *                   decode tile reads 4 weight rows; best of 5; with AVX-512 also one stream a thread, as the zen4
@@ -168,14 +170,14 @@ static int die(const char *what, const ftc_err *e) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: decode_bench MODEL [--bf16] [--base q8_0|q4_0] [--prompt N] [--gen N] [--batch B] "
-                        "[--pp N,N] [--bw-mb MB] [--kv f32|f16] [--batch-only]\n");
+                        "[--pp N,N] [--bw-mb MB] [--kv f16|f32] [--batch-only]\n");
         return 2;
     }
     const char *model = argv[1], *pp = "256,1024", *base = NULL;
     /* --batch-only: no one-sequence decode, the batch's steps 10 times over (from the same prompts): a profile of
      * the batch step */
     bool bf16 = false, batch_only = false;
-    ftc_kv_type kvt = FTC_KV_F32;
+    ftc_kv_type kvt = FTC_KV_F16; /* the CLI's default cache (and llama-bench's); --kv f32 for the library's */
     int prompt = 256, gen = 64, batch = 8, bw_mb = 1024; /* 4x the 260 MB L3 of the 2026-12-04 Xeon */
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--bf16")) bf16 = true;

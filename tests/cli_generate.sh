@@ -15,6 +15,11 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
   fail "golden run exited $?: $(cat "$tmp/err")"
 cmp "$tmp/g200" "$M/greedy_200.txt" || fail "greedy_200 differs: $(head -c 200 "$tmp/g200")"
 [ -s "$tmp/err" ] && fail "unexpected stderr: $(cat "$tmp/err")"
+# the same with the f32 cache (the keys and values as computed, as llama2.c's reference): the run above used the
+# default f16 cache, whose logits are within about 1e-2 of these
+"$FTC" generate --model "$M" --prompt "" --max-tokens 200 --temperature 0 --kv-type f32 > "$tmp/g200f" ||
+  fail "golden run, f32 cache"
+cmp "$tmp/g200f" "$M/greedy_200.txt" || fail "greedy_200 with --kv-type f32 differs: $(head -c 200 "$tmp/g200f")"
 
 # --max-tokens counts generated tokens: 5 tokens are a strict prefix of the 200
 "$FTC" generate --model "$M" --prompt "" --max-tokens 5 --stats > "$tmp/g5" 2> "$tmp/err5" || fail "5 tokens"
@@ -87,12 +92,20 @@ if [ -n "${FTC_MINILM_DIR:-}" ] && [ -d "$FTC_MINILM_DIR" ]; then # an encoder c
   "$FTC" generate --model "$FTC_MINILM_DIR" --prompt x 2> "$tmp/e" > /dev/null; [ $? -eq 2 ] || fail "BERT should exit 2"
   grep -q "no causal LM head" "$tmp/e" || fail "BERT message: $(cat "$tmp/e")"
 fi
-# --kv-type f16 (chat and serve share the flag): the cache in halves; greedy text as the f32 cache's here (logits
-# within about 1e-2: tests/test_decode_batch.c); anything but f32|f16 is a usage error in all three commands
-"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 48 > "$tmp/kv32" || fail "generate --kv-type f32"
-"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 48 --kv-type f16 > "$tmp/kv16" || fail "generate --kv-type f16"
-[ -s "$tmp/kv16" ] || fail "--kv-type f16 generated nothing"
+# --kv-type (chat and serve share the flag): f16, the cache in halves, is the default (as llama.cpp's); f32 keeps
+# the keys and values as computed. Greedy text as the f32 cache's on this prompt (logits within about 1e-2:
+# tests/test_decode_batch.c); on "One day" the two differ from byte 210 (so the option takes effect), and no flag
+# is --kv-type f16 byte for byte. Anything but f32|f16 is a usage error in all three commands.
+"$FTC" generate --help | grep -q -- "--kv-type T .*f16 (default" || fail "--help does not say the f16 default"
+"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 48 --kv-type f32 > "$tmp/kv32" || fail "generate --kv-type f32"
+"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 48 > "$tmp/kv16" || fail "generate, default cache"
+[ -s "$tmp/kv16" ] || fail "the default cache generated nothing"
 [ "$(head -c 40 "$tmp/kv16")" = "$(head -c 40 "$tmp/kv32")" ] || fail "f16 cache text: $(cat "$tmp/kv16") vs f32: $(cat "$tmp/kv32")"
+"$FTC" generate --model "$M" --prompt "One day" --max-tokens 100 > "$tmp/d" || fail "generate One day"
+"$FTC" generate --model "$M" --prompt "One day" --max-tokens 100 --kv-type f16 > "$tmp/d16" || fail "generate --kv-type f16"
+"$FTC" generate --model "$M" --prompt "One day" --max-tokens 100 --kv-type f32 > "$tmp/d32" || fail "generate --kv-type f32"
+cmp -s "$tmp/d" "$tmp/d16" || fail "the default cache is not f16: $(cat "$tmp/d") vs $(cat "$tmp/d16")"
+cmp -s "$tmp/d" "$tmp/d32" && fail "--kv-type f32 gives the default's text: the check above would not tell"
 for cmd in generate chat serve; do
   "$FTC" $cmd --model "$M" --kv-type q8_0 2> "$tmp/e" > /dev/null < /dev/null; [ $? -eq 1 ] || fail "$cmd --kv-type q8_0 should exit 1"
   grep -q "kv-type takes f32 or f16, not 'q8_0'" "$tmp/e" || fail "$cmd --kv-type message: $(cat "$tmp/e")"

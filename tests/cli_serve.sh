@@ -20,7 +20,10 @@ trap 'for p in "$pid" "$P1" "$P4"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
 . "$SRC/tests/lib/expect.sh"
 
 printf 'sk-test-123\n' > "$T/key"
-"$FTC" serve --model "$M" --port 0 --api-key-file "$T/key" --ctx 128 2> "$T/log" &
+# --kv-type f32 here and in the ftc generate runs it is compared with: the client checks logprobs against ftc
+# logits (a full forward in f32) to 1e-4, and completions byte for byte; the CLI's default f16 cache differs from
+# f32 by about 1e-2 in the logits (its own check: "the KV cache" below)
+"$FTC" serve --model "$M" --port 0 --api-key-file "$T/key" --ctx 128 --kv-type f32 2> "$T/log" &
 pid=$!
 for _ in $(seq 600); do grep -q 'on http://' "$T/log" && break; sleep 0.1; done
 URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/log" | head -1)
@@ -66,11 +69,12 @@ want 200 "" POST /v1/completions -H "$AUTH" -d '{"prompt": "Once upon a time", "
 grep -q '"completion_tokens":0' "$T/body" || fail "max_tokens 0: $(cat "$T/body")"
 
 # what ftc generate prints for the prompts the client sends
-"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 40 --temperature 0 > "$T/greedy.txt" || fail "generate"
-"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 40 --temperature 0.8 --top-k 20 --seed 7 \
+"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 40 --temperature 0 --kv-type f32 > "$T/greedy.txt" ||
+  fail "generate"
+"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 40 --temperature 0.8 --top-k 20 --seed 7 --kv-type f32 \
   > "$T/sampled.txt" || fail "generate sampled"
 for s in 8 9; do
-  "$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 40 --temperature 0.8 --top-k 20 --seed $s \
+  "$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 40 --temperature 0.8 --top-k 20 --seed $s --kv-type f32 \
     > "$T/sampled_$((s - 7)).txt" || fail "generate seed $s"
 done
 # log-softmax of ftc logits after the prompt and each of the first 6 greedy tokens: [logprob of the greedy
@@ -107,7 +111,7 @@ if [ -n "$CHROME" ]; then
     "temperature": 0, "max_tokens": 256}' > "$T/chat.json"
   # the key as the page keeps it (localStorage) is not there in a fresh profile: this server needs one, so the
   # page is checked against a second server without a key
-  "$FTC" serve --model "$M" --port 0 --ctx 128 2> "$T/page.log" &
+  "$FTC" serve --model "$M" --port 0 --ctx 128 --kv-type f32 2> "$T/page.log" & # the first server's cache
   ppid=$!
   for _ in $(seq 600); do grep -qs "on http://" "$T/page.log" && break; sleep 0.1; done
   PURL=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/page.log" | head -1)
@@ -195,6 +199,23 @@ done
 "$FTC" serve --model "$M" --port 0 --task encode --precision bf16 2> "$T/e"; [ $? = 1 ] && grep -q "causal-lm" "$T/e" ||
   fail "--task encode --precision bf16: $(cat "$T/e")"
 echo "ok: --precision fp16, --base-dtype q9 and bf16 for an encoder are usage errors"
+
+# ---- the KV cache: f16 by default (as ftc generate's), f32 with --kv-type f32; each as ftc generate's, on a
+# prompt whose 200 greedy tokens differ between the two caches (from byte 210: the option must take effect) ----
+kvgreedy() { curl -s "$URL/v1/completions" -d '{"prompt": "One day", "max_tokens": 200, "temperature": 0}' |
+  python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)["choices"][0]["text"])'; }
+"$FTC" generate --model "$M" --prompt "One day" --max-tokens 200 > "$T/gk16" || fail "generate, default cache"
+"$FTC" generate --model "$M" --prompt "One day" --max-tokens 200 --kv-type f32 > "$T/gk32" || fail "generate --kv-type f32"
+cmp -s "$T/gk16" "$T/gk32" && fail "the f16 and f32 caches give the same text: the comparisons below would not tell"
+start kv16 --model "$M" --ctx 256
+kvgreedy > "$T/sk16" || fail "serve, default cache: no completion"
+stop
+start kv32 --model "$M" --ctx 256 --kv-type f32
+kvgreedy > "$T/sk32" || fail "serve --kv-type f32: no completion"
+stop
+cmp -s "$T/gk16" "$T/sk16" || fail "serve's default cache != ftc generate's: $(head -c 300 "$T/sk16") | $(head -c 300 "$T/gk16")"
+cmp -s "$T/gk32" "$T/sk32" || fail "serve --kv-type f32 != ftc generate --kv-type f32: $(head -c 300 "$T/sk32")"
+echo "ok: ftc serve's KV cache: f16 by default, f32 with --kv-type f32, each = ftc generate's (200 greedy tokens)"
 
 # ---- a real instruct model from a GGUF file: SmolLM2-135M-Instruct answers and stops at its end of turn ----
 G=$(sh "$SRC/scripts/find-smollm2.sh" 2>/dev/null)

@@ -28,7 +28,7 @@ int32_t ftc_sample(const float *logits, int V, const ftc_sampler *s, ftc_rng *rn
 typedef struct ftc_kv_cache ftc_kv_cache;
 ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, ftc_err *err);
 /* The cache's element type. FTC_KV_F32 (the default of ftc_kv_cache_create) keeps the keys and values as computed;
- * FTC_KV_F16 (opt-in, llama.cpp's default cache type) stores them as IEEE halves, rounded to nearest even: half
+ * FTC_KV_F16 (the CLI's default, as llama.cpp's; opt-in here) stores them as IEEE halves, rounded to nearest even: half
  * the memory and half the bytes attention reads a step (batched decoding of long sequences is bound by them);
  * logits then differ from the f32 cache's by the halves' rounding (2^-11 relative on each key and value). A
  * sequence still gets the same bits alone and in any batch. A batch (ftc_model_decode_batch) takes one type. */
@@ -111,7 +111,7 @@ typedef struct {
     char *template_source;    /* the Jinja the run rendered its chat data with (RUNDIR/chat_template.json), or NULL */
     int run_max_len;          /* a run's --max-len (examples were truncated to it), 0 for a plain directory */
     ftc_kv_type kv_type;      /* the KV caches generation makes for this model (ftc_chat_create, the server's slots):
-                               * FTC_KV_F32 after ftc_infer_open; FTC_KV_F16 with --kv-type f16 */
+                               * FTC_KV_F32 after ftc_infer_open; the CLI sets FTC_KV_F16 unless --kv-type f32 */
 } ftc_infer_model;
 ftc_status ftc_infer_open(const char *path, int want_task, ftc_infer_model *im, ftc_err *err);
 void ftc_infer_close(ftc_infer_model *im);

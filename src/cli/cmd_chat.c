@@ -15,7 +15,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc chat --model RUNDIR|DIR [--chat-template T] [--system TEXT] [--max-tokens N]\n"
             "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [--adapter DIR]\n"
-            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f32|f16]\n\n"
+            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32]\n\n"
             "Reads messages from standard input, one per line, and prints the model's answers as they are\n"
             "generated, one answer per line. The conversation is kept: each answer sees the earlier turns.\n"
             "  /reset   forget the conversation (the --system message stays)\n"
@@ -28,7 +28,7 @@ static void usage(FILE *f) {
             "  --max-tokens N         most tokens per answer (default 256)\n"
             "  --adapter DIR   apply a PEFT LoRA adapter to the model first (merged)\n"
             "  --precision P, --base-dtype Q   weights in bf16 / block-quantized, as in ftc generate\n"
-            "  --kv-type T     the key/value cache in f32 (default) or f16, as in ftc generate\n"
+            "  --kv-type T     the key/value cache in f16 (default) or f32, as in ftc generate\n"
             "  --temperature T, --top-k K, --top-p P, --seed S   sampling as in ftc generate (default greedy)\n"
             "  --stats                per answer, on standard error: prompt tokens, tokens reused from the cache,\n"
             "                         generated tokens, speed\n"
@@ -102,7 +102,7 @@ int cmd_chat(int argc, char **argv) {
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false, bf16 = false;
     int qtype = -1;
-    cli_chat_batch_args b = {.rag_k = 3};
+    cli_chat_batch_args b = {.rag_k = 3, .kv_type = FTC_KV_F16}; /* f16: the CLI's default cache, as ftc generate */
     static const cli_opt opts[] = {{"model", false, NULL}, {"chat-template", false, NULL}, {"system", false, NULL},
                                    {"adapter", false, NULL}, {"max-tokens", false, NULL}, {"stats", true, NULL},
                                    {"data", false, NULL}, {"summary", false, NULL}, {"rag-index", false, NULL},

@@ -16,7 +16,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc generate --model DIR|RUNDIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
             "                    [--top-p P] [--seed S] [--stats] [--adapter DIR] [--precision fp32|bf16]\n"
-            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f32|f16]\n\n"
+            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32]\n\n"
             "Continues TEXT with the model and prints only the generated text, token by token as it is produced.\n"
             "The prompt is tokenized as Hugging Face's encode() does (BOS added for Llama-family tokenizers); an\n"
             "empty prompt starts from the BOS token alone. Generation stops at EOS, after N tokens or when the\n"
@@ -39,8 +39,9 @@ static void usage(FILE *f) {
             "                      and half the bytes read per token), products in bf16 with f32 sums\n"
             "  --base-dtype Q      keep the matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4, nf4dq), decoded\n"
             "                      as they are multiplied; the LM head (a tied one is the embedding table) in q8_0\n"
-            "  --kv-type T         the cache of keys and values: f32 (default) or f16 (half its memory and reads,\n"
-            "                      as llama.cpp's default cache; logits within about 1e-2 of f32's)\n"
+            "  --kv-type T         the cache of keys and values: f16 (default, as llama.cpp's: half the memory and\n"
+            "                      reads of f32; logits within about 1e-2 of f32's) or f32 (the keys and values as\n"
+            "                      computed: the library's default, bit-exact with a full recompute)\n"
             "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n"
             "\nExamples:\n"
             "  ftc generate stories260K --prompt \"Once upon a time\" --max-tokens 64\n"
@@ -75,7 +76,7 @@ int cmd_generate(int argc, char **argv) {
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false, bf16 = false;
     int qtype = -1;
-    ftc_kv_type kv_type = FTC_KV_F32;
+    ftc_kv_type kv_type = FTC_KV_F16; /* the CLI's default cache (llama.cpp's too); --kv-type f32 for the library's */
     static const cli_opt opts[] = {{"model", false, NULL},      {"prompt", false, NULL}, {"adapter", false, NULL},
                                    {"max-tokens", false, NULL}, {"stats", true, NULL},   {"precision", false, NULL},
                                    {"base-dtype", false, NULL}, {"kv-type", false, NULL}, CLI_SAMPLING_OPTS,
