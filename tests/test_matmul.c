@@ -354,7 +354,7 @@ static void test_bf16_every_layout_type_and_edge(void **state) {
  * (keyed by the job); one split by columns shares the packed op(A) the same way. The same buffers with new
  * values in A and B must be packed again: a second call on the same pointers checks that no packed operand
  * outlives its job. Row splits: K past both K blocks (256 f32, 512 bf16), 1100 rows = 4 chunks, and once N past
- * the 3072-column block. Column splits: 250 rows (past the 240-row A block) x 800 columns = 3 chunks, and 8
+ * the 3072-column block. Column splits: 250 rows (past the 240-row A block) x 800 columns = 3 chunks, and 16
  * chunks of 3100 columns (each past the column block, so one call reads its packed op(A) again). */
 static void test_chunks_share_packed_operands(void **state) {
     (void)state;
@@ -364,7 +364,7 @@ static void test_chunks_share_packed_operands(void **state) {
     ftc_rng r;
     ftc_rng_seed(&r, 11);
     const struct { int M, N, K, layouts; } shapes[] = {
-        {1100, 64, 600, 4}, {1100, 3100, 20, 1}, {250, 800, 520, 4}, {13, 24800, 40, 2}};
+        {1100, 64, 600, 4}, {1100, 3100, 20, 1}, {250, 800, 520, 4}, {13, 49600, 40, 2}};
     for (int s = 0; s < 4; s++)
         for (int layout = 0; layout < shapes[s].layouts; layout++)
             for (int bf16 = 0; bf16 < 2; bf16++) {
