@@ -351,19 +351,22 @@ static void test_bf16_every_layout_type_and_edge(void **state) {
 }
 
 /* A threaded job split by rows gives each thread several row chunks, which share one packed op(B) per thread
- * (keyed by the job). The same buffers with new values in B must be packed again: a second call on the same
- * pointers checks that no packed B outlives its job. Shapes: K past both K blocks (256 f32, 512 bf16),
- * 1100 rows = 4 chunks, and once N past the 3072-column block. */
-static void test_row_chunks_share_packed_b(void **state) {
+ * (keyed by the job); one split by columns shares the packed op(A) the same way. The same buffers with new
+ * values in A and B must be packed again: a second call on the same pointers checks that no packed operand
+ * outlives its job. Row splits: K past both K blocks (256 f32, 512 bf16), 1100 rows = 4 chunks, and once N past
+ * the 3072-column block. Column splits: 250 rows (past the 240-row A block) x 800 columns = 3 chunks, and 16
+ * chunks of 3100 columns (each past the column block, so one call reads its packed op(A) again). */
+static void test_chunks_share_packed_operands(void **state) {
     (void)state;
     if (!ftc_matmul_set_backend("avx512")) skip();
     int threads_before = ftc_threads();
     ftc_threads_set(2);
     ftc_rng r;
     ftc_rng_seed(&r, 11);
-    const struct { int M, N, K; } shapes[] = {{1100, 64, 600}, {1100, 3100, 20}};
-    for (int s = 0; s < 2; s++)
-        for (int layout = 0; layout < (s == 0 ? 4 : 1); layout++)
+    const struct { int M, N, K, layouts; } shapes[] = {
+        {1100, 64, 600, 4}, {1100, 3100, 20, 1}, {250, 800, 520, 4}, {13, 49600, 40, 2}};
+    for (int s = 0; s < 4; s++)
+        for (int layout = 0; layout < shapes[s].layouts; layout++)
             for (int bf16 = 0; bf16 < 2; bf16++) {
                 int M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
                 bool ta = layout & 1, tb = layout & 2;
@@ -371,9 +374,9 @@ static void test_row_chunks_share_packed_b(void **state) {
                 size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
                 float *A = malloc(4 * na), *B = malloc(4 * nb), *C = malloc(4 * nc), *C0 = calloc(nc, 4);
                 assert_true(A && B && C && C0);
-                fill(A, na, &r);
                 for (int call = 0; call < 2; call++) {
-                    fill(B, nb, &r); /* new values, same pointer */
+                    fill(A, na, &r); /* new values, same pointers */
+                    fill(B, nb, &r);
                     if (bf16) { /* bf16 values, so the f32 reference is exact on them */
                         for (size_t i = 0; i < na; i++) A[i] = ftc_bf16_to_f32(ftc_f32_to_bf16(A[i]));
                         for (size_t i = 0; i < nb; i++) B[i] = ftc_bf16_to_f32(ftc_f32_to_bf16(B[i]));
@@ -382,7 +385,7 @@ static void test_row_chunks_share_packed_b(void **state) {
                         ftc_matmul(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
                     }
                     char what[96];
-                    snprintf(what, sizeof what, "shared packed B: %s ta=%d tb=%d M=%d N=%d K=%d call %d",
+                    snprintf(what, sizeof what, "shared packed operand: %s ta=%d tb=%d M=%d N=%d K=%d call %d",
                              bf16 ? "bf16" : "fp32", ta, tb, M, N, K, call);
                     check(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C0, C, N, what);
                 }
@@ -684,7 +687,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_every_layout_type_and_edge),
         cmocka_unit_test(test_bf16_short_panels_match_full_tile),
         cmocka_unit_test(test_bf16_conversions),
-        cmocka_unit_test(test_row_chunks_share_packed_b),
+        cmocka_unit_test(test_chunks_share_packed_operands),
         cmocka_unit_test(test_skinny_rows),
         cmocka_unit_test(test_bf16_rounds_activations),
         cmocka_unit_test(test_skinny_one_row_matches_pairs),

@@ -29,16 +29,25 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 
 /* Packing buffers per thread, grown on demand and kept: a training step calls thousands of matmuls and
  * fresh multi-megabyte allocations would page-fault on each. */
-static _Thread_local void *tls_buf[4]; /* A block, B block, whole packed B (see b_key), whole packed A (below) */
-static _Thread_local size_t tls_cap[4];
+/* A block, B block, whole packed B (see b_key), whole packed A for ftc_gemm_bf16_avx512_abuf's callers (below),
+ * whole packed op(A) (see a_key) */
+#define TLS_BUFS 5
+static _Thread_local void *tls_buf[TLS_BUFS];
+static _Thread_local size_t tls_cap[TLS_BUFS];
 static _Thread_local uint64_t tls_b_key; /* key of the whole op(B) complete in tls_buf[2]; 0: none */
+static _Thread_local uint64_t tls_a_key; /* key of the whole op(A) complete in tls_buf[4]; 0: none */
 
 /* Largest whole packed op(B) kept per thread: a MiniLM or GPT-2 block weight fits, an LM head does not (its
- * row chunks are few and long, so packing it per chunk costs little). */
+ * row chunks are few and long, so packing it per chunk costs little). Largest whole packed op(A): a 256-row
+ * prompt chunk of llama-1b against its 8192-wide MLP down projection (264 x 4096 pair words, 4.1 MB) fits; the LM
+ * head's backward (dlogits, K = the vocabulary: 8.4 MB for llama-1b's 128 x 32000) does not: cached, it raised a
+ * llama-1b LoRA step's peak RSS by 22 MB, and its A packing is a small part of that product. */
 #define B_CACHE_BYTES ((size_t)16 << 20)
+#define A_CACHE_BYTES ((size_t)6 << 20)
 
 static void *pack_buffer(int which, size_t bytes) {
     if (which == 2 && bytes > tls_cap[2]) tls_b_key = 0;
+    if (which == 4 && bytes > tls_cap[4]) tls_a_key = 0;
     if (bytes > tls_cap[which]) {
         free(tls_buf[which]);
         size_t rounded = (bytes + 4095) & ~(size_t)4095;
@@ -49,8 +58,8 @@ static void *pack_buffer(int which, size_t bytes) {
 }
 
 void ftc_mm_release_own(void) {
-    for (int i = 0; i < 4; i++) free(tls_buf[i]), tls_buf[i] = NULL, tls_cap[i] = 0;
-    tls_b_key = 0;
+    for (int i = 0; i < TLS_BUFS; i++) free(tls_buf[i]), tls_buf[i] = NULL, tls_cap[i] = 0;
+    tls_b_key = 0, tls_a_key = 0;
 }
 
 /* The calling thread's buffers; the pool's workers free theirs when they stop (pool.c). */
@@ -81,6 +90,28 @@ static b_store b_store_open(uint64_t key, size_t whole_bytes, size_t block_bytes
 
 static void b_store_close(const b_store *st, uint64_t key) {
     if (st->whole && !st->ready) tls_b_key = key;
+}
+
+/* The same for op(A), keyed by a_key (column chunks of one job all read the whole op(A), issue 24: a 256-row
+ * prompt's GEMMs split into 8 column chunks, and each packed the same activations again). Block (pc, ic) of the
+ * whole packed op(A) sits at pc_units * m_round + ic * kc_units: a K slice's MR-row panels for all rows, in order,
+ * the layout one block has. */
+static b_store a_store_open(uint64_t key, size_t whole_bytes, size_t block_bytes) {
+    b_store st = {NULL, false, false};
+    if (key && whole_bytes <= A_CACHE_BYTES) {
+        if (tls_a_key == key) return (b_store){tls_buf[4], true, true};
+        tls_a_key = 0; /* being overwritten */
+        if ((st.base = pack_buffer(4, whole_bytes)) != NULL) {
+            st.whole = true;
+            return st;
+        }
+    }
+    st.base = pack_buffer(0, block_bytes);
+    return st;
+}
+
+static void a_store_close(const b_store *st, uint64_t key) {
+    if (st->whole && !st->ready) tls_a_key = key;
 }
 
 /* ---------------------------------------------------------------- fp32 ---------------------------- */
@@ -221,15 +252,18 @@ AVX512_FN static void kernel_f32(int kc, const float *restrict a, const float *r
 }
 
 AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
-                                const float *B, int ldb, float beta, float *C, int ldc, bool c_trans, uint64_t b_key) {
+                                const float *B, int ldb, float beta, float *C, int ldc, bool c_trans, uint64_t b_key,
+                                uint64_t a_key) {
     int kc_max = imin(K, KC);
     int nc_max = imin((N + NR - 1) / NR * NR, NC);
-    int mc_max = imin((M + MR - 1) / MR * MR, MC);
-    float *apack = pack_buffer(0, sizeof(float) * (size_t)mc_max * kc_max);
+    int m_round = (M + MR - 1) / MR * MR, mc_max = imin(m_round, MC);
+    b_store ast = a_store_open(a_key, sizeof(float) * (size_t)K * m_round, sizeof(float) * (size_t)mc_max * kc_max);
     b_store bst = b_store_open(b_key, sizeof(float) * (size_t)K * ((N + NR - 1) / NR * NR),
                                sizeof(float) * (size_t)nc_max * kc_max);
-    if (!apack || !bst.base) return false;
-    for (int jc = 0; jc < N; jc += NC) {
+    if (!ast.base || !bst.base) return false;
+    /* A whole op(A) is packed on the first column block and only read after it (several blocks: N > NC). */
+    bool a_packed = ast.ready;
+    for (int jc = 0; jc < N; jc += NC, a_packed = a_packed || ast.whole) {
         int nc = imin(NC, N - jc), nc_round = (nc + NR - 1) / NR * NR;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = imin(KC, K - pc);
@@ -238,7 +272,8 @@ AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alp
             if (!bst.ready) pack_b_f32(tb, B, ldb, pc, kc, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = imin(MC, M - ic);
-                pack_a_f32(ta, A, lda, ic, mc, pc, kc, apack);
+                float *apack = ast.whole ? (float *)ast.base + (size_t)pc * m_round + (size_t)ic * kc : ast.base;
+                if (!a_packed) pack_a_f32(ta, A, lda, ic, mc, pc, kc, apack);
                 for (int jr = 0; jr < nc; jr += NR) {
                     const float *bs = bpack + (size_t)jr * kc;
                     for (int ir = 0; ir < mc; ir += MR)
@@ -248,6 +283,7 @@ AVX512_FN bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alp
             }
         }
     }
+    a_store_close(&ast, a_key);
     b_store_close(&bst, b_key);
     return true;
 }
@@ -526,15 +562,17 @@ BF16_FN static void kernel_bf16(int kp_n, const uint32_t *restrict a, const uint
 
 BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
                                   int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc,
-                                  bool c_trans, uint64_t b_key) {
+                                  bool c_trans, uint64_t b_key, uint64_t a_key) {
     int kp_max = (imin(K, KC_BF16) + 1) / 2, kp_all = (K + 1) / 2;
     int nc_max = imin((N + NR - 1) / NR * NR, NC);
-    int mc_max = imin((M + MR - 1) / MR * MR, MC);
-    uint32_t *apack = pack_buffer(0, sizeof(uint32_t) * (size_t)mc_max * kp_max);
+    int m_round = (M + MR - 1) / MR * MR, mc_max = imin(m_round, MC);
+    b_store ast = a_store_open(a_key, sizeof(uint32_t) * (size_t)kp_all * m_round,
+                               sizeof(uint32_t) * (size_t)mc_max * kp_max);
     b_store bst = b_store_open(b_key, sizeof(uint32_t) * (size_t)kp_all * ((N + NR - 1) / NR * NR),
                                sizeof(uint32_t) * (size_t)nc_max * kp_max);
-    if (!apack || !bst.base) return false;
-    for (int jc = 0; jc < N; jc += NC) {
+    if (!ast.base || !bst.base) return false;
+    bool a_packed = ast.ready; /* as in ftc_sgemm_avx512 */
+    for (int jc = 0; jc < N; jc += NC, a_packed = a_packed || ast.whole) {
         int nc = imin(NC, N - jc), nc_round = (nc + NR - 1) / NR * NR;
         for (int pc = 0; pc < K; pc += KC_BF16) {
             int kc = imin(KC_BF16, K - pc), kp_n = (kc + 1) / 2;
@@ -545,7 +583,9 @@ BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float a
             if (!bst.ready) pack_b_bf16(tb, B, bt, ldb, pc, kc, K, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = imin(MC, M - ic);
-                pack_a_bf16(ta, A, at, lda, ic, mc, pc, kc, K, apack);
+                uint32_t *apack = ast.whole ? (uint32_t *)ast.base + (size_t)(pc / 2) * m_round + (size_t)ic * kp_n
+                                            : ast.base;
+                if (!a_packed) pack_a_bf16(ta, A, at, lda, ic, mc, pc, kc, K, apack);
                 for (int jr = 0; jr < nc; jr += NR) {
                     const uint32_t *bs = bpack + (size_t)jr * kp_n;
                     for (int ir = 0; ir < mc; ir += MR)
@@ -555,6 +595,7 @@ BF16_FN bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float a
             }
         }
     }
+    a_store_close(&ast, a_key);
     b_store_close(&bst, b_key);
     return true;
 }

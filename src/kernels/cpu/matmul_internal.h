@@ -16,12 +16,13 @@ static inline uint16_t ftc_mm_round_bf16(uint32_t x) {
  * b_key: nonzero when several calls on this thread may share the same whole op(B) (row chunks of one job):
  * the packed op(B) is then kept per thread under that key (when it fits) and a later call with the same key
  * skips packing it. Keys are never reused for other data (one per job, see matmul.c).
+ * a_key: the same for the whole op(A) (column chunks of one job).
  * Return false only when the packing buffers cannot be allocated, before C is touched. */
 bool ftc_sgemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                      int ldb, float beta, float *C, int ldc, bool c_trans, uint64_t b_key);
+                      int ldb, float beta, float *C, int ldc, bool c_trans, uint64_t b_key, uint64_t a_key);
 bool ftc_gemm_bf16_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const void *A, ftc_mm_type at,
                           int lda, const void *B, ftc_mm_type bt, int ldb, float beta, float *C, int ldc, bool c_trans,
-                          uint64_t b_key);
+                          uint64_t b_key, uint64_t a_key);
 /* Pieces of ftc_gemm_bf16_avx512 for a caller that packs op(B) itself (qmatmul_bf16.c; layouts in
  * matmul_avx512.c): the calling thread's buffer for a whole packed op(A), the packing of an f32 A's K slice, and
  * one K slice's product from packed operands (C = acc + beta * C, the GEMM's micro-kernel and bits). */
