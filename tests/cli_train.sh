@@ -115,16 +115,23 @@ cmp "$T/ck_false/model/model.safetensors" "$T/ck_true/model/model.safetensors" |
 expect_rc 1 "--grad-checkpoint is true or false, not 'maybe'" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/ck_bad" --grad-checkpoint maybe
 
 # --rdrop (R-Drop): each example twice with its own dropout masks (MiniLM's 0.1), the loss + their symmetric KL.
-# The same run as ck_false otherwise: another model; with --grad-checkpoint the same bits; stopped after step 1
-# and resumed, the same bits as in one go.
+# Full on classify runs it at alpha 1 by default (ck_false and ck_true above: the same bits with --grad-checkpoint);
+# --rdrop 1 given is the same run; --rdrop 0 another model (each example once), also the same bits with
+# --grad-checkpoint; stopped after step 1 and resumed, the same bits as in one go.
+grep -q '"rdrop": 1' "$T/ck_false/config.resolved.json" || fail "rdrop is not 1 by default for full on classify"
+grep -q '"rdrop": 0' "$T/lpft/head-stage/config.resolved.json" || fail "the LP-FT head stage should not use R-Drop"
+grep -q '"rdrop": 1' "$T/lpft/config.resolved.json" || fail "the LP-FT full stage should use R-Drop"
 expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd" --method full --lr 1e-4 --batch 4 \
   --max-steps 2 --rdrop 1 --save-every 1 --save-total-limit 0 --quiet
 grep -q '"rdrop": 1' "$T/rd/config.resolved.json" || fail "--rdrop not recorded"
-grep -q '"rdrop": 0' "$T/ck_false/config.resolved.json" || fail "rdrop is not off by default"
-cmp -s "$T/ck_false/model/model.safetensors" "$T/rd/model/model.safetensors" && fail "--rdrop 1 changed nothing"
-expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd_ck" --method full --lr 1e-4 --batch 4 \
-  --max-steps 2 --rdrop 1 --grad-checkpoint --quiet
-cmp "$T/rd/model/model.safetensors" "$T/rd_ck/model/model.safetensors" || fail "--rdrop with --grad-checkpoint changed the model"
+cmp "$T/ck_false/model/model.safetensors" "$T/rd/model/model.safetensors" || fail "--rdrop 1 is not the default"
+for ck in false true; do
+  expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd0_$ck" --method full --lr 1e-4 \
+    --batch 4 --max-steps 2 --rdrop 0 $([ $ck = true ] && echo --grad-checkpoint || echo --no-grad-checkpoint) --quiet
+done
+grep -q '"rdrop": 0' "$T/rd0_false/config.resolved.json" || fail "--rdrop 0 not recorded"
+cmp -s "$T/ck_false/model/model.safetensors" "$T/rd0_false/model/model.safetensors" && fail "--rdrop 0 changed nothing"
+cmp "$T/rd0_false/model/model.safetensors" "$T/rd0_true/model/model.safetensors" || fail "--rdrop 0 with --grad-checkpoint changed the model"
 cp -r "$T/rd" "$T/rd_re" && cp "$T/rd/checkpoint-1.ftc" "$T/rd_re/checkpoint.ftc" || fail "no checkpoint-1.ftc"
 expect_rc 0 "" "$FTC" train --out "$T/rd_re" --resume --quiet
 cmp "$T/rd/model/model.safetensors" "$T/rd_re/model/model.safetensors" || fail "--rdrop run resumed differs"
