@@ -137,6 +137,18 @@ expect_rc 0 "" "$FTC" train --out "$T/rd_re" --resume --quiet
 cmp "$T/rd/model/model.safetensors" "$T/rd_re/model/model.safetensors" || fail "--rdrop run resumed differs"
 expect_rc 1 "--rdrop needs --task classify" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd_lm" \
   --task causal-lm --rdrop 1
+# ftc plan names R-Drop on the full stage by default (not the head stage) and plans the activations of 2 x batch
+# rows; --rdrop 0: neither
+for a in 1 0; do
+  expect_rc 0 "" "$FTC" plan --model "$MINILM" --data "$T/train.jsonl" --method full $([ $a = 0 ] && echo --rdrop 0) \
+    --measure-steps 1
+  cp "$T/out" "$T/plan_rd$a"
+done
+grep -q "^full stage: method full, lr 5e-05, R-Drop 1 (each example twice), batch" "$T/plan_rd1" || { cat "$T/plan_rd1"; fail "plan: no R-Drop on the full stage"; }
+[ "$(grep -c "R-Drop" "$T/plan_rd1")" = 1 ] && ! grep -q "R-Drop" "$T/plan_rd0" || fail "plan: R-Drop named where it is off"
+act() { sed -n '/^full stage/,$p' "$1" | grep -o 'activations [0-9.]*' | head -n 1 | sed 's/.* //'; }
+awk -v a="$(act "$T/plan_rd1")" -v b="$(act "$T/plan_rd0")" 'BEGIN { exit !(a > 1.3 * b && b > 0) }' \
+  || fail "plan: R-Drop's activations $(act "$T/plan_rd1") MiB should exceed each-example-once's $(act "$T/plan_rd0") MiB"
 
 # Text data through the data layer (the model's tokenizer), then `ftc eval --model RUNDIR` on held-out text.
 FAQ="${FTC_SOURCE_DIR:-.}/examples/faq"
