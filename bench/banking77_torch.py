@@ -4,7 +4,7 @@ recipe as `ftc train --method full`, so that time and accuracy can be compared s
 
 Run with Debian's Python (torch 1.13 + transformers 4.38.2):
     /usr/bin/python3 bench/banking77_torch.py --lr 5e-5 --batch 32 --epochs 3 --max-len 64 \
-        --warmup-ratio 0.1 --weight-decay 0.01 --seed 42
+        --warmup-ratio 0.1 --weight-decay 0.01 --rdrop 1 --seed 42
 Prints one JSON object on stdout: accuracy, macro_f1, wall_s, epochs and the settings used;
 progress goes to stderr.
 
@@ -12,6 +12,8 @@ The model is the one ftc builds for BERT classification by default:
   BertModel (checkpoint weights, including its pooler) -> pooled output tanh(W h_CLS + b)
   -> dropout(hidden_dropout_prob) -> Linear(hidden, 77) initialised normal(0, 0.02), bias 0
   (the same as transformers' BertForSequenceClassification).
+Full stage loss: R-Drop at alpha 1 as ftc's default (the batch run twice with its own dropout masks, the mean
+cross-entropy of both + 1/4 x the mean symmetric KL of their label distributions; --rdrop 0: plain cross-entropy).
 Optimiser: AdamW (betas 0.9/0.999, eps 1e-8); weight decay on weight matrices only (not biases,
 LayerNorm or embeddings, as ftc's `decay` flag); learning rate warms up linearly from 0 and then decays
 linearly to 0 at the last step. Batches are shuffled every epoch and padded to their longest text.
@@ -59,6 +61,10 @@ def parse_args():
                         "epochs, as ftc's --method head does, then everything (LP-FT; ftc's bench/banking77.sh full)")
     p.add_argument("--head-lr", type=float, default=1e-2, help="learning rate of the head stage (no warm-up)")
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (ftc's and HF Trainer's default 1.0)")
+    p.add_argument("--rdrop", type=float, default=1.0,
+                   help="full stage: R-Drop's alpha as ftc's --rdrop, whose default for full is 1 (each batch twice, own "
+                        "dropout masks; loss = the mean cross-entropy of both passes + alpha/4 x the mean symmetric KL; "
+                        "0: off)")
     return p.parse_args()
 
 
@@ -260,7 +266,15 @@ def main():
         order = list(train)
         rng.shuffle(order)
         for ids, mask, types, y in batches(order, tok, args.max_len, args.batch):
-            loss = loss_fn(model(ids, mask, types), y)
+            if args.rdrop > 0:  # ftc's --rdrop (tools/gen_ops_fixtures.py rdrop(): the same loss)
+                logits = model(torch.cat([ids, ids]), torch.cat([mask, mask]), torch.cat([types, types]))
+                loss = loss_fn(logits, torch.cat([y, y]))
+                lp1, lp2 = torch.log_softmax(logits[:len(y)], -1), torch.log_softmax(logits[len(y):], -1)
+                sym = (torch.nn.functional.kl_div(lp2, lp1, reduction="batchmean", log_target=True) +  # KL(p1 || p2)
+                       torch.nn.functional.kl_div(lp1, lp2, reduction="batchmean", log_target=True))   # KL(p2 || p1)
+                loss = loss + args.rdrop / 4 * sym
+            else:
+                loss = loss_fn(model(ids, mask, types), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -287,7 +301,7 @@ def main():
         "steps": total, "n_train": len(train), "n_val": len(val), "n_test": len(test), "threads": args.threads,
         "lr": args.lr, "batch": args.batch, "max_len": args.max_len, "warmup_steps": warmup,
         "weight_decay": args.weight_decay, "seed": args.seed, "validation": val_history,
-        "head_epochs": args.head_epochs, "head_lr": args.head_lr, "clip": args.clip,
+        "head_epochs": args.head_epochs, "head_lr": args.head_lr, "clip": args.clip, "rdrop": args.rdrop,
     }
     print(json.dumps(result))
 

@@ -115,21 +115,40 @@ cmp "$T/ck_false/model/model.safetensors" "$T/ck_true/model/model.safetensors" |
 expect_rc 1 "--grad-checkpoint is true or false, not 'maybe'" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/ck_bad" --grad-checkpoint maybe
 
 # --rdrop (R-Drop): each example twice with its own dropout masks (MiniLM's 0.1), the loss + their symmetric KL.
-# The same run as ck_false otherwise: another model; with --grad-checkpoint the same bits; stopped after step 1
-# and resumed, the same bits as in one go.
+# Full on classify runs it at alpha 1 by default (ck_false and ck_true above: the same bits with --grad-checkpoint);
+# --rdrop 1 given is the same run; --rdrop 0 another model (each example once), also the same bits with
+# --grad-checkpoint; stopped after step 1 and resumed, the same bits as in one go.
+grep -q '"rdrop": 1' "$T/ck_false/config.resolved.json" || fail "rdrop is not 1 by default for full on classify"
+grep -q '"rdrop": 0' "$T/lpft/head-stage/config.resolved.json" || fail "the LP-FT head stage should not use R-Drop"
+grep -q '"rdrop": 1' "$T/lpft/config.resolved.json" || fail "the LP-FT full stage should use R-Drop"
 expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd" --method full --lr 1e-4 --batch 4 \
   --max-steps 2 --rdrop 1 --save-every 1 --save-total-limit 0 --quiet
 grep -q '"rdrop": 1' "$T/rd/config.resolved.json" || fail "--rdrop not recorded"
-grep -q '"rdrop": 0' "$T/ck_false/config.resolved.json" || fail "rdrop is not off by default"
-cmp -s "$T/ck_false/model/model.safetensors" "$T/rd/model/model.safetensors" && fail "--rdrop 1 changed nothing"
-expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd_ck" --method full --lr 1e-4 --batch 4 \
-  --max-steps 2 --rdrop 1 --grad-checkpoint --quiet
-cmp "$T/rd/model/model.safetensors" "$T/rd_ck/model/model.safetensors" || fail "--rdrop with --grad-checkpoint changed the model"
+cmp "$T/ck_false/model/model.safetensors" "$T/rd/model/model.safetensors" || fail "--rdrop 1 is not the default"
+for ck in false true; do
+  expect_rc 0 "" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd0_$ck" --method full --lr 1e-4 \
+    --batch 4 --max-steps 2 --rdrop 0 $([ $ck = true ] && echo --grad-checkpoint || echo --no-grad-checkpoint) --quiet
+done
+grep -q '"rdrop": 0' "$T/rd0_false/config.resolved.json" || fail "--rdrop 0 not recorded"
+cmp -s "$T/ck_false/model/model.safetensors" "$T/rd0_false/model/model.safetensors" && fail "--rdrop 0 changed nothing"
+cmp "$T/rd0_false/model/model.safetensors" "$T/rd0_true/model/model.safetensors" || fail "--rdrop 0 with --grad-checkpoint changed the model"
 cp -r "$T/rd" "$T/rd_re" && cp "$T/rd/checkpoint-1.ftc" "$T/rd_re/checkpoint.ftc" || fail "no checkpoint-1.ftc"
 expect_rc 0 "" "$FTC" train --out "$T/rd_re" --resume --quiet
 cmp "$T/rd/model/model.safetensors" "$T/rd_re/model/model.safetensors" || fail "--rdrop run resumed differs"
 expect_rc 1 "--rdrop needs --task classify" "$FTC" train --model "$MINILM" --data "$T/train.jsonl" --out "$T/rd_lm" \
   --task causal-lm --rdrop 1
+# ftc plan names R-Drop on the full stage by default (not the head stage) and plans the activations of 2 x batch
+# rows; --rdrop 0: neither
+for a in 1 0; do
+  expect_rc 0 "" "$FTC" plan --model "$MINILM" --data "$T/train.jsonl" --method full $([ $a = 0 ] && echo --rdrop 0) \
+    --measure-steps 1
+  cp "$T/out" "$T/plan_rd$a"
+done
+grep -q "^full stage: method full, lr 5e-05, R-Drop 1 (each example twice), batch" "$T/plan_rd1" || { cat "$T/plan_rd1"; fail "plan: no R-Drop on the full stage"; }
+[ "$(grep -c "R-Drop" "$T/plan_rd1")" = 1 ] && ! grep -q "R-Drop" "$T/plan_rd0" || fail "plan: R-Drop named where it is off"
+act() { sed -n '/^full stage/,$p' "$1" | grep -o 'activations [0-9.]*' | head -n 1 | sed 's/.* //'; }
+awk -v a="$(act "$T/plan_rd1")" -v b="$(act "$T/plan_rd0")" 'BEGIN { exit !(a > 1.3 * b && b > 0) }' \
+  || fail "plan: R-Drop's activations $(act "$T/plan_rd1") MiB should exceed each-example-once's $(act "$T/plan_rd0") MiB"
 
 # Text data through the data layer (the model's tokenizer), then `ftc eval --model RUNDIR` on held-out text.
 FAQ="${FTC_SOURCE_DIR:-.}/examples/faq"

@@ -199,6 +199,30 @@ static void test_finalize_checks_combinations(void **state) {
     assert_true(d.layer_decay == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).layer_decay);
     assert_true(d.label_smoothing == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).label_smoothing);
     assert_true(d.rdrop == ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_LORA).rdrop);
+    assert_true(d.rdrop == 0); /* lora: each example once */
+    /* full on classify (LP-FT's stage 2; the head stage runs the head method's 0): R-Drop at alpha 1 by default,
+     * --rdrop 0 turns it off, and a run saved with 0 resumes with 0 */
+    for (int off = 0; off < 2; off++) {
+        ftc_train_config f, g;
+        ftc_train_config_defaults(&f);
+        ftc_train_config_set(&f, "model", "m", &e);
+        ftc_train_config_set(&f, "data", "d", &e);
+        ftc_train_config_set(&f, "out", "o", &e);
+        ftc_train_config_set(&f, "method", "full", &e);
+        if (off) ftc_train_config_set(&f, "rdrop", "0", &e);
+        assert_int_equal(ftc_train_config_finalize(&f, &e), FTC_OK);
+        assert_true(f.rdrop == (off ? 0.0f : 1.0f));
+        json_t *jf = ftc_train_config_json(&f);
+        char *ft = json_dumps(jf, 0);
+        ftc_train_config_defaults(&g);
+        assert_int_equal(ftc_train_config_load_resolved(&g, write_tmp("full.json", ft), &e), FTC_OK);
+        assert_int_equal(ftc_train_config_finalize(&g, &e), FTC_OK);
+        assert_true(g.rdrop == f.rdrop);
+        free(ft);
+        json_decref(jf);
+    }
+    assert_true(ftc_train_method_defaults(FTC_TASK_CLASSIFY, FTC_METHOD_FULL).rdrop == 1);
+    assert_true(ftc_train_method_defaults(FTC_TASK_CAUSAL_LM, FTC_METHOD_FULL).rdrop == 0);
     assert_int_equal(d.metric, FTC_METRIC_ACCURACY); /* classify keeps its most accurate checkpoint */
     ftc_train_config lm;
     ftc_train_config_defaults(&lm);

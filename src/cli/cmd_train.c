@@ -594,9 +594,11 @@ static json_t *plan_json(const ftc_train_plan *p) {
 }
 
 static void print_stage(const char *name, const ftc_train_config *c, const ftc_train_plan *p, bool grad_ckpt) {
-    printf("%s: method %s, lr %g, batch %d x %d tokens, %d epochs, %lld steps (%lld per epoch), %d evaluations\n", name,
-           ftc_method_name(c->method), c->lr, p->batch, p->seq_len, p->epochs, (long long)p->total_steps,
-           (long long)p->steps_per_epoch, p->evaluations);
+    printf("%s: method %s, lr %g, ", name, ftc_method_name(c->method), c->lr);
+    /* R-Drop runs each example twice: the activations and step time below are for 2 x batch rows */
+    if (c->task == FTC_TASK_CLASSIFY && c->rdrop > 0) printf("R-Drop %g (each example twice), ", c->rdrop);
+    printf("batch %d x %d tokens, %d epochs, %lld steps (%lld per epoch), %d evaluations\n", p->batch, p->seq_len,
+           p->epochs, (long long)p->total_steps, (long long)p->steps_per_epoch, p->evaluations);
     printf("  parameters  %lld total, %lld trainable (%.2f%%)\n", (long long)p->total_params,
            (long long)p->trainable_params, 100.0 * (double)p->trainable_params / (double)p->total_params);
     printf("  memory      weights %.1f MiB, gradients %.1f MiB, AdamW %.1f MiB, activations %.1f MiB", mib(p->weight_bytes),

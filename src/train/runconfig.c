@@ -72,7 +72,7 @@
       "SWA; validation then scores the mean; 0: off; default: the method's)")                                      \
     X("rdrop", FLT, rdrop, 0, 1e6, -1, NULL, "Optimisation", "ALPHA",                                              \
       "classify: R-Drop, each example run twice (own dropout masks) and the loss CE + ALPHA/4 x the two\n"       \
-      "passes' symmetric KL (x2 compute; 0: off; default: the method's)")                                        \
+      "passes' symmetric KL (x2 compute; 0: off; default: 1 for full, not its LP-FT head stage; else 0)")  \
     X("clip", FLT, clip, 0, 1e9, 1.0, NULL, "Optimisation", "X", "global gradient-norm clipping (0: off)")            \
     X("beta1", FLT, beta1, 0, 0.999999, 0.9, NULL, "Optimisation", "X", "AdamW")                                      \
     X("beta2", FLT, beta2, 0, 0.999999999, 0.999, NULL, "Optimisation", "X", "AdamW")                                 \
@@ -563,7 +563,9 @@ ftc_train_defaults ftc_train_method_defaults(ftc_task task, ftc_method method) {
     switch (method) {
     case FTC_METHOD_HEAD: return (ftc_train_defaults){.lr = 1e-2f, .head_lr = 1e-2f, .warmup = 0, .batch = 32, .epochs = 4, .layer_decay = 1};
     case FTC_METHOD_LORA: return (ftc_train_defaults){.lr = 3e-3f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3, .layer_decay = 1};
-    default: return (ftc_train_defaults){.lr = 5e-5f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3, .layer_decay = 1};
+    /* full: R-Drop at alpha 1 (each example twice, + 1/4 x the symmetric KL); not the LP-FT head stage, which runs
+     * the head method's settings (docs/train.md "Defaults": Banking77 validation, seeds 42-45) */
+    default: return (ftc_train_defaults){.lr = 5e-5f, .head_lr = 1e-2f, .warmup = 0.1, .batch = 32, .epochs = 3, .layer_decay = 1, .rdrop = 1};
     }
 }
 
