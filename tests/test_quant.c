@@ -495,6 +495,59 @@ static void test_qmatmul_q8act(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* Several products of one X (ftc_qmatmul_forward_q8act_multi: a decoding step's q/k/v, gate/up) give each output
+ * the bits of its own ftc_qmatmul_forward_q8act call: every kernel, Q8_0/Q4_0/Q4_1, 3 and 5 products (past the 4
+ * one pass holds), O with 16-row and odd tails, N 1 and 8, 1 and 2 threads, beta 0 over NaN and beta 1. */
+static void test_qmatmul_q8act_multi(void **state) {
+    (void)state;
+    enum { N8 = 8, P = 5 };
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1};
+    const int Is[] = {96, 576}, Os[P] = {37, 192, 11, 70, 5};
+    const char *backends[] = {"generic", "avx2", "avx512"};
+    const int threads0 = ftc_threads();
+    int checked = 0;
+    for (int be = 0; be < 3; be++) {
+        if (!ftc_matmul_set_backend(backends[be]) || ftc_q8a_isa() != be) continue;
+        for (int th = 1; th <= 2; th++) {
+            ftc_threads_set(th);
+            for (int t = 0; t < 3; t++)
+                for (int ii = 0; ii < 2; ii++)
+                    for (int np = 3; np <= P; np += 2) {
+                        const int type = types[t], I = Is[ii];
+                        float *X = malloc(sizeof(float) * N8 * I), *Y[P], *Yref[P], beta[P];
+                        void *Wq[P];
+                        for (int i = 0; i < N8 * I; i++) X[i] = randn();
+                        for (int p = 0; p < np; p++) {
+                            float *W = malloc(sizeof(float) * (size_t)Os[p] * I);
+                            for (size_t i = 0; i < (size_t)Os[p] * I; i++) W[i] = 0.05f * randn();
+                            Wq[p] = malloc(ftc_quant_tensor_bytes(type, Os[p], I));
+                            ftc_quantize_tensor(type, W, Wq[p], Os[p], I);
+                            free(W);
+                            Y[p] = malloc(sizeof(float) * N8 * Os[p]), Yref[p] = malloc(sizeof(float) * N8 * Os[p]);
+                            beta[p] = (float)(p % 2);
+                        }
+                        for (int N = 1; N <= N8; N += N8 - 1) {
+                            for (int p = 0; p < np; p++) {
+                                for (int i = 0; i < N * Os[p]; i++) Y[p][i] = Yref[p][i] = beta[p] != 0 ? 0.25f * (float)(i % 9) : NAN;
+                                ftc_qmatmul_forward_q8act(Yref[p], X, Wq[p], type, N, I, Os[p], beta[p]);
+                            }
+                            ftc_qmatmul_forward_q8act_multi(Y, (const void *const *)Wq, Os, beta, np, X, type, N, I);
+                            for (int p = 0; p < np; p++)
+                                if (memcmp(Y[p], Yref[p], sizeof(float) * (size_t)N * Os[p]))
+                                    fail_msg("q8act multi %s %s I=%d N=%d threads %d: product %d of %d differs from it "
+                                             "alone", backends[be], ftc_quant_name(type), I, N, th, p, np);
+                            checked++;
+                        }
+                        for (int p = 0; p < np; p++) free(Wq[p]), free(Y[p]), free(Yref[p]);
+                        free(X);
+                    }
+        }
+    }
+    assert_true(checked >= 24); /* at least the portable twin ran */
+    ftc_threads_set(threads0);
+    ftc_matmul_set_backend("auto");
+}
+
 /* Prefill's int8 GEMM (ftc_qgemm_q8act_forward, prompt chunks past 16 rows): on every kernel it has (the portable
  * twin "generic", "avx2", and AVX-512 VNNI under "auto" where the CPU has it), each output has the bits of the
  * portable row kernel ftc_q8a_matrows_c on the same quantized activations: Q8_0/Q4_0/Q4_1, K = 32 .. 608 and 4160
@@ -736,6 +789,7 @@ int main(void) {
         cmocka_unit_test(test_qmatmul_bf16_direct),
         cmocka_unit_test(test_qmatmul_rows_fused),
         cmocka_unit_test(test_qmatmul_q8act),
+        cmocka_unit_test(test_qmatmul_q8act_multi),
         cmocka_unit_test(test_qgemm_q8act),
         cmocka_unit_test(test_roundtrip_error),
     };

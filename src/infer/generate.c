@@ -173,6 +173,22 @@ static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const flo
     ftc_matmul(false, true, N, l->out, r, l->lora_scale, c->lora, r, P(m, l->lora_b), r, 1.0f, y, l->out);
 }
 
+/* n linear modules of one input x (q/k/v, up/gate): when none has an unmerged adapter and the rows are not a prompt
+ * chunk's GEMM, one quantization of x and one parallel pass over all the products where their weights allow
+ * (ftc_model_linear_forward_gen_multi: the same bits as one call each); else one linear_inf each */
+static void linear_inf_multi(ftc_kv_cache *c, const linear_mod *const *ls, float *const *ys, int n, const float *x,
+                             int N) {
+    ftc_model *m = c->m;
+    int w[4], b[4], O[4];
+    bool ok = n <= 4 && !(c->prompt && N > Q8ACT_ROWS);
+    for (int p = 0; ok && p < n; p++) {
+        ok = ls[p]->lora_a < 0 && ls[p]->in == ls[0]->in;
+        w[p] = ls[p]->w, b[p] = ls[p]->b, O[p] = ls[p]->out;
+    }
+    if (ok && ftc_model_linear_forward_gen_multi(m, w, b, ys, O, n, x, N, ls[0]->in)) return;
+    for (int p = 0; p < n; p++) linear_inf(c, ls[p], ys[p], x, N);
+}
+
 /* Norms, rope, the residual adds and the MLP activation take a chunk's N rows in one call: each row is computed by
  * the same per-row function whatever N (so the bits of a row-by-row loop), and a prompt chunk's rows are past the
  * pool's threshold (ftc_parallel_range's `worth`; one decoding row is not and stays on the calling thread). */
@@ -222,9 +238,9 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
                 memcpy(vc + (size_t)n * KV, row + Q + KV, (size_t)KV * sizeof(float));
             }
         } else {
-            linear_inf(c, &l->q, c->q, c->a, N);
-            linear_inf(c, &l->k, kc, c->a, N);
-            linear_inf(c, &l->v, vc, c->a, N);
+            const linear_mod *ls[3] = {&l->q, &l->k, &l->v};
+            float *ys[3] = {c->q, kc, vc};
+            linear_inf_multi(c, ls, ys, 3, c->a, N);
         }
         if (m->rope) {
             rope_rows(c->q, c->pos, m->inv_freq, N, m->H, m->D);
@@ -253,8 +269,12 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
         linear_inf(c, &l->o, c->o, c->attn, N);
         add_rows(c->x, c->o, N, m->C);
         norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
-        linear_inf(c, &l->up, c->up, c->a, N);
-        if (m->swiglu) linear_inf(c, &l->gate, c->gate, c->a, N);
+        if (m->swiglu) {
+            const linear_mod *ls[2] = {&l->up, &l->gate};
+            float *ys[2] = {c->up, c->gate};
+            linear_inf_multi(c, ls, ys, 2, c->a, N);
+        } else
+            linear_inf(c, &l->up, c->up, c->a, N);
         mlp_act(c, N);
         linear_inf(c, &l->down, c->down, c->act, N);
         add_rows(c->x, c->down, N, m->C);
@@ -347,9 +367,9 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
                 memcpy(vnew + (size_t)r * KV, row + Q + KV, (size_t)KV * sizeof(float));
             }
         } else {
-            linear_inf(c, &l->q, c->q, c->a, n);
-            linear_inf(c, &l->k, knew, c->a, n);
-            linear_inf(c, &l->v, vnew, c->a, n);
+            const linear_mod *ls[3] = {&l->q, &l->k, &l->v};
+            float *ys[3] = {c->q, knew, vnew};
+            linear_inf_multi(c, ls, ys, 3, c->a, n);
         }
         if (m->rope) {
             rope_rows(c->q, pos, m->inv_freq, n, m->H, m->D);
@@ -376,8 +396,12 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
         linear_inf(c, &l->o, c->o, c->attn, n);
         add_rows(c->x, c->o, n, m->C);
         norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, n);
-        linear_inf(c, &l->up, c->up, c->a, n);
-        if (m->swiglu) linear_inf(c, &l->gate, c->gate, c->a, n);
+        if (m->swiglu) {
+            const linear_mod *ls[2] = {&l->up, &l->gate};
+            float *ys[2] = {c->up, c->gate};
+            linear_inf_multi(c, ls, ys, 2, c->a, n);
+        } else
+            linear_inf(c, &l->up, c->up, c->a, n);
         mlp_act(c, n);
         linear_inf(c, &l->down, c->down, c->act, n);
         add_rows(c->x, c->down, n, m->C);

@@ -165,6 +165,11 @@ void ftc_model_linear_forward(ftc_model *m, int w, int b, float *y, const float 
  * (ftc_qmatmul_forward_q8act: faster, values off by the activations' rounding; gemm: the rows are a prompt chunk,
  * ftc_qgemm_q8act_forward's int8 GEMM); everything else as above */
 void ftc_model_linear_forward_gen(ftc_model *m, int w, int b, float *y, const float *x, int N, int I, int O, bool gemm);
+/* n (<= 4) such products of one x [N, I] (not a prompt chunk's GEMM): when all n weights are Q8_0/Q4_0/Q4_1 of
+ * one type taking 8-bit activations, x is quantized once and the products run as one parallel pass (the bits of
+ * n ftc_model_linear_forward_gen calls) and true; else false and nothing done */
+bool ftc_model_linear_forward_gen_multi(ftc_model *m, const int *w, const int *b, float *const *y, const int *O, int n,
+                                       const float *x, int N, int I);
 void ftc_model_linear_backward(ftc_model *m, int w, int b, float *dx, const float *dy, const float *x, int N, int I,
                            int O);
 

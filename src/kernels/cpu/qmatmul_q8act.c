@@ -74,28 +74,37 @@ bool ftc_qmatmul_q8act_supported(int type, int I) {
     return (type == FTC_GGML_Q8_0 || type == FTC_GGML_Q4_0 || type == FTC_GGML_Q4_1) && I > 0 && I % 32 == 0;
 }
 
-/* Both threads split the rows of W (output columns), chunks of whole 4-row groups as the f32 fused kernels */
-enum { Q8A_ROWS = 64 };
+/* Both threads split the rows of W (output columns), chunks of whole 4-row groups as the f32 fused kernels. Several
+ * products of one prepared X (ftc_qmatmul_forward_q8act_multi) run as one parallel_for over all their chunks: each
+ * product keeps the chunk size it has alone, so the same kernel calls on the same rows (the same bits). */
+enum { Q8A_ROWS = 64, Q8A_MAX_OUT = 4 };
 typedef struct {
-    float *Y;
+    float *Y[Q8A_MAX_OUT];
+    const void *W[Q8A_MAX_OUT];
+    int O[Q8A_MAX_OUT], rows[Q8A_MAX_OUT], first[Q8A_MAX_OUT + 1]; /* first: product p's first chunk index */
+    float beta[Q8A_MAX_OUT];
     const int8_t *xq;
     const float *xd, *xs;
     const void *xp; /* isa 2: the prepared rows */
-    const void *W;
     size_t row_bytes;
-    int type, N, I, O, rows, isa;
-    float beta;
+    int type, N, I, n_out, isa;
 } q8a_job;
 
 static void q8a_chunk(void *ctx, int c) {
     const q8a_job *j = ctx;
-    int o0 = c * j->rows, o1 = o0 + j->rows < j->O ? o0 + j->rows : j->O;
+    int p = 0;
+    while (c >= j->first[p + 1]) p++;
+    c -= j->first[p];
+    const int O = j->O[p], rows = j->rows[p];
+    int o0 = c * rows, o1 = o0 + rows < O ? o0 + rows : O;
     if (j->isa == 2)
-        ftc_q8a_matrows_avx512(j->type, j->Y, j->xp, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
+        ftc_q8a_matrows_avx512(j->type, j->Y[p], j->xp, j->N, j->W[p], j->row_bytes, j->I, O, o0, o1, j->beta[p]);
     else if (j->isa == 1)
-        ftc_q8a_matrows_avx2(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
+        ftc_q8a_matrows_avx2(j->type, j->Y[p], j->xq, j->xd, j->xs, j->N, j->W[p], j->row_bytes, j->I, O, o0, o1,
+                             j->beta[p]);
     else
-        ftc_q8a_matrows_c(j->type, j->Y, j->xq, j->xd, j->xs, j->N, j->W, j->row_bytes, j->I, j->O, o0, o1, j->beta);
+        ftc_q8a_matrows_c(j->type, j->Y[p], j->xq, j->xd, j->xs, j->N, j->W[p], j->row_bytes, j->I, O, o0, o1,
+                          j->beta[p]);
 }
 
 int ftc_q8a_isa(void) {
@@ -104,10 +113,18 @@ int ftc_q8a_isa(void) {
     return isa >= 1 && ftc_qmatvec_avx2_ok() ? 1 : 0;
 }
 
-void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta) {
-    if (N <= 0 || O <= 0) return;
+void ftc_qmatmul_forward_q8act_multi(float *const *Y, const void *const *W, const int *O, const float *beta, int n_out,
+                                     const float *X, int type, int N, int I) {
+    if (N <= 0 || n_out <= 0) return;
+    if (n_out > Q8A_MAX_OUT) { /* more than the job holds: in groups */
+        ftc_qmatmul_forward_q8act_multi(Y, W, O, beta, Q8A_MAX_OUT, X, type, N, I);
+        ftc_qmatmul_forward_q8act_multi(Y + Q8A_MAX_OUT, W + Q8A_MAX_OUT, O + Q8A_MAX_OUT, beta + Q8A_MAX_OUT,
+                                        n_out - Q8A_MAX_OUT, X, type, N, I);
+        return;
+    }
     if (!ftc_qmatmul_q8act_supported(type, I)) {
-        ftc_qmatmul_forward(Y, X, W, type, N, I, O, beta, false);
+        for (int p = 0; p < n_out; p++)
+            if (O[p] > 0) ftc_qmatmul_forward(Y[p], X, W[p], type, N, I, O[p], beta[p], false);
         return;
     }
     const int nb = I / 32;
@@ -120,7 +137,8 @@ void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type
     if (bytes > sizeof stack) {
         buf = heap = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
         if (!heap) { /* no scratch: the f32-activation product (the library does not fail a forward on this) */
-            ftc_qmatmul_forward(Y, X, W, type, N, I, O, beta, false);
+            for (int p = 0; p < n_out; p++)
+                if (O[p] > 0) ftc_qmatmul_forward(Y[p], X, W[p], type, N, I, O[p], beta[p], false);
             return;
         }
     }
@@ -135,14 +153,26 @@ void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type
             if (isa == 1) ftc_q8a_quantize_avx2(x, I, q, d, s);
             else ftc_q8a_quantize(x, I, q, d, s);
         }
-    const size_t row_bytes = ftc_quant_row_bytes(type, I);
-    int per = 4 * ftc_threads(), rows = ((O + per - 1) / per + 3) & ~3;
-    if (rows > Q8A_ROWS) rows = Q8A_ROWS;
-    if (isa == 2) { /* whole 16-row tiles, at most 48 (SmolLM2's 576: 12 chunks) */
-        rows = ((O + per - 1) / per + 15) & ~15;
-        if (rows > 48) rows = 48;
+    q8a_job j = {.xq = xq, .xd = xd, .xs = xs, .xp = buf, .row_bytes = ftc_quant_row_bytes(type, I), .type = type,
+                 .N = N, .I = I, .n_out = n_out, .isa = isa};
+    const int per = 4 * ftc_threads();
+    for (int p = 0; p < n_out; p++) {
+        const int o = O[p] > 0 ? O[p] : 0;
+        int rows = ((o + per - 1) / per + 3) & ~3;
+        if (rows > Q8A_ROWS) rows = Q8A_ROWS;
+        if (isa == 2) { /* whole 16-row tiles, at most 48 (SmolLM2's 576: 12 chunks) */
+            rows = ((o + per - 1) / per + 15) & ~15;
+            if (rows > 48) rows = 48;
+        }
+        if (rows < 1) rows = 1;
+        j.Y[p] = Y[p], j.W[p] = W[p], j.O[p] = o, j.rows[p] = rows, j.beta[p] = beta[p];
+        j.first[p + 1] = j.first[p] + (o + rows - 1) / rows;
     }
-    q8a_job j = {Y, xq, xd, xs, buf, W, row_bytes, type, N, I, O, rows, isa, beta};
-    ftc_parallel_for((O + rows - 1) / rows, q8a_chunk, &j);
+    ftc_parallel_for(j.first[n_out], q8a_chunk, &j);
     free(heap);
+}
+
+void ftc_qmatmul_forward_q8act(float *Y, const float *X, const void *W, int type, int N, int I, int O, float beta) {
+    if (N <= 0 || O <= 0) return;
+    ftc_qmatmul_forward_q8act_multi(&Y, &W, &O, &beta, 1, X, type, N, I);
 }

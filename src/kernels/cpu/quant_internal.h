@@ -54,6 +54,11 @@ bool ftc_q8a_avx512_tiles(int type, int I);
  * VNNI (ftc_vm_isa() == 2 and the CPU has VNNI, BW, VL),
  * 1 AVX2 (ftc_vm_isa() >= 1: FTC_MATMUL=avx2 on an AVX-512 CPU), 0 the portable twin (FTC_MATMUL=generic) */
 int ftc_q8a_isa(void);
+/* n_out products of one X [N, I] on weights of one type: Y[p] = X W[p]^T + beta[p] Y[p] (W[p]: O[p] rows of I),
+ * X quantized (prepared) once and all products' chunks in one parallel_for (a decoding step's q/k/v and gate/up);
+ * each Y[p] has the bits ftc_qmatmul_forward_q8act gives it alone */
+void ftc_qmatmul_forward_q8act_multi(float *const *Y, const void *const *W, const int *O, const float *beta, int n_out,
+                                     const float *X, int type, int N, int I);
 /* bf16 products of Q8_0/Q4_0/Q4_1 weights on AVX512-BF16, the weight decoded straight into the bf16 GEMM's packed
  * layout (qmatmul_bf16.c): whether this type and the bf16 backend now in effect take it, and the forward
  * (Y = X W^T + beta Y) and input gradient (dX += dY W) with the panel path's bits; false: out of memory, nothing
