@@ -271,6 +271,44 @@ static void test_misc_deterministic(void **state) {
     free(c.x); free(c.x2); free(c.dy); free(c.rx); free(c.w0); free(c.g);
 }
 
+/* RoPE in two steps (ftc_rope_cos_sin once, ftc_rope_forward_cs for q and k of every layer: generation) gives the
+ * bits of ftc_rope_forward: rows 1, 8 and 64 (one thread and the pool's split), heads 9 and 3, D 64 and 6, positions
+ * from 0 to past 100k, plain and Llama-3-scaled frequencies, 1 and 3 threads. */
+static void test_rope_cos_sin_same_bits(void **state) {
+    (void)state;
+    enum { NM = 64, HM = 9, DM = 64 };
+    const int Ns[] = {1, 8, NM}, Hs[] = {HM, 3}, Ds[] = {DM, 6};
+    const int saved = ftc_threads();
+    float inv_freq[DM / 2], cs[NM * DM];
+    int32_t pos[NM];
+    float *x = randn(NM * HM * DM, 1), *a = zeros(NM * HM * DM), *b = zeros(NM * HM * DM);
+    for (int th = 1; th <= 3; th += 2) {
+        ftc_threads_set(th);
+        for (int f = 0; f < 2; f++)
+            for (int di = 0; di < 2; di++) {
+                const int D = Ds[di];
+                if (f) ftc_rope_inv_freq_llama3(inv_freq, D, 500000.0f, 32.0f, 1.0f, 4.0f, 8192);
+                else ftc_rope_inv_freq(inv_freq, D, 10000.0f);
+                for (int ni = 0; ni < 3; ni++)
+                    for (int hi = 0; hi < 2; hi++) {
+                        const int N = Ns[ni], H = Hs[hi];
+                        for (int n = 0; n < N; n++) pos[n] = n == 0 ? (N == 1 ? 5 : 0) : n % 3 == 0 ? 100003 + 977 * n : 17 * n + 1;
+                        const size_t len = (size_t)N * H * D;
+                        memcpy(a, x, len * sizeof(float)), memcpy(b, x, len * sizeof(float));
+                        ftc_rope_forward(a, pos, inv_freq, N, H, D);
+                        ftc_rope_cos_sin(cs, pos, inv_freq, N, D);
+                        ftc_rope_forward_cs(b, cs, N, H, D);
+                        if (memcmp(a, b, len * sizeof(float)))
+                            fail_msg("rope cos/sin: N=%d H=%d D=%d freq %d threads %d differs from ftc_rope_forward",
+                                     N, H, D, f, th);
+                        if (!memcmp(a, x, len * sizeof(float))) fail_msg("rope cos/sin: nothing rotated");
+                    }
+            }
+    }
+    ftc_threads_set(saved);
+    free(x), free(a), free(b);
+}
+
 static int setup(void **state) {
     (void)state;
     ftc_rng_seed(&rng, 77);
@@ -284,6 +322,7 @@ int main(void) {
         cmocka_unit_test_setup(test_layernorm, setup),
         cmocka_unit_test_setup(test_rmsnorm, setup),
         cmocka_unit_test_setup(test_misc_deterministic, setup),
+        cmocka_unit_test_setup(test_rope_cos_sin_same_bits, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -84,6 +84,11 @@ void ftc_rope_inv_freq_llama3(float *inv_freq, int D, float theta, float factor,
                           float high_freq_factor, int original_max_position_embeddings);
 void ftc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D);
 void ftc_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D); /* in place */
+/* The same rotation in two steps, for several tensors at the same positions (a decoding step's q and k in every
+ * layer): cs[N, D] = each row's cos (first D/2) and sin (last D/2), then ftc_rope_forward_cs rotates x[N,H,D] by
+ * them, bit for bit ftc_rope_forward */
+void ftc_rope_cos_sin(float *cs, const int32_t *pos, const float *inv_freq, int N, int D);
+void ftc_rope_forward_cs(float *x, const float *cs, int N, int H, int D);
 
 /* Scaled dot-product attention. q [B,T,H,D], k,v [B,T,Hkv,D] (GQA: head h uses kv head h/(H/Hkv)).
  * causal: key j visible to query i iff j <= i. key_mask [B,T] (1 = real token, 0 = padding; NULL = all real).

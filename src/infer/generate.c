@@ -200,8 +200,10 @@ static void norm_inf(ftc_kv_cache *c, float *y, const float *x, int w, int b, in
 
 static void add_rows(float *x, const float *y, int N, int C) { ftc_add_forward(x, x, y, N * C); }
 
-static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    ftc_rope_forward(x, pos, inv_freq, N, H, D);
+/* cs: the rows' cos/sin (ftc_rope_cos_sin, once a step for all layers) or NULL: computed here; the same bits */
+static void rope_rows(float *x, const float *cs, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+    if (cs) ftc_rope_forward_cs(x, cs, N, H, D);
+    else ftc_rope_forward(x, pos, inv_freq, N, H, D);
 }
 
 static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t *pos, int N) {
@@ -222,6 +224,9 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
     ftc_model *m = c->m;
     const int p0 = c->len, Q = m->qdim, KV = m->kvdim;
     const size_t NC = (size_t)N * m->C;
+    /* RoPE's cos/sin of these positions once for every layer's q and k (NULL: no memory, each call computes them) */
+    float *rcs = m->rope ? malloc((size_t)N * m->D * sizeof(float)) : NULL;
+    if (rcs) ftc_rope_cos_sin(rcs, c->pos, m->inv_freq, N, m->D);
     for (int li = 0; li < m->L; li++) {
         layer_params *l = &m->layers[li];
         /* this chunk's cache rows (f16: staged in f32, stored as halves once RoPE has turned the keys) */
@@ -243,8 +248,8 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
             linear_inf_multi(c, ls, ys, 3, c->a, N);
         }
         if (m->rope) {
-            rope_rows(c->q, c->pos, m->inv_freq, N, m->H, m->D);
-            rope_rows(kc, c->pos, m->inv_freq, N, m->Hkv, m->D);
+            rope_rows(c->q, rcs, c->pos, m->inv_freq, N, m->H, m->D);
+            rope_rows(kc, rcs, c->pos, m->inv_freq, N, m->Hkv, m->D);
         }
         const float *kf = c->k[li], *vf = c->v[li];
         if (c->f16) {
@@ -279,6 +284,7 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
         linear_inf(c, &l->down, c->down, c->act, N);
         add_rows(c->x, c->down, N, m->C);
     }
+    free(rcs);
     if (m->lnf_w >= 0) {
         norm_inf(c, c->a, c->x, m->lnf_w, m->lnf_b, N);
         memcpy(c->x, c->a, NC * sizeof(float));
@@ -341,8 +347,10 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
     ftc_kv_cache *c = caches[0]; /* its scratch rows hold the batch: row i is sequence i */
     const int Q = m->qdim, KV = m->kvdim;
     const size_t NC = (size_t)n * m->C;
-    float *knew = malloc(2 * (size_t)n * KV * sizeof(float)), *vnew = knew + (size_t)n * KV;
+    /* the new keys and values, then RoPE's cos/sin of the rows' positions (once for every layer's q and k) */
+    float *knew = malloc((2 * (size_t)n * KV + (size_t)n * m->D) * sizeof(float)), *vnew = knew + (size_t)n * KV;
     if (!knew) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
+    float *rcs = m->rope ? vnew + (size_t)n * KV : NULL;
     int32_t pos[CHUNK];
     int lens[CHUNK];
     float *atts[CHUNK];
@@ -353,6 +361,7 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
         caches[i]->ids[caches[i]->len] = ids[i];
     }
     embed_rows(m, c->x, ids, pos, n);
+    if (rcs) ftc_rope_cos_sin(rcs, pos, m->inv_freq, n, m->D);
     c->prompt = false;
     for (int li = 0; li < m->L; li++) {
         layer_params *l = &m->layers[li];
@@ -372,8 +381,8 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
             linear_inf_multi(c, ls, ys, 3, c->a, n);
         }
         if (m->rope) {
-            rope_rows(c->q, pos, m->inv_freq, n, m->H, m->D);
-            rope_rows(knew, pos, m->inv_freq, n, m->Hkv, m->D);
+            rope_rows(c->q, rcs, pos, m->inv_freq, n, m->H, m->D);
+            rope_rows(knew, rcs, pos, m->inv_freq, n, m->Hkv, m->D);
         }
         const void *ks[CHUNK], *vs[CHUNK];
         for (int r = 0; r < n; r++) { /* each sequence attends over its own cache, all of them in one pass */

@@ -46,6 +46,7 @@ typedef struct {
     float *x;
     const int32_t *pos;
     const float *inv_freq;
+    const float *cs; /* non-NULL: the rows' cos/sin from ftc_rope_cos_sin (forward only) */
     int H, D;
     float sign;
 } rope_job;
@@ -59,8 +60,12 @@ static void rope_range(void *ctx, int64_t lo, int64_t hi) {
     for (int n = (int)lo; n < (int)hi; n++) {
         for (int i = 0; i < half; i++) {
             float c, s;
-            rope_cs(&c, &s, pos[n], inv_freq[i]);
-            s *= j->sign; /* exact: sin(-angle) = -sin(angle) */
+            if (j->cs) {
+                c = j->cs[(size_t)n * D + i], s = j->cs[(size_t)n * D + half + i];
+            } else {
+                rope_cs(&c, &s, pos[n], inv_freq[i]);
+                s *= j->sign; /* exact: sin(-angle) = -sin(angle) */
+            }
             for (int h = 0; h < H; h++) {
                 float *r = x + ((size_t)n * H + h) * D;
                 float a = r[i], b = r[i + half];
@@ -73,12 +78,25 @@ static void rope_range(void *ctx, int64_t lo, int64_t hi) {
 
 /* x[N,H,D] in place: (a, b) = (x[i], x[i+D/2]) -> (a cos - b sin, b cos + a sin) */
 void ftc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    rope_job j = {x, pos, inv_freq, H, D, 1.0f};
+    rope_job j = {x, pos, inv_freq, NULL, H, D, 1.0f};
+    ftc_parallel_range(N, (long)N * H * D > 32768, rope_range, &j);
+}
+
+/* cs[N, D]: row n's cos (first D/2) and sin (last D/2) of pos[n] * inv_freq[i], the values ftc_rope_forward computes */
+void ftc_rope_cos_sin(float *cs, const int32_t *pos, const float *inv_freq, int N, int D) {
+    const int half = D / 2;
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < half; i++) rope_cs(cs + (size_t)n * D + i, cs + (size_t)n * D + half + i, pos[n], inv_freq[i]);
+}
+
+/* ftc_rope_forward with the rows' cos/sin from ftc_rope_cos_sin: the same bits */
+void ftc_rope_forward_cs(float *x, const float *cs, int N, int H, int D) {
+    rope_job j = {x, NULL, NULL, cs, H, D, 1.0f};
     ftc_parallel_range(N, (long)N * H * D > 32768, rope_range, &j);
 }
 
 /* dx[N,H,D] in place (the transpose rotation): (da, db) -> (da cos + db sin, db cos - da sin) */
 void ftc_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    rope_job j = {dx, pos, inv_freq, H, D, -1.0f};
+    rope_job j = {dx, pos, inv_freq, NULL, H, D, -1.0f};
     ftc_parallel_range(N, (long)N * H * D > 32768, rope_range, &j);
 }
