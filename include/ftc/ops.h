@@ -160,6 +160,8 @@ void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const 
                                            const int *len, int S, int H, int Hkv, int D);
 /* out[i] = the float value of the IEEE half in[i] (exact; F16C / AVX-512 where the CPU has them) */
 void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n);
+/* out[i] = in[i] as an IEEE half, the halves of ftc_f32_to_f16 (nearest even; F16C / AVX-512 where the CPU has them) */
+void ftc_f32_to_f16_n(const float *in, uint16_t *out, size_t n);
 
 /* Softmax cross-entropy over V for N rows. targets[n] < 0 (e.g. -100) is ignored.
  * Returns the mean loss over counted rows (0 if none) and writes *n_counted.

@@ -153,10 +153,9 @@ void ftc_kv_cache_reset(ftc_kv_cache *c) { c->len = 0; }
 int ftc_kv_cache_len(const ftc_kv_cache *c) { return c->len; }
 ftc_kv_type ftc_kv_cache_type(const ftc_kv_cache *c) { return c->f16 ? FTC_KV_F16 : FTC_KV_F32; }
 
-/* n floats stored as halves, rounded to nearest, ties to even (the exact value when it is a half) */
-static void store_f16(uint16_t *dst, const float *src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = ftc_f32_to_f16(src[i]);
-}
+/* n floats stored as halves, rounded to nearest, ties to even (the exact value when it is a half): ftc_f32_to_f16's
+ * halves, vcvtps2ph where the CPU has it */
+static void store_f16(uint16_t *dst, const float *src, size_t n) { ftc_f32_to_f16_n(src, dst, n); }
 int ftc_kv_cache_max_len(const ftc_kv_cache *c) { return c->max_pos; }
 const int32_t *ftc_kv_cache_ids(const ftc_kv_cache *c) { return c->ids; }
 void ftc_kv_cache_truncate(ftc_kv_cache *c, int len) {

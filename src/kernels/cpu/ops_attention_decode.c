@@ -232,6 +232,48 @@ static widen_fn pick_widen(void) {
 
 void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n) { pick_widen()(out, in, n); }
 
+/* The other way, for storing new keys and values: vcvtps2ph rounds to nearest even as ftc_f32_to_f16 does
+ * (overflow to infinity, half subnormals exact, f32 subnormals to a signed zero: the same halves, checked over all
+ * 2^32 floats once and on every class by test_attention_decode), except NaN, whose payload it keeps where
+ * ftc_f32_to_f16 gives the canonical quiet NaN: the lanes holding a NaN take the scalar conversion. */
+typedef void (*narrow_fn)(uint16_t *dst, const float *src, size_t n);
+
+static void narrow_generic(uint16_t *d, const float *s, size_t n) {
+    for (size_t i = 0; i < n; i++) d[i] = ftc_f32_to_f16(s[i]);
+}
+#ifdef KV16_X86
+__attribute__((target("avx2,f16c"))) static void narrow_avx2(uint16_t *d, const float *s, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(s + i);
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        for (unsigned nan = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)); nan; nan &= nan - 1)
+            d[i + __builtin_ctz(nan)] = ftc_f32_to_f16(s[i + __builtin_ctz(nan)]);
+    }
+    for (; i < n; i++) d[i] = ftc_f32_to_f16(s[i]);
+}
+__attribute__((target("avx512f"))) static void narrow_avx512(uint16_t *d, const float *s, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(s + i);
+        _mm256_storeu_si256((__m256i *)(d + i), _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        for (unsigned nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q); nan; nan &= nan - 1)
+            d[i + __builtin_ctz(nan)] = ftc_f32_to_f16(s[i + __builtin_ctz(nan)]);
+    }
+    for (; i < n; i++) d[i] = ftc_f32_to_f16(s[i]);
+}
+#endif
+
+static narrow_fn pick_narrow(void) {
+#ifdef KV16_X86
+    if (ftc_vm_use_avx512()) return narrow_avx512;
+    if (ftc_vm_use_avx2() && ftc_mm_cpu_has_f16c()) return narrow_avx2;
+#endif
+    return narrow_generic;
+}
+
+void ftc_f32_to_f16_n(const float *in, uint16_t *out, size_t n) { pick_narrow()(out, in, n); }
+
 /* The f16 rows, one copy per instruction set (ops_attention_decode_f16.inc) */
 VM_FORCE_INLINE void load8h_generic(vm_v8 *r, const uint16_t *p) {
     for (int u = 0; u < 8; u++) (*r)[u] = ftc_f16_to_f32(p[u]);
