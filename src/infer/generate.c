@@ -218,6 +218,50 @@ static void mlp_act(ftc_kv_cache *c, int N) {
     else ftc_gelu_erf_forward(c->act, c->up, n);
 }
 
+/* A block's first half for N rows: the norm, q/k/v (fused or one pass over the three), RoPE on q and k. k and v
+ * receive the rows' keys and values; cs: the rows' cos/sin (ftc_rope_cos_sin) or NULL */
+static void block_qkv(ftc_kv_cache *c, layer_params *l, int N, float *k, float *v, const float *cs, const int32_t *pos) {
+    ftc_model *m = c->m;
+    const int Q = m->qdim, KV = m->kvdim;
+    norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, N);
+    if (m->fused_qkv) {
+        int W = Q + 2 * KV;
+        linear_inf(c, &l->qkv, c->qkv, c->a, N);
+        for (int r = 0; r < N; r++) {
+            const float *row = c->qkv + (size_t)r * W;
+            memcpy(c->q + (size_t)r * Q, row, (size_t)Q * sizeof(float));
+            memcpy(k + (size_t)r * KV, row + Q, (size_t)KV * sizeof(float));
+            memcpy(v + (size_t)r * KV, row + Q + KV, (size_t)KV * sizeof(float));
+        }
+    } else {
+        const linear_mod *ls[3] = {&l->q, &l->k, &l->v};
+        float *ys[3] = {c->q, k, v};
+        linear_inf_multi(c, ls, ys, 3, c->a, N);
+    }
+    if (m->rope) {
+        rope_rows(c->q, cs, pos, m->inv_freq, N, m->H, m->D);
+        rope_rows(k, cs, pos, m->inv_freq, N, m->Hkv, m->D);
+    }
+}
+
+/* A block's second half for N rows once c->attn holds the attention: output projection, residual, norm, MLP,
+ * residual (c->x updated) */
+static void block_out(ftc_kv_cache *c, layer_params *l, int N) {
+    ftc_model *m = c->m;
+    linear_inf(c, &l->o, c->o, c->attn, N);
+    add_rows(c->x, c->o, N, m->C);
+    norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
+    if (m->swiglu) {
+        const linear_mod *ls[2] = {&l->up, &l->gate};
+        float *ys[2] = {c->up, c->gate};
+        linear_inf_multi(c, ls, ys, 2, c->a, N);
+    } else
+        linear_inf(c, &l->up, c->up, c->a, N);
+    mlp_act(c, N);
+    linear_inf(c, &l->down, c->down, c->act, N);
+    add_rows(c->x, c->down, N, m->C);
+}
+
 /* N positions starting at c->len: c->x holds their embeddings on entry, their final hidden state on exit. */
 static void chunk_forward(ftc_kv_cache *c, int N) {
     ftc_model *m = c->m;
@@ -231,25 +275,7 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
         /* this chunk's cache rows (f16: staged in f32, stored as halves once RoPE has turned the keys) */
         float *kc = c->f16 ? c->kst : (float *)c->k[li] + (size_t)p0 * KV;
         float *vc = c->f16 ? c->vst : (float *)c->v[li] + (size_t)p0 * KV;
-        norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, N);
-        if (m->fused_qkv) {
-            int W = Q + 2 * KV;
-            linear_inf(c, &l->qkv, c->qkv, c->a, N);
-            for (int n = 0; n < N; n++) {
-                const float *row = c->qkv + (size_t)n * W;
-                memcpy(c->q + (size_t)n * Q, row, (size_t)Q * sizeof(float));
-                memcpy(kc + (size_t)n * KV, row + Q, (size_t)KV * sizeof(float));
-                memcpy(vc + (size_t)n * KV, row + Q + KV, (size_t)KV * sizeof(float));
-            }
-        } else {
-            const linear_mod *ls[3] = {&l->q, &l->k, &l->v};
-            float *ys[3] = {c->q, kc, vc};
-            linear_inf_multi(c, ls, ys, 3, c->a, N);
-        }
-        if (m->rope) {
-            rope_rows(c->q, rcs, c->pos, m->inv_freq, N, m->H, m->D);
-            rope_rows(kc, rcs, c->pos, m->inv_freq, N, m->Hkv, m->D);
-        }
+        block_qkv(c, l, N, kc, vc, rcs, c->pos);
         const float *kf = c->k[li], *vf = c->v[li];
         if (c->f16) {
             store_f16((uint16_t *)c->k[li] + (size_t)p0 * KV, kc, (size_t)N * KV);
@@ -270,18 +296,7 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
                 ftc_attention_decode_forward(c->attn + (size_t)i * Q, c->att, c->q + (size_t)i * Q, kf, vf, 1, n,
                                              p0 + i + n, c->cap, m->H, m->Hkv, m->D);
         }
-        linear_inf(c, &l->o, c->o, c->attn, N);
-        add_rows(c->x, c->o, N, m->C);
-        norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
-        if (m->swiglu) {
-            const linear_mod *ls[2] = {&l->up, &l->gate};
-            float *ys[2] = {c->up, c->gate};
-            linear_inf_multi(c, ls, ys, 2, c->a, N);
-        } else
-            linear_inf(c, &l->up, c->up, c->a, N);
-        mlp_act(c, N);
-        linear_inf(c, &l->down, c->down, c->act, N);
-        add_rows(c->x, c->down, N, m->C);
+        block_out(c, l, N);
     }
     free(rcs);
     if (m->lnf_w >= 0) {
@@ -344,7 +359,7 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
     }
     ftc_model_refresh_bf16(m);
     ftc_kv_cache *c = caches[0]; /* its scratch rows hold the batch: row i is sequence i */
-    const int Q = m->qdim, KV = m->kvdim;
+    const int KV = m->kvdim;
     const size_t NC = (size_t)n * m->C;
     /* the new keys and values, then RoPE's cos/sin of the rows' positions (once for every layer's q and k) */
     float *knew = malloc((2 * (size_t)n * KV + (size_t)n * m->D) * sizeof(float)), *vnew = knew + (size_t)n * KV;
@@ -364,25 +379,7 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
     c->prompt = false;
     for (int li = 0; li < m->L; li++) {
         layer_params *l = &m->layers[li];
-        norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, n);
-        if (m->fused_qkv) {
-            int W = Q + 2 * KV;
-            linear_inf(c, &l->qkv, c->qkv, c->a, n);
-            for (int r = 0; r < n; r++) {
-                const float *row = c->qkv + (size_t)r * W;
-                memcpy(c->q + (size_t)r * Q, row, (size_t)Q * sizeof(float));
-                memcpy(knew + (size_t)r * KV, row + Q, (size_t)KV * sizeof(float));
-                memcpy(vnew + (size_t)r * KV, row + Q + KV, (size_t)KV * sizeof(float));
-            }
-        } else {
-            const linear_mod *ls[3] = {&l->q, &l->k, &l->v};
-            float *ys[3] = {c->q, knew, vnew};
-            linear_inf_multi(c, ls, ys, 3, c->a, n);
-        }
-        if (m->rope) {
-            rope_rows(c->q, rcs, pos, m->inv_freq, n, m->H, m->D);
-            rope_rows(knew, rcs, pos, m->inv_freq, n, m->Hkv, m->D);
-        }
+        block_qkv(c, l, n, knew, vnew, rcs, pos);
         const void *ks[CHUNK], *vs[CHUNK];
         for (int r = 0; r < n; r++) { /* each sequence attends over its own cache, all of them in one pass */
             ftc_kv_cache *cr = caches[r];
@@ -401,18 +398,7 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
         else
             ftc_attention_decode_seqs_forward(c->attn, atts, c->q, (const float *const *)ks, (const float *const *)vs,
                                               lens, n, m->H, m->Hkv, m->D);
-        linear_inf(c, &l->o, c->o, c->attn, n);
-        add_rows(c->x, c->o, n, m->C);
-        norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, n);
-        if (m->swiglu) {
-            const linear_mod *ls[2] = {&l->up, &l->gate};
-            float *ys[2] = {c->up, c->gate};
-            linear_inf_multi(c, ls, ys, 2, c->a, n);
-        } else
-            linear_inf(c, &l->up, c->up, c->a, n);
-        mlp_act(c, n);
-        linear_inf(c, &l->down, c->down, c->act, n);
-        add_rows(c->x, c->down, n, m->C);
+        block_out(c, l, n);
     }
     if (m->lnf_w >= 0) {
         norm_inf(c, c->a, c->x, m->lnf_w, m->lnf_b, n);
