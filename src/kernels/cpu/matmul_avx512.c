@@ -74,45 +74,40 @@ typedef struct {
     bool ready;   /* ... and they are already packed (same key as the last complete call) */
 } b_store;
 
-static b_store b_store_open(uint64_t key, size_t whole_bytes, size_t block_bytes) {
+/* The store of one operand: *tls_key names what the thread's whole buffer tls_buf[whole_slot] holds (cap: the
+ * largest whole copy kept), tls_buf[block_slot] the one block packed at a time otherwise */
+static b_store store_open(uint64_t *tls_key, int whole_slot, int block_slot, size_t cap, uint64_t key,
+                          size_t whole_bytes, size_t block_bytes) {
     b_store st = {NULL, false, false};
-    if (key && whole_bytes <= B_CACHE_BYTES) {
-        if (tls_b_key == key) return (b_store){tls_buf[2], true, true};
-        tls_b_key = 0; /* being overwritten */
-        if ((st.base = pack_buffer(2, whole_bytes)) != NULL) {
+    if (key && whole_bytes <= cap) {
+        if (*tls_key == key) return (b_store){tls_buf[whole_slot], true, true};
+        *tls_key = 0; /* being overwritten */
+        if ((st.base = pack_buffer(whole_slot, whole_bytes)) != NULL) {
             st.whole = true;
             return st;
         }
     }
-    st.base = pack_buffer(1, block_bytes);
+    st.base = pack_buffer(block_slot, block_bytes);
     return st;
 }
 
-static void b_store_close(const b_store *st, uint64_t key) {
-    if (st->whole && !st->ready) tls_b_key = key;
+static void store_close(const b_store *st, uint64_t *tls_key, uint64_t key) {
+    if (st->whole && !st->ready) *tls_key = key;
 }
+
+static b_store b_store_open(uint64_t key, size_t whole_bytes, size_t block_bytes) {
+    return store_open(&tls_b_key, 2, 1, B_CACHE_BYTES, key, whole_bytes, block_bytes);
+}
+static void b_store_close(const b_store *st, uint64_t key) { store_close(st, &tls_b_key, key); }
 
 /* The same for op(A), keyed by a_key (column chunks of one job all read the whole op(A), issue 24: a 256-row
  * prompt's GEMMs split into 8 column chunks, and each packed the same activations again). Block (pc, ic) of the
  * whole packed op(A) sits at pc_units * m_round + ic * kc_units: a K slice's MR-row panels for all rows, in order,
  * the layout one block has. */
 static b_store a_store_open(uint64_t key, size_t whole_bytes, size_t block_bytes) {
-    b_store st = {NULL, false, false};
-    if (key && whole_bytes <= A_CACHE_BYTES) {
-        if (tls_a_key == key) return (b_store){tls_buf[4], true, true};
-        tls_a_key = 0; /* being overwritten */
-        if ((st.base = pack_buffer(4, whole_bytes)) != NULL) {
-            st.whole = true;
-            return st;
-        }
-    }
-    st.base = pack_buffer(0, block_bytes);
-    return st;
+    return store_open(&tls_a_key, 4, 0, A_CACHE_BYTES, key, whole_bytes, block_bytes);
 }
-
-static void a_store_close(const b_store *st, uint64_t key) {
-    if (st->whole && !st->ready) tls_a_key = key;
-}
+static void a_store_close(const b_store *st, uint64_t key) { store_close(st, &tls_a_key, key); }
 
 /* ---------------------------------------------------------------- fp32 ---------------------------- */
 
