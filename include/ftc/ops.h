@@ -47,6 +47,11 @@ void ftc_linear_forward_q(float *y, const float *x, const void *W, int qtype, co
  * gemm: a prompt chunk's rows, through the int8 GEMM ftc_qgemm_q8act_forward) */
 void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype, const float *b, int N, int I, int O,
                               bool gemm);
+/* n of those (gemm false) on one x [N, I], weights of one type (a decoding step's q/k/v, up/gate): y[p] = x W[p]^T
+ * + b[p] (b[p] NULL: none; W[p] O[p] rows), x quantized once and every product in one parallel pass; each y[p] has
+ * the bits of its own ftc_linear_forward_q8act */
+void ftc_linear_forward_q8act_multi(float *const *y, const float *x, const void *const *W, int qtype,
+                                    const float *const *b, const int *O, int n, int N, int I);
 void ftc_linear_backward_q(float *dx, float *db, const float *dy, const void *W, int qtype, int N, int I, int O,
                            bool bf16);
 void ftc_linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O);

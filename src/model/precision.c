@@ -4,7 +4,6 @@
  *   frozen weight stored bf16:   data == NULL, data_bf16 only (used through bf16 matmuls at either precision).
  * Copies go stale when weights change (ftc_model_weights_changed after an optimizer step; merges) and are
  * refreshed at the next forward, so gradient accumulation converts once per optimizer step. */
-#include "kernels/cpu/quant_internal.h"
 #include "model_internal.h"
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
@@ -353,18 +352,13 @@ bool ftc_model_linear_forward_gen_multi(ftc_model *m, const int *w, const int *b
     const ftc_param *p0 = &m->params[w[0]];
     if (!p0->data_q || !ftc_qmatmul_q8act_supported(p0->qtype, I)) return false;
     const void *W[MAXP];
-    float beta[MAXP];
+    const float *bias[MAXP];
     for (int p = 0; p < n; p++) {
         const ftc_param *pw = &m->params[w[p]];
         if (!pw->data_q || pw->qtype != p0->qtype) return false;
-        W[p] = pw->data_q;
+        W[p] = pw->data_q, bias[p] = P(m, b[p]);
     }
-    for (int p = 0; p < n; p++) { /* the bias first, as ftc_linear_forward_q8act */
-        beta[p] = b[p] >= 0 ? 1.0f : 0.0f;
-        if (b[p] >= 0)
-            for (int r = 0; r < N; r++) memcpy(y[p] + (size_t)r * O[p], P(m, b[p]), sizeof(float) * (size_t)O[p]);
-    }
-    ftc_qmatmul_forward_q8act_multi(y, W, O, beta, n, x, p0->qtype, N, I);
+    ftc_linear_forward_q8act_multi(y, x, W, p0->qtype, bias, O, n, N, I);
     return true;
 }
 

@@ -3,6 +3,7 @@
 #include "ftc/matmul.h"
 #include "ftc/threads.h"
 #include "ftc/quant.h"
+#include "quant_internal.h"
 #include "vmath.h"
 #include <string.h>
 
@@ -92,6 +93,17 @@ void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype
     float beta = bias_init(y, b, N, O);
     if (gemm) ftc_qgemm_q8act_forward(y, x, W, qtype, N, I, O, beta);
     else ftc_qmatmul_forward_q8act(y, x, W, qtype, N, I, O, beta);
+}
+
+void ftc_linear_forward_q8act_multi(float *const *y, const float *x, const void *const *W, int qtype,
+                                    const float *const *b, const int *O, int n, int N, int I) {
+    enum { GROUP = 4 };
+    for (int p0 = 0; p0 < n; p0 += GROUP) { /* in groups, for the betas' array */
+        const int g = n - p0 < GROUP ? n - p0 : GROUP;
+        float beta[GROUP];
+        for (int p = 0; p < g; p++) beta[p] = bias_init(y[p0 + p], b[p0 + p], N, O[p0 + p]);
+        ftc_qmatmul_forward_q8act_multi(y + p0, W + p0, O + p0, beta, g, x, qtype, N, I);
+    }
 }
 
 void ftc_linear_backward_q(float *dx, float *db, const float *dy, const void *W, int qtype, int N, int I, int O,
