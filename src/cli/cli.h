@@ -27,6 +27,9 @@ bool cli_wants_help(int argc, char **argv);
 bool cli_parse_long(const char *s, long lo, long hi, long *out);
 /* --kv-type (generate, chat, serve): "f32" or "f16" into *out; false for anything else */
 bool cli_parse_kv_type(const char *s, ftc_kv_type *out);
+/* The cache those commands take without --kv-type: f16, as llama.cpp's default (half the bytes a decoding step
+ * reads; the library's own default is f32) */
+#define CLI_KV_DEFAULT FTC_KV_F16
 bool cli_parse_float(const char *s, double lo, double hi, float *out);
 /* The sampling options generate and chat share (CLI_SAMPLING_OPTS): flag is the name without "--"
  * ("temperature", "top-k", "top-p", "seed"). Returns -1 when flag is not one of them, 0 when it was parsed

@@ -102,7 +102,7 @@ int cmd_chat(int argc, char **argv) {
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false, bf16 = false;
     int qtype = -1;
-    cli_chat_batch_args b = {.rag_k = 3, .kv_type = FTC_KV_F16}; /* f16: the CLI's default cache, as ftc generate */
+    cli_chat_batch_args b = {.rag_k = 3, .kv_type = CLI_KV_DEFAULT};
     static const cli_opt opts[] = {{"model", false, NULL}, {"chat-template", false, NULL}, {"system", false, NULL},
                                    {"adapter", false, NULL}, {"max-tokens", false, NULL}, {"stats", true, NULL},
                                    {"data", false, NULL}, {"summary", false, NULL}, {"rag-index", false, NULL},

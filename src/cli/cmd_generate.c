@@ -76,7 +76,7 @@ int cmd_generate(int argc, char **argv) {
     ftc_sampler sampler = {0.0f, 0, 1.0f};
     bool stats = false, bf16 = false;
     int qtype = -1;
-    ftc_kv_type kv_type = FTC_KV_F16; /* the CLI's default cache (llama.cpp's too); --kv-type f32 for the library's */
+    ftc_kv_type kv_type = CLI_KV_DEFAULT;
     static const cli_opt opts[] = {{"model", false, NULL},      {"prompt", false, NULL}, {"adapter", false, NULL},
                                    {"max-tokens", false, NULL}, {"stats", true, NULL},   {"precision", false, NULL},
                                    {"base-dtype", false, NULL}, {"kv-type", false, NULL}, CLI_SAMPLING_OPTS,

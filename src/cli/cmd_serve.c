@@ -100,7 +100,7 @@ int cmd_serve(int argc, char **argv) {
         return 0;
     }
     ftc_serve_opts o = {.host = "127.0.0.1", .port = 8080, .slots = 1, .queue = 16, .task = -1, .log = log_line,
-                       .kv_f16 = true}; /* f16: the CLI's default cache, as ftc generate (the library's: f32) */
+                       .kv_f16 = CLI_KV_DEFAULT == FTC_KV_F16};
     const char *key_file = NULL;
     static const cli_opt opts[] = {{"model", false, NULL},   {"host", false, NULL},         {"port", false, NULL},
                                    {"api-key", false, NULL}, {"api-key-file", false, NULL}, {"ctx", false, NULL},
