@@ -20,6 +20,39 @@ static void fill(float *x, size_t n, ftc_rng *r) {
     for (size_t i = 0; i < n; i++) x[i] = (float)(ftc_rng_uniform(r) * 4.0 - 2.0);
 }
 
+/* S sequences' caches for the seqs functions: keys of sequence s at kv + s T ks, values at kv + (S + s) T ks (the
+ * same as a [B = S, Tcap = T] cache for the batched ones), kh the same as halves; sequence s holds T - shorter x s
+ * positions; q: q_floats queries. f16_values: kv holds the halves' values (widened exactly), so f32 and f16 caches
+ * hold the same numbers. */
+enum { MAX_SEQS = 8 };
+typedef struct {
+    float *q, *kv;
+    uint16_t *kh;
+    const float *kc[MAX_SEQS], *vc[MAX_SEQS];
+    const uint16_t *khc[MAX_SEQS], *vhc[MAX_SEQS];
+    int len[MAX_SEQS];
+} seq_caches;
+
+static void seq_caches_make(seq_caches *c, int S, int T, size_t ks, size_t q_floats, int shorter, bool f16_values,
+                            ftc_rng *r) {
+    assert_true(S <= MAX_SEQS);
+    const size_t nkv = 2 * (size_t)S * T * ks;
+    c->q = malloc(sizeof(float) * q_floats), c->kv = malloc(sizeof(float) * nkv), c->kh = malloc(sizeof(uint16_t) * nkv);
+    assert_true(c->q && c->kv && c->kh);
+    fill(c->q, q_floats, r), fill(c->kv, nkv, r);
+    for (size_t i = 0; i < nkv; i++) {
+        c->kh[i] = ftc_f32_to_f16(c->kv[i]);
+        if (f16_values) c->kv[i] = ftc_f16_to_f32(c->kh[i]);
+    }
+    for (int s = 0; s < S; s++) {
+        c->kc[s] = c->kv + (size_t)s * T * ks, c->vc[s] = c->kv + ((size_t)S + s) * T * ks;
+        c->khc[s] = c->kh + (size_t)s * T * ks, c->vhc[s] = c->kh + ((size_t)S + s) * T * ks;
+        c->len[s] = T - shorter * s;
+    }
+}
+
+static void seq_caches_free(seq_caches *c) { free(c->q), free(c->kv), free(c->kh); }
+
 /* chunks: sizes of the successive decode calls, summing to T */
 static double check(int B, int T, int H, int Hkv, int D, const int *chunks, int n_chunks) {
     ftc_rng r;
@@ -131,16 +164,15 @@ static void test_seqs_same_bits_any_grouping(void **state) {
         ftc_rng r;
         ftc_rng_seed(&r, (uint64_t)(100 + si));
         size_t qs = (size_t)H * D, ks = (size_t)Hkv * D;
-        float *q = malloc(sizeof(float) * S * qs), *kv = malloc(sizeof(float) * 2 * S * T * ks);
+        seq_caches c;
+        seq_caches_make(&c, S, T, ks, (size_t)S * qs, 0, false, &r);
+        const float *q = c.q, *const *kc = c.kc, *const *vc = c.vc;
+        int *len = c.len;
         float *ref = malloc(sizeof(float) * S * qs), *got = malloc(sizeof(float) * S * qs);
         float *aref = malloc(sizeof(float) * S * H * T), *agot = malloc(sizeof(float) * S * H * T);
-        assert_true(q && kv && ref && got && aref && agot);
-        fill(q, (size_t)S * qs, &r), fill(kv, 2 * (size_t)S * T * ks, &r);
-        const float *kc[6], *vc[6];
+        assert_true(ref && got && aref && agot);
         float *ar[6], *ag[6];
-        int len[6];
         for (int s = 0; s < S; s++) {
-            kc[s] = kv + (size_t)s * T * ks, vc[s] = kv + ((size_t)S + s) * T * ks;
             ar[s] = aref + (size_t)s * H * T, ag[s] = agot + (size_t)s * H * T;
             len[s] = T - 9 * (s * 4 % 6); /* 70, 34, 52, 70, 34, 52: the jobs run longest first */
         }
@@ -162,7 +194,7 @@ static void test_seqs_same_bits_any_grouping(void **state) {
             ftc_attention_decode_seqs_forward(got, ag, q, kc, vc, len, S, H, Hkv, D); /* for the next path */
         }
         ftc_matmul_set_backend("auto");
-        free(q), free(kv), free(ref), free(got), free(aref), free(agot);
+        seq_caches_free(&c), free(ref), free(got), free(aref), free(agot);
     }
 }
 
@@ -191,30 +223,23 @@ static void test_f16_cache_same_bits(void **state) {
         const int H = shapes[si][0], Hkv = shapes[si][1], D = shapes[si][2], S = 6, T = 70;
         ftc_rng r;
         ftc_rng_seed(&r, (uint64_t)(200 + si));
-        size_t qs = (size_t)H * D, ks = (size_t)Hkv * D, nkv = 2 * (size_t)S * T * ks;
-        float *q = malloc(sizeof(float) * S * 10 * qs), *kv = malloc(sizeof(float) * nkv);
-        uint16_t *kh = malloc(sizeof(uint16_t) * nkv);
+        size_t qs = (size_t)H * D, ks = (size_t)Hkv * D;
+        seq_caches c;
+        seq_caches_make(&c, S, T, ks, (size_t)S * 10 * qs, 9, true, &r);
+        const float *q = c.q, *kv = c.kv;
+        const uint16_t *kh = c.kh;
+        const int *len = c.len;
         float *ref = malloc(sizeof(float) * S * 10 * qs), *got = malloc(sizeof(float) * S * 10 * qs);
         float *aref = malloc(sizeof(float) * S * H * T * 10), *agot = malloc(sizeof(float) * S * H * T * 10);
-        assert_true(q && kv && kh && ref && got && aref && agot);
-        fill(q, (size_t)S * 10 * qs, &r), fill(kv, nkv, &r);
-        for (size_t i = 0; i < nkv; i++) kh[i] = ftc_f32_to_f16(kv[i]), kv[i] = ftc_f16_to_f32(kh[i]);
-        const float *kc[6], *vc[6];
-        const uint16_t *khc[6], *vhc[6];
+        assert_true(ref && got && aref && agot);
         float *ar[6], *ag[6];
-        int len[6];
-        for (int s = 0; s < S; s++) {
-            kc[s] = kv + (size_t)s * T * ks, vc[s] = kv + ((size_t)S + s) * T * ks;
-            khc[s] = kh + (size_t)s * T * ks, vhc[s] = kh + ((size_t)S + s) * T * ks;
-            ar[s] = aref + (size_t)s * H * T, ag[s] = agot + (size_t)s * H * T;
-            len[s] = T - 9 * s;
-        }
+        for (int s = 0; s < S; s++) ar[s] = aref + (size_t)s * H * T, ag[s] = agot + (size_t)s * H * T;
         for (int p = 0; p < 3; p++) {
             assert_true(ftc_matmul_set_backend(paths[p]));
             for (int n = 6; n >= 1; n -= n == 6 ? 4 : 1) { /* a sequence per job, a group per job, a head per job */
-                ftc_attention_decode_seqs_forward(ref, ar, q, kc, vc, len, n, H, Hkv, D);
+                ftc_attention_decode_seqs_forward(ref, ar, q, c.kc, c.vc, len, n, H, Hkv, D);
                 memset(got, 0xff, sizeof(float) * S * qs);
-                ftc_attention_decode_seqs_forward_f16(got, ag, q, khc, vhc, len, n, H, Hkv, D);
+                ftc_attention_decode_seqs_forward_f16(got, ag, q, c.khc, c.vhc, len, n, H, Hkv, D);
                 assert_memory_equal(ref, got, sizeof(float) * n * qs);
                 for (int s = 0; s < n; s++) assert_memory_equal(ar[s], ag[s], sizeof(float) * H * len[s]);
             }
@@ -237,7 +262,7 @@ static void test_f16_cache_same_bits(void **state) {
             }
         }
         ftc_matmul_set_backend("auto");
-        free(q), free(kv), free(kh), free(ref), free(got), free(aref), free(agot);
+        seq_caches_free(&c), free(ref), free(got), free(aref), free(agot);
     }
 }
 
@@ -254,34 +279,27 @@ static void test_lanes_same_bits(void **state) {
         const int H = shapes[si][0], Hkv = shapes[si][1], D = shapes[si][2], S = 5, T = 77;
         ftc_rng r;
         ftc_rng_seed(&r, (uint64_t)(300 + si));
-        size_t qs = (size_t)H * D, ks = (size_t)Hkv * D, nkv = 2 * (size_t)S * T * ks;
-        float *q = malloc(sizeof(float) * S * 3 * qs), *kv = malloc(sizeof(float) * nkv);
-        uint16_t *kh = malloc(sizeof(uint16_t) * nkv);
+        size_t qs = (size_t)H * D, ks = (size_t)Hkv * D;
+        seq_caches c;
+        seq_caches_make(&c, S, T, ks, (size_t)S * 3 * qs, 13, false, &r); /* lengths 77, 64, 51, 38, 25 */
+        const float *q = c.q, *kv = c.kv;
+        const uint16_t *kh = c.kh;
+        const int *len = c.len;
         float *out[2], *att[2];
         for (int l = 0; l < 2; l++) {
             out[l] = malloc(sizeof(float) * S * 3 * qs), att[l] = malloc(sizeof(float) * S * H * 3 * T);
             assert_true(out[l] && att[l]);
         }
-        assert_true(q && kv && kh);
-        fill(q, (size_t)S * 3 * qs, &r), fill(kv, nkv, &r);
-        for (size_t i = 0; i < nkv; i++) kh[i] = ftc_f32_to_f16(kv[i]);
-        const float *kc[5], *vc[5];
-        const uint16_t *khc[5], *vhc[5];
         float *as[2][5];
-        int len[5];
-        for (int s = 0; s < S; s++) {
-            kc[s] = kv + (size_t)s * T * ks, vc[s] = kv + ((size_t)S + s) * T * ks;
-            khc[s] = kh + (size_t)s * T * ks, vhc[s] = kh + ((size_t)S + s) * T * ks;
+        for (int s = 0; s < S; s++)
             for (int l = 0; l < 2; l++) as[l][s] = att[l] + (size_t)s * H * T;
-            len[s] = T - 13 * s; /* 77, 64, 51, 38, 25 */
-        }
         for (int half = 0; half < 2; half++)
             for (int n = 5; n >= 1; n -= 4) { /* a sequence per job; one sequence: a group per job */
                 for (int l = 0; l < 2; l++) {
                     ftc_attention_decode_set_lanes(l == 1);
                     memset(out[l], 0xff, sizeof(float) * S * qs);
-                    if (half) ftc_attention_decode_seqs_forward_f16(out[l], as[l], q, khc, vhc, len, n, H, Hkv, D);
-                    else ftc_attention_decode_seqs_forward(out[l], as[l], q, kc, vc, len, n, H, Hkv, D);
+                    if (half) ftc_attention_decode_seqs_forward_f16(out[l], as[l], q, c.khc, c.vhc, len, n, H, Hkv, D);
+                    else ftc_attention_decode_seqs_forward(out[l], as[l], q, c.kc, c.vc, len, n, H, Hkv, D);
                 }
                 assert_memory_equal(out[0], out[1], sizeof(float) * n * qs);
                 for (int s = 0; s < n; s++) assert_memory_equal(as[0][s], as[1][s], sizeof(float) * H * len[s]);
@@ -302,7 +320,7 @@ static void test_lanes_same_bits(void **state) {
                     }
             }
         ftc_attention_decode_set_lanes(true);
-        free(q), free(kv), free(kh);
+        seq_caches_free(&c);
         for (int l = 0; l < 2; l++) free(out[l]), free(att[l]);
     }
 }
