@@ -16,7 +16,7 @@
  *                   that implies and its share of the read bandwidth; the process's CPU ms per token (on a shared
  *                   machine, FTC_THREADS=1 and this figure compare two builds more steadily than tokens/s)
  *   batch B         ftc_model_decode_batch of B sequences (each after --prompt tokens): tokens/s over all of
- *                   them and the ratio to one sequence's decode
+ *                   them and the ratio to one sequence's decode, an FNV-1a hash of the last step's logits (all B)
  * Benchmarks are short: run them once on a quiet machine and report the load average beside the figures. */
 #include <math.h>
 #include "ftc/threads.h"
@@ -310,8 +310,15 @@ int main(int argc, char **argv) {
         steps *= rounds;
         dt = now() - t;
         double tpsb = (double)steps * batch / dt, cpub = (cpu_now() - cpu0) / ((double)steps * batch);
+        uint64_t h = 1469598103934665603ull; /* FNV-1a of the last step's logits, every sequence: bits compare */
+        for (size_t i = 0; i < (size_t)V * batch; i++) {
+            uint32_t w;
+            memcpy(&w, &logits[i], 4);
+            h = (h ^ w) * 1099511628211ull;
+        }
         printf("batch %d: %.1f tokens/s (%d steps in %.3f s), %.2fx one sequence; %.1f ms CPU per token (%.2fx one "
-               "sequence's)\n", batch, tpsb, steps, dt, tpsb / tps1, cpub * 1e3, cpu / cpub);
+               "sequence's), logits %016llx\n", batch, tpsb, steps, dt, tpsb / tps1, cpub * 1e3, cpu / cpub,
+               (unsigned long long)h);
         for (int b = 0; b < batch; b++) ftc_kv_cache_free(cs[b]);
         free(cs), free(next);
     }
