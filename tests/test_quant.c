@@ -548,6 +548,97 @@ static void test_qmatmul_q8act_multi(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* The multi product with a column epilogue (ftc_qmatmul_forward_q8act_multi_ep, a decoding step's up/gate + SwiGLU):
+ * the products keep the bits of the plain multi call; the epilogue sees every column exactly once, after all the
+ * products have written it (it combines them: z = 2 y0 + y1 - y2), also for unequal O (one call after the products,
+ * reading y0);
+ * every kernel, 1 and 2 threads, N 1 and 8, O with a 16-row tail. */
+typedef struct {
+    float *const *Y;
+    float *z;
+    int *seen, N, O, np;
+} ep_check;
+
+static void ep_combine(void *ctx, int o0, int o1) {
+    ep_check *e = ctx;
+    for (int o = o0; o < o1; o++) {
+        e->seen[o]++;
+        for (int n = 0; n < e->N; n++) {
+            size_t i = (size_t)n * e->O + o;
+            e->z[i] = 2.0f * e->Y[0][i] + (e->np > 1 ? e->Y[1][i] : 0.0f) - (e->np > 2 ? e->Y[2][i] : 0.0f);
+        }
+    }
+}
+
+static void test_qmatmul_q8act_multi_ep(void **state) {
+    (void)state;
+    enum { N8 = 8, I = 576, P = 3, OMAX = 200 };
+    const int types[] = {FTC_GGML_Q8_0, FTC_GGML_Q4_0, FTC_GGML_Q4_1};
+    const int Osame[P] = {200, 200, 200}, Odiff[P] = {37, 192, 11};
+    const char *backends[] = {"generic", "avx2", "avx512"};
+    const int threads0 = ftc_threads();
+    int checked = 0;
+    float *X = malloc(sizeof(float) * N8 * I), *Y[P], *Yref[P], *z = malloc(sizeof(float) * N8 * OMAX);
+    void *Wq[P];
+    int seen[OMAX];
+    for (int i = 0; i < N8 * I; i++) X[i] = randn();
+    for (int p = 0; p < P; p++)
+        Y[p] = malloc(sizeof(float) * N8 * OMAX), Yref[p] = malloc(sizeof(float) * N8 * OMAX),
+        Wq[p] = malloc(ftc_quant_tensor_bytes(FTC_GGML_Q8_0, OMAX, I)); /* Q8_0: the largest rows */
+    for (int be = 0; be < 3; be++) {
+        if (!ftc_matmul_set_backend(backends[be]) || ftc_q8a_isa() != be) continue;
+        for (int th = 1; th <= 2; th++) {
+            ftc_threads_set(th);
+            for (int t = 0; t < 3; t++)
+                for (int shape = 0; shape < 2; shape++)
+                    for (int np = 2; np <= P; np++) {
+                        const int type = types[t], *O = shape ? Odiff : Osame;
+                        float beta[P];
+                        for (int p = 0; p < np; p++) {
+                            float *W = malloc(sizeof(float) * (size_t)O[p] * I);
+                            for (size_t i = 0; i < (size_t)O[p] * I; i++) W[i] = 0.05f * randn();
+                            ftc_quantize_tensor(type, W, Wq[p], O[p], I);
+                            free(W);
+                            beta[p] = (float)(p % 2);
+                        }
+                        for (int N = 1; N <= N8; N += N8 - 1) {
+                            for (int p = 0; p < np; p++)
+                                for (int i = 0; i < N * O[p]; i++)
+                                    Y[p][i] = Yref[p][i] = beta[p] != 0 ? 0.25f * (float)(i % 9) : NAN;
+                            ftc_qmatmul_forward_q8act_multi(Yref, (const void *const *)Wq, O, beta, np, X, type, N, I);
+                            memset(seen, 0, sizeof seen);
+                            ep_check e = {Y, z, seen, N, O[0], shape ? 1 : np}; /* unequal O: y0 alone */
+                            ftc_qmatmul_forward_q8act_multi_ep(Y, (const void *const *)Wq, O, beta, np, X, type, N, I,
+                                                               ep_combine, &e);
+                            for (int p = 0; p < np; p++)
+                                if (memcmp(Y[p], Yref[p], sizeof(float) * (size_t)N * O[p]))
+                                    fail_msg("q8act multi_ep %s %s N=%d threads %d: product %d of %d differs from the "
+                                             "plain multi call", backends[be], ftc_quant_name(type), N, th, p, np);
+                            for (int o = 0; o < O[0]; o++) {
+                                if (seen[o] != 1)
+                                    fail_msg("q8act multi_ep %s %s N=%d threads %d np %d: column %d seen %d times",
+                                             backends[be], ftc_quant_name(type), N, th, np, o, seen[o]);
+                                for (int n = 0; n < N; n++) {
+                                    size_t i = (size_t)n * O[0] + o;
+                                    float want = 2.0f * Yref[0][i] + (e.np > 1 ? Yref[1][i] : 0.0f) -
+                                                 (e.np > 2 ? Yref[2][i] : 0.0f);
+                                    if (memcmp(&z[i], &want, sizeof want))
+                                        fail_msg("q8act multi_ep %s %s: epilogue at row %d column %d ran before the "
+                                                 "products wrote it", backends[be], ftc_quant_name(type), n, o);
+                                }
+                            }
+                            checked++;
+                        }
+                    }
+        }
+    }
+    for (int p = 0; p < P; p++) free(Wq[p]), free(Y[p]), free(Yref[p]);
+    free(X), free(z);
+    assert_true(checked >= 24); /* at least the portable twin ran */
+    ftc_threads_set(threads0);
+    ftc_matmul_set_backend("auto");
+}
+
 /* Prefill's int8 GEMM (ftc_qgemm_q8act_forward, prompt chunks past 16 rows): on every kernel it has (the portable
  * twin "generic", "avx2", and AVX-512 VNNI under "auto" where the CPU has it), each output has the bits of the
  * portable row kernel ftc_q8a_matrows_c on the same quantized activations: Q8_0/Q4_0/Q4_1, K = 32 .. 608 and 4160
@@ -790,6 +881,7 @@ int main(void) {
         cmocka_unit_test(test_qmatmul_rows_fused),
         cmocka_unit_test(test_qmatmul_q8act),
         cmocka_unit_test(test_qmatmul_q8act_multi),
+        cmocka_unit_test(test_qmatmul_q8act_multi_ep),
         cmocka_unit_test(test_qgemm_q8act),
         cmocka_unit_test(test_roundtrip_error),
     };

@@ -39,6 +39,7 @@ struct ftc_kv_cache {
     int rows;
     float *x, *a, *q, *qkv, *attn, *o, *up, *gate, *act, *down, *mean, *rstd, *lora, *att;
     size_t att_floats;
+    int ep_rows; /* rows of the up/gate epilogue (swiglu_cols) */
     bool prompt; /* these rows are a prompt chunk (one sequence), not a batch of sequences: past Q8ACT_ROWS rows the
                   * quantized products take the int8 GEMM */
 };
@@ -174,9 +175,10 @@ static void linear_inf(ftc_kv_cache *c, const linear_mod *l, float *y, const flo
 
 /* n linear modules of one input x (q/k/v, up/gate): when none has an unmerged adapter and the rows are not a prompt
  * chunk's GEMM, one quantization of x and one parallel pass over all the products where their weights allow
- * (ftc_model_linear_forward_gen_multi: the same bits as one call each); else one linear_inf each */
-static void linear_inf_multi(ftc_kv_cache *c, const linear_mod *const *ls, float *const *ys, int n, const float *x,
-                             int N) {
+ * (ftc_model_linear_forward_gen_multi: the same bits as one call each), ep (may be NULL) run on the columns in that
+ * pass, and true; else one linear_inf each and false (ep not run) */
+static bool linear_inf_multi(ftc_kv_cache *c, const linear_mod *const *ls, float *const *ys, int n, const float *x,
+                             int N, void (*ep)(void *ctx, int o0, int o1), void *ep_ctx) {
     ftc_model *m = c->m;
     int w[4], b[4], O[4];
     bool ok = n <= 4 && !(c->prompt && N > Q8ACT_ROWS);
@@ -184,8 +186,9 @@ static void linear_inf_multi(ftc_kv_cache *c, const linear_mod *const *ls, float
         ok = ls[p]->lora_a < 0 && ls[p]->in == ls[0]->in;
         w[p] = ls[p]->w, b[p] = ls[p]->b, O[p] = ls[p]->out;
     }
-    if (ok && ftc_model_linear_forward_gen_multi(m, w, b, ys, O, n, x, N, ls[0]->in)) return;
+    if (ok && ftc_model_linear_forward_gen_multi(m, w, b, ys, O, n, x, N, ls[0]->in, ep, ep_ctx)) return true;
     for (int p = 0; p < n; p++) linear_inf(c, ls[p], ys[p], x, N);
+    return false;
 }
 
 /* Norms, rope, the residual adds and the MLP activation take a chunk's N rows in one call: each row is computed by
@@ -207,6 +210,15 @@ static void rope_rows(float *x, const float *cs, const int32_t *pos, const float
 
 static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t *pos, int N) {
     for (int r = 0; r < N; r++) ftc_model_embed_forward(m, x + (size_t)r * m->C, ids + r, m->learned_pos ? pos + r : NULL, NULL, 1);
+}
+
+/* act = silu(gate) * up on columns [o0, o1) of the rows (ctx: the cache, rows in c->ep_rows): up/gate's epilogue,
+ * element-wise, so the bits of mlp_act */
+static void swiglu_cols(void *ctx, int o0, int o1) {
+    ftc_kv_cache *c = ctx;
+    const size_t F = (size_t)c->m->F;
+    for (int r = 0; r < c->ep_rows; r++)
+        ftc_swiglu_forward(c->act + r * F + o0, c->gate + r * F + o0, c->up + r * F + o0, o1 - o0);
 }
 
 /* act = activation(up) (or silu(gate) * up), element-wise over the N rows */
@@ -236,7 +248,7 @@ static void block_qkv(ftc_kv_cache *c, layer_params *l, int N, float *k, float *
     } else {
         const linear_mod *ls[3] = {&l->q, &l->k, &l->v};
         float *ys[3] = {c->q, k, v};
-        linear_inf_multi(c, ls, ys, 3, c->a, N);
+        linear_inf_multi(c, ls, ys, 3, c->a, N, NULL, NULL);
     }
     if (m->rope) {
         rope_rows(c->q, cs, pos, m->inv_freq, N, m->H, m->D);
@@ -251,13 +263,15 @@ static void block_out(ftc_kv_cache *c, layer_params *l, int N) {
     linear_inf(c, &l->o, c->o, c->attn, N);
     add_rows(c->x, c->o, N, m->C);
     norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
+    bool act_done = false; /* SwiGLU computed in up/gate's parallel pass */
     if (m->swiglu) {
         const linear_mod *ls[2] = {&l->up, &l->gate};
         float *ys[2] = {c->up, c->gate};
-        linear_inf_multi(c, ls, ys, 2, c->a, N);
+        c->ep_rows = N;
+        act_done = linear_inf_multi(c, ls, ys, 2, c->a, N, swiglu_cols, c);
     } else
         linear_inf(c, &l->up, c->up, c->a, N);
-    mlp_act(c, N);
+    if (!act_done) mlp_act(c, N);
     linear_inf(c, &l->down, c->down, c->act, N);
     add_rows(c->x, c->down, N, m->C);
 }

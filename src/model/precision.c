@@ -346,7 +346,8 @@ void ftc_model_linear_forward_gen(ftc_model *m, int w, int b, float *y, const fl
 }
 
 bool ftc_model_linear_forward_gen_multi(ftc_model *m, const int *w, const int *b, float *const *y, const int *O, int n,
-                                       const float *x, int N, int I) {
+                                       const float *x, int N, int I, void (*ep)(void *ctx, int o0, int o1),
+                                       void *ep_ctx) {
     enum { MAXP = 4 };
     if (n < 1 || n > MAXP || m->precision == FTC_PREC_BF16) return false;
     const ftc_param *p0 = &m->params[w[0]];
@@ -358,7 +359,7 @@ bool ftc_model_linear_forward_gen_multi(ftc_model *m, const int *w, const int *b
         if (!pw->data_q || pw->qtype != p0->qtype) return false;
         W[p] = pw->data_q, bias[p] = P(m, b[p]);
     }
-    ftc_linear_forward_q8act_multi(y, x, W, p0->qtype, bias, O, n, N, I);
+    ftc_linear_forward_q8act_multi_ep(y, x, W, p0->qtype, bias, O, n, N, I, ep, ep_ctx);
     return true;
 }
 

@@ -97,12 +97,23 @@ void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype
 
 void ftc_linear_forward_q8act_multi(float *const *y, const float *x, const void *const *W, int qtype,
                                     const float *const *b, const int *O, int n, int N, int I) {
+    ftc_linear_forward_q8act_multi_ep(y, x, W, qtype, b, O, n, N, I, NULL, NULL);
+}
+
+void ftc_linear_forward_q8act_multi_ep(float *const *y, const float *x, const void *const *W, int qtype,
+                                       const float *const *b, const int *O, int n, int N, int I,
+                                       void (*ep)(void *ctx, int o0, int o1), void *ep_ctx) {
     enum { GROUP = 4 };
+    if (ep && n > GROUP) { /* the epilogue needs every product in one pass: the products, then ep */
+        ftc_linear_forward_q8act_multi_ep(y, x, W, qtype, b, O, n, N, I, NULL, NULL);
+        ep(ep_ctx, 0, O[0]);
+        return;
+    }
     for (int p0 = 0; p0 < n; p0 += GROUP) { /* in groups, for the betas' array */
         const int g = n - p0 < GROUP ? n - p0 : GROUP;
         float beta[GROUP];
         for (int p = 0; p < g; p++) beta[p] = bias_init(y[p0 + p], b[p0 + p], N, O[p0 + p]);
-        ftc_qmatmul_forward_q8act_multi(y + p0, W + p0, O + p0, beta, g, x, qtype, N, I);
+        ftc_qmatmul_forward_q8act_multi_ep(y + p0, W + p0, O + p0, beta, g, x, qtype, N, I, ep, ep_ctx);
     }
 }
 

@@ -88,15 +88,12 @@ typedef struct {
     const void *xp; /* isa 2: the prepared rows */
     size_t row_bytes;
     int type, N, I, n_out, isa;
+    void (*ep)(void *ctx, int o0, int o1); /* non-NULL: chunk c is columns [o0, o1) of every product, then ep(ep_ctx, o0, o1) */
+    void *ep_ctx;
 } q8a_job;
 
-static void q8a_chunk(void *ctx, int c) {
-    const q8a_job *j = ctx;
-    int p = 0;
-    while (c >= j->first[p + 1]) p++;
-    c -= j->first[p];
-    const int O = j->O[p], rows = j->rows[p];
-    int o0 = c * rows, o1 = o0 + rows < O ? o0 + rows : O;
+static void q8a_rows(const q8a_job *j, int p, int o0, int o1) {
+    const int O = j->O[p];
     if (j->isa == 2)
         ftc_q8a_matrows_avx512(j->type, j->Y[p], j->xp, j->N, j->W[p], j->row_bytes, j->I, O, o0, o1, j->beta[p]);
     else if (j->isa == 1)
@@ -107,6 +104,21 @@ static void q8a_chunk(void *ctx, int c) {
                           j->beta[p]);
 }
 
+static void q8a_chunk(void *ctx, int c) {
+    const q8a_job *j = ctx;
+    if (j->ep) { /* the same rows of every product (equal O, equal rows per chunk: the calls each makes alone) */
+        const int O = j->O[0], o0 = c * j->rows[0], o1 = o0 + j->rows[0] < O ? o0 + j->rows[0] : O;
+        for (int p = 0; p < j->n_out; p++) q8a_rows(j, p, o0, o1);
+        j->ep(j->ep_ctx, o0, o1);
+        return;
+    }
+    int p = 0;
+    while (c >= j->first[p + 1]) p++;
+    c -= j->first[p];
+    const int O = j->O[p], rows = j->rows[p];
+    q8a_rows(j, p, c * rows, c * rows + rows < O ? c * rows + rows : O);
+}
+
 int ftc_q8a_isa(void) {
     const int isa = ftc_vm_isa();
     if (isa == 2 && ftc_q8a_avx512_ok()) return 2;
@@ -115,7 +127,28 @@ int ftc_q8a_isa(void) {
 
 void ftc_qmatmul_forward_q8act_multi(float *const *Y, const void *const *W, const int *O, const float *beta, int n_out,
                                      const float *X, int type, int N, int I) {
+    ftc_qmatmul_forward_q8act_multi_ep(Y, W, O, beta, n_out, X, type, N, I, NULL, NULL);
+}
+
+/* the products alone, then ep over all columns on this thread (the shapes the fused pass does not take) */
+static void multi_then_ep(float *const *Y, const void *const *W, const int *O, const float *beta, int n_out,
+                          const float *X, int type, int N, int I, void (*ep)(void *ctx, int o0, int o1), void *ep_ctx) {
+    ftc_qmatmul_forward_q8act_multi_ep(Y, W, O, beta, n_out, X, type, N, I, NULL, NULL);
+    if (ep && O[0] > 0) ep(ep_ctx, 0, O[0]);
+}
+
+void ftc_qmatmul_forward_q8act_multi_ep(float *const *Y, const void *const *W, const int *O, const float *beta,
+                                        int n_out, const float *X, int type, int N, int I, void (*ep)(void *ctx, int o0, int o1),
+                                        void *ep_ctx) {
     if (N <= 0 || n_out <= 0) return;
+    if (ep) {
+        bool same = n_out <= Q8A_MAX_OUT && ftc_qmatmul_q8act_supported(type, I);
+        for (int p = 1; same && p < n_out; p++) same = O[p] == O[0];
+        if (!same) {
+            multi_then_ep(Y, W, O, beta, n_out, X, type, N, I, ep, ep_ctx);
+            return;
+        }
+    }
     if (n_out > Q8A_MAX_OUT) { /* more than the job holds: in groups */
         ftc_qmatmul_forward_q8act_multi(Y, W, O, beta, Q8A_MAX_OUT, X, type, N, I);
         ftc_qmatmul_forward_q8act_multi(Y + Q8A_MAX_OUT, W + Q8A_MAX_OUT, O + Q8A_MAX_OUT, beta + Q8A_MAX_OUT,
@@ -139,6 +172,7 @@ void ftc_qmatmul_forward_q8act_multi(float *const *Y, const void *const *W, cons
         if (!heap) { /* no scratch: the f32-activation product (the library does not fail a forward on this) */
             for (int p = 0; p < n_out; p++)
                 if (O[p] > 0) ftc_qmatmul_forward(Y[p], X, W[p], type, N, I, O[p], beta[p], false);
+            if (ep && O[0] > 0) ep(ep_ctx, 0, O[0]);
             return;
         }
     }
@@ -154,7 +188,7 @@ void ftc_qmatmul_forward_q8act_multi(float *const *Y, const void *const *W, cons
             else ftc_q8a_quantize(x, I, q, d, s);
         }
     q8a_job j = {.xq = xq, .xd = xd, .xs = xs, .xp = buf, .row_bytes = ftc_quant_row_bytes(type, I), .type = type,
-                 .N = N, .I = I, .n_out = n_out, .isa = isa};
+                 .N = N, .I = I, .n_out = n_out, .isa = isa, .ep = ep, .ep_ctx = ep_ctx};
     const int per = 4 * ftc_threads();
     for (int p = 0; p < n_out; p++) {
         const int o = O[p] > 0 ? O[p] : 0;
@@ -168,7 +202,8 @@ void ftc_qmatmul_forward_q8act_multi(float *const *Y, const void *const *W, cons
         j.Y[p] = Y[p], j.W[p] = W[p], j.O[p] = o, j.rows[p] = rows, j.beta[p] = beta[p];
         j.first[p + 1] = j.first[p] + (o + rows - 1) / rows;
     }
-    ftc_parallel_for(j.first[n_out], q8a_chunk, &j);
+    if (ep && O[0] <= 0) j.ep = NULL;
+    ftc_parallel_for(j.ep ? j.first[1] : j.first[n_out], q8a_chunk, &j);
     free(heap);
 }
 

@@ -59,6 +59,13 @@ int ftc_q8a_isa(void);
  * each Y[p] has the bits ftc_qmatmul_forward_q8act gives it alone */
 void ftc_qmatmul_forward_q8act_multi(float *const *Y, const void *const *W, const int *O, const float *beta, int n_out,
                                      const float *X, int type, int N, int I);
+/* The same with an epilogue when every O[p] is equal: each parallel chunk computes the same columns [o0, o1) of all
+ * the products (the rows each computes alone: the same bits) and then calls ep(ep_ctx, o0, o1) on the thread that ran
+ * it (e.g. SwiGLU of a decoding step's gate and up for those columns); other shapes run ep(ep_ctx, 0, O) after the
+ * products. ep NULL: ftc_qmatmul_forward_q8act_multi. */
+void ftc_qmatmul_forward_q8act_multi_ep(float *const *Y, const void *const *W, const int *O, const float *beta,
+                                        int n_out, const float *X, int type, int N, int I, void (*ep)(void *ctx, int o0, int o1),
+                                        void *ep_ctx);
 /* bf16 products of Q8_0/Q4_0/Q4_1 weights on AVX512-BF16, the weight decoded straight into the bf16 GEMM's packed
  * layout (qmatmul_bf16.c): whether this type and the bf16 backend now in effect take it, and the forward
  * (Y = X W^T + beta Y) and input gradient (dX += dY W) with the panel path's bits; false: out of memory, nothing
