@@ -14,6 +14,7 @@
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include "ftc/safetensors.h"
+#include "ftc/threads.h"
 #include "kernels/cpu/ops_internal.h" /* ftc_attention_decode_set_lanes */
 
 static void fill(float *x, size_t n, ftc_rng *r) {
@@ -266,6 +267,81 @@ static void test_f16_cache_same_bits(void **state) {
     }
 }
 
+/* ftc_attention_decode_seqs_forward_pre (a batch step's RoPE and cache store in the attention pass): pre runs once
+ * for every sequence and before its attention reads the query and the cache (it rewrites both: the query halved,
+ * the last cached key/value row new), so the outputs are the plain function's on the rewritten state; f32 and f16
+ * caches, a sequence per job (S = 6: pre inside the jobs) and a group per job (S = 2: pre before the pass), 1 and 2
+ * threads. */
+typedef struct {
+    float *q, *kv;
+    uint16_t *kh;
+    const float *q0, *knew;
+    const int *len;
+    size_t qs, ks;
+    int T, S, calls[MAX_SEQS];
+    bool f16;
+} pre_check;
+
+static void pre_row(void *ctx, int s) {
+    pre_check *p = ctx;
+    p->calls[s]++;
+    for (size_t i = 0; i < p->qs; i++) p->q[s * p->qs + i] = 0.5f * p->q0[s * p->qs + i];
+    const size_t k_at = ((size_t)s * p->T + p->len[s] - 1) * p->ks, v_at = ((size_t)(p->S + s) * p->T + p->len[s] - 1) * p->ks;
+    for (size_t i = 0; i < p->ks; i++) {
+        const float k = p->knew[s * p->ks + i], v = -0.75f * k;
+        if (p->f16) p->kh[k_at + i] = ftc_f32_to_f16(k), p->kh[v_at + i] = ftc_f32_to_f16(v);
+        else p->kv[k_at + i] = k, p->kv[v_at + i] = v;
+    }
+}
+
+static void test_seqs_pre_runs_first(void **state) {
+    (void)state;
+    const int H = 9, Hkv = 3, D = 64, S = 6, T = 70;
+    const size_t qs = (size_t)H * D, ks = (size_t)Hkv * D;
+    const int threads0 = ftc_threads();
+    ftc_rng r;
+    ftc_rng_seed(&r, 300);
+    seq_caches c;
+    seq_caches_make(&c, S, T, ks, (size_t)S * qs, 7, true, &r);
+    float *q0 = malloc(sizeof(float) * S * qs), *knew = malloc(sizeof(float) * S * ks);
+    float *ref = malloc(sizeof(float) * S * qs), *got = malloc(sizeof(float) * S * qs);
+    float *aref = malloc(sizeof(float) * S * H * T), *agot = malloc(sizeof(float) * S * H * T), *ar[6], *ag[6];
+    assert_true(q0 && knew && ref && got && aref && agot);
+    memcpy(q0, c.q, sizeof(float) * S * qs);
+    fill(knew, (size_t)S * ks, &r);
+    for (int s = 0; s < S; s++) ar[s] = aref + (size_t)s * H * T, ag[s] = agot + (size_t)s * H * T;
+    for (int th = 1; th <= 2; th++) {
+        ftc_threads_set(th);
+        for (int f16 = 0; f16 <= 1; f16++)
+            for (int n = 6; n >= 2; n -= 4) {
+                for (int s = 0; s < n; s++) /* a stale state: pre must replace it before the attention reads it */
+                    for (size_t i = 0; i < qs; i++) c.q[s * qs + i] = 3.0f * q0[s * qs + i];
+                pre_check p = {c.q, c.kv, c.kh, q0, knew, c.len, qs, ks, T, S, {0}, f16};
+                const void *kc[6], *vc[6];
+                for (int s = 0; s < S; s++)
+                    kc[s] = f16 ? (const void *)c.khc[s] : (const void *)c.kc[s],
+                    vc[s] = f16 ? (const void *)c.vhc[s] : (const void *)c.vc[s];
+                memset(got, 0xff, sizeof(float) * S * qs);
+                ftc_attention_decode_seqs_forward_pre(got, ag, c.q, kc, vc, f16, c.len, n, H, Hkv, D, pre_row, &p);
+                for (int s = 0; s < S; s++) assert_int_equal(p.calls[s], s < n ? 1 : 0);
+                if (f16)
+                    ftc_attention_decode_seqs_forward_f16(ref, ar, c.q, c.khc, c.vhc, c.len, n, H, Hkv, D);
+                else
+                    ftc_attention_decode_seqs_forward(ref, ar, c.q, c.kc, c.vc, c.len, n, H, Hkv, D);
+                assert_memory_equal(ref, got, sizeof(float) * n * qs);
+                for (int s = 0; s < n; s++) assert_memory_equal(ar[s], ag[s], sizeof(float) * H * c.len[s]);
+                /* the next round's stale rows */
+                for (int s = 0; s < S; s++)
+                    for (size_t i = 0; i < ks; i++) {
+                        const size_t k_at = ((size_t)s * T + c.len[s] - 1) * ks + i;
+                        c.kv[k_at] = 1.5f, c.kh[k_at] = ftc_f32_to_f16(1.5f);
+                    }
+            }
+    }
+    ftc_threads_set(threads0);
+    seq_caches_free(&c), free(q0), free(knew), free(ref), free(got), free(aref), free(agot);
+}
+
 /* AVX-512 (issue 24): the rows with the keys in lanes (two keys a zmm, a shuffle tree for 16 keys' sums) give the
  * per-key rows' outputs and probabilities bit for bit, on f32 and f16 caches, alone (a group per job) and in a
  * batch (a sequence per job), Tn = 1 and 3, lengths that end inside a 16-key block and on an odd key (a pair's
@@ -387,6 +463,7 @@ int main(void) {
         cmocka_unit_test(test_f16_cache_same_bits),
         cmocka_unit_test(test_lanes_same_bits),
         cmocka_unit_test(test_f32_to_f16_same_halves),
+        cmocka_unit_test(test_seqs_pre_runs_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

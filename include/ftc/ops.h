@@ -170,6 +170,13 @@ void ftc_attention_decode_forward_f16(float *out, float *att, const float *q, co
 void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q,
                                            const uint16_t *const *k_cache, const uint16_t *const *v_cache,
                                            const int *len, int S, int H, int Hkv, int D);
+/* ftc_attention_decode_seqs_forward (f16 false: float caches) or _f16 (caches of halves) with pre(pre_ctx, s) run
+ * for each sequence s before its attention reads q[s] and its cache: inside the sequence's job of the parallel pass
+ * when it has one job (a batch of >= 4), else for every sequence before the pass. A decoding step gives it the new
+ * row's RoPE and its store into the cache, which then run on the pool's threads instead of one; the same outputs. */
+void ftc_attention_decode_seqs_forward_pre(float *out, float *const *att, const float *q, const void *const *k_cache,
+                                           const void *const *v_cache, bool f16, const int *len, int S, int H, int Hkv,
+                                           int D, void (*pre)(void *ctx, int s), void *pre_ctx);
 /* out[i] = the float value of the IEEE half in[i] (exact; F16C / AVX-512 where the CPU has them) */
 void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n);
 /* out[i] = in[i] as an IEEE half, the halves of ftc_f32_to_f16 (nearest even; F16C / AVX-512 where the CPU has them) */

@@ -230,9 +230,10 @@ static void mlp_act(ftc_kv_cache *c, int N) {
     else ftc_gelu_erf_forward(c->act, c->up, n);
 }
 
-/* A block's first half for N rows: the norm, q/k/v (fused or one pass over the three), RoPE on q and k. k and v
- * receive the rows' keys and values; cs: the rows' cos/sin (ftc_rope_cos_sin) or NULL */
-static void block_qkv(ftc_kv_cache *c, layer_params *l, int N, float *k, float *v, const float *cs, const int32_t *pos) {
+/* A block's first half for N rows: the norm, q/k/v (fused or one pass over the three), RoPE on q and k (rope false:
+ * left to the caller). k and v receive the rows' keys and values; cs: the rows' cos/sin (ftc_rope_cos_sin) or NULL */
+static void block_qkv(ftc_kv_cache *c, layer_params *l, int N, float *k, float *v, const float *cs, const int32_t *pos,
+                      bool rope) {
     ftc_model *m = c->m;
     const int Q = m->qdim, KV = m->kvdim;
     norm_inf(c, c->a, c->x, l->n1_w, l->n1_b, N);
@@ -250,7 +251,7 @@ static void block_qkv(ftc_kv_cache *c, layer_params *l, int N, float *k, float *
         float *ys[3] = {c->q, k, v};
         linear_inf_multi(c, ls, ys, 3, c->a, N, NULL, NULL);
     }
-    if (m->rope) {
+    if (m->rope && rope) {
         rope_rows(c->q, cs, pos, m->inv_freq, N, m->H, m->D);
         rope_rows(k, cs, pos, m->inv_freq, N, m->Hkv, m->D);
     }
@@ -289,7 +290,7 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
         /* this chunk's cache rows (f16: staged in f32, stored as halves once RoPE has turned the keys) */
         float *kc = c->f16 ? c->kst : (float *)c->k[li] + (size_t)p0 * KV;
         float *vc = c->f16 ? c->vst : (float *)c->v[li] + (size_t)p0 * KV;
-        block_qkv(c, l, N, kc, vc, rcs, c->pos);
+        block_qkv(c, l, N, kc, vc, rcs, c->pos, true);
         const float *kf = c->k[li], *vf = c->v[li];
         if (c->f16) {
             store_f16((uint16_t *)c->k[li] + (size_t)p0 * KV, kc, (size_t)N * KV);
@@ -355,6 +356,38 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
 
 /* ---- several sequences, one new token each ---- */
 
+/* One layer of a batch step: what sequence s's attention needs first, run in its job of the attention pass
+ * (ftc_attention_decode_seqs_forward_pre) rather than for all rows on the calling thread: RoPE on its new query and
+ * key (the per-row function of rope_rows: the same bits) and the store of its key and value into its cache */
+typedef struct {
+    ftc_model *m;
+    ftc_kv_cache *const *caches;
+    float *q, *knew, *vnew;
+    const float *rcs; /* the rows' cos/sin, NULL: no RoPE */
+    const int32_t *pos;
+    int li;
+} batch_pre;
+
+static void batch_row_pre(void *ctx, int s) {
+    const batch_pre *p = ctx;
+    ftc_model *m = p->m;
+    const size_t KV = (size_t)m->kvdim;
+    float *k = p->knew + s * KV, *v = p->vnew + s * KV;
+    if (p->rcs) {
+        rope_rows(p->q + (size_t)s * m->qdim, p->rcs + (size_t)s * m->D, NULL, m->inv_freq, 1, m->H, m->D);
+        rope_rows(k, p->rcs + (size_t)s * m->D, NULL, m->inv_freq, 1, m->Hkv, m->D);
+    }
+    ftc_kv_cache *cr = p->caches[s];
+    const size_t at = (size_t)p->pos[s] * KV;
+    if (cr->f16) {
+        store_f16((uint16_t *)cr->k[p->li] + at, k, KV);
+        store_f16((uint16_t *)cr->v[p->li] + at, v, KV);
+    } else {
+        memcpy((float *)cr->k[p->li] + at, k, KV * sizeof(float));
+        memcpy((float *)cr->v[p->li] + at, v, KV * sizeof(float));
+    }
+}
+
 ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int32_t *ids, int n, float *logits,
                                   ftc_err *err) {
     if (n < 1 || n > CHUNK) return ftc_errf(err, FTC_E_USAGE, "batched decode takes 1..%d sequences, not %d", CHUNK, n);
@@ -393,25 +426,14 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
     c->prompt = false;
     for (int li = 0; li < m->L; li++) {
         layer_params *l = &m->layers[li];
-        block_qkv(c, l, n, knew, vnew, rcs, pos);
+        block_qkv(c, l, n, knew, vnew, rcs, pos, !rcs); /* with rcs: RoPE in the attention pass (batch_row_pre) */
         const void *ks[CHUNK], *vs[CHUNK];
-        for (int r = 0; r < n; r++) { /* each sequence attends over its own cache, all of them in one pass */
-            ftc_kv_cache *cr = caches[r];
-            if (c->f16) {
-                store_f16((uint16_t *)cr->k[li] + (size_t)pos[r] * KV, knew + (size_t)r * KV, (size_t)KV);
-                store_f16((uint16_t *)cr->v[li] + (size_t)pos[r] * KV, vnew + (size_t)r * KV, (size_t)KV);
-            } else {
-                memcpy((float *)cr->k[li] + (size_t)pos[r] * KV, knew + (size_t)r * KV, (size_t)KV * sizeof(float));
-                memcpy((float *)cr->v[li] + (size_t)pos[r] * KV, vnew + (size_t)r * KV, (size_t)KV * sizeof(float));
-            }
-            ks[r] = cr->k[li], vs[r] = cr->v[li];
-        }
-        if (c->f16)
-            ftc_attention_decode_seqs_forward_f16(c->attn, atts, c->q, (const uint16_t *const *)ks,
-                                                  (const uint16_t *const *)vs, lens, n, m->H, m->Hkv, m->D);
-        else
-            ftc_attention_decode_seqs_forward(c->attn, atts, c->q, (const float *const *)ks, (const float *const *)vs,
-                                              lens, n, m->H, m->Hkv, m->D);
+        for (int r = 0; r < n; r++) ks[r] = caches[r]->k[li], vs[r] = caches[r]->v[li];
+        /* each sequence attends over its own cache, all of them in one pass, each first RoPE-turning and storing
+         * its new row */
+        batch_pre pre = {m, caches, c->q, knew, vnew, rcs, pos, li};
+        ftc_attention_decode_seqs_forward_pre(c->attn, atts, c->q, ks, vs, c->f16, lens, n, m->H, m->Hkv, m->D,
+                                              batch_row_pre, &pre);
         block_out(c, l, n);
     }
     if (m->lnf_w >= 0) {

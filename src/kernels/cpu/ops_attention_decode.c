@@ -346,6 +346,8 @@ typedef struct {
     const uint16_t *const *ks16, *const *vs16; /* f16 caches instead of ks, vs */
     const int *lens;
     const int *order; /* sequences by length, longest first (their jobs in that order); NULL: as given */
+    void (*pre)(void *ctx, int s); /* non-NULL: run for sequence s before its heads (in its job when it has one) */
+    void *pre_ctx;
     int Tn, Tk, Tcap, H, Hkv, D, JH; /* JH: query heads per job (all H, a group's H / Hkv, or 1) */
 } job;
 
@@ -429,6 +431,7 @@ static void run_seq(void *ctx, int t) { /* sequence s's new query */
     int s, h, g, NG, GN;
     job_heads(j, t, &s, &h, &g, &NG, &GN);
     if (j->order) s = j->order[s];
+    if (j->pre) j->pre(j->pre_ctx, s); /* one job a sequence (decode_seqs): its new row's preparation */
     const size_t qs = (size_t)j->H * j->D, ks = (size_t)j->Hkv * j->D;
     float *o = j->out + (size_t)s * qs + (size_t)h * j->D, *a = j->atts[s] + (size_t)h * j->lens[s];
     const float *q = j->q + (size_t)s * qs + (size_t)h * j->D;
@@ -454,6 +457,10 @@ static void decode_seqs(job *j, int S) {
         order[k] = s;
     }
     j->order = S <= SEQS_MAX ? order : NULL;
+    if (j->pre && j->JH != j->H) { /* several jobs a sequence: each sequence's preparation first, here */
+        for (int s = 0; s < S; s++) j->pre(j->pre_ctx, s);
+        j->pre = NULL;
+    }
     int n = S * (j->H / j->JH);
     if (work > 65536) {
         ftc_parallel_for(n, run_seq, j);
@@ -474,5 +481,20 @@ void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const 
                                            const int *len, int S, int H, int Hkv, int D) {
     job j = {.out = out, .q = q, .atts = att, .ks16 = k_cache, .vs16 = v_cache, .lens = len, .Tn = 1, .H = H,
              .Hkv = Hkv, .D = D, .JH = heads_per_job16(S, 1, H, Hkv)};
+    decode_seqs(&j, S);
+}
+
+void ftc_attention_decode_seqs_forward_pre(float *out, float *const *att, const float *q, const void *const *k_cache,
+                                           const void *const *v_cache, bool f16, const int *len, int S, int H, int Hkv,
+                                           int D, void (*pre)(void *ctx, int s), void *pre_ctx) {
+    job j = {.out = out, .q = q, .atts = att, .lens = len, .Tn = 1, .H = H, .Hkv = Hkv, .D = D, .pre = pre,
+             .pre_ctx = pre_ctx};
+    if (f16) {
+        j.ks16 = (const uint16_t *const *)k_cache, j.vs16 = (const uint16_t *const *)v_cache;
+        j.JH = heads_per_job16(S, 1, H, Hkv);
+    } else {
+        j.ks = (const float *const *)k_cache, j.vs = (const float *const *)v_cache;
+        j.JH = heads_per_job32(S, 1, H, Hkv, D);
+    }
     decode_seqs(&j, S);
 }
