@@ -316,7 +316,7 @@ int main(int argc, char **argv) {
             memcpy(&w, &logits[i], 4);
             h = (h ^ w) * 1099511628211ull;
         }
-        printf("batch %d: %.1f tokens/s (%d steps in %.3f s), %.2fx one sequence; %.1f ms CPU per token (%.2fx one "
+        printf("batch %d: %.1f tokens/s (%d steps in %.3f s), %.2fx one sequence; %.3f ms CPU per token (%.2fx one "
                "sequence's), logits %016llx\n", batch, tpsb, steps, dt, tpsb / tps1, cpub * 1e3, cpu / cpub,
                (unsigned long long)h);
         for (int b = 0; b < batch; b++) ftc_kv_cache_free(cs[b]);
