@@ -257,12 +257,35 @@ static void block_qkv(ftc_kv_cache *c, layer_params *l, int N, float *k, float *
     }
 }
 
+/* c->x[r, o0:o1] += y[r, o0:o1] for the rows: a residual add as its product's epilogue (element-wise: add_rows'
+ * bits) */
+typedef struct {
+    float *x;
+    const float *y;
+    int N, C;
+} add_ep;
+
+static void add_cols(void *ctx, int o0, int o1) {
+    const add_ep *e = ctx;
+    for (int r = 0; r < e->N; r++) {
+        const size_t at = (size_t)r * e->C + o0;
+        ftc_add_forward(e->x + at, e->x + at, e->y + at, o1 - o0);
+    }
+}
+
+/* y = x W^T (linear_inf's product), then the residual c->x += y: in the product's parallel pass where
+ * linear_inf_multi takes it (decoding rows), else after it */
+static void linear_residual(ftc_kv_cache *c, const linear_mod *l, float *y, const float *x, int N) {
+    add_ep e = {c->x, y, N, c->m->C};
+    const linear_mod *ls[1] = {l};
+    if (!linear_inf_multi(c, ls, &y, 1, x, N, add_cols, &e)) add_rows(c->x, y, N, c->m->C);
+}
+
 /* A block's second half for N rows once c->attn holds the attention: output projection, residual, norm, MLP,
  * residual (c->x updated) */
 static void block_out(ftc_kv_cache *c, layer_params *l, int N) {
     ftc_model *m = c->m;
-    linear_inf(c, &l->o, c->o, c->attn, N);
-    add_rows(c->x, c->o, N, m->C);
+    linear_residual(c, &l->o, c->o, c->attn, N);
     norm_inf(c, c->a, c->x, l->n2_w, l->n2_b, N);
     bool act_done = false; /* SwiGLU computed in up/gate's parallel pass */
     if (m->swiglu) {
@@ -273,8 +296,7 @@ static void block_out(ftc_kv_cache *c, layer_params *l, int N) {
     } else
         linear_inf(c, &l->up, c->up, c->a, N);
     if (!act_done) mlp_act(c, N);
-    linear_inf(c, &l->down, c->down, c->act, N);
-    add_rows(c->x, c->down, N, m->C);
+    linear_residual(c, &l->down, c->down, c->act, N);
 }
 
 /* N positions starting at c->len: c->x holds their embeddings on entry, their final hidden state on exit. */
