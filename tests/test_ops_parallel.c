@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ftc/base.h"
+#include "ftc/matmul.h"
 #include "ftc/ops.h"
 
 static ftc_rng rng;
@@ -309,6 +310,41 @@ static void test_rope_cos_sin_same_bits(void **state) {
     free(x), free(a), free(b);
 }
 
+/* SwiGLU on a block of columns (ftc_swiglu_forward_cols, a decoding step's up/gate epilogue) gives the bits of
+ * ftc_swiglu_forward on the whole rows, on every backend (the exp has three paths): column blocks of 48 (8 rows in one
+ * exp call), 1, 600 (past the 512 of one call: in pieces) and 1536 (the whole row), rows 1, 8 and 64; outside the
+ * block nothing is written; gates from -30 to 30 (exp's range) and 0. */
+static void test_swiglu_cols_same_bits(void **state) {
+    (void)state;
+    enum { NM = 64, F = 1536 };
+    const char *backends[] = {"generic", "avx2", "auto"};
+    const int Ns[] = {1, 8, NM}, blocks[][2] = {{48, 96}, {1535, 1536}, {0, 1}, {900, 1500}, {0, F}};
+    float *gate = randn((size_t)NM * F, 4), *up = randn((size_t)NM * F, 1), *got = zeros((size_t)NM * F);
+    gate[0] = 0.0f, gate[1] = -30.0f, gate[2] = 30.0f, gate[F + 47] = -0.0f;
+    for (int be = 0; be < 3; be++) {
+        if (!ftc_matmul_set_backend(backends[be])) continue;
+        float *ref_be = zeros((size_t)NM * F);
+        ftc_swiglu_forward(ref_be, gate, up, NM * F);
+        for (int ni = 0; ni < 3; ni++)
+            for (int bi = 0; bi < 5; bi++) {
+                const int N = Ns[ni], c0 = blocks[bi][0], c1 = blocks[bi][1];
+                for (size_t i = 0; i < (size_t)NM * F; i++) got[i] = 12345.0f;
+                ftc_swiglu_forward_cols(got, gate, up, N, F, c0, c1);
+                for (int r = 0; r < NM; r++)
+                    for (int c = 0; c < F; c++) {
+                        const size_t i = (size_t)r * F + c;
+                        const bool in = r < N && c >= c0 && c < c1;
+                        if (in ? memcmp(&got[i], &ref_be[i], sizeof(float)) : got[i] != 12345.0f)
+                            fail_msg("swiglu cols %s N=%d [%d, %d): row %d column %d %s", backends[be], N, c0, c1, r, c,
+                                     in ? "differs from ftc_swiglu_forward" : "written outside the block");
+                    }
+            }
+        free(ref_be);
+    }
+    ftc_matmul_set_backend("auto");
+    free(gate), free(up), free(got);
+}
+
 static int setup(void **state) {
     (void)state;
     ftc_rng_seed(&rng, 77);
@@ -323,6 +359,7 @@ int main(void) {
         cmocka_unit_test_setup(test_rmsnorm, setup),
         cmocka_unit_test_setup(test_misc_deterministic, setup),
         cmocka_unit_test_setup(test_rope_cos_sin_same_bits, setup),
+        cmocka_unit_test_setup(test_swiglu_cols_same_bits, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,10 +52,10 @@ void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype
  * the bits of its own ftc_linear_forward_q8act */
 void ftc_linear_forward_q8act_multi(float *const *y, const float *x, const void *const *W, int qtype,
                                     const float *const *b, const int *O, int n, int N, int I);
-/* The same with a column epilogue when every O[p] is equal (a decoding step's up/gate): each parallel chunk computes
- * columns [o0, o1) of every y[p] (the same bits) and then calls ep(ep_ctx, o0, o1) on its thread, e.g. the SwiGLU of
- * those columns, so that work runs in the products' pass instead of after it on one thread; other shapes call
- * ep(ep_ctx, 0, O[0]) after the products. ep NULL: ftc_linear_forward_q8act_multi. */
+/* The same with a column epilogue when every O[p] is equal (a decoding step's up/gate): once a parallel chunk's
+ * columns [o0, o1) are written in every y[p] (the same bits), ep(ep_ctx, o0, o1) runs on the thread that wrote the
+ * last of them, e.g. the SwiGLU of those columns, so that work runs in the products' pass instead of after it on one
+ * thread; other shapes call ep(ep_ctx, 0, O[0]) after the products. ep NULL: ftc_linear_forward_q8act_multi. */
 void ftc_linear_forward_q8act_multi_ep(float *const *y, const float *x, const void *const *W, int qtype,
                                        const float *const *b, const int *O, int n, int N, int I,
                                        void (*ep)(void *ctx, int o0, int o1), void *ep_ctx);
@@ -81,6 +81,10 @@ void ftc_add_rmsnorm_forward(float *s, float *y, float *rstd, const float *a, co
                          float eps);
 /* SwiGLU: y[N,F] = silu(gate[N,F]) * up[N,F] */
 void ftc_swiglu_forward(float *y, const float *gate, const float *up, int n);
+/* The same on columns [c0, c1) of N rows of stride ld (y, gate, up [N, ld]), on the calling thread, the exp of
+ * several rows' columns in one call: element-wise, so the values ftc_swiglu_forward gives them (a column epilogue of
+ * a decoding step's up/gate products) */
+void ftc_swiglu_forward_cols(float *y, const float *gate, const float *up, int N, int ld, int c0, int c1);
 void ftc_swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int n);
 /* y = a + b (residual) */
 void ftc_add_forward(float *y, const float *a, const float *b, int n);

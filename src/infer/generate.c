@@ -216,9 +216,7 @@ static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t
  * element-wise, so the bits of mlp_act */
 static void swiglu_cols(void *ctx, int o0, int o1) {
     ftc_kv_cache *c = ctx;
-    const size_t F = (size_t)c->m->F;
-    for (int r = 0; r < c->ep_rows; r++)
-        ftc_swiglu_forward(c->act + r * F + o0, c->gate + r * F + o0, c->up + r * F + o0, o1 - o0);
+    ftc_swiglu_forward_cols(c->act, c->gate, c->up, c->ep_rows, c->m->F, o0, o1);
 }
 
 /* act = activation(up) (or silu(gate) * up), element-wise over the N rows */
@@ -268,8 +266,9 @@ typedef struct {
 static void add_cols(void *ctx, int o0, int o1) {
     const add_ep *e = ctx;
     for (int r = 0; r < e->N; r++) {
-        const size_t at = (size_t)r * e->C + o0;
-        ftc_add_forward(e->x + at, e->x + at, e->y + at, o1 - o0);
+        float *x = e->x + (size_t)r * e->C;
+        const float *y = e->y + (size_t)r * e->C;
+        for (int o = o0; o < o1; o++) x[o] += y[o];
     }
 }
 

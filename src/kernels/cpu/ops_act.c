@@ -147,6 +147,26 @@ void ftc_swiglu_forward(float *y, const float *gate, const float *up, int n) {
     ftc_parallel_range((n + VCHUNK - 1) / VCHUNK, n > PAR_N, swiglu_fwd_range, &j);
 }
 
+void ftc_swiglu_forward_cols(float *y, const float *gate, const float *up, int N, int ld, int c0, int c1) {
+    const int n = c1 - c0;
+    if (n <= 0) return;
+    const int rows = n > VCHUNK ? 1 : VCHUNK / n; /* rows an exp call takes */
+    for (int r0 = 0; r0 < N; r0 += rows) {
+        const int nr = N - r0 < rows ? N - r0 : rows;
+        for (int part = 0; part < n; part += VCHUNK) { /* columns in pieces of VCHUNK when a row's exceed it */
+            const int len = n - part < VCHUNK ? n - part : VCHUNK;
+            float e[VCHUNK];
+            for (int r = 0; r < nr; r++)
+                for (int i = 0; i < len; i++) e[r * len + i] = -gate[(size_t)(r0 + r) * ld + c0 + part + i];
+            ftc_vm_exp(e, e, nr * len);
+            for (int r = 0; r < nr; r++) {
+                const size_t o = (size_t)(r0 + r) * ld + c0 + part;
+                for (int i = 0; i < len; i++) y[o + i] = gate[o + i] / (1.0f + e[r * len + i]) * up[o + i];
+            }
+        }
+    }
+}
+
 /* dgate += dy * up * s (1 + g (1 - s)),  s = sigmoid(g);  dup += dy * silu(g) */
 static void swiglu_bwd_range(void *ctx, int64_t lo, int64_t hi) {
     const swiglu_job *j = ctx;

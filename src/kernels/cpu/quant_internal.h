@@ -59,10 +59,10 @@ int ftc_q8a_isa(void);
  * each Y[p] has the bits ftc_qmatmul_forward_q8act gives it alone */
 void ftc_qmatmul_forward_q8act_multi(float *const *Y, const void *const *W, const int *O, const float *beta, int n_out,
                                      const float *X, int type, int N, int I);
-/* The same with an epilogue when every O[p] is equal: each parallel chunk computes the same columns [o0, o1) of all
- * the products (the rows each computes alone: the same bits) and then calls ep(ep_ctx, o0, o1) on the thread that ran
- * it (e.g. SwiGLU of a decoding step's gate and up for those columns); other shapes run ep(ep_ctx, 0, O) after the
- * products. ep NULL: ftc_qmatmul_forward_q8act_multi. */
+/* The same with an epilogue when every O[p] is equal: the same chunks in the same order (the same bits), and once a
+ * column chunk [o0, o1) is written in every product, ep(ep_ctx, o0, o1) on the thread that wrote the last of them,
+ * in the same parallel pass (e.g. SwiGLU of a decoding step's gate and up for those columns); other shapes run
+ * ep(ep_ctx, 0, O) after the products. ep NULL: ftc_qmatmul_forward_q8act_multi. */
 void ftc_qmatmul_forward_q8act_multi_ep(float *const *Y, const void *const *W, const int *O, const float *beta,
                                         int n_out, const float *X, int type, int N, int I, void (*ep)(void *ctx, int o0, int o1),
                                         void *ep_ctx);
