@@ -467,6 +467,51 @@ BF16_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda,
         pack_pairs_rows(A, at, lda, i0 + p, imin(MR, mc - p), k0, kc, dst, MR, mask_upto(MR));
 }
 
+/* A whole NR-column sliver of op(B) = B^T, B bf16 stored N x K (the weights of inference, issue 24): rows j0..j0+NR
+ * of B at k0..k0+kc, as pack_pairs_rows lays them out (the same words), 16 rows x 16 pair words at a time with
+ * every index a constant, so the rows stay in registers through the transpose (the generic loop kept them on the
+ * stack: about 2 us a 32 x 512 sliver with the source in L1, as much as reading it from memory). */
+BF16_FN static void pack_sliver_bf16_rows(const void *B, int ldb, int j0, int k0, int kc, uint32_t *dst) {
+    int kp_n = (kc + 1) / 2, kp_full = kc / 32 * 16; /* pairs in whole 32-value (64-byte) steps */
+    for (int h = 0; h < 2; h++) {
+        const uint16_t *src = (const uint16_t *)B + (size_t)(j0 + 16 * h) * ldb + k0;
+        uint32_t *d = dst + 16 * h;
+        for (int kp = 0; kp < kp_full; kp += 16) {
+            __m512 r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15;
+            __m512 t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15;
+#define LD(i) r##i = _mm512_castsi512_ps(_mm512_loadu_si512(src + (size_t)(i) * ldb + 2 * kp))
+            LD(0); LD(1); LD(2); LD(3); LD(4); LD(5); LD(6); LD(7);
+            LD(8); LD(9); LD(10); LD(11); LD(12); LD(13); LD(14); LD(15);
+#undef LD
+            /* ftc_transpose16_ps's three stages on named registers */
+#define S1(a, b) t##a = _mm512_unpacklo_ps(r##a, r##b), t##b = _mm512_unpackhi_ps(r##a, r##b)
+            S1(0, 1); S1(2, 3); S1(4, 5); S1(6, 7); S1(8, 9); S1(10, 11); S1(12, 13); S1(14, 15);
+#undef S1
+#define S2(a, b, c, d)                                                                              \
+    r##a = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))),     \
+    r##b = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))),     \
+    r##c = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d))),     \
+    r##d = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d)))
+            S2(0, 1, 2, 3); S2(4, 5, 6, 7); S2(8, 9, 10, 11); S2(12, 13, 14, 15);
+#undef S2
+#define S3(j, a, b, c)                                                                              \
+    do {                                                                                            \
+        __m512 u0 = _mm512_shuffle_f32x4(r##j, r##a, 0x88), u1 = _mm512_shuffle_f32x4(r##j, r##a, 0xDD);    \
+        __m512 u2 = _mm512_shuffle_f32x4(r##b, r##c, 0x88), u3 = _mm512_shuffle_f32x4(r##b, r##c, 0xDD);    \
+        _mm512_storeu_ps((float *)(d + (size_t)(kp + (j)) * NR), _mm512_shuffle_f32x4(u0, u2, 0x88));      \
+        _mm512_storeu_ps((float *)(d + (size_t)(kp + 8 + (j)) * NR), _mm512_shuffle_f32x4(u0, u2, 0xDD));  \
+        _mm512_storeu_ps((float *)(d + (size_t)(kp + 4 + (j)) * NR), _mm512_shuffle_f32x4(u1, u3, 0x88));  \
+        _mm512_storeu_ps((float *)(d + (size_t)(kp + 12 + (j)) * NR), _mm512_shuffle_f32x4(u1, u3, 0xDD)); \
+    } while (0)
+            S3(0, 4, 8, 12); S3(1, 5, 9, 13); S3(2, 6, 10, 14); S3(3, 7, 11, 15);
+#undef S3
+        }
+        if (kp_full < kp_n)
+            pack_pairs_rows(B, FTC_MM_BF16, ldb, j0 + 16 * h, 16, k0 + 2 * kp_full, kc - 2 * kp_full,
+                            d + (size_t)kp_full * NR, NR, 0xFFFF);
+    }
+}
+
 /* op(B) k0..k0+kc, columns j0..j0+nc into NR-column slivers of pair words. */
 BF16_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb, int k0, int kc, int K, int j0, int nc,
                                 uint32_t *dst) {
@@ -491,9 +536,14 @@ BF16_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb,
         }
         return;
     }
-    for (int q = 0; q < nc; q += NR, dst += (size_t)kp_n * NR) /* op(B)(k,j) = B[j][k]: the pair is adjacent */
+    for (int q = 0; q < nc; q += NR, dst += (size_t)kp_n * NR) { /* op(B)(k,j) = B[j][k]: the pair is adjacent */
+        if (bt == FTC_MM_BF16 && nc - q >= NR) {
+            pack_sliver_bf16_rows(B, ldb, j0 + q, k0, kc, dst);
+            continue;
+        }
         for (int h = 0; h < 2; h++)
             pack_pairs_rows(B, bt, ldb, j0 + q + 16 * h, imin(16, nc - q - 16 * h), k0, kc, dst + 16 * h, NR, 0xFFFF);
+    }
 }
 
 BF16_FN static inline void store_row_bf16(float *c, __m512 acc0, __m512 acc1, __mmask16 m0, __mmask16 m1,
