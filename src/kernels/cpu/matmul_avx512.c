@@ -150,8 +150,9 @@ AVX512_FN static inline __attribute__((always_inline)) void transpose16_store(TR
 
 /* rows of X (row stride ld, `rows` valid of 16) at columns k0..k0+kn (kn <= 16), transposed: for each c < kn,
  * the 16 row values of column c are stored (under `store_mask`) at dst + c * dst_stride. Missing rows read 0. */
-AVX512_FN static inline void transpose_rows(const float *X, int ld, int rows, int kn, float *dst, int dst_stride,
-                                            __mmask16 store_mask) {
+AVX512_FN static inline __attribute__((always_inline)) void transpose_rows(const float *X, int ld, int rows, int kn,
+                                                                           float *dst, int dst_stride,
+                                                                           __mmask16 store_mask) {
     __mmask16 m = mask_upto(kn);
 #define TR_LOAD(i) __m512 r##i = (i) < rows ? _mm512_maskz_loadu_ps(m, X + (size_t)(i) * ld) : _mm512_setzero_ps();
     TR_ROWS(TR_LOAD)
