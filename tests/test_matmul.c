@@ -300,6 +300,58 @@ static void test_bf16_short_panels_match_full_tile(void **state) {
     reset_path();
 }
 
+/* Weights stored bf16 (N x K) are packed a whole 32-column sliver at a time by their own transpose (issue 24); f32
+ * weights, and a sliver's last columns, by the generic one. Both must lay out the same pair words: a product
+ * with the bf16 weights has the bits of the same product with those weights widened to f32 (exact: bf16 -> f32 ->
+ * bf16 round-trips, no subnormals here). Ks: the 64-byte steps only, a tail of 8 values, of one pair, one shorter
+ * than a step, odd and past the 512-deep slice; Ns: whole slivers and a partial last one; M past the skinny products. */
+static void test_bf16_weight_slivers_same_bits(void **state) {
+    (void)state;
+    if (!ftc_matmul_set_backend("avx512") || strcmp(ftc_matmul_bf16_backend(), "avx512bf16") != 0) {
+        printf("# no AVX512-BF16 here: skipped\n");
+        reset_path();
+        return;
+    }
+    ftc_rng r;
+    ftc_rng_seed(&r, 13);
+    const int Ks[] = {512, 40, 31, 1031, 64, 34}, Ns[] = {64, 70, 33}, Ms[] = {20, 37, 260};
+    int checked = 0;
+    for (int ik = 0; ik < 6; ik++)
+        for (int in = 0; in < 3; in++)
+            for (int im = 0; im < 3; im++) {
+                int M = Ms[im], N = Ns[in], K = Ks[ik], lda = K + 1, ldb = K + 5, ldc = N + 3;
+                float beta = (float)((ik + in + im) % 2);
+                float *A = malloc(sizeof(float) * (size_t)M * lda), *Wf = malloc(sizeof(float) * (size_t)N * ldb);
+                uint16_t *Wh = malloc(2 * (size_t)N * ldb);
+                float *C = malloc(sizeof(float) * (size_t)M * ldc), *C2 = malloc(sizeof(float) * (size_t)M * ldc);
+                assert_true(A && Wf && Wh && C && C2);
+                fill(A, (size_t)M * lda, &r);
+                fill(Wf, (size_t)N * ldb, &r);
+                for (size_t i = 0; i < (size_t)N * ldb; i++) {
+                    Wh[i] = ftc_f32_to_bf16(Wf[i]);
+                    uint32_t bits = (uint32_t)Wh[i] << 16;
+                    memcpy(Wf + i, &bits, 4);
+                }
+                fill(C, (size_t)M * ldc, &r);
+                memcpy(C2, C, sizeof(float) * (size_t)M * ldc);
+                ftc_matmul_bf16(false, true, M, N, K, 1.0f, A, FTC_MM_F32, lda, Wh, FTC_MM_BF16, ldb, beta, C, ldc);
+                ftc_matmul_bf16(false, true, M, N, K, 1.0f, A, FTC_MM_F32, lda, Wf, FTC_MM_F32, ldb, beta, C2, ldc);
+                if (memcmp(C, C2, sizeof(float) * (size_t)M * ldc) != 0) {
+                    for (size_t i = 0; i < (size_t)M * ldc; i++)
+                        if (memcmp(C + i, C2 + i, 4) != 0) {
+                            fprintf(stderr, "M %d N %d K %d: C[%zu][%zu] = %.9g with bf16 weights, %.9g with f32\n", M,
+                                    N, K, i / ldc, i % ldc, (double)C[i], (double)C2[i]);
+                            break;
+                        }
+                    fail();
+                }
+                checked += M * N;
+                free(A), free(Wf), free(Wh), free(C), free(C2);
+            }
+    printf("# bf16 weight slivers: %d elements equal to the f32-weight product's bits\n", checked);
+    reset_path();
+}
+
 static void test_bf16_every_layout_type_and_edge(void **state) {
     (void)state;
     ftc_rng r;
@@ -686,6 +738,7 @@ int main(void) {
         cmocka_unit_test(test_inside_parallel_region),
         cmocka_unit_test(test_bf16_every_layout_type_and_edge),
         cmocka_unit_test(test_bf16_short_panels_match_full_tile),
+        cmocka_unit_test(test_bf16_weight_slivers_same_bits),
         cmocka_unit_test(test_bf16_conversions),
         cmocka_unit_test(test_chunks_share_packed_operands),
         cmocka_unit_test(test_skinny_rows),

@@ -114,15 +114,50 @@ static void a_store_close(const b_store *st, uint64_t key) { store_close(st, &tl
 static inline __mmask16 mask_upto(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
 
+/* ftc_transpose16_ps's three shuffle stages on 16 rows held as named values (the array version, inlined into a
+ * loop with a run-time row count, kept its rows on the stack), each column c stored at d + c * stride under mask m
+ * if c < words. */
+#define TR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+#define TR_PARAM(i) __m512 r##i,
+AVX512_FN static inline __attribute__((always_inline)) void transpose16_store(TR_ROWS(TR_PARAM) uint32_t *d,
+                                                                            size_t stride, int words, __mmask16 m) {
+    __m512 t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15;
+#define S1(a, b) t##a = _mm512_unpacklo_ps(r##a, r##b), t##b = _mm512_unpackhi_ps(r##a, r##b);
+    S1(0, 1) S1(2, 3) S1(4, 5) S1(6, 7) S1(8, 9) S1(10, 11) S1(12, 13) S1(14, 15)
+#undef S1
+#define LO(x, y) _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)))
+#define HI(x, y) _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)))
+#define S2(a, b, c, e) r##a = LO(t##a, t##c), r##b = HI(t##a, t##c), r##c = LO(t##b, t##e), r##e = HI(t##b, t##e);
+    S2(0, 1, 2, 3) S2(4, 5, 6, 7) S2(8, 9, 10, 11) S2(12, 13, 14, 15)
+#undef S2
+#undef LO
+#undef HI
+#define ST(c, v) _mm512_mask_storeu_ps((float *)(d + (size_t)(c) * stride), (c) < words ? m : 0, v);
+#define S3(j, a, b, c)                                                                                         \
+    {                                                                                                          \
+        __m512 u0 = _mm512_shuffle_f32x4(r##j, r##a, 0x88), u1 = _mm512_shuffle_f32x4(r##j, r##a, 0xDD);       \
+        __m512 u2 = _mm512_shuffle_f32x4(r##b, r##c, 0x88), u3 = _mm512_shuffle_f32x4(r##b, r##c, 0xDD);       \
+        ST(j, _mm512_shuffle_f32x4(u0, u2, 0x88))                                                              \
+        ST(8 + (j), _mm512_shuffle_f32x4(u0, u2, 0xDD))                                                        \
+        ST(4 + (j), _mm512_shuffle_f32x4(u1, u3, 0x88))                                                        \
+        ST(12 + (j), _mm512_shuffle_f32x4(u1, u3, 0xDD))                                                       \
+    }
+    S3(0, 4, 8, 12) S3(1, 5, 9, 13) S3(2, 6, 10, 14) S3(3, 7, 11, 15)
+#undef S3
+#undef ST
+}
+#define TR_ARG(i) r##i,
+
 /* rows of X (row stride ld, `rows` valid of 16) at columns k0..k0+kn (kn <= 16), transposed: for each c < kn,
  * the 16 row values of column c are stored (under `store_mask`) at dst + c * dst_stride. Missing rows read 0. */
-AVX512_FN static inline void transpose_rows(const float *X, int ld, int rows, int kn, float *dst, int dst_stride,
-                                            __mmask16 store_mask) {
-    __m512 r[16];
+AVX512_FN static inline __attribute__((always_inline)) void transpose_rows(const float *X, int ld, int rows, int kn,
+                                                                           float *dst, int dst_stride,
+                                                                           __mmask16 store_mask) {
     __mmask16 m = mask_upto(kn);
-    for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(m, X + (size_t)i * ld) : _mm512_setzero_ps();
-    ftc_transpose16_ps(r);
-    for (int c = 0; c < kn; c++) _mm512_mask_storeu_ps(dst + (size_t)c * dst_stride, store_mask, r[c]);
+#define TR_LOAD(i) __m512 r##i = (i) < rows ? _mm512_maskz_loadu_ps(m, X + (size_t)(i) * ld) : _mm512_setzero_ps();
+    TR_ROWS(TR_LOAD)
+#undef TR_LOAD
+    transpose16_store(TR_ROWS(TR_ARG)(uint32_t *)dst, (size_t)dst_stride, kn, store_mask);
 }
 
 /* op(A)[i0.., k0..] (mc x kc) into MR-row panels: panel p holds, for each k, MR consecutive rows. */
@@ -395,21 +430,22 @@ BF16_FN static inline __m512 load_pairs16(const void *p, ftc_mm_type t, int elem
     return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
-/* Rows r0..r0+rows (rows <= 16; rows past it read as 0) of X, where a k pair is adjacent in memory
+
+/* Rows row0..row0+rows (rows <= 16; rows past it read as 0) of X, where a k pair is adjacent in memory
  * (X[r][k], X[r][k+1]), at k0..k0+kc: pair word (row i, pair kp) goes to d[kp * stride + i], under store_mask.
  * 16 rows x 16 pair words are transposed in registers, like the fp32 packing: a scalar store per word (the
  * earlier version) cost about as much as the micro-kernel's work on short K slices. */
-BF16_FN static void pack_pairs_rows(const void *X, ftc_mm_type t, int ld, int r0, int rows, int k0, int kc,
+BF16_FN static void pack_pairs_rows(const void *X, ftc_mm_type t, int ld, int row0, int rows, int k0, int kc,
                                     uint32_t *d, int stride, __mmask16 store_mask) {
     int kp_n = (kc + 1) / 2;
     for (int kp = 0; kp < kp_n; kp += 16) {
-        int elems = imin(32, kc - 2 * kp), words = imin(16, kp_n - kp);
-        __m512 r[16];
-        for (int i = 0; i < 16; i++)
-            r[i] = i < rows ? load_pairs16(elem_ptr(X, t, (size_t)(r0 + i) * ld + k0 + 2 * kp), t, elems)
-                            : _mm512_setzero_ps();
-        ftc_transpose16_ps(r);
-        for (int c = 0; c < words; c++) _mm512_mask_storeu_ps((float *)(d + (size_t)(kp + c) * stride), store_mask, r[c]);
+        int elems = imin(32, kc - 2 * kp);
+#define TR_LOAD(i)                                                                                             \
+    __m512 r##i = (i) < rows ? load_pairs16(elem_ptr(X, t, (size_t)(row0 + (i)) * ld + k0 + 2 * kp), t, elems) \
+                             : _mm512_setzero_ps();
+        TR_ROWS(TR_LOAD)
+#undef TR_LOAD
+        transpose16_store(TR_ROWS(TR_ARG) d + (size_t)kp * stride, (size_t)stride, kp_n - kp, store_mask);
     }
 }
 
@@ -467,6 +503,27 @@ BF16_FN static void pack_a_bf16(bool ta, const void *A, ftc_mm_type at, int lda,
         pack_pairs_rows(A, at, lda, i0 + p, imin(MR, mc - p), k0, kc, dst, MR, mask_upto(MR));
 }
 
+/* A whole NR-column sliver of op(B) = B^T, B bf16 stored N x K (the weights of inference, issue 24): rows j0..j0+NR
+ * of B at k0..k0+kc, as pack_pairs_rows lays them out (the same words), 16 rows x 16 pair words at a time with no
+ * row count or masks to test: 0.6 us a 32 x 512 sliver with the source in L1 (pack_pairs_rows before
+ * transpose16_store: 2.0 us, as much as reading the sliver from memory). */
+BF16_FN static void pack_sliver_bf16_rows(const void *B, int ldb, int j0, int k0, int kc, uint32_t *dst) {
+    int kp_n = (kc + 1) / 2, kp_full = kc / 32 * 16; /* pairs in whole 32-value (64-byte) steps */
+    for (int h = 0; h < 2; h++) {
+        const uint16_t *src = (const uint16_t *)B + (size_t)(j0 + 16 * h) * ldb + k0;
+        uint32_t *d = dst + 16 * h;
+        for (int kp = 0; kp < kp_full; kp += 16) {
+#define TR_LOAD(i) __m512 r##i = _mm512_castsi512_ps(_mm512_loadu_si512(src + (size_t)(i) * ldb + 2 * kp));
+            TR_ROWS(TR_LOAD)
+#undef TR_LOAD
+            transpose16_store(TR_ROWS(TR_ARG) d + (size_t)kp * NR, NR, 16, 0xFFFF);
+        }
+        if (kp_full < kp_n)
+            pack_pairs_rows(B, FTC_MM_BF16, ldb, j0 + 16 * h, 16, k0 + 2 * kp_full, kc - 2 * kp_full,
+                            d + (size_t)kp_full * NR, NR, 0xFFFF);
+    }
+}
+
 /* op(B) k0..k0+kc, columns j0..j0+nc into NR-column slivers of pair words. */
 BF16_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb, int k0, int kc, int K, int j0, int nc,
                                 uint32_t *dst) {
@@ -491,9 +548,14 @@ BF16_FN static void pack_b_bf16(bool tb, const void *B, ftc_mm_type bt, int ldb,
         }
         return;
     }
-    for (int q = 0; q < nc; q += NR, dst += (size_t)kp_n * NR) /* op(B)(k,j) = B[j][k]: the pair is adjacent */
+    for (int q = 0; q < nc; q += NR, dst += (size_t)kp_n * NR) { /* op(B)(k,j) = B[j][k]: the pair is adjacent */
+        if (bt == FTC_MM_BF16 && nc - q >= NR) {
+            pack_sliver_bf16_rows(B, ldb, j0 + q, k0, kc, dst);
+            continue;
+        }
         for (int h = 0; h < 2; h++)
             pack_pairs_rows(B, bt, ldb, j0 + q + 16 * h, imin(16, nc - q - 16 * h), k0, kc, dst + 16 * h, NR, 0xFFFF);
+    }
 }
 
 BF16_FN static inline void store_row_bf16(float *c, __m512 acc0, __m512 acc1, __mmask16 m0, __mmask16 m1,
