@@ -43,6 +43,15 @@ static void reset_path(void) {
     ftc_matmul_set_bf16_dot("auto");
 }
 
+/* The AVX-512 backend with its vdpbf16ps kernel, for the tests of that kernel's own paths; false (path reset, a
+ * "skipped" line) where the CPU lacks AVX512-BF16 */
+static bool use_avx512_bf16(void) {
+    if (ftc_matmul_set_backend("avx512") && strcmp(ftc_matmul_bf16_backend(), "avx512bf16") == 0) return true;
+    printf("# no AVX512-BF16 here: skipped\n");
+    reset_path();
+    return false;
+}
+
 static void fill(float *x, size_t n, ftc_rng *r) {
     for (size_t i = 0; i < n; i++) x[i] = ftc_rng_normal(r);
 }
@@ -258,11 +267,7 @@ static double check_bf16_case(bool ta, bool tb, int M, int N, int K, float alpha
  * activations, B bf16 weights read as op(B) = W^T; K past the 512-deep slice, beta 0 and 1. */
 static void test_bf16_short_panels_match_full_tile(void **state) {
     (void)state;
-    if (!ftc_matmul_set_backend("avx512") || strcmp(ftc_matmul_bf16_backend(), "avx512bf16") != 0) {
-        printf("# no AVX512-BF16 here: skipped\n");
-        reset_path();
-        return;
-    }
+    if (!use_avx512_bf16()) return;
     ftc_rng r;
     ftc_rng_seed(&r, 11);
     const int N = 96, K = 600, lda = K + 1, ldb = K + 3, ldc = N + 2, Mmax = 252 + 11;
@@ -307,11 +312,7 @@ static void test_bf16_short_panels_match_full_tile(void **state) {
  * than a step, odd and past the 512-deep slice; Ns: whole slivers and a partial last one; M past the skinny products. */
 static void test_bf16_weight_slivers_same_bits(void **state) {
     (void)state;
-    if (!ftc_matmul_set_backend("avx512") || strcmp(ftc_matmul_bf16_backend(), "avx512bf16") != 0) {
-        printf("# no AVX512-BF16 here: skipped\n");
-        reset_path();
-        return;
-    }
+    if (!use_avx512_bf16()) return;
     ftc_rng r;
     ftc_rng_seed(&r, 13);
     const int Ks[] = {512, 40, 31, 1031, 64, 34}, Ns[] = {64, 70, 33}, Ms[] = {20, 37, 260};
