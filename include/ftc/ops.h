@@ -49,16 +49,13 @@ void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype
                               bool gemm);
 /* n of those (gemm false) on one x [N, I], weights of one type (a decoding step's q/k/v, up/gate): y[p] = x W[p]^T
  * + b[p] (b[p] NULL: none; W[p] O[p] rows), x quantized once and every product in one parallel pass; each y[p] has
- * the bits of its own ftc_linear_forward_q8act */
+ * the bits of its own ftc_linear_forward_q8act. ep (may be NULL): a column epilogue; when every O[p] is equal (a
+ * decoding step's up/gate), once a parallel chunk's columns [o0, o1) are written in every y[p], ep(ep_ctx, o0, o1)
+ * runs on the thread that wrote the last of them (e.g. the SwiGLU of those columns, so that work runs in the
+ * products' pass instead of after it on one thread); other shapes call ep(ep_ctx, 0, O[0]) after the products. */
 void ftc_linear_forward_q8act_multi(float *const *y, const float *x, const void *const *W, int qtype,
-                                    const float *const *b, const int *O, int n, int N, int I);
-/* The same with a column epilogue when every O[p] is equal (a decoding step's up/gate): once a parallel chunk's
- * columns [o0, o1) are written in every y[p] (the same bits), ep(ep_ctx, o0, o1) runs on the thread that wrote the
- * last of them, e.g. the SwiGLU of those columns, so that work runs in the products' pass instead of after it on one
- * thread; other shapes call ep(ep_ctx, 0, O[0]) after the products. ep NULL: ftc_linear_forward_q8act_multi. */
-void ftc_linear_forward_q8act_multi_ep(float *const *y, const float *x, const void *const *W, int qtype,
-                                       const float *const *b, const int *O, int n, int N, int I,
-                                       void (*ep)(void *ctx, int o0, int o1), void *ep_ctx);
+                                    const float *const *b, const int *O, int n, int N, int I,
+                                    void (*ep)(void *ctx, int o0, int o1), void *ep_ctx);
 void ftc_linear_backward_q(float *dx, float *db, const float *dy, const void *W, int qtype, int N, int I, int O,
                            bool bf16);
 void ftc_linear_forward_bf16(float *y, const float *x, const uint16_t *W, const float *b, int N, int I, int O);

@@ -168,7 +168,7 @@ void ftc_model_linear_forward_gen(ftc_model *m, int w, int b, float *y, const fl
 /* n (<= 4) such products of one x [N, I] (not a prompt chunk's GEMM): when all n weights are Q8_0/Q4_0/Q4_1 of
  * one type taking 8-bit activations, x is quantized once and the products run as one parallel pass (the bits of
  * n ftc_model_linear_forward_gen calls) and true; else false and nothing done. ep (may be NULL): a column epilogue
- * run in that pass (ftc_linear_forward_q8act_multi_ep), only when true is returned */
+ * run in that pass (ftc_linear_forward_q8act_multi), only when true is returned */
 bool ftc_model_linear_forward_gen_multi(ftc_model *m, const int *w, const int *b, float *const *y, const int *O, int n,
                                        const float *x, int N, int I, void (*ep)(void *ctx, int o0, int o1),
                                        void *ep_ctx);

@@ -359,7 +359,7 @@ bool ftc_model_linear_forward_gen_multi(ftc_model *m, const int *w, const int *b
         if (!pw->data_q || pw->qtype != p0->qtype) return false;
         W[p] = pw->data_q, bias[p] = P(m, b[p]);
     }
-    ftc_linear_forward_q8act_multi_ep(y, x, W, p0->qtype, bias, O, n, N, I, ep, ep_ctx);
+    ftc_linear_forward_q8act_multi(y, x, W, p0->qtype, bias, O, n, N, I, ep, ep_ctx);
     return true;
 }
 

@@ -469,21 +469,6 @@ static void decode_seqs(job *j, int S) {
     for (int t = 0; t < n; t++) run_seq(j, t);
 }
 
-void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
-                                       const float *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
-    job j = {.out = out, .q = q, .atts = att, .ks = k_cache, .vs = v_cache, .lens = len, .Tn = 1, .H = H, .Hkv = Hkv,
-             .D = D, .JH = heads_per_job32(S, 1, H, Hkv, D)};
-    decode_seqs(&j, S);
-}
-
-void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q,
-                                           const uint16_t *const *k_cache, const uint16_t *const *v_cache,
-                                           const int *len, int S, int H, int Hkv, int D) {
-    job j = {.out = out, .q = q, .atts = att, .ks16 = k_cache, .vs16 = v_cache, .lens = len, .Tn = 1, .H = H,
-             .Hkv = Hkv, .D = D, .JH = heads_per_job16(S, 1, H, Hkv)};
-    decode_seqs(&j, S);
-}
-
 void ftc_attention_decode_seqs_forward_pre(float *out, float *const *att, const float *q, const void *const *k_cache,
                                            const void *const *v_cache, bool f16, const int *len, int S, int H, int Hkv,
                                            int D, void (*pre)(void *ctx, int s), void *pre_ctx) {
@@ -497,4 +482,17 @@ void ftc_attention_decode_seqs_forward_pre(float *out, float *const *att, const 
         j.JH = heads_per_job32(S, 1, H, Hkv, D);
     }
     decode_seqs(&j, S);
+}
+
+void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
+                                       const float *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
+    ftc_attention_decode_seqs_forward_pre(out, att, q, (const void *const *)k_cache, (const void *const *)v_cache,
+                                          false, len, S, H, Hkv, D, NULL, NULL);
+}
+
+void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q,
+                                           const uint16_t *const *k_cache, const uint16_t *const *v_cache,
+                                           const int *len, int S, int H, int Hkv, int D) {
+    ftc_attention_decode_seqs_forward_pre(out, att, q, (const void *const *)k_cache, (const void *const *)v_cache,
+                                          true, len, S, H, Hkv, D, NULL, NULL);
 }

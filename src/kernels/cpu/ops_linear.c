@@ -96,16 +96,11 @@ void ftc_linear_forward_q8act(float *y, const float *x, const void *W, int qtype
 }
 
 void ftc_linear_forward_q8act_multi(float *const *y, const float *x, const void *const *W, int qtype,
-                                    const float *const *b, const int *O, int n, int N, int I) {
-    ftc_linear_forward_q8act_multi_ep(y, x, W, qtype, b, O, n, N, I, NULL, NULL);
-}
-
-void ftc_linear_forward_q8act_multi_ep(float *const *y, const float *x, const void *const *W, int qtype,
-                                       const float *const *b, const int *O, int n, int N, int I,
-                                       void (*ep)(void *ctx, int o0, int o1), void *ep_ctx) {
+                                    const float *const *b, const int *O, int n, int N, int I,
+                                    void (*ep)(void *ctx, int o0, int o1), void *ep_ctx) {
     enum { GROUP = 4 };
     if (ep && n > GROUP) { /* the epilogue needs every product in one pass: the products, then ep */
-        ftc_linear_forward_q8act_multi_ep(y, x, W, qtype, b, O, n, N, I, NULL, NULL);
+        ftc_linear_forward_q8act_multi(y, x, W, qtype, b, O, n, N, I, NULL, NULL);
         ep(ep_ctx, 0, O[0]);
         return;
     }
