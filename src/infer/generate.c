@@ -39,7 +39,6 @@ struct ftc_kv_cache {
     int rows;
     float *x, *a, *q, *qkv, *attn, *o, *up, *gate, *act, *down, *mean, *rstd, *lora, *att;
     size_t att_floats;
-    int ep_rows; /* rows of the up/gate epilogue (swiglu_cols) */
     bool prompt; /* these rows are a prompt chunk (one sequence), not a batch of sequences: past Q8ACT_ROWS rows the
                   * quantized products take the int8 GEMM */
 };
@@ -212,11 +211,15 @@ static void embed_rows(ftc_model *m, float *x, const int32_t *ids, const int32_t
     for (int r = 0; r < N; r++) ftc_model_embed_forward(m, x + (size_t)r * m->C, ids + r, m->learned_pos ? pos + r : NULL, NULL, 1);
 }
 
-/* act = silu(gate) * up on columns [o0, o1) of the rows (ctx: the cache, rows in c->ep_rows): up/gate's epilogue,
- * element-wise, so the bits of mlp_act */
+/* act = silu(gate) * up on columns [o0, o1) of the N rows: up/gate's epilogue, element-wise, so the bits of mlp_act */
+typedef struct {
+    ftc_kv_cache *c;
+    int N;
+} swiglu_ep;
+
 static void swiglu_cols(void *ctx, int o0, int o1) {
-    ftc_kv_cache *c = ctx;
-    ftc_swiglu_forward_cols(c->act, c->gate, c->up, c->ep_rows, c->m->F, o0, o1);
+    const swiglu_ep *e = ctx;
+    ftc_swiglu_forward_cols(e->c->act, e->c->gate, e->c->up, e->N, e->c->m->F, o0, o1);
 }
 
 /* act = activation(up) (or silu(gate) * up), element-wise over the N rows */
@@ -290,8 +293,8 @@ static void block_out(ftc_kv_cache *c, layer_params *l, int N) {
     if (m->swiglu) {
         const linear_mod *ls[2] = {&l->up, &l->gate};
         float *ys[2] = {c->up, c->gate};
-        c->ep_rows = N;
-        act_done = linear_inf_multi(c, ls, ys, 2, c->a, N, swiglu_cols, c);
+        swiglu_ep e = {c, N};
+        act_done = linear_inf_multi(c, ls, ys, 2, c->a, N, swiglu_cols, &e);
     } else
         linear_inf(c, &l->up, c->up, c->a, N);
     if (!act_done) mlp_act(c, N);
