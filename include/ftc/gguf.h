@@ -107,6 +107,11 @@ ftc_status ftc_gguf_to_f32(const ftc_gguf *g, const ftc_gguf_tensor *t, float *o
 ftc_status ftc_gguf_rows_to_f32(const ftc_gguf *g, const ftc_gguf_tensor *t, int64_t row0, int64_t nrows, float *out,
                                 ftc_err *err);
 
+/* llama.cpp's converter reorders each head's rows of a llama q/k weight (rows = heads x D, cols values a row) from
+ * HF's half-split RoPE layout into interleaved pairs: GGUF row h*D + 2i + j holds HF row h*D + j*D/2 + i.
+ * to_gguf: HF -> GGUF order (writing a GGUF); else GGUF -> HF (reading one). out and in must not overlap. */
+void ftc_gguf_permute_qk_rows(const float *in, float *out, int64_t heads, int64_t rows, int64_t cols, bool to_gguf);
+
 /* ---- GGUF model -> Hugging Face directory (src/io/gguf_hf.c) ---- */
 /* Writes out_dir/config.json, model.safetensors (f32: every tensor dequantized; llama.cpp's Q/K row
  * permutation and GPT-2 Conv1D transpose undone), tokenizer.json, tokenizer_config.json (chat_template,

@@ -27,15 +27,6 @@ typedef enum { A_LLAMA, A_QWEN2, A_GPT2 } arch_kind;
 /* ---- tensors ---- */
 typedef enum { AS_IS, PERMUTE_Q, PERMUTE_K, TRANSPOSE } fix;
 
-static void permute_rows(const float *in, float *out, int64_t heads, int64_t rows, int64_t cols) {
-    int64_t D = rows / heads;
-    for (int64_t h = 0; h < heads; h++)
-        for (int64_t i = 0; i < D / 2; i++)
-            for (int64_t j = 0; j < 2; j++)
-                memcpy(out + (h * D + 2 * i + j) * cols, in + (h * D + j * (D / 2) + i) * cols,
-                       sizeof(float) * (size_t)cols);
-}
-
 /* The type a 2-D weight of rows of n values is stored in. Quantized types need whole blocks: otherwise Q4_K falls
  * back to Q4_1 (ftc_quant_type_for_row) and anything else to F16, as llama.cpp's converter falls back to F16. */
 static int weight_type(int want, int64_t n) {
@@ -94,7 +85,7 @@ static ftc_status add(tctx *c, const char *hf, const char *gg, int ndim, const i
         if (how == TRANSPOSE)
             for (int64_t r = 0; r < hs[0]; r++)
                 for (int64_t k = 0; k < hs[1]; k++) o[k * hs[0] + r] = v[r * hs[1] + k];
-        else permute_rows(v, o, how == PERMUTE_Q ? c->H : c->KV, shape[0], ndim > 1 ? shape[1] : 1);
+        else ftc_gguf_permute_qk_rows(v, o, how == PERMUTE_Q ? c->H : c->KV, shape[0], ndim > 1 ? shape[1] : 1, true);
         free(v);
         v = o;
     }

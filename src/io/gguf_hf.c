@@ -167,14 +167,16 @@ static float *keep(wlist *wl, size_t n) {
     return p;
 }
 
-/* llama.cpp's converter reorders each head's rows of q/k from HF's half-split RoPE layout into interleaved
- * pairs: gguf row h*D + 2i + j holds HF row h*D + j*D/2 + i. This puts them back. */
-static void unpermute(const float *in, float *out, int64_t heads, int64_t rows, int64_t cols) {
-    int64_t D = rows / heads;
+void ftc_gguf_permute_qk_rows(const float *in, float *out, int64_t heads, int64_t rows, int64_t cols, bool to_gguf) {
+    const int64_t D = rows / heads;
+    const size_t bytes = sizeof(float) * (size_t)cols;
     for (int64_t h = 0; h < heads; h++)
         for (int64_t i = 0; i < D / 2; i++)
-            for (int64_t j = 0; j < 2; j++)
-                memcpy(out + (h * D + j * (D / 2) + i) * cols, in + (h * D + 2 * i + j) * cols, sizeof(float) * (size_t)cols);
+            for (int64_t j = 0; j < 2; j++) {
+                const int64_t g = h * D + 2 * i + j, hf = h * D + j * (D / 2) + i; /* the row in each order */
+                if (to_gguf) memcpy(out + g * cols, in + hf * cols, bytes);
+                else memcpy(out + hf * cols, in + g * cols, bytes);
+            }
 }
 
 typedef enum { AS_IS, UNPERMUTE_Q, UNPERMUTE_K, TRANSPOSE } fix;
@@ -209,7 +211,7 @@ static ftc_status add_tensor(const hp *h, wlist *wl, const char *gname, const ch
         if (how == TRANSPOSE)
             for (int64_t r = 0; r < rows; r++)
                 for (int64_t c = 0; c < cols; c++) o[c * rows + r] = v[r * cols + c];
-        else unpermute(v, o, how == UNPERMUTE_Q ? h->H : h->KV, rows, cols);
+        else ftc_gguf_permute_qk_rows(v, o, how == UNPERMUTE_Q ? h->H : h->KV, rows, cols, false);
         v = o;
     }
     if (json_object_set_new(wl->types, hfname, json_integer(t->type)))

@@ -12,15 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void permute_rows(const float *in, float *out, int64_t heads, int64_t rows, int64_t cols) {
-    int64_t D = rows / heads;
-    for (int64_t h = 0; h < heads; h++)
-        for (int64_t i = 0; i < D / 2; i++)
-            for (int64_t j = 0; j < 2; j++)
-                memcpy(out + (h * D + 2 * i + j) * cols, in + (h * D + j * (D / 2) + i) * cols,
-                       sizeof(float) * (size_t)cols);
-}
-
 ftc_status ftc_export_gguf_lora(const ftc_model *m, const char *out, const char *name, ftc_err *err) {
     const char *mt = m->cfg.model_type, *arch;
     bool permute = false;
@@ -54,7 +45,8 @@ ftc_status ftc_export_gguf_lora(const ftc_model *m, const char *out, const char 
             float *da = malloc(sizeof(float) * (size_t)(r * in)), *db = malloc(sizeof(float) * (size_t)(o * r));
             if (!da || !db) { free(da), free(db); s = ftc_errf(err, FTC_E_NOMEM, "out of memory"); break; }
             memcpy(da, a->data, sizeof(float) * (size_t)(r * in));
-            if (permute && (j == 1 || j == 2)) permute_rows(b->data, db, j == 1 ? m->cfg.n_heads : m->cfg.n_kv_heads, o, r);
+            if (permute && (j == 1 || j == 2))
+                ftc_gguf_permute_qk_rows(b->data, db, j == 1 ? m->cfg.n_heads : m->cfg.n_kv_heads, o, r, true);
             else memcpy(db, b->data, sizeof(float) * (size_t)(o * r));
             char t[96];
             snprintf(t, sizeof t, "blk.%d.%s.weight.lora_a", i, gname[j]);
