@@ -105,6 +105,18 @@ static void run_log_free(run_log *log) {
     for (int k = 0; k < N_KEYS; k++) { free(log->s[k].x); free(log->s[k].y); }
 }
 
+/* The next line of a JSONL text split in place (*p advances past it; NULL at the end), its leading blanks
+ * skipped ("" for a blank line); *line_no counts it. */
+static char *next_line(char **p, int *line_no) {
+    if (!*p || !**p) return NULL;
+    (*line_no)++;
+    char *line = *p, *nl = strchr(line, '\n');
+    if (nl) *nl = 0;
+    *p = nl ? nl + 1 : NULL;
+    while (*line == ' ' || *line == '\t' || *line == '\r') line++;
+    return line;
+}
+
 static ftc_status read_log(const char *path, run_log *log, ftc_err *err) {
     char *text;
     size_t len;
@@ -112,14 +124,8 @@ static ftc_status read_log(const char *path, run_log *log, ftc_err *err) {
     ftc_status st = ftc_read_file(path, &text, &len, err);
     if (st != FTC_OK) return st;
     int line_no = 0;
-    char *p = text;
-    while (p && *p && st == FTC_OK) {
-        line_no++;
-        char *nl = strchr(p, '\n');
-        if (nl) *nl = 0;
-        char *line = p;
-        p = nl ? nl + 1 : NULL;
-        while (*line == ' ' || *line == '\t' || *line == '\r') line++;
+    char *p = text, *line;
+    while (st == FTC_OK && (line = next_line(&p, &line_no))) {
         if (!*line) continue;
         json_error_t je;
         json_t *o = json_loads(line, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
@@ -584,14 +590,8 @@ static ftc_status samples_section(strbuf *b, const char *path, ftc_err *err) {
     }
     sb_printf(b, "</tr></thead><tbody>\n");
     int line_no = 0;
-    char *p = text;
-    while (p && *p) {
-        line_no++;
-        char *nl = strchr(p, '\n');
-        if (nl) *nl = 0;
-        char *line = p;
-        p = nl ? nl + 1 : NULL;
-        while (*line == ' ' || *line == '\t' || *line == '\r') line++;
+    char *p = text, *line;
+    while ((line = next_line(&p, &line_no))) {
         if (!*line) continue;
         json_error_t je;
         json_t *o = json_loads(line, 0, &je);
