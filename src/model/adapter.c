@@ -42,6 +42,16 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
+/* The module path of an adapter tensor's name without PEFT's prefix: "X.lora_A.weight" or "X.lora_B.weight" -> "X"
+ * (the two suffixes have one length) */
+static ftc_status lora_module_path(const char *inner, char *path, size_t n, const char *wpath, const char *name,
+                                   ftc_err *err) {
+    size_t pl = strlen(inner) - strlen(".lora_A.weight");
+    if (pl >= n) return ftc_errf(err, FTC_E_INPUT, "%s: tensor %s: name too long", wpath, name);
+    memcpy(path, inner, pl), path[pl] = 0;
+    return FTC_OK;
+}
+
 /* adapter_config.json: the fields that change the computation; what ftc cannot reproduce is refused. */
 static ftc_status read_config(const ftc_model *m, const char *path, int *r, float *alpha, float *dropout, ftc_err *err) {
     json_error_t je;
@@ -208,12 +218,7 @@ ftc_status ftc_model_load_adapter(ftc_model *m, const char *dir, ftc_err *err) {
         if (ends_with(inner, ".lora_B.weight")) continue; /* follows its lora_A */
         if (ends_with(inner, ".lora_A.weight")) {
             char path[256];
-            size_t pl = strlen(inner) - strlen(".lora_A.weight");
-            if (pl >= sizeof path) {
-                s = ftc_errf(err, FTC_E_INPUT, "%s: tensor %s: name too long", wpath, name);
-                break;
-            }
-            memcpy(path, inner, pl), path[pl] = 0;
+            if ((s = lora_module_path(inner, path, sizeof path, wpath, name, err))) break;
             linear_mod *lm = find_module(m, path);
             if (!lm) {
                 s = ftc_errf(err, FTC_E_INPUT, "%s: tensor %s: no linear module %s in this %s model", wpath, name, path,
@@ -261,12 +266,7 @@ ftc_status ftc_model_load_adapter(ftc_model *m, const char *dir, ftc_err *err) {
         bool is_a = ends_with(inner, ".lora_A.weight"), is_b = ends_with(inner, ".lora_B.weight");
         if (is_a || is_b) {
             char path[256];
-            size_t pl = strlen(inner) - strlen(".lora_A.weight");
-            if (pl >= sizeof path) {
-                s = ftc_errf(err, FTC_E_INPUT, "%s: tensor %s: name too long", wpath, name);
-                break;
-            }
-            memcpy(path, inner, pl), path[pl] = 0;
+            if ((s = lora_module_path(inner, path, sizeof path, wpath, name, err))) break;
             linear_mod *lm = find_module(m, path);
             if (!lm || lm->lora_a < 0) {
                 s = ftc_errf(err, FTC_E_INPUT, "%s: tensor %s has no matching %s", wpath, name,
