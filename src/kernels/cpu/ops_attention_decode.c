@@ -15,6 +15,7 @@
 #include "ftc/quant.h"
 #include "ftc/safetensors.h"
 #include "matmul_internal.h" /* ftc_mm_cpu_has_f16c */
+#include "quant_internal.h"  /* ftc_q8a_avx512_ok */
 #include "ops_internal.h"
 #include "vmath.h"
 #include <math.h>
@@ -333,6 +334,48 @@ R16_TARGET VM_FORCE_INLINE void load8h_f16c_512(vm_v8 *r, const uint16_t *p) {
 #undef LOAD1H
 #undef ADDRH
 
+/* The Q8_0 rows where D is a multiple of 32 (q8_scores_ok): the scores of the heads' 8-bit queries (q8_query,
+ * q8_score), the softmax and the values of rowsq8_generic; the portable twin of the lanes rows' (the same bits) */
+static void rowsq8s_generic(int NG, int GN, float *ob, float *att, const float *qb, const void *kb, const void *vb,
+                            size_t e0, int Tn, int Tk, size_t qs, size_t ks, int D, int start, float scale) {
+    const size_t ps = (size_t)Tn * Tk;
+    const int nb = D / 32;
+    int8_t qq[Q8_DMAX];
+    float dq[Q8_DMAX / 32];
+    for (int i = 0; i < Tn; i++) {
+        const int nvis = start + i + 1;
+        const float *qi = qb + (size_t)i * qs;
+        float *pi = att + (size_t)i * Tk;
+        for (int g = 0; g < NG; g++)
+            for (int u = 0; u < GN; u++) {
+                const int h = g * GN + u;
+                float *p = pi + (size_t)h * ps, mx = -INFINITY;
+                q8_query(qi + (size_t)h * D, D, qq, dq);
+                for (int j = 0; j < nvis; j++) {
+                    p[j] = q8_score(qq, dq, kb, e0 + (size_t)j * ks + (size_t)g * D, nb) * scale;
+                    if (p[j] > mx) mx = p[j];
+                }
+                float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis)); /* sum >= 1: the max contributes exp(0) */
+                for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
+                for (int j = 0; j < nvis; j++) p[j] *= inv;
+            }
+        for (int g = 0; g < NG; g++)
+            for (int u = 0; u < GN;) {
+                int n = GN - u < 4 ? GN - u : 4, h = g * GN + u;
+                float *oi = ob + (size_t)i * qs + (size_t)h * D;
+                const float *ph = pi + (size_t)h * ps;
+                const size_t vg = e0 + (size_t)g * D;
+                switch (n) {
+                case 1: valuesq8_generic(1, oi, ph, ps, vb, vg, ks, D, nvis); break;
+                case 2: valuesq8_generic(2, oi, ph, ps, vb, vg, ks, D, nvis); break;
+                case 3: valuesq8_generic(3, oi, ph, ps, vb, vg, ks, D, nvis); break;
+                default: valuesq8_generic(4, oi, ph, ps, vb, vg, ks, D, nvis); break;
+                }
+                u += n;
+            }
+    }
+}
+
 /* heads() over an f16 or a Q8_0 cache (type) from its element e0: every Tn by the rows (a prompt chunk's GEMMs want
  * f32 rows: generation widens the cache and calls ftc_attention_decode_forward for those) */
 static void headsx(ftc_kv_type type, int NG, int GN, float *ob, float *att, const float *qb, const void *kb,
@@ -341,13 +384,14 @@ static void headsx(ftc_kv_type type, int NG, int GN, float *ob, float *att, cons
     const float scale = 1.0f / sqrtf((float)D);
 #ifdef KV16_X86
     const int kind = type == FTC_KV_Q8_0 ? LK_Q8 : LK_F16;
-    if (ftc_vm_use_avx512() && lanes_ok(kind, NG * GN, D)) { /* rows16_avx512's / rowsq8_generic's bits */
+    if (ftc_vm_use_avx512() && lanes_ok(kind, NG * GN, D)) { /* rows16_avx512's / rowsq8s_generic's bits */
         lanes_rowsx(kind, NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale);
         return;
     }
 #endif
     if (type == FTC_KV_Q8_0) {
-        rowsq8_generic(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale);
+        (q8_scores_ok(D) ? rowsq8s_generic : rowsq8_generic)(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start,
+                                                             scale);
         return;
     }
 #ifdef KV16_X86
