@@ -65,12 +65,22 @@ const char *ftc_quant_name(int type) {
 
 /* ---- quantizers ---- */
 
-/* gguf.quants.Q8_0: d = max|x| / 127, q = round-half-away(x * (1/d)) */
+/* roundf(y) (half away from zero) for |y| <= 127, without the library call: the truncation, then the fraction,
+ * which is exact (a q8_0 KV cache quantizes every new key and value row, and the call was most of the cost); a NaN
+ * (an infinite or NaN input) gives 0 */
+static inline int8_t round_q8(float y) {
+    y = y >= -127.0f && y <= 127.0f ? y : y > 0.0f ? 127.0f : y < 0.0f ? -127.0f : 0.0f;
+    const int t = (int)y;
+    const float f = y - (float)t;
+    return (int8_t)(t + (f >= 0.5f) - (f <= -0.5f));
+}
+
+/* gguf.quants.Q8_0: d = max|x| / 127, q = round-half-away(x * (1/d)) (|x * (1/d)| <= 127 up to rounding) */
 static void quant_q8_0(const float *x, ftc_block_q8_0 *b) {
     float amax = 0.0f;
     for (int i = 0; i < 32; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     float d = amax / 127.0f, id = d == 0.0f ? 0.0f : 1.0f / d;
-    for (int i = 0; i < 32; i++) b->qs[i] = (int8_t)roundf(x[i] * id);
+    for (int i = 0; i < 32; i++) b->qs[i] = round_q8(x[i] * id);
     b->d = ftc_f32_to_f16(d);
 }
 /* gguf.quants.Q4_0: the value of largest magnitude (first one) maps to -8: d = max / -8,
