@@ -334,10 +334,55 @@ R16_TARGET VM_FORCE_INLINE void load8h_f16c_512(vm_v8 *r, const uint16_t *p) {
 #undef LOAD1H
 #undef ADDRH
 
+/* The values of the Q8_0 rows where D is a multiple of 32 (those with 8-bit query scores): o_h[d] = fma(p_h[j], v_j[d],
+ * o_h[d]) over the keys in order from 0, keys with p = 0 skipped, v decoded (d * q): the lanes rows' fused
+ * multiply-adds (_mm512_fmadd_ps), so their bits (a fused multiply-add is exactly rounded wherever it runs). GN query
+ * heads sharing the value rows from element ve; head h's output at oi + h * D, probabilities at pi + h * ps. */
+static void q8s_values_scalar(int GN, float *oi, const float *pi, size_t ps, const void *vb, size_t ve, size_t ks,
+                              int D, int nvis) {
+    for (int h = 0; h < GN; h++) {
+        float *o = oi + (size_t)h * D;
+        for (int d = 0; d < D; d++) o[d] = 0.0f;
+        for (int j = 0; j < nvis; j++) {
+            const float p = pi[(size_t)h * ps + j];
+            if (p == 0.0f) continue;
+            const ftc_block_q8_0 *blk = q8_block(vb, ve + (size_t)j * ks);
+            for (int d = 0; d < D; d++) o[d] = fmaf(p, (float)blk[d / 32].qs[d % 32] * ftc_f16_to_f32(blk[d / 32].d), o[d]);
+        }
+    }
+}
+#ifdef KV16_X86
+/* The same on AVX2 + FMA: 32 channels (a block) of a head in registers at a time */
+__attribute__((target("avx2,fma,f16c"))) static void q8s_values_avx2(int GN, float *oi, const float *pi, size_t ps,
+                                                                     const void *vb, size_t ve, size_t ks, int D,
+                                                                     int nvis) {
+    for (int h = 0; h < GN; h++)
+        for (int b = 0; b < D / 32; b++) {
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int j = 0; j < nvis; j++) {
+                const float p = pi[(size_t)h * ps + j];
+                if (p == 0.0f) continue;
+                const ftc_block_q8_0 *blk = q8_block(vb, ve + (size_t)j * ks) + b;
+                const __m256 P = _mm256_set1_ps(p), d = _mm256_set1_ps(_cvtsh_ss(blk->d));
+                for (int c = 0; c < 4; c++) {
+                    const __m256 v = _mm256_mul_ps(
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk->qs + 8 * c)))), d);
+                    acc[c] = _mm256_fmadd_ps(P, v, acc[c]);
+                }
+            }
+            for (int c = 0; c < 4; c++) _mm256_storeu_ps(oi + (size_t)h * D + 32 * b + 8 * c, acc[c]);
+        }
+}
+#endif
+
 /* The Q8_0 rows where D is a multiple of 32 (q8_scores_ok): the scores of the heads' 8-bit queries (q8_query,
- * q8_score), the softmax and the values of rowsq8_generic; the portable twin of the lanes rows' (the same bits) */
-static void rowsq8s_generic(int NG, int GN, float *ob, float *att, const float *qb, const void *kb, const void *vb,
-                            size_t e0, int Tn, int Tk, size_t qs, size_t ks, int D, int start, float scale) {
+ * q8_score), the softmax, the values with fused multiply-adds (vals: q8s_values_scalar or its AVX2 copy); the
+ * portable twin of the lanes rows' (the same bits) */
+VM_FORCE_INLINE void rowsq8s_body(int NG, int GN, float *ob, float *att, const float *qb, const void *kb,
+                                  const void *vb, size_t e0, int Tn, int Tk, size_t qs, size_t ks, int D, int start,
+                                  float scale,
+                                  void (*vals)(int, float *, const float *, size_t, const void *, size_t, size_t, int,
+                                               int)) {
     const size_t ps = (size_t)Tn * Tk;
     const int nb = D / 32;
     int8_t qq[Q8_DMAX];
@@ -360,21 +405,23 @@ static void rowsq8s_generic(int NG, int GN, float *ob, float *att, const float *
                 for (int j = 0; j < nvis; j++) p[j] *= inv;
             }
         for (int g = 0; g < NG; g++)
-            for (int u = 0; u < GN;) {
-                int n = GN - u < 4 ? GN - u : 4, h = g * GN + u;
-                float *oi = ob + (size_t)i * qs + (size_t)h * D;
-                const float *ph = pi + (size_t)h * ps;
-                const size_t vg = e0 + (size_t)g * D;
-                switch (n) {
-                case 1: valuesq8_generic(1, oi, ph, ps, vb, vg, ks, D, nvis); break;
-                case 2: valuesq8_generic(2, oi, ph, ps, vb, vg, ks, D, nvis); break;
-                case 3: valuesq8_generic(3, oi, ph, ps, vb, vg, ks, D, nvis); break;
-                default: valuesq8_generic(4, oi, ph, ps, vb, vg, ks, D, nvis); break;
-                }
-                u += n;
-            }
+            vals(GN, ob + (size_t)i * qs + (size_t)g * GN * D, pi + (size_t)g * GN * ps, ps, vb, e0 + (size_t)g * D, ks,
+                 D, nvis);
     }
 }
+
+static void rowsq8s_generic(int NG, int GN, float *ob, float *att, const float *qb, const void *kb, const void *vb,
+                            size_t e0, int Tn, int Tk, size_t qs, size_t ks, int D, int start, float scale) {
+    rowsq8s_body(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale, q8s_values_scalar);
+}
+#ifdef KV16_X86
+__attribute__((target("avx2,fma,f16c"))) static void rowsq8s_avx2(int NG, int GN, float *ob, float *att,
+                                                                  const float *qb, const void *kb, const void *vb,
+                                                                  size_t e0, int Tn, int Tk, size_t qs, size_t ks,
+                                                                  int D, int start, float scale) {
+    rowsq8s_body(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale, q8s_values_avx2);
+}
+#endif
 
 /* heads() over an f16 or a Q8_0 cache (type) from its element e0: every Tn by the rows (a prompt chunk's GEMMs want
  * f32 rows: generation widens the cache and calls ftc_attention_decode_forward for those) */
@@ -390,8 +437,14 @@ static void headsx(ftc_kv_type type, int NG, int GN, float *ob, float *att, cons
     }
 #endif
     if (type == FTC_KV_Q8_0) {
-        (q8_scores_ok(D) ? rowsq8s_generic : rowsq8_generic)(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start,
-                                                             scale);
+        void (*rows)(int, int, float *, float *, const float *, const void *, const void *, size_t, int, int, size_t,
+                     size_t, int, int, float) = q8_scores_ok(D) ? rowsq8s_generic : rowsq8_generic;
+#ifdef KV16_X86
+        if (q8_scores_ok(D) && (ftc_vm_use_avx512() || ftc_vm_use_avx2()) && ftc_mm_cpu_has_avx2_fma() &&
+            ftc_mm_cpu_has_f16c())
+            rows = rowsq8s_avx2;
+#endif
+        rows(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale);
         return;
     }
 #ifdef KV16_X86
