@@ -173,9 +173,12 @@ void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const 
                                            const int *len, int S, int H, int Hkv, int D);
 /* The same two over Q8_0 caches (a q8_0 KV cache, issue 24; llama.cpp's -ctk q8_0 -ctv q8_0): each cached row of
  * Hkv * D values (a multiple of 32) is Hkv * D / 32 Q8_0 blocks (ftc_block_q8_0 of ftc/quant.h: 32 int8 q and an
- * f16 scale d), so a cache [B, Tcap] rows is one array of blocks. The values are decoded as they are read, d * q
- * as ftc_dequantize_row gives them, so the outputs are, bit for bit, those of the f32 functions on f32 caches
- * holding the dequantized values (every Tn by the rows, as the _f16 ones). */
+ * f16 scale d), so a cache [B, Tcap] rows is one array of blocks; every Tn by the rows, as the _f16 ones. The values
+ * are decoded as they are read (d * q, ftc_dequantize_row's values). Where D is a multiple of 32 (at most 1024), as
+ * llama.cpp does, each head's query is quantized to 8-bit blocks (f32 scales) and a score is the blocks' integer
+ * dot products times both scales (AVX-512 VNNI, or a portable twin with the same bits), and the value sums are fused
+ * multiply-adds; elsewhere the keys are decoded too and the outputs are, bit for bit, those of the f32 functions on
+ * f32 caches holding the dequantized values. Either way a sequence's outputs do not depend on the batch. */
 void ftc_attention_decode_forward_q8_0(float *out, float *att, const float *q, const void *k_cache, const void *v_cache,
                                        int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D);
 void ftc_attention_decode_seqs_forward_q8_0(float *out, float *const *att, const float *q, const void *const *k_cache,
