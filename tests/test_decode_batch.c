@@ -153,17 +153,26 @@ static void test_bf16_exact(void **s) {
 /* An f16 cache (FTC_KV_F16): a sequence gets the same bits alone and in a batch (quantized bases, whose products
  * do not depend on the other rows; attention over the halves is the same rows' arithmetic either way), on each
  * kernel set; f32 bases within the f32 cache's tolerances. */
-static void test_f16_cache_batch(void **s) {
-    (void)s;
+/* check_kv with tolerance 0 (the same bits) on each kernel set, for three fixtures (tests/fixtures/models/NAME) with
+ * a quantized base (qtype >= 0) or at bf16 precision */
+static void exact_on_backends(ftc_kv_type kvt, const char *const names[3], const int qtypes[3], const bool bf16[3]) {
     const char *backends[] = {"generic", "avx2", "auto"};
     for (int be = 0; be < 3; be++) {
         if (!ftc_matmul_set_backend(backends[be])) continue;
         printf("backend %s\n", ftc_matmul_backend());
-        check_kv(src_path("tests/fixtures/models/llama_gqa"), FTC_GGML_Q4_0, false, FTC_KV_F16, 0);
-        check_kv(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q8_0, false, FTC_KV_F16, 0);
-        check_kv(src_path("tests/fixtures/models/llama_gqa"), -1, true, FTC_KV_F16, 0);
+        for (int i = 0; i < 3; i++) {
+            char rel[256];
+            snprintf(rel, sizeof rel, "tests/fixtures/models/%s", names[i]);
+            check_kv(src_path(rel), qtypes[i], bf16[i], kvt, 0);
+        }
     }
     ftc_matmul_set_backend("auto");
+}
+
+static void test_f16_cache_batch(void **s) {
+    (void)s;
+    exact_on_backends(FTC_KV_F16, (const char *const[3]){"llama_gqa", "gpt2", "llama_gqa"},
+                      (const int[3]){FTC_GGML_Q4_0, FTC_GGML_Q8_0, -1}, (const bool[3]){false, false, true});
     check_kv(src_path("tests/fixtures/models/qwen2"), -1, false, FTC_KV_F16, 1e-5);
 }
 
@@ -173,15 +182,8 @@ static void test_f16_cache_batch(void **s) {
  * is not a multiple of 32 is refused with a clear error. */
 static void test_q8_cache_batch(void **s) {
     (void)s;
-    const char *backends[] = {"generic", "avx2", "auto"};
-    for (int be = 0; be < 3; be++) {
-        if (!ftc_matmul_set_backend(backends[be])) continue;
-        printf("backend %s\n", ftc_matmul_backend());
-        check_kv(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q8_0, false, FTC_KV_Q8_0, 0);
-        check_kv(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q4_1, false, FTC_KV_Q8_0, 0);
-        check_kv(src_path("tests/fixtures/models/gpt2"), -1, true, FTC_KV_Q8_0, 0);
-    }
-    ftc_matmul_set_backend("auto");
+    exact_on_backends(FTC_KV_Q8_0, (const char *const[3]){"gpt2", "gpt2", "gpt2"},
+                      (const int[3]){FTC_GGML_Q8_0, FTC_GGML_Q4_1, -1}, (const bool[3]){false, false, true});
     check_kv(src_path("tests/fixtures/models/gpt2"), -1, false, FTC_KV_Q8_0, 1e-5);
     ftc_model *m;
     ftc_err e;
