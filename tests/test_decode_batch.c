@@ -100,17 +100,24 @@ static const char *src_path(const char *rel) {
     return buf;
 }
 
+/* $FTC_SHARED_DATA/models/stories260K-hf into dir; false when it is not installed */
+static bool stories_dir(char *dir, size_t n) {
+    const char *d = getenv("FTC_SHARED_DATA");
+    snprintf(dir, n, "%s/models/stories260K-hf", d ? d : "");
+    char cfg[8400];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    FILE *f = fopen(cfg, "r");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
 static void test_gpt2(void **s) { (void)s; check(src_path("tests/fixtures/models/gpt2"), 1e-5); }
 static void test_llama_gqa(void **s) { (void)s; check(src_path("tests/fixtures/models/llama_gqa"), 1e-5); }
 static void test_qwen2(void **s) { (void)s; check(src_path("tests/fixtures/models/qwen2"), 1e-5); }
 static void test_stories260k(void **s) {
     (void)s;
-    const char *d = getenv("FTC_SHARED_DATA");
     char dir[8300];
-    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", d ? d : "");
-    FILE *f = fopen(strcat(strcpy((char[8400]){0}, dir), "/config.json"), "r");
-    if (!f) skip();
-    fclose(f);
+    if (!stories_dir(dir, sizeof dir)) skip();
     /* 1e-4 here: the real model's differences feed back through 12 steps of cache (the batched and the single
      * caches drift apart by rounding), measured 1.03e-5 with OpenBLAS and 7.7e-6 with the AVX2 kernels on a Zen 3;
      * a wrong row or position would be off by O(1) */
@@ -195,12 +202,8 @@ static void test_q8_cache_batch(void **s) {
     assert_non_null(strstr(e.msg, "multiple of 32"));
     assert_int_equal(ftc_kv_cache_create_typed(m, 4, (ftc_kv_type)7, &c, &e), FTC_E_USAGE);
     ftc_model_free(m);
-    const char *d = getenv("FTC_SHARED_DATA");
     char dir[8300];
-    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", d ? d : "");
-    FILE *f = fopen(strcat(strcpy((char[8400]){0}, dir), "/config.json"), "r");
-    if (!f) skip();
-    fclose(f);
+    if (!stories_dir(dir, sizeof dir)) skip();
     check_kv(dir, FTC_GGML_Q8_0, false, FTC_KV_Q8_0, 0);
 }
 
@@ -265,12 +268,8 @@ static void test_f16_cache_close(void **s) {
         assert_true(f16_vs_f32(src_path("tests/fixtures/models/qwen2"), FTC_GGML_Q4_0) < 1e-2);
     }
     ftc_matmul_set_backend("auto");
-    const char *d = getenv("FTC_SHARED_DATA");
     char dir[8300];
-    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", d ? d : "");
-    FILE *f = fopen(strcat(strcpy((char[8400]){0}, dir), "/config.json"), "r");
-    if (!f) skip();
-    fclose(f);
+    if (!stories_dir(dir, sizeof dir)) skip();
     /* measured 1.2e-2 (5.6e-3 after the 20-token prompt): head dim 8, random tokens, logits up to ~20; an f32
      * cache holding the same halves gives exactly the f16 cache's logits (checked by hand, 2026-12-04) */
     assert_true(f16_vs_f32(dir, -1) < 5e-2);
@@ -288,12 +287,8 @@ static void test_q8_cache_close(void **s) {
         assert_true(kv_vs_f32(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q4_1, FTC_KV_Q8_0) < Q8_CLOSE_GPT2_Q);
     }
     ftc_matmul_set_backend("auto");
-    const char *d = getenv("FTC_SHARED_DATA");
     char dir[8300];
-    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", d ? d : "");
-    FILE *f = fopen(strcat(strcpy((char[8400]){0}, dir), "/config.json"), "r");
-    if (!f) skip();
-    fclose(f);
+    if (!stories_dir(dir, sizeof dir)) skip();
     assert_true(kv_vs_f32(dir, -1, FTC_KV_Q8_0) < Q8_CLOSE_STORIES);
 }
 
