@@ -1,8 +1,9 @@
 /* Decoding and prompt processing against the memory-bandwidth ceiling (issue 24).
  *   decode_bench MODEL [--bf16] [--base q8_0|q4_0] [--prompt 256] [--gen 64] [--batch 8] [--pp 256,1024] [--bw-mb 1024]
- *                [--kv f16|f32] [--batch-only]
+ *                [--kv f16|f32|q8_0] [--batch-only]
  * MODEL: a model directory (HF layout) or a .gguf file (converted through the ftc cache). --kv: the KV cache's type,
- * f16 by default (the CLI's default and llama-bench's), f32 the library's default (ftc_kv_cache_create).
+ * f16 by default (the CLI's default and llama-bench's), f32 the library's default (ftc_kv_cache_create), q8_0
+ * llama.cpp's -ctk q8_0 -ctv q8_0 (Q8_0 blocks: 34 bytes per 32 values).
  * Prints, one line each:
  *   read bandwidth  a STREAM-like read of a buffer far larger than the caches (both threads, 4 streams each as a
  *                   decode tile reads 4 weight rows; best of 5; with AVX-512 also one stream a thread, as the zen4
@@ -171,7 +172,7 @@ static int die(const char *what, const ftc_err *e) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: decode_bench MODEL [--bf16] [--base q8_0|q4_0] [--prompt N] [--gen N] [--batch B] "
-                        "[--pp N,N] [--bw-mb MB] [--kv f16|f32] [--batch-only]\n");
+                        "[--pp N,N] [--bw-mb MB] [--kv f16|f32|q8_0] [--batch-only]\n");
         return 2;
     }
     const char *model = argv[1], *pp = "256,1024", *base = NULL;
@@ -190,8 +191,8 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--pp")) pp = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--bw-mb")) bw_mb = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--kv") &&
-                 (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "f16")))
-            kvt = !strcmp(argv[++i], "f16") ? FTC_KV_F16 : FTC_KV_F32;
+                 (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "f16") || !strcmp(argv[i + 1], "q8_0")))
+            kvt = !strcmp(argv[++i], "f16") ? FTC_KV_F16 : !strcmp(argv[i], "q8_0") ? FTC_KV_Q8_0 : FTC_KV_F32;
         else {
             fprintf(stderr, "decode_bench: unknown argument %s\n", argv[i]);
             return 2;
@@ -230,10 +231,11 @@ int main(int argc, char **argv) {
     if (bf16 && ftc_model_set_precision(m, FTC_PREC_BF16, &e)) return die("bf16", &e);
     double wb = weight_bytes(m);
     int V = m->V;
-    double kvb = 2.0 * m->L * prompt * m->kvdim * (kvt == FTC_KV_F16 ? 2 : 4);
+    double kvb = 2.0 * m->L * prompt * m->kvdim * (kvt == FTC_KV_F16 ? 2 : kvt == FTC_KV_Q8_0 ? 34.0 / 32 : 4);
     printf("model: %s, %s%s, loaded in %.1f s; weights read per token %.1f MB; %s KV cache at %d positions %.1f MB; "
            "skinny products %s\n",
-           model, bf16 ? "bf16" : "fp32", base ? base : "", now() - t0, wb / 1e6, kvt == FTC_KV_F16 ? "f16" : "f32",
+           model, bf16 ? "bf16" : "fp32", base ? base : "", now() - t0, wb / 1e6,
+           kvt == FTC_KV_F16 ? "f16" : kvt == FTC_KV_Q8_0 ? "q8_0" : "f32",
            prompt, kvb / 1e6, ftc_matmul_skinny());
 
     int maxn = prompt;

@@ -1,10 +1,11 @@
-/* kvppl_bench: what an f16 KV cache costs in quality (issue 24: the cache type's default is a product decision).
- * Decodes a text one token at a time (as generation does: every new position's attention reads the cache) twice,
- * with an f32 and with an f16 cache, and prints each one's perplexity of the text, the largest logit difference
- * between the two and at how many positions their greedy (argmax) token differs.
+/* kvppl_bench: what an f16 or a q8_0 KV cache costs in quality (issue 24: the cache type's default is a product
+ * decision). Decodes a text one token at a time (as generation does: every new position's attention reads the cache)
+ * with an f32, an f16 and a q8_0 cache (q8_0 where the model's key/value width is a multiple of 32), and prints for
+ * f16 and q8_0 their perplexity of the text against the f32 cache's, the largest logit difference from the f32
+ * cache's logits and at how many positions their greedy (argmax) token differs from it.
  *   kvppl_bench MODEL [--base q8_0|q4_0|q4_1] [--tokens N] [--text FILE]
  * The text: FILE (default: the Banking77 test set's questions under $FTC_SHARED_DATA, joined by spaces).
- * KVPPL_SAME=1: both caches f32 (a check of the tool: no difference). */
+ * KVPPL_SAME=1: every cache f32 (a check of the tool: no difference). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,17 +103,26 @@ int main(int argc, char **argv) {
         return 1;
     }
     const int V = m->V;
-    float *lg[2] = {malloc(sizeof(float) * (size_t)V), malloc(sizeof(float) * (size_t)V)};
-    ftc_kv_cache *c[2];
-    if (!lg[0] || !lg[1]) return 1;
-    if (ftc_kv_cache_create_typed(m, ntok, FTC_KV_F32, &c[0], &e) ||
-        ftc_kv_cache_create_typed(m, ntok, getenv("KVPPL_SAME") ? FTC_KV_F32 : FTC_KV_F16, &c[1], &e))
-        return die("cache", &e);
-    double nll[2] = {0, 0}, maxd = 0, maxl = 0;
-    int differ = 0;
+    enum { NC = 3 }; /* f32, f16, q8_0 */
+    static const char *names[NC] = {"f32", "f16", "q8_0"};
+    const ftc_kv_type types[NC] = {FTC_KV_F32, FTC_KV_F16, FTC_KV_Q8_0};
+    float *lg[NC];
+    ftc_kv_cache *c[NC];
+    int nc = NC;
+    for (int k = 0; k < NC; k++) {
+        if (!(lg[k] = malloc(sizeof(float) * (size_t)V))) return 1;
+        if (ftc_kv_cache_create_typed(m, ntok, getenv("KVPPL_SAME") ? FTC_KV_F32 : types[k], &c[k], &e)) {
+            if (types[k] != FTC_KV_Q8_0 || e.code != FTC_E_UNSUPPORTED) return die("cache", &e);
+            printf("no q8_0 cache: %s\n", e.msg); /* the model's key/value width */
+            nc = k;
+            break;
+        }
+    }
+    double nll[NC] = {0}, maxd[NC] = {0}, maxl = 0;
+    int differ[NC] = {0};
     for (int t = 0; t + 1 < ntok; t++) {
-        int am[2] = {0, 0};
-        for (int k = 0; k < 2; k++) {
+        int am[NC] = {0};
+        for (int k = 0; k < nc; k++) {
             if (ftc_model_decode(m, c[k], ids.ids + t, 1, lg[k], false, &e)) return die("decode", &e);
             double mx = -INFINITY, sum = 0;
             for (int v = 0; v < V; v++) {
@@ -122,19 +132,21 @@ int main(int argc, char **argv) {
             for (int v = 0; v < V; v++) sum += exp(lg[k][v] - mx);
             nll[k] += mx + log(sum) - lg[k][ids.ids[t + 1]];
         }
-        for (int v = 0; v < V; v++) {
-            maxd = fmax(maxd, fabs((double)lg[0][v] - lg[1][v]));
-            maxl = fmax(maxl, fabs((double)lg[0][v]));
+        for (int v = 0; v < V; v++) maxl = fmax(maxl, fabs((double)lg[0][v]));
+        for (int k = 1; k < nc; k++) {
+            for (int v = 0; v < V; v++) maxd[k] = fmax(maxd[k], fabs((double)lg[0][v] - lg[k][v]));
+            differ[k] += am[0] != am[k];
         }
-        differ += am[0] != am[1];
     }
-    printf("%s%s%s, %d tokens of %s decoded one at a time: perplexity f32 cache %.4f, f16 cache %.4f (%+.3f%%); max "
-           "|logit f32 - f16| %.3g (max |logit| %.3g); greedy token differs at %d of %d positions\n",
-           model, base ? " --base " : "", base ? base : "", ntok, text_path, exp(nll[0] / (ntok - 1)),
-           exp(nll[1] / (ntok - 1)), 100 * (exp(nll[1] / (ntok - 1)) / exp(nll[0] / (ntok - 1)) - 1), maxd, maxl,
-           differ, ntok - 1);
-    ftc_kv_cache_free(c[0]), ftc_kv_cache_free(c[1]);
-    free(lg[0]), free(lg[1]), free(text);
+    for (int k = 1; k < nc; k++)
+        printf("%s%s%s, %d tokens of %s decoded one at a time: perplexity f32 cache %.4f, %s cache %.4f (%+.3f%%); max "
+               "|logit f32 - %s| %.3g (max |logit| %.3g); greedy token differs at %d of %d positions\n",
+               model, base ? " --base " : "", base ? base : "", ntok, text_path, exp(nll[0] / (ntok - 1)), names[k],
+               exp(nll[k] / (ntok - 1)), 100 * (exp(nll[k] / (ntok - 1)) / exp(nll[0] / (ntok - 1)) - 1), names[k],
+               maxd[k], maxl, differ[k], ntok - 1);
+    for (int k = 0; k < NC; k++) free(lg[k]);
+    for (int k = 0; k < nc; k++) ftc_kv_cache_free(c[k]);
+    free(text);
     ftc_ids_free(&ids);
     ftc_tokenizer_free(tok);
     ftc_model_free(m);

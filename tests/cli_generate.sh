@@ -95,7 +95,9 @@ fi
 # --kv-type (chat and serve share the flag): f16, the cache in halves, is the default (as llama.cpp's); f32 keeps
 # the keys and values as computed. Greedy text as the f32 cache's on this prompt (logits within about 1e-2:
 # tests/test_decode_batch.c); on "One day" the two differ from byte 210 (so the option takes effect), and no flag
-# is --kv-type f16 byte for byte. Anything but f32|f16 is a usage error in all three commands.
+# is --kv-type f16 byte for byte. q8_0 (llama.cpp's -ctk q8_0: blocks of 32 int8 and a scale; stories260K's key/value
+# width is 32) gives the f32 cache's text on the first prompt too and its own on "One day". Anything but
+# f16|f32|q8_0 is a usage error in all three commands.
 "$FTC" generate --help | grep -q -- "--kv-type T .*f16 (default" || fail "--help does not say the f16 default"
 "$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 48 --kv-type f32 > "$tmp/kv32" || fail "generate --kv-type f32"
 "$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 48 > "$tmp/kv16" || fail "generate, default cache"
@@ -106,8 +108,14 @@ fi
 "$FTC" generate --model "$M" --prompt "One day" --max-tokens 100 --kv-type f32 > "$tmp/d32" || fail "generate --kv-type f32"
 cmp -s "$tmp/d" "$tmp/d16" || fail "the default cache is not f16: $(cat "$tmp/d") vs $(cat "$tmp/d16")"
 cmp -s "$tmp/d" "$tmp/d32" && fail "--kv-type f32 gives the default's text: the check above would not tell"
+"$FTC" generate --help | grep -q -- "or q8_0" || fail "--help does not list q8_0"
+"$FTC" generate --model "$M" --prompt "Once upon a time" --max-tokens 48 --kv-type q8_0 > "$tmp/kv8" || fail "generate --kv-type q8_0"
+[ "$(head -c 40 "$tmp/kv8")" = "$(head -c 40 "$tmp/kv32")" ] || fail "q8_0 cache text: $(cat "$tmp/kv8") vs f32: $(cat "$tmp/kv32")"
+"$FTC" generate --model "$M" --prompt "One day" --max-tokens 100 --kv-type q8_0 > "$tmp/d8" || fail "generate One day q8_0"
+cmp -s "$tmp/d8" "$tmp/d16" && fail "--kv-type q8_0 gives the f16 cache's text: the option would not be seen to take effect"
+echo "Once upon a time" | "$FTC" chat --model "$M" --kv-type q8_0 --max-tokens 8 > /dev/null 2>&1 || fail "chat --kv-type q8_0"
 for cmd in generate chat serve; do
-  "$FTC" $cmd --model "$M" --kv-type q8_0 2> "$tmp/e" > /dev/null < /dev/null; [ $? -eq 1 ] || fail "$cmd --kv-type q8_0 should exit 1"
-  grep -q "kv-type takes f32 or f16, not 'q8_0'" "$tmp/e" || fail "$cmd --kv-type message: $(cat "$tmp/e")"
+  "$FTC" $cmd --model "$M" --kv-type q4_0 2> "$tmp/e" > /dev/null < /dev/null; [ $? -eq 1 ] || fail "$cmd --kv-type q4_0 should exit 1"
+  grep -q "kv-type takes f16, f32 or q8_0, not 'q4_0'" "$tmp/e" || fail "$cmd --kv-type message: $(cat "$tmp/e")"
 done
 echo "cli_generate: ok"

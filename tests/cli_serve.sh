@@ -200,22 +200,28 @@ done
   fail "--task encode --precision bf16: $(cat "$T/e")"
 echo "ok: --precision fp16, --base-dtype q9 and bf16 for an encoder are usage errors"
 
-# ---- the KV cache: f16 by default (as ftc generate's), f32 with --kv-type f32; each as ftc generate's, on a
-# prompt whose 200 greedy tokens differ between the two caches (from byte 210: the option must take effect) ----
+# ---- the KV cache: f16 by default (as ftc generate's), f32 with --kv-type f32, q8_0 with --kv-type q8_0; each as
+# ftc generate's, on a prompt whose 200 greedy tokens differ between the caches (the option must take effect) ----
 kvgreedy() { curl -s "$URL/v1/completions" -d '{"prompt": "One day", "max_tokens": 200, "temperature": 0}' |
   python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)["choices"][0]["text"])'; }
 "$FTC" generate --model "$M" --prompt "One day" --max-tokens 200 > "$T/gk16" || fail "generate, default cache"
 "$FTC" generate --model "$M" --prompt "One day" --max-tokens 200 --kv-type f32 > "$T/gk32" || fail "generate --kv-type f32"
+"$FTC" generate --model "$M" --prompt "One day" --max-tokens 200 --kv-type q8_0 > "$T/gk8" || fail "generate --kv-type q8_0"
 cmp -s "$T/gk16" "$T/gk32" && fail "the f16 and f32 caches give the same text: the comparisons below would not tell"
+cmp -s "$T/gk16" "$T/gk8" && fail "the f16 and q8_0 caches give the same text: the comparisons below would not tell"
 start kv16 --model "$M" --ctx 256
 kvgreedy > "$T/sk16" || fail "serve, default cache: no completion"
 stop
 start kv32 --model "$M" --ctx 256 --kv-type f32
 kvgreedy > "$T/sk32" || fail "serve --kv-type f32: no completion"
 stop
+start kv8 --model "$M" --ctx 256 --kv-type q8_0
+kvgreedy > "$T/sk8" || fail "serve --kv-type q8_0: no completion"
+stop
 cmp -s "$T/gk16" "$T/sk16" || fail "serve's default cache != ftc generate's: $(head -c 300 "$T/sk16") | $(head -c 300 "$T/gk16")"
 cmp -s "$T/gk32" "$T/sk32" || fail "serve --kv-type f32 != ftc generate --kv-type f32: $(head -c 300 "$T/sk32")"
-echo "ok: ftc serve's KV cache: f16 by default, f32 with --kv-type f32, each = ftc generate's (200 greedy tokens)"
+cmp -s "$T/gk8" "$T/sk8" || fail "serve --kv-type q8_0 != ftc generate --kv-type q8_0: $(head -c 300 "$T/sk8")"
+echo "ok: ftc serve's KV cache: f16 by default, f32 and q8_0 with --kv-type, each = ftc generate's (200 greedy tokens)"
 
 # ---- a real instruct model from a GGUF file: SmolLM2-135M-Instruct answers and stops at its end of turn ----
 G=$(sh "$SRC/scripts/find-smollm2.sh" 2>/dev/null)

@@ -13,6 +13,7 @@
 #include "ftc/base.h"
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
+#include "ftc/quant.h"
 #include "ftc/safetensors.h"
 #include "ftc/threads.h"
 #include "kernels/cpu/ops_internal.h" /* ftc_attention_decode_set_lanes */
@@ -322,7 +323,7 @@ static void test_seqs_pre_runs_first(void **state) {
                     kc[s] = f16 ? (const void *)c.khc[s] : (const void *)c.kc[s],
                     vc[s] = f16 ? (const void *)c.vhc[s] : (const void *)c.vc[s];
                 memset(got, 0xff, sizeof(float) * S * qs);
-                ftc_attention_decode_seqs_forward_pre(got, ag, c.q, kc, vc, f16, c.len, n, H, Hkv, D, pre_row, &p);
+                ftc_attention_decode_seqs_forward_pre(got, ag, c.q, kc, vc, f16 ? FTC_KV_F16 : FTC_KV_F32, c.len, n, H, Hkv, D, pre_row, &p);
                 for (int s = 0; s < S; s++) assert_int_equal(p.calls[s], s < n ? 1 : 0);
                 if (f16)
                     ftc_attention_decode_seqs_forward_f16(ref, ar, c.q, c.khc, c.vhc, c.len, n, H, Hkv, D);
@@ -453,6 +454,127 @@ static void test_f32_to_f16_same_halves(void **state) {
     free(x), free(h);
 }
 
+/* A Q8_0 cache (issue 24): each cached row of S x T rows [Hkv * D] quantized to Q8_0 blocks (ftc_quantize_row) */
+static void *q8_rows(const float *x, size_t rows, size_t ks) {
+    assert_true(ks % 32 == 0);
+    ftc_block_q8_0 *b = malloc(rows * ks / 32 * sizeof *b);
+    assert_true(b != NULL);
+    ftc_quantize_row(FTC_GGML_Q8_0, x, b, (int64_t)(rows * ks));
+    return b;
+}
+
+/* ftc_attention_decode_forward_q8_0 / _seqs_forward_q8_0. Where D is a multiple of 32 the scores come from the
+ * heads' queries quantized to 8 bits (integer block dots, llama.cpp's way; the values decoded as d * q): the AVX-512
+ * VNNI lanes rows give the portable rows' bits (their scalar reference, with the lanes switched off: the same softmax
+ * exp), and so does the AVX2 copy with FTC_MATMUL=generic's (whose exp is the portable one), alone and in a batch (a sequence, a group or a head per job) and for a few
+ * queries (Tn = 1, 3) and a prompt chunk's 10 (rows here). Elsewhere (D = 40, 48, 8: heads that straddle or share
+ * blocks, the GPT-2 fixture's shape) the values are decoded for the scores too, so the outputs and probabilities are,
+ * bit for bit, the f32 functions' on f32 caches holding the dequantized values (ftc_dequantize_row). Lengths past
+ * the 16-key blocks (T = 70, seqs of 70 .. 25). Then against the unquantized values: within the bound that q8_0's
+ * rounding allows (each value off by at most max|x| / 254 of its block, the query's too where it is quantized). */
+static void test_q8_cache_same_bits(void **state) {
+    (void)state;
+    static const int shapes[][3] = {{9, 3, 64}, {8, 4, 40}, {8, 8, 64}, {5, 1, 32}, {16, 4, 64}, {4, 4, 8}, {6, 2, 48},
+                                    {4, 1, 128}};
+    /* the portable rows (the reference) and the AVX2 copy; then on AVX-512 the portable rows again (the lanes off: the
+     * reference there, whose softmax exp differs from the portable one's) and the lanes rows */
+    const char *paths[] = {"generic", "avx2", "auto", "auto"};
+    for (int si = 0; si < 8; si++) {
+        const int H = shapes[si][0], Hkv = shapes[si][1], D = shapes[si][2], S = 6, T = 70;
+        const bool q8s = D % 32 == 0; /* the scores from 8-bit queries */
+        ftc_rng r;
+        ftc_rng_seed(&r, (uint64_t)(400 + si));
+        size_t qs = (size_t)H * D, ks = (size_t)Hkv * D, rows = 2 * (size_t)S * T;
+        seq_caches c;
+        seq_caches_make(&c, S, T, ks, (size_t)S * 10 * qs, 9, false, &r);
+        float *exact = malloc(sizeof(float) * rows * ks); /* the unquantized values */
+        assert_true(exact != NULL);
+        memcpy(exact, c.kv, sizeof(float) * rows * ks);
+        void *kq = q8_rows(c.kv, rows, ks);
+        ftc_dequantize_row(FTC_GGML_Q8_0, kq, c.kv, (int64_t)(rows * ks)); /* c.kc, c.vc: the dequantized values */
+        const void *kqc[6], *vqc[6];
+        const size_t rowb = ks / 32 * sizeof(ftc_block_q8_0);
+        for (int s = 0; s < S; s++)
+            kqc[s] = (const char *)kq + (size_t)s * T * rowb, vqc[s] = (const char *)kq + ((size_t)S + s) * T * rowb;
+        const void *vq = (const char *)kq + (size_t)S * T * rowb;
+        const float *q = c.q;
+        const int *len = c.len;
+        /* references: seqs (all S), then forward B = 2 of a [B, Tcap = T] cache for Tn = 1, 3, 10 (Tk = 61) */
+        const size_t nseq = (size_t)S * qs, nfw = 2 * 10 * qs, naseq = (size_t)S * H * T, nafw = 2 * (size_t)H * 10 * 61;
+        float *ref = malloc(sizeof(float) * (nseq + 3 * nfw)), *got = malloc(sizeof(float) * (nseq + nfw));
+        float *aref = malloc(sizeof(float) * (naseq + 3 * nafw)), *agot = malloc(sizeof(float) * (naseq + nafw));
+        assert_true(ref && got && aref && agot);
+        float *ar[6], *ag[6];
+        for (int s = 0; s < S; s++) ar[s] = aref + (size_t)s * H * T, ag[s] = agot + (size_t)s * H * T;
+        static const int tns[3] = {1, 3, 10};
+        for (int p = 0; p < 4; p++) {
+            if (!ftc_matmul_set_backend(paths[p])) continue;
+            ftc_attention_decode_set_lanes(p == 3);
+            if (p == 0 || p == 2 || !q8s) { /* the reference: the portable rows, or the f32 functions on the decoded
+                                              * values */
+                if (q8s) ftc_attention_decode_seqs_forward_q8_0(ref, ar, q, kqc, vqc, len, S, H, Hkv, D);
+                else ftc_attention_decode_seqs_forward(ref, ar, q, c.kc, c.vc, len, S, H, Hkv, D);
+                for (int t = 0; t < 3; t++) {
+                    float *o = ref + nseq + t * nfw, *a = aref + naseq + t * nafw;
+                    if (q8s) ftc_attention_decode_forward_q8_0(o, a, q, kq, vq, 2, tns[t], 61, T, H, Hkv, D);
+                    else ftc_attention_decode_forward(o, a, q, c.kv, c.kv + (size_t)S * T * ks, 2, tns[t], 61, T, H, Hkv, D);
+                }
+            }
+            for (int n = 6; n >= 1; n -= n == 6 ? 4 : 1) { /* a sequence per job, a group per job, a head per job */
+                memset(got, 0xff, sizeof(float) * nseq);
+                ftc_attention_decode_seqs_forward_q8_0(got, ag, q, kqc, vqc, len, n, H, Hkv, D);
+                assert_memory_equal(ref, got, sizeof(float) * n * qs);
+                for (int s = 0; s < n; s++) assert_memory_equal(ar[s], ag[s], sizeof(float) * H * len[s]);
+            }
+            for (int t = 0; t < 3; t++) {
+                const int Tn = tns[t];
+                ftc_attention_decode_forward_q8_0(got, agot, q, kq, vq, 2, Tn, 61, T, H, Hkv, D);
+                const float *o = ref + nseq + t * nfw, *a = aref + naseq + t * nafw;
+                if (q8s || Tn < 8) {
+                    assert_memory_equal(o, got, sizeof(float) * 2 * Tn * qs);
+                    assert_memory_equal(a, agot, sizeof(float) * 2 * H * Tn * 61);
+                } else { /* 10 queries: the f32 function's GEMM, the rows here */
+                    double worst = 0;
+                    for (size_t i = 0; i < 2 * (size_t)Tn * qs; i++) {
+                        double d = fabs((double)o[i] - got[i]);
+                        if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
+                    }
+                    assert_true(worst < 1e-5);
+                }
+            }
+        }
+        ftc_attention_decode_set_lanes(true);
+        ftc_matmul_set_backend("auto");
+        /* Against the exact values. A value is off by at most dv = max|x| / 254 of its block (2 / 254 here) and a
+         * quantized query's value by max|q| / 254 of its block, so each score by at most
+         * eps = (|q_h|_1 dv + D max|q_h| / 254 (2 + dv)) / sqrt(D), each probability by a factor within e^(+-2 eps)
+         * and the output by at most dv + (e^(2 eps) - 1) max|v| */
+        const float *kx[6], *vx[6];
+        for (int s = 0; s < S; s++) kx[s] = exact + (size_t)s * T * ks, vx[s] = exact + ((size_t)S + s) * T * ks;
+        ftc_attention_decode_seqs_forward(ref, ar, q, kx, vx, len, S, H, Hkv, D);
+        ftc_attention_decode_seqs_forward_q8_0(got, ag, q, kqc, vqc, len, S, H, Hkv, D);
+        const double dv = 2.0 / 254;
+        double worst = 0, bound = 0;
+        for (int s = 0; s < S; s++)
+            for (int h = 0; h < H; h++) {
+                const float *qh = q + s * qs + (size_t)h * D;
+                double l1 = 0, qmax = 0, e = 0;
+                for (int d = 0; d < D; d++) l1 += fabs(qh[d]), qmax = fmax(qmax, fabs(qh[d]));
+                const double eps = (l1 * dv + (q8s ? D * qmax / 254 * (2 + dv) : 0)) / sqrt((double)D);
+                const double b = dv + (exp(2 * eps) - 1) * 2.0;
+                for (int d = 0; d < D; d++)
+                    e = fmax(e, fabs((double)ref[s * qs + (size_t)h * D + d] - got[s * qs + (size_t)h * D + d]));
+                assert_true(e <= b);
+                worst = fmax(worst, e), bound = fmax(bound, b);
+            }
+        printf("H %d Hkv %d D %d%s: q8_0 cache vs exact values: max |diff| %.2e (bound %.2e)\n", H, Hkv, D,
+               q8s ? " (8-bit queries)" : "", worst, bound);
+        assert_true(worst > 0);      /* the rounding is there */
+        assert_true(worst < 3 * dv); /* and no more than it: measured 5.6e-3 .. 1.3e-2 (a block's wrong scale: > 0.1) */
+        seq_caches_free(&c), free(exact), free(kq), free(ref), free(got), free(aref), free(agot);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_tokens_gqa),
@@ -464,6 +586,7 @@ int main(void) {
         cmocka_unit_test(test_lanes_same_bits),
         cmocka_unit_test(test_f32_to_f16_same_halves),
         cmocka_unit_test(test_seqs_pre_runs_first),
+        cmocka_unit_test(test_q8_cache_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

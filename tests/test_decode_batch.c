@@ -18,6 +18,9 @@
 #include "ftc/quant.h"
 
 enum { NSEQ = 5, STEPS = 12 };
+#define Q8_CLOSE_GPT2 2e-3 /* measured 5.5e-4 */
+#define Q8_CLOSE_GPT2_Q 1e-2 /* 3.0e-3 (8-bit activations: a rounding can flip a quantized step) */
+#define Q8_CLOSE_STORIES 1.0 /* 0.54: head dim 8, random tokens, logits up to ~20, blocks of 4 heads */
 
 /* qtype >= 0: a quantized base of that type; bf16: the model at bf16 precision (bf16 weights) */
 static void check_kv(const char *dir, int qtype, bool bf16, ftc_kv_type kvt, double tol) {
@@ -66,13 +69,13 @@ static void check_kv(const char *dir, int qtype, bool bf16, ftc_kv_type kvt, dou
     }
     printf("%s%s%s%s%s: batched decode vs one at a time: max |diff| / (1 + |logit|) %.2e over %d steps\n", dir,
            qtype >= 0 ? " base " : "", qtype >= 0 ? ftc_quant_name(qtype) : "", bf16 ? " bf16" : "",
-           kvt == FTC_KV_F16 ? " f16 cache" : "", worst, steps);
+           kvt == FTC_KV_F16 ? " f16 cache" : kvt == FTC_KV_Q8_0 ? " q8_0 cache" : "", worst, steps);
     if (tol == 0) assert_true(worst == 0);
     else assert_true(worst < tol);
     ftc_kv_cache *dup[2] = {a[0], a[0]};
     int32_t two[2] = {1, 1};
     assert_int_equal(ftc_model_decode_batch(m, dup, two, 2, la, &e), FTC_E_USAGE);
-    if (kvt == FTC_KV_F16) { /* a batch takes one cache type */
+    if (kvt != FTC_KV_F32) { /* a batch takes one cache type */
         ftc_kv_cache *f32c;
         assert_int_equal(ftc_kv_cache_create(m, 8, &f32c, &e), FTC_OK);
         ftc_kv_cache *mixed[2] = {a[0], f32c};
@@ -97,17 +100,24 @@ static const char *src_path(const char *rel) {
     return buf;
 }
 
+/* $FTC_SHARED_DATA/models/stories260K-hf into dir; false when it is not installed */
+static bool stories_dir(char *dir, size_t n) {
+    const char *d = getenv("FTC_SHARED_DATA");
+    snprintf(dir, n, "%s/models/stories260K-hf", d ? d : "");
+    char cfg[8400];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    FILE *f = fopen(cfg, "r");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
 static void test_gpt2(void **s) { (void)s; check(src_path("tests/fixtures/models/gpt2"), 1e-5); }
 static void test_llama_gqa(void **s) { (void)s; check(src_path("tests/fixtures/models/llama_gqa"), 1e-5); }
 static void test_qwen2(void **s) { (void)s; check(src_path("tests/fixtures/models/qwen2"), 1e-5); }
 static void test_stories260k(void **s) {
     (void)s;
-    const char *d = getenv("FTC_SHARED_DATA");
     char dir[8300];
-    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", d ? d : "");
-    FILE *f = fopen(strcat(strcpy((char[8400]){0}, dir), "/config.json"), "r");
-    if (!f) skip();
-    fclose(f);
+    if (!stories_dir(dir, sizeof dir)) skip();
     /* 1e-4 here: the real model's differences feed back through 12 steps of cache (the batched and the single
      * caches drift apart by rounding), measured 1.03e-5 with OpenBLAS and 7.7e-6 with the AVX2 kernels on a Zen 3;
      * a wrong row or position would be off by O(1) */
@@ -150,25 +160,58 @@ static void test_bf16_exact(void **s) {
 /* An f16 cache (FTC_KV_F16): a sequence gets the same bits alone and in a batch (quantized bases, whose products
  * do not depend on the other rows; attention over the halves is the same rows' arithmetic either way), on each
  * kernel set; f32 bases within the f32 cache's tolerances. */
-static void test_f16_cache_batch(void **s) {
-    (void)s;
+/* check_kv with tolerance 0 (the same bits) on each kernel set, for three fixtures (tests/fixtures/models/NAME) with
+ * a quantized base (qtype >= 0) or at bf16 precision */
+static void exact_on_backends(ftc_kv_type kvt, const char *const names[3], const int qtypes[3], const bool bf16[3]) {
     const char *backends[] = {"generic", "avx2", "auto"};
     for (int be = 0; be < 3; be++) {
         if (!ftc_matmul_set_backend(backends[be])) continue;
         printf("backend %s\n", ftc_matmul_backend());
-        check_kv(src_path("tests/fixtures/models/llama_gqa"), FTC_GGML_Q4_0, false, FTC_KV_F16, 0);
-        check_kv(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q8_0, false, FTC_KV_F16, 0);
-        check_kv(src_path("tests/fixtures/models/llama_gqa"), -1, true, FTC_KV_F16, 0);
+        for (int i = 0; i < 3; i++) {
+            char rel[256];
+            snprintf(rel, sizeof rel, "tests/fixtures/models/%s", names[i]);
+            check_kv(src_path(rel), qtypes[i], bf16[i], kvt, 0);
+        }
     }
     ftc_matmul_set_backend("auto");
+}
+
+static void test_f16_cache_batch(void **s) {
+    (void)s;
+    exact_on_backends(FTC_KV_F16, (const char *const[3]){"llama_gqa", "gpt2", "llama_gqa"},
+                      (const int[3]){FTC_GGML_Q4_0, FTC_GGML_Q8_0, -1}, (const bool[3]){false, false, true});
     check_kv(src_path("tests/fixtures/models/qwen2"), -1, false, FTC_KV_F16, 1e-5);
+}
+
+/* A q8_0 cache (FTC_KV_Q8_0): as the f16 cache, a sequence gets the same bits alone and in a batch on each kernel set
+ * (quantized bases and bf16 precision; the fixtures with a key/value width that is a multiple of 32: GPT-2's 32,
+ * whose heads of 8 share a block, and stories260K's), f32 within the f32 cache's tolerances; a model whose width
+ * is not a multiple of 32 is refused with a clear error. */
+static void test_q8_cache_batch(void **s) {
+    (void)s;
+    exact_on_backends(FTC_KV_Q8_0, (const char *const[3]){"gpt2", "gpt2", "gpt2"},
+                      (const int[3]){FTC_GGML_Q8_0, FTC_GGML_Q4_1, -1}, (const bool[3]){false, false, true});
+    check_kv(src_path("tests/fixtures/models/gpt2"), -1, false, FTC_KV_Q8_0, 1e-5);
+    ftc_model *m;
+    ftc_err e;
+    if (ftc_model_load(src_path("tests/fixtures/models/llama_gqa"), FTC_TASK_CAUSAL_LM, &m, &e)) fail_msg("%s", e.msg);
+    ftc_kv_cache *c = NULL;
+    assert_int_equal(ftc_kv_cache_create_typed(m, 4, FTC_KV_Q8_0, &c, &e), FTC_E_UNSUPPORTED); /* 2 heads of 8 */
+    assert_null(c);
+    printf("llama_gqa, q8_0 cache: %s\n", e.msg);
+    assert_non_null(strstr(e.msg, "multiple of 32"));
+    assert_int_equal(ftc_kv_cache_create_typed(m, 4, (ftc_kv_type)7, &c, &e), FTC_E_USAGE);
+    ftc_model_free(m);
+    char dir[8300];
+    if (!stories_dir(dir, sizeof dir)) skip();
+    check_kv(dir, FTC_GGML_Q8_0, false, FTC_KV_Q8_0, 0);
 }
 
 /* f16 cache against f32 cache (the portable and the default kernels): a prompt of 20 tokens (a chunk: the
  * widened rows' GEMMs), one of 5 (the rows over the halves), then 12 single steps each: logits within the
  * tolerance (|diff| / (1 + |logit|)); the halves' rounding (2^-11 relative on each key and value) is all that
  * differs, a wrong key or position would be off by O(1). */
-static double f16_vs_f32(const char *dir, int qtype) {
+static double kv_vs_f32(const char *dir, int qtype, ftc_kv_type kvt) {
     ftc_model *m;
     ftc_err e;
     if (ftc_model_load(dir, FTC_TASK_CAUSAL_LM, &m, &e)) fail_msg("%s: %s", dir, e.msg);
@@ -184,9 +227,9 @@ static double f16_vs_f32(const char *dir, int qtype) {
         int np = pi == 0 ? 20 : 5, steps = 12;
         if (np + steps > maxp) np = maxp / 2, steps = maxp - np; /* the GPT-2 fixture has 16 positions */
         ftc_kv_cache *a, *b;
-        assert_int_equal(ftc_kv_cache_create_typed(m, 4, FTC_KV_F16, &a, &e), FTC_OK);
+        assert_int_equal(ftc_kv_cache_create_typed(m, 4, kvt, &a, &e), FTC_OK);
         assert_int_equal(ftc_kv_cache_create(m, 4, &b, &e), FTC_OK);
-        assert_int_equal(ftc_kv_cache_type(a), FTC_KV_F16);
+        assert_int_equal(ftc_kv_cache_type(a), kvt);
         assert_int_equal(ftc_kv_cache_type(b), FTC_KV_F32);
         int32_t ids[32];
         for (int t = 0; t < np; t++) ids[t] = (int32_t)ftc_rng_below(&rng, (uint64_t)V);
@@ -205,12 +248,14 @@ static double f16_vs_f32(const char *dir, int qtype) {
         }
         ftc_kv_cache_free(a), ftc_kv_cache_free(b);
     }
-    printf("%s%s%s: f16 cache vs f32 cache: max |diff| / (1 + |logit|) %.2e\n", dir, qtype >= 0 ? " base " : "",
-           qtype >= 0 ? ftc_quant_name(qtype) : "", worst);
+    printf("%s%s%s: %s cache vs f32 cache: max |diff| / (1 + |logit|) %.2e\n", dir, qtype >= 0 ? " base " : "",
+           qtype >= 0 ? ftc_quant_name(qtype) : "", kvt == FTC_KV_Q8_0 ? "q8_0" : "f16", worst);
     free(la), free(lb);
     ftc_model_free(m);
     return worst;
 }
+
+static double f16_vs_f32(const char *dir, int qtype) { return kv_vs_f32(dir, qtype, FTC_KV_F16); }
 
 static void test_f16_cache_close(void **s) {
     (void)s;
@@ -223,21 +268,35 @@ static void test_f16_cache_close(void **s) {
         assert_true(f16_vs_f32(src_path("tests/fixtures/models/qwen2"), FTC_GGML_Q4_0) < 1e-2);
     }
     ftc_matmul_set_backend("auto");
-    const char *d = getenv("FTC_SHARED_DATA");
     char dir[8300];
-    snprintf(dir, sizeof dir, "%s/models/stories260K-hf", d ? d : "");
-    FILE *f = fopen(strcat(strcpy((char[8400]){0}, dir), "/config.json"), "r");
-    if (!f) skip();
-    fclose(f);
+    if (!stories_dir(dir, sizeof dir)) skip();
     /* measured 1.2e-2 (5.6e-3 after the 20-token prompt): head dim 8, random tokens, logits up to ~20; an f32
      * cache holding the same halves gives exactly the f16 cache's logits (checked by hand, 2026-12-04) */
     assert_true(f16_vs_f32(dir, -1) < 5e-2);
+}
+
+/* q8_0 cache against f32 cache (a prompt chunk over the dequantized rows' GEMMs, a short prompt and single steps
+ * over the blocks): within tolerances set from the measured differences (each value off by up to half a step of its
+ * block, max|x| / 254: 2^-8 relative against f16's 2^-11); a wrong key or position would be off by O(1). */
+static void test_q8_cache_close(void **s) {
+    (void)s;
+    const char *backends[] = {"generic", "auto"};
+    for (int be = 0; be < 2; be++) {
+        if (!ftc_matmul_set_backend(backends[be])) continue;
+        assert_true(kv_vs_f32(src_path("tests/fixtures/models/gpt2"), -1, FTC_KV_Q8_0) < Q8_CLOSE_GPT2);
+        assert_true(kv_vs_f32(src_path("tests/fixtures/models/gpt2"), FTC_GGML_Q4_1, FTC_KV_Q8_0) < Q8_CLOSE_GPT2_Q);
+    }
+    ftc_matmul_set_backend("auto");
+    char dir[8300];
+    if (!stories_dir(dir, sizeof dir)) skip();
+    assert_true(kv_vs_f32(dir, -1, FTC_KV_Q8_0) < Q8_CLOSE_STORIES);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_gpt2), cmocka_unit_test(test_llama_gqa),
                                        cmocka_unit_test(test_qwen2), cmocka_unit_test(test_stories260k),
                                        cmocka_unit_test(test_quant_base_exact), cmocka_unit_test(test_bf16_exact),
-                                       cmocka_unit_test(test_f16_cache_batch), cmocka_unit_test(test_f16_cache_close)};
+                                       cmocka_unit_test(test_f16_cache_batch), cmocka_unit_test(test_f16_cache_close),
+                                       cmocka_unit_test(test_q8_cache_batch), cmocka_unit_test(test_q8_cache_close)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

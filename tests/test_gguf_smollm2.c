@@ -17,6 +17,7 @@
 #include "ftc/gguf.h"
 #include "ftc/infer.h"
 #include "ftc/model.h"
+#include "ftc/quant.h"
 #include "ftc/tokenizer.h"
 #include "lib/test_util.h"
 
@@ -161,8 +162,59 @@ static void test_smollm2_tokenizer_corpus(void **state) {
     assert_int_equal(bad + bad_dec, 0);
 }
 
+/* A real model whose head dim (64) takes the AVX-512 lanes rows, the q8_0 cache's VNNI scores among them (the
+ * fixtures' heads of 8 take the portable rows): with a Q4_0 base (8-bit activations: a row's products do not
+ * depend on the other rows), each of 5 sequences gets exactly its bits alone and in batches of 5 and 3 over 12
+ * steps, with f16 and q8_0 caches (tests/test_decode_batch.c does this on the fixtures) */
+static void test_smollm2_batch_same_bits(void **state) {
+    (void)state;
+    const char *gg = getenv("FTC_SMOLLM2_GGUF");
+    if (UNDER_ASAN) { printf("skipped: the 135M model under AddressSanitizer is slow (release build runs it)\n"); skip(); }
+    if (!gg || !*gg || !ftc_file_exists(gg)) { printf("skipped: SmolLM2 GGUF not installed\n"); skip(); }
+    char dir[4096];
+    ftc_err e = {0};
+    ftc_model *m;
+    if (ftc_gguf_resolve(gg, dir, sizeof dir, &e) ||
+        ftc_model_load_quant_base(dir, FTC_TASK_CAUSAL_LM, FTC_GGML_Q4_0, &m, &e))
+        fail_msg("%s", e.msg);
+    const int V = ftc_model_config_of(m)->vocab_size, n = 5;
+    float *la = malloc(sizeof(float) * (size_t)n * V), *lb = malloc(sizeof(float) * (size_t)V);
+    assert_true(la && lb);
+    static const ftc_kv_type types[2] = {FTC_KV_F16, FTC_KV_Q8_0};
+    for (int ti = 0; ti < 2; ti++) {
+        ftc_kv_cache *a[5], *b[5];
+        int32_t ids[40], next[5];
+        for (int i = 0; i < n; i++) { /* prompts of 3 .. 31 tokens: the last two past a 16-key block */
+            assert_int_equal(ftc_kv_cache_create_typed(m, 64, types[ti], &a[i], &e), FTC_OK);
+            assert_int_equal(ftc_kv_cache_create_typed(m, 64, types[ti], &b[i], &e), FTC_OK);
+            const int np = 3 + 7 * i;
+            for (int k = 0; k < np; k++) ids[k] = (int32_t)((k * 7919 + i * 131) % V);
+            assert_int_equal(ftc_model_decode(m, a[i], ids, np, lb, false, &e), FTC_OK);
+            assert_int_equal(ftc_model_decode(m, b[i], ids, np, lb, false, &e), FTC_OK);
+            next[i] = (int32_t)((i * 977) % V);
+        }
+        int rows = 0;
+        for (int st = 0; st < 12; st++) {
+            const int nn = st % 3 == 2 ? 3 : n;
+            assert_int_equal(ftc_model_decode_batch(m, a, next, nn, la, &e), FTC_OK);
+            for (int i = 0; i < nn; i++, rows++) {
+                assert_int_equal(ftc_model_decode(m, b[i], &next[i], 1, lb, false, &e), FTC_OK);
+                assert_memory_equal(la + (size_t)i * V, lb, sizeof(float) * (size_t)V);
+                int am = 0;
+                for (int v = 1; v < V; v++) am = lb[v] > lb[am] ? v : am;
+                next[i] = (int32_t)((am + st) % V);
+            }
+        }
+        printf("SmolLM2 Q4_0 base, %s cache: %d rows of batches = alone, bit for bit\n", ti ? "q8_0" : "f16", rows);
+        for (int i = 0; i < n; i++) ftc_kv_cache_free(a[i]), ftc_kv_cache_free(b[i]);
+    }
+    free(la), free(lb);
+    ftc_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_smollm2_tokenizer_corpus),
-                                       cmocka_unit_test(test_smollm2_matches_reference)};
+                                       cmocka_unit_test(test_smollm2_matches_reference),
+                                       cmocka_unit_test(test_smollm2_batch_same_bits)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -870,6 +870,41 @@ static void test_nf4dq_matches_bitsandbytes(void **state) {
     ftc_gguf_close(g);
 }
 
+/* ftc_quantize_row's Q8_0 on AVX-512 (a q8_0 KV cache's stores) gives the portable quantizer's blocks, which are
+ * gguf.quants' (test_quantize_matches_reference): random blocks at scales from 1e-30 to 1e30, rounding ties
+ * (x / d = k + 0.5 exactly), values a hair below a tie, zeros of both signs, an all-zero block, subnormals,
+ * infinities and NaNs; the portable path is FTC_MATMUL=generic's. Elsewhere both runs take the same code. */
+static void test_q8_0_quantizer_paths(void **state) {
+    (void)state;
+    enum { NB = 64 };
+    float x[NB * 32];
+    ftc_rng r;
+    ftc_rng_seed(&r, 91);
+    for (int b = 0; b < NB; b++) {
+        const float scale = powf(10.0f, (float)(b % 13) * 5.0f - 30.0f);
+        for (int i = 0; i < 32; i++) x[32 * b + i] = (float)(ftc_rng_uniform(&r) * 2.0 - 1.0) * scale;
+    }
+    for (int i = 0; i < 32; i++) { /* block 1: max 127 (d = 1): ties and near-ties */
+        x[32 + i] = (float)(i - 16) + 0.5f;
+        if (i % 4 == 1) x[32 + i] = nextafterf(x[32 + i], 0.0f);
+    }
+    x[32 + 31] = 127.0f;
+    for (int i = 0; i < 32; i++) x[64 + i] = i % 2 ? -0.0f : 0.0f; /* block 2: zeros */
+    for (int i = 0; i < 32; i++) x[96 + i] = (float)(i + 1) * 1e-40f;  /* block 3: subnormals */
+    x[128 + 3] = INFINITY, x[160 + 7] = -INFINITY, x[192 + 9] = NAN, x[224] = NAN, x[225] = 2.0f; /* specials */
+    ftc_block_q8_0 a[NB], g[NB];
+    memset(a, 0x5a, sizeof a), memset(g, 0xa5, sizeof g);
+    ftc_quantize_row(FTC_GGML_Q8_0, x, a, NB * 32);
+    assert_true(ftc_matmul_set_backend("generic"));
+    ftc_quantize_row(FTC_GGML_Q8_0, x, g, NB * 32);
+    ftc_matmul_set_backend("auto");
+    assert_memory_equal(a, g, sizeof a);
+    assert_int_equal(g[1].qs[0], -16); /* -15.5 -> -16: half away from zero */
+    assert_int_equal(g[1].qs[1], -14); /* a hair above -14.5 */
+    assert_int_equal(g[1].qs[2], -14); /* -13.5 -> -14 */
+    assert_int_equal(g[1].qs[31], 127);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_matches_reference),
@@ -884,6 +919,7 @@ int main(void) {
         cmocka_unit_test(test_qmatmul_q8act_multi_ep),
         cmocka_unit_test(test_qgemm_q8act),
         cmocka_unit_test(test_roundtrip_error),
+        cmocka_unit_test(test_q8_0_quantizer_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include "ftc/status.h"
 
+/* The element type of a KV cache: generation's caches (ftc/infer.h, where the types are described) and the decode
+ * attention that reads them (ftc/ops.h). */
+typedef enum { FTC_KV_F32 = 0, FTC_KV_F16 = 1, FTC_KV_Q8_0 = 2 } ftc_kv_type;
+
 /* ---- files ---- */
 typedef struct {
     const uint8_t *data; /* read-only mapping (NULL for an empty file) */

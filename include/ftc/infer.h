@@ -27,12 +27,15 @@ int32_t ftc_sample(const float *logits, int V, const ftc_sampler *s, ftc_rng *rn
  * weights must not change while the cache holds positions (reset after training steps). */
 typedef struct ftc_kv_cache ftc_kv_cache;
 ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, ftc_err *err);
-/* The cache's element type. FTC_KV_F32 (the default of ftc_kv_cache_create) keeps the keys and values as computed;
- * FTC_KV_F16 (the CLI's default, as llama.cpp's; opt-in here) stores them as IEEE halves, rounded to nearest even: half
- * the memory and half the bytes attention reads a step (batched decoding of long sequences is bound by them);
- * logits then differ from the f32 cache's by the halves' rounding (2^-11 relative on each key and value). A
+/* The cache's element type (ftc_kv_type, ftc/base.h). FTC_KV_F32 (the default of ftc_kv_cache_create) keeps the keys
+ * and values as computed; FTC_KV_F16 (the CLI's default, as llama.cpp's; opt-in here) stores them as IEEE halves,
+ * rounded to nearest even: half the memory and half the bytes attention reads a step (batched decoding of long
+ * sequences is bound by them); logits then differ from the f32 cache's by the halves' rounding (2^-11 relative on
+ * each key and value). FTC_KV_Q8_0 (llama.cpp's -ctk q8_0 -ctv q8_0) stores each position's keys and values as
+ * ggml Q8_0 blocks of 32 (an f16 scale max|x| / 127 and 32 int8, ftc_quantize_row's rounding): 34 bytes per 32
+ * values, 53% of f16's; each value off by at most half a step (max|x| / 254 of its block); the model's key/value
+ * width (kv heads x head dim) must be a multiple of 32, else creating the cache fails with FTC_E_UNSUPPORTED. A
  * sequence still gets the same bits alone and in any batch. A batch (ftc_model_decode_batch) takes one type. */
-typedef enum { FTC_KV_F32 = 0, FTC_KV_F16 = 1 } ftc_kv_type;
 ftc_status ftc_kv_cache_create_typed(ftc_model *m, int capacity, ftc_kv_type type, ftc_kv_cache **out, ftc_err *err);
 ftc_kv_type ftc_kv_cache_type(const ftc_kv_cache *c);
 void ftc_kv_cache_free(ftc_kv_cache *c);

@@ -171,13 +171,26 @@ void ftc_attention_decode_forward_f16(float *out, float *att, const float *q, co
 void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q,
                                            const uint16_t *const *k_cache, const uint16_t *const *v_cache,
                                            const int *len, int S, int H, int Hkv, int D);
-/* ftc_attention_decode_seqs_forward (f16 false: float caches) or _f16 (caches of halves) with pre(pre_ctx, s) run
+/* The same two over Q8_0 caches (a q8_0 KV cache, issue 24; llama.cpp's -ctk q8_0 -ctv q8_0): each cached row of
+ * Hkv * D values (a multiple of 32) is Hkv * D / 32 Q8_0 blocks (ftc_block_q8_0 of ftc/quant.h: 32 int8 q and an
+ * f16 scale d), so a cache [B, Tcap] rows is one array of blocks; every Tn by the rows, as the _f16 ones. The values
+ * are decoded as they are read (d * q, ftc_dequantize_row's values). Where D is a multiple of 32 (at most 1024), as
+ * llama.cpp does, each head's query is quantized to 8-bit blocks (f32 scales) and a score is the blocks' integer
+ * dot products times both scales (AVX-512 VNNI, or a portable twin with the same bits), and the value sums are fused
+ * multiply-adds; elsewhere the keys are decoded too and the outputs are, bit for bit, those of the f32 functions on
+ * f32 caches holding the dequantized values. Either way a sequence's outputs do not depend on the batch. */
+void ftc_attention_decode_forward_q8_0(float *out, float *att, const float *q, const void *k_cache, const void *v_cache,
+                                       int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D);
+void ftc_attention_decode_seqs_forward_q8_0(float *out, float *const *att, const float *q, const void *const *k_cache,
+                                            const void *const *v_cache, const int *len, int S, int H, int Hkv, int D);
+/* ftc_attention_decode_seqs_forward (type FTC_KV_F32: float caches), _f16 (FTC_KV_F16: halves) or _q8_0
+ * (FTC_KV_Q8_0: Q8_0 blocks) with pre(pre_ctx, s) run
  * for each sequence s before its attention reads q[s] and its cache: inside the sequence's job of the parallel pass
  * when it has one job (a batch of >= 4), else for every sequence before the pass. A decoding step gives it the new
  * row's RoPE and its store into the cache, which then run on the pool's threads instead of one; the same outputs. */
 void ftc_attention_decode_seqs_forward_pre(float *out, float *const *att, const float *q, const void *const *k_cache,
-                                           const void *const *v_cache, bool f16, const int *len, int S, int H, int Hkv,
-                                           int D, void (*pre)(void *ctx, int s), void *pre_ctx);
+                                           const void *const *v_cache, ftc_kv_type type, const int *len, int S, int H,
+                                           int Hkv, int D, void (*pre)(void *ctx, int s), void *pre_ctx);
 /* out[i] = the float value of the IEEE half in[i] (exact; F16C / AVX-512 where the CPU has them) */
 void ftc_f16_to_f32_n(const uint16_t *in, float *out, size_t n);
 /* out[i] = in[i] as an IEEE half, the halves of ftc_f32_to_f16 (nearest even; F16C / AVX-512 where the CPU has them) */

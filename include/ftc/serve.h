@@ -3,6 +3,7 @@
  * Nothing here prints or exits: the CLI (src/cli/cmd_serve.c) owns signals and the terminal. */
 #ifndef FTC_SERVE_H
 #define FTC_SERVE_H
+#include "ftc/base.h"
 #include "ftc/status.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -59,8 +60,8 @@ typedef struct {
     bool bf16;              /* causal-lm: matmul weights kept in bf16, products in bf16 (ftc generate --precision bf16) */
     const char *base_dtype; /* causal-lm: NULL, or q8_0|q4_0|q4_1|q4_k|nf4|nf4dq: matmul weights block-quantized
                                (ftc generate --base-dtype) */
-    bool kv_f16;            /* causal-lm: the slots' KV caches in f16 (ftc serve's default), else f32 (the library's
-                               default, ftc serve --kv-type f32) */
+    ftc_kv_type kv_type;    /* causal-lm: the slots' KV caches: FTC_KV_F32 (0, the library's default; ftc serve
+                               --kv-type f32), FTC_KV_F16 (ftc serve's default) or FTC_KV_Q8_0 (ftc_kv_cache_create_typed) */
     size_t max_body;        /* request bodies over this get 413, default 1 MiB */
     void (*log)(void *ctx, const char *line); /* one line per request and event, or NULL */
     void *log_ctx;

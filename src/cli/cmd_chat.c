@@ -15,7 +15,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc chat --model RUNDIR|DIR [--chat-template T] [--system TEXT] [--max-tokens N]\n"
             "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [--adapter DIR]\n"
-            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32]\n\n"
+            "                [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32|q8_0]\n\n"
             "Reads messages from standard input, one per line, and prints the model's answers as they are\n"
             "generated, one answer per line. The conversation is kept: each answer sees the earlier turns.\n"
             "  /reset   forget the conversation (the --system message stays)\n"
@@ -28,7 +28,7 @@ static void usage(FILE *f) {
             "  --max-tokens N         most tokens per answer (default 256)\n"
             "  --adapter DIR   apply a PEFT LoRA adapter to the model first (merged)\n"
             "  --precision P, --base-dtype Q   weights in bf16 / block-quantized, as in ftc generate\n"
-            "  --kv-type T     the key/value cache in f16 (default) or f32, as in ftc generate\n"
+            "  --kv-type T     the key/value cache in f16 (default), f32 or q8_0, as in ftc generate\n"
             "  --temperature T, --top-k K, --top-p P, --seed S   sampling as in ftc generate (default greedy)\n"
             "  --stats                per answer, on standard error: prompt tokens, tokens reused from the cache,\n"
             "                         generated tokens, speed\n"
@@ -129,7 +129,7 @@ int cmd_chat(int argc, char **argv) {
             bf16 = !strcmp(v, "bf16");
         } else if (!strcmp(f, "kv-type")) {
             if (!cli_parse_kv_type(v, &b.kv_type))
-                return cli_usage_error("chat", "--kv-type takes f32 or f16, not '%s'", v);
+                return cli_usage_error("chat", "--kv-type takes f16, f32 or q8_0, not '%s'", v);
         } else if (!strcmp(f, "base-dtype")) {
             if ((qtype = ftc_quant_from_name(v)) < 0)
                 return cli_usage_error("chat", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", v);

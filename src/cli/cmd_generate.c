@@ -16,7 +16,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc generate --model DIR|RUNDIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
             "                    [--top-p P] [--seed S] [--stats] [--adapter DIR] [--precision fp32|bf16]\n"
-            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32]\n\n"
+            "                    [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32|q8_0]\n\n"
             "Continues TEXT with the model and prints only the generated text, token by token as it is produced.\n"
             "The prompt is tokenized as Hugging Face's encode() does (BOS added for Llama-family tokenizers); an\n"
             "empty prompt starts from the BOS token alone. Generation stops at EOS, after N tokens or when the\n"
@@ -40,8 +40,10 @@ static void usage(FILE *f) {
             "  --base-dtype Q      keep the matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4, nf4dq), decoded\n"
             "                      as they are multiplied; the LM head (a tied one is the embedding table) in q8_0\n"
             "  --kv-type T         the cache of keys and values: f16 (default, as llama.cpp's: half the memory and\n"
-            "                      reads of f32; logits within about 1e-2 of f32's) or f32 (the keys and values as\n"
-            "                      computed: the library's default, bit-exact with a full recompute)\n"
+            "                      reads of f32; logits within about 1e-2 of f32's), f32 (the keys and values as\n"
+            "                      computed: the library's default, bit-exact with a full recompute) or q8_0\n"
+            "                      (llama.cpp's -ctk q8_0 -ctv q8_0: blocks of 32 int8 and a scale, 53%% of f16's\n"
+            "                      bytes; needs kv heads x head dim a multiple of 32)\n"
             "Exit codes: 0 ok, 1 usage error, 2 bad input (model, tokenizer), 3 internal error.\n"
             "\nExamples:\n"
             "  ftc generate stories260K --prompt \"Once upon a time\" --max-tokens 64\n"
@@ -99,7 +101,7 @@ int cmd_generate(int argc, char **argv) {
             bf16 = !strcmp(v, "bf16");
         } else if (!strcmp(f, "kv-type")) {
             if (!cli_parse_kv_type(v, &kv_type))
-                return cli_usage_error("generate", "--kv-type takes f32 or f16, not '%s'", v);
+                return cli_usage_error("generate", "--kv-type takes f16, f32 or q8_0, not '%s'", v);
         } else if (!strcmp(f, "base-dtype")) {
             if ((qtype = ftc_quant_from_name(v)) < 0)
                 return cli_usage_error("generate", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", v);

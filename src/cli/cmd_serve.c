@@ -18,7 +18,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "Usage: ftc serve --model DIR|RUNDIR [--host 127.0.0.1] [--port 8080] [--api-key K | --api-key-file F]\n"
             "                 [--ctx N] [--slots N] [--queue N] [--task causal-lm|classify|encode] [--name ID]\n"
-            "                 [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32]\n\n"
+            "                 [--precision fp32|bf16] [--base-dtype q8_0|q4_0|q4_1|q4_k|nf4|nf4dq] [--kv-type f16|f32|q8_0]\n\n"
             "Serves a model over HTTP with the OpenAI API, so the tools and client libraries that speak it\n"
             "(the openai Python package, curl, chat front-ends) use the tuned model. Endpoints:\n"
             "  GET  /health                 {\"status\": \"ok\", slots, slots_busy, queued}, no key needed\n"
@@ -45,8 +45,8 @@ static void usage(FILE *f) {
             "                       sums (causal-lm; as ftc generate)\n"
             "  --base-dtype Q       matmul weights block-quantized (q8_0, q4_0, q4_1, q4_k, nf4, nf4dq), decoded as they are\n"
             "                       multiplied (causal-lm; as ftc generate)\n"
-            "  --kv-type T          the slots' key/value caches in f16 (default: half the memory of f32) or f32\n"
-            "                       (causal-lm; as ftc generate)\n"
+            "  --kv-type T          the slots' key/value caches in f16 (default: half the memory of f32), f32 or\n"
+            "                       q8_0 (causal-lm; as ftc generate)\n"
             "Exit codes: 0 stopped by a signal, 1 usage error, 2 bad input (model, port in use), 3 internal error.\n"
             "\nExamples:\n"
             "  ftc serve --model runs/assistant --port 8080 --slots 4\n"
@@ -100,7 +100,7 @@ int cmd_serve(int argc, char **argv) {
         return 0;
     }
     ftc_serve_opts o = {.host = "127.0.0.1", .port = 8080, .slots = 1, .queue = 16, .task = -1, .log = log_line,
-                       .kv_f16 = CLI_KV_DEFAULT == FTC_KV_F16};
+                       .kv_type = CLI_KV_DEFAULT};
     const char *key_file = NULL;
     static const cli_opt opts[] = {{"model", false, NULL},   {"host", false, NULL},         {"port", false, NULL},
                                    {"api-key", false, NULL}, {"api-key-file", false, NULL}, {"ctx", false, NULL},
@@ -126,9 +126,8 @@ int cmd_serve(int argc, char **argv) {
                 return cli_usage_error("serve", "--precision takes fp32 or bf16, not '%s'", val);
             o.bf16 = !strcmp(val, "bf16");
         } else if (!strcmp(f, "kv-type")) {
-            ftc_kv_type kv;
-            if (!cli_parse_kv_type(val, &kv)) return cli_usage_error("serve", "--kv-type takes f32 or f16, not '%s'", val);
-            o.kv_f16 = kv == FTC_KV_F16;
+            if (!cli_parse_kv_type(val, &o.kv_type))
+                return cli_usage_error("serve", "--kv-type takes f16, f32 or q8_0, not '%s'", val);
         } else if (!strcmp(f, "base-dtype")) {
             if (ftc_quant_from_name(val) < 0)
                 return cli_usage_error("serve", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", val);

@@ -5,6 +5,7 @@
 #include "ftc/infer.h"
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
+#include "ftc/quant.h"
 #include "ftc/safetensors.h"
 #include "model/model_internal.h"
 #include <math.h>
@@ -22,17 +23,19 @@ enum { CHUNK = 64, PREFILL = 256 };
  * kernels; longer prompt chunks the int8 GEMM tile (ftc_qgemm_q8act_forward), which beats both the row kernels
  * (they read each W row once per 8 rows of X) and the f32 panels (decoded W times f32 X) past 16 rows. */
 enum { Q8ACT_ROWS = 16 };
-/* An f16 cache: a chunk of at least this many positions (a prompt) widens the layer's cached rows to f32 and takes
- * ftc_attention_decode_forward's GEMMs; fewer (decoding) read the halves in ftc_attention_decode_forward_f16. */
+/* An f16 or q8_0 cache: a chunk of at least this many positions (a prompt) widens the layer's cached rows to f32 and
+ * takes ftc_attention_decode_forward's GEMMs; fewer (decoding) read the halves in ftc_attention_decode_forward_f16
+ * (the blocks in _q8_0). */
 enum { WIDEN_ROWS = 8 };
 
 struct ftc_kv_cache {
     ftc_model *m;
     int len, cap, max_pos;
-    void **k, **v;   /* per layer [cap, kvdim]: floats, or IEEE halves when f16 */
-    bool f16;        /* FTC_KV_F16: keys and values stored as halves (rounded to nearest even) */
-    float *kst, *vst; /* f16: a chunk's new keys and values in f32 [rows, kvdim] before they are stored */
-    float *wide;     /* f16: one layer's cached keys then values widened [2, cap, kvdim] for a prompt chunk's GEMM */
+    void **k, **v;   /* per layer [cap, kvdim]: floats, IEEE halves (f16) or kvdim / 32 Q8_0 blocks a row (q8_0) */
+    ftc_kv_type type; /* FTC_KV_F16: keys and values stored as halves (rounded to nearest even); FTC_KV_Q8_0: as
+                       * Q8_0 blocks (ftc_quantize_row) */
+    float *kst, *vst; /* f16, q8_0: a chunk's new keys and values in f32 [rows, kvdim] before they are stored */
+    float *wide;     /* f16, q8_0: one layer's cached keys then values widened [2, cap, kvdim] for a prompt chunk's GEMM */
     int32_t *ids;    /* [cap] the tokens whose keys and values are cached */
     int32_t pos[PREFILL];
     /* scratch for one chunk of `rows` positions */
@@ -60,6 +63,12 @@ void ftc_kv_cache_free(ftc_kv_cache *c) {
     free(c);
 }
 
+/* Bytes of n cached rows of the cache's type */
+static size_t row_bytes(const ftc_kv_cache *c, size_t n) {
+    const size_t kv = (size_t)c->m->kvdim;
+    return n * (c->type == FTC_KV_Q8_0 ? kv / 32 * sizeof(ftc_block_q8_0) : kv * (c->type == FTC_KV_F16 ? 2 : 4));
+}
+
 /* Grows the cache to hold at least `need` positions (doubling, capped at the model's context). */
 static ftc_status grow(ftc_kv_cache *c, int need, ftc_err *err) {
     if (need <= c->cap) return FTC_OK;
@@ -68,15 +77,15 @@ static ftc_status grow(ftc_kv_cache *c, int need, ftc_err *err) {
     int cap = c->cap ? c->cap : 64;
     while (cap < need) cap *= 2;
     if (cap > c->max_pos) cap = c->max_pos;
-    size_t kv = (size_t)c->m->kvdim, es = c->f16 ? sizeof(uint16_t) : sizeof(float);
+    size_t kv = (size_t)c->m->kvdim;
     for (int i = 0; i < c->m->L; i++) {
-        void *k = realloc(c->k[i], (size_t)cap * kv * es);
+        void *k = realloc(c->k[i], row_bytes(c, (size_t)cap));
         if (k) c->k[i] = k;
-        void *v = realloc(c->v[i], (size_t)cap * kv * es);
+        void *v = realloc(c->v[i], row_bytes(c, (size_t)cap));
         if (v) c->v[i] = v;
         if (!k || !v) return ftc_errf(err, FTC_E_NOMEM, "out of memory for a KV cache of %d positions", cap);
     }
-    if (c->f16) {
+    if (c->type != FTC_KV_F32) {
         float *w = realloc(c->wide, 2 * (size_t)cap * kv * sizeof(float));
         if (!w) return ftc_errf(err, FTC_E_NOMEM, "out of memory for a KV cache of %d positions", cap);
         c->wide = w;
@@ -102,8 +111,8 @@ static ftc_status ensure_rows(ftc_kv_cache *c, int N, ftc_err *err) {
         {&c->x, n * C, true}, {&c->a, n * C, true}, {&c->q, n * Q, true}, {&c->attn, n * Q, true},
         {&c->qkv, n * (Q + 2 * KV), m->fused_qkv}, {&c->o, n * C, true}, {&c->down, n * C, true},
         {&c->up, n * F, true}, {&c->act, n * F, true}, {&c->gate, n * F, m->swiglu}, {&c->mean, n, true},
-        {&c->rstd, n, true}, {&c->lora, n * (size_t)(r > 0 ? r : 1), r > 0}, {&c->kst, n * KV, c->f16},
-        {&c->vst, n * KV, c->f16},
+        {&c->rstd, n, true}, {&c->lora, n * (size_t)(r > 0 ? r : 1), r > 0}, {&c->kst, n * KV, c->type != FTC_KV_F32},
+        {&c->vst, n * KV, c->type != FTC_KV_F32},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         if (!bufs[i].want) continue;
@@ -121,16 +130,20 @@ ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, f
 
 ftc_status ftc_kv_cache_create_typed(ftc_model *m, int capacity, ftc_kv_type type, ftc_kv_cache **out, ftc_err *err) {
     *out = NULL;
-    if (type != FTC_KV_F32 && type != FTC_KV_F16)
+    if (type != FTC_KV_F32 && type != FTC_KV_F16 && type != FTC_KV_Q8_0)
         return ftc_errf(err, FTC_E_USAGE, "unknown KV cache type %d", (int)type);
     if (!m->causal || !m->pre_norm || m->task != FTC_TASK_CAUSAL_LM || m->lm_head < 0)
         return ftc_errf(err, FTC_E_UNSUPPORTED, "%s model loaded for %s: generation needs a decoder (GPT-2, Llama "
                         "family) with its language-model head", m->cfg.model_type,
                         m->task == FTC_TASK_CAUSAL_LM ? "causal-lm" : m->task == FTC_TASK_CLASSIFY ? "classify" : "encode");
+    if (type == FTC_KV_Q8_0 && m->kvdim % 32)
+        return ftc_errf(err, FTC_E_UNSUPPORTED, "a q8_0 KV cache stores each position's keys in blocks of 32 values: "
+                        "this model's key/value width is %d (%d heads of %d), not a multiple of 32; use f16 or f32",
+                        m->kvdim, m->Hkv, m->D);
     ftc_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return ftc_errf(err, FTC_E_NOMEM, "out of memory");
     c->m = m;
-    c->f16 = type == FTC_KV_F16;
+    c->type = type;
     c->max_pos = m->cfg.max_positions > 0 ? m->cfg.max_positions : 1 << 20;
     c->k = calloc((size_t)m->L, sizeof(void *));
     c->v = calloc((size_t)m->L, sizeof(void *));
@@ -151,11 +164,25 @@ ftc_status ftc_kv_cache_create_typed(ftc_model *m, int capacity, ftc_kv_type typ
 
 void ftc_kv_cache_reset(ftc_kv_cache *c) { c->len = 0; }
 int ftc_kv_cache_len(const ftc_kv_cache *c) { return c->len; }
-ftc_kv_type ftc_kv_cache_type(const ftc_kv_cache *c) { return c->f16 ? FTC_KV_F16 : FTC_KV_F32; }
+ftc_kv_type ftc_kv_cache_type(const ftc_kv_cache *c) { return c->type; }
 
-/* n floats stored as halves, rounded to nearest, ties to even (the exact value when it is a half): ftc_f32_to_f16's
- * halves, vcvtps2ph where the CPU has it */
-static void store_f16(uint16_t *dst, const float *src, size_t n) { ftc_f32_to_f16_n(src, dst, n); }
+/* n rows of keys or values src [n, kvdim] stored into a layer's cache dst from row `at`: floats as they are; halves
+ * rounded to nearest, ties to even (ftc_f32_to_f16's, vcvtps2ph where the CPU has it); Q8_0 blocks as
+ * ftc_quantize_row makes them (ggml's quantize_row_q8_0_ref: d = max|x| / 127, q = round(x / d)) */
+static void store_rows(const ftc_kv_cache *c, void *dst, int at, const float *src, int n) {
+    const size_t vals = (size_t)n * c->m->kvdim;
+    char *d = (char *)dst + row_bytes(c, (size_t)at);
+    if (c->type == FTC_KV_F16) ftc_f32_to_f16_n(src, (uint16_t *)d, vals);
+    else if (c->type == FTC_KV_Q8_0) ftc_quantize_row(FTC_GGML_Q8_0, src, d, (int64_t)vals);
+    else memcpy(d, src, vals * sizeof(float));
+}
+
+/* rows 0..n-1 of a layer's f16 or q8_0 cache src as floats (exact: the values the decode rows compute with) */
+static void widen_rows(const ftc_kv_cache *c, float *dst, const void *src, int n) {
+    const size_t vals = (size_t)n * c->m->kvdim;
+    if (c->type == FTC_KV_Q8_0) ftc_dequantize_row(FTC_GGML_Q8_0, src, dst, (int64_t)vals);
+    else ftc_f16_to_f32_n(src, dst, vals);
+}
 int ftc_kv_cache_max_len(const ftc_kv_cache *c) { return c->max_pos; }
 const int32_t *ftc_kv_cache_ids(const ftc_kv_cache *c) { return c->ids; }
 void ftc_kv_cache_truncate(ftc_kv_cache *c, int len) {
@@ -311,26 +338,29 @@ static void chunk_forward(ftc_kv_cache *c, int N) {
     if (rcs) ftc_rope_cos_sin(rcs, c->pos, m->inv_freq, N, m->D);
     for (int li = 0; li < m->L; li++) {
         layer_params *l = &m->layers[li];
-        /* this chunk's cache rows (f16: staged in f32, stored as halves once RoPE has turned the keys) */
-        float *kc = c->f16 ? c->kst : (float *)c->k[li] + (size_t)p0 * KV;
-        float *vc = c->f16 ? c->vst : (float *)c->v[li] + (size_t)p0 * KV;
+        /* this chunk's cache rows (f16, q8_0: staged in f32, stored once RoPE has turned the keys) */
+        const bool narrow = c->type != FTC_KV_F32;
+        float *kc = narrow ? c->kst : (float *)c->k[li] + (size_t)p0 * KV;
+        float *vc = narrow ? c->vst : (float *)c->v[li] + (size_t)p0 * KV;
         block_qkv(c, l, N, kc, vc, rcs, c->pos, true);
         const float *kf = c->k[li], *vf = c->v[li];
-        if (c->f16) {
-            store_f16((uint16_t *)c->k[li] + (size_t)p0 * KV, kc, (size_t)N * KV);
-            store_f16((uint16_t *)c->v[li] + (size_t)p0 * KV, vc, (size_t)N * KV);
+        if (narrow) {
+            store_rows(c, c->k[li], p0, kc, N);
+            store_rows(c, c->v[li], p0, vc, N);
             if (N >= WIDEN_ROWS) { /* a prompt chunk: the GEMMs of ftc_attention_decode_forward on widened rows */
-                size_t rows = (size_t)(p0 + N) * KV;
-                ftc_f16_to_f32_n(c->k[li], c->wide, rows);
-                ftc_f16_to_f32_n(c->v[li], c->wide + (size_t)c->cap * KV, rows);
+                widen_rows(c, c->wide, c->k[li], p0 + N);
+                widen_rows(c, c->wide + (size_t)c->cap * KV, c->v[li], p0 + N);
                 kf = c->wide, vf = c->wide + (size_t)c->cap * KV;
             }
         }
         for (int i = 0; i < N; i += CHUNK) { /* queries i.. of the chunk, over keys 0..p0+i+n-1 */
             int n = N - i < CHUNK ? N - i : CHUNK;
-            if (c->f16 && N < WIDEN_ROWS)
+            if (c->type == FTC_KV_F16 && N < WIDEN_ROWS)
                 ftc_attention_decode_forward_f16(c->attn + (size_t)i * Q, c->att, c->q + (size_t)i * Q, c->k[li],
                                                  c->v[li], 1, n, p0 + i + n, c->cap, m->H, m->Hkv, m->D);
+            else if (c->type == FTC_KV_Q8_0 && N < WIDEN_ROWS)
+                ftc_attention_decode_forward_q8_0(c->attn + (size_t)i * Q, c->att, c->q + (size_t)i * Q, c->k[li],
+                                                  c->v[li], 1, n, p0 + i + n, c->cap, m->H, m->Hkv, m->D);
             else
                 ftc_attention_decode_forward(c->attn + (size_t)i * Q, c->att, c->q + (size_t)i * Q, kf, vf, 1, n,
                                              p0 + i + n, c->cap, m->H, m->Hkv, m->D);
@@ -380,6 +410,8 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
 
 /* ---- several sequences, one new token each ---- */
 
+static const char *kv_type_name(ftc_kv_type t) { return t == FTC_KV_Q8_0 ? "q8_0" : t == FTC_KV_F16 ? "f16" : "f32"; }
+
 /* One layer of a batch step: what sequence s's attention needs first, run in its job of the attention pass
  * (ftc_attention_decode_seqs_forward_pre) rather than for all rows on the calling thread: RoPE on its new query and
  * key (the per-row function of rope_rows: the same bits) and the store of its key and value into its cache */
@@ -402,14 +434,8 @@ static void batch_row_pre(void *ctx, int s) {
         rope_rows(k, p->rcs + (size_t)s * m->D, NULL, m->inv_freq, 1, m->Hkv, m->D);
     }
     ftc_kv_cache *cr = p->caches[s];
-    const size_t at = (size_t)p->pos[s] * KV;
-    if (cr->f16) {
-        store_f16((uint16_t *)cr->k[p->li] + at, k, KV);
-        store_f16((uint16_t *)cr->v[p->li] + at, v, KV);
-    } else {
-        memcpy((float *)cr->k[p->li] + at, k, KV * sizeof(float));
-        memcpy((float *)cr->v[p->li] + at, v, KV * sizeof(float));
-    }
+    store_rows(cr, cr->k[p->li], p->pos[s], k, 1);
+    store_rows(cr, cr->v[p->li], p->pos[s], v, 1);
 }
 
 ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int32_t *ids, int n, float *logits,
@@ -422,9 +448,9 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
                             i, m->V);
         for (int j = 0; j < i; j++)
             if (caches[j] == caches[i]) return ftc_errf(err, FTC_E_USAGE, "KV cache %d is given twice", i);
-        if (caches[i]->f16 != caches[0]->f16)
+        if (caches[i]->type != caches[0]->type)
             return ftc_errf(err, FTC_E_USAGE, "KV cache %d is %s, cache 0 %s: a batch takes one cache type", i,
-                            caches[i]->f16 ? "f16" : "f32", caches[0]->f16 ? "f16" : "f32");
+                            kv_type_name(caches[i]->type), kv_type_name(caches[0]->type));
         ftc_status s = grow(caches[i], caches[i]->len + 1, err);
         if (s) return s;
     }
@@ -456,7 +482,7 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
         /* each sequence attends over its own cache, all of them in one pass, each first RoPE-turning and storing
          * its new row */
         batch_pre pre = {m, caches, c->q, knew, vnew, rcs, pos, li};
-        ftc_attention_decode_seqs_forward_pre(c->attn, atts, c->q, ks, vs, c->f16, lens, n, m->H, m->Hkv, m->D,
+        ftc_attention_decode_seqs_forward_pre(c->attn, atts, c->q, ks, vs, c->type, lens, n, m->H, m->Hkv, m->D,
                                               batch_row_pre, &pre);
         block_out(c, l, n);
     }

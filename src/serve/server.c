@@ -690,7 +690,7 @@ ftc_status ftc_server_start(const ftc_serve_opts *o, ftc_server **out, ftc_err *
         }
     }
     if ((st = ftc_infer_open(o->model_path, task, &s->im, err))) goto fail;
-    s->im.kv_type = o->kv_f16 ? FTC_KV_F16 : FTC_KV_F32;
+    s->im.kv_type = o->kv_type;
     s->have_im = true;
     s->task = s->im.task;
     if ((o->bf16 || o->base_dtype) && s->task != FTC_TASK_CAUSAL_LM) {

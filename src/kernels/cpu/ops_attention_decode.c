@@ -6,13 +6,16 @@
  * test_attention_decode).
  * Work is split per (sequence, head) on the library's pool (ftc_parallel_for), the threads the matmuls around it
  * run on, when there is enough of it (B*H*Tn*Tk*D > 65536); a decode step's smaller products run on the caller.
- * The _f16 entry points read caches of IEEE halves (an f16 KV cache, issue 24; ops_attention_decode_f16.inc).
- * On AVX-512, decoding's rows (f32 and f16 caches, D a multiple of 16) take the keys in lanes
+ * The _f16 entry points read caches of IEEE halves (an f16 KV cache, issue 24), the _q8_0 ones caches of Q8_0 blocks
+ * (ops_attention_decode_q8.inc), both decoded in registers by the rows of ops_attention_decode_f16.inc.
+ * On AVX-512, decoding's rows (f32 and f16 caches, D a multiple of 16; Q8_0, D a multiple of 32) take the keys in lanes
  * (ops_attention_decode_lanes.inc: the same operations, so the same bits, without a horizontal sum per key). */
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
+#include "ftc/quant.h"
 #include "ftc/safetensors.h"
 #include "matmul_internal.h" /* ftc_mm_cpu_has_f16c */
+#include "quant_internal.h"  /* ftc_q8a_avx512_ok */
 #include "ops_internal.h"
 #include "vmath.h"
 #include <math.h>
@@ -172,6 +175,7 @@ VM_THREE_PATHS(softmax_rows, (float *att, int Tn, int Tk, int start), (att, Tn, 
 static bool lanes_on = true;
 void ftc_attention_decode_set_lanes(bool on) { lanes_on = on; }
 
+#include "ops_attention_decode_q8.inc"
 #ifdef KV16_X86
 #include "ops_attention_decode_lanes.inc"
 #endif
@@ -190,7 +194,7 @@ static void heads(int NG, int GN, float *ob, float *att, const float *qb, const 
         return;
     }
 #ifdef KV16_X86
-    if (ftc_vm_use_avx512() && lanes_ok(NG * GN, D)) { /* decode_rows_avx512's bits */
+    if (ftc_vm_use_avx512() && lanes_ok(LK_F32, NG * GN, D)) { /* decode_rows_avx512's bits */
         lanes_rows(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
         return;
     }
@@ -274,19 +278,21 @@ static narrow_fn pick_narrow(void) {
 
 void ftc_f32_to_f16_n(const float *in, uint16_t *out, size_t n) { pick_narrow()(out, in, n); }
 
-/* The f16 rows, one copy per instruction set (ops_attention_decode_f16.inc) */
+/* The f16 rows, one copy per instruction set (ops_attention_decode_f16.inc), elements addressed from the base */
 VM_FORCE_INLINE void load8h_generic(vm_v8 *r, const uint16_t *p) {
     for (int u = 0; u < 8; u++) (*r)[u] = ftc_f16_to_f32(p[u]);
 }
+#define LOAD1H(b, e) ftc_f16_to_f32(((const uint16_t *)(b))[e])
+#define ADDRH(b, e) ((const uint16_t *)(b) + (e))
 #define R16(name) name##16_generic
 #define R16_TARGET
-#define LOAD8H(r, p) load8h_generic(r, p)
+#define LOAD8H(r, b, e) load8h_generic(r, (const uint16_t *)(b) + (e))
 #include "ops_attention_decode_f16.inc"
 #undef R16
 #undef R16_TARGET
 #undef LOAD8H
 #ifdef KV16_X86
-#define LOAD8H(r, p) load8h_f16c(r, p)
+#define LOAD8H(r, b, e) load8h_f16c(r, (const uint16_t *)(b) + (e))
 #define R16(name) name##16_avx2
 #define R16_TARGET __attribute__((target("avx2,f16c")))
 R16_TARGET VM_FORCE_INLINE void load8h_f16c(vm_v8 *r, const uint16_t *p) {
@@ -303,7 +309,7 @@ R16_TARGET VM_FORCE_INLINE void load8h_f16c(vm_v8 *r, const uint16_t *p) {
 #endif
 #define R16(name) name##16_avx512
 #undef LOAD8H
-#define LOAD8H(r, p) load8h_f16c_512(r, p)
+#define LOAD8H(r, b, e) load8h_f16c_512(r, (const uint16_t *)(b) + (e))
 R16_TARGET VM_FORCE_INLINE void load8h_f16c_512(vm_v8 *r, const uint16_t *p) {
     __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
     memcpy(r, &f, sizeof *r);
@@ -313,28 +319,145 @@ R16_TARGET VM_FORCE_INLINE void load8h_f16c_512(vm_v8 *r, const uint16_t *p) {
 #undef R16_TARGET
 #undef LOAD8H
 #endif
+#undef LOAD1H
+#undef ADDRH
+/* The Q8_0 rows: one portable copy (AVX-512 takes the lanes rows where D is a multiple of 32) */
+#define R16(name) name##q8_generic
+#define R16_TARGET
+#define LOAD8H(r, b, e) load8q_generic(r, b, e)
+#define LOAD1H(b, e) q8_at(b, e)
+#define ADDRH(b, e) q8_addr(b, e)
+#include "ops_attention_decode_f16.inc"
+#undef R16
+#undef R16_TARGET
+#undef LOAD8H
+#undef LOAD1H
+#undef ADDRH
 
-/* heads() over an f16 cache: every Tn by the rows (a prompt chunk's GEMMs want f32 rows: generation widens the
- * cache and calls ftc_attention_decode_forward for those) */
-static void heads16(int NG, int GN, float *ob, float *att, const float *qb, const uint16_t *kb, const uint16_t *vb,
-                    int Tn, int Tk, size_t qs, size_t ks, int D) {
+/* The values of the Q8_0 rows where D is a multiple of 32 (those with 8-bit query scores): o_h[d] = fma(p_h[j], v_j[d],
+ * o_h[d]) over the keys in order from 0, keys with p = 0 skipped, v decoded (d * q): the lanes rows' fused
+ * multiply-adds (_mm512_fmadd_ps), so their bits (a fused multiply-add is exactly rounded wherever it runs). GN query
+ * heads sharing the value rows from element ve; head h's output at oi + h * D, probabilities at pi + h * ps. */
+static void q8s_values_scalar(int GN, float *oi, const float *pi, size_t ps, const void *vb, size_t ve, size_t ks,
+                              int D, int nvis) {
+    for (int h = 0; h < GN; h++) {
+        float *o = oi + (size_t)h * D;
+        for (int d = 0; d < D; d++) o[d] = 0.0f;
+        for (int j = 0; j < nvis; j++) {
+            const float p = pi[(size_t)h * ps + j];
+            if (p == 0.0f) continue;
+            const ftc_block_q8_0 *blk = q8_block(vb, ve + (size_t)j * ks);
+            for (int d = 0; d < D; d++) o[d] = fmaf(p, (float)blk[d / 32].qs[d % 32] * ftc_f16_to_f32(blk[d / 32].d), o[d]);
+        }
+    }
+}
+#ifdef KV16_X86
+/* The same on AVX2 + FMA: 32 channels (a block) of a head in registers at a time */
+__attribute__((target("avx2,fma,f16c"))) static void q8s_values_avx2(int GN, float *oi, const float *pi, size_t ps,
+                                                                     const void *vb, size_t ve, size_t ks, int D,
+                                                                     int nvis) {
+    for (int h = 0; h < GN; h++)
+        for (int b = 0; b < D / 32; b++) {
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int j = 0; j < nvis; j++) {
+                const float p = pi[(size_t)h * ps + j];
+                if (p == 0.0f) continue;
+                const ftc_block_q8_0 *blk = q8_block(vb, ve + (size_t)j * ks) + b;
+                const __m256 P = _mm256_set1_ps(p), d = _mm256_set1_ps(_cvtsh_ss(blk->d));
+                for (int c = 0; c < 4; c++) {
+                    const __m256 v = _mm256_mul_ps(
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk->qs + 8 * c)))), d);
+                    acc[c] = _mm256_fmadd_ps(P, v, acc[c]);
+                }
+            }
+            for (int c = 0; c < 4; c++) _mm256_storeu_ps(oi + (size_t)h * D + 32 * b + 8 * c, acc[c]);
+        }
+}
+#endif
+
+/* The Q8_0 rows where D is a multiple of 32 (q8_scores_ok): the scores of the heads' 8-bit queries (q8_query,
+ * q8_score), the softmax, the values with fused multiply-adds (vals: q8s_values_scalar or its AVX2 copy); the
+ * portable twin of the lanes rows' (the same bits) */
+VM_FORCE_INLINE void rowsq8s_body(int NG, int GN, float *ob, float *att, const float *qb, const void *kb,
+                                  const void *vb, size_t e0, int Tn, int Tk, size_t qs, size_t ks, int D, int start,
+                                  float scale,
+                                  void (*vals)(int, float *, const float *, size_t, const void *, size_t, size_t, int,
+                                               int)) {
+    const size_t ps = (size_t)Tn * Tk;
+    const int nb = D / 32;
+    int8_t qq[Q8_DMAX];
+    float dq[Q8_DMAX / 32];
+    for (int i = 0; i < Tn; i++) {
+        const int nvis = start + i + 1;
+        const float *qi = qb + (size_t)i * qs;
+        float *pi = att + (size_t)i * Tk;
+        for (int g = 0; g < NG; g++)
+            for (int u = 0; u < GN; u++) {
+                const int h = g * GN + u;
+                float *p = pi + (size_t)h * ps, mx = -INFINITY;
+                q8_query(qi + (size_t)h * D, D, qq, dq);
+                for (int j = 0; j < nvis; j++) {
+                    p[j] = q8_score(qq, dq, kb, e0 + (size_t)j * ks + (size_t)g * D, nb) * scale;
+                    if (p[j] > mx) mx = p[j];
+                }
+                float inv = (float)(1.0 / ftc_vm_exp_sum(p, p, mx, nvis)); /* sum >= 1: the max contributes exp(0) */
+                for (int j = nvis; j < Tk; j++) p[j] = 0.0f;
+                for (int j = 0; j < nvis; j++) p[j] *= inv;
+            }
+        for (int g = 0; g < NG; g++)
+            vals(GN, ob + (size_t)i * qs + (size_t)g * GN * D, pi + (size_t)g * GN * ps, ps, vb, e0 + (size_t)g * D, ks,
+                 D, nvis);
+    }
+}
+
+static void rowsq8s_generic(int NG, int GN, float *ob, float *att, const float *qb, const void *kb, const void *vb,
+                            size_t e0, int Tn, int Tk, size_t qs, size_t ks, int D, int start, float scale) {
+    rowsq8s_body(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale, q8s_values_scalar);
+}
+#ifdef KV16_X86
+__attribute__((target("avx2,fma,f16c"))) static void rowsq8s_avx2(int NG, int GN, float *ob, float *att,
+                                                                  const float *qb, const void *kb, const void *vb,
+                                                                  size_t e0, int Tn, int Tk, size_t qs, size_t ks,
+                                                                  int D, int start, float scale) {
+    rowsq8s_body(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale, q8s_values_avx2);
+}
+#endif
+
+/* heads() over an f16 or a Q8_0 cache (type) from its element e0: every Tn by the rows (a prompt chunk's GEMMs want
+ * f32 rows: generation widens the cache and calls ftc_attention_decode_forward for those) */
+static void headsx(ftc_kv_type type, int NG, int GN, float *ob, float *att, const float *qb, const void *kb,
+                   const void *vb, size_t e0, int Tn, int Tk, size_t qs, size_t ks, int D) {
     const int start = Tk - Tn;
     const float scale = 1.0f / sqrtf((float)D);
 #ifdef KV16_X86
-    if (ftc_vm_use_avx512() && lanes_ok(NG * GN, D)) { /* rows16_avx512's bits */
-        lanes_rows16(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
-        return;
-    }
-    if (ftc_vm_use_avx512()) {
-        rows16_avx512(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
-        return;
-    }
-    if (ftc_vm_use_avx2() && ftc_mm_cpu_has_f16c()) {
-        rows16_avx2(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+    const int kind = type == FTC_KV_Q8_0 ? LK_Q8 : LK_F16;
+    if (ftc_vm_use_avx512() && lanes_ok(kind, NG * GN, D)) { /* rows16_avx512's / rowsq8s_generic's bits */
+        lanes_rowsx(kind, NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale);
         return;
     }
 #endif
-    rows16_generic(NG, GN, ob, att, qb, kb, vb, Tn, Tk, qs, ks, D, start, scale);
+    if (type == FTC_KV_Q8_0) {
+        void (*rows)(int, int, float *, float *, const float *, const void *, const void *, size_t, int, int, size_t,
+                     size_t, int, int, float) = q8_scores_ok(D) ? rowsq8s_generic : rowsq8_generic;
+#ifdef KV16_X86
+        if (q8_scores_ok(D) && (ftc_vm_use_avx512() || ftc_vm_use_avx2()) && ftc_mm_cpu_has_avx2_fma() &&
+            ftc_mm_cpu_has_f16c())
+            rows = rowsq8s_avx2;
+#endif
+        rows(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale);
+        return;
+    }
+#ifdef KV16_X86
+    if (ftc_vm_use_avx512()) {
+        rows16_avx512(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale);
+        return;
+    }
+    if (ftc_vm_use_avx2() && ftc_mm_cpu_has_f16c()) {
+        rows16_avx2(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale);
+        return;
+    }
+#endif
+    rows16_generic(NG, GN, ob, att, qb, kb, vb, e0, Tn, Tk, qs, ks, D, start, scale);
 }
 
 typedef struct {
@@ -342,8 +465,9 @@ typedef struct {
     const float *q, *k, *v;
     float *const *atts;
     const float *const *ks, *const *vs;
-    const uint16_t *k16, *v16;                 /* an f16 cache instead of k, v */
-    const uint16_t *const *ks16, *const *vs16; /* f16 caches instead of ks, vs */
+    ftc_kv_type type;                          /* FTC_KV_F16, FTC_KV_Q8_0: kx, vx (ksx, vsx) instead of k, v (ks, vs) */
+    const void *kx, *vx;                       /* an f16 or Q8_0 cache's base */
+    const void *const *ksx, *const *vsx;       /* f16 or Q8_0 caches */
     const int *lens;
     const int *order; /* sequences by length, longest first (their jobs in that order); NULL: as given */
     void (*pre)(void *ctx, int s); /* non-NULL: run for sequence s before its heads (in its job when it has one) */
@@ -381,7 +505,7 @@ static int heads_per_job16(int S, int Tn, int H, int Hkv) {
  * 1.9 -> 1.3 ms CPU a step); the same bits */
 static int heads_per_job32(int S, int Tn, int H, int Hkv, int D) {
 #ifdef KV16_X86
-    if (Tn < GEMM_QUERIES && ftc_vm_use_avx512() && Hkv > 0 && H % Hkv == 0 && lanes_ok(H / Hkv, D))
+    if (Tn < GEMM_QUERIES && ftc_vm_use_avx512() && Hkv > 0 && H % Hkv == 0 && lanes_ok(LK_F32, H / Hkv, D))
         return heads_per_job16(S, Tn, H, Hkv);
 #else
     (void)D;
@@ -397,7 +521,7 @@ static void run_one(void *ctx, int t) {
     float *o = j->out + (size_t)b * j->Tn * qs + (size_t)h * j->D, *a = j->att + ((size_t)b * j->H + h) * j->Tn * j->Tk;
     const float *q = j->q + (size_t)b * j->Tn * qs + (size_t)h * j->D;
     const size_t kv = (size_t)b * j->Tcap * ks + (size_t)g * j->D;
-    if (j->k16) heads16(NG, GN, o, a, q, j->k16 + kv, j->v16 + kv, j->Tn, j->Tk, qs, ks, j->D);
+    if (j->type != FTC_KV_F32) headsx(j->type, NG, GN, o, a, q, j->kx, j->vx, kv, j->Tn, j->Tk, qs, ks, j->D);
     else heads(NG, GN, o, a, q, j->k + kv, j->v + kv, j->Tn, j->Tk, qs, ks, j->D);
 }
 
@@ -421,8 +545,15 @@ void ftc_attention_decode_forward(float *out, float *att, const float *q, const 
 void ftc_attention_decode_forward_f16(float *out, float *att, const float *q, const uint16_t *k_cache,
                                       const uint16_t *v_cache, int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
     /* every Tn takes the rows here, in decoding's job shapes */
-    job j = {.out = out, .att = att, .q = q, .k16 = k_cache, .v16 = v_cache, .Tn = Tn, .Tk = Tk, .Tcap = Tcap, .H = H,
-             .Hkv = Hkv, .D = D, .JH = heads_per_job16(B, Tn, H, Hkv)};
+    job j = {.out = out, .att = att, .q = q, .type = FTC_KV_F16, .kx = k_cache, .vx = v_cache, .Tn = Tn, .Tk = Tk,
+             .Tcap = Tcap, .H = H, .Hkv = Hkv, .D = D, .JH = heads_per_job16(B, Tn, H, Hkv)};
+    decode_forward(&j, B);
+}
+
+void ftc_attention_decode_forward_q8_0(float *out, float *att, const float *q, const void *k_cache, const void *v_cache,
+                                       int B, int Tn, int Tk, int Tcap, int H, int Hkv, int D) {
+    job j = {.out = out, .att = att, .q = q, .type = FTC_KV_Q8_0, .kx = k_cache, .vx = v_cache, .Tn = Tn, .Tk = Tk,
+             .Tcap = Tcap, .H = H, .Hkv = Hkv, .D = D, .JH = heads_per_job16(B, Tn, H, Hkv)};
     decode_forward(&j, B);
 }
 
@@ -436,7 +567,7 @@ static void run_seq(void *ctx, int t) { /* sequence s's new query */
     float *o = j->out + (size_t)s * qs + (size_t)h * j->D, *a = j->atts[s] + (size_t)h * j->lens[s];
     const float *q = j->q + (size_t)s * qs + (size_t)h * j->D;
     const size_t kv = (size_t)g * j->D;
-    if (j->ks16) heads16(NG, GN, o, a, q, j->ks16[s] + kv, j->vs16[s] + kv, 1, j->lens[s], qs, ks, j->D);
+    if (j->type != FTC_KV_F32) headsx(j->type, NG, GN, o, a, q, j->ksx[s], j->vsx[s], kv, 1, j->lens[s], qs, ks, j->D);
     else heads(NG, GN, o, a, q, j->ks[s] + kv, j->vs[s] + kv, 1, j->lens[s], qs, ks, j->D);
 }
 
@@ -470,12 +601,12 @@ static void decode_seqs(job *j, int S) {
 }
 
 void ftc_attention_decode_seqs_forward_pre(float *out, float *const *att, const float *q, const void *const *k_cache,
-                                           const void *const *v_cache, bool f16, const int *len, int S, int H, int Hkv,
-                                           int D, void (*pre)(void *ctx, int s), void *pre_ctx) {
+                                           const void *const *v_cache, ftc_kv_type type, const int *len, int S, int H,
+                                           int Hkv, int D, void (*pre)(void *ctx, int s), void *pre_ctx) {
     job j = {.out = out, .q = q, .atts = att, .lens = len, .Tn = 1, .H = H, .Hkv = Hkv, .D = D, .pre = pre,
-             .pre_ctx = pre_ctx};
-    if (f16) {
-        j.ks16 = (const uint16_t *const *)k_cache, j.vs16 = (const uint16_t *const *)v_cache;
+             .pre_ctx = pre_ctx, .type = type};
+    if (type != FTC_KV_F32) {
+        j.ksx = k_cache, j.vsx = v_cache;
         j.JH = heads_per_job16(S, 1, H, Hkv);
     } else {
         j.ks = (const float *const *)k_cache, j.vs = (const float *const *)v_cache;
@@ -487,12 +618,17 @@ void ftc_attention_decode_seqs_forward_pre(float *out, float *const *att, const 
 void ftc_attention_decode_seqs_forward(float *out, float *const *att, const float *q, const float *const *k_cache,
                                        const float *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
     ftc_attention_decode_seqs_forward_pre(out, att, q, (const void *const *)k_cache, (const void *const *)v_cache,
-                                          false, len, S, H, Hkv, D, NULL, NULL);
+                                          FTC_KV_F32, len, S, H, Hkv, D, NULL, NULL);
 }
 
 void ftc_attention_decode_seqs_forward_f16(float *out, float *const *att, const float *q,
                                            const uint16_t *const *k_cache, const uint16_t *const *v_cache,
                                            const int *len, int S, int H, int Hkv, int D) {
     ftc_attention_decode_seqs_forward_pre(out, att, q, (const void *const *)k_cache, (const void *const *)v_cache,
-                                          true, len, S, H, Hkv, D, NULL, NULL);
+                                          FTC_KV_F16, len, S, H, Hkv, D, NULL, NULL);
+}
+
+void ftc_attention_decode_seqs_forward_q8_0(float *out, float *const *att, const float *q, const void *const *k_cache,
+                                            const void *const *v_cache, const int *len, int S, int H, int Hkv, int D) {
+    ftc_attention_decode_seqs_forward_pre(out, att, q, k_cache, v_cache, FTC_KV_Q8_0, len, S, H, Hkv, D, NULL, NULL);
 }
