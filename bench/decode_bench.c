@@ -19,6 +19,9 @@
  *                   machine, FTC_THREADS=1 and this figure compare two builds more steadily than tokens/s)
  *   batch B         ftc_model_decode_batch of B sequences (each after --prompt tokens): tokens/s over all of
  *                   them and the ratio to one sequence's decode, an FNV-1a hash of the last step's logits (all B)
+ *   interleaved B   the batch's steps again, each right after one step of the single sequence, timed apart:
+ *                   both tokens/s and their ratio, which (unlike the two lines above, minutes or seconds apart)
+ *                   sees both in the same state of the machine
  * Benchmarks are short: run them once on a quiet machine and report the load average beside the figures. */
 #include <math.h>
 #include "ftc/threads.h"
@@ -326,6 +329,26 @@ int main(int argc, char **argv) {
         printf("batch %d: %.1f tokens/s (%d steps in %.3f s), %.2fx one sequence; %.3f ms CPU per token (%.2fx one "
                "sequence's), logits %016llx\n", batch, tpsb, steps, dt, tpsb / tps1, cpub * 1e3, cpu / cpub,
                (unsigned long long)h);
+        if (!batch_only) {
+            /* The same steps again, each batch step right after one step of the single sequence (both from
+             * --prompt positions on): the two share whatever the machine does meanwhile (a VM whose memory speed
+             * changes within seconds gave single runs of either in different states), so their ratio holds */
+            double t1 = 0, tb = 0;
+            ftc_kv_cache_truncate(c, prompt);
+            for (int b = 0; b < batch; b++) ftc_kv_cache_truncate(cs[b], prompt);
+            for (int i = 0; i < steps / rounds; i++) {
+                double a = now();
+                if (ftc_model_decode(m, c, ids + prompt + i, 1, logits, false, &e)) return die("decode", &e);
+                double z = now();
+                fill_ids(next, batch, V, 1000 + (unsigned)i);
+                if (ftc_model_decode_batch(m, cs, next, batch, logits, &e)) return die("batch", &e);
+                t1 += z - a, tb += now() - z;
+            }
+            const int n = steps / rounds;
+            printf("interleaved %d: one sequence %.1f tokens/s, batch of %d %.1f tokens/s (%d steps each, one "
+                   "sequence's step then the batch's): %.2fx one sequence\n", batch, n / t1, batch, n * batch / tb, n,
+                   (n * batch / tb) / (n / t1));
+        }
         for (int b = 0; b < batch; b++) ftc_kv_cache_free(cs[b]);
         free(cs), free(next);
     }
