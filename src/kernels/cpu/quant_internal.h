@@ -5,6 +5,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Q8_0's rounding of y = x / d (ggml's quantize_row_q8_0_ref: roundf, half away from zero) for |y| <= 127 up to
+ * rounding, without the library call: the truncation, then the fraction, which is exact; out of range to +-127, a
+ * NaN (an infinite or NaN input) to 0. The weights' and a q8_0 KV cache's quantizer (quant.c) and the cache's
+ * 8-bit queries (ops_attention_decode_q8.inc) round with it, or with its 16-lane copy below: the same integers. */
+static inline int8_t ftc_round_q8(float y) {
+    y = y >= -127.0f && y <= 127.0f ? y : y > 0.0f ? 127.0f : y < 0.0f ? -127.0f : 0.0f;
+    const int t = (int)y;
+    const float f = y - (float)t;
+    return (int8_t)(t + (f >= 0.5f) - (f <= -0.5f));
+}
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+/* ftc_round_q8 on 16 lanes, narrowed to 16 int8 (the same operations) */
+__attribute__((target("avx2,f16c,avx512f,avx512dq,avx512bw,avx512vl"))) static inline __m128i
+ftc_round_q8_x16(__m512 y) {
+    const __m512 lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f), zero = _mm512_setzero_ps();
+    const __mmask16 in = _mm512_cmp_ps_mask(y, nlim, _CMP_GE_OQ) & _mm512_cmp_ps_mask(y, lim, _CMP_LE_OQ);
+    const __m512 out = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ),
+                                            _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), zero, nlim),
+                                            lim);
+    y = _mm512_mask_blend_ps(in, out, y);
+    const __m512i t = _mm512_cvttps_epi32(y), one = _mm512_set1_epi32(1);
+    const __m512 f = _mm512_sub_ps(y, _mm512_cvtepi32_ps(t));
+    __m512i r = _mm512_mask_add_epi32(t, _mm512_cmp_ps_mask(f, _mm512_set1_ps(0.5f), _CMP_GE_OQ), t, one);
+    r = _mm512_mask_sub_epi32(r, _mm512_cmp_ps_mask(f, _mm512_set1_ps(-0.5f), _CMP_LE_OQ), r, one);
+    return _mm512_cvtepi32_epi8(r);
+}
+#endif
+
 /* Decodes nb consecutive blocks into nb * block floats. */
 typedef void (*ftc_quant_decode_fn)(const void *in, float *y, int64_t nb);
 /* The decoder of a type (NULL if unsupported): isa 2 the AVX-512 copy, 1 the AVX2 one, 0 the portable one (same
