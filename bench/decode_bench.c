@@ -193,9 +193,7 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--pp")) pp = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--bw-mb")) bw_mb = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(argv[i], "--kv") &&
-                 (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "f16") || !strcmp(argv[i + 1], "q8_0")))
-            kvt = !strcmp(argv[++i], "f16") ? FTC_KV_F16 : !strcmp(argv[i], "q8_0") ? FTC_KV_Q8_0 : FTC_KV_F32;
+        else if (i + 1 < argc && !strcmp(argv[i], "--kv") && ftc_kv_type_parse(argv[i + 1], &kvt)) i++;
         else {
             fprintf(stderr, "decode_bench: unknown argument %s\n", argv[i]);
             return 2;
@@ -234,11 +232,11 @@ int main(int argc, char **argv) {
     if (bf16 && ftc_model_set_precision(m, FTC_PREC_BF16, &e)) return die("bf16", &e);
     double wb = weight_bytes(m);
     int V = m->V;
-    double kvb = 2.0 * m->L * prompt * m->kvdim * (kvt == FTC_KV_F16 ? 2 : kvt == FTC_KV_Q8_0 ? 34.0 / 32 : 4);
+    double kvb = 2.0 * m->L * (double)ftc_kv_type_bytes(kvt, (size_t)prompt * m->kvdim);
     printf("model: %s, %s%s, loaded in %.1f s; weights read per token %.1f MB; %s KV cache at %d positions %.1f MB; "
            "skinny products %s\n",
            model, bf16 ? "bf16" : "fp32", base ? base : "", now() - t0, wb / 1e6,
-           kvt == FTC_KV_F16 ? "f16" : kvt == FTC_KV_Q8_0 ? "q8_0" : "f32",
+           ftc_kv_type_name(kvt),
            prompt, kvb / 1e6, ftc_matmul_skinny());
 
     int maxn = prompt;

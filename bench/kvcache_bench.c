@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include "ftc/infer.h"
 #include "ftc/ops.h"
 #include "ftc/quant.h"
 #include "ftc/safetensors.h"
@@ -59,8 +60,8 @@ int main(int argc, char **argv) {
     }
     const int walk = !getenv("KVB_WARM"); /* KVB_WARM=1: no walk, the caches stay in L2/L3 (the compute alone) */
     for (int round = 0; round < 2; round++)
-        for (int f16 = 0; f16 < 3; f16++) { /* 0 f32, 1 f16, 2 q8_0 */
-            if (getenv("KVB_ONLY") && atoi(getenv("KVB_ONLY")) != f16) continue; /* KVB_ONLY=0|1|2: that cache alone */
+        for (ftc_kv_type t = FTC_KV_F32; t <= FTC_KV_Q8_0; t++) { /* 0 f32, 1 f16, 2 q8_0 */
+            if (getenv("KVB_ONLY") && atoi(getenv("KVB_ONLY")) != (int)t) continue; /* KVB_ONLY=0|1|2: that cache alone */
             double total = 0, wall = 1e30; /* CPU: the mean over reps; wall: the best rep */
             for (int r = 0; r < reps; r++) {
                 if (walk)
@@ -68,10 +69,10 @@ int main(int argc, char **argv) {
                 double t0 = cpu_s(), w0 = wall_s();
                 for (int l = 0; l < L; l++) {
                     size_t o = (size_t)l * S * 2;
-                    if (f16 == 2)
+                    if (t == FTC_KV_Q8_0)
                         ftc_attention_decode_seqs_forward_q8_0(out, att, q, (const void *const *)k8 + o,
                                                                (const void *const *)k8 + o + S, len, S, H, Hkv, D);
-                    else if (f16)
+                    else if (t == FTC_KV_F16)
                         ftc_attention_decode_seqs_forward_f16(out, att, q, (const uint16_t *const *)kh + o,
                                                               (const uint16_t *const *)kh + o + S, len, S, H, Hkv, D);
                     else
@@ -81,10 +82,10 @@ int main(int argc, char **argv) {
                 total += cpu_s() - t0;
                 if (wall_s() - w0 < wall) wall = wall_s() - w0;
             }
-            const double mb = 2.0 * L * S * n * (f16 == 2 ? 34.0 / 32 : f16 ? 2 : 4) / 1e6;
+            const double mb = 2.0 * L * S * (double)ftc_kv_type_bytes(t, n) / 1e6;
             printf("%s cache, %d sequences x %d positions: %.3f ms CPU a step (%d layers, %.1f MB of KV read); "
                    "best wall %.3f ms (%.1f GB/s)\n",
-                   f16 == 2 ? "q8_0" : f16 ? "f16" : "f32", S, T, total / reps * 1e3, L, mb, wall * 1e3, mb / wall / 1e3);
+                   ftc_kv_type_name(t), S, T, total / reps * 1e3, L, mb, wall * 1e3, mb / wall / 1e3);
         }
     return 0;
 }

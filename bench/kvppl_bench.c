@@ -104,7 +104,6 @@ int main(int argc, char **argv) {
     }
     const int V = m->V;
     enum { NC = 3 }; /* f32, f16, q8_0 */
-    static const char *names[NC] = {"f32", "f16", "q8_0"};
     const ftc_kv_type types[NC] = {FTC_KV_F32, FTC_KV_F16, FTC_KV_Q8_0};
     float *lg[NC];
     ftc_kv_cache *c[NC];
@@ -141,8 +140,8 @@ int main(int argc, char **argv) {
     for (int k = 1; k < nc; k++)
         printf("%s%s%s, %d tokens of %s decoded one at a time: perplexity f32 cache %.4f, %s cache %.4f (%+.3f%%); max "
                "|logit f32 - %s| %.3g (max |logit| %.3g); greedy token differs at %d of %d positions\n",
-               model, base ? " --base " : "", base ? base : "", ntok, text_path, exp(nll[0] / (ntok - 1)), names[k],
-               exp(nll[k] / (ntok - 1)), 100 * (exp(nll[k] / (ntok - 1)) / exp(nll[0] / (ntok - 1)) - 1), names[k],
+               model, base ? " --base " : "", base ? base : "", ntok, text_path, exp(nll[0] / (ntok - 1)), ftc_kv_type_name(types[k]),
+               exp(nll[k] / (ntok - 1)), 100 * (exp(nll[k] / (ntok - 1)) / exp(nll[0] / (ntok - 1)) - 1), ftc_kv_type_name(types[k]),
                maxd[k], maxl, differ[k], ntok - 1);
     for (int k = 0; k < NC; k++) free(lg[k]);
     for (int k = 0; k < nc; k++) ftc_kv_cache_free(c[k]);

@@ -38,6 +38,11 @@ ftc_status ftc_kv_cache_create(ftc_model *m, int capacity, ftc_kv_cache **out, f
  * sequence still gets the same bits alone and in any batch. A batch (ftc_model_decode_batch) takes one type. */
 ftc_status ftc_kv_cache_create_typed(ftc_model *m, int capacity, ftc_kv_type type, ftc_kv_cache **out, ftc_err *err);
 ftc_kv_type ftc_kv_cache_type(const ftc_kv_cache *c);
+/* "f32", "f16", "q8_0" (what --kv-type takes) for a type, and back (false: no such name) */
+const char *ftc_kv_type_name(ftc_kv_type t);
+bool ftc_kv_type_parse(const char *name, ftc_kv_type *out);
+/* Bytes of n cached values (n a multiple of 32 for Q8_0: whole blocks) */
+size_t ftc_kv_type_bytes(ftc_kv_type t, size_t n);
 void ftc_kv_cache_free(ftc_kv_cache *c);
 void ftc_kv_cache_reset(ftc_kv_cache *c);              /* forget every position */
 void ftc_kv_cache_truncate(ftc_kv_cache *c, int len);  /* keep the first len positions */

@@ -25,8 +25,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 bool cli_wants_help(int argc, char **argv);
 /* Strict number parsing for flag values: the whole string must be a number within [lo, hi]. */
 bool cli_parse_long(const char *s, long lo, long hi, long *out);
-/* --kv-type (generate, chat, serve): "f32" or "f16" into *out; false for anything else */
-bool cli_parse_kv_type(const char *s, ftc_kv_type *out);
+/* --kv-type (generate, chat, serve) is read by ftc_kv_type_parse (ftc/infer.h); its names for the usage error */
+#define CLI_KV_TYPES "f16, f32 or q8_0"
 /* The cache those commands take without --kv-type: f16, as llama.cpp's default (half the bytes a decoding step
  * reads; the library's own default is f32) */
 #define CLI_KV_DEFAULT FTC_KV_F16

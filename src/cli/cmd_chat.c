@@ -128,8 +128,8 @@ int cmd_chat(int argc, char **argv) {
                 return cli_usage_error("chat", "--precision takes fp32 or bf16, not '%s'", v);
             bf16 = !strcmp(v, "bf16");
         } else if (!strcmp(f, "kv-type")) {
-            if (!cli_parse_kv_type(v, &b.kv_type))
-                return cli_usage_error("chat", "--kv-type takes f16, f32 or q8_0, not '%s'", v);
+            if (!ftc_kv_type_parse(v, &b.kv_type))
+                return cli_usage_error("chat", "--kv-type takes " CLI_KV_TYPES ", not '%s'", v);
         } else if (!strcmp(f, "base-dtype")) {
             if ((qtype = ftc_quant_from_name(v)) < 0)
                 return cli_usage_error("chat", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", v);

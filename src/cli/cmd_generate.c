@@ -100,8 +100,8 @@ int cmd_generate(int argc, char **argv) {
                 return cli_usage_error("generate", "--precision takes fp32 or bf16, not '%s'", v);
             bf16 = !strcmp(v, "bf16");
         } else if (!strcmp(f, "kv-type")) {
-            if (!cli_parse_kv_type(v, &kv_type))
-                return cli_usage_error("generate", "--kv-type takes f16, f32 or q8_0, not '%s'", v);
+            if (!ftc_kv_type_parse(v, &kv_type))
+                return cli_usage_error("generate", "--kv-type takes " CLI_KV_TYPES ", not '%s'", v);
         } else if (!strcmp(f, "base-dtype")) {
             if ((qtype = ftc_quant_from_name(v)) < 0)
                 return cli_usage_error("generate", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", v);

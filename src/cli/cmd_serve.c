@@ -126,8 +126,8 @@ int cmd_serve(int argc, char **argv) {
                 return cli_usage_error("serve", "--precision takes fp32 or bf16, not '%s'", val);
             o.bf16 = !strcmp(val, "bf16");
         } else if (!strcmp(f, "kv-type")) {
-            if (!cli_parse_kv_type(val, &o.kv_type))
-                return cli_usage_error("serve", "--kv-type takes f16, f32 or q8_0, not '%s'", val);
+            if (!ftc_kv_type_parse(val, &o.kv_type))
+                return cli_usage_error("serve", "--kv-type takes " CLI_KV_TYPES ", not '%s'", val);
         } else if (!strcmp(f, "base-dtype")) {
             if (ftc_quant_from_name(val) < 0)
                 return cli_usage_error("serve", "--base-dtype takes q8_0, q4_0, q4_1, q4_k, nf4 or nf4dq, not '%s'", val);

@@ -90,13 +90,7 @@ bool cli_wants_help(int argc, char **argv) {
     return false;
 }
 
-bool cli_parse_kv_type(const char *s, ftc_kv_type *out) {
-    if (!strcmp(s, "f32")) *out = FTC_KV_F32;
-    else if (!strcmp(s, "f16")) *out = FTC_KV_F16;
-    else if (!strcmp(s, "q8_0")) *out = FTC_KV_Q8_0;
-    else return false;
-    return true;
-}
+
 
 bool cli_parse_long(const char *s, long lo, long hi, long *out) {
     char *end;

@@ -63,11 +63,20 @@ void ftc_kv_cache_free(ftc_kv_cache *c) {
     free(c);
 }
 
-/* Bytes of n cached rows of the cache's type */
-static size_t row_bytes(const ftc_kv_cache *c, size_t n) {
-    const size_t kv = (size_t)c->m->kvdim;
-    return n * (c->type == FTC_KV_Q8_0 ? kv / 32 * sizeof(ftc_block_q8_0) : kv * (c->type == FTC_KV_F16 ? 2 : 4));
+size_t ftc_kv_type_bytes(ftc_kv_type t, size_t n) {
+    return t == FTC_KV_Q8_0 ? n / 32 * sizeof(ftc_block_q8_0) : n * (t == FTC_KV_F16 ? 2 : 4);
 }
+
+const char *ftc_kv_type_name(ftc_kv_type t) { return t == FTC_KV_Q8_0 ? "q8_0" : t == FTC_KV_F16 ? "f16" : "f32"; }
+
+bool ftc_kv_type_parse(const char *name, ftc_kv_type *out) {
+    for (int t = FTC_KV_F32; t <= FTC_KV_Q8_0; t++)
+        if (!strcmp(name, ftc_kv_type_name((ftc_kv_type)t))) return *out = (ftc_kv_type)t, true;
+    return false;
+}
+
+/* Bytes of n cached rows of the cache's type */
+static size_t row_bytes(const ftc_kv_cache *c, size_t n) { return ftc_kv_type_bytes(c->type, n * (size_t)c->m->kvdim); }
 
 /* Grows the cache to hold at least `need` positions (doubling, capped at the model's context). */
 static ftc_status grow(ftc_kv_cache *c, int need, ftc_err *err) {
@@ -410,8 +419,6 @@ ftc_status ftc_model_decode(ftc_model *m, ftc_kv_cache *c, const int32_t *ids, i
 
 /* ---- several sequences, one new token each ---- */
 
-static const char *kv_type_name(ftc_kv_type t) { return t == FTC_KV_Q8_0 ? "q8_0" : t == FTC_KV_F16 ? "f16" : "f32"; }
-
 /* One layer of a batch step: what sequence s's attention needs first, run in its job of the attention pass
  * (ftc_attention_decode_seqs_forward_pre) rather than for all rows on the calling thread: RoPE on its new query and
  * key (the per-row function of rope_rows: the same bits) and the store of its key and value into its cache */
@@ -450,7 +457,7 @@ ftc_status ftc_model_decode_batch(ftc_model *m, ftc_kv_cache **caches, const int
             if (caches[j] == caches[i]) return ftc_errf(err, FTC_E_USAGE, "KV cache %d is given twice", i);
         if (caches[i]->type != caches[0]->type)
             return ftc_errf(err, FTC_E_USAGE, "KV cache %d is %s, cache 0 %s: a batch takes one cache type", i,
-                            kv_type_name(caches[i]->type), kv_type_name(caches[0]->type));
+                            ftc_kv_type_name(caches[i]->type), ftc_kv_type_name(caches[0]->type));
         ftc_status s = grow(caches[i], caches[i]->len + 1, err);
         if (s) return s;
     }
