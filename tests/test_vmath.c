@@ -1,6 +1,7 @@
 /* The vectorised exp (src/kernels/cpu/vmath.h) and the ops built on it (GELU tanh and erf, SwiGLU,
  * softmax cross-entropy), on the portable path and, where the CPU has it, the AVX-512 path, against double libm.
- * Also: AdamW's AVX-512 loop and the norms' two compilations are bit-identical to the portable ones.
+ * Also: AdamW's AVX-512 loop, the norms' two compilations and the gradient norm's sum of squares are bit-identical
+ * to the portable ones.
  * Bound: max relative error 1e-6 over results in the normal range (the algorithm gives about 2 ulp). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "ftc/base.h"
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
@@ -499,6 +501,33 @@ static void test_norm_paths_identical(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* The sum of squares behind the gradient norm (--clip): the same bits on every path, for lengths that are and
+ * are not multiples of 16, and right against a long double sum (relative error < 1e-13). */
+static double sumsq_first[4];
+static void check_sum_squares(const char *path) {
+    const int64_t lens[] = {0, 7, 33, 1000003};
+    for (int li = 0; li < 4; li++) {
+        int64_t n = lens[li];
+        float *x = malloc((size_t)(n ? n : 1) * sizeof *x);
+        assert_non_null(x);
+        ftc_rng r;
+        ftc_rng_seed(&r, 11);
+        long double ref = 0;
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = ftc_rng_normal(&r) * (i % 3 ? 1e-3f : 2.0f); /* magnitudes that a single float sum would lose */
+            ref += (long double)x[i] * x[i];
+        }
+        double s = ftc_sum_squares(x, n);
+        if (n == 0) assert_true(s == 0.0);
+        else assert_true(fabsl((long double)s - ref) / ref < 1e-13L);
+        if (!strcmp(path, "generic")) sumsq_first[li] = s;
+        else assert_memory_equal(&s, &sumsq_first[li], sizeof s);
+        free(x);
+    }
+    fprintf(stderr, "sum_squares %s: ok\n", path);
+}
+static void test_sum_squares(void **state) { (void)state; each_path(check_sum_squares); }
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exp),
@@ -509,6 +538,7 @@ int main(void) {
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_adamw_paths_identical),
         cmocka_unit_test(test_norm_paths_identical),
+        cmocka_unit_test(test_sum_squares),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -237,6 +237,10 @@ void ftc_tanh_backward(float *dx, const float *dy, const float *y, int n);
 void ftc_dropout_forward(float *y, float *mask, const float *x, int n, float p, ftc_rng *rng);
 void ftc_dropout_backward(float *dx, const float *dy, const float *mask, int n);
 
+/* sum of x[i]^2 in double: 16 lanes (lane k takes i = k mod 16) and a fixed tree, so the same bits on every
+ * path (AVX-512, AVX2, portable) and machine (the gradient norm that --clip reads) */
+double ftc_sum_squares(const float *x, int64_t n);
+
 /* AdamW (decoupled weight decay, PyTorch semantics) on n values; step t starts at 1. */
 void ftc_adamw_update(float *w, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int64_t t);

