@@ -429,6 +429,36 @@ static void test_adamw_paths_identical(void **state) {
     ftc_matmul_set_backend("auto");
 }
 
+/* ftc_adamw_update_scaled (the clip folded into the update) gives the bits of scaling the gradients first and
+ * then updating, on every path. */
+static void check_adamw_scaled(const char *path) {
+    enum { N = 100003 };
+    float *g = malloc(N * sizeof *g), *gs = malloc(N * sizeof *gs), *st[2][3];
+    assert_non_null(g);
+    assert_non_null(gs);
+    ftc_rng r;
+    ftc_rng_seed(&r, 9);
+    const float scale = 0.1234567f;
+    for (int i = 0; i < N; i++) g[i] = ftc_rng_normal(&r), gs[i] = g[i] * scale;
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 3; k++) {
+            st[p][k] = malloc(N * sizeof(float));
+            assert_non_null(st[p][k]);
+            for (int i = 0; i < N; i++) st[p][k][i] = k == 0 ? (float)i * 1e-3f - 0.3f : k == 1 ? 0.01f : 0.0f;
+        }
+    for (int t = 1; t <= 3; t++) {
+        ftc_adamw_update(st[0][0], gs, st[0][1], st[0][2], N, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
+        ftc_adamw_update_scaled(st[1][0], g, st[1][1], st[1][2], N, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t, scale);
+    }
+    for (int k = 0; k < 3; k++) assert_memory_equal(st[0][k], st[1][k], N * sizeof(float));
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 3; k++) free(st[p][k]);
+    free(g);
+    free(gs);
+    fprintf(stderr, "adamw scaled %s: ok\n", path);
+}
+static void test_adamw_scaled(void **state) { (void)state; each_path(check_adamw_scaled); }
+
 /* LayerNorm and RMSNorm (ops_norm.c) and the linear bias gradient (ops_linear.c) compile each loop twice (portable, AVX-512) with the same operations in
  * the same order: bit-identical outputs, statistics and gradients, for widths that are and are not
  * multiples of 16, threaded or not; and the forward matches a double reference (the path's sums are right,
@@ -537,6 +567,7 @@ int main(void) {
         cmocka_unit_test(test_gelu_paths_and_tails),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_adamw_paths_identical),
+        cmocka_unit_test(test_adamw_scaled),
         cmocka_unit_test(test_norm_paths_identical),
         cmocka_unit_test(test_sum_squares),
     };

@@ -244,4 +244,8 @@ double ftc_sum_squares(const float *x, int64_t n);
 /* AdamW (decoupled weight decay, PyTorch semantics) on n values; step t starts at 1. */
 void ftc_adamw_update(float *w, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int64_t t);
+/* The same with the gradient read as g[i] * grad_scale (one float product, as a clip's ftc_scale_grads would
+ * have stored it): the same bits as scaling first, without a pass of its own over the gradients. */
+void ftc_adamw_update_scaled(float *w, const float *g, float *m, float *v, int64_t n, float lr, float beta1,
+                             float beta2, float eps, float weight_decay, int64_t t, float grad_scale);
 #endif

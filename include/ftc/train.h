@@ -51,12 +51,18 @@ ftc_status ftc_optim_init(ftc_optimizer *o, ftc_param *const *params, int n_para
 void ftc_optim_free(ftc_optimizer *o);
 /* One update of every param with its current grad at learning rate lr; t becomes t + 1. */
 void ftc_optim_step(ftc_optimizer *o, float lr);
+/* The same with every grad read as grad * grad_scale (ftc_clip_coef's factor): the bits of ftc_scale_grads then
+ * ftc_optim_step, one pass over the gradients fewer; the grads themselves are left unscaled. */
+void ftc_optim_step_scaled(ftc_optimizer *o, float lr, float grad_scale);
 
 /* Global L2 norm of the grads of the optimizer's params (computed in double). */
 double ftc_grad_norm(const ftc_optimizer *o);
 /* torch.nn.utils.clip_grad_norm_: scale = max_norm / (norm + 1e-6), applied when < 1. Returns the norm
  * before clipping. max_norm <= 0: no clipping (the norm is still returned). */
 double ftc_clip_grad_norm(ftc_optimizer *o, float max_norm);
+/* The factor ftc_clip_grad_norm scales by: max_norm / (norm + 1e-6) when that is < 1, else 1 (also when
+ * max_norm <= 0). */
+float ftc_clip_coef(double norm, float max_norm);
 void ftc_scale_grads(ftc_optimizer *o, float s);
 
 /* Weight averaging (tail averaging, as SWA): o->avg holds the mean of the weights after the last k updates.

@@ -39,13 +39,15 @@ void ftc_optim_free(ftc_optimizer *o) {
     memset(o, 0, sizeof *o);
 }
 
-void ftc_optim_step(ftc_optimizer *o, float lr) {
+void ftc_optim_step(ftc_optimizer *o, float lr) { ftc_optim_step_scaled(o, lr, 1.0f); }
+
+void ftc_optim_step_scaled(ftc_optimizer *o, float lr, float grad_scale) {
     o->t++;
     for (int i = 0; i < o->n; i++) {
         ftc_param *p = o->params[i];
         float *m = o->moments + o->offset[i], *v = o->moments + o->n_values + o->offset[i];
-        ftc_adamw_update(p->data, p->grad, m, v, p->numel, o->lr_scale ? lr * o->lr_scale[i] : lr, o->h.beta1, o->h.beta2, o->h.eps,
-                     p->decay ? o->h.weight_decay : 0.0f, o->t);
+        ftc_adamw_update_scaled(p->data, p->grad, m, v, p->numel, o->lr_scale ? lr * o->lr_scale[i] : lr, o->h.beta1,
+                                o->h.beta2, o->h.eps, p->decay ? o->h.weight_decay : 0.0f, o->t, grad_scale);
     }
 }
 
@@ -78,12 +80,16 @@ void ftc_scale_grads(ftc_optimizer *o, float s) {
     }
 }
 
+float ftc_clip_coef(double norm, float max_norm) {
+    if (max_norm <= 0) return 1.0f;
+    float coef = (float)(max_norm / (norm + 1e-6));
+    return coef < 1.0f ? coef : 1.0f;
+}
+
 double ftc_clip_grad_norm(ftc_optimizer *o, float max_norm) {
     double norm = ftc_grad_norm(o);
-    if (max_norm > 0) {
-        float coef = (float)(max_norm / (norm + 1e-6));
-        if (coef < 1.0f) ftc_scale_grads(o, coef);
-    }
+    float coef = ftc_clip_coef(norm, max_norm);
+    if (coef < 1.0f) ftc_scale_grads(o, coef);
     return norm;
 }
 

@@ -214,13 +214,13 @@ static ftc_status train_step(ftc_tr_run *r, double *loss, double *grad_norm, flo
     *lr_used = 0;
     *grad_norm = 0;
     if (total == 0) return FTC_OK;
-    *grad_norm = ftc_clip_grad_norm(&r->opt, c->clip);
+    *grad_norm = ftc_grad_norm(&r->opt); /* the clip is applied inside the update (ftc_optim_step_scaled) */
     if (!isfinite(*grad_norm))
         return ftc_errf(err, FTC_E_DIVERGED, "gradient norm is %s at step %lld (epoch %lld), loss %g over %lld "
                         "micro-batch(es)", isnan(*grad_norm) ? "NaN" : "Inf", (long long)r->step + 1,
                         (long long)r->epoch + 1, *loss, (long long)n_micro);
     *lr_used = (float)(c->lr * ftc_schedule_factor(c->schedule, r->step, r->warmup_steps, r->total_steps));
-    ftc_optim_step(&r->opt, *lr_used);
+    ftc_optim_step_scaled(&r->opt, *lr_used, ftc_clip_coef(*grad_norm, c->clip));
     ftc_model_weights_changed(r->m); /* bf16 copies are refreshed before the next forward */
     return FTC_OK;
 }

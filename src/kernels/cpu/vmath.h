@@ -143,5 +143,5 @@ void ftc_vm_dropout_avx512(float *y, float *mask, const float *x, int i0, int i1
                        float keep_scale);
 /* AdamW's update on n values with precomputed scalars (ops_optim.c), bit-identical to its scalar loop. */
 void ftc_vm_adamw_avx512(float *w, const float *g, float *m, float *v, int64_t n, float step_size, float bc2_sqrt,
-                     float decay, float beta1, float one_m_b1, float beta2, float one_m_b2, float eps);
+                     float decay, float beta1, float one_m_b1, float beta2, float one_m_b2, float eps, float gscale);
 #endif

@@ -61,13 +61,14 @@ AVX512_FN double ftc_vm_exp_sum_avx512(float *y, const float *x, float shift, in
  * the portable loop (which libm's errno-setting sqrtf keeps from vectorising). */
 AVX512_FN void ftc_vm_adamw_avx512(float *w, const float *g, float *m, float *v, int64_t n, float step_size,
                                float bc2_sqrt, float decay, float beta1, float one_m_b1, float beta2, float one_m_b2,
-                               float eps) {
+                               float eps, float gscale) {
+    const __m512 vgs = _mm512_set1_ps(gscale); /* g * gscale first: what a clip would have stored */
     const __m512 vstep = _mm512_set1_ps(step_size), vbc2 = _mm512_set1_ps(bc2_sqrt), vdec = _mm512_set1_ps(decay);
     const __m512 vb1 = _mm512_set1_ps(beta1), v1b1 = _mm512_set1_ps(one_m_b1), vb2 = _mm512_set1_ps(beta2);
     const __m512 v1b2 = _mm512_set1_ps(one_m_b2), veps = _mm512_set1_ps(eps);
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        __m512 wi = _mm512_maskz_loadu_ps(k, w + i), gi = _mm512_maskz_loadu_ps(k, g + i);
+        __m512 wi = _mm512_maskz_loadu_ps(k, w + i), gi = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + i), vgs);
         __m512 mi = _mm512_maskz_loadu_ps(k, m + i), vi = _mm512_maskz_loadu_ps(k, v + i);
         wi = _mm512_mul_ps(wi, vdec);
         mi = _mm512_add_ps(_mm512_mul_ps(vb1, mi), _mm512_mul_ps(v1b1, gi));
