@@ -4,7 +4,6 @@
 #include "ftc/matmul.h"
 #include "ftc/ops.h"
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -566,35 +565,6 @@ static ftc_status check_batch(ftc_model *m, const ftc_batch *b, ftc_err *err) {
     return FTC_OK;
 }
 
-
-static float probe_n[65536];
-static void probe_norm_fwd(float *y, int B, int C) {
-    double S = !strcmp(getenv("FTC_PROBE_NORM"), "rms") ? sqrt((double)C) : 1.0;
-    static int shown;
-    double avg = 0;
-    for (int b = 0; b < B; b++) {
-        float *r = y + (size_t)b * C;
-        double ss = 0;
-        for (int c = 0; c < C; c++) ss += (double)r[c] * r[c];
-        double n = sqrt(ss) + 1e-12;
-        avg += n / sqrt((double)C);
-        probe_n[b] = (float)(n / S);
-        for (int c = 0; c < C; c++) r[c] = (float)(r[c] / (n / S));
-    }
-    if (shown++ < 3) fprintf(stderr, "probe: mean rms of pooled %.4f (S %.2f)\n", avg / B, S);
-}
-/* y = x S/|x| ; dx = (dy - y (y.dy)/S^2) * S/|x| ; probe_n = |x|/S */
-static void probe_norm_bwd(float *d, const float *y, int B, int C) {
-    double S = !strcmp(getenv("FTC_PROBE_NORM"), "rms") ? sqrt((double)C) : 1.0;
-    for (int b = 0; b < B; b++) {
-        float *g = d + (size_t)b * C;
-        const float *r = y + (size_t)b * C;
-        double dot = 0;
-        for (int c = 0; c < C; c++) dot += (double)r[c] * g[c];
-        dot /= S * S;
-        for (int c = 0; c < C; c++) g[c] = (float)((g[c] - r[c] * dot) / probe_n[b]);
-    }
-}
 static bool uses_pooler(const ftc_model *m) { return m->pooler_w >= 0 && m->pooling == FTC_POOL_CLS; }
 
 /* The classification head's input z [B, C]: the pooled state, through the BERT pooler when it is used. */
@@ -717,7 +687,6 @@ ftc_status ftc_model_forward(ftc_model *m, const ftc_batch *batch, bool training
             ftc_pool_mean_forward(m->pooled, x, m->mask, B, T, C);
         else
             ftc_pool_last_forward(m->pooled, x, m->mask, B, T, C);
-        if (getenv("FTC_PROBE_NORM")) probe_norm_fwd(m->pooled, B, C);
         if (uses_pooler(m)) { /* BERT pooler: tanh(dense(CLS)) */
             ftc_model_linear_forward(m, m->pooler_w, m->pooler_b, m->pool_dense, m->pooled, B, C, C);
             ftc_tanh_forward(m->pool_tanh, m->pool_dense, B * C);
@@ -993,7 +962,6 @@ ftc_status ftc_model_backward_weighted(ftc_model *m, float weight, ftc_err *err)
                                       m->pooled, B, C, C);
                 dpooled = dp;
             }
-            if (need_hidden && getenv("FTC_PROBE_NORM")) probe_norm_bwd((float *)dpooled, m->pooled, B, C);
             if (need_hidden) {
                 if (m->pooling == FTC_POOL_CLS)
                     ftc_pool_cls_backward(g, dpooled, B, T, C);
