@@ -2,7 +2,6 @@
  * Moments live in one buffer laid out param after param, only for params that train. */
 #include "ftc/train.h"
 #include "ftc/ops.h"
-#include "ftc/threads.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,26 +56,10 @@ double ftc_grad_norm(const ftc_optimizer *o) {
     return sqrt(sum);
 }
 
-enum { SCALE_BLOCK = 1 << 16 };
-typedef struct {
-    float *g;
-    int64_t n;
-    float s;
-} scale_job;
-
-static void scale_range(void *ctx, int64_t lo, int64_t hi) {
-    const scale_job *j = ctx;
-    int64_t end = hi * SCALE_BLOCK < j->n ? hi * SCALE_BLOCK : j->n;
-    for (int64_t k = lo * SCALE_BLOCK; k < end; k++) j->g[k] *= j->s;
-}
-
-/* Every step that clips (MiniLM's full fine-tune: all of them) passes over every gradient: on the pool, in
- * blocks of 64 Ki values (each value scaled alone, so the same bits whatever the thread count). */
 void ftc_scale_grads(ftc_optimizer *o, float s) {
     for (int i = 0; i < o->n; i++) {
-        scale_job j = {o->params[i]->grad, o->params[i]->numel, s};
-        int64_t nblk = (j.n + SCALE_BLOCK - 1) / SCALE_BLOCK;
-        ftc_parallel_range(nblk, nblk > 4, scale_range, &j);
+        float *g = o->params[i]->grad;
+        for (int64_t j = 0; j < o->params[i]->numel; j++) g[j] *= s;
     }
 }
 
