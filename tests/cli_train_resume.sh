@@ -3,7 +3,8 @@
 # (stories260K). Each run is killed with SIGKILL at random moments (mostly during steps and checkpoint
 # saves) and at chosen ones through the CLI's test hook FTC_TEST_KILL_AT (docs/train.md "Resume"): inside a
 # validation pass, after its metrics line, after best.ftc, at each stage of the final model save, and before
-# eval.json. It is resumed until it finishes and must end byte-identical to an uninterrupted run:
+# eval.json; full on classify (LP-FT) gets all of these in its head stage and again in its full stage. It is
+# resumed until it finishes and must end byte-identical to an uninterrupted run:
 # model/model.safetensors, checkpoint.ftc, best.ftc, eval.json, adapter/ (LoRA) and metrics.jsonl (timing
 # fields aside). Then --resume of the finished run is a no-op that says so, and --resume with a contradicting
 # flag is refused.
@@ -44,53 +45,76 @@ for combo in classify:full classify:head classify:lora causal-lm:full causal-lm:
   t0=$(date +%s%N)
   "$FTC" train "${ARGS[@]}" --out "$d.ref" >/dev/null 2>"$T/err" || { cat "$T/err"; fail "$combo: reference run failed"; }
   dur_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-  # a kill at a chosen moment: that process must die there (exit 137), not finish or fail
+  # a kill at a chosen moment: that process must die there (exit 137), not finish or fail. The braces keep
+  # bash's "Killed" job notice out of the log.
   kill_at() {
-    (FTC_TEST_KILL_AT=$1 "$FTC" train "${ARGS[@]}" --out "$d" $([ -d "$d" ] && echo --resume) \
-      >/dev/null 2>"$T/err") 2>/dev/null
+    { (FTC_TEST_KILL_AT=$1 "$FTC" train "${ARGS[@]}" --out "$d" $([ -d "$d" ] && echo --resume) \
+      >/dev/null 2>"$T/err"); } 2>/dev/null
     rc=$?
-    [ "$rc" = 137 ] || { cat "$T/err"; fail "$combo: FTC_TEST_KILL_AT=$1: exit $rc, not killed there"; }
+    [ "$rc" = 137 ] || { cat "$T/err"; fail "$combo$stage: FTC_TEST_KILL_AT=$1: exit $rc, not killed there"; }
     hooked="$hooked $1"
   }
-  hooked=""
-  # the first evaluation is always the best so far (best.ftc); the next ones are killed inside the validation
-  # pass and after its metrics.jsonl line (the step's checkpoint comes after both)
-  kill_at best-saved
-  if [ "$combo" = classify:full ]; then
-    # killed inside the LP-FT head stage: the run's settings are down already, so a contradicting flag is refused
-    [ -d "$d/head-stage" ] && [ ! -f "$d/checkpoint.ftc" ] || fail "$combo: the first kill was not inside the head stage"
-    expect_rc 1 "--resume: --batch 4 contradicts the saved run's batch 2" "$FTC" train "${ARGS[@]}" --out "$d" --resume --batch 4
-  fi
-  kill_at eval
-  kill_at eval-logged
-  kills=0 at=""
-  for k in $(seq "$KILLS"); do
-    # at random, but never past the final save's first moment (the kills below need the final save ahead)
-    FTC_TEST_KILL_AT=final-best "$FTC" train "${ARGS[@]}" --out "$d" --resume >/dev/null 2>&1 &
-    pid=$!
-    sleep "$(awk -v d="$dur_ms" -v s="$RANDOM" 'BEGIN { srand(s); printf "%.3f", d * (0.05 + 0.45 * rand()) / 1000 }')"
-    if kill -9 "$pid" 2>/dev/null; then
-      kills=$((kills + 1))
-      wait "$pid" 2>/dev/null
-      # where it was killed: the step of the last checkpoint, and whether the final model was there yet
-      st=$(head -c 100000 "$d/checkpoint.ftc" 2>/dev/null | grep -ao '"step": *[0-9]*' | head -n 1 | grep -o '[0-9]*$')
-      at="$at ${st:-none}$([ -d "$d/model" ] && echo +model)"
-    else
-      wait "$pid" 2>/dev/null
+  # random kills between shares $1 and $2 of the uninterrupted run's time, never past the final save's first
+  # moment (the kills after them need the final save ahead)
+  kill_randomly() {
+    for k in $(seq "$KILLS"); do
+      FTC_TEST_KILL_AT=final-best "$FTC" train "${ARGS[@]}" --out "$d" --resume >/dev/null 2>&1 &
+      pid=$!
+      sleep "$(awk -v d="$dur_ms" -v s="$RANDOM" -v a="$1" -v b="$2" 'BEGIN { srand(s); printf "%.3f", d * (a + (b - a) * rand()) / 1000 }')"
+      if kill -9 "$pid" 2>/dev/null; then
+        kills=$((kills + 1))
+        wait "$pid" 2>/dev/null
+        # where it was killed: the step of the last checkpoint, and whether the final model was there yet
+        st=$(head -c 100000 "$d/checkpoint.ftc" 2>/dev/null | grep -ao '"step": *[0-9]*' | head -n 1 | grep -o '[0-9]*$')
+        at="$at ${st:-none}$([ -d "$d/model" ] && echo +model)"
+      else
+        wait "$pid" 2>/dev/null
+      fi
+    done
+  }
+  # every chosen moment once: the first evaluation is always the best so far (best.ftc); the next ones are killed
+  # inside the validation pass and after its metrics.jsonl line (the step's checkpoint comes after both); then the
+  # final save: best weights loaded, LoRA's adapter/ written (a LoRA run writes no model/), model/ staged, model/
+  # in place, eval.json. A kill point fires the first time the process reaches it, so for classify:full they all
+  # land in the LP-FT head stage first (stage " head"), and once that has finished, in the full stage (" full").
+  kill_everywhere() {
+    kill_at best-saved
+    if [ "$stage" = " head" ]; then
+      # killed inside the LP-FT head stage: the run's settings are down already, so a contradicting flag is refused
+      [ -d "$d/head-stage" ] && [ ! -f "$d/checkpoint.ftc" ] || fail "$combo: the first kill was not inside the head stage"
+      expect_rc 1 "--resume: --batch 4 contradicts the saved run's batch 2" "$FTC" train "${ARGS[@]}" --out "$d" --resume --batch 4
+    elif [ "$stage" = " full" ]; then
+      [ -d "$d/head-stage/model" ] && [ ! -d "$d/model" ] \
+        || fail "$combo: the full stage's first kill came before the head stage had finished"
     fi
-  done
-  # the final save: best weights loaded, LoRA's adapter/ written (a LoRA run writes no model/), model/ staged,
-  # model/ in place, eval.json
-  kill_at final-best
+    kill_at eval
+    kill_at eval-logged
+    # random kills: none in the head stage, a short part of the run where they would mostly come too late;
+    # classify:full's full stage restarts from step 0 until its first checkpoint (step 3), so its kills come later
+    # for some to land after it (stderr muted: bash reports a process that killed itself at final-best)
+    if [ "$stage" = " full" ]; then kill_randomly 0.3 0.9 2>/dev/null
+    elif [ "$stage" = "" ]; then kill_randomly 0.05 0.5 2>/dev/null; fi
+    kill_at final-best
+    if [ "$stage" = " head" ]; then
+      # the first final save is the head stage's: its checkpoint is there, the full stage's not yet; a restart
+      # without --resume must not train over it
+      [ -f "$d/head-stage/checkpoint.ftc" ] && [ ! -f "$d/checkpoint.ftc" ] || fail "$combo: final-best was not the head stage's"
+      expect_rc 1 "already holds a run (head-stage/checkpoint.ftc): use --resume" "$FTC" train "${ARGS[@]}" --out "$d"
+    elif [ "$stage" = " full" ]; then
+      [ -f "$d/checkpoint.ftc" ] || fail "$combo: final-best of the full stage came before its checkpoint"
+    fi
+    if [ "$method" = lora ]; then kill_at final-adapter; else kill_at final-staged; fi
+    kill_at final-done
+    # eval.json is the whole run's (the head stage writes none): its moment comes at the end of the full stage
+    [ "$stage" = " head" ] || kill_at final-eval
+  }
+  hooked="" kills=0 at=""
   if [ "$combo" = classify:full ]; then
-    # the first final save is the head stage's: its checkpoint is there, the full stage's not yet; a restart
-    # without --resume must not train over it
-    [ -f "$d/head-stage/checkpoint.ftc" ] && [ ! -f "$d/checkpoint.ftc" ] || fail "$combo: final-best was not the head stage's"
-    expect_rc 1 "already holds a run (head-stage/checkpoint.ftc): use --resume" "$FTC" train "${ARGS[@]}" --out "$d"
+    stage=" head"; hooked="$hooked head-stage:"; kill_everywhere
+    stage=" full"; hooked="$hooked; full-stage:"; kill_everywhere
+  else
+    stage=""; kill_everywhere
   fi
-  if [ "$method" = lora ]; then kill_at final-adapter; else kill_at final-staged; fi
-  kill_at final-done
-  kill_at final-eval
   expect_rc 0 "" "$FTC" train "${ARGS[@]}" --out "$d" --resume
   # a LoRA run keeps its adapter, no merged model/
   mf=model/model.safetensors; [ "$method" = lora ] && mf=adapter/adapter_model.safetensors
