@@ -162,13 +162,8 @@ void ftc_layernorm_backward(float *dx, float *dw, float *db, const float *dy, co
 
 /* one row: y = w * (x * rstd) (LlamaRMSNorm order: normalise first, then scale by the weight) */
 VM_FORCE_INLINE void rms_fwd_row_body(float *yr, float *rstd, const float *xr, const float *w, int C, float eps) {
-    double a[16] = {0};
-    int c = 0;
-    for (; c + 16 <= C; c += 16)
-        for (int j = 0; j < 16; j++) a[j] += (double)xr[c + j] * xr[c + j];
-    for (int j = 0; c + j < C; j++) a[j] += (double)xr[c + j] * xr[c + j];
-    float rs = (float)(1.0 / sqrt(vm_sum16(a) / C + (double)eps));
-    for (c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * rs);
+    float rs = (float)(1.0 / sqrt(vm_sum_squares16(xr, C) / C + (double)eps));
+    for (int c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * rs);
     *rstd = rs;
 }
 VM_TWO_PATHS(rms_fwd_row, (float *yr, float *rstd, const float *xr, const float *w, int C, float eps),

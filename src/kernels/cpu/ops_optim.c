@@ -60,14 +60,7 @@ void ftc_adamw_update_scaled(float *w, const float *g, float *m, float *v, int64
         ftc_parallel_range(n, n > 65536, adamw_range, &j);
 }
 
-VM_FORCE_INLINE void sum_squares_body(const float *x, int64_t n, double *out) {
-    double lane[16] = {0};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) lane[k] += (double)x[i + k] * (double)x[i + k];
-    for (int k = 0; i + k < n; k++) lane[k] += (double)x[i + k] * (double)x[i + k];
-    *out = vm_sum16(lane);
-}
+VM_FORCE_INLINE void sum_squares_body(const float *x, int64_t n, double *out) { *out = vm_sum_squares16(x, n); }
 VM_THREE_PATHS(sum_squares, (const float *x, int64_t n, double *out), (x, n, out))
 
 double ftc_sum_squares(const float *x, int64_t n) {

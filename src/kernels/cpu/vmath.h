@@ -116,6 +116,17 @@ VM_FORCE_INLINE double vm_sum16(const double a[16]) {
     return ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]));
 }
 
+/* sum of x[i]^2 in double over vm_sum16's 16 lanes (lane j takes i = j mod 16): RMSNorm's row statistic and
+ * the gradient norm (ftc_sum_squares) */
+VM_FORCE_INLINE double vm_sum_squares16(const float *x, int64_t n) {
+    double a[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) a[j] += (double)x[i + j] * (double)x[i + j];
+    for (int j = 0; i + j < n; j++) a[j] += (double)x[i + j] * (double)x[i + j];
+    return vm_sum16(a);
+}
+
 /* Whether the AVX-512 path runs (CPU has it and neither the generic nor the avx2 backend is forced). */
 bool ftc_vm_use_avx512(void);
 /* Whether the AVX2 copies run where there is no AVX-512 path (CPU has AVX2 and generic is not forced); callers
